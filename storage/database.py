@@ -1,0 +1,106 @@
+"""SQLite connections with the settings every appliance database uses, and versioned migrations."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from storage.errors import SchemaTooNew
+
+BUSY_TIMEOUT_MS = 10_000
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One step of a database's schema history; applied once, in version order."""
+
+    version: int
+    name: str
+    sql: str
+
+
+def connect(path: Path | str, migrations: Sequence[Migration] = ()) -> sqlite3.Connection:
+    """Open (creating if needed) a SQLite database in WAL mode and bring its schema up to date."""
+    conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
+                           check_same_thread=False)
+    conn.row_factory = sqlite3.Row
+    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = NORMAL")
+    conn.execute("PRAGMA foreign_keys = ON")
+    if migrations:
+        migrate(conn, migrations)
+    return conn
+
+
+@contextmanager
+def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """Run a block as one write transaction, taking the write lock up front (BEGIN IMMEDIATE)."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def schema_version(conn: sqlite3.Connection) -> int:
+    """The highest migration applied to this database (0 for a new one)."""
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations ("
+        " version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at REAL NOT NULL)"
+    )
+    row = conn.execute("SELECT MAX(version) FROM schema_migrations").fetchone()
+    return row[0] or 0
+
+
+def migrate(conn: sqlite3.Connection, migrations: Sequence[Migration]) -> list[int]:
+    """Apply the migrations this database has not seen yet, each in its own transaction."""
+    ordered = sorted(migrations, key=lambda m: m.version)
+    latest = ordered[-1].version if ordered else 0
+    current = schema_version(conn)
+    if current > latest:
+        raise SchemaTooNew(
+            f"database {database_path(conn)} has schema version {current}, newer than this "
+            f"program knows ({latest}); upgrade the appliance or restore an older backup"
+        )
+    applied = []
+    for migration in ordered:
+        if migration.version <= current:
+            continue
+        with transaction(conn):
+            # Re-check inside the write lock: another process may have migrated meanwhile.
+            if schema_version(conn) >= migration.version:
+                continue
+            for statement in _statements(migration.sql):
+                conn.execute(statement)
+            conn.execute(
+                "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+                (migration.version, migration.name, time.time()),
+            )
+        applied.append(migration.version)
+    return applied
+
+
+def database_path(conn: sqlite3.Connection) -> str:
+    """The file behind a connection, for messages."""
+    row = conn.execute("PRAGMA database_list").fetchone()
+    return row["file"] if row else "?"
+
+
+def _statements(sql: str) -> Iterator[str]:
+    # executescript would commit our transaction; split complete statements instead.
+    buffer = ""
+    for line in sql.splitlines(keepends=True):
+        buffer += line
+        if sqlite3.complete_statement(buffer):
+            if buffer.strip():
+                yield buffer
+            buffer = ""
+    if buffer.strip():
+        yield buffer

@@ -1,0 +1,96 @@
+"""Schema history of metadata.db: models, data snapshots, runs, versions, aliases, audit log."""
+
+from storage.database import Migration
+
+MIGRATIONS = [
+    Migration(1, "registry, snapshots and runs", """
+CREATE TABLE models (
+    name        TEXT PRIMARY KEY,
+    spec_path   TEXT NOT NULL,
+    created_at  REAL NOT NULL
+);
+
+CREATE TABLE snapshots (
+    hash            TEXT PRIMARY KEY,
+    model           TEXT NOT NULL REFERENCES models(name),
+    path            TEXT NOT NULL,
+    rows            INTEGER NOT NULL,
+    quarantined     INTEGER NOT NULL,
+    source          TEXT NOT NULL,
+    min_event_time  TEXT,
+    max_event_time  TEXT,
+    schema_json     TEXT NOT NULL,
+    parent          TEXT REFERENCES snapshots(hash),
+    created_at      REAL NOT NULL
+);
+
+CREATE TABLE runs (
+    id                  TEXT PRIMARY KEY,
+    model               TEXT NOT NULL REFERENCES models(name),
+    kind                TEXT NOT NULL,
+    status              TEXT NOT NULL CHECK (status IN ('running', 'succeeded', 'failed')),
+    started_at          REAL NOT NULL,
+    ended_at            REAL,
+    params_json         TEXT NOT NULL DEFAULT '{}',
+    metrics_json        TEXT NOT NULL DEFAULT '{}',
+    data_snapshots_json TEXT NOT NULL DEFAULT '[]',
+    code_version        TEXT,
+    error               TEXT
+);
+CREATE INDEX runs_by_model ON runs(model, started_at);
+
+CREATE TABLE model_versions (
+    model               TEXT NOT NULL REFERENCES models(name),
+    version             INTEGER NOT NULL,
+    status              TEXT NOT NULL CHECK (status IN ('registered', 'rejected')),
+    artifact_sha256     TEXT NOT NULL,
+    feature_schema_json TEXT NOT NULL,
+    metrics_json        TEXT NOT NULL,
+    params_json         TEXT NOT NULL,
+    gate_report_json    TEXT NOT NULL,
+    data_version        TEXT NOT NULL,
+    code_version        TEXT NOT NULL,
+    run_id              TEXT NOT NULL REFERENCES runs(id),
+    created_at          REAL NOT NULL,
+    PRIMARY KEY (model, version)
+);
+
+CREATE TRIGGER model_versions_no_update BEFORE UPDATE ON model_versions
+BEGIN SELECT RAISE(ABORT, 'model versions are immutable'); END;
+CREATE TRIGGER model_versions_no_delete BEFORE DELETE ON model_versions
+BEGIN SELECT RAISE(ABORT, 'model versions are immutable'); END;
+
+CREATE TABLE aliases (
+    model       TEXT NOT NULL,
+    alias       TEXT NOT NULL CHECK (alias IN ('production', 'candidate')),
+    version     INTEGER NOT NULL,
+    updated_at  REAL NOT NULL,
+    PRIMARY KEY (model, alias),
+    FOREIGN KEY (model, version) REFERENCES model_versions(model, version)
+);
+
+CREATE TABLE promotions (
+    id              INTEGER PRIMARY KEY AUTOINCREMENT,
+    model           TEXT NOT NULL,
+    version         INTEGER NOT NULL,
+    promoted_at     REAL NOT NULL,
+    rolled_back_at  REAL,
+    FOREIGN KEY (model, version) REFERENCES model_versions(model, version)
+);
+CREATE INDEX promotions_by_model ON promotions(model, id);
+
+CREATE TABLE audit_log (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    at          REAL NOT NULL,
+    actor       TEXT NOT NULL,
+    action      TEXT NOT NULL,
+    model       TEXT,
+    version     INTEGER,
+    detail_json TEXT NOT NULL DEFAULT '{}'
+);
+CREATE TRIGGER audit_log_append_only_update BEFORE UPDATE ON audit_log
+BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+CREATE TRIGGER audit_log_append_only_delete BEFORE DELETE ON audit_log
+BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+"""),
+]
