@@ -1,0 +1,48 @@
+"""The main job: make sure every model has a production version, training only what is needed."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from appliance.home import Home
+from appliance.spec import load_spec
+from appliance.training.pipeline import ingest_source, train
+
+
+def bring_up(home: Home, spec_path: Path | None, say: Callable[[str], None]) -> None:
+    """Register the spec, then for each model: reuse production, or train and promote if the gate passes."""
+    if spec_path is not None:
+        spec = load_spec(spec_path)
+        if home.add_model(spec, actor="up"):
+            say(f"registered model '{spec.name}' from {spec.path}")
+    for summary in home.registry.models():
+        name = summary.name
+        spec = home.spec(name)
+        if summary.production is not None:
+            report = ingest_source(home, spec)
+            if not report.new_snapshot:
+                say(f"{name}: v{summary.production} in production, no new data — nothing to retrain")
+                continue
+            outcome = train(home, spec, actor="up", say=lambda line: say(f"{name}: {line}"))
+            if outcome.gates.passed:
+                say(f"{name}: new data → candidate v{outcome.version.version} passed its gates; "
+                    f"promote it with `appliance promote {name} {outcome.version.version}`")
+            else:
+                say(f"{name}: new data → v{outcome.version.version} failed its gates, "
+                    f"v{summary.production} keeps serving")
+            continue
+        if summary.candidate is not None:
+            home.registry.promote(name, summary.candidate, actor="up", reason="first production version")
+            say(f"{name}: promoted candidate v{summary.candidate} to production")
+            continue
+        outcome = train(home, spec, actor="up", say=lambda line: say(f"{name}: {line}"))
+        version = outcome.version.version
+        for check in outcome.gates.checks:
+            say(f"{name}: gate {check.name}: {'pass' if check.passed else 'FAIL'} — {check.detail}")
+        if outcome.gates.passed:
+            home.registry.promote(name, version, actor="up", reason="first production version")
+            say(f"{name}: v{version} promoted to production")
+        else:
+            say(f"{name}: v{version} was rejected by its gates; nothing to serve for '{name}' — "
+                "fix the data or the spec and run `appliance train " + name + "`")

@@ -1,0 +1,1 @@
+"""Data in: contract-checked ingestion, quarantine, versioned snapshots."""

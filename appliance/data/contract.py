@@ -1,0 +1,192 @@
+"""Data contracts: what a batch must look like, checked row by row and batch by batch."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Literal
+
+import msgspec
+import polars as pl
+
+from appliance.errors import InvalidInput, NotFound
+
+FieldType = Literal["string", "integer", "float", "boolean", "timestamp"]
+
+POLARS_TYPES: dict[str, pl.DataType] = {
+    "string": pl.String(),
+    "integer": pl.Int64(),
+    "float": pl.Float64(),
+    "boolean": pl.Boolean(),
+    "timestamp": pl.Datetime("us", "UTC"),
+}
+
+# More than this share of a column failing its type is a broken batch, not a few bad rows.
+UNREADABLE_SHARE = 0.5
+# A batch below this share of the contract's daily volume is refused outright.
+VOLUME_FLOOR_SHARE = 0.5
+
+
+class FieldRule(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    name: str
+    type: FieldType
+    nullable: bool = True
+    unique: bool = False
+    min: float | None = None
+    max: float | None = None
+    allowed_values: list[str | int | float] | None = None
+
+
+class ContractInfo(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    name: str
+    version: str
+    event_time: str
+    description: str = ""
+
+
+class Freshness(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    max_staleness: str
+
+    @property
+    def limit(self) -> timedelta:
+        return parse_duration(self.max_staleness)
+
+
+class Volume(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    min_rows_per_day: int
+
+
+class DataContract(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    contract: ContractInfo
+    fields: list[FieldRule]
+    freshness: Freshness | None = None
+    volume: Volume | None = None
+
+
+class ContractResult(msgspec.Struct):
+    """The outcome of checking one batch: rows read always equal accepted plus quarantined."""
+
+    rows_read: int
+    accepted: pl.DataFrame
+    quarantined: pl.DataFrame          # the offending rows as read, plus a ``reason`` column
+    warnings: list[str]
+
+
+def load_contract(path: Path) -> DataContract:
+    """Read a data contract TOML file."""
+    try:
+        raw = tomllib.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise NotFound(f"data contract {path} does not exist") from None
+    except tomllib.TOMLDecodeError as e:
+        raise InvalidInput(f"data contract {path} is not valid TOML: {e}") from None
+    try:
+        return msgspec.convert(raw, DataContract)
+    except msgspec.ValidationError as e:
+        raise InvalidInput(f"data contract {path}: {e}") from None
+
+
+def parse_duration(text: str) -> timedelta:
+    """'90s', '30m', '24h' or '7d' as a timedelta."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd])\s*", text)
+    if not match:
+        raise InvalidInput(f"duration {text!r} is not like '30m', '24h' or '7d'")
+    value, unit = float(match[1]), match[2]
+    return timedelta(**{{"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}[unit]: value})
+
+
+def check_batch(contract: DataContract, frame: pl.DataFrame, as_of: datetime | None = None) -> ContractResult:
+    """Check a batch against the contract; raise for batch-level failures, quarantine bad rows."""
+    missing = [f.name for f in contract.fields if f.name not in frame.columns]
+    if missing:
+        raise InvalidInput(
+            f"batch is missing column(s) {missing} required by contract "
+            f"'{contract.contract.name}'; nothing was written — fix the file and ingest again"
+        )
+    casts, reasons = [], []
+    for rule in contract.fields:
+        cast = _cast(rule, frame.schema[rule.name])
+        casts.append(cast.alias(rule.name))
+        unreadable = cast.is_null() & pl.col(rule.name).is_not_null()
+        share = frame.select(unreadable.mean()).item() if frame.height else 0.0
+        if share and share > UNREADABLE_SHARE:
+            raise InvalidInput(
+                f"column '{rule.name}' has type {frame.schema[rule.name]}, which does not read as "
+                f"the contract's {rule.type} ({share:.0%} of rows fail); nothing was written — "
+                "fix the file's types"
+            )
+        reasons.append(pl.when(unreadable).then(pl.lit(f"{rule.name}: not a {rule.type}")))
+    # with_columns evaluates every expression on the frame as read, so type reasons see raw values.
+    typed = frame.with_columns(*casts, _type=pl.concat_str(reasons, separator="; ", ignore_nulls=True))
+    value_reasons = [reason for rule in contract.fields for reason in _value_reasons(rule)]
+    reason = pl.concat_str([pl.col("_type").replace("", None), *value_reasons], separator="; ",
+                           ignore_nulls=True)
+    flagged = typed.with_columns(_reason=reason.replace("", None))
+    bad = flagged["_reason"].is_not_null()
+    accepted = flagged.filter(~bad).select([f.name for f in contract.fields])
+    quarantined = frame.with_columns(reason=flagged["_reason"]).filter(bad)
+    warnings = _batch_warnings(contract, accepted, as_of)
+    return ContractResult(frame.height, accepted, quarantined, warnings)
+
+
+def _cast(rule: FieldRule, source: pl.DataType) -> pl.Expr:
+    col, target = pl.col(rule.name), POLARS_TYPES[rule.type]
+    if source == target:
+        return col
+    if rule.type == "timestamp":
+        if source == pl.String:
+            return col.str.to_datetime(time_zone="UTC", strict=False).dt.cast_time_unit("us")
+        if isinstance(source, pl.Datetime):
+            zoned = col.dt.replace_time_zone("UTC") if source.time_zone is None else col.dt.convert_time_zone("UTC")
+            return zoned.dt.cast_time_unit("us")
+    if rule.type == "boolean" and source == pl.String:
+        lowered = col.str.to_lowercase()
+        return pl.when(lowered.is_in(["true", "1"])).then(True).when(lowered.is_in(["false", "0"])).then(False)
+    if rule.type in ("integer", "float") and source == pl.Boolean:
+        return pl.lit(None, target)  # a flag where a number belongs is not a number
+    return col.cast(target, strict=False)
+
+
+def _value_reasons(rule: FieldRule) -> list[pl.Expr]:
+    col = pl.col(rule.name)
+    checks: list[tuple[pl.Expr, str]] = []
+    if not rule.nullable:
+        checks.append((col.is_null() & (pl.col("_type") == ""), "null"))
+    if rule.min is not None:
+        checks.append((col < rule.min, f"below {rule.min}"))
+    if rule.max is not None:
+        checks.append((col > rule.max, f"above {rule.max}"))
+    if rule.allowed_values is not None:
+        checks.append((~col.is_in(rule.allowed_values), "not an allowed value"))
+    if rule.unique:
+        checks.append((col.is_duplicated(), "duplicate"))
+    return [pl.when(failed.fill_null(False)).then(pl.lit(f"{rule.name}: {what}")) for failed, what in checks]
+
+
+def _batch_warnings(contract: DataContract, accepted: pl.DataFrame, as_of: datetime | None) -> list[str]:
+    event_time = contract.contract.event_time
+    warnings: list[str] = []
+    if accepted.height == 0 or event_time not in accepted.columns:
+        return warnings
+    first, last = accepted[event_time].min(), accepted[event_time].max()
+    if contract.volume:
+        days = max((last - first).total_seconds() / 86400, 1.0)
+        per_day = accepted.height / days
+        floor = contract.volume.min_rows_per_day
+        if per_day < floor * VOLUME_FLOOR_SHARE:
+            raise InvalidInput(
+                f"batch has {per_day:,.0f} accepted rows per day, far below the contract's "
+                f"{floor:,} (refused under {VOLUME_FLOOR_SHARE:.0%} of it); nothing was written — "
+                "check the export that produced this file"
+            )
+        if per_day < floor:
+            warnings.append(f"volume {per_day:,.0f} rows/day is below the contract's {floor:,}")
+    if contract.freshness and as_of is not None:
+        age = as_of - last
+        if age > contract.freshness.limit:
+            warnings.append(
+                f"stale: newest event is {age} old, the contract allows {contract.freshness.max_staleness}"
+            )
+    return warnings

@@ -1,0 +1,1 @@
+"""Features, defined once in the spec and computed by one implementation for training and serving."""

@@ -1,0 +1,41 @@
+"""An opened data directory: the metadata database, the artifact store and the offline store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from appliance.registry import Registry
+from appliance.spec import ModelSpec, load_spec
+from storage.artifacts import ArtifactStore
+from storage.database import connect
+from storage.metadata_schema import MIGRATIONS
+from storage.offline_store import OfflineStore
+
+
+class Home:
+    """All of the appliance's state lives under one folder that can be backed up as a whole."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root).expanduser().resolve()
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.conn = connect(self.root / "metadata.db", MIGRATIONS)
+        self.registry = Registry(self.conn)
+        self.artifacts = ArtifactStore(self.root / "artifacts")
+        self.offline = OfflineStore(self.root / "offline")
+
+    def spec(self, model: str) -> ModelSpec:
+        """The spec a registered model was added with (read fresh, so edits take effect)."""
+        return load_spec(Path(self.registry.model(model).spec_path))
+
+    def add_model(self, spec: ModelSpec, actor: str = "cli") -> bool:
+        """Register a model from its spec; returns False if it was already registered."""
+        return self.registry.add_model(spec.name, str(spec.path), actor=actor)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> "Home":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

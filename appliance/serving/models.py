@@ -1,0 +1,105 @@
+"""Models loaded for serving, and the pool that swaps them when the production alias moves."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+
+import msgspec
+import numpy as np
+import onnxruntime as ort
+
+from appliance.errors import NotFound, NotReady
+from appliance.features.encoding import FeatureSchema, RecordEncoder
+from appliance.home import Home
+from appliance.registry import ModelVersion
+from appliance.training import onnx_export
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """One model version ready to answer: its ONNX Runtime session and its record encoder."""
+
+    name: str
+    version: int
+    session: ort.InferenceSession
+    encoder: RecordEncoder
+    threshold: float
+    max_batch_rows: int
+
+    def predict(self, records: list) -> np.ndarray:
+        """Probabilities for request records (validated and encoded first)."""
+        return onnx_export.predict_proba(self.session, self.encoder.encode(records))
+
+
+def load_version(home: Home, model: str, version: int) -> LoadedModel:
+    """Load a version from the artifact store (hash-verified) and warm its session with one row."""
+    spec = home.spec(model)
+    mv: ModelVersion = home.registry.version(model, version)
+    session = onnx_export.session(home.artifacts.get(mv.artifact_sha256))
+    schema = msgspec.convert(mv.feature_schema, FeatureSchema)
+    loaded = LoadedModel(model, version, session, RecordEncoder(schema), spec.target.threshold,
+                         spec.serving.max_batch_rows)
+    onnx_export.predict_proba(session, np.zeros((1, len(schema.columns)), dtype=np.float32))
+    return loaded
+
+
+def load_production(home: Home, model: str) -> LoadedModel:
+    """The model's production version, loaded; NotReady if it has none yet."""
+    version = home.registry.alias(home.registry.model(model).name, "production")
+    if version is None:
+        raise NotReady(f"model '{model}' has no production version yet; train one with "
+                       f"`appliance train {model}` and promote it")
+    return load_version(home, model, version)
+
+
+class ModelPool:
+    """The production model of every registered model; readers never wait on a swap."""
+
+    def __init__(self) -> None:
+        self._loaded: dict[str, LoadedModel] = {}
+        self._known: set[str] = set()
+        self._failed: set[tuple[str, int]] = set()
+        self._refresh_lock = threading.Lock()
+
+    def get(self, name: str) -> LoadedModel:
+        """The loaded production model for a name; NotFound or NotReady otherwise."""
+        loaded = self._loaded.get(name)
+        if loaded is not None:
+            return loaded
+        if name in self._known:
+            raise NotReady(f"model '{name}' has no production version loaded yet; train and promote "
+                           f"one with `appliance train {name}`")
+        known = ", ".join(sorted(self._known)) or "none"
+        raise NotFound(f"unknown model '{name}' (known: {known})")
+
+    def loaded(self) -> dict[str, LoadedModel]:
+        return dict(self._loaded)
+
+    def known(self) -> set[str]:
+        return set(self._known)
+
+    def refresh(self, home: Home) -> list[tuple[str, int]]:
+        """Load every production version that changed; returns the (model, version) pairs swapped in."""
+        with self._refresh_lock:
+            self._known = {m.name for m in home.registry.models()}
+            swapped = []
+            for name, version in home.registry.production_versions().items():
+                current = self._loaded.get(name)
+                if (current and current.version == version) or (name, version) in self._failed:
+                    continue
+                try:
+                    loaded = load_version(home, name, version)
+                except Exception as e:  # a corrupt artifact or bad spec must not take serving down
+                    self._failed.add((name, version))
+                    log.error("could not load %s v%s, still serving %s: %s", name, version,
+                              f"v{current.version}" if current else "nothing", e)
+                    continue
+                # One dict assignment: requests in flight keep the model object they already hold.
+                self._loaded = {**self._loaded, name: loaded}
+                swapped.append((name, version))
+                log.info("now serving %s v%s", name, version)
+            return swapped

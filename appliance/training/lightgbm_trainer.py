@@ -1,0 +1,58 @@
+"""The LightGBM trainer: gradient-boosted trees on the encoded feature matrix."""
+
+from __future__ import annotations
+
+import os
+
+import lightgbm as lgb
+import numpy as np
+
+from appliance.features.encoding import FeatureSchema
+
+DEFAULT_PARAMS = {"num_boost_round": 300, "learning_rate": 0.05, "num_leaves": 31}
+
+
+def default_threads() -> int:
+    """Half the cores: training must leave the serving path room (and OpenMP spins when oversubscribed)."""
+    return max(1, (os.cpu_count() or 2) // 2)
+
+
+def train_lightgbm(schema: FeatureSchema, x: np.ndarray, y: np.ndarray, params: dict, seed: int) -> lgb.Booster:
+    """Fit a binary classifier; deterministic on CPU for a given seed, data and thread count."""
+    params = {**DEFAULT_PARAMS, **params}
+    rounds = int(params.pop("num_boost_round"))
+    categorical = [i for i, c in enumerate(schema.columns) if c.type == "category"]
+    dataset = lgb.Dataset(x, label=y, feature_name=schema.names, categorical_feature=categorical,
+                          free_raw_data=False)
+    settings = {
+        "objective": "binary", "verbosity": -1, "seed": seed, "deterministic": True,
+        "force_row_wise": True, "num_threads": default_threads(), **params,
+    }
+    return float32_thresholds(lgb.train(settings, dataset, num_boost_round=rounds))
+
+
+def float32_thresholds(booster: lgb.Booster) -> lgb.Booster:
+    """The same model with every split threshold rounded down to a float32.
+
+    ONNX tree ensembles compare in float32. LightGBM picks thresholds in float64 halfway between
+    training values; rounded to nearest float32 such a threshold can land on a value the model
+    sends the other way. Rounding down instead gives identical decisions for every float32 input,
+    so the native model and its ONNX export agree to float32 summation error.
+    """
+    lines = []
+    for line in booster.model_to_string().splitlines():
+        if line.startswith("tree_sizes="):
+            continue  # byte offsets of the trees; they change with the text, and are optional
+        if line.startswith("threshold="):
+            exact = np.array(line[len("threshold="):].split(), dtype=np.float64)
+            single = exact.astype(np.float32)
+            above = single.astype(np.float64) > exact
+            single[above] = np.nextafter(single[above], np.float32(-np.inf))
+            line = "threshold=" + " ".join(repr(float(t)) for t in single)
+        lines.append(line)
+    return lgb.Booster(model_str="\n".join(lines) + "\n")
+
+
+def native_predict(booster: lgb.Booster, x: np.ndarray) -> np.ndarray:
+    """The booster's own probabilities, the reference for the ONNX parity check."""
+    return booster.predict(x.astype(np.float64))

@@ -1,0 +1,1 @@
+"""Validation gates: what a model version must pass before it may serve."""
