@@ -1,0 +1,91 @@
+"""Shared fixtures: a data directory trained once per session, copies of it, and a real server."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+
+from appliance.config import bundled_spec_path
+from appliance.home import Home
+from appliance.serving.app import create_app
+from appliance.spec import load_spec
+from appliance.training.pipeline import train
+
+SAMPLE_RECORD = {"amount": 950.0, "merchant_category": "jewelry", "hour": 3, "is_foreign": True,
+                 "account_age_days": 20, "country": "US"}
+
+
+def small_spec(tmp: Path, **overrides: str) -> Path:
+    """A copy of the bundled spec with fewer trees (fast tests) and optional line overrides."""
+    text = bundled_spec_path().read_text()
+    text = text.replace("num_boost_round = 300", "num_boost_round = 60")
+    for old, new in overrides.items():
+        assert old in text, old
+        text = text.replace(old, new)
+    folder = tmp / "spec"
+    folder.mkdir(parents=True, exist_ok=True)
+    for data in bundled_spec_path().parent.iterdir():
+        if data.suffix in (".parquet", ".toml") and data.name != "fraud.toml":
+            (folder / data.name).symlink_to(data)
+    path = folder / "fraud.toml"
+    path.write_text(text)
+    return path
+
+
+@pytest.fixture(scope="session")
+def trained_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A data directory with the sample model trained twice (v1 in production, v2 candidate)."""
+    root = tmp_path_factory.mktemp("trained-home")
+    spec_path = small_spec(root)
+    with Home(root / "home") as home:
+        spec = load_spec(spec_path)
+        home.add_model(spec)
+        train(home, spec)
+        home.registry.promote("fraud", 1)
+        train(home, spec)
+    return root / "home"
+
+
+@pytest.fixture
+def home_dir(trained_home: Path, tmp_path: Path) -> Path:
+    """A private copy of the trained data directory, free to change."""
+    target = tmp_path / "home"
+    shutil.copytree(trained_home, target)
+    return target
+
+
+class RunningServer:
+    def __init__(self, url: str, home: Path):
+        self.url = url
+        self.home = home
+        self.client = httpx.Client(base_url=url, timeout=10)
+
+
+@pytest.fixture
+def server(home_dir: Path) -> Iterator[RunningServer]:
+    """The real API under uvicorn on an ephemeral loopback port, over a private data directory."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(create_app(home_dir, refresh_seconds=0.05), log_level="warning")
+    srv = uvicorn.Server(config)
+    thread = threading.Thread(target=srv.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not srv.started:
+        assert time.monotonic() < deadline, "server did not start"
+        time.sleep(0.02)
+    running = RunningServer(f"http://127.0.0.1:{port}", home_dir)
+    yield running
+    running.client.close()
+    srv.should_exit = True
+    thread.join(timeout=10)
+    sock.close()

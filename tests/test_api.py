@@ -1,0 +1,102 @@
+"""The prediction API through a real uvicorn server on a loopback port."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import httpx
+
+from appliance.home import Home
+from tests.conftest import SAMPLE_RECORD
+
+
+def test_one_record_and_a_list_of_records(server):
+    one = server.client.post("/v1/models/fraud/predict", json=SAMPLE_RECORD)
+    assert one.status_code == 200
+    body = one.json()
+    assert body["model"] == "fraud" and body["version"] == 1
+    assert 0 <= body["probability"] <= 1 and body["label"] == int(body["probability"] >= 0.5)
+    many = server.client.post("/v1/models/fraud/predict", json=[SAMPLE_RECORD, {**SAMPLE_RECORD, "amount": 3.0}])
+    assert many.status_code == 200
+    predictions = many.json()["predictions"]
+    assert len(predictions) == 2 and predictions[0]["probability"] == body["probability"]
+
+
+def test_health_readiness_and_model_list(server):
+    assert server.client.get("/healthz").json() == {"status": "ok"}
+    ready = server.client.get("/readyz")
+    assert ready.status_code == 200 and ready.json()["serving"] == {"fraud": 1}
+    assert server.client.get("/v1/models").json() == [{"name": "fraud", "serving_version": 1}]
+
+
+def _problem(response: httpx.Response, status: int, *phrases: str) -> None:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    body = response.json()
+    assert body["status"] == status and body["title"]
+    for phrase in phrases:
+        assert phrase in body["detail"]
+
+
+def test_bad_input_is_a_problem_document(server):
+    c = server.client
+    _problem(c.post("/v1/models/nope/predict", json=SAMPLE_RECORD), 404, "unknown model 'nope'", "fraud")
+    missing = {k: v for k, v in SAMPLE_RECORD.items() if k != "country"}
+    _problem(c.post("/v1/models/fraud/predict", json=missing), 422, "missing feature 'country'")
+    _problem(c.post("/v1/models/fraud/predict", json={**SAMPLE_RECORD, "amount": "lots"}), 422,
+             "'amount' must be a number")
+    _problem(c.post("/v1/models/fraud/predict", json=[]), 422, "empty")
+    _problem(c.post("/v1/models/fraud/predict", json=[SAMPLE_RECORD] * 1001), 413, "limit", "1000")
+    _problem(c.post("/v1/models/fraud/predict", content=b"{not json"), 422, "not valid JSON")
+    _problem(c.post("/v1/models/fraud/predict", json="a string"), 422, "JSON object")
+    _problem(c.post("/v1/models/fraud/predict", content=b"[" + b"1," * 3_000_000 + b"1]"), 413, "MiB")
+
+
+def test_the_server_swaps_models_when_production_moves_without_failing_requests(server):
+    failures, versions, stop = [], set(), threading.Event()
+
+    def fire() -> None:
+        with httpx.Client(base_url=server.url, timeout=10) as client:
+            while not stop.is_set():
+                r = client.post("/v1/models/fraud/predict", json=SAMPLE_RECORD)
+                if r.status_code != 200:
+                    failures.append(r.text)
+                else:
+                    versions.add(r.json()["version"])
+
+    threads = [threading.Thread(target=fire) for _ in range(4)]
+    for t in threads:
+        t.start()
+    try:
+        with Home(server.home) as home:
+            for step in range(6):
+                time.sleep(0.15)
+                if step % 2 == 0:
+                    home.registry.promote("fraud", 2, actor="test")
+                else:
+                    home.registry.rollback("fraud", actor="test")
+            time.sleep(0.15)
+            home.registry.promote("fraud", 2, actor="test")
+        deadline = time.monotonic() + 5
+        while server.client.get("/readyz").json()["serving"] != {"fraud": 2}:
+            assert time.monotonic() < deadline, "server never picked up v2"
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert failures == []
+    assert versions == {1, 2}
+
+
+def test_a_corrupt_artifact_is_never_loaded_and_the_old_version_keeps_serving(server):
+    with Home(server.home) as home:
+        v3 = home.registry.version("fraud", 2)
+        path = home.artifacts.path(v3.artifact_sha256)
+        path.write_bytes(path.read_bytes()[:100])  # truncated on disk
+        home.registry.promote("fraud", 2, actor="test")
+    time.sleep(0.5)
+    r = server.client.post("/v1/models/fraud/predict", json=SAMPLE_RECORD)
+    assert r.status_code == 200 and r.json()["version"] == 1
+    assert server.client.get("/readyz").json()["serving"] == {"fraud": 1}
