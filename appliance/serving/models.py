@@ -30,9 +30,17 @@ class LoadedModel:
     threshold: float
     max_batch_rows: int
 
+    def encode(self, records: list) -> np.ndarray:
+        """Validate request records and turn them into the model's float32 input rows."""
+        return self.encoder.encode(records)
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        """Probabilities for encoded rows (any number of them, in one ONNX Runtime call)."""
+        return onnx_export.predict_proba(self.session, x)
+
     def predict(self, records: list) -> np.ndarray:
-        """Probabilities for request records (validated and encoded first)."""
-        return onnx_export.predict_proba(self.session, self.encoder.encode(records))
+        """Probabilities for request records: encode, then run."""
+        return self.run(self.encode(records))
 
 
 def load_version(home: Home, model: str, version: int) -> LoadedModel:
