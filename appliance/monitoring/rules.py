@@ -36,7 +36,7 @@ class DriftThresholds(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 
 class PredictionThresholds(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    psi: float = 0.10                   # PSI of the score distribution
+    psi: float = 0.02                   # PSI of the score distribution, on 10 reference-quantile bins
     positive_rate_change: float = 0.01  # |predicted positive rate - the reference's|, absolute
 
 
