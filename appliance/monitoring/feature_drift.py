@@ -27,7 +27,7 @@ CONTINUOUS_TYPES = ("float", "integer")
 class FeatureProfile:
     name: str
     continuous: bool
-    sorted_values: np.ndarray | None = None   # continuous: the reference, sorted, without nulls
+    cdf: drift.EmpiricalCdf | None = None     # continuous: the reference's distinct values and CDF
     edges: np.ndarray | None = None           # continuous: inner PSI bin edges
     categories: list[str] | None = None       # categorical: the reference's values
     counts: np.ndarray | None = None          # reference rows per PSI bin / category (+1 unseen bin)
@@ -39,7 +39,7 @@ class FeatureProfile:
         present = values[~np.isnan(values)]
         edges = drift.quantile_edges(present, bins)
         counts = np.bincount(drift.bin_codes(present, edges), minlength=edges.size + 1)
-        return cls(name, True, np.sort(present), edges, counts=counts)
+        return cls(name, True, drift.empirical_cdf(present), edges, counts=counts)
 
     @classmethod
     def of_categories(cls, name: str, column: pl.Series) -> "FeatureProfile":
@@ -93,7 +93,7 @@ def feature_drift(profile: ReferenceProfile, frame: pl.DataFrame, windows: Event
         for method in methods:
             if method == "ks":
                 values, ks_window = windows.select(_numbers(column))
-                value = drift.ks(feature.sorted_values, values, ks_window, windows.count)
+                value = drift.ks(feature.cdf, values, ks_window, windows.count)
             else:
                 value = STATISTICS[method](feature.counts, counts)
             parts.append(checks(windows, feature.name, method, value, getattr(rules.drift, method),
@@ -116,7 +116,12 @@ def _as_text(column: pl.Series) -> pl.Series:
 
 def _category_codes(column: pl.Series, categories: list[str]) -> np.ndarray:
     """Index of each value among the reference's categories; unseen values share the last code."""
+    if column.dtype == pl.Boolean:   # two values: skip the round trip through strings
+        lookup = np.array([categories.index(v) if v in categories else len(categories) for v in ("false", "true")])
+        flags = column.cast(pl.Int8).fill_null(-1).to_numpy()
+        return np.where(flags < 0, -1, lookup[np.maximum(flags, 0)]).astype(np.int64)
     text = _as_text(column)
-    codes = text.replace_strict(categories, list(range(len(categories))), default=len(categories),
-                                return_dtype=pl.Int64)
-    return np.where(text.is_null().to_numpy(), -1, codes.fill_null(-1).to_numpy())
+    unseen = sorted(set(text.drop_nulls().unique().to_list()) - set(categories))
+    codes = text.cast(pl.Enum([*categories, *unseen])).to_physical().to_numpy()
+    return np.where(text.is_null().to_numpy(), -1, np.minimum(np.nan_to_num(codes, nan=-1), len(categories))) \
+        .astype(np.int64)

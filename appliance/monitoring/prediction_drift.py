@@ -25,7 +25,7 @@ def prediction_drift(reference_scores: np.ndarray, scores: np.ndarray, decision_
     scores = np.asarray(scores, dtype=np.float64)
     codes = reference.codes(pl.Series(scores))
     counts = drift.counts_by_window(codes, np.zeros(codes.size, dtype=np.int64), 1, reference.counts.size)
-    reference_rate = _positive_rate(reference.sorted_values, decision_threshold)
+    reference_rate = _positive_rate(np.asarray(reference_scores, dtype=np.float64), decision_threshold)
     rate = _positive_rate(scores, decision_threshold)
     return {"psi": float(drift.psi(reference.counts, counts)[0]), "positive_rate": rate,
             "reference_positive_rate": reference_rate, "positive_rate_change": abs(rate - reference_rate)}
@@ -45,7 +45,7 @@ def prediction_drift_by_window(reference_scores: np.ndarray, frame: pl.DataFrame
                             minlength=windows.count)
     with np.errstate(invalid="ignore", divide="ignore"):
         rate = positives / rows
-    change = np.abs(rate - _positive_rate(reference.sorted_values, decision_threshold))
+    change = np.abs(rate - _positive_rate(np.asarray(reference_scores, dtype=np.float64), decision_threshold))
     limits, least = rules.prediction, rules.min_window_rows
     return pl.concat([
         checks(windows, PREDICTION, "psi", drift.psi(reference.counts, counts), limits.psi, rows, least),
