@@ -1,6 +1,6 @@
 """Feature drift: each event-time window of traffic against the reference, per feature and method.
 
-The reference is the model's held-out evaluation window. It is profiled once (sorted values,
+The reference is the model's held-out evaluation window. It is profiled once (empirical CDF,
 quantile bin edges, category counts) and every later run compares windows with the profile.
 Numbers (float, integer) are continuous: PSI on reference-quantile bins and exact KS. Booleans
 and categories are categorical: PSI, Jensen–Shannon distance and chi² (as Cramér's V) over the
@@ -34,7 +34,7 @@ class FeatureProfile:
 
     @classmethod
     def of_numbers(cls, name: str, column: pl.Series, bins: int) -> "FeatureProfile":
-        """A continuous profile: the sorted values and the counts in reference-quantile bins."""
+        """A continuous profile: the empirical CDF and the counts in reference-quantile bins."""
         values = _numbers(column)
         present = values[~np.isnan(values)]
         edges = drift.quantile_edges(present, bins)

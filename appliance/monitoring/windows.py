@@ -44,8 +44,9 @@ class EventWindows:
             times = times.dt.replace_time_zone("UTC")
         times = times.dt.convert_time_zone("UTC").dt.cast_time_unit("us")
         truncated = times.dt.truncate(every)
-        bounds = pl.Series([_utc(start) if start else truncated.min(), _utc(end) - MICROSECOND if end else truncated.max()],
-                           dtype=pl.Datetime("us", "UTC")).dt.truncate(every)
+        first = _utc(start) if start else truncated.min()
+        last = _utc(end) - MICROSECOND if end else truncated.max()
+        bounds = pl.Series([first, last], dtype=pl.Datetime("us", "UTC")).dt.truncate(every)
         if bounds.null_count():
             self.starts = pl.Series("window_start", [], dtype=CHECK_SCHEMA["window_start"])
         else:
