@@ -1,0 +1,127 @@
+"""Feature drift: each event-time window of traffic against the reference, per feature and method.
+
+The reference is the model's held-out evaluation window. It is profiled once (empirical CDF,
+quantile bin edges, category counts) and every later run compares windows with the profile.
+Numbers (float, integer) are continuous: PSI on reference-quantile bins and exact KS. Booleans
+and categories are categorical: PSI, Jensen–Shannon distance and chi² (as Cramér's V) over the
+reference's categories plus one bin for values the reference never had.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+
+from appliance.errors import InvalidInput
+from appliance.monitoring import drift
+from appliance.monitoring.rules import MonitoringSection
+from appliance.monitoring.windows import EventWindows, checks, empty_checks
+from appliance.spec import Feature
+
+CONTINUOUS_TYPES = ("float", "integer")
+
+
+@dataclass(frozen=True)
+class FeatureProfile:
+    name: str
+    continuous: bool
+    cdf: drift.EmpiricalCdf | None = None     # continuous: the reference's distinct values and CDF
+    edges: np.ndarray | None = None           # continuous: inner PSI bin edges
+    categories: list[str] | None = None       # categorical: the reference's values
+    counts: np.ndarray | None = None          # reference rows per PSI bin / category (+1 unseen bin)
+
+    @classmethod
+    def of_numbers(cls, name: str, column: pl.Series, bins: int) -> "FeatureProfile":
+        """A continuous profile: the empirical CDF and the counts in reference-quantile bins."""
+        values = _numbers(column)
+        present = values[~np.isnan(values)]
+        edges = drift.quantile_edges(present, bins)
+        counts = np.bincount(drift.bin_codes(present, edges), minlength=edges.size + 1)
+        return cls(name, True, drift.empirical_cdf(present), edges, counts=counts)
+
+    @classmethod
+    def of_categories(cls, name: str, column: pl.Series) -> "FeatureProfile":
+        """A categorical profile: the reference's categories and their counts (+1 empty unseen bin)."""
+        categories = sorted(_as_text(column).drop_nulls().unique().to_list())
+        codes = _category_codes(column, categories)
+        return cls(name, False, categories=categories,
+                   counts=np.bincount(codes[codes >= 0], minlength=len(categories) + 1))
+
+    def codes(self, column: pl.Series) -> np.ndarray:
+        """Bin or category code of each value (-1 for null)."""
+        if self.continuous:
+            return drift.bin_codes(_numbers(column), self.edges)
+        return _category_codes(column, self.categories)
+
+    def counts_by_window(self, column: pl.Series, windows: EventWindows) -> np.ndarray:
+        """A (windows, bins) table of the column's non-null rows in each window and bin."""
+        codes, window = windows.select(self.codes(column))
+        return drift.counts_by_window(codes, window, windows.count, self.counts.size)
+
+
+@dataclass(frozen=True)
+class ReferenceProfile:
+    """What drift checks need from the reference, computed once."""
+
+    features: list[FeatureProfile]
+    rows: int
+
+    @classmethod
+    def fit(cls, reference: pl.DataFrame, features: list[Feature], bins: int = 10) -> "ReferenceProfile":
+        """Profile the reference's columns for the given features."""
+        missing = [f.name for f in features if f.name not in reference.columns]
+        if missing:
+            raise InvalidInput(f"the reference lacks feature column(s) {missing}")
+        profiles = [FeatureProfile.of_numbers(f.name, reference[f.name], bins) if f.type in CONTINUOUS_TYPES
+                    else FeatureProfile.of_categories(f.name, reference[f.name]) for f in features]
+        return cls(profiles, reference.height)
+
+
+def feature_drift(profile: ReferenceProfile, frame: pl.DataFrame, windows: EventWindows,
+                  rules: MonitoringSection) -> pl.DataFrame:
+    """Drift of every profiled feature in every window: (window_start, feature, method, value, threshold, rows, alert)."""
+    parts = []
+    for feature in profile.features:
+        if feature.name not in frame.columns:
+            continue  # a missing column is a data-quality finding, not a drift value
+        column = frame[feature.name]
+        counts = feature.counts_by_window(column, windows)
+        rows = counts.sum(axis=1)
+        methods = rules.continuous_methods if feature.continuous else rules.categorical_methods
+        for method in methods:
+            if method == "ks":
+                values, ks_window = windows.select(_numbers(column))
+                value = drift.ks(feature.cdf, values, ks_window, windows.count)
+            else:
+                value = STATISTICS[method](feature.counts, counts)
+            parts.append(checks(windows, feature.name, method, value, getattr(rules.drift, method),
+                                rows, rules.min_window_rows))
+    return pl.concat(parts) if parts else empty_checks()
+
+
+STATISTICS = {"psi": drift.psi, "jensen_shannon": drift.jensen_shannon, "chi2": drift.cramers_v}
+
+
+def _numbers(column: pl.Series) -> np.ndarray:
+    return column.cast(pl.Float64, strict=False).fill_null(np.nan).to_numpy()
+
+
+def _as_text(column: pl.Series) -> pl.Series:
+    if column.dtype == pl.Boolean:
+        return column.cast(pl.String).str.to_lowercase()
+    return column.cast(pl.String, strict=False)
+
+
+def _category_codes(column: pl.Series, categories: list[str]) -> np.ndarray:
+    """Index of each value among the reference's categories; unseen values share the last code."""
+    if column.dtype == pl.Boolean:   # two values: skip the round trip through strings
+        lookup = np.array([categories.index(v) if v in categories else len(categories) for v in ("false", "true")])
+        flags = column.cast(pl.Int8).fill_null(-1).to_numpy()
+        return np.where(flags < 0, -1, lookup[np.maximum(flags, 0)]).astype(np.int64)
+    text = _as_text(column)
+    unseen = sorted(set(text.drop_nulls().unique().to_list()) - set(categories))
+    codes = text.cast(pl.Enum([*categories, *unseen])).to_physical().to_numpy()
+    return np.where(text.is_null().to_numpy(), -1, np.minimum(np.nan_to_num(codes, nan=-1), len(categories))) \
+        .astype(np.int64)
