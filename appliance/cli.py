@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -12,13 +11,14 @@ from pathlib import Path
 import appliance
 from appliance.config import bundled_spec_path, default_home
 from appliance.errors import ApplianceError, InvalidInput
+from appliance.logs import configure_logging
 from storage.errors import StorageError
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``appliance`` command; user errors print one line and exit 1."""
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging()
     try:
         return args.run(args) or 0
     except (ApplianceError, StorageError) as e:
@@ -68,6 +68,14 @@ def _parser() -> argparse.ArgumentParser:
     predict.add_argument("model")
     predict.add_argument("--json", required=True, dest="payload",
                          help="one record as a JSON object, or a list of them")
+
+    backup = command("backup", _backup, "copy the whole data directory to DEST, safely while serving")
+    backup.add_argument("dest", type=Path)
+
+    restore = command("restore", _restore, "make a backup the data directory (verified against its manifest)")
+    restore.add_argument("src", type=Path)
+    restore.add_argument("--force", action="store_true",
+                         help="restore over a non-empty data directory (it is kept aside, not deleted)")
     return parser
 
 
@@ -201,6 +209,26 @@ def _predict(args: argparse.Namespace) -> int:
     body = {"model": model.name, "version": model.version}
     body |= results[0] if single else {"predictions": results}
     print(json.dumps(body))
+    return 0
+
+
+def _backup(args: argparse.Namespace) -> int:
+    from appliance.backup import backup
+
+    manifest = backup(args.home or default_home(), args.dest)
+    size = sum(f.bytes for f in manifest.files)
+    print(f"backed up {manifest.source} to {args.dest.resolve()}: {len(manifest.files)} files, "
+          f"{size / 1e6:.1f} MB, schema {manifest.schema_versions}")
+    return 0
+
+
+def _restore(args: argparse.Namespace) -> int:
+    from appliance.backup import restore
+
+    home = args.home or default_home()
+    manifest = restore(args.src, home, force=args.force)
+    print(f"restored {len(manifest.files)} files from {args.src.resolve()} (taken "
+          f"{_when(manifest.created_at)}) into {Path(home).resolve()}")
     return 0
 
 

@@ -1,18 +1,25 @@
-"""Running the API under uvicorn."""
+"""Running the API under uvicorn, as a systemd notify service when systemd starts it."""
 
 from __future__ import annotations
 
+import asyncio
 import signal
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import uvicorn
 
+from appliance import systemd
 from appliance.serving.app import create_app
+
+HEARTBEAT_SECONDS = 1.0
 
 
 class _Server(uvicorn.Server):
+    heartbeat = 0.0
+
     @contextmanager
     def capture_signals(self) -> Iterator[None]:
         # uvicorn re-raises SIGTERM after its graceful shutdown, so the process would die by the
@@ -30,9 +37,37 @@ class _Server(uvicorn.Server):
             self.force_exit = True  # a second Ctrl-C stops without waiting
         self.should_exit = True
 
+    async def startup(self, sockets=None) -> None:
+        await super().startup(sockets)
+        if not self.started:
+            return
+        self._beats = asyncio.create_task(self._beat())
+        config = self.config
+        systemd.notify("READY=1", f"STATUS=serving on {config.host}:{config.port}")
+
+    async def shutdown(self, sockets=None) -> None:
+        systemd.notify("STOPPING=1", "STATUS=finishing requests in flight")
+        await super().shutdown(sockets)
+
+    async def _beat(self) -> None:
+        # The watchdog pings only while this loop keeps beating: a wedged event loop gets restarted.
+        while not self.should_exit:
+            self.heartbeat = time.monotonic()
+            await asyncio.sleep(HEARTBEAT_SECONDS)
+
 
 def serve(home_root: Path, host: str = "127.0.0.1", port: int = 8000) -> None:
     """Serve until SIGINT or SIGTERM, finishing requests in flight, then return."""
     config = uvicorn.Config(create_app(home_root), host=host, port=port, log_level="warning",
-                            access_log=False, timeout_graceful_shutdown=10)
-    _Server(config).run()
+                            access_log=False, timeout_graceful_shutdown=10, log_config=None)
+    server = _Server(config)
+    interval = systemd.watchdog_interval()
+    watchdog = None
+    if interval:
+        stale = max(3 * HEARTBEAT_SECONDS, 2 * interval)
+        watchdog = systemd.Watchdog(lambda: time.monotonic() - server.heartbeat < stale, interval).start()
+    try:
+        server.run()
+    finally:
+        if watchdog:
+            watchdog.stop()
