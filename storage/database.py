@@ -60,7 +60,7 @@ def schema_version(conn: sqlite3.Connection) -> int:
 
 
 def migrate(conn: sqlite3.Connection, migrations: Sequence[Migration]) -> list[int]:
-    """Apply the migrations this database has not seen yet, each in its own transaction."""
+    """Apply the migrations this database has not seen yet, each in its own transaction, in order."""
     ordered = sorted(migrations, key=lambda m: m.version)
     latest = ordered[-1].version if ordered else 0
     current = schema_version(conn)
@@ -71,11 +71,13 @@ def migrate(conn: sqlite3.Connection, migrations: Sequence[Migration]) -> list[i
         )
     applied = []
     for migration in ordered:
-        if migration.version <= current:
+        # Any version not yet recorded is applied, not only those above the highest: a version
+        # numbered below one already applied (work merged from parallel branches) is not skipped.
+        if _applied(conn, migration.version):
             continue
         with transaction(conn):
             # Re-check inside the write lock: another process may have migrated meanwhile.
-            if schema_version(conn) >= migration.version:
+            if _applied(conn, migration.version):
                 continue
             for statement in _statements(migration.sql):
                 conn.execute(statement)
@@ -85,6 +87,10 @@ def migrate(conn: sqlite3.Connection, migrations: Sequence[Migration]) -> list[i
             )
         applied.append(migration.version)
     return applied
+
+
+def _applied(conn: sqlite3.Connection, version: int) -> bool:
+    return conn.execute("SELECT 1 FROM schema_migrations WHERE version = ?", (version,)).fetchone() is not None
 
 
 def database_path(conn: sqlite3.Connection) -> str:

@@ -34,6 +34,15 @@ def test_migrations_apply_in_order_and_only_once(tmp_path):
     assert conn.execute("SELECT a, b FROM t").fetchall()[0][:] == (1, "x")
 
 
+def test_a_missing_lower_version_is_applied_after_a_higher_one(tmp_path):
+    one = Migration(1, "t", "CREATE TABLE t (a INTEGER);")
+    three = Migration(3, "v", "CREATE TABLE v (a INTEGER);")
+    conn = connect(tmp_path / "x.db", [one, three])
+    two = Migration(2, "u", "CREATE TABLE u (a INTEGER);")
+    assert migrate(conn, [one, two, three]) == [2]
+    assert conn.execute("SELECT name FROM sqlite_master WHERE name = 'u'").fetchone() is not None
+
+
 def test_a_failing_migration_leaves_the_database_as_it_was(tmp_path):
     conn = connect(tmp_path / "x.db", [Migration(1, "t", "CREATE TABLE t (a INTEGER);")])
     broken = [Migration(1, "t", ""), Migration(2, "bad", "CREATE TABLE u (a);\nINSERT INTO nowhere VALUES (1);")]
