@@ -44,7 +44,9 @@ def derive(derived: list[Derived], values: dict[str, np.ndarray], event_time: np
         if d.op == "since_last":
             result = (event_time - feature_time) / 1_000_000
         else:
-            numerator, denominator = values[d.of[0]], values[d.of[1]]
+            missing = np.full(len(event_time), np.nan)
+            # An input the rows lack (a request value, when only stored state is asked for) is missing.
+            numerator, denominator = (values.get(n, missing) for n in d.of)
             result = np.full(len(event_time), np.nan)
             np.divide(numerator, denominator, out=result, where=(denominator != 0) & ~np.isnan(denominator))
         values[d.name] = out[d.name] = result
