@@ -73,10 +73,8 @@ def materialize(store: OnlineStore, model: str, features: FeaturesSection, histo
     rows = ((entity, at, _encode(dict(zip(names, values))))
             for entity, at, *values in latest.select(key, FEATURE_TIME, *names).iter_rows())
     as_of = history[features.event_time].max() if history.height else None
-    count = store.replace(namespace(model, features), rows, {
-        "model": model, "as_of": as_of.isoformat() if as_of else None,
-        "as_of_micros": _to_micros(as_of) if as_of else None,
-    })
+    count = store.replace(namespace(model, features), rows,
+                          {"model": model, "as_of": as_of.isoformat() if as_of else None})
     return MaterializeReport(namespace(model, features), count, int(latest[FEATURE_TIME].is_not_null().sum()),
                              as_of.isoformat() if as_of else None, time.perf_counter() - started)
 

@@ -31,7 +31,7 @@ class Mismatch(msgspec.Struct):
 
 class SkewReport(msgspec.Struct):
     namespace: str
-    as_of: str                  # the event time both sides were asked for: just after the newest event
+    as_of: str                  # the event time both sides were asked for: just after the newest ingested
     entities: int
     features: list[str]
     mismatches: list[Mismatch]
@@ -41,19 +41,19 @@ def check_skew(home: Home, spec: ModelSpec, sample: int = 200, seed: int = 0) ->
     """Compare stored features of a seeded sample of entities with the offline join at the same time."""
     features = spec.features
     store_namespace = namespace(spec.name, features)
-    info = home.online.materialization(store_namespace)
-    if info is None:
+    if home.online.materialization(store_namespace) is None:
         raise NotReady(f"model '{spec.name}' has no materialized features to check; run "
                        f"`appliance features materialize {spec.name}` first")
-    micros = info.get("as_of_micros")
-    as_of = (datetime(1970, 1, 1, tzinfo=timezone.utc) + timedelta(microseconds=micros + 1) if micros is not None
-             else datetime.now(timezone.utc))
+    # Both sides are asked for an event just after the newest one ingested: a store materialized
+    # before later data arrived shows up as skew.
+    history = read_snapshots(home.offline, list_snapshots(home.conn, spec.name))
+    newest = history[features.event_time].max() if history.height else None
+    as_of = newest + timedelta(microseconds=1) if newest is not None else datetime.now(timezone.utc)
     entities = home.online.entities(store_namespace)
     entities = sorted(random.Random(seed).sample(entities, min(sample, len(entities))))
     key, t = features.entity_key, features.event_time
     online = OnlineFeatures(home.online, spec.name, features).complete(
         [{key: e, t: as_of.isoformat()} for e in entities])
-    history = read_snapshots(home.offline, list_snapshots(home.conn, spec.name))
     rows = pl.DataFrame({key: entities, t: [as_of] * len(entities)},
                         schema={key: pl.String, t: pl.Datetime("us", "UTC")})
     offline = point_in_time_features(
