@@ -27,16 +27,16 @@ def quarantine(conn: sqlite3.Connection, store: OfflineStore, model: str, limit:
         return QuarantineView(0, [], pl.DataFrame({"reason": []}, schema={"reason": pl.String}))
     con = duckdb.connect(":memory:")
     try:
-        con.execute(
+        files = ", ".join("'" + str(store.root / p).replace("'", "''") + "'" for p in paths)
+        con.execute(  # a view cannot take parameters; the paths are the store's own, quoted above
             "CREATE TEMP VIEW quarantined AS SELECT * EXCLUDE (filename), "
             "regexp_extract(filename, '[^/]+$') AS quarantine_file "
-            "FROM read_parquet(?, union_by_name = true, filename = true)",
-            [[str(store.root / p) for p in paths]])
+            f"FROM read_parquet([{files}], union_by_name = true, filename = true)")
         where, args = ("WHERE reason LIKE '%' || ? || '%'", [reason]) if reason else ("", [])
         total = con.execute(f"SELECT count(*) FROM quarantined {where}", args).fetchone()[0]
         by_reason = con.execute(f"SELECT reason, count(*) n FROM quarantined {where} GROUP BY reason "
                                 "ORDER BY n DESC, reason", args).fetchall()
-        sample = con.execute(f"SELECT * FROM quarantined {where} LIMIT ?", [*args, limit]).pl()
+        sample = con.sql(f"SELECT * FROM quarantined {where} LIMIT ?", params=[*args, limit]).pl()
     finally:
         con.close()
     return QuarantineView(total, [(r, n) for r, n in by_reason], sample)
