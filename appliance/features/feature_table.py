@@ -66,12 +66,17 @@ def _aggregate(a: Aggregation, columns: list[str], window: str) -> str:
     }[a.function]
 
 
-def feature_rows(features: FeaturesSection, history: pl.DataFrame) -> pl.DataFrame:
-    """The feature table computed over a frame of events."""
+def feature_rows(features: FeaturesSection, history: pl.DataFrame, latest_only: bool = False) -> pl.DataFrame:
+    """The feature table computed over a frame of events; with ``latest_only``, each entity's
+    latest row (the values an event after the entity's last one sees)."""
+    sql = feature_table_sql(features, "history")
+    if latest_only:
+        sql = (f"SELECT * FROM ({sql}) QUALIFY row_number() OVER "
+               f"(PARTITION BY {quote(features.entity_key)} ORDER BY {FEATURE_TIME} DESC) = 1")
     con = connect()
     con.register("history", history)
     try:
-        return con.sql(feature_table_sql(features, "history")).pl()
+        return con.sql(sql).pl()
     finally:
         con.close()
 

@@ -20,7 +20,7 @@ import polars as pl
 from appliance.data.snapshots import list_snapshots, read_snapshots
 from appliance.data.sources import read_source
 from appliance.errors import InvalidInput, NotReady
-from appliance.features.feature_table import FEATURE_TIME, connect, feature_table_sql, quote, stored_names
+from appliance.features.feature_table import FEATURE_TIME, feature_rows, stored_names
 from appliance.features.point_in_time import derive, ttl_micros, visible
 from appliance.home import Home
 from appliance.spec import FeaturesSection, ModelSpec
@@ -45,25 +45,12 @@ def namespace(model: str, features: FeaturesSection) -> str:
     return f"{model}:{hashlib.sha256(_encode(stored)).hexdigest()[:16]}"
 
 
-def latest_rows(features: FeaturesSection, history: pl.DataFrame) -> pl.DataFrame:
-    """Each entity's latest feature-table row (the values an event after its last one sees)."""
-    con = connect()
-    con.register("history", history)
-    try:
-        return con.sql(
-            f"SELECT * FROM ({feature_table_sql(features, 'history')}) QUALIFY row_number() OVER "
-            f"(PARTITION BY {quote(features.entity_key)} ORDER BY {FEATURE_TIME} DESC) = 1"
-        ).pl()
-    finally:
-        con.close()
-
-
 def materialize(store: OnlineStore, model: str, features: FeaturesSection, history: pl.DataFrame,
                 entities: pl.DataFrame | None) -> MaterializeReport:
     """Write the latest stored features of every entity (with history, attributes, or both)."""
     started = time.perf_counter()
     key = features.entity_key
-    latest = latest_rows(features, history).with_columns(
+    latest = feature_rows(features, history, latest_only=True).with_columns(
         pl.col(FEATURE_TIME).dt.epoch("us").alias(FEATURE_TIME))
     attributes = [f.name for f in features.entity_attributes]
     if attributes and entities is not None:
