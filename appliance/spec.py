@@ -152,6 +152,10 @@ def _check_features(path: Path, features: FeaturesSection, names: list[str]) -> 
         unknown = [n for n in d.of if n not in names]
         if unknown:
             raise InvalidInput(f"model spec {path}: derived feature '{d.name}' uses unknown feature(s) {unknown}")
+        categories = [f.name for f in (*features.request, *features.entity_attributes)
+                      if f.name in d.of and f.type == "category"]
+        if categories:
+            raise InvalidInput(f"model spec {path}: derived feature '{d.name}' divides categories {categories}")
     for a in features.aggregations:
         if a.function != "count" and a.column is None:
             raise InvalidInput(f"model spec {path}: aggregation '{a.name}' ({a.function}) needs a column")

@@ -148,6 +148,7 @@ def test_a_ratio_with_a_missing_or_zero_denominator_is_missing():
     ('of = ["amount", "amount_mean_30d"]', 'of = ["amount"]', "takes 2 feature names"),
     ('of = ["amount", "amount_mean_30d"]', 'of = ["amount", "nope"]', "unknown feature(s) ['nope']"),
     ('function = "max", column = "amount"', 'function = "max"', "needs a column"),
+    ('of = ["amount", "amount_mean_30d"]', 'of = ["amount", "country"]', "divides categories ['country']"),
 ])
 def test_bad_feature_definitions_are_refused_with_the_reason(tmp_path, old, new, message):
     with pytest.raises(InvalidInput, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):

@@ -22,7 +22,7 @@ def build_training_set(spec: ModelSpec, events: pl.DataFrame, entities: pl.DataF
     if keys.entity_attributes and entities is None:
         raise InvalidInput(f"model '{spec.name}' has entity attributes but its spec names no "
                            "[data] entities file")
-    history = [keys.entity_key, keys.event_time, *{a.column for a in keys.aggregations if a.column}]
+    history = [keys.entity_key, keys.event_time, *sorted({a.column for a in keys.aggregations if a.column})]
     missing = [c for c in history if c not in events.columns]
     if missing:
         raise InvalidInput(f"training data lacks column(s) {missing} that the spec of '{spec.name}' uses")
