@@ -5,13 +5,22 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from appliance.features.online import materialize_model
 from appliance.home import Home
 from appliance.spec import load_spec
 from appliance.training.pipeline import ingest_source, train
 
 
 def bring_up(home: Home, spec_path: Path | None, say: Callable[[str], None]) -> None:
-    """Register the spec, then for each model: reuse production, or train and promote if the gate passes."""
+    """Register the spec, then for each model: reuse production, or train and promote if the gate passes;
+    last, refresh the online store so requests need only the entity key and request-time values."""
+    _ensure_production(home, spec_path, say)
+    for summary in home.registry.models():
+        for r in materialize_model(home, home.spec(summary.name)):
+            say(f"{summary.name}: materialized features of {r.rows:,} entities (newest event {r.as_of or '-'})")
+
+
+def _ensure_production(home: Home, spec_path: Path | None, say: Callable[[str], None]) -> None:
     if spec_path is not None:
         spec = load_spec(spec_path)
         if home.add_model(spec, actor="up"):

@@ -76,6 +76,47 @@ def _parser() -> argparse.ArgumentParser:
     restore.add_argument("src", type=Path)
     restore.add_argument("--force", action="store_true",
                          help="restore over a non-empty data directory (it is kept aside, not deleted)")
+
+    ingest = command("ingest", _ingest, "check a CSV/Parquet file or folder against the model's contract "
+                                        "and snapshot the accepted rows")
+    ingest.add_argument("model")
+    ingest.add_argument("path", type=Path)
+    ingest.add_argument("--as-of", default=None, help="reference time for freshness (ISO 8601; default: now)")
+
+    data = command("data", None, "data snapshots and the quarantine")
+    data_commands = data.add_subparsers(required=True, metavar="ACTION")
+    data_list = data_commands.add_parser("list", help="a model's snapshots, with the versions trained on each")
+    data_list.set_defaults(run=_data_list)
+    data_list.add_argument("model")
+    data_show = data_commands.add_parser("show", help="one snapshot (a hash prefix will do)")
+    data_show.set_defaults(run=_data_show)
+    data_show.add_argument("hash")
+    data_diff = data_commands.add_parser("diff", help="what changed between two snapshots")
+    data_diff.set_defaults(run=_data_diff)
+    data_diff.add_argument("old")
+    data_diff.add_argument("new")
+    quarantined = data_commands.add_parser("quarantine", help="a model's quarantined rows with their reasons")
+    quarantined.set_defaults(run=_data_quarantine)
+    quarantined.add_argument("model")
+    quarantined.add_argument("--reason", default=None, help="only rows whose reason contains this text")
+    quarantined.add_argument("--limit", type=int, default=20)
+
+    features = command("features", None, "the feature store")
+    feature_commands = features.add_subparsers(required=True, metavar="ACTION")
+    materialize = feature_commands.add_parser("materialize", help="write each entity's latest features to the "
+                                                                  "online store")
+    materialize.set_defaults(run=_features_materialize)
+    materialize.add_argument("model")
+    skew = feature_commands.add_parser("skew", help="compare online values with an offline recomputation")
+    skew.set_defaults(run=_features_skew)
+    skew.add_argument("model")
+    skew.add_argument("--sample", type=int, default=200, help="entities to check (default 200)")
+    skew.add_argument("--seed", type=int, default=0)
+    feature_show = feature_commands.add_parser("show", help="the features a request for an entity would get")
+    feature_show.set_defaults(run=_features_show)
+    feature_show.add_argument("model")
+    feature_show.add_argument("entity")
+    feature_show.add_argument("--at", default=None, help="the request's event time (ISO 8601; default: now)")
     return parser
 
 
@@ -121,19 +162,20 @@ def _up(args: argparse.Namespace) -> int:
 
 
 def _example_request(home) -> tuple[str, dict] | None:
-    """A first record of a served model's data, as a request body to show the user."""
+    """A first record of a served model's live data (else its source), as a request body: the entity
+    key, the event time and the request-time features; the rest comes from the online store."""
     from appliance.data.sources import read_source
 
     for summary in home.registry.models():
         if summary.production is None:
             continue
         spec = home.spec(summary.name)
-        events = read_source(spec.resolve(spec.data.source)).head(1)
-        if spec.data.entities:
-            entities = read_source(spec.resolve(spec.data.entities))
-            events = events.join(entities, on=spec.features.entity_key, how="left")
-        row = events.row(0, named=True)
-        return summary.name, {f.name: row[f.name] for f in spec.model_features}
+        keys = spec.features
+        row = read_source(spec.resolve(spec.data.live or spec.data.source)).row(0, named=True)
+        record = {keys.entity_key: row[keys.entity_key]}
+        if spec.data.live and isinstance(row.get(keys.event_time), datetime):
+            record[keys.event_time] = row[keys.event_time].isoformat().replace("+00:00", "Z")
+        return summary.name, record | {f.name: row[f.name] for f in keys.request}
     return None
 
 
@@ -244,3 +286,142 @@ def _table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
     widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
     for row in (header, *rows):
         print("  ".join(str(x).ljust(w) for x, w in zip(row, widths)).rstrip())
+
+
+def _ingest(args: argparse.Namespace) -> int:
+    from appliance.data.contract import load_contract
+    from appliance.data.ingest import ingest
+
+    as_of = _parse_time(args.as_of, "--as-of") if args.as_of else datetime.now(timezone.utc)
+    with _home(args) as home:
+        spec = home.spec(args.model)
+        contract = load_contract(spec.resolve(spec.data.contract))
+        report = ingest(home.conn, home.offline, spec.name, contract, args.path, as_of=as_of)
+        s = report.snapshot
+        print(f"read {report.rows_read:,} rows: {report.accepted:,} accepted, {report.quarantined:,} quarantined")
+        print(f"snapshot {s.hash[:12]} {'(new)' if report.new_snapshot else '(identical content: unchanged)'}: "
+              f"{s.rows:,} rows, {s.min_event_time} .. {s.max_event_time}")
+        for warning in report.warnings:
+            print(f"warning: {warning}")
+        if report.quarantined:
+            print(f"see the quarantined rows with `appliance data quarantine {spec.name}`")
+    return 0
+
+
+def _data_list(args: argparse.Namespace) -> int:
+    from appliance.data.snapshots import list_snapshots, versions_trained_on
+
+    with _home(args) as home:
+        home.registry.model(args.model)
+        rows = []
+        for s in list_snapshots(home.conn, args.model):
+            trained = ", ".join(f"v{v}" for _, v in versions_trained_on(home.conn, s.hash)) or "-"
+            rows.append((s.hash[:12], f"{s.rows:,}", f"{s.quarantined:,}", _day(s.min_event_time),
+                         _day(s.max_event_time), (s.parent or "-")[:12], _when(s.created_at), trained))
+        _table(("SNAPSHOT", "ROWS", "QUARANTINED", "FROM", "TO", "PARENT", "CREATED", "VERSIONS"), rows)
+        if not rows:
+            print(f"no snapshots yet — run `appliance ingest {args.model} PATH` or `appliance train {args.model}`")
+    return 0
+
+
+def _data_show(args: argparse.Namespace) -> int:
+    from appliance.data.snapshots import find_snapshot, versions_trained_on
+
+    with _home(args) as home:
+        s = find_snapshot(home.conn, args.hash)
+        trained = versions_trained_on(home.conn, s.hash)
+        print(f"snapshot     {s.hash}\nmodel        {s.model}\nrows         {s.rows:,}\n"
+              f"quarantined  {s.quarantined:,}\nevent time   {s.min_event_time} .. {s.max_event_time}\n"
+              f"source       {s.source}\nparent       {s.parent or '-'}\ncreated      {_when(s.created_at)}\n"
+              f"file         {home.offline.root / s.path}\n"
+              f"trained      {', '.join(f'{m} v{v}' for m, v in trained) or 'no version yet'}\nschema")
+        for column, kind in s.schema.items():
+            print(f"  {column}: {kind}")
+    return 0
+
+
+def _data_diff(args: argparse.Namespace) -> int:
+    from appliance.data.snapshots import diff_snapshots, find_snapshot
+
+    with _home(args) as home:
+        d = diff_snapshots(home.offline, find_snapshot(home.conn, args.old), find_snapshot(home.conn, args.new))
+        print(f"old {d.old.hash[:12]}: {d.old.rows:,} rows, {d.old.min_event_time} .. {d.old.max_event_time}")
+        print(f"new {d.new.hash[:12]}: {d.new.rows:,} rows, {d.new.min_event_time} .. {d.new.max_event_time}")
+        print(f"rows {d.new.rows - d.old.rows:+,}; quarantined {d.old.quarantined:,} → {d.new.quarantined:,}")
+        for name, kind in d.added_columns.items():
+            print(f"+ column {name}: {kind}")
+        for name, kind in d.removed_columns.items():
+            print(f"- column {name}: {kind}")
+        for name, (before, after) in d.retyped_columns.items():
+            print(f"~ column {name}: {before} → {after}")
+        if d.only_in_old is None:
+            print("the schemas differ, so rows are not compared")
+        else:
+            print(f"rows only in old: {d.only_in_old:,}; only in new: {d.only_in_new:,}")
+    return 0
+
+
+def _data_quarantine(args: argparse.Namespace) -> int:
+    import polars as pl
+
+    from appliance.data.quarantine import quarantine
+
+    with _home(args) as home:
+        home.registry.model(args.model)
+        view = quarantine(home.conn, home.offline, args.model, limit=args.limit, reason=args.reason)
+        print(f"{view.rows:,} quarantined rows" + (f" whose reason contains '{args.reason}'" if args.reason else ""))
+        if view.rows:
+            _table(("COUNT", "REASON"), [(f"{n:,}", reason) for reason, n in view.by_reason])
+            with pl.Config(tbl_rows=args.limit, tbl_cols=-1, fmt_str_lengths=60, tbl_width_chars=200):
+                print(view.sample)
+    return 0
+
+
+def _features_materialize(args: argparse.Namespace) -> int:
+    from appliance.features.online import materialize_model
+
+    with _home(args) as home:
+        for r in materialize_model(home, home.spec(args.model)):
+            print(f"materialized {r.rows:,} entities ({r.with_history:,} with history, newest event "
+                  f"{r.as_of or '-'}) into {r.namespace} in {r.seconds:.2f} s")
+    return 0
+
+
+def _features_skew(args: argparse.Namespace) -> int:
+    from appliance.features.skew import check_skew
+
+    with _home(args) as home:
+        report = check_skew(home, home.spec(args.model), sample=args.sample, seed=args.seed)
+    print(f"checked {report.entities:,} entities × {len(report.features)} features as of {report.as_of}: "
+          f"{len(report.mismatches)} mismatch(es)")
+    if report.mismatches:
+        _table(("ENTITY", "FEATURE", "ONLINE", "OFFLINE"),
+               [(m.entity, m.feature, repr(m.online), repr(m.offline)) for m in report.mismatches[:50]])
+        print(f"run `appliance features materialize {args.model}` if data was ingested since the last one")
+        return 1
+    return 0
+
+
+def _features_show(args: argparse.Namespace) -> int:
+    from appliance.features.online import OnlineFeatures
+
+    with _home(args) as home:
+        spec = home.spec(args.model)
+        record = {spec.features.entity_key: args.entity}
+        if args.at:
+            record[spec.features.event_time] = args.at
+        completed = OnlineFeatures(home.online, spec.name, spec.features).complete([record])[0]
+    print(json.dumps(completed, indent=2, default=str))
+    return 0
+
+
+def _parse_time(text: str, what: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise InvalidInput(f"{what} {text!r} is not an ISO 8601 time like 2026-10-16T09:30:00Z") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+def _day(iso: str | None) -> str:
+    return iso[:16].replace("T", " ") if iso else "-"

@@ -1,4 +1,4 @@
-"""An opened data directory: the metadata database, the artifact store and the offline store."""
+"""An opened data directory: the metadata database, the artifact, offline and online stores."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from storage.artifacts import ArtifactStore
 from storage.database import connect
 from storage.metadata_schema import MIGRATIONS
 from storage.offline_store import OfflineStore
+from storage.online_store import OnlineStore
 
 
 class Home:
@@ -22,6 +23,7 @@ class Home:
         self.registry = Registry(self.conn)
         self.artifacts = ArtifactStore(self.root / "artifacts")
         self.offline = OfflineStore(self.root / "offline")
+        self.online = OnlineStore(self.root / "online.db")  # its own file: materialization never blocks metadata
 
     def spec(self, model: str) -> ModelSpec:
         """The spec a registered model was added with (read fresh, so edits take effect)."""
@@ -33,6 +35,7 @@ class Home:
 
     def close(self) -> None:
         self.conn.close()
+        self.online.close()
 
     def __enter__(self) -> "Home":
         return self

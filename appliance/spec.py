@@ -9,9 +9,11 @@ from typing import Literal
 
 import msgspec
 
+from appliance.data.contract import parse_duration
 from appliance.errors import InvalidInput, NotFound
 
 FeatureType = Literal["float", "integer", "boolean", "category"]
+AggregateFunction = Literal["count", "sum", "mean", "min", "max"]
 
 
 class Feature(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -31,11 +33,40 @@ class DataSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     live: str | None = None      # later traffic the demo replays through the API
 
 
+class Aggregation(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """A windowed aggregation over the entity's history, e.g. the mean amount over 30 days."""
+
+    name: str
+    function: AggregateFunction
+    window: str                 # '1h', '7d', '30d': events in [s - window, s] count, s the entity's latest event
+    column: str | None = None   # the history column aggregated; count without one counts events
+
+    @property
+    def type(self) -> FeatureType:
+        return "integer" if self.function == "count" else "float"
+
+
+class Derived(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """A request-time feature: ``ratio`` of two features, or ``since_last`` (seconds since the entity's
+    latest earlier event)."""
+
+    name: str
+    op: Literal["ratio", "since_last"]
+    of: list[str] = []
+
+    @property
+    def type(self) -> FeatureType:
+        return "float"
+
+
 class FeaturesSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     entity_key: str
     event_time: str
     request: list[Feature]
     entity_attributes: list[Feature] = []
+    aggregations: list[Aggregation] = []
+    derived: list[Derived] = []
+    ttl: str | None = None      # history older than this before the event is not used (None: no limit)
 
 
 class TargetSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -76,7 +107,8 @@ class ModelSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     @property
     def model_features(self) -> list[Feature]:
         """The model's inputs, in the order the model sees them."""
-        return [*self.features.request, *self.features.entity_attributes]
+        computed = [Feature(f.name, f.type) for f in (*self.features.aggregations, *self.features.derived)]
+        return [*self.features.request, *self.features.entity_attributes, *computed]
 
     def resolve(self, relative: str) -> Path:
         """A data path from the spec, resolved against the spec's folder."""
@@ -100,9 +132,33 @@ def load_spec(path: Path) -> ModelSpec:
     names = [f.name for f in spec.model_features]
     if len(set(names)) != len(names):
         raise InvalidInput(f"model spec {path}: a feature is listed twice in {names}")
+    _check_features(path, spec.features, names)
     if spec.training.eval_days < 1:
         raise InvalidInput(f"model spec {path}: training.eval_days must be at least 1")
     return msgspec.structs.replace(spec, path=path.resolve())
+
+
+def _check_features(path: Path, features: FeaturesSection, names: list[str]) -> None:
+    for duration in [a.window for a in features.aggregations] + ([features.ttl] if features.ttl else []):
+        try:
+            parse_duration(duration)
+        except InvalidInput as e:
+            raise InvalidInput(f"model spec {path}: {e}") from None
+    for d in features.derived:
+        wanted = 2 if d.op == "ratio" else 0
+        if len(d.of) != wanted:
+            raise InvalidInput(f"model spec {path}: derived feature '{d.name}' ({d.op}) takes {wanted} "
+                               f"feature names in 'of', got {d.of}")
+        unknown = [n for n in d.of if n not in names]
+        if unknown:
+            raise InvalidInput(f"model spec {path}: derived feature '{d.name}' uses unknown feature(s) {unknown}")
+        categories = [f.name for f in (*features.request, *features.entity_attributes)
+                      if f.name in d.of and f.type == "category"]
+        if categories:
+            raise InvalidInput(f"model spec {path}: derived feature '{d.name}' divides categories {categories}")
+    for a in features.aggregations:
+        if a.function != "count" and a.column is None:
+            raise InvalidInput(f"model spec {path}: aggregation '{a.name}' ({a.function}) needs a column")
 
 
 def spec_digest(path: Path) -> str:

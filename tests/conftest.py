@@ -14,13 +14,16 @@ import pytest
 import uvicorn
 
 from appliance.config import bundled_spec_path
+from appliance.features.online import materialize_model
 from appliance.home import Home
 from appliance.serving.app import create_app
 from appliance.spec import load_spec
 from appliance.training.pipeline import train
 
-SAMPLE_RECORD = {"amount": 950.0, "merchant_category": "jewelry", "hour": 3, "is_foreign": True,
-                 "account_age_days": 20, "country": "US"}
+# A request carries the entity key, its event time and the request-time values; the stored features
+# (account age, country, windowed aggregations) come from the online store.
+SAMPLE_RECORD = {"user_id": "u00042", "event_time": "2026-10-16T09:30:00Z", "amount": 950.0,
+                 "merchant_category": "jewelry", "hour": 3, "is_foreign": True}
 
 
 def small_spec(tmp: Path, **overrides: str) -> Path:
@@ -42,7 +45,8 @@ def small_spec(tmp: Path, **overrides: str) -> Path:
 
 @pytest.fixture(scope="session")
 def trained_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A data directory with the sample model trained twice (v1 in production, v2 candidate)."""
+    """A data directory with the sample model trained twice (v1 in production, v2 candidate) and its
+    features materialized."""
     root = tmp_path_factory.mktemp("trained-home")
     spec_path = small_spec(root)
     with Home(root / "home") as home:
@@ -51,6 +55,7 @@ def trained_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
         train(home, spec)
         home.registry.promote("fraud", 1)
         train(home, spec)
+        materialize_model(home, spec)
     return root / "home"
 
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import threading
 import time
+from datetime import datetime, timezone
 
 import httpx
 
+from appliance.config import bundled_spec_path
 from appliance.home import Home
 from tests.conftest import SAMPLE_RECORD
 
@@ -42,8 +44,12 @@ def _problem(response: httpx.Response, status: int, *phrases: str) -> None:
 def test_bad_input_is_a_problem_document(server):
     c = server.client
     _problem(c.post("/v1/models/nope/predict", json=SAMPLE_RECORD), 404, "unknown model 'nope'", "fraud")
-    missing = {k: v for k, v in SAMPLE_RECORD.items() if k != "country"}
-    _problem(c.post("/v1/models/fraud/predict", json=missing), 422, "missing feature 'country'")
+    missing = {k: v for k, v in SAMPLE_RECORD.items() if k != "amount"}
+    _problem(c.post("/v1/models/fraud/predict", json=missing), 422, "missing feature 'amount'")
+    no_entity = {k: v for k, v in SAMPLE_RECORD.items() if k != "user_id"}
+    _problem(c.post("/v1/models/fraud/predict", json=no_entity), 422, "missing entity key 'user_id'")
+    _problem(c.post("/v1/models/fraud/predict", json={**SAMPLE_RECORD, "event_time": "soon"}), 422,
+             "'event_time' must be an ISO 8601 time")
     _problem(c.post("/v1/models/fraud/predict", json={**SAMPLE_RECORD, "amount": "lots"}), 422,
              "'amount' must be a number")
     _problem(c.post("/v1/models/fraud/predict", json=[]), 422, "empty")
@@ -100,3 +106,24 @@ def test_a_corrupt_artifact_is_never_loaded_and_the_old_version_keeps_serving(se
     r = server.client.post("/v1/models/fraud/predict", json=SAMPLE_RECORD)
     assert r.status_code == 200 and r.json()["version"] == 1
     assert server.client.get("/readyz").json()["serving"] == {"fraud": 1}
+
+
+def test_a_running_server_reads_features_another_process_materializes(server, tmp_path):
+    import polars as pl
+
+    from tests.test_cli import appliance
+
+    cutoff = datetime(2026, 10, 19, 12, tzinfo=timezone.utc)
+    live = pl.read_parquet(bundled_spec_path().parent / "live.parquet").filter(pl.col("event_time") < cutoff)
+    busiest = live["user_id"].value_counts(sort=True)["user_id"][0]
+    request = {**SAMPLE_RECORD, "user_id": busiest, "event_time": "2026-10-19T12:00:00Z"}
+    before = server.client.post("/v1/models/fraud/predict", json=request).json()["probability"]
+    live.write_parquet(tmp_path / "live-days.parquet")
+    assert appliance(server.home, "ingest", "fraud", str(tmp_path / "live-days.parquet")).returncode == 0
+    stale = server.client.post("/v1/models/fraud/predict", json=request).json()["probability"]
+    assert stale == before  # ingesting alone changes nothing online
+    materialized = appliance(server.home, "features", "materialize", "fraud")
+    assert materialized.returncode == 0, materialized.stderr
+    # The user's live transactions (up to 3.5 days of them) now count in the request's features.
+    after = server.client.post("/v1/models/fraud/predict", json=request).json()["probability"]
+    assert after != before

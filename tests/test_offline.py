@@ -56,8 +56,8 @@ JOB = textwrap.dedent("""
                 break
         except OSError:
             time.sleep(0.2)
-    record = {"amount": 950.0, "merchant_category": "jewelry", "hour": 3, "is_foreign": True,
-              "account_age_days": 20, "country": "US"}
+    record = {"user_id": "u00042", "event_time": "2026-10-16T09:30:00Z", "amount": 950.0,
+              "merchant_category": "jewelry", "hour": 3, "is_foreign": True}
     request = urllib.request.Request("http://127.0.0.1:8000/v1/models/fraud/predict",
                                      data=json.dumps(record).encode(), headers={"content-type": "application/json"})
     print(urllib.request.urlopen(request, timeout=10).read().decode())
@@ -107,7 +107,8 @@ def test_install_from_a_wheelhouse_with_every_index_disabled(tmp_path):
     trained = run("train", "fraud")
     assert trained.returncode == 0, trained.stderr
     assert run("promote", "fraud", "1").returncode == 0
-    record = '{"amount": 950.0, "merchant_category": "jewelry", "hour": 3, "is_foreign": true, ' \
-             '"account_age_days": 20, "country": "US"}'
+    assert run("features", "materialize", "fraud").returncode == 0
+    record = '{"user_id": "u00042", "event_time": "2026-10-16T09:30:00Z", "amount": 950.0, ' \
+             '"merchant_category": "jewelry", "hour": 3, "is_foreign": true}'
     predicted = run("predict", "fraud", "--json", record)
     assert predicted.returncode == 0 and '"version": 1' in predicted.stdout, predicted.stderr

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
+import time
 from datetime import datetime
 from pathlib import Path
 
@@ -12,6 +14,7 @@ from appliance.data.contract import DataContract, check_batch
 from appliance.data.snapshots import Snapshot, record_snapshot
 from appliance.data.sources import read_source
 from appliance.errors import InvalidInput
+from storage.database import transaction
 from storage.offline_store import OfflineStore
 
 
@@ -49,6 +52,14 @@ def ingest(conn: sqlite3.Connection, store: OfflineStore, model: str, contract: 
         conn, store, model, accepted, event_time=contract.contract.event_time,
         source=str(Path(path).resolve()), quarantined=result.quarantined.height,
     )
+    with transaction(conn):
+        conn.execute(
+            "INSERT INTO ingests (model, source, at, rows_read, accepted, quarantined, snapshot, "
+            "quarantine_path, warnings_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (model, str(Path(path).resolve()), time.time(), result.rows_read, accepted.height,
+             result.quarantined.height, snapshot.hash,
+             str(Path(quarantine_file).relative_to(store.root)) if quarantine_file else None,
+             json.dumps(result.warnings)))
     return IngestReport(
         source=str(path), rows_read=result.rows_read, accepted=accepted.height,
         quarantined=result.quarantined.height, snapshot=snapshot, new_snapshot=created,

@@ -8,10 +8,11 @@ import sqlite3
 import time
 from pathlib import Path
 
+import duckdb
 import msgspec
 import polars as pl
 
-from appliance.errors import NotFound
+from appliance.errors import InvalidInput, NotFound
 from storage.database import transaction
 from storage.offline_store import OfflineStore
 
@@ -78,3 +79,53 @@ def _snapshot(row: sqlite3.Row) -> Snapshot:
     data = dict(row)
     data["schema"] = json.loads(data.pop("schema_json"))
     return Snapshot(**data)
+
+
+def find_snapshot(conn: sqlite3.Connection, prefix: str) -> Snapshot:
+    """The snapshot whose hash starts with ``prefix``; unknown or ambiguous prefixes are errors."""
+    rows = conn.execute("SELECT * FROM snapshots WHERE hash LIKE ? || '%' LIMIT 2",
+                        (prefix.lower().replace("%", "").replace("_", ""),)).fetchall()
+    if not rows or not prefix:
+        raise NotFound(f"no snapshot hash starts with '{prefix}'; see `appliance data list MODEL`")
+    if len(rows) > 1:
+        raise InvalidInput(f"'{prefix}' names more than one snapshot; give more of the hash")
+    return _snapshot(rows[0])
+
+
+def versions_trained_on(conn: sqlite3.Connection, digest: str) -> list[tuple[str, int]]:
+    """(model, version) of every registered version whose training run read this snapshot."""
+    rows = conn.execute(
+        "SELECT v.model, v.version FROM model_versions v JOIN runs r ON r.id = v.run_id, "
+        "json_each(r.data_snapshots_json) j WHERE j.value = ? ORDER BY v.model, v.version", (digest,))
+    return [(r[0], r[1]) for r in rows]
+
+
+class SnapshotDiff(msgspec.Struct):
+    old: Snapshot
+    new: Snapshot
+    added_columns: dict[str, str]
+    removed_columns: dict[str, str]
+    retyped_columns: dict[str, tuple[str, str]]
+    only_in_old: int | None     # rows (with multiplicity) in old but not in new; None if the schemas differ
+    only_in_new: int | None
+
+
+def diff_snapshots(store: OfflineStore, old: Snapshot, new: Snapshot) -> SnapshotDiff:
+    """What changed between two snapshots: columns, and rows on either side only (DuckDB over Parquet)."""
+    a, b = old.schema, new.schema
+    only_old = only_new = None
+    if a == b:
+        con = duckdb.connect(":memory:")
+        try:
+            pa, pb = (str(store.root / s.path) for s in (old, new))
+            only_old = con.execute("SELECT count(*) FROM (SELECT * FROM read_parquet(?) EXCEPT ALL "
+                                   "SELECT * FROM read_parquet(?))", [pa, pb]).fetchone()[0]
+            only_new = con.execute("SELECT count(*) FROM (SELECT * FROM read_parquet(?) EXCEPT ALL "
+                                   "SELECT * FROM read_parquet(?))", [pb, pa]).fetchone()[0]
+        finally:
+            con.close()
+    return SnapshotDiff(
+        old, new, added_columns={k: v for k, v in b.items() if k not in a},
+        removed_columns={k: v for k, v in a.items() if k not in b},
+        retyped_columns={k: (a[k], b[k]) for k in a.keys() & b.keys() if a[k] != b[k]},
+        only_in_old=only_old, only_in_new=only_new)

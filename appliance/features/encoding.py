@@ -14,7 +14,7 @@ import numpy as np
 import polars as pl
 
 from appliance.errors import InvalidInput
-from appliance.spec import Feature
+from appliance.spec import Feature, FeaturesSection
 
 _TYPE_WORDS = {"float": "a number", "integer": "an integer", "boolean": "true or false",
                "category": "a string"}
@@ -27,12 +27,15 @@ class FeatureColumn(msgspec.Struct, frozen=True):
 
 
 class FeatureSchema(msgspec.Struct, frozen=True):
-    """The ordered inputs of one model version, stored with the version."""
+    """The ordered inputs of one model version, stored with the version, with the feature
+    definitions it was trained with (so serving computes what this version expects)."""
 
     columns: list[FeatureColumn]
+    definitions: FeaturesSection | None = None
 
     @classmethod
-    def learn(cls, features: list[Feature], frame: pl.DataFrame) -> "FeatureSchema":
+    def learn(cls, features: list[Feature], frame: pl.DataFrame,
+              definitions: FeaturesSection | None = None) -> "FeatureSchema":
         """Fix the column order and each category's vocabulary from the training rows."""
         columns = []
         for f in features:
@@ -40,7 +43,7 @@ class FeatureSchema(msgspec.Struct, frozen=True):
             if f.type == "category":
                 categories = sorted(frame[f.name].drop_nulls().cast(pl.String).unique().to_list())
             columns.append(FeatureColumn(f.name, f.type, categories))
-        return cls(columns)
+        return cls(columns, definitions)
 
     @property
     def names(self) -> list[str]:

@@ -1,4 +1,4 @@
-"""Training sets: labelled events joined with their entity's attributes, split by event time."""
+"""Training sets: labelled events with their point-in-time features, split by event time."""
 
 from __future__ import annotations
 
@@ -7,25 +7,33 @@ from datetime import datetime, timedelta
 import polars as pl
 
 from appliance.errors import InvalidInput
+from appliance.features.feature_table import feature_rows
+from appliance.features.point_in_time import point_in_time_features
 from appliance.spec import ModelSpec
 
 
 def build_training_set(spec: ModelSpec, events: pl.DataFrame, entities: pl.DataFrame | None) -> pl.DataFrame:
-    """Events with the spec's features and target, one row per labelled event, in event-time order."""
+    """Events with the spec's features and target, one row per labelled event, in event-time order.
+
+    Every event is also history: the windowed aggregations of a labelled event at ``t`` come from
+    the entity's events strictly before ``t`` (see ``point_in_time``).
+    """
     keys = spec.features
-    if spec.features.entity_attributes:
-        if entities is None:
-            raise InvalidInput(f"model '{spec.name}' has entity attributes but its spec names no "
-                               "[data] entities file")
-        attrs = [f.name for f in keys.entity_attributes]
-        events = events.join(entities.select(keys.entity_key, *attrs), on=keys.entity_key, how="left")
-    columns = [keys.event_time, keys.entity_key, *(f.name for f in spec.model_features), spec.target.column]
-    missing = [c for c in columns if c not in events.columns]
+    if keys.entity_attributes and entities is None:
+        raise InvalidInput(f"model '{spec.name}' has entity attributes but its spec names no "
+                           "[data] entities file")
+    history = [keys.entity_key, keys.event_time, *sorted({a.column for a in keys.aggregations if a.column})]
+    missing = [c for c in history if c not in events.columns]
     if missing:
         raise InvalidInput(f"training data lacks column(s) {missing} that the spec of '{spec.name}' uses")
-    return (events.select(columns)
-            .filter(pl.col(spec.target.column).is_not_null())
-            .sort(keys.event_time, maintain_order=True))
+    labelled = (events.filter(pl.col(spec.target.column).is_not_null())
+                .sort(keys.event_time, maintain_order=True))
+    frame = point_in_time_features(keys, labelled, feature_rows(keys, events.select(history)), entities)
+    columns = [keys.event_time, keys.entity_key, *(f.name for f in spec.model_features), spec.target.column]
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise InvalidInput(f"training data lacks column(s) {missing} that the spec of '{spec.name}' uses")
+    return frame.select(columns)
 
 
 def split_by_time(spec: ModelSpec, frame: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame, datetime]:

@@ -12,6 +12,7 @@ import onnxruntime as ort
 
 from appliance.errors import NotFound, NotReady
 from appliance.features.encoding import FeatureSchema, RecordEncoder
+from appliance.features.online import OnlineFeatures
 from appliance.home import Home
 from appliance.registry import ModelVersion
 from appliance.training import onnx_export
@@ -29,9 +30,13 @@ class LoadedModel:
     encoder: RecordEncoder
     threshold: float
     max_batch_rows: int
+    features: OnlineFeatures | None = None   # stored and derived features, for versions that define them
 
     def encode(self, records: list) -> np.ndarray:
-        """Validate request records and turn them into the model's float32 input rows."""
+        """Validate request records, complete them from the online store, and turn them into the
+        model's float32 input rows."""
+        if self.features is not None:
+            records = self.features.complete(records)
         return self.encoder.encode(records)
 
     def run(self, x: np.ndarray) -> np.ndarray:
@@ -49,8 +54,12 @@ def load_version(home: Home, model: str, version: int) -> LoadedModel:
     mv: ModelVersion = home.registry.version(model, version)
     session = onnx_export.session(home.artifacts.get(mv.artifact_sha256))
     schema = msgspec.convert(mv.feature_schema, FeatureSchema)
+    definitions = schema.definitions
+    features = None
+    if definitions and (definitions.entity_attributes or definitions.aggregations or definitions.derived):
+        features = OnlineFeatures(home.online, model, definitions)
     loaded = LoadedModel(model, version, session, RecordEncoder(schema), spec.target.threshold,
-                         spec.serving.max_batch_rows)
+                         spec.serving.max_batch_rows, features)
     onnx_export.predict_proba(session, np.zeros((1, len(schema.columns)), dtype=np.float32))
     return loaded
 

@@ -58,7 +58,7 @@ def train(home: Home, spec: ModelSpec, actor: str = "cli",
         frame = build_training_set(spec, events, entities)
         train_part, eval_part, cutoff = split_by_time(spec, frame)
 
-        schema = FeatureSchema.learn(spec.model_features, train_part)
+        schema = FeatureSchema.learn(spec.model_features, train_part, spec.features)
         x_train, x_eval = schema.encode_frame(train_part), schema.encode_frame(eval_part)
         y_train = train_part[spec.target.column].cast(pl.Int8).to_numpy()
         y_eval = eval_part[spec.target.column].cast(pl.Int8).to_numpy()

@@ -1,0 +1,179 @@
+"""The online side: materialize each entity's latest feature row, and complete requests from it.
+
+``materialize`` runs the feature table's SQL (the one the training set joins) and keeps each
+entity's latest row; ``OnlineFeatures.complete`` applies the same point-in-time rule and the same
+derived-feature code as the offline join, so a request carries only the entity key and the
+request-time values (and, optionally, its event time; without one the request happens now).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from datetime import datetime, timezone
+
+import msgspec
+import numpy as np
+import polars as pl
+
+from appliance.data.snapshots import list_snapshots, read_snapshots
+from appliance.data.sources import read_source
+from appliance.errors import InvalidInput, NotReady
+from appliance.features.feature_table import FEATURE_TIME, feature_rows, stored_names
+from appliance.features.point_in_time import derive, ttl_micros, visible
+from appliance.home import Home
+from appliance.spec import FeaturesSection, ModelSpec
+from storage.online_store import OnlineStore
+
+_encode = msgspec.json.Encoder().encode
+_decode = msgspec.json.Decoder().decode
+
+
+class MaterializeReport(msgspec.Struct):
+    namespace: str
+    rows: int                   # entities written
+    with_history: int           # of which have at least one event
+    as_of: str | None           # the newest event time in the history
+    seconds: float
+
+
+def namespace(model: str, features: FeaturesSection) -> str:
+    """The online store namespace of a model's stored features: a new definition gets a new one."""
+    stored = {"entity_key": features.entity_key, "event_time": features.event_time,
+              "entity_attributes": features.entity_attributes, "aggregations": features.aggregations}
+    return f"{model}:{hashlib.sha256(_encode(stored)).hexdigest()[:16]}"
+
+
+def materialize(store: OnlineStore, model: str, features: FeaturesSection, history: pl.DataFrame,
+                entities: pl.DataFrame | None) -> MaterializeReport:
+    """Write the latest stored features of every entity (with history, attributes, or both)."""
+    started = time.perf_counter()
+    key = features.entity_key
+    latest = feature_rows(features, history, latest_only=True).with_columns(
+        pl.col(FEATURE_TIME).dt.epoch("us").alias(FEATURE_TIME))
+    attributes = [f.name for f in features.entity_attributes]
+    if attributes and entities is not None:
+        latest = latest.join(entities.select(key, *attributes).with_columns(pl.col(key).cast(pl.String)),
+                             on=key, how="full", coalesce=True)
+    names = [n for n in stored_names(features) if n in latest.columns]
+    rows = ((entity, at, _encode(dict(zip(names, values))))
+            for entity, at, *values in latest.select(key, FEATURE_TIME, *names).iter_rows())
+    as_of = history[features.event_time].max() if history.height else None
+    count = store.replace(namespace(model, features), rows,
+                          {"model": model, "as_of": as_of.isoformat() if as_of else None})
+    return MaterializeReport(namespace(model, features), count, int(latest[FEATURE_TIME].is_not_null().sum()),
+                             as_of.isoformat() if as_of else None, time.perf_counter() - started)
+
+
+def materialize_model(home: Home, spec: ModelSpec) -> list[MaterializeReport]:
+    """Materialize a model's features as its spec defines them, and as its served versions were trained."""
+    history = read_snapshots(home.offline, list_snapshots(home.conn, spec.name))
+    entities = read_source(spec.resolve(spec.data.entities)) if spec.data.entities else None
+    reports, done = [], set()
+    for features in [spec.features, *served_definitions(home, spec.name)]:
+        ns = namespace(spec.name, features)
+        if ns not in done:
+            done.add(ns)
+            reports.append(materialize(home.online, spec.name, features, history, entities))
+    return reports
+
+
+def served_definitions(home: Home, model: str) -> list[FeaturesSection]:
+    """The feature definitions the production and candidate versions were trained with."""
+    found = []
+    for alias in ("production", "candidate"):
+        version = home.registry.alias(model, alias)
+        if version is not None:
+            definitions = home.registry.version(model, version).feature_schema.get("definitions")
+            if definitions:
+                found.append(msgspec.convert(definitions, FeaturesSection))
+    return found
+
+
+class OnlineFeatures:
+    """Completes request records with a model version's stored and derived features."""
+
+    def __init__(self, store: OnlineStore, model: str, features: FeaturesSection):
+        self.store, self.model, self.features = store, model, features
+        self.namespace = namespace(model, features)
+        self.ttl = ttl_micros(features)
+        self.attributes = [f.name for f in features.entity_attributes]
+        self.aggregations = [a.name for a in features.aggregations]
+        self.inputs = sorted({n for d in features.derived for n in d.of})
+
+    def complete(self, records: list) -> list[dict]:
+        """New records with the entity's stored features and the derived ones merged in."""
+        key = self.features.entity_key
+        single = len(records) == 1
+        entities = []
+        for i, record in enumerate(records):
+            where = "" if single else f"record {i}: "
+            if type(record) is not dict:
+                raise InvalidInput(f"{where}each record must be a JSON object of named features")
+            entity = record.get(key)
+            if type(entity) is not str:
+                raise InvalidInput(f"{where}missing entity key '{key}' (a string): features are looked up by it")
+            entities.append(entity)
+        found = {}
+        if self.attributes or self.aggregations:
+            found = self.store.read(self.namespace, list(set(entities)))
+            if not found and self.store.materialization(self.namespace) is None:
+                raise NotReady(f"the online store holds no features of model '{self.model}' as this version "
+                               f"defines them; run `appliance features materialize {self.model}`")
+        n = len(records)
+        event_time, feature_time = np.empty(n), np.full(n, np.nan)
+        stored = []
+        now = None
+        for i, (record, entity) in enumerate(zip(records, entities)):
+            when = record.get(self.features.event_time)
+            if when is None:
+                now = now if now is not None else time.time_ns() // 1000
+                event_time[i] = now
+            else:
+                event_time[i] = _request_time(when, self.features.event_time, "" if single else f"record {i}: ")
+            at, payload = found.get(entity, (None, b"{}"))
+            if at is not None:
+                feature_time[i] = at
+            stored.append(_decode(payload))
+        seen = visible(feature_time, event_time, self.ttl)
+        feature_time[~seen] = np.nan
+        merged = []
+        for record, values, usable in zip(records, stored, seen.tolist()):
+            row = dict(record)
+            for name in self.attributes:
+                row[name] = values.get(name)
+            for name in self.aggregations:
+                row[name] = values.get(name) if usable else None
+            merged.append(row)
+        inputs = {name: np.array([_number(row.get(name)) for row in merged]) for name in self.inputs}
+        for name, column in derive(self.features.derived, inputs, event_time, feature_time).items():
+            for row, value in zip(merged, column.tolist()):
+                row[name] = None if math.isnan(value) else value
+        return merged
+
+
+def _request_time(value: object, name: str, where: str) -> float:
+    if type(value) is str:
+        try:
+            moment = datetime.fromisoformat(value)
+        except ValueError:
+            moment = None
+        if moment is not None:
+            return float(_to_micros(moment))
+    raise InvalidInput(f"{where}'{name}' must be an ISO 8601 time like '2026-10-16T09:30:00Z', or left out "
+                       "for now")
+
+
+def _to_micros(moment: datetime) -> int:
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    delta = moment - datetime(1970, 1, 1, tzinfo=timezone.utc)
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def _number(value: object) -> float:
+    # A wrong type becomes NaN here; the record encoder then names the field and the type.
+    if value is None or type(value) is str:
+        return math.nan
+    return float(value) if type(value) in (int, float, bool) else math.nan

@@ -1,0 +1,94 @@
+"""Point in time: which stored features an event may see, and the request-time features.
+
+The rule, one function for both sides: an event at time ``t`` sees its entity's feature row from
+the entity's latest event time ``s`` with ``t - ttl <= s < t``. Strictly before ``t``: the event
+being scored never sees itself, nor another event of the entity at the same instant, nor anything
+after it. A row older than the TTL (``s < t - ttl``) is not used, and every aggregation is then
+missing (null), exactly as for an entity with no history. Entity attributes are not time-bound.
+
+Times are epoch microseconds in float64 arrays (exact up to year 2255), NaN meaning "none".
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+
+from appliance.features.feature_table import FEATURE_TIME, connect, quote, window_micros
+from appliance.spec import Derived, FeaturesSection
+
+
+def visible(feature_time: np.ndarray, event_time: np.ndarray, ttl_micros: int | None) -> np.ndarray:
+    """Whether each feature row may be used by the event at the same position."""
+    with np.errstate(invalid="ignore"):
+        seen = feature_time < event_time
+        if ttl_micros is not None:
+            seen &= feature_time >= event_time - ttl_micros
+    return seen
+
+
+def ttl_micros(features: FeaturesSection) -> int | None:
+    """The spec's TTL in microseconds (None: history of any age is used)."""
+    return window_micros(features.ttl) if features.ttl else None
+
+
+def derive(derived: list[Derived], values: dict[str, np.ndarray], event_time: np.ndarray,
+           feature_time: np.ndarray) -> dict[str, np.ndarray]:
+    """The derived features, in spec order, from float64 columns (NaN: missing) of the same rows.
+
+    ``feature_time`` must already be NaN where the row is not visible.
+    """
+    values = dict(values)
+    out = {}
+    for d in derived:
+        if d.op == "since_last":
+            result = (event_time - feature_time) / 1_000_000
+        else:
+            missing = np.full(len(event_time), np.nan)
+            # An input the rows lack (a request value, when only stored state is asked for) is missing.
+            numerator, denominator = (values.get(n, missing) for n in d.of)
+            result = np.full(len(event_time), np.nan)
+            np.divide(numerator, denominator, out=result, where=(denominator != 0) & ~np.isnan(denominator))
+        values[d.name] = out[d.name] = result
+    return out
+
+
+def point_in_time_features(features: FeaturesSection, rows: pl.DataFrame, table: pl.DataFrame,
+                           entities: pl.DataFrame | None = None) -> pl.DataFrame:
+    """Each row (entity key, event time, request values) with its features as known just before its time.
+
+    ``table`` is the feature table (``feature_table_sql``); the result keeps the rows' order.
+    """
+    key, t = features.entity_key, features.event_time
+    aggregations = [a.name for a in features.aggregations]
+    con = connect()
+    # Only the join keys go through DuckDB; the rows keep their own columns and types.
+    con.register("entity_rows", rows.select(key, t).with_row_index("_row"))
+    con.register("feature_rows", table)
+    picked = ", ".join(f"f.{quote(c)}" for c in [FEATURE_TIME, *aggregations])
+    found = con.sql(
+        f"SELECT {picked} FROM entity_rows r ASOF LEFT JOIN feature_rows f "
+        f"ON r.{quote(key)} = f.{quote(key)} AND r.{quote(t)} > f.{FEATURE_TIME} ORDER BY r._row"
+    ).pl()
+    con.close()
+    joined = rows.hstack(found)
+    event_micros = _micros(joined[t])
+    feature_micros = _micros(joined[FEATURE_TIME])
+    seen = visible(feature_micros, event_micros, ttl_micros(features))
+    feature_micros[~seen] = np.nan
+    mask = pl.Series(seen)
+    joined = joined.with_columns(pl.when(mask).then(pl.col(a)).alias(a) for a in aggregations)
+    if features.entity_attributes:
+        attributes = [f.name for f in features.entity_attributes]
+        if entities is None:
+            entities = pl.DataFrame({key: [], **{a: [] for a in attributes}},
+                                    schema_overrides={key: joined.schema[key]})
+        joined = joined.join(entities.select(key, *attributes), on=key, how="left", maintain_order="left")
+    inputs = {n: joined[n].cast(pl.Float64).to_numpy() for d in features.derived for n in d.of
+              if n in joined.columns}
+    extra = derive(features.derived, inputs, event_micros, feature_micros)
+    return joined.drop(FEATURE_TIME).with_columns(pl.Series(n, v).fill_nan(None) for n, v in extra.items())
+
+
+def _micros(times: pl.Series) -> np.ndarray:
+    return times.dt.epoch("us").cast(pl.Float64).to_numpy().copy()
