@@ -26,6 +26,11 @@ CUTOFF = datetime(2026, 10, 6, tzinfo=UTC)      # the evaluation window (the ref
 DRIFT_START = date(2026, 10, 20)
 
 
+def raw_features(spec):
+    """The columns the sample's transactions and users carry (the feature store's inputs)."""
+    return [*spec.features.request, *spec.features.entity_attributes]
+
+
 @pytest.fixture(scope="module")
 def sample():
     spec = load_spec(bundled_spec_path())
@@ -39,7 +44,7 @@ def sample():
 def scored(sample):
     """A small LightGBM trained like the pipeline does; reference and live rows with its scores."""
     spec, train, reference, live = sample
-    schema = FeatureSchema.learn(spec.model_features, train)
+    schema = FeatureSchema.learn(raw_features(spec), train)
     params = {**spec.training.params, "num_boost_round": 40}
     booster = train_lightgbm(schema, schema.encode_frame(train), train["is_fraud"].to_numpy(), params, 7)
     def score(f):
@@ -51,7 +56,7 @@ def test_drift_episode_flagged_from_first_day_without_false_alarms(sample):
     spec, train, reference, live = sample
     rules = MonitoringSection()
     traffic = pl.concat([train, live])   # the days before the reference are clean, as are 10-16..10-19
-    out = feature_drift(ReferenceProfile.fit(reference, spec.model_features), traffic,
+    out = feature_drift(ReferenceProfile.fit(reference, raw_features(spec)), traffic,
                         EventWindows(traffic, "event_time", rules.window), rules)
     days = (out.filter(pl.col("rows") > 0)
             .group_by(pl.col("window_start").dt.date().alias("day"), "feature").agg(pl.col("alert").any()))
@@ -76,9 +81,9 @@ def test_data_quality_on_a_broken_window(sample):
         hour=pl.col("hour").cast(pl.String), device=pl.lit("ios"))
         .drop("is_foreign")
         .filter(~first | (pl.int_range(pl.len()) % 4 != 0)))   # a quarter of 10-16 never arrives
-    names = [f.name for f in spec.model_features]
+    names = [f.name for f in raw_features(spec)]
     rules = MonitoringSection()
-    field_rules = [*contract.fields, *category_rules(reference, spec.model_features)]
+    field_rules = [*contract.fields, *category_rules(reference, raw_features(spec))]
     per_day = expected_rows(reference, "event_time", rules.window)
     assert per_day == pytest.approx(reference.height / 10)
     out = data_quality(broken, EventWindows(broken, "event_time", "1d"), reference.schema, names,
@@ -154,7 +159,7 @@ def test_reconstruction_drift_per_window(sample):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         out = reconstruction_drift(reference, days, EventWindows(days, "event_time", "1d"), "event_time",
-                                   spec.model_features)
+                                   raw_features(spec))
     assert out.height == 5 and out["reconstruction_error"].null_count() == 0
     assert out["threshold"].n_unique() == 1 and (out["reconstruction_error"] > 0).all()
     assert out["alert"].to_list() == (out["reconstruction_error"] > out["threshold"]).to_list()

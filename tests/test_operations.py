@@ -163,4 +163,7 @@ def test_a_data_directory_from_version_0_1_upgrades_in_place(tmp_path):
         assert [v.version for v in home.registry.versions("fraud")] == [1]
         assert home.registry.alias("fraud", "production") == 1
         home.add_model(load_spec(small_spec(tmp_path)))  # its spec lived in a temporary folder: point it here
-        assert load_production(home, "fraud").predict([SAMPLE_RECORD]).shape == (1,)
+        # 0.1 versions predate the feature store: they keep their own input contract, all raw features.
+        old_record = {"amount": 950.0, "merchant_category": "jewelry", "hour": 3, "is_foreign": True,
+                      "account_age_days": 20, "country": "US"}
+        assert load_production(home, "fraud").predict([old_record]).shape == (1,)

@@ -36,9 +36,14 @@ CATEGORICAL = ("merchant_category", "is_foreign", "country")
 REFERENCE = (datetime(2026, 10, 6, tzinfo=UTC), datetime(2026, 10, 16, tzinfo=UTC))
 
 
+def raw_features(spec):
+    """The columns the sample's transactions and users carry (the feature store's inputs)."""
+    return [*spec.features.request, *spec.features.entity_attributes]
+
+
 def main() -> None:
     spec = load_spec(bundled_spec_path())
-    features = spec.model_features
+    features = raw_features(spec)
     users = spec.resolve(spec.data.entities)
     history = pl.read_parquet(spec.resolve(spec.data.source)).join(pl.read_parquet(users), on="user_id")
     live = pl.read_parquet(spec.resolve(spec.data.live)).join(pl.read_parquet(users), on="user_id")
@@ -126,7 +131,7 @@ def nannyml_alerts(reference: pl.DataFrame, traffic: pl.DataFrame, names: list[s
 
 def model_checks(spec, train: pl.DataFrame, reference: pl.DataFrame, live: pl.DataFrame,
                  rules: MonitoringSection) -> None:
-    schema = FeatureSchema.learn(spec.model_features, train)
+    schema = FeatureSchema.learn(raw_features(spec), train)
     booster = train_lightgbm(schema, schema.encode_frame(train), train["is_fraud"].to_numpy(),
                              dict(spec.training.params), spec.training.seed)
     reference = reference.with_columns(score=native_predict(booster, schema.encode_frame(reference)))
@@ -138,7 +143,7 @@ def model_checks(spec, train: pl.DataFrame, reference: pl.DataFrame, live: pl.Da
         cbpe = estimate_auc(reference, live, windows, "event_time", "score", "is_fraud",
                             spec.target.threshold, rules)
         cbpe_s = time.perf_counter() - started
-        multivariate = reconstruction_drift(reference, live, windows, "event_time", spec.model_features)
+        multivariate = reconstruction_drift(reference, live, windows, "event_time", raw_features(spec))
     prediction = prediction_drift_by_window(reference["score"].to_numpy(), live, "score", windows,
                                             spec.target.threshold, rules)
     pred = prediction.pivot(on="method", index="window_start", values="value")
