@@ -23,7 +23,7 @@ from appliance.training.run_lock import model_lock
 from appliance.training.stages import STAGES, RunContext, ingest_source
 from appliance.validation.gates import GateReport
 
-__all__ = ["STAGES", "TrainingOutcome", "ingest_source", "train"]
+__all__ = ["STAGES", "TrainingOutcome", "abandon_dead_runs", "ingest_source", "train"]
 
 
 class TrainingOutcome(msgspec.Struct):
@@ -47,10 +47,7 @@ def train(home: Home, spec: ModelSpec, actor: str = "cli", say: Callable[[str], 
     started = time.perf_counter()
     new_id = uuid.uuid4().hex
     with model_lock(home.root, spec.name, run_id or new_id):
-        for dead in runs.abandon_runs(home.conn, spec.name):
-            home.tracking.write("UPDATE runs SET status = 'failed', ended_at = ?, error = ? WHERE id = ? "
-                                "AND status = 'running'", [(time.time(), "the worker process died", dead)])
-            say(f"run {dead[:8]} had no live worker (killed or crashed): marked failed")
+        abandon_dead_runs(home, spec.name, say)
         done: dict[str, dict] = {}
         if resume:
             previous = runs.resumable_run(home.conn, spec.name, run_id)
@@ -74,6 +71,16 @@ def train(home: Home, spec: ModelSpec, actor: str = "cli", say: Callable[[str], 
         eval_rows=ctx.eval_part.height, cutoff=ctx.cutoff.isoformat(), seconds=time.perf_counter() - started,
         reused_stages=[s.name for s in STAGES if s.name in done],
     )
+
+
+def abandon_dead_runs(home: Home, model: str, say: Callable[[str], None] = lambda _: None) -> list[str]:
+    """Mark the model's runs whose worker died as failed (resumable); only while holding its run lock."""
+    dead = runs.abandon_runs(home.conn, model)
+    for run_id in dead:
+        home.tracking.write("UPDATE runs SET status = 'failed', ended_at = ?, error = ? WHERE id = ? "
+                            "AND status = 'running'", [(time.time(), "the worker process died", run_id)])
+        say(f"run {run_id[:8]} had no live worker (killed or crashed): marked failed, resumable")
+    return dead
 
 
 def _run_stages(ctx: RunContext, done: dict[str, dict]) -> None:

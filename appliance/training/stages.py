@@ -192,7 +192,8 @@ def run_train(ctx: RunContext) -> dict:
                     log_metric=ctx.run.log_metric, checkpoint=ctx.checkpoints / "final.pt",
                     checkpoint_every=training.checkpoint_every)
     ctx.params = {**params, "seed": training.seed, "trainer": training.trainer}
-    ctx.run.log_params({f"final.{k}": v for k, v in ctx.params.items()})
+    if "search" in outputs:  # the run's params are the spec's; the final model's are the best trial's
+        ctx.run.log_params({f"final.{k}": v for k, v in ctx.params.items()})
     digest = ctx.run.log_artifact("model.native", ctx.model.to_bytes())
     return {**outputs, "trainer": training.trainer, "model": digest, "params": ctx.params,
             "threads": default_threads(), "device": _device(training.trainer)}
