@@ -137,11 +137,13 @@ def device() -> torch.device:
 
 def train_mlp(schema: FeatureSchema, x: np.ndarray, y: np.ndarray, params: dict, seed: int, *,
               log_metric: Callable[[str, float, int], None] | None = None, checkpoint: Path | None = None,
-              checkpoint_every: int = 1, validation: tuple[np.ndarray, np.ndarray] | None = None) -> MLPModel:
+              checkpoint_every: int = 1, validation: tuple[np.ndarray, np.ndarray] | None = None,
+              on_checkpoint: Callable[[int], None] | None = None) -> MLPModel:
     """Fit with AdamW on binary cross-entropy; with ``checkpoint``, save every N epochs and resume from there.
 
     Each epoch's shuffle is seeded by (seed, epoch), so a run resumed from a checkpoint sees
-    exactly the batches an uninterrupted run would have.
+    exactly the batches an uninterrupted run would have. ``on_checkpoint(epoch)`` runs after each
+    save (the pipeline writes its queued metrics then, so the curve survives with the checkpoint).
     """
     params = {**DEFAULT_PARAMS, **params}
     torch.set_num_threads(default_threads())
@@ -180,6 +182,8 @@ def train_mlp(schema: FeatureSchema, x: np.ndarray, y: np.ndarray, params: dict,
                            epoch)
         if checkpoint is not None and ((epoch + 1) % checkpoint_every == 0 or epoch + 1 == epochs):
             _save_checkpoint(checkpoint, module, optimizer, epoch + 1, params, seed)
+            if on_checkpoint is not None:
+                on_checkpoint(epoch + 1)
     return MLPModel(module)
 
 

@@ -190,7 +190,7 @@ def run_train(ctx: RunContext) -> dict:
                 f"with {_short(best.params)}")
     ctx.model = fit(training.trainer, ctx.schema, ctx.x_train, ctx.y_train, params, training.seed,
                     log_metric=ctx.run.log_metric, checkpoint=ctx.checkpoints / "final.pt",
-                    checkpoint_every=training.checkpoint_every)
+                    checkpoint_every=training.checkpoint_every, on_checkpoint=lambda _: ctx.run.store.flush())
     ctx.params = {**params, "seed": training.seed, "trainer": training.trainer}
     if "search" in outputs:  # the run's params are the spec's; the final model's are the best trial's
         ctx.run.log_params({f"final.{k}": v for k, v in ctx.params.items()})
@@ -215,7 +215,8 @@ def _search(ctx: RunContext, base: dict):
             trial.log_params(params)
             model = fit(training.trainer, ctx.schema, x_fit, y_fit, params, training.seed,
                         log_metric=trial.log_metric, checkpoint=ctx.checkpoints / f"{name}.pt",
-                        checkpoint_every=training.checkpoint_every, validation=(x_val, y_val))
+                        checkpoint_every=training.checkpoint_every, validation=(x_val, y_val),
+                        on_checkpoint=lambda _: trial.store.flush())
             auc = roc_auc(y_val, model.predict(x_val))
             trial.log_metric("validation_auc", auc)
             return trial.id, auc

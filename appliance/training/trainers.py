@@ -42,14 +42,15 @@ class LightGBMModel:
 
 def fit(trainer: str, schema: FeatureSchema, x: np.ndarray, y: np.ndarray, params: dict, seed: int, *,
         log_metric: LogMetric | None = None, checkpoint: Path | None = None, checkpoint_every: int = 1,
-        validation: tuple[np.ndarray, np.ndarray] | None = None) -> TrainedModel:
+        validation: tuple[np.ndarray, np.ndarray] | None = None,
+        on_checkpoint: Callable[[int], None] | None = None) -> TrainedModel:
     """Train the named trainer; checkpoints and a per-epoch validation curve apply to the MLP."""
     if trainer == "lightgbm":
         return LightGBMModel(train_lightgbm(schema, x, y, params, seed, log_metric))
     from appliance.training.mlp_trainer import train_mlp  # torch loads only for the MLP
 
     return train_mlp(schema, x, y, params, seed, log_metric=log_metric, checkpoint=checkpoint,
-                     checkpoint_every=checkpoint_every, validation=validation)
+                     checkpoint_every=checkpoint_every, validation=validation, on_checkpoint=on_checkpoint)
 
 
 def load_model(trainer: str, data: bytes) -> TrainedModel:

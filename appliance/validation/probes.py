@@ -92,5 +92,5 @@ def robustness_failures(onnx_bytes: bytes, schema: FeatureSchema, typical: np.nd
             failures.append(f"{name}: {type(e).__name__}")
             continue
         if not (np.isfinite(p).all() and (0 <= p).all() and (p <= 1).all()):
-            failures.append(f"{name}: answered {p[0]!r}")
+            failures.append(f"{name}: answered {float(p[0])!r}")
     return len(names), failures
