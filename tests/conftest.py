@@ -92,10 +92,14 @@ def server(home_dir: Path) -> Iterator[RunningServer]:
 
 
 def sliced_spec(tmp: Path, days: int, eval_days: int, **overrides: str) -> Path:
-    """small_spec over only the first ``days`` days of the sample history (fast training runs)."""
+    """small_spec over only the first ``days`` days of the sample history (fast training runs).
+
+    Recall at 80 % precision is not required: a few days of data are too few to promise it.
+    """
     import polars as pl
 
-    path = small_spec(tmp, **{"eval_days = 10": f"eval_days = {eval_days}", **overrides})
+    path = small_spec(tmp, **{"eval_days = 10": f"eval_days = {eval_days}", "min_recall = 0.30": "min_recall = 0.0",
+                              **overrides})
     source = path.parent / "transactions.parquet"
     frame = pl.read_parquet(source.resolve())
     start = frame["event_time"].min()
@@ -118,10 +122,10 @@ hidden = 32
 
 
 def mlp_spec(tmp: Path, **overrides: str) -> Path:
-    """The sample spec, MLP trainer, 12 days of history (3 evaluated), gates loose enough for a small model."""
+    """The sample spec with the MLP trainer over 12 days of history (3 evaluated)."""
     path = sliced_spec(tmp, days=12, eval_days=3, **overrides)
     text = path.read_text()
     start, end = text.index("[training]"), text.index("[training.search]")
     text = text[:start] + MLP_TRAINING + "\n" + text[end:]
-    path.write_text(text.replace("min_recall = 0.30", "min_recall = 0.0"))
+    path.write_text(text)
     return path
