@@ -94,12 +94,13 @@ def server(home_dir: Path) -> Iterator[RunningServer]:
 def sliced_spec(tmp: Path, days: int, eval_days: int, **overrides: str) -> Path:
     """small_spec over only the first ``days`` days of the sample history (fast training runs).
 
-    Recall at 80 % precision is not required: a few days of data are too few to promise it.
+    Recall at 80 % precision is not required: a few days of data are too few to promise it. Nor is
+    a latency budget: these runs share the machine with the rest of the suite (the rule has unit tests).
     """
     import polars as pl
 
     path = small_spec(tmp, **{"eval_days = 10": f"eval_days = {eval_days}", "min_recall = 0.30": "min_recall = 0.0",
-                              **overrides})
+                              "max_p99_ms = 10.0": "max_p99_ms = 1000.0", **overrides})
     source = path.parent / "transactions.parquet"
     frame = pl.read_parquet(source.resolve())
     start = frame["event_time"].min()
@@ -115,8 +116,8 @@ seed = 7
 checkpoint_every = 1
 
 [training.params]
-epochs = 8
-batch_size = 256
+epochs = 4
+batch_size = 1024
 hidden = 32
 """
 
