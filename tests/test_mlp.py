@@ -123,3 +123,20 @@ def _wait_for_checkpoint(home_dir: Path, proc: subprocess.Popen) -> tuple[str, i
             return run_id, pid
         time.sleep(0.02)
     raise AssertionError("no checkpoint within 120 s")
+
+
+def test_the_int8_variant_is_quantized_stored_and_measured(tmp_path):
+    import onnx
+
+    from appliance.training.quantize import int8_variant
+    from storage.artifacts import ArtifactStore
+
+    x, y = toy(3_000)
+    model = train_mlp(SCHEMA, x, y, {"epochs": 3, "hidden": 32}, seed=1)
+    store = ArtifactStore(tmp_path)
+    variant = int8_variant(model.to_onnx(), x, y, put=store.put)
+    ops = {n.op_type for n in onnx.load_from_string(store.get(variant.onnx_sha256)).graph.node}
+    assert "DynamicQuantizeLinear" in ops  # weights are INT8, activations quantized per call
+    float_auc = roc_auc(y, model.predict(x))
+    assert variant.auc_delta == pytest.approx(variant.auc - float_auc, abs=1e-6) and abs(variant.auc_delta) < 0.05
+    assert variant.p99_ms_int8 > 0 and variant.latency_gain == pytest.approx(variant.p99_ms_float32 / variant.p99_ms_int8)
