@@ -51,6 +51,8 @@ def _parser() -> argparse.ArgumentParser:
 
     train = command("train", _train, "run the training pipeline for a model and register the result")
     train.add_argument("model")
+    train.add_argument("--resume", nargs="?", const="", default=None, metavar="RUN",
+                       help="continue a failed run from the stage that failed (default: the latest run)")
 
     models = command("models", _models, "list models, or one model's versions")
     models.add_argument("model", nargs="?")
@@ -59,6 +61,8 @@ def _parser() -> argparse.ArgumentParser:
     promote.add_argument("model")
     promote.add_argument("version", type=int)
     promote.add_argument("--reason", default="")
+    promote.add_argument("--override", action="store_true",
+                         help="promote a version that failed its gates (needs --reason; audited)")
 
     rollback = command("rollback", _rollback, "return production to the previous version")
     rollback.add_argument("model")
@@ -117,6 +121,25 @@ def _parser() -> argparse.ArgumentParser:
     feature_show.add_argument("model")
     feature_show.add_argument("entity")
     feature_show.add_argument("--at", default=None, help="the request's event time (ISO 8601; default: now)")
+
+    runs = commands.add_parser("runs", help="tracked runs: list, show, compare",
+                               description="tracked runs: list, show, compare")
+    run_commands = runs.add_subparsers(required=True, metavar="ACTION")
+    runs_list = run_commands.add_parser("list", help="recent runs, newest first")
+    runs_list.set_defaults(run=_runs_list)
+    runs_list.add_argument("--model", default=None)
+    runs_list.add_argument("--limit", type=int, default=20)
+    runs_show = run_commands.add_parser("show", help="one run: stages, params, metrics, tags, artifacts, trials")
+    runs_show.set_defaults(run=_runs_show)
+    runs_show.add_argument("run_id", metavar="RUN", help="run id or a unique prefix of it")
+    runs_compare = run_commands.add_parser("compare", help="params and final metrics of runs side by side")
+    runs_compare.set_defaults(run=_runs_compare)
+    runs_compare.add_argument("runs", nargs="+", metavar="RUN")
+
+    reproduce = command("reproduce", _reproduce,
+                        "retrain a version from its recorded data, params, seed and code; report the differences")
+    reproduce.add_argument("model")
+    reproduce.add_argument("version", type=int)
     return parser
 
 
@@ -180,10 +203,12 @@ def _example_request(home) -> tuple[str, dict] | None:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from appliance.training.pipeline import train
+    from appliance.training.worker import train_in_worker
 
     with _home(args) as home:
-        outcome = train(home, home.spec(args.model), actor="cli", say=_say)
+        home.spec(args.model)  # an unknown model or a bad spec is reported before a worker starts
+        outcome = train_in_worker(home.root, args.model, actor="cli", resume=args.resume is not None,
+                                  run_id=args.resume or None, say=_say)
         v = outcome.version
         for check in outcome.gates.checks:
             print(f"gate {check.name}: {'pass' if check.passed else 'FAIL'} — {check.detail}")
@@ -219,9 +244,11 @@ def _models(args: argparse.Namespace) -> int:
 def _promote(args: argparse.Namespace) -> int:
     with _home(args) as home:
         before = home.registry.alias(args.model, "production")
-        v = home.registry.promote(args.model, args.version, actor="cli", reason=args.reason)
+        v = home.registry.promote(args.model, args.version, actor="cli", reason=args.reason, override=args.override)
         print(f"{v.model}: production is now v{v.version} (was {_v(before)}); a running server swaps "
               "within a second")
+        if v.status == "rejected":
+            print(f"{v.model}: v{v.version} failed its gates; this override is in the audit log")
     return 0
 
 
@@ -425,3 +452,96 @@ def _parse_time(text: str, what: str) -> datetime:
 
 def _day(iso: str | None) -> str:
     return iso[:16].replace("T", " ") if iso else "-"
+
+def _runs_list(args: argparse.Namespace) -> int:
+    from appliance.tracking.queries import list_runs
+
+    with _home(args) as home:
+        found = list_runs(home.tracking, args.model, args.limit)
+    rows = [(r.id[:8], r.model, r.kind, r.name, r.status, _when(r.started_at), _seconds(r), str(r.children or ""),
+             (r.error or "")[:60]) for r in found]
+    _table(("RUN", "MODEL", "KIND", "NAME", "STATUS", "STARTED", "SECONDS", "CHILDREN", "ERROR"), rows)
+    if not rows:
+        print("no runs yet — run `appliance train MODEL`")
+    return 0
+
+
+def _runs_show(args: argparse.Namespace) -> int:
+    from appliance.errors import NotFound
+    from appliance.tracking.queries import run_detail
+    from appliance.training.runs import pipeline_run
+
+    with _home(args) as home:
+        d = run_detail(home.tracking, args.run_id)
+        try:
+            stages = pipeline_run(home.conn, d.run.id).stages
+        except NotFound:
+            stages = []
+    r = d.run
+    print(f"run {r.id}  {r.model}  {r.kind} '{r.name}'  {r.status}  started {_when(r.started_at)}  {_seconds(r)} s")
+    if r.parent_id:
+        print(f"parent {r.parent_id}")
+    if r.error:
+        print(f"error: {r.error}")
+    env = d.environment
+    print(f"code {r.code_version}  python {env.get('python')}  {env.get('platform')}  cpus {env.get('cpus')}")
+    print("packages " + ", ".join(f"{k} {v}" for k, v in env.get("packages", {}).items() if v))
+    if d.data:
+        print("data " + ", ".join(h[:12] for h in d.data))
+    if stages:
+        print("\nstages")
+        _table(("STAGE", "STATUS", "STARTED", "SECONDS", "ATTEMPTS", "ERROR"),
+               [(s.stage, s.status, _when(s.started_at), f"{s.ended_at - s.started_at:.2f}" if s.ended_at else "",
+                 str(s.attempts), (s.error or "")[:70]) for s in stages])
+    for title, values in (("params", d.params), ("tags", d.tags), ("artifacts", d.artifacts)):
+        if values:
+            print(f"\n{title}")
+            _table(("KEY", "VALUE"), [(k, _short_value(v)) for k, v in values.items()])
+    if d.metrics:
+        print("\nmetrics (last value of each series)")
+        _table(("METRIC", "VALUE", "POINTS"), [(k, _short_value(v), str(d.metric_points[k])) for k, v in d.metrics.items()])
+    if d.child_runs:
+        print("\nchild runs")
+        _table(("RUN", "NAME", "STATUS", "SECONDS"), [(c.id[:8], c.name, c.status, _seconds(c)) for c in d.child_runs])
+    return 0
+
+
+def _runs_compare(args: argparse.Namespace) -> int:
+    from appliance.tracking.queries import run_detail
+
+    with _home(args) as home:
+        details = [run_detail(home.tracking, prefix) for prefix in args.runs]
+    header = ("", *(f"{d.run.id[:8]} {d.run.name}" for d in details))
+    rows = [("status", *(d.run.status for d in details))]
+    for title, pick in (("param", lambda d: d.params), ("metric", lambda d: d.metrics)):
+        keys = sorted({k for d in details for k in pick(d)})
+        rows += [(f"{title} {k}", *(_short_value(pick(d).get(k, "-")) for d in details)) for k in keys]
+    _table(header, rows)
+    return 0
+
+
+def _reproduce(args: argparse.Namespace) -> int:
+    from appliance.training.reproduce import reproduce
+
+    with _home(args) as home:
+        result = reproduce(home, args.model, args.version, say=_say)
+    _table(("METRIC", "RECORDED", "REPRODUCED", "DIFFERENCE"),
+           [(m.name, f"{m.recorded:.6g}", f"{m.reproduced:.6g}", f"{m.difference:+.3g}") for m in result.metrics])
+    if result.identical:
+        print(f"{result.model} v{result.version}: identical — same ONNX bytes ({result.reproduced_onnx[:12]}) "
+              f"(run {result.run_id[:8]})")
+    else:
+        print(f"{result.model} v{result.version}: different ONNX bytes ({result.recorded_onnx[:12]} → "
+              f"{result.reproduced_onnx[:12]}); largest metric difference {result.max_difference:.3g} "
+              f"(run {result.run_id[:8]})")
+    return 0
+
+
+def _seconds(run) -> str:
+    return f"{run.ended_at - run.started_at:.1f}" if run.ended_at else "…"
+
+
+def _short_value(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value) if len(str(value)) <= 70 else str(value)[:67] + "…"

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from appliance.registry import Registry
 from appliance.spec import ModelSpec, load_spec
+from appliance.tracking.store import TrackingStore
 from storage.artifacts import ArtifactStore
 from storage.database import connect
 from storage.metadata_schema import MIGRATIONS
@@ -24,6 +25,14 @@ class Home:
         self.artifacts = ArtifactStore(self.root / "artifacts")
         self.offline = OfflineStore(self.root / "offline")
         self.online = OnlineStore(self.root / "online.db")  # its own file: materialization never blocks metadata
+        self._tracking: TrackingStore | None = None
+
+    @property
+    def tracking(self) -> TrackingStore:
+        """tracking.db, opened on first use (experiment runs: a write path of its own)."""
+        if self._tracking is None:
+            self._tracking = TrackingStore(self.root / "tracking.db")
+        return self._tracking
 
     def spec(self, model: str) -> ModelSpec:
         """The spec a registered model was added with (read fresh, so edits take effect)."""
@@ -34,6 +43,8 @@ class Home:
         return self.registry.add_model(spec.name, str(spec.path), actor=actor)
 
     def close(self) -> None:
+        if self._tracking is not None:
+            self._tracking.close()
         self.conn.close()
         self.online.close()
 

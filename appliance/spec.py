@@ -74,16 +74,44 @@ class TargetSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     threshold: float = 0.5      # probability at or above which the label is 1
 
 
+class SearchRange(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """One hyperparameter's search space: a list of choices, or a numeric range (log-uniform if ``log``)."""
+
+    choices: list[float | int | str | bool] | None = None
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    integer: bool = False
+
+
+class SearchSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    trials: int = 0             # 0: no search, train once with [training.params]
+    validation_days: int = 5    # the last N training days score the trials (the evaluation days stay unseen)
+    space: dict[str, SearchRange] = {}
+
+
 class TrainingSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    trainer: Literal["lightgbm"] = "lightgbm"
+    trainer: Literal["lightgbm", "mlp"] = "lightgbm"
     eval_days: int = 10         # the last N days of the snapshot are held out for evaluation
     seed: int = 7
     params: dict[str, float | int | str | bool] = {}
+    search: SearchSection = SearchSection()
+    checkpoint_every: int = 1   # MLP: epochs between checkpoints (a killed run resumes from the last)
+    quantize: bool = False      # MLP: also build an INT8 dynamically quantized ONNX variant
 
 
 class ValidationSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     min_auc: float = 0.80
     max_parity_diff: float = 1e-5
+    recall_at_precision: float = 0.80   # recall is measured at the best threshold with this precision
+    min_recall: float = 0.25
+    max_regression: float = 0.02        # AUC may be at most this much below production's, same data
+    segments: list[str] = []            # feature columns whose values are segments (e.g. country)
+    max_segment_gap: float = 0.10       # largest AUC gap between segments
+    segment_min_positives: int = 30     # smaller segments are reported, not judged (AUC too noisy)
+    max_p99_ms: float = 10.0            # p99 single-row ONNX Runtime inference on CPU
+    max_quarantined_share: float = 0.05  # data validation: share of the newest batch quarantined
+    max_missing_share: float = 0.10      # data validation: share of nulls in any feature
 
 
 class ServingSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

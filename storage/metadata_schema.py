@@ -93,6 +93,23 @@ BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 CREATE TRIGGER audit_log_append_only_delete BEFORE DELETE ON audit_log
 BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 """),
+    Migration(3, "pipeline stages and the worker of a run", """
+ALTER TABLE runs ADD COLUMN worker_pid INTEGER;
+ALTER TABLE runs ADD COLUMN attempts INTEGER NOT NULL DEFAULT 1;
+
+CREATE TABLE run_stages (
+    run_id       TEXT NOT NULL REFERENCES runs(id),
+    stage        TEXT NOT NULL,
+    position     INTEGER NOT NULL,
+    status       TEXT NOT NULL CHECK (status IN ('running', 'succeeded', 'failed')),
+    started_at   REAL NOT NULL,
+    ended_at     REAL,
+    error        TEXT,
+    outputs_json TEXT NOT NULL DEFAULT '{}',
+    attempts     INTEGER NOT NULL DEFAULT 1,
+    PRIMARY KEY (run_id, stage)
+);
+"""),
 ]
 
 MIGRATIONS.append(Migration(2, "ingest history with quarantine files", """

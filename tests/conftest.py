@@ -94,3 +94,44 @@ def server(home_dir: Path) -> Iterator[RunningServer]:
     srv.should_exit = True
     thread.join(timeout=10)
     sock.close()
+
+
+def sliced_spec(tmp: Path, days: int, eval_days: int, **overrides: str) -> Path:
+    """small_spec over only the first ``days`` days of the sample history (fast training runs).
+
+    Recall at 80 % precision is not required: a few days of data are too few to promise it. Nor is
+    a latency budget: these runs share the machine with the rest of the suite (the rule has unit tests).
+    """
+    import polars as pl
+
+    path = small_spec(tmp, **{"eval_days = 10": f"eval_days = {eval_days}", "min_recall = 0.30": "min_recall = 0.0",
+                              "max_p99_ms = 10.0": "max_p99_ms = 1000.0", **overrides})
+    source = path.parent / "transactions.parquet"
+    frame = pl.read_parquet(source.resolve())
+    start = frame["event_time"].min()
+    source.unlink()
+    frame.filter(pl.col("event_time") < start + pl.duration(days=days)).write_parquet(source)
+    return path
+
+
+MLP_TRAINING = """[training]
+trainer = "mlp"
+eval_days = 3
+seed = 7
+checkpoint_every = 1
+
+[training.params]
+epochs = 4
+batch_size = 1024
+hidden = 32
+"""
+
+
+def mlp_spec(tmp: Path, **overrides: str) -> Path:
+    """The sample spec with the MLP trainer over 12 days of history (3 evaluated)."""
+    path = sliced_spec(tmp, days=12, eval_days=3, **overrides)
+    text = path.read_text()
+    start, end = text.index("[training]"), text.index("[training.search]")
+    text = text[:start] + MLP_TRAINING + "\n" + text[end:]
+    path.write_text(text)
+    return path

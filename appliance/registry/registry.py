@@ -8,7 +8,7 @@ import time
 
 import msgspec
 
-from appliance.errors import Conflict, NotFound
+from appliance.errors import Conflict, InvalidInput, NotFound
 from storage.database import transaction
 
 
@@ -138,14 +138,19 @@ class Registry:
 
     # -- promotion and rollback -----------------------------------------------------------------
 
-    def promote(self, model: str, version: int, actor: str = "cli", reason: str = "") -> ModelVersion:
-        """Point production at a version, in one transaction; a rejected version is refused."""
+    def promote(self, model: str, version: int, actor: str = "cli", reason: str = "",
+                override: bool = False) -> ModelVersion:
+        """Point production at a version, in one transaction; a rejected version only with an override and a reason."""
+        if override and not reason.strip():
+            raise InvalidInput("an override needs a reason: add --reason '...' (it goes into the audit log)")
         with transaction(self.conn):
             target = self.version(model, version)
-            if target.status != "registered":
+            failed = [c["name"] for c in target.gate_report.get("checks", []) if not c["passed"]]
+            if target.status != "registered" and not override:
                 raise Conflict(
-                    f"model '{model}' version {version} failed its validation gates and cannot be "
-                    "promoted; see its gate report with `appliance models " + model + "`"
+                    f"model '{model}' version {version} failed its validation gates ({', '.join(failed)}) and "
+                    f"cannot be promoted; see its gate report with `appliance models {model}`, or promote it "
+                    "anyway with --override --reason '...'"
                 )
             current = self.alias(model, "production")
             if current == version:
@@ -156,7 +161,11 @@ class Registry:
                 self.conn.execute("DELETE FROM aliases WHERE model = ? AND alias = 'candidate'", (model,))
             self.conn.execute("INSERT INTO promotions (model, version, promoted_at) VALUES (?, ?, ?)",
                               (model, version, now))
-            self._audit(actor, "promote", model, version, {"from": current, "reason": reason})
+            if target.status == "registered":
+                self._audit(actor, "promote", model, version, {"from": current, "reason": reason})
+            else:
+                self._audit(actor, "promote_override", model, version,
+                            {"from": current, "reason": reason, "failed_gates": failed})
         return target
 
     def rollback(self, model: str, actor: str = "cli", reason: str = "") -> ModelVersion:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 import lightgbm as lgb
 import numpy as np
@@ -17,8 +18,12 @@ def default_threads() -> int:
     return max(1, (os.cpu_count() or 2) // 2)
 
 
-def train_lightgbm(schema: FeatureSchema, x: np.ndarray, y: np.ndarray, params: dict, seed: int) -> lgb.Booster:
-    """Fit a binary classifier; deterministic on CPU for a given seed, data and thread count."""
+def train_lightgbm(schema: FeatureSchema, x: np.ndarray, y: np.ndarray, params: dict, seed: int,
+                   log_metric: Callable[[str, float, int], None] | None = None) -> lgb.Booster:
+    """Fit a binary classifier; deterministic on CPU for a given seed, data and thread count.
+
+    With ``log_metric``, the training log loss of every round is reported (the training curve).
+    """
     params = {**DEFAULT_PARAMS, **params}
     rounds = int(params.pop("num_boost_round"))
     categorical = [i for i, c in enumerate(schema.columns) if c.type == "category"]
@@ -28,7 +33,18 @@ def train_lightgbm(schema: FeatureSchema, x: np.ndarray, y: np.ndarray, params: 
         "objective": "binary", "verbosity": -1, "seed": seed, "deterministic": True,
         "force_row_wise": True, "num_threads": default_threads(), **params,
     }
-    return float32_thresholds(lgb.train(settings, dataset, num_boost_round=rounds))
+    callbacks, valid = [], []
+    if log_metric is not None:
+        valid = [dataset]
+
+        def report(env: lgb.callback.CallbackEnv) -> None:
+            for _, metric, value, _ in env.evaluation_result_list:
+                log_metric(f"train_{metric}", value, env.iteration)
+
+        callbacks = [report]
+    booster = lgb.train({"metric": "binary_logloss", **settings}, dataset, num_boost_round=rounds,
+                        valid_sets=valid, valid_names=["train"] if valid else None, callbacks=callbacks)
+    return float32_thresholds(booster)
 
 
 def float32_thresholds(booster: lgb.Booster) -> lgb.Booster:

@@ -23,6 +23,10 @@ def lightgbm_to_onnx(booster: lgb.Booster) -> bytes:
         zipmap=False, target_opset=TARGET_OPSET,
     )
     model.graph.name = "lightgbm"  # the converter names graphs with a random uuid; keep bytes reproducible
+    # It also lists opsets in set order, which varies with the process's string hash seed.
+    opsets = sorted(model.opset_import, key=lambda o: o.domain)
+    del model.opset_import[:]
+    model.opset_import.extend(opsets)
     return model.SerializeToString()
 
 

@@ -1,91 +1,106 @@
-"""The training pipeline: ingest → features → train → evaluate → export → gates → register."""
+"""The training pipeline: ingest → validate → features → train → evaluate → export → gates → register.
+
+Every stage is recorded in metadata.db (status, start, end, error, outputs); a failed run resumes
+at the stage that failed. One run per model at a time, held by an OS file lock.
+"""
 
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable
 
 import msgspec
-import polars as pl
 
-from appliance.data.contract import load_contract
-from appliance.data.ingest import IngestReport, ingest
-from appliance.data.snapshots import data_version, list_snapshots, read_snapshots
-from appliance.data.sources import read_source
-from appliance.features.encoding import FeatureSchema
-from appliance.features.training_set import build_training_set, split_by_time
+from appliance.data.ingest import IngestReport
 from appliance.home import Home
 from appliance.registry import ModelVersion
 from appliance.spec import ModelSpec
-from appliance.training import onnx_export
+from appliance.tracking import TrackedRun
+from appliance.training import runs
 from appliance.training.code_version import code_version
-from appliance.training.lightgbm_trainer import native_predict, train_lightgbm
-from appliance.training.metrics import binary_metrics
-from appliance.training.runs import finish_run, start_run
-from appliance.validation.gates import GateReport, evaluate_gates
+from appliance.training.run_lock import model_lock
+from appliance.training.stages import STAGES, RunContext, ingest_source
+from appliance.validation.gates import GateReport
+
+__all__ = ["STAGES", "TrainingOutcome", "abandon_dead_runs", "ingest_source", "train"]
 
 
 class TrainingOutcome(msgspec.Struct):
+    run_id: str
     version: ModelVersion
     gates: GateReport
-    ingest: IngestReport
+    ingest: IngestReport | None     # None when a resumed run reused its earlier ingest
     train_rows: int
     eval_rows: int
     cutoff: str
     seconds: float
+    reused_stages: list[str] = []
 
 
-def ingest_source(home: Home, spec: ModelSpec) -> IngestReport:
-    """Ingest the spec's data source (identical content makes no new snapshot)."""
-    contract = load_contract(spec.resolve(spec.data.contract))
-    return ingest(home.conn, home.offline, spec.name, contract, spec.resolve(spec.data.source))
+def train(home: Home, spec: ModelSpec, actor: str = "cli", say: Callable[[str], None] = lambda _: None, *,
+          resume: bool = False, run_id: str | None = None) -> TrainingOutcome:
+    """Run the pipeline for one model and register the result (rejected if a gate fails).
 
-
-def train(home: Home, spec: ModelSpec, actor: str = "cli",
-          say: Callable[[str], None] = lambda _: None) -> TrainingOutcome:
-    """Run the whole pipeline for one model and register the result (rejected if a gate fails)."""
+    With ``resume``, continue the given failed run (default: the model's latest) at its failed stage.
+    """
     started = time.perf_counter()
-    params = {**spec.training.params, "seed": spec.training.seed}
-    run_id = start_run(home.conn, spec.name, "train", params, code_version())
-    try:
-        report = ingest_source(home, spec)
-        say(f"ingested {report.rows_read:,} rows: {report.accepted:,} accepted, "
-            f"{report.quarantined:,} quarantined → snapshot {report.snapshot.hash[:12]}"
-            + ("" if report.new_snapshot else " (unchanged)"))
-        snapshots = list_snapshots(home.conn, spec.name)
-        events = read_snapshots(home.offline, snapshots)
-        entities = read_source(spec.resolve(spec.data.entities)) if spec.data.entities else None
-        frame = build_training_set(spec, events, entities)
-        train_part, eval_part, cutoff = split_by_time(spec, frame)
+    new_id = uuid.uuid4().hex
+    with model_lock(home.root, spec.name, run_id or new_id):
+        abandon_dead_runs(home, spec.name, say)
+        done: dict[str, dict] = {}
+        if resume:
+            previous = runs.resumable_run(home.conn, spec.name, run_id)
+            run_id = previous.id
+            done = {s.stage: s.outputs for s in previous.stages if s.status == "succeeded"}
+            runs.restart_run(home.conn, run_id)
+            tracked = TrackedRun.reopen(home.tracking, home.artifacts, run_id)
+            say(f"resuming run {run_id[:8]} (attempt {previous.attempts + 1})")
+        else:
+            run_id = new_id
+            params = {**spec.training.params, "seed": spec.training.seed, "trainer": spec.training.trainer}
+            tracked = TrackedRun.create(home.tracking, home.artifacts, model=spec.name, name="train",
+                                        kind="pipeline", run_id=run_id)
+            runs.start_run(home.conn, run_id, spec.name, "train", params, code_version())
+            tracked.log_params(params)
+            tracked.set_tags({"actor": actor, "trainer": spec.training.trainer})
+        ctx = RunContext(home=home, spec=spec, run=tracked, say=say, actor=actor)
+        _run_stages(ctx, done)
+    return TrainingOutcome(
+        run_id=run_id, version=ctx.version, gates=ctx.gates, ingest=ctx.ingest, train_rows=ctx.train_part.height,
+        eval_rows=ctx.eval_part.height, cutoff=ctx.cutoff.isoformat(), seconds=time.perf_counter() - started,
+        reused_stages=[s.name for s in STAGES if s.name in done],
+    )
 
-        schema = FeatureSchema.learn(spec.model_features, train_part, spec.features)
-        x_train, x_eval = schema.encode_frame(train_part), schema.encode_frame(eval_part)
-        y_train = train_part[spec.target.column].cast(pl.Int8).to_numpy()
-        y_eval = eval_part[spec.target.column].cast(pl.Int8).to_numpy()
-        booster = train_lightgbm(schema, x_train, y_train, dict(spec.training.params), spec.training.seed)
-        p_eval = native_predict(booster, x_eval)
-        metrics = binary_metrics(y_eval, p_eval, spec.target.threshold)
-        say(f"trained LightGBM on {train_part.height:,} rows before {cutoff:%Y-%m-%d}, evaluated on "
-            f"{eval_part.height:,}: AUC {metrics['auc']:.4f}, precision {metrics['precision']:.3f}, "
-            f"recall {metrics['recall']:.3f}, F1 {metrics['f1']:.3f}, log loss {metrics['log_loss']:.4f}")
 
-        onnx_bytes = onnx_export.lightgbm_to_onnx(booster)
-        parity_diff = onnx_export.parity(onnx_export.session(onnx_bytes, ["CPUExecutionProvider"]),
-                                         p_eval, x_eval)
-        gates = evaluate_gates(spec.validation, metrics, parity_diff)
-        digest = home.artifacts.put(onnx_bytes)
-        version = home.registry.register_version(
-            spec.name, status="registered" if gates.passed else "rejected", artifact_sha256=digest,
-            feature_schema=msgspec.to_builtins(schema), metrics=metrics, params=params,
-            gate_report=msgspec.to_builtins(gates), data_version=data_version(snapshots),
-            code_version=code_version(), run_id=run_id, actor=actor,
-        )
-        finish_run(home.conn, run_id, status="succeeded", metrics=metrics | {"onnx_parity": parity_diff},
-                   snapshots=[s.hash for s in snapshots])
-    except BaseException as e:
-        finish_run(home.conn, run_id, status="failed", error=f"{type(e).__name__}: {e}")
-        raise
-    return TrainingOutcome(version=version, gates=gates, ingest=report, train_rows=train_part.height,
-                           eval_rows=eval_part.height, cutoff=cutoff.isoformat(),
-                           seconds=time.perf_counter() - started)
+def abandon_dead_runs(home: Home, model: str, say: Callable[[str], None] = lambda _: None) -> list[str]:
+    """Mark the model's runs whose worker died as failed (resumable); only while holding its run lock."""
+    dead = runs.abandon_runs(home.conn, model)
+    for run_id in dead:
+        home.tracking.write("UPDATE runs SET status = 'failed', ended_at = ?, error = ? WHERE (id = ? OR parent_id = ?) "
+                            "AND status = 'running'", [(time.time(), "the worker process died", run_id, run_id)])
+        say(f"run {run_id[:8]} had no live worker (killed or crashed): marked failed, resumable")
+    return dead
 
+
+def _run_stages(ctx: RunContext, done: dict[str, dict]) -> None:
+    conn, run_id = ctx.home.conn, ctx.run.id
+    for position, stage in enumerate(STAGES):
+        if stage.name in done:
+            stage.restore(ctx, done[stage.name])
+            ctx.say(f"{stage.name}: reused from the earlier attempt")
+            continue
+        runs.start_stage(conn, run_id, stage.name, position)
+        try:
+            outputs = stage.run(ctx)
+        except BaseException as e:
+            error = f"{type(e).__name__}: {e}"
+            runs.finish_stage(conn, run_id, stage.name, status="failed", error=error)
+            runs.finish_run(conn, run_id, status="failed", error=f"stage {stage.name}: {error}")
+            ctx.run.finish("failed", f"stage {stage.name}: {error}")
+            raise
+        runs.finish_stage(conn, run_id, stage.name, status="succeeded", outputs=outputs)
+    runs.finish_run(conn, run_id, status="succeeded", metrics=ctx.metrics | {"onnx_parity": ctx.parity},
+                    snapshots=[s.hash for s in ctx.snapshots])
+    ctx.run.finish("succeeded")
+    ctx.drop_checkpoints()

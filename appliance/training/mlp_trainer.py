@@ -1,0 +1,205 @@
+"""The PyTorch tabular MLP: an embedding per category, standardized numbers with missing-value flags.
+
+All preprocessing lives inside the module, so its ONNX export takes the same float32 feature
+matrix as the LightGBM export and gives the same defined answer for NaN, ±inf and categories
+it never saw.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from appliance.features.encoding import FeatureSchema
+from appliance.training import onnx_export
+from appliance.training.lightgbm_trainer import default_threads
+from appliance.training.metrics import roc_auc
+
+DEFAULT_PARAMS = {"epochs": 6, "batch_size": 512, "learning_rate": 0.003, "hidden": 64, "layers": 2,
+                  "embedding_dim": 8, "weight_decay": 1e-5}
+ONNX_OPSET = 17
+CLAMP = 10.0  # standardized inputs beyond ±10 σ are out of range: clamped, never extrapolated
+
+
+class TabularMLP(nn.Module):
+    """Logit of the positive class from encoded features; ``forward`` gives [N, 2] probabilities."""
+
+    def __init__(self, config: dict):
+        super().__init__()
+        self.config = config
+        self.register_buffer("numeric", torch.tensor(config["numeric"], dtype=torch.long))
+        self.register_buffer("log_scaled", torch.tensor(config["log_scaled"], dtype=torch.bool))
+        self.register_buffer("mean", torch.tensor(config["mean"], dtype=torch.float32))
+        self.register_buffer("std", torch.tensor(config["std"], dtype=torch.float32))
+        dim = config["embedding_dim"]
+        self.categories = [(column, size) for column, size in config["categories"]]
+        # index 0 is "missing or never seen"; category k of the vocabulary is k + 1
+        self.embeddings = nn.ModuleList(nn.Embedding(size + 1, min(dim, size + 1)) for _, size in self.categories)
+        width = 2 * len(config["numeric"]) + sum(e.embedding_dim for e in self.embeddings)
+        layers: list[nn.Module] = []
+        for _ in range(config["layers"]):
+            layers += [nn.Linear(width, config["hidden"]), nn.ReLU()]
+            width = config["hidden"]
+        layers.append(nn.Linear(width, 1))
+        self.head = nn.Sequential(*layers)
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        num = x.index_select(1, self.numeric)
+        missing = torch.isnan(num)
+        num = torch.where(missing, torch.zeros_like(num), num)
+        num = torch.where(self.log_scaled, torch.sign(num) * torch.log1p(torch.abs(num)), num)
+        parts = [torch.clamp((num - self.mean) / self.std, -CLAMP, CLAMP), missing.to(x.dtype)]
+        for (column, size), embedding in zip(self.categories, self.embeddings):
+            code = x[:, column]
+            known = (code >= 0) & (code < size)  # False for NaN, for ±inf and for codes past the vocabulary
+            parts.append(embedding(torch.where(known, code + 1, torch.zeros_like(code)).long()))
+        return self.head(torch.cat(parts, dim=1)).squeeze(1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        p = torch.sigmoid(self.logits(x))
+        return torch.stack([1 - p, p], dim=1)
+
+
+def mlp_config(schema: FeatureSchema, x: np.ndarray, params: dict) -> dict:
+    """The network's shape and its input scaling, learnt from the training rows."""
+    numeric = [i for i, c in enumerate(schema.columns) if c.type != "category"]
+    log_scaled = [schema.columns[i].type == "float" for i in numeric]
+    values = x[:, numeric].astype(np.float64)
+    values[:, log_scaled] = np.sign(values[:, log_scaled]) * np.log1p(np.abs(values[:, log_scaled]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # an all-missing column: mean 0, std 1 below
+        mean = np.nan_to_num(np.nanmean(values, axis=0))
+        std = np.nanstd(values, axis=0)
+    std = np.where(np.isfinite(std) & (std > 1e-6), std, 1.0)
+    return {
+        "numeric": numeric, "log_scaled": log_scaled, "mean": mean.tolist(), "std": std.tolist(),
+        "categories": [[i, len(c.categories or [])] for i, c in enumerate(schema.columns) if c.type == "category"],
+        "hidden": int(params["hidden"]), "layers": int(params["layers"]),
+        "embedding_dim": int(params["embedding_dim"]),
+    }
+
+
+class MLPModel:
+    """A trained MLP with what it takes to predict, export and store it."""
+
+    trainer = "mlp"
+
+    def __init__(self, module: TabularMLP):
+        self.module = module.cpu().eval()
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """Native probabilities on the CPU (the reference for ONNX parity)."""
+        with torch.no_grad():
+            chunks = [self.module(torch.from_numpy(np.ascontiguousarray(x[i:i + 65536])))[:, 1]
+                      for i in range(0, len(x), 65536)]
+        return torch.cat(chunks).numpy().astype(np.float64) if chunks else np.empty(0)
+
+    def to_onnx(self) -> bytes:
+        """ONNX with a dynamic batch dimension, the same input and output names as the LightGBM export."""
+        buffer = io.BytesIO()
+        dummy = torch.zeros((2, max(self._width(), 1)), dtype=torch.float32)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the TorchScript exporter is deprecated; the dynamo one needs onnxscript
+            torch.onnx.export(self.module, (dummy,), buffer, input_names=[onnx_export.INPUT_NAME],
+                              output_names=[onnx_export.PROBABILITIES], opset_version=ONNX_OPSET, dynamo=False,
+                              dynamic_axes={onnx_export.INPUT_NAME: {0: "rows"}, onnx_export.PROBABILITIES: {0: "rows"}})
+        return buffer.getvalue()
+
+    def to_bytes(self) -> bytes:
+        buffer = io.BytesIO()
+        torch.save({"config": self.module.config, "state": self.module.state_dict()}, buffer)
+        return buffer.getvalue()
+
+    def _width(self) -> int:
+        config = self.module.config
+        return len(config["numeric"]) + len(config["categories"])
+
+
+def load_mlp(data: bytes) -> MLPModel:
+    """A stored MLP (tensors and plain values only: loaded with ``weights_only``, no pickle code runs)."""
+    saved = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    module = TabularMLP(saved["config"])
+    module.load_state_dict(saved["state"])
+    return MLPModel(module)
+
+
+def device() -> torch.device:
+    """CUDA when present, else the CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def train_mlp(schema: FeatureSchema, x: np.ndarray, y: np.ndarray, params: dict, seed: int, *,
+              log_metric: Callable[[str, float, int], None] | None = None, checkpoint: Path | None = None,
+              checkpoint_every: int = 1, validation: tuple[np.ndarray, np.ndarray] | None = None,
+              on_checkpoint: Callable[[int], None] | None = None) -> MLPModel:
+    """Fit with AdamW on binary cross-entropy; with ``checkpoint``, save every N epochs and resume from there.
+
+    Each epoch's shuffle is seeded by (seed, epoch), so a run resumed from a checkpoint sees
+    exactly the batches an uninterrupted run would have. ``on_checkpoint(epoch)`` runs after each
+    save (the pipeline writes its queued metrics then, so the curve survives with the checkpoint).
+    """
+    params = {**DEFAULT_PARAMS, **params}
+    torch.set_num_threads(default_threads())
+    where = device()
+    torch.manual_seed(seed)
+    module = TabularMLP(mlp_config(schema, x, params)).to(where)
+    optimizer = torch.optim.AdamW(module.parameters(), lr=float(params["learning_rate"]),
+                                  weight_decay=float(params["weight_decay"]))
+    first_epoch = 0
+    if checkpoint is not None and checkpoint.exists():
+        saved = torch.load(checkpoint, map_location=where, weights_only=True)
+        if saved["params"] == {k: str(v) for k, v in params.items()} and saved["seed"] == seed:
+            module.load_state_dict(saved["state"])
+            optimizer.load_state_dict(saved["optimizer"])
+            first_epoch = saved["epoch"]
+    features = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(where)
+    labels = torch.from_numpy(np.asarray(y, dtype=np.float32)).to(where)
+    loss_fn = nn.BCEWithLogitsLoss()
+    epochs, batch = int(params["epochs"]), int(params["batch_size"])
+    for epoch in range(first_epoch, epochs):
+        module.train()
+        order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
+        total = 0.0
+        for start in range(0, len(order), batch):
+            rows = order[start:start + batch].to(where)
+            optimizer.zero_grad(set_to_none=True)
+            loss = loss_fn(module.logits(features[rows]), labels[rows])
+            loss.backward()
+            optimizer.step()
+            total += float(loss.detach()) * len(rows)
+        if log_metric is not None:
+            log_metric("train_loss", total / max(len(order), 1), epoch)
+            if validation is not None:
+                module.eval()
+                log_metric("validation_auc", roc_auc(validation[1], MLPModel(_copy(module)).predict(validation[0])),
+                           epoch)
+        if checkpoint is not None and ((epoch + 1) % checkpoint_every == 0 or epoch + 1 == epochs):
+            _save_checkpoint(checkpoint, module, optimizer, epoch + 1, params, seed)
+            if on_checkpoint is not None:
+                on_checkpoint(epoch + 1)
+    return MLPModel(module)
+
+
+def _copy(module: TabularMLP) -> TabularMLP:
+    clone = TabularMLP(module.config)
+    clone.load_state_dict({k: v.detach().cpu() for k, v in module.state_dict().items()})
+    return clone
+
+
+def _save_checkpoint(path: Path, module: TabularMLP, optimizer: torch.optim.Optimizer, epoch: int, params: dict,
+                     seed: int) -> None:
+    # Written beside and renamed over: a kill mid-write leaves the previous checkpoint whole.
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save({"state": module.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch, "seed": seed,
+                "params": {k: str(v) for k, v in params.items()}}, tmp)
+    with open(tmp, "rb") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, path)

@@ -1,0 +1,55 @@
+"""Random search over the spec's hyperparameter space; each trial is a child run of the pipeline run."""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Callable
+
+import msgspec
+
+from appliance.errors import InvalidInput
+from appliance.spec import SearchRange, SearchSection
+
+
+class Trial(msgspec.Struct, frozen=True):
+    name: str
+    run_id: str
+    params: dict
+    validation_auc: float
+
+
+def sample_params(space: dict[str, SearchRange], rng: random.Random) -> dict:
+    """One draw from the space: a choice, or a value uniform (log-uniform with ``log``) in [low, high]."""
+    drawn = {}
+    for name, r in sorted(space.items()):
+        if r.choices:
+            drawn[name] = rng.choice(r.choices)
+            continue
+        if r.low is None or r.high is None or r.low > r.high or (r.log and r.low <= 0):
+            raise InvalidInput(f"training.search.space.{name} needs `choices = [...]` or `low <= high` "
+                               "(positive with `log = true`); fix the spec")
+        if r.log:
+            value = math.exp(rng.uniform(math.log(r.low), math.log(r.high)))
+        else:
+            value = rng.uniform(r.low, r.high)
+        drawn[name] = int(round(value)) if r.integer else value
+    return drawn
+
+
+def random_search(search: SearchSection, base: dict, seed: int,
+                  score: Callable[[str, dict], tuple[str, float]]) -> tuple[Trial, list[Trial]]:
+    """Run ``search.trials`` trials; ``score(name, params)`` trains one and returns (run id, validation AUC).
+
+    Draws come from a generator seeded by the spec's seed, so a resumed or reproduced search
+    proposes the same trials. The best trial has the highest validation AUC (ties: the earlier).
+    """
+    rng = random.Random(seed)
+    trials = []
+    for i in range(search.trials):
+        params = {**base, **sample_params(search.space, rng)}
+        name = f"trial-{i + 1}"
+        run_id, auc = score(name, params)
+        trials.append(Trial(name, run_id, params, auc))
+    best = max(trials, key=lambda t: (-math.inf if math.isnan(t.validation_auc) else t.validation_auc))
+    return best, trials

@@ -1,0 +1,359 @@
+"""The stages of a training run. Each returns its outputs (recorded with the stage) and can restore
+them, so a failed run resumes at the stage that failed with everything before it as it was."""
+
+from __future__ import annotations
+
+import math
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import msgspec
+import numpy as np
+import polars as pl
+
+from appliance.data.contract import load_contract
+from appliance.data.ingest import IngestReport, ingest
+from appliance.data.snapshots import Snapshot, data_version, list_snapshots, read_snapshots
+from appliance.data.sources import read_source
+from appliance.errors import InvalidInput
+from appliance.features.encoding import FeatureSchema
+from appliance.features.training_set import build_training_set, split_by_time
+from appliance.home import Home
+from appliance.registry import ModelVersion
+from appliance.spec import ModelSpec
+from appliance.tracking import TrackedRun
+from appliance.training import onnx_export
+from appliance.training.code_version import code_version
+from appliance.training.lightgbm_trainer import default_threads
+from appliance.training.metrics import binary_metrics, roc_auc
+from appliance.training.search import random_search
+from appliance.training.trainers import TrainedModel, fit, load_model
+from appliance.validation.gates import GateEvidence, GateReport, evaluate_gates
+from appliance.validation.probes import (recall_at_precision, robustness_failures, segment_scores,
+                                         single_row_p99_ms)
+
+
+@dataclass
+class RunContext:
+    """What the stages of one run hand each other."""
+
+    home: Home
+    spec: ModelSpec
+    run: TrackedRun
+    say: Callable[[str], None]
+    actor: str = "cli"
+    ingest: IngestReport | None = None
+    snapshots: list[Snapshot] = field(default_factory=list)
+    events: pl.DataFrame | None = None
+    train_part: pl.DataFrame | None = None
+    eval_part: pl.DataFrame | None = None
+    cutoff: datetime | None = None
+    schema: FeatureSchema | None = None
+    x_train: np.ndarray | None = None
+    y_train: np.ndarray | None = None
+    x_eval: np.ndarray | None = None
+    y_eval: np.ndarray | None = None
+    model: TrainedModel | None = None
+    params: dict = field(default_factory=dict)      # what the final model was trained with (seed and trainer too)
+    metrics: dict = field(default_factory=dict)
+    onnx_bytes: bytes = b""
+    parity: float = math.nan
+    gates: GateReport | None = None
+    version: ModelVersion | None = None
+
+    @property
+    def checkpoints(self) -> Path:
+        """This run's checkpoints (in the data directory, so a restarted run finds them)."""
+        return self.home.root / "checkpoints" / self.run.id
+
+    def drop_checkpoints(self) -> None:
+        shutil.rmtree(self.checkpoints, ignore_errors=True)
+
+
+def ingest_source(home: Home, spec: ModelSpec) -> IngestReport:
+    """Ingest the spec's data source (identical content makes no new snapshot)."""
+    contract = load_contract(spec.resolve(spec.data.contract))
+    return ingest(home.conn, home.offline, spec.name, contract, spec.resolve(spec.data.source))
+
+
+def training_frame(spec: ModelSpec, events: pl.DataFrame) -> pl.DataFrame:
+    """The one place the pipeline builds its training frame from snapshot rows."""
+    entities = read_source(spec.resolve(spec.data.entities)) if spec.data.entities else None
+    return build_training_set(spec, events, entities)
+
+
+def time_split(spec: ModelSpec, frame: pl.DataFrame, days: int | None = None):
+    """(earlier rows, the last ``days`` whole days, cutoff); ``days`` defaults to the evaluation days."""
+    if days is not None:
+        spec = msgspec.structs.replace(spec, training=msgspec.structs.replace(spec.training, eval_days=days))
+    return split_by_time(spec, frame)
+
+
+def snapshots_by_hash(home: Home, model: str, hashes: list[str]) -> list[Snapshot]:
+    """The recorded snapshots of a run, in its order; one no longer recorded is an error."""
+    known = {s.hash: s for s in list_snapshots(home.conn, model)}
+    missing = [h[:12] for h in hashes if h not in known]
+    if missing:
+        raise InvalidInput(f"snapshot(s) {', '.join(missing)} of model '{model}' are no longer recorded")
+    return [known[h] for h in hashes]
+
+
+# -- ingest --------------------------------------------------------------------------------------
+
+def run_ingest(ctx: RunContext) -> dict:
+    report = ingest_source(ctx.home, ctx.spec)
+    ctx.ingest = report
+    ctx.snapshots = list_snapshots(ctx.home.conn, ctx.spec.name)
+    ctx.run.log_data([s.hash for s in ctx.snapshots])
+    ctx.say(f"ingested {report.rows_read:,} rows: {report.accepted:,} accepted, "
+            f"{report.quarantined:,} quarantined → snapshot {report.snapshot.hash[:12]}"
+            + ("" if report.new_snapshot else " (unchanged)"))
+    return {"snapshot": report.snapshot.hash, "new_snapshot": report.new_snapshot, "rows_read": report.rows_read,
+            "accepted": report.accepted, "quarantined": report.quarantined,
+            "snapshots": [s.hash for s in ctx.snapshots]}
+
+
+def restore_ingest(ctx: RunContext, outputs: dict) -> None:
+    ctx.snapshots = snapshots_by_hash(ctx.home, ctx.spec.name, outputs["snapshots"])
+
+
+# -- validate data -------------------------------------------------------------------------------
+
+def run_validate(ctx: RunContext) -> dict:
+    rules, target = ctx.spec.validation, ctx.spec.target.column
+    newest = ctx.snapshots[-1]
+    quarantined_share = newest.quarantined / max(newest.rows + newest.quarantined, 1)
+    ctx.events = read_snapshots(ctx.home.offline, ctx.snapshots)
+    present = [f.name for f in ctx.spec.model_features if f.name in ctx.events.columns]
+    missing = {c: ctx.events[c].null_count() / max(ctx.events.height, 1) for c in present}
+    problems = []
+    if quarantined_share > rules.max_quarantined_share:
+        problems.append(f"{quarantined_share:.1%} of the newest batch was quarantined "
+                        f"(> {rules.max_quarantined_share:.0%})")
+    problems += [f"feature '{c}' is missing in {share:.1%} of rows (> {rules.max_missing_share:.0%})"
+                 for c, share in missing.items() if share > rules.max_missing_share]
+    if target in ctx.events.columns and ctx.events[target].drop_nulls().n_unique() < 2:
+        problems.append(f"the target '{target}' has a single class")
+    if problems:
+        raise InvalidInput(f"data validation failed: {'; '.join(problems)}. Fix the source (or the "
+                           f"[validation] limits in the spec) and resume with `appliance train {ctx.spec.name} "
+                           "--resume`")
+    ctx.say(f"data valid: {ctx.events.height:,} rows, {quarantined_share:.2%} quarantined, worst missing share "
+            f"{max(missing.values(), default=0):.2%}")
+    return {"rows": ctx.events.height, "quarantined_share": quarantined_share, "missing_share": missing}
+
+
+def restore_validate(ctx: RunContext, outputs: dict) -> None:
+    pass  # nothing later stages need: features re-reads the snapshots it was given
+
+
+# -- build features ------------------------------------------------------------------------------
+
+def run_features(ctx: RunContext) -> dict:
+    events = ctx.events if ctx.events is not None else read_snapshots(ctx.home.offline, ctx.snapshots)
+    frame = training_frame(ctx.spec, events)
+    digest, _ = ctx.home.offline.write(f"{ctx.spec.name}/training_sets", frame)
+    _use_frame(ctx, frame)
+    return {"training_set": digest, "rows": frame.height, "train_rows": ctx.train_part.height,
+            "eval_rows": ctx.eval_part.height, "cutoff": ctx.cutoff.isoformat()}
+
+
+def restore_features(ctx: RunContext, outputs: dict) -> None:
+    _use_frame(ctx, pl.read_parquet(ctx.home.offline.path(f"{ctx.spec.name}/training_sets", outputs["training_set"])))
+
+
+def _use_frame(ctx: RunContext, frame: pl.DataFrame) -> None:
+    ctx.train_part, ctx.eval_part, ctx.cutoff = time_split(ctx.spec, frame)
+    ctx.schema = FeatureSchema.learn(ctx.spec.model_features, ctx.train_part, ctx.spec.features)
+    ctx.x_train, ctx.y_train = _xy(ctx, ctx.train_part)
+    ctx.x_eval, ctx.y_eval = _xy(ctx, ctx.eval_part)
+
+
+def _xy(ctx: RunContext, part: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    return ctx.schema.encode_frame(part), part[ctx.spec.target.column].cast(pl.Int8).to_numpy()
+
+
+# -- train ---------------------------------------------------------------------------------------
+
+def run_train(ctx: RunContext) -> dict:
+    training = ctx.spec.training
+    params, outputs = dict(training.params), {}
+    if training.search.trials > 0:
+        best, trials = _search(ctx, params)
+        params = best.params
+        ctx.run.set_tags({"best_trial": best.name, "best_trial_run": best.run_id})
+        outputs["search"] = {"best": best.name, "trials": msgspec.to_builtins(trials)}
+        ctx.say(f"search: {len(trials)} trials, best {best.name} (validation AUC {best.validation_auc:.4f}) "
+                f"with {_short(best.params)}")
+    ctx.model = fit(training.trainer, ctx.schema, ctx.x_train, ctx.y_train, params, training.seed,
+                    log_metric=ctx.run.log_metric, checkpoint=ctx.checkpoints / "final.pt",
+                    checkpoint_every=training.checkpoint_every, on_checkpoint=lambda _: ctx.run.store.flush())
+    ctx.params = {**params, "seed": training.seed, "trainer": training.trainer}
+    if "search" in outputs:  # the run's params are the spec's; the final model's are the best trial's
+        ctx.run.log_params({f"final.{k}": v for k, v in ctx.params.items()})
+    digest = ctx.run.log_artifact("model.native", ctx.model.to_bytes())
+    return {**outputs, "trainer": training.trainer, "model": digest, "params": ctx.params,
+            "threads": default_threads(), "device": _device(training.trainer)}
+
+
+def restore_train(ctx: RunContext, outputs: dict) -> None:
+    ctx.model = load_model(outputs["trainer"], ctx.home.artifacts.get(outputs["model"]))
+    ctx.params = outputs["params"]
+
+
+def _search(ctx: RunContext, base: dict):
+    training = ctx.spec.training
+    fit_part, validation_part, _ = time_split(ctx.spec, ctx.train_part, training.search.validation_days)
+    x_fit, y_fit = _xy(ctx, fit_part)
+    x_val, y_val = _xy(ctx, validation_part)
+
+    def score(name: str, params: dict) -> tuple[str, float]:
+        with ctx.run.child(name) as trial:
+            trial.log_params(params)
+            model = fit(training.trainer, ctx.schema, x_fit, y_fit, params, training.seed,
+                        log_metric=trial.log_metric, checkpoint=ctx.checkpoints / f"{name}.pt",
+                        checkpoint_every=training.checkpoint_every, validation=(x_val, y_val),
+                        on_checkpoint=lambda _: trial.store.flush())
+            auc = roc_auc(y_val, model.predict(x_val))
+            trial.log_metric("validation_auc", auc)
+            return trial.id, auc
+
+    return random_search(training.search, base, training.seed, score)
+
+
+def _device(trainer: str) -> str:
+    if trainer != "mlp":
+        return "cpu"
+    from appliance.training.mlp_trainer import device
+
+    return str(device())
+
+
+def _short(params: dict) -> str:
+    return ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(params.items()))
+
+
+# -- evaluate ------------------------------------------------------------------------------------
+
+def run_evaluate(ctx: RunContext) -> dict:
+    p = ctx.model.predict(ctx.x_eval)
+    ctx.metrics = binary_metrics(ctx.y_eval, p, ctx.spec.target.threshold)
+    ctx.metrics["recall_at_precision"] = recall_at_precision(ctx.y_eval, p, ctx.spec.validation.recall_at_precision)
+    ctx.run.log_metrics({f"eval_{k}": v for k, v in ctx.metrics.items()}, step=0)
+    m = ctx.metrics
+    ctx.say(f"trained {ctx.spec.training.trainer} on {ctx.train_part.height:,} rows before {ctx.cutoff:%Y-%m-%d}, "
+            f"evaluated on {ctx.eval_part.height:,}: AUC {m['auc']:.4f}, precision {m['precision']:.3f}, "
+            f"recall {m['recall']:.3f}, F1 {m['f1']:.3f}, log loss {m['log_loss']:.4f}")
+    return {"metrics": ctx.metrics}
+
+
+def restore_evaluate(ctx: RunContext, outputs: dict) -> None:
+    ctx.metrics = outputs["metrics"]
+
+
+# -- export --------------------------------------------------------------------------------------
+
+def run_export(ctx: RunContext) -> dict:
+    ctx.onnx_bytes = ctx.model.to_onnx()
+    sess = onnx_export.session(ctx.onnx_bytes, ["CPUExecutionProvider"])
+    ctx.parity = onnx_export.parity(sess, ctx.model.predict(ctx.x_eval), ctx.x_eval)
+    digest = ctx.run.log_artifact("model.onnx", ctx.onnx_bytes)
+    ctx.run.log_metric("onnx_parity", ctx.parity, step=0)
+    outputs = {"onnx": digest, "parity": ctx.parity, "int8": None}
+    if ctx.spec.training.quantize:
+        from appliance.training.quantize import int8_variant
+
+        variant = int8_variant(ctx.onnx_bytes, ctx.x_eval, ctx.y_eval,
+                               put=lambda data: ctx.run.log_artifact("model.int8.onnx", data))
+        ctx.run.log_metrics({"int8_auc": variant.auc, "int8_auc_delta": variant.auc_delta,
+                             "int8_p99_ms": variant.p99_ms_int8, "float32_p99_ms": variant.p99_ms_float32,
+                             "int8_latency_gain": variant.latency_gain}, step=0)
+        outputs["int8"] = msgspec.to_builtins(variant)
+        ctx.say(f"INT8 variant {variant.onnx_sha256[:12]}: AUC {variant.auc:.4f} ({variant.auc_delta:+.4f}), "
+                f"p99 {variant.p99_ms_int8:.3f} ms vs {variant.p99_ms_float32:.3f} ms float32 "
+                f"(×{variant.latency_gain:.2f})")
+    return outputs
+
+
+def restore_export(ctx: RunContext, outputs: dict) -> None:
+    ctx.onnx_bytes = ctx.home.artifacts.get(outputs["onnx"])
+    ctx.parity = outputs["parity"]
+
+
+# -- validation gates ----------------------------------------------------------------------------
+
+def run_gates(ctx: RunContext) -> dict:
+    rules = ctx.spec.validation
+    unknown = [c for c in rules.segments if c not in ctx.eval_part.columns]
+    if unknown:
+        raise InvalidInput(f"validation.segments names {unknown}, which the training frame lacks; "
+                           "name feature columns such as 'country'")
+    p = onnx_export.predict_proba(onnx_export.session(ctx.onnx_bytes, ["CPUExecutionProvider"]), ctx.x_eval)
+    probes, failures = robustness_failures(ctx.onnx_bytes, ctx.schema, ctx.x_eval[0])
+    production, production_auc = _production_auc(ctx)
+    evidence = GateEvidence(
+        auc=ctx.metrics["auc"], recall_at_precision=ctx.metrics["recall_at_precision"], parity_diff=ctx.parity,
+        p99_ms=single_row_p99_ms(ctx.onnx_bytes, ctx.x_eval), robustness_probes=probes,
+        robustness_failures=failures, production_version=production, production_auc=production_auc,
+        segments={c: segment_scores(ctx.y_eval, p, ctx.eval_part[c].to_list()) for c in rules.segments},
+    )
+    ctx.gates = evaluate_gates(rules, evidence)
+    return {"report": msgspec.to_builtins(ctx.gates), "evidence": msgspec.to_builtins(evidence)}
+
+
+def restore_gates(ctx: RunContext, outputs: dict) -> None:
+    ctx.gates = msgspec.convert(outputs["report"], GateReport)
+
+
+def _production_auc(ctx: RunContext) -> tuple[int | None, float | None]:
+    """The production version's AUC on this run's evaluation rows, scored through its own artifact."""
+    version = ctx.home.registry.alias(ctx.spec.name, "production")
+    if version is None:
+        return None, None
+    mv = ctx.home.registry.version(ctx.spec.name, version)
+    try:
+        schema = msgspec.convert(mv.feature_schema, FeatureSchema)
+        sess = onnx_export.session(ctx.home.artifacts.get(mv.artifact_sha256), ["CPUExecutionProvider"])
+        return version, roc_auc(ctx.y_eval, onnx_export.predict_proba(sess, schema.encode_frame(ctx.eval_part)))
+    except Exception as e:  # an unreadable production model cannot vouch for the new one: the gate fails
+        ctx.say(f"could not score production v{version} on the evaluation rows: {e}")
+        return version, math.nan
+
+
+# -- register ------------------------------------------------------------------------------------
+
+def run_register(ctx: RunContext) -> dict:
+    ctx.version = ctx.home.registry.register_version(
+        ctx.spec.name, status="registered" if ctx.gates.passed else "rejected",
+        artifact_sha256=ctx.home.artifacts.put(ctx.onnx_bytes), feature_schema=msgspec.to_builtins(ctx.schema),
+        metrics=ctx.metrics, params=ctx.params, gate_report=msgspec.to_builtins(ctx.gates),
+        data_version=data_version(ctx.snapshots), code_version=code_version(), run_id=ctx.run.id, actor=ctx.actor,
+    )
+    ctx.run.set_tags({"version": ctx.version.version, "version_status": ctx.version.status})
+    return {"version": ctx.version.version, "status": ctx.version.status}
+
+
+def restore_register(ctx: RunContext, outputs: dict) -> None:
+    ctx.version = ctx.home.registry.version(ctx.spec.name, outputs["version"])
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    run: Callable[[RunContext], dict]
+    restore: Callable[[RunContext, dict], None]
+
+
+STAGES = [
+    Stage("ingest", run_ingest, restore_ingest),
+    Stage("validate", run_validate, restore_validate),
+    Stage("features", run_features, restore_features),
+    Stage("train", run_train, restore_train),
+    Stage("evaluate", run_evaluate, restore_evaluate),
+    Stage("export", run_export, restore_export),
+    Stage("gates", run_gates, restore_gates),
+    Stage("register", run_register, restore_register),
+]

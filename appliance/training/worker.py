@@ -1,0 +1,104 @@
+"""Training in a worker process, so the process that serves predictions keeps its latency meanwhile."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import queue
+import signal
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+
+import msgspec
+
+from appliance import errors
+from appliance.errors import ApplianceError, Conflict
+from storage import errors as storage_errors
+from storage.errors import StorageError
+
+# Training is batch work: below the serving threads in the scheduler's eyes.
+WORKER_NICENESS = 10
+
+
+class TrainingInterrupted(ApplianceError):
+    status = 503
+    title = "Training interrupted"
+
+
+def train_in_worker(root: Path, model: str, *, actor: str = "cli", resume: bool = False, run_id: str | None = None,
+                    say: Callable[[str], None] = lambda _: None):
+    """Run the pipeline for a model in a fresh (spawned) process and return its TrainingOutcome.
+
+    The worker holds the model's run lock itself, so if it dies the lock goes with it. User
+    errors in the worker are raised here as the same appliance error; a killed worker raises
+    TrainingInterrupted after its run is marked failed (and resumable).
+    """
+    from appliance.training.pipeline import TrainingOutcome
+
+    context = multiprocessing.get_context("spawn")  # no fork: the parent may hold threads and open databases
+    messages = context.Queue()
+    worker = context.Process(target=_work, args=(str(root), model, actor, resume, run_id, messages),
+                             name=f"train-{model}", daemon=True)
+    worker.start()
+    try:
+        while True:
+            try:
+                kind, payload = messages.get(timeout=0.2)
+            except queue.Empty:
+                if worker.is_alive():
+                    continue
+                try:  # the worker may have posted its last message just before it ended
+                    kind, payload = messages.get(timeout=1)
+                except queue.Empty:
+                    worker.join()
+                    _after_death(Path(root), model, worker.pid, worker.exitcode, say)
+            if kind == "say":
+                say(payload)
+            elif kind == "done":
+                worker.join()
+                return msgspec.convert(payload, TrainingOutcome)
+            elif kind == "error":
+                worker.join()
+                name, message = payload
+                error = getattr(errors, name, None) or getattr(storage_errors, name, ApplianceError)
+                raise error(message)
+            else:  # "crash": a bug, not a user error; keep the worker's traceback
+                worker.join()
+                raise RuntimeError(f"the training worker failed:\n{payload}")
+    finally:
+        if worker.is_alive():  # we were interrupted (Ctrl-C): the run must not go on unattended
+            worker.terminate()
+            worker.join(10)
+
+
+def _after_death(root: Path, model: str, pid: int, exitcode: int | None, say: Callable[[str], None]) -> None:
+    from appliance.home import Home
+    from appliance.training.pipeline import abandon_dead_runs
+    from appliance.training.run_lock import model_lock
+
+    how = f"was killed by {signal.Signals(-exitcode).name}" if exitcode and exitcode < 0 else f"exited ({exitcode})"
+    with Home(root) as home:
+        try:
+            with model_lock(root, model, "cleanup"):
+                abandon_dead_runs(home, model, say)
+        except Conflict:
+            pass  # another run has started since; it has done this already
+    raise TrainingInterrupted(f"the training worker of '{model}' (process {pid}) {how}; continue its run from the "
+                              f"stage it reached with `appliance train {model} --resume`")
+
+
+def _work(root: str, model: str, actor: str, resume: bool, run_id: str | None, messages) -> None:
+    from appliance.home import Home
+    from appliance.training.pipeline import train
+
+    os.nice(WORKER_NICENESS)
+    try:
+        with Home(Path(root)) as home:
+            outcome = train(home, home.spec(model), actor, say=lambda line: messages.put(("say", line)),
+                            resume=resume, run_id=run_id)
+        messages.put(("done", msgspec.to_builtins(outcome)))
+    except (ApplianceError, StorageError) as e:
+        messages.put(("error", (type(e).__name__, str(e))))
+    except BaseException:
+        messages.put(("crash", traceback.format_exc()))
