@@ -93,6 +93,22 @@ BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 CREATE TRIGGER audit_log_append_only_delete BEFORE DELETE ON audit_log
 BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 """),
+    Migration(2, "ingest history with quarantine files", """
+CREATE TABLE ingests (
+    id              INTEGER PRIMARY KEY AUTOINCREMENT,
+    model           TEXT NOT NULL REFERENCES models(name),
+    source          TEXT NOT NULL,
+    at              REAL NOT NULL,
+    rows_read       INTEGER NOT NULL,
+    accepted        INTEGER NOT NULL,
+    quarantined     INTEGER NOT NULL,
+    snapshot        TEXT NOT NULL REFERENCES snapshots(hash),
+    quarantine_path TEXT,               -- the batch's rejected rows with reasons, relative to offline/
+    warnings_json   TEXT NOT NULL DEFAULT '[]',
+    CHECK (rows_read = accepted + quarantined)
+);
+CREATE INDEX ingests_by_model ON ingests(model, at);
+"""),
     Migration(3, "pipeline stages and the worker of a run", """
 ALTER TABLE runs ADD COLUMN worker_pid INTEGER;
 ALTER TABLE runs ADD COLUMN attempts INTEGER NOT NULL DEFAULT 1;
@@ -111,20 +127,3 @@ CREATE TABLE run_stages (
 );
 """),
 ]
-
-MIGRATIONS.append(Migration(2, "ingest history with quarantine files", """
-CREATE TABLE ingests (
-    id              INTEGER PRIMARY KEY AUTOINCREMENT,
-    model           TEXT NOT NULL REFERENCES models(name),
-    source          TEXT NOT NULL,
-    at              REAL NOT NULL,
-    rows_read       INTEGER NOT NULL,
-    accepted        INTEGER NOT NULL,
-    quarantined     INTEGER NOT NULL,
-    snapshot        TEXT NOT NULL REFERENCES snapshots(hash),
-    quarantine_path TEXT,               -- the batch's rejected rows with reasons, relative to offline/
-    warnings_json   TEXT NOT NULL DEFAULT '[]',
-    CHECK (rows_read = accepted + quarantined)
-);
-CREATE INDEX ingests_by_model ON ingests(model, at);
-"""))

@@ -81,7 +81,8 @@ def test_robustness_and_latency_probes_on_the_registered_model(trained_home):
         v = home.registry.version("fraud", 1)
         data = home.artifacts.get(v.artifact_sha256)
     schema = msgspec.convert(v.feature_schema, FeatureSchema)
-    typical = np.array([[42.0, 1, 14, 0, 900, 6]], dtype=np.float32)
+    # an ordinary row: small numbers everywhere, the first category of each categorical feature
+    typical = np.array([[0.0 if c.categories else 3.0 for c in schema.columns]], dtype=np.float32)
     probes, failures = robustness_failures(data, schema, typical[0])
     assert probes == 1 + len(schema.columns) * 7 and failures == []
     assert 0 < single_row_p99_ms(data, typical, calls=60)
