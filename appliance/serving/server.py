@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -33,6 +34,17 @@ class _Server(uvicorn.Server):
 
 def serve(home_root: Path, host: str = "127.0.0.1", port: int = 8000) -> None:
     """Serve until SIGINT or SIGTERM, finishing requests in flight, then return."""
-    config = uvicorn.Config(create_app(home_root), host=host, port=port, log_level="warning",
+    config = uvicorn.Config(create_app(home_root, exposed=not _loopback_only(host)), host=host, port=port,
+                            log_level="warning",
                             access_log=False, timeout_graceful_shutdown=10)
     _Server(config).run()
+
+
+def _loopback_only(host: str) -> bool:
+    """Whether a bind address reaches loopback only ("localhost" counts; "0.0.0.0" and names do not)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
