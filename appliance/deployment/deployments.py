@@ -176,8 +176,10 @@ def report(home: Home, store: PredictionStore, d: Deployment) -> dict:
         policy = home.spec(d.model).deployment
         samples = [ArmSample.from_rows(store.arm_sample(d.id, arm, d.step_started_at, MAX_SAMPLE))
                    for arm in ("production", "candidate")]
+        ready = min(s.n for s in samples) >= policy.min_sample
         body["step"] = {"traffic_percent": d.traffic_percent, "min_sample": policy.min_sample,
-                        "analysis": msgspec.to_builtins(judge_canary(*samples, policy))}
+                        "sample": {"production": samples[0].n, "candidate": samples[1].n},
+                        "analysis": msgspec.to_builtins(judge_canary(*samples, policy)) if ready else None}
     elif d.strategy == "ab":
         outcomes = [(r[0], r[1]) for r in store.outcomes_by_arm(d.id)]
         body["ab"] = msgspec.to_builtins(ab_report(body["predictions"], outcomes))
