@@ -61,10 +61,16 @@ def judge_canary(production: ArmSample, candidate: ArmSample, policy: Deployment
     return Verdict(not reasons, reasons, figures)
 
 
-def psi(expected: Sequence[float], actual: Sequence[float], bins: int = 10) -> float:
-    """Population stability index of two score samples, binned at the expected sample's deciles."""
+def psi(expected: Sequence[float], actual: Sequence[float], bins: int | None = None) -> float:
+    """Population stability index of two score samples, binned at the expected sample's quantiles.
+
+    PSI of two samples of one distribution is about (bins - 1)·(1/n₁ + 1/n₂), so small samples get
+    fewer bins (one per 20 rows of the smaller sample, 2 to 10) to keep that noise under ~0.1.
+    """
     if not len(expected) or not len(actual):
         return 0.0
+    if bins is None:
+        bins = max(2, min(10, min(len(expected), len(actual)) // 20))
     e = np.asarray(expected, dtype=np.float64)
     a = np.asarray(actual, dtype=np.float64)
     edges = np.unique(np.quantile(e, np.linspace(0, 1, bins + 1)[1:-1]))
