@@ -18,7 +18,7 @@ from appliance.serving.batching import Arrivals, MicroBatcher
 from appliance.serving.prediction_log import PredictionLog
 from storage.prediction_log import PredictionStore
 from tests.conftest import SAMPLE_RECORD
-from tests.test_cli import ROOT, _free_port
+from tests.test_cli import ROOT, _free_port, wait_ready
 
 
 def _row(i: int) -> tuple:
@@ -126,15 +126,7 @@ def test_sigterm_writes_every_queued_prediction_before_exit(home_dir):
                             text=True, cwd=ROOT)
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    if client.get("/readyz").status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                assert time.monotonic() < deadline and proc.poll() is None, "server did not start"
-                time.sleep(0.1)
+            wait_ready(client, proc)
             blocker = sqlite3.connect(home_dir / "predictions.db", timeout=30, isolation_level=None)
             blocker.execute("BEGIN IMMEDIATE")  # the writer falls behind: every row stays queued
             ok = sum(client.post("/v1/models/fraud/predict", json=SAMPLE_RECORD).status_code == 200

@@ -5,10 +5,12 @@ that runs in a process of its own, so neither it nor the server shares a GIL wit
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import multiprocessing as mp
 import socket
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -199,3 +201,17 @@ def predict_requests(home_dir: Path, records: list[dict]) -> list[bytes]:
         _, token = create_key(home.conn, ["predict"], name="bench", rate_per_second=1e9, actor="bench")
     return [encode_post("/v1/models/fraud/predict", msgspec.json.encode(r), {"Authorization": f"Bearer {token}"})
             for r in records]
+
+
+def bench_arguments(doc: str, seconds: float) -> argparse.ArgumentParser:
+    """The options every benchmark takes: case length, model size, and a data directory to reuse."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=seconds)
+    parser.add_argument("--trees", type=int, default=300, help="boosting rounds of the benchmarked model")
+    parser.add_argument("--workdir", type=Path, default=None, help="reuse (or create) a trained data directory here")
+    return parser
+
+
+def bench_home(args: argparse.Namespace) -> Path:
+    """The trained data directory the options ask for."""
+    return trained_home(args.workdir or Path(tempfile.mkdtemp(prefix="bench-")), args.trees)

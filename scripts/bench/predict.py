@@ -9,15 +9,13 @@ unlimited API key) at concurrency 1, 8 and 32: throughput, p50, p99, and each ag
 
 from __future__ import annotations
 
-import argparse
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from load import Server, predict_requests, run_load, sample_records, trained_home  # noqa: E402
+from load import Server, bench_arguments, bench_home, predict_requests, run_load, sample_records  # noqa: E402
 
 
 
@@ -42,12 +40,9 @@ def floor_us(home_dir: Path, records: list[dict]) -> tuple[float, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=3.0)
-    parser.add_argument("--trees", type=int, default=300)
-    parser.add_argument("--workdir", type=Path, default=None)
+    parser = bench_arguments(__doc__, 3.0)
     args = parser.parse_args()
-    home_dir = trained_home(args.workdir or Path(tempfile.mkdtemp(prefix="bench-predict-")), args.trees)
+    home_dir = bench_home(args)
     records = sample_records()
     run_us, encode_run_us = floor_us(home_dir, records)
     print(f"floor (in process, one row): ONNX Runtime {run_us:.1f} µs; encode + ONNX Runtime {encode_run_us:.1f} µs "

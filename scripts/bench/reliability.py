@@ -9,16 +9,14 @@ under 10 % from the end of warm-up to the end of the run.
 
 from __future__ import annotations
 
-import argparse
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from load import Server, predict_requests, run_load, sample_records, trained_home  # noqa: E402
+from load import Server, bench_arguments, bench_home, predict_requests, run_load, sample_records  # noqa: E402
 
 import msgspec  # noqa: E402
 import psutil  # noqa: E402
@@ -27,13 +25,10 @@ WARMUP_S = 5.0
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=60.0)
+    parser = bench_arguments(__doc__, 60.0)
     parser.add_argument("--concurrency", type=int, default=32)
-    parser.add_argument("--trees", type=int, default=300)
-    parser.add_argument("--workdir", type=Path, default=None)
     args = parser.parse_args()
-    home_dir = trained_home(args.workdir or Path(tempfile.mkdtemp(prefix="bench-reliability-")), args.trees)
+    home_dir = bench_home(args)
     requests = predict_requests(home_dir, sample_records())
     (home_dir / "predictions.db").unlink(missing_ok=True)
     for suffix in ("-wal", "-shm"):
