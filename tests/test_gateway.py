@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from appliance.errors import Forbidden, RateLimited, Unauthorized
+from appliance.errors import Forbidden, Unauthorized
 from appliance.gateway.access import Gatekeeper, RateLimiter
 from appliance.gateway.keys import create_key, list_keys, revoke_key
 from appliance.home import Home

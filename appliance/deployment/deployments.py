@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from typing import Literal
 
 import msgspec
 
@@ -19,7 +18,6 @@ from appliance.home import Home
 from storage.database import transaction
 from storage.prediction_log import PredictionStore
 
-Strategy = Literal["blue-green", "canary", "shadow", "ab"]
 STRATEGIES: tuple[str, ...] = ("blue-green", "canary", "shadow", "ab")
 ANALYST = "canary-analysis"
 # A canary step is judged on at most this many of each arm's latest predictions.
