@@ -140,6 +140,37 @@ def _parser() -> argparse.ArgumentParser:
                         "retrain a version from its recorded data, params, seed and code; report the differences")
     reproduce.add_argument("model")
     reproduce.add_argument("version", type=int)
+
+    keys = command("keys", lambda a: keys.print_help() or 0, "API keys: create, list, revoke")
+    key_commands = keys.add_subparsers(metavar="ACTION")
+    create = key_commands.add_parser("create", help="create a key (its token is shown once)")
+    create.set_defaults(run=_keys_create)
+    create.add_argument("--scope", action="append", required=True, choices=("predict", "feedback", "admin"),
+                        help="what the key may call (repeat for several; admin may call everything)")
+    create.add_argument("--name", default="", help="who or what the key is for")
+    create.add_argument("--rate", type=float, default=None, help="requests per second allowed (default 1000)")
+    key_commands.add_parser("list", help="every key and whether it is revoked").set_defaults(run=_keys_list)
+    revoke = key_commands.add_parser("revoke", help="revoke a key; a running server refuses it within a second")
+    revoke.set_defaults(run=_keys_revoke)
+    revoke.add_argument("id")
+
+    deploy = command("deploy", lambda a: deploy.print_help() or 0,
+                     "deploy a candidate: blue-green, canary, shadow or A/B; advance, abort, status")
+    deploy.add_argument("model")
+    steps = deploy.add_subparsers(metavar="ACTION")
+    begin = steps.add_parser("start", help="start deploying a version next to production")
+    begin.set_defaults(run=_deploy_start)
+    begin.add_argument("strategy", choices=("blue-green", "canary", "shadow", "ab"))
+    begin.add_argument("--version", type=int, required=True, help="the candidate version")
+    begin.add_argument("--percent", type=float, default=None, help="A/B: the candidate's share (default 50)")
+    begin.add_argument("--key", dest="split_key", default=None,
+                       help="A/B: the request field to split by (default: the spec's deployment.ab_key)")
+    for action, run, text in (("advance", _deploy_advance, "next canary step, blue-green switch, or promote"),
+                              ("abort", _deploy_abort, "stop; all traffic back to the baseline")):
+        sub = steps.add_parser(action, help=text)
+        sub.set_defaults(run=run)
+        sub.add_argument("--reason", default="")
+    steps.add_parser("status", help="the deployment and what it has shown so far").set_defaults(run=_deploy_status)
     return parser
 
 
@@ -299,6 +330,102 @@ def _restore(args: argparse.Namespace) -> int:
     print(f"restored {len(manifest.files)} files from {args.src.resolve()} (taken "
           f"{_when(manifest.created_at)}) into {Path(home).resolve()}")
     return 0
+
+
+def _keys_create(args: argparse.Namespace) -> int:
+    from appliance.gateway.keys import DEFAULT_RATE_PER_SECOND, create_key
+
+    with _home(args) as home:
+        key, token = create_key(home.conn, args.scope, name=args.name,
+                                rate_per_second=args.rate or DEFAULT_RATE_PER_SECOND)
+    print(f"created key {key.id} ({', '.join(key.scopes)}, {key.rate_per_second:g} req/s); its token, shown "
+          "only now — send it as `Authorization: Bearer TOKEN`:")
+    print(token)
+    return 0
+
+
+def _keys_list(args: argparse.Namespace) -> int:
+    from appliance.gateway.keys import list_keys
+
+    with _home(args) as home:
+        keys = list_keys(home.conn)
+    _table(("ID", "NAME", "SCOPES", "RATE/S", "CREATED", "REVOKED"),
+           [(k.id, k.name, ",".join(k.scopes), f"{k.rate_per_second:g}", _when(k.created_at),
+             _when(k.revoked_at) if k.revoked_at else "-") for k in keys])
+    if not keys:
+        print("no keys yet: predict and feedback are open on loopback only; "
+              "create one with `appliance keys create --scope predict`")
+    return 0
+
+
+def _keys_revoke(args: argparse.Namespace) -> int:
+    from appliance.gateway.keys import revoke_key
+
+    with _home(args) as home:
+        key = revoke_key(home.conn, args.id)
+    print(f"revoked key {key.id}; a running server refuses it within a second")
+    return 0
+
+
+def _deploy_start(args: argparse.Namespace) -> int:
+    from appliance.deployment import deployments
+
+    with _home(args) as home:
+        d = deployments.start(home, args.model, args.strategy, args.version, percent=args.percent,
+                              split_key=args.split_key)
+    print(f"{d.model}: {_deployment_line(d)}")
+    return 0
+
+
+def _deploy_advance(args: argparse.Namespace) -> int:
+    from appliance.deployment import deployments
+
+    with _home(args) as home:
+        d = deployments.advance(home, args.model, reason=args.reason)
+    print(f"{d.model}: {_deployment_line(d)}")
+    return 0
+
+
+def _deploy_abort(args: argparse.Namespace) -> int:
+    from appliance.deployment import deployments
+
+    with _home(args) as home:
+        d = deployments.abort(home, args.model, reason=args.reason)
+    print(f"{d.model}: {_deployment_line(d)}")
+    return 0
+
+
+def _deploy_status(args: argparse.Namespace) -> int:
+    from appliance.deployment import deployments
+    from appliance.serving.state import PREDICTIONS_DB
+    from storage.prediction_log import PredictionStore
+
+    with _home(args) as home:
+        d = deployments.latest(home, args.model)
+        if d is None:
+            print(f"{args.model}: no deployment yet; start one with `appliance deploy {args.model} start canary "
+                  "--version N`")
+            return 0
+        store = PredictionStore(home.root / PREDICTIONS_DB)
+        try:
+            body = deployments.report(home, store, d)
+        finally:
+            store.close()
+    print(f"{d.model}: {_deployment_line(d)}")
+    print(json.dumps({k: v for k, v in body.items() if k != "deployment"}, indent=2))
+    return 0
+
+
+def _deployment_line(d) -> str:
+    """One line saying where a deployment stands."""
+    where = {"blue-green": "switched, previous version warm for instant switch back" if d.switched
+             else "candidate warm, not yet switched",
+             "canary": f"{d.traffic_percent:g} % of traffic on the candidate",
+             "shadow": "candidate scores every request off the response path",
+             "ab": f"{d.traffic_percent:g} % on the candidate, split by {d.split_key}"}[d.strategy]
+    if d.status != "running":
+        where = f"{d.status.replace('_', ' ')}: {d.reason}"
+    return f"{d.strategy} deployment {d.id} of v{d.candidate_version} against v{d.baseline_version} — {where}"
 
 
 def _v(version: int | None) -> str:

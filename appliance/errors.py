@@ -33,3 +33,27 @@ class Conflict(ApplianceError):
 class NotReady(ApplianceError):
     status = 503
     title = "Not ready"
+
+
+class Unauthorized(ApplianceError):
+    status = 401
+    title = "Unauthorized"
+
+
+class Forbidden(ApplianceError):
+    status = 403
+    title = "Forbidden"
+
+
+class RateLimited(ApplianceError):
+    status = 429
+    title = "Too many requests"
+
+    def __init__(self, message: str, retry_after: int):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class NotAvailable(ApplianceError):
+    status = 501
+    title = "Not implemented"

@@ -116,6 +116,28 @@ class ValidationSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True)
 
 class ServingSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     max_batch_rows: int = 1000
+    max_wait_ms: float = 1.0    # micro-batching: how long a single-row request may wait for company
+    max_batch: int = 64         # micro-batching: rows per ONNX Runtime call at most
+
+    def __post_init__(self) -> None:
+        if self.max_wait_ms < 0 or self.max_batch < 1:
+            raise ValueError("serving.max_wait_ms must be >= 0 and serving.max_batch >= 1")
+
+
+class DeploymentSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    canary_steps: list[float] = msgspec.field(default_factory=lambda: [5, 25, 50, 100])  # percent of traffic on the candidate, step by step
+    min_sample: int = 200               # predictions per arm before a canary step is judged
+    max_error_rate_increase: float = 0.01   # candidate error rate minus production's, at most
+    max_p99_latency_ratio: float = 1.5  # candidate p99 latency over production's, at most
+    max_psi: float = 0.2                # population stability index of the two score distributions, at most
+    ab_key: str | None = None           # the field an A/B split hashes (default: features.entity_key)
+
+    def __post_init__(self) -> None:
+        steps = self.canary_steps
+        if not steps or steps[-1] != 100 or any(not 0 < s <= 100 for s in steps) or steps != sorted(set(steps)):
+            raise ValueError("deployment.canary_steps must rise strictly, each in (0, 100], and end at 100")
+        if self.min_sample < 1:
+            raise ValueError("deployment.min_sample must be at least 1")
 
 
 class ModelSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -126,6 +148,7 @@ class ModelSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     training: TrainingSection = TrainingSection()
     validation: ValidationSection = ValidationSection()
     serving: ServingSection = ServingSection()
+    deployment: DeploymentSection = DeploymentSection()
     path: Path | None = None    # where the spec was read from; relative data paths resolve there
 
     @property

@@ -127,3 +127,34 @@ CREATE TABLE run_stages (
 );
 """),
 ]
+
+MIGRATIONS.append(Migration(4, "api keys and deployments", """
+CREATE TABLE api_keys (
+    id              TEXT PRIMARY KEY,
+    name            TEXT NOT NULL,
+    secret_sha256   TEXT NOT NULL,
+    scopes          TEXT NOT NULL,
+    rate_per_second REAL NOT NULL CHECK (rate_per_second > 0),
+    created_at      REAL NOT NULL,
+    revoked_at      REAL
+);
+
+CREATE TABLE deployments (
+    id                  INTEGER PRIMARY KEY AUTOINCREMENT,
+    model               TEXT NOT NULL REFERENCES models(name),
+    strategy            TEXT NOT NULL CHECK (strategy IN ('blue-green', 'canary', 'shadow', 'ab')),
+    candidate_version   INTEGER NOT NULL,
+    baseline_version    INTEGER NOT NULL,
+    status              TEXT NOT NULL CHECK (status IN ('running', 'completed', 'aborted', 'rolled_back')),
+    step                INTEGER NOT NULL DEFAULT 0,
+    traffic_percent     REAL NOT NULL,
+    split_key           TEXT,
+    step_started_at     REAL NOT NULL,
+    started_at          REAL NOT NULL,
+    ended_at            REAL,
+    reason              TEXT NOT NULL DEFAULT '',
+    FOREIGN KEY (model, candidate_version) REFERENCES model_versions(model, version),
+    FOREIGN KEY (model, baseline_version) REFERENCES model_versions(model, version)
+);
+CREATE UNIQUE INDEX one_running_deployment_per_model ON deployments(model) WHERE status = 'running';
+"""))

@@ -30,6 +30,19 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def wait_ready(client: httpx.Client, proc: subprocess.Popen, seconds: float = 60) -> None:
+    """Poll /readyz until the server in ``proc`` answers 200."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            if client.get("/readyz").status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        assert time.monotonic() < deadline and proc.poll() is None, "server never became ready"
+        time.sleep(0.1)
+
+
 def _run_up(home: Path) -> tuple[str, int]:
     """`appliance up` with no configuration but APPLIANCE_HOME; returns (its output, exit code)."""
     port = _free_port()
@@ -46,15 +59,7 @@ def _run_up(home: Path) -> tuple[str, int]:
         curl = proc.stdout.readline() + proc.stdout.readline()
         body = json.loads(re.search(r"-d '(.*)'", curl).group(1))
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5) as client:
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    if client.get("/readyz").status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                assert time.monotonic() < deadline, "server never became ready"
-                time.sleep(0.1)
+            wait_ready(client, proc)
             answer = client.post("/v1/models/fraud/predict", json=body)
             assert answer.status_code == 200, answer.text
             assert answer.json()["version"] == 1

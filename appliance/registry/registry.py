@@ -195,6 +195,10 @@ class Registry:
         rows = self.conn.execute(sql, (model, limit) if model else (limit,))
         return [_audit_entry(r) for r in rows]
 
+    def audit(self, actor: str, action: str, model: str | None, version: int | None, detail: dict) -> None:
+        """Append an audit entry; call it inside the transaction of the change it records."""
+        self._audit(actor, action, model, version, detail)
+
     def _audit(self, actor: str, action: str, model: str | None, version: int | None, detail: dict) -> None:
         self.conn.execute(
             "INSERT INTO audit_log (at, actor, action, model, version, detail_json) VALUES (?, ?, ?, ?, ?, ?)",

@@ -74,10 +74,15 @@ def load_production(home: Home, model: str) -> LoadedModel:
 
 
 class ModelPool:
-    """The production model of every registered model; readers never wait on a swap."""
+    """The production model of every registered model, plus warm standbys; readers never wait on a swap.
+
+    A standby (a deployment's candidate, or a blue-green deployment's previous production) stays
+    loaded, so moving production onto it — or back — swaps without loading anything.
+    """
 
     def __init__(self) -> None:
         self._loaded: dict[str, LoadedModel] = {}
+        self._warm: dict[tuple[str, int], LoadedModel] = {}
         self._known: set[str] = set()
         self._failed: set[tuple[str, int]] = set()
         self._refresh_lock = threading.Lock()
@@ -99,24 +104,40 @@ class ModelPool:
     def known(self) -> set[str]:
         return set(self._known)
 
-    def refresh(self, home: Home) -> list[tuple[str, int]]:
-        """Load every production version that changed; returns the (model, version) pairs swapped in."""
+    def warm(self, name: str, version: int) -> LoadedModel | None:
+        """A loaded version (production or standby), or None if it is not loaded."""
+        return self._warm.get((name, version))
+
+    def refresh(self, home: Home, standby: frozenset[tuple[str, int]] = frozenset()) -> list[tuple[str, int]]:
+        """Load every production version that changed and every standby asked for; returns the
+        (model, version) pairs swapped into production."""
         with self._refresh_lock:
             self._known = {m.name for m in home.registry.models()}
+            production = home.registry.production_versions()
+            warm = {}
+            for key in {*production.items(), *standby}:
+                loaded = self._warm.get(key)
+                if loaded is None and key not in self._failed:
+                    try:
+                        loaded = load_version(home, *key)
+                    except Exception as e:  # a corrupt artifact or bad spec must not take serving down
+                        self._failed.add(key)
+                        current = self._loaded.get(key[0])
+                        log.error("could not load %s v%s, still serving %s: %s", *key,
+                                  f"v{current.version}" if current else "nothing", e)
+                if loaded is not None:
+                    warm[key] = loaded
             swapped = []
-            for name, version in home.registry.production_versions().items():
-                current = self._loaded.get(name)
-                if (current and current.version == version) or (name, version) in self._failed:
-                    continue
-                try:
-                    loaded = load_version(home, name, version)
-                except Exception as e:  # a corrupt artifact or bad spec must not take serving down
-                    self._failed.add((name, version))
-                    log.error("could not load %s v%s, still serving %s: %s", name, version,
-                              f"v{current.version}" if current else "nothing", e)
-                    continue
-                # One dict assignment: requests in flight keep the model object they already hold.
-                self._loaded = {**self._loaded, name: loaded}
-                swapped.append((name, version))
-                log.info("now serving %s v%s", name, version)
+            serving = dict(self._loaded)
+            for name, version in production.items():
+                current = serving.get(name)
+                if (name, version) in warm and not (current and current.version == version):
+                    serving[name] = warm[(name, version)]
+                    swapped.append((name, version))
+                    log.info("now serving %s v%s", name, version)
+            for name, current in serving.items():
+                warm.setdefault((name, current.version), current)
+            # One assignment each: requests in flight keep the model object they already hold.
+            self._warm = warm
+            self._loaded = serving
             return swapped

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import signal
 import time
 from collections.abc import Iterator
@@ -58,7 +59,7 @@ class _Server(uvicorn.Server):
 
 def serve(home_root: Path, host: str = "127.0.0.1", port: int = 8000) -> None:
     """Serve until SIGINT or SIGTERM, finishing requests in flight, then return."""
-    config = uvicorn.Config(create_app(home_root), host=host, port=port, log_level="warning",
+    config = uvicorn.Config(create_app(home_root, exposed=not _loopback_only(host)), host=host, port=port, log_level="warning",
                             access_log=False, timeout_graceful_shutdown=10, log_config=None)
     server = _Server(config)
     interval = systemd.watchdog_interval()
@@ -71,3 +72,13 @@ def serve(home_root: Path, host: str = "127.0.0.1", port: int = 8000) -> None:
     finally:
         if watchdog:
             watchdog.stop()
+
+
+def _loopback_only(host: str) -> bool:
+    """Whether a bind address reaches loopback only ("localhost" counts; "0.0.0.0" and names do not)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -1,0 +1,236 @@
+"""Deployment state in metadata.db: start, advance, abort, and the automated canary analysis.
+
+Every step is one transaction with its audit entry. Whatever puts a candidate in production —
+a blue-green switch, a canary reaching 100 %, a shadow or A/B winner — goes through
+``Registry.promote``, the one promotion function.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+
+import msgspec
+
+from appliance.deployment.analysis import ArmSample, Verdict, ab_report, judge_canary, shadow_report
+from appliance.errors import Conflict, InvalidInput, NotFound
+from appliance.home import Home
+from storage.database import transaction
+from storage.prediction_log import PredictionStore
+
+STRATEGIES: tuple[str, ...] = ("blue-green", "canary", "shadow", "ab")
+ANALYST = "canary-analysis"
+# A canary step is judged on at most this many of each arm's latest predictions.
+MAX_SAMPLE = 20_000
+
+
+class Deployment(msgspec.Struct, frozen=True):
+    id: int
+    model: str
+    strategy: str
+    candidate_version: int
+    baseline_version: int
+    status: str             # running | completed | aborted | rolled_back
+    step: int               # canary: index into the spec's steps; blue-green: 0 standby, 1 switched
+    traffic_percent: float  # share of requests the candidate answers (canary, A/B)
+    split_key: str | None   # the request field whose hash splits traffic
+    step_started_at: float
+    started_at: float
+    ended_at: float | None
+    reason: str
+
+    @property
+    def switched(self) -> bool:
+        """A blue-green deployment whose candidate is already production."""
+        return self.strategy == "blue-green" and self.step == 1
+
+
+def start(home: Home, model: str, strategy: str, version: int, actor: str = "cli",
+          percent: float | None = None, split_key: str | None = None) -> Deployment:
+    """Start deploying a candidate version next to production; one deployment per model at a time."""
+    if strategy not in STRATEGIES:
+        raise InvalidInput(f"unknown deployment strategy '{strategy}'; choose from {', '.join(STRATEGIES)}")
+    spec = home.spec(model)
+    reg = home.registry
+    production = reg.alias(model, "production")
+    if production is None:
+        raise Conflict(f"model '{model}' has nothing in production to deploy against; promote a first "
+                       f"version with `appliance promote {model} VERSION`")
+    target = reg.version(model, version)
+    if target.status != "registered":
+        raise Conflict(f"model '{model}' version {version} failed its validation gates and cannot be deployed")
+    if version == production:
+        raise Conflict(f"model '{model}' version {version} is already in production")
+    if percent is not None and not 0 < percent < 100:
+        raise InvalidInput("--percent must be between 0 and 100 (exclusive)")
+    traffic, key = 0.0, None
+    if strategy == "canary":
+        traffic, key = spec.deployment.canary_steps[0], spec.features.entity_key
+    elif strategy == "ab":
+        traffic, key = percent or 50.0, split_key or spec.deployment.ab_key or spec.features.entity_key
+    now = time.time()
+    with transaction(home.conn):
+        try:
+            cur = home.conn.execute(
+                "INSERT INTO deployments (model, strategy, candidate_version, baseline_version, status, "
+                "traffic_percent, split_key, step_started_at, started_at) VALUES (?, ?, ?, ?, 'running', ?, ?, ?, ?)",
+                (model, strategy, version, production, traffic, key, now, now))
+        except sqlite3.IntegrityError:
+            raise Conflict(f"model '{model}' already has a deployment running; see `appliance deploy {model} "
+                           "status`, then advance or abort it") from None
+        reg.audit(actor, "deployment_started", model, version,
+                  {"deployment": cur.lastrowid, "strategy": strategy, "baseline": production,
+                   "traffic_percent": traffic, "split_key": key})
+    return _get(home.conn, cur.lastrowid)
+
+
+def current(home: Home, model: str) -> Deployment | None:
+    """The model's running deployment, if any."""
+    home.registry.model(model)
+    row = home.conn.execute("SELECT * FROM deployments WHERE model = ? AND status = 'running'", (model,)).fetchone()
+    return Deployment(**dict(row)) if row else None
+
+
+def latest(home: Home, model: str) -> Deployment | None:
+    """The model's most recent deployment, running or ended."""
+    home.registry.model(model)
+    row = home.conn.execute("SELECT * FROM deployments WHERE model = ? ORDER BY id DESC LIMIT 1",
+                            (model,)).fetchone()
+    return Deployment(**dict(row)) if row else None
+
+
+def running(conn: sqlite3.Connection) -> list[Deployment]:
+    """Every running deployment (one cheap query; the server polls it)."""
+    return [Deployment(**dict(r)) for r in conn.execute("SELECT * FROM deployments WHERE status = 'running'")]
+
+
+def advance(home: Home, model: str, actor: str = "cli", reason: str = "",
+            expected_step: int | None = None) -> Deployment:
+    """Move a deployment one step on: the next canary step, the blue-green switch, or promotion."""
+    d = _running(home, model)
+    if expected_step is not None and d.step != expected_step:
+        raise Conflict(f"the deployment of '{model}' moved on meanwhile (now at step {d.step})")
+    if d.strategy == "canary":
+        steps = home.spec(model).deployment.canary_steps
+        nxt = d.step + 1
+        if nxt < len(steps) and steps[nxt] < 100:
+            return _move(home, d, actor, "canary_advanced", step=nxt, traffic=steps[nxt],
+                         detail={"traffic_percent": steps[nxt], "reason": reason})
+        return _promote_and_finish(home, d, actor, reason or "canary reached 100 %")
+    if d.strategy == "blue-green" and not d.switched:
+        home.registry.promote(model, d.candidate_version, actor=actor, reason=reason or "blue-green switch")
+        return _move(home, d, actor, "blue_green_switched", step=1, traffic=100.0,
+                     detail={"standby": d.baseline_version, "reason": reason})
+    if d.strategy == "blue-green":
+        return _finish(home, d, "completed", actor, reason or "standby released")
+    return _promote_and_finish(home, d, actor, reason or f"{d.strategy} candidate chosen")
+
+
+def abort(home: Home, model: str, actor: str = "cli", reason: str = "",
+          status: str = "aborted", expected_step: int | None = None) -> Deployment:
+    """Stop a deployment: all traffic back to the baseline (a switched blue-green rolls back, instantly)."""
+    d = _running(home, model)
+    if expected_step is not None and d.step != expected_step:
+        raise Conflict(f"the deployment of '{model}' moved on meanwhile (now at step {d.step})")
+    if d.switched:
+        if home.registry.alias(model, "production") == d.candidate_version:
+            home.registry.rollback(model, actor=actor, reason=reason or "blue-green switched back")
+        status = "rolled_back"
+    return _finish(home, d, status, actor, reason or "aborted")
+
+
+def analyze_canaries(home: Home, store: PredictionStore, actor: str = ANALYST) -> list[tuple[Deployment, Verdict]]:
+    """Judge every running canary whose step has its minimum sample: advance it, or roll it back saying why."""
+    judged = []
+    for d in running(home.conn):
+        if d.strategy != "canary":
+            continue
+        if home.registry.alias(d.model, "production") == d.candidate_version:
+            _finish(home, d, "completed", actor, "candidate is in production")
+            continue
+        policy = home.spec(d.model).deployment
+        if min(store.arm_count(d.id, arm, d.step_started_at) for arm in ("production", "candidate")) < policy.min_sample:
+            continue
+        limit = max(policy.min_sample, min(MAX_SAMPLE, policy.min_sample * 5))
+        production, candidate = (ArmSample.from_rows(store.arm_sample(d.id, arm, d.step_started_at, limit))
+                                 for arm in ("production", "candidate"))
+        verdict = judge_canary(production, candidate, policy)
+        try:
+            if verdict.passed:
+                after = advance(home, d.model, actor, reason=_figures(verdict), expected_step=d.step)
+            else:
+                after = abort(home, d.model, actor, reason="; ".join(verdict.reasons),
+                              status="rolled_back", expected_step=d.step)
+        except Conflict:
+            continue  # a person moved it meanwhile; their step stands
+        judged.append((after, verdict))
+    return judged
+
+
+def report(home: Home, store: PredictionStore, d: Deployment) -> dict:
+    """What a deployment has shown so far: traffic per arm, and its strategy's comparison."""
+    body = {"deployment": msgspec.to_builtins(d), "predictions": store.predictions_by_arm(d.id)}
+    if d.strategy == "canary" and d.status == "running":
+        policy = home.spec(d.model).deployment
+        samples = [ArmSample.from_rows(store.arm_sample(d.id, arm, d.step_started_at, MAX_SAMPLE))
+                   for arm in ("production", "candidate")]
+        ready = min(s.n for s in samples) >= policy.min_sample
+        body["step"] = {"traffic_percent": d.traffic_percent, "min_sample": policy.min_sample,
+                        "sample": {"production": samples[0].n, "candidate": samples[1].n},
+                        "analysis": msgspec.to_builtins(judge_canary(*samples, policy)) if ready else None}
+    elif d.strategy == "ab":
+        outcomes = [(r[0], r[1]) for r in store.outcomes_by_arm(d.id)]
+        body["ab"] = msgspec.to_builtins(ab_report(body["predictions"], outcomes))
+    elif d.strategy == "shadow":
+        body["shadow"] = msgspec.to_builtins(shadow_report(store.shadow_pairs(d.id)))
+    return body
+
+
+def _running(home: Home, model: str) -> Deployment:
+    d = current(home, model)
+    if d is None:
+        raise NotFound(f"model '{model}' has no deployment running; start one with "
+                       f"`appliance deploy {model} start canary --version N`")
+    return d
+
+
+def _move(home: Home, d: Deployment, actor: str, action: str, step: int, traffic: float,
+          detail: dict) -> Deployment:
+    with transaction(home.conn):
+        moved = home.conn.execute(
+            "UPDATE deployments SET step = ?, traffic_percent = ?, step_started_at = ? "
+            "WHERE id = ? AND step = ? AND status = 'running'", (step, traffic, time.time(), d.id, d.step)).rowcount
+        if not moved:
+            raise Conflict(f"the deployment of '{d.model}' moved on meanwhile; see `appliance deploy {d.model} status`")
+        home.registry.audit(actor, action, d.model, d.candidate_version, {"deployment": d.id, "step": step, **detail})
+    return _get(home.conn, d.id)
+
+
+def _promote_and_finish(home: Home, d: Deployment, actor: str, reason: str) -> Deployment:
+    if home.registry.alias(d.model, "production") != d.candidate_version:
+        home.registry.promote(d.model, d.candidate_version, actor=actor, reason=f"{d.strategy}: {reason}")
+    return _finish(home, d, "completed", actor, reason)
+
+
+def _finish(home: Home, d: Deployment, status: str, actor: str, reason: str) -> Deployment:
+    with transaction(home.conn):
+        ended = home.conn.execute(
+            "UPDATE deployments SET status = ?, ended_at = ?, reason = ?, traffic_percent = ? "
+            "WHERE id = ? AND step = ? AND status = 'running'",
+            (status, time.time(), reason, 100.0 if status == "completed" else 0.0, d.id, d.step)).rowcount
+        if not ended:
+            raise Conflict(f"the deployment of '{d.model}' moved on meanwhile; see `appliance deploy {d.model} status`")
+        home.registry.audit(actor, f"deployment_{status}", d.model, d.candidate_version,
+                            {"deployment": d.id, "strategy": d.strategy, "reason": reason})
+    return _get(home.conn, d.id)
+
+
+def _get(conn: sqlite3.Connection, deployment_id: int) -> Deployment:
+    return Deployment(**dict(conn.execute("SELECT * FROM deployments WHERE id = ?", (deployment_id,)).fetchone()))
+
+
+def _figures(v: Verdict) -> str:
+    f = v.figures
+    return (f"analysis passed on {int(f['candidate_n'])}/{int(f['production_n'])} predictions: error rate "
+            f"{f['candidate_error_rate']:.2%} vs {f['production_error_rate']:.2%}, p99 ratio {f['p99_ratio']:.2f}, "
+            f"PSI {f['psi']:.3f}")

@@ -1,0 +1,1 @@
+"""The gateway: API keys with scopes, who may call what, and rate limits."""

@@ -1,0 +1,108 @@
+"""The API's OpenAPI schema and a docs page that need no internet.
+
+Litestar's bundled doc sites load their JavaScript from CDNs; an air-gapped appliance serves
+the JSON schema and one self-contained HTML page rendered from it on the server instead.
+The request bodies, which the handlers decode themselves for speed, are described here.
+"""
+
+from __future__ import annotations
+
+import html
+from typing import Any
+
+import msgspec
+from litestar import Request
+from litestar.openapi.plugins import OpenAPIRenderPlugin
+from litestar.enums import MediaType, OpenAPIMediaType
+
+
+class Outcome(msgspec.Struct):
+    request_id: str
+    outcome: float
+    position: int = 0           # which record of a list request (0 for a single record)
+
+
+class FeedbackRequest(msgspec.Struct):
+    outcomes: list[Outcome]
+
+
+class PromoteRequest(msgspec.Struct):
+    version: int
+    reason: str = ""
+
+
+class ReasonRequest(msgspec.Struct):
+    reason: str = ""
+
+
+class DeploymentRequest(msgspec.Struct):
+    strategy: str               # blue-green | canary | shadow | ab
+    version: int
+    percent: float | None = None    # A/B: the candidate's share (default 50)
+    split_key: str | None = None    # A/B: the request field to split by (default: the spec's)
+
+
+_RECORD = {"type": "object", "description": "one record: the model's features by name (the entity key, "
+                                            "e.g. user_id, may be sent for sticky canary/A-B routing)",
+           "additionalProperties": True}
+REQUEST_BODIES: dict[tuple[str, str], dict] = {
+    ("post", "/v1/models/{name}/predict"): {"oneOf": [_RECORD, {"type": "array", "items": _RECORD}]},
+}
+# OpenAPI 3.1 takes JSON Schema as is, local $defs included.
+REQUEST_BODIES |= {("post", path): msgspec.json.schema(struct) for path, struct in (
+    ("/v1/models/{name}/feedback", FeedbackRequest), ("/v1/models/{name}/promote", PromoteRequest),
+    ("/v1/models/{name}/rollback", ReasonRequest), ("/v1/models/{name}/deployments", DeploymentRequest),
+    ("/v1/models/{name}/deployments/advance", ReasonRequest), ("/v1/models/{name}/deployments/abort", ReasonRequest))}
+
+
+def describe(schema: dict[str, Any]) -> dict[str, Any]:
+    """The generated schema with the request bodies the handlers decode themselves."""
+    paths = schema.get("paths", {})
+    for (method, path), body in REQUEST_BODIES.items():
+        operation = paths.get(path, {}).get(method)
+        if operation is not None:
+            operation["requestBody"] = {"required": True, "content": {"application/json": {"schema": body}}}
+    return schema
+
+
+class SchemaJson(OpenAPIRenderPlugin):
+    """``/schema/openapi.json``."""
+
+    def __init__(self) -> None:
+        super().__init__(path="/openapi.json", media_type=OpenAPIMediaType.OPENAPI_JSON, favicon="")
+
+    def render(self, request: Request, openapi_schema: dict[str, Any]) -> bytes:
+        return self.render_json(request, describe(openapi_schema))
+
+
+class OfflineDocs(OpenAPIRenderPlugin):
+    """``/schema``: every route with its summary, parameters and request body, as plain HTML."""
+
+    def __init__(self) -> None:
+        super().__init__(path="/", media_type=MediaType.HTML, favicon="")
+
+    def render(self, request: Request, openapi_schema: dict[str, Any]) -> bytes:
+        schema = describe(openapi_schema)
+        info = schema.get("info", {})
+        e = html.escape
+        parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{e(info.get('title', 'API'))}</title>",
+                 "<style>body{font:15px/1.4 system-ui,sans-serif;max-width:60em;margin:2em auto;padding:0 1em}"
+                 "code,pre{background:#f4f4f4;padding:.1em .3em}pre{padding:.6em;overflow:auto}"
+                 "h2{font-size:1.05em;margin-top:1.6em}</style></head><body>",
+                 f"<h1>{e(info.get('title', 'API'))} {e(str(info.get('version', '')))}</h1>",
+                 "<p>Machine-readable schema: <a href='/schema/openapi.json'>/schema/openapi.json</a>. "
+                 "Send an API key as <code>Authorization: Bearer apl_…</code>.</p>"]
+        for path, item in sorted(schema.get("paths", {}).items()):
+            for method, op in item.items():
+                if method not in ("get", "post", "put", "delete", "patch"):
+                    continue
+                parts.append(f"<h2><code>{e(method.upper())} {e(path)}</code></h2>")
+                if op.get("summary"):
+                    parts.append(f"<p>{e(op['summary'])}</p>")
+                if op.get("description"):
+                    parts.append(f"<p>{e(op['description'])}</p>")
+                body = op.get("requestBody", {}).get("content", {}).get("application/json", {}).get("schema")
+                if body:
+                    parts.append(f"<pre>{e(msgspec.json.format(msgspec.json.encode(body)).decode())}</pre>")
+        parts.append("</body></html>")
+        return "".join(parts).encode()

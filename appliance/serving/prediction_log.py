@@ -1,0 +1,116 @@
+"""The asynchronous prediction log: a bounded queue the request path drops rows into, and one
+writer thread that appends them to predictions.db in batches.
+
+A full queue never blocks a request: the row is counted as overflow (exposed at /metrics and
+logged as an error). Closing the log writes everything still queued — the server closes it on
+SIGTERM.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from pathlib import Path
+
+import msgspec
+
+from storage.prediction_log import PredictionStore
+
+log = logging.getLogger(__name__)
+
+CAPACITY = 100_000
+BATCH_ROWS = 2_000
+_STOP = object()
+_encode = msgspec.json.Encoder().encode
+
+
+class PredictionLog:
+    """Rows in, batches out; ``overflow`` counts rows the full queue refused."""
+
+    def __init__(self, path: Path, capacity: int = CAPACITY, batch_rows: int = BATCH_ROWS):
+        self.path = Path(path)
+        self.capacity = capacity
+        self.batch_rows = batch_rows
+        self.overflow = 0
+        self.write_errors = 0
+        self.written = 0
+        self._queue: queue.Queue = queue.Queue(maxsize=capacity)
+        self._enqueued = 0
+        self._processed = 0
+        self._progress = threading.Condition()
+        PredictionStore(self.path).close()  # create and migrate before the first request
+        self._thread = threading.Thread(target=self._write_forever, name="prediction-log", daemon=True)
+        self._thread.start()
+
+    @property
+    def depth(self) -> int:
+        return self._queue.qsize()
+
+    def record(self, row: tuple) -> None:
+        """Queue one prediction row (PREDICTION_COLUMNS order, features as a dict); never blocks."""
+        self._put((True, row))
+
+    def record_shadow(self, row: tuple) -> None:
+        """Queue one shadow score row (SHADOW_COLUMNS order); never blocks."""
+        self._put((False, row))
+
+    def _put(self, item: tuple) -> None:
+        try:
+            self._queue.put_nowait(item)
+        except queue.Full:
+            self.overflow += 1
+            if self.overflow == 1 or self.overflow % 10_000 == 0:
+                log.error("prediction log queue is full (%d rows): %d rows not logged so far", self.capacity,
+                          self.overflow)
+            return
+        self._enqueued += 1
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Wait until every row queued before this call is written; False on timeout."""
+        target = self._enqueued
+        with self._progress:
+            return self._progress.wait_for(lambda: self._processed >= target, timeout)
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Write what is queued, then stop the writer."""
+        self._queue.put(_STOP)
+        self._thread.join(timeout)
+
+    def _write_forever(self) -> None:
+        store = PredictionStore(self.path)
+        try:
+            while True:
+                first = self._queue.get()
+                items = [first]
+                while len(items) < self.batch_rows:
+                    try:
+                        items.append(self._queue.get_nowait())
+                    except queue.Empty:
+                        break
+                stop = any(item is _STOP for item in items)
+                self._write(store, [item for item in items if item is not _STOP])
+                if stop:
+                    return
+        finally:
+            store.close()
+
+    def _write(self, store: PredictionStore, items: list[tuple]) -> None:
+        predictions = [(*row[:9], _encode(row[9]).decode(), *row[10:]) for is_prediction, row in items
+                       if is_prediction]
+        shadow = [row for is_prediction, row in items if not is_prediction]
+        for attempt in range(3):
+            try:
+                store.append(predictions, shadow)
+                self.written += len(predictions)
+                break
+            except Exception:  # a locked or full disk must not kill the writer; count what is lost
+                if attempt == 2:
+                    self.write_errors += len(items)
+                    log.exception("could not write %d prediction log rows", len(items))
+                else:
+                    time.sleep(0.1)
+        with self._progress:
+            self._processed += len(items)
+            self._progress.notify_all()

@@ -1,0 +1,139 @@
+"""What a running server knows, refreshed from the data directory every tick.
+
+The CLI and the TUI change the data directory, not the server: each tick re-reads the API keys,
+the running deployments and the production aliases, loads what is missing (candidates and
+blue-green standbys stay warm), and swaps the routes in with one assignment.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from appliance.deployment import deployments
+from appliance.errors import NotReady
+from appliance.gateway.access import Gatekeeper
+from appliance.gateway.keys import list_keys
+from appliance.home import Home
+from appliance.serving.batching import Arrivals, MicroBatcher
+from appliance.serving.models import LoadedModel, ModelPool
+from appliance.serving.prediction_log import PredictionLog
+from appliance.serving.prometheus import ServingMetrics
+from appliance.serving.router import Arm, Route
+from storage.prediction_log import PredictionStore
+
+PREDICTIONS_DB = "predictions.db"
+
+
+class ServingState:
+    """The pool, the routes, the gateway, the prediction log and the metrics of one server."""
+
+    def __init__(self, root: Path, exposed: bool):
+        self.root = root
+        self.pool = ModelPool()
+        self.gate = Gatekeeper(exposed)
+        self.metrics = ServingMetrics()
+        self.arrivals = Arrivals()
+        self.routes: dict[str, Route] = {}
+        self.log: PredictionLog | None = None
+        self._arms: dict[tuple[str, int], Arm] = {}
+        self._store: PredictionStore | None = None
+        self._store_lock = threading.Lock()
+        self._refresh_lock = threading.RLock()  # the watcher and admin routes refresh from their own threads
+
+    def open(self) -> None:
+        """Start the prediction log writer (creating predictions.db if needed)."""
+        self.log = PredictionLog(self.root / PREDICTIONS_DB)
+        self._store = PredictionStore(self.root / PREDICTIONS_DB)
+
+    def close(self) -> None:
+        """Write every queued prediction, then stop."""
+        if self.log is not None:
+            self.log.close()
+        if self._store is not None:
+            self._store.close()
+
+    def route(self, name: str) -> Route:
+        """The route of a served model; NotFound or NotReady (from the pool) otherwise."""
+        route = self.routes.get(name)
+        if route is None:
+            self.pool.get(name)  # unknown, or known with nothing in production: the pool says which
+            raise NotReady(f"model '{name}' is loading; try again in a second")
+        return route
+
+    def with_store(self, action):
+        """Run ``action(store)`` on the server's reading connection to predictions.db (one thread at a time)."""
+        with self._store_lock:
+            return action(self._store)
+
+    def tick(self, home: Home) -> None:
+        """Judge canaries, then re-read keys, deployments and aliases and swap in the new routes."""
+        with self._refresh_lock:
+            self.with_store(lambda store: deployments.analyze_canaries(home, store))
+            self.refresh(home)
+
+    def refresh(self, home: Home) -> None:
+        """Re-read keys, deployments and aliases; load what is missing; swap in the new routes."""
+        with self._refresh_lock:
+            self._refresh(home)
+
+    def _refresh(self, home: Home) -> None:
+        self.gate.update_keys(list_keys(home.conn))
+        running = {d.model: d for d in deployments.running(home.conn)}
+        standby = frozenset({(d.model, d.candidate_version) for d in running.values()}
+                            | {(d.model, d.baseline_version) for d in running.values() if d.switched})
+        self.pool.refresh(home, standby)
+        routes, arms = {}, {}
+        for name, production in self.pool.loaded().items():
+            spec = home.spec(name)
+            arm = arms[(name, production.version)] = self._arm("production", production, spec.serving)
+            d = running.get(name)
+            candidate = None
+            if d is not None and d.strategy != "blue-green":
+                model = self.pool.warm(name, d.candidate_version)
+                if model is not None and model is not production:
+                    candidate = arms[(name, model.version)] = self._arm("candidate", model, spec.serving)
+            routes[name] = Route(arm, d, candidate, split_field=d.split_key if d else None,
+                                 entity_field=spec.features.entity_key, event_time_field=spec.features.event_time)
+        self._arms = arms
+        self.routes = routes
+
+    def _arm(self, name: str, model: LoadedModel, serving) -> Arm:
+        known = self._arms.get((model.name, model.version))
+        if known is not None and known.model is model and known.batcher.max_batch == serving.max_batch \
+                and known.batcher.max_wait_s == serving.max_wait_ms / 1000:
+            return known if known.name == name else Arm(name, model, known.batcher)
+        batcher = MicroBatcher(model.run, serving.max_batch, serving.max_wait_ms / 1000, self.arrivals,
+                               self.metrics.observe_batch)
+        return Arm(name, model, batcher)
+
+    def gauges(self) -> list[tuple[str, str, str, dict[str, str], float]]:
+        """Gauges and counters owned by other parts, for /metrics."""
+        out: list[tuple[str, str, str, dict[str, str], float]] = []
+        log = self.log
+        if log is not None:
+            out += [
+                ("appliance_prediction_log_queue_depth", "gauge", "Prediction rows waiting to be written.", {}, log.depth),
+                ("appliance_prediction_log_queue_capacity", "gauge", "Capacity of the prediction log queue.", {},
+                 log.capacity),
+                ("appliance_prediction_log_overflow_total", "counter",
+                 "Prediction rows not logged because the queue was full.", {}, log.overflow),
+                ("appliance_prediction_log_write_errors_total", "counter",
+                 "Prediction rows lost to write errors.", {}, log.write_errors),
+                ("appliance_prediction_log_written_total", "counter", "Prediction rows written.", {}, log.written),
+            ]
+        for reason, n in self.gate.rejected.items():
+            out.append(("appliance_gateway_rejected_total", "counter", "Requests the gateway refused, by reason.",
+                        {"reason": reason}, n))
+        out.append(("appliance_shadow_dropped_total", "counter",
+                    "Shadow scorings skipped because too many were in flight.", {}, self.metrics.shadow_dropped))
+        for name, route in sorted(self.routes.items()):
+            out.append(("appliance_model_serving", "gauge", "The version serving production, per model.",
+                        {"model": name, "version": str(route.production.model.version)}, 1))
+            d = route.deployment
+            if d is not None:
+                out.append(("appliance_deployment_traffic_percent", "gauge",
+                            "Share of requests a running deployment's candidate answers.",
+                            {"model": name, "strategy": d.strategy, "version": str(d.candidate_version)},
+                            d.traffic_percent))
+        return out

@@ -1,0 +1,217 @@
+"""Shared by the benchmarks: a trained data directory, servers in their own processes, and a
+minimal load generator (asyncio, keep-alive HTTP/1.1, requests encoded before the clock starts)
+that runs in a process of its own, so neither it nor the server shares a GIL with the other.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing as mp
+import socket
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+
+@dataclass
+class LoadResult:
+    requests: int
+    seconds: float
+    p50_ms: float
+    p99_ms: float
+    failures: int           # responses that were not 200
+    statuses: dict[int, int]
+
+    @property
+    def per_second(self) -> float:
+        return self.requests / self.seconds
+
+    def line(self, label: str) -> str:
+        bad = f"  non-200: {self.failures}" if self.failures else ""
+        return f"{label:<34} {self.per_second:9.0f} req/s   p50 {self.p50_ms:7.2f} ms   p99 {self.p99_ms:7.2f} ms{bad}"
+
+
+def encode_post(path: str, body: bytes, headers: dict[str, str] | None = None) -> bytes:
+    """One complete HTTP/1.1 POST request, ready to write to a socket."""
+    lines = [f"POST {path} HTTP/1.1", "Host: 127.0.0.1", "Content-Type: application/json",
+             f"Content-Length: {len(body)}", *(f"{k}: {v}" for k, v in (headers or {}).items())]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+async def _client(port: int, requests: list[bytes], offset: int, warm_until: float, stop_at: float,
+                  latencies: list[float], statuses: dict[int, int], answers: list | None) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    i = offset
+    try:
+        while True:
+            started = time.perf_counter()
+            if started >= stop_at:
+                return
+            writer.write(requests[i % len(requests)])
+            i += 1
+            head = await reader.readuntil(b"\r\n\r\n")
+            status = int(head[9:12])
+            start = head.lower().index(b"content-length:") + 15
+            body = await reader.readexactly(int(head[start:head.index(b"\r\n", start)]))
+            if started >= warm_until:
+                latencies.append(time.perf_counter() - started)
+                statuses[status] = statuses.get(status, 0) + 1
+                if answers is not None and status == 200:
+                    answers.append(body)
+    finally:
+        writer.close()
+
+
+def _load(port: int, requests: list[bytes], concurrency: int, warmup: float, seconds: float, keep: bool,
+          out) -> None:
+    async def main() -> tuple:
+        latencies, statuses, answers = [], {}, ([] if keep else None)
+        now = time.perf_counter()
+        warm_until, stop_at = now + warmup, now + warmup + seconds
+        await asyncio.gather(*(_client(port, requests, n * 7919, warm_until, stop_at, latencies, statuses, answers)
+                               for n in range(concurrency)))
+        return latencies, statuses, answers
+
+    latencies, statuses, answers = asyncio.run(main())
+    latencies.sort()
+    n = len(latencies)
+    out.send((n, seconds, latencies[n // 2] * 1000 if n else 0.0,
+              latencies[min(n - 1, int(n * 0.99))] * 1000 if n else 0.0,
+              sum(v for k, v in statuses.items() if k != 200), statuses, answers))
+
+
+def run_load(port: int, requests: list[bytes], concurrency: int, seconds: float = 3.0, warmup: float = 1.0,
+             keep_answers: bool = False) -> tuple[LoadResult, list[bytes] | None]:
+    """Drive a server from a separate process with ``concurrency`` keep-alive connections."""
+    receive, send = mp.get_context("spawn").Pipe(duplex=False)
+    proc = mp.get_context("spawn").Process(target=_load, args=(port, requests, concurrency, warmup, seconds,
+                                                               keep_answers, send))
+    proc.start()
+    n, secs, p50, p99, failures, statuses, answers = receive.recv()
+    proc.join()
+    return LoadResult(n, secs, p50, p99, failures, statuses), answers
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _serve(factory: str, args: tuple, port: int) -> None:
+    import importlib
+    import logging
+
+    import uvicorn
+
+    logging.basicConfig(level=logging.WARNING)
+    module, name = factory.rsplit(":", 1)
+    app = getattr(importlib.import_module(module), name)(*args)
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+
+
+class Server:
+    """A uvicorn server in its own process, built by ``module:function(*args)``; stopped with SIGTERM."""
+
+    def __init__(self, factory: str, *args: object):
+        self.port = free_port()
+        self.proc = mp.get_context("spawn").Process(target=_serve, args=(factory, args, self.port))
+
+    def __enter__(self) -> "Server":
+        self.proc.start()
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
+                    s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+                    if s.recv(64).startswith(b"HTTP/1.1 200"):
+                        return self
+            except OSError:
+                pass
+            if time.monotonic() > deadline or not self.proc.is_alive():
+                raise RuntimeError("the server did not start")
+            time.sleep(0.1)
+
+    def __exit__(self, *exc: object) -> None:
+        self.proc.terminate()
+        self.proc.join(60)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+
+def trained_home(folder: Path, trees: int | None = None) -> Path:
+    """A data directory with the sample model trained twice (v1 production, v2 candidate); reused if there."""
+    from appliance.config import bundled_spec_path
+    from appliance.home import Home
+    from appliance.spec import load_spec
+    from appliance.training.pipeline import train
+
+    home_dir = folder / "home"
+    if (home_dir / "metadata.db").exists():
+        return home_dir
+    spec_dir = folder / "spec"
+    spec_dir.mkdir(parents=True, exist_ok=True)
+    for data in bundled_spec_path().parent.iterdir():
+        if data.suffix in (".parquet", ".toml") and not (spec_dir / data.name).exists():
+            (spec_dir / data.name).symlink_to(data)
+    spec_path = spec_dir / "fraud.toml"
+    text = bundled_spec_path().read_text()
+    if trees:
+        text = text.replace("num_boost_round = 300", f"num_boost_round = {trees}")
+    spec_path.unlink()
+    spec_path.write_text(text)
+    with Home(home_dir) as home:
+        spec = load_spec(spec_path)
+        home.add_model(spec)
+        train(home, spec, say=lambda line: None)
+        home.registry.promote("fraud", 1, actor="bench")
+        train(home, spec, say=lambda line: None)
+    return home_dir
+
+
+def sample_records(count: int = 2000) -> list[dict]:
+    """Live sample traffic as request records: the entity key and the six features."""
+    import polars as pl
+
+    from appliance.config import bundled_spec_path
+
+    folder = bundled_spec_path().parent
+    live = pl.read_parquet(folder / "live.parquet").head(count).join(
+        pl.read_parquet(folder / "users.parquet"), on="user_id", how="left")
+    fields = ["user_id", "amount", "merchant_category", "hour", "is_foreign", "account_age_days", "country"]
+    return live.select(fields).to_dicts()
+
+
+def predict_requests(home_dir: Path, records: list[dict]) -> list[bytes]:
+    """Pre-encoded predict requests carrying a fresh unlimited predict key."""
+    import msgspec
+
+    from appliance.gateway.keys import create_key
+    from appliance.home import Home
+
+    with Home(home_dir) as home:
+        _, token = create_key(home.conn, ["predict"], name="bench", rate_per_second=1e9, actor="bench")
+    return [encode_post("/v1/models/fraud/predict", msgspec.json.encode(r), {"Authorization": f"Bearer {token}"})
+            for r in records]
+
+
+def bench_arguments(doc: str, seconds: float) -> argparse.ArgumentParser:
+    """The options every benchmark takes: case length, model size, and a data directory to reuse."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=seconds)
+    parser.add_argument("--trees", type=int, default=300, help="boosting rounds of the benchmarked model")
+    parser.add_argument("--workdir", type=Path, default=None, help="reuse (or create) a trained data directory here")
+    return parser
+
+
+def bench_home(args: argparse.Namespace) -> Path:
+    """The trained data directory the options ask for."""
+    return trained_home(args.workdir or Path(tempfile.mkdtemp(prefix="bench-")), args.trees)

@@ -1,0 +1,123 @@
+"""Benchmark: the full serving path against a bare Litestar + ONNX Runtime endpoint, same run.
+
+Through real uvicorn servers (each in its own process) at concurrency 1, 8 and 32:
+  bare          one route: decode JSON, encode the record, one ONNX Runtime call, answer
+  full          gateway (API key + rate limit), routing, per-request encode, micro-batched
+                ONNX Runtime call, request id, asynchronous prediction log — micro-batching off
+                (serving.max_batch = 1) and on (the spec's max_wait_ms / max_batch)
+  full + A/B    the same with an A/B deployment splitting traffic by user_id (concurrency 32)
+Targets: full ≥ 0.7× bare; full with micro-batching ≥ 1.5× bare at concurrency 32.
+The online feature lookup is not in the path yet (the feature store is another branch): records
+carry all six features plus the entity key.
+
+    python scripts/bench/serve.py [--seconds 3] [--trees 300] [--workdir /tmp/bench-serve]
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from load import (LoadResult, Server, bench_arguments, bench_home, encode_post, predict_requests, run_load,  # noqa: E402
+                  sample_records)
+
+import msgspec  # noqa: E402
+from litestar import Litestar, Request, Response, get, post  # noqa: E402
+
+
+ROUNDS = 2
+
+
+def bare_app(home_dir: str):
+    """The baseline: Litestar and ONNX Runtime with nothing in between."""
+    from appliance.home import Home
+    from appliance.serving.models import load_production
+
+    with Home(Path(home_dir)) as home:
+        model = load_production(home, "fraud")
+    decode, encode = msgspec.json.Decoder().decode, msgspec.json.Encoder().encode
+
+    @post("/v1/models/fraud/predict", status_code=200)
+    async def predict(request: Request) -> Response:
+        p = float(model.run(model.encode([decode(await request.body())]))[0])
+        return Response(encode({"probability": p, "label": int(p >= model.threshold)}), media_type="application/json")
+
+    @get("/healthz")
+    async def healthz() -> Response:
+        return Response(b'{"status":"ok"}', media_type="application/json")
+
+    return Litestar([predict, healthz], openapi_config=None, logging_config=None, debug=False)
+
+
+def with_max_batch(home_dir: Path, max_batch: int) -> Path:
+    """A copy of the data directory whose model spec sets another micro-batch size."""
+    from appliance.home import Home
+    from appliance.spec import load_spec
+
+    target = home_dir.with_name(f"{home_dir.name}-batch{max_batch}")
+    if target.exists():
+        shutil.rmtree(target)
+    shutil.copytree(home_dir, target)
+    with Home(target) as home:
+        path = Path(home.registry.model("fraud").spec_path)
+        variant = path.with_name(f"fraud-batch{max_batch}.toml")
+        variant.write_text(path.read_text().replace("max_batch = 64", f"max_batch = {max_batch}"))
+        home.add_model(load_spec(variant), actor="bench")
+    return target
+
+
+def main() -> None:
+    parser = bench_arguments(__doc__, 3.0)
+    args = parser.parse_args()
+    home_dir = bench_home(args)
+
+    from appliance.deployment import deployments
+    from appliance.home import Home
+
+    records = sample_records()
+    bare_requests = [encode_post("/v1/models/fraud/predict", msgspec.json.encode(r)) for r in records]
+    full_requests = predict_requests(home_dir, records)  # the key is copied along with the data directory
+    print(f"data directory {home_dir}; {args.seconds:g} s per case after 1 s warm-up, {ROUNDS} rounds in "
+          f"alternating order, best round kept; ONNX model of {args.trees} trees")
+    unbatched, batched = with_max_batch(home_dir, 1), with_max_batch(home_dir, 64)
+    with Home(batched) as home:
+        deployments.start(home, "fraud", "ab", 2, actor="bench")
+    split = with_max_batch(batched, 64)
+    with Home(batched) as home:
+        deployments.abort(home, "fraud", actor="bench", reason="the A/B case has its own copy")
+    # All servers run side by side and each concurrency's cases alternate, so load from other
+    # processes on a shared machine falls on every case alike.
+    with Server("serve:bare_app", str(home_dir)) as bare, \
+            Server("appliance.serving.app:create_app", unbatched) as full_unbatched, \
+            Server("appliance.serving.app:create_app", batched) as full_batched, \
+            Server("appliance.serving.app:create_app", split) as full_split:
+        cases = [("bare", bare, bare_requests), ("full, no micro-batching", full_unbatched, full_requests),
+                 ("full, micro-batching", full_batched, full_requests)]
+        best: dict[tuple[str, int], LoadResult] = {}
+        for c in (1, 8, 32):
+            order = cases + ([("full, micro-batching, A/B split", full_split, full_requests)] if c == 32 else [])
+            for round_ in range(ROUNDS):
+                for label, server, requests in (order if round_ % 2 == 0 else order[::-1]):
+                    result, _ = run_load(server.port, requests, c, args.seconds)
+                    if (label, c) not in best or result.per_second > best[(label, c)].per_second:
+                        best[(label, c)] = result
+            for label, *_ in order:
+                print(best[(label, c)].line(f"{label} c={c}"), flush=True)
+    results = {key: r.per_second for key, r in best.items()}
+
+    print("\nratios to bare at the same concurrency (targets: full ≥ 0.7×; micro-batching ≥ 1.5× at c=32)")
+    for c in (1, 8, 32):
+        base = results[("bare", c)]
+        row = [f"c={c:<3}"]
+        for label in ("full, no micro-batching", "full, micro-batching"):
+            row.append(f"{label}: {results[(label, c)] / base:.2f}×")
+        if c == 32:
+            row.append(f"with A/B split: {results[('full, micro-batching, A/B split', 32)] / base:.2f}×")
+        print("   ".join(row))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,148 @@
+"""The prediction log: predictions.db, its own file because it is the hot write path.
+
+Rows are appended in batches by one writer; feedback (late outcomes) is attached by request id.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from storage.database import Migration, connect, transaction
+
+MIGRATIONS = [
+    Migration(1, "predictions, shadow scores and feedback", """
+CREATE TABLE predictions (
+    request_id      TEXT NOT NULL,
+    position        INTEGER NOT NULL,
+    model           TEXT NOT NULL,
+    version         INTEGER NOT NULL,
+    arm             TEXT NOT NULL,
+    deployment_id   INTEGER,
+    received_at     REAL NOT NULL,
+    event_time      TEXT,
+    entity_key      TEXT,
+    features_json   TEXT NOT NULL,
+    probability     REAL,
+    label           INTEGER,
+    latency_ms      REAL NOT NULL,
+    status          INTEGER NOT NULL,
+    PRIMARY KEY (request_id, position)
+) WITHOUT ROWID;
+CREATE INDEX predictions_by_deployment ON predictions(deployment_id, arm, received_at);
+CREATE INDEX predictions_by_model_time ON predictions(model, received_at);
+
+CREATE TABLE shadow_scores (
+    request_id      TEXT NOT NULL,
+    position        INTEGER NOT NULL,
+    deployment_id   INTEGER NOT NULL,
+    version         INTEGER NOT NULL,
+    probability     REAL,
+    label           INTEGER,
+    latency_ms      REAL NOT NULL,
+    PRIMARY KEY (request_id, position)
+) WITHOUT ROWID;
+CREATE INDEX shadow_by_deployment ON shadow_scores(deployment_id);
+
+CREATE TABLE feedback (
+    request_id      TEXT NOT NULL,
+    position        INTEGER NOT NULL,
+    outcome         REAL NOT NULL,
+    received_at     REAL NOT NULL,
+    PRIMARY KEY (request_id, position)
+) WITHOUT ROWID;
+"""),
+]
+
+PREDICTION_COLUMNS = ("request_id", "position", "model", "version", "arm", "deployment_id", "received_at",
+                      "event_time", "entity_key", "features_json", "probability", "label", "latency_ms", "status")
+SHADOW_COLUMNS = ("request_id", "position", "deployment_id", "version", "probability", "label", "latency_ms")
+
+_INSERT_PREDICTIONS = (f"INSERT OR IGNORE INTO predictions ({', '.join(PREDICTION_COLUMNS)}) "
+                       f"VALUES ({', '.join('?' * len(PREDICTION_COLUMNS))})")
+_INSERT_SHADOW = (f"INSERT OR IGNORE INTO shadow_scores ({', '.join(SHADOW_COLUMNS)}) "
+                  f"VALUES ({', '.join('?' * len(SHADOW_COLUMNS))})")
+
+
+class PredictionStore:
+    """Reads and writes predictions.db; one instance per thread that uses it."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.conn = connect(self.path, MIGRATIONS)
+
+    def append(self, predictions: Sequence[tuple], shadow: Sequence[tuple] = ()) -> None:
+        """Write a batch of prediction rows (PREDICTION_COLUMNS order) and shadow rows in one transaction."""
+        with transaction(self.conn):
+            if predictions:
+                self.conn.executemany(_INSERT_PREDICTIONS, predictions)
+            if shadow:
+                self.conn.executemany(_INSERT_SHADOW, shadow)
+
+    def attach_feedback(self, model: str, outcomes: Iterable[tuple[str, int, float]]) -> list[tuple[str, int]]:
+        """Record outcomes (request_id, position, outcome) of a model's predictions; returns the unknown ones."""
+        unknown = []
+        now = time.time()
+        with transaction(self.conn):
+            for request_id, position, outcome in outcomes:
+                known = self.conn.execute(
+                    "SELECT 1 FROM predictions WHERE request_id = ? AND position = ? AND model = ?",
+                    (request_id, position, model)).fetchone()
+                if known is None:
+                    unknown.append((request_id, position))
+                    continue
+                self.conn.execute(
+                    "INSERT INTO feedback (request_id, position, outcome, received_at) VALUES (?, ?, ?, ?) "
+                    "ON CONFLICT (request_id, position) DO UPDATE SET outcome = excluded.outcome, "
+                    "received_at = excluded.received_at", (request_id, position, outcome, now))
+        return unknown
+
+    def arm_sample(self, deployment_id: int, arm: str, since: float, limit: int) -> list[sqlite3.Row]:
+        """The latest rows (probability, latency_ms, status) of one arm of a deployment since a time."""
+        return self.conn.execute(
+            "SELECT probability, latency_ms, status FROM predictions "
+            "WHERE deployment_id = ? AND arm = ? AND received_at >= ? ORDER BY received_at DESC LIMIT ?",
+            (deployment_id, arm, since, limit)).fetchall()
+
+    def arm_count(self, deployment_id: int, arm: str, since: float) -> int:
+        """How many rows one arm of a deployment has logged since a time."""
+        return self.conn.execute(
+            "SELECT COUNT(*) FROM predictions WHERE deployment_id = ? AND arm = ? AND received_at >= ?",
+            (deployment_id, arm, since)).fetchone()[0]
+
+    def outcomes_by_arm(self, deployment_id: int) -> list[sqlite3.Row]:
+        """(arm, outcome) for every prediction of a deployment that has feedback."""
+        return self.conn.execute(
+            "SELECT p.arm, f.outcome FROM predictions p JOIN feedback f "
+            "ON f.request_id = p.request_id AND f.position = p.position WHERE p.deployment_id = ?",
+            (deployment_id,)).fetchall()
+
+    def predictions_by_arm(self, deployment_id: int) -> dict[str, int]:
+        """Successful predictions per arm of a deployment."""
+        rows = self.conn.execute("SELECT arm, COUNT(*) FROM predictions WHERE deployment_id = ? AND status = 200 "
+                                 "GROUP BY arm", (deployment_id,))
+        return {r[0]: r[1] for r in rows}
+
+    def shadow_pairs(self, deployment_id: int, limit: int = 100_000) -> list[sqlite3.Row]:
+        """Production and shadow scores and latencies of the same rows, newest first."""
+        return self.conn.execute(
+            "SELECT p.probability AS served, p.label AS served_label, p.latency_ms AS served_ms, "
+            "s.probability AS shadow, s.label AS shadow_label, s.latency_ms AS shadow_ms "
+            "FROM shadow_scores s JOIN predictions p ON p.request_id = s.request_id AND p.position = s.position "
+            "WHERE s.deployment_id = ? ORDER BY p.received_at DESC LIMIT ?", (deployment_id, limit)).fetchall()
+
+    def count(self, model: str | None = None) -> int:
+        """Logged prediction rows, for one model or all."""
+        if model is None:
+            return self.conn.execute("SELECT COUNT(*) FROM predictions").fetchone()[0]
+        return self.conn.execute("SELECT COUNT(*) FROM predictions WHERE model = ?", (model,)).fetchone()[0]
+
+    def has_request(self, request_id: str) -> bool:
+        """Whether any row of a request was logged."""
+        return self.conn.execute("SELECT 1 FROM predictions WHERE request_id = ? LIMIT 1",
+                                 (request_id,)).fetchone() is not None
+
+    def close(self) -> None:
+        self.conn.close()

@@ -1,0 +1,142 @@
+"""The serving path around the model: the prediction log, feedback, micro-batching, /metrics, offline docs."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import numpy as np
+
+from appliance.serving.batching import Arrivals, MicroBatcher
+from appliance.serving.prediction_log import PredictionLog
+from storage.prediction_log import PredictionStore
+from tests.conftest import SAMPLE_RECORD
+from tests.test_cli import ROOT, _free_port, wait_ready
+
+
+def _row(i: int) -> tuple:
+    return (f"r{i}", 0, "fraud", 1, "production", None, time.time(), None, None, {"amount": i}, 0.5, 1, 1.0, 200)
+
+
+def test_a_full_log_queue_counts_its_overflow_and_loses_nothing_it_accepted(tmp_path):
+    path = tmp_path / "predictions.db"
+    log = PredictionLog(path, capacity=5, batch_rows=100)
+    blocker = sqlite3.connect(path, timeout=30, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")  # the writer now waits on the lock with its batch in hand
+    log.record(_row(0))
+    time.sleep(0.3)
+    for i in range(1, 20):
+        log.record(_row(i))
+    assert log.overflow == 20 - 1 - 5 and log.depth == 5
+    blocker.execute("ROLLBACK")
+    assert log.flush(timeout=20)
+    log.close()
+    store = PredictionStore(path)
+    assert store.count() == 6 and log.written == 6
+    assert store.has_request("r0") and not store.has_request("r19")
+
+
+def test_single_rows_arriving_together_share_one_call():
+    calls = []
+
+    def run(x: np.ndarray) -> np.ndarray:
+        calls.append(len(x))
+        return x[:, 0] * 2
+
+    async def main() -> list[float]:
+        arrivals = Arrivals()
+        batcher = MicroBatcher(run, max_batch=8, max_wait_s=0.05, arrivals=arrivals)
+        arrivals.count = 20  # twenty requests on their way: rows wait for company
+        futures = []
+        for i in range(20):
+            arrivals.count -= 1
+            futures.append(batcher.score(np.array([[float(i)]], dtype=np.float32)))
+        return await asyncio.gather(*futures)
+
+    assert asyncio.run(main()) == [2.0 * i for i in range(20)]
+    assert calls == [8, 8, 4]
+
+
+def test_every_answer_has_a_request_id_and_a_log_row_and_feedback_finds_it(server):
+    c = server.client
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda i: c.post("/v1/models/fraud/predict", json={**SAMPLE_RECORD, "amount": i}),
+                                range(40)))
+    many = c.post("/v1/models/fraud/predict", json=[SAMPLE_RECORD, SAMPLE_RECORD])
+    assert all(a.status_code == 200 for a in answers) and many.status_code == 200
+    ids = [a.json()["request_id"] for a in answers]
+    assert len(set(ids)) == 40 and answers[0].headers["x-request-id"] == ids[0]
+    fed = c.post("/v1/models/fraud/feedback", json={"outcomes": [
+        {"request_id": ids[0], "outcome": 1}, {"request_id": many.json()["request_id"], "position": 1, "outcome": 0},
+        {"request_id": "never-seen", "outcome": 1}, {"request_id": ids[1], "position": 5, "outcome": 1}]})
+    assert fed.status_code == 200
+    assert fed.json() == {"accepted": 2, "unknown": [{"request_id": "never-seen", "position": 0},
+                                                     {"request_id": ids[1], "position": 5}]}
+    assert c.post("/v1/models/fraud/feedback", json={"outcome": 1}).status_code == 422
+    assert c.post("/v1/models/nope/feedback", json={"outcomes": []}).status_code == 404
+    store = PredictionStore(server.home / "predictions.db")
+    assert store.count("fraud") == 42
+    row = store.conn.execute("SELECT * FROM predictions WHERE request_id = ?", (ids[3],)).fetchone()
+    assert row["version"] == 1 and row["arm"] == "production" and row["status"] == 200
+    assert '"amount":3' in row["features_json"] and row["latency_ms"] > 0
+    assert row["probability"] == answers[3].json()["probability"]
+
+
+def test_metrics_are_prometheus_text(server):
+    for _ in range(3):
+        server.client.post("/v1/models/fraud/predict", json=SAMPLE_RECORD)
+    server.client.post("/v1/models/fraud/predict", json={"amount": 1})
+    text = server.client.get("/metrics")
+    assert text.headers["content-type"].startswith("text/plain; version=0.0.4")
+    body = text.text
+    assert 'appliance_requests_total{model="fraud",version="1",arm="production",status="200"} 3' in body
+    assert 'appliance_requests_total{model="fraud",version="",arm="",status="422"} 1' in body
+    assert 'appliance_request_latency_seconds_bucket{model="fraud",le="+Inf"} 4' in body
+    assert "appliance_batch_rows_count 3" in body
+    assert "appliance_prediction_log_overflow_total 0" in body and "appliance_prediction_log_queue_depth" in body
+    for line in body.splitlines():  # every sample line is NAME{labels} VALUE
+        assert line.startswith("#") or re.fullmatch(r'[a-z_]+(\{[^}]*\})? -?[0-9.e+]+', line), line
+
+
+def test_the_openapi_schema_and_docs_page_need_no_internet(server):
+    schema = server.client.get("/schema/openapi.json")
+    assert schema.status_code == 200
+    paths = schema.json()["paths"]
+    assert "/v1/models/{name}/predict" in paths and "/v1/models/{name}/deployments" in paths
+    assert "requestBody" in paths["/v1/models/{name}/feedback"]["post"]
+    docs = server.client.get("/schema")
+    assert docs.status_code == 200 and docs.headers["content-type"].startswith("text/html")
+    assert "/v1/models/{name}/promote" in docs.text
+    for text in (schema.text, docs.text):
+        assert not re.search(r"(https?:)?//[a-z0-9.-]+\.[a-z]{2,}", text, re.I), "an external URL"
+        assert "<script" not in text
+
+
+def test_sigterm_writes_every_queued_prediction_before_exit(home_dir):
+    port = _free_port()
+    code = f"from appliance.serving.server import serve; serve({str(home_dir)!r}, port={port})"
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, cwd=ROOT)
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+            wait_ready(client, proc)
+            blocker = sqlite3.connect(home_dir / "predictions.db", timeout=30, isolation_level=None)
+            blocker.execute("BEGIN IMMEDIATE")  # the writer falls behind: every row stays queued
+            ok = sum(client.post("/v1/models/fraud/predict", json=SAMPLE_RECORD).status_code == 200
+                     for _ in range(100))
+        proc.send_signal(signal.SIGTERM)
+        time.sleep(1)
+        assert proc.poll() is None, "the server exited with its log queue unwritten"
+        blocker.execute("ROLLBACK")
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert ok == 100 and PredictionStore(home_dir / "predictions.db").count() == 100
