@@ -76,6 +76,11 @@ def _parser() -> argparse.ArgumentParser:
     restore.add_argument("src", type=Path)
     restore.add_argument("--force", action="store_true",
                          help="restore over a non-empty data directory (it is kept aside, not deleted)")
+
+    machine = command("machine", _machine, "CPU, memory, GPUs, disk use of the data directory, cost per hour")
+    machine.add_argument("--cost", type=Path, default=None,
+                         help="a TOML file with a [cost] section (electricity price, hardware amortization)")
+    machine.add_argument("--json", action="store_true", help="the snapshot and cost per hour as JSON")
     return parser
 
 
@@ -229,6 +234,24 @@ def _restore(args: argparse.Namespace) -> int:
     manifest = restore(args.src, home, force=args.force)
     print(f"restored {len(manifest.files)} files from {args.src.resolve()} (taken "
           f"{_when(manifest.created_at)}) into {Path(home).resolve()}")
+    return 0
+
+
+def _machine(args: argparse.Namespace) -> int:
+    import msgspec
+
+    from appliance.machine.cost import CostSection, cost_per_hour, load_cost
+    from appliance.machine.report import machine_report
+    from appliance.machine.snapshot import take_snapshot
+
+    cost = load_cost(args.cost) if args.cost else CostSection()
+    home = Path(args.home or default_home()).expanduser()
+    snapshot = take_snapshot(home if home.is_dir() else None)  # reading never creates the data directory
+    if args.json:
+        body = {"snapshot": snapshot, "cost": cost, "cost_per_hour": cost_per_hour(snapshot, cost)}
+        print(msgspec.json.encode(body).decode())
+    else:
+        print("\n".join(machine_report(snapshot, cost, str(home))))
     return 0
 
 

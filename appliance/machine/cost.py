@@ -55,20 +55,14 @@ class CostSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 class CostRate(msgspec.Struct, frozen=True):
     """What the machine costs per hour at one instant."""
 
+    watts: float                     # GPUs measured plus the host estimated
     gpu_watts: float
     host_watts: float
     energy_per_hour: float
     hardware_per_hour: float
+    total_per_hour: float
     currency: str
     unmeasured_gpus: list[int] = []  # GPUs whose power NVML could not read (counted as 0 W)
-
-    @property
-    def watts(self) -> float:
-        return self.gpu_watts + self.host_watts
-
-    @property
-    def total_per_hour(self) -> float:
-        return self.energy_per_hour + self.hardware_per_hour
 
 
 class RangeCost(msgspec.Struct, frozen=True):
@@ -77,31 +71,26 @@ class RangeCost(msgspec.Struct, frozen=True):
     energy: EnergyUse
     energy_cost: float
     hardware_cost: float
+    total: float
     currency: str
-
-    @property
-    def seconds(self) -> float:
-        return self.energy.end - self.energy.start
-
-    @property
-    def total(self) -> float:
-        return self.energy_cost + self.hardware_cost
 
 
 def cost_per_hour(snapshot: MachineSnapshot, cost: CostSection) -> CostRate:
     """The machine's cost per hour at a snapshot's power draw."""
     gpu_watts = sum((g.power_w for g in snapshot.gpu.gpus if g.power_w is not None), 0.0)
     host = host_watts(snapshot.cpu.total_percent, cost.host_idle_watts, cost.busy_watts)
-    return CostRate(gpu_watts, host, (gpu_watts + host) / 1000 * cost.electricity_per_kwh,
-                    cost.hardware_per_hour, cost.currency,
+    energy = (gpu_watts + host) / 1000 * cost.electricity_per_kwh
+    return CostRate(gpu_watts + host, gpu_watts, host, energy, cost.hardware_per_hour,
+                    energy + cost.hardware_per_hour, cost.currency,
                     [g.index for g in snapshot.gpu.gpus if g.power_w is None])
 
 
 def cost_between(snapshots: Sequence[MachineSnapshot], start: float, end: float, cost: CostSection) -> RangeCost:
     """Electricity over the sampled part of start..end, plus the hardware's share of all of it."""
     energy = energy_between(snapshots, start, end, cost.host_idle_watts, cost.busy_watts)
-    return RangeCost(energy, energy.kwh * cost.electricity_per_kwh,
-                     (end - start) / 3600 * cost.hardware_per_hour, cost.currency)
+    electricity = energy.kwh * cost.electricity_per_kwh
+    hardware = (end - start) / 3600 * cost.hardware_per_hour
+    return RangeCost(energy, electricity, hardware, electricity + hardware, cost.currency)
 
 
 def cost_per_1000_predictions(cost: RangeCost, predictions: int) -> float | None:

@@ -30,15 +30,9 @@ class EnergyUse(msgspec.Struct, frozen=True):
     end: float
     sampled_seconds: float         # the part of start..end that snapshots cover; energy is for that part
     gpus: list[GpuEnergy]
+    gpu_joules: float
     host_joules: float             # estimated from CPU use (0 when no host wattage is configured)
-
-    @property
-    def gpu_joules(self) -> float:
-        return sum(g.joules for g in self.gpus)
-
-    @property
-    def kwh(self) -> float:
-        return (self.gpu_joules + self.host_joules) / JOULES_PER_KWH
+    kwh: float                     # GPUs and host together
 
 
 def host_watts(cpu_percent: float, idle_watts: float, busy_watts: float) -> float:
@@ -59,7 +53,9 @@ def energy_between(snapshots: Sequence[MachineSnapshot], start: float, end: floa
     covered = 0.0
     if ordered:
         covered = max(0.0, min(end, ordered[-1].taken_at) - max(start, ordered[0].taken_at))
-    return EnergyUse(start, end, covered, gpus, _between(host, start, end))
+    gpu_joules = sum((g.joules for g in gpus), 0.0)
+    host_joules = _between(host, start, end)
+    return EnergyUse(start, end, covered, gpus, gpu_joules, host_joules, (gpu_joules + host_joules) / JOULES_PER_KWH)
 
 
 def _gpu_series(ordered: Sequence[MachineSnapshot]) -> dict[str, tuple[str, EnergySource, list[tuple[float, float]]]]:

@@ -95,14 +95,14 @@ class GpuProbe:
         nvml = self._nvml
         try:
             nvml.nvmlInit()
-        except nvml.NVMLError_LibraryNotFound as e:
-            self._no_gpu_reason = f"no NVIDIA driver library on this machine ({e})"
+        except nvml.NVMLError_LibraryNotFound:
+            self._no_gpu_reason = "the NVIDIA driver library libnvidia-ml is not installed"
             return
-        except nvml.NVMLError_DriverNotLoaded as e:
-            self._no_gpu_reason = f"the NVIDIA driver is not loaded ({e})"
+        except nvml.NVMLError_DriverNotLoaded:
+            self._no_gpu_reason = "the NVIDIA driver is not loaded"
             return
         except nvml.NVMLError as e:
-            self._no_gpu_reason = f"NVML failed to start ({e})"
+            self._no_gpu_reason = f"NVML failed to start: {e}"
             return
         self._driver_version = _text(self._field(nvml.nvmlSystemGetDriverVersion, {}, "driver_version"))
 
