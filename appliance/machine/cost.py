@@ -6,15 +6,15 @@ Configured in a ``[cost]`` section. With the defaults (all zero) every cost is z
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Sequence
 from pathlib import Path
 
 import msgspec
 
-from appliance.errors import InvalidInput, NotFound
+from appliance.errors import InvalidInput
 from appliance.machine.energy import EnergyUse, energy_between, host_watts
 from appliance.machine.snapshot import MachineSnapshot
+from appliance.spec import read_toml
 
 HOURS_PER_YEAR = 365.25 * 24
 
@@ -100,13 +100,7 @@ def cost_per_1000_predictions(cost: RangeCost, predictions: int) -> float | None
 
 def load_cost(path: Path) -> CostSection:
     """The ``[cost]`` section of a TOML file (defaults when the file has none)."""
-    path = Path(path)
-    try:
-        raw = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise NotFound(f"cost file {path} does not exist; pass a TOML file with a [cost] section") from None
-    except tomllib.TOMLDecodeError as e:
-        raise InvalidInput(f"cost file {path} is not valid TOML: {e}") from None
+    raw = read_toml(path, "cost file", "a TOML file with a [cost] section")
     try:
         return msgspec.convert(raw.get("cost", {}), CostSection)
     except msgspec.ValidationError as e:
