@@ -7,7 +7,6 @@ same functions and exceptions; this module's own logic, error handling included,
 from __future__ import annotations
 
 import threading
-from types import ModuleType
 from typing import Any, Literal
 
 import msgspec
@@ -54,7 +53,7 @@ class GpuProbe:
     readings so far, so that energy between two readings is known on every device.
     """
 
-    def __init__(self, nvml: ModuleType | Any | None = None):
+    def __init__(self, nvml: Any = None):
         if nvml is None:
             import pynvml as nvml
         self._nvml = nvml

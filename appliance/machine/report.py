@@ -30,7 +30,7 @@ def machine_report(snapshot: MachineSnapshot, cost: CostSection, home: str) -> l
         disk = snapshot.disk
         lines.append(f"disk      {disk.root}: {size(disk.total_bytes)} "
                      f"(filesystem: {size(disk.filesystem_free_bytes)} free of {size(disk.filesystem_total_bytes)})")
-        lines += _table(("PART", "SIZE"), [(p.name, size(p.bytes)) for p in disk.parts], indent="          ")
+        lines += _table(("PART", "SIZE"), [(p.name, size(p.bytes)) for p in disk.parts])
     rate = cost_per_hour(snapshot, cost)
     drawn = [f"GPUs {rate.gpu_watts:.0f} W measured"] if snapshot.gpu.available else []
     drawn.append(f"host {rate.host_watts:.0f} W estimated from CPU use" if cost.busy_watts > 0
@@ -49,11 +49,13 @@ def machine_report(snapshot: MachineSnapshot, cost: CostSection, home: str) -> l
 
 def size(n: int | float) -> str:
     """Bytes in decimal units, as disks and memory modules are sold."""
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if abs(n) < 1000 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+    if abs(n) < 1000:
+        return f"{n:.0f} B"
+    for unit in ("kB", "MB", "GB"):
         n /= 1000
-    raise AssertionError("unreachable")
+        if abs(n) < 1000:
+            return f"{n:.1f} {unit}"
+    return f"{n / 1000:.1f} TB"
 
 
 def _gpu_row(g: GpuReading) -> tuple[str, ...]:
@@ -68,6 +70,6 @@ def _number(value: float | None, unit: str) -> str:
     return f"{value:.0f} {unit}" if value is not None else "n/a"
 
 
-def _table(header: tuple[str, ...], rows: list[tuple[str, ...]], indent: str = "          ") -> list[str]:
+def _table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]:
     widths = [max(len(x) for x in column) for column in zip(header, *rows)]
-    return [indent + "  ".join(x.ljust(w) for x, w in zip(row, widths)).rstrip() for row in (header, *rows)]
+    return [" " * 10 + "  ".join(x.ljust(w) for x, w in zip(row, widths)).rstrip() for row in (header, *rows)]
