@@ -171,6 +171,11 @@ def _parser() -> argparse.ArgumentParser:
         sub.set_defaults(run=run)
         sub.add_argument("--reason", default="")
     steps.add_parser("status", help="the deployment and what it has shown so far").set_defaults(run=_deploy_status)
+
+    machine = command("machine", _machine, "CPU, memory, GPUs, disk use of the data directory, cost per hour")
+    machine.add_argument("--cost", type=Path, default=None,
+                         help="a TOML file with a [cost] section (electricity price, hardware amortization)")
+    machine.add_argument("--json", action="store_true", help="the snapshot and cost per hour as JSON")
     return parser
 
 
@@ -426,6 +431,24 @@ def _deployment_line(d) -> str:
     if d.status != "running":
         where = f"{d.status.replace('_', ' ')}: {d.reason}"
     return f"{d.strategy} deployment {d.id} of v{d.candidate_version} against v{d.baseline_version} — {where}"
+
+
+def _machine(args: argparse.Namespace) -> int:
+    import msgspec
+
+    from appliance.machine.cost import CostSection, cost_per_hour, load_cost
+    from appliance.machine.report import machine_report
+    from appliance.machine.snapshot import take_snapshot
+
+    cost = load_cost(args.cost) if args.cost else CostSection()
+    home = Path(args.home or default_home()).expanduser()
+    snapshot = take_snapshot(home if home.is_dir() else None)  # reading never creates the data directory
+    if args.json:
+        body = {"snapshot": snapshot, "cost": cost, "cost_per_hour": cost_per_hour(snapshot, cost)}
+        print(msgspec.json.encode(body).decode())
+    else:
+        print("\n".join(machine_report(snapshot, cost, str(home))))
+    return 0
 
 
 def _v(version: int | None) -> str:

@@ -167,15 +167,20 @@ class ModelSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         return (base / relative).resolve()
 
 
+def read_toml(path: Path, what: str, expected: str) -> dict:
+    """A TOML file's tables; a missing or malformed file is an error naming ``what`` it should be."""
+    try:
+        return tomllib.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise NotFound(f"{what} {path} does not exist; pass the path of {expected}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise InvalidInput(f"{what} {path} is not valid TOML: {e}") from None
+
+
 def load_spec(path: Path) -> ModelSpec:
     """Read and check a model spec; a bad spec is an error that names the file and the field."""
     path = Path(path)
-    try:
-        raw = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise NotFound(f"model spec {path} does not exist; pass the path of a .toml spec") from None
-    except tomllib.TOMLDecodeError as e:
-        raise InvalidInput(f"model spec {path} is not valid TOML: {e}") from None
+    raw = read_toml(path, "model spec", "a .toml spec")
     try:
         spec = msgspec.convert(raw, ModelSpec)
     except msgspec.ValidationError as e:
