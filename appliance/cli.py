@@ -176,6 +176,10 @@ def _parser() -> argparse.ArgumentParser:
     machine.add_argument("--cost", type=Path, default=None,
                          help="a TOML file with a [cost] section (electricity price, hardware amortization)")
     machine.add_argument("--json", action="store_true", help="the snapshot and cost per hour as JSON")
+
+    tui = command("tui", _tui, "the dashboard over the data directory (beside a running `appliance up --headless`)")
+    tui.add_argument("--cost", type=Path, default=None,
+                     help="a TOML file with a [cost] section (default: cost.toml in the data directory, if any)")
     return parser
 
 
@@ -216,7 +220,33 @@ def _up(args: argparse.Namespace) -> int:
         name, record = example
         print("try:\n  curl -s -X POST http://{}:{}/v1/models/{}/predict -H 'content-type: application/json' "
               "-d '{}'".format(shown, args.port, name, json.dumps(record)))
-    serve(root, host=args.host, port=args.port)
+    if sys.stdout.isatty() and not args.headless:
+        _serve_under_dashboard(root, args.host, args.port)
+    else:
+        serve(root, host=args.host, port=args.port)
+    return 0
+
+
+def _serve_under_dashboard(root: Path, host: str, port: int) -> None:
+    """The API on a background thread while the dashboard owns the terminal; quitting it stops both."""
+    from appliance.serving.server import BackgroundServer
+    from tui.app import run_dashboard
+    from tui.data_dir import find_cost
+
+    server = BackgroundServer(root, host, port).start()
+    try:
+        run_dashboard(root, find_cost(root, None))
+    finally:
+        print("stopping the API server…", flush=True)
+        server.stop()
+
+
+def _tui(args: argparse.Namespace) -> int:
+    from tui.app import run_dashboard
+    from tui.data_dir import find_cost
+
+    root = Path(args.home or default_home()).expanduser()
+    run_dashboard(root, find_cost(root, args.cost))
     return 0
 
 
