@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import sys
 import time
 import types
@@ -286,7 +287,7 @@ def test_gpu_screen_with_two_fake_gpus_and_cost(home_dir: Path) -> None:
         assert gpus[1].startswith("1 Tesla T4 20 % 1.0 GB / 16.0 GB n/a 30 W 70 W")
         costs = text(pilot.app, "#cost")
         assert "cost per hour      1.2434 EUR" in costs   # 342 W × 0.3 EUR/kWh + 30,000 EUR over 3 years
-        assert "per training run" in costs and "per 1,000 preds" in costs
+        assert "per training run" in costs and "(run " in costs and "per 1,000 preds" in costs
     drive(home_dir, steps, cost=cost, gpus=GpuProbe(FakeNvml([H100, T4])))
 
 
@@ -324,3 +325,23 @@ def test_optional_modules_are_none_only_when_absent(home_dir: Path) -> None:
         assert data.open_alerts() is None and data.jobs() is None and data.monitoring() is None
     finally:
         data.close()
+
+
+def test_background_server_serves_and_stops_or_says_the_port_is_taken(home_dir: Path) -> None:
+    import httpx
+
+    from appliance.errors import Conflict
+    from appliance.serving.server import BackgroundServer
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    server = BackgroundServer(home_dir, "127.0.0.1", port).start()
+    try:
+        assert httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200
+        with pytest.raises(Conflict, match="could not start"):
+            BackgroundServer(home_dir, "127.0.0.1", port).start()
+    finally:
+        server.stop()
+    assert not server._thread.is_alive()

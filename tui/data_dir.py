@@ -88,9 +88,11 @@ class DataDirectory:
         self.cost = cost or CostSection()
         self.lock = threading.RLock()
         self.sampler = MachineSampler(MachineProbe(self.root, gpus), keep=300, disk_every=300.0)
+        self.closed = False
 
     def close(self) -> None:
         with self.lock:
+            self.closed = True
             self.sampler.stop()
             self.home.close()
 
@@ -177,7 +179,7 @@ class DataDirectory:
         """A fresh machine snapshot, the cost per hour, per latest training run and over the sampled span."""
         snapshot = self.sampler.sample()
         history = self.sampler.snapshots()
-        runs = [r for r in self.runs(20) if r.ended_at is not None and r.status == "finished"]
+        runs = [r for r in self.runs(20) if r.ended_at is not None and r.status == "succeeded"]
         last = runs[0] if runs else None
         run_cost = cost_between(history, last.started_at, last.ended_at, self.cost) if last else None
         sampled, served = None, 0

@@ -102,12 +102,13 @@ class Runs(View):
 
     @work(thread=True, exclusive=True, group="run-detail")
     def _detail(self, run_id: str, other: str | None = None) -> None:
-        detail = self.data.run(run_id)
-        if other is not None:
-            lines = ["Comparing two runs (m on a marked run unmarks it)", *comparison(detail, self.data.run(other))]
-        else:
-            lines = self._describe(detail, self.data.curves(detail))
-        self.app.call_from_thread(self.query_one("#run-detail", Static).update, "\n".join(lines))
+        def gather() -> str:
+            detail = self.data.run(run_id)
+            if other is not None:
+                return "\n".join(["Comparing two runs (m on a marked run unmarks it)",
+                                  *comparison(detail, self.data.run(other))])
+            return "\n".join(self._describe(detail, self.data.curves(detail)))
+        self.in_worker(gather, self.query_one("#run-detail", Static).update)
 
     def _describe(self, d: RunDetail, curves: dict[str, list[float]]) -> list[str]:
         r = d.run

@@ -33,12 +33,21 @@ class View(Vertical):
 
     @work(thread=True, exclusive=True, group="gather")
     def _gather(self) -> None:
+        self.in_worker(self.gather, self._show)
+
+    def in_worker(self, gather, show) -> None:
+        """On a worker thread: gather, then show on the UI thread; quiet once the app has closed its data."""
         try:
-            found = self.gather()
+            found = gather()
         except (ApplianceError, StorageError) as e:
             self.app.call_from_thread(self._failed, str(e))
             return
-        self.app.call_from_thread(self._show, found)
+        except Exception:
+            if self.data.closed:  # the app quit while this worker read
+                return
+            raise
+        if not self.data.closed:
+            self.app.call_from_thread(show, found)
 
     def _show(self, found: Any) -> None:
         self._shown = True
@@ -74,3 +83,7 @@ class Empty(Static):
     """A plain sentence where data would be, saying what to do to get some."""
 
     DEFAULT_CSS = "Empty { color: $text-muted; padding: 1 2; }"
+
+    def update(self, content="") -> None:
+        super().update(content)
+        self.display = bool(content)  # an empty sentence takes no room

@@ -14,6 +14,7 @@ from pathlib import Path
 import uvicorn
 
 from appliance import systemd
+from appliance.errors import Conflict
 from appliance.serving.app import create_app
 
 HEARTBEAT_SECONDS = 1.0
@@ -82,11 +83,26 @@ class BackgroundServer:
 
     def __init__(self, home_root: Path, host: str = "127.0.0.1", port: int = 8000):
         self.server = _Server(_config(home_root, host, port))
-        self._thread = threading.Thread(target=self.server.run, name="api-server", daemon=True)
+        self._thread = threading.Thread(target=self._run, name="api-server", daemon=True)
 
-    def start(self) -> "BackgroundServer":
+    def start(self, timeout: float = 60.0) -> "BackgroundServer":
+        """Start serving and wait until it listens; a port it cannot bind is a Conflict."""
         self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not self.server.started and self._thread.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if not self.server.started:
+            self.stop()
+            config = self.server.config
+            raise Conflict(f"the API could not start on {config.host}:{config.port} (is the port in use? "
+                               "choose another with --port)")
         return self
+
+    def _run(self) -> None:
+        try:
+            self.server.run()
+        except SystemExit:
+            pass  # uvicorn exits when it cannot bind; start() reports that
 
     def stop(self, timeout: float = 15.0) -> None:
         """Finish requests in flight (closing the prediction log), then return."""
