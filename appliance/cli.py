@@ -10,7 +10,7 @@ from pathlib import Path
 
 import appliance
 from appliance.config import bundled_spec_path, default_home
-from appliance.errors import ApplianceError, InvalidInput
+from appliance.errors import ApplianceError, InvalidInput, NotFound
 from appliance.logs import configure_logging
 from storage.errors import StorageError
 
@@ -80,6 +80,9 @@ def _parser() -> argparse.ArgumentParser:
     restore.add_argument("src", type=Path)
     restore.add_argument("--force", action="store_true",
                          help="restore over a non-empty data directory (it is kept aside, not deleted)")
+
+    command("retention", _retention, "apply the retention policy of <home>/appliance.toml to the prediction "
+                                     "log now, and show disk use per part")
 
     ingest = command("ingest", _ingest, "check a CSV/Parquet file or folder against the model's contract "
                                         "and snapshot the accepted rows")
@@ -324,6 +327,27 @@ def _backup(args: argparse.Namespace) -> int:
     size = sum(f.bytes for f in manifest.files)
     print(f"backed up {manifest.source} to {args.dest.resolve()}: {len(manifest.files)} files, "
           f"{size / 1e6:.1f} MB, schema {manifest.schema_versions}")
+    return 0
+
+
+def _retention(args: argparse.Namespace) -> int:
+    from appliance.machine.disk import disk_use
+    from appliance.retention import apply_retention
+    from appliance.settings import load_settings
+
+    home = Path(args.home or default_home())
+    if not (home / "metadata.db").exists():
+        raise NotFound(f"{home} is not an appliance data directory yet; run `appliance init`")
+    policy = load_settings(home).retention
+    report = apply_retention(home, policy)
+    print(f"policy: {policy.hot_days} days hot in predictions.db, then {policy.archive_days} days as daily "
+          "Parquet under archive/predictions/, then deleted")
+    print(f"archived {report.archived_rows:,} rows from {len(report.archived_days)} day(s)"
+          + (f" ({report.archived_days[0]} … {report.archived_days[-1]})" if report.archived_days else "")
+          + f"; deleted {len(report.deleted_days)} archived day(s)")
+    use = disk_use(home)
+    _table(("PART", "SIZE"), [(p.name, f"{p.bytes / 1e6:,.1f} MB") for p in use.parts]
+           + [("total", f"{use.total_bytes / 1e6:,.1f} MB")])
     return 0
 
 
