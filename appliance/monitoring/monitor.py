@@ -9,7 +9,6 @@ nothing. Machine and pipeline health are read once per run, stamped with the run
 
 from __future__ import annotations
 
-import logging
 import time
 import warnings
 from datetime import UTC, datetime
@@ -34,8 +33,6 @@ from appliance.monitoring.windows import EventWindows, checks
 from appliance.spec import Feature, ModelSpec
 from storage.database import transaction
 from storage.prediction_log import PredictionStore
-
-log = logging.getLogger(__name__)
 
 LABEL = "_label"
 RECEIVED, LABEL_AT, LATENCY, STATUS, REQUEST = "_received_at", "_label_at", "_latency_ms", "_status", "_request_id"

@@ -17,22 +17,19 @@ import polars as pl
 
 from appliance.errors import Conflict, InvalidInput
 from appliance.home import Home
+from appliance.monitoring.windows import CHECK_SCHEMA
 from storage.database import connect, transaction
 from storage.monitoring_schema import MIGRATIONS
 
 CHECKS = ("quality", "drift", "performance", "estimated", "serving", "machine", "pipeline")
+# The checks' tidy frame (windows.CHECK_SCHEMA), with what places a row in the series around it.
 RESULT_SCHEMA = {
     "model": pl.String,
     "version": pl.Int64,
-    "window_start": pl.Datetime("us", "UTC"),
-    "window_end": pl.Datetime("us", "UTC"),
+    "window_start": CHECK_SCHEMA["window_start"],
+    "window_end": CHECK_SCHEMA["window_start"],
     "check": pl.String,
-    "feature": pl.String,
-    "method": pl.String,
-    "value": pl.Float64,
-    "threshold": pl.Float64,
-    "rows": pl.Int64,
-    "alert": pl.Boolean,
+    **{k: t for k, t in CHECK_SCHEMA.items() if k != "window_start"},
     "computed_at": pl.Float64,
 }
 _COLUMNS = list(RESULT_SCHEMA)
