@@ -49,11 +49,12 @@ def sync_jobs(scheduler: BackgroundScheduler, root: Path) -> None:
         if existing.id != "sync" and existing.id not in wanted:
             existing.remove()
     for job_id, schedule in wanted.items():
+        name = f"{job_id} {schedule}"   # the name carries the schedule, so an edited one is seen
         current = scheduler.get_job(job_id)
-        if current is not None and current.name == schedule:
+        if current is not None and current.name == name:
             continue
         job, model = job_id.split(":", 1)
-        scheduler.add_job(_scheduled, trigger(schedule), args=(root, job, model), id=job_id, name=schedule,
+        scheduler.add_job(_scheduled, trigger(schedule), args=(root, job, model), id=job_id, name=name,
                           replace_existing=True)
 
 
