@@ -179,6 +179,20 @@ def _parser() -> argparse.ArgumentParser:
     machine.add_argument("--cost", type=Path, default=None,
                          help="a TOML file with a [cost] section (electricity price, hardware amortization)")
     machine.add_argument("--json", action="store_true", help="the snapshot and cost per hour as JSON")
+    monitor = command("monitor", _monitor, "a model's monitoring results per event-time window")
+    monitor.add_argument("model")
+    monitor.add_argument("--check", default=None,
+                         choices=("quality", "drift", "performance", "estimated", "serving", "machine", "pipeline"),
+                         help="one check in detail (default: a line per window)")
+    monitor.add_argument("--since", default=None, help="windows starting on or after this date (2026-10-20)")
+
+    jobs = command("jobs", lambda a: jobs.print_help() or 0, "scheduled jobs: list them, or run one now")
+    job_commands = jobs.add_subparsers(metavar="ACTION")
+    job_commands.add_parser("list", help="every job, its schedule, last and next run").set_defaults(run=_jobs_list)
+    job_run = job_commands.add_parser("run", help="run a job now, in this process (monitor, train)")
+    job_run.set_defaults(run=_jobs_run)
+    job_run.add_argument("job")
+    job_run.add_argument("model", nargs="?", default=None, help="default: every model")
     return parser
 
 
@@ -219,7 +233,13 @@ def _up(args: argparse.Namespace) -> int:
         name, record = example
         print("try:\n  curl -s -X POST http://{}:{}/v1/models/{}/predict -H 'content-type: application/json' "
               "-d '{}'".format(shown, args.port, name, json.dumps(record)))
-    serve(root, host=args.host, port=args.port)
+    from appliance.scheduler.scheduler import start_scheduler
+
+    scheduler = start_scheduler(root)  # scheduled monitoring and training, in this process next to the API
+    try:
+        serve(root, host=args.host, port=args.port)
+    finally:
+        scheduler.shutdown(wait=False)
     return 0
 
 
@@ -719,3 +739,42 @@ def _short_value(value) -> str:
     if isinstance(value, float):
         return f"{value:.6g}"
     return str(value) if len(str(value)) <= 70 else str(value)[:67] + "…"
+
+
+def _monitor(args: argparse.Namespace) -> int:
+    from appliance.monitoring.report import monitor_report
+    from appliance.monitoring.store import results
+
+    with _home(args) as home:
+        frame = results(home, args.model, since=args.since)
+    print("\n".join(monitor_report(frame, args.check)))
+    return 0
+
+
+def _jobs_list(args: argparse.Namespace) -> int:
+    from appliance.scheduler.jobs import list_jobs
+
+    with _home(args) as home:
+        jobs = list_jobs(home)
+    rows = [(j.job, j.model, j.schedule or "manual", _when(j.last.started_at) if j.last else "-",
+             j.last.status if j.last else "-", j.next_run.strftime("%Y-%m-%d %H:%M:%S") if j.next_run else "-")
+            for j in jobs]
+    _table(("job", "model", "schedule", "last run (UTC)", "status", "next run (UTC)"), rows)
+    return 0
+
+
+def _jobs_run(args: argparse.Namespace) -> int:
+    from appliance.scheduler.jobs import run_job
+
+    with _home(args) as home:
+        root = home.root
+        models = [args.model] if args.model else [m.name for m in home.registry.models()]
+    failed = 0
+    for model in models:
+        run = run_job(root, args.job, model)
+        seconds = (run.ended_at or run.started_at) - run.started_at
+        detail = (run.error or "").splitlines()[0] if run.status == "failed" else \
+            ", ".join(f"{k} {v}" for k, v in run.summary.items() if not isinstance(v, dict))
+        print(f"{run.job} {model}: {run.status} in {seconds:.1f}s (run {run.id}){': ' + detail if detail else ''}")
+        failed += run.status == "failed"
+    return 1 if failed else 0

@@ -11,6 +11,8 @@ import msgspec
 
 from appliance.data.contract import parse_duration
 from appliance.errors import InvalidInput, NotFound
+from appliance.monitoring.rules import MonitoringSection
+from appliance.scheduler.schedules import trigger
 
 FeatureType = Literal["float", "integer", "boolean", "category"]
 AggregateFunction = Literal["count", "sum", "mean", "min", "max"]
@@ -98,6 +100,7 @@ class TrainingSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     search: SearchSection = SearchSection()
     checkpoint_every: int = 1   # MLP: epochs between checkpoints (a killed run resumes from the last)
     quantize: bool = False      # MLP: also build an INT8 dynamically quantized ONNX variant
+    schedule: str | None = None  # retrain on a schedule: 'every 1d' or a crontab line ('0 3 * * 1'); None: never
 
 
 class ValidationSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -149,6 +152,7 @@ class ModelSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     validation: ValidationSection = ValidationSection()
     serving: ServingSection = ServingSection()
     deployment: DeploymentSection = DeploymentSection()
+    monitoring: MonitoringSection = MonitoringSection()
     path: Path | None = None    # where the spec was read from; relative data paths resolve there
 
     @property
@@ -189,6 +193,8 @@ def load_spec(path: Path) -> ModelSpec:
     if len(set(names)) != len(names):
         raise InvalidInput(f"model spec {path}: a feature is listed twice in {names}")
     _check_features(path, spec.features, names)
+    if spec.training.schedule is not None:
+        trigger(spec.training.schedule)
     if spec.training.eval_days < 1:
         raise InvalidInput(f"model spec {path}: training.eval_days must be at least 1")
     return msgspec.structs.replace(spec, path=path.resolve())

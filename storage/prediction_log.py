@@ -133,6 +133,15 @@ class PredictionStore:
             "FROM shadow_scores s JOIN predictions p ON p.request_id = s.request_id AND p.position = s.position "
             "WHERE s.deployment_id = ? ORDER BY p.received_at DESC LIMIT ?", (deployment_id, limit)).fetchall()
 
+    def logged(self, model: str, version: int) -> list[tuple]:
+        """Every row one version of a model served, with its feedback: (request_id, position, received_at,
+        event_time, features_json, probability, latency_ms, status, outcome, outcome_received_at)."""
+        return self.conn.execute(
+            "SELECT p.request_id, p.position, p.received_at, p.event_time, p.features_json, p.probability, "
+            "p.latency_ms, p.status, f.outcome, f.received_at FROM predictions p LEFT JOIN feedback f "
+            "ON f.request_id = p.request_id AND f.position = p.position WHERE p.model = ? AND p.version = ?",
+            (model, version)).fetchall()
+
     def count(self, model: str | None = None) -> int:
         """Logged prediction rows, for one model or all."""
         if model is None:
