@@ -139,6 +139,12 @@ class PredictionStore:
             return self.conn.execute("SELECT COUNT(*) FROM predictions").fetchone()[0]
         return self.conn.execute("SELECT COUNT(*) FROM predictions WHERE model = ?", (model,)).fetchone()[0]
 
+    def labelled(self, model: str) -> list[sqlite3.Row]:
+        """Every logged prediction of a model that has an outcome: request_id, position, features_json, outcome."""
+        return self.conn.execute(
+            "SELECT p.request_id, p.position, p.features_json, f.outcome FROM predictions p "
+            "JOIN feedback f USING (request_id, position) WHERE p.model = ? ORDER BY p.event_time", (model,)).fetchall()
+
     def has_request(self, request_id: str) -> bool:
         """Whether any row of a request was logged."""
         return self.conn.execute("SELECT 1 FROM predictions WHERE request_id = ? LIMIT 1",
