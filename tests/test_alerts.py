@@ -173,3 +173,43 @@ url = "{url}"
 def test_webhook_gives_up_after_bounded_attempts():
     delivered, failures = actions.post_json("http://127.0.0.1:9/nothing", {}, attempts=3, backoff_s=0.01)
     assert not delivered and len(failures) == 3
+
+
+def test_retrain_action_then_the_policy_approve_or_canary(tmp_path: Path):
+    from appliance.deployment import deployments
+    from appliance.training.pipeline import train
+
+    spec_path = sliced_spec(tmp_path, days=12, eval_days=3)
+    degraded = results((0, "performance", "*", "auc", 0.62, 0.8, True))
+    with Home(tmp_path / "home") as h:
+        spec = load_spec(spec_path)
+        h.add_model(spec)
+        train(h, spec)
+        h.registry.promote("fraud", 1)
+
+        opened = on_monitor_results(h, "fraud", degraded)
+        assert sorted(a.rule for a in opened) == ["accuracy-critical", "accuracy-low"]
+        critical = next(a for a in opened if a.rule == "accuracy-critical")
+        assert on_monitor_results(h, "fraud", degraded)   # fires again while the retrain runs: no second one
+        assert actions.wait_for_actions(300)
+        [retrain] = records.alert(h.conn, critical.id).actions
+        assert (retrain.action, retrain.status, retrain.detail["version"]) == ("retrain", "succeeded", 2)
+        assert "waits for approval" in retrain.detail["outcome"]
+        assert h.registry.alias("fraud", "candidate") == 2 and h.registry.alias("fraud", "production") == 1
+        assert deployments.latest(h, "fraud") is None
+        assert [e.actor for e in h.registry.audit_log("fraud") if e.action == "retrain_awaits_approval"] == \
+            [f"alert:{critical.id}"]
+        assert len(h.registry.versions("fraud")) == 2                    # one pipeline run for the two firings
+
+        spec_path.write_text(spec_path.read_text().replace('ab_key = "user_id"',
+                                                           'ab_key = "user_id"\non_retrain = "canary"'))
+        records.resolve(h.conn, critical.id, "ops")
+        again = next(a for a in on_monitor_results(h, "fraud", degraded) if a.rule == "accuracy-critical")
+        assert actions.wait_for_actions(300)
+        [retrain] = records.alert(h.conn, again.id).actions
+        assert (retrain.status, retrain.detail["version"]) == ("succeeded", 3), retrain.detail
+        d = deployments.latest(h, "fraud")
+        assert (d.strategy, d.status, d.candidate_version, d.baseline_version, d.id) == \
+            ("canary", "running", 3, 1, retrain.detail["deployment"])
+        trail = [e.action for e in h.registry.audit_log("fraud") if e.actor == f"alert:{again.id}"]
+        assert trail[:2] == ["retrain_canary_started", "deployment_started"]
