@@ -64,7 +64,7 @@ def test_drift_score_is_the_worst_relative_excess():
 def test_accuracy_reads_realized_auc_and_falls_back_to_the_estimate():
     rows = results((0, "performance", "*", "auc", 0.90, 0.8, False),
                    (0, "performance", "country=US", "auc", 0.70, 0.8, True),    # segments are not the model
-                   (1, "estimated", None, "cbpe_auc", 0.78, 0.8, True))          # day 1 has no labels yet
+                   (1, "estimated", "*", "auc", 0.78, 0.8, True))          # day 1 has no labels yet
     fired = evaluate(rule("accuracy-critical"), rows)
     assert [(f.target, f.value, f.window_start[:10]) for f in fired] == [("*", 0.78, "2026-10-17")]
     labelled = pl.concat([rows, results((1, "performance", "*", "auc", 0.86, 0.8, False))])

@@ -7,12 +7,12 @@ metric is past the threshold in the latest ``for_windows`` windows of the frame 
 The defaults are the reference architecture's alert table, plus a prediction-log overflow rule.
 Two of them read metrics derived here rather than stored by the monitor:
 
-- ``drift_score`` (check ``drift``): per window, the worst feature's relative excess over its drift
-  threshold, ``max(1 - threshold / value)`` over the drift rows that alert, and 0 when none does.
-  0.3 means some feature's statistic is at least 1.43× its threshold. On the sample it is 0 on every
-  clean day and 0.36-0.57 on every drift day.
+- ``drift_score`` (check ``drift``): per window, the worst relative excess of a drift statistic over its
+  threshold, ``max(1 - threshold / value)`` over the window's drift rows that alert (feature, prediction
+  and reconstruction drift), and 0 when none does. 0.3 means some statistic is at least 1.43× its
+  threshold. On the sample's feature drift it is 0 on every clean day and 0.36-0.57 on every drift day.
 - the accuracy rules read the realized AUC (``performance``/``auc``, from labels) and fall back to
-  CBPE's estimate (``estimated``/``cbpe_auc``) for windows without labels.
+  CBPE's estimate (``estimated``/``auc``) for windows without labels.
 """
 
 from __future__ import annotations
@@ -57,12 +57,12 @@ class AlertRule(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 DEFAULT_ALERTS: list[AlertRule] = [
     AlertRule("accuracy-low", "performance", "auc", "<", 0.85, "warning", "log", feature=MODEL_TARGET,
-              min_rows=200, fallback_check="estimated", fallback_method="cbpe_auc"),
+              min_rows=200, fallback_check="estimated", fallback_method="auc"),
     AlertRule("accuracy-critical", "performance", "auc", "<", 0.80, "critical", "retrain", feature=MODEL_TARGET,
-              min_rows=200, fallback_check="estimated", fallback_method="cbpe_auc"),
+              min_rows=200, fallback_check="estimated", fallback_method="auc"),
     AlertRule("drift", "drift", DRIFT_SCORE, ">", 0.3, "warning", "log"),
     AlertRule("missing-values", "quality", "missing_rate", ">", 0.10, "critical", "log"),
-    AlertRule("latency-p99", "serving", "p99_ms", ">", 200.0, "warning", "log"),
+    AlertRule("latency-p99", "serving", "latency_p99_ms", ">", 200.0, "warning", "log"),
     AlertRule("pipeline-failing", "pipeline", "failure_streak", ">", 2, "critical", "log"),
     AlertRule("prediction-log-overflow", "serving", "log_overflow", ">", 0, "critical", "log"),
 ]
