@@ -191,8 +191,8 @@ def _parser() -> argparse.ArgumentParser:
                                         "monitoring at each day boundary (the demo)")
     replay.add_argument("model")
     replay.add_argument("--url", default="http://127.0.0.1:8000", help="the running API (default %(default)s)")
-    replay.add_argument("--speed", type=float, default=86400.0,
-                        help="event-seconds per wall-second (default 86400: a day a second; 0: as fast as possible)")
+    replay.add_argument("--speed", type=float, default=7200.0,
+                        help="event-seconds per wall-second (default 7200: a day in 12 s; 0: as fast as possible)")
     replay.add_argument("--days", type=int, default=None, help="replay only the first N days")
     replay.add_argument("--label-delay", type=float, default=2.0, metavar="HOURS",
                         help="labels arrive this many event-hours after their prediction (default 2)")

@@ -2,7 +2,8 @@
 order, with their event timestamps, their labels posted as feedback ``label_delay`` event-hours later,
 and the monitoring job run at every event-time day boundary.
 
-``speed`` is event-seconds per wall-second (86400: a day a second); 0 sends as fast as the API answers.
+``speed`` is event-seconds per wall-second (7200, the default: a day in 12 seconds, slow enough for a
+retrain and a canary to finish inside the sample's 15 days); 0 sends as fast as the API answers.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from urllib.parse import urlsplit
 import msgspec
 import polars as pl
 
+from appliance.alerts.actions import wait_for_actions
 from appliance.data.sources import read_source
 from appliance.errors import InvalidInput, NotFound
 from appliance.home import Home
@@ -30,6 +32,8 @@ log = logging.getLogger(__name__)
 
 BATCH_ROWS = 100                # records per predict request at most
 FEEDBACK_ROWS = 2_000           # outcomes per feedback request at most
+SPEED = 7200.0                  # event-seconds per wall-second
+ACTIONS_WAIT_S = 600            # at the end, how long to wait for a retrain the alerts started
 
 
 class ReplayDay(msgspec.Struct, frozen=True):
@@ -80,7 +84,7 @@ def live_frame(home: Home, model: str, days: int | None) -> pl.DataFrame:
     return frame
 
 
-def replay(root: Path, model: str, url: str, *, speed: float = 86400.0, days: int | None = None,
+def replay(root: Path, model: str, url: str, *, speed: float = SPEED, days: int | None = None,
            label_delay_hours: float = 2.0, key: str | None = None,
            monitor: Callable[[Home, str], object] | None = None,
            say: Callable[[str], None] = lambda _: None) -> list[ReplayDay]:
@@ -158,6 +162,12 @@ def replay(root: Path, model: str, url: str, *, speed: float = 86400.0, days: in
         post_labels(None)
     finally:
         api.close()
+    if not wait_for_actions(0):
+        say("waiting for the alerts' actions (a retrain) to finish")
+        wait_for_actions(ACTIONS_WAIT_S)
+    with Home(root) as home:
+        for line in news.since_last(home):
+            say(line)
     return report
 
 
@@ -197,7 +207,7 @@ def start_demo(root: Path, model: str, url: str, say: Callable[[str], None]) -> 
             except OSError:
                 pass
             time.sleep(0.5)
-        say(f"demo: replaying the live data of '{model}' through {url}, a day a second")
+        say(f"demo: replaying the live data of '{model}' through {url}, a day every {86400 / SPEED:g} s")
         try:
             days = replay(root, model, url, say=say)
             say(f"demo: done — {days[-1].predictions if days else 0:,} predictions; see `appliance alerts list`")

@@ -179,7 +179,7 @@ def test_retrain_action_then_the_policy_approve_or_canary(tmp_path: Path):
     from appliance.deployment import deployments
     from appliance.training.pipeline import train
 
-    spec_path = sliced_spec(tmp_path, days=12, eval_days=3)
+    spec_path = sliced_spec(tmp_path, days=12, eval_days=3, **{'on_retrain = "canary"': 'on_retrain = "approve"'})
     degraded = results((0, "performance", "*", "auc", 0.62, 0.8, True))
     with Home(tmp_path / "home") as h:
         spec = load_spec(spec_path)
@@ -201,8 +201,7 @@ def test_retrain_action_then_the_policy_approve_or_canary(tmp_path: Path):
             [f"alert:{critical.id}"]
         assert len(h.registry.versions("fraud")) == 2                    # one pipeline run for the two firings
 
-        spec_path.write_text(spec_path.read_text().replace('ab_key = "user_id"',
-                                                           'ab_key = "user_id"\non_retrain = "canary"'))
+        spec_path.write_text(spec_path.read_text().replace('on_retrain = "approve"', 'on_retrain = "canary"'))
         records.resolve(h.conn, critical.id, "ops")
         again = next(a for a in on_monitor_results(h, "fraud", degraded) if a.rule == "accuracy-critical")
         assert actions.wait_for_actions(300)

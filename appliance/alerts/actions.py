@@ -21,6 +21,7 @@ from appliance.home import Home
 
 log = logging.getLogger("appliance.alerts")
 
+RETRAINS_PER_ALERT = 3         # an alert that keeps firing retries a rejected retrain, on fresher data, this often
 WEBHOOK_ATTEMPTS = 5            # one try and four retries …
 WEBHOOK_BACKOFF_S = 0.5         # … after 0.5, 1, 2 and 4 s (doubling): about 7.5 s at most, plus timeouts
 WEBHOOK_TIMEOUT_S = 5.0
@@ -39,16 +40,24 @@ def take_action(root: Path, rule: AlertRule, alert: Alert) -> None:
     if rule.action == "webhook":
         _background(f"webhook-{alert.id}", _webhook, root, rule.url, alert)
     elif rule.action == "retrain":
-        with _guard:
-            busy = alert.model in _retraining
-            if not busy:
-                _retraining.add(alert.model)
-        if busy:
+        if not _claim_retrain(alert.model):
             with Home(root) as home:
                 records.start_action(home.conn, alert.id, "retrain", "skipped",
                                      {"reason": f"a retrain of '{alert.model}' is already under way"})
             return
         _background(f"retrain-{alert.model}", _retrain, root, alert)
+
+
+def retry_failed_retrain(root: Path, rule: AlertRule, alert: Alert) -> bool:
+    """On a repeat firing: retrain again (on the labels that arrived since) if the alert's last retrain
+    failed or was rejected by the gates, up to RETRAINS_PER_ALERT times; True if one started."""
+    tries = [a for a in alert.actions if a.action == "retrain" and a.status != "skipped"]
+    if rule.action != "retrain" or not tries or tries[-1].status != "failed" or len(tries) >= RETRAINS_PER_ALERT:
+        return False
+    if not _claim_retrain(alert.model):
+        return False
+    _background(f"retrain-{alert.model}", _retrain, root, alert)
+    return True
 
 
 def wait_for_actions(timeout: float) -> bool:
@@ -78,6 +87,15 @@ def post_json(url: str, body: dict, attempts: int = WEBHOOK_ATTEMPTS,
         except (urllib.error.URLError, OSError) as e:
             failures.append(str(getattr(e, "reason", e)))
     return False, failures
+
+
+def _claim_retrain(model: str) -> bool:
+    """Mark a model's retrain as under way in this process; False if one already is."""
+    with _guard:
+        if model in _retraining:
+            return False
+        _retraining.add(model)
+        return True
 
 
 def _background(name: str, target, *args) -> None:
