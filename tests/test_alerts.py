@@ -212,3 +212,24 @@ def test_retrain_action_then_the_policy_approve_or_canary(tmp_path: Path):
             ("canary", "running", 3, 1, retrain.detail["deployment"])
         trail = [e.action for e in h.registry.audit_log("fraud") if e.actor == f"alert:{again.id}"]
         assert trail[:2] == ["retrain_canary_started", "deployment_started"]
+
+
+def test_a_rejected_retrain_is_retried_only_while_attempts_remain(home: Home):
+    import msgspec
+
+    [alert] = on_monitor_results(home, "fraud", results((0, "pipeline", None, "failure_streak", 4, 3, True)))
+    critical = rule("accuracy-critical")
+
+    def tried(*statuses: str) -> records.Alert:
+        return msgspec.structs.replace(alert, actions=[
+            records.AlertAction(i, alert.id, "retrain", s, 0.0, 1.0, {}) for i, s in enumerate(statuses)])
+
+    assert not actions.retry_failed_retrain(home.root, critical, tried())              # none tried yet
+    assert not actions.retry_failed_retrain(home.root, critical, tried("succeeded"))   # it worked
+    assert not actions.retry_failed_retrain(home.root, critical, tried("failed", "failed", "failed"))
+    assert not actions.retry_failed_retrain(home.root, rule("drift"), tried("failed"))  # not a retrain rule
+    actions._retraining.add("fraud")                                                    # one is under way
+    try:
+        assert not actions.retry_failed_retrain(home.root, critical, tried("failed"))
+    finally:
+        actions._retraining.discard("fraud")
