@@ -7,6 +7,7 @@ import subprocess
 import sys
 from datetime import datetime
 
+from appliance.data.feedback_batch import ingest_feedback
 from appliance.home import Home
 from appliance.replay import live_frame, replay
 
@@ -43,6 +44,13 @@ def test_replay_posts_predictions_and_labels_and_monitors_each_day(server):
         conn.close()
     assert sorted((datetime.fromisoformat(t), y) for t, y in joined) == \
         sorted((t, float(y)) for t, y in live.select("event_time", "is_fraud").iter_rows())
+
+    # a retrain learns from these labelled rows: one batch through the contract, never the same row twice
+    with Home(server.home) as home:
+        spec = home.spec("fraud")
+        report = ingest_feedback(home, spec)
+        assert (report.rows_read, report.accepted) == (total, total)
+        assert ingest_feedback(home, spec) is None
 
 
 def test_replay_of_an_unknown_model_is_one_error_line(home_dir):
