@@ -233,3 +233,29 @@ def test_a_rejected_retrain_is_retried_only_while_attempts_remain(home: Home):
         assert not actions.retry_failed_retrain(home.root, critical, tried("failed"))
     finally:
         actions._retraining.discard("fraud")
+
+
+def test_alerts_over_the_admin_api(server):
+    import time
+
+    from appliance.gateway.keys import create_key
+
+    with Home(server.home) as h:
+        [alert] = on_monitor_results(h, "fraud", results((0, "quality", "amount", "missing_rate", 0.4, 0.1, True)))
+        admin = {"authorization": f"Bearer {create_key(h.conn, ['admin'])[1]}"}
+    c = server.client
+    deadline = time.monotonic() + 10
+    while (listed := c.get("/v1/alerts", params={"model": "fraud"}, headers=admin)).status_code != 200:
+        assert time.monotonic() < deadline, listed.text   # the server picks the new key up within a tick
+        time.sleep(0.05)
+    assert [(a["id"], a["rule"], a["status"]) for a in listed.json()] == [(alert.id, "missing-values", "open")]
+    assert c.get("/v1/alerts").status_code == 401                                   # admin only
+    acked = c.post(f"/v1/alerts/{alert.id}/ack", headers=admin)
+    assert acked.status_code == 200 and acked.json()["status"] == "acknowledged"
+    assert acked.json()["acknowledged_by"].startswith("api:")
+    assert c.post(f"/v1/alerts/{alert.id}/resolve", headers=admin).json()["status"] == "resolved"
+    again = c.post(f"/v1/alerts/{alert.id}/resolve", headers=admin)
+    assert again.status_code == 409 and "already resolved" in again.json()["detail"]
+    assert c.post("/v1/alerts/999/ack", headers=admin).status_code == 404
+    assert c.get("/v1/alerts", headers=admin).json() == []
+    assert len(c.get("/v1/alerts", params={"all": "true"}, headers=admin).json()) == 1

@@ -17,7 +17,6 @@ Two of them read metrics derived here rather than stored by the monitor:
 
 from __future__ import annotations
 
-import math
 from typing import Literal
 
 import msgspec
@@ -128,8 +127,3 @@ def _iso(value) -> str | None:
     if value is None:
         return None
     return value.isoformat() if hasattr(value, "isoformat") else str(value)
-
-
-def finite(value: float) -> float | None:
-    """A value fit for JSON and SQLite (NaN and infinities become None)."""
-    return value if value is not None and math.isfinite(value) else None
