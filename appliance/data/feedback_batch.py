@@ -63,6 +63,6 @@ def ingest_feedback(home: Home, spec: ModelSpec) -> IngestReport | None:
         return None
     batch, newest = found
     folder.mkdir(exist_ok=True)
-    path = folder / f"{spec.name}-{newest:.6f}.parquet"
+    path = folder / f"{spec.name}-{newest!r}.parquet"  # repr: the exact float, read back by float()
     batch.write_parquet(path)
     return ingest(home.conn, home.offline, spec.name, load_contract(spec.resolve(spec.data.contract)), path)
