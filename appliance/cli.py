@@ -48,6 +48,7 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--host", default="127.0.0.1")
     up.add_argument("--port", type=int, default=8000)
     up.add_argument("--headless", action="store_true", help="no dashboard; what systemd runs")
+    up.add_argument("--demo", action="store_true", help="once serving, replay the sample's live days through the API")
 
     train = command("train", _train, "run the training pipeline for a model and register the result")
     train.add_argument("model")
@@ -175,6 +176,31 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("--reason", default="")
     steps.add_parser("status", help="the deployment and what it has shown so far").set_defaults(run=_deploy_status)
 
+    alerts = command("alerts", _alerts_list, "alerts raised by the monitoring rules: list, show, ack, resolve")
+    alert_commands = alerts.add_subparsers(metavar="ACTION")
+    alerts_list = alert_commands.add_parser("list", help="unresolved alerts, newest first")
+    alerts_list.set_defaults(run=_alerts_list)
+    for sub in (alerts, alerts_list):
+        sub.add_argument("--model", default=None)
+        sub.add_argument("--all", action="store_true", help="resolved alerts too")
+    for action, run, text in (("show", _alerts_show, "one alert with the actions it took and their outcomes"),
+                              ("ack", _alerts_ack, "acknowledge an alert: someone is on it"),
+                              ("resolve", _alerts_resolve, "resolve an alert; if its rule fires again, a new one opens")):
+        sub = alert_commands.add_parser(action, help=text)
+        sub.set_defaults(run=run)
+        sub.add_argument("id", type=int)
+
+    replay = command("replay", _replay, "send a model's live data through the running API, labels later, "
+                                        "monitoring at each day boundary (the demo)")
+    replay.add_argument("model")
+    replay.add_argument("--url", default="http://127.0.0.1:8000", help="the running API (default %(default)s)")
+    replay.add_argument("--speed", type=float, default=7200.0,
+                        help="event-seconds per wall-second (default 7200: a day in 12 s; 0: as fast as possible)")
+    replay.add_argument("--days", type=int, default=None, help="replay only the first N days")
+    replay.add_argument("--label-delay", type=float, default=2.0, metavar="HOURS",
+                        help="labels arrive this many event-hours after their prediction (default 2)")
+    replay.add_argument("--key", default=None, help="an API key with predict and feedback scopes, if keys exist")
+
     machine = command("machine", _machine, "CPU, memory, GPUs, disk use of the data directory, cost per hour")
     machine.add_argument("--cost", type=Path, default=None,
                          help="a TOML file with a [cost] section (electricity price, hardware amortization)")
@@ -233,9 +259,17 @@ def _up(args: argparse.Namespace) -> int:
         name, record = example
         print("try:\n  curl -s -X POST http://{}:{}/v1/models/{}/predict -H 'content-type: application/json' "
               "-d '{}'".format(shown, args.port, name, json.dumps(record)))
+    from appliance.alerts.engine import install as install_alerts
     from appliance.scheduler.scheduler import start_scheduler
 
+    install_alerts()  # every monitor run in this process evaluates the spec's alert rules
     scheduler = start_scheduler(root)  # scheduled monitoring and training, in this process next to the API
+    if args.demo:
+        from appliance.replay import start_demo
+
+        if example is None:
+            raise InvalidInput("nothing is in production to replay traffic against; run `appliance up` without --demo")
+        start_demo(root, example[0], f"http://{shown}:{args.port}", say=_say)
     try:
         serve(root, host=args.host, port=args.port)
     finally:
@@ -475,6 +509,78 @@ def _deployment_line(d) -> str:
     if d.status != "running":
         where = f"{d.status.replace('_', ' ')}: {d.reason}"
     return f"{d.strategy} deployment {d.id} of v{d.candidate_version} against v{d.baseline_version} — {where}"
+
+
+def _alerts_list(args: argparse.Namespace) -> int:
+    from appliance.alerts.records import list_alerts
+
+    with _home(args) as home:
+        alerts = list_alerts(home.conn, args.model, include_resolved=args.all)
+    if not alerts:
+        print("no alerts" if args.all else "no unresolved alerts (--all shows resolved ones)")
+        return 0
+    _table(("ID", "MODEL", "SEVERITY", "STATUS", "RULE", "TARGET", "COUNT", "LAST SEEN", "MESSAGE"),
+           [(str(a.id), a.model, a.severity, a.status, a.rule, a.target, str(a.count), _when(a.last_seen), a.message)
+            for a in alerts])
+    return 0
+
+
+def _alerts_show(args: argparse.Namespace) -> int:
+    from appliance.alerts.records import alert
+
+    with _home(args) as home:
+        a = alert(home.conn, args.id)
+    print(f"alert {a.id}: {a.severity} {a.rule} on {a.model} ({a.target}) — {a.status}")
+    print(f"  {a.message}; window {a.window_start} .. {a.window_end}")
+    print(f"  first seen {_when(a.first_seen)}, last seen {_when(a.last_seen)}, {a.count} time(s)")
+    if a.acknowledged_at:
+        print(f"  acknowledged by {a.acknowledged_by} at {_when(a.acknowledged_at)}")
+    if a.resolved_at:
+        print(f"  resolved by {a.resolved_by} at {_when(a.resolved_at)}")
+    print(f"  action: {a.action}" + ("" if a.actions or a.action == "log" else " (not started yet)"))
+    for act in a.actions:
+        print(f"    {act.action} {act.status} at {_when(act.started_at)}: {json.dumps(act.detail)}")
+    return 0
+
+
+def _alerts_ack(args: argparse.Namespace) -> int:
+    from appliance.alerts.records import acknowledge
+
+    with _home(args) as home:
+        a = acknowledge(home.conn, args.id, actor="cli")
+    print(f"alert {a.id} acknowledged")
+    return 0
+
+
+def _alerts_resolve(args: argparse.Namespace) -> int:
+    from appliance.alerts.records import resolve
+
+    with _home(args) as home:
+        a = resolve(home.conn, args.id, actor="cli")
+    print(f"alert {a.id} resolved")
+    return 0
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from appliance.replay import replay
+
+    with _home(args) as home:
+        home.spec(args.model)  # an unknown model is reported before any traffic
+        root = home.root
+    days = replay(root, args.model, args.url, speed=args.speed, days=args.days, label_delay_hours=args.label_delay,
+                  key=args.key, say=_say)
+    _print_open_alerts(root, args.model)
+    print(f"replayed {days[-1].predictions if days else 0:,} predictions over {len(days)} day(s)")
+    return 0
+
+
+def _print_open_alerts(root: Path, model: str) -> None:
+    from appliance.alerts.records import list_alerts
+    from appliance.home import Home
+
+    with Home(root) as home:
+        for a in reversed(list_alerts(home.conn, model)):
+            print(f"alert {a.id}: {a.severity} {a.rule} ({a.target}) — {a.message}; see `appliance alerts show {a.id}`")
 
 
 def _machine(args: argparse.Namespace) -> int:

@@ -9,6 +9,7 @@ from typing import Literal
 
 import msgspec
 
+from appliance.alerts.rules import DEFAULT_ALERTS, AlertRule
 from appliance.data.contract import parse_duration
 from appliance.errors import InvalidInput, NotFound
 from appliance.monitoring.rules import MonitoringSection
@@ -134,6 +135,7 @@ class DeploymentSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True)
     max_p99_latency_ratio: float = 1.5  # candidate p99 latency over production's, at most
     max_psi: float = 0.2                # population stability index of the two score distributions, at most
     ab_key: str | None = None           # the field an A/B split hashes (default: features.entity_key)
+    on_retrain: Literal["approve", "canary"] = "approve"  # a retrain an alert started: wait for a human, or canary it
 
     def __post_init__(self) -> None:
         steps = self.canary_steps
@@ -153,6 +155,7 @@ class ModelSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     serving: ServingSection = ServingSection()
     deployment: DeploymentSection = DeploymentSection()
     monitoring: MonitoringSection = MonitoringSection()
+    alerts: list[AlertRule] = msgspec.field(default_factory=lambda: list(DEFAULT_ALERTS))
     path: Path | None = None    # where the spec was read from; relative data paths resolve there
 
     @property

@@ -148,6 +148,14 @@ class PredictionStore:
             return self.conn.execute("SELECT COUNT(*) FROM predictions").fetchone()[0]
         return self.conn.execute("SELECT COUNT(*) FROM predictions WHERE model = ?", (model,)).fetchone()[0]
 
+    def labelled(self, model: str, since: float = 0.0) -> list[sqlite3.Row]:
+        """Logged predictions of a model whose outcome arrived after ``since`` (epoch seconds):
+        request_id, position, features_json, outcome, received_at (of the outcome)."""
+        return self.conn.execute(
+            "SELECT p.request_id, p.position, p.features_json, f.outcome, f.received_at FROM predictions p "
+            "JOIN feedback f USING (request_id, position) WHERE p.model = ? AND f.received_at > ? "
+            "ORDER BY p.event_time", (model, since)).fetchall()
+
     def has_request(self, request_id: str) -> bool:
         """Whether any row of a request was logged."""
         return self.conn.execute("SELECT 1 FROM predictions WHERE request_id = ? LIMIT 1",
