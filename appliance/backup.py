@@ -17,7 +17,7 @@ from storage.backup import backup_database, copy_verified
 MANIFEST = "manifest.json"
 # Content-addressed, immutable files: copied as they are (after the databases, so everything the
 # databases reference is already on disk).
-FILE_TREES = ("artifacts", "offline")
+FILE_TREES = ("artifacts", "offline", "archive")
 
 
 class BackupFile(msgspec.Struct, frozen=True):

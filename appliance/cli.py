@@ -10,7 +10,7 @@ from pathlib import Path
 
 import appliance
 from appliance.config import bundled_spec_path, default_home
-from appliance.errors import ApplianceError, InvalidInput
+from appliance.errors import ApplianceError, InvalidInput, NotFound
 from appliance.logs import configure_logging
 from storage.errors import StorageError
 
@@ -48,6 +48,7 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--host", default="127.0.0.1")
     up.add_argument("--port", type=int, default=8000)
     up.add_argument("--headless", action="store_true", help="no dashboard; what systemd runs")
+    up.add_argument("--demo", action="store_true", help="once serving, replay the sample's live days through the API")
 
     train = command("train", _train, "run the training pipeline for a model and register the result")
     train.add_argument("model")
@@ -80,6 +81,9 @@ def _parser() -> argparse.ArgumentParser:
     restore.add_argument("src", type=Path)
     restore.add_argument("--force", action="store_true",
                          help="restore over a non-empty data directory (it is kept aside, not deleted)")
+
+    command("retention", _retention, "apply the retention policy of <home>/appliance.toml to the prediction "
+                                     "log now, and show disk use per part")
 
     ingest = command("ingest", _ingest, "check a CSV/Parquet file or folder against the model's contract "
                                         "and snapshot the accepted rows")
@@ -172,10 +176,49 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("--reason", default="")
     steps.add_parser("status", help="the deployment and what it has shown so far").set_defaults(run=_deploy_status)
 
+    alerts = command("alerts", _alerts_list, "alerts raised by the monitoring rules: list, show, ack, resolve")
+    alert_commands = alerts.add_subparsers(metavar="ACTION")
+    alerts_list = alert_commands.add_parser("list", help="unresolved alerts, newest first")
+    alerts_list.set_defaults(run=_alerts_list)
+    for sub in (alerts, alerts_list):
+        sub.add_argument("--model", default=None)
+        sub.add_argument("--all", action="store_true", help="resolved alerts too")
+    for action, run, text in (("show", _alerts_show, "one alert with the actions it took and their outcomes"),
+                              ("ack", _alerts_ack, "acknowledge an alert: someone is on it"),
+                              ("resolve", _alerts_resolve, "resolve an alert; if its rule fires again, a new one opens")):
+        sub = alert_commands.add_parser(action, help=text)
+        sub.set_defaults(run=run)
+        sub.add_argument("id", type=int)
+
+    replay = command("replay", _replay, "send a model's live data through the running API, labels later, "
+                                        "monitoring at each day boundary (the demo)")
+    replay.add_argument("model")
+    replay.add_argument("--url", default="http://127.0.0.1:8000", help="the running API (default %(default)s)")
+    replay.add_argument("--speed", type=float, default=7200.0,
+                        help="event-seconds per wall-second (default 7200: a day in 12 s; 0: as fast as possible)")
+    replay.add_argument("--days", type=int, default=None, help="replay only the first N days")
+    replay.add_argument("--label-delay", type=float, default=2.0, metavar="HOURS",
+                        help="labels arrive this many event-hours after their prediction (default 2)")
+    replay.add_argument("--key", default=None, help="an API key with predict and feedback scopes, if keys exist")
+
     machine = command("machine", _machine, "CPU, memory, GPUs, disk use of the data directory, cost per hour")
     machine.add_argument("--cost", type=Path, default=None,
                          help="a TOML file with a [cost] section (electricity price, hardware amortization)")
     machine.add_argument("--json", action="store_true", help="the snapshot and cost per hour as JSON")
+    monitor = command("monitor", _monitor, "a model's monitoring results per event-time window")
+    monitor.add_argument("model")
+    monitor.add_argument("--check", default=None,
+                         choices=("quality", "drift", "performance", "estimated", "serving", "machine", "pipeline"),
+                         help="one check in detail (default: a line per window)")
+    monitor.add_argument("--since", default=None, help="windows starting on or after this date (2026-10-20)")
+
+    jobs = command("jobs", lambda a: jobs.print_help() or 0, "scheduled jobs: list them, or run one now")
+    job_commands = jobs.add_subparsers(metavar="ACTION")
+    job_commands.add_parser("list", help="every job, its schedule, last and next run").set_defaults(run=_jobs_list)
+    job_run = job_commands.add_parser("run", help="run a job now, in this process (monitor, train)")
+    job_run.set_defaults(run=_jobs_run)
+    job_run.add_argument("job")
+    job_run.add_argument("model", nargs="?", default=None, help="default: every model")
 
     tui = command("tui", _tui, "the dashboard over the data directory (beside a running `appliance up --headless`)")
     tui.add_argument("--cost", type=Path, default=None,
@@ -220,10 +263,24 @@ def _up(args: argparse.Namespace) -> int:
         name, record = example
         print("try:\n  curl -s -X POST http://{}:{}/v1/models/{}/predict -H 'content-type: application/json' "
               "-d '{}'".format(shown, args.port, name, json.dumps(record)))
-    if sys.stdout.isatty() and not args.headless:
-        _serve_under_dashboard(root, args.host, args.port)
-    else:
-        serve(root, host=args.host, port=args.port)
+    from appliance.alerts.engine import install as install_alerts
+    from appliance.scheduler.scheduler import start_scheduler
+
+    install_alerts()  # every monitor run in this process evaluates the spec's alert rules
+    scheduler = start_scheduler(root)  # scheduled monitoring and training, in this process next to the API
+    if args.demo:
+        from appliance.replay import start_demo
+
+        if example is None:
+            raise InvalidInput("nothing is in production to replay traffic against; run `appliance up` without --demo")
+        start_demo(root, example[0], f"http://{shown}:{args.port}", say=_say)
+    try:
+        if sys.stdout.isatty() and not args.headless:
+            _serve_under_dashboard(root, args.host, args.port)
+        else:
+            serve(root, host=args.host, port=args.port)
+    finally:
+        scheduler.shutdown(wait=False)
     return 0
 
 
@@ -357,6 +414,27 @@ def _backup(args: argparse.Namespace) -> int:
     return 0
 
 
+def _retention(args: argparse.Namespace) -> int:
+    from appliance.machine.disk import disk_use
+    from appliance.retention import apply_retention
+    from appliance.settings import load_settings
+
+    home = Path(args.home or default_home())
+    if not (home / "metadata.db").exists():
+        raise NotFound(f"{home} is not an appliance data directory yet; run `appliance init`")
+    policy = load_settings(home).retention
+    report = apply_retention(home, policy)
+    print(f"policy: {policy.hot_days} days hot in predictions.db, then {policy.archive_days} days as daily "
+          "Parquet under archive/predictions/, then deleted")
+    print(f"archived {report.archived_rows:,} rows from {len(report.archived_days)} day(s)"
+          + (f" ({report.archived_days[0]} … {report.archived_days[-1]})" if report.archived_days else "")
+          + f"; deleted {len(report.deleted_days)} archived day(s)")
+    use = disk_use(home)
+    _table(("PART", "SIZE"), [(p.name, f"{p.bytes / 1e6:,.1f} MB") for p in use.parts]
+           + [("total", f"{use.total_bytes / 1e6:,.1f} MB")])
+    return 0
+
+
 def _restore(args: argparse.Namespace) -> int:
     from appliance.backup import restore
 
@@ -461,6 +539,78 @@ def _deployment_line(d) -> str:
     if d.status != "running":
         where = f"{d.status.replace('_', ' ')}: {d.reason}"
     return f"{d.strategy} deployment {d.id} of v{d.candidate_version} against v{d.baseline_version} — {where}"
+
+
+def _alerts_list(args: argparse.Namespace) -> int:
+    from appliance.alerts.records import list_alerts
+
+    with _home(args) as home:
+        alerts = list_alerts(home.conn, args.model, include_resolved=args.all)
+    if not alerts:
+        print("no alerts" if args.all else "no unresolved alerts (--all shows resolved ones)")
+        return 0
+    _table(("ID", "MODEL", "SEVERITY", "STATUS", "RULE", "TARGET", "COUNT", "LAST SEEN", "MESSAGE"),
+           [(str(a.id), a.model, a.severity, a.status, a.rule, a.target, str(a.count), _when(a.last_seen), a.message)
+            for a in alerts])
+    return 0
+
+
+def _alerts_show(args: argparse.Namespace) -> int:
+    from appliance.alerts.records import alert
+
+    with _home(args) as home:
+        a = alert(home.conn, args.id)
+    print(f"alert {a.id}: {a.severity} {a.rule} on {a.model} ({a.target}) — {a.status}")
+    print(f"  {a.message}; window {a.window_start} .. {a.window_end}")
+    print(f"  first seen {_when(a.first_seen)}, last seen {_when(a.last_seen)}, {a.count} time(s)")
+    if a.acknowledged_at:
+        print(f"  acknowledged by {a.acknowledged_by} at {_when(a.acknowledged_at)}")
+    if a.resolved_at:
+        print(f"  resolved by {a.resolved_by} at {_when(a.resolved_at)}")
+    print(f"  action: {a.action}" + ("" if a.actions or a.action == "log" else " (not started yet)"))
+    for act in a.actions:
+        print(f"    {act.action} {act.status} at {_when(act.started_at)}: {json.dumps(act.detail)}")
+    return 0
+
+
+def _alerts_ack(args: argparse.Namespace) -> int:
+    from appliance.alerts.records import acknowledge
+
+    with _home(args) as home:
+        a = acknowledge(home.conn, args.id, actor="cli")
+    print(f"alert {a.id} acknowledged")
+    return 0
+
+
+def _alerts_resolve(args: argparse.Namespace) -> int:
+    from appliance.alerts.records import resolve
+
+    with _home(args) as home:
+        a = resolve(home.conn, args.id, actor="cli")
+    print(f"alert {a.id} resolved")
+    return 0
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from appliance.replay import replay
+
+    with _home(args) as home:
+        home.spec(args.model)  # an unknown model is reported before any traffic
+        root = home.root
+    days = replay(root, args.model, args.url, speed=args.speed, days=args.days, label_delay_hours=args.label_delay,
+                  key=args.key, say=_say)
+    _print_open_alerts(root, args.model)
+    print(f"replayed {days[-1].predictions if days else 0:,} predictions over {len(days)} day(s)")
+    return 0
+
+
+def _print_open_alerts(root: Path, model: str) -> None:
+    from appliance.alerts.records import list_alerts
+    from appliance.home import Home
+
+    with Home(root) as home:
+        for a in reversed(list_alerts(home.conn, model)):
+            print(f"alert {a.id}: {a.severity} {a.rule} ({a.target}) — {a.message}; see `appliance alerts show {a.id}`")
 
 
 def _machine(args: argparse.Namespace) -> int:
@@ -725,3 +875,42 @@ def _short_value(value) -> str:
     if isinstance(value, float):
         return f"{value:.6g}"
     return str(value) if len(str(value)) <= 70 else str(value)[:67] + "…"
+
+
+def _monitor(args: argparse.Namespace) -> int:
+    from appliance.monitoring.report import monitor_report
+    from appliance.monitoring.store import results
+
+    with _home(args) as home:
+        frame = results(home, args.model, since=args.since)
+    print("\n".join(monitor_report(frame, args.check)))
+    return 0
+
+
+def _jobs_list(args: argparse.Namespace) -> int:
+    from appliance.scheduler.jobs import list_jobs
+
+    with _home(args) as home:
+        jobs = list_jobs(home)
+    rows = [(j.job, j.model, j.schedule or "manual", _when(j.last.started_at) if j.last else "-",
+             j.last.status if j.last else "-", j.next_run.strftime("%Y-%m-%d %H:%M:%S") if j.next_run else "-")
+            for j in jobs]
+    _table(("job", "model", "schedule", "last run (UTC)", "status", "next run (UTC)"), rows)
+    return 0
+
+
+def _jobs_run(args: argparse.Namespace) -> int:
+    from appliance.scheduler.jobs import run_job
+
+    with _home(args) as home:
+        root = home.root
+        models = [args.model] if args.model else [m.name for m in home.registry.models()]
+    failed = 0
+    for model in models:
+        run = run_job(root, args.job, model)
+        seconds = (run.ended_at or run.started_at) - run.started_at
+        detail = (run.error or "").splitlines()[0] if run.status == "failed" else \
+            ", ".join(f"{k} {v}" for k, v in run.summary.items() if not isinstance(v, dict))
+        print(f"{run.job} {model}: {run.status} in {seconds:.1f}s (run {run.id}){': ' + detail if detail else ''}")
+        failed += run.status == "failed"
+    return 1 if failed else 0

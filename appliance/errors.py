@@ -57,3 +57,8 @@ class RateLimited(ApplianceError):
 class NotAvailable(ApplianceError):
     status = 501
     title = "Not implemented"
+
+
+class TrainingStopped(ApplianceError):
+    status = 503
+    title = "Training stopped"

@@ -9,8 +9,11 @@ from typing import Literal
 
 import msgspec
 
+from appliance.alerts.rules import DEFAULT_ALERTS, AlertRule
 from appliance.data.contract import parse_duration
 from appliance.errors import InvalidInput, NotFound
+from appliance.monitoring.rules import MonitoringSection
+from appliance.scheduler.schedules import trigger
 
 FeatureType = Literal["float", "integer", "boolean", "category"]
 AggregateFunction = Literal["count", "sum", "mean", "min", "max"]
@@ -98,6 +101,7 @@ class TrainingSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     search: SearchSection = SearchSection()
     checkpoint_every: int = 1   # MLP: epochs between checkpoints (a killed run resumes from the last)
     quantize: bool = False      # MLP: also build an INT8 dynamically quantized ONNX variant
+    schedule: str | None = None  # retrain on a schedule: 'every 1d' or a crontab line ('0 3 * * 1'); None: never
 
 
 class ValidationSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -131,6 +135,7 @@ class DeploymentSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True)
     max_p99_latency_ratio: float = 1.5  # candidate p99 latency over production's, at most
     max_psi: float = 0.2                # population stability index of the two score distributions, at most
     ab_key: str | None = None           # the field an A/B split hashes (default: features.entity_key)
+    on_retrain: Literal["approve", "canary"] = "approve"  # a retrain an alert started: wait for a human, or canary it
 
     def __post_init__(self) -> None:
         steps = self.canary_steps
@@ -149,6 +154,8 @@ class ModelSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     validation: ValidationSection = ValidationSection()
     serving: ServingSection = ServingSection()
     deployment: DeploymentSection = DeploymentSection()
+    monitoring: MonitoringSection = MonitoringSection()
+    alerts: list[AlertRule] = msgspec.field(default_factory=lambda: list(DEFAULT_ALERTS))
     path: Path | None = None    # where the spec was read from; relative data paths resolve there
 
     @property
@@ -189,6 +196,8 @@ def load_spec(path: Path) -> ModelSpec:
     if len(set(names)) != len(names):
         raise InvalidInput(f"model spec {path}: a feature is listed twice in {names}")
     _check_features(path, spec.features, names)
+    if spec.training.schedule is not None:
+        trigger(spec.training.schedule)
     if spec.training.eval_days < 1:
         raise InvalidInput(f"model spec {path}: training.eval_days must be at least 1")
     return msgspec.structs.replace(spec, path=path.resolve())

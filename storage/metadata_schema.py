@@ -158,3 +158,40 @@ CREATE TABLE deployments (
 );
 CREATE UNIQUE INDEX one_running_deployment_per_model ON deployments(model) WHERE status = 'running';
 """))
+
+MIGRATIONS.append(Migration(5, "alerts and the actions they took", """
+CREATE TABLE alerts (
+    id              INTEGER PRIMARY KEY AUTOINCREMENT,
+    rule            TEXT NOT NULL,
+    model           TEXT NOT NULL REFERENCES models(name),
+    target          TEXT NOT NULL,          -- the feature or segment, '*' for the whole model
+    severity        TEXT NOT NULL CHECK (severity IN ('warning', 'critical')),
+    action          TEXT NOT NULL,
+    status          TEXT NOT NULL CHECK (status IN ('open', 'acknowledged', 'resolved')),
+    message         TEXT NOT NULL,
+    value           REAL,
+    threshold       REAL NOT NULL,
+    window_start    TEXT,
+    window_end      TEXT,
+    count           INTEGER NOT NULL DEFAULT 1,
+    first_seen      REAL NOT NULL,
+    last_seen       REAL NOT NULL,
+    acknowledged_by TEXT,
+    acknowledged_at REAL,
+    resolved_by     TEXT,
+    resolved_at     REAL
+);
+CREATE UNIQUE INDEX one_unresolved_alert ON alerts(rule, model, target) WHERE status != 'resolved';
+CREATE INDEX alerts_by_model ON alerts(model, id);
+
+CREATE TABLE alert_actions (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    alert_id    INTEGER NOT NULL REFERENCES alerts(id),
+    action      TEXT NOT NULL,
+    status      TEXT NOT NULL CHECK (status IN ('running', 'succeeded', 'failed', 'skipped')),
+    started_at  REAL NOT NULL,
+    ended_at    REAL,
+    detail_json TEXT NOT NULL DEFAULT '{}'
+);
+CREATE INDEX alert_actions_by_alert ON alert_actions(alert_id, id);
+"""))

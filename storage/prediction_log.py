@@ -139,11 +139,28 @@ class PredictionStore:
             "SELECT latency_ms, status, received_at FROM predictions WHERE model = ? AND received_at >= ? "
             "ORDER BY received_at DESC LIMIT ?", (model, since, limit)).fetchall()
 
+    def logged(self, model: str, version: int) -> list[tuple]:
+        """Every row one version of a model served, with its feedback: (request_id, position, received_at,
+        event_time, features_json, probability, latency_ms, status, outcome, outcome_received_at)."""
+        return self.conn.execute(
+            "SELECT p.request_id, p.position, p.received_at, p.event_time, p.features_json, p.probability, "
+            "p.latency_ms, p.status, f.outcome, f.received_at FROM predictions p LEFT JOIN feedback f "
+            "ON f.request_id = p.request_id AND f.position = p.position WHERE p.model = ? AND p.version = ?",
+            (model, version)).fetchall()
+
     def count(self, model: str | None = None) -> int:
         """Logged prediction rows, for one model or all."""
         if model is None:
             return self.conn.execute("SELECT COUNT(*) FROM predictions").fetchone()[0]
         return self.conn.execute("SELECT COUNT(*) FROM predictions WHERE model = ?", (model,)).fetchone()[0]
+
+    def labelled(self, model: str, since: float = 0.0) -> list[sqlite3.Row]:
+        """Logged predictions of a model whose outcome arrived after ``since`` (epoch seconds):
+        request_id, position, features_json, outcome, received_at (of the outcome)."""
+        return self.conn.execute(
+            "SELECT p.request_id, p.position, p.features_json, f.outcome, f.received_at FROM predictions p "
+            "JOIN feedback f USING (request_id, position) WHERE p.model = ? AND f.received_at > ? "
+            "ORDER BY p.event_time", (model, since)).fetchall()
 
     def has_request(self, request_id: str) -> bool:
         """Whether any row of a request was logged."""

@@ -12,9 +12,11 @@ import pytest
 from appliance.data.contract import load_contract
 from appliance.data.ingest import ingest
 from appliance.data.quarantine import quarantine
-from appliance.data.snapshots import list_snapshots
+from appliance.data.snapshots import list_snapshots, read_snapshots
 from appliance.errors import InvalidInput
 from appliance.home import Home
+from appliance.spec import load_spec
+from tests.conftest import small_spec
 from tests.test_cli import appliance
 
 CONTRACT = """
@@ -200,3 +202,18 @@ def test_cli_ingest_data_and_features_on_the_sample(home_dir, tmp_path):
     for args, message in errors:
         result = appliance(home_dir, *args)
         assert result.returncode == 1 and result.stderr.startswith("error: ") and message in result.stderr
+
+
+def test_overlapping_batches_count_each_row_once(tmp_path):
+    spec = load_spec(small_spec(tmp_path))
+    source = pl.read_parquet(spec.resolve(spec.data.source)).head(4000)
+    first, second = tmp_path / "a.parquet", tmp_path / "b.parquet"
+    source.head(3000).write_parquet(first)
+    source.tail(2000).write_parquet(second)  # 1,000 rows in both exports
+    with Home(tmp_path / "home") as home:
+        home.add_model(spec)
+        contract = load_contract(spec.resolve(spec.data.contract))
+        ingest(home.conn, home.offline, spec.name, contract, first)
+        ingest(home.conn, home.offline, spec.name, contract, second)
+        events = read_snapshots(home.offline, list_snapshots(home.conn, spec.name))
+    assert events.height == 4000 and events["transaction_id"].n_unique() == 4000

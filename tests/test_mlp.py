@@ -108,6 +108,27 @@ def test_a_training_worker_killed_with_sigkill_resumes_from_its_last_checkpoint(
     assert abs(killed_auc - uninterrupted_auc) <= RESUME_TOLERANCE, (killed_auc, uninterrupted_auc)
 
 
+def test_sigterm_makes_a_training_worker_checkpoint_and_stop_resumably(tmp_path):
+    spec_path = mlp_spec(tmp_path)
+    home_dir = tmp_path / "home"
+    with Home(home_dir) as home:
+        home.add_model(load_spec(spec_path))
+    cli = [sys.executable, "-m", "appliance", "--home", str(home_dir), "train", "fraud"]
+    first = subprocess.Popen(cli, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    run_id, worker = _wait_for_checkpoint(home_dir, first)
+    os.kill(worker, signal.SIGTERM)  # what systemd sends every process of the service on stop
+    out, err = first.communicate(timeout=120)
+    assert first.returncode == 1 and "stopped by SIGTERM" in err and "--resume" in err, (out, err)
+    assert (home_dir / "checkpoints" / run_id / "final.pt").exists()
+    resumed = subprocess.run([*cli, "--resume"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    with Home(home_dir) as home:
+        run = home.conn.execute("SELECT status, attempts FROM runs WHERE id = ?", (run_id,)).fetchone()
+        assert tuple(run) == ("succeeded", 2)
+        steps = [step for step, _ in metric_series(home.tracking, run_id, "train_loss")]
+    assert sorted(steps) == list(range(4))  # every epoch exactly once: stopped at a boundary, resumed after it
+
+
 def _wait_for_checkpoint(home_dir: Path, proc: subprocess.Popen) -> tuple[str, int]:
     """The running run and its worker's pid, once the worker has saved a checkpoint."""
     import sqlite3

@@ -123,10 +123,6 @@ class DataDirectory:
                 rows += [(v, m.production, m.candidate) for v in reversed(self.home.registry.versions(m.name))]
             return rows
 
-    def version(self, model: str, version: int | None) -> ModelVersion | None:
-        with self.lock:
-            return None if version is None else self.home.registry.version(model, version)
-
     def deployment(self, model: str) -> Deployment | None:
         """The model's latest deployment, running or ended."""
         with self.lock:

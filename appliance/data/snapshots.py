@@ -64,10 +64,11 @@ def list_snapshots(conn: sqlite3.Connection, model: str) -> list[Snapshot]:
 
 
 def read_snapshots(store: OfflineStore, snapshots: list[Snapshot]) -> pl.DataFrame:
-    """All rows of the given snapshots as one frame."""
+    """All rows of the given snapshots as one frame; a row that overlapping batches both hold counts once."""
     if not snapshots:
         raise NotFound("no data snapshot to read; ingest the model's source first")
-    return pl.concat([pl.read_parquet(store.root / s.path) for s in snapshots], how="vertical_relaxed")
+    frame = pl.concat([pl.read_parquet(store.root / s.path) for s in snapshots], how="vertical_relaxed")
+    return frame.unique(keep="first", maintain_order=True) if len(snapshots) > 1 else frame
 
 
 def data_version(snapshots: list[Snapshot]) -> str:

@@ -1,4 +1,4 @@
-"""Disk use of the data directory, per part: metadata.db, artifacts/, offline/, other databases."""
+"""Disk use of the data directory, per part: metadata.db, artifacts/, offline/, archive/, other databases."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ _SQLITE_SIDES = ("-wal", "-shm", "-journal")
 
 
 class DiskPart(msgspec.Struct, frozen=True):
-    name: str      # "metadata.db", "artifacts/", "offline/", "<name>.db", or "other"
+    name: str      # "metadata.db", "artifacts/", "offline/", "archive/", "<name>.db", or "other"
     bytes: int
 
 
@@ -39,7 +39,7 @@ def disk_use(root: Path) -> DiskUse:
 
 
 def _part(entry: os.DirEntry) -> str:
-    if entry.name in ("artifacts", "offline") and entry.is_dir(follow_symlinks=False):
+    if entry.name in ("artifacts", "offline", "archive") and entry.is_dir(follow_symlinks=False):
         return entry.name + "/"
     for side in _SQLITE_SIDES:
         if entry.name.endswith(".db" + side):

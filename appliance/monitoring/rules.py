@@ -15,6 +15,7 @@ from typing import Literal
 import msgspec
 
 from appliance.errors import InvalidInput
+from appliance.scheduler.schedules import trigger
 
 ContinuousMethod = Literal["psi", "ks"]
 CategoricalMethod = Literal["psi", "jensen_shannon", "chi2"]
@@ -52,6 +53,7 @@ class PerformanceThresholds(msgspec.Struct, frozen=True, forbid_unknown_fields=T
 
 
 class MonitoringSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    schedule: str | None = "every 1h"   # when the monitor job runs: 'every 10m' or a crontab line; None: never
     window: str = "1d"                  # event-time window length: '1d', '12h', '7d', ...
     psi_bins: int = 10                  # reference-quantile bins for continuous PSI
     min_window_rows: int = 200          # smaller windows are reported but never alert
@@ -68,3 +70,5 @@ class MonitoringSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True)
             raise InvalidInput(f"monitoring.window {self.window!r} is not like '1d', '12h' or '1w'")
         if self.psi_bins < 2:
             raise InvalidInput("monitoring.psi_bins must be at least 2")
+        if self.schedule is not None:
+            trigger(self.schedule)

@@ -15,6 +15,7 @@ import msgspec
 from litestar import Request, Response, get, post
 from litestar.params import FromPath
 
+from appliance.alerts import records as alert_records
 from appliance.deployment import deployments
 from appliance.errors import InvalidInput, NotAvailable, NotFound
 from appliance.home import Home
@@ -90,7 +91,28 @@ def admin_routes(state: ServingState, root: Path, admin_guard: Callable) -> list
         raise NotAvailable(f"retraining over the API needs the training worker, which this appliance does not "
                            f"have yet; run `appliance train {name}` on the machine")
 
-    return [promote, rollback, start, advance, abort, status, retrain]
+    @get("/v1/alerts", guards=[admin_guard], summary="Alerts, newest first: ?model=M, ?all=true for resolved ones (admin)")
+    async def alerts(request: Request) -> Response:
+        model = request.query_params.get("model")
+        everything = request.query_params.get("all", "false").lower() in ("1", "true", "yes")
+
+        def run() -> list:
+            with Home(root) as home:
+                return alert_records.list_alerts(home.conn, model, include_resolved=everything)
+
+        return Response(content=_encode(await asyncio.to_thread(run)), media_type="application/json")
+
+    @post("/v1/alerts/{alert_id:int}/ack", status_code=200, guards=[admin_guard],
+          summary="Acknowledge an alert: someone is on it (admin)")
+    async def ack(alert_id: FromPath[int], request: Request) -> Response:
+        return await act(request, lambda home, actor: alert_records.acknowledge(home.conn, alert_id, actor))
+
+    @post("/v1/alerts/{alert_id:int}/resolve", status_code=200, guards=[admin_guard],
+          summary="Resolve an alert; if its rule fires again a new one opens (admin)")
+    async def resolve(alert_id: FromPath[int], request: Request) -> Response:
+        return await act(request, lambda home, actor: alert_records.resolve(home.conn, alert_id, actor))
+
+    return [promote, rollback, start, advance, abort, status, retrain, alerts, ack, resolve]
 
 
 async def _body(request: Request, struct: type):

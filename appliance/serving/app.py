@@ -26,6 +26,7 @@ import appliance
 from appliance.errors import ApplianceError, InvalidInput, PayloadTooLarge, RateLimited, Unauthorized
 from appliance.home import Home
 from appliance.serving.admin import admin_routes
+from appliance.serving.monitoring_routes import monitoring_routes
 from appliance.serving.docs import FeedbackRequest, OfflineDocs, SchemaJson
 from appliance.serving.prometheus import CONTENT_TYPE
 from appliance.serving.router import Arm, Route
@@ -255,8 +256,9 @@ def create_app(home_root: Path, refresh_seconds: float = REFRESH_SECONDS, expose
         render_plugins=[OfflineDocs(), SchemaJson()],
         openapi_router=Router("/schema", route_handlers=[], include_in_schema=False, guards=[guard("read")]))
     admin = admin_routes(state, root, guard("admin"))
+    monitoring = monitoring_routes(root, guard("read"))
     return Litestar(
-        route_handlers=[predict, feedback, list_models, prometheus, healthz, readyz, *admin],
+        route_handlers=[predict, feedback, list_models, prometheus, healthz, readyz, *admin, *monitoring],
         lifespan=[lifespan],
         exception_handlers={ApplianceError: on_appliance_error, StorageError: on_storage_error,
                             HTTPException: on_http_error, Exception: on_unexpected},

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from appliance.features.encoding import FeatureSchema
-from appliance.training import onnx_export
+from appliance.training import onnx_export, stop
 from appliance.training.lightgbm_trainer import default_threads
 from appliance.training.metrics import roc_auc
 
@@ -180,10 +180,13 @@ def train_mlp(schema: FeatureSchema, x: np.ndarray, y: np.ndarray, params: dict,
                 module.eval()
                 log_metric("validation_auc", roc_auc(validation[1], MLPModel(_copy(module)).predict(validation[0])),
                            epoch)
-        if checkpoint is not None and ((epoch + 1) % checkpoint_every == 0 or epoch + 1 == epochs):
+        stopping = stop.stop_requested() and epoch + 1 < epochs
+        if checkpoint is not None and ((epoch + 1) % checkpoint_every == 0 or epoch + 1 == epochs or stopping):
             _save_checkpoint(checkpoint, module, optimizer, epoch + 1, params, seed)
             if on_checkpoint is not None:
                 on_checkpoint(epoch + 1)
+        if stopping:  # at an epoch boundary, so the resumed run sees exactly the batches it would have
+            stop.check(f"after epoch {epoch + 1} of {epochs} (checkpoint saved)")
     return MLPModel(module)
 
 

@@ -20,6 +20,7 @@ from appliance.tracking import TrackedRun
 from appliance.training import runs
 from appliance.training.code_version import code_version
 from appliance.training.run_lock import model_lock
+from appliance.training import stop
 from appliance.training.stages import STAGES, RunContext, ingest_source
 from appliance.validation.gates import GateReport
 
@@ -92,6 +93,7 @@ def _run_stages(ctx: RunContext, done: dict[str, dict]) -> None:
             continue
         runs.start_stage(conn, run_id, stage.name, position)
         try:
+            stop.check(f"before stage {stage.name}", ctx.spec.name)
             outputs = stage.run(ctx)
         except BaseException as e:
             error = f"{type(e).__name__}: {e}"

@@ -22,6 +22,8 @@ from appliance.errors import InvalidInput
 from appliance.features.encoding import FeatureSchema
 from appliance.features.training_set import build_training_set, split_by_time
 from appliance.home import Home
+from appliance.monitoring.reference import ARTIFACT as REFERENCE_ARTIFACT
+from appliance.monitoring.reference import reference_bytes
 from appliance.registry import ModelVersion
 from appliance.spec import ModelSpec
 from appliance.tracking import TrackedRun
@@ -326,6 +328,10 @@ def _production_auc(ctx: RunContext) -> tuple[int | None, float | None]:
 # -- register ------------------------------------------------------------------------------------
 
 def run_register(ctx: RunContext) -> dict:
+    # Monitoring compares live windows with the evaluation rows and their out-of-sample scores
+    # (never training rows, whose in-sample scores make CBPE over-confident): store them once.
+    scores = onnx_export.predict_proba(onnx_export.session(ctx.onnx_bytes, ["CPUExecutionProvider"]), ctx.x_eval)
+    ctx.run.log_artifact(REFERENCE_ARTIFACT, reference_bytes(ctx.spec, ctx.eval_part, scores))
     ctx.version = ctx.home.registry.register_version(
         ctx.spec.name, status="registered" if ctx.gates.passed else "rejected",
         artifact_sha256=ctx.home.artifacts.put(ctx.onnx_bytes), feature_schema=msgspec.to_builtins(ctx.schema),

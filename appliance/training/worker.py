@@ -13,6 +13,7 @@ from pathlib import Path
 import msgspec
 
 from appliance import errors
+from appliance.training import stop
 from appliance.errors import ApplianceError, Conflict
 from storage import errors as storage_errors
 from storage.errors import StorageError
@@ -93,6 +94,7 @@ def _work(root: str, model: str, actor: str, resume: bool, run_id: str | None, m
     from appliance.training.pipeline import train
 
     os.nice(WORKER_NICENESS)
+    signal.signal(signal.SIGTERM, stop.request_stop)  # checkpoint and end at the next safe point
     try:
         with Home(Path(root)) as home:
             outcome = train(home, home.spec(model), actor, say=lambda line: messages.put(("say", line)),

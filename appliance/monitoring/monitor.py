@@ -1,0 +1,285 @@
+"""The monitor job: the production version's logged traffic, in event-time windows, against its
+reference (the version's held-out evaluation rows with their out-of-sample scores and labels).
+
+Incremental by window: each window's fingerprint (rows and newest arrival; labels and newest
+label) is kept in monitoring.db. A window whose rows changed is recomputed in full; one whose
+only change is newly arrived labels gets its performance recomputed; an unchanged window costs
+nothing. Machine and pipeline health are read once per run, stamped with the run's time.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from datetime import UTC, datetime
+
+import msgspec
+import numpy as np
+import polars as pl
+
+from appliance.data.contract import load_contract
+from appliance.data.sources import read_source
+from appliance.errors import NotReady
+from appliance.home import Home
+from appliance.machine.snapshot import MachineProbe, MachineSnapshot
+from appliance.monitoring.estimation import estimate_auc, reconstruction_drift
+from appliance.monitoring.feature_drift import ReferenceProfile, feature_drift
+from appliance.monitoring.performance import performance_by_window
+from appliance.monitoring.prediction_drift import prediction_drift_by_window
+from appliance.monitoring.quality import category_rules, data_quality, expected_rows
+from appliance.monitoring.reference import SCORE, load_reference
+from appliance.monitoring.store import RESULT_SCHEMA, after_monitor, iso, open_monitoring, write_results
+from appliance.monitoring.windows import EventWindows, checks
+from appliance.spec import Feature, ModelSpec
+from storage.database import transaction
+from storage.prediction_log import PredictionStore
+
+LABEL = "_label"
+RECEIVED, LABEL_AT, LATENCY, STATUS, REQUEST = "_received_at", "_label_at", "_latency_ms", "_status", "_request_id"
+SERVING_METHODS = ("requests", "throughput_rps", "error_rate", "latency_p50_ms", "latency_p95_ms",
+                   "latency_p99_ms")
+
+
+class MonitorReport(msgspec.Struct, frozen=True):
+    model: str
+    version: int
+    windows: int                # windows holding traffic
+    recomputed: int             # windows recomputed in full (their rows changed)
+    relabelled: int             # windows whose performance was recomputed for new labels only
+    rows: int                   # result rows written by this run
+    alerts: int                 # of them, how many alert
+
+
+def monitor(home: Home, model: str, probe: MachineProbe | None = None) -> MonitorReport:
+    """Compute what changed since the last run, store it, and hand the new rows to ``after_monitor``."""
+    spec = home.spec(model)
+    rules = spec.monitoring
+    version = home.registry.alias(model, "production")
+    if version is None:
+        raise NotReady(f"'{model}' has no production version to monitor; promote one first")
+    frame = logged_traffic(home, spec, version)
+    computed_at = time.time()
+    conn = open_monitoring(home.root)
+    try:
+        windows = EventWindows(frame, spec.features.event_time, rules.window)
+        state = _fingerprints(frame, windows)
+        before = {r["window_start"]: tuple(r)[1:] for r in conn.execute(
+            "SELECT window_start, rows, last_received_at, labels, last_label_at FROM windows "
+            "WHERE model = ? AND version = ?", (model, version))}
+        keys = state.select(pl.col("window_start").map_elements(iso, return_dtype=pl.String).alias("key"))["key"]
+        changed, relabelled = [], []
+        for key, row in zip(keys, state.iter_rows(named=True)):
+            old = before.get(key)
+            if old is None or tuple(old[:2]) != (row["rows"], row["last_received_at"]):
+                changed.append(row["window_start"])
+            elif tuple(old[2:]) != (row["labels"], row["last_label_at"]):
+                relabelled.append(row["window_start"])
+        parts = []
+        if changed or relabelled:
+            reference = load_reference(home, model, version)
+            if changed:
+                parts.append(_window_checks(spec, reference, frame, windows, changed, full=True))
+            if relabelled:
+                parts.append(_window_checks(spec, reference, frame, windows, relabelled, full=False))
+        parts.append(_snapshot_checks("machine", machine_checks(probe)))
+        parts.append(_snapshot_checks("pipeline", pipeline_checks(home, model)))
+        now = datetime.fromtimestamp(computed_at, UTC)
+        new = (pl.concat([p.with_columns(window_end=pl.col("window_end").fill_null(now),
+                                         window_start=pl.col("window_start").fill_null(now)) for p in parts])
+               .with_columns(model=pl.lit(model), version=pl.lit(version, pl.Int64),
+                             computed_at=pl.lit(computed_at)).select(list(RESULT_SCHEMA)))
+        write_results(conn, new)
+        done = state.filter(pl.col("window_start").is_in([*changed, *relabelled]))
+        with transaction(conn):
+            conn.executemany(
+                "INSERT OR REPLACE INTO windows (model, version, window_start, rows, last_received_at, labels, "
+                "last_label_at, computed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [(model, version, iso(r["window_start"]), r["rows"], r["last_received_at"], r["labels"],
+                  r["last_label_at"], computed_at) for r in done.iter_rows(named=True)])
+    finally:
+        conn.close()
+    for hook in list(after_monitor):
+        hook(home, model, new)
+    return MonitorReport(model, version, state.height, len(changed), len(relabelled), new.height,
+                         int(new["alert"].sum()))
+
+
+def logged_traffic(home: Home, spec: ModelSpec, version: int) -> pl.DataFrame:
+    """The version's prediction log as a frame: the request's features (typed as the reference's),
+    entity attributes joined from the spec's entity table, score, label, latency and status."""
+    store = PredictionStore(home.root / "predictions.db")
+    try:
+        rows = store.logged(spec.name, version)
+    finally:
+        store.close()
+    columns = [REQUEST, "_position", RECEIVED, "_event_text", "_features", SCORE, LATENCY, STATUS, LABEL, LABEL_AT]
+    raw = pl.DataFrame(rows, schema={c: t for c, t in zip(columns, (
+        pl.String, pl.Int64, pl.Float64, pl.String, pl.String, pl.Float64, pl.Float64, pl.Int64, pl.Float64,
+        pl.Float64))}, orient="row")
+    event_time, key = spec.features.event_time, spec.features.entity_key
+    payload = (raw["_features"].str.json_decode(infer_schema_length=None).struct.unnest()
+               if raw.height else pl.DataFrame())
+    payload = payload.drop([c for c in (event_time,) if c in payload.columns])
+    received = pl.from_epoch(pl.col(RECEIVED), time_unit="s").dt.replace_time_zone("UTC").dt.cast_time_unit("us")
+    frame = pl.concat([raw.drop("_features"), payload], how="horizontal").with_columns(
+        pl.coalesce(pl.col("_event_text").str.to_datetime(time_unit="us", time_zone="UTC", strict=False),
+                    received).alias(event_time),
+        pl.col(LABEL).cast(pl.Int8))
+    frame = frame.with_columns([_typed(frame, f) for f in spec.features.request if f.name in frame.columns])
+    if spec.data.entities and key in frame.columns:
+        entities = read_source(spec.resolve(spec.data.entities))
+        wanted = [f.name for f in spec.features.entity_attributes if f.name not in frame.columns]
+        if wanted:
+            frame = frame.with_columns(pl.col(key).cast(pl.String)).join(
+                entities.select(key, *wanted).with_columns(pl.col(key).cast(pl.String)), on=key, how="left")
+    return frame
+
+
+def monitored_features(spec: ModelSpec, frame: pl.DataFrame) -> list[Feature]:
+    """The model's raw inputs that the log carries (request fields and joined entity attributes)."""
+    return [f for f in (*spec.features.request, *spec.features.entity_attributes) if f.name in frame.columns]
+
+
+def _typed(frame: pl.DataFrame, feature: Feature) -> pl.Expr:
+    # JSON has one number type: a float feature sent as 950 arrives as an integer. Widen it, but
+    # leave other types alone so that schema drift (a number sent as text) is seen, not hidden.
+    column = pl.col(feature.name)
+    if feature.type == "float" and frame[feature.name].dtype.is_integer():
+        return column.cast(pl.Float64)
+    return column
+
+
+def _fingerprints(frame: pl.DataFrame, windows: EventWindows) -> pl.DataFrame:
+    """Per window with rows: rows, newest arrival, labels, newest label arrival."""
+    coded = frame.select(RECEIVED, LABEL, LABEL_AT).with_columns(_window=pl.Series(windows.code, dtype=pl.Int64))
+    stats = (coded.filter(pl.col("_window") >= 0).group_by("_window").agg(
+        rows=pl.len(), last_received_at=pl.col(RECEIVED).max(), labels=pl.col(LABEL).is_not_null().sum(),
+        last_label_at=pl.col(LABEL_AT).max().fill_null(0.0)).sort("_window"))
+    return stats.with_columns(window_start=windows.starts.gather(stats["_window"]),
+                              labels=pl.col("labels").cast(pl.Int64), rows=pl.col("rows").cast(pl.Int64)).drop("_window")
+
+
+def _window_checks(spec: ModelSpec, reference: pl.DataFrame, frame: pl.DataFrame, all_windows: EventWindows,
+                   starts: list[datetime], full: bool) -> pl.DataFrame:
+    """Check rows of the given windows only: every check (``full``) or performance alone."""
+    rules, event_time = spec.monitoring, spec.features.event_time
+    picked = np.isin(all_windows.code, [all_windows.starts.to_list().index(s) for s in starts])
+    part = frame.filter(pl.Series(picked))
+    windows = EventWindows(part, event_time, rules.window)
+    threshold = spec.target.threshold
+    features = monitored_features(spec, part)
+    reference = reference.rename({spec.target.column: LABEL})
+    out = [_checked("performance", _performance(spec, part, windows))]
+    if full:
+        names = [f.name for f in features]
+        ref_schema = reference.select([f.name for f in spec.features.request if f.name in reference.columns]).schema
+        contract = load_contract(spec.resolve(spec.data.contract))
+        field_rules = [*contract.fields, *category_rules(reference, features)]
+        # Only the request's own fields can drift in schema: the log's bookkeeping columns, the
+        # entity key, event time and joined entity attributes are taken as they are.
+        fixed = {f.name for f in spec.features.entity_attributes} | {event_time, spec.features.entity_key}
+        expected = pl.Schema({**{c: t for c, t in part.schema.items() if c.startswith("_") or c in fixed},
+                              **ref_schema})
+        out.append(_checked("quality", data_quality(
+            part, windows, expected, names, field_rules, expected_rows(reference, event_time, rules.window), rules)))
+        drift = [feature_drift(ReferenceProfile.fit(reference, features, rules.psi_bins), part, windows, rules),
+                 prediction_drift_by_window(reference[SCORE].to_numpy(), part, SCORE, windows, threshold, rules)]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")   # NannyML warns about pandas internals on every call
+            rec = reconstruction_drift(reference, part, windows, event_time, features)
+            est = estimate_auc(reference, part, windows, event_time, SCORE, LABEL, threshold, rules)
+        drift.append(rec.select("window_start", feature=pl.lit("*"), method=pl.lit("reconstruction_error"),
+                                value="reconstruction_error", threshold="threshold", rows="rows", alert="alert"))
+        out.append(_checked("drift", pl.concat(drift)))
+        estimated = [est.select("window_start", feature=pl.lit("*"), method=pl.lit("auc"), value="estimated_auc",
+                                threshold="threshold", rows="rows", alert="alert")]
+        estimated += [est.select("window_start", feature=pl.lit("*"), method=pl.lit(f"auc_{bound}"),
+                                 value=bound, threshold=pl.lit(None, pl.Float64), rows="rows",
+                                 alert=pl.lit(False)) for bound in ("lower", "upper")]
+        out.append(_checked("estimated", pl.concat(estimated)))
+        out.append(_checked("serving", _serving(part, windows)))
+    every = rules.window
+    return (pl.concat(out).filter(pl.col("window_start").is_in(starts))
+            .with_columns(window_end=pl.col("window_start").dt.offset_by(every)))
+
+
+def _performance(spec: ModelSpec, part: pl.DataFrame, windows: EventWindows) -> pl.DataFrame:
+    rules, threshold = spec.monitoring, spec.target.threshold
+    segments = [s for s in spec.validation.segments if s in part.columns]
+    found = [performance_by_window(part, windows, LABEL, SCORE, threshold, rules, segment=s) for s in segments] \
+        or [performance_by_window(part, windows, LABEL, SCORE, threshold, rules)]
+    return pl.concat(found).unique(["window_start", "feature", "method"], keep="first", maintain_order=True)
+
+
+def _serving(part: pl.DataFrame, windows: EventWindows) -> pl.DataFrame:
+    """Latency percentiles over requests, throughput over the window's arrival span, error rate over rows."""
+    coded = part.select(REQUEST, RECEIVED, LATENCY, STATUS).with_columns(_window=pl.Series(windows.code))
+    per_window = coded.filter(pl.col("_window") >= 0).group_by("_window").agg(
+        rows=pl.len(), errors=(pl.col(STATUS) != 200).sum(),
+        span=pl.col(RECEIVED).max() - pl.col(RECEIVED).min())
+    requests = (coded.filter(pl.col("_window") >= 0).group_by("_window", REQUEST).agg(pl.col(LATENCY).first())
+                .group_by("_window").agg(requests=pl.len(),
+                                         **{f"p{q}": pl.col(LATENCY).quantile(q / 100, "linear") for q in (50, 95, 99)}))
+    stats = per_window.join(requests, on="_window")
+    values = {m: np.full(windows.count, np.nan) for m in SERVING_METHODS}
+    rows = np.zeros(windows.count, dtype=np.int64)
+    for r in stats.iter_rows(named=True):
+        w = r["_window"]
+        rows[w] = r["rows"]
+        values["requests"][w] = r["requests"]
+        values["throughput_rps"][w] = r["rows"] / r["span"] if r["span"] > 0 else np.nan
+        values["error_rate"][w] = r["errors"] / r["rows"]
+        for q in (50, 95, 99):
+            values[f"latency_p{q}_ms"][w] = r[f"p{q}"]
+    return pl.concat([checks(windows, "*", m, values[m], np.nan, rows, 1) for m in SERVING_METHODS])
+
+
+def machine_checks(probe: MachineProbe | None = None) -> list[tuple[str, str, float | None]]:
+    """(feature, method, value) of one machine reading: CPU, memory, and each GPU through NVML."""
+    own = probe is None
+    probe = probe or MachineProbe()
+    try:
+        if own:
+            time.sleep(0.2)   # CPU use is measured between two readings of the probe
+        snapshot: MachineSnapshot = probe.read(measure_disk=False)
+    finally:
+        if own:
+            probe.close()
+    found = [("cpu", "percent", snapshot.cpu.total_percent),
+             ("memory", "used_bytes", float(snapshot.memory.used_bytes)),
+             ("memory", "percent", 100 * snapshot.memory.used_bytes / max(snapshot.memory.total_bytes, 1)),
+             ("process", "rss_bytes", float(snapshot.process.rss_bytes))]
+    for g in snapshot.gpu.gpus:
+        found += [(f"gpu{g.index}", "utilization_percent", g.utilization_percent),
+                  (f"gpu{g.index}", "memory_used_bytes", g.memory_used_bytes),
+                  (f"gpu{g.index}", "power_w", g.power_w),
+                  (f"gpu{g.index}", "energy_mj", g.energy_mj)]
+    return found
+
+
+def pipeline_checks(home: Home, model: str) -> list[tuple[str, str, float | None]]:
+    """Training-run health: the current success and failure streaks, and runs in all."""
+    statuses = [r[0] for r in home.conn.execute(
+        "SELECT status FROM runs WHERE model = ? AND status != 'running' ORDER BY started_at DESC", (model,))]
+    streak = next((i for i, s in enumerate(statuses) if s != statuses[0]), len(statuses)) if statuses else 0
+    last = statuses[0] if statuses else None
+    return [("*", "failure_streak", float(streak if last == "failed" else 0)),
+            ("*", "success_streak", float(streak if last == "succeeded" else 0)),
+            ("*", "runs", float(len(statuses)))]
+
+
+def _snapshot_checks(check: str, found: list[tuple[str, str, float | None]]) -> pl.DataFrame:
+    """Rows of a once-per-run check; their window is the run's moment (filled in by the caller)."""
+    return pl.DataFrame({
+        "window_start": [None] * len(found), "window_end": [None] * len(found),
+        "check": [check] * len(found), "feature": [f for f, _, _ in found], "method": [m for _, m, _ in found],
+        "value": [None if v is None else float(v) for _, _, v in found], "threshold": [None] * len(found),
+        "rows": [0] * len(found), "alert": [False] * len(found),
+    }, schema={k: RESULT_SCHEMA[k] for k in ("window_start", "window_end", "check", "feature", "method", "value",
+                                             "threshold", "rows", "alert")})
+
+
+def _checked(check: str, frame: pl.DataFrame) -> pl.DataFrame:
+    return frame.with_columns(check=pl.lit(check), window_end=pl.lit(None, RESULT_SCHEMA["window_end"])) \
+        .select("window_start", "window_end", "check", "feature", "method", "value", "threshold", "rows", "alert")
+

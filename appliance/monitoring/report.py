@@ -1,0 +1,101 @@
+"""Monitoring results as compact text tables, for `appliance monitor` (and any text view)."""
+
+from __future__ import annotations
+
+import math
+
+import polars as pl
+
+WINDOWED = ("quality", "drift", "performance", "estimated", "serving")
+
+
+def monitor_report(frame: pl.DataFrame, check: str | None) -> list[str]:
+    """Lines for one check, or the overview (a line per window) without one; ``frame`` holds every check."""
+    if check is not None:
+        frame = frame.filter(pl.col("check").is_in(["performance", "estimated"] if check == "performance"
+                                                   else [check]))
+    if frame.is_empty():
+        return ["no monitoring results yet; run `appliance jobs run monitor MODEL`"]
+    if check == "drift":
+        return _drift(frame)
+    if check == "performance":
+        return _performance(frame)
+    if check is None:
+        return _overview(frame)
+    rows = [(_window(r["window_start"], check), r["feature"], r["method"], _number(r["value"]),
+             _number(r["threshold"]), str(r["rows"]), "ALERT" if r["alert"] else "")
+            for r in frame.sort("window_start", "feature", "method").iter_rows(named=True)]
+    return table(("window", "feature", "method", "value", "threshold", "rows", "alert"), rows)
+
+
+def _drift(frame: pl.DataFrame) -> list[str]:
+    """Windows × features; each cell the method furthest over (or nearest to) its threshold, '!' if it alerts."""
+    scored = frame.with_columns(ratio=pl.col("value") / pl.col("threshold")).sort("ratio", descending=True,
+                                                                                   nulls_last=True)
+    worst = scored.group_by("window_start", "feature", maintain_order=True).first()
+    features = sorted(worst["feature"].unique().to_list(), key=lambda f: (f in ("*", "prediction"), f))
+    rows = []
+    for (start,), part in worst.sort("window_start").group_by("window_start", maintain_order=True):
+        cells = {r["feature"]: f"{r['method']} {_number(r['value'])}{'!' if r['alert'] else ''}"
+                 for r in part.iter_rows(named=True)}
+        rows.append((_window(start, "drift"), str(part["rows"].max()), *(cells.get(f, "-") for f in features)))
+    header = ("window", "rows", *("multivariate" if f == "*" else f for f in features))
+    return table(header, rows) + ["(each cell: the statistic furthest over its threshold; '!' alerts)"]
+
+
+def _performance(frame: pl.DataFrame) -> list[str]:
+    """A line per window: realized metrics from labels beside CBPE's estimate and band."""
+    overall = frame.filter(pl.col("feature") == "*")
+    wide = overall.pivot(on=["check", "method"], index="window_start", values="value",
+                         aggregate_function="first").sort("window_start")
+    labelled = overall.filter(check="performance", method="auc").select("window_start", labelled="rows")
+    alerts = overall.group_by("window_start").agg(pl.col("alert").any())
+    wide = wide.join(labelled, on="window_start", how="left").join(alerts, on="window_start", how="left")
+
+    def get(row: dict, check: str, method: str) -> str:
+        return _number(row.get(f'{{"{check}","{method}"}}'))
+
+    rows = [(_window(r["window_start"], "performance"), str(r["labelled"] or 0), get(r, "performance", "auc"),
+             get(r, "performance", "precision"), get(r, "performance", "recall"), get(r, "performance", "f1"),
+             f"{get(r, 'estimated', 'auc')} [{get(r, 'estimated', 'auc_lower')}, {get(r, 'estimated', 'auc_upper')}]",
+             "ALERT" if r["alert"] else "")
+            for r in wide.iter_rows(named=True)]
+    return table(("window", "labelled", "auc", "precision", "recall", "f1", "estimated auc [band]", "alert"), rows)
+
+
+def _overview(frame: pl.DataFrame) -> list[str]:
+    """A line per window: alerts per check, realized and estimated AUC, p99 latency."""
+    windowed = frame.filter(pl.col("check").is_in(WINDOWED))
+    if windowed.is_empty():
+        return ["no traffic in the prediction log yet for the production version"]
+    rows = []
+    for (start,), part in windowed.sort("window_start").group_by("window_start", maintain_order=True):
+        def value(check: str, method: str) -> str:
+            hit = part.filter(check=check, feature="*", method=method)["value"]
+            return _number(hit[0]) if hit.len() else "-"
+
+        counts = {c: int(part.filter(check=c)["alert"].sum()) for c in ("quality", "drift")}
+        rows.append((_window(start, ""), str(part.filter(check="serving", feature="*")["rows"].max() or 0),
+                     str(counts["quality"]), str(counts["drift"]), value("performance", "auc"),
+                     value("estimated", "auc"), value("serving", "latency_p99_ms")))
+    return table(("window", "rows", "quality alerts", "drift alerts", "auc", "estimated auc", "p99 ms"), rows)
+
+
+def table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]:
+    """Left-aligned columns, two spaces apart."""
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
+    return ["  ".join(str(x).ljust(w) for x, w in zip(row, widths)).rstrip() for row in (header, *rows)]
+
+
+def _window(start, check: str) -> str:
+    if check in ("machine", "pipeline"):
+        return start.strftime("%Y-%m-%d %H:%M:%S")
+    if start.hour or start.minute:
+        return start.strftime("%Y-%m-%d %H:%M")
+    return start.strftime("%Y-%m-%d")
+
+
+def _number(value: float | None) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return f"{value:.4g}" if abs(value) < 1e5 else f"{value:.3e}"

@@ -1,0 +1,236 @@
+"""The demo's traffic: the spec's ``[data] live`` rows sent through the real prediction API in event-time
+order, with their event timestamps, their labels posted as feedback ``label_delay`` event-hours later,
+and the monitoring job run at every event-time day boundary.
+
+``speed`` is event-seconds per wall-second (7200, the default: a day in 12 seconds, slow enough for a
+retrain and a canary to finish inside the sample's 15 days); 0 sends as fast as the API answers.
+"""
+
+from __future__ import annotations
+
+import heapq
+import http.client
+import json
+import logging
+import threading
+import time
+import urllib.request
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import msgspec
+import polars as pl
+
+from appliance.alerts.actions import wait_for_actions
+from appliance.data.sources import read_source
+from appliance.errors import InvalidInput, NotFound
+from appliance.home import Home
+
+log = logging.getLogger(__name__)
+
+BATCH_ROWS = 100                # records per predict request at most
+FEEDBACK_ROWS = 2_000           # outcomes per feedback request at most
+SPEED = 7200.0                  # event-seconds per wall-second
+ACTIONS_WAIT_S = 600            # at the end, how long to wait for a retrain the alerts started
+
+
+class ReplayDay(msgspec.Struct, frozen=True):
+    day: str
+    predictions: int
+    labels: int
+
+
+class Api:
+    """A keep-alive JSON client of the appliance API."""
+
+    def __init__(self, url: str, key: str | None = None, timeout: float = 30.0):
+        parts = urlsplit(url)
+        self._conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port or 80, timeout=timeout)
+        self._headers = {"content-type": "application/json"} | ({"authorization": f"Bearer {key}"} if key else {})
+
+    def post(self, path: str, body) -> dict:
+        """POST JSON and return the decoded answer; an error answer raises with the API's detail."""
+        for attempt in range(2):  # the server may have closed an idle keep-alive connection
+            try:
+                self._conn.request("POST", path, json.dumps(body), self._headers)
+                response = self._conn.getresponse()
+                payload = response.read()
+                break
+            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+                self._conn.close()
+                if attempt:
+                    raise
+        answer = json.loads(payload or b"{}")
+        if response.status >= 400:
+            raise InvalidInput(f"POST {path} answered {response.status}: {answer.get('detail', answer)}")
+        return answer
+
+    def close(self) -> None:
+        self._conn.close()
+
+
+def live_frame(home: Home, model: str, days: int | None) -> pl.DataFrame:
+    """The spec's live rows (its first ``days`` days), sorted by event time."""
+    spec = home.spec(model)
+    if not spec.data.live:
+        raise NotFound(f"model '{model}' has no [data] live file to replay; add live = 'FILE' to its spec")
+    frame = read_source(spec.resolve(spec.data.live)).sort(spec.features.event_time, maintain_order=True)
+    if days is not None:
+        start = frame[spec.features.event_time].min()
+        first_day = datetime(start.year, start.month, start.day, tzinfo=start.tzinfo)
+        frame = frame.filter(pl.col(spec.features.event_time) < first_day + timedelta(days=days))
+    return frame
+
+
+def replay(root: Path, model: str, url: str, *, speed: float = SPEED, days: int | None = None,
+           label_delay_hours: float = 2.0, key: str | None = None,
+           monitor: Callable[[Home, str], object] | None = None,
+           say: Callable[[str], None] = lambda _: None) -> list[ReplayDay]:
+    """Replay the live rows through the API at ``url``; run ``monitor(home, model)`` at each day boundary."""
+    if speed < 0 or label_delay_hours < 0:
+        raise InvalidInput("--speed and --label-delay must not be negative")
+    monitor = monitor or _monitoring_job()
+    with Home(root) as home:
+        spec = home.spec(model)
+        frame = live_frame(home, model, days)
+    keys = spec.features
+    when = keys.event_time
+    fields = [keys.entity_key, *(f.name for f in keys.request)]
+    events = frame[when].to_list()
+    records = frame.select(fields).to_dicts()
+    outcomes = frame[spec.target.column].to_list()
+    api = Api(url, key)
+    labels: list[tuple[datetime, str, int, float]] = []  # (due, request id, position, outcome) heap
+    delay = timedelta(hours=label_delay_hours)
+    report: list[ReplayDay] = []
+    counts = {"predictions": 0, "labels": 0}
+    wall0, event0 = time.monotonic(), events[0] if events else None
+
+    def wait_for(event: datetime) -> None:
+        if speed > 0:
+            pause = wall0 + (event - event0).total_seconds() / speed - time.monotonic()
+            if pause > 0:
+                time.sleep(pause)
+
+    def post_labels(until: datetime | None) -> None:
+        due = []
+        while labels and (until is None or labels[0][0] <= until):
+            due.append(heapq.heappop(labels))
+        for i in range(0, len(due), FEEDBACK_ROWS):
+            chunk = due[i:i + FEEDBACK_ROWS]
+            api.post(f"/v1/models/{model}/feedback", {"outcomes": [
+                {"request_id": r, "position": p, "outcome": o} for _, r, p, o in chunk]})
+            counts["labels"] += len(chunk)
+
+    news = AlertNews(model)
+
+    def end_of_day(day: datetime) -> None:
+        boundary = day + timedelta(days=1)
+        post_labels(boundary)
+        time.sleep(0.05)  # the server's prediction log writes a few milliseconds behind its answers
+        report.append(ReplayDay(day.date().isoformat(), counts["predictions"], counts["labels"]))
+        say(f"{day.date()}: {counts['predictions']:,} predictions, {counts['labels']:,} labels so far; "
+            "running the monitor")
+        with Home(root) as home:
+            monitor(home, model)
+            for line in news.since_last(home):
+                say(line)
+
+    try:
+        i, day = 0, None
+        while i < len(events):
+            event_day = _midnight(events[i])
+            if day is not None and event_day > day:
+                end_of_day(day)
+            day = event_day
+            wait_for(events[i])
+            post_labels(events[i])
+            j = i + 1
+            while j < len(events) and j - i < BATCH_ROWS and _midnight(events[j]) == day and \
+                    (speed == 0 or events[j] <= events[i] + timedelta(seconds=speed * 0.05)):
+                j += 1
+            batch = [r | {when: _iso(e)} for r, e in zip(records[i:j], events[i:j])]
+            answer = api.post(f"/v1/models/{model}/predict", batch)
+            for position, (e, outcome) in enumerate(zip(events[i:j], outcomes[i:j])):
+                heapq.heappush(labels, (e + delay, answer["request_id"], position, float(outcome)))
+            counts["predictions"] += j - i
+            i = j
+        if day is not None:
+            end_of_day(day)
+        post_labels(None)
+    finally:
+        api.close()
+    if not wait_for_actions(0):
+        say("waiting for the alerts' actions (a retrain) to finish")
+        wait_for_actions(ACTIONS_WAIT_S)
+    with Home(root) as home:
+        for line in news.since_last(home):
+            say(line)
+    return report
+
+
+class AlertNews:
+    """Alerts opened and alert actions finished since the last look, as lines for the demo's output."""
+
+    def __init__(self, model: str):
+        self.model = model
+        self.seen: set[tuple[str, int]] = set()
+
+    def since_last(self, home: Home) -> list[str]:
+        from appliance.alerts.records import list_alerts
+
+        lines = []
+        for a in reversed(list_alerts(home.conn, self.model, include_resolved=True)):
+            if ("alert", a.id) not in self.seen:
+                self.seen.add(("alert", a.id))
+                lines.append(f"  ALERT {a.id} {a.severity}: {a.rule} ({a.target}) {a.message} → {a.action}")
+            for act in a.actions:
+                if act.status != "running" and ("action", act.id) not in self.seen:
+                    self.seen.add(("action", act.id))
+                    outcome = act.detail.get("outcome") or act.detail.get("error") or act.detail.get("reason") or ""
+                    lines.append(f"  alert {a.id}: {act.action} {act.status} {outcome}".rstrip())
+        return lines
+
+
+def start_demo(root: Path, model: str, url: str, say: Callable[[str], None]) -> threading.Thread:
+    """Replay the live data in a background thread once the server at ``url`` answers /readyz."""
+
+    def run() -> None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"{url}/readyz", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            time.sleep(0.5)
+        say(f"demo: replaying the live data of '{model}' through {url}, a day every {86400 / SPEED:g} s")
+        try:
+            days = replay(root, model, url, say=say)
+            say(f"demo: done — {days[-1].predictions if days else 0:,} predictions; see `appliance alerts list`")
+        except Exception:  # the demo's failure must not take the server down
+            log.exception("the demo replay failed")
+
+    thread = threading.Thread(target=run, name="demo-replay", daemon=True)
+    thread.start()
+    return thread
+
+
+def _monitoring_job() -> Callable[[Home, str], object]:
+    """The monitoring job with the alert rules registered on it."""
+    from appliance.alerts.engine import install
+    from appliance.monitoring.monitor import monitor
+
+    install()
+    return monitor
+
+
+def _midnight(t: datetime) -> datetime:
+    return datetime(t.year, t.month, t.day, tzinfo=t.tzinfo)
+
+
+def _iso(t: datetime) -> str:
+    return t.isoformat().replace("+00:00", "Z")

@@ -1,0 +1,50 @@
+"""Retention of the prediction log: N days hot in SQLite, M days as daily Parquet, then deleted."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import msgspec
+
+from appliance.settings import RetentionSection
+from storage.prediction_archive import PredictionArchive, drop_day, hot_days
+from storage.prediction_log import PredictionStore
+
+
+class RetentionReport(msgspec.Struct):
+    archived_rows: int
+    archived_days: list[str]
+    deleted_days: list[str]
+    hot_since: str             # the first day kept in predictions.db
+    archive_since: str         # the first day kept in archive/predictions/
+
+
+def archive_root(home: Path) -> Path:
+    """Where the daily Parquet files of the prediction log live."""
+    return Path(home) / "archive" / "predictions"
+
+
+def apply_retention(home: Path, policy: RetentionSection, now: float | None = None) -> RetentionReport:
+    """Move whole days older than ``hot_days`` to Parquet; delete Parquet days older than ``archive_days``."""
+    today = datetime.fromtimestamp(now if now is not None else time.time(), timezone.utc).date()
+    hot_since = today - timedelta(days=policy.hot_days - 1)          # today counts as one hot day
+    archive_since = hot_since - timedelta(days=policy.archive_days)
+    archive = PredictionArchive(archive_root(home))
+    store = PredictionStore(Path(home) / "predictions.db")
+    moved, days = 0, []
+    try:
+        for day in hot_days(store):
+            if day >= hot_since:
+                break
+            if day < archive_since:
+                drop_day(store, day)  # already past the archive's keep: nothing to move
+            else:
+                moved += archive.move_day(store, day)
+                days.append(day.isoformat())
+    finally:
+        store.close()
+    deleted = archive.delete_before(archive_since)
+    return RetentionReport(moved, days, [d.isoformat() for d in deleted], hot_since.isoformat(),
+                           archive_since.isoformat())

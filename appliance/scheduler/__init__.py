@@ -1,0 +1,1 @@
+"""Scheduled jobs (monitoring, training) run in process by APScheduler, each run recorded."""

@@ -1,0 +1,91 @@
+"""The jobs the appliance runs on a schedule, run one at a time per job and model, each run recorded
+in monitoring.db. ``run_job`` is what the scheduler, `appliance jobs run` and the TUI all call.
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+
+import msgspec
+
+from appliance.errors import ApplianceError, InvalidInput
+from appliance.home import Home
+from appliance.monitoring.store import JobRun, begin_job_run, end_job_run, job_runs, open_monitoring
+from appliance.scheduler.schedules import next_run
+from appliance.spec import ModelSpec
+
+log = logging.getLogger(__name__)
+
+
+def _monitor(home: Home, model: str) -> dict:
+    from appliance.monitoring.monitor import monitor
+
+    return msgspec.to_builtins(monitor(home, model))
+
+
+def _train(home: Home, model: str) -> dict:
+    from appliance.training.worker import train_in_worker
+
+    outcome = train_in_worker(home.root, model, actor="scheduler")
+    return {"run_id": outcome.run_id, "version": outcome.version.version, "status": outcome.version.status,
+            "seconds": outcome.seconds}
+
+
+# job name -> (what it does, where its schedule lives in the spec)
+JOBS: dict[str, tuple[Callable[[Home, str], dict], Callable[[ModelSpec], str | None]]] = {
+    "monitor": (_monitor, lambda spec: spec.monitoring.schedule),
+    "train": (_train, lambda spec: spec.training.schedule),
+}
+
+
+class JobInfo(msgspec.Struct, frozen=True):
+    job: str
+    model: str
+    schedule: str | None        # None: runs only when asked
+    last: JobRun | None
+    next_run: datetime | None   # None when unscheduled
+
+
+def run_job(root: Path, job: str, model: str, trigger: str = "manual") -> JobRun:
+    """Run one job for one model now, in this process, and return its recorded run.
+
+    Conflict if that job is already running for the model (here or in another process). The
+    job's own failure is recorded in the run (status 'failed', error) and returned, not raised.
+    """
+    if job not in JOBS:
+        raise InvalidInput(f"unknown job '{job}'; the jobs are {', '.join(JOBS)}")
+    with Home(root) as home:
+        home.registry.model(model)
+        conn = open_monitoring(home.root)
+        try:
+            run_id = begin_job_run(conn, job, model, trigger)
+            try:
+                summary = JOBS[job][0](home, model)
+            except ApplianceError as e:
+                end_job_run(conn, run_id, "failed", str(e))
+            except Exception as e:  # a bug: keep the traceback in the record and the log
+                log.exception("job %s for %s failed", job, model)
+                end_job_run(conn, run_id, "failed", f"{type(e).__name__}: {e}\n{traceback.format_exc()}")
+            else:
+                end_job_run(conn, run_id, "succeeded", summary=summary)
+        finally:
+            conn.close()
+        return next(r for r in job_runs(home, job, model, limit=5) if r.id == run_id)
+
+
+def list_jobs(home: Home) -> list[JobInfo]:
+    """Every job of every model, its schedule, last run and next run."""
+    found = []
+    for summary in home.registry.models():
+        spec = home.spec(summary.name)
+        for job, (_, schedule_of) in JOBS.items():
+            schedule = schedule_of(spec)
+            runs = job_runs(home, job, summary.name, limit=1)
+            last = runs[0] if runs else None
+            upcoming = next_run(schedule, last.started_at if last else None) if schedule else None
+            found.append(JobInfo(job, summary.name, schedule, last, upcoming))
+    return found

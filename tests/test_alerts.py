@@ -1,0 +1,261 @@
+"""Alert rules over monitoring results, the alert table, actions (log, webhook, retrain), the closed loop."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from appliance.alerts import actions, records
+from appliance.alerts.engine import on_monitor_results
+from appliance.alerts.rules import DEFAULT_ALERTS, AlertRule, evaluate, with_drift_score
+from appliance.home import Home
+from appliance.spec import load_spec
+from tests.conftest import sliced_spec, small_spec
+
+DAY0 = datetime(2026, 10, 16, tzinfo=UTC)
+COLUMNS = {"model": pl.Utf8, "version": pl.Int64, "window_start": pl.Datetime("us", "UTC"),
+           "window_end": pl.Datetime("us", "UTC"), "check": pl.Utf8, "feature": pl.Utf8, "method": pl.Utf8,
+           "value": pl.Float64, "threshold": pl.Float64, "rows": pl.Int64, "alert": pl.Boolean,
+           "computed_at": pl.Datetime("us", "UTC")}
+
+
+def results(*rows: tuple) -> pl.DataFrame:
+    """Result rows like the monitoring job's: (day, check, feature, method, value, threshold, alert[, rows])."""
+    out = []
+    for day, check, feature, method, value, threshold, alert, *n in rows:
+        start = DAY0 + timedelta(days=day)
+        out.append({"model": "fraud", "version": 1, "window_start": start, "window_end": start + timedelta(days=1),
+                    "check": check, "feature": feature, "method": method, "value": value, "threshold": threshold,
+                    "rows": n[0] if n else 3000, "alert": alert, "computed_at": DAY0})
+    return pl.DataFrame(out, schema=COLUMNS)
+
+
+def rule(name: str) -> AlertRule:
+    return next(r for r in DEFAULT_ALERTS if r.name == name)
+
+
+@pytest.fixture
+def home(tmp_path: Path):
+    with Home(tmp_path / "home") as h:
+        h.add_model(load_spec(small_spec(tmp_path)))
+        yield h
+
+
+def test_drift_score_is_the_worst_relative_excess():
+    rows = with_drift_score(results((0, "drift", "amount", "psi", 0.01, 0.02, False),
+                                    (0, "drift", "hour", "ks", 0.02, 0.045, False),
+                                    (1, "drift", "amount", "psi", 0.05, 0.02, True),
+                                    (1, "drift", "amount", "ks", 0.06, 0.045, True),
+                                    (1, "drift", "hour", "ks", 0.02, 0.045, False)))
+    scores = rows.filter(method="drift_score").sort("window_start")["value"].to_list()
+    assert scores == pytest.approx([0.0, 1 - 0.02 / 0.05])
+    fired = evaluate(rule("drift"), rows)
+    assert [(f.target, f.window_start[:10], round(f.value, 3)) for f in fired] == [("*", "2026-10-17", 0.6)]
+
+
+def test_accuracy_reads_realized_auc_and_falls_back_to_the_estimate():
+    rows = results((0, "performance", "*", "auc", 0.90, 0.8, False),
+                   (0, "performance", "country=US", "auc", 0.70, 0.8, True),    # segments are not the model
+                   (1, "estimated", "*", "auc", 0.78, 0.8, True))          # day 1 has no labels yet
+    fired = evaluate(rule("accuracy-critical"), rows)
+    assert [(f.target, f.value, f.window_start[:10]) for f in fired] == [("*", 0.78, "2026-10-17")]
+    labelled = pl.concat([rows, results((1, "performance", "*", "auc", 0.86, 0.8, False))])
+    assert evaluate(rule("accuracy-critical"), labelled) == []   # the realized value wins over the estimate
+    few = results((0, "performance", "*", "auc", 0.5, 0.8, True, 50))
+    assert evaluate(rule("accuracy-critical"), few) == []        # 50 labelled rows are not judged
+
+
+def test_for_windows_needs_consecutive_breaches():
+    streak = AlertRule("p99", "serving", "p99_ms", ">", 200, for_windows=2)
+    assert evaluate(streak, results((0, "serving", None, "p99_ms", 250.0, 200, True),
+                                    (1, "serving", None, "p99_ms", 150.0, 200, False))) == []
+    fired = evaluate(streak, results((1, "serving", None, "p99_ms", 250.0, 200, True),
+                                     (2, "serving", None, "p99_ms", 260.0, 200, True)))
+    assert [f.value for f in fired] == [260.0]
+
+
+def test_one_open_alert_per_rule_and_target_until_resolved(home: Home):
+    missing = results((0, "quality", "amount", "missing_rate", 0.25, 0.1, True),
+                      (0, "quality", "hour", "missing_rate", 0.01, 0.1, False),
+                      (0, "pipeline", None, "failure_streak", 3, 3, True))
+    first = on_monitor_results(home, "fraud", missing)
+    assert sorted((a.rule, a.target, a.count) for a in first) == [("missing-values", "amount", 1),
+                                                                  ("pipeline-failing", "*", 1)]
+    again = on_monitor_results(home, "fraud", results((1, "quality", "amount", "missing_rate", 0.3, 0.1, True)))
+    assert [(a.id, a.count, a.value, a.window_start[:10]) for a in again] == \
+        [(first[0].id if first[0].rule == "missing-values" else first[1].id, 2, 0.3, "2026-10-17")]
+    alert = again[0]
+    assert records.acknowledge(home.conn, alert.id, "ops").status == "acknowledged"
+    assert on_monitor_results(home, "fraud", results((2, "quality", "amount", "missing_rate", 0.3, 0.1, True)))[0] \
+        .id == alert.id                                           # acknowledged is still unresolved
+    records.resolve(home.conn, alert.id, "ops")
+    reopened = on_monitor_results(home, "fraud", results((3, "quality", "amount", "missing_rate", 0.4, 0.1, True)))
+    assert reopened[0].id != alert.id and reopened[0].count == 1
+    assert len(records.list_alerts(home.conn, "fraud")) == 2
+    assert len(records.list_alerts(home.conn, "fraud", include_resolved=True)) == 3
+    trail = [(e.action, e.actor) for e in home.registry.audit_log("fraud") if e.action.startswith("alert_")]
+    assert ("alert_resolved", "ops") in trail and ("alert_acknowledged", "ops") in trail
+    assert sum(1 for action, _ in trail if action == "alert_opened") == 3
+
+
+def test_ack_and_resolve_from_the_cli(home: Home, tmp_path: Path):
+    [alert] = on_monitor_results(home, "fraud", results((0, "serving", None, "log_overflow", 12, 0, True)))
+    assert alert.severity == "critical"
+
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "appliance", "--home", str(home.root), "alerts", *args],
+                              capture_output=True, text=True, timeout=60)
+
+    listed = cli("list", "--model", "fraud")
+    assert listed.returncode == 0 and "prediction-log-overflow" in listed.stdout
+    assert cli("ack", str(alert.id)).returncode == 0
+    again = cli("ack", str(alert.id))
+    assert again.returncode == 1 and again.stderr.startswith("error: alert") and "Traceback" not in again.stderr
+    assert cli("resolve", str(alert.id)).returncode == 0
+    assert "no unresolved alerts" in cli("list").stdout
+    shown = cli("show", str(alert.id))
+    assert "resolved by cli" in shown.stdout and "acknowledged by cli" in shown.stdout
+    assert cli("show", "999").stderr.startswith("error: no alert 999")
+
+
+class FlakyReceiver(BaseHTTPRequestHandler):
+    """Fails the first two deliveries with 503, accepts the third."""
+
+    bodies: list[dict] = []
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["content-length"])))
+        type(self).bodies.append(body)
+        self.send_response(503 if len(self.bodies) <= 2 else 200)
+        self.end_headers()
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+def test_webhook_retries_with_backoff_until_delivered(tmp_path: Path):
+    server = HTTPServer(("127.0.0.1", 0), FlakyReceiver)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_port}/hook"
+    spec = small_spec(tmp_path)
+    spec.write_text(spec.read_text() + f"""
+[[alerts]]
+name = "latency"
+check = "serving"
+method = "p99_ms"
+op = ">"
+threshold = 200
+action = "webhook"
+url = "{url}"
+""")
+    try:
+        with Home(tmp_path / "home") as h:
+            h.add_model(load_spec(spec))
+            [alert] = on_monitor_results(h, "fraud", results((0, "serving", None, "p99_ms", 450.0, 200, True)))
+            assert actions.wait_for_actions(30)
+            [action] = records.alert(h.conn, alert.id).actions
+    finally:
+        server.shutdown()
+    assert [b["alert"] for b in FlakyReceiver.bodies] == [alert.id] * 3
+    assert FlakyReceiver.bodies[-1]["message"].startswith("p99_ms = 450")
+    assert (action.action, action.status, action.detail["attempts"], action.detail["failures"]) == \
+        ("webhook", "succeeded", 3, ["HTTP 503", "HTTP 503"])
+
+
+def test_webhook_gives_up_after_bounded_attempts():
+    delivered, failures = actions.post_json("http://127.0.0.1:9/nothing", {}, attempts=3, backoff_s=0.01)
+    assert not delivered and len(failures) == 3
+
+
+def test_retrain_action_then_the_policy_approve_or_canary(tmp_path: Path):
+    from appliance.deployment import deployments
+    from appliance.training.pipeline import train
+
+    spec_path = sliced_spec(tmp_path, days=12, eval_days=3, **{'on_retrain = "canary"': 'on_retrain = "approve"'})
+    degraded = results((0, "performance", "*", "auc", 0.62, 0.8, True))
+    with Home(tmp_path / "home") as h:
+        spec = load_spec(spec_path)
+        h.add_model(spec)
+        train(h, spec)
+        h.registry.promote("fraud", 1)
+
+        opened = on_monitor_results(h, "fraud", degraded)
+        assert sorted(a.rule for a in opened) == ["accuracy-critical", "accuracy-low"]
+        critical = next(a for a in opened if a.rule == "accuracy-critical")
+        assert on_monitor_results(h, "fraud", degraded)   # fires again while the retrain runs: no second one
+        assert actions.wait_for_actions(300)
+        [retrain] = records.alert(h.conn, critical.id).actions
+        assert (retrain.action, retrain.status, retrain.detail["version"]) == ("retrain", "succeeded", 2)
+        assert "waits for approval" in retrain.detail["outcome"]
+        assert h.registry.alias("fraud", "candidate") == 2 and h.registry.alias("fraud", "production") == 1
+        assert deployments.latest(h, "fraud") is None
+        assert [e.actor for e in h.registry.audit_log("fraud") if e.action == "retrain_awaits_approval"] == \
+            [f"alert:{critical.id}"]
+        assert len(h.registry.versions("fraud")) == 2                    # one pipeline run for the two firings
+
+        spec_path.write_text(spec_path.read_text().replace('on_retrain = "approve"', 'on_retrain = "canary"'))
+        records.resolve(h.conn, critical.id, "ops")
+        again = next(a for a in on_monitor_results(h, "fraud", degraded) if a.rule == "accuracy-critical")
+        assert actions.wait_for_actions(300)
+        [retrain] = records.alert(h.conn, again.id).actions
+        assert (retrain.status, retrain.detail["version"]) == ("succeeded", 3), retrain.detail
+        d = deployments.latest(h, "fraud")
+        assert (d.strategy, d.status, d.candidate_version, d.baseline_version, d.id) == \
+            ("canary", "running", 3, 1, retrain.detail["deployment"])
+        trail = [e.action for e in h.registry.audit_log("fraud") if e.actor == f"alert:{again.id}"]
+        assert trail[:2] == ["retrain_canary_started", "deployment_started"]
+
+
+def test_a_rejected_retrain_is_retried_only_while_attempts_remain(home: Home):
+    import msgspec
+
+    [alert] = on_monitor_results(home, "fraud", results((0, "pipeline", None, "failure_streak", 4, 3, True)))
+    critical = rule("accuracy-critical")
+
+    def tried(*statuses: str) -> records.Alert:
+        return msgspec.structs.replace(alert, actions=[
+            records.AlertAction(i, alert.id, "retrain", s, 0.0, 1.0, {}) for i, s in enumerate(statuses)])
+
+    assert not actions.retry_failed_retrain(home.root, critical, tried())              # none tried yet
+    assert not actions.retry_failed_retrain(home.root, critical, tried("succeeded"))   # it worked
+    assert not actions.retry_failed_retrain(home.root, critical, tried("failed", "failed", "failed"))
+    assert not actions.retry_failed_retrain(home.root, rule("drift"), tried("failed"))  # not a retrain rule
+    actions._retraining.add("fraud")                                                    # one is under way
+    try:
+        assert not actions.retry_failed_retrain(home.root, critical, tried("failed"))
+    finally:
+        actions._retraining.discard("fraud")
+
+
+def test_alerts_over_the_admin_api(server):
+    import time
+
+    from appliance.gateway.keys import create_key
+
+    with Home(server.home) as h:
+        [alert] = on_monitor_results(h, "fraud", results((0, "quality", "amount", "missing_rate", 0.4, 0.1, True)))
+        admin = {"authorization": f"Bearer {create_key(h.conn, ['admin'])[1]}"}
+    c = server.client
+    deadline = time.monotonic() + 10
+    while (listed := c.get("/v1/alerts", params={"model": "fraud"}, headers=admin)).status_code != 200:
+        assert time.monotonic() < deadline, listed.text   # the server picks the new key up within a tick
+        time.sleep(0.05)
+    assert [(a["id"], a["rule"], a["status"]) for a in listed.json()] == [(alert.id, "missing-values", "open")]
+    assert c.get("/v1/alerts").status_code == 401                                   # admin only
+    acked = c.post(f"/v1/alerts/{alert.id}/ack", headers=admin)
+    assert acked.status_code == 200 and acked.json()["status"] == "acknowledged"
+    assert acked.json()["acknowledged_by"].startswith("api:")
+    assert c.post(f"/v1/alerts/{alert.id}/resolve", headers=admin).json()["status"] == "resolved"
+    again = c.post(f"/v1/alerts/{alert.id}/resolve", headers=admin)
+    assert again.status_code == 409 and "already resolved" in again.json()["detail"]
+    assert c.post("/v1/alerts/999/ack", headers=admin).status_code == 404
+    assert c.get("/v1/alerts", headers=admin).json() == []
+    assert len(c.get("/v1/alerts", params={"all": "true"}, headers=admin).json()) == 1
