@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import sys
 import time
 import types
 from datetime import UTC, datetime, timedelta
@@ -14,14 +13,18 @@ import polars as pl
 import pytest
 from fake_nvml import H100, T4, FakeNvml
 
+from appliance.alerts import records as alert_records
+from appliance.alerts.records import record_firing
+from appliance.alerts.rules import AlertRule, Firing
 from appliance.deployment import deployments
 from appliance.home import Home
 from appliance.machine.cost import CostSection
 from appliance.machine.gpus import GpuProbe
+from appliance.scheduler import jobs as scheduled
 from appliance.serving.traffic import recent_traffic
 from storage.prediction_log import PredictionStore
 from tui.app import Dashboard
-from tui.data_dir import DataDirectory
+from tui import data_dir
 from tui.monitoring import NO_RESULTS
 
 SIZE = (80, 24)
@@ -72,9 +75,7 @@ def test_overview_shows_models_and_says_what_is_missing(home_dir: Path) -> None:
     async def steps(pilot) -> None:
         rows = text(pilot.app, "#overview-table")
         assert rows.startswith("fraud v1 v2 none 0.0")
-        note = text(pilot.app, "#overview-note")
-        assert "no predictions in the last minute" in note
-        assert "alerting not configured" in note
+        assert "no predictions in the last minute" in text(pilot.app, "#overview-note")
     drive(home_dir, steps)
 
 
@@ -142,17 +143,17 @@ def _results() -> pl.DataFrame:
         common = {"model": "fraud", "version": 1, "window_start": ws, "window_end": ws + timedelta(days=1),
                   "rows": 1000, "computed_at": ws + timedelta(days=2)}
         rows += [
-            {**common, "check": "feature_drift", "feature": "amount", "method": "psi", "value": 0.05 + 0.1 * w,
+            {**common, "check": "drift", "feature": "amount", "method": "psi", "value": 0.05 + 0.1 * w,
              "threshold": 0.2, "alert": 0.05 + 0.1 * w > 0.2},
-            {**common, "check": "feature_drift", "feature": "hour", "method": "psi", "value": 0.01,
+            {**common, "check": "drift", "feature": "hour", "method": "psi", "value": 0.01,
              "threshold": 0.2, "alert": False},
-            {**common, "check": "performance", "feature": "prediction", "method": "auc", "value": 0.9 - 0.05 * w,
+            {**common, "check": "performance", "feature": "*", "method": "auc", "value": 0.9 - 0.05 * w,
              "threshold": 0.8, "alert": False},
-            {**common, "check": "estimated_performance", "feature": "prediction", "method": "roc_auc",
+            {**common, "check": "estimated", "feature": "*", "method": "roc_auc",
              "value": 0.88, "threshold": 0.8, "alert": False},
-            {**common, "check": "segment_performance", "feature": "country=DE", "method": "auc", "value": 0.7,
+            {**common, "check": "performance", "feature": "country=DE", "method": "auc", "value": 0.7,
              "threshold": 0.8, "alert": True},
-            {**common, "check": "data_quality", "feature": "amount", "method": "missing_rate",
+            {**common, "check": "quality", "feature": "amount", "method": "missing_rate",
              "value": 0.3 if w == 2 else 0.0, "threshold": 0.1, "alert": w == 2},
         ]
     return pl.DataFrame(rows)
@@ -160,15 +161,13 @@ def _results() -> pl.DataFrame:
 
 @pytest.fixture
 def monitoring_store(monkeypatch: pytest.MonkeyPatch) -> list:
-    """Stands in for the monitoring results store another branch adds (appliance.monitoring.store)."""
+    """Fixed monitoring results in place of monitoring.db's (the screen is what is tested here)."""
     calls: list = []
-    module = types.ModuleType("appliance.monitoring.store")
 
     def results(home, model, check=None, since=None):
         calls.append(model)
         return _results().filter(pl.col("model") == model)
-    module.results = results
-    monkeypatch.setitem(sys.modules, "appliance.monitoring.store", module)
+    monkeypatch.setattr(data_dir, "results", results)
     return calls
 
 
@@ -189,75 +188,61 @@ def test_monitoring_screen_draws_heat_table_charts_segments_and_findings(home_di
     assert set(monitoring_store) == {"fraud"}  # results of the one model, read on mount and on the tab
 
 
-def test_empty_states_where_other_parts_are_not_built(home_dir: Path) -> None:
+def test_empty_states(home_dir: Path) -> None:
     async def steps(pilot) -> None:
-        for key, selector, words in (("3", "#monitoring-empty", NO_RESULTS), ("4", "#alerts-empty", "alerting not"),
-                                     ("7", "#jobs-empty", "no scheduler")):
+        for key, selector, words in (("3", "#monitoring-empty", NO_RESULTS), ("4", "#alerts-empty", "no open alerts")):
             await pilot.press(key)
             await settle(pilot)
             assert words in text(pilot.app, selector)
     drive(home_dir, steps)
 
 
-@pytest.fixture
-def alert_store(monkeypatch: pytest.MonkeyPatch) -> dict:
-    """Stands in for appliance.alerts.store (another branch): two alerts kept in a dict."""
-    alerts = {1: {"id": 1, "model": "fraud", "severity": "critical", "rule": "feature_drift", "status": "open",
-                  "opened_at": time.time(), "message": "amount PSI 0.31 > 0.2"},
-              2: {"id": 2, "model": "fraud", "severity": "warning", "rule": "volume_low", "status": "resolved",
-                  "opened_at": time.time() - 3600, "message": "volume 40 % of reference"}}
-    module = types.ModuleType("appliance.alerts.store")
-    module.list_alerts = lambda home, model=None, include_resolved=False: [
-        a for a in alerts.values() if include_resolved or a["status"] != "resolved"]
-    module.open_alerts = lambda home, model=None: [a for a in alerts.values() if a["status"] != "resolved"]
-
-    def mark(status):
-        def change(home, alert_id, actor):
-            alerts[alert_id] |= {"status": status, "by": actor}
-        return change
-    module.acknowledge, module.resolve = mark("acknowledged"), mark("resolved")
-    monkeypatch.setitem(sys.modules, "appliance.alerts.store", module)
-    return alerts
+def _open_alerts(home: Path) -> None:
+    rule = AlertRule(name="amount_drift", check="drift", method="psi", op=">", threshold=0.2, severity="critical")
+    volume = AlertRule(name="volume", check="quality", method="volume_low", op="<", threshold=0.5)
+    with Home(home) as h:
+        record_firing(h.conn, "fraud", Firing(rule, "amount", 0.31, None, None))
+        past, _ = record_firing(h.conn, "fraud", Firing(volume, "*", 0.4, None, None))
+        alert_records.resolve(h.conn, past.id, "cli")
 
 
-def test_alerts_acknowledge_resolve_and_past(home_dir: Path, alert_store: dict) -> None:
+def test_alerts_acknowledge_resolve_and_past(home_dir: Path) -> None:
+    _open_alerts(home_dir)
+
     async def steps(pilot) -> None:
         assert text(pilot.app, "#overview-table").split()[8] == "1"           # one open alert on the overview
         await pilot.press("4")
         await settle(pilot)
-        assert text(pilot.app, "#alerts-table").startswith("1 critical fraud feature_drift open")
-        assert "amount PSI 0.31" in text(pilot.app, "#alert-detail")
+        assert text(pilot.app, "#alerts-table").startswith("1 critical fraud amount_drift open")
+        assert "psi of amount = 0.31" in text(pilot.app, "#alert-detail")
         await pilot.press("k")
         await settle(pilot)
-        assert alert_store[1]["status"] == "acknowledged" and alert_store[1]["by"] == "tui"
         await pilot.press("x")
         await settle(pilot)
-        assert alert_store[1]["status"] == "resolved"
         assert "no open alerts" in text(pilot.app, "#alerts-empty")
         await pilot.press("h")
         await settle(pilot)
         assert len(text(pilot.app, "#alerts-table").splitlines()) == 2
     drive(home_dir, steps)
+    with Home(home_dir) as h:
+        a = alert_records.alert(h.conn, 1)
+    assert (a.status, a.acknowledged_by, a.resolved_by) == ("resolved", "tui", "tui")
 
 
 def test_jobs_list_and_run_now(home_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     ran = []
-    module = types.ModuleType("appliance.scheduler")
-    module.list_jobs = lambda home: [{"name": "monitoring", "model": "fraud", "schedule": "every 1h",
-                                      "last_run": datetime(2026, 11, 1, 10, 0, tzinfo=UTC),
-                                      "next_run": datetime(2026, 11, 1, 11, 0, tzinfo=UTC), "last_status": "ok"}]
-    module.run_job = lambda home, job, model=None: ran.append((job, model))
-    monkeypatch.setitem(sys.modules, "appliance.scheduler", module)
+    monkeypatch.setattr(scheduled, "run_job", lambda root, job, model: ran.append((Path(root), job, model)) or
+                        types.SimpleNamespace(status="succeeded"))
 
     async def steps(pilot) -> None:
-        assert text(pilot.app, "#overview-table").endswith("2026-11-01 10:00 2026-11-01 11:00")  # last and next monitoring
         await pilot.press("7")
         await settle(pilot)
-        assert text(pilot.app, "#jobs-table") == "monitoring fraud every 1h 2026-11-01 10:00 ok 2026-11-01 11:00"
+        rows = text(pilot.app, "#jobs-table").splitlines()
+        assert [r.split()[:2] for r in rows] == [["monitor", "fraud"], ["train", "fraud"]]
         await pilot.press("n")
         await settle(pilot)
     drive(home_dir, steps)
-    assert ran == [("monitoring", "fraud")]
+    assert ran == [(home_dir.resolve(), "monitor", "fraud")]
 
 
 def test_runs_detail_and_side_by_side(home_dir: Path) -> None:
@@ -317,14 +302,6 @@ def test_recent_traffic_from_the_prediction_log(tmp_path: Path) -> None:
     t = recent_traffic(tmp_path, "fraud", seconds=60, now=now)
     assert (t.requests, t.per_second, t.error_rate) == (100, 100 / 60, 0.1)
     assert t.p50_ms == pytest.approx(50.5) and t.p99_ms == pytest.approx(99.01)
-
-
-def test_optional_modules_are_none_only_when_absent(home_dir: Path) -> None:
-    data = DataDirectory(home_dir)
-    try:
-        assert data.open_alerts() is None and data.jobs() is None and data.monitoring() is None
-    finally:
-        data.close()
 
 
 def test_background_server_serves_and_stops_or_says_the_port_is_taken(home_dir: Path) -> None:

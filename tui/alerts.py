@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import msgspec
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.widgets import DataTable, Static
 
-from tui.data_dir import field
+from appliance.alerts.records import Alert
 from tui.overview import when
 from tui.view import Empty, View
-
-ABSENT = "alerting not configured — this appliance has no alert store yet"
 
 
 class Alerts(View):
@@ -31,32 +27,29 @@ class Alerts(View):
 
     def on_mount(self) -> None:
         self.include_resolved = False
-        self.alerts: dict[str, Any] = {}
-        self.query_one(DataTable).add_columns("ID", "SEVERITY", "MODEL", "RULE", "STATUS", "OPENED", "MESSAGE")
+        self.alerts: dict[str, Alert] = {}
+        self.query_one(DataTable).add_columns("ID", "SEVERITY", "MODEL", "RULE", "STATUS", "FIRST SEEN", "MESSAGE")
         super().on_mount()
 
-    def gather(self) -> list[Any] | None:
+    def gather(self) -> list[Alert]:
         return self.data.alerts(self.include_resolved)
 
-    def show(self, alerts: list[Any] | None) -> None:
+    def show(self, alerts: list[Alert]) -> None:
         table = self.query_one(DataTable)
         table.clear()
-        self.alerts = {str(field(a, "id")): a for a in alerts or []}
+        self.alerts = {str(a.id): a for a in alerts}
         for key, a in self.alerts.items():
-            table.add_row(key, str(field(a, "severity", "")), str(field(a, "model", "")),
-                          str(field(a, "rule", "")), str(field(a, "status", "")),
-                          when(field(a, "opened_at")), str(field(a, "message", ""))[:60], key=key)
+            table.add_row(key, a.severity, a.model, a.rule, a.status, when(a.first_seen), a.message[:60], key=key)
         which = "open or past" if self.include_resolved else "open"
         self.query_one("#alerts-empty", Empty).update(
-            ABSENT if alerts is None else "" if alerts else f"no {which} alerts" +
-            ("" if self.include_resolved else " (h: show past ones too)"))
+            "" if alerts else f"no {which} alerts" + ("" if self.include_resolved else " (h: show past ones too)"))
         table.display = bool(alerts)
         self._describe()
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         self._describe()
 
-    def selected(self) -> Any | None:
+    def selected(self) -> Alert | None:
         table = self.query_one(DataTable)
         if not self.alerts or table.cursor_row < 0:
             return None
@@ -64,8 +57,7 @@ class Alerts(View):
 
     def _describe(self) -> None:
         alert = self.selected()
-        detail = "" if alert is None else "\n".join(
-            f"{k}: {v}" for k, v in (alert if isinstance(alert, dict) else msgspec.to_builtins(alert)).items())
+        detail = "" if alert is None else "\n".join(f"{k}: {v}" for k, v in msgspec.to_builtins(alert).items())
         self.query_one("#alert-detail", Static).update(detail)
 
     def action_toggle_past(self) -> None:
@@ -75,9 +67,9 @@ class Alerts(View):
     def action_acknowledge(self) -> None:
         alert = self.selected()
         if alert is not None:
-            self.act(lambda: self.data.acknowledge(field(alert, "id")), f"alert {field(alert, 'id')} acknowledged")
+            self.act(lambda: self.data.acknowledge(alert.id), f"alert {alert.id} acknowledged")
 
     def action_resolve(self) -> None:
         alert = self.selected()
         if alert is not None:
-            self.act(lambda: self.data.resolve(field(alert, "id")), f"alert {field(alert, 'id')} resolved")
+            self.act(lambda: self.data.resolve(alert.id), f"alert {alert.id} resolved")

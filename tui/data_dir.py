@@ -1,22 +1,19 @@
 """What the dashboard reads and does, over one opened data directory.
 
 Every call runs on a worker thread, so one lock serialises use of the shared SQLite connections.
-Parts other branches are still building (alerts, the scheduler, stored monitoring results) are
-imported on use: when a module is absent the call returns None and the screen says so.
 """
 
 from __future__ import annotations
 
-import importlib
 import threading
 import time
 from pathlib import Path
-from types import ModuleType
-from typing import Any
 
 import msgspec
 import polars as pl
 
+from appliance.alerts import records as alert_records
+from appliance.alerts.records import Alert
 from appliance.deployment import deployments
 from appliance.deployment.deployments import Deployment
 from appliance.home import Home
@@ -24,7 +21,10 @@ from appliance.machine.cost import CostRate, CostSection, RangeCost, cost_betwee
 from appliance.machine.gpus import GpuProbe
 from appliance.machine.sampler import MachineSampler
 from appliance.machine.snapshot import MachineProbe, MachineSnapshot
+from appliance.monitoring.store import results
 from appliance.registry.registry import ModelVersion
+from appliance.scheduler import jobs as scheduled
+from appliance.scheduler.jobs import JobInfo
 from appliance.serving.traffic import Traffic, recent_traffic
 from appliance.tracking.queries import RunDetail, RunSummary, list_runs, metric_series, run_detail
 
@@ -41,8 +41,8 @@ class ModelHealth(msgspec.Struct, frozen=True):
     candidate: int | None
     deployment: Deployment | None     # the running one
     traffic: Traffic
-    open_alerts: int | None           # None: alerting is not part of this appliance yet
-    monitoring_jobs: list[Any] | None  # the scheduler's monitoring jobs; None: no scheduler
+    open_alerts: int
+    monitoring: JobInfo | None        # the model's monitor job: last and next run
 
 
 class MachineCosts(msgspec.Struct, frozen=True):
@@ -54,23 +54,6 @@ class MachineCosts(msgspec.Struct, frozen=True):
     run_cost: RangeCost | None
     served: int                       # predictions over the sampled span
     sampled: RangeCost | None         # cost over the sampled span (for the per-1,000 figure)
-
-
-def optional(module: str) -> ModuleType | None:
-    """A module another part of the appliance provides, or None where it is not built (yet)."""
-    try:
-        return importlib.import_module(module)
-    except ModuleNotFoundError as e:
-        if e.name and module.startswith(e.name):
-            return None
-        raise
-
-
-def field(item: Any, name: str, default: Any = None) -> Any:
-    """A field of a record from another module, whether a Struct, a dataclass or a dict."""
-    if isinstance(item, dict):
-        return item.get(name, default)
-    return getattr(item, name, default)
 
 
 def find_cost(root: Path, path: Path | None) -> CostSection:
@@ -100,15 +83,14 @@ class DataDirectory:
 
     def overview(self) -> list[ModelHealth]:
         """Every model with its aliases, running deployment, live traffic, alerts and monitoring runs."""
-        alerts, jobs = self.open_alerts(), self.jobs()
+        alerts, jobs = self.alerts(include_resolved=False), self.jobs()
         with self.lock:
             rows = []
             for m in self.home.registry.models():
-                count = None if alerts is None else sum(1 for a in alerts if field(a, "model") == m.name)
-                monitoring = None if jobs is None else [
-                    j for j in jobs if "monitor" in str(field(j, "name", "")) and field(j, "model") in (None, m.name)]
+                monitor = next((j for j in jobs if j.job == "monitor" and j.model == m.name), None)
                 rows.append(ModelHealth(m.name, m.production, m.candidate, deployments.current(self.home, m.name),
-                                        recent_traffic(self.root, m.name, TRAFFIC_SECONDS), count, monitoring))
+                                        recent_traffic(self.root, m.name, TRAFFIC_SECONDS),
+                                        sum(1 for a in alerts if a.model == m.name), monitor))
             return rows
 
     def models(self) -> list[str]:
@@ -128,28 +110,19 @@ class DataDirectory:
         with self.lock:
             return deployments.latest(self.home, model)
 
-    def monitoring(self, model: str | None = None) -> pl.DataFrame | None:
-        """Stored monitoring results (None where the results store is not built)."""
-        store = optional("appliance.monitoring.store")
-        if store is None:
-            return None
+    def monitoring(self) -> pl.DataFrame:
+        """Every model's stored monitoring results (monitoring.db)."""
         with self.lock:
-            return store.results(self.home, model) if model else _all_results(store, self.home, self.models())
+            frames = [f for f in (results(self.home, m) for m in self.models()) if f.height]
+        return pl.concat(frames, how="diagonal_relaxed") if frames else pl.DataFrame()
 
-    def open_alerts(self) -> list[Any] | None:
-        store = optional("appliance.alerts.store")
+    def alerts(self, include_resolved: bool) -> list[Alert]:
         with self.lock:
-            return None if store is None else list(store.open_alerts(self.home))
+            return alert_records.list_alerts(self.home.conn, include_resolved=include_resolved)
 
-    def alerts(self, include_resolved: bool) -> list[Any] | None:
-        store = optional("appliance.alerts.store")
+    def jobs(self) -> list[JobInfo]:
         with self.lock:
-            return None if store is None else list(store.list_alerts(self.home, include_resolved=include_resolved))
-
-    def jobs(self) -> list[Any] | None:
-        scheduler = optional("appliance.scheduler")
-        with self.lock:
-            return None if scheduler is None else list(scheduler.list_jobs(self.home))
+            return scheduled.list_jobs(self.home)
 
     def runs(self, limit: int = 100) -> list[RunSummary]:
         with self.lock:
@@ -208,22 +181,14 @@ class DataDirectory:
         with self.lock:
             return deployments.abort(self.home, model, actor=ACTOR, reason="aborted from the dashboard")
 
-    def acknowledge(self, alert_id: Any) -> None:
-        store = optional("appliance.alerts.store")
+    def acknowledge(self, alert_id: int) -> Alert:
         with self.lock:
-            store.acknowledge(self.home, alert_id, ACTOR)
+            return alert_records.acknowledge(self.home.conn, alert_id, ACTOR)
 
-    def resolve(self, alert_id: Any) -> None:
-        store = optional("appliance.alerts.store")
+    def resolve(self, alert_id: int) -> Alert:
         with self.lock:
-            store.resolve(self.home, alert_id, ACTOR)
+            return alert_records.resolve(self.home.conn, alert_id, ACTOR)
 
-    def run_job(self, job: str, model: str | None) -> Any:
-        scheduler = optional("appliance.scheduler")
-        with self.lock:
-            return scheduler.run_job(self.home, job, model=model)
-
-
-def _all_results(store: ModuleType, home: Home, models: list[str]) -> pl.DataFrame | None:
-    frames = [f for f in (store.results(home, m) for m in models) if f is not None and f.height]
-    return pl.concat(frames, how="diagonal_relaxed") if frames else None
+    def run_job(self, job: str, model: str):
+        """Run a scheduled job now, as `appliance jobs run` does (it opens the data directory itself)."""
+        return scheduled.run_job(self.root, job, model)

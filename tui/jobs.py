@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable
 
-from tui.data_dir import field
+from appliance.scheduler.jobs import JobInfo
 from tui.overview import when
 from tui.view import Empty, View
-
-ABSENT = "no scheduler in this appliance yet — scheduled jobs appear here once it has one"
 
 
 class Jobs(View):
@@ -24,22 +20,21 @@ class Jobs(View):
         yield DataTable(id="jobs-table", cursor_type="row", zebra_stripes=True)
 
     def on_mount(self) -> None:
-        self.jobs: list[Any] = []
+        self.jobs: list[JobInfo] = []
         self.query_one(DataTable).add_columns("JOB", "MODEL", "SCHEDULE", "LAST RUN", "LAST STATUS", "NEXT RUN")
         super().on_mount()
 
-    def gather(self) -> list[Any] | None:
+    def gather(self) -> list[JobInfo]:
         return self.data.jobs()
 
-    def show(self, jobs: list[Any] | None) -> None:
+    def show(self, jobs: list[JobInfo]) -> None:
         table = self.query_one(DataTable)
         table.clear()
-        self.jobs = jobs or []
-        for j in self.jobs:
-            table.add_row(str(field(j, "name")), str(field(j, "model") or "-"), str(field(j, "schedule", "") or ""),
-                          when(field(j, "last_run")), str(field(j, "last_status", "") or "-"),
-                          when(field(j, "next_run")))
-        self.query_one("#jobs-empty", Empty).update(ABSENT if jobs is None else "" if jobs else "no scheduled jobs")
+        self.jobs = jobs
+        for j in jobs:
+            table.add_row(j.job, j.model, j.schedule or "on demand", when(j.last.started_at if j.last else None),
+                          j.last.status if j.last else "-", when(j.next_run))
+        self.query_one("#jobs-empty", Empty).update("" if jobs else "no jobs — register a model with `appliance init`")
         table.display = bool(jobs)
 
     def action_run_now(self) -> None:
@@ -47,6 +42,5 @@ class Jobs(View):
         if not self.jobs or table.cursor_row < 0:
             return
         job = self.jobs[table.cursor_row]
-        name, model = field(job, "name"), field(job, "model")
-        self.notify(f"running {name} now…", timeout=3)
-        self.act(lambda: self.data.run_job(name, model), f"{name} ran")
+        self.notify(f"running {job.job} for {job.model} now…", timeout=3)
+        self.act(lambda: self.data.run_job(job.job, job.model), job.job + " for " + job.model + ": {result.status}")

@@ -44,7 +44,7 @@ class Monitoring(View):
             yield DataTable(id="drift-heat", cursor_type="none")
             yield Static("", id="drift-chart", markup=False)
             yield Static("", id="accuracy-chart", markup=False)
-            yield Static("Segments (latest window)", classes="title")
+            yield Static("Segments (latest labelled window)", classes="title")
             yield DataTable(id="segments", cursor_type="none")
             yield Static("Data-quality findings", classes="title")
             yield DataTable(id="quality", cursor_type="none")
@@ -53,12 +53,12 @@ class Monitoring(View):
         self.model_index = 0
         super().on_mount()
 
-    def gather(self) -> pl.DataFrame | None:
+    def gather(self) -> pl.DataFrame:
         return self.data.monitoring()
 
-    def show(self, frame: pl.DataFrame | None) -> None:
+    def show(self, frame: pl.DataFrame) -> None:
         self.frame = frame
-        empty = frame is None or frame.is_empty()
+        empty = frame.is_empty()
         self.query_one("#monitoring-empty", Empty).update(NO_RESULTS if empty else "")
         self.query_one("#monitoring-body").display = not empty
         if not empty:
@@ -66,7 +66,7 @@ class Monitoring(View):
 
     def action_next_model(self) -> None:
         self.model_index += 1
-        if self.frame is not None and not self.frame.is_empty():
+        if not self.frame.is_empty():
             self._draw()
 
     def _draw(self) -> None:
@@ -83,14 +83,15 @@ class Monitoring(View):
         self.query_one("#drift-chart", Static).update("\n".join(
             ["Largest drift per window", *column_chart(per_window(drift, pl.col("value").max()), width, 4)]))
         charts = []
-        for title, rows in (("Accuracy (AUC, with labels)", of_check(frame, "performance", "accuracy")
-                             .filter(~pl.col("check").str.contains("estimat|segment"))),
-                            ("Estimated accuracy (without labels)", of_check(frame, "estimat"))):
+        performance = of_check(frame, "performance")
+        for title, rows in (("Accuracy (AUC, with labels)", performance.filter(pl.col("feature") == "*")),
+                            ("Estimated accuracy (without labels)", of_check(frame, "estimated"))):
             auc = rows.filter(pl.col("method").str.contains("auc"))
             series = per_window(auc if auc.height else rows, pl.col("value").mean())
             charts += [title, *(column_chart(series, width, 4) if series else ["  (none)"])]
         self.query_one("#accuracy-chart", Static).update("\n".join(charts))
-        self._table("segments", of_check(frame, "segment").filter(pl.col("window_start") == windows[-1]),
+        segments = performance.filter(pl.col("feature").str.contains("="))  # 'COLUMN=VALUE' rows
+        self._table("segments", segments.filter(pl.col("window_start") == segments["window_start"].max()),
                     ("SEGMENT", "METHOD", "VALUE", "THRESHOLD", "ROWS", "ALERT"))
         self._table("quality", of_check(frame, "quality").filter(pl.col("alert")).sort("window_start",
                                                                                        descending=True).head(50),

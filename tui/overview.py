@@ -8,7 +8,7 @@ from typing import Any
 from textual.app import ComposeResult
 from textual.widgets import DataTable
 
-from tui.data_dir import ModelHealth, field
+from tui.data_dir import ModelHealth
 from tui.view import Empty, View
 
 
@@ -60,23 +60,20 @@ class Overview(View):
         notes = []
         for h in rows:
             t = h.traffic
-            jobs = h.monitoring_jobs
-            last = max((field(j, "last_run") for j in jobs or [] if field(j, "last_run")), default=None)
-            nxt = min((field(j, "next_run") for j in jobs or [] if field(j, "next_run")), default=None)
+            monitor = h.monitoring
+            last = monitor.last.started_at if monitor and monitor.last else None
             table.add_row(
                 h.model, version(h.production), version(h.candidate), deployment_state(h),
                 f"{t.per_second:.1f}", _ms(t.p50_ms), _ms(t.p99_ms),
                 "-" if t.error_rate is None else f"{t.error_rate:.1%}",
-                "n/a" if h.open_alerts is None else str(h.open_alerts),
-                "n/a" if jobs is None else when(last), "n/a" if jobs is None else when(nxt), key=h.model)
+                str(h.open_alerts), when(last), when(monitor.next_run if monitor else None), key=h.model)
         if not rows:
             notes.append("no models yet — run `appliance init` or `appliance up`")
         elif all(h.traffic.requests == 0 for h in rows):
             notes.append("no predictions in the last minute — send some, or run `appliance replay`")
-        if rows and rows[0].open_alerts is None:
-            notes.append("alerts: alerting not configured")
-        if rows and rows[0].monitoring_jobs is None:
-            notes.append("monitoring runs: no scheduler in this appliance yet")
+        if rows and all(h.monitoring is None or h.monitoring.next_run is None for h in rows):
+            notes.append("monitoring is not scheduled: set [monitoring] schedule in the spec, or run "
+                         "`appliance jobs run monitor`")
         self.query_one("#overview-note", Empty).update("\n".join(notes))
 
 
