@@ -47,8 +47,8 @@ class Overview(View):
         yield Empty("", id="overview-note")
 
     def on_mount(self) -> None:
-        self.query_one(DataTable).add_columns("MODEL", "PROD", "CAND", "DEPLOYMENT", "REQ/S", "P50 ms", "P99 ms",
-                                              "ERRORS", "ALERTS", "LAST MONITOR", "NEXT MONITOR")
+        self.query_one(DataTable).add_columns("MODEL", "PROD", "CAND", "DEPLOYMENT", "REQ/S", "P50ms", "P99ms",
+                                              "ERRORS", "ALERTS", "LAST MON", "NEXT MON")
         super().on_mount()
 
     def gather(self) -> list[ModelHealth]:
