@@ -57,9 +57,11 @@ class MachineCosts(msgspec.Struct, frozen=True):
 
 
 def find_cost(root: Path, path: Path | None) -> CostSection:
-    """The [cost] section of ``path``, else of the data directory's cost.toml, else not configured."""
-    path = path or (Path(root) / COST_FILE)
-    return load_cost(path) if path.exists() else CostSection()
+    """The [cost] section of ``path`` (which must exist), else of the data directory's cost.toml, else none."""
+    if path is not None:
+        return load_cost(path)
+    default = Path(root) / COST_FILE
+    return load_cost(default) if default.exists() else CostSection()
 
 
 class DataDirectory:
