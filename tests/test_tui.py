@@ -12,6 +12,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 from fake_nvml import H100, T4, FakeNvml
+from textual.worker import WorkerCancelled
 
 from appliance.alerts import records as alert_records
 from appliance.alerts.records import record_firing
@@ -23,8 +24,8 @@ from appliance.machine.gpus import GpuProbe
 from appliance.scheduler import jobs as scheduled
 from appliance.serving.traffic import recent_traffic
 from storage.prediction_log import PredictionStore
-from tui.app import Dashboard
 from tui import data_dir
+from tui.app import Dashboard
 from tui.monitoring import NO_RESULTS
 
 SIZE = (80, 24)
@@ -51,8 +52,13 @@ def drive(home: Path, steps, **kwargs) -> Dashboard:
 
 
 async def settle(pilot) -> None:
+    """Wait for every worker to end; a reload cancels the gather it replaces, which is fine."""
     for _ in range(3):
-        await pilot.app.workers.wait_for_complete()
+        for worker in list(pilot.app.workers):
+            try:
+                await worker.wait()
+            except WorkerCancelled:
+                pass
         await pilot.pause()
 
 
