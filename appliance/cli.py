@@ -219,6 +219,10 @@ def _parser() -> argparse.ArgumentParser:
     job_run.set_defaults(run=_jobs_run)
     job_run.add_argument("job")
     job_run.add_argument("model", nargs="?", default=None, help="default: every model")
+
+    tui = command("tui", _tui, "the dashboard over the data directory (beside a running `appliance up --headless`)")
+    tui.add_argument("--cost", type=Path, default=None,
+                     help="a TOML file with a [cost] section (default: cost.toml in the data directory, if any)")
     return parser
 
 
@@ -271,9 +275,35 @@ def _up(args: argparse.Namespace) -> int:
             raise InvalidInput("nothing is in production to replay traffic against; run `appliance up` without --demo")
         start_demo(root, example[0], f"http://{shown}:{args.port}", say=_say)
     try:
-        serve(root, host=args.host, port=args.port)
+        if sys.stdout.isatty() and not args.headless:
+            _serve_under_dashboard(root, args.host, args.port)
+        else:
+            serve(root, host=args.host, port=args.port)
     finally:
         scheduler.shutdown(wait=False)
+    return 0
+
+
+def _serve_under_dashboard(root: Path, host: str, port: int) -> None:
+    """The API on a background thread while the dashboard owns the terminal; quitting it stops both."""
+    from appliance.serving.server import BackgroundServer
+    from tui.app import run_dashboard
+    from tui.data_dir import find_cost
+
+    server = BackgroundServer(root, host, port).start()
+    try:
+        run_dashboard(root, find_cost(root, None))
+    finally:
+        print("stopping the API server…", flush=True)
+        server.stop()
+
+
+def _tui(args: argparse.Namespace) -> int:
+    from tui.app import run_dashboard
+    from tui.data_dir import find_cost
+
+    root = Path(args.home or default_home()).expanduser()
+    run_dashboard(root, find_cost(root, args.cost))
     return 0
 
 

@@ -133,6 +133,12 @@ class PredictionStore:
             "FROM shadow_scores s JOIN predictions p ON p.request_id = s.request_id AND p.position = s.position "
             "WHERE s.deployment_id = ? ORDER BY p.received_at DESC LIMIT ?", (deployment_id, limit)).fetchall()
 
+    def recent(self, model: str, since: float, limit: int) -> list[sqlite3.Row]:
+        """The latest rows (latency_ms, status, received_at) a model logged since a time, newest first."""
+        return self.conn.execute(
+            "SELECT latency_ms, status, received_at FROM predictions WHERE model = ? AND received_at >= ? "
+            "ORDER BY received_at DESC LIMIT ?", (model, since, limit)).fetchall()
+
     def logged(self, model: str, version: int) -> list[tuple]:
         """Every row one version of a model served, with its feedback: (request_id, position, received_at,
         event_time, features_json, probability, latency_ms, status, outcome, outcome_received_at)."""

@@ -20,6 +20,7 @@ from storage.prediction_log import PredictionStore
 
 log = logging.getLogger(__name__)
 
+PREDICTIONS_DB = "predictions.db"  # under the data directory
 CAPACITY = 100_000
 BATCH_ROWS = 2_000
 _STOP = object()

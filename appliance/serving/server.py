@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import signal
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -13,6 +14,7 @@ from pathlib import Path
 import uvicorn
 
 from appliance import systemd
+from appliance.errors import Conflict
 from appliance.serving.app import create_app
 
 HEARTBEAT_SECONDS = 1.0
@@ -24,7 +26,11 @@ class _Server(uvicorn.Server):
     @contextmanager
     def capture_signals(self) -> Iterator[None]:
         # uvicorn re-raises SIGTERM after its graceful shutdown, so the process would die by the
-        # signal; a clean stop should exit 0 instead.
+        # signal; a clean stop should exit 0 instead. Off the main thread (under the dashboard)
+        # Python allows no signal handlers: the dashboard owns the terminal and stops the server.
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
         stops = (signal.SIGINT, signal.SIGTERM)
         previous = {s: signal.signal(s, self._stop) for s in stops}
         try:
@@ -59,9 +65,7 @@ class _Server(uvicorn.Server):
 
 def serve(home_root: Path, host: str = "127.0.0.1", port: int = 8000) -> None:
     """Serve until SIGINT or SIGTERM, finishing requests in flight, then return."""
-    config = uvicorn.Config(create_app(home_root, exposed=not _loopback_only(host)), host=host, port=port, log_level="warning",
-                            access_log=False, timeout_graceful_shutdown=10, log_config=None)
-    server = _Server(config)
+    server = _Server(_config(home_root, host, port))
     interval = systemd.watchdog_interval()
     watchdog = None
     if interval:
@@ -72,6 +76,43 @@ def serve(home_root: Path, host: str = "127.0.0.1", port: int = 8000) -> None:
     finally:
         if watchdog:
             watchdog.stop()
+
+
+class BackgroundServer:
+    """The API served from a daemon thread while something else (the dashboard) owns the main thread."""
+
+    def __init__(self, home_root: Path, host: str = "127.0.0.1", port: int = 8000):
+        self.server = _Server(_config(home_root, host, port))
+        self._thread = threading.Thread(target=self._run, name="api-server", daemon=True)
+
+    def start(self, timeout: float = 60.0) -> "BackgroundServer":
+        """Start serving and wait until it listens; a port it cannot bind is a Conflict."""
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not self.server.started and self._thread.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if not self.server.started:
+            self.stop()
+            config = self.server.config
+            raise Conflict(f"the API could not start on {config.host}:{config.port} (is the port in use? "
+                               "choose another with --port)")
+        return self
+
+    def _run(self) -> None:
+        try:
+            self.server.run()
+        except SystemExit:
+            pass  # uvicorn exits when it cannot bind; start() reports that
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """Finish requests in flight (closing the prediction log), then return."""
+        self.server.should_exit = True
+        self._thread.join(timeout)
+
+
+def _config(home_root: Path, host: str, port: int) -> uvicorn.Config:
+    return uvicorn.Config(create_app(home_root, exposed=not _loopback_only(host)), host=host, port=port,
+                          log_level="warning", access_log=False, timeout_graceful_shutdown=10, log_config=None)
 
 
 def _loopback_only(host: str) -> bool:

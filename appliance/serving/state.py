@@ -17,12 +17,10 @@ from appliance.gateway.keys import list_keys
 from appliance.home import Home
 from appliance.serving.batching import Arrivals, MicroBatcher
 from appliance.serving.models import LoadedModel, ModelPool
-from appliance.serving.prediction_log import PredictionLog
+from appliance.serving.prediction_log import PREDICTIONS_DB, PredictionLog
 from appliance.serving.prometheus import ServingMetrics
 from appliance.serving.router import Arm, Route
 from storage.prediction_log import PredictionStore
-
-PREDICTIONS_DB = "predictions.db"
 
 
 class ServingState:

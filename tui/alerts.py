@@ -1,0 +1,75 @@
+"""Alerts: open and past alerts; acknowledge, resolve, see the details."""
+
+from __future__ import annotations
+
+import msgspec
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.widgets import DataTable, Static
+
+from appliance.alerts.records import Alert
+from tui.overview import when
+from tui.view import Empty, View
+
+
+class Alerts(View):
+    live = True
+    BINDINGS = [Binding("k", "acknowledge", "Acknowledge"), Binding("x", "resolve", "Resolve"),
+                Binding("h", "toggle_past", "Open/past")]
+    DEFAULT_CSS = "Alerts DataTable { height: 60%; } Alerts VerticalScroll { height: 1fr; }"
+
+    def compose(self) -> ComposeResult:
+        yield Empty("", id="alerts-empty")
+        yield DataTable(id="alerts-table", cursor_type="row", zebra_stripes=True)
+        with VerticalScroll():
+            yield Static("", id="alert-detail", markup=False)
+
+    def on_mount(self) -> None:
+        self.include_resolved = False
+        self.alerts: dict[str, Alert] = {}
+        self.query_one(DataTable).add_columns("ID", "SEVERITY", "MODEL", "RULE", "STATUS", "FIRST SEEN", "MESSAGE")
+        super().on_mount()
+
+    def gather(self) -> list[Alert]:
+        return self.data.alerts(self.include_resolved)
+
+    def show(self, alerts: list[Alert]) -> None:
+        table = self.query_one(DataTable)
+        table.clear()
+        self.alerts = {str(a.id): a for a in alerts}
+        for key, a in self.alerts.items():
+            table.add_row(key, a.severity, a.model, a.rule, a.status, when(a.first_seen), a.message[:60], key=key)
+        which = "open or past" if self.include_resolved else "open"
+        self.query_one("#alerts-empty", Empty).update(
+            "" if alerts else f"no {which} alerts" + ("" if self.include_resolved else " (h: show past ones too)"))
+        table.display = bool(alerts)
+        self._describe()
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        self._describe()
+
+    def selected(self) -> Alert | None:
+        table = self.query_one(DataTable)
+        if not self.alerts or table.cursor_row < 0:
+            return None
+        return self.alerts.get(table.coordinate_to_cell_key((table.cursor_row, 0)).row_key.value)
+
+    def _describe(self) -> None:
+        alert = self.selected()
+        detail = "" if alert is None else "\n".join(f"{k}: {v}" for k, v in msgspec.to_builtins(alert).items())
+        self.query_one("#alert-detail", Static).update(detail)
+
+    def action_toggle_past(self) -> None:
+        self.include_resolved = not self.include_resolved
+        self.reload()
+
+    def action_acknowledge(self) -> None:
+        alert = self.selected()
+        if alert is not None:
+            self.act(lambda: self.data.acknowledge(alert.id), f"alert {alert.id} acknowledged")
+
+    def action_resolve(self) -> None:
+        alert = self.selected()
+        if alert is not None:
+            self.act(lambda: self.data.resolve(alert.id), f"alert {alert.id} resolved")

@@ -1,0 +1,196 @@
+"""What the dashboard reads and does, over one opened data directory.
+
+Every call runs on a worker thread, so one lock serialises use of the shared SQLite connections.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import msgspec
+import polars as pl
+
+from appliance.alerts import records as alert_records
+from appliance.alerts.records import Alert
+from appliance.deployment import deployments
+from appliance.deployment.deployments import Deployment
+from appliance.home import Home
+from appliance.machine.cost import CostRate, CostSection, RangeCost, cost_between, cost_per_hour, load_cost
+from appliance.machine.gpus import GpuProbe
+from appliance.machine.sampler import MachineSampler
+from appliance.machine.snapshot import MachineProbe, MachineSnapshot
+from appliance.monitoring.store import results
+from appliance.registry.registry import ModelVersion
+from appliance.scheduler import jobs as scheduled
+from appliance.scheduler.jobs import JobInfo
+from appliance.serving.traffic import Traffic, recent_traffic
+from appliance.tracking.queries import RunDetail, RunSummary, list_runs, metric_series, run_detail
+
+ACTOR = "tui"
+TRAFFIC_SECONDS = 60.0
+COST_FILE = "cost.toml"
+
+
+class ModelHealth(msgspec.Struct, frozen=True):
+    """One model's row on the overview."""
+
+    model: str
+    production: int | None
+    candidate: int | None
+    deployment: Deployment | None     # the running one
+    traffic: Traffic
+    open_alerts: int
+    monitoring: JobInfo | None        # the model's monitor job: last and next run
+
+
+class MachineCosts(msgspec.Struct, frozen=True):
+    snapshot: MachineSnapshot
+    history: list[MachineSnapshot]
+    cost: CostSection
+    rate: CostRate
+    last_run: RunSummary | None       # the latest finished training run
+    run_cost: RangeCost | None
+    served: int                       # predictions over the sampled span
+    sampled: RangeCost | None         # cost over the sampled span (for the per-1,000 figure)
+
+
+def find_cost(root: Path, path: Path | None) -> CostSection:
+    """The [cost] section of ``path`` (which must exist), else of the data directory's cost.toml, else none."""
+    if path is not None:
+        return load_cost(path)
+    default = Path(root) / COST_FILE
+    return load_cost(default) if default.exists() else CostSection()
+
+
+class DataDirectory:
+    """One data directory as the dashboard sees it."""
+
+    def __init__(self, root: Path, cost: CostSection | None = None, gpus: GpuProbe | None = None):
+        self.home = Home(root)
+        self.root = self.home.root
+        self.cost = cost or CostSection()
+        self.lock = threading.RLock()
+        self.sampler = MachineSampler(MachineProbe(self.root, gpus), keep=300, disk_every=300.0)
+        self.closed = False
+
+    def close(self) -> None:
+        with self.lock:
+            self.closed = True
+            self.sampler.stop()
+            self.home.close()
+
+    # -- reads ----------------------------------------------------------------------------------
+
+    def overview(self) -> list[ModelHealth]:
+        """Every model with its aliases, running deployment, live traffic, alerts and monitoring runs."""
+        alerts, jobs = self.alerts(include_resolved=False), self.jobs()
+        with self.lock:
+            rows = []
+            for m in self.home.registry.models():
+                monitor = next((j for j in jobs if j.job == "monitor" and j.model == m.name), None)
+                rows.append(ModelHealth(m.name, m.production, m.candidate, deployments.current(self.home, m.name),
+                                        recent_traffic(self.root, m.name, TRAFFIC_SECONDS),
+                                        sum(1 for a in alerts if a.model == m.name), monitor))
+            return rows
+
+    def models(self) -> list[str]:
+        with self.lock:
+            return [m.name for m in self.home.registry.models()]
+
+    def versions(self) -> list[tuple[ModelVersion, int | None, int | None]]:
+        """Every version of every model, newest first, with the model's production and candidate."""
+        with self.lock:
+            rows = []
+            for m in self.home.registry.models():
+                rows += [(v, m.production, m.candidate) for v in reversed(self.home.registry.versions(m.name))]
+            return rows
+
+    def deployment(self, model: str) -> Deployment | None:
+        """The model's latest deployment, running or ended."""
+        with self.lock:
+            return deployments.latest(self.home, model)
+
+    def monitoring(self) -> pl.DataFrame:
+        """Every model's stored monitoring results (monitoring.db)."""
+        with self.lock:
+            frames = [f for f in (results(self.home, m) for m in self.models()) if f.height]
+        return pl.concat(frames, how="diagonal_relaxed") if frames else pl.DataFrame()
+
+    def alerts(self, include_resolved: bool) -> list[Alert]:
+        with self.lock:
+            return alert_records.list_alerts(self.home.conn, include_resolved=include_resolved)
+
+    def jobs(self) -> list[JobInfo]:
+        with self.lock:
+            return scheduled.list_jobs(self.home)
+
+    def runs(self, limit: int = 100) -> list[RunSummary]:
+        with self.lock:
+            return list_runs(self.home.tracking, None, limit)
+
+    def run(self, run_id: str) -> RunDetail:
+        with self.lock:
+            return run_detail(self.home.tracking, run_id)
+
+    def curves(self, detail: RunDetail) -> dict[str, list[float]]:
+        """The run's (and its child runs') metric series with more than one point: its training curves."""
+        with self.lock:
+            curves = {name: [v for _, v in metric_series(self.home.tracking, detail.run.id, name)]
+                      for name, n in detail.metric_points.items() if n > 1}
+            for child in detail.child_runs[:4]:
+                for name, n in run_detail(self.home.tracking, child.id).metric_points.items():
+                    if n > 1:
+                        curves[f"{child.name} {name}"] = [v for _, v in metric_series(self.home.tracking, child.id,
+                                                                                       name)]
+            return curves
+
+    def machine(self) -> MachineCosts:
+        """A fresh machine snapshot, the cost per hour, per latest training run and over the sampled span."""
+        snapshot = self.sampler.sample()
+        history = self.sampler.snapshots()
+        runs = [r for r in self.runs(20) if r.ended_at is not None and r.status == "succeeded"]
+        last = runs[0] if runs else None
+        run_cost = cost_between(history, last.started_at, last.ended_at, self.cost) if last else None
+        sampled, served = None, 0
+        if len(history) > 1:
+            start, end = history[0].taken_at, history[-1].taken_at
+            sampled = cost_between(history, start, end, self.cost)
+            served = sum(recent_traffic(self.root, m, time.time() - start).requests for m in self.models())
+        return MachineCosts(snapshot, history, self.cost, cost_per_hour(snapshot, self.cost), last, run_cost,
+                            served, sampled)
+
+    # -- actions: the same functions the CLI calls ------------------------------------------------
+
+    def promote(self, model: str, version: int, reason: str = "") -> ModelVersion:
+        with self.lock:
+            return self.home.registry.promote(model, version, actor=ACTOR, reason=reason)
+
+    def rollback(self, model: str, reason: str = "") -> ModelVersion:
+        with self.lock:
+            return self.home.registry.rollback(model, actor=ACTOR, reason=reason)
+
+    def start_deployment(self, model: str, strategy: str, version: int) -> Deployment:
+        with self.lock:
+            return deployments.start(self.home, model, strategy, version, actor=ACTOR)
+
+    def advance_deployment(self, model: str) -> Deployment:
+        with self.lock:
+            return deployments.advance(self.home, model, actor=ACTOR)
+
+    def abort_deployment(self, model: str) -> Deployment:
+        with self.lock:
+            return deployments.abort(self.home, model, actor=ACTOR, reason="aborted from the dashboard")
+
+    def acknowledge(self, alert_id: int) -> Alert:
+        with self.lock:
+            return alert_records.acknowledge(self.home.conn, alert_id, ACTOR)
+
+    def resolve(self, alert_id: int) -> Alert:
+        with self.lock:
+            return alert_records.resolve(self.home.conn, alert_id, ACTOR)
+
+    def run_job(self, job: str, model: str):
+        """Run a scheduled job now, as `appliance jobs run` does (it opens the data directory itself)."""
+        return scheduled.run_job(self.root, job, model)

@@ -1,0 +1,125 @@
+"""Runs: tracked experiments, two of them side by side, and training curves."""
+
+from __future__ import annotations
+
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.widgets import DataTable, Static
+
+from appliance.tracking.queries import RunDetail, RunSummary
+from tui.charts import column_chart
+from tui.overview import when
+from tui.view import Empty, View
+
+
+def seconds(r: RunSummary) -> str:
+    return f"{r.ended_at - r.started_at:.1f}" if r.ended_at else "…"
+
+
+def short(value: object) -> str:
+    text = f"{value:.6g}" if isinstance(value, float) else str(value)
+    return text if len(text) <= 28 else text[:27] + "…"
+
+
+def comparison(a: RunDetail, b: RunDetail) -> list[str]:
+    """Params and final metrics of two runs side by side; differing params are marked."""
+    lines = [f"{'':<30} {a.run.id[:8] + ' ' + a.run.name:<30} {b.run.id[:8] + ' ' + b.run.name:<30}"]
+    for title, pick in (("param", lambda d: d.params), ("metric", lambda d: d.metrics)):
+        for key in sorted(set(pick(a)) | set(pick(b))):
+            left, right = pick(a).get(key, "-"), pick(b).get(key, "-")
+            mark = "≠" if left != right else " "
+            lines.append(f"{mark}{title + ' ' + key:<29} {short(left):<30} {short(right):<30}")
+    return lines
+
+
+class Runs(View):
+    BINDINGS = [Binding("m", "mark", "Mark to compare"), Binding("enter", "open", "Open", show=False)]
+    DEFAULT_CSS = "Runs DataTable { height: 40%; } Runs VerticalScroll { height: 1fr; }"
+
+    def compose(self) -> ComposeResult:
+        yield Empty("", id="runs-empty")
+        yield DataTable(id="runs-table", cursor_type="row", zebra_stripes=True)
+        with VerticalScroll():
+            yield Static("", id="run-detail", markup=False)
+
+    def on_mount(self) -> None:
+        self.marked: list[str] = []
+        self.summaries: list[RunSummary] = []
+        self.query_one(DataTable).add_columns(" ", "RUN", "MODEL", "KIND", "NAME", "STATUS", "STARTED", "SECONDS")
+        super().on_mount()
+
+    def gather(self) -> list[RunSummary]:
+        return self.data.runs()
+
+    def show(self, runs: list[RunSummary]) -> None:
+        self.summaries = runs
+        table = self.query_one(DataTable)
+        table.clear()
+        for r in runs:
+            table.add_row("*" if r.id in self.marked else " ", r.id[:8], r.model, r.kind, r.name, r.status,
+                          when(r.started_at), seconds(r), key=r.id)
+        self.query_one("#runs-empty", Empty).update("" if runs else "no runs yet — run `appliance train MODEL`")
+        table.display = bool(runs)
+
+    def current(self) -> RunSummary | None:
+        table = self.query_one(DataTable)
+        if not self.summaries or not 0 <= table.cursor_row < len(self.summaries):
+            return None
+        return self.summaries[table.cursor_row]
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        if len(self.marked) < 2:
+            self.action_open()
+
+    def action_mark(self) -> None:
+        run = self.current()
+        if run is None:
+            return
+        if run.id in self.marked:
+            self.marked.remove(run.id)
+        else:
+            self.marked = (self.marked + [run.id])[-2:]
+        self.show(self.summaries)
+        if len(self.marked) == 2:
+            self._compare(*self.marked)
+        else:
+            self.action_open()
+
+    def action_open(self) -> None:
+        run = self.current()
+        if run is not None:
+            self._open(run.id)
+
+    def _open(self, run_id: str) -> None:
+        self.query_one("#run-detail", Static).update("loading…")
+        self._detail(run_id)
+
+    def _compare(self, a: str, b: str) -> None:
+        self.query_one("#run-detail", Static).update("loading…")
+        self._detail(a, b)
+
+    @work(thread=True, exclusive=True, group="run-detail")
+    def _detail(self, run_id: str, other: str | None = None) -> None:
+        def gather() -> str:
+            detail = self.data.run(run_id)
+            if other is not None:
+                return "\n".join(["Comparing two runs (m on a marked run unmarks it)",
+                                  *comparison(detail, self.data.run(other))])
+            return "\n".join(self._describe(detail, self.data.curves(detail)))
+        self.in_worker(gather, self.query_one("#run-detail", Static).update)
+
+    def _describe(self, d: RunDetail, curves: dict[str, list[float]]) -> list[str]:
+        r = d.run
+        lines = [f"run {r.id}  {r.model}  {r.kind} '{r.name}'  {r.status}  {seconds(r)} s  code {r.code_version}"]
+        if r.error:
+            lines.append(f"error: {r.error}")
+        lines += [f"  param  {k} = {short(v)}" for k, v in d.params.items()]
+        lines += [f"  metric {k} = {short(v)}" for k, v in d.metrics.items()]
+        width = max(20, min(100, self.size.width - 14))
+        for name, values in curves.items():
+            lines += [f"training curve: {name} ({len(values)} points)", *column_chart(values, width, 4)]
+        if not curves:
+            lines.append("no training curves (no metric has more than one step)")
+        return lines
