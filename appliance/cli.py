@@ -222,7 +222,7 @@ def _parser() -> argparse.ArgumentParser:
 
     tui = command("tui", _tui, "the dashboard over the data directory (beside a running `appliance up --headless`)")
     tui.add_argument("--cost", type=Path, default=None,
-                     help="a TOML file with a [cost] section (default: cost.toml in the data directory, if any)")
+                     help="a TOML file with a [cost] section (default: the data directory's appliance.toml, if any)")
     return parser
 
 
@@ -619,9 +619,10 @@ def _machine(args: argparse.Namespace) -> int:
     from appliance.machine.cost import CostSection, cost_per_hour, load_cost
     from appliance.machine.report import machine_report
     from appliance.machine.snapshot import take_snapshot
+    from appliance.settings import load_settings
 
-    cost = load_cost(args.cost) if args.cost else CostSection()
     home = Path(args.home or default_home()).expanduser()
+    cost = load_cost(args.cost) if args.cost else load_settings(home).cost if home.is_dir() else CostSection()
     snapshot = take_snapshot(home if home.is_dir() else None)  # reading never creates the data directory
     if args.json:
         body = {"snapshot": snapshot, "cost": cost, "cost_per_hour": cost_per_hour(snapshot, cost)}

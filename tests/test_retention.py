@@ -64,8 +64,10 @@ def test_a_move_interrupted_after_writing_its_file_is_completed_without_duplicat
 
 def test_settings_come_from_the_data_directory_and_bad_ones_are_refused(tmp_path):
     assert load_settings(tmp_path).retention == RetentionSection()
-    (tmp_path / "appliance.toml").write_text("[retention]\nhot_days = 2\narchive_days = 30\n")
+    (tmp_path / "appliance.toml").write_text("[retention]\nhot_days = 2\narchive_days = 30\n"
+                                             "[cost]\nelectricity_per_kwh = 0.3\nhardware_price = 30000\n")
     assert load_settings(tmp_path).retention == RetentionSection(2, 30)
+    assert load_settings(tmp_path).cost.configured  # the dashboard and `appliance machine` read it from here
     (tmp_path / "appliance.toml").write_text("[retention]\nhot_days = 0\n")
     with pytest.raises(InvalidInput, match="hot_days"):
         load_settings(tmp_path)

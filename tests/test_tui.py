@@ -291,6 +291,7 @@ def test_gpu_screen_without_a_gpu_says_so(home_dir: Path) -> None:
         assert text(pilot.app, "#gpu-status").startswith("no NVIDIA GPU")
         assert "cores" in text(pilot.app, "#host") and "memory" in text(pilot.app, "#host")
         assert "cost: not configured" in text(pilot.app, "#cost")
+        assert "metadata.db" in text(pilot.app, "#disk") and "free" in text(pilot.app, "#disk")  # disk use per part
         assert not pilot.app.query_one("#gpus").display
     drive(home_dir, steps, gpus=GpuProbe(nvml))
 

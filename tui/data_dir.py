@@ -17,6 +17,7 @@ from appliance.alerts.records import Alert
 from appliance.deployment import deployments
 from appliance.deployment.deployments import Deployment
 from appliance.home import Home
+from appliance.settings import load_settings
 from appliance.machine.cost import CostRate, CostSection, RangeCost, cost_between, cost_per_hour, load_cost
 from appliance.machine.gpus import GpuProbe
 from appliance.machine.sampler import MachineSampler
@@ -30,7 +31,6 @@ from appliance.tracking.queries import RunDetail, RunSummary, list_runs, metric_
 
 ACTOR = "tui"
 TRAFFIC_SECONDS = 60.0
-COST_FILE = "cost.toml"
 
 
 class ModelHealth(msgspec.Struct, frozen=True):
@@ -57,11 +57,10 @@ class MachineCosts(msgspec.Struct, frozen=True):
 
 
 def find_cost(root: Path, path: Path | None) -> CostSection:
-    """The [cost] section of ``path`` (which must exist), else of the data directory's cost.toml, else none."""
+    """The [cost] section of ``path`` (which must exist), else of the data directory's appliance.toml, else none."""
     if path is not None:
         return load_cost(path)
-    default = Path(root) / COST_FILE
-    return load_cost(default) if default.exists() else CostSection()
+    return load_settings(root).cost if Path(root).is_dir() else CostSection()
 
 
 class DataDirectory:

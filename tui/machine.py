@@ -7,12 +7,13 @@ from textual.containers import VerticalScroll
 from textual.widgets import DataTable, Sparkline, Static
 
 from appliance.machine.cost import cost_per_1000_predictions
+from appliance.machine.disk import DiskUse
 from appliance.machine.report import size
 from tui.data_dir import MachineCosts
 from tui.view import View
 
 NOT_CONFIGURED = ("cost: not configured — give `appliance tui --cost FILE` or put a [cost] section in "
-                  "$APPLIANCE_HOME/cost.toml (electricity_per_kwh, hardware_price, amortization_years, host_idle_watts)")
+                  "$APPLIANCE_HOME/appliance.toml (electricity_per_kwh, hardware_price, amortization_years, host_idle_watts)")
 
 
 def _n(value: float | None, unit: str) -> str:
@@ -40,6 +41,15 @@ def cost_lines(m: MachineCosts) -> list[str]:
     return lines
 
 
+def disk_lines(use: DiskUse | None) -> list[str]:
+    """Disk use of the data directory per part (metadata.db, artifacts/, archive/, …) and what is left."""
+    if use is None:
+        return ["disk: not measured yet"]
+    parts = "  ".join(f"{p.name} {size(p.bytes)}" for p in use.parts)
+    return [f"disk    {size(use.total_bytes)} in the data directory ({size(use.filesystem_free_bytes)} free)",
+            f"        {parts}"]
+
+
 class Machine(View):
     live = True
     DEFAULT_CSS = """
@@ -58,6 +68,7 @@ class Machine(View):
             yield Static("CPU use (sampled)", classes="title")
             yield Sparkline([], id="cpu-spark")
             yield Static("", id="cost", markup=False)
+            yield Static("", id="disk", markup=False)
 
     def on_mount(self) -> None:
         self.query_one("#gpus", DataTable).add_columns("GPU", "NAME", "UTIL", "MEMORY", "TEMP", "POWER", "LIMIT",
@@ -97,3 +108,4 @@ class Machine(View):
             f"process RSS {size(process.rss_bytes)}, CPU {process.cpu_percent:.1f} % of one core")
         self.query_one("#cpu-spark", Sparkline).data = [h.cpu.total_percent for h in m.history]
         self.query_one("#cost", Static).update("\n".join(cost_lines(m)))
+        self.query_one("#disk", Static).update("\n".join(disk_lines(s.disk)))

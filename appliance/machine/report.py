@@ -38,8 +38,9 @@ def machine_report(snapshot: MachineSnapshot, cost: CostSection, home: str) -> l
     lines.append(f"power     {rate.watts:.0f} W: {', '.join(drawn)}")
     c = cost.currency
     if not cost.configured:
-        lines.append("cost      not configured: give --cost FILE with a [cost] section (electricity_per_kwh, "
-                     "hardware_price, amortization_years, host_idle_watts, host_busy_watts)")
+        lines.append("cost      not configured: add a [cost] section to the data directory's appliance.toml, or "
+                     "give --cost FILE (electricity_per_kwh, hardware_price, amortization_years, host_idle_watts, "
+                     "host_busy_watts)")
     else:
         lines.append(f"cost      {rate.total_per_hour:.4f} {c}/h: electricity {rate.energy_per_hour:.4f} {c}/h "
                      f"at {cost.electricity_per_kwh:g} {c}/kWh, hardware {rate.hardware_per_hour:.4f} {c}/h "
