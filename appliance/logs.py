@@ -41,3 +41,5 @@ def configure_logging(level: str | None = None, fmt: str | None = None) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level if level in logging.getLevelNamesMapping() else "INFO")
+    # APScheduler logs every job start and end at INFO; job runs are recorded in monitoring.db instead.
+    logging.getLogger("apscheduler").setLevel(max(root.level, logging.WARNING))
