@@ -92,34 +92,37 @@ class Runs(View):
         if run is not None:
             self._open(run.id)
 
-    def _open(self, run_id: str) -> None:
-        self.query_one("#run-detail", Static).update("loading…")
-        self._detail(run_id)
+    def _open(self, run_id: str, other: str | None = None) -> None:
+        detail = self.query_one("#run-detail", Static)
+        detail.update("loading…")
+        self._detail(run_id, other, self.size.width, detail.update)  # sizes and widgets are read on this thread
 
     def _compare(self, a: str, b: str) -> None:
-        self.query_one("#run-detail", Static).update("loading…")
-        self._detail(a, b)
+        self._open(a, b)
 
     @work(thread=True, exclusive=True, group="run-detail")
-    def _detail(self, run_id: str, other: str | None = None) -> None:
+    def _detail(self, run_id: str, other: str | None, width: int, show) -> None:
         def gather() -> str:
             detail = self.data.run(run_id)
             if other is not None:
                 return "\n".join(["Comparing two runs (m on a marked run unmarks it)",
                                   *comparison(detail, self.data.run(other))])
-            return "\n".join(self._describe(detail, self.data.curves(detail)))
-        self.in_worker(gather, self.query_one("#run-detail", Static).update)
+            return "\n".join(describe(detail, self.data.curves(detail), width))
+        self.in_worker(gather, show)
 
-    def _describe(self, d: RunDetail, curves: dict[str, list[float]]) -> list[str]:
-        r = d.run
-        lines = [f"run {r.id}  {r.model}  {r.kind} '{r.name}'  {r.status}  {seconds(r)} s  code {r.code_version}"]
-        if r.error:
-            lines.append(f"error: {r.error}")
-        lines += [f"  param  {k} = {short(v)}" for k, v in d.params.items()]
-        lines += [f"  metric {k} = {short(v)}" for k, v in d.metrics.items()]
-        width = max(20, min(100, self.size.width - 14))
-        for name, values in curves.items():
-            lines += [f"training curve: {name} ({len(values)} points)", *column_chart(values, width, 4)]
-        if not curves:
-            lines.append("no training curves (no metric has more than one step)")
-        return lines
+
+
+def describe(d: RunDetail, curves: dict[str, list[float]], width: int) -> list[str]:
+    """One run: its params, last metrics and training curves drawn ``width`` columns wide."""
+    r = d.run
+    lines = [f"run {r.id}  {r.model}  {r.kind} '{r.name}'  {r.status}  {seconds(r)} s  code {r.code_version}"]
+    if r.error:
+        lines.append(f"error: {r.error}")
+    lines += [f"  param  {k} = {short(v)}" for k, v in d.params.items()]
+    lines += [f"  metric {k} = {short(v)}" for k, v in d.metrics.items()]
+    for name, values in curves.items():
+        lines += [f"training curve: {name} ({len(values)} points)",
+                  *column_chart(values, max(20, min(100, width - 14)), 4)]
+    if not curves:
+        lines.append("no training curves (no metric has more than one step)")
+    return lines
