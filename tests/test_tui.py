@@ -47,19 +47,24 @@ def drive(home: Path, steps, **kwargs) -> Dashboard:
         async with app.run_test(size=SIZE) as pilot:
             await settle(pilot)
             await steps(pilot)
+            await settle(pilot)  # an action's reload may still be running: let it end before the app closes
     asyncio.run(main())
     return app
 
 
 async def settle(pilot) -> None:
-    """Wait for every worker to end; a reload cancels the gather it replaces, which is fine."""
-    for _ in range(3):
-        for worker in list(pilot.app.workers):
+    """Wait until no worker is left (an action's reload starts new ones); a cancelled gather is fine."""
+    for _ in range(50):
+        workers = list(pilot.app.workers)
+        if not workers:
+            break
+        for worker in workers:
             try:
                 await worker.wait()
             except WorkerCancelled:
                 pass
         await pilot.pause()
+    await pilot.pause()
 
 
 def production(home: Path) -> int | None:
