@@ -79,13 +79,7 @@ def test_an_interrupted_fit_resumes_from_its_checkpoint_to_the_same_model(tmp_pa
 
 
 def test_a_training_worker_killed_with_sigkill_resumes_from_its_last_checkpoint(tmp_path):
-    spec_path = mlp_spec(tmp_path)
-    home_dir = tmp_path / "home"
-    with Home(home_dir) as home:
-        home.add_model(load_spec(spec_path))
-    cli = [sys.executable, "-m", "appliance", "--home", str(home_dir), "train", "fraud"]
-    first = subprocess.Popen(cli, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    run_id, worker = _wait_for_checkpoint(home_dir, first)
+    spec_path, home_dir, cli, first, run_id, worker = _train_until_first_checkpoint(tmp_path)
     os.kill(worker, signal.SIGKILL)
     out, err = first.communicate(timeout=60)
     assert first.returncode == 1 and "was killed by SIGKILL" in err and "--resume" in err, (out, err)
@@ -109,13 +103,7 @@ def test_a_training_worker_killed_with_sigkill_resumes_from_its_last_checkpoint(
 
 
 def test_sigterm_makes_a_training_worker_checkpoint_and_stop_resumably(tmp_path):
-    spec_path = mlp_spec(tmp_path)
-    home_dir = tmp_path / "home"
-    with Home(home_dir) as home:
-        home.add_model(load_spec(spec_path))
-    cli = [sys.executable, "-m", "appliance", "--home", str(home_dir), "train", "fraud"]
-    first = subprocess.Popen(cli, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    run_id, worker = _wait_for_checkpoint(home_dir, first)
+    _, home_dir, cli, first, run_id, worker = _train_until_first_checkpoint(tmp_path)
     os.kill(worker, signal.SIGTERM)  # what systemd sends every process of the service on stop
     out, err = first.communicate(timeout=120)
     assert first.returncode == 1 and "stopped by SIGTERM" in err and "--resume" in err, (out, err)
@@ -127,6 +115,18 @@ def test_sigterm_makes_a_training_worker_checkpoint_and_stop_resumably(tmp_path)
         assert tuple(run) == ("succeeded", 2)
         steps = [step for step, _ in metric_series(home.tracking, run_id, "train_loss")]
     assert sorted(steps) == list(range(4))  # every epoch exactly once: stopped at a boundary, resumed after it
+
+
+def _train_until_first_checkpoint(tmp_path: Path):
+    """`appliance train` of the MLP spec as a subprocess, returned once its worker saved a checkpoint."""
+    spec_path = mlp_spec(tmp_path)
+    home_dir = tmp_path / "home"
+    with Home(home_dir) as home:
+        home.add_model(load_spec(spec_path))
+    cli = [sys.executable, "-m", "appliance", "--home", str(home_dir), "train", "fraud"]
+    first = subprocess.Popen(cli, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    run_id, worker = _wait_for_checkpoint(home_dir, first)
+    return spec_path, home_dir, cli, first, run_id, worker
 
 
 def _wait_for_checkpoint(home_dir: Path, proc: subprocess.Popen) -> tuple[str, int]:
