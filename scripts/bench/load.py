@@ -150,6 +150,7 @@ class Server:
 def trained_home(folder: Path, trees: int | None = None) -> Path:
     """A data directory with the sample model trained twice (v1 production, v2 candidate); reused if there."""
     from appliance.config import bundled_spec_path
+    from appliance.features.online import materialize_model
     from appliance.home import Home
     from appliance.spec import load_spec
     from appliance.training.pipeline import train
@@ -174,19 +175,21 @@ def trained_home(folder: Path, trees: int | None = None) -> Path:
         train(home, spec, say=lambda line: None)
         home.registry.promote("fraud", 1, actor="bench")
         train(home, spec, say=lambda line: None)
+        materialize_model(home, spec)  # requests carry the user id; the rest comes from the online store
     return home_dir
 
 
 def sample_records(count: int = 2000) -> list[dict]:
-    """Live sample traffic as request records: the entity key and the six features."""
+    """Live sample traffic as request records: the entity key, the event time and the request-time
+    features (the online store completes the rest, as in production)."""
     import polars as pl
 
     from appliance.config import bundled_spec_path
 
     folder = bundled_spec_path().parent
-    live = pl.read_parquet(folder / "live.parquet").head(count).join(
-        pl.read_parquet(folder / "users.parquet"), on="user_id", how="left")
-    fields = ["user_id", "amount", "merchant_category", "hour", "is_foreign", "account_age_days", "country"]
+    live = pl.read_parquet(folder / "live.parquet").head(count).with_columns(
+        event_time=pl.col("event_time").dt.strftime("%Y-%m-%dT%H:%M:%S%.6fZ"))
+    fields = ["user_id", "event_time", "amount", "merchant_category", "hour", "is_foreign"]
     return live.select(fields).to_dicts()
 
 
