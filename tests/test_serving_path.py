@@ -93,11 +93,14 @@ def test_metrics_are_prometheus_text(server):
     for _ in range(3):
         server.client.post("/v1/models/fraud/predict", json=SAMPLE_RECORD)
     server.client.post("/v1/models/fraud/predict", json={"amount": 1})
+    for i in range(3):  # names a client makes up are not labels: they would grow the metrics without bound
+        assert server.client.post(f"/v1/models/made-up-{i}/predict", json=SAMPLE_RECORD).status_code == 404
     text = server.client.get("/metrics")
     assert text.headers["content-type"].startswith("text/plain; version=0.0.4")
     body = text.text
     assert 'appliance_requests_total{model="fraud",version="1",arm="production",status="200"} 3' in body
     assert 'appliance_requests_total{model="fraud",version="",arm="",status="422"} 1' in body
+    assert 'appliance_requests_total{model="",version="",arm="",status="404"} 3' in body and "made-up" not in body
     assert 'appliance_request_latency_seconds_bucket{model="fraud",le="+Inf"} 4' in body
     assert "appliance_batch_rows_count 3" in body
     assert "appliance_prediction_log_overflow_total 0" in body and "appliance_prediction_log_queue_depth" in body
