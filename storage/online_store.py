@@ -18,6 +18,7 @@ from storage.online_schema import MIGRATIONS
 
 # SQLite's default limit on host parameters is 32766; stay well under it per query.
 KEYS_PER_QUERY = 500
+_READ_ONE = "SELECT feature_time, payload FROM feature_rows WHERE namespace = ? AND entity = ?"
 
 
 class OnlineStore:
@@ -52,6 +53,11 @@ class OnlineStore:
     def read(self, namespace: str, entities: list[str]) -> dict[str, tuple[int | None, bytes]]:
         """The stored (feature_time, payload) of each entity that has a row."""
         conn, found = self._conn(), {}
+        if len(entities) == 1:  # the serving case: one fixed statement, so SQLite's statement cache reuses it
+            row = conn.execute(_READ_ONE, (namespace, entities[0])).fetchone()
+            if row is not None:
+                found[entities[0]] = (row[0], row[1])
+            return found
         for start in range(0, len(entities), KEYS_PER_QUERY):
             chunk = entities[start:start + KEYS_PER_QUERY]
             marks = ",".join("?" * len(chunk))

@@ -101,6 +101,7 @@ class OnlineFeatures:
         self.attributes = [f.name for f in features.entity_attributes]
         self.aggregations = [a.name for a in features.aggregations]
         self.inputs = sorted({n for d in features.derived for n in d.of})
+        self._known_materialized = False
 
     def complete(self, records: list) -> list[dict]:
         """New records with the entity's stored features and the derived ones merged in."""
@@ -108,31 +109,32 @@ class OnlineFeatures:
         single = len(records) == 1
         entities = []
         for i, record in enumerate(records):
-            where = "" if single else f"record {i}: "
             if type(record) is not dict:
-                raise InvalidInput(f"{where}each record must be a JSON object of named features")
+                raise InvalidInput(f"{_where(single, i)}each record must be a JSON object of named features")
             entity = record.get(key)
             if type(entity) is not str:
-                raise InvalidInput(f"{where}missing entity key '{key}' (a string): features are looked up by it")
+                raise InvalidInput(f"{_where(single, i)}missing entity key '{key}' (a string): features are "
+                                   "looked up by it")
             entities.append(entity)
         found = {}
         if self.attributes or self.aggregations:
-            found = self.store.read(self.namespace, list(set(entities)))
-            if not found and self.store.materialization(self.namespace) is None:
+            found = self.store.read(self.namespace, entities if single else list(set(entities)))
+            if not found and not self._materialized():
                 raise NotReady(f"the online store holds no features of model '{self.model}' as this version "
                                f"defines them; run `appliance features materialize {self.model}`")
         n = len(records)
         event_time, feature_time = np.empty(n), np.full(n, np.nan)
         stored = []
         now = None
+        time_field = self.features.event_time
         for i, (record, entity) in enumerate(zip(records, entities)):
-            when = record.get(self.features.event_time)
+            when = record.get(time_field)
             if when is None:
                 now = now if now is not None else time.time_ns() // 1000
                 event_time[i] = now
             else:
-                event_time[i] = _request_time(when, self.features.event_time, "" if single else f"record {i}: ")
-            at, payload = found.get(entity, (None, b"{}"))
+                event_time[i] = _request_time(when, time_field, _where(single, i))
+            at, payload = found.get(entity, _NOTHING)
             if at is not None:
                 feature_time[i] = at
             stored.append(_decode(payload))
@@ -149,8 +151,21 @@ class OnlineFeatures:
         inputs = {name: np.array([_number(row.get(name)) for row in merged]) for name in self.inputs}
         for name, column in derive(self.features.derived, inputs, event_time, feature_time).items():
             for row, value in zip(merged, column.tolist()):
-                row[name] = None if math.isnan(value) else value
+                row[name] = None if value != value else value  # NaN: missing
         return merged
+
+    def _materialized(self) -> bool:
+        # Once written, a namespace stays materialized (it is only ever replaced): ask until it is.
+        if not self._known_materialized:
+            self._known_materialized = self.store.materialization(self.namespace) is not None
+        return self._known_materialized
+
+
+_NOTHING = (None, b"{}")
+
+
+def _where(single: bool, i: int) -> str:
+    return "" if single else f"record {i}: "
 
 
 def _request_time(value: object, name: str, where: str) -> float:

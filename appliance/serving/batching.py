@@ -42,6 +42,10 @@ class MicroBatcher:
         """A future for the probability of one encoded row (shape 1 × features)."""
         loop = asyncio.get_running_loop()
         future = loop.create_future()
+        if self.max_batch == 1:  # batching is off: score now, no turn of the loop to wait for
+            self._rows, self._waiting = [row], [future]
+            self._flush()
+            return future
         self._rows.append(row)
         self._waiting.append(future)
         if len(self._rows) >= self.max_batch or self._arrivals.count == 0 or self.max_wait_s == 0:
