@@ -20,10 +20,9 @@ from appliance.spec import Derived, FeaturesSection
 
 def visible(feature_time: np.ndarray, event_time: np.ndarray, ttl_micros: int | None) -> np.ndarray:
     """Whether each feature row may be used by the event at the same position."""
-    with np.errstate(invalid="ignore"):
-        seen = feature_time < event_time
-        if ttl_micros is not None:
-            seen &= feature_time >= event_time - ttl_micros
+    seen = feature_time < event_time  # NaN compares False, without a warning: no history is never visible
+    if ttl_micros is not None:
+        seen &= feature_time >= event_time - ttl_micros
     return seen
 
 

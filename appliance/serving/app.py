@@ -100,9 +100,13 @@ def create_app(home_root: Path, refresh_seconds: float = REFRESH_SECONDS, expose
                 log.exception("serving refresh failed; retrying")
 
     def admit(connection: ASGIConnection, scope: str) -> Caller:
-        headers = connection.headers
-        token = headers.get("authorization")
-        token = token[7:].strip() if token and token[:7].lower() == "bearer " else headers.get("x-api-key")
+        bearer = key = None
+        for header, value in connection.scope["headers"]:  # raw ASGI headers: names are lower-case bytes
+            if header == b"authorization":
+                bearer = value.decode("latin-1")
+            elif header == b"x-api-key":
+                key = value.decode("latin-1")
+        token = bearer[7:].strip() if bearer and bearer[:7].lower() == "bearer " else key
         client = connection.scope.get("client")  # the socket peer; never a forwarded-for header
         return state.gate.admit(scope, token, client[0] if client else None)
 
