@@ -6,6 +6,9 @@ Through real uvicorn servers (each in its own process) at concurrency 1, 8 and 3
                 ONNX Runtime call, request id, asynchronous prediction log — micro-batching off
                 (serving.max_batch = 1) and on (the spec's max_wait_ms / max_batch)
   full + A/B    the same with an A/B deployment splitting traffic by user_id (concurrency 32)
+Run twice: for the sample model (LightGBM, ~22 µs per row in ONNX Runtime, so HTTP handling is
+nearly all the cost and micro-batching has little to save) and, at concurrency 8 and 32, for a
+wide MLP of the same features (~0.45 ms per row alone, a few tens of µs per row in a batch).
 Targets: full ≥ 0.7× bare; full with micro-batching ≥ 1.5× bare at concurrency 32.
 Full requests carry the user id, event time and request-time features; the full path completes
 them from the online store. The bare endpoint gets the same records already completed, so it
@@ -23,7 +26,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from load import (LoadResult, Server, bench_arguments, bench_home, encode_post, predict_requests, run_load,  # noqa: E402
-                  sample_records)
+                  sample_records, trained_home)
 
 import msgspec  # noqa: E402
 from litestar import Litestar, Request, Response, get, post  # noqa: E402
@@ -71,14 +74,10 @@ def with_max_batch(home_dir: Path, max_batch: int) -> Path:
     return target
 
 
-def main() -> None:
-    parser = bench_arguments(__doc__, 3.0)
-    args = parser.parse_args()
-    home_dir = bench_home(args)
-
+def compare(home_dir: Path, seconds: float, concurrencies: tuple[int, ...], ab: bool) -> dict:
+    """Best-of-rounds results per (case, concurrency) for one trained data directory."""
     from appliance.deployment import deployments
     from appliance.home import Home
-
     from appliance.serving.models import load_production
 
     records = sample_records()
@@ -86,14 +85,14 @@ def main() -> None:
         completed = load_production(home, "fraud").features.complete(records)
     bare_requests = [encode_post("/v1/models/fraud/predict", msgspec.json.encode(r)) for r in completed]
     full_requests = predict_requests(home_dir, records)  # the key is copied along with the data directory
-    print(f"data directory {home_dir}; {args.seconds:g} s per case after 1 s warm-up, {ROUNDS} rounds in "
-          f"alternating order, best round kept; ONNX model of {args.trees} trees")
     unbatched, batched = with_max_batch(home_dir, 1), with_max_batch(home_dir, 64)
-    with Home(batched) as home:
-        deployments.start(home, "fraud", "ab", 2, actor="bench")
-    split = with_max_batch(batched, 64)
-    with Home(batched) as home:
-        deployments.abort(home, "fraud", actor="bench", reason="the A/B case has its own copy")
+    split = batched
+    if ab:
+        with Home(batched) as home:
+            deployments.start(home, "fraud", "ab", 2, actor="bench")
+        split = with_max_batch(batched, 64)
+        with Home(batched) as home:
+            deployments.abort(home, "fraud", actor="bench", reason="the A/B case has its own copy")
     # All servers run side by side and each concurrency's cases alternate, so load from other
     # processes on a shared machine falls on every case alike.
     with Server("serve:bare_app", str(home_dir)) as bare, \
@@ -103,26 +102,43 @@ def main() -> None:
         cases = [("bare", bare, bare_requests), ("full, no micro-batching", full_unbatched, full_requests),
                  ("full, micro-batching", full_batched, full_requests)]
         best: dict[tuple[str, int], LoadResult] = {}
-        for c in (1, 8, 32):
-            order = cases + ([("full, micro-batching, A/B split", full_split, full_requests)] if c == 32 else [])
+        for c in concurrencies:
+            order = cases + ([("full, micro-batching, A/B split", full_split, full_requests)] if ab and c == 32 else [])
             for round_ in range(ROUNDS):
                 for label, server, requests in (order if round_ % 2 == 0 else order[::-1]):
-                    result, _ = run_load(server.port, requests, c, args.seconds)
+                    result, _ = run_load(server.port, requests, c, seconds)
                     if (label, c) not in best or result.per_second > best[(label, c)].per_second:
                         best[(label, c)] = result
             for label, *_ in order:
                 print(best[(label, c)].line(f"{label} c={c}"), flush=True)
-    results = {key: r.per_second for key, r in best.items()}
+    return {key: r.per_second for key, r in best.items()}
 
-    print("\nratios to bare at the same concurrency (targets: full ≥ 0.7×; micro-batching ≥ 1.5× at c=32)")
-    for c in (1, 8, 32):
+
+def print_ratios(results: dict, concurrencies: tuple[int, ...]) -> None:
+    print("ratios to bare at the same concurrency (targets: full ≥ 0.7×; micro-batching ≥ 1.5× at c=32)")
+    for c in concurrencies:
         base = results[("bare", c)]
         row = [f"c={c:<3}"]
-        for label in ("full, no micro-batching", "full, micro-batching"):
-            row.append(f"{label}: {results[(label, c)] / base:.2f}×")
-        if c == 32:
-            row.append(f"with A/B split: {results[('full, micro-batching, A/B split', 32)] / base:.2f}×")
+        for label in ("full, no micro-batching", "full, micro-batching", "full, micro-batching, A/B split"):
+            if (label, c) in results:
+                row.append(f"{label}: {results[(label, c)] / base:.2f}×")
         print("   ".join(row))
+
+
+def main() -> None:
+    parser = bench_arguments(__doc__, 3.0)
+    args = parser.parse_args()
+    home_dir = bench_home(args)
+    print(f"data directory {home_dir}; {args.seconds:g} s per case after 1 s warm-up, {ROUNDS} rounds in "
+          f"alternating order, best round kept\n\nthe sample model: LightGBM, {args.trees} trees")
+    trees = compare(home_dir, args.seconds, (1, 8, 32), ab=True)
+    mlp_dir = trained_home(home_dir.parent / "mlp", mlp=True)
+    print("\na wide MLP (3 hidden layers of 1024, ~0.45 ms per row in ONNX Runtime on one core)")
+    mlp = compare(mlp_dir, args.seconds, (8, 32), ab=False)
+    print("\nthe sample model")
+    print_ratios(trees, (1, 8, 32))
+    print("the wide MLP")
+    print_ratios(mlp, (8, 32))
 
 
 if __name__ == "__main__":
