@@ -29,7 +29,7 @@ def test_ks_equals_scipy_with_ties_and_unequal_sizes(seed):
     values = np.round(rng.normal(rng.normal(0, 0.3), rng.uniform(0.5, 2), 5000), (seed + 1) % 3)
     window = rng.integers(0, n_windows - 1, values.size)   # the last window stays empty
     values[rng.random(values.size) < 0.01] = np.nan        # nulls are dropped, as scipy sees them
-    got = drift.ks(reference, values, window, n_windows)
+    got = drift.ks(reference, drift.SortedWindows.by_code(values, window, n_windows))
     for w in range(n_windows - 1):
         mine = values[(window == w) & ~np.isnan(values)]
         assert got[w] == pytest.approx(stats.ks_2samp(reference, mine).statistic, abs=1e-9)
@@ -37,10 +37,13 @@ def test_ks_equals_scipy_with_ties_and_unequal_sizes(seed):
 
 
 def test_ks_of_tiny_and_identical_samples():
-    assert drift.ks(np.array([1.0]), np.array([1.0]), np.array([0]), 1)[0] == 0.0
-    assert drift.ks(np.array([1.0, 2.0]), np.array([3.0]), np.array([0]), 1)[0] == 1.0
-    same = np.array([1.0, 1, 2, 2, 2, 3])
-    assert drift.ks(same, same, np.zeros(6, dtype=int), 1)[0] == 0.0
+    def one_window(reference, values):
+        return drift.ks(np.array(reference), drift.SortedWindows.by_code(np.array(values), np.zeros(len(values), dtype=int), 1))[0]
+
+    assert one_window([1.0], [1.0]) == 0.0
+    assert one_window([1.0, 2.0], [3.0]) == 1.0
+    same = [1.0, 1, 2, 2, 2, 3]
+    assert one_window(same, same) == 0.0
 
 
 def test_psi_hand_worked():
