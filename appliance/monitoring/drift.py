@@ -173,7 +173,8 @@ def ks(reference: np.ndarray | EmpiricalCdf, windows: SortedWindows) -> np.ndarr
     run_end = np.flatnonzero(_run_ends(windows.values, windows.bounds))
     run_start = np.concatenate(([0], run_end[:-1] + 1))
     value = windows.values[run_end]
-    window = np.searchsorted(windows.bounds, run_end, side="right") - 1
+    first_run = np.searchsorted(run_end, windows.bounds)    # window w's runs: first_run[w] .. first_run[w + 1] - 1
+    window = np.repeat(np.arange(sizes.size), np.diff(first_run))
     offset, n = windows.bounds[window], sizes[window]
     at_or_below = np.searchsorted(ref.values, value, side="right")   # reference's distinct values <= x
     below = at_or_below - ((at_or_below > 0) & (ref.values[at_or_below - 1] == value))
@@ -181,7 +182,7 @@ def ks(reference: np.ndarray | EmpiricalCdf, windows: SortedWindows) -> np.ndarr
     gap = np.maximum(np.abs(cdf[at_or_below] - (run_end + 1 - offset) / n),
                      np.abs(cdf[below] - (run_start - offset) / n))
     filled = sizes > 0
-    out[filled] = np.maximum.reduceat(gap, np.searchsorted(run_end, windows.bounds[:-1][filled]))
+    out[filled] = np.maximum.reduceat(gap, first_run[:-1][filled])
     return out
 
 

@@ -47,7 +47,8 @@ class FeatureProfile:
     @classmethod
     def of_categories(cls, name: str, column: pl.Series) -> "FeatureProfile":
         """A categorical profile: the reference's categories and their counts (+1 empty unseen bin)."""
-        categories = sorted(_as_text(column).drop_nulls().unique().to_list())
+        # Distinct values first, then as text: casting every row (a boolean's "true"/"false") is the slow part.
+        categories = sorted(set(_as_text(column.drop_nulls().unique()).drop_nulls().to_list()))
         codes = _category_codes(column, categories)
         return cls(name, False, categories=categories,
                    counts=np.bincount(codes[codes >= 0], minlength=len(categories) + 1))
