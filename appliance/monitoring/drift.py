@@ -137,11 +137,6 @@ class SortedWindows(NamedTuple):
             grouped[start:end].sort()   # in place: ``grouped`` is already a copy
         return cls(grouped, bounds)
 
-    @classmethod
-    def by_code(cls, values: np.ndarray, window: np.ndarray, n_windows: int) -> "SortedWindows":
-        """The same from the rows' window codes."""
-        return cls.of(values, window_order(window, n_windows))
-
     @property
     def sizes(self) -> np.ndarray:
         return np.diff(self.bounds)
