@@ -27,9 +27,9 @@ def test_ks_equals_scipy_with_ties_and_unequal_sizes(seed):
     reference = np.round(rng.normal(0, 1, rng.integers(1, 3000)), seed % 3)   # rounding makes ties
     n_windows = 7
     values = np.round(rng.normal(rng.normal(0, 0.3), rng.uniform(0.5, 2), 5000), (seed + 1) % 3)
-    window = rng.integers(0, n_windows - 1, values.size)   # the last window stays empty
+    window = rng.integers(-1, n_windows - 1, values.size)  # -1: in no window; the last window stays empty
     values[rng.random(values.size) < 0.01] = np.nan        # nulls are dropped, as scipy sees them
-    got = drift.ks(reference, values, window, n_windows)
+    got = drift.ks(reference, _sorted_windows(values, window, n_windows))
     for w in range(n_windows - 1):
         mine = values[(window == w) & ~np.isnan(values)]
         assert got[w] == pytest.approx(stats.ks_2samp(reference, mine).statistic, abs=1e-9)
@@ -37,10 +37,26 @@ def test_ks_equals_scipy_with_ties_and_unequal_sizes(seed):
 
 
 def test_ks_of_tiny_and_identical_samples():
-    assert drift.ks(np.array([1.0]), np.array([1.0]), np.array([0]), 1)[0] == 0.0
-    assert drift.ks(np.array([1.0, 2.0]), np.array([3.0]), np.array([0]), 1)[0] == 1.0
-    same = np.array([1.0, 1, 2, 2, 2, 3])
-    assert drift.ks(same, same, np.zeros(6, dtype=int), 1)[0] == 0.0
+    def one_window(reference, values):
+        return drift.ks(np.array(reference), _sorted_windows(np.array(values), np.zeros(len(values), dtype=int), 1))[0]
+
+    assert one_window([1.0], [1.0]) == 0.0
+    assert one_window([1.0, 2.0], [3.0]) == 1.0
+    same = [1.0, 1, 2, 2, 2, 3]
+    assert one_window(same, same) == 0.0
+
+
+def test_bin_counts_of_sorted_windows_equal_counting_each_row():
+    rng = np.random.default_rng(3)
+    values = np.round(rng.normal(0, 1, 5000), 1)               # ties on the edges too
+    values[rng.random(values.size) < 0.02] = np.nan
+    window = rng.integers(-1, 5, values.size)                   # window 5 stays empty
+    edges = drift.quantile_edges(values, 4)
+    assert np.isin(edges, values).all()                        # rows on an edge: the side of a tie matters
+    expected = drift.counts_by_window(drift.bin_codes(values, edges), window, 6, edges.size + 1)
+    got = drift.bin_counts(_sorted_windows(values, window, 6), edges)
+    assert got.tolist() == expected.tolist()
+    assert got[5].tolist() == [0] * (edges.size + 1)
 
 
 def test_psi_hand_worked():
@@ -162,6 +178,10 @@ def test_monitoring_section_from_toml_shape():
         msgspec.convert({"window": "daily"}, MonitoringSection)
     with pytest.raises(msgspec.ValidationError):
         msgspec.convert({"continuous_methods": ["wasserstein"]}, MonitoringSection)
+
+
+def _sorted_windows(values: np.ndarray, window: np.ndarray, n_windows: int) -> drift.SortedWindows:
+    return drift.SortedWindows.of(values, drift.window_order(window, n_windows))
 
 
 def _timed(columns: dict, per_day: int | None = None) -> pl.DataFrame:

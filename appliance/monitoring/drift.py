@@ -1,9 +1,11 @@
 """Drift statistics between a reference sample and many windows at once, vectorised with numpy.
 
-Every function takes the reference once and the current rows with an integer window code per
-row (0 .. n_windows-1), and returns one value per window (NaN for a window with no rows). One
+Every function takes the reference once and all windows' rows together, and returns one value
+per window (NaN for a window with no rows). Categorical counts take an integer window code per
+row (0 .. n_windows-1); continuous statistics take the rows grouped by window and sorted within
+each (SortedWindows), sorted once per feature and read by both KS and the PSI bin counts. One
 pass over all windows replaces a Python loop over windows: that is what makes a month of daily
-windows over half a million rows take well under a second.
+windows over half a million rows take about a tenth of a second.
 
 Effect sizes, not p-values: on a window of thousands of rows every p-value is tiny for a shift
 nobody cares about, so alerts compare these statistics with thresholds from the spec.
@@ -38,9 +40,9 @@ def bin_codes(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
 
 def counts_by_window(codes: np.ndarray, window: np.ndarray, n_windows: int, n_codes: int) -> np.ndarray:
     """A (n_windows, n_codes) table of how many rows of each window fall in each code (-1 skipped)."""
-    keep = codes >= 0
-    flat = window[keep].astype(np.int64) * n_codes + codes[keep]
-    return np.bincount(flat, minlength=n_windows * n_codes).reshape(n_windows, n_codes)
+    skipped = n_windows * n_codes     # one extra cell for rows without a code or a window, cut off below
+    flat = np.where((codes >= 0) & (window >= 0), window.astype(np.int64) * n_codes + codes, skipped)
+    return np.bincount(flat, minlength=skipped + 1)[:-1].reshape(n_windows, n_codes)
 
 
 def psi(reference_counts: np.ndarray, counts: np.ndarray) -> np.ndarray:
@@ -95,53 +97,96 @@ class EmpiricalCdf(NamedTuple):
 
 def empirical_cdf(reference: np.ndarray) -> EmpiricalCdf:
     """The reference's empirical CDF, NaN dropped."""
-    values, counts = np.unique(reference[~np.isnan(reference)], return_counts=True)
-    return EmpiricalCdf(values, np.cumsum(counts) / max(counts.sum(), 1))
+    values = np.sort(reference[~np.isnan(reference)])
+    last = _run_ends(values, np.array([0, values.size]))
+    return EmpiricalCdf(values[last], (np.flatnonzero(last) + 1) / max(values.size, 1))
 
 
-def ks(reference: np.ndarray | EmpiricalCdf, values: np.ndarray, window: np.ndarray, n_windows: int) -> np.ndarray:
+class WindowOrder(NamedTuple):
+    """The rows that fall in a window, grouped by window; window w's rows are rows[bounds[w]:bounds[w + 1]]."""
+
+    rows: np.ndarray
+    bounds: np.ndarray
+
+
+def window_order(window: np.ndarray, n_windows: int) -> WindowOrder:
+    """Group the rows by window code (rows coded -1 belong to none), keeping their order within a window."""
+    inside = np.flatnonzero(window >= 0)
+    codes = window[inside]
+    # A stable sort on small integers is a radix sort: one pass, shared by every feature.
+    by_window = np.argsort(codes.astype(np.int16 if n_windows < 2**15 else np.int64), kind="stable")
+    return WindowOrder(inside[by_window], np.concatenate(([0], np.cumsum(np.bincount(codes, minlength=n_windows)))))
+
+
+class SortedWindows(NamedTuple):
+    """Each window's values without NaN, sorted, back to back: window w is values[bounds[w]:bounds[w + 1]]."""
+
+    values: np.ndarray
+    bounds: np.ndarray
+
+    @classmethod
+    def of(cls, values: np.ndarray, order: WindowOrder) -> "SortedWindows":
+        """Sort each window's values once; KS and the PSI bin counts both read them."""
+        grouped = values[order.rows]
+        bounds = order.bounds
+        missing = np.isnan(grouped)
+        if missing.any():
+            bounds = bounds - np.concatenate(([0], np.cumsum(missing)))[bounds]
+            grouped = grouped[~missing]
+        for start, end in zip(bounds[:-1], bounds[1:]):
+            grouped[start:end].sort()   # in place: ``grouped`` is already a copy
+        return cls(grouped, bounds)
+
+    @property
+    def sizes(self) -> np.ndarray:
+        return np.diff(self.bounds)
+
+
+def bin_counts(windows: SortedWindows, edges: np.ndarray) -> np.ndarray:
+    """A (n_windows, edges + 1) table of each window's values per bin; bin k holds [edges[k-1], edges[k])."""
+    below = np.empty((windows.sizes.size, edges.size + 2), dtype=np.int64)
+    below[:, 0], below[:, -1] = 0, windows.sizes
+    for w, (start, end) in enumerate(zip(windows.bounds[:-1], windows.bounds[1:])):
+        below[w, 1:-1] = np.searchsorted(windows.values[start:end], edges, side="left")
+    return np.diff(below, axis=1)
+
+
+def ks(reference: np.ndarray | EmpiricalCdf, windows: SortedWindows) -> np.ndarray:
     """Exact two-sample Kolmogorov–Smirnov statistic of each window against the reference.
 
-    D = sup_x |F_ref(x) - F_win(x)|, ties included, NaN rows dropped. The reference's k distinct
-    values cut the line into 2k+1 slots: each value itself and the open gaps around them. F_ref
-    is constant on a slot; F_win is constant between the slots a window's rows fall in. So the
-    supremum is reached at a slot holding rows (after them) or at the slot just before one
-    (before them), and one pass over the rows sorted by (window, slot) finds every window's D.
+    D = sup_x |F_ref(x) - F_win(x)|, ties included, NaN dropped. F_win is constant between a
+    window's distinct values while F_ref only rises, so the supremum is reached at one of them:
+    at it (F_ref(x) against F_win(x)) or just before it (F_ref(x-) against F_win(x-)). With each
+    window sorted, a run of equal values gives F_win(x-) at its start and F_win(x) at its end,
+    and one vectorised pass over all runs finds every window's D.
     """
     ref = reference if isinstance(reference, EmpiricalCdf) else empirical_cdf(reference)
-    keep = ~np.isnan(values)
-    values, window = values[keep], window[keep]
-    out = np.full(n_windows, np.nan)
-    k = ref.values.size
-    if k == 0 or values.size == 0:
+    sizes = windows.sizes
+    out = np.full(sizes.size, np.nan)
+    if ref.values.size == 0 or windows.values.size == 0:
         return out
-    # Sorting the rows lets each reference value be looked up among them (k binary searches)
-    # instead of each row among the reference values (n cache-hostile ones).
-    order = np.argsort(values)
-    values = values[order]
-    starts = np.searchsorted(values, ref.values, side="left")
-    at_or_below = np.repeat(np.arange(k + 1), np.diff(starts, prepend=0, append=values.size))
-    equal = (at_or_below > 0) & (ref.values[np.maximum(at_or_below - 1, 0)] == values)
-    slot = 2 * at_or_below - equal            # 2 * (reference values < row) + (row is a reference value)
-    slot_cdf = np.concatenate(([0.0], np.repeat(ref.cdf, 2)))   # gap 0, then (value j, gap j) pairs
-    # A stable sort on small integers is a radix sort: rows end up by window, then by slot.
-    codes = window[order].astype(np.int16 if n_windows < 2**15 else np.int64)
-    by_window = np.argsort(codes, kind="stable")
-    slot, ws = slot[by_window], codes[by_window].astype(np.int64)
-    sizes = np.bincount(ws, minlength=n_windows)
-    offsets = np.concatenate(([0], np.cumsum(sizes)[:-1]))
-    last = np.ones(slot.size, dtype=bool)
-    last[:-1] = (ws[1:] != ws[:-1]) | (slot[1:] != slot[:-1])
-    run_end = np.flatnonzero(last)
+    run_end = np.flatnonzero(_run_ends(windows.values, windows.bounds))
     run_start = np.concatenate(([0], run_end[:-1] + 1))
-    run_window, run_slot = ws[run_end], slot[run_end]
-    n = sizes[run_window]
-    after = np.abs(slot_cdf[run_slot] - (run_end + 1 - offsets[run_window]) / n)
-    before = np.abs(slot_cdf[np.maximum(run_slot - 1, 0)] - (run_start - offsets[run_window]) / n)
-    gap = np.maximum(after, np.where(run_slot > 0, before, 0.0))
-    first = np.flatnonzero(np.diff(run_window, prepend=-1) != 0)
-    out[run_window[first]] = np.maximum.reduceat(gap, first)
+    value = windows.values[run_end]
+    first_run = np.searchsorted(run_end, windows.bounds)    # window w's runs: first_run[w] .. first_run[w + 1] - 1
+    window = np.repeat(np.arange(sizes.size), np.diff(first_run))
+    offset, n = windows.bounds[window], sizes[window]
+    at_or_below = np.searchsorted(ref.values, value, side="right")   # reference's distinct values <= x
+    below = at_or_below - ((at_or_below > 0) & (ref.values[at_or_below - 1] == value))
+    cdf = np.concatenate(([0.0], ref.cdf))     # cdf[j]: share of the reference at or below its j-th distinct value
+    gap = np.maximum(np.abs(cdf[at_or_below] - (run_end + 1 - offset) / n),
+                     np.abs(cdf[below] - (run_start - offset) / n))
+    filled = sizes > 0
+    out[filled] = np.maximum.reduceat(gap, first_run[:-1][filled])
     return out
+
+
+def _run_ends(values: np.ndarray, bounds: np.ndarray) -> np.ndarray:
+    """Whether each value of sorted segments is the last of its run of equal values in its segment."""
+    last = np.ones(values.size, dtype=bool)
+    last[:-1] = values[1:] != values[:-1]
+    last[bounds[1:][bounds[1:] > bounds[:-1]] - 1] = True
+    return last
 
 
 def _shares(counts: np.ndarray) -> np.ndarray:

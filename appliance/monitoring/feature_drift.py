@@ -39,15 +39,16 @@ class FeatureProfile:
     def of_numbers(cls, name: str, column: pl.Series, bins: int) -> "FeatureProfile":
         """A continuous profile: the empirical CDF and the counts in reference-quantile bins."""
         values = _numbers(column)
-        present = values[~np.isnan(values)]
+        present = np.sort(values[~np.isnan(values)])
         edges = drift.quantile_edges(present, bins)
-        counts = np.bincount(drift.bin_codes(present, edges), minlength=edges.size + 1)
+        counts = drift.bin_counts(drift.SortedWindows(present, np.array([0, present.size])), edges)[0]
         return cls(name, True, drift.empirical_cdf(present), edges, counts=counts)
 
     @classmethod
     def of_categories(cls, name: str, column: pl.Series) -> "FeatureProfile":
         """A categorical profile: the reference's categories and their counts (+1 empty unseen bin)."""
-        categories = sorted(_as_text(column).drop_nulls().unique().to_list())
+        # Distinct values first, then as text: casting every row (a boolean's "true"/"false") is the slow part.
+        categories = sorted(set(_as_text(column.drop_nulls().unique()).drop_nulls().to_list()))
         codes = _category_codes(column, categories)
         return cls(name, False, categories=categories,
                    counts=np.bincount(codes[codes >= 0], minlength=len(categories) + 1))
@@ -60,8 +61,7 @@ class FeatureProfile:
 
     def counts_by_window(self, column: pl.Series, windows: EventWindows) -> np.ndarray:
         """A (windows, bins) table of the column's non-null rows in each window and bin."""
-        codes, window = windows.select(self.codes(column))
-        return drift.counts_by_window(codes, window, windows.count, self.counts.size)
+        return drift.counts_by_window(self.codes(column), windows.code, windows.count, self.counts.size)
 
 
 @dataclass(frozen=True)
@@ -86,16 +86,20 @@ def feature_drift(profile: ReferenceProfile, frame: pl.DataFrame, windows: Event
                   rules: MonitoringSection) -> pl.DataFrame:
     """Drift of every profiled feature in every window: (window_start, feature, method, value, threshold, rows, alert)."""
     present = [f for f in profile.features if f.name in frame.columns]  # a missing column is a quality finding
+    order = drift.window_order(windows.code, windows.count)   # grouping rows by window once serves every feature
 
     def one(feature: FeatureProfile) -> list[pl.DataFrame]:
         column = frame[feature.name]
-        counts = feature.counts_by_window(column, windows)
+        if feature.continuous:   # each window sorted once: its PSI bin counts and its KS both read it
+            values = drift.SortedWindows.of(_numbers(column), order)
+            counts = drift.bin_counts(values, feature.edges)
+        else:
+            counts = feature.counts_by_window(column, windows)
         rows = counts.sum(axis=1)
         parts = []
         for method in rules.continuous_methods if feature.continuous else rules.categorical_methods:
             if method == "ks":
-                values, ks_window = windows.select(_numbers(column))
-                value = drift.ks(feature.cdf, values, ks_window, windows.count)
+                value = drift.ks(feature.cdf, values)
             else:
                 value = STATISTICS[method](feature.counts, counts)
             parts.append(checks(windows, feature.name, method, value, getattr(rules.drift, method),
@@ -128,7 +132,7 @@ def _category_codes(column: pl.Series, categories: list[str]) -> np.ndarray:
         flags = column.cast(pl.Int8).fill_null(-1).to_numpy()
         return np.where(flags < 0, -1, lookup[np.maximum(flags, 0)]).astype(np.int64)
     text = _as_text(column)
-    unseen = sorted(set(text.drop_nulls().unique().to_list()) - set(categories))
-    codes = text.cast(pl.Enum([*categories, *unseen])).to_physical().to_numpy()
-    return np.where(text.is_null().to_numpy(), -1, np.minimum(np.nan_to_num(codes, nan=-1), len(categories))) \
-        .astype(np.int64)
+    # A non-strict cast to the reference's categories turns unseen values into nulls: code them as unseen,
+    # then mark the rows that were null to begin with.
+    known = text.cast(pl.Enum(categories), strict=False).to_physical().cast(pl.Int64).fill_null(len(categories))
+    return np.where(text.is_null().to_numpy(), -1, known.to_numpy())

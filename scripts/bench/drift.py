@@ -6,7 +6,7 @@ continuous features and Jensen-Shannon for categorical ones per day; we also tim
 default job (PSI + KS, PSI + JS). NannyML's own default KS for a reference of >= 10,000 rows is a
 binned estimate, so it is run twice: default, and with its exact method for the KS agreement.
 
-    .venv/bin/python scripts/bench/drift.py [--rows 500000] [--days 30]
+    .venv/bin/python scripts/bench/drift.py [--rows 500000] [--days 30] [--repeats 5]
 """
 
 from __future__ import annotations
@@ -91,14 +91,11 @@ def ks_gap(ours_frame: pl.DataFrame, table, days: int) -> float:
     return gap
 
 
-def timed(fn, *args, repeat: int = 1):
-    """The result and the best wall time of ``repeat`` runs (the machine may be shared)."""
-    best = float("inf")
-    for _ in range(repeat):
-        started = time.perf_counter()
-        result = fn(*args)
-        best = min(best, time.perf_counter() - started)
-    return result, best
+def timed(fn, *args) -> tuple[object, float, float]:
+    """The result, the wall time and the CPU time (all threads) of one run."""
+    started, cpu = time.perf_counter(), time.process_time()
+    result = fn(*args)
+    return result, time.perf_counter() - started, time.process_time() - cpu
 
 
 def main() -> None:
@@ -106,30 +103,51 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=500_000)
     parser.add_argument("--days", type=int, default=30)
     parser.add_argument("--reference-rows", type=int, default=100_000)
+    parser.add_argument("--repeats", type=int, default=5, help="rounds; NannyML's exact KS runs in every other one")
     args = parser.parse_args()
     reference = synthetic(args.reference_rows, 10, START - timedelta(days=10), seed=1, drift_from=None)
     analysis = synthetic(args.rows, args.days, START, seed=2, drift_from=args.days - 10)
+    ref_pd, analysis_pd = to_pandas(reference), to_pandas(analysis)
     same_work = MonitoringSection(continuous_methods=["ks"], categorical_methods=["jensen_shannon"],
                                   min_window_rows=1)
-    ours(reference, analysis.head(1000), same_work)   # warm up imports and polars' thread pool
+    full_job = MonitoringSection()
+    warnings.simplefilter("ignore")
+    ours(reference, analysis.head(1000), same_work)   # warm up imports and thread pools on both sides
+    nannyml_drift(ref_pd.head(1000), analysis_pd.head(1000), False)
 
-    mine, ours_s = timed(ours, reference, analysis, same_work, repeat=3)
-    _, ours_full_s = timed(ours, reference, analysis, MonitoringSection(), repeat=3)
-    ref_pd, analysis_pd = to_pandas(reference), to_pandas(analysis)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        table, nml_s = timed(nannyml_drift, ref_pd, analysis_pd, False, repeat=2)
-        exact_table, nml_exact_s = timed(nannyml_drift, ref_pd, analysis_pd, True)
+    # Rounds interleave the contenders so that a busy spell on this shared machine hits all of them.
+    seconds: dict[str, list[float]] = {"ours": [], "ours_full": [], "nml": [], "nml_exact": []}
+    cpu_seconds: dict[str, list[float]] = {key: [] for key in seconds}
 
-    print("best of 3 runs for ours, of 2 for NannyML's default, 1 for its exact KS")
+    def run(key: str, fn, *fn_args):
+        result, wall, cpu = timed(fn, *fn_args)
+        seconds[key].append(wall)
+        cpu_seconds[key].append(cpu)
+        return result
+
+    for round_ in range(args.repeats):
+        mine = run("ours", ours, reference, analysis, same_work)
+        run("ours_full", ours, reference, analysis, full_job)
+        table = run("nml", nannyml_drift, ref_pd, analysis_pd, False)
+        if round_ % 2 == 0:
+            exact_table = run("nml_exact", nannyml_drift, ref_pd, analysis_pd, True)
+    median = {k: float(np.median(v)) for k, v in seconds.items()}
+    best = {k: min(v) for k, v in seconds.items()}
+    cpu = {k: float(np.median(v)) for k, v in cpu_seconds.items()}
+
     print(f"{args.rows:,} rows x {len(FEATURES)} features x {args.days} daily windows, "
-          f"reference {args.reference_rows:,} rows")
-    print(f"ours, KS + JS (same work as NannyML):   {ours_s:8.3f} s")
-    print(f"ours, full default job (PSI+KS, PSI+JS): {ours_full_s:8.3f} s")
-    print(f"NannyML UnivariateDriftCalculator, KS + JS (default KS: binned estimate): {nml_s:8.3f} s")
-    print(f"NannyML UnivariateDriftCalculator, KS exact + JS:                         {nml_exact_s:8.3f} s")
-    print(f"ratio NannyML / ours (same work): {nml_s / ours_s:.1f}x (default), {nml_exact_s / ours_s:.1f}x (exact)")
-    print(f"ratio NannyML default / our full job: {nml_s / ours_full_s:.1f}x")
+          f"reference {args.reference_rows:,} rows; {args.repeats} interleaved rounds, "
+          f"median (best) wall time, median CPU time")
+    for key, label in (("ours", "ours, KS + JS (same work as NannyML)"),
+                       ("ours_full", "ours, full default job (PSI+KS, PSI+JS)"),
+                       ("nml", "NannyML UnivariateDriftCalculator, KS + JS (its default KS: binned estimate)"),
+                       ("nml_exact", "NannyML UnivariateDriftCalculator, exact KS + JS")):
+        print(f"{label:78s} {median[key]:7.3f} s ({best[key]:.3f} s, {len(seconds[key])} runs), "
+              f"CPU {cpu[key]:.3f} s")
+    for theirs, label in (("nml", "default"), ("nml_exact", "exact KS")):
+        print(f"ratio NannyML ({label}) / ours, same work: {median[theirs] / median['ours']:5.1f}x median, "
+              f"{best[theirs] / best['ours']:5.1f}x best, {cpu[theirs] / cpu['ours']:5.1f}x CPU; "
+              f"/ our full job: {median[theirs] / median['ours_full']:5.1f}x median")
     print(f"max |KS ours - NannyML|: {ks_gap(mine, exact_table, args.days):.2e} (NannyML exact), "
           f"{ks_gap(mine, table, args.days):.2e} (NannyML default estimate)")
 
