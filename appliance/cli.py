@@ -54,6 +54,9 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("model")
     train.add_argument("--resume", nargs="?", const="", default=None, metavar="RUN",
                        help="continue a failed run from the stage that failed (default: the latest run)")
+    train.add_argument("--retrain", action="store_true",
+                       help="also learn from the labelled predictions, holding out only the newest days "
+                            "([training] retrain_eval_days), as an alert's retrain does")
 
     models = command("models", _models, "list models, or one model's versions")
     models.add_argument("model", nargs="?")
@@ -331,7 +334,7 @@ def _train(args: argparse.Namespace) -> int:
     with _home(args) as home:
         home.spec(args.model)  # an unknown model or a bad spec is reported before a worker starts
         outcome = train_in_worker(home.root, args.model, actor="cli", resume=args.resume is not None,
-                                  run_id=args.resume or None, say=_say)
+                                  run_id=args.resume or None, retrain=args.retrain, say=_say)
         v = outcome.version
         for check in outcome.gates.checks:
             print(f"gate {check.name}: {'pass' if check.passed else 'FAIL'} — {check.detail}")
