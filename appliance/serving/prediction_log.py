@@ -1,8 +1,8 @@
 """The asynchronous prediction log: a bounded queue the request path drops rows into, and one
 writer thread that appends them to predictions.db in batches.
 
-A full queue never blocks a request: the row is counted as overflow (exposed at /metrics and
-logged as an error). Closing the log writes everything still queued — the server closes it on
+A full queue never blocks a request: the row is counted as overflow (exposed at /metrics, logged as
+an error, and recorded per model in predictions.db, where the monitor job reads it for its alert). Closing the log writes everything still queued — the server closes it on
 SIGTERM.
 """
 
@@ -12,6 +12,7 @@ import logging
 import queue
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 
 import msgspec
@@ -35,6 +36,8 @@ class PredictionLog:
         self.capacity = capacity
         self.batch_rows = batch_rows
         self.overflow = 0
+        self._refused: Counter[str] = Counter()  # per model, not yet recorded in predictions.db
+        self._refused_lock = threading.Lock()
         self.write_errors = 0
         self.written = 0
         self._queue: queue.Queue = queue.Queue(maxsize=capacity)
@@ -61,7 +64,10 @@ class PredictionLog:
         try:
             self._queue.put_nowait(item)
         except queue.Full:
-            self.overflow += 1
+            is_prediction, row = item
+            with self._refused_lock:
+                self.overflow += 1
+                self._refused[row[2] if is_prediction else "*"] += 1
             if self.overflow == 1 or self.overflow % 10_000 == 0:
                 log.error("prediction log queue is full (%d rows): %d rows not logged so far", self.capacity,
                           self.overflow)
@@ -92,10 +98,25 @@ class PredictionLog:
                         break
                 stop = any(item is _STOP for item in items)
                 self._write(store, [item for item in items if item is not _STOP])
+                self._record_refused(store)
                 if stop:
                     return
         finally:
             store.close()
+
+    def _record_refused(self, store: PredictionStore) -> None:
+        # The queue refuses rows only while it is full, so the writer is busy then and records them
+        # within a batch or two.
+        with self._refused_lock:
+            refused, self._refused = self._refused, Counter()
+        if not refused:
+            return
+        try:
+            store.record_overflow(refused)
+        except Exception:  # keep the count for the next try rather than lose it
+            log.exception("could not record %d refused prediction log rows", sum(refused.values()))
+            with self._refused_lock:
+                self._refused.update(refused)
 
     def _write(self, store: PredictionStore, items: list[tuple]) -> None:
         predictions = [(*row[:9], _encode(row[9]).decode(), *row[10:]) for is_prediction, row in items
