@@ -34,6 +34,7 @@ BATCH_ROWS = 100                # records per predict request at most
 FEEDBACK_ROWS = 2_000           # outcomes per feedback request at most
 SPEED = 7200.0                  # event-seconds per wall-second
 ACTIONS_WAIT_S = 600            # at the end, how long to wait for a retrain the alerts started
+MONITOR_WAIT_S = 300            # how long a day boundary waits for a scheduled monitor run under way
 
 
 class ReplayDay(msgspec.Struct, frozen=True):
@@ -86,9 +87,10 @@ def live_frame(home: Home, model: str, days: int | None) -> pl.DataFrame:
 
 def replay(root: Path, model: str, url: str, *, speed: float = SPEED, days: int | None = None,
            label_delay_hours: float = 2.0, key: str | None = None,
-           monitor: Callable[[Home, str], object] | None = None,
+           monitor: Callable[[Path, str, Callable[[str], None]], object] | None = None,
            say: Callable[[str], None] = lambda _: None) -> list[ReplayDay]:
-    """Replay the live rows through the API at ``url``; run ``monitor(home, model)`` at each day boundary."""
+    """Replay the live rows through the API at ``url``; run ``monitor(root, model, say)`` (default: the
+    scheduler's monitor job, recorded and one at a time) at each day boundary."""
     if speed < 0 or label_delay_hours < 0:
         raise InvalidInput("--speed and --label-delay must not be negative")
     monitor = monitor or _monitoring_job()
@@ -133,8 +135,8 @@ def replay(root: Path, model: str, url: str, *, speed: float = SPEED, days: int 
         report.append(ReplayDay(day.date().isoformat(), counts["predictions"], counts["labels"]))
         say(f"{day.date()}: {counts['predictions']:,} predictions, {counts['labels']:,} labels so far; "
             "running the monitor")
+        monitor(root, model, say)
         with Home(root) as home:
-            monitor(home, model)
             for line in news.since_last(home):
                 say(line)
 
@@ -219,13 +221,30 @@ def start_demo(root: Path, model: str, url: str, say: Callable[[str], None]) -> 
     return thread
 
 
-def _monitoring_job() -> Callable[[Home, str], object]:
-    """The monitoring job with the alert rules registered on it."""
+def _monitoring_job() -> Callable[[Path, str, Callable[[str], None]], object]:
+    """The scheduler's monitor job with the alert rules registered on it: each run recorded, and
+    never beside another run of it (a scheduled one under way is waited for)."""
     from appliance.alerts.engine import install
-    from appliance.monitoring.monitor import monitor
+    from appliance.errors import Conflict
+    from appliance.scheduler.jobs import run_job
 
     install()
-    return monitor
+
+    def run(root: Path, model: str, say: Callable[[str], None]) -> object:
+        deadline = time.monotonic() + MONITOR_WAIT_S
+        while True:
+            try:
+                job = run_job(root, "monitor", model, trigger="replay")
+                break
+            except Conflict:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+        if job.status == "failed":
+            say(f"  the monitor failed: {(job.error or '').splitlines()[0]}")
+        return job
+
+    return run
 
 
 def _midnight(t: datetime) -> datetime:
