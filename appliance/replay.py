@@ -170,15 +170,33 @@ def replay(root: Path, model: str, url: str, *, speed: float = SPEED, days: int 
     with Home(root) as home:
         for line in news.since_last(home):
             say(line)
+        say(standing(home, model))
     return report
 
 
+def standing(home: Home, model: str) -> str:
+    """One line: the production version, and the running deployment if there is one."""
+    from appliance.deployment.deployments import current
+
+    line = f"{model}: v{home.registry.alias(model, 'production')} in production"
+    d = current(home, model)
+    if d is not None:
+        line += (f"; {d.strategy} deployment {d.id} of v{d.candidate_version} still at {d.traffic_percent:g} % "
+                 f"(see `appliance deploy {model} status`)")
+    return line
+
+
 class AlertNews:
-    """Alerts opened and alert actions finished since the last look, as lines for the demo's output."""
+    """What the loop did since the last look, as lines for the demo's output: alerts opened, alert
+    actions finished, and the steps of deployments (a canary advanced, promoted or rolled back)."""
+
+    DEPLOYMENT_STEPS = {"canary_advanced": "advanced", "deployment_completed": "completed",
+                        "deployment_rolled_back": "ROLLED BACK", "deployment_aborted": "aborted"}
 
     def __init__(self, model: str):
         self.model = model
         self.seen: set[tuple[str, int]] = set()
+        self.audited = 0                # the newest audit entry already looked at
 
     def since_last(self, home: Home) -> list[str]:
         from appliance.alerts.records import list_alerts
@@ -193,6 +211,15 @@ class AlertNews:
                     self.seen.add(("action", act.id))
                     outcome = act.detail.get("outcome") or act.detail.get("error") or act.detail.get("reason") or ""
                     lines.append(f"  alert {a.id}: {act.action} {act.status} {outcome}".rstrip())
+        entries = [e for e in home.registry.audit_log(self.model, limit=200) if e.id > self.audited]
+        for e in reversed(entries):
+            if e.action in self.DEPLOYMENT_STEPS:
+                what = self.DEPLOYMENT_STEPS[e.action]
+                if e.action == "canary_advanced":
+                    what += f" to {e.detail['traffic_percent']:g} %"
+                lines.append(f"  deployment {e.detail['deployment']}: v{e.version} {what} by {e.actor} — "
+                             f"{e.detail.get('reason', '')}")
+        self.audited = max([self.audited, *(e.id for e in entries)])
         return lines
 
 

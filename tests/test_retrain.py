@@ -113,3 +113,56 @@ def wait_for(condition, seconds: float = 30) -> None:
     while not condition():
         assert time.monotonic() < deadline, "timed out"
         time.sleep(0.05)
+
+
+def test_the_closed_loop_through_the_real_api_drift_alert_retrain_gates_canary_verdict(server, tmp_path):
+    """The demo's loop on four live days (10-19 clean, drift from 10-20), each day's alert actions
+    finished before the next day is sent, so the loop does not depend on this machine's speed."""
+    from appliance.alerts.actions import wait_for_actions
+    from appliance.alerts.records import list_alerts
+    from appliance.deployment.deployments import latest
+    from appliance.monitoring.store import job_runs
+    from appliance.replay import _monitoring_job, replay
+    from tests.conftest import small_spec
+
+    spec_path = small_spec(tmp_path, **{"min_recall = 0.30": "min_recall = 0.0",   # 60 trees, not 300
+                                        "max_p99_ms = 10.0": "max_p99_ms = 1000.0",  # a shared machine
+                                        "canary_steps = [5, 25, 50, 100]": "canary_steps = [50, 100]"})
+    live = spec_path.parent / "live.parquet"
+    frame = pl.read_parquet(live.resolve())
+    live.unlink()
+    frame.filter(pl.col("event_time").dt.date().is_between(datetime(2026, 10, 19).date(),
+                                                            datetime(2026, 10, 22).date())).write_parquet(live)
+    with Home(server.home) as home:
+        home.add_model(load_spec(spec_path))
+    job = _monitoring_job()
+
+    def monitor_then_actions(root, model, say):
+        job(root, model, say)
+        assert wait_for_actions(120)
+
+    lines: list[str] = []
+    days = replay(server.home, "fraud", server.url, speed=0, monitor=monitor_then_actions, say=lines.append)
+    assert [d.day for d in days] == ["2026-10-19", "2026-10-20", "2026-10-21", "2026-10-22"]
+    with Home(server.home) as home:
+        alerts = {a.rule: a for a in list_alerts(home.conn, "fraud")}
+        assert {"accuracy-critical", "drift"} <= set(alerts)
+        retrains = [a for a in alerts["accuracy-critical"].actions if a.action == "retrain"]
+        # 10-20: the new pattern is only in the held-out day, so the gates reject; 10-21: it trains
+        assert [r.status for r in retrains] == ["failed", "succeeded"], [r.detail for r in retrains]
+        assert retrains[0].detail["evaluated_from"] == "2026-10-20" and not retrains[0].detail["gates_passed"]
+        assert retrains[1].detail["evaluated_from"] == "2026-10-21" and retrains[1].detail["fresh_rows"] > 0
+        candidate = retrains[1].detail["version"]
+        d = latest(home, "fraud")
+        assert (d.strategy, d.candidate_version) == ("canary", candidate)
+        assert d.status in ("completed", "rolled_back") and d.reason     # canary analysis decided, saying why
+        production = home.registry.alias("fraud", "production")
+        assert production == (candidate if d.status == "completed" else 1)
+        monitor_runs = job_runs(home, "monitor", "fraud")
+        assert [r.trigger for r in monitor_runs] == ["replay"] * 4 and {r.status for r in monitor_runs} == {"succeeded"}
+    # what the demo's user reads: the alerts right after 10-20's monitor run, then the retrains and the canary
+    day_20, day_21 = (next(i for i, line in enumerate(lines) if line.startswith(day))
+                      for day in ("2026-10-20", "2026-10-21"))
+    assert any("drift" in line and "ALERT" in line for line in lines[day_20:day_21]), lines
+    verdict = "completed" if d.status == "completed" else "ROLLED BACK"
+    assert any(f"deployment {d.id}: v{candidate} {verdict}" in line for line in lines), lines
