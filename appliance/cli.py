@@ -49,6 +49,8 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--port", type=int, default=8000)
     up.add_argument("--headless", action="store_true", help="no dashboard; what systemd runs")
     up.add_argument("--demo", action="store_true", help="once serving, replay the sample's live days through the API")
+    up.add_argument("--speed", type=float, default=7200.0,
+                    help="--demo: event-seconds per wall-second (default %(default)g: a day in 12 s)")
 
     train = command("train", _train, "run the training pipeline for a model and register the result")
     train.add_argument("model")
@@ -276,7 +278,9 @@ def _up(args: argparse.Namespace) -> int:
 
         if example is None:
             raise InvalidInput("nothing is in production to replay traffic against; run `appliance up` without --demo")
-        start_demo(root, example[0], f"http://{shown}:{args.port}", say=_say)
+        if args.speed < 0:
+            raise InvalidInput("--speed must not be negative (0: as fast as the API answers)")
+        start_demo(root, example[0], f"http://{shown}:{args.port}", say=_say, speed=args.speed)
     try:
         if sys.stdout.isatty() and not args.headless:
             _serve_under_dashboard(root, args.host, args.port)

@@ -223,7 +223,7 @@ class AlertNews:
         return lines
 
 
-def start_demo(root: Path, model: str, url: str, say: Callable[[str], None]) -> threading.Thread:
+def start_demo(root: Path, model: str, url: str, say: Callable[[str], None], speed: float = SPEED) -> threading.Thread:
     """Replay the live data in a background thread once the server at ``url`` answers /readyz."""
 
     def run() -> None:
@@ -236,9 +236,10 @@ def start_demo(root: Path, model: str, url: str, say: Callable[[str], None]) -> 
             except OSError:
                 pass
             time.sleep(0.5)
-        say(f"demo: replaying the live data of '{model}' through {url}, a day every {86400 / SPEED:g} s")
+        pace = f"a day every {86400 / speed:g} s" if speed else "as fast as it answers"
+        say(f"demo: replaying the live data of '{model}' through {url}, {pace}")
         try:
-            days = replay(root, model, url, say=say)
+            days = replay(root, model, url, speed=speed, say=say)
             say(f"demo: done — {days[-1].predictions if days else 0:,} predictions; see `appliance alerts list`")
         except Exception:  # the demo's failure must not take the server down
             log.exception("the demo replay failed")
