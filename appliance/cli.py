@@ -49,11 +49,16 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--port", type=int, default=8000)
     up.add_argument("--headless", action="store_true", help="no dashboard; what systemd runs")
     up.add_argument("--demo", action="store_true", help="once serving, replay the sample's live days through the API")
+    up.add_argument("--speed", type=float, default=7200.0,
+                    help="--demo: event-seconds per wall-second (default %(default)g: a day in 12 s)")
 
     train = command("train", _train, "run the training pipeline for a model and register the result")
     train.add_argument("model")
     train.add_argument("--resume", nargs="?", const="", default=None, metavar="RUN",
                        help="continue a failed run from the stage that failed (default: the latest run)")
+    train.add_argument("--retrain", action="store_true",
+                       help="also learn from the labelled predictions, holding out only the newest days "
+                            "([training] retrain_eval_days), as an alert's retrain does")
 
     models = command("models", _models, "list models, or one model's versions")
     models.add_argument("model", nargs="?")
@@ -273,7 +278,9 @@ def _up(args: argparse.Namespace) -> int:
 
         if example is None:
             raise InvalidInput("nothing is in production to replay traffic against; run `appliance up` without --demo")
-        start_demo(root, example[0], f"http://{shown}:{args.port}", say=_say)
+        if args.speed < 0:
+            raise InvalidInput("--speed must not be negative (0: as fast as the API answers)")
+        start_demo(root, example[0], f"http://{shown}:{args.port}", say=_say, speed=args.speed)
     try:
         if sys.stdout.isatty() and not args.headless:
             _serve_under_dashboard(root, args.host, args.port)
@@ -331,7 +338,7 @@ def _train(args: argparse.Namespace) -> int:
     with _home(args) as home:
         home.spec(args.model)  # an unknown model or a bad spec is reported before a worker starts
         outcome = train_in_worker(home.root, args.model, actor="cli", resume=args.resume is not None,
-                                  run_id=args.resume or None, say=_say)
+                                  run_id=args.resume or None, retrain=args.retrain, say=_say)
         v = outcome.version
         for check in outcome.gates.checks:
             print(f"gate {check.name}: {'pass' if check.passed else 'FAIL'} — {check.detail}")

@@ -34,6 +34,7 @@ BATCH_ROWS = 100                # records per predict request at most
 FEEDBACK_ROWS = 2_000           # outcomes per feedback request at most
 SPEED = 7200.0                  # event-seconds per wall-second
 ACTIONS_WAIT_S = 600            # at the end, how long to wait for a retrain the alerts started
+MONITOR_WAIT_S = 300            # how long a day boundary waits for a scheduled monitor run under way
 
 
 class ReplayDay(msgspec.Struct, frozen=True):
@@ -86,9 +87,10 @@ def live_frame(home: Home, model: str, days: int | None) -> pl.DataFrame:
 
 def replay(root: Path, model: str, url: str, *, speed: float = SPEED, days: int | None = None,
            label_delay_hours: float = 2.0, key: str | None = None,
-           monitor: Callable[[Home, str], object] | None = None,
+           monitor: Callable[[Path, str, Callable[[str], None]], object] | None = None,
            say: Callable[[str], None] = lambda _: None) -> list[ReplayDay]:
-    """Replay the live rows through the API at ``url``; run ``monitor(home, model)`` at each day boundary."""
+    """Replay the live rows through the API at ``url``; run ``monitor(root, model, say)`` (default: the
+    scheduler's monitor job, recorded and one at a time) at each day boundary."""
     if speed < 0 or label_delay_hours < 0:
         raise InvalidInput("--speed and --label-delay must not be negative")
     monitor = monitor or _monitoring_job()
@@ -133,8 +135,8 @@ def replay(root: Path, model: str, url: str, *, speed: float = SPEED, days: int 
         report.append(ReplayDay(day.date().isoformat(), counts["predictions"], counts["labels"]))
         say(f"{day.date()}: {counts['predictions']:,} predictions, {counts['labels']:,} labels so far; "
             "running the monitor")
+        monitor(root, model, say)
         with Home(root) as home:
-            monitor(home, model)
             for line in news.since_last(home):
                 say(line)
 
@@ -168,15 +170,33 @@ def replay(root: Path, model: str, url: str, *, speed: float = SPEED, days: int 
     with Home(root) as home:
         for line in news.since_last(home):
             say(line)
+        say(standing(home, model))
     return report
 
 
+def standing(home: Home, model: str) -> str:
+    """One line: the production version, and the running deployment if there is one."""
+    from appliance.deployment.deployments import current
+
+    line = f"{model}: v{home.registry.alias(model, 'production')} in production"
+    d = current(home, model)
+    if d is not None:
+        line += (f"; {d.strategy} deployment {d.id} of v{d.candidate_version} still at {d.traffic_percent:g} % "
+                 f"(see `appliance deploy {model} status`)")
+    return line
+
+
 class AlertNews:
-    """Alerts opened and alert actions finished since the last look, as lines for the demo's output."""
+    """What the loop did since the last look, as lines for the demo's output: alerts opened, alert
+    actions finished, and the steps of deployments (a canary advanced, promoted or rolled back)."""
+
+    DEPLOYMENT_STEPS = {"canary_advanced": "advanced", "deployment_completed": "completed",
+                        "deployment_rolled_back": "ROLLED BACK", "deployment_aborted": "aborted"}
 
     def __init__(self, model: str):
         self.model = model
         self.seen: set[tuple[str, int]] = set()
+        self.audited = 0                # the newest audit entry already looked at
 
     def since_last(self, home: Home) -> list[str]:
         from appliance.alerts.records import list_alerts
@@ -191,10 +211,19 @@ class AlertNews:
                     self.seen.add(("action", act.id))
                     outcome = act.detail.get("outcome") or act.detail.get("error") or act.detail.get("reason") or ""
                     lines.append(f"  alert {a.id}: {act.action} {act.status} {outcome}".rstrip())
+        entries = [e for e in home.registry.audit_log(self.model, limit=200) if e.id > self.audited]
+        for e in reversed(entries):
+            if e.action in self.DEPLOYMENT_STEPS:
+                what = self.DEPLOYMENT_STEPS[e.action]
+                if e.action == "canary_advanced":
+                    what += f" to {e.detail['traffic_percent']:g} %"
+                lines.append(f"  deployment {e.detail['deployment']}: v{e.version} {what} by {e.actor} — "
+                             f"{e.detail.get('reason', '')}")
+        self.audited = max([self.audited, *(e.id for e in entries)])
         return lines
 
 
-def start_demo(root: Path, model: str, url: str, say: Callable[[str], None]) -> threading.Thread:
+def start_demo(root: Path, model: str, url: str, say: Callable[[str], None], speed: float = SPEED) -> threading.Thread:
     """Replay the live data in a background thread once the server at ``url`` answers /readyz."""
 
     def run() -> None:
@@ -207,9 +236,10 @@ def start_demo(root: Path, model: str, url: str, say: Callable[[str], None]) -> 
             except OSError:
                 pass
             time.sleep(0.5)
-        say(f"demo: replaying the live data of '{model}' through {url}, a day every {86400 / SPEED:g} s")
+        pace = f"a day every {86400 / speed:g} s" if speed else "as fast as it answers"
+        say(f"demo: replaying the live data of '{model}' through {url}, {pace}")
         try:
-            days = replay(root, model, url, say=say)
+            days = replay(root, model, url, speed=speed, say=say)
             say(f"demo: done — {days[-1].predictions if days else 0:,} predictions; see `appliance alerts list`")
         except Exception:  # the demo's failure must not take the server down
             log.exception("the demo replay failed")
@@ -219,13 +249,30 @@ def start_demo(root: Path, model: str, url: str, say: Callable[[str], None]) -> 
     return thread
 
 
-def _monitoring_job() -> Callable[[Home, str], object]:
-    """The monitoring job with the alert rules registered on it."""
+def _monitoring_job() -> Callable[[Path, str, Callable[[str], None]], object]:
+    """The scheduler's monitor job with the alert rules registered on it: each run recorded, and
+    never beside another run of it (a scheduled one under way is waited for)."""
     from appliance.alerts.engine import install
-    from appliance.monitoring.monitor import monitor
+    from appliance.errors import Conflict
+    from appliance.scheduler.jobs import run_job
 
     install()
-    return monitor
+
+    def run(root: Path, model: str, say: Callable[[str], None]) -> object:
+        deadline = time.monotonic() + MONITOR_WAIT_S
+        while True:
+            try:
+                job = run_job(root, "monitor", model, trigger="replay")
+                break
+            except Conflict:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+        if job.status == "failed":
+            say(f"  the monitor failed: {(job.error or '').splitlines()[0]}")
+        return job
+
+    return run
 
 
 def _midnight(t: datetime) -> datetime:

@@ -96,6 +96,8 @@ class SearchSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 class TrainingSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     trainer: Literal["lightgbm", "mlp"] = "lightgbm"
     eval_days: int = 10         # the last N days of the snapshot are held out for evaluation
+    retrain_eval_days: int = 1  # a retrain holds out only the newest N days with labels, so fresh patterns train …
+    retrain_min_per_class: int = 100  # … widened a day at a time (up to eval_days) until each class has this many
     seed: int = 7
     params: dict[str, float | int | str | bool] = {}
     search: SearchSection = SearchSection()
@@ -200,6 +202,9 @@ def load_spec(path: Path) -> ModelSpec:
         trigger(spec.training.schedule)
     if spec.training.eval_days < 1:
         raise InvalidInput(f"model spec {path}: training.eval_days must be at least 1")
+    if spec.training.retrain_eval_days < 1 or spec.training.retrain_min_per_class < 0:
+        raise InvalidInput(f"model spec {path}: training.retrain_eval_days must be at least 1 and "
+                           "training.retrain_min_per_class at least 0")
     return msgspec.structs.replace(spec, path=path.resolve())
 
 

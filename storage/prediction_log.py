@@ -54,6 +54,14 @@ CREATE TABLE feedback (
     PRIMARY KEY (request_id, position)
 ) WITHOUT ROWID;
 """),
+    Migration(2, "rows the log's full queue refused", """
+CREATE TABLE log_overflow (
+    model        TEXT NOT NULL,     -- '*': shadow scores, whose rows do not name their model
+    recorded_at  REAL NOT NULL,
+    rows         INTEGER NOT NULL
+);
+CREATE INDEX log_overflow_by_time ON log_overflow(recorded_at);
+"""),
 ]
 
 PREDICTION_COLUMNS = ("request_id", "position", "model", "version", "arm", "deployment_id", "received_at",
@@ -161,6 +169,18 @@ class PredictionStore:
             "SELECT p.request_id, p.position, p.features_json, f.outcome, f.received_at FROM predictions p "
             "JOIN feedback f USING (request_id, position) WHERE p.model = ? AND f.received_at > ? "
             "ORDER BY p.event_time", (model, since)).fetchall()
+
+    def record_overflow(self, refused: dict[str, int]) -> None:
+        """Record how many rows of each model the log's full queue refused since its last record."""
+        now = time.time()
+        with transaction(self.conn):
+            self.conn.executemany("INSERT INTO log_overflow (model, recorded_at, rows) VALUES (?, ?, ?)",
+                                  [(model, now, rows) for model, rows in refused.items()])
+
+    def overflow_between(self, model: str, since: float, until: float) -> int:
+        """Rows of a model (or of no named model) the log refused in (since, until], epoch seconds."""
+        return self.conn.execute("SELECT COALESCE(SUM(rows), 0) FROM log_overflow WHERE model IN (?, '*') "
+                                 "AND recorded_at > ? AND recorded_at <= ?", (model, since, until)).fetchone()[0]
 
     def has_request(self, request_id: str) -> bool:
         """Whether any row of a request was logged."""

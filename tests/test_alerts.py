@@ -18,6 +18,7 @@ from appliance.alerts.engine import on_monitor_results
 from appliance.alerts.rules import DEFAULT_ALERTS, AlertRule, evaluate, with_drift_score
 from appliance.home import Home
 from appliance.spec import load_spec
+from appliance.training import retrain
 from tests.conftest import sliced_spec, small_spec
 
 DAY0 = datetime(2026, 10, 16, tzinfo=UTC)
@@ -228,11 +229,11 @@ def test_a_rejected_retrain_is_retried_only_while_attempts_remain(home: Home):
     assert not actions.retry_failed_retrain(home.root, critical, tried("succeeded"))   # it worked
     assert not actions.retry_failed_retrain(home.root, critical, tried("failed", "failed", "failed"))
     assert not actions.retry_failed_retrain(home.root, rule("drift"), tried("failed"))  # not a retrain rule
-    actions._retraining.add("fraud")                                                    # one is under way
+    assert retrain.claim("fraud")                                                       # one is under way
     try:
         assert not actions.retry_failed_retrain(home.root, critical, tried("failed"))
     finally:
-        actions._retraining.discard("fraud")
+        retrain.release("fraud")
 
 
 def test_alerts_over_the_admin_api(server):

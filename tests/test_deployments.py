@@ -219,7 +219,6 @@ def test_shadow_and_ab_reports_and_admin_routes(server):
     assert promoted["status"] == "completed"
     assert c.post("/v1/models/fraud/rollback", json={"reason": "undo"}, headers=admin).json()["version"] == 1
     assert c.post("/v1/models/fraud/promote", json={"version": 2}, headers=admin).json()["version"] == 2
-    assert c.post("/v1/models/fraud/retrain", headers=admin).status_code == 501
     with Home(server.home) as home:
         actors = {e.actor for e in home.registry.audit_log("fraud", limit=7)}
     assert actors == {f"api:{admin['authorization'].split('_')[1]}"}

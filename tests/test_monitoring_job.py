@@ -161,3 +161,28 @@ def test_a_failing_job_is_recorded_not_raised(home_dir):
         home.conn.execute("DELETE FROM aliases WHERE model = 'fraud' AND alias = 'production'")
     run = run_job(home_dir, "monitor", "fraud")
     assert run.status == "failed" and "no production version" in run.error
+
+
+def test_rows_the_log_refused_reach_the_monitor_job_and_open_the_overflow_alert(home_dir):
+    from appliance.alerts.engine import on_monitor_results
+    from appliance.alerts.records import list_alerts
+    from storage.prediction_log import PredictionStore
+
+    log = PredictionStore(home_dir / "predictions.db")
+    log.record_overflow({"fraud": 12, "other-model": 5, "*": 3})   # '*': shadow rows, which name no model
+    log.close()
+    seen = []
+    store.after_monitor.append(lambda home, model, rows: seen.append(rows))
+    try:
+        assert run_job(home_dir, "monitor", "fraud").status == "succeeded"
+        assert run_job(home_dir, "monitor", "fraud").status == "succeeded"   # nothing refused since
+    finally:
+        store.after_monitor.pop()
+    overflow = [rows.filter(pl.col("method") == "log_overflow") for rows in seen]
+    assert [o["value"].to_list() for o in overflow] == [[15.0], [0.0]]
+    assert overflow[0]["check"].to_list() == ["serving"]
+    with Home(home_dir) as home:
+        [alert] = on_monitor_results(home, "fraud", seen[0].filter(pl.col("method") == "log_overflow"))
+        assert (alert.rule, alert.severity, alert.value) == ("prediction-log-overflow", "critical", 15.0)
+        assert on_monitor_results(home, "fraud", seen[1].filter(pl.col("method") == "log_overflow")) == []
+        assert [a.rule for a in list_alerts(home.conn, "fraud")] == ["prediction-log-overflow"]

@@ -6,6 +6,7 @@ import sqlite3
 import subprocess
 import sys
 from datetime import datetime
+from pathlib import Path
 
 from appliance.data.feedback_batch import ingest_feedback
 from appliance.home import Home
@@ -15,8 +16,8 @@ from appliance.replay import live_frame, replay
 def test_replay_posts_predictions_and_labels_and_monitors_each_day(server):
     seen = []
 
-    def monitor(home: Home, model: str) -> None:
-        conn = sqlite3.connect(home.root / "predictions.db")
+    def monitor(root: Path, model: str, say) -> None:
+        conn = sqlite3.connect(root / "predictions.db")
         try:
             logged = conn.execute("SELECT COUNT(*), MAX(event_time) FROM predictions WHERE model = ?",
                                   (model,)).fetchone()

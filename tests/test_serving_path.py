@@ -41,6 +41,9 @@ def test_a_full_log_queue_counts_its_overflow_and_loses_nothing_it_accepted(tmp_
     store = PredictionStore(path)
     assert store.count() == 6 and log.written == 6
     assert store.has_request("r0") and not store.has_request("r19")
+    # the refused rows are recorded per model, for a monitor job in any process to see
+    assert store.overflow_between("fraud", 0, time.time()) == 14
+    assert store.overflow_between("other", 0, time.time()) == 0
 
 
 def test_single_rows_arriving_together_share_one_call():

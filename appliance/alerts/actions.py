@@ -18,6 +18,7 @@ from appliance.alerts import records
 from appliance.alerts.records import Alert
 from appliance.alerts.rules import AlertRule
 from appliance.home import Home
+from appliance.training.retrain import claim, release
 
 log = logging.getLogger("appliance.alerts")
 
@@ -27,7 +28,6 @@ WEBHOOK_BACKOFF_S = 0.5         # … after 0.5, 1, 2 and 4 s (doubling): about 
 WEBHOOK_TIMEOUT_S = 5.0
 
 _threads: set[threading.Thread] = set()
-_retraining: set[str] = set()   # models with a retrain action under way in this process
 _guard = threading.Lock()
 
 
@@ -40,7 +40,7 @@ def take_action(root: Path, rule: AlertRule, alert: Alert) -> None:
     if rule.action == "webhook":
         _background(f"webhook-{alert.id}", _webhook, root, rule.url, alert)
     elif rule.action == "retrain":
-        if not _claim_retrain(alert.model):
+        if not claim(alert.model):
             with Home(root) as home:
                 records.start_action(home.conn, alert.id, "retrain", "skipped",
                                      {"reason": f"a retrain of '{alert.model}' is already under way"})
@@ -54,7 +54,7 @@ def retry_failed_retrain(root: Path, rule: AlertRule, alert: Alert) -> bool:
     tries = [a for a in alert.actions if a.action == "retrain" and a.status != "skipped"]
     if rule.action != "retrain" or not tries or tries[-1].status != "failed" or len(tries) >= RETRAINS_PER_ALERT:
         return False
-    if not _claim_retrain(alert.model):
+    if not claim(alert.model):
         return False
     _background(f"retrain-{alert.model}", _retrain, root, alert)
     return True
@@ -89,15 +89,6 @@ def post_json(url: str, body: dict, attempts: int = WEBHOOK_ATTEMPTS,
     return False, failures
 
 
-def _claim_retrain(model: str) -> bool:
-    """Mark a model's retrain as under way in this process; False if one already is."""
-    with _guard:
-        if model in _retraining:
-            return False
-        _retraining.add(model)
-        return True
-
-
 def _background(name: str, target, *args) -> None:
     thread = threading.Thread(target=target, args=args, name=name, daemon=True)
     with _guard:
@@ -123,8 +114,7 @@ def _retrain(root: Path, alert: Alert) -> None:
     try:
         retrain_for_alert(root, alert)
     finally:
-        with _guard:
-            _retraining.discard(alert.model)
+        release(alert.model)
 
 
 def _payload(alert: Alert) -> dict:

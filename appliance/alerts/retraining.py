@@ -1,6 +1,7 @@
-"""The closed loop: an alert's retrain → fresh labelled data → the pipeline and its gates → the spec's
-policy (``[deployment] on_retrain``): leave the candidate for a human to approve, or start a canary that
-the server's canary analysis promotes or rolls back. Each step is recorded with the alert and audited."""
+"""The closed loop: an alert's retrain (fresh labelled data, the newest days held out) → the pipeline and
+its gates → the spec's policy (``[deployment] on_retrain``): leave the candidate for a human to approve,
+or start a canary that the server's canary analysis promotes or rolls back. Each step is recorded with the
+alert and audited."""
 
 from __future__ import annotations
 
@@ -18,7 +19,6 @@ log = logging.getLogger("appliance.alerts")
 
 def retrain_for_alert(root: Path, alert: Alert) -> None:
     """Retrain the alert's model in a worker process and apply the spec's policy to the result."""
-    from appliance.data.feedback_batch import ingest_feedback
     from appliance.deployment import deployments
     from appliance.training.worker import train_in_worker
 
@@ -26,20 +26,14 @@ def retrain_for_alert(root: Path, alert: Alert) -> None:
     with Home(root) as home:
         action = records.start_action(home.conn, alert.id, "retrain")
         spec = home.spec(alert.model)
-        detail: dict = {}
-        try:
-            fresh = ingest_feedback(home, spec)
-            detail["fresh_rows"] = 0 if fresh is None else fresh.accepted
-        except (ApplianceError, StorageError) as e:  # too few labels yet: train on what is there
-            detail["fresh_rows"] = 0
-            detail["fresh_data"] = str(e)
-    try:
-        outcome = train_in_worker(root, alert.model, actor=actor)
+    try:  # a retrain ingests the labels that came back since the last one and holds out the newest days
+        outcome = train_in_worker(root, alert.model, actor=actor, retrain=True)
     except (ApplianceError, StorageError, RuntimeError) as e:
-        _finish(root, action, "failed", detail | {"error": str(e)}, actor, "retrain_failed", alert.model, None)
+        _finish(root, action, "failed", {"error": str(e)}, actor, "retrain_failed", alert.model, None)
         return
     version = outcome.version.version
-    detail |= {"run_id": outcome.run_id, "version": version, "gates_passed": outcome.gates.passed}
+    detail = {"run_id": outcome.run_id, "version": version, "gates_passed": outcome.gates.passed,
+              "fresh_rows": outcome.feedback_rows, "evaluated_from": outcome.cutoff[:10]}
     if not outcome.gates.passed:
         failed = [c.name for c in outcome.gates.checks if not c.passed]
         _finish(root, action, "failed", detail | {"outcome": f"v{version} failed its gates: {', '.join(failed)}"},

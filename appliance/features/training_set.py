@@ -36,11 +36,17 @@ def build_training_set(spec: ModelSpec, events: pl.DataFrame, entities: pl.DataF
     return frame.select(columns)
 
 
-def split_by_time(spec: ModelSpec, frame: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame, datetime]:
-    """Train on the days before the cutoff, evaluate on the last ``eval_days`` whole days."""
-    times = frame[spec.features.event_time]
-    last_day = times.max().replace(hour=0, minute=0, second=0, microsecond=0)
-    cutoff = last_day - timedelta(days=spec.training.eval_days - 1)
+def split_by_time(spec: ModelSpec, frame: pl.DataFrame, days: int | None = None,
+                  setting: str = "training.eval_days") -> tuple[pl.DataFrame, pl.DataFrame, datetime]:
+    """Train on the days before the cutoff, evaluate on the last ``days`` whole days (default ``eval_days``)."""
+    days = spec.training.eval_days if days is None else days
+    last_day = frame[spec.features.event_time].max().replace(hour=0, minute=0, second=0, microsecond=0)
+    return split_at(spec, frame, last_day - timedelta(days=days - 1), setting)
+
+
+def split_at(spec: ModelSpec, frame: pl.DataFrame, cutoff: datetime,
+             setting: str = "training.eval_days") -> tuple[pl.DataFrame, pl.DataFrame, datetime]:
+    """(rows before ``cutoff``, rows from it on, cutoff); each part must hold both classes."""
     train = frame.filter(pl.col(spec.features.event_time) < cutoff)
     evaluation = frame.filter(pl.col(spec.features.event_time) >= cutoff)
     for part, name in ((train, "training"), (evaluation, "evaluation")):
@@ -48,6 +54,26 @@ def split_by_time(spec: ModelSpec, frame: pl.DataFrame) -> tuple[pl.DataFrame, p
         if part.height == 0 or labels.n_unique() < 2:
             raise InvalidInput(
                 f"the {name} split (cutoff {cutoff:%Y-%m-%d}) has {part.height} rows and needs both "
-                "classes; ingest more days or lower training.eval_days in the spec"
+                f"classes; ingest more days or lower {setting} in the spec"
             )
     return train, evaluation, cutoff
+
+
+def retrain_cutoff(spec: ModelSpec, frame: pl.DataFrame) -> datetime:
+    """Where a retrain's held-out days begin: the newest ``retrain_eval_days`` days with labelled rows,
+    widened a day at a time (up to ``eval_days`` days) until each class has ``retrain_min_per_class`` rows.
+
+    A retrain answers drift, so it is judged on the freshest days, which show how a version does on
+    today's traffic, while every older labelled day (the start of a new pattern) stays in training."""
+    training = spec.training
+    per_day = (frame.group_by(pl.col(spec.features.event_time).dt.truncate("1d").alias("day"))
+               .agg(positives=(pl.col(spec.target.column) == 1).sum(),
+                    negatives=(pl.col(spec.target.column) == 0).sum())
+               .sort("day", descending=True))
+    held = pl.min_horizontal(pl.col("positives").cum_sum(), pl.col("negatives").cum_sum())
+    per_day = per_day.with_columns(enough=held >= training.retrain_min_per_class)
+    days = training.retrain_eval_days
+    widest = max(days, training.eval_days)
+    while days < min(widest, per_day.height) and not per_day["enough"][days - 1]:
+        days += 1
+    return per_day["day"][min(days, per_day.height) - 1]

@@ -4,7 +4,8 @@ reference (the version's held-out evaluation rows with their out-of-sample score
 Incremental by window: each window's fingerprint (rows and newest arrival; labels and newest
 label) is kept in monitoring.db. A window whose rows changed is recomputed in full; one whose
 only change is newly arrived labels gets its performance recomputed; an unchanged window costs
-nothing. Machine and pipeline health are read once per run, stamped with the run's time.
+nothing. Machine and pipeline health, and the prediction-log rows the server could not log, are read
+once per run, stamped with the run's time.
 """
 
 from __future__ import annotations
@@ -83,6 +84,7 @@ def monitor(home: Home, model: str, probe: MachineProbe | None = None) -> Monito
                 parts.append(_window_checks(spec, reference, frame, windows, relabelled, full=False))
         parts.append(_snapshot_checks("machine", machine_checks(probe)))
         parts.append(_snapshot_checks("pipeline", pipeline_checks(home, model)))
+        parts.append(_snapshot_checks("serving", log_overflow_checks(home, model, conn, computed_at)))
         now = datetime.fromtimestamp(computed_at, UTC)
         new = (pl.concat([p.with_columns(window_end=pl.col("window_end").fill_null(now),
                                          window_start=pl.col("window_start").fill_null(now)) for p in parts])
@@ -266,6 +268,19 @@ def pipeline_checks(home: Home, model: str) -> list[tuple[str, str, float | None
     return [("*", "failure_streak", float(streak if last == "failed" else 0)),
             ("*", "success_streak", float(streak if last == "succeeded" else 0)),
             ("*", "runs", float(len(statuses)))]
+
+
+def log_overflow_checks(home: Home, model: str, conn, now: float) -> list[tuple[str, str, float | None]]:
+    """Prediction-log rows of the model the server's full queue refused (so never logged, never monitored)
+    since the previous monitor run; the serving process records them in predictions.db."""
+    since = conn.execute("SELECT MAX(computed_at) FROM results WHERE model = ? AND \"check\" = 'serving' "
+                         "AND method = 'log_overflow'", (model,)).fetchone()[0]
+    store = PredictionStore(home.root / "predictions.db")
+    try:
+        refused = store.overflow_between(model, since or 0.0, now)
+    finally:
+        store.close()
+    return [("*", "log_overflow", float(refused))]
 
 
 def _snapshot_checks(check: str, found: list[tuple[str, str, float | None]]) -> pl.DataFrame:

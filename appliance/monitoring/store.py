@@ -48,7 +48,7 @@ class JobRun(msgspec.Struct, frozen=True):
     error: str | None
     summary: dict
     pid: int
-    trigger: str                # schedule | manual
+    trigger: str                # schedule | manual | replay
 
 
 def open_monitoring(root: Path) -> sqlite3.Connection:

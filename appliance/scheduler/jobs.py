@@ -30,7 +30,7 @@ def _monitor(home: Home, model: str) -> dict:
 def _train(home: Home, model: str) -> dict:
     from appliance.training.worker import train_in_worker
 
-    outcome = train_in_worker(home.root, model, actor="scheduler")
+    outcome = train_in_worker(home.root, model, actor="scheduler", retrain=True)
     return {"run_id": outcome.run_id, "version": outcome.version.version, "status": outcome.version.status,
             "seconds": outcome.seconds}
 

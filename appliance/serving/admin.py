@@ -1,4 +1,5 @@
-"""Admin routes: promote, roll back, run deployments. Every one needs an admin key, even on loopback.
+"""Admin routes: promote, roll back, run deployments, retrain, alerts. Every one needs an admin key, even
+on loopback.
 
 Each acts through the same functions as the CLI (Registry.promote/rollback, deployment start,
 advance, abort) on its own connection, then refreshes the server's routes at once.
@@ -17,10 +18,13 @@ from litestar.params import FromPath
 
 from appliance.alerts import records as alert_records
 from appliance.deployment import deployments
-from appliance.errors import InvalidInput, NotAvailable, NotFound
+from appliance.errors import InvalidInput, NotFound
 from appliance.home import Home
 from appliance.serving.docs import DeploymentRequest, PromoteRequest, ReasonRequest
 from appliance.serving.state import ServingState
+from appliance.training.retrain import start_retrain
+from appliance.training.retrain import starting as retrain_starting
+from appliance.training.runs import PipelineRun, pipeline_run
 
 _encode = msgspec.json.Encoder().encode
 
@@ -85,11 +89,38 @@ def admin_routes(state: ServingState, root: Path, admin_guard: Callable) -> list
 
         return Response(content=_encode(await asyncio.to_thread(run)), media_type="application/json")
 
-    @post("/v1/models/{name:str}/retrain", status_code=501, guards=[admin_guard],
-          summary="Retrain a model (admin) — 501 until the training worker exists; run `appliance train NAME`")
-    async def retrain(name: FromPath[str]) -> Response:
-        raise NotAvailable(f"retraining over the API needs the training worker, which this appliance does not "
-                           f"have yet; run `appliance train {name}` on the machine")
+    @post("/v1/models/{name:str}/retrain", status_code=202, guards=[admin_guard],
+          summary="Start a retrain in a worker process: 202 with its run id; 409 if the model is training (admin)")
+    async def retrain(name: FromPath[str], request: Request) -> Response:
+        body = await _body(request, ReasonRequest)
+        actor = f"api:{request.state.caller.key_id}"
+
+        def run() -> dict:
+            with Home(root) as home:
+                home.spec(name)  # an unknown model or a broken spec is answered now, not in the worker
+            run_id = start_retrain(root, name, actor, body.reason)
+            return {"model": name, "run_id": run_id, "status": "started",
+                    "watch": f"/v1/models/{name}/runs/{run_id}"}
+
+        return Response(content=_encode(await asyncio.to_thread(run)), status_code=202,
+                        media_type="application/json")
+
+    @get("/v1/models/{name:str}/runs/{run_id:str}", guards=[admin_guard],
+         summary="A training run: status (starting, running, succeeded, failed), stages, metrics, error (admin)")
+    async def run_status(name: FromPath[str], run_id: FromPath[str]) -> Response:
+        def run() -> PipelineRun | dict:
+            with Home(root) as home:
+                try:
+                    found = pipeline_run(home.conn, run_id)
+                except NotFound:
+                    if retrain_starting(name, run_id):  # its worker is starting up
+                        return {"id": run_id, "model": name, "status": "starting"}
+                    raise
+                if found.model != name:
+                    raise NotFound(f"run {run_id} is not a run of model '{name}'")
+                return found
+
+        return Response(content=_encode(await asyncio.to_thread(run)), media_type="application/json")
 
     @get("/v1/alerts", guards=[admin_guard], summary="Alerts, newest first: ?model=M, ?all=true for resolved ones (admin)")
     async def alerts(request: Request) -> Response:
@@ -112,7 +143,7 @@ def admin_routes(state: ServingState, root: Path, admin_guard: Callable) -> list
     async def resolve(alert_id: FromPath[int], request: Request) -> Response:
         return await act(request, lambda home, actor: alert_records.resolve(home.conn, alert_id, actor))
 
-    return [promote, rollback, start, advance, abort, status, retrain, alerts, ack, resolve]
+    return [promote, rollback, start, advance, abort, status, retrain, run_status, alerts, ack, resolve]
 
 
 async def _body(request: Request, struct: type):

@@ -1,9 +1,9 @@
 """The asynchronous prediction log: a bounded queue the request path drops rows into, and one
 writer thread that appends them to predictions.db in batches.
 
-A full queue never blocks a request: the row is counted as overflow (exposed at /metrics and
-logged as an error). Closing the log writes everything still queued — the server closes it on
-SIGTERM.
+A full queue never blocks a request: the row is counted as overflow (exposed at /metrics, logged
+as an error, and recorded per model in predictions.db, where the monitor job reads it for its
+alert). Closing the log writes everything still queued — the server closes it on SIGTERM.
 
 The queue is a deque, not a ``queue.Queue``: appending is one atomic operation with no lock or
 wake-up on the request path, and the writer, which batches anyway, looks every ``linger_s``.
@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from pathlib import Path
 
 import msgspec
@@ -40,6 +40,8 @@ class PredictionLog:
         self.batch_rows = batch_rows
         self.linger_s = linger_s
         self.overflow = 0
+        self._refused: Counter[str] = Counter()  # per model, not yet recorded in predictions.db
+        self._refused_lock = threading.Lock()
         self.write_errors = 0
         self.written = 0
         self._rows: deque = deque()
@@ -65,7 +67,10 @@ class PredictionLog:
 
     def _put(self, item: tuple) -> None:
         if len(self._rows) >= self.capacity:
-            self.overflow += 1
+            is_prediction, row = item
+            with self._refused_lock:
+                self.overflow += 1
+                self._refused[row[2] if is_prediction else "*"] += 1
             if self.overflow == 1 or self.overflow % 10_000 == 0:
                 log.error("prediction log queue is full (%d rows): %d rows not logged so far", self.capacity,
                           self.overflow)
@@ -93,10 +98,25 @@ class PredictionLog:
                 while rows:
                     batch = [rows.popleft() for _ in range(min(len(rows), self.batch_rows))]
                     self._write(store, batch)
+                self._record_refused(store)
                 if stopping:
                     return
         finally:
             store.close()
+
+    def _record_refused(self, store: PredictionStore) -> None:
+        # The queue refuses rows only while it is full, so the writer is busy then and records them
+        # within a batch or two.
+        with self._refused_lock:
+            refused, self._refused = self._refused, Counter()
+        if not refused:
+            return
+        try:
+            store.record_overflow(refused)
+        except Exception:  # keep the count for the next try rather than lose it
+            log.exception("could not record %d refused prediction log rows", sum(refused.values()))
+            with self._refused_lock:
+                self._refused.update(refused)
 
     def _write(self, store: PredictionStore, items: list[tuple]) -> None:
         predictions = [(*row[:9], _encode(row[9]).decode(), *row[10:]) for is_prediction, row in items

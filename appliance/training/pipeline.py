@@ -37,22 +37,27 @@ class TrainingOutcome(msgspec.Struct):
     cutoff: str
     seconds: float
     reused_stages: list[str] = []
+    retrain: bool = False
+    feedback_rows: int = 0          # a retrain's newly labelled predictions it ingested
 
 
 def train(home: Home, spec: ModelSpec, actor: str = "cli", say: Callable[[str], None] = lambda _: None, *,
-          resume: bool = False, run_id: str | None = None) -> TrainingOutcome:
+          resume: bool = False, run_id: str | None = None, retrain: bool = False,
+          new_run_id: str | None = None) -> TrainingOutcome:
     """Run the pipeline for one model and register the result (rejected if a gate fails).
 
-    With ``resume``, continue the given failed run (default: the model's latest) at its failed stage.
+    A ``retrain`` also ingests the newly labelled predictions and holds out only the newest days.
+    With ``resume``, continue the given failed run (default: the model's latest) at its failed stage,
+    as the kind of run it was. ``new_run_id`` names a new run in advance (the API answers with it).
     """
     started = time.perf_counter()
-    new_id = uuid.uuid4().hex
+    new_id = new_run_id or uuid.uuid4().hex
     with model_lock(home.root, spec.name, run_id or new_id):
         abandon_dead_runs(home, spec.name, say)
         done: dict[str, dict] = {}
         if resume:
             previous = runs.resumable_run(home.conn, spec.name, run_id)
-            run_id = previous.id
+            run_id, retrain = previous.id, previous.kind == "retrain"
             done = {s.stage: s.outputs for s in previous.stages if s.status == "succeeded"}
             runs.restart_run(home.conn, run_id)
             tracked = TrackedRun.reopen(home.tracking, home.artifacts, run_id)
@@ -60,17 +65,18 @@ def train(home: Home, spec: ModelSpec, actor: str = "cli", say: Callable[[str], 
         else:
             run_id = new_id
             params = {**spec.training.params, "seed": spec.training.seed, "trainer": spec.training.trainer}
-            tracked = TrackedRun.create(home.tracking, home.artifacts, model=spec.name, name="train",
+            kind = "retrain" if retrain else "train"
+            tracked = TrackedRun.create(home.tracking, home.artifacts, model=spec.name, name=kind,
                                         kind="pipeline", run_id=run_id)
-            runs.start_run(home.conn, run_id, spec.name, "train", params, code_version())
+            runs.start_run(home.conn, run_id, spec.name, kind, params, code_version())
             tracked.log_params(params)
             tracked.set_tags({"actor": actor, "trainer": spec.training.trainer})
-        ctx = RunContext(home=home, spec=spec, run=tracked, say=say, actor=actor)
+        ctx = RunContext(home=home, spec=spec, run=tracked, say=say, actor=actor, retrain=retrain)
         _run_stages(ctx, done)
     return TrainingOutcome(
         run_id=run_id, version=ctx.version, gates=ctx.gates, ingest=ctx.ingest, train_rows=ctx.train_part.height,
         eval_rows=ctx.eval_part.height, cutoff=ctx.cutoff.isoformat(), seconds=time.perf_counter() - started,
-        reused_stages=[s.name for s in STAGES if s.name in done],
+        reused_stages=[s.name for s in STAGES if s.name in done], retrain=retrain, feedback_rows=ctx.feedback_rows,
     )
 
 

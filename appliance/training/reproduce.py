@@ -62,7 +62,8 @@ def reproduce(home: Home, model: str, version: int, say: Callable[[str], None] =
                            kind="reproduce") as tracked:
         tracked.set_tags({"reproduces": f"{model} v{version}", "source_run": mv.run_id})
         tracked.log_params({**params, "seed": seed, "trainer": trainer})
-        ctx = RunContext(home=home, spec=spec, run=tracked, say=say, actor="reproduce")
+        ctx = RunContext(home=home, spec=spec, run=tracked, say=say, actor="reproduce",
+                         retrain=original.kind == "retrain")  # the same held-out days as the original
         ctx.snapshots = snapshots_by_hash(home, model, original.data_snapshots)
         tracked.log_data(original.data_snapshots)
         try:

@@ -44,3 +44,22 @@ def model_lock(root: Path, model: str, run_id: str) -> Iterator[None]:
             fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)
+
+
+def lock_holder(root: Path, model: str) -> dict | None:
+    """Who holds the model's training lock ({"run_id", "pid", "since"}), or None; reads, never takes it.
+
+    The holder writes itself into the file and empties it on release; a holder killed before that is
+    recognized by its process being gone."""
+    try:
+        who = json.loads((Path(root) / "locks" / f"train-{model}.lock").read_text() or "null")
+        pid = who["pid"]
+    except (OSError, ValueError, TypeError, KeyError):
+        return None  # no file, empty (free) or unreadable
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        pass  # alive, another user's
+    return who

@@ -128,7 +128,8 @@ def pipeline_run(conn: sqlite3.Connection, run_id: str) -> PipelineRun:
 def resumable_run(conn: sqlite3.Connection, model: str, run_id: str | None) -> PipelineRun:
     """The failed run to resume: the given one, or the model's latest training run if it failed."""
     if run_id is None:
-        row = conn.execute("SELECT id FROM runs WHERE model = ? AND kind = 'train' ORDER BY started_at DESC LIMIT 1",
+        row = conn.execute("SELECT id FROM runs WHERE model = ? AND kind IN ('train', 'retrain') "
+                           "ORDER BY started_at DESC LIMIT 1",
                            (model,)).fetchone()
         if row is None:
             raise NotFound(f"model '{model}' has no training run to resume; run `appliance train {model}`")

@@ -18,9 +18,9 @@ from appliance.data.contract import load_contract
 from appliance.data.ingest import IngestReport, ingest
 from appliance.data.snapshots import Snapshot, data_version, list_snapshots, read_snapshots
 from appliance.data.sources import read_source
-from appliance.errors import InvalidInput
+from appliance.errors import ApplianceError, InvalidInput
 from appliance.features.encoding import FeatureSchema
-from appliance.features.training_set import build_training_set, split_by_time
+from appliance.features.training_set import build_training_set, retrain_cutoff, split_at, split_by_time
 from appliance.home import Home
 from appliance.monitoring.reference import ARTIFACT as REFERENCE_ARTIFACT
 from appliance.monitoring.reference import reference_bytes
@@ -36,6 +36,7 @@ from appliance.training.trainers import TrainedModel, fit, load_model
 from appliance.validation.gates import GateEvidence, GateReport, evaluate_gates
 from appliance.validation.probes import (recall_at_precision, robustness_failures, segment_scores,
                                          single_row_p99_ms)
+from storage.errors import StorageError
 
 
 @dataclass
@@ -47,7 +48,9 @@ class RunContext:
     run: TrackedRun
     say: Callable[[str], None]
     actor: str = "cli"
+    retrain: bool = False       # a retrain: fresh labels are ingested and only the newest days are held out
     ingest: IngestReport | None = None
+    feedback_rows: int = 0      # a retrain's newly labelled predictions, accepted into a snapshot
     snapshots: list[Snapshot] = field(default_factory=list)
     events: pl.DataFrame | None = None
     train_part: pl.DataFrame | None = None
@@ -87,11 +90,12 @@ def training_frame(spec: ModelSpec, events: pl.DataFrame) -> pl.DataFrame:
     return build_training_set(spec, events, entities)
 
 
-def time_split(spec: ModelSpec, frame: pl.DataFrame, days: int | None = None):
-    """(earlier rows, the last ``days`` whole days, cutoff); ``days`` defaults to the evaluation days."""
-    if days is not None:
-        spec = msgspec.structs.replace(spec, training=msgspec.structs.replace(spec.training, eval_days=days))
-    return split_by_time(spec, frame)
+def evaluation_split(spec: ModelSpec, frame: pl.DataFrame, retrain: bool = False):
+    """(training rows, held-out evaluation rows, cutoff): the last ``eval_days`` days, or for a retrain
+    the newest days that hold enough of each class (see ``retrain_cutoff``)."""
+    if not retrain:
+        return split_by_time(spec, frame)
+    return split_at(spec, frame, retrain_cutoff(spec, frame), "training.retrain_eval_days")
 
 
 def snapshots_by_hash(home: Home, model: str, hashes: list[str]) -> list[Snapshot]:
@@ -108,6 +112,10 @@ def snapshots_by_hash(home: Home, model: str, hashes: list[str]) -> list[Snapsho
 def run_ingest(ctx: RunContext) -> dict:
     report = ingest_source(ctx.home, ctx.spec)
     ctx.ingest = report
+    outputs = {}
+    if ctx.retrain:
+        outputs["feedback"] = _ingest_feedback(ctx)
+        ctx.feedback_rows = outputs["feedback"].get("accepted", 0)
     ctx.snapshots = list_snapshots(ctx.home.conn, ctx.spec.name)
     ctx.run.log_data([s.hash for s in ctx.snapshots])
     ctx.say(f"ingested {report.rows_read:,} rows: {report.accepted:,} accepted, "
@@ -115,11 +123,30 @@ def run_ingest(ctx: RunContext) -> dict:
             + ("" if report.new_snapshot else " (unchanged)"))
     return {"snapshot": report.snapshot.hash, "new_snapshot": report.new_snapshot, "rows_read": report.rows_read,
             "accepted": report.accepted, "quarantined": report.quarantined,
-            "snapshots": [s.hash for s in ctx.snapshots]}
+            "snapshots": [s.hash for s in ctx.snapshots], **outputs}
 
 
 def restore_ingest(ctx: RunContext, outputs: dict) -> None:
     ctx.snapshots = snapshots_by_hash(ctx.home, ctx.spec.name, outputs["snapshots"])
+    ctx.feedback_rows = outputs.get("feedback", {}).get("accepted", 0)
+
+
+def _ingest_feedback(ctx: RunContext) -> dict:
+    """A retrain learns from the outcomes that came back since the last batch, contract-checked like a file."""
+    from appliance.data.feedback_batch import ingest_feedback
+
+    try:
+        fresh = ingest_feedback(ctx.home, ctx.spec)
+    except (ApplianceError, StorageError) as e:  # a bad batch is quarantined, not a reason to skip the retrain
+        ctx.say(f"labelled predictions not ingested: {e}")
+        return {"error": str(e)}
+    if fresh is None:
+        ctx.say("no newly labelled predictions since the last retrain")
+        return {"accepted": 0}
+    ctx.say(f"ingested {fresh.rows_read:,} newly labelled predictions: {fresh.accepted:,} accepted, "
+            f"{fresh.quarantined:,} quarantined → snapshot {fresh.snapshot.hash[:12]}")
+    return {"snapshot": fresh.snapshot.hash, "rows_read": fresh.rows_read, "accepted": fresh.accepted,
+            "quarantined": fresh.quarantined}
 
 
 # -- validate data -------------------------------------------------------------------------------
@@ -168,7 +195,7 @@ def restore_features(ctx: RunContext, outputs: dict) -> None:
 
 
 def _use_frame(ctx: RunContext, frame: pl.DataFrame) -> None:
-    ctx.train_part, ctx.eval_part, ctx.cutoff = time_split(ctx.spec, frame)
+    ctx.train_part, ctx.eval_part, ctx.cutoff = evaluation_split(ctx.spec, frame, ctx.retrain)
     ctx.schema = FeatureSchema.learn(ctx.spec.model_features, ctx.train_part, ctx.spec.features)
     ctx.x_train, ctx.y_train = _xy(ctx, ctx.train_part)
     ctx.x_eval, ctx.y_eval = _xy(ctx, ctx.eval_part)
@@ -208,7 +235,8 @@ def restore_train(ctx: RunContext, outputs: dict) -> None:
 
 def _search(ctx: RunContext, base: dict):
     training = ctx.spec.training
-    fit_part, validation_part, _ = time_split(ctx.spec, ctx.train_part, training.search.validation_days)
+    fit_part, validation_part, _ = split_by_time(ctx.spec, ctx.train_part, training.search.validation_days,
+                                                 "training.search.validation_days")
     x_fit, y_fit = _xy(ctx, fit_part)
     x_val, y_val = _xy(ctx, validation_part)
 

@@ -28,8 +28,9 @@ class TrainingInterrupted(ApplianceError):
 
 
 def train_in_worker(root: Path, model: str, *, actor: str = "cli", resume: bool = False, run_id: str | None = None,
-                    say: Callable[[str], None] = lambda _: None):
-    """Run the pipeline for a model in a fresh (spawned) process and return its TrainingOutcome.
+                    retrain: bool = False, new_run_id: str | None = None, say: Callable[[str], None] = lambda _: None):
+    """Run the pipeline for a model in a fresh (spawned) process and return its TrainingOutcome
+    (``retrain`` and ``new_run_id`` as in ``pipeline.train``).
 
     The worker holds the model's run lock itself, so if it dies the lock goes with it. User
     errors in the worker are raised here as the same appliance error; a killed worker raises
@@ -39,7 +40,7 @@ def train_in_worker(root: Path, model: str, *, actor: str = "cli", resume: bool 
 
     context = multiprocessing.get_context("spawn")  # no fork: the parent may hold threads and open databases
     messages = context.Queue()
-    worker = context.Process(target=_work, args=(str(root), model, actor, resume, run_id, messages),
+    worker = context.Process(target=_work, args=(str(root), model, actor, resume, run_id, retrain, new_run_id, messages),
                              name=f"train-{model}", daemon=True)
     worker.start()
     try:
@@ -89,7 +90,8 @@ def _after_death(root: Path, model: str, pid: int, exitcode: int | None, say: Ca
                               f"stage it reached with `appliance train {model} --resume`")
 
 
-def _work(root: str, model: str, actor: str, resume: bool, run_id: str | None, messages) -> None:
+def _work(root: str, model: str, actor: str, resume: bool, run_id: str | None, retrain: bool, new_run_id: str | None,
+          messages) -> None:
     from appliance.home import Home
     from appliance.training.pipeline import train
 
@@ -98,7 +100,7 @@ def _work(root: str, model: str, actor: str, resume: bool, run_id: str | None, m
     try:
         with Home(Path(root)) as home:
             outcome = train(home, home.spec(model), actor, say=lambda line: messages.put(("say", line)),
-                            resume=resume, run_id=run_id)
+                            resume=resume, run_id=run_id, retrain=retrain, new_run_id=new_run_id)
         messages.put(("done", msgspec.to_builtins(outcome)))
     except (ApplianceError, StorageError) as e:
         messages.put(("error", (type(e).__name__, str(e))))
