@@ -147,16 +147,18 @@ class Server:
         return self.proc.pid
 
 
-MLP_PARAMS = "[training.params]\n" + "\n".join(f"{k} = {v}" for k, v in {
-    "epochs": 1, "hidden": 1024, "layers": 3, "batch_size": 2048, "learning_rate": 0.003}.items()) + "\n\n"
+def mlp_params(width: int) -> str:
+    """The [training.params] of a wide MLP: 3 hidden layers of ``width``, one epoch."""
+    params = {"epochs": 1, "hidden": width, "layers": 3, "batch_size": 2048, "learning_rate": 0.003}
+    return "[training.params]\n" + "\n".join(f"{k} = {v}" for k, v in params.items()) + "\n\n"
 
 
-def trained_home(folder: Path, trees: int | None = None, mlp: bool = False) -> Path:
+def trained_home(folder: Path, trees: int | None = None, mlp_width: int | None = None) -> Path:
     """A data directory with the sample model trained twice (v1 production, v2 candidate); reused if there.
 
-    ``mlp``: a wide neural network instead (3 hidden layers of 1024, one epoch), whose single row
-    costs ONNX Runtime hundreds of microseconds: the case micro-batching is for. Its gates are
-    overridden — the benchmark measures serving, not accuracy."""
+    ``mlp_width``: a wide neural network instead (3 hidden layers of that width, one epoch), whose
+    single row costs ONNX Runtime far more than a tree ensemble's: the case micro-batching is for.
+    Its gates are overridden — the benchmark measures serving, not accuracy."""
     from appliance.config import bundled_spec_path
     from appliance.features.online import materialize_model
     from appliance.home import Home
@@ -175,9 +177,9 @@ def trained_home(folder: Path, trees: int | None = None, mlp: bool = False) -> P
     text = bundled_spec_path().read_text()
     if trees:
         text = text.replace("num_boost_round = 300", f"num_boost_round = {trees}")
-    if mlp:
+    if mlp_width:
         params = text.index("[training.params]")
-        text = (text[:params] + MLP_PARAMS + text[text.index("[training.search]"):]).replace(
+        text = (text[:params] + mlp_params(mlp_width) + text[text.index("[training.search]"):]).replace(
             'trainer = "lightgbm"', 'trainer = "mlp"')
     spec_path.unlink()
     spec_path.write_text(text)
@@ -185,7 +187,7 @@ def trained_home(folder: Path, trees: int | None = None, mlp: bool = False) -> P
         spec = load_spec(spec_path)
         home.add_model(spec)
         train(home, spec, say=lambda line: None)
-        home.registry.promote("fraud", 1, actor="bench", override=mlp, reason="benchmark")
+        home.registry.promote("fraud", 1, actor="bench", override=bool(mlp_width), reason="benchmark")
         train(home, spec, say=lambda line: None)
         materialize_model(home, spec)  # requests carry the user id; the rest comes from the online store
     return home_dir

@@ -6,9 +6,10 @@ Through real uvicorn servers (each in its own process) at concurrency 1, 8 and 3
                 ONNX Runtime call, request id, asynchronous prediction log — micro-batching off
                 (serving.max_batch = 1) and on (the spec's max_wait_ms / max_batch)
   full + A/B    the same with an A/B deployment splitting traffic by user_id (concurrency 32)
-Run twice: for the sample model (LightGBM, ~22 µs per row in ONNX Runtime, so HTTP handling is
-nearly all the cost and micro-batching has little to save) and, at concurrency 8 and 32, for a
-wide MLP of the same features (~0.45 ms per row alone, a few tens of µs per row in a batch).
+Run for the sample model (LightGBM, ~22 µs per row in ONNX Runtime, so HTTP handling is nearly
+all the cost and micro-batching has little to save) and, at concurrency 32, for MLPs of the same
+features 512, 1024 and 1536 wide (from ~0.1 to ~1 ms per row alone, far less per row in a batch):
+where micro-batching starts to pay.
 Targets: full ≥ 0.7× bare; full with micro-batching ≥ 1.5× bare at concurrency 32.
 Full requests carry the user id, event time and request-time features; the full path completes
 them from the online store. The bare endpoint gets the same records already completed, so it
@@ -33,6 +34,7 @@ from litestar import Litestar, Request, Response, get, post  # noqa: E402
 
 
 ROUNDS = 2
+MLP_WIDTHS = (512, 1024, 1536)
 
 
 def bare_app(home_dir: str):
@@ -132,13 +134,38 @@ def main() -> None:
     print(f"data directory {home_dir}; {args.seconds:g} s per case after 1 s warm-up, {ROUNDS} rounds in "
           f"alternating order, best round kept\n\nthe sample model: LightGBM, {args.trees} trees")
     trees = compare(home_dir, args.seconds, (1, 8, 32), ab=True)
-    mlp_dir = trained_home(home_dir.parent / "mlp", mlp=True)
-    print("\na wide MLP (3 hidden layers of 1024, ~0.45 ms per row in ONNX Runtime on one core)")
-    mlp = compare(mlp_dir, args.seconds, (8, 32), ab=False)
+    mlps = {}
+    for width in MLP_WIDTHS:
+        mlp_dir = trained_home(home_dir.parent / f"mlp{width}", mlp_width=width)
+        row_us = single_row_micros(mlp_dir)
+        print(f"\nan MLP of 3 hidden layers of {width}: {row_us:.0f} µs per row alone in ONNX Runtime")
+        mlps[(width, row_us)] = compare(mlp_dir, args.seconds, (32,), ab=False)
     print("\nthe sample model")
     print_ratios(trees, (1, 8, 32))
-    print("the wide MLP")
-    print_ratios(mlp, (8, 32))
+    for (width, row_us), results in mlps.items():
+        print(f"MLP {width} wide ({row_us:.0f} µs per row)")
+        print_ratios(results, (32,))
+
+
+def single_row_micros(home_dir: Path) -> float:
+    """What one row costs the production model in ONNX Runtime, alone (best of 5 × 200 calls)."""
+    import time
+
+    import numpy as np
+
+    from appliance.home import Home
+    from appliance.serving.models import load_production
+
+    with Home(home_dir) as home:
+        model = load_production(home, "fraud")
+    x = np.zeros((1, len(model.encoder.schema.columns)), dtype=np.float32)
+    best = float("inf")
+    for _ in range(5):
+        started = time.perf_counter()
+        for _ in range(200):
+            model.run(x)
+        best = min(best, (time.perf_counter() - started) / 200)
+    return best * 1e6
 
 
 if __name__ == "__main__":
