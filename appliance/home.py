@@ -11,7 +11,7 @@ from storage.artifacts import ArtifactStore
 from storage.database import connect
 from storage.metadata_schema import MIGRATIONS
 from storage.offline_store import OfflineStore
-from storage.online_store import OnlineStore
+from storage.online_store import ONLINE_DB, OnlineStore
 
 
 class Home:
@@ -24,7 +24,7 @@ class Home:
         self.registry = Registry(self.conn)
         self.artifacts = ArtifactStore(self.root / "artifacts")
         self.offline = OfflineStore(self.root / "offline")
-        self.online = OnlineStore(self.root / "online.db")  # its own file: materialization never blocks metadata
+        self.online = OnlineStore(self.root / ONLINE_DB)  # its own file: materialization never blocks metadata
         self._tracking: TrackingStore | None = None
 
     @property

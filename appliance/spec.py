@@ -70,6 +70,7 @@ class FeaturesSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     aggregations: list[Aggregation] = []
     derived: list[Derived] = []
     ttl: str | None = None      # history older than this before the event is not used (None: no limit)
+    update_online: bool = True  # every answered request is an event: the server moves its entity's online row forward
 
 
 class TargetSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

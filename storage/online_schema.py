@@ -19,4 +19,10 @@ CREATE TABLE materializations (
     written_at      REAL NOT NULL
 );
 """),
+    Migration(2, "each row's tail of recent events", """
+-- The per-time partials of the entity's events within its longest aggregation window (JSON),
+-- what the server needs to move the row forward by an answered request. NULL: written before
+-- tails existed; such a row is left as it is until the next materialization.
+ALTER TABLE feature_rows ADD COLUMN tail BLOB;
+"""),
 ]

@@ -10,12 +10,13 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from storage.database import connect, transaction
 from storage.online_schema import MIGRATIONS
 
+ONLINE_DB = "online.db"  # under the data directory
 # SQLite's default limit on host parameters is 32766; stay well under it per query.
 KEYS_PER_QUERY = 500
 _READ_ONE = "SELECT feature_time, payload FROM feature_rows WHERE namespace = ? AND entity = ?"
@@ -34,14 +35,14 @@ class OnlineStore:
             conn = self._local.conn = connect(self.path, MIGRATIONS)
         return conn
 
-    def replace(self, namespace: str, rows: Iterable[tuple[str, int | None, bytes]], detail: dict) -> int:
-        """Replace every row of a namespace with (entity, feature_time, payload) rows; returns the count."""
+    def replace(self, namespace: str, rows: Iterable[tuple[str, int | None, bytes, bytes]], detail: dict) -> int:
+        """Replace every row of a namespace with (entity, feature_time, payload, tail) rows; returns the count."""
         conn = self._conn()
         with transaction(conn):
             conn.execute("DELETE FROM feature_rows WHERE namespace = ?", (namespace,))
             cursor = conn.executemany(
-                "INSERT INTO feature_rows (namespace, entity, feature_time, payload) VALUES (?, ?, ?, ?)",
-                ((namespace, entity, at, payload) for entity, at, payload in rows))
+                "INSERT INTO feature_rows (namespace, entity, feature_time, payload, tail) VALUES (?, ?, ?, ?, ?)",
+                ((namespace, *row) for row in rows))
             count = cursor.rowcount
             conn.execute(
                 "INSERT INTO materializations (namespace, rows, detail_json, written_at) VALUES (?, ?, ?, ?) "
@@ -66,6 +67,30 @@ class OnlineStore:
                     f"WHERE namespace = ? AND entity IN ({marks})", (namespace, *chunk)):
                 found[entity] = (at, payload)
         return found
+
+    def update(self, changes: dict[str, list[str]], step: Callable[[str, str, tuple | None], tuple | None]) -> int:
+        """Move rows forward in one transaction: for each namespace's entities, ``step(namespace, entity,
+        (feature_time, payload, tail) or None)`` gives the new (feature_time, payload, tail), or None to
+        leave the row as it is. Returns how many rows were written."""
+        conn, written = self._conn(), 0
+        with transaction(conn):
+            for namespace, entities in changes.items():
+                found = {}
+                for start in range(0, len(entities), KEYS_PER_QUERY):
+                    chunk = entities[start:start + KEYS_PER_QUERY]
+                    for entity, *row in conn.execute(
+                            f"SELECT entity, feature_time, payload, tail FROM feature_rows "
+                            f"WHERE namespace = ? AND entity IN ({','.join('?' * len(chunk))})", (namespace, *chunk)):
+                        found[entity] = tuple(row)
+                rows = []
+                for entity in entities:
+                    new = step(namespace, entity, found.get(entity))
+                    if new is not None:
+                        rows.append((namespace, entity, *new))
+                conn.executemany("INSERT OR REPLACE INTO feature_rows (namespace, entity, feature_time, payload, tail) "
+                                 "VALUES (?, ?, ?, ?, ?)", rows)
+                written += len(rows)
+        return written
 
     def materialization(self, namespace: str) -> dict | None:
         """When a namespace was last written, its row count and the writer's detail; None if never."""

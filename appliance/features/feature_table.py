@@ -30,27 +30,39 @@ def window_micros(duration: str) -> int:
 
 def feature_table_sql(features: FeaturesSection, history: str) -> str:
     """SQL for the feature table over the relation named ``history`` (one row per event)."""
-    key, t = quote(features.entity_key), quote(features.event_time)
-    columns = sorted({a.column for a in features.aggregations if a.column is not None})
-    # Pre-aggregate events sharing an (entity, time): one feature row per distinct time, and
-    # windows over partial sums are exact for count, sum, mean, min and max.
-    partials = ["count(*) AS n__"] + [
-        part for i, c in enumerate(columns) for part in (
-            f"count({quote(c)}) AS n_{i}", f"sum({quote(c)}::DOUBLE) AS s_{i}",
-            f"min({quote(c)}::DOUBLE) AS lo_{i}", f"max({quote(c)}::DOUBLE) AS hi_{i}")
-    ]
+    columns = aggregated_columns(features)
     windows = sorted({a.window for a in features.aggregations}, key=window_micros)
     named = {w: f"w{i}" for i, w in enumerate(windows)}
     selects = [f"{_aggregate(a, columns, named[a.window])} AS {quote(a.name)}" for a in features.aggregations]
     clauses = ", ".join(
         f"w{i} AS (PARTITION BY k ORDER BY t RANGE BETWEEN INTERVAL {window_micros(w)} MICROSECONDS "
         "PRECEDING AND CURRENT ROW)" for i, w in enumerate(windows))
+    key = quote(features.entity_key)
     return (
-        f"WITH points AS (SELECT {key} AS k, {t} AS t, {', '.join(partials)} FROM {history} "
-        f"WHERE {key} IS NOT NULL AND {t} IS NOT NULL GROUP BY ALL) "
+        f"WITH points AS ({partials_sql(features, history)}) "
         f"SELECT k AS {key}, t AS {FEATURE_TIME}{''.join(', ' + s for s in selects)} FROM points"
         + (f" WINDOW {clauses}" if clauses else "")
     )
+
+
+def aggregated_columns(features: FeaturesSection) -> list[str]:
+    """The columns aggregations read, in the order of their partials."""
+    return sorted({a.column for a in features.aggregations if a.column is not None})
+
+
+def partials_sql(features: FeaturesSection, history: str) -> str:
+    """SQL for the partials of each distinct (entity, time) — columns ``k``, ``t``, ``n__``, then
+    ``n_i, s_i, lo_i, hi_i`` per aggregated column — over the relation named ``history``."""
+    key, t = quote(features.entity_key), quote(features.event_time)
+    # Pre-aggregate events sharing an (entity, time): one feature row per distinct time, and
+    # windows over partial sums are exact for count, sum, mean, min and max.
+    partials = ["count(*) AS n__"] + [
+        part for i, c in enumerate(aggregated_columns(features)) for part in (
+            f"count({quote(c)}) AS n_{i}", f"sum({quote(c)}::DOUBLE) AS s_{i}",
+            f"min({quote(c)}::DOUBLE) AS lo_{i}", f"max({quote(c)}::DOUBLE) AS hi_{i}")
+    ]
+    return (f"SELECT {key} AS k, {t} AS t, {', '.join(partials)} FROM {history} "
+            f"WHERE {key} IS NOT NULL AND {t} IS NOT NULL GROUP BY ALL")
 
 
 def _aggregate(a: Aggregation, columns: list[str], window: str) -> str:

@@ -1,7 +1,8 @@
 """The online side: materialize each entity's latest feature row, and complete requests from it.
 
 ``materialize`` runs the feature table's SQL (the one the training set joins) and keeps each
-entity's latest row; ``OnlineFeatures.complete`` applies the same point-in-time rule and the same
+entity's latest row, with its tail of recent events (``tail``) from which the server moves the row
+forward by every request it answers (``online_updates``); ``OnlineFeatures.complete`` applies the same point-in-time rule and the same
 derived-feature code as the offline join, so a request carries only the entity key and the
 request-time values (and, optionally, its event time; without one the request happens now).
 """
@@ -22,6 +23,8 @@ from appliance.data.sources import read_source
 from appliance.errors import InvalidInput, NotReady
 from appliance.features.feature_table import FEATURE_TIME, feature_rows, stored_names
 from appliance.features.point_in_time import derive, ttl_micros, visible
+from appliance.features.tail import EMPTY as EMPTY_TAIL
+from appliance.features.tail import latest_tails
 from appliance.home import Home
 from appliance.spec import FeaturesSection, ModelSpec
 from storage.online_store import OnlineStore
@@ -57,7 +60,8 @@ def materialize(store: OnlineStore, model: str, features: FeaturesSection, histo
         latest = latest.join(entities.select(key, *attributes).with_columns(pl.col(key).cast(pl.String)),
                              on=key, how="full", coalesce=True)
     names = [n for n in stored_names(features) if n in latest.columns]
-    rows = ((entity, at, _encode(dict(zip(names, values))))
+    tails = latest_tails(features, history)  # what serving moves each row forward from
+    rows = ((entity, at, _encode(dict(zip(names, values))), tails.get(str(entity), EMPTY_TAIL))
             for entity, at, *values in latest.select(key, FEATURE_TIME, *names).iter_rows())
     as_of = history[features.event_time].max() if history.height else None
     count = store.replace(namespace(model, features), rows,
@@ -133,7 +137,7 @@ class OnlineFeatures:
                 now = now if now is not None else time.time_ns() // 1000
                 event_time[i] = now
             else:
-                event_time[i] = _request_time(when, time_field, _where(single, i))
+                event_time[i] = request_time(when, time_field, _where(single, i))
             at, payload = found.get(entity, _NOTHING)
             if at is not None:
                 feature_time[i] = at
@@ -168,7 +172,8 @@ def _where(single: bool, i: int) -> str:
     return "" if single else f"record {i}: "
 
 
-def _request_time(value: object, name: str, where: str) -> float:
+def request_time(value: object, name: str, where: str) -> float:
+    """A request's event time (ISO 8601) in epoch microseconds; InvalidInput otherwise."""
     if type(value) is str:
         try:
             moment = datetime.fromisoformat(value)

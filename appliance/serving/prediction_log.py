@@ -3,7 +3,8 @@ writer thread that appends them to predictions.db in batches.
 
 A full queue never blocks a request: the row is counted as overflow (exposed at /metrics, logged
 as an error, and recorded per model in predictions.db, where the monitor job reads it for its
-alert). Closing the log writes everything still queued — the server closes it on SIGTERM.
+alert). Closing the log writes everything still queued — the server closes it on SIGTERM. A ``follower``
+(the online store's updater) gets every batch of prediction rows after it is written.
 
 The queue is a deque, not a ``queue.Queue``: appending is one atomic operation with no lock or
 wake-up on the request path, and the writer, which batches anyway, looks every ``linger_s``.
@@ -15,6 +16,7 @@ import logging
 import threading
 import time
 from collections import Counter, deque
+from collections.abc import Callable
 from pathlib import Path
 
 import msgspec
@@ -34,8 +36,9 @@ class PredictionLog:
     """Rows in, batches out; ``overflow`` counts rows the full queue refused."""
 
     def __init__(self, path: Path, capacity: int = CAPACITY, batch_rows: int = BATCH_ROWS,
-                 linger_s: float = LINGER_S):
+                 linger_s: float = LINGER_S, follower: Callable[[list[tuple]], object] | None = None):
         self.path = Path(path)
+        self.follower = follower  # also given each batch of prediction rows, on the writer thread
         self.capacity = capacity
         self.batch_rows = batch_rows
         self.linger_s = linger_s
@@ -119,8 +122,8 @@ class PredictionLog:
                 self._refused.update(refused)
 
     def _write(self, store: PredictionStore, items: list[tuple]) -> None:
-        predictions = [(*row[:9], _encode(row[9]).decode(), *row[10:]) for is_prediction, row in items
-                       if is_prediction]
+        rows = [row for is_prediction, row in items if is_prediction]
+        predictions = [(*row[:9], _encode(row[9]).decode(), *row[10:]) for row in rows]
         shadow = [row for is_prediction, row in items if not is_prediction]
         for attempt in range(3):
             try:
@@ -133,6 +136,8 @@ class PredictionLog:
                     log.exception("could not write %d prediction log rows", len(items))
                 else:
                     time.sleep(0.1)
+        if self.follower is not None and rows:
+            self.follower(rows)  # before the rows count as processed: flush() waits for it too
         with self._progress:
             self._processed += len(items)
             self._progress.notify_all()

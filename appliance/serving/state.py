@@ -12,6 +12,7 @@ from pathlib import Path
 
 from appliance.deployment import deployments
 from appliance.errors import NotReady
+from appliance.features.online_updates import OnlineUpdater
 from appliance.gateway.access import Gatekeeper
 from appliance.gateway.keys import list_keys
 from appliance.home import Home
@@ -20,6 +21,7 @@ from appliance.serving.models import LoadedModel, ModelPool
 from appliance.serving.prediction_log import PREDICTIONS_DB, PredictionLog
 from appliance.serving.prometheus import ServingMetrics
 from appliance.serving.router import Arm, Route
+from storage.online_store import ONLINE_DB, OnlineStore
 from storage.prediction_log import PredictionStore
 
 
@@ -34,6 +36,7 @@ class ServingState:
         self.arrivals = Arrivals()
         self.routes: dict[str, Route] = {}
         self.log: PredictionLog | None = None
+        self.updater: OnlineUpdater | None = None
         self._arms: dict[tuple[str, int], Arm] = {}
         self._store: PredictionStore | None = None
         self._store_lock = threading.Lock()
@@ -41,7 +44,8 @@ class ServingState:
 
     def open(self) -> None:
         """Start the prediction log writer (creating predictions.db if needed)."""
-        self.log = PredictionLog(self.root / PREDICTIONS_DB)
+        self.updater = OnlineUpdater(OnlineStore(self.root / ONLINE_DB))
+        self.log = PredictionLog(self.root / PREDICTIONS_DB, follower=self.updater.apply)
         self._store = PredictionStore(self.root / PREDICTIONS_DB)
 
     def close(self) -> None:
@@ -95,6 +99,22 @@ class ServingState:
                                  entity_field=spec.features.entity_key, event_time_field=spec.features.event_time)
         self._arms = arms
         self.routes = routes
+        if self.updater is not None:
+            self.updater.follow(self._online_definitions(home, standby))
+
+    def _online_definitions(self, home: Home, standby: frozenset[tuple[str, int]]) -> dict[str, list]:
+        # The definitions each model's answered requests update: its spec's and every loaded version's.
+        found: dict[str, list] = {}
+        loaded = {(name, m.version) for name, m in self.pool.loaded().items()}
+        for name, version in sorted(loaded | standby):
+            spec = home.spec(name)
+            if not spec.features.update_online:
+                continue
+            definitions = found.setdefault(name, [spec.features])
+            model = self.pool.warm(name, version)
+            if model is not None and model.features is not None:
+                definitions.append(model.features.features)
+        return found
 
     def _arm(self, name: str, model: LoadedModel, serving) -> Arm:
         known = self._arms.get((model.name, model.version))
@@ -119,6 +139,17 @@ class ServingState:
                 ("appliance_prediction_log_write_errors_total", "counter",
                  "Prediction rows lost to write errors.", {}, log.write_errors),
                 ("appliance_prediction_log_written_total", "counter", "Prediction rows written.", {}, log.written),
+            ]
+        updater = self.updater
+        if updater is not None:
+            out += [
+                ("appliance_online_rows_updated_total", "counter",
+                 "Online feature rows moved forward by answered requests.", {}, updater.updated),
+                ("appliance_online_stale_events_total", "counter",
+                 "Answered requests not applied: their entity's row predates tails (materialize again).", {},
+                 updater.stale),
+                ("appliance_online_update_errors_total", "counter",
+                 "Answered requests lost to failed online store updates.", {}, updater.errors),
             ]
         for reason, n in self.gate.rejected.items():
             out.append(("appliance_gateway_rejected_total", "counter", "Requests the gateway refused, by reason.",
