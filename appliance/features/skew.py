@@ -64,11 +64,12 @@ def check_skew(home: Home, spec: ModelSpec, sample: int = 200, seed: int = 0) ->
     names = [n for n in (*(f.name for f in features.entity_attributes), *(a.name for a in features.aggregations),
                          *(d.name for d in features.derived if all(i in stored for i in d.of)))]
     mismatches = [Mismatch(e, n, on[n], off[n]) for e, on, off in zip(entities, online, offline)
-                  for n in names if not _same(on[n], off[n])]
+                  for n in names if not same_value(on[n], off[n])]
     return SkewReport(store_namespace, as_of.isoformat(), len(entities), names, mismatches)
 
 
-def _same(a: object, b: object) -> bool:
+def same_value(a: object, b: object) -> bool:
+    """Whether an online and an offline value agree (both missing, or equal within the tolerance)."""
     if a is None or b is None:
         return a is None and b is None
     if isinstance(a, (int, float)) and isinstance(b, (int, float)):

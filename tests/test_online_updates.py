@@ -1,0 +1,167 @@
+"""The online store follows live traffic: answered requests move each entity's row forward with the
+offline feature table's semantics (same-instant twins, out-of-order and old events included)."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from datetime import datetime, timedelta, timezone
+
+import msgspec
+import polars as pl
+
+from appliance.config import bundled_spec_path
+from appliance.features.feature_table import FEATURE_TIME, feature_rows, stored_names
+from appliance.features.online import materialize, namespace
+from appliance.features.online_updates import OnlineUpdater
+from appliance.features.skew import same_value
+from appliance.features.tail import EMPTY, TailPlan, decode
+from appliance.spec import load_spec
+from storage.database import connect
+from storage.online_schema import MIGRATIONS
+from storage.online_store import OnlineStore
+from tests.conftest import SAMPLE_RECORD
+
+UTC = timezone.utc
+SPEC = load_spec(bundled_spec_path())
+FEATURES = SPEC.features
+NS = namespace("fraud", FEATURES)
+SECOND, DAY = timedelta(seconds=1), timedelta(days=1)
+
+
+def _slices(users: int = 40, live_rows: int = 400) -> tuple[pl.DataFrame, pl.DataFrame]:
+    history = pl.read_parquet(SPEC.resolve(SPEC.data.source))
+    chosen = history["user_id"].unique().sort().head(users).implode()
+    live = pl.read_parquet(SPEC.resolve(SPEC.data.live))
+    return (history.filter(pl.col("user_id").is_in(chosen)),
+            live.filter(pl.col("user_id").is_in(chosen)).sort("event_time").head(live_rows))
+
+
+def _log_row(i: int, record: dict, status: int = 200, received_at: float = 0.0) -> tuple:
+    # PREDICTION_COLUMNS order, the request record as the server logs it
+    return (f"r{i}", 0, "fraud", 1, "production", None, received_at, record.get("event_time"), record["user_id"],
+            record, 0.5, 0, 1.0, status)
+
+
+def _request(event: dict) -> dict:
+    return {"user_id": event["user_id"], "event_time": event["event_time"].isoformat().replace("+00:00", "Z"),
+            "amount": event["amount"], "merchant_category": event["merchant_category"], "hour": event["hour"],
+            "is_foreign": event["is_foreign"]}
+
+
+def _assert_online_equals_offline(store: OnlineStore, events: pl.DataFrame) -> int:
+    offline = feature_rows(FEATURES, events, latest_only=True)
+    online = store.read(NS, offline["user_id"].to_list())
+    names = [a.name for a in FEATURES.aggregations]
+    for row in offline.iter_rows(named=True):
+        at, payload = online[row["user_id"]]
+        assert at == round(row[FEATURE_TIME].timestamp() * 1_000_000), row["user_id"]
+        values = msgspec.json.decode(payload)
+        for name in names:
+            assert same_value(values[name], row[name]), (row["user_id"], name, values[name], row[name])
+            assert type(values[name]) is type(row[name]) or row[name] is None, name  # counts stay integers
+    return offline.height
+
+
+def test_live_events_give_each_entity_the_offline_tables_latest_row(tmp_path):
+    history, live = _slices()
+    store = OnlineStore(tmp_path / "online.db")
+    materialize(store, "fraud", FEATURES, history, None)
+    updater = OnlineUpdater(OnlineStore(tmp_path / "online.db"))
+    updater.follow({"fraud": [FEATURES, FEATURES]})  # two arms of one definition: one namespace
+    events = live.to_dicts()
+    first, second = events[0], events[1]
+    extra = [
+        {**first, "amount": 7.25},                                          # a twin at the same instant
+        {**second, "event_time": second["event_time"] - 3600 * SECOND, "amount": 3.0},  # out of order, in window
+        {**first, "event_time": first["event_time"] - 40 * DAY, "amount": 9999.0},   # older than every window
+        {**first, "user_id": "u-new", "amount": 12.0},                     # an entity with no history at all
+    ]
+    requests = [_request(e) for e in events + extra]
+    rows = [_log_row(i, r) for i, r in enumerate(requests)]
+    rows.insert(5, _log_row(-1, {**requests[5], "amount": 1e6}, status=500))  # not answered: not an event
+    now = events[-1]["event_time"] + 60 * SECOND                         # served without an event time: now
+    rows.append(_log_row(-2, {k: v for k, v in requests[2].items() if k != "event_time"},
+                         received_at=now.timestamp()))
+    for start in range(0, len(rows), 37):  # batches as the writer cuts them, an entity's events across several
+        updater.apply(rows[start:start + 37])
+    # On the edges of the windows of that newest event: each counts (both edges are inclusive).
+    edges = [{**events[2], "event_time": now - window, "amount": 1.5} for window in (3600 * SECOND, 7 * DAY, 30 * DAY)]
+    updater.apply([_log_row(100 + i, _request(e)) for i, e in enumerate(edges)])
+    applied = pl.concat([live, pl.DataFrame(extra, schema=live.schema),
+                         pl.DataFrame([{**events[2], "event_time": now}, *edges], schema=live.schema)])
+    assert _assert_online_equals_offline(store, pl.concat([history, applied], how="vertical_relaxed")) > 40
+    assert updater.stale == 0 and updater.errors == 0 and updater.updated >= len(set(live["user_id"]))
+
+
+def test_materialize_writes_each_entitys_tail_within_its_longest_window(tmp_path):
+    history, _ = _slices(users=10)
+    store = OnlineStore(tmp_path / "online.db")
+    entities = pl.DataFrame({"user_id": ["u-attributes-only"], "account_age_days": [3], "country": ["GB"]})
+    materialize(store, "fraud", FEATURES, history, entities)
+    plan = TailPlan(FEATURES)
+    db = sqlite3.connect(tmp_path / "online.db")
+    db.row_factory = sqlite3.Row
+    rows = {r["entity"]: r for r in db.execute("SELECT entity, feature_time, payload, tail FROM feature_rows")}
+    assert rows["u-attributes-only"]["tail"] == EMPTY and rows["u-attributes-only"]["feature_time"] is None
+    for entity, row in rows.items():
+        if entity == "u-attributes-only":
+            continue
+        points = decode(row["tail"])
+        assert points[-1][0] == row["feature_time"] and points[0][0] >= row["feature_time"] - plan.horizon
+        assert [p[0] for p in points] == sorted({p[0] for p in points})
+        stored = msgspec.json.decode(row["payload"])
+        recomputed = plan.aggregate(points)
+        assert all(same_value(recomputed[a.name], stored[a.name]) for a in FEATURES.aggregations), entity
+        assert set(stored) == set(stored_names(FEATURES))
+
+
+def test_an_online_db_from_before_tails_upgrades_and_leaves_its_rows_until_materialized(tmp_path):
+    history, live = _slices(users=5, live_rows=20)
+    path = tmp_path / "online.db"
+    old = connect(path, MIGRATIONS[:1])
+    old.execute("INSERT INTO feature_rows VALUES (?, ?, ?, ?)", (NS, "u-old", 1, b'{"tx_count_30d": 7}'))
+    old.execute("INSERT INTO materializations VALUES (?, 1, '{}', 0)", (NS,))
+    old.close()
+    store = OnlineStore(path)
+    updater = OnlineUpdater(OnlineStore(path))
+    updater.follow({"fraud": [FEATURES]})
+    record = {**_request(live.row(0, named=True)), "user_id": "u-old"}
+    updater.apply([_log_row(0, record), _log_row(1, {**record, "user_id": "u-fresh"})])
+    assert store.read(NS, ["u-old"]) == {"u-old": (1, b'{"tx_count_30d": 7}')}  # no tail: left as it was
+    assert updater.stale == 1
+    fresh = msgspec.json.decode(store.read(NS, ["u-fresh"])["u-fresh"][1])
+    assert fresh["tx_count_30d"] == 1 and fresh["amount_mean_30d"] == record["amount"]  # no row: no history
+    materialize(store, "fraud", FEATURES, history, None)
+    requests = [_request(e) for e in live.to_dicts()]
+    updater.apply([_log_row(i, r) for i, r in enumerate(requests)])
+    assert _assert_online_equals_offline(store, pl.concat([history, live], how="vertical_relaxed")) >= 5
+    assert sqlite3.connect(path).execute("SELECT count(*) FROM feature_rows WHERE tail IS NULL").fetchone()[0] == 0
+
+
+def test_a_namespace_never_materialized_is_not_written(tmp_path):
+    updater = OnlineUpdater(OnlineStore(tmp_path / "online.db"))
+    updater.follow({"fraud": [FEATURES]})
+    assert updater.apply([_log_row(0, SAMPLE_RECORD)]) == 0
+    assert OnlineStore(tmp_path / "online.db").entities(NS) == []
+
+
+def _stored(home, entity: str) -> dict:
+    at, payload = OnlineStore(home / "online.db").read(NS, [entity])[entity]
+    return {"at": at, **msgspec.json.decode(payload)}
+
+
+def test_a_second_request_sees_the_first_one_counted(server):
+    before = _stored(server.home, "u00042")
+    first = {**SAMPLE_RECORD, "event_time": "2026-10-16T10:00:00Z", "amount": 500.0}
+    assert server.client.post("/v1/models/fraud/predict", json=first).status_code == 200
+    deadline = time.monotonic() + 10
+    while _stored(server.home, "u00042")["at"] == before["at"]:
+        assert time.monotonic() < deadline, "the online row did not move forward"
+        time.sleep(0.02)
+    after = _stored(server.home, "u00042")
+    assert after["at"] == round(datetime(2026, 10, 16, 10, tzinfo=UTC).timestamp() * 1_000_000)
+    assert after["tx_count_30d"] == before["tx_count_30d"] + 1 and after["tx_count_1h"] == 1
+    assert after["amount_sum_1h"] == 500.0 and after["account_age_days"] == before["account_age_days"]
+    metrics = server.client.get("/metrics").text
+    assert "appliance_online_rows_updated_total 1" in metrics and "appliance_online_stale_events_total 0" in metrics
