@@ -759,6 +759,8 @@ def _features_skew(args: argparse.Namespace) -> int:
         report = check_skew(home, home.spec(args.model), sample=args.sample, seed=args.seed)
     print(f"checked {report.entities:,} entities × {len(report.features)} features as of {report.as_of}: "
           f"{len(report.mismatches)} mismatch(es)")
+    if report.ahead:
+        print(f"not checked: {report.ahead:,} entities whose rows answered requests moved past the ingested history")
     if report.mismatches:
         _table(("ENTITY", "FEATURE", "ONLINE", "OFFLINE"),
                [(m.entity, m.feature, repr(m.online), repr(m.offline)) for m in report.mismatches[:50]])

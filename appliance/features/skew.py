@@ -35,6 +35,7 @@ class SkewReport(msgspec.Struct):
     entities: int
     features: list[str]
     mismatches: list[Mismatch]
+    ahead: int = 0              # entities whose row served requests moved past the ingested history (not checked)
 
 
 def check_skew(home: Home, spec: ModelSpec, sample: int = 200, seed: int = 0) -> SkewReport:
@@ -49,7 +50,12 @@ def check_skew(home: Home, spec: ModelSpec, sample: int = 200, seed: int = 0) ->
     history = read_snapshots(home.offline, list_snapshots(home.conn, spec.name))
     newest = history[features.event_time].max() if history.height else None
     as_of = newest + timedelta(microseconds=1) if newest is not None else datetime.now(timezone.utc)
-    entities = home.online.entities(store_namespace)
+    # A row a server moved forward past the newest ingested event holds answered requests the offline
+    # history lacks until their labels are ingested: not comparable, so counted apart and not sampled.
+    newest_micros = round(newest.timestamp() * 1_000_000) if newest is not None else math.inf
+    times = {e: at for e, (at, _) in home.online.read(store_namespace, home.online.entities(store_namespace)).items()}
+    entities = sorted(e for e, at in times.items() if at is None or at <= newest_micros)
+    ahead = len(times) - len(entities)
     entities = sorted(random.Random(seed).sample(entities, min(sample, len(entities))))
     key, t = features.entity_key, features.event_time
     online = OnlineFeatures(home.online, spec.name, features).complete(
@@ -65,7 +71,7 @@ def check_skew(home: Home, spec: ModelSpec, sample: int = 200, seed: int = 0) ->
                          *(d.name for d in features.derived if all(i in stored for i in d.of)))]
     mismatches = [Mismatch(e, n, on[n], off[n]) for e, on, off in zip(entities, online, offline)
                   for n in names if not same_value(on[n], off[n])]
-    return SkewReport(store_namespace, as_of.isoformat(), len(entities), names, mismatches)
+    return SkewReport(store_namespace, as_of.isoformat(), len(entities), names, mismatches, ahead)
 
 
 def same_value(a: object, b: object) -> bool:
