@@ -11,6 +11,8 @@ beside the online row.
 from __future__ import annotations
 
 import bisect
+from functools import partial
+from operator import is_not
 
 import msgspec
 import polars as pl
@@ -21,6 +23,7 @@ from appliance.spec import FeaturesSection
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder(list[list[float | int | None]]).decode
 EMPTY = b"[]"
+_present = partial(is_not, None)
 
 
 class TailPlan:
@@ -59,23 +62,22 @@ class TailPlan:
 
     def aggregate(self, points: list[list]) -> dict[str, float | int | None]:
         """Each aggregation over the tail's window ending at its newest point (a non-empty tail)."""
-        newest = points[-1][0]
-        width = 1 + 4 * len(self.columns)
-        sums = []  # per window: [n, n_0, s_0, lo_0, hi_0, ...] over the points inside it
+        # Column-wise, so that the sums, minima and maxima over each window run in C.
+        columns = list(zip(*points))
+        times = columns[0]
+        newest = times[-1]
+        sums = []  # per window: (n, then n_i, s_i, lo_i, hi_i per column) over the points inside it
         for window in self.windows:
-            total: list = [0] + [0, None, None, None] * len(self.columns)
-            lower = newest - window
-            for point in reversed(points):
-                if point[0] < lower:
-                    break
-                total[0] += point[1]
-                for at in range(1, width, 4):
-                    n, s, lo, hi = point[at + 1:at + 5]
-                    if n:
-                        total[at] += n
-                        total[at + 1] = s if total[at + 1] is None else total[at + 1] + s
-                        total[at + 2] = lo if total[at + 2] is None else min(total[at + 2], lo)
-                        total[at + 3] = hi if total[at + 3] is None else max(total[at + 3], hi)
+            start = bisect.bisect_left(times, newest - window)
+            total = [sum(columns[1][start:])]
+            for at in range(2, len(columns), 4):
+                n = sum(columns[at][start:])
+                if n:
+                    total += [n, sum(filter(_present, columns[at + 1][start:])),
+                              min(filter(_present, columns[at + 2][start:])),
+                              max(filter(_present, columns[at + 3][start:]))]
+                else:
+                    total += [0, None, None, None]
             sums.append(total)
         out = {}
         for name, function, slot, w in self.aggregations:
@@ -85,7 +87,7 @@ class TailPlan:
                 continue
             n, s, lo, hi = total[slot - 1:slot + 3]
             out[name] = {"count": n, "sum": s, "min": lo, "max": hi,
-                         "mean": s / n if n and s is not None else None}[function]
+                         "mean": s / n if n else None}[function]
         return out
 
 
