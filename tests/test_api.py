@@ -9,6 +9,7 @@ from datetime import datetime, timezone
 import httpx
 
 from appliance.config import bundled_spec_path
+from appliance.features.online import namespace
 from appliance.home import Home
 from tests.conftest import SAMPLE_RECORD
 
@@ -116,14 +117,27 @@ def test_a_running_server_reads_features_another_process_materializes(server, tm
     cutoff = datetime(2026, 10, 19, 12, tzinfo=timezone.utc)
     live = pl.read_parquet(bundled_spec_path().parent / "live.parquet").filter(pl.col("event_time") < cutoff)
     busiest = live["user_id"].value_counts(sort=True)["user_id"][0]
-    request = {**SAMPLE_RECORD, "user_id": busiest, "event_time": "2026-10-19T12:00:00Z"}
-    before = server.client.post("/v1/models/fraud/predict", json=request).json()["probability"]
+
+    def predict(at: str) -> float:
+        request = {**SAMPLE_RECORD, "user_id": busiest, "event_time": at}
+        return server.client.post("/v1/models/fraud/predict", json=request).json()["probability"]
+
+    def stored() -> tuple:
+        with Home(server.home) as home:
+            return home.online.read(namespace("fraud", home.spec("fraud").features), [busiest])[busiest]
+
+    predict("2026-10-19T12:00:00Z")  # an answered request is an event: the server moves the row by it
+    deadline = time.monotonic() + 10
+    while stored()[0] != round(datetime(2026, 10, 19, 12, tzinfo=timezone.utc).timestamp() * 1_000_000):
+        assert time.monotonic() < deadline, "the server did not move the row"
+        time.sleep(0.02)
+    served = stored()
     live.write_parquet(tmp_path / "live-days.parquet")
     assert appliance(server.home, "ingest", "fraud", str(tmp_path / "live-days.parquet")).returncode == 0
-    stale = server.client.post("/v1/models/fraud/predict", json=request).json()["probability"]
-    assert stale == before  # ingesting alone changes nothing online
+    assert stored() == served  # ingesting alone changes nothing online
+    before = predict("2026-10-19T12:00:01Z")
     materialized = appliance(server.home, "features", "materialize", "fraud")
     assert materialized.returncode == 0, materialized.stderr
     # The user's live transactions (up to 3.5 days of them) now count in the request's features.
-    after = server.client.post("/v1/models/fraud/predict", json=request).json()["probability"]
+    after = predict("2026-10-19T12:00:02Z")
     assert after != before

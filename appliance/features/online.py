@@ -2,9 +2,10 @@
 
 ``materialize`` runs the feature table's SQL (the one the training set joins) and keeps each
 entity's latest row, with its tail of recent events (``tail``) from which the server moves the row
-forward by every request it answers (``online_updates``); ``OnlineFeatures.complete`` applies the same point-in-time rule and the same
-derived-feature code as the offline join, so a request carries only the entity key and the
-request-time values (and, optionally, its event time; without one the request happens now).
+forward by every request it answers (``online_updates``). ``OnlineFeatures.complete`` applies the
+same point-in-time rule and the same derived-feature code as the offline join, so a request carries
+only the entity key and the request-time values (and, optionally, its event time; without one the
+request happens now).
 """
 
 from __future__ import annotations

@@ -98,7 +98,7 @@ class OnlineUpdater:
 
         def step(name: str, entity: str, current: tuple | None) -> tuple | None:
             news = events[name][entity]
-            at, payload, tail = current if current is not None else (None, b"{}", EMPTY)
+            _, payload, tail = current if current is not None else (None, b"{}", EMPTY)
             if tail is None:
                 self.stale += len(news)
                 if name not in self._warned:
