@@ -137,7 +137,10 @@ class PredictionLog:
                 else:
                     time.sleep(0.1)
         if self.follower is not None and rows:
-            self.follower(rows)  # before the rows count as processed: flush() waits for it too
+            try:  # before the rows count as processed: flush() waits for it too
+                self.follower(rows)
+            except Exception:  # the follower's failure must not stop the log
+                log.exception("the prediction log's follower failed on %d rows", len(rows))
         with self._progress:
             self._processed += len(items)
             self._progress.notify_all()
