@@ -19,10 +19,24 @@ CREATE TABLE materializations (
     written_at      REAL NOT NULL
 );
 """),
-    Migration(2, "each row's tail of recent events", """
--- The per-time partials of the entity's events within its longest aggregation window (JSON),
--- what the server needs to move the row forward by an answered request. NULL: written before
--- tails existed; such a row is left as it is until the next materialization.
-ALTER TABLE feature_rows ADD COLUMN tail BLOB;
+    Migration(2, "each entity's recent events, as per-time partials", """
+-- The partials of an entity's events within its longest aggregation window, per distinct event time
+-- t: col 0 holds the event count n; col i > 0 the i-th aggregated column's count of values n, sum s,
+-- min lo and max hi. What a server moves the entity's row forward from with each answered request.
+CREATE TABLE tail_points (
+    namespace  TEXT NOT NULL,
+    entity     TEXT NOT NULL,
+    t          INTEGER NOT NULL,   -- epoch microseconds
+    col        INTEGER NOT NULL,
+    n          INTEGER NOT NULL,
+    s          REAL,
+    lo         REAL,
+    hi         REAL,
+    PRIMARY KEY (namespace, entity, t, col)
+) WITHOUT ROWID;
+
+-- 1: the materialization wrote tail points. A namespace written before (0) keeps its rows as
+-- materialized until the next materialization.
+ALTER TABLE materializations ADD COLUMN tails INTEGER NOT NULL DEFAULT 0;
 """),
 ]

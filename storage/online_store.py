@@ -10,7 +10,7 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 
 from storage.database import connect, transaction
@@ -19,6 +19,11 @@ from storage.online_schema import MIGRATIONS
 ONLINE_DB = "online.db"  # under the data directory
 # SQLite's default limit on host parameters is 32766; stay well under it per query.
 KEYS_PER_QUERY = 500
+_INSERT_POINT = "INSERT INTO tail_points (namespace, entity, t, col, n, s, lo, hi) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+# Partials of events at the same instant add up (SQLite's two-argument min and max are NULL if either is).
+_MERGE_POINT = (_INSERT_POINT + " ON CONFLICT (namespace, entity, t, col) DO UPDATE SET n = n + excluded.n, "
+                "s = coalesce(s + excluded.s, s, excluded.s), lo = coalesce(min(lo, excluded.lo), lo, excluded.lo), "
+                "hi = coalesce(max(hi, excluded.hi), hi, excluded.hi)")
 _READ_ONE = "SELECT feature_time, payload FROM feature_rows WHERE namespace = ? AND entity = ?"
 
 
@@ -35,19 +40,23 @@ class OnlineStore:
             conn = self._local.conn = connect(self.path, MIGRATIONS)
         return conn
 
-    def replace(self, namespace: str, rows: Iterable[tuple[str, int | None, bytes, bytes]], detail: dict) -> int:
-        """Replace every row of a namespace with (entity, feature_time, payload, tail) rows; returns the count."""
+    def replace(self, namespace: str, rows: Iterable[tuple[str, int | None, bytes]], detail: dict,
+                points: Iterable[tuple] = ()) -> int:
+        """Replace every row of a namespace with (entity, feature_time, payload) rows and its tail points
+        with (entity, t, col, n, s, lo, hi) ones; returns the row count."""
         conn = self._conn()
         with transaction(conn):
             conn.execute("DELETE FROM feature_rows WHERE namespace = ?", (namespace,))
+            conn.execute("DELETE FROM tail_points WHERE namespace = ?", (namespace,))
             cursor = conn.executemany(
-                "INSERT INTO feature_rows (namespace, entity, feature_time, payload, tail) VALUES (?, ?, ?, ?, ?)",
-                ((namespace, *row) for row in rows))
+                "INSERT INTO feature_rows (namespace, entity, feature_time, payload) VALUES (?, ?, ?, ?)",
+                ((namespace, entity, at, payload) for entity, at, payload in rows))
             count = cursor.rowcount
+            conn.executemany(_INSERT_POINT, ((namespace, *point) for point in points))
             conn.execute(
-                "INSERT INTO materializations (namespace, rows, detail_json, written_at) VALUES (?, ?, ?, ?) "
+                "INSERT INTO materializations (namespace, rows, detail_json, written_at, tails) VALUES (?, ?, ?, ?, 1) "
                 "ON CONFLICT (namespace) DO UPDATE SET rows = excluded.rows, "
-                "detail_json = excluded.detail_json, written_at = excluded.written_at",
+                "detail_json = excluded.detail_json, written_at = excluded.written_at, tails = 1",
                 (namespace, count, json.dumps(detail), time.time()))
         return count
 
@@ -68,36 +77,34 @@ class OnlineStore:
                 found[entity] = (at, payload)
         return found
 
-    def update(self, changes: dict[str, list[str]], step: Callable[[str, str, tuple | None], tuple | None]) -> int:
-        """Move rows forward in one transaction: for each namespace's entities, ``step(namespace, entity,
-        (feature_time, payload, tail) or None)`` gives the new (feature_time, payload, tail), or None to
-        leave the row as it is. Returns how many rows were written."""
-        conn, written = self._conn(), 0
+    def advance(self, namespace: str, points: Iterable[tuple], entities: list[str], horizon: int,
+                rows_sql: str) -> int:
+        """Move entities' rows forward in one transaction: merge (entity, t, col, n, s, lo, hi) points
+        into their tails, drop the points more than ``horizon`` before each entity's newest, and write
+        the rows ``rows_sql`` selects — (entity, feature_time, payload) from the tails, given the named
+        parameters :namespace and :newest (a JSON array of [entity, newest time] pairs). Returns how
+        many rows were written."""
+        conn = self._conn()
         with transaction(conn):
-            for namespace, entities in changes.items():
-                found = {}
-                for start in range(0, len(entities), KEYS_PER_QUERY):
-                    chunk = entities[start:start + KEYS_PER_QUERY]
-                    for entity, *row in conn.execute(
-                            f"SELECT entity, feature_time, payload, tail FROM feature_rows "
-                            f"WHERE namespace = ? AND entity IN ({','.join('?' * len(chunk))})", (namespace, *chunk)):
-                        found[entity] = tuple(row)
-                rows = []
-                for entity in entities:
-                    new = step(namespace, entity, found.get(entity))
-                    if new is not None:
-                        rows.append((namespace, entity, *new))
-                conn.executemany("INSERT OR REPLACE INTO feature_rows (namespace, entity, feature_time, payload, tail) "
-                                 "VALUES (?, ?, ?, ?, ?)", rows)
-                written += len(rows)
-        return written
+            conn.executemany(_MERGE_POINT, ((namespace, *point) for point in points))
+            newest = conn.execute(
+                "SELECT entity, max(t) FROM tail_points WHERE namespace = ? AND entity IN "
+                "(SELECT value FROM json_each(?)) GROUP BY entity", (namespace, json.dumps(entities))).fetchall()
+            conn.executemany("DELETE FROM tail_points WHERE namespace = ? AND entity = ? AND t < ?",
+                             ((namespace, entity, at - horizon) for entity, at in newest))
+            cursor = conn.execute(
+                f"INSERT OR REPLACE INTO feature_rows (namespace, entity, feature_time, payload) "
+                f"SELECT :namespace, * FROM ({rows_sql})",
+                {"namespace": namespace, "newest": json.dumps([tuple(row) for row in newest])})
+            return cursor.rowcount
 
     def materialization(self, namespace: str) -> dict | None:
         """When a namespace was last written, its row count and the writer's detail; None if never."""
         row = self._conn().execute("SELECT * FROM materializations WHERE namespace = ?", (namespace,)).fetchone()
         if row is None:
             return None
-        return {"rows": row["rows"], "written_at": row["written_at"], **json.loads(row["detail_json"])}
+        return {"rows": row["rows"], "written_at": row["written_at"], "tails": bool(row["tails"]),
+                **json.loads(row["detail_json"])}
 
     def entities(self, namespace: str) -> list[str]:
         """Every entity stored in a namespace, sorted."""

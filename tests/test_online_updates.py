@@ -16,7 +16,7 @@ from appliance.features.online import materialize, namespace
 from appliance.features.online_updates import OnlineUpdater
 from appliance.features.skew import check_skew, same_value
 from appliance.home import Home
-from appliance.features.tail import EMPTY, TailPlan, decode
+from appliance.features.tail import TailPlan
 from appliance.spec import load_spec
 from storage.database import connect
 from storage.online_schema import MIGRATIONS
@@ -100,24 +100,21 @@ def test_materialize_writes_each_entitys_tail_within_its_longest_window(tmp_path
     store = OnlineStore(tmp_path / "online.db")
     entities = pl.DataFrame({"user_id": ["u-attributes-only"], "account_age_days": [3], "country": ["GB"]})
     materialize(store, "fraud", FEATURES, history, entities)
-    plan = TailPlan(FEATURES)
+    assert store.materialization(NS)["tails"] is True
     db = sqlite3.connect(tmp_path / "online.db")
-    db.row_factory = sqlite3.Row
-    rows = {r["entity"]: r for r in db.execute("SELECT entity, feature_time, payload, tail FROM feature_rows")}
-    assert rows["u-attributes-only"]["tail"] == EMPTY and rows["u-attributes-only"]["feature_time"] is None
-    for entity, row in rows.items():
-        if entity == "u-attributes-only":
-            continue
-        points = decode(row["tail"])
-        assert points[-1][0] == row["feature_time"] and points[0][0] >= row["feature_time"] - plan.horizon
-        assert [p[0] for p in points] == sorted({p[0] for p in points})
-        stored = msgspec.json.decode(row["payload"])
-        recomputed = plan.aggregate(points)
-        assert all(same_value(recomputed[a.name], stored[a.name]) for a in FEATURES.aggregations), entity
-        assert set(stored) == set(stored_names(FEATURES))
+    rows = dict(db.execute("SELECT entity, feature_time FROM feature_rows WHERE namespace = ?", (NS,)))
+    points = db.execute("SELECT entity, min(t), max(t), sum(n) FILTER (WHERE col = 0), count(DISTINCT col) "
+                        "FROM tail_points WHERE namespace = ? GROUP BY entity", (NS,)).fetchall()
+    assert rows["u-attributes-only"] is None and len(points) == len(rows) - 1 == 10  # no events: no points
+    horizon = TailPlan(FEATURES).horizon
+    for entity, oldest, newest, events, columns in points:
+        assert newest == rows[entity] and oldest >= newest - horizon and columns == 2  # the count, then amount
+        window = history.filter((pl.col("user_id") == entity)
+                                & (pl.col("event_time").dt.epoch("us") >= newest - horizon))
+        assert events == window.height
 
 
-def test_an_online_db_from_before_tails_upgrades_and_leaves_its_rows_until_materialized(tmp_path):
+def test_an_online_db_from_before_tails_upgrades_and_is_left_as_is_until_materialized(tmp_path):
     history, live = _slices(users=5, live_rows=20)
     path = tmp_path / "online.db"
     old = connect(path, MIGRATIONS[:1])
@@ -128,16 +125,14 @@ def test_an_online_db_from_before_tails_upgrades_and_leaves_its_rows_until_mater
     updater = OnlineUpdater(OnlineStore(path))
     updater.follow({"fraud": [FEATURES]})
     record = {**_request(live.row(0, named=True)), "user_id": "u-old"}
-    updater.apply([_log_row(0, record), _log_row(1, {**record, "user_id": "u-fresh"})])
-    assert store.read(NS, ["u-old"]) == {"u-old": (1, b'{"tx_count_30d": 7}')}  # no tail: left as it was
-    assert updater.stale == 1
-    fresh = msgspec.json.decode(store.read(NS, ["u-fresh"])["u-fresh"][1])
-    assert fresh["tx_count_30d"] == 1 and fresh["amount_mean_30d"] == record["amount"]  # no row: no history
+    assert updater.apply([_log_row(0, record), _log_row(1, {**record, "user_id": "u-fresh"})]) == 0
+    assert store.entities(NS) == ["u-old"] and store.read(NS, ["u-old"]) == {"u-old": (1, b'{"tx_count_30d": 7}')}
+    assert updater.stale == 2 and store.materialization(NS)["tails"] is False
     materialize(store, "fraud", FEATURES, history, None)
     requests = [_request(e) for e in live.to_dicts()]
     updater.apply([_log_row(i, r) for i, r in enumerate(requests)])
     assert _assert_online_equals_offline(store, pl.concat([history, live], how="vertical_relaxed")) >= 5
-    assert sqlite3.connect(path).execute("SELECT count(*) FROM feature_rows WHERE tail IS NULL").fetchone()[0] == 0
+    assert updater.stale == 2
 
 
 def test_a_namespace_never_materialized_is_not_written(tmp_path):

@@ -24,7 +24,6 @@ from appliance.data.sources import read_source
 from appliance.errors import InvalidInput, NotReady
 from appliance.features.feature_table import FEATURE_TIME, feature_rows, stored_names
 from appliance.features.point_in_time import derive, ttl_micros, visible
-from appliance.features.tail import EMPTY as EMPTY_TAIL
 from appliance.features.tail import latest_tails
 from appliance.home import Home
 from appliance.spec import FeaturesSection, ModelSpec
@@ -61,12 +60,12 @@ def materialize(store: OnlineStore, model: str, features: FeaturesSection, histo
         latest = latest.join(entities.select(key, *attributes).with_columns(pl.col(key).cast(pl.String)),
                              on=key, how="full", coalesce=True)
     names = [n for n in stored_names(features) if n in latest.columns]
-    tails = latest_tails(features, history)  # what serving moves each row forward from
-    rows = ((entity, at, _encode(dict(zip(names, values))), tails.get(str(entity), EMPTY_TAIL))
+    rows = ((entity, at, _encode(dict(zip(names, values))))
             for entity, at, *values in latest.select(key, FEATURE_TIME, *names).iter_rows())
     as_of = history[features.event_time].max() if history.height else None
     count = store.replace(namespace(model, features), rows,
-                          {"model": model, "as_of": as_of.isoformat() if as_of else None})
+                          {"model": model, "as_of": as_of.isoformat() if as_of else None},
+                          latest_tails(features, history))  # what serving moves each row forward from
     return MaterializeReport(namespace(model, features), count, int(latest[FEATURE_TIME].is_not_null().sum()),
                              as_of.isoformat() if as_of else None, time.perf_counter() - started)
 

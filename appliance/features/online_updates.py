@@ -3,9 +3,10 @@ the entity's online row moves forward by it, so the next request sees what the o
 would hold over the history plus the answered events.
 
 The prediction log's writer thread calls ``OnlineUpdater.apply`` with each batch it wrote, off the
-request path; one transaction per batch updates the touched entities in every namespace a served
-version of the model (and the model's spec) reads. A row materialized before tails existed has no
-tail to move forward from: it is left as it is (counted as ``stale``) until the next materialization.
+request path; per namespace a served version of the model (or the model's spec) reads, one
+transaction merges the batch's events into the entities' tails and rewrites their rows, in SQL. A
+namespace materialized before tails existed has none to move forward from: its rows are left as they
+are (the events counted as ``stale``) until the next materialization.
 Events answered after a materialization read the history and before it committed are not in its rows.
 """
 
@@ -14,18 +15,13 @@ from __future__ import annotations
 import logging
 import math
 
-import msgspec
-
 from appliance.errors import InvalidInput
 from appliance.features.online import namespace, request_time
-from appliance.features.tail import EMPTY, TailPlan, decode, encode
+from appliance.features.tail import TailPlan
 from appliance.spec import FeaturesSection
 from storage.online_store import OnlineStore
 
 log = logging.getLogger(__name__)
-
-_encode = msgspec.json.Encoder().encode
-_decode = msgspec.json.Decoder().decode
 
 # Positions in a prediction log row (storage.prediction_log.PREDICTION_COLUMNS).
 _MODEL, _RECEIVED_AT, _ENTITY, _RECORD, _STATUS = 2, 6, 8, 9, 13
@@ -57,7 +53,7 @@ class OnlineUpdater:
     def __init__(self, store: OnlineStore):
         self.store = store
         self.updated = 0        # online rows written
-        self.stale = 0          # events of entities whose row has no tail yet (see the module doc)
+        self.stale = 0          # events of namespaces materialized before tails (see the module doc)
         self.errors = 0         # events lost to a failed update
         self._targets: dict[str, list[_Target]] = {}
         self._materialized: set[str] = set()
@@ -80,52 +76,48 @@ class OnlineUpdater:
         """Move forward the rows of the entities of these prediction log rows (PREDICTION_COLUMNS
         order, the request record as a dict); only answered ones (status 200) count. Returns rows written."""
         targets = self._targets
-        events: dict[str, dict[str, list]] = {}  # namespace -> entity -> [(time, values)]
-        by_name = {}
+        changes: dict[str, tuple[_Target, list, dict]] = {}  # namespace -> (target, tail points, entities)
         for row in rows:
             entity = row[_ENTITY]
             if row[_STATUS] != 200 or entity is None:
                 continue
             for target in targets.get(row[_MODEL], ()):
-                if not self._is_materialized(target.namespace):
-                    continue
                 event = target.event(row[_RECORD], row[_RECEIVED_AT])
                 if event is not None:
-                    by_name[target.namespace] = target
-                    events.setdefault(target.namespace, {}).setdefault(entity, []).append(event)
-        if not events:
-            return 0
-
-        def step(name: str, entity: str, current: tuple | None) -> tuple | None:
-            news = events[name][entity]
-            _, payload, tail = current if current is not None else (None, b"{}", EMPTY)
-            if tail is None:
-                self.stale += len(news)
+                    change = changes.get(target.namespace)
+                    if change is None:
+                        change = changes[target.namespace] = (target, [], {})
+                    change[1].extend(target.plan.points(entity, *event))
+                    change[2][entity] = None
+        written = 0
+        for name, (target, points, entities) in changes.items():
+            tails = self._tails(name)
+            if tails is None:  # never materialized: its rows would make a server answer what should be NotReady
+                continue
+            events = len(points) // (1 + len(target.plan.columns))
+            if not tails:
+                self.stale += events
                 if name not in self._warned:
                     self._warned.add(name)
-                    log.warning("online rows of %s predate tails and stay as materialized; run `appliance "
-                                "features materialize %s` to keep them current", name, name.split(":")[0])
-                return None
-            plan = by_name[name].plan
-            points = plan.add(decode(tail), news)
-            values = _decode(payload)
-            values.update(plan.aggregate(points))
-            return points[-1][0], _encode(values), encode(points)
-
-        try:
-            written = self.store.update({name: list(entities) for name, entities in events.items()}, step)
-        except Exception:  # a locked or full disk must not stop the prediction log; count what is lost
-            self.errors += sum(len(e) for es in events.values() for e in es.values())
-            log.exception("could not update the online store with %d answered requests", len(rows))
-            return 0
+                    log.warning("online rows of %s were materialized before tails and stay as they are; run "
+                                "`appliance features materialize %s` to keep them current", name, name.split(":")[0])
+                continue
+            try:
+                written += self.store.advance(name, points, list(entities), target.plan.horizon, target.plan.rows_sql)
+            except Exception:  # a locked or full disk must not stop the prediction log; count what is lost
+                self.errors += events
+                log.exception("could not update the online store with %d answered requests", events)
         self.updated += written
         return written
 
-    def _is_materialized(self, name: str) -> bool:
-        # Rows of a namespace never materialized would make a server answer that should say NotReady.
-        if name not in self._materialized and self.store.materialization(name) is not None:
+    def _tails(self, name: str) -> bool | None:
+        # Whether a namespace was materialized with tails (None: never materialized); once it was, it stays so.
+        if name not in self._materialized:
+            found = self.store.materialization(name)
+            if found is None or not found["tails"]:
+                return None if found is None else False
             self._materialized.add(name)
-        return name in self._materialized
+        return True
 
 
 def _value(value: object) -> float | None:

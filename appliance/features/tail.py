@@ -1,119 +1,76 @@
 """An entity's tail: the per-time partials of its events within the longest aggregation window of
-its newest one — all the online row needs to move forward by an event, with the feature table's
+its newest one — all its online row needs to move forward by an event, with the feature table's
 semantics (``feature_table``: windows ``[s - window, s]`` with both edges inclusive, partials per
 distinct time, counts as integers, values as doubles).
 
-A tail is a sorted list of points ``[t, n, n_0, s_0, lo_0, hi_0, n_1, ...]`` (``t`` in epoch
-microseconds, then the partials of ``partials_sql`` per aggregated column), stored JSON-encoded
-beside the online row.
+The points live in online.db's ``tail_points`` (one row per time and column: ``col`` 0 the event
+count, ``col`` i the partials of the i-th aggregated column); the aggregations over them are SQL
+run by SQLite, so a server's writer thread spends its time outside the GIL.
 """
 
 from __future__ import annotations
 
-import bisect
-from functools import partial
-from operator import is_not
-
-import msgspec
 import polars as pl
 
 from appliance.features.feature_table import aggregated_columns, connect, partials_sql, window_micros
-from appliance.spec import FeaturesSection
-
-_encode = msgspec.json.Encoder().encode
-_decode = msgspec.json.Decoder(list[list[float | int | None]]).decode
-EMPTY = b"[]"
-_present = partial(is_not, None)
+from appliance.spec import Aggregation, FeaturesSection
 
 
 class TailPlan:
-    """How one feature definition's aggregations read a tail."""
+    """How one feature definition's events become tail points, and its aggregations read them."""
 
     def __init__(self, features: FeaturesSection):
         self.columns = aggregated_columns(features)
-        self.windows = sorted({window_micros(a.window) for a in features.aggregations})
-        self.horizon = self.windows[-1] if self.windows else 0  # what the newest event's row can see
-        slot = {c: 2 + 4 * i for i, c in enumerate(self.columns)}  # where a column's n_i sits in a point
-        self.aggregations = [(a.name, a.function, None if a.column is None else slot[a.column],
-                              self.windows.index(window_micros(a.window))) for a in features.aggregations]
+        windows = [window_micros(a.window) for a in features.aggregations]
+        self.horizon = max(windows, default=0)  # how far before its newest event an entity's row looks
+        self.rows_sql = _rows_sql(features, self.columns)
 
-    def add(self, points: list[list], events: list[tuple[int, list[float | None]]]) -> list[list]:
-        """The tail with events (time, one value per aggregated column; None: missing) merged in,
-        trimmed to the horizon of its newest event."""
-        times = [p[0] for p in points]
-        for t, values in events:
-            i = bisect.bisect_left(times, t)
-            if i == len(times) or times[i] != t:
-                times.insert(i, t)
-                points.insert(i, [t, 0, *([0, None, None, None] * len(self.columns))])
-            point = points[i]
-            point[1] += 1
-            for j, v in enumerate(values):
-                if v is not None:
-                    at = 2 + 4 * j
-                    point[at] += 1
-                    point[at + 1] = v if point[at + 1] is None else point[at + 1] + v
-                    point[at + 2] = v if point[at + 2] is None else min(point[at + 2], v)
-                    point[at + 3] = v if point[at + 3] is None else max(point[at + 3], v)
-        if not points:
-            return points
-        start = bisect.bisect_left(times, times[-1] - self.horizon)
-        return points[start:]
-
-    def aggregate(self, points: list[list]) -> dict[str, float | int | None]:
-        """Each aggregation over the tail's window ending at its newest point (a non-empty tail)."""
-        # Column-wise, so that the sums, minima and maxima over each window run in C.
-        columns = list(zip(*points))
-        times = columns[0]
-        newest = times[-1]
-        sums = []  # per window: (n, then n_i, s_i, lo_i, hi_i per column) over the points inside it
-        for window in self.windows:
-            start = bisect.bisect_left(times, newest - window)
-            total = [sum(columns[1][start:])]
-            for at in range(2, len(columns), 4):
-                n = sum(columns[at][start:])
-                if n:
-                    total += [n, sum(filter(_present, columns[at + 1][start:])),
-                              min(filter(_present, columns[at + 2][start:])),
-                              max(filter(_present, columns[at + 3][start:]))]
-                else:
-                    total += [0, None, None, None]
-            sums.append(total)
-        out = {}
-        for name, function, slot, w in self.aggregations:
-            total = sums[w]
-            if slot is None:
-                out[name] = total[0]
-                continue
-            n, s, lo, hi = total[slot - 1:slot + 3]
-            out[name] = {"count": n, "sum": s, "min": lo, "max": hi,
-                         "mean": s / n if n else None}[function]
-        return out
+    def points(self, entity: str, t: int, values: list[float | None]) -> list[tuple]:
+        """The tail points of one event (values: one per aggregated column, None when missing)."""
+        return [(entity, t, 0, 1, None, None, None),
+                *((entity, t, i, 0 if v is None else 1, v, v, v) for i, v in enumerate(values, 1))]
 
 
-def encode(points: list[list]) -> bytes:
-    """A tail as stored."""
-    return _encode(points)
+def _rows_sql(features: FeaturesSection, columns: list[str]) -> str:
+    # (entity, feature_time, payload) of the entities in :newest, from their tails; the payload keeps
+    # the stored attributes and sets each aggregation.
+    values = ", ".join(f"{_aggregate(a, columns)} AS a{i}" for i, a in enumerate(features.aggregations))
+    sets = "".join(", '$.\"" + a.name.replace('"', '\\"') + f"\"', a.a{i}" for i, a in enumerate(features.aggregations))
+    return (
+        "WITH newest AS (SELECT value ->> 0 AS entity, value ->> 1 AS at FROM json_each(:newest)), "
+        # CROSS JOIN: SQLite keeps this order, looking up the few touched entities' points by key
+        f"agg AS (SELECT n.entity, n.at{', ' + values if values else ''} FROM newest n CROSS JOIN tail_points p "
+        "ON p.namespace = :namespace AND p.entity = n.entity GROUP BY n.entity, n.at) "
+        f"SELECT a.entity, a.at, json_set(coalesce(CAST(f.payload AS TEXT), '{{}}'){sets}) FROM agg a "
+        "LEFT JOIN feature_rows f ON f.namespace = :namespace AND f.entity = a.entity")
 
 
-def decode(blob: bytes) -> list[list]:
-    """A stored tail."""
-    return _decode(blob)
+def _aggregate(a: Aggregation, columns: list[str]) -> str:
+    col = 0 if a.column is None else columns.index(a.column) + 1
+    inside = f"FILTER (WHERE p.col = {col} AND p.t >= n.at - {window_micros(a.window)})"
+    if a.column is None or a.function == "count":
+        return f"coalesce(sum(p.n) {inside}, 0)"
+    return {
+        "sum": f"sum(p.s) {inside}",
+        "mean": f"sum(p.s) {inside} / nullif(sum(p.n) {inside}, 0)",
+        "min": f"min(p.lo) {inside}",
+        "max": f"max(p.hi) {inside}",
+    }[a.function]
 
 
-def latest_tails(features: FeaturesSection, history: pl.DataFrame) -> dict[str, bytes]:
-    """Each entity's stored tail, computed from a frame of events."""
+def latest_tails(features: FeaturesSection, history: pl.DataFrame) -> list[tuple]:
+    """Every entity's tail points (entity, t, col, n, s, lo, hi), computed from a frame of events."""
     horizon = TailPlan(features).horizon
-    sql = (f"SELECT k::VARCHAR, epoch_us(t), * EXCLUDE (k, t, newest) FROM ("
-           f"SELECT *, max(t) OVER (PARTITION BY k) AS newest FROM ({partials_sql(features, 'history')})) "
-           f"WHERE t >= newest - INTERVAL {horizon} MICROSECONDS ORDER BY k, t")
+    parts = ["SELECT k, t, 0, n__, NULL::DOUBLE, NULL::DOUBLE, NULL::DOUBLE FROM tail"] + [
+        f"SELECT k, t, {i + 1}, n_{i}, s_{i}, lo_{i}, hi_{i} FROM tail" for i in range(len(aggregated_columns(features)))]
+    sql = (f"WITH points AS ({partials_sql(features, 'history')}), "
+           f"tail AS (SELECT k::VARCHAR AS k, epoch_us(t) AS t, * EXCLUDE (k, t, newest) FROM "
+           f"(SELECT *, max(t) OVER (PARTITION BY k) AS newest FROM points) "
+           f"WHERE t >= newest - INTERVAL {horizon} MICROSECONDS) "
+           + " UNION ALL ".join(parts))
     con = connect()
     con.register("history", history)
     try:
-        rows = con.sql(sql).fetchall()
+        return con.sql(sql).fetchall()
     finally:
         con.close()
-    tails: dict[str, list] = {}
-    for entity, *point in rows:
-        tails.setdefault(entity, []).append(point)
-    return {entity: encode(points) for entity, points in tails.items()}

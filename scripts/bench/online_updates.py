@@ -2,9 +2,10 @@
 
 Materializes the sample's history (5,000 users), then replays its live rows as logged prediction rows
 in writer-sized batches through (a) the prediction log's own append (the baseline: what the writer
-thread already does per row) and (b) ``OnlineUpdater.apply`` (decode each touched entity's tail, merge,
-recompute, write back, one transaction per batch). Both run on the writer thread in a server and share
-the GIL with the event loop, so CPU time per event is the figure that matters; wall time beside it.
+thread already does per row) and (b) ``OnlineUpdater.apply`` (merge the events into the touched
+entities' tail points, trim, recompute their rows: SQL in one transaction per batch). Both run on the
+server's writer thread; SQLite runs without the GIL, so most of (b)'s CPU time does not hold up the
+event loop (the serve benchmark prices that). CPU and wall time per event.
 
     python scripts/bench/online_updates.py [--events 20000] [--batch 200] [--workdir /tmp/bench-online]
 """
