@@ -60,6 +60,27 @@ def test_bad_input_is_a_problem_document(server):
     _problem(c.post("/v1/models/fraud/predict", content=b"[" + b"1," * 3_000_000 + b"1]"), 413, "MiB")
 
 
+def _chunks(body: bytes, size: int):
+    for start in range(0, len(body), size):
+        yield body[start:start + size]
+
+
+def test_the_predict_route_reads_chunked_bodies_and_refuses_other_methods(server):
+    # predict is a plain ASGI endpoint in front of Litestar: it reads the body and checks its size itself
+    c = server.client
+    whole = c.post("/v1/models/fraud/predict", json=[SAMPLE_RECORD] * 3).json()
+    body = httpx.Request("POST", "/", json=[SAMPLE_RECORD] * 3).content
+    chunked = c.post("/v1/models/fraud/predict", content=_chunks(body, 7))  # no Content-Length: chunked
+    assert chunked.status_code == 200, chunked.text
+    assert [p["probability"] for p in chunked.json()["predictions"]] == [p["probability"] for p in whole["predictions"]]
+    _problem(c.post("/v1/models/fraud/predict", content=_chunks(b"[" + b"1," * 3_000_000 + b"1]", 65_536)),
+             413, "MiB")
+    wrong = c.get("/v1/models/fraud/predict")
+    _problem(wrong, 405, "POST")
+    assert wrong.headers["allow"] == "POST"
+    assert c.post("/v1/models/fraud/predict", json=SAMPLE_RECORD).status_code == 200  # the server goes on
+
+
 def test_the_server_swaps_models_when_production_moves_without_failing_requests(server):
     failures, versions, stop = [], set(), threading.Event()
 

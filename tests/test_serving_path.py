@@ -15,7 +15,9 @@ import httpx
 import numpy as np
 
 from appliance.serving.batching import Arrivals, MicroBatcher
+from appliance.serving.predict import PredictEndpoint
 from appliance.serving.prediction_log import PredictionLog
+from appliance.serving.state import ServingState
 from storage.prediction_log import PredictionStore
 from tests.conftest import SAMPLE_RECORD
 from tests.test_cli import ROOT, _free_port, wait_ready
@@ -117,6 +119,8 @@ def test_the_openapi_schema_and_docs_page_need_no_internet(server):
     paths = schema.json()["paths"]
     assert "/v1/models/{name}/predict" in paths and "/v1/models/{name}/deployments" in paths
     assert "requestBody" in paths["/v1/models/{name}/feedback"]["post"]
+    predict = paths["/v1/models/{name}/predict"]["post"]  # not a Litestar handler: described by hand
+    assert "requestBody" in predict and "request_id" in str(predict["responses"]["200"])
     docs = server.client.get("/schema")
     assert docs.status_code == 200 and docs.headers["content-type"].startswith("text/html")
     assert "/v1/models/{name}/promote" in docs.text
@@ -146,3 +150,17 @@ def test_sigterm_writes_every_queued_prediction_before_exit(home_dir):
         if proc.poll() is None:
             proc.kill()
     assert ok == 100 and PredictionStore(home_dir / "predictions.db").count() == 100
+
+
+def test_a_client_gone_before_its_body_arrives_gets_no_answer(tmp_path):
+    endpoint = PredictEndpoint(ServingState(tmp_path, exposed=False))
+    sent = []
+
+    async def receive():
+        return {"type": "http.disconnect"}
+
+    async def send(message):
+        sent.append(message)
+
+    asyncio.run(endpoint({"type": "http", "method": "POST", "headers": []}, receive, send, "fraud"))
+    assert sent == [] and endpoint.state.metrics.requests == {}

@@ -1,17 +1,13 @@
 """The HTTP API: Litestar, JSON in and out, errors as RFC 9457 problem documents.
 
-A prediction passes the gateway (key, scope, rate limit), is routed to production or a
-deployment's candidate, encoded per request, scored in a micro-batch, answered with a request
-id, and logged asynchronously; a shadow candidate scores it after the answer is on its way.
+Predictions take a lean path of their own (``predict``, in front of Litestar); every other route
+— feedback, models, metrics, health, admin, monitoring, the schema — is a Litestar handler.
 """
 
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
-import os
-import time
 from contextlib import asynccontextmanager, suppress
 from pathlib import Path
 
@@ -23,55 +19,53 @@ from litestar.openapi import OpenAPIConfig
 from litestar.params import FromPath
 
 import appliance
-from appliance.errors import ApplianceError, InvalidInput, NotFound, PayloadTooLarge, RateLimited, Unauthorized
-from appliance.gateway.access import Caller
+from appliance.errors import ApplianceError, InvalidInput, PayloadTooLarge
 from appliance.home import Home
 from appliance.serving.admin import admin_routes
 from appliance.serving.monitoring_routes import monitoring_routes
 from appliance.serving.docs import FeedbackRequest, OfflineDocs, SchemaJson
+from appliance.serving.predict import PredictEndpoint, model_name
+from appliance.serving.problems import BODY_TOO_LARGE, MAX_BODY_BYTES, PROBLEM, error_response, problem_body
 from appliance.serving.prometheus import CONTENT_TYPE
-from appliance.serving.router import Arm, Route
 from appliance.serving.state import ServingState
 from storage.errors import StorageError
 
 log = logging.getLogger(__name__)
 
-MAX_BODY_BYTES = 4 * 1024 * 1024
 REFRESH_SECONDS = 0.5
-MAX_SHADOW_IN_FLIGHT = 1_000
 MAX_FEEDBACK_ITEMS = 10_000
 JSON = "application/json"
-PROBLEM = "application/problem+json"
 
-_decode = msgspec.json.Decoder().decode
 _decode_feedback = msgspec.json.Decoder(FeedbackRequest).decode
 _encode = msgspec.json.Encoder().encode
 
 
-def problem(status: int, title: str, detail: str, headers: dict[str, str] | None = None) -> Response:
+def problem(status: int, title: str, detail: str) -> Response:
     """An RFC 9457 problem document."""
-    body = {"type": "about:blank", "title": title, "status": status, "detail": detail}
-    return Response(content=_encode(body), status_code=status, media_type=PROBLEM, headers=headers)
+    return Response(content=problem_body(status, title, detail), status_code=status, media_type=PROBLEM)
 
 
-class RequestIds:
-    """Unique request ids: a random per-process prefix and a counter (cheaper than a uuid each)."""
+class ServingApp:
+    """The API as one ASGI app: predict requests go to the endpoint, everything else to Litestar."""
 
-    def __init__(self) -> None:
-        self._prefix = os.urandom(6).hex()
-        self._counter = itertools.count(1)
+    def __init__(self, litestar: Litestar, predict: PredictEndpoint):
+        self.litestar = litestar
+        self.predict = predict
 
-    def next(self) -> str:
-        return f"{self._prefix}-{next(self._counter):x}"
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http":
+            name = model_name(scope["path"])
+            if name is not None:
+                return await self.predict(scope, receive, send, name)
+        await self.litestar(scope, receive, send)
 
 
-def create_app(home_root: Path, refresh_seconds: float = REFRESH_SECONDS, exposed: bool = False) -> Litestar:
+def create_app(home_root: Path, refresh_seconds: float = REFRESH_SECONDS, exposed: bool = False) -> ServingApp:
     """The API over one data directory. ``exposed``: the server listens beyond loopback, so every
     route needs a key. Keys, deployments and the production alias are re-read every tick."""
     root = Path(home_root).expanduser().resolve()
     state = ServingState(root, exposed)
-    ids = RequestIds()
-    shadow_tasks: set[asyncio.Task] = set()
+    endpoint = PredictEndpoint(state)
     metrics = state.metrics
 
     @asynccontextmanager
@@ -86,8 +80,8 @@ def create_app(home_root: Path, refresh_seconds: float = REFRESH_SECONDS, expose
             watcher.cancel()
             with suppress(asyncio.CancelledError):
                 await watcher
-            if shadow_tasks:
-                await asyncio.wait(shadow_tasks, timeout=5)
+            if endpoint.shadow_tasks:
+                await asyncio.wait(endpoint.shadow_tasks, timeout=5)
             await asyncio.to_thread(state.close)  # SIGTERM lands here too: queued predictions get written
             home.close()
 
@@ -99,99 +93,11 @@ def create_app(home_root: Path, refresh_seconds: float = REFRESH_SECONDS, expose
             except Exception:  # keep watching: a locked or briefly unreadable database must not stop swaps
                 log.exception("serving refresh failed; retrying")
 
-    def admit(connection: ASGIConnection, scope: str) -> Caller:
-        bearer = key = None
-        for header, value in connection.scope["headers"]:  # raw ASGI headers: names are lower-case bytes
-            if header == b"authorization":
-                bearer = value.decode("latin-1")
-            elif header == b"x-api-key":
-                key = value.decode("latin-1")
-        token = bearer[7:].strip() if bearer and bearer[:7].lower() == "bearer " else key
-        client = connection.scope.get("client")  # the socket peer; never a forwarded-for header
-        return state.gate.admit(scope, token, client[0] if client else None)
-
     def guard(scope: str):
         # async: Litestar runs a plain-function guard on a worker thread, a thread hop per request
         async def check(connection: ASGIConnection, _handler: object) -> None:
-            connection.state.caller = admit(connection, scope)
+            connection.state.caller = state.admit(connection.scope, scope)
         return check
-
-    # The hot path admits its caller itself: a Litestar guard costs a copy of the handler per request.
-    @post("/v1/models/{name:str}/predict", status_code=200,
-          summary="Score one record (an object) or several (a list); the answer carries a request_id for feedback")
-    async def predict(request: Request) -> Response:
-        started = time.perf_counter()
-        name = request.path_params["name"]  # read here, not injected: Litestar's parameter model costs more
-        state.arrivals.count += 1
-        try:
-            admit(request, "predict")
-            route = state.route(name)
-            records, single = _records(await request.body(), route, name)
-            request_id = ids.next()
-            arm = route.choose(records[0], request_id)
-            x = arm.model.encode(records)
-        except ApplianceError as e:
-            # an unknown name is not a label: a client must not grow the metrics without bound
-            metrics.observe_request("" if isinstance(e, NotFound) else name, "", "", e.status,
-                                    time.perf_counter() - started)
-            raise
-        finally:
-            state.arrivals.count -= 1
-        model = arm.model
-        try:
-            probabilities = [await arm.batcher.score(x)] if single else model.run(x).tolist()
-        except Exception:
-            seconds = time.perf_counter() - started
-            metrics.observe_request(name, model.version, arm.name, 500, seconds)
-            _log_rows(route, arm, request_id, records, [None] * len(records), seconds, 500)
-            raise
-        seconds = time.perf_counter() - started
-        metrics.observe_request(name, model.version, arm.name, 200, seconds)
-        _log_rows(route, arm, request_id, records, probabilities, seconds, 200)
-        if route.shadow is not None:
-            _start_shadow(route, request_id, records, single)
-        threshold = model.threshold
-        if single:
-            p = probabilities[0]
-            body = {"model": name, "version": model.version, "request_id": request_id, "probability": p,
-                    "label": int(p >= threshold)}
-        else:
-            body = {"model": name, "version": model.version, "request_id": request_id,
-                    "predictions": [{"probability": p, "label": int(p >= threshold)} for p in probabilities]}
-        return Response(content=_encode(body), media_type=JSON, headers={"x-request-id": request_id})
-
-    def _log_rows(route: Route, arm: Arm, request_id: str, records: list, probabilities: list, seconds: float,
-                  status: int) -> None:
-        now = time.time()
-        latency_ms = seconds * 1000
-        threshold = arm.model.threshold
-        entity, event_time = route.entity_field, route.event_time_field
-        for i, (record, p) in enumerate(zip(records, probabilities)):
-            key, at = record.get(entity), record.get(event_time)
-            state.log.record((request_id, i, arm.model.name, arm.model.version, arm.name, route.deployment_id, now,
-                              None if at is None else str(at), None if key is None else str(key), record,
-                              p, None if p is None else int(p >= threshold), latency_ms, status))
-
-    def _start_shadow(route: Route, request_id: str, records: list, single: bool) -> None:
-        if len(shadow_tasks) >= MAX_SHADOW_IN_FLIGHT:
-            metrics.shadow_dropped += 1
-            return
-        task = asyncio.create_task(_shadow(route.shadow, route.deployment_id, request_id, records, single))
-        shadow_tasks.add(task)
-        task.add_done_callback(shadow_tasks.discard)
-
-    async def _shadow(arm: Arm, deployment_id: int, request_id: str, records: list, single: bool) -> None:
-        started = time.perf_counter()
-        try:
-            x = arm.model.encode(records)
-            probabilities = [await arm.batcher.score(x)] if single else arm.model.run(x).tolist()
-        except Exception:  # the shadow's failures are its report's business, never the caller's
-            probabilities = [None] * len(records)
-        latency_ms = (time.perf_counter() - started) * 1000
-        threshold = arm.model.threshold
-        for i, p in enumerate(probabilities):
-            state.log.record_shadow((request_id, i, deployment_id, arm.model.version, p,
-                                     None if p is None else int(p >= threshold), latency_ms))
 
     @post("/v1/models/{name:str}/feedback", status_code=200, guards=[guard("feedback")],
           summary="Attach outcomes (labels) to earlier predictions by request_id; unknown ids are listed back")
@@ -245,12 +151,9 @@ def create_app(home_root: Path, refresh_seconds: float = REFRESH_SECONDS, expose
         return Response(content=_encode(body), media_type=JSON, status_code=200 if not waiting else 503)
 
     def on_appliance_error(_: Request, exc: ApplianceError) -> Response:
-        headers = None
-        if isinstance(exc, RateLimited):
-            headers = {"retry-after": str(exc.retry_after)}
-        elif isinstance(exc, Unauthorized):
-            headers = {"www-authenticate": 'Bearer realm="appliance"'}
-        return problem(exc.status, exc.title, str(exc), headers)
+        status, headers, body = error_response(exc)
+        return Response(content=body, status_code=status,
+                        headers={k.decode(): v.decode() for k, v in headers if k != b"content-type"}, media_type=PROBLEM)
 
     def on_storage_error(_: Request, exc: StorageError) -> Response:
         return problem(500, "Storage error", str(exc))
@@ -258,7 +161,7 @@ def create_app(home_root: Path, refresh_seconds: float = REFRESH_SECONDS, expose
     def on_http_error(_: Request, exc: HTTPException) -> Response:
         detail = exc.detail
         if exc.status_code == 413:
-            detail = f"request body over {MAX_BODY_BYTES // (1024 * 1024)} MiB; split the batch"
+            detail = BODY_TOO_LARGE
         return problem(exc.status_code, type(exc).__name__, detail)
 
     def on_unexpected(_: Request, exc: Exception) -> Response:
@@ -271,8 +174,8 @@ def create_app(home_root: Path, refresh_seconds: float = REFRESH_SECONDS, expose
         openapi_router=Router("/schema", route_handlers=[], include_in_schema=False, guards=[guard("read")]))
     admin = admin_routes(state, root, guard("admin"))
     monitoring = monitoring_routes(root, guard("read"))
-    return Litestar(
-        route_handlers=[predict, feedback, list_models, prometheus, healthz, readyz, *admin, *monitoring],
+    return ServingApp(Litestar(
+        route_handlers=[feedback, list_models, prometheus, healthz, readyz, *admin, *monitoring],
         lifespan=[lifespan],
         exception_handlers={ApplianceError: on_appliance_error, StorageError: on_storage_error,
                             HTTPException: on_http_error, Exception: on_unexpected},
@@ -280,25 +183,5 @@ def create_app(home_root: Path, refresh_seconds: float = REFRESH_SECONDS, expose
         openapi_config=openapi,
         logging_config=None,  # the process configures logging once, in the CLI
         debug=False,
-    )
-
-
-def _records(raw: bytes, route: Route, name: str) -> tuple[list, bool]:
-    """The request's records and whether it sent a single one; bad shapes are InvalidInput."""
-    try:
-        payload = _decode(raw)
-    except msgspec.DecodeError as e:
-        raise InvalidInput(f"request body is not valid JSON ({e}); send one record as an object "
-                           "or several as a list of objects") from None
-    single = type(payload) is dict
-    records = [payload] if single else payload
-    if type(records) is not list:
-        raise InvalidInput("send one record as a JSON object or several as a list of objects")
-    if not records:
-        raise InvalidInput("the list of records is empty; send at least one record")
-    limit = route.production.model.max_batch_rows
-    if len(records) > limit:
-        raise PayloadTooLarge(f"{len(records)} records in one request; the limit for '{name}' is "
-                              f"{limit} — split the batch")
-    return records, single
+    ), endpoint)
 

@@ -55,9 +55,33 @@ REQUEST_BODIES |= {("post", path): msgspec.json.schema(struct) for path, struct 
     ("/v1/models/{name}/deployments/advance", ReasonRequest), ("/v1/models/{name}/deployments/abort", ReasonRequest))}
 
 
+_PREDICTION = {"type": "object", "required": ["probability", "label"],
+               "properties": {"probability": {"type": "number"}, "label": {"type": "integer"}}}
+_ANSWER = {"model": {"type": "string"}, "version": {"type": "integer"},
+           "request_id": {"type": "string", "description": "send it back with the outcome, to /feedback"}}
+_PROBLEM = {"description": "a problem document (RFC 9457) saying what to do next",
+            "content": {"application/problem+json": {"schema": {"type": "object"}}}}
+# The predict route is not a Litestar handler (serving/predict.py): its operation is written here.
+PREDICT_OPERATION = {
+    "summary": "Score one record (an object) or several (a list); the answer carries a request_id for feedback",
+    "operationId": "predict",
+    "parameters": [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}],
+    "responses": {
+        "200": {"description": "the scores, with the model version that answered",
+                "headers": {"x-request-id": {"schema": {"type": "string"}}},
+                "content": {"application/json": {"schema": {"oneOf": [
+                    {"type": "object", "properties": {**_ANSWER, **_PREDICTION["properties"]}},
+                    {"type": "object", "properties": {**_ANSWER, "predictions": {"type": "array",
+                                                                                 "items": _PREDICTION}}}]}}}},
+        **{str(code): _PROBLEM for code in (401, 403, 404, 413, 422, 429, 503)},
+    },
+}
+
+
 def describe(schema: dict[str, Any]) -> dict[str, Any]:
-    """The generated schema with the request bodies the handlers decode themselves."""
-    paths = schema.get("paths", {})
+    """The generated schema with the predict route and the request bodies the handlers decode themselves."""
+    paths = schema.setdefault("paths", {})
+    paths.setdefault("/v1/models/{name}/predict", {})["post"] = dict(PREDICT_OPERATION)
     for (method, path), body in REQUEST_BODIES.items():
         operation = paths.get(path, {}).get(method)
         if operation is not None:

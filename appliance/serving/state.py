@@ -13,7 +13,7 @@ from pathlib import Path
 from appliance.deployment import deployments
 from appliance.errors import NotReady
 from appliance.features.online_updates import OnlineUpdater
-from appliance.gateway.access import Gatekeeper
+from appliance.gateway.access import Caller, Gatekeeper
 from appliance.gateway.keys import list_keys
 from appliance.home import Home
 from appliance.serving.batching import Arrivals, MicroBatcher
@@ -54,6 +54,20 @@ class ServingState:
             self.log.close()
         if self._store is not None:
             self._store.close()
+
+    def admit(self, scope: dict, which: str) -> Caller:
+        """The caller of an HTTP request (ASGI scope) if it may use ``which`` routes; Unauthorized,
+        Forbidden or RateLimited otherwise. The key comes from the raw headers; the rate-limit peer
+        is the socket's, never a forwarded-for header."""
+        bearer = key = None
+        for header, value in scope["headers"]:  # raw ASGI headers: names are lower-case bytes
+            if header == b"authorization":
+                bearer = value.decode("latin-1")
+            elif header == b"x-api-key":
+                key = value.decode("latin-1")
+        token = bearer[7:].strip() if bearer and bearer[:7].lower() == "bearer " else key
+        client = scope.get("client")
+        return self.gate.admit(which, token, client[0] if client else None)
 
     def route(self, name: str) -> Route:
         """The route of a served model; NotFound or NotReady (from the pool) otherwise."""

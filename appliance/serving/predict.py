@@ -1,0 +1,217 @@
+"""``POST /v1/models/{name}/predict``: the hot path, a plain ASGI endpoint in front of Litestar.
+
+A prediction passes the gateway (key, scope, rate limit), is routed to production or a
+deployment's candidate, completed from the online store and encoded, scored in a micro-batch,
+answered with a request id, and logged asynchronously; a shadow candidate scores it after the
+answer is on its way.
+
+Litestar's router, middleware, request and response objects cost ~85 µs per request (measured
+in process, with an empty handler), more than everything the appliance itself does for one
+record; so this one route reads the ASGI scope and messages directly. Every other route is
+Litestar's. The route is described in the OpenAPI schema by ``docs.describe``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import os
+import time
+
+import msgspec
+
+from appliance.errors import ApplianceError, InvalidInput, NotFound, PayloadTooLarge
+from appliance.serving.problems import BODY_TOO_LARGE, MAX_BODY_BYTES, PROBLEM, error_response, problem_body
+from appliance.serving.router import Arm, Route
+from appliance.serving.state import ServingState
+from storage.errors import StorageError
+
+log = logging.getLogger(__name__)
+
+PREFIX, SUFFIX = "/v1/models/", "/predict"
+MAX_SHADOW_IN_FLIGHT = 1_000
+_JSON, _PROBLEM = b"application/json", PROBLEM.encode()
+_decode = msgspec.json.Decoder().decode
+_encode = msgspec.json.Encoder().encode
+
+
+def model_name(path: str) -> str | None:
+    """The model name of a predict path (``/v1/models/{name}/predict``), else None."""
+    if path.startswith(PREFIX) and path.endswith(SUFFIX):
+        name = path[len(PREFIX):-len(SUFFIX)]
+        if name and "/" not in name:
+            return name
+    return None
+
+
+class RequestIds:
+    """Unique request ids: a random per-process prefix and a counter (cheaper than a uuid each)."""
+
+    def __init__(self) -> None:
+        self._prefix = os.urandom(6).hex()
+        self._counter = itertools.count(1)
+
+    def next(self) -> str:
+        return f"{self._prefix}-{next(self._counter):x}"
+
+
+class PredictEndpoint:
+    """Answers predict requests for every model a server serves."""
+
+    def __init__(self, state: ServingState):
+        self.state = state
+        self.ids = RequestIds()
+        self.shadow_tasks: set[asyncio.Task] = set()
+
+    async def __call__(self, scope: dict, receive, send, name: str) -> None:
+        if scope["method"] != "POST":
+            status, headers, body = 405, [(b"content-type", _PROBLEM), (b"allow", b"POST")], problem_body(
+                405, "Method not allowed", f"{scope['method']} is not allowed here; POST records to score")
+        else:
+            try:
+                raw = await _read_body(scope, receive)
+            except _Disconnected:
+                return
+            except ApplianceError as e:
+                status, headers, body = error_response(e)
+            else:
+                status, headers, body = await self._answer(scope, raw, name)
+        headers.append((b"content-length", str(len(body)).encode()))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    async def _answer(self, scope: dict, raw: bytes, name: str) -> tuple[int, list, bytes]:
+        try:
+            return await self._predict(scope, raw, name)
+        except ApplianceError as e:
+            return error_response(e)
+        except StorageError as e:
+            return 500, [(b"content-type", _PROBLEM)], problem_body(500, "Storage error", str(e))
+        except Exception:
+            log.exception("unexpected error answering a prediction")
+            return 500, [(b"content-type", _PROBLEM)], problem_body(
+                500, "Internal error", "the appliance hit an unexpected error; see its log")
+
+    async def _predict(self, scope: dict, raw: bytes, name: str) -> tuple[int, list, bytes]:
+        started = time.perf_counter()
+        state, metrics = self.state, self.state.metrics
+        state.arrivals.count += 1
+        try:
+            state.admit(scope, "predict")
+            route = state.route(name)
+            records, single = _records(raw, route, name)
+            request_id = self.ids.next()
+            arm = route.choose(records[0], request_id)
+            x = arm.model.encode(records)
+        except ApplianceError as e:
+            # an unknown name is not a label: a client must not grow the metrics without bound
+            metrics.observe_request("" if isinstance(e, NotFound) else name, "", "", e.status,
+                                    time.perf_counter() - started)
+            raise
+        finally:
+            state.arrivals.count -= 1
+        model = arm.model
+        try:
+            probabilities = [await arm.batcher.score(x)] if single else model.run(x).tolist()
+        except Exception:
+            seconds = time.perf_counter() - started
+            metrics.observe_request(name, model.version, arm.name, 500, seconds)
+            self._log_rows(route, arm, request_id, records, [None] * len(records), seconds, 500)
+            raise
+        seconds = time.perf_counter() - started
+        metrics.observe_request(name, model.version, arm.name, 200, seconds)
+        self._log_rows(route, arm, request_id, records, probabilities, seconds, 200)
+        if route.shadow is not None:
+            self._start_shadow(route, request_id, records, single)
+        threshold = model.threshold
+        if single:
+            p = probabilities[0]
+            body = {"model": name, "version": model.version, "request_id": request_id, "probability": p,
+                    "label": int(p >= threshold)}
+        else:
+            body = {"model": name, "version": model.version, "request_id": request_id,
+                    "predictions": [{"probability": p, "label": int(p >= threshold)} for p in probabilities]}
+        return 200, [(b"content-type", _JSON), (b"x-request-id", request_id.encode())], _encode(body)
+
+    def _log_rows(self, route: Route, arm: Arm, request_id: str, records: list, probabilities: list,
+                  seconds: float, status: int) -> None:
+        now = time.time()
+        latency_ms = seconds * 1000
+        threshold = arm.model.threshold
+        entity, event_time = route.entity_field, route.event_time_field
+        record_row = self.state.log.record
+        for i, (record, p) in enumerate(zip(records, probabilities)):
+            key, at = record.get(entity), record.get(event_time)
+            record_row((request_id, i, arm.model.name, arm.model.version, arm.name, route.deployment_id, now,
+                        None if at is None else str(at), None if key is None else str(key), record,
+                        p, None if p is None else int(p >= threshold), latency_ms, status))
+
+    def _start_shadow(self, route: Route, request_id: str, records: list, single: bool) -> None:
+        if len(self.shadow_tasks) >= MAX_SHADOW_IN_FLIGHT:
+            self.state.metrics.shadow_dropped += 1
+            return
+        task = asyncio.create_task(self._shadow(route.shadow, route.deployment_id, request_id, records, single))
+        self.shadow_tasks.add(task)
+        task.add_done_callback(self.shadow_tasks.discard)
+
+    async def _shadow(self, arm: Arm, deployment_id: int, request_id: str, records: list, single: bool) -> None:
+        started = time.perf_counter()
+        try:
+            x = arm.model.encode(records)
+            probabilities = [await arm.batcher.score(x)] if single else arm.model.run(x).tolist()
+        except Exception:  # the shadow's failures are its report's business, never the caller's
+            probabilities = [None] * len(records)
+        latency_ms = (time.perf_counter() - started) * 1000
+        threshold = arm.model.threshold
+        for i, p in enumerate(probabilities):
+            self.state.log.record_shadow((request_id, i, deployment_id, arm.model.version, p,
+                                          None if p is None else int(p >= threshold), latency_ms))
+
+
+class _Disconnected(Exception):
+    """The client went away before its request body arrived: there is no one to answer."""
+
+
+async def _read_body(scope: dict, receive) -> bytes:
+    for header, value in scope["headers"]:
+        if header == b"content-length" and value.isdigit() and int(value) > MAX_BODY_BYTES:
+            raise PayloadTooLarge(BODY_TOO_LARGE)
+    message = await receive()
+    if message["type"] != "http.request":
+        raise _Disconnected
+    body = message.get("body", b"")
+    if not message.get("more_body"):
+        return body
+    chunks, size = [body], len(body)
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            raise _Disconnected
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise PayloadTooLarge(BODY_TOO_LARGE)
+        chunks.append(chunk)
+        if not message.get("more_body"):
+            return b"".join(chunks)
+
+
+def _records(raw: bytes, route: Route, name: str) -> tuple[list, bool]:
+    """The request's records and whether it sent a single one; bad shapes are InvalidInput."""
+    try:
+        payload = _decode(raw)
+    except msgspec.DecodeError as e:
+        raise InvalidInput(f"request body is not valid JSON ({e}); send one record as an object "
+                           "or several as a list of objects") from None
+    single = type(payload) is dict
+    records = [payload] if single else payload
+    if type(records) is not list:
+        raise InvalidInput("send one record as a JSON object or several as a list of objects")
+    if not records:
+        raise InvalidInput("the list of records is empty; send at least one record")
+    limit = route.production.model.max_batch_rows
+    if len(records) > limit:
+        raise PayloadTooLarge(f"{len(records)} records in one request; the limit for '{name}' is "
+                              f"{limit} — split the batch")
+    return records, single
