@@ -27,6 +27,7 @@ class LoadResult:
     p99_ms: float
     failures: int           # responses that were not 200
     statuses: dict[int, int]
+    server_cpu_us: float | None = None  # the server process's CPU time (all threads) per answered request
 
     @property
     def per_second(self) -> float:
@@ -34,7 +35,9 @@ class LoadResult:
 
     def line(self, label: str) -> str:
         bad = f"  non-200: {self.failures}" if self.failures else ""
-        return f"{label:<34} {self.per_second:9.0f} req/s   p50 {self.p50_ms:7.2f} ms   p99 {self.p99_ms:7.2f} ms{bad}"
+        cpu = f"   server CPU {self.server_cpu_us:4.0f} µs/req" if self.server_cpu_us is not None else ""
+        return (f"{label:<34} {self.per_second:9.0f} req/s   p50 {self.p50_ms:7.2f} ms   p99 {self.p99_ms:7.2f} ms"
+                f"{cpu}{bad}")
 
 
 def encode_post(path: str, body: bytes, headers: dict[str, str] | None = None) -> bytes:
@@ -45,7 +48,7 @@ def encode_post(path: str, body: bytes, headers: dict[str, str] | None = None) -
 
 
 async def _client(port: int, requests: list[bytes], offset: int, warm_until: float, stop_at: float,
-                  latencies: list[float], statuses: dict[int, int], answers: list | None) -> None:
+                  latencies: list[float], statuses: dict[int, int], answers: list | None, total: list[int]) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     i = offset
     try:
@@ -59,6 +62,7 @@ async def _client(port: int, requests: list[bytes], offset: int, warm_until: flo
             status = int(head[9:12])
             start = head.lower().index(b"content-length:") + 15
             body = await reader.readexactly(int(head[start:head.index(b"\r\n", start)]))
+            total[0] += 1
             if started >= warm_until:
                 latencies.append(time.perf_counter() - started)
                 statuses[status] = statuses.get(status, 0) + 1
@@ -71,31 +75,38 @@ async def _client(port: int, requests: list[bytes], offset: int, warm_until: flo
 def _load(port: int, requests: list[bytes], concurrency: int, warmup: float, seconds: float, keep: bool,
           out) -> None:
     async def main() -> tuple:
-        latencies, statuses, answers = [], {}, ([] if keep else None)
+        latencies, statuses, answers, total = [], {}, ([] if keep else None), [0]
         now = time.perf_counter()
         warm_until, stop_at = now + warmup, now + warmup + seconds
-        await asyncio.gather(*(_client(port, requests, n * 7919, warm_until, stop_at, latencies, statuses, answers)
-                               for n in range(concurrency)))
-        return latencies, statuses, answers
+        await asyncio.gather(*(_client(port, requests, n * 7919, warm_until, stop_at, latencies, statuses, answers,
+                                       total) for n in range(concurrency)))
+        return latencies, statuses, answers, total[0]
 
-    latencies, statuses, answers = asyncio.run(main())
+    latencies, statuses, answers, total = asyncio.run(main())
     latencies.sort()
     n = len(latencies)
     out.send((n, seconds, latencies[n // 2] * 1000 if n else 0.0,
               latencies[min(n - 1, int(n * 0.99))] * 1000 if n else 0.0,
-              sum(v for k, v in statuses.items() if k != 200), statuses, answers))
+              sum(v for k, v in statuses.items() if k != 200), statuses, answers, total))
 
 
 def run_load(port: int, requests: list[bytes], concurrency: int, seconds: float = 3.0, warmup: float = 1.0,
-             keep_answers: bool = False) -> tuple[LoadResult, list[bytes] | None]:
-    """Drive a server from a separate process with ``concurrency`` keep-alive connections."""
+             keep_answers: bool = False, server_pid: int | None = None) -> tuple[LoadResult, list[bytes] | None]:
+    """Drive a server from a separate process with ``concurrency`` keep-alive connections; with
+    ``server_pid``, also measure the server's CPU time per request (warm-up included: CPU time, unlike
+    throughput, does not depend on what else the machine runs)."""
+    import psutil
+
+    server = psutil.Process(server_pid) if server_pid else None
+    cpu_before = sum(server.cpu_times()[:2]) if server else 0.0
     receive, send = mp.get_context("spawn").Pipe(duplex=False)
     proc = mp.get_context("spawn").Process(target=_load, args=(port, requests, concurrency, warmup, seconds,
                                                                keep_answers, send))
     proc.start()
-    n, secs, p50, p99, failures, statuses, answers = receive.recv()
+    n, secs, p50, p99, failures, statuses, answers, total = receive.recv()
     proc.join()
-    return LoadResult(n, secs, p50, p99, failures, statuses), answers
+    cpu_us = (sum(server.cpu_times()[:2]) - cpu_before) / max(total, 1) * 1e6 if server else None
+    return LoadResult(n, secs, p50, p99, failures, statuses, cpu_us), answers
 
 
 def free_port() -> int:

@@ -1,7 +1,9 @@
 """Benchmark: the full serving path against a bare Litestar + ONNX Runtime endpoint, same run.
 
 Through real uvicorn servers (each in its own process) at concurrency 1, 8 and 32:
-  bare          one route: decode JSON, encode the record, one ONNX Runtime call, answer
+  bare          one Litestar route: decode JSON, encode the record, one ONNX Runtime call, answer
+  bare ASGI     the same as a plain ASGI function, no framework: the floor (our predict route skips
+                Litestar's per-request machinery too, so this shows what is left of the full path's cost)
   full          gateway (API key + rate limit), online feature lookup, routing, per-request encode, micro-batched
                 ONNX Runtime call, request id, asynchronous prediction log — micro-batching off
                 (serving.max_batch = 1) and on (the spec's max_wait_ms / max_batch)
@@ -12,10 +14,12 @@ features 512, 1024 and 1536 wide (from ~0.1 to ~1 ms per row alone, far less per
 where micro-batching starts to pay.
 Targets: full ≥ 0.7× bare; full with micro-batching ≥ 1.5× bare at concurrency 32.
 Full requests carry the user id, event time and request-time features; the full path completes
-them from the online store. The bare endpoint gets the same records already completed, so it
-does no lookup: the ratio prices the whole full path.
+them from the online store. The bare endpoints get the same records already completed, so they
+do no lookup: the ratio prices the whole full path. Each line also gives the server process's CPU
+time per request (all its threads, the prediction log's writer and online updates included): on a
+shared machine throughput drifts with other load, CPU time per request much less.
 
-    python scripts/bench/serve.py [--seconds 3] [--trees 300] [--workdir /tmp/bench-serve]
+    python scripts/bench/serve.py [--seconds 3] [--trees 300] [--workdir /tmp/bench-serve] [--widths 512,1024,1536]
 """
 
 from __future__ import annotations
@@ -59,6 +63,31 @@ def bare_app(home_dir: str):
     return Litestar([predict, healthz], openapi_config=None, logging_config=None, debug=False)
 
 
+def bare_asgi_app(home_dir: str):
+    """The floor: the bare endpoint as a plain ASGI function (no framework at all)."""
+    from appliance.home import Home
+    from appliance.serving.models import load_production
+
+    with Home(Path(home_dir)) as home:
+        model = load_production(home, "fraud")
+    decode, encode = msgspec.json.Decoder().decode, msgspec.json.Encoder().encode
+
+    async def app(scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return
+        if scope["path"] == "/healthz":
+            body = b'{"status":"ok"}'
+        else:
+            message = await receive()
+            p = float(model.run(model.encoder.encode([decode(message["body"])]))[0])
+            body = encode({"probability": p, "label": int(p >= model.threshold)})
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+    return app
+
+
 def with_max_batch(home_dir: Path, max_batch: int) -> Path:
     """A copy of the data directory whose model spec sets another micro-batch size."""
     from appliance.home import Home
@@ -97,45 +126,54 @@ def compare(home_dir: Path, seconds: float, concurrencies: tuple[int, ...], ab: 
             deployments.abort(home, "fraud", actor="bench", reason="the A/B case has its own copy")
     # All servers run side by side and each concurrency's cases alternate, so load from other
     # processes on a shared machine falls on every case alike.
-    with Server("serve:bare_app", str(home_dir)) as bare, \
+    with Server("serve:bare_app", str(home_dir)) as bare, Server("serve:bare_asgi_app", str(home_dir)) as floor, \
             Server("appliance.serving.app:create_app", unbatched) as full_unbatched, \
             Server("appliance.serving.app:create_app", batched) as full_batched, \
             Server("appliance.serving.app:create_app", split) as full_split:
-        cases = [("bare", bare, bare_requests), ("full, no micro-batching", full_unbatched, full_requests),
+        cases = [("bare", bare, bare_requests), ("bare ASGI", floor, bare_requests),
+                 ("full, no micro-batching", full_unbatched, full_requests),
                  ("full, micro-batching", full_batched, full_requests)]
         best: dict[tuple[str, int], LoadResult] = {}
         for c in concurrencies:
             order = cases + ([("full, micro-batching, A/B split", full_split, full_requests)] if ab and c == 32 else [])
             for round_ in range(ROUNDS):
                 for label, server, requests in (order if round_ % 2 == 0 else order[::-1]):
-                    result, _ = run_load(server.port, requests, c, seconds)
+                    result, _ = run_load(server.port, requests, c, seconds, server_pid=server.pid)
                     if (label, c) not in best or result.per_second > best[(label, c)].per_second:
                         best[(label, c)] = result
             for label, *_ in order:
                 print(best[(label, c)].line(f"{label} c={c}"), flush=True)
-    return {key: r.per_second for key, r in best.items()}
+    return best
 
 
-def print_ratios(results: dict, concurrencies: tuple[int, ...]) -> None:
-    print("ratios to bare at the same concurrency (targets: full ≥ 0.7×; micro-batching ≥ 1.5× at c=32)")
+FULL = ("full, no micro-batching", "full, micro-batching", "full, micro-batching, A/B split")
+
+
+def print_ratios(results: dict[tuple[str, int], LoadResult], concurrencies: tuple[int, ...]) -> None:
+    print("throughput against bare at the same concurrency (targets: full ≥ 0.7×; micro-batching ≥ 1.5× at c=32);\n"
+          "in brackets: against bare ASGI, and bare's server CPU per request over the full path's")
     for c in concurrencies:
-        base = results[("bare", c)]
+        base, floor = results[("bare", c)], results[("bare ASGI", c)]
         row = [f"c={c:<3}"]
-        for label in ("full, no micro-batching", "full, micro-batching", "full, micro-batching, A/B split"):
+        for label in FULL:
             if (label, c) in results:
-                row.append(f"{label}: {results[(label, c)] / base:.2f}×")
+                r = results[(label, c)]
+                row.append(f"{label}: {r.per_second / base.per_second:.2f}× "
+                           f"({r.per_second / floor.per_second:.2f}×, CPU {base.server_cpu_us / r.server_cpu_us:.2f}×)")
         print("   ".join(row))
 
 
 def main() -> None:
     parser = bench_arguments(__doc__, 3.0)
+    parser.add_argument("--widths", default=",".join(map(str, MLP_WIDTHS)),
+                        help="MLP widths to run at concurrency 32 (empty: none)")
     args = parser.parse_args()
     home_dir = bench_home(args)
     print(f"data directory {home_dir}; {args.seconds:g} s per case after 1 s warm-up, {ROUNDS} rounds in "
           f"alternating order, best round kept\n\nthe sample model: LightGBM, {args.trees} trees")
     trees = compare(home_dir, args.seconds, (1, 8, 32), ab=True)
     mlps = {}
-    for width in MLP_WIDTHS:
+    for width in [int(w) for w in args.widths.split(",") if w]:
         mlp_dir = trained_home(home_dir.parent / f"mlp{width}", mlp_width=width)
         row_us = single_row_micros(mlp_dir)
         print(f"\nan MLP of 3 hidden layers of {width}: {row_us:.0f} µs per row alone in ONNX Runtime")
