@@ -69,6 +69,30 @@ def test_single_rows_arriving_together_share_one_call():
     assert calls == [8, 8, 4]
 
 
+def test_a_lone_row_is_scored_at_once_and_a_busy_turn_turns_batching_on():
+    calls = []
+
+    def run(x: np.ndarray) -> np.ndarray:
+        calls.append(len(x))
+        return x[:, 0] * 2
+
+    async def main() -> None:
+        batcher = MicroBatcher(run, max_batch=8, max_wait_s=0.05, arrivals=Arrivals())
+        row = np.array([[1.0]], dtype=np.float32)
+        alone = batcher.score(row)
+        assert alone.done() and alone.result() == 2.0  # nothing in sight: no turn of the loop to wait for
+        await asyncio.sleep(0)
+        first, second, third = (batcher.score(row) for _ in range(3))  # one turn brings three rows
+        assert first.done() and not second.done()  # the first cannot know; the others wait for the turn's end
+        assert await asyncio.gather(second, third) == [2.0, 2.0]
+        await asyncio.sleep(0)
+        busy = batcher.score(row)  # after a busy turn, even the first row of a turn waits for company
+        assert not busy.done() and await busy == 2.0
+
+    asyncio.run(main())
+    assert calls == [1, 1, 2, 1]
+
+
 def test_every_answer_has_a_request_id_and_a_log_row_and_feedback_finds_it(server):
     c = server.client
     with ThreadPoolExecutor(8) as pool:

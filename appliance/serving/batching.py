@@ -1,9 +1,12 @@
 """Micro-batching: concurrent single-row requests share one ONNX Runtime call.
 
-A row waits for company only while other requests are on their way in (``Arrivals``): alone,
-it is scored at the next turn of the event loop; with others arriving, it waits at most
-``max_wait`` or until ``max_batch`` rows are pending. The call runs on the event loop's
-thread: a tree ensemble scores a batch in tens of microseconds, less than a hop to a worker.
+The requests a turn of the event loop brings (those whose bytes came in the same poll) are
+scored together at the start of the next turn. A row that arrives alone, after a turn that
+brought this model at most one row, is scored at once: at low concurrency nothing waits. A row
+waits longer only while other requests are on their way in (``Arrivals``: bodies still being
+read), at most ``max_wait``, or until ``max_batch`` rows are pending. The call runs on the
+event loop's thread: a tree ensemble scores a batch in tens of microseconds, less than a hop
+to a worker.
 """
 
 from __future__ import annotations
@@ -37,12 +40,19 @@ class MicroBatcher:
         self._waiting: list[asyncio.Future] = []
         self._timer: asyncio.TimerHandle | None = None
         self._soon = False
+        self._turn_rows = 0         # rows scored in this turn of the loop so far
+        self._alone = True          # the last turn brought at most one row
 
     def score(self, row: np.ndarray) -> asyncio.Future:
         """A future for the probability of one encoded row (shape 1 × features)."""
         loop = asyncio.get_running_loop()
         future = loop.create_future()
-        if self.max_batch == 1:  # batching is off: score now, no turn of the loop to wait for
+        self._turn_rows += 1
+        if self._turn_rows == 1:
+            loop.call_soon(self._end_turn)
+        if self.max_batch == 1 or (self._alone and self._turn_rows == 1 and not self._rows
+                                   and self._arrivals.count == 0):
+            # batching is off, or this row has no company in sight: score now, no turn to wait for
             self._rows, self._waiting = [row], [future]
             self._flush()
             return future
@@ -55,6 +65,10 @@ class MicroBatcher:
         elif self._timer is None:
             self._timer = loop.call_later(self.max_wait_s, self._flush)
         return future
+
+    def _end_turn(self) -> None:
+        self._alone = self._turn_rows <= 1
+        self._turn_rows = 0
 
     def _flush(self) -> None:
         self._soon = False

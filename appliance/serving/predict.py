@@ -69,14 +69,17 @@ class PredictEndpoint:
             status, headers, body = 405, [(b"content-type", _PROBLEM), (b"allow", b"POST")], problem_body(
                 405, "Method not allowed", f"{scope['method']} is not allowed here; POST records to score")
         else:
+            self.state.arrivals.count += 1  # on its way in: rows already waiting may wait for it (batching)
             try:
                 raw = await _read_body(scope, receive)
             except _Disconnected:
+                self.state.arrivals.count -= 1
                 return
             except ApplianceError as e:
+                self.state.arrivals.count -= 1
                 status, headers, body = error_response(e)
             else:
-                status, headers, body = await self._answer(scope, raw, name)
+                status, headers, body = await self._answer(scope, raw, name)  # counted off before scoring
         headers.append((b"content-length", str(len(body)).encode()))
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
@@ -96,7 +99,6 @@ class PredictEndpoint:
     async def _predict(self, scope: dict, raw: bytes, name: str) -> tuple[int, list, bytes]:
         started = time.perf_counter()
         state, metrics = self.state, self.state.metrics
-        state.arrivals.count += 1
         try:
             state.admit(scope, "predict")
             route = state.route(name)
