@@ -126,11 +126,7 @@ class OnlineFeatures:
         usable = visible(feature_time, event_time, self.ttl)
         if not usable:
             feature_time = math.nan
-        row = dict(record)
-        for name in self.attributes:
-            row[name] = values.get(name)
-        for name in self.aggregations:
-            row[name] = values.get(name) if usable else None
+        row = self._merged(record, values, usable)
         inputs = {name: _number(row.get(name)) for name in self.inputs}
         for name, value in derive(self.features.derived, inputs, event_time, feature_time).items():
             row[name] = None if value != value else value  # NaN: missing
@@ -160,19 +156,22 @@ class OnlineFeatures:
             stored.append(_decode(payload))
         seen = visible(feature_time, event_time, self.ttl)
         feature_time[~seen] = np.nan
-        merged = []
-        for record, values, usable in zip(records, stored, seen.tolist()):
-            row = dict(record)
-            for name in self.attributes:
-                row[name] = values.get(name)
-            for name in self.aggregations:
-                row[name] = values.get(name) if usable else None
-            merged.append(row)
+        merged = [self._merged(record, values, usable)
+                  for record, values, usable in zip(records, stored, seen.tolist())]
         inputs = {name: np.array([_number(row.get(name)) for row in merged]) for name in self.inputs}
         for name, column in derive(self.features.derived, inputs, event_time, feature_time).items():
             for row, value in zip(merged, column.tolist()):
                 row[name] = None if value != value else value  # NaN: missing
         return merged
+
+    def _merged(self, record: dict, values: dict, usable: bool) -> dict:
+        # The request's values, then the stored ones: attributes always, aggregations only if visible.
+        row = dict(record)
+        for name in self.attributes:
+            row[name] = values.get(name)
+        for name in self.aggregations:
+            row[name] = values.get(name) if usable else None
+        return row
 
     def _entity(self, record: object, where: str) -> str:
         if type(record) is not dict:
