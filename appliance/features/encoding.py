@@ -66,45 +66,57 @@ class RecordEncoder:
 
     def __init__(self, schema: FeatureSchema):
         self.schema = schema
-        self._plan = [(c.name, c.type, {v: k for k, v in enumerate(c.categories or [])})
+        # Per column: the value types that pass as they are (numpy turns None into NaN, a boolean into
+        # 1/0, an int or a float into the nearest float32), and a category's codes.
+        self._plan = [(c.name, c.type, _PASSING[c.type],
+                       {v: k for k, v in enumerate(c.categories)} if c.type == "category" else None)
                       for c in schema.columns]
 
     def encode(self, records: list) -> np.ndarray:
         """A float32 matrix for the records; the first bad record raises InvalidInput naming the field."""
-        plan = self._plan
-        out = np.empty((len(records), len(plan)), dtype=np.float32)
         single = len(records) == 1
-        for i, record in enumerate(records):
-            where = "" if single else f"record {i}: "
-            if type(record) is not dict:
-                raise InvalidInput(f"{where}each record must be a JSON object of named features")
-            row = out[i]
-            for j, (name, kind, lookup) in enumerate(plan):
-                try:
-                    value = record[name]
-                except KeyError:
-                    raise InvalidInput(f"{where}missing feature '{name}'") from None
-                if value is None:
-                    row[j] = math.nan
-                    continue
-                t = type(value)
-                if kind == "category":
-                    if t is not str:
-                        raise _wrong_type(where, name, kind, value)
-                    row[j] = lookup.get(value, math.nan)
-                elif kind == "float":
-                    if t is not float and t is not int:
-                        raise _wrong_type(where, name, kind, value)
-                    row[j] = value
-                elif kind == "integer":
-                    if t is not int and not (t is float and value.is_integer()):
-                        raise _wrong_type(where, name, kind, value)
-                    row[j] = value
-                else:  # boolean
-                    if t is not bool:
-                        raise _wrong_type(where, name, kind, value)
-                    row[j] = 1.0 if value else 0.0
-        return out
+        if single:  # the serving case, without a loop's overhead
+            rows = [self._row(records[0], "")]
+        else:
+            rows = [self._row(record, f"record {i}: ") for i, record in enumerate(records)]
+        try:  # one conversion for the whole matrix, each value as an item assignment would convert it
+            matrix = np.array(rows, dtype=np.float32)
+        except OverflowError:
+            raise self._beyond_float(rows, single) from None
+        return matrix if rows else matrix.reshape(0, len(self._plan))
+
+    def _row(self, record: object, where: str) -> list:
+        if type(record) is not dict:
+            raise InvalidInput(f"{where}each record must be a JSON object of named features")
+        row = []
+        append = row.append
+        for name, kind, passing, lookup in self._plan:
+            try:
+                value = record[name]
+            except KeyError:
+                raise InvalidInput(f"{where}missing feature '{name}'") from None
+            if type(value) not in passing:
+                if not (kind == "integer" and type(value) is float and value.is_integer()):
+                    raise _wrong_type(where, name, kind, value)
+            elif lookup is not None and value is not None:
+                value = lookup.get(value, math.nan)
+            append(value)
+        return row
+
+    def _beyond_float(self, rows: list[list], single: bool) -> InvalidInput:
+        # An integer too large for a float (JSON allows any number of digits): name the first one.
+        for i, row in enumerate(rows):
+            for (name, kind, _, _), value in zip(self._plan, row):
+                if type(value) is int and abs(value) >= _FLOAT_LIMIT:
+                    return InvalidInput(f"{'' if single else f'record {i}: '}feature '{name}' must be "
+                                        f"{_TYPE_WORDS[kind]} within a float's range")
+        raise AssertionError("an OverflowError without an integer beyond a float's range")
+
+
+_NONE = type(None)
+_PASSING = {"float": frozenset({float, int, _NONE}), "integer": frozenset({int, _NONE}),
+            "boolean": frozenset({bool, _NONE}), "category": frozenset({str, _NONE})}
+_FLOAT_LIMIT = 2 ** 1024
 
 
 def _wrong_type(where: str, name: str, kind: str, value: object) -> InvalidInput:

@@ -109,23 +109,35 @@ class OnlineFeatures:
 
     def complete(self, records: list) -> list[dict]:
         """New records with the entity's stored features and the derived ones merged in."""
-        key = self.features.entity_key
+        if len(records) == 1:
+            return [self.complete_one(records[0])]
+        return self._complete_batch(records)
+
+    def complete_one(self, record: object) -> dict:
+        """One request record completed, exactly as ``complete([record])[0]``, in plain Python floats:
+        numpy's per-call overhead is most of the cost of a single row."""
+        entity = self._entity(record, "")
+        stored = self._read([entity]).get(entity)
+        at, values = (stored[0], _decode(stored[1])) if stored else (None, {})
+        when = record.get(self.features.event_time)
+        event_time = float(time.time_ns() // 1000) if when is None else \
+            request_time(when, self.features.event_time, "")
+        feature_time = math.nan if at is None else float(at)
+        usable = visible(feature_time, event_time, self.ttl)
+        if not usable:
+            feature_time = math.nan
+        row = self._merged(record, values, usable)
+        inputs = {name: _number(row.get(name)) for name in self.inputs}
+        for name, value in derive(self.features.derived, inputs, event_time, feature_time).items():
+            row[name] = None if value != value else value  # NaN: missing
+        return row
+
+    def _complete_batch(self, records: list) -> list[dict]:
+        # The vectorized path for many records; on a one-record list it is what every request took
+        # before complete_one (scripts/bench/complete.py compares the two).
         single = len(records) == 1
-        entities = []
-        for i, record in enumerate(records):
-            if type(record) is not dict:
-                raise InvalidInput(f"{_where(single, i)}each record must be a JSON object of named features")
-            entity = record.get(key)
-            if type(entity) is not str:
-                raise InvalidInput(f"{_where(single, i)}missing entity key '{key}' (a string): features are "
-                                   "looked up by it")
-            entities.append(entity)
-        found = {}
-        if self.attributes or self.aggregations:
-            found = self.store.read(self.namespace, entities if single else list(set(entities)))
-            if not found and not self._materialized():
-                raise NotReady(f"the online store holds no features of model '{self.model}' as this version "
-                               f"defines them; run `appliance features materialize {self.model}`")
+        entities = [self._entity(record, _where(single, i)) for i, record in enumerate(records)]
+        found = self._read(entities if single else list(set(entities)))
         n = len(records)
         event_time, feature_time = np.empty(n), np.full(n, np.nan)
         stored = []
@@ -144,19 +156,41 @@ class OnlineFeatures:
             stored.append(_decode(payload))
         seen = visible(feature_time, event_time, self.ttl)
         feature_time[~seen] = np.nan
-        merged = []
-        for record, values, usable in zip(records, stored, seen.tolist()):
-            row = dict(record)
-            for name in self.attributes:
-                row[name] = values.get(name)
-            for name in self.aggregations:
-                row[name] = values.get(name) if usable else None
-            merged.append(row)
+        merged = [self._merged(record, values, usable)
+                  for record, values, usable in zip(records, stored, seen.tolist())]
         inputs = {name: np.array([_number(row.get(name)) for row in merged]) for name in self.inputs}
         for name, column in derive(self.features.derived, inputs, event_time, feature_time).items():
             for row, value in zip(merged, column.tolist()):
                 row[name] = None if value != value else value  # NaN: missing
         return merged
+
+    def _merged(self, record: dict, values: dict, usable: bool) -> dict:
+        # The request's values, then the stored ones: attributes always, aggregations only if visible.
+        row = dict(record)
+        for name in self.attributes:
+            row[name] = values.get(name)
+        for name in self.aggregations:
+            row[name] = values.get(name) if usable else None
+        return row
+
+    def _entity(self, record: object, where: str) -> str:
+        if type(record) is not dict:
+            raise InvalidInput(f"{where}each record must be a JSON object of named features")
+        entity = record.get(self.features.entity_key)
+        if type(entity) is not str:
+            raise InvalidInput(f"{where}missing entity key '{self.features.entity_key}' (a string): features "
+                               "are looked up by it")
+        return entity
+
+    def _read(self, entities: list[str]) -> dict[str, tuple[int | None, bytes]]:
+        # The stored rows of the entities that have one; none at all is fine only once materialized.
+        if not (self.attributes or self.aggregations):
+            return {}
+        found = self.store.read(self.namespace, entities)
+        if not found and not self._materialized():
+            raise NotReady(f"the online store holds no features of model '{self.model}' as this version "
+                           f"defines them; run `appliance features materialize {self.model}`")
+        return found
 
     def _materialized(self) -> bool:
         # Once written, a namespace stays materialized (it is only ever replaced): ask until it is.
@@ -193,7 +227,11 @@ def _to_micros(moment: datetime) -> int:
 
 
 def _number(value: object) -> float:
-    # A wrong type becomes NaN here; the record encoder then names the field and the type.
-    if value is None or type(value) is str:
+    # A wrong type, or an integer beyond a float's range, becomes NaN here; the record encoder then
+    # names the field and what is wrong with it.
+    if type(value) not in (int, float, bool):
         return math.nan
-    return float(value) if type(value) in (int, float, bool) else math.nan
+    try:
+        return float(value)
+    except OverflowError:
+        return math.nan

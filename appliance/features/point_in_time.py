@@ -6,10 +6,14 @@ being scored never sees itself, nor another event of the entity at the same inst
 after it. A row older than the TTL (``s < t - ttl``) is not used, and every aggregation is then
 missing (null), exactly as for an entity with no history. Entity attributes are not time-bound.
 
-Times are epoch microseconds in float64 arrays (exact up to year 2255), NaN meaning "none".
+Times are epoch microseconds in float64 arrays (exact up to year 2255), NaN meaning "none". The
+serving path's single request passes plain floats instead: ``visible`` and ``derive`` take either,
+one definition for both, since numpy's per-call overhead is most of the cost of one row.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import polars as pl
@@ -18,8 +22,9 @@ from appliance.features.feature_table import FEATURE_TIME, connect, quote, windo
 from appliance.spec import Derived, FeaturesSection
 
 
-def visible(feature_time: np.ndarray, event_time: np.ndarray, ttl_micros: int | None) -> np.ndarray:
-    """Whether each feature row may be used by the event at the same position."""
+def visible(feature_time: np.ndarray | float, event_time: np.ndarray | float,
+            ttl_micros: int | None) -> np.ndarray | bool:
+    """Whether each feature row may be used by the event at the same position (arrays, or one row's floats)."""
     seen = feature_time < event_time  # NaN compares False, without a warning: no history is never visible
     if ttl_micros is not None:
         seen &= feature_time >= event_time - ttl_micros
@@ -31,25 +36,35 @@ def ttl_micros(features: FeaturesSection) -> int | None:
     return window_micros(features.ttl) if features.ttl else None
 
 
-def derive(derived: list[Derived], values: dict[str, np.ndarray], event_time: np.ndarray,
-           feature_time: np.ndarray) -> dict[str, np.ndarray]:
-    """The derived features, in spec order, from float64 columns (NaN: missing) of the same rows.
+def derive(derived: list[Derived], values: dict, event_time: np.ndarray | float,
+           feature_time: np.ndarray | float) -> dict:
+    """The derived features, in spec order, from float64 columns (NaN: missing) of the same rows, or
+    from one row's floats (then floats out).
 
     ``feature_time`` must already be NaN where the row is not visible.
     """
+    one = isinstance(event_time, float)
     values = dict(values)
     out = {}
     for d in derived:
         if d.op == "since_last":
             result = (event_time - feature_time) / 1_000_000
         else:
-            missing = np.full(len(event_time), np.nan)
             # An input the rows lack (a request value, when only stored state is asked for) is missing.
+            missing = math.nan if one else np.full(len(event_time), np.nan)
             numerator, denominator = (values.get(n, missing) for n in d.of)
-            result = np.full(len(event_time), np.nan)
-            np.divide(numerator, denominator, out=result, where=(denominator != 0) & ~np.isnan(denominator))
+            result = _ratio(numerator, denominator)
         values[d.name] = out[d.name] = result
     return out
+
+
+def _ratio(numerator: np.ndarray | float, denominator: np.ndarray | float) -> np.ndarray | float:
+    # Missing where the denominator is zero or missing; the same IEEE division for a float or an array.
+    if isinstance(denominator, float):
+        return numerator / denominator if denominator != 0 and denominator == denominator else math.nan
+    result = np.full(len(denominator), np.nan)
+    np.divide(numerator, denominator, out=result, where=(denominator != 0) & ~np.isnan(denominator))
+    return result
 
 
 def point_in_time_features(features: FeaturesSection, rows: pl.DataFrame, table: pl.DataFrame,
