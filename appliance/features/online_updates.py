@@ -87,7 +87,7 @@ class OnlineUpdater:
                     change = changes.get(target.namespace)
                     if change is None:
                         change = changes[target.namespace] = (target, [], {})
-                    change[1].extend(target.plan.points(entity, *event))
+                    change[1].extend(target.plan.points(target.namespace, entity, *event))
                     change[2][entity] = None
         written = 0
         for name, (target, points, entities) in changes.items():
