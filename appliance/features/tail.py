@@ -27,17 +27,18 @@ class TailPlan:
 
     def points(self, namespace: str, entity: str, t: int, values: list[float | None]) -> list[tuple]:
         """The ``tail_points`` rows of one event (values: one per aggregated column, None when missing)."""
-        return [(namespace, entity, t, 0, 1, None, None, None),
-                *((namespace, entity, t, i, 0, None, None, None) if v is None else (namespace, entity, t, i, 1, v, v, v)
-                  for i, v in enumerate(values, 1))]
+        points = [(namespace, entity, t, 0, 1, None, None, None)]
+        for i, v in enumerate(values, 1):  # a loop: twice as fast as a generator, on the writer thread's GIL
+            points.append((namespace, entity, t, i, 1, v, v, v) if v is not None
+                          else (namespace, entity, t, i, 0, None, None, None))
+        return points
 
 
 def _rows_sql(features: FeaturesSection, columns: list[str], horizon: int) -> str:
-    # (entity, feature_time, payload) of entity ?2 of namespace ?1 whose newest event is at ?3: the stored
-    # attributes, and each aggregation over the tail. One range scan of the entity's points on the primary
-    # key, in ascending (t, col) order, so every sum adds the same values in the same order as the feature
-    # table's windows did before; each aggregation filters its column (and its window, if shorter than
-    # the scan's) per point, with no sort and no per-entity grouping.
+    # (entity, feature_time, payload) of entity ?2 in namespace ?1, whose newest event is at ?3: the stored
+    # payload with each aggregation set. One range scan of the entity's points on the primary key, in
+    # (t, col) order and unsorted, so sums add in time order (the bytes match the GROUP BY join this
+    # replaced); each aggregation tests its column per point, and its window only if shorter than the scan.
     values = ", ".join(f"{_aggregate(a, columns, horizon)} AS a{i}" for i, a in enumerate(features.aggregations))
     sets = "".join(", '$.\"" + a.name.replace('"', '\\"') + f"\"', a{i}" for i, a in enumerate(features.aggregations))
     tail = (f" FROM (SELECT {values} FROM tail_points WHERE namespace = ?1 AND entity = ?2 AND t >= ?3 - {horizon})"
