@@ -207,8 +207,8 @@ def _first_aggregate(a) -> str:
 def _contents(path) -> tuple[list, list]:
     db = sqlite3.connect(path)
     try:
-        return (db.execute("SELECT namespace, entity, feature_time, typeof(payload), payload FROM feature_rows "
-                           "ORDER BY namespace, entity").fetchall(),
+        return (db.execute("SELECT namespace, entity, typeof(feature_time), feature_time, typeof(payload), payload "
+                           "FROM feature_rows ORDER BY namespace, entity").fetchall(),
                 db.execute("SELECT * FROM tail_points ORDER BY namespace, entity, t, col").fetchall())
     finally:
         db.close()
@@ -249,7 +249,7 @@ def test_live_updates_write_the_same_bytes_as_the_first_sql(tmp_path):
     assert written_now == written_first > 60
     assert rows_now == rows_first  # same entities, times, payload types and bytes
     assert points_now == points_first
-    ordered = next(payload for _, entity, _, _, payload in rows_now if entity == events[2]["user_id"])
+    ordered = next(row[-1] for row in rows_now if row[1] == events[2]["user_id"])
     assert msgspec.json.decode(ordered)["tx_count_1h"] >= 5  # the order-sensitive sums were in its window
 
 
