@@ -90,8 +90,9 @@ class OnlineStore:
             conn.executemany(_MERGE_POINT, points)
             newest = [(entity, at) for entity, at in conn.execute(_NEWEST, (namespace, json.dumps(entities)))
                       if at is not None]  # an entity given without points has no row to move
-            conn.executemany(f"INSERT OR REPLACE INTO feature_rows (namespace, entity, feature_time, payload) "
+            conn.executemany("INSERT OR REPLACE INTO feature_rows (namespace, entity, feature_time, payload) "
                              f"SELECT ?1, * FROM ({rows_sql})", [(namespace, entity, at) for entity, at in newest])
+            # Trimmed after the rows are written: they read only the points within ``horizon`` of the newest.
             conn.executemany("DELETE FROM tail_points WHERE namespace = ? AND entity = ? AND t < ?",
                              [(namespace, entity, at - horizon) for entity, at in newest])
         return len(newest)
