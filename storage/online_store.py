@@ -24,6 +24,8 @@ _INSERT_POINT = "INSERT INTO tail_points (namespace, entity, t, col, n, s, lo, h
 _MERGE_POINT = (_INSERT_POINT + " ON CONFLICT (namespace, entity, t, col) DO UPDATE SET n = n + excluded.n, "
                 "s = coalesce(s + excluded.s, s, excluded.s), lo = coalesce(min(lo, excluded.lo), lo, excluded.lo), "
                 "hi = coalesce(max(hi, excluded.hi), hi, excluded.hi)")
+# Each entity's newest point: max(t) on the primary key is one seek to the end of its range.
+_NEWEST = "SELECT value, (SELECT max(t) FROM tail_points WHERE namespace = ?1 AND entity = value) FROM json_each(?2)"
 _READ_ONE = "SELECT feature_time, payload FROM feature_rows WHERE namespace = ? AND entity = ?"
 
 
@@ -79,24 +81,21 @@ class OnlineStore:
 
     def advance(self, namespace: str, points: Iterable[tuple], entities: list[str], horizon: int,
                 rows_sql: str) -> int:
-        """Move entities' rows forward in one transaction: merge (entity, t, col, n, s, lo, hi) points
-        into their tails, drop the points more than ``horizon`` before each entity's newest, and write
-        the rows ``rows_sql`` selects — (entity, feature_time, payload) from the tails, given the named
-        parameters :namespace and :newest (a JSON array of [entity, newest time] pairs). Returns how
-        many rows were written."""
+        """Move entities' rows forward in one transaction: merge ``tail_points`` rows (namespace, entity,
+        t, col, n, s, lo, hi) into their tails, drop the points more than ``horizon`` before each entity's
+        newest, and write the row ``rows_sql`` selects for each — (entity, feature_time, payload) from the
+        tail, given the parameters ?1 namespace, ?2 entity, ?3 its newest time. Returns the rows written."""
         conn = self._conn()
         with transaction(conn):
-            conn.executemany(_MERGE_POINT, ((namespace, *point) for point in points))
-            newest = conn.execute(
-                "SELECT entity, max(t) FROM tail_points WHERE namespace = ? AND entity IN "
-                "(SELECT value FROM json_each(?)) GROUP BY entity", (namespace, json.dumps(entities))).fetchall()
+            conn.executemany(_MERGE_POINT, points)
+            newest = [(entity, at) for entity, at in conn.execute(_NEWEST, (namespace, json.dumps(entities)))
+                      if at is not None]  # an entity given without points has no row to move
+            conn.executemany("INSERT OR REPLACE INTO feature_rows (namespace, entity, feature_time, payload) "
+                             f"SELECT ?1, * FROM ({rows_sql})", [(namespace, entity, at) for entity, at in newest])
+            # Trimmed after the rows are written: they read only the points within ``horizon`` of the newest.
             conn.executemany("DELETE FROM tail_points WHERE namespace = ? AND entity = ? AND t < ?",
-                             ((namespace, entity, at - horizon) for entity, at in newest))
-            cursor = conn.execute(
-                f"INSERT OR REPLACE INTO feature_rows (namespace, entity, feature_time, payload) "
-                f"SELECT :namespace, * FROM ({rows_sql})",
-                {"namespace": namespace, "newest": json.dumps([tuple(row) for row in newest])})
-            return cursor.rowcount
+                             [(namespace, entity, at - horizon) for entity, at in newest])
+        return len(newest)
 
     def materialization(self, namespace: str) -> dict | None:
         """When a namespace was last written, its row count and the writer's detail; None if never."""

@@ -35,7 +35,8 @@ class _Target:
         self.plan = TailPlan(features)
         self.time_field = features.event_time
 
-    def event(self, record: dict, received_at: float) -> tuple[int, list[float | None]] | None:
+    def points(self, entity: str, record: dict, received_at: float) -> list[tuple] | None:
+        """The ``tail_points`` rows of a request's event; None if it has no readable time."""
         when = record.get(self.time_field)
         if when is None:  # served as happening now: the server's clock at the answer
             at = round(received_at * 1_000_000)
@@ -44,7 +45,7 @@ class _Target:
                 at = int(request_time(when, self.time_field, ""))
             except InvalidInput:  # not answered with 200, then; nothing to learn from it
                 return None
-        return at, [_value(record.get(c)) for c in self.plan.columns]
+        return self.plan.points(self.namespace, entity, at, [_value(record.get(c)) for c in self.plan.columns])
 
 
 class OnlineUpdater:
@@ -82,12 +83,12 @@ class OnlineUpdater:
             if row[_STATUS] != 200 or entity is None:
                 continue
             for target in targets.get(row[_MODEL], ()):
-                event = target.event(row[_RECORD], row[_RECEIVED_AT])
-                if event is not None:
+                points = target.points(entity, row[_RECORD], row[_RECEIVED_AT])
+                if points is not None:
                     change = changes.get(target.namespace)
                     if change is None:
                         change = changes[target.namespace] = (target, [], {})
-                    change[1].extend(target.plan.points(entity, *event))
+                    change[1].extend(points)
                     change[2][entity] = None
         written = 0
         for name, (target, points, entities) in changes.items():
