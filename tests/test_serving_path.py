@@ -8,6 +8,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -15,6 +16,7 @@ import httpx
 import numpy as np
 
 from appliance.serving.batching import Arrivals, MicroBatcher
+from appliance.serving import predict
 from appliance.serving.predict import PredictEndpoint
 from appliance.serving.prediction_log import PredictionLog
 from appliance.serving.state import ServingState
@@ -46,6 +48,39 @@ def test_a_full_log_queue_counts_its_overflow_and_loses_nothing_it_accepted(tmp_
     # the refused rows are recorded per model, for a monitor job in any process to see
     assert store.overflow_between("fraud", 0, time.time()) == 14
     assert store.overflow_between("other", 0, time.time()) == 0
+
+
+def test_requests_wait_for_a_log_writer_that_is_behind_but_not_for_a_stuck_one(tmp_path, monkeypatch):
+    monkeypatch.setattr(predict, "LOG_STALL_S", 0.2)
+    gate = threading.Event()
+    state = ServingState(tmp_path, exposed=False)
+    state.log = PredictionLog(tmp_path / "predictions.db", batch_rows=4, high_water=8, linger_s=0.01,
+                              follower=lambda rows: gate.wait())  # the writer is as slow as the test lets it be
+    endpoint = PredictEndpoint(state)
+
+    async def main() -> None:
+        for i in range(20):
+            state.log.record(_row(i))
+        waiting = asyncio.ensure_future(endpoint._wait_for_log())
+        await asyncio.sleep(0.05)
+        assert not waiting.done()  # behind, and waiting while the writer works
+        gate.set()  # the writer moves: the wait ends once half the high-water mark is left
+        await asyncio.wait_for(waiting, 5)
+        assert state.log.depth <= 4
+        gate.clear()
+        for i in range(20, 40):
+            state.log.record(_row(i))
+        await asyncio.sleep(0.05)
+        started = time.monotonic()
+        await asyncio.wait_for(endpoint._wait_for_log(), 5)  # no progress for LOG_STALL_S: stuck
+        assert 0.2 <= time.monotonic() - started < 2 and state.log.depth > 8
+        assert endpoint._stalled_at == state.log.processed  # so nothing waits for it until it moves again
+
+    asyncio.run(main())
+    assert state.metrics.log_waits == 2
+    gate.set()
+    state.log.close()
+    assert PredictionStore(tmp_path / "predictions.db").count() == 40
 
 
 def test_single_rows_arriving_together_share_one_call():

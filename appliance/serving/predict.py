@@ -31,6 +31,8 @@ log = logging.getLogger(__name__)
 
 PREFIX, SUFFIX = "/v1/models/", "/predict"
 MAX_SHADOW_IN_FLIGHT = 1_000
+LOG_POLL_S = 0.005          # while the prediction log is behind, how often the waiting requests look again
+LOG_STALL_S = 0.5           # a writer with no progress this long is stuck: requests stop waiting for it
 _JSON, _PROBLEM = b"application/json", PROBLEM.encode()
 _decode = msgspec.json.Decoder().decode
 _encode = msgspec.json.Encoder().encode
@@ -63,12 +65,17 @@ class PredictEndpoint:
         self.state = state
         self.ids = RequestIds()
         self.shadow_tasks: set[asyncio.Task] = set()
+        self._log_room: asyncio.Future | None = None   # the one wait for the log that every request shares
+        self._stalled_at: int | None = None            # the writer's progress when it was found stuck
 
     async def __call__(self, scope: dict, receive, send, name: str) -> None:
         if scope["method"] != "POST":
             status, headers, body = 405, [(b"content-type", _PROBLEM), (b"allow", b"POST")], problem_body(
                 405, "Method not allowed", f"{scope['method']} is not allowed here; POST records to score")
         else:
+            queue = self.state.log
+            if queue is not None and queue.depth >= queue.high_water and queue.processed != self._stalled_at:
+                await self._wait_for_log()
             self.state.arrivals.count += 1  # on its way in: rows already waiting may wait for it (batching)
             try:
                 raw = await _read_body(scope, receive)
@@ -83,6 +90,35 @@ class PredictEndpoint:
         headers.append((b"content-length", str(len(body)).encode()))
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
+
+    async def _wait_for_log(self) -> None:
+        # Backpressure. The prediction log's writer is behind: the machine's CPU is saturated, and
+        # answering more now would only grow the queue (memory) until it overflows (lost rows). Requests
+        # wait, sharing one poll, until the writer has drained the queue to half the high-water mark;
+        # a writer that makes no progress for LOG_STALL_S is stuck, and then nothing waits for it
+        # (the queue's capacity and overflow count take over) until it moves again.
+        self.state.metrics.log_waits += 1
+        if self._log_room is None:
+            self._log_room = asyncio.ensure_future(self._until_log_has_room())
+        await asyncio.shield(self._log_room)
+
+    async def _until_log_has_room(self) -> None:
+        queue = self.state.log
+        seen, still = queue.processed, 0.0
+        try:
+            while queue.depth > queue.high_water // 2:
+                await asyncio.sleep(LOG_POLL_S)
+                if queue.processed != seen:
+                    seen, still = queue.processed, 0.0
+                    continue
+                still += LOG_POLL_S
+                if still >= LOG_STALL_S:
+                    self._stalled_at = seen
+                    log.warning("the prediction log's writer made no progress for %.1f s with %d rows queued; "
+                                "answering without waiting for it", LOG_STALL_S, queue.depth)
+                    return
+        finally:
+            self._log_room = None
 
     async def _answer(self, scope: dict, raw: bytes, name: str) -> tuple[int, list, bytes]:
         try:

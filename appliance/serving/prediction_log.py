@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 
 PREDICTIONS_DB = "predictions.db"  # under the data directory
 CAPACITY = 100_000
+HIGH_WATER = 5_000  # queued rows beyond which the request path waits for the writer (backpressure: serving.predict)
 BATCH_ROWS = 2_000
 LINGER_S = 0.05  # how often the writer looks: one commit per batch, not one per request
 _encode = msgspec.json.Encoder().encode
@@ -36,10 +37,12 @@ class PredictionLog:
     """Rows in, batches out; ``overflow`` counts rows the full queue refused."""
 
     def __init__(self, path: Path, capacity: int = CAPACITY, batch_rows: int = BATCH_ROWS,
-                 linger_s: float = LINGER_S, follower: Callable[[list[tuple]], object] | None = None):
+                 linger_s: float = LINGER_S, follower: Callable[[list[tuple]], object] | None = None,
+                 high_water: int = HIGH_WATER):
         self.path = Path(path)
         self.follower = follower  # also given each batch of prediction rows, on the writer thread
         self.capacity = capacity
+        self.high_water = high_water
         self.batch_rows = batch_rows
         self.linger_s = linger_s
         self.overflow = 0
@@ -59,6 +62,11 @@ class PredictionLog:
     @property
     def depth(self) -> int:
         return len(self._rows)
+
+    @property
+    def processed(self) -> int:
+        """Rows the writer has finished with so far (written or counted as lost): its progress."""
+        return self._processed
 
     def record(self, row: tuple) -> None:
         """Queue one prediction row (PREDICTION_COLUMNS order, features as a dict); never blocks."""

@@ -46,6 +46,7 @@ class ServingMetrics:
         self.latency: dict[str, Histogram] = {}
         self.batch_sizes = Histogram(BATCH_BUCKETS)
         self.shadow_dropped = 0
+        self.log_waits = 0          # requests that waited for the prediction log's writer (backpressure)
 
     def observe_request(self, model: str, version: int | str, arm: str, status: int, seconds: float) -> None:
         key = (model, str(version), arm, status)

@@ -153,6 +153,9 @@ class ServingState:
                 ("appliance_prediction_log_write_errors_total", "counter",
                  "Prediction rows lost to write errors.", {}, log.write_errors),
                 ("appliance_prediction_log_written_total", "counter", "Prediction rows written.", {}, log.written),
+                ("appliance_prediction_log_waits_total", "counter",
+                 "Requests that waited for the prediction log's writer to catch up (backpressure).", {},
+                 self.metrics.log_waits),
             ]
         updater = self.updater
         if updater is not None:
