@@ -47,9 +47,10 @@ class MicroBatcher:
         """A future for the probability of one encoded row (shape 1 × features)."""
         loop = asyncio.get_running_loop()
         future = loop.create_future()
-        self._turn_rows += 1
-        if self._turn_rows == 1:
-            loop.call_soon(self._end_turn)
+        if self.max_batch > 1:
+            self._turn_rows += 1
+            if self._turn_rows == 1:
+                loop.call_soon(self._end_turn)
         if self.max_batch == 1 or (self._alone and self._turn_rows == 1 and not self._rows
                                    and self._arrivals.count == 0):
             # batching is off, or this row has no company in sight: score now, no turn to wait for
