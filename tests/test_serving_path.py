@@ -13,6 +13,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
+import msgspec
 import numpy as np
 
 from appliance.serving.batching import Arrivals, MicroBatcher
@@ -20,6 +21,7 @@ from appliance.serving import predict
 from appliance.serving.predict import PredictEndpoint
 from appliance.serving.prediction_log import PredictionLog
 from appliance.serving.state import ServingState
+from storage.errors import StorageError
 from storage.prediction_log import PredictionStore
 from tests.conftest import SAMPLE_RECORD
 from tests.test_cli import ROOT, _free_port, wait_ready
@@ -223,3 +225,34 @@ def test_a_client_gone_before_its_body_arrives_gets_no_answer(tmp_path):
 
     asyncio.run(endpoint({"type": "http", "method": "POST", "headers": []}, receive, send, "fraud"))
     assert sent == [] and endpoint.state.metrics.requests == {}
+
+
+def test_a_failure_not_the_callers_is_a_500_problem_document(tmp_path, monkeypatch):
+    endpoint = PredictEndpoint(ServingState(tmp_path, exposed=False))
+
+    async def ask() -> tuple[int, dict]:
+        sent = []
+
+        async def receive():
+            return {"type": "http.request", "body": b"{}", "more_body": False}
+
+        async def send(message):
+            sent.append(message)
+
+        scope = {"type": "http", "method": "POST", "headers": [], "client": ("127.0.0.1", 5)}
+        await endpoint(scope, receive, send, "fraud")
+        return sent[0]["status"], msgspec.json.decode(sent[1]["body"])
+
+    def storage_fails(name):
+        raise StorageError("predictions.db is locked")
+
+    monkeypatch.setattr(endpoint.state, "route", storage_fails)
+    status, body = asyncio.run(ask())
+    assert status == 500 and body["title"] == "Storage error" and "locked" in body["detail"]
+
+    def bug(name):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(endpoint.state, "route", bug)
+    status, body = asyncio.run(ask())
+    assert status == 500 and body["title"] == "Internal error" and "a bug" not in body["detail"]

@@ -25,7 +25,8 @@ from appliance.serving.admin import admin_routes
 from appliance.serving.monitoring_routes import monitoring_routes
 from appliance.serving.docs import FeedbackRequest, OfflineDocs, SchemaJson
 from appliance.serving.predict import PredictEndpoint, model_name
-from appliance.serving.problems import BODY_TOO_LARGE, MAX_BODY_BYTES, PROBLEM, error_response, problem_body
+from appliance.serving.problems import (BODY_TOO_LARGE, MAX_BODY_BYTES, PROBLEM, error_response, failure_body,
+                                        problem_body)
 from appliance.serving.prometheus import CONTENT_TYPE
 from appliance.serving.state import ServingState
 from storage.errors import StorageError
@@ -156,7 +157,7 @@ def create_app(home_root: Path, refresh_seconds: float = REFRESH_SECONDS, expose
                         headers={k.decode(): v.decode() for k, v in headers if k != b"content-type"}, media_type=PROBLEM)
 
     def on_storage_error(_: Request, exc: StorageError) -> Response:
-        return problem(500, "Storage error", str(exc))
+        return Response(content=failure_body(exc), status_code=500, media_type=PROBLEM)
 
     def on_http_error(_: Request, exc: HTTPException) -> Response:
         detail = exc.detail
@@ -166,7 +167,7 @@ def create_app(home_root: Path, refresh_seconds: float = REFRESH_SECONDS, expose
 
     def on_unexpected(_: Request, exc: Exception) -> Response:
         log.exception("unexpected error", exc_info=exc)
-        return problem(500, "Internal error", "the appliance hit an unexpected error; see its log")
+        return Response(content=failure_body(exc), status_code=500, media_type=PROBLEM)
 
     openapi = OpenAPIConfig(
         title="MLOps appliance", version=appliance.__version__, path="/schema",

@@ -22,7 +22,8 @@ import time
 import msgspec
 
 from appliance.errors import ApplianceError, InvalidInput, NotFound, PayloadTooLarge
-from appliance.serving.problems import BODY_TOO_LARGE, MAX_BODY_BYTES, PROBLEM, error_response, problem_body
+from appliance.serving.problems import (BODY_TOO_LARGE, MAX_BODY_BYTES, PROBLEM, error_response, failure_body,
+                                        problem_body)
 from appliance.serving.router import Arm, Route
 from appliance.serving.state import ServingState
 from storage.errors import StorageError
@@ -125,12 +126,10 @@ class PredictEndpoint:
             return await self._predict(scope, raw, name)
         except ApplianceError as e:
             return error_response(e)
-        except StorageError as e:
-            return 500, [(b"content-type", _PROBLEM)], problem_body(500, "Storage error", str(e))
-        except Exception:
-            log.exception("unexpected error answering a prediction")
-            return 500, [(b"content-type", _PROBLEM)], problem_body(
-                500, "Internal error", "the appliance hit an unexpected error; see its log")
+        except Exception as e:
+            if not isinstance(e, StorageError):
+                log.exception("unexpected error answering a prediction")
+            return 500, [(b"content-type", _PROBLEM)], failure_body(e)
 
     async def _predict(self, scope: dict, raw: bytes, name: str) -> tuple[int, list, bytes]:
         started = time.perf_counter()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import msgspec
 
 from appliance.errors import ApplianceError, RateLimited, Unauthorized
+from storage.errors import StorageError
 
 MAX_BODY_BYTES = 4 * 1024 * 1024
 BODY_TOO_LARGE = f"request body over {MAX_BODY_BYTES // (1024 * 1024)} MiB; split the batch"
@@ -26,3 +27,11 @@ def error_response(exc: ApplianceError) -> tuple[int, list[tuple[bytes, bytes]],
     elif isinstance(exc, Unauthorized):
         headers.append((b"www-authenticate", b'Bearer realm="appliance"'))
     return exc.status, headers, problem_body(exc.status, exc.title, str(exc))
+
+
+def failure_body(exc: Exception) -> bytes:
+    """The 500 problem document of a failure that is not the caller's: a storage error says what
+    failed; anything else points to the server's log (where the caller logs it)."""
+    if isinstance(exc, StorageError):
+        return problem_body(500, "Storage error", str(exc))
+    return problem_body(500, "Internal error", "the appliance hit an unexpected error; see its log")
