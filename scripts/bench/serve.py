@@ -30,8 +30,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from load import (LoadResult, Server, bench_arguments, bench_home, encode_post, predict_requests, run_load,  # noqa: E402
-                  sample_records, trained_home)
+from load import (LoadResult, Server, bench_arguments, bench_home, encode_post, loader_processes,  # noqa: E402
+                  predict_requests, run_load, sample_records, trained_home)
 
 import msgspec  # noqa: E402
 from litestar import Litestar, Request, Response, get, post  # noqa: E402
@@ -170,7 +170,8 @@ def main() -> None:
     args = parser.parse_args()
     home_dir = bench_home(args)
     print(f"data directory {home_dir}; {args.seconds:g} s per case after 1 s warm-up, {ROUNDS} rounds in "
-          f"alternating order, best round kept\n\nthe sample model: LightGBM, {args.trees} trees")
+          f"alternating order, best round kept; load from {loader_processes(32)} process(es) at concurrency 32"
+          f"\n\nthe sample model: LightGBM, {args.trees} trees")
     trees = compare(home_dir, args.seconds, (1, 8, 32), ab=True)
     mlps = {}
     for width in [int(w) for w in args.widths.split(",") if w]:
