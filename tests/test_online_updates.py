@@ -219,6 +219,7 @@ def test_live_updates_write_the_same_bytes_as_the_first_sql(tmp_path):
     events = live.to_dicts()
     busy = events[0]
     extra = [
+        {**events[-1], "amount": 2.5},                                # a twin at the same instant, in the same batch
         {**busy, "amount": 7.25},                                                    # a twin at the same instant
         {**events[1], "event_time": events[1]["event_time"] - 3600 * SECOND, "amount": 3.0},  # out of order
         {**busy, "event_time": busy["event_time"] - 40 * DAY, "amount": 9999.0},   # older than every window

@@ -4,8 +4,13 @@ Materializes the sample's history (5,000 users), then replays its live rows as l
 in writer-sized batches through (a) the prediction log's own append (the baseline: what the writer
 thread already does per row) and (b) ``OnlineUpdater.apply`` (merge the events into the touched
 entities' tail points, trim, recompute their rows: SQL in one transaction per batch). Both run on the
-server's writer thread; SQLite runs without the GIL, so most of (b)'s CPU time does not hold up the
-event loop (the serve benchmark prices that). CPU and wall time per event.
+server's writer thread. CPU and wall time per event.
+
+SQLite runs without the GIL, but every statement step hands the GIL over and takes it back, and a
+busy event loop in the same process waits at each handover. So the second part runs each writer on a
+thread beside a stand-in for the event loop (Python stretches of ~30 µs between calls that release
+the GIL) and prints what that loop lost, in µs of its progress per event; the baseline, in the same
+run: the log append as one ``executemany`` step per row.
 
     python scripts/bench/online_updates.py [--events 20000] [--batch 200] [--workdir /tmp/bench-online]
 """
@@ -15,6 +20,7 @@ from __future__ import annotations
 import argparse
 import shutil
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -28,7 +34,7 @@ from appliance.features.online_updates import OnlineUpdater  # noqa: E402
 from appliance.serving.prediction_log import PredictionLog  # noqa: E402
 from appliance.spec import load_spec  # noqa: E402
 from storage.online_store import OnlineStore  # noqa: E402
-from storage.prediction_log import PredictionStore  # noqa: E402
+from storage.prediction_log import PREDICTION_COLUMNS, PredictionStore  # noqa: E402
 
 
 def main() -> None:
@@ -75,6 +81,53 @@ def main() -> None:
     print(f"prediction log append (baseline)   CPU {log_cpu / n * 1e6:7.1f} µs/event   wall {log_wall / n * 1e6:7.1f} µs/event")
     print(f"online update                      CPU {up_cpu / n * 1e6:7.1f} µs/event   wall {up_wall / n * 1e6:7.1f} µs/event")
     print(f"online update / log append: CPU {up_cpu / log_cpu:.2f}×, wall {up_wall / log_wall:.2f}×")
+
+    print("\nbeside a busy event loop: its progress lost per event (GIL handovers and the GIL held)")
+    per_row_sql = (f"INSERT OR IGNORE INTO predictions ({', '.join(PREDICTION_COLUMNS)}) "
+                   f"VALUES ({', '.join('?' * len(PREDICTION_COLUMNS))})")
+
+    def append_per_row(batch: list[tuple]) -> None:  # the baseline: one statement step per row
+        encoded = [(*row[:9], str(row[9]), *row[10:]) for row in batch]
+        with store.conn:
+            store.conn.executemany(per_row_sql, encoded)
+
+    def append(batch: list[tuple]) -> None:
+        log._write(store, [(True, row) for row in batch])
+
+    second = OnlineUpdater(OnlineStore(args.workdir / "online.db"))
+    second.follow({"fraud": [spec.features]})
+    lost = {}
+    for label, write, prefix in (("log append, a step per row (baseline)", append_per_row, "a"),
+                                 ("log append, multi-row statements", append, "b"),
+                                 ("online update", second.apply, "c")):
+        renamed = [[(f"{prefix}{row[0]}", *row[1:]) for row in batch] for batch in batches]
+        lost[label] = loop_loss(write, renamed) / n * 1e6
+        print(f"{label:<40} {lost[label]:6.1f} µs/event")
+    base = lost["log append, a step per row (baseline)"]
+    print(f"log append: multi-row statements / a step per row: {lost['log append, multi-row statements'] / base:.2f}×")
+
+
+def busy_loop(seconds: float) -> int:
+    """An event loop's shape: Python stretches of ~30 µs, each ended by a call that releases the GIL."""
+    done, end = 0, time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        for _ in range(400):
+            done += 1
+        time.sleep(0)
+    return done
+
+
+def loop_loss(write, batches: list[list[tuple]]) -> float:
+    """Seconds of a busy loop's progress lost while a thread writes these batches (best of 3 baselines)."""
+    rate = max(busy_loop(0.5) for _ in range(3)) / 0.5
+    writer = threading.Thread(target=lambda: [write(batch) for batch in batches])
+    started = time.perf_counter()
+    writer.start()
+    done = 0
+    while writer.is_alive():
+        done += busy_loop(0.02)
+    seconds = time.perf_counter() - started
+    return max(0.0, seconds - done / rate)
 
 
 if __name__ == "__main__":
