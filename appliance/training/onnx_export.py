@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-import lightgbm as lgb
+from typing import TYPE_CHECKING
+
 import numpy as np
 import onnxruntime as ort
+
+if TYPE_CHECKING:  # a server loads this module to score: LightGBM (with scikit-learn, SciPy) is 1.5 s of its start
+    import lightgbm as lgb
 
 # onnxmltools' LightGBM converter supports ai.onnx opsets up to 15.
 TARGET_OPSET = 15
