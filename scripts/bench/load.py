@@ -88,9 +88,9 @@ def _load(port: int, requests: list[bytes], connections: range, warmup: float, s
 
 
 def loader_processes(concurrency: int) -> int:
-    """How many processes drive the load: one per 4 cores, so on a big machine the load generator is
-    not the bottleneck (one asyncio process tops out near 20k requests/s), and on a small one it takes
-    a single core from the server."""
+    """How many processes drive the load: one per 4 cores, so on a big machine the load generator (one
+    asyncio process is busy on a core at a fast endpoint's rates) is not what is measured, and on a small
+    one it takes a single core from the server."""
     import os
 
     return max(1, min(concurrency, (os.cpu_count() or 1) // 4))
