@@ -7,14 +7,11 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from functools import lru_cache
-from itertools import chain
 from pathlib import Path
 
 from storage.errors import SchemaTooNew
 
 BUSY_TIMEOUT_MS = 10_000
-VALUES_ROWS = 64  # rows per multi-row INSERT (insert_values)
 
 
 @dataclass(frozen=True)
@@ -50,26 +47,6 @@ def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
         conn.execute("ROLLBACK")
         raise
     conn.execute("COMMIT")
-
-
-def insert_values(conn: sqlite3.Connection, insert: str, width: int, rows: Sequence[tuple], conflict: str = "") -> None:
-    """Run ``{insert} VALUES (?, …), (?, …) {conflict}`` over ``rows`` of ``width`` values each, in a few
-    statements (VALUES_ROWS rows each, the rest in powers of two), in order, every value bound as it is.
-
-    Rather than ``executemany``: each row it steps hands the GIL over and takes it back, and a server's
-    busy event loop pays for every such handover with a wait; here one statement steps once per chunk."""
-    start, total = 0, len(rows)
-    while start < total:
-        left = total - start
-        size = VALUES_ROWS if left >= VALUES_ROWS else 1 << (left.bit_length() - 1)
-        conn.execute(_values_sql(insert, width, size, conflict), list(chain.from_iterable(rows[start:start + size])))
-        start += size
-
-
-@lru_cache(maxsize=64)
-def _values_sql(insert: str, width: int, size: int, conflict: str) -> str:
-    row = "(" + ", ".join("?" * width) + ")"
-    return f"{insert} VALUES {', '.join([row] * size)} {conflict}".rstrip()
 
 
 def schema_version(conn: sqlite3.Connection) -> int:

@@ -10,7 +10,7 @@ import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from storage.database import Migration, connect, insert_values, transaction
+from storage.database import Migration, connect, transaction
 
 MIGRATIONS = [
     Migration(1, "predictions, shadow scores and feedback", """
@@ -68,8 +68,10 @@ PREDICTION_COLUMNS = ("request_id", "position", "model", "version", "arm", "depl
                       "event_time", "entity_key", "features_json", "probability", "label", "latency_ms", "status")
 SHADOW_COLUMNS = ("request_id", "position", "deployment_id", "version", "probability", "label", "latency_ms")
 
-_INSERT_PREDICTIONS = f"INSERT OR IGNORE INTO predictions ({', '.join(PREDICTION_COLUMNS)})"
-_INSERT_SHADOW = f"INSERT OR IGNORE INTO shadow_scores ({', '.join(SHADOW_COLUMNS)})"
+_INSERT_PREDICTIONS = (f"INSERT OR IGNORE INTO predictions ({', '.join(PREDICTION_COLUMNS)}) "
+                       f"VALUES ({', '.join('?' * len(PREDICTION_COLUMNS))})")
+_INSERT_SHADOW = (f"INSERT OR IGNORE INTO shadow_scores ({', '.join(SHADOW_COLUMNS)}) "
+                  f"VALUES ({', '.join('?' * len(SHADOW_COLUMNS))})")
 
 
 class PredictionStore:
@@ -82,8 +84,10 @@ class PredictionStore:
     def append(self, predictions: Sequence[tuple], shadow: Sequence[tuple] = ()) -> None:
         """Write a batch of prediction rows (PREDICTION_COLUMNS order) and shadow rows in one transaction."""
         with transaction(self.conn):
-            insert_values(self.conn, _INSERT_PREDICTIONS, len(PREDICTION_COLUMNS), predictions)
-            insert_values(self.conn, _INSERT_SHADOW, len(SHADOW_COLUMNS), shadow)
+            if predictions:
+                self.conn.executemany(_INSERT_PREDICTIONS, predictions)
+            if shadow:
+                self.conn.executemany(_INSERT_SHADOW, shadow)
 
     def attach_feedback(self, model: str, outcomes: Iterable[tuple[str, int, float]]) -> list[tuple[str, int]]:
         """Record outcomes (request_id, position, outcome) of a model's predictions; returns the unknown ones."""

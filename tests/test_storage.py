@@ -8,7 +8,7 @@ import polars as pl
 import pytest
 
 from storage.artifacts import ArtifactStore
-from storage.database import VALUES_ROWS, Migration, connect, insert_values, migrate, schema_version, transaction
+from storage.database import Migration, connect, migrate, schema_version, transaction
 from storage.errors import ArtifactCorrupt, ArtifactMissing, SchemaTooNew
 from storage.metadata_schema import MIGRATIONS
 from storage.offline_store import OfflineStore
@@ -66,18 +66,6 @@ def test_transaction_rolls_back_on_error(tmp_path):
             conn.execute("INSERT INTO t VALUES (1)")
             raise RuntimeError("boom")
     assert conn.execute("SELECT COUNT(*) FROM t").fetchone()[0] == 0
-
-
-@pytest.mark.parametrize("count", [0, 1, 3, VALUES_ROWS - 1, VALUES_ROWS, 2 * VALUES_ROWS + 5])
-def test_multi_row_inserts_keep_every_row_its_order_and_its_exact_values(tmp_path, count):
-    conn = connect(tmp_path / "x.db", [Migration(1, "t", "CREATE TABLE t (k INTEGER PRIMARY KEY, v REAL, s TEXT, n INTEGER);")])
-    rows = [(i, 1 / (i + 3) + 1e-17 * i, f"row {i}", None) for i in range(count)]
-    insert_values(conn, "INSERT INTO t (k, v, s, n)", 4, rows)
-    assert [tuple(r) for r in conn.execute("SELECT k, v, s, n FROM t ORDER BY rowid")] == rows
-    # A conflict clause applies row by row, also between rows of one statement: the later row meets the earlier.
-    insert_values(conn, "INSERT INTO t (k, v, s, n)", 4, [(0, 1.0, "x", 1), (0, 2.0, "y", 1)],
-                  "ON CONFLICT (k) DO UPDATE SET n = coalesce(n, 0) + excluded.n")
-    assert tuple(conn.execute("SELECT n FROM t WHERE k = 0").fetchone()) == (2,)
 
 
 def test_artifacts_are_named_by_hash_stored_once_and_verified(tmp_path):

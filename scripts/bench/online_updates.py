@@ -9,8 +9,7 @@ server's writer thread. CPU and wall time per event.
 SQLite runs without the GIL, but every statement step hands the GIL over and takes it back, and a
 busy event loop in the same process waits at each handover. So the second part runs each writer on a
 thread beside a stand-in for the event loop (Python stretches of ~30 µs between calls that release
-the GIL) and prints what that loop lost, in µs of its progress per event; the baseline, in the same
-run: the log append as one ``executemany`` step per row.
+the GIL) and prints what that loop lost, in µs of its progress per event.
 
     python scripts/bench/online_updates.py [--events 20000] [--batch 200] [--workdir /tmp/bench-online]
 """
@@ -19,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import statistics
 import sys
 import threading
 import time
@@ -34,7 +34,9 @@ from appliance.features.online_updates import OnlineUpdater  # noqa: E402
 from appliance.serving.prediction_log import PredictionLog  # noqa: E402
 from appliance.spec import load_spec  # noqa: E402
 from storage.online_store import OnlineStore  # noqa: E402
-from storage.prediction_log import PREDICTION_COLUMNS, PredictionStore  # noqa: E402
+from storage.prediction_log import PredictionStore  # noqa: E402
+
+ROUNDS = 5  # of the busy-loop measurement, which is noisy
 
 
 def main() -> None:
@@ -82,29 +84,19 @@ def main() -> None:
     print(f"online update                      CPU {up_cpu / n * 1e6:7.1f} µs/event   wall {up_wall / n * 1e6:7.1f} µs/event")
     print(f"online update / log append: CPU {up_cpu / log_cpu:.2f}×, wall {up_wall / log_wall:.2f}×")
 
-    print("\nbeside a busy event loop: its progress lost per event (GIL handovers and the GIL held)")
-    per_row_sql = (f"INSERT OR IGNORE INTO predictions ({', '.join(PREDICTION_COLUMNS)}) "
-                   f"VALUES ({', '.join('?' * len(PREDICTION_COLUMNS))})")
-
-    def append_per_row(batch: list[tuple]) -> None:  # the baseline: one statement step per row
-        encoded = [(*row[:9], str(row[9]), *row[10:]) for row in batch]
-        with store.conn:
-            store.conn.executemany(per_row_sql, encoded)
-
-    def append(batch: list[tuple]) -> None:
-        log._write(store, [(True, row) for row in batch])
-
+    print(f"\nbeside a busy event loop: its progress lost per event (GIL handovers and the GIL held), "
+          f"median of {ROUNDS} interleaved rounds")
     second = OnlineUpdater(OnlineStore(args.workdir / "online.db"))
     second.follow({"fraud": [spec.features]})
-    lost = {}
-    for label, write, prefix in (("log append, a step per row (baseline)", append_per_row, "a"),
-                                 ("log append, multi-row statements", append, "b"),
-                                 ("online update", second.apply, "c")):
-        renamed = [[(f"{prefix}{row[0]}", *row[1:]) for row in batch] for batch in batches]
-        lost[label] = loop_loss(write, renamed) / n * 1e6
-        print(f"{label:<40} {lost[label]:6.1f} µs/event")
-    base = lost["log append, a step per row (baseline)"]
-    print(f"log append: multi-row statements / a step per row: {lost['log append, multi-row statements'] / base:.2f}×")
+    cases = (("prediction log append (baseline)", lambda batch: log._write(store, [(True, row) for row in batch])),
+             ("online update", second.apply))
+    lost: dict[str, list[float]] = {label: [] for label, _ in cases}
+    for round_ in range(ROUNDS):
+        for label, write in (cases if round_ % 2 == 0 else cases[::-1]):
+            renamed = [[(f"{round_}.{row[0]}", *row[1:]) for row in batch] for batch in batches]
+            lost[label].append(loop_loss(write, renamed) / n * 1e6)
+    for label, values in lost.items():
+        print(f"{label:<34} {statistics.median(values):6.1f} µs/event   (rounds: {', '.join(f'{v:.1f}' for v in values)})")
 
 
 def busy_loop(seconds: float) -> int:
