@@ -12,7 +12,7 @@ import msgspec
 import polars as pl
 
 from appliance.config import bundled_spec_path
-from appliance.features.feature_table import FEATURE_TIME, feature_rows, stored_names, window_micros
+from appliance.features.feature_table import FEATURE_TIME, feature_rows, window_micros
 from appliance.features.online import materialize, namespace
 from appliance.features.online_updates import OnlineUpdater
 from appliance.features.skew import check_skew, same_value
