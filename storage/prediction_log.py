@@ -187,5 +187,11 @@ class PredictionStore:
         return self.conn.execute("SELECT 1 FROM predictions WHERE request_id = ? LIMIT 1",
                                  (request_id,)).fetchone() is not None
 
+    def has_row(self, request_id: str, position: int, shadow: bool = False) -> bool:
+        """Whether one row of a request (a shadow score's, if ``shadow``) was logged."""
+        table = "shadow_scores" if shadow else "predictions"
+        return self.conn.execute(f"SELECT 1 FROM {table} WHERE request_id = ? AND position = ?",
+                                 (request_id, position)).fetchone() is not None
+
     def close(self) -> None:
         self.conn.close()

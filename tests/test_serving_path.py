@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import signal
 import sqlite3
 import subprocess
 import sys
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -16,12 +16,15 @@ import httpx
 import msgspec
 import numpy as np
 
+from appliance.features.online_updates import OnlineUpdater
 from appliance.serving.batching import Arrivals, MicroBatcher
 from appliance.serving import predict
 from appliance.serving.predict import PredictEndpoint
+from appliance.serving.log_writer import Batch, LogWriter
 from appliance.serving.prediction_log import PredictionLog
 from appliance.serving.state import ServingState
 from storage.errors import StorageError
+from storage.online_store import OnlineStore
 from storage.prediction_log import PredictionStore
 from tests.conftest import SAMPLE_RECORD
 from tests.test_cli import ROOT, _free_port, wait_ready
@@ -52,12 +55,47 @@ def test_a_full_log_queue_counts_its_overflow_and_loses_nothing_it_accepted(tmp_
     assert store.overflow_between("other", 0, time.time()) == 0
 
 
+def test_a_killed_log_writer_is_started_again_and_a_terminated_one_keeps_writing(tmp_path):
+    log = PredictionLog(tmp_path / "predictions.db", batch_rows=50)
+    for i in range(100):
+        log.record(_row(i))
+    assert log.flush(timeout=30)
+    first = log.writer_pid
+    os.kill(first, signal.SIGTERM)  # systemd and a terminal signal the whole group: the server decides
+    os.kill(first, signal.SIGINT)
+    for i in range(100, 200):
+        log.record(_row(i))
+    assert log.flush(timeout=30) and log.writer_pid == first and log.writer_restarts == 0
+    os.kill(first, signal.SIGKILL)
+    for i in range(200, 300):
+        log.record(_row(i))
+    assert log.flush(timeout=60)
+    assert log.writer_pid != first and log.writer_restarts == 1
+    log.close()
+    assert PredictionStore(tmp_path / "predictions.db").count() == 300
+    assert log.written == 300 and log.write_errors == 0
+
+
+def test_a_resent_batch_is_not_written_or_applied_twice(tmp_path):
+    writer = LogWriter(PredictionStore(tmp_path / "predictions.db"), OnlineUpdater(OnlineStore(tmp_path / "online.db")))
+    rows = [_row(i) for i in range(5)]
+    assert writer.handle(Batch(rows, [])).written == 5
+    again = writer.handle(Batch(rows, [], resent=True))  # the writer that had it died after its commit
+    assert again.written == 5 and again.write_errors == 0
+    assert again.online_errors == 5  # maybe applied, maybe not: counted as lost to the online store
+    fresh = writer.handle(Batch([_row(9)], [], resent=True))  # died before its commit: written now
+    assert fresh.written == 1 and fresh.online_errors == 0
+    assert writer.store.count() == 6
+
+
 def test_requests_wait_for_a_log_writer_that_is_behind_but_not_for_a_stuck_one(tmp_path, monkeypatch):
-    monkeypatch.setattr(predict, "LOG_STALL_S", 0.2)
-    gate = threading.Event()
+    monkeypatch.setattr(predict, "LOG_STALL_S", 0.5)  # longer than SQLite's busy handler sleeps at a time
     state = ServingState(tmp_path, exposed=False)
-    state.log = PredictionLog(tmp_path / "predictions.db", batch_rows=4, high_water=8, linger_s=0.01,
-                              follower=lambda rows: gate.wait())  # the writer is as slow as the test lets it be
+    state.log = PredictionLog(tmp_path / "predictions.db", batch_rows=4, high_water=8, linger_s=0.01)
+    state.log.record(_row(-1))
+    assert state.log.flush(timeout=30)  # the writer process is up
+    blocker = sqlite3.connect(tmp_path / "predictions.db", timeout=30, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")  # the writer is as slow as the test lets it be: it waits on the lock
     endpoint = PredictEndpoint(state)
 
     async def main() -> None:
@@ -66,23 +104,24 @@ def test_requests_wait_for_a_log_writer_that_is_behind_but_not_for_a_stuck_one(t
         waiting = asyncio.ensure_future(endpoint._wait_for_log())
         await asyncio.sleep(0.05)
         assert not waiting.done()  # behind, and waiting while the writer works
-        gate.set()  # the writer moves: the wait ends once half the high-water mark is left
+        blocker.execute("ROLLBACK")  # the writer moves: the wait ends once half the high-water mark is left
         await asyncio.wait_for(waiting, 5)
         assert state.log.depth <= 4
-        gate.clear()
+        await asyncio.to_thread(state.log.flush)
+        blocker.execute("BEGIN IMMEDIATE")
         for i in range(20, 40):
             state.log.record(_row(i))
         await asyncio.sleep(0.05)
         started = time.monotonic()
         await asyncio.wait_for(endpoint._wait_for_log(), 5)  # no progress for LOG_STALL_S: stuck
-        assert 0.2 <= time.monotonic() - started < 2 and state.log.depth > 8
+        assert 0.5 <= time.monotonic() - started < 3 and state.log.depth > 8
         assert endpoint._stalled_at == state.log.processed  # so nothing waits for it until it moves again
 
     asyncio.run(main())
     assert state.metrics.log_waits == 2
-    gate.set()
+    blocker.execute("ROLLBACK")
     state.log.close()
-    assert PredictionStore(tmp_path / "predictions.db").count() == 40
+    assert PredictionStore(tmp_path / "predictions.db").count() == 41 and state.log.write_errors == 0
 
 
 def test_single_rows_arriving_together_share_one_call():

@@ -2,7 +2,7 @@
 the entity's online row moves forward by it, so the next request sees what the offline feature table
 would hold over the history plus the answered events.
 
-The prediction log's writer thread calls ``OnlineUpdater.apply`` with each batch it wrote, off the
+The prediction log's writer process calls ``OnlineUpdater.apply`` with each batch it wrote, off the
 request path; per namespace a served version of the model (or the model's spec) reads, one
 transaction merges the batch's events into the entities' tails and rewrites their rows, in SQL. A
 namespace materialized before tails existed has none to move forward from: its rows are left as they
@@ -71,7 +71,7 @@ class OnlineUpdater:
                 if name not in chosen:
                     chosen[name] = known.get(name) or _Target(name, features)
             targets[model] = list(chosen.values())
-        self._targets = targets  # one assignment: the writer thread reads it without a lock
+        self._targets = targets  # one assignment: a writer on another thread reads it without a lock
 
     def apply(self, rows: list[tuple]) -> int:
         """Move forward the rows of the entities of these prediction log rows (PREDICTION_COLUMNS

@@ -5,7 +5,7 @@ distinct time, counts as integers, values as doubles).
 
 The points live in online.db's ``tail_points`` (one row per time and column: ``col`` 0 the event
 count, ``col`` i the partials of the i-th aggregated column); the aggregations over them are SQL
-run by SQLite, so a server's writer thread spends its time outside the GIL.
+run by SQLite, so the prediction log's writer process spends its time outside Python.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ class TailPlan:
     def points(self, namespace: str, entity: str, t: int, values: list[float | None]) -> list[tuple]:
         """The ``tail_points`` rows of one event (values: one per aggregated column, None when missing)."""
         points = [(namespace, entity, t, 0, 1, None, None, None)]
-        for i, v in enumerate(values, 1):  # a loop: twice as fast as a generator, on the writer thread's GIL
+        for i, v in enumerate(values, 1):  # a loop: twice as fast as a generator
             points.append((namespace, entity, t, i, 1, v, v, v) if v is not None
                           else (namespace, entity, t, i, 0, None, None, None))
         return points

@@ -1,26 +1,27 @@
-"""The asynchronous prediction log: a bounded queue the request path drops rows into, and one
-writer thread that appends them to predictions.db in batches.
+"""The asynchronous prediction log: a bounded queue the request path drops rows into, and a thread
+that hands them in batches to the log's writer process (``log_writer``), which appends them to
+predictions.db and moves the online store forward by them.
 
 A full queue never blocks a request: the row is counted as overflow (exposed at /metrics, logged
 as an error, and recorded per model in predictions.db, where the monitor job reads it for its
-alert). Closing the log writes everything still queued — the server closes it on SIGTERM. A ``follower``
-(the online store's updater) gets every batch of prediction rows after it is written.
+alert). Closing the log writes everything still queued — the server closes it on SIGTERM. A writer
+process that dies is started again and given the batch it had in hand.
 
 The queue is a deque, not a ``queue.Queue``: appending is one atomic operation with no lock or
-wake-up on the request path, and the writer, which batches anyway, looks every ``linger_s``.
+wake-up on the request path, and the thread, which batches anyway, looks every ``linger_s``. The
+thread holds the GIL only to pop and pickle a batch (~1.5 µs a row); it waits for the writer's
+answer with the GIL released, so the server's event loop runs on while the rows are written.
 """
 
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import threading
-import time
 from collections import Counter, deque
-from collections.abc import Callable
 from pathlib import Path
 
-import msgspec
-
+from appliance.serving.log_writer import Ack, Batch, Follow, Refused, run_writer
 from storage.prediction_log import PredictionStore
 
 log = logging.getLogger(__name__)
@@ -29,34 +30,44 @@ PREDICTIONS_DB = "predictions.db"  # under the data directory
 CAPACITY = 100_000
 HIGH_WATER = 5_000  # queued rows beyond which the request path waits for the writer (backpressure: serving.predict)
 BATCH_ROWS = 2_000
-LINGER_S = 0.05  # how often the writer looks: one commit per batch, not one per request
-_encode = msgspec.json.Encoder().encode
+LINGER_S = 0.05  # how often the thread looks: one commit per batch, not one per request
+RESTARTS = 3  # writer processes started for one batch before its rows count as lost
 
 
 class PredictionLog:
-    """Rows in, batches out; ``overflow`` counts rows the full queue refused."""
+    """Rows in, batches out; ``overflow`` counts rows the full queue refused.
+
+    ``online``: the online store the writer moves forward by answered requests (see ``follow``);
+    None writes the log alone."""
 
     def __init__(self, path: Path, capacity: int = CAPACITY, batch_rows: int = BATCH_ROWS,
-                 linger_s: float = LINGER_S, follower: Callable[[list[tuple]], object] | None = None,
-                 high_water: int = HIGH_WATER):
+                 linger_s: float = LINGER_S, online: Path | None = None, high_water: int = HIGH_WATER):
         self.path = Path(path)
-        self.follower = follower  # also given each batch of prediction rows, on the writer thread
+        self.online = None if online is None else Path(online)
         self.capacity = capacity
         self.high_water = high_water
         self.batch_rows = batch_rows
         self.linger_s = linger_s
         self.overflow = 0
-        self._refused: Counter[str] = Counter()  # per model, not yet recorded in predictions.db
-        self._refused_lock = threading.Lock()
         self.write_errors = 0
         self.written = 0
+        self.online_updated = 0  # online rows the writer moved forward
+        self.online_stale = 0    # events of namespaces materialized before tails (features.online_updates)
+        self.online_errors = 0   # events lost to a failed online update
+        self.writer_restarts = 0
+        self._refused: Counter[str] = Counter()  # per model, not yet recorded in predictions.db
+        self._refused_lock = threading.Lock()
+        self._follow: Follow | None = None  # definitions not yet handed to the writer
         self._rows: deque = deque()
         self._enqueued = 0
         self._processed = 0
         self._progress = threading.Condition()
         self._stop = threading.Event()
         PredictionStore(self.path).close()  # create and migrate before the first request
-        self._thread = threading.Thread(target=self._write_forever, name="prediction-log", daemon=True)
+        self._writer: multiprocessing.process.BaseProcess | None = None
+        self._conn = None
+        self._start_writer()
+        self._thread = threading.Thread(target=self._hand_over_forever, name="prediction-log", daemon=True)
         self._thread.start()
 
     @property
@@ -68,6 +79,11 @@ class PredictionLog:
         """Rows the writer has finished with so far (written or counted as lost): its progress."""
         return self._processed
 
+    @property
+    def writer_pid(self) -> int | None:
+        """The process id of the writer process now running."""
+        return None if self._writer is None else self._writer.pid
+
     def record(self, row: tuple) -> None:
         """Queue one prediction row (PREDICTION_COLUMNS order, features as a dict); never blocks."""
         self._put((True, row))
@@ -76,8 +92,13 @@ class PredictionLog:
         """Queue one shadow score row (SHADOW_COLUMNS order); never blocks."""
         self._put((False, row))
 
+    def follow(self, definitions: dict[str, list]) -> None:
+        """Set the feature definitions each model's answered requests update in the online store
+        (``OnlineUpdater.follow``); they apply to the rows queued after this call."""
+        self._put((None, Follow(definitions)))
+
     def _put(self, item: tuple) -> None:
-        if len(self._rows) >= self.capacity:
+        if len(self._rows) >= self.capacity and item[0] is not None:
             is_prediction, row = item
             with self._refused_lock:
                 self.overflow += 1
@@ -96,59 +117,101 @@ class PredictionLog:
             return self._progress.wait_for(lambda: self._processed >= target, timeout)
 
     def close(self, timeout: float = 30.0) -> None:
-        """Write what is queued, then stop the writer."""
+        """Write what is queued, then stop the thread and the writer process."""
         self._stop.set()
         self._thread.join(timeout)
+        if self._conn is not None:
+            self._conn.close()  # the writer stops when its connection closes
+        if self._writer is not None:
+            self._writer.join(timeout)
 
-    def _write_forever(self) -> None:
-        store = PredictionStore(self.path)
+    def _start_writer(self) -> None:
+        context = multiprocessing.get_context("spawn")  # no fork: the server holds threads and open databases
+        ours, theirs = context.Pipe()
+        writer = context.Process(target=run_writer, args=(theirs, self.path, self.online),
+                                 name="prediction-log-writer", daemon=True)
+        writer.start()
+        theirs.close()  # so that our end sees the writer's exit as the end of the connection
+        self._conn, self._writer = ours, writer
+
+    def _hand_over_forever(self) -> None:
         rows = self._rows
-        try:
-            while True:
-                stopping = self._stop.wait(self.linger_s)
-                while rows:
-                    batch = [rows.popleft() for _ in range(min(len(rows), self.batch_rows))]
-                    self._write(store, batch)
-                self._record_refused(store)
-                if stopping:
-                    return
-        finally:
-            store.close()
+        while True:
+            stopping = self._stop.wait(self.linger_s)
+            while rows:
+                batch = [rows.popleft() for _ in range(min(len(rows), self.batch_rows))]
+                self._hand_over(batch)
+            self._record_refused()
+            if stopping:
+                return
 
-    def _record_refused(self, store: PredictionStore) -> None:
+    def _hand_over(self, items: list[tuple]) -> None:
+        # Follow messages keep their place among the rows: rows queued before one are updated by the old
+        # definitions, the ones after it by the new.
+        start = 0
+        for i, (kind, payload) in enumerate(items):
+            if kind is None:
+                self._write(items[start:i])
+                self._send(payload)
+                start = i + 1
+        self._write(items[start:])
+        with self._progress:
+            self._processed += len(items)
+            self._progress.notify_all()
+
+    def _write(self, items: list[tuple]) -> None:
+        if not items:
+            return
+        batch = Batch([row for is_prediction, row in items if is_prediction],
+                      [row for is_prediction, row in items if not is_prediction])
+        ack = self._send(batch)
+        if ack is None:
+            self.write_errors += len(items)
+            log.error("lost %d prediction log rows: writer processes died %d times writing them",
+                      len(items), RESTARTS + 1)
+            return
+        self.written += ack.written
+        self.write_errors += ack.write_errors
+        self.online_updated += ack.online_updated
+        self.online_stale += ack.online_stale
+        self.online_errors += ack.online_errors
+
+    def _send(self, message: Batch | Follow | Refused) -> Ack | None:
+        """The writer's answer to a message; a writer that dies on it is started again and given it
+        again (marked resent, for a batch); None after RESTARTS deaths."""
+        for attempt in range(RESTARTS + 1):
+            try:
+                self._conn.send(message)
+                ack: Ack = self._conn.recv()
+            except (EOFError, OSError):
+                self._writer.join(5)
+                log.error("the prediction log's writer process (pid %s) died (exit code %s); starting another",
+                          self._writer.pid, self._writer.exitcode)
+                if attempt == RESTARTS:
+                    return None
+                self._conn.close()
+                self._start_writer()
+                self.writer_restarts += 1
+                if self._follow is not None and message is not self._follow:
+                    self._send(self._follow)  # the new writer's updater follows what the old one did
+                if isinstance(message, Batch):
+                    message.resent = True
+                continue
+            if isinstance(message, Follow):
+                self._follow = message
+            for level, text in ack.logged:
+                log.log(level, "%s", text)
+            return ack
+        return None
+
+    def _record_refused(self) -> None:
         # The queue refuses rows only while it is full, so the writer is busy then and records them
         # within a batch or two.
         with self._refused_lock:
             refused, self._refused = self._refused, Counter()
         if not refused:
             return
-        try:
-            store.record_overflow(refused)
-        except Exception:  # keep the count for the next try rather than lose it
-            log.exception("could not record %d refused prediction log rows", sum(refused.values()))
+        ack = self._send(Refused(refused))
+        if ack is None or not ack.recorded:  # keep the count for the next try rather than lose it
             with self._refused_lock:
                 self._refused.update(refused)
-
-    def _write(self, store: PredictionStore, items: list[tuple]) -> None:
-        rows = [row for is_prediction, row in items if is_prediction]
-        predictions = [(*row[:9], _encode(row[9]).decode(), *row[10:]) for row in rows]
-        shadow = [row for is_prediction, row in items if not is_prediction]
-        for attempt in range(3):
-            try:
-                store.append(predictions, shadow)
-                self.written += len(predictions)
-                break
-            except Exception:  # a locked or full disk must not kill the writer; count what is lost
-                if attempt == 2:
-                    self.write_errors += len(items)
-                    log.exception("could not write %d prediction log rows", len(items))
-                else:
-                    time.sleep(0.1)
-        if self.follower is not None and rows:
-            try:  # before the rows count as processed: flush() waits for it too
-                self.follower(rows)
-            except Exception:  # the follower's failure must not stop the log
-                log.exception("the prediction log's follower failed on %d rows", len(rows))
-        with self._progress:
-            self._processed += len(items)
-            self._progress.notify_all()

@@ -12,7 +12,6 @@ from pathlib import Path
 
 from appliance.deployment import deployments
 from appliance.errors import NotReady
-from appliance.features.online_updates import OnlineUpdater
 from appliance.gateway.access import Caller, Gatekeeper
 from appliance.gateway.keys import list_keys
 from appliance.home import Home
@@ -21,7 +20,7 @@ from appliance.serving.models import LoadedModel, ModelPool
 from appliance.serving.prediction_log import PREDICTIONS_DB, PredictionLog
 from appliance.serving.prometheus import ServingMetrics
 from appliance.serving.router import Arm, Route
-from storage.online_store import ONLINE_DB, OnlineStore
+from storage.online_store import ONLINE_DB
 from storage.prediction_log import PredictionStore
 
 
@@ -36,16 +35,15 @@ class ServingState:
         self.arrivals = Arrivals()
         self.routes: dict[str, Route] = {}
         self.log: PredictionLog | None = None
-        self.updater: OnlineUpdater | None = None
+        self._followed: dict[str, list] | None = None  # the definitions the log's writer was last given
         self._arms: dict[tuple[str, int], Arm] = {}
         self._store: PredictionStore | None = None
         self._store_lock = threading.Lock()
         self._refresh_lock = threading.RLock()  # the watcher and admin routes refresh from their own threads
 
     def open(self) -> None:
-        """Start the prediction log writer (creating predictions.db if needed)."""
-        self.updater = OnlineUpdater(OnlineStore(self.root / ONLINE_DB))
-        self.log = PredictionLog(self.root / PREDICTIONS_DB, follower=self.updater.apply)
+        """Start the prediction log and its writer (creating predictions.db if needed)."""
+        self.log = PredictionLog(self.root / PREDICTIONS_DB, online=self.root / ONLINE_DB)
         self._store = PredictionStore(self.root / PREDICTIONS_DB)
 
     def close(self) -> None:
@@ -113,8 +111,11 @@ class ServingState:
                                  entity_field=spec.features.entity_key, event_time_field=spec.features.event_time)
         self._arms = arms
         self.routes = routes
-        if self.updater is not None:
-            self.updater.follow(self._online_definitions(home, standby))
+        if self.log is not None:
+            definitions = self._online_definitions(home, standby)
+            if definitions != self._followed:
+                self.log.follow(definitions)
+                self._followed = definitions
 
     def _online_definitions(self, home: Home, standby: frozenset[tuple[str, int]]) -> dict[str, list]:
         # The definitions each model's answered requests update: its spec's and every loaded version's.
@@ -156,17 +157,15 @@ class ServingState:
                 ("appliance_prediction_log_waits_total", "counter",
                  "Requests that waited for the prediction log's writer to catch up (backpressure).", {},
                  self.metrics.log_waits),
-            ]
-        updater = self.updater
-        if updater is not None:
-            out += [
+                ("appliance_prediction_log_writer_restarts_total", "counter",
+                 "Times the prediction log's writer process died and was started again.", {}, log.writer_restarts),
                 ("appliance_online_rows_updated_total", "counter",
-                 "Online feature rows moved forward by answered requests.", {}, updater.updated),
+                 "Online feature rows moved forward by answered requests.", {}, log.online_updated),
                 ("appliance_online_stale_events_total", "counter",
                  "Answered requests not applied: their entity's row predates tails (materialize again).", {},
-                 updater.stale),
+                 log.online_stale),
                 ("appliance_online_update_errors_total", "counter",
-                 "Answered requests lost to failed online store updates.", {}, updater.errors),
+                 "Answered requests lost to failed online store updates.", {}, log.online_errors),
             ]
         for reason, n in self.gate.rejected.items():
             out.append(("appliance_gateway_rejected_total", "counter", "Requests the gateway refused, by reason.",

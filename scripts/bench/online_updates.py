@@ -1,15 +1,17 @@
-"""Benchmark: the prediction log writer's added cost of keeping the online store current, per event.
+"""Benchmark: the prediction log writer's added cost of keeping the online store current, per event,
+and what the writer costs a busy event loop in the server's process.
 
 Materializes the sample's history (5,000 users), then replays its live rows as logged prediction rows
 in writer-sized batches through (a) the prediction log's own append (the baseline: what the writer
-thread already does per row) and (b) ``OnlineUpdater.apply`` (merge the events into the touched
-entities' tail points, trim, recompute their rows: SQL in one transaction per batch). Both run on the
-server's writer thread. CPU and wall time per event.
+already does per row) and (b) ``OnlineUpdater.apply`` (merge the events into the touched entities'
+tail points, trim, recompute their rows: SQL in one transaction per batch). CPU and wall time per event.
 
 SQLite runs without the GIL, but every statement step hands the GIL over and takes it back, and a
-busy event loop in the same process waits at each handover. So the second part runs each writer on a
-thread beside a stand-in for the event loop (Python stretches of ~30 µs between calls that release
-the GIL) and prints what that loop lost, in µs of its progress per event.
+busy event loop in the same process waits at each handover. So the second part runs a stand-in for
+the event loop (Python stretches of ~30 µs between calls that release the GIL) beside the whole
+writer (append and online update) on a thread of the loop's process, as it ran before, and beside the
+prediction log as it runs now, handing batches to its writer process; it prints what the loop lost, in
+µs of its progress per event. The ratio is the gain of the writer process.
 
     python scripts/bench/online_updates.py [--events 20000] [--batch 200] [--workdir /tmp/bench-online]
 """
@@ -31,6 +33,7 @@ import polars as pl  # noqa: E402
 from appliance.config import bundled_spec_path  # noqa: E402
 from appliance.features.online import materialize  # noqa: E402
 from appliance.features.online_updates import OnlineUpdater  # noqa: E402
+from appliance.serving.log_writer import Batch, Follow, LogWriter  # noqa: E402
 from appliance.serving.prediction_log import PredictionLog  # noqa: E402
 from appliance.spec import load_spec  # noqa: E402
 from storage.online_store import OnlineStore  # noqa: E402
@@ -62,12 +65,11 @@ def main() -> None:
     materialize(OnlineStore(args.workdir / "online.db"), "fraud", spec.features, history, None)
     print(f"materialize with tails: {time.perf_counter() - started:.2f} s for {history.height:,} history rows")
 
-    log = PredictionLog(args.workdir / "predictions.db")  # its writer: the baseline's code path
-    log.close()
-    store = PredictionStore(args.workdir / "predictions.db")
+    PredictionLog(args.workdir / "predictions.db").close()  # created and migrated
+    appender = LogWriter(PredictionStore(args.workdir / "predictions.db"), None)  # the writer without updates
     cpu, wall = time.process_time(), time.perf_counter()
     for batch in batches:
-        log._write(store, [(True, row) for row in batch])
+        appender.handle(Batch(batch, []))
     log_cpu, log_wall = time.process_time() - cpu, time.perf_counter() - wall
 
     updater = OnlineUpdater(OnlineStore(args.workdir / "online.db"))
@@ -86,17 +88,24 @@ def main() -> None:
 
     print(f"\nbeside a busy event loop: its progress lost per event (GIL handovers and the GIL held), "
           f"median of {ROUNDS} interleaved rounds")
-    second = OnlineUpdater(OnlineStore(args.workdir / "online.db"))
-    second.follow({"fraud": [spec.features]})
-    cases = (("prediction log append (baseline)", lambda batch: log._write(store, [(True, row) for row in batch])),
-             ("online update", second.apply))
+    definitions = {"fraud": [spec.features]}
+    writer = LogWriter(PredictionStore(args.workdir / "predictions.db"), OnlineUpdater(OnlineStore(args.workdir / "online.db")))
+    writer.handle(Follow(definitions))
+    log = PredictionLog(args.workdir / "predictions.db", online=args.workdir / "online.db", batch_rows=args.batch)
+    log.follow(definitions)
+    cases = (("writer on a thread (before)", lambda renamed: on_a_thread(writer, renamed)),
+             ("writer process (now)", lambda renamed: through_the_log(log, renamed)))
     lost: dict[str, list[float]] = {label: [] for label, _ in cases}
     for round_ in range(ROUNDS):
-        for label, write in (cases if round_ % 2 == 0 else cases[::-1]):
-            renamed = [[(f"{round_}.{row[0]}", *row[1:]) for row in batch] for batch in batches]
-            lost[label].append(loop_loss(write, renamed) / n * 1e6)
+        for k, (label, write) in enumerate(cases if round_ % 2 == 0 else cases[::-1]):
+            renamed = [[(f"{round_}.{k}.{row[0]}", *row[1:]) for row in batch] for batch in batches]
+            lost[label].append(loop_loss(lambda: write(renamed)) / n * 1e6)
+    log.close()
+    assert log.write_errors == 0 and log.online_errors == 0
     for label, values in lost.items():
-        print(f"{label:<34} {statistics.median(values):6.1f} µs/event   (rounds: {', '.join(f'{v:.1f}' for v in values)})")
+        print(f"{label:<28} {statistics.median(values):6.1f} µs/event   (rounds: {', '.join(f'{v:.1f}' for v in values)})")
+    thread, process = (statistics.median(v) for v in lost.values())
+    print(f"writer process / writer thread: {process / thread:.2f}× the loop's loss")
 
 
 def busy_loop(seconds: float) -> int:
@@ -109,12 +118,28 @@ def busy_loop(seconds: float) -> int:
     return done
 
 
-def loop_loss(write, batches: list[list[tuple]]) -> float:
-    """Seconds of a busy loop's progress lost while a thread writes these batches (best of 3 baselines)."""
+def on_a_thread(writer: LogWriter, batches: list[list[tuple]]) -> threading.Thread:
+    """The writer as it ran before: a thread of the loop's process appending and updating each batch."""
+    thread = threading.Thread(target=lambda: [writer.handle(Batch(batch, [])) for batch in batches])
+    thread.start()
+    return thread
+
+
+def through_the_log(log: PredictionLog, batches: list[list[tuple]]) -> threading.Thread:
+    """The prediction log as it runs now: rows queued, handed in batches to its writer process."""
+    for batch in batches:
+        for row in batch:
+            log.record(row)
+    thread = threading.Thread(target=log.flush, args=(600,))  # done when the writer has written them all
+    thread.start()
+    return thread
+
+
+def loop_loss(start) -> float:
+    """Seconds of a busy loop's progress lost while ``start()``'s thread runs (best of 3 baselines)."""
     rate = max(busy_loop(0.5) for _ in range(3)) / 0.5
-    writer = threading.Thread(target=lambda: [write(batch) for batch in batches])
     started = time.perf_counter()
-    writer.start()
+    writer = start()
     done = 0
     while writer.is_alive():
         done += busy_loop(0.02)
