@@ -100,8 +100,9 @@ def run_load(port: int, requests: list[bytes], concurrency: int, seconds: float 
              keep_answers: bool = False, server_pid: int | None = None,
              processes: int | None = None) -> tuple[LoadResult, list[bytes] | None]:
     """Drive a server from separate processes (``loader_processes`` unless given) with ``concurrency``
-    keep-alive connections in all; with ``server_pid``, also measure the server's CPU time per request
-    (warm-up included: CPU time, unlike throughput, does not depend on what else the machine runs)."""
+    keep-alive connections in all; with ``server_pid``, also measure the server's CPU time per request, its
+    children's (the prediction log's writer) included (warm-up included: CPU time, unlike throughput,
+    does not depend on what else the machine runs)."""
     import psutil
 
     spawn = mp.get_context("spawn")
@@ -117,7 +118,9 @@ def run_load(port: int, requests: list[bytes], concurrency: int, seconds: float 
     for _, _, ready in loaders:
         ready.wait()
     server = psutil.Process(server_pid) if server_pid else None
-    cpu_before = sum(server.cpu_times()[:2]) if server else 0.0
+    # The server and its children (the prediction log's writer process): what a request costs the machine.
+    measured = [server, *server.children(recursive=True)] if server else []
+    cpu_before = sum(sum(p.cpu_times()[:2]) for p in measured)
     go.set()
     latencies, statuses, answers, total = [], {}, ([] if keep_answers else None), 0
     for proc, receive, _ in loaders:
@@ -129,7 +132,7 @@ def run_load(port: int, requests: list[bytes], concurrency: int, seconds: float 
         if answers is not None:
             answers += part_answers
         total += part_total
-    cpu_us = (sum(server.cpu_times()[:2]) - cpu_before) / max(total, 1) * 1e6 if server else None
+    cpu_us = (sum(sum(p.cpu_times()[:2]) for p in measured) - cpu_before) / max(total, 1) * 1e6 if server else None
     latencies.sort()
     n = len(latencies)
     p50 = latencies[n // 2] * 1000 if n else 0.0
