@@ -1,8 +1,8 @@
 """Reliability under load: 60 s at concurrency 32 through the full serving path.
 
 Checks: no 5xx; every successful answer's request id has its row in the prediction log (read
-after the server stopped on SIGTERM, which flushes the log); the server's memory (RSS) grows
-under 10 % from the end of warm-up to the end of the run.
+after the server stopped on SIGTERM, which flushes the log); the server's memory (RSS, its
+writer process's included) grows under 10 % from the end of warm-up to the end of the run.
 
     python scripts/bench/reliability.py [--seconds 60] [--concurrency 32] [--workdir DIR]
 """
@@ -40,7 +40,8 @@ def main() -> int:
 
         def sample() -> None:
             while not stop.wait(1.0):
-                rss.append(process.memory_info().rss / 2**20)
+                measured = [process, *process.children(recursive=True)]  # the log's writer process too
+                rss.append(sum(p.memory_info().rss for p in measured) / 2**20)
 
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
