@@ -152,8 +152,8 @@ class LogWriter:
                 if attempt == ATTEMPTS - 1:
                     ack.write_errors = len(predictions) + len(batch.shadow)
                     log.exception("could not write %d prediction log rows", ack.write_errors)
-                    return
-                time.sleep(0.1)
+                else:
+                    time.sleep(0.1)
         if self.updater is not None and rows:
             before = (self.updater.updated, self.updater.stale, self.updater.errors)
             try:

@@ -57,7 +57,7 @@ class PredictionLog:
         self.writer_restarts = 0
         self._refused: Counter[str] = Counter()  # per model, not yet recorded in predictions.db
         self._refused_lock = threading.Lock()
-        self._follow: Follow | None = None  # definitions not yet handed to the writer
+        self._follow: Follow | None = None  # the definitions a writer last took: a restarted one is given them
         self._rows: deque = deque()
         self._enqueued = 0
         self._processed = 0
