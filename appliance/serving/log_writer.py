@@ -5,7 +5,8 @@ It is a process of its own, not a thread of the server, because a thread shares 
 each time the event loop released it (a socket write, an ONNX Runtime call, an SQLite read), the
 writer's Python took it, and the loop waited to get it back: on 2 cores at c=8 the loop spent
 ~60 µs more CPU per request with the writer thread beside it, and the full path went from
-0.54–0.57× a bare endpoint's throughput to 0.76–0.89× with this process (``scripts/bench/serve.py``).
+0.54–0.57× a bare endpoint's throughput to 0.68–0.89× with this process (``scripts/bench/serve.py``,
+without and with micro-batching).
 
 It speaks a small protocol over a ``multiprocessing`` connection (pickled messages), each answered by
 one ``Ack``: ``Batch`` (rows to write), ``Follow`` (the feature definitions each model's answered

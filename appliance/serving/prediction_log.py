@@ -64,9 +64,7 @@ class PredictionLog:
         self._progress = threading.Condition()
         self._stop = threading.Event()
         PredictionStore(self.path).close()  # create and migrate before the first request
-        self._writer: multiprocessing.process.BaseProcess | None = None
-        self._conn = None
-        self._start_writer()
+        self._start_writer()  # sets _writer and _conn
         self._thread = threading.Thread(target=self._hand_over_forever, name="prediction-log", daemon=True)
         self._thread.start()
 
@@ -80,9 +78,9 @@ class PredictionLog:
         return self._processed
 
     @property
-    def writer_pid(self) -> int | None:
+    def writer_pid(self) -> int:
         """The process id of the writer process now running."""
-        return None if self._writer is None else self._writer.pid
+        return self._writer.pid
 
     def record(self, row: tuple) -> None:
         """Queue one prediction row (PREDICTION_COLUMNS order, features as a dict); never blocks."""
@@ -120,10 +118,8 @@ class PredictionLog:
         """Write what is queued, then stop the thread and the writer process."""
         self._stop.set()
         self._thread.join(timeout)
-        if self._conn is not None:
-            self._conn.close()  # the writer stops when its connection closes
-        if self._writer is not None:
-            self._writer.join(timeout)
+        self._conn.close()  # the writer stops when its connection closes
+        self._writer.join(timeout)
 
     def _start_writer(self) -> None:
         context = multiprocessing.get_context("spawn")  # no fork: the server holds threads and open databases
