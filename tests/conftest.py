@@ -16,7 +16,8 @@ import uvicorn
 from appliance.config import bundled_spec_path
 from appliance.features.online import materialize_model
 from appliance.home import Home
-from appliance.serving.app import create_app
+from appliance.serving.app import ServingApp
+from appliance.serving.server import server_config
 from appliance.spec import load_spec
 from appliance.training.pipeline import train
 
@@ -68,9 +69,10 @@ def home_dir(trained_home: Path, tmp_path: Path) -> Path:
 
 
 class RunningServer:
-    def __init__(self, url: str, home: Path):
+    def __init__(self, url: str, home: Path, app: ServingApp):
         self.url = url
         self.home = home
+        self.app = app
         self.client = httpx.Client(base_url=url, timeout=10)
 
 
@@ -80,7 +82,7 @@ def server(home_dir: Path) -> Iterator[RunningServer]:
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    config = uvicorn.Config(create_app(home_dir, refresh_seconds=0.05), log_level="warning")
+    config = server_config(home_dir, "127.0.0.1", port, refresh_seconds=0.05)  # as `appliance serve` runs it
     srv = uvicorn.Server(config)
     thread = threading.Thread(target=srv.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
@@ -88,7 +90,7 @@ def server(home_dir: Path) -> Iterator[RunningServer]:
     while not srv.started:
         assert time.monotonic() < deadline, "server did not start"
         time.sleep(0.02)
-    running = RunningServer(f"http://127.0.0.1:{port}", home_dir)
+    running = RunningServer(f"http://127.0.0.1:{port}", home_dir, config.app)
     yield running
     running.client.close()
     srv.should_exit = True

@@ -113,6 +113,17 @@ def test_the_server_enforces_keys_scopes_revocation_and_rate_limits(server):
     assert 'appliance_gateway_rejected_total{reason="rate"} 3' in c.get("/metrics", headers=admin).text
 
 
+def test_open_access_goes_by_the_socket_peer_whatever_x_forwarded_for_says(server):
+    c = server.client
+    server.app.predict.state.gate.peer_rate = 3  # open access (no key yet): 3 requests a second per peer
+    # Other loopback addresses would be other peers, each with a full bucket; a non-loopback one would
+    # lose open access. The header is the client's word, so neither happens: one peer, one bucket.
+    statuses = [c.post("/v1/models/fraud/predict", json=SAMPLE_RECORD,
+                       headers={"x-forwarded-for": forged}).status_code
+                for forged in ("127.0.0.2", "127.0.0.3", "10.1.2.3", "127.0.0.4", "127.0.0.5")]
+    assert statuses == [200, 200, 200, 429, 429]
+
+
 def _admin(server) -> str:
     with Home(server.home) as home:
         return create_key(home.conn, ["admin"], name="test")[1]

@@ -15,7 +15,7 @@ import uvicorn
 
 from appliance import systemd
 from appliance.errors import Conflict
-from appliance.serving.app import create_app
+from appliance.serving.app import REFRESH_SECONDS, create_app
 
 HEARTBEAT_SECONDS = 1.0
 
@@ -65,7 +65,7 @@ class _Server(uvicorn.Server):
 
 def serve(home_root: Path, host: str = "127.0.0.1", port: int = 8000) -> None:
     """Serve until SIGINT or SIGTERM, finishing requests in flight, then return."""
-    server = _Server(_config(home_root, host, port))
+    server = _Server(server_config(home_root, host, port))
     interval = systemd.watchdog_interval()
     watchdog = None
     if interval:
@@ -82,7 +82,7 @@ class BackgroundServer:
     """The API served from a daemon thread while something else (the dashboard) owns the main thread."""
 
     def __init__(self, home_root: Path, host: str = "127.0.0.1", port: int = 8000):
-        self.server = _Server(_config(home_root, host, port))
+        self.server = _Server(server_config(home_root, host, port))
         self._thread = threading.Thread(target=self._run, name="api-server", daemon=True)
 
     def start(self, timeout: float = 60.0) -> "BackgroundServer":
@@ -110,9 +110,13 @@ class BackgroundServer:
         self._thread.join(timeout)
 
 
-def _config(home_root: Path, host: str, port: int) -> uvicorn.Config:
-    return uvicorn.Config(create_app(home_root, exposed=not _loopback_only(host)), host=host, port=port,
-                          log_level="warning", access_log=False, timeout_graceful_shutdown=10, log_config=None)
+def server_config(home_root: Path, host: str, port: int, refresh_seconds: float = REFRESH_SECONDS) -> uvicorn.Config:
+    """How the API is served. ``proxy_headers`` is off: uvicorn would otherwise take the client's
+    address from X-Forwarded-For on connections from 127.0.0.1, so any local process could pose as
+    another peer — and the gateway's open-access rule and per-peer rate limit go by that address."""
+    app = create_app(home_root, refresh_seconds=refresh_seconds, exposed=not _loopback_only(host))
+    return uvicorn.Config(app, host=host, port=port, proxy_headers=False, log_level="warning", access_log=False,
+                          timeout_graceful_shutdown=10, log_config=None)
 
 
 def _loopback_only(host: str) -> bool:

@@ -156,7 +156,8 @@ def _serve(factory: str, args: tuple, port: int) -> None:
     logging.basicConfig(level=logging.WARNING)
     module, name = factory.rsplit(":", 1)
     app = getattr(importlib.import_module(module), name)(*args)
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+    # proxy_headers off, as the appliance serves (appliance.serving.server.server_config), for every server here
+    uvicorn.run(app, host="127.0.0.1", port=port, proxy_headers=False, log_level="warning", access_log=False)
 
 
 class Server:
