@@ -12,6 +12,7 @@ from pathlib import Path
 from storage.errors import SchemaTooNew
 
 BUSY_TIMEOUT_MS = 10_000
+MAX_INTEGER = 2 ** 63 - 1   # SQLite's largest: an id or version past it is none that exists (binding one fails)
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ import httpx
 
 from appliance.config import bundled_spec_path
 from appliance.features.online import namespace
+from appliance.gateway.keys import create_key
 from appliance.home import Home
 from tests.conftest import SAMPLE_RECORD
 
@@ -58,6 +59,37 @@ def test_bad_input_is_a_problem_document(server):
     _problem(c.post("/v1/models/fraud/predict", content=b"{not json"), 422, "not valid JSON")
     _problem(c.post("/v1/models/fraud/predict", json="a string"), 422, "JSON object")
     _problem(c.post("/v1/models/fraud/predict", content=b"[" + b"1," * 3_000_000 + b"1]"), 413, "MiB")
+
+
+def test_hostile_input_is_a_4xx_problem_and_the_server_goes_on(server):
+    c = server.client
+    with Home(server.home) as home:
+        admin = {"authorization": f"Bearer {create_key(home.conn, ['admin'])[1]}"}
+    deadline = time.monotonic() + 10
+    while c.get("/v1/alerts", headers=admin).status_code != 200:
+        assert time.monotonic() < deadline, "the server did not pick up the new key"
+        time.sleep(0.02)
+    deep = b'{"x": ' + b"[" * 5_000 + b"]" * 5_000 + b"}"
+    record = httpx.Request("POST", "/", json=SAMPLE_RECORD).content
+    not_utf8 = b'"\xff\xfe"'  # where each route reads a string
+    for path, body in (("/v1/models/fraud/predict", b'{"a": %s}'),
+                       ("/v1/models/fraud/feedback", b'{"outcomes": [{"request_id": %s, "outcome": 1}]}'),
+                       ("/v1/models/fraud/promote", b'{"version": 1, "reason": %s}')):
+        _problem(c.post(path, content=deep, headers=admin), 422, "nested")
+        _problem(c.post(path, content=body % not_utf8, headers=admin), 422, "UTF-8")
+    lone = record.replace(b'"u00042"', b'"u\\ud800"')  # a lone surrogate: no UTF-8 spelling, no SQLite text
+    _problem(c.post("/v1/models/fraud/predict", content=lone, headers=admin), 422, "surrogate")
+    _problem(c.post("/v1/models/fraud/predict", json={**SAMPLE_RECORD, "user_id": "u" * 300}, headers=admin),
+             422, "user_id", "256")
+    huge = 2 ** 64
+    for outcome in ({"request_id": "r", "outcome": 1, "position": huge}, {"request_id": "r", "outcome": 1e300},
+                    {"request_id": "r", "outcome": 1, "position": -1}):
+        _problem(c.post("/v1/models/fraud/feedback", json={"outcomes": [outcome]}, headers=admin), 422, "outcomes")
+    _problem(c.post("/v1/models/fraud/promote", json={"version": huge}, headers=admin), 422, "version")
+    _problem(c.post("/v1/models/fraud/deployments", json={"strategy": "canary", "version": huge}, headers=admin),
+             422, "version")
+    _problem(c.post(f"/v1/alerts/{huge}/ack", json={}, headers=admin), 404, str(huge))
+    assert c.post("/v1/models/fraud/predict", json=SAMPLE_RECORD, headers=admin).status_code == 200
 
 
 def _chunks(body: bytes, size: int):

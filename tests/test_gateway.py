@@ -124,6 +124,20 @@ def test_open_access_goes_by_the_socket_peer_whatever_x_forwarded_for_says(serve
     assert statuses == [200, 200, 200, 429, 429]
 
 
+def test_callers_without_a_key_add_no_metrics_labels(server):
+    c = server.client
+    admin = {"authorization": f"Bearer {_admin(server)}"}  # a key exists: every route needs one
+    _wait_for(lambda: c.post("/v1/models/fraud/predict", json=SAMPLE_RECORD).status_code == 401,
+              "the server did not close open access once a key existed")
+    for i in range(3):  # refused before the name is looked up: a made-up name must not become a label
+        assert c.post(f"/v1/models/made-up-{i}/predict", json=SAMPLE_RECORD).status_code == 401
+    assert c.post("/v1/models/made-up/predict", json=SAMPLE_RECORD, headers=admin).status_code == 404
+    metrics = c.get("/metrics", headers=admin).text
+    assert "made-up" not in metrics
+    assert 'appliance_requests_total{model="",version="",arm="",status="401"} 3' in metrics
+    assert 'appliance_requests_total{model="fraud",version="",arm="",status="401"}' in metrics
+
+
 def _admin(server) -> str:
     with Home(server.home) as home:
         return create_key(home.conn, ["admin"], name="test")[1]

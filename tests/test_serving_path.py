@@ -200,13 +200,16 @@ def test_metrics_are_prometheus_text(server):
     server.client.post("/v1/models/fraud/predict", json={"amount": 1})
     for i in range(3):  # names a client makes up are not labels: they would grow the metrics without bound
         assert server.client.post(f"/v1/models/made-up-{i}/predict", json=SAMPLE_RECORD).status_code == 404
+    too_large = server.client.post("/v1/models/fraud/predict", content=b"[" + b"1," * 3_000_000 + b"1]")
+    assert too_large.status_code == 413
     text = server.client.get("/metrics")
     assert text.headers["content-type"].startswith("text/plain; version=0.0.4")
     body = text.text
     assert 'appliance_requests_total{model="fraud",version="1",arm="production",status="200"} 3' in body
     assert 'appliance_requests_total{model="fraud",version="",arm="",status="422"} 1' in body
     assert 'appliance_requests_total{model="",version="",arm="",status="404"} 3' in body and "made-up" not in body
-    assert 'appliance_request_latency_seconds_bucket{model="fraud",le="+Inf"} 4' in body
+    assert 'appliance_requests_total{model="fraud",version="",arm="",status="413"} 1' in body
+    assert 'appliance_request_latency_seconds_bucket{model="fraud",le="+Inf"} 5' in body
     assert "appliance_batch_rows_count 3" in body
     assert "appliance_prediction_log_overflow_total 0" in body and "appliance_prediction_log_queue_depth" in body
     for line in body.splitlines():  # every sample line is NAME{labels} VALUE
@@ -262,7 +265,8 @@ def test_a_client_gone_before_its_body_arrives_gets_no_answer(tmp_path):
     async def send(message):
         sent.append(message)
 
-    asyncio.run(endpoint({"type": "http", "method": "POST", "headers": []}, receive, send, "fraud"))
+    scope = {"type": "http", "method": "POST", "headers": [], "client": ("127.0.0.1", 50000)}
+    asyncio.run(endpoint(scope, receive, send, "fraud"))
     assert sent == [] and endpoint.state.metrics.requests == {}
 
 

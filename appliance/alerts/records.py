@@ -12,7 +12,7 @@ import msgspec
 from appliance.alerts.rules import Firing
 from appliance.errors import Conflict, NotFound
 from appliance.registry import Registry
-from storage.database import transaction
+from storage.database import MAX_INTEGER, transaction
 
 
 class AlertAction(msgspec.Struct, frozen=True):
@@ -74,7 +74,8 @@ def record_firing(conn: sqlite3.Connection, model: str, firing: Firing) -> tuple
 
 def alert(conn: sqlite3.Connection, alert_id: int) -> Alert:
     """One alert with its actions; an unknown id is NotFound."""
-    row = conn.execute("SELECT * FROM alerts WHERE id = ?", (alert_id,)).fetchone()
+    row = conn.execute("SELECT * FROM alerts WHERE id = ?", (alert_id,)).fetchone() \
+        if 0 < alert_id <= MAX_INTEGER else None
     if row is None:
         raise NotFound(f"no alert {alert_id}; see `appliance alerts list --all`")
     actions = [_action(a) for a in

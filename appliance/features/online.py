@@ -29,6 +29,7 @@ from appliance.home import Home
 from appliance.spec import FeaturesSection, ModelSpec
 from storage.online_store import OnlineStore
 
+MAX_ENTITY_CHARS = 256   # an entity key is an id; a longer one is a mistake, and would be stored with every event
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder().decode
 
@@ -180,6 +181,9 @@ class OnlineFeatures:
         if type(entity) is not str:
             raise InvalidInput(f"{where}missing entity key '{self.features.entity_key}' (a string): features "
                                "are looked up by it")
+        if len(entity) > MAX_ENTITY_CHARS:
+            raise InvalidInput(f"{where}entity key '{self.features.entity_key}' is {len(entity):,} characters; "
+                               f"the limit is {MAX_ENTITY_CHARS}")
         return entity
 
     def _read(self, entities: list[str]) -> dict[str, tuple[int | None, bytes]]:

@@ -9,7 +9,7 @@ import time
 import msgspec
 
 from appliance.errors import Conflict, InvalidInput, NotFound
-from storage.database import transaction
+from storage.database import MAX_INTEGER, transaction
 
 
 class ModelVersion(msgspec.Struct, frozen=True):
@@ -113,7 +113,7 @@ class Registry:
     def version(self, model: str, version: int) -> ModelVersion:
         """One version; unknown ones are NotFound."""
         row = self.conn.execute("SELECT * FROM model_versions WHERE model = ? AND version = ?",
-                                (model, version)).fetchone()
+                                (model, version)).fetchone() if 0 < version <= MAX_INTEGER else None
         if row is None:
             self.model(model)
             raise NotFound(f"model '{model}' has no version {version}; see `appliance models`")

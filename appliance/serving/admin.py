@@ -18,9 +18,10 @@ from litestar.params import FromPath
 
 from appliance.alerts import records as alert_records
 from appliance.deployment import deployments
-from appliance.errors import InvalidInput, NotFound
+from appliance.errors import NotFound
 from appliance.home import Home
 from appliance.serving.docs import DeploymentRequest, PromoteRequest, ReasonRequest
+from appliance.serving.request_body import decode_body
 from appliance.serving.state import ServingState
 from appliance.training.retrain import start_retrain
 from appliance.training.retrain import starting as retrain_starting
@@ -147,8 +148,5 @@ def admin_routes(state: ServingState, root: Path, admin_guard: Callable) -> list
 
 
 async def _body(request: Request, struct: type):
-    raw = await request.body()
-    try:
-        return msgspec.json.decode(raw or b"{}", type=struct)
-    except (msgspec.ValidationError, msgspec.DecodeError) as e:
-        raise InvalidInput(f"request body: {e}; see /schema for the expected fields") from None
+    return decode_body(await request.body() or b"{}", msgspec.json.Decoder(struct).decode,
+                       "see /schema for the expected fields")

@@ -28,6 +28,7 @@ from appliance.serving.predict import PredictEndpoint, model_name
 from appliance.serving.problems import (BODY_TOO_LARGE, MAX_BODY_BYTES, PROBLEM, error_response, failure_body,
                                         problem_body)
 from appliance.serving.prometheus import CONTENT_TYPE
+from appliance.serving.request_body import decode_body
 from appliance.serving.state import ServingState
 from storage.errors import StorageError
 
@@ -103,14 +104,10 @@ def create_app(home_root: Path, refresh_seconds: float = REFRESH_SECONDS, expose
     @post("/v1/models/{name:str}/feedback", status_code=200, guards=[guard("feedback")],
           summary="Attach outcomes (labels) to earlier predictions by request_id; unknown ids are listed back")
     async def feedback(name: FromPath[str], request: Request) -> Response:
-        if name not in state.pool.known():
+        if not state.pool.knows(name):
             state.pool.get(name)
-        try:
-            body = _decode_feedback(await request.body())
-        except msgspec.ValidationError as e:
-            raise InvalidInput(f"feedback: {e}; send {{\"outcomes\": [{{\"request_id\": \"…\", \"outcome\": 1}}]}}") from None
-        except msgspec.DecodeError as e:
-            raise InvalidInput(f"request body is not valid JSON ({e})") from None
+        body = decode_body(await request.body(), _decode_feedback,
+                           'send {"outcomes": [{"request_id": "…", "outcome": 1}]}')
         if not body.outcomes:
             raise InvalidInput("the list of outcomes is empty; send at least one")
         if len(body.outcomes) > MAX_FEEDBACK_ITEMS:

@@ -8,18 +8,26 @@ The request bodies, which the handlers decode themselves for speed, are describe
 from __future__ import annotations
 
 import html
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 from litestar import Request
 from litestar.openapi.plugins import OpenAPIRenderPlugin
 from litestar.enums import MediaType, OpenAPIMediaType
 
+from storage.database import MAX_INTEGER
+
+# Bounds a client cannot pass without a 422 naming the field: past them SQLite cannot store the
+# number, or an A/B report's sums overflow.
+Version = Annotated[int, msgspec.Meta(ge=1, le=MAX_INTEGER)]
+Position = Annotated[int, msgspec.Meta(ge=0, le=MAX_INTEGER)]
+OutcomeValue = Annotated[float, msgspec.Meta(ge=-1e12, le=1e12)]
+
 
 class Outcome(msgspec.Struct):
     request_id: str
-    outcome: float
-    position: int = 0           # which record of a list request (0 for a single record)
+    outcome: OutcomeValue
+    position: Position = 0      # which record of a list request (0 for a single record)
 
 
 class FeedbackRequest(msgspec.Struct):
@@ -27,7 +35,7 @@ class FeedbackRequest(msgspec.Struct):
 
 
 class PromoteRequest(msgspec.Struct):
-    version: int
+    version: Version
     reason: str = ""
 
 
@@ -37,7 +45,7 @@ class ReasonRequest(msgspec.Struct):
 
 class DeploymentRequest(msgspec.Struct):
     strategy: str               # blue-green | canary | shadow | ab
-    version: int
+    version: Version
     percent: float | None = None    # A/B: the candidate's share (default 50)
     split_key: str | None = None    # A/B: the request field to split by (default: the spec's)
 

@@ -104,6 +104,10 @@ class ModelPool:
     def known(self) -> set[str]:
         return set(self._known)
 
+    def knows(self, name: str) -> bool:
+        """Whether a model of this name is registered (loaded or not)."""
+        return name in self._known
+
     def warm(self, name: str, version: int) -> LoadedModel | None:
         """A loaded version (production or standby), or None if it is not loaded."""
         return self._warm.get((name, version))

@@ -21,9 +21,10 @@ import time
 
 import msgspec
 
-from appliance.errors import ApplianceError, InvalidInput, NotFound, PayloadTooLarge
+from appliance.errors import ApplianceError, InvalidInput, PayloadTooLarge
 from appliance.serving.problems import (BODY_TOO_LARGE, MAX_BODY_BYTES, PROBLEM, error_response, failure_body,
                                         problem_body)
+from appliance.serving.request_body import decode_body
 from appliance.serving.router import Arm, Route
 from appliance.serving.state import ServingState
 from storage.errors import StorageError
@@ -74,23 +75,38 @@ class PredictEndpoint:
             status, headers, body = 405, [(b"content-type", _PROBLEM), (b"allow", b"POST")], problem_body(
                 405, "Method not allowed", f"{scope['method']} is not allowed here; POST records to score")
         else:
-            queue = self.state.log
-            if queue is not None and queue.depth >= queue.high_water and queue.processed != self._stalled_at:
-                await self._wait_for_log()
-            self.state.arrivals.count += 1  # on its way in: rows already waiting may wait for it (batching)
+            started = time.perf_counter()
             try:
-                raw = await _read_body(scope, receive)
+                self.state.admit(scope, "predict")  # first: a caller without a key costs no body read
+                raw = await self._receive(scope, receive)
             except _Disconnected:
-                self.state.arrivals.count -= 1
                 return
             except ApplianceError as e:
-                self.state.arrivals.count -= 1
+                self._observe_unscored(name, e.status, started)
                 status, headers, body = error_response(e)
             else:
-                status, headers, body = await self._answer(scope, raw, name)  # counted off before scoring
+                status, headers, body = await self._answer(raw, name, started)  # counted off before scoring
         headers.append((b"content-length", str(len(body)).encode()))
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
+
+    async def _receive(self, scope: dict, receive) -> bytes:
+        queue = self.state.log
+        if queue is not None and queue.depth >= queue.high_water and queue.processed != self._stalled_at:
+            await self._wait_for_log()
+        self.state.arrivals.count += 1  # on its way in: rows already waiting may wait for it (batching)
+        try:
+            return await _read_body(scope, receive)
+        except BaseException:
+            self.state.arrivals.count -= 1
+            raise
+
+    def _observe_unscored(self, name: str, status: int, started: float) -> None:
+        # A request answered before a model scored it. Only a registered model's name is a label:
+        # names a client makes up would grow the metrics without bound.
+        state = self.state
+        label = name if name in state.routes or state.pool.knows(name) else ""
+        state.metrics.observe_request(label, "", "", status, time.perf_counter() - started)
 
     async def _wait_for_log(self) -> None:
         # Backpressure. The prediction log's writer is behind: the machine's CPU is saturated, and
@@ -121,9 +137,9 @@ class PredictEndpoint:
         finally:
             self._log_room = None
 
-    async def _answer(self, scope: dict, raw: bytes, name: str) -> tuple[int, list, bytes]:
+    async def _answer(self, raw: bytes, name: str, started: float) -> tuple[int, list, bytes]:
         try:
-            return await self._predict(scope, raw, name)
+            return await self._predict(raw, name, started)
         except ApplianceError as e:
             return error_response(e)
         except Exception as e:
@@ -131,20 +147,16 @@ class PredictEndpoint:
                 log.exception("unexpected error answering a prediction")
             return 500, [(b"content-type", _PROBLEM)], failure_body(e)
 
-    async def _predict(self, scope: dict, raw: bytes, name: str) -> tuple[int, list, bytes]:
-        started = time.perf_counter()
+    async def _predict(self, raw: bytes, name: str, started: float) -> tuple[int, list, bytes]:
         state, metrics = self.state, self.state.metrics
         try:
-            state.admit(scope, "predict")
             route = state.route(name)
             records, single = _records(raw, route, name)
             request_id = self.ids.next()
             arm = route.choose(records[0], request_id)
             x = arm.model.encode(records)
-        except ApplianceError as e:
-            # an unknown name is not a label: a client must not grow the metrics without bound
-            metrics.observe_request("" if isinstance(e, NotFound) else name, "", "", e.status,
-                                    time.perf_counter() - started)
+        except Exception as e:
+            self._observe_unscored(name, e.status if isinstance(e, ApplianceError) else 500, started)
             raise
         finally:
             state.arrivals.count -= 1
@@ -236,11 +248,7 @@ async def _read_body(scope: dict, receive) -> bytes:
 
 def _records(raw: bytes, route: Route, name: str) -> tuple[list, bool]:
     """The request's records and whether it sent a single one; bad shapes are InvalidInput."""
-    try:
-        payload = _decode(raw)
-    except msgspec.DecodeError as e:
-        raise InvalidInput(f"request body is not valid JSON ({e}); send one record as an object "
-                           "or several as a list of objects") from None
+    payload = decode_body(raw, _decode, "send one record as an object or several as a list of objects")
     single = type(payload) is dict
     records = [payload] if single else payload
     if type(records) is not list:
