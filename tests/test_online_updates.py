@@ -39,10 +39,10 @@ def _slices(users: int = 40, live_rows: int = 400) -> tuple[pl.DataFrame, pl.Dat
             live.filter(pl.col("user_id").is_in(chosen)).sort("event_time").head(live_rows))
 
 
-def _log_row(i: int, record: dict, status: int = 200, received_at: float = 0.0) -> tuple:
+def _log_row(i: int, record: dict, status: int = 200, received_at: float | None = None) -> tuple:
     # PREDICTION_COLUMNS order, the request record as the server logs it
-    return (f"r{i}", 0, "fraud", 1, "production", None, received_at, record.get("event_time"), record["user_id"],
-            record, 0.5, 0, 1.0, status)
+    return (f"r{i}", 0, "fraud", 1, "production", None, time.time() if received_at is None else received_at,
+            record.get("event_time"), record["user_id"], record, 0.5, 0, 1.0, status)
 
 
 def _request(event: dict) -> dict:
@@ -94,6 +94,27 @@ def test_live_events_give_each_entity_the_offline_tables_latest_row(tmp_path):
                          pl.DataFrame([{**events[2], "event_time": now}, *edges], schema=live.schema)])
     assert _assert_online_equals_offline(store, pl.concat([history, applied], how="vertical_relaxed")) > 40
     assert updater.stale == 0 and updater.errors == 0 and updater.updated >= len(set(live["user_id"]))
+
+
+def test_an_event_time_past_the_servers_clock_moves_nothing(tmp_path):
+    # A client's clock (or bug) must not carry an entity's row into the future: every later event would
+    # then be an old one, and the row would answer with what that one event says for good.
+    history, live = _slices(users=5, live_rows=20)
+    store = OnlineStore(tmp_path / "online.db")
+    materialize(store, "fraud", FEATURES, history, None)
+    updater = OnlineUpdater(OnlineStore(tmp_path / "online.db"))
+    updater.follow({"fraud": [FEATURES]})
+    event = live.row(0, named=True)
+    before = store.read(NS, [event["user_id"]])
+    answered_at = (event["event_time"] + 60 * SECOND).timestamp()
+    ahead = [_log_row(0, {**_request(event), "event_time": "9999-12-31T23:59:59Z"}, received_at=answered_at),
+             _log_row(1, _request({**event, "event_time": event["event_time"] + DAY}), received_at=answered_at)]
+    assert updater.apply(ahead) == 0 and updater.future == 2
+    assert store.read(NS, [event["user_id"]]) == before
+    within = event["event_time"] + 5 * 60 * SECOND  # a client's clock a few minutes ahead is still believed
+    assert updater.apply([_log_row(2, _request({**event, "event_time": within}), received_at=answered_at)]) == 1
+    assert store.read(NS, [event["user_id"]])[event["user_id"]][0] == round(within.timestamp() * 1_000_000)
+    assert updater.future == 2 and updater.stale == 0 and updater.errors == 0
 
 
 def test_materialize_writes_each_entitys_tail_within_its_longest_window(tmp_path):
@@ -165,6 +186,12 @@ def test_a_second_request_sees_the_first_one_counted(server):
     assert report.ahead == 1 and report.mismatches == []
     metrics = server.client.get("/metrics").text
     assert "appliance_online_rows_updated_total 1" in metrics and "appliance_online_stale_events_total 0" in metrics
+    future = {**SAMPLE_RECORD, "event_time": "9999-12-31T23:59:59Z"}  # answered, but not an event to keep
+    assert server.client.post("/v1/models/fraud/predict", json=future).status_code == 200
+    while "appliance_online_future_events_total 1" not in server.client.get("/metrics").text:
+        assert time.monotonic() < deadline + 10, "the far-future event was not counted"
+        time.sleep(0.02)
+    assert _stored(server.home, "u00042") == after
 
 
 class _FirstSqlStore(OnlineStore):

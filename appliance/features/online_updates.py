@@ -6,7 +6,10 @@ The prediction log's writer process calls ``OnlineUpdater.apply`` with each batc
 request path; per namespace a served version of the model (or the model's spec) reads, one
 transaction merges the batch's events into the entities' tails and rewrites their rows, in SQL. A
 namespace materialized before tails existed has none to move forward from: its rows are left as they
-are (the events counted as ``stale``) until the next materialization.
+are (the events counted as ``stale``) until the next materialization. An event time further past the
+answer's time than ``FUTURE_SKEW_US`` is a client's clock or bug, not an event: applied, it would carry the
+row into the future, every real event after it would be old, and the row would say what that one event
+says until its windows pass. Such events are skipped (counted as ``future``).
 Events answered after a materialization read the history and before it committed are not in its rows.
 """
 
@@ -25,6 +28,7 @@ log = logging.getLogger(__name__)
 
 # Positions in a prediction log row (storage.prediction_log.PREDICTION_COLUMNS).
 _MODEL, _RECEIVED_AT, _ENTITY, _RECORD, _STATUS = 2, 6, 8, 9, 13
+FUTURE_SKEW_US = 10 * 60 * 1_000_000   # how far a client's clock may run ahead of the server's
 
 
 class _Target:
@@ -35,16 +39,18 @@ class _Target:
         self.plan = TailPlan(features)
         self.time_field = features.event_time
 
-    def points(self, entity: str, record: dict, received_at: float) -> list[tuple] | None:
-        """The ``tail_points`` rows of a request's event; None if it has no readable time."""
+    def event_time(self, record: dict, answered_at: int) -> int | None:
+        """A request's event time in epoch µs (the answer's if it sent none); None if it has no readable one."""
         when = record.get(self.time_field)
         if when is None:  # served as happening now: the server's clock at the answer
-            at = round(received_at * 1_000_000)
-        else:
-            try:
-                at = int(request_time(when, self.time_field, ""))
-            except InvalidInput:  # not answered with 200, then; nothing to learn from it
-                return None
+            return answered_at
+        try:
+            return int(request_time(when, self.time_field, ""))
+        except InvalidInput:  # not answered with 200, then; nothing to learn from it
+            return None
+
+    def points(self, entity: str, record: dict, at: int) -> list[tuple]:
+        """The ``tail_points`` rows of a request's event at ``at``."""
         return self.plan.points(self.namespace, entity, at, [_value(record.get(c)) for c in self.plan.columns])
 
 
@@ -55,10 +61,11 @@ class OnlineUpdater:
         self.store = store
         self.updated = 0        # online rows written
         self.stale = 0          # events of namespaces materialized before tails (see the module doc)
+        self.future = 0         # events dated past the answer by more than FUTURE_SKEW_US, skipped
         self.errors = 0         # events lost to a failed update
         self._targets: dict[str, list[_Target]] = {}
         self._materialized: set[str] = set()
-        self._warned: set[str] = set()
+        self._warned: set[tuple[str, str]] = set()   # (what, namespace) warned of once
 
     def follow(self, definitions: dict[str, list[FeaturesSection]]) -> None:
         """Set the feature definitions each model's answered requests update (one namespace each)."""
@@ -82,14 +89,19 @@ class OnlineUpdater:
             entity = row[_ENTITY]
             if row[_STATUS] != 200 or entity is None:
                 continue
+            answered_at = round(row[_RECEIVED_AT] * 1_000_000)
             for target in targets.get(row[_MODEL], ()):
-                points = target.points(entity, row[_RECORD], row[_RECEIVED_AT])
-                if points is not None:
-                    change = changes.get(target.namespace)
-                    if change is None:
-                        change = changes[target.namespace] = (target, [], {})
-                    change[1].extend(points)
-                    change[2][entity] = None
+                at = target.event_time(row[_RECORD], answered_at)
+                if at is None:
+                    continue
+                if at > answered_at + FUTURE_SKEW_US:
+                    self._skip_future(target.namespace)
+                    continue
+                change = changes.get(target.namespace)
+                if change is None:
+                    change = changes[target.namespace] = (target, [], {})
+                change[1].extend(target.points(entity, row[_RECORD], at))
+                change[2][entity] = None
         written = 0
         for name, (target, points, entities) in changes.items():
             tails = self._tails(name)
@@ -98,8 +110,8 @@ class OnlineUpdater:
             events = len(points) // (1 + len(target.plan.columns))
             if not tails:
                 self.stale += events
-                if name not in self._warned:
-                    self._warned.add(name)
+                if ("stale", name) not in self._warned:
+                    self._warned.add(("stale", name))
                     log.warning("online rows of %s were materialized before tails and stay as they are; run "
                                 "`appliance features materialize %s` to keep them current", name, name.split(":")[0])
                 continue
@@ -110,6 +122,14 @@ class OnlineUpdater:
                 log.exception("could not update the online store with %d answered requests", events)
         self.updated += written
         return written
+
+    def _skip_future(self, name: str) -> None:
+        self.future += 1
+        if ("future", name) not in self._warned:
+            self._warned.add(("future", name))
+            log.warning("a request to %s dated more than %d minutes past the server's clock did not move its "
+                        "entity's online row; check the clients' clocks (later ones are counted in "
+                        "appliance_online_future_events_total)", name.split(":")[0], FUTURE_SKEW_US // 60_000_000)
 
     def _tails(self, name: str) -> bool | None:
         # Whether a namespace was materialized with tails (None: never materialized); once it was, it stays so.

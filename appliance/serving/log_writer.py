@@ -66,6 +66,7 @@ class Ack:
     write_errors: int = 0
     online_updated: int = 0
     online_stale: int = 0
+    online_future: int = 0
     online_errors: int = 0
     recorded: bool = True  # a Refused message: whether its counts were stored
     logged: list[tuple[int, str]] = field(default_factory=list)  # (level, text) of the writer's log records
@@ -156,14 +157,15 @@ class LogWriter:
                 else:
                     time.sleep(0.1)
         if self.updater is not None and rows:
-            before = (self.updater.updated, self.updater.stale, self.updater.errors)
+            before = (self.updater.updated, self.updater.stale, self.updater.future, self.updater.errors)
             try:
                 self.updater.apply(rows)
             except Exception:  # the updater's failure must not stop the log
                 log.exception("the online store's updater failed on %d rows", len(rows))
             ack.online_updated = self.updater.updated - before[0]
             ack.online_stale = self.updater.stale - before[1]
-            ack.online_errors = self.updater.errors - before[2]
+            ack.online_future = self.updater.future - before[2]
+            ack.online_errors = self.updater.errors - before[3]
 
     def _committed(self, batch: Batch) -> bool:
         # A batch is appended in one transaction: its first row tells whether all of it is there.

@@ -53,6 +53,7 @@ class PredictionLog:
         self.written = 0
         self.online_updated = 0  # online rows the writer moved forward
         self.online_stale = 0    # events of namespaces materialized before tails (features.online_updates)
+        self.online_future = 0   # events dated past the server's clock, not applied (features.online_updates)
         self.online_errors = 0   # events lost to a failed online update
         self.writer_restarts = 0
         self._refused: Counter[str] = Counter()  # per model, not yet recorded in predictions.db
@@ -170,6 +171,7 @@ class PredictionLog:
         self.write_errors += ack.write_errors
         self.online_updated += ack.online_updated
         self.online_stale += ack.online_stale
+        self.online_future += ack.online_future
         self.online_errors += ack.online_errors
 
     def _send(self, message: Batch | Follow | Refused) -> Ack | None:

@@ -164,6 +164,9 @@ class ServingState:
                 ("appliance_online_stale_events_total", "counter",
                  "Answered requests not applied: their entity's row predates tails (materialize again).", {},
                  log.online_stale),
+                ("appliance_online_future_events_total", "counter",
+                 "Answered requests not applied: their event time is past the server's clock (check client clocks).",
+                 {}, log.online_future),
                 ("appliance_online_update_errors_total", "counter",
                  "Answered requests lost to failed online store updates.", {}, log.online_errors),
             ]
