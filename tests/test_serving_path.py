@@ -76,6 +76,21 @@ def test_a_killed_log_writer_is_started_again_and_a_terminated_one_keeps_writing
     assert log.written == 300 and log.write_errors == 0
 
 
+def test_a_batch_the_writer_cannot_handle_is_counted_lost_and_the_writer_lives_on(tmp_path):
+    # A lone surrogate has no UTF-8 spelling, so the row cannot be stored (the server's decoder refuses
+    # one in a request): a batch like it must not kill every writer process it is resent to.
+    log = PredictionLog(tmp_path / "predictions.db")
+    pid = log.writer_pid
+    log.record((*_row(1)[:9], {"merchant_category": "\ud800"}, *_row(1)[10:]))
+    assert log.flush(timeout=30)
+    assert log.write_errors == 1 and log.written == 0 and log.writer_restarts == 0 and log.writer_pid == pid
+    log.record(_row(2))
+    assert log.flush(timeout=30)
+    log.close()
+    assert log.written == 1 and log.writer_restarts == 0
+    assert PredictionStore(tmp_path / "predictions.db").count() == 1
+
+
 def test_a_resent_batch_is_not_written_or_applied_twice(tmp_path):
     writer = LogWriter(PredictionStore(tmp_path / "predictions.db"), OnlineUpdater(OnlineStore(tmp_path / "online.db")))
     rows = [_row(i) for i in range(5)]

@@ -87,7 +87,11 @@ def run_writer(conn: Connection, predictions_path: Path, online_path: Path | Non
                 message = conn.recv()
             except (EOFError, OSError):  # the server closed the log, or is gone
                 return
-            ack = writer.handle(message)
+            try:
+                ack = writer.handle(message)
+            except Exception:  # a message it cannot handle would kill every writer it is resent to: count it lost
+                log.exception("the prediction log's writer could not handle a message")
+                ack = _lost(message)
             ack.logged = records.take()
             conn.send(ack)
     finally:
@@ -182,3 +186,10 @@ class LogWriter:
         self.store.close()
         if self.updater is not None:
             self.updater.store.close()
+
+
+def _lost(message: object) -> Ack:
+    # The Ack of a message whose handling failed: a batch's rows count as lost to write errors.
+    if isinstance(message, Batch):
+        return Ack(write_errors=len(message.predictions) + len(message.shadow))
+    return Ack()
