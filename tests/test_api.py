@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from datetime import datetime, timezone
@@ -90,6 +91,21 @@ def test_hostile_input_is_a_4xx_problem_and_the_server_goes_on(server):
              422, "version")
     _problem(c.post(f"/v1/alerts/{huge}/ack", json={}, headers=admin), 404, str(huge))
     assert c.post("/v1/models/fraud/predict", json=SAMPLE_RECORD, headers=admin).status_code == 200
+
+
+def test_a_request_head_past_the_bound_is_refused_before_it_is_buffered(server):
+    host, port = server.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as conn:
+        conn.sendall(b"POST /v1/models/fraud/predict HTTP/1.1\r\nHost: x\r\nX-Padding: ")
+        try:
+            for _ in range(64):  # 4 MiB of one header, never ended
+                conn.sendall(b"a" * 65_536)
+        except OSError:  # the server answered and closed while the rest was on its way
+            pass
+        answer = conn.recv(65_536)
+    assert answer.startswith(b"HTTP/1.1 431 ") and b"KiB" in answer, answer[:200]
+    padded = server.client.post("/v1/models/fraud/predict", json=SAMPLE_RECORD, headers={"x-padding": "a" * 16_000})
+    assert padded.status_code == 200  # a large but bounded head is fine
 
 
 def _chunks(body: bytes, size: int):

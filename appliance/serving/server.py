@@ -12,12 +12,48 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from appliance import systemd
 from appliance.errors import Conflict
 from appliance.serving.app import REFRESH_SECONDS, create_app
+from appliance.serving.problems import problem_body
 
 HEARTBEAT_SECONDS = 1.0
+MAX_HEAD_BYTES = 64 * 1024      # a request line and headers past this are refused (431)
+MAX_CONCURRENCY = 1_000         # connections or requests in flight past this are answered 503
+
+
+class _BoundedHeadProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with a bound on a request's head. The parser buffers a header
+    until it ends, without limit: one client could send gigabytes of it. The head's bytes are counted
+    from the chunk after the one it began in (a chunk is at most the transport's read size)."""
+
+    _head_bytes = 0
+    _in_head = False
+    _began = False
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._in_head, self._began, self._head_bytes = True, True, 0
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        super().on_headers_complete()
+
+    def data_received(self, data: bytes) -> None:
+        self._began = False
+        super().data_received(data)
+        if not self._in_head or self._began or self.transport.is_closing():
+            return
+        self._head_bytes += len(data)
+        if self._head_bytes > MAX_HEAD_BYTES:
+            body = problem_body(431, "Request header fields too large",
+                                f"the request line and headers are over {MAX_HEAD_BYTES // 1024} KiB; send less")
+            self.transport.write(b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
+                                 b"content-type: application/problem+json\r\nconnection: close\r\n"
+                                 b"content-length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+            self.transport.close()
 
 
 class _Server(uvicorn.Server):
@@ -113,9 +149,12 @@ class BackgroundServer:
 def server_config(home_root: Path, host: str, port: int, refresh_seconds: float = REFRESH_SECONDS) -> uvicorn.Config:
     """How the API is served. ``proxy_headers`` is off: uvicorn would otherwise take the client's
     address from X-Forwarded-For on connections from 127.0.0.1, so any local process could pose as
-    another peer — and the gateway's open-access rule and per-peer rate limit go by that address."""
+    another peer — and the gateway's open-access rule and per-peer rate limit go by that address.
+    A request's head is bounded (MAX_HEAD_BYTES), its body by the app; past MAX_CONCURRENCY the
+    server answers 503 rather than let memory grow with every connection."""
     app = create_app(home_root, refresh_seconds=refresh_seconds, exposed=not _loopback_only(host))
-    return uvicorn.Config(app, host=host, port=port, proxy_headers=False, log_level="warning", access_log=False,
+    return uvicorn.Config(app, host=host, port=port, http=_BoundedHeadProtocol, proxy_headers=False,
+                          limit_concurrency=MAX_CONCURRENCY, log_level="warning", access_log=False,
                           timeout_graceful_shutdown=10, log_config=None)
 
 

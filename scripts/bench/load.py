@@ -154,9 +154,14 @@ def _serve(factory: str, args: tuple, port: int) -> None:
     import uvicorn
 
     logging.basicConfig(level=logging.WARNING)
+    if factory == "appliance.serving.app:create_app":  # served exactly as `appliance serve` serves it
+        from appliance.serving.server import server_config
+
+        uvicorn.Server(server_config(args[0], "127.0.0.1", port)).run()
+        return
     module, name = factory.rsplit(":", 1)
     app = getattr(importlib.import_module(module), name)(*args)
-    # proxy_headers off, as the appliance serves (appliance.serving.server.server_config), for every server here
+    # proxy_headers off, as the appliance serves: its header middleware is a cost the appliance does not pay
     uvicorn.run(app, host="127.0.0.1", port=port, proxy_headers=False, log_level="warning", access_log=False)
 
 
