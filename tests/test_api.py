@@ -90,6 +90,12 @@ def test_hostile_input_is_a_4xx_problem_and_the_server_goes_on(server):
     _problem(c.post("/v1/models/fraud/deployments", json={"strategy": "canary", "version": huge}, headers=admin),
              422, "version")
     _problem(c.post(f"/v1/alerts/{huge}/ack", json={}, headers=admin), 404, str(huge))
+    too_large = b"[" + b"1," * 3_000_000 + b"1]"
+    for path in ("/v1/models/fraud/predict", "/v1/models/fraud/feedback"):  # the endpoint's limit, Litestar's
+        big = c.post(path, content=too_large, headers=admin)
+        _problem(big, 413, "MiB")
+        assert big.json()["title"] == "Payload too large"
+    assert c.get("/v1/nothing-here", headers=admin).json()["title"] == "Not found"
     assert c.post("/v1/models/fraud/predict", json=SAMPLE_RECORD, headers=admin).status_code == 200
 
 

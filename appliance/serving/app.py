@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from contextlib import asynccontextmanager, suppress
+from http import HTTPStatus
 from pathlib import Path
 
 import msgspec
@@ -157,10 +158,10 @@ def create_app(home_root: Path, refresh_seconds: float = REFRESH_SECONDS, expose
         return Response(content=failure_body(exc), status_code=500, media_type=PROBLEM)
 
     def on_http_error(_: Request, exc: HTTPException) -> Response:
-        detail = exc.detail
-        if exc.status_code == 413:
-            detail = BODY_TOO_LARGE
-        return problem(exc.status_code, type(exc).__name__, detail)
+        # Titles as the appliance's own errors word them, whichever part refused the request
+        if exc.status_code == 413:  # Litestar's body limit: said as the predict route says it
+            return problem(413, PayloadTooLarge.title, BODY_TOO_LARGE)
+        return problem(exc.status_code, HTTPStatus(exc.status_code).phrase.capitalize(), exc.detail)
 
     def on_unexpected(_: Request, exc: Exception) -> Response:
         log.exception("unexpected error", exc_info=exc)
