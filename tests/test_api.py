@@ -110,6 +110,10 @@ def test_a_request_head_past_the_bound_is_refused_before_it_is_buffered(server):
             pass
         answer = conn.recv(65_536)
     assert answer.startswith(b"HTTP/1.1 431 ") and b"KiB" in answer, answer[:200]
+    with socket.create_connection((host, int(port)), timeout=10) as conn:  # whole, in one write
+        conn.sendall(b"POST /v1/models/fraud/predict HTTP/1.1\r\nHost: x\r\nX-Padding: " + b"a" * 70_000
+                     + b"\r\ncontent-length: 2\r\n\r\n{}")
+        assert conn.recv(65_536).startswith(b"HTTP/1.1 431 ")
     padded = server.client.post("/v1/models/fraud/predict", json=SAMPLE_RECORD, headers={"x-padding": "a" * 16_000})
     assert padded.status_code == 200  # a large but bounded head is fine
 

@@ -25,35 +25,62 @@ MAX_CONCURRENCY = 1_000         # connections or requests in flight past this ar
 
 
 class _BoundedHeadProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol with a bound on a request's head. The parser buffers a header
-    until it ends, without limit: one client could send gigabytes of it. The head's bytes are counted
-    from the chunk after the one it began in (a chunk is at most the transport's read size)."""
+    """uvicorn's httptools protocol with a bound on a request's head (request line and headers),
+    which the parser would buffer without limit: one client could send gigabytes of one header.
+    The head's pieces are counted as the parser completes them, and so is what arrives while a
+    piece is still incomplete; past MAX_HEAD_BYTES the answer is 431 and the connection closes."""
 
-    _head_bytes = 0
+    _parsed = 0         # bytes of the head's completed pieces
+    _pending = 0        # bytes received since a piece last completed, while the head is incomplete
     _in_head = False
-    _began = False
+    _moved = False      # a message began or a piece completed in the chunk being parsed
+    _refused = False    # answered 431: the rest of what the parser reads is ignored
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        self._in_head, self._began, self._head_bytes = True, True, 0
+        self._in_head, self._moved, self._parsed, self._pending = True, True, 0, 0
+
+    def on_url(self, url: bytes) -> None:
+        self._parsed += len(url)
+        self._moved = True
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._parsed += len(name) + len(value)
+        self._moved = True
+        super().on_header(name, value)
 
     def on_headers_complete(self) -> None:
         self._in_head = False
-        super().on_headers_complete()
+        if self._parsed > MAX_HEAD_BYTES and not self._refused:
+            self._refuse()
+        if not self._refused:
+            super().on_headers_complete()
+
+    def on_body(self, body: bytes) -> None:
+        if not self._refused:
+            super().on_body(body)
+
+    def on_message_complete(self) -> None:
+        if not self._refused:
+            super().on_message_complete()
 
     def data_received(self, data: bytes) -> None:
-        self._began = False
+        self._moved = False
         super().data_received(data)
-        if not self._in_head or self._began or self.transport.is_closing():
-            return
-        self._head_bytes += len(data)
-        if self._head_bytes > MAX_HEAD_BYTES:
-            body = problem_body(431, "Request header fields too large",
-                                f"the request line and headers are over {MAX_HEAD_BYTES // 1024} KiB; send less")
-            self.transport.write(b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
-                                 b"content-type: application/problem+json\r\nconnection: close\r\n"
-                                 b"content-length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
-            self.transport.close()
+        if self._in_head and not self._refused:
+            self._pending = 0 if self._moved else self._pending + len(data)
+            if self._parsed + self._pending > MAX_HEAD_BYTES:
+                self._refuse()
+
+    def _refuse(self) -> None:
+        self._refused = True
+        body = problem_body(431, "Request header fields too large",
+                            f"the request line and headers are over {MAX_HEAD_BYTES // 1024} KiB; send less")
+        self.transport.write(b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
+                             b"content-type: application/problem+json\r\nconnection: close\r\n"
+                             b"content-length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+        self.transport.close()
 
 
 class _Server(uvicorn.Server):
