@@ -13,7 +13,7 @@ import polars as pl
 
 from appliance.config import bundled_spec_path
 from appliance.features.feature_table import FEATURE_TIME, feature_rows, window_micros
-from appliance.features.online import materialize, namespace
+from appliance.features.online import materialize, namespace, update_targets
 from appliance.features.online_updates import OnlineUpdater
 from appliance.features.skew import check_skew, same_value
 from appliance.home import Home
@@ -70,7 +70,7 @@ def test_live_events_give_each_entity_the_offline_tables_latest_row(tmp_path):
     store = OnlineStore(tmp_path / "online.db")
     materialize(store, "fraud", FEATURES, history, None)
     updater = OnlineUpdater(OnlineStore(tmp_path / "online.db"))
-    updater.follow({"fraud": [FEATURES, FEATURES]})  # two arms of one definition: one namespace
+    updater.follow({"fraud": update_targets("fraud", [FEATURES, FEATURES])})  # two arms of one definition: one namespace
     events = live.to_dicts()
     first, second = events[0], events[1]
     extra = [
@@ -103,7 +103,7 @@ def test_an_event_time_past_the_servers_clock_moves_nothing(tmp_path):
     store = OnlineStore(tmp_path / "online.db")
     materialize(store, "fraud", FEATURES, history, None)
     updater = OnlineUpdater(OnlineStore(tmp_path / "online.db"))
-    updater.follow({"fraud": [FEATURES]})
+    updater.follow({"fraud": update_targets("fraud", [FEATURES])})
     event = live.row(0, named=True)
     before = store.read(NS, [event["user_id"]])
     answered_at = (event["event_time"] + 60 * SECOND).timestamp()
@@ -145,7 +145,7 @@ def test_an_online_db_from_before_tails_upgrades_and_is_left_as_is_until_materia
     old.close()
     store = OnlineStore(path)
     updater = OnlineUpdater(OnlineStore(path))
-    updater.follow({"fraud": [FEATURES]})
+    updater.follow({"fraud": update_targets("fraud", [FEATURES])})
     record = {**_request(live.row(0, named=True)), "user_id": "u-old"}
     assert updater.apply([_log_row(0, record), _log_row(1, {**record, "user_id": "u-fresh"})]) == 0
     assert store.entities(NS) == ["u-old"] and store.read(NS, ["u-old"]) == {"u-old": (1, b'{"tx_count_30d": 7}')}
@@ -159,7 +159,7 @@ def test_an_online_db_from_before_tails_upgrades_and_is_left_as_is_until_materia
 
 def test_a_namespace_never_materialized_is_not_written(tmp_path):
     updater = OnlineUpdater(OnlineStore(tmp_path / "online.db"))
-    updater.follow({"fraud": [FEATURES]})
+    updater.follow({"fraud": update_targets("fraud", [FEATURES])})
     assert updater.apply([_log_row(0, SAMPLE_RECORD)]) == 0
     assert OnlineStore(tmp_path / "online.db").entities(NS) == []
 
@@ -269,7 +269,7 @@ def test_live_updates_write_the_same_bytes_as_the_first_sql(tmp_path):
         path.parent.mkdir()
         materialize(OnlineStore(path), "fraud", FEATURES, history, None)
         updater = OnlineUpdater(store_type(path))
-        updater.follow({"fraud": [FEATURES]})
+        updater.follow({"fraud": update_targets("fraud", [FEATURES])})
         written = sum(updater.apply(rows[start:start + 37]) for start in range(0, len(rows), 37))
         assert updater.errors == 0 and updater.stale == 0
         results.append((written, _contents(path)))

@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import math
 import time
-from datetime import datetime, timezone
 
 import msgspec
 import numpy as np
@@ -23,8 +22,10 @@ from appliance.data.snapshots import list_snapshots, read_snapshots
 from appliance.data.sources import read_source
 from appliance.errors import InvalidInput, NotReady
 from appliance.features.feature_table import FEATURE_TIME, feature_rows, stored_names
+from appliance.features.online_updates import UpdateTarget
 from appliance.features.point_in_time import derive, ttl_micros, visible
-from appliance.features.tail import latest_tails
+from appliance.features.request_time import request_time
+from appliance.features.tail import TailPlan, latest_tails
 from appliance.home import Home
 from appliance.spec import FeaturesSection, ModelSpec
 from storage.online_store import OnlineStore
@@ -47,6 +48,18 @@ def namespace(model: str, features: FeaturesSection) -> str:
     stored = {"entity_key": features.entity_key, "event_time": features.event_time,
               "entity_attributes": features.entity_attributes, "aggregations": features.aggregations}
     return f"{model}:{hashlib.sha256(_encode(stored)).hexdigest()[:16]}"
+
+
+def update_targets(model: str, definitions: list[FeaturesSection]) -> list[UpdateTarget]:
+    """What the prediction log's writer needs to move a model's online rows forward: one target per
+    namespace among these definitions (the spec's and its served versions'), as plain data."""
+    targets: dict[str, UpdateTarget] = {}
+    for features in definitions:
+        name = namespace(model, features)
+        if name not in targets:
+            plan = TailPlan(features)
+            targets[name] = UpdateTarget(name, features.event_time, plan.columns, plan.horizon, plan.rows_sql)
+    return list(targets.values())
 
 
 def materialize(store: OnlineStore, model: str, features: FeaturesSection, history: pl.DataFrame,
@@ -208,29 +221,6 @@ _NOTHING = (None, b"{}")
 
 def _where(single: bool, i: int) -> str:
     return "" if single else f"record {i}: "
-
-
-def request_time(value: object, name: str, where: str) -> float:
-    """A request's event time (ISO 8601) in epoch microseconds; InvalidInput otherwise."""
-    if type(value) is str:
-        try:
-            moment = datetime.fromisoformat(value)
-        except ValueError:
-            moment = None
-        if moment is not None:
-            return float(_to_micros(moment))
-    raise InvalidInput(f"{where}'{name}' must be an ISO 8601 time like '2026-10-16T09:30:00Z', or left out "
-                       "for now")
-
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-
-
-def _to_micros(moment: datetime) -> int:
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    delta = moment - _EPOCH
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
 def _number(value: object) -> float:

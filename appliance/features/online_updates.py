@@ -4,7 +4,10 @@ would hold over the history plus the answered events.
 
 The prediction log's writer process calls ``OnlineUpdater.apply`` with each batch it wrote, off the
 request path; per namespace a served version of the model (or the model's spec) reads, one
-transaction merges the batch's events into the entities' tails and rewrites their rows, in SQL. A
+transaction merges the batch's events into the entities' tails and rewrites their rows, in SQL.
+The server builds each namespace's ``UpdateTarget`` (``features.online.update_targets``, from the
+feature definitions, with polars and DuckDB at hand); the writer gets plain data and imports
+neither. A
 namespace materialized before tails existed has none to move forward from: its rows are left as they
 are (the events counted as ``stale``) until the next materialization. An event time further past the
 answer's time than ``FUTURE_SKEW_US`` is a client's clock or bug, not an event: applied, it would carry the
@@ -18,10 +21,10 @@ from __future__ import annotations
 import logging
 import math
 
+import msgspec
+
 from appliance.errors import InvalidInput
-from appliance.features.online import namespace, request_time
-from appliance.features.tail import TailPlan
-from appliance.spec import FeaturesSection
+from appliance.features.request_time import request_time
 from storage.online_store import OnlineStore
 
 log = logging.getLogger(__name__)
@@ -31,13 +34,15 @@ _MODEL, _RECEIVED_AT, _ENTITY, _RECORD, _STATUS = 2, 6, 8, 9, 13
 FUTURE_SKEW_US = 10 * 60 * 1_000_000   # how far a client's clock may run ahead of the server's
 
 
-class _Target:
-    """One namespace to move forward, and how to read an event from a request record."""
+class UpdateTarget(msgspec.Struct, frozen=True):
+    """One namespace to move forward: how to read an event from a request record, and the SQL that
+    rewrites an entity's row from its tail (``features.tail.TailPlan``)."""
 
-    def __init__(self, name: str, features: FeaturesSection):
-        self.namespace = name
-        self.plan = TailPlan(features)
-        self.time_field = features.event_time
+    namespace: str
+    time_field: str
+    columns: list[str]      # the aggregated columns, in tail order (col 1, 2, …; col 0 is the count)
+    horizon: int            # how far before its newest event an entity's row looks, in µs
+    rows_sql: str
 
     def event_time(self, record: dict, answered_at: int) -> int | None:
         """A request's event time in epoch µs (the answer's if it sent none); None if it has no readable one."""
@@ -50,8 +55,14 @@ class _Target:
             return None
 
     def points(self, entity: str, record: dict, at: int) -> list[tuple]:
-        """The ``tail_points`` rows of a request's event at ``at``."""
-        return self.plan.points(self.namespace, entity, at, [_value(record.get(c)) for c in self.plan.columns])
+        """The ``tail_points`` rows of a request's event at ``at``: the count, then one per aggregated
+        column (its value, or a zero count when the request lacks it)."""
+        name = self.namespace
+        points = [(name, entity, at, 0, 1, None, None, None)]
+        for i, column in enumerate(self.columns, 1):  # a loop: twice as fast as a generator
+            v = _value(record.get(column))
+            points.append((name, entity, at, i, 1, v, v, v) if v is not None else (name, entity, at, i, 0, None, None, None))
+        return points
 
 
 class OnlineUpdater:
@@ -63,28 +74,19 @@ class OnlineUpdater:
         self.stale = 0          # events of namespaces materialized before tails (see the module doc)
         self.future = 0         # events dated past the answer by more than FUTURE_SKEW_US, skipped
         self.errors = 0         # events lost to a failed update
-        self._targets: dict[str, list[_Target]] = {}
+        self._targets: dict[str, list[UpdateTarget]] = {}
         self._materialized: set[str] = set()
         self._warned: set[tuple[str, str]] = set()   # (what, namespace) warned of once
 
-    def follow(self, definitions: dict[str, list[FeaturesSection]]) -> None:
-        """Set the feature definitions each model's answered requests update (one namespace each)."""
-        known = {t.namespace: t for targets in self._targets.values() for t in targets}
-        targets = {}
-        for model, sections in definitions.items():
-            chosen: dict[str, _Target] = {}
-            for features in sections:
-                name = namespace(model, features)
-                if name not in chosen:
-                    chosen[name] = known.get(name) or _Target(name, features)
-            targets[model] = list(chosen.values())
-        self._targets = targets  # one assignment: a writer on another thread reads it without a lock
+    def follow(self, targets: dict[str, list[UpdateTarget]]) -> None:
+        """Set the namespaces each model's answered requests update (``features.online.update_targets``)."""
+        self._targets = dict(targets)  # one assignment: a writer on another thread reads it without a lock
 
     def apply(self, rows: list[tuple]) -> int:
         """Move forward the rows of the entities of these prediction log rows (PREDICTION_COLUMNS
         order, the request record as a dict); only answered ones (status 200) count. Returns rows written."""
         targets = self._targets
-        changes: dict[str, tuple[_Target, list, dict]] = {}  # namespace -> (target, tail points, entities)
+        changes: dict[str, tuple[UpdateTarget, list, dict]] = {}  # namespace -> (target, tail points, entities)
         for row in rows:
             entity = row[_ENTITY]
             if row[_STATUS] != 200 or entity is None:
@@ -107,7 +109,7 @@ class OnlineUpdater:
             tails = self._tails(name)
             if tails is None:  # never materialized: its rows would make a server answer what should be NotReady
                 continue
-            events = len(points) // (1 + len(target.plan.columns))
+            events = len(points) // (1 + len(target.columns))
             if not tails:
                 self.stale += events
                 if ("stale", name) not in self._warned:
@@ -116,7 +118,7 @@ class OnlineUpdater:
                                 "`appliance features materialize %s` to keep them current", name, name.split(":")[0])
                 continue
             try:
-                written += self.store.advance(name, points, list(entities), target.plan.horizon, target.plan.rows_sql)
+                written += self.store.advance(name, points, list(entities), target.horizon, target.rows_sql)
             except Exception:  # a locked or full disk must not stop the prediction log; count what is lost
                 self.errors += events
                 log.exception("could not update the online store with %d answered requests", events)

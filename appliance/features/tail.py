@@ -25,14 +25,6 @@ class TailPlan:
         self.horizon = max(windows, default=0)  # how far before its newest event an entity's row looks
         self.rows_sql = _rows_sql(features, self.columns, self.horizon)
 
-    def points(self, namespace: str, entity: str, t: int, values: list[float | None]) -> list[tuple]:
-        """The ``tail_points`` rows of one event (values: one per aggregated column, None when missing)."""
-        points = [(namespace, entity, t, 0, 1, None, None, None)]
-        for i, v in enumerate(values, 1):  # a loop: twice as fast as a generator
-            points.append((namespace, entity, t, i, 1, v, v, v) if v is not None
-                          else (namespace, entity, t, i, 0, None, None, None))
-        return points
-
 
 def _rows_sql(features: FeaturesSection, columns: list[str], horizon: int) -> str:
     # (entity, feature_time, payload) of entity ?2 in namespace ?1, whose newest event is at ?3: the stored

@@ -9,8 +9,8 @@ writer's Python took it, and the loop waited to get it back: on 2 cores at c=8 t
 without and with micro-batching).
 
 It speaks a small protocol over a ``multiprocessing`` connection (pickled messages), each answered by
-one ``Ack``: ``Batch`` (rows to write), ``Follow`` (the feature definitions each model's answered
-requests update) and ``Refused`` (rows the full queue refused, per model). It ignores SIGINT and
+one ``Ack``: ``Batch`` (rows to write), ``Follow`` (the online store namespaces each model's
+answered requests update, as plain ``UpdateTarget`` data) and ``Refused`` (rows the full queue refused, per model). It ignores SIGINT and
 SIGTERM, which a terminal or systemd send to the whole process group: the server decides when the
 log is closed, and the writer stops when its connection closes, after the message in hand.
 """
@@ -27,7 +27,7 @@ from pathlib import Path
 
 import msgspec
 
-from appliance.features.online_updates import OnlineUpdater
+from appliance.features.online_updates import OnlineUpdater, UpdateTarget
 from storage.online_store import OnlineStore
 from storage.prediction_log import PREDICTION_COLUMNS, PredictionStore
 
@@ -49,8 +49,8 @@ class Batch:
 
 @dataclass
 class Follow:
-    """The feature definitions each model's answered requests update (``OnlineUpdater.follow``)."""
-    definitions: dict
+    """The namespaces each model's answered requests update (``OnlineUpdater.follow``)."""
+    targets: dict[str, list[UpdateTarget]]
 
 
 @dataclass
@@ -128,7 +128,7 @@ class LogWriter:
             self._write(message, ack)
         elif isinstance(message, Follow):
             if self.updater is not None:
-                self.updater.follow(message.definitions)
+                self.updater.follow(message.targets)
         else:
             try:
                 self.store.record_overflow(message.counts)

@@ -58,7 +58,7 @@ class PredictionLog:
         self.writer_restarts = 0
         self._refused: Counter[str] = Counter()  # per model, not yet recorded in predictions.db
         self._refused_lock = threading.Lock()
-        self._follow: Follow | None = None  # the definitions a writer last took: a restarted one is given them
+        self._follow: Follow | None = None  # the targets a writer last took: a restarted one is given them
         self._rows: deque = deque()
         self._enqueued = 0
         self._processed = 0
@@ -91,10 +91,10 @@ class PredictionLog:
         """Queue one shadow score row (SHADOW_COLUMNS order); never blocks."""
         self._put((False, row))
 
-    def follow(self, definitions: dict[str, list]) -> None:
-        """Set the feature definitions each model's answered requests update in the online store
+    def follow(self, targets: dict[str, list]) -> None:
+        """Set the online store namespaces each model's answered requests update
         (``OnlineUpdater.follow``); they apply to the rows queued after this call."""
-        self._put((None, Follow(definitions)))
+        self._put((None, Follow(targets)))
 
     def _put(self, item: tuple) -> None:
         if len(self._rows) >= self.capacity and item[0] is not None:
@@ -144,7 +144,7 @@ class PredictionLog:
 
     def _hand_over(self, items: list[tuple]) -> None:
         # Follow messages keep their place among the rows: rows queued before one are updated by the old
-        # definitions, the ones after it by the new.
+        # targets, the ones after it by the new.
         start = 0
         for i, (kind, payload) in enumerate(items):
             if kind is None:

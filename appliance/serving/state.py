@@ -12,6 +12,7 @@ from pathlib import Path
 
 from appliance.deployment import deployments
 from appliance.errors import NotReady
+from appliance.features.online import update_targets
 from appliance.gateway.access import Caller, Gatekeeper
 from appliance.gateway.keys import list_keys
 from appliance.home import Home
@@ -35,7 +36,7 @@ class ServingState:
         self.arrivals = Arrivals()
         self.routes: dict[str, Route] = {}
         self.log: PredictionLog | None = None
-        self._followed: dict[str, list] | None = None  # the definitions the log's writer was last given
+        self._followed: dict[str, list] | None = None  # the update targets the log's writer was last given
         self._arms: dict[tuple[str, int], Arm] = {}
         self._store: PredictionStore | None = None
         self._store_lock = threading.Lock()
@@ -112,13 +113,13 @@ class ServingState:
         self._arms = arms
         self.routes = routes
         if self.log is not None:
-            definitions = self._online_definitions(home, standby)
-            if definitions != self._followed:
-                self.log.follow(definitions)
-                self._followed = definitions
+            targets = self._online_targets(home, standby)
+            if targets != self._followed:
+                self.log.follow(targets)
+                self._followed = targets
 
-    def _online_definitions(self, home: Home, standby: frozenset[tuple[str, int]]) -> dict[str, list]:
-        # The definitions each model's answered requests update: its spec's and every loaded version's.
+    def _online_targets(self, home: Home, standby: frozenset[tuple[str, int]]) -> dict[str, list]:
+        # The namespaces each model's answered requests update: its spec's and every loaded version's.
         found: dict[str, list] = {}
         loaded = {(name, m.version) for name, m in self.pool.loaded().items()}
         for name, version in sorted(loaded | standby):
@@ -129,7 +130,7 @@ class ServingState:
             model = self.pool.warm(name, version)
             if model is not None and model.features is not None:
                 definitions.append(model.features.features)
-        return found
+        return {name: update_targets(name, definitions) for name, definitions in found.items()}
 
     def _arm(self, name: str, model: LoadedModel, serving) -> Arm:
         known = self._arms.get((model.name, model.version))

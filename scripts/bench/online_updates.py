@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 import polars as pl  # noqa: E402
 
 from appliance.config import bundled_spec_path  # noqa: E402
-from appliance.features.online import materialize  # noqa: E402
+from appliance.features.online import materialize, update_targets  # noqa: E402
 from appliance.features.online_updates import OnlineUpdater  # noqa: E402
 from appliance.serving.log_writer import Batch, Follow, LogWriter  # noqa: E402
 from appliance.serving.prediction_log import PredictionLog  # noqa: E402
@@ -73,7 +73,7 @@ def main() -> None:
     log_cpu, log_wall = time.process_time() - cpu, time.perf_counter() - wall
 
     updater = OnlineUpdater(OnlineStore(args.workdir / "online.db"))
-    updater.follow({"fraud": [spec.features]})
+    updater.follow({"fraud": update_targets("fraud", [spec.features])})
     cpu, wall = time.process_time(), time.perf_counter()
     for batch in batches:
         updater.apply(batch)
@@ -88,11 +88,11 @@ def main() -> None:
 
     print(f"\nbeside a busy event loop: its progress lost per event (GIL handovers and the GIL held), "
           f"median of {ROUNDS} interleaved rounds")
-    definitions = {"fraud": [spec.features]}
+    targets = {"fraud": update_targets("fraud", [spec.features])}
     writer = LogWriter(PredictionStore(args.workdir / "predictions.db"), OnlineUpdater(OnlineStore(args.workdir / "online.db")))
-    writer.handle(Follow(definitions))
+    writer.handle(Follow(targets))
     log = PredictionLog(args.workdir / "predictions.db", online=args.workdir / "online.db", batch_rows=args.batch)
-    log.follow(definitions)
+    log.follow(targets)
     cases = (("writer on a thread (before)", lambda renamed: on_a_thread(writer, renamed)),
              ("writer process (now)", lambda renamed: through_the_log(log, renamed)))
     lost: dict[str, list[float]] = {label: [] for label, _ in cases}
