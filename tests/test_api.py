@@ -12,6 +12,7 @@ import httpx
 from appliance.config import bundled_spec_path
 from appliance.features.online import namespace
 from appliance.gateway.keys import create_key
+from appliance.serving import server as server_module
 from appliance.home import Home
 from tests.conftest import SAMPLE_RECORD
 
@@ -99,23 +100,64 @@ def test_hostile_input_is_a_4xx_problem_and_the_server_goes_on(server):
     assert c.post("/v1/models/fraud/predict", json=SAMPLE_RECORD, headers=admin).status_code == 200
 
 
-def test_a_request_head_past_the_bound_is_refused_before_it_is_buffered(server):
+def _connect(server) -> socket.socket:
     host, port = server.url.removeprefix("http://").split(":")
-    with socket.create_connection((host, int(port)), timeout=10) as conn:
-        conn.sendall(b"POST /v1/models/fraud/predict HTTP/1.1\r\nHost: x\r\nX-Padding: ")
-        try:
-            for _ in range(64):  # 4 MiB of one header, never ended
-                conn.sendall(b"a" * 65_536)
-        except OSError:  # the server answered and closed while the rest was on its way
-            pass
-        answer = conn.recv(65_536)
+    return socket.create_connection((host, int(port)), timeout=10)
+
+
+def _send_endless(conn: socket.socket, start: bytes) -> bytes:
+    # ``start``, then 4 MiB that never end a line; what the server answered (it closes while they are on their way)
+    conn.sendall(start)
+    try:
+        for _ in range(64):
+            conn.sendall(b"a" * 65_536)
+    except OSError:
+        pass
+    return conn.recv(65_536)
+
+
+def _read_to_close(conn: socket.socket) -> bytes:
+    answer = b""
+    while chunk := conn.recv(65_536):
+        answer += chunk
+    return answer
+
+
+def test_a_request_head_past_the_bound_is_refused_before_it_is_buffered(server):
+    record = httpx.Request("POST", "/", json=SAMPLE_RECORD).content
+    with _connect(server) as conn:
+        answer = _send_endless(conn, b"POST /v1/models/fraud/predict HTTP/1.1\r\nHost: x\r\nX-Padding: ")
     assert answer.startswith(b"HTTP/1.1 431 ") and b"KiB" in answer, answer[:200]
-    with socket.create_connection((host, int(port)), timeout=10) as conn:  # whole, in one write
+    with _connect(server) as conn:  # whole, in one write
         conn.sendall(b"POST /v1/models/fraud/predict HTTP/1.1\r\nHost: x\r\nX-Padding: " + b"a" * 70_000
                      + b"\r\ncontent-length: 2\r\n\r\n{}")
         assert conn.recv(65_536).startswith(b"HTTP/1.1 431 ")
+    with _connect(server) as conn:  # trailers after a chunked body are a head too
+        answer = _send_endless(conn, b"POST /v1/models/fraud/predict HTTP/1.1\r\nHost: x\r\n"
+                               b"transfer-encoding: chunked\r\n\r\n" + f"{len(record):x}\r\n".encode() + record
+                               + b"\r\n0\r\nx-trailer: ")
+    assert answer.startswith(b"HTTP/1.1 431 "), answer[:200]
+    with _connect(server) as conn:  # pipelined after a good request: that one's answer comes first
+        good = (b"POST /v1/models/fraud/predict HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\n"
+                + f"content-length: {len(record)}\r\n\r\n".encode() + record)
+        conn.sendall(good + b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Padding: " + b"a" * 70_000 + b"\r\n\r\n")
+        answers = _read_to_close(conn)
+    assert answers.startswith(b"HTTP/1.1 200 ") and answers.count(b"HTTP/1.1 431 ") == 1, answers[:300]
     padded = server.client.post("/v1/models/fraud/predict", json=SAMPLE_RECORD, headers={"x-padding": "a" * 16_000})
     assert padded.status_code == 200  # a large but bounded head is fine
+
+
+def test_a_connection_without_a_whole_head_in_time_is_closed(server, monkeypatch):
+    monkeypatch.setattr(server_module, "HEAD_TIMEOUT_S", 0.5)
+    idle = [_connect(server) for _ in range(20)]  # sending nothing: they hold no one else up
+    assert server.client.get("/healthz").status_code == 200
+    with _connect(server) as slow:
+        slow.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")  # and then nothing
+        assert _read_to_close(slow).startswith(b"HTTP/1.1 408 ")
+    for conn in idle:
+        assert _read_to_close(conn) == b""  # closed by the server
+        conn.close()
+    assert server.client.get("/healthz").status_code == 200
 
 
 def _chunks(body: bytes, size: int):
