@@ -160,6 +160,22 @@ def test_a_connection_without_a_whole_head_in_time_is_closed(server, monkeypatch
     assert server.client.get("/healthz").status_code == 200
 
 
+def test_a_refusal_before_the_body_is_read_closes_the_connection(server):
+    with Home(server.home) as home:
+        create_key(home.conn, ["predict"])  # now a key is needed
+    deadline = time.monotonic() + 10
+    while server.client.post("/v1/models/fraud/predict", json=SAMPLE_RECORD).status_code != 401:
+        assert time.monotonic() < deadline, "the server did not pick up the new key"
+        time.sleep(0.02)
+    with _connect(server) as conn:  # the client waits for 100 Continue before it sends the body
+        conn.sendall(b"POST /v1/models/fraud/predict HTTP/1.1\r\nHost: x\r\nexpect: 100-continue\r\n"
+                     b"content-length: 150\r\n\r\n")
+        answer = _read_to_close(conn)
+    assert answer.startswith(b"HTTP/1.1 401 ") and b"connection: close" in answer.lower(), answer[:300]
+    kept = server.client.post("/v1/models/fraud/predict", json=SAMPLE_RECORD)  # its body was sent: kept open
+    assert kept.status_code == 401 and "connection" not in kept.headers
+
+
 def _chunks(body: bytes, size: int):
     for start in range(0, len(body), size):
         yield body[start:start + size]

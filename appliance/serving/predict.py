@@ -84,6 +84,12 @@ class PredictEndpoint:
             except ApplianceError as e:
                 self._observe_unscored(name, e.status, started)
                 status, headers, body = error_response(e)
+                # Its body is unread. A client waiting for "100 Continue" to send it may send its next
+                # request instead, which would be read as this one's body: the connection ends with this
+                # answer (RFC 9110, section 10.1.1). Any other client's body is on its way, and uvicorn
+                # reads past it; closing now would reset the connection before the answer is read.
+                if _expects_continue(scope):
+                    headers.append((b"connection", b"close"))
             else:
                 status, headers, body = await self._answer(raw, name, started)  # counted off before scoring
         headers.append((b"content-length", str(len(body)).encode()))
@@ -244,6 +250,10 @@ async def _read_body(scope: dict, receive) -> bytes:
         chunks.append(chunk)
         if not message.get("more_body"):
             return b"".join(chunks)
+
+
+def _expects_continue(scope: dict) -> bool:
+    return any(name == b"expect" and value.lower() == b"100-continue" for name, value in scope["headers"])
 
 
 def _records(raw: bytes, route: Route, name: str) -> tuple[list, bool]:
