@@ -6,10 +6,10 @@ The prediction log's writer process calls ``OnlineUpdater.apply`` with each batc
 request path; per namespace a served version of the model (or the model's spec) reads, one
 transaction merges the batch's events into the entities' tails and rewrites their rows, in SQL.
 The server builds each namespace's ``UpdateTarget`` (``features.online.update_targets``, from the
-feature definitions, with polars and DuckDB at hand); the writer gets plain data and imports
-neither. A
-namespace materialized before tails existed has none to move forward from: its rows are left as they
-are (the events counted as ``stale``) until the next materialization. An event time further past the
+feature definitions, with polars and DuckDB at hand); the writer gets plain data and imports neither.
+
+A namespace materialized before tails existed has none to move forward from: its rows are left as
+they are (the events counted as ``stale``) until the next materialization. An event time further past the
 answer's time than ``FUTURE_SKEW_US`` is a client's clock or bug, not an event: applied, it would carry the
 row into the future, every real event after it would be old, and the row would say what that one event
 says until its windows pass. Such events are skipped (counted as ``future``).
@@ -61,7 +61,8 @@ class UpdateTarget(msgspec.Struct, frozen=True):
         points = [(name, entity, at, 0, 1, None, None, None)]
         for i, column in enumerate(self.columns, 1):  # a loop: twice as fast as a generator
             v = _value(record.get(column))
-            points.append((name, entity, at, i, 1, v, v, v) if v is not None else (name, entity, at, i, 0, None, None, None))
+            points.append((name, entity, at, i, 1, v, v, v) if v is not None
+                          else (name, entity, at, i, 0, None, None, None))
         return points
 
 

@@ -9,10 +9,11 @@ writer's Python took it, and the loop waited to get it back: on 2 cores at c=8 t
 without and with micro-batching).
 
 It speaks a small protocol over a ``multiprocessing`` connection (pickled messages), each answered by
-one ``Ack``: ``Batch`` (rows to write), ``Follow`` (the online store namespaces each model's
-answered requests update, as plain ``UpdateTarget`` data) and ``Refused`` (rows the full queue refused, per model). It ignores SIGINT and
-SIGTERM, which a terminal or systemd send to the whole process group: the server decides when the
-log is closed, and the writer stops when its connection closes, after the message in hand.
+one ``Ack``: ``Batch`` (rows to write), ``Follow`` (the online store namespaces each model's answered
+requests update, as plain ``UpdateTarget`` data) and ``Refused`` (rows the full queue refused, per
+model). It imports SQLite and msgspec only (about 20 MiB). It ignores SIGINT and SIGTERM, which a
+terminal or systemd send to the whole process group: the server decides when the log is closed, and
+the writer stops when its connection closes, after the message in hand.
 """
 
 from __future__ import annotations
