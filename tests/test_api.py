@@ -143,6 +143,7 @@ def test_a_request_head_past_the_bound_is_refused_before_it_is_buffered(server):
         conn.sendall(good + b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Padding: " + b"a" * 70_000 + b"\r\n\r\n")
         answers = _read_to_close(conn)
     assert answers.startswith(b"HTTP/1.1 200 ") and answers.count(b"HTTP/1.1 431 ") == 1, answers[:300]
+    assert 'appliance_http_refused_total{status="431"} 4' in server.client.get("/metrics").text
     padded = server.client.post("/v1/models/fraud/predict", json=SAMPLE_RECORD, headers={"x-padding": "a" * 16_000})
     assert padded.status_code == 200  # a large but bounded head is fine
 
@@ -154,6 +155,7 @@ def test_a_connection_without_a_whole_head_in_time_is_closed(server, monkeypatch
     with _connect(server) as slow:
         slow.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")  # and then nothing
         assert _read_to_close(slow).startswith(b"HTTP/1.1 408 ")
+    assert 'appliance_http_refused_total{status="408"} 1' in server.client.get("/metrics").text
     for conn in idle:
         assert _read_to_close(conn) == b""  # closed by the server
         conn.close()

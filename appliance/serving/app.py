@@ -54,6 +54,7 @@ class ServingApp:
     def __init__(self, litestar: Litestar, predict: PredictEndpoint):
         self.litestar = litestar
         self.predict = predict
+        self.metrics = predict.state.metrics
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] == "http":

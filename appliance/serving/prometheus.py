@@ -46,6 +46,7 @@ class ServingMetrics:
         self.latency: dict[str, Histogram] = {}
         self.batch_sizes = Histogram(BATCH_BUCKETS)
         self.shadow_dropped = 0
+        self.refused_heads: dict[int, int] = {}  # by status: requests the HTTP protocol refused (serving.server)
         self.log_waits = 0          # requests that waited for the prediction log's writer (backpressure)
 
     def observe_request(self, model: str, version: int | str, arm: str, status: int, seconds: float) -> None:
@@ -55,6 +56,9 @@ class ServingMetrics:
         if histogram is None:
             histogram = self.latency[model] = Histogram(LATENCY_BUCKETS_S)
         histogram.observe(seconds)
+
+    def observe_refused_head(self, status: int) -> None:
+        self.refused_heads[status] = self.refused_heads.get(status, 0) + 1
 
     def observe_batch(self, rows: int) -> None:
         self.batch_sizes.observe(rows)

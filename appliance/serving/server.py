@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 
 import uvicorn
@@ -18,6 +19,7 @@ from appliance import systemd
 from appliance.errors import Conflict
 from appliance.serving.app import REFRESH_SECONDS, create_app
 from appliance.serving.problems import problem_body
+from appliance.serving.prometheus import ServingMetrics
 
 HEARTBEAT_SECONDS = 1.0
 MAX_HEAD_BYTES = 64 * 1024      # a request line and headers (or a chunked body's trailers) past this: 431
@@ -43,6 +45,10 @@ class _BoundedHeadProtocol(HttpToolsProtocol):
     _refused = False    # answered (or about to answer) with a refusal: the rest is ignored
     _refusal: tuple[int, str, str] | None = None   # waiting for an earlier request's answer
     _head_timer: asyncio.TimerHandle | None = None
+
+    def __init__(self, *args, metrics: ServingMetrics, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.metrics = metrics
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -122,6 +128,7 @@ class _BoundedHeadProtocol(HttpToolsProtocol):
     def _answer_and_close(self, status: int, title: str, detail: str) -> None:
         self._refusal = None
         if not (self._dispatched and self.cycle.response_started):  # the app has not begun an answer
+            self.metrics.observe_refused_head(status)
             body = problem_body(status, title, detail)
             self.transport.write(f"HTTP/1.1 {status} {title}\r\n".encode() + b"content-type: application/problem+json"
                                  b"\r\nconnection: close\r\ncontent-length: " + str(len(body)).encode()
@@ -234,7 +241,8 @@ def server_config(home_root: Path, host: str, port: int, refresh_seconds: float 
     another peer — and the gateway's open-access rule and per-peer rate limit go by that address.
     A request's head is bounded in size and time (``_BoundedHeadProtocol``), its body by the app."""
     app = create_app(home_root, refresh_seconds=refresh_seconds, exposed=not _loopback_only(host))
-    return uvicorn.Config(app, host=host, port=port, http=_BoundedHeadProtocol, proxy_headers=False,
+    protocol = partial(_BoundedHeadProtocol, metrics=app.metrics)
+    return uvicorn.Config(app, host=host, port=port, http=protocol, proxy_headers=False,
                           log_level="warning", access_log=False, timeout_graceful_shutdown=10, log_config=None)
 
 

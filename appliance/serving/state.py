@@ -174,6 +174,9 @@ class ServingState:
         for reason, n in self.gate.rejected.items():
             out.append(("appliance_gateway_rejected_total", "counter", "Requests the gateway refused, by reason.",
                         {"reason": reason}, n))
+        for status, n in sorted(self.metrics.refused_heads.items()):
+            out.append(("appliance_http_refused_total", "counter", "Requests refused before the app read them: "
+                        "408 a head not whole in time, 431 a head too large.", {"status": str(status)}, n))
         out.append(("appliance_shadow_dropped_total", "counter",
                     "Shadow scorings skipped because too many were in flight.", {}, self.metrics.shadow_dropped))
         for name, route in sorted(self.routes.items()):
