@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import socket
+import sys
 import threading
 import time
 from datetime import datetime, timezone
 
 import httpx
+import pytest
 
 from appliance.config import bundled_spec_path
 from appliance.features.online import namespace
 from appliance.gateway.keys import create_key
-from appliance.serving import server as server_module
+from appliance.serving import http_protocol
 from appliance.home import Home
 from tests.conftest import SAMPLE_RECORD
 
@@ -148,8 +150,46 @@ def test_a_request_head_past_the_bound_is_refused_before_it_is_buffered(server):
     assert padded.status_code == 200  # a large but bounded head is fine
 
 
+def _data_segments_in(conn: socket.socket) -> int:
+    # Linux's struct tcp_info: tcpi_data_segs_in, the TCP segments with data this socket received, at byte 152.
+    return int.from_bytes(conn.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 160)[152:156], sys.byteorder)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads Linux's TCP_INFO")
+def test_each_answer_is_one_write(server):
+    # A response's head and body leave in one send: one segment (and one wake-up of the client) each.
+    record = httpx.Request("POST", "/", json=SAMPLE_RECORD).content
+    request = (b"POST /v1/models/fraud/predict HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\n"
+               + f"content-length: {len(record)}\r\n\r\n".encode() + record)
+    with _connect(server) as conn:
+        for expected in range(1, 6):
+            conn.sendall(request if expected % 2 else b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")  # ours, Litestar's
+            answer = b""
+            while b"\r\n\r\n" not in answer or len(answer) < _answer_length(answer):
+                answer += conn.recv(65_536)
+            assert answer.startswith(b"HTTP/1.1 200 "), answer
+            assert _data_segments_in(conn) == expected
+
+
+def test_a_client_awaiting_100_continue_gets_it_then_its_answer(server):
+    # "100 Continue" is a head no body follows: held for the body, it must still go out at the next turn
+    record = httpx.Request("POST", "/", json=SAMPLE_RECORD).content
+    with _connect(server) as conn:
+        conn.sendall(b"POST /v1/models/fraud/predict HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\n"
+                     b"expect: 100-continue\r\n" + f"content-length: {len(record)}\r\n\r\n".encode())
+        assert conn.recv(65_536) == b"HTTP/1.1 100 Continue\r\n\r\n"
+        conn.sendall(record)
+        assert conn.recv(65_536).startswith(b"HTTP/1.1 200 ")
+
+
+def _answer_length(answer: bytes) -> int:
+    head, _, _ = answer.partition(b"\r\n\r\n")
+    length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:"))
+    return len(head) + 4 + length
+
+
 def test_a_connection_without_a_whole_head_in_time_is_closed(server, monkeypatch):
-    monkeypatch.setattr(server_module, "HEAD_TIMEOUT_S", 0.5)
+    monkeypatch.setattr(http_protocol, "HEAD_TIMEOUT_S", 0.5)
     idle = [_connect(server) for _ in range(20)]  # sending nothing: they hold no one else up
     assert server.client.get("/healthz").status_code == 200
     with _connect(server) as slow:
