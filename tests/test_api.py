@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import socket
+import sqlite3
 import sys
 import threading
 import time
 from datetime import datetime, timezone
 
 import httpx
+import msgspec
 import pytest
 
 from appliance.config import bundled_spec_path
@@ -182,6 +184,90 @@ def test_a_client_awaiting_100_continue_gets_it_then_its_answer(server):
         assert conn.recv(65_536).startswith(b"HTTP/1.1 200 ")
 
 
+def _predict_request(body: bytes, *headers: bytes) -> bytes:
+    return (b"POST /v1/models/fraud/predict HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\n"
+            + b"".join(h + b"\r\n" for h in headers) + f"content-length: {len(body)}\r\n\r\n".encode() + body)
+
+
+def _answers(conn: socket.socket, count: int) -> list[tuple[bytes, bytes]]:
+    # ``count`` whole answers, as (head, body)
+    data, answers = b"", []
+    while len(answers) < count:
+        while b"\r\n\r\n" not in data or len(data) < _answer_length(data):
+            chunk = conn.recv(65_536)
+            assert chunk, f"closed after {len(answers)} answers"
+            data += chunk
+        end = _answer_length(data)
+        head, _, body = data[:end].partition(b"\r\n\r\n")
+        answers.append((head, body))
+        data = data[end:]
+    return answers
+
+
+def test_plain_predicts_are_answered_as_the_app_answers_them_and_in_order(server):
+    # Plain predict requests are answered by the HTTP protocol itself; chunked ones by the ASGI route.
+    # Both give the same answer, and answers to pipelined requests come in order, whichever way each went.
+    record = httpx.Request("POST", "/", json=SAMPLE_RECORD).content
+    pair = httpx.Request("POST", "/", json=[SAMPLE_RECORD, {**SAMPLE_RECORD, "amount": 3.0}]).content
+    chunked = (b"POST /v1/models/fraud/predict HTTP/1.1\r\nHost: x\r\ntransfer-encoding: chunked\r\n\r\n"
+               + f"{len(record):x}\r\n".encode() + record + b"\r\n0\r\n\r\n")
+    with _connect(server) as conn:
+        conn.sendall(_predict_request(record) + b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n" + chunked
+                     + _predict_request(pair) + _predict_request(b'{"amount": 1}') + _predict_request(record))
+        answers = _answers(conn, 6)
+    direct, health, through_asgi, two, bad, again = answers
+    assert [h.split(b"\r\n")[0] for h, _ in answers] == [b"HTTP/1.1 200 OK"] * 4 + [b"HTTP/1.1 422 Unprocessable Entity",
+                                                                                   b"HTTP/1.1 200 OK"]
+    assert msgspec.json.decode(health[1]) == {"status": "ok"}
+    first, asgi = msgspec.json.decode(direct[1]), msgspec.json.decode(through_asgi[1])
+    assert asgi["probability"] == first["probability"] and asgi["request_id"] != first["request_id"]
+    names = [sorted(line.split(b":")[0] for line in h.split(b"\r\n")[1:]) for h, _ in (direct, through_asgi)]
+    assert names[0] == names[1] == [b"content-length", b"content-type", b"date", b"server", b"x-request-id"]
+    assert [p["probability"] for p in msgspec.json.decode(two[1])["predictions"]][0] == first["probability"]
+    assert b"missing entity key" in bad[1] and msgspec.json.decode(again[1])["probability"] == first["probability"]
+    with _connect(server) as conn:  # the client says it is done: the answer says so, and the connection ends
+        conn.sendall(_predict_request(record, b"connection: close"))
+        answer = _read_to_close(conn)
+    assert answer.startswith(b"HTTP/1.1 200 ") and b"\r\nconnection: close\r\n" in answer.lower()
+
+
+def test_a_predict_whose_body_never_comes_is_not_waited_for(server):
+    # Announced bodies make rows already in a micro-batch wait for them (at most max_wait): a client gone
+    # mid-body must not leave its announcement behind.
+    record = httpx.Request("POST", "/", json=SAMPLE_RECORD).content
+    with _connect(server) as conn:
+        conn.sendall(_predict_request(record)[:-10])
+        deadline = time.monotonic() + 5
+        while server.app.predict.state.arrivals.count != 1:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+    deadline = time.monotonic() + 5
+    while server.app.predict.state.arrivals.count != 0:
+        assert time.monotonic() < deadline, "the body the client took away is still awaited"
+        time.sleep(0.01)
+    assert server.client.post("/v1/models/fraud/predict", json=SAMPLE_RECORD).status_code == 200
+
+
+def test_a_scoring_failure_is_a_500_answered_and_logged(server, monkeypatch):
+    from appliance.training import onnx_export
+
+    def broken(session, x):
+        raise RuntimeError("ONNX Runtime failed")
+
+    monkeypatch.setattr(onnx_export, "predict_proba", broken)
+    for records in (SAMPLE_RECORD, [SAMPLE_RECORD] * 2):  # micro-batched, and scored at once
+        failed = server.client.post("/v1/models/fraud/predict", json=records)
+        _problem(failed, 500, "see its log")
+    monkeypatch.undo()
+    assert server.client.post("/v1/models/fraud/predict", json=SAMPLE_RECORD).status_code == 200
+    server.app.predict.state.log.flush()
+    with sqlite3.connect(server.home / "predictions.db") as db:
+        statuses = [s for (s,) in db.execute("SELECT status FROM predictions ORDER BY received_at, position")]
+    assert statuses == [500, 500, 500, 200]
+    assert 'appliance_requests_total{model="fraud",version="1",arm="production",status="500"} 2' in \
+        server.client.get("/metrics").text
+
+
 def _answer_length(answer: bytes) -> int:
     head, _, _ = answer.partition(b"\r\n\r\n")
     length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:"))
@@ -216,6 +302,12 @@ def test_a_refusal_before_the_body_is_read_closes_the_connection(server):
     assert answer.startswith(b"HTTP/1.1 401 ") and b"connection: close" in answer.lower(), answer[:300]
     kept = server.client.post("/v1/models/fraud/predict", json=SAMPLE_RECORD)  # its body was sent: kept open
     assert kept.status_code == 401 and "connection" not in kept.headers
+    with _connect(server) as conn:  # refused before its body, which is read past: the next request is next
+        conn.sendall(_predict_request(httpx.Request("POST", "/", json=SAMPLE_RECORD).content)
+                     + b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        (refused, _), (health, _) = _answers(conn, 2)
+    assert refused.startswith(b"HTTP/1.1 401 ") and b"www-authenticate" in refused.lower()
+    assert health.startswith(b"HTTP/1.1 200 ")
 
 
 def _chunks(body: bytes, size: int):

@@ -1,5 +1,5 @@
 """The HTTP/1.1 protocol the API is served with: uvicorn's httptools protocol, with bounds on a
-request's head and each answer sent in one write.
+request's head, each answer sent in one write, and plain predict requests answered without ASGI.
 
 Bounds. The parser would buffer a head without limit (one client could send gigabytes of one
 header) and wait for it without end (idle or trickling connections held forever). The parser's
@@ -15,24 +15,41 @@ two TCP segments and two wake-ups of the client for every answer, the largest si
 small one. ``_OneWriteAnswers`` holds the head until the body follows (in the same turn of the event
 loop, as ASGI apps send them) and writes both at once: on 2 cores at concurrency 32 the full predict
 path went from 305 to 248 µs of CPU per request (``scripts/bench/serve.py``).
+
+Predict without ASGI. For every request uvicorn builds a request-response cycle, an event, a task
+and ASGI messages, and checks each response header with a regular expression: tens of
+microseconds, more than the appliance's own work for one record. A plain predict request (POST,
+HTTP/1.1, a Content-Length body up to DIRECT_BODY_BYTES, no Expect, nothing before it on the
+connection unanswered, the client reading its answers, the prediction log keeping up) is handed
+from the parser's callbacks to ``PredictEndpoint.answer``, the same code the ASGI route runs, and
+its answer written as uvicorn would write it. Everything else (chunked or large bodies, 100
+Continue, backpressure, other methods) goes to the app. The requests one poll of the sockets brings
+are then encoded in that turn and scored together at the next (micro-batching). A ``_DirectCycle``
+stands in for uvicorn's cycle, so pipelining, disconnects and graceful shutdown work as for any
+request.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
+from functools import partial
 
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
+from appliance.serving.predict import PredictEndpoint, model_name
 from appliance.serving.problems import problem_body
 from appliance.serving.prometheus import ServingMetrics
 
 MAX_HEAD_BYTES = 64 * 1024      # a request line and headers (or a chunked body's trailers) past this: 431
 HEAD_TIMEOUT_S = 30.0           # a connection's next head must be whole this long after it began: else 408
+DIRECT_BODY_BYTES = 64 * 1024  # a predict body up to this size may be answered without ASGI
 _END_OF_HEAD = b"\r\n\r\n"
 
 
 class HttpProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol with a bounded head and one write per answer (see the module doc)."""
+    """uvicorn's httptools protocol with a bounded head, one write per answer and predict requests
+    answered directly (see the module doc)."""
 
     _parsed = 0         # bytes of the message's completed head pieces, trailers included
     _pending = 0        # bytes received since a piece last completed, while the message is incomplete
@@ -40,14 +57,15 @@ class HttpProtocol(HttpToolsProtocol):
     _awaiting_head = True   # the connection is waiting for a head: its first, or one whose message began
     _head_began = 0.0       # loop time the awaited head began (the connection's start, or its message's)
     _moved = False      # the parser made progress (a message began, a piece completed, body arrived) this chunk
-    _dispatched = False  # the current message went to the app
+    _dispatched = False  # the current message went to the app (or is answered directly)
     _refused = False    # answered (or about to answer) with a refusal: the rest is ignored
     _refusal: tuple[int, str, str] | None = None   # waiting for an earlier request's answer
     _head_timer: asyncio.TimerHandle | None = None
 
-    def __init__(self, *args, metrics: ServingMetrics, **kwargs) -> None:
+    def __init__(self, *args, metrics: ServingMetrics, predict: PredictEndpoint, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.metrics = metrics
+        self.predict = predict
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -59,6 +77,10 @@ class HttpProtocol(HttpToolsProtocol):
         if self._head_timer is not None:
             self._head_timer.cancel()
             self._head_timer = None
+        cycle = self.cycle
+        if type(cycle) is _DirectCycle and cycle.receiving:
+            cycle.receiving = False
+            self.predict.not_received()
         super().connection_lost(exc)
 
     def on_message_begin(self) -> None:
@@ -82,17 +104,83 @@ class HttpProtocol(HttpToolsProtocol):
             self._refuse_too_large()
         if not self._refused:
             self._dispatched = True
-            super().on_headers_complete()
+            name = self._direct_predict()
+            if name is None:
+                super().on_headers_complete()
+            else:
+                self._answer_directly(name)
 
     def on_body(self, body: bytes) -> None:
         self._moved = True
-        if not self._refused:
+        if self._refused:
+            return
+        cycle = self.cycle
+        if type(cycle) is _DirectCycle:
+            if cycle.receiving:
+                cycle.body.append(body)
+        else:
             super().on_body(body)
 
     def on_message_complete(self) -> None:
         self._in_message = False
-        if not self._refused:
+        if self._refused:
+            return
+        cycle = self.cycle
+        if type(cycle) is _DirectCycle:
+            if cycle.receiving:
+                cycle.receiving = False
+                body = cycle.body[0] if len(cycle.body) == 1 else b"".join(cycle.body)
+                self.predict.answer(body, cycle.name, cycle.started, partial(self._send_direct, cycle))
+        else:
             super().on_message_complete()
+
+    def _direct_predict(self) -> str | None:
+        # The model name of a request to answer directly (the plain case of the module doc), else None.
+        url, cycle = self.url, self.cycle
+        if not url.endswith(b"/predict") or b"?" in url or b"%" in url or self.expect_100_continue \
+                or (cycle is not None and not cycle.response_complete) or self.flow.write_paused:
+            return None
+        parser = self.parser
+        if parser.get_method() != b"POST" or parser.get_http_version() != "1.1" or parser.should_upgrade():
+            return None
+        length = None
+        for name, value in self.headers:
+            if name == b"content-length":
+                length = value
+            elif name == b"transfer-encoding":
+                return None
+        if length is None or not length.isdigit() or int(length) > DIRECT_BODY_BYTES:
+            return None
+        name = model_name(url.decode("latin-1"))
+        return None if name is None or self.predict.log_behind() else name
+
+    def _answer_directly(self, name: str) -> None:
+        cycle = self.cycle = _DirectCycle(name, self.parser.should_keep_alive())
+        refusal = self.predict.admit(self.scope, name, cycle.started)
+        if refusal is not None:
+            self._send_direct(cycle, *refusal)  # before the body, which the parser then reads past
+            return
+        cycle.receiving = True
+        self.predict.receiving()
+
+    def _send_direct(self, cycle: _DirectCycle, status: int, headers: list, body: bytes) -> None:
+        # The answer to a request answered without ASGI, as uvicorn would send it, in one write.
+        cycle.receiving = False
+        cycle.response_started = cycle.response_complete = True
+        transport = self.transport
+        if not cycle.disconnected and not transport.is_closing():
+            head = [STATUS_LINE[status]]
+            for name, value in self.server_state.default_headers:
+                head += (name, b": ", value, b"\r\n")
+            for name, value in headers:
+                head += (name, b": ", value, b"\r\n")
+            if not cycle.keep_alive:
+                head.append(b"connection: close\r\n")
+            head += (b"content-length: ", str(len(body)).encode(), b"\r\n\r\n", body)
+            transport.write(b"".join(head))
+            if not cycle.keep_alive:
+                transport.close()
+        self.on_response_complete()
 
     def data_received(self, data: bytes) -> None:
         self._moved = False
@@ -142,6 +230,33 @@ class HttpProtocol(HttpToolsProtocol):
                                  b"\r\nconnection: close\r\ncontent-length: " + str(len(body)).encode()
                                  + b"\r\n\r\n" + body)
         self.transport.close()
+
+
+class _DirectCycle:
+    """What uvicorn's protocol sees of a request this protocol answers itself: the attributes of its
+    request-response cycle that it reads and sets (``keep_alive`` is cleared by a graceful shutdown)."""
+
+    __slots__ = ("name", "started", "keep_alive", "receiving", "body", "response_started", "response_complete",
+                 "disconnected", "message_event")
+
+    def __init__(self, name: str, keep_alive: bool) -> None:
+        self.name = name
+        self.started = time.perf_counter()
+        self.keep_alive = keep_alive
+        self.receiving = False   # announced to the endpoint, its body still arriving
+        self.body: list[bytes] = []
+        self.response_started = self.response_complete = self.disconnected = False
+        self.message_event = _NO_ONE_WAITS
+
+
+class _NoOneWaits:
+    """The message event of a direct cycle: no ASGI task waits on it."""
+
+    def set(self) -> None:
+        pass
+
+
+_NO_ONE_WAITS = _NoOneWaits()
 
 
 class _OneWriteAnswers:

@@ -9,6 +9,11 @@ Litestar's router, middleware, request and response objects cost ~85 µs per req
 in process, with an empty handler), more than everything the appliance itself does for one
 record; so this one route reads the ASGI scope and messages directly. Every other route is
 Litestar's. The route is described in the OpenAPI schema by ``docs.describe``.
+
+The plain request (a small body, sent whole) skips ASGI too: the HTTP protocol hands it from its
+parser to ``answer`` (``serving.http_protocol``). Both ways run ``admit`` before the body is read
+and ``answer`` once it is in hand, which replies through a callback: at once, or when the request's
+micro-batch is scored.
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ import itertools
 import logging
 import os
 import time
+from collections.abc import Callable
+from functools import partial
 
 import msgspec
 
@@ -76,14 +83,17 @@ class PredictEndpoint:
                 405, "Method not allowed", f"{scope['method']} is not allowed here; POST records to score")
         else:
             started = time.perf_counter()
-            try:
-                self.state.admit(scope, "predict")  # first: a caller without a key costs no body read
-                raw = await self._receive(scope, receive)
-            except _Disconnected:
-                return
-            except ApplianceError as e:
-                self._observe_unscored(name, e.status, started)
-                status, headers, body = error_response(e)
+            refusal = self.admit(scope, name, started)  # first: a caller without a key costs no body read
+            if refusal is None:
+                try:
+                    raw = await self._receive(scope, receive)
+                except _Disconnected:
+                    return
+                except ApplianceError as e:
+                    self._observe_unscored(name, e.status, started)
+                    refusal = error_response(e)
+            if refusal is not None:
+                status, headers, body = refusal
                 # Its body is unread. A client waiting for "100 Continue" to send it may send its next
                 # request instead, which would be read as this one's body: the connection ends with this
                 # answer (RFC 9110, section 10.1.1). Any other client's body is on its way, and uvicorn
@@ -91,20 +101,83 @@ class PredictEndpoint:
                 if _expects_continue(scope):
                     headers.append((b"connection", b"close"))
             else:
-                status, headers, body = await self._answer(raw, name, started)  # counted off before scoring
+                answered = asyncio.get_running_loop().create_future()
+                self.answer(raw, name, started, lambda *answer: answered.set_result(answer))
+                status, headers, body = await answered
         headers.append((b"content-length", str(len(body)).encode()))
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
-    async def _receive(self, scope: dict, receive) -> bytes:
+    def admit(self, scope: dict, name: str, started: float) -> tuple[int, list, bytes] | None:
+        """None if the caller (the ASGI scope's headers and client) may predict; else the refusal's
+        answer, counted."""
+        try:
+            self.state.admit(scope, "predict")
+        except ApplianceError as e:
+            self._observe_unscored(name, e.status, started)
+            return error_response(e)
+        return None
+
+    def log_behind(self) -> bool:
+        """Whether a request should wait for the prediction log's writer before it is read (backpressure)."""
         queue = self.state.log
-        if queue is not None and queue.depth >= queue.high_water and queue.processed != self._stalled_at:
+        return queue is not None and queue.depth >= queue.high_water and queue.processed != self._stalled_at
+
+    def receiving(self) -> None:
+        """A request's body is on its way in: rows already waiting in a micro-batch may wait for it."""
+        self.state.arrivals.count += 1
+
+    def not_received(self) -> None:
+        """A body ``receiving`` announced will not come (the client went, or the body was refused)."""
+        self.state.arrivals.count -= 1
+
+    def answer(self, raw: bytes, name: str, started: float, reply: Callable[[int, list, bytes], None]) -> None:
+        """Score a request whose body (announced by ``receiving``) is in hand, and call ``reply`` with
+        its status, headers (no content-length) and body once: at once, or when its micro-batch is scored."""
+        try:
+            scoring = self._begin(raw, name, started)
+        except Exception as e:
+            reply(*self._failure(e))
+            return
+        try:
+            if scoring.single:
+                future = scoring.arm.batcher.score(scoring.x)
+                if not future.done():
+                    future.add_done_callback(partial(self._scored_in_batch, scoring, reply))
+                    return
+                probabilities = [future.result()]
+            else:
+                probabilities = scoring.arm.model.run(scoring.x).tolist()
+        except Exception as e:
+            self._unscored(scoring)
+            reply(*self._failure(e))
+            return
+        self._reply(scoring, probabilities, reply)
+
+    def _scored_in_batch(self, scoring: _Scoring, reply, future: asyncio.Future) -> None:
+        try:
+            probabilities = [future.result()]
+        except Exception as e:
+            self._unscored(scoring)
+            reply(*self._failure(e))
+            return
+        self._reply(scoring, probabilities, reply)
+
+    def _reply(self, scoring: _Scoring, probabilities: list, reply) -> None:
+        try:
+            answer = self._scored(scoring, probabilities)
+        except Exception as e:
+            answer = self._failure(e)
+        reply(*answer)
+
+    async def _receive(self, scope: dict, receive) -> bytes:
+        if self.log_behind():
             await self._wait_for_log()
-        self.state.arrivals.count += 1  # on its way in: rows already waiting may wait for it (batching)
+        self.receiving()
         try:
             return await _read_body(scope, receive)
         except BaseException:
-            self.state.arrivals.count -= 1
+            self.not_received()
             raise
 
     def _observe_unscored(self, name: str, status: int, started: float) -> None:
@@ -143,18 +216,9 @@ class PredictEndpoint:
         finally:
             self._log_room = None
 
-    async def _answer(self, raw: bytes, name: str, started: float) -> tuple[int, list, bytes]:
-        try:
-            return await self._predict(raw, name, started)
-        except ApplianceError as e:
-            return error_response(e)
-        except Exception as e:
-            if not isinstance(e, StorageError):
-                log.exception("unexpected error answering a prediction")
-            return 500, [(b"content-type", _PROBLEM)], failure_body(e)
-
-    async def _predict(self, raw: bytes, name: str, started: float) -> tuple[int, list, bytes]:
-        state, metrics = self.state, self.state.metrics
+    def _begin(self, raw: bytes, name: str, started: float) -> _Scoring:
+        # Route, records, request id, arm and encoded rows: all that comes before scoring.
+        state = self.state
         try:
             route = state.route(name)
             records, single = _records(raw, route, name)
@@ -165,29 +229,40 @@ class PredictEndpoint:
             self._observe_unscored(name, e.status if isinstance(e, ApplianceError) else 500, started)
             raise
         finally:
-            state.arrivals.count -= 1
-        model = arm.model
-        try:
-            probabilities = [await arm.batcher.score(x)] if single else model.run(x).tolist()
-        except Exception:
-            seconds = time.perf_counter() - started
-            metrics.observe_request(name, model.version, arm.name, 500, seconds)
-            self._log_rows(route, arm, request_id, records, [None] * len(records), seconds, 500)
-            raise
-        seconds = time.perf_counter() - started
-        metrics.observe_request(name, model.version, arm.name, 200, seconds)
-        self._log_rows(route, arm, request_id, records, probabilities, seconds, 200)
-        if route.shadow is not None:
-            self._start_shadow(route, request_id, records, single)
+            self.not_received()  # in hand: no longer on its way
+        return _Scoring(name, started, route, arm, request_id, records, single, x)
+
+    def _unscored(self, s: _Scoring) -> None:
+        # Encoded, then not scored: counted and logged as a 500.
+        seconds = time.perf_counter() - s.started
+        self.state.metrics.observe_request(s.name, s.arm.model.version, s.arm.name, 500, seconds)
+        self._log_rows(s.route, s.arm, s.request_id, s.records, [None] * len(s.records), seconds, 500)
+
+    def _failure(self, e: Exception) -> tuple[int, list, bytes]:
+        # The answer to a failure, called in its except block: the caller's errors as problem documents,
+        # anything else a 500 (logged, unless storage said what failed).
+        if isinstance(e, ApplianceError):
+            return error_response(e)
+        if not isinstance(e, StorageError):
+            log.exception("unexpected error answering a prediction")
+        return 500, [(b"content-type", _PROBLEM)], failure_body(e)
+
+    def _scored(self, s: _Scoring, probabilities: list) -> tuple[int, list, bytes]:
+        model, name = s.arm.model, s.name
+        seconds = time.perf_counter() - s.started
+        self.state.metrics.observe_request(name, model.version, s.arm.name, 200, seconds)
+        self._log_rows(s.route, s.arm, s.request_id, s.records, probabilities, seconds, 200)
+        if s.route.shadow is not None:
+            self._start_shadow(s.route, s.request_id, s.records, s.single)
         threshold = model.threshold
-        if single:
+        if s.single:
             p = probabilities[0]
-            body = {"model": name, "version": model.version, "request_id": request_id, "probability": p,
+            body = {"model": name, "version": model.version, "request_id": s.request_id, "probability": p,
                     "label": int(p >= threshold)}
         else:
-            body = {"model": name, "version": model.version, "request_id": request_id,
+            body = {"model": name, "version": model.version, "request_id": s.request_id,
                     "predictions": [{"probability": p, "label": int(p >= threshold)} for p in probabilities]}
-        return 200, [(b"content-type", _JSON), (b"x-request-id", request_id.encode())], _encode(body)
+        return 200, [(b"content-type", _JSON), (b"x-request-id", s.request_id.encode())], _encode(body)
 
     def _log_rows(self, route: Route, arm: Arm, request_id: str, records: list, probabilities: list,
                   seconds: float, status: int) -> None:
@@ -222,6 +297,17 @@ class PredictEndpoint:
         for i, p in enumerate(probabilities):
             self.state.log.record_shadow((request_id, i, deployment_id, arm.model.version, p,
                                           None if p is None else int(p >= threshold), latency_ms))
+
+
+class _Scoring:
+    """A request between its encoding and its answer."""
+
+    __slots__ = ("name", "started", "route", "arm", "request_id", "records", "single", "x")
+
+    def __init__(self, name: str, started: float, route: Route, arm: Arm, request_id: str, records: list,
+                 single: bool, x) -> None:
+        self.name, self.started, self.route, self.arm = name, started, route, arm
+        self.request_id, self.records, self.single, self.x = request_id, records, single, x
 
 
 class _Disconnected(Exception):
