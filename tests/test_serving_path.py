@@ -16,8 +16,9 @@ import httpx
 import msgspec
 import numpy as np
 
+from appliance.errors import InvalidInput
 from appliance.features.online_updates import OnlineUpdater
-from appliance.serving.batching import Arrivals, MicroBatcher
+from appliance.serving.batching import Arrivals, MicroBatcher, NotEncoded
 from appliance.serving import predict
 from appliance.serving.predict import PredictEndpoint
 from appliance.serving.log_writer import Batch, LogWriter
@@ -148,16 +149,53 @@ def test_single_rows_arriving_together_share_one_call():
 
     async def main() -> list[float]:
         arrivals = Arrivals()
-        batcher = MicroBatcher(run, max_batch=8, max_wait_s=0.05, arrivals=arrivals)
+        batcher = MicroBatcher(_encode, run, max_batch=8, max_wait_s=0.05, arrivals=arrivals)
         arrivals.count = 20  # twenty requests on their way: rows wait for company
         futures = []
         for i in range(20):
             arrivals.count -= 1
-            futures.append(batcher.score(np.array([[float(i)]], dtype=np.float32)))
+            futures.append(batcher.score({"x": float(i)}))
         return await asyncio.gather(*futures)
 
     assert asyncio.run(main()) == [2.0 * i for i in range(20)]
     assert calls == [8, 8, 4]
+
+
+def _encode(records: list) -> np.ndarray:
+    # the rows of records {"x": number}; anything else is the caller's error, as a model's encoder says
+    for i, record in enumerate(records):
+        if type(record.get("x")) is not float:
+            raise InvalidInput(f"record {i}: 'x' must be a number")
+    return np.array([[r["x"]] for r in records], dtype=np.float32)
+
+
+def test_a_record_that_cannot_be_encoded_fails_alone_and_with_its_own_error():
+    encoded, scored = [], []
+
+    def encode(records: list) -> np.ndarray:
+        encoded.append(len(records))
+        return _encode(records)
+
+    def run(x: np.ndarray) -> np.ndarray:
+        scored.append(len(x))
+        return x[:, 0] * 2
+
+    async def main() -> list:
+        arrivals = Arrivals()
+        batcher = MicroBatcher(encode, run, max_batch=8, max_wait_s=0.05, arrivals=arrivals)
+        arrivals.count = 4
+        futures = []
+        for record in ({"x": 1.0}, {"x": "one"}, {"x": 3.0}, {}):
+            arrivals.count -= 1
+            futures.append(batcher.score(record))
+        return await asyncio.gather(*futures, return_exceptions=True)
+
+    one, bad, three, empty = asyncio.run(main())
+    assert (one, three) == (2.0, 6.0)
+    for failed in (bad, empty):  # each with the message it would have alone, not its place in the batch
+        assert isinstance(failed, NotEncoded) and isinstance(failed.cause, InvalidInput)
+        assert str(failed.cause) == "record 0: 'x' must be a number"
+    assert encoded == [4, 1, 1, 1, 1] and scored == [2]  # together first; then one by one, to find which
 
 
 def test_a_lone_row_is_scored_at_once_and_a_busy_turn_turns_batching_on():
@@ -168,8 +206,8 @@ def test_a_lone_row_is_scored_at_once_and_a_busy_turn_turns_batching_on():
         return x[:, 0] * 2
 
     async def main() -> None:
-        batcher = MicroBatcher(run, max_batch=8, max_wait_s=0.05, arrivals=Arrivals())
-        row = np.array([[1.0]], dtype=np.float32)
+        batcher = MicroBatcher(_encode, run, max_batch=8, max_wait_s=0.05, arrivals=Arrivals())
+        row = {"x": 1.0}
         alone = batcher.score(row)
         assert alone.done() and alone.result() == 2.0  # nothing in sight: no turn of the loop to wait for
         await asyncio.sleep(0)

@@ -29,6 +29,7 @@ from functools import partial
 import msgspec
 
 from appliance.errors import ApplianceError, InvalidInput, PayloadTooLarge
+from appliance.serving.batching import NotEncoded
 from appliance.serving.problems import (BODY_TOO_LARGE, MAX_BODY_BYTES, PROBLEM, error_response, failure_body,
                                         problem_body)
 from appliance.serving.request_body import decode_body
@@ -139,15 +140,15 @@ class PredictEndpoint:
         except Exception as e:
             reply(*self._failure(e))
             return
-        try:
-            if scoring.single:
-                future = scoring.arm.batcher.score(scoring.x)
-                if not future.done():
-                    future.add_done_callback(partial(self._scored_in_batch, scoring, reply))
-                    return
-                probabilities = [future.result()]
+        if scoring.single:  # completed, encoded and scored in a micro-batch
+            future = scoring.arm.batcher.score(scoring.records[0])
+            if future.done():
+                self._scored_in_batch(scoring, reply, future)
             else:
-                probabilities = scoring.arm.model.run(scoring.x).tolist()
+                future.add_done_callback(partial(self._scored_in_batch, scoring, reply))
+            return
+        try:
+            probabilities = scoring.arm.model.run(scoring.x).tolist()
         except Exception as e:
             self._unscored(scoring)
             reply(*self._failure(e))
@@ -157,6 +158,12 @@ class PredictEndpoint:
     def _scored_in_batch(self, scoring: _Scoring, reply, future: asyncio.Future) -> None:
         try:
             probabilities = [future.result()]
+        except NotEncoded as e:  # as if it had failed in _begin
+            cause = e.cause
+            self._observe_unscored(scoring.name, cause.status if isinstance(cause, ApplianceError) else 500,
+                                   scoring.started)
+            reply(*self._failure(cause))
+            return
         except Exception as e:
             self._unscored(scoring)
             reply(*self._failure(e))
@@ -217,14 +224,15 @@ class PredictEndpoint:
             self._log_room = None
 
     def _begin(self, raw: bytes, name: str, started: float) -> _Scoring:
-        # Route, records, request id, arm and encoded rows: all that comes before scoring.
+        # Route, records, request id, arm, and the encoded rows of several records: all that comes
+        # before scoring (a single record is encoded with its micro-batch).
         state = self.state
         try:
             route = state.route(name)
             records, single = _records(raw, route, name)
             request_id = self.ids.next()
             arm = route.choose(records[0], request_id)
-            x = arm.model.encode(records)
+            x = None if single else arm.model.encode(records)
         except Exception as e:
             self._observe_unscored(name, e.status if isinstance(e, ApplianceError) else 500, started)
             raise
@@ -288,8 +296,8 @@ class PredictEndpoint:
     async def _shadow(self, arm: Arm, deployment_id: int, request_id: str, records: list, single: bool) -> None:
         started = time.perf_counter()
         try:
-            x = arm.model.encode(records)
-            probabilities = [await arm.batcher.score(x)] if single else arm.model.run(x).tolist()
+            probabilities = [await arm.batcher.score(records[0])] if single else \
+                arm.model.run(arm.model.encode(records)).tolist()
         except Exception:  # the shadow's failures are its report's business, never the caller's
             probabilities = [None] * len(records)
         latency_ms = (time.perf_counter() - started) * 1000
@@ -300,7 +308,7 @@ class PredictEndpoint:
 
 
 class _Scoring:
-    """A request between its encoding and its answer."""
+    """A request between its arrival in hand and its answer (``x``: the encoded rows of several records)."""
 
     __slots__ = ("name", "started", "route", "arm", "request_id", "records", "single", "x")
 

@@ -137,8 +137,8 @@ class ServingState:
         if known is not None and known.model is model and known.batcher.max_batch == serving.max_batch \
                 and known.batcher.max_wait_s == serving.max_wait_ms / 1000:
             return known if known.name == name else Arm(name, model, known.batcher)
-        batcher = MicroBatcher(model.run, serving.max_batch, serving.max_wait_ms / 1000, self.arrivals,
-                               self.metrics.observe_batch)
+        batcher = MicroBatcher(model.encode, model.run, serving.max_batch, serving.max_wait_ms / 1000,
+                               self.arrivals, self.metrics.observe_batch)
         return Arm(name, model, batcher)
 
     def gauges(self) -> list[tuple[str, str, str, dict[str, str], float]]:
