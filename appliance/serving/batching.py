@@ -25,6 +25,7 @@ class NotEncoded(Exception):
     def __init__(self, cause: Exception):
         super().__init__(str(cause))
         self.cause = cause
+        self.__cause__ = cause  # a logged traceback shows where the encoding failed
 
 
 class Arrivals:

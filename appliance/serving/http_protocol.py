@@ -54,8 +54,9 @@ class HttpProtocol(HttpToolsProtocol):
     _parsed = 0         # bytes of the message's completed head pieces, trailers included
     _pending = 0        # bytes received since a piece last completed, while the message is incomplete
     _in_message = False
-    _awaiting_head = True   # the connection is waiting for a head: its first, or one whose message began
-    _head_began = 0.0       # loop time the awaited head began (the connection's start, or its message's)
+    _awaiting_head = True   # the connection is waiting for a head: its first, the next, or one whose message began
+    _head_began = 0.0       # loop time the wait began: the connection's start, the last message's end or
+                            # answer, or the message's beginning
     _moved = False      # the parser made progress (a message began, a piece completed, body arrived) this chunk
     _dispatched = False  # the current message went to the app (or is answered directly)
     _refused = False    # answered (or about to answer) with a refusal: the rest is ignored
@@ -123,6 +124,7 @@ class HttpProtocol(HttpToolsProtocol):
 
     def on_message_complete(self) -> None:
         self._in_message = False
+        self._awaiting_head, self._head_began = True, self.loop.time()  # the next one's
         if self._refused:
             return
         cycle = self.cycle
@@ -137,7 +139,7 @@ class HttpProtocol(HttpToolsProtocol):
     def _direct_predict(self) -> str | None:
         # The model name of a request to answer directly (the plain case of the module doc), else None.
         url, cycle = self.url, self.cycle
-        if not url.endswith(b"/predict") or b"?" in url or b"%" in url or self.expect_100_continue \
+        if not url.endswith(b"/predict") or b"?" in url or b"%" in url or b"#" in url or self.expect_100_continue \
                 or (cycle is not None and not cycle.response_complete) or self.flow.write_paused:
             return None
         parser = self.parser
@@ -174,9 +176,10 @@ class HttpProtocol(HttpToolsProtocol):
                 head += (name, b": ", value, b"\r\n")
             for name, value in headers:
                 head += (name, b": ", value, b"\r\n")
+            head += (b"content-length: ", str(len(body)).encode(), b"\r\n")
             if not cycle.keep_alive:
                 head.append(b"connection: close\r\n")
-            head += (b"content-length: ", str(len(body)).encode(), b"\r\n\r\n", body)
+            head += (b"\r\n", body)
             transport.write(b"".join(head))
             if not cycle.keep_alive:
                 transport.close()
@@ -191,6 +194,8 @@ class HttpProtocol(HttpToolsProtocol):
                 self._refuse_too_large()
 
     def on_response_complete(self) -> None:
+        if not self._in_message:
+            self._head_began = self.loop.time()  # idle from now, the answer out
         super().on_response_complete()
         if self._refusal is not None and not self.pipeline and self.cycle.response_complete:
             self._answer_and_close(*self._refusal)
@@ -201,11 +206,15 @@ class HttpProtocol(HttpToolsProtocol):
 
     def _check_head(self) -> None:
         # The connection's timer: a head awaited for HEAD_TIMEOUT_S ends the connection; otherwise it
-        # looks again when the head now awaited (or the next one) could first be late.
+        # looks again when the head now awaited (or the next one) could first be late. A connection
+        # waiting for its answer is not idle. (uvicorn's shorter keep-alive timeout usually closes an
+        # idle one first, but not one answered before its body was read: the body's arrival cancels it.)
         self._head_timer = None
         if self._refused or self.transport.is_closing():
             return
         left = self._head_began + HEAD_TIMEOUT_S - self.loop.time() if self._awaiting_head else HEAD_TIMEOUT_S
+        if left <= 0 and not self._in_message and self.cycle is not None and not self.cycle.response_complete:
+            left = HEAD_TIMEOUT_S
         if left > 0:
             self._head_timer = self.loop.call_later(left, self._check_head)
         elif not self._in_message:  # nothing came: there is no one to answer

@@ -103,7 +103,7 @@ class PredictEndpoint:
                     headers.append((b"connection", b"close"))
             else:
                 answered = asyncio.get_running_loop().create_future()
-                self.answer(raw, name, started, lambda *answer: answered.set_result(answer))
+                self.answer(raw, name, started, lambda *answer: answered.done() or answered.set_result(answer))
                 status, headers, body = await answered
         headers.append((b"content-length", str(len(body)).encode()))
         await send({"type": "http.response.start", "status": status, "headers": headers})
