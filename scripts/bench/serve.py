@@ -2,11 +2,11 @@
 
 Through real uvicorn servers (each in its own process) at concurrency 1, 8 and 32:
   bare          one Litestar route: decode JSON, encode the record, one ONNX Runtime call, answer
-  bare ASGI     the same as a plain ASGI function, no framework: the floor (our predict route skips
-                Litestar's per-request machinery too, so this shows what is left of the full path's cost)
-  full          gateway (API key + rate limit), online feature lookup, routing, per-request encode, micro-batched
-                ONNX Runtime call, request id, asynchronous prediction log — micro-batching off
-                (serving.max_batch = 1) and on (the spec's max_wait_ms / max_batch)
+  bare ASGI     the same as a plain ASGI function, no framework: a floor for ASGI under uvicorn (the
+                appliance answers a plain predict request below ASGI, in its HTTP protocol)
+  full          gateway (API key + rate limit), routing, request id, online feature lookup and encoding
+                and the ONNX Runtime call (per micro-batch), asynchronous prediction log — micro-batching
+                off (serving.max_batch = 1) and on (the spec's max_wait_ms / max_batch)
   full + A/B    the same with an A/B deployment splitting traffic by user_id (concurrency 32)
 Run for the sample model (LightGBM, ~22 µs per row in ONNX Runtime, so HTTP handling is nearly
 all the cost and micro-batching has little to save) and, at concurrency 32, for MLPs of the same
