@@ -216,19 +216,21 @@ def test_plain_predicts_are_answered_as_the_app_answers_them_and_in_order(server
                      + _predict_request(pair) + _predict_request(b'{"amount": 1}') + _predict_request(record))
         answers = _answers(conn, 6)
     direct, health, through_asgi, two, bad, again = answers
-    assert [h.split(b"\r\n")[0] for h, _ in answers] == [b"HTTP/1.1 200 OK"] * 4 + [b"HTTP/1.1 422 Unprocessable Entity",
-                                                                                   b"HTTP/1.1 200 OK"]
+    assert [h.split(b"\r\n")[0] for h, _ in answers] == \
+        [b"HTTP/1.1 200 OK"] * 4 + [b"HTTP/1.1 422 Unprocessable Entity", b"HTTP/1.1 200 OK"]
     assert msgspec.json.decode(health[1]) == {"status": "ok"}
     first, asgi = msgspec.json.decode(direct[1]), msgspec.json.decode(through_asgi[1])
     assert asgi["probability"] == first["probability"] and asgi["request_id"] != first["request_id"]
     names = [sorted(line.split(b":")[0] for line in h.split(b"\r\n")[1:]) for h, _ in (direct, through_asgi)]
     assert names[0] == names[1] == [b"content-length", b"content-type", b"date", b"server", b"x-request-id"]
     assert [p["probability"] for p in msgspec.json.decode(two[1])["predictions"]][0] == first["probability"]
-    assert b"missing entity key" in bad[1] and msgspec.json.decode(again[1])["probability"] == first["probability"]
+    assert b"missing entity key" in bad[1]
+    assert msgspec.json.decode(again[1])["probability"] == first["probability"]
     with _connect(server) as conn:  # the client says it is done: the answer says so, and the connection ends
         conn.sendall(_predict_request(record, b"connection: close"))
         answer = _read_to_close(conn)
-    assert answer.startswith(b"HTTP/1.1 200 ") and b"\r\nconnection: close\r\n\r\n" in answer  # last, as uvicorn puts it
+    assert answer.startswith(b"HTTP/1.1 200 ")
+    assert b"\r\nconnection: close\r\n\r\n" in answer  # the last header, as uvicorn puts it
 
 
 def test_a_predict_whose_body_never_comes_is_not_waited_for(server):
@@ -270,7 +272,8 @@ def test_a_scoring_failure_is_a_500_answered_and_logged(server, monkeypatch):
 
 def _answer_length(answer: bytes) -> int:
     head, _, _ = answer.partition(b"\r\n\r\n")
-    length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:"))
+    length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                  if line.lower().startswith(b"content-length:"))
     return len(head) + 4 + length
 
 

@@ -5,10 +5,10 @@ Bounds. The parser would buffer a head without limit (one client could send giga
 header) and wait for it without end (idle or trickling connections held forever). The parser's
 completed pieces (request line, headers, trailers) are counted, and so is what arrives while none
 completes; past MAX_HEAD_BYTES the answer is 431 and the connection closes. A head must be whole
-HEAD_TIMEOUT_S after the connection opened or the message began; else 408 (or a silent close, if
-nothing came). A refusal waits for the answers of requests pipelined before it. One timer per
-connection keeps the time, re-armed only when it fires: arming one per request cost the event loop
-a heap push and a cancel each time.
+HEAD_TIMEOUT_S after the connection opened, its message began or the last message ended or was
+answered; else 408 (or a silent close, if nothing came). A refusal waits for the answers of requests
+pipelined before it. One timer per connection keeps the time, re-armed only when it fires: arming
+one per request cost the event loop a heap push and a cancel each time.
 
 One write per answer. uvicorn writes a response's head and its body separately: two system calls,
 two TCP segments and two wake-ups of the client for every answer, the largest single cost of a
@@ -24,7 +24,7 @@ connection unanswered, the client reading its answers, the prediction log keepin
 from the parser's callbacks to ``PredictEndpoint.answer``, the same code the ASGI route runs, and
 its answer written as uvicorn would write it. Everything else (chunked or large bodies, 100
 Continue, backpressure, other methods) goes to the app. The requests one poll of the sockets brings
-are then encoded in that turn and scored together at the next (micro-batching). A ``_DirectCycle``
+are then completed, encoded and scored together at the next turn (micro-batching). A ``_DirectCycle``
 stands in for uvicorn's cycle, so pipelining, disconnects and graceful shutdown work as for any
 request.
 """
@@ -139,8 +139,9 @@ class HttpProtocol(HttpToolsProtocol):
     def _direct_predict(self) -> str | None:
         # The model name of a request to answer directly (the plain case of the module doc), else None.
         url, cycle = self.url, self.cycle
-        if not url.endswith(b"/predict") or b"?" in url or b"%" in url or b"#" in url or self.expect_100_continue \
-                or (cycle is not None and not cycle.response_complete) or self.flow.write_paused:
+        if not url.endswith(b"/predict") or b"?" in url or b"%" in url or b"#" in url \
+                or self.expect_100_continue or (cycle is not None and not cycle.response_complete) \
+                or self.flow.write_paused:
             return None
         parser = self.parser
         if parser.get_method() != b"POST" or parser.get_http_version() != "1.1" or parser.should_upgrade():
