@@ -24,7 +24,10 @@ import msgspec
 import polars as pl
 
 from appliance.alerts.actions import wait_for_actions
+from appliance.data.contract import cast_columns
+from appliance.data.declared import model_contract
 from appliance.data.sources import read_source
+from appliance.data.values import iso, json_value
 from appliance.errors import InvalidInput, NotFound
 from appliance.home import Home
 
@@ -73,11 +76,17 @@ class Api:
 
 
 def live_frame(home: Home, model: str, days: int | None) -> pl.DataFrame:
-    """The spec's live rows (its first ``days`` days), sorted by event time."""
+    """The spec's live rows (its first ``days`` days), read as the data contract types them (text
+    timestamps become times), sorted by event time; rows without an event time are left out."""
     spec = home.spec(model)
     if not spec.data.live:
         raise NotFound(f"model '{model}' has no [data] live file to replay; add live = 'FILE' to its spec")
-    frame = read_source(spec.resolve(spec.data.live)).sort(spec.features.event_time, maintain_order=True)
+    when = spec.features.event_time
+    frame = cast_columns(model_contract(spec), read_source(spec.resolve(spec.data.live)))
+    if when not in frame.columns or frame.schema[when] != pl.Datetime("us", "UTC"):
+        raise InvalidInput(f"the live file of '{model}' has no event time column '{when}' that reads as a "
+                           "timestamp; fix the file or [features] event_time")
+    frame = frame.filter(pl.col(when).is_not_null()).sort(when, maintain_order=True)
     if days is not None:
         start = frame[spec.features.event_time].min()
         first_day = datetime(start.year, start.month, start.day, tzinfo=start.tzinfo)
@@ -99,9 +108,9 @@ def replay(root: Path, model: str, url: str, *, speed: float = SPEED, days: int 
         frame = live_frame(home, model, days)
     keys = spec.features
     when = keys.event_time
-    fields = [keys.entity_key, *(f.name for f in keys.request)]
+    fields = [*([keys.entity_key] if keys.entity_key else []), *(f.name for f in keys.request)]
     events = frame[when].to_list()
-    records = frame.select(fields).to_dicts()
+    records = [{k: json_value(v) for k, v in r.items()} for r in frame.select(fields).to_dicts()]
     outcomes = frame[spec.target.column].to_list()
     api = Api(url, key)
     labels: list[tuple[datetime, str, int, float]] = []  # (due, request id, position, outcome) heap
@@ -153,7 +162,7 @@ def replay(root: Path, model: str, url: str, *, speed: float = SPEED, days: int 
             while j < len(events) and j - i < BATCH_ROWS and _midnight(events[j]) == day and \
                     (speed == 0 or events[j] <= events[i] + timedelta(seconds=speed * 0.05)):
                 j += 1
-            batch = [r | {when: _iso(e)} for r, e in zip(records[i:j], events[i:j])]
+            batch = [r | {when: iso(e)} for r, e in zip(records[i:j], events[i:j])]
             answer = api.post(f"/v1/models/{model}/predict", batch)
             for position, (e, outcome) in enumerate(zip(events[i:j], outcomes[i:j])):
                 heapq.heappush(labels, (e + delay, answer["request_id"], position, float(outcome)))
@@ -278,6 +287,3 @@ def _monitoring_job() -> Callable[[Path, str, Callable[[str], None]], object]:
 def _midnight(t: datetime) -> datetime:
     return datetime(t.year, t.month, t.day, tzinfo=t.tzinfo)
 
-
-def _iso(t: datetime) -> str:
-    return t.isoformat().replace("+00:00", "Z")

@@ -20,13 +20,13 @@ AggregateFunction = Literal["count", "sum", "mean", "min", "max"]
 
 
 class Feature(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    name: str
-    type: FeatureType
+    name: str                   # the column in the request, or in [data] entities
+    type: FeatureType           # category: a vocabulary learnt at training; unseen values read as missing
 
 
 class ModelSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    name: str
-    description: str = ""
+    name: str                   # the model's name in the registry, the API and the CLI
+    description: str = ""       # one line for people
 
 
 class DataSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -39,8 +39,8 @@ class DataSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 class Aggregation(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """A windowed aggregation over the entity's history, e.g. the mean amount over 30 days."""
 
-    name: str
-    function: AggregateFunction
+    name: str                   # the feature's name
+    function: AggregateFunction  # count of events, or sum, mean, min or max of column
     window: str                 # '1h', '7d', '30d': events in [s - window, s] count, s the entity's latest event
     column: str | None = None   # the history column aggregated; count without one counts events
 
@@ -53,9 +53,9 @@ class Derived(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """A request-time feature: ``ratio`` of two features, or ``since_last`` (seconds since the entity's
     latest earlier event)."""
 
-    name: str
-    op: Literal["ratio", "since_last"]
-    of: list[str] = []
+    name: str                   # the feature's name
+    op: Literal["ratio", "since_last"]  # ratio: of[0] / of[1]; since_last: seconds since the entity's last event
+    of: list[str] = []          # ratio: the two features divided, numerator first; since_last: none
 
     @property
     def type(self) -> FeatureType:
@@ -63,55 +63,55 @@ class Derived(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 
 class FeaturesSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    entity_key: str
-    event_time: str
-    request: list[Feature]
-    entity_attributes: list[Feature] = []
-    aggregations: list[Aggregation] = []
-    derived: list[Derived] = []
+    event_time: str             # the column of each row's time; windows and point-in-time joins use it
+    request: list[Feature]      # the fields a prediction request carries, one table each
+    entity_key: str | None = None  # the column naming whose history a row belongs to; None: each row stands alone
+    entity_attributes: list[Feature] = []  # columns of [data] entities, joined on entity_key
+    aggregations: list[Aggregation] = []  # windowed aggregations over each entity's history
+    derived: list[Derived] = []  # features computed at request time from the others
     ttl: str | None = None      # history older than this before the event is not used (None: no limit)
     update_online: bool = True  # every answered request is an event: the server moves its entity's online row forward
 
 
 class TargetSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    column: str
+    column: str                 # the label column of the source, 0 or 1
     threshold: float = 0.5      # probability at or above which the label is 1
 
 
 class SearchRange(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """One hyperparameter's search space: a list of choices, or a numeric range (log-uniform if ``log``)."""
 
-    choices: list[float | int | str | bool] | None = None
-    low: float | None = None
-    high: float | None = None
-    log: bool = False
-    integer: bool = False
+    choices: list[float | int | str | bool] | None = None  # draw one of these (low and high are then unused)
+    low: float | None = None    # the range's lower end
+    high: float | None = None   # the range's upper end
+    log: bool = False           # draw log-uniformly (low must be above 0)
+    integer: bool = False       # round the draw to an integer
 
 
 class SearchSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     trials: int = 0             # 0: no search, train once with [training.params]
     validation_days: int = 5    # the last N training days score the trials (the evaluation days stay unseen)
-    space: dict[str, SearchRange] = {}
+    space: dict[str, SearchRange] = {}  # hyperparameter name: its range; a draw overrides [training.params]
 
 
 class TrainingSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    trainer: Literal["lightgbm", "mlp"] = "lightgbm"
+    trainer: Literal["lightgbm", "mlp"] = "lightgbm"  # gradient-boosted trees, or a PyTorch multilayer perceptron
     eval_days: int = 10         # the last N days of the snapshot are held out for evaluation
-    retrain_eval_days: int = 1  # a retrain holds out only the newest N days with labels, so fresh patterns train …
-    retrain_min_per_class: int = 100  # … widened a day at a time (up to eval_days) until each class has this many
-    seed: int = 7
-    params: dict[str, float | int | str | bool] = {}
-    search: SearchSection = SearchSection()
+    retrain_eval_days: int = 1  # a retrain holds out only the newest N labelled days, so fresh patterns train
+    retrain_min_per_class: int = 100  # a retrain's held-out days widen (up to eval_days) until each class has this many
+    seed: int = 7               # seeds training and the search's draws, so a run reproduces
+    params: dict[str, float | int | str | bool] = {}  # the trainer's hyperparameters, passed through as given
+    search: SearchSection = SearchSection()  # random hyperparameter search
     checkpoint_every: int = 1   # MLP: epochs between checkpoints (a killed run resumes from the last)
     quantize: bool = False      # MLP: also build an INT8 dynamically quantized ONNX variant
     schedule: str | None = None  # retrain on a schedule: 'every 1d' or a crontab line ('0 3 * * 1'); None: never
 
 
 class ValidationSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    min_auc: float = 0.80
-    max_parity_diff: float = 1e-5
+    min_auc: float = 0.80               # a new version's AUC on the evaluation days, at least
+    max_parity_diff: float = 1e-5       # ONNX against the native model: largest absolute probability gap
     recall_at_precision: float = 0.80   # recall is measured at the best threshold with this precision
-    min_recall: float = 0.25
+    min_recall: float = 0.25            # recall at recall_at_precision, at least
     max_regression: float = 0.02        # AUC may be at most this much below production's, same data
     segments: list[str] = []            # feature columns whose values are segments (e.g. country)
     max_segment_gap: float = 0.10       # largest AUC gap between segments
@@ -122,7 +122,7 @@ class ValidationSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True)
 
 
 class ServingSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    max_batch_rows: int = 1000
+    max_batch_rows: int = 1000  # a larger batch request is refused (413)
     max_wait_ms: float = 1.0    # micro-batching: how long a single-row request may wait for company
     max_batch: int = 64         # micro-batching: rows per ONNX Runtime call at most
 
@@ -149,16 +149,17 @@ class DeploymentSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True)
 
 
 class ModelSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    model: ModelSection
-    data: DataSection
-    features: FeaturesSection
-    target: TargetSection
-    training: TrainingSection = TrainingSection()
-    validation: ValidationSection = ValidationSection()
-    serving: ServingSection = ServingSection()
-    deployment: DeploymentSection = DeploymentSection()
-    monitoring: MonitoringSection = MonitoringSection()
-    alerts: list[AlertRule] = msgspec.field(default_factory=lambda: list(DEFAULT_ALERTS))
+    model: ModelSection         # the model's name and description
+    data: DataSection           # the labelled history, its contract, entities and live traffic
+    features: FeaturesSection   # the model's inputs, computed the same way offline and online
+    target: TargetSection       # the label
+    training: TrainingSection = TrainingSection()  # how a version is trained
+    validation: ValidationSection = ValidationSection()  # the gates a version must pass before it can serve
+    serving: ServingSection = ServingSection()  # the prediction API's limits and micro-batching
+    deployment: DeploymentSection = DeploymentSection()  # canary rollout, A/B splits, and what a retrain does
+    monitoring: MonitoringSection = MonitoringSection()  # drift, data quality and accuracy of served traffic
+    alerts: list[AlertRule] = msgspec.field(  # rules over the monitoring results
+        default_factory=lambda: list(DEFAULT_ALERTS))
     path: Path | None = None    # where the spec was read from; relative data paths resolve there
 
     @property
@@ -210,6 +211,12 @@ def load_spec(path: Path) -> ModelSpec:
 
 
 def _check_features(path: Path, features: FeaturesSection, names: list[str]) -> None:
+    if features.entity_key is None:
+        needing = ([f.name for f in features.entity_attributes] + [a.name for a in features.aggregations]
+                   + [d.name for d in features.derived if d.op == "since_last"])
+        if needing:
+            raise InvalidInput(f"model spec {path}: feature(s) {needing} belong to an entity, but [features] "
+                               "names no entity_key; add entity_key = \"COLUMN\" or remove them")
     for duration in [a.window for a in features.aggregations] + ([features.ttl] if features.ttl else []):
         try:
             parse_duration(duration)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import socket
 import threading
@@ -79,6 +80,13 @@ class RunningServer:
 @pytest.fixture
 def server(home_dir: Path) -> Iterator[RunningServer]:
     """The real API under uvicorn on an ephemeral loopback port, over a private data directory."""
+    with running_server(home_dir) as running:
+        yield running
+
+
+@contextlib.contextmanager
+def running_server(home_dir: Path) -> Iterator[RunningServer]:
+    """The real API under uvicorn on an ephemeral loopback port, over a data directory, until the block ends."""
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
@@ -91,11 +99,13 @@ def server(home_dir: Path) -> Iterator[RunningServer]:
         assert time.monotonic() < deadline, "server did not start"
         time.sleep(0.02)
     running = RunningServer(f"http://127.0.0.1:{port}", home_dir, config.app)
-    yield running
-    running.client.close()
-    srv.should_exit = True
-    thread.join(timeout=10)
-    sock.close()
+    try:
+        yield running
+    finally:
+        running.client.close()
+        srv.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
 
 
 def sliced_spec(tmp: Path, days: int, eval_days: int, **overrides: str) -> Path:

@@ -129,8 +129,12 @@ def test_requests_are_completed_in_batches_and_bad_ones_name_the_record(tmp_path
     assert rows[0]["n_1h"] == 1 and rows[1]["n_1h"] is None and rows[1]["country"] == "JP"
     with pytest.raises(InvalidInput, match="record 1: missing entity key 'user_id'"):
         online.complete([{"user_id": "a"}, {"amount": 1.0}])
-    with pytest.raises(InvalidInput, match="'event_time' must be an ISO 8601 time"):
-        online.complete([{"user_id": "a", "event_time": 5}])
+    for bad in ("yesterday", True, -5, 10 ** 12):  # 10 ** 12: milliseconds, not Unix seconds
+        with pytest.raises(InvalidInput, match="'event_time' must be an ISO 8601 time .* or Unix seconds"):
+            online.complete([{"user_id": "a", "event_time": bad}])
+    unix = (T0 + 4 * HOUR).timestamp()  # a Unix timestamp is the same instant as its ISO text
+    by_number, by_text = (online.complete([{"user_id": "a", "event_time": t, "amount": 50.0}])[0] for t in (unix, at))
+    assert by_number | {"event_time": at} == by_text
     never = OnlineFeatures(OnlineStore(tmp_path / "online.db"), "other-model", FEATURES)
     with pytest.raises(NotReady, match="appliance features materialize other-model"):
         never.complete([{"user_id": "a"}])

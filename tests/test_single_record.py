@@ -101,7 +101,8 @@ BAD_RECORDS = [
     ["not", "an", "object"],
     {"amount": 1.0},
     {"user_id": 17, "amount": 1.0},
-    {"user_id": "u00001", "event_time": 1760000000},
+    {"user_id": "u00001", "event_time": 1760000000000},  # milliseconds, not Unix seconds
+    {"user_id": "u00001", "event_time": {"at": 1}},
     {"user_id": "u00001", "event_time": "yesterday"},
 ]
 
@@ -147,8 +148,8 @@ BAD_FEATURES = [
     ({"amount": 10 ** 400}, "feature 'amount' must be a number within a float's range"),
     ({"hour": 1.5}, "feature 'hour' must be an integer, got a number"),
     ({"hour": -10 ** 400}, "feature 'hour' must be an integer within a float's range"),
-    ({"is_foreign": "yes"}, "feature 'is_foreign' must be true or false, got a string"),
-    ({"is_foreign": 1}, "feature 'is_foreign' must be true or false, got an integer"),
+    ({"is_foreign": "yes"}, "feature 'is_foreign' must be true or false (or 1 or 0), got a string"),
+    ({"is_foreign": 2}, "feature 'is_foreign' must be true or false (or 1 or 0), got an integer"),
     ({"merchant_category": 3}, "feature 'merchant_category' must be a string, got an integer"),
     ({"merchant_category": ["a"]}, "feature 'merchant_category' must be a string, got a list"),
 ]

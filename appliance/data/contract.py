@@ -23,6 +23,10 @@ POLARS_TYPES: dict[str, pl.DataType] = {
     "timestamp": pl.Datetime("us", "UTC"),
 }
 
+# Text timestamps: the format polars infers from a column's first value, then ISO 8601's common forms
+# (a zone offset or 'Z' converts to UTC; text without one is taken as UTC).
+TIMESTAMP_FORMATS = [None, "%Y-%m-%dT%H:%M:%S%.f%#z", "%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f",
+                     "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M", "%Y-%m-%d"]
 # More than this share of a column failing its type is a broken batch, not a few bad rows.
 UNREADABLE_SHARE = 0.5
 # A batch below this share of the contract's daily volume is refused outright.
@@ -30,24 +34,24 @@ VOLUME_FLOOR_SHARE = 0.5
 
 
 class FieldRule(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    name: str
-    type: FieldType
-    nullable: bool = True
-    unique: bool = False
-    min: float | None = None
-    max: float | None = None
-    allowed_values: list[str | int | float] | None = None
+    name: str                   # the column's name
+    type: FieldType             # what the column must read as; a value that does not quarantines its row
+    nullable: bool = True       # false: a null quarantines its row
+    unique: bool = False        # true: rows repeating a value within the batch are quarantined
+    min: float | None = None    # a value below it quarantines its row
+    max: float | None = None    # a value above it quarantines its row
+    allowed_values: list[str | int | float] | None = None  # any other value quarantines its row
 
 
 class ContractInfo(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    name: str
-    version: str
-    event_time: str
-    description: str = ""
+    name: str                   # the contract's name, quoted in errors
+    version: str                # e.g. '1.0'; for people, not checked
+    event_time: str             # the column freshness and volume are measured on
+    description: str = ""       # what a row is, for people
 
 
 class Freshness(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    max_staleness: str
+    max_staleness: str          # a newest event older than this at ingest is a warning: '24h', '7d'
 
     @property
     def limit(self) -> timedelta:
@@ -55,14 +59,14 @@ class Freshness(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 
 class Volume(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    min_rows_per_day: int
+    min_rows_per_day: int       # fewer accepted rows a day warns; far fewer (VOLUME_FLOOR_SHARE) refuses the batch
 
 
 class DataContract(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    contract: ContractInfo
-    fields: list[FieldRule]
-    freshness: Freshness | None = None
-    volume: Volume | None = None
+    contract: ContractInfo      # the contract's name, version and event-time column
+    fields: list[FieldRule]     # the columns a batch must have, one table each; other columns are dropped
+    freshness: Freshness | None = None  # how recent the newest event must be; left out: not checked
+    volume: Volume | None = None  # the rows a day a batch should bring; left out: not checked
 
 
 class ContractResult(msgspec.Struct):
@@ -131,19 +135,29 @@ def check_batch(contract: DataContract, frame: pl.DataFrame, as_of: datetime | N
     return ContractResult(frame.height, accepted, quarantined, warnings)
 
 
+def cast_columns(contract: DataContract, frame: pl.DataFrame) -> pl.DataFrame:
+    """The frame with each contract column read as its declared type (a value that does not read
+    becomes null; ``check_batch`` is what quarantines such rows). Other columns are left as they are."""
+    return frame.with_columns(_cast(rule, frame.schema[rule.name]).alias(rule.name)
+                              for rule in contract.fields if rule.name in frame.columns)
+
+
 def _cast(rule: FieldRule, source: pl.DataType) -> pl.Expr:
     col, target = pl.col(rule.name), POLARS_TYPES[rule.type]
     if source == target:
         return col
     if rule.type == "timestamp":
-        if source == pl.String:
-            return col.str.to_datetime(time_zone="UTC", strict=False).dt.cast_time_unit("us")
+        if source == pl.String:  # the file's own format (inferred from its first value), else ISO 8601's forms
+            return pl.coalesce([col.str.to_datetime(format=f, time_zone="UTC", strict=False, time_unit="us")
+                                for f in TIMESTAMP_FORMATS])
         if isinstance(source, pl.Datetime):
             zoned = col.dt.replace_time_zone("UTC") if source.time_zone is None else col.dt.convert_time_zone("UTC")
             return zoned.dt.cast_time_unit("us")
     if rule.type == "boolean" and source == pl.String:
-        lowered = col.str.to_lowercase()
+        lowered = col.str.strip_chars().str.to_lowercase()
         return pl.when(lowered.is_in(["true", "1"])).then(True).when(lowered.is_in(["false", "0"])).then(False)
+    if rule.type == "boolean" and source.is_numeric():
+        return pl.when(col == 1).then(True).when(col == 0).then(False)  # a flag is 0 or 1; 2 is not a boolean
     if rule.type in ("integer", "float") and source == pl.Boolean:
         return pl.lit(None, target)  # a flag where a number belongs is not a number
     return col.cast(target, strict=False)

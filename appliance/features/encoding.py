@@ -2,7 +2,8 @@
 
 Numbers pass through as float32, booleans become 1/0, categories become their index in the
 vocabulary learnt at training time. A null, or a category the model never saw, becomes NaN:
-the model's defined answer for a missing value.
+the model's defined answer for a missing value. A request's values follow ``data.values``: a
+category may come as its text or as an integer code, a boolean as true/false or 0/1.
 """
 
 from __future__ import annotations
@@ -13,11 +14,12 @@ import msgspec
 import numpy as np
 import polars as pl
 
+from appliance.data.values import KeyType, key_type_of, type_name
 from appliance.errors import InvalidInput
 from appliance.spec import Feature, FeaturesSection
 
-_TYPE_WORDS = {"float": "a number", "integer": "an integer", "boolean": "true or false",
-               "category": "a string"}
+_TYPE_WORDS = {"float": "a number", "integer": "an integer", "boolean": "true or false (or 1 or 0)",
+               "category": "a string", "category_code": "a string or an integer code"}
 
 
 class FeatureColumn(msgspec.Struct, frozen=True):
@@ -32,10 +34,11 @@ class FeatureSchema(msgspec.Struct, frozen=True):
 
     columns: list[FeatureColumn]
     definitions: FeaturesSection | None = None
+    key_type: KeyType = "string"    # the entity key's type, as the data contract declared it at training
 
     @classmethod
-    def learn(cls, features: list[Feature], frame: pl.DataFrame,
-              definitions: FeaturesSection | None = None) -> "FeatureSchema":
+    def learn(cls, features: list[Feature], frame: pl.DataFrame, definitions: FeaturesSection | None = None,
+              key_contract_type: str | None = None) -> "FeatureSchema":
         """Fix the column order and each category's vocabulary from the training rows."""
         columns = []
         for f in features:
@@ -43,7 +46,7 @@ class FeatureSchema(msgspec.Struct, frozen=True):
             if f.type == "category":
                 categories = sorted(frame[f.name].drop_nulls().cast(pl.String).unique().to_list())
             columns.append(FeatureColumn(f.name, f.type, categories))
-        return cls(columns, definitions)
+        return cls(columns, definitions, key_type_of(key_contract_type))
 
     @property
     def names(self) -> list[str]:
@@ -68,9 +71,12 @@ class RecordEncoder:
         self.schema = schema
         # Per column: the value types that pass as they are (numpy turns None into NaN, a boolean into
         # 1/0, an int or a float into the nearest float32), and a category's codes.
-        self._plan = [(c.name, c.type, _PASSING[c.type],
-                       {v: k for k, v in enumerate(c.categories)} if c.type == "category" else None)
-                      for c in schema.columns]
+        self._plan = []
+        for c in schema.columns:
+            kind, lookup = c.type, _codes(c.categories) if c.type == "category" else None
+            if lookup is not None and any(type(v) is int for v in lookup):
+                kind = "category_code"  # integer codes: sent as 3 or as "3"
+            self._plan.append((c.name, kind, _PASSING[kind], lookup))
 
     def encode(self, records: list) -> np.ndarray:
         """A float32 matrix for the records; the first bad record raises InvalidInput naming the field."""
@@ -96,7 +102,8 @@ class RecordEncoder:
             except KeyError:
                 raise InvalidInput(f"{where}missing feature '{name}'") from None
             if type(value) not in passing:
-                if not (kind == "integer" and type(value) is float and value.is_integer()):
+                if not (kind == "integer" and type(value) is float and value.is_integer()
+                        or kind == "boolean" and type(value) is int and (value == 0 or value == 1)):
                     raise _wrong_type(where, name, kind, value)
             elif lookup is not None and value is not None:
                 value = lookup.get(value, math.nan)
@@ -115,11 +122,19 @@ class RecordEncoder:
 
 _NONE = type(None)
 _PASSING = {"float": frozenset({float, int, _NONE}), "integer": frozenset({int, _NONE}),
-            "boolean": frozenset({bool, _NONE}), "category": frozenset({str, _NONE})}
+            "boolean": frozenset({bool, _NONE}), "category": frozenset({str, _NONE}),
+            "category_code": frozenset({str, int, _NONE})}
 _FLOAT_LIMIT = 2 ** 1024
 
 
+def _codes(categories: list[str]) -> dict:
+    # A category's index by its text and, for integer codes (learnt as their digits), by the integer too.
+    codes: dict = {v: k for k, v in enumerate(categories)}
+    for v, k in list(codes.items()):
+        if v.lstrip("-").isdigit() and v.isascii() and str(int(v)) == v:
+            codes[int(v)] = k
+    return codes
+
+
 def _wrong_type(where: str, name: str, kind: str, value: object) -> InvalidInput:
-    got = {bool: "a boolean", str: "a string", int: "an integer", float: "a number",
-           list: "a list", dict: "an object"}.get(type(value), type(value).__name__)
-    return InvalidInput(f"{where}feature '{name}' must be {_TYPE_WORDS[kind]}, got {got}")
+    return InvalidInput(f"{where}feature '{name}' must be {_TYPE_WORDS[kind]}, got {type_name(value)}")

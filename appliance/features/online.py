@@ -20,17 +20,17 @@ import polars as pl
 
 from appliance.data.snapshots import list_snapshots, read_snapshots
 from appliance.data.sources import read_source
+from appliance.data.values import MAX_ENTITY_CHARS, KeyType, entity_key
 from appliance.errors import InvalidInput, NotReady
 from appliance.features.feature_table import FEATURE_TIME, feature_rows, stored_names
 from appliance.features.online_updates import UpdateTarget
 from appliance.features.point_in_time import derive, ttl_micros, visible
-from appliance.features.request_time import request_time
+from appliance.data.values import request_time
 from appliance.features.tail import TailPlan, latest_tails
 from appliance.home import Home
 from appliance.spec import FeaturesSection, ModelSpec
 from storage.online_store import OnlineStore
 
-MAX_ENTITY_CHARS = 256   # an entity key is an id; a longer one is a mistake, and would be stored with every event
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder().decode
 
@@ -67,8 +67,9 @@ def materialize(store: OnlineStore, model: str, features: FeaturesSection, histo
     """Write the latest stored features of every entity (with history, attributes, or both)."""
     started = time.perf_counter()
     key = features.entity_key
+    # Keys are stored as their canonical text (an integer's digits), the form requests are looked up by.
     latest = feature_rows(features, history, latest_only=True).with_columns(
-        pl.col(FEATURE_TIME).dt.epoch("us").alias(FEATURE_TIME))
+        pl.col(FEATURE_TIME).dt.epoch("us").alias(FEATURE_TIME), pl.col(key).cast(pl.String))
     attributes = [f.name for f in features.entity_attributes]
     if attributes and entities is not None:
         latest = latest.join(entities.select(key, *attributes).with_columns(pl.col(key).cast(pl.String)),
@@ -85,11 +86,16 @@ def materialize(store: OnlineStore, model: str, features: FeaturesSection, histo
 
 
 def materialize_model(home: Home, spec: ModelSpec) -> list[MaterializeReport]:
-    """Materialize a model's features as its spec defines them, and as its served versions were trained."""
+    """Materialize a model's features as its spec defines them, and as its served versions were trained
+    (nothing for a model without an entity: it keeps no features)."""
+    if spec.features.entity_key is None:
+        return []
     history = read_snapshots(home.offline, list_snapshots(home.conn, spec.name))
     entities = read_source(spec.resolve(spec.data.entities)) if spec.data.entities else None
     reports, done = [], set()
     for features in [spec.features, *served_definitions(home, spec.name)]:
+        if features.entity_key is None:
+            continue
         ns = namespace(spec.name, features)
         if ns not in done:
             done.add(ns)
@@ -110,10 +116,11 @@ def served_definitions(home: Home, model: str) -> list[FeaturesSection]:
 
 
 class OnlineFeatures:
-    """Completes request records with a model version's stored and derived features."""
+    """Completes request records with a model version's stored and derived features (only the derived
+    ones for a model without an entity, which keeps nothing in the store)."""
 
-    def __init__(self, store: OnlineStore, model: str, features: FeaturesSection):
-        self.store, self.model, self.features = store, model, features
+    def __init__(self, store: OnlineStore, model: str, features: FeaturesSection, key_type: KeyType = "string"):
+        self.store, self.model, self.features, self.key_type = store, model, features, key_type
         self.namespace = namespace(model, features)
         self.ttl = ttl_micros(features)
         self.attributes = [f.name for f in features.entity_attributes]
@@ -187,19 +194,18 @@ class OnlineFeatures:
             row[name] = values.get(name) if usable else None
         return row
 
-    def _entity(self, record: object, where: str) -> str:
+    def _entity(self, record: object, where: str) -> str | None:
         if type(record) is not dict:
             raise InvalidInput(f"{where}each record must be a JSON object of named features")
-        entity = record.get(self.features.entity_key)
-        if type(entity) is not str:
-            raise InvalidInput(f"{where}missing entity key '{self.features.entity_key}' (a string): features "
-                               "are looked up by it")
-        if len(entity) > MAX_ENTITY_CHARS:
-            raise InvalidInput(f"{where}entity key '{self.features.entity_key}' is {len(entity):,} characters; "
-                               f"the limit is {MAX_ENTITY_CHARS}")
-        return entity
+        name = self.features.entity_key
+        if name is None:
+            return None
+        entity = record.get(name)
+        if type(entity) is str and self.key_type == "string" and len(entity) <= MAX_ENTITY_CHARS:
+            return entity  # the common case, without a call
+        return entity_key(entity, self.key_type, name, where)
 
-    def _read(self, entities: list[str]) -> dict[str, tuple[int | None, bytes]]:
+    def _read(self, entities: list) -> dict[str, tuple[int | None, bytes]]:
         # The stored rows of the entities that have one; none at all is fine only once materialized.
         if not (self.attributes or self.aggregations):
             return {}

@@ -24,7 +24,7 @@ import math
 import msgspec
 
 from appliance.errors import InvalidInput
-from appliance.features.request_time import request_time
+from appliance.data.values import request_time
 from storage.online_store import OnlineStore
 
 log = logging.getLogger(__name__)

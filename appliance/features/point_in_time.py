@@ -67,18 +67,27 @@ def _ratio(numerator: np.ndarray | float, denominator: np.ndarray | float) -> np
     return result
 
 
-def point_in_time_features(features: FeaturesSection, rows: pl.DataFrame, table: pl.DataFrame,
+def point_in_time_features(features: FeaturesSection, rows: pl.DataFrame, table: pl.DataFrame | None,
                            entities: pl.DataFrame | None = None) -> pl.DataFrame:
     """Each row (entity key, event time, request values) with its features as known just before its time.
 
-    ``table`` is the feature table (``feature_table_sql``); the result keeps the rows' order.
+    ``table`` is the feature table (``feature_table_sql``); the result keeps the rows' order. Keys are
+    matched as their canonical text, so an integer key in the events matches the same id in an entity
+    file that stores it as text. Without an entity (``entity_key`` None) only derived features are added.
     """
     key, t = features.entity_key, features.event_time
+    if key is None:
+        event_micros = _micros(rows[t])
+        extra = derive(features.derived, _derived_inputs(features, rows), event_micros,
+                       np.full(rows.height, np.nan))
+        return rows.with_columns(pl.Series(n, v).fill_nan(None) for n, v in extra.items())
+    assert table is not None, "a model with an entity joins its feature table"
     aggregations = [a.name for a in features.aggregations]
+    text_key = pl.col(key).cast(pl.String)
     con = connect()
     # Only the join keys go through DuckDB; the rows keep their own columns and types.
-    con.register("entity_rows", rows.select(key, t).with_row_index("_row"))
-    con.register("feature_rows", table)
+    con.register("entity_rows", rows.select(text_key, t).with_row_index("_row"))
+    con.register("feature_rows", table.with_columns(text_key))
     picked = ", ".join(f"f.{quote(c)}" for c in [FEATURE_TIME, *aggregations])
     found = con.sql(
         f"SELECT {picked} FROM entity_rows r ASOF LEFT JOIN feature_rows f "
@@ -95,13 +104,20 @@ def point_in_time_features(features: FeaturesSection, rows: pl.DataFrame, table:
     if features.entity_attributes:
         attributes = [f.name for f in features.entity_attributes]
         if entities is None:
-            entities = pl.DataFrame({key: [], **{a: [] for a in attributes}},
-                                    schema_overrides={key: joined.schema[key]})
-        joined = joined.join(entities.select(key, *attributes), on=key, how="left", maintain_order="left")
-    inputs = {n: joined[n].cast(pl.Float64).to_numpy() for d in features.derived for n in d.of
-              if n in joined.columns}
-    extra = derive(features.derived, inputs, event_micros, feature_micros)
+            entities = pl.DataFrame({key: [], **{a: [] for a in attributes}}, schema_overrides={key: pl.String})
+        joined = (joined.with_columns(text_key.alias(_TEXT_KEY))
+                  .join(entities.select(text_key.alias(_TEXT_KEY), *attributes), on=_TEXT_KEY, how="left",
+                        maintain_order="left")
+                  .drop(_TEXT_KEY))
+    extra = derive(features.derived, _derived_inputs(features, joined), event_micros, feature_micros)
     return joined.drop(FEATURE_TIME).with_columns(pl.Series(n, v).fill_nan(None) for n, v in extra.items())
+
+
+_TEXT_KEY = "_entity_text"
+
+
+def _derived_inputs(features: FeaturesSection, frame: pl.DataFrame) -> dict[str, np.ndarray]:
+    return {n: frame[n].cast(pl.Float64).to_numpy() for d in features.derived for n in d.of if n in frame.columns}
 
 
 def _micros(times: pl.Series) -> np.ndarray:

@@ -11,7 +11,7 @@ import polars as pl
 
 from appliance.data.snapshots import list_snapshots, read_snapshots
 from appliance.data.sources import read_source
-from appliance.errors import NotReady
+from appliance.errors import InvalidInput, NotReady
 from appliance.features.feature_table import feature_rows
 from appliance.features.online import OnlineFeatures, namespace
 from appliance.features.point_in_time import point_in_time_features
@@ -41,6 +41,8 @@ class SkewReport(msgspec.Struct):
 def check_skew(home: Home, spec: ModelSpec, sample: int = 200, seed: int = 0) -> SkewReport:
     """Compare stored features of a seeded sample of entities with the offline join at the same time."""
     features = spec.features
+    if features.entity_key is None:
+        raise InvalidInput(f"model '{spec.name}' has no entity: it keeps no online features to compare")
     store_namespace = namespace(spec.name, features)
     if home.online.materialization(store_namespace) is None:
         raise NotReady(f"model '{spec.name}' has no materialized features to check; run "

@@ -22,14 +22,16 @@ def build_training_set(spec: ModelSpec, events: pl.DataFrame, entities: pl.DataF
     if keys.entity_attributes and entities is None:
         raise InvalidInput(f"model '{spec.name}' has entity attributes but its spec names no "
                            "[data] entities file")
-    history = [keys.entity_key, keys.event_time, *sorted({a.column for a in keys.aggregations if a.column})]
+    entity = [keys.entity_key] if keys.entity_key is not None else []
+    history = [*entity, keys.event_time, *sorted({a.column for a in keys.aggregations if a.column})]
     missing = [c for c in history if c not in events.columns]
     if missing:
         raise InvalidInput(f"training data lacks column(s) {missing} that the spec of '{spec.name}' uses")
     labelled = (events.filter(pl.col(spec.target.column).is_not_null())
                 .sort(keys.event_time, maintain_order=True))
-    frame = point_in_time_features(keys, labelled, feature_rows(keys, events.select(history)), entities)
-    columns = [keys.event_time, keys.entity_key, *(f.name for f in spec.model_features), spec.target.column]
+    table = feature_rows(keys, events.select(history)) if entity else None
+    frame = point_in_time_features(keys, labelled, table, entities)
+    columns = [keys.event_time, *entity, *(f.name for f in spec.model_features), spec.target.column]
     missing = [c for c in columns if c not in frame.columns]
     if missing:
         raise InvalidInput(f"training data lacks column(s) {missing} that the spec of '{spec.name}' uses")

@@ -28,6 +28,7 @@ from functools import partial
 
 import msgspec
 
+from appliance.data.values import time_text
 from appliance.errors import ApplianceError, InvalidInput, PayloadTooLarge
 from appliance.serving.batching import NotEncoded
 from appliance.serving.problems import (BODY_TOO_LARGE, MAX_BODY_BYTES, PROBLEM, error_response, failure_body,
@@ -282,7 +283,7 @@ class PredictEndpoint:
         for i, (record, p) in enumerate(zip(records, probabilities)):
             key, at = record.get(entity), record.get(event_time)
             record_row((request_id, i, arm.model.name, arm.model.version, arm.name, route.deployment_id, now,
-                        None if at is None else str(at), None if key is None else str(key), record,
+                        at if at is None or type(at) is str else time_text(at), None if key is None else str(key), record,
                         p, None if p is None else int(p >= threshold), latency_ms, status))
 
     def _start_shadow(self, route: Route, request_id: str, records: list, single: bool) -> None:

@@ -1,0 +1,112 @@
+"""Values one at a time, to the types the data contract and the spec declare.
+
+Every door that takes single values — a request's entity key and event time, a feature in a request,
+a logged record read back for feedback, a row of a file replayed or shown as an example — converts
+them here; whole frames convert in ``contract.cast_columns``. The rules:
+
+- an entity key is an integer or a string, as the contract declares; it is kept and compared as its
+  canonical text (an integer's decimal digits), so ``42`` and ``"42"`` name one integer-keyed entity;
+- an event time is ISO 8601 text or a Unix timestamp in seconds (a JSON number);
+- a category may arrive as a string or an integer code; a boolean as true/false or 0/1.
+
+Anything else is ``InvalidInput`` naming the field, the type it got and the type it needs. This
+module imports nothing heavy: the prediction log's writer process reads event times too.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timezone
+from typing import Literal
+
+from appliance.errors import InvalidInput
+
+KeyType = Literal["string", "integer"]
+MAX_ENTITY_CHARS = 256   # an entity key is an id; a longer one is a mistake, and would be stored with every event
+# Unix seconds accepted as an event time: 1970 up to 2200 (later ones are typos of milliseconds).
+MAX_TIMESTAMP_S = 7_258_118_400
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_TYPE_NAMES = {bool: "a boolean", str: "a string", int: "an integer", float: "a number", list: "a list",
+               dict: "an object", type(None): "null"}
+
+
+def type_name(value: object) -> str:
+    """How an error names the JSON type of a value it got."""
+    return _TYPE_NAMES.get(type(value), type(value).__name__)
+
+
+def key_type_of(contract_type: str | None) -> KeyType:
+    """The key type of an entity column whose contract type is ``contract_type``."""
+    return "integer" if contract_type == "integer" else "string"
+
+
+def entity_key(value: object, key_type: KeyType, name: str, where: str = "") -> str:
+    """An entity key's canonical text; InvalidInput if it is missing or not of the declared type."""
+    kind = type(value)
+    if kind is str:
+        if key_type == "integer":
+            text = value.strip()
+            if not (text.lstrip("-").isdigit() and text.isascii()):
+                raise InvalidInput(f"{where}entity key '{name}' must be an integer, got the string {value[:40]!r}")
+            return str(int(text))
+        if len(value) > MAX_ENTITY_CHARS:
+            raise InvalidInput(f"{where}entity key '{name}' is {len(value):,} characters; the limit is "
+                               f"{MAX_ENTITY_CHARS}")
+        return value
+    if kind is int and key_type == "integer":
+        if len(text := str(value)) > MAX_ENTITY_CHARS:
+            raise InvalidInput(f"{where}entity key '{name}' has {len(text):,} digits; the limit is {MAX_ENTITY_CHARS}")
+        return text
+    if kind is float and key_type == "integer" and value.is_integer():
+        return str(int(value))
+    needed = "an integer" if key_type == "integer" else "a string"
+    if value is None:
+        raise InvalidInput(f"{where}missing entity key '{name}' ({needed}): features are looked up by it")
+    raise InvalidInput(f"{where}entity key '{name}' must be {needed}, got {type_name(value)}")
+
+
+def request_time(value: object, name: str, where: str = "") -> float:
+    """A request's event time in epoch microseconds: ISO 8601 text, or Unix seconds; InvalidInput otherwise."""
+    kind = type(value)
+    if kind is str:
+        try:
+            moment = datetime.fromisoformat(value)
+        except ValueError:
+            moment = None
+        if moment is not None:
+            return float(_to_micros(moment))
+    elif (kind is int or kind is float) and 0 <= value <= MAX_TIMESTAMP_S:
+        return float(round(value * 1_000_000))
+    raise InvalidInput(f"{where}'{name}' must be an ISO 8601 time like '2026-10-16T09:30:00Z' or Unix seconds, "
+                       f"got {type_name(value) if kind is not str else repr(value[:40])}; or leave it out for now")
+
+
+def time_text(value: object) -> object:
+    """An event time as the prediction log keeps it: ISO 8601 text (Unix seconds are converted); text or
+    anything else as it came (the log keeps what was sent)."""
+    if type(value) in (int, float) and 0 <= value <= MAX_TIMESTAMP_S:
+        return iso(datetime.fromtimestamp(value, timezone.utc))
+    return value if value is None or type(value) is str else str(value)
+
+
+def iso(moment: datetime) -> str:
+    """A time as ISO 8601 text in UTC with a 'Z' (naive times are taken as UTC)."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def json_value(value: object) -> object:
+    """A value read from a file as it travels in a JSON request: times as ISO 8601 text, the rest as is."""
+    if isinstance(value, datetime):
+        return iso(value)
+    if isinstance(value, date):
+        return value.isoformat()
+    return value
+
+
+def _to_micros(moment: datetime) -> int:
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    delta = moment - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds

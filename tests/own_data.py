@@ -1,0 +1,251 @@
+"""Small data sets unlike the bundled sample, each with its spec and contract, written to a folder.
+
+Each has a learnable binary target, so the whole loop (train, gates, serve, monitor, retrain) runs on
+it; each differs from the sample where new users' data differs: integer entity keys with an entity
+attributes file, integer category codes and 0/1 flags stored as integers (``subscriptions``); no
+entity at all, a CSV with text timestamps and text booleans (``loans``).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+SUBSCRIPTIONS_SPEC = """[model]
+name = "{name}"
+description = "Will this subscriber cancel before the next renewal?"
+
+[data]
+source = "history.parquet"
+contract = "contract.toml"
+entities = "subscribers.parquet"
+live = "live.parquet"
+
+[features]
+entity_key = "subscriber"
+event_time = "logged_at"
+request = [
+    {{ name = "minutes", type = "float" }},
+    {{ name = "channel", type = "category" }},
+    {{ name = "on_mobile", type = "boolean" }},
+]
+entity_attributes = [
+    {{ name = "plan", type = "category" }},
+    {{ name = "tenure_months", type = "integer" }},
+]
+aggregations = [
+    {{ name = "sessions_7d", function = "count", window = "7d" }},
+    {{ name = "minutes_mean_7d", function = "mean", column = "minutes", window = "7d" }},
+]
+derived = [{{ name = "since_last", op = "since_last" }}]
+
+[target]
+column = "cancelled"
+
+[training]
+eval_days = 4
+seed = 3
+
+[training.params]
+num_boost_round = 40
+learning_rate = 0.1
+num_leaves = 15
+min_child_samples = 20
+
+[validation]
+min_auc = 0.6
+min_recall = 0.0
+max_p99_ms = 1000.0
+"""
+
+SUBSCRIPTIONS_CONTRACT = """[contract]
+name = "sessions"
+version = "1"
+event_time = "logged_at"
+
+[[fields]]
+name = "session_id"
+type = "integer"
+nullable = false
+unique = true
+
+[[fields]]
+name = "logged_at"
+type = "timestamp"
+nullable = false
+
+[[fields]]
+name = "subscriber"
+type = "integer"
+nullable = false
+
+[[fields]]
+name = "minutes"
+type = "float"
+min = 0.0
+
+[[fields]]
+name = "channel"
+type = "integer"
+allowed_values = [1, 2, 3, 4]
+
+[[fields]]
+name = "on_mobile"
+type = "integer"
+allowed_values = [0, 1]
+
+[[fields]]
+name = "cancelled"
+type = "integer"
+allowed_values = [0, 1]
+"""
+
+
+def write_subscriptions(folder: Path, name: str = "subs", days: int = 16, live_days: int = 4,
+                        per_day: int = 300, seed: int = 0) -> Path:
+    """Integer subscriber ids with attributes in their own file; integer channel codes and 0/1
+    flags stored as integers; Parquet with naive timestamps. Returns the spec's path."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    subscribers = 400
+    ids = np.arange(1000, 1000 + subscribers)
+    plans = rng.integers(1, 4, subscribers)           # plan codes 1..3
+    tenure = rng.integers(1, 60, subscribers)
+    pl.DataFrame({"subscriber": ids, "plan": plans, "tenure_months": tenure}).write_parquet(
+        folder / "subscribers.parquet")
+    n = (days + live_days) * per_day
+    start = datetime(2026, 3, 1)
+    seconds = np.sort(rng.integers(0, (days + live_days) * 86400, n))
+    who = rng.integers(0, subscribers, n)
+    channel = rng.integers(1, 5, n)
+    mobile = rng.integers(0, 2, n)
+    minutes = rng.gamma(2.0, 10.0, n).round(1)
+    logit = -2.2 + 1.1 * (plans[who] == 1) - 0.03 * tenure[who] + 0.9 * (channel == 4) - 0.04 * minutes + 0.6 * mobile
+    cancelled = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(np.int64)
+    frame = pl.DataFrame({
+        "session_id": np.arange(1, n + 1), "logged_at": [start + timedelta(seconds=int(s)) for s in seconds],
+        "subscriber": ids[who], "minutes": minutes, "channel": channel, "on_mobile": mobile, "cancelled": cancelled,
+    })
+    cut = start + timedelta(days=days)
+    frame.filter(pl.col("logged_at") < cut).write_parquet(folder / "history.parquet")
+    frame.filter(pl.col("logged_at") >= cut).write_parquet(folder / "live.parquet")
+    (folder / "contract.toml").write_text(SUBSCRIPTIONS_CONTRACT)
+    spec = folder / f"{name}.toml"
+    spec.write_text(SUBSCRIPTIONS_SPEC.format(name=name))
+    return spec
+
+
+LOANS_SPEC = """[model]
+name = "{name}"
+description = "Will this loan default? Each application stands alone: no entity."
+
+[data]
+source = "applications.csv"
+contract = "contract.toml"
+live = "live.csv"
+
+[features]
+event_time = "applied"
+request = [
+    {{ name = "income", type = "float" }},
+    {{ name = "term", type = "category" }},
+    {{ name = "grade", type = "category" }},
+    {{ name = "cosigned", type = "boolean" }},
+]
+
+[target]
+column = "defaulted"
+
+[training]
+eval_days = 3
+seed = 11
+
+[training.params]
+num_boost_round = 40
+learning_rate = 0.1
+num_leaves = 15
+min_child_samples = 20
+
+[validation]
+min_auc = 0.6
+min_recall = 0.0
+max_p99_ms = 1000.0
+
+[deployment]
+ab_key = "application"
+"""
+
+LOANS_CONTRACT = """[contract]
+name = "applications"
+version = "1"
+event_time = "applied"
+
+[[fields]]
+name = "application"
+type = "string"
+nullable = false
+unique = true
+
+[[fields]]
+name = "applied"
+type = "timestamp"
+nullable = false
+
+[[fields]]
+name = "income"
+type = "float"
+min = 0.0
+
+[[fields]]
+name = "term"
+type = "integer"
+allowed_values = [36, 60]
+
+[[fields]]
+name = "grade"
+type = "string"
+allowed_values = ["A", "B", "C", "D"]
+
+[[fields]]
+name = "cosigned"
+type = "boolean"
+
+[[fields]]
+name = "defaulted"
+type = "integer"
+allowed_values = [0, 1]
+"""
+
+
+def write_loans(folder: Path, name: str = "loans", days: int = 12, live_days: int = 3, per_day: int = 250,
+                seed: int = 1) -> Path:
+    """No entity: each application stands alone. A CSV whose timestamps are text ('2026-05-02 14:03:07')
+    and whose flags are 'true'/'false'; integer term codes used as a category. Returns the spec's path."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    n = (days + live_days) * per_day
+    start = datetime(2026, 5, 1)
+    seconds = np.sort(rng.integers(0, (days + live_days) * 86400, n))
+    income = rng.lognormal(10.5, 0.5, n).round(0)
+    term = rng.choice([36, 60], n)
+    grade = rng.choice(["A", "B", "C", "D"], n)
+    cosigned = rng.random(n) < 0.3
+    logit = -1.5 + 0.8 * (grade == "D") + 0.4 * (grade == "C") - 0.9 * cosigned + 0.5 * (term == 60) \
+        - 0.00002 * (income - 36000)
+    defaulted = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(np.int64)
+    frame = pl.DataFrame({
+        "application": [f"app-{i:06d}" for i in range(n)],
+        "applied": [(start + timedelta(seconds=int(s))).strftime("%Y-%m-%d %H:%M:%S") for s in seconds],
+        "income": income, "term": term, "grade": grade,
+        "cosigned": ["true" if c else "false" for c in cosigned], "defaulted": defaulted,
+    })
+    cut = (start + timedelta(days=days)).strftime("%Y-%m-%d %H:%M:%S")
+    frame.filter(pl.col("applied") < cut).write_csv(folder / "applications.csv")
+    frame.filter(pl.col("applied") >= cut).write_csv(folder / "live.csv")
+    (folder / "contract.toml").write_text(LOANS_CONTRACT)
+    spec = folder / f"{name}.toml"
+    spec.write_text(LOANS_SPEC.format(name=name))
+    return spec

@@ -1,0 +1,141 @@
+"""The whole loop on data unlike the sample, through the CLI and a real server, with no code change:
+integer entity keys with an entity file, integer category codes and 0/1 flags (``subscriptions``);
+no entity, a CSV with text timestamps and text booleans (``loans``)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import polars as pl
+import pytest
+from conftest import running_server
+from own_data import write_loans, write_subscriptions
+
+from appliance.cli import _example_request, main
+from appliance.data.snapshots import list_snapshots
+from appliance.home import Home
+from appliance.replay import replay
+
+
+def _cli(home: Path, *args: str) -> None:
+    assert main(["--home", str(home), *args]) == 0, args
+
+
+def _trained(tmp_path: Path, spec: Path, model: str, source: str) -> Path:
+    home = tmp_path / "home"
+    _cli(home, "init", "--spec", str(spec))
+    _cli(home, "ingest", model, str(spec.parent / source))
+    _cli(home, "train", model)       # the worker process, as a user runs it
+    _cli(home, "promote", model, "1")
+    _cli(home, "features", "materialize", model)
+    return home
+
+
+def _no_monitor(root: Path, model: str, say) -> None:
+    return None
+
+
+def _replay_and_retrain(home: Path, url: str, model: str, capsys) -> None:
+    """Replay the live file (predictions, then labels as feedback), monitor, and retrain on the labels."""
+    days = replay(home, model, url, speed=0, label_delay_hours=0, monitor=_no_monitor)
+    labelled = days[-1].labels
+    assert labelled > 0 and days[-1].predictions >= labelled
+    _cli(home, "jobs", "run", "monitor", model)
+    capsys.readouterr()
+    _cli(home, "monitor", model, "--check", "performance")
+    realized = [line for line in capsys.readouterr().out.splitlines() if line.startswith("2026-")]
+    assert len(realized) == len(days) and all(0 < float(line.split()[2]) < 1 for line in realized)  # realized AUC
+    with Home(home) as h:
+        before = list_snapshots(h.conn, model)
+    _cli(home, "train", model, "--retrain")
+    with Home(home) as h:
+        after = list_snapshots(h.conn, model)
+        versions = [v.version for v in h.registry.versions(model)]
+    new = [s for s in after if s.hash not in {b.hash for b in before}]
+    # The retrain ingested every labelled prediction as a batch of its own, typed by the contract.
+    assert len(new) == 1 and new[0].rows == labelled and new[0].quarantined == 0
+    assert versions == [1, 2]
+
+
+def test_integer_keys_codes_and_flags_run_the_whole_loop(tmp_path: Path, capsys):
+    spec = write_subscriptions(tmp_path / "data")
+    home = _trained(tmp_path, spec, "subs", "history.parquet")
+    with running_server(home) as server:
+        c = server.client
+        base = {"logged_at": "2026-03-17T10:00:00Z", "minutes": 12.0}
+        as_numbers = c.post("/v1/models/subs/predict", json={**base, "subscriber": 1005, "channel": 4, "on_mobile": 1})
+        assert as_numbers.status_code == 200, as_numbers.text
+        # The same values as text, true/false and Unix seconds: the same answer.
+        as_text = c.post("/v1/models/subs/predict", json={
+            "subscriber": "1005", "logged_at": 1773741600, "minutes": 12, "channel": "4", "on_mobile": True})
+        assert as_text.status_code == 200, as_text.text
+        assert as_text.json()["probability"] == as_numbers.json()["probability"]
+        # Stored features were found: a key without history answers differently.
+        stranger = c.post("/v1/models/subs/predict", json={**base, "subscriber": 999999, "channel": 4, "on_mobile": 1})
+        assert stranger.json()["probability"] != as_numbers.json()["probability"]
+        for bad, detail in [({"subscriber": "abc"}, "entity key 'subscriber' must be an integer, got the string 'abc'"),
+                            ({"subscriber": [1]}, "entity key 'subscriber' must be an integer, got a list"),
+                            ({"on_mobile": 2}, "feature 'on_mobile' must be true or false (or 1 or 0), got an integer"),
+                            ({"channel": 4.5}, "feature 'channel' must be a string or an integer code, got a number")]:
+            answer = c.post("/v1/models/subs/predict", json={**base, "subscriber": 1005, "channel": 4,
+                                                             "on_mobile": 1, **bad})
+            assert answer.status_code == 422 and answer.json()["detail"] == detail
+        with Home(home) as h:
+            name, example = _example_request(h)
+        assert name == "subs" and type(example["subscriber"]) is int
+        assert c.post("/v1/models/subs/predict", json=example).status_code == 200
+        _replay_and_retrain(home, server.url, "subs", capsys)
+    capsys.readouterr()
+    _cli(home, "features", "show", "subs", "1005")
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["plan"] in (1, 2, 3) and shown["sessions_7d"] >= 1
+
+
+def test_a_model_without_entity_from_a_csv_with_text_times_runs_the_whole_loop(tmp_path: Path, capsys):
+    spec = write_loans(tmp_path / "data")
+    home = _trained(tmp_path, spec, "loans", "applications.csv")
+    with Home(home) as h:
+        snapshot = list_snapshots(h.conn, "loans")[0]
+        assert snapshot.schema["applied"].startswith("Datetime") and snapshot.quarantined == 0
+        name, example = _example_request(h)
+    assert name == "loans" and example["applied"].endswith("Z") and "application" not in example
+    with running_server(home) as server:
+        c = server.client
+        answer = c.post("/v1/models/loans/predict", json=example)
+        assert answer.status_code == 200, answer.text
+        flags = [c.post("/v1/models/loans/predict", json={**example, "cosigned": flag}).json()["probability"]
+                 for flag in (True, 1, False, 0)]
+        assert flags[0] == flags[1] and flags[2] == flags[3]
+        assert c.post("/v1/models/loans/predict", json={**example, "term": "60"}).json()["probability"] == \
+            c.post("/v1/models/loans/predict", json={**example, "term": 60}).json()["probability"]
+        _replay_and_retrain(home, server.url, "loans", capsys)
+    # A model without entity keeps no online features: nothing to show, said in one line.
+    assert main(["--home", str(home), "features", "show", "loans", "x"]) == 1
+    assert capsys.readouterr().err.startswith("error: model 'loans' has no entity")
+
+
+def test_a_spec_whose_types_disagree_with_its_contract_is_refused_at_init(tmp_path: Path, capsys):
+    spec = write_subscriptions(tmp_path / "data")
+    spec.write_text(spec.read_text().replace('name = "minutes", type = "float"', 'name = "minutes", type = "boolean"'))
+    assert main(["--home", str(tmp_path / "home"), "init", "--spec", str(spec)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "feature 'minutes' is a boolean in the spec but a float in the contract" in err
+
+
+@pytest.mark.parametrize("values, reason", [([0, 1, 2], "on_mobile: not a boolean"), ([1, 0, 1], None)])
+def test_an_integer_flag_is_a_boolean_only_as_0_or_1(tmp_path: Path, values, reason):
+    from appliance.data.contract import check_batch, load_contract
+
+    spec = write_subscriptions(tmp_path / "data")
+    contract_path = spec.parent / "contract.toml"
+    text = contract_path.read_text().replace('name = "on_mobile"\ntype = "integer"\nallowed_values = [0, 1]',
+                                             'name = "on_mobile"\ntype = "boolean"')
+    contract_path.write_text(text)
+    frame = pl.read_parquet(spec.parent / "history.parquet").head(3).with_columns(on_mobile=pl.Series(values))
+    result = check_batch(load_contract(contract_path), frame)
+    assert result.accepted["on_mobile"].dtype == pl.Boolean
+    if reason:
+        assert result.quarantined["reason"].to_list() == [reason]
+    else:
+        assert result.accepted["on_mobile"].to_list() == [True, False, True]
