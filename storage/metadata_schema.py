@@ -195,3 +195,73 @@ CREATE TABLE alert_actions (
 );
 CREATE INDEX alert_actions_by_alert ON alert_actions(alert_id, id);
 """))
+
+# A snapshot belongs to one model: two models over the same file each hold a row for the same hash
+# (the Parquet file itself is shared). The tables are rebuilt (SQLite cannot change a primary key);
+# foreign keys are checked at commit, once the new tables stand. An ingest recorded against another
+# model's snapshot (the old global key) gets a row of its own model, so its lineage is whole.
+MIGRATIONS.append(Migration(6, "snapshots keyed by model and hash", """
+PRAGMA defer_foreign_keys = ON;
+
+CREATE TABLE snapshots_v6 (
+    hash            TEXT NOT NULL,
+    model           TEXT NOT NULL REFERENCES models(name),
+    path            TEXT NOT NULL,
+    rows            INTEGER NOT NULL,
+    quarantined     INTEGER NOT NULL,
+    source          TEXT NOT NULL,
+    min_event_time  TEXT,
+    max_event_time  TEXT,
+    schema_json     TEXT NOT NULL,
+    parent          TEXT,
+    created_at      REAL NOT NULL,
+    PRIMARY KEY (model, hash),
+    FOREIGN KEY (model, parent) REFERENCES snapshots_v6(model, hash)
+);
+INSERT INTO snapshots_v6 (hash, model, path, rows, quarantined, source, min_event_time, max_event_time,
+                          schema_json, parent, created_at)
+SELECT hash, model, path, rows, quarantined, source, min_event_time, max_event_time, schema_json, parent,
+       created_at
+FROM snapshots ORDER BY rowid;
+INSERT INTO snapshots_v6 (hash, model, path, rows, quarantined, source, min_event_time, max_event_time,
+                          schema_json, parent, created_at)
+SELECT s.hash, i.model, s.path, s.rows, i.quarantined, i.source, s.min_event_time, s.max_event_time,
+       s.schema_json,
+       (SELECT h FROM (SELECT p.hash AS h, p.created_at AS t FROM snapshots p
+                       WHERE p.model = i.model AND p.created_at <= i.at
+                       UNION ALL SELECT j.snapshot, j.at FROM ingests j
+                       WHERE j.model = i.model AND j.id < i.id AND j.snapshot != i.snapshot)
+        ORDER BY t DESC LIMIT 1),
+       i.at
+FROM ingests i JOIN snapshots s ON s.hash = i.snapshot
+WHERE s.model != i.model
+  AND i.id = (SELECT min(j.id) FROM ingests j WHERE j.model = i.model AND j.snapshot = i.snapshot)
+  AND NOT EXISTS (SELECT 1 FROM snapshots o WHERE o.model = i.model AND o.hash = i.snapshot)
+ORDER BY i.id;
+
+CREATE TABLE ingests_v6 (
+    id              INTEGER PRIMARY KEY AUTOINCREMENT,
+    model           TEXT NOT NULL REFERENCES models(name),
+    source          TEXT NOT NULL,
+    at              REAL NOT NULL,
+    rows_read       INTEGER NOT NULL,
+    accepted        INTEGER NOT NULL,
+    quarantined     INTEGER NOT NULL,
+    snapshot        TEXT NOT NULL,
+    quarantine_path TEXT,               -- the batch's rejected rows with reasons, relative to offline/
+    warnings_json   TEXT NOT NULL DEFAULT '[]',
+    CHECK (rows_read = accepted + quarantined),
+    FOREIGN KEY (model, snapshot) REFERENCES snapshots_v6(model, hash)
+);
+INSERT INTO ingests_v6 (id, model, source, at, rows_read, accepted, quarantined, snapshot, quarantine_path,
+                        warnings_json)
+SELECT id, model, source, at, rows_read, accepted, quarantined, snapshot, quarantine_path, warnings_json
+FROM ingests ORDER BY id;
+
+DROP TABLE ingests;
+DROP TABLE snapshots;
+ALTER TABLE snapshots_v6 RENAME TO snapshots;
+ALTER TABLE ingests_v6 RENAME TO ingests;
+CREATE INDEX ingests_by_model ON ingests(model, at);
+CREATE INDEX snapshots_by_hash ON snapshots(hash);
+"""))

@@ -32,28 +32,37 @@ class Snapshot(msgspec.Struct, frozen=True):
 
 def record_snapshot(conn: sqlite3.Connection, store: OfflineStore, model: str, frame: pl.DataFrame,
                     *, event_time: str, source: str, quarantined: int) -> tuple[Snapshot, bool]:
-    """Store accepted rows as a snapshot; returns (snapshot, created) — equal content is not copied."""
+    """Store accepted rows as a snapshot of ``model``; returns (snapshot, created). Equal content is
+    stored once: a model whose batch another model already holds gets its own row over the same file."""
     digest, path = store.write(f"{model}/snapshots", frame)
+    written = str(path.relative_to(store.root))
     with transaction(conn):
-        existing = conn.execute("SELECT * FROM snapshots WHERE hash = ?", (digest,)).fetchone()
-        if existing:
-            return _snapshot(existing), False
-        parent = conn.execute(
-            "SELECT hash FROM snapshots WHERE model = ? ORDER BY created_at DESC, rowid DESC LIMIT 1",
-            (model,),
-        ).fetchone()
-        times = frame[event_time] if frame.height else None
-        row = dict(
-            hash=digest, model=model, path=str(path.relative_to(store.root)), rows=frame.height,
-            quarantined=quarantined, source=source,
-            min_event_time=times.min().isoformat() if times is not None else None,
-            max_event_time=times.max().isoformat() if times is not None else None,
-            schema_json=json.dumps({k: str(v) for k, v in frame.schema.items()}),
-            parent=parent[0] if parent else None, created_at=time.time(),
-        )
-        conn.execute(f"INSERT INTO snapshots ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
-                     tuple(row.values()))
-    return _snapshot(conn.execute("SELECT * FROM snapshots WHERE hash = ?", (digest,)).fetchone()), True
+        existing = conn.execute("SELECT * FROM snapshots WHERE model = ? AND hash = ?", (model, digest)).fetchone()
+        if existing is None:
+            other = conn.execute("SELECT path FROM snapshots WHERE hash = ? ORDER BY created_at, rowid LIMIT 1",
+                                 (digest,)).fetchone()
+            shared = other[0] if other and (store.root / other[0]).is_file() else written
+            parent = conn.execute(
+                "SELECT hash FROM snapshots WHERE model = ? ORDER BY created_at DESC, rowid DESC LIMIT 1",
+                (model,),
+            ).fetchone()
+            times = frame[event_time] if frame.height else None
+            row = dict(
+                hash=digest, model=model, path=shared, rows=frame.height,
+                quarantined=quarantined, source=source,
+                min_event_time=times.min().isoformat() if times is not None else None,
+                max_event_time=times.max().isoformat() if times is not None else None,
+                schema_json=json.dumps({k: str(v) for k, v in frame.schema.items()}),
+                parent=parent[0] if parent else None, created_at=time.time(),
+            )
+            conn.execute(f"INSERT INTO snapshots ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
+                         tuple(row.values()))
+        recorded = conn.execute("SELECT * FROM snapshots WHERE model = ? AND hash = ?", (model, digest)).fetchone()
+    if recorded["path"] != written:
+        # Another model's file holds these bytes; no row names the copy just written (one naming it
+        # would be this model's own row for this hash, and that names the shared file), so drop it.
+        path.unlink(missing_ok=True)
+    return _snapshot(recorded), existing is None
 
 
 def list_snapshots(conn: sqlite3.Connection, model: str) -> list[Snapshot]:
@@ -81,22 +90,51 @@ def _snapshot(row: sqlite3.Row) -> Snapshot:
     return Snapshot(**data)
 
 
-def find_snapshot(conn: sqlite3.Connection, prefix: str) -> Snapshot:
-    """The snapshot whose hash starts with ``prefix``; unknown or ambiguous prefixes are errors."""
-    rows = conn.execute("SELECT * FROM snapshots WHERE hash LIKE ? || '%' LIMIT 2",
-                        (prefix.lower().replace("%", "").replace("_", ""),)).fetchall()
-    if not rows or not prefix:
-        raise NotFound(f"no snapshot hash starts with '{prefix}'; see `appliance data list MODEL`")
-    if len(rows) > 1:
+def find_snapshots(conn: sqlite3.Connection, prefix: str, model: str | None = None) -> list[Snapshot]:
+    """Every model's snapshot (or only ``model``'s) whose hash starts with ``prefix``; models that read
+    the same bytes each have one. Unknown prefixes, and those naming several hashes, are errors."""
+    pattern = prefix.lower().replace("%", "").replace("_", "")
+    rows = conn.execute("SELECT * FROM snapshots WHERE hash LIKE ?1 || '%' AND (?2 IS NULL OR model = ?2) "
+                        "ORDER BY model", (pattern, model)).fetchall() if pattern else []
+    if not rows:
+        of = f" for model '{model}'" if model is not None else ""
+        raise NotFound(f"no snapshot hash starts with '{prefix}'{of}; see `appliance data list MODEL`")
+    if len({r["hash"] for r in rows}) > 1:
         raise InvalidInput(f"'{prefix}' names more than one snapshot; give more of the hash")
-    return _snapshot(rows[0])
+    return [_snapshot(r) for r in rows]
 
 
-def versions_trained_on(conn: sqlite3.Connection, digest: str) -> list[tuple[str, int]]:
-    """(model, version) of every registered version whose training run read this snapshot."""
+def find_snapshot(conn: sqlite3.Connection, prefix: str, model: str | None = None) -> Snapshot:
+    """The snapshot whose hash starts with ``prefix`` (of ``model``, where several models hold it)."""
+    found = find_snapshots(conn, prefix, model)
+    if len(found) > 1:
+        raise InvalidInput(f"snapshot {found[0].hash[:12]} belongs to models {', '.join(s.model for s in found)}; "
+                           "say which with --model")
+    return found[0]
+
+
+def find_snapshot_pair(conn: sqlite3.Connection, old: str, new: str,
+                       model: str | None = None) -> tuple[Snapshot, Snapshot]:
+    """Two snapshots to compare; where a hash is several models', the one model holding both is meant
+    (with none holding both, any model's row will do: the bytes compared are the same)."""
+    olds, news = find_snapshots(conn, old, model), find_snapshots(conn, new, model)
+    common = sorted({s.model for s in olds} & {s.model for s in news})
+    if not common or (len(olds) == 1 and len(news) == 1):
+        return olds[0], news[0]
+    if len(common) > 1:
+        models = sorted({s.model for s in olds + news})
+        raise InvalidInput(f"snapshots {olds[0].hash[:12]} and {news[0].hash[:12]} belong to models "
+                           f"{', '.join(models)}; say which with --model")
+    return (next(s for s in olds if s.model == common[0]), next(s for s in news if s.model == common[0]))
+
+
+def versions_trained_on(conn: sqlite3.Connection, digest: str, model: str | None = None) -> list[tuple[str, int]]:
+    """(model, version) of every registered version (of ``model``, if given) whose training run read this
+    snapshot."""
     rows = conn.execute(
         "SELECT v.model, v.version FROM model_versions v JOIN runs r ON r.id = v.run_id, "
-        "json_each(r.data_snapshots_json) j WHERE j.value = ? ORDER BY v.model, v.version", (digest,))
+        "json_each(r.data_snapshots_json) j WHERE j.value = ?1 AND (?2 IS NULL OR v.model = ?2) "
+        "ORDER BY v.model, v.version", (digest, model))
     return [(r[0], r[1]) for r in rows]
 
 
