@@ -164,9 +164,11 @@ class PredictionStore:
 
     def labelled(self, model: str, since: float = 0.0) -> list[sqlite3.Row]:
         """Logged predictions of a model whose outcome arrived after ``since`` (epoch seconds):
-        request_id, position, features_json, outcome, received_at (of the outcome)."""
+        request_id, position, predicted_at (when the request arrived), features_json, outcome,
+        received_at (of the outcome)."""
         return self.conn.execute(
-            "SELECT p.request_id, p.position, p.features_json, f.outcome, f.received_at FROM predictions p "
+            "SELECT p.request_id, p.position, p.received_at AS predicted_at, p.features_json, f.outcome, "
+            "f.received_at FROM predictions p "
             "JOIN feedback f USING (request_id, position) WHERE p.model = ? AND f.received_at > ? "
             "ORDER BY p.event_time", (model, since)).fetchall()
 

@@ -15,10 +15,11 @@ import numpy as np
 import polars as pl
 
 from appliance.data.contract import load_contract
+from appliance.data.declared import check_spec_types, entity_key_type
 from appliance.data.ingest import IngestReport, ingest
 from appliance.data.snapshots import Snapshot, data_version, list_snapshots, read_snapshots
 from appliance.data.sources import read_source
-from appliance.errors import ApplianceError, InvalidInput
+from appliance.errors import InvalidInput
 from appliance.features.encoding import FeatureSchema
 from appliance.features.training_set import build_training_set, retrain_cutoff, split_at, split_by_time
 from appliance.home import Home
@@ -36,7 +37,6 @@ from appliance.training.trainers import TrainedModel, fit, load_model
 from appliance.validation.gates import GateEvidence, GateReport, evaluate_gates
 from appliance.validation.probes import (recall_at_precision, robustness_failures, segment_scores,
                                          single_row_p99_ms)
-from storage.errors import StorageError
 
 
 @dataclass
@@ -81,6 +81,7 @@ class RunContext:
 def ingest_source(home: Home, spec: ModelSpec) -> IngestReport:
     """Ingest the spec's data source (identical content makes no new snapshot)."""
     contract = load_contract(spec.resolve(spec.data.contract))
+    check_spec_types(spec, contract)
     return ingest(home.conn, home.offline, spec.name, contract, spec.resolve(spec.data.source))
 
 
@@ -132,19 +133,19 @@ def restore_ingest(ctx: RunContext, outputs: dict) -> None:
 
 
 def _ingest_feedback(ctx: RunContext) -> dict:
-    """A retrain learns from the outcomes that came back since the last batch, contract-checked like a file."""
+    """A retrain learns from the outcomes that came back since the last batch, contract-checked like a file.
+
+    Outcomes that came back of which the contract accepted none fail the stage, with the reasons counted:
+    a retrain that learnt nothing new must not report success. The run stays resumable."""
     from appliance.data.feedback_batch import ingest_feedback
 
-    try:
-        fresh = ingest_feedback(ctx.home, ctx.spec)
-    except (ApplianceError, StorageError) as e:  # a bad batch is quarantined, not a reason to skip the retrain
-        ctx.say(f"labelled predictions not ingested: {e}")
-        return {"error": str(e)}
+    fresh = ingest_feedback(ctx.home, ctx.spec)
     if fresh is None:
         ctx.say("no newly labelled predictions since the last retrain")
         return {"accepted": 0}
     ctx.say(f"ingested {fresh.rows_read:,} newly labelled predictions: {fresh.accepted:,} accepted, "
-            f"{fresh.quarantined:,} quarantined → snapshot {fresh.snapshot.hash[:12]}")
+            f"{fresh.quarantined:,} quarantined → snapshot {fresh.snapshot.hash[:12]}"
+            + (f"; see them with `appliance data quarantine {ctx.spec.name}`" if fresh.quarantined else ""))
     return {"snapshot": fresh.snapshot.hash, "rows_read": fresh.rows_read, "accepted": fresh.accepted,
             "quarantined": fresh.quarantined}
 
@@ -196,7 +197,8 @@ def restore_features(ctx: RunContext, outputs: dict) -> None:
 
 def _use_frame(ctx: RunContext, frame: pl.DataFrame) -> None:
     ctx.train_part, ctx.eval_part, ctx.cutoff = evaluation_split(ctx.spec, frame, ctx.retrain)
-    ctx.schema = FeatureSchema.learn(ctx.spec.model_features, ctx.train_part, ctx.spec.features)
+    ctx.schema = FeatureSchema.learn(ctx.spec.model_features, ctx.train_part, ctx.spec.features,
+                                     entity_key_type(ctx.spec))
     ctx.x_train, ctx.y_train = _xy(ctx, ctx.train_part)
     ctx.x_eval, ctx.y_eval = _xy(ctx, ctx.eval_part)
 
