@@ -20,7 +20,8 @@ def gate_lines(v: ModelVersion) -> list[str]:
     checks = v.gate_report.get("checks", [])
     if not checks:
         return ["  (no gate report)"]
-    return [f"  {'PASS' if c['passed'] else 'FAIL'}  {c['name']}: {c['detail']}" for c in checks]
+    return [f"  {'N/A ' if c.get('applicable') is False else 'PASS' if c['passed'] else 'FAIL'}  {c['name']}: "
+            f"{c['detail']}" for c in checks]
 
 
 def metric_lines(v: ModelVersion, production: ModelVersion | None) -> list[str]:

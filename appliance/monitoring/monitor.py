@@ -262,7 +262,8 @@ def machine_checks(probe: MachineProbe | None = None) -> list[tuple[str, str, fl
 def pipeline_checks(home: Home, model: str) -> list[tuple[str, str, float | None]]:
     """Training-run health: the current success and failure streaks, and runs in all."""
     statuses = [r[0] for r in home.conn.execute(
-        "SELECT status FROM runs WHERE model = ? AND status != 'running' ORDER BY started_at DESC", (model,))]
+        "SELECT status FROM runs WHERE model = ? AND status != 'running' AND kind != 'register' "  # outside models
+        "ORDER BY started_at DESC", (model,))]
     streak = next((i for i, s in enumerate(statuses) if s != statuses[0]), len(statuses)) if statuses else 0
     last = statuses[0] if statuses else None
     return [("*", "failure_streak", float(streak if last == "failed" else 0)),

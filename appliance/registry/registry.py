@@ -89,8 +89,10 @@ class Registry:
 
     def register_version(self, model: str, *, status: str, artifact_sha256: str, feature_schema: dict,
                          metrics: dict, params: dict, gate_report: dict, data_version: str,
-                         code_version: str, run_id: str, actor: str = "training") -> ModelVersion:
-        """Add the next immutable version of a model; a passing one also becomes the candidate."""
+                         code_version: str, run_id: str, actor: str = "training",
+                         audit_detail: dict | None = None) -> ModelVersion:
+        """Add the next immutable version of a model; a passing one also becomes the candidate.
+        ``audit_detail`` adds to the audit entry (where an outside model came from, and why)."""
         self.model(model)
         with transaction(self.conn):
             version = self.conn.execute(
@@ -105,7 +107,7 @@ class Registry:
                  json.dumps(params), json.dumps(gate_report), data_version, code_version, run_id, now),
             )
             self._audit(actor, "version_registered", model, version,
-                        {"status": status, "artifact": artifact_sha256, "run_id": run_id})
+                        {"status": status, "artifact": artifact_sha256, "run_id": run_id, **(audit_detail or {})})
             if status == "registered":
                 self._set_alias(model, "candidate", version, now)
         return self.version(model, version)

@@ -8,11 +8,13 @@ from collections.abc import Callable
 
 import msgspec
 
+from appliance.errors import InvalidInput
 from appliance.home import Home
 from appliance.spec import SearchSection
 from appliance.tracking import TrackedRun
 from appliance.training import runs
 from appliance.training.code_version import code_version
+from appliance.training.registration import outside_kind, outside_source
 from appliance.training.stages import RunContext, run_evaluate, run_export, run_features, run_train, snapshots_by_hash
 
 
@@ -46,6 +48,10 @@ class Reproduction(msgspec.Struct, frozen=True):
 def reproduce(home: Home, model: str, version: int, say: Callable[[str], None] = lambda _: None) -> Reproduction:
     """Retrain a version without registering anything, and compare its metrics and ONNX bytes."""
     mv = home.registry.version(model, version)
+    if outside_source(mv) is not None:
+        raise InvalidInput(f"v{version} was registered from an outside {outside_kind(mv)} file; there is no recipe "
+                           f"to reproduce (its source: {outside_source(mv)}; retrain it where it was trained and "
+                           f"register it again with `appliance register {model}`)")
     original = runs.pipeline_run(home.conn, mv.run_id)
     train_outputs = next((s.outputs for s in original.stages if s.stage == "train"), {})
     params = dict(mv.params)

@@ -20,6 +20,7 @@ class GateCheck(msgspec.Struct, frozen=True):
     value: float
     threshold: float
     detail: str
+    applicable: bool = True     # False: the gate does not apply to this version (it neither passes nor blocks)
 
 
 class GateReport(msgspec.Struct, frozen=True):
@@ -33,7 +34,7 @@ class GateReport(msgspec.Struct, frozen=True):
 class GateEvidence(msgspec.Struct, frozen=True):
     auc: float
     recall_at_precision: float
-    parity_diff: float
+    parity_diff: float | None                          # None: no native model to compare (an outside ONNX file)
     p99_ms: float
     robustness_probes: int
     robustness_failures: list[str]
@@ -50,8 +51,7 @@ def evaluate_gates(rules: ValidationSection, e: GateEvidence) -> GateReport:
                   f"recall {e.recall_at_precision:.3f} at precision ≥ {rules.recall_at_precision}"),
         _regression(rules, e),
         *(_segment_gap(rules, column, scores) for column, scores in e.segments.items()),
-        _at_most("onnx_parity", e.parity_diff, rules.max_parity_diff,
-                 f"max |ONNX − native| probability {e.parity_diff:.2e}", "{:.0e}"),
+        _parity(rules, e.parity_diff),
         _at_most("latency_p99", e.p99_ms, rules.max_p99_ms, f"p99 single-row ONNX inference {e.p99_ms:.3f} ms",
                  "{} ms"),
         GateCheck("robustness", not e.robustness_failures, float(len(e.robustness_failures)), 0.0,
@@ -70,6 +70,14 @@ def _at_least(name: str, value: float, threshold: float, what: str) -> GateCheck
 def _at_most(name: str, value: float, threshold: float, what: str, fmt: str) -> GateCheck:
     ok = bool(value <= threshold)
     return GateCheck(name, ok, value, threshold, f"{what} {'≤' if ok else '>'} {fmt.format(threshold)}")
+
+
+def _parity(rules: ValidationSection, diff: float | None) -> GateCheck:
+    if diff is None:  # recorded as such, not as a pass: nothing was compared
+        return GateCheck("onnx_parity", True, math.nan, rules.max_parity_diff,
+                         "not applicable: registered from ONNX (no native model to compare with)", applicable=False)
+    return _at_most("onnx_parity", diff, rules.max_parity_diff, f"max |ONNX − native| probability {diff:.2e}",
+                    "{:.0e}")
 
 
 def _regression(rules: ValidationSection, e: GateEvidence) -> GateCheck:
