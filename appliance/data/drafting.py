@@ -1,0 +1,506 @@
+"""Drafting a model spec and a data contract from the user's data file, for the user to read and edit.
+
+Every rule that shapes the draft is stated as one line of ``Draft.assumptions``, so the user sees
+what was guessed and why before training anything on it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import msgspec
+import polars as pl
+
+from appliance.data.contract import ContractInfo, DataContract, FieldRule, check_batch, load_contract
+from appliance.data.sources import read_source
+from appliance.errors import InvalidInput
+from appliance.spec import load_spec
+
+ALLOWED_VALUES_MAX = 50     # a string or integer code column with at most this many values lists them
+CATEGORY_MAX = 1000         # a string column with more distinct values is not a category feature
+MOSTLY_NULL = 0.5           # a column null in more than this share of rows is not a feature
+EVAL_SHARE = 0.2            # the share of the data's days held out for evaluation
+MIN_STALENESS_DAYS = 3
+SMALL_DATA_ROWS = 10_000    # fewer labelled rows than this get smaller trees
+STARTING_GATES = {"min_auc": 0.6, "min_recall": 0.0}
+DEFAULT_MAX_MISSING = 0.10  # the spec's default [validation] max_missing_share
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
+_TEXT = (pl.String, pl.Categorical, pl.Enum)
+
+
+class Draft(msgspec.Struct):
+    """A drafted model: the two files' text, where they go, and what was assumed to write them."""
+
+    name: str
+    spec_path: Path
+    contract_path: Path
+    spec_text: str
+    contract_text: str
+    assumptions: list[str]
+
+
+class _Column(msgspec.Struct):
+    rule: FieldRule | None      # None: no contract type fits, so the column is left out of the contract
+    feature: str | None         # the request feature type, or None: left out of the features
+    why: str                    # the assumption line for this column
+
+
+def draft_model(source: Path, target: str, out: Path, time: str | None = None, entity: str | None = None,
+                name: str | None = None) -> Draft:
+    """Infer a data contract and a model spec from ``source``; nothing is written (see ``write_draft``)."""
+    source, out = Path(source), Path(out)
+    name = _model_name(source, name)
+    spec_path, contract_path = out / f"{name}.toml", out / f"{name}.contract.toml"
+    _refuse_existing(spec_path, contract_path)
+    frame = read_source(source)
+    if frame.height == 0:
+        raise InvalidInput(f"{source} holds no rows; draft from a file with the data the model learns from")
+    for flag, column in (("--target", target), ("--time", time), ("--entity", entity)):
+        if column is not None and column not in frame.columns:
+            raise InvalidInput(f"{source} has no column '{column}'; pass {flag} with one of: "
+                               f"{', '.join(frame.columns)}")
+    roles = [c for c in (target, time, entity) if c is not None]
+    if len(set(roles)) != len(roles):
+        raise InvalidInput(f"--target, --time and --entity must name different columns, got {roles}")
+
+    assumptions: list[str] = []
+    target_rule, target_why = _target_rule(frame, source, target)
+    time = _time_column(frame, source, time, assumptions)
+    columns: dict[str, _Column] = {}
+    for column in frame.columns:
+        if column == target:
+            columns[column] = _Column(target_rule, None, target_why)
+        elif column == time:
+            columns[column] = _time_rule(frame, column)
+        elif column == entity:
+            columns[column] = _entity_rule(frame, source, column)
+        else:
+            columns[column] = _feature_column(frame, column, entity is None)
+    assumptions[:0] = [f"column '{c}': {d.why}" for c, d in columns.items()]
+    features = [(c, d.feature) for c, d in columns.items() if d.feature is not None]
+    if not features:
+        raise InvalidInput(f"no column of {source} can be a request feature ("
+                           + "; ".join(f"{c}: {d.why}" for c, d in columns.items())
+                           + "); add the columns the model should learn from")
+    contract = DataContract(
+        contract=ContractInfo(name=name, version="1.0", event_time=time,
+                              description=f"Drafted from {source.name} by `appliance init --from`; say here "
+                                          "what one row is and where it comes from."),
+        fields=[d.rule for d in columns.values() if d.rule is not None])
+    accepted = _accepted(source, frame, contract, time)
+    volume, volume_why = _volume(accepted[time])
+    staleness, staleness_why = _staleness(accepted[time])
+    contract_text = _contract_toml(contract, columns, volume, volume_why, staleness, staleness_why)
+    assumptions += [f"volume: min_rows_per_day {volume} — {volume_why}",
+                    f"freshness: max_staleness {staleness} — {staleness_why}"]
+
+    labelled = accepted.filter(pl.col(target).is_not_null()).select(
+        _day=pl.col(time).dt.truncate("1d"), _positive=pl.col(target).cast(pl.Int8) == 1)
+    eval_days, eval_why = _eval_days(labelled)
+    params, params_why = _params(labelled.height)
+    missing = max((frame[c].null_count() / frame.height for c, _ in features), default=0.0)
+    max_missing = DEFAULT_MAX_MISSING if missing <= DEFAULT_MAX_MISSING else round(math.ceil(missing * 20) / 20 + 0.05, 2)
+    assumptions.append(f"training: eval_days {eval_days} — {eval_why}")
+    assumptions.append(f"training: {params_why}")
+    assumptions.append(
+        f"validation: min_auc {STARTING_GATES['min_auc']}, min_recall {STARTING_GATES['min_recall']}, no segments "
+        "— starting points for a first model; raise them once you know what it achieves"
+        + (f"; max_missing_share {max_missing}: a feature is null in {missing:.1%} of rows (the default "
+           f"{DEFAULT_MAX_MISSING} would stop training)" if max_missing != DEFAULT_MAX_MISSING else ""))
+    here = source.resolve()
+    data_source = str(here.relative_to(out.resolve()) if here.is_relative_to(out.resolve()) else here)
+    spec_text = _spec_toml(name, source, data_source, contract_path.name, time, entity, target, features,
+                           eval_days, eval_why, params, params_why, max_missing)
+    return Draft(name, spec_path, contract_path, spec_text, contract_text, assumptions)
+
+
+def write_draft(draft: Draft) -> None:
+    """Write the drafted contract and spec, each to a temporary name first: both appear, or neither."""
+    _refuse_existing(draft.spec_path, draft.contract_path)
+    folder = draft.spec_path.parent
+    if folder.exists() and not folder.is_dir():
+        raise InvalidInput(f"--out {folder} is a file; pass a folder for the spec and the contract")
+    temporary = {path: path.with_name(f".{path.name}.{os.getpid()}.tmp")
+                 for path in (draft.contract_path, draft.spec_path)}
+    written: list[Path] = []
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        for path, text in ((draft.contract_path, draft.contract_text), (draft.spec_path, draft.spec_text)):
+            temporary[path].write_text(text)
+        load_contract(temporary[draft.contract_path])
+        load_spec(temporary[draft.spec_path])
+        _refuse_existing(draft.spec_path, draft.contract_path)
+        for path, tmp in temporary.items():
+            tmp.rename(path)
+            written.append(path)
+    except BaseException as e:
+        for path in written:
+            path.unlink(missing_ok=True)
+        if isinstance(e, OSError):
+            raise InvalidInput(f"could not write the draft to {folder} ({e.strerror or e}); nothing was written — "
+                               "pass --out DIR with a folder you can write to") from None
+        raise
+    finally:
+        for tmp in temporary.values():
+            tmp.unlink(missing_ok=True)
+
+
+# -- names and files -----------------------------------------------------------------------------
+
+def _model_name(source: Path, name: str | None) -> str:
+    if name is not None:
+        if not _NAME.fullmatch(name):
+            raise InvalidInput(f"--name {name!r} must be letters, digits, '_' or '-', starting with a "
+                               "letter or digit")
+        return name
+    stem = source.name if source.is_dir() else source.stem
+    return re.sub(r"[^a-z0-9_-]+", "_", stem.lower()).strip("_-") or "model"
+
+
+def _refuse_existing(*paths: Path) -> None:
+    existing = [str(p) for p in paths if p.exists()]
+    if existing:
+        raise InvalidInput(f"{' and '.join(existing)} already {'exist' if len(existing) > 1 else 'exists'}; "
+                           "nothing was written — pass --out DIR (or --name NAME) or remove them")
+
+
+# -- columns -------------------------------------------------------------------------------------
+
+def _reads_as(frame: pl.DataFrame, column: str, type: str) -> bool:
+    """Whether every non-null value of ``column`` reads as ``type`` by the contract's own rules."""
+    return frame[column].null_count() < frame.height and _first_unreadable(frame, column, type) is None
+
+
+def _first_unreadable(frame: pl.DataFrame, column: str, type: str) -> object:
+    """The first non-null value of ``column`` that does not read as ``type`` (None: every one does)."""
+    values = frame.select(column).drop_nulls()
+    contract = DataContract(ContractInfo(name="draft", version="0", event_time=column), [FieldRule(column, type)])
+    try:
+        refused = check_batch(contract, values).quarantined
+    except (InvalidInput, pl.exceptions.PolarsError):  # most values do not read: the first is as good as any
+        return values[column][0]
+    return refused[column][0] if refused.height else None
+
+
+def _base_type(frame: pl.DataFrame, column: str) -> tuple[str | None, str]:
+    """The contract type a column reads as, and why (None: no contract type fits)."""
+    dtype, values = frame.schema[column], frame[column].drop_nulls()
+    if values.len() == 0:
+        return "string", "every value is null"
+    if dtype == pl.Boolean:
+        return "boolean", "true/false values"
+    if dtype.is_integer():
+        return "integer", "whole numbers"
+    if dtype.is_float() or isinstance(dtype, pl.Decimal):
+        return "float", "floating-point numbers"
+    if isinstance(dtype, (pl.Datetime, pl.Date)):
+        return "timestamp", "dates/times"
+    if isinstance(dtype, _TEXT):
+        if set(values.cast(pl.String).str.to_lowercase().unique()) <= {"true", "false"}:
+            return "boolean", 'text that is only "true"/"false"'
+        if dtype == pl.String and _reads_as(frame, column, "timestamp"):
+            return "timestamp", "text that parses as ISO 8601 times, read as UTC where no offset is given"
+        return "string", "text"
+    return None, f"its type {dtype} has no contract type"
+
+
+def _feature_column(frame: pl.DataFrame, column: str, no_entity: bool) -> _Column:
+    """A column that is neither target, time nor entity: its contract rule and whether it is a feature."""
+    type, why = _base_type(frame, column)
+    series = frame[column]
+    values = series.drop_nulls()
+    nullable = series.null_count() > 0
+    distinct = values.n_unique() if values.len() else 0
+    null_note = f", null in {series.null_count() / frame.height:.1%} of rows" if nullable else ""
+    if type is None:
+        return _Column(None, None, f"{why}: left out of the contract and the features (ingest drops it)")
+    if type == "integer" and distinct == 2 and set(values.unique().to_list()) == {0, 1}:
+        type, why = "boolean", "whole numbers that are only 0 and 1"
+    rule = FieldRule(column, type, nullable=nullable)
+    why = f"{type} ({why}{null_note})"
+    if values.len() == 0:
+        return _Column(rule, None, f"{why}: left out of the features")
+    if type in ("integer", "string") and series.n_unique() == frame.height and frame.height > 1:
+        rule = msgspec.structs.replace(rule, unique=True)
+        return _Column(rule, None, f"{why}, every value distinct → unique; an identifier, left out of the features")
+    if distinct == 1:
+        return _Column(rule, None, f"{why}, a single value ({values[0]!r}): carries nothing to learn, "
+                                   "left out of the features")
+    if type == "timestamp":
+        return _Column(rule, None, f"{why}: a time is not a feature type, left out of the features")
+    mostly_null = series.null_count() / frame.height > MOSTLY_NULL
+    feature = {"boolean": "boolean", "float": "float", "integer": "integer", "string": "category"}[type]
+    if type == "integer" and distinct <= ALLOWED_VALUES_MAX and values.max() - values.min() + 1 != distinct:
+        listed = sorted(values.unique().to_list())
+        rule = msgspec.structs.replace(rule, allowed_values=listed)
+        feature, why = "category", f"{why}, {distinct} distinct codes with gaps → allowed_values {_short(listed)}"
+    elif type in ("integer", "float"):
+        rule, range_why = _range(rule, values)
+        why = f"{why}, {range_why}"
+        if type == "integer" and distinct <= ALLOWED_VALUES_MAX:
+            why += (f", {distinct} values without gaps: read as a quantity, not codes (make it a category with "
+                    "allowed_values if they are codes)")
+    elif type == "string":
+        if distinct <= ALLOWED_VALUES_MAX:
+            listed = sorted(values.cast(pl.String).unique().to_list())
+            rule = msgspec.structs.replace(rule, allowed_values=listed)
+            why = f"{why}, {distinct} distinct values → allowed_values {_short(listed)}"
+        elif distinct > values.len() / 2:
+            return _Column(rule, None, f"{why}, {distinct:,} distinct values in {values.len():,} rows: an "
+                                       "identifier or free text, left out of the features")
+        elif distinct > CATEGORY_MAX:
+            hint = f" (if it names an entity, pass --entity {column})" if no_entity else ""
+            return _Column(rule, None, f"{why}, {distinct:,} distinct values: too many for a category, left out "
+                                       f"of the features{hint}")
+        else:
+            why = f"{why}, {distinct:,} distinct values: too many to list as allowed values"
+    if mostly_null:
+        return _Column(rule, None, f"{why}: null in more than {MOSTLY_NULL:.0%} of rows, left out of the features")
+    return _Column(rule, feature, f"{why}: {'an' if feature == 'integer' else 'a'} {feature} request feature")
+
+
+def _range(rule: FieldRule, values: pl.Series) -> tuple[FieldRule, str]:
+    """min/max from the data, widened by half its span on each side (never below 0 for a column with no
+    negative value), rounded outward, so the next batch's new extremes are not quarantined."""
+    finite = values.filter(values.is_finite()) if values.dtype.is_float() else values
+    if finite.len() < values.len() or finite.len() == 0:
+        return rule, "holds infinite or NaN values, so no min/max"
+    low, high = float(finite.min()), float(finite.max())
+    span = (high - low) or max(abs(high), 1.0)
+    lo, hi = low - span / 2, high + span / 2
+    if low >= 0:
+        lo = max(lo, 0.0)
+    step = 10.0 ** math.floor(math.log10(span)) / 10
+    digits = max(0, -math.floor(math.log10(step)))
+    lo, hi = round(math.floor(lo / step) * step, digits), round(math.ceil(hi / step) * step, digits)
+    if rule.type == "integer":
+        lo, hi = math.floor(lo), math.ceil(hi)
+    rule = msgspec.structs.replace(rule, min=lo, max=hi)
+    return rule, (f"seen {_num(low)}..{_num(high)} → min {_num(lo)}, max {_num(hi)} (widened by half the "
+                  f"range{', not below 0' if low >= 0 else ''})")
+
+
+def _target_rule(frame: pl.DataFrame, source: Path, target: str) -> tuple[FieldRule, str]:
+    series = frame[target]
+    values = series.drop_nulls()
+    dtype = series.dtype
+    shown = values.cast(pl.String).str.to_lowercase() if isinstance(dtype, _TEXT) else values
+    seen = shown.unique().sort().to_list()
+    if len(seen) != 2:
+        raise InvalidInput(f"only binary targets are supported today; target '{target}' of {source} has "
+                           f"{len(seen)} distinct value(s): {_short(seen)} — pick a 0/1 column or make one")
+    nullable = series.null_count() > 0
+    unlabelled = f"; {series.null_count():,} rows without a label are kept as unlabelled" if nullable else ""
+    lowered = set(values.cast(pl.String).str.to_lowercase().unique().to_list()) if isinstance(dtype, _TEXT) else set()
+    if dtype == pl.Boolean or lowered == {"true", "false"}:
+        rule, kind = FieldRule(target, "boolean", nullable=nullable), "true/false"
+        ones = values.cast(pl.String).str.to_lowercase().eq("true").mean() if lowered else values.mean()
+    elif (dtype.is_integer() or dtype.is_float()) and set(values.unique().to_list()) == {0, 1}:
+        rule, kind = FieldRule(target, "integer", nullable=nullable, allowed_values=[0, 1]), "0/1"
+        ones = values.mean()
+    else:
+        raise InvalidInput(f"only binary targets coded 0/1 or true/false are supported today; target "
+                           f"'{target}' of {source} holds {_short(seen)} — map them to 0/1 in the file")
+    return rule, (f"the target, {kind} ({rule.type}{', allowed_values [0, 1]' if rule.allowed_values else ''}), "
+                  f"{ones:.1%} positive over {values.len():,} labelled rows{unlabelled}")
+
+
+def _time_column(frame: pl.DataFrame, source: Path, time: str | None, assumptions: list[str]) -> str:
+    if time is not None:
+        if _base_type(frame, time)[0] != "timestamp":
+            values = frame[time].drop_nulls()
+            if values.len() == 0:
+                example = "every value null"
+            else:
+                bad = _first_unreadable(frame, time, "timestamp") if values.dtype == pl.String else values[0]
+                example = f"e.g. {bad!r}"
+            raise InvalidInput(f"--time column '{time}' of {source} does not read as times (type "
+                               f"{frame.schema[time]}, {example}); pass a column of ISO 8601 times like "
+                               "2026-10-16T09:30:00Z, one format per file")
+        return time
+    found = [c for c in frame.columns if _base_type(frame, c)[0] == "timestamp"]
+    if not found:
+        raise InvalidInput(f"no column of {source} reads as times, and a time column is required for now (it "
+                           "splits training from evaluation days and drives monitoring); add one of ISO 8601 "
+                           "times and pass --time COLUMN")
+    if len(found) > 1:
+        assumptions.append(f"time column: '{found[0]}', the first of the time columns {found} — pass --time to "
+                           "pick another")
+    return found[0]
+
+
+def _time_rule(frame: pl.DataFrame, column: str) -> _Column:
+    nulls = frame[column].null_count()
+    why = f"timestamp ({_base_type(frame, column)[1]}), the event time, not nullable"
+    if nulls:
+        why += f": its {nulls:,} rows without a time will be quarantined at ingest"
+    return _Column(FieldRule(column, "timestamp", nullable=False), None, why)
+
+
+def _entity_rule(frame: pl.DataFrame, source: Path, column: str) -> _Column:
+    dtype = frame.schema[column]
+    if dtype.is_integer():
+        type = "integer"
+    elif isinstance(dtype, _TEXT):
+        type = "string"
+    else:
+        raise InvalidInput(f"--entity column '{column}' of {source} has type {dtype}; an entity key is text or "
+                           "a whole number — pass another column")
+    nulls = frame[column].null_count()
+    rule = FieldRule(column, type, nullable=nulls > 0)
+    return _Column(rule, None, f"{type}, the entity key (--entity; {frame[column].n_unique():,} entities"
+                               f"{f', {nulls:,} rows without one' if nulls else ''}): left out of the request "
+                               "features")
+
+
+# -- volume, freshness, evaluation days ----------------------------------------------------------
+
+def _volume(times: pl.Series) -> tuple[int, str]:
+    """Half the 10th percentile of the daily row counts, and never above the whole file's rate as ingest
+    measures it, so ingesting this same file neither refuses nor warns."""
+    daily = times.dt.truncate("1d").value_counts()["count"]
+    p10 = float(daily.quantile(0.1, interpolation="lower"))
+    span = max((times.max() - times.min()).total_seconds() / 86400, 1.0)
+    rate = times.len() / span
+    floor = max(1, int(min(p10 / 2, rate)))
+    capped = f", capped at the file's {rate:,.0f} rows per day over its whole span" if rate < p10 / 2 else ""
+    return floor, (f"half the 10th percentile ({p10:,.0f}) of the rows per day over the data's {daily.len()} days"
+                   f"{capped}; ingest refuses a batch under half of it per day and warns under it")
+
+
+def _staleness(times: pl.Series) -> tuple[str, str]:
+    ordered = times.unique().sort()
+    gap = ordered.diff().max() if ordered.len() > 1 else None
+    gap_days = gap.total_seconds() / 86400 if gap is not None else 0.0
+    days = max(MIN_STALENESS_DAYS, math.ceil(2 * gap_days))
+    why = (f"{MIN_STALENESS_DAYS} days, or twice the longest gap between events if longer (here {gap_days:.1f} "
+           "days); ingest warns (never refuses) when a batch's newest event is older than that")
+    age = datetime.now(timezone.utc) - times.max()
+    if age > timedelta(days=days):
+        why += f" — this file's newest event is {age.days} days old, so ingesting it now warns"
+    return f"{days}d", why
+
+
+def _eval_days(labelled: pl.DataFrame) -> tuple[int, str]:
+    """About a fifth of the data's days, at least 1, leaving at least one training day; moved to the nearest
+    split where both parts hold both classes (what training needs). ``labelled``: ``_day``, ``_positive``."""
+    if labelled.height == 0:
+        return 1, "no labelled rows to judge a split on"
+    first, last = labelled["_day"].min(), labelled["_day"].max()
+    days = (last - first).days + 1
+    wanted = max(1, round(days * EVAL_SHARE))
+    if days < 2:
+        return 1, (f"the labelled rows cover {days} day; training holds out the last eval_days days, so ingest more "
+                   "days before training")
+    wanted = min(wanted, days - 1)
+
+    def both_classes(n: int) -> bool:
+        cutoff = last - timedelta(days=n - 1)
+        parts = (labelled.filter(pl.col("_day") < cutoff), labelled.filter(pl.col("_day") >= cutoff))
+        return all(part["_positive"].n_unique() == 2 for part in parts)
+
+    for n in sorted(range(1, days), key=lambda n: abs(n - wanted)):
+        if both_classes(n):
+            moved = "" if n == wanted else f" (moved from {wanted} so both parts hold both classes)"
+            return n, f"the last {n} of the data's {days} days are held out for evaluation{moved}"
+    return wanted, (f"the last {wanted} of the data's {days} days; no split leaves both classes on both sides, "
+                    "so training will refuse until more labelled days are ingested")
+
+
+def _params(rows: int) -> tuple[dict[str, int | float], str]:
+    """LightGBM's size for the data: small trees and fewer rounds where few rows would be overfitted."""
+    small = rows < SMALL_DATA_ROWS
+    params = {"num_boost_round": 100 if small else 300, "learning_rate": 0.05, "num_leaves": 7 if small else 31,
+              "min_child_samples": min(max(rows // 20, 20), 200)}
+    return params, (f"{params['num_boost_round']} rounds of {params['num_leaves']}-leaf trees, at least "
+                    f"{params['min_child_samples']} rows a leaf, for {rows:,} labelled rows"
+                    + (f" (under {SMALL_DATA_ROWS:,}: small trees, so a first model does not learn the noise)"
+                       if small else ""))
+
+
+# -- checking and writing ------------------------------------------------------------------------
+
+def _accepted(source: Path, frame: pl.DataFrame, contract: DataContract, time: str) -> pl.DataFrame:
+    """The rows as the drafted contract reads them; it must accept every row of the file it was drafted
+    from, bar rows without a time."""
+    result = check_batch(contract, frame)
+    refused = result.quarantined.filter(pl.col(time).is_not_null())
+    if refused.height:
+        raise InvalidInput(f"the drafted contract would quarantine {refused.height:,} rows of {source} (first: "
+                           f"{refused['reason'][0]}); nothing was written — write the contract by hand or report "
+                           "this as a bug")
+    return result.accepted
+
+
+def _contract_toml(contract: DataContract, columns: dict[str, _Column], volume: int, volume_why: str,
+                   staleness: str, staleness_why: str) -> str:
+    info = contract.contract
+    lines = [f"# Data contract drafted by `appliance init --from` on {datetime.now(timezone.utc):%Y-%m-%d}: the "
+             "types, ranges and allowed", "# values are what the data showed. Read it and edit it: it decides "
+             "which rows ingest quarantines.", "", "[contract]", f"name = {_str(info.name)}",
+             f"version = {_str(info.version)}", f"description = {_str(info.description)}",
+             f"event_time = {_str(info.event_time)}     # the column freshness and volume are measured on"]
+    for rule in contract.fields:
+        lines += ["", f"# {columns[rule.name].why}", "[[fields]]", f"name = {_str(rule.name)}",
+                  f"type = {_str(rule.type)}", f"nullable = {_bool(rule.nullable)}"]
+        if rule.unique:
+            lines.append("unique = true")
+        if rule.min is not None:
+            lines += [f"min = {_num(rule.min)}", f"max = {_num(rule.max)}"]
+        if rule.allowed_values is not None:
+            lines.append(f"allowed_values = [{', '.join(_value(v) for v in rule.allowed_values)}]")
+    lines += ["", "[freshness]", f"max_staleness = {_str(staleness)}", _comment(staleness_why),
+              "", "[volume]", f"min_rows_per_day = {volume}", _comment(volume_why), ""]
+    return "\n".join(lines)
+
+
+def _spec_toml(name: str, source: Path, data_source: str, contract: str, time: str, entity: str | None,
+               target: str, features: list[tuple[str, str]], eval_days: int, eval_why: str,
+               params: dict[str, int | float], params_why: str, max_missing: float) -> str:
+    lines = [f"# Model spec drafted by `appliance init --from {source.name}` on {datetime.now(timezone.utc):%Y-%m-%d}. "
+             "Read it and edit it;", "# paths are relative to this file. `appliance train "
+             f"{name}` trains it.", "", "[model]", f"name = {_str(name)}",
+             f"description = {_str(f'Probability that {target} is positive (drafted from {source.name}).')}",
+             "", "[data]", f"source = {_str(data_source)}", f"contract = {_str(contract)}", "", "[features]"]
+    if entity is not None:
+        lines.append(f"entity_key = {_str(entity)}   # add aggregations over each entity's history below")
+    lines += [f"event_time = {_str(time)}", "request = ["]
+    lines += [f"    {{ name = {_str(c)}, type = {_str(t)} }}," for c, t in features]
+    lines += ["]", "", "[target]", f"column = {_str(target)}", "threshold = 0.5", "", "[training]",
+              'trainer = "lightgbm"', f"eval_days = {eval_days}", _comment(eval_why), "seed = 7", "",
+              "[training.params]", _comment(params_why), *(f"{k} = {_num(v)}" for k, v in params.items()), "",
+              "[validation]", "# Starting points for a first model, not goals: raise them once you know what it "
+              "achieves.", f"min_auc = {STARTING_GATES['min_auc']}", f"min_recall = {STARTING_GATES['min_recall']}"]
+    if max_missing != DEFAULT_MAX_MISSING:
+        lines.append(f"max_missing_share = {max_missing}   # a feature is this often null in the drafted-from data")
+    return "\n".join(lines) + "\n"
+
+
+def _comment(text: str) -> str:
+    return f"# {text}"
+
+
+def _str(text: str) -> str:
+    return json.dumps(text, ensure_ascii=False)  # a JSON string is a TOML basic string
+
+
+def _bool(value: bool) -> str:
+    return "true" if value else "false"
+
+
+def _value(value: object) -> str:
+    return _str(value) if isinstance(value, str) else _num(value)
+
+
+def _num(value: float | int) -> str:
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
+def _short(values: list, limit: int = 8) -> str:
+    shown = ", ".join(repr(v) for v in values[:limit])
+    return f"[{shown}{', …' if len(values) > limit else ''}]"
