@@ -41,7 +41,18 @@ def _parser() -> argparse.ArgumentParser:
         return sub
 
     init = command("init", _init, "create the data directory and register a model spec")
-    init.add_argument("--spec", type=Path, default=None, help="model spec (default: the bundled sample)")
+    given = init.add_mutually_exclusive_group()
+    given.add_argument("--spec", type=Path, default=None, help="model spec (default: the bundled sample)")
+    given.add_argument("--from", dest="source", type=Path, default=None, metavar="FILE",
+                       help="draft a spec and a data contract from a CSV/Parquet file or folder, then register it")
+    init.add_argument("--target", default=None, metavar="COLUMN", help="--from: the 0/1 column to predict")
+    init.add_argument("--time", default=None, metavar="COLUMN",
+                      help="--from: the event-time column (default: the first column of times)")
+    init.add_argument("--entity", default=None, metavar="COLUMN",
+                      help="--from: the entity key (default: none, each row stands alone)")
+    init.add_argument("--name", default=None, help="--from: the model's name (default: from the file's name)")
+    init.add_argument("--out", type=Path, default=None, metavar="DIR",
+                      help="--from: the folder the spec and contract are written to (default: the current one)")
 
     up = command("up", _up, "train what is needed, promote it, and serve the API")
     up.add_argument("--spec", type=Path, default=None, help="model spec (default: the bundled sample)")
@@ -104,10 +115,14 @@ def _parser() -> argparse.ArgumentParser:
     data_show = data_commands.add_parser("show", help="one snapshot (a hash prefix will do)")
     data_show.set_defaults(run=_data_show)
     data_show.add_argument("hash")
+    data_show.add_argument("--model", default=None, help="only this model's snapshot (models reading the same "
+                                                         "bytes each have one)")
     data_diff = data_commands.add_parser("diff", help="what changed between two snapshots")
     data_diff.set_defaults(run=_data_diff)
     data_diff.add_argument("old")
     data_diff.add_argument("new")
+    data_diff.add_argument("--model", default=None, help="the model whose snapshots these are, where several "
+                                                         "models hold the same bytes")
     quarantined = data_commands.add_parser("quarantine", help="a model's quarantined rows with their reasons")
     quarantined.set_defaults(run=_data_quarantine)
     quarantined.add_argument("model")
@@ -149,6 +164,26 @@ def _parser() -> argparse.ArgumentParser:
                         "retrain a version from its recorded data, params, seed and code; report the differences")
     reproduce.add_argument("model")
     reproduce.add_argument("version", type=int)
+
+    register = command("register", _register,
+                       "register a model trained elsewhere (ONNX, or a LightGBM model file) through the gates")
+    register.add_argument("model", help="a model registered with `appliance init --spec`")
+    model_file = register.add_mutually_exclusive_group(required=True)
+    model_file.add_argument("--onnx", type=Path, metavar="FILE",
+                            help="an ONNX model taking one float32 input 'features' [rows, F] (the spec's features "
+                                 "in order, categories as codes) and giving 'probabilities' [rows, 2]; no parity "
+                                 "gate applies")
+    model_file.add_argument("--lightgbm", type=Path, metavar="FILE",
+                            help="a LightGBM binary model text file (booster.save_model), converted to ONNX here; "
+                                 "parity of ONNX with LightGBM is a gate")
+    register.add_argument("--eval", type=Path, default=None, metavar="DATA",
+                          help="labelled CSV/Parquet events, checked against the data contract, that score it "
+                               "(default: the last [training] eval_days days of the ingested snapshots)")
+    register.add_argument("--categories", type=Path, default=None, metavar="FILE.json",
+                          help='each category feature\'s values in code order, {"color": ["red", "green"]}; '
+                               "without it they are learnt as training learns them: distinct values, sorted, of "
+                               "the ingested days before the held-out ones (with --eval: of the DATA rows)")
+    register.add_argument("--reason", default="", help="why (goes into the audit log)")
 
     keys = command("keys", lambda a: keys.print_help() or 0, "API keys: create, list, revoke")
     key_commands = keys.add_subparsers(metavar="ACTION")
@@ -244,11 +279,42 @@ def _say(line: str) -> None:
 def _init(args: argparse.Namespace) -> int:
     from appliance.spec import load_spec
 
+    if args.source is not None:
+        return _init_from(args)
+    drafting = [flag for flag in ("target", "time", "entity", "name", "out") if getattr(args, flag) is not None]
+    if drafting:
+        raise InvalidInput(f"{', '.join('--' + f for f in drafting)} {'go' if len(drafting) > 1 else 'goes'} "
+                           "with --from FILE (drafting a spec from data)")
     with _home(args) as home:
         spec = load_spec(args.spec or bundled_spec_path())
         added = home.add_model(spec, actor="cli")
         print(f"data directory {home.root}")
         print(f"model '{spec.name}' {'registered' if added else 'already registered'} from {spec.path}")
+    return 0
+
+
+def _init_from(args: argparse.Namespace) -> int:
+    from appliance.data.drafting import draft_model, write_draft
+    from appliance.errors import Conflict
+    from appliance.spec import load_spec
+
+    if args.target is None:
+        raise InvalidInput("--from needs --target COLUMN: the 0/1 column the model predicts")
+    draft = draft_model(args.source, args.target, args.out or Path.cwd(), time=args.time, entity=args.entity,
+                        name=args.name)
+    with _home(args) as home:
+        known = {m.name: m.spec_path for m in home.registry.models()}
+        if draft.name in known:
+            raise Conflict(f"model '{draft.name}' is already registered (spec {known[draft.name]}); nothing was "
+                           "written — pass --name NAME for a new model")
+        for line in draft.assumptions:
+            print(f"assumed {line}")
+        write_draft(draft)
+        print(f"wrote {draft.spec_path} and {draft.contract_path}: read them and edit what the data could not tell")
+        spec = load_spec(draft.spec_path)
+        home.add_model(spec, actor="cli")
+        print(f"data directory {home.root}")
+        print(f"model '{spec.name}' registered from {spec.path}; next: `appliance train {spec.name}`")
     return 0
 
 
@@ -316,19 +382,25 @@ def _tui(args: argparse.Namespace) -> int:
 
 def _example_request(home) -> tuple[str, dict] | None:
     """A first record of a served model's live data (else its source), as a request body: the entity
-    key, the event time and the request-time features; the rest comes from the online store."""
+    key, the event time and the request-time features (typed as the data contract declares them); the
+    rest comes from the online store."""
+    from appliance.data.contract import cast_columns
+    from appliance.data.declared import model_contract
     from appliance.data.sources import read_source
+    from appliance.data.values import json_value
 
     for summary in home.registry.models():
         if summary.production is None:
             continue
         spec = home.spec(summary.name)
         keys = spec.features
-        row = read_source(spec.resolve(spec.data.live or spec.data.source)).row(0, named=True)
-        record = {keys.entity_key: row[keys.entity_key]}
+        frame = cast_columns(model_contract(spec), read_source(spec.resolve(spec.data.live or spec.data.source)))
+        row = frame.row(0, named=True)
+        record = {keys.entity_key: row[keys.entity_key]} if keys.entity_key else {}
         if spec.data.live and isinstance(row.get(keys.event_time), datetime):
-            record[keys.event_time] = row[keys.event_time].isoformat().replace("+00:00", "Z")
-        return summary.name, record | {f.name: row[f.name] for f in keys.request}
+            record[keys.event_time] = row[keys.event_time]
+        record |= {f.name: row[f.name] for f in keys.request}
+        return summary.name, {k: json_value(v) for k, v in record.items()}
     return None
 
 
@@ -654,13 +726,14 @@ def _table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
 
 
 def _ingest(args: argparse.Namespace) -> int:
-    from appliance.data.contract import load_contract
+    from appliance.data.declared import check_spec_types, model_contract
     from appliance.data.ingest import ingest
 
     as_of = _parse_time(args.as_of, "--as-of") if args.as_of else datetime.now(timezone.utc)
     with _home(args) as home:
         spec = home.spec(args.model)
-        contract = load_contract(spec.resolve(spec.data.contract))
+        contract = model_contract(spec)
+        check_spec_types(spec, contract)
         report = ingest(home.conn, home.offline, spec.name, contract, args.path, as_of=as_of)
         s = report.snapshot
         print(f"read {report.rows_read:,} rows: {report.accepted:,} accepted, {report.quarantined:,} quarantined")
@@ -680,7 +753,7 @@ def _data_list(args: argparse.Namespace) -> int:
         home.registry.model(args.model)
         rows = []
         for s in list_snapshots(home.conn, args.model):
-            trained = ", ".join(f"v{v}" for _, v in versions_trained_on(home.conn, s.hash)) or "-"
+            trained = ", ".join(f"v{v}" for _, v in versions_trained_on(home.conn, s.hash, args.model)) or "-"
             rows.append((s.hash[:12], f"{s.rows:,}", f"{s.quarantined:,}", _day(s.min_event_time),
                          _day(s.max_event_time), (s.parent or "-")[:12], _when(s.created_at), trained))
         _table(("SNAPSHOT", "ROWS", "QUARANTINED", "FROM", "TO", "PARENT", "CREATED", "VERSIONS"), rows)
@@ -690,26 +763,31 @@ def _data_list(args: argparse.Namespace) -> int:
 
 
 def _data_show(args: argparse.Namespace) -> int:
-    from appliance.data.snapshots import find_snapshot, versions_trained_on
+    from appliance.data.snapshots import find_snapshots, versions_trained_on
 
     with _home(args) as home:
-        s = find_snapshot(home.conn, args.hash)
-        trained = versions_trained_on(home.conn, s.hash)
-        print(f"snapshot     {s.hash}\nmodel        {s.model}\nrows         {s.rows:,}\n"
-              f"quarantined  {s.quarantined:,}\nevent time   {s.min_event_time} .. {s.max_event_time}\n"
-              f"source       {s.source}\nparent       {s.parent or '-'}\ncreated      {_when(s.created_at)}\n"
-              f"file         {home.offline.root / s.path}\n"
-              f"trained      {', '.join(f'{m} v{v}' for m, v in trained) or 'no version yet'}\nschema")
-        for column, kind in s.schema.items():
-            print(f"  {column}: {kind}")
+        if args.model is not None:
+            home.registry.model(args.model)
+        for i, s in enumerate(find_snapshots(home.conn, args.hash, args.model)):  # one per model holding it
+            trained = versions_trained_on(home.conn, s.hash, s.model)
+            print(("\n" if i else "") +
+                  f"snapshot     {s.hash}\nmodel        {s.model}\nrows         {s.rows:,}\n"
+                  f"quarantined  {s.quarantined:,}\nevent time   {s.min_event_time} .. {s.max_event_time}\n"
+                  f"source       {s.source}\nparent       {s.parent or '-'}\ncreated      {_when(s.created_at)}\n"
+                  f"file         {home.offline.root / s.path}\n"
+                  f"trained      {', '.join(f'{m} v{v}' for m, v in trained) or 'no version yet'}\nschema")
+            for column, kind in s.schema.items():
+                print(f"  {column}: {kind}")
     return 0
 
 
 def _data_diff(args: argparse.Namespace) -> int:
-    from appliance.data.snapshots import diff_snapshots, find_snapshot
+    from appliance.data.snapshots import diff_snapshots, find_snapshot_pair
 
     with _home(args) as home:
-        d = diff_snapshots(home.offline, find_snapshot(home.conn, args.old), find_snapshot(home.conn, args.new))
+        if args.model is not None:
+            home.registry.model(args.model)
+        d = diff_snapshots(home.offline, *find_snapshot_pair(home.conn, args.old, args.new, args.model))
         print(f"old {d.old.hash[:12]}: {d.old.rows:,} rows, {d.old.min_event_time} .. {d.old.max_event_time}")
         print(f"new {d.new.hash[:12]}: {d.new.rows:,} rows, {d.new.min_event_time} .. {d.new.max_event_time}")
         print(f"rows {d.new.rows - d.old.rows:+,}; quarantined {d.old.quarantined:,} → {d.new.quarantined:,}")
@@ -770,14 +848,18 @@ def _features_skew(args: argparse.Namespace) -> int:
 
 
 def _features_show(args: argparse.Namespace) -> int:
+    from appliance.data.declared import entity_key_type
     from appliance.features.online import OnlineFeatures
 
     with _home(args) as home:
         spec = home.spec(args.model)
+        if spec.features.entity_key is None:
+            raise InvalidInput(f"model '{spec.name}' has no entity: it keeps no features to show")
         record = {spec.features.entity_key: args.entity}
         if args.at:
             record[spec.features.event_time] = args.at
-        completed = OnlineFeatures(home.online, spec.name, spec.features).complete([record])[0]
+        online = OnlineFeatures(home.online, spec.name, spec.features, entity_key_type(spec))
+        completed = online.complete([record])[0]
     print(json.dumps(completed, indent=2, default=str))
     return 0
 
@@ -875,6 +957,24 @@ def _reproduce(args: argparse.Namespace) -> int:
               f"{result.reproduced_onnx[:12]}); largest metric difference {result.max_difference:.3g} "
               f"(run {result.run_id[:8]})")
     return 0
+
+
+def _register(args: argparse.Namespace) -> int:
+    from appliance.training.registration import register_model
+
+    with _home(args) as home:
+        result = register_model(home, args.model, onnx=args.onnx, lightgbm=args.lightgbm, eval_data=args.eval,
+                                categories=args.categories, reason=args.reason, actor="cli", say=_say)
+    for check in result.gates.checks:
+        verdict = "n/a" if not check.applicable else "pass" if check.passed else "FAIL"
+        print(f"gate {check.name}: {verdict} — {check.detail}")
+    v, (what, _, digest) = result.version, result.source.rpartition(" ")
+    if result.gates.passed:
+        print(f"registered {v.model} v{v.version} from {what} {digest[:12]} as candidate; "
+              f"promote it with `appliance promote {v.model} {v.version}`")
+        return 0
+    print(f"registered {v.model} v{v.version} as REJECTED: it failed its gates and cannot be promoted")
+    return 1
 
 
 def _seconds(run) -> str:
