@@ -14,7 +14,7 @@ import polars as pl
 import pytest
 
 from appliance.alerts import actions, records
-from appliance.alerts.engine import on_monitor_results
+from appliance.alerts.engine import on_monitor_results, version_references
 from appliance.alerts.rules import DEFAULT_ALERTS, AlertRule, evaluate, with_drift_score
 from appliance.home import Home
 from appliance.spec import load_spec
@@ -62,16 +62,128 @@ def test_drift_score_is_the_worst_relative_excess():
     assert [(f.target, f.window_start[:10], round(f.value, 3)) for f in fired] == [("*", "2026-10-17", 0.6)]
 
 
+SAMPLE_REFERENCE = {1: {"auc": 0.90, "positive_rate": 0.027}}   # v1's held-out evaluation, like the sample's
+
+
 def test_accuracy_reads_realized_auc_and_falls_back_to_the_estimate():
     rows = results((0, "performance", "*", "auc", 0.90, 0.8, False),
                    (0, "performance", "country=US", "auc", 0.70, 0.8, True),    # segments are not the model
                    (1, "estimated", "*", "auc", 0.78, 0.8, True))          # day 1 has no labels yet
-    fired = evaluate(rule("accuracy-critical"), rows)
+    fired = evaluate(rule("accuracy-critical"), rows, SAMPLE_REFERENCE)
     assert [(f.target, f.value, f.window_start[:10]) for f in fired] == [("*", 0.78, "2026-10-17")]
+    assert fired[0].message.startswith("estimated AUC 0.780 is 0.120 below v1's reference 0.900")
     labelled = pl.concat([rows, results((1, "performance", "*", "auc", 0.86, 0.8, False))])
-    assert evaluate(rule("accuracy-critical"), labelled) == []   # the realized value wins over the estimate
+    assert evaluate(rule("accuracy-critical"), labelled, SAMPLE_REFERENCE) == []   # the realized value wins
     few = results((0, "performance", "*", "auc", 0.5, 0.8, True, 50))
-    assert evaluate(rule("accuracy-critical"), few) == []        # 50 labelled rows are not judged
+    assert evaluate(rule("accuracy-critical"), few, SAMPLE_REFERENCE) == []        # 50 labelled rows: not judged
+
+
+def served_by(version: int, frame: pl.DataFrame) -> pl.DataFrame:
+    return frame.with_columns(version=pl.lit(version, pl.Int64))
+
+
+def test_accuracy_is_judged_against_the_serving_versions_own_reference():
+    honest = {3: {"auc": 0.71, "positive_rate": 0.30}}     # a modest model, measured honestly on held-out rows
+    low, critical = rule("accuracy-low"), rule("accuracy-critical")
+
+    def fired(auc: float, rows: int = 3000, references=honest) -> list[str]:
+        window = served_by(3, results((0, "performance", "*", "auc", auc, None, False, rows)))
+        return [f.rule.name for r in (low, critical) for f in evaluate(r, window, references)]
+
+    assert fired(0.70) == [] and fired(0.67) == []          # within 0.05 of its own 0.71: healthy, on day 1
+    assert fired(0.62) == ["accuracy-low"]                  # 0.09 below: a warning, no retrain
+    assert fired(0.60) == ["accuracy-low", "accuracy-critical"]
+    assert fired(0.89, references={3: {"auc": 0.95, "positive_rate": 0.30}}) == ["accuracy-low"]  # over 0.85, yet
+    assert fired(0.62, references={1: {"auc": 0.71}}) == []  # no reference for v3: not judged
+    assert fired(0.62, references={3: {"positive_rate": 0.3}}) == []
+    # The margin widens with the window's noise: 200 labelled rows at 2.7 % positives hold ~5 frauds.
+    rare = {3: {"auc": 0.71, "positive_rate": 0.027}}
+    assert fired(0.59, rows=200, references=rare) == [] and fired(0.59, rows=3000, references=rare) == ["accuracy-low"]
+    assert fired(0.30, rows=200, references=rare) == ["accuracy-low"]
+
+    [firing] = evaluate(low, served_by(3, results((0, "performance", "*", "auc", 0.62, None, False))), honest)
+    assert firing.message == "realized AUC 0.620 is 0.090 below v3's reference 0.710 (more than 0.050: warning)"
+    assert firing.threshold == pytest.approx(0.66) and firing.reference == 0.71
+    [noisy] = evaluate(low, served_by(3, results((0, "performance", "*", "auc", 0.55, None, False))), rare)
+    assert noisy.message.startswith("realized AUC 0.550 is 0.160 below v3's reference 0.710 (more than 0.098, "
+                                    "3 standard errors at 3,000 labelled rows: warning)")
+
+
+def test_relative_rules_need_a_margin_and_noise_only_widens_auc():
+    with pytest.raises(ValueError, match="margin"):
+        AlertRule("r", "performance", "auc", "<", -0.05, relative_to="reference")
+    with pytest.raises(ValueError, match="noise_z"):
+        AlertRule("r", "performance", "f1", "<", 0.05, relative_to="reference", noise_z=3)
+    with pytest.raises(ValueError, match="noise_z"):
+        AlertRule("r", "performance", "auc", "<", 0.80, noise_z=3)
+    rising = AlertRule("r", "performance", "log_loss", ">", 0.02, relative_to="reference")
+    window = results((0, "performance", "*", "log_loss", 0.16, None, False))
+    [f] = evaluate(rising, window, {1: {"log_loss": 0.13}})
+    assert f.message.startswith("realized log_loss 0.160 is 0.030 above v1's reference 0.130")
+    assert evaluate(rising, window, {1: {"log_loss": 0.15}}) == []
+
+
+def _register(home: Home, metrics: dict) -> int:
+    """A version of 'fraud' with these evaluation metrics (no artifacts: the alert rules read only metrics)."""
+    home.conn.execute("INSERT OR IGNORE INTO runs (id, model, kind, status, started_at) "
+                      "VALUES ('r-honest', 'fraud', 'train', 'succeeded', 0)")
+    return home.registry.register_version("fraud", status="registered", artifact_sha256="0" * 64, feature_schema={},
+                                          metrics=metrics, params={}, gate_report={}, data_version="d",
+                                          code_version="c", run_id="r-honest").version
+
+
+def test_a_versions_reference_comes_from_the_registry(home: Home):
+    version = _register(home, {"auc": 0.71, "positive_rate": 0.30, "rows": 30000.0})
+    healthy = served_by(version, results((0, "performance", "*", "auc", 0.70, 0.8, True)))
+    assert on_monitor_results(home, "fraud", healthy) == []                     # absolute 0.85 would have fired
+    worse = served_by(version, results((1, "performance", "*", "auc", 0.62, 0.8, True)))
+    [alert] = on_monitor_results(home, "fraud", worse)
+    assert (alert.rule, alert.value, alert.threshold) == ("accuracy-low", 0.62, pytest.approx(0.66))
+    assert alert.message.startswith(f"realized AUC 0.620 is 0.090 below v{version}'s reference 0.710")
+    unknown = served_by(version + 1, results((2, "performance", "*", "auc", 0.10, 0.8, True)))
+    assert on_monitor_results(home, "fraud", unknown) == []                   # no such version: not judged
+
+
+def test_without_a_recorded_metric_the_stored_monitoring_reference_is_scored(home_dir: Path):
+    with Home(home_dir) as h:
+        v1 = h.registry.version("fraud", 1)
+        bare = h.registry.register_version("fraud", status="registered", artifact_sha256=v1.artifact_sha256,
+                                           feature_schema=v1.feature_schema, metrics={}, params={}, gate_report={},
+                                           data_version="d", code_version="c", run_id=v1.run_id).version
+        window = served_by(bare, results((0, "performance", "*", "auc", 0.5, 0.8, True)))
+        references = version_references(h, "fraud", window, DEFAULT_ALERTS)
+    # v1's run stored its evaluation rows with their scores: the same rows its recorded AUC came from
+    assert references[bare]["auc"] == pytest.approx(v1.metrics["auc"], abs=1e-4)
+    assert references[bare]["positive_rate"] == pytest.approx(v1.metrics["positive_rate"])
+    [firing] = evaluate(rule("accuracy-low"), window, references)
+    assert f"below v{bare}'s reference {v1.metrics['auc']:.3f}" in firing.message
+
+
+def test_an_explicit_absolute_rule_in_the_spec_still_works(tmp_path: Path):
+    spec = small_spec(tmp_path)
+    spec.write_text(spec.read_text() + """
+[[alerts]]
+name = "auc-floor"
+check = "performance"
+method = "auc"
+op = "<"
+threshold = 0.85
+feature = "*"
+
+[[alerts]]
+name = "auc-drop"
+check = "performance"
+method = "auc"
+op = "<"
+threshold = 0.02
+feature = "*"
+relative_to = "reference"
+""")
+    with Home(tmp_path / "home") as h:
+        h.add_model(load_spec(spec))
+        assert [r.name for r in h.spec("fraud").alerts] == ["auc-floor", "auc-drop"]   # the defaults are replaced
+        fired = on_monitor_results(h, "fraud", results((0, "performance", "*", "auc", 0.80, 0.8, True)))
+    assert [(a.rule, a.message, a.threshold) for a in fired] == [("auc-floor", "auc = 0.8 < 0.85 (warning)", 0.85)]
 
 
 def test_for_windows_needs_consecutive_breaches():

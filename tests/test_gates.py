@@ -48,6 +48,15 @@ def test_regression_is_judged_against_production_on_the_same_rows():
     assert failed(evaluate_gates(RULES, evidence(production_version=3, production_auc=math.nan))) == ["no_regression"]
 
 
+def test_a_first_version_is_judged_by_the_specs_own_thresholds_only():
+    modest = msgspec.structs.replace(RULES, min_auc=0.70, min_recall=0.10)   # a spec written for a 0.71 model
+    report = evaluate_gates(modest, evidence(auc=0.71, recall_at_precision=0.12))
+    assert report.passed and "no production version" in report.checks[2].detail
+    assert failed(evaluate_gates(RULES, evidence(auc=0.71, recall_at_precision=0.12))) == ["min_auc", "min_recall"]
+    later = evidence(auc=0.71, recall_at_precision=0.12, production_version=1, production_auc=0.74)
+    assert failed(evaluate_gates(modest, later)) == ["no_regression"]      # once one serves, it is the bar too
+
+
 def test_segment_gap_judges_only_segments_with_enough_positives():
     scores = {"US": SegmentScore(10_000, 300, 0.89), "GB": SegmentScore(3_000, 100, 0.83),
               "JP": SegmentScore(2_000, 19, 0.60)}  # too few positives: reported, not judged

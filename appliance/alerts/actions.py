@@ -35,7 +35,7 @@ def take_action(root: Path, rule: AlertRule, alert: Alert) -> None:
     """Run the rule's action for a newly opened alert; never blocks on the network or on training."""
     log.warning("alert %d opened: %s %s on %s", alert.id, rule.severity, rule.name, alert.model,
                 extra={"alert": alert.id, "rule": rule.name, "model": alert.model, "target": alert.target,
-                       "severity": rule.severity, "value": alert.value, "threshold": rule.threshold,
+                       "severity": rule.severity, "value": alert.value, "threshold": alert.threshold,
                        "window_end": alert.window_end, "alert_message": alert.message})
     if rule.action == "webhook":
         _background(f"webhook-{alert.id}", _webhook, root, rule.url, alert)

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import logging
+import math
+
 import polars as pl
 
 from appliance.alerts import records
 from appliance.alerts.actions import retry_failed_retrain, take_action
 from appliance.alerts.records import Alert
-from appliance.alerts.rules import evaluate, with_drift_score
+from appliance.alerts.rules import AlertRule, evaluate, with_drift_score
+from appliance.errors import NotFound
 from appliance.home import Home
+from storage.errors import StorageError
+
+log = logging.getLogger("appliance.alerts")
+_unjudged: set[tuple[str, int, str]] = set()    # (model, version, rule) already logged as without a reference
 
 
 def on_monitor_results(home: Home, model: str, new_rows: pl.DataFrame) -> list[Alert]:
@@ -21,9 +29,10 @@ def on_monitor_results(home: Home, model: str, new_rows: pl.DataFrame) -> list[A
         return []
     rules = home.spec(model).alerts
     rows = with_drift_score(new_rows)
+    references = version_references(home, model, rows, rules)
     touched = []
     for rule in rules:
-        for firing in evaluate(rule, rows):
+        for firing in evaluate(rule, rows, references):
             alert, opened = records.record_firing(home.conn, model, firing)
             if opened:
                 take_action(home.root, rule, alert)
@@ -31,6 +40,49 @@ def on_monitor_results(home: Home, model: str, new_rows: pl.DataFrame) -> list[A
                 retry_failed_retrain(home.root, rule, alert)
             touched.append(alert)
     return touched
+
+
+def version_references(home: Home, model: str, rows: pl.DataFrame, rules: list[AlertRule]) \
+        -> dict[int, dict[str, float]]:
+    """The reference metrics of the versions in ``rows`` that relative rules compare with: each version's
+    held-out evaluation metrics as the registry recorded them, or else recomputed from the monitoring
+    reference it stored (its evaluation rows' out-of-sample scores and labels)."""
+    relative = [r for r in rules if r.relative_to == "reference"]
+    if not relative or "version" not in rows.columns:
+        return {}
+    out = {}
+    for version in rows["version"].drop_nulls().unique().to_list():
+        try:
+            recorded = home.registry.version(model, version).metrics
+        except NotFound:
+            recorded = {}
+        metrics = {k: float(v) for k, v in recorded.items() if isinstance(v, int | float)}
+        if any(not math.isfinite(metrics.get(r.method, math.nan)) for r in relative):
+            metrics = _stored_reference_metrics(home, model, version) | metrics
+        for rule in relative:
+            if not math.isfinite(metrics.get(rule.method, math.nan)) and (model, version, rule.name) not in _unjudged:
+                _unjudged.add((model, version, rule.name))
+                log.warning("alert rule '%s' judges against the reference, but v%d of '%s' records no %s: its "
+                            "windows are not judged by it", rule.name, version, model, rule.method,
+                            extra={"model": model, "version": version, "rule": rule.name})
+        out[version] = metrics
+    return out
+
+
+def _stored_reference_metrics(home: Home, model: str, version: int) -> dict[str, float]:
+    """Binary metrics of a version's stored monitoring reference; empty if it has none."""
+    from appliance.monitoring.reference import SCORE, load_reference
+    from appliance.training.metrics import binary_metrics
+
+    try:
+        spec = home.spec(model)
+        reference = load_reference(home, model, version).drop_nulls([SCORE, spec.target.column])
+    except (NotFound, StorageError):    # none stored, or unreadable: the rules say so and judge nothing
+        return {}
+    if reference.height == 0:
+        return {}
+    return binary_metrics(reference[spec.target.column].to_numpy(), reference[SCORE].to_numpy(),
+                          spec.target.threshold)
 
 
 def install() -> None:

@@ -35,7 +35,7 @@ class Alert(msgspec.Struct, frozen=True):
     status: str                 # open | acknowledged | resolved
     message: str
     value: float | None
-    threshold: float
+    threshold: float            # what the value was compared with (a relative rule: its reference ∓ margin)
     window_start: str | None
     window_end: str | None
     count: int
@@ -53,18 +53,20 @@ def record_firing(conn: sqlite3.Connection, model: str, firing: Firing) -> tuple
     Returns the alert and whether it was newly opened."""
     rule, now = firing.rule, time.time()
     value = firing.value if firing.value == firing.value else None  # NaN → NULL
+    threshold = firing.threshold if firing.threshold == firing.threshold else rule.threshold
     with transaction(conn):
         row = conn.execute("SELECT id FROM alerts WHERE rule = ? AND model = ? AND target = ? "
                            "AND status != 'resolved'", (rule.name, model, firing.target)).fetchone()
         if row is not None:
-            conn.execute("UPDATE alerts SET count = count + 1, last_seen = ?, value = ?, message = ?, "
+            conn.execute("UPDATE alerts SET count = count + 1, last_seen = ?, value = ?, threshold = ?, message = ?, "
                          "window_start = ?, window_end = ? WHERE id = ?",
-                         (now, value, firing.message, firing.window_start, firing.window_end, row[0]))
+                         (now, value, threshold, firing.message, firing.window_start, firing.window_end,
+                          row[0]))
             return alert(conn, row[0]), False
         cur = conn.execute(
             "INSERT INTO alerts (rule, model, target, severity, action, status, message, value, threshold, "
             "window_start, window_end, first_seen, last_seen) VALUES (?, ?, ?, ?, ?, 'open', ?, ?, ?, ?, ?, ?, ?)",
-            (rule.name, model, firing.target, rule.severity, rule.action, firing.message, value, rule.threshold,
+            (rule.name, model, firing.target, rule.severity, rule.action, firing.message, value, threshold,
              firing.window_start, firing.window_end, now, now))
         Registry(conn).audit("monitoring", "alert_opened", model, None,
                              {"alert": cur.lastrowid, "rule": rule.name, "target": firing.target,

@@ -30,8 +30,8 @@ class DriftThresholds(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     of 0.1 is far above what a 35 % price rise gives (PSI 0.02-0.05, KS 0.06-0.09 on the sample).
     """
 
-    psi: float = 0.02
-    ks: float = 0.045
+    psi: float = 0.02             # PSI of a feature, window against reference
+    ks: float = 0.045             # Kolmogorov-Smirnov distance (numeric features)
     jensen_shannon: float = 0.05  # base 2, 0..1
     chi2: float = 0.04            # Cramér's V of the (reference, window) × category table
 
@@ -45,7 +45,7 @@ class QualityThresholds(msgspec.Struct, frozen=True, forbid_unknown_fields=True)
     max_missing_rate: float = 0.10      # the reference architecture's "missing rate > 10 %" rule
     max_violation_rate: float = 0.01    # share of rows out of range or not an allowed value
     min_volume_ratio: float = 0.5       # rows in a window against the reference's rate per window
-    max_volume_ratio: float = 2.0
+    max_volume_ratio: float = 2.0       # the same ratio, at most
 
 
 class PerformanceThresholds(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -57,13 +57,14 @@ class MonitoringSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True)
     window: str = "1d"                  # event-time window length: '1d', '12h', '7d', ...
     psi_bins: int = 10                  # reference-quantile bins for continuous PSI
     min_window_rows: int = 200          # smaller windows are reported but never alert
-    continuous_methods: list[ContinuousMethod] = msgspec.field(default_factory=lambda: ["psi", "ks"])
-    categorical_methods: list[CategoricalMethod] = msgspec.field(
+    continuous_methods: list[ContinuousMethod] = msgspec.field(  # drift statistics of numbers
+        default_factory=lambda: ["psi", "ks"])
+    categorical_methods: list[CategoricalMethod] = msgspec.field(  # drift statistics of categories and booleans
         default_factory=lambda: ["psi", "jensen_shannon"])
-    drift: DriftThresholds = DriftThresholds()
-    prediction: PredictionThresholds = PredictionThresholds()
-    quality: QualityThresholds = QualityThresholds()
-    performance: PerformanceThresholds = PerformanceThresholds()
+    drift: DriftThresholds = DriftThresholds()  # feature drift thresholds
+    prediction: PredictionThresholds = PredictionThresholds()  # thresholds on the model's scores
+    quality: QualityThresholds = QualityThresholds()  # data-quality thresholds
+    performance: PerformanceThresholds = PerformanceThresholds()  # accuracy thresholds
 
     def __post_init__(self) -> None:
         if not re.fullmatch(r"[1-9]\d*[hdw]", self.window):
