@@ -139,3 +139,43 @@ def test_an_integer_flag_is_a_boolean_only_as_0_or_1(tmp_path: Path, values, rea
         assert result.quarantined["reason"].to_list() == [reason]
     else:
         assert result.accepted["on_mobile"].to_list() == [True, False, True]
+
+
+def test_a_model_trained_elsewhere_registers_serves_and_is_retrained_by_the_loop(tmp_path: Path, capsys):
+    import lightgbm as lgb
+    import numpy as np
+    import onnxmltools
+    from onnxmltools.convert.common.data_types import FloatTensorType
+
+    spec = write_loans(tmp_path / "data")
+    home = tmp_path / "home"
+    _cli(home, "init", "--spec", str(spec))
+    _cli(home, "ingest", "loans", str(spec.parent / "applications.csv"))
+    # The team's own training, outside the appliance: its own category codes, its own feature matrix.
+    codes = {"term": ["60", "36"], "grade": ["D", "C", "B", "A"]}
+    frame = pl.read_csv(spec.parent / "applications.csv")   # polars reads true/false as booleans
+    x = np.column_stack([frame["income"].to_numpy(), [codes["term"].index(str(v)) for v in frame["term"]],
+                         [codes["grade"].index(v) for v in frame["grade"]],
+                         frame["cosigned"].to_numpy()]).astype(np.float32)
+    booster = lgb.train({"objective": "binary", "verbosity": -1, "num_leaves": 7, "seed": 1, "num_threads": 1},
+                        lgb.Dataset(x, frame["defaulted"].to_numpy(), categorical_feature=[1, 2]), num_boost_round=30)
+    onnx_model = onnxmltools.convert_lightgbm(booster, initial_types=[("features", FloatTensorType([None, 4]))],
+                                              zipmap=False, target_opset=15)
+    (tmp_path / "model.onnx").write_bytes(onnx_model.SerializeToString())
+    (tmp_path / "codes.json").write_text(json.dumps(codes))
+    _cli(home, "register", "loans", "--onnx", str(tmp_path / "model.onnx"), "--categories", str(tmp_path / "codes.json"))
+    _cli(home, "promote", "loans", "1")
+    live = pl.read_csv(spec.parent / "live.csv").head(5)
+    with running_server(home) as server:
+        answer = server.client.post("/v1/models/loans/predict", json=[
+            {"applied": r["applied"], "income": r["income"], "term": r["term"], "grade": r["grade"],
+             "cosigned": r["cosigned"]} for r in live.iter_rows(named=True)])
+        assert answer.status_code == 200, answer.text
+        x_live = np.column_stack([live["income"].to_numpy(), [codes["term"].index(str(v)) for v in live["term"]],
+                                  [codes["grade"].index(v) for v in live["grade"]],
+                                  live["cosigned"].to_numpy()]).astype(np.float32)
+        served = [p["probability"] for p in answer.json()["predictions"]]
+        assert np.allclose(served, booster.predict(x_live), atol=1e-5)  # the team's own model, unchanged
+        _replay_and_retrain(home, server.url, "loans", capsys)
+    assert main(["--home", str(home), "reproduce", "loans", "1"]) == 1
+    assert "registered from an outside ONNX file" in capsys.readouterr().err

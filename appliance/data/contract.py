@@ -142,14 +142,21 @@ def cast_columns(contract: DataContract, frame: pl.DataFrame) -> pl.DataFrame:
                               for rule in contract.fields if rule.name in frame.columns)
 
 
+def parse_times(text: pl.Expr) -> pl.Expr:
+    """Text times as UTC datetimes (µs): the column's own format (inferred from its first value), else
+    ISO 8601's common forms, so a column mixing '2026-05-02 14:03:07' and '2026-05-02T14:03:07Z' reads
+    whole; text that is no time becomes null."""
+    return pl.coalesce([text.str.to_datetime(format=f, time_zone="UTC", strict=False, time_unit="us")
+                        for f in TIMESTAMP_FORMATS])
+
+
 def _cast(rule: FieldRule, source: pl.DataType) -> pl.Expr:
     col, target = pl.col(rule.name), POLARS_TYPES[rule.type]
     if source == target:
         return col
     if rule.type == "timestamp":
-        if source == pl.String:  # the file's own format (inferred from its first value), else ISO 8601's forms
-            return pl.coalesce([col.str.to_datetime(format=f, time_zone="UTC", strict=False, time_unit="us")
-                                for f in TIMESTAMP_FORMATS])
+        if source == pl.String:
+            return parse_times(col)
         if isinstance(source, pl.Datetime):
             zoned = col.dt.replace_time_zone("UTC") if source.time_zone is None else col.dt.convert_time_zone("UTC")
             return zoned.dt.cast_time_unit("us")

@@ -18,7 +18,7 @@ import msgspec
 import numpy as np
 import polars as pl
 
-from appliance.data.contract import load_contract
+from appliance.data.contract import load_contract, parse_times
 from appliance.data.sources import read_source
 from appliance.errors import NotReady
 from appliance.home import Home
@@ -124,7 +124,7 @@ def logged_traffic(home: Home, spec: ModelSpec, version: int) -> pl.DataFrame:
     payload = payload.drop([c for c in (event_time,) if c in payload.columns])
     received = pl.from_epoch(pl.col(RECEIVED), time_unit="s").dt.replace_time_zone("UTC").dt.cast_time_unit("us")
     frame = pl.concat([raw.drop("_features"), payload], how="horizontal").with_columns(
-        pl.coalesce(pl.col("_event_text").str.to_datetime(time_unit="us", time_zone="UTC", strict=False),
+        pl.coalesce(parse_times(pl.col("_event_text")),
                     received).alias(event_time),
         pl.col(LABEL).cast(pl.Int8))
     frame = frame.with_columns([_typed(frame, f) for f in spec.features.request if f.name in frame.columns])
