@@ -17,7 +17,7 @@ from appliance.monitoring.estimation import estimate_auc, reconstruction_drift
 from appliance.monitoring.feature_drift import ReferenceProfile, feature_drift
 from appliance.monitoring.performance import performance_by_window
 from appliance.monitoring.quality import category_rules, data_quality, expected_rows, schema_drift
-from appliance.monitoring.rules import MonitoringSection
+from appliance.monitoring.rules import MonitoringSection, PerformanceThresholds
 from appliance.monitoring.windows import EventWindows
 from appliance.spec import load_spec
 from appliance.training.lightgbm_trainer import native_predict, train_lightgbm
@@ -109,13 +109,29 @@ def test_data_quality_on_a_broken_window(sample):
     assert thin.filter(feature="*", method="volume_low")["alert"].to_list() == [True, True]
 
 
+FLOORED = MonitoringSection(performance=PerformanceThresholds(min_auc=0.80))   # a spec's explicit floor
+
+
+def test_the_default_auc_floor_is_the_versions_reference_less_the_allowed_drop():
+    from appliance.monitoring.monitor import LABEL, SCORE, with_auc_floor
+
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, 4000)
+    scores = np.clip(labels * 0.3 + rng.normal(0.35, 0.3, 4000), 0, 1)    # a modest model
+    reference = pl.DataFrame({LABEL: labels, SCORE: scores})
+    floor = with_auc_floor(MonitoringSection(), reference).performance.min_auc
+    assert floor == pytest.approx(roc_auc_score(labels, scores) - 0.10, abs=1e-9)
+    assert with_auc_floor(FLOORED, reference).performance.min_auc == 0.80          # set in the spec: kept
+    assert np.isnan(MonitoringSection().performance.auc_floor)                      # unknown: nothing flagged
+
+
 def test_performance_by_window_and_segment(scored):
     _, live = scored
     days = live.filter(pl.col("event_time").dt.date().is_between(date(2026, 10, 18), date(2026, 10, 21)))
     days = days.with_columns(is_fraud=pl.when(pl.int_range(pl.len()) % 10 == 0).then(None)
                              .otherwise(pl.col("is_fraud")))   # some labels have not arrived yet
     windows = EventWindows(days, "event_time", "1d")
-    out = performance_by_window(days, windows, "is_fraud", "score", 0.5, MonitoringSection(), segment="country")
+    out = performance_by_window(days, windows, "is_fraud", "score", 0.5, FLOORED, segment="country")
     labelled = days.filter(pl.col("is_fraud").is_not_null())
     for i, day in enumerate(windows.starts.dt.date()):
         part = labelled.filter(pl.col("event_time").dt.date() == day)
@@ -138,7 +154,7 @@ def test_cbpe_returns_a_band_beside_the_realized_auc(scored):
     windows = EventWindows(days, "event_time", "1d")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        out = estimate_auc(reference, days, windows, "event_time", "score", "is_fraud", 0.5, MonitoringSection())
+        out = estimate_auc(reference, days, windows, "event_time", "score", "is_fraud", 0.5, FLOORED)
     assert out.height == 5 and out["estimated_auc"].null_count() == 0
     assert (out["lower"] < out["estimated_auc"]).all() and (out["estimated_auc"] < out["upper"]).all()
     assert ((out["upper"] - out["lower"]) < 0.3).all()

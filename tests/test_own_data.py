@@ -86,7 +86,11 @@ def test_integer_keys_codes_and_flags_run_the_whole_loop(tmp_path: Path, capsys)
         assert name == "subs" and type(example["subscriber"]) is int
         assert c.post("/v1/models/subs/predict", json=example).status_code == 200
         _replay_and_retrain(home, server.url, "subs", capsys)
+    # One request spelled its code and flag as text and true: the log reads them as the contract declares.
     capsys.readouterr()
+    _cli(home, "monitor", "subs", "--check", "quality")
+    quality = capsys.readouterr().out
+    assert "missing_rate" in quality and "retyped" not in quality
     _cli(home, "features", "show", "subs", "1005")
     shown = json.loads(capsys.readouterr().out)
     assert shown["plan"] in (1, 2, 3) and shown["sessions_7d"] >= 1

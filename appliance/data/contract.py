@@ -111,7 +111,7 @@ def check_batch(contract: DataContract, frame: pl.DataFrame, as_of: datetime | N
         )
     casts, reasons = [], []
     for rule in contract.fields:
-        cast = _cast(rule, frame.schema[rule.name])
+        cast = cast_column(rule, frame.schema[rule.name])
         casts.append(cast.alias(rule.name))
         unreadable = cast.is_null() & pl.col(rule.name).is_not_null()
         share = frame.select(unreadable.mean()).item() if frame.height else 0.0
@@ -138,7 +138,7 @@ def check_batch(contract: DataContract, frame: pl.DataFrame, as_of: datetime | N
 def cast_columns(contract: DataContract, frame: pl.DataFrame) -> pl.DataFrame:
     """The frame with each contract column read as its declared type (a value that does not read
     becomes null; ``check_batch`` is what quarantines such rows). Other columns are left as they are."""
-    return frame.with_columns(_cast(rule, frame.schema[rule.name]).alias(rule.name)
+    return frame.with_columns(cast_column(rule, frame.schema[rule.name]).alias(rule.name)
                               for rule in contract.fields if rule.name in frame.columns)
 
 
@@ -150,7 +150,8 @@ def parse_times(text: pl.Expr) -> pl.Expr:
                         for f in TIMESTAMP_FORMATS])
 
 
-def _cast(rule: FieldRule, source: pl.DataType) -> pl.Expr:
+def cast_column(rule: FieldRule, source: pl.DataType) -> pl.Expr:
+    """A column of type ``source`` read as the rule's declared type (what does not read becomes null)."""
     col, target = pl.col(rule.name), POLARS_TYPES[rule.type]
     if source == target:
         return col

@@ -66,8 +66,8 @@ def estimate_auc(reference: pl.DataFrame, frame: pl.DataFrame, windows: EventWin
         "lower": result.get("lower_confidence_boundary", np.nan),
         "upper": result.get("upper_confidence_boundary", np.nan),
         "realized_auc": _realized_auc(frame, windows, label, score, decision_threshold, rules),
-        "threshold": [rules.performance.min_auc] * windows.count,
-        "alert": (estimate < rules.performance.min_auc) & (rows >= rules.min_window_rows),
+        "threshold": [rules.performance.auc_floor] * windows.count,
+        "alert": (estimate < rules.performance.auc_floor) & (rows >= rules.min_window_rows),
     }, schema=ESTIMATE_SCHEMA).with_columns(pl.col(pl.Float64).fill_nan(None))
 
 

@@ -10,6 +10,7 @@ once per run, stamped with the run's time.
 
 from __future__ import annotations
 
+import math
 import time
 import warnings
 from datetime import UTC, datetime
@@ -18,7 +19,7 @@ import msgspec
 import numpy as np
 import polars as pl
 
-from appliance.data.contract import load_contract, parse_times
+from appliance.data.contract import FieldRule, cast_column, load_contract, parse_times
 from appliance.data.sources import read_source
 from appliance.errors import NotReady
 from appliance.home import Home
@@ -29,9 +30,11 @@ from appliance.monitoring.performance import performance_by_window
 from appliance.monitoring.prediction_drift import prediction_drift_by_window
 from appliance.monitoring.quality import category_rules, data_quality, expected_rows
 from appliance.monitoring.reference import SCORE, load_reference
+from appliance.monitoring.rules import MonitoringSection
 from appliance.monitoring.store import RESULT_SCHEMA, after_monitor, iso, open_monitoring, write_results
 from appliance.monitoring.windows import EventWindows, checks
 from appliance.spec import Feature, ModelSpec
+from appliance.training.metrics import binary_metrics
 from storage.database import transaction
 from storage.prediction_log import PredictionStore
 
@@ -127,7 +130,9 @@ def logged_traffic(home: Home, spec: ModelSpec, version: int) -> pl.DataFrame:
         pl.coalesce(parse_times(pl.col("_event_text")),
                     received).alias(event_time),
         pl.col(LABEL).cast(pl.Int8))
-    frame = frame.with_columns([_typed(frame, f) for f in spec.features.request if f.name in frame.columns])
+    declared = {rule.name: rule for rule in load_contract(spec.resolve(spec.data.contract)).fields}
+    frame = frame.with_columns([_typed(frame, f, declared.get(f.name)) for f in spec.features.request
+                                if f.name in frame.columns])
     if spec.data.entities and key in frame.columns:
         entities = read_source(spec.resolve(spec.data.entities))
         wanted = [f.name for f in spec.features.entity_attributes if f.name not in frame.columns]
@@ -142,13 +147,18 @@ def monitored_features(spec: ModelSpec, frame: pl.DataFrame) -> list[Feature]:
     return [f for f in (*spec.features.request, *spec.features.entity_attributes) if f.name in frame.columns]
 
 
-def _typed(frame: pl.DataFrame, feature: Feature) -> pl.Expr:
-    # JSON has one number type: a float feature sent as 950 arrives as an integer. Widen it, but
-    # leave other types alone so that schema drift (a number sent as text) is seen, not hidden.
-    column = pl.col(feature.name)
-    if feature.type == "float" and frame[feature.name].dtype.is_integer():
+def _typed(frame: pl.DataFrame, feature: Feature, rule: FieldRule | None) -> pl.Expr:
+    # A logged value passed serving's type rules (data.values), which allow one value several spellings:
+    # a float sent as 950, a category code as 4 or "4" (one log column then reads as text), a 0/1 flag
+    # as true. Read each as the contract declares it, as the reference was, so spelling is not drift.
+    column, logged = pl.col(feature.name), frame[feature.name].dtype
+    if feature.type == "float" and logged.is_integer():
         return column.cast(pl.Float64)
-    return column
+    if rule is None or logged == pl.Null:
+        return column
+    if feature.type == "boolean" and rule.type == "integer" and logged == pl.Boolean:
+        return column.cast(pl.Int64)
+    return cast_column(rule, logged).alias(feature.name)
 
 
 def _fingerprints(frame: pl.DataFrame, windows: EventWindows) -> pl.DataFrame:
@@ -171,7 +181,8 @@ def _window_checks(spec: ModelSpec, reference: pl.DataFrame, frame: pl.DataFrame
     threshold = spec.target.threshold
     features = monitored_features(spec, part)
     reference = reference.rename({spec.target.column: LABEL})
-    out = [_checked("performance", _performance(spec, part, windows))]
+    rules = with_auc_floor(rules, reference)
+    out = [_checked("performance", _performance(spec, rules, part, windows))]
     if full:
         names = [f.name for f in features]
         ref_schema = reference.select([f.name for f in spec.features.request if f.name in reference.columns]).schema
@@ -205,8 +216,23 @@ def _window_checks(spec: ModelSpec, reference: pl.DataFrame, frame: pl.DataFrame
             .with_columns(window_end=pl.col("window_start").dt.offset_by(every)))
 
 
-def _performance(spec: ModelSpec, part: pl.DataFrame, windows: EventWindows) -> pl.DataFrame:
-    rules, threshold = spec.monitoring, spec.target.threshold
+def with_auc_floor(rules: MonitoringSection, reference: pl.DataFrame) -> MonitoringSection:
+    """The rules with ``performance.min_auc`` set: as the spec sets it, else the version's own reference
+    AUC (its held-out rows' out-of-sample scores) less ``max_auc_drop``, so a window is flagged against
+    what this model achieved, not against a number picked on another data set."""
+    performance = rules.performance
+    if performance.min_auc is not None:
+        return rules
+    labelled = reference.filter(pl.col(LABEL).is_not_null())
+    auc = binary_metrics(labelled[LABEL].to_numpy(), labelled[SCORE].to_numpy(), 0.5)["auc"] \
+        if labelled[LABEL].n_unique() == 2 else math.nan
+    floor = auc - performance.max_auc_drop if auc == auc else 0.0   # no reference AUC: nothing is flagged
+    return msgspec.structs.replace(rules, performance=msgspec.structs.replace(performance, min_auc=floor))
+
+
+def _performance(spec: ModelSpec, rules: MonitoringSection, part: pl.DataFrame,
+                 windows: EventWindows) -> pl.DataFrame:
+    threshold = spec.target.threshold
     segments = [s for s in spec.validation.segments if s in part.columns]
     found = [performance_by_window(part, windows, LABEL, SCORE, threshold, rules, segment=s) for s in segments] \
         or [performance_by_window(part, windows, LABEL, SCORE, threshold, rules)]

@@ -38,7 +38,7 @@ def performance_by_window(frame: pl.DataFrame, windows: EventWindows, label: str
             for m in METRICS:
                 values[m][code] = metrics[m]
         for m in METRICS:
-            threshold = rules.performance.min_auc if m == "auc" else np.nan
+            threshold = rules.performance.auc_floor if m == "auc" else np.nan
             parts.append(checks(windows, name, m, values[m], threshold, rows, rules.min_window_rows,
                                 alert_below=True))
     return pl.concat(parts)

@@ -9,6 +9,7 @@ no alarm on the 234 clean feature-days.
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Literal
 
@@ -49,7 +50,13 @@ class QualityThresholds(msgspec.Struct, frozen=True, forbid_unknown_fields=True)
 
 
 class PerformanceThresholds(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    min_auc: float = 0.80               # realized AUC from labels, or CBPE's estimate without them
+    min_auc: float | None = None        # realized AUC from labels, or CBPE's estimate without them; unset: see below
+    max_auc_drop: float = 0.10          # with min_auc unset, the floor is the version's reference AUC less this
+
+    @property
+    def auc_floor(self) -> float:
+        """The AUC below which a window is flagged; NaN (nothing flagged) until a floor is known."""
+        return math.nan if self.min_auc is None else self.min_auc
 
 
 class MonitoringSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
