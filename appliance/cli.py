@@ -824,7 +824,10 @@ def _features_materialize(args: argparse.Namespace) -> int:
     from appliance.features.online import materialize_model
 
     with _home(args) as home:
-        for r in materialize_model(home, home.spec(args.model)):
+        spec = home.spec(args.model)
+        if spec.features.entity_key is None:
+            print(f"model '{spec.name}' has no entity: it keeps no features online, nothing to materialize")
+        for r in materialize_model(home, spec):
             print(f"materialized {r.rows:,} entities ({r.with_history:,} with history, newest event "
                   f"{r.as_of or '-'}) into {r.namespace} in {r.seconds:.2f} s")
     return 0

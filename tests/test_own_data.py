@@ -5,6 +5,7 @@ no entity, a CSV with text timestamps and text booleans (``loans``)."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import polars as pl
@@ -114,9 +115,15 @@ def test_a_model_without_entity_from_a_csv_with_text_times_runs_the_whole_loop(t
         assert c.post("/v1/models/loans/predict", json={**example, "term": "60"}).json()["probability"] == \
             c.post("/v1/models/loans/predict", json={**example, "term": 60}).json()["probability"]
         _replay_and_retrain(home, server.url, "loans", capsys)
+        # Without an entity, an A/B test splits by the spec's ab_key, here absent from requests: by request id.
+        _cli(home, "deploy", "loans", "start", "ab", "--version", "2", "--percent", "50")
+        time.sleep(0.3)  # the server re-reads deployments every 0.05 s here
+        versions = {c.post("/v1/models/loans/predict", json=example).json()["version"] for _ in range(60)}
+        assert versions == {1, 2}
     # A model without entity keeps no online features: nothing to show, said in one line.
+    capsys.readouterr()
     assert main(["--home", str(home), "features", "show", "loans", "x"]) == 1
-    assert capsys.readouterr().err.startswith("error: model 'loans' has no entity")
+    assert capsys.readouterr().err == "error: model 'loans' has no entity: it keeps no features to show\n"
 
 
 def test_a_spec_whose_types_disagree_with_its_contract_is_refused_at_init(tmp_path: Path, capsys):

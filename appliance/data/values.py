@@ -65,6 +65,19 @@ def entity_key(value: object, key_type: KeyType, name: str, where: str = "") -> 
     raise InvalidInput(f"{where}entity key '{name}' must be {needed}, got {type_name(value)}")
 
 
+def key_text(value: object, key_type: KeyType = "string") -> str:
+    """The canonical text of a key a request sent, without judging it (the log and traffic splits):
+    as ``entity_key`` gives it for a valid key, and ``str(value)`` for anything else."""
+    kind = type(value)
+    if kind is str:
+        if key_type == "integer" and value.strip().lstrip("-").isdigit() and value.isascii():
+            return str(int(value))
+        return value
+    if kind is float and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
 def request_time(value: object, name: str, where: str = "") -> float:
     """A request's event time in epoch microseconds: ISO 8601 text, or Unix seconds; InvalidInput otherwise."""
     kind = type(value)

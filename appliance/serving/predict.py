@@ -28,7 +28,7 @@ from functools import partial
 
 import msgspec
 
-from appliance.data.values import time_text
+from appliance.data.values import key_text, time_text
 from appliance.errors import ApplianceError, InvalidInput, PayloadTooLarge
 from appliance.serving.batching import NotEncoded
 from appliance.serving.problems import (BODY_TOO_LARGE, MAX_BODY_BYTES, PROBLEM, error_response, failure_body,
@@ -280,10 +280,13 @@ class PredictEndpoint:
         threshold = arm.model.threshold
         entity, event_time = route.entity_field, route.event_time_field
         record_row = self.state.log.record
+        key_type = arm.model.features.key_type if arm.model.features is not None else "string"
         for i, (record, p) in enumerate(zip(records, probabilities)):
             key, at = record.get(entity), record.get(event_time)
-            record_row((request_id, i, arm.model.name, arm.model.version, arm.name, route.deployment_id, now,
-                        at if at is None or type(at) is str else time_text(at), None if key is None else str(key), record,
+            if at is not None and type(at) is not str:
+                at = time_text(at)  # Unix seconds, kept as ISO text
+            record_row((request_id, i, arm.model.name, arm.model.version, arm.name, route.deployment_id, now, at,
+                        None if key is None else key_text(key, key_type), record,
                         p, None if p is None else int(p >= threshold), latency_ms, status))
 
     def _start_shadow(self, route: Route, request_id: str, records: list, single: bool) -> None:

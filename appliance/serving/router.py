@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
+from appliance.data.values import key_text
 from appliance.deployment.deployments import Deployment
 from appliance.serving.batching import MicroBatcher
 from appliance.serving.models import LoadedModel
@@ -53,7 +54,7 @@ class Route:
         key = record.get(self.split_field) if type(record) is dict else None
         if key is None:
             key = request_id
-        return self.candidate if bucket(str(key), d.id) < d.traffic_percent else self.production
+        return self.candidate if bucket(key_text(key), d.id) < d.traffic_percent else self.production
 
 
 def bucket(key: str, salt: int) -> float:

@@ -272,7 +272,7 @@ def feature_schema(spec: ModelSpec, rows: pl.DataFrame, rows_from: str, categori
 
 def _categories_file(categories: Path | str | dict) -> tuple[dict, str]:
     if isinstance(categories, dict):
-        return categories, "given"
+        return categories, "the categories passed in"
     path = Path(categories)
     try:
         given = json.loads(path.read_text())
