@@ -20,12 +20,11 @@ import polars as pl
 
 from appliance.data.snapshots import list_snapshots, read_snapshots
 from appliance.data.sources import read_source
-from appliance.data.values import MAX_ENTITY_CHARS, KeyType, entity_key
+from appliance.data.values import MAX_ENTITY_CHARS, KeyType, entity_key, request_time
 from appliance.errors import InvalidInput, NotReady
 from appliance.features.feature_table import FEATURE_TIME, feature_rows, stored_names
 from appliance.features.online_updates import UpdateTarget
 from appliance.features.point_in_time import derive, ttl_micros, visible
-from appliance.data.values import request_time
 from appliance.features.tail import TailPlan, latest_tails
 from appliance.home import Home
 from appliance.spec import FeaturesSection, ModelSpec
