@@ -134,6 +134,15 @@ def test_a_spec_whose_types_disagree_with_its_contract_is_refused_at_init(tmp_pa
     assert err.count("\n") == 1 and "feature 'minutes' is a boolean in the spec but a float in the contract" in err
 
 
+def test_an_entity_file_that_does_not_fit_the_spec_is_refused_at_init(tmp_path: Path, capsys):
+    spec = write_subscriptions(tmp_path / "data")
+    spec.write_text(spec.read_text().replace('name = "tenure_months", type = "integer"',
+                                             'name = "tenure_months", type = "boolean"'))
+    assert main(["--home", str(tmp_path / "home"), "init", "--spec", str(spec)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "attribute 'tenure_months' is a boolean in the spec but holds Int64" in err
+
+
 @pytest.mark.parametrize("values, reason", [([0, 1, 2], "on_mobile: not a boolean"), ([1, 0, 1], None)])
 def test_an_integer_flag_is_a_boolean_only_as_0_or_1(tmp_path: Path, values, reason):
     from appliance.data.contract import check_batch, load_contract

@@ -7,7 +7,10 @@ registered (``appliance init``) and when a batch is ingested, never after a prom
 
 from __future__ import annotations
 
+import polars as pl
+
 from appliance.data.contract import DataContract, FieldRule, load_contract
+from appliance.data.sources import read_source
 from appliance.data.values import KeyType, key_type_of
 from appliance.errors import InvalidInput
 from appliance.spec import ModelSpec
@@ -72,6 +75,33 @@ def check_spec_types(spec: ModelSpec, contract: DataContract | None = None) -> N
                 problems.append(f"aggregation '{a.name}' reads '{a.column}', a {rule.type}; it needs numbers")
     if problems:
         raise InvalidInput(f"{where} disagree: {'; '.join(problems)}; fix the spec or the contract")
+    if keys.entity_attributes and spec.data.entities:
+        check_entity_file(spec)
+
+
+def check_entity_file(spec: ModelSpec) -> None:
+    """Refuse an entity attributes file that lacks the key or an attribute, or holds values the spec's
+    type for it cannot read (the file has no contract: its own column types are what it declares)."""
+    path = spec.resolve(spec.data.entities)
+    frame = read_source(path)
+    problems = []
+    for f in spec.features.entity_attributes:
+        if f.name not in frame.columns:
+            problems.append(f"attribute '{f.name}' is not a column")
+            continue
+        dtype = frame.schema[f.name]
+        if f.type in ("float", "integer") and not (dtype.is_integer() if f.type == "integer" else dtype.is_numeric()):
+            problems.append(f"attribute '{f.name}' is a {f.type} in the spec but holds {dtype}")
+        elif f.type == "boolean" and dtype != pl.Boolean and not (
+                dtype.is_integer() and frame[f.name].drop_nulls().is_in([0, 1]).all()):
+            problems.append(f"attribute '{f.name}' is a boolean in the spec but holds {dtype} values other "
+                            "than true/false or 0/1")
+    key = spec.features.entity_key
+    if key not in frame.columns:
+        problems.append(f"the entity key '{key}' is not a column")
+    if problems:
+        raise InvalidInput(f"entity attributes file {path} does not fit model spec {spec.path or spec.name}: "
+                           f"{'; '.join(problems)}; fix the file or the spec's entity_attributes")
 
 
 def _disagreement(name: str, feature_type: str, rule: FieldRule) -> list[str]:
