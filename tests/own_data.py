@@ -105,9 +105,11 @@ allowed_values = [0, 1]
 
 
 def write_subscriptions(folder: Path, name: str = "subs", days: int = 16, live_days: int = 4,
-                        per_day: int = 300, seed: int = 0) -> Path:
+                        per_day: int = 300, seed: int = 0, live_reversed: bool = False) -> Path:
     """Integer subscriber ids with attributes in their own file; integer channel codes and 0/1
-    flags stored as integers; Parquet with naive timestamps. Returns the spec's path."""
+    flags stored as integers; Parquet with naive timestamps. Returns the spec's path.
+
+    ``live_reversed``: in the live days, who cancels is reversed (the model's ranking turns wrong)."""
     rng = np.random.default_rng(seed)
     folder.mkdir(parents=True, exist_ok=True)
     subscribers = 400
@@ -124,6 +126,9 @@ def write_subscriptions(folder: Path, name: str = "subs", days: int = 16, live_d
     mobile = rng.integers(0, 2, n)
     minutes = rng.gamma(2.0, 10.0, n).round(1)
     logit = -2.2 + 1.1 * (plans[who] == 1) - 0.03 * tenure[who] + 0.9 * (channel == 4) - 0.04 * minutes + 0.6 * mobile
+    if live_reversed:
+        live = seconds >= days * 86400
+        logit = np.where(live, -4.4 - logit, logit)   # the same base rate, the order of risk upside down
     cancelled = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(np.int64)
     frame = pl.DataFrame({
         "session_id": np.arange(1, n + 1), "logged_at": [start + timedelta(seconds=int(s)) for s in seconds],

@@ -14,7 +14,7 @@ from conftest import running_server
 from own_data import write_loans, write_subscriptions
 
 from appliance.cli import _example_request, main
-from appliance.data.snapshots import list_snapshots
+from appliance.data.snapshots import data_version, list_snapshots
 from appliance.home import Home
 from appliance.replay import replay
 
@@ -199,3 +199,65 @@ def test_a_model_trained_elsewhere_registers_serves_and_is_retrained_by_the_loop
         _replay_and_retrain(home, server.url, "loans", capsys)
     assert main(["--home", str(home), "reproduce", "loans", "1"]) == 1
     assert "registered from an outside ONNX file" in capsys.readouterr().err
+
+
+def test_up_serves_its_printed_example_and_an_accuracy_alert_retrains_on_the_feedback(tmp_path: Path, capsys):
+    """`appliance up` on a spec of one's own, as a user starts it; then the live days, whose pattern
+    turned, replayed through it: the model's own accuracy alert fires and its retrain learns from the
+    labels that came back."""
+    import socket
+    import subprocess
+    import sys
+
+    import httpx
+
+    spec = write_subscriptions(tmp_path / "data", live_reversed=True)
+    home = tmp_path / "home"
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    output = tmp_path / "up.out"
+    with output.open("w") as out:  # a file, not a pipe: the server's log lines must never block it
+        up = subprocess.Popen([sys.executable, "-m", "appliance", "--home", str(home), "up", "--headless",
+                               "--port", str(port), "--spec", str(spec)], stdout=out, stderr=subprocess.STDOUT)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 120
+        while not _ready(url):
+            assert up.poll() is None and time.monotonic() < deadline, output.read_text()
+            time.sleep(0.2)
+        printed = output.read_text()
+        assert "subs: v1 promoted to production" in printed, printed
+        curl = next(line for line in printed.splitlines() if line.strip().startswith("curl "))
+        example = json.loads(curl.split("-d '", 1)[1].rsplit("'", 1)[0])
+        assert type(example["subscriber"]) is int and type(example["channel"]) is int
+        answer = httpx.post(f"{url}/v1/models/subs/predict", json=example)
+        assert answer.status_code == 200 and answer.json()["version"] == 1, answer.text
+        capsys.readouterr()
+        _cli(home, "replay", "subs", "--url", url, "--speed", "0", "--label-delay", "0")
+        replayed = capsys.readouterr().out
+    finally:
+        up.terminate()
+        up.wait(timeout=30)
+    assert "accuracy-critical" in replayed and "below v1's reference" in replayed, replayed
+    with Home(home) as h:
+        from appliance.alerts.records import list_alerts
+
+        critical = [a for a in list_alerts(h.conn, "subs", include_resolved=True) if a.rule == "accuracy-critical"]
+        assert critical and [a.action for a in critical[0].actions] == ["retrain"]
+        assert critical[0].actions[0].status in ("succeeded", "failed")   # a retrain ran; its gates judge it
+        versions = h.registry.versions("subs")
+        snapshots = list_snapshots(h.conn, "subs")
+    assert [v.version for v in versions] == [1, 2]
+    # v2 was trained on the history and the labelled predictions that had come back when the alert fired.
+    assert len(snapshots) == 2 and "/feedback/" in snapshots[1].source and snapshots[1].rows > 0
+    assert versions[1].data_version == data_version(snapshots) != versions[0].data_version
+
+
+def _ready(url: str) -> bool:
+    import httpx
+
+    try:
+        return httpx.get(f"{url}/readyz").status_code == 200
+    except httpx.TransportError:
+        return False
