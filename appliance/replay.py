@@ -28,7 +28,7 @@ from appliance.data.contract import cast_columns
 from appliance.data.declared import model_contract
 from appliance.data.sources import read_source
 from appliance.data.values import iso, json_value
-from appliance.errors import InvalidInput, NotFound
+from appliance.errors import InvalidInput, NotFound, NotReady
 from appliance.home import Home
 
 log = logging.getLogger(__name__)
@@ -55,17 +55,21 @@ class Api:
         self._headers = {"content-type": "application/json"} | ({"authorization": f"Bearer {key}"} if key else {})
 
     def post(self, path: str, body) -> dict:
-        """POST JSON and return the decoded answer; an error answer raises with the API's detail."""
+        """POST JSON and return the decoded answer; an error answer raises with the API's detail, and
+        an API that cannot be reached is NotReady."""
         for attempt in range(2):  # the server may have closed an idle keep-alive connection
             try:
                 self._conn.request("POST", path, json.dumps(body), self._headers)
                 response = self._conn.getresponse()
                 payload = response.read()
                 break
-            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError) as e:
                 self._conn.close()
                 if attempt:
-                    raise
+                    raise self._unreachable(e) from None
+            except OSError as e:  # refused, unreachable, timed out
+                self._conn.close()
+                raise self._unreachable(e) from None
         answer = json.loads(payload or b"{}")
         if response.status >= 400:
             raise InvalidInput(f"POST {path} answered {response.status}: {answer.get('detail', answer)}")
@@ -73,6 +77,10 @@ class Api:
 
     def close(self) -> None:
         self._conn.close()
+
+    def _unreachable(self, e: OSError) -> NotReady:
+        return NotReady(f"the API at http://{self._conn.host}:{self._conn.port} did not answer "
+                        f"({e.strerror or type(e).__name__}); start it with `appliance up` or pass --url")
 
 
 def live_frame(home: Home, model: str, days: int | None) -> pl.DataFrame:

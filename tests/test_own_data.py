@@ -5,6 +5,7 @@ no entity, a CSV with text timestamps and text booleans (``loans``)."""
 from __future__ import annotations
 
 import json
+import socket
 import time
 from pathlib import Path
 
@@ -205,7 +206,6 @@ def test_up_serves_its_printed_example_and_an_accuracy_alert_retrains_on_the_fee
     """`appliance up` on a spec of one's own, as a user starts it; then the live days, whose pattern
     turned, replayed through it: the model's own accuracy alert fires and its retrain learns from the
     labels that came back."""
-    import socket
     import subprocess
     import sys
 
@@ -261,3 +261,15 @@ def _ready(url: str) -> bool:
         return httpx.get(f"{url}/readyz").status_code == 200
     except httpx.TransportError:
         return False
+
+
+def test_replay_with_no_server_says_so_in_one_line(tmp_path: Path, capsys):
+    spec = write_loans(tmp_path / "data", days=4, live_days=1, per_day=50)
+    _cli(tmp_path / "home", "init", "--spec", str(spec))
+    capsys.readouterr()
+    with socket.socket() as probe:   # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    assert main(["--home", str(tmp_path / "home"), "replay", "loans", "--url", f"http://127.0.0.1:{port}"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: the API at http://127.0.0.1:{port} did not answer") and err.count("\n") == 1
