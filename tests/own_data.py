@@ -105,11 +105,13 @@ allowed_values = [0, 1]
 
 
 def write_subscriptions(folder: Path, name: str = "subs", days: int = 16, live_days: int = 4,
-                        per_day: int = 300, seed: int = 0, live_reversed: bool = False) -> Path:
+                        per_day: int = 300, seed: int = 0, live_reversed: bool = False,
+                        anonymous_share: float = 0.0) -> Path:
     """Integer subscriber ids with attributes in their own file; integer channel codes and 0/1
     flags stored as integers; Parquet with naive timestamps. Returns the spec's path.
 
-    ``live_reversed``: in the live days, who cancels is reversed (the model's ranking turns wrong)."""
+    ``live_reversed``: in the live days, who cancels is reversed (the model's ranking turns wrong).
+    ``anonymous_share``: this share of sessions has no subscriber (a null key; the contract allows it)."""
     rng = np.random.default_rng(seed)
     folder.mkdir(parents=True, exist_ok=True)
     subscribers = 400
@@ -130,14 +132,19 @@ def write_subscriptions(folder: Path, name: str = "subs", days: int = 16, live_d
         live = seconds >= days * 86400
         logit = np.where(live, -4.4 - logit, logit)   # the same base rate, the order of risk upside down
     cancelled = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(np.int64)
+    subscriber = pl.Series(ids[who]).scatter(np.flatnonzero(rng.random(n) < anonymous_share), None) \
+        if anonymous_share else ids[who]
     frame = pl.DataFrame({
         "session_id": np.arange(1, n + 1), "logged_at": [start + timedelta(seconds=int(s)) for s in seconds],
-        "subscriber": ids[who], "minutes": minutes, "channel": channel, "on_mobile": mobile, "cancelled": cancelled,
+        "subscriber": subscriber, "minutes": minutes, "channel": channel, "on_mobile": mobile, "cancelled": cancelled,
     })
     cut = start + timedelta(days=days)
     frame.filter(pl.col("logged_at") < cut).write_parquet(folder / "history.parquet")
     frame.filter(pl.col("logged_at") >= cut).write_parquet(folder / "live.parquet")
-    (folder / "contract.toml").write_text(SUBSCRIPTIONS_CONTRACT)
+    contract = SUBSCRIPTIONS_CONTRACT
+    if anonymous_share:
+        contract = contract.replace('name = "subscriber"\ntype = "integer"\nnullable = false', 'name = "subscriber"\ntype = "integer"')
+    (folder / "contract.toml").write_text(contract)
     spec = folder / f"{name}.toml"
     spec.write_text(SUBSCRIPTIONS_SPEC.format(name=name))
     return spec

@@ -273,3 +273,23 @@ def test_replay_with_no_server_says_so_in_one_line(tmp_path: Path, capsys):
     assert main(["--home", str(tmp_path / "home"), "replay", "loans", "--url", f"http://127.0.0.1:{port}"]) == 1
     err = capsys.readouterr().err
     assert err.startswith(f"error: the API at http://127.0.0.1:{port} did not answer") and err.count("\n") == 1
+
+
+def test_rows_with_no_entity_train_and_serve_without_stored_features(tmp_path: Path):
+    """A nullable key (guest sessions): such rows train with no stored features, and a request without
+    the key is answered the same way; a model trained on none of them still requires the key."""
+    spec = write_subscriptions(tmp_path / "data", anonymous_share=0.1)
+    home = _trained(tmp_path, spec, "subs", "history.parquet")
+    with running_server(home) as server:
+        c = server.client
+        guest = {"logged_at": "2026-03-17T10:00:00Z", "minutes": 12.0, "channel": 4, "on_mobile": 1}
+        answers = [c.post("/v1/models/subs/predict", json=body) for body in (guest, {**guest, "subscriber": None},
+                                                                             [guest, {**guest, "subscriber": 1005}])]
+        assert [a.status_code for a in answers] == [200, 200, 200], answers[-1].text
+        assert answers[0].json()["probability"] == answers[1].json()["probability"] == \
+            answers[2].json()["predictions"][0]["probability"]
+    required = _trained(tmp_path / "required", write_subscriptions(tmp_path / "data2"), "subs", "history.parquet")
+    with running_server(required) as server:
+        refused = server.client.post("/v1/models/subs/predict", json=guest)
+        assert refused.status_code == 422 and refused.json()["detail"] == \
+            "missing entity key 'subscriber' (an integer): features are looked up by it"

@@ -35,18 +35,22 @@ class FeatureSchema(msgspec.Struct, frozen=True):
     columns: list[FeatureColumn]
     definitions: FeaturesSection | None = None
     key_type: KeyType = "string"    # the entity key's type, as the data contract declared it at training
+    key_nullable: bool = False      # trained on rows with no entity: a request may leave the key out too
 
     @classmethod
     def learn(cls, features: list[Feature], frame: pl.DataFrame, definitions: FeaturesSection | None = None,
               key_contract_type: str | None = None) -> "FeatureSchema":
-        """Fix the column order and each category's vocabulary from the training rows."""
+        """Fix the column order and each category's vocabulary from the training rows, and whether some
+        of those rows had no entity (then a request may have none either, and gets no stored features)."""
         columns = []
         for f in features:
             categories = None
             if f.type == "category":
                 categories = sorted(frame[f.name].drop_nulls().cast(pl.String).unique().to_list())
             columns.append(FeatureColumn(f.name, f.type, categories))
-        return cls(columns, definitions, key_type_of(key_contract_type))
+        key = definitions.entity_key if definitions is not None else None
+        nullable = key is not None and key in frame.columns and frame[key].null_count() > 0
+        return cls(columns, definitions, key_type_of(key_contract_type), nullable)
 
     @property
     def names(self) -> list[str]:

@@ -118,8 +118,10 @@ class OnlineFeatures:
     """Completes request records with a model version's stored and derived features (only the derived
     ones for a model without an entity, which keeps nothing in the store)."""
 
-    def __init__(self, store: OnlineStore, model: str, features: FeaturesSection, key_type: KeyType = "string"):
+    def __init__(self, store: OnlineStore, model: str, features: FeaturesSection, key_type: KeyType = "string",
+                 key_nullable: bool = False):
         self.store, self.model, self.features, self.key_type = store, model, features, key_type
+        self.key_nullable = key_nullable   # a request without an entity gets none of its stored features
         self.namespace = namespace(model, features)
         self.ttl = ttl_micros(features)
         self.attributes = [f.name for f in features.entity_attributes]
@@ -202,12 +204,18 @@ class OnlineFeatures:
         entity = record.get(name)
         if type(entity) is str and self.key_type == "string" and len(entity) <= MAX_ENTITY_CHARS:
             return entity  # the common case, without a call
+        if entity is None and self.key_nullable:
+            return None
         return entity_key(entity, self.key_type, name, where)
 
     def _read(self, entities: list) -> dict[str, tuple[int | None, bytes]]:
         # The stored rows of the entities that have one; none at all is fine only once materialized.
         if not (self.attributes or self.aggregations):
             return {}
+        if None in entities:  # requests with no entity (a nullable key) have nothing stored
+            entities = [e for e in entities if e is not None]
+            if not entities:
+                return {}
         found = self.store.read(self.namespace, entities)
         if not found and not self._materialized():
             raise NotReady(f"the online store holds no features of model '{self.model}' as this version "

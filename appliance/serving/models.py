@@ -57,7 +57,7 @@ def load_version(home: Home, model: str, version: int) -> LoadedModel:
     definitions = schema.definitions
     features = None
     if definitions and (definitions.entity_attributes or definitions.aggregations or definitions.derived):
-        features = OnlineFeatures(home.online, model, definitions, schema.key_type)
+        features = OnlineFeatures(home.online, model, definitions, schema.key_type, schema.key_nullable)
     loaded = LoadedModel(model, version, session, RecordEncoder(schema), spec.target.threshold,
                          spec.serving.max_batch_rows, features)
     onnx_export.predict_proba(session, np.zeros((1, len(schema.columns)), dtype=np.float32))
