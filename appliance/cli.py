@@ -863,7 +863,7 @@ def _features_show(args: argparse.Namespace) -> int:
             record[spec.features.event_time] = args.at
         online = OnlineFeatures(home.online, spec.name, spec.features, entity_key_type(spec))
         completed = online.complete([record])[0]
-    print(json.dumps(completed, indent=2, default=str))
+    print(json.dumps(completed, indent=2, default=str, ensure_ascii=False))
     return 0
 
 

@@ -41,9 +41,10 @@ class Home:
     def add_model(self, spec: ModelSpec, actor: str = "cli") -> bool:
         """Register a model from its spec; returns False if it was already registered. A spec whose
         types disagree with its data contract is refused here, before any data is read."""
-        from appliance.data.declared import check_spec_types
+        from appliance.data.declared import check_entity_file, check_spec_types
 
         check_spec_types(spec)
+        check_entity_file(spec)
         return self.registry.add_model(spec.name, str(spec.path), actor=actor)
 
     def close(self) -> None:

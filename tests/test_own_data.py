@@ -83,6 +83,10 @@ def test_integer_keys_codes_and_flags_run_the_whole_loop(tmp_path: Path, capsys)
             answer = c.post("/v1/models/subs/predict", json={**base, "subscriber": 1005, "channel": 4,
                                                              "on_mobile": 1, **bad})
             assert answer.status_code == 422 and answer.json()["detail"] == detail
+        # One key spelled four ways, completed together from the same stored row: one entity.
+        spelled = c.post("/v1/models/subs/predict", json=[{**base, "subscriber": key, "channel": 4, "on_mobile": 1}
+                                                          for key in (1005, " 1005 ", "01005", 1005.0)])
+        assert len({p["probability"] for p in spelled.json()["predictions"]}) == 1, spelled.text
         with Home(home) as h:
             name, example = _example_request(h)
         assert name == "subs" and type(example["subscriber"]) is int
@@ -93,6 +97,9 @@ def test_integer_keys_codes_and_flags_run_the_whole_loop(tmp_path: Path, capsys)
     _cli(home, "monitor", "subs", "--check", "quality")
     quality = capsys.readouterr().out
     assert "missing_rate" in quality and "retyped" not in quality
+    # and monitoring joined the entity file's attributes to every spelling of the key
+    tenure = [line.split() for line in quality.splitlines() if line.startswith("2026-03-17  tenure_months  missing_rate")]
+    assert tenure and round(float(tenure[0][3]) * int(tenure[0][5])) == 1   # the stranger 999999 alone
     _cli(home, "features", "show", "subs", "1005")
     shown = json.loads(capsys.readouterr().out)
     assert shown["plan"] in (1, 2, 3) and shown["sessions_7d"] >= 1
@@ -293,3 +300,33 @@ def test_rows_with_no_entity_train_and_serve_without_stored_features(tmp_path: P
         refused = server.client.post("/v1/models/subs/predict", json=guest)
         assert refused.status_code == 422 and refused.json()["detail"] == \
             "missing entity key 'subscriber' (an integer): features are looked up by it"
+
+
+def test_event_times_and_keys_outside_what_the_data_can_hold_are_refused(tmp_path: Path):
+    """Refused at the door (422), so that one request cannot break the model's monitoring or its retrain."""
+    loans = _trained(tmp_path / "a", write_loans(tmp_path / "loans", days=6, live_days=1), "loans", "applications.csv")
+    subs = _trained(tmp_path / "b", write_subscriptions(tmp_path / "subs", days=10), "subs", "history.parquet")
+    record = {"income": 40000.0, "term": 60, "grade": "D", "cosigned": False}
+    with running_server(loans) as server:   # a model without stored features: the time is still checked
+        for when in ("0001-01-01T00:00:00+14:00", "2300-01-01", 10 ** 12):
+            answer = server.client.post("/v1/models/loans/predict", json={**record, "applied": when})
+            assert answer.status_code == 422 and "between 1970 and 2200" in answer.json()["detail"]
+    base = {"logged_at": "2026-03-11T10:00:00Z", "minutes": 12.0, "channel": 4, "on_mobile": 1}
+    with running_server(subs) as server:
+        for key, detail in [("--5", "must be an integer, got the string '--5'"), (10 ** 30, "64-bit integer"),
+                            (1e300, "64-bit integer")]:
+            answer = server.client.post("/v1/models/subs/predict", json={**base, "subscriber": key})
+            assert answer.status_code == 422 and detail in answer.json()["detail"], answer.text
+        assert server.client.post("/v1/models/subs/predict", json={**base, "subscriber": " 1005 "}).status_code == 200
+
+
+def test_a_fraction_in_an_integer_column_is_quarantined_not_truncated(tmp_path: Path):
+    from appliance.data.contract import check_batch, load_contract
+
+    spec = write_subscriptions(tmp_path / "data")
+    frame = pl.read_parquet(spec.parent / "history.parquet").head(4)
+    keys = frame["subscriber"].cast(pl.Float64).to_list()
+    keys[1] += 0.5     # 1121.5 would silently become subscriber 1121
+    result = check_batch(load_contract(spec.parent / "contract.toml"), frame.with_columns(subscriber=pl.Series(keys)))
+    assert result.quarantined["reason"].to_list() == ["subscriber: not an integer"]
+    assert result.accepted["subscriber"].to_list() == [int(k) for i, k in enumerate(keys) if i != 1]

@@ -39,9 +39,9 @@ def test_a_failed_run_resumes_at_the_stage_that_failed(tmp_path):
     users = spec.path.parent / "users.parquet"
     assert users.is_symlink()
     target = users.readlink()
-    users.unlink()  # the entity file goes missing: the features stage cannot join it
     with Home(tmp_path / "home") as home:
-        home.add_model(spec)
+        home.add_model(spec)   # (a spec whose entity file is missing is refused here)
+        users.unlink()  # the entity file goes missing: the features stage cannot join it
         with pytest.raises(Exception):
             train(home, spec)
         (failed,) = home.conn.execute("SELECT id FROM runs").fetchall()

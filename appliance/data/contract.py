@@ -116,12 +116,15 @@ def check_batch(contract: DataContract, frame: pl.DataFrame, as_of: datetime | N
         unreadable = cast.is_null() & pl.col(rule.name).is_not_null()
         share = frame.select(unreadable.mean()).item() if frame.height else 0.0
         if share and share > UNREADABLE_SHARE:
+            numbers = rule.type == "timestamp" and frame.schema[rule.name].is_numeric()
             raise InvalidInput(
                 f"column '{rule.name}' has type {frame.schema[rule.name]}, which does not read as "
                 f"the contract's {rule.type} ({share:.0%} of rows fail); nothing was written — "
-                "fix the file's types"
+                + ("a file's times are datetimes or ISO 8601 text: convert the numbers first"
+                   if numbers else "fix the file's types")
             )
-        reasons.append(pl.when(unreadable).then(pl.lit(f"{rule.name}: not a {rule.type}")))
+        article = "an" if rule.type == "integer" else "a"
+        reasons.append(pl.when(unreadable).then(pl.lit(f"{rule.name}: not {article} {rule.type}")))
     # with_columns evaluates every expression on the frame as read, so type reasons see raw values.
     typed = frame.with_columns(*casts, _type=pl.concat_str(reasons, separator="; ", ignore_nulls=True))
     value_reasons = [reason for rule in contract.fields for reason in _value_reasons(rule)]
@@ -140,6 +143,15 @@ def cast_columns(contract: DataContract, frame: pl.DataFrame) -> pl.DataFrame:
     becomes null; ``check_batch`` is what quarantines such rows). Other columns are left as they are."""
     return frame.with_columns(cast_column(rule, frame.schema[rule.name]).alias(rule.name)
                               for rule in contract.fields if rule.name in frame.columns)
+
+
+def key_text_column(key: pl.Expr, key_type: str) -> pl.Expr:
+    """Entity keys as their canonical text, the form the online store keys them by (``data.values``):
+    for an integer key its digits, whatever the spelling logged (42, "0042", " 42 ", 42.0)."""
+    text = key.cast(pl.String)
+    if key_type != "integer":
+        return text
+    return text.str.strip_chars().str.replace(r"\.0*$", "").cast(pl.Int64, strict=False).cast(pl.String)
 
 
 def parse_times(text: pl.Expr) -> pl.Expr:
@@ -168,6 +180,8 @@ def cast_column(rule: FieldRule, source: pl.DataType) -> pl.Expr:
         return pl.when(col == 1).then(True).when(col == 0).then(False)  # a flag is 0 or 1; 2 is not a boolean
     if rule.type in ("integer", "float") and source == pl.Boolean:
         return pl.lit(None, target)  # a flag where a number belongs is not a number
+    if rule.type == "integer" and source.is_float():
+        return pl.when(col.round(0) == col).then(col.cast(target, strict=False))  # 1121.5 is no integer
     return col.cast(target, strict=False)
 
 

@@ -20,7 +20,7 @@ READABLE_AS = {
     "float": {"float", "integer"},
     "integer": {"integer"},
     "boolean": {"boolean", "integer"},      # an integer flag must be limited to 0 and 1
-    "category": {"string", "integer", "boolean"},
+    "category": {"string", "integer"},      # a true/false column is a boolean feature
 }
 
 
@@ -75,15 +75,15 @@ def check_spec_types(spec: ModelSpec, contract: DataContract | None = None) -> N
                 problems.append(f"aggregation '{a.name}' reads '{a.column}', a {rule.type}; it needs numbers")
     if problems:
         raise InvalidInput(f"{where} disagree: {'; '.join(problems)}; fix the spec or the contract")
-    if keys.entity_attributes and spec.data.entities:
-        check_entity_file(spec)
 
 
-def check_entity_file(spec: ModelSpec) -> None:
-    """Refuse an entity attributes file that lacks the key or an attribute, or holds values the spec's
-    type for it cannot read (the file has no contract: its own column types are what it declares)."""
+def check_entity_file(spec: ModelSpec, frame: pl.DataFrame | None = None) -> None:
+    """Refuse an entity attributes file (``frame``, else read) that lacks the key or an attribute, or holds
+    values the spec's type for it cannot read (the file has no contract: its column types are its own)."""
+    if not (spec.features.entity_attributes and spec.data.entities):
+        return
     path = spec.resolve(spec.data.entities)
-    frame = read_source(path)
+    frame = read_source(path) if frame is None else frame
     problems = []
     for f in spec.features.entity_attributes:
         if f.name not in frame.columns:

@@ -15,6 +15,7 @@ module imports nothing heavy: the prediction log's writer process reads event ti
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime, timezone
 from typing import Literal
 
@@ -22,8 +23,11 @@ from appliance.errors import InvalidInput
 
 KeyType = Literal["string", "integer"]
 MAX_ENTITY_CHARS = 256   # an entity key is an id; a longer one is a mistake, and would be stored with every event
-# Unix seconds accepted as an event time: 1970 up to 2200 (later ones are typos of milliseconds).
+# Event times accepted, as text or Unix seconds: 1970 up to 2200 (a later number is a typo of milliseconds;
+# a time outside the range is no event of this data, and would stretch every monitoring window series).
 MAX_TIMESTAMP_S = 7_258_118_400
+_INTEGER = re.compile(r"\s*-?[0-9]+\s*")
+INT64_MIN, INT64_MAX = -2 ** 63, 2 ** 63 - 1   # an integer key is stored as a 64-bit integer
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _TYPE_NAMES = {bool: "a boolean", str: "a string", int: "an integer", float: "a number", list: "a list",
@@ -45,20 +49,17 @@ def entity_key(value: object, key_type: KeyType, name: str, where: str = "") -> 
     kind = type(value)
     if kind is str:
         if key_type == "integer":
-            text = value.strip()
-            if not (text.lstrip("-").isdigit() and text.isascii()):
+            if len(value) > 40 or not _INTEGER.fullmatch(value):
                 raise InvalidInput(f"{where}entity key '{name}' must be an integer, got the string {value[:40]!r}")
-            return str(int(text))
+            return _int64_key(int(value), name, where)
         if len(value) > MAX_ENTITY_CHARS:
             raise InvalidInput(f"{where}entity key '{name}' is {len(value):,} characters; the limit is "
                                f"{MAX_ENTITY_CHARS}")
         return value
     if kind is int and key_type == "integer":
-        if len(text := str(value)) > MAX_ENTITY_CHARS:
-            raise InvalidInput(f"{where}entity key '{name}' has {len(text):,} digits; the limit is {MAX_ENTITY_CHARS}")
-        return text
+        return _int64_key(value, name, where)
     if kind is float and key_type == "integer" and value.is_integer():
-        return str(int(value))
+        return _int64_key(int(value), name, where)
     needed = "an integer" if key_type == "integer" else "a string"
     if value is None:
         raise InvalidInput(f"{where}missing entity key '{name}' ({needed}): features are looked up by it")
@@ -70,11 +71,18 @@ def key_text(value: object, key_type: KeyType = "string") -> str:
     as ``entity_key`` gives it for a valid key, and ``str(value)`` for anything else."""
     kind = type(value)
     if kind is str:
-        if key_type == "integer" and value.strip().lstrip("-").isdigit() and value.isascii():
+        if key_type == "integer" and len(value) <= 40 and _INTEGER.fullmatch(value):
             return str(int(value))
         return value
     if kind is float and value.is_integer():
         return str(int(value))
+    return str(value)
+
+
+def _int64_key(value: int, name: str, where: str) -> str:
+    if not INT64_MIN <= value <= INT64_MAX:
+        raise InvalidInput(f"{where}entity key '{name}' is beyond a 64-bit integer's range, as the data "
+                           "stores its keys")
     return str(value)
 
 
@@ -87,11 +95,14 @@ def request_time(value: object, name: str, where: str = "") -> float:
         except ValueError:
             moment = None
         if moment is not None:
-            return float(_to_micros(moment))
+            micros = _to_micros(moment)
+            if 0 <= micros <= MAX_TIMESTAMP_S * 1_000_000:
+                return float(micros)
     elif (kind is int or kind is float) and 0 <= value <= MAX_TIMESTAMP_S:
         return float(round(value * 1_000_000))
     raise InvalidInput(f"{where}'{name}' must be an ISO 8601 time like '2026-10-16T09:30:00Z' or Unix seconds, "
-                       f"got {type_name(value) if kind is not str else repr(value[:40])}; or leave it out for now")
+                       f"between 1970 and 2200; got {type_name(value) if kind is not str else repr(value[:40])}; "
+                       "or leave it out for now")
 
 
 def time_text(value: object) -> object:

@@ -19,7 +19,7 @@ import msgspec
 import numpy as np
 import polars as pl
 
-from appliance.data.contract import FieldRule, cast_column, load_contract, parse_times
+from appliance.data.contract import FieldRule, cast_column, key_text_column, load_contract, parse_times
 from appliance.data.sources import read_source
 from appliance.errors import NotReady
 from appliance.home import Home
@@ -136,9 +136,11 @@ def logged_traffic(home: Home, spec: ModelSpec, version: int) -> pl.DataFrame:
     if spec.data.entities and key in frame.columns:
         entities = read_source(spec.resolve(spec.data.entities))
         wanted = [f.name for f in spec.features.entity_attributes if f.name not in frame.columns]
-        if wanted:
-            frame = frame.with_columns(pl.col(key).cast(pl.String)).join(
-                entities.select(key, *wanted).with_columns(pl.col(key).cast(pl.String)), on=key, how="left")
+        if wanted:  # joined on the keys' canonical text, as serving looked them up (" 0042 " is 42)
+            key_type = declared[key].type if key in declared else "string"
+            frame = frame.with_columns(key_text_column(pl.col(key), key_type)).join(
+                entities.select(key, *wanted).with_columns(key_text_column(pl.col(key), key_type)), on=key,
+                how="left")
     return frame
 
 

@@ -15,7 +15,7 @@ import numpy as np
 import polars as pl
 
 from appliance.data.contract import load_contract
-from appliance.data.declared import check_spec_types, entity_key_type
+from appliance.data.declared import check_entity_file, check_spec_types, entity_key_type
 from appliance.data.ingest import IngestReport, ingest
 from appliance.data.snapshots import Snapshot, data_version, list_snapshots, read_snapshots
 from appliance.data.sources import read_source
@@ -88,6 +88,8 @@ def ingest_source(home: Home, spec: ModelSpec) -> IngestReport:
 def training_frame(spec: ModelSpec, events: pl.DataFrame) -> pl.DataFrame:
     """The one place the pipeline builds its training frame from snapshot rows."""
     entities = read_source(spec.resolve(spec.data.entities)) if spec.data.entities else None
+    if entities is not None:
+        check_entity_file(spec, entities)  # the file may have changed since the model was registered
     return build_training_set(spec, events, entities)
 
 
