@@ -107,7 +107,7 @@ def test_an_event_time_past_the_servers_clock_moves_nothing(tmp_path):
     event = live.row(0, named=True)
     before = store.read(NS, [event["user_id"]])
     answered_at = (event["event_time"] + 60 * SECOND).timestamp()
-    ahead = [_log_row(0, {**_request(event), "event_time": "9999-12-31T23:59:59Z"}, received_at=answered_at),
+    ahead = [_log_row(0, {**_request(event), "event_time": "2199-12-31T23:59:59Z"}, received_at=answered_at),
              _log_row(1, _request({**event, "event_time": event["event_time"] + DAY}), received_at=answered_at)]
     assert updater.apply(ahead) == 0 and updater.future == 2
     assert store.read(NS, [event["user_id"]]) == before
@@ -186,7 +186,7 @@ def test_a_second_request_sees_the_first_one_counted(server):
     assert report.ahead == 1 and report.mismatches == []
     metrics = server.client.get("/metrics").text
     assert "appliance_online_rows_updated_total 1" in metrics and "appliance_online_stale_events_total 0" in metrics
-    future = {**SAMPLE_RECORD, "event_time": "9999-12-31T23:59:59Z"}  # answered, but not an event to keep
+    future = {**SAMPLE_RECORD, "event_time": "2199-12-31T23:59:59Z"}  # answered, but not an event to keep
     assert server.client.post("/v1/models/fraud/predict", json=future).status_code == 200
     while "appliance_online_future_events_total 1" not in server.client.get("/metrics").text:
         assert time.monotonic() < deadline + 10, "the far-future event was not counted"
