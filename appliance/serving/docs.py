@@ -50,8 +50,11 @@ class DeploymentRequest(msgspec.Struct):
     split_key: str | None = None    # A/B: the request field to split by (default: the spec's)
 
 
-_RECORD = {"type": "object", "description": "one record: the model's features by name (the entity key, "
-                                            "e.g. user_id, may be sent for sticky canary/A-B routing)",
+_RECORD = {"type": "object", "description": "one record: the model's features by name, typed as its data contract "
+                                            "declares them (a category as text or an integer code, a flag as "
+                                            "true/false or 1/0); the entity key (an integer or a string, as "
+                                            "declared; none for a model without one) and the event time (ISO "
+                                            "8601 or Unix seconds; default now)",
            "additionalProperties": True}
 REQUEST_BODIES: dict[tuple[str, str], dict] = {
     ("post", "/v1/models/{name}/predict"): {"oneOf": [_RECORD, {"type": "array", "items": _RECORD}]},
