@@ -108,7 +108,7 @@ class TrainingSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 
 class ValidationSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    min_auc: float = 0.60               # a new version's AUC on the evaluation days, at least (default: well above chance)
+    min_auc: float = 0.60               # a new version's AUC on the evaluation days, at least (default: above chance)
     max_parity_diff: float = 1e-5       # ONNX against the native model: largest absolute probability gap
     recall_at_precision: float = 0.80   # recall is measured at the best threshold with this precision
     min_recall: float = 0.0             # recall at recall_at_precision, at least (default 0: not judged)

@@ -143,7 +143,8 @@ def write_subscriptions(folder: Path, name: str = "subs", days: int = 16, live_d
     frame.filter(pl.col("logged_at") >= cut).write_parquet(folder / "live.parquet")
     contract = SUBSCRIPTIONS_CONTRACT
     if anonymous_share:
-        contract = contract.replace('name = "subscriber"\ntype = "integer"\nnullable = false', 'name = "subscriber"\ntype = "integer"')
+        required = 'name = "subscriber"\ntype = "integer"\nnullable = false'
+        contract = contract.replace(required, 'name = "subscriber"\ntype = "integer"')
     (folder / "contract.toml").write_text(contract)
     spec = folder / f"{name}.toml"
     spec.write_text(SUBSCRIPTIONS_SPEC.format(name=name))

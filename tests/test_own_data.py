@@ -98,7 +98,8 @@ def test_integer_keys_codes_and_flags_run_the_whole_loop(tmp_path: Path, capsys)
     quality = capsys.readouterr().out
     assert "missing_rate" in quality and "retyped" not in quality
     # and monitoring joined the entity file's attributes to every spelling of the key
-    tenure = [line.split() for line in quality.splitlines() if line.startswith("2026-03-17  tenure_months  missing_rate")]
+    tenure = [line.split() for line in quality.splitlines()
+              if line.startswith("2026-03-17  tenure_months  missing_rate")]
     assert tenure and round(float(tenure[0][3]) * int(tenure[0][5])) == 1   # the stranger 999999 alone
     _cli(home, "features", "show", "subs", "1005")
     shown = json.loads(capsys.readouterr().out)
@@ -191,7 +192,8 @@ def test_a_model_trained_elsewhere_registers_serves_and_is_retrained_by_the_loop
                                               zipmap=False, target_opset=15)
     (tmp_path / "model.onnx").write_bytes(onnx_model.SerializeToString())
     (tmp_path / "codes.json").write_text(json.dumps(codes))
-    _cli(home, "register", "loans", "--onnx", str(tmp_path / "model.onnx"), "--categories", str(tmp_path / "codes.json"))
+    _cli(home, "register", "loans", "--onnx", str(tmp_path / "model.onnx"),
+         "--categories", str(tmp_path / "codes.json"))
     _cli(home, "promote", "loans", "1")
     live = pl.read_csv(spec.parent / "live.csv").head(5)
     with running_server(home) as server:

@@ -104,7 +104,8 @@ def draft_model(source: Path, target: str, out: Path, time: str | None = None, e
     eval_days, eval_why = _eval_days(labelled)
     params, params_why = _params(labelled.height)
     missing = max((frame[c].null_count() / frame.height for c, _ in features), default=0.0)
-    max_missing = DEFAULT_MAX_MISSING if missing <= DEFAULT_MAX_MISSING else round(math.ceil(missing * 20) / 20 + 0.05, 2)
+    max_missing = (DEFAULT_MAX_MISSING if missing <= DEFAULT_MAX_MISSING
+                   else round(math.ceil(missing * 20) / 20 + 0.05, 2))
     assumptions.append(f"training: eval_days {eval_days} — {eval_why}")
     assumptions.append(f"training: {params_why}")
     assumptions.append(
