@@ -71,18 +71,14 @@ def version_references(home: Home, model: str, rows: pl.DataFrame, rules: list[A
 
 def _stored_reference_metrics(home: Home, model: str, version: int) -> dict[str, float]:
     """Binary metrics of a version's stored monitoring reference; empty if it has none."""
-    from appliance.monitoring.reference import SCORE, load_reference
-    from appliance.training.metrics import binary_metrics
+    from appliance.monitoring.reference import load_reference, reference_metrics
 
     try:
         spec = home.spec(model)
-        reference = load_reference(home, model, version).drop_nulls([SCORE, spec.target.column])
+        reference = load_reference(home, model, version)
     except (NotFound, StorageError):    # none stored, or unreadable: the rules say so and judge nothing
         return {}
-    if reference.height == 0:
-        return {}
-    return binary_metrics(reference[spec.target.column].to_numpy(), reference[SCORE].to_numpy(),
-                          spec.target.threshold)
+    return reference_metrics(reference, spec.target.column, spec.target.threshold)
 
 
 def install() -> None:

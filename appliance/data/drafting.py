@@ -16,10 +16,10 @@ from pathlib import Path
 import msgspec
 import polars as pl
 
-from appliance.data.contract import ContractInfo, DataContract, FieldRule, check_batch, load_contract
+from appliance.data.contract import ContractInfo, DataContract, FieldRule, cast_column, check_batch, load_contract
 from appliance.data.sources import read_source
 from appliance.errors import InvalidInput
-from appliance.spec import load_spec
+from appliance.spec import ValidationSection, load_spec
 
 ALLOWED_VALUES_MAX = 50     # a string or integer code column with at most this many values lists them
 CATEGORY_MAX = 1000         # a string column with more distinct values is not a category feature
@@ -28,7 +28,7 @@ EVAL_SHARE = 0.2            # the share of the data's days held out for evaluati
 MIN_STALENESS_DAYS = 3
 SMALL_DATA_ROWS = 10_000    # fewer labelled rows than this get smaller trees
 STARTING_GATES = {"min_auc": 0.6, "min_recall": 0.0}
-DEFAULT_MAX_MISSING = 0.10  # the spec's default [validation] max_missing_share
+DEFAULT_MAX_MISSING = ValidationSection().max_missing_share  # the spec's default
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 _TEXT = (pl.String, pl.Categorical, pl.Enum)
 
@@ -179,13 +179,10 @@ def _reads_as(frame: pl.DataFrame, column: str, type: str) -> bool:
 
 def _first_unreadable(frame: pl.DataFrame, column: str, type: str) -> object:
     """The first non-null value of ``column`` that does not read as ``type`` (None: every one does)."""
-    values = frame.select(column).drop_nulls()
-    contract = DataContract(ContractInfo(name="draft", version="0", event_time=column), [FieldRule(column, type)])
-    try:
-        refused = check_batch(contract, values).quarantined
-    except (InvalidInput, pl.exceptions.PolarsError):  # most values do not read: the first is as good as any
-        return values[column][0]
-    return refused[column][0] if refused.height else None
+    values = frame[column].drop_nulls()
+    read = values.to_frame().select(cast_column(FieldRule(column, type), values.dtype))[column]
+    unreadable = values.filter(read.is_null())
+    return unreadable[0] if unreadable.len() else None
 
 
 def _base_type(frame: pl.DataFrame, column: str) -> tuple[str | None, str]:
@@ -322,7 +319,7 @@ def _time_column(frame: pl.DataFrame, source: Path, time: str | None, assumption
                 example = f"e.g. {bad!r}"
             raise InvalidInput(f"--time column '{time}' of {source} does not read as times (type "
                                f"{frame.schema[time]}, {example}); pass a column of ISO 8601 times like "
-                               "2026-10-16T09:30:00Z, one format per file")
+                               "2026-10-16T09:30:00Z")
         return time
     found = [c for c in frame.columns if _base_type(frame, c)[0] == "timestamp"]
     if not found:

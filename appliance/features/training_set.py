@@ -41,9 +41,14 @@ def build_training_set(spec: ModelSpec, events: pl.DataFrame, entities: pl.DataF
 def split_by_time(spec: ModelSpec, frame: pl.DataFrame, days: int | None = None,
                   setting: str = "training.eval_days") -> tuple[pl.DataFrame, pl.DataFrame, datetime]:
     """Train on the days before the cutoff, evaluate on the last ``days`` whole days (default ``eval_days``)."""
+    return split_at(spec, frame, eval_cutoff(spec, frame, days), setting)
+
+
+def eval_cutoff(spec: ModelSpec, frame: pl.DataFrame, days: int | None = None) -> datetime:
+    """Where the held-out days begin: midnight of the ``days``-th last day (default ``eval_days``)."""
     days = spec.training.eval_days if days is None else days
     last_day = frame[spec.features.event_time].max().replace(hour=0, minute=0, second=0, microsecond=0)
-    return split_at(spec, frame, last_day - timedelta(days=days - 1), setting)
+    return last_day - timedelta(days=days - 1)
 
 
 def split_at(spec: ModelSpec, frame: pl.DataFrame, cutoff: datetime,

@@ -29,12 +29,11 @@ from appliance.monitoring.feature_drift import ReferenceProfile, feature_drift
 from appliance.monitoring.performance import performance_by_window
 from appliance.monitoring.prediction_drift import prediction_drift_by_window
 from appliance.monitoring.quality import category_rules, data_quality, expected_rows
-from appliance.monitoring.reference import SCORE, load_reference
+from appliance.monitoring.reference import SCORE, load_reference, reference_metrics
 from appliance.monitoring.rules import MonitoringSection
 from appliance.monitoring.store import RESULT_SCHEMA, after_monitor, iso, open_monitoring, write_results
 from appliance.monitoring.windows import EventWindows, checks
 from appliance.spec import Feature, ModelSpec
-from appliance.training.metrics import binary_metrics
 from storage.database import transaction
 from storage.prediction_log import PredictionStore
 
@@ -225,9 +224,7 @@ def with_auc_floor(rules: MonitoringSection, reference: pl.DataFrame) -> Monitor
     performance = rules.performance
     if performance.min_auc is not None:
         return rules
-    labelled = reference.filter(pl.col(LABEL).is_not_null())
-    auc = binary_metrics(labelled[LABEL].to_numpy(), labelled[SCORE].to_numpy(), 0.5)["auc"] \
-        if labelled[LABEL].n_unique() == 2 else math.nan
+    auc = reference_metrics(reference, LABEL, 0.5).get("auc", math.nan)
     floor = auc - performance.max_auc_drop if auc == auc else 0.0   # no reference AUC: nothing is flagged
     return msgspec.structs.replace(rules, performance=msgspec.structs.replace(performance, min_auc=floor))
 

@@ -14,6 +14,7 @@ import polars as pl
 from appliance.errors import NotFound
 from appliance.home import Home
 from appliance.spec import ModelSpec
+from appliance.training.metrics import binary_metrics
 
 ARTIFACT = "reference.parquet"
 SCORE = "_score"   # the version's ONNX probability for each evaluation row
@@ -28,6 +29,15 @@ def reference_bytes(spec: ModelSpec, eval_part: pl.DataFrame, scores) -> bytes:
     buffer = io.BytesIO()
     frame.write_parquet(buffer)
     return buffer.getvalue()
+
+
+def reference_metrics(reference: pl.DataFrame, label: str, threshold: float) -> dict[str, float]:
+    """A version's held-out metrics (AUC, positive rate, …) recomputed from its reference frame's labelled
+    rows and their out-of-sample scores; empty without both classes."""
+    labelled = reference.drop_nulls([SCORE, label])
+    if labelled[label].n_unique() < 2:
+        return {}
+    return binary_metrics(labelled[label].to_numpy(), labelled[SCORE].to_numpy(), threshold)
 
 
 def load_reference(home: Home, model: str, version: int) -> pl.DataFrame:

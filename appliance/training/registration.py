@@ -14,7 +14,6 @@ import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
 from pathlib import Path
 
 import msgspec
@@ -27,6 +26,7 @@ from appliance.data.snapshots import data_version, list_snapshots, read_snapshot
 from appliance.data.sources import read_source
 from appliance.errors import InvalidInput, NotFound
 from appliance.features.encoding import FeatureSchema
+from appliance.features.training_set import eval_cutoff
 from appliance.home import Home
 from appliance.monitoring.reference import ARTIFACT as REFERENCE_ARTIFACT
 from appliance.monitoring.reference import reference_bytes
@@ -221,9 +221,9 @@ def _evaluation_rows(home: Home, spec: ModelSpec, contract: DataContract, eval_d
         frame = training_frame(spec, read_snapshots(home.offline, snapshots))
         if frame.height == 0:
             raise InvalidInput(f"the ingested snapshots of '{spec.name}' hold no labelled rows; pass --eval DATA")
-        # The pipeline's hold-out (split_by_time): the last eval_days whole days; the days before train.
+        # The pipeline's hold-out: the last eval_days whole days; the days before train.
         event_time, days = spec.features.event_time, spec.training.eval_days
-        cutoff = frame[event_time].max().replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=days - 1)
+        cutoff = eval_cutoff(spec, frame)
         rows, before = frame.filter(pl.col(event_time) >= cutoff), frame.filter(pl.col(event_time) < cutoff)
         vocabulary = (before, "the ingested training days") if before.height else (rows, "the evaluation days")
         evaluation = _Evaluation(rows, f"the last {days} days of the ingested snapshots, from {cutoff:%Y-%m-%d}",
