@@ -332,3 +332,18 @@ def test_a_fraction_in_an_integer_column_is_quarantined_not_truncated(tmp_path: 
     result = check_batch(load_contract(spec.parent / "contract.toml"), frame.with_columns(subscriber=pl.Series(keys)))
     assert result.quarantined["reason"].to_list() == ["subscriber: not an integer"]
     assert result.accepted["subscriber"].to_list() == [int(k) for i, k in enumerate(keys) if i != 1]
+
+
+def test_a_model_whose_entity_keeps_no_features_still_checks_its_key(tmp_path: Path):
+    """The key is logged, split on and trained on at the next retrain: a wrong type is a 422 even when
+    the model reads no stored feature by it (a spec drafted with --entity and nothing else yet)."""
+    spec = write_subscriptions(tmp_path / "data", days=10)
+    text = spec.read_text()
+    spec.write_text(text[:text.index("entity_attributes = [")] + text[text.index("[target]"):])  # only the key
+    home = _trained(tmp_path, spec, "subs", "history.parquet")
+    record = {"logged_at": "2026-03-11T10:00:00Z", "minutes": 12.0, "channel": 4, "on_mobile": 1}
+    with running_server(home) as server:
+        assert server.client.post("/v1/models/subs/predict", json={**record, "subscriber": 1005}).status_code == 200
+        refused = server.client.post("/v1/models/subs/predict", json={**record, "subscriber": "M1005"})
+        assert refused.status_code == 422
+        assert refused.json()["detail"] == "entity key 'subscriber' must be an integer, got the string 'M1005'"

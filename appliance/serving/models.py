@@ -10,7 +10,6 @@ import msgspec
 import numpy as np
 import onnxruntime as ort
 
-from appliance.data.values import request_time
 from appliance.errors import NotFound, NotReady
 from appliance.features.encoding import FeatureSchema, RecordEncoder
 from appliance.features.online import OnlineFeatures
@@ -31,16 +30,13 @@ class LoadedModel:
     encoder: RecordEncoder
     threshold: float
     max_batch_rows: int
-    features: OnlineFeatures | None = None   # stored and derived features, for versions that define them
-    event_time: str | None = None            # the request field of the event time (checked when there are no features)
+    features: OnlineFeatures | None = None   # its entity key, event time, stored and derived features
 
     def encode(self, records: list) -> np.ndarray:
         """Validate request records, complete them from the online store, and turn them into the
         model's float32 input rows."""
         if self.features is not None:
-            records = self.features.complete(records)  # which reads (and so checks) each event time
-        elif self.event_time is not None:
-            _check_times(records, self.event_time)
+            records = self.features.complete(records)  # which checks each entity key and event time
         return self.encoder.encode(records)
 
     def run(self, x: np.ndarray) -> np.ndarray:
@@ -59,22 +55,14 @@ def load_version(home: Home, model: str, version: int) -> LoadedModel:
     session = onnx_export.session(home.artifacts.get(mv.artifact_sha256))
     schema = msgspec.convert(mv.feature_schema, FeatureSchema)
     definitions = schema.definitions
-    features = None
-    if definitions and (definitions.entity_attributes or definitions.aggregations or definitions.derived):
-        features = OnlineFeatures(home.online, model, definitions, schema.key_type, schema.key_nullable)
+    # Every version that records its definitions completes requests through them, so the entity key and
+    # the event time are checked (and logged, and later trained on) as declared, stored features or not.
+    features = None if definitions is None else \
+        OnlineFeatures(home.online, model, definitions, schema.key_type, schema.key_nullable)
     loaded = LoadedModel(model, version, session, RecordEncoder(schema), spec.target.threshold,
-                         spec.serving.max_batch_rows, features, definitions.event_time if definitions else None)
+                         spec.serving.max_batch_rows, features)
     onnx_export.predict_proba(session, np.zeros((1, len(schema.columns)), dtype=np.float32))
     return loaded
-
-
-def _check_times(records: list, field: str) -> None:
-    # A time the log would keep must be one monitoring can window: the rules of data.values.
-    single = len(records) == 1
-    for i, record in enumerate(records):
-        when = record.get(field) if type(record) is dict else None
-        if when is not None:
-            request_time(when, field, "" if single else f"record {i}: ")
 
 
 def load_production(home: Home, model: str) -> LoadedModel:
