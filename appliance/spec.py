@@ -14,6 +14,7 @@ from appliance.data.contract import parse_duration
 from appliance.errors import InvalidInput, NotFound
 from appliance.monitoring.rules import MonitoringSection
 from appliance.scheduler.schedules import trigger
+from appliance.task import METRICS, TaskKind
 
 FeatureType = Literal["float", "integer", "boolean", "category"]
 AggregateFunction = Literal["count", "sum", "mean", "min", "max"]
@@ -74,8 +75,10 @@ class FeaturesSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 
 class TargetSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    column: str                 # the label column of the source, 0 or 1
-    threshold: float = 0.5      # probability at or above which the label is 1
+    column: str                 # the label column of the source
+    task: TaskKind = "binary"   # binary (labels 0/1), multiclass (one of classes) or regression (a number)
+    classes: list[str | int] | None = None  # multiclass: the labels, in output order (default: the contract's allowed_values)
+    threshold: float = 0.5      # binary: probability at or above which the label is 1
 
 
 class SearchRange(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -108,14 +111,17 @@ class TrainingSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 
 class ValidationSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    min_auc: float = 0.60               # a new version's AUC on the evaluation days, at least (default: above chance)
+    metric: str | None = None           # the metric search, gates and regressions judge (default: auc, macro_f1, rmse by task)
+    min_metric: float | None = None     # the metric on the evaluation days, at least (None: not judged; binary AUC: min_auc)
+    max_metric: float | None = None     # the metric on the evaluation days, at most (None: not judged)
+    min_auc: float = 0.60               # binary: a new version's AUC on the evaluation days, at least (above chance)
     max_parity_diff: float = 1e-5       # ONNX against the native model: largest absolute probability gap
     recall_at_precision: float = 0.80   # recall is measured at the best threshold with this precision
     min_recall: float = 0.0             # recall at recall_at_precision, at least (default 0: not judged)
-    max_regression: float = 0.02        # AUC may be at most this much below production's, same data
+    max_regression: float = 0.02        # the metric may be at most this much worse than production's, same rows (rmse, mae: a share)
     segments: list[str] = []            # feature columns whose values are segments (e.g. country)
-    max_segment_gap: float = 0.10       # largest AUC gap between segments
-    segment_min_positives: int = 30     # smaller segments are reported, not judged (AUC too noisy)
+    max_segment_gap: float = 0.10       # largest gap of the metric between segments (rmse, mae: a share of the overall value)
+    segment_min_positives: int = 30     # smaller segments are reported, not judged: positives (binary), rows (otherwise)
     max_p99_ms: float = 10.0            # p99 single-row ONNX Runtime inference on CPU
     max_quarantined_share: float = 0.05  # data validation: share of the newest batch quarantined
     max_missing_share: float = 0.10      # data validation: share of nulls in any feature
@@ -202,12 +208,29 @@ def load_spec(path: Path) -> ModelSpec:
     _check_features(path, spec.features, names)
     if spec.training.schedule is not None:
         trigger(spec.training.schedule)
+    _check_target(path, spec)
     if spec.training.eval_days < 1:
         raise InvalidInput(f"model spec {path}: training.eval_days must be at least 1")
     if spec.training.retrain_eval_days < 1 or spec.training.retrain_min_per_class < 0:
         raise InvalidInput(f"model spec {path}: training.retrain_eval_days must be at least 1 and "
                            "training.retrain_min_per_class at least 0")
     return msgspec.structs.replace(spec, path=path.resolve())
+
+
+def _check_target(path: Path, spec: ModelSpec) -> None:
+    target, validation = spec.target, spec.validation
+    if target.classes is not None:
+        if target.task != "multiclass":
+            raise InvalidInput(f"model spec {path}: target.classes is for task = \"multiclass\" (this target is "
+                               f"{target.task}); remove it or set the task")
+        texts = [str(c) for c in target.classes]
+        if len(target.classes) < 3 or len(set(texts)) != len(texts):
+            raise InvalidInput(f"model spec {path}: target.classes must list three or more distinct labels, got "
+                               f"{target.classes} (two classes: task = \"binary\" with labels 0/1)")
+    metric = validation.metric
+    if metric is not None and metric not in METRICS[target.task]:
+        raise InvalidInput(f"model spec {path}: validation.metric '{metric}' is not a {target.task} metric; "
+                           f"use one of {', '.join(METRICS[target.task])}")
 
 
 def _check_features(path: Path, features: FeaturesSection, names: list[str]) -> None:

@@ -62,11 +62,22 @@ CREATE TABLE log_overflow (
 );
 CREATE INDEX log_overflow_by_time ON log_overflow(recorded_at);
 """),
+    Migration(3, "outputs of multiclass and regression models", """
+ALTER TABLE predictions ADD COLUMN value REAL;           -- regression: the predicted value
+ALTER TABLE predictions ADD COLUMN probabilities TEXT;   -- multiclass: JSON list, one probability per class
+ALTER TABLE shadow_scores ADD COLUMN value REAL;
+ALTER TABLE shadow_scores ADD COLUMN probabilities TEXT;
+"""),
 ]
 
+# What a row's output columns hold, by the model's task: binary: probability of class 1 and the label;
+# multiclass: the chosen class's probability, its index (label) and every class's (probabilities);
+# regression: the predicted value alone.
 PREDICTION_COLUMNS = ("request_id", "position", "model", "version", "arm", "deployment_id", "received_at",
-                      "event_time", "entity_key", "features_json", "probability", "label", "latency_ms", "status")
-SHADOW_COLUMNS = ("request_id", "position", "deployment_id", "version", "probability", "label", "latency_ms")
+                      "event_time", "entity_key", "features_json", "probability", "label", "latency_ms", "status",
+                      "value", "probabilities")
+SHADOW_COLUMNS = ("request_id", "position", "deployment_id", "version", "probability", "label", "latency_ms",
+                  "value", "probabilities")
 
 _INSERT_PREDICTIONS = (f"INSERT OR IGNORE INTO predictions ({', '.join(PREDICTION_COLUMNS)}) "
                        f"VALUES ({', '.join('?' * len(PREDICTION_COLUMNS))})")
@@ -108,9 +119,10 @@ class PredictionStore:
         return unknown
 
     def arm_sample(self, deployment_id: int, arm: str, since: float, limit: int) -> list[sqlite3.Row]:
-        """The latest rows (probability, latency_ms, status) of one arm of a deployment since a time."""
+        """The latest rows (probability, latency_ms, status, label, value, probabilities) of one arm of a
+        deployment since a time."""
         return self.conn.execute(
-            "SELECT probability, latency_ms, status FROM predictions "
+            "SELECT probability, latency_ms, status, label, value, probabilities FROM predictions "
             "WHERE deployment_id = ? AND arm = ? AND received_at >= ? ORDER BY received_at DESC LIMIT ?",
             (deployment_id, arm, since, limit)).fetchall()
 
@@ -121,9 +133,9 @@ class PredictionStore:
             (deployment_id, arm, since)).fetchone()[0]
 
     def outcomes_by_arm(self, deployment_id: int) -> list[sqlite3.Row]:
-        """(arm, outcome) for every prediction of a deployment that has feedback."""
+        """(arm, outcome, probability, label, value) for every prediction of a deployment that has feedback."""
         return self.conn.execute(
-            "SELECT p.arm, f.outcome FROM predictions p JOIN feedback f "
+            "SELECT p.arm, f.outcome, p.probability, p.label, p.value FROM predictions p JOIN feedback f "
             "ON f.request_id = p.request_id AND f.position = p.position WHERE p.deployment_id = ?",
             (deployment_id,)).fetchall()
 
@@ -137,7 +149,9 @@ class PredictionStore:
         """Production and shadow scores and latencies of the same rows, newest first."""
         return self.conn.execute(
             "SELECT p.probability AS served, p.label AS served_label, p.latency_ms AS served_ms, "
-            "s.probability AS shadow, s.label AS shadow_label, s.latency_ms AS shadow_ms "
+            "s.probability AS shadow, s.label AS shadow_label, s.latency_ms AS shadow_ms, "
+            "p.value AS served_value, s.value AS shadow_value, p.probabilities AS served_probabilities, "
+            "s.probabilities AS shadow_probabilities "
             "FROM shadow_scores s JOIN predictions p ON p.request_id = s.request_id AND p.position = s.position "
             "WHERE s.deployment_id = ? ORDER BY p.received_at DESC LIMIT ?", (deployment_id, limit)).fetchall()
 
@@ -149,10 +163,12 @@ class PredictionStore:
 
     def logged(self, model: str, version: int) -> list[tuple]:
         """Every row one version of a model served, with its feedback: (request_id, position, received_at,
-        event_time, features_json, probability, latency_ms, status, outcome, outcome_received_at)."""
+        event_time, features_json, probability, latency_ms, status, outcome, outcome_received_at, label,
+        value, probabilities)."""
         return self.conn.execute(
             "SELECT p.request_id, p.position, p.received_at, p.event_time, p.features_json, p.probability, "
-            "p.latency_ms, p.status, f.outcome, f.received_at FROM predictions p LEFT JOIN feedback f "
+            "p.latency_ms, p.status, f.outcome, f.received_at, p.label, p.value, p.probabilities "
+            "FROM predictions p LEFT JOIN feedback f "
             "ON f.request_id = p.request_id AND f.position = p.position WHERE p.model = ? AND p.version = ?",
             (model, version)).fetchall()
 

@@ -160,7 +160,7 @@ def log_labelled(root: Path, key_type: str, count: int = 40, outcome=None) -> st
             record["at"] = at.timestamp()        # Unix seconds
         # else: no event time; scored as of its arrival
         rows.append((request_id, i, "churn", 1, "production", None, at.timestamp(), record.get("at"),
-                     str(record["account"]), json.dumps(record), 0.5, 1, 1.0, 200))
+                     str(record["account"]), json.dumps(record), 0.5, 1, 1.0, 200, None, None))
         outcomes.append((request_id, i, float(outcome(i) if outcome else int(record["amount"] > 60))))
     store = PredictionStore(root / PREDICTIONS_DB)
     try:

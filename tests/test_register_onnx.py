@@ -234,7 +234,7 @@ def _log_traffic(home: Path, frame: pl.DataFrame, served_by: lgb.Booster) -> Non
     try:
         log.append([(f"r{i}", 0, "churn", 1, "production", None, row["at"].timestamp() + 1,
                        row["at"].isoformat().replace("+00:00", "Z"), None,
-                       json.dumps({k: row[k] for k in FEATURES}), float(p), int(p >= 0.5), 1.0, 200)
+                       json.dumps({k: row[k] for k in FEATURES}), float(p), int(p >= 0.5), 1.0, 200, None, None)
                       for i, (row, p) in enumerate(zip(frame.iter_rows(named=True), scores))])
         log.attach_feedback("churn", [(f"r{i}", 0, float(y)) for i, y in enumerate(frame["churned"])])
     finally:

@@ -29,7 +29,7 @@ def _fill(home: Path, days: int = 12, per_day: int = 5) -> PredictionStore:
         for i in range(per_day):
             received = NOW - d * DAY - i * 60
             rows.append((f"r{d}-{i}", 0, "fraud", 1, "production", None, received, None, "u1", "{}",
-                         0.1 * i, 0, 1.5, 200))
+                         0.1 * i, 0, 1.5, 200, None, None))
     store.append(rows)
     store.attach_feedback("fraud", [(f"r{d}-{i}", 0, float(i % 2)) for d in range(days) for i in range(0, per_day, 2)])
     return store

@@ -32,7 +32,7 @@ from tests.test_cli import ROOT, _free_port, wait_ready
 
 
 def _row(i: int) -> tuple:
-    return (f"r{i}", 0, "fraud", 1, "production", None, time.time(), None, None, {"amount": i}, 0.5, 1, 1.0, 200)
+    return (f"r{i}", 0, "fraud", 1, "production", None, time.time(), None, None, {"amount": i}, 0.5, 1, 1.0, 200, None, None)
 
 
 def test_a_full_log_queue_counts_its_overflow_and_loses_nothing_it_accepted(tmp_path):

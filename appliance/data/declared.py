@@ -7,6 +7,7 @@ registered (``appliance init``) and when a batch is ingested, never after a prom
 
 from __future__ import annotations
 
+import msgspec
 import polars as pl
 
 from appliance.data.contract import DataContract, FieldRule, load_contract
@@ -14,6 +15,7 @@ from appliance.data.sources import read_source
 from appliance.data.values import KeyType, key_type_of
 from appliance.errors import InvalidInput
 from appliance.spec import ModelSpec
+from appliance.task import Task, label_text
 
 # The contract types each spec feature type reads from.
 READABLE_AS = {
@@ -25,8 +27,34 @@ READABLE_AS = {
 
 
 def model_contract(spec: ModelSpec) -> DataContract:
-    """The data contract a spec names."""
-    return load_contract(spec.resolve(spec.data.contract))
+    """The data contract a spec names, as the model reads it: a multiclass target's values are limited to
+    the spec's classes (so a label outside them is quarantined like any other contract violation)."""
+    contract = load_contract(spec.resolve(spec.data.contract))
+    classes = spec.target.classes
+    if spec.target.task != "multiclass" or classes is None:
+        return contract
+    fields = [msgspec.structs.replace(rule, allowed_values=list(classes)) if rule.name == spec.target.column
+              else rule for rule in contract.fields]
+    return msgspec.structs.replace(contract, fields=fields)
+
+
+def model_task(spec: ModelSpec, contract: DataContract | None = None) -> Task:
+    """What the model predicts: the spec's task, with a multiclass target's classes (declared in the spec,
+    else the contract's allowed values for the target)."""
+    target = spec.target
+    if target.task == "binary":
+        return Task("binary", (0, 1), target.threshold)
+    if target.task == "regression":
+        return Task("regression", ())
+    classes = target.classes
+    if classes is None:
+        rule = _rules(contract or model_contract(spec)).get(target.column)
+        classes = rule.allowed_values if rule else None
+        if not classes or len(classes) < 3:
+            raise InvalidInput(f"model spec {spec.path or spec.name}: a multiclass target needs its classes: "
+                               f"declare classes = [...] under [target], or allowed_values for '{target.column}' "
+                               "in the data contract (three or more)")
+    return Task("multiclass", tuple(c if isinstance(c, str) else int(c) for c in classes))
 
 
 def entity_key_type(spec: ModelSpec, contract: DataContract | None = None) -> KeyType:
@@ -60,6 +88,8 @@ def check_spec_types(spec: ModelSpec, contract: DataContract | None = None) -> N
     target = rules.get(spec.target.column)
     if target is None:
         problems.append(f"the target '{spec.target.column}' is not a contract field")
+    else:
+        problems += _target_disagreement(spec, target)
     for f in keys.request:
         rule = rules.get(f.name)
         if rule is None:
@@ -102,6 +132,30 @@ def check_entity_file(spec: ModelSpec, frame: pl.DataFrame | None = None) -> Non
     if problems:
         raise InvalidInput(f"entity attributes file {path} does not fit model spec {spec.path or spec.name}: "
                            f"{'; '.join(problems)}; fix the file or the spec's entity_attributes")
+
+
+# The contract types a target of each task reads from.
+TARGET_TYPES = {"binary": {"integer", "boolean", "float"}, "multiclass": {"string", "integer"},
+                "regression": {"float", "integer"}}
+
+
+def _target_disagreement(spec: ModelSpec, rule: FieldRule) -> list[str]:
+    task = spec.target.task
+    if rule.type not in TARGET_TYPES[task]:
+        readable = " or ".join(sorted(TARGET_TYPES[task]))
+        hint = {"regression": "; a text target is a class: set task = \"multiclass\"",
+                "multiclass": "; a numeric target is a value: set task = \"regression\""}.get(task, "")
+        return [f"the target '{rule.name}' is a {rule.type} in the contract, which a {task} target cannot be "
+                f"(it reads from {readable}){hint}"]
+    if task == "multiclass" and spec.target.classes is not None and rule.allowed_values is not None:
+        declared = {label_text(c) for c in rule.allowed_values}
+        outside = [c for c in spec.target.classes if label_text(c) not in declared]
+        if outside:
+            return [f"target.classes {outside} are not among the contract's allowed_values for '{rule.name}'"]
+    if task == "multiclass" and spec.target.classes is None and len(rule.allowed_values or []) < 3:
+        return [f"the multiclass target '{rule.name}' has no classes: declare classes = [...] under [target], "
+                "or allowed_values in the contract (three or more)"]
+    return []
 
 
 def _disagreement(name: str, feature_type: str, rule: FieldRule) -> list[str]:

@@ -39,6 +39,7 @@ from storage.prediction_log import PredictionStore
 
 LABEL = "_label"
 RECEIVED, LABEL_AT, LATENCY, STATUS, REQUEST = "_received_at", "_label_at", "_latency_ms", "_status", "_request_id"
+PREDICTED_LABEL, VALUE, PROBABILITIES = "_predicted_label", "_value", "_probabilities"   # see storage.prediction_log
 SERVING_METHODS = ("requests", "throughput_rps", "error_rate", "latency_p50_ms", "latency_p95_ms",
                    "latency_p99_ms")
 
@@ -116,10 +117,11 @@ def logged_traffic(home: Home, spec: ModelSpec, version: int) -> pl.DataFrame:
         rows = store.logged(spec.name, version)
     finally:
         store.close()
-    columns = [REQUEST, "_position", RECEIVED, "_event_text", "_features", SCORE, LATENCY, STATUS, LABEL, LABEL_AT]
+    columns = [REQUEST, "_position", RECEIVED, "_event_text", "_features", SCORE, LATENCY, STATUS, LABEL, LABEL_AT,
+               PREDICTED_LABEL, VALUE, PROBABILITIES]
     raw = pl.DataFrame(rows, schema={c: t for c, t in zip(columns, (
         pl.String, pl.Int64, pl.Float64, pl.String, pl.String, pl.Float64, pl.Float64, pl.Int64, pl.Float64,
-        pl.Float64))}, orient="row")
+        pl.Float64, pl.Int64, pl.Float64, pl.String))}, orient="row")
     event_time, key = spec.features.event_time, spec.features.entity_key
     payload = (raw["_features"].str.json_decode(infer_schema_length=None).struct.unnest()
                if raw.height else pl.DataFrame())

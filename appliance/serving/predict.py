@@ -287,7 +287,7 @@ class PredictEndpoint:
                 at = time_text(at)  # Unix seconds, kept as ISO text
             record_row((request_id, i, arm.model.name, arm.model.version, arm.name, route.deployment_id, now, at,
                         None if key is None else key_text(key, key_type), record,
-                        p, None if p is None else int(p >= threshold), latency_ms, status))
+                        p, None if p is None else int(p >= threshold), latency_ms, status, None, None))
 
     def _start_shadow(self, route: Route, request_id: str, records: list, single: bool) -> None:
         if len(self.shadow_tasks) >= MAX_SHADOW_IN_FLIGHT:
@@ -308,7 +308,7 @@ class PredictEndpoint:
         threshold = arm.model.threshold
         for i, p in enumerate(probabilities):
             self.state.log.record_shadow((request_id, i, deployment_id, arm.model.version, p,
-                                          None if p is None else int(p >= threshold), latency_ms))
+                                          None if p is None else int(p >= threshold), latency_ms, None, None))
 
 
 class _Scoring:

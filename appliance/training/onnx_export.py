@@ -7,13 +7,16 @@ from typing import TYPE_CHECKING
 import numpy as np
 import onnxruntime as ort
 
+from appliance.task import Task
+
 if TYPE_CHECKING:  # a server loads this module to score: LightGBM (with scikit-learn, SciPy) is 1.5 s of its start
     import lightgbm as lgb
 
 # onnxmltools' LightGBM converter supports ai.onnx opsets up to 15.
 TARGET_OPSET = 15
 INPUT_NAME = "features"
-PROBABILITIES = "probabilities"
+PROBABILITIES = "probabilities"   # classifiers: float [N, K], a probability per class in the task's class order
+VALUE = "value"                   # regression: float [N, 1], the predicted value
 
 
 def lightgbm_to_onnx(booster: lgb.Booster) -> bytes:
@@ -46,10 +49,23 @@ def session(onnx_bytes: bytes, providers: list[str] | None = None) -> ort.Infere
 
 
 def predict_proba(sess: ort.InferenceSession, x: np.ndarray) -> np.ndarray:
-    """Probability of the positive class for each row of a float32 matrix."""
+    """Probability of the positive class for each row of a float32 matrix (binary models)."""
     return sess.run([PROBABILITIES], {INPUT_NAME: x})[0][:, 1]
 
 
-def parity(sess: ort.InferenceSession, native: np.ndarray, x: np.ndarray) -> float:
-    """Max absolute difference between ONNX Runtime's and the native model's probabilities."""
-    return float(np.max(np.abs(predict_proba(sess, x).astype(np.float64) - native))) if len(x) else 0.0
+def predict(sess: ort.InferenceSession, x: np.ndarray, task: Task) -> np.ndarray:
+    """The task's output for each row of a float32 matrix (see ``appliance.task``): the probability of
+    class 1 [N], every class's probability [N, K], or the value [N]."""
+    if task.kind == "binary":
+        return predict_proba(sess, x)
+    if task.kind == "multiclass":
+        return sess.run([PROBABILITIES], {INPUT_NAME: x})[0]
+    return sess.run([VALUE], {INPUT_NAME: x})[0].reshape(len(x))
+
+
+def parity(sess: ort.InferenceSession, native: np.ndarray, x: np.ndarray, task: Task = Task()) -> float:
+    """Max absolute difference between ONNX Runtime's and the native model's outputs (probabilities for
+    classifiers, values for regression)."""
+    if not len(x):
+        return 0.0
+    return float(np.max(np.abs(predict(sess, x, task).astype(np.float64) - np.asarray(native, dtype=np.float64))))

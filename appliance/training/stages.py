@@ -14,8 +14,7 @@ import msgspec
 import numpy as np
 import polars as pl
 
-from appliance.data.contract import load_contract
-from appliance.data.declared import check_entity_file, check_spec_types, entity_key_type
+from appliance.data.declared import check_entity_file, check_spec_types, entity_key_type, model_contract, model_task
 from appliance.data.ingest import IngestReport, ingest
 from appliance.data.snapshots import Snapshot, data_version, list_snapshots, read_snapshots
 from appliance.data.sources import read_source
@@ -80,7 +79,7 @@ class RunContext:
 
 def ingest_source(home: Home, spec: ModelSpec) -> IngestReport:
     """Ingest the spec's data source (identical content makes no new snapshot)."""
-    contract = load_contract(spec.resolve(spec.data.contract))
+    contract = model_contract(spec)
     check_spec_types(spec, contract)
     return ingest(home.conn, home.offline, spec.name, contract, spec.resolve(spec.data.source))
 
