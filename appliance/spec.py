@@ -14,7 +14,7 @@ from appliance.data.contract import parse_duration
 from appliance.errors import InvalidInput, NotFound
 from appliance.monitoring.rules import MonitoringSection
 from appliance.scheduler.schedules import trigger
-from appliance.task import METRICS, TaskKind
+from appliance.task import DEFAULT_METRIC, METRICS, TaskKind
 
 FeatureType = Literal["float", "integer", "boolean", "category"]
 AggregateFunction = Literal["count", "sum", "mean", "min", "max"]
@@ -115,7 +115,7 @@ class ValidationSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True)
     min_metric: float | None = None     # the metric on the evaluation days, at least (None: not judged; binary AUC: min_auc)
     max_metric: float | None = None     # the metric on the evaluation days, at most (None: not judged)
     min_auc: float = 0.60               # binary: a new version's AUC on the evaluation days, at least (above chance)
-    max_parity_diff: float = 1e-5       # ONNX against the native model: largest absolute probability gap
+    max_parity_diff: float = 1e-5       # ONNX against the native model: largest probability gap (regression: value gap / RMS value)
     recall_at_precision: float = 0.80   # recall is measured at the best threshold with this precision
     min_recall: float = 0.0             # recall at recall_at_precision, at least (default 0: not judged)
     max_regression: float = 0.02        # the metric may be at most this much worse than production's, same rows (rmse, mae: a share)
@@ -171,6 +171,11 @@ class ModelSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     @property
     def name(self) -> str:
         return self.model.name
+
+    @property
+    def metric(self) -> str:
+        """The metric that judges this model: search trials, gates, regressions against production."""
+        return self.validation.metric or DEFAULT_METRIC[self.target.task]
 
     @property
     def model_features(self) -> list[Feature]:

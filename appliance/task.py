@@ -99,3 +99,56 @@ def label_text(value: object) -> str:
 
 def higher_is_better(metric: str) -> bool:
     return metric not in LOWER_IS_BETTER
+
+
+# How people read each metric's name.
+METRIC_LABELS = {"auc": "AUC", "f1": "F1", "precision": "precision", "recall": "recall", "log_loss": "log loss",
+                 "macro_f1": "macro F1", "weighted_f1": "weighted F1", "accuracy": "accuracy", "rmse": "RMSE",
+                 "mae": "MAE", "r2": "R²"}
+# The metrics a one-line summary of a version shows, by task.
+HEADLINE: dict[str, tuple[str, ...]] = {
+    "binary": ("auc", "precision", "recall", "f1", "log_loss"),
+    "multiclass": ("accuracy", "macro_f1", "weighted_f1", "log_loss"),
+    "regression": ("rmse", "mae", "r2"),
+}
+
+# The two metrics a table of versions shows, by task.
+SUMMARY: dict[str, tuple[str, str]] = {"binary": ("auc", "f1"), "multiclass": ("accuracy", "macro_f1"),
+                                       "regression": ("rmse", "r2")}
+
+
+def metric_label(metric: str) -> str:
+    return METRIC_LABELS.get(metric, metric)
+
+
+def metrics_line(kind: str, metrics: dict) -> str:
+    """A version's headline metrics in its task's terms, e.g. 'accuracy 0.912, macro F1 0.874, …'."""
+    shown = [(m, metrics[m]) for m in HEADLINE[kind] if m in metrics]
+    return ", ".join(f"{metric_label(m)} {v:.4f}" for m, v in shown)
+
+
+def headline(metrics: dict) -> tuple[str, float | None]:
+    """The metric a version is known by, read from its metrics (a regression's RMSE, a multiclass model's
+    macro F1, a binary model's AUC) when its spec is not at hand."""
+    for metric in ("rmse", "macro_f1", "auc"):
+        if metric in metrics:
+            return metric, metrics[metric]
+    return "auc", None
+
+
+def confusion_lines(metrics: dict) -> list[str]:
+    """A multiclass version's confusion matrix from its flat 'confusion.<true>.<predicted>' counts: a row per
+    true class, a column per predicted class."""
+    cells = {}
+    for key, value in metrics.items():
+        if key.startswith("confusion."):
+            true, _, predicted = key[len("confusion."):].partition(".")
+            cells[(true, predicted)] = value
+    if not cells:
+        return []
+    labels = list(dict.fromkeys([t for t, _ in cells] + [p for _, p in cells]))
+    width = max(8, *(len(c) + 1 for c in labels))
+    lines = ["true \\ predicted".ljust(width + 2) + "".join(c.rjust(width) for c in labels)]
+    for t in labels:
+        lines.append(f"  {t:<{width}}" + "".join(f"{cells.get((t, p), 0):>{width}.0f}" for p in labels))
+    return lines

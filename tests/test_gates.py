@@ -21,7 +21,7 @@ RULES = ValidationSection(min_auc=0.8, min_recall=0.3, recall_at_precision=0.8, 
 
 
 def evidence(**changes) -> GateEvidence:
-    base = GateEvidence(auc=0.89, recall_at_precision=0.4, parity_diff=1e-7, p99_ms=0.1, robustness_probes=43,
+    base = GateEvidence(value=0.89, recall_at_precision=0.4, parity_diff=1e-7, p99_ms=0.1, robustness_probes=43,
                         robustness_failures=[])
     return msgspec.structs.replace(base, **changes)
 
@@ -32,8 +32,8 @@ def failed(report) -> list[str]:
 
 def test_every_gate_passes_on_good_evidence_and_each_fails_on_its_own():
     assert evaluate_gates(RULES, evidence()).passed
-    assert failed(evaluate_gates(RULES, evidence(auc=0.79))) == ["min_auc"]
-    assert failed(evaluate_gates(RULES, evidence(auc=math.nan))) == ["min_auc"]
+    assert failed(evaluate_gates(RULES, evidence(value=0.79))) == ["min_auc"]
+    assert failed(evaluate_gates(RULES, evidence(value=math.nan))) == ["min_auc"]
     assert failed(evaluate_gates(RULES, evidence(recall_at_precision=0.29))) == ["min_recall"]
     assert failed(evaluate_gates(RULES, evidence(parity_diff=2e-5))) == ["onnx_parity"]
     assert failed(evaluate_gates(RULES, evidence(p99_ms=10.5))) == ["latency_p99"]
@@ -42,18 +42,18 @@ def test_every_gate_passes_on_good_evidence_and_each_fails_on_its_own():
 
 
 def test_regression_is_judged_against_production_on_the_same_rows():
-    assert failed(evaluate_gates(RULES, evidence(auc=0.89, production_version=3, production_auc=0.905))) == []
-    report = evaluate_gates(RULES, evidence(auc=0.88, production_version=3, production_auc=0.905))
+    assert failed(evaluate_gates(RULES, evidence(value=0.89, production_version=3, production_value=0.905))) == []
+    report = evaluate_gates(RULES, evidence(value=0.88, production_version=3, production_value=0.905))
     assert failed(report) == ["no_regression"] and "production v3" in report.checks[2].detail
-    assert failed(evaluate_gates(RULES, evidence(production_version=3, production_auc=math.nan))) == ["no_regression"]
+    assert failed(evaluate_gates(RULES, evidence(production_version=3, production_value=math.nan))) == ["no_regression"]
 
 
 def test_a_first_version_is_judged_by_the_specs_own_thresholds_only():
     modest = msgspec.structs.replace(RULES, min_auc=0.70, min_recall=0.10)   # a spec written for a 0.71 model
-    report = evaluate_gates(modest, evidence(auc=0.71, recall_at_precision=0.12))
+    report = evaluate_gates(modest, evidence(value=0.71, recall_at_precision=0.12))
     assert report.passed and "no production version" in report.checks[2].detail
-    assert failed(evaluate_gates(RULES, evidence(auc=0.71, recall_at_precision=0.12))) == ["min_auc", "min_recall"]
-    later = evidence(auc=0.71, recall_at_precision=0.12, production_version=1, production_auc=0.74)
+    assert failed(evaluate_gates(RULES, evidence(value=0.71, recall_at_precision=0.12))) == ["min_auc", "min_recall"]
+    later = evidence(value=0.71, recall_at_precision=0.12, production_version=1, production_value=0.74)
     assert failed(evaluate_gates(modest, later)) == ["no_regression"]      # once one serves, it is the bar too
 
 

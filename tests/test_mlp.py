@@ -159,5 +159,6 @@ def test_the_int8_variant_is_quantized_stored_and_measured(tmp_path):
     ops = {n.op_type for n in onnx.load_from_string(store.get(variant.onnx_sha256)).graph.node}
     assert "DynamicQuantizeLinear" in ops  # weights are INT8, activations quantized per call
     float_auc = roc_auc(y, model.predict(x))
-    assert variant.auc_delta == pytest.approx(variant.auc - float_auc, abs=1e-6) and abs(variant.auc_delta) < 0.05
+    assert variant.metric == "auc"
+    assert variant.delta == pytest.approx(variant.value - float_auc, abs=1e-6) and abs(variant.delta) < 0.05
     assert variant.p99_ms_int8 > 0 and variant.latency_gain == pytest.approx(variant.p99_ms_float32 / variant.p99_ms_int8)

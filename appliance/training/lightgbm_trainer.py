@@ -9,8 +9,12 @@ import lightgbm as lgb
 import numpy as np
 
 from appliance.features.encoding import FeatureSchema
+from appliance.task import Task, TaskKind
 
 DEFAULT_PARAMS = {"num_boost_round": 300, "learning_rate": 0.05, "num_leaves": 31}
+# LightGBM's objective and the training curve's metric for each task (RMSE reads in the target's units).
+OBJECTIVE: dict[str, str] = {"binary": "binary", "multiclass": "multiclass", "regression": "regression"}
+CURVE_METRIC: dict[str, str] = {"binary": "binary_logloss", "multiclass": "multi_logloss", "regression": "rmse"}
 
 
 def default_threads() -> int:
@@ -19,10 +23,12 @@ def default_threads() -> int:
 
 
 def train_lightgbm(schema: FeatureSchema, x: np.ndarray, y: np.ndarray, params: dict, seed: int,
-                   log_metric: Callable[[str, float, int], None] | None = None) -> lgb.Booster:
-    """Fit a binary classifier; deterministic on CPU for a given seed, data and thread count.
+                   log_metric: Callable[[str, float, int], None] | None = None, task: Task = Task()) -> lgb.Booster:
+    """Fit the task's model (``y`` from ``task.labels``); deterministic on CPU for a given seed, data and
+    thread count.
 
-    With ``log_metric``, the training log loss of every round is reported (the training curve).
+    With ``log_metric``, the training loss of every round is reported (the training curve): log loss for
+    classifiers, RMSE for regression.
     """
     params = {**DEFAULT_PARAMS, **params}
     rounds = int(params.pop("num_boost_round"))
@@ -30,9 +36,11 @@ def train_lightgbm(schema: FeatureSchema, x: np.ndarray, y: np.ndarray, params: 
     dataset = lgb.Dataset(x, label=y, feature_name=schema.names, categorical_feature=categorical,
                           free_raw_data=False)
     settings = {
-        "objective": "binary", "verbosity": -1, "seed": seed, "deterministic": True,
+        "objective": OBJECTIVE[task.kind], "verbosity": -1, "seed": seed, "deterministic": True,
         "force_row_wise": True, "num_threads": default_threads(), **params,
     }
+    if task.kind == "multiclass":
+        settings["num_class"] = len(task.classes)
     callbacks, valid = [], []
     if log_metric is not None:
         valid = [dataset]
@@ -42,7 +50,7 @@ def train_lightgbm(schema: FeatureSchema, x: np.ndarray, y: np.ndarray, params: 
                 log_metric(f"train_{metric}", value, env.iteration)
 
         callbacks = [report]
-    booster = lgb.train({"metric": "binary_logloss", **settings}, dataset, num_boost_round=rounds,
+    booster = lgb.train({"metric": CURVE_METRIC[task.kind], **settings}, dataset, num_boost_round=rounds,
                         valid_sets=valid, valid_names=["train"] if valid else None, callbacks=callbacks)
     return float32_thresholds(booster)
 
@@ -70,5 +78,19 @@ def float32_thresholds(booster: lgb.Booster) -> lgb.Booster:
 
 
 def native_predict(booster: lgb.Booster, x: np.ndarray) -> np.ndarray:
-    """The booster's own probabilities, the reference for the ONNX parity check."""
+    """The booster's own output, the reference for the ONNX parity check: P(class 1) [n] for a binary
+    model, each class's probability [n, k] for a multiclass one, the value [n] for regression."""
     return booster.predict(x.astype(np.float64))
+
+
+def booster_task_kind(model_text: str) -> TaskKind:
+    """The task a stored booster was trained for, read from its ``objective=`` header line."""
+    for line in model_text.splitlines():
+        if line.startswith("objective="):
+            objective = line[len("objective="):].split()[0]
+            if objective in ("multiclass", "multiclassova"):
+                return "multiclass"
+            return "binary" if objective in ("binary", "cross_entropy") else "regression"
+        if line.startswith("Tree="):
+            break  # the header is over: a booster without an objective line predicts raw values
+    return "regression"

@@ -2,7 +2,9 @@
 
 All preprocessing lives inside the module, so its ONNX export takes the same float32 feature
 matrix as the LightGBM export and gives the same defined answer for NaN, ±inf and categories
-it never saw.
+it never saw. The head follows the task: one logit for binary, one per class (softmax) for
+multiclass, one standardized value for regression, turned back into the target's unit inside the
+module so the export answers the value itself.
 """
 
 from __future__ import annotations
@@ -18,9 +20,9 @@ import torch
 from torch import nn
 
 from appliance.features.encoding import FeatureSchema
-from appliance.training import onnx_export, stop
+from appliance.task import Task, TaskKind
+from appliance.training import metrics, onnx_export, stop
 from appliance.training.lightgbm_trainer import default_threads
-from appliance.training.metrics import roc_auc
 
 DEFAULT_PARAMS = {"epochs": 6, "batch_size": 512, "learning_rate": 0.003, "hidden": 64, "layers": 2,
                   "embedding_dim": 8, "weight_decay": 1e-5}
@@ -29,7 +31,8 @@ CLAMP = 10.0  # standardized inputs beyond ±10 σ are out of range: clamped, ne
 
 
 class TabularMLP(nn.Module):
-    """Logit of the positive class from encoded features; ``forward`` gives [N, 2] probabilities."""
+    """The task's raw output from encoded features (``logits``), and its ONNX output (``forward``): binary
+    [N, 2] probabilities, multiclass [N, K] probabilities, regression the value [N, 1]."""
 
     def __init__(self, config: dict):
         super().__init__()
@@ -47,10 +50,15 @@ class TabularMLP(nn.Module):
         for _ in range(config["layers"]):
             layers += [nn.Linear(width, config["hidden"]), nn.ReLU()]
             width = config["hidden"]
-        layers.append(nn.Linear(width, 1))
+        layers.append(nn.Linear(width, config["classes"] if self.task_kind == "multiclass" else 1))
         self.head = nn.Sequential(*layers)
 
+    @property
+    def task_kind(self) -> TaskKind:
+        return self.config.get("task", "binary")  # a model stored before tasks existed is binary
+
     def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """The head's raw output, what the loss sees: a logit [N], K logits [N, K], or the standardized value [N]."""
         num = x.index_select(1, self.numeric)
         missing = torch.isnan(num)
         num = torch.where(missing, torch.zeros_like(num), num)
@@ -60,15 +68,21 @@ class TabularMLP(nn.Module):
             code = x[:, column]
             known = (code >= 0) & (code < size)  # False for NaN, for ±inf and for codes past the vocabulary
             parts.append(embedding(torch.where(known, code + 1, torch.zeros_like(code)).long()))
-        return self.head(torch.cat(parts, dim=1)).squeeze(1)
+        out = self.head(torch.cat(parts, dim=1))
+        return out if self.task_kind == "multiclass" else out.squeeze(1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.task_kind == "multiclass":
+            return torch.softmax(self.logits(x), dim=1)
+        if self.task_kind == "regression":  # trained on the standardized target: back to the target's unit
+            return (self.logits(x) * self.config["target_std"] + self.config["target_mean"]).unsqueeze(1)
         p = torch.sigmoid(self.logits(x))
         return torch.stack([1 - p, p], dim=1)
 
 
-def mlp_config(schema: FeatureSchema, x: np.ndarray, params: dict) -> dict:
-    """The network's shape and its input scaling, learnt from the training rows."""
+def mlp_config(schema: FeatureSchema, x: np.ndarray, params: dict, task: Task = Task(),
+               y: np.ndarray | None = None) -> dict:
+    """The network's shape and its input scaling (and a regression target's), learnt from the training rows."""
     numeric = [i for i, c in enumerate(schema.columns) if c.type != "category"]
     log_scaled = [schema.columns[i].type == "float" for i in numeric]
     values = x[:, numeric].astype(np.float64)
@@ -78,12 +92,19 @@ def mlp_config(schema: FeatureSchema, x: np.ndarray, params: dict) -> dict:
         mean = np.nan_to_num(np.nanmean(values, axis=0))
         std = np.nanstd(values, axis=0)
     std = np.where(np.isfinite(std) & (std > 1e-6), std, 1.0)
-    return {
+    config = {
         "numeric": numeric, "log_scaled": log_scaled, "mean": mean.tolist(), "std": std.tolist(),
         "categories": [[i, len(c.categories or [])] for i, c in enumerate(schema.columns) if c.type == "category"],
         "hidden": int(params["hidden"]), "layers": int(params["layers"]),
         "embedding_dim": int(params["embedding_dim"]),
+        "task": task.kind, "classes": len(task.classes),
     }
+    if task.kind == "regression":
+        target = np.asarray(y, dtype=np.float64)
+        spread = float(target.std()) if target.size else 1.0
+        config["target_mean"] = float(target.mean()) if target.size else 0.0
+        config["target_std"] = spread if spread > 1e-12 else 1.0  # a constant target: nothing to scale
+    return config
 
 
 class MLPModel:
@@ -94,22 +115,32 @@ class MLPModel:
     def __init__(self, module: TabularMLP):
         self.module = module.cpu().eval()
 
+    @property
+    def task_kind(self) -> TaskKind:
+        return self.module.task_kind
+
     def predict(self, x: np.ndarray) -> np.ndarray:
-        """Native probabilities on the CPU (the reference for ONNX parity)."""
+        """The task's output natively on the CPU (the reference for ONNX parity): P(class 1) [n], each
+        class's probability [n, k], or the value [n]."""
+        # ``forward`` gives [N, 2], [N, K] or [N, 1]: the task's output is column 1, every column, or column 0
+        columns = {"binary": 1, "multiclass": slice(None), "regression": 0}[self.task_kind]
         with torch.no_grad():
-            chunks = [self.module(torch.from_numpy(np.ascontiguousarray(x[i:i + 65536])))[:, 1]
+            chunks = [self.module(torch.from_numpy(np.ascontiguousarray(x[i:i + 65536])))[:, columns]
                       for i in range(0, len(x), 65536)]
-        return torch.cat(chunks).numpy().astype(np.float64) if chunks else np.empty(0)
+        if not chunks:
+            return np.empty((0, self.module.config["classes"]) if self.task_kind == "multiclass" else 0)
+        return torch.cat(chunks).numpy().astype(np.float64)
 
     def to_onnx(self) -> bytes:
         """ONNX with a dynamic batch dimension, the same input and output names as the LightGBM export."""
         buffer = io.BytesIO()
         dummy = torch.zeros((2, max(self._width(), 1)), dtype=torch.float32)
+        output = onnx_export.VALUE if self.task_kind == "regression" else onnx_export.PROBABILITIES
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the TorchScript exporter is deprecated; the dynamo one needs onnxscript
             torch.onnx.export(self.module, (dummy,), buffer, input_names=[onnx_export.INPUT_NAME],
-                              output_names=[onnx_export.PROBABILITIES], opset_version=ONNX_OPSET, dynamo=False,
-                              dynamic_axes={onnx_export.INPUT_NAME: {0: "rows"}, onnx_export.PROBABILITIES: {0: "rows"}})
+                              output_names=[output], opset_version=ONNX_OPSET, dynamo=False,
+                              dynamic_axes={onnx_export.INPUT_NAME: {0: "rows"}, output: {0: "rows"}})
         return buffer.getvalue()
 
     def to_bytes(self) -> bytes:
@@ -136,11 +167,15 @@ def device() -> torch.device:
 
 
 def train_mlp(schema: FeatureSchema, x: np.ndarray, y: np.ndarray, params: dict, seed: int, *,
-              log_metric: Callable[[str, float, int], None] | None = None, checkpoint: Path | None = None,
-              checkpoint_every: int = 1, validation: tuple[np.ndarray, np.ndarray] | None = None,
+              task: Task = Task(), log_metric: Callable[[str, float, int], None] | None = None,
+              checkpoint: Path | None = None, checkpoint_every: int = 1,
+              validation: tuple[np.ndarray, np.ndarray] | None = None,
               on_checkpoint: Callable[[int], None] | None = None) -> MLPModel:
-    """Fit with AdamW on binary cross-entropy; with ``checkpoint``, save every N epochs and resume from there.
+    """Fit with AdamW on the task's loss: binary cross-entropy, cross-entropy over the classes, or squared
+    error of the standardized target. With ``checkpoint``, save every N epochs and resume from there.
 
+    ``y`` comes from ``task.labels``; with ``validation`` (rows, labels) each epoch logs the task's
+    default metric on them (``validation_auc``, ``validation_macro_f1``, ``validation_rmse``).
     Each epoch's shuffle is seeded by (seed, epoch), so a run resumed from a checkpoint sees
     exactly the batches an uninterrupted run would have. ``on_checkpoint(epoch)`` runs after each
     save (the pipeline writes its queued metrics then, so the curve survives with the checkpoint).
@@ -149,19 +184,29 @@ def train_mlp(schema: FeatureSchema, x: np.ndarray, y: np.ndarray, params: dict,
     torch.set_num_threads(default_threads())
     where = device()
     torch.manual_seed(seed)
-    module = TabularMLP(mlp_config(schema, x, params)).to(where)
+    config = mlp_config(schema, x, params, task, y)
+    module = TabularMLP(config).to(where)
     optimizer = torch.optim.AdamW(module.parameters(), lr=float(params["learning_rate"]),
                                   weight_decay=float(params["weight_decay"]))
     first_epoch = 0
     if checkpoint is not None and checkpoint.exists():
         saved = torch.load(checkpoint, map_location=where, weights_only=True)
-        if saved["params"] == {k: str(v) for k, v in params.items()} and saved["seed"] == seed:
+        same_task = (saved.get("task", "binary"), saved.get("classes", 2)) == (task.kind, len(task.classes))
+        if saved["params"] == {k: str(v) for k, v in params.items()} and saved["seed"] == seed and same_task:
             module.load_state_dict(saved["state"])
             optimizer.load_state_dict(saved["optimizer"])
             first_epoch = saved["epoch"]
     features = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(where)
-    labels = torch.from_numpy(np.asarray(y, dtype=np.float32)).to(where)
-    loss_fn = nn.BCEWithLogitsLoss()
+    if task.kind == "multiclass":
+        labels = torch.from_numpy(np.asarray(y, dtype=np.int64)).to(where)
+        loss_fn: nn.Module = nn.CrossEntropyLoss()
+    elif task.kind == "regression":
+        standardized = (np.asarray(y, dtype=np.float64) - config["target_mean"]) / config["target_std"]
+        labels = torch.from_numpy(standardized.astype(np.float32)).to(where)
+        loss_fn = nn.MSELoss()
+    else:
+        labels = torch.from_numpy(np.asarray(y, dtype=np.float32)).to(where)
+        loss_fn = nn.BCEWithLogitsLoss()
     epochs, batch = int(params["epochs"]), int(params["batch_size"])
     for epoch in range(first_epoch, epochs):
         module.train()
@@ -178,11 +223,11 @@ def train_mlp(schema: FeatureSchema, x: np.ndarray, y: np.ndarray, params: dict,
             log_metric("train_loss", total / max(len(order), 1), epoch)
             if validation is not None:
                 module.eval()
-                log_metric("validation_auc", roc_auc(validation[1], MLPModel(_copy(module)).predict(validation[0])),
-                           epoch)
+                output = MLPModel(_copy(module)).predict(validation[0])
+                log_metric(f"validation_{task.metric}", metrics.score(task, task.metric, validation[1], output), epoch)
         stopping = stop.stop_requested() and epoch + 1 < epochs
         if checkpoint is not None and ((epoch + 1) % checkpoint_every == 0 or epoch + 1 == epochs or stopping):
-            _save_checkpoint(checkpoint, module, optimizer, epoch + 1, params, seed)
+            _save_checkpoint(checkpoint, module, optimizer, epoch + 1, params, seed, task)
             if on_checkpoint is not None:
                 on_checkpoint(epoch + 1)
         if stopping:  # at an epoch boundary, so the resumed run sees exactly the batches it would have
@@ -197,12 +242,13 @@ def _copy(module: TabularMLP) -> TabularMLP:
 
 
 def _save_checkpoint(path: Path, module: TabularMLP, optimizer: torch.optim.Optimizer, epoch: int, params: dict,
-                     seed: int) -> None:
+                     seed: int, task: Task) -> None:
     # Written beside and renamed over: a kill mid-write leaves the previous checkpoint whole.
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     torch.save({"state": module.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch, "seed": seed,
-                "params": {k: str(v) for k, v in params.items()}}, tmp)
+                "params": {k: str(v) for k, v in params.items()}, "task": task.kind, "classes": len(task.classes)},
+               tmp)
     with open(tmp, "rb") as f:
         os.fsync(f.fileno())
     os.replace(tmp, path)

@@ -3,7 +3,8 @@ text file converted here — for a model whose spec is registered, through the p
 
 The ONNX model must take what the appliance feeds and give what it reads: one float32 input named
 ``features`` of shape [rows, F] (the spec's model features in order, categories as their code in the
-vocabulary) and an output ``probabilities`` of shape [rows, 2]. It is scored on evaluation rows (the
+vocabulary) and, by the spec's task, an output ``probabilities`` of shape [rows, 2] (binary) or [rows, K]
+(multiclass, the classes in the spec's order), or ``value`` of shape [rows, 1] (regression). It is scored on evaluation rows (the
 held-out days of the ingested snapshots, or a file checked against the data contract) for its metrics
 and its monitoring reference, and judged by the same gates; a failed gate registers it as rejected.
 """
@@ -21,7 +22,7 @@ import numpy as np
 import polars as pl
 
 from appliance.data.contract import DataContract, check_batch
-from appliance.data.declared import check_spec_types, entity_key_type, model_contract
+from appliance.data.declared import check_spec_types, entity_key_type, model_contract, model_task
 from appliance.data.snapshots import data_version, list_snapshots, read_snapshots
 from appliance.data.sources import read_source
 from appliance.errors import InvalidInput, NotFound
@@ -32,14 +33,20 @@ from appliance.monitoring.reference import ARTIFACT as REFERENCE_ARTIFACT
 from appliance.monitoring.reference import reference_bytes
 from appliance.registry import ModelVersion
 from appliance.spec import ModelSpec
+from appliance.task import Task, metrics_line
 from appliance.tracking import TrackedRun
 from appliance.training import onnx_export, runs
 from appliance.training.code_version import code_version
-from appliance.training.metrics import binary_metrics
+from appliance.training.metrics import evaluate
 from appliance.training.stages import RunContext, run_gates, training_frame
 from appliance.validation.gates import GateReport
 from appliance.validation.probes import recall_at_precision
 
+# LightGBM objectives whose predictions are what each task serves (probabilities, or the value itself: no
+# log-link objectives such as poisson, whose raw scores the ONNX converter would have to exponentiate).
+OBJECTIVES = {"binary": ("binary", "cross_entropy", "xentropy"), "multiclass": ("multiclass", "softmax"),
+              "regression": ("regression", "regression_l1", "huber", "fair", "quantile", "mape", "l2", "l1",
+                             "mean_squared_error", "mse", "rmse", "mae")}
 OUTSIDE = "outside"     # the code version of a version trained elsewhere: no code of ours trained it
 KINDS = {"onnx": "ONNX", "lightgbm": "LightGBM model"}
 
@@ -105,30 +112,31 @@ def _register(home: Home, model: str, onnx: Path | str | None, lightgbm: Path | 
     raw = _read(path, KINDS[fmt])
     source = f"{fmt} file {hashlib.sha256(raw).hexdigest()}"
     names = [f.name for f in spec.model_features]
+    task = model_task(spec, contract)
     booster = None
     if fmt == "lightgbm":
-        booster, onnx_bytes = _lightgbm_to_onnx(raw, path, spec.name, names)
+        booster, onnx_bytes = _lightgbm_to_onnx(raw, path, spec.name, names, task)
     else:
         onnx_bytes = raw
-    sess = check_onnx_contract(onnx_bytes, spec.name, names)  # before anything slow: a mismatch is found at once
+    sess = check_onnx_contract(onnx_bytes, spec.name, names, task)  # before anything slow: a mismatch is found at once
     evaluation = _evaluation_rows(home, spec, contract, eval_data)
     schema, categories_from = feature_schema(spec, evaluation.vocabulary_rows, evaluation.vocabulary_from,
                                              categories, entity_key_type(spec, contract))
     x_eval = schema.encode_frame(evaluation.rows)
-    y_eval = evaluation.rows[spec.target.column].cast(pl.Int8).to_numpy()
-    p = probabilities(sess, x_eval)
+    target = evaluation.rows[spec.target.column]
+    y_eval = target.cast(pl.Int8).to_numpy() if task.kind == "binary" else task.labels(target.to_list())
+    output = model_output(sess, x_eval, task)
     parity = None
     if booster is not None:
         from appliance.training.lightgbm_trainer import native_predict
 
-        parity = float(np.max(np.abs(p - native_predict(booster, x_eval))))
-    metrics = binary_metrics(y_eval, p, spec.target.threshold)
-    metrics["recall_at_precision"] = recall_at_precision(y_eval, p, spec.validation.recall_at_precision)
+        parity = onnx_export.parity(sess, native_predict(booster, x_eval), x_eval, task)
+    metrics = evaluate(task, y_eval, output)
+    if task.kind == "binary":
+        metrics["recall_at_precision"] = recall_at_precision(y_eval, output, spec.validation.recall_at_precision)
     say(f"{KINDS[fmt]} file {path.name} ({source.split()[-1][:12]}) takes the {len(schema.columns)} features of "
         f"'{spec.name}'; category vocabularies {categories_from}")
-    say(f"evaluated on {evaluation.rows.height:,} rows ({evaluation.eval_from}): AUC {metrics['auc']:.4f}, "
-        f"precision {metrics['precision']:.3f}, recall {metrics['recall']:.3f}, F1 {metrics['f1']:.3f}, "
-        f"log loss {metrics['log_loss']:.4f}")
+    say(f"evaluated on {evaluation.rows.height:,} rows ({evaluation.eval_from}): {metrics_line(task.kind, metrics)}")
 
     params = {"source": source, "format": fmt, "file": str(path.resolve()), "eval": evaluation.eval_from,
               "categories": categories_from, "registered_by": code_version()}
@@ -145,11 +153,11 @@ def _register(home: Home, model: str, onnx: Path | str | None, lightgbm: Path | 
         if parity is not None:
             tracked.log_metric("onnx_parity", parity, step=0)
         ctx = RunContext(home=home, spec=spec, run=tracked, say=say, actor=actor, eval_part=evaluation.rows,
-                         schema=schema, x_eval=x_eval, y_eval=y_eval, metrics=metrics, onnx_bytes=onnx_bytes,
+                         schema=schema, task=task, x_eval=x_eval, y_eval=y_eval, metrics=metrics, onnx_bytes=onnx_bytes,
                          parity=parity)
         run_gates(ctx)
         # Monitoring compares live windows with these rows and their scores, as for a trained version.
-        tracked.log_artifact(REFERENCE_ARTIFACT, reference_bytes(spec, evaluation.rows, p))
+        tracked.log_artifact(REFERENCE_ARTIFACT, reference_bytes(spec, evaluation.rows, output, task))
         # A version names its run in metadata.db: one of kind "register", recorded only now (a training run
         # starting meanwhile would take a running one for dead), with no snapshots (nothing was trained on them).
         runs.start_run(home.conn, tracked.id, spec.name, "register", params, code_version())
@@ -292,7 +300,7 @@ def _contract_words(names: list[str]) -> str:
     return f"one float32 matrix '{onnx_export.INPUT_NAME}' of shape [rows, {len(names)}] ({', '.join(names)})"
 
 
-def check_onnx_contract(onnx_bytes: bytes, model: str, names: list[str]):
+def check_onnx_contract(onnx_bytes: bytes, model: str, names: list[str], task: Task = Task()):
     """An ONNX Runtime session for a model that takes what serving feeds and gives what it reads;
     any mismatch is an InvalidInput naming it."""
     try:
@@ -323,44 +331,74 @@ def check_onnx_contract(onnx_bytes: bytes, model: str, names: list[str]):
         raise InvalidInput(f"the ONNX input '{given.name}' takes exactly {shape[0]} row(s); serving scores batches: "
                            "export it with a dynamic first dimension (None)")
     outputs = {o.name: o for o in sess.get_outputs()}
-    out = outputs.get(onnx_export.PROBABILITIES)
-    if out is None:
-        raise InvalidInput(f"the ONNX model has no output '{onnx_export.PROBABILITIES}' (it has "
-                           f"{', '.join(outputs)}): the appliance reads each row's probabilities of class 0 and "
-                           "class 1, [rows, 2], from an output of that name")
-    if out.type.startswith("seq("):
-        raise InvalidInput(f"the ONNX output '{out.name}' is {out.type} (a ZipMap), not a [rows, 2] float tensor; "
-                           "convert with zipmap=False")
-    shape = list(out.shape or [])
-    if out.type != "tensor(float)" or len(shape) != 2 or (isinstance(shape[1], int) and shape[1] != 2):
-        raise InvalidInput(f"the ONNX output '{out.name}' is {out.type} of shape {shape}, not a "
-                           "probability: the appliance reads a float tensor [rows, 2] (class 0, class 1)")
+    if task.kind == "regression":
+        _check_value_output(outputs)
+    else:
+        _check_probabilities_output(outputs, len(task.classes), task)
     return sess
 
 
-def probabilities(sess, x: np.ndarray) -> np.ndarray:
-    """The positive class's probability for each row; an output that is not a probability is an InvalidInput."""
+def _check_value_output(outputs: dict) -> None:
+    out = outputs.get(onnx_export.VALUE)
+    if out is None:
+        raise InvalidInput(f"the ONNX model has no output '{onnx_export.VALUE}' (it has {', '.join(outputs)}): the "
+                           "appliance reads each row's predicted value, [rows, 1], from an output of that name")
+    shape = list(out.shape or [])
+    if out.type not in ("tensor(float)", "tensor(double)") or len(shape) not in (1, 2) or \
+            (len(shape) == 2 and isinstance(shape[1], int) and shape[1] != 1):
+        raise InvalidInput(f"the ONNX output '{out.name}' is {out.type} of shape {shape}: the appliance reads a float "
+                           "tensor [rows, 1], one value per row")
+
+
+def _check_probabilities_output(outputs: dict, k: int, task: Task) -> None:
+    out = outputs.get(onnx_export.PROBABILITIES)
+    names = "class 0 and class 1" if task.kind == "binary" else f"each of the {k} classes {list(task.classes)}"
+    if out is None:
+        raise InvalidInput(f"the ONNX model has no output '{onnx_export.PROBABILITIES}' (it has "
+                           f"{', '.join(outputs)}): the appliance reads each row's probabilities of {names}, "
+                           f"[rows, {k}], from an output of that name")
+    if out.type.startswith("seq("):
+        raise InvalidInput(f"the ONNX output '{out.name}' is {out.type} (a ZipMap), not a [rows, {k}] float tensor; "
+                           "convert with zipmap=False")
+    shape = list(out.shape or [])
+    if out.type != "tensor(float)" or len(shape) != 2 or (isinstance(shape[1], int) and shape[1] != k):
+        raise InvalidInput(f"the ONNX output '{out.name}' is {out.type} of shape {shape}, not a "
+                           f"probability per class: the appliance reads a float tensor [rows, {k}] ({names})")
+
+
+def model_output(sess, x: np.ndarray, task: Task) -> np.ndarray:
+    """The task's output for each row (``appliance.task``); one that is not a probability per class, or not a
+    finite value, is an InvalidInput."""
     try:
-        out = np.asarray(sess.run([onnx_export.PROBABILITIES], {onnx_export.INPUT_NAME: x})[0])
+        out = np.asarray(sess.run([onnx_export.VALUE if task.kind == "regression" else onnx_export.PROBABILITIES],
+                                  {onnx_export.INPUT_NAME: x})[0])
     except Exception as e:  # a graph that loads but cannot run on the spec's matrix
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise InvalidInput(f"ONNX Runtime could not score the evaluation rows ({first[:200]})") from None
-    if out.shape != (len(x), 2):
-        raise InvalidInput(f"the ONNX output '{onnx_export.PROBABILITIES}' has shape {list(out.shape)} for "
-                           f"{len(x)} rows, not [{len(x)}, 2]: it is not a probability per class")
+    if task.kind == "regression":
+        values = out.reshape(-1).astype(np.float64)
+        if values.shape != (len(x),) or not np.isfinite(values).all():
+            raise InvalidInput(f"the ONNX output '{onnx_export.VALUE}' is not one finite value per row: for {len(x)} "
+                               f"rows it has shape {list(out.shape)}"
+                               + ("" if np.isfinite(values).all() else ", with NaN or infinite values"))
+        return values
+    k, name = len(task.classes), onnx_export.PROBABILITIES
+    if out.shape != (len(x), k):
+        raise InvalidInput(f"the ONNX output '{name}' has shape {list(out.shape)} for {len(x)} rows, not "
+                           f"[{len(x)}, {k}]: it is not a probability per class")
     if not np.isfinite(out).all() or out.min() < 0 or out.max() > 1:
-        raise InvalidInput(f"the ONNX output '{onnx_export.PROBABILITIES}' is not a probability: on the evaluation "
+        raise InvalidInput(f"the ONNX output '{name}' is not a probability: on the evaluation "
                            f"rows it ranges from {np.nanmin(out):.4g} to {np.nanmax(out):.4g}"
                            + ("" if np.isfinite(out).all() else ", with NaN or infinite values")
                            + " (a raw score? apply the sigmoid or softmax in the model)")
     off = float(np.max(np.abs(out.sum(axis=1) - 1)))
     if off > 1e-3:
-        raise InvalidInput(f"the ONNX output '{onnx_export.PROBABILITIES}' is not a probability per class: a row's "
-                           f"two values should sum to 1, and are off by up to {off:.3g}")
-    return out[:, 1].astype(np.float64)
+        raise InvalidInput(f"the ONNX output '{name}' is not a probability per class: a row's "
+                           f"{k} values should sum to 1, and are off by up to {off:.3g}")
+    return (out[:, 1] if task.kind == "binary" else out).astype(np.float64)
 
 
-def _lightgbm_to_onnx(raw: bytes, path: Path, model: str, names: list[str]):
+def _lightgbm_to_onnx(raw: bytes, path: Path, model: str, names: list[str], task: Task):
     """(the booster, its ONNX bytes), converted the way the pipeline's export converts its own."""
     import lightgbm as lgb
 
@@ -373,9 +411,13 @@ def _lightgbm_to_onnx(raw: bytes, path: Path, model: str, names: list[str]):
         raise InvalidInput(f"{path} is not a LightGBM model text file ({str(e).strip()[:200]}); save the model "
                            "with booster.save_model(PATH)") from None
     objective = next((line.split("=", 1)[1] for line in text.splitlines() if line.startswith("objective=")), "")
-    if objective.split(" ")[0] not in ("binary", "cross_entropy", "xentropy"):
-        raise InvalidInput(f"the LightGBM model's objective is '{objective or 'unknown'}'; the appliance serves "
-                           "binary classifiers: train with objective 'binary'")
+    name = objective.split(" ")[0]
+    if name not in OBJECTIVES[task.kind]:
+        raise InvalidInput(f"the LightGBM model's objective is '{objective or 'unknown'}', but '{model}' is a "
+                           f"{task.kind} model: train with objective {' or '.join(repr(o) for o in OBJECTIVES[task.kind][:2])}")
+    if task.kind == "multiclass" and booster.num_model_per_iteration() != len(task.classes):
+        raise InvalidInput(f"the LightGBM model has {booster.num_model_per_iteration()} classes, but '{model}' "
+                           f"declares {len(task.classes)}: {list(task.classes)} (num_class, in that order)")
     width = len(names)
     if booster.num_feature() != width:
         raise InvalidInput(f"the LightGBM model takes {booster.num_feature()} features, but '{model}' has {width}: "

@@ -16,7 +16,7 @@ class Trial(msgspec.Struct, frozen=True):
     name: str
     run_id: str
     params: dict
-    validation_auc: float
+    validation_score: float     # the spec's metric on the validation days (AUC, macro F1, RMSE, ...)
 
 
 def sample_params(space: dict[str, SearchRange], rng: random.Random) -> dict:
@@ -37,19 +37,21 @@ def sample_params(space: dict[str, SearchRange], rng: random.Random) -> dict:
     return drawn
 
 
-def random_search(search: SearchSection, base: dict, seed: int,
-                  score: Callable[[str, dict], tuple[str, float]]) -> tuple[Trial, list[Trial]]:
-    """Run ``search.trials`` trials; ``score(name, params)`` trains one and returns (run id, validation AUC).
+def random_search(search: SearchSection, base: dict, seed: int, score: Callable[[str, dict], tuple[str, float]],
+                  higher_is_better: bool = True) -> tuple[Trial, list[Trial]]:
+    """Run ``search.trials`` trials; ``score(name, params)`` trains one and returns (run id, validation score).
 
     Draws come from a generator seeded by the spec's seed, so a resumed or reproduced search
-    proposes the same trials. The best trial has the highest validation AUC (ties: the earlier).
+    proposes the same trials. The best trial has the best score in the metric's direction (the highest
+    AUC, the lowest RMSE); a NaN score is never best unless every one is, and ties go to the earlier trial.
     """
     rng = random.Random(seed)
     trials = []
     for i in range(search.trials):
         params = {**base, **sample_params(search.space, rng)}
         name = f"trial-{i + 1}"
-        run_id, auc = score(name, params)
-        trials.append(Trial(name, run_id, params, auc))
-    best = max(trials, key=lambda t: (-math.inf if math.isnan(t.validation_auc) else t.validation_auc))
+        run_id, value = score(name, params)
+        trials.append(Trial(name, run_id, params, value))
+    sign = 1.0 if higher_is_better else -1.0
+    best = max(trials, key=lambda t: -math.inf if math.isnan(t.validation_score) else sign * t.validation_score)
     return best, trials

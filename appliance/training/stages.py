@@ -26,11 +26,12 @@ from appliance.monitoring.reference import ARTIFACT as REFERENCE_ARTIFACT
 from appliance.monitoring.reference import reference_bytes
 from appliance.registry import ModelVersion
 from appliance.spec import ModelSpec
+from appliance.task import Task, higher_is_better, label_text, metric_label, metrics_line
 from appliance.tracking import TrackedRun
 from appliance.training import onnx_export
 from appliance.training.code_version import code_version
 from appliance.training.lightgbm_trainer import default_threads
-from appliance.training.metrics import binary_metrics, roc_auc
+from appliance.training.metrics import baseline_score, evaluate, score
 from appliance.training.search import random_search
 from appliance.training.trainers import TrainedModel, fit, load_model
 from appliance.validation.gates import GateEvidence, GateReport, evaluate_gates
@@ -56,6 +57,7 @@ class RunContext:
     eval_part: pl.DataFrame | None = None
     cutoff: datetime | None = None
     schema: FeatureSchema | None = None
+    task: Task = field(default_factory=Task)
     x_train: np.ndarray | None = None
     y_train: np.ndarray | None = None
     x_eval: np.ndarray | None = None
@@ -166,8 +168,7 @@ def run_validate(ctx: RunContext) -> dict:
                         f"(> {rules.max_quarantined_share:.0%})")
     problems += [f"feature '{c}' is missing in {share:.1%} of rows (> {rules.max_missing_share:.0%})"
                  for c, share in missing.items() if share > rules.max_missing_share]
-    if target in ctx.events.columns and ctx.events[target].drop_nulls().n_unique() < 2:
-        problems.append(f"the target '{target}' has a single class")
+    problems += _target_problems(ctx)
     if problems:
         raise InvalidInput(f"data validation failed: {'; '.join(problems)}. Fix the source (or the "
                            f"[validation] limits in the spec) and resume with `appliance train {ctx.spec.name} "
@@ -175,6 +176,59 @@ def run_validate(ctx: RunContext) -> dict:
     ctx.say(f"data valid: {ctx.events.height:,} rows, {quarantined_share:.2%} quarantined, worst missing share "
             f"{max(missing.values(), default=0):.2%}")
     return {"rows": ctx.events.height, "quarantined_share": quarantined_share, "missing_share": missing}
+
+
+def _target_problems(ctx: RunContext) -> list[str]:
+    """What about the target's values does not fit the task: labels a binary model would misread, a class
+    the spec does not declare (those rows were quarantined at ingest), a single class, a constant value."""
+    spec, target = ctx.spec, ctx.spec.target.column
+    if target not in ctx.events.columns:
+        return []
+    values = ctx.events[target].drop_nulls()
+    task = model_task(spec)
+    undeclared = _undeclared_classes(ctx) if task.kind == "multiclass" else []
+    if undeclared:
+        shown = ", ".join(repr(v) for v in undeclared[:10])
+        return [f"the target '{target}' holds labels that are not among the classes {list(task.classes)}: {shown} "
+                "(those rows were quarantined); add them to [target] classes (and the contract's allowed_values) "
+                "or fix the data"]
+    if task.kind == "binary":
+        found = sorted({label_text(v) for v in values.unique().to_list()})
+        if not set(found) <= {"0", "1"}:
+            return [f"the binary target '{target}' holds {found[:10]}; a binary target is 0/1 or true/false — for "
+                    "more classes set task = \"multiclass\" under [target], for a number task = \"regression\""]
+    if task.classifier:
+        present = set(label_text(v) for v in values.unique().to_list())
+        if len(present) < 2:
+            return [f"the target '{target}' has a single class ({', '.join(sorted(present)) or 'no labels'}); "
+                    "a classifier needs rows of at least two"]
+        absent = [c for c in task.classes if label_text(c) not in present]
+        if absent:
+            return [f"the target '{target}' has no rows of class(es) {absent}; remove them from [target] classes "
+                    "or add rows of them"]
+        return []
+    finite = values.cast(pl.Float64)
+    if finite.is_infinite().any() or finite.is_nan().any():
+        return [f"the regression target '{target}' holds NaN or infinite values; fix them in the source "
+                "(or limit the column with min/max in the contract so they are quarantined)"]
+    if finite.n_unique() < 2:
+        return [f"the regression target '{target}' has a single value ({finite[0]}); there is nothing to learn"]
+    return []
+
+
+def _undeclared_classes(ctx: RunContext) -> list:
+    """Target labels of the newest batch quarantined for being outside the classes, from its quarantine file."""
+    target = ctx.spec.target.column
+    row = ctx.home.conn.execute("SELECT quarantine_path FROM ingests WHERE model = ? AND snapshot = ? "
+                                "AND quarantine_path IS NOT NULL ORDER BY at DESC LIMIT 1",
+                                (ctx.spec.name, ctx.snapshots[-1].hash)).fetchone()
+    if row is None:
+        return []
+    quarantined = pl.read_parquet(ctx.home.offline.root / row[0])
+    if target not in quarantined.columns:
+        return []
+    outside = quarantined.filter(pl.col("reason").str.contains(f"{target}: not an allowed value", literal=True))
+    return sorted(outside[target].drop_nulls().unique().to_list(), key=str)
 
 
 def restore_validate(ctx: RunContext, outputs: dict) -> None:
@@ -197,6 +251,7 @@ def restore_features(ctx: RunContext, outputs: dict) -> None:
 
 
 def _use_frame(ctx: RunContext, frame: pl.DataFrame) -> None:
+    ctx.task = model_task(ctx.spec)
     ctx.train_part, ctx.eval_part, ctx.cutoff = evaluation_split(ctx.spec, frame, ctx.retrain)
     ctx.schema = FeatureSchema.learn(ctx.spec.model_features, ctx.train_part, ctx.spec.features,
                                      entity_key_type(ctx.spec))
@@ -205,7 +260,9 @@ def _use_frame(ctx: RunContext, frame: pl.DataFrame) -> None:
 
 
 def _xy(ctx: RunContext, part: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    return ctx.schema.encode_frame(part), part[ctx.spec.target.column].cast(pl.Int8).to_numpy()
+    target = part[ctx.spec.target.column]
+    labels = target.cast(pl.Int8).to_numpy() if ctx.task.kind == "binary" else ctx.task.labels(target.to_list())
+    return ctx.schema.encode_frame(part), labels
 
 
 # -- train ---------------------------------------------------------------------------------------
@@ -218,9 +275,10 @@ def run_train(ctx: RunContext) -> dict:
         params = best.params
         ctx.run.set_tags({"best_trial": best.name, "best_trial_run": best.run_id})
         outputs["search"] = {"best": best.name, "trials": msgspec.to_builtins(trials)}
-        ctx.say(f"search: {len(trials)} trials, best {best.name} (validation AUC {best.validation_auc:.4f}) "
+        ctx.say(f"search: {len(trials)} trials, best {best.name} (validation {metric_label(ctx.spec.metric)} "
+                f"{best.validation_score:.4f}) "
                 f"with {_short(best.params)}")
-    ctx.model = fit(training.trainer, ctx.schema, ctx.x_train, ctx.y_train, params, training.seed,
+    ctx.model = fit(training.trainer, ctx.schema, ctx.x_train, ctx.y_train, params, training.seed, task=ctx.task,
                     log_metric=ctx.run.log_metric, checkpoint=ctx.checkpoints / "final.pt",
                     checkpoint_every=training.checkpoint_every, on_checkpoint=lambda _: ctx.run.store.flush())
     ctx.params = {**params, "seed": training.seed, "trainer": training.trainer}
@@ -243,18 +301,19 @@ def _search(ctx: RunContext, base: dict):
     x_fit, y_fit = _xy(ctx, fit_part)
     x_val, y_val = _xy(ctx, validation_part)
 
-    def score(name: str, params: dict) -> tuple[str, float]:
+    def score_trial(name: str, params: dict) -> tuple[str, float]:
         with ctx.run.child(name) as trial:
             trial.log_params(params)
-            model = fit(training.trainer, ctx.schema, x_fit, y_fit, params, training.seed,
+            model = fit(training.trainer, ctx.schema, x_fit, y_fit, params, training.seed, task=ctx.task,
                         log_metric=trial.log_metric, checkpoint=ctx.checkpoints / f"{name}.pt",
                         checkpoint_every=training.checkpoint_every, validation=(x_val, y_val),
                         on_checkpoint=lambda _: trial.store.flush())
-            auc = roc_auc(y_val, model.predict(x_val))
-            trial.log_metric("validation_auc", auc)
-            return trial.id, auc
+            value = score(ctx.task, metric, y_val, model.predict(x_val))
+            trial.log_metric(f"validation_{metric}", value)
+            return trial.id, value
 
-    return random_search(training.search, base, training.seed, score)
+    metric = ctx.spec.metric
+    return random_search(training.search, base, training.seed, score_trial, higher_is_better(metric))
 
 
 def _device(trainer: str) -> str:
@@ -272,14 +331,14 @@ def _short(params: dict) -> str:
 # -- evaluate ------------------------------------------------------------------------------------
 
 def run_evaluate(ctx: RunContext) -> dict:
-    p = ctx.model.predict(ctx.x_eval)
-    ctx.metrics = binary_metrics(ctx.y_eval, p, ctx.spec.target.threshold)
-    ctx.metrics["recall_at_precision"] = recall_at_precision(ctx.y_eval, p, ctx.spec.validation.recall_at_precision)
+    output = ctx.model.predict(ctx.x_eval)
+    ctx.metrics = evaluate(ctx.task, ctx.y_eval, output)
+    if ctx.task.kind == "binary":
+        ctx.metrics["recall_at_precision"] = recall_at_precision(ctx.y_eval, output,
+                                                                 ctx.spec.validation.recall_at_precision)
     ctx.run.log_metrics({f"eval_{k}": v for k, v in ctx.metrics.items()}, step=0)
-    m = ctx.metrics
     ctx.say(f"trained {ctx.spec.training.trainer} on {ctx.train_part.height:,} rows before {ctx.cutoff:%Y-%m-%d}, "
-            f"evaluated on {ctx.eval_part.height:,}: AUC {m['auc']:.4f}, precision {m['precision']:.3f}, "
-            f"recall {m['recall']:.3f}, F1 {m['f1']:.3f}, log loss {m['log_loss']:.4f}")
+            f"evaluated on {ctx.eval_part.height:,}: {metrics_line(ctx.task.kind, ctx.metrics)}")
     return {"metrics": ctx.metrics}
 
 
@@ -292,21 +351,21 @@ def restore_evaluate(ctx: RunContext, outputs: dict) -> None:
 def run_export(ctx: RunContext) -> dict:
     ctx.onnx_bytes = ctx.model.to_onnx()
     sess = onnx_export.session(ctx.onnx_bytes, ["CPUExecutionProvider"])
-    ctx.parity = onnx_export.parity(sess, ctx.model.predict(ctx.x_eval), ctx.x_eval)
+    ctx.parity = onnx_export.parity(sess, ctx.model.predict(ctx.x_eval), ctx.x_eval, ctx.task)
     digest = ctx.run.log_artifact("model.onnx", ctx.onnx_bytes)
     ctx.run.log_metric("onnx_parity", ctx.parity, step=0)
     outputs = {"onnx": digest, "parity": ctx.parity, "int8": None}
     if ctx.spec.training.quantize:
         from appliance.training.quantize import int8_variant
 
-        variant = int8_variant(ctx.onnx_bytes, ctx.x_eval, ctx.y_eval,
+        variant = int8_variant(ctx.onnx_bytes, ctx.x_eval, ctx.y_eval, task=ctx.task, metric=ctx.spec.metric,
                                put=lambda data: ctx.run.log_artifact("model.int8.onnx", data))
-        ctx.run.log_metrics({"int8_auc": variant.auc, "int8_auc_delta": variant.auc_delta,
+        ctx.run.log_metrics({f"int8_{variant.metric}": variant.value, f"int8_{variant.metric}_delta": variant.delta,
                              "int8_p99_ms": variant.p99_ms_int8, "float32_p99_ms": variant.p99_ms_float32,
                              "int8_latency_gain": variant.latency_gain}, step=0)
         outputs["int8"] = msgspec.to_builtins(variant)
-        ctx.say(f"INT8 variant {variant.onnx_sha256[:12]}: AUC {variant.auc:.4f} ({variant.auc_delta:+.4f}), "
-                f"p99 {variant.p99_ms_int8:.3f} ms vs {variant.p99_ms_float32:.3f} ms float32 "
+        ctx.say(f"INT8 variant {variant.onnx_sha256[:12]}: {metric_label(variant.metric)} {variant.value:.4f} "
+                f"({variant.delta:+.4f}), p99 {variant.p99_ms_int8:.3f} ms vs {variant.p99_ms_float32:.3f} ms float32 "
                 f"(×{variant.latency_gain:.2f})")
     return outputs
 
@@ -319,19 +378,24 @@ def restore_export(ctx: RunContext, outputs: dict) -> None:
 # -- validation gates ----------------------------------------------------------------------------
 
 def run_gates(ctx: RunContext) -> dict:
-    rules = ctx.spec.validation
+    rules, task, metric = ctx.spec.validation, ctx.task, ctx.spec.metric
     unknown = [c for c in rules.segments if c not in ctx.eval_part.columns]
     if unknown:
         raise InvalidInput(f"validation.segments names {unknown}, which the training frame lacks; "
                            "name feature columns such as 'country'")
-    p = onnx_export.predict_proba(onnx_export.session(ctx.onnx_bytes, ["CPUExecutionProvider"]), ctx.x_eval)
-    probes, failures = robustness_failures(ctx.onnx_bytes, ctx.schema, ctx.x_eval[0])
-    production, production_auc = _production_auc(ctx)
+    output = onnx_export.predict(onnx_export.session(ctx.onnx_bytes, ["CPUExecutionProvider"]), ctx.x_eval, task)
+    probes, failures = robustness_failures(ctx.onnx_bytes, ctx.schema, ctx.x_eval[0], task)
+    production, production_value = _production_score(ctx)
     evidence = GateEvidence(
-        auc=ctx.metrics["auc"], recall_at_precision=ctx.metrics["recall_at_precision"], parity_diff=ctx.parity,
-        p99_ms=single_row_p99_ms(ctx.onnx_bytes, ctx.x_eval), robustness_probes=probes,
-        robustness_failures=failures, production_version=production, production_auc=production_auc,
-        segments={c: segment_scores(ctx.y_eval, p, ctx.eval_part[c].to_list()) for c in rules.segments},
+        task=task.kind, metric=metric, value=ctx.metrics[metric],
+        recall_at_precision=ctx.metrics.get("recall_at_precision") if task.kind == "binary" else None,
+        # what a model that learnt nothing scores on these rows: the training rows' class shares or mean
+        baseline_value=baseline_score(task, metric, ctx.y_eval, reference=ctx.y_train),
+        parity_diff=ctx.parity,   # for regression already relative to the values' scale (onnx_export.parity)
+        p99_ms=single_row_p99_ms(ctx.onnx_bytes, ctx.x_eval, task=task), robustness_probes=probes,
+        robustness_failures=failures, production_version=production, production_value=production_value,
+        segments={c: segment_scores(ctx.y_eval, output, ctx.eval_part[c].to_list(), task, metric)
+                  for c in rules.segments},
     )
     ctx.gates = evaluate_gates(rules, evidence)
     return {"report": msgspec.to_builtins(ctx.gates), "evidence": msgspec.to_builtins(evidence)}
@@ -341,8 +405,9 @@ def restore_gates(ctx: RunContext, outputs: dict) -> None:
     ctx.gates = msgspec.convert(outputs["report"], GateReport)
 
 
-def _production_auc(ctx: RunContext) -> tuple[int | None, float | None]:
-    """The production version's AUC on this run's evaluation rows, scored through its own artifact."""
+def _production_score(ctx: RunContext) -> tuple[int | None, float | None]:
+    """The production version's value of the judged metric on this run's evaluation rows, scored through its
+    own artifact."""
     version = ctx.home.registry.alias(ctx.spec.name, "production")
     if version is None:
         return None, None
@@ -350,7 +415,8 @@ def _production_auc(ctx: RunContext) -> tuple[int | None, float | None]:
     try:
         schema = msgspec.convert(mv.feature_schema, FeatureSchema)
         sess = onnx_export.session(ctx.home.artifacts.get(mv.artifact_sha256), ["CPUExecutionProvider"])
-        return version, roc_auc(ctx.y_eval, onnx_export.predict_proba(sess, schema.encode_frame(ctx.eval_part)))
+        output = onnx_export.predict(sess, schema.encode_frame(ctx.eval_part), ctx.task)
+        return version, score(ctx.task, ctx.spec.metric, ctx.y_eval, output)
     except Exception as e:  # an unreadable production model cannot vouch for the new one: the gate fails
         ctx.say(f"could not score production v{version} on the evaluation rows: {e}")
         return version, math.nan
@@ -361,8 +427,8 @@ def _production_auc(ctx: RunContext) -> tuple[int | None, float | None]:
 def run_register(ctx: RunContext) -> dict:
     # Monitoring compares live windows with the evaluation rows and their out-of-sample scores
     # (never training rows, whose in-sample scores make CBPE over-confident): store them once.
-    scores = onnx_export.predict_proba(onnx_export.session(ctx.onnx_bytes, ["CPUExecutionProvider"]), ctx.x_eval)
-    ctx.run.log_artifact(REFERENCE_ARTIFACT, reference_bytes(ctx.spec, ctx.eval_part, scores))
+    output = onnx_export.predict(onnx_export.session(ctx.onnx_bytes, ["CPUExecutionProvider"]), ctx.x_eval, ctx.task)
+    ctx.run.log_artifact(REFERENCE_ARTIFACT, reference_bytes(ctx.spec, ctx.eval_part, output, ctx.task))
     ctx.version = ctx.home.registry.register_version(
         ctx.spec.name, status="registered" if ctx.gates.passed else "rejected",
         artifact_sha256=ctx.home.artifacts.put(ctx.onnx_bytes), feature_schema=msgspec.to_builtins(ctx.schema),

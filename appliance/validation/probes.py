@@ -1,4 +1,4 @@
-"""The evidence gates judge: recall at a precision, per-segment AUC, single-row latency, robustness probes."""
+"""The evidence gates judge: recall at a precision, the metric per segment, single-row latency, robustness probes."""
 
 from __future__ import annotations
 
@@ -8,17 +8,21 @@ import msgspec
 import numpy as np
 
 from appliance.features.encoding import FeatureSchema
+from appliance.task import Task
 from appliance.training import onnx_export
-from appliance.training.metrics import roc_auc
+from appliance.training.metrics import score
 
 # Values no valid request holds: huge, negative, infinite, and category codes past any vocabulary.
 OUT_OF_RANGE = (3e38, -3e38, np.inf, -np.inf, -1.0, 1e6)
+BINARY = Task()   # an old caller's task
+# Answers of a multiclass model must sum to one within this (float32 softmax, tree sums).
+PROBABILITY_SUM_TOLERANCE = 1e-4
 
 
 class SegmentScore(msgspec.Struct, frozen=True):
     rows: int
-    positives: int
-    auc: float
+    positives: int      # binary: rows labelled 1; other tasks: 0 (rows decide whether a segment is judged)
+    value: float        # the metric the gates judge, on the segment's rows
 
 
 def recall_at_precision(y: np.ndarray, p: np.ndarray, precision: float) -> float:
@@ -36,27 +40,40 @@ def recall_at_precision(y: np.ndarray, p: np.ndarray, precision: float) -> float
     return float(tp[ok].max() / y.sum()) if ok.any() else 0.0
 
 
-def segment_scores(y: np.ndarray, p: np.ndarray, segment: np.ndarray) -> dict[str, SegmentScore]:
-    """AUC of each segment value (a missing value is its own segment, '(missing)')."""
+def segment_scores(y: np.ndarray, output: np.ndarray, segment, task: Task = BINARY,
+                   metric: str | None = None) -> dict[str, SegmentScore]:
+    """The metric (default: the task's) of each segment value; a missing value is its own segment, '(missing)'."""
     labels = np.asarray(["(missing)" if v is None else str(v) for v in segment], dtype=object)
-    y = np.asarray(y).astype(bool)
+    y, output = np.asarray(y), np.asarray(output)
+    metric = metric or task.metric
     out = {}
     for value in sorted(set(labels)):
         mask = labels == value
-        out[value] = SegmentScore(int(mask.sum()), int(y[mask].sum()), roc_auc(y[mask], np.asarray(p)[mask]))
+        positives = int(y[mask].astype(bool).sum()) if task.kind == "binary" else 0
+        out[value] = SegmentScore(int(mask.sum()), positives, score(task, metric, y[mask], output[mask]))
     return out
 
 
-def single_row_p99_ms(onnx_bytes: bytes, x: np.ndarray, calls: int = 500) -> float:
-    """p99 latency of one-row ONNX Runtime calls on the CPU, made the way the serving path makes them."""
+def single_row_p99_ms(onnx_bytes: bytes, x: np.ndarray, calls: int = 500, task: Task | None = None) -> float:
+    """p99 latency of one-row ONNX Runtime calls on the CPU, made the way the serving path makes them: the
+    task's output (``onnx_export.predict``), or without a task the answer output the model has."""
     sess = onnx_export.session(onnx_bytes, ["CPUExecutionProvider"])
+    if task is not None:
+        def call(row):
+            return onnx_export.predict(sess, row, task)
+    else:
+        names = [o.name for o in sess.get_outputs()]
+        answer = [n for n in (onnx_export.PROBABILITIES, onnx_export.VALUE) if n in names][:1] or None
+
+        def call(row):
+            return sess.run(answer, {onnx_export.INPUT_NAME: row})
     rows = x[np.arange(calls) % len(x)]
     for i in range(min(50, calls)):  # warm-up: first calls allocate
-        onnx_export.predict_proba(sess, rows[i:i + 1])
+        call(rows[i:i + 1])
     times = np.empty(calls)
     for i in range(calls):
         started = time.perf_counter()
-        onnx_export.predict_proba(sess, rows[i:i + 1])
+        call(rows[i:i + 1])
         times[i] = time.perf_counter() - started
     return float(np.percentile(times, 99) * 1e3)
 
@@ -80,17 +97,42 @@ def robustness_probes(schema: FeatureSchema, typical: np.ndarray) -> tuple[list[
     return names, np.vstack(rows)
 
 
-def robustness_failures(onnx_bytes: bytes, schema: FeatureSchema, typical: np.ndarray) -> tuple[int, list[str]]:
-    """(probes run, the ones whose answer was an error, NaN, or not a probability)."""
+def robustness_failures(onnx_bytes: bytes, schema: FeatureSchema, typical: np.ndarray,
+                        task: Task = BINARY) -> tuple[int, list[str]]:
+    """(probes run, the ones whose answer was an error or not a valid answer of the task: a probability in
+    [0, 1] (binary); one finite probability in [0, 1] per class, summing to 1 ± 1e-4 (multiclass); a finite
+    number (regression))."""
     names, rows = robustness_probes(schema, typical)
     sess = onnx_export.session(onnx_bytes, ["CPUExecutionProvider"])
     failures = []
     for name, row in zip(names, rows):
         try:
-            p = onnx_export.predict_proba(sess, row[None, :])
+            answer = onnx_export.predict(sess, row[None, :], task)
         except Exception as e:  # a crash is exactly what this gate looks for
             failures.append(f"{name}: {type(e).__name__}")
             continue
-        if not (np.isfinite(p).all() and (0 <= p).all() and (p <= 1).all()):
-            failures.append(f"{name}: answered {float(p[0])!r}")
+        problem = _invalid_answer(np.asarray(answer, dtype=np.float64), task)
+        if problem:
+            failures.append(f"{name}: {problem}")
     return len(names), failures
+
+
+def _invalid_answer(answer: np.ndarray, task: Task) -> str | None:
+    """What is wrong with one row's output, or None when it is a valid answer of the task."""
+    if task.kind == "multiclass":
+        k = len(task.classes)
+        if answer.shape != (1, k):
+            return f"answered shape {answer.shape}, not (1, {k})"
+        p = answer[0]
+        shown = "[" + ", ".join(f"{v:.4g}" for v in p) + "]"
+        if not (np.isfinite(p).all() and (0 <= p).all() and (p <= 1).all()):
+            return f"answered {shown}"
+        if abs(p.sum() - 1) > PROBABILITY_SUM_TOLERANCE:
+            return f"answered {shown}, summing to {p.sum():.6g}"
+        return None
+    if answer.shape != (1,):
+        return f"answered shape {answer.shape}, not (1,)"
+    v = float(answer[0])
+    if task.kind == "regression":
+        return None if np.isfinite(v) else f"answered {v!r}"
+    return None if np.isfinite(v) and 0 <= v <= 1 else f"answered {v!r}"
