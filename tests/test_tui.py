@@ -307,7 +307,7 @@ def test_recent_traffic_from_the_prediction_log(tmp_path: Path) -> None:
     now = time.time()
     store = PredictionStore(tmp_path / "predictions.db")
     rows = [(f"r{i}", 0, "fraud", 1, "production", None, now - 30 + i * 0.1, None, None, "{}", 0.1, 0,
-             float(i + 1), 200 if i % 10 else 500) for i in range(100)]
+             float(i + 1), 200 if i % 10 else 500, None, None) for i in range(100)]
     rows.append(("old", 0, "fraud", 1, "production", None, now - 600, None, None, "{}", 0.1, 0, 999.0, 200, None, None))
     store.append(rows)
     store.close()

@@ -8,11 +8,10 @@ from textual.containers import VerticalScroll
 from textual.widgets import DataTable, Static
 
 from appliance.registry.registry import ModelVersion
+from appliance.task import confusion_lines, headline, metric_label
 from tui.confirm import Confirm
 from tui.overview import version, when
 from tui.view import Empty, View
-
-HEADLINE = ("auc", "recall_at_precision", "average_precision")
 
 
 def gate_lines(v: ModelVersion) -> list[str]:
@@ -28,7 +27,7 @@ def metric_lines(v: ModelVersion, production: ModelVersion | None) -> list[str]:
     """Each numeric metric beside production's, with the difference."""
     lines = []
     for name, value in sorted(v.metrics.items()):
-        if not isinstance(value, (int, float)):
+        if not isinstance(value, (int, float)) or name.startswith("confusion."):  # shown as a matrix
             continue
         base = production.metrics.get(name) if production else None
         if isinstance(base, (int, float)) and production.version != v.version:
@@ -43,7 +42,11 @@ def version_case(v: ModelVersion, production: ModelVersion | None) -> str:
     lines = [f"{v.model} v{v.version}  {v.status}  created {when(v.created_at)}",
              f"lineage: data snapshot {v.data_version[:12]}  run {v.run_id[:8]}  code {v.code_version[:12]}",
              "metrics" + (f" (against production v{production.version})" if production else ""),
-             *metric_lines(v, production), "gate report", *gate_lines(v)]
+             *metric_lines(v, production)]
+    matrix = confusion_lines(v.metrics)
+    if matrix:
+        lines += ["confusion matrix (rows: true class, columns: predicted)", *(f"  {m}" for m in matrix)]
+    lines += ["gate report", *gate_lines(v)]
     return "\n".join(lines)
 
 
@@ -66,7 +69,7 @@ class Models(View):
             yield Static("", id="version-detail", markup=False)
 
     def on_mount(self) -> None:
-        self.query_one(DataTable).add_columns("MODEL", "VERSION", "STATUS", "ALIAS", "AUC", "DATA", "RUN",
+        self.query_one(DataTable).add_columns("MODEL", "VERSION", "STATUS", "ALIAS", "METRIC", "DATA", "RUN",
                                               "REGISTERED")
         self.rows: dict[str, tuple[ModelVersion, int | None, int | None]] = {}
         super().on_mount()
@@ -84,10 +87,11 @@ class Models(View):
         self.rows = {}
         for v, prod, cand in rows:
             alias = "production" if v.version == prod else "candidate" if v.version == cand else ""
-            auc = v.metrics.get("auc")
+            metric, value = headline(v.metrics)
             key = f"{v.model}:{v.version}"
             self.rows[key] = (v, prod, cand)
-            table.add_row(v.model, version(v.version), v.status, alias, f"{auc:.4f}" if auc is not None else "-",
+            table.add_row(v.model, version(v.version), v.status, alias,
+                          f"{metric_label(metric)} {value:.4f}" if value is not None else "-",
                           v.data_version[:10], v.run_id[:8], when(v.created_at), key=key)
         self.query_one("#models-empty", Empty).update(
             "" if rows else "no model versions yet — run `appliance train MODEL` (or `appliance up`)")

@@ -12,7 +12,8 @@ import time
 
 import msgspec
 
-from appliance.deployment.analysis import ArmSample, Verdict, ab_report, judge_canary, shadow_report
+from appliance.data.declared import model_task
+from appliance.deployment.analysis import ArmSample, Verdict, ab_report_for, judge_canary, shadow_report
 from appliance.errors import Conflict, InvalidInput, NotFound
 from appliance.home import Home
 from storage.database import transaction
@@ -149,12 +150,14 @@ def analyze_canaries(home: Home, store: PredictionStore, actor: str = ANALYST) -
             _finish(home, d, "completed", actor, "candidate is in production")
             continue
         policy = home.spec(d.model).deployment
-        if min(store.arm_count(d.id, arm, d.step_started_at) for arm in ("production", "candidate")) < policy.min_sample:
+        counts = [store.arm_count(d.id, arm, d.step_started_at) for arm in ("production", "candidate")]
+        if min(counts) < policy.min_sample:
             continue
         limit = max(policy.min_sample, min(MAX_SAMPLE, policy.min_sample * 5))
-        production, candidate = (ArmSample.from_rows(store.arm_sample(d.id, arm, d.step_started_at, limit))
+        task = model_task(home.spec(d.model))
+        production, candidate = (ArmSample.from_rows(store.arm_sample(d.id, arm, d.step_started_at, limit), task)
                                  for arm in ("production", "candidate"))
-        verdict = judge_canary(production, candidate, policy)
+        verdict = judge_canary(production, candidate, policy, task)
         try:
             if verdict.passed:
                 after = advance(home, d.model, actor, reason=_figures(verdict), expected_step=d.step)
@@ -168,21 +171,25 @@ def analyze_canaries(home: Home, store: PredictionStore, actor: str = ANALYST) -
 
 
 def report(home: Home, store: PredictionStore, d: Deployment) -> dict:
-    """What a deployment has shown so far: traffic per arm, and its strategy's comparison."""
+    """What a deployment has shown so far: traffic per arm, and its strategy's comparison in the terms of
+    the model's task (``analysis`` says which figures each task reports)."""
     body = {"deployment": msgspec.to_builtins(d), "predictions": store.predictions_by_arm(d.id)}
-    if d.strategy == "canary" and d.status == "running":
-        policy = home.spec(d.model).deployment
-        samples = [ArmSample.from_rows(store.arm_sample(d.id, arm, d.step_started_at, MAX_SAMPLE))
+    if d.strategy == "blue-green" or (d.strategy == "canary" and d.status != "running"):
+        return body  # nothing to compare: blue-green serves one version at a time; an ended canary has no step
+    spec = home.spec(d.model)
+    task = model_task(spec)
+    if d.strategy == "canary":
+        policy = spec.deployment
+        samples = [ArmSample.from_rows(store.arm_sample(d.id, arm, d.step_started_at, MAX_SAMPLE), task)
                    for arm in ("production", "candidate")]
         ready = min(s.n for s in samples) >= policy.min_sample
         body["step"] = {"traffic_percent": d.traffic_percent, "min_sample": policy.min_sample,
                         "sample": {"production": samples[0].n, "candidate": samples[1].n},
-                        "analysis": msgspec.to_builtins(judge_canary(*samples, policy)) if ready else None}
+                        "analysis": msgspec.to_builtins(judge_canary(*samples, policy, task)) if ready else None}
     elif d.strategy == "ab":
-        outcomes = [(r[0], r[1]) for r in store.outcomes_by_arm(d.id)]
-        body["ab"] = msgspec.to_builtins(ab_report(body["predictions"], outcomes))
-    elif d.strategy == "shadow":
-        body["shadow"] = msgspec.to_builtins(shadow_report(store.shadow_pairs(d.id)))
+        body["ab"] = msgspec.to_builtins(ab_report_for(task, body["predictions"], store.outcomes_by_arm(d.id)))
+    else:
+        body["shadow"] = msgspec.to_builtins(shadow_report(store.shadow_pairs(d.id), task))
     return body
 
 
