@@ -11,8 +11,10 @@ import pytest
 
 from appliance.cli import main
 from appliance.data.contract import load_contract
+from appliance.data.declared import model_task
 from appliance.home import Home
 from appliance.spec import load_spec
+from appliance.task import Task
 from appliance.training.pipeline import train
 
 
@@ -70,6 +72,69 @@ def accounts_parquet(path: Path, days: int = 12, per_day: int = 60) -> Path:
                     for c in channel],
     }).with_columns(pl.col("seen").dt.convert_time_zone("America/New_York")).write_parquet(path)
     return path
+
+
+def tiers_csv(path: Path, days: int = 15, per_day: int = 60) -> Path:
+    """A loyalty tier per customer visit, as text classes ('bronze', 'silver', 'gold'), from spend and
+    visits; string customer keys, text times with an offset, a text region."""
+    rng = np.random.default_rng(4)
+    n = days * per_day
+    spend = np.round(rng.gamma(2.0, 150.0, n), 2)
+    visits = rng.integers(0, 25, n)
+    score = np.log1p(spend) + 0.08 * visits + rng.normal(0, 0.4, n)
+    tier = np.where(score < np.quantile(score, 0.5), "bronze", np.where(score < np.quantile(score, 0.85), "silver",
+                                                                         "gold"))
+    pl.DataFrame({
+        "customer": [f"cust-{k:04d}" for k in rng.integers(0, 400, n)],
+        "visited": [t.strftime("%Y-%m-%dT%H:%M:%S+02:00") for t in _times(rng, datetime(2026, 4, 1), days, n)],
+        "spend_90d": spend, "visits": visits, "region": rng.choice(["north", "south", "east", "west"], n),
+        "tier": tier,
+    }).write_csv(path)
+    return path
+
+
+def faults_parquet(path: Path, days: int = 12, per_day: int = 70) -> Path:
+    """A pump's fault code 0..3 (0: none) from vibration and pressure, some readings not yet diagnosed
+    (null codes); integer pump ids as the entity."""
+    rng = np.random.default_rng(5)
+    n = days * per_day
+    vibration = np.round(rng.lognormal(0.5, 0.5, n), 3)
+    pressure = np.round(rng.normal(6.0, 1.2, n), 2)
+    code = np.select([vibration > 3.2, pressure < 4.6, pressure > 7.6], [3, 1, 2], 0)
+    noisy = np.where(rng.uniform(size=n) < 0.1, rng.integers(0, 4, n), code)
+    pl.DataFrame({
+        "pump": rng.integers(1, 41, n), "read_at": _times(rng, datetime(2026, 6, 1), days, n),
+        "vibration": vibration, "pressure": pressure,
+        "fault": pl.Series([None if rng.uniform() < 0.05 else int(c) for c in noisy], dtype=pl.Int64),
+    }).write_parquet(path)
+    return path
+
+
+def listings_parquet(path: Path, days: int = 20, per_day: int = 70) -> Path:
+    """Used-car listings and their asking price: a right-skewed float, from age, mileage and make;
+    zoned times, a text make."""
+    rng = np.random.default_rng(6)
+    n = days * per_day
+    make = rng.choice(["fiat", "skoda", "volvo", "audi", "lexus"], n, p=[0.3, 0.3, 0.2, 0.15, 0.05])
+    age = rng.integers(0, 16, n)
+    mileage = np.round(age * rng.gamma(4.0, 3500.0, n) + rng.uniform(0, 5000, n), 0)
+    premium = np.select([make == "audi", make == "lexus", make == "volvo"], [0.5, 0.8, 0.3], 0.0)
+    price = np.round(np.exp(9.9 + premium - 0.11 * age - 2e-6 * mileage + rng.normal(0, 0.25, n)), 2)
+    pl.DataFrame({
+        "listed_at": _times(rng, datetime(2026, 2, 1, tzinfo=timezone.utc), days, n), "make": make,
+        "age_years": age, "mileage_km": mileage, "price": price,
+        "days_listed": rng.negative_binomial(2, 0.05, n),  # whole numbers, many of them: a quantity
+    }).write_parquet(path)
+    return path
+
+
+def held_out_days(spec_path: Path, data: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The drafted spec's split of ``data``: the labelled rows before its last eval_days days, and on them."""
+    spec = load_spec(spec_path)
+    day = pl.col(spec.features.event_time).dt.truncate("1d")
+    labelled = data.filter(pl.col(spec.target.column).is_not_null()).with_columns(_day=day)
+    cutoff = labelled["_day"].max() - timedelta(days=spec.training.eval_days - 1)
+    return labelled.filter(pl.col("_day") < cutoff), labelled.filter(pl.col("_day") >= cutoff)
 
 
 def run(home: Path, capsys: pytest.CaptureFixture, *args: str) -> tuple[int, str, str]:
@@ -219,11 +284,12 @@ def test_missing_target_column(tmp_path: Path, capsys: pytest.CaptureFixture) ->
     assert not (tmp_path / "specs").exists()
 
 
-def test_non_binary_target(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_task_binary_on_three_values(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     data = readings_csv(tmp_path / "readings.csv", days=3)
     code, _, err = run(tmp_path / "home", capsys, "init", "--from", str(data), "--target", "status",
-                       "--out", str(tmp_path))
-    assert_refused(tmp_path, code, err, "only binary targets", "'fault', 'ok', 'warn'")
+                       "--task", "binary", "--out", str(tmp_path))
+    assert_refused(tmp_path, code, err, "--task binary", "3 distinct value(s) ['fault', 'ok', 'warn']",
+                   "coded 0/1 or true/false", "pass --task multiclass")
     assert not (tmp_path / "readings.toml").exists()
 
 
@@ -269,3 +335,254 @@ def test_a_registered_name_is_not_drafted_again(tmp_path: Path, capsys: pytest.C
     code, _, err = run(home, capsys, "init", "--from", str(data), "--target", "failed", "--out", str(tmp_path / "b"))
     assert code == 1 and "model 'readings' is already registered" in err and "--name" in err
     assert not (tmp_path / "b").exists()
+
+
+# -- every task: multiclass and regression targets, guessed or named with --task ---------------------
+
+def test_text_classes(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    data = tiers_csv(tmp_path / "tiers.csv")
+    home = tmp_path / "home"
+    code, out, err = run(home, capsys, "init", "--from", str(data), "--target", "tier", "--entity", "customer",
+                         "--out", str(tmp_path))
+    assert code == 0, err
+    spec = load_spec(tmp_path / "tiers.toml")
+    assert spec.target.task == "multiclass" and spec.target.classes == ["bronze", "gold", "silver"]
+    assert model_task(spec) == Task("multiclass", ("bronze", "gold", "silver"))
+    assert spec.model.description.startswith("Which of its 3 classes tier is")
+    assert [(f.name, f.type) for f in spec.features.request] == [
+        ("spend_90d", "float"), ("visits", "integer"), ("region", "category")]
+    # macro F1 of guessing each row's class in the classes' shares is 1/3; the gate asks 0.1 more
+    assert spec.validation.metric == "macro_f1" and spec.validation.min_metric == 0.44
+    text = (tmp_path / "tiers.toml").read_text()
+    assert "threshold" not in text and "min_auc" not in text and "min_recall" not in text
+    rule = fields(tmp_path / "tiers.contract.toml")["tier"]
+    assert rule.type == "string" and not rule.nullable and rule.allowed_values == ["bronze", "gold", "silver"]
+    assert ("assumed column 'tier': the target, 3 classes (string, allowed_values ['bronze', 'gold', 'silver'], "
+            "sorted: the order of [target] classes") in out
+    assert "most common 'bronze' in 50.0% and least common 'gold' in 15.0% of 900 labelled rows" in out
+    assert "assumed validation: metric macro_f1, min_metric 0.44 — guessing" in out
+    frame = pl.read_csv(data).with_columns(pl.col("visited").str.to_datetime(time_zone="UTC"))
+    for part in held_out_days(tmp_path / "tiers.toml", frame):  # each class on both sides of the split
+        assert sorted(part["tier"].unique()) == ["bronze", "gold", "silver"]
+    ingest_accepts_all(home, capsys, "tiers", data, 900)
+
+
+def test_integer_codes_and_the_same_codes_as_a_number(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    data = faults_parquet(tmp_path / "faults.parquet")
+    home = tmp_path / "home"
+    code, out, err = run(home, capsys, "init", "--from", str(data), "--target", "fault", "--entity", "pump",
+                         "--out", str(tmp_path))
+    assert code == 0, err
+    spec = load_spec(tmp_path / "faults.toml")
+    assert spec.target.task == "multiclass" and spec.target.classes == [0, 1, 2, 3]
+    assert model_task(spec) == Task("multiclass", (0, 1, 2, 3))
+    assert spec.validation.min_metric == 0.35
+    rule = fields(tmp_path / "faults.contract.toml")["fault"]
+    assert rule.type == "integer" and rule.nullable and rule.allowed_values == [0, 1, 2, 3]
+    assert "whole numbers with 4 values, taken for class codes — pass --task regression to treat them" in out
+    assert "rows without a label are kept as unlabelled" in out
+    for part in held_out_days(tmp_path / "faults.toml", pl.read_parquet(data)):
+        assert sorted(part["fault"].unique()) == [0, 1, 2, 3]
+    ingest_accepts_all(home, capsys, "faults", data, 840)
+
+    code, out, err = run(home, capsys, "init", "--from", str(data), "--target", "fault", "--entity", "pump",
+                         "--task", "regression", "--name", "fault_level", "--out", str(tmp_path))
+    assert code == 0, err
+    spec = load_spec(tmp_path / "fault_level.toml")
+    assert spec.target.task == "regression" and spec.target.classes is None
+    assert model_task(spec) == Task("regression", ())
+    rule = fields(tmp_path / "fault_level.contract.toml")["fault"]
+    assert rule.type == "integer" and rule.allowed_values is None and (rule.min, rule.max) == (0, 5)
+    assert "class codes" not in out and "assumed column 'fault': the target, a number to predict (integer" in out
+    ingest_accepts_all(home, capsys, "fault_level", data, 840)
+
+
+def test_skewed_price(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    data = listings_parquet(tmp_path / "listings.parquet")
+    home = tmp_path / "home"
+    code, out, err = run(home, capsys, "init", "--from", str(data), "--target", "price", "--out", str(tmp_path))
+    assert code == 0, err
+    spec_path = tmp_path / "listings.toml"
+    spec = load_spec(spec_path)
+    assert spec.target.task == "regression" and model_task(spec) == Task("regression", ())
+    assert spec.model.description.startswith("The value of price")
+    text = spec_path.read_text()
+    assert "threshold" not in text and "classes" not in text and "min_auc" not in text
+    assert [(f.name, f.type) for f in spec.features.request] == [
+        ("make", "category"), ("age_years", "integer"), ("mileage_km", "float"), ("days_listed", "integer")]
+    frame = pl.read_parquet(data)
+    low, high = frame["price"].min(), frame["price"].max()
+    rule = fields(tmp_path / "listings.contract.toml")["price"]
+    assert rule.type == "float" and not rule.nullable
+    assert rule.min == 0 and rule.max >= high + (high - low) / 2  # widened like the numeric features, not below 0
+    # the starting gate: a version must beat predicting the training days' mean on the held-out days
+    training, held_out = held_out_days(spec_path, frame)
+    assert held_out.height >= 100 and training.height >= 100
+    mean_rmse = float(np.sqrt(np.mean((held_out["price"].to_numpy() - training["price"].mean()) ** 2)))
+    assert spec.validation.metric == "rmse" and 0.99 * mean_rmse <= spec.validation.max_metric < mean_rmse
+    assert "assumed column 'price': the target, a number to predict (float, seen" in out
+    assert "assumed validation: metric rmse, max_metric" in out
+    ingest_accepts_all(home, capsys, "listings", data, 1400)
+
+
+def test_many_whole_numbers_are_a_quantity(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    data = listings_parquet(tmp_path / "listings.parquet", days=6)
+    code, out, err = run(tmp_path / "home", capsys, "init", "--from", str(data), "--target", "days_listed",
+                         "--out", str(tmp_path))
+    assert code == 0, err
+    spec = load_spec(tmp_path / "listings.toml")
+    assert model_task(spec) == Task("regression", ())
+    assert fields(tmp_path / "listings.contract.toml")["days_listed"].type == "integer"
+    assert "more than 20: read as a quantity — pass --task multiclass if they are class codes" in out
+
+
+def test_regression_split_moves_for_enough_rows(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    data = listings_parquet(tmp_path / "listings.parquet", days=20, per_day=20)  # 4 held-out days: ~80 rows
+    code, out, err = run(tmp_path / "home", capsys, "init", "--from", str(data), "--target", "price",
+                         "--out", str(tmp_path))
+    assert code == 0, err
+    assert "(moved from 4 so both parts hold at least 100 labelled rows)" in out
+    spec = load_spec(tmp_path / "listings.toml")
+    frame = pl.read_parquet(data)
+    assert held_out_days(tmp_path / "listings.toml", frame)[1].height >= 100
+    one_day_less = frame.filter(pl.col("listed_at").dt.truncate("1d")
+                                > frame["listed_at"].max().replace(hour=0, minute=0, second=0, microsecond=0)
+                                - timedelta(days=spec.training.eval_days - 1))
+    assert one_day_less.height < 100  # the nearest split with enough rows
+
+
+def test_regression_with_few_rows_says_so(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    data = listings_parquet(tmp_path / "listings.parquet", days=10, per_day=12)
+    code, out, err = run(tmp_path / "home", capsys, "init", "--from", str(data), "--target", "price",
+                         "--out", str(tmp_path))
+    assert code == 0, err
+    assert "under 100): its metrics rest on few rows — ingest more labelled days" in out
+    training, held_out = held_out_days(tmp_path / "listings.toml", pl.read_parquet(data))
+    assert abs(training.height - held_out.height) < 40  # the split with the most rows in its smaller part
+
+
+def _classes_by_day(path: Path, where: dict[str, range]) -> Path:
+    """Ten days of 'a'/'b' rows, and class 'c' only on the days given."""
+    rows = []
+    for day in range(10):
+        for i in range(30):
+            label = "c" if day in where["c"] and i % 3 == 0 else "ab"[i % 2]
+            rows.append((datetime(2026, 9, 1) + timedelta(days=day, minutes=40 * i), float(i), label))
+    pl.DataFrame(rows, schema=["at", "x", "grade"], orient="row").write_parquet(path)
+    return path
+
+
+def test_multiclass_split_moves_so_each_class_is_held_out(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    data = _classes_by_day(tmp_path / "grades.parquet", {"c": range(5, 7)})
+    code, out, err = run(tmp_path / "home", capsys, "init", "--from", str(data), "--target", "grade",
+                         "--out", str(tmp_path))
+    assert code == 0, err
+    assert "eval_days 4 — the last 4 of the data's 10 days are held out for evaluation (moved from 2 so both " \
+           "parts hold every class)" in out
+    assert load_spec(tmp_path / "grades.toml").training.eval_days == 4
+
+
+def test_multiclass_split_where_no_split_holds_every_class(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    data = _classes_by_day(tmp_path / "grades.parquet", {"c": range(1)})  # one day: one side only
+    code, out, err = run(tmp_path / "home", capsys, "init", "--from", str(data), "--target", "grade",
+                         "--out", str(tmp_path))
+    assert code == 0, err
+    assert "eval_days 2 — the last 2 of the data's 10 days are held out for evaluation, the split nearest 2 that " \
+           "holds the most classes on both sides: the held-out days lack ['c']" in out
+
+
+def test_float_codes_with_gaps_are_classes(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    data = tmp_path / "shifts.csv"  # pandas writes integer codes with missing values as 1.0, 2.0, …
+    n = 240
+    pl.DataFrame({
+        "at": [(datetime(2026, 8, 1) + timedelta(hours=2 * i)).isoformat() for i in range(n)],
+        "load": [float(i % 17) for i in range(n)],
+        "crew": [None if i % 11 == 0 else float(1 + i % 3) for i in range(n)],
+    }).write_csv(data)
+    code, _, err = run(tmp_path / "home", capsys, "init", "--from", str(data), "--target", "crew",
+                         "--out", str(tmp_path))
+    assert code == 0, err
+    spec = load_spec(tmp_path / "shifts.toml")
+    assert model_task(spec) == Task("multiclass", (1, 2, 3))
+    rule = fields(tmp_path / "shifts.contract.toml")["crew"]
+    assert rule.type == "integer" and rule.nullable and rule.allowed_values == [1, 2, 3]
+    ingest_accepts_all(tmp_path / "home", capsys, "shifts", data, n)
+
+
+def test_task_binary_drafts_what_the_guess_drafts(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    data = readings_csv(tmp_path / "readings.csv", days=4)
+    for folder, task in (("guessed", ()), ("named", ("--task", "binary"))):
+        code, _, err = run(tmp_path / folder / "home", capsys, "init", "--from", str(data), "--target", "failed",
+                           *task, "--out", str(tmp_path / folder))
+        assert code == 0, err
+    for name in ("readings.toml", "readings.contract.toml"):
+        assert (tmp_path / "guessed" / name).read_text() == (tmp_path / "named" / name).read_text()
+
+
+def test_many_text_classes_when_named(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    data = refusals_csv(tmp_path / "mixed.csv")
+    code, out, err = run(tmp_path / "home", capsys, "init", "--from", str(data), "--target", "topic",
+                         "--task", "multiclass", "--out", str(tmp_path))
+    assert code == 0, err
+    spec = load_spec(tmp_path / "mixed.toml")
+    assert len(model_task(spec).classes) == 60 and spec.target.classes == sorted(spec.target.classes)
+    assert "more classes than the 50 a text target is guessed to have: check they are classes" in out
+    assert fields(tmp_path / "mixed.contract.toml")["topic"].allowed_values == spec.target.classes
+
+
+def refusals_csv(path: Path, n: int = 600) -> Path:
+    """One column per kind of target a task may refuse."""
+    pl.DataFrame({
+        "at": [(datetime(2026, 11, 1) + timedelta(hours=i)).isoformat() for i in range(n)],
+        "x": [float(i % 13) for i in range(n)],
+        "topic": [f"topic {i % 60:02d}" for i in range(n)],       # 60 distinct texts, each 10 times
+        "comment": [f"comment number {i}" for i in range(n)],    # every one different
+        "tier": ["bronze", "silver", "gold"] * (n // 3),
+        "answer": ["yes", "no"] * (n // 2),
+        "price": [10.5 + (i * 7919) % 1000 / 4 for i in range(n)],
+        "flag": [i % 2 for i in range(n)],
+        "constant": [7] * n,
+    }).write_csv(path)
+    return path
+
+
+@pytest.mark.parametrize(("args", "words"), [
+    (("--target", "topic"), ("60 distinct texts", "looks like free text", "--task multiclass if these really are")),
+    (("--target", "comment", "--task", "multiclass"), ("600 distinct values in 600 labelled rows",
+                                                       "an identifier or free text, not classes")),
+    (("--target", "tier", "--task", "regression"),
+     ("--task regression", "holds text", "a regression target is a number", "--task multiclass for classes")),
+    (("--target", "price", "--task", "multiclass"), ("--task multiclass", "fractional numbers",
+                                                     "pass --task regression")),
+    (("--target", "price", "--task", "binary"), ("--task binary", "pass --task regression for a number")),
+    (("--target", "flag", "--task", "multiclass"), ("three or more classes", "pass --task binary")),
+    (("--target", "answer"), ("two values ['no', 'yes']", "map them to 0/1")),
+    (("--target", "answer", "--task", "regression"), ("--task regression", "holds text")),
+    (("--target", "constant"), ("a single value [7]", "nothing to learn")),
+    (("--target", "constant", "--task", "regression"), ("a single value [7]",)),
+])
+def test_targets_a_task_refuses(tmp_path: Path, capsys: pytest.CaptureFixture, args: tuple[str, ...],
+                                words: tuple[str, ...]) -> None:
+    data = refusals_csv(tmp_path / "mixed.csv")
+    code, _, err = run(tmp_path / "home", capsys, "init", "--from", str(data), *args, "--out", str(tmp_path / "out"))
+    assert_refused(tmp_path, code, err, *words)
+    assert not (tmp_path / "out").exists()
+
+
+def test_task_needs_from(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    code, _, err = run(tmp_path / "home", capsys, "init", "--task", "regression")
+    assert code == 1 and "--task goes with --from" in err
+    with pytest.raises(SystemExit):
+        main(["--home", str(tmp_path / "home"), "init", "--from", "y.csv", "--target", "y", "--task", "ordinal"])
+
+
+def test_drafted_multiclass_and_regression_specs_train(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    home = tmp_path / "home"
+    for data, target in ((tiers_csv(tmp_path / "tiers.csv"), "tier"),
+                         (listings_parquet(tmp_path / "listings.parquet"), "price")):
+        assert run(home, capsys, "init", "--from", str(data), "--target", target, "--out", str(tmp_path))[0] == 0
+    with Home(home) as opened:
+        for name, metric in (("tiers", "macro_f1"), ("listings", "rmse")):
+            outcome = train(opened, load_spec(tmp_path / f"{name}.toml"))
+            assert outcome.gates.passed, [c.detail for c in outcome.gates.checks if not c.passed]
+            assert metric in outcome.version.metrics

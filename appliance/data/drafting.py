@@ -20,6 +20,7 @@ from appliance.data.contract import ContractInfo, DataContract, FieldRule, cast_
 from appliance.data.sources import read_source
 from appliance.errors import InvalidInput
 from appliance.spec import ValidationSection, load_spec
+from appliance.task import TaskKind
 
 ALLOWED_VALUES_MAX = 50     # a string or integer code column with at most this many values lists them
 CATEGORY_MAX = 1000         # a string column with more distinct values is not a category feature
@@ -28,6 +29,9 @@ EVAL_SHARE = 0.2            # the share of the data's days held out for evaluati
 MIN_STALENESS_DAYS = 3
 SMALL_DATA_ROWS = 10_000    # fewer labelled rows than this get smaller trees
 STARTING_GATES = {"min_auc": 0.6, "min_recall": 0.0}
+CODES_MAX = 20              # whole numbers with 3..this many values are taken for class codes, more for a quantity
+EVAL_MIN_ROWS = 100         # regression: labelled rows each side of the evaluation split should hold at least
+ABOVE_CHANCE = 0.1          # a first classifier's gate asks this much above guessing (binary: min_auc 0.6)
 DEFAULT_MAX_MISSING = ValidationSection().max_missing_share  # the spec's default
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 _TEXT = (pl.String, pl.Categorical, pl.Enum)
@@ -44,6 +48,13 @@ class Draft(msgspec.Struct):
     assumptions: list[str]
 
 
+class _Target(msgspec.Struct):
+    rule: FieldRule
+    task: TaskKind
+    classes: list[str | int] | None  # multiclass: the classes seen, sorted (the model's output order)
+    why: str
+
+
 class _Column(msgspec.Struct):
     rule: FieldRule | None      # None: no contract type fits, so the column is left out of the contract
     feature: str | None         # the request feature type, or None: left out of the features
@@ -51,8 +62,9 @@ class _Column(msgspec.Struct):
 
 
 def draft_model(source: Path, target: str, out: Path, time: str | None = None, entity: str | None = None,
-                name: str | None = None) -> Draft:
-    """Infer a data contract and a model spec from ``source``; nothing is written (see ``write_draft``)."""
+                name: str | None = None, task: TaskKind | None = None) -> Draft:
+    """Infer a data contract and a model spec from ``source``; nothing is written (see ``write_draft``).
+    ``task`` None: guessed from the target's values (see ``_target``)."""
     source, out = Path(source), Path(out)
     name = _model_name(source, name)
     spec_path, contract_path = out / f"{name}.toml", out / f"{name}.contract.toml"
@@ -69,12 +81,12 @@ def draft_model(source: Path, target: str, out: Path, time: str | None = None, e
         raise InvalidInput(f"--target, --time and --entity must name different columns, got {roles}")
 
     assumptions: list[str] = []
-    target_rule, target_why = _target_rule(frame, source, target)
+    drafted = _target(frame, source, target, task)
     time = _time_column(frame, source, time, assumptions)
     columns: dict[str, _Column] = {}
     for column in frame.columns:
         if column == target:
-            columns[column] = _Column(target_rule, None, target_why)
+            columns[column] = _Column(drafted.rule, None, drafted.why)
         elif column == time:
             columns[column] = _time_rule(frame, column)
         elif column == entity:
@@ -99,24 +111,27 @@ def draft_model(source: Path, target: str, out: Path, time: str | None = None, e
     assumptions += [f"volume: min_rows_per_day {volume} — {volume_why}",
                     f"freshness: max_staleness {staleness} — {staleness_why}"]
 
-    labelled = accepted.filter(pl.col(target).is_not_null()).select(
-        _day=pl.col(time).dt.truncate("1d"), _positive=pl.col(target).cast(pl.Int8) == 1)
-    eval_days, eval_why = _eval_days(labelled)
+    # a binary target as 0/1 (a boolean column too), a class as itself, a value as a float
+    label = {"binary": pl.col(target).cast(pl.Int8), "multiclass": pl.col(target),
+             "regression": pl.col(target).cast(pl.Float64)}[drafted.task]
+    labelled = accepted.filter(pl.col(target).is_not_null()).select(_day=pl.col(time).dt.truncate("1d"),
+                                                                    _label=label)
+    eval_days, eval_why = _eval_days(labelled, drafted)
     params, params_why = _params(labelled.height)
     missing = max((frame[c].null_count() / frame.height for c, _ in features), default=0.0)
     max_missing = (DEFAULT_MAX_MISSING if missing <= DEFAULT_MAX_MISSING
                    else round(math.ceil(missing * 20) / 20 + 0.05, 2))
     assumptions.append(f"training: eval_days {eval_days} — {eval_why}")
     assumptions.append(f"training: {params_why}")
+    gates, gates_why = _starting_gates(drafted, labelled, eval_days)
     assumptions.append(
-        f"validation: min_auc {STARTING_GATES['min_auc']}, min_recall {STARTING_GATES['min_recall']}, no segments "
-        "— starting points for a first model; raise them once you know what it achieves"
+        f"validation: {gates_why}"
         + (f"; max_missing_share {max_missing}: a feature is null in {missing:.1%} of rows (the default "
            f"{DEFAULT_MAX_MISSING} would stop training)" if max_missing != DEFAULT_MAX_MISSING else ""))
     here = source.resolve()
     data_source = str(here.relative_to(out.resolve()) if here.is_relative_to(out.resolve()) else here)
-    spec_text = _spec_toml(name, source, data_source, contract_path.name, time, entity, target, features,
-                           eval_days, eval_why, params, params_why, max_missing)
+    spec_text = _spec_toml(name, source, data_source, contract_path.name, time, entity, target, drafted, features,
+                           eval_days, eval_why, params, params_why, gates, max_missing)
     return Draft(name, spec_path, contract_path, spec_text, contract_text, assumptions)
 
 
@@ -283,29 +298,130 @@ def _range(rule: FieldRule, values: pl.Series) -> tuple[FieldRule, str]:
                   f"range{', not below 0' if low >= 0 else ''})")
 
 
-def _target_rule(frame: pl.DataFrame, source: Path, target: str) -> tuple[FieldRule, str]:
+def _target(frame: pl.DataFrame, source: Path, target: str, task: TaskKind | None) -> _Target:
+    """The target's contract rule and the model's task: ``task`` as given, else guessed from the values —
+    two values coded 0/1 or true/false are binary; text with 3..50 values, or whole numbers with 3..20,
+    are classes; other numbers are a value to predict. Values that do not fit the task are refused."""
     series = frame[target]
     values = series.drop_nulls()
     dtype = series.dtype
-    shown = values.cast(pl.String).str.to_lowercase() if isinstance(dtype, _TEXT) else values
-    seen = shown.unique().sort().to_list()
-    if len(seen) != 2:
-        raise InvalidInput(f"only binary targets are supported today; target '{target}' of {source} has "
-                           f"{len(seen)} distinct value(s): {_short(seen)} — pick a 0/1 column or make one")
+    text = isinstance(dtype, _TEXT)
+    where = f"target '{target}' of {source}"
+    if values.len() == 0:
+        raise InvalidInput(f"{where} has no values (every row is null); pass --target with the column the model "
+                           "learns to predict")
+    lowered = values.cast(pl.String).str.to_lowercase() if text else values
+    if lowered.n_unique() == 2 and (dtype == pl.Boolean or set(lowered.unique().to_list()) == {"true", "false"}
+                                    or (dtype.is_numeric() and set(values.unique().to_list()) == {0, 1})):
+        coded = "binary"    # what binary models have always been drafted from
+    elif text or dtype == pl.Boolean:
+        coded = "text"
+    elif dtype.is_integer() or (dtype.is_float() and values.is_finite().all() and (values.round(0) == values).all()):
+        coded = "whole"     # integral floats too: pandas writes an integer column with gaps as floats
+    elif dtype.is_numeric():
+        coded = "number"
+    else:
+        raise InvalidInput(f"{where} has type {dtype}, which no task reads; a target is 0/1, true/false, class "
+                           "labels (text or whole numbers) or a number — pass another column")
+    seen = sorted(values.cast(pl.String).unique().to_list()) if text else sorted(values.unique().to_list())
+    distinct = len(seen)
+    guessed = task is None
+    if guessed:
+        task = _guess_task(where, coded, seen)
+    elif task == "binary" and coded != "binary":
+        ways = ["map them to 0/1 in the file (1 for the class the model gives the probability of)"] * (distinct == 2)
+        ways += ["pass --task multiclass for classes"] * (coded in ("text", "whole") and distinct >= 3)
+        ways += ["pass --task regression for a number"] * (coded in ("whole", "number") and distinct >= 2)
+        raise InvalidInput(f"--task binary: {where} holds {distinct:,} distinct value(s) {_short(seen)}; a binary "
+                           "target holds two, coded 0/1 or true/false — "
+                           + (" or ".join(ways) or "pass the column the model learns to predict"))
+    elif task == "multiclass" and (coded == "number" or distinct < 3):
+        raise InvalidInput(
+            f"--task multiclass: {where} holds fractional numbers (e.g. {_short(seen[:3])}); classes are text or whole "
+            "numbers — pass --task regression for a number" if coded == "number" else
+            f"--task multiclass: {where} holds {distinct} distinct value(s) {_short(seen)}; a multiclass target has "
+            "three or more classes — for two, pass --task binary with them coded 0/1 or true/false")
+    elif task == "regression" and coded not in ("whole", "number") and not (coded == "binary" and dtype.is_numeric()):
+        flags = coded == "binary" or dtype == pl.Boolean
+        raise InvalidInput(f"--task regression: {where} holds {'true/false' if flags else 'text'} (e.g. "
+                           f"{_short(seen[:3])}); a regression target is a number — pass "
+                           f"{'--task binary' if flags else '--task multiclass for classes'} or leave --task out")
+    if task == "regression" and distinct < 2:
+        raise InvalidInput(f"{where} holds a single value {_short(seen)}; there is nothing to learn — pass the "
+                           "column the model learns to predict")
+    if task == "multiclass" and distinct > values.len() / 2:
+        raise InvalidInput(f"{where} holds {distinct:,} distinct values in {values.len():,} labelled rows, most "
+                           "of them once: an identifier or free text, not classes a model can learn — pass another "
+                           "column")
+
     nullable = series.null_count() > 0
     unlabelled = f"; {series.null_count():,} rows without a label are kept as unlabelled" if nullable else ""
+    if task == "binary":
+        rule, why = _binary_rule(target, values, dtype, nullable)
+        return _Target(rule, "binary", None, f"{why}{unlabelled}")
+    if task == "multiclass":
+        classes = seen if text else [int(v) for v in seen]
+        rule = FieldRule(target, "string" if text else "integer", nullable=nullable, allowed_values=classes)
+        labels = values.cast(pl.String) if text else values.cast(pl.Int64)
+        counts = labels.value_counts().sort(["count", target], descending=[True, False])
+        (most, most_n), (least, least_n) = counts.row(0), counts.row(-1)
+        codes = (f"; whole numbers with {distinct} values, taken for class codes — pass --task regression to "
+                 "treat them as a number" if coded == "whole" and guessed else "")
+        many = (f"; more classes than the {ALLOWED_VALUES_MAX} a text target is guessed to have: check they are "
+                "classes" if distinct > ALLOWED_VALUES_MAX else "")
+        return _Target(rule, "multiclass", classes, (
+            f"the target, {distinct} classes ({rule.type}, allowed_values {_short(classes)}, sorted: the order of "
+            f"[target] classes and of the model's probabilities), most common {most!r} in {most_n / values.len():.1%} "
+            f"and least common {least!r} in {least_n / values.len():.1%} of {values.len():,} labelled rows"
+            f"{codes}{many}{unlabelled}"))
+    rule, range_why = _range(FieldRule(target, "integer" if dtype.is_integer() else "float", nullable=nullable),
+                             values)
+    if rule.min is None:  # NaN or infinity: no metric can be computed on them
+        raise InvalidInput(f"{where} holds NaN or infinite values; a regression target is a finite number — fix "
+                           "or remove those rows in the file")
+    quantity = (f"; whole numbers with {distinct:,} values, more than {CODES_MAX}: read as a quantity — pass --task "
+                "multiclass if they are class codes" if coded == "whole" and guessed else "")
+    return _Target(rule, "regression", None, (
+        f"the target, a number to predict ({rule.type}, {range_why}), mean {values.mean():.6g}, median "
+        f"{values.median():.6g} over {values.len():,} labelled rows{quantity}{unlabelled}"))
+
+
+def _guess_task(where: str, coded: str, seen: list) -> TaskKind:
+    """The task a target's values suggest, or a refusal saying which --task fits if any does."""
+    distinct = len(seen)
+    if coded == "binary":
+        return "binary"
+    if distinct < 2:
+        raise InvalidInput(f"{where} holds a single value {_short(seen)}; there is nothing to learn — pass the "
+                           "column the model learns to predict")
+    if distinct == 2:
+        number = " (or --task regression if it is a number)" if coded in ("whole", "number") else ""
+        raise InvalidInput(f"{where} holds two values {_short(seen)}: a two-class target is binary, coded 0/1 or "
+                           "true/false — map them to 0/1 in the file (1 for the class the model gives the "
+                           f"probability of){number}")
+    if coded == "text":
+        if distinct > ALLOWED_VALUES_MAX:
+            # Many distinct texts are more often names, comments or identifiers than classes, and a spec and
+            # contract listing them all would be unreadable; a user who knows they are classes says so.
+            raise InvalidInput(f"{where} holds {distinct:,} distinct texts {_short(seen)}: more than the "
+                               f"{ALLOWED_VALUES_MAX} classes a target is taken to have, so it looks like free text "
+                               "— pass another column, or --task multiclass if these really are classes")
+        return "multiclass"
+    if coded == "whole" and distinct <= CODES_MAX:
+        return "multiclass"
+    return "regression"
+
+
+def _binary_rule(target: str, values: pl.Series, dtype: pl.DataType, nullable: bool) -> tuple[FieldRule, str]:
     lowered = set(values.cast(pl.String).str.to_lowercase().unique().to_list()) if isinstance(dtype, _TEXT) else set()
     if dtype == pl.Boolean or lowered == {"true", "false"}:
         rule, kind = FieldRule(target, "boolean", nullable=nullable), "true/false"
         ones = values.cast(pl.String).str.to_lowercase().eq("true").mean() if lowered else values.mean()
-    elif (dtype.is_integer() or dtype.is_float()) and set(values.unique().to_list()) == {0, 1}:
+    else:
         rule, kind = FieldRule(target, "integer", nullable=nullable, allowed_values=[0, 1]), "0/1"
         ones = values.mean()
-    else:
-        raise InvalidInput(f"only binary targets coded 0/1 or true/false are supported today; target "
-                           f"'{target}' of {source} holds {_short(seen)} — map them to 0/1 in the file")
     return rule, (f"the target, {kind} ({rule.type}{', allowed_values [0, 1]' if rule.allowed_values else ''}), "
-                  f"{ones:.1%} positive over {values.len():,} labelled rows{unlabelled}")
+                  f"{ones:.1%} positive over {values.len():,} labelled rows")
 
 
 def _time_column(frame: pl.DataFrame, source: Path, time: str | None, assumptions: list[str]) -> str:
@@ -384,9 +500,11 @@ def _staleness(times: pl.Series) -> tuple[str, str]:
     return f"{days}d", why
 
 
-def _eval_days(labelled: pl.DataFrame) -> tuple[int, str]:
+def _eval_days(labelled: pl.DataFrame, target: _Target) -> tuple[int, str]:
     """About a fifth of the data's days, at least 1, leaving at least one training day; moved to the nearest
-    split where both parts hold both classes (what training needs). ``labelled``: ``_day``, ``_positive``."""
+    split that gives training what it needs and evaluation what it measures: a classifier both classes
+    (binary) or every class (multiclass, where some split can) on both sides, a regression at least
+    ``EVAL_MIN_ROWS`` labelled rows on both sides. ``labelled``: ``_day``, ``_label``."""
     if labelled.height == 0:
         return 1, "no labelled rows to judge a split on"
     first, last = labelled["_day"].min(), labelled["_day"].max()
@@ -396,18 +514,96 @@ def _eval_days(labelled: pl.DataFrame) -> tuple[int, str]:
         return 1, (f"the labelled rows cover {days} day; training holds out the last eval_days days, so ingest more "
                    "days before training")
     wanted = min(wanted, days - 1)
+    goal, unusable = {
+        "binary": ("both parts hold both classes", "both classes on both sides"),
+        "multiclass": ("both parts hold every class", "two classes on both sides"),
+        "regression": (f"both parts hold at least {EVAL_MIN_ROWS} labelled rows", "two different values on both sides"),
+    }[target.task]
+    # One row a day (its rows, and its labels or its lowest and highest value), so trying every split stays
+    # cheap on a long history.
+    summary = ((pl.col("_label").min().alias("low"), pl.col("_label").max().alias("high"))
+               if target.task == "regression" else (pl.col("_label").unique().alias("labels"),))
+    daily = labelled.group_by("_day").agg(pl.len().alias("rows"), *summary)
 
-    def both_classes(n: int) -> bool:
+    def split(n: int) -> tuple[pl.DataFrame, pl.DataFrame]:
         cutoff = last - timedelta(days=n - 1)
-        parts = (labelled.filter(pl.col("_day") < cutoff), labelled.filter(pl.col("_day") >= cutoff))
-        return all(part["_positive"].n_unique() == 2 for part in parts)
+        return daily.filter(pl.col("_day") < cutoff), daily.filter(pl.col("_day") >= cutoff)
 
-    for n in sorted(range(1, days), key=lambda n: abs(n - wanted)):
-        if both_classes(n):
-            moved = "" if n == wanted else f" (moved from {wanted} so both parts hold both classes)"
-            return n, f"the last {n} of the data's {days} days are held out for evaluation{moved}"
-    return wanted, (f"the last {wanted} of the data's {days} days; no split leaves both classes on both sides, "
-                    "so training will refuse until more labelled days are ingested")
+    def labels(part: pl.DataFrame) -> set:
+        return set().union(*part["labels"].to_list())
+
+    def shortfall(n: int) -> int | None:
+        """None: training would refuse this split (a part with a single label); else how far it falls short of
+        the goal (0: not at all) — classes missing from a part, or rows missing from the smaller part."""
+        parts = split(n)
+        if target.task == "regression":
+            if any(part.height == 0 or part["low"].min() == part["high"].max() for part in parts):
+                return None
+            return max(0, EVAL_MIN_ROWS - min(part["rows"].sum() for part in parts))
+        present = [len(labels(part)) for part in parts]
+        if min(present) < 2:
+            return None
+        return sum(len(target.classes) - k for k in present) if target.task == "multiclass" else 0
+
+    usable = [(short, abs(n - wanted), n) for n in range(1, days) if (short := shortfall(n)) is not None]
+    if not usable:
+        return wanted, (f"the last {wanted} of the data's {days} days; no split leaves {unusable}, "
+                        "so training will refuse until more labelled days are ingested")
+    short, _, n = min(usable)
+    held = f"the last {n} of the data's {days} days are held out for evaluation"
+    if short == 0:
+        return n, held + ("" if n == wanted else f" (moved from {wanted} so {goal})")
+    training, held_out = split(n)
+    if target.task == "multiclass":
+        lacking = [f"the {name} days lack {_short(sorted(set(target.classes) - labels(part)))}"
+                   for name, part in (("training", training), ("held-out", held_out))
+                   if len(labels(part)) < len(target.classes)]
+        return n, (f"{held}, the split nearest {wanted} that holds the most classes on both sides: "
+                   f"{' and '.join(lacking)} — ingest more labelled days of the rare classes")
+    rows = min(training["rows"].sum(), held_out["rows"].sum())
+    return n, (f"{held}, the split nearest {wanted} with the most rows in its smaller part ({rows:,}, under "
+               f"{EVAL_MIN_ROWS}): its metrics rest on few rows — ingest more labelled days")
+
+
+def _starting_gates(target: _Target, labelled: pl.DataFrame, eval_days: int) -> tuple[dict[str, object], str]:
+    """The [validation] gates of a first model, by task, each a little above what no model at all scores,
+    and the assumption line that says so."""
+    later = "starting points for a first model"
+    if target.task == "binary":
+        return STARTING_GATES, (f"min_auc {STARTING_GATES['min_auc']}, min_recall {STARTING_GATES['min_recall']}, "
+                                f"no segments — {later}; raise them once you know what it achieves")
+    if target.task == "multiclass":
+        # Guessing each row's class at random in the classes' shares scores a macro F1 of 1/k (each class's
+        # precision and recall are its share); ask for ABOVE_CHANCE more, as min_auc 0.6 does over 0.5.
+        k = len(target.classes)
+        floor = math.ceil((1 / k + ABOVE_CHANCE) * 100) / 100
+        return {"metric": "macro_f1", "min_metric": floor}, (
+            f"metric macro_f1, min_metric {floor} — guessing each row's class in the classes' shares scores about "
+            f"1/{k} ({1 / k:.2f}), this asks {ABOVE_CHANCE} more as min_auc 0.6 does of a binary model; no segments "
+            f"— {later}; raise it once you know what it achieves")
+    # Regression: a version must beat predicting the training days' mean for every held-out row.
+    cutoff = labelled["_day"].max() - timedelta(days=eval_days - 1) if labelled.height else None
+    training = labelled.filter(pl.col("_day") < cutoff)["_label"] if cutoff else labelled["_label"]
+    held_out = labelled.filter(pl.col("_day") >= cutoff)["_label"] if cutoff else labelled["_label"]
+    if training.len() == 0 or held_out.len() == 0:
+        return {"metric": "rmse"}, (f"metric rmse, no max_metric: no split to measure what predicting the mean "
+                                    f"scores; no segments — {later}; set max_metric once you know what it achieves")
+    mean = training.mean()
+    baseline = math.sqrt(((held_out - mean) ** 2).mean())
+    if not baseline > 0:
+        return {"metric": "rmse"}, (f"metric rmse, no max_metric: the held-out values all equal the training mean; "
+                                    f"no segments — {later}; set max_metric once you know what it achieves")
+    ceiling = _round_down(baseline)
+    return {"metric": "rmse", "max_metric": ceiling}, (
+        f"metric rmse, max_metric {_num(ceiling)} — predicting the training days' mean ({mean:.6g}) for "
+        f"every held-out row scores RMSE {baseline:,.4g}, so a version must beat that; no segments — {later}; "
+        "lower it once you know what it achieves")
+
+
+def _round_down(value: float, digits: int = 3) -> float:
+    """``value`` cut to ``digits`` significant digits (a ceiling a model equal to the baseline misses)."""
+    step = 10.0 ** (math.floor(math.log10(value)) - digits + 1)
+    return round(math.floor(value / step) * step, max(0, -math.floor(math.log10(step))))
 
 
 def _params(rows: int) -> tuple[dict[str, int | float], str]:
@@ -458,22 +654,38 @@ def _contract_toml(contract: DataContract, columns: dict[str, _Column], volume: 
 
 
 def _spec_toml(name: str, source: Path, data_source: str, contract: str, time: str, entity: str | None,
-               target: str, features: list[tuple[str, str]], eval_days: int, eval_why: str,
-               params: dict[str, int | float], params_why: str, max_missing: float) -> str:
+               target: str, drafted: _Target, features: list[tuple[str, str]], eval_days: int, eval_why: str,
+               params: dict[str, int | float], params_why: str, gates: dict[str, object], max_missing: float) -> str:
+    description = {
+        "binary": f"Probability that {target} is positive",
+        "multiclass": f"Which of its {len(drafted.classes or [])} classes {target} is, with each class's probability",
+        "regression": f"The value of {target}",
+    }[drafted.task]
     lines = [f"# Model spec drafted by `appliance init --from {source.name}` on {datetime.now(timezone.utc):%Y-%m-%d}. "
              "Read it and edit it;", "# paths are relative to this file. `appliance train "
              f"{name}` trains it.", "", "[model]", f"name = {_str(name)}",
-             f"description = {_str(f'Probability that {target} is positive (drafted from {source.name}).')}",
+             f"description = {_str(f'{description} (drafted from {source.name}).')}",
              "", "[data]", f"source = {_str(data_source)}", f"contract = {_str(contract)}", "", "[features]"]
     if entity is not None:
         lines.append(f"entity_key = {_str(entity)}   # add aggregations over each entity's history below")
     lines += [f"event_time = {_str(time)}", "request = ["]
     lines += [f"    {{ name = {_str(c)}, type = {_str(t)} }}," for c, t in features]
-    lines += ["]", "", "[target]", f"column = {_str(target)}", "threshold = 0.5", "", "[training]",
-              'trainer = "lightgbm"', f"eval_days = {eval_days}", _comment(eval_why), "seed = 7", "",
+    lines += ["]", "", "[target]", f"column = {_str(target)}"]
+    if drafted.task == "binary":
+        lines.append("threshold = 0.5")
+    elif drafted.task == "multiclass":
+        lines += ['task = "multiclass"',
+                  _comment("the classes seen, sorted: the order of the model's probabilities (the contract's "
+                           "allowed_values list the same)"),
+                  f"classes = [{', '.join(_value(c) for c in drafted.classes)}]"]
+    else:
+        lines.append('task = "regression"')
+    lines += ["", "[training]", 'trainer = "lightgbm"', f"eval_days = {eval_days}", _comment(eval_why), "seed = 7", "",
               "[training.params]", _comment(params_why), *(f"{k} = {_num(v)}" for k, v in params.items()), "",
-              "[validation]", "# Starting points for a first model, not goals: raise them once you know what it "
-              "achieves.", f"min_auc = {STARTING_GATES['min_auc']}", f"min_recall = {STARTING_GATES['min_recall']}"]
+              "[validation]", _comment("Starting points for a first model, not goals: "
+                                       f"{'lower' if drafted.task == 'regression' else 'raise'} them once you "
+                                       "know what it achieves.")]
+    lines += [f"{k} = {_str(v) if isinstance(v, str) else v}" for k, v in gates.items()]
     if max_missing != DEFAULT_MAX_MISSING:
         lines.append(f"max_missing_share = {max_missing}   # a feature is this often null in the drafted-from data")
     return "\n".join(lines) + "\n"
