@@ -119,9 +119,10 @@ def replay(root: Path, model: str, url: str, *, speed: float = SPEED, days: int 
     fields = [*([keys.entity_key] if keys.entity_key else []), *(f.name for f in keys.request)]
     events = frame[when].to_list()
     records = [{k: json_value(v) for k, v in r.items()} for r in frame.select(fields).to_dicts()]
-    outcomes = frame[spec.target.column].to_list()
+    # Outcomes as the feedback API takes them: a number (0/1 for binary), or a class label as the data holds it.
+    outcomes = [json_value(v) for v in frame[spec.target.column].to_list()]
     api = Api(url, key)
-    labels: list[tuple[datetime, str, int, float]] = []  # (due, request id, position, outcome) heap
+    labels: list[tuple[datetime, str, int, object]] = []  # (due, request id, position, outcome) heap
     delay = timedelta(hours=label_delay_hours)
     report: list[ReplayDay] = []
     counts = {"predictions": 0, "labels": 0}
@@ -173,7 +174,8 @@ def replay(root: Path, model: str, url: str, *, speed: float = SPEED, days: int 
             batch = [r | {when: iso(e)} for r, e in zip(records[i:j], events[i:j])]
             answer = api.post(f"/v1/models/{model}/predict", batch)
             for position, (e, outcome) in enumerate(zip(events[i:j], outcomes[i:j])):
-                heapq.heappush(labels, (e + delay, answer["request_id"], position, float(outcome)))
+                if outcome is not None:   # an unlabelled row has nothing to send back
+                    heapq.heappush(labels, (e + delay, answer["request_id"], position, outcome))
             counts["predictions"] += j - i
             i = j
         if day is not None:

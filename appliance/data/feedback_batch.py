@@ -6,12 +6,13 @@ newest outcome's arrival time), so the model's snapshots never hold a labelled r
 
 What a labelled prediction carries, and so what its batch is judged on: the entity key, the event
 time (the prediction's arrival when the request left it out), the request-time features and the
-outcome as the target. Those columns meet every rule of the contract (type, nulls, range, allowed
-values). A contract column a request never carries is left null and judged by its type only: a
-request cannot break a rule about a value it never had. The one exception is a string unique id,
-filled with ``REQUEST_ID:POSITION`` so each labelled row keeps its identity; a unique id of another
-type stays null rather than be given a number from the user's own id space. Nor does a feedback
-batch meet the contract's volume floor: its size is how many outcomes came back, not an export's.
+outcome as the target (a multiclass model's class, which the log keeps as its index). Those columns
+meet every rule of the contract (type, nulls, range, allowed values). A contract column a request
+never carries is left null and judged by its type only: a request cannot break a rule about a value
+it never had. The one exception is a string unique id, filled with ``REQUEST_ID:POSITION`` so each
+labelled row keeps its identity; a unique id of another type stays null rather than be given a number
+from the user's own id space. Nor does a feedback batch meet the contract's volume floor: its size is
+how many outcomes came back, not an export's.
 
 A batch no row of which is accepted raises ``InvalidInput`` (and writes nothing, so the same
 outcomes are offered again once the contract or the requests are fixed): a retrain meant to learn
@@ -29,11 +30,13 @@ import msgspec
 import polars as pl
 
 from appliance.data.contract import POLARS_TYPES, DataContract, FieldRule, check_batch, load_contract
+from appliance.data.declared import model_task
 from appliance.data.ingest import IngestReport, ingest
 from appliance.data.values import entity_key, iso, request_time
 from appliance.errors import InvalidInput
 from appliance.home import Home
 from appliance.spec import ModelSpec
+from appliance.task import Task
 from appliance.serving.state import PREDICTIONS_DB
 from storage.prediction_log import PredictionStore
 
@@ -75,12 +78,13 @@ def labelled_batch(home: Home, spec: ModelSpec, since: float = 0.0) -> tuple[pl.
         return None
     contract = load_contract(spec.resolve(spec.data.contract))
     keys, carried = spec.features, carried_columns(spec, contract)
+    task = model_task(spec, contract)
     records = [json.loads(r["features_json"]) for r in rows]
     columns = []
     for rule in contract.fields:
         name = rule.name
         if name == spec.target.column:
-            values = [r["outcome"] for r in rows]
+            values = [target_value(task, r["outcome"]) for r in rows]
         elif name in (keys.event_time, contract.contract.event_time):
             # a request that left its event time out was scored as of its arrival (so monitoring reads it)
             values = [r["predicted_at"] if record.get(keys.event_time) is None else record[keys.event_time]
@@ -95,6 +99,15 @@ def labelled_batch(home: Home, spec: ModelSpec, since: float = 0.0) -> tuple[pl.
             values = [None] * len(rows)
         columns.append(_column(name, rule.type, [contract_value(v, rule.type) for v in values]))
     return pl.DataFrame(columns), max(r["received_at"] for r in rows)
+
+
+def target_value(task: Task, outcome: float) -> object:
+    """The target's value of a logged outcome: a multiclass model's class (the log keeps its index; the
+    contract types it, see ``contract_value``), else the outcome itself (0/1, or the observed value). An
+    index outside the classes stays as it is, for the contract check to quarantine its row."""
+    if task.kind == "multiclass" and float(outcome).is_integer() and 0 <= outcome < len(task.classes):
+        return task.classes[int(outcome)]
+    return outcome
 
 
 def contract_value(value: object, contract_type: str) -> object:

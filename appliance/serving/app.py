@@ -20,17 +20,20 @@ from litestar.openapi import OpenAPIConfig
 from litestar.params import FromPath
 
 import appliance
+from appliance.data.declared import model_task
 from appliance.errors import ApplianceError, InvalidInput, PayloadTooLarge
 from appliance.home import Home
 from appliance.serving.admin import admin_routes
 from appliance.serving.monitoring_routes import monitoring_routes
 from appliance.serving.docs import FeedbackRequest, OfflineDocs, SchemaJson
+from appliance.serving.feedback import expected, stored_outcomes
 from appliance.serving.predict import PredictEndpoint, model_name
 from appliance.serving.problems import (BODY_TOO_LARGE, MAX_BODY_BYTES, PROBLEM, error_response, failure_body,
                                         problem_body)
 from appliance.serving.prometheus import CONTENT_TYPE
 from appliance.serving.request_body import decode_body
 from appliance.serving.state import ServingState
+from appliance.task import Task
 from storage.errors import StorageError
 
 log = logging.getLogger(__name__)
@@ -97,6 +100,11 @@ def create_app(home_root: Path, refresh_seconds: float = REFRESH_SECONDS, expose
             except Exception:  # keep watching: a locked or briefly unreadable database must not stop swaps
                 log.exception("serving refresh failed; retrying")
 
+    def _spec_task(name: str) -> Task:
+        # A model with nothing loaded (its version failed to load) still takes outcomes for what it answered.
+        with Home(root) as home:
+            return model_task(home.spec(name))
+
     def guard(scope: str):
         # async: Litestar runs a plain-function guard on a worker thread, a thread hop per request
         async def check(connection: ASGIConnection, _handler: object) -> None:
@@ -108,15 +116,18 @@ def create_app(home_root: Path, refresh_seconds: float = REFRESH_SECONDS, expose
     async def feedback(name: FromPath[str], request: Request) -> Response:
         if not state.pool.knows(name):
             state.pool.get(name)
+        route = state.routes.get(name)
+        task = route.production.model.task if route else await asyncio.to_thread(_spec_task, name)
         body = decode_body(await request.body(), _decode_feedback,
-                           'send {"outcomes": [{"request_id": "…", "outcome": 1}]}')
+                           f'send {{"outcomes": [{{"request_id": "…", "outcome": …}}]}}; for {task.kind} model '
+                           f"'{name}', each outcome: {expected(task)}")
         if not body.outcomes:
             raise InvalidInput("the list of outcomes is empty; send at least one")
         if len(body.outcomes) > MAX_FEEDBACK_ITEMS:
             raise PayloadTooLarge(f"{len(body.outcomes)} outcomes in one request; the limit is "
                                   f"{MAX_FEEDBACK_ITEMS} — split them")
+        items = stored_outcomes(task, name, body.outcomes)
         await asyncio.to_thread(state.log.flush)  # a prediction answered a moment ago is written first
-        items = [(o.request_id, o.position, o.outcome) for o in body.outcomes]
         unknown = await asyncio.to_thread(state.with_store, lambda store: store.attach_feedback(name, items))
         answer = {"accepted": len(items) - len(unknown),
                   "unknown": [{"request_id": r, "position": p} for r, p in unknown]}
@@ -168,9 +179,12 @@ def create_app(home_root: Path, refresh_seconds: float = REFRESH_SECONDS, expose
         log.exception("unexpected error", exc_info=exc)
         return Response(content=failure_body(exc), status_code=500, media_type=PROBLEM)
 
+    def served() -> dict[str, Task]:
+        return {name: route.production.model.task for name, route in state.routes.items()}
+
     openapi = OpenAPIConfig(
         title="MLOps appliance", version=appliance.__version__, path="/schema",
-        render_plugins=[OfflineDocs(), SchemaJson()],
+        render_plugins=[OfflineDocs(served), SchemaJson(served)],
         openapi_router=Router("/schema", route_handlers=[], include_in_schema=False, guards=[guard("read")]))
     admin = admin_routes(state, root, guard("admin"))
     monitoring = monitoring_routes(root, guard("read"))

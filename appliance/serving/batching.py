@@ -57,8 +57,9 @@ class MicroBatcher:
         self._alone = True          # the last turn brought at most one row
 
     def score(self, record: object) -> asyncio.Future:
-        """A future for the probability of one request record; its exception is ``NotEncoded`` if the
-        record could not be encoded, else the scoring's."""
+        """A future for the model's output of one request record (a row of ``run``'s: a probability, a list
+        of class probabilities, or a value); its exception is ``NotEncoded`` if the record could not be
+        encoded, else the scoring's."""
         loop = asyncio.get_running_loop()
         future = loop.create_future()
         if self.max_batch > 1:

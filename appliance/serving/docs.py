@@ -3,18 +3,27 @@
 Litestar's bundled doc sites load their JavaScript from CDNs; an air-gapped appliance serves
 the JSON schema and one self-contained HTML page rendered from it on the server instead.
 The request bodies, which the handlers decode themselves for speed, are described here.
+
+Answers and outcomes are each model's task's (``appliance.task``): the generic paths
+(``/v1/models/{name}/…``) say what every task answers and takes; each served model's own paths
+(``/v1/models/fraud/predict``, ``…/feedback``: concrete paths, which OpenAPI matches before templated
+ones) say exactly what it answers and takes, its classes included.
 """
 
 from __future__ import annotations
 
+import copy
 import html
+from collections.abc import Callable
 from typing import Annotated, Any
+from urllib.parse import quote
 
 import msgspec
 from litestar import Request
 from litestar.openapi.plugins import OpenAPIRenderPlugin
 from litestar.enums import MediaType, OpenAPIMediaType
 
+from appliance.task import Task
 from storage.database import MAX_INTEGER
 
 # Bounds a client cannot pass without a 422 naming the field: past them SQLite cannot store the
@@ -26,7 +35,10 @@ OutcomeValue = Annotated[float, msgspec.Meta(ge=-1e12, le=1e12)]
 
 class Outcome(msgspec.Struct):
     request_id: str
-    outcome: OutcomeValue
+    # Read by the model's task (serving.feedback): a flag or 0/1, a class (text or a number), or a value.
+    outcome: Annotated[OutcomeValue | str | bool, msgspec.Meta(
+        description="in the model's terms: binary 1 or 0 (or true/false); multiclass the class, as declared "
+                    "(\"cat\" or 2); regression the observed value")]
     position: Position = 0      # which record of a list request (0 for a single record)
 
 
@@ -66,58 +78,141 @@ REQUEST_BODIES |= {("post", path): msgspec.json.schema(struct) for path, struct 
     ("/v1/models/{name}/deployments/advance", ReasonRequest), ("/v1/models/{name}/deployments/abort", ReasonRequest))}
 
 
-_PREDICTION = {"type": "object", "required": ["probability", "label"],
-               "properties": {"probability": {"type": "number"}, "label": {"type": "integer"}}}
+def prediction_schema(task: Task | None, kind: str = "binary") -> dict:
+    """One record's answer for a model of ``task`` (or, without one, any model of task ``kind``)."""
+    kind = task.kind if task is not None else kind
+    if kind == "binary":
+        return {"type": "object", "required": ["probability", "label"], "title": "binary", "properties": {
+            "probability": {"type": "number", "description": "the probability of label 1"},
+            "label": {"type": "integer", "enum": [0, 1]}}}
+    if kind == "regression":
+        return {"type": "object", "required": ["value"], "title": "regression",
+                "properties": {"value": {"type": "number", "description": "the predicted value"}}}
+    described = "each class's probability by the class's text; they sum to 1"
+    if task is None:
+        chosen: dict = {"type": ["string", "integer"], "description": "the most probable class, as declared"}
+        probabilities = {"type": "object", "description": described, "additionalProperties": {"type": "number"}}
+    else:
+        texts = task.class_text()
+        chosen = {"enum": list(task.classes), "description": "the most probable class, as declared"}
+        probabilities = {"type": "object", "description": described, "required": texts,
+                         "properties": {t: {"type": "number"} for t in texts}, "additionalProperties": False}
+    return {"type": "object", "required": ["class", "probabilities"], "title": "multiclass",
+            "properties": {"class": chosen, "probabilities": probabilities}}
+
+
+def outcome_schema(task: Task) -> dict:
+    """What a model of ``task`` takes as an outcome (``serving.feedback`` reads it)."""
+    if task.kind == "binary":
+        return {"enum": [0, 1, True, False], "description": "1 or 0 (or true/false)"}
+    if task.kind == "multiclass":
+        return {"enum": list(task.classes), "description": "the class, as declared (its text reads too)"}
+    return {"type": "number", "minimum": -1e12, "maximum": 1e12, "description": "the observed value"}
+
+
 _ANSWER = {"model": {"type": "string"}, "version": {"type": "integer"},
            "request_id": {"type": "string", "description": "send it back with the outcome, to /feedback"}}
 _PROBLEM = {"description": "a problem document (RFC 9457) saying what to do next",
             "content": {"application/problem+json": {"schema": {"type": "object"}}}}
-# The predict route is not a Litestar handler (serving/predict.py): its operation is written here.
-PREDICT_OPERATION = {
-    "summary": "Score one record (an object) or several (a list); the answer carries a request_id for feedback",
-    "operationId": "predict",
-    "parameters": [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}],
-    "responses": {
-        "200": {"description": "the scores, with the model version that answered",
-                "headers": {"x-request-id": {"schema": {"type": "string"}}},
-                "content": {"application/json": {"schema": {"oneOf": [
-                    {"type": "object", "properties": {**_ANSWER, **_PREDICTION["properties"]}},
-                    {"type": "object", "properties": {**_ANSWER, "predictions": {"type": "array",
-                                                                                 "items": _PREDICTION}}}]}}}},
-        **{str(code): _PROBLEM for code in (401, 403, 404, 413, 422, 429, 503)},
-    },
-}
 
 
-def describe(schema: dict[str, Any]) -> dict[str, Any]:
-    """The generated schema with the predict route and the request bodies the handlers decode themselves."""
+def _answers(prediction: dict) -> list[dict]:
+    # A request's answer: one record's (an object sent), or several (a list sent).
+    single = {"type": "object", "title": f"{prediction['title']}: one record",
+              "required": [*_ANSWER, *prediction["required"]], "properties": {**_ANSWER, **prediction["properties"]}}
+    several = {"type": "object", "title": f"{prediction['title']}: several records",
+               "required": [*_ANSWER, "predictions"],
+               "properties": {**_ANSWER, "predictions": {"type": "array", "items": prediction}}}
+    return [single, several]
+
+
+def predict_operation(task: Task | None = None) -> dict:
+    """The predict route's operation: for a model of ``task``, or (None) for every model, whatever its task.
+    The route is not a Litestar handler (serving/predict.py): its operation is written here."""
+    if task is None:
+        answer = {"anyOf": [a for kind in ("binary", "multiclass", "regression")
+                            for a in _answers(prediction_schema(None, kind))],
+                  "description": "by the model's task: binary probability and label; multiclass class and "
+                                 "probabilities; regression value (see each model's own path)"}
+    else:
+        answer = {"oneOf": _answers(prediction_schema(task))}
+    return {
+        "summary": "Score one record (an object) or several (a list); the answer carries a request_id for feedback",
+        "operationId": "predict",
+        "parameters": [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}],
+        "requestBody": {"required": True, "content": {"application/json": {"schema": REQUEST_BODIES[
+            ("post", "/v1/models/{name}/predict")]}}},
+        "responses": {
+            "200": {"description": "the answer, with the model version that answered",
+                    "headers": {"x-request-id": {"schema": {"type": "string"}}},
+                    "content": {"application/json": {"schema": answer}}},
+            **{str(code): _PROBLEM for code in (401, 403, 404, 413, 422, 429, 503)},
+        },
+    }
+
+
+PREDICT_OPERATION = predict_operation()
+
+
+def describe(schema: dict[str, Any], served: dict[str, Task] | None = None) -> dict[str, Any]:
+    """The generated schema with the predict route, the request bodies the handlers decode themselves, and
+    each served model's own predict and feedback paths in its task's terms (``served``: model → task)."""
+    schema = copy.deepcopy(schema)  # Litestar keeps the generated one, and the served models change
     paths = schema.setdefault("paths", {})
-    paths.setdefault("/v1/models/{name}/predict", {})["post"] = dict(PREDICT_OPERATION)
+    paths.setdefault("/v1/models/{name}/predict", {})["post"] = copy.deepcopy(PREDICT_OPERATION)
     for (method, path), body in REQUEST_BODIES.items():
         operation = paths.get(path, {}).get(method)
         if operation is not None:
             operation["requestBody"] = {"required": True, "content": {"application/json": {"schema": body}}}
+    feedback = paths.get("/v1/models/{name}/feedback", {}).get("post")
+    for model, task in sorted((served or {}).items()):
+        prefix = f"/v1/models/{quote(model, safe='')}"
+        predict = _for_model(predict_operation(task), model)
+        predict["description"] = f"'{model}' is a {task.kind} model" + (
+            f" of classes {', '.join(task.class_text())}" if task.kind == "multiclass" else "")
+        paths[f"{prefix}/predict"] = {"post": predict}
+        if feedback is not None:
+            body = msgspec.json.schema(FeedbackRequest)
+            body["$defs"]["Outcome"]["properties"]["outcome"] = outcome_schema(task)
+            operation = _for_model(feedback, model)
+            operation["requestBody"] = {"required": True, "content": {"application/json": {"schema": body}}}
+            paths[f"{prefix}/feedback"] = {"post": operation}
     return schema
+
+
+def _for_model(operation: dict, model: str) -> dict:
+    # A templated operation as one model's own: no name parameter, an operation id of its own.
+    operation = copy.deepcopy(operation)
+    operation["parameters"] = [p for p in operation.get("parameters", []) if p.get("name") != "name"]
+    if not operation["parameters"]:
+        del operation["parameters"]
+    operation["operationId"] = f"{operation.get('operationId', 'operation')}_{model}"
+    return operation
+
+
+Served = Callable[[], dict[str, Task]]   # the served models' tasks, now
 
 
 class SchemaJson(OpenAPIRenderPlugin):
     """``/schema/openapi.json``."""
 
-    def __init__(self) -> None:
+    def __init__(self, served: Served = dict) -> None:
         super().__init__(path="/openapi.json", media_type=OpenAPIMediaType.OPENAPI_JSON, favicon="")
+        self.served = served
 
     def render(self, request: Request, openapi_schema: dict[str, Any]) -> bytes:
-        return self.render_json(request, describe(openapi_schema))
+        return self.render_json(request, describe(openapi_schema, self.served()))
 
 
 class OfflineDocs(OpenAPIRenderPlugin):
     """``/schema``: every route with its summary, parameters and request body, as plain HTML."""
 
-    def __init__(self) -> None:
+    def __init__(self, served: Served = dict) -> None:
         super().__init__(path="/", media_type=MediaType.HTML, favicon="")
+        self.served = served
 
     def render(self, request: Request, openapi_schema: dict[str, Any]) -> bytes:
-        schema = describe(openapi_schema)
+        schema = describe(openapi_schema, self.served())
         info = schema.get("info", {})
         e = html.escape
         parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{e(info.get('title', 'API'))}</title>",

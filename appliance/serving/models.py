@@ -5,16 +5,19 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass
+from functools import cached_property
 
 import msgspec
 import numpy as np
 import onnxruntime as ort
 
-from appliance.errors import NotFound, NotReady
+from appliance.data.declared import model_task
+from appliance.errors import Conflict, NotFound, NotReady
 from appliance.features.encoding import FeatureSchema, RecordEncoder
 from appliance.features.online import OnlineFeatures
 from appliance.home import Home
 from appliance.registry import ModelVersion
+from appliance.task import Task
 from appliance.training import onnx_export
 
 log = logging.getLogger(__name__)
@@ -22,15 +25,25 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class LoadedModel:
-    """One model version ready to answer: its ONNX Runtime session and its record encoder."""
+    """One model version ready to answer: its ONNX Runtime session, its record encoder and its task."""
 
     name: str
     version: int
     session: ort.InferenceSession
     encoder: RecordEncoder
-    threshold: float
+    task: Task                               # what its output is: a probability, class probabilities or a value
     max_batch_rows: int
     features: OnlineFeatures | None = None   # its entity key, event time, stored and derived features
+
+    @property
+    def threshold(self) -> float:
+        """A binary model's label threshold."""
+        return self.task.threshold
+
+    @cached_property
+    def class_texts(self) -> tuple[str, ...]:
+        """A classifier's classes as canonical text, in output order: the keys of its answers' probabilities."""
+        return tuple(self.task.class_text())
 
     def encode(self, records: list) -> np.ndarray:
         """Validate request records, complete them from the online store, and turn them into the
@@ -40,17 +53,20 @@ class LoadedModel:
         return self.encoder.encode(records)
 
     def run(self, x: np.ndarray) -> np.ndarray:
-        """Probabilities for encoded rows (any number of them, in one ONNX Runtime call)."""
-        return onnx_export.predict_proba(self.session, x)
+        """The task's output for encoded rows (any number of them, in one ONNX Runtime call): the probability
+        of class 1 [n], every class's probability [n, k], or the value [n] (``appliance.task``)."""
+        return onnx_export.predict(self.session, x, self.task)
 
     def predict(self, records: list) -> np.ndarray:
-        """Probabilities for request records: encode, then run."""
+        """The task's output for request records: encode, then run."""
         return self.run(self.encode(records))
 
 
 def load_version(home: Home, model: str, version: int) -> LoadedModel:
-    """Load a version from the artifact store (hash-verified) and warm its session with one row."""
+    """Load a version from the artifact store (hash-verified) and warm its session with one row, refusing
+    (Conflict) a version whose output does not fit its spec's task."""
     spec = home.spec(model)
+    task = model_task(spec)
     mv: ModelVersion = home.registry.version(model, version)
     session = onnx_export.session(home.artifacts.get(mv.artifact_sha256))
     schema = msgspec.convert(mv.feature_schema, FeatureSchema)
@@ -59,10 +75,31 @@ def load_version(home: Home, model: str, version: int) -> LoadedModel:
     # the event time are checked (and logged, and later trained on) as declared, stored features or not.
     features = None if definitions is None else \
         OnlineFeatures(home.online, model, definitions, schema.key_type, schema.key_nullable)
-    loaded = LoadedModel(model, version, session, RecordEncoder(schema), spec.target.threshold,
-                         spec.serving.max_batch_rows, features)
-    onnx_export.predict_proba(session, np.zeros((1, len(schema.columns)), dtype=np.float32))
-    return loaded
+    _warm(session, task, len(schema.columns), f"{model} v{version}")
+    return LoadedModel(model, version, session, RecordEncoder(schema), task, spec.serving.max_batch_rows, features)
+
+
+def _warm(session: ort.InferenceSession, task: Task, width: int, which: str) -> None:
+    """Score one row, and refuse a version whose output is not what its task reads: the spec's task or
+    classes may have changed since it was trained, and it would answer in the wrong terms."""
+    wanted = onnx_export.VALUE if task.kind == "regression" else onnx_export.PROBABILITIES
+    outputs = [o.name for o in session.get_outputs()]
+    if wanted not in outputs:
+        raise Conflict(f"cannot serve {which} as a {task.kind} model: its ONNX has no output '{wanted}' (it has "
+                       f"{', '.join(outputs)}); it was trained for another task than the spec's [target] task says")
+    shape = session.run([wanted], {onnx_export.INPUT_NAME: np.zeros((1, width), dtype=np.float32)})[0].shape
+    if task.kind == "regression":
+        if shape not in ((1,), (1, 1)):
+            raise Conflict(f"cannot serve {which} as a regression model: its output '{wanted}' is {list(shape)} "
+                           "for one row, not one value")
+        return
+    k = len(task.classes)
+    if shape != (1, k):
+        had = f"{shape[1]} class probabilities" if len(shape) == 2 and shape[0] == 1 else f"shape {list(shape)}"
+        raise Conflict(f"cannot serve {which} as a {task.kind} model of {k} classes "
+                       f"({', '.join(map(str, task.classes))}): its output '{wanted}' has {had} per row; "
+                       "the spec's [target] task or classes changed since it was trained: retrain it, "
+                       "or restore the spec it was trained with")
 
 
 def load_production(home: Home, model: str) -> LoadedModel:

@@ -31,6 +31,7 @@ import msgspec
 from appliance.data.values import key_text, time_text
 from appliance.errors import ApplianceError, InvalidInput, PayloadTooLarge
 from appliance.serving.batching import NotEncoded
+from appliance.serving.models import LoadedModel
 from appliance.serving.problems import (BODY_TOO_LARGE, MAX_BODY_BYTES, PROBLEM, error_response, failure_body,
                                         problem_body)
 from appliance.serving.request_body import decode_body
@@ -149,16 +150,16 @@ class PredictEndpoint:
                 future.add_done_callback(partial(self._scored_in_batch, scoring, reply))
             return
         try:
-            probabilities = scoring.arm.model.run(scoring.x).tolist()
+            outputs = scoring.arm.model.run(scoring.x).tolist()
         except Exception as e:
             self._unscored(scoring)
             reply(*self._failure(e))
             return
-        self._reply(scoring, probabilities, reply)
+        self._reply(scoring, outputs, reply)
 
     def _scored_in_batch(self, scoring: _Scoring, reply, future: asyncio.Future) -> None:
         try:
-            probabilities = [future.result()]
+            outputs = [future.result()]
         except NotEncoded as e:  # as if it had failed in _begin
             cause = e.cause
             self._observe_unscored(scoring.name, cause.status if isinstance(cause, ApplianceError) else 500,
@@ -169,11 +170,13 @@ class PredictEndpoint:
             self._unscored(scoring)
             reply(*self._failure(e))
             return
-        self._reply(scoring, probabilities, reply)
+        self._reply(scoring, outputs, reply)
 
-    def _reply(self, scoring: _Scoring, probabilities: list, reply) -> None:
+    def _reply(self, scoring: _Scoring, outputs: list, reply) -> None:
+        # outputs: each record's model output as a Python value, by task (appliance.task): a probability,
+        # a list of class probabilities, or a value
         try:
-            answer = self._scored(scoring, probabilities)
+            answer = self._scored(scoring, outputs)
         except Exception as e:
             answer = self._failure(e)
         reply(*answer)
@@ -256,10 +259,14 @@ class PredictEndpoint:
             log.exception("unexpected error answering a prediction")
         return 500, [(b"content-type", _PROBLEM)], failure_body(e)
 
-    def _scored(self, s: _Scoring, probabilities: list) -> tuple[int, list, bytes]:
+    def _scored(self, s: _Scoring, outputs: list) -> tuple[int, list, bytes]:
         model, name = s.arm.model, s.name
         seconds = time.perf_counter() - s.started
         self.state.metrics.observe_request(name, model.version, s.arm.name, 200, seconds)
+        if model.task.kind != "binary":
+            return self._scored_task(s, outputs, seconds)
+        # A binary model, the common case, answers without building anything per row it does not send.
+        probabilities = outputs
         self._log_rows(s.route, s.arm, s.request_id, s.records, probabilities, seconds, 200)
         if s.route.shadow is not None:
             self._start_shadow(s.route, s.request_id, s.records, s.single)
@@ -273,8 +280,24 @@ class PredictEndpoint:
                     "predictions": [{"probability": p, "label": int(p >= threshold)} for p in probabilities]}
         return 200, [(b"content-type", _JSON), (b"x-request-id", s.request_id.encode())], _encode(body)
 
+    def _scored_task(self, s: _Scoring, outputs: list, seconds: float) -> tuple[int, list, bytes]:
+        # A multiclass or regression model's answer: its class and every class's probability, or its value.
+        model = s.arm.model
+        answers, columns = answered(model, outputs)
+        self.state.metrics.observe_outputs(model, columns)
+        self._log_task_rows(s.route, s.arm, s.request_id, s.records, columns, seconds, 200)
+        if s.route.shadow is not None:
+            self._start_shadow(s.route, s.request_id, s.records, s.single)
+        body = {"model": s.name, "version": model.version, "request_id": s.request_id}
+        if s.single:
+            body |= answers[0]
+        else:
+            body["predictions"] = answers
+        return 200, [(b"content-type", _JSON), (b"x-request-id", s.request_id.encode())], _encode(body)
+
     def _log_rows(self, route: Route, arm: Arm, request_id: str, records: list, probabilities: list,
                   seconds: float, status: int) -> None:
+        # A binary model's rows (probability and label), and any model's unscored rows (every output None).
         now = time.time()
         latency_ms = seconds * 1000
         threshold = arm.model.threshold
@@ -289,6 +312,23 @@ class PredictEndpoint:
                         None if key is None else key_text(key, key_type), record,
                         p, None if p is None else int(p >= threshold), latency_ms, status, None, None))
 
+    def _log_task_rows(self, route: Route, arm: Arm, request_id: str, records: list, columns: list[tuple],
+                       seconds: float, status: int) -> None:
+        # A multiclass or regression model's rows: ``columns`` are each row's (probability, label, value,
+        # probabilities), as ``answered`` fills them.
+        now = time.time()
+        latency_ms = seconds * 1000
+        entity, event_time = route.entity_field, route.event_time_field
+        record_row = self.state.log.record
+        key_type = arm.model.features.key_type if arm.model.features is not None else "string"
+        for i, (record, (p, label, value, probabilities)) in enumerate(zip(records, columns)):
+            key, at = record.get(entity), record.get(event_time)
+            if at is not None and type(at) is not str:
+                at = time_text(at)
+            record_row((request_id, i, arm.model.name, arm.model.version, arm.name, route.deployment_id, now, at,
+                        None if key is None else key_text(key, key_type), record,
+                        p, label, latency_ms, status, value, probabilities))
+
     def _start_shadow(self, route: Route, request_id: str, records: list, single: bool) -> None:
         if len(self.shadow_tasks) >= MAX_SHADOW_IN_FLIGHT:
             self.state.metrics.shadow_dropped += 1
@@ -300,15 +340,49 @@ class PredictEndpoint:
     async def _shadow(self, arm: Arm, deployment_id: int, request_id: str, records: list, single: bool) -> None:
         started = time.perf_counter()
         try:
-            probabilities = [await arm.batcher.score(records[0])] if single else \
+            outputs = [await arm.batcher.score(records[0])] if single else \
                 arm.model.run(arm.model.encode(records)).tolist()
         except Exception:  # the shadow's failures are its report's business, never the caller's
-            probabilities = [None] * len(records)
+            outputs = [None] * len(records)
         latency_ms = (time.perf_counter() - started) * 1000
-        threshold = arm.model.threshold
-        for i, p in enumerate(probabilities):
-            self.state.log.record_shadow((request_id, i, deployment_id, arm.model.version, p,
-                                          None if p is None else int(p >= threshold), latency_ms, None, None))
+        _, columns = answered(arm.model, outputs)
+        for i, (p, label, value, probabilities) in enumerate(columns):
+            self.state.log.record_shadow((request_id, i, deployment_id, arm.model.version, p, label, latency_ms,
+                                          value, probabilities))
+
+
+def answered(model: LoadedModel, outputs: list) -> tuple[list[dict | None], list[tuple]]:
+    """Each row's answer, and its logged output columns (probability, label, value, probabilities), from the
+    model's outputs (Python values, as ``run(...).tolist()`` gives them; None for a row not scored).
+
+    By task, as ``storage.prediction_log`` keeps them: binary: the probability of class 1 and the label;
+    multiclass: the chosen class's probability, its index, and every class's probability as a JSON list
+    (the answer names the class as declared, and each class's probability by its text); regression: the value.
+    """
+    answers: list[dict | None] = []
+    columns: list[tuple] = []
+    task = model.task
+    if task.kind == "binary":
+        threshold = task.threshold
+        for p in outputs:
+            label = None if p is None else int(p >= threshold)
+            answers.append(None if p is None else {"probability": p, "label": label})
+            columns.append((p, label, None, None))
+    elif task.kind == "multiclass":
+        classes, texts = task.classes, model.class_texts
+        for row in outputs:
+            if row is None:
+                answers.append(None)
+                columns.append((None, None, None, None))
+                continue
+            best = max(range(len(row)), key=row.__getitem__)  # the first of tied classes, as numpy's argmax
+            answers.append({"class": classes[best], "probabilities": dict(zip(texts, row))})
+            columns.append((row[best], best, None, _encode(row).decode()))
+    else:
+        for value in outputs:
+            answers.append(None if value is None else {"value": value})
+            columns.append((None, None, value, None))
+    return answers, columns
 
 
 class _Scoring:

@@ -1,10 +1,19 @@
 """Serving metrics and their Prometheus text exposition (format 0.0.4), written by hand: a few
-counters and two histograms do not justify a client library."""
+counters and two histograms do not justify a client library.
+
+What the models answered follows each one's task: a multiclass model's answers are counted per class
+(its declared classes bound the labels), a regression model's values summed and counted. A binary
+model's answers are not counted here (its hot path does nothing per row beyond answering and logging);
+monitoring reads every task's answers from the prediction log."""
 
 from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from appliance.serving.models import LoadedModel
 
 LATENCY_BUCKETS_S = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
@@ -48,6 +57,8 @@ class ServingMetrics:
         self.shadow_dropped = 0
         self.refused_heads: dict[int, int] = {}  # by status: requests the HTTP protocol refused (serving.server)
         self.log_waits = 0          # requests that waited for the prediction log's writer (backpressure)
+        self.predicted_classes: dict[tuple[str, str], int] = {}   # (model, class): multiclass answers
+        self.predicted_values: dict[str, list[float]] = {}        # model: [sum, count] of regression values
 
     def observe_request(self, model: str, version: int | str, arm: str, status: int, seconds: float) -> None:
         key = (model, str(version), arm, status)
@@ -56,6 +67,20 @@ class ServingMetrics:
         if histogram is None:
             histogram = self.latency[model] = Histogram(LATENCY_BUCKETS_S)
         histogram.observe(seconds)
+
+    def observe_outputs(self, model: LoadedModel, columns: list[tuple]) -> None:
+        """Count a multiclass or regression model's answered rows: ``columns`` as the prediction log's
+        (probability, label, value, probabilities) per row."""
+        if model.task.kind == "multiclass":
+            texts = model.class_texts
+            for _, label, _, _ in columns:
+                key = (model.name, texts[label])
+                self.predicted_classes[key] = self.predicted_classes.get(key, 0) + 1
+        elif model.task.kind == "regression":
+            summed = self.predicted_values.setdefault(model.name, [0.0, 0])
+            for _, _, value, _ in columns:
+                summed[0] += value
+                summed[1] += 1
 
     def observe_refused_head(self, status: int) -> None:
         self.refused_heads[status] = self.refused_heads.get(status, 0) + 1
@@ -75,6 +100,18 @@ class ServingMetrics:
             out.extend(histogram.lines("appliance_request_latency_seconds", _labels(model=model)))
         out += ["# HELP appliance_batch_rows Rows per ONNX Runtime call of coalesced single-row requests.",
                 "# TYPE appliance_batch_rows histogram", *self.batch_sizes.lines("appliance_batch_rows", "")]
+        if self.predicted_classes:
+            out += ["# HELP appliance_predicted_class_total Multiclass answers by model and the class answered.",
+                    "# TYPE appliance_predicted_class_total counter"]
+            for (model, label), n in sorted(self.predicted_classes.items()):
+                labels = _labels(**{"model": model, "class": label})   # 'class' is a keyword in Python
+                out.append(f"appliance_predicted_class_total{{{labels}}} {n}")
+        if self.predicted_values:
+            out += ["# HELP appliance_predicted_value Regression answers: the sum and count of the values answered.",
+                    "# TYPE appliance_predicted_value summary"]
+            for model, (total, n) in sorted(self.predicted_values.items()):
+                out += [f"appliance_predicted_value_sum{{{_labels(model=model)}}} {total!r}",
+                        f"appliance_predicted_value_count{{{_labels(model=model)}}} {n}"]
         seen = set()
         for name, kind, help_text, labels, value in gauges:
             if name not in seen:
