@@ -12,6 +12,7 @@ import appliance
 from appliance.config import bundled_spec_path, default_home
 from appliance.errors import ApplianceError, InvalidInput, NotFound
 from appliance.logs import configure_logging
+from appliance.task import SUMMARY, metric_label
 from storage.errors import StorageError
 
 
@@ -45,7 +46,9 @@ def _parser() -> argparse.ArgumentParser:
     given.add_argument("--spec", type=Path, default=None, help="model spec (default: the bundled sample)")
     given.add_argument("--from", dest="source", type=Path, default=None, metavar="FILE",
                        help="draft a spec and a data contract from a CSV/Parquet file or folder, then register it")
-    init.add_argument("--target", default=None, metavar="COLUMN", help="--from: the 0/1 column to predict")
+    init.add_argument("--target", default=None, metavar="COLUMN", help="--from: the column to predict")
+    init.add_argument("--task", default=None, choices=("binary", "multiclass", "regression"),
+                      help="--from: what the model predicts (default: guessed from the target's values)")
     init.add_argument("--time", default=None, metavar="COLUMN",
                       help="--from: the event-time column (default: the first column of times)")
     init.add_argument("--entity", default=None, metavar="COLUMN",
@@ -171,10 +174,11 @@ def _parser() -> argparse.ArgumentParser:
     model_file = register.add_mutually_exclusive_group(required=True)
     model_file.add_argument("--onnx", type=Path, metavar="FILE",
                             help="an ONNX model taking one float32 input 'features' [rows, F] (the spec's features "
-                                 "in order, categories as codes) and giving 'probabilities' [rows, 2]; no parity "
-                                 "gate applies")
+                                 "in order, categories as codes) and giving 'probabilities' [rows, 2] (binary), "
+                                 "[rows, K] (multiclass) or 'value' [rows, 1] (regression); no parity gate applies")
     model_file.add_argument("--lightgbm", type=Path, metavar="FILE",
-                            help="a LightGBM binary model text file (booster.save_model), converted to ONNX here; "
+                            help="a LightGBM model text file (booster.save_model) whose objective fits the spec's "
+                                 "task, converted to ONNX here; "
                                  "parity of ONNX with LightGBM is a gate")
     register.add_argument("--eval", type=Path, default=None, metavar="DATA",
                           help="labelled CSV/Parquet events, checked against the data contract, that score it "
@@ -281,7 +285,8 @@ def _init(args: argparse.Namespace) -> int:
 
     if args.source is not None:
         return _init_from(args)
-    drafting = [flag for flag in ("target", "time", "entity", "name", "out") if getattr(args, flag) is not None]
+    drafting = [flag for flag in ("target", "task", "time", "entity", "name", "out")
+                if getattr(args, flag) is not None]
     if drafting:
         raise InvalidInput(f"{', '.join('--' + f for f in drafting)} {'go' if len(drafting) > 1 else 'goes'} "
                            "with --from FILE (drafting a spec from data)")
@@ -299,9 +304,9 @@ def _init_from(args: argparse.Namespace) -> int:
     from appliance.spec import load_spec
 
     if args.target is None:
-        raise InvalidInput("--from needs --target COLUMN: the 0/1 column the model predicts")
+        raise InvalidInput("--from needs --target COLUMN: the column the model predicts")
     draft = draft_model(args.source, args.target, args.out or Path.cwd(), time=args.time, entity=args.entity,
-                        name=args.name)
+                        name=args.name, task=args.task)
     with _home(args) as home:
         known = {m.name: m.spec_path for m in home.registry.models()}
         if draft.name in known:
@@ -431,15 +436,17 @@ def _models(args: argparse.Namespace) -> int:
                 print("no models yet — run `appliance init` or `appliance up`")
             return 0
         summary = home.registry.model(args.model)
+        first, second = SUMMARY[home.spec(args.model).target.task]
         rows = []
         for v in home.registry.versions(args.model):
             alias = ("production" if v.version == summary.production
                      else "candidate" if v.version == summary.candidate else "")
             failed = [c["name"] for c in v.gate_report.get("checks", []) if not c["passed"]]
             rows.append((f"v{v.version}", v.status + (f" ({', '.join(failed)})" if failed else ""), alias,
-                         f"{v.metrics.get('auc', float('nan')):.4f}", f"{v.metrics.get('f1', float('nan')):.3f}",
+                         f"{v.metrics.get(first, float('nan')):.4f}", f"{v.metrics.get(second, float('nan')):.3f}",
                          v.data_version[:12], v.code_version[:16], v.run_id[:8], _when(v.created_at)))
-        _table(("VERSION", "STATUS", "ALIAS", "AUC", "F1", "DATA", "CODE", "RUN", "CREATED"), rows)
+        _table(("VERSION", "STATUS", "ALIAS", metric_label(first).upper(), metric_label(second).upper(), "DATA",
+                "CODE", "RUN", "CREATED"), rows)
     return 0
 
 
@@ -475,8 +482,8 @@ def _predict(args: argparse.Namespace) -> int:
         raise InvalidInput("--json must be a record object or a non-empty list of them")
     with _home(args) as home:
         model = load_production(home, args.model)
-        probabilities = model.predict(records).tolist()
-    results = [{"probability": p, "label": int(p >= model.threshold)} for p in probabilities]
+        outputs = model.predict(records).tolist()
+    results = [model.task.answer(output) for output in outputs]  # in the model's task's terms, as the API answers
     body = {"model": model.name, "version": model.version}
     body |= results[0] if single else {"predictions": results}
     print(json.dumps(body))
