@@ -10,7 +10,7 @@ import polars as pl
 from appliance.alerts import records
 from appliance.alerts.actions import retry_failed_retrain, take_action
 from appliance.alerts.records import Alert
-from appliance.alerts.rules import AlertRule, evaluate, with_drift_score
+from appliance.alerts.rules import CLASS_SHARE, AlertRule, evaluate, task_alerts, with_drift_score
 from appliance.errors import NotFound
 from appliance.home import Home
 from storage.errors import StorageError
@@ -27,7 +27,7 @@ def on_monitor_results(home: Home, model: str, new_rows: pl.DataFrame) -> list[A
     rejected, on the labels that arrived since). Returns the alerts opened or updated."""
     if new_rows.height == 0:
         return []
-    rules = home.spec(model).alerts
+    rules = model_alerts(home, model)
     rows = with_drift_score(new_rows)
     references = version_references(home, model, rows, rules)
     touched = []
@@ -40,6 +40,14 @@ def on_monitor_results(home: Home, model: str, new_rows: pl.DataFrame) -> list[A
                 retry_failed_retrain(home.root, rule, alert)
             touched.append(alert)
     return touched
+
+
+def model_alerts(home: Home, model: str) -> list[AlertRule]:
+    """The model's alert rules, the default accuracy rules watching the metric that judges its task."""
+    from appliance.data.declared import model_task
+
+    spec = home.spec(model)
+    return task_alerts(spec.alerts, model_task(spec).kind, spec.metric)
 
 
 def version_references(home: Home, model: str, rows: pl.DataFrame, rules: list[AlertRule]) \
@@ -57,7 +65,10 @@ def version_references(home: Home, model: str, rows: pl.DataFrame, rules: list[A
         except NotFound:
             recorded = {}
         metrics = {k: float(v) for k, v in recorded.items() if isinstance(v, int | float)}
-        if any(not math.isfinite(metrics.get(r.method, math.nan)) for r in relative):
+        # Macro F1's noise model needs the classes' shares, which the stored reference rows give.
+        wants_shares = any(r.method == "macro_f1" and r.noise_z for r in relative) \
+            and not any(k.startswith(CLASS_SHARE) for k in metrics)
+        if wants_shares or any(not math.isfinite(metrics.get(r.method, math.nan)) for r in relative):
             metrics = _stored_reference_metrics(home, model, version) | metrics
         for rule in relative:
             if not math.isfinite(metrics.get(rule.method, math.nan)) and (model, version, rule.name) not in _unjudged:
@@ -70,7 +81,8 @@ def version_references(home: Home, model: str, rows: pl.DataFrame, rules: list[A
 
 
 def _stored_reference_metrics(home: Home, model: str, version: int) -> dict[str, float]:
-    """Binary metrics of a version's stored monitoring reference; empty if it has none."""
+    """The task's metrics of a version's stored monitoring reference; empty if it has none."""
+    from appliance.data.declared import model_task
     from appliance.monitoring.reference import load_reference, reference_metrics
 
     try:
@@ -78,7 +90,7 @@ def _stored_reference_metrics(home: Home, model: str, version: int) -> dict[str,
         reference = load_reference(home, model, version)
     except (NotFound, StorageError):    # none stored, or unreadable: the rules say so and judge nothing
         return {}
-    return reference_metrics(reference, spec.target.column, spec.target.threshold)
+    return reference_metrics(reference, spec.target.column, model_task(spec))
 
 
 def install() -> None:

@@ -68,16 +68,21 @@ def split_at(spec: ModelSpec, frame: pl.DataFrame, cutoff: datetime,
 
 def retrain_cutoff(spec: ModelSpec, frame: pl.DataFrame) -> datetime:
     """Where a retrain's held-out days begin: the newest ``retrain_eval_days`` days with labelled rows,
-    widened a day at a time (up to ``eval_days`` days) until each class has ``retrain_min_per_class`` rows.
+    widened a day at a time (up to ``eval_days`` days) until each class has ``retrain_min_per_class`` rows
+    (a regression: until they hold that many labelled rows).
 
     A retrain answers drift, so it is judged on the freshest days, which show how a version does on
     today's traffic, while every older labelled day (the start of a new pattern) stays in training."""
     training = spec.training
+    target = pl.col(spec.target.column)
+    if spec.target.task == "regression":   # no classes: enough labelled rows
+        counts = [target.is_not_null().sum().alias("_held0")]
+    else:   # each class the labels hold (binary: 0 and 1)
+        classes = [0, 1] if spec.target.task == "binary" else frame[spec.target.column].drop_nulls().unique().to_list()
+        counts = [(target == c).sum().alias(f"_held{i}") for i, c in enumerate(classes)]
     per_day = (frame.group_by(pl.col(spec.features.event_time).dt.truncate("1d").alias("day"))
-               .agg(positives=(pl.col(spec.target.column) == 1).sum(),
-                    negatives=(pl.col(spec.target.column) == 0).sum())
-               .sort("day", descending=True))
-    held = pl.min_horizontal(pl.col("positives").cum_sum(), pl.col("negatives").cum_sum())
+               .agg(counts).sort("day", descending=True))
+    held = pl.min_horizontal([pl.col(c.meta.output_name()).cum_sum() for c in counts])
     per_day = per_day.with_columns(enough=held >= training.retrain_min_per_class)
     days = training.retrain_eval_days
     widest = max(days, training.eval_days)

@@ -1,26 +1,36 @@
-"""The NannyML boundary: CBPE performance estimates and data-reconstruction drift, per window.
+"""The NannyML boundary: performance estimates without labels and data-reconstruction drift, per window.
+
+Performance is estimated by task: CBPE for classifiers (binary ROC AUC; multiclass accuracy and macro F1,
+from the calibrated probability of each class), DLE for regression (RMSE and MAE, from a LightGBM model of
+each row's error fitted on the reference's features and predictions).
 
 pandas lives here and nowhere else. NannyML is handed each row's *window start* as its
 timestamp and chunks by the hour, so its chunks are exactly our event-time windows (of an hour
 or longer) whatever calendar rules pandas' periods follow. The reference must be the model's
-held-out evaluation window with its out-of-sample scores and labels: in-sample training scores
-make CBPE over-confident.
+held-out evaluation window with its out-of-sample outputs and labels: in-sample training outputs
+make CBPE over-confident and DLE's error model too optimistic.
 """
 
 from __future__ import annotations
+
+import contextlib
+import warnings
 
 import numpy as np
 import pandas as pd
 import polars as pl
 
 from appliance.errors import InvalidInput
-from appliance.monitoring.performance import ALL, performance_by_window
+from appliance.monitoring.performance import ALL, performance_by_window, task_performance_by_window
+from appliance.monitoring.reference import PREDICTED as CHOSEN
+from appliance.monitoring.reference import SCORE, proba_columns
 from appliance.monitoring.rules import MonitoringSection
 from appliance.monitoring.windows import EventWindows
 from appliance.spec import Feature
+from appliance.task import Task, higher_is_better
 
 WINDOW = "_window_start"
-PREDICTED = "_predicted"
+PREDICTED = "_predicted"           # a binary model's label at the decision threshold (multiclass: CHOSEN, stored)
 ESTIMATE_SCHEMA = {
     "window_start": pl.Datetime("us", "UTC"),
     "rows": pl.Int64,
@@ -30,6 +40,24 @@ ESTIMATE_SCHEMA = {
     "realized_auc": pl.Float64,        # from the labels that have arrived; null before
     "threshold": pl.Float64,
     "alert": pl.Boolean,
+}
+# Per window and estimated metric, beside the realized value (one row per window and metric).
+TASK_ESTIMATE_SCHEMA = {
+    "window_start": pl.Datetime("us", "UTC"),
+    "rows": pl.Int64,
+    "method": pl.String,               # our name of the metric: auc, accuracy, macro_f1, rmse, mae
+    "estimated": pl.Float64,
+    "lower": pl.Float64,               # the band: estimate -/+ 3 sampling errors, clipped to the metric's range
+    "upper": pl.Float64,
+    "realized": pl.Float64,            # from the labels that have arrived; null before
+    "threshold": pl.Float64,           # the judging metric's limit; null for the others
+    "alert": pl.Boolean,
+}
+# The metrics NannyML estimates per task: our name and NannyML's.
+ESTIMATED: dict[str, dict[str, str]] = {
+    "binary": {"auc": "roc_auc"},
+    "multiclass": {"accuracy": "accuracy", "macro_f1": "f1"},   # NannyML's multiclass F1 is the macro average
+    "regression": {"rmse": "rmse", "mae": "mae"},
 }
 RECONSTRUCTION_SCHEMA = {
     "window_start": pl.Datetime("us", "UTC"),
@@ -71,6 +99,113 @@ def estimate_auc(reference: pl.DataFrame, frame: pl.DataFrame, windows: EventWin
     }, schema=ESTIMATE_SCHEMA).with_columns(pl.col(pl.Float64).fill_nan(None))
 
 
+def estimate_performance(reference: pl.DataFrame, frame: pl.DataFrame, windows: EventWindows, event_time: str,
+                         label: str, task: Task, metric: str, features: list[Feature],
+                         rules: MonitoringSection) -> pl.DataFrame:
+    """The task's performance estimated without labels per window (TASK_ESTIMATE_SCHEMA), beside the realized
+    value of the same metric from the labels that arrived.
+
+    Both frames hold the model's output in the reference's columns (``reference.output_columns``) and the
+    label as the task reads it (a class index, a value) in ``label``; the reference's labels must be known.
+    ``metric`` judges the model: an estimate of it alerts past ``rules.performance.limit(metric)``. DLE also
+    reads the model's inputs: ``features`` (those both frames hold)."""
+    if task.kind == "binary":
+        est = estimate_auc(reference, frame, windows, event_time, SCORE, label, task.threshold, rules)
+        return est.select("window_start", "rows", method=pl.lit("auc"), estimated="estimated_auc", lower="lower",
+                          upper="upper", realized="realized_auc", threshold="threshold", alert="alert")
+    reference = reference.filter(pl.col(label).is_not_null() & pl.col(SCORE).is_not_null())
+    if reference[label].n_unique() < 2:
+        raise InvalidInput(f"the {'CBPE' if task.classifier else 'DLE'} reference needs labelled rows of at least "
+                           f"two {'classes' if task.classifier else 'values'}")
+    answered = _with_output(frame, task)
+    result = None                                     # no window holds an answered row: nothing to estimate
+    if (answered & (windows.code >= 0)).any():
+        estimator = _cbpe_multiclass if task.kind == "multiclass" else _dle
+        result = estimator(reference, frame, answered, windows, event_time, label, task, features)
+    rows = windows.rows()
+    realized = _realized(frame, windows, label, task, metric, rules)
+    parts = []
+    for ours, theirs in ESTIMATED[task.kind].items():
+        placed = {} if result is None else _by_window(result, theirs, windows)
+        estimate = placed.get("value", np.full(windows.count, np.nan))
+        limit = rules.performance.limit(ours) if ours == metric else np.nan
+        past = estimate < limit if higher_is_better(ours) else estimate > limit
+        parts.append(pl.DataFrame({
+            "window_start": windows.starts,
+            "rows": rows,
+            "method": [ours] * windows.count,
+            "estimated": estimate,
+            "lower": placed.get("lower_confidence_boundary", np.nan),
+            "upper": placed.get("upper_confidence_boundary", np.nan),
+            "realized": realized.get(ours, np.nan),
+            "threshold": [limit] * windows.count,
+            "alert": past & (rows >= rules.min_window_rows),
+        }, schema=TASK_ESTIMATE_SCHEMA))
+    return pl.concat(parts).with_columns(pl.col(pl.Float64).fill_nan(None))
+
+
+def _cbpe_multiclass(reference: pl.DataFrame, frame: pl.DataFrame, answered: np.ndarray, windows: EventWindows,
+                     event_time: str, label: str, task: Task, features: list[Feature]):
+    """NannyML's multiclass CBPE (accuracy and macro F1), fitted on the reference, estimated on the windows.
+    Classes are their indices: the labels, the chosen class and the keys of the probability columns."""
+    import nannyml
+
+    columns = dict(enumerate(proba_columns(task)))
+    ref = _to_pandas(reference, EventWindows(reference, event_time, windows.every),
+                     [*columns.values(), CHOSEN, label])
+    cur = _to_pandas(frame, windows, [*columns.values(), CHOSEN], rows=answered)
+    cbpe = nannyml.CBPE(y_pred_proba=columns, y_pred=CHOSEN, y_true=label, timestamp_column_name=WINDOW,
+                        metrics=list(ESTIMATED["multiclass"].values()), chunk_period="h",
+                        problem_type="classification_multiclass")
+    return cbpe.fit(ref).estimate(cur)
+
+
+def _dle(reference: pl.DataFrame, frame: pl.DataFrame, answered: np.ndarray, windows: EventWindows,
+         event_time: str, label: str, task: Task, features: list[Feature]):
+    """NannyML's DLE (RMSE and MAE) of a regression model: an error model fitted on the reference's inputs
+    and predictions, estimated on the windows."""
+    import nannyml
+
+    features = [f for f in features if f.name in reference.columns and f.name in frame.columns]
+    names = [f.name for f in features]
+    categorical = [f.name for f in features if f.type in ("category", "boolean")]
+    ref = _to_pandas(reference, EventWindows(reference, event_time, windows.every), [*names, SCORE, label],
+                     categorical)
+    cur = _to_pandas(frame, windows, [*names, SCORE], categorical, rows=answered)
+    # LightGBM's defaults, as NannyML's own, without its progress lines on the job's output.
+    dle = nannyml.DLE(feature_column_names=names, y_pred=SCORE, y_true=label, timestamp_column_name=WINDOW,
+                      chunk_period="h", metrics=list(ESTIMATED["regression"].values()),
+                      hyperparameters={"verbose": -1})
+    with nannyml_strings():
+        return dle.fit(ref).estimate(cur)
+
+
+@contextlib.contextmanager
+def nannyml_strings():
+    """pandas as NannyML 0.13 expects it: DLE encodes a categorical feature by writing a numpy array of
+    strings back into its frame, which pandas 3 reads as an Arrow string column that cannot be reshaped."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*future.infer_string.*")   # deprecated, still honoured in 3.x
+        with pd.option_context("future.infer_string", False):
+            yield
+
+
+def _with_output(frame: pl.DataFrame, task: Task) -> np.ndarray:
+    """Rows the model answered (an error row has no output to estimate from)."""
+    output = [CHOSEN, *proba_columns(task)] if task.kind == "multiclass" else [SCORE]
+    return frame.select(pl.all_horizontal(pl.col(output).is_not_null())).to_series().to_numpy()
+
+
+def _realized(frame: pl.DataFrame, windows: EventWindows, label: str, task: Task, metric: str,
+              rules: MonitoringSection) -> dict[str, np.ndarray]:
+    """The realized value of each estimated metric per window (NaN where no labels arrived)."""
+    if label not in frame.columns:
+        return {}
+    realized = task_performance_by_window(frame, windows, label, task, metric, rules).filter(pl.col("feature") == ALL)
+    return {m: part.sort("window_start")["value"].fill_null(np.nan).to_numpy()
+            for (m,), part in realized.group_by("method")}
+
+
 def reconstruction_drift(reference: pl.DataFrame, frame: pl.DataFrame, windows: EventWindows,
                          event_time: str, features: list[Feature]) -> pl.DataFrame:
     """NannyML's multivariate drift: PCA reconstruction error per window against the reference's band."""
@@ -96,10 +231,13 @@ def reconstruction_drift(reference: pl.DataFrame, frame: pl.DataFrame, windows: 
 
 
 def _to_pandas(frame: pl.DataFrame, windows: EventWindows, columns: list[str],
-               categorical: list[str] = ()) -> pd.DataFrame:
-    """The rows inside a window, with their window start as a naive UTC timestamp."""
+               categorical: list[str] = (), rows: np.ndarray | None = None) -> pd.DataFrame:
+    """The rows inside a window (and among ``rows``, a mask, when given), with their window start as a
+    naive UTC timestamp."""
     starts = windows.starts.dt.replace_time_zone(None)
     inside = windows.code >= 0
+    if rows is not None:
+        inside &= rows
     selected = frame.select(columns).filter(pl.Series(inside)).with_columns(
         starts.gather(windows.code[inside]).alias(WINDOW),
         *(pl.col(c).cast(pl.String) for c in categorical))

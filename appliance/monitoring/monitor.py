@@ -1,5 +1,9 @@
 """The monitor job: the production version's logged traffic, in event-time windows, against its
-reference (the version's held-out evaluation rows with their out-of-sample scores and labels).
+reference (the version's held-out evaluation rows with their out-of-sample outputs and labels).
+
+Every check reads the model's output in the reference's columns (``monitoring.reference``), whatever the
+task: ``logged_traffic`` builds them from the log once (a multiclass row's probabilities, a regression
+row's value), and the feedback as the task reads it (binary 0/1, a class index, a value).
 
 Incremental by window: each window's fingerprint (rows and newest arrival; labels and newest
 label) is kept in monitoring.db. A window whose rows changed is recomputed in full; one whose
@@ -20,20 +24,22 @@ import numpy as np
 import polars as pl
 
 from appliance.data.contract import FieldRule, cast_column, key_text_column, load_contract, parse_times
+from appliance.data.declared import model_task
 from appliance.data.sources import read_source
 from appliance.errors import NotReady
 from appliance.home import Home
 from appliance.machine.snapshot import MachineProbe, MachineSnapshot
-from appliance.monitoring.estimation import estimate_auc, reconstruction_drift
+from appliance.monitoring.estimation import estimate_performance, reconstruction_drift
 from appliance.monitoring.feature_drift import ReferenceProfile, feature_drift
-from appliance.monitoring.performance import performance_by_window
-from appliance.monitoring.prediction_drift import prediction_drift_by_window
+from appliance.monitoring.performance import task_performance_by_window
+from appliance.monitoring.prediction_drift import task_prediction_drift_by_window
 from appliance.monitoring.quality import category_rules, data_quality, expected_rows
-from appliance.monitoring.reference import SCORE, load_reference, reference_metrics
+from appliance.monitoring.reference import SCORE, load_reference, proba_columns, reference_metrics, with_task_labels
 from appliance.monitoring.rules import MonitoringSection
 from appliance.monitoring.store import RESULT_SCHEMA, after_monitor, iso, open_monitoring, write_results
 from appliance.monitoring.windows import EventWindows, checks
 from appliance.spec import Feature, ModelSpec
+from appliance.task import Task, higher_is_better
 from storage.database import transaction
 from storage.prediction_log import PredictionStore
 
@@ -111,7 +117,8 @@ def monitor(home: Home, model: str, probe: MachineProbe | None = None) -> Monito
 
 def logged_traffic(home: Home, spec: ModelSpec, version: int) -> pl.DataFrame:
     """The version's prediction log as a frame: the request's features (typed as the reference's),
-    entity attributes joined from the spec's entity table, score, label, latency and status."""
+    entity attributes joined from the spec's entity table, the model's output in the reference's columns,
+    the feedback label as the task reads it, latency and status."""
     store = PredictionStore(home.root / "predictions.db")
     try:
         rows = store.logged(spec.name, version)
@@ -130,7 +137,7 @@ def logged_traffic(home: Home, spec: ModelSpec, version: int) -> pl.DataFrame:
     frame = pl.concat([raw.drop("_features"), payload], how="horizontal").with_columns(
         pl.coalesce(parse_times(pl.col("_event_text")),
                     received).alias(event_time),
-        pl.col(LABEL).cast(pl.Int8))
+        *_task_columns(model_task(spec)))
     declared = {rule.name: rule for rule in load_contract(spec.resolve(spec.data.contract)).fields}
     frame = frame.with_columns([_typed(frame, f, declared.get(f.name)) for f in spec.features.request
                                 if f.name in frame.columns])
@@ -143,6 +150,21 @@ def logged_traffic(home: Home, spec: ModelSpec, version: int) -> pl.DataFrame:
                 entities.select(key, *wanted).with_columns(key_text_column(pl.col(key), key_type)), on=key,
                 how="left")
     return frame
+
+
+def _task_columns(task: Task) -> list[pl.Expr]:
+    """The log's output and feedback columns as the task's checks read them (see storage.prediction_log): a
+    binary label 0/1; a multiclass class index and each class's probability from the JSON list; a regression
+    value as the output (``_score``) and a float label, never truncated."""
+    if task.kind == "binary":
+        return [pl.col(LABEL).cast(pl.Int8)]
+    if task.kind == "regression":
+        return [pl.col(VALUE).alias(SCORE)]
+    listed = pl.col(PROBABILITIES).str.json_decode(pl.List(pl.Float64))
+    index = pl.col(LABEL).cast(pl.Int64)
+    classes = len(task.classes)   # feedback is a class index (serving refuses others): any other is no label
+    return [pl.when(index.is_between(0, classes - 1)).then(index).alias(LABEL),
+            *(listed.list.get(i, null_on_oob=True).alias(name) for i, name in enumerate(proba_columns(task)))]
 
 
 def monitored_features(spec: ModelSpec, frame: pl.DataFrame) -> list[Feature]:
@@ -181,11 +203,12 @@ def _window_checks(spec: ModelSpec, reference: pl.DataFrame, frame: pl.DataFrame
     picked = np.isin(all_windows.code, [all_windows.starts.to_list().index(s) for s in starts])
     part = frame.filter(pl.Series(picked))
     windows = EventWindows(part, event_time, rules.window)
-    threshold = spec.target.threshold
+    task, metric = model_task(spec), spec.metric
     features = monitored_features(spec, part)
     reference = reference.rename({spec.target.column: LABEL})
-    rules = with_auc_floor(rules, reference)
-    out = [_checked("performance", _performance(spec, rules, part, windows))]
+    rules = with_performance_limit(rules, reference_metrics(reference, LABEL, task), task, metric)
+    reference = with_task_labels(reference, LABEL, task)
+    out = [_checked("performance", _performance(spec, task, metric, rules, part, windows))]
     if full:
         names = [f.name for f in features]
         ref_schema = reference.select([f.name for f in spec.features.request if f.name in reference.columns]).schema
@@ -199,44 +222,63 @@ def _window_checks(spec: ModelSpec, reference: pl.DataFrame, frame: pl.DataFrame
         out.append(_checked("quality", data_quality(
             part, windows, expected, names, field_rules, expected_rows(reference, event_time, rules.window), rules)))
         drift = [feature_drift(ReferenceProfile.fit(reference, features, rules.psi_bins), part, windows, rules),
-                 prediction_drift_by_window(reference[SCORE].to_numpy(), part, SCORE, windows, threshold, rules)]
+                 task_prediction_drift_by_window(reference, part, task, windows, rules)]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")   # NannyML warns about pandas internals on every call
             rec = reconstruction_drift(reference, part, windows, event_time, features)
-            est = estimate_auc(reference, part, windows, event_time, SCORE, LABEL, threshold, rules)
+            est = estimate_performance(reference, part, windows, event_time, LABEL, task, metric, features, rules)
         drift.append(rec.select("window_start", feature=pl.lit("*"), method=pl.lit("reconstruction_error"),
                                 value="reconstruction_error", threshold="threshold", rows="rows", alert="alert"))
         out.append(_checked("drift", pl.concat(drift)))
-        estimated = [est.select("window_start", feature=pl.lit("*"), method=pl.lit("auc"), value="estimated_auc",
-                                threshold="threshold", rows="rows", alert="alert")]
-        estimated += [est.select("window_start", feature=pl.lit("*"), method=pl.lit(f"auc_{bound}"),
-                                 value=bound, threshold=pl.lit(None, pl.Float64), rows="rows",
-                                 alert=pl.lit(False)) for bound in ("lower", "upper")]
-        out.append(_checked("estimated", pl.concat(estimated)))
+        out.append(_checked("estimated", estimated_checks(est)))
         out.append(_checked("serving", _serving(part, windows)))
     every = rules.window
     return (pl.concat(out).filter(pl.col("window_start").is_in(starts))
             .with_columns(window_end=pl.col("window_start").dt.offset_by(every)))
 
 
+def estimated_checks(est: pl.DataFrame) -> pl.DataFrame:
+    """Estimates (estimation.TASK_ESTIMATE_SCHEMA) as check rows: each metric's estimate under its own name, its
+    band as '<metric>_lower' and '<metric>_upper' (which never alert)."""
+    rows = [est.select("window_start", feature=pl.lit("*"), method="method", value="estimated",
+                       threshold="threshold", rows="rows", alert="alert")]
+    rows += [est.select("window_start", feature=pl.lit("*"), method=pl.col("method") + f"_{bound}", value=bound,
+                        threshold=pl.lit(None, pl.Float64), rows="rows", alert=pl.lit(False))
+             for bound in ("lower", "upper")]
+    return pl.concat(rows)
+
+
 def with_auc_floor(rules: MonitoringSection, reference: pl.DataFrame) -> MonitoringSection:
-    """The rules with ``performance.min_auc`` set: as the spec sets it, else the version's own reference
-    AUC (its held-out rows' out-of-sample scores) less ``max_auc_drop``, so a window is flagged against
-    what this model achieved, not against a number picked on another data set."""
+    """A binary model's rules with ``performance.min_auc`` set from a reference frame (``LABEL``, ``SCORE``);
+    see ``with_performance_limit``."""
+    return with_performance_limit(rules, reference_metrics(reference, LABEL, Task()), Task(), "auc")
+
+
+def with_performance_limit(rules: MonitoringSection, reference: dict[str, float], task: Task,
+                           metric: str) -> MonitoringSection:
+    """The rules with the judging metric's limit set: as the spec sets it, else from the version's own
+    reference metrics (its held-out rows' out-of-sample outputs), so a window is flagged against what this
+    model achieved, not against a number picked on another data set. A binary model's AUC floor is the
+    reference AUC less ``max_auc_drop`` (its estimate is judged by it whatever the metric); another metric's
+    limit is its reference value less ``max_metric_drop``, or times 1 + ``max_metric_rise`` for an error."""
     performance = rules.performance
-    if performance.min_auc is not None:
-        return rules
-    auc = reference_metrics(reference, LABEL, 0.5).get("auc", math.nan)
-    floor = auc - performance.max_auc_drop if auc == auc else 0.0   # no reference AUC: nothing is flagged
-    return msgspec.structs.replace(rules, performance=msgspec.structs.replace(performance, min_auc=floor))
+    if task.kind == "binary" and performance.min_auc is None:
+        auc = reference.get("auc", math.nan)
+        floor = auc - performance.max_auc_drop if not math.isnan(auc) else 0.0   # no reference AUC: nothing is flagged
+        performance = msgspec.structs.replace(performance, min_auc=floor)
+    value = reference.get(metric, math.nan)
+    if metric != "auc" and performance.metric_limit is None and not math.isnan(value):   # unknown: nothing is flagged
+        limit = value - performance.max_metric_drop if higher_is_better(metric) \
+            else value * (1 + performance.max_metric_rise)
+        performance = msgspec.structs.replace(performance, metric_limit=limit)
+    return msgspec.structs.replace(rules, performance=performance)
 
 
-def _performance(spec: ModelSpec, rules: MonitoringSection, part: pl.DataFrame,
+def _performance(spec: ModelSpec, task: Task, metric: str, rules: MonitoringSection, part: pl.DataFrame,
                  windows: EventWindows) -> pl.DataFrame:
-    threshold = spec.target.threshold
     segments = [s for s in spec.validation.segments if s in part.columns]
-    found = [performance_by_window(part, windows, LABEL, SCORE, threshold, rules, segment=s) for s in segments] \
-        or [performance_by_window(part, windows, LABEL, SCORE, threshold, rules)]
+    found = [task_performance_by_window(part, windows, LABEL, task, metric, rules, segment=s) for s in segments] \
+        or [task_performance_by_window(part, windows, LABEL, task, metric, rules)]
     return pl.concat(found).unique(["window_start", "feature", "method"], keep="first", maintain_order=True)
 
 

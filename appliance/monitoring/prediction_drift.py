@@ -1,8 +1,15 @@
 """Prediction drift: has the model's output moved, whatever the inputs did?
 
-Two signals per window against the reference's out-of-sample scores: PSI of the score
-distribution on the reference's quantile bins, and the change of the predicted positive rate
-(the share of scores at or above the decision threshold).
+Each window against the reference's out-of-sample outputs, by task (feature ``prediction``):
+
+- binary: PSI of the score distribution on the reference's quantile bins (``psi``), and the change of
+  the predicted positive rate, the share of scores at or above the decision threshold
+  (``positive_rate_change``);
+- multiclass: PSI of the chosen classes (``psi``); each class's share of the predictions and its absolute
+  change (``predicted_rate.<class>``, ``predicted_rate_change.<class>``, as a binary model's positive rate);
+  PSI of each class's probability on the reference's quantile bins (``probability_psi.<class>``);
+- regression: PSI of the predicted value on the reference's quantile bins (``psi``), its mean (``mean``)
+  and the mean's shift in reference standard deviations (``mean_shift``).
 """
 
 from __future__ import annotations
@@ -12,8 +19,10 @@ import polars as pl
 
 from appliance.monitoring import drift
 from appliance.monitoring.feature_drift import FeatureProfile
+from appliance.monitoring.reference import PREDICTED, SCORE, proba_columns
 from appliance.monitoring.rules import MonitoringSection
 from appliance.monitoring.windows import EventWindows, checks
+from appliance.task import Task
 
 PREDICTION = "prediction"
 
@@ -52,6 +61,72 @@ def prediction_drift_by_window(reference_scores: np.ndarray, frame: pl.DataFrame
         checks(windows, PREDICTION, "positive_rate", rate, np.nan, rows, least),
         checks(windows, PREDICTION, "positive_rate_change", change, limits.positive_rate_change, rows, least),
     ])
+
+
+def task_prediction_drift_by_window(reference: pl.DataFrame, frame: pl.DataFrame, task: Task,
+                                    windows: EventWindows, rules: MonitoringSection) -> pl.DataFrame:
+    """The task's prediction drift per window as check rows; both frames hold the model's output in the
+    reference's columns (``_score``; multiclass also ``_predicted_label`` and ``_proba.<index>``)."""
+    if task.kind == "binary":
+        return prediction_drift_by_window(reference[SCORE].to_numpy(), frame, SCORE, windows, task.threshold, rules)
+    if task.kind == "regression":
+        return value_drift_by_window(reference[SCORE].to_numpy(), frame, SCORE, windows, rules)
+    return class_drift_by_window(reference, frame, task, windows, rules)
+
+
+def class_drift_by_window(reference: pl.DataFrame, frame: pl.DataFrame, task: Task, windows: EventWindows,
+                          rules: MonitoringSection) -> pl.DataFrame:
+    """Per window of a multiclass model: PSI of the chosen classes, each class's share of the predictions and
+    its absolute change from the reference's, and the PSI of each class's probability."""
+    k = len(task.classes)
+    reference_counts = np.bincount(_class_codes(reference[PREDICTED], k), minlength=k + 1)[:k]
+    counts = drift.counts_by_window(_class_codes(frame[PREDICTED], k), windows.code, windows.count, k)
+    rows = counts.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        shares = counts / rows[:, None]
+    reference_shares = reference_counts / max(reference_counts.sum(), 1)
+    limits, least = rules.prediction, rules.min_window_rows
+    out = [checks(windows, PREDICTION, "psi", drift.psi(reference_counts, counts), limits.psi, rows, least)]
+    for i, (label, column) in enumerate(zip(task.class_text(), proba_columns(task))):
+        probability = FeatureProfile.of_numbers(column, reference[column], rules.psi_bins)
+        probability_counts = probability.counts_by_window(frame[column], windows)
+        out += [
+            checks(windows, PREDICTION, f"predicted_rate.{label}", shares[:, i], np.nan, rows, least),
+            checks(windows, PREDICTION, f"predicted_rate_change.{label}",
+                   np.abs(shares[:, i] - reference_shares[i]), limits.predicted_rate_change, rows, least),
+            checks(windows, PREDICTION, f"probability_psi.{label}", drift.psi(probability.counts, probability_counts),
+                   limits.psi, probability_counts.sum(axis=1), least),
+        ]
+    return pl.concat(out)
+
+
+def value_drift_by_window(reference_values: np.ndarray, frame: pl.DataFrame, value: str, windows: EventWindows,
+                          rules: MonitoringSection) -> pl.DataFrame:
+    """Per window of a regression model: PSI of the predicted value on the reference's quantile bins, the mean
+    value, and its shift from the reference's mean in reference standard deviations."""
+    reference_values = np.asarray(reference_values, dtype=np.float64)
+    reference_values = reference_values[~np.isnan(reference_values)]
+    reference = FeatureProfile.of_numbers(PREDICTION, pl.Series(reference_values, dtype=pl.Float64), rules.psi_bins)
+    counts = reference.counts_by_window(frame[value], windows)
+    rows = counts.sum(axis=1)
+    values, window = windows.select(frame[value].cast(pl.Float64).fill_null(np.nan).to_numpy())
+    present = ~np.isnan(values)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.bincount(window[present], weights=values[present], minlength=windows.count) / rows
+        spread = np.std(reference_values, ddof=1) if reference_values.size > 1 else np.nan
+        shift = np.abs(mean - np.mean(reference_values)) / spread
+    limits, least = rules.prediction, rules.min_window_rows
+    return pl.concat([
+        checks(windows, PREDICTION, "psi", drift.psi(reference.counts, counts), limits.psi, rows, least),
+        checks(windows, PREDICTION, "mean", mean, np.nan, rows, least),
+        checks(windows, PREDICTION, "mean_shift", shift, limits.mean_shift, rows, least),
+    ])
+
+
+def _class_codes(column: pl.Series, classes: int) -> np.ndarray:
+    """Chosen class indices; -1 for a missing one (an error row) or one outside the classes."""
+    codes = column.cast(pl.Int64, strict=False).fill_null(-1).to_numpy()
+    return np.where((codes >= 0) & (codes < classes), codes, -1)
 
 
 def _positive_rate(scores: np.ndarray, decision_threshold: float) -> float:

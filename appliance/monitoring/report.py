@@ -6,6 +6,9 @@ import math
 
 import polars as pl
 
+from appliance.monitoring.performance import TASK_METRICS
+from appliance.task import DEFAULT_METRIC
+
 WINDOWED = ("quality", "drift", "performance", "estimated", "serving")
 
 
@@ -44,8 +47,12 @@ def _drift(frame: pl.DataFrame) -> list[str]:
 
 
 def _performance(frame: pl.DataFrame) -> list[str]:
-    """A line per window: realized metrics from labels beside CBPE's estimate and band."""
+    """A line per window: realized metrics from labels beside the estimate (CBPE, DLE) and its band, in the
+    task's terms (read from the metrics the rows hold); a binary model's table is AUC, precision, recall, F1."""
     overall = frame.filter(pl.col("feature") == "*")
+    kind = _task_of(frame)
+    if kind != "binary":
+        return _task_performance(overall, kind)
     wide = overall.pivot(on=["check", "method"], index="window_start", values="value",
                          aggregate_function="first").sort("window_start")
     labelled = overall.filter(check="performance", method="auc").select("window_start", labelled="rows")
@@ -63,11 +70,52 @@ def _performance(frame: pl.DataFrame) -> list[str]:
     return table(("window", "labelled", "auc", "precision", "recall", "f1", "estimated auc [band]", "alert"), rows)
 
 
+def _task_performance(overall: pl.DataFrame, kind: str) -> list[str]:
+    """``_performance`` of a multiclass or regression model: its metrics, then each estimate with its band."""
+    performance = overall.filter(check="performance")
+    realized = [*TASK_METRICS[kind], *sorted(set(performance["method"]) - set(TASK_METRICS[kind]))]
+    estimated = sorted((m for m in overall.filter(check="estimated")["method"].unique()
+                        if not m.endswith(("_lower", "_upper"))),
+                       key=lambda m: (realized.index(m) if m in realized else len(realized), m))
+    wide = overall.pivot(on=["check", "method"], index="window_start", values="value",
+                         aggregate_function="first").sort("window_start")
+    labelled = performance.filter(method=realized[0]).select("window_start", labelled="rows")
+    alerts = overall.group_by("window_start").agg(pl.col("alert").any())
+    wide = wide.join(labelled, on="window_start", how="left").join(alerts, on="window_start", how="left")
+
+    def get(row: dict, check: str, method: str) -> str:
+        return _number(row.get(f'{{"{check}","{method}"}}'))
+
+    rows = [(_window(r["window_start"], "performance"), str(r["labelled"] or 0),
+             *(get(r, "performance", m) for m in realized),
+             *(f"{get(r, 'estimated', m)} [{get(r, 'estimated', f'{m}_lower')}, {get(r, 'estimated', f'{m}_upper')}]"
+               for m in estimated),
+             "ALERT" if r["alert"] else "")
+            for r in wide.iter_rows(named=True)]
+    return table(("window", "labelled", *realized, *(f"estimated {m} [band]" for m in estimated), "alert"), rows)
+
+
+def _task_of(frame: pl.DataFrame) -> str:
+    """Which task's results these are, from the metrics the performance rows hold (binary when none do)."""
+    methods = set(frame.filter(pl.col("check").is_in(["performance", "estimated"]))["method"])
+    return next((kind for kind in ("regression", "multiclass") if methods & set(TASK_METRICS[kind])), "binary")
+
+
+def _headline(frame: pl.DataFrame, kind: str) -> str:
+    """The metric an overview shows: the one with a limit (it judges the model), else the task's default."""
+    judged = frame.filter((pl.col("check") == "performance") & (pl.col("feature") == "*")
+                          & pl.col("threshold").is_not_null() & pl.col("threshold").is_not_nan())
+    return judged["method"][0] if judged.height else DEFAULT_METRIC[kind]
+
+
 def _overview(frame: pl.DataFrame) -> list[str]:
-    """A line per window: alerts per check, realized and estimated AUC, p99 latency."""
+    """A line per window: alerts per check, the realized and estimated metric (AUC for a binary model), p99
+    latency."""
     windowed = frame.filter(pl.col("check").is_in(WINDOWED))
     if windowed.is_empty():
         return ["no traffic in the prediction log yet for the production version"]
+    kind = _task_of(windowed)
+    metric = "auc" if kind == "binary" else _headline(windowed, kind)
     rows = []
     for (start,), part in windowed.sort("window_start").group_by("window_start", maintain_order=True):
         def value(check: str, method: str) -> str:
@@ -76,9 +124,9 @@ def _overview(frame: pl.DataFrame) -> list[str]:
 
         counts = {c: int(part.filter(check=c)["alert"].sum()) for c in ("quality", "drift")}
         rows.append((_window(start, ""), str(part.filter(check="serving", feature="*")["rows"].max() or 0),
-                     str(counts["quality"]), str(counts["drift"]), value("performance", "auc"),
-                     value("estimated", "auc"), value("serving", "latency_p99_ms")))
-    return table(("window", "rows", "quality alerts", "drift alerts", "auc", "estimated auc", "p99 ms"), rows)
+                     str(counts["quality"]), str(counts["drift"]), value("performance", metric),
+                     value("estimated", metric), value("serving", "latency_p99_ms")))
+    return table(("window", "rows", "quality alerts", "drift alerts", metric, f"estimated {metric}", "p99 ms"), rows)
 
 
 def table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]:

@@ -38,8 +38,19 @@ class DriftThresholds(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 
 class PredictionThresholds(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    psi: float = 0.02                   # PSI of the score distribution, on 10 reference-quantile bins
-    positive_rate_change: float = 0.01  # |predicted positive rate - the reference's|, absolute
+    """Thresholds on the model's own output, by task. ``psi`` is of the binary score's distribution; of a
+    multiclass model's chosen classes and of each class's probability; of a regression model's value
+    (numbers on 10 reference-quantile bins).
+
+    A class's share of a window of n rows varies by sqrt(s(1 - s) / n) by chance: 0.009 for a third of
+    3,000 rows, so 0.05 is over five standard errors there (and 1.5 on the smallest judged window, 200
+    rows). A value's mean varies by 1/sqrt(n) reference standard deviations: 0.018 at 3,000 rows.
+    """
+
+    psi: float = 0.02                   # PSI of the score, chosen classes, class probabilities or value (see above)
+    positive_rate_change: float = 0.01  # binary: |predicted positive rate - the reference's|, absolute
+    predicted_rate_change: float = 0.05  # multiclass: |a class's share of the predictions - the reference's|
+    mean_shift: float = 0.10            # regression: |mean value - the reference's|, in reference standard deviations
 
 
 class QualityThresholds(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -50,13 +61,31 @@ class QualityThresholds(msgspec.Struct, frozen=True, forbid_unknown_fields=True)
 
 
 class PerformanceThresholds(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Where the metric that judges the model (the spec's ``[validation] metric``, else the task's: AUC,
+    macro F1, RMSE) flags a window, realized from labels or estimated without them (CBPE, DLE).
+
+    AUC has its own pair of settings, as before. Any other metric's limit is ``metric_limit`` when the spec
+    sets it, else derived from the version's own reference value of the metric: less ``max_metric_drop``
+    for a metric where higher is better (accuracy, F1, R²), times 1 + ``max_metric_rise`` for one where
+    lower is better (RMSE, MAE, log loss: an error 25 % larger than the version's own on held-out rows).
+    """
+
     min_auc: float | None = None        # realized AUC from labels, or CBPE's estimate without them; unset: see below
     max_auc_drop: float = 0.10          # with min_auc unset, the floor is the version's reference AUC less this
+    metric_limit: float | None = None   # another judging metric's floor (higher is better) or ceiling; unset: below
+    max_metric_drop: float = 0.10       # with metric_limit unset: the floor is the reference value less this
+    max_metric_rise: float = 0.25       # with metric_limit unset: the ceiling is the reference value times 1 + this
 
     @property
     def auc_floor(self) -> float:
         """The AUC below which a window is flagged; NaN (nothing flagged) until a floor is known."""
         return math.nan if self.min_auc is None else self.min_auc
+
+    def limit(self, metric: str) -> float:
+        """The value of ``metric`` past which a window is flagged; NaN (nothing flagged) until one is known."""
+        if metric == "auc":
+            return self.auc_floor
+        return math.nan if self.metric_limit is None else self.metric_limit
 
 
 class MonitoringSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
