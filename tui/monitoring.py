@@ -9,6 +9,7 @@ from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.widgets import DataTable, Static
 
+from appliance.task import LOWER_IS_BETTER, metric_label
 from tui.charts import column_chart, heat
 from tui.overview import when
 from tui.view import Empty, View
@@ -80,14 +81,19 @@ class Monitoring(View):
         drift = of_check(frame, "drift").filter(~pl.col("method").str.contains("rate"))
         self._heat(drift, windows[-HEAT_WINDOWS:])
         width = max(20, min(100, self.size.width - 12))
+        judged_drift = drift.filter(pl.col("threshold").is_not_null())  # statistics, not a value's mean in minutes
         self.query_one("#drift-chart", Static).update("\n".join(
-            ["Largest drift per window", *column_chart(per_window(drift, pl.col("value").max()), width, 4)]))
+            ["Largest drift per window", *column_chart(per_window(judged_drift, pl.col("value").max()), width, 4)]))
         charts = []
         performance = of_check(frame, "performance")
-        for title, rows in (("Accuracy (AUC, with labels)", performance.filter(pl.col("feature") == "*")),
-                            ("Estimated accuracy (without labels)", of_check(frame, "estimated"))):
-            auc = rows.filter(pl.col("method").str.contains("auc"))
-            series = per_window(auc if auc.height else rows, pl.col("value").mean())
+        overall = performance.filter(pl.col("feature") == "*")
+        # the metric that judges the model is the one with a threshold: AUC, or the task's (macro F1, RMSE, …)
+        judged = overall.filter(pl.col("threshold").is_not_null())["method"]
+        metric = judged[0] if judged.len() else "auc"
+        kind = "Error" if metric in LOWER_IS_BETTER else "Accuracy"
+        for title, rows in ((f"{kind} ({metric_label(metric)}, with labels)", overall),
+                            (f"Estimated {kind.lower()} (without labels)", of_check(frame, "estimated"))):
+            series = per_window(rows.filter(pl.col("method") == metric), pl.col("value").mean())
             charts += [title, *(column_chart(series, width, 4) if series else ["  (none)"])]
         self.query_one("#accuracy-chart", Static).update("\n".join(charts))
         segments = performance.filter(pl.col("feature").str.contains("="))  # 'COLUMN=VALUE' rows

@@ -72,7 +72,7 @@ class PerformanceThresholds(msgspec.Struct, frozen=True, forbid_unknown_fields=T
 
     min_auc: float | None = None        # realized AUC from labels, or CBPE's estimate without them; unset: see below
     max_auc_drop: float = 0.10          # with min_auc unset, the floor is the version's reference AUC less this
-    metric_limit: float | None = None   # another judging metric's floor (higher is better) or ceiling; unset: below
+    metric_limit: float | None = None   # a non-AUC judging metric: its floor (higher is better) or ceiling; unset: derived
     max_metric_drop: float = 0.10       # with metric_limit unset: the floor is the reference value less this
     max_metric_rise: float = 0.25       # with metric_limit unset: the ceiling is the reference value times 1 + this
 
