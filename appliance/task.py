@@ -84,6 +84,9 @@ class Task:
         return {"value": float(output_row)}
 
 
+BINARY = Task()   # what a spec without a [target] task predicts, and so every caller that names none
+
+
 def label_text(value: object) -> str:
     """A class label's canonical text: integers and integral floats as digits, text stripped of nothing."""
     if isinstance(value, bool):

@@ -13,7 +13,11 @@ import numpy as np
 import polars as pl
 import pytest
 
-from appliance.data.feedback_batch import contract_value, ingest_feedback, labelled_batch
+from appliance.data.feedback_batch import (
+    contract_value,
+    ingest_feedback,
+    labelled_batch,
+)
 from appliance.data.snapshots import list_snapshots, read_snapshots
 from appliance.errors import InvalidInput
 from appliance.home import Home

@@ -13,8 +13,13 @@ from appliance.features.encoding import FeatureColumn, FeatureSchema
 from appliance.home import Home
 from appliance.spec import ValidationSection
 from appliance.validation.gates import GateEvidence, evaluate_gates
-from appliance.validation.probes import (SegmentScore, recall_at_precision, robustness_failures,
-                                         segment_scores, single_row_p99_ms)
+from appliance.validation.probes import (
+    SegmentScore,
+    recall_at_precision,
+    robustness_failures,
+    segment_scores,
+    single_row_p99_ms,
+)
 
 RULES = ValidationSection(min_auc=0.8, min_recall=0.3, recall_at_precision=0.8, max_regression=0.02,
                           max_segment_gap=0.10, segment_min_positives=30, max_p99_ms=10.0)

@@ -15,9 +15,21 @@ import numpy as np
 import pandas as pd
 import polars as pl
 import pytest
-from sklearn.metrics import accuracy_score, f1_score, mean_absolute_error, mean_squared_error, r2_score
+from sklearn.metrics import (
+    accuracy_score,
+    f1_score,
+    mean_absolute_error,
+    mean_squared_error,
+    r2_score,
+)
 
-from appliance.alerts.rules import DEFAULT_ALERTS, AlertRule, evaluate, proportion_standard_error, task_alerts
+from appliance.alerts.rules import (
+    DEFAULT_ALERTS,
+    AlertRule,
+    evaluate,
+    proportion_standard_error,
+    task_alerts,
+)
 from appliance.monitoring.estimation import estimate_performance, nannyml_strings
 from appliance.monitoring.monitor import LABEL, with_performance_limit
 from appliance.monitoring.performance import task_performance_by_window

@@ -18,10 +18,10 @@ import numpy as np
 
 from appliance.errors import InvalidInput
 from appliance.features.online_updates import OnlineUpdater
-from appliance.serving.batching import Arrivals, MicroBatcher, NotEncoded
 from appliance.serving import predict
-from appliance.serving.predict import PredictEndpoint
+from appliance.serving.batching import Arrivals, MicroBatcher, NotEncoded
 from appliance.serving.log_writer import Batch, LogWriter
+from appliance.serving.predict import PredictEndpoint
 from appliance.serving.prediction_log import PredictionLog
 from appliance.serving.state import ServingState
 from storage.errors import StorageError

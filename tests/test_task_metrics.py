@@ -17,10 +17,22 @@ from appliance.errors import InvalidInput
 from appliance.features.encoding import FeatureColumn, FeatureSchema
 from appliance.spec import ValidationSection
 from appliance.task import METRICS, Task
-from appliance.training.metrics import (baseline_score, binary_metrics, evaluate,
-                                        quartile_bins, regression_metrics, score, target_scale)
+from appliance.training.metrics import (
+    baseline_score,
+    binary_metrics,
+    evaluate,
+    quartile_bins,
+    regression_metrics,
+    score,
+    target_scale,
+)
 from appliance.validation.gates import GateEvidence, GateReport, evaluate_gates
-from appliance.validation.probes import SegmentScore, robustness_failures, segment_scores, single_row_p99_ms
+from appliance.validation.probes import (
+    SegmentScore,
+    robustness_failures,
+    segment_scores,
+    single_row_p99_ms,
+)
 
 TICKETS = Task("multiclass", ("billing", "tech", "sales", "legal"))
 PRICES = Task("regression", ())

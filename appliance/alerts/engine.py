@@ -10,7 +10,13 @@ import polars as pl
 from appliance.alerts import records
 from appliance.alerts.actions import retry_failed_retrain, take_action
 from appliance.alerts.records import Alert
-from appliance.alerts.rules import CLASS_SHARE, AlertRule, evaluate, task_alerts, with_drift_score
+from appliance.alerts.rules import (
+    CLASS_SHARE,
+    AlertRule,
+    evaluate,
+    task_alerts,
+    with_drift_score,
+)
 from appliance.errors import NotFound
 from appliance.home import Home
 from storage.errors import StorageError

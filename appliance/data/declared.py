@@ -145,16 +145,16 @@ def _target_disagreement(spec: ModelSpec, rule: FieldRule) -> list[str]:
         readable = " or ".join(sorted(TARGET_TYPES[task]))
         hint = {"regression": "; a text target is a class: set task = \"multiclass\"",
                 "multiclass": "; a numeric target is a value: set task = \"regression\""}.get(task, "")
-        return [f"the target '{rule.name}' is a {rule.type} in the contract, which a {task} target cannot be "
-                f"(it reads from {readable}){hint}"]
+        return [(f"the target '{rule.name}' is a {rule.type} in the contract, which a {task} target cannot be "
+                 f"(it reads from {readable}){hint}")]
     if task == "multiclass" and spec.target.classes is not None and rule.allowed_values is not None:
         declared = {label_text(c) for c in rule.allowed_values}
         outside = [c for c in spec.target.classes if label_text(c) not in declared]
         if outside:
             return [f"target.classes {outside} are not among the contract's allowed_values for '{rule.name}'"]
     if task == "multiclass" and spec.target.classes is None and len(rule.allowed_values or []) < 3:
-        return [f"the multiclass target '{rule.name}' has no classes: declare classes = [...] under [target], "
-                "or allowed_values in the contract (three or more)"]
+        return [(f"the multiclass target '{rule.name}' has no classes: declare classes = [...] under [target], "
+                 "or allowed_values in the contract (three or more)")]
     return []
 
 

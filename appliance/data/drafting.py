@@ -16,7 +16,14 @@ from pathlib import Path
 import msgspec
 import polars as pl
 
-from appliance.data.contract import ContractInfo, DataContract, FieldRule, cast_column, check_batch, load_contract
+from appliance.data.contract import (
+    ContractInfo,
+    DataContract,
+    FieldRule,
+    cast_column,
+    check_batch,
+    load_contract,
+)
 from appliance.data.sources import read_source
 from appliance.errors import InvalidInput
 from appliance.spec import ValidationSection, load_spec

@@ -29,15 +29,21 @@ from pathlib import Path
 import msgspec
 import polars as pl
 
-from appliance.data.contract import POLARS_TYPES, DataContract, FieldRule, check_batch, load_contract
+from appliance.data.contract import (
+    POLARS_TYPES,
+    DataContract,
+    FieldRule,
+    check_batch,
+    load_contract,
+)
 from appliance.data.declared import model_task
 from appliance.data.ingest import IngestReport, ingest
 from appliance.data.values import entity_key, iso, request_time
 from appliance.errors import InvalidInput
 from appliance.home import Home
+from appliance.serving.state import PREDICTIONS_DB
 from appliance.spec import ModelSpec
 from appliance.task import Task
-from appliance.serving.state import PREDICTIONS_DB
 from storage.prediction_log import PredictionStore
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)

@@ -15,9 +15,7 @@ import msgspec
 import numpy as np
 
 from appliance.spec import DeploymentSection
-from appliance.task import Task
-
-BINARY = Task()
+from appliance.task import BINARY, Task
 
 # Differences in p99 latency smaller than this are noise on a shared machine, never a verdict.
 P99_TOLERANCE_MS = 5.0

@@ -13,7 +13,13 @@ import time
 import msgspec
 
 from appliance.data.declared import model_task
-from appliance.deployment.analysis import ArmSample, Verdict, ab_report_for, judge_canary, shadow_report
+from appliance.deployment.analysis import (
+    ArmSample,
+    Verdict,
+    ab_report_for,
+    judge_canary,
+    shadow_report,
+)
 from appliance.errors import Conflict, InvalidInput, NotFound
 from appliance.home import Home
 from storage.database import transaction

@@ -21,7 +21,11 @@ import pandas as pd
 import polars as pl
 
 from appliance.errors import InvalidInput
-from appliance.monitoring.performance import ALL, performance_by_window, task_performance_by_window
+from appliance.monitoring.performance import (
+    ALL,
+    performance_by_window,
+    task_performance_by_window,
+)
 from appliance.monitoring.reference import PREDICTED as CHOSEN
 from appliance.monitoring.reference import SCORE, proba_columns
 from appliance.monitoring.rules import MonitoringSection

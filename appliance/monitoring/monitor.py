@@ -23,7 +23,13 @@ import msgspec
 import numpy as np
 import polars as pl
 
-from appliance.data.contract import FieldRule, cast_column, key_text_column, load_contract, parse_times
+from appliance.data.contract import (
+    FieldRule,
+    cast_column,
+    key_text_column,
+    load_contract,
+    parse_times,
+)
 from appliance.data.declared import model_task
 from appliance.data.sources import read_source
 from appliance.errors import NotReady
@@ -34,12 +40,24 @@ from appliance.monitoring.feature_drift import ReferenceProfile, feature_drift
 from appliance.monitoring.performance import task_performance_by_window
 from appliance.monitoring.prediction_drift import task_prediction_drift_by_window
 from appliance.monitoring.quality import category_rules, data_quality, expected_rows
-from appliance.monitoring.reference import SCORE, load_reference, proba_columns, reference_metrics, with_task_labels
+from appliance.monitoring.reference import (
+    SCORE,
+    load_reference,
+    proba_columns,
+    reference_metrics,
+    with_task_labels,
+)
 from appliance.monitoring.rules import MonitoringSection
-from appliance.monitoring.store import RESULT_SCHEMA, after_monitor, iso, open_monitoring, write_results
+from appliance.monitoring.store import (
+    RESULT_SCHEMA,
+    after_monitor,
+    iso,
+    open_monitoring,
+    write_results,
+)
 from appliance.monitoring.windows import EventWindows, checks
 from appliance.spec import Feature, ModelSpec
-from appliance.task import Task, higher_is_better
+from appliance.task import BINARY, Task, higher_is_better
 from storage.database import transaction
 from storage.prediction_log import PredictionStore
 
@@ -251,7 +269,7 @@ def estimated_checks(est: pl.DataFrame) -> pl.DataFrame:
 def with_auc_floor(rules: MonitoringSection, reference: pl.DataFrame) -> MonitoringSection:
     """A binary model's rules with ``performance.min_auc`` set from a reference frame (``LABEL``, ``SCORE``);
     see ``with_performance_limit``."""
-    return with_performance_limit(rules, reference_metrics(reference, LABEL, Task()), Task(), "auc")
+    return with_performance_limit(rules, reference_metrics(reference, LABEL, BINARY), BINARY, "auc")
 
 
 def with_performance_limit(rules: MonitoringSection, reference: dict[str, float], task: Task,

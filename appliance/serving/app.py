@@ -24,12 +24,18 @@ from appliance.data.declared import model_task
 from appliance.errors import ApplianceError, InvalidInput, PayloadTooLarge
 from appliance.home import Home
 from appliance.serving.admin import admin_routes
-from appliance.serving.monitoring_routes import monitoring_routes
 from appliance.serving.docs import FeedbackRequest, OfflineDocs, SchemaJson
 from appliance.serving.feedback import expected, stored_outcomes
+from appliance.serving.monitoring_routes import monitoring_routes
 from appliance.serving.predict import PredictEndpoint, model_name
-from appliance.serving.problems import (BODY_TOO_LARGE, MAX_BODY_BYTES, PROBLEM, error_response, failure_body,
-                                        problem_body)
+from appliance.serving.problems import (
+    BODY_TOO_LARGE,
+    MAX_BODY_BYTES,
+    PROBLEM,
+    error_response,
+    failure_body,
+    problem_body,
+)
 from appliance.serving.prometheus import CONTENT_TYPE
 from appliance.serving.request_body import decode_body
 from appliance.serving.state import ServingState

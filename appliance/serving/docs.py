@@ -20,8 +20,8 @@ from urllib.parse import quote
 
 import msgspec
 from litestar import Request
-from litestar.openapi.plugins import OpenAPIRenderPlugin
 from litestar.enums import MediaType, OpenAPIMediaType
+from litestar.openapi.plugins import OpenAPIRenderPlugin
 
 from appliance.task import Task
 from storage.database import MAX_INTEGER

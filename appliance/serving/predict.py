@@ -32,8 +32,14 @@ from appliance.data.values import key_text, time_text
 from appliance.errors import ApplianceError, InvalidInput, PayloadTooLarge
 from appliance.serving.batching import NotEncoded
 from appliance.serving.models import LoadedModel
-from appliance.serving.problems import (BODY_TOO_LARGE, MAX_BODY_BYTES, PROBLEM, error_response, failure_body,
-                                        problem_body)
+from appliance.serving.problems import (
+    BODY_TOO_LARGE,
+    MAX_BODY_BYTES,
+    PROBLEM,
+    error_response,
+    failure_body,
+    problem_body,
+)
 from appliance.serving.request_body import decode_body
 from appliance.serving.router import Arm, Route
 from appliance.serving.state import ServingState

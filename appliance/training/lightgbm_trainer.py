@@ -9,7 +9,7 @@ import lightgbm as lgb
 import numpy as np
 
 from appliance.features.encoding import FeatureSchema
-from appliance.task import Task, TaskKind
+from appliance.task import BINARY, Task, TaskKind
 
 DEFAULT_PARAMS = {"num_boost_round": 300, "learning_rate": 0.05, "num_leaves": 31}
 # LightGBM's objective and the training curve's metric for each task (RMSE reads in the target's units).
@@ -23,7 +23,7 @@ def default_threads() -> int:
 
 
 def train_lightgbm(schema: FeatureSchema, x: np.ndarray, y: np.ndarray, params: dict, seed: int,
-                   log_metric: Callable[[str, float, int], None] | None = None, task: Task = Task()) -> lgb.Booster:
+                   log_metric: Callable[[str, float, int], None] | None = None, task: Task = BINARY) -> lgb.Booster:
     """Fit the task's model (``y`` from ``task.labels``); deterministic on CPU for a given seed, data and
     thread count.
 

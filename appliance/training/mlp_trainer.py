@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from appliance.features.encoding import FeatureSchema
-from appliance.task import Task, TaskKind
+from appliance.task import BINARY, Task, TaskKind
 from appliance.training import metrics, onnx_export, stop
 from appliance.training.lightgbm_trainer import default_threads
 
@@ -80,7 +80,7 @@ class TabularMLP(nn.Module):
         return torch.stack([1 - p, p], dim=1)
 
 
-def mlp_config(schema: FeatureSchema, x: np.ndarray, params: dict, task: Task = Task(),
+def mlp_config(schema: FeatureSchema, x: np.ndarray, params: dict, task: Task = BINARY,
                y: np.ndarray | None = None) -> dict:
     """The network's shape and its input scaling (and a regression target's), learnt from the training rows."""
     numeric = [i for i, c in enumerate(schema.columns) if c.type != "category"]
@@ -167,7 +167,7 @@ def device() -> torch.device:
 
 
 def train_mlp(schema: FeatureSchema, x: np.ndarray, y: np.ndarray, params: dict, seed: int, *,
-              task: Task = Task(), log_metric: Callable[[str, float, int], None] | None = None,
+              task: Task = BINARY, log_metric: Callable[[str, float, int], None] | None = None,
               checkpoint: Path | None = None, checkpoint_every: int = 1,
               validation: tuple[np.ndarray, np.ndarray] | None = None,
               on_checkpoint: Callable[[int], None] | None = None) -> MLPModel:

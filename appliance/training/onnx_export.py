@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import onnxruntime as ort
 
-from appliance.task import Task
+from appliance.task import BINARY, Task
 
 if TYPE_CHECKING:  # a server loads this module to score: LightGBM (with scikit-learn, SciPy) is 1.5 s of its start
     import lightgbm as lgb
@@ -76,7 +76,7 @@ def predict(sess: ort.InferenceSession, x: np.ndarray, task: Task) -> np.ndarray
     return sess.run([VALUE], {INPUT_NAME: x})[0].reshape(len(x))
 
 
-def parity(sess: ort.InferenceSession, native: np.ndarray, x: np.ndarray, task: Task = Task()) -> float:
+def parity(sess: ort.InferenceSession, native: np.ndarray, x: np.ndarray, task: Task = BINARY) -> float:
     """How far ONNX Runtime's outputs are from the native model's on the same rows.
 
     Classifiers: the largest absolute difference of a probability. Regression: the largest absolute

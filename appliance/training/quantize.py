@@ -9,7 +9,7 @@ from pathlib import Path
 import msgspec
 import numpy as np
 
-from appliance.task import Task
+from appliance.task import BINARY, Task
 from appliance.training import metrics, onnx_export
 from appliance.validation.probes import single_row_p99_ms
 
@@ -36,7 +36,7 @@ def quantize_int8(onnx_bytes: bytes) -> bytes:
 
 
 def int8_variant(onnx_bytes: bytes, x_eval: np.ndarray, y_eval: np.ndarray, put: Callable[[bytes], str],
-                 task: Task = Task(), metric: str | None = None) -> QuantizedVariant:
+                 task: Task = BINARY, metric: str | None = None) -> QuantizedVariant:
     """Quantize, store with ``put`` (bytes -> sha256), and measure against the float32 model on the
     task's metric (or ``metric``), with ``y_eval`` from ``task.labels``."""
     metric = metric or task.metric

@@ -22,7 +22,12 @@ import numpy as np
 import polars as pl
 
 from appliance.data.contract import DataContract, check_batch
-from appliance.data.declared import check_spec_types, entity_key_type, model_contract, model_task
+from appliance.data.declared import (
+    check_spec_types,
+    entity_key_type,
+    model_contract,
+    model_task,
+)
 from appliance.data.snapshots import data_version, list_snapshots, read_snapshots
 from appliance.data.sources import read_source
 from appliance.errors import InvalidInput, NotFound
@@ -33,7 +38,7 @@ from appliance.monitoring.reference import ARTIFACT as REFERENCE_ARTIFACT
 from appliance.monitoring.reference import reference_bytes
 from appliance.registry import ModelVersion
 from appliance.spec import ModelSpec
-from appliance.task import Task, metrics_line
+from appliance.task import BINARY, Task, metrics_line
 from appliance.tracking import TrackedRun
 from appliance.training import onnx_export, runs
 from appliance.training.code_version import code_version
@@ -300,7 +305,7 @@ def _contract_words(names: list[str]) -> str:
     return f"one float32 matrix '{onnx_export.INPUT_NAME}' of shape [rows, {len(names)}] ({', '.join(names)})"
 
 
-def check_onnx_contract(onnx_bytes: bytes, model: str, names: list[str], task: Task = Task()):
+def check_onnx_contract(onnx_bytes: bytes, model: str, names: list[str], task: Task = BINARY):
     """An ONNX Runtime session for a model that takes what serving feeds and gives what it reads;
     any mismatch is an InvalidInput naming it."""
     try:

@@ -14,19 +14,42 @@ import msgspec
 import numpy as np
 import polars as pl
 
-from appliance.data.declared import check_entity_file, check_spec_types, entity_key_type, model_contract, model_task
+from appliance.data.declared import (
+    check_entity_file,
+    check_spec_types,
+    entity_key_type,
+    model_contract,
+    model_task,
+)
 from appliance.data.ingest import IngestReport, ingest
-from appliance.data.snapshots import Snapshot, data_version, list_snapshots, read_snapshots
+from appliance.data.snapshots import (
+    Snapshot,
+    data_version,
+    list_snapshots,
+    read_snapshots,
+)
 from appliance.data.sources import read_source
 from appliance.errors import InvalidInput
 from appliance.features.encoding import FeatureSchema
-from appliance.features.training_set import build_training_set, retrain_cutoff, split_at, split_by_time
+from appliance.features.training_set import (
+    build_training_set,
+    retrain_cutoff,
+    split_at,
+    split_by_time,
+)
 from appliance.home import Home
 from appliance.monitoring.reference import ARTIFACT as REFERENCE_ARTIFACT
 from appliance.monitoring.reference import reference_bytes
 from appliance.registry import ModelVersion
 from appliance.spec import ModelSpec
-from appliance.task import Task, higher_is_better, label_text, metric_label, metrics_line
+from appliance.task import (
+    BINARY,
+    Task,
+    higher_is_better,
+    label_text,
+    metric_label,
+    metrics_line,
+)
 from appliance.tracking import TrackedRun
 from appliance.training import onnx_export
 from appliance.training.code_version import code_version
@@ -35,8 +58,12 @@ from appliance.training.metrics import baseline_score, evaluate, score
 from appliance.training.search import random_search
 from appliance.training.trainers import TrainedModel, fit, load_model
 from appliance.validation.gates import GateEvidence, GateReport, evaluate_gates
-from appliance.validation.probes import (recall_at_precision, robustness_failures, segment_scores,
-                                         single_row_p99_ms)
+from appliance.validation.probes import (
+    recall_at_precision,
+    robustness_failures,
+    segment_scores,
+    single_row_p99_ms,
+)
 
 
 @dataclass
@@ -57,7 +84,7 @@ class RunContext:
     eval_part: pl.DataFrame | None = None
     cutoff: datetime | None = None
     schema: FeatureSchema | None = None
-    task: Task = field(default_factory=Task)
+    task: Task = BINARY
     x_train: np.ndarray | None = None
     y_train: np.ndarray | None = None
     x_eval: np.ndarray | None = None
@@ -156,7 +183,7 @@ def _ingest_feedback(ctx: RunContext) -> dict:
 # -- validate data -------------------------------------------------------------------------------
 
 def run_validate(ctx: RunContext) -> dict:
-    rules, target = ctx.spec.validation, ctx.spec.target.column
+    rules = ctx.spec.validation
     newest = ctx.snapshots[-1]
     quarantined_share = newest.quarantined / max(newest.rows + newest.quarantined, 1)
     ctx.events = read_snapshots(ctx.home.offline, ctx.snapshots)
@@ -189,28 +216,28 @@ def _target_problems(ctx: RunContext) -> list[str]:
     undeclared = _undeclared_classes(ctx) if task.kind == "multiclass" else []
     if undeclared:
         shown = ", ".join(repr(v) for v in undeclared[:10])
-        return [f"the target '{target}' holds labels that are not among the classes {list(task.classes)}: {shown} "
-                "(those rows were quarantined); add them to [target] classes (and the contract's allowed_values) "
-                "or fix the data"]
+        return [(f"the target '{target}' holds labels that are not among the classes {list(task.classes)}: "
+                 f"{shown} (those rows were quarantined); add them to [target] classes (and the contract's "
+                 "allowed_values) or fix the data")]
     if task.kind == "binary":
         found = sorted({label_text(v) for v in values.unique().to_list()})
         if not set(found) <= {"0", "1"}:
-            return [f"the binary target '{target}' holds {found[:10]}; a binary target is 0/1 or true/false — for "
-                    "more classes set task = \"multiclass\" under [target], for a number task = \"regression\""]
+            return [(f"the binary target '{target}' holds {found[:10]}; a binary target is 0/1 or true/false — "
+                     "for more classes set task = \"multiclass\" under [target], for a number task = \"regression\"")]
     if task.classifier:
-        present = set(label_text(v) for v in values.unique().to_list())
+        present = {label_text(v) for v in values.unique().to_list()}
         if len(present) < 2:
-            return [f"the target '{target}' has a single class ({', '.join(sorted(present)) or 'no labels'}); "
-                    "a classifier needs rows of at least two"]
+            return [(f"the target '{target}' has a single class ({', '.join(sorted(present)) or 'no labels'}); "
+                     "a classifier needs rows of at least two")]
         absent = [c for c in task.classes if label_text(c) not in present]
         if absent:
-            return [f"the target '{target}' has no rows of class(es) {absent}; remove them from [target] classes "
-                    "or add rows of them"]
+            return [(f"the target '{target}' has no rows of class(es) {absent}; remove them from [target] "
+                     "classes or add rows of them")]
         return []
     finite = values.cast(pl.Float64)
     if finite.is_infinite().any() or finite.is_nan().any():
-        return [f"the regression target '{target}' holds NaN or infinite values; fix them in the source "
-                "(or limit the column with min/max in the contract so they are quarantined)"]
+        return [(f"the regression target '{target}' holds NaN or infinite values; fix them in the source "
+                 "(or limit the column with min/max in the contract so they are quarantined)")]
     if finite.n_unique() < 2:
         return [f"the regression target '{target}' has a single value ({finite[0]}); there is nothing to learn"]
     return []

@@ -11,9 +11,13 @@ import numpy as np
 
 from appliance.errors import InvalidInput
 from appliance.features.encoding import FeatureSchema
-from appliance.task import Task, TaskKind
+from appliance.task import BINARY, Task, TaskKind
 from appliance.training import onnx_export
-from appliance.training.lightgbm_trainer import booster_task_kind, native_predict, train_lightgbm
+from appliance.training.lightgbm_trainer import (
+    booster_task_kind,
+    native_predict,
+    train_lightgbm,
+)
 
 LogMetric = Callable[[str, float, int], None]
 
@@ -45,7 +49,7 @@ class LightGBMModel:
 
 
 def fit(trainer: str, schema: FeatureSchema, x: np.ndarray, y: np.ndarray, params: dict, seed: int, *,
-        task: Task = Task(), log_metric: LogMetric | None = None, checkpoint: Path | None = None,
+        task: Task = BINARY, log_metric: LogMetric | None = None, checkpoint: Path | None = None,
         checkpoint_every: int = 1, validation: tuple[np.ndarray, np.ndarray] | None = None,
         on_checkpoint: Callable[[int], None] | None = None) -> TrainedModel:
     """Train the named trainer for the task on labels from ``task.labels`` (class indices, or values).

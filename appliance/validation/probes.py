@@ -8,13 +8,12 @@ import msgspec
 import numpy as np
 
 from appliance.features.encoding import FeatureSchema
-from appliance.task import Task
+from appliance.task import BINARY, Task
 from appliance.training import onnx_export
 from appliance.training.metrics import score
 
 # Values no valid request holds: huge, negative, infinite, and category codes past any vocabulary.
 OUT_OF_RANGE = (3e38, -3e38, np.inf, -np.inf, -1.0, 1e6)
-BINARY = Task()   # an old caller's task
 # Answers of a multiclass model must sum to one within this (float32 softmax, tree sums).
 PROBABILITY_SUM_TOLERANCE = 1e-4
 
