@@ -229,9 +229,15 @@ def _check_target(path: Path, spec: ModelSpec) -> None:
             raise InvalidInput(f"model spec {path}: target.classes is for task = \"multiclass\" (this target is "
                                f"{target.task}); remove it or set the task")
         texts = [str(c) for c in target.classes]
-        if len(target.classes) < 3 or len(set(texts)) != len(texts):
-            raise InvalidInput(f"model spec {path}: target.classes must list three or more distinct labels, got "
+        if len(set(texts)) != len(texts):
+            twice = sorted({t for t in texts if texts.count(t) > 1})
+            raise InvalidInput(f"model spec {path}: target.classes lists {twice} more than once; list each class once")
+        if len(target.classes) < 3:
+            raise InvalidInput(f"model spec {path}: target.classes must list three or more labels, got "
                                f"{target.classes} (two classes: task = \"binary\" with labels 0/1)")
+        if len({type(c) for c in target.classes}) > 1:
+            raise InvalidInput(f"model spec {path}: target.classes {target.classes} mixes text and numbers; write "
+                               "them all as the target column holds them")
     metric = validation.metric
     if metric is not None and metric not in METRICS[target.task]:
         raise InvalidInput(f"model spec {path}: validation.metric '{metric}' is not a {target.task} metric; "

@@ -60,6 +60,19 @@ def _canary(server, home: Path, model: str, records: list[dict]) -> deployments.
     return d
 
 
+@pytest.fixture(autouse=True)
+def no_alert_hooks():
+    """This file retrains by hand: an alert hook another test installed in this process (as `appliance up`
+    does) would start a retrain of its own from the monitor run. The alert → retrain loop per task is
+    tested in test_monitoring_tasks."""
+    from appliance.monitoring import store
+
+    installed = list(store.after_monitor)
+    store.after_monitor.clear()   # in place: the monitor job holds the list itself
+    yield
+    store.after_monitor[:] = installed
+
+
 def test_a_regression_model_runs_the_whole_loop(tmp_path: Path, capsys):
     spec = write_deliveries(tmp_path / "data", live_slower=1.5)
     home, trained = _trained(tmp_path, spec, "eta", "history.parquet", capsys)
@@ -135,3 +148,53 @@ def test_a_multiclass_model_runs_the_whole_loop(tmp_path: Path, capsys):
     assert judged.status in ("completed", "rolled_back")
     if judged.status == "rolled_back":
         assert "class" in judged.reason, judged.reason
+
+
+def _refused(home: Path, capsys, *args: str) -> str:
+    capsys.readouterr()
+    assert main(["--home", str(home), *args]) == 1, args
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err, err
+    return err
+
+
+def test_a_target_that_does_not_fit_its_task_is_refused_before_anything_is_trained(tmp_path: Path, capsys):
+    import polars as pl
+
+    # Classes typed unlike the contract's target, or missing from its allowed values: refused at init.
+    spec = write_tickets(tmp_path / "typed")
+    spec.write_text(spec.read_text().replace('task = "multiclass"', 'task = "multiclass"\nclasses = [0, 1, 2, 3]'))
+    assert "are not text, but 'team' is a string" in _refused(tmp_path / "h1", capsys, "init", "--spec", str(spec))
+    spec.write_text(spec.read_text().replace("classes = [0, 1, 2, 3]", 'classes = ["billing", "tech", "legal"]'))
+    assert "['legal'] are not among the contract's allowed_values" in _refused(tmp_path / "h1", capsys, "init",
+                                                                               "--spec", str(spec))
+    # A class the spec leaves out: its rows are quarantined and training stops, naming it.
+    spec.write_text(spec.read_text().replace('classes = ["billing", "tech", "legal"]',
+                                             'classes = ["billing", "tech", "sales"]'))
+    _cli(tmp_path / "h2", "init", "--spec", str(spec))
+    err = _refused(tmp_path / "h2", capsys, "train", "triage")
+    assert "not among the classes ['billing', 'tech', 'sales']: 'abuse'" in err and "add them to [target] classes" in err
+    with Home(tmp_path / "h2") as h:
+        assert h.registry.versions("triage") == []
+    # A binary spec over three codes would train "class 0 against the rest": refused, pointing at multiclass.
+    codes = write_tickets(tmp_path / "codes")
+    frame = pl.read_csv(codes.parent / "tickets.csv").with_columns(
+        team=pl.col("team").replace_strict({"billing": 0, "tech": 1, "sales": 2, "abuse": 2}))
+    frame.write_csv(codes.parent / "tickets.csv")
+    contract = codes.parent / "contract.toml"
+    contract.write_text(contract.read_text().replace('type = "string"\nallowed_values = ["billing", "tech", "sales", '
+                                                     '"abuse"]', 'type = "integer"'))
+    codes.write_text(codes.read_text().replace('task = "multiclass"\n', ""))
+    _cli(tmp_path / "h3", "init", "--spec", str(codes))
+    assert 'set task = "multiclass"' in _refused(tmp_path / "h3", capsys, "train", "triage")
+    # A constant regression target, and a text target for a regression.
+    flat = write_deliveries(tmp_path / "flat")
+    pl.read_parquet(flat.parent / "history.parquet").with_columns(minutes=pl.lit(12.0)).write_parquet(
+        flat.parent / "history.parquet")
+    _cli(tmp_path / "h4", "init", "--spec", str(flat))
+    assert "has a single value (12.0)" in _refused(tmp_path / "h4", capsys, "train", "eta")
+    worded = write_deliveries(tmp_path / "worded")
+    contract = worded.parent / "contract.toml"
+    contract.write_text(contract.read_text().replace('name = "minutes"\ntype = "float"', 'name = "minutes"\ntype = "string"'))
+    assert 'a text target is a class: set task = "multiclass"' in _refused(tmp_path / "h5", capsys, "init", "--spec",
+                                                                          str(worded))

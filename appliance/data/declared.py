@@ -88,8 +88,9 @@ def check_spec_types(spec: ModelSpec, contract: DataContract | None = None) -> N
     target = rules.get(spec.target.column)
     if target is None:
         problems.append(f"the target '{spec.target.column}' is not a contract field")
-    else:
-        problems += _target_disagreement(spec, target)
+    else:   # judged on the contract as written, not as narrowed to the spec's classes (model_contract)
+        written = _rules(load_contract(spec.resolve(spec.data.contract))).get(spec.target.column, target)
+        problems += _target_disagreement(spec, written)
     for f in keys.request:
         rule = rules.get(f.name)
         if rule is None:
@@ -147,14 +148,24 @@ def _target_disagreement(spec: ModelSpec, rule: FieldRule) -> list[str]:
                 "multiclass": "; a numeric target is a value: set task = \"regression\""}.get(task, "")
         return [(f"the target '{rule.name}' is a {rule.type} in the contract, which a {task} target cannot be "
                  f"(it reads from {readable}){hint}")]
-    if task == "multiclass" and spec.target.classes is not None and rule.allowed_values is not None:
-        declared = {label_text(c) for c in rule.allowed_values}
-        outside = [c for c in spec.target.classes if label_text(c) not in declared]
-        if outside:
-            return [f"target.classes {outside} are not among the contract's allowed_values for '{rule.name}'"]
-    if task == "multiclass" and spec.target.classes is None and len(rule.allowed_values or []) < 3:
-        return [(f"the multiclass target '{rule.name}' has no classes: declare classes = [...] under [target], "
-                 "or allowed_values in the contract (three or more)")]
+    classes = spec.target.classes
+    if task == "multiclass" and classes is not None:
+        typed = str if rule.type == "string" else int
+        mistyped = [c for c in classes if type(c) is not typed]
+        if mistyped:
+            word, how = ("text", 'quoted text, "like this"') if typed is str else ("integers", "a number")
+            return [(f"target.classes {mistyped} are not {word}, but '{rule.name}' is a {rule.type} in the "
+                     f"contract; write every class as {how}")]
+        if rule.allowed_values is not None:
+            declared = {label_text(c) for c in rule.allowed_values}
+            outside = [c for c in classes if label_text(c) not in declared]
+            if outside:
+                return [(f"target.classes {outside} are not among the contract's allowed_values for "
+                         f"'{rule.name}' {rule.allowed_values}; add them there or remove them from the spec")]
+    if task == "multiclass" and classes is None and len(rule.allowed_values or []) < 3:
+        found = rule.allowed_values or []
+        return [(f"the multiclass target '{rule.name}' has {'no classes' if not found else f'only {found}'}: "
+                 "declare classes = [...] under [target], or allowed_values in the contract (three or more)")]
     return []
 
 

@@ -128,8 +128,8 @@ def _register(home: Home, model: str, onnx: Path | str | None, lightgbm: Path | 
     schema, categories_from = feature_schema(spec, evaluation.vocabulary_rows, evaluation.vocabulary_from,
                                              categories, entity_key_type(spec, contract))
     x_eval = schema.encode_frame(evaluation.rows)
-    target = evaluation.rows[spec.target.column]
-    y_eval = target.cast(pl.Int8).to_numpy() if task.kind == "binary" else task.labels(target.to_list())
+    y_eval = _labels(task, evaluation.rows[spec.target.column])
+    y_before = None if evaluation.training_labels is None else _labels(task, evaluation.training_labels)
     output = model_output(sess, x_eval, task)
     parity = None
     if booster is not None:
@@ -158,8 +158,8 @@ def _register(home: Home, model: str, onnx: Path | str | None, lightgbm: Path | 
         if parity is not None:
             tracked.log_metric("onnx_parity", parity, step=0)
         ctx = RunContext(home=home, spec=spec, run=tracked, say=say, actor=actor, eval_part=evaluation.rows,
-                         schema=schema, task=task, x_eval=x_eval, y_eval=y_eval, metrics=metrics, onnx_bytes=onnx_bytes,
-                         parity=parity)
+                         schema=schema, task=task, y_train=y_before, x_eval=x_eval, y_eval=y_eval, metrics=metrics,
+                         onnx_bytes=onnx_bytes, parity=parity)
         run_gates(ctx)
         # Monitoring compares live windows with these rows and their scores, as for a trained version.
         tracked.log_artifact(REFERENCE_ARTIFACT, reference_bytes(spec, evaluation.rows, output, task))
@@ -189,6 +189,10 @@ def _register(home: Home, model: str, onnx: Path | str | None, lightgbm: Path | 
                         categories_from, evaluation.quarantined)
 
 
+def _labels(task: Task, target: pl.Series) -> np.ndarray:
+    return target.cast(pl.Int8).to_numpy() if task.kind == "binary" else task.labels(target.to_list())
+
+
 def _read(path: Path, what: str) -> bytes:
     try:
         return path.read_bytes()
@@ -209,6 +213,9 @@ class _Evaluation:
     data_version: str
     snapshots: list[str] = field(default_factory=list)
     quarantined: int = 0
+    # the labels of the ingested days before the evaluation days: the know-nothing baseline answers their
+    # class shares or mean, as it does for a trained version (None: it answers the evaluation rows' own)
+    training_labels: pl.Series | None = None
 
 
 def _evaluation_rows(home: Home, spec: ModelSpec, contract: DataContract, eval_data: Path | str | None) -> _Evaluation:
@@ -240,10 +247,12 @@ def _evaluation_rows(home: Home, spec: ModelSpec, contract: DataContract, eval_d
         rows, before = frame.filter(pl.col(event_time) >= cutoff), frame.filter(pl.col(event_time) < cutoff)
         vocabulary = (before, "the ingested training days") if before.height else (rows, "the evaluation days")
         evaluation = _Evaluation(rows, f"the last {days} days of the ingested snapshots, from {cutoff:%Y-%m-%d}",
-                                 *vocabulary, data_version(snapshots), [s.hash for s in snapshots])
+                                 *vocabulary, data_version(snapshots), [s.hash for s in snapshots],
+                                 training_labels=before[target] if before.height else None)
     if evaluation.rows[target].n_unique() < 2:
+        need = "more than one value" if spec.target.task == "regression" else "at least two classes"
         raise InvalidInput(f"the evaluation rows ({evaluation.eval_from}) hold {evaluation.rows.height:,} labelled "
-                           f"rows and need both classes of '{target}'; pass --eval DATA with both, or ingest more days")
+                           f"rows and need {need} of '{target}'; pass --eval DATA with them, or ingest more days")
     return evaluation
 
 

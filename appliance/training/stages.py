@@ -195,7 +195,12 @@ def run_validate(ctx: RunContext) -> dict:
                         f"(> {rules.max_quarantined_share:.0%})")
     problems += [f"feature '{c}' is missing in {share:.1%} of rows (> {rules.max_missing_share:.0%})"
                  for c, share in missing.items() if share > rules.max_missing_share]
-    problems += _target_problems(ctx)
+    # First what no limit in the spec answers (the data or the [target] section must change; labels outside
+    # the classes are also what a high quarantined share would otherwise be blamed on).
+    target_problems = _target_problems(ctx)
+    if target_problems:
+        raise InvalidInput(f"data validation failed: {'; '.join(target_problems)}; then train again "
+                           f"(`appliance train {ctx.spec.name}` ingests the source anew)")
     if problems:
         raise InvalidInput(f"data validation failed: {'; '.join(problems)}. Fix the source (or the "
                            f"[validation] limits in the spec) and resume with `appliance train {ctx.spec.name} "
@@ -237,7 +242,7 @@ def _target_problems(ctx: RunContext) -> list[str]:
     finite = values.cast(pl.Float64)
     if finite.is_infinite().any() or finite.is_nan().any():
         return [(f"the regression target '{target}' holds NaN or infinite values; fix them in the source "
-                 "(or limit the column with min/max in the contract so they are quarantined)")]
+                 "(leave a value empty where it is unknown: unlabelled rows are left out of training)")]
     if finite.n_unique() < 2:
         return [f"the regression target '{target}' has a single value ({finite[0]}); there is nothing to learn"]
     return []

@@ -175,15 +175,13 @@ def _regression(rules: ValidationSection, e: GateEvidence) -> GateCheck:
     ok = bool(worse <= rules.max_regression) if not math.isnan(worse) else False
     compared = (f"{name} {format_value(e.metric, value)} vs production v{e.production_version} "
                 f"{format_value(e.metric, production)} on the same rows: ")
-    sign = '≤' if ok else '>'
-    if scaled:
-        moved = f"{'worse' if worse > 0 else 'better'} by {_percent(abs(worse))} {sign} "
-        moved += _percent(rules.max_regression)
-    elif higher:
-        moved = f"{'down' if worse > 0 else 'up'} {abs(worse):.4f} {sign} {rules.max_regression}"
+    allowed = _percent(rules.max_regression) if scaled else f"{rules.max_regression}"
+    size = _percent(abs(worse)) if scaled else f"{abs(worse):.4f}"
+    if not worse > 0:   # no worse (or NaN, which fails): the allowance is beside the point
+        moved = f"{'up' if higher and not scaled else 'better by'} {size} (worse by at most {allowed} allowed)"
     else:
-        moved = f"{'worse' if worse > 0 else 'better'} by {abs(worse):.4f} {sign} {rules.max_regression}"
-    return GateCheck("no_regression", ok, worse, rules.max_regression, f"{compared}{moved} allowed")
+        moved = f"{'down' if higher and not scaled else 'worse by'} {size} {'≤' if ok else '>'} {allowed} allowed"
+    return GateCheck("no_regression", ok, worse, rules.max_regression, f"{compared}{moved}")
 
 
 def _segment_gap(rules: ValidationSection, e: GateEvidence, column: str,
