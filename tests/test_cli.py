@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+import importlib
 import json
 import os
 import re
@@ -10,10 +12,12 @@ import socket
 import subprocess
 import sys
 import time
+import tomllib
 from pathlib import Path
 
 import httpx
 
+from appliance.cli import build_parser, main
 from tests.conftest import SAMPLE_RECORD
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -126,3 +130,42 @@ def test_user_errors_print_one_line_and_no_traceback(home_dir, tmp_path):
         assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], (args, result.stderr)
     no_production = appliance(tmp_path / "fresh", "predict", "fraud", "--json", "{}")
     assert "unknown model 'fraud'" in no_production.stderr
+
+
+def _commands(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()):
+    """(the words that reach it, its parser) for the top level and every subcommand under it."""
+    yield path, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from _commands(sub, (*path, name))
+
+
+def test_every_command_and_argument_says_what_it_is():
+    """The CLI reference in docs/ is generated from these strings: a blank one is an undocumented command."""
+    missing = []
+    for path, parser in _commands(build_parser()):
+        if path and not parser.description:
+            missing.append(" ".join(path))
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                missing += [" ".join((*path, a.dest)) for a in action._choices_actions if not a.help]
+            elif not action.help:
+                missing.append(" ".join((*path, "/".join(action.option_strings) or action.dest)))
+    assert missing == []
+    assert len(list(_commands(build_parser()))) > 40  # the walk reached the subcommands
+
+
+def test_the_entry_points_reach_main_and_help_starts_without_the_ml_stack():
+    script = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]["appliance"]
+    module, _, name = script.partition(":")
+    assert getattr(importlib.import_module(module), name) is main
+    shown = subprocess.run([sys.executable, "-c", "import sys\nfrom appliance.cli import main\ntry: main(['--help'])\n"
+                            "except SystemExit: pass\n"
+                            "print([m for m in ('numpy', 'polars', 'duckdb', 'onnxruntime') if m in sys.modules])"],
+                           capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert shown.returncode == 0, shown.stderr
+    assert "COMMAND" in shown.stdout and shown.stdout.splitlines()[-1] == "[]", shown.stdout
+    module_help = subprocess.run([sys.executable, "-m", "appliance", "deploy", "--help"],
+                                 capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert module_help.returncode == 0 and "start deploying a version next to production" in module_help.stdout

@@ -1,0 +1,34 @@
+"""The command line: `appliance up`, `train`, `models`, `promote`, `rollback`, `predict`, …
+
+One module per command group (models, data, training, serving, monitoring, operations), each adding
+its commands with ``register`` and holding their handlers; `parser` puts them together. Handlers
+import what they work with inside themselves, so `appliance --help` starts without the ML stack.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from appliance.cli.output import say as _say
+from appliance.cli.parser import build_parser
+from appliance.cli.serving import _example_request
+from appliance.errors import ApplianceError
+from appliance.logs import configure_logging
+from storage.errors import StorageError
+
+# `main` is the console script (pyproject: appliance = "appliance.cli:main") and `python -m appliance`;
+# tests and scripts/bench import `_example_request` and `_say` from here, as from the one-file CLI.
+__all__ = ["_example_request", "_say", "build_parser", "main"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``appliance`` command; user errors print one line and exit 1."""
+    args = build_parser().parse_args(argv)
+    configure_logging()
+    try:
+        return args.run(args) or 0
+    except (ApplianceError, StorageError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,79 @@
+"""Running the appliance over time: `backup`, `restore`, `retention`, `tui`."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from appliance.cli.arguments import Subcommands
+from appliance.cli.output import table, when
+from appliance.config import default_home
+from appliance.errors import NotFound
+
+
+def register(commands: Subcommands) -> None:
+    backup = commands.add("backup", _backup, "copy the whole data directory to DEST, safely while serving")
+    backup.add_argument("dest", type=Path, help="a new or empty folder outside the data directory")
+
+    restore = commands.add("restore", _restore, "make a backup the data directory (verified against its manifest)")
+    restore.add_argument("src", type=Path, help="a folder written by `appliance backup`")
+    restore.add_argument("--force", action="store_true",
+                         help="restore over a non-empty data directory (it is kept aside, not deleted)")
+
+    commands.add("retention", _retention, "apply the retention policy of <home>/appliance.toml to the prediction "
+                                          "log now, and show disk use per part")
+
+    tui = commands.add("tui", _tui,
+                       "the dashboard over the data directory (beside a running `appliance up --headless`)")
+    tui.add_argument("--cost", type=Path, default=None,
+                     help="a TOML file with a [cost] section (default: the data directory's appliance.toml, if any)")
+
+
+def _backup(args: argparse.Namespace) -> int:
+    from appliance.backup import backup
+
+    manifest = backup(args.home or default_home(), args.dest)
+    size = sum(f.bytes for f in manifest.files)
+    print(f"backed up {manifest.source} to {args.dest.resolve()}: {len(manifest.files)} files, "
+          f"{size / 1e6:.1f} MB, schema {manifest.schema_versions}")
+    return 0
+
+
+def _restore(args: argparse.Namespace) -> int:
+    from appliance.backup import restore
+
+    home = args.home or default_home()
+    manifest = restore(args.src, home, force=args.force)
+    print(f"restored {len(manifest.files)} files from {args.src.resolve()} (taken "
+          f"{when(manifest.created_at)}) into {Path(home).resolve()}")
+    return 0
+
+
+def _retention(args: argparse.Namespace) -> int:
+    from appliance.machine.disk import disk_use
+    from appliance.retention import apply_retention
+    from appliance.settings import load_settings
+
+    home = Path(args.home or default_home())
+    if not (home / "metadata.db").exists():
+        raise NotFound(f"{home} is not an appliance data directory yet; run `appliance init`")
+    policy = load_settings(home).retention
+    report = apply_retention(home, policy)
+    print(f"policy: {policy.hot_days} days hot in predictions.db, then {policy.archive_days} days as daily "
+          "Parquet under archive/predictions/, then deleted")
+    print(f"archived {report.archived_rows:,} rows from {len(report.archived_days)} day(s)"
+          + (f" ({report.archived_days[0]} … {report.archived_days[-1]})" if report.archived_days else "")
+          + f"; deleted {len(report.deleted_days)} archived day(s)")
+    use = disk_use(home)
+    table(("PART", "SIZE"), [(p.name, f"{p.bytes / 1e6:,.1f} MB") for p in use.parts]
+          + [("total", f"{use.total_bytes / 1e6:,.1f} MB")])
+    return 0
+
+
+def _tui(args: argparse.Namespace) -> int:
+    from tui.app import run_dashboard
+    from tui.data_dir import find_cost
+
+    root = Path(args.home or default_home()).expanduser()
+    run_dashboard(root, find_cost(root, args.cost))
+    return 0

@@ -1,0 +1,286 @@
+"""Serving: `up`, `predict`, `replay`, `deploy MODEL start|advance|abort|status`, `keys create|list|revoke`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import datetime
+from pathlib import Path
+
+from appliance.cli.arguments import Subcommands, open_home
+from appliance.cli.output import say, table, when
+from appliance.config import bundled_spec_path
+from appliance.errors import InvalidInput
+
+
+def register(commands: Subcommands) -> None:
+    up = commands.add("up", _up, "train what is needed, promote it, and serve the API")
+    up.add_argument("--spec", type=Path, default=None, help="model spec (default: the bundled sample)")
+    up.add_argument("--host", default="127.0.0.1",
+                    help="the address to listen on (default %(default)s; 0.0.0.0 for every interface)")
+    up.add_argument("--port", type=int, default=8000, help="the port to listen on (default %(default)s)")
+    up.add_argument("--headless", action="store_true", help="no dashboard; what systemd runs")
+    up.add_argument("--demo", action="store_true", help="once serving, replay the sample's live days through the API")
+    up.add_argument("--speed", type=float, default=7200.0,
+                    help="--demo: event-seconds per wall-second (default %(default)g: a day in 12 s)")
+
+    predict = commands.add("predict", _predict, "score records with a model's production version, in process")
+    predict.add_argument("model", help="a model with a version in production")
+    predict.add_argument("--json", required=True, dest="payload",
+                         help="one record as a JSON object, or a list of them")
+
+    replay = commands.add("replay", _replay, "send a model's live data through the running API, labels later, "
+                                             "monitoring at each day boundary (the demo)")
+    replay.add_argument("model", help="a model whose spec names live data ([data] live)")
+    replay.add_argument("--url", default="http://127.0.0.1:8000", help="the running API (default %(default)s)")
+    replay.add_argument("--speed", type=float, default=7200.0,
+                        help="event-seconds per wall-second (default 7200: a day in 12 s; 0: as fast as possible)")
+    replay.add_argument("--days", type=int, default=None, help="replay only the first N days")
+    replay.add_argument("--label-delay", type=float, default=2.0, metavar="HOURS",
+                        help="labels arrive this many event-hours after their prediction (default 2)")
+    replay.add_argument("--key", default=None, help="an API key with predict and feedback scopes, if keys exist")
+
+    deploy = commands.add("deploy", None,
+                          "deploy a candidate: blue-green, canary, shadow or A/B; advance, abort, status")
+    deploy.add_argument("model", help="the model whose candidate is deployed")
+    steps = Subcommands(deploy, "ACTION", required=False)
+    begin = steps.add("start", _deploy_start, "start deploying a version next to production")
+    begin.add_argument("strategy", choices=("blue-green", "canary", "shadow", "ab"),
+                       help="blue-green: warm, then switch all at once; canary: a growing share of traffic; "
+                            "shadow: scores every request off the response path; ab: a fixed split by a field")
+    begin.add_argument("--version", type=int, required=True, help="the candidate version")
+    begin.add_argument("--percent", type=float, default=None, help="A/B: the candidate's share (default 50)")
+    begin.add_argument("--key", dest="split_key", default=None,
+                       help="A/B: the request field to split by (default: the spec's deployment.ab_key)")
+    for action, run, text in (("advance", _deploy_advance, "next canary step, blue-green switch, or promote"),
+                              ("abort", _deploy_abort, "stop; all traffic back to the baseline")):
+        steps.add(action, run, text).add_argument("--reason", default="", help="why (goes into the audit log)")
+    steps.add("status", _deploy_status, "the deployment and what it has shown so far")
+
+    keys = commands.add("keys", None, "API keys: create, list, revoke")
+    actions = Subcommands(keys, "ACTION", required=False)
+    create = actions.add("create", _keys_create, "create a key (its token is shown once)")
+    create.add_argument("--scope", action="append", required=True, choices=("predict", "feedback", "admin"),
+                        help="what the key may call (repeat for several; admin may call everything)")
+    create.add_argument("--name", default="", help="who or what the key is for")
+    create.add_argument("--rate", type=float, default=None, help="requests per second allowed (default 1000)")
+    actions.add("list", _keys_list, "every key and whether it is revoked")
+    revoke = actions.add("revoke", _keys_revoke, "revoke a key; a running server refuses it within a second")
+    revoke.add_argument("id", help="the key's id (see `appliance keys list`)")
+
+
+def _up(args: argparse.Namespace) -> int:
+    from appliance.bring_up import bring_up
+    from appliance.serving.server import serve
+
+    with open_home(args) as home:
+        print(f"data directory {home.root}")
+        spec = args.spec or (bundled_spec_path() if not home.registry.models() else None)
+        bring_up(home, spec, say)
+        root = home.root
+        example = _example_request(home)
+    shown = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
+    print(f"serving on http://{shown}:{args.port} (Ctrl-C stops)")
+    if example:
+        name, record = example
+        url = f"http://{shown}:{args.port}/v1/models/{name}/predict"
+        print(f"try:\n  curl -s -X POST {url} -H 'content-type: application/json' -d '{json.dumps(record)}'")
+    from appliance.alerts.engine import install as install_alerts
+    from appliance.scheduler.scheduler import start_scheduler
+
+    install_alerts()  # every monitor run in this process evaluates the spec's alert rules
+    scheduler = start_scheduler(root)  # scheduled monitoring and training, in this process next to the API
+    if args.demo:
+        from appliance.replay import start_demo
+
+        if example is None:
+            raise InvalidInput("nothing is in production to replay traffic against; run `appliance up` without --demo")
+        if args.speed < 0:
+            raise InvalidInput("--speed must not be negative (0: as fast as the API answers)")
+        start_demo(root, example[0], f"http://{shown}:{args.port}", say=say, speed=args.speed)
+    try:
+        if sys.stdout.isatty() and not args.headless:
+            _serve_under_dashboard(root, args.host, args.port)
+        else:
+            serve(root, host=args.host, port=args.port)
+    finally:
+        scheduler.shutdown(wait=False)
+    return 0
+
+
+def _serve_under_dashboard(root: Path, host: str, port: int) -> None:
+    """The API on a background thread while the dashboard owns the terminal; quitting it stops both."""
+    from appliance.serving.server import BackgroundServer
+    from tui.app import run_dashboard
+    from tui.data_dir import find_cost
+
+    server = BackgroundServer(root, host, port).start()
+    try:
+        run_dashboard(root, find_cost(root, None))
+    finally:
+        print("stopping the API server…", flush=True)
+        server.stop()
+
+
+def _example_request(home) -> tuple[str, dict] | None:
+    """A first record of a served model's live data (else its source), as a request body: the entity
+    key, the event time and the request-time features (typed as the data contract declares them); the
+    rest comes from the online store."""
+    from appliance.data.contract import cast_columns
+    from appliance.data.declared import model_contract
+    from appliance.data.sources import read_source
+    from appliance.data.values import json_value
+
+    for summary in home.registry.models():
+        if summary.production is None:
+            continue
+        spec = home.spec(summary.name)
+        keys = spec.features
+        frame = cast_columns(model_contract(spec), read_source(spec.resolve(spec.data.live or spec.data.source)))
+        row = frame.row(0, named=True)
+        record = {keys.entity_key: row[keys.entity_key]} if keys.entity_key else {}
+        if spec.data.live and isinstance(row.get(keys.event_time), datetime):
+            record[keys.event_time] = row[keys.event_time]
+        record |= {f.name: row[f.name] for f in keys.request}
+        return summary.name, {k: json_value(v) for k, v in record.items()}
+    return None
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from appliance.serving.models import load_production
+
+    try:
+        payload = json.loads(args.payload)
+    except json.JSONDecodeError as e:
+        raise InvalidInput(f"--json is not valid JSON ({e}); pass e.g. --json '{{\"amount\": 12.5, ...}}'") from None
+    single = isinstance(payload, dict)
+    records = [payload] if single else payload
+    if not isinstance(records, list) or not records:
+        raise InvalidInput("--json must be a record object or a non-empty list of them")
+    with open_home(args) as home:
+        model = load_production(home, args.model)
+        outputs = model.predict(records).tolist()
+    results = [model.task.answer(output) for output in outputs]  # in the model's task's terms, as the API answers
+    body = {"model": model.name, "version": model.version}
+    body |= results[0] if single else {"predictions": results}
+    print(json.dumps(body))
+    return 0
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from appliance.replay import replay
+
+    with open_home(args) as home:
+        home.spec(args.model)  # an unknown model is reported before any traffic
+        root = home.root
+    days = replay(root, args.model, args.url, speed=args.speed, days=args.days, label_delay_hours=args.label_delay,
+                  key=args.key, say=say)
+    _print_open_alerts(root, args.model)
+    print(f"replayed {days[-1].predictions if days else 0:,} predictions over {len(days)} day(s)")
+    return 0
+
+
+def _print_open_alerts(root: Path, model: str) -> None:
+    from appliance.alerts.records import list_alerts
+    from appliance.home import Home
+
+    with Home(root) as home:
+        for a in reversed(list_alerts(home.conn, model)):
+            print(f"alert {a.id}: {a.severity} {a.rule} ({a.target}) — {a.message}; see `appliance alerts show {a.id}`")
+
+
+def _deploy_start(args: argparse.Namespace) -> int:
+    from appliance.deployment import deployments
+
+    with open_home(args) as home:
+        d = deployments.start(home, args.model, args.strategy, args.version, percent=args.percent,
+                              split_key=args.split_key)
+    print(f"{d.model}: {_deployment_line(d)}")
+    return 0
+
+
+def _deploy_advance(args: argparse.Namespace) -> int:
+    from appliance.deployment import deployments
+
+    with open_home(args) as home:
+        d = deployments.advance(home, args.model, reason=args.reason)
+    print(f"{d.model}: {_deployment_line(d)}")
+    return 0
+
+
+def _deploy_abort(args: argparse.Namespace) -> int:
+    from appliance.deployment import deployments
+
+    with open_home(args) as home:
+        d = deployments.abort(home, args.model, reason=args.reason)
+    print(f"{d.model}: {_deployment_line(d)}")
+    return 0
+
+
+def _deploy_status(args: argparse.Namespace) -> int:
+    from appliance.deployment import deployments
+    from appliance.serving.state import PREDICTIONS_DB
+    from storage.prediction_log import PredictionStore
+
+    with open_home(args) as home:
+        d = deployments.latest(home, args.model)
+        if d is None:
+            print(f"{args.model}: no deployment yet; start one with `appliance deploy {args.model} start canary "
+                  "--version N`")
+            return 0
+        store = PredictionStore(home.root / PREDICTIONS_DB)
+        try:
+            body = deployments.report(home, store, d)
+        finally:
+            store.close()
+    print(f"{d.model}: {_deployment_line(d)}")
+    print(json.dumps({k: v for k, v in body.items() if k != "deployment"}, indent=2))
+    return 0
+
+
+def _deployment_line(d) -> str:
+    """One line saying where a deployment stands."""
+    where = {"blue-green": "switched, previous version warm for instant switch back" if d.switched
+             else "candidate warm, not yet switched",
+             "canary": f"{d.traffic_percent:g} % of traffic on the candidate",
+             "shadow": "candidate scores every request off the response path",
+             "ab": f"{d.traffic_percent:g} % on the candidate, split by {d.split_key}"}[d.strategy]
+    if d.status != "running":
+        where = f"{d.status.replace('_', ' ')}: {d.reason}"
+    return f"{d.strategy} deployment {d.id} of v{d.candidate_version} against v{d.baseline_version} — {where}"
+
+
+def _keys_create(args: argparse.Namespace) -> int:
+    from appliance.gateway.keys import DEFAULT_RATE_PER_SECOND, create_key
+
+    with open_home(args) as home:
+        key, token = create_key(home.conn, args.scope, name=args.name,
+                                rate_per_second=args.rate or DEFAULT_RATE_PER_SECOND)
+    print(f"created key {key.id} ({', '.join(key.scopes)}, {key.rate_per_second:g} req/s); its token, shown "
+          "only now — send it as `Authorization: Bearer TOKEN`:")
+    print(token)
+    return 0
+
+
+def _keys_list(args: argparse.Namespace) -> int:
+    from appliance.gateway.keys import list_keys
+
+    with open_home(args) as home:
+        keys = list_keys(home.conn)
+    table(("ID", "NAME", "SCOPES", "RATE/S", "CREATED", "REVOKED"),
+          [(k.id, k.name, ",".join(k.scopes), f"{k.rate_per_second:g}", when(k.created_at),
+            when(k.revoked_at) if k.revoked_at else "-") for k in keys])
+    if not keys:
+        print("no keys yet: predict and feedback are open on loopback only; "
+              "create one with `appliance keys create --scope predict`")
+    return 0
+
+
+def _keys_revoke(args: argparse.Namespace) -> int:
+    from appliance.gateway.keys import revoke_key
+
+    with open_home(args) as home:
+        key = revoke_key(home.conn, args.id)
+    print(f"revoked key {key.id}; a running server refuses it within a second")
+    return 0

@@ -1,0 +1,124 @@
+"""Training and its records: `train`, `runs list|show|compare`."""
+
+from __future__ import annotations
+
+import argparse
+
+from appliance.cli.arguments import Subcommands, open_home
+from appliance.cli.output import say, table, when
+
+
+def register(commands: Subcommands) -> None:
+    train = commands.add("train", _train, "run the training pipeline for a model and register the result")
+    train.add_argument("model", help="a registered model")
+    train.add_argument("--resume", nargs="?", const="", default=None, metavar="RUN",
+                       help="continue a failed run from the stage that failed (default: the latest run)")
+    train.add_argument("--retrain", action="store_true",
+                       help="also learn from the labelled predictions, holding out only the newest days "
+                            "([training] retrain_eval_days), as an alert's retrain does")
+
+    runs = commands.add("runs", None, "tracked runs: list, show, compare")
+    actions = Subcommands(runs, "ACTION")
+    runs_list = actions.add("list", _runs_list, "recent runs, newest first")
+    runs_list.add_argument("--model", default=None, help="only this model's runs")
+    runs_list.add_argument("--limit", type=int, default=20, help="at most this many runs (default %(default)s)")
+    runs_show = actions.add("show", _runs_show, "one run: stages, params, metrics, tags, artifacts, trials")
+    runs_show.add_argument("run_id", metavar="RUN", help="run id or a unique prefix of it")
+    runs_compare = actions.add("compare", _runs_compare, "params and final metrics of runs side by side")
+    runs_compare.add_argument("runs", nargs="+", metavar="RUN", help="run ids or unique prefixes of them")
+
+
+def _train(args: argparse.Namespace) -> int:
+    from appliance.training.worker import train_in_worker
+
+    with open_home(args) as home:
+        home.spec(args.model)  # an unknown model or a bad spec is reported before a worker starts
+        outcome = train_in_worker(home.root, args.model, actor="cli", resume=args.resume is not None,
+                                  run_id=args.resume or None, retrain=args.retrain, say=say)
+        v = outcome.version
+        for check in outcome.gates.checks:
+            print(f"gate {check.name}: {'pass' if check.passed else 'FAIL'} — {check.detail}")
+        if outcome.gates.passed:
+            print(f"registered {v.model} v{v.version} as candidate in {outcome.seconds:.1f} s; "
+                  f"promote it with `appliance promote {v.model} {v.version}`")
+            return 0
+        print(f"registered {v.model} v{v.version} as REJECTED: it failed its gates and cannot be promoted")
+        return 1
+
+
+def _runs_list(args: argparse.Namespace) -> int:
+    from appliance.tracking.queries import list_runs
+
+    with open_home(args) as home:
+        found = list_runs(home.tracking, args.model, args.limit)
+    rows = [(r.id[:8], r.model, r.kind, r.name, r.status, when(r.started_at), _seconds(r), str(r.children or ""),
+             (r.error or "")[:60]) for r in found]
+    table(("RUN", "MODEL", "KIND", "NAME", "STATUS", "STARTED", "SECONDS", "CHILDREN", "ERROR"), rows)
+    if not rows:
+        print("no runs yet — run `appliance train MODEL`")
+    return 0
+
+
+def _runs_show(args: argparse.Namespace) -> int:
+    from appliance.errors import NotFound
+    from appliance.tracking.queries import run_detail
+    from appliance.training.runs import pipeline_run
+
+    with open_home(args) as home:
+        d = run_detail(home.tracking, args.run_id)
+        try:
+            stages = pipeline_run(home.conn, d.run.id).stages
+        except NotFound:
+            stages = []
+    r = d.run
+    print(f"run {r.id}  {r.model}  {r.kind} '{r.name}'  {r.status}  started {when(r.started_at)}  {_seconds(r)} s")
+    if r.parent_id:
+        print(f"parent {r.parent_id}")
+    if r.error:
+        print(f"error: {r.error}")
+    env = d.environment
+    print(f"code {r.code_version}  python {env.get('python')}  {env.get('platform')}  cpus {env.get('cpus')}")
+    print("packages " + ", ".join(f"{k} {v}" for k, v in env.get("packages", {}).items() if v))
+    if d.data:
+        print("data " + ", ".join(h[:12] for h in d.data))
+    if stages:
+        print("\nstages")
+        table(("STAGE", "STATUS", "STARTED", "SECONDS", "ATTEMPTS", "ERROR"),
+              [(s.stage, s.status, when(s.started_at), f"{s.ended_at - s.started_at:.2f}" if s.ended_at else "",
+                str(s.attempts), (s.error or "")[:70]) for s in stages])
+    for title, values in (("params", d.params), ("tags", d.tags), ("artifacts", d.artifacts)):
+        if values:
+            print(f"\n{title}")
+            table(("KEY", "VALUE"), [(k, _short_value(v)) for k, v in values.items()])
+    if d.metrics:
+        print("\nmetrics (last value of each series)")
+        table(("METRIC", "VALUE", "POINTS"),
+              [(k, _short_value(v), str(d.metric_points[k])) for k, v in d.metrics.items()])
+    if d.child_runs:
+        print("\nchild runs")
+        table(("RUN", "NAME", "STATUS", "SECONDS"), [(c.id[:8], c.name, c.status, _seconds(c)) for c in d.child_runs])
+    return 0
+
+
+def _runs_compare(args: argparse.Namespace) -> int:
+    from appliance.tracking.queries import run_detail
+
+    with open_home(args) as home:
+        details = [run_detail(home.tracking, prefix) for prefix in args.runs]
+    header = ("", *(f"{d.run.id[:8]} {d.run.name}" for d in details))
+    rows = [("status", *(d.run.status for d in details))]
+    for title, pick in (("param", lambda d: d.params), ("metric", lambda d: d.metrics)):
+        keys = sorted({k for d in details for k in pick(d)})
+        rows += [(f"{title} {k}", *(_short_value(pick(d).get(k, "-")) for d in details)) for k in keys]
+    table(header, rows)
+    return 0
+
+
+def _seconds(run) -> str:
+    return f"{run.ended_at - run.started_at:.1f}" if run.ended_at else "…"
+
+
+def _short_value(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value) if len(str(value)) <= 70 else str(value)[:67] + "…"
