@@ -33,7 +33,8 @@ def _ensure_production(home: Home, spec_path: Path | None, say: Callable[[str], 
             if not report.new_snapshot:
                 say(f"{name}: v{summary.production} in production, no new data — nothing to retrain")
                 continue
-            outcome = train(home, spec, actor="up", say=lambda line: say(f"{name}: {line}"))
+            # train() calls `say` before it returns, while `name` is still this model's.
+            outcome = train(home, spec, actor="up", say=lambda line: say(f"{name}: {line}"))  # noqa: B023
             if outcome.gates.passed:
                 say(f"{name}: new data → candidate v{outcome.version.version} passed its gates; "
                     f"promote it with `appliance promote {name} {outcome.version.version}`")
@@ -45,7 +46,7 @@ def _ensure_production(home: Home, spec_path: Path | None, say: Callable[[str], 
             home.registry.promote(name, summary.candidate, actor="up", reason="first production version")
             say(f"{name}: promoted candidate v{summary.candidate} to production")
             continue
-        outcome = train(home, spec, actor="up", say=lambda line: say(f"{name}: {line}"))
+        outcome = train(home, spec, actor="up", say=lambda line: say(f"{name}: {line}"))  # noqa: B023
         version = outcome.version.version
         for check in outcome.gates.checks:
             say(f"{name}: gate {check.name}: {'pass' if check.passed else 'FAIL'} — {check.detail}")

@@ -53,7 +53,7 @@ class Home:
         self.conn.close()
         self.online.close()
 
-    def __enter__(self) -> "Home":
+    def __enter__(self) -> Home:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -18,6 +18,7 @@ import urllib.request
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import ClassVar
 from urllib.parse import urlsplit
 
 import msgspec
@@ -209,8 +210,9 @@ class AlertNews:
     """What the loop did since the last look, as lines for the demo's output: alerts opened, alert
     actions finished, and the steps of deployments (a canary advanced, promoted or rolled back)."""
 
-    DEPLOYMENT_STEPS = {"canary_advanced": "advanced", "deployment_completed": "completed",
-                        "deployment_rolled_back": "ROLLED BACK", "deployment_aborted": "aborted"}
+    DEPLOYMENT_STEPS: ClassVar[dict[str, str]] = {
+        "canary_advanced": "advanced", "deployment_completed": "completed",
+        "deployment_rolled_back": "ROLLED BACK", "deployment_aborted": "aborted"}
 
     def __init__(self, model: str):
         self.model = model

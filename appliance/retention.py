@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import msgspec
@@ -28,7 +28,7 @@ def archive_root(home: Path) -> Path:
 
 def apply_retention(home: Path, policy: RetentionSection, now: float | None = None) -> RetentionReport:
     """Move whole days older than ``hot_days`` to Parquet; delete Parquet days older than ``archive_days``."""
-    today = datetime.fromtimestamp(now if now is not None else time.time(), timezone.utc).date()
+    today = datetime.fromtimestamp(now if now is not None else time.time(), UTC).date()
     hot_since = today - timedelta(days=policy.hot_days - 1)          # today counts as one hot day
     archive_since = hot_since - timedelta(days=policy.archive_days)
     archive = PredictionArchive(archive_root(home))

@@ -180,7 +180,8 @@ class ModelSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     @property
     def model_features(self) -> list[Feature]:
         """The model's inputs, in the order the model sees them."""
-        computed = [Feature(f.name, f.type) for f in (*self.features.aggregations, *self.features.derived)]
+        computing: list[Aggregation | Derived] = [*self.features.aggregations, *self.features.derived]
+        computed = [Feature(f.name, f.type) for f in computing]
         return [*self.features.request, *self.features.entity_attributes, *computed]
 
     def resolve(self, relative: str) -> Path:

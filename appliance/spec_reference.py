@@ -203,7 +203,8 @@ def _optional(tp):
     """``X | None`` as ``X``: TOML has no null, so None is a key left out."""
     if typing.get_origin(tp) in (types.UnionType, typing.Union):
         rest = tuple(a for a in typing.get_args(tp) if a is not type(None))
-        return rest[0] if len(rest) == 1 else typing.Union[rest]
+        # A union built at run time from a tuple: only typing.Union takes one.
+        return rest[0] if len(rest) == 1 else typing.Union[rest]  # noqa: UP007
     return tp
 
 

@@ -55,7 +55,7 @@ Outputs: ``users.parquet``, ``transactions.parquet`` (2026-09-01 ..
 from __future__ import annotations
 
 import argparse
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -64,7 +64,7 @@ import polars as pl
 # --------------------------------------------------------------------------
 # Calendar
 # --------------------------------------------------------------------------
-START = datetime(2026, 9, 1, tzinfo=timezone.utc)
+START = datetime(2026, 9, 1, tzinfo=UTC)
 N_DAYS = 60  # 2026-09-01 .. 2026-10-30 (end exclusive: 2026-10-31)
 LIVE_START_DAY = 45  # 2026-10-16: first day of live.parquet
 DRIFT_START_DAY = 49  # 2026-10-20: first day of the drift episode
@@ -383,7 +383,7 @@ def _build_frames(seed: int) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
         raise RuntimeError("hour does not match event_time")
 
     live_start = START.timestamp() + LIVE_START_DAY * 86_400
-    live_start_dt = datetime.fromtimestamp(live_start, tz=timezone.utc)
+    live_start_dt = datetime.fromtimestamp(live_start, tz=UTC)
     history = tx_df.filter(pl.col("event_time") < live_start_dt)
     live = tx_df.filter(pl.col("event_time") >= live_start_dt)
     return users_df, history.select(TX_COLUMNS), live.select(TX_COLUMNS)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import polars as pl
@@ -82,11 +82,11 @@ def hot_days(store: PredictionStore) -> list[date]:
 
 
 def _day(ts: float) -> date:
-    return datetime.fromtimestamp(ts, timezone.utc).date()
+    return datetime.fromtimestamp(ts, UTC).date()
 
 
 def _bounds(day: date) -> tuple[float, float]:
-    start = datetime(day.year, day.month, day.day, tzinfo=timezone.utc).timestamp()
+    start = datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp()
     return start, start + 86400.0
 
 

@@ -9,6 +9,7 @@ import threading
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
+from typing import ClassVar
 
 import polars as pl
 import pytest
@@ -242,7 +243,7 @@ def test_ack_and_resolve_from_the_cli(home: Home, tmp_path: Path):
 class FlakyReceiver(BaseHTTPRequestHandler):
     """Fails the first two deliveries with 503, accepts the third."""
 
-    bodies: list[dict] = []
+    bodies: ClassVar[list[dict]] = []
 
     def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers["content-length"])))

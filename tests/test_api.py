@@ -7,7 +7,7 @@ import sqlite3
 import sys
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import httpx
 import msgspec
@@ -16,8 +16,8 @@ import pytest
 from appliance.config import bundled_spec_path
 from appliance.features.online import namespace
 from appliance.gateway.keys import create_key
-from appliance.serving import http_protocol
 from appliance.home import Home
+from appliance.serving import http_protocol
 from tests.conftest import SAMPLE_RECORD
 
 
@@ -223,7 +223,7 @@ def test_plain_predicts_are_answered_as_the_app_answers_them_and_in_order(server
     assert asgi["probability"] == first["probability"] and asgi["request_id"] != first["request_id"]
     names = [sorted(line.split(b":")[0] for line in h.split(b"\r\n")[1:]) for h, _ in (direct, through_asgi)]
     assert names[0] == names[1] == [b"content-length", b"content-type", b"date", b"server", b"x-request-id"]
-    assert [p["probability"] for p in msgspec.json.decode(two[1])["predictions"]][0] == first["probability"]
+    assert msgspec.json.decode(two[1])["predictions"][0]["probability"] == first["probability"]
     assert b"missing entity key" in bad[1]
     assert msgspec.json.decode(again[1])["probability"] == first["probability"]
     with _connect(server) as conn:  # the client says it is done: the answer says so, and the connection ends
@@ -411,7 +411,7 @@ def test_a_running_server_reads_features_another_process_materializes(server, tm
 
     from tests.test_cli import appliance
 
-    cutoff = datetime(2026, 10, 19, 12, tzinfo=timezone.utc)
+    cutoff = datetime(2026, 10, 19, 12, tzinfo=UTC)
     live = pl.read_parquet(bundled_spec_path().parent / "live.parquet").filter(pl.col("event_time") < cutoff)
     busiest = live["user_id"].value_counts(sort=True)["user_id"][0]
 
@@ -425,7 +425,7 @@ def test_a_running_server_reads_features_another_process_materializes(server, tm
 
     predict("2026-10-19T12:00:00Z")  # an answered request is an event: the server moves the row by it
     deadline = time.monotonic() + 10
-    while stored()[0] != round(datetime(2026, 10, 19, 12, tzinfo=timezone.utc).timestamp() * 1_000_000):
+    while stored()[0] != round(datetime(2026, 10, 19, 12, tzinfo=UTC).timestamp() * 1_000_000):
         assert time.monotonic() < deadline, "the server did not move the row"
         time.sleep(0.02)
     served = stored()

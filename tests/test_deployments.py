@@ -18,8 +18,8 @@ from appliance.deployment.analysis import ArmSample, ab_report, judge_canary, ps
 from appliance.errors import Conflict, NotFound
 from appliance.gateway.keys import create_key
 from appliance.home import Home
-from appliance.spec import DeploymentSection, load_spec
 from appliance.serving.router import bucket
+from appliance.spec import DeploymentSection, load_spec
 from tests.conftest import SAMPLE_RECORD, small_spec
 
 

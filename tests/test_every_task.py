@@ -173,7 +173,8 @@ def test_a_target_that_does_not_fit_its_task_is_refused_before_anything_is_train
                                              'classes = ["billing", "tech", "sales"]'))
     _cli(tmp_path / "h2", "init", "--spec", str(spec))
     err = _refused(tmp_path / "h2", capsys, "train", "triage")
-    assert "not among the classes ['billing', 'tech', 'sales']: 'abuse'" in err and "add them to [target] classes" in err
+    assert "not among the classes ['billing', 'tech', 'sales']: 'abuse'" in err
+    assert "add them to [target] classes" in err
     with Home(tmp_path / "h2") as h:
         assert h.registry.versions("triage") == []
     # A binary spec over three codes would train "class 0 against the rest": refused, pointing at multiclass.
@@ -195,6 +196,7 @@ def test_a_target_that_does_not_fit_its_task_is_refused_before_anything_is_train
     assert "has a single value (12.0)" in _refused(tmp_path / "h4", capsys, "train", "eta")
     worded = write_deliveries(tmp_path / "worded")
     contract = worded.parent / "contract.toml"
-    contract.write_text(contract.read_text().replace('name = "minutes"\ntype = "float"', 'name = "minutes"\ntype = "string"'))
+    contract.write_text(contract.read_text().replace('name = "minutes"\ntype = "float"',
+                                                     'name = "minutes"\ntype = "string"'))
     assert 'a text target is a class: set task = "multiclass"' in _refused(tmp_path / "h5", capsys, "init", "--spec",
                                                                           str(worded))

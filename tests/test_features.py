@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import msgspec
 import numpy as np
@@ -22,7 +22,7 @@ from appliance.spec import Aggregation, Derived, Feature, FeaturesSection, load_
 from storage.online_store import OnlineStore
 from tests.conftest import small_spec
 
-UTC = timezone.utc
+UTC = UTC
 T0 = datetime(2026, 1, 1, 12, tzinfo=UTC)
 HOUR, DAY, MICRO = timedelta(hours=1), timedelta(days=1), timedelta(microseconds=1)
 FEATURES = FeaturesSection(
@@ -130,7 +130,7 @@ def test_requests_are_completed_in_batches_and_bad_ones_name_the_record(tmp_path
     with pytest.raises(InvalidInput, match="record 1: missing entity key 'user_id'"):
         online.complete([{"user_id": "a"}, {"amount": 1.0}])
     for bad in ("yesterday", True, -5, 10 ** 12):  # 10 ** 12: milliseconds, not Unix seconds
-        with pytest.raises(InvalidInput, match="'event_time' must be an ISO 8601 time .* or Unix seconds"):
+        with pytest.raises(InvalidInput, match=r"'event_time' must be an ISO 8601 time .* or Unix seconds"):
             online.complete([{"user_id": "a", "event_time": bad}])
     unix = (T0 + 4 * HOUR).timestamp()  # a Unix timestamp is the same instant as its ISO text
     by_number, by_text = (online.complete([{"user_id": "a", "event_time": t, "amount": 50.0}])[0] for t in (unix, at))

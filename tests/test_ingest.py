@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import polars as pl
@@ -72,7 +72,7 @@ BAD = {  # row -> the reason it must be quarantined with
     "8,2026-01-01T08:30:00Z,6,b,false": "id: duplicate",
 }
 HEADER = "id,event_time,amount,kind,flag"
-AS_OF = datetime(2026, 1, 3, tzinfo=timezone.utc)
+AS_OF = datetime(2026, 1, 3, tzinfo=UTC)
 
 
 @pytest.fixture
@@ -159,7 +159,7 @@ def test_a_truncated_file_is_a_clear_error_and_writes_nothing(home, tmp_path):
 
 def test_cli_ingest_data_and_features_on_the_sample(home_dir, tmp_path):
     live = pl.read_parquet(Path(__file__).resolve().parents[1] / "sample_data" / "live.parquet")
-    day = live.filter(pl.col("event_time") < datetime(2026, 10, 17, tzinfo=timezone.utc))
+    day = live.filter(pl.col("event_time") < datetime(2026, 10, 17, tzinfo=UTC))
     # Two broken rows: a negative amount and an unknown category.
     broken = day.with_columns(
         amount=pl.when(pl.int_range(pl.len()) == 0).then(-5.0).otherwise(pl.col("amount")),
@@ -175,7 +175,8 @@ def test_cli_ingest_data_and_features_on_the_sample(home_dir, tmp_path):
 
     quarantined = appliance(home_dir, "data", "quarantine", "fraud")
     assert "2 quarantined rows" in quarantined.stdout
-    assert "amount: below 0.01" in quarantined.stdout and "merchant_category: not an allowed value" in quarantined.stdout
+    assert "amount: below 0.01" in quarantined.stdout
+    assert "merchant_category: not an allowed value" in quarantined.stdout
 
     listed = appliance(home_dir, "data", "list", "fraud").stdout.splitlines()
     assert len(listed) == 3, listed

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -49,7 +49,7 @@ def readings_csv(path: Path, days: int = 14, per_day: int = 50) -> Path:
     pl.DataFrame({
         "reading_id": [f"r{i:05d}" for i in range(n)],
         "created_at": [t.strftime("%Y-%m-%dT%H:%M:%SZ")
-                       for t in _times(rng, datetime(2026, 5, 1, tzinfo=timezone.utc), days, n)],
+                       for t in _times(rng, datetime(2026, 5, 1, tzinfo=UTC), days, n)],
         "temperature": temperature, "status": status, "verified": rng.choice(["true", "false"], n),
         "line": rng.integers(1, 4, n), "failed": failed.astype(int),
     }).write_csv(path)
@@ -61,7 +61,7 @@ def accounts_parquet(path: Path, days: int = 12, per_day: int = 60) -> Path:
     true/false target with unlabelled rows."""
     rng = np.random.default_rng(3)
     n = days * per_day
-    times = _times(rng, datetime(2026, 7, 1, tzinfo=timezone.utc), days, n)
+    times = _times(rng, datetime(2026, 7, 1, tzinfo=UTC), days, n)
     channel = [None if rng.uniform() < 0.2 else c for c in rng.choice(["web", "app", "store"], n)]
     pl.DataFrame({
         "account": [None if rng.uniform() < 0.05 else f"acct-{k:03d}" for k in rng.integers(0, 80, n)],
@@ -121,7 +121,7 @@ def listings_parquet(path: Path, days: int = 20, per_day: int = 70) -> Path:
     premium = np.select([make == "audi", make == "lexus", make == "volvo"], [0.5, 0.8, 0.3], 0.0)
     price = np.round(np.exp(9.9 + premium - 0.11 * age - 2e-6 * mileage + rng.normal(0, 0.25, n)), 2)
     pl.DataFrame({
-        "listed_at": _times(rng, datetime(2026, 2, 1, tzinfo=timezone.utc), days, n), "make": make,
+        "listed_at": _times(rng, datetime(2026, 2, 1, tzinfo=UTC), days, n), "make": make,
         "age_years": age, "mileage_km": mileage, "price": price,
         "days_listed": rng.negative_binomial(2, 0.05, n),  # whole numbers, many of them: a quantity
     }).write_parquet(path)

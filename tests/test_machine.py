@@ -45,7 +45,8 @@ def test_two_fake_gpus_read_every_field_or_say_why_not() -> None:
     h100, t4 = status.gpus
     assert h100 == GpuReading(0, "NVIDIA H100 80GB HBM3", "GPU-aaaa", 87.0, 10_000_000_000, 80_000_000_000, 54.0,
                               312.0, 700.0, 5_000_000.0, "counter", {})
-    assert (t4.index, t4.name, t4.utilization_percent, t4.power_w, t4.power_limit_w) == (1, "Tesla T4", 20.0, 30.0, 70.0)
+    assert (t4.index, t4.name, t4.utilization_percent, t4.power_w, t4.power_limit_w) == \
+        (1, "Tesla T4", 20.0, 30.0, 70.0)
     assert t4.temperature_c is None
     assert t4.unread == {"temperature_c": "not supported", "energy_counter": "not supported"}
     assert (t4.energy_mj, t4.energy_source) == (0.0, "integrated")
@@ -112,7 +113,8 @@ def test_the_real_nvml_on_this_machine() -> None:
 
 # --- energy and cost, by hand ------------------------------------------------------------------
 
-def snapshot(at: float, cpu_percent: float = 0.0, gpus: list[tuple[str, float | None, float | None]] = ()) -> MachineSnapshot:
+def snapshot(at: float, cpu_percent: float = 0.0,
+             gpus: list[tuple[str, float | None, float | None]] = ()) -> MachineSnapshot:
     """A snapshot with given CPU use and GPUs as (uuid, energy mJ, power W)."""
     readings = [GpuReading(i, "fake", uuid, 50.0, 1, 2, 40.0, power, 300.0, energy,
                            "counter" if energy is not None else None)
@@ -280,7 +282,8 @@ def test_cli_machine_shows_disk_per_part_and_cost_per_hour(tmp_path: Path) -> No
     out = appliance(tmp_path / "home", "--cost", str(cost))
     assert out.returncode == 0, out.stderr
     assert re.search(r"^ +metadata\.db +[\d.]+ kB$", out.stdout, re.M)
-    assert re.search(r"^cost +[\d.]+ EUR/h: electricity [\d.]+ EUR/h at 0.3 EUR/kWh, hardware 1.0000 EUR/h", out.stdout, re.M)
+    assert re.search(r"^cost +[\d.]+ EUR/h: electricity [\d.]+ EUR/h at 0.3 EUR/kWh, hardware 1.0000 EUR/h",
+                     out.stdout, re.M)
 
     body = json.loads(appliance(tmp_path / "home", "--cost", str(cost), "--json").stdout)
     rate = body["cost_per_hour"]

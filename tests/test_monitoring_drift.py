@@ -173,7 +173,7 @@ def test_prediction_drift():
 def test_monitoring_section_from_toml_shape():
     section = msgspec.convert({"window": "12h", "drift": {"ks": 0.1}}, MonitoringSection)
     assert section.drift.ks == 0.1 and section.drift.psi == 0.02 and section.window == "12h"
-    with pytest.raises(InvalidInput, match="monitoring.window"):
+    with pytest.raises(InvalidInput, match=r"monitoring\.window"):
         msgspec.convert({"window": "daily"}, MonitoringSection)
     with pytest.raises(msgspec.ValidationError):
         msgspec.convert({"continuous_methods": ["wasserstein"]}, MonitoringSection)

@@ -101,8 +101,11 @@ def test_install_from_a_wheelhouse_with_every_index_disabled(tmp_path):
     assert installed.stdout.startswith("appliance ")
     home = tmp_path / "home"
     exe = str(venv / "bin" / "appliance")
-    run = lambda *args: subprocess.run([exe, "--home", str(home), *args], cwd=tmp_path, capture_output=True,
-                                       text=True, timeout=600, env=env)
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([exe, "--home", str(home), *args], cwd=tmp_path, capture_output=True, text=True,
+                              timeout=600, env=env)
+
     assert run("init").returncode == 0
     trained = run("train", "fraud")
     assert trained.returncode == 0, trained.stderr

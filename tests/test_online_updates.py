@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import msgspec
 import polars as pl
@@ -16,15 +16,15 @@ from appliance.features.feature_table import FEATURE_TIME, feature_rows, window_
 from appliance.features.online import materialize, namespace, update_targets
 from appliance.features.online_updates import OnlineUpdater
 from appliance.features.skew import check_skew, same_value
-from appliance.home import Home
 from appliance.features.tail import TailPlan
+from appliance.home import Home
 from appliance.spec import load_spec
 from storage.database import connect, transaction
 from storage.online_schema import MIGRATIONS
 from storage.online_store import _MERGE_POINT, OnlineStore
 from tests.conftest import SAMPLE_RECORD
 
-UTC = timezone.utc
+UTC = UTC
 SPEC = load_spec(bundled_spec_path())
 FEATURES = SPEC.features
 NS = namespace("fraud", FEATURES)
@@ -70,7 +70,8 @@ def test_live_events_give_each_entity_the_offline_tables_latest_row(tmp_path):
     store = OnlineStore(tmp_path / "online.db")
     materialize(store, "fraud", FEATURES, history, None)
     updater = OnlineUpdater(OnlineStore(tmp_path / "online.db"))
-    updater.follow({"fraud": update_targets("fraud", [FEATURES, FEATURES])})  # two arms of one definition: one namespace
+    # two arms of one definition: one namespace
+    updater.follow({"fraud": update_targets("fraud", [FEATURES, FEATURES])})
     events = live.to_dicts()
     first, second = events[0], events[1]
     extra = [

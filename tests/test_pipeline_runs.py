@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from appliance.errors import Conflict, InvalidInput
+from appliance.errors import Conflict, InvalidInput, NotFound
 from appliance.home import Home
 from appliance.spec import load_spec
 from appliance.tracking.queries import run_detail
@@ -42,7 +42,7 @@ def test_a_failed_run_resumes_at_the_stage_that_failed(tmp_path):
     with Home(tmp_path / "home") as home:
         home.add_model(spec)   # (a spec whose entity file is missing is refused here)
         users.unlink()  # the entity file goes missing: the features stage cannot join it
-        with pytest.raises(Exception):
+        with pytest.raises(NotFound, match=r"users\.parquet does not exist"):
             train(home, spec)
         (failed,) = home.conn.execute("SELECT id FROM runs").fetchall()
         run = runs.pipeline_run(home.conn, failed[0])

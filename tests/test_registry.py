@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import multiprocessing
 import sqlite3
+from itertools import pairwise
 
 import pytest
 
@@ -72,7 +73,7 @@ def test_rejected_versions_cannot_be_promoted(reg):
 
 
 def test_unknown_model_and_version_are_not_found(reg):
-    with pytest.raises(NotFound, match="unknown model 'nope'.*fraud"):
+    with pytest.raises(NotFound, match=r"unknown model 'nope'.*fraud"):
         reg.promote("nope", 1)
     with pytest.raises(NotFound, match="no version 7"):
         reg.promote("fraud", 7)
@@ -131,6 +132,6 @@ def test_concurrent_promotions_from_two_processes_stay_consistent(tmp_path):
     assert len(promotions) == len(audited) > 0
     # every promotion moved production away from the version before it, and the alias is the last one
     versions = [r[0] for r in promotions]
-    assert all(a != b for a, b in zip(versions, versions[1:]))
+    assert all(a != b for a, b in pairwise(versions))
     assert reg.alias("fraud", "production") == versions[-1]
     assert [e.detail["from"] for e in reversed(audited)] == [None, *versions[:-1]]

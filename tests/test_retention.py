@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import polars as pl
@@ -16,7 +16,7 @@ from appliance.settings import RetentionSection, load_settings
 from storage.prediction_archive import PredictionArchive
 from storage.prediction_log import PredictionStore
 
-NOW = datetime(2026, 11, 20, 12, tzinfo=timezone.utc).timestamp()
+NOW = datetime(2026, 11, 20, 12, tzinfo=UTC).timestamp()
 DAY = 86400.0
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -53,7 +53,7 @@ def test_old_days_move_to_parquet_with_their_feedback_and_the_oldest_are_deleted
 def test_a_move_interrupted_after_writing_its_file_is_completed_without_duplicates(tmp_path):
     store = _fill(tmp_path, days=5)
     archive = PredictionArchive(archive_root(tmp_path))
-    day = datetime.fromtimestamp(NOW - 4 * DAY, timezone.utc).date()
+    day = datetime.fromtimestamp(NOW - 4 * DAY, UTC).date()
     archive.move_day(store, day)
     # simulate the crash: the rows come back as if the delete never happened
     _fill(tmp_path, days=5)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import tomllib
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import polars as pl
@@ -23,7 +23,7 @@ TX_COLUMNS = [
     "is_foreign",
     "is_fraud",
 ]
-UTC = timezone.utc
+UTC = UTC
 START = datetime(2026, 9, 1, tzinfo=UTC)
 LIVE_START = datetime(2026, 10, 16, tzinfo=UTC)
 DRIFT_START = datetime(2026, 10, 20, tzinfo=UTC)

@@ -20,4 +20,4 @@ def test_a_scheduled_training_job_runs_the_pipeline_and_registers_a_version(home
     with Home(home_dir) as home:
         versions = home.registry.versions("fraud")
         assert len(versions) == before + 1 and versions[-1].status == "registered"
-        assert [j for j in list_jobs(home) if j.job == "train"][0].last.id == run.id
+        assert next(j for j in list_jobs(home) if j.job == "train").last.id == run.id

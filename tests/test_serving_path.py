@@ -32,7 +32,8 @@ from tests.test_cli import ROOT, _free_port, wait_ready
 
 
 def _row(i: int) -> tuple:
-    return (f"r{i}", 0, "fraud", 1, "production", None, time.time(), None, None, {"amount": i}, 0.5, 1, 1.0, 200, None, None)
+    return (f"r{i}", 0, "fraud", 1, "production", None, time.time(), None, None, {"amount": i}, 0.5, 1, 1.0, 200,
+            None, None)
 
 
 def test_a_full_log_queue_counts_its_overflow_and_loses_nothing_it_accepted(tmp_path):
@@ -367,6 +368,7 @@ def test_the_log_writer_process_imports_no_data_libraries():
     # It writes SQLite rows and runs the online update's SQL: polars, NumPy and DuckDB would add about
     # 65 MiB to its memory and half a second to each (re)start. The server hands it plain data instead.
     code = ("import sys, appliance.serving.log_writer; "
-            "print(sorted(m for m in ('polars', 'numpy', 'duckdb', 'apscheduler', 'appliance.spec') if m in sys.modules))")
+            "print(sorted(m for m in ('polars', 'numpy', 'duckdb', 'apscheduler', 'appliance.spec') "
+            "if m in sys.modules))")
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
     assert loaded.stdout.strip() == "[]", loaded.stdout + loaded.stderr

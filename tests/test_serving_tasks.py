@@ -394,7 +394,8 @@ def test_openapi_describes_each_models_answer_and_outcome_in_its_tasks_terms(ser
     paths = server.client.get("/schema/openapi.json").json()["paths"]
     generic = paths["/v1/models/{name}/predict"]["post"]["responses"]["200"]["content"]["application/json"]["schema"]
     assert {variant["title"] for variant in generic["anyOf"]} == {
-        f"{kind}: {many}" for kind in ("binary", "multiclass", "regression") for many in ("one record", "several records")}
+        f"{kind}: {many}"
+        for kind in ("binary", "multiclass", "regression") for many in ("one record", "several records")}
 
     def answer(name: str) -> dict:
         operation = paths[f"/v1/models/{name}/predict"]["post"]

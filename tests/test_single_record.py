@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import polars as pl
@@ -81,7 +81,7 @@ def test_one_record_completes_exactly_as_in_a_batch(online, records):
 
 def test_a_record_without_event_time_happens_now_on_both_paths(tmp_path):
     # A history that ends an hour ago, so that "now" sees it (and its TTL has not expired).
-    ago = datetime.now(timezone.utc) - timedelta(hours=1)
+    ago = datetime.now(UTC) - timedelta(hours=1)
     history = pl.DataFrame({"user_id": ["a", "a"], "event_time": [ago - timedelta(days=2), ago],
                             "amount": [10.0, 30.0]}, schema_overrides={"event_time": pl.Datetime("us", "UTC")})
     materialize(OnlineStore(tmp_path / "online.db"), "fraud", FEATURES, history, None)

@@ -30,7 +30,7 @@ def test_every_field_is_described():
 
 def test_defaults_and_allowed_values_match_the_structs():
     doc = _parse(reference())
-    for heading, struct, field in _fields():
+    for heading, _struct, field in _fields():
         row = doc["rows"][heading][field.encode_name]
         where = f"{heading} {field.encode_name}"
         if field.required:

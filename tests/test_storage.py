@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import sqlite3
 
 import polars as pl
 import pytest
@@ -46,14 +47,15 @@ def test_a_missing_lower_version_is_applied_after_a_higher_one(tmp_path):
 def test_a_failing_migration_leaves_the_database_as_it_was(tmp_path):
     conn = connect(tmp_path / "x.db", [Migration(1, "t", "CREATE TABLE t (a INTEGER);")])
     broken = [Migration(1, "t", ""), Migration(2, "bad", "CREATE TABLE u (a);\nINSERT INTO nowhere VALUES (1);")]
-    with pytest.raises(Exception):
+    with pytest.raises(sqlite3.OperationalError, match="no such table: nowhere"):
         migrate(conn, broken)
     assert schema_version(conn) == 1
     assert conn.execute("SELECT name FROM sqlite_master WHERE name = 'u'").fetchone() is None
 
 
 def test_a_database_from_a_newer_program_is_refused(tmp_path):
-    conn = connect(tmp_path / "x.db", [Migration(1, "a", "CREATE TABLE a (x);"), Migration(2, "b", "CREATE TABLE b (x);")])
+    conn = connect(tmp_path / "x.db",
+                   [Migration(1, "a", "CREATE TABLE a (x);"), Migration(2, "b", "CREATE TABLE b (x);")])
     conn.close()
     with pytest.raises(SchemaTooNew, match="upgrade"):
         connect(tmp_path / "x.db", [Migration(1, "a", "CREATE TABLE a (x);")])

@@ -44,7 +44,7 @@ def test_an_exception_marks_the_run_failed_and_keeps_what_was_logged(tmp_path):
     with pytest.raises(ZeroDivisionError):
         with tracking.start_run(model="fraud", home=tmp_path) as run:
             run.log_metric("loss", 0.5)
-            1 / 0
+            raise ZeroDivisionError("the training step failed")
     detail = run_detail(TrackingStore(tmp_path / "tracking.db"), run.id)
     assert detail.run.status == "failed" and "ZeroDivisionError" in detail.run.error
     assert detail.metrics == {"loss": 0.5}

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import msgspec
 from textual.app import ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
 from textual.widgets import DataTable, Static
 
@@ -15,8 +17,9 @@ from tui.view import Empty, View
 
 class Alerts(View):
     live = True
-    BINDINGS = [Binding("k", "acknowledge", "Acknowledge"), Binding("x", "resolve", "Resolve"),
-                Binding("h", "toggle_past", "Open/past")]
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("k", "acknowledge", "Acknowledge"), Binding("x", "resolve", "Resolve"),
+        Binding("h", "toggle_past", "Open/past")]
     DEFAULT_CSS = "Alerts DataTable { height: 60%; } Alerts VerticalScroll { height: 1fr; }"
 
     def compose(self) -> ComposeResult:

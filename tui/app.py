@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
+from typing import ClassVar
 
 from textual.app import App, ComposeResult, SystemCommand
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.screen import Screen
 from textual.widgets import Footer, Header, TabbedContent, TabPane
 
@@ -32,9 +33,9 @@ class Dashboard(App):
     """The operator's cockpit over one data directory."""
 
     TITLE = "appliance"
-    BINDINGS = [Binding("q", "quit", "Quit"), Binding("f5,ctrl+r", "refresh", "Refresh"),
-                *(Binding(str(i), f"show_tab('{tab}')", label, show=False)
-                  for i, (tab, label, _) in enumerate(TABS, 1))]
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("q", "quit", "Quit"), Binding("f5,ctrl+r", "refresh", "Refresh"),
+        *(Binding(str(i), f"show_tab('{tab}')", label, show=False) for i, (tab, label, _) in enumerate(TABS, 1))]
 
     def __init__(self, root: Path, cost: CostSection | None = None, gpus: GpuProbe | None = None,
                  refresh_seconds: float = REFRESH_SECONDS):

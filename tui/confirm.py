@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from textual.app import ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Static
@@ -21,7 +23,8 @@ class Confirm(ModalScreen[bool]):
     Confirm Horizontal { height: 3; align-horizontal: right; }
     Confirm Button { margin-left: 2; }
     """
-    BINDINGS = [Binding("y", "answer(True)", "Confirm"), Binding("n,escape", "answer(False)", "Cancel")]
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("y", "answer(True)", "Confirm"), Binding("n,escape", "answer(False)", "Cancel")]
 
     def __init__(self, title: str, body: str, confirm: str = "Confirm"):
         super().__init__()

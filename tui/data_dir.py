@@ -17,7 +17,6 @@ from appliance.alerts.records import Alert
 from appliance.deployment import deployments
 from appliance.deployment.deployments import Deployment
 from appliance.home import Home
-from appliance.settings import load_settings
 from appliance.machine.cost import CostRate, CostSection, RangeCost, cost_between, cost_per_hour, load_cost
 from appliance.machine.gpus import GpuProbe
 from appliance.machine.sampler import MachineSampler
@@ -27,6 +26,7 @@ from appliance.registry.registry import ModelVersion
 from appliance.scheduler import jobs as scheduled
 from appliance.scheduler.jobs import JobInfo
 from appliance.serving.traffic import Traffic, recent_traffic
+from appliance.settings import load_settings
 from appliance.tracking.queries import RunDetail, RunSummary, list_runs, metric_series, run_detail
 
 ACTOR = "tui"

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from textual.app import ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.widgets import DataTable
 
 from appliance.scheduler.jobs import JobInfo
@@ -13,7 +15,7 @@ from tui.view import Empty, View
 
 class Jobs(View):
     live = True
-    BINDINGS = [Binding("n", "run_now", "Run now")]
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("n", "run_now", "Run now")]
 
     def compose(self) -> ComposeResult:
         yield Empty("", id="jobs-empty")

@@ -13,7 +13,8 @@ from tui.data_dir import MachineCosts
 from tui.view import View
 
 NOT_CONFIGURED = ("cost: not configured — give `appliance tui --cost FILE` or put a [cost] section in "
-                  "$APPLIANCE_HOME/appliance.toml (electricity_per_kwh, hardware_price, amortization_years, host_idle_watts)")
+                  "$APPLIANCE_HOME/appliance.toml "
+                  "(electricity_per_kwh, hardware_price, amortization_years, host_idle_watts)")
 
 
 def _n(value: float | None, unit: str) -> str:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from textual.app import ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
 from textual.widgets import DataTable, Static
 
@@ -51,7 +53,7 @@ def version_case(v: ModelVersion, production: ModelVersion | None) -> str:
 
 
 class Models(View):
-    BINDINGS = [
+    BINDINGS: ClassVar[list[BindingType]] = [
         Binding("p", "promote", "Promote"),
         Binding("r", "rollback", "Rollback"),
         Binding("b", "deploy('blue-green')", "Blue-green"),
@@ -110,7 +112,8 @@ class Models(View):
         text = version_case(v, self.productions.get(v.model))
         d = self.deployments.get(v.model)
         if d is not None:
-            text += f"\ndeployment {d.id}: {d.strategy} v{d.candidate_version} against v{d.baseline_version}, {d.status}"
+            text += (f"\ndeployment {d.id}: {d.strategy} v{d.candidate_version} "
+                     f"against v{d.baseline_version}, {d.status}")
         self.query_one("#version-detail", Static).update(text)
 
     def selected(self) -> tuple[ModelVersion, int | None, int | None] | None:
@@ -157,7 +160,8 @@ class Models(View):
         self._ask(f"Start a {strategy} deployment of {v.model} v{v.version} against production {version(prod)}?",
                   version_case(v, self.productions.get(v.model)), f"Start {strategy}",
                   lambda: self.data.start_deployment(v.model, strategy, v.version),
-                  f"{strategy} deployment of {v.model} v{v.version} started ({{result.traffic_percent:g}} % of traffic)")
+                  f"{strategy} deployment of {v.model} v{v.version} started "
+                  "({result.traffic_percent:g} % of traffic)")
 
     def action_advance(self) -> None:
         self._deployment_step("Advance", lambda m: self.data.advance_deployment(m),

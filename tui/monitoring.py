@@ -3,9 +3,11 @@ charts, segments and data-quality findings — from the stored monitoring result
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import polars as pl
 from textual.app import ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
 from textual.widgets import DataTable, Static
 
@@ -31,7 +33,7 @@ def per_window(frame: pl.DataFrame, how: pl.Expr) -> list[float]:
 
 
 class Monitoring(View):
-    BINDINGS = [Binding("m", "next_model", "Next model")]
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("m", "next_model", "Next model")]
     DEFAULT_CSS = """
     Monitoring .title { text-style: bold; padding-top: 1; }
     Monitoring DataTable { height: auto; max-height: 14; }
@@ -121,7 +123,8 @@ class Monitoring(View):
             value = "-" if r["value"] is None else f"{r['value']:.4f}"
             threshold = "-" if r["threshold"] is None else f"{r['threshold']:.4f}"
             if name == "segments":
-                table.add_row(r["feature"], r["method"], value, threshold, str(r["rows"]), "ALERT" if r["alert"] else "")
+                table.add_row(r["feature"], r["method"], value, threshold, str(r["rows"]),
+                              "ALERT" if r["alert"] else "")
             else:
                 table.add_row(when(r["window_start"]), r["feature"], r["method"], value, threshold, str(r["rows"]))
         if not rows.height:

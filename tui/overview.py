@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from textual.app import ComposeResult
@@ -17,9 +17,9 @@ def when(moment: Any) -> str:
     if moment is None:
         return "-"
     if isinstance(moment, (int, float)):
-        moment = datetime.fromtimestamp(moment, timezone.utc)
+        moment = datetime.fromtimestamp(moment, UTC)
     if isinstance(moment, datetime):
-        return moment.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M")
+        return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M")
     return str(moment)
 
 

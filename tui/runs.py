@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from textual import work
 from textual.app import ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
 from textual.widgets import DataTable, Static
 
@@ -35,7 +37,8 @@ def comparison(a: RunDetail, b: RunDetail) -> list[str]:
 
 
 class Runs(View):
-    BINDINGS = [Binding("m", "mark", "Mark to compare"), Binding("enter", "open", "Open", show=False)]
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("m", "mark", "Mark to compare"), Binding("enter", "open", "Open", show=False)]
     DEFAULT_CSS = "Runs DataTable { height: 40%; } Runs VerticalScroll { height: 1fr; }"
 
     def compose(self) -> ComposeResult:

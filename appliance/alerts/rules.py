@@ -239,7 +239,8 @@ def with_drift_score(rows: pl.DataFrame) -> pl.DataFrame:
         return rows
     excess = pl.when(pl.col("alert") & (pl.col("value") > 0)).then(1 - pl.col("threshold") / pl.col("value"))
     scores = (drift.group_by("model", "version", "window_start", "window_end", maintain_order=True)
-              .agg(value=excess.otherwise(0.0).max(), rows=pl.col("rows").max(), computed_at=pl.col("computed_at").max())
+              .agg(value=excess.otherwise(0.0).max(), rows=pl.col("rows").max(),
+                   computed_at=pl.col("computed_at").max())
               .with_columns(check=pl.lit("drift"), feature=pl.lit(None, pl.Utf8), method=pl.lit(DRIFT_SCORE),
                             threshold=pl.lit(None, pl.Float64), alert=pl.col("value") > 0))
     return pl.concat([rows, scores.select(rows.columns)], how="vertical_relaxed")

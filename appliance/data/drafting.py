@@ -10,7 +10,7 @@ import json
 import math
 import os
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import msgspec
@@ -501,7 +501,7 @@ def _staleness(times: pl.Series) -> tuple[str, str]:
     days = max(MIN_STALENESS_DAYS, math.ceil(2 * gap_days))
     why = (f"{MIN_STALENESS_DAYS} days, or twice the longest gap between events if longer (here {gap_days:.1f} "
            "days); ingest warns (never refuses) when a batch's newest event is older than that")
-    age = datetime.now(timezone.utc) - times.max()
+    age = datetime.now(UTC) - times.max()
     if age > timedelta(days=days):
         why += f" — this file's newest event is {age.days} days old, so ingesting it now warns"
     return f"{days}d", why
@@ -641,7 +641,7 @@ def _accepted(source: Path, frame: pl.DataFrame, contract: DataContract, time: s
 def _contract_toml(contract: DataContract, columns: dict[str, _Column], volume: int, volume_why: str,
                    staleness: str, staleness_why: str) -> str:
     info = contract.contract
-    lines = [f"# Data contract drafted by `appliance init --from` on {datetime.now(timezone.utc):%Y-%m-%d}: the "
+    lines = [f"# Data contract drafted by `appliance init --from` on {datetime.now(UTC):%Y-%m-%d}: the "
              "types, ranges and allowed", "# values are what the data showed. Read it and edit it: it decides "
              "which rows ingest quarantines.", "", "[contract]", f"name = {_str(info.name)}",
              f"version = {_str(info.version)}", f"description = {_str(info.description)}",
@@ -668,7 +668,7 @@ def _spec_toml(name: str, source: Path, data_source: str, contract: str, time: s
         "multiclass": f"Which of its {len(drafted.classes or [])} classes {target} is, with each class's probability",
         "regression": f"The value of {target}",
     }[drafted.task]
-    lines = [f"# Model spec drafted by `appliance init --from {source.name}` on {datetime.now(timezone.utc):%Y-%m-%d}. "
+    lines = [f"# Model spec drafted by `appliance init --from {source.name}` on {datetime.now(UTC):%Y-%m-%d}. "
              "Read it and edit it;", "# paths are relative to this file. `appliance train "
              f"{name}` trains it.", "", "[model]", f"name = {_str(name)}",
              f"description = {_str(f'{description} (drafted from {source.name}).')}",

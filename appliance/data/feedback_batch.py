@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import msgspec
@@ -46,7 +46,7 @@ from appliance.spec import ModelSpec
 from appliance.task import Task
 from storage.prediction_log import PredictionStore
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _WHOLE = re.compile(r"\s*[-+]?[0-9]+\s*")
 _PYTHON_TYPES = {"string": str, "integer": int, "float": float, "boolean": bool, "timestamp": datetime}
 

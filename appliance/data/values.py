@@ -16,7 +16,7 @@ module imports nothing heavy: the prediction log's writer process reads event ti
 from __future__ import annotations
 
 import re
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from typing import Literal
 
 from appliance.errors import InvalidInput
@@ -29,7 +29,7 @@ MAX_TIMESTAMP_S = 7_258_118_400
 _INTEGER = re.compile(r"\s*-?[0-9]+\s*")
 INT64_MIN, INT64_MAX = -2 ** 63, 2 ** 63 - 1   # an integer key is stored as a 64-bit integer
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _TYPE_NAMES = {bool: "a boolean", str: "a string", int: "an integer", float: "a number", list: "a list",
                dict: "an object", type(None): "null"}
 
@@ -109,15 +109,15 @@ def time_text(value: object) -> object:
     """An event time as the prediction log keeps it: ISO 8601 text (Unix seconds are converted); text or
     anything else as it came (the log keeps what was sent)."""
     if type(value) in (int, float) and 0 <= value <= MAX_TIMESTAMP_S:
-        return iso(datetime.fromtimestamp(value, timezone.utc))
+        return iso(datetime.fromtimestamp(value, UTC))
     return value if value is None or type(value) is str else str(value)
 
 
 def iso(moment: datetime) -> str:
     """A time as ISO 8601 text in UTC with a 'Z' (naive times are taken as UTC)."""
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return moment.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def json_value(value: object) -> object:
@@ -131,6 +131,6 @@ def json_value(value: object) -> object:
 
 def _to_micros(moment: datetime) -> int:
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
+        moment = moment.replace(tzinfo=UTC)
     delta = moment - _EPOCH
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds

@@ -39,7 +39,7 @@ class FeatureSchema(msgspec.Struct, frozen=True):
 
     @classmethod
     def learn(cls, features: list[Feature], frame: pl.DataFrame, definitions: FeaturesSection | None = None,
-              key_contract_type: str | None = None) -> "FeatureSchema":
+              key_contract_type: str | None = None) -> FeatureSchema:
         """Fix the column order and each category's vocabulary from the training rows, and whether some
         of those rows had no entity (then a request may have none either, and gets no stored features)."""
         columns = []
@@ -106,8 +106,8 @@ class RecordEncoder:
             except KeyError:
                 raise InvalidInput(f"{where}missing feature '{name}'") from None
             if type(value) not in passing:
-                if not (kind == "integer" and type(value) is float and value.is_integer()
-                        or kind == "boolean" and type(value) is int and (value == 0 or value == 1)):
+                if not ((kind == "integer" and type(value) is float and value.is_integer())
+                        or (kind == "boolean" and type(value) is int and (value == 0 or value == 1))):
                     raise _wrong_type(where, name, kind, value)
             elif lookup is not None and value is not None:
                 value = lookup.get(value, math.nan)

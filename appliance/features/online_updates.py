@@ -23,8 +23,8 @@ import math
 
 import msgspec
 
-from appliance.errors import InvalidInput
 from appliance.data.values import request_time
+from appliance.errors import InvalidInput
 from storage.online_store import OnlineStore
 
 log = logging.getLogger(__name__)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import random
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import msgspec
 import polars as pl
@@ -51,7 +51,7 @@ def check_skew(home: Home, spec: ModelSpec, sample: int = 200, seed: int = 0) ->
     # before later data arrived shows up as skew.
     history = read_snapshots(home.offline, list_snapshots(home.conn, spec.name))
     newest = history[features.event_time].max() if history.height else None
-    as_of = newest + timedelta(microseconds=1) if newest is not None else datetime.now(timezone.utc)
+    as_of = newest + timedelta(microseconds=1) if newest is not None else datetime.now(UTC)
     # A row a server moved forward past the newest ingested event holds answered requests the offline
     # history lacks until their labels are ingested: not comparable, so counted apart and not sampled.
     newest_micros = round(newest.timestamp() * 1_000_000) if newest is not None else math.inf

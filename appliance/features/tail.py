@@ -58,7 +58,8 @@ def latest_tails(features: FeaturesSection, history: pl.DataFrame) -> list[tuple
     """Every entity's tail points (entity, t, col, n, s, lo, hi), computed from a frame of events."""
     horizon = TailPlan(features).horizon
     parts = ["SELECT k, t, 0, n__, NULL::DOUBLE, NULL::DOUBLE, NULL::DOUBLE FROM tail"] + [
-        f"SELECT k, t, {i + 1}, n_{i}, s_{i}, lo_{i}, hi_{i} FROM tail" for i in range(len(aggregated_columns(features)))]
+        f"SELECT k, t, {i + 1}, n_{i}, s_{i}, lo_{i}, hi_{i} FROM tail"
+        for i in range(len(aggregated_columns(features)))]
     sql = (f"WITH points AS ({partials_sql(features, 'history')}), "
            f"tail AS (SELECT k::VARCHAR AS k, epoch_us(t) AS t, * EXCLUDE (k, t, newest) FROM "
            f"(SELECT *, max(t) OVER (PARTITION BY k) AS newest FROM points) "

@@ -123,7 +123,8 @@ class GpuProbe:
         power_mw = field("power_w", nvml.nvmlDeviceGetPowerUsage)
         limit_mw = field("power_limit_w", nvml.nvmlDeviceGetEnforcedPowerLimit)
         power = power_mw / 1000 if power_mw is not None else None
-        energy, source = self._energy(uuid, at, power, field("energy_counter", nvml.nvmlDeviceGetTotalEnergyConsumption))
+        energy, source = self._energy(uuid, at, power,
+                                      field("energy_counter", nvml.nvmlDeviceGetTotalEnergyConsumption))
         return GpuReading(
             index=index,
             name=_text(field("name", nvml.nvmlDeviceGetName)) or "?",

@@ -58,7 +58,7 @@ class MachineSampler:
         with self._lock:
             return self._ring[-1] if self._ring else None
 
-    def start(self) -> "MachineSampler":
+    def start(self) -> MachineSampler:
         """Start sampling on a daemon thread; the first snapshot comes one interval from now."""
         if self._thread is None:
             self._stop.clear()
@@ -74,7 +74,7 @@ class MachineSampler:
             self._thread = None
         self.probe.close()
 
-    def __enter__(self) -> "MachineSampler":
+    def __enter__(self) -> MachineSampler:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

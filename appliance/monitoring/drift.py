@@ -13,6 +13,7 @@ nobody cares about, so alerts compare these statistics with thresholds from the 
 
 from __future__ import annotations
 
+from itertools import pairwise
 from typing import NamedTuple
 
 import numpy as np
@@ -125,7 +126,7 @@ class SortedWindows(NamedTuple):
     bounds: np.ndarray
 
     @classmethod
-    def of(cls, values: np.ndarray, order: WindowOrder) -> "SortedWindows":
+    def of(cls, values: np.ndarray, order: WindowOrder) -> SortedWindows:
         """Sort each window's values once; KS and the PSI bin counts both read them."""
         grouped = values[order.rows]
         bounds = order.bounds
@@ -133,7 +134,7 @@ class SortedWindows(NamedTuple):
         if missing.any():
             bounds = bounds - np.concatenate(([0], np.cumsum(missing)))[bounds]
             grouped = grouped[~missing]
-        for start, end in zip(bounds[:-1], bounds[1:]):
+        for start, end in pairwise(bounds):
             grouped[start:end].sort()   # in place: ``grouped`` is already a copy
         return cls(grouped, bounds)
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 from concurrent.futures import ThreadPoolExecutor
-
 from dataclasses import dataclass
 
 import numpy as np
@@ -36,7 +35,7 @@ class FeatureProfile:
     counts: np.ndarray | None = None          # reference rows per PSI bin / category (+1 unseen bin)
 
     @classmethod
-    def of_numbers(cls, name: str, column: pl.Series, bins: int) -> "FeatureProfile":
+    def of_numbers(cls, name: str, column: pl.Series, bins: int) -> FeatureProfile:
         """A continuous profile: the empirical CDF and the counts in reference-quantile bins."""
         values = _numbers(column)
         present = np.sort(values[~np.isnan(values)])
@@ -45,7 +44,7 @@ class FeatureProfile:
         return cls(name, True, drift.empirical_cdf(present), edges, counts=counts)
 
     @classmethod
-    def of_categories(cls, name: str, column: pl.Series) -> "FeatureProfile":
+    def of_categories(cls, name: str, column: pl.Series) -> FeatureProfile:
         """A categorical profile: the reference's categories and their counts (+1 empty unseen bin)."""
         # Distinct values first, then as text: casting every row (a boolean's "true"/"false") is the slow part.
         categories = sorted(set(_as_text(column.drop_nulls().unique()).drop_nulls().to_list()))
@@ -72,7 +71,7 @@ class ReferenceProfile:
     rows: int
 
     @classmethod
-    def fit(cls, reference: pl.DataFrame, features: list[Feature], bins: int = 10) -> "ReferenceProfile":
+    def fit(cls, reference: pl.DataFrame, features: list[Feature], bins: int = 10) -> ReferenceProfile:
         """Profile the reference's columns for the given features."""
         missing = [f.name for f in features if f.name not in reference.columns]
         if missing:
@@ -84,7 +83,8 @@ class ReferenceProfile:
 
 def feature_drift(profile: ReferenceProfile, frame: pl.DataFrame, windows: EventWindows,
                   rules: MonitoringSection) -> pl.DataFrame:
-    """Drift of every profiled feature in every window: (window_start, feature, method, value, threshold, rows, alert)."""
+    """Drift of every profiled feature in every window: (window_start, feature, method, value, threshold, rows,
+    alert)."""
     present = [f for f in profile.features if f.name in frame.columns]  # a missing column is a quality finding
     order = drift.window_order(windows.code, windows.count)   # grouping rows by window once serves every feature
 

@@ -211,7 +211,8 @@ def _fingerprints(frame: pl.DataFrame, windows: EventWindows) -> pl.DataFrame:
         rows=pl.len(), last_received_at=pl.col(RECEIVED).max(), labels=pl.col(LABEL).is_not_null().sum(),
         last_label_at=pl.col(LABEL_AT).max().fill_null(0.0)).sort("_window"))
     return stats.with_columns(window_start=windows.starts.gather(stats["_window"]),
-                              labels=pl.col("labels").cast(pl.Int64), rows=pl.col("rows").cast(pl.Int64)).drop("_window")
+                              labels=pl.col("labels").cast(pl.Int64),
+                              rows=pl.col("rows").cast(pl.Int64)).drop("_window")
 
 
 def _window_checks(spec: ModelSpec, reference: pl.DataFrame, frame: pl.DataFrame, all_windows: EventWindows,
@@ -308,7 +309,8 @@ def _serving(part: pl.DataFrame, windows: EventWindows) -> pl.DataFrame:
         span=pl.col(RECEIVED).max() - pl.col(RECEIVED).min())
     requests = (coded.filter(pl.col("_window") >= 0).group_by("_window", REQUEST).agg(pl.col(LATENCY).first())
                 .group_by("_window").agg(requests=pl.len(),
-                                         **{f"p{q}": pl.col(LATENCY).quantile(q / 100, "linear") for q in (50, 95, 99)}))
+                                         **{f"p{q}": pl.col(LATENCY).quantile(q / 100, "linear")
+                                            for q in (50, 95, 99)}))
     stats = per_window.join(requests, on="_window")
     values = {m: np.full(windows.count, np.nan) for m in SERVING_METHODS}
     rows = np.zeros(windows.count, dtype=np.int64)

@@ -118,8 +118,8 @@ def _overview(frame: pl.DataFrame) -> list[str]:
     metric = "auc" if kind == "binary" else _headline(windowed, kind)
     rows = []
     for (start,), part in windowed.sort("window_start").group_by("window_start", maintain_order=True):
-        def value(check: str, method: str) -> str:
-            hit = part.filter(check=check, feature="*", method=method)["value"]
+        def value(check: str, method: str) -> str:  # called only within this iteration
+            hit = part.filter(check=check, feature="*", method=method)["value"]  # noqa: B023
             return _number(hit[0]) if hit.len() else "-"
 
         counts = {c: int(part.filter(check=c)["alert"].sum()) for c in ("quality", "drift")}

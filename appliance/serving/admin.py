@@ -123,7 +123,8 @@ def admin_routes(state: ServingState, root: Path, admin_guard: Callable) -> list
 
         return Response(content=_encode(await asyncio.to_thread(run)), media_type="application/json")
 
-    @get("/v1/alerts", guards=[admin_guard], summary="Alerts, newest first: ?model=M, ?all=true for resolved ones (admin)")
+    @get("/v1/alerts", guards=[admin_guard],
+         summary="Alerts, newest first: ?model=M, ?all=true for resolved ones (admin)")
     async def alerts(request: Request) -> Response:
         model = request.query_params.get("model")
         everything = request.query_params.get("all", "false").lower() in ("1", "true", "yes")

@@ -169,8 +169,8 @@ def create_app(home_root: Path, refresh_seconds: float = REFRESH_SECONDS, expose
 
     def on_appliance_error(_: Request, exc: ApplianceError) -> Response:
         status, headers, body = error_response(exc)
-        return Response(content=body, status_code=status,
-                        headers={k.decode(): v.decode() for k, v in headers if k != b"content-type"}, media_type=PROBLEM)
+        return Response(content=body, status_code=status, media_type=PROBLEM,
+                        headers={k.decode(): v.decode() for k, v in headers if k != b"content-type"})
 
     def on_storage_error(_: Request, exc: StorageError) -> Response:
         return Response(content=failure_body(exc), status_code=500, media_type=PROBLEM)

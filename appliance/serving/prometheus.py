@@ -93,7 +93,8 @@ class ServingMetrics:
         out = ["# HELP appliance_requests_total Prediction requests by model, version, arm and status.",
                "# TYPE appliance_requests_total counter"]
         for (model, version, arm, status), n in sorted(self.requests.items()):
-            out.append(f"appliance_requests_total{{{_labels(model=model, version=version, arm=arm, status=str(status))}}} {n}")
+            labels = _labels(model=model, version=version, arm=arm, status=str(status))
+            out.append(f"appliance_requests_total{{{labels}}} {n}")
         out += ["# HELP appliance_request_latency_seconds Prediction request latency in the server.",
                 "# TYPE appliance_request_latency_seconds histogram"]
         for model, histogram in sorted(self.latency.items()):

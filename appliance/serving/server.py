@@ -87,7 +87,7 @@ class BackgroundServer:
         self.server = _Server(server_config(home_root, host, port))
         self._thread = threading.Thread(target=self._run, name="api-server", daemon=True)
 
-    def start(self, timeout: float = 60.0) -> "BackgroundServer":
+    def start(self, timeout: float = 60.0) -> BackgroundServer:
         """Start serving and wait until it listens; a port it cannot bind is a Conflict."""
         self._thread.start()
         deadline = time.monotonic() + timeout

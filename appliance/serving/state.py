@@ -147,7 +147,8 @@ class ServingState:
         log = self.log
         if log is not None:
             out += [
-                ("appliance_prediction_log_queue_depth", "gauge", "Prediction rows waiting to be written.", {}, log.depth),
+                ("appliance_prediction_log_queue_depth", "gauge", "Prediction rows waiting to be written.", {},
+                 log.depth),
                 ("appliance_prediction_log_queue_capacity", "gauge", "Capacity of the prediction log queue.", {},
                  log.capacity),
                 ("appliance_prediction_log_overflow_total", "counter",

@@ -82,7 +82,8 @@ def run_detail(store: TrackingStore, prefix: str) -> RunDetail:
         tags={r["key"]: r["value"] for r in store.query("SELECT key, value FROM tags WHERE run_id = ? ORDER BY key",
                                                         (run_id,))},
         artifacts={r["name"]: r["sha256"]
-                   for r in store.query("SELECT name, sha256 FROM artifacts WHERE run_id = ? ORDER BY name", (run_id,))},
+                   for r in store.query("SELECT name, sha256 FROM artifacts WHERE run_id = ? ORDER BY name",
+                                        (run_id,))},
         environment=json.loads(row["environment_json"]), data=json.loads(row["data_json"]),
         child_runs=[RunSummary(**dict(r)) for r in children],
     )

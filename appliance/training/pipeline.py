@@ -17,10 +17,9 @@ from appliance.home import Home
 from appliance.registry import ModelVersion
 from appliance.spec import ModelSpec
 from appliance.tracking import TrackedRun
-from appliance.training import runs
+from appliance.training import runs, stop
 from appliance.training.code_version import code_version
 from appliance.training.run_lock import model_lock
-from appliance.training import stop
 from appliance.training.stages import STAGES, RunContext, ingest_source
 from appliance.validation.gates import GateReport
 
@@ -84,8 +83,9 @@ def abandon_dead_runs(home: Home, model: str, say: Callable[[str], None] = lambd
     """Mark the model's runs whose worker died as failed (resumable); only while holding its run lock."""
     dead = runs.abandon_runs(home.conn, model)
     for run_id in dead:
-        home.tracking.write("UPDATE runs SET status = 'failed', ended_at = ?, error = ? WHERE (id = ? OR parent_id = ?) "
-                            "AND status = 'running'", [(time.time(), "the worker process died", run_id, run_id)])
+        home.tracking.write("UPDATE runs SET status = 'failed', ended_at = ?, error = ? "
+                            "WHERE (id = ? OR parent_id = ?) AND status = 'running'",
+                            [(time.time(), "the worker process died", run_id, run_id)])
         say(f"run {run_id[:8]} had no live worker (killed or crashed): marked failed, resumable")
     return dead
 

@@ -4,9 +4,9 @@ text file converted here — for a model whose spec is registered, through the p
 The ONNX model must take what the appliance feeds and give what it reads: one float32 input named
 ``features`` of shape [rows, F] (the spec's model features in order, categories as their code in the
 vocabulary) and, by the spec's task, an output ``probabilities`` of shape [rows, 2] (binary) or [rows, K]
-(multiclass, the classes in the spec's order), or ``value`` of shape [rows, 1] (regression). It is scored on evaluation rows (the
-held-out days of the ingested snapshots, or a file checked against the data contract) for its metrics
-and its monitoring reference, and judged by the same gates; a failed gate registers it as rejected.
+(multiclass, the classes in the spec's order), or ``value`` of shape [rows, 1] (regression). It is scored on
+evaluation rows (the held-out days of the ingested snapshots, or a file checked against the data contract) for its
+metrics and its monitoring reference, and judged by the same gates; a failed gate registers it as rejected.
 """
 
 from __future__ import annotations
@@ -427,8 +427,9 @@ def _lightgbm_to_onnx(raw: bytes, path: Path, model: str, names: list[str], task
     objective = next((line.split("=", 1)[1] for line in text.splitlines() if line.startswith("objective=")), "")
     name = objective.split(" ")[0]
     if name not in OBJECTIVES[task.kind]:
+        wanted = " or ".join(repr(o) for o in OBJECTIVES[task.kind][:2])
         raise InvalidInput(f"the LightGBM model's objective is '{objective or 'unknown'}', but '{model}' is a "
-                           f"{task.kind} model: train with objective {' or '.join(repr(o) for o in OBJECTIVES[task.kind][:2])}")
+                           f"{task.kind} model: train with objective {wanted}")
     if task.kind == "multiclass" and booster.num_model_per_iteration() != len(task.classes):
         raise InvalidInput(f"the LightGBM model has {booster.num_model_per_iteration()} classes, but '{model}' "
                            f"declares {len(task.classes)}: {list(task.classes)} (num_class, in that order)")

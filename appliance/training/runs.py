@@ -114,7 +114,8 @@ def pipeline_run(conn: sqlite3.Connection, run_id: str) -> PipelineRun:
     if row is None:
         raise NotFound(f"no pipeline run {run_id}; see `appliance runs list`")
     data = dict(row)
-    for key, name in (("params_json", "params"), ("metrics_json", "metrics"), ("data_snapshots_json", "data_snapshots")):
+    for key, name in (("params_json", "params"), ("metrics_json", "metrics"),
+                      ("data_snapshots_json", "data_snapshots")):
         data[name] = json.loads(data.pop(key))
     stages = []
     for s in conn.execute("SELECT * FROM run_stages WHERE run_id = ? ORDER BY position", (run_id,)):

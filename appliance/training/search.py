@@ -33,7 +33,7 @@ def sample_params(space: dict[str, SearchRange], rng: random.Random) -> dict:
             value = math.exp(rng.uniform(math.log(r.low), math.log(r.high)))
         else:
             value = rng.uniform(r.low, r.high)
-        drawn[name] = int(round(value)) if r.integer else value
+        drawn[name] = round(value) if r.integer else value
     return drawn
 
 

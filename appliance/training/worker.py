@@ -13,8 +13,8 @@ from pathlib import Path
 import msgspec
 
 from appliance import errors
-from appliance.training import stop
 from appliance.errors import ApplianceError, Conflict
+from appliance.training import stop
 from storage import errors as storage_errors
 from storage.errors import StorageError
 
@@ -40,8 +40,8 @@ def train_in_worker(root: Path, model: str, *, actor: str = "cli", resume: bool 
 
     context = multiprocessing.get_context("spawn")  # no fork: the parent may hold threads and open databases
     messages = context.Queue()
-    worker = context.Process(target=_work, args=(str(root), model, actor, resume, run_id, retrain, new_run_id, messages),
-                             name=f"train-{model}", daemon=True)
+    worker = context.Process(target=_work, name=f"train-{model}", daemon=True,
+                             args=(str(root), model, actor, resume, run_id, retrain, new_run_id, messages))
     worker.start()
     try:
         while True:

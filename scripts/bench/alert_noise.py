@@ -19,10 +19,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-import numpy as np  # noqa: E402
-from scipy.stats import norm  # noqa: E402
+import numpy as np
+from scipy.stats import norm
 
-from appliance.alerts.rules import DEFAULT_ALERTS, AlertRule, auc_standard_error  # noqa: E402
+from appliance.alerts.rules import DEFAULT_ALERTS, AlertRule, auc_standard_error
 
 REFERENCE_AUCS = (0.71, 0.80, 0.90)
 POSITIVE_RATES = (0.027, 0.10, 0.50)    # 0.027: the bundled sample's fraud rate

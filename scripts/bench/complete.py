@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from load import bench_arguments, bench_home, sample_records  # noqa: E402
+from load import bench_arguments, bench_home, sample_records
 
 
 def per_record_us(work, records: list, rounds: int) -> float:

@@ -20,13 +20,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-import numpy as np  # noqa: E402
-import polars as pl  # noqa: E402
+import numpy as np
+import polars as pl
 
-from appliance.monitoring.feature_drift import ReferenceProfile, feature_drift  # noqa: E402
-from appliance.monitoring.rules import MonitoringSection  # noqa: E402
-from appliance.monitoring.windows import EventWindows  # noqa: E402
-from appliance.spec import Feature  # noqa: E402
+from appliance.monitoring.feature_drift import ReferenceProfile, feature_drift
+from appliance.monitoring.rules import MonitoringSection
+from appliance.monitoring.windows import EventWindows
+from appliance.spec import Feature
 
 FEATURES = [Feature("amount", "float"), Feature("merchant_category", "category"), Feature("hour", "integer"),
             Feature("is_foreign", "boolean"), Feature("account_age_days", "integer"), Feature("country", "category")]

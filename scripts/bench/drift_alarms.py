@@ -18,18 +18,18 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-import numpy as np  # noqa: E402
-import polars as pl  # noqa: E402
+import numpy as np
+import polars as pl
 
-from appliance.config import bundled_spec_path  # noqa: E402
-from appliance.features.encoding import FeatureSchema  # noqa: E402
-from appliance.monitoring.estimation import estimate_auc, reconstruction_drift  # noqa: E402
-from appliance.monitoring.feature_drift import ReferenceProfile, feature_drift  # noqa: E402
-from appliance.monitoring.prediction_drift import prediction_drift_by_window  # noqa: E402
-from appliance.monitoring.rules import MonitoringSection  # noqa: E402
-from appliance.monitoring.windows import EventWindows  # noqa: E402
-from appliance.spec import load_spec  # noqa: E402
-from appliance.training.lightgbm_trainer import native_predict, train_lightgbm  # noqa: E402
+from appliance.config import bundled_spec_path
+from appliance.features.encoding import FeatureSchema
+from appliance.monitoring.estimation import estimate_auc, reconstruction_drift
+from appliance.monitoring.feature_drift import ReferenceProfile, feature_drift
+from appliance.monitoring.prediction_drift import prediction_drift_by_window
+from appliance.monitoring.rules import MonitoringSection
+from appliance.monitoring.windows import EventWindows
+from appliance.spec import load_spec
+from appliance.training.lightgbm_trainer import native_predict, train_lightgbm
 
 DRIFT_START = date(2026, 10, 20)
 CATEGORICAL = ("merchant_category", "is_foreign", "country")

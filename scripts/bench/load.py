@@ -172,7 +172,7 @@ class Server:
         self.port = free_port()
         self.proc = mp.get_context("spawn").Process(target=_serve, args=(factory, args, self.port))
 
-    def __enter__(self) -> "Server":
+    def __enter__(self) -> Server:
         self.proc.start()
         deadline = time.monotonic() + 120
         while True:

@@ -28,16 +28,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-import polars as pl  # noqa: E402
+import polars as pl
 
-from appliance.config import bundled_spec_path  # noqa: E402
-from appliance.features.online import materialize, update_targets  # noqa: E402
-from appliance.features.online_updates import OnlineUpdater  # noqa: E402
-from appliance.serving.log_writer import Batch, Follow, LogWriter  # noqa: E402
-from appliance.serving.prediction_log import PredictionLog  # noqa: E402
-from appliance.spec import load_spec  # noqa: E402
-from storage.online_store import OnlineStore  # noqa: E402
-from storage.prediction_log import PredictionStore  # noqa: E402
+from appliance.config import bundled_spec_path
+from appliance.features.online import materialize, update_targets
+from appliance.features.online_updates import OnlineUpdater
+from appliance.serving.log_writer import Batch, Follow, LogWriter
+from appliance.serving.prediction_log import PredictionLog
+from appliance.spec import load_spec
+from storage.online_store import OnlineStore
+from storage.prediction_log import PredictionStore
 
 ROUNDS = 5  # of the busy-loop measurement, which is noisy
 
@@ -82,14 +82,17 @@ def main() -> None:
 
     n = len(rows)
     print(f"{n:,} events in batches of {args.batch}; {updater.updated:,} online rows written")
-    print(f"prediction log append (baseline)   CPU {log_cpu / n * 1e6:7.1f} µs/event   wall {log_wall / n * 1e6:7.1f} µs/event")
-    print(f"online update                      CPU {up_cpu / n * 1e6:7.1f} µs/event   wall {up_wall / n * 1e6:7.1f} µs/event")
+    print(f"prediction log append (baseline)   CPU {log_cpu / n * 1e6:7.1f} µs/event   "
+          f"wall {log_wall / n * 1e6:7.1f} µs/event")
+    print(f"online update                      CPU {up_cpu / n * 1e6:7.1f} µs/event   "
+          f"wall {up_wall / n * 1e6:7.1f} µs/event")
     print(f"online update / log append: CPU {up_cpu / log_cpu:.2f}×, wall {up_wall / log_wall:.2f}×")
 
     print(f"\nbeside a busy event loop: its progress lost per event (GIL handovers and the GIL held), "
           f"median of {ROUNDS} interleaved rounds")
     targets = {"fraud": update_targets("fraud", [spec.features])}
-    writer = LogWriter(PredictionStore(args.workdir / "predictions.db"), OnlineUpdater(OnlineStore(args.workdir / "online.db")))
+    writer = LogWriter(PredictionStore(args.workdir / "predictions.db"),
+                       OnlineUpdater(OnlineStore(args.workdir / "online.db")))
     writer.handle(Follow(targets))
     log = PredictionLog(args.workdir / "predictions.db", online=args.workdir / "online.db", batch_rows=args.batch)
     log.follow(targets)
@@ -99,11 +102,12 @@ def main() -> None:
     for round_ in range(ROUNDS):
         for k, (label, write) in enumerate(cases if round_ % 2 == 0 else cases[::-1]):
             renamed = [[(f"{round_}.{k}.{row[0]}", *row[1:]) for row in batch] for batch in batches]
-            lost[label].append(loop_loss(lambda: write(renamed)) / n * 1e6)
+            lost[label].append(loop_loss(lambda: write(renamed)) / n * 1e6)  # noqa: B023 (run here, in this iteration)
     log.close()
     assert log.write_errors == 0 and log.online_errors == 0
     for label, values in lost.items():
-        print(f"{label:<28} {statistics.median(values):6.1f} µs/event   (rounds: {', '.join(f'{v:.1f}' for v in values)})")
+        rounds = ", ".join(f"{v:.1f}" for v in values)
+        print(f"{label:<28} {statistics.median(values):6.1f} µs/event   (rounds: {rounds})")
     thread, process = (statistics.median(v) for v in lost.values())
     print(f"writer process / writer thread: {process / thread:.2f}× the loop's loss")
 

@@ -15,8 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from load import Server, bench_arguments, bench_home, predict_requests, run_load, sample_records  # noqa: E402
-
+from load import Server, bench_arguments, bench_home, predict_requests, run_load, sample_records
 
 
 def floor_us(home_dir: Path, records: list[dict]) -> tuple[float, float]:

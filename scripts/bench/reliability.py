@@ -16,10 +16,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from load import Server, bench_arguments, bench_home, predict_requests, run_load, sample_records  # noqa: E402
-
-import msgspec  # noqa: E402
-import psutil  # noqa: E402
+import msgspec
+import psutil
+from load import Server, bench_arguments, bench_home, predict_requests, run_load, sample_records
 
 WARMUP_S = 5.0
 

@@ -30,12 +30,20 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from load import (LoadResult, Server, bench_arguments, bench_home, encode_post, loader_processes,  # noqa: E402
-                  predict_requests, run_load, sample_records, trained_home)
-
-import msgspec  # noqa: E402
-from litestar import Litestar, Request, Response, get, post  # noqa: E402
-
+import msgspec
+from litestar import Litestar, Request, Response, get, post
+from load import (
+    LoadResult,
+    Server,
+    bench_arguments,
+    bench_home,
+    encode_post,
+    loader_processes,
+    predict_requests,
+    run_load,
+    sample_records,
+    trained_home,
+)
 
 ROUNDS = 2
 MLP_WIDTHS = (512, 1024, 1536)

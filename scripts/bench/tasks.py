@@ -30,11 +30,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests"))
 
-from load import LoadResult, Server, bench_arguments, encode_post, loader_processes, run_load  # noqa: E402
-from own_data import write_loans  # noqa: E402
-from task_data import write_deliveries, write_tickets  # noqa: E402
-
-import msgspec  # noqa: E402
+import msgspec
+from load import LoadResult, Server, bench_arguments, encode_post, loader_processes, run_load
+from own_data import write_loans
+from task_data import write_deliveries, write_tickets
 
 ROUNDS = 2
 CONCURRENCIES = (1, 8)

@@ -17,9 +17,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from appliance import tracking  # noqa: E402
-from storage.database import connect  # noqa: E402
-from storage.tracking_schema import MIGRATIONS  # noqa: E402
+from appliance import tracking
+from storage.database import connect
+from storage.tracking_schema import MIGRATIONS
 
 
 def tracked(root: Path, points: int) -> float:

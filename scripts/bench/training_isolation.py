@@ -20,12 +20,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from appliance.config import bundled_spec_path  # noqa: E402
-from appliance.home import Home  # noqa: E402
-from appliance.serving.models import load_production  # noqa: E402
-from appliance.spec import load_spec  # noqa: E402
-from appliance.training.pipeline import train  # noqa: E402
-from appliance.training.worker import train_in_worker  # noqa: E402
+from appliance.config import bundled_spec_path
+from appliance.home import Home
+from appliance.serving.models import load_production
+from appliance.spec import load_spec
+from appliance.training.pipeline import train
+from appliance.training.worker import train_in_worker
 
 RECORD = {"amount": 950.0, "merchant_category": "jewelry", "hour": 3, "is_foreign": True,
           "account_age_days": 20, "country": "US"}

@@ -17,16 +17,17 @@ import os
 import sys
 import threading
 import time
+from itertools import pairwise
 from pathlib import Path
 
 import msgspec
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from appliance.machine.cost import CostSection, cost_between, cost_per_hour  # noqa: E402
-from appliance.machine.gpus import GpuProbe  # noqa: E402
-from appliance.machine.sampler import MachineSampler  # noqa: E402
-from appliance.machine.snapshot import MachineProbe, MachineSnapshot  # noqa: E402
+from appliance.machine.cost import CostSection, cost_between, cost_per_hour
+from appliance.machine.gpus import GpuProbe
+from appliance.machine.sampler import MachineSampler
+from appliance.machine.snapshot import MachineProbe, MachineSnapshot
 
 # An illustrative price only, so the cost functions run on real readings; not a configured one.
 EXAMPLE_COST = CostSection(electricity_per_kwh=0.30, hardware_price=30_000, amortization_years=3,
@@ -75,7 +76,7 @@ def gpu_summary(ring: list[MachineSnapshot], uuid: str) -> dict:
         return {"min": min(values), "max": max(values)} if values else None
 
     integrated = sum((g0.power_w + g1.power_w) / 2 * (t1 - t0)
-                     for (t0, g0), (t1, g1) in zip(readings, readings[1:])
+                     for (t0, g0), (t1, g1) in pairwise(readings)
                      if g0.power_w is not None and g1.power_w is not None)
     energies = [(t, g.energy_mj) for t, g in readings if g.energy_mj is not None]
     counted = (energies[-1][1] - energies[0][1]) / 1000 if len(energies) > 1 else None
@@ -90,7 +91,8 @@ def gpu_summary(ring: list[MachineSnapshot], uuid: str) -> dict:
         "energy_joules": {
             "from_energy_field": counted,  # the counter on boards that have one, else the probe's integral
             "power_integrated_here": round(integrated, 1),
-            "ratio_field_to_integrated": round(counted / integrated, 4) if counted is not None and integrated > 0 else None,
+            "ratio_field_to_integrated": (round(counted / integrated, 4)
+                                          if counted is not None and integrated > 0 else None),
         },
     }
 
@@ -124,7 +126,8 @@ def main() -> int:
         "driver_version": first.driver_version,
         "samples": len(ring), "sampled_seconds": round(end - start, 2), "interval": args.interval,
         "load": load.get("load"),
-        "cpu_total_percent": {"min": min(s.cpu.total_percent for s in ring), "max": max(s.cpu.total_percent for s in ring)},
+        "cpu_total_percent": {"min": min(s.cpu.total_percent for s in ring),
+                              "max": max(s.cpu.total_percent for s in ring)},
         "memory_used_bytes_max": max(s.memory.used_bytes for s in ring),
         "process_rss_bytes_max": max(s.process.rss_bytes for s in ring),
         "gpus": [gpu_summary(ring, g.uuid) for g in ring[-1].gpu.gpus],

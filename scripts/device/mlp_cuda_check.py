@@ -55,7 +55,8 @@ class Telemetry(threading.Thread):
         while self.nvml and not self._stop_event.is_set():
             n, h = self.nvml, self.handle
             sample = {"t": time.time(), "util": n.nvmlDeviceGetUtilizationRates(h).gpu,
-                      "mem_mib": n.nvmlDeviceGetMemoryInfo(h).used / 2**20, "power_w": n.nvmlDeviceGetPowerUsage(h) / 1e3}
+                      "mem_mib": n.nvmlDeviceGetMemoryInfo(h).used / 2**20,
+                      "power_w": n.nvmlDeviceGetPowerUsage(h) / 1e3}
             try:
                 sample["energy_mj"] = n.nvmlDeviceGetTotalEnergyConsumption(h)
             except n.NVMLError:
@@ -74,7 +75,8 @@ class Telemetry(threading.Thread):
         return {
             "available": True, "gpu": self.name, "samples": len(s), "seconds": round(s[-1]["t"] - s[0]["t"], 1),
             "util_mean_pct": round(sum(x["util"] for x in s) / len(s), 1), "util_max_pct": max(x["util"] for x in s),
-            "mem_max_mib": round(max(x["mem_mib"] for x in s)), "power_mean_w": round(sum(x["power_w"] for x in s) / len(s), 1),
+            "mem_max_mib": round(max(x["mem_mib"] for x in s)),
+            "power_mean_w": round(sum(x["power_w"] for x in s) / len(s), 1),
             "power_max_w": round(max(x["power_w"] for x in s), 1),
             "energy_j": round((energy[-1] - energy[0]) / 1e3, 1) if len(energy) > 1 else None,
         }
@@ -88,7 +90,8 @@ def make_spec(folder: Path, epochs: int, days: int) -> Path:
     text = bundled_spec_path().read_text()
     start, end = text.index("[training]"), text.index("[training.search]")
     text = text[:start] + (f'[training]\ntrainer = "mlp"\neval_days = {max(3, days // 5)}\nseed = 7\n'
-                           f"checkpoint_every = 1\n\n[training.params]\nepochs = {epochs}\nbatch_size = 1024\n\n") + text[end:]
+                           f"checkpoint_every = 1\n\n[training.params]\nepochs = {epochs}\n"
+                           "batch_size = 1024\n\n") + text[end:]
     (folder / "fraud.toml").write_text(text)
     for data in bundled_spec_path().parent.glob("*.toml"):
         if data.name != "fraud.toml":
@@ -165,8 +168,8 @@ def main() -> None:
         result["resumed"] = {"auc": resumed.version.metrics["auc"], "reused_stages": resumed.reused_stages,
                              "attempts": record.attempts, "same_run": resumed.run_id == killed.get("run_id"),
                              "auc_difference": difference, "within_tolerance": abs(difference) <= TOLERANCE,
-                             "parity": resumed.version.gate_report["checks"][
-                                 [c["name"] for c in resumed.version.gate_report["checks"]].index("onnx_parity")]["value"]}
+                             "parity": next(c["value"] for c in resumed.version.gate_report["checks"]
+                                            if c["name"] == "onnx_parity")}
     finally:
         result["nvml"] = telemetry.stop()
         result["seconds"] = round(time.time() - started, 1)
