@@ -11,13 +11,11 @@ import msgspec
 
 import appliance
 from appliance.errors import Conflict, InvalidInput, NotFound
+from appliance.layout import FILE_TREES, Layout
 from storage.artifacts import file_sha256
 from storage.backup import backup_database, copy_verified
 
 MANIFEST = "manifest.json"
-# Content-addressed, immutable files: copied as they are (after the databases, so everything the
-# databases reference is already on disk).
-FILE_TREES = ("artifacts", "offline", "archive")
 
 
 class BackupFile(msgspec.Struct, frozen=True):
@@ -37,17 +35,19 @@ class BackupManifest(msgspec.Struct, frozen=True):
 def backup(home: Path, dest: Path) -> BackupManifest:
     """Copy every database (SQLite online backup) and every stored file into ``dest``, with a manifest."""
     home, dest = Path(home).resolve(), Path(dest).resolve()
-    if not (home / "metadata.db").exists():
-        raise NotFound(f"{home} is not an appliance data directory (no metadata.db); pass --home")
+    layout = Layout(home)
+    if not layout.exists():
+        raise NotFound(f"{home} is not an appliance data directory (no {layout.metadata_db.name}); pass --home")
     if dest.exists() and any(dest.iterdir()):
         raise Conflict(f"backup destination {dest} is not empty; choose a new folder")
     if dest == home or home in dest.parents:
         raise InvalidInput(f"backup destination {dest} is inside the data directory; choose a folder outside it")
     files, versions = [], {}
-    for db in sorted(home.glob("*.db")):
+    for db in layout.databases():
         backup_database(db, dest / db.name)
         versions[db.name] = _schema_version(dest / db.name)
         files.append(_entry(dest, dest / db.name))
+    # The file trees after the databases, so everything the databases reference is already on disk.
     for tree in FILE_TREES:
         for source in sorted((home / tree).rglob("*")):
             if source.is_file() and not source.name.startswith(".tmp-"):

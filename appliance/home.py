@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from appliance.layout import Layout
 from appliance.registry import Registry
 from appliance.spec import ModelSpec, load_spec
 from appliance.tracking.store import TrackingStore
@@ -11,27 +12,29 @@ from storage.artifacts import ArtifactStore
 from storage.database import connect
 from storage.metadata_schema import MIGRATIONS
 from storage.offline_store import OfflineStore
-from storage.online_store import ONLINE_DB, OnlineStore
+from storage.online_store import OnlineStore
 
 
 class Home:
-    """All of the appliance's state lives under one folder that can be backed up as a whole."""
+    """All of the appliance's state lives under one folder that can be backed up as a whole; where each
+    part of it lives is ``layout``'s to say (appliance/layout.py)."""
 
     def __init__(self, root: Path):
         self.root = Path(root).expanduser().resolve()
+        self.layout = Layout(self.root)
         self.root.mkdir(parents=True, exist_ok=True)
-        self.conn = connect(self.root / "metadata.db", MIGRATIONS)
+        self.conn = connect(self.layout.metadata_db, MIGRATIONS)
         self.registry = Registry(self.conn)
-        self.artifacts = ArtifactStore(self.root / "artifacts")
-        self.offline = OfflineStore(self.root / "offline")
-        self.online = OnlineStore(self.root / ONLINE_DB)  # its own file: materialization never blocks metadata
+        self.artifacts = ArtifactStore(self.layout.artifacts)
+        self.offline = OfflineStore(self.layout.offline)
+        self.online = OnlineStore(self.layout.online_db)  # its own file: materialization never blocks metadata
         self._tracking: TrackingStore | None = None
 
     @property
     def tracking(self) -> TrackingStore:
         """tracking.db, opened on first use (experiment runs: a write path of its own)."""
         if self._tracking is None:
-            self._tracking = TrackingStore(self.root / "tracking.db")
+            self._tracking = TrackingStore(self.layout.tracking_db)
         return self._tracking
 
     def spec(self, model: str) -> ModelSpec:

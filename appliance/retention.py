@@ -8,6 +8,7 @@ from pathlib import Path
 
 import msgspec
 
+from appliance.layout import Layout
 from appliance.settings import RetentionSection
 from storage.prediction_archive import PredictionArchive, drop_day, hot_days
 from storage.prediction_log import PredictionStore
@@ -21,18 +22,14 @@ class RetentionReport(msgspec.Struct):
     archive_since: str         # the first day kept in archive/predictions/
 
 
-def archive_root(home: Path) -> Path:
-    """Where the daily Parquet files of the prediction log live."""
-    return Path(home) / "archive" / "predictions"
-
-
 def apply_retention(home: Path, policy: RetentionSection, now: float | None = None) -> RetentionReport:
     """Move whole days older than ``hot_days`` to Parquet; delete Parquet days older than ``archive_days``."""
     today = datetime.fromtimestamp(now if now is not None else time.time(), UTC).date()
     hot_since = today - timedelta(days=policy.hot_days - 1)          # today counts as one hot day
     archive_since = hot_since - timedelta(days=policy.archive_days)
-    archive = PredictionArchive(archive_root(home))
-    store = PredictionStore(Path(home) / "predictions.db")
+    layout = Layout(home)
+    archive = PredictionArchive(layout.prediction_archive)
+    store = PredictionStore(layout.predictions_db)
     moved, days = 0, []
     try:
         for day in hot_days(store):

@@ -16,7 +16,6 @@ from pathlib import Path
 from storage.database import connect, transaction
 from storage.online_schema import MIGRATIONS
 
-ONLINE_DB = "online.db"  # under the data directory
 # SQLite's default limit on host parameters is 32766; stay well under it per query.
 KEYS_PER_QUERY = 500
 _INSERT_POINT = "INSERT INTO tail_points (namespace, entity, t, col, n, s, lo, hi) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"

@@ -17,6 +17,7 @@ from appliance.config import bundled_spec_path
 from appliance.features.online import namespace
 from appliance.gateway.keys import create_key
 from appliance.home import Home
+from appliance.layout import Layout
 from appliance.serving import http_protocol
 from tests.conftest import SAMPLE_RECORD
 
@@ -263,7 +264,7 @@ def test_a_scoring_failure_is_a_500_answered_and_logged(server, monkeypatch):
     monkeypatch.undo()
     assert server.client.post("/v1/models/fraud/predict", json=SAMPLE_RECORD).status_code == 200
     server.app.predict.state.log.flush()
-    with sqlite3.connect(server.home / "predictions.db") as db:
+    with sqlite3.connect(Layout(server.home).predictions_db) as db:
         statuses = [s for (s,) in db.execute("SELECT status FROM predictions ORDER BY received_at, position")]
     assert statuses == [500, 500, 500, 200]
     assert 'appliance_requests_total{model="fraud",version="1",arm="production",status="500"} 2' in \

@@ -16,7 +16,6 @@ from appliance.cli import main
 from appliance.deployment import deployments
 from appliance.deployment.analysis import class_share_psi
 from appliance.home import Home
-from appliance.serving.prediction_log import PREDICTIONS_DB
 from appliance.spec import load_spec
 from storage.prediction_log import PredictionStore
 from tests.conftest import small_spec
@@ -51,7 +50,7 @@ class Log:
     """Rows written straight into the data directory's predictions.db, as the server's log writer would."""
 
     def __init__(self, home: Home):
-        self.store = PredictionStore(home.root / PREDICTIONS_DB)
+        self.store = PredictionStore(home.layout.predictions_db)
         self.rows = 0
 
     def predict(self, d: deployments.Deployment, arm: str, answers: list[dict], status: int = 200,

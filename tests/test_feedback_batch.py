@@ -21,7 +21,7 @@ from appliance.data.feedback_batch import (
 from appliance.data.snapshots import list_snapshots, read_snapshots
 from appliance.errors import InvalidInput
 from appliance.home import Home
-from appliance.serving.prediction_log import PREDICTIONS_DB
+from appliance.layout import Layout
 from appliance.spec import load_spec
 from appliance.training.pipeline import train
 from appliance.training.runs import pipeline_run
@@ -166,7 +166,7 @@ def log_labelled(root: Path, key_type: str, count: int = 40, outcome=None) -> st
         rows.append((request_id, i, "churn", 1, "production", None, at.timestamp(), record.get("at"),
                      str(record["account"]), json.dumps(record), 0.5, 1, 1.0, 200, None, None))
         outcomes.append((request_id, i, float(outcome(i) if outcome else int(record["amount"] > 60))))
-    store = PredictionStore(root / PREDICTIONS_DB)
+    store = PredictionStore(Layout(root).predictions_db)
     try:
         store.append(rows)
         assert store.attach_feedback("churn", outcomes) == []
@@ -245,8 +245,8 @@ def test_a_retrain_whose_labelled_predictions_are_all_refused_fails_saying_why(t
         assert run.status == "failed" and "churned: not an allowed value" in run.error
         assert [s.status for s in run.stages] == ["failed"] and run.stages[0].stage == "ingest"
         # nothing was written: the outcomes are offered again, and a fixed one is learnt from
-        assert not (home.root / "feedback").exists()
-        store = PredictionStore(home.root / PREDICTIONS_DB)
+        assert not home.layout.feedback.exists()
+        store = PredictionStore(home.layout.predictions_db)
         try:
             store.conn.execute("UPDATE feedback SET outcome = 1, received_at = received_at + 1")
             store.conn.commit()

@@ -14,6 +14,7 @@ import pytest
 
 from appliance.features.encoding import FeatureColumn, FeatureSchema
 from appliance.home import Home
+from appliance.layout import Layout
 from appliance.spec import load_spec
 from appliance.tracking.queries import metric_series
 from appliance.training import onnx_export
@@ -107,7 +108,7 @@ def test_sigterm_makes_a_training_worker_checkpoint_and_stop_resumably(tmp_path)
     os.kill(worker, signal.SIGTERM)  # what systemd sends every process of the service on stop
     out, err = first.communicate(timeout=120)
     assert first.returncode == 1 and "stopped by SIGTERM" in err and "--resume" in err, (out, err)
-    assert (home_dir / "checkpoints" / run_id / "final.pt").exists()
+    assert (Layout(home_dir).run_checkpoints(run_id) / "final.pt").exists()
     resumed = subprocess.run([*cli, "--resume"], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     with Home(home_dir) as home:
@@ -136,9 +137,9 @@ def _wait_for_checkpoint(home_dir: Path, proc: subprocess.Popen) -> tuple[str, i
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         assert proc.poll() is None, proc.communicate()
-        checkpoints = list((home_dir / "checkpoints").glob("*/final.pt"))
+        checkpoints = list(Layout(home_dir).checkpoints.glob("*/final.pt"))
         if checkpoints:
-            with sqlite3.connect(home_dir / "metadata.db") as conn:
+            with sqlite3.connect(Layout(home_dir).metadata_db) as conn:
                 run_id, pid = conn.execute("SELECT id, worker_pid FROM runs WHERE status = 'running'").fetchone()
             assert checkpoints[0].parent.name == run_id and pid != proc.pid
             return run_id, pid

@@ -18,6 +18,7 @@ from appliance.features.online_updates import OnlineUpdater
 from appliance.features.skew import check_skew, same_value
 from appliance.features.tail import TailPlan
 from appliance.home import Home
+from appliance.layout import Layout
 from appliance.spec import load_spec
 from storage.database import connect, transaction
 from storage.online_schema import MIGRATIONS
@@ -166,7 +167,7 @@ def test_a_namespace_never_materialized_is_not_written(tmp_path):
 
 
 def _stored(home, entity: str) -> dict:
-    at, payload = OnlineStore(home / "online.db").read(NS, [entity])[entity]
+    at, payload = OnlineStore(Layout(home).online_db).read(NS, [entity])[entity]
     return {"at": at, **msgspec.json.decode(payload)}
 
 

@@ -21,6 +21,7 @@ from onnxmltools.convert.common.data_types import FloatTensorType
 from appliance.cli import main
 from appliance.errors import InvalidInput
 from appliance.home import Home
+from appliance.layout import Layout
 from appliance.monitoring import store
 from appliance.monitoring.reference import SCORE, load_reference
 from storage.prediction_log import PredictionStore
@@ -230,7 +231,7 @@ def test_register_promote_predict_reproduce_and_monitor(outside, home, capsys):
 def _log_traffic(home: Path, frame: pl.DataFrame, served_by: lgb.Booster) -> None:
     """The later days as the server would have logged them for v1, each with its label."""
     scores = served_by.predict(encode(frame).astype(np.float64))
-    log = PredictionStore(home / "predictions.db")
+    log = PredictionStore(Layout(home).predictions_db)
     try:
         log.append([(f"r{i}", 0, "churn", 1, "production", None, row["at"].timestamp() + 1,
                        row["at"].isoformat().replace("+00:00", "Z"), None,

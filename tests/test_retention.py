@@ -11,7 +11,8 @@ import polars as pl
 import pytest
 
 from appliance.errors import InvalidInput
-from appliance.retention import apply_retention, archive_root
+from appliance.layout import Layout
+from appliance.retention import apply_retention
 from appliance.settings import RetentionSection, load_settings
 from storage.prediction_archive import PredictionArchive
 from storage.prediction_log import PredictionStore
@@ -23,7 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def _fill(home: Path, days: int = 12, per_day: int = 5) -> PredictionStore:
     """Predictions received on each of the last ``days`` days (today included), every other one labelled."""
-    store = PredictionStore(home / "predictions.db")
+    store = PredictionStore(Layout(home).predictions_db)
     rows = []
     for d in range(days):
         for i in range(per_day):
@@ -40,7 +41,7 @@ def test_old_days_move_to_parquet_with_their_feedback_and_the_oldest_are_deleted
     report = apply_retention(tmp_path, RetentionSection(hot_days=3, archive_days=5), now=NOW)
     # days 0..2 stay hot; days 3..7 go to Parquet; days 8..11 are past both tiers
     assert store.count() == 3 * 5
-    archived = PredictionArchive(archive_root(tmp_path))
+    archived = PredictionArchive(Layout(tmp_path).prediction_archive)
     assert len(archived.days()) == 5 and report.archived_rows == 25
     frame = pl.concat([pl.read_parquet(archived.path(d)) for d in archived.days()])
     assert frame.height == 25 and frame["request_id"].n_unique() == 25
@@ -52,7 +53,7 @@ def test_old_days_move_to_parquet_with_their_feedback_and_the_oldest_are_deleted
 
 def test_a_move_interrupted_after_writing_its_file_is_completed_without_duplicates(tmp_path):
     store = _fill(tmp_path, days=5)
-    archive = PredictionArchive(archive_root(tmp_path))
+    archive = PredictionArchive(Layout(tmp_path).prediction_archive)
     day = datetime.fromtimestamp(NOW - 4 * DAY, UTC).date()
     archive.move_day(store, day)
     # simulate the crash: the rows come back as if the delete never happened

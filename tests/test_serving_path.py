@@ -18,6 +18,7 @@ import numpy as np
 
 from appliance.errors import InvalidInput
 from appliance.features.online_updates import OnlineUpdater
+from appliance.layout import Layout
 from appliance.serving import predict
 from appliance.serving.batching import Arrivals, MicroBatcher, NotEncoded
 from appliance.serving.log_writer import Batch, LogWriter
@@ -240,7 +241,7 @@ def test_every_answer_has_a_request_id_and_a_log_row_and_feedback_finds_it(serve
                                                      {"request_id": ids[1], "position": 5}]}
     assert c.post("/v1/models/fraud/feedback", json={"outcome": 1}).status_code == 422
     assert c.post("/v1/models/nope/feedback", json={"outcomes": []}).status_code == 404
-    store = PredictionStore(server.home / "predictions.db")
+    store = PredictionStore(Layout(server.home).predictions_db)
     assert store.count("fraud") == 42
     row = store.conn.execute("SELECT * FROM predictions WHERE request_id = ?", (ids[3],)).fetchone()
     assert row["version"] == 1 and row["arm"] == "production" and row["status"] == 200
@@ -294,7 +295,7 @@ def test_sigterm_writes_every_queued_prediction_before_exit(home_dir):
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
             wait_ready(client, proc)
-            blocker = sqlite3.connect(home_dir / "predictions.db", timeout=30, isolation_level=None)
+            blocker = sqlite3.connect(Layout(home_dir).predictions_db, timeout=30, isolation_level=None)
             blocker.execute("BEGIN IMMEDIATE")  # the writer falls behind: every row stays queued
             ok = sum(client.post("/v1/models/fraud/predict", json=SAMPLE_RECORD).status_code == 200
                      for _ in range(100))
@@ -306,7 +307,7 @@ def test_sigterm_writes_every_queued_prediction_before_exit(home_dir):
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert ok == 100 and PredictionStore(home_dir / "predictions.db").count() == 100
+    assert ok == 100 and PredictionStore(Layout(home_dir).predictions_db).count() == 100
 
 
 def test_a_client_gone_before_its_body_arrives_gets_no_answer(tmp_path):

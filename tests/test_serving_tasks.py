@@ -33,6 +33,7 @@ from appliance.deployment import deployments
 from appliance.errors import Conflict
 from appliance.features.encoding import FeatureSchema
 from appliance.home import Home
+from appliance.layout import Layout
 from appliance.serving.batching import Arrivals, MicroBatcher, NotEncoded
 from appliance.serving.models import load_version
 from appliance.spec import load_spec
@@ -288,7 +289,7 @@ def test_the_log_holds_each_tasks_columns_and_feedback_is_typed_by_task(origin, 
         assert answer.status_code == 200, answer.text
         assert answer.json() == {"accepted": 2, "unknown": []}
 
-    store = PredictionStore(server.home / "predictions.db")
+    store = PredictionStore(Layout(server.home).predictions_db)
     try:
         def logged(name: str) -> list:
             return store.conn.execute(
@@ -330,7 +331,7 @@ def test_a_shadow_candidate_logs_its_outputs_in_its_tasks_terms(server):
             v2 = register(home, name, home.artifacts.get(artifact),
                           msgspec.convert(home.registry.version(name, 1).feature_schema, FeatureSchema))
             deployments.start(home, name, "shadow", v2, actor="test")
-    store = PredictionStore(server.home / "predictions.db")
+    store = PredictionStore(Layout(server.home).predictions_db)
     try:
         for name in ("species", "price"):
             deadline, rows = time.monotonic() + 10, []
@@ -376,7 +377,7 @@ def test_an_outcome_of_the_wrong_kind_is_a_422_naming_its_field(server, name, ou
     assert answer.status_code == 422 and answer.headers["content-type"] == "application/problem+json"
     detail = answer.json()["detail"]
     assert detail.startswith(f"outcomes[1].outcome: {words}") and detail.endswith(" (and 1 more like it)"), detail
-    store = PredictionStore(server.home / "predictions.db")
+    store = PredictionStore(Layout(server.home).predictions_db)
     try:
         assert store.conn.execute("SELECT COUNT(*) FROM feedback").fetchone()[0] == 0   # the request is refused whole
     finally:

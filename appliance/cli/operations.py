@@ -9,6 +9,7 @@ from appliance.cli.arguments import Subcommands
 from appliance.cli.output import table, when
 from appliance.config import default_home
 from appliance.errors import NotFound
+from appliance.layout import Layout
 
 
 def register(commands: Subcommands) -> None:
@@ -55,7 +56,7 @@ def _retention(args: argparse.Namespace) -> int:
     from appliance.settings import load_settings
 
     home = Path(args.home or default_home())
-    if not (home / "metadata.db").exists():
+    if not Layout(home).exists():
         raise NotFound(f"{home} is not an appliance data directory yet; run `appliance init`")
     policy = load_settings(home).retention
     report = apply_retention(home, policy)

@@ -41,7 +41,6 @@ from appliance.data.ingest import IngestReport, ingest
 from appliance.data.values import entity_key, iso, request_time
 from appliance.errors import InvalidInput
 from appliance.home import Home
-from appliance.serving.state import PREDICTIONS_DB
 from appliance.spec import ModelSpec
 from appliance.task import Task
 from storage.prediction_log import PredictionStore
@@ -72,7 +71,7 @@ def labelled_batch(home: Home, spec: ModelSpec, since: float = 0.0) -> tuple[pl.
     """The model's predictions labelled after ``since`` with the contract's columns, and the newest
     label's arrival time; None when there are none. Values are as the contract check reads them
     (see ``contract_value``); a column the request never carries is null (see the module's rule)."""
-    path = home.root / PREDICTIONS_DB
+    path = home.layout.predictions_db
     if not path.exists():
         return None
     store = PredictionStore(path)
@@ -159,7 +158,7 @@ def contract_value(value: object, contract_type: str) -> object:
 def ingest_feedback(home: Home, spec: ModelSpec) -> IngestReport | None:
     """Ingest the outcomes that arrived since the last batch; None when there are none, InvalidInput
     when the contract accepts none of them (nothing is written: they are offered again next time)."""
-    folder: Path = home.root / "feedback"
+    folder = home.layout.feedback
     sources = home.conn.execute("SELECT source FROM ingests WHERE model = ? AND source LIKE ?",
                                 (spec.name, f"{folder}/{spec.name}-%.parquet")).fetchall()
     since = max((float(Path(r[0]).stem.rsplit("-", 1)[1]) for r in sources), default=0.0)

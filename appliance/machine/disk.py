@@ -8,6 +8,8 @@ from pathlib import Path
 
 import msgspec
 
+from appliance.layout import DATABASE_SUFFIX, FILE_TREES
+
 # A SQLite database is its file plus the write-ahead log and shared-memory index beside it.
 _SQLITE_SIDES = ("-wal", "-shm", "-journal")
 
@@ -39,12 +41,12 @@ def disk_use(root: Path) -> DiskUse:
 
 
 def _part(entry: os.DirEntry) -> str:
-    if entry.name in ("artifacts", "offline", "archive") and entry.is_dir(follow_symlinks=False):
+    if entry.name in FILE_TREES and entry.is_dir(follow_symlinks=False):
         return entry.name + "/"
     for side in _SQLITE_SIDES:
-        if entry.name.endswith(".db" + side):
+        if entry.name.endswith(DATABASE_SUFFIX + side):
             return entry.name[: -len(side)]
-    return entry.name if entry.name.endswith(".db") else "other"
+    return entry.name if entry.name.endswith(DATABASE_SUFFIX) else "other"
 
 
 def _bytes(entry: os.DirEntry) -> int:

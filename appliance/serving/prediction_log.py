@@ -26,7 +26,6 @@ from storage.prediction_log import PredictionStore
 
 log = logging.getLogger(__name__)
 
-PREDICTIONS_DB = "predictions.db"  # under the data directory
 CAPACITY = 100_000
 HIGH_WATER = 5_000  # queued rows beyond which the request path waits for the writer (backpressure: serving.predict)
 BATCH_ROWS = 2_000

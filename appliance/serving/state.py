@@ -16,12 +16,12 @@ from appliance.features.online import update_targets
 from appliance.gateway.access import Caller, Gatekeeper
 from appliance.gateway.keys import list_keys
 from appliance.home import Home
+from appliance.layout import Layout
 from appliance.serving.batching import Arrivals, MicroBatcher
 from appliance.serving.models import LoadedModel, ModelPool
-from appliance.serving.prediction_log import PREDICTIONS_DB, PredictionLog
+from appliance.serving.prediction_log import PredictionLog
 from appliance.serving.prometheus import ServingMetrics
 from appliance.serving.router import Arm, Route
-from storage.online_store import ONLINE_DB
 from storage.prediction_log import PredictionStore
 
 
@@ -44,8 +44,9 @@ class ServingState:
 
     def open(self) -> None:
         """Start the prediction log and its writer (creating predictions.db if needed)."""
-        self.log = PredictionLog(self.root / PREDICTIONS_DB, online=self.root / ONLINE_DB)
-        self._store = PredictionStore(self.root / PREDICTIONS_DB)
+        layout = Layout(self.root)
+        self.log = PredictionLog(layout.predictions_db, online=layout.online_db)
+        self._store = PredictionStore(layout.predictions_db)
 
     def close(self) -> None:
         """Write every queued prediction, then stop."""

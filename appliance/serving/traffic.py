@@ -8,7 +8,7 @@ from pathlib import Path
 import msgspec
 import numpy as np
 
-from appliance.serving.prediction_log import PREDICTIONS_DB
+from appliance.layout import Layout
 from storage.prediction_log import PredictionStore
 
 # Enough rows for stable p99s; beyond this the rate is extrapolated from the newest rows' span.
@@ -27,7 +27,7 @@ class Traffic(msgspec.Struct, frozen=True):
 
 def recent_traffic(root: Path, model: str, seconds: float = 60.0, now: float | None = None) -> Traffic:
     """A model's traffic over the last ``seconds``; reading never creates predictions.db."""
-    path = Path(root) / PREDICTIONS_DB
+    path = Layout(root).predictions_db
     if not path.exists():
         return Traffic(model, seconds, 0, 0.0, None, None, None)
     now = time.time() if now is None else now

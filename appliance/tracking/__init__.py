@@ -15,6 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from appliance.config import default_home
+from appliance.layout import Layout
 from appliance.tracking.run import TrackedRun
 from appliance.tracking.store import TrackingStore
 from storage.artifacts import ArtifactStore
@@ -25,10 +26,10 @@ __all__ = ["TrackedRun", "TrackingStore", "start_run"]
 def start_run(model: str, name: str = "", *, home: Path | str | None = None, kind: str = "script",
               tags: dict | None = None) -> TrackedRun:
     """Start a run in the data directory (default: the appliance's); finish it with ``with`` or ``finish()``."""
-    root = Path(home).expanduser() if home else default_home()
-    root.mkdir(parents=True, exist_ok=True)
-    store = TrackingStore(root / "tracking.db")
-    run = TrackedRun.create(store, ArtifactStore(root / "artifacts"), model=model, name=name or kind, kind=kind,
+    layout = Layout(Path(home).expanduser() if home else default_home())
+    layout.root.mkdir(parents=True, exist_ok=True)
+    store = TrackingStore(layout.tracking_db)
+    run = TrackedRun.create(store, ArtifactStore(layout.artifacts), model=model, name=name or kind, kind=kind,
                             owns_store=True)
     if tags:
         run.set_tags(tags)

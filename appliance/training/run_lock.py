@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from appliance.errors import Conflict
+from appliance.layout import Layout
 
 
 @contextmanager
@@ -20,9 +21,9 @@ def model_lock(root: Path, model: str, run_id: str) -> Iterator[None]:
     A file lock rather than a row in the database: a process killed with SIGKILL cannot release a
     row, but the kernel drops its file locks, so a dead run never blocks the next one.
     """
-    folder = Path(root) / "locks"
-    folder.mkdir(parents=True, exist_ok=True)
-    fd = os.open(folder / f"train-{model}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    path = Layout(root).training_lock(model)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -52,7 +53,7 @@ def lock_holder(root: Path, model: str) -> dict | None:
     The holder writes itself into the file and empties it on release; a holder killed before that is
     recognized by its process being gone."""
     try:
-        who = json.loads((Path(root) / "locks" / f"train-{model}.lock").read_text() or "null")
+        who = json.loads(Layout(root).training_lock(model).read_text() or "null")
         pid = who["pid"]
     except (OSError, ValueError, TypeError, KeyError):
         return None  # no file, empty (free) or unreadable

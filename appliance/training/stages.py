@@ -100,7 +100,7 @@ class RunContext:
     @property
     def checkpoints(self) -> Path:
         """This run's checkpoints (in the data directory, so a restarted run finds them)."""
-        return self.home.root / "checkpoints" / self.run.id
+        return self.home.layout.run_checkpoints(self.run.id)
 
     def drop_checkpoints(self) -> None:
         shutil.rmtree(self.checkpoints, ignore_errors=True)

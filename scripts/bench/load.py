@@ -211,11 +211,12 @@ def trained_home(folder: Path, trees: int | None = None, mlp_width: int | None =
     from appliance.config import bundled_spec_path
     from appliance.features.online import materialize_model
     from appliance.home import Home
+    from appliance.layout import Layout
     from appliance.spec import load_spec
     from appliance.training.pipeline import train
 
     home_dir = folder / "home"
-    if (home_dir / "metadata.db").exists():
+    if Layout(home_dir).exists():
         return home_dir
     spec_dir = folder / "spec"
     spec_dir.mkdir(parents=True, exist_ok=True)

@@ -33,6 +33,7 @@ import polars as pl
 from appliance.config import bundled_spec_path
 from appliance.features.online import materialize, update_targets
 from appliance.features.online_updates import OnlineUpdater
+from appliance.layout import Layout
 from appliance.serving.log_writer import Batch, Follow, LogWriter
 from appliance.serving.prediction_log import PredictionLog
 from appliance.spec import load_spec
@@ -50,6 +51,7 @@ def main() -> None:
     args = parser.parse_args()
     shutil.rmtree(args.workdir, ignore_errors=True)
     args.workdir.mkdir(parents=True)
+    layout = Layout(args.workdir)  # the two databases as a data directory holds them
     spec = load_spec(bundled_spec_path())
     history = pl.read_parquet(spec.resolve(spec.data.source))
     live = pl.read_parquet(spec.resolve(spec.data.live)).sort("event_time").head(args.events)
@@ -62,17 +64,17 @@ def main() -> None:
     batches = [rows[i:i + args.batch] for i in range(0, len(rows), args.batch)]
 
     started = time.perf_counter()
-    materialize(OnlineStore(args.workdir / "online.db"), "fraud", spec.features, history, None)
+    materialize(OnlineStore(layout.online_db), "fraud", spec.features, history, None)
     print(f"materialize with tails: {time.perf_counter() - started:.2f} s for {history.height:,} history rows")
 
-    PredictionLog(args.workdir / "predictions.db").close()  # created and migrated
-    appender = LogWriter(PredictionStore(args.workdir / "predictions.db"), None)  # the writer without updates
+    PredictionLog(layout.predictions_db).close()  # created and migrated
+    appender = LogWriter(PredictionStore(layout.predictions_db), None)  # the writer without updates
     cpu, wall = time.process_time(), time.perf_counter()
     for batch in batches:
         appender.handle(Batch(batch, []))
     log_cpu, log_wall = time.process_time() - cpu, time.perf_counter() - wall
 
-    updater = OnlineUpdater(OnlineStore(args.workdir / "online.db"))
+    updater = OnlineUpdater(OnlineStore(layout.online_db))
     updater.follow({"fraud": update_targets("fraud", [spec.features])})
     cpu, wall = time.process_time(), time.perf_counter()
     for batch in batches:
@@ -91,10 +93,10 @@ def main() -> None:
     print(f"\nbeside a busy event loop: its progress lost per event (GIL handovers and the GIL held), "
           f"median of {ROUNDS} interleaved rounds")
     targets = {"fraud": update_targets("fraud", [spec.features])}
-    writer = LogWriter(PredictionStore(args.workdir / "predictions.db"),
-                       OnlineUpdater(OnlineStore(args.workdir / "online.db")))
+    writer = LogWriter(PredictionStore(layout.predictions_db),
+                       OnlineUpdater(OnlineStore(layout.online_db)))
     writer.handle(Follow(targets))
-    log = PredictionLog(args.workdir / "predictions.db", online=args.workdir / "online.db", batch_rows=args.batch)
+    log = PredictionLog(layout.predictions_db, online=layout.online_db, batch_rows=args.batch)
     log.follow(targets)
     cases = (("writer on a thread (before)", lambda renamed: on_a_thread(writer, renamed)),
              ("writer process (now)", lambda renamed: through_the_log(log, renamed)))

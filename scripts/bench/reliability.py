@@ -20,6 +20,8 @@ import msgspec
 import psutil
 from load import Server, bench_arguments, bench_home, predict_requests, run_load, sample_records
 
+from appliance.layout import Layout
+
 WARMUP_S = 5.0
 
 
@@ -29,9 +31,9 @@ def main() -> int:
     args = parser.parse_args()
     home_dir = bench_home(args)
     requests = predict_requests(home_dir, sample_records())
-    (home_dir / "predictions.db").unlink(missing_ok=True)
-    for suffix in ("-wal", "-shm"):
-        (home_dir / f"predictions.db{suffix}").unlink(missing_ok=True)
+    log_path = Layout(home_dir).predictions_db
+    for suffix in ("", "-wal", "-shm"):
+        log_path.with_name(log_path.name + suffix).unlink(missing_ok=True)
     rss: list[float] = []
     with Server("appliance.serving.app:create_app", home_dir) as server:
         process = psutil.Process(server.pid)
@@ -52,7 +54,7 @@ def main() -> int:
     ids = {msgspec.json.decode(a)["request_id"] for a in answers}
     from storage.prediction_log import PredictionStore
 
-    store = PredictionStore(home_dir / "predictions.db")
+    store = PredictionStore(log_path)
     logged = {r[0] for r in store.conn.execute("SELECT request_id FROM predictions")}
     missing = ids - logged
     server_errors = sum(n for status, n in result.statuses.items() if status >= 500)

@@ -60,8 +60,10 @@ def _cli(home_dir: Path, *args: str) -> str:
 
 def trained_home(folder: Path, trees: int | None) -> Path:
     """The data directory with the three models trained, v1 promoted and materialized; reused if there."""
+    from appliance.layout import Layout
+
     home_dir = folder / "home"
-    if (home_dir / "metadata.db").exists():
+    if Layout(home_dir).exists():
         return home_dir
     for task, model, write, source, live_days in MODELS:
         spec = write(folder / "data" / model, name=model, live_days=live_days)

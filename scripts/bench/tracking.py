@@ -18,6 +18,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from appliance import tracking
+from appliance.layout import Layout
 from storage.database import connect
 from storage.tracking_schema import MIGRATIONS
 
@@ -34,7 +35,7 @@ def tracked(root: Path, points: int) -> float:
 
 
 def bare(root: Path, points: int) -> float:
-    conn = connect(root / "tracking.db", MIGRATIONS)
+    conn = connect(Layout(root).tracking_db, MIGRATIONS)
     conn.execute("INSERT INTO runs (id, model, name, kind, status, started_at) VALUES ('r', 'bench', 'b', 'b', "
                  "'running', 0)")
     started = time.perf_counter()
@@ -58,7 +59,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as a, tempfile.TemporaryDirectory() as b:
             t_tracked.append(tracked(Path(a), args.points))
             t_bare.append(bare(Path(b), args.points))
-            with sqlite3.connect(Path(a) / "tracking.db") as check:
+            with sqlite3.connect(Layout(a).tracking_db) as check:
                 assert check.execute("SELECT COUNT(*) FROM metrics").fetchone()[0] == args.points
     best_tracked, best_bare = min(t_tracked), min(t_bare)
     print(f"sqlite3 {sqlite3.sqlite_version}, {args.points:,} points, best of {args.repeat}")

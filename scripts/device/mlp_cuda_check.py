@@ -28,6 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 from appliance.config import bundled_spec_path  # noqa: E402
 from appliance.home import Home  # noqa: E402
+from appliance.layout import Layout  # noqa: E402
 from appliance.spec import load_spec  # noqa: E402
 from appliance.training import runs  # noqa: E402
 from appliance.training.worker import TrainingInterrupted, train_in_worker  # noqa: E402
@@ -113,8 +114,9 @@ def kill_after_first_checkpoint(home_dir: Path, killed: dict) -> None:
     """Wait for the worker's first checkpoint, then SIGKILL the worker."""
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline:
-        if list((home_dir / "checkpoints").glob("*/final.pt")):
-            with sqlite3.connect(home_dir / "metadata.db") as conn:
+        layout = Layout(home_dir)
+        if list(layout.checkpoints.glob("*/final.pt")):
+            with sqlite3.connect(layout.metadata_db) as conn:
                 row = conn.execute("SELECT id, worker_pid FROM runs WHERE status = 'running'").fetchone()
             if row:
                 killed.update(run_id=row[0], pid=row[1], at=time.time())
