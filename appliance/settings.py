@@ -10,23 +10,18 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import msgspec
 
-from appliance.errors import InvalidInput
+from appliance.layout import Layout
 from appliance.machine.cost import CostSection
-from appliance.spec import read_toml
-
-FILE_NAME = "appliance.toml"
+from appliance.toml_file import load_toml
 
 
 class RetentionSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    hot_days: int = 7
-    archive_days: int = 90
-
-    def __post_init__(self) -> None:
-        if self.hot_days < 1 or self.archive_days < 0:
-            raise InvalidInput("retention: hot_days must be at least 1 and archive_days at least 0")
+    hot_days: Annotated[int, msgspec.Meta(ge=1)] = 7
+    archive_days: Annotated[int, msgspec.Meta(ge=0)] = 90
 
 
 class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -36,11 +31,7 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 def load_settings(home: Path) -> Settings:
     """The data directory's settings file, or the defaults when it has none."""
-    path = Path(home) / FILE_NAME
+    path = Layout(home).settings
     if not path.exists():
         return Settings()
-    raw = read_toml(path, "settings file", "a TOML file")
-    try:
-        return msgspec.convert(raw, Settings)
-    except msgspec.ValidationError as e:
-        raise InvalidInput(f"settings file {path}: {e}; fix the file and try again") from None
+    return load_toml(path, Settings, "settings file", "a TOML file")

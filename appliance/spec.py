@@ -3,21 +3,25 @@
 from __future__ import annotations
 
 import hashlib
-import tomllib
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import msgspec
 
 from appliance.alerts.rules import DEFAULT_ALERTS, AlertRule
-from appliance.data.contract import parse_duration
-from appliance.errors import InvalidInput, NotFound
+from appliance.data.contract import check_duration
+from appliance.errors import InvalidInput
 from appliance.monitoring.rules import MonitoringSection
 from appliance.scheduler.schedules import trigger
 from appliance.task import DEFAULT_METRIC, METRICS, TaskKind
+from appliance.toml_file import FieldError, load_toml
 
 FeatureType = Literal["float", "integer", "boolean", "category"]
 AggregateFunction = Literal["count", "sum", "mean", "min", "max"]
+# Limits msgspec checks while it reads the file, so the error names the field.
+AtLeastOne = Annotated[int, msgspec.Meta(ge=1)]
+NotNegative = Annotated[int, msgspec.Meta(ge=0)]
+Percent = Annotated[float, msgspec.Meta(gt=0, le=100)]
 
 
 class Feature(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -45,6 +49,11 @@ class Aggregation(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     window: str                 # '1h', '7d', '30d': events in [s - window, s] count, s the entity's latest event
     column: str | None = None   # the history column aggregated; count without one counts events
 
+    def __post_init__(self) -> None:
+        check_duration("window", self.window)
+        if self.function != "count" and self.column is None:
+            raise FieldError("column", f"aggregation '{self.name}' ({self.function}) needs a column")
+
     @property
     def type(self) -> FeatureType:
         return "integer" if self.function == "count" else "float"
@@ -57,6 +66,12 @@ class Derived(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     name: str                   # the feature's name
     op: Literal["ratio", "since_last"]  # ratio: of[0] / of[1]; since_last: seconds since the entity's last event
     of: list[str] = []          # ratio: the two features divided, numerator first; since_last: none
+
+    def __post_init__(self) -> None:
+        wanted = 2 if self.op == "ratio" else 0
+        if len(self.of) != wanted:
+            raise FieldError("of", f"derived feature '{self.name}' ({self.op}) takes {wanted} feature names in "
+                                   f"'of', got {self.of}")
 
     @property
     def type(self) -> FeatureType:
@@ -73,12 +88,33 @@ class FeaturesSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     ttl: str | None = None      # history older than this before the event is not used (None: no limit)
     update_online: bool = True  # every answered request is an event: the server moves its entity's online row forward
 
+    def __post_init__(self) -> None:
+        if self.ttl is not None:
+            check_duration("ttl", self.ttl)
+
 
 class TargetSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     column: str                 # the label column of the source
     task: TaskKind = "binary"   # binary (labels 0/1), multiclass (one of classes) or regression (a number)
     classes: list[str | int] | None = None  # multiclass: the labels, in output order (default: the contract's allowed_values)
     threshold: float = 0.5      # binary: probability at or above which the label is 1
+
+    def __post_init__(self) -> None:
+        if self.classes is None:
+            return
+        if self.task != "multiclass":
+            raise FieldError("classes", f"a {self.task} target has no classes (they are for task = \"multiclass\"); "
+                                        "remove them or set the task")
+        texts = [str(c) for c in self.classes]
+        if len(set(texts)) != len(texts):
+            twice = sorted({t for t in texts if texts.count(t) > 1})
+            raise FieldError("classes", f"lists {twice} more than once; list each class once")
+        if len(self.classes) < 3:
+            raise FieldError("classes", f"must list three or more labels, got {self.classes} (two classes: "
+                                        "task = \"binary\" with labels 0/1)")
+        if len({type(c) for c in self.classes}) > 1:
+            raise FieldError("classes", f"{self.classes} mixes text and numbers; write them all as the target "
+                                        "column holds them")
 
 
 class SearchRange(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -99,9 +135,9 @@ class SearchSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 class TrainingSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     trainer: Literal["lightgbm", "mlp"] = "lightgbm"  # gradient-boosted trees, or a PyTorch multilayer perceptron
-    eval_days: int = 10         # the last N days of the snapshot are held out for evaluation
-    retrain_eval_days: int = 1  # a retrain holds out only the newest N labelled days, so fresh patterns train
-    retrain_min_per_class: int = 100  # a retrain's held-out days widen (up to eval_days) until each class has this many
+    eval_days: AtLeastOne = 10  # the last N days of the snapshot are held out for evaluation
+    retrain_eval_days: AtLeastOne = 1  # a retrain holds out only the newest N labelled days, so fresh patterns train
+    retrain_min_per_class: NotNegative = 100  # a retrain's held-out days widen (up to eval_days) until each class has this many
     seed: int = 7               # seeds training and the search's draws, so a run reproduces
     params: dict[str, float | int | str | bool] = {}  # the trainer's hyperparameters, passed through as given
     search: SearchSection = SearchSection()  # random hyperparameter search
@@ -128,18 +164,14 @@ class ValidationSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True)
 
 
 class ServingSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    max_batch_rows: int = 1000  # a larger batch request is refused (413)
-    max_wait_ms: float = 1.0    # micro-batching: how long a single-row request may wait for company
-    max_batch: int = 64         # micro-batching: rows per ONNX Runtime call at most
-
-    def __post_init__(self) -> None:
-        if self.max_wait_ms < 0 or self.max_batch < 1:
-            raise ValueError("serving.max_wait_ms must be >= 0 and serving.max_batch >= 1")
+    max_batch_rows: AtLeastOne = 1000  # a larger batch request is refused (413)
+    max_wait_ms: Annotated[float, msgspec.Meta(ge=0)] = 1.0  # micro-batching: how long a single-row request may wait for company
+    max_batch: AtLeastOne = 64  # micro-batching: rows per ONNX Runtime call at most
 
 
 class DeploymentSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    canary_steps: list[float] = msgspec.field(default_factory=lambda: [5, 25, 50, 100])  # percent of traffic on the candidate, step by step
-    min_sample: int = 200               # predictions per arm before a canary step is judged
+    canary_steps: list[Percent] = msgspec.field(default_factory=lambda: [5, 25, 50, 100])  # percent of traffic on the candidate, step by step, rising to 100
+    min_sample: AtLeastOne = 200        # predictions per arm before a canary step is judged
     max_error_rate_increase: float = 0.01   # candidate error rate minus production's, at most
     max_p99_latency_ratio: float = 1.5  # candidate p99 latency over production's, at most
     max_psi: float = 0.2                # population stability index of the two score distributions, at most
@@ -148,10 +180,8 @@ class DeploymentSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True)
 
     def __post_init__(self) -> None:
         steps = self.canary_steps
-        if not steps or steps[-1] != 100 or any(not 0 < s <= 100 for s in steps) or steps != sorted(set(steps)):
-            raise ValueError("deployment.canary_steps must rise strictly, each in (0, 100], and end at 100")
-        if self.min_sample < 1:
-            raise ValueError("deployment.min_sample must be at least 1")
+        if not steps or steps[-1] != 100 or steps != sorted(set(steps)):
+            raise FieldError("canary_steps", f"{steps} must rise strictly and end at 100, e.g. [5, 25, 50, 100]")
 
 
 class ModelSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -190,88 +220,51 @@ class ModelSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         return (base / relative).resolve()
 
 
-def read_toml(path: Path, what: str, expected: str) -> dict:
-    """A TOML file's tables; a missing or malformed file is an error naming ``what`` it should be."""
-    try:
-        return tomllib.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise NotFound(f"{what} {path} does not exist; pass the path of {expected}") from None
-    except tomllib.TOMLDecodeError as e:
-        raise InvalidInput(f"{what} {path} is not valid TOML: {e}") from None
-
-
 def load_spec(path: Path) -> ModelSpec:
     """Read and check a model spec; a bad spec is an error that names the file and the field."""
     path = Path(path)
-    raw = read_toml(path, "model spec", "a .toml spec")
-    try:
-        spec = msgspec.convert(raw, ModelSpec)
-    except msgspec.ValidationError as e:
-        raise InvalidInput(f"model spec {path}: {e}; fix the spec and try again") from None
-    names = [f.name for f in spec.model_features]
-    if len(set(names)) != len(names):
-        raise InvalidInput(f"model spec {path}: a feature is listed twice in {names}")
-    _check_features(path, spec.features, names)
-    if spec.training.schedule is not None:
-        trigger(spec.training.schedule)
-    _check_target(path, spec)
-    if spec.training.eval_days < 1:
-        raise InvalidInput(f"model spec {path}: training.eval_days must be at least 1")
-    if spec.training.retrain_eval_days < 1 or spec.training.retrain_min_per_class < 0:
-        raise InvalidInput(f"model spec {path}: training.retrain_eval_days must be at least 1 and "
-                           "training.retrain_min_per_class at least 0")
+    spec = load_toml(path, ModelSpec, "model spec", "a .toml spec", fix="fix the spec and try again",
+                     check=check_spec)
     return msgspec.structs.replace(spec, path=path.resolve())
 
 
-def _check_target(path: Path, spec: ModelSpec) -> None:
-    target, validation = spec.target, spec.validation
-    if target.classes is not None:
-        if target.task != "multiclass":
-            raise InvalidInput(f"model spec {path}: target.classes is for task = \"multiclass\" (this target is "
-                               f"{target.task}); remove it or set the task")
-        texts = [str(c) for c in target.classes]
-        if len(set(texts)) != len(texts):
-            twice = sorted({t for t in texts if texts.count(t) > 1})
-            raise InvalidInput(f"model spec {path}: target.classes lists {twice} more than once; list each class once")
-        if len(target.classes) < 3:
-            raise InvalidInput(f"model spec {path}: target.classes must list three or more labels, got "
-                               f"{target.classes} (two classes: task = \"binary\" with labels 0/1)")
-        if len({type(c) for c in target.classes}) > 1:
-            raise InvalidInput(f"model spec {path}: target.classes {target.classes} mixes text and numbers; write "
-                               "them all as the target column holds them")
-    metric = validation.metric
-    if metric is not None and metric not in METRICS[target.task]:
-        raise InvalidInput(f"model spec {path}: validation.metric '{metric}' is not a {target.task} metric; "
-                           f"use one of {', '.join(METRICS[target.task])}")
+def check_spec(spec: ModelSpec) -> None:
+    """The rules across a spec's tables (each table checks its own fields as it is read)."""
+    names = [f.name for f in spec.model_features]
+    if len(set(names)) != len(names):
+        raise FieldError("features", f"a feature is listed twice in {names}")
+    _check_features(spec.features, names)
+    if spec.training.schedule is not None:
+        _check_schedule("training.schedule", spec.training.schedule)
+    metric, task = spec.validation.metric, spec.target.task
+    if metric is not None and metric not in METRICS[task]:
+        raise FieldError("validation.metric", f"'{metric}' is not a {task} metric; use one of "
+                                              f"{', '.join(METRICS[task])}")
 
 
-def _check_features(path: Path, features: FeaturesSection, names: list[str]) -> None:
+def _check_features(features: FeaturesSection, names: list[str]) -> None:
     if features.entity_key is None:
         needing = ([f.name for f in features.entity_attributes] + [a.name for a in features.aggregations]
                    + [d.name for d in features.derived if d.op == "since_last"])
         if needing:
-            raise InvalidInput(f"model spec {path}: feature(s) {needing} belong to an entity, but [features] "
-                               "names no entity_key; add entity_key = \"COLUMN\" or remove them")
-    for duration in [a.window for a in features.aggregations] + ([features.ttl] if features.ttl else []):
-        try:
-            parse_duration(duration)
-        except InvalidInput as e:
-            raise InvalidInput(f"model spec {path}: {e}") from None
-    for d in features.derived:
-        wanted = 2 if d.op == "ratio" else 0
-        if len(d.of) != wanted:
-            raise InvalidInput(f"model spec {path}: derived feature '{d.name}' ({d.op}) takes {wanted} "
-                               f"feature names in 'of', got {d.of}")
+            raise FieldError("features.entity_key", f"feature(s) {needing} belong to an entity, but [features] "
+                                                    "names no entity_key; add entity_key = \"COLUMN\" or remove them")
+    categories = {f.name for f in (*features.request, *features.entity_attributes) if f.type == "category"}
+    for i, d in enumerate(features.derived):
         unknown = [n for n in d.of if n not in names]
         if unknown:
-            raise InvalidInput(f"model spec {path}: derived feature '{d.name}' uses unknown feature(s) {unknown}")
-        categories = [f.name for f in (*features.request, *features.entity_attributes)
-                      if f.name in d.of and f.type == "category"]
-        if categories:
-            raise InvalidInput(f"model spec {path}: derived feature '{d.name}' divides categories {categories}")
-    for a in features.aggregations:
-        if a.function != "count" and a.column is None:
-            raise InvalidInput(f"model spec {path}: aggregation '{a.name}' ({a.function}) needs a column")
+            raise FieldError(f"features.derived[{i}].of", f"derived feature '{d.name}' uses unknown feature(s) "
+                                                           f"{unknown}")
+        divided = [n for n in d.of if n in categories]
+        if divided:
+            raise FieldError(f"features.derived[{i}].of", f"derived feature '{d.name}' divides categories {divided}")
+
+
+def _check_schedule(field: str, text: str) -> None:
+    try:
+        trigger(text)
+    except InvalidInput as e:
+        raise FieldError(field, str(e)) from None
 
 
 def spec_digest(path: Path) -> str:

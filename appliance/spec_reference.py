@@ -36,6 +36,10 @@ NOT_SET = "not set"          # TOML has no null: a None default is a key left ou
 ALL_DEFAULTS = "all defaults"
 
 _SCALARS = {str: "string", int: "integer", float: "float", bool: "boolean"}
+# A field's msgspec.Meta limits, as its type cell states them: 'integer, at least 1'.
+_LIMITS = {"ge": "at least {}", "gt": "above {}", "le": "at most {}", "lt": "below {}",
+           "multiple_of": "a multiple of {}", "min_length": "at least {} long", "max_length": "at most {} long",
+           "pattern": "matching `{}`"}
 
 
 class Key(msgspec.Struct, frozen=True):
@@ -126,8 +130,8 @@ def _walk(cls: type[msgspec.Struct], path: str, heading: str, lead: list[str], d
 
 def _child(tp, path: str) -> tuple[type | None, str, str]:
     """The Struct a key of this type holds tables of, with their dotted path and TOML heading."""
-    tp = _optional(tp)
-    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    tp = _bare(_optional(tp))
+    origin, args = typing.get_origin(tp), [_bare(a) for a in typing.get_args(tp)]
     if _is_struct(tp):
         return tp, path, f"[{path}]"
     if origin is list and _is_struct(args[0]):
@@ -169,8 +173,12 @@ def _changed(value: msgspec.Struct) -> dict[str, str]:
 
 
 def _toml_type(tp) -> str:
-    """A type as a file writes it: 'string', 'list of floats', 'table of tables'; a Literal with its values."""
+    """A type as a file writes it: 'string', 'list of floats', 'table of tables'; a Literal with its values;
+    limits the type sets after a comma: 'integer, at least 1', 'list of floats, each above 0 and at most 100'."""
     tp = _optional(tp)
+    if typing.get_origin(tp) is typing.Annotated:
+        limits = _limits(tp)
+        return _toml_type(_bare(tp)) + (f", {limits}" if limits else "")
     origin, args = typing.get_origin(tp), typing.get_args(tp)
     if origin is typing.Literal:
         kinds = _or(list(dict.fromkeys(_toml_type(type(v)) for v in args)))
@@ -182,10 +190,31 @@ def _toml_type(tp) -> str:
     if origin in (types.UnionType, typing.Union):
         return _or([_toml_type(a) for a in args])
     if origin is list:
-        return "array of tables" if _is_struct(args[0]) else "list of " + _plural(_toml_type(args[0]))
+        return "array of tables" if _is_struct(_bare(args[0])) else "list of " + _items(args[0])
     if origin is dict and args[0] is str:
-        return "table of " + _plural(_toml_type(args[1]))
+        return "table of " + _items(args[1])
     raise TypeError(f"{tp!r} has no TOML form; give the field a TOML type, or list it in INTERNAL")
+
+
+def _items(tp) -> str:
+    """The type of a list's or table's values, plural, with any limits on each: 'floats, each above 0'."""
+    limits = _limits(tp)
+    return _plural(_toml_type(_bare(tp))) + (f", each {limits}" if limits else "")
+
+
+def _bare(tp):
+    """``Annotated[X, ...]`` as X."""
+    return typing.get_args(tp)[0] if typing.get_origin(tp) is typing.Annotated else tp
+
+
+def _limits(tp) -> str:
+    """The msgspec.Meta limits of an ``Annotated`` type in words: 'above 0 and at most 100'; '' for none."""
+    if typing.get_origin(tp) is not typing.Annotated:
+        return ""
+    words = [text.format(_toml(getattr(meta, name)) if name != "pattern" else meta.pattern)
+             for meta in typing.get_args(tp)[1:] if isinstance(meta, msgspec.Meta)
+             for name, text in _LIMITS.items() if getattr(meta, name) is not None]
+    return " and ".join(words)
 
 
 def _plural(text: str) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import tomllib
-from typing import Literal
+from typing import Annotated, Literal
 
 import msgspec
 import msgspec.inspect as mi
@@ -61,7 +61,7 @@ class Window(msgspec.Struct, frozen=True):
     """How far back to look."""
 
     length: str = "1d"          # the window's length
-    bins: int = 10
+    bins: Annotated[int, msgspec.Meta(ge=2)] = 10
 
 
 class Rule(msgspec.Struct, frozen=True):
@@ -69,6 +69,7 @@ class Rule(msgspec.Struct, frozen=True):
     op: Literal["<", ">"] = ">"  # below or above
     levels: list[float] = msgspec.field(  # thresholds, low to high
         default_factory=lambda: [0.1, 0.2])
+    shares: list[Annotated[float, msgspec.Meta(gt=0, le=1)]] = []  # parts of one
 
 
 class Root(msgspec.Struct, frozen=True):
@@ -80,7 +81,7 @@ class Root(msgspec.Struct, frozen=True):
 
 def test_the_generator_follows_whatever_the_structs_say():
     assert field_comments(Rule) == {"name": "what the rule is called", "op": "below or above",
-                                    "levels": "thresholds, low to high"}
+                                    "levels": "thresholds, low to high", "shares": "parts of one"}
     assert field_comments(Window)["bins"] == ""
     found = {t.heading: t for t in tables(Root)}
     assert list(found) == ["", "[window]", "[extra]", "[[rules]]", "[named.<name>]"]
@@ -93,6 +94,9 @@ def test_the_generator_follows_whatever_the_structs_say():
     rule = {k.name: k for k in found["[[rules]]"].keys}
     assert rule["op"].type == 'string, one of `"<"`, `">"`'
     assert rule["levels"].type == "list of floats" and rule["levels"].default == "`[0.1, 0.2]`"
+    # limits a type sets (msgspec.Meta) are part of the key's type
+    assert {k.name: k.type for k in found["[window]"].keys}["bins"] == "integer, at least 2"
+    assert rule["shares"].type == "list of floats, each above 0 and at most 1"
 
 
 def test_a_field_without_a_toml_form_is_refused():

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import tomllib
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Literal
@@ -11,7 +10,8 @@ from typing import Literal
 import msgspec
 import polars as pl
 
-from appliance.errors import InvalidInput, NotFound
+from appliance.errors import InvalidInput
+from appliance.toml_file import FieldError, load_toml
 
 FieldType = Literal["string", "integer", "float", "boolean", "timestamp"]
 
@@ -53,6 +53,9 @@ class ContractInfo(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 class Freshness(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     max_staleness: str          # a newest event older than this at ingest is a warning: '24h', '7d'
 
+    def __post_init__(self) -> None:
+        check_duration("max_staleness", self.max_staleness)
+
     @property
     def limit(self) -> timedelta:
         return parse_duration(self.max_staleness)
@@ -79,17 +82,9 @@ class ContractResult(msgspec.Struct):
 
 
 def load_contract(path: Path) -> DataContract:
-    """Read a data contract TOML file."""
-    try:
-        raw = tomllib.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise NotFound(f"data contract {path} does not exist") from None
-    except tomllib.TOMLDecodeError as e:
-        raise InvalidInput(f"data contract {path} is not valid TOML: {e}") from None
-    try:
-        return msgspec.convert(raw, DataContract)
-    except msgspec.ValidationError as e:
-        raise InvalidInput(f"data contract {path}: {e}") from None
+    """Read a data contract TOML file; a bad one is an error that names the file and the field."""
+    return load_toml(path, DataContract, "data contract", "a data contract .toml (a spec's [data] contract is "
+                     "relative to the spec)", fix="fix the contract and try again")
 
 
 def parse_duration(text: str) -> timedelta:
@@ -99,6 +94,14 @@ def parse_duration(text: str) -> timedelta:
         raise InvalidInput(f"duration {text!r} is not like '30m', '24h' or '7d'")
     value, unit = float(match[1]), match[2]
     return timedelta(**{{"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}[unit]: value})
+
+
+def check_duration(field: str, text: str) -> None:
+    """Refuse a duration field that does not parse, naming the field (for a Struct's ``__post_init__``)."""
+    try:
+        parse_duration(text)
+    except InvalidInput as e:
+        raise FieldError(field, str(e)) from None
 
 
 def check_batch(contract: DataContract, frame: pl.DataFrame, as_of: datetime | None = None) -> ContractResult:

@@ -8,36 +8,33 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Annotated
 
 import msgspec
 
-from appliance.errors import InvalidInput
 from appliance.machine.energy import EnergyUse, energy_between, host_watts
 from appliance.machine.snapshot import MachineSnapshot
-from appliance.spec import read_toml
+from appliance.toml_file import FieldError, load_toml
 
 HOURS_PER_YEAR = 365.25 * 24
+NotNegative = Annotated[float, msgspec.Meta(ge=0)]
+Positive = Annotated[float, msgspec.Meta(gt=0)]
 
 
 class CostSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    electricity_per_kwh: float = 0.0   # price of a kWh, in `currency`
+    electricity_per_kwh: NotNegative = 0.0  # price of a kWh, in `currency`
     currency: str = "EUR"
-    hardware_price: float = 0.0        # what the machine cost to buy
-    amortization_years: float = 3.0    # written off evenly over this many years of owning it
+    hardware_price: NotNegative = 0.0  # what the machine cost to buy
+    amortization_years: Positive = 3.0  # written off evenly over this many years of owning it
     # The host besides its GPUs (CPU, memory, disks, fans): psutil reads no power, so give the
     # wall power at idle and fully busy; use between them is scaled by CPU use. 0 = not counted.
-    host_idle_watts: float = 0.0
+    host_idle_watts: NotNegative = 0.0
     host_busy_watts: float | None = None  # None: the same as idle
 
     def __post_init__(self) -> None:
-        for name in ("electricity_per_kwh", "hardware_price", "host_idle_watts"):
-            if getattr(self, name) < 0:
-                raise InvalidInput(f"cost.{name} must not be negative (it is {getattr(self, name)})")
-        if self.amortization_years <= 0:
-            raise InvalidInput(f"cost.amortization_years must be above 0 (it is {self.amortization_years})")
         if self.host_busy_watts is not None and self.host_busy_watts < self.host_idle_watts:
-            raise InvalidInput(f"cost.host_busy_watts ({self.host_busy_watts}) must be at least "
-                               f"cost.host_idle_watts ({self.host_idle_watts})")
+            raise FieldError("host_busy_watts", f"{self.host_busy_watts} is below host_idle_watts "
+                                                f"({self.host_idle_watts}); busy draws at least as much as idle")
 
     @property
     def configured(self) -> bool:
@@ -98,12 +95,12 @@ def cost_per_1000_predictions(cost: RangeCost, predictions: int) -> float | None
     return cost.total / predictions * 1000 if predictions > 0 else None
 
 
+class _CostFile(msgspec.Struct, frozen=True):
+    """A file read for its ``[cost]`` section alone; its other tables (a whole appliance.toml) are not ours."""
+
+    cost: CostSection = CostSection()
+
+
 def load_cost(path: Path) -> CostSection:
     """The ``[cost]`` section of a TOML file (defaults when the file has none)."""
-    raw = read_toml(path, "cost file", "a TOML file with a [cost] section")
-    try:
-        return msgspec.convert(raw.get("cost", {}), CostSection)
-    except msgspec.ValidationError as e:
-        raise InvalidInput(f"cost file {path}: [cost] {e}; fix the file and try again") from None
-    except InvalidInput as e:
-        raise InvalidInput(f"cost file {path}: {e}") from None
+    return load_toml(path, _CostFile, "cost file", "a TOML file with a [cost] section").cost
