@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 import msgspec
 import polars as pl
 
-from appliance.alerts.actions import wait_for_actions
+from appliance.alerts.actions import finish_actions
 from appliance.data.contract import cast_columns
 from appliance.data.declared import model_contract
 from appliance.data.sources import read_source
@@ -37,7 +37,6 @@ log = logging.getLogger(__name__)
 BATCH_ROWS = 100                # records per predict request at most
 FEEDBACK_ROWS = 2_000           # outcomes per feedback request at most
 SPEED = 7200.0                  # event-seconds per wall-second
-ACTIONS_WAIT_S = 600            # at the end, how long to wait for a retrain the alerts started
 MONITOR_WAIT_S = 300            # how long a day boundary waits for a scheduled monitor run under way
 
 
@@ -184,9 +183,7 @@ def replay(root: Path, model: str, url: str, *, speed: float = SPEED, days: int 
         post_labels(None)
     finally:
         api.close()
-    if not wait_for_actions(0):
-        say("waiting for the alerts' actions (a retrain) to finish")
-        wait_for_actions(ACTIONS_WAIT_S)
+    finish_actions(say)
     with Home(root) as home:
         for line in news.since_last(home):
             say(line)
@@ -271,13 +268,10 @@ def start_demo(root: Path, model: str, url: str, say: Callable[[str], None], spe
 
 
 def _monitoring_job() -> Callable[[Path, str, Callable[[str], None]], object]:
-    """The scheduler's monitor job with the alert rules registered on it: each run recorded, and
-    never beside another run of it (a scheduled one under way is waited for)."""
-    from appliance.alerts.engine import install
+    """The scheduler's monitor job, which judges the alert rules on each run's rows: each run recorded,
+    and never beside another run of it (a scheduled one under way is waited for)."""
     from appliance.errors import Conflict
     from appliance.scheduler.jobs import run_job
-
-    install()
 
     def run(root: Path, model: str, say: Callable[[str], None]) -> object:
         deadline = time.monotonic() + MONITOR_WAIT_S

@@ -1,5 +1,6 @@
 """Multiclass and regression models through the whole loop, by the CLI and a real server: init → ingest →
-train → gates → serve → predict → feedback → monitor (realized and estimated) → retrain → canary.
+train → gates → serve → predict → feedback → monitor (realized and estimated) → the accuracy alert's
+retrain → canary.
 
 The data sets (``task_data``) are unlike the sample and the binary sets: a skewed delivery time from
 string courier keys, and four text classes of support tickets declared only in the contract.
@@ -46,6 +47,19 @@ def _monitor_table(home: Path, model: str, check: str, capsys) -> list[list[str]
     return [line.split() for line in capsys.readouterr().out.splitlines() if line.startswith("2026-")]
 
 
+def _retrained_by_its_alert(home: Path, model: str) -> None:
+    """`appliance jobs run monitor` judged the alert rules on the run's rows: the live days' accuracy fell
+    past the critical margin, whose alert retrained (the command waits for it) and registered v2."""
+    from appliance.alerts.records import list_alerts
+
+    with Home(home) as h:
+        [critical] = [a for a in list_alerts(h.conn, model) if a.rule == "accuracy-critical"]
+        [action] = critical.actions
+        assert (action.action, action.status, action.detail.get("version")) == ("retrain", "succeeded", 2), \
+            action.detail
+        assert [v.version for v in h.registry.versions(model)] == [1, 2]
+
+
 def _canary(server, home: Path, model: str, records: list[dict]) -> deployments.Deployment:
     """Start a canary of v2 and send traffic until the server's analysis has judged it (a canary splits by
     entity key, so ``records`` name several)."""
@@ -58,19 +72,6 @@ def _canary(server, home: Path, model: str, records: list[dict]) -> deployments.
                 assert server.client.post(f"/v1/models/{model}/predict", json=record).status_code == 200
             time.sleep(0.05)
     return d
-
-
-@pytest.fixture(autouse=True)
-def no_alert_hooks():
-    """This file retrains by hand: an alert hook another test installed in this process (as `appliance up`
-    does) would start a retrain of its own from the monitor run. The alert → retrain loop per task is
-    tested in test_monitoring_tasks."""
-    from appliance.monitoring import store
-
-    installed = list(store.after_monitor)
-    store.after_monitor.clear()   # in place: the monitor job holds the list itself
-    yield
-    store.after_monitor[:] = installed
 
 
 def test_a_regression_model_runs_the_whole_loop(tmp_path: Path, capsys):
@@ -106,9 +107,7 @@ def test_a_regression_model_runs_the_whole_loop(tmp_path: Path, capsys):
         assert len(rmse) == len(days) and all(r > v1.metrics["rmse"] for r in rmse)  # the live days run slower
         estimated = _monitor_table(home, "eta", "estimated", capsys)
         assert any(row[2] == "rmse" for row in estimated)   # DLE's estimate without labels, per window
-        _cli(home, "train", "eta", "--retrain")
-        with Home(home) as h:
-            assert [v.version for v in h.registry.versions("eta")] == [1, 2]
+        _retrained_by_its_alert(home, "eta")
         judged = _canary(server, home, "eta", [{**example, "courier": f"c-{i:03d}"} for i in range(60)])
     assert judged.status in ("completed", "rolled_back")
     if judged.status == "rolled_back":
@@ -143,7 +142,7 @@ def test_a_multiclass_model_runs_the_whole_loop(tmp_path: Path, capsys):
         assert len(accuracy) == len(days) and all(a < v1.metrics["accuracy"] for a in accuracy)
         estimated = _monitor_table(home, "triage", "estimated", capsys)
         assert estimated, "CBPE gave no estimate"
-        _cli(home, "train", "triage", "--retrain")
+        _retrained_by_its_alert(home, "triage")
         judged = _canary(server, home, "triage", [example] * 20)
     assert judged.status in ("completed", "rolled_back")
     if judged.status == "rolled_back":

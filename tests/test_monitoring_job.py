@@ -3,23 +3,32 @@ through the scheduler's entry point, results read back through the store, the AP
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+import threading
+import time
 from datetime import UTC, date, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
+from typing import ClassVar
 
 import polars as pl
 import pytest
 from sklearn.metrics import roc_auc_score
 
+from appliance.alerts import actions
+from appliance.alerts.records import list_alerts
 from appliance.config import bundled_spec_path
 from appliance.errors import Conflict
 from appliance.home import Home
+from appliance.layout import Layout
 from appliance.monitoring import store
 from appliance.scheduler.jobs import run_job
 from appliance.scheduler.scheduler import start_scheduler
 from appliance.spec import load_spec
+from tests.conftest import small_spec
 
 DAYS = [date(2026, 10, 18), date(2026, 10, 19), date(2026, 10, 20)]   # the drift starts on 10-20
 REQUEST = ["user_id", "event_time", "amount", "merchant_category", "hour", "is_foreign"]
@@ -56,18 +65,21 @@ def cli(home: Path, *args: str) -> subprocess.CompletedProcess:
 def test_monitor_job_end_to_end(server):
     sent = send_days(server)
     post_labels(server, sent[DAYS[0]] + sent[DAYS[2]])     # 10-19's labels have not arrived yet
-    seen = []
-    store.after_monitor.append(lambda home, model, rows: seen.append((model, rows)))
-    try:
-        run = run_job(server.home, "monitor", "fraud")
-    finally:
-        store.after_monitor.pop()
+    run = run_job(server.home, "monitor", "fraud")
     assert run.status == "succeeded", run.error
     assert run.summary["recomputed"] == 3 and run.summary["version"] == 1
 
     with Home(server.home) as home:
         out = store.results(home, "fraud")
-        assert seen[0][0] == "fraud" and seen[0][1].height == out.height == run.summary["rows"]
+        assert out.height == run.summary["rows"]
+        # The job judged the alert rules on those rows: 10-20's AUC fell, so the critical rule retrains.
+        fired = list_alerts(home.conn, "fraud")
+        assert sorted(a.id for a in fired) == run.summary["alerts_fired"]
+        assert {"accuracy-critical", "drift"} <= {a.rule for a in fired}
+    assert actions.wait_for_actions(300)
+    with Home(server.home) as home:
+        critical = next(a for a in list_alerts(home.conn, "fraud") if a.rule == "accuracy-critical")
+        assert [(a.action, a.status in ("succeeded", "failed")) for a in critical.actions] == [("retrain", True)]
         # Windows are the requests' event-time days, whatever the wall clock said when they were served.
         drift = store.results(home, "fraud", check="drift")
         starts = [datetime(d.year, d.month, d.day, tzinfo=UTC) for d in DAYS]
@@ -126,6 +138,7 @@ def test_monitor_job_end_to_end(server):
     assert ran.returncode == 0 and "succeeded" in ran.stdout and "recomputed 0" in ran.stdout
     bad = cli(server.home, "monitor", "fraud", "--since", "yesterday")
     assert bad.returncode == 1 and bad.stderr.startswith("error: since 'yesterday'")
+    assert actions.wait_for_actions(300)   # a retrain the gates rejected is retried by later runs
 
 
 def test_one_job_run_at_a_time_and_dead_runs_do_not_block(home_dir):
@@ -164,25 +177,99 @@ def test_a_failing_job_is_recorded_not_raised(home_dir):
 
 
 def test_rows_the_log_refused_reach_the_monitor_job_and_open_the_overflow_alert(home_dir):
-    from appliance.alerts.engine import on_monitor_results
-    from appliance.alerts.records import list_alerts
     from storage.prediction_log import PredictionStore
 
-    log = PredictionStore(home_dir / "predictions.db")
+    log = PredictionStore(Layout(home_dir).predictions_db)
     log.record_overflow({"fraud": 12, "other-model": 5, "*": 3})   # '*': shadow rows, which name no model
     log.close()
-    seen = []
-    store.after_monitor.append(lambda home, model, rows: seen.append(rows))
-    try:
-        assert run_job(home_dir, "monitor", "fraud").status == "succeeded"
-        assert run_job(home_dir, "monitor", "fraud").status == "succeeded"   # nothing refused since
-    finally:
-        store.after_monitor.pop()
-    overflow = [rows.filter(pl.col("method") == "log_overflow") for rows in seen]
-    assert [o["value"].to_list() for o in overflow] == [[15.0], [0.0]]
-    assert overflow[0]["check"].to_list() == ["serving"]
+    first = run_job(home_dir, "monitor", "fraud")
+    second = run_job(home_dir, "monitor", "fraud")                   # nothing refused since
+    assert first.status == second.status == "succeeded"
     with Home(home_dir) as home:
-        [alert] = on_monitor_results(home, "fraud", seen[0].filter(pl.col("method") == "log_overflow"))
-        assert (alert.rule, alert.severity, alert.value) == ("prediction-log-overflow", "critical", 15.0)
-        assert on_monitor_results(home, "fraud", seen[1].filter(pl.col("method") == "log_overflow")) == []
-        assert [a.rule for a in list_alerts(home.conn, "fraud")] == ["prediction-log-overflow"]
+        overflow = store.results(home, "fraud", check="serving").filter(method="log_overflow").sort("computed_at")
+        [alert] = list_alerts(home.conn, "fraud")
+    assert overflow["value"].to_list() == [15.0, 0.0]
+    assert (alert.rule, alert.severity, alert.value, alert.count) == ("prediction-log-overflow", "critical", 15.0, 1)
+    assert (first.summary["alerts_fired"], second.summary["alerts_fired"]) == ([alert.id], [])
+
+
+def test_appliance_jobs_run_monitor_raises_the_alerts_with_nothing_else_running(home_dir, capsys):
+    """The CLI's monitor run judges the alert rules itself: no server, no scheduler, nothing installed."""
+    from appliance.cli import main
+    from storage.prediction_log import PredictionStore
+
+    log = PredictionStore(Layout(home_dir).predictions_db)
+    log.record_overflow({"fraud": 4})
+    log.close()
+    assert main(["--home", str(home_dir), "jobs", "run", "monitor", "fraud"]) == 0
+    out = capsys.readouterr().out
+    with Home(home_dir) as home:
+        [alert] = list_alerts(home.conn, "fraud")
+        [run] = store.job_runs(home, "monitor", "fraud")
+    assert (alert.rule, alert.value, alert.status) == ("prediction-log-overflow", 4.0, "open")
+    assert run.summary["alerts_fired"] == [alert.id] and f"alerts_fired [{alert.id}]" in out
+
+
+class SlowReceiver(BaseHTTPRequestHandler):
+    """Takes a second to accept each delivery: longer than the monitor run itself."""
+
+    bodies: ClassVar[list[dict]] = []
+
+    def do_POST(self) -> None:
+        time.sleep(1)
+        type(self).bodies.append(json.loads(self.rfile.read(int(self.headers["content-length"]))))
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+def test_appliance_jobs_run_ends_after_the_actions_its_alerts_started(home_dir, tmp_path, capsys):
+    """An alert's action runs on a thread of the command's process: the command waits for it, or it would die
+    half-way (here a webhook; a retrain the same)."""
+    from appliance.cli import main
+    from storage.prediction_log import PredictionStore
+
+    receiver = HTTPServer(("127.0.0.1", 0), SlowReceiver)
+    threading.Thread(target=receiver.serve_forever, daemon=True).start()
+    spec = small_spec(tmp_path / "webhook")
+    spec.write_text(spec.read_text() + f"""
+[[alerts]]
+name = "log-overflow"
+check = "serving"
+method = "log_overflow"
+op = ">"
+threshold = 0
+action = "webhook"
+url = "http://127.0.0.1:{receiver.server_port}/hook"
+""")
+    with Home(home_dir) as home:
+        home.add_model(load_spec(spec))          # the same model, its spec moved to the one with the webhook
+    log = PredictionStore(Layout(home_dir).predictions_db)
+    log.record_overflow({"fraud": 4})
+    log.close()
+    try:
+        assert main(["--home", str(home_dir), "jobs", "run", "monitor", "fraud"]) == 0
+    finally:
+        receiver.shutdown()
+    assert "waiting for the alerts' actions" in capsys.readouterr().out
+    with Home(home_dir) as home:
+        [alert] = list_alerts(home.conn, "fraud")
+        [action] = alert.actions
+    assert (alert.rule, action.action, action.status) == ("log-overflow", "webhook", "succeeded")
+    assert [b["alert"] for b in SlowReceiver.bodies] == [alert.id]
+
+
+def test_a_library_call_of_the_monitor_judges_no_alert_rules(home_dir):
+    from appliance.monitoring.monitor import monitor
+    from storage.prediction_log import PredictionStore
+
+    log = PredictionStore(Layout(home_dir).predictions_db)
+    log.record_overflow({"fraud": 4})
+    log.close()
+    with Home(home_dir) as home:
+        assert monitor(home, "fraud").rows > 0
+        overflow = store.results(home, "fraud", check="serving").filter(method="log_overflow")
+        assert overflow["value"].to_list() == [4.0]                   # the rule's row is stored …
+        assert list_alerts(home.conn, "fraud") == []                  # … and no rule was judged on it

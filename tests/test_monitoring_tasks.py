@@ -30,6 +30,7 @@ from appliance.alerts.rules import (
     proportion_standard_error,
     task_alerts,
 )
+from appliance.layout import Layout
 from appliance.monitoring.estimation import estimate_performance, nannyml_strings
 from appliance.monitoring.monitor import LABEL, with_performance_limit
 from appliance.monitoring.performance import task_performance_by_window
@@ -501,7 +502,7 @@ def log_traffic(root: Path, spec, task: Task, version: int, live: pl.DataFrame, 
         rows.append((request, i, spec.name, version, "production", None, 1.8e9, record[event_time],
                      record.get(spec.features.entity_key), json.dumps(record), answer[0], answer[1], 3.0, 200,
                      answer[2], answer[3]))
-    store = PredictionStore(root / "predictions.db")
+    store = PredictionStore(Layout(root).predictions_db)
     try:
         store.append(rows)
     finally:
@@ -512,7 +513,7 @@ def log_traffic(root: Path, spec, task: Task, version: int, live: pl.DataFrame, 
 def post_feedback(root: Path, model: str, requests: list[str], outcomes: list[float], keep: np.ndarray) -> None:
     from storage.prediction_log import PredictionStore
 
-    store = PredictionStore(root / "predictions.db")
+    store = PredictionStore(Layout(root).predictions_db)
     try:
         assert store.attach_feedback(model, [(r, i, float(o)) for i, (r, o) in enumerate(zip(requests, outcomes))
                                              if keep[i]]) == []
@@ -520,17 +521,15 @@ def post_feedback(root: Path, model: str, requests: list[str], outcomes: list[fl
         store.close()
 
 
-def judged_alerts(root: Path, model: str):
-    """The alert engine over every stored result of the model, and the alerts it opened."""
-    from appliance.alerts import actions
-    from appliance.alerts.engine import on_monitor_results
+def judged_alerts(root: Path, run):
+    """The alerts a monitor job's run fired (the job judges the alert rules on the rows it wrote), once the
+    actions they started are done."""
+    from appliance.alerts import actions, records
     from appliance.home import Home
-    from appliance.monitoring import store
 
-    with Home(root) as home:
-        opened = on_monitor_results(home, model, store.results(home, model))
     assert actions.wait_for_actions(600)
-    return opened
+    with Home(root) as home:
+        return [records.alert(home.conn, alert) for alert in run.summary["alerts_fired"]]
 
 
 def columns(header: str) -> list[str]:
@@ -602,7 +601,7 @@ def test_a_multiclass_model_monitored_from_its_log_to_the_alert(tmp_path: Path):
     assert table[3].split()[2] == f"{accuracy[2]:.4g}" and table[3].endswith("ALERT") and "ALERT" not in table[1]
     assert columns(monitor_report(out, None)[0])[-3:] == ["macro_f1", "estimated macro_f1", "p99 ms"]
 
-    opened = judged_alerts(root, "triage")
+    opened = judged_alerts(root, run)
     critical = next(a for a in opened if a.rule == "accuracy-critical")
     assert critical.value == pytest.approx(realized["value"][2]) and critical.window_start.startswith(
         str(realized["window_start"][2].date()))
@@ -658,7 +657,7 @@ def test_a_regression_model_whose_error_doubles_is_caught_and_retrained(tmp_path
                                  "estimated mae [band]", "alert"]
     assert columns(monitor_report(out, None)[0])[-3:] == ["rmse", "estimated rmse", "p99 ms"]
 
-    opened = judged_alerts(root, "eta")
+    opened = judged_alerts(root, run)
     critical = next(a for a in opened if a.rule == "accuracy-critical")
     assert critical.severity == "critical" and critical.value == pytest.approx(rmse["value"][2])
     assert critical.message.startswith("realized rmse ") and "50% of it" in critical.message

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from appliance.data.feedback_batch import ingest_feedback
 from appliance.home import Home
+from appliance.layout import Layout
 from appliance.replay import live_frame, replay
 
 
@@ -17,7 +18,7 @@ def test_replay_posts_predictions_and_labels_and_monitors_each_day(server):
     seen = []
 
     def monitor(root: Path, model: str, say) -> None:
-        conn = sqlite3.connect(root / "predictions.db")
+        conn = sqlite3.connect(Layout(root).predictions_db)
         try:
             logged = conn.execute("SELECT COUNT(*), MAX(event_time) FROM predictions WHERE model = ?",
                                   (model,)).fetchone()
@@ -37,7 +38,7 @@ def test_replay_posts_predictions_and_labels_and_monitors_each_day(server):
     assert seen[0][:2] == ("fraud", first) and seen[0][2].startswith("2026-10-16T")
     assert 0 < seen[0][3] < first          # labels come an hour late: the day's last hour is not labelled yet
     assert seen[1][1] == total
-    conn = sqlite3.connect(server.home / "predictions.db")
+    conn = sqlite3.connect(Layout(server.home).predictions_db)
     try:
         joined = conn.execute("SELECT p.event_time, f.outcome FROM predictions p "
                               "JOIN feedback f USING (request_id, position) ORDER BY p.event_time").fetchall()

@@ -11,6 +11,7 @@ from textual.binding import Binding, BindingType
 from textual.screen import Screen
 from textual.widgets import Footer, Header, TabbedContent, TabPane
 
+from appliance.alerts.actions import finish_actions
 from appliance.machine.cost import CostSection
 from appliance.machine.gpus import GpuProbe
 from tui.alerts import Alerts
@@ -113,3 +114,5 @@ class Dashboard(App):
 def run_dashboard(root: Path, cost: CostSection | None = None) -> None:
     """Run the dashboard in this terminal until the operator quits."""
     Dashboard(root, cost).run()
+    # A "run now" of the monitor job may have opened an alert whose retrain runs on this process's threads.
+    finish_actions(lambda line: print(line, flush=True))

@@ -191,5 +191,6 @@ class DataDirectory:
             return alert_records.resolve(self.home.conn, alert_id, ACTOR)
 
     def run_job(self, job: str, model: str):
-        """Run a scheduled job now, as `appliance jobs run` does (it opens the data directory itself)."""
+        """Run a scheduled job now, as `appliance jobs run` does (it opens the data directory itself): a monitor
+        run judges the alert rules, whose actions run on this process's threads."""
         return scheduled.run_job(self.root, job, model)

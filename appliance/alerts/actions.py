@@ -12,6 +12,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 from appliance.alerts import records
@@ -26,6 +27,7 @@ RETRAINS_PER_ALERT = 3         # an alert that keeps firing retries a rejected r
 WEBHOOK_ATTEMPTS = 5            # one try and four retries …
 WEBHOOK_BACKOFF_S = 0.5         # … after 0.5, 1, 2 and 4 s (doubling): about 7.5 s at most, plus timeouts
 WEBHOOK_TIMEOUT_S = 5.0
+ACTIONS_WAIT_S = 600            # how long a process that ends waits for the actions it started (a retrain)
 
 _threads: set[threading.Thread] = set()
 _guard = threading.Lock()
@@ -66,6 +68,18 @@ def wait_for_actions(timeout: float) -> bool:
     for thread in list(_threads):
         thread.join(max(deadline - time.monotonic(), 0))
     return not any(t.is_alive() for t in _threads)
+
+
+def finish_actions(say: Callable[[str], None]) -> bool:
+    """Before this process ends: wait, up to ACTIONS_WAIT_S, for the actions it started (they run on its
+    threads and would end with it), saying so; False if some still run."""
+    if wait_for_actions(0):
+        return True
+    say("waiting for the alerts' actions (a webhook, a retrain) to finish")
+    if wait_for_actions(ACTIONS_WAIT_S):
+        return True
+    say(f"stopped waiting after {ACTIONS_WAIT_S} s: the actions still running end with this process")
+    return False
 
 
 def post_json(url: str, body: dict, attempts: int = WEBHOOK_ATTEMPTS,

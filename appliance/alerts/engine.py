@@ -1,4 +1,6 @@
-"""Alert evaluation after each monitoring run: the hook the monitoring job calls with its new rows."""
+"""Alert evaluation after each monitoring run: the monitor job (``appliance.scheduler.jobs``) calls
+``on_monitor_results`` with the rows the run wrote, whoever started it (the scheduler, `appliance jobs run`,
+the dashboard's "run now", the demo's replay)."""
 
 from __future__ import annotations
 
@@ -97,11 +99,3 @@ def _stored_reference_metrics(home: Home, model: str, version: int) -> dict[str,
     except (NotFound, StorageError):    # none stored, or unreadable: the rules say so and judge nothing
         return {}
     return reference_metrics(reference, spec.target.column, model_task(spec))
-
-
-def install() -> None:
-    """Register ``on_monitor_results`` with the monitoring job (once per process)."""
-    from appliance.monitoring import store
-
-    if on_monitor_results not in store.after_monitor:
-        store.after_monitor.append(on_monitor_results)

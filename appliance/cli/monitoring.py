@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from appliance.cli.arguments import Subcommands, open_home
-from appliance.cli.output import table, when
+from appliance.cli.output import say, table, when
 from appliance.config import default_home
 
 
@@ -118,6 +118,7 @@ def _jobs_list(args: argparse.Namespace) -> int:
 
 
 def _jobs_run(args: argparse.Namespace) -> int:
+    from appliance.alerts.actions import finish_actions
     from appliance.scheduler.jobs import run_job
 
     with open_home(args) as home:
@@ -131,6 +132,7 @@ def _jobs_run(args: argparse.Namespace) -> int:
             ", ".join(f"{k} {v}" for k, v in run.summary.items() if not isinstance(v, dict))
         print(f"{run.job} {model}: {run.status} in {seconds:.1f}s (run {run.id}){': ' + detail if detail else ''}")
         failed += run.status == "failed"
+    finish_actions(say)   # a monitor run's alerts may have started a retrain on this process's threads
     return 1 if failed else 0
 
 

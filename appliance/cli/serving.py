@@ -86,10 +86,8 @@ def _up(args: argparse.Namespace) -> int:
         name, record = example
         url = f"http://{shown}:{args.port}/v1/models/{name}/predict"
         print(f"try:\n  curl -s -X POST {url} -H 'content-type: application/json' -d '{json.dumps(record)}'")
-    from appliance.alerts.engine import install as install_alerts
     from appliance.scheduler.scheduler import start_scheduler
 
-    install_alerts()  # every monitor run in this process evaluates the spec's alert rules
     scheduler = start_scheduler(root)  # scheduled monitoring and training, in this process next to the API
     if args.demo:
         from appliance.replay import start_demo
@@ -220,7 +218,6 @@ def _deploy_abort(args: argparse.Namespace) -> int:
 
 def _deploy_status(args: argparse.Namespace) -> int:
     from appliance.deployment import deployments
-    from appliance.serving.state import PREDICTIONS_DB
     from storage.prediction_log import PredictionStore
 
     with open_home(args) as home:
@@ -229,7 +226,7 @@ def _deploy_status(args: argparse.Namespace) -> int:
             print(f"{args.model}: no deployment yet; start one with `appliance deploy {args.model} start canary "
                   "--version N`")
             return 0
-        store = PredictionStore(home.root / PREDICTIONS_DB)
+        store = PredictionStore(home.layout.predictions_db)
         try:
             body = deployments.report(home, store, d)
         finally:

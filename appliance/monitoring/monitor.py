@@ -10,6 +10,9 @@ label) is kept in monitoring.db. A window whose rows changed is recomputed in fu
 only change is newly arrived labels gets its performance recomputed; an unchanged window costs
 nothing. Machine and pipeline health, and the prediction-log rows the server could not log, are read
 once per run, stamped with the run's time.
+
+Monitoring judges no alert rules: alerting reads monitoring's results, so it sits above it, and the monitor
+job (``appliance.scheduler.jobs``) calls this module and then the alert engine with the rows it wrote.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import math
 import time
 import warnings
 from datetime import UTC, datetime
+from typing import NamedTuple
 
 import msgspec
 import numpy as np
@@ -50,7 +54,6 @@ from appliance.monitoring.reference import (
 from appliance.monitoring.rules import MonitoringSection
 from appliance.monitoring.store import (
     RESULT_SCHEMA,
-    after_monitor,
     iso,
     open_monitoring,
     write_results,
@@ -78,8 +81,19 @@ class MonitorReport(msgspec.Struct, frozen=True):
     alerts: int                 # of them, how many alert
 
 
+class MonitorRun(NamedTuple):
+    report: MonitorReport
+    results: pl.DataFrame       # the result rows the run wrote (RESULT_SCHEMA): what the alert rules judge
+
+
 def monitor(home: Home, model: str, probe: MachineProbe | None = None) -> MonitorReport:
-    """Compute what changed since the last run, store it, and hand the new rows to ``after_monitor``."""
+    """Compute what changed since the last run and store it. A library call: it judges no alert rules,
+    which the monitor job does (``appliance.scheduler.jobs.run_job(root, "monitor", model)``)."""
+    return monitor_run(home, model, probe).report
+
+
+def monitor_run(home: Home, model: str, probe: MachineProbe | None = None) -> MonitorRun:
+    """``monitor``, returning the result rows it wrote as well as its report."""
     spec = home.spec(model)
     rules = spec.monitoring
     version = home.registry.alias(model, "production")
@@ -127,17 +141,15 @@ def monitor(home: Home, model: str, probe: MachineProbe | None = None) -> Monito
                   r["last_label_at"], computed_at) for r in done.iter_rows(named=True)])
     finally:
         conn.close()
-    for hook in list(after_monitor):
-        hook(home, model, new)
-    return MonitorReport(model, version, state.height, len(changed), len(relabelled), new.height,
-                         int(new["alert"].sum()))
+    return MonitorRun(MonitorReport(model, version, state.height, len(changed), len(relabelled), new.height,
+                                    int(new["alert"].sum())), new)
 
 
 def logged_traffic(home: Home, spec: ModelSpec, version: int) -> pl.DataFrame:
     """The version's prediction log as a frame: the request's features (typed as the reference's),
     entity attributes joined from the spec's entity table, the model's output in the reference's columns,
     the feedback label as the task reads it, latency and status."""
-    store = PredictionStore(home.root / "predictions.db")
+    store = PredictionStore(home.layout.predictions_db)
     try:
         rows = store.logged(spec.name, version)
     finally:
@@ -365,7 +377,7 @@ def log_overflow_checks(home: Home, model: str, conn, now: float) -> list[tuple[
     since the previous monitor run; the serving process records them in predictions.db."""
     since = conn.execute("SELECT MAX(computed_at) FROM results WHERE model = ? AND \"check\" = 'serving' "
                          "AND method = 'log_overflow'", (model,)).fetchone()[0]
-    store = PredictionStore(home.root / "predictions.db")
+    store = PredictionStore(home.layout.predictions_db)
     try:
         refused = store.overflow_between(model, since or 0.0, now)
     finally:

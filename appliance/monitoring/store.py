@@ -1,6 +1,4 @@
-"""monitoring.db through one read/write API: results as a tidy time series, the job runs, and the
-hooks that see each monitor run's new rows (the alerts engine registers itself in ``after_monitor``).
-"""
+"""monitoring.db through one read/write API: results as a tidy time series and the job runs."""
 
 from __future__ import annotations
 
@@ -8,7 +6,6 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Callable
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -17,6 +14,7 @@ import polars as pl
 
 from appliance.errors import Conflict, InvalidInput
 from appliance.home import Home
+from appliance.layout import Layout
 from appliance.monitoring.windows import CHECK_SCHEMA
 from storage.database import connect, transaction
 from storage.monitoring_schema import MIGRATIONS
@@ -34,9 +32,6 @@ RESULT_SCHEMA = {
 }
 _COLUMNS = list(RESULT_SCHEMA)
 
-# Called after every monitor run with (home, model, the rows that run wrote), once they are stored.
-after_monitor: list[Callable[[Home, str, pl.DataFrame], None]] = []
-
 
 class JobRun(msgspec.Struct, frozen=True):
     id: int
@@ -53,7 +48,7 @@ class JobRun(msgspec.Struct, frozen=True):
 
 def open_monitoring(root: Path) -> sqlite3.Connection:
     """monitoring.db of a data directory, created and migrated on first use."""
-    return connect(Path(root) / "monitoring.db", MIGRATIONS)
+    return connect(Layout(root).monitoring_db, MIGRATIONS)
 
 
 def results(home: Home, model: str, check: str | None = None, since: datetime | date | str | None = None) \

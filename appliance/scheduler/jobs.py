@@ -1,5 +1,6 @@
 """The jobs the appliance runs on a schedule, run one at a time per job and model, each run recorded
-in monitoring.db. ``run_job`` is what the scheduler, `appliance jobs run` and the TUI all call.
+in monitoring.db. ``run_job`` is what the scheduler, `appliance jobs run`, the dashboard's "run now" and
+the demo's replay all call, so a monitor run judges the alert rules whoever starts it.
 """
 
 from __future__ import annotations
@@ -22,9 +23,15 @@ log = logging.getLogger(__name__)
 
 
 def _monitor(home: Home, model: str) -> dict:
-    from appliance.monitoring.monitor import monitor
+    """The monitoring run, then the model's alert rules judged on the rows it wrote. Called here, one after
+    the other, because alerting depends on monitoring and not the other way round."""
+    from appliance.alerts.engine import on_monitor_results
+    from appliance.monitoring.monitor import monitor_run
 
-    return msgspec.to_builtins(monitor(home, model))
+    run = monitor_run(home, model)
+    fired = on_monitor_results(home, model, run.results)
+    # the alerts opened or updated (their actions, such as a retrain, run in the background: see alerts.actions)
+    return msgspec.to_builtins(run.report) | {"alerts_fired": sorted({a.id for a in fired})}
 
 
 def _train(home: Home, model: str) -> dict:
