@@ -49,7 +49,7 @@ def _ensure_production(home: Home, spec_path: Path | None, say: Callable[[str], 
         outcome = train(home, spec, actor="up", say=lambda line: say(f"{name}: {line}"))  # noqa: B023
         version = outcome.version.version
         for check in outcome.gates.checks:
-            say(f"{name}: gate {check.name}: {'pass' if check.passed else 'FAIL'} — {check.detail}")
+            say(f"{name}: gate {check.name}: {check.verdict} — {check.detail}")
         if outcome.gates.passed:
             home.registry.promote(name, version, actor="up", reason="first production version")
             say(f"{name}: v{version} promoted to production")

@@ -12,18 +12,12 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from appliance.cli import build_parser
+from appliance.reference_doc import reference_main
+
 REFERENCE = Path(__file__).resolve().parent.parent / "docs" / "cli.md"
 REGENERATE = "python -m appliance.cli_reference --write"
 PROG = "appliance"
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """The parser ``appliance`` runs."""
-    from appliance import cli
-
-    # The CLI package exposes build_parser(); the single-module CLI before it called it _parser().
-    build = getattr(cli, "build_parser", None) or cli._parser  # type: ignore[attr-defined]
-    return build()
 
 
 @dataclass
@@ -195,16 +189,9 @@ def reference(parser: argparse.ArgumentParser | None = None) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m appliance.cli_reference", description=__doc__.split("\n")[0])
-    parser.add_argument("--write", action="store_true", help=f"write {REFERENCE.name} instead of printing it")
-    args = parser.parse_args(argv)
-    text = reference()
-    if args.write:
-        REFERENCE.write_text(text)
-        print(f"wrote {REFERENCE}")
-    else:
-        sys.stdout.write(text)
-    return 0
+    """Print the reference, or write it to docs/cli.md with ``--write``."""
+    description = (__doc__ or "").splitlines()[0]
+    return reference_main(argv, "python -m appliance.cli_reference", description, REFERENCE, reference)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,6 @@ Regenerate it with ``python -m appliance.spec_reference --write`` (docs/referenc
 
 from __future__ import annotations
 
-import argparse
 import ast
 import inspect
 import io
@@ -23,6 +22,7 @@ from pathlib import Path
 import msgspec
 
 from appliance.data.contract import DataContract
+from appliance.reference_doc import reference_main
 from appliance.spec import ModelSpec
 
 # The documents, in order: (title, root Struct).
@@ -310,17 +310,8 @@ def _render(table: Table, anchors: dict[str, str]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     """Print the reference, or write it to docs/reference.md with ``--write``."""
-    parser = argparse.ArgumentParser(prog="python -m appliance.spec_reference", description=__doc__.splitlines()[0])
-    parser.add_argument("--write", action="store_true", help=f"write {REFERENCE.name} instead of printing it")
-    args = parser.parse_args(argv)
-    text = reference()
-    if args.write:
-        REFERENCE.parent.mkdir(parents=True, exist_ok=True)
-        REFERENCE.write_text(text)
-        print(f"wrote {REFERENCE}")
-    else:
-        sys.stdout.write(text)
-    return 0
+    description = (__doc__ or "").splitlines()[0]
+    return reference_main(argv, "python -m appliance.spec_reference", description, REFERENCE, reference)
 
 
 if __name__ == "__main__":

@@ -164,8 +164,7 @@ def _register(args: argparse.Namespace) -> int:
         result = register_model(home, args.model, onnx=args.onnx, lightgbm=args.lightgbm, eval_data=args.eval,
                                 categories=args.categories, reason=args.reason, actor="cli", say=say)
     for check in result.gates.checks:
-        verdict = "n/a" if not check.applicable else "pass" if check.passed else "FAIL"
-        print(f"gate {check.name}: {verdict} — {check.detail}")
+        print(f"gate {check.name}: {check.verdict} — {check.detail}")
     v, (what, _, digest) = result.version, result.source.rpartition(" ")
     if result.gates.passed:
         print(f"registered {v.model} v{v.version} from {what} {digest[:12]} as candidate; "

@@ -37,7 +37,7 @@ def _train(args: argparse.Namespace) -> int:
                                   run_id=args.resume or None, retrain=args.retrain, say=say)
         v = outcome.version
         for check in outcome.gates.checks:
-            print(f"gate {check.name}: {'pass' if check.passed else 'FAIL'} — {check.detail}")
+            print(f"gate {check.name}: {check.verdict} — {check.detail}")
         if outcome.gates.passed:
             print(f"registered {v.model} v{v.version} as candidate in {outcome.seconds:.1f} s; "
                   f"promote it with `appliance promote {v.model} {v.version}`")

@@ -104,10 +104,7 @@ def psi(expected: Sequence[float], actual: Sequence[float], bins: int | None = N
     edges = np.unique(np.quantile(e, np.linspace(0, 1, bins + 1)[1:-1]))
     e_share = np.bincount(np.searchsorted(edges, e, side="right"), minlength=len(edges) + 1) / len(e)
     a_share = np.bincount(np.searchsorted(edges, a, side="right"), minlength=len(edges) + 1) / len(a)
-    # An empty bin would make the log infinite; a tiny floor keeps one odd bin from dominating.
-    e_share = np.clip(e_share, 1e-4, None)
-    a_share = np.clip(a_share, 1e-4, None)
-    return float(np.sum((a_share - e_share) * np.log(a_share / e_share)))
+    return _psi_of_shares(e_share, a_share)
 
 
 def class_share_psi(expected: Sequence[int], actual: Sequence[int], classes: int) -> float:
@@ -117,7 +114,12 @@ def class_share_psi(expected: Sequence[int], actual: Sequence[int], classes: int
     """
     if not len(expected) or not len(actual):
         return 0.0
-    e_share, a_share = (np.clip(_class_shares(codes, classes), 1e-4, None) for codes in (expected, actual))
+    return _psi_of_shares(_class_shares(expected, classes), _class_shares(actual, classes))
+
+
+def _psi_of_shares(e_share: np.ndarray, a_share: np.ndarray) -> float:
+    # An empty bin would make the log infinite; a tiny floor keeps one odd bin from dominating.
+    e_share, a_share = np.clip(e_share, 1e-4, None), np.clip(a_share, 1e-4, None)
     return float(np.sum((a_share - e_share) * np.log(a_share / e_share)))
 
 

@@ -32,15 +32,6 @@ EPS = 1e-15
 QUARTILES = 4
 
 # How messages name a metric.
-DISPLAY_NAMES = {"auc": "AUC", "f1": "F1", "precision": "precision", "recall": "recall", "log_loss": "log loss",
-                 "accuracy": "accuracy", "macro_f1": "macro F1", "weighted_f1": "weighted F1", "rmse": "RMSE",
-                 "mae": "MAE", "r2": "R²"}
-
-
-def display_name(metric: str) -> str:
-    return DISPLAY_NAMES.get(metric, metric)
-
-
 def format_value(metric: str, value: float) -> str:
     """A metric's value for a message: four decimals, or six significant digits in the target's units."""
     return f"{value:.6g}" if metric in SCALED else f"{value:.4f}"
@@ -203,16 +194,6 @@ def regression_metrics(y: np.ndarray, yhat: np.ndarray) -> dict[str, float]:
         out[f"mae.q{q + 1}"] = float(np.mean(np.abs(part))) if len(part) else nan
         out[f"bias.q{q + 1}"] = float(np.mean(part)) if len(part) else nan
     return out
-
-
-def target_scale(y: np.ndarray) -> float:
-    """The target's scale, for judging regression values relative to it: its standard deviation, else (a
-    constant target) its mean absolute value, else 1."""
-    y = np.asarray(y, dtype=np.float64)
-    for scale in (float(np.std(y)) if len(y) else 0.0, float(np.mean(np.abs(y))) if len(y) else 0.0):
-        if np.isfinite(scale) and scale > 0:
-            return scale
-    return 1.0
 
 
 # -- every task ------------------------------------------------------------------------------------

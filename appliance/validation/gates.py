@@ -18,8 +18,8 @@ over the overall value. The gates, in report order:
 - ``no_regression``: no worse than the production version on the same rows, by at most ``max_regression``;
 - ``segment_gap_<column>``: the metric's spread between segments, at most ``max_segment_gap``;
 - ``onnx_parity``: the exported model against the native one. Classifiers: the largest absolute probability
-  gap. Regression: the largest absolute value gap over the target's scale (``metrics.target_scale``: its
-  standard deviation), so a price in the thousands and a rate below one are held to the same relative bar;
+  gap. Regression: the largest value gap relative to the values' root mean square (``onnx_export.parity``),
+  so a price in the thousands and a rate below one are held to the same relative bar;
 - ``latency_p99`` and ``robustness``.
 """
 
@@ -30,8 +30,8 @@ import math
 import msgspec
 
 from appliance.spec import ValidationSection
-from appliance.task import SCALED, TaskKind, higher_is_better
-from appliance.training.metrics import display_name, format_value
+from appliance.task import SCALED, TaskKind, higher_is_better, metric_label
+from appliance.training.metrics import format_value
 from appliance.validation.probes import SegmentScore
 
 
@@ -42,6 +42,11 @@ class GateCheck(msgspec.Struct, frozen=True):
     threshold: float
     detail: str
     applicable: bool = True     # False: the gate does not apply to this version (it neither passes nor blocks)
+
+    @property
+    def verdict(self) -> str:
+        """How a person reads it: pass, FAIL, or n/a for a gate that does not apply."""
+        return "n/a" if not self.applicable else "pass" if self.passed else "FAIL"
 
 
 class GateReport(msgspec.Struct, frozen=True):
@@ -102,7 +107,7 @@ KNOWS_NOTHING = {"binary": "the positive rate", "multiclass": "the class shares"
 
 
 def _bounds(rules: ValidationSection, e: GateEvidence) -> list[GateCheck]:
-    what = f"evaluation {display_name(e.metric)} {format_value(e.metric, e.value)}"
+    what = f"evaluation {metric_label(e.metric)} {format_value(e.metric, e.value)}"
     low = rules.min_auc if e.judged_by_auc and rules.min_metric is None else rules.min_metric
     checks = []
     if low is not None:
@@ -113,7 +118,7 @@ def _bounds(rules: ValidationSection, e: GateEvidence) -> list[GateCheck]:
 
 
 def _beats_baseline(e: GateEvidence) -> GateCheck:
-    name, base = display_name(e.metric), e.baseline_value
+    name, base = metric_label(e.metric), e.baseline_value
     knows_nothing = f"a model that answers {KNOWS_NOTHING[e.task]} for every row"
     if base is None or math.isnan(base):
         return GateCheck("beats_baseline", True, e.value, math.nan,
@@ -166,7 +171,7 @@ def _regression(rules: ValidationSection, e: GateEvidence) -> GateCheck:
     if e.production_value is None:
         return GateCheck("no_regression", True, 0.0, rules.max_regression,
                          "no production version to compare with")
-    name, value, production = display_name(e.metric), e.value, e.production_value
+    name, value, production = metric_label(e.metric), e.value, e.production_value
     higher = higher_is_better(e.metric)
     worse = production - value if higher else value - production
     scaled = e.metric in SCALED
@@ -200,7 +205,7 @@ def _segment_gap(rules: ValidationSection, e: GateEvidence, column: str,
     worst, best = (min, max) if higher else (max, min)
     low, high = worst(judged, key=judged.get), best(judged, key=judged.get)
     gap = judged[high] - judged[low] if higher else judged[low] - judged[high]
-    name, fmt = display_name(e.metric), (lambda v: format_value(e.metric, v))
+    name, fmt = metric_label(e.metric), (lambda v: format_value(e.metric, v))
     spread = f"{name} by {column}: {low} {fmt(judged[low])} … {high} {fmt(judged[high])}"
     if e.metric in SCALED:
         share = _share(gap, e.value)

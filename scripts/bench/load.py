@@ -165,14 +165,14 @@ def _serve(factory: str, args: tuple, port: int) -> None:
     uvicorn.run(app, host="127.0.0.1", port=port, proxy_headers=False, log_level="warning", access_log=False)
 
 
-class Server:
-    """A uvicorn server in its own process, built by ``module:function(*args)``; stopped with SIGTERM."""
+class ServerProcess:
+    """A server in its own process, run as ``target(*args, port)``, up once /healthz answers; SIGTERM stops it."""
 
-    def __init__(self, factory: str, *args: object):
+    def __init__(self, target, *args: object):
         self.port = free_port()
-        self.proc = mp.get_context("spawn").Process(target=_serve, args=(factory, args, self.port))
+        self.proc = mp.get_context("spawn").Process(target=target, args=(*args, self.port))
 
-    def __enter__(self) -> Server:
+    def __enter__(self) -> ServerProcess:
         self.proc.start()
         deadline = time.monotonic() + 120
         while True:
@@ -194,6 +194,13 @@ class Server:
     @property
     def pid(self) -> int:
         return self.proc.pid
+
+
+class Server(ServerProcess):
+    """A uvicorn server in its own process, built by ``module:function(*args)``; stopped with SIGTERM."""
+
+    def __init__(self, factory: str, *args: object):
+        super().__init__(_serve, factory, args)
 
 
 def mlp_params(width: int) -> str:

@@ -21,16 +21,13 @@ importable (a scratch environment; neither is in the lock); a missing one's case
 from __future__ import annotations
 
 import importlib.util
-import multiprocessing as mp
 import os
-import socket
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from load import LoadResult, bench_arguments, bench_home, free_port, predict_requests, run_load, sample_records
+from load import LoadResult, ServerProcess, bench_arguments, bench_home, predict_requests, run_load, sample_records
 
 ROUNDS = 2
 CONCURRENCIES = (1, 32)
@@ -43,7 +40,7 @@ def _pin(pin: bool) -> None:
         os.sched_setaffinity(0, {SERVER_CPU})
 
 
-def _today(home: str, port: int, pin: bool, loop: str) -> None:
+def _today(home: str, pin: bool, loop: str, port: int) -> None:
     _pin(pin)
     import uvicorn
 
@@ -54,7 +51,7 @@ def _today(home: str, port: int, pin: bool, loop: str) -> None:
     uvicorn.Server(config).run()
 
 
-def _stock_uvicorn(home: str, port: int, pin: bool) -> None:
+def _stock_uvicorn(home: str, pin: bool, port: int) -> None:
     _pin(pin)
     import uvicorn
 
@@ -72,7 +69,7 @@ def granian_app():
     return create_app(Path(os.environ[HOME_ENV]))
 
 
-def _granian(home: str, port: int, pin: bool) -> None:
+def _granian(home: str, pin: bool, port: int) -> None:
     _pin(pin)
     from granian.constants import HTTPModes, Interfaces, Loops
     from granian.server import Server
@@ -80,37 +77,6 @@ def _granian(home: str, port: int, pin: bool) -> None:
     os.environ[HOME_ENV] = home
     Server("servers:granian_app", address="127.0.0.1", port=port, interface=Interfaces.ASGI, workers=1,
            loop=Loops.uvloop, http=HTTPModes.http1, factory=True, log_enabled=False).serve()
-
-
-class Served:
-    """One server in its own process (and its children), up once /healthz answers; SIGTERM stops it."""
-
-    def __init__(self, target, *args: object) -> None:
-        self.port = free_port()
-        self.proc = mp.get_context("spawn").Process(target=target, args=(*args[:1], self.port, *args[1:]))
-
-    def __enter__(self) -> Served:
-        self.proc.start()
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
-                    s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
-                    if s.recv(64).startswith(b"HTTP/1.1 200"):
-                        return self
-            except OSError:
-                pass
-            if time.monotonic() > deadline or not self.proc.is_alive():
-                raise RuntimeError("the server did not start")
-            time.sleep(0.1)
-
-    def __exit__(self, *exc: object) -> None:
-        self.proc.terminate()
-        self.proc.join(60)
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
 
 
 def main() -> None:
@@ -140,7 +106,7 @@ def main() -> None:
     servers = []
     try:
         for label, target, targs in cases:
-            servers.append((label, Served(target, *targs).__enter__()))
+            servers.append((label, ServerProcess(target, *targs).__enter__()))
         if args.pin and (os.cpu_count() or 1) > 1:  # the load generators (spawned from here) keep off the server's CPU
             os.sched_setaffinity(0, set(range(os.cpu_count() or 1)) - {SERVER_CPU})
         best: dict[tuple[str, int], LoadResult] = {}
