@@ -16,9 +16,10 @@ import pytest
 
 from appliance.alerts import actions, records
 from appliance.alerts.engine import on_monitor_results, version_references
-from appliance.alerts.rules import DEFAULT_ALERTS, AlertRule, evaluate, with_drift_score
+from appliance.alerts.rules import evaluate, with_drift_score
 from appliance.home import Home
 from appliance.spec import load_spec
+from appliance.spec.alerts import DEFAULT_ALERTS, AlertRule
 from appliance.training import retrain
 from tests.conftest import sliced_spec, small_spec
 

@@ -252,12 +252,12 @@ def test_a_predict_whose_body_never_comes_is_not_waited_for(server):
 
 
 def test_a_scoring_failure_is_a_500_answered_and_logged(server, monkeypatch):
-    from appliance.training import onnx_export
+    from appliance.scoring import onnx_model
 
     def broken(session, x):
         raise RuntimeError("ONNX Runtime failed")
 
-    monkeypatch.setattr(onnx_export, "predict_proba", broken)
+    monkeypatch.setattr(onnx_model, "predict_proba", broken)
     for records in (SAMPLE_RECORD, [SAMPLE_RECORD] * 2):  # micro-batched, and scored at once
         failed = server.client.post("/v1/models/fraud/predict", json=records)
         _problem(failed, 500, "see its log")

@@ -13,16 +13,16 @@ import numpy as np
 import polars as pl
 import pytest
 
-from appliance.data.feedback_batch import (
-    contract_value,
-    ingest_feedback,
-    labelled_batch,
-)
 from appliance.data.snapshots import list_snapshots, read_snapshots
 from appliance.errors import InvalidInput
 from appliance.home import Home
 from appliance.layout import Layout
 from appliance.spec import load_spec
+from appliance.training.feedback_batch import (
+    contract_value,
+    ingest_feedback,
+    labelled_batch,
+)
 from appliance.training.pipeline import train
 from appliance.training.runs import pipeline_run
 from storage.prediction_log import PredictionStore

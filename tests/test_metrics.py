@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as sk
 
-from appliance.training.metrics import binary_metrics, log_loss, roc_auc
+from appliance.scoring.metrics import binary_metrics, log_loss, roc_auc
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])

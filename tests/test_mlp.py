@@ -15,10 +15,10 @@ import pytest
 from appliance.features.encoding import FeatureColumn, FeatureSchema
 from appliance.home import Home
 from appliance.layout import Layout
+from appliance.scoring import onnx_model
+from appliance.scoring.metrics import roc_auc
 from appliance.spec import load_spec
 from appliance.tracking.queries import metric_series
-from appliance.training import onnx_export
-from appliance.training.metrics import roc_auc
 from appliance.training.mlp_trainer import load_mlp, train_mlp
 from appliance.training.pipeline import train
 from tests.conftest import mlp_spec
@@ -42,9 +42,9 @@ def test_mlp_learns_exports_with_a_dynamic_batch_and_keeps_parity():
     model = train_mlp(SCHEMA, x, y, {"epochs": 5, "hidden": 16}, seed=1)
     p = model.predict(x)
     assert roc_auc(y, p) > 0.8
-    sess = onnx_export.session(model.to_onnx(), ["CPUExecutionProvider"])
-    assert onnx_export.parity(sess, p, x) <= 1e-5
-    assert onnx_export.predict_proba(sess, x[:1]).shape == (1,)  # one row and many: the batch is dynamic
+    sess = onnx_model.session(model.to_onnx(), ["CPUExecutionProvider"])
+    assert onnx_model.parity(sess, p, x) <= 1e-5
+    assert onnx_model.predict_proba(sess, x[:1]).shape == (1,)  # one row and many: the batch is dynamic
     assert np.array_equal(load_mlp(model.to_bytes()).predict(x), p)
 
 
@@ -53,7 +53,7 @@ def test_mlp_gives_a_probability_for_missing_out_of_range_and_unseen_inputs():
     model = train_mlp(SCHEMA, x, y, {"epochs": 1, "hidden": 8}, seed=1)
     odd = np.array([[np.nan, np.nan, np.nan], [3e38, 99, -5], [-np.inf, -1, np.inf], [np.inf, 2.5, 1]],
                    dtype=np.float32)
-    for p in (model.predict(odd), onnx_export.predict_proba(onnx_export.session(model.to_onnx()), odd)):
+    for p in (model.predict(odd), onnx_model.predict_proba(onnx_model.session(model.to_onnx()), odd)):
         assert np.isfinite(p).all() and ((0 <= p) & (p <= 1)).all()
 
 

@@ -15,9 +15,9 @@ from appliance.errors import InvalidInput
 from appliance.monitoring import drift
 from appliance.monitoring.feature_drift import ReferenceProfile, feature_drift
 from appliance.monitoring.prediction_drift import prediction_drift, prediction_drift_by_window
-from appliance.monitoring.rules import MonitoringSection
 from appliance.monitoring.windows import EventWindows
 from appliance.spec import Feature
+from appliance.spec.monitoring import MonitoringSection
 
 
 @pytest.mark.parametrize("seed", range(6))

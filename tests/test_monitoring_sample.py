@@ -17,9 +17,9 @@ from appliance.monitoring.estimation import estimate_auc, reconstruction_drift
 from appliance.monitoring.feature_drift import ReferenceProfile, feature_drift
 from appliance.monitoring.performance import performance_by_window
 from appliance.monitoring.quality import category_rules, data_quality, expected_rows, schema_drift
-from appliance.monitoring.rules import MonitoringSection, PerformanceThresholds
 from appliance.monitoring.windows import EventWindows
 from appliance.spec import load_spec
+from appliance.spec.monitoring import MonitoringSection, PerformanceThresholds
 from appliance.training.lightgbm_trainer import native_predict, train_lightgbm
 
 CUTOFF = datetime(2026, 10, 6, tzinfo=UTC)      # the evaluation window (the reference) starts here

@@ -23,13 +23,7 @@ from sklearn.metrics import (
     r2_score,
 )
 
-from appliance.alerts.rules import (
-    DEFAULT_ALERTS,
-    AlertRule,
-    evaluate,
-    proportion_standard_error,
-    task_alerts,
-)
+from appliance.alerts.rules import evaluate
 from appliance.layout import Layout
 from appliance.monitoring.estimation import estimate_performance, nannyml_strings
 from appliance.monitoring.monitor import LABEL, with_performance_limit
@@ -45,11 +39,12 @@ from appliance.monitoring.reference import (
     with_task_labels,
 )
 from appliance.monitoring.report import monitor_report
-from appliance.monitoring.rules import MonitoringSection
 from appliance.monitoring.windows import EventWindows
+from appliance.scoring.metrics import evaluate as evaluate_metrics
 from appliance.spec import Feature, load_spec
+from appliance.spec.alerts import DEFAULT_ALERTS, AlertRule, proportion_standard_error, task_alerts
+from appliance.spec.monitoring import MonitoringSection
 from appliance.task import Task
-from appliance.training.metrics import evaluate as evaluate_metrics
 
 DAY0 = datetime(2026, 7, 1, tzinfo=UTC)
 CLASSES = ("billing", "tech", "sales", "abuse")

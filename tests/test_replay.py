@@ -8,10 +8,10 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
-from appliance.data.feedback_batch import ingest_feedback
 from appliance.home import Home
 from appliance.layout import Layout
 from appliance.replay import live_frame, replay
+from appliance.training.feedback_batch import ingest_feedback
 
 
 def test_replay_posts_predictions_and_labels_and_monitors_each_day(server):

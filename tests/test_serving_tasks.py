@@ -28,7 +28,6 @@ import pytest
 
 from appliance.cli import main
 from appliance.data.declared import model_task
-from appliance.data.feedback_batch import labelled_batch
 from appliance.deployment import deployments
 from appliance.errors import Conflict
 from appliance.features.encoding import FeatureSchema
@@ -38,6 +37,7 @@ from appliance.serving.batching import Arrivals, MicroBatcher, NotEncoded
 from appliance.serving.models import load_version
 from appliance.spec import load_spec
 from appliance.training import onnx_export
+from appliance.training.feedback_batch import labelled_batch
 from appliance.training.runs import finish_run, start_run
 from storage.prediction_log import PredictionStore
 from tests.conftest import running_server

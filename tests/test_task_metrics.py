@@ -15,9 +15,7 @@ from sklearn import metrics as sk
 
 from appliance.errors import InvalidInput
 from appliance.features.encoding import FeatureColumn, FeatureSchema
-from appliance.spec import ValidationSection
-from appliance.task import METRICS, Task
-from appliance.training.metrics import (
+from appliance.scoring.metrics import (
     baseline_score,
     binary_metrics,
     evaluate,
@@ -25,6 +23,8 @@ from appliance.training.metrics import (
     regression_metrics,
     score,
 )
+from appliance.spec import ValidationSection
+from appliance.task import METRICS, Task
 from appliance.validation.gates import GateEvidence, GateReport, evaluate_gates
 from appliance.validation.probes import (
     SegmentScore,
@@ -423,7 +423,7 @@ def test_segment_gap_is_relative_for_scaled_metrics_and_counts_rows_for_other_ta
 
 
 def test_regression_parity_is_judged_on_the_relative_gap_and_classifiers_absolutely():
-    # onnx_export.parity gives a regression's gap relative to the values' root mean square
+    # onnx_model.parity gives a regression's gap relative to the values' root mean square
     prices = evidence("regression", "rmse", value=10.0, baseline_value=12.0, parity_diff=5e-6)
     gate = check(evaluate_gates(RULES, prices), "onnx_parity")
     assert gate.passed and gate.value == pytest.approx(5e-6) and "root mean square" in gate.detail

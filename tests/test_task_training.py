@@ -12,9 +12,9 @@ import pytest
 
 from appliance.errors import InvalidInput
 from appliance.features.encoding import FeatureColumn, FeatureSchema
+from appliance.scoring import metrics, onnx_model
 from appliance.spec import SearchRange, SearchSection
 from appliance.task import Task
-from appliance.training import metrics, onnx_export
 from appliance.training.quantize import int8_variant
 from appliance.training.search import random_search
 from appliance.training.trainers import fit, load_model
@@ -28,7 +28,7 @@ PRICE = Task("regression", ())
 TASKS = {"multiclass": LISTING, "regression": PRICE}
 PARAMS = {"lightgbm": {"num_boost_round": 80}, "mlp": {"epochs": 25, "batch_size": 128, "hidden": 32}}
 TRAIN_ROWS, EVAL_ROWS = 3_000, 1_000
-# Classifier probabilities are compared absolutely; values relative to their scale (see onnx_export.parity).
+# Classifier probabilities are compared absolutely; values relative to their scale (see onnx_model.parity).
 PARITY = 1e-5
 
 
@@ -80,12 +80,12 @@ def test_a_multiclass_model_learns_and_its_onnx_export_gives_the_same_probabilit
     accuracy = float(np.mean(p.argmax(axis=1) == y_eval))
     assert accuracy > majority + 0.2, (accuracy, majority)
 
-    sess = onnx_export.session(model.to_onnx(), ["CPUExecutionProvider"])
-    probabilities = sess.run([onnx_export.PROBABILITIES], {onnx_export.INPUT_NAME: x_eval})[0]
+    sess = onnx_model.session(model.to_onnx(), ["CPUExecutionProvider"])
+    probabilities = sess.run([onnx_model.PROBABILITIES], {onnx_model.INPUT_NAME: x_eval})[0]
     assert probabilities.shape == (EVAL_ROWS, 4)
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
-    assert onnx_export.parity(sess, p, x_eval, LISTING) <= PARITY
-    assert onnx_export.predict(sess, x_eval[:1], LISTING).shape == (1, 4)  # the batch dimension is dynamic
+    assert onnx_model.parity(sess, p, x_eval, LISTING) <= PARITY
+    assert onnx_model.predict(sess, x_eval[:1], LISTING).shape == (1, 4)  # the batch dimension is dynamic
 
     again = load_model(trainer, model.to_bytes())
     assert again.task_kind == "multiclass"
@@ -104,17 +104,17 @@ def test_a_regression_model_learns_a_skewed_price_and_its_onnx_export_gives_the_
 
     onnx_bytes = model.to_onnx()
     graph = onnx.load_from_string(onnx_bytes).graph
-    assert [o.name for o in graph.output] == [onnx_export.VALUE]
-    sess = onnx_export.session(onnx_bytes, ["CPUExecutionProvider"])
-    raw = sess.run([onnx_export.VALUE], {onnx_export.INPUT_NAME: x_eval})[0]
+    assert [o.name for o in graph.output] == [onnx_model.VALUE]
+    sess = onnx_model.session(onnx_bytes, ["CPUExecutionProvider"])
+    raw = sess.run([onnx_model.VALUE], {onnx_model.INPUT_NAME: x_eval})[0]
     assert raw.shape == (EVAL_ROWS, 1)
     # Prices near 300 000 in float32 are off by about 0.02 from rounding alone, so an absolute bound of
     # 1e-5 would fail any correct export: parity for values is relative to their root mean square.
-    parity = onnx_export.parity(sess, value, x_eval, PRICE)
+    parity = onnx_model.parity(sess, value, x_eval, PRICE)
     assert parity <= PARITY
     gap = np.max(np.abs(raw[:, 0] - value))
     assert gap == pytest.approx(parity * np.sqrt(np.mean(value ** 2)), rel=1e-6)
-    assert onnx_export.predict(sess, x_eval[:1], PRICE).shape == (1,)
+    assert onnx_model.predict(sess, x_eval[:1], PRICE).shape == (1,)
 
     again = load_model(trainer, model.to_bytes())
     assert again.task_kind == "regression"
@@ -131,8 +131,8 @@ def test_missing_unseen_and_out_of_range_inputs_get_a_finite_answer_in_onnx(trai
                     [80, 3, 99, 1],                     # a code past the vocabulary
                     [3e38, -5, -1, np.inf],
                     [-np.inf, 1e9, 2.5, -3]], dtype=np.float32)
-    sess = onnx_export.session(model.to_onnx(), ["CPUExecutionProvider"])
-    for output in (model.predict(odd), onnx_export.predict(sess, odd, TASKS[kind])):
+    sess = onnx_model.session(model.to_onnx(), ["CPUExecutionProvider"])
+    for output in (model.predict(odd), onnx_model.predict(sess, odd, TASKS[kind])):
         assert len(output) == len(odd) and np.isfinite(output).all()
         if kind == "multiclass":
             assert ((0 <= output) & (output <= 1)).all()
@@ -149,8 +149,8 @@ def test_the_int8_variant_of_the_mlp_is_measured_on_the_tasks_metric(kind, data,
     quantized = store.get(variant.onnx_sha256)
     assert "DynamicQuantizeLinear" in {n.op_type for n in onnx.load_from_string(quantized).graph.node}
     float_value = metrics.score(task, task.metric, y_eval,
-                                onnx_export.predict(onnx_export.session(onnx_bytes), x_eval, task))
-    int8_output = onnx_export.predict(onnx_export.session(quantized), x_eval, task)
+                                onnx_model.predict(onnx_model.session(onnx_bytes), x_eval, task))
+    int8_output = onnx_model.predict(onnx_model.session(quantized), x_eval, task)
     assert variant.metric == task.metric
     assert variant.value == pytest.approx(metrics.score(task, task.metric, y_eval, int8_output))
     assert variant.delta == pytest.approx(variant.value - float_value, abs=1e-6)
@@ -248,4 +248,4 @@ def test_a_binary_model_stored_before_tasks_existed_loads_as_binary(trainer, dat
     p = again.predict(x_eval)
     assert p.shape == (EVAL_ROWS,)
     np.testing.assert_array_equal(p, model.predict(x_eval))
-    assert onnx_export.parity(onnx_export.session(again.to_onnx()), p, x_eval) <= PARITY
+    assert onnx_model.parity(onnx_model.session(again.to_onnx()), p, x_eval) <= PARITY

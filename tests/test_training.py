@@ -9,6 +9,7 @@ import pytest
 from appliance.data.snapshots import list_snapshots
 from appliance.errors import Conflict
 from appliance.home import Home
+from appliance.scoring import onnx_model
 from appliance.spec import load_spec
 from appliance.training import onnx_export
 from appliance.training.lightgbm_trainer import float32_thresholds, native_predict
@@ -65,5 +66,5 @@ def test_float32_thresholds_keep_every_decision_and_give_onnx_parity():
                     lgb.Dataset(x, y), num_boost_round=100)
     snapped = float32_thresholds(raw)
     np.testing.assert_array_equal(native_predict(raw, x), native_predict(snapped, x))
-    sess = onnx_export.session(onnx_export.lightgbm_to_onnx(snapped), ["CPUExecutionProvider"])
-    assert onnx_export.parity(sess, native_predict(snapped, x), x) <= 1e-5
+    sess = onnx_model.session(onnx_export.lightgbm_to_onnx(snapped), ["CPUExecutionProvider"])
+    assert onnx_model.parity(sess, native_predict(snapped, x), x) <= 1e-5

@@ -16,13 +16,14 @@ from textual.worker import WorkerCancelled
 
 from appliance.alerts import records as alert_records
 from appliance.alerts.records import record_firing
-from appliance.alerts.rules import AlertRule, Firing
+from appliance.alerts.rules import Firing
 from appliance.deployment import deployments
 from appliance.home import Home
 from appliance.machine.cost import CostSection
 from appliance.machine.gpus import GpuProbe
 from appliance.scheduler import jobs as scheduled
 from appliance.serving.traffic import recent_traffic
+from appliance.spec.alerts import AlertRule
 from storage.prediction_log import PredictionStore
 from tui import data_dir
 from tui.app import Dashboard

@@ -17,8 +17,8 @@ from pathlib import Path
 
 from appliance.alerts import records
 from appliance.alerts.records import Alert
-from appliance.alerts.rules import AlertRule
 from appliance.home import Home
+from appliance.spec.alerts import AlertRule
 from appliance.training.retrain import claim, release
 
 log = logging.getLogger("appliance.alerts")

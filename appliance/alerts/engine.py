@@ -12,15 +12,10 @@ import polars as pl
 from appliance.alerts import records
 from appliance.alerts.actions import retry_failed_retrain, take_action
 from appliance.alerts.records import Alert
-from appliance.alerts.rules import (
-    CLASS_SHARE,
-    AlertRule,
-    evaluate,
-    task_alerts,
-    with_drift_score,
-)
+from appliance.alerts.rules import evaluate, with_drift_score
 from appliance.errors import NotFound
 from appliance.home import Home
+from appliance.spec.alerts import CLASS_SHARE, AlertRule, task_alerts
 from storage.errors import StorageError
 
 log = logging.getLogger("appliance.alerts")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Literal
@@ -11,7 +10,8 @@ import msgspec
 import polars as pl
 
 from appliance.errors import InvalidInput
-from appliance.toml_file import FieldError, load_toml
+from appliance.spec.durations import check_duration, parse_duration
+from appliance.toml_file import load_toml
 
 FieldType = Literal["string", "integer", "float", "boolean", "timestamp"]
 
@@ -85,23 +85,6 @@ def load_contract(path: Path) -> DataContract:
     """Read a data contract TOML file; a bad one is an error that names the file and the field."""
     return load_toml(path, DataContract, "data contract", "a data contract .toml (a spec's [data] contract is "
                      "relative to the spec)", fix="fix the contract and try again")
-
-
-def parse_duration(text: str) -> timedelta:
-    """'90s', '30m', '24h' or '7d' as a timedelta."""
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd])\s*", text)
-    if not match:
-        raise InvalidInput(f"duration {text!r} is not like '30m', '24h' or '7d'")
-    value, unit = float(match[1]), match[2]
-    return timedelta(**{{"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}[unit]: value})
-
-
-def check_duration(field: str, text: str) -> None:
-    """Refuse a duration field that does not parse, naming the field (for a Struct's ``__post_init__``)."""
-    try:
-        parse_duration(text)
-    except InvalidInput as e:
-        raise FieldError(field, str(e)) from None
 
 
 def check_batch(contract: DataContract, frame: pl.DataFrame, as_of: datetime | None = None) -> ContractResult:

@@ -65,3 +65,15 @@ def ingest(conn: sqlite3.Connection, store: OfflineStore, model: str, contract: 
         quarantined=result.quarantined.height, snapshot=snapshot, new_snapshot=created,
         quarantine_file=quarantine_file, warnings=result.warnings,
     )
+
+
+def ingested_sources(conn: sqlite3.Connection, model: str, like: str) -> list[str]:
+    """The sources of the model's ingests whose path matches a SQL LIKE pattern."""
+    return [r[0] for r in conn.execute("SELECT source FROM ingests WHERE model = ? AND source LIKE ?", (model, like))]
+
+
+def latest_quarantine(conn: sqlite3.Connection, model: str, snapshot: str) -> str | None:
+    """The quarantine file (relative to the offline store) of the newest ingest into a snapshot that had one."""
+    row = conn.execute("SELECT quarantine_path FROM ingests WHERE model = ? AND snapshot = ? "
+                       "AND quarantine_path IS NOT NULL ORDER BY at DESC LIMIT 1", (model, snapshot)).fetchone()
+    return None if row is None else row[0]

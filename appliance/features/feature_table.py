@@ -12,8 +12,8 @@ from __future__ import annotations
 import duckdb
 import polars as pl
 
-from appliance.data.contract import parse_duration
 from appliance.spec import Aggregation, FeaturesSection
+from appliance.spec.durations import parse_duration
 
 FEATURE_TIME = "_feature_time"
 

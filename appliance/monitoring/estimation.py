@@ -28,9 +28,9 @@ from appliance.monitoring.performance import (
 )
 from appliance.monitoring.reference import PREDICTED as CHOSEN
 from appliance.monitoring.reference import SCORE, proba_columns
-from appliance.monitoring.rules import MonitoringSection
 from appliance.monitoring.windows import EventWindows
 from appliance.spec import Feature
+from appliance.spec.monitoring import MonitoringSection
 from appliance.task import Task, higher_is_better
 
 WINDOW = "_window_start"

@@ -18,9 +18,9 @@ import polars as pl
 
 from appliance.errors import InvalidInput
 from appliance.monitoring import drift
-from appliance.monitoring.rules import MonitoringSection
 from appliance.monitoring.windows import EventWindows, checks, empty_checks
 from appliance.spec import Feature
+from appliance.spec.monitoring import MonitoringSection
 
 CONTINUOUS_TYPES = ("float", "integer")
 

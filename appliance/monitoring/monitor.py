@@ -51,17 +51,20 @@ from appliance.monitoring.reference import (
     reference_metrics,
     with_task_labels,
 )
-from appliance.monitoring.rules import MonitoringSection
 from appliance.monitoring.store import (
     RESULT_SCHEMA,
+    finished_pipeline_statuses,
     iso,
+    last_computed,
     open_monitoring,
+    record_windows,
+    window_states,
     write_results,
 )
 from appliance.monitoring.windows import EventWindows, checks
 from appliance.spec import Feature, ModelSpec
+from appliance.spec.monitoring import MonitoringSection
 from appliance.task import BINARY, Task, higher_is_better
-from storage.database import transaction
 from storage.prediction_log import PredictionStore
 
 LABEL = "_label"
@@ -105,9 +108,7 @@ def monitor_run(home: Home, model: str, probe: MachineProbe | None = None) -> Mo
     try:
         windows = EventWindows(frame, spec.features.event_time, rules.window)
         state = _fingerprints(frame, windows)
-        before = {r["window_start"]: tuple(r)[1:] for r in conn.execute(
-            "SELECT window_start, rows, last_received_at, labels, last_label_at FROM windows "
-            "WHERE model = ? AND version = ?", (model, version))}
+        before = window_states(conn, model, version)
         keys = state.select(pl.col("window_start").map_elements(iso, return_dtype=pl.String).alias("key"))["key"]
         changed, relabelled = [], []
         for key, row in zip(keys, state.iter_rows(named=True)):
@@ -133,12 +134,7 @@ def monitor_run(home: Home, model: str, probe: MachineProbe | None = None) -> Mo
                              computed_at=pl.lit(computed_at)).select(list(RESULT_SCHEMA)))
         write_results(conn, new)
         done = state.filter(pl.col("window_start").is_in([*changed, *relabelled]))
-        with transaction(conn):
-            conn.executemany(
-                "INSERT OR REPLACE INTO windows (model, version, window_start, rows, last_received_at, labels, "
-                "last_label_at, computed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                [(model, version, iso(r["window_start"]), r["rows"], r["last_received_at"], r["labels"],
-                  r["last_label_at"], computed_at) for r in done.iter_rows(named=True)])
+        record_windows(conn, model, version, done, computed_at)
     finally:
         conn.close()
     return MonitorRun(MonitorReport(model, version, state.height, len(changed), len(relabelled), new.height,
@@ -362,9 +358,7 @@ def machine_checks(probe: MachineProbe | None = None) -> list[tuple[str, str, fl
 
 def pipeline_checks(home: Home, model: str) -> list[tuple[str, str, float | None]]:
     """Training-run health: the current success and failure streaks, and runs in all."""
-    statuses = [r[0] for r in home.conn.execute(
-        "SELECT status FROM runs WHERE model = ? AND status != 'running' AND kind != 'register' "  # outside models
-        "ORDER BY started_at DESC", (model,))]
+    statuses = finished_pipeline_statuses(home.conn, model)
     streak = next((i for i, s in enumerate(statuses) if s != statuses[0]), len(statuses)) if statuses else 0
     last = statuses[0] if statuses else None
     return [("*", "failure_streak", float(streak if last == "failed" else 0)),
@@ -375,8 +369,7 @@ def pipeline_checks(home: Home, model: str) -> list[tuple[str, str, float | None
 def log_overflow_checks(home: Home, model: str, conn, now: float) -> list[tuple[str, str, float | None]]:
     """Prediction-log rows of the model the server's full queue refused (so never logged, never monitored)
     since the previous monitor run; the serving process records them in predictions.db."""
-    since = conn.execute("SELECT MAX(computed_at) FROM results WHERE model = ? AND \"check\" = 'serving' "
-                         "AND method = 'log_overflow'", (model,)).fetchone()[0]
+    since = last_computed(conn, model, "serving", "log_overflow")
     store = PredictionStore(home.layout.predictions_db)
     try:
         refused = store.overflow_between(model, since or 0.0, now)

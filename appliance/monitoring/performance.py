@@ -13,10 +13,10 @@ import numpy as np
 import polars as pl
 
 from appliance.monitoring.reference import SCORE, proba_columns, task_output
-from appliance.monitoring.rules import MonitoringSection
 from appliance.monitoring.windows import EventWindows, checks, empty_checks
+from appliance.scoring.metrics import binary_metrics, evaluate
+from appliance.spec.monitoring import MonitoringSection
 from appliance.task import Task, higher_is_better
-from appliance.training.metrics import binary_metrics, evaluate
 
 METRICS = ("auc", "precision", "recall", "f1")
 TASK_METRICS: dict[str, tuple[str, ...]] = {

@@ -20,8 +20,8 @@ import polars as pl
 from appliance.monitoring import drift
 from appliance.monitoring.feature_drift import FeatureProfile
 from appliance.monitoring.reference import PREDICTED, SCORE, proba_columns
-from appliance.monitoring.rules import MonitoringSection
 from appliance.monitoring.windows import EventWindows, checks
+from appliance.spec.monitoring import MonitoringSection
 from appliance.task import Task
 
 PREDICTION = "prediction"

@@ -14,9 +14,9 @@ import numpy as np
 import polars as pl
 
 from appliance.data.contract import FieldRule
-from appliance.monitoring.rules import MonitoringSection
 from appliance.monitoring.windows import EventWindows, checks, empty_checks
 from appliance.spec import Feature
+from appliance.spec.monitoring import MonitoringSection
 
 SCHEMA = "schema"
 

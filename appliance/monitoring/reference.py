@@ -24,9 +24,9 @@ import polars as pl
 
 from appliance.errors import NotFound
 from appliance.home import Home
+from appliance.scoring.metrics import binary_metrics, evaluate
 from appliance.spec import ModelSpec
 from appliance.task import Task
-from appliance.training.metrics import binary_metrics, evaluate
 
 ARTIFACT = "reference.parquet"
 SCORE = "_score"                    # the version's ONNX output for each evaluation row (see above)

@@ -84,6 +84,41 @@ def empty_results() -> pl.DataFrame:
     return pl.DataFrame(schema=RESULT_SCHEMA)
 
 
+def last_computed(conn: sqlite3.Connection, model: str, check: str, method: str) -> float | None:
+    """When a result of the model's check and method was last computed; None if never."""
+    row = conn.execute('SELECT MAX(computed_at) FROM results WHERE model = ? AND "check" = ? AND method = ?',
+                       (model, check, method)).fetchone()
+    return row[0]
+
+
+# -- the windows each monitor run has judged -------------------------------------------------------
+
+def window_states(conn: sqlite3.Connection, model: str, version: int) -> dict[str, tuple]:
+    """Per window start (ISO text): (rows, last_received_at, labels, last_label_at) as the last run saw them."""
+    return {r[0]: tuple(r)[1:] for r in conn.execute(
+        "SELECT window_start, rows, last_received_at, labels, last_label_at FROM windows "
+        "WHERE model = ? AND version = ?", (model, version))}
+
+
+def record_windows(conn: sqlite3.Connection, model: str, version: int, states: pl.DataFrame,
+                   computed_at: float) -> None:
+    """Remember the state of the windows a run judged (columns as ``window_states`` returns them)."""
+    with transaction(conn):
+        conn.executemany(
+            "INSERT OR REPLACE INTO windows (model, version, window_start, rows, last_received_at, labels, "
+            "last_label_at, computed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [(model, version, iso(r["window_start"]), r["rows"], r["last_received_at"], r["labels"],
+              r["last_label_at"], computed_at) for r in states.iter_rows(named=True)])
+
+
+def finished_pipeline_statuses(conn: sqlite3.Connection, model: str) -> list[str]:
+    """The statuses of the model's finished training runs in metadata.db, newest first (registrations of
+    models trained elsewhere are not runs of its pipeline)."""
+    return [r[0] for r in conn.execute(
+        "SELECT status FROM runs WHERE model = ? AND status != 'running' AND kind != 'register' "
+        "ORDER BY started_at DESC", (model,))]
+
+
 # -- job runs ------------------------------------------------------------------------------------
 
 def begin_job_run(conn: sqlite3.Connection, job: str, model: str, trigger: str) -> int:

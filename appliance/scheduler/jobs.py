@@ -16,8 +16,8 @@ import msgspec
 from appliance.errors import ApplianceError, InvalidInput
 from appliance.home import Home
 from appliance.monitoring.store import JobRun, begin_job_run, end_job_run, job_runs, open_monitoring
-from appliance.scheduler.schedules import next_run
 from appliance.spec import ModelSpec
+from appliance.spec.schedules import next_run
 
 log = logging.getLogger(__name__)
 

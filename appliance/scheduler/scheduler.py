@@ -14,7 +14,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from appliance.errors import ApplianceError
 from appliance.home import Home
 from appliance.scheduler.jobs import JOBS, run_job
-from appliance.scheduler.schedules import trigger
+from appliance.spec.schedules import trigger
 
 log = logging.getLogger(__name__)
 

@@ -17,8 +17,8 @@ from appliance.features.encoding import FeatureSchema, RecordEncoder
 from appliance.features.online import OnlineFeatures
 from appliance.home import Home
 from appliance.registry import ModelVersion
+from appliance.scoring import onnx_model
 from appliance.task import Task
-from appliance.training import onnx_export
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ class LoadedModel:
     def run(self, x: np.ndarray) -> np.ndarray:
         """The task's output for encoded rows (any number of them, in one ONNX Runtime call): the probability
         of class 1 [n], every class's probability [n, k], or the value [n] (``appliance.task``)."""
-        return onnx_export.predict(self.session, x, self.task)
+        return onnx_model.predict(self.session, x, self.task)
 
     def predict(self, records: list) -> np.ndarray:
         """The task's output for request records: encode, then run."""
@@ -68,7 +68,7 @@ def load_version(home: Home, model: str, version: int) -> LoadedModel:
     spec = home.spec(model)
     task = model_task(spec)
     mv: ModelVersion = home.registry.version(model, version)
-    session = onnx_export.session(home.artifacts.get(mv.artifact_sha256))
+    session = onnx_model.session(home.artifacts.get(mv.artifact_sha256))
     schema = msgspec.convert(mv.feature_schema, FeatureSchema)
     definitions = schema.definitions
     # Every version that records its definitions completes requests through them, so the entity key and
@@ -82,12 +82,12 @@ def load_version(home: Home, model: str, version: int) -> LoadedModel:
 def _warm(session: ort.InferenceSession, task: Task, width: int, which: str) -> None:
     """Score one row, and refuse a version whose output is not what its task reads: the spec's task or
     classes may have changed since it was trained, and it would answer in the wrong terms."""
-    wanted = onnx_export.VALUE if task.kind == "regression" else onnx_export.PROBABILITIES
+    wanted = onnx_model.VALUE if task.kind == "regression" else onnx_model.PROBABILITIES
     outputs = [o.name for o in session.get_outputs()]
     if wanted not in outputs:
         raise Conflict(f"cannot serve {which} as a {task.kind} model: its ONNX has no output '{wanted}' (it has "
                        f"{', '.join(outputs)}); it was trained for another task than the spec's [target] task says")
-    shape = session.run([wanted], {onnx_export.INPUT_NAME: np.zeros((1, width), dtype=np.float32)})[0].shape
+    shape = session.run([wanted], {onnx_model.INPUT_NAME: np.zeros((1, width), dtype=np.float32)})[0].shape
     if task.kind == "regression":
         if shape not in ((1,), (1, 1)):
             raise Conflict(f"cannot serve {which} as a regression model: its output '{wanted}' is {list(shape)} "

@@ -7,7 +7,7 @@ import platform
 import sys
 from importlib import metadata
 
-from appliance.training.code_version import code_version
+from appliance.tracking.code_version import code_version
 
 # What decides a model's bytes and numbers; read from package metadata so nothing heavy is imported.
 PACKAGES = ("numpy", "polars", "duckdb", "lightgbm", "torch", "onnx", "onnxruntime", "onnxmltools", "msgspec")

@@ -125,3 +125,9 @@ class TrackedRun:
             self.finish("succeeded")
         else:
             self.finish("failed", f"{exc_type.__name__}: {exc}")
+
+
+def fail_running(store: TrackingStore, run_id: str, error: str) -> None:
+    """Mark a tracked run and its children that are still 'running' as failed (their process is gone)."""
+    store.write("UPDATE runs SET status = 'failed', ended_at = ?, error = ? "
+                "WHERE (id = ? OR parent_id = ?) AND status = 'running'", [(time.time(), error, run_id, run_id)])

@@ -20,8 +20,9 @@ import torch
 from torch import nn
 
 from appliance.features.encoding import FeatureSchema
+from appliance.scoring import metrics, onnx_model
 from appliance.task import BINARY, Task, TaskKind
-from appliance.training import metrics, onnx_export, stop
+from appliance.training import stop
 from appliance.training.lightgbm_trainer import default_threads
 
 DEFAULT_PARAMS = {"epochs": 6, "batch_size": 512, "learning_rate": 0.003, "hidden": 64, "layers": 2,
@@ -135,12 +136,12 @@ class MLPModel:
         """ONNX with a dynamic batch dimension, the same input and output names as the LightGBM export."""
         buffer = io.BytesIO()
         dummy = torch.zeros((2, max(self._width(), 1)), dtype=torch.float32)
-        output = onnx_export.VALUE if self.task_kind == "regression" else onnx_export.PROBABILITIES
+        output = onnx_model.VALUE if self.task_kind == "regression" else onnx_model.PROBABILITIES
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the TorchScript exporter is deprecated; the dynamo one needs onnxscript
-            torch.onnx.export(self.module, (dummy,), buffer, input_names=[onnx_export.INPUT_NAME],
+            torch.onnx.export(self.module, (dummy,), buffer, input_names=[onnx_model.INPUT_NAME],
                               output_names=[output], opset_version=ONNX_OPSET, dynamo=False,
-                              dynamic_axes={onnx_export.INPUT_NAME: {0: "rows"}, output: {0: "rows"}})
+                              dynamic_axes={onnx_model.INPUT_NAME: {0: "rows"}, output: {0: "rows"}})
         return buffer.getvalue()
 
     def to_bytes(self) -> bytes:

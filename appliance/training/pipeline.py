@@ -17,8 +17,9 @@ from appliance.home import Home
 from appliance.registry import ModelVersion
 from appliance.spec import ModelSpec
 from appliance.tracking import TrackedRun
+from appliance.tracking.code_version import code_version
+from appliance.tracking.run import fail_running
 from appliance.training import runs, stop
-from appliance.training.code_version import code_version
 from appliance.training.run_lock import model_lock
 from appliance.training.stages import STAGES, RunContext, ingest_source
 from appliance.validation.gates import GateReport
@@ -83,9 +84,7 @@ def abandon_dead_runs(home: Home, model: str, say: Callable[[str], None] = lambd
     """Mark the model's runs whose worker died as failed (resumable); only while holding its run lock."""
     dead = runs.abandon_runs(home.conn, model)
     for run_id in dead:
-        home.tracking.write("UPDATE runs SET status = 'failed', ended_at = ?, error = ? "
-                            "WHERE (id = ? OR parent_id = ?) AND status = 'running'",
-                            [(time.time(), "the worker process died", run_id, run_id)])
+        fail_running(home.tracking, run_id, "the worker process died")
         say(f"run {run_id[:8]} had no live worker (killed or crashed): marked failed, resumable")
     return dead
 

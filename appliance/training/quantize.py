@@ -9,8 +9,8 @@ from pathlib import Path
 import msgspec
 import numpy as np
 
+from appliance.scoring import metrics, onnx_model
 from appliance.task import BINARY, Task
-from appliance.training import metrics, onnx_export
 from appliance.validation.probes import single_row_p99_ms
 
 
@@ -43,7 +43,7 @@ def int8_variant(onnx_bytes: bytes, x_eval: np.ndarray, y_eval: np.ndarray, put:
     quantized = quantize_int8(onnx_bytes)
 
     def measured(model: bytes) -> float:
-        output = onnx_export.predict(onnx_export.session(model, ["CPUExecutionProvider"]), x_eval, task)
+        output = onnx_model.predict(onnx_model.session(model, ["CPUExecutionProvider"]), x_eval, task)
         return metrics.score(task, metric, y_eval, output)
 
     float_value, int8_value = measured(onnx_bytes), measured(quantized)

@@ -37,12 +37,13 @@ from appliance.home import Home
 from appliance.monitoring.reference import ARTIFACT as REFERENCE_ARTIFACT
 from appliance.monitoring.reference import reference_bytes
 from appliance.registry import ModelVersion
+from appliance.scoring import onnx_model
+from appliance.scoring.metrics import evaluate
 from appliance.spec import ModelSpec
 from appliance.task import BINARY, Task, metrics_line
 from appliance.tracking import TrackedRun
+from appliance.tracking.code_version import code_version
 from appliance.training import onnx_export, runs
-from appliance.training.code_version import code_version
-from appliance.training.metrics import evaluate
 from appliance.training.stages import RunContext, run_gates, training_frame
 from appliance.validation.gates import GateReport
 from appliance.validation.probes import recall_at_precision
@@ -135,7 +136,7 @@ def _register(home: Home, model: str, onnx: Path | str | None, lightgbm: Path | 
     if booster is not None:
         from appliance.training.lightgbm_trainer import native_predict
 
-        parity = onnx_export.parity(sess, native_predict(booster, x_eval), x_eval, task)
+        parity = onnx_model.parity(sess, native_predict(booster, x_eval), x_eval, task)
     metrics = evaluate(task, y_eval, output)
     if task.kind == "binary":
         metrics["recall_at_precision"] = recall_at_precision(y_eval, output, spec.validation.recall_at_precision)
@@ -311,14 +312,14 @@ def _categories_file(categories: Path | str | dict) -> tuple[dict, str]:
 # -- the model -----------------------------------------------------------------------------------
 
 def _contract_words(names: list[str]) -> str:
-    return f"one float32 matrix '{onnx_export.INPUT_NAME}' of shape [rows, {len(names)}] ({', '.join(names)})"
+    return f"one float32 matrix '{onnx_model.INPUT_NAME}' of shape [rows, {len(names)}] ({', '.join(names)})"
 
 
 def check_onnx_contract(onnx_bytes: bytes, model: str, names: list[str], task: Task = BINARY):
     """An ONNX Runtime session for a model that takes what serving feeds and gives what it reads;
     any mismatch is an InvalidInput naming it."""
     try:
-        sess = onnx_export.session(onnx_bytes, ["CPUExecutionProvider"])
+        sess = onnx_model.session(onnx_bytes, ["CPUExecutionProvider"])
     except Exception as e:  # ONNX Runtime raises its own types for unparsable or unsupported graphs
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise InvalidInput(f"the file is not an ONNX model ONNX Runtime can load ({first[:200]})") from None
@@ -328,8 +329,8 @@ def check_onnx_contract(onnx_bytes: bytes, model: str, names: list[str], task: T
         raise InvalidInput(f"the ONNX model takes {len(inputs)} inputs ({', '.join(i.name for i in inputs)}); "
                            f"the appliance feeds '{model}' models {feeds}")
     given = inputs[0]
-    if given.name != onnx_export.INPUT_NAME:
-        raise InvalidInput(f"the ONNX input is named '{given.name}', not '{onnx_export.INPUT_NAME}': the appliance "
+    if given.name != onnx_model.INPUT_NAME:
+        raise InvalidInput(f"the ONNX input is named '{given.name}', not '{onnx_model.INPUT_NAME}': the appliance "
                            f"feeds {feeds}; name it so when converting, e.g. initial_types=[('features', "
                            f"FloatTensorType([None, {width}]))]")
     if given.type != "tensor(float)":
@@ -353,9 +354,9 @@ def check_onnx_contract(onnx_bytes: bytes, model: str, names: list[str], task: T
 
 
 def _check_value_output(outputs: dict) -> None:
-    out = outputs.get(onnx_export.VALUE)
+    out = outputs.get(onnx_model.VALUE)
     if out is None:
-        raise InvalidInput(f"the ONNX model has no output '{onnx_export.VALUE}' (it has {', '.join(outputs)}): the "
+        raise InvalidInput(f"the ONNX model has no output '{onnx_model.VALUE}' (it has {', '.join(outputs)}): the "
                            "appliance reads each row's predicted value, [rows, 1], from an output of that name")
     shape = list(out.shape or [])
     if out.type not in ("tensor(float)", "tensor(double)") or len(shape) not in (1, 2) or \
@@ -365,10 +366,10 @@ def _check_value_output(outputs: dict) -> None:
 
 
 def _check_probabilities_output(outputs: dict, k: int, task: Task) -> None:
-    out = outputs.get(onnx_export.PROBABILITIES)
+    out = outputs.get(onnx_model.PROBABILITIES)
     names = "class 0 and class 1" if task.kind == "binary" else f"each of the {k} classes {list(task.classes)}"
     if out is None:
-        raise InvalidInput(f"the ONNX model has no output '{onnx_export.PROBABILITIES}' (it has "
+        raise InvalidInput(f"the ONNX model has no output '{onnx_model.PROBABILITIES}' (it has "
                            f"{', '.join(outputs)}): the appliance reads each row's probabilities of {names}, "
                            f"[rows, {k}], from an output of that name")
     if out.type.startswith("seq("):
@@ -384,19 +385,19 @@ def model_output(sess, x: np.ndarray, task: Task) -> np.ndarray:
     """The task's output for each row (``appliance.task``); one that is not a probability per class, or not a
     finite value, is an InvalidInput."""
     try:
-        out = np.asarray(sess.run([onnx_export.VALUE if task.kind == "regression" else onnx_export.PROBABILITIES],
-                                  {onnx_export.INPUT_NAME: x})[0])
+        out = np.asarray(sess.run([onnx_model.VALUE if task.kind == "regression" else onnx_model.PROBABILITIES],
+                                  {onnx_model.INPUT_NAME: x})[0])
     except Exception as e:  # a graph that loads but cannot run on the spec's matrix
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise InvalidInput(f"ONNX Runtime could not score the evaluation rows ({first[:200]})") from None
     if task.kind == "regression":
         values = out.reshape(-1).astype(np.float64)
         if values.shape != (len(x),) or not np.isfinite(values).all():
-            raise InvalidInput(f"the ONNX output '{onnx_export.VALUE}' is not one finite value per row: for {len(x)} "
+            raise InvalidInput(f"the ONNX output '{onnx_model.VALUE}' is not one finite value per row: for {len(x)} "
                                f"rows it has shape {list(out.shape)}"
                                + ("" if np.isfinite(values).all() else ", with NaN or infinite values"))
         return values
-    k, name = len(task.classes), onnx_export.PROBABILITIES
+    k, name = len(task.classes), onnx_model.PROBABILITIES
     if out.shape != (len(x), k):
         raise InvalidInput(f"the ONNX output '{name}' has shape {list(out.shape)} for {len(x)} rows, not "
                            f"[{len(x)}, {k}]: it is not a probability per class")

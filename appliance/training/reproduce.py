@@ -12,8 +12,8 @@ from appliance.errors import InvalidInput
 from appliance.home import Home
 from appliance.spec import SearchSection
 from appliance.tracking import TrackedRun
+from appliance.tracking.code_version import code_version
 from appliance.training import runs
-from appliance.training.code_version import code_version
 from appliance.training.registration import outside_kind, outside_source
 from appliance.training.stages import RunContext, run_evaluate, run_export, run_features, run_train, snapshots_by_hash
 

@@ -21,7 +21,7 @@ from appliance.data.declared import (
     model_contract,
     model_task,
 )
-from appliance.data.ingest import IngestReport, ingest
+from appliance.data.ingest import IngestReport, ingest, latest_quarantine
 from appliance.data.snapshots import (
     Snapshot,
     data_version,
@@ -41,6 +41,8 @@ from appliance.home import Home
 from appliance.monitoring.reference import ARTIFACT as REFERENCE_ARTIFACT
 from appliance.monitoring.reference import reference_bytes
 from appliance.registry import ModelVersion
+from appliance.scoring import onnx_model
+from appliance.scoring.metrics import baseline_score, evaluate, score
 from appliance.spec import ModelSpec
 from appliance.task import (
     BINARY,
@@ -51,10 +53,8 @@ from appliance.task import (
     metrics_line,
 )
 from appliance.tracking import TrackedRun
-from appliance.training import onnx_export
-from appliance.training.code_version import code_version
+from appliance.tracking.code_version import code_version
 from appliance.training.lightgbm_trainer import default_threads
-from appliance.training.metrics import baseline_score, evaluate, score
 from appliance.training.search import random_search
 from appliance.training.trainers import TrainedModel, fit, load_model
 from appliance.validation.gates import GateEvidence, GateReport, evaluate_gates
@@ -167,7 +167,7 @@ def _ingest_feedback(ctx: RunContext) -> dict:
 
     Outcomes that came back of which the contract accepted none fail the stage, with the reasons counted:
     a retrain that learnt nothing new must not report success. The run stays resumable."""
-    from appliance.data.feedback_batch import ingest_feedback
+    from appliance.training.feedback_batch import ingest_feedback
 
     fresh = ingest_feedback(ctx.home, ctx.spec)
     if fresh is None:
@@ -251,12 +251,10 @@ def _target_problems(ctx: RunContext) -> list[str]:
 def _undeclared_classes(ctx: RunContext) -> list:
     """Target labels of the newest batch quarantined for being outside the classes, from its quarantine file."""
     target = ctx.spec.target.column
-    row = ctx.home.conn.execute("SELECT quarantine_path FROM ingests WHERE model = ? AND snapshot = ? "
-                                "AND quarantine_path IS NOT NULL ORDER BY at DESC LIMIT 1",
-                                (ctx.spec.name, ctx.snapshots[-1].hash)).fetchone()
-    if row is None:
+    path = latest_quarantine(ctx.home.conn, ctx.spec.name, ctx.snapshots[-1].hash)
+    if path is None:
         return []
-    quarantined = pl.read_parquet(ctx.home.offline.root / row[0])
+    quarantined = pl.read_parquet(ctx.home.offline.root / path)
     if target not in quarantined.columns:
         return []
     outside = quarantined.filter(pl.col("reason").str.contains(f"{target}: not an allowed value", literal=True))
@@ -382,8 +380,8 @@ def restore_evaluate(ctx: RunContext, outputs: dict) -> None:
 
 def run_export(ctx: RunContext) -> dict:
     ctx.onnx_bytes = ctx.model.to_onnx()
-    sess = onnx_export.session(ctx.onnx_bytes, ["CPUExecutionProvider"])
-    ctx.parity = onnx_export.parity(sess, ctx.model.predict(ctx.x_eval), ctx.x_eval, ctx.task)
+    sess = onnx_model.session(ctx.onnx_bytes, ["CPUExecutionProvider"])
+    ctx.parity = onnx_model.parity(sess, ctx.model.predict(ctx.x_eval), ctx.x_eval, ctx.task)
     digest = ctx.run.log_artifact("model.onnx", ctx.onnx_bytes)
     ctx.run.log_metric("onnx_parity", ctx.parity, step=0)
     outputs = {"onnx": digest, "parity": ctx.parity, "int8": None}
@@ -415,7 +413,7 @@ def run_gates(ctx: RunContext) -> dict:
     if unknown:
         raise InvalidInput(f"validation.segments names {unknown}, which the training frame lacks; "
                            "name feature columns such as 'country'")
-    output = onnx_export.predict(onnx_export.session(ctx.onnx_bytes, ["CPUExecutionProvider"]), ctx.x_eval, task)
+    output = onnx_model.predict(onnx_model.session(ctx.onnx_bytes, ["CPUExecutionProvider"]), ctx.x_eval, task)
     probes, failures = robustness_failures(ctx.onnx_bytes, ctx.schema, ctx.x_eval[0], task)
     production, production_value = _production_score(ctx)
     evidence = GateEvidence(
@@ -423,7 +421,7 @@ def run_gates(ctx: RunContext) -> dict:
         recall_at_precision=ctx.metrics.get("recall_at_precision") if task.kind == "binary" else None,
         # what a model that learnt nothing scores on these rows: the training rows' class shares or mean
         baseline_value=baseline_score(task, metric, ctx.y_eval, reference=ctx.y_train),
-        parity_diff=ctx.parity,   # for regression already relative to the values' scale (onnx_export.parity)
+        parity_diff=ctx.parity,   # for regression already relative to the values' scale (onnx_model.parity)
         p99_ms=single_row_p99_ms(ctx.onnx_bytes, ctx.x_eval, task=task), robustness_probes=probes,
         robustness_failures=failures, production_version=production, production_value=production_value,
         segments={c: segment_scores(ctx.y_eval, output, ctx.eval_part[c].to_list(), task, metric)
@@ -446,8 +444,8 @@ def _production_score(ctx: RunContext) -> tuple[int | None, float | None]:
     mv = ctx.home.registry.version(ctx.spec.name, version)
     try:
         schema = msgspec.convert(mv.feature_schema, FeatureSchema)
-        sess = onnx_export.session(ctx.home.artifacts.get(mv.artifact_sha256), ["CPUExecutionProvider"])
-        output = onnx_export.predict(sess, schema.encode_frame(ctx.eval_part), ctx.task)
+        sess = onnx_model.session(ctx.home.artifacts.get(mv.artifact_sha256), ["CPUExecutionProvider"])
+        output = onnx_model.predict(sess, schema.encode_frame(ctx.eval_part), ctx.task)
         return version, score(ctx.task, ctx.spec.metric, ctx.y_eval, output)
     except Exception as e:  # an unreadable production model cannot vouch for the new one: the gate fails
         ctx.say(f"could not score production v{version} on the evaluation rows: {e}")
@@ -459,7 +457,7 @@ def _production_score(ctx: RunContext) -> tuple[int | None, float | None]:
 def run_register(ctx: RunContext) -> dict:
     # Monitoring compares live windows with the evaluation rows and their out-of-sample scores
     # (never training rows, whose in-sample scores make CBPE over-confident): store them once.
-    output = onnx_export.predict(onnx_export.session(ctx.onnx_bytes, ["CPUExecutionProvider"]), ctx.x_eval, ctx.task)
+    output = onnx_model.predict(onnx_model.session(ctx.onnx_bytes, ["CPUExecutionProvider"]), ctx.x_eval, ctx.task)
     ctx.run.log_artifact(REFERENCE_ARTIFACT, reference_bytes(ctx.spec, ctx.eval_part, output, ctx.task))
     ctx.version = ctx.home.registry.register_version(
         ctx.spec.name, status="registered" if ctx.gates.passed else "rejected",

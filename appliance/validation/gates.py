@@ -18,7 +18,7 @@ over the overall value. The gates, in report order:
 - ``no_regression``: no worse than the production version on the same rows, by at most ``max_regression``;
 - ``segment_gap_<column>``: the metric's spread between segments, at most ``max_segment_gap``;
 - ``onnx_parity``: the exported model against the native one. Classifiers: the largest absolute probability
-  gap. Regression: the largest value gap relative to the values' root mean square (``onnx_export.parity``),
+  gap. Regression: the largest value gap relative to the values' root mean square (``onnx_model.parity``),
   so a price in the thousands and a rate below one are held to the same relative bar;
 - ``latency_p99`` and ``robustness``.
 """
@@ -29,9 +29,9 @@ import math
 
 import msgspec
 
+from appliance.scoring.metrics import format_value
 from appliance.spec import ValidationSection
 from appliance.task import SCALED, TaskKind, higher_is_better, metric_label
-from appliance.training.metrics import format_value
 from appliance.validation.probes import SegmentScore
 
 
@@ -161,7 +161,7 @@ def _parity(rules: ValidationSection, e: GateEvidence) -> GateCheck:
     if e.task != "regression":
         return _at_most("onnx_parity", diff, rules.max_parity_diff, f"max |ONNX − native| probability {diff:.2e}",
                         "{:.0e}")
-    # onnx_export.parity measures a regression's gap relative to the values' root mean square: a price near
+    # onnx_model.parity measures a regression's gap relative to the values' root mean square: a price near
     # 300,000 is off by ~0.02 in float32 from rounding alone, which no absolute bound should fail.
     return _at_most("onnx_parity", diff, rules.max_parity_diff,
                     f"max |ONNX − native| value {diff:.2e} of the values' root mean square", "{:.0e}")

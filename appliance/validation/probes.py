@@ -8,9 +8,9 @@ import msgspec
 import numpy as np
 
 from appliance.features.encoding import FeatureSchema
+from appliance.scoring import onnx_model
+from appliance.scoring.metrics import score
 from appliance.task import BINARY, Task
-from appliance.training import onnx_export
-from appliance.training.metrics import score
 
 # Values no valid request holds: huge, negative, infinite, and category codes past any vocabulary.
 OUT_OF_RANGE = (3e38, -3e38, np.inf, -np.inf, -1.0, 1e6)
@@ -55,17 +55,17 @@ def segment_scores(y: np.ndarray, output: np.ndarray, segment, task: Task = BINA
 
 def single_row_p99_ms(onnx_bytes: bytes, x: np.ndarray, calls: int = 500, task: Task | None = None) -> float:
     """p99 latency of one-row ONNX Runtime calls on the CPU, made the way the serving path makes them: the
-    task's output (``onnx_export.predict``), or without a task the answer output the model has."""
-    sess = onnx_export.session(onnx_bytes, ["CPUExecutionProvider"])
+    task's output (``onnx_model.predict``), or without a task the answer output the model has."""
+    sess = onnx_model.session(onnx_bytes, ["CPUExecutionProvider"])
     if task is not None:
         def call(row):
-            return onnx_export.predict(sess, row, task)
+            return onnx_model.predict(sess, row, task)
     else:
         names = [o.name for o in sess.get_outputs()]
-        answer = [n for n in (onnx_export.PROBABILITIES, onnx_export.VALUE) if n in names][:1] or None
+        answer = [n for n in (onnx_model.PROBABILITIES, onnx_model.VALUE) if n in names][:1] or None
 
         def call(row):
-            return sess.run(answer, {onnx_export.INPUT_NAME: row})
+            return sess.run(answer, {onnx_model.INPUT_NAME: row})
     rows = x[np.arange(calls) % len(x)]
     for i in range(min(50, calls)):  # warm-up: first calls allocate
         call(rows[i:i + 1])
@@ -102,11 +102,11 @@ def robustness_failures(onnx_bytes: bytes, schema: FeatureSchema, typical: np.nd
     [0, 1] (binary); one finite probability in [0, 1] per class, summing to 1 ± 1e-4 (multiclass); a finite
     number (regression))."""
     names, rows = robustness_probes(schema, typical)
-    sess = onnx_export.session(onnx_bytes, ["CPUExecutionProvider"])
+    sess = onnx_model.session(onnx_bytes, ["CPUExecutionProvider"])
     failures = []
     for name, row in zip(names, rows):
         try:
-            answer = onnx_export.predict(sess, row[None, :], task)
+            answer = onnx_model.predict(sess, row[None, :], task)
         except Exception as e:  # a crash is exactly what this gate looks for
             failures.append(f"{name}: {type(e).__name__}")
             continue

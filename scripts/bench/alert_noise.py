@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 import numpy as np
 from scipy.stats import norm
 
-from appliance.alerts.rules import DEFAULT_ALERTS, AlertRule, auc_standard_error
+from appliance.spec.alerts import DEFAULT_ALERTS, AlertRule, auc_standard_error
 
 REFERENCE_AUCS = (0.71, 0.80, 0.90)
 POSITIVE_RATES = (0.027, 0.10, 0.50)    # 0.027: the bundled sample's fraud rate

@@ -24,9 +24,9 @@ import numpy as np
 import polars as pl
 
 from appliance.monitoring.feature_drift import ReferenceProfile, feature_drift
-from appliance.monitoring.rules import MonitoringSection
 from appliance.monitoring.windows import EventWindows
 from appliance.spec import Feature
+from appliance.spec.monitoring import MonitoringSection
 
 FEATURES = [Feature("amount", "float"), Feature("merchant_category", "category"), Feature("hour", "integer"),
             Feature("is_foreign", "boolean"), Feature("account_age_days", "integer"), Feature("country", "category")]

@@ -26,9 +26,9 @@ from appliance.features.encoding import FeatureSchema
 from appliance.monitoring.estimation import estimate_auc, reconstruction_drift
 from appliance.monitoring.feature_drift import ReferenceProfile, feature_drift
 from appliance.monitoring.prediction_drift import prediction_drift_by_window
-from appliance.monitoring.rules import MonitoringSection
 from appliance.monitoring.windows import EventWindows
 from appliance.spec import load_spec
+from appliance.spec.monitoring import MonitoringSection
 from appliance.training.lightgbm_trainer import native_predict, train_lightgbm
 
 DRIFT_START = date(2026, 10, 20)

@@ -37,7 +37,7 @@ from appliance.data.contract import (
     load_contract,
 )
 from appliance.data.declared import model_task
-from appliance.data.ingest import IngestReport, ingest
+from appliance.data.ingest import IngestReport, ingest, ingested_sources
 from appliance.data.values import entity_key, iso, request_time
 from appliance.errors import InvalidInput
 from appliance.home import Home
@@ -159,9 +159,8 @@ def ingest_feedback(home: Home, spec: ModelSpec) -> IngestReport | None:
     """Ingest the outcomes that arrived since the last batch; None when there are none, InvalidInput
     when the contract accepts none of them (nothing is written: they are offered again next time)."""
     folder = home.layout.feedback
-    sources = home.conn.execute("SELECT source FROM ingests WHERE model = ? AND source LIKE ?",
-                                (spec.name, f"{folder}/{spec.name}-%.parquet")).fetchall()
-    since = max((float(Path(r[0]).stem.rsplit("-", 1)[1]) for r in sources), default=0.0)
+    sources = ingested_sources(home.conn, spec.name, f"{folder}/{spec.name}-%.parquet")
+    since = max((float(Path(source).stem.rsplit("-", 1)[1]) for source in sources), default=0.0)
     found = labelled_batch(home, spec, since)
     if found is None:
         return None

@@ -8,11 +8,11 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from appliance.alerts.rules import DEFAULT_ALERTS, AlertRule
-from appliance.data.contract import check_duration
 from appliance.errors import InvalidInput
-from appliance.monitoring.rules import MonitoringSection
-from appliance.scheduler.schedules import trigger
+from appliance.spec.alerts import DEFAULT_ALERTS, AlertRule
+from appliance.spec.durations import check_duration
+from appliance.spec.monitoring import MonitoringSection
+from appliance.spec.schedules import trigger
 from appliance.task import DEFAULT_METRIC, METRICS, TaskKind
 from appliance.toml_file import FieldError, load_toml
 

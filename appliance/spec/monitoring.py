@@ -16,7 +16,7 @@ from typing import Literal
 import msgspec
 
 from appliance.errors import InvalidInput
-from appliance.scheduler.schedules import trigger
+from appliance.spec.schedules import trigger
 
 ContinuousMethod = Literal["psi", "ks"]
 CategoricalMethod = Literal["psi", "jensen_shannon", "chi2"]
