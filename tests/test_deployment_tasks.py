@@ -14,7 +14,7 @@ from scipy import stats
 
 from appliance.cli import main
 from appliance.deployment import deployments
-from appliance.deployment.analysis import class_share_psi
+from appliance.deployment.canary import class_share_psi
 from appliance.home import Home
 from appliance.spec import load_spec
 from storage.prediction_log import PredictionStore
@@ -129,8 +129,9 @@ def test_multiclass_canary_passes_identical_arms_and_rolls_back_a_shift_in_predi
         log.predict(after, "production", _classes(production))
         log.predict(after, "candidate", _classes(shifted))
         final, verdict = _judge(home, log)
-        e = np.bincount([int(np.argmax(p)) for p in production], minlength=3) / MIN_SAMPLE
-        a = np.bincount([int(np.argmax(p)) for p in shifted], minlength=3) / MIN_SAMPLE
+        # The canary is judged on everything since it began: both steps' rows of each arm.
+        e = np.bincount([int(np.argmax(p)) for p in production + production], minlength=3) / (2 * MIN_SAMPLE)
+        a = np.bincount([int(np.argmax(p)) for p in production + shifted], minlength=3) / (2 * MIN_SAMPLE)
         assert verdict.figures["psi"] == pytest.approx(float(np.sum((a - e) * np.log(a / e))))
         assert final.status == "rolled_back" and home.registry.alias("fraud", "production") == 1
         assert "predicted class shares PSI" in final.reason and "allowed 0.2" in final.reason
@@ -160,9 +161,10 @@ def test_regression_canary_judges_the_value_distribution_and_the_error_rate(home
         after, verdict = _judge(home, log)
         assert verdict.passed and verdict.figures["psi"] == pytest.approx(0.0, abs=1e-12)
 
-        # Values 30 % higher: every one lands in production's upper bins.
+        # Values three times as high: every one lands in production's top bin. The canary is judged on all it
+        # has seen since it began, so half the candidate's answers moved.
         log.predict(after, "production", _values(values))
-        log.predict(after, "candidate", _values(values * 1.3))
+        log.predict(after, "candidate", _values(values * 3))
         final, verdict = _judge(home, log)
         assert not verdict.passed and verdict.figures["psi"] > 0.2
         assert final.status == "rolled_back" and "predicted value distribution PSI" in final.reason
@@ -175,7 +177,7 @@ def test_regression_canary_judges_the_value_distribution_and_the_error_rate(home
         final, verdict = _judge(home, log)
         assert verdict.figures["candidate_error_rate"] == pytest.approx(20 / MIN_SAMPLE)
         assert verdict.figures["psi"] < 0.2 and final.status == "rolled_back"
-        assert final.reason.startswith("error rate 10.00% vs production 0.00%")
+        assert final.reason.startswith("error rate 10.00% (20 of 200) vs production 0.00% (0 of 200)")
         log.store.close()
 
 

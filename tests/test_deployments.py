@@ -14,12 +14,14 @@ import pytest
 from scipy import stats
 
 from appliance.deployment import deployments
-from appliance.deployment.analysis import ArmSample, ab_report, judge_canary, psi, shadow_report
-from appliance.errors import Conflict, NotFound
+from appliance.deployment.analysis import ab_report, shadow_report
+from appliance.deployment.canary import ArmSample, judge_canary, psi
+from appliance.errors import Conflict, InvalidInput, NotFound
 from appliance.gateway.keys import create_key
 from appliance.home import Home
 from appliance.serving.router import bucket
 from appliance.spec import DeploymentSection, load_spec
+from appliance.training.pipeline import train
 from tests.conftest import SAMPLE_RECORD, small_spec
 
 
@@ -51,7 +53,7 @@ def test_canary_verdict_names_every_failed_check():
     bad = ArmSample([s * 0.1 for s in scores], [50.0] * 400, 100)
     verdict = judge_canary(good, bad, policy)
     assert not verdict.passed and len(verdict.reasons) == 3
-    assert "error rate" in verdict.reasons[0] and "p99 latency" in verdict.reasons[1] and "PSI" in verdict.reasons[2]
+    assert "error rate" in verdict.reasons[0] and "latency" in verdict.reasons[1] and "PSI" in verdict.reasons[2]
     # A p99 difference under the noise floor never fails a canary, whatever the ratio.
     assert judge_canary(ArmSample(scores, [0.5] * 400, 0), ArmSample(scores, [3.0] * 400, 0), policy).passed
 
@@ -97,6 +99,24 @@ def test_canary_steps_up_and_promotes_through_the_registry_with_every_step_audit
             deployments.advance(home, "fraud")
         with pytest.raises(Conflict, match="already in production"):
             deployments.start(home, "fraud", "canary", 2)
+
+
+def test_a_shadow_or_ab_candidate_advances_only_with_evidence_or_a_forced_audited_reason(home_dir):
+    with Home(home_dir) as home:
+        deployments.start(home, "fraud", "shadow", 2)
+        with pytest.raises(Conflict, match=r"the shadow of v2 has 0 predictions compared with production; it "
+                                           r"needs 200 \(deployment.min_sample\)"):
+            deployments.advance(home, "fraud")
+        with pytest.raises(InvalidInput, match="a forced advance needs a reason"):
+            deployments.advance(home, "fraud", force=True)
+        done = deployments.advance(home, "fraud", force=True, reason="replayed last week offline")
+        assert done.status == "completed" and home.registry.alias("fraud", "production") == 2
+        assert done.reason == "forced: replayed last week offline"
+        assert "forced: replayed last week offline" in home.registry.audit_log("fraud", limit=1)[0].detail["reason"]
+
+        deployments.start(home, "fraud", "ab", 1)
+        with pytest.raises(Conflict, match=r"the ab of v1 has 0 outcomes on its thinner arm .* it needs 30"):
+            deployments.advance(home, "fraud")
 
 
 def test_blue_green_switches_through_promote_and_abort_switches_back(home_dir):
@@ -163,10 +183,16 @@ def test_a_canary_advances_by_itself_to_production_under_load_without_failing_a_
 
 def test_a_canary_that_shifts_the_score_distribution_rolls_back_by_itself_and_says_why(server, tmp_path):
     with Home(server.home) as home:
-        _use_spec(home, tmp_path, **{"min_sample = 200": "min_sample = 60", "max_psi = 0.2": "max_psi = 0.0",
+        # v3 ranks as well as v1 but weighs fraud 30× in training: every score is inflated, a real shift.
+        _use_spec(home, tmp_path, **{"min_sample = 200": "min_sample = 60",
                                      "canary_steps = [5, 25, 50, 100]": "canary_steps = [30, 100]",
-                                     "max_p99_latency_ratio = 1.5": "max_p99_latency_ratio = 100"})
-        deployments.start(home, "fraud", "canary", 2)
+                                     "max_p99_latency_ratio = 1.5": "max_p99_latency_ratio = 100",
+                                     "feature_fraction = 0.9": "feature_fraction = 0.9\nscale_pos_weight = 30",
+                                     "min_recall = 0.30": "min_recall = 0.20"})
+        outcome = train(home, home.spec("fraud"))
+        v3 = outcome.version
+        assert v3.status != "rejected", [c for c in outcome.gates.checks if not c.passed]
+        deployments.start(home, "fraud", "canary", v3.version)
     failures, stop = [], threading.Event()
     threads = _load(server.url, stop, failures, set(), clients=3)
     try:
@@ -177,7 +203,7 @@ def test_a_canary_that_shifts_the_score_distribution_rolls_back_by_itself_and_sa
         stop.set()
         for t in threads:
             t.join()
-    assert final.status == "rolled_back" and "PSI" in final.reason and "allowed 0" in final.reason
+    assert final.status == "rolled_back" and "score distribution PSI" in final.reason and "allowed 0.2" in final.reason
     with Home(server.home) as home:
         assert home.registry.alias("fraud", "production") == 1
     assert failures == []
@@ -203,7 +229,7 @@ def test_shadow_and_ab_reports_and_admin_routes(server):
                 headers=admin)
     assert ab.status_code == 201, ab.text
     answers = [c.post("/v1/models/fraud/predict", json={**SAMPLE_RECORD, "user_id": f"u{i}"}, headers=admin).json()
-               for i in range(60)]
+               for i in range(90)]
     assert {a["version"] for a in answers} == {1, 2}
     again = c.post("/v1/models/fraud/predict", json={**SAMPLE_RECORD, "user_id": "u7"}, headers=admin).json()
     assert again["version"] == answers[7]["version"]  # sticky by the key
@@ -211,8 +237,9 @@ def test_shadow_and_ab_reports_and_admin_routes(server):
                 for i, a in enumerate(answers)]
     fed = c.post("/v1/models/fraud/feedback", json={"outcomes": outcomes + [{"request_id": "nope", "outcome": 1}]},
                  headers=admin).json()
-    assert fed == {"accepted": 60, "unknown": [{"request_id": "nope", "position": 0}]}
+    assert fed == {"accepted": 90, "unknown": [{"request_id": "nope", "position": 0}]}
     ab_report_ = c.get("/v1/models/fraud/deployments", headers=admin).json()["ab"]
+    assert min(arm["with_outcome"] for arm in ab_report_["arms"]) >= 30  # deployment.ab_min_outcomes: may advance
     low, high = ab_report_["ci95"]
     assert ab_report_["difference"] > 0.5 and low < ab_report_["difference"] < high
     promoted = c.post("/v1/models/fraud/deployments/advance", json={"reason": "B wins"}, headers=admin).json()

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as sk
 
+from appliance.errors import InvalidInput
 from appliance.scoring.metrics import binary_metrics, log_loss, roc_auc
 
 
@@ -15,6 +16,13 @@ def test_auc_matches_sklearn_including_ties(seed):
     y = rng.random(2000) < 0.1
     score = np.round(rng.random(2000) + y * 0.3, 2)  # rounding makes many ties
     assert roc_auc(y, score) == pytest.approx(sk.roc_auc_score(y, score), abs=1e-12)
+
+
+def test_a_nan_or_infinite_score_is_refused_not_ranked_highest():
+    y = np.array([0, 1, 0, 1])
+    for bad in (np.nan, np.inf):
+        with pytest.raises(InvalidInput, match="1 of 4 scores are NaN or infinite"):
+            roc_auc(y, np.array([0.1, 0.9, bad, 0.8]))
 
 
 def test_auc_of_one_class_is_nan():

@@ -53,9 +53,13 @@ def register(commands: Subcommands) -> None:
     begin.add_argument("--percent", type=float, default=None, help="A/B: the candidate's share (default 50)")
     begin.add_argument("--key", dest="split_key", default=None,
                        help="A/B: the request field to split by (default: the spec's deployment.ab_key)")
-    for action, run, text in (("advance", _deploy_advance, "next canary step, blue-green switch, or promote"),
-                              ("abort", _deploy_abort, "stop; all traffic back to the baseline")):
-        steps.add(action, run, text).add_argument("--reason", default="", help="why (goes into the audit log)")
+    forward = steps.add("advance", _deploy_advance, "next canary step, blue-green switch, or promote (a shadow or "
+                        "A/B candidate, or releasing a blue-green standby, needs its evidence first)")
+    forward.add_argument("--reason", default="", help="why (goes into the audit log)")
+    forward.add_argument("--force", action="store_true",
+                         help="advance without the evidence the step needs; takes a --reason, audited")
+    steps.add("abort", _deploy_abort, "stop; all traffic back to the baseline").add_argument(
+        "--reason", default="", help="why (goes into the audit log)")
     steps.add("status", _deploy_status, "the deployment and what it has shown so far")
 
     keys = commands.add("keys", None, "API keys: create, list, revoke")
@@ -202,7 +206,7 @@ def _deploy_advance(args: argparse.Namespace) -> int:
     from appliance.deployment import deployments
 
     with open_home(args) as home:
-        d = deployments.advance(home, args.model, reason=args.reason)
+        d = deployments.advance(home, args.model, reason=args.reason, force=args.force)
     print(f"{d.model}: {_deployment_line(d)}")
     return 0
 

@@ -1,4 +1,4 @@
-"""The math of deployments: canary analysis, the A/B outcome comparison, the shadow report.
+"""The math of deployments besides the canary's (``canary``): the A/B outcome comparison, the shadow report.
 
 Each compares what two versions answered, in the model's task's terms (``appliance.task``): a binary
 classifier's probability of class 1, a multiclass classifier's chosen class and class probabilities, a
@@ -14,126 +14,10 @@ from collections.abc import Sequence
 import msgspec
 import numpy as np
 
-from appliance.spec import DeploymentSection
+from appliance.deployment.canary import percentile, psi
 from appliance.task import BINARY, Task
 
-# Differences in p99 latency smaller than this are noise on a shared machine, never a verdict.
-P99_TOLERANCE_MS = 5.0
 Z95 = 1.959963984540054
-
-
-class ArmSample(msgspec.Struct, frozen=True):
-    """One arm's recent predictions: what the successful ones answered, latencies, and failures.
-
-    ``outputs`` are, by task: binary, the probability of class 1; multiclass, the chosen class's index;
-    regression, the predicted value.
-    """
-
-    outputs: list[float]
-    latencies_ms: list[float]
-    errors: int
-
-    @property
-    def n(self) -> int:
-        return len(self.latencies_ms)
-
-    @classmethod
-    def from_rows(cls, rows: Sequence, task: Task = BINARY) -> ArmSample:
-        """From prediction-log rows of (probability, latency_ms, status, label, value, probabilities)."""
-        column = {"binary": 0, "multiclass": 3, "regression": 4}[task.kind]
-        return cls([r[column] for r in rows if r[2] == 200 and r[column] is not None],
-                   [r[1] for r in rows], sum(1 for r in rows if r[2] >= 500))
-
-
-class Verdict(msgspec.Struct, frozen=True):
-    passed: bool
-    reasons: list[str]      # why it failed; empty when it passed
-    figures: dict[str, float]
-
-
-# What the canary's PSI compares, by task, as its verdict names it.
-COMPARED = {"binary": "score distribution", "multiclass": "predicted class shares",
-            "regression": "predicted value distribution"}
-
-
-def judge_canary(production: ArmSample, candidate: ArmSample, policy: DeploymentSection,
-                 task: Task = BINARY) -> Verdict:
-    """Compare the candidate with production on error rate, p99 latency and the distribution of answers.
-
-    The answers compared are the probability of class 1 (binary), the value (regression), both binned
-    at production's quantiles; and for multiclass the share of each predicted class. Class shares are
-    what a multiclass user sees change; their bins are the classes themselves, so up to 10 classes the
-    PSI's noise is at most a binary PSI's. Judging each class's probability instead and taking the worst
-    of k PSIs would multiply the chances of rolling back a sound candidate on a small canary sample.
-    """
-    err_p = production.errors / production.n if production.n else 0.0
-    err_c = candidate.errors / candidate.n if candidate.n else 0.0
-    p99_p, p99_c = percentile(production.latencies_ms, 99), percentile(candidate.latencies_ms, 99)
-    ratio = p99_c / p99_p if p99_p > 0 else 1.0
-    if task.kind == "multiclass":
-        drift = class_share_psi(production.outputs, candidate.outputs, len(task.classes))
-    else:
-        drift = psi(production.outputs, candidate.outputs)
-    reasons = []
-    if err_c - err_p > policy.max_error_rate_increase:
-        reasons.append(f"error rate {err_c:.2%} vs production {err_p:.2%} "
-                       f"(allowed increase {policy.max_error_rate_increase:.2%})")
-    if ratio > policy.max_p99_latency_ratio and p99_c - p99_p > P99_TOLERANCE_MS:
-        reasons.append(f"p99 latency {p99_c:.1f} ms is {ratio:.2f}× production's {p99_p:.1f} ms "
-                       f"(allowed {policy.max_p99_latency_ratio:g}×)")
-    if drift > policy.max_psi:
-        reasons.append(f"{COMPARED[task.kind]} PSI {drift:.3f} against production (allowed {policy.max_psi:g})")
-    figures = {"production_n": production.n, "candidate_n": candidate.n, "production_error_rate": err_p,
-               "candidate_error_rate": err_c, "production_p99_ms": p99_p, "candidate_p99_ms": p99_c,
-               "p99_ratio": ratio, "psi": drift}
-    return Verdict(not reasons, reasons, figures)
-
-
-def psi(expected: Sequence[float], actual: Sequence[float], bins: int | None = None) -> float:
-    """Population stability index of two score samples, binned at the expected sample's quantiles.
-
-    PSI of two samples of one distribution is about (bins - 1)·(1/n₁ + 1/n₂), so small samples get
-    fewer bins (one per 20 rows of the smaller sample, 2 to 10) to keep that noise under ~0.1.
-    """
-    if not len(expected) or not len(actual):
-        return 0.0
-    if bins is None:
-        bins = max(2, min(10, min(len(expected), len(actual)) // 20))
-    e = np.asarray(expected, dtype=np.float64)
-    a = np.asarray(actual, dtype=np.float64)
-    edges = np.unique(np.quantile(e, np.linspace(0, 1, bins + 1)[1:-1]))
-    e_share = np.bincount(np.searchsorted(edges, e, side="right"), minlength=len(edges) + 1) / len(e)
-    a_share = np.bincount(np.searchsorted(edges, a, side="right"), minlength=len(edges) + 1) / len(a)
-    return _psi_of_shares(e_share, a_share)
-
-
-def class_share_psi(expected: Sequence[int], actual: Sequence[int], classes: int) -> float:
-    """Population stability index of the shares of predicted classes (indices 0..classes-1) in two samples.
-
-    Two samples of one distribution give about (classes - 1)·(1/n₁ + 1/n₂).
-    """
-    if not len(expected) or not len(actual):
-        return 0.0
-    return _psi_of_shares(_class_shares(expected, classes), _class_shares(actual, classes))
-
-
-def _psi_of_shares(e_share: np.ndarray, a_share: np.ndarray) -> float:
-    # An empty bin would make the log infinite; a tiny floor keeps one odd bin from dominating.
-    e_share, a_share = np.clip(e_share, 1e-4, None), np.clip(a_share, 1e-4, None)
-    return float(np.sum((a_share - e_share) * np.log(a_share / e_share)))
-
-
-def _class_shares(codes: Sequence[int], classes: int) -> np.ndarray:
-    c = np.asarray(codes, dtype=np.int64)
-    return np.bincount(c[(c >= 0) & (c < classes)], minlength=classes)[:classes] / len(c)
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    """The q-th percentile (nearest rank above), 0 for no values."""
-    if not len(values):
-        return 0.0
-    ordered = sorted(values)
-    return float(ordered[min(len(ordered) - 1, math.ceil(q / 100 * len(ordered)) - 1)])
 
 
 class ArmOutcomes(msgspec.Struct, frozen=True):

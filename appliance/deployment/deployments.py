@@ -9,17 +9,13 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from collections import Counter
 
 import msgspec
 
 from appliance.data.declared import model_task
-from appliance.deployment.analysis import (
-    ArmSample,
-    Verdict,
-    ab_report_for,
-    judge_canary,
-    shadow_report,
-)
+from appliance.deployment.analysis import ab_report_for, shadow_report
+from appliance.deployment.canary import ArmSample, Verdict, judge_canary
 from appliance.errors import Conflict, InvalidInput, NotFound
 from appliance.home import Home
 from storage.database import transaction
@@ -27,7 +23,7 @@ from storage.prediction_log import PredictionStore
 
 STRATEGIES: tuple[str, ...] = ("blue-green", "canary", "shadow", "ab")
 ANALYST = "canary-analysis"
-# A canary step is judged on at most this many of each arm's latest predictions.
+# A canary is judged on at most this many of each arm's latest predictions since it began.
 MAX_SAMPLE = 20_000
 
 
@@ -112,11 +108,22 @@ def running(conn: sqlite3.Connection) -> list[Deployment]:
 
 
 def advance(home: Home, model: str, actor: str = "cli", reason: str = "",
-            expected_step: int | None = None) -> Deployment:
-    """Move a deployment one step on: the next canary step, the blue-green switch, or promotion."""
+            expected_step: int | None = None, force: bool = False) -> Deployment:
+    """Move a deployment one step on: the next canary step, the blue-green switch, or promotion.
+
+    A shadow or A/B candidate is promoted, and a switched blue-green releases its standby (the instant way
+    back), only with evidence: ``min_sample`` predictions compared with production, ``ab_min_outcomes``
+    outcomes on each A/B arm, ``min_sample`` predictions served since the switch. ``force`` goes on without
+    it, for a stated reason that the audit log keeps."""
     d = _running(home, model)
     if expected_step is not None and d.step != expected_step:
         raise Conflict(f"the deployment of '{model}' moved on meanwhile (now at step {d.step})")
+    if force:
+        if not reason.strip():
+            raise InvalidInput("a forced advance needs a reason (--reason '…'); the audit log keeps it")
+        reason = f"forced: {reason}"
+    else:
+        _require_evidence(home, d)
     if d.strategy == "canary":
         steps = home.spec(model).deployment.canary_steps
         nxt = d.step + 1
@@ -131,6 +138,32 @@ def advance(home: Home, model: str, actor: str = "cli", reason: str = "",
     if d.strategy == "blue-green":
         return _finish(home, d, "completed", actor, reason or "standby released")
     return _promote_and_finish(home, d, actor, reason or f"{d.strategy} candidate chosen")
+
+
+def _require_evidence(home: Home, d: Deployment) -> None:
+    """Refuse to promote a shadow or A/B candidate, or to release a blue-green standby, before there is evidence
+    that the candidate serves as well (a canary is advanced by its analysis, or by a person's step)."""
+    policy = home.spec(d.model).deployment
+    store = PredictionStore(home.layout.predictions_db)
+    try:
+        if d.strategy == "shadow":
+            have, need = len(store.shadow_pairs(d.id, limit=policy.min_sample)), policy.min_sample
+            what = "predictions compared with production"
+        elif d.strategy == "ab":
+            arms = Counter(arm for arm, *_ in store.outcomes_by_arm(d.id))
+            have, need = min(arms["production"], arms["candidate"]), policy.ab_min_outcomes
+            what = f"outcomes on its thinner arm (production {arms['production']:,}, candidate {arms['candidate']:,})"
+        elif d.strategy == "blue-green" and d.switched:
+            have, need = store.arm_count(d.id, "production", d.step_started_at), policy.min_sample
+            what = "predictions served since the switch"
+        else:
+            return
+    finally:
+        store.close()
+    if have < need:
+        raise Conflict(f"the {d.strategy} of v{d.candidate_version} has {have:,} {what}; it needs {need:,} "
+                       f"(deployment.{'ab_min_outcomes' if d.strategy == 'ab' else 'min_sample'}) before it can "
+                       f"advance: wait for traffic, or advance with --force and a --reason")
 
 
 def abort(home: Home, model: str, actor: str = "cli", reason: str = "",
@@ -159,9 +192,10 @@ def analyze_canaries(home: Home, store: PredictionStore, actor: str = ANALYST) -
         counts = [store.arm_count(d.id, arm, d.step_started_at) for arm in ("production", "candidate")]
         if min(counts) < policy.min_sample:
             continue
-        limit = max(policy.min_sample, min(MAX_SAMPLE, policy.min_sample * 5))
         task = model_task(home.spec(d.model))
-        production, candidate = (ArmSample.from_rows(store.arm_sample(d.id, arm, d.step_started_at, limit), task)
+        # Judged on everything since the canary began: the candidate is the same model at every step, and the
+        # rules' error rates are set for one look per step at the growing sample (see canary.py).
+        production, candidate = (ArmSample.from_rows(store.arm_sample(d.id, arm, d.started_at, MAX_SAMPLE), task)
                                  for arm in ("production", "candidate"))
         verdict = judge_canary(production, candidate, policy, task)
         try:
@@ -186,11 +220,13 @@ def report(home: Home, store: PredictionStore, d: Deployment) -> dict:
     task = model_task(spec)
     if d.strategy == "canary":
         policy = spec.deployment
-        samples = [ArmSample.from_rows(store.arm_sample(d.id, arm, d.step_started_at, MAX_SAMPLE), task)
+        step = [store.arm_count(d.id, arm, d.step_started_at) for arm in ("production", "candidate")]
+        samples = [ArmSample.from_rows(store.arm_sample(d.id, arm, d.started_at, MAX_SAMPLE), task)
                    for arm in ("production", "candidate")]
-        ready = min(s.n for s in samples) >= policy.min_sample
+        ready = min(step) >= policy.min_sample
         body["step"] = {"traffic_percent": d.traffic_percent, "min_sample": policy.min_sample,
-                        "sample": {"production": samples[0].n, "candidate": samples[1].n},
+                        "sample": {"production": step[0], "candidate": step[1]},
+                        "judged_on": {"production": samples[0].n, "candidate": samples[1].n},
                         "analysis": msgspec.to_builtins(judge_canary(*samples, policy, task)) if ready else None}
     elif d.strategy == "ab":
         body["ab"] = msgspec.to_builtins(ab_report_for(task, body["predictions"], store.outcomes_by_arm(d.id)))

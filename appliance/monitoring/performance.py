@@ -36,6 +36,7 @@ def performance_by_window(frame: pl.DataFrame, windows: EventWindows, label: str
     column. Only AUC alerts (below ``performance.min_auc``); unlabelled rows are left out.
     """
     def measure(part: pl.DataFrame) -> dict[str, float]:
+        part = part.filter(pl.col(score).is_finite())  # the AUC refuses a score without a rank; judge the rest
         return binary_metrics(part[label].to_numpy(), part[score].to_numpy(), decision_threshold)
 
     limits = {"auc": (rules.performance.auc_floor, True)}

@@ -40,7 +40,12 @@ def format_value(metric: str, value: float) -> str:
 # -- binary ----------------------------------------------------------------------------------------
 
 def roc_auc(y: np.ndarray, score: np.ndarray) -> float:
-    """Area under the ROC curve (Mann–Whitney U with average ranks for ties)."""
+    """Area under the ROC curve (Mann–Whitney U with average ranks for ties). A NaN or infinite score has no
+    rank (sorting would put NaN above every score): refused with InvalidInput."""
+    score = np.asarray(score, dtype=np.float64)
+    if not np.isfinite(score).all():
+        raise InvalidInput(f"{int(np.sum(~np.isfinite(score))):,} of {score.size:,} scores are NaN or infinite; "
+                           "an AUC ranks finite scores only")
     y = np.asarray(y).astype(bool)
     n_pos = int(y.sum())
     n_neg = y.size - n_pos

@@ -172,10 +172,11 @@ class ServingSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 class DeploymentSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     canary_steps: list[Percent] = msgspec.field(default_factory=lambda: [5, 25, 50, 100])  # percent of traffic on the candidate, step by step, rising to 100
     min_sample: AtLeastOne = 200        # predictions per arm before a canary step is judged
-    max_error_rate_increase: float = 0.01   # candidate error rate minus production's, at most
-    max_p99_latency_ratio: float = 1.5  # candidate p99 latency over production's, at most
-    max_psi: float = 0.2                # population stability index of the two score distributions, at most
+    max_error_rate_increase: float = 0.01   # candidate error rate minus production's, at most (a larger one rolls back only beyond chance)
+    max_p99_latency_ratio: float = 1.5  # candidate latency over production's (geometric mean and p99, each with a confidence bound), at most
+    max_psi: float = 0.2                # population stability index of the two answer distributions, at most (and beyond chance)
     ab_key: str | None = None           # the field an A/B split hashes (default: features.entity_key)
+    ab_min_outcomes: AtLeastOne = 30    # outcomes on each A/B arm before its interval is shown or the candidate can be chosen
     on_retrain: Literal["approve", "canary"] = "approve"  # a retrain an alert started: wait for a human, or canary it
 
     def __post_init__(self) -> None:
