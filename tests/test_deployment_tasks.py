@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from scipy import stats
+from statsmodels.stats.proportion import confint_proportions_2indep
 
 from appliance.cli import main
 from appliance.deployment import deployments
@@ -29,7 +30,8 @@ MIN_SAMPLE = 200
 def _respec(home: Home, tmp: Path, task: str) -> None:
     """Declare the sample model a multiclass (classes from the contract) or a regression model. Its trained
     versions stay as they are: the analysis reads only what the prediction log says each arm answered."""
-    overrides = {"min_sample = 200": f"min_sample = {MIN_SAMPLE}"}
+    # A/B intervals from 3 outcomes an arm, so the tests' small hand-written feedback is judged.
+    overrides = {"min_sample = 200": f"min_sample = {MIN_SAMPLE}\nab_min_outcomes = 3"}
     if task == "multiclass":
         overrides[BINARY_TARGET] = 'column = "is_fraud"\ntask = "multiclass"'
     else:
@@ -229,9 +231,14 @@ def test_regression_shadow_reports_mean_absolute_difference_relative_to_producti
 
 
 def _welch(a: list[float], b: list[float]) -> tuple[float, tuple[float, float]]:
-    diff = float(np.mean(b) - np.mean(a))
-    half = stats.norm.ppf(0.975) * math.sqrt(np.var(a, ddof=1) / len(a) + np.var(b, ddof=1) / len(b))
-    return diff, (diff - half, diff + half)
+    """Mean of b minus mean of a and Welch's t interval, by SciPy."""
+    ci = stats.ttest_ind(b, a, equal_var=False).confidence_interval(0.95)
+    return float(np.mean(b) - np.mean(a)), (ci.low, ci.high)
+
+
+def _newcombe(a: list[float], b: list[float]) -> tuple[float, float]:
+    """Newcombe's hybrid score interval for the difference of two proportions, by statsmodels."""
+    return confint_proportions_2indep(sum(b), len(b), sum(a), len(a), method="newcomb", compare="diff")
 
 
 def test_multiclass_ab_compares_accuracy_per_arm(home_dir, tmp_path):
@@ -253,8 +260,11 @@ def test_multiclass_ab_compares_accuracy_per_arm(home_dir, tmp_path):
     assert (ab["measure"], ab["better"]) == ("accuracy", "higher")
     assert ab["arms"] == [{"arm": "production", "predictions": 10, "with_outcome": 10, "accuracy": 0.7},
                           {"arm": "candidate", "predictions": 11, "with_outcome": 8, "accuracy": 0.75}]
-    diff, ci = _welch([1.0] * 7 + [0.0] * 3, [1.0] * 6 + [0.0] * 2)
-    assert ab["difference"] == pytest.approx(diff) and ab["ci95"] == pytest.approx(ci)
+    production_right, candidate_right = [1.0] * 7 + [0.0] * 3, [1.0] * 6 + [0.0] * 2
+    assert ab["difference"] == pytest.approx(0.05)
+    # Each prediction is right or wrong: the interval is one made for proportions.
+    assert ab["ci95"] == pytest.approx(_newcombe(production_right, candidate_right))
+    assert ab["verdict"] == "no difference shown yet (the always-valid interval includes 0)"
 
 
 def test_regression_ab_compares_mean_absolute_error_per_arm_lower_being_better(home_dir, tmp_path):
@@ -265,9 +275,10 @@ def test_regression_ab_compares_mean_absolute_error_per_arm_lower_being_better(h
         log.feedback(d, log.predict(d, "production", _values([10, 20, 30, 40])), [12, 15, 30, 49])
         ids = log.predict(d, "candidate", _values([10, 20, 30]))
         log.feedback(d, ids[:1], [11])
-        # One outcome on the candidate's side: its MAE, but no difference nor interval from a single row.
+        # One outcome on the candidate's side: its MAE and the difference so far, but no interval below the minimum.
         single = deployments.report(home, log.store, d)["ab"]
-        assert single["arms"][1]["mae"] == 1.0 and single["difference"] is None and single["ci95"] is None
+        assert single["arms"][1]["mae"] == 1.0 and single["difference"] == -3.0 and single["ci95"] is None
+        assert single["verdict"] == "not enough outcomes yet: 4 and 1 of 3 an arm"
         log.feedback(d, ids, [9, 18, 33])  # the first outcome corrected, the others arrived
         failed = log.predict(d, "candidate", [{}], status=500)
         log.feedback(d, failed, [25])   # a failed request has no value to score

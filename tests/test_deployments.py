@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import random
 import threading
 import time
@@ -11,7 +10,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-from scipy import stats
+from statsmodels.stats.proportion import confint_proportions_2indep
 
 from appliance.deployment import deployments
 from appliance.deployment.analysis import ab_report, shadow_report
@@ -58,16 +57,27 @@ def test_canary_verdict_names_every_failed_check():
     assert judge_canary(ArmSample(scores, [0.5] * 400, 0), ArmSample(scores, [3.0] * 400, 0), policy).passed
 
 
-def test_ab_confidence_interval_matches_welch():
+def test_ab_interval_of_binary_outcomes_is_newcombes_and_the_always_valid_one_is_wider():
     rng = np.random.default_rng(3)
     a, b = rng.binomial(1, 0.10, 800), rng.binomial(1, 0.16, 900)
     report = ab_report({"production": 1000, "candidate": 1000},
-                       [("production", float(x)) for x in a] + [("candidate", float(x)) for x in b])
+                       [("production", float(x)) for x in a] + [("candidate", float(x)) for x in b], 30)
     assert report.difference == pytest.approx(b.mean() - a.mean())
-    se = math.sqrt(a.var(ddof=1) / len(a) + b.var(ddof=1) / len(b))
-    z = stats.norm.ppf(0.975)
-    assert report.ci95 == pytest.approx((report.difference - z * se, report.difference + z * se))
+    newcombe = confint_proportions_2indep(b.sum(), len(b), a.sum(), len(a), method="newcomb", compare="diff")
+    assert report.ci95 == pytest.approx(newcombe)
+    low, high = report.always_valid95
+    assert low < report.ci95[0] and high > report.ci95[1]  # the price of looking every day
+    assert report.verdict == "candidate better (the always-valid interval excludes 0)"
     assert {arm.arm: arm.with_outcome for arm in report.arms} == {"production": 800, "candidate": 900}
+
+
+def test_ab_says_not_enough_outcomes_below_the_minimum_and_a_constant_arm_keeps_a_width():
+    few = ab_report({}, [("production", 0.0)] * 12 + [("candidate", 0.0)] * 9, 30)
+    assert few.ci95 is None and few.always_valid95 is None
+    assert few.verdict == "not enough outcomes yet: 12 and 9 of 30 an arm"
+    # A rare outcome that leaves both arms all 0 still has an interval with a width.
+    zeros = ab_report({}, [("production", 0.0)] * 40 + [("candidate", 0.0)] * 40, 30)
+    assert zeros.ci95[0] < 0 < zeros.ci95[1] and zeros.always_valid95[0] < 0 < zeros.always_valid95[1]
 
 
 def test_shadow_report_agreement_correlation_and_latency():

@@ -50,7 +50,9 @@ class ArmError(msgspec.Struct, frozen=True):
 class AbReport(msgspec.Struct, frozen=True):
     arms: list[ArmOutcomes]
     difference: float | None        # candidate's mean outcome minus production's
-    ci95: tuple[float, float] | None
+    ci95: tuple[float, float] | None            # for one look at this sample (Newcombe's score interval)
+    always_valid95: tuple[float, float] | None  # holds however often it is looked at (see ``_always_valid``)
+    verdict: str = ""               # what the always-valid interval shows, or how many outcomes are missing
 
 
 class MeasuredAbReport(msgspec.Struct, frozen=True):
@@ -60,27 +62,31 @@ class MeasuredAbReport(msgspec.Struct, frozen=True):
     better: str                     # "higher" or "lower": the direction of a difference that favours the candidate
     arms: list[ArmAccuracy] | list[ArmError]
     difference: float | None        # candidate's measure minus production's
-    ci95: tuple[float, float] | None
+    ci95: tuple[float, float] | None            # for one look (accuracy: Newcombe; MAE: Welch t)
+    always_valid95: tuple[float, float] | None  # holds however often it is looked at
+    verdict: str = ""
 
 
-def ab_report(predictions: dict[str, int], outcomes: Sequence[tuple[str, float]]) -> AbReport:
-    """Per-arm mean outcome and a 95 % confidence interval (Welch, normal) for the difference."""
+def ab_report(predictions: dict[str, int], outcomes: Sequence[tuple[str, float]],
+              min_outcomes: int = 2) -> AbReport:
+    """Per-arm mean outcome, and the candidate's difference with its intervals once each arm has
+    ``min_outcomes`` outcomes (see ``_compare``)."""
     by_arm = _by_arm(outcomes)
     arms = [ArmOutcomes(arm, predictions.get(arm, 0), len(v), float(np.mean(v)) if v else None)
             for arm, v in by_arm.items()]
-    return AbReport(arms, *_welch(by_arm["production"], by_arm["candidate"]))
+    return AbReport(arms, *_compare(by_arm["production"], by_arm["candidate"], min_outcomes, "higher"))
 
 
-def ab_report_for(task: Task, predictions: dict[str, int], rows: Sequence) -> AbReport | MeasuredAbReport:
+def ab_report_for(task: Task, predictions: dict[str, int], rows: Sequence,
+                  min_outcomes: int = 2) -> AbReport | MeasuredAbReport:
     """The A/B comparison in the task's terms, from rows of (arm, outcome, probability, label, value).
 
     Binary: the mean outcome, as always. Multiclass: accuracy, each prediction scored 1 when its class
     index is the outcome's. Regression: mean absolute error |value - outcome|, lower being better. A row
-    without a prediction (a failed request) has nothing to score and is left out. The interval is the
-    binary one (Welch, normal) over the per-prediction scores.
+    without a prediction (a failed request) has nothing to score and is left out.
     """
     if task.kind == "binary":
-        return ab_report(predictions, [(r[0], r[1]) for r in rows])
+        return ab_report(predictions, [(r[0], r[1]) for r in rows], min_outcomes)
     if task.kind == "multiclass":
         scored = [(r[0], float(r[3] == r[1])) for r in rows if r[3] is not None]
         arm_type, measure, better = ArmAccuracy, "accuracy", "higher"
@@ -90,7 +96,8 @@ def ab_report_for(task: Task, predictions: dict[str, int], rows: Sequence) -> Ab
     by_arm = _by_arm(scored)
     arms = [arm_type(arm, predictions.get(arm, 0), len(v), float(np.mean(v)) if v else None)
             for arm, v in by_arm.items()]
-    return MeasuredAbReport(measure, better, arms, *_welch(by_arm["production"], by_arm["candidate"]))
+    return MeasuredAbReport(measure, better, arms, *_compare(by_arm["production"], by_arm["candidate"],
+                                                              min_outcomes, better))
 
 
 def _by_arm(scored: Sequence[tuple[str, float]]) -> dict[str, list[float]]:
@@ -100,13 +107,90 @@ def _by_arm(scored: Sequence[tuple[str, float]]) -> dict[str, list[float]]:
     return by_arm
 
 
-def _welch(a: list[float], b: list[float]) -> tuple[float | None, tuple[float, float] | None]:
-    """Mean of b minus mean of a, and its 95 % interval (Welch, normal); none from fewer than 2 rows an arm."""
-    if len(a) < 2 or len(b) < 2:
-        return None, None
+AbFigures = tuple[float | None, tuple[float, float] | None, tuple[float, float] | None, str]
+
+
+def _compare(a: list[float], b: list[float], min_outcomes: int, better: str) -> AbFigures:
+    """Mean of b minus mean of a; its 95 % interval for one look at this sample; its always-valid 95 % interval;
+    and the verdict. Below ``min_outcomes`` an arm (at least 2) there is a difference but no interval.
+
+    Outcomes of 0 and 1 (a binary outcome, or a prediction's being right) get Newcombe's hybrid score
+    interval (1998, method 10), made for proportions: it keeps its coverage with few outcomes and never
+    collapses to zero width when a rare outcome leaves an arm all 0. Other outcomes get Welch's t interval.
+    """
+    need = max(2, min_outcomes)
+    if not a or not b:
+        return None, None, None, f"not enough outcomes yet: {len(a):,} and {len(b):,} of {need:,} an arm"
     diff = float(np.mean(b) - np.mean(a))
-    se = math.sqrt(np.var(a, ddof=1) / len(a) + np.var(b, ddof=1) / len(b))
-    return diff, (diff - Z95 * se, diff + Z95 * se)
+    if min(len(a), len(b)) < need:
+        return diff, None, None, f"not enough outcomes yet: {len(a):,} and {len(b):,} of {need:,} an arm"
+    proportions = all(v in (0.0, 1.0) for v in (*a, *b))
+    one_look = _newcombe(a, b) if proportions else _welch_t(a, b)
+    always = _always_valid(a, b, need, proportions)
+    low, high = always
+    if low > 0 or high < 0:
+        winner = "candidate" if (low > 0) == (better == "higher") else "production"
+        verdict = f"{winner} better (the always-valid interval excludes 0)"
+    else:
+        verdict = "no difference shown yet (the always-valid interval includes 0)"
+    return diff, one_look, always, verdict
+
+
+def _wilson(successes: float, n: int) -> tuple[float, float]:
+    z = Z95
+    centre = (successes + z * z / 2) / (n + z * z)
+    half = z * math.sqrt(successes * (n - successes) / n + z * z / 4) / (n + z * z)
+    return centre - half, centre + half
+
+
+def _newcombe(a: list[float], b: list[float]) -> tuple[float, float]:
+    p1, p2 = float(np.mean(a)), float(np.mean(b))
+    l1, u1 = _wilson(sum(a), len(a))
+    l2, u2 = _wilson(sum(b), len(b))
+    diff = p2 - p1
+    return diff - math.sqrt((p2 - l2) ** 2 + (u1 - p1) ** 2), diff + math.sqrt((u2 - p2) ** 2 + (p1 - l1) ** 2)
+
+
+def _welch_t(a: list[float], b: list[float]) -> tuple[float, float]:
+    from scipy import stats  # an A/B report is rare; the serving process does not need SciPy loaded
+
+    va, vb = np.var(a, ddof=1) / len(a), np.var(b, ddof=1) / len(b)
+    diff = float(np.mean(b) - np.mean(a))
+    se = math.sqrt(va + vb)
+    if se == 0:
+        return diff, diff
+    dof = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
+    half = float(stats.t.ppf(0.975, dof)) * se
+    return diff - half, diff + half
+
+
+def _always_valid(a: list[float], b: list[float], min_outcomes: int, proportions: bool) -> tuple[float, float]:
+    """A 95 % interval for the difference that holds at every look at once: a team may read the report every
+    day and stop when it likes without raising its error above 5 %.
+
+    The method is the mixture sequential probability ratio test's confidence sequence (Robbins 1970; Johari
+    et al. 2017, "Always valid inference"), with a normal mixture over the effect: half-width
+    sqrt(V (V + τ²) / τ² · (log((V + τ²) / V) + 2 log(1/α))), V the difference's variance now. τ² is that
+    variance at the minimum sample (``ab_min_outcomes`` an arm), so the interval is tightest for effects the
+    minimum sample could show, and widens only like sqrt(log n) beyond. Chosen over a fixed-n interval,
+    which, looked at daily, declares a winner between two identical arms far more often than 5 %; and over a
+    group-sequential design, which needs the number of looks fixed in advance. Proportions use a variance
+    smoothed by half an outcome, so an arm of all 0 still has a width.
+    """
+    def variance(values: list[float]) -> float:
+        if proportions:
+            p = (sum(values) + 0.5) / (len(values) + 1)
+            return p * (1 - p)
+        return float(np.var(values, ddof=1))
+
+    var_a, var_b = variance(a), variance(b)
+    v = var_a / len(a) + var_b / len(b)
+    tau2 = (var_a + var_b) / min_outcomes
+    diff = float(np.mean(b) - np.mean(a))
+    if v == 0:
+        return diff, diff
+    half = math.sqrt(v * (v + tau2) / tau2 * (math.log((v + tau2) / v) + 2 * math.log(1 / 0.05)))
+    return diff - half, diff + half
 
 
 class ShadowReport(msgspec.Struct, frozen=True):

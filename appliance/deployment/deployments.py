@@ -229,7 +229,8 @@ def report(home: Home, store: PredictionStore, d: Deployment) -> dict:
                         "judged_on": {"production": samples[0].n, "candidate": samples[1].n},
                         "analysis": msgspec.to_builtins(judge_canary(*samples, policy, task)) if ready else None}
     elif d.strategy == "ab":
-        body["ab"] = msgspec.to_builtins(ab_report_for(task, body["predictions"], store.outcomes_by_arm(d.id)))
+        body["ab"] = msgspec.to_builtins(ab_report_for(task, body["predictions"], store.outcomes_by_arm(d.id),
+                                                       spec.deployment.ab_min_outcomes))
     else:
         body["shadow"] = msgspec.to_builtins(shadow_report(store.shadow_pairs(d.id), task))
     return body
