@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import polars as pl
 
 from storage.database import transaction
+from storage.offline_store import move_into_place, parquet_being_written
 from storage.prediction_log import PREDICTION_COLUMNS, PredictionStore
 
 KEY = ["request_id", "position"]
@@ -44,7 +43,9 @@ class PredictionArchive:
         target = self.path(day)
         if target.exists():  # an earlier move wrote the file but stopped before deleting the rows
             frame = pl.concat([pl.read_parquet(target), frame], how="diagonal_relaxed").unique(KEY, keep="last")
-        _write_atomic(frame.sort("received_at", *KEY), target)
+        with parquet_being_written(target.parent) as tmp:
+            frame.sort("received_at", *KEY).write_parquet(tmp, compression="zstd")
+            move_into_place(tmp, target)
         drop_day(store, day)
         return len(rows)
 
@@ -88,17 +89,3 @@ def _day(ts: float) -> date:
 def _bounds(day: date) -> tuple[float, float]:
     start = datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp()
     return start, start + 86400.0
-
-
-def _write_atomic(frame: pl.DataFrame, target: Path) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=".parquet")
-    os.close(fd)
-    try:
-        frame.write_parquet(tmp, compression="zstd")
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -1,14 +1,19 @@
-"""Shared fixtures: a data directory trained once per session, copies of it, and a real server."""
+"""Shared fixtures: a data directory trained once per session, copies of it, and a real server; the specs,
+webhook receivers and interrupted fits that several test files build alike."""
 
 from __future__ import annotations
 
+import argparse
 import contextlib
+import json
 import shutil
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
+from typing import Any, ClassVar
 
 import httpx
 import pytest
@@ -147,3 +152,71 @@ def mlp_spec(tmp: Path, **overrides: str) -> Path:
     text = text[:start] + MLP_TRAINING + "\n" + text[end:]
     path.write_text(text)
     return path
+
+
+class HookReceiver(BaseHTTPRequestHandler):
+    """The far end of an alert's webhook: keeps each delivery's JSON in its class's ``bodies`` and answers with
+    ``status()``. Each subclass declares its own ``bodies``, so one test's deliveries are not another's."""
+
+    bodies: ClassVar[list[dict]] = []
+
+    def do_POST(self) -> None:
+        type(self).bodies.append(json.loads(self.rfile.read(int(self.headers["content-length"]))))
+        self.send_response(self.status())
+        self.end_headers()
+
+    def status(self) -> int:
+        return 200
+
+    def log_message(self, *args) -> None:
+        pass  # no line per delivery in the test's output
+
+
+@contextlib.contextmanager
+def webhook_alert(spec: Path, receiver: type[HookReceiver], name: str, method: str, threshold: float) -> Iterator[None]:
+    """The spec with one alert rule in place of the defaults, the serving check's ``method`` above ``threshold``,
+    whose webhook posts to ``receiver`` on a loopback port until the block ends."""
+    server = HTTPServer(("127.0.0.1", 0), receiver)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    spec.write_text(spec.read_text() + f"""
+[[alerts]]
+name = "{name}"
+check = "serving"
+method = "{method}"
+op = ">"
+threshold = {threshold}
+action = "webhook"
+url = "http://127.0.0.1:{server.server_port}/hook"
+""")
+    try:
+        yield
+    finally:
+        server.shutdown()
+
+
+def interrupted_and_resumed(fit: Callable[..., Any], crash_in_epoch: int, checkpoint: Path) -> tuple[Any, list[int]]:
+    """``fit(log_metric=…, checkpoint=…)`` stopped by an error in epoch ``crash_in_epoch`` (counted from 0), then
+    run again from the checkpoint it left: the resumed model, and the epochs the resumed fit logged."""
+
+    class Crash(Exception):
+        pass
+
+    def crash(name: str, value: float, epoch: int) -> None:
+        if epoch == crash_in_epoch:
+            raise Crash
+
+    with pytest.raises(Crash):
+        fit(log_metric=crash, checkpoint=checkpoint)
+    epochs: list[int] = []
+    resumed = fit(checkpoint=checkpoint, log_metric=lambda name, value, epoch: epochs.append(epoch))
+    return resumed, epochs
+
+
+def command_paths(parser: argparse.ArgumentParser, words: tuple[str, ...] = ()):
+    """(the words that reach it, its parser) for the top level and every subcommand under it, read from the
+    parser itself: not through the CLI reference's generator, which the tests check."""
+    yield words, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from command_paths(sub, (*words, name))

@@ -8,11 +8,35 @@ entity at all, a CSV with text timestamps and text booleans (``loans``).
 
 from __future__ import annotations
 
+import tomllib
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import numpy as np
 import polars as pl
+
+TEXT_TIME = "%Y-%m-%d %H:%M:%S"   # the CSV sets' times: text with no zone, as many exports write them
+
+
+def write_data_set(folder: Path, name: str, spec: str, contract: str, frame: pl.DataFrame,
+                   live_from: datetime) -> Path:
+    """The rows before ``live_from`` as the spec's source and the rest as its live file (each where the spec's
+    [data] names it, CSV or Parquet as its name says), the contract, and the spec as ``name``.toml; returns the
+    spec's path. Text times are compared as text: in ``TEXT_TIME`` that is their order in time."""
+    declared = tomllib.loads(spec)
+    event_time = declared["features"]["event_time"]
+    cut = live_from.strftime(TEXT_TIME) if frame.schema[event_time] == pl.String else live_from
+    for file, rows in ((declared["data"]["source"], frame.filter(pl.col(event_time) < cut)),
+                       (declared["data"]["live"], frame.filter(pl.col(event_time) >= cut))):
+        if file.endswith(".csv"):
+            rows.write_csv(folder / file)
+        else:
+            rows.write_parquet(folder / file)
+    (folder / declared["data"]["contract"]).write_text(contract)
+    path = folder / f"{name}.toml"
+    path.write_text(spec)
+    return path
+
 
 SUBSCRIPTIONS_SPEC = """[model]
 name = "{name}"
@@ -138,17 +162,12 @@ def write_subscriptions(folder: Path, name: str = "subs", days: int = 16, live_d
         "session_id": np.arange(1, n + 1), "logged_at": [start + timedelta(seconds=int(s)) for s in seconds],
         "subscriber": subscriber, "minutes": minutes, "channel": channel, "on_mobile": mobile, "cancelled": cancelled,
     })
-    cut = start + timedelta(days=days)
-    frame.filter(pl.col("logged_at") < cut).write_parquet(folder / "history.parquet")
-    frame.filter(pl.col("logged_at") >= cut).write_parquet(folder / "live.parquet")
     contract = SUBSCRIPTIONS_CONTRACT
     if anonymous_share:
         required = 'name = "subscriber"\ntype = "integer"\nnullable = false'
         contract = contract.replace(required, 'name = "subscriber"\ntype = "integer"')
-    (folder / "contract.toml").write_text(contract)
-    spec = folder / f"{name}.toml"
-    spec.write_text(SUBSCRIPTIONS_SPEC.format(name=name))
-    return spec
+    return write_data_set(folder, name, SUBSCRIPTIONS_SPEC.format(name=name), contract, frame,
+                          start + timedelta(days=days))
 
 
 LOANS_SPEC = """[model]
@@ -251,14 +270,9 @@ def write_loans(folder: Path, name: str = "loans", days: int = 12, live_days: in
     defaulted = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(np.int64)
     frame = pl.DataFrame({
         "application": [f"app-{i:06d}" for i in range(n)],
-        "applied": [(start + timedelta(seconds=int(s))).strftime("%Y-%m-%d %H:%M:%S") for s in seconds],
+        "applied": [(start + timedelta(seconds=int(s))).strftime(TEXT_TIME) for s in seconds],
         "income": income, "term": term, "grade": grade,
         "cosigned": ["true" if c else "false" for c in cosigned], "defaulted": defaulted,
     })
-    cut = (start + timedelta(days=days)).strftime("%Y-%m-%d %H:%M:%S")
-    frame.filter(pl.col("applied") < cut).write_csv(folder / "applications.csv")
-    frame.filter(pl.col("applied") >= cut).write_csv(folder / "live.csv")
-    (folder / "contract.toml").write_text(LOANS_CONTRACT)
-    spec = folder / f"{name}.toml"
-    spec.write_text(LOANS_SPEC.format(name=name))
-    return spec
+    return write_data_set(folder, name, LOANS_SPEC.format(name=name), LOANS_CONTRACT, frame,
+                          start + timedelta(days=days))

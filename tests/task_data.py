@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
+from own_data import TEXT_TIME, write_data_set
 
 DELIVERIES_SPEC = """[model]
 name = "{name}"
@@ -133,14 +134,9 @@ def write_deliveries(folder: Path, name: str = "eta", days: int = 14, live_days:
         "courier": [couriers[i] for i in who], "distance_km": distance, "zone": [ZONES[z] for z in zone],
         "rush": rush, "items": items, "minutes": minutes,
     })
-    cut = start + timedelta(days=days)
-    frame.filter(pl.col("ordered_at") < cut).write_parquet(folder / "history.parquet")
-    frame.filter(pl.col("ordered_at") >= cut).write_parquet(folder / "live.parquet")
-    (folder / "contract.toml").write_text(DELIVERIES_CONTRACT)
-    spec = folder / f"{name}.toml"
-    spec.write_text(DELIVERIES_SPEC.format(name=name, trainer=trainer,
-                                           params=LIGHTGBM_PARAMS if trainer == "lightgbm" else MLP_PARAMS))
-    return spec
+    spec = DELIVERIES_SPEC.format(name=name, trainer=trainer,
+                                  params=LIGHTGBM_PARAMS if trainer == "lightgbm" else MLP_PARAMS)
+    return write_data_set(folder, name, spec, DELIVERIES_CONTRACT, frame, start + timedelta(days=days))
 
 
 TICKETS_SPEC = """[model]
@@ -250,17 +246,12 @@ def write_tickets(folder: Path, name: str = "triage", days: int = 14, live_days:
     if live_swapped:
         live = seconds >= days * 86400
         team = np.where(live & (team == 0), 1, np.where(live & (team == 1), 0, team))
-    opened = [(start + timedelta(seconds=int(s))).strftime("%Y-%m-%d %H:%M:%S") for s in seconds]
+    opened = [(start + timedelta(seconds=int(s))).strftime(TEXT_TIME) for s in seconds]
     frame = pl.DataFrame({
         "ticket": np.arange(1, n + 1), "opened": opened, "words": words, "channel": channel,
         "attachment": ["true" if a else "false" for a in attachment], "hour": hour,
         "team": [TEAMS[t] for t in team],
     })
-    cut = (start + timedelta(days=days)).strftime("%Y-%m-%d %H:%M:%S")
-    frame.filter(pl.col("opened") < cut).write_csv(folder / "tickets.csv")
-    frame.filter(pl.col("opened") >= cut).write_csv(folder / "live.csv")
-    (folder / "contract.toml").write_text(TICKETS_CONTRACT)
-    spec = folder / f"{name}.toml"
-    spec.write_text(TICKETS_SPEC.format(name=name, trainer=trainer,
-                                        params=LIGHTGBM_PARAMS if trainer == "lightgbm" else MLP_PARAMS))
-    return spec
+    spec = TICKETS_SPEC.format(name=name, trainer=trainer,
+                               params=LIGHTGBM_PARAMS if trainer == "lightgbm" else MLP_PARAMS)
+    return write_data_set(folder, name, spec, TICKETS_CONTRACT, frame, start + timedelta(days=days))

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
-import threading
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import ClassVar
 
@@ -21,7 +18,7 @@ from appliance.home import Home
 from appliance.spec import load_spec
 from appliance.spec.alerts import DEFAULT_ALERTS, AlertRule
 from appliance.training import retrain
-from tests.conftest import sliced_spec, small_spec
+from tests.conftest import HookReceiver, sliced_spec, small_spec, webhook_alert
 
 DAY0 = datetime(2026, 10, 16, tzinfo=UTC)
 COLUMNS = {"model": pl.Utf8, "version": pl.Int64, "window_start": pl.Datetime("us", "UTC"),
@@ -241,44 +238,22 @@ def test_ack_and_resolve_from_the_cli(home: Home, tmp_path: Path):
     assert cli("show", "999").stderr.startswith("error: no alert 999")
 
 
-class FlakyReceiver(BaseHTTPRequestHandler):
+class FlakyReceiver(HookReceiver):
     """Fails the first two deliveries with 503, accepts the third."""
 
     bodies: ClassVar[list[dict]] = []
 
-    def do_POST(self) -> None:
-        body = json.loads(self.rfile.read(int(self.headers["content-length"])))
-        type(self).bodies.append(body)
-        self.send_response(503 if len(self.bodies) <= 2 else 200)
-        self.end_headers()
-
-    def log_message(self, *args) -> None:
-        pass
+    def status(self) -> int:
+        return 503 if len(self.bodies) <= 2 else 200
 
 
 def test_webhook_retries_with_backoff_until_delivered(tmp_path: Path):
-    server = HTTPServer(("127.0.0.1", 0), FlakyReceiver)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{server.server_port}/hook"
     spec = small_spec(tmp_path)
-    spec.write_text(spec.read_text() + f"""
-[[alerts]]
-name = "latency"
-check = "serving"
-method = "p99_ms"
-op = ">"
-threshold = 200
-action = "webhook"
-url = "{url}"
-""")
-    try:
-        with Home(tmp_path / "home") as h:
-            h.add_model(load_spec(spec))
-            [alert] = on_monitor_results(h, "fraud", results((0, "serving", None, "p99_ms", 450.0, 200, True)))
-            assert actions.wait_for_actions(30)
-            [action] = records.alert(h.conn, alert.id).actions
-    finally:
-        server.shutdown()
+    with webhook_alert(spec, FlakyReceiver, "latency", "p99_ms", 200), Home(tmp_path / "home") as h:
+        h.add_model(load_spec(spec))
+        [alert] = on_monitor_results(h, "fraud", results((0, "serving", None, "p99_ms", 450.0, 200, True)))
+        assert actions.wait_for_actions(30)
+        [action] = records.alert(h.conn, alert.id).actions
     assert [b["alert"] for b in FlakyReceiver.bodies] == [alert.id] * 3
     assert FlakyReceiver.bodies[-1]["message"].startswith("p99_ms = 450")
     assert (action.action, action.status, action.detail["attempts"], action.detail["failures"]) == \

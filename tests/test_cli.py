@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 
 from appliance.cli import build_parser, main
-from tests.conftest import SAMPLE_RECORD
+from tests.conftest import SAMPLE_RECORD, command_paths
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -132,19 +132,10 @@ def test_user_errors_print_one_line_and_no_traceback(home_dir, tmp_path):
     assert "unknown model 'fraud'" in no_production.stderr
 
 
-def _commands(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()):
-    """(the words that reach it, its parser) for the top level and every subcommand under it."""
-    yield path, parser
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            for name, sub in action.choices.items():
-                yield from _commands(sub, (*path, name))
-
-
 def test_every_command_and_argument_says_what_it_is():
     """The CLI reference in docs/ is generated from these strings: a blank one is an undocumented command."""
     missing = []
-    for path, parser in _commands(build_parser()):
+    for path, parser in command_paths(build_parser()):
         if path and not parser.description:
             missing.append(" ".join(path))
         for action in parser._actions:
@@ -153,7 +144,7 @@ def test_every_command_and_argument_says_what_it_is():
             elif not action.help:
                 missing.append(" ".join((*path, "/".join(action.option_strings) or action.dest)))
     assert missing == []
-    assert len(list(_commands(build_parser()))) > 40  # the walk reached the subcommands
+    assert len(list(command_paths(build_parser()))) > 40  # the walk reached the subcommands
 
 
 def test_the_entry_points_reach_main_and_help_starts_without_the_ml_stack():

@@ -13,6 +13,7 @@ from appliance import cli_reference
 from appliance.cli_reference import REFERENCE, REGENERATE, build_parser, reference
 from appliance.serving.app import create_app
 from appliance.serving.predict import PREFIX, SUFFIX
+from tests.conftest import command_paths
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -34,7 +35,7 @@ def test_committed_cli_reference_is_current():
 def test_every_command_and_option_is_in_the_cli_reference():
     sections = _sections(REFERENCE.read_text())
     missing = []
-    for words, parser in _command_paths(build_parser()):
+    for words, parser in command_paths(build_parser()):
         name = " ".join(("appliance", *words))
         section = sections.get(name)
         if section is None:
@@ -81,15 +82,6 @@ def test_the_generator_renders_whatever_the_parser_says():
 def test_prints_the_cli_reference(capsys):
     assert cli_reference.main([]) == 0
     assert capsys.readouterr().out == reference()
-
-
-def _command_paths(parser: argparse.ArgumentParser, words: tuple[str, ...] = ()):
-    """(words, parser) for every command, read from the parser independently of the generator."""
-    yield words, parser
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            for name, sub in action.choices.items():
-                yield from _command_paths(sub, (*words, name))
 
 
 def _sections(markdown: str) -> dict[str, str]:

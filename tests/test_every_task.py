@@ -47,6 +47,22 @@ def _monitor_table(home: Path, model: str, check: str, capsys) -> list[list[str]
     return [line.split() for line in capsys.readouterr().out.splitlines() if line.startswith("2026-")]
 
 
+def _wrong_outcome_refused(server, model: str, request_id: str, outcome: object) -> None:
+    """Feedback whose outcome the model's task cannot take is refused, naming the field."""
+    wrong = server.client.post(f"/v1/models/{model}/feedback", json={"outcomes": [
+        {"request_id": request_id, "position": 0, "outcome": outcome}]})
+    assert wrong.status_code == 422 and "outcomes[0].outcome" in wrong.json()["detail"], wrong.text
+
+
+def _live_days_monitored(home: Path, server, model: str, capsys) -> tuple[list, list[list[str]]]:
+    """The live days replayed through the server, each labelled at once, then `appliance jobs run monitor`:
+    the days, and the rows of the realized performance table, a window each."""
+    days = replay(home, model, server.url, speed=0, label_delay_hours=0, monitor=_no_monitor)
+    assert days[-1].labels > 0
+    _cli(home, "jobs", "run", "monitor", model)
+    return days, _monitor_table(home, model, "performance", capsys)
+
+
 def _retrained_by_its_alert(home: Path, model: str) -> None:
     """`appliance jobs run monitor` judged the alert rules on the run's rows: the live days' accuracy fell
     past the critical margin, whose alert retrained (the command waits for it) and registered v2."""
@@ -95,14 +111,8 @@ def test_a_regression_model_runs_the_whole_loop(tmp_path: Path, capsys):
         assert first == pytest.approx(body["value"]) and far > first   # thirty kilometres take longer
         schema = c.get("/schema/openapi.json").json()
         assert "value" in str(schema)
-        # An outcome of the wrong kind is refused, naming the field.
-        wrong = c.post("/v1/models/eta/feedback", json={"outcomes": [
-            {"request_id": body["request_id"], "position": 0, "outcome": "late"}]})
-        assert wrong.status_code == 422 and "outcomes[0].outcome" in wrong.json()["detail"], wrong.text
-        days = replay(home, "eta", server.url, speed=0, label_delay_hours=0, monitor=_no_monitor)
-        assert days[-1].labels > 0
-        _cli(home, "jobs", "run", "monitor", "eta")
-        performance = _monitor_table(home, "eta", "performance", capsys)
+        _wrong_outcome_refused(server, "eta", body["request_id"], "late")   # a word for a number
+        days, performance = _live_days_monitored(home, server, "eta", capsys)
         rmse = [float(row[2]) for row in performance]   # window, labelled, rmse, mae, r2, estimates…
         assert len(rmse) == len(days) and all(r > v1.metrics["rmse"] for r in rmse)  # the live days run slower
         estimated = _monitor_table(home, "eta", "estimated", capsys)
@@ -129,14 +139,8 @@ def test_a_multiclass_model_runs_the_whole_loop(tmp_path: Path, capsys):
         assert body["class"] in TEAMS and set(body["probabilities"]) == set(TEAMS)
         assert sum(body["probabilities"].values()) == pytest.approx(1, abs=1e-5)
         assert body["class"] == max(body["probabilities"], key=body["probabilities"].get)
-        # A class the model does not know is refused as feedback, naming the field and the classes.
-        wrong = c.post("/v1/models/triage/feedback", json={"outcomes": [
-            {"request_id": body["request_id"], "position": 0, "outcome": "legal"}]})
-        assert wrong.status_code == 422 and "outcomes[0].outcome" in wrong.json()["detail"], wrong.text
-        days = replay(home, "triage", server.url, speed=0, label_delay_hours=0, monitor=_no_monitor)
-        assert days[-1].labels > 0
-        _cli(home, "jobs", "run", "monitor", "triage")
-        performance = _monitor_table(home, "triage", "performance", capsys)
+        _wrong_outcome_refused(server, "triage", body["request_id"], "legal")   # a class the model does not know
+        days, performance = _live_days_monitored(home, server, "triage", capsys)
         accuracy = [float(row[2]) for row in performance]   # window, labelled, accuracy, macro_f1, …
         # billing and tech swapped in the live days: the realized accuracy falls below the evaluation's
         assert len(accuracy) == len(days) and all(a < v1.metrics["accuracy"] for a in accuracy)

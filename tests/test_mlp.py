@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +22,7 @@ from appliance.spec import load_spec
 from appliance.tracking.queries import metric_series
 from appliance.training.mlp_trainer import load_mlp, train_mlp
 from appliance.training.pipeline import train
-from tests.conftest import mlp_spec
+from tests.conftest import interrupted_and_resumed, mlp_spec
 
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMA = FeatureSchema([FeatureColumn("amount", "float"), FeatureColumn("kind", "category", ["a", "b", "c"]),
@@ -61,20 +62,8 @@ def test_an_interrupted_fit_resumes_from_its_checkpoint_to_the_same_model(tmp_pa
     x, y = toy(3_000)
     params = {"epochs": 4, "hidden": 16}
     whole = train_mlp(SCHEMA, x, y, params, seed=3)
-
-    class Crash(Exception):
-        pass
-
-    def crash_in_epoch_3(name: str, value: float, epoch: int) -> None:
-        if epoch == 2:
-            raise Crash
-
-    checkpoint = tmp_path / "final.pt"
-    with pytest.raises(Crash):
-        train_mlp(SCHEMA, x, y, params, seed=3, log_metric=crash_in_epoch_3, checkpoint=checkpoint)
-    epochs_seen = []
-    resumed = train_mlp(SCHEMA, x, y, params, seed=3, checkpoint=checkpoint,
-                        log_metric=lambda name, value, epoch: epochs_seen.append(epoch))
+    resumed, epochs_seen = interrupted_and_resumed(partial(train_mlp, SCHEMA, x, y, params, seed=3),
+                                                   crash_in_epoch=2, checkpoint=tmp_path / "final.pt")
     assert epochs_seen == [2, 3]  # epochs 0 and 1 came from the checkpoint
     np.testing.assert_array_equal(resumed.predict(x), whole.predict(x))
 

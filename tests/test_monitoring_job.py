@@ -3,14 +3,11 @@ through the scheduler's entry point, results read back through the store, the AP
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
-import threading
 import time
 from datetime import UTC, date, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import ClassVar
 
@@ -28,7 +25,7 @@ from appliance.monitoring import store
 from appliance.scheduler.jobs import run_job
 from appliance.scheduler.scheduler import start_scheduler
 from appliance.spec import load_spec
-from tests.conftest import small_spec
+from tests.conftest import HookReceiver, small_spec, webhook_alert
 
 DAYS = [date(2026, 10, 18), date(2026, 10, 19), date(2026, 10, 20)]   # the drift starts on 10-20
 REQUEST = ["user_id", "event_time", "amount", "merchant_category", "hour", "is_foreign"]
@@ -210,19 +207,14 @@ def test_appliance_jobs_run_monitor_raises_the_alerts_with_nothing_else_running(
     assert run.summary["alerts_fired"] == [alert.id] and f"alerts_fired [{alert.id}]" in out
 
 
-class SlowReceiver(BaseHTTPRequestHandler):
+class SlowReceiver(HookReceiver):
     """Takes a second to accept each delivery: longer than the monitor run itself."""
 
     bodies: ClassVar[list[dict]] = []
 
-    def do_POST(self) -> None:
+    def status(self) -> int:
         time.sleep(1)
-        type(self).bodies.append(json.loads(self.rfile.read(int(self.headers["content-length"]))))
-        self.send_response(200)
-        self.end_headers()
-
-    def log_message(self, *args) -> None:
-        pass
+        return 200
 
 
 def test_appliance_jobs_run_ends_after_the_actions_its_alerts_started(home_dir, tmp_path, capsys):
@@ -231,28 +223,14 @@ def test_appliance_jobs_run_ends_after_the_actions_its_alerts_started(home_dir, 
     from appliance.cli import main
     from storage.prediction_log import PredictionStore
 
-    receiver = HTTPServer(("127.0.0.1", 0), SlowReceiver)
-    threading.Thread(target=receiver.serve_forever, daemon=True).start()
     spec = small_spec(tmp_path / "webhook")
-    spec.write_text(spec.read_text() + f"""
-[[alerts]]
-name = "log-overflow"
-check = "serving"
-method = "log_overflow"
-op = ">"
-threshold = 0
-action = "webhook"
-url = "http://127.0.0.1:{receiver.server_port}/hook"
-""")
-    with Home(home_dir) as home:
-        home.add_model(load_spec(spec))          # the same model, its spec moved to the one with the webhook
-    log = PredictionStore(Layout(home_dir).predictions_db)
-    log.record_overflow({"fraud": 4})
-    log.close()
-    try:
+    with webhook_alert(spec, SlowReceiver, "log-overflow", "log_overflow", 0):
+        with Home(home_dir) as home:
+            home.add_model(load_spec(spec))          # the same model, its spec moved to the one with the webhook
+        log = PredictionStore(Layout(home_dir).predictions_db)
+        log.record_overflow({"fraud": 4})
+        log.close()
         assert main(["--home", str(home_dir), "jobs", "run", "monitor", "fraud"]) == 0
-    finally:
-        receiver.shutdown()
     assert "waiting for the alerts' actions" in capsys.readouterr().out
     with Home(home_dir) as home:
         [alert] = list_alerts(home.conn, "fraud")

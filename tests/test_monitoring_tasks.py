@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 import warnings
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -101,30 +102,24 @@ def with_feedback(frame: pl.DataFrame, y: np.ndarray, missing_every: int = 7) ->
                               .scatter(np.flatnonzero(~arrived), None))
 
 
+def reference_and_live(rows, seed: int, labelled: Callable[[np.ndarray], pl.Series],
+                       **last_day) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Three reference days, with the data's own labels (``labelled``), and three live days as the monitor reads
+    them: one like the reference, one whose inputs drifted, and one that ``rows`` changes by ``last_day``."""
+    rng = np.random.default_rng(seed)
+    reference, y_ref = rows(rng, 6000, 0, 3)
+    days = [rows(rng, 1500, 3, 1), rows(rng, 1500, 4, 1, x_shift=1.0), rows(rng, 1500, 5, 1, **last_day)]
+    return reference.with_columns(labelled(y_ref)), pl.concat([with_feedback(f, y) for f, y in days])
+
+
 @pytest.fixture(scope="module")
 def multiclass_frames():
-    rng = np.random.default_rng(3)
-    reference, y_ref = multiclass_rows(rng, 6000, 0, 3)
-    clean, y_clean = multiclass_rows(rng, 1500, 3, 1)
-    drifted, y_drifted = multiclass_rows(rng, 1500, 4, 1, x_shift=1.0)
-    swapped, y_swapped = multiclass_rows(rng, 1500, 5, 1, swapped=True)
-    reference = reference.with_columns(team=pl.Series([CLASSES[i] for i in y_ref]))   # the data's own labels
-    live = pl.concat([with_feedback(f, y) for f, y in
-                      ((clean, y_clean), (drifted, y_drifted), (swapped, y_swapped))])
-    return reference, live
+    return reference_and_live(multiclass_rows, 3, lambda y: pl.Series("team", [CLASSES[i] for i in y]), swapped=True)
 
 
 @pytest.fixture(scope="module")
 def regression_frames():
-    rng = np.random.default_rng(4)
-    reference, y_ref = regression_rows(rng, 6000, 0, 3)
-    clean, y_clean = regression_rows(rng, 1500, 3, 1)
-    drifted, y_drifted = regression_rows(rng, 1500, 4, 1, x_shift=1.0)
-    slower, y_slower = regression_rows(rng, 1500, 5, 1, slower=2.0)
-    reference = reference.with_columns(minutes=pl.Series(y_ref))
-    live = pl.concat([with_feedback(f, y) for f, y in
-                      ((clean, y_clean), (drifted, y_drifted), (slower, y_slower))])
-    return reference, live
+    return reference_and_live(regression_rows, 4, lambda y: pl.Series("minutes", y), slower=2.0)
 
 
 def labelled_days(live: pl.DataFrame, windows: EventWindows):

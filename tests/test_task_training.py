@@ -6,6 +6,8 @@ price (skewed, in the hundreds of thousands), from its floor area, rooms, distri
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 import onnx
 import pytest
@@ -19,6 +21,7 @@ from appliance.training.quantize import int8_variant
 from appliance.training.search import random_search
 from appliance.training.trainers import fit, load_model
 from storage.artifacts import ArtifactStore
+from tests.conftest import interrupted_and_resumed
 
 DISTRICTS = ["centre", "east", "north", "south", "west"]
 SCHEMA = FeatureSchema([FeatureColumn("area", "float"), FeatureColumn("rooms", "integer"),
@@ -184,20 +187,9 @@ def test_a_regression_fit_resumed_from_its_checkpoint_is_the_same_model(data, tm
     x, y, x_eval, _ = data["regression"]
     params = {"epochs": 3, "hidden": 16}
     whole = fit("mlp", SCHEMA, x, y, params, seed=3, task=PRICE)
-
-    class Crash(Exception):
-        pass
-
-    def crash_in_epoch_2(name: str, value: float, epoch: int) -> None:
-        if epoch == 1:
-            raise Crash
-
     checkpoint = tmp_path / "final.pt"
-    with pytest.raises(Crash):
-        fit("mlp", SCHEMA, x, y, params, seed=3, task=PRICE, log_metric=crash_in_epoch_2, checkpoint=checkpoint)
-    epochs = []
-    resumed = fit("mlp", SCHEMA, x, y, params, seed=3, task=PRICE, checkpoint=checkpoint,
-                  log_metric=lambda name, value, epoch: epochs.append(epoch))
+    resumed, epochs = interrupted_and_resumed(partial(fit, "mlp", SCHEMA, x, y, params, seed=3, task=PRICE),
+                                              crash_in_epoch=1, checkpoint=checkpoint)
     assert epochs == [1, 2]
     np.testing.assert_array_equal(resumed.predict(x_eval), whole.predict(x_eval))
     # A checkpoint of another task is not resumed from: its head has the wrong shape.

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from appliance.cli.arguments import Subcommands, open_home
 from appliance.cli.output import say, table, when
+from appliance.cli.training import report_registered
 from appliance.config import bundled_spec_path
 from appliance.errors import InvalidInput
 
@@ -163,15 +164,8 @@ def _register(args: argparse.Namespace) -> int:
     with open_home(args) as home:
         result = register_model(home, args.model, onnx=args.onnx, lightgbm=args.lightgbm, eval_data=args.eval,
                                 categories=args.categories, reason=args.reason, actor="cli", say=say)
-    for check in result.gates.checks:
-        print(f"gate {check.name}: {check.verdict} — {check.detail}")
-    v, (what, _, digest) = result.version, result.source.rpartition(" ")
-    if result.gates.passed:
-        print(f"registered {v.model} v{v.version} from {what} {digest[:12]} as candidate; "
-              f"promote it with `appliance promote {v.model} {v.version}`")
-        return 0
-    print(f"registered {v.model} v{v.version} as REJECTED: it failed its gates and cannot be promoted")
-    return 1
+    what, _, digest = result.source.rpartition(" ")
+    return report_registered(result.version, result.gates, source=f" from {what} {digest[:12]}")
 
 
 def _reproduce(args: argparse.Namespace) -> int:

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from appliance.cli.arguments import Subcommands, open_home
 from appliance.cli.output import say, table, when
+
+if TYPE_CHECKING:  # the CLI imports the ML stack only inside the commands that use it
+    from appliance.registry.registry import ModelVersion
+    from appliance.validation.gates import GateReport
 
 
 def register(commands: Subcommands) -> None:
@@ -35,15 +40,21 @@ def _train(args: argparse.Namespace) -> int:
         home.spec(args.model)  # an unknown model or a bad spec is reported before a worker starts
         outcome = train_in_worker(home.root, args.model, actor="cli", resume=args.resume is not None,
                                   run_id=args.resume or None, retrain=args.retrain, say=say)
-        v = outcome.version
-        for check in outcome.gates.checks:
-            print(f"gate {check.name}: {check.verdict} — {check.detail}")
-        if outcome.gates.passed:
-            print(f"registered {v.model} v{v.version} as candidate in {outcome.seconds:.1f} s; "
-                  f"promote it with `appliance promote {v.model} {v.version}`")
-            return 0
-        print(f"registered {v.model} v{v.version} as REJECTED: it failed its gates and cannot be promoted")
-        return 1
+        return report_registered(outcome.version, outcome.gates, took=f" in {outcome.seconds:.1f} s")
+
+
+def report_registered(v: ModelVersion, gates: GateReport, source: str = "", took: str = "") -> int:
+    """Each gate's verdict, then what the version was registered as and what to do next; 1 if it was rejected.
+    `train` and `register` (a model trained outside) end alike: ``source`` says where an outside model came
+    from, ``took`` how long training took."""
+    for check in gates.checks:
+        print(f"gate {check.name}: {check.verdict} — {check.detail}")
+    if gates.passed:
+        print(f"registered {v.model} v{v.version}{source} as candidate{took}; "
+              f"promote it with `appliance promote {v.model} {v.version}`")
+        return 0
+    print(f"registered {v.model} v{v.version} as REJECTED: it failed its gates and cannot be promoted")
+    return 1
 
 
 def _runs_list(args: argparse.Namespace) -> int:
