@@ -113,10 +113,10 @@ def test_a_regression_model_runs_the_whole_loop(tmp_path: Path, capsys):
         assert "value" in str(schema)
         _wrong_outcome_refused(server, "eta", body["request_id"], "late")   # a word for a number
         days, performance = _live_days_monitored(home, server, "eta", capsys)
-        rmse = [float(row[2]) for row in performance]   # window, labelled, rmse, mae, r2, estimates…
+        rmse = [float(row[3]) for row in performance]   # window, version, labelled, rmse, mae, r2, estimates…
         assert len(rmse) == len(days) and all(r > v1.metrics["rmse"] for r in rmse)  # the live days run slower
         estimated = _monitor_table(home, "eta", "estimated", capsys)
-        assert any(row[2] == "rmse" for row in estimated)   # DLE's estimate without labels, per window
+        assert any(row[3] == "rmse" for row in estimated)   # DLE's estimate without labels, per window
         _retrained_by_its_alert(home, "eta")
         judged = _canary(server, home, "eta", [{**example, "courier": f"c-{i:03d}"} for i in range(60)])
     assert judged.status in ("completed", "rolled_back")
@@ -141,7 +141,7 @@ def test_a_multiclass_model_runs_the_whole_loop(tmp_path: Path, capsys):
         assert body["class"] == max(body["probabilities"], key=body["probabilities"].get)
         _wrong_outcome_refused(server, "triage", body["request_id"], "legal")   # a class the model does not know
         days, performance = _live_days_monitored(home, server, "triage", capsys)
-        accuracy = [float(row[2]) for row in performance]   # window, labelled, accuracy, macro_f1, …
+        accuracy = [float(row[3]) for row in performance]   # window, version, labelled, accuracy, macro_f1, …
         # billing and tech swapped in the live days: the realized accuracy falls below the evaluation's
         assert len(accuracy) == len(days) and all(a < v1.metrics["accuracy"] for a in accuracy)
         estimated = _monitor_table(home, "triage", "estimated", capsys)

@@ -585,10 +585,10 @@ def test_a_multiclass_model_monitored_from_its_log_to_the_alert(tmp_path: Path):
     assert {"psi", "predicted_rate.billing", "probability_psi.abuse"} <= set(drift["method"])
     assert not drift["alert"].any()                                  # the inputs never moved: nor did the output
     table = monitor_report(out, "performance")                        # `appliance monitor triage --check performance`
-    assert columns(table[0]) == ["window", "labelled", "accuracy", "macro_f1", "weighted_f1",
+    assert columns(table[0]) == ["window", "version", "labelled", "accuracy", "macro_f1", "weighted_f1",
                                  "estimated accuracy [band]", "estimated macro_f1 [band]", "alert"]
     accuracy = out.filter(check="performance", feature="*", method="accuracy").sort("window_start")["value"]
-    assert table[3].split()[2] == f"{accuracy[2]:.4g}" and table[3].endswith("ALERT") and "ALERT" not in table[1]
+    assert table[3].split()[3] == f"{accuracy[2]:.4g}" and table[3].endswith("ALERT") and "ALERT" not in table[1]
     assert columns(monitor_report(out, None)[0])[-3:] == ["macro_f1", "estimated macro_f1", "p99 ms"]
 
     opened = judged_alerts(root, run)

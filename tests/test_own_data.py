@@ -47,7 +47,7 @@ def _replay_and_retrain(home: Path, url: str, model: str, capsys) -> None:
     capsys.readouterr()
     _cli(home, "monitor", model, "--check", "performance")
     realized = [line for line in capsys.readouterr().out.splitlines() if line.startswith("2026-")]
-    assert len(realized) == len(days) and all(0 < float(line.split()[2]) < 1 for line in realized)  # realized AUC
+    assert len(realized) == len(days) and all(0 < float(line.split()[3]) < 1 for line in realized)  # realized AUC
     with Home(home) as h:
         before = list_snapshots(h.conn, model)
     _cli(home, "train", model, "--retrain")

@@ -168,6 +168,9 @@ def _results() -> pl.DataFrame:
             {**common, "check": "quality", "feature": "amount", "method": "missing_rate",
              "value": 0.3 if w == 2 else 0.0, "threshold": 0.1, "alert": w == 2},
         ]
+    # v2 took over on the last day: its rows are its own line, not mixed into v1's
+    rows.append({**common, "version": 2, "check": "drift", "feature": "amount", "method": "psi", "value": 0.02,
+                 "threshold": 0.2, "alert": False})
     return pl.DataFrame(rows)
 
 
@@ -188,14 +191,16 @@ def test_monitoring_screen_draws_heat_table_charts_segments_and_findings(home_di
         await pilot.press("3")
         await settle(pilot)
         heat = text(pilot.app, "#drift-heat").splitlines()
-        assert heat == ["amount psi 0.050 0.150 0.250", "hour psi 0.010 0.010 0.010"]
+        assert [" ".join(line.split()) for line in heat] == [
+            "amount psi v1 0.050 0.150 0.250", "amount psi v2 - - 0.020", "hour psi v1 0.010 0.010 0.010"]
         cells = pilot.app.query_one("#drift-heat").get_row_at(0)
-        assert [c.style for c in cells[2:]] == ["black on green", "black on yellow", "bold white on red"]
+        assert [c.style for c in cells[3:]] == ["black on green", "black on yellow", "bold white on red"]
+        assert "versions v1, v2" in text(pilot.app, "#monitoring-model")
         assert "Largest drift per window" in text(pilot.app, "#drift-chart")
         charts = text(pilot.app, "#accuracy-chart")
         assert "Accuracy (AUC, with labels)" in charts and "0.9" in charts and "0.8" in charts
         assert text(pilot.app, "#segments") == "country=DE auc 0.7000 0.8000 1000 ALERT"
-        assert text(pilot.app, "#quality") == "2026-10-03 00:00 amount missing_rate 0.3000 0.1000 1000"
+        assert text(pilot.app, "#quality") == "2026-10-03 00:00 v1 amount missing_rate 0.3000 0.1000 1000"
     drive(home_dir, steps)
     assert set(monitoring_store) == {"fraud"}  # results of the one model, read on mount and on the tab
 

@@ -11,6 +11,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
 from textual.widgets import DataTable, Static
 
+from appliance.monitoring.report import disagreement_notes
 from appliance.task import LOWER_IS_BETTER, metric_label
 from tui.charts import column_chart, heat
 from tui.overview import when
@@ -77,8 +78,10 @@ class Monitoring(View):
         model = models[self.model_index % len(models)]
         frame = self.frame.filter(pl.col("model") == model)
         windows = sorted(frame["window_start"].unique().to_list())
+        versions = sorted(v for v in frame["version"].unique().to_list() if v is not None)
         self.query_one("#monitoring-model", Static).update(
-            f"{model}: {len(windows)} windows, {when(windows[0])} … {when(windows[-1])}"
+            f"{model}: {len(windows)} windows, {when(windows[0])} … {when(windows[-1])}, "
+            f"version{'s' if len(versions) > 1 else ''} {', '.join(f'v{v}' for v in versions)}"
             + (f"   (m: next of {len(models)} models)" if len(models) > 1 else ""))
         drift = of_check(frame, "drift").filter(~pl.col("method").str.contains("rate"))
         self._heat(drift, windows[-HEAT_WINDOWS:])
@@ -97,23 +100,24 @@ class Monitoring(View):
                             (f"Estimated {kind.lower()} (without labels)", of_check(frame, "estimated"))):
             series = per_window(rows.filter(pl.col("method") == metric), pl.col("value").mean())
             charts += [title, *(column_chart(series, width, 4) if series else ["  (none)"])]
-        self.query_one("#accuracy-chart", Static).update("\n".join(charts))
+        self.query_one("#accuracy-chart", Static).update("\n".join(charts + disagreement_notes(frame)))
         segments = performance.filter(pl.col("feature").str.contains("="))  # 'COLUMN=VALUE' rows
         self._table("segments", segments.filter(pl.col("window_start") == segments["window_start"].max()),
                     ("SEGMENT", "METHOD", "VALUE", "THRESHOLD", "ROWS", "ALERT"))
         self._table("quality", of_check(frame, "quality").filter(pl.col("alert")).sort("window_start",
                                                                                        descending=True).head(50),
-                    ("WINDOW", "FEATURE", "METHOD", "VALUE", "THRESHOLD", "ROWS"))
+                    ("WINDOW", "VERSION", "FEATURE", "METHOD", "VALUE", "THRESHOLD", "ROWS"))
 
     def _heat(self, drift: pl.DataFrame, windows: list) -> None:
         table = self.query_one("#drift-heat", DataTable)
         table.clear(columns=True)
-        table.add_columns("FEATURE", "METHOD", *(when(w)[5:] for w in windows))
-        cells = {(r["feature"], r["method"], r["window_start"]): r for r in drift.iter_rows(named=True)}
-        for feature, method in sorted({(f, m) for f, m, _ in cells}):
-            row = [cells.get((feature, method, w)) for w in windows]
-            table.add_row(feature, method, *(heat(r["value"], r["threshold"], r["alert"]) if r else heat(None, None)
-                                             for r in row))
+        table.add_columns("FEATURE", "METHOD", "VERSION", *(when(w)[5:] for w in windows))
+        # a version's rows are its own line: on the day a new version took over, both judged the day's traffic
+        cells = {(r["feature"], r["method"], r["version"], r["window_start"]): r for r in drift.iter_rows(named=True)}
+        for feature, method, version in sorted({key[:3] for key in cells}, key=lambda k: (k[0], k[1], k[2] or 0)):
+            row = [cells.get((feature, method, version, w)) for w in windows]
+            table.add_row(feature, method, "-" if version is None else f"v{version}",
+                          *(heat(r["value"], r["threshold"], r["alert"]) if r else heat(None, None) for r in row))
 
     def _table(self, name: str, rows: pl.DataFrame, header: tuple[str, ...]) -> None:
         table = self.query_one(f"#{name}", DataTable)
@@ -126,6 +130,7 @@ class Monitoring(View):
                 table.add_row(r["feature"], r["method"], value, threshold, str(r["rows"]),
                               "ALERT" if r["alert"] else "")
             else:
-                table.add_row(when(r["window_start"]), r["feature"], r["method"], value, threshold, str(r["rows"]))
+                table.add_row(when(r["window_start"]), f"v{r['version']}", r["feature"], r["method"], value,
+                              threshold, str(r["rows"]))
         if not rows.height:
             table.add_row("(none)", *[""] * (len(header) - 1))

@@ -1,8 +1,15 @@
-"""Monitoring results as compact text tables, for `appliance monitor` (and any text view)."""
+"""Monitoring results as compact text tables, for `appliance monitor` (and any text view).
+
+A line is one window of one version: on the day a new version took over, each version's rows are its own
+line, never mixed. Where realized performance falls outside its estimate's band, a note says which one to
+trust and why (``estimate_disagreements``).
+"""
 
 from __future__ import annotations
 
 import math
+from datetime import datetime
+from typing import NamedTuple
 
 import polars as pl
 
@@ -10,6 +17,7 @@ from appliance.monitoring.performance import TASK_METRICS
 from appliance.task import DEFAULT_METRIC
 
 WINDOWED = ("quality", "drift", "performance", "estimated", "serving")
+WINDOW = ["window_start", "version"]   # a table's line: one window of one version
 
 
 def monitor_report(frame: pl.DataFrame, check: str | None) -> list[str]:
@@ -25,24 +33,26 @@ def monitor_report(frame: pl.DataFrame, check: str | None) -> list[str]:
         return _performance(frame)
     if check is None:
         return _overview(frame)
-    rows = [(_window(r["window_start"], check), r["feature"], r["method"], _number(r["value"]),
-             _number(r["threshold"]), str(r["rows"]), "ALERT" if r["alert"] else "")
-            for r in frame.sort("window_start", "feature", "method").iter_rows(named=True)]
-    return table(("window", "feature", "method", "value", "threshold", "rows", "alert"), rows)
+    rows = [(_window(r["window_start"], check), _version(r["version"]), r["feature"], r["method"],
+             _number(r["value"]), _number(r["threshold"]), str(r["rows"]), "ALERT" if r["alert"] else "")
+            for r in frame.sort("window_start", "version", "feature", "method").iter_rows(named=True)]
+    return table(("window", "version", "feature", "method", "value", "threshold", "rows", "alert"), rows)
 
 
 def _drift(frame: pl.DataFrame) -> list[str]:
     """Windows × features; each cell the method furthest over (or nearest to) its threshold, '!' if it alerts."""
     scored = frame.with_columns(ratio=pl.col("value") / pl.col("threshold")).sort("ratio", descending=True,
                                                                                    nulls_last=True)
-    worst = scored.group_by("window_start", "feature", maintain_order=True).first()
+    worst = scored.group_by("window_start", "version", "feature", maintain_order=True).first()
     features = sorted(worst["feature"].unique().to_list(), key=lambda f: (f in ("*", "prediction"), f))
     rows = []
-    for (start,), part in worst.sort("window_start").group_by("window_start", maintain_order=True):
+    for (start, version), part in worst.sort("window_start", "version").group_by("window_start", "version",
+                                                                                 maintain_order=True):
         cells = {r["feature"]: f"{r['method']} {_number(r['value'])}{'!' if r['alert'] else ''}"
                  for r in part.iter_rows(named=True)}
-        rows.append((_window(start, "drift"), str(part["rows"].max()), *(cells.get(f, "-") for f in features)))
-    header = ("window", "rows", *("multivariate" if f == "*" else f for f in features))
+        rows.append((_window(start, "drift"), _version(version), str(part["rows"].max()),
+                     *(cells.get(f, "-") for f in features)))
+    header = ("window", "version", "rows", *("multivariate" if f == "*" else f for f in features))
     return table(header, rows) + ["(each cell: the statistic furthest over its threshold; '!' alerts)"]
 
 
@@ -53,21 +63,23 @@ def _performance(frame: pl.DataFrame) -> list[str]:
     kind = _task_of(frame)
     if kind != "binary":
         return _task_performance(overall, kind)
-    wide = overall.pivot(on=["check", "method"], index="window_start", values="value",
-                         aggregate_function="first").sort("window_start")
-    labelled = overall.filter(check="performance", method="auc").select("window_start", labelled="rows")
-    alerts = overall.group_by("window_start").agg(pl.col("alert").any())
-    wide = wide.join(labelled, on="window_start", how="left").join(alerts, on="window_start", how="left")
+    wide = overall.pivot(on=["check", "method"], index=WINDOW, values="value",
+                         aggregate_function="first").sort(WINDOW)
+    labelled = overall.filter(check="performance", method="auc").select(*WINDOW, labelled="rows")
+    alerts = overall.group_by(WINDOW).agg(pl.col("alert").any())
+    wide = wide.join(labelled, on=WINDOW, how="left").join(alerts, on=WINDOW, how="left")
 
     def get(row: dict, check: str, method: str) -> str:
         return _number(row.get(f'{{"{check}","{method}"}}'))
 
-    rows = [(_window(r["window_start"], "performance"), str(r["labelled"] or 0), get(r, "performance", "auc"),
+    rows = [(_window(r["window_start"], "performance"), _version(r["version"]), str(r["labelled"] or 0),
+             get(r, "performance", "auc"),
              get(r, "performance", "precision"), get(r, "performance", "recall"), get(r, "performance", "f1"),
              f"{get(r, 'estimated', 'auc')} [{get(r, 'estimated', 'auc_lower')}, {get(r, 'estimated', 'auc_upper')}]",
              "ALERT" if r["alert"] else "")
             for r in wide.iter_rows(named=True)]
-    return table(("window", "labelled", "auc", "precision", "recall", "f1", "estimated auc [band]", "alert"), rows)
+    header = ("window", "version", "labelled", "auc", "precision", "recall", "f1", "estimated auc [band]", "alert")
+    return table(header, rows) + disagreement_notes(overall)
 
 
 def _task_performance(overall: pl.DataFrame, kind: str) -> list[str]:
@@ -77,22 +89,23 @@ def _task_performance(overall: pl.DataFrame, kind: str) -> list[str]:
     estimated = sorted((m for m in overall.filter(check="estimated")["method"].unique()
                         if not m.endswith(("_lower", "_upper"))),
                        key=lambda m: (realized.index(m) if m in realized else len(realized), m))
-    wide = overall.pivot(on=["check", "method"], index="window_start", values="value",
-                         aggregate_function="first").sort("window_start")
-    labelled = performance.filter(method=realized[0]).select("window_start", labelled="rows")
-    alerts = overall.group_by("window_start").agg(pl.col("alert").any())
-    wide = wide.join(labelled, on="window_start", how="left").join(alerts, on="window_start", how="left")
+    wide = overall.pivot(on=["check", "method"], index=WINDOW, values="value",
+                         aggregate_function="first").sort(WINDOW)
+    labelled = performance.filter(method=realized[0]).select(*WINDOW, labelled="rows")
+    alerts = overall.group_by(WINDOW).agg(pl.col("alert").any())
+    wide = wide.join(labelled, on=WINDOW, how="left").join(alerts, on=WINDOW, how="left")
 
     def get(row: dict, check: str, method: str) -> str:
         return _number(row.get(f'{{"{check}","{method}"}}'))
 
-    rows = [(_window(r["window_start"], "performance"), str(r["labelled"] or 0),
+    rows = [(_window(r["window_start"], "performance"), _version(r["version"]), str(r["labelled"] or 0),
              *(get(r, "performance", m) for m in realized),
              *(f"{get(r, 'estimated', m)} [{get(r, 'estimated', f'{m}_lower')}, {get(r, 'estimated', f'{m}_upper')}]"
                for m in estimated),
              "ALERT" if r["alert"] else "")
             for r in wide.iter_rows(named=True)]
-    return table(("window", "labelled", *realized, *(f"estimated {m} [band]" for m in estimated), "alert"), rows)
+    header = ("window", "version", "labelled", *realized, *(f"estimated {m} [band]" for m in estimated), "alert")
+    return table(header, rows) + disagreement_notes(overall)
 
 
 def _task_of(frame: pl.DataFrame) -> str:
@@ -117,16 +130,70 @@ def _overview(frame: pl.DataFrame) -> list[str]:
     kind = _task_of(windowed)
     metric = "auc" if kind == "binary" else _headline(windowed, kind)
     rows = []
-    for (start,), part in windowed.sort("window_start").group_by("window_start", maintain_order=True):
+    for (start, version), part in windowed.sort(WINDOW).group_by(WINDOW, maintain_order=True):
         def value(check: str, method: str) -> str:  # called only within this iteration
             hit = part.filter(check=check, feature="*", method=method)["value"]  # noqa: B023
             return _number(hit[0]) if hit.len() else "-"
 
         counts = {c: int(part.filter(check=c)["alert"].sum()) for c in ("quality", "drift")}
-        rows.append((_window(start, ""), str(part.filter(check="serving", feature="*")["rows"].max() or 0),
+        rows.append((_window(start, ""), _version(version),
+                     str(part.filter(check="serving", feature="*")["rows"].max() or 0),
                      str(counts["quality"]), str(counts["drift"]), value("performance", metric),
                      value("estimated", metric), value("serving", "latency_p99_ms")))
-    return table(("window", "rows", "quality alerts", "drift alerts", metric, f"estimated {metric}", "p99 ms"), rows)
+    header = ("window", "version", "rows", "quality alerts", "drift alerts", metric, f"estimated {metric}", "p99 ms")
+    return table(header, rows) + disagreement_notes(windowed)
+
+
+class Disagreement(NamedTuple):
+    """A window whose realized metric (from labels) is outside the band of its estimate (CBPE, DLE)."""
+
+    window_start: datetime
+    version: int | None
+    metric: str
+    realized: float
+    estimated: float
+    lower: float
+    upper: float
+    labelled: int
+
+
+def estimate_disagreements(frame: pl.DataFrame) -> list[Disagreement]:
+    """Windows where the realized value of a metric lies outside its estimate's band. The band (NannyML's, three
+    standard errors of the estimate at the window's size) already spans the realized value's own sampling
+    noise, so outside it the two disagree beyond chance. The usual cause: the estimate reads the model's
+    confidence on the inputs it saw, so it follows a shift in the inputs (covariate shift) but cannot see a
+    change in how inputs relate to outcomes (concept drift); the realized value, from outcomes, can."""
+    overall = frame.filter(pl.col("feature") == "*")
+    realized = overall.filter(check="performance").select(*WINDOW, "method", realized="value", labelled="rows")
+    estimated = overall.filter(check="estimated")
+    bands = (estimated.filter(~pl.col("method").str.ends_with("_lower") & ~pl.col("method").str.ends_with("_upper"))
+             .select(*WINDOW, "method", estimated="value")
+             .join(estimated.filter(pl.col("method").str.ends_with("_lower"))
+                   .select(*WINDOW, method=pl.col("method").str.strip_suffix("_lower"), lower="value"),
+                   on=[*WINDOW, "method"], nulls_equal=True)
+             .join(estimated.filter(pl.col("method").str.ends_with("_upper"))
+                   .select(*WINDOW, method=pl.col("method").str.strip_suffix("_upper"), upper="value"),
+                   on=[*WINDOW, "method"], nulls_equal=True))
+    both = realized.join(bands, on=[*WINDOW, "method"], nulls_equal=True).filter(
+        pl.col("realized").is_not_nan() & pl.col("lower").is_not_nan() & pl.col("upper").is_not_nan()
+        & ((pl.col("realized") < pl.col("lower")) | (pl.col("realized") > pl.col("upper"))))
+    return [Disagreement(r["window_start"], r["version"], r["method"], r["realized"], r["estimated"], r["lower"],
+                         r["upper"], int(r["labelled"] or 0))
+            for r in both.sort(*WINDOW, "method").iter_rows(named=True)]
+
+
+def disagreement_notes(frame: pl.DataFrame) -> list[str]:
+    """A note per window where realized performance and its estimate disagree beyond the band: which to trust."""
+    found = estimate_disagreements(frame)
+    if not found:
+        return []
+    lines = ["", "realized outside the estimate's band (trust the realized value: the estimate sees shifts in the "
+                 "inputs, not a change in how they relate to outcomes, i.e. concept drift):"]
+    for d in found:
+        lines.append(f"  {_window(d.window_start, '')} {_version(d.version)}: {d.metric} {_number(d.realized)} from "
+                     f"{d.labelled:,} labelled rows, estimated {_number(d.estimated)} "
+                     f"[{_number(d.lower)}, {_number(d.upper)}]")
+    return lines
 
 
 def table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]:
@@ -141,6 +208,10 @@ def _window(start, check: str) -> str:
     if start.hour or start.minute:
         return start.strftime("%Y-%m-%d %H:%M")
     return start.strftime("%Y-%m-%d")
+
+
+def _version(version: int | None) -> str:
+    return "-" if version is None else f"v{version}"
 
 
 def _number(value: float | None) -> str:
