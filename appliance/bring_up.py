@@ -16,8 +16,9 @@ def bring_up(home: Home, spec_path: Path | None, say: Callable[[str], None]) -> 
     last, refresh the online store so requests need only the entity key and request-time values."""
     _ensure_production(home, spec_path, say)
     for summary in home.registry.models():
-        for r in materialize_model(home, home.spec(summary.name)):
-            say(f"{summary.name}: materialized features of {r.rows:,} entities (newest event {r.as_of or '-'})")
+        for r in materialize_model(home, home.spec(summary.name)):  # a restart keeps what requests moved rows by
+            kept = f"; {r.kept:,} keep the requests answered after their last ingested event" if r.kept else ""
+            say(f"{summary.name}: materialized features of {r.rows:,} entities (newest event {r.as_of or '-'}{kept})")
 
 
 def _ensure_production(home: Home, spec_path: Path | None, say: Callable[[str], None]) -> None:

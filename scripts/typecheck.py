@@ -28,7 +28,7 @@ ERROR = re.compile(r"^(?P<path>[^:\n]+\.py):\d+: error: (?P<message>.*)$")
 def errors(args: list[str]) -> collections.Counter[str]:
     """mypy's errors for a run, as `path: message  [code]` entries with their counts."""
     done = subprocess.run([sys.executable, "-m", "mypy", *args], cwd=ROOT, capture_output=True, text=True)
-    if done.returncode not in (0, 1) or "error: " not in done.stdout and done.returncode:
+    if done.returncode not in (0, 1) or ("error: " not in done.stdout and done.returncode):
         sys.exit(f"typecheck: mypy failed to run:\n{done.stdout}{done.stderr}")
     found: collections.Counter[str] = collections.Counter()
     for line in done.stdout.splitlines():

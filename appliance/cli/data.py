@@ -157,6 +157,8 @@ def _features_materialize(args: argparse.Namespace) -> int:
         for r in materialize_model(home, spec):
             print(f"materialized {r.rows:,} entities ({r.with_history:,} with history, newest event "
                   f"{r.as_of or '-'}) into {r.namespace} in {r.seconds:.2f} s")
+            if r.kept:
+                print(f"kept the requests answered since their newest ingested event in {r.kept:,} entities' rows")
     return 0
 
 
@@ -168,7 +170,8 @@ def _features_skew(args: argparse.Namespace) -> int:
     print(f"checked {report.entities:,} entities × {len(report.features)} features as of {report.as_of}: "
           f"{len(report.mismatches)} mismatch(es)")
     if report.ahead:
-        print(f"not checked: {report.ahead:,} entities whose rows answered requests moved past the ingested history")
+        print(f"not checked: {report.ahead:,} entities whose rows answered requests moved past their newest "
+              "ingested event")
     if report.mismatches:
         table(("ENTITY", "FEATURE", "ONLINE", "OFFLINE"),
               [(m.entity, m.feature, repr(m.online), repr(m.offline)) for m in report.mismatches[:50]])

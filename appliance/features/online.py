@@ -2,10 +2,11 @@
 
 ``materialize`` runs the feature table's SQL (the one the training set joins) and keeps each
 entity's latest row, with its tail of recent events (``tail``) from which the server moves the row
-forward by every request it answers (``online_updates``). ``OnlineFeatures.complete`` applies the
-same point-in-time rule and the same derived-feature code as the offline join, so a request carries
-only the entity key and the request-time values (and, optionally, its event time; without one the
-request happens now).
+forward by every request it answers (``online_updates``). Materializing again (``up`` does at each
+start) keeps what those requests added after each entity's newest ingested event, so a row never goes
+back in time. ``OnlineFeatures.complete`` applies the same point-in-time rule and the same
+derived-feature code as the offline join, so a request carries only the entity key and the
+request-time values (and, optionally, its event time; without one the request happens now).
 """
 
 from __future__ import annotations
@@ -37,9 +38,10 @@ _decode = msgspec.json.Decoder().decode
 class MaterializeReport(msgspec.Struct):
     namespace: str
     rows: int                   # entities written
-    with_history: int           # of which have at least one event
+    with_history: int           # of which have at least one ingested event
     as_of: str | None           # the newest event time in the history
     seconds: float
+    kept: int = 0               # rows that kept the requests answered since their entity's newest ingested event
 
 
 def namespace(model: str, features: FeaturesSection) -> str:
@@ -63,7 +65,8 @@ def update_targets(model: str, definitions: list[FeaturesSection]) -> list[Updat
 
 def materialize(store: OnlineStore, model: str, features: FeaturesSection, history: pl.DataFrame,
                 entities: pl.DataFrame | None) -> MaterializeReport:
-    """Write the latest stored features of every entity (with history, attributes, or both)."""
+    """Write the latest stored features of every entity (with history, attributes, or both), keeping the
+    events answered requests moved an entity's row by since its newest ingested one: no row goes back in time."""
     started = time.perf_counter()
     key = features.entity_key
     # Keys are stored as their canonical text (an integer's digits), the form requests are looked up by.
@@ -77,11 +80,16 @@ def materialize(store: OnlineStore, model: str, features: FeaturesSection, histo
     rows = ((entity, at, _encode(dict(zip(names, values))))
             for entity, at, *values in latest.select(key, FEATURE_TIME, *names).iter_rows())
     as_of = history[features.event_time].max() if history.height else None
-    count = store.replace(namespace(model, features), rows,
-                          {"model": model, "as_of": as_of.isoformat() if as_of else None},
-                          latest_tails(features, history))  # what serving moves each row forward from
+    # An entity's answered requests after its newest ingested event are in no snapshot yet: the store keeps
+    # them from the entity's tail, so the row holds the feature table over history and those requests. Older
+    # ones are left to the history (ingest caught up: a request's labelled row is ingested as its event).
+    plan = TailPlan(features)
+    count, kept = store.replace(namespace(model, features), rows,
+                                {"model": model, "as_of": as_of.isoformat() if as_of else None},
+                                latest_tails(features, history),  # what serving moves each row forward from
+                                plan.horizon, plan.rows_sql)
     return MaterializeReport(namespace(model, features), count, int(latest[FEATURE_TIME].is_not_null().sum()),
-                             as_of.isoformat() if as_of else None, time.perf_counter() - started)
+                             as_of.isoformat() if as_of else None, time.perf_counter() - started, kept)
 
 
 def materialize_model(home: Home, spec: ModelSpec) -> list[MaterializeReport]:

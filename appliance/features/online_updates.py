@@ -13,7 +13,9 @@ they are (the events counted as ``stale``) until the next materialization. An ev
 answer's time than ``FUTURE_SKEW_US`` is a client's clock or bug, not an event: applied, it would carry the
 row into the future, every real event after it would be old, and the row would say what that one event
 says until its windows pass. Such events are skipped (counted as ``future``).
-Events answered after a materialization read the history and before it committed are not in its rows.
+A materialization keeps the events an entity's tail holds past its newest ingested one, read in the
+transaction that writes the new rows: one applied while it computed them is kept, one applied after
+moves the new row forward (``OnlineStore.replace``).
 """
 
 from __future__ import annotations

@@ -26,9 +26,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from appliance.deployment.canary import ArmSample, judge_canary  # noqa: E402
-from appliance.deployment.deployments import MAX_SAMPLE  # noqa: E402
-from appliance.spec import DeploymentSection  # noqa: E402
+from appliance.deployment.canary import ArmSample, judge_canary
+from appliance.deployment.deployments import MAX_SAMPLE
+from appliance.spec import DeploymentSection
 
 POLICIES = {"default [5, 25, 50, 100]": [5, 25, 50, 100], "longer [5, 10, 25, 50, 75, 100]": [5, 10, 25, 50, 75, 100]}
 
