@@ -19,16 +19,21 @@ class OfflineStore:
     def __init__(self, root: Path):
         self.root = Path(root)
 
-    def write(self, namespace: str, frame: pl.DataFrame) -> tuple[str, Path]:
-        """Write a frame as Parquet and return (sha256, path); identical content reuses the file."""
+    def write(self, namespace: str, frame: pl.DataFrame, metadata: dict[str, str] | None = None) -> tuple[str, Path]:
+        """Write a frame as Parquet, with ``metadata`` as the file's key-value metadata (part of its content,
+        so of its hash), and return (sha256, path); identical content reuses the file."""
         folder = self.root / namespace
         with parquet_being_written(folder) as tmp:
-            frame.write_parquet(tmp, compression="zstd", statistics=True)
+            frame.write_parquet(tmp, compression="zstd", statistics=True, metadata=metadata)
             digest = file_sha256(tmp)
             target = folder / f"{digest}.parquet"
             if not target.exists():
                 move_into_place(tmp, target)
         return digest, target
+
+    def metadata(self, relative: str) -> dict[str, str]:
+        """The key-value metadata of a file in the store (``relative`` to its root) as ``write`` gave it."""
+        return pl.read_parquet_metadata(self.root / relative)
 
     def path(self, namespace: str, digest: str) -> Path:
         """Where a snapshot with this hash lives."""

@@ -98,9 +98,9 @@ def test_integer_keys_codes_and_flags_run_the_whole_loop(tmp_path: Path, capsys)
     quality = capsys.readouterr().out
     assert "missing_rate" in quality and "retyped" not in quality
     # and monitoring joined the entity file's attributes to every spelling of the key
-    tenure = [line.split() for line in quality.splitlines()
-              if line.startswith("2026-03-17  tenure_months  missing_rate")]
-    assert tenure and round(float(tenure[0][3]) * int(tenure[0][5])) == 1   # the stranger 999999 alone
+    tenure = [cells for cells in map(str.split, quality.splitlines())
+              if cells[:4] == ["2026-03-17", "v1", "tenure_months", "missing_rate"]]
+    assert tenure and round(float(tenure[0][4]) * int(tenure[0][6])) == 1   # the stranger 999999 alone
     _cli(home, "features", "show", "subs", "1005")
     shown = json.loads(capsys.readouterr().out)
     assert shown["plan"] in (1, 2, 3) and shown["sessions_7d"] >= 1

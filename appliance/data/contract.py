@@ -11,7 +11,7 @@ import polars as pl
 
 from appliance.errors import InvalidInput
 from appliance.spec.durations import check_duration, parse_duration
-from appliance.toml_file import load_toml
+from appliance.toml_file import FieldError, load_toml
 
 FieldType = Literal["string", "integer", "float", "boolean", "timestamp"]
 
@@ -37,10 +37,18 @@ class FieldRule(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     name: str                   # the column's name
     type: FieldType             # what the column must read as; a value that does not quarantines its row
     nullable: bool = True       # false: a null quarantines its row
-    unique: bool = False        # true: rows repeating a value within the batch are quarantined
+    unique: bool = False        # true: a value names one row, in its batch (a repeat is quarantined) and across batches
+    on_repeat: Literal[         # a unique value an earlier batch holds with other values: "reject" quarantines the
+        "reject", "replace",    # new row, naming the value and the snapshot holding it (the default: no version of
+    ] = "reject"                # a row is dropped unseen); "replace": the newer batch's row wins wherever rows are read
     min: float | None = None    # a value below it quarantines its row
     max: float | None = None    # a value above it quarantines its row
     allowed_values: list[str | int | float] | None = None  # any other value quarantines its row
+
+    def __post_init__(self) -> None:
+        if self.on_repeat == "replace" and not self.unique:
+            raise FieldError("on_repeat", f'"replace" needs unique = true on field \'{self.name}\' (a newer batch '
+                             "replaces the row a unique value names): set it, or leave on_repeat out")
 
 
 class ContractInfo(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -71,6 +79,11 @@ class DataContract(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     freshness: Freshness | None = None  # how recent the newest event must be; left out: not checked
     volume: Volume | None = None  # the rows a day a batch should bring; left out: not checked
 
+    @property
+    def identity(self) -> list[FieldRule]:
+        """The unique fields: a value of one names one row across every batch of the model."""
+        return [rule for rule in self.fields if rule.unique]
+
 
 class ContractResult(msgspec.Struct):
     """The outcome of checking one batch: rows read always equal accepted plus quarantined."""
@@ -79,6 +92,7 @@ class ContractResult(msgspec.Struct):
     accepted: pl.DataFrame
     quarantined: pl.DataFrame          # the offending rows as read, plus a ``reason`` column
     warnings: list[str]
+    accepted_rows: pl.Series           # which rows of the batch as read were accepted (``quarantine_accepted``)
 
 
 def load_contract(path: Path) -> DataContract:
@@ -121,7 +135,20 @@ def check_batch(contract: DataContract, frame: pl.DataFrame, as_of: datetime | N
     accepted = flagged.filter(~bad).select([f.name for f in contract.fields])
     quarantined = frame.with_columns(reason=flagged["_reason"]).filter(bad)
     warnings = _batch_warnings(contract, accepted, as_of)
-    return ContractResult(frame.height, accepted, quarantined, warnings)
+    return ContractResult(frame.height, accepted, quarantined, warnings, ~bad)
+
+
+def quarantine_accepted(result: ContractResult, batch: pl.DataFrame, reasons: pl.Series) -> ContractResult:
+    """``result`` with the accepted rows that ``reasons`` gives a reason (one per accepted row, null: none)
+    moved to the quarantine as read from ``batch``, for a check that needs more than the batch (a repeated id)."""
+    refused = reasons.is_not_null()
+    if not refused.any():
+        return result
+    read = batch.filter(result.accepted_rows).filter(refused).with_columns(reason=reasons.filter(refused))
+    accepted_rows = result.accepted_rows.clone()
+    accepted_rows.scatter(result.accepted_rows.arg_true().filter(refused), False)
+    return ContractResult(result.rows_read, result.accepted.filter(~refused),
+                          pl.concat([result.quarantined, read], how="vertical_relaxed"), result.warnings, accepted_rows)
 
 
 def cast_columns(contract: DataContract, frame: pl.DataFrame) -> pl.DataFrame:
@@ -182,8 +209,8 @@ def _value_reasons(rule: FieldRule) -> list[pl.Expr]:
         checks.append((col > rule.max, f"above {rule.max}"))
     if rule.allowed_values is not None:
         checks.append((~col.is_in(rule.allowed_values), "not an allowed value"))
-    if rule.unique:
-        checks.append((col.is_duplicated(), "duplicate"))
+    if rule.unique:  # a null names no row, so nulls repeat nothing
+        checks.append((col.is_duplicated() & col.is_not_null(), "duplicate"))
     return [pl.when(failed.fill_null(False)).then(pl.lit(f"{rule.name}: {what}")) for failed, what in checks]
 
 

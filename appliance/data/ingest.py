@@ -10,8 +10,9 @@ from pathlib import Path
 
 import msgspec
 
-from appliance.data.contract import DataContract, check_batch
-from appliance.data.snapshots import Snapshot, record_snapshot
+from appliance.data.contract import DataContract, check_batch, quarantine_accepted
+from appliance.data.identity import find_repeats
+from appliance.data.snapshots import Snapshot, list_snapshots, record_snapshot
 from appliance.data.sources import read_source
 from appliance.errors import InvalidInput
 from storage.database import transaction
@@ -38,10 +39,14 @@ def ingest(conn: sqlite3.Connection, store: OfflineStore, model: str, contract: 
     if frame.height == 0:
         raise InvalidInput(f"{path} holds no rows; nothing was written")
     result = check_batch(contract, frame, as_of)
+    repeats = find_repeats(store, list_snapshots(conn, model), contract, result.accepted)
+    result = quarantine_accepted(result, frame, repeats.refused)
     if result.accepted.height == 0:
+        replace = ('; if the batch corrects rows held earlier, set on_repeat = "replace" on the unique field in the '
+                   "contract and ingest it again" if repeats.rejected else "")
         raise InvalidInput(
             f"every one of the {result.rows_read:,} rows in {path} broke the contract "
-            f"(first reason: {result.quarantined['reason'][0]}); nothing was written"
+            f"(first reason: {result.quarantined['reason'][0]}); nothing was written{replace}"
         )
     quarantine_file = None
     if result.quarantined.height:
@@ -51,7 +56,10 @@ def ingest(conn: sqlite3.Connection, store: OfflineStore, model: str, contract: 
     snapshot, created = record_snapshot(
         conn, store, model, accepted, event_time=contract.contract.event_time,
         source=str(Path(path).resolve()), quarantined=result.quarantined.height,
+        identity=[rule.name for rule in contract.identity],
     )
+    # Rows replace held ones only when the batch is new: the same content ingested again changes nothing.
+    warnings = result.warnings + repeats.rejected + (repeats.replacing if created else [])
     with transaction(conn):
         conn.execute(
             "INSERT INTO ingests (model, source, at, rows_read, accepted, quarantined, snapshot, "
@@ -59,11 +67,11 @@ def ingest(conn: sqlite3.Connection, store: OfflineStore, model: str, contract: 
             (model, str(Path(path).resolve()), time.time(), result.rows_read, accepted.height,
              result.quarantined.height, snapshot.hash,
              str(Path(quarantine_file).relative_to(store.root)) if quarantine_file else None,
-             json.dumps(result.warnings)))
+             json.dumps(warnings)))
     return IngestReport(
         source=str(path), rows_read=result.rows_read, accepted=accepted.height,
         quarantined=result.quarantined.height, snapshot=snapshot, new_snapshot=created,
-        quarantine_file=quarantine_file, warnings=result.warnings,
+        quarantine_file=quarantine_file, warnings=warnings,
     )
 
 

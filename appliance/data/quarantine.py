@@ -8,12 +8,13 @@ import duckdb
 import msgspec
 import polars as pl
 
+from appliance.data.identity import REPEAT_COUNTED, REPEAT_PATTERN
 from storage.offline_store import OfflineStore
 
 
 class QuarantineView(msgspec.Struct):
     rows: int
-    by_reason: list[tuple[str, int]]    # most frequent first
+    by_reason: list[tuple[str, int]]    # most frequent first; a repeated id's value shown as …
     sample: pl.DataFrame                # the first rows, with ``reason`` and the ``quarantine_file`` they are in
 
 
@@ -34,8 +35,10 @@ def quarantine(conn: sqlite3.Connection, store: OfflineStore, model: str, limit:
             f"FROM read_parquet([{files}], union_by_name = true, filename = true)")
         where, args = ("WHERE reason LIKE '%' || ? || '%'", [reason]) if reason else ("", [])
         total = con.execute(f"SELECT count(*) FROM quarantined {where}", args).fetchone()[0]
-        by_reason = con.execute(f"SELECT reason, count(*) n FROM quarantined {where} GROUP BY reason "
-                                "ORDER BY n DESC, reason", args).fetchall()
+        # A refused repeat's reason names its value; counted, its rows make one line per field and snapshot.
+        counted = f"regexp_replace(reason, '{REPEAT_PATTERN}', '{REPEAT_COUNTED}')"
+        by_reason = con.execute(f"SELECT {counted}, count(*) FROM quarantined {where} GROUP BY 1 "
+                                "ORDER BY 2 DESC, 1", args).fetchall()
         sample = con.sql(f"SELECT * FROM quarantined {where} LIMIT ?", params=[*args, limit]).pl()
     finally:
         con.close()

@@ -1,4 +1,9 @@
-"""Versioned snapshots: each accepted batch is an immutable, content-hashed Parquet file."""
+"""Versioned snapshots: each accepted batch is an immutable, content-hashed Parquet file.
+
+A snapshot's file names the columns that identify its rows (the contract's unique fields when it was
+ingested) in its Parquet metadata, so reading snapshots together depends on their files alone: a run
+read again after the contract changed reads the same rows.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +19,11 @@ import polars as pl
 from appliance.errors import InvalidInput, NotFound
 from storage.database import transaction
 from storage.offline_store import OfflineStore
+
+# The Parquet metadata key whose value (a JSON list) names the columns identifying a snapshot's rows.
+IDENTITY_KEY = "appliance.identity"
+# The position of a row's snapshot while snapshots are read together, oldest first.
+_POSITION = "_snapshot_position"
 
 
 class Snapshot(msgspec.Struct, frozen=True):
@@ -31,10 +41,13 @@ class Snapshot(msgspec.Struct, frozen=True):
 
 
 def record_snapshot(conn: sqlite3.Connection, store: OfflineStore, model: str, frame: pl.DataFrame,
-                    *, event_time: str, source: str, quarantined: int) -> tuple[Snapshot, bool]:
-    """Store accepted rows as a snapshot of ``model``; returns (snapshot, created). Equal content is
-    stored once: a model whose batch another model already holds gets its own row over the same file."""
-    digest, path = store.write(f"{model}/snapshots", frame)
+                    *, event_time: str, source: str, quarantined: int,
+                    identity: list[str] | None = None) -> tuple[Snapshot, bool]:
+    """Store accepted rows as a snapshot of ``model``, its rows identified by the ``identity`` columns;
+    returns (snapshot, created). Equal content is stored once: a model whose batch another model already
+    holds gets its own row over the same file."""
+    metadata = {IDENTITY_KEY: json.dumps(identity)} if identity else None
+    digest, path = store.write(f"{model}/snapshots", frame, metadata)
     written = str(path.relative_to(store.root))
     with transaction(conn):
         existing = conn.execute("SELECT * FROM snapshots WHERE model = ? AND hash = ?", (model, digest)).fetchone()
@@ -72,11 +85,29 @@ def list_snapshots(conn: sqlite3.Connection, model: str) -> list[Snapshot]:
 
 
 def read_snapshots(store: OfflineStore, snapshots: list[Snapshot]) -> pl.DataFrame:
-    """All rows of the given snapshots as one frame; a row that overlapping batches both hold counts once."""
+    """All rows of the given snapshots (oldest first) as one frame. Rows sharing a value of a column that
+    identifies rows (a contract's unique field) are one row, the newest snapshot's; other rows are each an
+    event, however alike: two batches that both hold a row hold two events (the same batch ingested twice
+    is one snapshot, by its hash)."""
     if not snapshots:
         raise NotFound("no data snapshot to read; ingest the model's source first")
-    frame = pl.concat([pl.read_parquet(store.root / s.path) for s in snapshots], how="vertical_relaxed")
-    return frame.unique(keep="first", maintain_order=True) if len(snapshots) > 1 else frame
+    frames = [pl.read_parquet(store.root / s.path).with_columns(pl.lit(i, pl.UInt32).alias(_POSITION))
+              for i, s in enumerate(snapshots)]
+    frame = pl.concat(frames, how="vertical_relaxed")
+    if len(snapshots) > 1:
+        for column in identity_columns(store, snapshots):
+            if column in frame.columns:  # a null identifies nothing: its row stays
+                newest = pl.col(_POSITION) == pl.col(_POSITION).max().over(column)
+                frame = frame.filter(pl.col(column).is_null() | newest)
+    return frame.drop(_POSITION)
+
+
+def identity_columns(store: OfflineStore, snapshots: list[Snapshot]) -> list[str]:
+    """The columns any of the snapshots names as identifying its rows, in the order first named."""
+    named: dict[str, None] = {}
+    for s in snapshots:
+        named |= dict.fromkeys(json.loads(store.metadata(s.path).get(IDENTITY_KEY, "[]")))
+    return list(named)
 
 
 def data_version(snapshots: list[Snapshot]) -> str:
