@@ -1,7 +1,8 @@
 """The training pipeline: ingest → validate → features → train → evaluate → export → gates → register.
 
-Every stage is recorded in metadata.db (status, start, end, error, outputs); a failed run resumes
-at the stage that failed. One run per model at a time, held by an OS file lock.
+Every stage is recorded in metadata.db (status, start, end, error, and its outputs Struct as JSON); a failed
+run resumes at the stage that failed, the stages before it restored from their recorded outputs. One run per
+model at a time, held by an OS file lock.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from collections.abc import Callable
 import msgspec
 
 from appliance.data.ingest import IngestReport
+from appliance.errors import Conflict
 from appliance.home import Home
 from appliance.registry import ModelVersion
 from appliance.spec import ModelSpec
@@ -54,11 +56,11 @@ def train(home: Home, spec: ModelSpec, actor: str = "cli", say: Callable[[str], 
     new_id = new_run_id or uuid.uuid4().hex
     with model_lock(home.root, spec.name, run_id or new_id):
         abandon_dead_runs(home, spec.name, say)
-        done: dict[str, dict] = {}
+        done: dict[str, msgspec.Struct] = {}
         if resume:
             previous = runs.resumable_run(home.conn, spec.name, run_id)
             run_id, retrain = previous.id, previous.kind == "retrain"
-            done = {s.stage: s.outputs for s in previous.stages if s.status == "succeeded"}
+            done = _recorded_outputs(previous)
             runs.restart_run(home.conn, run_id)
             tracked = TrackedRun.reopen(home.tracking, home.artifacts, run_id)
             say(f"resuming run {run_id[:8]} (attempt {previous.attempts + 1})")
@@ -73,6 +75,8 @@ def train(home: Home, spec: ModelSpec, actor: str = "cli", say: Callable[[str], 
             tracked.set_tags({"actor": actor, "trainer": spec.training.trainer})
         ctx = RunContext(home=home, spec=spec, run=tracked, say=say, actor=actor, retrain=retrain)
         _run_stages(ctx, done)
+    assert ctx.version is not None and ctx.gates is not None and ctx.train_part is not None \
+        and ctx.eval_part is not None and ctx.cutoff is not None, "every stage ran or was restored"
     return TrainingOutcome(
         run_id=run_id, version=ctx.version, gates=ctx.gates, ingest=ctx.ingest, train_rows=ctx.train_part.height,
         eval_rows=ctx.eval_part.height, cutoff=ctx.cutoff.isoformat(), seconds=time.perf_counter() - started,
@@ -89,7 +93,26 @@ def abandon_dead_runs(home: Home, model: str, say: Callable[[str], None] = lambd
     return dead
 
 
-def _run_stages(ctx: RunContext, done: dict[str, dict]) -> None:
+def _recorded_outputs(run: runs.PipelineRun) -> dict[str, msgspec.Struct]:
+    """The outputs of the run's succeeded stages, typed, for a resume to restore.
+
+    Read before the run restarts: outputs that no longer convert (recorded by a version whose stages
+    returned something else) leave the failed run as it was."""
+    stages = {s.name: s for s in STAGES}
+    done = {}
+    for record in run.stages:
+        if record.status != "succeeded" or record.stage not in stages:
+            continue
+        try:
+            done[record.stage] = msgspec.convert(record.outputs, stages[record.stage].outputs)
+        except msgspec.ValidationError as e:
+            raise Conflict(f"run {run.id[:8]} of '{run.model}' cannot resume: the recorded outputs of its stage "
+                           f"{record.stage} do not fit this version ({e}); start a new one with "
+                           f"`appliance train {run.model}`") from e
+    return done
+
+
+def _run_stages(ctx: RunContext, done: dict[str, msgspec.Struct]) -> None:
     conn, run_id = ctx.home.conn, ctx.run.id
     for position, stage in enumerate(STAGES):
         if stage.name in done:
@@ -106,7 +129,7 @@ def _run_stages(ctx: RunContext, done: dict[str, dict]) -> None:
             runs.finish_run(conn, run_id, status="failed", error=f"stage {stage.name}: {error}")
             ctx.run.finish("failed", f"stage {stage.name}: {error}")
             raise
-        runs.finish_stage(conn, run_id, stage.name, status="succeeded", outputs=outputs)
+        runs.finish_stage(conn, run_id, stage.name, status="succeeded", outputs=msgspec.to_builtins(outputs))
     runs.finish_run(conn, run_id, status="succeeded", metrics=ctx.metrics | {"onnx_parity": ctx.parity},
                     snapshots=[s.hash for s in ctx.snapshots])
     ctx.run.finish("succeeded")

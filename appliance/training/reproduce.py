@@ -15,7 +15,15 @@ from appliance.tracking import TrackedRun
 from appliance.tracking.code_version import code_version
 from appliance.training import runs
 from appliance.training.registration import outside_kind, outside_source
-from appliance.training.stages import RunContext, run_evaluate, run_export, run_features, run_train, snapshots_by_hash
+from appliance.training.stages import (
+    RunContext,
+    TrainOutputs,
+    run_evaluate,
+    run_export,
+    run_features,
+    run_train,
+    snapshots_by_hash,
+)
 
 
 class MetricDiff(msgspec.Struct, frozen=True):
@@ -53,11 +61,12 @@ def reproduce(home: Home, model: str, version: int, say: Callable[[str], None] =
                            f"to reproduce (its source: {outside_source(mv)}; retrain it where it was trained and "
                            f"register it again with `appliance register {model}`)")
     original = runs.pipeline_run(home.conn, mv.run_id)
-    train_outputs = next((s.outputs for s in original.stages if s.stage == "train"), {})
+    trained = next((msgspec.convert(s.outputs, TrainOutputs) for s in original.stages
+                    if s.stage == "train" and s.status == "succeeded"), None)
     params = dict(mv.params)
     seed, trainer = int(params.pop("seed")), str(params.pop("trainer", "lightgbm"))
-    if trainer == "lightgbm" and "threads" in train_outputs:
-        params["num_threads"] = train_outputs["threads"]  # LightGBM's sums depend on the thread count
+    if trainer == "lightgbm" and trained is not None:
+        params["num_threads"] = trained.threads  # LightGBM's sums depend on the thread count
     spec = home.spec(model)
     spec = msgspec.structs.replace(spec, training=msgspec.structs.replace(
         spec.training, trainer=trainer, seed=seed, params=params, search=SearchSection(), quantize=False))

@@ -20,7 +20,7 @@ class StageRecord(msgspec.Struct, frozen=True):
     started_at: float
     ended_at: float | None
     error: str | None
-    outputs: dict
+    outputs: dict               # the JSON of the stage's outputs Struct (training.stages), as recorded
     attempts: int
 
 

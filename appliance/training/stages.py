@@ -1,5 +1,8 @@
-"""The stages of a training run. Each returns its outputs (recorded with the stage) and can restore
-them, so a failed run resumes at the stage that failed with everything before it as it was."""
+"""The stages of a training run. Each returns its outputs as a Struct (recorded with the stage as its JSON)
+and can restore them, so a failed run resumes at the stage that failed with everything before it as it was.
+
+The recorded JSON is what ``appliance runs show``, the admin API and a resumed run read: a field added to an
+outputs Struct takes a default, so the rows of runs recorded before it still convert."""
 
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Any, Generic, TypeVar
 
 import msgspec
 import numpy as np
@@ -55,7 +59,8 @@ from appliance.task import (
 from appliance.tracking import TrackedRun
 from appliance.tracking.code_version import code_version
 from appliance.training.lightgbm_trainer import default_threads
-from appliance.training.search import random_search
+from appliance.training.quantize import QuantizedVariant, int8_variant
+from appliance.training.search import Trial, random_search
 from appliance.training.trainers import TrainedModel, fit, load_model
 from appliance.validation.gates import GateEvidence, GateReport, evaluate_gates
 from appliance.validation.probes import (
@@ -68,7 +73,8 @@ from appliance.validation.probes import (
 
 @dataclass
 class RunContext:
-    """What the stages of one run hand each other."""
+    """What the stages of one run hand each other. What a stage makes is None until it ran or was restored;
+    each stage asserts what it reads of the stages before it."""
 
     home: Home
     spec: ModelSpec
@@ -140,29 +146,48 @@ def snapshots_by_hash(home: Home, model: str, hashes: list[str]) -> list[Snapsho
 
 # -- ingest --------------------------------------------------------------------------------------
 
-def run_ingest(ctx: RunContext) -> dict:
+class FeedbackOutputs(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """A retrain's newly labelled predictions. When none came back there is no batch: only ``accepted`` (0)
+    is recorded."""
+
+    snapshot: str | None = None
+    rows_read: int | None = None
+    accepted: int
+    quarantined: int | None = None
+
+
+class IngestOutputs(msgspec.Struct, frozen=True, omit_defaults=True):
+    snapshot: str               # the source's snapshot (unchanged content: the existing one)
+    new_snapshot: bool
+    rows_read: int
+    accepted: int
+    quarantined: int
+    snapshots: list[str]        # every snapshot the run reads, oldest first
+    feedback: FeedbackOutputs | None = None     # a retrain's only: a training run records no such key
+
+
+def run_ingest(ctx: RunContext) -> IngestOutputs:
     report = ingest_source(ctx.home, ctx.spec)
     ctx.ingest = report
-    outputs = {}
-    if ctx.retrain:
-        outputs["feedback"] = _ingest_feedback(ctx)
-        ctx.feedback_rows = outputs["feedback"].get("accepted", 0)
+    feedback = _ingest_feedback(ctx) if ctx.retrain else None
+    if feedback is not None:
+        ctx.feedback_rows = feedback.accepted
     ctx.snapshots = list_snapshots(ctx.home.conn, ctx.spec.name)
     ctx.run.log_data([s.hash for s in ctx.snapshots])
     ctx.say(f"ingested {report.rows_read:,} rows: {report.accepted:,} accepted, "
             f"{report.quarantined:,} quarantined → snapshot {report.snapshot.hash[:12]}"
             + ("" if report.new_snapshot else " (unchanged)"))
-    return {"snapshot": report.snapshot.hash, "new_snapshot": report.new_snapshot, "rows_read": report.rows_read,
-            "accepted": report.accepted, "quarantined": report.quarantined,
-            "snapshots": [s.hash for s in ctx.snapshots], **outputs}
+    return IngestOutputs(snapshot=report.snapshot.hash, new_snapshot=report.new_snapshot,
+                         rows_read=report.rows_read, accepted=report.accepted, quarantined=report.quarantined,
+                         snapshots=[s.hash for s in ctx.snapshots], feedback=feedback)
 
 
-def restore_ingest(ctx: RunContext, outputs: dict) -> None:
-    ctx.snapshots = snapshots_by_hash(ctx.home, ctx.spec.name, outputs["snapshots"])
-    ctx.feedback_rows = outputs.get("feedback", {}).get("accepted", 0)
+def restore_ingest(ctx: RunContext, outputs: IngestOutputs) -> None:
+    ctx.snapshots = snapshots_by_hash(ctx.home, ctx.spec.name, outputs.snapshots)
+    ctx.feedback_rows = outputs.feedback.accepted if outputs.feedback is not None else 0
 
 
-def _ingest_feedback(ctx: RunContext) -> dict:
+def _ingest_feedback(ctx: RunContext) -> FeedbackOutputs:
     """A retrain learns from the outcomes that came back since the last batch, contract-checked like a file.
 
     Outcomes that came back of which the contract accepted none fail the stage, with the reasons counted:
@@ -172,17 +197,23 @@ def _ingest_feedback(ctx: RunContext) -> dict:
     fresh = ingest_feedback(ctx.home, ctx.spec)
     if fresh is None:
         ctx.say("no newly labelled predictions since the last retrain")
-        return {"accepted": 0}
+        return FeedbackOutputs(accepted=0)
     ctx.say(f"ingested {fresh.rows_read:,} newly labelled predictions: {fresh.accepted:,} accepted, "
             f"{fresh.quarantined:,} quarantined → snapshot {fresh.snapshot.hash[:12]}"
             + (f"; see them with `appliance data quarantine {ctx.spec.name}`" if fresh.quarantined else ""))
-    return {"snapshot": fresh.snapshot.hash, "rows_read": fresh.rows_read, "accepted": fresh.accepted,
-            "quarantined": fresh.quarantined}
+    return FeedbackOutputs(snapshot=fresh.snapshot.hash, rows_read=fresh.rows_read, accepted=fresh.accepted,
+                           quarantined=fresh.quarantined)
 
 
 # -- validate data -------------------------------------------------------------------------------
 
-def run_validate(ctx: RunContext) -> dict:
+class ValidateOutputs(msgspec.Struct, frozen=True):
+    rows: int
+    quarantined_share: float            # of the newest batch
+    missing_share: dict[str, float]     # feature -> share of rows without a value
+
+
+def run_validate(ctx: RunContext) -> ValidateOutputs:
     rules = ctx.spec.validation
     newest = ctx.snapshots[-1]
     quarantined_share = newest.quarantined / max(newest.rows + newest.quarantined, 1)
@@ -197,7 +228,7 @@ def run_validate(ctx: RunContext) -> dict:
                  for c, share in missing.items() if share > rules.max_missing_share]
     # First what no limit in the spec answers (the data or the [target] section must change; labels outside
     # the classes are also what a high quarantined share would otherwise be blamed on).
-    target_problems = _target_problems(ctx)
+    target_problems = _target_problems(ctx, ctx.events)
     if target_problems:
         raise InvalidInput(f"data validation failed: {'; '.join(target_problems)}; then train again "
                            f"(`appliance train {ctx.spec.name}` ingests the source anew)")
@@ -207,16 +238,16 @@ def run_validate(ctx: RunContext) -> dict:
                            "--resume`")
     ctx.say(f"data valid: {ctx.events.height:,} rows, {quarantined_share:.2%} quarantined, worst missing share "
             f"{max(missing.values(), default=0):.2%}")
-    return {"rows": ctx.events.height, "quarantined_share": quarantined_share, "missing_share": missing}
+    return ValidateOutputs(ctx.events.height, quarantined_share, missing)
 
 
-def _target_problems(ctx: RunContext) -> list[str]:
+def _target_problems(ctx: RunContext, events: pl.DataFrame) -> list[str]:
     """What about the target's values does not fit the task: labels a binary model would misread, a class
     the spec does not declare (those rows were quarantined at ingest), a single class, a constant value."""
     spec, target = ctx.spec, ctx.spec.target.column
-    if target not in ctx.events.columns:
+    if target not in events.columns:
         return []
-    values = ctx.events[target].drop_nulls()
+    values = events[target].drop_nulls()
     task = model_task(spec)
     undeclared = _undeclared_classes(ctx) if task.kind == "multiclass" else []
     if undeclared:
@@ -261,35 +292,47 @@ def _undeclared_classes(ctx: RunContext) -> list:
     return sorted(outside[target].drop_nulls().unique().to_list(), key=str)
 
 
-def restore_validate(ctx: RunContext, outputs: dict) -> None:
+def restore_validate(ctx: RunContext, outputs: ValidateOutputs) -> None:
     pass  # nothing later stages need: features re-reads the snapshots it was given
 
 
 # -- build features ------------------------------------------------------------------------------
 
-def run_features(ctx: RunContext) -> dict:
+class FeaturesOutputs(msgspec.Struct, frozen=True):
+    training_set: str           # the training frame in the offline store, by content hash
+    rows: int
+    train_rows: int
+    eval_rows: int
+    cutoff: str                 # the first evaluation instant, as isoformat() writes it ("+00:00", not "Z")
+
+
+def run_features(ctx: RunContext) -> FeaturesOutputs:
     events = ctx.events if ctx.events is not None else read_snapshots(ctx.home.offline, ctx.snapshots)
     frame = training_frame(ctx.spec, events)
     digest, _ = ctx.home.offline.write(f"{ctx.spec.name}/training_sets", frame)
-    _use_frame(ctx, frame)
-    return {"training_set": digest, "rows": frame.height, "train_rows": ctx.train_part.height,
-            "eval_rows": ctx.eval_part.height, "cutoff": ctx.cutoff.isoformat()}
+    train_part, eval_part, cutoff = _use_frame(ctx, frame)
+    return FeaturesOutputs(digest, frame.height, train_part.height, eval_part.height, cutoff.isoformat())
 
 
-def restore_features(ctx: RunContext, outputs: dict) -> None:
-    _use_frame(ctx, pl.read_parquet(ctx.home.offline.path(f"{ctx.spec.name}/training_sets", outputs["training_set"])))
+def restore_features(ctx: RunContext, outputs: FeaturesOutputs) -> None:
+    _use_frame(ctx, pl.read_parquet(ctx.home.offline.path(f"{ctx.spec.name}/training_sets", outputs.training_set)))
 
 
-def _use_frame(ctx: RunContext, frame: pl.DataFrame) -> None:
+def _use_frame(ctx: RunContext, frame: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame, datetime]:
+    """Split the training frame and encode both parts for the stages after; (training rows, evaluation rows,
+    cutoff)."""
     ctx.task = model_task(ctx.spec)
-    ctx.train_part, ctx.eval_part, ctx.cutoff = evaluation_split(ctx.spec, frame, ctx.retrain)
-    ctx.schema = FeatureSchema.learn(ctx.spec.model_features, ctx.train_part, ctx.spec.features,
+    train_part, eval_part, cutoff = evaluation_split(ctx.spec, frame, ctx.retrain)
+    ctx.train_part, ctx.eval_part, ctx.cutoff = train_part, eval_part, cutoff
+    ctx.schema = FeatureSchema.learn(ctx.spec.model_features, train_part, ctx.spec.features,
                                      entity_key_type(ctx.spec))
-    ctx.x_train, ctx.y_train = _xy(ctx, ctx.train_part)
-    ctx.x_eval, ctx.y_eval = _xy(ctx, ctx.eval_part)
+    ctx.x_train, ctx.y_train = _xy(ctx, train_part)
+    ctx.x_eval, ctx.y_eval = _xy(ctx, eval_part)
+    return train_part, eval_part, cutoff
 
 
 def _xy(ctx: RunContext, part: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    assert ctx.schema is not None, "the schema is learnt from the training rows first"
     target = part[ctx.spec.target.column]
     labels = target.cast(pl.Int8).to_numpy() if ctx.task.kind == "binary" else ctx.task.labels(target.to_list())
     return ctx.schema.encode_frame(part), labels
@@ -297,14 +340,29 @@ def _xy(ctx: RunContext, part: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
 
 # -- train ---------------------------------------------------------------------------------------
 
-def run_train(ctx: RunContext) -> dict:
+class SearchOutputs(msgspec.Struct, frozen=True):
+    best: str                   # the best trial's name
+    trials: list[Trial]
+
+
+class TrainOutputs(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    search: SearchOutputs | None = None     # with training.search.trials > 0: a run without records no such key
+    trainer: str
+    model: str                  # the native model's artifact
+    params: dict                # what the final model was trained with (seed and trainer too)
+    threads: int                # LightGBM's sums depend on the thread count: a reproduction uses the same
+    device: str
+
+
+def run_train(ctx: RunContext) -> TrainOutputs:
+    assert ctx.schema is not None and ctx.x_train is not None and ctx.y_train is not None, "made by features"
     training = ctx.spec.training
-    params, outputs = dict(training.params), {}
+    params, search = dict(training.params), None
     if training.search.trials > 0:
         best, trials = _search(ctx, params)
         params = best.params
         ctx.run.set_tags({"best_trial": best.name, "best_trial_run": best.run_id})
-        outputs["search"] = {"best": best.name, "trials": msgspec.to_builtins(trials)}
+        search = SearchOutputs(best.name, trials)
         ctx.say(f"search: {len(trials)} trials, best {best.name} (validation {metric_label(ctx.spec.metric)} "
                 f"{best.validation_score:.4f}) "
                 f"with {_short(best.params)}")
@@ -312,20 +370,21 @@ def run_train(ctx: RunContext) -> dict:
                     log_metric=ctx.run.log_metric, checkpoint=ctx.checkpoints / "final.pt",
                     checkpoint_every=training.checkpoint_every, on_checkpoint=lambda _: ctx.run.store.flush())
     ctx.params = {**params, "seed": training.seed, "trainer": training.trainer}
-    if "search" in outputs:  # the run's params are the spec's; the final model's are the best trial's
+    if search is not None:  # the run's params are the spec's; the final model's are the best trial's
         ctx.run.log_params({f"final.{k}": v for k, v in ctx.params.items()})
     digest = ctx.run.log_artifact("model.native", ctx.model.to_bytes())
-    return {**outputs, "trainer": training.trainer, "model": digest, "params": ctx.params,
-            "threads": default_threads(), "device": _device(training.trainer)}
+    return TrainOutputs(search=search, trainer=training.trainer, model=digest, params=ctx.params,
+                        threads=default_threads(), device=_device(training.trainer))
 
 
-def restore_train(ctx: RunContext, outputs: dict) -> None:
-    ctx.model = load_model(outputs["trainer"], ctx.home.artifacts.get(outputs["model"]))
-    ctx.params = outputs["params"]
+def restore_train(ctx: RunContext, outputs: TrainOutputs) -> None:
+    ctx.model = load_model(outputs.trainer, ctx.home.artifacts.get(outputs.model))
+    ctx.params = outputs.params
 
 
-def _search(ctx: RunContext, base: dict):
-    training = ctx.spec.training
+def _search(ctx: RunContext, base: dict) -> tuple[Trial, list[Trial]]:
+    schema, training = ctx.schema, ctx.spec.training
+    assert schema is not None and ctx.train_part is not None, "made by features"
     fit_part, validation_part, _ = split_by_time(ctx.spec, ctx.train_part, training.search.validation_days,
                                                  "training.search.validation_days")
     x_fit, y_fit = _xy(ctx, fit_part)
@@ -334,7 +393,7 @@ def _search(ctx: RunContext, base: dict):
     def score_trial(name: str, params: dict) -> tuple[str, float]:
         with ctx.run.child(name) as trial:
             trial.log_params(params)
-            model = fit(training.trainer, ctx.schema, x_fit, y_fit, params, training.seed, task=ctx.task,
+            model = fit(training.trainer, schema, x_fit, y_fit, params, training.seed, task=ctx.task,
                         log_metric=trial.log_metric, checkpoint=ctx.checkpoints / f"{name}.pt",
                         checkpoint_every=training.checkpoint_every, validation=(x_val, y_val),
                         on_checkpoint=lambda _: trial.store.flush())
@@ -360,7 +419,14 @@ def _short(params: dict) -> str:
 
 # -- evaluate ------------------------------------------------------------------------------------
 
-def run_evaluate(ctx: RunContext) -> dict:
+class EvaluateOutputs(msgspec.Struct, frozen=True):
+    metrics: dict[str, float]   # the task's metrics on the evaluation rows
+
+
+def run_evaluate(ctx: RunContext) -> EvaluateOutputs:
+    assert ctx.model is not None, "made by train"
+    assert ctx.x_eval is not None and ctx.y_eval is not None and ctx.train_part is not None \
+        and ctx.eval_part is not None, "made by features"
     output = ctx.model.predict(ctx.x_eval)
     ctx.metrics = evaluate(ctx.task, ctx.y_eval, output)
     if ctx.task.kind == "binary":
@@ -369,45 +435,57 @@ def run_evaluate(ctx: RunContext) -> dict:
     ctx.run.log_metrics({f"eval_{k}": v for k, v in ctx.metrics.items()}, step=0)
     ctx.say(f"trained {ctx.spec.training.trainer} on {ctx.train_part.height:,} rows before {ctx.cutoff:%Y-%m-%d}, "
             f"evaluated on {ctx.eval_part.height:,}: {metrics_line(ctx.task.kind, ctx.metrics)}")
-    return {"metrics": ctx.metrics}
+    return EvaluateOutputs(ctx.metrics)
 
 
-def restore_evaluate(ctx: RunContext, outputs: dict) -> None:
-    ctx.metrics = outputs["metrics"]
+def restore_evaluate(ctx: RunContext, outputs: EvaluateOutputs) -> None:
+    ctx.metrics = outputs.metrics
 
 
 # -- export --------------------------------------------------------------------------------------
 
-def run_export(ctx: RunContext) -> dict:
+class ExportOutputs(msgspec.Struct, frozen=True):
+    onnx: str                   # the ONNX artifact
+    parity: float               # ONNX Runtime against the native model (onnx_model.parity)
+    int8: QuantizedVariant | None = None    # with training.quantize; recorded as null without
+
+
+def run_export(ctx: RunContext) -> ExportOutputs:
+    assert ctx.model is not None, "made by train"
+    assert ctx.x_eval is not None and ctx.y_eval is not None, "made by features"
     ctx.onnx_bytes = ctx.model.to_onnx()
     sess = onnx_model.session(ctx.onnx_bytes, ["CPUExecutionProvider"])
     ctx.parity = onnx_model.parity(sess, ctx.model.predict(ctx.x_eval), ctx.x_eval, ctx.task)
     digest = ctx.run.log_artifact("model.onnx", ctx.onnx_bytes)
     ctx.run.log_metric("onnx_parity", ctx.parity, step=0)
-    outputs = {"onnx": digest, "parity": ctx.parity, "int8": None}
+    variant = None
     if ctx.spec.training.quantize:
-        from appliance.training.quantize import int8_variant
-
         variant = int8_variant(ctx.onnx_bytes, ctx.x_eval, ctx.y_eval, task=ctx.task, metric=ctx.spec.metric,
                                put=lambda data: ctx.run.log_artifact("model.int8.onnx", data))
         ctx.run.log_metrics({f"int8_{variant.metric}": variant.value, f"int8_{variant.metric}_delta": variant.delta,
                              "int8_p99_ms": variant.p99_ms_int8, "float32_p99_ms": variant.p99_ms_float32,
                              "int8_latency_gain": variant.latency_gain}, step=0)
-        outputs["int8"] = msgspec.to_builtins(variant)
         ctx.say(f"INT8 variant {variant.onnx_sha256[:12]}: {metric_label(variant.metric)} {variant.value:.4f} "
                 f"({variant.delta:+.4f}), p99 {variant.p99_ms_int8:.3f} ms vs {variant.p99_ms_float32:.3f} ms float32 "
                 f"(×{variant.latency_gain:.2f})")
-    return outputs
+    return ExportOutputs(digest, ctx.parity, variant)
 
 
-def restore_export(ctx: RunContext, outputs: dict) -> None:
-    ctx.onnx_bytes = ctx.home.artifacts.get(outputs["onnx"])
-    ctx.parity = outputs["parity"]
+def restore_export(ctx: RunContext, outputs: ExportOutputs) -> None:
+    ctx.onnx_bytes = ctx.home.artifacts.get(outputs.onnx)
+    ctx.parity = outputs.parity
 
 
 # -- validation gates ----------------------------------------------------------------------------
 
-def run_gates(ctx: RunContext) -> dict:
+class GatesOutputs(msgspec.Struct, frozen=True):
+    report: GateReport
+    evidence: GateEvidence      # what the gates judged
+
+
+def run_gates(ctx: RunContext) -> GatesOutputs:
+    assert ctx.schema is not None and ctx.eval_part is not None and ctx.x_eval is not None \
+        and ctx.y_eval is not None, "made by features (or an outside model's evaluation)"
     rules, task, metric = ctx.spec.validation, ctx.task, ctx.spec.metric
     unknown = [c for c in rules.segments if c not in ctx.eval_part.columns]
     if unknown:
@@ -428,16 +506,17 @@ def run_gates(ctx: RunContext) -> dict:
                   for c in rules.segments},
     )
     ctx.gates = evaluate_gates(rules, evidence)
-    return {"report": msgspec.to_builtins(ctx.gates), "evidence": msgspec.to_builtins(evidence)}
+    return GatesOutputs(ctx.gates, evidence)
 
 
-def restore_gates(ctx: RunContext, outputs: dict) -> None:
-    ctx.gates = msgspec.convert(outputs["report"], GateReport)
+def restore_gates(ctx: RunContext, outputs: GatesOutputs) -> None:
+    ctx.gates = outputs.report
 
 
 def _production_score(ctx: RunContext) -> tuple[int | None, float | None]:
     """The production version's value of the judged metric on this run's evaluation rows, scored through its
     own artifact."""
+    assert ctx.eval_part is not None and ctx.y_eval is not None, "made by features"
     version = ctx.home.registry.alias(ctx.spec.name, "production")
     if version is None:
         return None, None
@@ -454,7 +533,14 @@ def _production_score(ctx: RunContext) -> tuple[int | None, float | None]:
 
 # -- register ------------------------------------------------------------------------------------
 
-def run_register(ctx: RunContext) -> dict:
+class RegisterOutputs(msgspec.Struct, frozen=True):
+    version: int
+    status: str                 # registered, or rejected by a gate
+
+
+def run_register(ctx: RunContext) -> RegisterOutputs:
+    assert ctx.x_eval is not None and ctx.eval_part is not None, "made by features"
+    assert ctx.gates is not None, "judged by gates"
     # Monitoring compares live windows with the evaluation rows and their out-of-sample scores
     # (never training rows, whose in-sample scores make CBPE over-confident): store them once.
     output = onnx_model.predict(onnx_model.session(ctx.onnx_bytes, ["CPUExecutionProvider"]), ctx.x_eval, ctx.task)
@@ -466,27 +552,31 @@ def run_register(ctx: RunContext) -> dict:
         data_version=data_version(ctx.snapshots), code_version=code_version(), run_id=ctx.run.id, actor=ctx.actor,
     )
     ctx.run.set_tags({"version": ctx.version.version, "version_status": ctx.version.status})
-    return {"version": ctx.version.version, "status": ctx.version.status}
+    return RegisterOutputs(ctx.version.version, ctx.version.status)
 
 
-def restore_register(ctx: RunContext, outputs: dict) -> None:
-    ctx.version = ctx.home.registry.version(ctx.spec.name, outputs["version"])
+def restore_register(ctx: RunContext, outputs: RegisterOutputs) -> None:
+    ctx.version = ctx.home.registry.version(ctx.spec.name, outputs.version)
+
+
+Outputs = TypeVar("Outputs", bound=msgspec.Struct)
 
 
 @dataclass(frozen=True)
-class Stage:
+class Stage(Generic[Outputs]):
     name: str
-    run: Callable[[RunContext], dict]
-    restore: Callable[[RunContext, dict], None]
+    outputs: type[Outputs]      # what run returns and restore takes; a resumed run converts the recorded JSON
+    run: Callable[[RunContext], Outputs]
+    restore: Callable[[RunContext, Outputs], None]
 
 
-STAGES = [
-    Stage("ingest", run_ingest, restore_ingest),
-    Stage("validate", run_validate, restore_validate),
-    Stage("features", run_features, restore_features),
-    Stage("train", run_train, restore_train),
-    Stage("evaluate", run_evaluate, restore_evaluate),
-    Stage("export", run_export, restore_export),
-    Stage("gates", run_gates, restore_gates),
-    Stage("register", run_register, restore_register),
+STAGES: list[Stage[Any]] = [
+    Stage("ingest", IngestOutputs, run_ingest, restore_ingest),
+    Stage("validate", ValidateOutputs, run_validate, restore_validate),
+    Stage("features", FeaturesOutputs, run_features, restore_features),
+    Stage("train", TrainOutputs, run_train, restore_train),
+    Stage("evaluate", EvaluateOutputs, run_evaluate, restore_evaluate),
+    Stage("export", ExportOutputs, run_export, restore_export),
+    Stage("gates", GatesOutputs, run_gates, restore_gates),
+    Stage("register", RegisterOutputs, run_register, restore_register),
 ]

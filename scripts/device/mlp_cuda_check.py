@@ -23,6 +23,8 @@ import threading
 import time
 from pathlib import Path
 
+import msgspec
+
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
@@ -31,6 +33,7 @@ from appliance.home import Home  # noqa: E402
 from appliance.layout import Layout  # noqa: E402
 from appliance.spec import load_spec  # noqa: E402
 from appliance.training import runs  # noqa: E402
+from appliance.training.stages import TrainOutputs  # noqa: E402
 from appliance.training.worker import TrainingInterrupted, train_in_worker  # noqa: E402
 
 TOLERANCE = 0.005  # AUC: CUDA's embedding backward uses atomics, so a resumed run is close, not bitwise equal
@@ -150,7 +153,7 @@ def main() -> None:
                                    "train_rows": plain.train_rows, "eval_rows": plain.eval_rows}
         with Home(plain_home) as home:
             train_stage = next(s for s in runs.pipeline_run(home.conn, plain.run_id).stages if s.stage == "train")
-        result["trained_on"] = train_stage.outputs["device"]
+        result["trained_on"] = msgspec.convert(train_stage.outputs, TrainOutputs).device
         result["uninterrupted"]["train_stage_seconds"] = round(train_stage.ended_at - train_stage.started_at, 2)
 
         killed_home = new_home(work / "killed", spec_path)
