@@ -245,7 +245,7 @@ def psi_by_chance(bins: int, n_expected: int, n_actual: int, alpha: float) -> fl
     return chi2 * (1 / n_expected + 1 / n_actual)
 
 
-def class_share_psi(expected: Sequence[int], actual: Sequence[int], classes: int) -> float:
+def class_share_psi(expected: Sequence[float], actual: Sequence[float], classes: int) -> float:
     """Population stability index of the shares of predicted classes (indices 0..classes-1) in two samples.
 
     Two samples of one distribution give about (classes - 1)·(1/n₁ + 1/n₂).
@@ -261,7 +261,7 @@ def _psi_of_shares(e_share: np.ndarray, a_share: np.ndarray) -> float:
     return float(np.sum((a_share - e_share) * np.log(a_share / e_share)))
 
 
-def _class_shares(codes: Sequence[int], classes: int) -> np.ndarray:
+def _class_shares(codes: Sequence[float], classes: int) -> np.ndarray:
     c = np.asarray(codes, dtype=np.int64)
     return np.bincount(c[(c >= 0) & (c < classes)], minlength=classes)[:classes] / len(c)
 

@@ -8,6 +8,7 @@ trust and why (``estimate_disagreements``).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from datetime import datetime
 from typing import NamedTuple
 
@@ -196,7 +197,7 @@ def disagreement_notes(frame: pl.DataFrame) -> list[str]:
     return lines
 
 
-def table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]:
+def table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> list[str]:
     """Left-aligned columns, two spaces apart."""
     widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
     return ["  ".join(str(x).ljust(w) for x, w in zip(row, widths)).rstrip() for row in (header, *rows)]
