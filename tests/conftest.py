@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import io
 import json
 import shutil
 import socket
@@ -19,6 +20,7 @@ import httpx
 import pytest
 import uvicorn
 
+from appliance.cli import main
 from appliance.config import bundled_spec_path
 from appliance.features.online import materialize_model
 from appliance.home import Home
@@ -220,3 +222,18 @@ def command_paths(parser: argparse.ArgumentParser, words: tuple[str, ...] = ()):
         if isinstance(action, argparse._SubParsersAction):
             for name, sub in action.choices.items():
                 yield from command_paths(sub, (*words, name))
+
+
+def cli(home: Path, *args: str) -> tuple[int, str, str]:
+    """``appliance --home HOME ARGS`` in process: (exit code, stdout, stderr)."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(["--home", str(home), *args])
+    return code, out.getvalue(), err.getvalue()
+
+
+def ok(home: Path, *args: str) -> str:
+    """``cli`` that must succeed: its stdout."""
+    code, out, err = cli(home, *args)
+    assert code == 0, err + out
+    return out

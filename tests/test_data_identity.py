@@ -7,8 +7,6 @@ rows a day, through the CLI (`ingest`, `data quarantine`, `train`) on a real dat
 
 from __future__ import annotations
 
-import contextlib
-import io
 import re
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -17,10 +15,10 @@ import numpy as np
 import polars as pl
 import pytest
 
-from appliance.cli import main
 from appliance.data.snapshots import list_snapshots, read_snapshots
 from appliance.home import Home
 from appliance.training.runs import pipeline_run
+from tests.conftest import cli, ok
 
 SPEC = """[model]
 name = "{name}"
@@ -129,20 +127,6 @@ def model_folder(folder: Path, id_type: str | None, on_repeat: str | None = None
     spec = folder / f"{name}.toml"
     spec.write_text(SPEC.format(name=name, source=source))
     return spec
-
-
-def cli(home: Path, *args: str) -> tuple[int, str, str]:
-    """``appliance --home HOME ARGS`` in process: (exit code, stdout, stderr)."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main(["--home", str(home), *args])
-    return code, out.getvalue(), err.getvalue()
-
-
-def ok(home: Path, *args: str) -> str:
-    code, out, err = cli(home, *args)
-    assert code == 0, err + out
-    return out
 
 
 def ingested(out: str) -> tuple[int, int]:

@@ -3,8 +3,6 @@ lineage and online features, while the Parquet bytes are stored once."""
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import shutil
 import sqlite3
@@ -13,7 +11,6 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from appliance.cli import main
 from appliance.data.snapshots import find_snapshot, find_snapshots, list_snapshots
 from appliance.errors import InvalidInput, NotFound
 from appliance.home import Home
@@ -22,24 +19,10 @@ from appliance.training.pipeline import train
 from appliance.training.reproduce import reproduce
 from storage.database import connect
 from storage.metadata_schema import MIGRATIONS
-from tests.conftest import SAMPLE_RECORD, sliced_spec
+from tests.conftest import SAMPLE_RECORD, cli, ok, sliced_spec
 
 # Within the sliced history (its first 12 days), so the stored features are current.
 RECORD = {**SAMPLE_RECORD, "event_time": "2026-09-12T09:30:00Z"}
-
-
-def cli(home: Path, *args: str) -> tuple[int, str, str]:
-    """``appliance --home HOME ARGS`` in process: (exit code, stdout, stderr)."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main(["--home", str(home), *args])
-    return code, out.getvalue(), err.getvalue()
-
-
-def ok(home: Path, *args: str) -> str:
-    code, out, err = cli(home, *args)
-    assert code == 0, err
-    return out
 
 
 @pytest.fixture(scope="module")

@@ -20,30 +20,29 @@ from appliance.task import BINARY, Task
 Z95 = 1.959963984540054
 
 
-class ArmOutcomes(msgspec.Struct, frozen=True):
-    """A binary arm: the mean outcome (the share of positives) of its predictions with feedback."""
+class Arm(msgspec.Struct, frozen=True):
+    """An A/B arm: its successful predictions and how many of them have an outcome."""
 
     arm: str
     predictions: int
     with_outcome: int
+
+
+class ArmOutcomes(Arm, frozen=True):
+    """A binary arm: the mean outcome (the share of positives) of its predictions with feedback."""
+
     mean_outcome: float | None
 
 
-class ArmAccuracy(msgspec.Struct, frozen=True):
+class ArmAccuracy(Arm, frozen=True):
     """A multiclass arm: the share of its predictions with feedback whose class was the outcome."""
 
-    arm: str
-    predictions: int
-    with_outcome: int
     accuracy: float | None
 
 
-class ArmError(msgspec.Struct, frozen=True):
+class ArmError(Arm, frozen=True):
     """A regression arm: the mean absolute error of its predictions with feedback."""
 
-    arm: str
-    predictions: int
-    with_outcome: int
     mae: float | None
 
 
