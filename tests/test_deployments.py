@@ -233,6 +233,10 @@ def test_shadow_and_ab_reports_and_admin_routes(server):
                        == 20 and b, "shadow scores were not logged")
     shadow = report["shadow"]
     assert shadow["agreement"] > 0.9 and shadow["correlation"] > 0.9 and shadow["shadow_p99_ms"] > 0
+    early = c.post("/v1/models/fraud/deployments/advance", json={"reason": "looks fine"}, headers=admin)
+    assert early.status_code == 409 and "has 20 predictions compared with production" in early.json()["detail"]
+    unexplained = c.post("/v1/models/fraud/deployments/advance", json={"force": True}, headers=admin)
+    assert unexplained.status_code == 422 and "needs a reason" in unexplained.json()["detail"]
     assert c.post("/v1/models/fraud/deployments/abort", json={}, headers=admin).json()["status"] == "aborted"
 
     ab = c.post("/v1/models/fraud/deployments", json={"strategy": "ab", "version": 2, "split_key": "user_id"},

@@ -75,7 +75,7 @@ class Gatekeeper:
     def _verify(self, token: str) -> ApiKey:
         parsed = parse_token(token)
         key = self._keys.get(parsed[0]) if parsed else None
-        if key is None or not secret_matches(key, parsed[1]):
+        if parsed is None or key is None or not secret_matches(key, parsed[1]):
             self.rejected["invalid"] += 1
             raise Unauthorized(f"the API key is not valid; {_HOW} with a key from `appliance keys create`")
         if not key.active:

@@ -2,7 +2,8 @@
 on loopback.
 
 Each acts through the same functions as the CLI (Registry.promote/rollback, deployment start,
-advance, abort) on its own connection, then refreshes the server's routes at once.
+advance, abort) on its own connection, then refreshes the server's routes at once, and answers what that
+function returns. Bodies and answers are typed (``serving.bodies``), so the OpenAPI schema describes them.
 """
 
 from __future__ import annotations
@@ -10,144 +11,162 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, TypeVar
 
 import msgspec
-from litestar import Request, Response, get, post
-from litestar.params import FromPath
+from litestar import Request, get, post
+from litestar.handlers import HTTPRouteHandler
+from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
+from litestar.types import Guard
 
 from appliance.alerts import records as alert_records
+from appliance.alerts.records import Alert
 from appliance.deployment import deployments
+from appliance.deployment.deployments import Deployment
 from appliance.errors import NotFound
 from appliance.home import Home
-from appliance.serving.docs import DeploymentRequest, PromoteRequest, ReasonRequest
-from appliance.serving.request_body import decode_body
+from appliance.registry.registry import ModelVersion
+from appliance.serving.bodies import (
+    AdvanceRequest,
+    DeploymentReport,
+    DeploymentRequest,
+    PromoteRequest,
+    ReasonRequest,
+    RetrainStarted,
+    RunStarting,
+)
 from appliance.serving.state import ServingState
 from appliance.training.retrain import start_retrain
 from appliance.training.retrain import starting as retrain_starting
 from appliance.training.runs import PipelineRun, pipeline_run
 
-_encode = msgspec.json.Encoder().encode
+T = TypeVar("T")
 
 
-def admin_routes(state: ServingState, root: Path, admin_guard: Callable) -> list:
+def admin_routes(state: ServingState, root: Path, admin_guard: Guard) -> list[HTTPRouteHandler]:
     """The admin route handlers over one data directory."""
 
-    async def act(request: Request, action: Callable[[Home, str], Any]) -> Response:
+    async def act(request: Request[Any, Any, Any], action: Callable[[Home, str], T]) -> T:
         caller = request.state.caller
         actor = f"api:{caller.key_id}"
 
-        def run() -> Any:
+        def run() -> T:
             with Home(root) as home:
                 result = action(home, actor)
                 state.refresh(home)
                 return result
 
-        return Response(content=_encode(await asyncio.to_thread(run)), media_type="application/json")
+        return await asyncio.to_thread(run)
 
     @post("/v1/models/{name:str}/promote", status_code=200, guards=[admin_guard],
           summary="Point production at a version (admin)")
-    async def promote(name: FromPath[str], request: Request) -> Response:
-        body = await _body(request, PromoteRequest)
-        return await act(request, lambda home, actor: home.registry.promote(name, body.version, actor=actor,
-                                                                           reason=body.reason))
+    async def promote(name: FromPath[str], data: JSONBody[PromoteRequest],
+                      request: Request[Any, Any, Any]) -> ModelVersion:
+        return await act(request, lambda home, actor: home.registry.promote(name, data.version, actor=actor,
+                                                                           reason=data.reason))
 
     @post("/v1/models/{name:str}/rollback", status_code=200, guards=[admin_guard],
           summary="Return production to the previous version (admin)")
-    async def rollback(name: FromPath[str], request: Request) -> Response:
-        body = await _body(request, ReasonRequest)
-        return await act(request, lambda home, actor: home.registry.rollback(name, actor=actor, reason=body.reason))
+    async def rollback(name: FromPath[str], request: Request[Any, Any, Any],
+                       data: JSONBody[ReasonRequest | None] = None) -> ModelVersion:
+        reason = _reason(data)
+        return await act(request, lambda home, actor: home.registry.rollback(name, actor=actor, reason=reason))
 
     @post("/v1/models/{name:str}/deployments", status_code=201, guards=[admin_guard],
           summary="Start a blue-green, canary, shadow or A/B deployment of a version (admin)")
-    async def start(name: FromPath[str], request: Request) -> Response:
-        body = await _body(request, DeploymentRequest)
+    async def start(name: FromPath[str], data: JSONBody[DeploymentRequest],
+                    request: Request[Any, Any, Any]) -> Deployment:
         return await act(request, lambda home, actor: deployments.start(
-            home, name, body.strategy, body.version, actor=actor, percent=body.percent, split_key=body.split_key))
+            home, name, data.strategy, data.version, actor=actor, percent=data.percent, split_key=data.split_key))
 
     @post("/v1/models/{name:str}/deployments/advance", status_code=200, guards=[admin_guard],
           summary="Move the running deployment one step on (admin)")
-    async def advance(name: FromPath[str], request: Request) -> Response:
-        body = await _body(request, ReasonRequest)
-        return await act(request, lambda home, actor: deployments.advance(home, name, actor=actor, reason=body.reason))
+    async def advance(name: FromPath[str], request: Request[Any, Any, Any],
+                      data: JSONBody[AdvanceRequest | None] = None) -> Deployment:
+        body = data or AdvanceRequest()
+        return await act(request, lambda home, actor: deployments.advance(home, name, actor=actor, reason=body.reason,
+                                                                         force=body.force))
 
     @post("/v1/models/{name:str}/deployments/abort", status_code=200, guards=[admin_guard],
           summary="Stop the running deployment; all traffic back to the baseline (admin)")
-    async def abort(name: FromPath[str], request: Request) -> Response:
-        body = await _body(request, ReasonRequest)
-        return await act(request, lambda home, actor: deployments.abort(home, name, actor=actor, reason=body.reason))
+    async def abort(name: FromPath[str], request: Request[Any, Any, Any],
+                    data: JSONBody[ReasonRequest | None] = None) -> Deployment:
+        reason = _reason(data)
+        return await act(request, lambda home, actor: deployments.abort(home, name, actor=actor, reason=reason))
 
     @get("/v1/models/{name:str}/deployments", guards=[admin_guard],
          summary="The running (or latest) deployment and what it has shown so far (admin)")
-    async def status(name: FromPath[str], request: Request) -> Response:
-        def run() -> dict:
+    async def status(name: FromPath[str]) -> DeploymentReport:
+        def run() -> DeploymentReport:
             with Home(root) as home:
                 d = deployments.latest(home, name)
                 if d is None:
                     raise NotFound(f"model '{name}' has never been deployed with a strategy")
-                state.log.flush()
-                return state.with_store(lambda store: deployments.report(home, store, d))
+                state.flush_log()
+                report = state.with_store(lambda store: deployments.report(home, store, d))
+            return msgspec.convert(report, DeploymentReport)
 
-        return Response(content=_encode(await asyncio.to_thread(run)), media_type="application/json")
+        return await asyncio.to_thread(run)
 
     @post("/v1/models/{name:str}/retrain", status_code=202, guards=[admin_guard],
           summary="Start a retrain in a worker process: 202 with its run id; 409 if the model is training (admin)")
-    async def retrain(name: FromPath[str], request: Request) -> Response:
-        body = await _body(request, ReasonRequest)
+    async def retrain(name: FromPath[str], request: Request[Any, Any, Any],
+                      data: JSONBody[ReasonRequest | None] = None) -> RetrainStarted:
+        reason = _reason(data)
         actor = f"api:{request.state.caller.key_id}"
 
-        def run() -> dict:
+        def run() -> RetrainStarted:
             with Home(root) as home:
                 home.spec(name)  # an unknown model or a broken spec is answered now, not in the worker
-            run_id = start_retrain(root, name, actor, body.reason)
-            return {"model": name, "run_id": run_id, "status": "started",
-                    "watch": f"/v1/models/{name}/runs/{run_id}"}
+            run_id = start_retrain(root, name, actor, reason)
+            return RetrainStarted(model=name, run_id=run_id, status="started",
+                                  watch=f"/v1/models/{name}/runs/{run_id}")
 
-        return Response(content=_encode(await asyncio.to_thread(run)), status_code=202,
-                        media_type="application/json")
+        return await asyncio.to_thread(run)
 
     @get("/v1/models/{name:str}/runs/{run_id:str}", guards=[admin_guard],
-         summary="A training run: status (starting, running, succeeded, failed), stages, metrics, error (admin)")
-    async def run_status(name: FromPath[str], run_id: FromPath[str]) -> Response:
-        def run() -> PipelineRun | dict:
+         summary="A training run: status (starting, running, succeeded, failed, skipped), stages, metrics, error, "
+                 "outcome (admin)")
+    async def run_status(name: FromPath[str], run_id: FromPath[str]) -> PipelineRun | RunStarting:
+        def run() -> PipelineRun | RunStarting:
             with Home(root) as home:
                 try:
                     found = pipeline_run(home.conn, run_id)
                 except NotFound:
                     if retrain_starting(name, run_id):  # its worker is starting up
-                        return {"id": run_id, "model": name, "status": "starting"}
+                        return RunStarting(id=run_id, model=name, status="starting")
                     raise
                 if found.model != name:
                     raise NotFound(f"run {run_id} is not a run of model '{name}'")
                 return found
 
-        return Response(content=_encode(await asyncio.to_thread(run)), media_type="application/json")
+        return await asyncio.to_thread(run)
 
     @get("/v1/alerts", guards=[admin_guard],
          summary="Alerts, newest first: ?model=M, ?all=true for resolved ones (admin)")
-    async def alerts(request: Request) -> Response:
-        model = request.query_params.get("model")
-        everything = request.query_params.get("all", "false").lower() in ("1", "true", "yes")
+    async def alerts(model: FromQuery[str | None] = None, everything: Annotated[str, QueryParameter(
+                         name="all", description="true (or 1, yes): resolved alerts too")] = "false") -> list[Alert]:
+        resolved_too = everything.lower() in ("1", "true", "yes")
 
-        def run() -> list:
+        def run() -> list[Alert]:
             with Home(root) as home:
-                return alert_records.list_alerts(home.conn, model, include_resolved=everything)
+                return alert_records.list_alerts(home.conn, model, include_resolved=resolved_too)
 
-        return Response(content=_encode(await asyncio.to_thread(run)), media_type="application/json")
+        return await asyncio.to_thread(run)
 
     @post("/v1/alerts/{alert_id:int}/ack", status_code=200, guards=[admin_guard],
           summary="Acknowledge an alert: someone is on it (admin)")
-    async def ack(alert_id: FromPath[int], request: Request) -> Response:
+    async def ack(alert_id: FromPath[int], request: Request[Any, Any, Any]) -> Alert:
         return await act(request, lambda home, actor: alert_records.acknowledge(home.conn, alert_id, actor))
 
     @post("/v1/alerts/{alert_id:int}/resolve", status_code=200, guards=[admin_guard],
           summary="Resolve an alert; if its rule fires again a new one opens (admin)")
-    async def resolve(alert_id: FromPath[int], request: Request) -> Response:
+    async def resolve(alert_id: FromPath[int], request: Request[Any, Any, Any]) -> Alert:
         return await act(request, lambda home, actor: alert_records.resolve(home.conn, alert_id, actor))
 
     return [promote, rollback, start, advance, abort, status, retrain, run_status, alerts, ack, resolve]
 
 
-async def _body(request: Request, struct: type):
-    return decode_body(await request.body() or b"{}", msgspec.json.Decoder(struct).decode,
-                       "see /schema for the expected fields")
+def _reason(body: ReasonRequest | None) -> str:
+    # The body is optional: none at all reads as {}.
+    return body.reason if body is not None else ""

@@ -1,7 +1,8 @@
 """The HTTP API: Litestar, JSON in and out, errors as RFC 9457 problem documents.
 
 Predictions take a lean path of their own (``predict``, in front of Litestar); every other route
-— feedback, models, metrics, health, admin, monitoring, the schema — is a Litestar handler.
+— feedback, models, metrics, health, admin, monitoring, the schema — is a Litestar handler that takes
+and answers typed structures (``bodies``), from which Litestar generates the OpenAPI schema.
 """
 
 from __future__ import annotations
@@ -12,19 +13,28 @@ from contextlib import asynccontextmanager, suppress
 from http import HTTPStatus
 from pathlib import Path
 
-import msgspec
 from litestar import Litestar, Request, Response, Router, get, post
 from litestar.connection import ASGIConnection
-from litestar.exceptions import HTTPException
-from litestar.openapi import OpenAPIConfig
-from litestar.params import FromPath
+from litestar.exceptions import HTTPException, ValidationException
+from litestar.openapi import OpenAPIConfig, ResponseSpec
+from litestar.params import FromPath, JSONBody
+from litestar.types import Guard, Receive, Scope, Send
 
 import appliance
 from appliance.data.declared import model_task
 from appliance.errors import ApplianceError, InvalidInput, PayloadTooLarge
 from appliance.home import Home
 from appliance.serving.admin import admin_routes
-from appliance.serving.docs import FeedbackRequest, OfflineDocs, SchemaJson
+from appliance.serving.bodies import (
+    DeploymentShown,
+    FeedbackAnswer,
+    FeedbackRequest,
+    Health,
+    Readiness,
+    ServedModel,
+    UnknownOutcome,
+)
+from appliance.serving.docs import OfflineDocs, SchemaJson
 from appliance.serving.feedback import expected, stored_outcomes
 from appliance.serving.monitoring_routes import monitoring_routes
 from appliance.serving.predict import PredictEndpoint, model_name
@@ -37,7 +47,7 @@ from appliance.serving.problems import (
     problem_body,
 )
 from appliance.serving.prometheus import CONTENT_TYPE
-from appliance.serving.request_body import decode_body
+from appliance.serving.request_body import TypedRequest, body_hint, validation_detail
 from appliance.serving.state import ServingState
 from appliance.task import Task
 from storage.errors import StorageError
@@ -46,10 +56,6 @@ log = logging.getLogger(__name__)
 
 REFRESH_SECONDS = 0.5
 MAX_FEEDBACK_ITEMS = 10_000
-JSON = "application/json"
-
-_decode_feedback = msgspec.json.Decoder(FeedbackRequest).decode
-_encode = msgspec.json.Encoder().encode
 
 
 def problem(status: int, title: str, detail: str) -> Response:
@@ -65,7 +71,7 @@ class ServingApp:
         self.predict = predict
         self.metrics = predict.state.metrics
 
-    async def __call__(self, scope, receive, send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             name = model_name(scope["path"])
             if name is not None:
@@ -111,61 +117,67 @@ def create_app(home_root: Path, refresh_seconds: float = REFRESH_SECONDS, expose
         with Home(root) as home:
             return model_task(home.spec(name))
 
-    def guard(scope: str):
+    def guard(scope: str) -> Guard:
         # async: Litestar runs a plain-function guard on a worker thread, a thread hop per request
         async def check(connection: ASGIConnection, _handler: object) -> None:
             connection.state.caller = state.admit(connection.scope, scope)
         return check
 
-    @post("/v1/models/{name:str}/feedback", status_code=200, guards=[guard("feedback")],
-          summary="Attach outcomes (labels) to earlier predictions by request_id; unknown ids are listed back")
-    async def feedback(name: FromPath[str], request: Request) -> Response:
+    async def feedback_model(request: Request) -> None:
+        # Before the body is read: an unknown model is a 404 whatever was sent, and a body that cannot be read
+        # is told what its model takes as an outcome (request_body.TypedRequest reads the hint).
+        name = request.path_params["name"]
         if not state.pool.knows(name):
             state.pool.get(name)
         route = state.routes.get(name)
         task = route.production.model.task if route else await asyncio.to_thread(_spec_task, name)
-        body = decode_body(await request.body(), _decode_feedback,
-                           f'send {{"outcomes": [{{"request_id": "…", "outcome": …}}]}}; for {task.kind} model '
-                           f"'{name}', each outcome: {expected(task)}")
-        if not body.outcomes:
+        request.state.task = task
+        request.state.body_hint = (f'send {{"outcomes": [{{"request_id": "…", "outcome": …}}]}}; for {task.kind} '
+                                   f"model '{name}', each outcome: {expected(task)}")
+
+    @post("/v1/models/{name:str}/feedback", status_code=200, guards=[guard("feedback")], before_request=feedback_model,
+          summary="Attach outcomes (labels) to earlier predictions by request_id; unknown ids are listed back")
+    async def feedback(name: FromPath[str], data: JSONBody[FeedbackRequest], request: Request) -> FeedbackAnswer:
+        task: Task = request.state.task
+        if not data.outcomes:
             raise InvalidInput("the list of outcomes is empty; send at least one")
-        if len(body.outcomes) > MAX_FEEDBACK_ITEMS:
-            raise PayloadTooLarge(f"{len(body.outcomes)} outcomes in one request; the limit is "
+        if len(data.outcomes) > MAX_FEEDBACK_ITEMS:
+            raise PayloadTooLarge(f"{len(data.outcomes)} outcomes in one request; the limit is "
                                   f"{MAX_FEEDBACK_ITEMS} — split them")
-        items = stored_outcomes(task, name, body.outcomes)
-        await asyncio.to_thread(state.log.flush)  # a prediction answered a moment ago is written first
+        items = stored_outcomes(task, name, data.outcomes)
+        await asyncio.to_thread(state.flush_log)  # a prediction answered a moment ago is written first
         unknown = await asyncio.to_thread(state.with_store, lambda store: store.attach_feedback(name, items))
-        answer = {"accepted": len(items) - len(unknown),
-                  "unknown": [{"request_id": r, "position": p} for r, p in unknown]}
-        return Response(content=_encode(answer), media_type=JSON)
+        return FeedbackAnswer(accepted=len(items) - len(unknown),
+                              unknown=[UnknownOutcome(request_id=r, position=p) for r, p in unknown])
 
     @get("/v1/models", guards=[guard("read")], summary="Served models, their production version and deployment")
-    async def list_models() -> Response:
+    async def list_models() -> list[ServedModel]:
         routes = state.routes
-        body = []
+        served = []
         for name in sorted(state.pool.known()):
             route = routes.get(name)
             d = route.deployment if route else None
-            body.append({"name": name, "serving_version": route.production.model.version if route else None,
-                         "deployment": None if d is None else {"strategy": d.strategy, "candidate": d.candidate_version,
-                                                               "traffic_percent": d.traffic_percent}})
-        return Response(content=_encode(body), media_type=JSON)
+            served.append(ServedModel(
+                name=name, serving_version=route.production.model.version if route else None,
+                deployment=None if d is None else DeploymentShown(strategy=d.strategy, candidate=d.candidate_version,
+                                                                  traffic_percent=d.traffic_percent)))
+        return served
 
-    @get("/metrics", guards=[guard("read")], summary="Prometheus text exposition")
-    async def prometheus() -> Response:
-        return Response(content=metrics.render(state.gauges()), media_type=CONTENT_TYPE)
+    @get("/metrics", guards=[guard("read")], media_type=CONTENT_TYPE, summary="Prometheus text exposition")
+    async def prometheus() -> str:
+        return metrics.render(state.gauges())
 
     @get("/healthz", summary="Liveness (open to probes, no key needed)")
-    async def healthz() -> Response:
-        return Response(content=_encode({"status": "ok"}), media_type=JSON)
+    async def healthz() -> Health:
+        return Health(status="ok")
 
-    @get("/readyz", summary="Readiness: 200 once every model with a production version is loaded (no key needed)")
-    async def readyz() -> Response:
+    @get("/readyz", summary="Readiness: 200 once every model with a production version is loaded (no key needed)",
+         responses={503: ResponseSpec(data_container=Readiness, description="a model is not loaded yet")})
+    async def readyz() -> Response[Readiness]:
         loaded = state.pool.loaded()
         waiting = sorted(state.pool.known() - loaded.keys())
-        body = {"ready": not waiting, "serving": {n: m.version for n, m in loaded.items()},
-                "not_serving": waiting}
-        return Response(content=_encode(body), media_type=JSON, status_code=200 if not waiting else 503)
+        body = Readiness(ready=not waiting, serving={n: m.version for n, m in loaded.items()}, not_serving=waiting)
+        return Response(content=body, status_code=200 if not waiting else 503)
 
     def on_appliance_error(_: Request, exc: ApplianceError) -> Response:
         status, headers, body = error_response(exc)
@@ -175,10 +187,12 @@ def create_app(home_root: Path, refresh_seconds: float = REFRESH_SECONDS, expose
     def on_storage_error(_: Request, exc: StorageError) -> Response:
         return Response(content=failure_body(exc), status_code=500, media_type=PROBLEM)
 
-    def on_http_error(_: Request, exc: HTTPException) -> Response:
+    def on_http_error(request: Request, exc: HTTPException) -> Response:
         # Titles as the appliance's own errors word them, whichever part refused the request
         if exc.status_code == 413:  # Litestar's body limit: said as the predict route says it
             return problem(413, PayloadTooLarge.title, BODY_TOO_LARGE)
+        if isinstance(exc, ValidationException):  # its 400, as a body decode_body refuses: 422 saying why
+            return problem(InvalidInput.status, InvalidInput.title, validation_detail(exc, body_hint(request)))
         return problem(exc.status_code, HTTPStatus(exc.status_code).phrase.capitalize(), exc.detail)
 
     def on_unexpected(_: Request, exc: Exception) -> Response:
@@ -199,6 +213,7 @@ def create_app(home_root: Path, refresh_seconds: float = REFRESH_SECONDS, expose
         lifespan=[lifespan],
         exception_handlers={ApplianceError: on_appliance_error, StorageError: on_storage_error,
                             HTTPException: on_http_error, Exception: on_unexpected},
+        request_class=TypedRequest,  # bodies read strictly, refused as the predict route refuses them
         request_max_body_size=MAX_BODY_BYTES,
         openapi_config=openapi,
         logging_config=None,  # the process configures logging once, in the CLI

@@ -97,7 +97,7 @@ class MicroBatcher:
         self._records, self._waiting = [], []
         for start in range(0, len(records), self.max_batch):
             x, futures = self._encoded(records[start:start + self.max_batch], waiting[start:start + self.max_batch])
-            if not futures:
+            if x is None:  # nothing could be encoded: no future waits
                 continue
             try:
                 scores = self._run(x).tolist()

@@ -2,7 +2,8 @@
 
 Litestar's bundled doc sites load their JavaScript from CDNs; an air-gapped appliance serves
 the JSON schema and one self-contained HTML page rendered from it on the server instead.
-The request bodies, which the handlers decode themselves for speed, are described here.
+Litestar generates the schema of every route it serves from their typed bodies and answers
+(``bodies``); the predict route, answered in front of Litestar for speed, is described here.
 
 Answers and outcomes are each model's task's (``appliance.task``): the generic paths
 (``/v1/models/{name}/…``) say what every task answers and takes; each served model's own paths
@@ -15,7 +16,7 @@ from __future__ import annotations
 import copy
 import html
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Any
 from urllib.parse import quote
 
 import msgspec
@@ -24,43 +25,6 @@ from litestar.enums import MediaType, OpenAPIMediaType
 from litestar.openapi.plugins import OpenAPIRenderPlugin
 
 from appliance.task import Task
-from storage.database import MAX_INTEGER
-
-# Bounds a client cannot pass without a 422 naming the field: past them SQLite cannot store the
-# number, or an A/B report's sums overflow.
-Version = Annotated[int, msgspec.Meta(ge=1, le=MAX_INTEGER)]
-Position = Annotated[int, msgspec.Meta(ge=0, le=MAX_INTEGER)]
-OutcomeValue = Annotated[float, msgspec.Meta(ge=-1e12, le=1e12)]
-
-
-class Outcome(msgspec.Struct):
-    request_id: str
-    # Read by the model's task (serving.feedback): a flag or 0/1, a class (text or a number), or a value.
-    outcome: Annotated[OutcomeValue | str | bool, msgspec.Meta(
-        description="in the model's terms: binary 1 or 0 (or true/false); multiclass the class, as declared "
-                    "(\"cat\" or 2); regression the observed value")]
-    position: Position = 0      # which record of a list request (0 for a single record)
-
-
-class FeedbackRequest(msgspec.Struct):
-    outcomes: list[Outcome]
-
-
-class PromoteRequest(msgspec.Struct):
-    version: Version
-    reason: str = ""
-
-
-class ReasonRequest(msgspec.Struct):
-    reason: str = ""
-
-
-class DeploymentRequest(msgspec.Struct):
-    strategy: str               # blue-green | canary | shadow | ab
-    version: Version
-    percent: float | None = None    # A/B: the candidate's share (default 50)
-    split_key: str | None = None    # A/B: the request field to split by (default: the spec's)
-
 
 _RECORD = {"type": "object", "description": "one record: the model's features by name, typed as its data contract "
                                             "declares them (a category as text or an integer code, a flag as "
@@ -68,14 +32,8 @@ _RECORD = {"type": "object", "description": "one record: the model's features by
                                             "declared; none for a model without one) and the event time (ISO "
                                             "8601 or Unix seconds; default now)",
            "additionalProperties": True}
-REQUEST_BODIES: dict[tuple[str, str], dict] = {
-    ("post", "/v1/models/{name}/predict"): {"oneOf": [_RECORD, {"type": "array", "items": _RECORD}]},
-}
-# OpenAPI 3.1 takes JSON Schema as is, local $defs included.
-REQUEST_BODIES |= {("post", path): msgspec.json.schema(struct) for path, struct in (
-    ("/v1/models/{name}/feedback", FeedbackRequest), ("/v1/models/{name}/promote", PromoteRequest),
-    ("/v1/models/{name}/rollback", ReasonRequest), ("/v1/models/{name}/deployments", DeploymentRequest),
-    ("/v1/models/{name}/deployments/advance", ReasonRequest), ("/v1/models/{name}/deployments/abort", ReasonRequest))}
+# The predict route's body: one record, or a list of them (inline: no component to point to).
+PREDICT_BODY: dict[str, Any] = {"oneOf": [_RECORD, {"type": "array", "items": _RECORD}]}
 
 
 def prediction_schema(task: Task | None, kind: str = "binary") -> dict:
@@ -90,8 +48,10 @@ def prediction_schema(task: Task | None, kind: str = "binary") -> dict:
                 "properties": {"value": {"type": "number", "description": "the predicted value"}}}
     described = "each class's probability by the class's text; they sum to 1"
     if task is None:
-        chosen: dict = {"type": ["string", "integer"], "description": "the most probable class, as declared"}
-        probabilities = {"type": "object", "description": described, "additionalProperties": {"type": "number"}}
+        chosen: dict[str, Any] = {"type": ["string", "integer"],
+                                  "description": "the most probable class, as declared"}
+        probabilities: dict[str, Any] = {"type": "object", "description": described,
+                                         "additionalProperties": {"type": "number"}}
     else:
         texts = task.class_text()
         chosen = {"enum": list(task.classes), "description": "the most probable class, as declared"}
@@ -140,8 +100,7 @@ def predict_operation(task: Task | None = None) -> dict:
         "summary": "Score one record (an object) or several (a list); the answer carries a request_id for feedback",
         "operationId": "predict",
         "parameters": [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}],
-        "requestBody": {"required": True, "content": {"application/json": {"schema": REQUEST_BODIES[
-            ("post", "/v1/models/{name}/predict")]}}},
+        "requestBody": {"required": True, "content": {"application/json": {"schema": PREDICT_BODY}}},
         "responses": {
             "200": {"description": "the answer, with the model version that answered",
                     "headers": {"x-request-id": {"schema": {"type": "string"}}},
@@ -155,15 +114,16 @@ PREDICT_OPERATION = predict_operation()
 
 
 def describe(schema: dict[str, Any], served: dict[str, Task] | None = None) -> dict[str, Any]:
-    """The generated schema with the predict route, the request bodies the handlers decode themselves, and
-    each served model's own predict and feedback paths in its task's terms (``served``: model → task)."""
+    """The generated schema with the predict route, and each served model's own predict and feedback paths
+    in its task's terms (``served``: model → task)."""
     schema = copy.deepcopy(schema)  # Litestar keeps the generated one, and the served models change
     paths = schema.setdefault("paths", {})
+    for item in paths.values():
+        for operation in item.values():
+            body = operation.get("requestBody") if isinstance(operation, dict) else None
+            if body is not None and {"type": "null"} in _json_schema(body).get("oneOf", ()):
+                body["required"] = False  # Litestar marks every body required; `data: X | None = None` may be left out
     paths.setdefault("/v1/models/{name}/predict", {})["post"] = copy.deepcopy(PREDICT_OPERATION)
-    for (method, path), body in REQUEST_BODIES.items():
-        operation = paths.get(path, {}).get(method)
-        if operation is not None:
-            operation["requestBody"] = {"required": True, "content": {"application/json": {"schema": body}}}
     feedback = paths.get("/v1/models/{name}/feedback", {}).get("post")
     for model, task in sorted((served or {}).items()):
         prefix = f"/v1/models/{quote(model, safe='')}"
@@ -172,12 +132,50 @@ def describe(schema: dict[str, Any], served: dict[str, Task] | None = None) -> d
             f" of classes {', '.join(task.class_text())}" if task.kind == "multiclass" else "")
         paths[f"{prefix}/predict"] = {"post": predict}
         if feedback is not None:
-            body = msgspec.json.schema(FeedbackRequest)
-            body["$defs"]["Outcome"]["properties"]["outcome"] = outcome_schema(task)
             operation = _for_model(feedback, model)
-            operation["requestBody"] = {"required": True, "content": {"application/json": {"schema": body}}}
+            operation["requestBody"] = {"required": True, "content": {"application/json": {
+                "schema": _feedback_body(schema, feedback, task)}}}
             paths[f"{prefix}/feedback"] = {"post": operation}
     return schema
+
+
+def _feedback_body(schema: dict[str, Any], feedback: dict[str, Any], task: Task) -> dict[str, Any]:
+    # The generated feedback body (FeedbackRequest, and its Outcome, both components), inline, with the
+    # outcome in the model's task's terms.
+    body = _resolved(schema, _json_schema(feedback["requestBody"]))
+    outcomes = body["properties"]["outcomes"]
+    outcome = _resolved(schema, outcomes["items"])
+    outcome["properties"]["outcome"] = outcome_schema(task)
+    outcomes["items"] = outcome
+    return body
+
+
+def _json_schema(body: dict[str, Any]) -> dict[str, Any]:
+    # The schema of a request body's JSON.
+    schema: dict[str, Any] = body.get("content", {}).get("application/json", {}).get("schema", {})
+    return schema
+
+
+def _inlined(schema: dict[str, Any], node: Any, seen: tuple[str, ...] = ()) -> Any:
+    # A schema node with each local $ref replaced by what it points to (a ref within itself stays a ref).
+    if isinstance(node, list):
+        return [_inlined(schema, n, seen) for n in node]
+    if not isinstance(node, dict):
+        return node
+    ref = node.get("$ref")
+    if isinstance(ref, str) and ref.startswith("#/") and ref not in seen:
+        return _inlined(schema, _resolved(schema, node), (*seen, ref))
+    return {k: _inlined(schema, v, seen) for k, v in node.items()}
+
+
+def _resolved(schema: dict[str, Any], node: dict[str, Any]) -> dict[str, Any]:
+    # A copy of a schema node, or of what its local $ref ("#/components/schemas/Name") points to.
+    while "$ref" in node:
+        target: Any = schema
+        for part in node["$ref"].removeprefix("#/").split("/"):
+            target = target[part]
+        node = target
+    return copy.deepcopy(node)
 
 
 def _for_model(operation: dict, model: str) -> dict:
@@ -231,7 +229,7 @@ class OfflineDocs(OpenAPIRenderPlugin):
                     parts.append(f"<p>{e(op['summary'])}</p>")
                 if op.get("description"):
                     parts.append(f"<p>{e(op['description'])}</p>")
-                body = op.get("requestBody", {}).get("content", {}).get("application/json", {}).get("schema")
+                body = _inlined(schema, _json_schema(op.get("requestBody", {})))  # a reader sees the fields
                 if body:
                     parts.append(f"<pre>{e(msgspec.json.format(msgspec.json.encode(body)).decode())}</pre>")
         parts.append("</body></html>")

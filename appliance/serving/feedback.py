@@ -13,7 +13,7 @@ import math
 import msgspec
 
 from appliance.errors import InvalidInput
-from appliance.serving.docs import Outcome
+from appliance.serving.bodies import Outcome
 from appliance.task import Task, label_text
 
 _encode = msgspec.json.Encoder().encode

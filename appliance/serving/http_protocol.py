@@ -70,7 +70,9 @@ class HttpProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        self.transport = _OneWriteAnswers(transport, self.loop)  # the parser's flow control keeps the real one
+        # the parser's flow control keeps the real one. uvicorn annotates the attribute with asyncio.Transport;
+        # this stand-in writes, closes, and hands the rest to the transport (its class doc)
+        self.transport = _OneWriteAnswers(transport, self.loop)  # type: ignore[assignment]
         self._head_began = self.loop.time()
         self._head_timer = self.loop.call_later(HEAD_TIMEOUT_S, self._check_head)
 
@@ -147,10 +149,10 @@ class HttpProtocol(HttpToolsProtocol):
         if parser.get_method() != b"POST" or parser.get_http_version() != "1.1" or parser.should_upgrade():
             return None
         length = None
-        for name, value in self.headers:
-            if name == b"content-length":
+        for header, value in self.headers:
+            if header == b"content-length":
                 length = value
-            elif name == b"transfer-encoding":
+            elif header == b"transfer-encoding":
                 return None
         if length is None or not length.isdigit() or int(length) > DIRECT_BODY_BYTES:
             return None
@@ -158,7 +160,8 @@ class HttpProtocol(HttpToolsProtocol):
         return None if name is None or self.predict.log_behind() else name
 
     def _answer_directly(self, name: str) -> None:
-        cycle = self.cycle = _DirectCycle(name, self.parser.should_keep_alive())
+        # uvicorn annotates the attribute with its own cycle class; this stand-in has what it reads and sets
+        cycle = self.cycle = _DirectCycle(name, self.parser.should_keep_alive())  # type: ignore[assignment]
         refusal = self.predict.admit(self.scope, name, cycle.started)
         if refusal is not None:
             self._send_direct(cycle, *refusal)  # before the body, which the parser then reads past

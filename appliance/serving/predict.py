@@ -23,8 +23,9 @@ import itertools
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Mapping
 from functools import partial
+from typing import Any
 
 import msgspec
 
@@ -54,6 +55,11 @@ LOG_STALL_S = 0.5           # a writer with no progress this long is stuck: requ
 _JSON, _PROBLEM = b"application/json", PROBLEM.encode()
 _decode = msgspec.json.Decoder().decode
 _encode = msgspec.json.Encoder().encode
+
+# An ASGI HTTP scope (Litestar's type through the app, uvicorn's through http_protocol), and the ASGI calls.
+AsgiScope = Mapping[str, Any]
+Receive = Callable[[], Awaitable[Any]]
+Send = Callable[[Any], Awaitable[None]]
 
 
 def model_name(path: str) -> str | None:
@@ -86,7 +92,7 @@ class PredictEndpoint:
         self._log_room: asyncio.Future | None = None   # the one wait for the log that every request shares
         self._stalled_at: int | None = None            # the writer's progress when it was found stuck
 
-    async def __call__(self, scope: dict, receive, send, name: str) -> None:
+    async def __call__(self, scope: AsgiScope, receive: Receive, send: Send, name: str) -> None:
         if scope["method"] != "POST":
             status, headers, body = 405, [(b"content-type", _PROBLEM), (b"allow", b"POST")], problem_body(
                 405, "Method not allowed", f"{scope['method']} is not allowed here; POST records to score")
@@ -110,14 +116,19 @@ class PredictEndpoint:
                 if _expects_continue(scope):
                     headers.append((b"connection", b"close"))
             else:
-                answered = asyncio.get_running_loop().create_future()
-                self.answer(raw, name, started, lambda *answer: answered.done() or answered.set_result(answer))
+                answered: asyncio.Future[tuple[int, list, bytes]] = asyncio.get_running_loop().create_future()
+
+                def reply(status: int, headers: list, body: bytes) -> None:
+                    if not answered.done():
+                        answered.set_result((status, headers, body))
+
+                self.answer(raw, name, started, reply)
                 status, headers, body = await answered
         headers.append((b"content-length", str(len(body)).encode()))
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
-    def admit(self, scope: dict, name: str, started: float) -> tuple[int, list, bytes] | None:
+    def admit(self, scope: AsgiScope, name: str, started: float) -> tuple[int, list, bytes] | None:
         """None if the caller (the ASGI scope's headers and client) may predict; else the refusal's
         answer, counted."""
         try:
@@ -187,7 +198,7 @@ class PredictEndpoint:
             answer = self._failure(e)
         reply(*answer)
 
-    async def _receive(self, scope: dict, receive) -> bytes:
+    async def _receive(self, scope: AsgiScope, receive: Receive) -> bytes:
         if self.log_behind():
             await self._wait_for_log()
         self.receiving()
@@ -217,6 +228,7 @@ class PredictEndpoint:
 
     async def _until_log_has_room(self) -> None:
         queue = self.state.log
+        assert queue is not None, "waited for only while the log is open (log_behind)"
         seen, still = queue.processed, 0.0
         try:
             while queue.depth > queue.high_water // 2:
@@ -274,8 +286,8 @@ class PredictEndpoint:
         # A binary model, the common case, answers without building anything per row it does not send.
         probabilities = outputs
         self._log_rows(s.route, s.arm, s.request_id, s.records, probabilities, seconds, 200)
-        if s.route.shadow is not None:
-            self._start_shadow(s.route, s.request_id, s.records, s.single)
+        if (shadow := s.route.shadow) is not None:
+            self._start_shadow(shadow, s.route.deployment_id, s.request_id, s.records, s.single)
         threshold = model.threshold
         if s.single:
             p = probabilities[0]
@@ -292,11 +304,13 @@ class PredictEndpoint:
         answers, columns = answered(model, outputs)
         self.state.metrics.observe_outputs(model, columns)
         self._log_task_rows(s.route, s.arm, s.request_id, s.records, columns, seconds, 200)
-        if s.route.shadow is not None:
-            self._start_shadow(s.route, s.request_id, s.records, s.single)
+        if (shadow := s.route.shadow) is not None:
+            self._start_shadow(shadow, s.route.deployment_id, s.request_id, s.records, s.single)
         body = {"model": s.name, "version": model.version, "request_id": s.request_id}
         if s.single:
-            body |= answers[0]
+            answer = answers[0]
+            assert answer is not None, "a scored row has an answer"
+            body |= answer
         else:
             body["predictions"] = answers
         return 200, [(b"content-type", _JSON), (b"x-request-id", s.request_id.encode())], _encode(body)
@@ -308,7 +322,9 @@ class PredictEndpoint:
         latency_ms = seconds * 1000
         threshold = arm.model.threshold
         entity, event_time = route.entity_field, route.event_time_field
-        record_row = self.state.log.record
+        log_rows = self.state.log
+        assert log_rows is not None, "the lifespan opens the log before the first request"
+        record_row = log_rows.record
         key_type = arm.model.features.key_type if arm.model.features is not None else "string"
         for i, (record, p) in enumerate(zip(records, probabilities)):
             key, at = record.get(entity), record.get(event_time)
@@ -325,7 +341,9 @@ class PredictEndpoint:
         now = time.time()
         latency_ms = seconds * 1000
         entity, event_time = route.entity_field, route.event_time_field
-        record_row = self.state.log.record
+        log_rows = self.state.log
+        assert log_rows is not None, "the lifespan opens the log before the first request"
+        record_row = log_rows.record
         key_type = arm.model.features.key_type if arm.model.features is not None else "string"
         for i, (record, (p, label, value, probabilities)) in enumerate(zip(records, columns)):
             key, at = record.get(entity), record.get(event_time)
@@ -335,15 +353,17 @@ class PredictEndpoint:
                         None if key is None else key_text(key, key_type), record,
                         p, label, latency_ms, status, value, probabilities))
 
-    def _start_shadow(self, route: Route, request_id: str, records: list, single: bool) -> None:
+    def _start_shadow(self, shadow: Arm, deployment_id: int | None, request_id: str, records: list,
+                      single: bool) -> None:
         if len(self.shadow_tasks) >= MAX_SHADOW_IN_FLIGHT:
             self.state.metrics.shadow_dropped += 1
             return
-        task = asyncio.create_task(self._shadow(route.shadow, route.deployment_id, request_id, records, single))
+        task = asyncio.create_task(self._shadow(shadow, deployment_id, request_id, records, single))
         self.shadow_tasks.add(task)
         task.add_done_callback(self.shadow_tasks.discard)
 
-    async def _shadow(self, arm: Arm, deployment_id: int, request_id: str, records: list, single: bool) -> None:
+    async def _shadow(self, arm: Arm, deployment_id: int | None, request_id: str, records: list,
+                      single: bool) -> None:
         started = time.perf_counter()
         try:
             outputs = [await arm.batcher.score(records[0])] if single else \
@@ -352,9 +372,11 @@ class PredictEndpoint:
             outputs = [None] * len(records)
         latency_ms = (time.perf_counter() - started) * 1000
         _, columns = answered(arm.model, outputs)
+        log_rows = self.state.log
+        assert log_rows is not None, "the lifespan opens the log before the first request"
         for i, (p, label, value, probabilities) in enumerate(columns):
-            self.state.log.record_shadow((request_id, i, deployment_id, arm.model.version, p, label, latency_ms,
-                                          value, probabilities))
+            log_rows.record_shadow((request_id, i, deployment_id, arm.model.version, p, label, latency_ms,
+                                    value, probabilities))
 
 
 def answered(model: LoadedModel, outputs: list) -> tuple[list[dict | None], list[tuple]]:
@@ -406,7 +428,7 @@ class _Disconnected(Exception):
     """The client went away before its request body arrived: there is no one to answer."""
 
 
-async def _read_body(scope: dict, receive) -> bytes:
+async def _read_body(scope: AsgiScope, receive: Receive) -> bytes:
     for header, value in scope["headers"]:
         if header == b"content-length" and value.isdigit() and int(value) > MAX_BODY_BYTES:
             raise PayloadTooLarge(BODY_TOO_LARGE)
@@ -430,7 +452,7 @@ async def _read_body(scope: dict, receive) -> bytes:
             return b"".join(chunks)
 
 
-def _expects_continue(scope: dict) -> bool:
+def _expects_continue(scope: AsgiScope) -> bool:
     return any(name == b"expect" and value.lower() == b"100-continue" for name, value in scope["headers"])
 
 

@@ -80,7 +80,9 @@ class PredictionLog:
     @property
     def writer_pid(self) -> int:
         """The process id of the writer process now running."""
-        return self._writer.pid
+        pid = self._writer.pid
+        assert pid is not None, "the writer process is started with the log, and again whenever it dies"
+        return pid
 
     def record(self, row: tuple) -> None:
         """Queue one prediction row (PREDICTION_COLUMNS order, features as a dict); never blocks."""

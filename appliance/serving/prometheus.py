@@ -105,20 +105,20 @@ class ServingMetrics:
             out += ["# HELP appliance_predicted_class_total Multiclass answers by model and the class answered.",
                     "# TYPE appliance_predicted_class_total counter"]
             for (model, label), n in sorted(self.predicted_classes.items()):
-                labels = _labels(**{"model": model, "class": label})   # 'class' is a keyword in Python
-                out.append(f"appliance_predicted_class_total{{{labels}}} {n}")
+                class_labels = _labels(**{"model": model, "class": label})   # 'class' is a keyword in Python
+                out.append(f"appliance_predicted_class_total{{{class_labels}}} {n}")
         if self.predicted_values:
             out += ["# HELP appliance_predicted_value Regression answers: the sum and count of the values answered.",
                     "# TYPE appliance_predicted_value summary"]
-            for model, (total, n) in sorted(self.predicted_values.items()):
+            for model, (total, count) in sorted(self.predicted_values.items()):
                 out += [f"appliance_predicted_value_sum{{{_labels(model=model)}}} {total!r}",
-                        f"appliance_predicted_value_count{{{_labels(model=model)}}} {n}"]
+                        f"appliance_predicted_value_count{{{_labels(model=model)}}} {count}"]
         seen = set()
-        for name, kind, help_text, labels, value in gauges:
+        for name, kind, help_text, gauge_labels, value in gauges:
             if name not in seen:
                 seen.add(name)
                 out += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
-            braces = f"{{{_labels(**labels)}}}" if labels else ""
+            braces = f"{{{_labels(**gauge_labels)}}}" if gauge_labels else ""
             out.append(f"{name}{braces} {value:g}")
         return "\n".join(out) + "\n"
 

@@ -49,7 +49,7 @@ class Route:
     def choose(self, record: object, request_id: str) -> Arm:
         """The arm that answers a request whose (first) record is ``record``."""
         d = self.deployment
-        if self.candidate is None or d.strategy not in ("canary", "ab"):
+        if self.candidate is None or d is None or d.strategy not in ("canary", "ab"):
             return self.production
         key = record.get(self.split_field) if type(record) is dict else None
         if key is None:

@@ -119,8 +119,10 @@ def server_config(home_root: Path, host: str, port: int, refresh_seconds: float 
     A request's head is bounded in size and time (``HttpProtocol``), its body by the app."""
     app = create_app(home_root, refresh_seconds=refresh_seconds, exposed=not _loopback_only(host))
     protocol = partial(HttpProtocol, metrics=app.metrics, predict=app.predict)
-    return uvicorn.Config(app, host=host, port=port, http=protocol, proxy_headers=False,
-                          log_level="warning", access_log=False, timeout_graceful_shutdown=10, log_config=None)
+    # uvicorn's annotation asks for a protocol class, but it only ever calls it: a partial builds the same one
+    return uvicorn.Config(app, host=host, port=port, http=protocol,  # type: ignore[arg-type]
+                          proxy_headers=False, log_level="warning", access_log=False, timeout_graceful_shutdown=10,
+                          log_config=None)
 
 
 def _loopback_only(host: str) -> bool:

@@ -8,7 +8,9 @@ blue-green standbys stay warm), and swaps the routes in with one assignment.
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from appliance.deployment import deployments
 from appliance.errors import NotReady
@@ -55,7 +57,12 @@ class ServingState:
         if self._store is not None:
             self._store.close()
 
-    def admit(self, scope: dict, which: str) -> Caller:
+    def flush_log(self) -> None:
+        """Write what the prediction log has queued (a prediction answered a moment ago is then readable)."""
+        if self.log is not None:  # None only before the lifespan opened it
+            self.log.flush()
+
+    def admit(self, scope: Mapping[str, Any], which: str) -> Caller:
         """The caller of an HTTP request (ASGI scope) if it may use ``which`` routes; Unauthorized,
         Forbidden or RateLimited otherwise. The key comes from the raw headers; the rate-limit peer
         is the socket's, never a forwarded-for header."""
