@@ -98,13 +98,15 @@ def test_categorical_statistics_match_scipy():
         assert js[w] == pytest.approx(jensenshannon(ref_counts, counts[w], base=2), abs=1e-12)
 
 
-def test_categories_unseen_and_null():
-    reference = pl.DataFrame({"c": ["a", "b", "a", None], "flag": [True, False, True, True]})
+def test_categories_unseen_rare_and_null():
+    # "r" has fewer rows than RARE_CATEGORY_ROWS: it shares the last bin with values the reference never had.
+    reference = pl.DataFrame({"c": ["a"] * 20 + ["b"] * 10 + ["r"] * 3 + [None] * 7,
+                              "flag": [True] * 30 + [False] * 10})
     profile = ReferenceProfile.fit(reference, [Feature("c", "category"), Feature("flag", "boolean")])
     c, flag = profile.features
-    assert c.categories == ["a", "b"] and c.counts.tolist() == [2, 1, 0]
-    assert flag.categories == ["false", "true"] and flag.counts.tolist() == [1, 3, 0]
-    assert c.codes(pl.Series(["b", "zz", None, "a"])).tolist() == [1, 2, -1, 0]
+    assert c.categories == ["a", "b"] and c.counts.tolist() == [20, 10, 3] and c.rows == 33
+    assert flag.categories == ["false", "true"] and flag.counts.tolist() == [10, 30, 0]
+    assert c.codes(pl.Series(["b", "zz", None, "a", "r"])).tolist() == [1, 2, -1, 0, 2]
 
 
 def test_windows_follow_event_time_not_arrival():

@@ -4,12 +4,20 @@ The reference is the model's held-out evaluation window. It is profiled once (em
 quantile bin edges, category counts) and every later run compares windows with the profile.
 Numbers (float, integer) are continuous: PSI on reference-quantile bins and exact KS. Booleans
 and categories are categorical: PSI, Jensen–Shannon distance and chi² (as Cramér's V) over the
-reference's categories plus one bin for values the reference never had.
+reference's categories plus one bin for values the reference never had (or had under
+RARE_CATEGORY_ROWS times).
+
+A statistic alerts past the larger of its effect-size floor (``[monitoring.drift]``) and what chance
+alone exceeds between a window of its rows and the reference (``drift.ks_by_chance``,
+``drift.by_chance``), at ``false_alarm_rate`` shared among the feature's statistics: so a clean
+window alerts on a feature at most that often whatever its size, and a 100k-row window still needs a
+shift as large as the floor.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -23,16 +31,20 @@ from appliance.spec import Feature
 from appliance.spec.monitoring import MonitoringSection
 
 CONTINUOUS_TYPES = ("float", "integer")
+# A category the reference has a handful of rows of says little about its share (5 rows: anywhere from 0.3 to
+# 2.3 times it, at 95 %; 9 rows: 0.46 to 1.9), so it shares the last bin with the values the reference never
+# had: a share the reference does measure, where a window's rows of rare and new values add up.
+RARE_CATEGORY_ROWS = 10
 
 
 @dataclass(frozen=True)
 class FeatureProfile:
     name: str
     continuous: bool
+    counts: np.ndarray                        # reference rows per PSI bin / category (+1 unseen bin)
     cdf: drift.EmpiricalCdf | None = None     # continuous: the reference's distinct values and CDF
     edges: np.ndarray | None = None           # continuous: inner PSI bin edges
     categories: list[str] | None = None       # categorical: the reference's values
-    counts: np.ndarray | None = None          # reference rows per PSI bin / category (+1 unseen bin)
 
     @classmethod
     def of_numbers(cls, name: str, column: pl.Series, bins: int) -> FeatureProfile:
@@ -41,16 +53,19 @@ class FeatureProfile:
         present = np.sort(values[~np.isnan(values)])
         edges = drift.quantile_edges(present, bins)
         counts = drift.bin_counts(drift.SortedWindows(present, np.array([0, present.size])), edges)[0]
-        return cls(name, True, drift.empirical_cdf(present), edges, counts=counts)
+        return cls(name, True, counts, drift.empirical_cdf(present), edges)
 
     @classmethod
     def of_categories(cls, name: str, column: pl.Series) -> FeatureProfile:
-        """A categorical profile: the reference's categories and their counts (+1 empty unseen bin)."""
+        """A categorical profile: the reference's categories and their counts, plus one bin for the values it
+        never had or had fewer than RARE_CATEGORY_ROWS times."""
         # Distinct values first, then as text: casting every row (a boolean's "true"/"false") is the slow part.
         categories = sorted(set(_as_text(column.drop_nulls().unique()).drop_nulls().to_list()))
         codes = _category_codes(column, categories)
-        return cls(name, False, categories=categories,
-                   counts=np.bincount(codes[codes >= 0], minlength=len(categories) + 1))
+        counts = np.bincount(codes[codes >= 0], minlength=len(categories) + 1)[:-1]
+        kept = counts >= RARE_CATEGORY_ROWS
+        return cls(name, False, np.append(counts[kept], counts[~kept].sum()),
+                   categories=[c for c, keep in zip(categories, kept) if keep])
 
     def codes(self, column: pl.Series) -> np.ndarray:
         """Bin or category code of each value (-1 for null)."""
@@ -61,6 +76,11 @@ class FeatureProfile:
     def counts_by_window(self, column: pl.Series, windows: EventWindows) -> np.ndarray:
         """A (windows, bins) table of the column's non-null rows in each window and bin."""
         return drift.counts_by_window(self.codes(column), windows.code, windows.count, self.counts.size)
+
+    @property
+    def rows(self) -> int:
+        """The reference's non-null rows: the m of the chance bounds."""
+        return int(self.counts.sum())
 
 
 @dataclass(frozen=True)
@@ -96,14 +116,20 @@ def feature_drift(profile: ReferenceProfile, frame: pl.DataFrame, windows: Event
         else:
             counts = feature.counts_by_window(column, windows)
         rows = counts.sum(axis=1)
+        methods = rules.continuous_methods if feature.continuous else rules.categorical_methods
+        alpha = rules.drift.false_alarm_rate / len(methods)   # the feature's statistics share its rate
+        binned = [method for method in methods if method != "ks"]
+        chance: dict[str, np.ndarray] = dict(zip(binned, drift.by_chance([STATISTICS[m] for m in binned],
+                                                                         feature.counts, rows, alpha)))
         parts = []
-        for method in rules.continuous_methods if feature.continuous else rules.categorical_methods:
+        for method in methods:
             if method == "ks":
                 value = drift.ks(feature.cdf, values)
+                chance[method] = drift.ks_by_chance(rows, feature.rows, alpha)
             else:
                 value = STATISTICS[method](feature.counts, counts)
-            parts.append(checks(windows, feature.name, method, value, getattr(rules.drift, method),
-                                rows, rules.min_window_rows))
+            parts.append(drift_checks(windows, feature.name, method, value, getattr(rules.drift, method),
+                                      chance[method], rows, rules.min_window_rows))
         return parts
 
     # numpy's sorts and polars' casts release the GIL: features run side by side on the cores.
@@ -112,7 +138,19 @@ def feature_drift(profile: ReferenceProfile, frame: pl.DataFrame, windows: Event
     return pl.concat(parts) if parts else empty_checks()
 
 
-STATISTICS = {"psi": drift.psi, "jensen_shannon": drift.jensen_shannon, "chi2": drift.cramers_v}
+STATISTICS: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
+    "psi": drift.psi, "jensen_shannon": drift.jensen_shannon, "chi2": drift.cramers_v}
+
+
+def drift_checks(windows: EventWindows, feature: str, method: str, value: np.ndarray, floor: float,
+                 chance: np.ndarray, rows: np.ndarray, min_rows: int) -> pl.DataFrame:
+    """Check rows of a drift statistic whose threshold is, per window, the larger of the effect-size ``floor``
+    (the spec's) and the value ``chance`` alone exceeds at the window's rows (the floor for an empty window)."""
+    value = np.asarray(value, dtype=np.float64)
+    threshold = np.where(rows > 0, np.fmax(floor, chance), floor)
+    alert = (value > threshold) & ~np.isnan(value) & (rows >= min_rows)
+    return checks(windows, feature, method, value, np.nan, rows, min_rows).with_columns(
+        threshold=pl.Series(threshold, dtype=pl.Float64), alert=pl.Series(alert, dtype=pl.Boolean))
 
 
 def _numbers(column: pl.Series) -> np.ndarray:

@@ -10,15 +10,22 @@ Each window against the reference's out-of-sample outputs, by task (feature ``pr
   PSI of each class's probability on the reference's quantile bins (``probability_psi.<class>``);
 - regression: PSI of the predicted value on the reference's quantile bins (``psi``), its mean (``mean``)
   and the mean's shift in reference standard deviations (``mean_shift``).
+
+Each statistic alerts past the larger of its floor (``[monitoring.prediction]``) and what chance alone
+exceeds at the window's and the reference's rows, the prediction's statistics sharing
+``drift.false_alarm_rate`` as a feature's do (``feature_drift.drift_checks``).
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from statistics import NormalDist
 
 import numpy as np
 import polars as pl
 
 from appliance.monitoring import drift
-from appliance.monitoring.feature_drift import FeatureProfile
+from appliance.monitoring.feature_drift import FeatureProfile, drift_checks
 from appliance.monitoring.reference import PREDICTED, SCORE, proba_columns
 from appliance.monitoring.windows import EventWindows, checks
 from appliance.spec.monitoring import MonitoringSection
@@ -54,12 +61,18 @@ def prediction_drift_by_window(reference_scores: np.ndarray, frame: pl.DataFrame
                             minlength=windows.count)
     with np.errstate(invalid="ignore", divide="ignore"):
         rate = positives / rows
-    change = np.abs(rate - _positive_rate(np.asarray(reference_scores, dtype=np.float64), decision_threshold))
-    limits, least = rules.prediction, rules.min_window_rows
+    scored = np.asarray(reference_scores, dtype=np.float64)
+    scored = scored[~np.isnan(scored)]
+    reference_positives = int(np.sum(scored >= decision_threshold))
+    decisions = np.array([scored.size - reference_positives, reference_positives])   # (negative, positive) rows
+    change = np.abs(rate - _positive_rate(scored, decision_threshold))
+    limits, least, alpha = rules.prediction, rules.min_window_rows, rules.drift.false_alarm_rate / 2
     return pl.concat([
-        checks(windows, PREDICTION, "psi", drift.psi(reference.counts, counts), limits.psi, rows, least),
+        drift_checks(windows, PREDICTION, "psi", drift.psi(reference.counts, counts), limits.psi,
+                     drift.by_chance([drift.psi], reference.counts, rows, alpha)[0], rows, least),
         checks(windows, PREDICTION, "positive_rate", rate, np.nan, rows, least),
-        checks(windows, PREDICTION, "positive_rate_change", change, limits.positive_rate_change, rows, least),
+        drift_checks(windows, PREDICTION, "positive_rate_change", change, limits.positive_rate_change,
+                     drift.by_chance([_share_change(1)], decisions, rows, alpha)[0], rows, least),
     ])
 
 
@@ -86,16 +99,24 @@ def class_drift_by_window(reference: pl.DataFrame, frame: pl.DataFrame, task: Ta
         shares = counts / rows[:, None]
     reference_shares = reference_counts / max(reference_counts.sum(), 1)
     limits, least = rules.prediction, rules.min_window_rows
-    out = [checks(windows, PREDICTION, "psi", drift.psi(reference_counts, counts), limits.psi, rows, least)]
+    alpha = rules.drift.false_alarm_rate / (1 + 2 * k)    # the chosen classes' PSI, and two per class
+    # The chosen classes' PSI and each class's share change read one simulation of the class counts.
+    chance = drift.by_chance([drift.psi, *(_share_change(i) for i in range(k))], reference_counts, rows, alpha)
+    out = [drift_checks(windows, PREDICTION, "psi", drift.psi(reference_counts, counts), limits.psi, chance[0],
+                        rows, least)]
     for i, (label, column) in enumerate(zip(task.class_text(), proba_columns(task))):
         probability = FeatureProfile.of_numbers(column, reference[column], rules.psi_bins)
         probability_counts = probability.counts_by_window(frame[column], windows)
+        probability_rows = probability_counts.sum(axis=1)
         out += [
             checks(windows, PREDICTION, f"predicted_rate.{label}", shares[:, i], np.nan, rows, least),
-            checks(windows, PREDICTION, f"predicted_rate_change.{label}",
-                   np.abs(shares[:, i] - reference_shares[i]), limits.predicted_rate_change, rows, least),
-            checks(windows, PREDICTION, f"probability_psi.{label}", drift.psi(probability.counts, probability_counts),
-                   limits.psi, probability_counts.sum(axis=1), least),
+            drift_checks(windows, PREDICTION, f"predicted_rate_change.{label}",
+                         np.abs(shares[:, i] - reference_shares[i]), limits.predicted_rate_change,
+                         chance[1 + i], rows, least),
+            drift_checks(windows, PREDICTION, f"probability_psi.{label}",
+                         drift.psi(probability.counts, probability_counts), limits.psi,
+                         drift.by_chance([drift.psi], probability.counts, probability_rows, alpha)[0],
+                         probability_rows, least),
         ]
     return pl.concat(out)
 
@@ -115,12 +136,24 @@ def value_drift_by_window(reference_values: np.ndarray, frame: pl.DataFrame, val
         mean = np.bincount(window[present], weights=values[present], minlength=windows.count) / rows
         spread = np.std(reference_values, ddof=1) if reference_values.size > 1 else np.nan
         shift = np.abs(mean - np.mean(reference_values)) / spread
-    limits, least = rules.prediction, rules.min_window_rows
+        # Both means vary by chance, by sqrt(1/n + 1/m) reference standard deviations (the central limit).
+        noise = np.sqrt(1 / rows + 1 / max(reference_values.size, 1))
+    limits, least, alpha = rules.prediction, rules.min_window_rows, rules.drift.false_alarm_rate / 2
     return pl.concat([
-        checks(windows, PREDICTION, "psi", drift.psi(reference.counts, counts), limits.psi, rows, least),
+        drift_checks(windows, PREDICTION, "psi", drift.psi(reference.counts, counts), limits.psi,
+                     drift.by_chance([drift.psi], reference.counts, rows, alpha)[0], rows, least),
         checks(windows, PREDICTION, "mean", mean, np.nan, rows, least),
-        checks(windows, PREDICTION, "mean_shift", shift, limits.mean_shift, rows, least),
+        drift_checks(windows, PREDICTION, "mean_shift", shift, limits.mean_shift,
+                     NormalDist().inv_cdf(1 - alpha / 2) * noise, rows, least),
     ])
+
+
+def _share_change(index: int) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """The statistic |a window's share of bin ``index`` - the reference's|, for ``drift.by_chance``."""
+    def change(reference_counts: np.ndarray, counts: np.ndarray) -> np.ndarray:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.abs(counts[:, index] / counts.sum(axis=1) - reference_counts[index] / reference_counts.sum())
+    return change
 
 
 def _class_codes(column: pl.Series, classes: int) -> np.ndarray:
