@@ -9,10 +9,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from storage.errors import SchemaTooNew
+from storage.errors import SchemaTooNew, StorageError
 
 BUSY_TIMEOUT_MS = 10_000
 MAX_INTEGER = 2 ** 63 - 1   # SQLite's largest: an id or version past it is none that exists (binding one fails)
+
+
+class DatabaseCorrupt(StorageError):
+    """A database file SQLite cannot read as one: overwritten, truncated, or not a database at all."""
 
 
 @dataclass(frozen=True)
@@ -29,13 +33,31 @@ def connect(path: Path | str, migrations: Sequence[Migration] = ()) -> sqlite3.C
     conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
                            check_same_thread=False)
     conn.row_factory = sqlite3.Row
-    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-    conn.execute("PRAGMA journal_mode = WAL")
-    conn.execute("PRAGMA synchronous = NORMAL")
-    conn.execute("PRAGMA foreign_keys = ON")
-    if migrations:
-        migrate(conn, migrations)
+    try:
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        conn.execute("PRAGMA journal_mode = WAL")  # reads the header and the schema: damage shows here
+        conn.execute("PRAGMA synchronous = NORMAL")
+        conn.execute("PRAGMA foreign_keys = ON")
+        if migrations:
+            migrate(conn, migrations)
+    except sqlite3.DatabaseError as e:
+        conn.close()
+        if not is_damage(e):
+            raise
+        raise damaged(path, e) from None
     return conn
+
+
+def is_damage(error: sqlite3.DatabaseError) -> bool:
+    """Whether SQLite refused a file as damaged (not busy, not full, not a bad statement)."""
+    return (error.sqlite_errorcode & 0xFF) in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
+
+
+def damaged(path: Path | str, error: sqlite3.DatabaseError | str) -> DatabaseCorrupt:
+    """The error for a database SQLite found damaged: which file, and the way back."""
+    return DatabaseCorrupt(f"database {path} is damaged ({error}); nothing was changed — stop the appliance and "
+                           "restore the data directory from a backup: `appliance restore BACKUP --force` (it keeps "
+                           "the damaged directory aside)")
 
 
 @contextmanager

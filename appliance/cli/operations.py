@@ -13,10 +13,12 @@ from appliance.layout import Layout
 
 
 def register(commands: Subcommands) -> None:
-    backup = commands.add("backup", _backup, "copy the whole data directory to DEST, safely while serving")
+    backup = commands.add("backup", _backup, "copy the whole data directory, its settings and each model's spec "
+                                             "and data files to DEST, consistently while serving")
     backup.add_argument("dest", type=Path, help="a new or empty folder outside the data directory")
 
-    restore = commands.add("restore", _restore, "make a backup the data directory (verified against its manifest)")
+    restore = commands.add("restore", _restore, "make a backup the data directory (every path and file checked "
+                                                "against its manifest first)")
     restore.add_argument("src", type=Path, help="a folder written by `appliance backup`")
     restore.add_argument("--force", action="store_true",
                          help="restore over a non-empty data directory (it is kept aside, not deleted)")
@@ -36,7 +38,9 @@ def _backup(args: argparse.Namespace) -> int:
     manifest = backup(args.home or default_home(), args.dest)
     size = sum(f.bytes for f in manifest.files)
     print(f"backed up {manifest.source} to {args.dest.resolve()}: {len(manifest.files)} files, "
-          f"{size / 1e6:.1f} MB, schema {manifest.schema_versions}")
+          f"{size / 1e6:.1f} MB, schema {manifest.schema_versions}, specs of {len(manifest.specs)} model(s)")
+    for note in manifest.notes:
+        print(f"note: {note}")
     return 0
 
 
@@ -47,6 +51,10 @@ def _restore(args: argparse.Namespace) -> int:
     manifest = restore(args.src, home, force=args.force)
     print(f"restored {len(manifest.files)} files from {args.src.resolve()} (taken "
           f"{when(manifest.created_at)}) into {Path(home).resolve()}")
+    for model, spec in manifest.specs.items():
+        print(f"model '{model}' now reads its spec from {Path(home).resolve() / spec}")
+    for note in manifest.notes:
+        print(f"note: {note}")
     return 0
 
 
