@@ -25,7 +25,7 @@ import appliance
 from appliance.data.sources import READABLE
 from appliance.errors import ApplianceError, Conflict, InvalidInput, NotFound
 from appliance.home import Home
-from appliance.layout import FILE_TREES, METADATA_DB, Layout
+from appliance.layout import FILE_TREES, METADATA_DB, SPECS, Layout
 from appliance.registry import Registry
 from appliance.spec import load_spec
 from storage.artifacts import file_sha256
@@ -34,7 +34,6 @@ from storage.backup import backup_database, copy_verified, staged_folder, write_
 MANIFEST = "manifest.json"
 # In a backup and in a data directory restored from one: a folder per model holding its spec and the files
 # the spec names, laid out as they were around the spec, so its relative paths still hold.
-SPECS = "specs"
 DATA_FILES = ("source", "contract", "entities", "live")  # the keys of a spec's [data] that name files
 
 

@@ -26,6 +26,7 @@ ARCHIVE = "archive"
 FILE_TREES = (ARTIFACTS, OFFLINE, ARCHIVE)
 
 SETTINGS = "appliance.toml"
+SPECS = "specs"                    # model specs and their data files that a backup carries and a restore brings
 
 
 class Layout:

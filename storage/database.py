@@ -9,14 +9,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from storage.errors import SchemaTooNew, StorageError
+from storage.errors import DatabaseCorrupt, SchemaTooNew
 
 BUSY_TIMEOUT_MS = 10_000
 MAX_INTEGER = 2 ** 63 - 1   # SQLite's largest: an id or version past it is none that exists (binding one fails)
-
-
-class DatabaseCorrupt(StorageError):
-    """A database file SQLite cannot read as one: overwritten, truncated, or not a database at all."""
 
 
 @dataclass(frozen=True)

@@ -15,3 +15,7 @@ class ArtifactCorrupt(StorageError):
 
 class SchemaTooNew(StorageError):
     """A database was written by a newer version of the program."""
+
+
+class DatabaseCorrupt(StorageError):
+    """A database file SQLite cannot read as one: overwritten, truncated, or not a database at all."""

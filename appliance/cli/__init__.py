@@ -7,6 +7,7 @@ import what they work with inside themselves, so `appliance --help` starts witho
 
 from __future__ import annotations
 
+import sqlite3
 import sys
 
 from appliance.cli.output import say as _say
@@ -14,6 +15,7 @@ from appliance.cli.parser import build_parser
 from appliance.cli.serving import _example_request
 from appliance.errors import ApplianceError
 from appliance.logs import configure_logging
+from storage.database import damaged, is_damage
 from storage.errors import StorageError
 
 # `main` is the console script (pyproject: appliance = "appliance.cli:main") and `python -m appliance`;
@@ -29,6 +31,12 @@ def main(argv: list[str] | None = None) -> int:
         return args.run(args) or 0
     except (ApplianceError, StorageError) as e:
         print(f"error: {e}", file=sys.stderr)
+        return 1
+    except sqlite3.DatabaseError as e:
+        if not is_damage(e):
+            raise
+        # damage a later query found (opening the file found none): which database is not known here
+        print(f"error: {damaged('a database of the data directory', e)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
