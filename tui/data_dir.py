@@ -28,6 +28,7 @@ from appliance.scheduler.jobs import JobInfo
 from appliance.serving.traffic import Traffic, recent_traffic
 from appliance.settings import load_settings
 from appliance.tracking.queries import RunDetail, RunSummary, list_runs, metric_series, run_detail
+from appliance.validation.comparison import Comparison, compare_with_production
 
 ACTOR = "tui"
 TRAFFIC_SECONDS = 60.0
@@ -105,6 +106,12 @@ class DataDirectory:
             for m in self.home.registry.models():
                 rows += [(v, m.production, m.candidate) for v in reversed(self.home.registry.versions(m.name))]
             return rows
+
+    def comparison(self, model: str, version: int, production: int) -> Comparison:
+        """``version`` against ``production`` scored on the same rows (``appliance.validation.comparison``):
+        the newest live labelled window both can be scored on, else the newer evaluation rows."""
+        with self.lock:
+            return compare_with_production(self.home, model, version, production)
 
     def deployment(self, model: str) -> Deployment | None:
         """The model's latest deployment, running or ended."""

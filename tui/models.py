@@ -1,16 +1,22 @@
-"""Models: versions with metrics, gate results and lineage; promote, roll back, deploy, abort."""
+"""Models: versions with metrics, gate results and lineage, each against production on the same rows; promote,
+roll back, deploy, abort."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import ClassVar
 
+from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
 from textual.widgets import DataTable, Static
 
+from appliance.errors import ApplianceError
 from appliance.registry.registry import ModelVersion
 from appliance.task import confusion_lines, headline, metric_label
+from appliance.validation.comparison import Comparison
+from storage.errors import StorageError
 from tui.confirm import Confirm
 from tui.overview import version, when
 from tui.view import Empty, View
@@ -25,31 +31,43 @@ def gate_lines(v: ModelVersion) -> list[str]:
             f"{c['detail']}" for c in checks]
 
 
-def metric_lines(v: ModelVersion, production: ModelVersion | None) -> list[str]:
-    """Each numeric metric beside production's, with the difference."""
-    lines = []
-    for name, value in sorted(v.metrics.items()):
-        if not isinstance(value, (int, float)) or name.startswith("confusion."):  # shown as a matrix
-            continue
-        base = production.metrics.get(name) if production else None
-        if isinstance(base, (int, float)) and production.version != v.version:
-            lines.append(f"  {name:<24} {value:>9.4f}  prod {base:>9.4f}  {value - base:+.4f}")
-        else:
-            lines.append(f"  {name:<24} {value:>9.4f}")
+def metric_lines(v: ModelVersion) -> list[str]:
+    """Each numeric metric of the version, as its own evaluation measured it."""
+    lines = [f"  {name:<24} {value:>9.4f}" for name, value in sorted(v.metrics.items())
+             if isinstance(value, (int, float)) and not name.startswith("confusion.")]  # confusion: a matrix
     return lines or ["  (no metrics)"]
 
 
-def version_case(v: ModelVersion, production: ModelVersion | None) -> str:
-    """Everything a person weighs before moving a version: lineage, metrics against production, gates."""
+def comparison_lines(v: ModelVersion, production: ModelVersion | None, compared: Comparison | str | None) -> list[str]:
+    """The version against production on the same rows (a Comparison, or why there is none yet)."""
+    if production is None or production.version == v.version:
+        return []
+    lines = [f"against production v{production.version}, both scored on the same rows"]
+    if isinstance(compared, Comparison):
+        lines.append(f"  {compared.line()}")
+        if compared.note:
+            lines.append(f"  ({compared.note})")
+    else:
+        lines.append(f"  {compared or 'not compared yet'}")
+    return lines
+
+
+def version_case(v: ModelVersion, production: ModelVersion | None, compared: Comparison | str | None = None) -> str:
+    """Everything a person weighs before moving a version: lineage, its metrics, the comparison with production
+    on the same rows, gates. Its own metrics are never set against production's: they came from other rows."""
     lines = [f"{v.model} v{v.version}  {v.status}  created {when(v.created_at)}",
              f"lineage: data snapshot {v.data_version[:12]}  run {v.run_id[:8]}  code {v.code_version[:12]}",
-             "metrics" + (f" (against production v{production.version})" if production else ""),
-             *metric_lines(v, production)]
+             *comparison_lines(v, production, compared),
+             "metrics on its own evaluation rows", *metric_lines(v)]
     matrix = confusion_lines(v.metrics)
     if matrix:
         lines += ["confusion matrix (rows: true class, columns: predicted)", *(f"  {m}" for m in matrix)]
     lines += ["gate report", *gate_lines(v)]
     return "\n".join(lines)
+
+
+COMPARING = "scoring both on the same rows…"
+Pair = tuple[str, int, int]     # model, version, production version
 
 
 class Models(View):
@@ -74,6 +92,9 @@ class Models(View):
         self.query_one(DataTable).add_columns("MODEL", "VERSION", "STATUS", "ALIAS", "METRIC", "DATA", "RUN",
                                               "REGISTERED")
         self.rows: dict[str, tuple[ModelVersion, int | None, int | None]] = {}
+        # Each version against production on the same rows, computed on a worker when first wanted
+        self.comparisons: dict[Pair, Comparison | str] = {}
+        self.waiting: dict[Pair, list[Callable[[], None]]] = {}
         super().on_mount()
 
     def gather(self):
@@ -83,6 +104,7 @@ class Models(View):
 
     def show(self, found) -> None:
         rows, self.productions, self.deployments = found
+        self.comparisons = {k: c for k, c in self.comparisons.items() if c == COMPARING}  # new labels may have come
         table = self.query_one(DataTable)
         selected = table.cursor_row
         table.clear()
@@ -109,12 +131,49 @@ class Models(View):
         if picked is None:
             return
         v = picked[0]
-        text = version_case(v, self.productions.get(v.model))
+        production = self.productions.get(v.model)
+        text = version_case(v, production, self._comparison(v, production))
         d = self.deployments.get(v.model)
         if d is not None:
             text += (f"\ndeployment {d.id}: {d.strategy} v{d.candidate_version} "
                      f"against v{d.baseline_version}, {d.status}")
         self.query_one("#version-detail", Static).update(text)
+
+    def _comparison(self, v: ModelVersion, production: ModelVersion | None,
+                    then: Callable[[], None] | None = None) -> Comparison | str | None:
+        """The version against production on the same rows; the first time, computed on a worker (``then`` runs
+        once it is known, at once if it already is)."""
+        if production is None or production.version == v.version:
+            if then:
+                then()
+            return None
+        pair = (v.model, v.version, production.version)
+        found = self.comparisons.get(pair)
+        if found is not None and found != COMPARING:
+            if then:
+                then()
+            return found
+        if then:
+            self.waiting.setdefault(pair, []).append(then)
+        if found is None:
+            self.comparisons[pair] = COMPARING
+            self._compare(pair)
+        return COMPARING
+
+    @work(thread=True, group="compare")
+    def _compare(self, pair: Pair) -> None:
+        try:
+            found: Comparison | str = self.data.comparison(*pair)
+        except (ApplianceError, StorageError) as e:
+            found = f"not compared — {e}"
+        if not self.data.closed:
+            self.app.call_from_thread(self._compared, pair, found)
+
+    def _compared(self, pair: Pair, found: Comparison | str) -> None:
+        self.comparisons[pair] = found
+        self._describe()
+        for then in self.waiting.pop(pair, []):
+            then()
 
     def selected(self) -> tuple[ModelVersion, int | None, int | None] | None:
         table = self.query_one(DataTable)
@@ -136,10 +195,14 @@ class Models(View):
         if picked is None:
             return
         v, prod, _ = picked
-        self._ask(f"Promote {v.model} v{v.version} to production (now {version(prod)})?",
-                  version_case(v, self.productions.get(v.model)), "Promote",
-                  lambda: self.data.promote(v.model, v.version, reason="promoted from the dashboard"),
-                  f"{v.model} v{v.version} is in production")
+        production = self.productions.get(v.model)
+
+        def ask() -> None:   # with the comparison on the same rows, never the two versions' own metrics
+            self._ask(f"Promote {v.model} v{v.version} to production (now {version(prod)})?",
+                      version_case(v, production, self._comparison(v, production)), "Promote",
+                      lambda: self.data.promote(v.model, v.version, reason="promoted from the dashboard"),
+                      f"{v.model} v{v.version} is in production")
+        self._comparison(v, production, then=ask)
 
     def action_rollback(self) -> None:
         picked = self.selected()
@@ -157,8 +220,9 @@ class Models(View):
         if picked is None:
             return
         v, prod, _ = picked
+        production = self.productions.get(v.model)
         self._ask(f"Start a {strategy} deployment of {v.model} v{v.version} against production {version(prod)}?",
-                  version_case(v, self.productions.get(v.model)), f"Start {strategy}",
+                  version_case(v, production, self._comparison(v, production)), f"Start {strategy}",
                   lambda: self.data.start_deployment(v.model, strategy, v.version),
                   f"{strategy} deployment of {v.model} v{v.version} started "
                   "({result.traffic_percent:g} % of traffic)")
@@ -181,6 +245,7 @@ class Models(View):
             self.notify(f"{model} has no deployment running", severity="warning")
             return
         candidate = self.rows.get(f"{model}:{d.candidate_version}")
-        body = version_case(candidate[0], self.productions.get(model)) if candidate else ""
+        production = self.productions.get(model)
+        body = version_case(candidate[0], production, self._comparison(candidate[0], production)) if candidate else ""
         self._ask(f"{verb} the {d.strategy} deployment of {model} v{d.candidate_version} "
                   f"({d.traffic_percent:g} % of traffic)?", body, verb, lambda: step(model), done)

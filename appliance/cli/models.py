@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from appliance.cli.arguments import Subcommands, open_home
 from appliance.cli.output import say, table, when
 from appliance.cli.training import report_registered
 from appliance.config import bundled_spec_path
 from appliance.errors import InvalidInput
+
+if TYPE_CHECKING:
+    from appliance.home import Home
 
 
 def register(commands: Subcommands) -> None:
@@ -136,7 +140,29 @@ def _models(args: argparse.Namespace) -> int:
                          v.data_version[:12], v.code_version[:16], v.run_id[:8], when(v.created_at)))
         table(("VERSION", "STATUS", "ALIAS", metric_label(first).upper(), metric_label(second).upper(), "DATA",
                "CODE", "RUN", "CREATED"), rows)
+        print(f"{metric_label(first)} and {metric_label(second)}: each version on its own evaluation rows, which "
+              "differ between versions trained at different times")
+        _against_production(home, args.model, summary.production)
     return 0
+
+
+def _against_production(home: Home, model: str, production: int | None) -> None:
+    """Each other version against production, both scored on the same rows, naming them."""
+    from appliance.errors import ApplianceError
+    from appliance.validation.comparison import LabelledTraffic, compare_with_production
+
+    others = [v.version for v in home.registry.versions(model) if v.version != production]
+    if production is None or not others:
+        return
+    print(f"against production v{production}, on the same rows:")
+    traffic = LabelledTraffic(home, home.spec(model))
+    for version in others:
+        try:
+            compared = compare_with_production(home, model, version, production, traffic)
+        except ApplianceError as e:
+            print(f"  v{version}: not compared — {e}")
+            continue
+        print(f"  {compared.line()}" + (f"; {compared.note}" if compared.note else ""))
 
 
 def _promote(args: argparse.Namespace) -> int:

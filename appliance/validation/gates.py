@@ -15,7 +15,9 @@ over the overall value. The gates, in report order:
   model that knows nothing — the class shares or the mean for every row — on the same rows, so a regression
   with no bound set still cannot pass with R² ≤ 0;
 - ``min_recall`` (binary): recall at the spec's precision;
-- ``no_regression``: no worse than the production version on the same rows, by at most ``max_regression``;
+- ``no_regression``: no worse than the production version on the same rows (this run's evaluation rows, scored
+  by production's own ONNX model), by at most ``max_regression``; the detail names the rows and gives a 95 %
+  interval of the difference (``paired``), which says whether the difference is more than chance;
 - ``segment_gap_<column>``: the metric's spread between segments, at most ``max_segment_gap``;
 - ``onnx_parity``: the exported model against the native one. Classifiers: the largest absolute probability
   gap. Regression: the largest value gap relative to the values' root mean square (``onnx_model.parity``),
@@ -32,6 +34,7 @@ import msgspec
 from appliance.scoring.metrics import format_value
 from appliance.spec import ValidationSection
 from appliance.task import SCALED, TaskKind, higher_is_better, metric_label
+from appliance.validation.paired import Difference
 from appliance.validation.probes import SegmentScore
 
 
@@ -77,8 +80,17 @@ class GateEvidence(msgspec.Struct, frozen=True, kw_only=True):
         return self.task == "binary" and self.metric == "auc"
 
 
-def evaluate_gates(rules: ValidationSection, e: GateEvidence) -> GateReport:
-    """Every gate, passed or not: thresholds, baseline, regression, segment gap, parity, latency, robustness."""
+class SameRows(msgspec.Struct, frozen=True):
+    """How the candidate and production compared: the rows both were scored on, and the difference there."""
+
+    rows: str                   # "this run's evaluation days 2026-10-11..2026-10-20, 5,600 rows"
+    difference: Difference      # candidate − production, with its 95 % interval
+
+
+def evaluate_gates(rules: ValidationSection, e: GateEvidence, compared: SameRows | None = None) -> GateReport:
+    """Every gate, passed or not: thresholds, baseline, regression, segment gap, parity, latency, robustness.
+    ``compared``: the rows production was scored on and the interval of the difference, which the
+    no_regression gate names."""
     checks = _bounds(rules, e)
     if not e.judged_by_auc:
         checks.append(_beats_baseline(e))
@@ -87,7 +99,7 @@ def evaluate_gates(rules: ValidationSection, e: GateEvidence) -> GateReport:
         checks.append(_at_least("min_recall", recall, rules.min_recall,
                                 f"recall {recall:.3f} at precision ≥ {rules.recall_at_precision}"))
     checks += [
-        _regression(rules, e),
+        _regression(rules, e, compared),
         *(_segment_gap(rules, e, column, scores) for column, scores in e.segments.items()),
         _parity(rules, e),
         _at_most("latency_p99", e.p99_ms, rules.max_p99_ms, f"p99 single-row ONNX inference {e.p99_ms:.3f} ms",
@@ -167,7 +179,7 @@ def _parity(rules: ValidationSection, e: GateEvidence) -> GateCheck:
                     f"max |ONNX − native| value {diff:.2e} of the values' root mean square", "{:.0e}")
 
 
-def _regression(rules: ValidationSection, e: GateEvidence) -> GateCheck:
+def _regression(rules: ValidationSection, e: GateEvidence, compared: SameRows | None) -> GateCheck:
     if e.production_value is None:
         return GateCheck("no_regression", True, 0.0, rules.max_regression,
                          "no production version to compare with")
@@ -178,15 +190,18 @@ def _regression(rules: ValidationSection, e: GateEvidence) -> GateCheck:
     if scaled:
         worse = _share(worse, production)
     ok = bool(worse <= rules.max_regression) if not math.isnan(worse) else False
-    compared = (f"{name} {format_value(e.metric, value)} vs production v{e.production_version} "
-                f"{format_value(e.metric, production)} on the same rows: ")
+    rows = f" ({compared.rows})" if compared is not None else ""
+    against = (f"{name} {format_value(e.metric, value)} vs production v{e.production_version} "
+               f"{format_value(e.metric, production)} on the same rows{rows}: ")
     allowed = _percent(rules.max_regression) if scaled else f"{rules.max_regression}"
     size = _percent(abs(worse)) if scaled else f"{abs(worse):.4f}"
     if not worse > 0:   # no worse (or NaN, which fails): the allowance is beside the point
         moved = f"{'up' if higher and not scaled else 'better by'} {size} (worse by at most {allowed} allowed)"
     else:
         moved = f"{'down' if higher and not scaled else 'worse by'} {size} {'≤' if ok else '>'} {allowed} allowed"
-    return GateCheck("no_regression", ok, worse, rules.max_regression, f"{compared}{moved}")
+    interval = "" if compared is None else \
+        f"; {compared.difference.interval_text()} of the difference, {compared.difference.verdict}"
+    return GateCheck("no_regression", ok, worse, rules.max_regression, f"{against}{moved}{interval}")
 
 
 def _segment_gap(rules: ValidationSection, e: GateEvidence, column: str,
