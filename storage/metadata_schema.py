@@ -265,3 +265,37 @@ ALTER TABLE ingests_v6 RENAME TO ingests;
 CREATE INDEX ingests_by_model ON ingests(model, at);
 CREATE INDEX snapshots_by_hash ON snapshots(hash);
 """))
+
+# A retrain with nothing new to learn from ends after its ingest as 'skipped', saying why in `outcome`.
+# SQLite cannot change a CHECK, so the table is rebuilt under its own name: its rows are set aside, the old
+# table dropped (deferred, the versions and stages that name its runs count as violations)…
+MIGRATIONS.append(Migration(7, "runs that skipped, and what a run came to", """
+PRAGMA defer_foreign_keys = ON;
+
+CREATE TEMP TABLE runs_v6 AS SELECT * FROM runs;
+DROP TABLE runs;
+CREATE TABLE runs (
+    id                  TEXT PRIMARY KEY,
+    model               TEXT NOT NULL REFERENCES models(name),
+    kind                TEXT NOT NULL,
+    status              TEXT NOT NULL CHECK (status IN ('running', 'succeeded', 'failed', 'skipped')),
+    started_at          REAL NOT NULL,
+    ended_at            REAL,
+    params_json         TEXT NOT NULL DEFAULT '{}',
+    metrics_json        TEXT NOT NULL DEFAULT '{}',
+    data_snapshots_json TEXT NOT NULL DEFAULT '[]',
+    code_version        TEXT,
+    error               TEXT,
+    worker_pid          INTEGER,
+    attempts            INTEGER NOT NULL DEFAULT 1,
+    outcome             TEXT                -- what a run that registered nothing came to (a skipped retrain: why)
+);
+-- … which the rows, put back under the same name, settle before the transaction commits.
+INSERT INTO runs (id, model, kind, status, started_at, ended_at, params_json, metrics_json, data_snapshots_json,
+                  code_version, error, worker_pid, attempts)
+SELECT id, model, kind, status, started_at, ended_at, params_json, metrics_json, data_snapshots_json,
+       code_version, error, worker_pid, attempts
+FROM runs_v6 ORDER BY rowid;
+DROP TABLE runs_v6;
+CREATE INDEX runs_by_model ON runs(model, started_at);
+"""))

@@ -57,3 +57,31 @@ CREATE TABLE artifacts (
 );
 """),
 ]
+
+# A retrain with nothing new to learn from ends as 'skipped' (its reason is the run's `outcome` tag). SQLite
+# cannot change a CHECK, so the table is rebuilt under its own name: its rows are set aside, the old table
+# dropped (deferred, the rows that name its runs count as violations) and the rows put back, which settles them.
+MIGRATIONS.append(Migration(2, "runs that skipped", """
+PRAGMA defer_foreign_keys = ON;
+
+CREATE TEMP TABLE runs_v1 AS SELECT * FROM runs;
+DROP TABLE runs;
+CREATE TABLE runs (
+    id               TEXT PRIMARY KEY,
+    model            TEXT NOT NULL,
+    name             TEXT NOT NULL,
+    kind             TEXT NOT NULL,
+    parent_id        TEXT REFERENCES runs(id),
+    status           TEXT NOT NULL CHECK (status IN ('running', 'succeeded', 'failed', 'skipped')),
+    started_at       REAL NOT NULL,
+    ended_at         REAL,
+    code_version     TEXT,
+    environment_json TEXT NOT NULL DEFAULT '{}',
+    data_json        TEXT NOT NULL DEFAULT '[]',
+    error            TEXT
+);
+INSERT INTO runs SELECT * FROM runs_v1 ORDER BY rowid;
+DROP TABLE runs_v1;
+CREATE INDEX runs_by_model ON runs(model, started_at);
+CREATE INDEX runs_by_parent ON runs(parent_id, name);
+"""))

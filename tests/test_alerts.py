@@ -276,6 +276,9 @@ def test_retrain_action_then_the_policy_approve_or_canary(tmp_path: Path):
         h.add_model(spec)
         train(h, spec)
         h.registry.promote("fraud", 1)
+        # each retrain below has something new to learn from (here another seed): one with nothing new
+        # registers nothing (tests/test_retrain_nothing_new.py)
+        spec_path.write_text(spec_path.read_text().replace("seed = 7", "seed = 8"))
 
         opened = on_monitor_results(h, "fraud", degraded)
         assert sorted(a.rule for a in opened) == ["accuracy-critical", "accuracy-low"]
@@ -291,7 +294,8 @@ def test_retrain_action_then_the_policy_approve_or_canary(tmp_path: Path):
             [f"alert:{critical.id}"]
         assert len(h.registry.versions("fraud")) == 2                    # one pipeline run for the two firings
 
-        spec_path.write_text(spec_path.read_text().replace('on_retrain = "approve"', 'on_retrain = "canary"'))
+        spec_path.write_text(spec_path.read_text().replace('on_retrain = "approve"', 'on_retrain = "canary"')
+                             .replace("seed = 8", "seed = 9"))
         records.resolve(h.conn, critical.id, "ops")
         again = next(a for a in on_monitor_results(h, "fraud", degraded) if a.rule == "accuracy-critical")
         assert actions.wait_for_actions(300)

@@ -121,6 +121,8 @@ def describe(d: RunDetail, curves: dict[str, list[float]], width: int) -> list[s
     lines = [f"run {r.id}  {r.model}  {r.kind} '{r.name}'  {r.status}  {seconds(r)} s  code {r.code_version}"]
     if r.error:
         lines.append(f"error: {r.error}")
+    if r.status == "skipped":  # a retrain with nothing new to learn from: why, as it said when it ended
+        lines.append(f"skipped: {d.tags.get('outcome', 'nothing new to learn from')}")
     lines += [f"  param  {k} = {short(v)}" for k, v in d.params.items()]
     lines += [f"  metric {k} = {short(v)}" for k, v in d.metrics.items()]
     for name, values in curves.items():

@@ -52,7 +52,8 @@ def take_action(root: Path, rule: AlertRule, alert: Alert) -> None:
 
 def retry_failed_retrain(root: Path, rule: AlertRule, alert: Alert) -> bool:
     """On a repeat firing: retrain again (on the labels that arrived since) if the alert's last retrain
-    failed or was rejected by the gates, up to RETRAINS_PER_ALERT times; True if one started."""
+    failed or was rejected by the gates, up to RETRAINS_PER_ALERT times; True if one started. A retrain
+    skipped (one under way, or nothing new to learn from yet) is no try: it trained nothing."""
     tries = [a for a in alert.actions if a.action == "retrain" and a.status != "skipped"]
     if rule.action != "retrain" or not tries or tries[-1].status != "failed" or len(tries) >= RETRAINS_PER_ALERT:
         return False

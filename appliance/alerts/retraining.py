@@ -1,7 +1,8 @@
 """The closed loop: an alert's retrain (fresh labelled data, the newest days held out) → the pipeline and
 its gates → the spec's policy (``[deployment] on_retrain``): leave the candidate for a human to approve,
-or start a canary that the server's canary analysis promotes or rolls back. Each step is recorded with the
-alert and audited."""
+or start a canary that the server's canary analysis promotes or rolls back. A retrain with nothing new to learn
+from (no new labels, no new batch since a version trained on the same) registers nothing: the action is
+'skipped', saying why, and no canary starts. Each step is recorded with the alert and audited."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ log = logging.getLogger("appliance.alerts")
 def retrain_for_alert(root: Path, alert: Alert) -> None:
     """Retrain the alert's model in a worker process and apply the spec's policy to the result."""
     from appliance.deployment import deployments
+    from appliance.training.pipeline import NothingNew
     from appliance.training.worker import train_in_worker
 
     actor = f"alert:{alert.id}"
@@ -30,6 +32,11 @@ def retrain_for_alert(root: Path, alert: Alert) -> None:
         outcome = train_in_worker(root, alert.model, actor=actor, retrain=True)
     except (ApplianceError, StorageError, RuntimeError) as e:
         _finish(root, action, "failed", {"error": str(e)}, actor, "retrain_failed", alert.model, None)
+        return
+    if isinstance(outcome, NothingNew):
+        _finish(root, action, "skipped", {"run_id": outcome.run_id, "learnt_before": outcome.learnt_before,
+                                          "fresh_rows": outcome.feedback_rows, "outcome": outcome.message},
+                actor, "retrain_skipped", alert.model, None)
         return
     version = outcome.version.version
     detail = {"run_id": outcome.run_id, "version": version, "gates_passed": outcome.gates.passed,

@@ -20,7 +20,8 @@ def register(commands: Subcommands) -> None:
                        help="continue a failed run from the stage that failed (default: the latest run)")
     train.add_argument("--retrain", action="store_true",
                        help="also learn from the labelled predictions, holding out only the newest days "
-                            "([training] retrain_eval_days), as an alert's retrain does")
+                            "([training] retrain_eval_days), as an alert's retrain does; with nothing new since "
+                            "a version trained on the same data, spec and code, it says so and registers nothing")
 
     runs = commands.add("runs", None, "tracked runs: list, show, compare")
     actions = Subcommands(runs, "ACTION")
@@ -34,12 +35,16 @@ def register(commands: Subcommands) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
+    from appliance.training.pipeline import NothingNew
     from appliance.training.worker import train_in_worker
 
     with open_home(args) as home:
         home.spec(args.model)  # an unknown model or a bad spec is reported before a worker starts
         outcome = train_in_worker(home.root, args.model, actor="cli", resume=args.resume is not None,
                                   run_id=args.resume or None, retrain=args.retrain, say=say)
+        if isinstance(outcome, NothingNew):  # not an error: the version it names stands for this data
+            print(outcome.message)
+            return 0
         return report_registered(outcome.version, outcome.gates, took=f" in {outcome.seconds:.1f} s")
 
 
@@ -87,6 +92,8 @@ def _runs_show(args: argparse.Namespace) -> int:
         print(f"parent {r.parent_id}")
     if r.error:
         print(f"error: {r.error}")
+    if r.status == "skipped":  # a retrain with nothing new to learn from: why, as it said when it ended
+        print(f"skipped: {d.tags.get('outcome', 'nothing new to learn from')}")
     env = d.environment
     print(f"code {r.code_version}  python {env.get('python')}  {env.get('platform')}  cpus {env.get('cpus')}")
     print("packages " + ", ".join(f"{k} {v}" for k, v in env.get("packages", {}).items() if v))

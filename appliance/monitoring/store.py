@@ -113,9 +113,10 @@ def record_windows(conn: sqlite3.Connection, model: str, version: int, states: p
 
 def finished_pipeline_statuses(conn: sqlite3.Connection, model: str) -> list[str]:
     """The statuses of the model's finished training runs in metadata.db, newest first (registrations of
-    models trained elsewhere are not runs of its pipeline)."""
+    models trained elsewhere are not runs of its pipeline, nor are retrains skipped for want of anything new:
+    they trained nothing, so they say nothing of whether training works)."""
     return [r[0] for r in conn.execute(
-        "SELECT status FROM runs WHERE model = ? AND status != 'running' AND kind != 'register' "
+        "SELECT status FROM runs WHERE model = ? AND status NOT IN ('running', 'skipped') AND kind != 'register' "
         "ORDER BY started_at DESC", (model,))]
 
 

@@ -35,9 +35,15 @@ def _monitor(home: Home, model: str) -> dict:
 
 
 def _train(home: Home, model: str) -> dict:
+    """A scheduled retrain. One with nothing new to learn from succeeds as a job (nothing is wrong) and says it
+    skipped and why; its pipeline run is recorded as skipped."""
+    from appliance.training.pipeline import NothingNew
     from appliance.training.worker import train_in_worker
 
     outcome = train_in_worker(home.root, model, actor="scheduler", retrain=True)
+    if isinstance(outcome, NothingNew):
+        return {"run_id": outcome.run_id, "status": "skipped", "reason": outcome.message,
+                "learnt_before": outcome.learnt_before, "seconds": outcome.seconds}
     return {"run_id": outcome.run_id, "version": outcome.version.version, "status": outcome.version.status,
             "seconds": outcome.seconds}
 

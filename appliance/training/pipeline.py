@@ -2,7 +2,8 @@
 
 Every stage is recorded in metadata.db (status, start, end, error, and its outputs Struct as JSON); a failed
 run resumes at the stage that failed, the stages before it restored from their recorded outputs. One run per
-model at a time, held by an OS file lock.
+model at a time, held by an OS file lock. A retrain whose ingest finds nothing new to learn from ends there,
+'skipped', and registers nothing.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable
+from typing import Literal, overload
 
 import msgspec
 
@@ -23,10 +25,10 @@ from appliance.tracking.code_version import code_version
 from appliance.tracking.run import fail_running
 from appliance.training import runs, stop
 from appliance.training.run_lock import model_lock
-from appliance.training.stages import STAGES, RunContext, ingest_source
+from appliance.training.stages import STAGES, RunContext, ingest_source, nothing_new
 from appliance.validation.gates import GateReport
 
-__all__ = ["STAGES", "TrainingOutcome", "abandon_dead_runs", "ingest_source", "train"]
+__all__ = ["STAGES", "NothingNew", "TrainingOutcome", "abandon_dead_runs", "ingest_source", "train"]
 
 
 class TrainingOutcome(msgspec.Struct):
@@ -43,12 +45,35 @@ class TrainingOutcome(msgspec.Struct):
     feedback_rows: int = 0          # a retrain's newly labelled predictions it ingested
 
 
+class NothingNew(msgspec.Struct):
+    """A retrain that found nothing new to learn from: its run ended after the ingest, 'skipped', registering
+    nothing, because a version was trained on exactly these snapshots with the same spec and code."""
+
+    run_id: str
+    message: str                    # what every caller shows: the version, its snapshots, the labels that came
+    learnt_before: int              # that version
+    learnt_before_status: str       # registered | rejected
+    snapshots: list[str]
+    ingest: IngestReport | None
+    seconds: float
+    feedback_rows: int = 0          # newly labelled predictions ingested (none, or there would be something new)
+
+
+@overload
+def train(home: Home, spec: ModelSpec, actor: str = ..., say: Callable[[str], None] = ..., *,
+          resume: Literal[False] = ..., run_id: str | None = ..., retrain: Literal[False] = ...,
+          new_run_id: str | None = ...) -> TrainingOutcome: ...
+@overload
+def train(home: Home, spec: ModelSpec, actor: str = ..., say: Callable[[str], None] = ..., *,
+          resume: bool = ..., run_id: str | None = ..., retrain: bool = ...,
+          new_run_id: str | None = ...) -> TrainingOutcome | NothingNew: ...
 def train(home: Home, spec: ModelSpec, actor: str = "cli", say: Callable[[str], None] = lambda _: None, *,
           resume: bool = False, run_id: str | None = None, retrain: bool = False,
-          new_run_id: str | None = None) -> TrainingOutcome:
+          new_run_id: str | None = None) -> TrainingOutcome | NothingNew:
     """Run the pipeline for one model and register the result (rejected if a gate fails).
 
-    A ``retrain`` also ingests the newly labelled predictions and holds out only the newest days.
+    A ``retrain`` also ingests the newly labelled predictions and holds out only the newest days; when that
+    leaves its data, spec and code those of a version already trained, it registers nothing (``NothingNew``).
     With ``resume``, continue the given failed run (default: the model's latest) at its failed stage,
     as the kind of run it was. ``new_run_id`` names a new run in advance (the API answers with it).
     """
@@ -74,7 +99,12 @@ def train(home: Home, spec: ModelSpec, actor: str = "cli", say: Callable[[str], 
             tracked.log_params(params)
             tracked.set_tags({"actor": actor, "trainer": spec.training.trainer})
         ctx = RunContext(home=home, spec=spec, run=tracked, say=say, actor=actor, retrain=retrain)
-        _run_stages(ctx, done)
+        learnt = _run_stages(ctx, done)
+    if not learnt:
+        assert ctx.learnt_before is not None, "the ingest found the version"
+        return NothingNew(run_id=run_id, message=nothing_new(ctx), learnt_before=ctx.learnt_before.version,
+                          learnt_before_status=ctx.learnt_before.status, snapshots=[s.hash for s in ctx.snapshots],
+                          ingest=ctx.ingest, seconds=time.perf_counter() - started, feedback_rows=ctx.feedback_rows)
     assert ctx.version is not None and ctx.gates is not None and ctx.train_part is not None \
         and ctx.eval_part is not None and ctx.cutoff is not None, "every stage ran or was restored"
     return TrainingOutcome(
@@ -112,7 +142,8 @@ def _recorded_outputs(run: runs.PipelineRun) -> dict[str, msgspec.Struct]:
     return done
 
 
-def _run_stages(ctx: RunContext, done: dict[str, msgspec.Struct]) -> None:
+def _run_stages(ctx: RunContext, done: dict[str, msgspec.Struct]) -> bool:
+    """Run (or restore) each stage; False when a retrain's ingest found nothing new and the run was skipped."""
     conn, run_id = ctx.home.conn, ctx.run.id
     for position, stage in enumerate(STAGES):
         if stage.name in done:
@@ -130,7 +161,23 @@ def _run_stages(ctx: RunContext, done: dict[str, msgspec.Struct]) -> None:
             ctx.run.finish("failed", f"stage {stage.name}: {error}")
             raise
         runs.finish_stage(conn, run_id, stage.name, status="succeeded", outputs=msgspec.to_builtins(outputs))
+        if ctx.learnt_before is not None:
+            _skip(ctx)
+            return False
     runs.finish_run(conn, run_id, status="succeeded", metrics=ctx.metrics | {"onnx_parity": ctx.parity},
                     snapshots=[s.hash for s in ctx.snapshots])
     ctx.run.finish("succeeded")
+    ctx.drop_checkpoints()
+    return True
+
+
+def _skip(ctx: RunContext) -> None:
+    """End a retrain that has nothing new to learn from: neither a success (it trained nothing) nor a failure
+    (nothing is wrong), so its own status, with the reason beside it."""
+    assert ctx.learnt_before is not None, "found by the ingest"
+    reason = nothing_new(ctx)
+    runs.finish_run(ctx.home.conn, ctx.run.id, status="skipped", snapshots=[s.hash for s in ctx.snapshots],
+                    outcome=reason)
+    ctx.run.set_tags({"outcome": reason, "learnt_before": ctx.learnt_before.version})
+    ctx.run.finish("skipped")
     ctx.drop_checkpoints()

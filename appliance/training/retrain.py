@@ -61,6 +61,7 @@ def start_retrain(root: Path, model: str, actor: str, reason: str = "") -> str:
 
 
 def _retrain(root: Path, model: str, actor: str, run_id: str) -> None:
+    from appliance.training.pipeline import NothingNew
     from appliance.training.worker import train_in_worker
 
     try:
@@ -70,6 +71,12 @@ def _retrain(root: Path, model: str, actor: str, run_id: str) -> None:
             log.error("retrain %s of %s failed: %s", run_id[:8], model, e, extra={"model": model, "run": run_id})
             with Home(root) as home:
                 home.registry.audit(actor, "retrain_failed", model, None, {"run_id": run_id, "error": str(e)})
+            return
+        if isinstance(outcome, NothingNew):  # the run is recorded as skipped, with the same reason
+            with Home(root) as home:
+                home.registry.audit(actor, "retrain_finished", model, None,
+                                    {"run_id": run_id, "status": "skipped", "reason": outcome.message,
+                                     "learnt_before": outcome.learnt_before, "fresh_rows": outcome.feedback_rows})
             return
         v = outcome.version
         with Home(root) as home:

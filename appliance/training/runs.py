@@ -28,7 +28,7 @@ class PipelineRun(msgspec.Struct, frozen=True):
     id: str
     model: str
     kind: str
-    status: str
+    status: str                 # running | succeeded | failed | skipped (a retrain with nothing new to learn from)
     started_at: float
     ended_at: float | None
     params: dict
@@ -38,6 +38,7 @@ class PipelineRun(msgspec.Struct, frozen=True):
     error: str | None
     worker_pid: int | None
     attempts: int
+    outcome: str | None         # what a run that registered nothing came to (a skipped retrain: why)
     stages: list[StageRecord]
 
 
@@ -60,14 +61,14 @@ def restart_run(conn: sqlite3.Connection, run_id: str) -> None:
 
 
 def finish_run(conn: sqlite3.Connection, run_id: str, *, status: str, metrics: dict | None = None,
-               snapshots: list[str] | None = None, error: str | None = None) -> None:
-    """Record a run's end: succeeded or failed, with what it measured and read."""
+               snapshots: list[str] | None = None, error: str | None = None, outcome: str | None = None) -> None:
+    """Record a run's end: succeeded, failed or skipped, with what it measured and read (and, skipped, why)."""
     with transaction(conn):
         conn.execute(
             "UPDATE runs SET status = ?, ended_at = ?, metrics_json = COALESCE(?, metrics_json), "
-            "data_snapshots_json = COALESCE(?, data_snapshots_json), error = ? WHERE id = ?",
+            "data_snapshots_json = COALESCE(?, data_snapshots_json), error = ?, outcome = ? WHERE id = ?",
             (status, time.time(), None if metrics is None else json.dumps(metrics),
-             None if snapshots is None else json.dumps(snapshots), error, run_id),
+             None if snapshots is None else json.dumps(snapshots), error, outcome, run_id),
         )
 
 
@@ -127,10 +128,11 @@ def pipeline_run(conn: sqlite3.Connection, run_id: str) -> PipelineRun:
 
 
 def resumable_run(conn: sqlite3.Connection, model: str, run_id: str | None) -> PipelineRun:
-    """The failed run to resume: the given one, or the model's latest training run if it failed."""
+    """The failed run to resume: the given one, or the model's latest training run if it failed (a skipped
+    retrain since, which did nothing, does not hide it)."""
     if run_id is None:
         row = conn.execute("SELECT id FROM runs WHERE model = ? AND kind IN ('train', 'retrain') "
-                           "ORDER BY started_at DESC LIMIT 1",
+                           "AND status != 'skipped' ORDER BY started_at DESC LIMIT 1",
                            (model,)).fetchone()
         if row is None:
             raise NotFound(f"model '{model}' has no training run to resume; run `appliance train {model}`")

@@ -6,6 +6,8 @@ outputs Struct takes a default, so the rows of runs recorded before it still con
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import shutil
 from collections.abc import Callable
@@ -33,7 +35,7 @@ from appliance.data.snapshots import (
     read_snapshots,
 )
 from appliance.data.sources import read_source
-from appliance.errors import InvalidInput
+from appliance.errors import InvalidInput, NotFound
 from appliance.features.encoding import FeatureSchema
 from appliance.features.training_set import (
     build_training_set,
@@ -58,11 +60,14 @@ from appliance.task import (
 )
 from appliance.tracking import TrackedRun
 from appliance.tracking.code_version import code_version
+from appliance.training import runs
 from appliance.training.lightgbm_trainer import default_threads
 from appliance.training.quantize import QuantizedVariant, int8_variant
 from appliance.training.search import Trial, random_search
 from appliance.training.trainers import TrainedModel, fit, load_model
-from appliance.validation.gates import GateEvidence, GateReport, evaluate_gates
+from appliance.validation.comparison import evaluation_label, version_output
+from appliance.validation.gates import GateEvidence, GateReport, SameRows, evaluate_gates
+from appliance.validation.paired import Difference, paired_difference
 from appliance.validation.probes import (
     recall_at_precision,
     robustness_failures,
@@ -85,6 +90,7 @@ class RunContext:
     ingest: IngestReport | None = None
     feedback_rows: int = 0      # a retrain's newly labelled predictions, accepted into a snapshot
     snapshots: list[Snapshot] = field(default_factory=list)
+    learnt_before: ModelVersion | None = None   # a retrain's ingest found nothing new: the version trained on it
     events: pl.DataFrame | None = None
     train_part: pl.DataFrame | None = None
     eval_part: pl.DataFrame | None = None
@@ -116,7 +122,8 @@ def ingest_source(home: Home, spec: ModelSpec) -> IngestReport:
     """Ingest the spec's data source (identical content makes no new snapshot)."""
     contract = model_contract(spec)
     check_spec_types(spec, contract)
-    return ingest(home.conn, home.offline, spec.name, contract, spec.resolve(spec.data.source))
+    return ingest(home.conn, home.offline, spec.name, contract, spec.resolve(spec.data.source),
+                  horizon=spec.data.horizon)
 
 
 def training_frame(spec: ModelSpec, events: pl.DataFrame) -> pl.DataFrame:
@@ -164,6 +171,8 @@ class IngestOutputs(msgspec.Struct, frozen=True, omit_defaults=True):
     quarantined: int
     snapshots: list[str]        # every snapshot the run reads, oldest first
     feedback: FeedbackOutputs | None = None     # a retrain's only: a training run records no such key
+    training_digest: str | None = None  # the spec's sections that shape a model from these snapshots (training_digest)
+    learnt_before: int | None = None    # a retrain with nothing new: the version already trained on all of it
 
 
 def run_ingest(ctx: RunContext) -> IngestOutputs:
@@ -177,9 +186,16 @@ def run_ingest(ctx: RunContext) -> IngestOutputs:
     ctx.say(f"ingested {report.rows_read:,} rows: {report.accepted:,} accepted, "
             f"{report.quarantined:,} quarantined → snapshot {report.snapshot.hash[:12]}"
             + ("" if report.new_snapshot else " (unchanged)"))
+    for warning in report.warnings:
+        ctx.say(f"warning: {warning}")
+    digest = training_digest(ctx.spec)
+    # A person's `train` always trains (they may mean to, after a change the digest does not cover); a retrain
+    # that would learn from exactly what a version learnt from ends here instead of registering its twin.
+    ctx.learnt_before = _learnt_before(ctx, digest) if ctx.retrain else None
     return IngestOutputs(snapshot=report.snapshot.hash, new_snapshot=report.new_snapshot,
                          rows_read=report.rows_read, accepted=report.accepted, quarantined=report.quarantined,
-                         snapshots=[s.hash for s in ctx.snapshots], feedback=feedback)
+                         snapshots=[s.hash for s in ctx.snapshots], feedback=feedback, training_digest=digest,
+                         learnt_before=ctx.learnt_before.version if ctx.learnt_before else None)
 
 
 def restore_ingest(ctx: RunContext, outputs: IngestOutputs) -> None:
@@ -201,8 +217,62 @@ def _ingest_feedback(ctx: RunContext) -> FeedbackOutputs:
     ctx.say(f"ingested {fresh.rows_read:,} newly labelled predictions: {fresh.accepted:,} accepted, "
             f"{fresh.quarantined:,} quarantined → snapshot {fresh.snapshot.hash[:12]}"
             + (f"; see them with `appliance data quarantine {ctx.spec.name}`" if fresh.quarantined else ""))
+    for warning in fresh.warnings:
+        ctx.say(f"warning: {warning}")
     return FeedbackOutputs(snapshot=fresh.snapshot.hash, rows_read=fresh.rows_read, accepted=fresh.accepted,
                            quarantined=fresh.quarantined)
+
+
+def training_digest(spec: ModelSpec) -> str:
+    """sha256 of what, beside the snapshots and the code, decides the model a run trains and its verdict: the
+    spec's [features], [target], [training] (but its schedule) and [validation] sections, and the entity file."""
+    sections = {"features": spec.features, "target": spec.target, "validation": spec.validation,
+                "training": msgspec.structs.replace(spec.training, schedule=None),
+                "entities": _file_digest(spec.resolve(spec.data.entities)) if spec.data.entities else None}
+    return hashlib.sha256(json.dumps(msgspec.to_builtins(sections), sort_keys=True).encode()).hexdigest()
+
+
+def _file_digest(path: Path) -> str | None:
+    """sha256 of a file's bytes, or of each file's name and bytes in a folder; None when there is none (the
+    features stage says so)."""
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path] if path.is_file() else []
+    if not files:
+        return None
+    digest = hashlib.sha256()
+    for file in files:
+        digest.update(f"{file.relative_to(path) if file != path else ''}\0".encode())
+        digest.update(file.read_bytes())
+    return digest.hexdigest()
+
+
+def _learnt_before(ctx: RunContext, digest: str) -> ModelVersion | None:
+    """The newest version this pipeline trained on exactly these snapshots, with this code, from a spec of the
+    same ``training_digest``: a retrain would learn nothing from them that it did not. Registered or rejected
+    alike (the twin of a rejected version would be rejected too); runs recorded before the digest never match."""
+    wanted, code = data_version(ctx.snapshots), code_version()
+    for version in reversed(ctx.home.registry.versions(ctx.spec.name)):
+        if version.data_version != wanted or version.code_version != code:
+            continue
+        try:
+            stages = runs.pipeline_run(ctx.home.conn, version.run_id).stages
+        except NotFound:
+            continue
+        if any(s.stage == "ingest" and s.outputs.get("training_digest") == digest for s in stages):
+            return version
+    return None
+
+
+def nothing_new(ctx: RunContext) -> str:
+    """What a retrain that found nothing new says: the version whose data it is, the snapshots, the labels."""
+    version = ctx.learnt_before
+    assert version is not None, "found by the ingest"
+    hashes = [s.hash[:12] for s in ctx.snapshots]
+    shown = ", ".join(hashes[:3]) + (f" and {len(hashes) - 3} more" if len(hashes) > 3 else "")
+    rejected = ", which its gates rejected," if version.status == "rejected" else ""
+    return (f"nothing new to learn from: the data is what v{version.version}{rejected} trained on (snapshot"
+            f"{'s' if len(hashes) > 1 else ''} {shown}, {ctx.feedback_rows} new labelled predictions), with the "
+            f"same spec and code; no version registered. A retrain learns once new labels or a new batch arrive; "
+            f"`appliance train {ctx.spec.name}` trains anyway")
 
 
 # -- validate data -------------------------------------------------------------------------------
@@ -493,7 +563,7 @@ def run_gates(ctx: RunContext) -> GatesOutputs:
                            "name feature columns such as 'country'")
     output = onnx_model.predict(onnx_model.session(ctx.onnx_bytes, ["CPUExecutionProvider"]), ctx.x_eval, task)
     probes, failures = robustness_failures(ctx.onnx_bytes, ctx.schema, ctx.x_eval[0], task)
-    production, production_value = _production_score(ctx)
+    production, difference = _production_score(ctx, output)
     evidence = GateEvidence(
         task=task.kind, metric=metric, value=ctx.metrics[metric],
         recall_at_precision=ctx.metrics.get("recall_at_precision") if task.kind == "binary" else None,
@@ -501,11 +571,14 @@ def run_gates(ctx: RunContext) -> GatesOutputs:
         baseline_value=baseline_score(task, metric, ctx.y_eval, reference=ctx.y_train),
         parity_diff=ctx.parity,   # for regression already relative to the values' scale (onnx_model.parity)
         p99_ms=single_row_p99_ms(ctx.onnx_bytes, ctx.x_eval, task=task), robustness_probes=probes,
-        robustness_failures=failures, production_version=production, production_value=production_value,
+        robustness_failures=failures, production_version=production,
+        production_value=None if production is None else difference.production if difference else math.nan,
         segments={c: segment_scores(ctx.y_eval, output, ctx.eval_part[c].to_list(), task, metric)
                   for c in rules.segments},
     )
-    ctx.gates = evaluate_gates(rules, evidence)
+    compared = None if difference is None else SameRows(evaluation_label(
+        "this run's", ctx.eval_part[ctx.spec.features.event_time], ctx.eval_part.height), difference)
+    ctx.gates = evaluate_gates(rules, evidence, compared)
     return GatesOutputs(ctx.gates, evidence)
 
 
@@ -513,22 +586,19 @@ def restore_gates(ctx: RunContext, outputs: GatesOutputs) -> None:
     ctx.gates = outputs.report
 
 
-def _production_score(ctx: RunContext) -> tuple[int | None, float | None]:
-    """The production version's value of the judged metric on this run's evaluation rows, scored through its
-    own artifact."""
+def _production_score(ctx: RunContext, output: np.ndarray) -> tuple[int | None, Difference | None]:
+    """The production version, and this run's ONNX ``output`` against production's own ONNX model on the same
+    rows, this run's evaluation rows (None: production could not score them)."""
     assert ctx.eval_part is not None and ctx.y_eval is not None, "made by features"
     version = ctx.home.registry.alias(ctx.spec.name, "production")
     if version is None:
         return None, None
-    mv = ctx.home.registry.version(ctx.spec.name, version)
     try:
-        schema = msgspec.convert(mv.feature_schema, FeatureSchema)
-        sess = onnx_model.session(ctx.home.artifacts.get(mv.artifact_sha256), ["CPUExecutionProvider"])
-        output = onnx_model.predict(sess, schema.encode_frame(ctx.eval_part), ctx.task)
-        return version, score(ctx.task, ctx.spec.metric, ctx.y_eval, output)
+        production = version_output(ctx.home, ctx.spec.name, version, ctx.eval_part, ctx.task)
+        return version, paired_difference(ctx.task, ctx.spec.metric, ctx.y_eval, output, production)
     except Exception as e:  # an unreadable production model cannot vouch for the new one: the gate fails
         ctx.say(f"could not score production v{version} on the evaluation rows: {e}")
-        return version, math.nan
+        return version, None
 
 
 # -- register ------------------------------------------------------------------------------------

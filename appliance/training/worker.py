@@ -6,9 +6,12 @@ import multiprocessing
 import os
 import queue
 import signal
+import threading
+import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Literal, overload
 
 import msgspec
 
@@ -18,8 +21,12 @@ from appliance.training import stop
 from storage import errors as storage_errors
 from storage.errors import StorageError
 
+if TYPE_CHECKING:  # the pipeline (and the ML stack under it) is imported in the worker, not here
+    from appliance.training.pipeline import NothingNew, TrainingOutcome
+
 # Training is batch work: below the serving threads in the scheduler's eyes.
 WORKER_NICENESS = 10
+PARENT_POLL_S = 0.5   # how often a worker looks whether the process waiting for it is still there
 
 
 class TrainingInterrupted(ApplianceError):
@@ -27,16 +34,25 @@ class TrainingInterrupted(ApplianceError):
     title = "Training interrupted"
 
 
+@overload
+def train_in_worker(root: Path, model: str, *, actor: str = ..., resume: Literal[False] = ..., run_id: str | None = ...,
+                    retrain: Literal[False] = ..., new_run_id: str | None = ...,
+                    say: Callable[[str], None] = ...) -> TrainingOutcome: ...
+@overload
+def train_in_worker(root: Path, model: str, *, actor: str = ..., resume: bool = ..., run_id: str | None = ...,
+                    retrain: bool = ..., new_run_id: str | None = ...,
+                    say: Callable[[str], None] = ...) -> TrainingOutcome | NothingNew: ...
 def train_in_worker(root: Path, model: str, *, actor: str = "cli", resume: bool = False, run_id: str | None = None,
-                    retrain: bool = False, new_run_id: str | None = None, say: Callable[[str], None] = lambda _: None):
-    """Run the pipeline for a model in a fresh (spawned) process and return its TrainingOutcome
-    (``retrain`` and ``new_run_id`` as in ``pipeline.train``).
+                    retrain: bool = False, new_run_id: str | None = None,
+                    say: Callable[[str], None] = lambda _: None) -> TrainingOutcome | NothingNew:
+    """Run the pipeline for a model in a fresh (spawned) process and return its TrainingOutcome, or a retrain's
+    NothingNew (``retrain`` and ``new_run_id`` as in ``pipeline.train``).
 
     The worker holds the model's run lock itself, so if it dies the lock goes with it. User
     errors in the worker are raised here as the same appliance error; a killed worker raises
     TrainingInterrupted after its run is marked failed (and resumable).
     """
-    from appliance.training.pipeline import TrainingOutcome
+    from appliance.training.pipeline import NothingNew, TrainingOutcome
 
     context = multiprocessing.get_context("spawn")  # no fork: the parent may hold threads and open databases
     messages = context.Queue()
@@ -60,6 +76,9 @@ def train_in_worker(root: Path, model: str, *, actor: str = "cli", resume: bool 
             elif kind == "done":
                 worker.join()
                 return msgspec.convert(payload, TrainingOutcome)
+            elif kind == "nothing new":
+                worker.join()
+                return msgspec.convert(payload, NothingNew)
             elif kind == "error":
                 worker.join()
                 name, message = payload
@@ -90,18 +109,36 @@ def _after_death(root: Path, model: str, pid: int, exitcode: int | None, say: Ca
                               f"stage it reached with `appliance train {model} --resume`")
 
 
+def _stop_with(parent: multiprocessing.process.BaseProcess | None) -> None:
+    """Stop (as SIGTERM stops a run) once the process that started this worker is gone: killed, or its
+    terminal closed, it no longer waits for the outcome, and the run must not go on unattended. Its pid is
+    watched rather than its death signalled (Linux's PR_SET_PDEATHSIG), which would follow the thread that
+    started the worker, not the process, and exists on Linux only."""
+    pid = parent.pid if parent is not None else None
+    if pid is None:
+        return
+
+    def watch() -> None:
+        while os.getppid() == pid:
+            time.sleep(PARENT_POLL_S)
+        stop.request_stop()
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
 def _work(root: str, model: str, actor: str, resume: bool, run_id: str | None, retrain: bool, new_run_id: str | None,
           messages) -> None:
     from appliance.home import Home
-    from appliance.training.pipeline import train
+    from appliance.training.pipeline import NothingNew, train
 
     os.nice(WORKER_NICENESS)
     signal.signal(signal.SIGTERM, stop.request_stop)  # checkpoint and end at the next safe point
+    _stop_with(multiprocessing.parent_process())
     try:
         with Home(Path(root)) as home:
             outcome = train(home, home.spec(model), actor, say=lambda line: messages.put(("say", line)),
                             resume=resume, run_id=run_id, retrain=retrain, new_run_id=new_run_id)
-        messages.put(("done", msgspec.to_builtins(outcome)))
+        messages.put(("nothing new" if isinstance(outcome, NothingNew) else "done", msgspec.to_builtins(outcome)))
     except (ApplianceError, StorageError) as e:
         messages.put(("error", (type(e).__name__, str(e))))
     except BaseException:
