@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from storage.artifacts import file_sha256
+from storage.artifacts import file_sha256, fsync
 from storage.database import damaged, is_damage
 
 _PARTIAL = ".partial-"   # a folder being filled: `.<final name>.partial-<random>`, beside its final place
@@ -47,7 +47,7 @@ def backup_database(source: Path, target: Path) -> None:
         src.close()
     if problems != ["ok"]:
         raise damaged(source, "; ".join(problems))
-    _fsync(target)
+    fsync(target)
 
 
 def copy_verified(source: Path, target: Path) -> str:
@@ -109,7 +109,7 @@ def staged_folder(final: Path) -> Iterator[Path]:
                 if e.errno in (errno.ENOTEMPTY, errno.EEXIST):
                     raise FileExistsError(errno.EEXIST, f"{final} was filled meanwhile") from None
                 raise
-            _fsync(final.parent)
+            fsync(final.parent)
         except BaseException:
             shutil.rmtree(stage, ignore_errors=True)
             raise
@@ -131,11 +131,3 @@ def _remove_abandoned(final: Path) -> None:
             shutil.rmtree(stage, ignore_errors=True)
         finally:
             os.close(fd)
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
