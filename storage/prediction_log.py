@@ -1,13 +1,16 @@
 """The prediction log: predictions.db, its own file because it is the hot write path.
 
-Rows are appended in batches by one writer; feedback (late outcomes) is attached by request id.
+Rows are appended in batches by one writer; feedback (late outcomes) is attached by request id. Each row
+also keeps its event time as a number (``event_us``), indexed, so monitoring reads a window's rows, or
+counts them, without reading the rest of the log.
 """
 
 from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 
 from storage.database import Migration, connect, transaction
@@ -68,6 +71,12 @@ ALTER TABLE predictions ADD COLUMN probabilities TEXT;   -- multiclass: JSON lis
 ALTER TABLE shadow_scores ADD COLUMN value REAL;
 ALTER TABLE shadow_scores ADD COLUMN probabilities TEXT;
 """),
+    Migration(4, "event times as numbers, indexed for monitoring's windows", """
+ALTER TABLE predictions ADD COLUMN event_us INTEGER;   -- epoch microseconds: the request's event time, else its arrival
+UPDATE predictions SET event_us = COALESCE(CAST(strftime('%s', event_time) AS INTEGER) * 1000000,
+                                           CAST(received_at * 1000000 AS INTEGER));
+CREATE INDEX predictions_by_event ON predictions(model, version, event_us);
+"""),
 ]
 
 # What a row's output columns hold, by the model's task: binary: probability of class 1 and the label;
@@ -79,8 +88,11 @@ PREDICTION_COLUMNS = ("request_id", "position", "model", "version", "arm", "depl
 SHADOW_COLUMNS = ("request_id", "position", "deployment_id", "version", "probability", "label", "latency_ms",
                   "value", "probabilities")
 
-_INSERT_PREDICTIONS = (f"INSERT OR IGNORE INTO predictions ({', '.join(PREDICTION_COLUMNS)}) "
-                       f"VALUES ({', '.join('?' * len(PREDICTION_COLUMNS))})")
+_INSERT_PREDICTIONS = (f"INSERT OR IGNORE INTO predictions ({', '.join(PREDICTION_COLUMNS)}, event_us) "
+                       f"VALUES ({', '.join('?' * (len(PREDICTION_COLUMNS) + 1))})")
+_EVENT_TIME, _RECEIVED_AT = PREDICTION_COLUMNS.index("event_time"), PREDICTION_COLUMNS.index("received_at")
+HOUR_US = 3_600 * 1_000_000
+_INT64_MIN, _INT64_MAX = -2 ** 63, 2 ** 63 - 1
 _INSERT_SHADOW = (f"INSERT OR IGNORE INTO shadow_scores ({', '.join(SHADOW_COLUMNS)}) "
                   f"VALUES ({', '.join('?' * len(SHADOW_COLUMNS))})")
 
@@ -96,7 +108,8 @@ class PredictionStore:
         """Write a batch of prediction rows (PREDICTION_COLUMNS order) and shadow rows in one transaction."""
         with transaction(self.conn):
             if predictions:
-                self.conn.executemany(_INSERT_PREDICTIONS, predictions)
+                self.conn.executemany(_INSERT_PREDICTIONS,
+                                      [(*row, event_us(row[_EVENT_TIME], row[_RECEIVED_AT])) for row in predictions])
             if shadow:
                 self.conn.executemany(_INSERT_SHADOW, shadow)
 
@@ -161,16 +174,31 @@ class PredictionStore:
             "SELECT latency_ms, status, received_at FROM predictions WHERE model = ? AND received_at >= ? "
             "ORDER BY received_at DESC LIMIT ?", (model, since, limit)).fetchall()
 
-    def logged(self, model: str, version: int) -> list[tuple]:
-        """Every row one version of a model served, with its feedback: (request_id, position, received_at,
-        event_time, features_json, probability, latency_ms, status, outcome, outcome_received_at, label,
-        value, probabilities)."""
+    def logged_rows(self, model: str, version: int, since_us: int | None = None, until_us: int | None = None,
+                    chunk: int = 50_000) -> Iterator[list[tuple]]:
+        """The rows one version of a model served with an event time in [since_us, until_us) (None: unbounded),
+        with their feedback, in event-time order, ``chunk`` rows at a time: (request_id, position, received_at,
+        event_us, entity_key, features_json, probability, latency_ms, status, outcome, outcome_received_at,
+        label, value, probabilities)."""
+        cursor = self.conn.execute(
+            "SELECT p.request_id, p.position, p.received_at, p.event_us, p.entity_key, p.features_json, "
+            "p.probability, p.latency_ms, p.status, f.outcome, f.received_at, p.label, p.value, p.probabilities "
+            "FROM predictions p LEFT JOIN feedback f ON f.request_id = p.request_id AND f.position = p.position "
+            "WHERE p.model = ? AND p.version = ? AND p.event_us >= ? AND p.event_us < ? "
+            "ORDER BY p.event_us, p.request_id, p.position",
+            (model, version, _INT64_MIN if since_us is None else since_us,
+             _INT64_MAX if until_us is None else until_us))
+        while rows := cursor.fetchmany(chunk):
+            yield rows
+
+    def logged_hours(self, model: str, version: int, since_us: int, until_us: int) -> list[tuple]:
+        """Per event-time hour (epoch µs of its start, >= 0) holding rows of one version in [since_us, until_us):
+        (hour, rows, newest arrival, labelled rows, newest label's arrival or None), counted in SQL."""
         return self.conn.execute(
-            "SELECT p.request_id, p.position, p.received_at, p.event_time, p.features_json, p.probability, "
-            "p.latency_ms, p.status, f.outcome, f.received_at, p.label, p.value, p.probabilities "
-            "FROM predictions p LEFT JOIN feedback f "
-            "ON f.request_id = p.request_id AND f.position = p.position WHERE p.model = ? AND p.version = ?",
-            (model, version)).fetchall()
+            "SELECT p.event_us / ? * ? AS hour, COUNT(*), MAX(p.received_at), COUNT(f.outcome), MAX(f.received_at) "
+            "FROM predictions p LEFT JOIN feedback f ON f.request_id = p.request_id AND f.position = p.position "
+            "WHERE p.model = ? AND p.version = ? AND p.event_us >= ? AND p.event_us < ? GROUP BY hour ORDER BY hour",
+            (HOUR_US, HOUR_US, model, version, max(since_us, 0), until_us)).fetchall()
 
     def count(self, model: str | None = None) -> int:
         """Logged prediction rows, for one model or all."""
@@ -213,3 +241,22 @@ class PredictionStore:
 
     def close(self) -> None:
         self.conn.close()
+
+
+def event_us(event_time: str | None, received_at: float) -> int:
+    """A row's event time in epoch µs: its ISO 8601 text (no zone: UTC), else its arrival (so monitoring
+    windows a request that sent no time, or one no longer readable, by when it came)."""
+    if event_time is not None:
+        try:
+            moment = datetime.fromisoformat(event_time)
+        except (TypeError, ValueError):
+            pass
+        else:
+            if moment.tzinfo is None:
+                moment = moment.replace(tzinfo=UTC)
+            delta = moment - _EPOCH
+            return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+    return round(received_at * 1_000_000)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

@@ -188,7 +188,8 @@ def test_a_second_request_sees_the_first_one_counted(server):
     assert report.ahead == 1 and report.mismatches == []
     metrics = server.client.get("/metrics").text
     assert "appliance_online_rows_updated_total 1" in metrics and "appliance_online_stale_events_total 0" in metrics
-    future = {**SAMPLE_RECORD, "event_time": "2199-12-31T23:59:59Z"}  # answered, but not an event to keep
+    # answered (within [data] event_time_future of the clock), but two hours ahead is no event to keep
+    future = {**SAMPLE_RECORD, "event_time": (datetime.now(UTC) + timedelta(hours=2)).isoformat()}
     assert server.client.post("/v1/models/fraud/predict", json=future).status_code == 200
     while "appliance_online_future_events_total 1" not in server.client.get("/metrics").text:
         assert time.monotonic() < deadline + 10, "the far-future event was not counted"

@@ -61,7 +61,8 @@ def _ingest(args: argparse.Namespace) -> int:
         spec = home.spec(args.model)
         contract = model_contract(spec)
         check_spec_types(spec, contract)
-        report = ingest(home.conn, home.offline, spec.name, contract, args.path, as_of=as_of)
+        report = ingest(home.conn, home.offline, spec.name, contract, args.path, as_of=as_of,
+                        horizon=spec.data.horizon)
         s = report.snapshot
         print(f"read {report.rows_read:,} rows: {report.accepted:,} accepted, {report.quarantined:,} quarantined")
         print(f"snapshot {s.hash[:12]} {'(new)' if report.new_snapshot else '(identical content: unchanged)'}: "

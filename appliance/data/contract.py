@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Literal
 
@@ -10,6 +11,7 @@ import msgspec
 import polars as pl
 
 from appliance.errors import InvalidInput
+from appliance.spec import EventHorizon
 from appliance.spec.durations import check_duration, parse_duration
 from appliance.toml_file import FieldError, load_toml
 
@@ -101,8 +103,10 @@ def load_contract(path: Path) -> DataContract:
                      "relative to the spec)", fix="fix the contract and try again")
 
 
-def check_batch(contract: DataContract, frame: pl.DataFrame, as_of: datetime | None = None) -> ContractResult:
-    """Check a batch against the contract; raise for batch-level failures, quarantine bad rows."""
+def check_batch(contract: DataContract, frame: pl.DataFrame, as_of: datetime | None = None,
+                horizon: EventHorizon | None = None) -> ContractResult:
+    """Check a batch against the contract; raise for batch-level failures, quarantine bad rows (and, given
+    the model's ``horizon``, rows whose event time is later than it allows)."""
     missing = [f.name for f in contract.fields if f.name not in frame.columns]
     if missing:
         raise InvalidInput(
@@ -128,6 +132,8 @@ def check_batch(contract: DataContract, frame: pl.DataFrame, as_of: datetime | N
     # with_columns evaluates every expression on the frame as read, so type reasons see raw values.
     typed = frame.with_columns(*casts, _type=pl.concat_str(reasons, separator="; ", ignore_nulls=True))
     value_reasons = [reason for rule in contract.fields for reason in _value_reasons(rule)]
+    if horizon is not None:
+        value_reasons += _horizon_reasons(contract, horizon, time.time())
     reason = pl.concat_str([pl.col("_type").replace("", None), *value_reasons], separator="; ",
                            ignore_nulls=True)
     flagged = typed.with_columns(_reason=reason.replace("", None))
@@ -135,6 +141,8 @@ def check_batch(contract: DataContract, frame: pl.DataFrame, as_of: datetime | N
     accepted = flagged.filter(~bad).select([f.name for f in contract.fields])
     quarantined = frame.with_columns(reason=flagged["_reason"]).filter(bad)
     warnings = _batch_warnings(contract, accepted, as_of)
+    if horizon is not None:
+        warnings += _horizon_warnings(contract, horizon, quarantined)
     return ContractResult(frame.height, accepted, quarantined, warnings, ~bad)
 
 
@@ -214,6 +222,33 @@ def _value_reasons(rule: FieldRule) -> list[pl.Expr]:
     return [pl.when(failed.fill_null(False)).then(pl.lit(f"{rule.name}: {what}")) for failed, what in checks]
 
 
+def _horizon_reasons(contract: DataContract, horizon: EventHorizon, now: float) -> list[pl.Expr]:
+    # An event time past the clock (and its allowance for clients' clocks) has not happened: kept, one such
+    # row would stretch the batch's days (its volume check), put a training set's evaluation days after every
+    # real event, and carry an entity's online row into the future. The past is history, however old: a
+    # bound there would quarantine a little more of the same file each day, and its snapshot would change.
+    name = contract.contract.event_time
+    if not any(rule.name == name and rule.type == "timestamp" for rule in contract.fields):
+        return []
+    latest = datetime.fromtimestamp(horizon.bounds(now)[1], UTC)
+    return [pl.when(pl.col(name) > latest).then(pl.lit(
+        f'{name}: after {_minute(latest)}, the clock plus [data] event_time_future = "{horizon.future}"'))]
+
+
+def _horizon_warnings(contract: DataContract, horizon: EventHorizon, quarantined: pl.DataFrame) -> list[str]:
+    name = contract.contract.event_time
+    later = quarantined.filter(pl.col("reason").str.contains(f"{name}: after ", literal=True)).height
+    if not later:
+        return []
+    return [f"{later:,} rows quarantined for an event time after the clock plus [data] event_time_future = "
+            f'"{horizon.future}"; fix their times (a zone taken for UTC?) or widen it in the model\'s spec, and '
+            "ingest the file again"]
+
+
+def _minute(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%MZ")
+
+
 def _batch_warnings(contract: DataContract, accepted: pl.DataFrame, as_of: datetime | None) -> list[str]:
     event_time = contract.contract.event_time
     warnings: list[str] = []
@@ -226,9 +261,9 @@ def _batch_warnings(contract: DataContract, accepted: pl.DataFrame, as_of: datet
         floor = contract.volume.min_rows_per_day
         if per_day < floor * VOLUME_FLOOR_SHARE:
             raise InvalidInput(
-                f"batch has {per_day:,.0f} accepted rows per day, far below the contract's "
-                f"{floor:,} (refused under {VOLUME_FLOOR_SHARE:.0%} of it); nothing was written — "
-                "check the export that produced this file"
+                f"batch has {per_day:,.0f} accepted rows per day over its {days:,.0f} days of event time "
+                f"({str(first)[:10]} .. {str(last)[:10]}), far below the contract's {floor:,} (refused under "
+                f"{VOLUME_FLOOR_SHARE:.0%} of it); nothing was written — check the export that produced this file"
             )
         if per_day < floor:
             warnings.append(f"volume {per_day:,.0f} rows/day is below the contract's {floor:,}")

@@ -15,6 +15,7 @@ from appliance.data.identity import find_repeats
 from appliance.data.snapshots import Snapshot, list_snapshots, record_snapshot
 from appliance.data.sources import read_source
 from appliance.errors import InvalidInput
+from appliance.spec import EventHorizon
 from storage.database import transaction
 from storage.offline_store import OfflineStore
 
@@ -33,12 +34,13 @@ class IngestReport(msgspec.Struct):
 
 
 def ingest(conn: sqlite3.Connection, store: OfflineStore, model: str, contract: DataContract,
-           path: Path, as_of: datetime | None = None) -> IngestReport:
-    """Ingest one file or folder for a model; batch-level failures raise and write nothing."""
+           path: Path, as_of: datetime | None = None, horizon: EventHorizon | None = None) -> IngestReport:
+    """Ingest one file or folder for a model; batch-level failures raise and write nothing. Given the model's
+    ``horizon`` (``[data]`` of its spec), rows whose event time is outside it are quarantined."""
     frame = read_source(path)
     if frame.height == 0:
         raise InvalidInput(f"{path} holds no rows; nothing was written")
-    result = check_batch(contract, frame, as_of)
+    result = check_batch(contract, frame, as_of, horizon)
     repeats = find_repeats(store, list_snapshots(conn, model), contract, result.accepted)
     result = quarantine_accepted(result, frame, repeats.refused)
     if result.accepted.height == 0:

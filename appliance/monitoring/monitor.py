@@ -11,6 +11,12 @@ only change is newly arrived labels gets its performance recomputed; an unchange
 nothing. Machine and pipeline health, and the prediction-log rows the server could not log, are read
 once per run, stamped with the run's time.
 
+Bounded whatever the log holds: the fingerprints are counted in SQL per event-time hour; a run builds
+windows only within the spec's event-time horizon around the clock (``[data] event_time_past`` and
+``event_time_future``), at most ``[monitoring] max_windows`` of the newest holding traffic; and it reads
+the rows of the windows it recomputes a few windows at a time (``ROWS_PER_READ``), only the columns and
+the request's declared fields it checks. The log's other fields are never decoded.
+
 Monitoring judges no alert rules: alerting reads monitoring's results, so it sits above it, and the monitor
 job (``appliance.scheduler.jobs``) calls this module and then the alert engine with the rows it wrote.
 """
@@ -20,7 +26,7 @@ from __future__ import annotations
 import math
 import time
 import warnings
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 
 import msgspec
@@ -29,7 +35,6 @@ import polars as pl
 
 from appliance.data.contract import (
     FieldRule,
-    cast_column,
     key_text_column,
     load_contract,
     parse_times,
@@ -72,6 +77,15 @@ RECEIVED, LABEL_AT, LATENCY, STATUS, REQUEST = "_received_at", "_label_at", "_la
 PREDICTED_LABEL, VALUE, PROBABILITIES = "_predicted_label", "_value", "_probabilities"   # see storage.prediction_log
 SERVING_METHODS = ("requests", "throughput_rps", "error_rate", "latency_p50_ms", "latency_p95_ms",
                    "latency_p99_ms")
+# About how many logged rows a run holds at once: the windows it recomputes are read in groups of consecutive
+# windows up to this many rows (a larger window is read alone). A run's peak memory follows it, not the log's
+# size (scripts/bench/monitor_memory.py).
+ROWS_PER_READ = 250_000
+# The log's columns as a frame's, in the order PredictionStore.logged_rows gives them.
+_LOGGED_SCHEMA = {REQUEST: pl.String, "_position": pl.Int64, RECEIVED: pl.Float64, "_event_us": pl.Int64,
+                  "_entity": pl.String, "_features": pl.String, SCORE: pl.Float64, LATENCY: pl.Float64,
+                  STATUS: pl.Int64, LABEL: pl.Float64, LABEL_AT: pl.Float64, PREDICTED_LABEL: pl.Int64,
+                  VALUE: pl.Float64, PROBABILITIES: pl.String}
 
 
 class MonitorReport(msgspec.Struct, frozen=True):
@@ -102,12 +116,10 @@ def monitor_run(home: Home, model: str, probe: MachineProbe | None = None) -> Mo
     version = home.registry.alias(model, "production")
     if version is None:
         raise NotReady(f"'{model}' has no production version to monitor; promote one first")
-    frame = logged_traffic(home, spec, version)
     computed_at = time.time()
     conn = open_monitoring(home.root)
     try:
-        windows = EventWindows(frame, spec.features.event_time, rules.window)
-        state = _fingerprints(frame, windows)
+        state = logged_windows(home, spec, version, computed_at)
         before = window_states(conn, model, version)
         keys = state.select(pl.col("window_start").map_elements(iso, return_dtype=pl.String).alias("key"))["key"]
         changed, relabelled = [], []
@@ -120,10 +132,14 @@ def monitor_run(home: Home, model: str, probe: MachineProbe | None = None) -> Mo
         parts = []
         if changed or relabelled:
             reference = load_reference(home, model, version)
-            if changed:
-                parts.append(_window_checks(spec, reference, frame, windows, changed, full=True))
-            if relabelled:
-                parts.append(_window_checks(spec, reference, frame, windows, relabelled, full=False))
+            every = rules.window
+            for starts, full in ((changed, True), (relabelled, False)):
+                for group in _read_groups(state, starts, every):
+                    since, until = group[0], group[-1] + _window_length(every)
+                    frame = logged_traffic(home, spec, version, since, until)
+                    if frame.height:   # none: retention moved the rows away since they were counted
+                        windows = EventWindows(frame, spec.features.event_time, every, since, until)
+                        parts.append(_window_checks(spec, reference, frame, windows, group, full))
         parts.append(_snapshot_checks("machine", machine_checks(probe)))
         parts.append(_snapshot_checks("pipeline", pipeline_checks(home, model)))
         parts.append(_snapshot_checks("serving", log_overflow_checks(home, model, conn, computed_at)))
@@ -141,41 +157,105 @@ def monitor_run(home: Home, model: str, probe: MachineProbe | None = None) -> Mo
                                     int(new["alert"].sum())), new)
 
 
-def logged_traffic(home: Home, spec: ModelSpec, version: int) -> pl.DataFrame:
-    """The version's prediction log as a frame: the request's features (typed as the reference's),
-    entity attributes joined from the spec's entity table, the model's output in the reference's columns,
-    the feedback label as the task reads it, latency and status."""
+def logged_windows(home: Home, spec: ModelSpec, version: int, now: float) -> pl.DataFrame:
+    """Per event-time window holding logged rows of the version, each window's fingerprint: window_start,
+    rows, last_received_at, labels (rows with feedback) and last_label_at. Only whole windows within the
+    spec's event-time horizon around ``now`` count, at most ``[monitoring] max_windows`` of the newest: a row
+    dated year 1 or 9999 (logged before the horizon was enforced) builds no window series to it."""
+    every, horizon = spec.monitoring.window, spec.data.horizon
+    earliest, latest = horizon.bounds(now)
+    since = _window_start(datetime.fromtimestamp(max(earliest, 0.0), UTC), every)
+    until = _window_start(datetime.fromtimestamp(latest, UTC), every) + _window_length(every)
     store = PredictionStore(home.layout.predictions_db)
     try:
-        rows = store.logged(spec.name, version)
+        hours = store.logged_hours(spec.name, version, _micros(since), _micros(until))
     finally:
         store.close()
-    columns = [REQUEST, "_position", RECEIVED, "_event_text", "_features", SCORE, LATENCY, STATUS, LABEL, LABEL_AT,
-               PREDICTED_LABEL, VALUE, PROBABILITIES]
-    raw = pl.DataFrame(rows, schema={c: t for c, t in zip(columns, (
-        pl.String, pl.Int64, pl.Float64, pl.String, pl.String, pl.Float64, pl.Float64, pl.Int64, pl.Float64,
-        pl.Float64, pl.Int64, pl.Float64, pl.String))}, orient="row")
-    event_time, key = spec.features.event_time, spec.features.entity_key
-    payload = (raw["_features"].str.json_decode(infer_schema_length=None).struct.unnest()
-               if raw.height else pl.DataFrame())
-    payload = payload.drop([c for c in (event_time,) if c in payload.columns])
-    received = pl.from_epoch(pl.col(RECEIVED), time_unit="s").dt.replace_time_zone("UTC").dt.cast_time_unit("us")
-    frame = pl.concat([raw.drop("_features"), payload], how="horizontal").with_columns(
-        pl.coalesce(parse_times(pl.col("_event_text")),
-                    received).alias(event_time),
-        *_task_columns(model_task(spec)))
-    declared = {rule.name: rule for rule in load_contract(spec.resolve(spec.data.contract)).fields}
-    frame = frame.with_columns([_typed(frame, f, declared.get(f.name)) for f in spec.features.request
-                                if f.name in frame.columns])
-    if spec.data.entities and key in frame.columns:
+    counted = pl.DataFrame(hours, schema={"hour": pl.Int64, "rows": pl.Int64, "last_received_at": pl.Float64,
+                                          "labels": pl.Int64, "last_label_at": pl.Float64}, orient="row")
+    # An hour lies in one window whatever the length ('12h', '1d', '1w' all start on an hour).
+    hour = pl.from_epoch("hour", "us").dt.replace_time_zone("UTC")
+    return (counted.with_columns(window_start=hour.dt.truncate(every)).group_by("window_start")
+            .agg(pl.col("rows").sum(), pl.col("last_received_at").max(), pl.col("labels").sum(),
+                 pl.col("last_label_at").max().fill_null(0.0))
+            .sort("window_start").tail(spec.monitoring.max_windows))
+
+
+def _read_groups(state: pl.DataFrame, starts: list[datetime], every: str) -> list[list[datetime]]:
+    """The windows ``starts`` (of ``state``'s) in groups of consecutive windows that together hold about
+    ``ROWS_PER_READ`` rows at most (a larger window alone): what one read of the log brings in."""
+    rows = dict(zip(state["window_start"].to_list(), state["rows"].to_list()))
+    length = _window_length(every)
+    groups: list[list[datetime]] = []
+    held = 0
+    for start in sorted(starts):
+        group = groups[-1] if groups else None
+        if group is not None and group[-1] + length == start and held + rows[start] <= ROWS_PER_READ:
+            group.append(start)
+            held += rows[start]
+        else:
+            groups.append([start])
+            held = rows[start]
+    return groups
+
+
+def _window_length(every: str) -> timedelta:
+    # Window lengths are whole hours, days or weeks ([monitoring] window), the same in UTC all year.
+    n, unit = int(every[:-1]), every[-1]
+    return timedelta(hours=n) if unit == "h" else timedelta(days=n * (7 if unit == "w" else 1))
+
+
+def _window_start(moment: datetime, every: str) -> datetime:
+    return pl.Series([moment], dtype=pl.Datetime("us", "UTC")).dt.truncate(every)[0]
+
+
+def _micros(moment: datetime) -> int:
+    return round(moment.timestamp() * 1_000_000)
+
+
+def logged_traffic(home: Home, spec: ModelSpec, version: int, since: datetime | None = None,
+                   until: datetime | None = None) -> pl.DataFrame:
+    """The version's prediction log as a frame, its rows with an event time in [since, until) (None:
+    unbounded): the request's declared fields (typed as the reference's), entity attributes joined from the
+    spec's entity table, the model's output in the reference's columns, the feedback label as the task reads
+    it, latency and status. Read a chunk at a time; no field the spec does not declare is ever decoded."""
+    contract = load_contract(spec.resolve(spec.data.contract))
+    declared = {rule.name: rule for rule in contract.fields}
+    key = spec.features.entity_key
+    store = PredictionStore(home.layout.predictions_db)
+    try:
+        chunks = [_logged_chunk(rows, spec, declared) for rows in store.logged_rows(
+            spec.name, version, None if since is None else _micros(since), None if until is None else _micros(until))]
+    finally:
+        store.close()
+    frame = pl.concat(chunks) if chunks else _logged_chunk([], spec, declared)
+    frame = frame.with_columns(*_task_columns(model_task(spec)))
+    if spec.data.entities and key is not None:
         entities = read_source(spec.resolve(spec.data.entities))
-        wanted = [f.name for f in spec.features.entity_attributes if f.name not in frame.columns]
+        wanted = [f.name for f in spec.features.entity_attributes]
         if wanted:  # joined on the keys' canonical text, as serving looked them up (" 0042 " is 42)
             key_type = declared[key].type if key in declared else "string"
-            frame = frame.with_columns(key_text_column(pl.col(key), key_type)).join(
-                entities.select(key, *wanted).with_columns(key_text_column(pl.col(key), key_type)), on=key,
-                how="left")
+            frame = frame.join(entities.select(key, *wanted).with_columns(key_text_column(pl.col(key), key_type)),
+                               on=key, how="left")
     return frame
+
+
+def _logged_chunk(rows: list[tuple], spec: ModelSpec, declared: dict[str, FieldRule]) -> pl.DataFrame:
+    """Logged rows (``logged_rows``) as a frame: the event time from its number, the entity key as logged
+    (canonical text), and each declared request field read from the record's JSON by name and typed."""
+    raw = pl.DataFrame(rows, schema=_LOGGED_SCHEMA, orient="row")
+    keys = spec.features
+    fields = [pl.col("_features").str.json_path_match(_json_path(f.name)).alias(f.name) for f in keys.request]
+    frame = raw.with_columns(*fields, pl.from_epoch("_event_us", "us").dt.replace_time_zone("UTC")
+                             .alias(keys.event_time))
+    frame = frame.with_columns(_typed(f, declared.get(f.name)) for f in keys.request)
+    if keys.entity_key is not None:
+        frame = frame.with_columns(pl.col("_entity").alias(keys.entity_key))
+    return frame.drop("_features", "_event_us", "_entity")
+
+
+def _json_path(name: str) -> str:
+    return "$['" + name.replace("\\", "\\\\").replace("'", "\\'") + "']"
 
 
 def _task_columns(task: Task) -> list[pl.Expr]:
@@ -198,29 +278,29 @@ def monitored_features(spec: ModelSpec, frame: pl.DataFrame) -> list[Feature]:
     return [f for f in (*spec.features.request, *spec.features.entity_attributes) if f.name in frame.columns]
 
 
-def _typed(frame: pl.DataFrame, feature: Feature, rule: FieldRule | None) -> pl.Expr:
+def _typed(feature: Feature, rule: FieldRule | None) -> pl.Expr:
     # A logged value passed serving's type rules (data.values), which allow one value several spellings:
-    # a float sent as 950, a category code as 4 or "4" (one log column then reads as text), a 0/1 flag
-    # as true. Read each as the contract declares it, as the reference was, so spelling is not drift.
-    column, logged = pl.col(feature.name), frame[feature.name].dtype
-    if feature.type == "float" and logged.is_integer():
-        return column.cast(pl.Float64)
-    if rule is None or logged == pl.Null:
-        return column
-    if feature.type == "boolean" and rule.type == "integer" and logged == pl.Boolean:
-        return column.cast(pl.Int64)
-    return cast_column(rule, logged).alias(feature.name)
+    # a float sent as 950, a category code as 4 or "4", a 0/1 flag as true. Each is read from its JSON text as
+    # the contract declares it, as the reference was, so spelling is not drift; what does not read is null.
+    kind = rule.type if rule is not None else _FEATURE_KINDS[feature.type]
+    text = pl.col(feature.name)
+    lowered = text.str.to_lowercase()
+    if kind == "float":
+        return text.cast(pl.Float64, strict=False)
+    if kind == "integer":
+        number = text.cast(pl.Float64, strict=False)
+        return pl.coalesce(text.cast(pl.Int64, strict=False),
+                           pl.when(number.round(0) == number).then(number).cast(pl.Int64, strict=False),
+                           pl.when(lowered == "true").then(1).when(lowered == "false").then(0)).alias(feature.name)
+    if kind == "boolean":
+        return pl.when(lowered.is_in(["true", "1"])).then(True).when(lowered.is_in(["false", "0"])).then(False) \
+            .alias(feature.name)
+    if kind == "timestamp":
+        return parse_times(text).alias(feature.name)
+    return text
 
 
-def _fingerprints(frame: pl.DataFrame, windows: EventWindows) -> pl.DataFrame:
-    """Per window with rows: rows, newest arrival, labels, newest label arrival."""
-    coded = frame.select(RECEIVED, LABEL, LABEL_AT).with_columns(_window=pl.Series(windows.code, dtype=pl.Int64))
-    stats = (coded.filter(pl.col("_window") >= 0).group_by("_window").agg(
-        rows=pl.len(), last_received_at=pl.col(RECEIVED).max(), labels=pl.col(LABEL).is_not_null().sum(),
-        last_label_at=pl.col(LABEL_AT).max().fill_null(0.0)).sort("_window"))
-    return stats.with_columns(window_start=windows.starts.gather(stats["_window"]),
-                              labels=pl.col("labels").cast(pl.Int64),
-                              rows=pl.col("rows").cast(pl.Int64)).drop("_window")
+_FEATURE_KINDS = {"float": "float", "integer": "integer", "boolean": "boolean", "category": "string"}
 
 
 def _window_checks(spec: ModelSpec, reference: pl.DataFrame, frame: pl.DataFrame, all_windows: EventWindows,
@@ -357,7 +437,9 @@ def machine_checks(probe: MachineProbe | None = None) -> list[tuple[str, str, fl
 
 
 def pipeline_checks(home: Home, model: str) -> list[tuple[str, str, float | None]]:
-    """Training-run health: the current success and failure streaks, and runs in all."""
+    """Training-run health: the current success and failure streaks, and runs in all. A retrain skipped with
+    nothing new neither breaks nor extends a streak (``finished_pipeline_statuses`` leaves it out): failing
+    runs followed by skips still fail, and a skip after successes is no evidence training still works."""
     statuses = finished_pipeline_statuses(home.conn, model)
     streak = next((i for i, s in enumerate(statuses) if s != statuses[0]), len(statuses)) if statuses else 0
     last = statuses[0] if statuses else None

@@ -29,7 +29,7 @@ from typing import Any
 
 import msgspec
 
-from appliance.data.values import key_text, time_text
+from appliance.data.values import key_text, request_time, time_text
 from appliance.errors import ApplianceError, InvalidInput, PayloadTooLarge
 from appliance.serving.batching import NotEncoded
 from appliance.serving.models import LoadedModel
@@ -252,6 +252,7 @@ class PredictEndpoint:
         try:
             route = state.route(name)
             records, single = _records(raw, route, name)
+            _check_event_times(records, route, name, single)
             request_id = self.ids.next()
             arm = route.choose(records[0], request_id)
             x = None if single else arm.model.encode(records)
@@ -326,8 +327,11 @@ class PredictEndpoint:
         assert log_rows is not None, "the lifespan opens the log before the first request"
         record_row = log_rows.record
         key_type = arm.model.features.key_type if arm.model.features is not None else "string"
+        logged = route.logged
         for i, (record, p) in enumerate(zip(records, probabilities)):
             key, at = record.get(entity), record.get(event_time)
+            if not record.keys() <= logged:  # a field the spec does not declare is not logged (prediction_log)
+                record = self._declared(record, logged)
             if at is not None and type(at) is not str:
                 at = time_text(at)  # Unix seconds, kept as ISO text
             record_row((request_id, i, arm.model.name, arm.model.version, arm.name, route.deployment_id, now, at,
@@ -345,13 +349,22 @@ class PredictEndpoint:
         assert log_rows is not None, "the lifespan opens the log before the first request"
         record_row = log_rows.record
         key_type = arm.model.features.key_type if arm.model.features is not None else "string"
+        logged = route.logged
         for i, (record, (p, label, value, probabilities)) in enumerate(zip(records, columns)):
             key, at = record.get(entity), record.get(event_time)
+            if not record.keys() <= logged:
+                record = self._declared(record, logged)
             if at is not None and type(at) is not str:
                 at = time_text(at)
             record_row((request_id, i, arm.model.name, arm.model.version, arm.name, route.deployment_id, now, at,
                         None if key is None else key_text(key, key_type), record,
                         p, label, latency_ms, status, value, probabilities))
+
+    def _declared(self, record: dict, logged: frozenset[str]) -> dict:
+        # The record's fields the spec declares; the others are counted, not logged.
+        declared = {field: v for field, v in record.items() if field in logged}
+        self.state.metrics.undeclared_fields += len(record) - len(declared)
+        return declared
 
     def _start_shadow(self, shadow: Arm, deployment_id: int | None, request_id: str, records: list,
                       single: bool) -> None:
@@ -470,3 +483,31 @@ def _records(raw: bytes, route: Route, name: str) -> tuple[list, bool]:
         raise PayloadTooLarge(f"{len(records)} records in one request; the limit for '{name}' is "
                               f"{limit} — split the batch")
     return records, single
+
+
+def _check_event_times(records: list, route: Route, name: str, single: bool) -> None:
+    """Refuse (InvalidInput) a request with a record whose event time is not one, or is outside the event
+    times the model takes around the server's clock (``[data]`` of its spec): logged, one such record would
+    make monitoring build a window for every day between it and the rest. A record left undated is dated
+    now; one that is not an object is left for completion to refuse."""
+    field, horizon = route.event_time_field, route.horizon
+    if field is None or horizon is None:
+        return
+    bounds: tuple[float, float] | None = None   # read the clock only for a dated record
+    for i, record in enumerate(records):
+        if type(record) is not dict or (at := record.get(field)) is None:
+            continue
+        try:
+            seconds = request_time(at, field) / 1_000_000
+        except InvalidInput as e:
+            raise InvalidInput(f"{'' if single else f'record {i}: '}{e}") from None
+        if bounds is None:
+            bounds = horizon.bounds(time.time())
+        earliest, latest = bounds
+        if not earliest <= seconds <= latest:
+            sent = repr(at[:40]) if type(at) is str else at
+            raise InvalidInput(
+                f"{'' if single else f'record {i}: '}'{field}' {sent} is outside the event times '{name}' takes "
+                f"now, {time_text(round(earliest))} .. {time_text(round(latest))} (the server's clock less [data] "
+                f'event_time_past = "{horizon.past}", plus event_time_future = "{horizon.future}"); send the time '
+                "the event happened, or widen those settings in the model's spec")

@@ -11,6 +11,10 @@ The queue is a deque, not a ``queue.Queue``: appending is one atomic operation w
 wake-up on the request path, and the thread, which batches anyway, looks every ``linger_s``. The
 thread holds the GIL only to pop and pickle a batch (~1.5 µs a row); it waits for the writer's
 answer with the GIL released, so the server's event loop runs on while the rows are written.
+
+A row keeps the fields of its request that the spec declares (``logged_fields``), not whatever else a
+client sent: an extra field is never stored, so none can grow the log, clash with a column monitoring
+adds (``_score``), or change type from one request to the next under a job that reads the log.
 """
 
 from __future__ import annotations
@@ -19,9 +23,11 @@ import logging
 import multiprocessing
 import threading
 from collections import Counter, deque
+from collections.abc import Iterable
 from pathlib import Path
 
 from appliance.serving.log_writer import Ack, Batch, Follow, Refused, run_writer
+from appliance.spec import FeaturesSection
 from storage.prediction_log import PredictionStore
 
 log = logging.getLogger(__name__)
@@ -31,6 +37,21 @@ HIGH_WATER = 5_000  # queued rows beyond which the request path waits for the wr
 BATCH_ROWS = 2_000
 LINGER_S = 0.05  # how often the thread looks: one commit per batch, not one per request
 RESTARTS = 3  # writer processes started for one batch before its rows count as lost
+
+
+def logged_fields(definitions: Iterable[FeaturesSection]) -> frozenset[str]:
+    """The request fields a prediction row keeps, of these feature definitions (the spec's and its served
+    versions'): the entity key, the event time, the request features (whose types the model checked before
+    it answered) and the columns the online store's aggregations read (the log's writer moves each
+    answered request's entity forward by them)."""
+    fields: set[str] = set()
+    for features in definitions:
+        fields.add(features.event_time)
+        if features.entity_key is not None:
+            fields.add(features.entity_key)
+        fields.update(f.name for f in features.request)
+        fields.update(a.column for a in features.aggregations if a.column is not None)
+    return frozenset(fields)
 
 
 class PredictionLog:

@@ -17,7 +17,9 @@ if TYPE_CHECKING:
 
 LATENCY_BUCKETS_S = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+# The exposition's media type. Litestar adds "; charset=utf-8" to any text/ type it answers with: said here
+# too, the header would carry it twice, which a strict scraper refuses.
+CONTENT_TYPE = "text/plain; version=0.0.4"
 
 
 class Histogram:
@@ -57,6 +59,7 @@ class ServingMetrics:
         self.shadow_dropped = 0
         self.refused_heads: dict[int, int] = {}  # by status: requests the HTTP protocol refused (serving.server)
         self.log_waits = 0          # requests that waited for the prediction log's writer (backpressure)
+        self.undeclared_fields = 0  # request fields not logged: the spec does not declare them (prediction_log)
         self.predicted_classes: dict[tuple[str, str], int] = {}   # (model, class): multiclass answers
         self.predicted_values: dict[str, list[float]] = {}        # model: [sum, count] of regression values
 

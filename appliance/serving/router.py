@@ -15,6 +15,7 @@ from appliance.data.values import key_text
 from appliance.deployment.deployments import Deployment
 from appliance.serving.batching import MicroBatcher
 from appliance.serving.models import LoadedModel
+from appliance.spec import EventHorizon
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,8 @@ class Route:
     split_field: str | None = None
     entity_field: str | None = None
     event_time_field: str | None = None
+    horizon: EventHorizon | None = None      # the event times the model takes, around the clock
+    logged: frozenset[str] = frozenset()     # the request fields its prediction rows keep (prediction_log)
 
     @property
     def deployment_id(self) -> int | None:

@@ -21,7 +21,7 @@ from appliance.home import Home
 from appliance.layout import Layout
 from appliance.serving.batching import Arrivals, MicroBatcher
 from appliance.serving.models import LoadedModel, ModelPool
-from appliance.serving.prediction_log import PredictionLog
+from appliance.serving.prediction_log import PredictionLog, logged_fields
 from appliance.serving.prometheus import ServingMetrics
 from appliance.serving.router import Arm, Route
 from storage.prediction_log import PredictionStore
@@ -116,8 +116,11 @@ class ServingState:
                 model = self.pool.warm(name, d.candidate_version)
                 if model is not None and model is not production:
                     candidate = arms[(name, model.version)] = self._arm("candidate", model, spec.serving)
+            versions = [production] if candidate is None else [production, candidate.model]
+            served = [m.features.features for m in versions if m.features is not None]
             routes[name] = Route(arm, d, candidate, split_field=d.split_key if d else None,
-                                 entity_field=spec.features.entity_key, event_time_field=spec.features.event_time)
+                                 entity_field=spec.features.entity_key, event_time_field=spec.features.event_time,
+                                 horizon=spec.data.horizon, logged=logged_fields([spec.features, *served]))
         self._arms = arms
         self.routes = routes
         if self.log is not None:
@@ -167,6 +170,9 @@ class ServingState:
                 ("appliance_prediction_log_waits_total", "counter",
                  "Requests that waited for the prediction log's writer to catch up (backpressure).", {},
                  self.metrics.log_waits),
+                ("appliance_prediction_log_undeclared_fields_total", "counter",
+                 "Request fields not logged because the model's spec does not declare them.", {},
+                 self.metrics.undeclared_fields),
                 ("appliance_prediction_log_writer_restarts_total", "counter",
                  "Times the prediction log's writer process died and was started again.", {}, log.writer_restarts),
                 ("appliance_online_rows_updated_total", "counter",

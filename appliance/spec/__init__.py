@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, NamedTuple
 
 import msgspec
 
 from appliance.errors import InvalidInput
 from appliance.spec.alerts import DEFAULT_ALERTS, AlertRule
-from appliance.spec.durations import check_duration
+from appliance.spec.durations import check_duration, parse_duration
 from appliance.spec.monitoring import MonitoringSection
 from appliance.spec.schedules import trigger
 from appliance.task import DEFAULT_METRIC, METRICS, TaskKind
@@ -35,10 +35,44 @@ class ModelSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 
 class DataSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Where the model's data is, and the event times it takes around the machine's clock. A predict
+    record dated more than ``event_time_past`` before the clock or more than ``event_time_future`` after it
+    is refused (422), and monitoring builds no window outside those bounds; an ingested row dated after the
+    future bound is quarantined (history may be of any age: ingest has no past bound). Two years admit a
+    replay of last year's traffic from any day of this one; widen it to replay older events (a refusal
+    names the setting)."""
+
     source: str                 # labelled history: a Parquet/CSV file or folder, relative to the spec
     contract: str               # the data contract the source is checked against
     entities: str | None = None  # entity attributes (one row per entity key)
     live: str | None = None      # later traffic the demo replays through the API
+    event_time_past: str = "730d"  # predict: an event time older than this before the clock is refused ('3650d')
+    event_time_future: str = "1d"  # predict and ingest: an event time later than this after the clock is refused
+
+    def __post_init__(self) -> None:
+        check_duration("event_time_past", self.event_time_past)
+        check_duration("event_time_future", self.event_time_future)
+
+    @property
+    def horizon(self) -> EventHorizon:
+        """The event times the model takes, around the clock."""
+        return EventHorizon(parse_duration(self.event_time_past).total_seconds(),
+                            parse_duration(self.event_time_future).total_seconds(),
+                            self.event_time_past, self.event_time_future)
+
+
+class EventHorizon(NamedTuple):
+    """The event times a model takes: from ``past_s`` seconds before the clock to ``future_s`` after it,
+    as the spec's ``[data] event_time_past`` and ``event_time_future`` (``past``, ``future``) write them."""
+
+    past_s: float
+    future_s: float
+    past: str
+    future: str
+
+    def bounds(self, now: float) -> tuple[float, float]:
+        """The earliest and the latest event time taken at ``now`` (epoch seconds)."""
+        return now - self.past_s, now + self.future_s
 
 
 class Aggregation(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -234,6 +268,10 @@ def check_spec(spec: ModelSpec) -> None:
     names = [f.name for f in spec.model_features]
     if len(set(names)) != len(names):
         raise FieldError("features", f"a feature is listed twice in {names}")
+    own = [n for n in names if n.startswith("_")]
+    if own:  # monitoring reads the log beside columns of its own (_score, _label, _latency_ms, ...)
+        raise FieldError("features", f"feature(s) {own} start with '_', as the appliance's own columns do; "
+                                     "rename them (in the data too)")
     _check_features(spec.features, names)
     if spec.training.schedule is not None:
         _check_schedule("training.schedule", spec.training.schedule)
