@@ -15,7 +15,6 @@ import os
 import re
 import sqlite3
 import time
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -28,6 +27,7 @@ from appliance.home import Home
 from appliance.layout import FILE_TREES, METADATA_DB, SPECS, Layout
 from appliance.registry import Registry
 from appliance.spec import load_spec
+from appliance.toml_file import parse_toml
 from storage.artifacts import file_sha256
 from storage.backup import backup_database, copy_verified, staged_folder, write_file
 
@@ -168,17 +168,16 @@ def _copy_spec(model: str, registered: Path, folder: Path) -> _SpecCopy:
 def _rewritten(text: str, key: str, value: str, new: str) -> str | None:
     """A spec's text with the string ``value`` of [data] ``key`` made ``new`` and nothing else changed;
     None when no spelling of ``value`` in the text reads back so."""
-    expected = tomllib.loads(text)
+    expected = parse_toml(text)
+    if expected is None:
+        return None
     expected["data"][key] = new
     for spelled in dict.fromkeys((json.dumps(value, ensure_ascii=False), f"'{value}'")):
         at = text.find(spelled)
         while at >= 0:
             candidate = text[:at] + json.dumps(new, ensure_ascii=False) + text[at + len(spelled):]
-            try:
-                if tomllib.loads(candidate) == expected:
-                    return candidate
-            except tomllib.TOMLDecodeError:
-                pass
+            if parse_toml(candidate) == expected:
+                return candidate
             at = text.find(spelled, at + 1)
     return None
 

@@ -108,3 +108,12 @@ def _value_at(raw: Any, path: str) -> Any:
         except (KeyError, IndexError, TypeError):
             return _MISSING
     return value
+
+
+def parse_toml(text: str) -> dict[str, Any] | None:
+    """The TOML document in ``text`` as plain tables, or None when it is not TOML. For checking a rewrite of a
+    file's text (a backup's copy of a spec); a file the appliance reads goes through ``load_toml``."""
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError:
+        return None

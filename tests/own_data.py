@@ -47,6 +47,7 @@ source = "history.parquet"
 contract = "contract.toml"
 entities = "subscribers.parquet"
 live = "live.parquet"
+event_time_past = "3650d"   # generated days of 2026: still replayable years later
 
 [features]
 entity_key = "subscriber"
@@ -178,6 +179,7 @@ description = "Will this loan default? Each application stands alone: no entity.
 source = "applications.csv"
 contract = "contract.toml"
 live = "live.csv"
+event_time_past = "3650d"   # generated days of 2026: still replayable years later
 
 [features]
 event_time = "applied"

@@ -24,6 +24,7 @@ source = "history.parquet"
 contract = "contract.toml"
 entities = "couriers.parquet"
 live = "live.parquet"
+event_time_past = "3650d"   # generated days of 2026: still replayable years later
 
 [features]
 entity_key = "courier"
@@ -147,6 +148,7 @@ description = "Which team should answer this support ticket?"
 source = "tickets.csv"
 contract = "contract.toml"
 live = "live.csv"
+event_time_past = "3650d"   # generated days of 2026: still replayable years later
 
 [features]
 event_time = "opened"

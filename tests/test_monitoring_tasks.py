@@ -643,7 +643,7 @@ def test_a_regression_model_whose_error_doubles_is_caught_and_retrained(tmp_path
     drift = out.filter(check="drift", feature="prediction")
     assert {"psi", "mean", "mean_shift"} <= set(drift["method"]) and not drift["alert"].any()
     table = monitor_report(out, "performance")
-    assert columns(table[0]) == ["window", "labelled", "rmse", "mae", "r2", "estimated rmse [band]",
+    assert columns(table[0]) == ["window", "version", "labelled", "rmse", "mae", "r2", "estimated rmse [band]",
                                  "estimated mae [band]", "alert"]
     assert columns(monitor_report(out, None)[0])[-3:] == ["rmse", "estimated rmse", "p99 ms"]
 
