@@ -132,10 +132,10 @@ class PredictionStore:
         return unknown
 
     def arm_sample(self, deployment_id: int, arm: str, since: float, limit: int) -> list[sqlite3.Row]:
-        """The latest rows (probability, latency_ms, status, label, value, probabilities) of one arm of a
-        deployment since a time."""
+        """The latest rows (probability, latency_ms, status, label, value, probabilities, position) of one arm
+        of a deployment since a time; position 0 is a request's first record."""
         return self.conn.execute(
-            "SELECT probability, latency_ms, status, label, value, probabilities FROM predictions "
+            "SELECT probability, latency_ms, status, label, value, probabilities, position FROM predictions "
             "WHERE deployment_id = ? AND arm = ? AND received_at >= ? ORDER BY received_at DESC LIMIT ?",
             (deployment_id, arm, since, limit)).fetchall()
 

@@ -57,6 +57,17 @@ def test_canary_verdict_names_every_failed_check():
     assert judge_canary(ArmSample(scores, [0.5] * 400, 0), ArmSample(scores, [3.0] * 400, 0), policy).passed
 
 
+def test_a_list_request_counts_once_for_latency_and_failure_however_many_records_it_holds():
+    # (probability, latency_ms, status, label, value, probabilities, position): 100 single-record requests at
+    # 4 ms, then one stalled 50-record list at 80 ms whose records all carry its latency, and one failed list.
+    single = [(0.2, 4.0, 200, 0, None, None, 0)] * 100
+    stalled = [(0.3, 80.0, 200, 0, None, None, i) for i in range(50)]
+    failed = [(None, 9.0, 500, None, None, None, i) for i in range(10)]
+    sample = ArmSample.from_rows(single + stalled + failed)
+    assert sample.n == 102 and sample.errors == 1 and len(sample.outputs) == 150
+    assert sorted(sample.latencies_ms)[-1] == 80.0 and sorted(sample.latencies_ms)[-3] == 4.0
+
+
 def test_ab_interval_of_binary_outcomes_is_newcombes_and_the_always_valid_one_is_wider():
     rng = np.random.default_rng(3)
     a, b = rng.binomial(1, 0.10, 800), rng.binomial(1, 0.16, 900)

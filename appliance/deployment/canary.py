@@ -44,10 +44,14 @@ _NORMAL = NormalDist()
 
 
 class ArmSample(msgspec.Struct, frozen=True):
-    """One arm's predictions: what the successful ones answered, latencies, and failures.
+    """One arm's predictions: what the successful ones answered, and per request its latency and whether it
+    failed.
 
     ``outputs`` are, by task: binary, the probability of class 1; multiclass, the chosen class's index;
-    regression, the predicted value.
+    regression, the predicted value: one per record. Latency and failure are a request's: every record of a
+    list request is logged with the request's one latency and status, and counted as many times they would
+    make one stalled 50-record list look like 50 slow requests (the rules' error rates assume independent
+    requests).
     """
 
     outputs: list[float]
@@ -56,14 +60,16 @@ class ArmSample(msgspec.Struct, frozen=True):
 
     @property
     def n(self) -> int:
+        """Requests (a list request is one)."""
         return len(self.latencies_ms)
 
     @classmethod
     def from_rows(cls, rows: Sequence, task: Task = BINARY) -> ArmSample:
-        """From prediction-log rows of (probability, latency_ms, status, label, value, probabilities)."""
+        """From prediction-log rows of (probability, latency_ms, status, label, value, probabilities, position)."""
         column = {"binary": 0, "multiclass": 3, "regression": 4}[task.kind]
+        requests = [r for r in rows if r[6] == 0]
         return cls([r[column] for r in rows if r[2] == 200 and r[column] is not None],
-                   [r[1] for r in rows], sum(1 for r in rows if r[2] >= 500))
+                   [r[1] for r in requests], sum(1 for r in requests if r[2] >= 500))
 
 
 class Verdict(msgspec.Struct, frozen=True):
