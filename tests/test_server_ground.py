@@ -45,6 +45,8 @@ OVERRIDDEN = {
     "on_body": ("body",),
     "on_message_complete": (),
     "on_response_complete": (),
+    "pause_writing": (),
+    "resume_writing": (),
 }
 # Inherited methods it relies on uvicorn calling while a _DirectCycle stands in (graceful shutdown).
 INHERITED_METHODS = {"shutdown": ()}
@@ -52,7 +54,7 @@ INHERITED_METHODS = {"shutdown": ()}
 ATTRIBUTES = {
     "loop": "the connection's event loop (set in __init__)",
     "transport": "the connection's transport (set in connection_made; replaced by the one-write wrapper)",
-    "flow": "the FlowControl (set in connection_made): write_paused, pause_reading()",
+    "flow": "the FlowControl (set in connection_made): write_paused, read_paused, pause_reading(), resume_reading()",
     "parser": "the httptools.HttpRequestParser: get_method(), get_http_version(), should_upgrade(), "
               "should_keep_alive()",
     "pipeline": "the deque of pipelined requests waiting for the answer in progress",
@@ -62,6 +64,7 @@ ATTRIBUTES = {
     "expect_100_continue": "whether the request sent Expect: 100-continue (set in on_header)",
     "scope": "the ASGI scope begun in on_message_begin: its 'headers' and 'client'",
     "server_state": "the ServerState: default_headers",
+    "connections": "the server's set of open connections, this one's protocol in it from connection_made",
 }
 # Attributes of a uvicorn cycle HttpProtocol itself reads (on an ASGI cycle) or sets (on its stand-in).
 CYCLE_ATTRIBUTES = {"response_started", "response_complete", "keep_alive", "disconnected", "message_event"}
@@ -78,7 +81,7 @@ def test_the_lists_here_cover_everything_http_protocol_takes_from_uvicorn():
     own |= {target.id for node in cls.body if isinstance(node, ast.AnnAssign | ast.Assign)
             for target in (node.targets if isinstance(node, ast.Assign) else [node.target])
             if isinstance(target, ast.Name)}
-    own |= {"metrics", "predict"}  # set in its __init__
+    own |= {"metrics", "predict", "max_connections"}  # set in its __init__
     read = {node.attr for node in ast.walk(cls) if isinstance(node, ast.Attribute)
             and isinstance(node.value, ast.Name) and node.value.id == "self"}
     supers = {node.func.attr for node in ast.walk(cls) if isinstance(node, ast.Call)
@@ -207,6 +210,7 @@ def test_a_request_through_uvicorns_protocol_leaves_the_attributes_http_protocol
         _shape(protocol.cycle is None, "cycle")
         _shape(type(protocol.pipeline) is deque, "pipeline")
         _shape(isinstance(getattr(protocol.server_state, "default_headers", None), list), "server_state")
+        _shape(protocol.connections is state.connections and isinstance(state.connections, set), "connections")
         parser = protocol.parser
         _shape(isinstance(parser, httptools.HttpRequestParser) and all(
             callable(getattr(parser, m, None)) for m in
@@ -216,7 +220,9 @@ def test_a_request_through_uvicorns_protocol_leaves_the_attributes_http_protocol
         protocol.connection_made(transport)
         _shape(protocol.transport is transport, "transport")
         _shape(isinstance(getattr(protocol.flow, "write_paused", None), bool)
-               and callable(getattr(protocol.flow, "pause_reading", None)), "flow")
+               and isinstance(getattr(protocol.flow, "read_paused", None), bool)
+               and all(callable(getattr(protocol.flow, m, None)) for m in ("pause_reading", "resume_reading")), "flow")
+        _shape(protocol in protocol.connections, "connections")
 
         head = b"POST /v1/models/fraud/predict HTTP/1.1\r\nHost: x\r\nX-Api-Key: k\r\nContent-Length: 2\r\n\r\n"
         protocol.data_received(head)  # the head alone: the cycle is built, its body not yet read
@@ -258,7 +264,7 @@ def test_the_partial_the_server_config_passes_is_taken_as_the_protocol_class():
     # server_config passes functools.partial(HttpProtocol, metrics=..., predict=...) as http=.
     from functools import partial
 
-    factory = partial(HttpProtocol, metrics=None, predict=None)
+    factory = partial(HttpProtocol, metrics=None, predict=None, max_connections=1)
     config = uvicorn.Config(_app, http=factory, log_config=None)
     config.load()
     assert config.http_protocol_class is factory, (

@@ -198,7 +198,11 @@ def _since(since: datetime | date | str) -> datetime:
             raise InvalidInput(f"since {since!r} is not a date like 2026-10-20 or an ISO time") from None
     if not isinstance(since, datetime):
         since = datetime(since.year, since.month, since.day)
-    return since.replace(tzinfo=UTC) if since.tzinfo is None else since.astimezone(UTC)
+    try:
+        return since.replace(tzinfo=UTC) if since.tzinfo is None else since.astimezone(UTC)
+    except OverflowError:
+        raise InvalidInput(f"since {since.isoformat()} is outside the calendar in UTC; give a time between the "
+                           "years 1 and 9999") from None
 
 
 def iso(moment: datetime) -> str:

@@ -8,7 +8,9 @@ and answers typed structures (``bodies``), from which Litestar generates the Ope
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
+import re
 from contextlib import asynccontextmanager, suppress
 from http import HTTPStatus
 from pathlib import Path
@@ -16,6 +18,7 @@ from pathlib import Path
 from litestar import Litestar, Request, Response, Router, get, post
 from litestar.connection import ASGIConnection
 from litestar.exceptions import HTTPException, ValidationException
+from litestar.handlers import HTTPRouteHandler
 from litestar.openapi import OpenAPIConfig, ResponseSpec
 from litestar.params import FromPath, JSONBody
 from litestar.types import Guard, Receive, Scope, Send
@@ -34,7 +37,7 @@ from appliance.serving.bodies import (
     ServedModel,
     UnknownOutcome,
 )
-from appliance.serving.docs import OfflineDocs, SchemaJson
+from appliance.serving.docs import OfflineDocs, SchemaJson, problem_responses
 from appliance.serving.feedback import expected, stored_outcomes
 from appliance.serving.monitoring_routes import monitoring_routes
 from appliance.serving.predict import PredictEndpoint, model_name
@@ -58,9 +61,10 @@ REFRESH_SECONDS = 0.5
 MAX_FEEDBACK_ITEMS = 10_000
 
 
-def problem(status: int, title: str, detail: str) -> Response:
+def problem(status: int, title: str, detail: str, headers: dict[str, str] | None = None) -> Response:
     """An RFC 9457 problem document."""
-    return Response(content=problem_body(status, title, detail), status_code=status, media_type=PROBLEM)
+    return Response(content=problem_body(status, title, detail), status_code=status, media_type=PROBLEM,
+                    headers=headers)
 
 
 class ServingApp:
@@ -123,6 +127,8 @@ def create_app(home_root: Path, refresh_seconds: float = REFRESH_SECONDS, expose
             connection.state.caller = state.admit(connection.scope, scope)
         return check
 
+    read_guard, admin_guard = guard("read"), guard("admin")
+
     async def feedback_model(request: Request) -> None:
         # Before the body is read: an unknown model is a 404 whatever was sent, and a body that cannot be read
         # is told what its model takes as an outcome (request_body.TypedRequest reads the hint).
@@ -150,7 +156,7 @@ def create_app(home_root: Path, refresh_seconds: float = REFRESH_SECONDS, expose
         return FeedbackAnswer(accepted=len(items) - len(unknown),
                               unknown=[UnknownOutcome(request_id=r, position=p) for r, p in unknown])
 
-    @get("/v1/models", guards=[guard("read")], summary="Served models, their production version and deployment")
+    @get("/v1/models", guards=[read_guard], summary="Served models, their production version and deployment")
     async def list_models() -> list[ServedModel]:
         routes = state.routes
         served = []
@@ -163,7 +169,7 @@ def create_app(home_root: Path, refresh_seconds: float = REFRESH_SECONDS, expose
                                                                   traffic_percent=d.traffic_percent)))
         return served
 
-    @get("/metrics", guards=[guard("read")], media_type=CONTENT_TYPE, summary="Prometheus text exposition")
+    @get("/metrics", guards=[read_guard], media_type=CONTENT_TYPE, summary="Prometheus text exposition")
     async def prometheus() -> str:
         return metrics.render(state.gauges())
 
@@ -193,7 +199,8 @@ def create_app(home_root: Path, refresh_seconds: float = REFRESH_SECONDS, expose
             return problem(413, PayloadTooLarge.title, BODY_TOO_LARGE)
         if isinstance(exc, ValidationException):  # its 400, as a body decode_body refuses: 422 saying why
             return problem(InvalidInput.status, InvalidInput.title, validation_detail(exc, body_hint(request)))
-        return problem(exc.status_code, HTTPStatus(exc.status_code).phrase.capitalize(), exc.detail)
+        # its headers too: a 405's Allow names the methods the path takes
+        return problem(exc.status_code, HTTPStatus(exc.status_code).phrase.capitalize(), exc.detail, exc.headers)
 
     def on_unexpected(_: Request, exc: Exception) -> Response:
         log.exception("unexpected error", exc_info=exc)
@@ -205,11 +212,15 @@ def create_app(home_root: Path, refresh_seconds: float = REFRESH_SECONDS, expose
     openapi = OpenAPIConfig(
         title="MLOps appliance", version=appliance.__version__, path="/schema",
         render_plugins=[OfflineDocs(served), SchemaJson(served)],
-        openapi_router=Router("/schema", route_handlers=[], include_in_schema=False, guards=[guard("read")]))
-    admin = admin_routes(state, root, guard("admin"))
-    monitoring = monitoring_routes(root, guard("read"))
+        openapi_router=Router("/schema", route_handlers=[], include_in_schema=False, guards=[read_guard]))
+    admin = admin_routes(state, root, admin_guard)
+    monitoring = monitoring_routes(root, read_guard)
+    handlers = [feedback, list_models, prometheus, healthz, readyz, *admin, *monitoring]
+    for handler in handlers:  # a route's own (readyz's 503, a 422 for a query value refused) stay
+        documented = problem_responses(_problems(handler, read_guard, admin_guard))
+        handler.responses = {**documented, **(handler.responses or {})}
     return ServingApp(Litestar(
-        route_handlers=[feedback, list_models, prometheus, healthz, readyz, *admin, *monitoring],
+        route_handlers=handlers,
         lifespan=[lifespan],
         exception_handlers={ApplianceError: on_appliance_error, StorageError: on_storage_error,
                             HTTPException: on_http_error, Exception: on_unexpected},
@@ -220,3 +231,20 @@ def create_app(home_root: Path, refresh_seconds: float = REFRESH_SECONDS, expose
         debug=False,
     ), endpoint)
 
+
+def _problems(handler: HTTPRouteHandler, read: Guard, admin: Guard) -> set[int]:
+    """The problem statuses a route can answer (documented in its OpenAPI responses), from what it is: a guarded
+    one 401 and 429, and 403 unless any key may read it; one naming a model, run or alert 404; an admin action
+    409; one taking a body 413 and 422."""
+    guards = handler.guards or []
+    statuses: set[int] = set()
+    if guards:
+        statuses |= {401, 429} if read in guards else {401, 403, 429}
+    named = {name for path in handler.paths for name in re.findall(r"\{(\w+):", path)}
+    if named:
+        statuses.add(404)
+    if "data" in inspect.signature(handler.fn).parameters:
+        statuses |= {413, 422}
+    if admin in guards and "POST" in handler.http_methods:
+        statuses.add(409)
+    return statuses

@@ -7,8 +7,11 @@ online store query and one vectorized encoding for the batch cost less per row t
 others are scored. A row that arrives alone, after a turn that brought this model at most one row,
 is scored at once: at low concurrency nothing waits. A row waits longer only while other requests
 are on their way in (``Arrivals``: bodies still being read), at most ``max_wait``, or until
-``max_batch`` rows are pending. The work runs on the event loop's thread: a tree ensemble scores a
-batch in tens of microseconds, less than a hop to a worker.
+``max_batch`` rows are pending. A body that has not come within a whole ``max_wait`` is late: no row
+waits for it again (a client that stalls its body, or a flood of them, would otherwise make every
+single-row request wait its ``max_wait``); it counts again once it has come or its connection ended.
+The work runs on the event loop's thread: a tree ensemble scores a batch in tens of microseconds,
+less than a hop to a worker.
 """
 
 from __future__ import annotations
@@ -29,12 +32,21 @@ class NotEncoded(Exception):
 
 
 class Arrivals:
-    """Requests that have entered a predict handler and not yet reached a batcher."""
+    """Requests that have entered a predict handler and not yet reached a batcher (``count``, kept by
+    the predict endpoint), and how many of those are late (``late``: still out after a batch waited a
+    whole ``max_wait`` for them)."""
 
-    __slots__ = ("count",)
+    __slots__ = ("count", "late")
 
     def __init__(self) -> None:
         self.count = 0
+        self.late = 0
+
+    def expected(self) -> bool:
+        """Whether a body is on its way that has not proved late."""
+        if self.late > self.count:  # late ones came, or their connections ended
+            self.late = self.count
+        return self.count > self.late
 
 
 class MicroBatcher:
@@ -67,20 +79,25 @@ class MicroBatcher:
             if self._turn_rows == 1:
                 loop.call_soon(self._end_turn)
         if self.max_batch == 1 or (self._alone and self._turn_rows == 1 and not self._records
-                                   and self._arrivals.count == 0):
+                                   and not self._arrivals.expected()):
             # batching is off, or this row has no company in sight: score now, no turn to wait for
             self._records, self._waiting = [record], [future]
             self._flush()
             return future
         self._records.append(record)
         self._waiting.append(future)
-        if len(self._records) >= self.max_batch or self._arrivals.count == 0 or self.max_wait_s == 0:
+        if len(self._records) >= self.max_batch or not self._arrivals.expected() or self.max_wait_s == 0:
             if not self._soon:
                 self._soon = True
                 loop.call_soon(self._flush)
         elif self._timer is None:
-            self._timer = loop.call_later(self.max_wait_s, self._flush)
+            self._timer = loop.call_later(self.max_wait_s, self._waited)
         return future
+
+    def _waited(self) -> None:
+        # A whole max_wait went by: the bodies still on their way are late, and no row waits for them again.
+        self._arrivals.late = self._arrivals.count
+        self._flush()
 
     def _end_turn(self) -> None:
         self._alone = self._turn_rows <= 1

@@ -9,6 +9,9 @@ Answers and outcomes are each model's task's (``appliance.task``): the generic p
 (``/v1/models/{name}/…``) say what every task answers and takes; each served model's own paths
 (``/v1/models/fraud/predict``, ``…/feedback``: concrete paths, which OpenAPI matches before templated
 ones) say exactly what it answers and takes, its classes included.
+
+Every route documents the problem statuses it can answer, each described once, in ``PROBLEMS``
+(``problem_responses``; which statuses a Litestar route answers follows from what it is: ``app``).
 """
 
 from __future__ import annotations
@@ -22,8 +25,10 @@ from urllib.parse import quote
 import msgspec
 from litestar import Request
 from litestar.enums import MediaType, OpenAPIMediaType
+from litestar.openapi import ResponseSpec
 from litestar.openapi.plugins import OpenAPIRenderPlugin
 
+from appliance.serving.problems import PROBLEM
 from appliance.task import Task
 
 _RECORD = {"type": "object", "description": "one record: the model's features by name, typed as its data contract "
@@ -70,10 +75,40 @@ def outcome_schema(task: Task) -> dict:
     return {"type": "number", "minimum": -1e12, "maximum": 1e12, "description": "the observed value"}
 
 
+class Problem(msgspec.Struct):
+    """A problem document (RFC 9457): what went wrong, and in its detail what to do next."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+
+
+# The problem statuses the API answers, and what each means to a caller: every route's documented
+# responses come from this table.
+PROBLEMS: dict[int, str] = {
+    401: "no API key, or an unknown or revoked one (once a key exists, or when the server listens beyond loopback, "
+         "every route but the probes needs one)",
+    403: "the key's scopes do not cover this route",
+    404: "no such model (or version, run or alert)",
+    409: "the action conflicts with the state it finds (a rejected version, a deployment running or moved on, a "
+         "model training, an alert already resolved); the detail says what to do",
+    413: "the body is over 4 MiB, or holds more records than the model takes at once; split it",
+    422: "the body or a parameter cannot be read as the route takes it; the detail names the field",
+    429: "over the key's (or the peer's) rate limit: retry after Retry-After seconds",
+    503: "the model is not loaded yet; retry in a moment",
+}
+
+
+def problem_responses(statuses: set[int]) -> dict[int, ResponseSpec]:
+    """The documented answers of a route that can answer ``statuses`` (keys of PROBLEMS), as Litestar takes them."""
+    return {status: ResponseSpec(data_container=Problem, description=PROBLEMS[status], media_type=PROBLEM)
+            for status in sorted(statuses)}
+
+
 _ANSWER = {"model": {"type": "string"}, "version": {"type": "integer"},
            "request_id": {"type": "string", "description": "send it back with the outcome, to /feedback"}}
-_PROBLEM = {"description": "a problem document (RFC 9457) saying what to do next",
-            "content": {"application/problem+json": {"schema": {"type": "object"}}}}
+_PROBLEM_SCHEMA = msgspec.json.schema_components([Problem])[1]["Problem"]
 
 
 def _answers(prediction: dict) -> list[dict]:
@@ -105,7 +140,8 @@ def predict_operation(task: Task | None = None) -> dict:
             "200": {"description": "the answer, with the model version that answered",
                     "headers": {"x-request-id": {"schema": {"type": "string"}}},
                     "content": {"application/json": {"schema": answer}}},
-            **{str(code): _PROBLEM for code in (401, 403, 404, 413, 422, 429, 503)},
+            **{str(code): {"description": PROBLEMS[code], "content": {PROBLEM: {"schema": _PROBLEM_SCHEMA}}}
+               for code in (401, 403, 404, 413, 422, 429, 503)},
         },
     }
 
@@ -120,6 +156,8 @@ def describe(schema: dict[str, Any], served: dict[str, Task] | None = None) -> d
     paths = schema.setdefault("paths", {})
     for item in paths.values():
         for operation in item.values():
+            if isinstance(operation, dict):  # Litestar documents a body it cannot read as a 400; the API answers 422
+                operation.get("responses", {}).pop("400", None)
             body = operation.get("requestBody") if isinstance(operation, dict) else None
             if body is not None and {"type": "null"} in _json_schema(body).get("oneOf", ()):
                 body["required"] = False  # Litestar marks every body required; `data: X | None = None` may be left out

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import resource
 import signal
 import threading
 import time
@@ -20,6 +21,9 @@ from appliance.serving.app import REFRESH_SECONDS, create_app
 from appliance.serving.http_protocol import HttpProtocol
 
 HEARTBEAT_SECONDS = 1.0
+FILE_LIMIT = 65_536       # the descriptors a server asks for: its soft limit is raised to this (or to the hard limit)
+FILES_OF_ITS_OWN = 256    # descriptors kept from connections (a quarter of the limit, if more): for the server's own
+                          # files (databases, models, the log writer's pipes; a few dozen) and a burst of accepts
 
 
 class _Server(uvicorn.Server):
@@ -116,13 +120,45 @@ def server_config(home_root: Path, host: str, port: int, refresh_seconds: float 
     """How the API is served. ``proxy_headers`` is off: uvicorn would otherwise take the client's
     address from X-Forwarded-For on connections from 127.0.0.1, so any local process could pose as
     another peer — and the gateway's open-access rule and per-peer rate limit go by that address.
-    A request's head is bounded in size and time (``HttpProtocol``), its body by the app."""
+    A request's head is bounded in size and time, its body in time and each connection's phases too
+    (``HttpProtocol``), its body's size by the app; connections past ``connection_cap`` are turned away."""
     app = create_app(home_root, refresh_seconds=refresh_seconds, exposed=not _loopback_only(host))
-    protocol = partial(HttpProtocol, metrics=app.metrics, predict=app.predict)
-    # uvicorn's annotation asks for a protocol class, but it only ever calls it: a partial builds the same one
+    limit = file_limit()
+    protocol = partial(HttpProtocol, metrics=app.metrics, predict=app.predict, max_connections=connection_cap(limit))
+    # uvicorn's annotation asks for a protocol class, but it only ever calls it: a partial builds the same one.
+    # asyncio accepts up to the backlog's number of connections in one go, and a connection turned away holds
+    # its descriptor for three turns of the loop, each of which may accept as many again: a backlog of an
+    # eighth of what is kept from connections leaves half of it to the server's own files under a flood
     return uvicorn.Config(app, host=host, port=port, http=protocol,  # type: ignore[arg-type]
                           proxy_headers=False, log_level="warning", access_log=False, timeout_graceful_shutdown=10,
-                          log_config=None)
+                          log_config=None, backlog=min(2048, kept_from_connections(limit) // 8))
+
+
+def file_limit() -> int:
+    """This process's descriptor limit, its soft limit first raised towards FILE_LIMIT as far as the hard
+    one allows (a shell's default of 1,024 would hold about that many connections)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return FILE_LIMIT
+    wanted = FILE_LIMIT if hard == resource.RLIM_INFINITY else min(FILE_LIMIT, hard)
+    if soft < wanted:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+            return wanted
+        except (ValueError, OSError):  # not allowed here: the limit stands
+            pass
+    return soft
+
+
+def kept_from_connections(limit: int) -> int:
+    """The descriptors a server with ``limit`` of them keeps for itself: FILES_OF_ITS_OWN, or a quarter."""
+    return max(FILES_OF_ITS_OWN, limit // 4)
+
+
+def connection_cap(limit: int) -> int:
+    """How many connections a server with ``limit`` descriptors holds at once (more are answered 503), so
+    that a flood of connections never keeps it from opening a promoted version or its databases."""
+    return max(limit - kept_from_connections(limit), 1)
 
 
 def _loopback_only(host: str) -> bool:
