@@ -132,6 +132,8 @@ def test_reingesting_identical_content_makes_no_new_snapshot(home, tmp_path):
     ([line.rsplit(",", 1)[0] for line in GOOD], 4, "missing column(s) ['flag']"),
     ([f"{i},2026-01-01T00:00:00Z,lots,a,true" for i in range(10)], 4, "column 'amount'"),
     (GOOD, 100, "far below the contract's 100"),
+    # Unix seconds where the contract says timestamp: read as microseconds they would all date to January 1970
+    ([f"{i},{1778630801 + i},12.5,a,true" for i in range(10)], 4, "convert the numbers first"),
 ])
 def test_batch_level_failures_stop_the_ingest_and_write_nothing(home, tmp_path, lines, volume, message):
     header = HEADER if "flag" not in message else HEADER.rsplit(",", 1)[0]

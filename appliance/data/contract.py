@@ -194,6 +194,10 @@ def cast_column(rule: FieldRule, source: pl.DataType) -> pl.Expr:
         if isinstance(source, pl.Datetime):
             zoned = col.dt.replace_time_zone("UTC") if source.time_zone is None else col.dt.convert_time_zone("UTC")
             return zoned.dt.cast_time_unit("us")
+        if source.is_numeric():
+            # seconds, milliseconds or microseconds? A file's number says none: polars would read microseconds
+            # and date Unix seconds to January 1970. Refused (check_batch says to convert them first).
+            return pl.lit(None, target)
     if rule.type == "boolean" and source == pl.String:
         lowered = col.str.strip_chars().str.to_lowercase()
         return pl.when(lowered.is_in(["true", "1"])).then(True).when(lowered.is_in(["false", "0"])).then(False)
