@@ -38,7 +38,7 @@ DATA_FILES = ("source", "contract", "entities", "live")  # the keys of a spec's 
 
 
 class BackupFile(msgspec.Struct, frozen=True):
-    path: str                   # relative to the backup (and to the restored data directory), '/'-separated
+    path: str  # relative to the backup (and to the restored data directory), '/'-separated
     sha256: str
     bytes: int
 
@@ -46,11 +46,11 @@ class BackupFile(msgspec.Struct, frozen=True):
 class BackupManifest(msgspec.Struct, frozen=True):
     created_at: float
     appliance_version: str
-    source: str                 # the data directory backed up
+    source: str  # the data directory backed up
     schema_versions: dict[str, int]
     files: list[BackupFile]
     specs: dict[str, str] = {}  # model: its spec's path in the backup; a restore registers that copy
-    notes: list[str] = []       # what the backup could not include, and what a restore then lacks
+    notes: list[str] = []  # what the backup could not include, and what a restore then lacks
 
 
 def backup(home: Path, dest: Path) -> BackupManifest:
@@ -69,11 +69,15 @@ def backup(home: Path, dest: Path) -> BackupManifest:
             manifest = _fill(layout, stage)
             write_file(stage / MANIFEST, msgspec.json.format(msgspec.json.encode(manifest)))
     except FileExistsError:
-        raise Conflict(f"backup destination {dest} was filled by someone else meanwhile; nothing was written "
-                       "there — choose a new folder") from None
+        raise Conflict(
+            f"backup destination {dest} was filled by someone else meanwhile; nothing was written "
+            "there — choose a new folder"
+        ) from None
     except OSError as e:
-        raise InvalidInput(f"the backup to {dest} stopped ({e}); nothing was kept there — fix what the error "
-                           "names (space, permissions) and run it again") from None
+        raise InvalidInput(
+            f"the backup to {dest} stopped ({e}); nothing was kept there — fix what the error "
+            "names (space, permissions) and run it again"
+        ) from None
     return manifest
 
 
@@ -110,7 +114,7 @@ def _fill(layout: Layout, stage: Path) -> BackupManifest:
 
 @dataclass
 class _SpecCopy:
-    spec: Path | None = None    # the spec's copy, None when there was none to copy
+    spec: Path | None = None  # the spec's copy, None when there was none to copy
     written: list[Path] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
@@ -124,11 +128,15 @@ def _copy_spec(model: str, registered: Path, folder: Path) -> _SpecCopy:
         spec = load_spec(registered)
     except ApplianceError as e:
         if not registered.is_file():
-            copy.notes.append(f"model '{model}': its spec {registered} is missing, so this backup holds none; "
-                              "after a restore, register it again with `appliance init --spec SPEC`")
+            copy.notes.append(
+                f"model '{model}': its spec {registered} is missing, so this backup holds none; "
+                "after a restore, register it again with `appliance init --spec SPEC`"
+            )
             return copy
-        copy.notes.append(f"model '{model}': its spec {registered} does not load ({e}); it is copied alone, "
-                          "without the files it names")
+        copy.notes.append(
+            f"model '{model}': its spec {registered} does not load ({e}); it is copied alone, "
+            "without the files it names"
+        )
         copy.spec = folder / registered.name
         copy.written.append(write_file(copy.spec, registered.read_bytes()))
         return copy
@@ -143,8 +151,10 @@ def _copy_spec(model: str, registered: Path, folder: Path) -> _SpecCopy:
             relative = os.path.relpath(places[key], spec.path.parent)
             rewritten = _rewritten(text, key, value, relative)
             if rewritten is None:
-                copy.notes.append(f"model '{model}': data.{key} = {value!r} could not be rewritten in the copy of "
-                                  f"its spec; after a restore, set it to {relative!r}")
+                copy.notes.append(
+                    f"model '{model}': data.{key} = {value!r} could not be rewritten in the copy of "
+                    f"its spec; after a restore, set it to {relative!r}"
+                )
             text = rewritten or text
     copy.spec = folder / spec.path.relative_to(root)
     copy.written.append(write_file(copy.spec, text.encode("utf-8")))
@@ -175,7 +185,7 @@ def _rewritten(text: str, key: str, value: str, new: str) -> str | None:
     for spelled in dict.fromkeys((json.dumps(value, ensure_ascii=False), f"'{value}'")):
         at = text.find(spelled)
         while at >= 0:
-            candidate = text[:at] + json.dumps(new, ensure_ascii=False) + text[at + len(spelled):]
+            candidate = text[:at] + json.dumps(new, ensure_ascii=False) + text[at + len(spelled) :]
             if parse_toml(candidate) == expected:
                 return candidate
             at = text.find(spelled, at + 1)
@@ -206,19 +216,25 @@ def restore(src: Path, home: Path, force: bool = False) -> BackupManifest:
     manifest = read_manifest(src)
     _check_paths(src, manifest)
     if home.exists() and (not home.is_dir() or any(home.iterdir())) and not force:
-        raise Conflict(f"{home} is not empty; stop the appliance and pass --force to restore over it "
-                       "(the current data directory is kept as a sibling folder)")
+        raise Conflict(
+            f"{home} is not empty; stop the appliance and pass --force to restore over it "
+            "(the current data directory is kept as a sibling folder)"
+        )
     for f in manifest.files:
         path = src / f.path
         if not path.is_file() or path.stat().st_size != f.bytes or file_sha256(path) != f.sha256:
-            raise InvalidInput(f"backup {src} is damaged: {f.path} is missing or does not match its "
-                               "manifest; nothing was restored — use another backup")
+            raise InvalidInput(
+                f"backup {src} is damaged: {f.path} is missing or does not match its "
+                "manifest; nothing was restored — use another backup"
+            )
     try:
         with staged_folder(home) as stage:
             for f in manifest.files:
                 if copy_verified(src / f.path, stage / f.path) != f.sha256:
-                    raise InvalidInput(f"backup {src} changed while it was restored ({f.path}); nothing was "
-                                       "restored — try again once nothing writes to it")
+                    raise InvalidInput(
+                        f"backup {src} changed while it was restored ({f.path}); nothing was "
+                        "restored — try again once nothing writes to it"
+                    )
             if manifest.specs:
                 with Home(stage) as restored:
                     for model, spec in manifest.specs.items():
@@ -227,11 +243,14 @@ def restore(src: Path, home: Path, force: bool = False) -> BackupManifest:
             if home.exists() and any(home.iterdir()):
                 home.rename(home.with_name(f"{home.name}.before-restore-{time.strftime('%Y%m%d-%H%M%S')}"))
     except FileExistsError:
-        raise Conflict(f"{home} was filled by someone else meanwhile; nothing was restored — stop what writes "
-                       "there and try again") from None
+        raise Conflict(
+            f"{home} was filled by someone else meanwhile; nothing was restored — stop what writes there and try again"
+        ) from None
     except OSError as e:
-        raise InvalidInput(f"the restore into {home} stopped ({e}); nothing was changed there — fix what the "
-                           "error names (space, permissions) and run it again") from None
+        raise InvalidInput(
+            f"the restore into {home} stopped ({e}); nothing was changed there — fix what the "
+            "error names (space, permissions) and run it again"
+        ) from None
     return manifest
 
 
@@ -240,22 +259,33 @@ def _check_paths(src: Path, manifest: BackupManifest) -> None:
     listed = [f.path for f in manifest.files]
     for text in [*listed, *manifest.specs.values()]:
         if not _plain(text) or not (src / text).resolve().is_relative_to(src):
-            raise InvalidInput(f"backup {src} is not safe to restore: its manifest names the path {text!r}, which "
-                               "is not a plain path inside the backup; nothing was restored — use another backup")
+            raise InvalidInput(
+                f"backup {src} is not safe to restore: its manifest names the path {text!r}, which "
+                "is not a plain path inside the backup; nothing was restored — use another backup"
+            )
     names = set(listed)
     if len(names) != len(listed) or any(str(parent) in names for p in names for parent in PurePosixPath(p).parents):
-        raise InvalidInput(f"backup {src} is damaged: its manifest names a file twice, or a file as a folder; "
-                           "nothing was restored — use another backup")
+        raise InvalidInput(
+            f"backup {src} is damaged: its manifest names a file twice, or a file as a folder; "
+            "nothing was restored — use another backup"
+        )
     missing = sorted({METADATA_DB, *manifest.specs.values()} - names)
     if missing:
-        raise InvalidInput(f"backup {src} is damaged: its manifest lists no file {missing[0]!r}; nothing was "
-                           "restored — use another backup")
+        raise InvalidInput(
+            f"backup {src} is damaged: its manifest lists no file {missing[0]!r}; nothing was "
+            "restored — use another backup"
+        )
 
 
 def _plain(path: str) -> bool:
     """A relative '/'-separated path that names no parent, no root and nothing but its own parts."""
-    return (bool(path) and not PurePosixPath(path).is_absolute() and "\\" not in path and "\0" not in path
-            and all(part not in ("", ".", "..") for part in path.split("/")))
+    return (
+        bool(path)
+        and not PurePosixPath(path).is_absolute()
+        and "\\" not in path
+        and "\0" not in path
+        and all(part not in ("", ".", "..") for part in path.split("/"))
+    )
 
 
 def read_manifest(src: Path) -> BackupManifest:

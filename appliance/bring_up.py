@@ -37,11 +37,15 @@ def _ensure_production(home: Home, spec_path: Path | None, say: Callable[[str], 
             # train() calls `say` before it returns, while `name` is still this model's.
             outcome = train(home, spec, actor="up", say=lambda line: say(f"{name}: {line}"))  # noqa: B023
             if outcome.gates.passed:
-                say(f"{name}: new data → candidate v{outcome.version.version} passed its gates; "
-                    f"promote it with `appliance promote {name} {outcome.version.version}`")
+                say(
+                    f"{name}: new data → candidate v{outcome.version.version} passed its gates; "
+                    f"promote it with `appliance promote {name} {outcome.version.version}`"
+                )
             else:
-                say(f"{name}: new data → v{outcome.version.version} failed its gates, "
-                    f"v{summary.production} keeps serving")
+                say(
+                    f"{name}: new data → v{outcome.version.version} failed its gates, "
+                    f"v{summary.production} keeps serving"
+                )
             continue
         if summary.candidate is not None:
             home.registry.promote(name, summary.candidate, actor="up", reason="first production version")
@@ -55,5 +59,7 @@ def _ensure_production(home: Home, spec_path: Path | None, say: Callable[[str], 
             home.registry.promote(name, version, actor="up", reason="first production version")
             say(f"{name}: v{version} promoted to production")
         else:
-            say(f"{name}: v{version} was rejected by its gates; nothing to serve for '{name}' — "
-                "fix the data or the spec and run `appliance train " + name + "`")
+            say(
+                f"{name}: v{version} was rejected by its gates; nothing to serve for '{name}' — "
+                "fix the data or the spec and run `appliance train " + name + "`"
+            )

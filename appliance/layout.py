@@ -12,12 +12,12 @@ from pathlib import Path
 
 # Each database is a SQLite file of its own because each is a write path of its own: a busy writer
 # of one never blocks the others.
-METADATA_DB = "metadata.db"        # models, snapshots, runs, versions, deployments, keys, alerts, audit log
+METADATA_DB = "metadata.db"  # models, snapshots, runs, versions, deployments, keys, alerts, audit log
 PREDICTIONS_DB = "predictions.db"  # the prediction log: the serving hot path
-MONITORING_DB = "monitoring.db"    # scheduled job runs and monitoring results
-TRACKING_DB = "tracking.db"        # experiment runs and their metric series
-ONLINE_DB = "online.db"            # the latest feature values per entity
-DATABASE_SUFFIX = ".db"            # every database is a file at the top with this ending; backups find them by it
+MONITORING_DB = "monitoring.db"  # scheduled job runs and monitoring results
+TRACKING_DB = "tracking.db"  # experiment runs and their metric series
+ONLINE_DB = "online.db"  # the latest feature values per entity
+DATABASE_SUFFIX = ".db"  # every database is a file at the top with this ending; backups find them by it
 
 # Folders of content-addressed, immutable files: backed up file by file as they are.
 ARTIFACTS = "artifacts"
@@ -26,7 +26,7 @@ ARCHIVE = "archive"
 FILE_TREES = (ARTIFACTS, OFFLINE, ARCHIVE)
 
 SETTINGS = "appliance.toml"
-SPECS = "specs"                    # model specs and their data files that a backup carries and a restore brings
+SPECS = "specs"  # model specs and their data files that a backup carries and a restore brings
 
 
 class Layout:

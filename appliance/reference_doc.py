@@ -9,8 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 
-def reference_main(argv: list[str] | None, prog: str, description: str, path: Path,
-                   render: Callable[[], str]) -> int:
+def reference_main(argv: list[str] | None, prog: str, description: str, path: Path, render: Callable[[], str]) -> int:
     """Print ``render()``, or write it to ``path`` with ``--write``."""
     parser = argparse.ArgumentParser(prog=prog, description=description)
     parser.add_argument("--write", action="store_true", help=f"write {path.name} instead of printing it")

@@ -34,10 +34,10 @@ from appliance.home import Home
 
 log = logging.getLogger(__name__)
 
-BATCH_ROWS = 100                # records per predict request at most
-FEEDBACK_ROWS = 2_000           # outcomes per feedback request at most
-SPEED = 7200.0                  # event-seconds per wall-second
-MONITOR_WAIT_S = 300            # how long a day boundary waits for a scheduled monitor run under way
+BATCH_ROWS = 100  # records per predict request at most
+FEEDBACK_ROWS = 2_000  # outcomes per feedback request at most
+SPEED = 7200.0  # event-seconds per wall-second
+MONITOR_WAIT_S = 300  # how long a day boundary waits for a scheduled monitor run under way
 
 
 class ReplayDay(msgspec.Struct, frozen=True):
@@ -79,8 +79,10 @@ class Api:
         self._conn.close()
 
     def _unreachable(self, e: OSError) -> NotReady:
-        return NotReady(f"the API at http://{self._conn.host}:{self._conn.port} did not answer "
-                        f"({e.strerror or type(e).__name__}); start it with `appliance up` or pass --url")
+        return NotReady(
+            f"the API at http://{self._conn.host}:{self._conn.port} did not answer "
+            f"({e.strerror or type(e).__name__}); start it with `appliance up` or pass --url"
+        )
 
 
 def live_frame(home: Home, model: str, days: int | None) -> pl.DataFrame:
@@ -92,8 +94,10 @@ def live_frame(home: Home, model: str, days: int | None) -> pl.DataFrame:
     when = spec.features.event_time
     frame = cast_columns(model_contract(spec), read_source(spec.resolve(spec.data.live)))
     if when not in frame.columns or frame.schema[when] != pl.Datetime("us", "UTC"):
-        raise InvalidInput(f"the live file of '{model}' has no event time column '{when}' that reads as a "
-                           "timestamp; fix the file or [features] event_time")
+        raise InvalidInput(
+            f"the live file of '{model}' has no event time column '{when}' that reads as a "
+            "timestamp; fix the file or [features] event_time"
+        )
     frame = frame.filter(pl.col(when).is_not_null()).sort(when, maintain_order=True)
     if days is not None:
         start = frame[spec.features.event_time].min()
@@ -102,10 +106,18 @@ def live_frame(home: Home, model: str, days: int | None) -> pl.DataFrame:
     return frame
 
 
-def replay(root: Path, model: str, url: str, *, speed: float = SPEED, days: int | None = None,
-           label_delay_hours: float = 2.0, key: str | None = None,
-           monitor: Callable[[Path, str, Callable[[str], None]], object] | None = None,
-           say: Callable[[str], None] = lambda _: None) -> list[ReplayDay]:
+def replay(
+    root: Path,
+    model: str,
+    url: str,
+    *,
+    speed: float = SPEED,
+    days: int | None = None,
+    label_delay_hours: float = 2.0,
+    key: str | None = None,
+    monitor: Callable[[Path, str, Callable[[str], None]], object] | None = None,
+    say: Callable[[str], None] = lambda _: None,
+) -> list[ReplayDay]:
     """Replay the live rows through the API at ``url``; run ``monitor(root, model, say)`` (default: the
     scheduler's monitor job, recorded and one at a time) at each day boundary."""
     if speed < 0 or label_delay_hours < 0:
@@ -139,9 +151,11 @@ def replay(root: Path, model: str, url: str, *, speed: float = SPEED, days: int 
         while labels and (until is None or labels[0][0] <= until):
             due.append(heapq.heappop(labels))
         for i in range(0, len(due), FEEDBACK_ROWS):
-            chunk = due[i:i + FEEDBACK_ROWS]
-            api.post(f"/v1/models/{model}/feedback", {"outcomes": [
-                {"request_id": r, "position": p, "outcome": o} for _, r, p, o in chunk]})
+            chunk = due[i : i + FEEDBACK_ROWS]
+            api.post(
+                f"/v1/models/{model}/feedback",
+                {"outcomes": [{"request_id": r, "position": p, "outcome": o} for _, r, p, o in chunk]},
+            )
             counts["labels"] += len(chunk)
 
     news = AlertNews(model)
@@ -151,8 +165,10 @@ def replay(root: Path, model: str, url: str, *, speed: float = SPEED, days: int 
         post_labels(boundary)
         time.sleep(0.05)  # the server's prediction log writes a few milliseconds behind its answers
         report.append(ReplayDay(day.date().isoformat(), counts["predictions"], counts["labels"]))
-        say(f"{day.date()}: {counts['predictions']:,} predictions, {counts['labels']:,} labels so far; "
-            "running the monitor")
+        say(
+            f"{day.date()}: {counts['predictions']:,} predictions, {counts['labels']:,} labels so far; "
+            "running the monitor"
+        )
         monitor(root, model, say)
         with Home(root) as home:
             for line in news.since_last(home):
@@ -168,13 +184,17 @@ def replay(root: Path, model: str, url: str, *, speed: float = SPEED, days: int 
             wait_for(events[i])
             post_labels(events[i])
             j = i + 1
-            while j < len(events) and j - i < BATCH_ROWS and _midnight(events[j]) == day and \
-                    (speed == 0 or events[j] <= events[i] + timedelta(seconds=speed * 0.05)):
+            while (
+                j < len(events)
+                and j - i < BATCH_ROWS
+                and _midnight(events[j]) == day
+                and (speed == 0 or events[j] <= events[i] + timedelta(seconds=speed * 0.05))
+            ):
                 j += 1
             batch = [r | {when: iso(e)} for r, e in zip(records[i:j], events[i:j])]
             answer = api.post(f"/v1/models/{model}/predict", batch)
             for position, (e, outcome) in enumerate(zip(events[i:j], outcomes[i:j])):
-                if outcome is not None:   # an unlabelled row has nothing to send back
+                if outcome is not None:  # an unlabelled row has nothing to send back
                     heapq.heappush(labels, (e + delay, answer["request_id"], position, outcome))
             counts["predictions"] += j - i
             i = j
@@ -198,8 +218,10 @@ def standing(home: Home, model: str) -> str:
     line = f"{model}: v{home.registry.alias(model, 'production')} in production"
     d = current(home, model)
     if d is not None:
-        line += (f"; {d.strategy} deployment {d.id} of v{d.candidate_version} still at {d.traffic_percent:g} % "
-                 f"(see `appliance deploy {model} status`)")
+        line += (
+            f"; {d.strategy} deployment {d.id} of v{d.candidate_version} still at {d.traffic_percent:g} % "
+            f"(see `appliance deploy {model} status`)"
+        )
     return line
 
 
@@ -208,13 +230,16 @@ class AlertNews:
     actions finished, and the steps of deployments (a canary advanced, promoted or rolled back)."""
 
     DEPLOYMENT_STEPS: ClassVar[dict[str, str]] = {
-        "canary_advanced": "advanced", "deployment_completed": "completed",
-        "deployment_rolled_back": "ROLLED BACK", "deployment_aborted": "aborted"}
+        "canary_advanced": "advanced",
+        "deployment_completed": "completed",
+        "deployment_rolled_back": "ROLLED BACK",
+        "deployment_aborted": "aborted",
+    }
 
     def __init__(self, model: str):
         self.model = model
         self.seen: set[tuple[str, int]] = set()
-        self.audited = 0                # the newest audit entry already looked at
+        self.audited = 0  # the newest audit entry already looked at
 
     def since_last(self, home: Home) -> list[str]:
         from appliance.alerts.records import list_alerts
@@ -235,8 +260,10 @@ class AlertNews:
                 what = self.DEPLOYMENT_STEPS[e.action]
                 if e.action == "canary_advanced":
                     what += f" to {e.detail['traffic_percent']:g} %"
-                lines.append(f"  deployment {e.detail['deployment']}: v{e.version} {what} by {e.actor} — "
-                             f"{e.detail.get('reason', '')}")
+                lines.append(
+                    f"  deployment {e.detail['deployment']}: v{e.version} {what} by {e.actor} — "
+                    f"{e.detail.get('reason', '')}"
+                )
         self.audited = max([self.audited, *(e.id for e in entries)])
         return lines
 
@@ -292,4 +319,3 @@ def _monitoring_job() -> Callable[[Path, str, Callable[[str], None]], object]:
 
 def _midnight(t: datetime) -> datetime:
     return datetime(t.year, t.month, t.day, tzinfo=t.tzinfo)
-

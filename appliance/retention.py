@@ -18,14 +18,14 @@ class RetentionReport(msgspec.Struct):
     archived_rows: int
     archived_days: list[str]
     deleted_days: list[str]
-    hot_since: str             # the first day kept in predictions.db
-    archive_since: str         # the first day kept in archive/predictions/
+    hot_since: str  # the first day kept in predictions.db
+    archive_since: str  # the first day kept in archive/predictions/
 
 
 def apply_retention(home: Path, policy: RetentionSection, now: float | None = None) -> RetentionReport:
     """Move whole days older than ``hot_days`` to Parquet; delete Parquet days older than ``archive_days``."""
     today = datetime.fromtimestamp(now if now is not None else time.time(), UTC).date()
-    hot_since = today - timedelta(days=policy.hot_days - 1)          # today counts as one hot day
+    hot_since = today - timedelta(days=policy.hot_days - 1)  # today counts as one hot day
     archive_since = hot_since - timedelta(days=policy.archive_days)
     layout = Layout(home)
     archive = PredictionArchive(layout.prediction_archive)
@@ -43,5 +43,6 @@ def apply_retention(home: Path, policy: RetentionSection, now: float | None = No
     finally:
         store.close()
     deleted = archive.delete_before(archive_since)
-    return RetentionReport(moved, days, [d.isoformat() for d in deleted], hot_since.isoformat(),
-                           archive_since.isoformat())
+    return RetentionReport(
+        moved, days, [d.isoformat() for d in deleted], hot_since.isoformat(), archive_since.isoformat()
+    )

@@ -1,10 +1,10 @@
 """Settings of a whole data directory (not of one model): `<home>/appliance.toml`, optional.
 
-    [retention]
-    hot_days = 7        # predictions stay in predictions.db this long (feedback must arrive within it)
-    archive_days = 90   # then as daily Parquet files under archive/predictions/, then deleted
+[retention]
+hot_days = 7        # predictions stay in predictions.db this long (feedback must arrive within it)
+archive_days = 90   # then as daily Parquet files under archive/predictions/, then deleted
 
-    [cost]              # see appliance/machine/cost.py
+[cost]              # see appliance/machine/cost.py
 """
 
 from __future__ import annotations

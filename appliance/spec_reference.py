@@ -32,14 +32,21 @@ INTERNAL: dict[type, set[str]] = {ModelSpec: {"path"}}
 REFERENCE = Path(__file__).resolve().parent.parent / "docs" / "reference.md"
 REGENERATE = "python -m appliance.spec_reference --write"
 REQUIRED = "required"
-NOT_SET = "not set"          # TOML has no null: a None default is a key left out
+NOT_SET = "not set"  # TOML has no null: a None default is a key left out
 ALL_DEFAULTS = "all defaults"
 
 _SCALARS = {str: "string", int: "integer", float: "float", bool: "boolean"}
 # A field's msgspec.Meta limits, as its type cell states them: 'integer, at least 1'.
-_LIMITS = {"ge": "at least {}", "gt": "above {}", "le": "at most {}", "lt": "below {}",
-           "multiple_of": "a multiple of {}", "min_length": "at least {} long", "max_length": "at most {} long",
-           "pattern": "matching `{}`"}
+_LIMITS = {
+    "ge": "at least {}",
+    "gt": "above {}",
+    "le": "at most {}",
+    "lt": "below {}",
+    "multiple_of": "a multiple of {}",
+    "min_length": "at least {} long",
+    "max_length": "at most {} long",
+    "pattern": "matching `{}`",
+}
 
 
 class Key(msgspec.Struct, frozen=True):
@@ -49,16 +56,16 @@ class Key(msgspec.Struct, frozen=True):
     type: str
     default: str
     description: str
-    table: str = ""             # the heading of the table this key opens, if it holds tables
+    table: str = ""  # the heading of the table this key opens, if it holds tables
 
 
 class Table(msgspec.Struct, frozen=True):
     """One TOML table or array of tables, with the keys it may hold."""
 
-    heading: str                # '[training.search]', '[[alerts]]'; '' for a document's top level
-    lead: list[str]             # paragraphs: the key's comment in its parent, then the Struct's docstring
+    heading: str  # '[training.search]', '[[alerts]]'; '' for a document's top level
+    lead: list[str]  # paragraphs: the key's comment in its parent, then the Struct's docstring
     keys: list[Key]
-    defaults: str = ""          # an array of tables' default entries, as TOML
+    defaults: str = ""  # an array of tables' default entries, as TOML
 
 
 def reference() -> str:
@@ -69,11 +76,15 @@ def reference() -> str:
         _slug(title, seen)
         for table in found[1:]:
             anchors[table.heading] = _slug(f"`{table.heading}`", seen)
-    out = ["# Model spec and data contract reference", "",
-           f"Generated from the typed schema by `{REGENERATE}`; do not edit it by hand.",
-           "A key's description is the comment on its line in the class that reads it.",
-           "A key left out takes its default; TOML has no null, so where a description says None,",
-           "leave the key out. An array of tables, `[[x]]`, may also be written inline: `x = [{ ... }, ...]`.", ""]
+    out = [
+        "# Model spec and data contract reference",
+        "",
+        f"Generated from the typed schema by `{REGENERATE}`; do not edit it by hand.",
+        "A key's description is the comment on its line in the class that reads it.",
+        "A key left out takes its default; TOML has no null, so where a description says None,",
+        "leave the key out. An array of tables, `[[x]]`, may also be written inline: `x = [{ ... }, ...]`.",
+        "",
+    ]
     for title, found in documents:
         out += [f"## {title}", ""]
         for table in found:
@@ -92,8 +103,11 @@ def tables(root: type[msgspec.Struct]) -> list[Table]:
 def field_comments(cls: type) -> dict[str, str]:
     """Each field's trailing ``# comment`` in the class body (joined, for a field over several lines)."""
     source = textwrap.dedent(inspect.getsource(cls))
-    comments = {tok.start[0]: tok.string.lstrip("#").strip()
-                for tok in tokenize.generate_tokens(io.StringIO(source).readline) if tok.type == tokenize.COMMENT}
+    comments = {
+        tok.start[0]: tok.string.lstrip("#").strip()
+        for tok in tokenize.generate_tokens(io.StringIO(source).readline)
+        if tok.type == tokenize.COMMENT
+    }
     found = {}
     for node in ast.parse(source).body[0].body:
         if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
@@ -102,8 +116,9 @@ def field_comments(cls: type) -> dict[str, str]:
     return found
 
 
-def _walk(cls: type[msgspec.Struct], path: str, heading: str, lead: list[str], defaults: str,
-          found: list[Table]) -> None:
+def _walk(
+    cls: type[msgspec.Struct], path: str, heading: str, lead: list[str], defaults: str, found: list[Table]
+) -> None:
     keys: list[Key] = []
     found.append(Table(heading, lead, keys, defaults))
     comments = field_comments(cls)
@@ -119,10 +134,13 @@ def _walk(cls: type[msgspec.Struct], path: str, heading: str, lead: list[str], d
             child_lead = [p for p in (_sentence(description), _docstring(child)) if p]
             items = ""
             if isinstance(value, list) and value:
-                child_lead.append(f"Without any `{child_heading}` in the file these apply; "
-                            f"one or more `{child_heading}` replace them all:")
-                items = "\n\n".join(child_heading + "".join(f"\n{k} = {v}" for k, v in _changed(item).items())
-                                    for item in value)
+                child_lead.append(
+                    f"Without any `{child_heading}` in the file these apply; "
+                    f"one or more `{child_heading}` replace them all:"
+                )
+                items = "\n\n".join(
+                    child_heading + "".join(f"\n{k} = {v}" for k, v in _changed(item).items()) for item in value
+                )
             nested.append((child, child_path, child_heading, child_lead, items))
     for args in nested:
         _walk(*args, found)
@@ -211,9 +229,13 @@ def _limits(tp) -> str:
     """The msgspec.Meta limits of an ``Annotated`` type in words: 'above 0 and at most 100'; '' for none."""
     if typing.get_origin(tp) is not typing.Annotated:
         return ""
-    words = [text.format(_toml(getattr(meta, name)) if name != "pattern" else meta.pattern)
-             for meta in typing.get_args(tp)[1:] if isinstance(meta, msgspec.Meta)
-             for name, text in _LIMITS.items() if getattr(meta, name) is not None]
+    words = [
+        text.format(_toml(getattr(meta, name)) if name != "pattern" else meta.pattern)
+        for meta in typing.get_args(tp)[1:]
+        if isinstance(meta, msgspec.Meta)
+        for name, text in _LIMITS.items()
+        if getattr(meta, name) is not None
+    ]
     return " and ".join(words)
 
 

@@ -39,8 +39,8 @@ SCALED = frozenset({"rmse", "mae"})
 @dataclass(frozen=True)
 class Task:
     kind: TaskKind = "binary"
-    classes: tuple[ClassLabel, ...] = (0, 1)   # classifiers' labels in output order; () for regression
-    threshold: float = 0.5                     # binary: probability at or above which the label is 1
+    classes: tuple[ClassLabel, ...] = (0, 1)  # classifiers' labels in output order; () for regression
+    threshold: float = 0.5  # binary: probability at or above which the label is 1
 
     @property
     def classifier(self) -> bool:
@@ -79,12 +79,11 @@ class Task:
         if self.kind == "multiclass":
             row = [float(v) for v in output_row]
             best = max(range(len(row)), key=row.__getitem__)
-            return {"class": self.classes[best],
-                    "probabilities": {label_text(c): p for c, p in zip(self.classes, row)}}
+            return {"class": self.classes[best], "probabilities": {label_text(c): p for c, p in zip(self.classes, row)}}
         return {"value": float(output_row)}
 
 
-BINARY = Task()   # what a spec without a [target] task predicts, and so every caller that names none
+BINARY = Task()  # what a spec without a [target] task predicts, and so every caller that names none
 
 
 def label_text(value: object) -> str:
@@ -105,9 +104,19 @@ def higher_is_better(metric: str) -> bool:
 
 
 # How people read each metric's name.
-METRIC_LABELS = {"auc": "AUC", "f1": "F1", "precision": "precision", "recall": "recall", "log_loss": "log loss",
-                 "macro_f1": "macro F1", "weighted_f1": "weighted F1", "accuracy": "accuracy", "rmse": "RMSE",
-                 "mae": "MAE", "r2": "R²"}
+METRIC_LABELS = {
+    "auc": "AUC",
+    "f1": "F1",
+    "precision": "precision",
+    "recall": "recall",
+    "log_loss": "log loss",
+    "macro_f1": "macro F1",
+    "weighted_f1": "weighted F1",
+    "accuracy": "accuracy",
+    "rmse": "RMSE",
+    "mae": "MAE",
+    "r2": "R²",
+}
 # The metrics a one-line summary of a version shows, by task.
 HEADLINE: dict[str, tuple[str, ...]] = {
     "binary": ("auc", "precision", "recall", "f1", "log_loss"),
@@ -116,8 +125,11 @@ HEADLINE: dict[str, tuple[str, ...]] = {
 }
 
 # The two metrics a table of versions shows, by task.
-SUMMARY: dict[str, tuple[str, str]] = {"binary": ("auc", "f1"), "multiclass": ("accuracy", "macro_f1"),
-                                       "regression": ("rmse", "r2")}
+SUMMARY: dict[str, tuple[str, str]] = {
+    "binary": ("auc", "f1"),
+    "multiclass": ("accuracy", "macro_f1"),
+    "regression": ("rmse", "r2"),
+}
 
 
 def metric_label(metric: str) -> str:
@@ -145,7 +157,7 @@ def confusion_lines(metrics: dict) -> list[str]:
     cells = {}
     for key, value in metrics.items():
         if key.startswith("confusion."):
-            true, _, predicted = key[len("confusion."):].partition(".")
+            true, _, predicted = key[len("confusion.") :].partition(".")
             cells[(true, predicted)] = value
     if not cells:
         return []

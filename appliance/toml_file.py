@@ -52,15 +52,23 @@ def _read_toml(path: Path, what: str, expected: str, fix: str = "fix the file an
     except IsADirectoryError:
         raise InvalidInput(f"{what} {path} is a folder; pass the path of {expected}") from None
     except UnicodeDecodeError as e:
-        raise InvalidInput(f"{what} {path} is not UTF-8 text (at byte offset {e.start}); "
-                           f"pass the path of {expected}") from None
+        raise InvalidInput(
+            f"{what} {path} is not UTF-8 text (at byte offset {e.start}); pass the path of {expected}"
+        ) from None
     except tomllib.TOMLDecodeError as e:
         # tomllib's message carries the place: "Expected '=' after a key in a key/value pair (at line 3, column 7)"
         raise InvalidInput(f"{what} {path} is not valid TOML: {e}; {fix}") from None
 
 
-def load_toml(path: Path, type_: type[T], what: str, expected: str, *, fix: str = "fix the file and try again",
-              check: Callable[[T], None] | None = None) -> T:
+def load_toml(
+    path: Path,
+    type_: type[T],
+    what: str,
+    expected: str,
+    *,
+    fix: str = "fix the file and try again",
+    check: Callable[[T], None] | None = None,
+) -> T:
     """Read ``path`` as ``type_``, then run ``check`` (rules across tables) on it; any problem is an
     InvalidInput that names ``what`` the file is, its path, the field and ``fix``."""
     raw = _read_toml(path, what, expected, fix)

@@ -60,20 +60,30 @@ def main() -> int:
     fixed = baseline - found
     if new and (BASELINE.exists() or not update):
         print("\n".join(f"{entry}  (×{count})" for entry, count in sorted(new.items())), file=sys.stderr)
-        print(f"typecheck: {sum(new.values())} mypy error(s) not in {BASELINE.name} (above); fix them: the "
-              "baseline only shrinks", file=sys.stderr)
+        print(
+            f"typecheck: {sum(new.values())} mypy error(s) not in {BASELINE.name} (above); fix them: the "
+            "baseline only shrinks",
+            file=sys.stderr,
+        )
         return 1
     if fixed and not update:
         print("\n".join(sorted(fixed)), file=sys.stderr)
-        print(f"typecheck: {sum(fixed.values())} baseline error(s) are fixed (above); run scripts/typecheck.py "
-              "--update to shrink the baseline", file=sys.stderr)
+        print(
+            f"typecheck: {sum(fixed.values())} baseline error(s) are fixed (above); run scripts/typecheck.py "
+            "--update to shrink the baseline",
+            file=sys.stderr,
+        )
         return 1
     if update:
-        header = ("# mypy errors outside the clean scope, allowed until fixed; written by scripts/typecheck.py "
-                  "--update, which only removes lines.\n")
+        header = (
+            "# mypy errors outside the clean scope, allowed until fixed; written by scripts/typecheck.py "
+            "--update, which only removes lines.\n"
+        )
         BASELINE.write_text(header + "".join(f"{entry}\n" for entry in sorted(found.elements())))
-        print(f"typecheck: baseline holds {sum(found.values())} error(s) in "
-              f"{len({e.split(':')[0] for e in found})} file(s)")
+        print(
+            f"typecheck: baseline holds {sum(found.values())} error(s) in "
+            f"{len({e.split(':')[0] for e in found})} file(s)"
+        )
     return 0
 
 

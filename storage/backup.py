@@ -18,7 +18,7 @@ from pathlib import Path
 from storage.artifacts import file_sha256, fsync
 from storage.database import damaged, is_damage
 
-_PARTIAL = ".partial-"   # a folder being filled: `.<final name>.partial-<random>`, beside its final place
+_PARTIAL = ".partial-"  # a folder being filled: `.<final name>.partial-<random>`, beside its final place
 
 
 def backup_database(source: Path, target: Path) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 from storage.errors import DatabaseCorrupt, SchemaTooNew
 
 BUSY_TIMEOUT_MS = 10_000
-MAX_INTEGER = 2 ** 63 - 1   # SQLite's largest: an id or version past it is none that exists (binding one fails)
+MAX_INTEGER = 2**63 - 1  # SQLite's largest: an id or version past it is none that exists (binding one fails)
 
 
 @dataclass(frozen=True)
@@ -26,8 +26,7 @@ class Migration:
 
 def connect(path: Path | str, migrations: Sequence[Migration] = ()) -> sqlite3.Connection:
     """Open (creating if needed) a SQLite database in WAL mode and bring its schema up to date."""
-    conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
-                           check_same_thread=False)
+    conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False)
     conn.row_factory = sqlite3.Row
     try:
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
@@ -51,9 +50,11 @@ def is_damage(error: sqlite3.DatabaseError) -> bool:
 
 def damaged(path: Path | str, error: sqlite3.DatabaseError | str) -> DatabaseCorrupt:
     """The error for a database SQLite found damaged: which file, and the way back."""
-    return DatabaseCorrupt(f"database {path} is damaged ({error}); nothing was changed — stop the appliance and "
-                           "restore the data directory from a backup: `appliance restore BACKUP --force` (it keeps "
-                           "the damaged directory aside)")
+    return DatabaseCorrupt(
+        f"database {path} is damaged ({error}); nothing was changed — stop the appliance and "
+        "restore the data directory from a backup: `appliance restore BACKUP --force` (it keeps "
+        "the damaged directory aside)"
+    )
 
 
 @contextmanager

@@ -3,7 +3,10 @@
 from storage.database import Migration
 
 MIGRATIONS = [
-    Migration(1, "registry, snapshots and runs", """
+    Migration(
+        1,
+        "registry, snapshots and runs",
+        """
 CREATE TABLE models (
     name        TEXT PRIMARY KEY,
     spec_path   TEXT NOT NULL,
@@ -92,8 +95,12 @@ CREATE TRIGGER audit_log_append_only_update BEFORE UPDATE ON audit_log
 BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 CREATE TRIGGER audit_log_append_only_delete BEFORE DELETE ON audit_log
 BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
-"""),
-    Migration(2, "ingest history with quarantine files", """
+""",
+    ),
+    Migration(
+        2,
+        "ingest history with quarantine files",
+        """
 CREATE TABLE ingests (
     id              INTEGER PRIMARY KEY AUTOINCREMENT,
     model           TEXT NOT NULL REFERENCES models(name),
@@ -108,8 +115,12 @@ CREATE TABLE ingests (
     CHECK (rows_read = accepted + quarantined)
 );
 CREATE INDEX ingests_by_model ON ingests(model, at);
-"""),
-    Migration(3, "pipeline stages and the worker of a run", """
+""",
+    ),
+    Migration(
+        3,
+        "pipeline stages and the worker of a run",
+        """
 ALTER TABLE runs ADD COLUMN worker_pid INTEGER;
 ALTER TABLE runs ADD COLUMN attempts INTEGER NOT NULL DEFAULT 1;
 
@@ -125,10 +136,15 @@ CREATE TABLE run_stages (
     attempts     INTEGER NOT NULL DEFAULT 1,
     PRIMARY KEY (run_id, stage)
 );
-"""),
+""",
+    ),
 ]
 
-MIGRATIONS.append(Migration(4, "api keys and deployments", """
+MIGRATIONS.append(
+    Migration(
+        4,
+        "api keys and deployments",
+        """
 CREATE TABLE api_keys (
     id              TEXT PRIMARY KEY,
     name            TEXT NOT NULL,
@@ -157,9 +173,15 @@ CREATE TABLE deployments (
     FOREIGN KEY (model, baseline_version) REFERENCES model_versions(model, version)
 );
 CREATE UNIQUE INDEX one_running_deployment_per_model ON deployments(model) WHERE status = 'running';
-"""))
+""",
+    )
+)
 
-MIGRATIONS.append(Migration(5, "alerts and the actions they took", """
+MIGRATIONS.append(
+    Migration(
+        5,
+        "alerts and the actions they took",
+        """
 CREATE TABLE alerts (
     id              INTEGER PRIMARY KEY AUTOINCREMENT,
     rule            TEXT NOT NULL,
@@ -194,13 +216,19 @@ CREATE TABLE alert_actions (
     detail_json TEXT NOT NULL DEFAULT '{}'
 );
 CREATE INDEX alert_actions_by_alert ON alert_actions(alert_id, id);
-"""))
+""",
+    )
+)
 
 # A snapshot belongs to one model: two models over the same file each hold a row for the same hash
 # (the Parquet file itself is shared). The tables are rebuilt (SQLite cannot change a primary key);
 # foreign keys are checked at commit, once the new tables stand. An ingest recorded against another
 # model's snapshot (the old global key) gets a row of its own model, so its lineage is whole.
-MIGRATIONS.append(Migration(6, "snapshots keyed by model and hash", """
+MIGRATIONS.append(
+    Migration(
+        6,
+        "snapshots keyed by model and hash",
+        """
 PRAGMA defer_foreign_keys = ON;
 
 CREATE TABLE snapshots_v6 (
@@ -264,12 +292,18 @@ ALTER TABLE snapshots_v6 RENAME TO snapshots;
 ALTER TABLE ingests_v6 RENAME TO ingests;
 CREATE INDEX ingests_by_model ON ingests(model, at);
 CREATE INDEX snapshots_by_hash ON snapshots(hash);
-"""))
+""",
+    )
+)
 
 # A retrain with nothing new to learn from ends after its ingest as 'skipped', saying why in `outcome`.
 # SQLite cannot change a CHECK, so the table is rebuilt under its own name: its rows are set aside, the old
 # table dropped (deferred, the versions and stages that name its runs count as violations)…
-MIGRATIONS.append(Migration(7, "runs that skipped, and what a run came to", """
+MIGRATIONS.append(
+    Migration(
+        7,
+        "runs that skipped, and what a run came to",
+        """
 PRAGMA defer_foreign_keys = ON;
 
 CREATE TEMP TABLE runs_v6 AS SELECT * FROM runs;
@@ -298,4 +332,6 @@ SELECT id, model, kind, status, started_at, ended_at, params_json, metrics_json,
 FROM runs_v6 ORDER BY rowid;
 DROP TABLE runs_v6;
 CREATE INDEX runs_by_model ON runs(model, started_at);
-"""))
+""",
+    )
+)

@@ -8,7 +8,10 @@ that serving, feedback or a promotion needs.
 from storage.database import Migration
 
 MIGRATIONS = [
-    Migration(1, "job runs, results, window state", """
+    Migration(
+        1,
+        "job runs, results, window state",
+        """
 CREATE TABLE job_runs (
     id          INTEGER PRIMARY KEY,
     job         TEXT NOT NULL,
@@ -52,5 +55,6 @@ CREATE TABLE windows (
     computed_at      REAL NOT NULL,
     PRIMARY KEY (model, version, window_start)
 );
-"""),
+""",
+    ),
 ]

@@ -3,7 +3,10 @@
 from storage.database import Migration
 
 MIGRATIONS = [
-    Migration(1, "feature rows and materializations", """
+    Migration(
+        1,
+        "feature rows and materializations",
+        """
 CREATE TABLE feature_rows (
     namespace     TEXT NOT NULL,
     entity        TEXT NOT NULL,
@@ -18,8 +21,12 @@ CREATE TABLE materializations (
     detail_json     TEXT NOT NULL DEFAULT '{}',
     written_at      REAL NOT NULL
 );
-"""),
-    Migration(2, "each entity's recent events, as per-time partials", """
+""",
+    ),
+    Migration(
+        2,
+        "each entity's recent events, as per-time partials",
+        """
 -- The partials of an entity's events within its longest aggregation window, per distinct event time
 -- t: col 0 holds the event count n; col i > 0 the i-th aggregated column's count of values n, sum s,
 -- min lo and max hi. What a server moves the entity's row forward from with each answered request.
@@ -38,5 +45,6 @@ CREATE TABLE tail_points (
 -- 1: the materialization wrote tail points. A namespace written before (0) keeps its rows as
 -- materialized until the next materialization.
 ALTER TABLE materializations ADD COLUMN tails INTEGER NOT NULL DEFAULT 0;
-"""),
+""",
+    ),
 ]

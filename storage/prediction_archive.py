@@ -35,7 +35,9 @@ class PredictionArchive:
         rows = store.conn.execute(
             f"SELECT {', '.join('p.' + c for c in PREDICTION_COLUMNS)}, f.outcome, f.received_at AS outcome_at "
             "FROM predictions p LEFT JOIN feedback f ON f.request_id = p.request_id AND f.position = p.position "
-            "WHERE p.received_at >= ? AND p.received_at < ?", (start, end)).fetchall()
+            "WHERE p.received_at >= ? AND p.received_at < ?",
+            (start, end),
+        ).fetchall()
         if not rows:
             return 0
         columns = [*PREDICTION_COLUMNS, "outcome", "outcome_at"]
@@ -64,9 +66,12 @@ def drop_day(store: PredictionStore, day: date) -> int:
         for table in ("feedback", "shadow_scores"):
             store.conn.execute(
                 f"DELETE FROM {table} WHERE (request_id, position) IN (SELECT request_id, position "
-                "FROM predictions WHERE received_at >= ? AND received_at < ?)", (start, end))
-        return store.conn.execute("DELETE FROM predictions WHERE received_at >= ? AND received_at < ?",
-                                  (start, end)).rowcount
+                "FROM predictions WHERE received_at >= ? AND received_at < ?)",
+                (start, end),
+            )
+        return store.conn.execute(
+            "DELETE FROM predictions WHERE received_at >= ? AND received_at < ?", (start, end)
+        ).rowcount
 
 
 def hot_days(store: PredictionStore) -> list[date]:

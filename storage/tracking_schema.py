@@ -7,7 +7,10 @@ thousands of metric points must never hold the lock a promotion or the serving r
 from storage.database import Migration
 
 MIGRATIONS = [
-    Migration(1, "runs, params, metrics, tags, artifacts", """
+    Migration(
+        1,
+        "runs, params, metrics, tags, artifacts",
+        """
 CREATE TABLE runs (
     id               TEXT PRIMARY KEY,
     model            TEXT NOT NULL,
@@ -55,13 +58,18 @@ CREATE TABLE artifacts (
     bytes  INTEGER NOT NULL,
     PRIMARY KEY (run_id, name)
 );
-"""),
+""",
+    ),
 ]
 
 # A retrain with nothing new to learn from ends as 'skipped' (its reason is the run's `outcome` tag). SQLite
 # cannot change a CHECK, so the table is rebuilt under its own name: its rows are set aside, the old table
 # dropped (deferred, the rows that name its runs count as violations) and the rows put back, which settles them.
-MIGRATIONS.append(Migration(2, "runs that skipped", """
+MIGRATIONS.append(
+    Migration(
+        2,
+        "runs that skipped",
+        """
 PRAGMA defer_foreign_keys = ON;
 
 CREATE TEMP TABLE runs_v1 AS SELECT * FROM runs;
@@ -84,4 +92,6 @@ INSERT INTO runs SELECT * FROM runs_v1 ORDER BY rowid;
 DROP TABLE runs_v1;
 CREATE INDEX runs_by_model ON runs(model, started_at);
 CREATE INDEX runs_by_parent ON runs(parent_id, name);
-"""))
+""",
+    )
+)

@@ -31,8 +31,14 @@ from appliance.training.pipeline import train
 
 # A request carries the entity key, its event time and the request-time values; the stored features
 # (account age, country, windowed aggregations) come from the online store.
-SAMPLE_RECORD = {"user_id": "u00042", "event_time": "2026-10-16T09:30:00Z", "amount": 950.0,
-                 "merchant_category": "jewelry", "hour": 3, "is_foreign": True}
+SAMPLE_RECORD = {
+    "user_id": "u00042",
+    "event_time": "2026-10-16T09:30:00Z",
+    "amount": 950.0,
+    "merchant_category": "jewelry",
+    "hour": 3,
+    "is_foreign": True,
+}
 
 
 def small_spec(tmp: Path, **overrides: str) -> Path:
@@ -123,8 +129,15 @@ def sliced_spec(tmp: Path, days: int, eval_days: int, **overrides: str) -> Path:
     """
     import polars as pl
 
-    path = small_spec(tmp, **{"eval_days = 10": f"eval_days = {eval_days}", "min_recall = 0.30": "min_recall = 0.0",
-                              "max_p99_ms = 10.0": "max_p99_ms = 1000.0", **overrides})
+    path = small_spec(
+        tmp,
+        **{
+            "eval_days = 10": f"eval_days = {eval_days}",
+            "min_recall = 0.30": "min_recall = 0.0",
+            "max_p99_ms = 10.0": "max_p99_ms = 1000.0",
+            **overrides,
+        },
+    )
     source = path.parent / "transactions.parquet"
     frame = pl.read_parquet(source.resolve())
     start = frame["event_time"].min()
@@ -180,7 +193,9 @@ def webhook_alert(spec: Path, receiver: type[HookReceiver], name: str, method: s
     whose webhook posts to ``receiver`` on a loopback port until the block ends."""
     server = HTTPServer(("127.0.0.1", 0), receiver)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    spec.write_text(spec.read_text() + f"""
+    spec.write_text(
+        spec.read_text()
+        + f"""
 [[alerts]]
 name = "{name}"
 check = "serving"
@@ -189,7 +204,8 @@ op = ">"
 threshold = {threshold}
 action = "webhook"
 url = "http://127.0.0.1:{server.server_port}/hook"
-""")
+"""
+    )
     try:
         yield
     finally:

@@ -13,13 +13,29 @@ import pynvml
 
 NOT_SUPPORTED = pynvml.NVMLError(pynvml.NVML_ERROR_NOT_SUPPORTED)
 
-H100 = {"name": "NVIDIA H100 80GB HBM3", "uuid": "GPU-aaaa", "utilization": 87, "memory_used": 10_000_000_000,
-        "memory_total": 80_000_000_000, "temperature": 54, "power_mw": 312_000, "power_limit_mw": 700_000,
-        "energy_mj": 5_000_000}
+H100 = {
+    "name": "NVIDIA H100 80GB HBM3",
+    "uuid": "GPU-aaaa",
+    "utilization": 87,
+    "memory_used": 10_000_000_000,
+    "memory_total": 80_000_000_000,
+    "temperature": 54,
+    "power_mw": 312_000,
+    "power_limit_mw": 700_000,
+    "energy_mj": 5_000_000,
+}
 # An older board: no energy counter (power is integrated instead) and no temperature reading.
-T4 = {"name": "Tesla T4", "uuid": "GPU-bbbb", "utilization": 20, "memory_used": 1_000_000_000,
-      "memory_total": 16_000_000_000, "temperature": NOT_SUPPORTED, "power_mw": 30_000, "power_limit_mw": 70_000,
-      "energy_mj": NOT_SUPPORTED}
+T4 = {
+    "name": "Tesla T4",
+    "uuid": "GPU-bbbb",
+    "utilization": 20,
+    "memory_used": 1_000_000_000,
+    "memory_total": 16_000_000_000,
+    "temperature": NOT_SUPPORTED,
+    "power_mw": 30_000,
+    "power_limit_mw": 70_000,
+    "energy_mj": NOT_SUPPORTED,
+}
 
 
 class FakeNvml:

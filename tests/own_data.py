@@ -15,19 +15,20 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-TEXT_TIME = "%Y-%m-%d %H:%M:%S"   # the CSV sets' times: text with no zone, as many exports write them
+TEXT_TIME = "%Y-%m-%d %H:%M:%S"  # the CSV sets' times: text with no zone, as many exports write them
 
 
-def write_data_set(folder: Path, name: str, spec: str, contract: str, frame: pl.DataFrame,
-                   live_from: datetime) -> Path:
+def write_data_set(folder: Path, name: str, spec: str, contract: str, frame: pl.DataFrame, live_from: datetime) -> Path:
     """The rows before ``live_from`` as the spec's source and the rest as its live file (each where the spec's
     [data] names it, CSV or Parquet as its name says), the contract, and the spec as ``name``.toml; returns the
     spec's path. Text times are compared as text: in ``TEXT_TIME`` that is their order in time."""
     declared = tomllib.loads(spec)
     event_time = declared["features"]["event_time"]
     cut = live_from.strftime(TEXT_TIME) if frame.schema[event_time] == pl.String else live_from
-    for file, rows in ((declared["data"]["source"], frame.filter(pl.col(event_time) < cut)),
-                       (declared["data"]["live"], frame.filter(pl.col(event_time) >= cut))):
+    for file, rows in (
+        (declared["data"]["source"], frame.filter(pl.col(event_time) < cut)),
+        (declared["data"]["live"], frame.filter(pl.col(event_time) >= cut)),
+    ):
         if file.endswith(".csv"):
             rows.write_csv(folder / file)
         else:
@@ -129,9 +130,16 @@ allowed_values = [0, 1]
 """
 
 
-def write_subscriptions(folder: Path, name: str = "subs", days: int = 16, live_days: int = 4,
-                        per_day: int = 300, seed: int = 0, live_reversed: bool = False,
-                        anonymous_share: float = 0.0) -> Path:
+def write_subscriptions(
+    folder: Path,
+    name: str = "subs",
+    days: int = 16,
+    live_days: int = 4,
+    per_day: int = 300,
+    seed: int = 0,
+    live_reversed: bool = False,
+    anonymous_share: float = 0.0,
+) -> Path:
     """Integer subscriber ids with attributes in their own file; integer channel codes and 0/1
     flags stored as integers; Parquet with naive timestamps. Returns the spec's path.
 
@@ -141,10 +149,11 @@ def write_subscriptions(folder: Path, name: str = "subs", days: int = 16, live_d
     folder.mkdir(parents=True, exist_ok=True)
     subscribers = 400
     ids = np.arange(1000, 1000 + subscribers)
-    plans = rng.integers(1, 4, subscribers)           # plan codes 1..3
+    plans = rng.integers(1, 4, subscribers)  # plan codes 1..3
     tenure = rng.integers(1, 60, subscribers)
     pl.DataFrame({"subscriber": ids, "plan": plans, "tenure_months": tenure}).write_parquet(
-        folder / "subscribers.parquet")
+        folder / "subscribers.parquet"
+    )
     n = (days + live_days) * per_day
     start = datetime(2026, 3, 1)
     seconds = np.sort(rng.integers(0, (days + live_days) * 86400, n))
@@ -155,20 +164,31 @@ def write_subscriptions(folder: Path, name: str = "subs", days: int = 16, live_d
     logit = -2.2 + 1.1 * (plans[who] == 1) - 0.03 * tenure[who] + 0.9 * (channel == 4) - 0.04 * minutes + 0.6 * mobile
     if live_reversed:
         live = seconds >= days * 86400
-        logit = np.where(live, -4.4 - logit, logit)   # the same base rate, the order of risk upside down
+        logit = np.where(live, -4.4 - logit, logit)  # the same base rate, the order of risk upside down
     cancelled = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(np.int64)
-    subscriber = pl.Series(ids[who]).scatter(np.flatnonzero(rng.random(n) < anonymous_share), None) \
-        if anonymous_share else ids[who]
-    frame = pl.DataFrame({
-        "session_id": np.arange(1, n + 1), "logged_at": [start + timedelta(seconds=int(s)) for s in seconds],
-        "subscriber": subscriber, "minutes": minutes, "channel": channel, "on_mobile": mobile, "cancelled": cancelled,
-    })
+    subscriber = (
+        pl.Series(ids[who]).scatter(np.flatnonzero(rng.random(n) < anonymous_share), None)
+        if anonymous_share
+        else ids[who]
+    )
+    frame = pl.DataFrame(
+        {
+            "session_id": np.arange(1, n + 1),
+            "logged_at": [start + timedelta(seconds=int(s)) for s in seconds],
+            "subscriber": subscriber,
+            "minutes": minutes,
+            "channel": channel,
+            "on_mobile": mobile,
+            "cancelled": cancelled,
+        }
+    )
     contract = SUBSCRIPTIONS_CONTRACT
     if anonymous_share:
         required = 'name = "subscriber"\ntype = "integer"\nnullable = false'
         contract = contract.replace(required, 'name = "subscriber"\ntype = "integer"')
-    return write_data_set(folder, name, SUBSCRIPTIONS_SPEC.format(name=name), contract, frame,
-                          start + timedelta(days=days))
+    return write_data_set(
+        folder, name, SUBSCRIPTIONS_SPEC.format(name=name), contract, frame, start + timedelta(days=days)
+    )
 
 
 LOANS_SPEC = """[model]
@@ -254,8 +274,9 @@ allowed_values = [0, 1]
 """
 
 
-def write_loans(folder: Path, name: str = "loans", days: int = 12, live_days: int = 3, per_day: int = 250,
-                seed: int = 1) -> Path:
+def write_loans(
+    folder: Path, name: str = "loans", days: int = 12, live_days: int = 3, per_day: int = 250, seed: int = 1
+) -> Path:
     """No entity: each application stands alone. A CSV whose timestamps are text ('2026-05-02 14:03:07')
     and whose flags are 'true'/'false'; integer term codes used as a category. Returns the spec's path."""
     rng = np.random.default_rng(seed)
@@ -267,14 +288,26 @@ def write_loans(folder: Path, name: str = "loans", days: int = 12, live_days: in
     term = rng.choice([36, 60], n)
     grade = rng.choice(["A", "B", "C", "D"], n)
     cosigned = rng.random(n) < 0.3
-    logit = -1.5 + 0.8 * (grade == "D") + 0.4 * (grade == "C") - 0.9 * cosigned + 0.5 * (term == 60) \
+    logit = (
+        -1.5
+        + 0.8 * (grade == "D")
+        + 0.4 * (grade == "C")
+        - 0.9 * cosigned
+        + 0.5 * (term == 60)
         - 0.00002 * (income - 36000)
+    )
     defaulted = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(np.int64)
-    frame = pl.DataFrame({
-        "application": [f"app-{i:06d}" for i in range(n)],
-        "applied": [(start + timedelta(seconds=int(s))).strftime(TEXT_TIME) for s in seconds],
-        "income": income, "term": term, "grade": grade,
-        "cosigned": ["true" if c else "false" for c in cosigned], "defaulted": defaulted,
-    })
-    return write_data_set(folder, name, LOANS_SPEC.format(name=name), LOANS_CONTRACT, frame,
-                          start + timedelta(days=days))
+    frame = pl.DataFrame(
+        {
+            "application": [f"app-{i:06d}" for i in range(n)],
+            "applied": [(start + timedelta(seconds=int(s))).strftime(TEXT_TIME) for s in seconds],
+            "income": income,
+            "term": term,
+            "grade": grade,
+            "cosigned": ["true" if c else "false" for c in cosigned],
+            "defaulted": defaulted,
+        }
+    )
+    return write_data_set(
+        folder, name, LOANS_SPEC.format(name=name), LOANS_CONTRACT, frame, start + timedelta(days=days)
+    )

@@ -109,8 +109,16 @@ ZONES = ["north", "centre", "harbour", "hills"]
 TEAMS = ["billing", "tech", "sales", "abuse"]
 
 
-def write_deliveries(folder: Path, name: str = "eta", days: int = 14, live_days: int = 3, per_day: int = 400,
-                     seed: int = 0, trainer: str = "lightgbm", live_slower: float = 1.0) -> Path:
+def write_deliveries(
+    folder: Path,
+    name: str = "eta",
+    days: int = 14,
+    live_days: int = 3,
+    per_day: int = 400,
+    seed: int = 0,
+    trainer: str = "lightgbm",
+    live_slower: float = 1.0,
+) -> Path:
     """A skewed regression target with string keys; ``live_slower`` multiplies the live days' minutes (the
     model's error grows without its inputs moving). Returns the spec's path."""
     rng = np.random.default_rng(seed)
@@ -130,13 +138,20 @@ def write_deliveries(folder: Path, name: str = "eta", days: int = 14, live_days:
     minutes = (8 + distance / speed + 6 * rush + 4 * (zone == 3) + 1.5 * items) * rng.lognormal(0, 0.15, n)
     live = seconds >= days * 86400
     minutes = np.where(live, minutes * live_slower, minutes).round(1)
-    frame = pl.DataFrame({
-        "ordered_at": [start + timedelta(seconds=int(s)) for s in seconds],
-        "courier": [couriers[i] for i in who], "distance_km": distance, "zone": [ZONES[z] for z in zone],
-        "rush": rush, "items": items, "minutes": minutes,
-    })
-    spec = DELIVERIES_SPEC.format(name=name, trainer=trainer,
-                                  params=LIGHTGBM_PARAMS if trainer == "lightgbm" else MLP_PARAMS)
+    frame = pl.DataFrame(
+        {
+            "ordered_at": [start + timedelta(seconds=int(s)) for s in seconds],
+            "courier": [couriers[i] for i in who],
+            "distance_km": distance,
+            "zone": [ZONES[z] for z in zone],
+            "rush": rush,
+            "items": items,
+            "minutes": minutes,
+        }
+    )
+    spec = DELIVERIES_SPEC.format(
+        name=name, trainer=trainer, params=LIGHTGBM_PARAMS if trainer == "lightgbm" else MLP_PARAMS
+    )
     return write_data_set(folder, name, spec, DELIVERIES_CONTRACT, frame, start + timedelta(days=days))
 
 
@@ -223,8 +238,16 @@ allowed_values = ["billing", "tech", "sales", "abuse"]
 """
 
 
-def write_tickets(folder: Path, name: str = "triage", days: int = 14, live_days: int = 3, per_day: int = 400,
-                  seed: int = 0, trainer: str = "lightgbm", live_swapped: bool = False) -> Path:
+def write_tickets(
+    folder: Path,
+    name: str = "triage",
+    days: int = 14,
+    live_days: int = 3,
+    per_day: int = 400,
+    seed: int = 0,
+    trainer: str = "lightgbm",
+    live_swapped: bool = False,
+) -> Path:
     """Four text classes declared in the contract alone; integer channel codes; text times and booleans in a
     CSV. ``live_swapped``: in the live days, tickets that went to billing go to tech and the reverse."""
     rng = np.random.default_rng(seed)
@@ -236,12 +259,18 @@ def write_tickets(folder: Path, name: str = "triage", days: int = 14, live_days:
     channel = rng.choice([10, 20, 30], n)
     attachment = rng.random(n) < 0.3
     hour = ((seconds % 86400) // 3600).astype(np.int64)
-    logits = np.stack([
-        0.8 * attachment + 0.6 * (channel == 10) - 0.004 * words,           # billing: invoices attached, email
-        0.01 * words - 0.5 + 0.5 * (channel == 20),                         # tech: long tickets, chat
-        1.2 * ((hour >= 9) & (hour < 17)) - 0.8 + 0.7 * (channel == 30),    # sales: office hours, phone
-        -1.0 + 1.5 * (hour < 5),                                            # abuse: at night
-    ], axis=1) * 2.0
+    logits = (
+        np.stack(
+            [
+                0.8 * attachment + 0.6 * (channel == 10) - 0.004 * words,  # billing: invoices attached, email
+                0.01 * words - 0.5 + 0.5 * (channel == 20),  # tech: long tickets, chat
+                1.2 * ((hour >= 9) & (hour < 17)) - 0.8 + 0.7 * (channel == 30),  # sales: office hours, phone
+                -1.0 + 1.5 * (hour < 5),  # abuse: at night
+            ],
+            axis=1,
+        )
+        * 2.0
+    )
     p = np.exp(logits - logits.max(axis=1, keepdims=True))
     p /= p.sum(axis=1, keepdims=True)
     team = (rng.random(n)[:, None] > np.cumsum(p, axis=1)).sum(axis=1)
@@ -249,11 +278,18 @@ def write_tickets(folder: Path, name: str = "triage", days: int = 14, live_days:
         live = seconds >= days * 86400
         team = np.where(live & (team == 0), 1, np.where(live & (team == 1), 0, team))
     opened = [(start + timedelta(seconds=int(s))).strftime(TEXT_TIME) for s in seconds]
-    frame = pl.DataFrame({
-        "ticket": np.arange(1, n + 1), "opened": opened, "words": words, "channel": channel,
-        "attachment": ["true" if a else "false" for a in attachment], "hour": hour,
-        "team": [TEAMS[t] for t in team],
-    })
-    spec = TICKETS_SPEC.format(name=name, trainer=trainer,
-                               params=LIGHTGBM_PARAMS if trainer == "lightgbm" else MLP_PARAMS)
+    frame = pl.DataFrame(
+        {
+            "ticket": np.arange(1, n + 1),
+            "opened": opened,
+            "words": words,
+            "channel": channel,
+            "attachment": ["true" if a else "false" for a in attachment],
+            "hour": hour,
+            "team": [TEAMS[t] for t in team],
+        }
+    )
+    spec = TICKETS_SPEC.format(
+        name=name, trainer=trainer, params=LIGHTGBM_PARAMS if trainer == "lightgbm" else MLP_PARAMS
+    )
     return write_data_set(folder, name, spec, TICKETS_CONTRACT, frame, start + timedelta(days=days))

@@ -57,10 +57,14 @@ def test_bad_input_is_a_problem_document(server):
     _problem(c.post("/v1/models/fraud/predict", json=missing), 422, "missing feature 'amount'")
     no_entity = {k: v for k, v in SAMPLE_RECORD.items() if k != "user_id"}
     _problem(c.post("/v1/models/fraud/predict", json=no_entity), 422, "missing entity key 'user_id'")
-    _problem(c.post("/v1/models/fraud/predict", json={**SAMPLE_RECORD, "event_time": "soon"}), 422,
-             "'event_time' must be an ISO 8601 time")
-    _problem(c.post("/v1/models/fraud/predict", json={**SAMPLE_RECORD, "amount": "lots"}), 422,
-             "'amount' must be a number")
+    _problem(
+        c.post("/v1/models/fraud/predict", json={**SAMPLE_RECORD, "event_time": "soon"}),
+        422,
+        "'event_time' must be an ISO 8601 time",
+    )
+    _problem(
+        c.post("/v1/models/fraud/predict", json={**SAMPLE_RECORD, "amount": "lots"}), 422, "'amount' must be a number"
+    )
     _problem(c.post("/v1/models/fraud/predict", json=[]), 422, "empty")
     _problem(c.post("/v1/models/fraud/predict", json=[SAMPLE_RECORD] * 1001), 413, "limit", "1000")
     _problem(c.post("/v1/models/fraud/predict", content=b"{not json"), 422, "not valid JSON")
@@ -79,22 +83,34 @@ def test_hostile_input_is_a_4xx_problem_and_the_server_goes_on(server):
     deep = b'{"x": ' + b"[" * 5_000 + b"]" * 5_000 + b"}"
     record = httpx.Request("POST", "/", json=SAMPLE_RECORD).content
     not_utf8 = b'"\xff\xfe"'  # where each route reads a string
-    for path, body in (("/v1/models/fraud/predict", b'{"a": %s}'),
-                       ("/v1/models/fraud/feedback", b'{"outcomes": [{"request_id": %s, "outcome": 1}]}'),
-                       ("/v1/models/fraud/promote", b'{"version": 1, "reason": %s}')):
+    for path, body in (
+        ("/v1/models/fraud/predict", b'{"a": %s}'),
+        ("/v1/models/fraud/feedback", b'{"outcomes": [{"request_id": %s, "outcome": 1}]}'),
+        ("/v1/models/fraud/promote", b'{"version": 1, "reason": %s}'),
+    ):
         _problem(c.post(path, content=deep, headers=admin), 422, "nested")
         _problem(c.post(path, content=body % not_utf8, headers=admin), 422, "UTF-8")
     lone = record.replace(b'"u00042"', b'"u\\ud800"')  # a lone surrogate: no UTF-8 spelling, no SQLite text
     _problem(c.post("/v1/models/fraud/predict", content=lone, headers=admin), 422, "surrogate")
-    _problem(c.post("/v1/models/fraud/predict", json={**SAMPLE_RECORD, "user_id": "u" * 300}, headers=admin),
-             422, "user_id", "256")
-    huge = 2 ** 64
-    for outcome in ({"request_id": "r", "outcome": 1, "position": huge}, {"request_id": "r", "outcome": 1e300},
-                    {"request_id": "r", "outcome": 1, "position": -1}):
+    _problem(
+        c.post("/v1/models/fraud/predict", json={**SAMPLE_RECORD, "user_id": "u" * 300}, headers=admin),
+        422,
+        "user_id",
+        "256",
+    )
+    huge = 2**64
+    for outcome in (
+        {"request_id": "r", "outcome": 1, "position": huge},
+        {"request_id": "r", "outcome": 1e300},
+        {"request_id": "r", "outcome": 1, "position": -1},
+    ):
         _problem(c.post("/v1/models/fraud/feedback", json={"outcomes": [outcome]}, headers=admin), 422, "outcomes")
     _problem(c.post("/v1/models/fraud/promote", json={"version": huge}, headers=admin), 422, "version")
-    _problem(c.post("/v1/models/fraud/deployments", json={"strategy": "canary", "version": huge}, headers=admin),
-             422, "version")
+    _problem(
+        c.post("/v1/models/fraud/deployments", json={"strategy": "canary", "version": huge}, headers=admin),
+        422,
+        "version",
+    )
     _problem(c.post(f"/v1/alerts/{huge}/ack", json={}, headers=admin), 404, str(huge))
     too_large = b"[" + b"1," * 3_000_000 + b"1]"
     for path in ("/v1/models/fraud/predict", "/v1/models/fraud/feedback"):  # the endpoint's limit, Litestar's
@@ -134,17 +150,25 @@ def test_a_request_head_past_the_bound_is_refused_before_it_is_buffered(server):
         answer = _send_endless(conn, b"POST /v1/models/fraud/predict HTTP/1.1\r\nHost: x\r\nX-Padding: ")
     assert answer.startswith(b"HTTP/1.1 431 ") and b"KiB" in answer, answer[:200]
     with _connect(server) as conn:  # whole, in one write
-        conn.sendall(b"POST /v1/models/fraud/predict HTTP/1.1\r\nHost: x\r\nX-Padding: " + b"a" * 70_000
-                     + b"\r\ncontent-length: 2\r\n\r\n{}")
+        conn.sendall(
+            b"POST /v1/models/fraud/predict HTTP/1.1\r\nHost: x\r\nX-Padding: "
+            + b"a" * 70_000
+            + b"\r\ncontent-length: 2\r\n\r\n{}"
+        )
         assert conn.recv(65_536).startswith(b"HTTP/1.1 431 ")
     with _connect(server) as conn:  # trailers after a chunked body are a head too
-        answer = _send_endless(conn, b"POST /v1/models/fraud/predict HTTP/1.1\r\nHost: x\r\n"
-                               b"transfer-encoding: chunked\r\n\r\n" + f"{len(record):x}\r\n".encode() + record
-                               + b"\r\n0\r\nx-trailer: ")
+        answer = _send_endless(
+            conn,
+            b"POST /v1/models/fraud/predict HTTP/1.1\r\nHost: x\r\n"
+            b"transfer-encoding: chunked\r\n\r\n" + f"{len(record):x}\r\n".encode() + record + b"\r\n0\r\nx-trailer: ",
+        )
     assert answer.startswith(b"HTTP/1.1 431 "), answer[:200]
     with _connect(server) as conn:  # pipelined after a good request: that one's answer comes first
-        good = (b"POST /v1/models/fraud/predict HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\n"
-                + f"content-length: {len(record)}\r\n\r\n".encode() + record)
+        good = (
+            b"POST /v1/models/fraud/predict HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\n"
+            + f"content-length: {len(record)}\r\n\r\n".encode()
+            + record
+        )
         conn.sendall(good + b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Padding: " + b"a" * 70_000 + b"\r\n\r\n")
         answers = _read_to_close(conn)
     assert answers.startswith(b"HTTP/1.1 200 ") and answers.count(b"HTTP/1.1 431 ") == 1, answers[:300]
@@ -162,8 +186,11 @@ def _data_segments_in(conn: socket.socket) -> int:
 def test_each_answer_is_one_write(server):
     # A response's head and body leave in one send: one segment (and one wake-up of the client) each.
     record = httpx.Request("POST", "/", json=SAMPLE_RECORD).content
-    request = (b"POST /v1/models/fraud/predict HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\n"
-               + f"content-length: {len(record)}\r\n\r\n".encode() + record)
+    request = (
+        b"POST /v1/models/fraud/predict HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\n"
+        + f"content-length: {len(record)}\r\n\r\n".encode()
+        + record
+    )
     with _connect(server) as conn:
         for expected in range(1, 6):
             conn.sendall(request if expected % 2 else b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")  # ours, Litestar's
@@ -178,16 +205,22 @@ def test_a_client_awaiting_100_continue_gets_it_then_its_answer(server):
     # "100 Continue" is a head no body follows: held for the body, it must still go out at the next turn
     record = httpx.Request("POST", "/", json=SAMPLE_RECORD).content
     with _connect(server) as conn:
-        conn.sendall(b"POST /v1/models/fraud/predict HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\n"
-                     b"expect: 100-continue\r\n" + f"content-length: {len(record)}\r\n\r\n".encode())
+        conn.sendall(
+            b"POST /v1/models/fraud/predict HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\n"
+            b"expect: 100-continue\r\n" + f"content-length: {len(record)}\r\n\r\n".encode()
+        )
         assert conn.recv(65_536) == b"HTTP/1.1 100 Continue\r\n\r\n"
         conn.sendall(record)
         assert conn.recv(65_536).startswith(b"HTTP/1.1 200 ")
 
 
 def _predict_request(body: bytes, *headers: bytes) -> bytes:
-    return (b"POST /v1/models/fraud/predict HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\n"
-            + b"".join(h + b"\r\n" for h in headers) + f"content-length: {len(body)}\r\n\r\n".encode() + body)
+    return (
+        b"POST /v1/models/fraud/predict HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\n"
+        + b"".join(h + b"\r\n" for h in headers)
+        + f"content-length: {len(body)}\r\n\r\n".encode()
+        + body
+    )
 
 
 def _answers(conn: socket.socket, count: int) -> list[tuple[bytes, bytes]]:
@@ -210,15 +243,27 @@ def test_plain_predicts_are_answered_as_the_app_answers_them_and_in_order(server
     # Both give the same answer, and answers to pipelined requests come in order, whichever way each went.
     record = httpx.Request("POST", "/", json=SAMPLE_RECORD).content
     pair = httpx.Request("POST", "/", json=[SAMPLE_RECORD, {**SAMPLE_RECORD, "amount": 3.0}]).content
-    chunked = (b"POST /v1/models/fraud/predict HTTP/1.1\r\nHost: x\r\ntransfer-encoding: chunked\r\n\r\n"
-               + f"{len(record):x}\r\n".encode() + record + b"\r\n0\r\n\r\n")
+    chunked = (
+        b"POST /v1/models/fraud/predict HTTP/1.1\r\nHost: x\r\ntransfer-encoding: chunked\r\n\r\n"
+        + f"{len(record):x}\r\n".encode()
+        + record
+        + b"\r\n0\r\n\r\n"
+    )
     with _connect(server) as conn:
-        conn.sendall(_predict_request(record) + b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n" + chunked
-                     + _predict_request(pair) + _predict_request(b'{"amount": 1}') + _predict_request(record))
+        conn.sendall(
+            _predict_request(record)
+            + b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+            + chunked
+            + _predict_request(pair)
+            + _predict_request(b'{"amount": 1}')
+            + _predict_request(record)
+        )
         answers = _answers(conn, 6)
     direct, health, through_asgi, two, bad, again = answers
-    assert [h.split(b"\r\n")[0] for h, _ in answers] == \
-        [b"HTTP/1.1 200 OK"] * 4 + [b"HTTP/1.1 422 Unprocessable Entity", b"HTTP/1.1 200 OK"]
+    assert [h.split(b"\r\n")[0] for h, _ in answers] == [b"HTTP/1.1 200 OK"] * 4 + [
+        b"HTTP/1.1 422 Unprocessable Entity",
+        b"HTTP/1.1 200 OK",
+    ]
     assert msgspec.json.decode(health[1]) == {"status": "ok"}
     first, asgi = msgspec.json.decode(direct[1]), msgspec.json.decode(through_asgi[1])
     assert asgi["probability"] == first["probability"] and asgi["request_id"] != first["request_id"]
@@ -267,14 +312,17 @@ def test_a_scoring_failure_is_a_500_answered_and_logged(server, monkeypatch):
     with sqlite3.connect(Layout(server.home).predictions_db) as db:
         statuses = [s for (s,) in db.execute("SELECT status FROM predictions ORDER BY received_at, position")]
     assert statuses == [500, 500, 500, 200]
-    assert 'appliance_requests_total{model="fraud",version="1",arm="production",status="500"} 2' in \
-        server.client.get("/metrics").text
+    assert (
+        'appliance_requests_total{model="fraud",version="1",arm="production",status="500"} 2'
+        in server.client.get("/metrics").text
+    )
 
 
 def _answer_length(answer: bytes) -> int:
     head, _, _ = answer.partition(b"\r\n\r\n")
-    length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n")
-                  if line.lower().startswith(b"content-length:"))
+    length = next(
+        int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")
+    )
     return len(head) + 4 + length
 
 
@@ -305,10 +353,10 @@ def test_a_connection_answered_before_its_body_arrived_is_closed_when_idle(serve
         time.sleep(0.02)
     with _connect(server) as conn:
         request = _predict_request(record)
-        conn.sendall(request[:-len(record)])
+        conn.sendall(request[: -len(record)])
         time.sleep(0.2)  # answered by now
         conn.sendall(record)
-        (refused, _), = _answers(conn, 1)
+        ((refused, _),) = _answers(conn, 1)
         assert refused.startswith(b"HTTP/1.1 401 ")
         started = time.monotonic()
         assert conn.recv(65_536) == b""  # closed by the server
@@ -323,15 +371,18 @@ def test_a_refusal_before_the_body_is_read_closes_the_connection(server):
         assert time.monotonic() < deadline, "the server did not pick up the new key"
         time.sleep(0.02)
     with _connect(server) as conn:  # the client waits for 100 Continue before it sends the body
-        conn.sendall(b"POST /v1/models/fraud/predict HTTP/1.1\r\nHost: x\r\nexpect: 100-continue\r\n"
-                     b"content-length: 150\r\n\r\n")
+        conn.sendall(
+            b"POST /v1/models/fraud/predict HTTP/1.1\r\nHost: x\r\nexpect: 100-continue\r\ncontent-length: 150\r\n\r\n"
+        )
         answer = _read_to_close(conn)
     assert answer.startswith(b"HTTP/1.1 401 ") and b"connection: close" in answer.lower(), answer[:300]
     refused = server.client.post("/v1/models/fraud/predict", json=SAMPLE_RECORD)  # its body sent: still the last
     assert refused.status_code == 401 and refused.headers["connection"] == "close"
     with _connect(server) as conn:  # refused before its body, which is dropped: nothing after it is answered
-        conn.sendall(_predict_request(httpx.Request("POST", "/", json=SAMPLE_RECORD).content)
-                     + b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        conn.sendall(
+            _predict_request(httpx.Request("POST", "/", json=SAMPLE_RECORD).content)
+            + b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+        )
         answer = _read_to_close(conn)
     assert answer.startswith(b"HTTP/1.1 401 ") and b"www-authenticate" in answer.lower(), answer[:300]
     assert answer.count(b"HTTP/1.1 ") == 1  # the connection ended with the refusal
@@ -339,7 +390,7 @@ def test_a_refusal_before_the_body_is_read_closes_the_connection(server):
 
 def _chunks(body: bytes, size: int):
     for start in range(0, len(body), size):
-        yield body[start:start + size]
+        yield body[start : start + size]
 
 
 def test_the_predict_route_reads_chunked_bodies_and_refuses_other_methods(server):
@@ -350,8 +401,7 @@ def test_the_predict_route_reads_chunked_bodies_and_refuses_other_methods(server
     chunked = c.post("/v1/models/fraud/predict", content=_chunks(body, 7))  # no Content-Length: chunked
     assert chunked.status_code == 200, chunked.text
     assert [p["probability"] for p in chunked.json()["predictions"]] == [p["probability"] for p in whole["predictions"]]
-    _problem(c.post("/v1/models/fraud/predict", content=_chunks(b"[" + b"1," * 3_000_000 + b"1]", 65_536)),
-             413, "MiB")
+    _problem(c.post("/v1/models/fraud/predict", content=_chunks(b"[" + b"1," * 3_000_000 + b"1]", 65_536)), 413, "MiB")
     wrong = c.get("/v1/models/fraud/predict")
     _problem(wrong, 405, "POST")
     assert wrong.headers["allow"] == "POST"

@@ -33,8 +33,27 @@ def _log_rows(first: int, count: int) -> tuple[list[tuple], list[tuple]]:
     one instant holds the same ids in both tables, with no gap."""
     ids = [f"{i:010d}" for i in range(first, first + count)]
     now = time.time()
-    predictions = [(rid, 0, "visits", 3, "production", 7, now, None, str(1000 + int(rid) % 50), FEATURES,
-                    0.25, 0, 0.8, 200, None, None) for rid in ids]
+    predictions = [
+        (
+            rid,
+            0,
+            "visits",
+            3,
+            "production",
+            7,
+            now,
+            None,
+            str(1000 + int(rid) % 50),
+            FEATURES,
+            0.25,
+            0,
+            0.8,
+            200,
+            None,
+            None,
+        )
+        for rid in ids
+    ]
     return predictions, [(rid, 0, 7, 4, 0.5, 1, 0.9, None, None) for rid in ids]
 
 
@@ -54,7 +73,8 @@ def _one_instant(db: Path) -> int:
     conn = sqlite3.connect(db)
     try:
         count, first, last = conn.execute(
-            "SELECT COUNT(*), MIN(request_id), MAX(request_id) FROM predictions").fetchone()
+            "SELECT COUNT(*), MIN(request_id), MAX(request_id) FROM predictions"
+        ).fetchone()
         shadow = conn.execute("SELECT COUNT(*) FROM shadow_scores").fetchone()[0]
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     finally:
@@ -99,7 +119,7 @@ def test_a_backup_finishes_while_the_log_is_written_as_fast_as_it_can_and_is_one
     writer = spawn.Process(target=_write_log, args=(str(home / "predictions.db"), logged, limit, stop, written))
     writer.start()
     try:
-        while written.value < 100:   # writing before the backup starts, and all through it
+        while written.value < 100:  # writing before the backup starts, and all through it
             assert writer.is_alive()
             time.sleep(0.005)
         code, _, err = cli(home, "backup", str(tmp_path / "backup"))
@@ -123,19 +143,23 @@ def test_a_backup_finishes_while_the_log_is_written_as_fast_as_it_can_and_is_one
 
 def test_a_killed_backup_leaves_nothing_that_blocks_the_next(tmp_path):
     home = _logged_home(tmp_path / "home", 20_000)
-    big = home / "artifacts" / "ab" / ("ab" + "0" * 62)   # a large model file: the copy takes a while
+    big = home / "artifacts" / "ab" / ("ab" + "0" * 62)  # a large model file: the copy takes a while
     big.parent.mkdir(parents=True)
     with big.open("wb") as f:
         f.truncate(64 * 1024 * 1024)
     dest = tmp_path / "backups" / "nightly"
-    proc = subprocess.Popen([sys.executable, "-m", "appliance", "--home", str(home), "backup", str(dest)], cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "appliance", "--home", str(home), "backup", str(dest)],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     try:
         while not (dest.parent.exists() and _strays(dest.parent)):
             assert proc.poll() is None, f"the backup ended before it could be killed: {proc.stderr.read()}"
             time.sleep(0.002)
         proc.send_signal(signal.SIGSTOP)
-        assert not dest.exists()   # nothing where the backup goes until it is whole
+        assert not dest.exists()  # nothing where the backup goes until it is whole
     finally:
         proc.kill()
         proc.wait()
@@ -153,13 +177,19 @@ def _tampered(backup: Path, path: str) -> None:
     outside.parent.mkdir(parents=True, exist_ok=True)
     outside.write_bytes(b"written by an attacker")
     manifest = json.loads((backup / "manifest.json").read_text())
-    manifest["files"].append({"path": path, "sha256": hashlib.sha256(b"written by an attacker").hexdigest(),
-                              "bytes": len(b"written by an attacker")})
+    manifest["files"].append(
+        {
+            "path": path,
+            "sha256": hashlib.sha256(b"written by an attacker").hexdigest(),
+            "bytes": len(b"written by an attacker"),
+        }
+    )
     (backup / "manifest.json").write_text(json.dumps(manifest))
 
 
-@pytest.mark.parametrize("path", ["../escaped.txt", "artifacts/../../escaped.txt", "ABSOLUTE", "specs//x.toml",
-                                  "./appliance.toml"])
+@pytest.mark.parametrize(
+    "path", ["../escaped.txt", "artifacts/../../escaped.txt", "ABSOLUTE", "specs//x.toml", "./appliance.toml"]
+)
 def test_a_manifest_path_that_leads_out_is_refused_and_nothing_is_written(tmp_path, path):
     home = _logged_home(tmp_path / "home", 10)
     ok(home, "backup", str(tmp_path / "vault" / "b"))
@@ -170,7 +200,7 @@ def test_a_manifest_path_that_leads_out_is_refused_and_nothing_is_written(tmp_pa
     target = tmp_path / "hosts" / "new"
     line = _one_error_line(*cli(target, "restore", str(tmp_path / "vault" / "b")))
     assert "not safe to restore" in line and repr(path) in line
-    assert sorted(str(p) for p in tmp_path.rglob("*")) == before   # not a file, not a folder
+    assert sorted(str(p) for p in tmp_path.rglob("*")) == before  # not a file, not a folder
     # nor over an existing data directory with --force: it stays where it is, untouched
     (home / "marker").write_text("mine")
     _one_error_line(*cli(home, "restore", str(tmp_path / "vault" / "b"), "--force"))
@@ -210,8 +240,12 @@ def _moved_spec(data: Path, specs: Path) -> Path:
     spec = data / "subs.toml"
     specs.mkdir()
     text = spec.read_text()
-    for key, value in (("source", data / "history.parquet"), ("live", data / "live.parquet"),
-                       ("contract", "../data/contract.toml"), ("entities", "../data/subscribers.parquet")):
+    for key, value in (
+        ("source", data / "history.parquet"),
+        ("live", data / "live.parquet"),
+        ("contract", "../data/contract.toml"),
+        ("entities", "../data/subscribers.parquet"),
+    ):
         line = next(line for line in text.splitlines() if line.startswith(f"{key} = "))
         text = text.replace(line, f"{key} = {json.dumps(str(value))}   # moved")
     moved = specs / "subs.toml"
@@ -235,10 +269,10 @@ def test_a_backup_restored_on_a_clean_host_serves_and_can_retrain(tmp_path):
         assert served.status_code == 200, served.text
     out = ok(home, "backup", str(tmp_path / "usb" / "backup"))
     assert "specs of 1 model(s)" in out and "note:" not in out
-    with running_server(home) as server:   # the answer the first host gives from the state backed up
-        served = server.client.post("/v1/models/subs/predict", json=request)   # (each answer moves the entity)
+    with running_server(home) as server:  # the answer the first host gives from the state backed up
+        served = server.client.post("/v1/models/subs/predict", json=request)  # (each answer moves the entity)
 
-    shutil.rmtree(host)   # the first host is gone: its spec, its data files, its data directory
+    shutil.rmtree(host)  # the first host is gone: its spec, its data files, its data directory
     restored = tmp_path / "host-b" / "appliance"
     out = ok(restored, "restore", str(tmp_path / "usb" / "backup"))
     assert f"model 'subs' now reads its spec from {restored}/specs/subs/" in out
@@ -247,8 +281,12 @@ def test_a_backup_restored_on_a_clean_host_serves_and_can_retrain(tmp_path):
         spec_path = Path(h.registry.model("subs").spec_path)
         assert spec_path.is_relative_to(restored)
         restored_spec = h.spec("subs")
-        for value in (restored_spec.data.source, restored_spec.data.contract, restored_spec.data.entities,
-                      restored_spec.data.live):
+        for value in (
+            restored_spec.data.source,
+            restored_spec.data.contract,
+            restored_spec.data.entities,
+            restored_spec.data.live,
+        ):
             assert value is not None and restored_spec.resolve(value).is_relative_to(restored)
         # the copied history is what was ingested: a retrain reads it and finds nothing new
         assert ingest_source(h, restored_spec).new_snapshot is False
@@ -264,7 +302,7 @@ def test_a_backup_restored_on_a_clean_host_serves_and_can_retrain(tmp_path):
 
 
 def test_a_folder_source_named_by_an_absolute_path_comes_along_and_reads_the_same(tmp_path):
-    spec = write_loans(tmp_path / "data", days=5, live_days=1, per_day=80)   # CSV, text keys, no entity
+    spec = write_loans(tmp_path / "data", days=5, live_days=1, per_day=80)  # CSV, text keys, no entity
     history = tmp_path / "exports" / "applications"
     history.mkdir(parents=True)
     frame = pl.read_csv(spec.parent / "applications.csv")
@@ -293,7 +331,7 @@ def test_a_backup_from_before_specs_were_included_still_restores(tmp_path):
     ok(home, "init", "--spec", str(spec))
     ok(home, "backup", str(tmp_path / "b"))
     manifest = json.loads((tmp_path / "b" / "manifest.json").read_text())
-    del manifest["specs"], manifest["notes"]   # as earlier versions wrote it
+    del manifest["specs"], manifest["notes"]  # as earlier versions wrote it
     manifest["files"] = [f for f in manifest["files"] if not f["path"].startswith("specs/")]
     (tmp_path / "b" / "manifest.json").write_text(json.dumps(manifest))
     out = ok(tmp_path / "restored", "restore", str(tmp_path / "b"))

@@ -24,8 +24,13 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def appliance(home: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "appliance", "--home", str(home), *args],
-                          capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+    return subprocess.run(
+        [sys.executable, "-m", "appliance", "--home", str(home), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+    )
 
 
 def _free_port() -> int:
@@ -51,8 +56,14 @@ def _run_up(home: Path) -> tuple[str, int]:
     """`appliance up` with no configuration but APPLIANCE_HOME; returns (its output, exit code)."""
     port = _free_port()
     env = {**os.environ, "APPLIANCE_HOME": str(home)}
-    proc = subprocess.Popen([sys.executable, "-m", "appliance", "up", "--port", str(port), "--headless"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=ROOT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "appliance", "up", "--port", str(port), "--headless"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+        cwd=ROOT,
+    )
     lines = []
     try:
         for line in proc.stdout:
@@ -151,12 +162,22 @@ def test_the_entry_points_reach_main_and_help_starts_without_the_ml_stack():
     script = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]["appliance"]
     module, _, name = script.partition(":")
     assert getattr(importlib.import_module(module), name) is main
-    shown = subprocess.run([sys.executable, "-c", "import sys\nfrom appliance.cli import main\ntry: main(['--help'])\n"
-                            "except SystemExit: pass\n"
-                            "print([m for m in ('numpy', 'polars', 'duckdb', 'onnxruntime') if m in sys.modules])"],
-                           capture_output=True, text=True, timeout=60, cwd=ROOT)
+    shown = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys\nfrom appliance.cli import main\ntry: main(['--help'])\n"
+            "except SystemExit: pass\n"
+            "print([m for m in ('numpy', 'polars', 'duckdb', 'onnxruntime') if m in sys.modules])",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
     assert shown.returncode == 0, shown.stderr
     assert "COMMAND" in shown.stdout and shown.stdout.splitlines()[-1] == "[]", shown.stdout
-    module_help = subprocess.run([sys.executable, "-m", "appliance", "deploy", "--help"],
-                                 capture_output=True, text=True, timeout=60, cwd=ROOT)
+    module_help = subprocess.run(
+        [sys.executable, "-m", "appliance", "deploy", "--help"], capture_output=True, text=True, timeout=60, cwd=ROOT
+    )
     assert module_help.returncode == 0 and "start deploying a version next to production" in module_help.stdout

@@ -93,8 +93,14 @@ def contract(id_type: str | None, on_repeat: str | None = None, key_type: str = 
     return text + FIELDS.format(key_type=key_type)
 
 
-def parcels(id_type: str | None, days: int = 12, per_day: int = 150, first: int = 0, seed: int = 0,
-            start: datetime = datetime(2026, 2, 2)) -> pl.DataFrame:
+def parcels(
+    id_type: str | None,
+    days: int = 12,
+    per_day: int = 150,
+    first: int = 0,
+    seed: int = 0,
+    start: datetime = datetime(2026, 2, 2),
+) -> pl.DataFrame:
     """Parcel scans, ``first`` numbering their ids; integer ids with integer courier keys, string ids
     ('PX-000123') with string keys ('depot-7/c3'). Lateness follows weight and service."""
     rng = np.random.default_rng(seed)
@@ -104,12 +110,15 @@ def parcels(id_type: str | None, days: int = 12, per_day: int = 150, first: int 
     weight = np.round(rng.gamma(2.0, 4.0, n), 2)
     logit = -1.5 + 0.12 * weight - 1.2 * (service == "express") + 0.8 * (service == "freight")
     couriers = rng.integers(1, 25, n)
-    frame = pl.DataFrame({
-        "scanned_at": [start + timedelta(seconds=int(s)) for s in seconds],
-        "courier": couriers if id_type == "integer" else [f"depot-{c % 4}/c{c}" for c in couriers],
-        "weight_kg": weight, "service": service,
-        "late": (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(np.int64),
-    })
+    frame = pl.DataFrame(
+        {
+            "scanned_at": [start + timedelta(seconds=int(s)) for s in seconds],
+            "courier": couriers if id_type == "integer" else [f"depot-{c % 4}/c{c}" for c in couriers],
+            "weight_kg": weight,
+            "service": service,
+            "late": (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(np.int64),
+        }
+    )
     ids = np.arange(first, first + n)
     if id_type == "integer":
         return frame.insert_column(0, pl.Series("parcel", 700_000 + ids))
@@ -118,8 +127,13 @@ def parcels(id_type: str | None, days: int = 12, per_day: int = 150, first: int 
     return frame
 
 
-def model_folder(folder: Path, id_type: str | None, on_repeat: str | None = None, source: str = "history.parquet",
-                 name: str = "parcels") -> Path:
+def model_folder(
+    folder: Path,
+    id_type: str | None,
+    on_repeat: str | None = None,
+    source: str = "history.parquet",
+    name: str = "parcels",
+) -> Path:
     """The spec and contract of a parcels model in ``folder``; returns the spec's path."""
     folder.mkdir(parents=True, exist_ok=True)
     key_type = "integer" if id_type == "integer" else "string"
@@ -151,8 +165,9 @@ def corrected_reexport(history: pl.DataFrame, days: int, corrected: int) -> tupl
     again = history.filter(pl.col("scanned_at") > since)
     fixed = np.zeros(again.height, dtype=bool)
     fixed[np.random.default_rng(9).choice(again.height, corrected, replace=False)] = True
-    again = again.with_columns(weight_kg=pl.when(pl.Series(fixed)).then(pl.col("weight_kg") + 1.25)
-                               .otherwise(pl.col("weight_kg")))
+    again = again.with_columns(
+        weight_kg=pl.when(pl.Series(fixed)).then(pl.col("weight_kg") + 1.25).otherwise(pl.col("weight_kg"))
+    )
     return again, again.filter(pl.Series(fixed))
 
 
@@ -232,7 +247,7 @@ def test_a_folder_read_again_and_a_batch_ingested_twice_count_each_row_once(tmp_
     for i, day in enumerate(days[6:], start=6):  # the folder grows; each ingest reads every file again
         day.write_parquet(exports / f"day-{i:02d}.parquet")
         out = ok(home, "ingest", "parcels", str(exports))
-        assert ingested(out) == (sum(d.height for d in days[:i + 1]), 0) and "warning" not in out
+        assert ingested(out) == (sum(d.height for d in days[: i + 1]), 0) and "warning" not in out
     assert "(identical content: unchanged)" in ok(home, "ingest", "parcels", str(exports))
     with Home(home) as opened:
         events = read_snapshots(opened.offline, list_snapshots(opened.conn, "parcels"))
@@ -267,29 +282,37 @@ def test_a_correction_rejected_stays_rejected_when_its_batch_comes_again(tmp_pat
 
 def test_null_ids_identify_nothing(tmp_path):
     spec = model_folder(tmp_path / "spec", "integer", "replace")
-    (tmp_path / "spec" / "contract.toml").write_text(contract("integer", "replace", "integer").replace(
-        'name = "parcel"\ntype = "integer"\nnullable = false', 'name = "parcel"\ntype = "integer"'))
+    (tmp_path / "spec" / "contract.toml").write_text(
+        contract("integer", "replace", "integer").replace(
+            'name = "parcel"\ntype = "integer"\nnullable = false', 'name = "parcel"\ntype = "integer"'
+        )
+    )
     home = tmp_path / "home"
     ok(home, "init", "--spec", str(spec))
     batches = [parcels("integer", days=2, seed=s, first=1000 * s) for s in (5, 6)]
     for i, batch in enumerate(batches):  # a third of each batch has no id (labelled traffic may not)
-        batch.with_columns(parcel=pl.when(pl.int_range(pl.len()) % 3 == 0).then(None).otherwise("parcel")) \
-            .write_parquet(tmp_path / f"b{i}.parquet")
+        batch.with_columns(
+            parcel=pl.when(pl.int_range(pl.len()) % 3 == 0).then(None).otherwise("parcel")
+        ).write_parquet(tmp_path / f"b{i}.parquet")
         assert ingested(ok(home, "ingest", "parcels", str(tmp_path / f"b{i}.parquet"))) == (batch.height, 0)
     with Home(home) as opened:
         events = read_snapshots(opened.offline, list_snapshots(opened.conn, "parcels"))
     assert events.height == sum(b.height for b in batches)
 
 
-@pytest.mark.parametrize(("rule", "message"), [
-    ('unique = true\non_repeat = "sometimes"', "on_repeat"),
-    ('on_repeat = "replace"', '"replace" needs unique = true on field \'parcel\''),
-])
+@pytest.mark.parametrize(
+    ("rule", "message"),
+    [
+        ('unique = true\non_repeat = "sometimes"', "on_repeat"),
+        ('on_repeat = "replace"', "\"replace\" needs unique = true on field 'parcel'"),
+    ],
+)
 def test_a_bad_on_repeat_is_one_error_line(tmp_path, rule, message):
     spec = model_folder(tmp_path / "spec", None)
     text = (tmp_path / "spec" / "contract.toml").read_text()
     (tmp_path / "spec" / "contract.toml").write_text(
-        text + f'\n[[fields]]\nname = "parcel"\ntype = "integer"\n{rule}\n')
+        text + f'\n[[fields]]\nname = "parcel"\ntype = "integer"\n{rule}\n'
+    )
     parcels("integer").write_parquet(tmp_path / "batch.parquet")
     home = tmp_path / "home"
     code, _, err = cli(home, "init", "--spec", str(spec))

@@ -43,8 +43,12 @@ def _respec(home: Home, tmp: Path, task: str) -> None:
         binary = 'name = "is_fraud"\ntype = "integer"\nnullable = false\nallowed_values = [0, 1]'
         assert binary in text
         contract.unlink()  # a link to the bundled contract; this copy declares the classes
-        contract.write_text(text.replace(binary, f'name = "is_fraud"\ntype = "string"\nnullable = false\n'
-                                                 f'allowed_values = {json.dumps(list(CLASSES))}'))
+        contract.write_text(
+            text.replace(
+                binary,
+                f'name = "is_fraud"\ntype = "string"\nnullable = false\nallowed_values = {json.dumps(list(CLASSES))}',
+            )
+        )
     home.add_model(load_spec(path))
 
 
@@ -55,8 +59,9 @@ class Log:
         self.store = PredictionStore(home.layout.predictions_db)
         self.rows = 0
 
-    def predict(self, d: deployments.Deployment, arm: str, answers: list[dict], status: int = 200,
-                latency_ms: float = 4.0) -> list[str]:
+    def predict(
+        self, d: deployments.Deployment, arm: str, answers: list[dict], status: int = 200, latency_ms: float = 4.0
+    ) -> list[str]:
         """Log one prediction per answer (its probability, label, value, probabilities); returns request ids."""
         version = d.candidate_version if arm == "candidate" else d.baseline_version
         rows, ids = [], []
@@ -65,18 +70,49 @@ class Log:
             rid = f"r{self.rows:06d}"
             ids.append(rid)
             probabilities = answer.get("probabilities")
-            rows.append((rid, 0, d.model, version, arm, d.id, time.time(), None, None, "{}",
-                         answer.get("probability"), answer.get("label"), latency_ms, status, answer.get("value"),
-                         json.dumps(probabilities) if probabilities is not None else None))
+            rows.append(
+                (
+                    rid,
+                    0,
+                    d.model,
+                    version,
+                    arm,
+                    d.id,
+                    time.time(),
+                    None,
+                    None,
+                    "{}",
+                    answer.get("probability"),
+                    answer.get("label"),
+                    latency_ms,
+                    status,
+                    answer.get("value"),
+                    json.dumps(probabilities) if probabilities is not None else None,
+                )
+            )
         self.store.append(rows)
         return ids
 
     def shadow(self, d: deployments.Deployment, served: list[dict], shadowed: list[dict]) -> None:
         """Log production's answers and the shadow's answers to the same requests."""
         ids = self.predict(d, "production", served)
-        self.store.append([], [(rid, 0, d.id, d.candidate_version, s.get("probability"), s.get("label"), 6.0,
-                                s.get("value"), json.dumps(s["probabilities"]) if "probabilities" in s else None)
-                               for rid, s in zip(ids, shadowed)])
+        self.store.append(
+            [],
+            [
+                (
+                    rid,
+                    0,
+                    d.id,
+                    d.candidate_version,
+                    s.get("probability"),
+                    s.get("label"),
+                    6.0,
+                    s.get("value"),
+                    json.dumps(s["probabilities"]) if "probabilities" in s else None,
+                )
+                for rid, s in zip(ids, shadowed)
+            ],
+        )
 
     def feedback(self, d: deployments.Deployment, ids: list[str], outcomes: list[float]) -> None:
         assert self.store.attach_feedback(d.model, [(rid, 0, o) for rid, o in zip(ids, outcomes)]) == []
@@ -208,7 +244,8 @@ def test_multiclass_shadow_reports_class_agreement_and_the_psi_of_each_class_pro
 
 
 def test_regression_shadow_reports_mean_absolute_difference_relative_to_production_and_value_psi(
-        home_dir, tmp_path, capsys):
+    home_dir, tmp_path, capsys
+):
     served = [-10.0, 20.0, 30.0, 40.0] * 10
     with Home(home_dir) as home:
         _respec(home, tmp_path, "regression")
@@ -258,8 +295,10 @@ def test_multiclass_ab_compares_accuracy_per_arm(home_dir, tmp_path):
         ab = deployments.report(home, log.store, d)["ab"]
         log.store.close()
     assert (ab["measure"], ab["better"]) == ("accuracy", "higher")
-    assert ab["arms"] == [{"arm": "production", "predictions": 10, "with_outcome": 10, "accuracy": 0.7},
-                          {"arm": "candidate", "predictions": 11, "with_outcome": 8, "accuracy": 0.75}]
+    assert ab["arms"] == [
+        {"arm": "production", "predictions": 10, "with_outcome": 10, "accuracy": 0.7},
+        {"arm": "candidate", "predictions": 11, "with_outcome": 8, "accuracy": 0.75},
+    ]
     production_right, candidate_right = [1.0] * 7 + [0.0] * 3, [1.0] * 6 + [0.0] * 2
     assert ab["difference"] == pytest.approx(0.05)
     # Each prediction is right or wrong: the interval is one made for proportions.
@@ -281,13 +320,15 @@ def test_regression_ab_compares_mean_absolute_error_per_arm_lower_being_better(h
         assert single["verdict"] == "not enough outcomes yet: 4 and 1 of 3 an arm"
         log.feedback(d, ids, [9, 18, 33])  # the first outcome corrected, the others arrived
         failed = log.predict(d, "candidate", [{}], status=500)
-        log.feedback(d, failed, [25])   # a failed request has no value to score
+        log.feedback(d, failed, [25])  # a failed request has no value to score
         ab = deployments.report(home, log.store, d)["ab"]
         log.store.close()
     assert (ab["measure"], ab["better"]) == ("mae", "lower")
     production_errors, candidate_errors = [2.0, 5.0, 0.0, 9.0], [1.0, 2.0, 3.0]
-    assert ab["arms"] == [{"arm": "production", "predictions": 4, "with_outcome": 4, "mae": 4.0},
-                          {"arm": "candidate", "predictions": 3, "with_outcome": 3, "mae": 2.0}]
+    assert ab["arms"] == [
+        {"arm": "production", "predictions": 4, "with_outcome": 4, "mae": 4.0},
+        {"arm": "candidate", "predictions": 3, "with_outcome": 3, "mae": 2.0},
+    ]
     diff, ci = _welch(production_errors, candidate_errors)
     assert ab["difference"] == pytest.approx(-2.0) and ab["difference"] == pytest.approx(diff)
     assert ab["ci95"] == pytest.approx(ci)

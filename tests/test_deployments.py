@@ -71,8 +71,11 @@ def test_a_list_request_counts_once_for_latency_and_failure_however_many_records
 def test_ab_interval_of_binary_outcomes_is_newcombes_and_the_always_valid_one_is_wider():
     rng = np.random.default_rng(3)
     a, b = rng.binomial(1, 0.10, 800), rng.binomial(1, 0.16, 900)
-    report = ab_report({"production": 1000, "candidate": 1000},
-                       [("production", float(x)) for x in a] + [("candidate", float(x)) for x in b], 30)
+    report = ab_report(
+        {"production": 1000, "candidate": 1000},
+        [("production", float(x)) for x in a] + [("candidate", float(x)) for x in b],
+        30,
+    )
     assert report.difference == pytest.approx(b.mean() - a.mean())
     newcombe = confint_proportions_2indep(b.sum(), len(b), a.sum(), len(a), method="newcomb", compare="diff")
     assert report.ci95 == pytest.approx(newcombe)
@@ -114,8 +117,13 @@ def test_canary_steps_up_and_promotes_through_the_registry_with_every_step_audit
         done = deployments.advance(home, "fraud", reason="looks good")
         assert done.status == "completed" and home.registry.alias("fraud", "production") == 2
         actions = [e.action for e in reversed(home.registry.audit_log("fraud", limit=5))]
-        assert actions == ["deployment_started", "canary_advanced", "canary_advanced", "promote",
-                           "deployment_completed"]
+        assert actions == [
+            "deployment_started",
+            "canary_advanced",
+            "canary_advanced",
+            "promote",
+            "deployment_completed",
+        ]
         with pytest.raises(NotFound, match="no deployment running"):
             deployments.advance(home, "fraud")
         with pytest.raises(Conflict, match="already in production"):
@@ -125,8 +133,11 @@ def test_canary_steps_up_and_promotes_through_the_registry_with_every_step_audit
 def test_a_shadow_or_ab_candidate_advances_only_with_evidence_or_a_forced_audited_reason(home_dir):
     with Home(home_dir) as home:
         deployments.start(home, "fraud", "shadow", 2)
-        with pytest.raises(Conflict, match=r"the shadow of v2 has 0 predictions compared with production; it "
-                                           r"needs 200 \(deployment.min_sample\)"):
+        with pytest.raises(
+            Conflict,
+            match=r"the shadow of v2 has 0 predictions compared with production; it "
+            r"needs 200 \(deployment.min_sample\)",
+        ):
             deployments.advance(home, "fraud")
         with pytest.raises(InvalidInput, match="a forced advance needs a reason"):
             deployments.advance(home, "fraud", force=True)
@@ -179,16 +190,23 @@ def _load(url: str, stop: threading.Event, failures: list, versions: set, client
 
 def test_a_canary_advances_by_itself_to_production_under_load_without_failing_a_request(server, tmp_path):
     with Home(server.home) as home:
-        _use_spec(home, tmp_path, **{"canary_steps = [5, 25, 50, 100]": "canary_steps = [20, 50, 100]",
-                                     "min_sample = 200": "min_sample = 60",
-                                     "max_p99_latency_ratio = 1.5": "max_p99_latency_ratio = 100"})
+        _use_spec(
+            home,
+            tmp_path,
+            **{
+                "canary_steps = [5, 25, 50, 100]": "canary_steps = [20, 50, 100]",
+                "min_sample = 200": "min_sample = 60",
+                "max_p99_latency_ratio = 1.5": "max_p99_latency_ratio = 100",
+            },
+        )
         deployments.start(home, "fraud", "canary", 2)
     failures, versions, stop = [], set(), threading.Event()
     threads = _load(server.url, stop, failures, versions)
     try:
         with Home(server.home) as home:
-            final = _wait_for(lambda: (d := deployments.latest(home, "fraud")).status != "running" and d,
-                              "the canary never finished")
+            final = _wait_for(
+                lambda: (d := deployments.latest(home, "fraud")).status != "running" and d, "the canary never finished"
+            )
             assert final.status == "completed", final.reason
             assert home.registry.alias("fraud", "production") == 2
             audit = [e for e in home.registry.audit_log("fraud", limit=10) if e.actor == "canary-analysis"]
@@ -205,11 +223,17 @@ def test_a_canary_advances_by_itself_to_production_under_load_without_failing_a_
 def test_a_canary_that_shifts_the_score_distribution_rolls_back_by_itself_and_says_why(server, tmp_path):
     with Home(server.home) as home:
         # v3 ranks as well as v1 but weighs fraud 30× in training: every score is inflated, a real shift.
-        _use_spec(home, tmp_path, **{"min_sample = 200": "min_sample = 60",
-                                     "canary_steps = [5, 25, 50, 100]": "canary_steps = [30, 100]",
-                                     "max_p99_latency_ratio = 1.5": "max_p99_latency_ratio = 100",
-                                     "feature_fraction = 0.9": "feature_fraction = 0.9\nscale_pos_weight = 30",
-                                     "min_recall = 0.30": "min_recall = 0.20"})
+        _use_spec(
+            home,
+            tmp_path,
+            **{
+                "min_sample = 200": "min_sample = 60",
+                "canary_steps = [5, 25, 50, 100]": "canary_steps = [30, 100]",
+                "max_p99_latency_ratio = 1.5": "max_p99_latency_ratio = 100",
+                "feature_fraction = 0.9": "feature_fraction = 0.9\nscale_pos_weight = 30",
+                "min_recall = 0.30": "min_recall = 0.20",
+            },
+        )
         outcome = train(home, home.spec("fraud"))
         v3 = outcome.version
         assert v3.status != "rejected", [c for c in outcome.gates.checks if not c.passed]
@@ -218,8 +242,10 @@ def test_a_canary_that_shifts_the_score_distribution_rolls_back_by_itself_and_sa
     threads = _load(server.url, stop, failures, set(), clients=3)
     try:
         with Home(server.home) as home:
-            final = _wait_for(lambda: (d := deployments.latest(home, "fraud")).status != "running" and d,
-                              "the canary was never judged")
+            final = _wait_for(
+                lambda: (d := deployments.latest(home, "fraud")).status != "running" and d,
+                "the canary was never judged",
+            )
     finally:
         stop.set()
         for t in threads:
@@ -240,8 +266,10 @@ def test_shadow_and_ab_reports_and_admin_routes(server):
     for i in range(20):
         r = c.post("/v1/models/fraud/predict", json={**SAMPLE_RECORD, "amount": 10.0 * i}, headers=admin)
         assert r.status_code == 200 and r.json()["version"] == 1  # only production answers
-    report = _wait_for(lambda: (b := c.get("/v1/models/fraud/deployments", headers=admin).json())["shadow"]["pairs"]
-                       == 20 and b, "shadow scores were not logged")
+    report = _wait_for(
+        lambda: (b := c.get("/v1/models/fraud/deployments", headers=admin).json())["shadow"]["pairs"] == 20 and b,
+        "shadow scores were not logged",
+    )
     shadow = report["shadow"]
     assert shadow["agreement"] > 0.9 and shadow["correlation"] > 0.9 and shadow["shadow_p99_ms"] > 0
     early = c.post("/v1/models/fraud/deployments/advance", json={"reason": "looks fine"}, headers=admin)
@@ -250,18 +278,24 @@ def test_shadow_and_ab_reports_and_admin_routes(server):
     assert unexplained.status_code == 422 and "needs a reason" in unexplained.json()["detail"]
     assert c.post("/v1/models/fraud/deployments/abort", json={}, headers=admin).json()["status"] == "aborted"
 
-    ab = c.post("/v1/models/fraud/deployments", json={"strategy": "ab", "version": 2, "split_key": "user_id"},
-                headers=admin)
+    ab = c.post(
+        "/v1/models/fraud/deployments", json={"strategy": "ab", "version": 2, "split_key": "user_id"}, headers=admin
+    )
     assert ab.status_code == 201, ab.text
-    answers = [c.post("/v1/models/fraud/predict", json={**SAMPLE_RECORD, "user_id": f"u{i}"}, headers=admin).json()
-               for i in range(90)]
+    answers = [
+        c.post("/v1/models/fraud/predict", json={**SAMPLE_RECORD, "user_id": f"u{i}"}, headers=admin).json()
+        for i in range(90)
+    ]
     assert {a["version"] for a in answers} == {1, 2}
     again = c.post("/v1/models/fraud/predict", json={**SAMPLE_RECORD, "user_id": "u7"}, headers=admin).json()
     assert again["version"] == answers[7]["version"]  # sticky by the key
-    outcomes = [{"request_id": a["request_id"], "outcome": float(a["version"] == 2 or i % 3 == 0)}
-                for i, a in enumerate(answers)]
-    fed = c.post("/v1/models/fraud/feedback", json={"outcomes": outcomes + [{"request_id": "nope", "outcome": 1}]},
-                 headers=admin).json()
+    outcomes = [
+        {"request_id": a["request_id"], "outcome": float(a["version"] == 2 or i % 3 == 0)}
+        for i, a in enumerate(answers)
+    ]
+    fed = c.post(
+        "/v1/models/fraud/feedback", json={"outcomes": outcomes + [{"request_id": "nope", "outcome": 1}]}, headers=admin
+    ).json()
     assert fed == {"accepted": 90, "unknown": [{"request_id": "nope", "position": 0}]}
     ab_report_ = c.get("/v1/models/fraud/deployments", headers=admin).json()["ab"]
     assert min(arm["with_outcome"] for arm in ab_report_["arms"]) >= 30  # deployment.ab_min_outcomes: may advance

@@ -29,10 +29,15 @@ from appliance.monitoring.windows import EventWindows
 from appliance.spec import Feature
 from appliance.spec.monitoring import DriftThresholds, MonitoringSection
 
-FEATURES = [Feature("basket_sek", "float"), Feature("store_id", "integer"), Feature("channel", "category"),
-            Feature("is_member", "integer"), Feature("gift_wrap", "boolean")]
+FEATURES = [
+    Feature("basket_sek", "float"),
+    Feature("store_id", "integer"),
+    Feature("channel", "category"),
+    Feature("is_member", "integer"),
+    Feature("gift_wrap", "boolean"),
+]
 CHANNELS = np.array([f"ch_{i:02d}" for i in range(25)])
-CHANNEL_SHARES = (lambda s: s / s.sum())(1 / np.arange(1, 26) ** 1.4)     # the rarest about 0.5 %
+CHANNEL_SHARES = (lambda s: s / s.sum())(1 / np.arange(1, 26) ** 1.4)  # the rarest about 0.5 %
 STORE_SHARES = (lambda s: s / s.sum())(1 / np.arange(1, 61) ** 1.1)
 START = datetime(2027, 5, 1, tzinfo=UTC)
 RULES = MonitoringSection()
@@ -46,9 +51,13 @@ def baskets(rows: int, rng: np.random.Generator, scale: float = 1.0, moved: floa
     move = rng.random(rows) < moved
     store[move] = rng.integers(140, 160, int(move.sum()))
     channel[move] = rng.choice(CHANNELS[15:], int(move.sum()))
-    return {"basket_sek": np.round(rng.gamma(1.2, 400.0, rows) * scale, 2), "store_id": store,
-            "channel": channel, "is_member": (rng.random(rows) < 0.12).astype(np.int64),
-            "gift_wrap": rng.random(rows) < 0.03}
+    return {
+        "basket_sek": np.round(rng.gamma(1.2, 400.0, rows) * scale, 2),
+        "store_id": store,
+        "channel": channel,
+        "is_member": (rng.random(rows) < 0.12).astype(np.int64),
+        "gift_wrap": rng.random(rows) < 0.03,
+    }
 
 
 def windowed(columns: dict[str, np.ndarray], window_rows: int) -> pl.DataFrame:
@@ -59,21 +68,30 @@ def windowed(columns: dict[str, np.ndarray], window_rows: int) -> pl.DataFrame:
 
 
 def drift_rows(reference: pl.DataFrame, traffic: pl.DataFrame, rules: MonitoringSection = RULES) -> pl.DataFrame:
-    return feature_drift(ReferenceProfile.fit(reference, FEATURES, rules.psi_bins), traffic,
-                         EventWindows(traffic, "ordered_at", rules.window), rules)
+    return feature_drift(
+        ReferenceProfile.fit(reference, FEATURES, rules.psi_bins),
+        traffic,
+        EventWindows(traffic, "ordered_at", rules.window),
+        rules,
+    )
 
 
 def alert_shares(rows: pl.DataFrame) -> dict[str, tuple[float, float]]:
     """Per feature: the share of windows that alert, and the share that would have past the floors alone."""
     floors = pl.col("method").replace_strict(FLOORS)
-    per_window = (rows.with_columns(fixed=pl.col("value") > floors)
-                  .group_by("window_start", "feature").agg(pl.col("alert").any(), pl.col("fixed").any()))
+    per_window = (
+        rows.with_columns(fixed=pl.col("value") > floors)
+        .group_by("window_start", "feature")
+        .agg(pl.col("alert").any(), pl.col("fixed").any())
+    )
     shares = per_window.group_by("feature").agg(pl.col("alert").mean(), pl.col("fixed").mean())
     return {r["feature"]: (r["alert"], r["fixed"]) for r in shares.iter_rows(named=True)}
 
 
-@pytest.mark.parametrize(("reference_rows", "window_rows", "references", "windows"),
-                         [(30_000, 200, 1, 400), (30_000, 1_100, 1, 150), (400, 3_000, 30, 10)])
+@pytest.mark.parametrize(
+    ("reference_rows", "window_rows", "references", "windows"),
+    [(30_000, 200, 1, 400), (30_000, 1_100, 1, 150), (400, 3_000, 30, 10)],
+)
 def test_clean_windows_alert_at_most_the_stated_rate(reference_rows, window_rows, references, windows):
     rng = np.random.default_rng(window_rows)
     alerting, fixed = [], []
@@ -109,8 +127,12 @@ def test_a_shift_under_the_floors_never_alerts_however_many_rows_show_it():
 def test_the_threshold_is_the_floor_or_the_chance_bound_whichever_is_larger():
     rng = np.random.default_rng(9)
     reference = pl.DataFrame(baskets(20_000, rng))
-    traffic = pl.concat([windowed(baskets(200, rng), 200),
-                         windowed(baskets(20_000, rng), 20_000).with_columns(pl.col("ordered_at").dt.offset_by("1d"))])
+    traffic = pl.concat(
+        [
+            windowed(baskets(200, rng), 200),
+            windowed(baskets(20_000, rng), 20_000).with_columns(pl.col("ordered_at").dt.offset_by("1d")),
+        ]
+    )
     rows = drift_rows(reference, traffic).sort("window_start")
     for (feature, method), group in rows.group_by("feature", "method"):
         small, large = group["threshold"].to_list()
@@ -125,12 +147,15 @@ def test_the_threshold_is_the_floor_or_the_chance_bound_whichever_is_larger():
     assert (strict_rows["threshold"] >= rows.sort("feature", "method", "window_start")["threshold"]).all()
 
 
-@pytest.mark.parametrize(("shares", "reference_rows", "window_rows"), [
-    ([0.97, 0.03, 0.0], 50_000, 200),       # a rare flag: each count of it is a step of the statistics
-    ([0.97, 0.03, 0.0], 500, 1_000),        # a reference smaller than the window
-    ([*CHANNEL_SHARES, 0.0], 30_000, 300),  # categories whose expected counts are under one row
-    ([*CHANNEL_SHARES, 0.0], 600, 200),
-])
+@pytest.mark.parametrize(
+    ("shares", "reference_rows", "window_rows"),
+    [
+        ([0.97, 0.03, 0.0], 50_000, 200),  # a rare flag: each count of it is a step of the statistics
+        ([0.97, 0.03, 0.0], 500, 1_000),  # a reference smaller than the window
+        ([*CHANNEL_SHARES, 0.0], 30_000, 300),  # categories whose expected counts are under one row
+        ([*CHANNEL_SHARES, 0.0], 600, 200),
+    ],
+)
 def test_the_simulated_bound_is_exceeded_at_most_its_rate(shares, reference_rows, window_rows):
     """Draw references and clean windows from one distribution: the share of windows past their bound is the
     false-alarm rate, which the chi² approximation (PSI ≈ χ²(k-1)·(1/n + 1/m)) misses several times over."""
@@ -150,7 +175,7 @@ def test_the_simulated_bound_is_exceeded_at_most_its_rate(shares, reference_rows
 
 def test_the_ks_bound_is_kolmogorovs_and_safe_for_finite_windows():
     for n in (200, 1_000, 10_000):
-        exact = stats.kstwo.isf(0.005, n)           # one window against a known distribution, exactly
+        exact = stats.kstwo.isf(0.005, n)  # one window against a known distribution, exactly
         bound = drift.ks_by_chance(np.array([n]), 10**12, 0.005)[0]
         assert exact <= bound <= exact * 1.02
 
@@ -160,8 +185,10 @@ def test_prediction_drift_of_small_windows_is_judged_against_chance():
     # A binary model's scores, 2.5 % of them over its decision threshold, and a regression model's values.
     reference = rng.beta(0.6, 12, 20_000)
     threshold = float(np.quantile(reference, 0.975))
-    traffic = windowed({"channel": np.zeros(200 * 300), "score": rng.beta(0.6, 12, 200 * 300),
-                        "eta": rng.gamma(2.0, 9.0, 200 * 300)}, 200)
+    traffic = windowed(
+        {"channel": np.zeros(200 * 300), "score": rng.beta(0.6, 12, 200 * 300), "eta": rng.gamma(2.0, 9.0, 200 * 300)},
+        200,
+    )
     windows = EventWindows(traffic, "ordered_at", "1d")
     scores = prediction_drift_by_window(reference, traffic, "score", windows, threshold, RULES)
     values = value_drift_by_window(rng.gamma(2.0, 9.0, 20_000), traffic, "eta", windows, RULES)
@@ -188,4 +215,4 @@ def test_a_false_alarm_rate_outside_0_1_is_refused(tmp_path: Path):
     listed = io.StringIO()
     with contextlib.redirect_stdout(listed):
         main(["--home", str(tmp_path / "home"), "models"])
-    assert "no models yet" in listed.getvalue()                                # nothing registered
+    assert "no models yet" in listed.getvalue()  # nothing registered

@@ -12,10 +12,15 @@ from appliance.errors import InvalidInput
 from appliance.features.encoding import FeatureSchema, RecordEncoder
 from appliance.spec import Feature
 
-FEATURES = [Feature("amount", "float"), Feature("merchant", "category"), Feature("hour", "integer"),
-            Feature("foreign", "boolean")]
-FRAME = pl.DataFrame({"amount": [1.5, 20.0, None], "merchant": ["b", "a", "c"], "hour": [3, 23, 0],
-                      "foreign": [True, False, None]})
+FEATURES = [
+    Feature("amount", "float"),
+    Feature("merchant", "category"),
+    Feature("hour", "integer"),
+    Feature("foreign", "boolean"),
+]
+FRAME = pl.DataFrame(
+    {"amount": [1.5, 20.0, None], "merchant": ["b", "a", "c"], "hour": [3, 23, 0], "foreign": [True, False, None]}
+)
 
 
 def test_records_encode_exactly_like_the_training_frame():
@@ -35,14 +40,17 @@ def test_unknown_category_and_null_become_missing_values():
     assert np.isnan(schema.encode_frame(unseen)[:, 1]).all()
 
 
-@pytest.mark.parametrize("record, message", [
-    ({"merchant": "a", "hour": 1, "foreign": True}, "missing feature 'amount'"),
-    ({"amount": "12", "merchant": "a", "hour": 1, "foreign": True}, "'amount' must be a number, got a string"),
-    ({"amount": True, "merchant": "a", "hour": 1, "foreign": True}, "'amount' must be a number, got a boolean"),
-    ({"amount": 1.0, "merchant": 3, "hour": 1, "foreign": True}, "'merchant' must be a string"),
-    ({"amount": 1.0, "merchant": "a", "hour": 1.5, "foreign": True}, "'hour' must be an integer"),
-    ({"amount": 1.0, "merchant": "a", "hour": 1, "foreign": "yes"}, "'foreign' must be true or false"),
-])
+@pytest.mark.parametrize(
+    "record, message",
+    [
+        ({"merchant": "a", "hour": 1, "foreign": True}, "missing feature 'amount'"),
+        ({"amount": "12", "merchant": "a", "hour": 1, "foreign": True}, "'amount' must be a number, got a string"),
+        ({"amount": True, "merchant": "a", "hour": 1, "foreign": True}, "'amount' must be a number, got a boolean"),
+        ({"amount": 1.0, "merchant": 3, "hour": 1, "foreign": True}, "'merchant' must be a string"),
+        ({"amount": 1.0, "merchant": "a", "hour": 1.5, "foreign": True}, "'hour' must be an integer"),
+        ({"amount": 1.0, "merchant": "a", "hour": 1, "foreign": "yes"}, "'foreign' must be true or false"),
+    ],
+)
 def test_bad_records_name_the_field(record, message):
     schema = FeatureSchema.learn(FEATURES, FRAME)
     with pytest.raises(InvalidInput, match=message):

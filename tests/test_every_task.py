@@ -49,8 +49,10 @@ def _monitor_table(home: Path, model: str, check: str, capsys) -> list[list[str]
 
 def _wrong_outcome_refused(server, model: str, request_id: str, outcome: object) -> None:
     """Feedback whose outcome the model's task cannot take is refused, naming the field."""
-    wrong = server.client.post(f"/v1/models/{model}/feedback", json={"outcomes": [
-        {"request_id": request_id, "position": 0, "outcome": outcome}]})
+    wrong = server.client.post(
+        f"/v1/models/{model}/feedback",
+        json={"outcomes": [{"request_id": request_id, "position": 0, "outcome": outcome}]},
+    )
     assert wrong.status_code == 422 and "outcomes[0].outcome" in wrong.json()["detail"], wrong.text
 
 
@@ -71,8 +73,9 @@ def _retrained_by_its_alert(home: Path, model: str) -> None:
     with Home(home) as h:
         [critical] = [a for a in list_alerts(h.conn, model) if a.rule == "accuracy-critical"]
         [action] = critical.actions
-        assert (action.action, action.status, action.detail.get("version")) == ("retrain", "succeeded", 2), \
+        assert (action.action, action.status, action.detail.get("version")) == ("retrain", "succeeded", 2), (
             action.detail
+        )
         assert [v.version for v in h.registry.versions(model)] == [1, 2]
 
 
@@ -108,15 +111,15 @@ def test_a_regression_model_runs_the_whole_loop(tmp_path: Path, capsys):
         assert set(body) >= {"value", "version"} and "probability" not in body and body["value"] > 0
         batch = c.post("/v1/models/eta/predict", json=[example, {**example, "distance_km": 30.0}]).json()
         first, far = (p["value"] for p in batch["predictions"])
-        assert first == pytest.approx(body["value"]) and far > first   # thirty kilometres take longer
+        assert first == pytest.approx(body["value"]) and far > first  # thirty kilometres take longer
         schema = c.get("/schema/openapi.json").json()
         assert "value" in str(schema)
-        _wrong_outcome_refused(server, "eta", body["request_id"], "late")   # a word for a number
+        _wrong_outcome_refused(server, "eta", body["request_id"], "late")  # a word for a number
         days, performance = _live_days_monitored(home, server, "eta", capsys)
-        rmse = [float(row[3]) for row in performance]   # window, version, labelled, rmse, mae, r2, estimates…
+        rmse = [float(row[3]) for row in performance]  # window, version, labelled, rmse, mae, r2, estimates…
         assert len(rmse) == len(days) and all(r > v1.metrics["rmse"] for r in rmse)  # the live days run slower
         estimated = _monitor_table(home, "eta", "estimated", capsys)
-        assert any(row[3] == "rmse" for row in estimated)   # DLE's estimate without labels, per window
+        assert any(row[3] == "rmse" for row in estimated)  # DLE's estimate without labels, per window
         _retrained_by_its_alert(home, "eta")
         judged = _canary(server, home, "eta", [{**example, "courier": f"c-{i:03d}"} for i in range(60)])
     assert judged.status in ("completed", "rolled_back")
@@ -139,9 +142,9 @@ def test_a_multiclass_model_runs_the_whole_loop(tmp_path: Path, capsys):
         assert body["class"] in TEAMS and set(body["probabilities"]) == set(TEAMS)
         assert sum(body["probabilities"].values()) == pytest.approx(1, abs=1e-5)
         assert body["class"] == max(body["probabilities"], key=body["probabilities"].get)
-        _wrong_outcome_refused(server, "triage", body["request_id"], "legal")   # a class the model does not know
+        _wrong_outcome_refused(server, "triage", body["request_id"], "legal")  # a class the model does not know
         days, performance = _live_days_monitored(home, server, "triage", capsys)
-        accuracy = [float(row[3]) for row in performance]   # window, version, labelled, accuracy, macro_f1, …
+        accuracy = [float(row[3]) for row in performance]  # window, version, labelled, accuracy, macro_f1, …
         # billing and tech swapped in the live days: the realized accuracy falls below the evaluation's
         assert len(accuracy) == len(days) and all(a < v1.metrics["accuracy"] for a in accuracy)
         estimated = _monitor_table(home, "triage", "estimated", capsys)
@@ -169,11 +172,13 @@ def test_a_target_that_does_not_fit_its_task_is_refused_before_anything_is_train
     spec.write_text(spec.read_text().replace('task = "multiclass"', 'task = "multiclass"\nclasses = [0, 1, 2, 3]'))
     assert "are not text, but 'team' is a string" in _refused(tmp_path / "h1", capsys, "init", "--spec", str(spec))
     spec.write_text(spec.read_text().replace("classes = [0, 1, 2, 3]", 'classes = ["billing", "tech", "legal"]'))
-    assert "['legal'] are not among the contract's allowed_values" in _refused(tmp_path / "h1", capsys, "init",
-                                                                               "--spec", str(spec))
+    assert "['legal'] are not among the contract's allowed_values" in _refused(
+        tmp_path / "h1", capsys, "init", "--spec", str(spec)
+    )
     # A class the spec leaves out: its rows are quarantined and training stops, naming it.
-    spec.write_text(spec.read_text().replace('classes = ["billing", "tech", "legal"]',
-                                             'classes = ["billing", "tech", "sales"]'))
+    spec.write_text(
+        spec.read_text().replace('classes = ["billing", "tech", "legal"]', 'classes = ["billing", "tech", "sales"]')
+    )
     _cli(tmp_path / "h2", "init", "--spec", str(spec))
     err = _refused(tmp_path / "h2", capsys, "train", "triage")
     assert "not among the classes ['billing', 'tech', 'sales']: 'abuse'" in err
@@ -183,23 +188,30 @@ def test_a_target_that_does_not_fit_its_task_is_refused_before_anything_is_train
     # A binary spec over three codes would train "class 0 against the rest": refused, pointing at multiclass.
     codes = write_tickets(tmp_path / "codes")
     frame = pl.read_csv(codes.parent / "tickets.csv").with_columns(
-        team=pl.col("team").replace_strict({"billing": 0, "tech": 1, "sales": 2, "abuse": 2}))
+        team=pl.col("team").replace_strict({"billing": 0, "tech": 1, "sales": 2, "abuse": 2})
+    )
     frame.write_csv(codes.parent / "tickets.csv")
     contract = codes.parent / "contract.toml"
-    contract.write_text(contract.read_text().replace('type = "string"\nallowed_values = ["billing", "tech", "sales", '
-                                                     '"abuse"]', 'type = "integer"'))
+    contract.write_text(
+        contract.read_text().replace(
+            'type = "string"\nallowed_values = ["billing", "tech", "sales", "abuse"]', 'type = "integer"'
+        )
+    )
     codes.write_text(codes.read_text().replace('task = "multiclass"\n', ""))
     _cli(tmp_path / "h3", "init", "--spec", str(codes))
     assert 'set task = "multiclass"' in _refused(tmp_path / "h3", capsys, "train", "triage")
     # A constant regression target, and a text target for a regression.
     flat = write_deliveries(tmp_path / "flat")
     pl.read_parquet(flat.parent / "history.parquet").with_columns(minutes=pl.lit(12.0)).write_parquet(
-        flat.parent / "history.parquet")
+        flat.parent / "history.parquet"
+    )
     _cli(tmp_path / "h4", "init", "--spec", str(flat))
     assert "has a single value (12.0)" in _refused(tmp_path / "h4", capsys, "train", "eta")
     worded = write_deliveries(tmp_path / "worded")
     contract = worded.parent / "contract.toml"
-    contract.write_text(contract.read_text().replace('name = "minutes"\ntype = "float"',
-                                                     'name = "minutes"\ntype = "string"'))
-    assert 'a text target is a class: set task = "multiclass"' in _refused(tmp_path / "h5", capsys, "init", "--spec",
-                                                                          str(worded))
+    contract.write_text(
+        contract.read_text().replace('name = "minutes"\ntype = "float"', 'name = "minutes"\ntype = "string"')
+    )
+    assert 'a text target is a class: set task = "multiclass"' in _refused(
+        tmp_path / "h5", capsys, "init", "--spec", str(worded)
+    )

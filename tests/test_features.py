@@ -26,20 +26,27 @@ UTC = UTC
 T0 = datetime(2026, 1, 1, 12, tzinfo=UTC)
 HOUR, DAY, MICRO = timedelta(hours=1), timedelta(days=1), timedelta(microseconds=1)
 FEATURES = FeaturesSection(
-    entity_key="user_id", event_time="event_time", request=[Feature("amount", "float")],
+    entity_key="user_id",
+    event_time="event_time",
+    request=[Feature("amount", "float")],
     entity_attributes=[Feature("country", "category")],
-    aggregations=[Aggregation("n_1h", "count", "1h"), Aggregation("sum_1h", "sum", "1h", column="amount"),
-                  Aggregation("mean_1d", "mean", "1d", column="amount"),
-                  Aggregation("max_1d", "max", "1d", column="amount")],
+    aggregations=[
+        Aggregation("n_1h", "count", "1h"),
+        Aggregation("sum_1h", "sum", "1h", column="amount"),
+        Aggregation("mean_1d", "mean", "1d", column="amount"),
+        Aggregation("max_1d", "max", "1d", column="amount"),
+    ],
     derived=[Derived("to_mean", "ratio", ["amount", "mean_1d"]), Derived("since", "since_last")],
-    ttl="1d")
+    ttl="1d",
+)
 ENTITIES = pl.DataFrame({"user_id": ["a", "c"], "country": ["GB", "JP"]})
 
 
 def _events(*rows: tuple[str, datetime, float]) -> pl.DataFrame:
-    return pl.DataFrame({"user_id": [r[0] for r in rows], "event_time": [r[1] for r in rows],
-                         "amount": [r[2] for r in rows]},
-                        schema={"user_id": pl.String, "event_time": pl.Datetime("us", "UTC"), "amount": pl.Float64})
+    return pl.DataFrame(
+        {"user_id": [r[0] for r in rows], "event_time": [r[1] for r in rows], "amount": [r[2] for r in rows]},
+        schema={"user_id": pl.String, "event_time": pl.Datetime("us", "UTC"), "amount": pl.Float64},
+    )
 
 
 # User a: one event, then two at the same instant exactly one hour later, then one two hours after those.
@@ -87,11 +94,14 @@ def test_online_a_request_at_the_instant_of_the_latest_event_does_not_see_it(tmp
     assert _offline(HISTORY, _events(("a", at, 5.0)))[0]["n_1h"] == 3
 
 
-@pytest.mark.parametrize("after, visible", [
-    (MICRO, True),                    # just after the latest event
-    (DAY, True),                      # exactly the TTL old: still used
-    (DAY + MICRO, False),             # older than the TTL: expired, as if there were no history
-])
+@pytest.mark.parametrize(
+    "after, visible",
+    [
+        (MICRO, True),  # just after the latest event
+        (DAY, True),  # exactly the TTL old: still used
+        (DAY + MICRO, False),  # older than the TTL: expired, as if there were no history
+    ],
+)
 def test_online_and_offline_agree_after_the_latest_event_and_on_ttl_expiry(tmp_path, after, visible):
     online = _online(tmp_path, HISTORY)
     at = T0 + 3 * HOUR + after
@@ -113,23 +123,24 @@ def test_a_late_row_counts_by_its_event_time_once_ingested_and_materialized(tmp_
     late = _events(("a", T0 + 2 * HOUR, 100.0))
     with_late = pl.concat([HISTORY, late])
     got = _offline(with_late, HISTORY)
-    assert got[1]["n_1h"] == 1                                      # events before the late row: unchanged
-    assert (got[3]["n_1h"], got[3]["sum_1h"]) == (3, 150.0)         # after it: the late row's window
+    assert got[1]["n_1h"] == 1  # events before the late row: unchanged
+    assert (got[3]["n_1h"], got[3]["sum_1h"]) == (3, 150.0)  # after it: the late row's window
     request = [{"user_id": "a", "event_time": (T0 + 4 * HOUR).isoformat(), "amount": 1.0}]
     before = _online(tmp_path, HISTORY).complete(request)[0]
     after = _online(tmp_path, with_late).complete(request)[0]
-    assert before["mean_1d"] == 25.0 and after["mean_1d"] == 40.0   # (10 + 20 + 30 + 100 + 40) / 5
+    assert before["mean_1d"] == 25.0 and after["mean_1d"] == 40.0  # (10 + 20 + 30 + 100 + 40) / 5
 
 
 def test_requests_are_completed_in_batches_and_bad_ones_name_the_record(tmp_path):
     online = _online(tmp_path, HISTORY)
     at = (T0 + 4 * HOUR).isoformat()
-    rows = online.complete([{"user_id": "a", "event_time": at, "amount": 50.0},
-                            {"user_id": "c", "event_time": at, "amount": 50.0}])
+    rows = online.complete(
+        [{"user_id": "a", "event_time": at, "amount": 50.0}, {"user_id": "c", "event_time": at, "amount": 50.0}]
+    )
     assert rows[0]["n_1h"] == 1 and rows[1]["n_1h"] is None and rows[1]["country"] == "JP"
     with pytest.raises(InvalidInput, match="record 1: missing entity key 'user_id'"):
         online.complete([{"user_id": "a"}, {"amount": 1.0}])
-    for bad in ("yesterday", True, -5, 10 ** 12):  # 10 ** 12: milliseconds, not Unix seconds
+    for bad in ("yesterday", True, -5, 10**12):  # 10 ** 12: milliseconds, not Unix seconds
         with pytest.raises(InvalidInput, match=r"'event_time' must be an ISO 8601 time .* or Unix seconds"):
             online.complete([{"user_id": "a", "event_time": bad}])
     unix = (T0 + 4 * HOUR).timestamp()  # a Unix timestamp is the same instant as its ISO text
@@ -141,19 +152,25 @@ def test_requests_are_completed_in_batches_and_bad_ones_name_the_record(tmp_path
 
 
 def test_a_ratio_with_a_missing_or_zero_denominator_is_missing():
-    out = derive([Derived("r", "ratio", ["x", "y"])], {"x": np.array([1.0, 1.0, np.nan, 6.0]),
-                                                      "y": np.array([0.0, np.nan, 2.0, 3.0])},
-                 np.zeros(4), np.zeros(4))["r"]
+    out = derive(
+        [Derived("r", "ratio", ["x", "y"])],
+        {"x": np.array([1.0, 1.0, np.nan, 6.0]), "y": np.array([0.0, np.nan, 2.0, 3.0])},
+        np.zeros(4),
+        np.zeros(4),
+    )["r"]
     assert [math.isnan(v) for v in out[:3]] == [True] * 3 and out[3] == 2.0
 
 
-@pytest.mark.parametrize("old, new, message", [
-    ('window = "1h" }', 'window = "an hour" }', "is not like '30m'"),
-    ('of = ["amount", "amount_mean_30d"]', 'of = ["amount"]', "takes 2 feature names"),
-    ('of = ["amount", "amount_mean_30d"]', 'of = ["amount", "nope"]', "unknown feature(s) ['nope']"),
-    ('function = "max", column = "amount"', 'function = "max"', "needs a column"),
-    ('of = ["amount", "amount_mean_30d"]', 'of = ["amount", "country"]', "divides categories ['country']"),
-])
+@pytest.mark.parametrize(
+    "old, new, message",
+    [
+        ('window = "1h" }', 'window = "an hour" }', "is not like '30m'"),
+        ('of = ["amount", "amount_mean_30d"]', 'of = ["amount"]', "takes 2 feature names"),
+        ('of = ["amount", "amount_mean_30d"]', 'of = ["amount", "nope"]', "unknown feature(s) ['nope']"),
+        ('function = "max", column = "amount"', 'function = "max"', "needs a column"),
+        ('of = ["amount", "amount_mean_30d"]', 'of = ["amount", "country"]', "divides categories ['country']"),
+    ],
+)
 def test_bad_feature_definitions_are_refused_with_the_reason(tmp_path, old, new, message):
     with pytest.raises(InvalidInput, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):
         load_spec(small_spec(tmp_path, **{old: new}))
@@ -165,8 +182,13 @@ def test_versions_record_their_definitions_and_a_new_definition_gets_its_own_nam
         assert served_definitions(home, "fraud") == [spec.features, spec.features]
         schema = home.registry.version("fraud", 1).feature_schema
         assert [a["name"] for a in schema["definitions"]["aggregations"]][:2] == ["tx_count_1h", "amount_sum_1h"]
-    longer = msgspec.structs.replace(spec.features, aggregations=[
-        msgspec.structs.replace(spec.features.aggregations[0], window="2h"), *spec.features.aggregations[1:]])
+    longer = msgspec.structs.replace(
+        spec.features,
+        aggregations=[
+            msgspec.structs.replace(spec.features.aggregations[0], window="2h"),
+            *spec.features.aggregations[1:],
+        ],
+    )
     assert namespace("fraud", longer) != namespace("fraud", spec.features)
     # The TTL and the derived features are applied at lookup, so they do not change what is stored.
     assert namespace("fraud", msgspec.structs.replace(spec.features, ttl="1h")) == namespace("fraud", spec.features)
@@ -181,8 +203,9 @@ def test_the_skew_check_on_the_sample_finds_nothing_then_finds_stale_values(home
         live = pl.read_parquet(spec.resolve(spec.data.live))
         day = live.filter(pl.col("event_time") < datetime(2026, 10, 17, tzinfo=UTC))
         day.write_parquet(tmp_path / "day.parquet")
-        ingest(home.conn, home.offline, "fraud", load_contract(spec.resolve(spec.data.contract)),
-               tmp_path / "day.parquet")
+        ingest(
+            home.conn, home.offline, "fraud", load_contract(spec.resolve(spec.data.contract)), tmp_path / "day.parquet"
+        )
         stale = check_skew(home, spec, sample=100)
         assert stale.mismatches and {m.feature for m in stale.mismatches} >= {"seconds_since_last"}
         materialize_model(home, spec)

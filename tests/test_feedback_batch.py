@@ -131,16 +131,18 @@ def write_model(folder: Path, id_type: str, key_type: str) -> Path:
     n = HISTORY_DAYS * PER_DAY
     amount = rng.uniform(1, 99, n)
     accounts = rng.integers(100, 130, n)
-    frame = pl.DataFrame({
-        "visit_id": [f"v{i}" for i in range(n)] if id_type == "string" else list(range(1, n + 1)),
-        "at": [DAY0 + timedelta(minutes=24 * i) for i in range(n)],
-        "account": [str(a) for a in accounts] if key_type == "string" else accounts,
-        "amount": amount,
-        "channel": rng.integers(1, 4, n),
-        "flag": rng.integers(0, 2, n),
-        "region": rng.choice(["north", "south"], n),
-        "churned": ((amount + rng.normal(0, 15, n)) > 60).astype(int),
-    })
+    frame = pl.DataFrame(
+        {
+            "visit_id": [f"v{i}" for i in range(n)] if id_type == "string" else list(range(1, n + 1)),
+            "at": [DAY0 + timedelta(minutes=24 * i) for i in range(n)],
+            "account": [str(a) for a in accounts] if key_type == "string" else accounts,
+            "amount": amount,
+            "channel": rng.integers(1, 4, n),
+            "flag": rng.integers(0, 2, n),
+            "region": rng.choice(["north", "south"], n),
+            "churned": ((amount + rng.normal(0, 15, n)) > 60).astype(int),
+        }
+    )
     folder.mkdir(parents=True, exist_ok=True)
     frame.write_parquet(folder / "history.parquet")
     (folder / "contract.toml").write_text(CONTRACT.format(id_type=id_type, key_type=key_type))
@@ -156,15 +158,37 @@ def log_labelled(root: Path, key_type: str, count: int = 40, outcome=None) -> st
     rows, outcomes = [], []
     for i in range(count):
         at = day + timedelta(minutes=30 * i)
-        record = {"account": 100 + i % 7 if key_type == "integer" else f"{100 + i % 7}",
-                  "amount": 10.0 + 2 * i, "channel": 1 + i % 3, "flag": i % 2 == 0}
+        record = {
+            "account": 100 + i % 7 if key_type == "integer" else f"{100 + i % 7}",
+            "amount": 10.0 + 2 * i,
+            "channel": 1 + i % 3,
+            "flag": i % 2 == 0,
+        }
         if i % 3 == 0:
             record["at"] = at.isoformat().replace("+00:00", "Z")
         elif i % 3 == 1:
-            record["at"] = at.timestamp()        # Unix seconds
+            record["at"] = at.timestamp()  # Unix seconds
         # else: no event time; scored as of its arrival
-        rows.append((request_id, i, "churn", 1, "production", None, at.timestamp(), record.get("at"),
-                     str(record["account"]), json.dumps(record), 0.5, 1, 1.0, 200, None, None))
+        rows.append(
+            (
+                request_id,
+                i,
+                "churn",
+                1,
+                "production",
+                None,
+                at.timestamp(),
+                record.get("at"),
+                str(record["account"]),
+                json.dumps(record),
+                0.5,
+                1,
+                1.0,
+                200,
+                None,
+                None,
+            )
+        )
         outcomes.append((request_id, i, float(outcome(i) if outcome else int(record["amount"] > 60))))
     store = PredictionStore(Layout(root).predictions_db)
     try:
@@ -177,14 +201,14 @@ def log_labelled(root: Path, key_type: str, count: int = 40, outcome=None) -> st
 
 def test_a_logged_value_becomes_the_contracts_type_or_stays_as_it_came_for_the_check_to_refuse():
     assert contract_value(3.0, "integer") == 3 and contract_value(" 7 ", "integer") == 7
-    assert contract_value(True, "integer") == 1                      # a flag in a 0/1 column
+    assert contract_value(True, "integer") == 1  # a flag in a 0/1 column
     assert contract_value(1, "boolean") is True and contract_value("false", "boolean") is False
     assert contract_value(42, "string") == "42" and contract_value(2.0, "string") == "2"
     assert contract_value(5, "float") == 5.0
     assert contract_value(1_780_000_000, "timestamp") == datetime.fromtimestamp(1_780_000_000, UTC)
     assert contract_value("2026-05-09T00:30:00Z", "timestamp") == datetime(2026, 5, 9, 0, 30, tzinfo=UTC)
     for value, kind in ((3.5, "integer"), (2, "boolean"), (True, "float"), ("soon", "timestamp")):
-        assert contract_value(value, kind) == value                # not one: the check quarantines it
+        assert contract_value(value, kind) == value  # not one: the check quarantines it
 
 
 @pytest.mark.parametrize("id_type, key_type", [("integer", "integer"), ("string", "string")])
@@ -211,16 +235,23 @@ def test_a_retrain_learns_from_labelled_predictions_whatever_the_contracts_uniqu
     assert stages["features"]["eval_rows"] == 40 and outcome.cutoff.startswith("2026-05-09")
 
     # the new snapshot holds the labelled rows typed as the contract declares
-    contract_types = {"visit_id": pl.Int64 if id_type == "integer" else pl.String, "at": pl.Datetime("us", "UTC"),
-                      "account": pl.Int64 if key_type == "integer" else pl.String, "amount": pl.Float64,
-                      "channel": pl.Int64, "flag": pl.Int64, "region": pl.String, "churned": pl.Int64}
+    contract_types = {
+        "visit_id": pl.Int64 if id_type == "integer" else pl.String,
+        "at": pl.Datetime("us", "UTC"),
+        "account": pl.Int64 if key_type == "integer" else pl.String,
+        "amount": pl.Float64,
+        "channel": pl.Int64,
+        "flag": pl.Int64,
+        "region": pl.String,
+        "churned": pl.Int64,
+    }
     assert dict(fresh.schema) == contract_types
     fresh = fresh.sort("amount")
-    if id_type == "integer":   # a request carries no id, and none is made up in the user's id space
+    if id_type == "integer":  # a request carries no id, and none is made up in the user's id space
         assert fresh["visit_id"].null_count() == 40
-    else:                      # the prediction's own identity
+    else:  # the prediction's own identity
         assert sorted(fresh["visit_id"]) == sorted(f"{request_id}:{i}" for i in range(40))
-    assert fresh["region"].null_count() == 40                         # never carried: null, not a fault
+    assert fresh["region"].null_count() == 40  # never carried: null, not a fault
     assert fresh["account"].to_list()[:3] == ([100, 101, 102] if key_type == "integer" else ["100", "101", "102"])
     day = DAY0 + timedelta(days=HISTORY_DAYS)
     # ISO text, Unix seconds and a left-out event time (the prediction's arrival) alike
@@ -234,7 +265,7 @@ def test_a_retrain_whose_labelled_predictions_are_all_refused_fails_saying_why(t
     spec = load_spec(write_model(tmp_path / "spec", "integer", "integer"))
     with Home(tmp_path / "home") as home:
         home.add_model(spec)
-        log_labelled(home.root, "integer", count=12, outcome=lambda i: 2)   # not a class the target has
+        log_labelled(home.root, "integer", count=12, outcome=lambda i: 2)  # not a class the target has
         run_id = uuid.uuid4().hex
         with pytest.raises(InvalidInput) as refused:
             train(home, spec, retrain=True, new_run_id=run_id)

@@ -21,13 +21,21 @@ from appliance.validation.probes import (
     single_row_p99_ms,
 )
 
-RULES = ValidationSection(min_auc=0.8, min_recall=0.3, recall_at_precision=0.8, max_regression=0.02,
-                          max_segment_gap=0.10, segment_min_positives=30, max_p99_ms=10.0)
+RULES = ValidationSection(
+    min_auc=0.8,
+    min_recall=0.3,
+    recall_at_precision=0.8,
+    max_regression=0.02,
+    max_segment_gap=0.10,
+    segment_min_positives=30,
+    max_p99_ms=10.0,
+)
 
 
 def evidence(**changes) -> GateEvidence:
-    base = GateEvidence(value=0.89, recall_at_precision=0.4, parity_diff=1e-7, p99_ms=0.1, robustness_probes=43,
-                        robustness_failures=[])
+    base = GateEvidence(
+        value=0.89, recall_at_precision=0.4, parity_diff=1e-7, p99_ms=0.1, robustness_probes=43, robustness_failures=[]
+    )
     return msgspec.structs.replace(base, **changes)
 
 
@@ -54,17 +62,20 @@ def test_regression_is_judged_against_production_on_the_same_rows():
 
 
 def test_a_first_version_is_judged_by_the_specs_own_thresholds_only():
-    modest = msgspec.structs.replace(RULES, min_auc=0.70, min_recall=0.10)   # a spec written for a 0.71 model
+    modest = msgspec.structs.replace(RULES, min_auc=0.70, min_recall=0.10)  # a spec written for a 0.71 model
     report = evaluate_gates(modest, evidence(value=0.71, recall_at_precision=0.12))
     assert report.passed and "no production version" in report.checks[2].detail
     assert failed(evaluate_gates(RULES, evidence(value=0.71, recall_at_precision=0.12))) == ["min_auc", "min_recall"]
     later = evidence(value=0.71, recall_at_precision=0.12, production_version=1, production_value=0.74)
-    assert failed(evaluate_gates(modest, later)) == ["no_regression"]      # once one serves, it is the bar too
+    assert failed(evaluate_gates(modest, later)) == ["no_regression"]  # once one serves, it is the bar too
 
 
 def test_segment_gap_judges_only_segments_with_enough_positives():
-    scores = {"US": SegmentScore(10_000, 300, 0.89), "GB": SegmentScore(3_000, 100, 0.83),
-              "JP": SegmentScore(2_000, 19, 0.60)}  # too few positives: reported, not judged
+    scores = {
+        "US": SegmentScore(10_000, 300, 0.89),
+        "GB": SegmentScore(3_000, 100, 0.83),
+        "JP": SegmentScore(2_000, 19, 0.60),
+    }  # too few positives: reported, not judged
     report = evaluate_gates(RULES, evidence(segments={"country": scores}))
     check = next(c for c in report.checks if c.name == "segment_gap_country")
     assert check.passed and check.value == np.float64(0.89 - 0.83) and "JP" in check.detail
@@ -105,13 +116,16 @@ def test_robustness_and_latency_probes_on_the_registered_model(trained_home):
 def test_robustness_probes_catch_a_model_that_answers_nan():
     # probability = x * 1 (no clipping): NaN in, NaN out; huge in, "probability" above 1 out
     graph = helper.make_graph(
-        [helper.make_node("Concat", ["features", "features"], ["probabilities"], axis=1)], "passthrough",
+        [helper.make_node("Concat", ["features", "features"], ["probabilities"], axis=1)],
+        "passthrough",
         [helper.make_tensor_value_info("features", TensorProto.FLOAT, [None, 1])],
-        [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, [None, 2])])
+        [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, [None, 2])],
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     model.ir_version = 8
-    probes, failures = robustness_failures(model.SerializeToString(), FeatureSchema([FeatureColumn("x", "float")]),
-                                           np.array([0.5], dtype=np.float32))
+    probes, failures = robustness_failures(
+        model.SerializeToString(), FeatureSchema([FeatureColumn("x", "float")]), np.array([0.5], dtype=np.float32)
+    )
     assert probes == 8
     assert "all features missing: answered nan" in failures[0] and any("x = 1e+06" in f for f in failures)
     assert onnx.load_from_string(model.SerializeToString())  # a real, valid model

@@ -84,19 +84,29 @@ def test_the_server_enforces_keys_scopes_revocation_and_rate_limits(server):
     made = appliance(server.home, "keys", "create", "--scope", "predict", "--rate", "3")
     assert made.returncode == 0, made.stderr
     token = made.stdout.strip().splitlines()[-1]
-    _wait_for(lambda: c.post("/v1/models/fraud/predict", json=SAMPLE_RECORD).status_code == 401,
-              "the server did not close open access once a key existed")
+    _wait_for(
+        lambda: c.post("/v1/models/fraud/predict", json=SAMPLE_RECORD).status_code == 401,
+        "the server did not close open access once a key existed",
+    )
     r = c.post("/v1/models/fraud/predict", json=SAMPLE_RECORD)
     assert r.headers["content-type"].startswith("application/problem+json") and "API key" in r.json()["detail"]
     assert c.get("/metrics").status_code == 401 and c.get("/schema/openapi.json").status_code == 401
     assert c.get("/healthz").status_code == 200
-    assert c.post("/v1/models/fraud/predict", json=SAMPLE_RECORD,
-                  headers={"authorization": "Bearer apl_nope_nope"}).status_code == 401
+    assert (
+        c.post(
+            "/v1/models/fraud/predict", json=SAMPLE_RECORD, headers={"authorization": "Bearer apl_nope_nope"}
+        ).status_code
+        == 401
+    )
 
     time.sleep(1.1)  # a full bucket: 3 requests per second
     auth = {"authorization": f"Bearer {token}"}
-    statuses = [c.post("/v1/models/fraud/predict", json=SAMPLE_RECORD,
-                       headers={**auth, "x-forwarded-for": f"10.0.0.{i}"}).status_code for i in range(5)]
+    statuses = [
+        c.post(
+            "/v1/models/fraud/predict", json=SAMPLE_RECORD, headers={**auth, "x-forwarded-for": f"10.0.0.{i}"}
+        ).status_code
+        for i in range(5)
+    ]
     assert statuses[:3] == [200, 200, 200] and statuses[3:] == [429, 429]  # a forged header changes nothing
     limited = c.post("/v1/models/fraud/predict", json=SAMPLE_RECORD, headers={"x-api-key": token})
     assert limited.status_code == 429 and int(limited.headers["retry-after"]) >= 1
@@ -106,8 +116,10 @@ def test_the_server_enforces_keys_scopes_revocation_and_rate_limits(server):
     key_id = token.split("_")[1]
     assert appliance(server.home, "keys", "revoke", key_id).returncode == 0
     time.sleep(1.1)
-    _wait_for(lambda: c.post("/v1/models/fraud/predict", json=SAMPLE_RECORD, headers=auth).status_code == 401,
-              "a revoked key still worked")
+    _wait_for(
+        lambda: c.post("/v1/models/fraud/predict", json=SAMPLE_RECORD, headers=auth).status_code == 401,
+        "a revoked key still worked",
+    )
     admin = {"authorization": f"Bearer {_admin(server)}"}
     _wait_for(lambda: c.get("/metrics", headers=admin).status_code == 200, "the new admin key was not picked up")
     assert 'appliance_gateway_rejected_total{reason="rate"} 3' in c.get("/metrics", headers=admin).text
@@ -118,17 +130,20 @@ def test_open_access_goes_by_the_socket_peer_whatever_x_forwarded_for_says(serve
     server.app.predict.state.gate.peer_rate = 3  # open access (no key yet): 3 requests a second per peer
     # Other loopback addresses would be other peers, each with a full bucket; a non-loopback one would
     # lose open access. The header is the client's word, so neither happens: one peer, one bucket.
-    statuses = [c.post("/v1/models/fraud/predict", json=SAMPLE_RECORD,
-                       headers={"x-forwarded-for": forged}).status_code
-                for forged in ("127.0.0.2", "127.0.0.3", "10.1.2.3", "127.0.0.4", "127.0.0.5")]
+    statuses = [
+        c.post("/v1/models/fraud/predict", json=SAMPLE_RECORD, headers={"x-forwarded-for": forged}).status_code
+        for forged in ("127.0.0.2", "127.0.0.3", "10.1.2.3", "127.0.0.4", "127.0.0.5")
+    ]
     assert statuses == [200, 200, 200, 429, 429]
 
 
 def test_callers_without_a_key_add_no_metrics_labels(server):
     c = server.client
     admin = {"authorization": f"Bearer {_admin(server)}"}  # a key exists: every route needs one
-    _wait_for(lambda: c.post("/v1/models/fraud/predict", json=SAMPLE_RECORD).status_code == 401,
-              "the server did not close open access once a key existed")
+    _wait_for(
+        lambda: c.post("/v1/models/fraud/predict", json=SAMPLE_RECORD).status_code == 401,
+        "the server did not close open access once a key existed",
+    )
     for i in range(3):  # refused before the name is looked up: a made-up name must not become a label
         assert c.post(f"/v1/models/made-up-{i}/predict", json=SAMPLE_RECORD).status_code == 401
     assert c.post("/v1/models/made-up/predict", json=SAMPLE_RECORD, headers=admin).status_code == 404

@@ -95,8 +95,7 @@ def _ingest(home: Home, path: Path, volume: int = 4):
 
 
 def _nothing_written(home: Home) -> bool:
-    return (not list_snapshots(home.conn, "t")
-            and home.conn.execute("SELECT count(*) FROM ingests").fetchone()[0] == 0)
+    return not list_snapshots(home.conn, "t") and home.conn.execute("SELECT count(*) FROM ingests").fetchone()[0] == 0
 
 
 def test_every_row_rule_quarantines_with_its_reason_and_the_report_reconciles(home, tmp_path):
@@ -105,8 +104,9 @@ def test_every_row_rule_quarantines_with_its_reason_and_the_report_reconciles(ho
     assert report.rows_read == report.accepted + report.quarantined
     view = quarantine(home.conn, home.offline, "t", limit=50)
     assert view.rows == 9 and sum(n for _, n in view.by_reason) == 9
-    reasons = dict(zip(view.sample["id"].cast(pl.String) + "@" + view.sample["event_time"].cast(pl.String),
-                       view.sample["reason"]))
+    reasons = dict(
+        zip(view.sample["id"].cast(pl.String) + "@" + view.sample["event_time"].cast(pl.String), view.sample["reason"])
+    )
     for line, reason in BAD.items():
         row_id, at = line.split(",")[:2]
         assert reason in reasons[f"{row_id}@{at}"], (line, reasons[f"{row_id}@{at}"])
@@ -128,13 +128,16 @@ def test_reingesting_identical_content_makes_no_new_snapshot(home, tmp_path):
     assert len(list((home.offline.root / "t" / "snapshots").glob("*.parquet"))) == 1
 
 
-@pytest.mark.parametrize("lines, volume, message", [
-    ([line.rsplit(",", 1)[0] for line in GOOD], 4, "missing column(s) ['flag']"),
-    ([f"{i},2026-01-01T00:00:00Z,lots,a,true" for i in range(10)], 4, "column 'amount'"),
-    (GOOD, 100, "far below the contract's 100"),
-    # Unix seconds where the contract says timestamp: read as microseconds they would all date to January 1970
-    ([f"{i},{1778630801 + i},12.5,a,true" for i in range(10)], 4, "convert the numbers first"),
-])
+@pytest.mark.parametrize(
+    "lines, volume, message",
+    [
+        ([line.rsplit(",", 1)[0] for line in GOOD], 4, "missing column(s) ['flag']"),
+        ([f"{i},2026-01-01T00:00:00Z,lots,a,true" for i in range(10)], 4, "column 'amount'"),
+        (GOOD, 100, "far below the contract's 100"),
+        # Unix seconds where the contract says timestamp: read as microseconds they would all date to January 1970
+        ([f"{i},{1778630801 + i},12.5,a,true" for i in range(10)], 4, "convert the numbers first"),
+    ],
+)
 def test_batch_level_failures_stop_the_ingest_and_write_nothing(home, tmp_path, lines, volume, message):
     header = HEADER if "flag" not in message else HEADER.rsplit(",", 1)[0]
     path = tmp_path / "batch.csv"
@@ -165,8 +168,10 @@ def test_cli_ingest_data_and_features_on_the_sample(home_dir, tmp_path):
     # Two broken rows: a negative amount and an unknown category.
     broken = day.with_columns(
         amount=pl.when(pl.int_range(pl.len()) == 0).then(-5.0).otherwise(pl.col("amount")),
-        merchant_category=pl.when(pl.int_range(pl.len()) == 1).then(pl.lit("casino"))
-        .otherwise(pl.col("merchant_category")))
+        merchant_category=pl.when(pl.int_range(pl.len()) == 1)
+        .then(pl.lit("casino"))
+        .otherwise(pl.col("merchant_category")),
+    )
     broken.write_csv(tmp_path / "day.csv")
     ingested = appliance(home_dir, "ingest", "fraud", str(tmp_path / "day.csv"))
     assert ingested.returncode == 0, ingested.stderr
@@ -199,9 +204,11 @@ def test_cli_ingest_data_and_features_on_the_sample(home_dir, tmp_path):
     shown = appliance(home_dir, "features", "show", "fraud", "u00042", "--at", "2026-10-17T00:00:00Z")
     assert '"tx_count_30d"' in shown.stdout and '"country"' in shown.stdout
 
-    errors = [(("data", "show", "ffffffff"), "no snapshot hash starts with"),
-              (("ingest", "fraud", str(tmp_path / "missing.csv")), "does not exist"),
-              (("data", "quarantine", "nope"), "unknown model 'nope'")]
+    errors = [
+        (("data", "show", "ffffffff"), "no snapshot hash starts with"),
+        (("ingest", "fraud", str(tmp_path / "missing.csv")), "does not exist"),
+        (("data", "quarantine", "nope"), "unknown model 'nope'"),
+    ]
     for args, message in errors:
         result = appliance(home_dir, *args)
         assert result.returncode == 1 and result.stderr.startswith("error: ") and message in result.stderr

@@ -11,17 +11,32 @@ def test_the_names_on_disk_are_those_existing_data_directories_and_backups_hold(
     # A rename here would leave every existing data directory's data behind: these are its format.
     layout = Layout(tmp_path)
     named = {
-        "metadata": layout.metadata_db, "predictions": layout.predictions_db, "monitoring": layout.monitoring_db,
-        "tracking": layout.tracking_db, "online": layout.online_db, "artifacts": layout.artifacts,
-        "offline": layout.offline, "prediction archive": layout.prediction_archive, "feedback": layout.feedback,
-        "checkpoints": layout.run_checkpoints("run-1"), "training lock": layout.training_lock("fraud"),
+        "metadata": layout.metadata_db,
+        "predictions": layout.predictions_db,
+        "monitoring": layout.monitoring_db,
+        "tracking": layout.tracking_db,
+        "online": layout.online_db,
+        "artifacts": layout.artifacts,
+        "offline": layout.offline,
+        "prediction archive": layout.prediction_archive,
+        "feedback": layout.feedback,
+        "checkpoints": layout.run_checkpoints("run-1"),
+        "training lock": layout.training_lock("fraud"),
         "settings": layout.settings,
     }
     assert {what: path.relative_to(tmp_path).as_posix() for what, path in named.items()} == {
-        "metadata": "metadata.db", "predictions": "predictions.db", "monitoring": "monitoring.db",
-        "tracking": "tracking.db", "online": "online.db", "artifacts": "artifacts", "offline": "offline",
-        "prediction archive": "archive/predictions", "feedback": "feedback", "checkpoints": "checkpoints/run-1",
-        "training lock": "locks/train-fraud.lock", "settings": "appliance.toml",
+        "metadata": "metadata.db",
+        "predictions": "predictions.db",
+        "monitoring": "monitoring.db",
+        "tracking": "tracking.db",
+        "online": "online.db",
+        "artifacts": "artifacts",
+        "offline": "offline",
+        "prediction archive": "archive/predictions",
+        "feedback": "feedback",
+        "checkpoints": "checkpoints/run-1",
+        "training lock": "locks/train-fraud.lock",
+        "settings": "appliance.toml",
     }
 
 
@@ -32,8 +47,8 @@ def test_a_home_opens_its_stores_where_its_layout_says_and_they_are_what_backup_
         assert home.artifacts.root == layout.artifacts and home.offline.root == layout.offline
         assert home.online.path == layout.online_db
         home.artifacts.put(b"model bytes")
-        home.online.entities("any")   # opened on first use
-        home.tracking.flush()         # likewise
+        home.online.entities("any")  # opened on first use
+        home.tracking.flush()  # likewise
     assert Layout(tmp_path).exists()
     assert Layout(tmp_path).databases() == [layout.metadata_db, layout.online_db, layout.tracking_db]
     parts = {p.name for p in disk_use(tmp_path).parts}

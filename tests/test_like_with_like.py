@@ -52,12 +52,16 @@ def issue_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     _cli(home, "features", "materialize", "subs")
     history = pl.read_parquet(spec.parent / "history.parquet")
     rng = np.random.default_rng(4)
-    fake = history.with_columns(cancelled=pl.Series((history["minutes"].to_numpy() + rng.normal(0, 4, history.height)
-                                                     > 30).astype(np.int64)))
+    fake = history.with_columns(
+        cancelled=pl.Series((history["minutes"].to_numpy() + rng.normal(0, 4, history.height) > 30).astype(np.int64))
+    )
     # The outside team's matrix: the spec's eight inputs in order, minutes first; the rest carry nothing.
     x = np.column_stack([fake["minutes"].to_numpy(), rng.normal(size=(fake.height, 7))]).astype(np.float32)
-    booster = lgb.train({"objective": "binary", "verbosity": -1, "num_leaves": 7, "seed": 1, "num_threads": 1},
-                        lgb.Dataset(x, fake["cancelled"].to_numpy()), num_boost_round=20)
+    booster = lgb.train(
+        {"objective": "binary", "verbosity": -1, "num_leaves": 7, "seed": 1, "num_threads": 1},
+        lgb.Dataset(x, fake["cancelled"].to_numpy()),
+        num_boost_round=20,
+    )
     booster.save_model(str(tmp / "elsewhere.txt"))
     their_days = history["logged_at"].max().replace(hour=0, minute=0, second=0) - timedelta(days=3)
     fake.filter(pl.col("logged_at") >= their_days).write_parquet(tmp / "their_eval.parquet")
@@ -70,7 +74,7 @@ def issue_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_a_candidate_worse_on_live_data_than_its_own_evaluation_says_does_not_show_as_better(issue_home: Path):
     with Home(issue_home) as home:
         v1, v2 = home.registry.version("subs", 1), home.registry.version("subs", 2)
-        assert v2.metrics["auc"] > v1.metrics["auc"] + 0.05     # the registry's numbers: v2 looks better
+        assert v2.metrics["auc"] > v1.metrics["auc"] + 0.05  # the registry's numbers: v2 looks better
         compared = compare_with_production(home, "subs", 2)
     d = compared.difference
     assert compared.rows_from == "live" and compared.production == 1
@@ -88,8 +92,9 @@ def test_live_rows_get_the_features_serving_saw(issue_home: Path):
         rows = traffic.features(traffic.labelled)
         recomputed = version_output(home, "subs", 1, rows, Task())
     served = traffic.labelled["_score"].to_numpy()
-    first_of_subscriber = traffic.labelled.select(
-        pl.int_range(pl.len()).over("_request_id", "subscriber") == 0).to_series().to_numpy()
+    first_of_subscriber = (
+        traffic.labelled.select(pl.int_range(pl.len()).over("_request_id", "subscriber") == 0).to_series().to_numpy()
+    )
     assert rows.height == 1205 and first_of_subscriber.sum() > 1000
     assert np.allclose(recomputed[first_of_subscriber], served[first_of_subscriber], atol=1e-6)
 
@@ -100,8 +105,11 @@ def test_models_lists_each_version_against_production_on_the_same_rows_and_names
     out = capsys.readouterr().out
     assert "AUC and F1: each version on its own evaluation rows" in out
     line = next(line for line in out.splitlines() if line.strip().startswith("v2 AUC"))
-    assert re.search(r"v2 AUC 0\.\d{4} vs production v1 0\.\d{4} on the same rows: -0\.\d{4} \(95 % DeLong "
-                     r"interval -0\.\d{4} … -0\.\d{4}\), worse — live labelled windows? 2026-03-", line), line
+    assert re.search(
+        r"v2 AUC 0\.\d{4} vs production v1 0\.\d{4} on the same rows: -0\.\d{4} \(95 % DeLong "
+        r"interval -0\.\d{4} … -0\.\d{4}\), worse — live labelled windows? 2026-03-",
+        line,
+    ), line
     assert re.search(r", [\d,]+ rows$", line), line
 
 
@@ -114,18 +122,19 @@ def test_the_promote_confirmation_shows_the_comparison_not_the_registry_metrics(
             await settle(pilot)
             await pilot.press("2")
             await settle(pilot)
-            await pilot.press("p")      # v2, the newest, is selected
+            await pilot.press("p")  # v2, the newest, is selected
             await settle(pilot)
             seen["title"] = str(app.screen.query_one("#title").content)
             seen["body"] = str(app.screen.query_one("#body").content)
             await pilot.press("n")
             await settle(pilot)
+
     asyncio.run(main())
     assert seen["title"].startswith("Promote subs v2 to production (now v1)")
     body = seen["body"]
     assert "against production v1, both scored on the same rows" in body
     assert re.search(r"v2 AUC .* on the same rows: -0\.\d{4} .*, worse — live labelled window", body), body
-    assert "prod " not in body    # no registry metric set against production's (the issue's "+0.004 AUC")
+    assert "prod " not in body  # no registry metric set against production's (the issue's "+0.004 AUC")
     with Home(issue_home) as home:
         assert home.registry.alias("subs", "production") == 1
 
@@ -145,24 +154,30 @@ def test_without_live_labels_both_score_the_newer_evaluation_rows_as_the_gates_d
         v1, v2 = h.registry.version("triage", 1), h.registry.version("triage", 2)
         compared = compare_with_production(h, "triage", 2)
         h.registry.promote("triage", 2)
-        older = compare_with_production(h, "triage", 1)   # the older version, now the candidate
+        older = compare_with_production(h, "triage", 1)  # the older version, now the candidate
     d = compared.difference
     assert compared.rows_from == "evaluation" and d.metric == "macro_f1"
     assert compared.rows_label == f"v2's evaluation days 2026-07-15..2026-07-17, {int(v2.metrics['rows']):,} rows"
     assert compared.note.startswith("no live labelled rows from 2026-07-15 on")
-    assert d.candidate == pytest.approx(v2.metrics["macro_f1"], abs=1e-4)     # v2's own rows: its own value
-    assert d.production != pytest.approx(v1.metrics["macro_f1"], abs=1e-4)    # v1's on them is not its own
+    assert d.candidate == pytest.approx(v2.metrics["macro_f1"], abs=1e-4)  # v2's own rows: its own value
+    assert d.production != pytest.approx(v1.metrics["macro_f1"], abs=1e-4)  # v1's on them is not its own
     gate = next(c for c in v2.gate_report["checks"] if c["name"] == "no_regression")
-    assert f"vs production v1 {d.production:.4f} on the same rows (this run's evaluation days 2026-07-15..2026-07-17" \
-        in gate["detail"] and "paired bootstrap, 400 resamples interval" in gate["detail"]
+    assert (
+        f"vs production v1 {d.production:.4f} on the same rows (this run's evaluation days 2026-07-15..2026-07-17"
+        in gate["detail"]
+        and "paired bootstrap, 400 resamples interval" in gate["detail"]
+    )
     assert d.method == "paired bootstrap, 400 resamples" and d.low <= d.value <= d.high
     assert older.rows_label == compared.rows_label and older.difference.value == pytest.approx(-d.value)
     capsys.readouterr()
     _cli(home, "models", "triage")
     out = capsys.readouterr().out
-    assert re.search(r"v1 macro F1 0\.\d{4} vs production v2 0\.\d{4} on the same rows: [-+]0\.\d{4} \(95 % paired "
-                     r"bootstrap, 400 resamples interval .*\), .* — v2's evaluation days 2026-07-15\.\.2026-07-17, "
-                     r"[\d,]+ rows; no live labelled rows", out), out
+    assert re.search(
+        r"v1 macro F1 0\.\d{4} vs production v2 0\.\d{4} on the same rows: [-+]0\.\d{4} \(95 % paired "
+        r"bootstrap, 400 resamples interval .*\), .* — v2's evaluation days 2026-07-15\.\.2026-07-17, "
+        r"[\d,]+ rows; no live labelled rows",
+        out,
+    ), out
     # Once those days' tickets are served and labelled, the newest live day is the rows
     _cli(home, "features", "materialize", "triage")
     with running_server(home) as server:
@@ -193,8 +208,10 @@ def test_a_retrain_is_compared_on_the_live_day_it_held_out(tmp_path: Path, capsy
     assert compared.rows_from == "live" and d.metric == "rmse" and d.method.startswith("paired bootstrap")
     assert re.fullmatch(r"live labelled window 2026-\d\d-\d\d, [\d,]+ rows", compared.rows_label)
     day = compared.rows_label.split()[3].rstrip(",")
-    assert f"vs production v1 {d.production:.6g} on the same rows (this run's evaluation day {day}, " \
-        f"{compared.rows:,} rows)" in gate["detail"], gate["detail"]
+    assert (
+        f"vs production v1 {d.production:.6g} on the same rows (this run's evaluation day {day}, "
+        f"{compared.rows:,} rows)" in gate["detail"]
+    ), gate["detail"]
     capsys.readouterr()
     _cli(home, "models", "eta")
     assert f"v2 RMSE {d.candidate:.6g} vs production v1 {d.production:.6g} on the same rows" in capsys.readouterr().out
@@ -211,4 +228,4 @@ def test_the_intervals_cover_a_known_difference_and_shrink_to_nothing_for_one_mo
     boot = bootstrap_interval(Task(), "auc", y.astype(int), a, b)
     truth = score(Task(), "auc", y.astype(int), a) - score(Task(), "auc", y.astype(int), b)
     assert low < truth < high and abs(boot[0] - low) < 0.01 and abs(boot[1] - high) < 0.01
-    assert np.isnan(delong_interval(np.array([1, 0, 0]), np.ones(3), np.zeros(3))[0])   # one positive
+    assert np.isnan(delong_interval(np.array([1, 0, 0]), np.ones(3), np.zeros(3))[0])  # one positive

@@ -39,14 +39,32 @@ def nvml_library_present() -> bool:
 
 # --- GPUs through NVML -------------------------------------------------------------------------
 
+
 def test_two_fake_gpus_read_every_field_or_say_why_not() -> None:
     status = GpuProbe(FakeNvml([H100, T4])).read(100.0)
     assert status.available and status.driver_version == "550.54.15"
     h100, t4 = status.gpus
-    assert h100 == GpuReading(0, "NVIDIA H100 80GB HBM3", "GPU-aaaa", 87.0, 10_000_000_000, 80_000_000_000, 54.0,
-                              312.0, 700.0, 5_000_000.0, "counter", {})
-    assert (t4.index, t4.name, t4.utilization_percent, t4.power_w, t4.power_limit_w) == \
-        (1, "Tesla T4", 20.0, 30.0, 70.0)
+    assert h100 == GpuReading(
+        0,
+        "NVIDIA H100 80GB HBM3",
+        "GPU-aaaa",
+        87.0,
+        10_000_000_000,
+        80_000_000_000,
+        54.0,
+        312.0,
+        700.0,
+        5_000_000.0,
+        "counter",
+        {},
+    )
+    assert (t4.index, t4.name, t4.utilization_percent, t4.power_w, t4.power_limit_w) == (
+        1,
+        "Tesla T4",
+        20.0,
+        30.0,
+        70.0,
+    )
     assert t4.temperature_c is None
     assert t4.unread == {"temperature_c": "not supported", "energy_counter": "not supported"}
     assert (t4.energy_mj, t4.energy_source) == (0.0, "integrated")
@@ -55,12 +73,12 @@ def test_two_fake_gpus_read_every_field_or_say_why_not() -> None:
 def test_energy_without_a_counter_is_power_integrated_between_readings() -> None:
     nvml = FakeNvml([T4])
     probe = GpuProbe(nvml)
-    probe.read(100.0)                                   # 30 W
+    probe.read(100.0)  # 30 W
     nvml.devices[0]["power_mw"] = 90_000
     assert probe.read(110.0).gpus[0].energy_mj == pytest.approx((30 + 90) / 2 * 10 * 1000)  # 600 J
     assert probe.read(110.0).gpus[0].energy_mj == pytest.approx(600_000)  # same instant: nothing added
     assert probe.read(112.0).gpus[0].energy_mj == pytest.approx(600_000 + 90 * 2 * 1000)
-    nvml.devices[0]["power_mw"] = NOT_SUPPORTED         # no counter and no power: energy unknown
+    nvml.devices[0]["power_mw"] = NOT_SUPPORTED  # no counter and no power: energy unknown
     reading = probe.read(113.0).gpus[0]
     assert (reading.energy_mj, reading.energy_source, reading.power_w) == (None, None, None)
 
@@ -79,11 +97,14 @@ def test_nvml_starts_once_and_one_failing_field_costs_only_that_field() -> None:
     assert nvml.shutdowns == 1
 
 
-@pytest.mark.parametrize(("error", "reason"), [
-    (pynvml.NVMLError(pynvml.NVML_ERROR_LIBRARY_NOT_FOUND), "libnvidia-ml is not installed"),
-    (pynvml.NVMLError(pynvml.NVML_ERROR_DRIVER_NOT_LOADED), "NVIDIA driver is not loaded"),
-    (pynvml.NVMLError(pynvml.NVML_ERROR_NO_PERMISSION), "NVML failed to start: Insufficient Permissions"),
-])
+@pytest.mark.parametrize(
+    ("error", "reason"),
+    [
+        (pynvml.NVMLError(pynvml.NVML_ERROR_LIBRARY_NOT_FOUND), "libnvidia-ml is not installed"),
+        (pynvml.NVMLError(pynvml.NVML_ERROR_DRIVER_NOT_LOADED), "NVIDIA driver is not loaded"),
+        (pynvml.NVMLError(pynvml.NVML_ERROR_NO_PERMISSION), "NVML failed to start: Insufficient Permissions"),
+    ],
+)
 def test_no_gpu_is_said_plainly(error: Exception, reason: str) -> None:
     nvml = FakeNvml([H100], init_error=error)
     probe = GpuProbe(nvml)
@@ -113,29 +134,42 @@ def test_the_real_nvml_on_this_machine() -> None:
 
 # --- energy and cost, by hand ------------------------------------------------------------------
 
-def snapshot(at: float, cpu_percent: float = 0.0,
-             gpus: list[tuple[str, float | None, float | None]] = ()) -> MachineSnapshot:
+
+def snapshot(
+    at: float, cpu_percent: float = 0.0, gpus: list[tuple[str, float | None, float | None]] = ()
+) -> MachineSnapshot:
     """A snapshot with given CPU use and GPUs as (uuid, energy mJ, power W)."""
-    readings = [GpuReading(i, "fake", uuid, 50.0, 1, 2, 40.0, power, 300.0, energy,
-                           "counter" if energy is not None else None)
-                for i, (uuid, energy, power) in enumerate(gpus)]
-    return MachineSnapshot(at, CpuUse(cpu_percent, [cpu_percent], (0.0, 0.0, 0.0)), MemoryUse(1, 2),
-                           ProcessUse(1, 1, 0.0), GpuStatus(readings), None)
+    readings = [
+        GpuReading(i, "fake", uuid, 50.0, 1, 2, 40.0, power, 300.0, energy, "counter" if energy is not None else None)
+        for i, (uuid, energy, power) in enumerate(gpus)
+    ]
+    return MachineSnapshot(
+        at,
+        CpuUse(cpu_percent, [cpu_percent], (0.0, 0.0, 0.0)),
+        MemoryUse(1, 2),
+        ProcessUse(1, 1, 0.0),
+        GpuStatus(readings),
+        None,
+    )
 
 
 def test_energy_between_two_instants_interpolates_counters_and_survives_a_reset() -> None:
-    series = [snapshot(0, 0, [("a", 0.0, 100)]), snapshot(10, 100, [("a", 1_000_000.0, 100)]),
-              snapshot(20, 100, [("a", 3_000_000.0, 100)]), snapshot(30, 100, [("a", 100_000.0, 100)]),
-              snapshot(40, 100, [("a", 600_000.0, 100)])]
+    series = [
+        snapshot(0, 0, [("a", 0.0, 100)]),
+        snapshot(10, 100, [("a", 1_000_000.0, 100)]),
+        snapshot(20, 100, [("a", 3_000_000.0, 100)]),
+        snapshot(30, 100, [("a", 100_000.0, 100)]),
+        snapshot(40, 100, [("a", 600_000.0, 100)]),
+    ]
     use = energy_between(series, 5, 15, idle_watts=50, busy_watts=150)
-    assert use.gpus[0].joules == pytest.approx(500 + 1000)       # half of each 10 s step
+    assert use.gpus[0].joules == pytest.approx(500 + 1000)  # half of each 10 s step
     # Host power 50 W at t=0, 150 W from t=10: 0..10 is a 1000 J trapezoid and 10..20 is 1500 J; like a
     # counter's, a step's energy is spread evenly over it, so 5..15 holds half of each.
     assert use.host_joules == pytest.approx(500 + 750)
     assert use.kwh == pytest.approx((1500 + 1250) / 3.6e6)
     assert use.sampled_seconds == 10
     after_reset = energy_between(series, 20, 40)
-    assert after_reset.gpus[0].joules == pytest.approx(500)       # the driver reloaded: 20..30 adds nothing
+    assert after_reset.gpus[0].joules == pytest.approx(500)  # the driver reloaded: 20..30 adds nothing
     outside = energy_between(series, -10, 50)
     assert outside.sampled_seconds == 40 and outside.gpus[0].joules == pytest.approx(3000 + 500)
     with pytest.raises(ValueError):
@@ -144,8 +178,9 @@ def test_energy_between_two_instants_interpolates_counters_and_survives_a_reset(
 
 def test_cost_per_hour_per_range_and_per_1000_predictions_by_hand() -> None:
     # 26,298 over 3 years of 8,766 hours is exactly 1.0 an hour of owning the box.
-    cost = CostSection(electricity_per_kwh=0.30, hardware_price=26_298, amortization_years=3,
-                       host_idle_watts=40, host_busy_watts=120)
+    cost = CostSection(
+        electricity_per_kwh=0.30, hardware_price=26_298, amortization_years=3, host_idle_watts=40, host_busy_watts=120
+    )
     assert cost.hardware_per_hour == pytest.approx(1.0)
     now = snapshot(0, cpu_percent=50, gpus=[("a", 0.0, 312.0), ("b", None, 30.0), ("c", None, None)])
     rate = cost_per_hour(now, cost)
@@ -157,7 +192,7 @@ def test_cost_per_hour_per_range_and_per_1000_predictions_by_hand() -> None:
     flat = CostSection(electricity_per_kwh=0.30, hardware_price=26_298, amortization_years=3, host_idle_watts=100)
     run = [snapshot(0, 0, [("a", 0.0, 1000.0)]), snapshot(3600, 0, [("a", 3.6e9, 1000.0)])]  # 1 kWh of GPU
     spent = cost_between(run, 0, 3600, flat)
-    assert spent.energy.kwh == pytest.approx(1.1)                 # GPU 1 kWh + host 100 W × 1 h
+    assert spent.energy.kwh == pytest.approx(1.1)  # GPU 1 kWh + host 100 W × 1 h
     assert spent.energy_cost == pytest.approx(0.33)
     assert spent.hardware_cost == pytest.approx(1.0)
     assert spent.total == pytest.approx(1.33)
@@ -168,9 +203,11 @@ def test_cost_per_hour_per_range_and_per_1000_predictions_by_hand() -> None:
 def test_cost_section_checks_its_values(tmp_path: Path) -> None:
     # The limits live in the types, so they are checked as a file is read, and the error names the field.
     path = tmp_path / "cost.toml"
-    for line, message in [("electricity_per_kwh = -0.1", r"cost\.electricity_per_kwh: Expected `float` >= 0"),
-                          ("amortization_years = 0", r"cost\.amortization_years: Expected `float` > 0"),
-                          ("host_idle_watts = 100\nhost_busy_watts = 50", r"cost\.host_busy_watts: 50\.0 is below")]:
+    for line, message in [
+        ("electricity_per_kwh = -0.1", r"cost\.electricity_per_kwh: Expected `float` >= 0"),
+        ("amortization_years = 0", r"cost\.amortization_years: Expected `float` > 0"),
+        ("host_idle_watts = 100\nhost_busy_watts = 50", r"cost\.host_busy_watts: 50\.0 is below"),
+    ]:
         path.write_text(f"[cost]\n{line}\n")
         with pytest.raises(InvalidInput, match=message):
             load_cost(path)
@@ -188,6 +225,7 @@ def test_cost_section_checks_its_values(tmp_path: Path) -> None:
 
 
 # --- disk use ----------------------------------------------------------------------------------
+
 
 def test_disk_use_per_part_of_a_real_data_directory(tmp_path: Path) -> None:
     root = tmp_path / "home"
@@ -209,7 +247,7 @@ def test_disk_use_per_part_of_a_real_data_directory(tmp_path: Path) -> None:
     assert parts["metadata.db"] == metadata > 0
     assert parts["artifacts/"] >= 5000 and parts["offline/"] == 7000
     assert parts["predictions.db"] == 5096
-    assert parts["other"] == 300 + len(str(outside))              # a link counts as itself, not its target
+    assert parts["other"] == 300 + len(str(outside))  # a link counts as itself, not its target
     assert set(parts) == {"metadata.db", "artifacts/", "offline/", "predictions.db", "other"}
     assert use.total_bytes == sum(parts.values())
     assert [p.bytes for p in use.parts] == sorted(parts.values(), reverse=True)
@@ -217,6 +255,7 @@ def test_disk_use_per_part_of_a_real_data_directory(tmp_path: Path) -> None:
 
 
 # --- the sampler -------------------------------------------------------------------------------
+
 
 def wait_for(condition, seconds: float = 20.0) -> None:
     deadline = time.monotonic() + seconds
@@ -262,9 +301,15 @@ def test_sampler_goes_on_after_a_failed_reading(tmp_path: Path) -> None:
 
 # --- the command line --------------------------------------------------------------------------
 
+
 def appliance(home: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "appliance", "--home", str(home), "machine", *args],
-                          capture_output=True, text=True, timeout=60, cwd=ROOT)
+    return subprocess.run(
+        [sys.executable, "-m", "appliance", "--home", str(home), "machine", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
 
 
 def test_cli_machine_without_a_data_directory_reads_and_creates_nothing(tmp_path: Path) -> None:
@@ -285,8 +330,9 @@ def test_cli_machine_shows_disk_per_part_and_cost_per_hour(tmp_path: Path) -> No
     out = appliance(tmp_path / "home", "--cost", str(cost))
     assert out.returncode == 0, out.stderr
     assert re.search(r"^ +metadata\.db +[\d.]+ kB$", out.stdout, re.M)
-    assert re.search(r"^cost +[\d.]+ EUR/h: electricity [\d.]+ EUR/h at 0.3 EUR/kWh, hardware 1.0000 EUR/h",
-                     out.stdout, re.M)
+    assert re.search(
+        r"^cost +[\d.]+ EUR/h: electricity [\d.]+ EUR/h at 0.3 EUR/kWh, hardware 1.0000 EUR/h", out.stdout, re.M
+    )
 
     body = json.loads(appliance(tmp_path / "home", "--cost", str(cost), "--json").stdout)
     rate = body["cost_per_hour"]
@@ -301,5 +347,7 @@ def test_cli_machine_with_a_bad_cost_file_says_what_to_fix(tmp_path: Path) -> No
     cost.write_text("[cost]\nelectricity_per_kwh = -1\n")
     out = appliance(tmp_path, "--cost", str(cost))
     assert out.returncode == 1
-    assert out.stderr.strip() == (f"error: cost file {cost}: cost.electricity_per_kwh: Expected `float` >= 0.0, "
-                                  "got -1; fix the file and try again")
+    assert out.stderr.strip() == (
+        f"error: cost file {cost}: cost.electricity_per_kwh: Expected `float` >= 0.0, "
+        "got -1; fix the file and try again"
+    )

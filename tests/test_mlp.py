@@ -25,8 +25,13 @@ from appliance.training.pipeline import train
 from tests.conftest import interrupted_and_resumed, mlp_spec
 
 ROOT = Path(__file__).resolve().parent.parent
-SCHEMA = FeatureSchema([FeatureColumn("amount", "float"), FeatureColumn("kind", "category", ["a", "b", "c"]),
-                        FeatureColumn("young", "boolean")])
+SCHEMA = FeatureSchema(
+    [
+        FeatureColumn("amount", "float"),
+        FeatureColumn("kind", "category", ["a", "b", "c"]),
+        FeatureColumn("young", "boolean"),
+    ]
+)
 # The resumed run must end within this AUC of an uninterrupted one (it is built to be identical).
 RESUME_TOLERANCE = 1e-3
 
@@ -52,8 +57,9 @@ def test_mlp_learns_exports_with_a_dynamic_batch_and_keeps_parity():
 def test_mlp_gives_a_probability_for_missing_out_of_range_and_unseen_inputs():
     x, y = toy(2_000)
     model = train_mlp(SCHEMA, x, y, {"epochs": 1, "hidden": 8}, seed=1)
-    odd = np.array([[np.nan, np.nan, np.nan], [3e38, 99, -5], [-np.inf, -1, np.inf], [np.inf, 2.5, 1]],
-                   dtype=np.float32)
+    odd = np.array(
+        [[np.nan, np.nan, np.nan], [3e38, 99, -5], [-np.inf, -1, np.inf], [np.inf, 2.5, 1]], dtype=np.float32
+    )
     for p in (model.predict(odd), onnx_model.predict_proba(onnx_model.session(model.to_onnx()), odd)):
         assert np.isfinite(p).all() and ((0 <= p) & (p <= 1)).all()
 
@@ -62,8 +68,9 @@ def test_an_interrupted_fit_resumes_from_its_checkpoint_to_the_same_model(tmp_pa
     x, y = toy(3_000)
     params = {"epochs": 4, "hidden": 16}
     whole = train_mlp(SCHEMA, x, y, params, seed=3)
-    resumed, epochs_seen = interrupted_and_resumed(partial(train_mlp, SCHEMA, x, y, params, seed=3),
-                                                   crash_in_epoch=2, checkpoint=tmp_path / "final.pt")
+    resumed, epochs_seen = interrupted_and_resumed(
+        partial(train_mlp, SCHEMA, x, y, params, seed=3), crash_in_epoch=2, checkpoint=tmp_path / "final.pt"
+    )
     assert epochs_seen == [2, 3]  # epochs 0 and 1 came from the checkpoint
     np.testing.assert_array_equal(resumed.predict(x), whole.predict(x))
 

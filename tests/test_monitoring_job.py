@@ -27,7 +27,7 @@ from appliance.scheduler.scheduler import start_scheduler
 from appliance.spec import load_spec
 from tests.conftest import HookReceiver, small_spec, webhook_alert
 
-DAYS = [date(2026, 10, 18), date(2026, 10, 19), date(2026, 10, 20)]   # the drift starts on 10-20
+DAYS = [date(2026, 10, 18), date(2026, 10, 19), date(2026, 10, 20)]  # the drift starts on 10-20
 REQUEST = ["user_id", "event_time", "amount", "merchant_category", "hour", "is_foreign"]
 
 
@@ -40,10 +40,15 @@ def send_days(server) -> dict[date, list[tuple[str, list[int], list[float]]]]:
         part = live.filter(pl.col("event_time").dt.date() == day)
         records = part.select(REQUEST).with_columns(pl.col("event_time").dt.strftime("%Y-%m-%dT%H:%M:%SZ")).to_dicts()
         for i in range(0, len(records), 1000):
-            r = server.client.post("/v1/models/fraud/predict", json=records[i:i + 1000])
+            r = server.client.post("/v1/models/fraud/predict", json=records[i : i + 1000])
             assert r.status_code == 200, r.text
-            sent.setdefault(day, []).append((r.json()["request_id"], part["is_fraud"][i:i + 1000].to_list(),
-                                             [p["probability"] for p in r.json()["predictions"]]))
+            sent.setdefault(day, []).append(
+                (
+                    r.json()["request_id"],
+                    part["is_fraud"][i : i + 1000].to_list(),
+                    [p["probability"] for p in r.json()["predictions"]],
+                )
+            )
     return sent
 
 
@@ -55,13 +60,18 @@ def post_labels(server, batches) -> None:
 
 def cli(home: Path, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    return subprocess.run([sys.executable, "-m", "appliance", "--home", str(home), *args],
-                          capture_output=True, text=True, env=env, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "appliance", "--home", str(home), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
 
 
 def test_monitor_job_end_to_end(server):
     sent = send_days(server)
-    post_labels(server, sent[DAYS[0]] + sent[DAYS[2]])     # 10-19's labels have not arrived yet
+    post_labels(server, sent[DAYS[0]] + sent[DAYS[2]])  # 10-19's labels have not arrived yet
     run = run_job(server.home, "monitor", "fraud")
     assert run.status == "succeeded", run.error
     assert run.summary["recomputed"] == 3 and run.summary["version"] == 1
@@ -135,19 +145,22 @@ def test_monitor_job_end_to_end(server):
     assert ran.returncode == 0 and "succeeded" in ran.stdout and "recomputed 0" in ran.stdout
     bad = cli(server.home, "monitor", "fraud", "--since", "yesterday")
     assert bad.returncode == 1 and bad.stderr.startswith("error: since 'yesterday'")
-    assert actions.wait_for_actions(300)   # a retrain the gates rejected is retried by later runs
+    assert actions.wait_for_actions(300)  # a retrain the gates rejected is retried by later runs
 
 
 def test_one_job_run_at_a_time_and_dead_runs_do_not_block(home_dir):
     with Home(home_dir) as home:
         conn = store.open_monitoring(home.root)
-        held = store.begin_job_run(conn, "monitor", "fraud", "manual")   # this process: alive
+        held = store.begin_job_run(conn, "monitor", "fraud", "manual")  # this process: alive
         with pytest.raises(Conflict, match="already running"):
             run_job(home_dir, "monitor", "fraud")
         store.end_job_run(conn, held, "succeeded")
         dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-        conn.execute("INSERT INTO job_runs (job, model, started_at, status, pid, trigger) "
-                     "VALUES ('monitor', 'fraud', 0, 'running', ?, 'schedule')", (int(dead.stdout),))
+        conn.execute(
+            "INSERT INTO job_runs (job, model, started_at, status, pid, trigger) "
+            "VALUES ('monitor', 'fraud', 0, 'running', ?, 'schedule')",
+            (int(dead.stdout),),
+        )
         conn.close()
         run = run_job(home_dir, "monitor", "fraud")
         assert run.status == "succeeded"
@@ -161,7 +174,7 @@ def test_scheduler_runs_each_job_once_at_a_time_with_missed_runs_coalesced(home_
         job = scheduler.get_job("monitor:fraud")
         assert job.max_instances == 1 and job.coalesce and job.misfire_grace_time == 3600
         assert job.trigger.interval == timedelta(hours=1)
-        assert scheduler.get_job("train:fraud") is None   # no [training] schedule in the sample spec
+        assert scheduler.get_job("train:fraud") is None  # no [training] schedule in the sample spec
     finally:
         scheduler.shutdown(wait=False)
 
@@ -177,10 +190,10 @@ def test_rows_the_log_refused_reach_the_monitor_job_and_open_the_overflow_alert(
     from storage.prediction_log import PredictionStore
 
     log = PredictionStore(Layout(home_dir).predictions_db)
-    log.record_overflow({"fraud": 12, "other-model": 5, "*": 3})   # '*': shadow rows, which name no model
+    log.record_overflow({"fraud": 12, "other-model": 5, "*": 3})  # '*': shadow rows, which name no model
     log.close()
     first = run_job(home_dir, "monitor", "fraud")
-    second = run_job(home_dir, "monitor", "fraud")                   # nothing refused since
+    second = run_job(home_dir, "monitor", "fraud")  # nothing refused since
     assert first.status == second.status == "succeeded"
     with Home(home_dir) as home:
         overflow = store.results(home, "fraud", check="serving").filter(method="log_overflow").sort("computed_at")
@@ -226,7 +239,7 @@ def test_appliance_jobs_run_ends_after_the_actions_its_alerts_started(home_dir, 
     spec = small_spec(tmp_path / "webhook")
     with webhook_alert(spec, SlowReceiver, "log-overflow", "log_overflow", 0):
         with Home(home_dir) as home:
-            home.add_model(load_spec(spec))          # the same model, its spec moved to the one with the webhook
+            home.add_model(load_spec(spec))  # the same model, its spec moved to the one with the webhook
         log = PredictionStore(Layout(home_dir).predictions_db)
         log.record_overflow({"fraud": 4})
         log.close()
@@ -249,5 +262,5 @@ def test_a_library_call_of_the_monitor_judges_no_alert_rules(home_dir):
     with Home(home_dir) as home:
         assert monitor(home, "fraud").rows > 0
         overflow = store.results(home, "fraud", check="serving").filter(method="log_overflow")
-        assert overflow["value"].to_list() == [4.0]                   # the rule's row is stored …
-        assert list_alerts(home.conn, "fraud") == []                  # … and no rule was judged on it
+        assert overflow["value"].to_list() == [4.0]  # the rule's row is stored …
+        assert list_alerts(home.conn, "fraud") == []  # … and no rule was judged on it

@@ -14,13 +14,26 @@ DAY = datetime(2026, 3, 2, tzinfo=UTC)
 
 
 def _rows(version: int, auc: float, estimate: tuple[float, float, float], rows: int) -> list[dict]:
-    common = {"model": "churn", "version": version, "window_start": DAY, "window_end": DAY, "feature": "*",
-              "threshold": None, "rows": rows, "alert": False, "computed_at": 1.0}
+    common = {
+        "model": "churn",
+        "version": version,
+        "window_start": DAY,
+        "window_end": DAY,
+        "feature": "*",
+        "threshold": None,
+        "rows": rows,
+        "alert": False,
+        "computed_at": 1.0,
+    }
     low, mid, high = estimate
-    return [{**common, "check": "performance", "method": "auc", "value": auc},
-            *({**common, "check": "estimated", "method": m, "value": v}
-              for m, v in (("auc", mid), ("auc_lower", low), ("auc_upper", high))),
-            {**common, "check": "serving", "method": "latency_p99_ms", "value": 3.0}]
+    return [
+        {**common, "check": "performance", "method": "auc", "value": auc},
+        *(
+            {**common, "check": "estimated", "method": m, "value": v}
+            for m, v in (("auc", mid), ("auc_lower", low), ("auc_upper", high))
+        ),
+        {**common, "check": "serving", "method": "latency_p99_ms", "value": 3.0},
+    ]
 
 
 def _frame(*parts: list[dict]) -> pl.DataFrame:
@@ -32,8 +45,10 @@ def test_two_versions_on_one_day_are_two_lines_never_mixed():
     frame = _frame(_rows(1, 0.81, (0.78, 0.80, 0.82), 700), _rows(2, 0.93, (0.90, 0.92, 0.94), 900))
     performance = monitor_report(frame, "performance")
     assert performance[0].split()[:3] == ["window", "version", "labelled"]
-    assert [line.split()[:4] for line in performance[1:]] == [["2026-03-02", "v1", "700", "0.81"],
-                                                              ["2026-03-02", "v2", "900", "0.93"]]
+    assert [line.split()[:4] for line in performance[1:]] == [
+        ["2026-03-02", "v1", "700", "0.81"],
+        ["2026-03-02", "v2", "900", "0.93"],
+    ]
     overview = monitor_report(frame, None)
     assert [line.split()[:2] for line in overview[1:]] == [["2026-03-02", "v1"], ["2026-03-02", "v2"]]
     assert estimate_disagreements(frame) == []

@@ -22,7 +22,7 @@ from appliance.spec import load_spec
 from appliance.spec.monitoring import MonitoringSection, PerformanceThresholds
 from appliance.training.lightgbm_trainer import native_predict, train_lightgbm
 
-CUTOFF = datetime(2026, 10, 6, tzinfo=UTC)      # the evaluation window (the reference) starts here
+CUTOFF = datetime(2026, 10, 6, tzinfo=UTC)  # the evaluation window (the reference) starts here
 DRIFT_START = date(2026, 10, 20)
 
 
@@ -47,19 +47,28 @@ def scored(sample):
     schema = FeatureSchema.learn(raw_features(spec), train)
     params = {**spec.training.params, "num_boost_round": 40}
     booster = train_lightgbm(schema, schema.encode_frame(train), train["is_fraud"].to_numpy(), params, 7)
+
     def score(f):
         return f.with_columns(score=native_predict(booster, schema.encode_frame(f)))
+
     return score(reference), score(live)
 
 
 def test_drift_episode_flagged_from_first_day_without_false_alarms(sample):
     spec, train, reference, live = sample
     rules = MonitoringSection()
-    traffic = pl.concat([train, live])   # the days before the reference are clean, as are 10-16..10-19
-    out = feature_drift(ReferenceProfile.fit(reference, raw_features(spec)), traffic,
-                        EventWindows(traffic, "event_time", rules.window), rules)
-    days = (out.filter(pl.col("rows") > 0)
-            .group_by(pl.col("window_start").dt.date().alias("day"), "feature").agg(pl.col("alert").any()))
+    traffic = pl.concat([train, live])  # the days before the reference are clean, as are 10-16..10-19
+    out = feature_drift(
+        ReferenceProfile.fit(reference, raw_features(spec)),
+        traffic,
+        EventWindows(traffic, "event_time", rules.window),
+        rules,
+    )
+    days = (
+        out.filter(pl.col("rows") > 0)
+        .group_by(pl.col("window_start").dt.date().alias("day"), "feature")
+        .agg(pl.col("alert").any())
+    )
     clean = days.filter(pl.col("day") < DRIFT_START)
     assert clean.height == (35 + 4) * 6
     assert clean["alert"].sum() <= 0.01 * clean.height
@@ -74,20 +83,26 @@ def test_data_quality_on_a_broken_window(sample):
     contract = load_contract(spec.resolve(spec.data.contract))
     day = live.filter(pl.col("event_time").dt.date() <= date(2026, 10, 17))
     first = pl.col("event_time").dt.date() == date(2026, 10, 16)
-    broken = (day.with_columns(
-        amount=pl.when(first & (pl.col("hour") < 12)).then(None).otherwise(pl.col("amount")),
-        merchant_category=pl.when(first & (pl.col("hour") == 13)).then(pl.lit("crypto"))
-        .otherwise(pl.col("merchant_category")),
-        hour=pl.col("hour").cast(pl.String), device=pl.lit("ios"))
+    broken = (
+        day.with_columns(
+            amount=pl.when(first & (pl.col("hour") < 12)).then(None).otherwise(pl.col("amount")),
+            merchant_category=pl.when(first & (pl.col("hour") == 13))
+            .then(pl.lit("crypto"))
+            .otherwise(pl.col("merchant_category")),
+            hour=pl.col("hour").cast(pl.String),
+            device=pl.lit("ios"),
+        )
         .drop("is_foreign")
-        .filter(~first | (pl.int_range(pl.len()) % 4 != 0)))   # a quarter of 10-16 never arrives
+        .filter(~first | (pl.int_range(pl.len()) % 4 != 0))
+    )  # a quarter of 10-16 never arrives
     names = [f.name for f in raw_features(spec)]
     rules = MonitoringSection()
     field_rules = [*contract.fields, *category_rules(reference, raw_features(spec))]
     per_day = expected_rows(reference, "event_time", rules.window)
     assert per_day == pytest.approx(reference.height / 10)
-    out = data_quality(broken, EventWindows(broken, "event_time", "1d"), reference.schema, names,
-                       field_rules, per_day, rules)
+    out = data_quality(
+        broken, EventWindows(broken, "event_time", "1d"), reference.schema, names, field_rules, per_day, rules
+    )
     changes = {(c.field, c.change) for c in schema_drift(reference.schema, broken.schema)}
     assert changes == {("device", "new"), ("is_foreign", "missing"), ("hour", "retyped")}
 
@@ -104,12 +119,13 @@ def test_data_quality_on_a_broken_window(sample):
     ratio, _ = check("*", "volume_low")
     assert ratio == pytest.approx(0.75 * 3222 / per_day, rel=0.01)
     assert not out.filter(feature="*")["alert"].any()
-    thin = data_quality(broken, EventWindows(broken, "event_time", "1d"), reference.schema, names, field_rules,
-                        per_day * 2, rules)
+    thin = data_quality(
+        broken, EventWindows(broken, "event_time", "1d"), reference.schema, names, field_rules, per_day * 2, rules
+    )
     assert thin.filter(feature="*", method="volume_low")["alert"].to_list() == [True, True]
 
 
-FLOORED = MonitoringSection(performance=PerformanceThresholds(min_auc=0.80))   # a spec's explicit floor
+FLOORED = MonitoringSection(performance=PerformanceThresholds(min_auc=0.80))  # a spec's explicit floor
 
 
 def test_the_default_auc_floor_is_the_versions_reference_less_the_allowed_drop():
@@ -117,19 +133,20 @@ def test_the_default_auc_floor_is_the_versions_reference_less_the_allowed_drop()
 
     rng = np.random.default_rng(0)
     labels = rng.integers(0, 2, 4000)
-    scores = np.clip(labels * 0.3 + rng.normal(0.35, 0.3, 4000), 0, 1)    # a modest model
+    scores = np.clip(labels * 0.3 + rng.normal(0.35, 0.3, 4000), 0, 1)  # a modest model
     reference = pl.DataFrame({LABEL: labels, SCORE: scores})
     floor = with_auc_floor(MonitoringSection(), reference).performance.min_auc
     assert floor == pytest.approx(roc_auc_score(labels, scores) - 0.10, abs=1e-9)
-    assert with_auc_floor(FLOORED, reference).performance.min_auc == 0.80          # set in the spec: kept
-    assert np.isnan(MonitoringSection().performance.auc_floor)                      # unknown: nothing flagged
+    assert with_auc_floor(FLOORED, reference).performance.min_auc == 0.80  # set in the spec: kept
+    assert np.isnan(MonitoringSection().performance.auc_floor)  # unknown: nothing flagged
 
 
 def test_performance_by_window_and_segment(scored):
     _, live = scored
     days = live.filter(pl.col("event_time").dt.date().is_between(date(2026, 10, 18), date(2026, 10, 21)))
-    days = days.with_columns(is_fraud=pl.when(pl.int_range(pl.len()) % 10 == 0).then(None)
-                             .otherwise(pl.col("is_fraud")))   # some labels have not arrived yet
+    days = days.with_columns(
+        is_fraud=pl.when(pl.int_range(pl.len()) % 10 == 0).then(None).otherwise(pl.col("is_fraud"))
+    )  # some labels have not arrived yet
     windows = EventWindows(days, "event_time", "1d")
     out = performance_by_window(days, windows, "is_fraud", "score", 0.5, FLOORED, segment="country")
     labelled = days.filter(pl.col("is_fraud").is_not_null())
@@ -142,10 +159,12 @@ def test_performance_by_window_and_segment(scored):
         us_auc = out.filter(feature="country=US", method="auc").sort("window_start")["value"][i]
         assert us_auc == pytest.approx(roc_auc_score(us["is_fraud"], us["score"]), abs=1e-12)
     overall = out.filter(feature="*", method="auc").sort("window_start")
-    assert overall["alert"].to_list() == [False, False, True, True]   # the drift starts on 10-20
+    assert overall["alert"].to_list() == [False, False, True, True]  # the drift starts on 10-20
     segments = out.filter(pl.col("feature").str.starts_with("country="), method="f1")
-    assert segments.group_by("window_start").agg(pl.col("rows").sum())["rows"].sort().to_list() == \
-        overall["rows"].sort().to_list()
+    assert (
+        segments.group_by("window_start").agg(pl.col("rows").sum())["rows"].sort().to_list()
+        == overall["rows"].sort().to_list()
+    )
 
 
 def test_cbpe_returns_a_band_beside_the_realized_auc(scored):
@@ -163,8 +182,9 @@ def test_cbpe_returns_a_band_beside_the_realized_auc(scored):
     # P(fraud | features) that CBPE cannot see, so on 10-20 the realized AUC falls out of it.
     assert ((clean["realized_auc"] >= clean["lower"]) & (clean["realized_auc"] <= clean["upper"])).all()
     assert out["realized_auc"][4] < out["lower"][4]
-    unlabelled = estimate_auc(reference, days.drop("is_fraud"), windows, "event_time", "score", "is_fraud", 0.5,
-                              MonitoringSection())
+    unlabelled = estimate_auc(
+        reference, days.drop("is_fraud"), windows, "event_time", "score", "is_fraud", 0.5, MonitoringSection()
+    )
     assert unlabelled["realized_auc"].null_count() == 5
     assert np.allclose(unlabelled["estimated_auc"].to_numpy(), out["estimated_auc"].to_numpy())
 
@@ -174,8 +194,9 @@ def test_reconstruction_drift_per_window(sample):
     days = live.filter(pl.col("event_time").dt.date() <= date(2026, 10, 20))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        out = reconstruction_drift(reference, days, EventWindows(days, "event_time", "1d"), "event_time",
-                                   raw_features(spec))
+        out = reconstruction_drift(
+            reference, days, EventWindows(days, "event_time", "1d"), "event_time", raw_features(spec)
+        )
     assert out.height == 5 and out["reconstruction_error"].null_count() == 0
     assert out["threshold"].n_unique() == 1 and (out["reconstruction_error"] > 0).all()
     assert out["alert"].to_list() == (out["reconstruction_error"] > out["threshold"]).to_list()

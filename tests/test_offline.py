@@ -72,13 +72,19 @@ def test_main_job_passes_with_outbound_network_blocked(tmp_path):
     hooks.mkdir()
     (hooks / "sitecustomize.py").write_text(AUDIT)
     audit_log = tmp_path / "network.log"
-    env = {**os.environ, "PYTHONPATH": f"{hooks}:{ROOT}", "NETWORK_AUDIT_LOG": str(audit_log),
-           "APPLIANCE_HOME": str(tmp_path / "home"), "WORK": str(tmp_path),
-           "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    env = {
+        **os.environ,
+        "PYTHONPATH": f"{hooks}:{ROOT}",
+        "NETWORK_AUDIT_LOG": str(audit_log),
+        "APPLIANCE_HOME": str(tmp_path / "home"),
+        "WORK": str(tmp_path),
+        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+    }
     env.pop("NML_DISABLE_USAGE_LOGGING", None)  # the appliance itself must switch telemetry off
     env.pop("ORT_DISABLE_TELEMETRY", None)
-    result = subprocess.run(["unshare", "--net", "bash", "-c", JOB], cwd=ROOT, env=env,
-                            capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        ["unshare", "--net", "bash", "-c", JOB], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
+    )
     up_log = (tmp_path / "up.log").read_text() if (tmp_path / "up.log").exists() else ""
     assert result.returncode == 0, result.stderr + up_log
     assert '"version":1' in result.stdout, result.stdout + up_log
@@ -90,28 +96,42 @@ def test_install_from_a_wheelhouse_with_every_index_disabled(tmp_path):
     # The first build downloads ~1 GB into .cache/; later builds find the files there and only
     # rebuild the appliance's own wheel, so the test always installs the code under test.
     wheelhouse = ROOT / ".cache" / "wheelhouse"
-    built = subprocess.run([str(ROOT / "scripts" / "build-wheelhouse"), str(wheelhouse)], cwd=ROOT,
-                           capture_output=True, text=True, timeout=1800)
+    built = subprocess.run(
+        [str(ROOT / "scripts" / "build-wheelhouse"), str(wheelhouse)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
     assert built.returncode == 0, built.stderr[-3000:]
     venv = tmp_path / "venv"
     env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
-    installed = subprocess.run([str(wheelhouse / "install-offline"), str(wheelhouse), str(venv)], cwd=tmp_path,
-                               capture_output=True, text=True, timeout=1800, env=env)
+    installed = subprocess.run(
+        [str(wheelhouse / "install-offline"), str(wheelhouse), str(venv)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        env=env,
+    )
     assert installed.returncode == 0, installed.stderr[-3000:]
     assert installed.stdout.startswith("appliance ")
     home = tmp_path / "home"
     exe = str(venv / "bin" / "appliance")
 
     def run(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([exe, "--home", str(home), *args], cwd=tmp_path, capture_output=True, text=True,
-                              timeout=600, env=env)
+        return subprocess.run(
+            [exe, "--home", str(home), *args], cwd=tmp_path, capture_output=True, text=True, timeout=600, env=env
+        )
 
     assert run("init").returncode == 0
     trained = run("train", "fraud")
     assert trained.returncode == 0, trained.stderr
     assert run("promote", "fraud", "1").returncode == 0
     assert run("features", "materialize", "fraud").returncode == 0
-    record = '{"user_id": "u00042", "event_time": "2026-10-16T09:30:00Z", "amount": 950.0, ' \
-             '"merchant_category": "jewelry", "hour": 3, "is_foreign": true}'
+    record = (
+        '{"user_id": "u00042", "event_time": "2026-10-16T09:30:00Z", "amount": 950.0, '
+        '"merchant_category": "jewelry", "hour": 3, "is_foreign": true}'
+    )
     predicted = run("predict", "fraud", "--json", record)
     assert predicted.returncode == 0 and '"version": 1' in predicted.stdout, predicted.stderr

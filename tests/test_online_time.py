@@ -31,13 +31,19 @@ from storage.online_store import OnlineStore
 START = datetime(2025, 6, 1, tzinfo=UTC)
 MICROS = 1_000_000
 DEVICES = FeaturesSection(
-    entity_key="device", event_time="seen_at", request=[Feature("kilobytes", "float")],
+    entity_key="device",
+    event_time="seen_at",
+    request=[Feature("kilobytes", "float")],
     entity_attributes=[Feature("firmware", "integer")],
-    aggregations=[Aggregation("bursts_2h", "count", "2h"), Aggregation("kb_sum_1d", "sum", "1d", column="kilobytes"),
-                  Aggregation("kb_min_6h", "min", "6h", column="kilobytes"),
-                  Aggregation("kb_max_1d", "max", "1d", column="kilobytes"),
-                  Aggregation("kb_mean_3d", "mean", "3d", column="kilobytes")],
-    derived=[Derived("idle_s", "since_last")])
+    aggregations=[
+        Aggregation("bursts_2h", "count", "2h"),
+        Aggregation("kb_sum_1d", "sum", "1d", column="kilobytes"),
+        Aggregation("kb_min_6h", "min", "6h", column="kilobytes"),
+        Aggregation("kb_max_1d", "max", "1d", column="kilobytes"),
+        Aggregation("kb_mean_3d", "mean", "3d", column="kilobytes"),
+    ],
+    derived=[Derived("idle_s", "since_last")],
+)
 SCHEMA = {"device": pl.Int64, "seen_at": pl.Datetime("us", "UTC"), "kilobytes": pl.Float64}
 
 
@@ -45,24 +51,48 @@ def _events(rng: np.random.Generator, devices: np.ndarray, n: int, start: dateti
     # Whole seconds, so same-instant twins happen; some rows without a value (a count, no sum).
     seconds = rng.integers(0, int(hours * 3600), n)
     kilobytes = rng.gamma(1.5, 40.0, n).round(2)
-    return pl.DataFrame({"device": rng.choice(devices, n),
-                         "seen_at": [start + timedelta(seconds=int(s)) for s in seconds],
-                         "kilobytes": np.where(rng.random(n) < 0.1, np.nan, kilobytes)},
-                        schema=SCHEMA).with_columns(pl.col("kilobytes").fill_nan(None))
+    return pl.DataFrame(
+        {
+            "device": rng.choice(devices, n),
+            "seen_at": [start + timedelta(seconds=int(s)) for s in seconds],
+            "kilobytes": np.where(rng.random(n) < 0.1, np.nan, kilobytes),
+        },
+        schema=SCHEMA,
+    ).with_columns(pl.col("kilobytes").fill_nan(None))
 
 
 def _answered(events: pl.DataFrame, first: int) -> list[tuple]:
     # Prediction log rows (PREDICTION_COLUMNS order) of requests answered a second after each event.
-    return [(f"q{first + i}", 0, "net", 1, "production", None, e["seen_at"].timestamp() + 1, None,
-             str(e["device"]), {**e, "seen_at": e["seen_at"].isoformat()}, 0.5, 0, 1.0, 200)
-            for i, e in enumerate(events.iter_rows(named=True))]
+    return [
+        (
+            f"q{first + i}",
+            0,
+            "net",
+            1,
+            "production",
+            None,
+            e["seen_at"].timestamp() + 1,
+            None,
+            str(e["device"]),
+            {**e, "seen_at": e["seen_at"].isoformat()},
+            0.5,
+            0,
+            1.0,
+            200,
+        )
+        for i, e in enumerate(events.iter_rows(named=True))
+    ]
 
 
 def _expected(known: pl.DataFrame) -> dict[str, tuple[int, dict]]:
     latest = feature_rows(DEVICES, known, latest_only=True)
-    return {str(row["device"]): (round(row[FEATURE_TIME].timestamp() * MICROS),
-                                 {a.name: row[a.name] for a in DEVICES.aggregations})
-            for row in latest.iter_rows(named=True)}
+    return {
+        str(row["device"]): (
+            round(row[FEATURE_TIME].timestamp() * MICROS),
+            {a.name: row[a.name] for a in DEVICES.aggregations},
+        )
+        for row in latest.iter_rows(named=True)
+    }
 
 
 def _assert_rows(store: OnlineStore, known: pl.DataFrame, firmware: dict[str, int]) -> dict[str, int]:
@@ -82,11 +112,12 @@ def _assert_rows(store: OnlineStore, known: pl.DataFrame, firmware: dict[str, in
 
 
 @pytest.mark.parametrize(("seed", "devices", "per_round"), [(1, 12, 40), (2, 150, 900), (3, 3, 25)])
-def test_materializing_keeps_what_requests_added_after_each_entitys_ingested_history(tmp_path, seed, devices,
-                                                                                     per_round):
+def test_materializing_keeps_what_requests_added_after_each_entitys_ingested_history(
+    tmp_path, seed, devices, per_round
+):
     rng = np.random.default_rng(seed)
-    ids = np.arange(7_000, 7_000 + devices) * 13           # integer keys, not in order of first event
-    strangers = np.arange(-5, 0)                           # served, never ingested
+    ids = np.arange(7_000, 7_000 + devices) * 13  # integer keys, not in order of first event
+    strangers = np.arange(-5, 0)  # served, never ingested
     firmware = {str(d): int(rng.integers(1, 9)) for d in ids[: devices // 2]}
     entities = pl.DataFrame({"device": [int(d) for d in firmware], "firmware": list(firmware.values())})
     ingested = _events(rng, ids, per_round * 4, START, 24 * 10)
@@ -95,14 +126,18 @@ def test_materializing_keeps_what_requests_added_after_each_entitys_ingested_his
     updater = OnlineUpdater(OnlineStore(tmp_path / "online.db"))
     updater.follow({"net": update_targets("net", [DEVICES])})
     served = pl.DataFrame(schema=SCHEMA)
-    known = ingested                  # what the online rows should hold: the store's events, as the model has them
+    known = ingested  # what the online rows should hold: the store's events, as the model has them
     clock = START + timedelta(days=10)
     held = _assert_rows(store, known, firmware)
     for _ in range(5):
         # Requests: mostly ahead of the history, some late (older than an entity's row), some strangers.
-        fresh = pl.concat([_events(rng, ids, per_round, clock, 30),
-                           _events(rng, ids, per_round // 5 + 1, clock - timedelta(hours=20), 20),
-                           _events(rng, strangers, per_round // 10 + 1, clock, 30)])
+        fresh = pl.concat(
+            [
+                _events(rng, ids, per_round, clock, 30),
+                _events(rng, ids, per_round // 5 + 1, clock - timedelta(hours=20), 20),
+                _events(rng, strangers, per_round // 10 + 1, clock, 30),
+            ]
+        )
         updater.apply(_answered(fresh, served.height))
         served, known = pl.concat([served, fresh]), pl.concat([known, fresh])
         held_live = _assert_rows(store, known, firmware)
@@ -112,13 +147,17 @@ def test_materializing_keeps_what_requests_added_after_each_entitys_ingested_his
         caught_up = rng.choice(ids, devices // 2 + 1, replace=False)
         cut = clock + timedelta(hours=float(rng.uniform(0, 30)))
         unseen = _events(rng, caught_up, per_round // 2 + 1, clock, (cut - clock).total_seconds() / 3600 + 1e-3)
-        answered = served.filter(pl.col("device").is_in(caught_up) & (pl.col("seen_at") <= cut)) \
-            .join(ingested, on=list(SCHEMA), how="anti", nulls_equal=True)  # each event ingested once
+        answered = served.filter(pl.col("device").is_in(caught_up) & (pl.col("seen_at") <= cut)).join(
+            ingested, on=list(SCHEMA), how="anti", nulls_equal=True
+        )  # each event ingested once
         ingested = pl.concat([ingested, answered, unseen])
         report = materialize(store, "net", DEVICES, ingested, entities)
         newest = ingested.group_by("device").agg(pl.col("seen_at").max().alias("newest"))
-        after = served.join(newest, on="device", how="left") \
-            .filter(pl.col("newest").is_null() | (pl.col("seen_at") > pl.col("newest"))).drop("newest")
+        after = (
+            served.join(newest, on="device", how="left")
+            .filter(pl.col("newest").is_null() | (pl.col("seen_at") > pl.col("newest")))
+            .drop("newest")
+        )
         known = pl.concat([ingested, after])
         held_now = _assert_rows(store, known, firmware)
         assert all(held_now[e] >= at for e, at in held_live.items()), "a row went back in time"
@@ -134,8 +173,13 @@ def _cli(home: Path, *args: str) -> None:
 
 
 def _request(event: dict) -> dict:
-    return {"subscriber": event["subscriber"], "logged_at": event["logged_at"].isoformat() + "Z",
-            "minutes": event["minutes"], "channel": event["channel"], "on_mobile": event["on_mobile"]}
+    return {
+        "subscriber": event["subscriber"],
+        "logged_at": event["logged_at"].isoformat() + "Z",
+        "minutes": event["minutes"],
+        "channel": event["channel"],
+        "on_mobile": event["on_mobile"],
+    }
 
 
 def _assert_holds(home: Path, events: pl.DataFrame, subscribers: list[int]) -> dict[int, tuple[int, dict]]:
@@ -145,8 +189,14 @@ def _assert_holds(home: Path, events: pl.DataFrame, subscribers: list[int]) -> d
         features = h.spec("visits").features
         history = read_snapshots(h.offline, list_snapshots(h.conn, "visits"))
         stored = h.online.read(namespace("visits", features), [str(s) for s in subscribers])
-    known = pl.concat([history, events.with_columns(pl.col("logged_at").dt.replace_time_zone("UTC"))
-                      .select(history.columns).cast(history.schema)])
+    known = pl.concat(
+        [
+            history,
+            events.with_columns(pl.col("logged_at").dt.replace_time_zone("UTC"))
+            .select(history.columns)
+            .cast(history.schema),
+        ]
+    )
     latest = feature_rows(features, known.filter(pl.col("subscriber").is_in(subscribers)), latest_only=True)
     rows = {}
     for row in latest.iter_rows(named=True):
@@ -184,14 +234,20 @@ def test_answered_requests_outlive_materialize_and_restart_and_the_skew_check_pa
     live = pl.read_parquet(spec.parent / "live.parquet").sort("logged_at")
     # Two subscribers whose first three live sessions come earliest; their sessions are the requests, with a
     # stranger no history knows.
-    third = live.group_by("subscriber").agg(pl.col("logged_at").slice(2, 1).first()).drop_nulls() \
+    third = (
+        live.group_by("subscriber")
+        .agg(pl.col("logged_at").slice(2, 1).first())
+        .drop_nulls()
         .sort("logged_at", "subscriber")
+    )
     caught, behind = third["subscriber"][0], third["subscriber"][1]
     served = pl.concat([live.filter(pl.col("subscriber") == s).head(3) for s in (caught, behind)])
     stranger = served.head(1).with_columns(subscriber=pl.lit(4_000_000, pl.Int64), session_id=pl.lit(-1, pl.Int64))
     served = pl.concat([served, stranger])
-    newest = {s: round(t.replace(tzinfo=UTC).timestamp() * MICROS) for s, t in
-              served.group_by("subscriber").agg(pl.col("logged_at").max()).iter_rows()}
+    newest = {
+        s: round(t.replace(tzinfo=UTC).timestamp() * MICROS)
+        for s, t in served.group_by("subscriber").agg(pl.col("logged_at").max()).iter_rows()
+    }
     _served(home, [_request(e) for e in served.iter_rows(named=True)], newest)
     who = [caught, behind, 4_000_000]
     moved = _assert_holds(home, served, who)
@@ -215,8 +271,11 @@ def test_answered_requests_outlive_materialize_and_restart_and_the_skew_check_pa
         bring_up(h, None, said.append)
     assert any("3 keep the requests answered after their last ingested event" in line for line in said), said
     assert _assert_holds(home, served, who) == moved
-    later = served.filter(pl.col("subscriber") == behind).tail(1).with_columns(
-        pl.col("logged_at") + timedelta(hours=2), session_id=pl.lit(-2, pl.Int64))
+    later = (
+        served.filter(pl.col("subscriber") == behind)
+        .tail(1)
+        .with_columns(pl.col("logged_at") + timedelta(hours=2), session_id=pl.lit(-2, pl.Int64))
+    )
     served = pl.concat([served, later])
     _served(home, [_request(later.row(0, named=True))], {**newest, behind: newest[behind] + 2 * 3600 * MICROS})
     assert _assert_holds(home, served, who)[behind][1]["sessions_7d"] == moved[behind][1]["sessions_7d"] + 1

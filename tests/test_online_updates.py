@@ -36,20 +36,41 @@ def _slices(users: int = 40, live_rows: int = 400) -> tuple[pl.DataFrame, pl.Dat
     history = pl.read_parquet(SPEC.resolve(SPEC.data.source))
     chosen = history["user_id"].unique().sort().head(users).implode()
     live = pl.read_parquet(SPEC.resolve(SPEC.data.live))
-    return (history.filter(pl.col("user_id").is_in(chosen)),
-            live.filter(pl.col("user_id").is_in(chosen)).sort("event_time").head(live_rows))
+    return (
+        history.filter(pl.col("user_id").is_in(chosen)),
+        live.filter(pl.col("user_id").is_in(chosen)).sort("event_time").head(live_rows),
+    )
 
 
 def _log_row(i: int, record: dict, status: int = 200, received_at: float | None = None) -> tuple:
     # PREDICTION_COLUMNS order, the request record as the server logs it
-    return (f"r{i}", 0, "fraud", 1, "production", None, time.time() if received_at is None else received_at,
-            record.get("event_time"), record["user_id"], record, 0.5, 0, 1.0, status)
+    return (
+        f"r{i}",
+        0,
+        "fraud",
+        1,
+        "production",
+        None,
+        time.time() if received_at is None else received_at,
+        record.get("event_time"),
+        record["user_id"],
+        record,
+        0.5,
+        0,
+        1.0,
+        status,
+    )
 
 
 def _request(event: dict) -> dict:
-    return {"user_id": event["user_id"], "event_time": event["event_time"].isoformat().replace("+00:00", "Z"),
-            "amount": event["amount"], "merchant_category": event["merchant_category"], "hour": event["hour"],
-            "is_foreign": event["is_foreign"]}
+    return {
+        "user_id": event["user_id"],
+        "event_time": event["event_time"].isoformat().replace("+00:00", "Z"),
+        "amount": event["amount"],
+        "merchant_category": event["merchant_category"],
+        "hour": event["hour"],
+        "is_foreign": event["is_foreign"],
+    }
 
 
 def _assert_online_equals_offline(store: OnlineStore, events: pl.DataFrame) -> int:
@@ -76,24 +97,28 @@ def test_live_events_give_each_entity_the_offline_tables_latest_row(tmp_path):
     events = live.to_dicts()
     first, second = events[0], events[1]
     extra = [
-        {**first, "amount": 7.25},                                          # a twin at the same instant
+        {**first, "amount": 7.25},  # a twin at the same instant
         {**second, "event_time": second["event_time"] - 3600 * SECOND, "amount": 3.0},  # out of order, in window
-        {**first, "event_time": first["event_time"] - 40 * DAY, "amount": 9999.0},   # older than every window
-        {**first, "user_id": "u-new", "amount": 12.0},                     # an entity with no history at all
+        {**first, "event_time": first["event_time"] - 40 * DAY, "amount": 9999.0},  # older than every window
+        {**first, "user_id": "u-new", "amount": 12.0},  # an entity with no history at all
     ]
     requests = [_request(e) for e in events + extra]
     rows = [_log_row(i, r) for i, r in enumerate(requests)]
     rows.insert(5, _log_row(-1, {**requests[5], "amount": 1e6}, status=500))  # not answered: not an event
-    now = events[-1]["event_time"] + 60 * SECOND                         # served without an event time: now
-    rows.append(_log_row(-2, {k: v for k, v in requests[2].items() if k != "event_time"},
-                         received_at=now.timestamp()))
+    now = events[-1]["event_time"] + 60 * SECOND  # served without an event time: now
+    rows.append(_log_row(-2, {k: v for k, v in requests[2].items() if k != "event_time"}, received_at=now.timestamp()))
     for start in range(0, len(rows), 37):  # batches as the writer cuts them, an entity's events across several
-        updater.apply(rows[start:start + 37])
+        updater.apply(rows[start : start + 37])
     # On the edges of the windows of that newest event: each counts (both edges are inclusive).
     edges = [{**events[2], "event_time": now - window, "amount": 1.5} for window in (3600 * SECOND, 7 * DAY, 30 * DAY)]
     updater.apply([_log_row(100 + i, _request(e)) for i, e in enumerate(edges)])
-    applied = pl.concat([live, pl.DataFrame(extra, schema=live.schema),
-                         pl.DataFrame([{**events[2], "event_time": now}, *edges], schema=live.schema)])
+    applied = pl.concat(
+        [
+            live,
+            pl.DataFrame(extra, schema=live.schema),
+            pl.DataFrame([{**events[2], "event_time": now}, *edges], schema=live.schema),
+        ]
+    )
     assert _assert_online_equals_offline(store, pl.concat([history, applied], how="vertical_relaxed")) > 40
     assert updater.stale == 0 and updater.errors == 0 and updater.updated >= len(set(live["user_id"]))
 
@@ -109,8 +134,10 @@ def test_an_event_time_past_the_servers_clock_moves_nothing(tmp_path):
     event = live.row(0, named=True)
     before = store.read(NS, [event["user_id"]])
     answered_at = (event["event_time"] + 60 * SECOND).timestamp()
-    ahead = [_log_row(0, {**_request(event), "event_time": "2199-12-31T23:59:59Z"}, received_at=answered_at),
-             _log_row(1, _request({**event, "event_time": event["event_time"] + DAY}), received_at=answered_at)]
+    ahead = [
+        _log_row(0, {**_request(event), "event_time": "2199-12-31T23:59:59Z"}, received_at=answered_at),
+        _log_row(1, _request({**event, "event_time": event["event_time"] + DAY}), received_at=answered_at),
+    ]
     assert updater.apply(ahead) == 0 and updater.future == 2
     assert store.read(NS, [event["user_id"]]) == before
     within = event["event_time"] + 5 * 60 * SECOND  # a client's clock a few minutes ahead is still believed
@@ -127,14 +154,18 @@ def test_materialize_writes_each_entitys_tail_within_its_longest_window(tmp_path
     assert store.materialization(NS)["tails"] is True
     db = sqlite3.connect(tmp_path / "online.db")
     rows = dict(db.execute("SELECT entity, feature_time FROM feature_rows WHERE namespace = ?", (NS,)))
-    points = db.execute("SELECT entity, min(t), max(t), sum(n) FILTER (WHERE col = 0), count(DISTINCT col) "
-                        "FROM tail_points WHERE namespace = ? GROUP BY entity", (NS,)).fetchall()
+    points = db.execute(
+        "SELECT entity, min(t), max(t), sum(n) FILTER (WHERE col = 0), count(DISTINCT col) "
+        "FROM tail_points WHERE namespace = ? GROUP BY entity",
+        (NS,),
+    ).fetchall()
     assert rows["u-attributes-only"] is None and len(points) == len(rows) - 1 == 10  # no events: no points
     horizon = TailPlan(FEATURES).horizon
     for entity, oldest, newest, events, columns in points:
         assert newest == rows[entity] and oldest >= newest - horizon and columns == 2  # the count, then amount
-        window = history.filter((pl.col("user_id") == entity)
-                                & (pl.col("event_time").dt.epoch("us") >= newest - horizon))
+        window = history.filter(
+            (pl.col("user_id") == entity) & (pl.col("event_time").dt.epoch("us") >= newest - horizon)
+        )
         assert events == window.height
 
 
@@ -210,19 +241,25 @@ class _FirstSqlStore(OnlineStore):
             f"agg AS (SELECT n.entity, n.at, {values} FROM newest n CROSS JOIN tail_points p "
             "ON p.namespace = :namespace AND p.entity = n.entity GROUP BY n.entity, n.at) "
             f"SELECT a.entity, a.at, json_set(coalesce(CAST(f.payload AS TEXT), '{{}}'){sets}) FROM agg a "
-            "LEFT JOIN feature_rows f ON f.namespace = :namespace AND f.entity = a.entity")
+            "LEFT JOIN feature_rows f ON f.namespace = :namespace AND f.entity = a.entity"
+        )
         conn = self._conn()
         with transaction(conn):
             conn.executemany(_MERGE_POINT, points)
             newest = conn.execute(
                 "SELECT entity, max(t) FROM tail_points WHERE namespace = ? AND entity IN "
-                "(SELECT value FROM json_each(?)) GROUP BY entity", (namespace, json.dumps(entities))).fetchall()
-            conn.executemany("DELETE FROM tail_points WHERE namespace = ? AND entity = ? AND t < ?",
-                             ((namespace, entity, at - horizon) for entity, at in newest))
+                "(SELECT value FROM json_each(?)) GROUP BY entity",
+                (namespace, json.dumps(entities)),
+            ).fetchall()
+            conn.executemany(
+                "DELETE FROM tail_points WHERE namespace = ? AND entity = ? AND t < ?",
+                ((namespace, entity, at - horizon) for entity, at in newest),
+            )
             return conn.execute(
                 "INSERT OR REPLACE INTO feature_rows (namespace, entity, feature_time, payload) "
                 f"SELECT :namespace, * FROM ({first_rows_sql})",
-                {"namespace": namespace, "newest": json.dumps([tuple(row) for row in newest])}).rowcount
+                {"namespace": namespace, "newest": json.dumps([tuple(row) for row in newest])},
+            ).rowcount
 
 
 def _first_aggregate(a) -> str:
@@ -230,16 +267,24 @@ def _first_aggregate(a) -> str:
     inside = f"FILTER (WHERE p.col = {col} AND p.t >= n.at - {window_micros(a.window)})"
     if a.column is None or a.function == "count":
         return f"coalesce(sum(p.n) {inside}, 0)"
-    return {"sum": f"sum(p.s) {inside}", "mean": f"sum(p.s) {inside} / nullif(sum(p.n) {inside}, 0)",
-            "min": f"min(p.lo) {inside}", "max": f"max(p.hi) {inside}"}[a.function]
+    return {
+        "sum": f"sum(p.s) {inside}",
+        "mean": f"sum(p.s) {inside} / nullif(sum(p.n) {inside}, 0)",
+        "min": f"min(p.lo) {inside}",
+        "max": f"max(p.hi) {inside}",
+    }[a.function]
 
 
 def _contents(path) -> tuple[list, list]:
     db = sqlite3.connect(path)
     try:
-        return (db.execute("SELECT namespace, entity, typeof(feature_time), feature_time, typeof(payload), payload "
-                           "FROM feature_rows ORDER BY namespace, entity").fetchall(),
-                db.execute("SELECT * FROM tail_points ORDER BY namespace, entity, t, col").fetchall())
+        return (
+            db.execute(
+                "SELECT namespace, entity, typeof(feature_time), feature_time, typeof(payload), payload "
+                "FROM feature_rows ORDER BY namespace, entity"
+            ).fetchall(),
+            db.execute("SELECT * FROM tail_points ORDER BY namespace, entity, t, col").fetchall(),
+        )
     finally:
         db.close()
 
@@ -249,18 +294,20 @@ def test_live_updates_write_the_same_bytes_as_the_first_sql(tmp_path):
     events = live.to_dicts()
     busy = events[0]
     extra = [
-        {**events[-1], "amount": 2.5},                                # a twin at the same instant, in the same batch
-        {**busy, "amount": 7.25},                                                    # a twin at the same instant
+        {**events[-1], "amount": 2.5},  # a twin at the same instant, in the same batch
+        {**busy, "amount": 7.25},  # a twin at the same instant
         {**events[1], "event_time": events[1]["event_time"] - 3600 * SECOND, "amount": 3.0},  # out of order
-        {**busy, "event_time": busy["event_time"] - 40 * DAY, "amount": 9999.0},   # older than every window
-        {**busy, "user_id": "u-new", "amount": 12.0},                               # no history at all
+        {**busy, "event_time": busy["event_time"] - 40 * DAY, "amount": 9999.0},  # older than every window
+        {**busy, "user_id": "u-new", "amount": 12.0},  # no history at all
     ]
     now = events[-1]["event_time"] + 60 * SECOND
     # An entity's newest sums, whose rounding depends on the order they add in (1e16 + 1.0 rounds to 1e16).
-    extra += [{**events[2], "event_time": now + k * SECOND, "amount": amount}
-              for k, amount in ((1, 1e16), (2, 1.0), (3, -1e16), (4, 0.1), (5, 0.2))]
+    extra += [
+        {**events[2], "event_time": now + k * SECOND, "amount": amount}
+        for k, amount in ((1, 1e16), (2, 1.0), (3, -1e16), (4, 0.1), (5, 0.2))
+    ]
     requests = [_request(e) for e in events + extra]
-    requests.append({k: v for k, v in requests[3].items() if k != "amount"})       # the column missing: n = 0
+    requests.append({k: v for k, v in requests[3].items() if k != "amount"})  # the column missing: n = 0
     rows = [_log_row(i, r) for i, r in enumerate(requests)]
     rows.append(_log_row(-2, {k: v for k, v in requests[4].items() if k != "event_time"}, received_at=now.timestamp()))
     edges = [{**events[4], "event_time": now - window, "amount": 1.5} for window in (3600 * SECOND, 7 * DAY, 30 * DAY)]
@@ -273,7 +320,7 @@ def test_live_updates_write_the_same_bytes_as_the_first_sql(tmp_path):
         materialize(OnlineStore(path), "fraud", FEATURES, history, None)
         updater = OnlineUpdater(store_type(path))
         updater.follow({"fraud": update_targets("fraud", [FEATURES])})
-        written = sum(updater.apply(rows[start:start + 37]) for start in range(0, len(rows), 37))
+        written = sum(updater.apply(rows[start : start + 37]) for start in range(0, len(rows), 37))
         assert updater.errors == 0 and updater.stale == 0
         results.append((written, _contents(path)))
     (written_first, (rows_first, points_first)), (written_now, (rows_now, points_now)) = results

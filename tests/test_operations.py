@@ -47,9 +47,19 @@ def test_json_log_lines_carry_level_logger_extras_and_exceptions():
 
 def test_the_unit_file_verifies_and_is_hardened(tmp_path):
     unit = (ROOT / "systemd" / "appliance.service").read_text()
-    for setting in ("Type=notify", "Restart=on-failure", "DynamicUser=yes", "StateDirectory=appliance",
-                    "ProtectSystem=strict", "ProtectHome=", "NoNewPrivileges=yes", "PrivateTmp=yes",
-                    "WatchdogSec=", "EnvironmentFile=", "ExecStart=@PREFIX@/.venv/bin/appliance up --headless"):
+    for setting in (
+        "Type=notify",
+        "Restart=on-failure",
+        "DynamicUser=yes",
+        "StateDirectory=appliance",
+        "ProtectSystem=strict",
+        "ProtectHome=",
+        "NoNewPrivileges=yes",
+        "PrivateTmp=yes",
+        "WatchdogSec=",
+        "EnvironmentFile=",
+        "ExecStart=@PREFIX@/.venv/bin/appliance up --headless",
+    ):
         assert setting in unit, setting
     exe = tmp_path / ".venv" / "bin" / "appliance"
     exe.parent.mkdir(parents=True)
@@ -73,11 +83,20 @@ def test_up_headless_speaks_the_notify_protocol_and_stops_cleanly_on_sigterm(hom
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    env = {**os.environ, "NOTIFY_SOCKET": str(tmp_path / "notify.sock"), "WATCHDOG_USEC": "400000",
-           "APPLIANCE_LOG_FORMAT": "json"}
-    proc = subprocess.Popen([sys.executable, "-m", "appliance", "--home", str(home_dir), "up", "--headless",
-                             "--port", str(port)], cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    env = {
+        **os.environ,
+        "NOTIFY_SOCKET": str(tmp_path / "notify.sock"),
+        "WATCHDOG_USEC": "400000",
+        "APPLIANCE_LOG_FORMAT": "json",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "appliance", "--home", str(home_dir), "up", "--headless", "--port", str(port)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         messages = []
         while not any("READY=1" in m for m in messages):
@@ -124,8 +143,9 @@ def test_backup_under_load_restores_to_a_consistent_state(server, tmp_path):
     assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
     with Home(restored) as home:
         production = home.registry.alias("fraud", "production")
-        live = home.conn.execute("SELECT version FROM promotions WHERE model = 'fraud' AND rolled_back_at IS NULL "
-                                 "ORDER BY id DESC LIMIT 1").fetchone()[0]
+        live = home.conn.execute(
+            "SELECT version FROM promotions WHERE model = 'fraud' AND rolled_back_at IS NULL ORDER BY id DESC LIMIT 1"
+        ).fetchone()[0]
         assert production == live  # alias and promotion history were captured in one state
         for v in home.registry.versions("fraud"):
             assert home.artifacts.get(v.artifact_sha256)  # every referenced artifact, hash-verified
@@ -164,6 +184,12 @@ def test_a_data_directory_from_version_0_1_upgrades_in_place(tmp_path):
         assert home.registry.alias("fraud", "production") == 1
         home.add_model(load_spec(small_spec(tmp_path)))  # its spec lived in a temporary folder: point it here
         # 0.1 versions predate the feature store: they keep their own input contract, all raw features.
-        old_record = {"amount": 950.0, "merchant_category": "jewelry", "hour": 3, "is_foreign": True,
-                      "account_age_days": 20, "country": "US"}
+        old_record = {
+            "amount": 950.0,
+            "merchant_category": "jewelry",
+            "hour": 3,
+            "is_foreign": True,
+            "account_age_days": 20,
+            "country": "US",
+        }
         assert load_production(home, "fraud").predict([old_record]).shape == (1,)

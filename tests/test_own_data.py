@@ -28,7 +28,7 @@ def _trained(tmp_path: Path, spec: Path, model: str, source: str) -> Path:
     home = tmp_path / "home"
     _cli(home, "init", "--spec", str(spec))
     _cli(home, "ingest", model, str(spec.parent / source))
-    _cli(home, "train", model)       # the worker process, as a user runs it
+    _cli(home, "train", model)  # the worker process, as a user runs it
     _cli(home, "promote", model, "1")
     _cli(home, "features", "materialize", model)
     return home
@@ -69,23 +69,32 @@ def test_integer_keys_codes_and_flags_run_the_whole_loop(tmp_path: Path, capsys)
         as_numbers = c.post("/v1/models/subs/predict", json={**base, "subscriber": 1005, "channel": 4, "on_mobile": 1})
         assert as_numbers.status_code == 200, as_numbers.text
         # The same values as text, true/false and Unix seconds: the same answer.
-        as_text = c.post("/v1/models/subs/predict", json={
-            "subscriber": "1005", "logged_at": 1773741600, "minutes": 12, "channel": "4", "on_mobile": True})
+        as_text = c.post(
+            "/v1/models/subs/predict",
+            json={"subscriber": "1005", "logged_at": 1773741600, "minutes": 12, "channel": "4", "on_mobile": True},
+        )
         assert as_text.status_code == 200, as_text.text
         assert as_text.json()["probability"] == as_numbers.json()["probability"]
         # Stored features were found: a key without history answers differently.
         stranger = c.post("/v1/models/subs/predict", json={**base, "subscriber": 999999, "channel": 4, "on_mobile": 1})
         assert stranger.json()["probability"] != as_numbers.json()["probability"]
-        for bad, detail in [({"subscriber": "abc"}, "entity key 'subscriber' must be an integer, got the string 'abc'"),
-                            ({"subscriber": [1]}, "entity key 'subscriber' must be an integer, got a list"),
-                            ({"on_mobile": 2}, "feature 'on_mobile' must be true or false (or 1 or 0), got an integer"),
-                            ({"channel": 4.5}, "feature 'channel' must be a string or an integer code, got a number")]:
-            answer = c.post("/v1/models/subs/predict", json={**base, "subscriber": 1005, "channel": 4,
-                                                             "on_mobile": 1, **bad})
+        for bad, detail in [
+            ({"subscriber": "abc"}, "entity key 'subscriber' must be an integer, got the string 'abc'"),
+            ({"subscriber": [1]}, "entity key 'subscriber' must be an integer, got a list"),
+            ({"on_mobile": 2}, "feature 'on_mobile' must be true or false (or 1 or 0), got an integer"),
+            ({"channel": 4.5}, "feature 'channel' must be a string or an integer code, got a number"),
+        ]:
+            answer = c.post(
+                "/v1/models/subs/predict", json={**base, "subscriber": 1005, "channel": 4, "on_mobile": 1, **bad}
+            )
             assert answer.status_code == 422 and answer.json()["detail"] == detail
         # One key spelled four ways, completed together from the same stored row: one entity.
-        spelled = c.post("/v1/models/subs/predict", json=[{**base, "subscriber": key, "channel": 4, "on_mobile": 1}
-                                                          for key in (1005, " 1005 ", "01005", 1005.0)])
+        spelled = c.post(
+            "/v1/models/subs/predict",
+            json=[
+                {**base, "subscriber": key, "channel": 4, "on_mobile": 1} for key in (1005, " 1005 ", "01005", 1005.0)
+            ],
+        )
         assert len({p["probability"] for p in spelled.json()["predictions"]}) == 1, spelled.text
         with Home(home) as h:
             name, example = _example_request(h)
@@ -98,9 +107,12 @@ def test_integer_keys_codes_and_flags_run_the_whole_loop(tmp_path: Path, capsys)
     quality = capsys.readouterr().out
     assert "missing_rate" in quality and "retyped" not in quality
     # and monitoring joined the entity file's attributes to every spelling of the key
-    tenure = [cells for cells in map(str.split, quality.splitlines())
-              if cells[:4] == ["2026-03-17", "v1", "tenure_months", "missing_rate"]]
-    assert tenure and round(float(tenure[0][4]) * int(tenure[0][6])) == 1   # the stranger 999999 alone
+    tenure = [
+        cells
+        for cells in map(str.split, quality.splitlines())
+        if cells[:4] == ["2026-03-17", "v1", "tenure_months", "missing_rate"]
+    ]
+    assert tenure and round(float(tenure[0][4]) * int(tenure[0][6])) == 1  # the stranger 999999 alone
     _cli(home, "features", "show", "subs", "1005")
     shown = json.loads(capsys.readouterr().out)
     assert shown["plan"] in (1, 2, 3) and shown["sessions_7d"] >= 1
@@ -118,11 +130,15 @@ def test_a_model_without_entity_from_a_csv_with_text_times_runs_the_whole_loop(t
         c = server.client
         answer = c.post("/v1/models/loans/predict", json=example)
         assert answer.status_code == 200, answer.text
-        flags = [c.post("/v1/models/loans/predict", json={**example, "cosigned": flag}).json()["probability"]
-                 for flag in (True, 1, False, 0)]
+        flags = [
+            c.post("/v1/models/loans/predict", json={**example, "cosigned": flag}).json()["probability"]
+            for flag in (True, 1, False, 0)
+        ]
         assert flags[0] == flags[1] and flags[2] == flags[3]
-        assert c.post("/v1/models/loans/predict", json={**example, "term": "60"}).json()["probability"] == \
-            c.post("/v1/models/loans/predict", json={**example, "term": 60}).json()["probability"]
+        assert (
+            c.post("/v1/models/loans/predict", json={**example, "term": "60"}).json()["probability"]
+            == c.post("/v1/models/loans/predict", json={**example, "term": 60}).json()["probability"]
+        )
         _replay_and_retrain(home, server.url, "loans", capsys)
         # Without an entity, an A/B test splits by the spec's ab_key, here absent from requests: by request id.
         _cli(home, "deploy", "loans", "start", "ab", "--version", "2", "--percent", "50")
@@ -145,8 +161,9 @@ def test_a_spec_whose_types_disagree_with_its_contract_is_refused_at_init(tmp_pa
 
 def test_an_entity_file_that_does_not_fit_the_spec_is_refused_at_init(tmp_path: Path, capsys):
     spec = write_subscriptions(tmp_path / "data")
-    spec.write_text(spec.read_text().replace('name = "tenure_months", type = "integer"',
-                                             'name = "tenure_months", type = "boolean"'))
+    spec.write_text(
+        spec.read_text().replace('name = "tenure_months", type = "integer"', 'name = "tenure_months", type = "boolean"')
+    )
     assert main(["--home", str(tmp_path / "home"), "init", "--spec", str(spec)]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "attribute 'tenure_months' is a boolean in the spec but holds Int64" in err
@@ -158,8 +175,9 @@ def test_an_integer_flag_is_a_boolean_only_as_0_or_1(tmp_path: Path, values, rea
 
     spec = write_subscriptions(tmp_path / "data")
     contract_path = spec.parent / "contract.toml"
-    text = contract_path.read_text().replace('name = "on_mobile"\ntype = "integer"\nallowed_values = [0, 1]',
-                                             'name = "on_mobile"\ntype = "boolean"')
+    text = contract_path.read_text().replace(
+        'name = "on_mobile"\ntype = "integer"\nallowed_values = [0, 1]', 'name = "on_mobile"\ntype = "boolean"'
+    )
     contract_path.write_text(text)
     frame = pl.read_parquet(spec.parent / "history.parquet").head(3).with_columns(on_mobile=pl.Series(values))
     result = check_batch(load_contract(contract_path), frame)
@@ -182,28 +200,53 @@ def test_a_model_trained_elsewhere_registers_serves_and_is_retrained_by_the_loop
     _cli(home, "ingest", "loans", str(spec.parent / "applications.csv"))
     # The team's own training, outside the appliance: its own category codes, its own feature matrix.
     codes = {"term": ["60", "36"], "grade": ["D", "C", "B", "A"]}
-    frame = pl.read_csv(spec.parent / "applications.csv")   # polars reads true/false as booleans
-    x = np.column_stack([frame["income"].to_numpy(), [codes["term"].index(str(v)) for v in frame["term"]],
-                         [codes["grade"].index(v) for v in frame["grade"]],
-                         frame["cosigned"].to_numpy()]).astype(np.float32)
-    booster = lgb.train({"objective": "binary", "verbosity": -1, "num_leaves": 7, "seed": 1, "num_threads": 1},
-                        lgb.Dataset(x, frame["defaulted"].to_numpy(), categorical_feature=[1, 2]), num_boost_round=30)
-    onnx_model = onnxmltools.convert_lightgbm(booster, initial_types=[("features", FloatTensorType([None, 4]))],
-                                              zipmap=False, target_opset=15)
+    frame = pl.read_csv(spec.parent / "applications.csv")  # polars reads true/false as booleans
+    x = np.column_stack(
+        [
+            frame["income"].to_numpy(),
+            [codes["term"].index(str(v)) for v in frame["term"]],
+            [codes["grade"].index(v) for v in frame["grade"]],
+            frame["cosigned"].to_numpy(),
+        ]
+    ).astype(np.float32)
+    booster = lgb.train(
+        {"objective": "binary", "verbosity": -1, "num_leaves": 7, "seed": 1, "num_threads": 1},
+        lgb.Dataset(x, frame["defaulted"].to_numpy(), categorical_feature=[1, 2]),
+        num_boost_round=30,
+    )
+    onnx_model = onnxmltools.convert_lightgbm(
+        booster, initial_types=[("features", FloatTensorType([None, 4]))], zipmap=False, target_opset=15
+    )
     (tmp_path / "model.onnx").write_bytes(onnx_model.SerializeToString())
     (tmp_path / "codes.json").write_text(json.dumps(codes))
-    _cli(home, "register", "loans", "--onnx", str(tmp_path / "model.onnx"),
-         "--categories", str(tmp_path / "codes.json"))
+    _cli(
+        home, "register", "loans", "--onnx", str(tmp_path / "model.onnx"), "--categories", str(tmp_path / "codes.json")
+    )
     _cli(home, "promote", "loans", "1")
     live = pl.read_csv(spec.parent / "live.csv").head(5)
     with running_server(home) as server:
-        answer = server.client.post("/v1/models/loans/predict", json=[
-            {"applied": r["applied"], "income": r["income"], "term": r["term"], "grade": r["grade"],
-             "cosigned": r["cosigned"]} for r in live.iter_rows(named=True)])
+        answer = server.client.post(
+            "/v1/models/loans/predict",
+            json=[
+                {
+                    "applied": r["applied"],
+                    "income": r["income"],
+                    "term": r["term"],
+                    "grade": r["grade"],
+                    "cosigned": r["cosigned"],
+                }
+                for r in live.iter_rows(named=True)
+            ],
+        )
         assert answer.status_code == 200, answer.text
-        x_live = np.column_stack([live["income"].to_numpy(), [codes["term"].index(str(v)) for v in live["term"]],
-                                  [codes["grade"].index(v) for v in live["grade"]],
-                                  live["cosigned"].to_numpy()]).astype(np.float32)
+        x_live = np.column_stack(
+            [
+                live["income"].to_numpy(),
+                [codes["term"].index(str(v)) for v in live["term"]],
+                [codes["grade"].index(v) for v in live["grade"]],
+                live["cosigned"].to_numpy(),
+            ]
+        ).astype(np.float32)
         served = [p["probability"] for p in answer.json()["predictions"]]
         assert np.allclose(served, booster.predict(x_live), atol=1e-5)  # the team's own model, unchanged
         _replay_and_retrain(home, server.url, "loans", capsys)
@@ -227,8 +270,23 @@ def test_up_serves_its_printed_example_and_an_accuracy_alert_retrains_on_the_fee
         port = probe.getsockname()[1]
     output = tmp_path / "up.out"
     with output.open("w") as out:  # a file, not a pipe: the server's log lines must never block it
-        up = subprocess.Popen([sys.executable, "-m", "appliance", "--home", str(home), "up", "--headless",
-                               "--port", str(port), "--spec", str(spec)], stdout=out, stderr=subprocess.STDOUT)
+        up = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "appliance",
+                "--home",
+                str(home),
+                "up",
+                "--headless",
+                "--port",
+                str(port),
+                "--spec",
+                str(spec),
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     try:
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 120
@@ -254,7 +312,7 @@ def test_up_serves_its_printed_example_and_an_accuracy_alert_retrains_on_the_fee
 
         critical = [a for a in list_alerts(h.conn, "subs", include_resolved=True) if a.rule == "accuracy-critical"]
         assert critical and [a.action for a in critical[0].actions] == ["retrain"]
-        assert critical[0].actions[0].status in ("succeeded", "failed")   # a retrain ran; its gates judge it
+        assert critical[0].actions[0].status in ("succeeded", "failed")  # a retrain ran; its gates judge it
         versions = h.registry.versions("subs")
         snapshots = list_snapshots(h.conn, "subs")
     assert [v.version for v in versions] == [1, 2]
@@ -276,7 +334,7 @@ def test_replay_with_no_server_says_so_in_one_line(tmp_path: Path, capsys):
     spec = write_loans(tmp_path / "data", days=4, live_days=1, per_day=50)
     _cli(tmp_path / "home", "init", "--spec", str(spec))
     capsys.readouterr()
-    with socket.socket() as probe:   # a port nothing listens on
+    with socket.socket() as probe:  # a port nothing listens on
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     assert main(["--home", str(tmp_path / "home"), "replay", "loans", "--url", f"http://127.0.0.1:{port}"]) == 1
@@ -292,16 +350,23 @@ def test_rows_with_no_entity_train_and_serve_without_stored_features(tmp_path: P
     with running_server(home) as server:
         c = server.client
         guest = {"logged_at": "2026-03-17T10:00:00Z", "minutes": 12.0, "channel": 4, "on_mobile": 1}
-        answers = [c.post("/v1/models/subs/predict", json=body) for body in (guest, {**guest, "subscriber": None},
-                                                                             [guest, {**guest, "subscriber": 1005}])]
+        answers = [
+            c.post("/v1/models/subs/predict", json=body)
+            for body in (guest, {**guest, "subscriber": None}, [guest, {**guest, "subscriber": 1005}])
+        ]
         assert [a.status_code for a in answers] == [200, 200, 200], answers[-1].text
-        assert answers[0].json()["probability"] == answers[1].json()["probability"] == \
-            answers[2].json()["predictions"][0]["probability"]
+        assert (
+            answers[0].json()["probability"]
+            == answers[1].json()["probability"]
+            == answers[2].json()["predictions"][0]["probability"]
+        )
     required = _trained(tmp_path / "required", write_subscriptions(tmp_path / "data2"), "subs", "history.parquet")
     with running_server(required) as server:
         refused = server.client.post("/v1/models/subs/predict", json=guest)
-        assert refused.status_code == 422 and refused.json()["detail"] == \
-            "missing entity key 'subscriber' (an integer): features are looked up by it"
+        assert (
+            refused.status_code == 422
+            and refused.json()["detail"] == "missing entity key 'subscriber' (an integer): features are looked up by it"
+        )
 
 
 def test_event_times_and_keys_outside_what_the_data_can_hold_are_refused(tmp_path: Path):
@@ -309,14 +374,17 @@ def test_event_times_and_keys_outside_what_the_data_can_hold_are_refused(tmp_pat
     loans = _trained(tmp_path / "a", write_loans(tmp_path / "loans", days=6, live_days=1), "loans", "applications.csv")
     subs = _trained(tmp_path / "b", write_subscriptions(tmp_path / "subs", days=10), "subs", "history.parquet")
     record = {"income": 40000.0, "term": 60, "grade": "D", "cosigned": False}
-    with running_server(loans) as server:   # a model without stored features: the time is still checked
-        for when in ("0001-01-01T00:00:00+14:00", "2300-01-01", 10 ** 12):
+    with running_server(loans) as server:  # a model without stored features: the time is still checked
+        for when in ("0001-01-01T00:00:00+14:00", "2300-01-01", 10**12):
             answer = server.client.post("/v1/models/loans/predict", json={**record, "applied": when})
             assert answer.status_code == 422 and "between 1970 and 2200" in answer.json()["detail"]
     base = {"logged_at": "2026-03-11T10:00:00Z", "minutes": 12.0, "channel": 4, "on_mobile": 1}
     with running_server(subs) as server:
-        for key, detail in [("--5", "must be an integer, got the string '--5'"), (10 ** 30, "64-bit integer"),
-                            (1e300, "64-bit integer")]:
+        for key, detail in [
+            ("--5", "must be an integer, got the string '--5'"),
+            (10**30, "64-bit integer"),
+            (1e300, "64-bit integer"),
+        ]:
             answer = server.client.post("/v1/models/subs/predict", json={**base, "subscriber": key})
             assert answer.status_code == 422 and detail in answer.json()["detail"], answer.text
         assert server.client.post("/v1/models/subs/predict", json={**base, "subscriber": " 1005 "}).status_code == 200
@@ -328,7 +396,7 @@ def test_a_fraction_in_an_integer_column_is_quarantined_not_truncated(tmp_path: 
     spec = write_subscriptions(tmp_path / "data")
     frame = pl.read_parquet(spec.parent / "history.parquet").head(4)
     keys = frame["subscriber"].cast(pl.Float64).to_list()
-    keys[1] += 0.5     # 1121.5 would silently become subscriber 1121
+    keys[1] += 0.5  # 1121.5 would silently become subscriber 1121
     result = check_batch(load_contract(spec.parent / "contract.toml"), frame.with_columns(subscriber=pl.Series(keys)))
     assert result.quarantined["reason"].to_list() == ["subscriber: not an integer"]
     assert result.accepted["subscriber"].to_list() == [int(k) for i, k in enumerate(keys) if i != 1]
@@ -339,7 +407,7 @@ def test_a_model_whose_entity_keeps_no_features_still_checks_its_key(tmp_path: P
     the model reads no stored feature by it (a spec drafted with --entity and nothing else yet)."""
     spec = write_subscriptions(tmp_path / "data", days=10)
     text = spec.read_text()
-    spec.write_text(text[:text.index("entity_attributes = [")] + text[text.index("[target]"):])  # only the key
+    spec.write_text(text[: text.index("entity_attributes = [")] + text[text.index("[target]") :])  # only the key
     home = _trained(tmp_path, spec, "subs", "history.parquet")
     record = {"logged_at": "2026-03-11T10:00:00Z", "minutes": 12.0, "channel": 4, "on_mobile": 1}
     with running_server(home) as server:

@@ -40,15 +40,18 @@ def test_a_failed_run_resumes_at_the_stage_that_failed(tmp_path):
     assert users.is_symlink()
     target = users.readlink()
     with Home(tmp_path / "home") as home:
-        home.add_model(spec)   # (a spec whose entity file is missing is refused here)
+        home.add_model(spec)  # (a spec whose entity file is missing is refused here)
         users.unlink()  # the entity file goes missing: the features stage cannot join it
         with pytest.raises(NotFound, match=r"users\.parquet does not exist"):
             train(home, spec)
         (failed,) = home.conn.execute("SELECT id FROM runs").fetchall()
         run = runs.pipeline_run(home.conn, failed[0])
         assert run.status == "failed" and run.error.startswith("stage features:")
-        assert [(s.stage, s.status) for s in run.stages] == [("ingest", "succeeded"), ("validate", "succeeded"),
-                                                             ("features", "failed")]
+        assert [(s.stage, s.status) for s in run.stages] == [
+            ("ingest", "succeeded"),
+            ("validate", "succeeded"),
+            ("features", "failed"),
+        ]
         ingest_started = run.stages[0].started_at
         users.symlink_to(target)  # fixed
         outcome = train(home, spec, resume=True)
@@ -85,8 +88,9 @@ def test_data_validation_stops_a_run_on_a_mostly_quarantined_batch(tmp_path):
     path = sliced_spec(tmp_path, days=12, eval_days=3)
     source = path.parent / "transactions.parquet"
     frame = pl.read_parquet(source)
-    broken = frame.with_columns(pl.when(pl.int_range(pl.len()) % 10 == 0).then(-1.0).otherwise(pl.col("amount"))
-                                .alias("amount"))
+    broken = frame.with_columns(
+        pl.when(pl.int_range(pl.len()) % 10 == 0).then(-1.0).otherwise(pl.col("amount")).alias("amount")
+    )
     broken.write_parquet(source)  # 10 % of rows break the contract's amount >= 0.01
     spec = load_spec(path)
     with Home(tmp_path / "home") as home:
@@ -104,8 +108,11 @@ def test_a_regression_against_production_is_rejected_and_needs_an_audited_overri
         home.add_model(load_spec(path))
         train(home, load_spec(path))
         home.registry.promote("fraud", 1)
-        path.write_text(path.read_text().replace("num_boost_round = 60", "num_boost_round = 1")
-                        .replace("num_leaves = 31", "num_leaves = 2"))
+        path.write_text(
+            path.read_text()
+            .replace("num_boost_round = 60", "num_boost_round = 1")
+            .replace("num_leaves = 31", "num_leaves = 2")
+        )
         outcome = train(home, load_spec(path))
         assert "no_regression" in [c.name for c in outcome.gates.failures()]
         assert home.registry.version("fraud", 2).status == "rejected"
@@ -121,8 +128,9 @@ def test_a_regression_against_production_is_rejected_and_needs_an_audited_overri
 
 
 def test_random_search_trains_trials_as_child_runs_and_keeps_the_best(tmp_path):
-    path = sliced_spec(tmp_path, days=12, eval_days=3, **{"trials = 0": "trials = 3",
-                                                         "validation_days = 5": "validation_days = 2"})
+    path = sliced_spec(
+        tmp_path, days=12, eval_days=3, **{"trials = 0": "trials = 3", "validation_days = 5": "validation_days = 2"}
+    )
     spec = load_spec(path)
     with Home(tmp_path / "home") as home:
         home.add_model(spec)

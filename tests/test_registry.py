@@ -19,12 +19,23 @@ def _registry(path) -> Registry:
 
 
 def _add_versions(reg: Registry, count: int, status: str = "registered") -> None:
-    reg.conn.execute("INSERT OR IGNORE INTO runs (id, model, kind, status, started_at) "
-                     "VALUES ('r1', 'fraud', 'train', 'succeeded', 0)")
+    reg.conn.execute(
+        "INSERT OR IGNORE INTO runs (id, model, kind, status, started_at) "
+        "VALUES ('r1', 'fraud', 'train', 'succeeded', 0)"
+    )
     for _ in range(count):
-        reg.register_version("fraud", status=status, artifact_sha256="0" * 64, feature_schema={},
-                             metrics={"auc": 0.9}, params={}, gate_report={"passed": status == "registered"},
-                             data_version="d", code_version="c", run_id="r1")
+        reg.register_version(
+            "fraud",
+            status=status,
+            artifact_sha256="0" * 64,
+            feature_schema={},
+            metrics={"auc": 0.9},
+            params={},
+            gate_report={"passed": status == "registered"},
+            data_version="d",
+            code_version="c",
+            run_id="r1",
+        )
 
 
 @pytest.fixture

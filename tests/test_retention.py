@@ -29,8 +29,26 @@ def _fill(home: Path, days: int = 12, per_day: int = 5) -> PredictionStore:
     for d in range(days):
         for i in range(per_day):
             received = NOW - d * DAY - i * 60
-            rows.append((f"r{d}-{i}", 0, "fraud", 1, "production", None, received, None, "u1", "{}",
-                         0.1 * i, 0, 1.5, 200, None, None))
+            rows.append(
+                (
+                    f"r{d}-{i}",
+                    0,
+                    "fraud",
+                    1,
+                    "production",
+                    None,
+                    received,
+                    None,
+                    "u1",
+                    "{}",
+                    0.1 * i,
+                    0,
+                    1.5,
+                    200,
+                    None,
+                    None,
+                )
+            )
     store.append(rows)
     store.attach_feedback("fraud", [(f"r{d}-{i}", 0, float(i % 2)) for d in range(days) for i in range(0, per_day, 2)])
     return store
@@ -65,8 +83,9 @@ def test_a_move_interrupted_after_writing_its_file_is_completed_without_duplicat
 
 def test_settings_come_from_the_data_directory_and_bad_ones_are_refused(tmp_path):
     assert load_settings(tmp_path).retention == RetentionSection()
-    (tmp_path / "appliance.toml").write_text("[retention]\nhot_days = 2\narchive_days = 30\n"
-                                             "[cost]\nelectricity_per_kwh = 0.3\nhardware_price = 30000\n")
+    (tmp_path / "appliance.toml").write_text(
+        "[retention]\nhot_days = 2\narchive_days = 30\n[cost]\nelectricity_per_kwh = 0.3\nhardware_price = 30000\n"
+    )
     assert load_settings(tmp_path).retention == RetentionSection(2, 30)
     assert load_settings(tmp_path).cost.configured  # the dashboard and `appliance machine` read it from here
     (tmp_path / "appliance.toml").write_text("[retention]\nhot_days = 0\n")
@@ -77,8 +96,13 @@ def test_settings_come_from_the_data_directory_and_bad_ones_are_refused(tmp_path
 def test_the_cli_applies_the_policy_and_shows_disk_use_per_part(home_dir):
     _fill(home_dir).close()
     (home_dir / "appliance.toml").write_text("[retention]\nhot_days = 2\narchive_days = 400\n")
-    result = subprocess.run([sys.executable, "-m", "appliance", "--home", str(home_dir), "retention"],
-                            capture_output=True, text=True, cwd=ROOT, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "appliance", "--home", str(home_dir), "retention"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     assert "archived" in result.stdout and "archive/" in result.stdout and "predictions.db" in result.stdout
     assert "metadata.db" in result.stdout and "total" in result.stdout

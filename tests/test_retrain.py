@@ -39,11 +39,11 @@ def days_of(*classes: tuple[int, int], skip: tuple[int, ...] = ()) -> pl.DataFra
 def test_a_retrain_holds_out_the_newest_day_widened_until_each_class_has_enough_rows():
     spec = spec_with(eval_days=4, retrain_eval_days=1, retrain_min_per_class=10)
     frame = days_of((20, 500), (20, 500), (4, 500), (3, 500), (12, 500))
-    assert retrain_cutoff(spec, frame) == DAY0 + timedelta(days=4)          # the newest day has 12 ≥ 10
+    assert retrain_cutoff(spec, frame) == DAY0 + timedelta(days=4)  # the newest day has 12 ≥ 10
     frame = days_of((20, 500), (20, 500), (4, 500), (3, 500), (5, 500))
-    assert retrain_cutoff(spec, frame) == DAY0 + timedelta(days=2)          # 5 + 3 + 4 = 12 over three days
+    assert retrain_cutoff(spec, frame) == DAY0 + timedelta(days=2)  # 5 + 3 + 4 = 12 over three days
     frame = days_of((20, 500), (1, 500), (1, 500), (1, 500), (1, 500))
-    assert retrain_cutoff(spec, frame) == DAY0 + timedelta(days=1)          # never wider than eval_days
+    assert retrain_cutoff(spec, frame) == DAY0 + timedelta(days=1)  # never wider than eval_days
     # days without labelled rows do not count: the window is the newest days that have some
     frame = days_of((20, 500), (20, 500), (6, 500), (5, 500), skip=(3,))
     assert retrain_cutoff(spec, frame) == DAY0 + timedelta(days=2)
@@ -61,7 +61,7 @@ def test_an_initial_training_keeps_its_eval_days_and_a_retrain_trains_on_everyth
     assert cutoff == DAY0 + timedelta(days=5) and evaluation.height == 315 and train.height == 5 * 315
     assert train["event_time"].max() < cutoff <= evaluation["event_time"].min()
     with pytest.raises(InvalidInput, match="retrain_eval_days"):
-        evaluation_split(spec, days_of((15, 300)), retrain=True)     # one day: nothing left to train on
+        evaluation_split(spec, days_of((15, 300)), retrain=True)  # one day: nothing left to train on
 
 
 def test_a_retrain_over_the_admin_api_runs_in_the_background_and_is_watched_by_its_run_id(server):
@@ -73,12 +73,25 @@ def test_a_retrain_over_the_admin_api_runs_in_the_background_and_is_watched_by_i
     wait_for(lambda: c.get("/v1/models/fraud/runs/nope", headers=admin).status_code == 404)  # keys seen
     # labelled traffic for the retrain to learn from (a batch large enough for the contract's volume floor)
     live = pl.read_parquet(bundled_spec_path().parent / "live.parquet").head(800)
-    records = live.select("user_id", "amount", "merchant_category", "hour", "is_foreign",
-                          event_time=pl.col("event_time").dt.strftime("%Y-%m-%dT%H:%M:%SZ")).to_dicts()
+    records = live.select(
+        "user_id",
+        "amount",
+        "merchant_category",
+        "hour",
+        "is_foreign",
+        event_time=pl.col("event_time").dt.strftime("%Y-%m-%dT%H:%M:%SZ"),
+    ).to_dicts()
     answer = c.post("/v1/models/fraud/predict", json=records, headers=predictor).json()
-    fed = c.post("/v1/models/fraud/feedback", headers=predictor, json={"outcomes": [
-        {"request_id": answer["request_id"], "position": i, "outcome": float(y)}
-        for i, y in enumerate(live["is_fraud"])]})
+    fed = c.post(
+        "/v1/models/fraud/feedback",
+        headers=predictor,
+        json={
+            "outcomes": [
+                {"request_id": answer["request_id"], "position": i, "outcome": float(y)}
+                for i, y in enumerate(live["is_fraud"])
+            ]
+        },
+    )
     assert fed.json()["accepted"] == 800
     assert c.post("/v1/models/fraud/retrain", json={}, headers=predictor).status_code == 403
     assert c.post("/v1/models/nope/retrain", json={}, headers=admin).status_code == 404
@@ -97,13 +110,16 @@ def test_a_retrain_over_the_admin_api_runs_in_the_background_and_is_watched_by_i
     assert run["status"] == "succeeded", run["error"]
     assert run["kind"] == "retrain" and run["id"] == body["run_id"]
     ingest = next(s for s in run["stages"] if s["stage"] == "ingest")
-    assert ingest["outputs"]["feedback"]["accepted"] == 800      # the labelled predictions were learned from
-    wait_for(lambda: retrain.claim("fraud"))           # the model is free for the next retrain again
+    assert ingest["outputs"]["feedback"]["accepted"] == 800  # the labelled predictions were learned from
+    wait_for(lambda: retrain.claim("fraud"))  # the model is free for the next retrain again
     retrain.release("fraud")
     with Home(server.home) as home:
         assert len(home.registry.versions("fraud")) == before + 1
-        trail = [(e.actor, e.action, e.detail["run_id"]) for e in home.registry.audit_log("fraud")
-                 if e.action.startswith("retrain_")]
+        trail = [
+            (e.actor, e.action, e.detail["run_id"])
+            for e in home.registry.audit_log("fraud")
+            if e.action.startswith("retrain_")
+        ]
     actor = f"api:{admin['authorization'].split('_')[1]}"
     assert trail == [(actor, "retrain_finished", body["run_id"]), (actor, "retrain_started", body["run_id"])]
 
@@ -125,14 +141,20 @@ def test_the_closed_loop_through_the_real_api_drift_alert_retrain_gates_canary_v
     from appliance.replay import _monitoring_job, replay
     from tests.conftest import small_spec
 
-    spec_path = small_spec(tmp_path, **{"min_recall = 0.30": "min_recall = 0.0",   # 60 trees, not 300
-                                        "max_p99_ms = 10.0": "max_p99_ms = 1000.0",  # a shared machine
-                                        "canary_steps = [5, 25, 50, 100]": "canary_steps = [50, 100]"})
+    spec_path = small_spec(
+        tmp_path,
+        **{
+            "min_recall = 0.30": "min_recall = 0.0",  # 60 trees, not 300
+            "max_p99_ms = 10.0": "max_p99_ms = 1000.0",  # a shared machine
+            "canary_steps = [5, 25, 50, 100]": "canary_steps = [50, 100]",
+        },
+    )
     live = spec_path.parent / "live.parquet"
     frame = pl.read_parquet(live.resolve())
     live.unlink()
-    frame.filter(pl.col("event_time").dt.date().is_between(datetime(2026, 10, 19).date(),
-                                                            datetime(2026, 10, 22).date())).write_parquet(live)
+    frame.filter(
+        pl.col("event_time").dt.date().is_between(datetime(2026, 10, 19).date(), datetime(2026, 10, 22).date())
+    ).write_parquet(live)
     with Home(server.home) as home:
         home.add_model(load_spec(spec_path))
     job = _monitoring_job()
@@ -155,14 +177,15 @@ def test_the_closed_loop_through_the_real_api_drift_alert_retrain_gates_canary_v
         candidate = retrains[1].detail["version"]
         d = latest(home, "fraud")
         assert (d.strategy, d.candidate_version) == ("canary", candidate)
-        assert d.status in ("completed", "rolled_back") and d.reason     # canary analysis decided, saying why
+        assert d.status in ("completed", "rolled_back") and d.reason  # canary analysis decided, saying why
         production = home.registry.alias("fraud", "production")
         assert production == (candidate if d.status == "completed" else 1)
         monitor_runs = job_runs(home, "monitor", "fraud")
         assert [r.trigger for r in monitor_runs] == ["replay"] * 4 and {r.status for r in monitor_runs} == {"succeeded"}
     # what the demo's user reads: the alerts right after 10-20's monitor run, then the retrains and the canary
-    day_20, day_21 = (next(i for i, line in enumerate(lines) if line.startswith(day))
-                      for day in ("2026-10-20", "2026-10-21"))
+    day_20, day_21 = (
+        next(i for i, line in enumerate(lines) if line.startswith(day)) for day in ("2026-10-20", "2026-10-21")
+    )
     assert any("drift" in line and "ALERT" in line for line in lines[day_20:day_21]), lines
     verdict = "completed" if d.status == "completed" else "ROLLED BACK"
     assert any(f"deployment {d.id}: v{candidate} {verdict}" in line for line in lines), lines

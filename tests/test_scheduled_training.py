@@ -10,8 +10,9 @@ from tests.conftest import small_spec
 
 def test_a_scheduled_training_job_runs_the_pipeline_and_registers_a_version(home_dir, tmp_path):
     # another seed than the versions already trained: a retrain with nothing new to learn from registers nothing
-    spec_path = small_spec(tmp_path, **{'trainer = "lightgbm"': 'trainer = "lightgbm"\nschedule = "every 6h"',
-                                        "seed = 7": "seed = 8"})
+    spec_path = small_spec(
+        tmp_path, **{'trainer = "lightgbm"': 'trainer = "lightgbm"\nschedule = "every 6h"', "seed = 7": "seed = 8"}
+    )
     with Home(home_dir) as home:
         home.add_model(load_spec(spec_path))
         before = len(home.registry.versions("fraud"))

@@ -56,7 +56,7 @@ ATTRIBUTES = {
     "transport": "the connection's transport (set in connection_made; replaced by the one-write wrapper)",
     "flow": "the FlowControl (set in connection_made): write_paused, read_paused, pause_reading(), resume_reading()",
     "parser": "the httptools.HttpRequestParser: get_method(), get_http_version(), should_upgrade(), "
-              "should_keep_alive()",
+    "should_keep_alive()",
     "pipeline": "the deque of pipelined requests waiting for the answer in progress",
     "cycle": "the current request-response cycle (None before the first request)",
     "url": "the request target as bytes (reset in on_message_begin, grown in on_url)",
@@ -78,25 +78,45 @@ def _protocol_class() -> ast.ClassDef:
 def test_the_lists_here_cover_everything_http_protocol_takes_from_uvicorn():
     cls = _protocol_class()
     own = {node.name for node in cls.body if isinstance(node, ast.FunctionDef)}
-    own |= {target.id for node in cls.body if isinstance(node, ast.AnnAssign | ast.Assign)
-            for target in (node.targets if isinstance(node, ast.Assign) else [node.target])
-            if isinstance(target, ast.Name)}
+    own |= {
+        target.id
+        for node in cls.body
+        if isinstance(node, ast.AnnAssign | ast.Assign)
+        for target in (node.targets if isinstance(node, ast.Assign) else [node.target])
+        if isinstance(target, ast.Name)
+    }
     own |= {"metrics", "predict", "max_connections"}  # set in its __init__
-    read = {node.attr for node in ast.walk(cls) if isinstance(node, ast.Attribute)
-            and isinstance(node.value, ast.Name) and node.value.id == "self"}
-    supers = {node.func.attr for node in ast.walk(cls) if isinstance(node, ast.Call)
-              and isinstance(node.func, ast.Attribute) and isinstance(node.func.value, ast.Call)
-              and isinstance(node.func.value.func, ast.Name) and node.func.value.func.id == "super"}
+    read = {
+        node.attr
+        for node in ast.walk(cls)
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "self"
+    }
+    supers = {
+        node.func.attr
+        for node in ast.walk(cls)
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and isinstance(node.func.value, ast.Call)
+        and isinstance(node.func.value.func, ast.Name)
+        and node.func.value.func.id == "super"
+    }
     inherited = read - own
     assert supers == set(OVERRIDDEN), (
-        f"http_protocol.HttpProtocol calls super() for {sorted(supers)}; list exactly those in OVERRIDDEN here")
+        f"http_protocol.HttpProtocol calls super() for {sorted(supers)}; list exactly those in OVERRIDDEN here"
+    )
     assert inherited <= set(ATTRIBUTES) | set(INHERITED_METHODS), (
         f"http_protocol.HttpProtocol reads {sorted(inherited - set(ATTRIBUTES))} from uvicorn's "
-        "HttpToolsProtocol: add each to ATTRIBUTES here, with a check of its shape")
-    imported = {alias.name for node in ast.parse(SOURCE.read_text()).body if isinstance(node, ast.ImportFrom)
-                and node.module and node.module.startswith("uvicorn") for alias in node.names}
+        "HttpToolsProtocol: add each to ATTRIBUTES here, with a check of its shape"
+    )
+    imported = {
+        alias.name
+        for node in ast.parse(SOURCE.read_text()).body
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("uvicorn")
+        for alias in node.names
+    }
     assert imported == {"STATUS_LINE", "HttpToolsProtocol"}, (
-        f"http_protocol.py imports {sorted(imported)} from uvicorn: guard each here")
+        f"http_protocol.py imports {sorted(imported)} from uvicorn: guard each here"
+    )
 
 
 @pytest.mark.parametrize("name", sorted(OVERRIDDEN) + sorted(INHERITED_METHODS))
@@ -104,12 +124,14 @@ def test_each_method_http_protocol_overrides_or_relies_on_is_there_with_its_para
     method = HttpToolsProtocol.__dict__.get(name)
     assert callable(method), (
         f"{WHERE}: HttpToolsProtocol.{name} is gone; HttpProtocol overrides it and calls super().{name}() "
-        "(or relies on uvicorn calling it): rework appliance/serving/http_protocol.py before allowing this uvicorn")
+        "(or relies on uvicorn calling it): rework appliance/serving/http_protocol.py before allowing this uvicorn"
+    )
     expected = {**OVERRIDDEN, **INHERITED_METHODS}[name]
     params = tuple(p for p in inspect.signature(method).parameters if p != "self")
     assert params == expected, (
         f"{WHERE}: HttpToolsProtocol.{name}{params} changed shape (HttpProtocol passes {expected}): "
-        "rework appliance/serving/http_protocol.py before allowing this uvicorn")
+        "rework appliance/serving/http_protocol.py before allowing this uvicorn"
+    )
 
 
 def test_status_line_is_the_table_direct_answers_are_written_with():
@@ -118,7 +140,8 @@ def test_status_line_is_the_table_direct_answers_are_written_with():
     for status in (200, 400, 401, 403, 404, 413, 422, 429, 503):
         assert table.get(status, b"").startswith(f"HTTP/1.1 {status} ".encode()) and table[status].endswith(b"\r\n"), (
             f"{WHERE}: STATUS_LINE[{status}] is {table.get(status)!r}, not b'HTTP/1.1 {status} <phrase>\\r\\n' "
-            "as HttpProtocol._send_direct writes it")
+            "as HttpProtocol._send_direct writes it"
+        )
 
 
 def test_uvicorn_reads_nothing_of_a_cycle_the_direct_cycle_lacks():
@@ -130,26 +153,39 @@ def test_uvicorn_reads_nothing_of_a_cycle_the_direct_cycle_lacks():
     for function in ast.walk(tree):
         if not isinstance(function, ast.FunctionDef) or function.name in shielded:
             continue
-        aliases = {target.id for node in ast.walk(function) if isinstance(node, ast.Assign)
-                   and isinstance(node.value, ast.Attribute) and node.value.attr == "cycle"
-                   and isinstance(node.value.value, ast.Name) and node.value.value.id == "self"
-                   for target in node.targets if isinstance(target, ast.Name)}
+        aliases = {
+            target.id
+            for node in ast.walk(function)
+            if isinstance(node, ast.Assign)
+            and isinstance(node.value, ast.Attribute)
+            and node.value.attr == "cycle"
+            and isinstance(node.value.value, ast.Name)
+            and node.value.value.id == "self"
+            for target in node.targets
+            if isinstance(target, ast.Name)
+        }
         for node in ast.walk(function):
             if not isinstance(node, ast.Attribute):
                 continue
             base = node.value
-            is_cycle = (isinstance(base, ast.Attribute) and base.attr == "cycle" and isinstance(base.value, ast.Name)
-                        and base.value.id == "self") or (isinstance(base, ast.Name) and base.id in aliases)
+            is_cycle = (
+                isinstance(base, ast.Attribute)
+                and base.attr == "cycle"
+                and isinstance(base.value, ast.Name)
+                and base.value.id == "self"
+            ) or (isinstance(base, ast.Name) and base.id in aliases)
             if is_cycle:
                 needed.setdefault(node.attr, set()).add(function.name)
     missing = {attr: sorted(where) for attr, where in needed.items() if attr not in _DirectCycle.__slots__}
     assert not missing, (
         f"{WHERE}: HttpToolsProtocol now reads {missing} (attribute: methods) of its cycle, which "
-        "http_protocol._DirectCycle lacks: add them to the stand-in, or rework the direct predict path")
+        "http_protocol._DirectCycle lacks: add them to the stand-in, or rework the direct predict path"
+    )
     assert CYCLE_ATTRIBUTES <= set(_DirectCycle.__slots__)
     for name in shielded:
-        override = next(node for node in _protocol_class().body if isinstance(node, ast.FunctionDef)
-                        and node.name == name)
+        override = next(
+            node for node in _protocol_class().body if isinstance(node, ast.FunctionDef) and node.name == name
+        )
         assert "_DirectCycle" in ast.unparse(override), f"HttpProtocol.{name} must keep _DirectCycle from uvicorn's"
 
 
@@ -187,15 +223,22 @@ async def _app(scope, receive, send) -> None:
     if scope["type"] != "http":
         return
     await receive()
-    await send({"type": "http.response.start", "status": 200,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(BODY)).encode())]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(BODY)).encode())],
+        }
+    )
     await send({"type": "http.response.body", "body": BODY})
 
 
 def _shape(condition: bool, name: str) -> None:
-    assert condition, (f"{WHERE}: HttpToolsProtocol.{name} is missing or changed shape; HttpProtocol relies on "
-                       f"it being {ATTRIBUTES[name]}: rework appliance/serving/http_protocol.py before allowing "
-                       "this uvicorn")
+    assert condition, (
+        f"{WHERE}: HttpToolsProtocol.{name} is missing or changed shape; HttpProtocol relies on "
+        f"it being {ATTRIBUTES[name]}: rework appliance/serving/http_protocol.py before allowing "
+        "this uvicorn"
+    )
 
 
 def test_a_request_through_uvicorns_protocol_leaves_the_attributes_http_protocol_reads():
@@ -212,16 +255,24 @@ def test_a_request_through_uvicorns_protocol_leaves_the_attributes_http_protocol
         _shape(isinstance(getattr(protocol.server_state, "default_headers", None), list), "server_state")
         _shape(protocol.connections is state.connections and isinstance(state.connections, set), "connections")
         parser = protocol.parser
-        _shape(isinstance(parser, httptools.HttpRequestParser) and all(
-            callable(getattr(parser, m, None)) for m in
-            ("get_method", "get_http_version", "should_upgrade", "should_keep_alive")), "parser")
+        _shape(
+            isinstance(parser, httptools.HttpRequestParser)
+            and all(
+                callable(getattr(parser, m, None))
+                for m in ("get_method", "get_http_version", "should_upgrade", "should_keep_alive")
+            ),
+            "parser",
+        )
 
         transport = _Transport()
         protocol.connection_made(transport)
         _shape(protocol.transport is transport, "transport")
-        _shape(isinstance(getattr(protocol.flow, "write_paused", None), bool)
-               and isinstance(getattr(protocol.flow, "read_paused", None), bool)
-               and all(callable(getattr(protocol.flow, m, None)) for m in ("pause_reading", "resume_reading")), "flow")
+        _shape(
+            isinstance(getattr(protocol.flow, "write_paused", None), bool)
+            and isinstance(getattr(protocol.flow, "read_paused", None), bool)
+            and all(callable(getattr(protocol.flow, m, None)) for m in ("pause_reading", "resume_reading")),
+            "flow",
+        )
         _shape(protocol in protocol.connections, "connections")
 
         head = b"POST /v1/models/fraud/predict HTTP/1.1\r\nHost: x\r\nX-Api-Key: k\r\nContent-Length: 2\r\n\r\n"
@@ -231,10 +282,17 @@ def test_a_request_through_uvicorns_protocol_leaves_the_attributes_http_protocol
         _shape(protocol.url == b"/v1/models/fraud/predict", "url")
         _shape(protocol.headers == [(b"host", b"x"), (b"x-api-key", b"k"), (b"content-length", b"2")], "headers")
         _shape(protocol.expect_100_continue is False, "expect_100_continue")
-        _shape(protocol.scope.get("headers") is protocol.headers
-               and protocol.scope.get("client") == ("127.0.0.1", 50000), "scope")
-        _shape(parser.get_method() == b"POST" and parser.get_http_version() == "1.1"
-               and parser.should_keep_alive() and not parser.should_upgrade(), "parser")
+        _shape(
+            protocol.scope.get("headers") is protocol.headers and protocol.scope.get("client") == ("127.0.0.1", 50000),
+            "scope",
+        )
+        _shape(
+            parser.get_method() == b"POST"
+            and parser.get_http_version() == "1.1"
+            and parser.should_keep_alive()
+            and not parser.should_upgrade(),
+            "parser",
+        )
         cycle = protocol.cycle
         _shape(type(cycle) is RequestResponseCycle, "cycle")
         lacking = sorted(a for a in CYCLE_ATTRIBUTES if not hasattr(cycle, a))
@@ -248,10 +306,15 @@ def test_a_request_through_uvicorns_protocol_leaves_the_attributes_http_protocol
             await asyncio.sleep(0)
         assert cycle.response_complete, f"{WHERE}: the request was not answered"
         # The one-write wrapper's premise: uvicorn writes the head (ending in a blank line), then the body.
-        assert len(transport.writes) == 2 and transport.writes[0].startswith(b"HTTP/1.1 200 OK\r\n") \
-            and transport.writes[0].endswith(b"\r\n\r\n") and transport.writes[1] == BODY, (
-                f"{WHERE}: uvicorn now writes an answer as {transport.writes!r}, not a head ending in a blank line "
-                "and then the body: http_protocol._OneWriteAnswers joins those two writes; rework or drop it")
+        assert (
+            len(transport.writes) == 2
+            and transport.writes[0].startswith(b"HTTP/1.1 200 OK\r\n")
+            and transport.writes[0].endswith(b"\r\n\r\n")
+            and transport.writes[1] == BODY
+        ), (
+            f"{WHERE}: uvicorn now writes an answer as {transport.writes!r}, not a head ending in a blank line "
+            "and then the body: http_protocol._OneWriteAnswers joins those two writes; rework or drop it"
+        )
 
         protocol.shutdown()  # graceful shutdown with nothing in flight closes the connection
         assert transport.closed, f"{WHERE}: HttpToolsProtocol.shutdown no longer closes an idle connection"
@@ -269,8 +332,10 @@ def test_the_partial_the_server_config_passes_is_taken_as_the_protocol_class():
     config.load()
     assert config.http_protocol_class is factory, (
         f"{WHERE}: uvicorn.Config no longer takes a protocol factory as http=; appliance.serving.server.server_config "
-        "passes one")
+        "passes one"
+    )
     created = inspect.getsource(uvicorn.Server.startup)
     assert all(f"{k}=" in created for k in ("config", "server_state", "app_state", "_loop")), (
         "uvicorn.Server.startup no longer builds the protocol with config=, server_state=, app_state=, _loop=, "
-        "as HttpProtocol.__init__ passes them on")
+        "as HttpProtocol.__init__ passes them on"
+    )

@@ -33,8 +33,24 @@ from tests.test_cli import ROOT, _free_port, wait_ready
 
 
 def _row(i: int) -> tuple:
-    return (f"r{i}", 0, "fraud", 1, "production", None, time.time(), None, None, {"amount": i}, 0.5, 1, 1.0, 200,
-            None, None)
+    return (
+        f"r{i}",
+        0,
+        "fraud",
+        1,
+        "production",
+        None,
+        time.time(),
+        None,
+        None,
+        {"amount": i},
+        0.5,
+        1,
+        1.0,
+        200,
+        None,
+        None,
+    )
 
 
 def test_a_full_log_queue_counts_its_overflow_and_loses_nothing_it_accepted(tmp_path):
@@ -227,18 +243,29 @@ def test_a_lone_row_is_scored_at_once_and_a_busy_turn_turns_batching_on():
 def test_every_answer_has_a_request_id_and_a_log_row_and_feedback_finds_it(server):
     c = server.client
     with ThreadPoolExecutor(8) as pool:
-        answers = list(pool.map(lambda i: c.post("/v1/models/fraud/predict", json={**SAMPLE_RECORD, "amount": i}),
-                                range(40)))
+        answers = list(
+            pool.map(lambda i: c.post("/v1/models/fraud/predict", json={**SAMPLE_RECORD, "amount": i}), range(40))
+        )
     many = c.post("/v1/models/fraud/predict", json=[SAMPLE_RECORD, SAMPLE_RECORD])
     assert all(a.status_code == 200 for a in answers) and many.status_code == 200
     ids = [a.json()["request_id"] for a in answers]
     assert len(set(ids)) == 40 and answers[0].headers["x-request-id"] == ids[0]
-    fed = c.post("/v1/models/fraud/feedback", json={"outcomes": [
-        {"request_id": ids[0], "outcome": 1}, {"request_id": many.json()["request_id"], "position": 1, "outcome": 0},
-        {"request_id": "never-seen", "outcome": 1}, {"request_id": ids[1], "position": 5, "outcome": 1}]})
+    fed = c.post(
+        "/v1/models/fraud/feedback",
+        json={
+            "outcomes": [
+                {"request_id": ids[0], "outcome": 1},
+                {"request_id": many.json()["request_id"], "position": 1, "outcome": 0},
+                {"request_id": "never-seen", "outcome": 1},
+                {"request_id": ids[1], "position": 5, "outcome": 1},
+            ]
+        },
+    )
     assert fed.status_code == 200
-    assert fed.json() == {"accepted": 2, "unknown": [{"request_id": "never-seen", "position": 0},
-                                                     {"request_id": ids[1], "position": 5}]}
+    assert fed.json() == {
+        "accepted": 2,
+        "unknown": [{"request_id": "never-seen", "position": 0}, {"request_id": ids[1], "position": 5}],
+    }
     assert c.post("/v1/models/fraud/feedback", json={"outcome": 1}).status_code == 422
     assert c.post("/v1/models/nope/feedback", json={"outcomes": []}).status_code == 404
     store = PredictionStore(Layout(server.home).predictions_db)
@@ -268,7 +295,7 @@ def test_metrics_are_prometheus_text(server):
     assert "appliance_batch_rows_count 3" in body
     assert "appliance_prediction_log_overflow_total 0" in body and "appliance_prediction_log_queue_depth" in body
     for line in body.splitlines():  # every sample line is NAME{labels} VALUE
-        assert line.startswith("#") or re.fullmatch(r'[a-z_]+(\{[^}]*\})? -?[0-9.e+]+', line), line
+        assert line.startswith("#") or re.fullmatch(r"[a-z_]+(\{[^}]*\})? -?[0-9.e+]+", line), line
 
 
 def test_the_openapi_schema_and_docs_page_need_no_internet(server):
@@ -290,15 +317,15 @@ def test_the_openapi_schema_and_docs_page_need_no_internet(server):
 def test_sigterm_writes_every_queued_prediction_before_exit(home_dir):
     port = _free_port()
     code = f"from appliance.serving.server import serve; serve({str(home_dir)!r}, port={port})"
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, cwd=ROOT)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT
+    )
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
             wait_ready(client, proc)
             blocker = sqlite3.connect(Layout(home_dir).predictions_db, timeout=30, isolation_level=None)
             blocker.execute("BEGIN IMMEDIATE")  # the writer falls behind: every row stays queued
-            ok = sum(client.post("/v1/models/fraud/predict", json=SAMPLE_RECORD).status_code == 200
-                     for _ in range(100))
+            ok = sum(client.post("/v1/models/fraud/predict", json=SAMPLE_RECORD).status_code == 200 for _ in range(100))
         proc.send_signal(signal.SIGTERM)
         time.sleep(1)
         assert proc.poll() is None, "the server exited with its log queue unwritten"
@@ -359,8 +386,10 @@ def test_a_failure_not_the_callers_is_a_500_problem_document(tmp_path, monkeypat
 def test_a_server_starts_without_the_training_libraries():
     # A server only scores ONNX: LightGBM (with scikit-learn and SciPy) and torch would add seconds to
     # its start and over 150 MiB to its memory on an edge box.
-    code = ("import sys, appliance.serving.app; "
-            "print(sorted(m for m in ('lightgbm', 'sklearn', 'scipy', 'torch', 'nannyml') if m in sys.modules))")
+    code = (
+        "import sys, appliance.serving.app; "
+        "print(sorted(m for m in ('lightgbm', 'sklearn', 'scipy', 'torch', 'nannyml') if m in sys.modules))"
+    )
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
     assert loaded.stdout.strip() == "[]", loaded.stdout + loaded.stderr
 
@@ -368,8 +397,10 @@ def test_a_server_starts_without_the_training_libraries():
 def test_the_log_writer_process_imports_no_data_libraries():
     # It writes SQLite rows and runs the online update's SQL: polars, NumPy and DuckDB would add about
     # 65 MiB to its memory and half a second to each (re)start. The server hands it plain data instead.
-    code = ("import sys, appliance.serving.log_writer; "
-            "print(sorted(m for m in ('polars', 'numpy', 'duckdb', 'apscheduler', 'appliance.spec') "
-            "if m in sys.modules))")
+    code = (
+        "import sys, appliance.serving.log_writer; "
+        "print(sorted(m for m in ('polars', 'numpy', 'duckdb', 'apscheduler', 'appliance.spec') "
+        "if m in sys.modules))"
+    )
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
     assert loaded.stdout.strip() == "[]", loaded.stdout + loaded.stderr

@@ -118,8 +118,11 @@ TARGETS = {
     "price": 'task = "regression"',
     "bought": "",
 }
-RECORDS = [{"x1": 1.4, "x2": 8.5, "color": "red"}, {"x1": -1.2, "x2": 1.0, "color": "blue"},
-           {"x1": 0.1, "x2": 5.0, "color": "green"}]
+RECORDS = [
+    {"x1": 1.4, "x2": 8.5, "color": "red"},
+    {"x1": -1.2, "x2": 1.0, "color": "blue"},
+    {"x1": 0.1, "x2": 5.0, "color": "green"},
+]
 
 
 def garden(rows: int, seed: int) -> pl.DataFrame:
@@ -127,14 +130,18 @@ def garden(rows: int, seed: int) -> pl.DataFrame:
     x1, x2 = rng.normal(size=rows), rng.uniform(0, 10, rows)
     color = rng.choice(COLORS, rows)
     noisy = x1 + rng.normal(scale=0.3, size=rows)
-    return pl.DataFrame({
-        "at": [START + timedelta(seconds=float(s)) for s in np.sort(rng.uniform(0, 10 * 86400, rows))],
-        "x1": x1, "x2": x2, "color": color,
-        "species": np.where(noisy < -0.5, "bird", np.where(noisy < 0.5, "cat", "dog")),
-        "grade": np.where(x2 < 3.3, 3, np.where(x2 < 6.6, 5, 7)),
-        "price": 10 + 5 * x1 + x2 + 2 * (color == "blue") + rng.normal(scale=0.5, size=rows),
-        "bought": (noisy > 0).astype(np.int64),
-    })
+    return pl.DataFrame(
+        {
+            "at": [START + timedelta(seconds=float(s)) for s in np.sort(rng.uniform(0, 10 * 86400, rows))],
+            "x1": x1,
+            "x2": x2,
+            "color": color,
+            "species": np.where(noisy < -0.5, "bird", np.where(noisy < 0.5, "cat", "dog")),
+            "grade": np.where(x2 < 3.3, 3, np.where(x2 < 6.6, 5, 7)),
+            "price": 10 + 5 * x1 + x2 + 2 * (color == "blue") + rng.normal(scale=0.5, size=rows),
+            "bought": (noisy > 0).astype(np.int64),
+        }
+    )
 
 
 @pytest.fixture(scope="module")
@@ -154,12 +161,16 @@ def origin(tmp_path_factory) -> SimpleNamespace:
             h.add_model(spec)
             task = model_task(spec)
             schema = FeatureSchema.learn(spec.model_features, frame, spec.features)
-            objective = {"binary": {"objective": "binary"}, "regression": {"objective": "regression"},
-                         "multiclass": {"objective": "multiclass", "num_class": len(task.classes)}}[task.kind]
-            booster = lgb.train({**objective, "verbosity": -1, "num_leaves": 7, "num_threads": 1, "seed": 3,
-                                 "deterministic": True},
-                                lgb.Dataset(schema.encode_frame(frame), task.labels(frame[name].to_list())),
-                                num_boost_round=20)
+            objective = {
+                "binary": {"objective": "binary"},
+                "regression": {"objective": "regression"},
+                "multiclass": {"objective": "multiclass", "num_class": len(task.classes)},
+            }[task.kind]
+            booster = lgb.train(
+                {**objective, "verbosity": -1, "num_leaves": 7, "num_threads": 1, "seed": 3, "deterministic": True},
+                lgb.Dataset(schema.encode_frame(frame), task.labels(frame[name].to_list())),
+                num_boost_round=20,
+            )
             boosters[name], schemas[name] = booster, schema
             register(h, name, onnx_export.lightgbm_to_onnx(booster), schema)
             h.registry.promote(name, 1, actor="test")
@@ -172,9 +183,17 @@ def register(home: Home, name: str, onnx_bytes: bytes, schema: FeatureSchema) ->
     start_run(home.conn, run_id, name, "train", {}, "test")
     finish_run(home.conn, run_id, status="succeeded")
     return home.registry.register_version(
-        name, status="registered", artifact_sha256=home.artifacts.put(onnx_bytes),
-        feature_schema=msgspec.to_builtins(schema), metrics={}, params={}, gate_report={"checks": []},
-        data_version="generated", code_version="test", run_id=run_id).version
+        name,
+        status="registered",
+        artifact_sha256=home.artifacts.put(onnx_bytes),
+        feature_schema=msgspec.to_builtins(schema),
+        metrics={},
+        params={},
+        gate_report={"checks": []},
+        data_version="generated",
+        code_version="test",
+        run_id=run_id,
+    ).version
 
 
 @pytest.fixture
@@ -201,12 +220,12 @@ def test_each_task_answers_in_its_own_terms_one_record_or_several(origin, server
         for record, probabilities in zip(RECORDS, expected):
             body = c.post(f"/v1/models/{name}/predict", json=record).json()
             assert set(body) == {"model", "version", "request_id", "class", "probabilities"}, body
-            assert list(body["probabilities"]) == [str(k) for k in classes]   # in the declared order
+            assert list(body["probabilities"]) == [str(k) for k in classes]  # in the declared order
             answered = np.array(list(body["probabilities"].values()))
             np.testing.assert_allclose(answered, probabilities, atol=1e-5)
             assert answered.sum() == pytest.approx(1, abs=1e-5)
             assert body["class"] == classes[int(np.argmax(answered))]
-            assert type(body["class"]) is type(classes[0])   # "cat" as text, 5 as an integer: as declared
+            assert type(body["class"]) is type(classes[0])  # "cat" as text, 5 as an integer: as declared
         several = c.post(f"/v1/models/{name}/predict", json=RECORDS).json()["predictions"]
         assert [p["class"] for p in several] == [classes[int(i)] for i in np.argmax(expected, axis=1)]
         assert all(set(p) == {"class", "probabilities"} for p in several)
@@ -219,7 +238,7 @@ def test_each_task_answers_in_its_own_terms_one_record_or_several(origin, server
     several = c.post("/v1/models/price/predict", json=RECORDS).json()["predictions"]
     np.testing.assert_allclose([p["value"] for p in several], values, atol=1e-4)
 
-    binary = c.post("/v1/models/bought/predict", json=RECORDS[0]).json()   # as ever
+    binary = c.post("/v1/models/bought/predict", json=RECORDS[0]).json()  # as ever
     assert set(binary) == {"model", "version", "request_id", "probability", "label"}
     assert binary["label"] == int(binary["probability"] >= 0.5)
 
@@ -238,7 +257,7 @@ def test_a_micro_batch_answers_each_record_with_its_own_row_of_outputs(origin, t
     async def batched(model) -> list:
         arrivals = Arrivals()
         batcher = MicroBatcher(model.encode, partial(run, model), max_batch=8, max_wait_s=0.05, arrivals=arrivals)
-        arrivals.count = len(RECORDS) + 1   # bodies on their way in: the first rows wait for company
+        arrivals.count = len(RECORDS) + 1  # bodies on their way in: the first rows wait for company
         futures = []
         for record in [*RECORDS, {"x1": "many"}]:
             arrivals.count -= 1
@@ -247,11 +266,11 @@ def test_a_micro_batch_answers_each_record_with_its_own_row_of_outputs(origin, t
 
     for name, model in models.items():
         *rows, bad = asyncio.run(batched(model))
-        assert isinstance(bad, NotEncoded)   # the record that cannot be encoded fails alone
+        assert isinstance(bad, NotEncoded)  # the record that cannot be encoded fails alone
         if name == "species":
-            assert all(type(row) is list and len(row) == 3 for row in rows)   # a row of class probabilities each
+            assert all(type(row) is list and len(row) == 3 for row in rows)  # a row of class probabilities each
         np.testing.assert_allclose(rows, native(origin, name, RECORDS), atol=1e-5)
-    assert calls == [3, 3]   # one ONNX Runtime call per model for the batch's three good records
+    assert calls == [3, 3]  # one ONNX Runtime call per model for the batch's three good records
 
 
 def test_concurrent_requests_each_get_their_own_answer(origin, server):
@@ -275,14 +294,22 @@ def test_the_log_holds_each_tasks_columns_and_feedback_is_typed_by_task(origin, 
     for name in ("species", "grade", "price", "bought"):
         ids[name] = c.post(f"/v1/models/{name}/predict", json=RECORDS).json()
     fed = {
-        "species": [{"request_id": ids["species"]["request_id"], "position": 0, "outcome": "cat"},
-                    {"request_id": ids["species"]["request_id"], "position": 1, "outcome": "bird"}],
-        "grade": [{"request_id": ids["grade"]["request_id"], "position": 0, "outcome": 5},
-                  {"request_id": ids["grade"]["request_id"], "position": 1, "outcome": "7"}],   # its text reads too
-        "price": [{"request_id": ids["price"]["request_id"], "position": 0, "outcome": 12.5},
-                  {"request_id": ids["price"]["request_id"], "position": 2, "outcome": -3}],
-        "bought": [{"request_id": ids["bought"]["request_id"], "position": 0, "outcome": True},
-                   {"request_id": ids["bought"]["request_id"], "position": 1, "outcome": 0}],
+        "species": [
+            {"request_id": ids["species"]["request_id"], "position": 0, "outcome": "cat"},
+            {"request_id": ids["species"]["request_id"], "position": 1, "outcome": "bird"},
+        ],
+        "grade": [
+            {"request_id": ids["grade"]["request_id"], "position": 0, "outcome": 5},
+            {"request_id": ids["grade"]["request_id"], "position": 1, "outcome": "7"},
+        ],  # its text reads too
+        "price": [
+            {"request_id": ids["price"]["request_id"], "position": 0, "outcome": 12.5},
+            {"request_id": ids["price"]["request_id"], "position": 2, "outcome": -3},
+        ],
+        "bought": [
+            {"request_id": ids["bought"]["request_id"], "position": 0, "outcome": True},
+            {"request_id": ids["bought"]["request_id"], "position": 1, "outcome": 0},
+        ],
     }
     for name, outcomes in fed.items():
         answer = c.post(f"/v1/models/{name}/feedback", json={"outcomes": outcomes})
@@ -291,19 +318,21 @@ def test_the_log_holds_each_tasks_columns_and_feedback_is_typed_by_task(origin, 
 
     store = PredictionStore(Layout(server.home).predictions_db)
     try:
+
         def logged(name: str) -> list:
             return store.conn.execute(
                 "SELECT p.probability, p.label, p.value, p.probabilities, f.outcome FROM predictions p "
                 "LEFT JOIN feedback f USING (request_id, position) WHERE p.request_id = ? ORDER BY p.position",
-                (ids[name]["request_id"],)).fetchall()
+                (ids[name]["request_id"],),
+            ).fetchall()
 
         species = logged("species")
         for row, answer in zip(species, ids["species"]["predictions"]):
             probabilities = list(answer["probabilities"].values())
-            assert json.loads(row["probabilities"]) == probabilities       # every class's, in class order
+            assert json.loads(row["probabilities"]) == probabilities  # every class's, in class order
             assert row["label"] == ["dog", "cat", "bird"].index(answer["class"])
             assert row["probability"] == max(probabilities) and row["value"] is None
-        assert [r["outcome"] for r in species] == [1.0, 2.0, None]         # cat, bird: their indices
+        assert [r["outcome"] for r in species] == [1.0, 2.0, None]  # cat, bird: their indices
         assert [r["outcome"] for r in logged("grade")] == [1.0, 2.0, None]
         price = logged("price")
         assert [r["value"] for r in price] == [p["value"] for p in ids["price"]["predictions"]]
@@ -317,8 +346,10 @@ def test_the_log_holds_each_tasks_columns_and_feedback_is_typed_by_task(origin, 
 
     # The retrain batch turns the outcomes back into the target's values, typed as the contract types them.
     with Home(server.home) as home:
-        targets = {name: labelled_batch(home, home.spec(name))[0].sort("x1")[name].to_list()
-                   for name in ("species", "grade", "price")}
+        targets = {
+            name: labelled_batch(home, home.spec(name))[0].sort("x1")[name].to_list()
+            for name in ("species", "grade", "price")
+        }
     # by x1: species bird (record 1), cat (record 0); grade 7, 5; price -3 (record 2), 12.5 (record 0)
     assert targets == {"species": ["bird", "cat"], "grade": [7, 5], "price": [-3.0, 12.5]}
     assert [type(v) for v in targets["grade"]] == [int, int] and [type(v) for v in targets["price"]] == [float, float]
@@ -327,27 +358,36 @@ def test_the_log_holds_each_tasks_columns_and_feedback_is_typed_by_task(origin, 
 def test_a_shadow_candidate_logs_its_outputs_in_its_tasks_terms(server):
     with Home(server.home) as home:
         for name in ("species", "price"):
-            artifact = home.registry.version(name, 1).artifact_sha256   # the same model: the same outputs
-            v2 = register(home, name, home.artifacts.get(artifact),
-                          msgspec.convert(home.registry.version(name, 1).feature_schema, FeatureSchema))
+            artifact = home.registry.version(name, 1).artifact_sha256  # the same model: the same outputs
+            v2 = register(
+                home,
+                name,
+                home.artifacts.get(artifact),
+                msgspec.convert(home.registry.version(name, 1).feature_schema, FeatureSchema),
+            )
             deployments.start(home, name, "shadow", v2, actor="test")
     store = PredictionStore(Layout(server.home).predictions_db)
     try:
         for name in ("species", "price"):
             deadline, rows = time.monotonic() + 10, []
-            while len(rows) < len(RECORDS) + 1:   # until the server has picked the deployment up and the rows are in
+            while len(rows) < len(RECORDS) + 1:  # until the server has picked the deployment up and the rows are in
                 assert time.monotonic() < deadline, f"no shadow rows for {name}"
                 several = server.client.post(f"/v1/models/{name}/predict", json=RECORDS).json()["request_id"]
                 one = server.client.post(f"/v1/models/{name}/predict", json=RECORDS[0]).json()["request_id"]
-                time.sleep(0.1)   # the log's writer is asynchronous
+                time.sleep(0.1)  # the log's writer is asynchronous
                 rows = store.conn.execute(
                     "SELECT s.probability, s.label, s.value, s.probabilities, p.probability AS served_probability, "
                     "p.label AS served_label, p.value AS served_value, p.probabilities AS served_probabilities "
                     "FROM shadow_scores s JOIN predictions p USING (request_id, position) WHERE request_id IN (?, ?)",
-                    (several, one)).fetchall()
+                    (several, one),
+                ).fetchall()
             for row in rows:
                 assert (row["probability"], row["label"], row["value"], row["probabilities"]) == (
-                    row["served_probability"], row["served_label"], row["served_value"], row["served_probabilities"])
+                    row["served_probability"],
+                    row["served_label"],
+                    row["served_value"],
+                    row["served_probabilities"],
+                )
                 if name == "species":
                     assert len(json.loads(row["probabilities"])) == 3 and row["value"] is None
                 else:
@@ -356,30 +396,38 @@ def test_a_shadow_candidate_logs_its_outputs_in_its_tasks_terms(server):
         store.close()
 
 
-@pytest.mark.parametrize("name, outcome, words", [
-    ("species", "fish", ('"fish" is not an outcome of multiclass model \'species\'; send one of its classes: '
-                         '"dog", "cat", "bird"')),
-    ("species", True, "true is not an outcome of multiclass model 'species'"),
-    ("grade", 4, "4 is not an outcome of multiclass model 'grade'; send one of its classes: 3, 5, 7"),
-    ("price", "12.5", '"12.5" is not an outcome of regression model \'price\'; send the observed value'),
-    ("price", False, "false is not an outcome of regression model 'price'"),
-    ("bought", 0.5, "0.5 is not an outcome of binary model 'bought'; send 1 or 0 (or true or false)"),
-    ("bought", "yes", '"yes" is not an outcome of binary model \'bought\''),
-])
+@pytest.mark.parametrize(
+    "name, outcome, words",
+    [
+        (
+            "species",
+            "fish",
+            ('"fish" is not an outcome of multiclass model \'species\'; send one of its classes: "dog", "cat", "bird"'),
+        ),
+        ("species", True, "true is not an outcome of multiclass model 'species'"),
+        ("grade", 4, "4 is not an outcome of multiclass model 'grade'; send one of its classes: 3, 5, 7"),
+        ("price", "12.5", "\"12.5\" is not an outcome of regression model 'price'; send the observed value"),
+        ("price", False, "false is not an outcome of regression model 'price'"),
+        ("bought", 0.5, "0.5 is not an outcome of binary model 'bought'; send 1 or 0 (or true or false)"),
+        ("bought", "yes", "\"yes\" is not an outcome of binary model 'bought'"),
+    ],
+)
 def test_an_outcome_of_the_wrong_kind_is_a_422_naming_its_field(server, name, outcome, words):
     c = server.client
     request_id = c.post(f"/v1/models/{name}/predict", json=RECORDS).json()["request_id"]
     good = {"species": "cat", "grade": 3, "price": 1.0, "bought": 1}[name]
-    outcomes = [{"request_id": request_id, "position": 0, "outcome": good},
-                {"request_id": request_id, "position": 1, "outcome": outcome},
-                {"request_id": request_id, "position": 2, "outcome": outcome}]
+    outcomes = [
+        {"request_id": request_id, "position": 0, "outcome": good},
+        {"request_id": request_id, "position": 1, "outcome": outcome},
+        {"request_id": request_id, "position": 2, "outcome": outcome},
+    ]
     answer = c.post(f"/v1/models/{name}/feedback", json={"outcomes": outcomes})
     assert answer.status_code == 422 and answer.headers["content-type"] == "application/problem+json"
     detail = answer.json()["detail"]
     assert detail.startswith(f"outcomes[1].outcome: {words}") and detail.endswith(" (and 1 more like it)"), detail
     store = PredictionStore(Layout(server.home).predictions_db)
     try:
-        assert store.conn.execute("SELECT COUNT(*) FROM feedback").fetchone()[0] == 0   # the request is refused whole
+        assert store.conn.execute("SELECT COUNT(*) FROM feedback").fetchone()[0] == 0  # the request is refused whole
     finally:
         store.close()
     missing = c.post(f"/v1/models/{name}/feedback", json={"outcomes": [{"request_id": request_id, "outcome": None}]})
@@ -396,19 +444,22 @@ def test_openapi_describes_each_models_answer_and_outcome_in_its_tasks_terms(ser
     generic = paths["/v1/models/{name}/predict"]["post"]["responses"]["200"]["content"]["application/json"]["schema"]
     assert {variant["title"] for variant in generic["anyOf"]} == {
         f"{kind}: {many}"
-        for kind in ("binary", "multiclass", "regression") for many in ("one record", "several records")}
+        for kind in ("binary", "multiclass", "regression")
+        for many in ("one record", "several records")
+    }
 
     def answer(name: str) -> dict:
         operation = paths[f"/v1/models/{name}/predict"]["post"]
         assert "parameters" not in operation and operation["operationId"] == f"predict_{name}"
         one, several = operation["responses"]["200"]["content"]["application/json"]["schema"]["oneOf"]
         assert several["properties"]["predictions"]["items"]["properties"] == {
-            k: v for k, v in one["properties"].items() if k not in ("model", "version", "request_id")}
+            k: v for k, v in one["properties"].items() if k not in ("model", "version", "request_id")
+        }
         return one
 
     def outcome(name: str) -> dict:
         body = paths[f"/v1/models/{name}/feedback"]["post"]["requestBody"]["content"]["application/json"]["schema"]
-        return body["properties"]["outcomes"]["items"]["properties"]["outcome"]   # inline: no $defs to resolve
+        return body["properties"]["outcomes"]["items"]["properties"]["outcome"]  # inline: no $defs to resolve
 
     species = answer("species")
     assert species["required"][-2:] == ["class", "probabilities"]
@@ -437,21 +488,27 @@ def test_metrics_count_classes_and_sum_values(origin, server):
     total = float(re.search(r'appliance_predicted_value_sum\{model="price"\} (\S+)', body).group(1))
     assert total == pytest.approx(sum(values))
     assert 'model="bought",class=' not in body and 'appliance_predicted_value_count{model="bought"}' not in body
-    for line in body.splitlines():   # every sample line is NAME{labels} VALUE
-        assert line.startswith("#") or re.fullmatch(r'[a-z_]+(\{[^}]*\})? -?[0-9.e+-]+', line), line
+    for line in body.splitlines():  # every sample line is NAME{labels} VALUE
+        assert line.startswith("#") or re.fullmatch(r"[a-z_]+(\{[^}]*\})? -?[0-9.e+-]+", line), line
 
 
 def test_a_version_whose_output_does_not_fit_its_task_is_refused_and_the_old_one_serves(origin, server, caplog):
     with Home(server.home) as home:
         bought = home.registry.version("bought", 1).artifact_sha256
         species = home.registry.version("species", 1).artifact_sha256
-        v2 = register(home, "species", home.artifacts.get(bought), origin.schemas["species"])    # a binary model
+        v2 = register(home, "species", home.artifacts.get(bought), origin.schemas["species"])  # a binary model
         price_v2 = register(home, "price", home.artifacts.get(species), origin.schemas["price"])  # class probabilities
-        with pytest.raises(Conflict, match=r"cannot serve species v2 as a multiclass model of 3 classes \(dog, cat, "
-                                           r"bird\): its output 'probabilities' has 2 class probabilities per row"):
+        with pytest.raises(
+            Conflict,
+            match=r"cannot serve species v2 as a multiclass model of 3 classes \(dog, cat, "
+            r"bird\): its output 'probabilities' has 2 class probabilities per row",
+        ):
             load_version(home, "species", v2)
-        with pytest.raises(Conflict, match="cannot serve price v2 as a regression model: its ONNX has no output "
-                                           "'value' \\(it has label, probabilities\\)"):
+        with pytest.raises(
+            Conflict,
+            match="cannot serve price v2 as a regression model: its ONNX has no output "
+            "'value' \\(it has label, probabilities\\)",
+        ):
             load_version(home, "price", price_v2)
         home.registry.promote("species", v2, actor="test")
     deadline = time.monotonic() + 10
@@ -465,8 +522,11 @@ def test_a_version_whose_output_does_not_fit_its_task_is_refused_and_the_old_one
 
 def test_the_cli_predicts_in_each_tasks_terms(origin, tmp_path, capsys):
     shutil.copytree(origin.home, tmp_path / "home")
-    for name, keys in (("species", {"class", "probabilities"}), ("price", {"value"}),
-                       ("bought", {"probability", "label"})):
+    for name, keys in (
+        ("species", {"class", "probabilities"}),
+        ("price", {"value"}),
+        ("bought", {"probability", "label"}),
+    ):
         assert main(["--home", str(tmp_path / "home"), "predict", name, "--json", json.dumps(RECORDS[0])]) == 0
         body = json.loads(capsys.readouterr().out)
         assert set(body) == {"model", "version"} | keys

@@ -93,8 +93,8 @@ def test_the_openapi_schema_resolves_and_describes_every_route(server):
     assert rollback["required"] is False  # no body reads as no reason
     # the offline page shows each body's fields, not a $ref a reader would have to follow
     page = server.client.get("/schema").text
-    promote = page[page.index("POST /v1/models/{name}/promote"):]
-    assert "$ref" not in page and "&quot;version&quot;" in promote[:promote.index("<h2>")]
+    promote = page[page.index("POST /v1/models/{name}/promote") :]
+    assert "$ref" not in page and "&quot;version&quot;" in promote[: promote.index("<h2>")]
 
 
 def _problem(response: httpx.Response, status: int, *phrases: str) -> None:
@@ -122,8 +122,13 @@ def test_typed_bodies_are_read_strictly_and_refused_as_problem_documents(server)
     _problem(c.post(promote, headers=admin), 422, "request body is empty", "/schema")
     _problem(c.post("/v1/models/fraud/deployments", json=[], headers=admin), 422, "Expected `object`, got `array`")
     # feedback says what its model takes; an unknown model is a 404 whatever its body
-    _problem(c.post("/v1/models/fraud/feedback", json={"outcomes": {}}, headers=admin), 422, "Expected `array`",
-             "for binary model 'fraud'", "1 or 0")
+    _problem(
+        c.post("/v1/models/fraud/feedback", json={"outcomes": {}}, headers=admin),
+        422,
+        "Expected `array`",
+        "for binary model 'fraud'",
+        "1 or 0",
+    )
     _problem(c.post("/v1/models/fraud/feedback", headers=admin), 422, "request body is empty", "binary model 'fraud'")
     _problem(c.post("/v1/models/nope/feedback", content=b"{not json", headers=admin), 404, "nope")
     # a body that may be left out: none, {} and null all read as no reason

@@ -28,8 +28,14 @@ COUNT = 600
 
 
 def _records(live: pl.DataFrame, shift: timedelta) -> list[dict]:
-    rows = live.select("user_id", (pl.col("event_time") + shift).dt.strftime("%Y-%m-%dT%H:%M:%S%.6fZ"),
-                       "amount", "merchant_category", "hour", "is_foreign").to_dicts()
+    rows = live.select(
+        "user_id",
+        (pl.col("event_time") + shift).dt.strftime("%Y-%m-%dT%H:%M:%S%.6fZ"),
+        "amount",
+        "merchant_category",
+        "hour",
+        "is_foreign",
+    ).to_dicts()
     for i, row in enumerate(rows):  # request values as clients send them: some missing, some integers
         if i % 7 == 3:
             row["amount"] = None
@@ -82,8 +88,10 @@ def test_one_record_completes_exactly_as_in_a_batch(online, records):
 def test_a_record_without_event_time_happens_now_on_both_paths(tmp_path):
     # A history that ends an hour ago, so that "now" sees it (and its TTL has not expired).
     ago = datetime.now(UTC) - timedelta(hours=1)
-    history = pl.DataFrame({"user_id": ["a", "a"], "event_time": [ago - timedelta(days=2), ago],
-                            "amount": [10.0, 30.0]}, schema_overrides={"event_time": pl.Datetime("us", "UTC")})
+    history = pl.DataFrame(
+        {"user_id": ["a", "a"], "event_time": [ago - timedelta(days=2), ago], "amount": [10.0, 30.0]},
+        schema_overrides={"event_time": pl.Datetime("us", "UTC")},
+    )
     materialize(OnlineStore(tmp_path / "online.db"), "fraud", FEATURES, history, None)
     online = OnlineFeatures(OnlineStore(tmp_path / "online.db"), "fraud", FEATURES)
     record = {"user_id": "a", "amount": 40.0}
@@ -136,7 +144,7 @@ def test_one_record_encodes_bit_for_bit_as_in_a_batch_and_as_in_training(online,
     assert unseen and all(np.isnan(batch[i]).any() for i in unseen)
     assert batch.dtype == np.float32 and batch.shape == (len(records), len(SPEC.model_features))
     for i, row in enumerate(completed):
-        assert encoder.encode([row]).tobytes() == batch[i:i + 1].tobytes()
+        assert encoder.encode([row]).tobytes() == batch[i : i + 1].tobytes()
     frame = pl.DataFrame(completed, schema={f.name: _DTYPES[f.type] for f in SPEC.model_features}, strict=False)
     assert encoder.schema.encode_frame(frame).tobytes() == batch.tobytes()
     assert np.isnan(batch).any() and encoder.encode([]).shape == (0, batch.shape[1])
@@ -145,9 +153,9 @@ def test_one_record_encodes_bit_for_bit_as_in_a_batch_and_as_in_training(online,
 BAD_FEATURES = [
     ({"amount": "12"}, "feature 'amount' must be a number, got a string"),
     ({"amount": True}, "feature 'amount' must be a number, got a boolean"),
-    ({"amount": 10 ** 400}, "feature 'amount' must be a number within a float's range"),
+    ({"amount": 10**400}, "feature 'amount' must be a number within a float's range"),
     ({"hour": 1.5}, "feature 'hour' must be an integer, got a number"),
-    ({"hour": -10 ** 400}, "feature 'hour' must be an integer within a float's range"),
+    ({"hour": -(10**400)}, "feature 'hour' must be an integer within a float's range"),
     ({"is_foreign": "yes"}, "feature 'is_foreign' must be true or false (or 1 or 0), got a string"),
     ({"is_foreign": 2}, "feature 'is_foreign' must be true or false (or 1 or 0), got an integer"),
     ({"merchant_category": 3}, "feature 'merchant_category' must be a string, got an integer"),
@@ -174,8 +182,12 @@ EDGES = [0.0, -0.0, 3.0, -2.5, 1e-300, 1e308, math.inf, -math.inf, math.nan]
 
 
 def test_derive_gives_one_rows_floats_exactly_what_it_gives_arrays():
-    derived = [Derived("r", "ratio", ["x", "y"]), Derived("since", "since_last"),
-               Derived("r_of_r", "ratio", ["r", "x"]), Derived("absent", "ratio", ["x", "never-given"])]
+    derived = [
+        Derived("r", "ratio", ["x", "y"]),
+        Derived("since", "since_last"),
+        Derived("r_of_r", "ratio", ["r", "x"]),
+        Derived("absent", "ratio", ["x", "never-given"]),
+    ]
     pairs = [(x, y) for x in EDGES for y in EDGES]
     xs, ys = np.array([p[0] for p in pairs]), np.array([p[1] for p in pairs])
     event = np.full(len(pairs), 1.8e15)
@@ -187,5 +199,8 @@ def test_derive_gives_one_rows_floats_exactly_what_it_gives_arrays():
         for name, value in one.items():
             expected = columns[name][i]
             assert type(value) is float
-            assert (math.isnan(value) and math.isnan(expected)) or \
-                np.float64(value).tobytes() == expected.tobytes(), (name, x, y)  # -0.0 too
+            assert (math.isnan(value) and math.isnan(expected)) or np.float64(value).tobytes() == expected.tobytes(), (
+                name,
+                x,
+                y,
+            )  # -0.0 too

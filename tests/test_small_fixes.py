@@ -40,8 +40,13 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _record() -> dict:
-    return {"subscriber": 1007, "logged_at": datetime.now(UTC).isoformat(), "minutes": 30.0, "channel": 4,
-            "on_mobile": 0}
+    return {
+        "subscriber": 1007,
+        "logged_at": datetime.now(UTC).isoformat(),
+        "minutes": 30.0,
+        "channel": 4,
+        "on_mobile": 0,
+    }
 
 
 def test_metrics_say_their_charset_once(served):
@@ -52,23 +57,31 @@ def test_metrics_say_their_charset_once(served):
     assert metrics.headers.get_list("content-type") == ["text/plain; version=0.0.4; charset=utf-8"]
 
 
-@pytest.mark.parametrize("since", ["0001-01-01T00:00:00+05:00", "9999-12-31T23:59:59-05:00",
-                                   "0001-01-01T00:00:00+23:59"])
+@pytest.mark.parametrize(
+    "since", ["0001-01-01T00:00:00+05:00", "9999-12-31T23:59:59-05:00", "0001-01-01T00:00:00+23:59"]
+)
 def test_an_extreme_since_is_a_422_not_a_500(served, since):
     with running_server(served) as server:
         answer = server.client.get("/v1/models/subs/monitoring", params={"since": since})
         assert answer.status_code == 422, answer.text
         assert answer.headers["content-type"].startswith("application/problem+json")
         assert "since" in answer.json()["detail"]
-        assert server.client.get("/v1/models/subs/monitoring", params={"since": "2026-03-01T00:00:00+05:00"}) \
-            .status_code == 200
+        assert (
+            server.client.get("/v1/models/subs/monitoring", params={"since": "2026-03-01T00:00:00+05:00"}).status_code
+            == 200
+        )
 
 
 def test_a_405_says_which_methods_are_allowed(served):
     with running_server(served) as server:
         c = server.client
-        for method, path in (("DELETE", "/v1/models"), ("GET", "/v1/models/subs/promote"), ("PUT", "/metrics"),
-                             ("GET", "/v1/models/subs/predict"), ("PATCH", "/v1/alerts/1/ack")):
+        for method, path in (
+            ("DELETE", "/v1/models"),
+            ("GET", "/v1/models/subs/promote"),
+            ("PUT", "/metrics"),
+            ("GET", "/v1/models/subs/predict"),
+            ("PATCH", "/v1/alerts/1/ack"),
+        ):
             answer = c.request(method, path)
             assert answer.status_code == 405, (method, path, answer.text)
             allowed = {m.strip() for m in answer.headers.get("allow", "").split(",") if m.strip()}
@@ -91,8 +104,12 @@ def test_every_status_a_route_answers_is_in_its_documented_responses(served):
             assert time.monotonic() < deadline, "the server did not pick up the keys"
             time.sleep(0.05)
         schema = c.get("/schema/openapi.json", headers=_bearer(admin)).json()
-        operations = [(method.upper(), path, op) for path, item in schema["paths"].items()
-                      for method, op in item.items() if "{name}" in path or "/subs/" not in path]
+        operations = [
+            (method.upper(), path, op)
+            for path, item in schema["paths"].items()
+            for method, op in item.items()
+            if "{name}" in path or "/subs/" not in path
+        ]
         answered: dict[tuple[str, str], set[int]] = {}
 
         def attack(method: str, path: str, key: str | None, filled: dict[str, str], **kwargs) -> None:
@@ -113,20 +130,23 @@ def test_every_status_a_route_answers_is_in_its_documented_responses(served):
                 attack(method, path, admin, known, content=b"[" + b"1," * (3 * 1024 * 1024) + b"1]")
             for _ in range(3):
                 attack(method, path, slow, known, **body)
-        attack("POST", "/v1/models/{name}/promote", admin, known, json={"version": 1})   # already in production
-        attack("POST", "/v1/models/{name}/rollback", admin, known)                         # nothing to roll back to
+        attack("POST", "/v1/models/{name}/promote", admin, known, json={"version": 1})  # already in production
+        attack("POST", "/v1/models/{name}/rollback", admin, known)  # nothing to roll back to
         attack("POST", "/v1/models/{name}/deployments", admin, known, json={"strategy": "canary", "version": 1})
 
     seen = set().union(*answered.values())
     assert PROBLEM_STATUSES <= seen, f"the attack did not provoke {PROBLEM_STATUSES - seen}"
-    undocumented = {f"{method} {path}": sorted(str(s) for s in statuses - {405}
-                                              if str(s) not in _operation(schema, method, path)["responses"])
-                    for (method, path), statuses in answered.items()}
+    undocumented = {
+        f"{method} {path}": sorted(
+            str(s) for s in statuses - {405} if str(s) not in _operation(schema, method, path)["responses"]
+        )
+        for (method, path), statuses in answered.items()
+    }
     assert not {k: v for k, v in undocumented.items() if v}, undocumented
     for method, path, op in operations:  # and nothing documented that the API never answers (Litestar's 400)
         for status in op["responses"]:
             assert int(status) < 400 or int(status) in PROBLEM_STATUSES | {503}, (method, path, status)
-            if int(status) in PROBLEM_STATUSES:   # (readyz's 503 is its readiness, in JSON)
+            if int(status) in PROBLEM_STATUSES:  # (readyz's 503 is its readiness, in JSON)
                 assert "application/problem+json" in op["responses"][status].get("content", {}), (method, path)
 
 
@@ -160,10 +180,14 @@ def test_killing_the_train_command_stops_its_worker(tmp_path, how):
     spec.write_text(text[:start] + MLP_TRAINING.lstrip() + "\n" + text[end:])
     home = tmp_path / "home"
     ok(home, "init", "--spec", str(spec))
-    command = subprocess.Popen([sys.executable, "-m", "appliance", "--home", str(home), "train", "subs"], cwd=ROOT,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    command = subprocess.Popen(
+        [sys.executable, "-m", "appliance", "--home", str(home), "train", "subs"],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 120
-    while True:   # until its worker trains (a checkpoint saved)
+    while True:  # until its worker trains (a checkpoint saved)
         assert command.poll() is None and time.monotonic() < deadline, "the run did not reach training"
         if any(Layout(home).checkpoints.glob("*/*.pt")):
             break
@@ -171,10 +195,10 @@ def test_killing_the_train_command_stops_its_worker(tmp_path, how):
     with sqlite3.connect(Layout(home).metadata_db) as db:
         run_id, worker_pid = db.execute("SELECT id, worker_pid FROM runs WHERE status = 'running'").fetchone()
     worker = psutil.Process(worker_pid)
-    os.kill(command.pid, how)   # the command is gone, as a terminal or a service manager ends it
+    os.kill(command.pid, how)  # the command is gone, as a terminal or a service manager ends it
     command.wait(timeout=30)
     try:
-        worker.wait(timeout=60)     # its worker stops too, at its next safe point, instead of training on unattended
+        worker.wait(timeout=60)  # its worker stops too, at its next safe point, instead of training on unattended
     finally:
         if worker.is_running():
             worker.kill()

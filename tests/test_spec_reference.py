@@ -17,15 +17,20 @@ from appliance.spec_reference import REFERENCE, REGENERATE, ROOTS, field_comment
 def test_committed_reference_is_current():
     assert REFERENCE.exists(), f"docs/reference.md is missing; run `{REGENERATE}`"
     assert REFERENCE.read_text() == reference(), (
-        f"docs/reference.md is out of date with the spec/contract Structs; run `{REGENERATE}` and commit it")
+        f"docs/reference.md is out of date with the spec/contract Structs; run `{REGENERATE}` and commit it"
+    )
 
 
 def test_every_field_is_described():
     doc = _parse(reference())
-    missing = [f"{struct.cls.__qualname__}.{field.name}" for heading, struct, field in _fields()
-               if not doc["rows"].get(heading, {}).get(field.encode_name, {}).get("description")]
-    assert not missing, ("fields without a description: give each a trailing `# comment` on its line: "
-                         + ", ".join(missing))
+    missing = [
+        f"{struct.cls.__qualname__}.{field.name}"
+        for heading, struct, field in _fields()
+        if not doc["rows"].get(heading, {}).get(field.encode_name, {}).get("description")
+    ]
+    assert not missing, "fields without a description: give each a trailing `# comment` on its line: " + ", ".join(
+        missing
+    )
 
 
 def test_defaults_and_allowed_values_match_the_structs():
@@ -60,28 +65,33 @@ def test_defaults_and_allowed_values_match_the_structs():
 class Window(msgspec.Struct, frozen=True):
     """How far back to look."""
 
-    length: str = "1d"          # the window's length
+    length: str = "1d"  # the window's length
     bins: Annotated[int, msgspec.Meta(ge=2)] = 10
 
 
 class Rule(msgspec.Struct, frozen=True):
-    name: str                   # what the rule is called
+    name: str  # what the rule is called
     op: Literal["<", ">"] = ">"  # below or above
     levels: list[float] = msgspec.field(  # thresholds, low to high
-        default_factory=lambda: [0.1, 0.2])
+        default_factory=lambda: [0.1, 0.2]
+    )
     shares: list[Annotated[float, msgspec.Meta(gt=0, le=1)]] = []  # parts of one
 
 
 class Root(msgspec.Struct, frozen=True):
     window: Window = Window(bins=20)  # overridden default
-    extra: Window | None = None      # an optional table
+    extra: Window | None = None  # an optional table
     rules: list[Rule] = msgspec.field(default_factory=lambda: [Rule("a"), Rule("b", "<")])  # rules
-    named: dict[str, Window] = {}    # one table per name
+    named: dict[str, Window] = {}  # one table per name
 
 
 def test_the_generator_follows_whatever_the_structs_say():
-    assert field_comments(Rule) == {"name": "what the rule is called", "op": "below or above",
-                                    "levels": "thresholds, low to high", "shares": "parts of one"}
+    assert field_comments(Rule) == {
+        "name": "what the rule is called",
+        "op": "below or above",
+        "levels": "thresholds, low to high",
+        "shares": "parts of one",
+    }
     assert field_comments(Window)["bins"] == ""
     found = {t.heading: t for t in tables(Root)}
     assert list(found) == ["", "[window]", "[extra]", "[[rules]]", "[named.<name>]"]
@@ -101,7 +111,7 @@ def test_the_generator_follows_whatever_the_structs_say():
 
 def test_a_field_without_a_toml_form_is_refused():
     class Odd(msgspec.Struct):
-        when: complex = 1j      # no TOML form
+        when: complex = 1j  # no TOML form
 
     with pytest.raises(TypeError, match="INTERNAL"):
         tables(Odd)
@@ -113,6 +123,7 @@ def test_prints_the_reference(capsys):
 
 
 # --- an independent walk of the Structs (msgspec.inspect) and a reader of the rendered Markdown ---
+
 
 def _fields():
     """(heading, Struct, field) for every field a file may carry, headings as the reference writes them."""
@@ -188,6 +199,9 @@ def _parse(markdown: str) -> dict:
         elif line.startswith("| `"):
             cells = [c.strip().replace("\\|", "|") for c in re.split(r"(?<!\\)\|", line)[1:-1]]
             key, kind, default, description = cells
-            rows.setdefault(heading, {})[key.strip("`")] = {"type": kind, "default": default,
-                                                           "description": description}
+            rows.setdefault(heading, {})[key.strip("`")] = {
+                "type": kind,
+                "default": default,
+                "description": description,
+            }
     return {"rows": rows, "blocks": blocks}

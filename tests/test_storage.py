@@ -54,8 +54,9 @@ def test_a_failing_migration_leaves_the_database_as_it_was(tmp_path):
 
 
 def test_a_database_from_a_newer_program_is_refused(tmp_path):
-    conn = connect(tmp_path / "x.db",
-                   [Migration(1, "a", "CREATE TABLE a (x);"), Migration(2, "b", "CREATE TABLE b (x);")])
+    conn = connect(
+        tmp_path / "x.db", [Migration(1, "a", "CREATE TABLE a (x);"), Migration(2, "b", "CREATE TABLE b (x);")]
+    )
     conn.close()
     with pytest.raises(SchemaTooNew, match="upgrade"):
         connect(tmp_path / "x.db", [Migration(1, "a", "CREATE TABLE a (x);")])

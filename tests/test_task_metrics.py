@@ -39,10 +39,11 @@ PRICES = Task("regression", ())
 
 # -- multiclass metrics against scikit-learn -------------------------------------------------------
 
+
 def random_multiclass(seed: int, k: int, n: int = 3_000) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     y = rng.integers(0, k, n)
-    logits = rng.normal(size=(n, k)) + 1.5 * np.eye(k)[y]   # informative, far from perfect
+    logits = rng.normal(size=(n, k)) + 1.5 * np.eye(k)[y]  # informative, far from perfect
     p = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
     return y, p
 
@@ -51,8 +52,16 @@ def tie_heavy_multiclass(seed: int, n: int = 3_000) -> tuple[np.ndarray, np.ndar
     """Four classes, every row one of a few probability vectors: equal maxima (argmax takes the first),
     equal columns, a certain zero, and whole rows alike."""
     rng = np.random.default_rng(seed)
-    vectors = np.array([[0.25, 0.25, 0.25, 0.25], [0.4, 0.4, 0.1, 0.1], [0.1, 0.4, 0.4, 0.1],
-                        [0.0, 0.5, 0.0, 0.5], [0.7, 0.1, 0.1, 0.1], [0.1, 0.1, 0.1, 0.7]])
+    vectors = np.array(
+        [
+            [0.25, 0.25, 0.25, 0.25],
+            [0.4, 0.4, 0.1, 0.1],
+            [0.1, 0.4, 0.4, 0.1],
+            [0.0, 0.5, 0.0, 0.5],
+            [0.7, 0.1, 0.1, 0.1],
+            [0.1, 0.1, 0.1, 0.7],
+        ]
+    )
     p = vectors[rng.integers(0, len(vectors), n)]
     y = np.where(rng.random(n) < 0.5, np.argmax(p, axis=1), rng.integers(0, 4, n))
     return y, p
@@ -61,13 +70,14 @@ def tie_heavy_multiclass(seed: int, n: int = 3_000) -> tuple[np.ndarray, np.ndar
 def assert_equal_to_sklearn(y: np.ndarray, p: np.ndarray, task: Task) -> None:
     k, labels = len(task.classes), list(range(len(task.classes)))
     m = evaluate(task, y, p)
-    predicted = np.argmax(p, axis=1)    # the first highest probability, as the appliance predicts
+    predicted = np.argmax(p, axis=1)  # the first highest probability, as the appliance predicts
     assert m["accuracy"] == pytest.approx(sk.accuracy_score(y, predicted), abs=1e-12)
     assert m["macro_f1"] == pytest.approx(sk.f1_score(y, predicted, average="macro"), abs=1e-12)
     assert m["weighted_f1"] == pytest.approx(sk.f1_score(y, predicted, average="weighted"), abs=1e-12)
     assert m["log_loss"] == pytest.approx(sk.log_loss(y, p, labels=labels), abs=1e-12)
-    assert m["auc"] == pytest.approx(sk.roc_auc_score(y, p, multi_class="ovr", average="macro", labels=labels),
-                                     abs=1e-12)
+    assert m["auc"] == pytest.approx(
+        sk.roc_auc_score(y, p, multi_class="ovr", average="macro", labels=labels), abs=1e-12
+    )
     precision = sk.precision_score(y, predicted, labels=labels, average=None, zero_division=0)
     recall = sk.recall_score(y, predicted, labels=labels, average=None, zero_division=0)
     matrix = sk.confusion_matrix(y, predicted, labels=labels)
@@ -80,7 +90,7 @@ def assert_equal_to_sklearn(y: np.ndarray, p: np.ndarray, task: Task) -> None:
             assert m[f"confusion.{name}.{other}"] == matrix[i, j]
     assert m["rows"] == len(y) and all(isinstance(v, float) for v in m.values())
     assert len(m) == 6 + 4 * k + k * k
-    for metric in (*METRICS["multiclass"], "auc"):   # one metric alone is the same number
+    for metric in (*METRICS["multiclass"], "auc"):  # one metric alone is the same number
         assert score(task, metric, y, p) == m[metric]
 
 
@@ -104,7 +114,7 @@ def test_integer_classes_are_keyed_by_their_text_and_float32_output_is_clipped_a
     y, p = random_multiclass(5, 3, n=500)
     p = p.astype(np.float32)
     p[0] = [1.0, 0.0, 0.0]
-    y[0] = 1                                  # certain and wrong: clipped at float32's eps, not infinite
+    y[0] = 1  # certain and wrong: clipped at float32's eps, not infinite
     m = evaluate(task, y, p)
     assert m["log_loss"] == pytest.approx(sk.log_loss(y, p, labels=[0, 1, 2]), rel=1e-6)
     assert {"precision.0", "recall.2", "confusion.1.0", "share.2", "predicted_share.0"} <= m.keys()
@@ -112,9 +122,9 @@ def test_integer_classes_are_keyed_by_their_text_and_float32_output_is_clipped_a
 
 def test_a_class_absent_from_the_rows_is_left_out_of_macro_f1_and_auc_but_keeps_its_keys():
     y, p = random_multiclass(7, 4)
-    keep = y != 3                              # class 3 never true …
+    keep = y != 3  # class 3 never true …
     y, p = y[keep], p[keep]
-    p[:, 3] = 0.0                              # … and never predicted
+    p[:, 3] = 0.0  # … and never predicted
     p /= p.sum(axis=1, keepdims=True)
     m = evaluate(TICKETS, y, p)
     predicted = np.argmax(p, axis=1)
@@ -134,15 +144,16 @@ def test_a_single_class_present_gives_nan_auc_and_real_counts():
 
 # -- regression metrics against scikit-learn -------------------------------------------------------
 
+
 @pytest.mark.parametrize("seed", [0, 1, 2, 3])
 @pytest.mark.parametrize("ties", [False, True])
 def test_regression_metrics_equal_sklearn(seed, ties):
     rng = np.random.default_rng(seed)
     y = rng.lognormal(3, 1, 2_000)
     yhat = y * rng.normal(1, 0.2, 2_000) + rng.normal(0, 5, 2_000)
-    if ties:   # whole minutes: many equal targets and predictions, ties at the quartile edges
+    if ties:  # whole minutes: many equal targets and predictions, ties at the quartile edges
         y, yhat = np.round(y / 10), np.round(yhat / 10)
-    m = evaluate(PRICES, y, yhat.astype(np.float32).reshape(-1, 1) if ties else yhat)   # ONNX's [N, 1] too
+    m = evaluate(PRICES, y, yhat.astype(np.float32).reshape(-1, 1) if ties else yhat)  # ONNX's [N, 1] too
     yhat = yhat.astype(np.float32).astype(np.float64) if ties else yhat
     assert m["rmse"] == pytest.approx(math.sqrt(sk.mean_squared_error(y, yhat)), abs=1e-12)
     assert m["mae"] == pytest.approx(sk.mean_absolute_error(y, yhat), abs=1e-12)
@@ -158,7 +169,7 @@ def test_regression_metrics_equal_sklearn(seed, ties):
 
 
 def test_quartiles_of_the_target_put_a_value_on_an_edge_in_the_lower_quartile():
-    y = np.arange(1.0, 9.0)                   # edges 2.75, 4.5, 6.25
+    y = np.arange(1.0, 9.0)  # edges 2.75, 4.5, 6.25
     yhat = y + np.array([1, -1, 2, 2, 0, 0, -3, 1])
     m = regression_metrics(y, yhat)
     assert [m[f"mae.q{q}"] for q in (1, 2, 3, 4)] == [1.0, 2.0, 0.0, 2.0]
@@ -176,6 +187,7 @@ def test_r2_of_a_constant_target_is_nan_where_sklearn_says_zero():
 
 
 # -- edge cases and refusals -----------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("task", [TICKETS, PRICES])
 def test_empty_rows_give_nan_metrics_without_warnings(task):
@@ -228,7 +240,7 @@ def test_a_model_that_knows_nothing_scores_the_majority_share_or_the_mean():
     shares = np.bincount(y) / len(y)
     assert baseline_score(TICKETS, "log_loss", y) == pytest.approx(-np.sum(shares * np.log(shares)))
     assert baseline_score(TICKETS, "macro_f1", y) == pytest.approx(sk.f1_score(y, np.full(10, 3), average="macro"))
-    training = np.array([1, 1, 1, 0])          # the training rows' shares: class 'tech' every time
+    training = np.array([1, 1, 1, 0])  # the training rows' shares: class 'tech' every time
     assert baseline_score(TICKETS, "accuracy", y, reference=training) == 0.3
     rng = np.random.default_rng(0)
     values = rng.normal(50, 10, 500)
@@ -239,6 +251,7 @@ def test_a_model_that_knows_nothing_scores_the_majority_share_or_the_mean():
 
 
 # -- probes ----------------------------------------------------------------------------------------
+
 
 def test_segment_scores_measure_the_tasks_metric_and_count_positives_only_for_binary():
     y, p = random_multiclass(2, 4, n=400)
@@ -262,23 +275,35 @@ def onnx_model(outputs: str, k: int, normalize: bool = True, clean: bool = True)
     anything (``normalize=False``); regression is a linear value [N, 1]."""
     rng = np.random.default_rng(0)
     nodes, x = [], "features"
-    inits = [numpy_helper.from_array(np.zeros((1, 2), np.float32), "zero"),
-             numpy_helper.from_array(np.array(-10, np.float32), "low"),
-             numpy_helper.from_array(np.array(10, np.float32), "high"),
-             numpy_helper.from_array(rng.normal(size=(2, k)).astype(np.float32), "weights")]
+    inits = [
+        numpy_helper.from_array(np.zeros((1, 2), np.float32), "zero"),
+        numpy_helper.from_array(np.array(-10, np.float32), "low"),
+        numpy_helper.from_array(np.array(10, np.float32), "high"),
+        numpy_helper.from_array(rng.normal(size=(2, k)).astype(np.float32), "weights"),
+    ]
     if clean:
-        nodes += [helper.make_node("IsNaN", [x], ["nan"]), helper.make_node("Where", ["nan", "zero", x], ["filled"]),
-                  helper.make_node("Clip", ["filled", "low", "high"], ["clean"])]
+        nodes += [
+            helper.make_node("IsNaN", [x], ["nan"]),
+            helper.make_node("Where", ["nan", "zero", x], ["filled"]),
+            helper.make_node("Clip", ["filled", "low", "high"], ["clean"]),
+        ]
         x = "clean"
     nodes.append(helper.make_node("MatMul", [x, "weights"], ["logits"]))
     if outputs == "value":
         nodes.append(helper.make_node("Identity", ["logits"], ["value"]))
     else:
-        nodes.append(helper.make_node("Softmax", ["logits"], ["probabilities"], axis=1) if normalize
-                     else helper.make_node("Sigmoid", ["logits"], ["probabilities"]))
-    graph = helper.make_graph(nodes, "probe", [helper.make_tensor_value_info("features", TensorProto.FLOAT,
-                                                                             [None, 2])],
-                              [helper.make_tensor_value_info(outputs, TensorProto.FLOAT, [None, k])], inits)
+        nodes.append(
+            helper.make_node("Softmax", ["logits"], ["probabilities"], axis=1)
+            if normalize
+            else helper.make_node("Sigmoid", ["logits"], ["probabilities"])
+        )
+    graph = helper.make_graph(
+        nodes,
+        "probe",
+        [helper.make_tensor_value_info("features", TensorProto.FLOAT, [None, 2])],
+        [helper.make_tensor_value_info(outputs, TensorProto.FLOAT, [None, k])],
+        inits,
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     model.ir_version = 8
     return model.SerializeToString()
@@ -317,8 +342,16 @@ RULES = ValidationSection(max_regression=0.02, max_segment_gap=0.10, segment_min
 
 
 def evidence(task: str, metric: str, **changes) -> GateEvidence:
-    base = GateEvidence(task=task, metric=metric, value=0.6, baseline_value=0.3, parity_diff=1e-7, p99_ms=0.1,
-                        robustness_probes=15, robustness_failures=[])
+    base = GateEvidence(
+        task=task,
+        metric=metric,
+        value=0.6,
+        baseline_value=0.3,
+        parity_diff=1e-7,
+        p99_ms=0.1,
+        robustness_probes=15,
+        robustness_failures=[],
+    )
     return msgspec.structs.replace(base, **changes)
 
 
@@ -335,8 +368,17 @@ def check(report: GateReport, name: str):
 
 
 def test_an_old_binary_report_has_the_same_gates_as_before():
-    report = evaluate_gates(ValidationSection(), GateEvidence(value=0.7, recall_at_precision=0.1, parity_diff=1e-7,
-                                                              p99_ms=0.1, robustness_probes=8, robustness_failures=[]))
+    report = evaluate_gates(
+        ValidationSection(),
+        GateEvidence(
+            value=0.7,
+            recall_at_precision=0.1,
+            parity_diff=1e-7,
+            p99_ms=0.1,
+            robustness_probes=8,
+            robustness_failures=[],
+        ),
+    )
     assert names(report) == ["min_auc", "min_recall", "no_regression", "onnx_parity", "latency_p99", "robustness"]
     assert report.passed and check(report, "min_auc").detail == "evaluation AUC 0.7000 ≥ 0.6"
     # a binary model judged by F1 has no AUC bound but must beat always answering the positive rate
@@ -349,15 +391,18 @@ def test_multiclass_gates_judge_the_chosen_metric_and_the_baseline():
     report = evaluate_gates(RULES, evidence("multiclass", "macro_f1"))
     assert report.passed
     assert names(report) == ["beats_baseline", "no_regression", "onnx_parity", "latency_p99", "robustness"]
-    assert check(report, "beats_baseline").detail.startswith("macro F1 0.6000 beats 0.3000 of a model that answers "
-                                                             "the class shares")
+    assert check(report, "beats_baseline").detail.startswith(
+        "macro F1 0.6000 beats 0.3000 of a model that answers the class shares"
+    )
     assert "every answer a probability per class, summing to 1" in check(report, "robustness").detail
     assert failed(evaluate_gates(RULES, evidence("multiclass", "macro_f1", value=0.3))) == ["beats_baseline"]
     assert failed(evaluate_gates(RULES, evidence("multiclass", "macro_f1", value=math.nan))) == ["beats_baseline"]
     bounded = msgspec.structs.replace(RULES, min_metric=0.65)
     report = evaluate_gates(bounded, evidence("multiclass", "macro_f1"))
-    assert failed(report) == ["min_macro_f1"] and check(report, "min_macro_f1").detail == \
-        "evaluation macro F1 0.6000 < 0.65"
+    assert (
+        failed(report) == ["min_macro_f1"]
+        and check(report, "min_macro_f1").detail == "evaluation macro F1 0.6000 < 0.65"
+    )
     # log loss: lower is better, for the bound, the baseline and the regression
     loss = evidence("multiclass", "log_loss", value=0.5, baseline_value=1.2)
     capped = msgspec.structs.replace(RULES, max_metric=0.45)
@@ -392,20 +437,26 @@ def test_regression_rmse_is_judged_lower_is_better_and_relative_to_production():
     assert failed(evaluate_gates(RULES, far)) == ["no_regression"]
     better = check(evaluate_gates(RULES, msgspec.structs.replace(far, production_value=11.0)), "no_regression")
     assert better.passed and better.value < 0 and "better by" in better.detail
-    perfect = msgspec.structs.replace(far, production_value=0.0)    # production was exact: any error is worse
+    perfect = msgspec.structs.replace(far, production_value=0.0)  # production was exact: any error is worse
     assert failed(evaluate_gates(RULES, perfect)) == ["no_regression"]
     assert failed(evaluate_gates(RULES, msgspec.structs.replace(far, production_value=math.nan))) == ["no_regression"]
     # R² is higher-is-better and not scaled: judged as an absolute drop
     r2 = evidence("regression", "r2", value=0.70, baseline_value=0.0, production_version=4, production_value=0.71)
     assert evaluate_gates(RULES, r2).passed
     assert failed(evaluate_gates(RULES, msgspec.structs.replace(r2, production_value=0.73))) == ["no_regression"]
-    assert failed(evaluate_gates(RULES, msgspec.structs.replace(r2, value=-0.1, production_value=None))) == \
-        ["beats_baseline"]
+    assert failed(evaluate_gates(RULES, msgspec.structs.replace(r2, value=-0.1, production_value=None))) == [
+        "beats_baseline"
+    ]
 
 
 def test_segment_gap_is_relative_for_scaled_metrics_and_counts_rows_for_other_tasks():
-    segments = {"zone": {"north": SegmentScore(400, 0, 9.0), "south": SegmentScore(300, 0, 10.5),
-                         "harbour": SegmentScore(29, 0, 30.0)}}   # too few rows: reported, not judged
+    segments = {
+        "zone": {
+            "north": SegmentScore(400, 0, 9.0),
+            "south": SegmentScore(300, 0, 10.5),
+            "harbour": SegmentScore(29, 0, 30.0),
+        }
+    }  # too few rows: reported, not judged
     rmse = evidence("regression", "rmse", value=10.0, baseline_value=12.0, segments=segments)
     gate = check(evaluate_gates(RULES, rmse), "segment_gap_zone")
     assert not gate.passed and gate.value == pytest.approx(0.15)
@@ -435,8 +486,12 @@ def test_regression_parity_is_judged_on_the_relative_gap_and_classifiers_absolut
 
 def test_latency_and_robustness_fail_for_every_task():
     for task, metric in (("multiclass", "accuracy"), ("regression", "mae")):
-        e = evidence(task, metric, value=0.6 if task == "multiclass" else 1.0,
-                     baseline_value=0.3 if task == "multiclass" else 2.0)
+        e = evidence(
+            task,
+            metric,
+            value=0.6 if task == "multiclass" else 1.0,
+            baseline_value=0.3 if task == "multiclass" else 2.0,
+        )
         assert evaluate_gates(RULES, e).passed
         assert failed(evaluate_gates(RULES, msgspec.structs.replace(e, p99_ms=11.0))) == ["latency_p99"]
         bad = evaluate_gates(RULES, msgspec.structs.replace(e, robustness_failures=["x missing: answered nan"]))
@@ -444,8 +499,15 @@ def test_latency_and_robustness_fail_for_every_task():
 
 
 def test_a_report_survives_the_registrys_json():
-    e = evidence("regression", "rmse", value=10.0, baseline_value=12.0, production_version=1,
-                 production_value=9.9, segments={"zone": {"a": SegmentScore(40, 0, 9.0), "b": SegmentScore(40, 0, 11)}})
+    e = evidence(
+        "regression",
+        "rmse",
+        value=10.0,
+        baseline_value=12.0,
+        production_version=1,
+        production_value=9.9,
+        segments={"zone": {"a": SegmentScore(40, 0, 9.0), "b": SegmentScore(40, 0, 11)}},
+    )
     report = evaluate_gates(RULES, e)
     assert msgspec.convert(json.loads(json.dumps(msgspec.to_builtins(report))), GateReport) == report
     assert msgspec.convert(json.loads(json.dumps(msgspec.to_builtins(e))), GateEvidence) == e

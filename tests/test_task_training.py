@@ -24,8 +24,14 @@ from storage.artifacts import ArtifactStore
 from tests.conftest import interrupted_and_resumed
 
 DISTRICTS = ["centre", "east", "north", "south", "west"]
-SCHEMA = FeatureSchema([FeatureColumn("area", "float"), FeatureColumn("rooms", "integer"),
-                        FeatureColumn("district", "category", DISTRICTS), FeatureColumn("garden", "boolean")])
+SCHEMA = FeatureSchema(
+    [
+        FeatureColumn("area", "float"),
+        FeatureColumn("rooms", "integer"),
+        FeatureColumn("district", "category", DISTRICTS),
+        FeatureColumn("garden", "boolean"),
+    ]
+)
 LISTING = Task("multiclass", ("studio", "flat", "house", "villa"))
 PRICE = Task("regression", ())
 TASKS = {"multiclass": LISTING, "regression": PRICE}
@@ -38,7 +44,7 @@ PARITY = 1e-5
 def homes(n: int, seed: int = 0) -> tuple[np.ndarray, list[str], np.ndarray]:
     """Encoded features, each home's listing type and its price."""
     rng = np.random.default_rng(seed)
-    area = rng.lognormal(4.3, 0.45, n)                                     # m², right-skewed around 75
+    area = rng.lognormal(4.3, 0.45, n)  # m², right-skewed around 75
     rooms = np.clip(np.round(area / 25 + rng.normal(0, 0.7, n)), 1, 9)
     district = rng.integers(0, len(DISTRICTS), n)
     garden = rng.integers(0, 2, n)
@@ -116,7 +122,7 @@ def test_a_regression_model_learns_a_skewed_price_and_its_onnx_export_gives_the_
     parity = onnx_model.parity(sess, value, x_eval, PRICE)
     assert parity <= PARITY
     gap = np.max(np.abs(raw[:, 0] - value))
-    assert gap == pytest.approx(parity * np.sqrt(np.mean(value ** 2)), rel=1e-6)
+    assert gap == pytest.approx(parity * np.sqrt(np.mean(value**2)), rel=1e-6)
     assert onnx_model.predict(sess, x_eval[:1], PRICE).shape == (1,)
 
     again = load_model(trainer, model.to_bytes())
@@ -129,11 +135,16 @@ def test_a_regression_model_learns_a_skewed_price_and_its_onnx_export_gives_the_
 @pytest.mark.parametrize("kind", ["multiclass", "regression"])
 def test_missing_unseen_and_out_of_range_inputs_get_a_finite_answer_in_onnx(trainer, kind, trained):
     model = trained(trainer, kind)
-    odd = np.array([[np.nan, np.nan, np.nan, np.nan],    # every feature missing
-                    [80, 3, np.nan, 1],                 # a district the model never saw (encoded as missing)
-                    [80, 3, 99, 1],                     # a code past the vocabulary
-                    [3e38, -5, -1, np.inf],
-                    [-np.inf, 1e9, 2.5, -3]], dtype=np.float32)
+    odd = np.array(
+        [
+            [np.nan, np.nan, np.nan, np.nan],  # every feature missing
+            [80, 3, np.nan, 1],  # a district the model never saw (encoded as missing)
+            [80, 3, 99, 1],  # a code past the vocabulary
+            [3e38, -5, -1, np.inf],
+            [-np.inf, 1e9, 2.5, -3],
+        ],
+        dtype=np.float32,
+    )
     sess = onnx_model.session(model.to_onnx(), ["CPUExecutionProvider"])
     for output in (model.predict(odd), onnx_model.predict(sess, odd, TASKS[kind])):
         assert len(output) == len(odd) and np.isfinite(output).all()
@@ -151,8 +162,9 @@ def test_the_int8_variant_of_the_mlp_is_measured_on_the_tasks_metric(kind, data,
     variant = int8_variant(onnx_bytes, x_eval, y_eval, put=store.put, task=task)
     quantized = store.get(variant.onnx_sha256)
     assert "DynamicQuantizeLinear" in {n.op_type for n in onnx.load_from_string(quantized).graph.node}
-    float_value = metrics.score(task, task.metric, y_eval,
-                                onnx_model.predict(onnx_model.session(onnx_bytes), x_eval, task))
+    float_value = metrics.score(
+        task, task.metric, y_eval, onnx_model.predict(onnx_model.session(onnx_bytes), x_eval, task)
+    )
     int8_output = onnx_model.predict(onnx_model.session(quantized), x_eval, task)
     assert variant.metric == task.metric
     assert variant.value == pytest.approx(metrics.score(task, task.metric, y_eval, int8_output))
@@ -167,8 +179,17 @@ def test_the_int8_variant_of_the_mlp_is_measured_on_the_tasks_metric(kind, data,
 def test_the_mlp_logs_the_tasks_validation_metric_every_epoch(kind, curve, data):
     x, y, x_eval, y_eval = data[kind]
     logged: list[tuple[str, float, int]] = []
-    model = fit("mlp", SCHEMA, x, y, {"epochs": 3, "hidden": 16}, seed=1, task=TASKS[kind],
-                validation=(x_eval, y_eval), log_metric=lambda name, value, step: logged.append((name, value, step)))
+    model = fit(
+        "mlp",
+        SCHEMA,
+        x,
+        y,
+        {"epochs": 3, "hidden": 16},
+        seed=1,
+        task=TASKS[kind],
+        validation=(x_eval, y_eval),
+        log_metric=lambda name, value, step: logged.append((name, value, step)),
+    )
     assert [(name, step) for name, _, step in logged] == [(n, e) for e in range(3) for n in ("train_loss", curve)]
     last = logged[-1][1]
     assert last == pytest.approx(metrics.score(TASKS[kind], TASKS[kind].metric, y_eval, model.predict(x_eval)))
@@ -178,8 +199,16 @@ def test_the_mlp_logs_the_tasks_validation_metric_every_epoch(kind, curve, data)
 def test_lightgbm_logs_the_tasks_training_curve(kind, curve, data):
     x, y, _, _ = data[kind]
     logged = []
-    fit("lightgbm", SCHEMA, x, y, {"num_boost_round": 5}, seed=1, task=TASKS[kind],
-        log_metric=lambda name, value, step: logged.append((name, step)))
+    fit(
+        "lightgbm",
+        SCHEMA,
+        x,
+        y,
+        {"num_boost_round": 5},
+        seed=1,
+        task=TASKS[kind],
+        log_metric=lambda name, value, step: logged.append((name, step)),
+    )
     assert logged == [(curve, step) for step in range(5)]
 
 
@@ -188,8 +217,9 @@ def test_a_regression_fit_resumed_from_its_checkpoint_is_the_same_model(data, tm
     params = {"epochs": 3, "hidden": 16}
     whole = fit("mlp", SCHEMA, x, y, params, seed=3, task=PRICE)
     checkpoint = tmp_path / "final.pt"
-    resumed, epochs = interrupted_and_resumed(partial(fit, "mlp", SCHEMA, x, y, params, seed=3, task=PRICE),
-                                              crash_in_epoch=1, checkpoint=checkpoint)
+    resumed, epochs = interrupted_and_resumed(
+        partial(fit, "mlp", SCHEMA, x, y, params, seed=3, task=PRICE), crash_in_epoch=1, checkpoint=checkpoint
+    )
     assert epochs == [1, 2]
     np.testing.assert_array_equal(resumed.predict(x_eval), whole.predict(x_eval))
     # A checkpoint of another task is not resumed from: its head has the wrong shape.
@@ -214,8 +244,7 @@ def test_labels_a_trainer_cannot_learn_are_refused_with_one_clear_error(trainer,
 def test_search_keeps_the_best_trial_in_the_metrics_direction(higher_is_better, best):
     search = SearchSection(trials=4, space={"num_leaves": SearchRange(choices=[15, 31, 63])})
     scores = iter([0.5, 0.9, 0.1, float("nan")])  # e.g. AUC (higher is better) or RMSE (lower is better)
-    chosen, trials = random_search(search, {}, 1, lambda name, params: (f"run-{name}", next(scores)),
-                                   higher_is_better)
+    chosen, trials = random_search(search, {}, 1, lambda name, params: (f"run-{name}", next(scores)), higher_is_better)
     assert chosen.name == best and [t.validation_score for t in trials][:3] == [0.5, 0.9, 0.1]
 
 

@@ -55,8 +55,10 @@ def test_malformed_toml_gives_the_line_and_column(tmp_path):
     path = _file(tmp_path, "budget = 1\n[[steps]]\nsize 3\n")
     with pytest.raises(InvalidInput) as e:
         load_toml(path, Plan, "plan file", "a plan")
-    assert str(e.value) == (f"plan file {path} is not valid TOML: Expected '=' after a key in a key/value pair "
-                            "(at line 3, column 6); fix the file and try again")
+    assert str(e.value) == (
+        f"plan file {path} is not valid TOML: Expected '=' after a key in a key/value pair "
+        "(at line 3, column 6); fix the file and try again"
+    )
 
 
 def test_a_type_error_names_the_field_path_and_the_value(tmp_path):
@@ -95,24 +97,43 @@ def _spec(tmp_path: Path, old: str, new: str) -> Path:
     return _file(tmp_path, SPEC.replace(old, new, 1), "fraud.toml")
 
 
-@pytest.mark.parametrize("old, new, field, problem", [
-    ("max_batch = 64", "max_batch = 0", "serving.max_batch", "Expected `int` >= 1, got 0"),
-    ("max_wait_ms = 1.0", "max_wait_ms = -1", "serving.max_wait_ms", "Expected `float` >= 0.0, got -1"),
-    ("canary_steps = [5, 25, 50, 100]", "canary_steps = [50, 150]", "deployment.canary_steps[1]",
-     "Expected `float` <= 100.0, got 150"),
-    ("canary_steps = [5, 25, 50, 100]", "canary_steps = [50, 20, 100]", "deployment.canary_steps",
-     "[50.0, 20.0, 100.0] must rise strictly and end at 100"),
-    ("canary_steps = [5, 25, 50, 100]", "canary_steps = []", "deployment.canary_steps", "[] must rise strictly"),
-    ("min_sample = 200", "min_sample = 0", "deployment.min_sample", "Expected `int` >= 1, got 0"),
-    ("eval_days = 10", "eval_days = 0", "training.eval_days", "Expected `int` >= 1, got 0"),
-    ('window = "1h" }', 'window = "an hour" }', "features.aggregations[0].window",
-     "duration 'an hour' is not like '30m', '24h' or '7d'"),
-    ("[training]\n", '[training]\nschedule = "sometimes"\n', "training.schedule",
-     "schedule 'sometimes' is neither"),
-    ("[validation]\n", '[validation]\nmetric = "rmse"\n', "validation.metric", "'rmse' is not a binary metric"),
-    ("[target]\n", "[target]\nclasses = [1, 2, 3]\n", "target.classes", "a binary target has no classes"),
-    ('window = "1d"', 'window = "1d"\npsi_bins = 1', "monitoring.psi_bins", "must be at least 2"),
-])
+@pytest.mark.parametrize(
+    "old, new, field, problem",
+    [
+        ("max_batch = 64", "max_batch = 0", "serving.max_batch", "Expected `int` >= 1, got 0"),
+        ("max_wait_ms = 1.0", "max_wait_ms = -1", "serving.max_wait_ms", "Expected `float` >= 0.0, got -1"),
+        (
+            "canary_steps = [5, 25, 50, 100]",
+            "canary_steps = [50, 150]",
+            "deployment.canary_steps[1]",
+            "Expected `float` <= 100.0, got 150",
+        ),
+        (
+            "canary_steps = [5, 25, 50, 100]",
+            "canary_steps = [50, 20, 100]",
+            "deployment.canary_steps",
+            "[50.0, 20.0, 100.0] must rise strictly and end at 100",
+        ),
+        ("canary_steps = [5, 25, 50, 100]", "canary_steps = []", "deployment.canary_steps", "[] must rise strictly"),
+        ("min_sample = 200", "min_sample = 0", "deployment.min_sample", "Expected `int` >= 1, got 0"),
+        ("eval_days = 10", "eval_days = 0", "training.eval_days", "Expected `int` >= 1, got 0"),
+        (
+            'window = "1h" }',
+            'window = "an hour" }',
+            "features.aggregations[0].window",
+            "duration 'an hour' is not like '30m', '24h' or '7d'",
+        ),
+        (
+            "[training]\n",
+            '[training]\nschedule = "sometimes"\n',
+            "training.schedule",
+            "schedule 'sometimes' is neither",
+        ),
+        ("[validation]\n", '[validation]\nmetric = "rmse"\n', "validation.metric", "'rmse' is not a binary metric"),
+        ("[target]\n", "[target]\nclasses = [1, 2, 3]\n", "target.classes", "a binary target has no classes"),
+        ('window = "1d"', 'window = "1d"\npsi_bins = 1', "monitoring.psi_bins", "must be at least 2"),
+    ],
+)
 def test_a_bad_spec_names_the_file_and_the_field(tmp_path, old, new, field, problem):
     path = _spec(tmp_path, old, new)
     with pytest.raises(InvalidInput) as e:
@@ -129,14 +150,17 @@ def test_a_spec_built_in_code_is_refused_by_its_cross_field_rule():
 
 def test_contract_settings_and_cost_files_name_the_field(tmp_path):
     contract = _file(tmp_path, CONTRACT.replace('max_staleness = "72h"', 'max_staleness = "3 days"'), "c.toml")
-    with pytest.raises(InvalidInput, match=re.escape(f"data contract {contract}: freshness.max_staleness: "
-                                                     "duration '3 days' is not like")):
+    with pytest.raises(
+        InvalidInput,
+        match=re.escape(f"data contract {contract}: freshness.max_staleness: duration '3 days' is not like"),
+    ):
         load_contract(contract)
     with pytest.raises(NotFound, match=r"data contract .*none\.toml does not exist; pass the path of a data contract"):
         load_contract(tmp_path / "none.toml")
     settings = _file(tmp_path, "[retention]\nhot_days = 0\n", "appliance.toml")
-    with pytest.raises(InvalidInput, match=re.escape(f"settings file {settings}: retention.hot_days: "
-                                                     "Expected `int` >= 1, got 0")):
+    with pytest.raises(
+        InvalidInput, match=re.escape(f"settings file {settings}: retention.hot_days: Expected `int` >= 1, got 0")
+    ):
         load_settings(tmp_path)
     settings.write_text("[retention]\narchive_days = -1\n[cost]\nhardware_price = -5\n")
     with pytest.raises(InvalidInput, match=r"retention\.archive_days: Expected `int` >= 0, got -1"):
@@ -148,8 +172,12 @@ def test_contract_settings_and_cost_files_name_the_field(tmp_path):
 
 
 def test_only_the_loader_reads_toml():
-    readers = sorted(str(p.relative_to(ROOT)) for package in ("appliance", "tui", "storage")
-                     for p in (ROOT / package).rglob("*.py")
-                     if re.search(r"^\s*(import tomllib|from tomllib)", p.read_text(), re.M))
+    readers = sorted(
+        str(p.relative_to(ROOT))
+        for package in ("appliance", "tui", "storage")
+        for p in (ROOT / package).rglob("*.py")
+        if re.search(r"^\s*(import tomllib|from tomllib)", p.read_text(), re.M)
+    )
     assert readers == ["appliance/toml_file.py"], (
-        f"{readers}: read TOML with appliance.toml_file.load_toml, so its errors name the file and the field")
+        f"{readers}: read TOML with appliance.toml_file.load_toml, so its errors name the file and the field"
+    )

@@ -62,8 +62,9 @@ def test_float32_thresholds_keep_every_decision_and_give_onnx_parity():
     rng = np.random.default_rng(0)
     x = np.round(rng.lognormal(3, 1, (20_000, 3)), 2).astype(np.float32)  # cents: many near-ties
     y = (x[:, 0] + rng.normal(0, 5, len(x)) > 25).astype(int)
-    raw = lgb.train({"objective": "binary", "verbosity": -1, "num_leaves": 63, "seed": 1},
-                    lgb.Dataset(x, y), num_boost_round=100)
+    raw = lgb.train(
+        {"objective": "binary", "verbosity": -1, "num_leaves": 63, "seed": 1}, lgb.Dataset(x, y), num_boost_round=100
+    )
     snapped = float32_thresholds(raw)
     np.testing.assert_array_equal(native_predict(raw, x), native_predict(snapped, x))
     sess = onnx_model.session(onnx_export.lightgbm_to_onnx(snapped), ["CPUExecutionProvider"])

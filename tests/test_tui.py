@@ -49,6 +49,7 @@ def drive(home: Path, steps, **kwargs) -> Dashboard:
             await settle(pilot)
             await steps(pilot)
             await settle(pilot)  # an action's reload may still be running: let it end before the app closes
+
     asyncio.run(main())
     return app
 
@@ -78,7 +79,7 @@ async def open_models(pilot, confirm_key: str, action_key: str) -> None:
     await settle(pilot)
     await pilot.press(action_key)
     await settle(pilot)
-    assert "gate report" in text(pilot.app, "#body")   # the confirmation shows the evidence
+    assert "gate report" in text(pilot.app, "#body")  # the confirmation shows the evidence
     await pilot.press(confirm_key)
     await settle(pilot)
 
@@ -88,6 +89,7 @@ def test_overview_shows_models_and_says_what_is_missing(home_dir: Path) -> None:
         rows = text(pilot.app, "#overview-table")
         assert rows.startswith("fraud v1 v2 none 0.0")
         assert "no predictions in the last minute" in text(pilot.app, "#overview-note")
+
     drive(home_dir, steps)
 
 
@@ -95,12 +97,14 @@ def test_promote_moves_the_alias_and_cancel_changes_nothing(home_dir: Path) -> N
     async def cancel(pilot) -> None:
         await open_models(pilot, "n", "p")
         assert "prod" in text(pilot.app, "#version-detail")  # metrics against production
+
     drive(home_dir, cancel)
     assert production(home_dir) == 1
 
     async def confirm(pilot) -> None:
         await open_models(pilot, "y", "p")
         assert "production" in text(pilot.app, "#versions").splitlines()[0]  # v2, newest first, now production
+
     drive(home_dir, confirm)
     assert production(home_dir) == 2
     with Home(home_dir) as h:
@@ -114,6 +118,7 @@ def test_rollback_from_the_dashboard(home_dir: Path) -> None:
 
     async def steps(pilot) -> None:
         await open_models(pilot, "y", "r")
+
     drive(home_dir, steps)
     assert production(home_dir) == 1
 
@@ -121,6 +126,7 @@ def test_rollback_from_the_dashboard(home_dir: Path) -> None:
 def test_start_and_abort_a_canary(home_dir: Path) -> None:
     async def start(pilot) -> None:
         await open_models(pilot, "y", "c")
+
     drive(home_dir, start)
     with Home(home_dir) as h:
         d = deployments.current(h, "fraud")
@@ -131,6 +137,7 @@ def test_start_and_abort_a_canary(home_dir: Path) -> None:
         await settle(pilot)
         assert f"canary v2: {d.traffic_percent:g} %" in text(pilot.app, "#overview-table")
         await open_models(pilot, "y", "a")
+
     drive(home_dir, abort)
     with Home(home_dir) as h:
         assert deployments.current(h, "fraud") is None
@@ -140,9 +147,10 @@ def test_start_and_abort_a_canary(home_dir: Path) -> None:
 
 def test_a_failed_action_says_why_and_changes_nothing(home_dir: Path) -> None:
     async def steps(pilot) -> None:
-        await open_models(pilot, "y", "r")   # v1 is the first production version: nothing to roll back to
+        await open_models(pilot, "y", "r")  # v1 is the first production version: nothing to roll back to
         messages = [n.message for n in pilot.app._notifications]
         assert any("no earlier production version" in m for m in messages)
+
     drive(home_dir, steps)
     assert production(home_dir) == 1
 
@@ -152,25 +160,83 @@ def _results() -> pl.DataFrame:
     rows = []
     for w in range(3):
         ws = start + timedelta(days=w)
-        common = {"model": "fraud", "version": 1, "window_start": ws, "window_end": ws + timedelta(days=1),
-                  "rows": 1000, "computed_at": ws + timedelta(days=2)}
+        common = {
+            "model": "fraud",
+            "version": 1,
+            "window_start": ws,
+            "window_end": ws + timedelta(days=1),
+            "rows": 1000,
+            "computed_at": ws + timedelta(days=2),
+        }
         rows += [
-            {**common, "check": "drift", "feature": "amount", "method": "psi", "value": 0.05 + 0.1 * w,
-             "threshold": 0.2, "alert": 0.05 + 0.1 * w > 0.2},
-            {**common, "check": "drift", "feature": "hour", "method": "psi", "value": 0.01,
-             "threshold": 0.2, "alert": False},
-            {**common, "check": "performance", "feature": "*", "method": "auc", "value": 0.9 - 0.05 * w,
-             "threshold": 0.8, "alert": False},
-            {**common, "check": "estimated", "feature": "*", "method": "roc_auc",
-             "value": 0.88, "threshold": 0.8, "alert": False},
-            {**common, "check": "performance", "feature": "country=DE", "method": "auc", "value": 0.7,
-             "threshold": 0.8, "alert": True},
-            {**common, "check": "quality", "feature": "amount", "method": "missing_rate",
-             "value": 0.3 if w == 2 else 0.0, "threshold": 0.1, "alert": w == 2},
+            {
+                **common,
+                "check": "drift",
+                "feature": "amount",
+                "method": "psi",
+                "value": 0.05 + 0.1 * w,
+                "threshold": 0.2,
+                "alert": 0.05 + 0.1 * w > 0.2,
+            },
+            {
+                **common,
+                "check": "drift",
+                "feature": "hour",
+                "method": "psi",
+                "value": 0.01,
+                "threshold": 0.2,
+                "alert": False,
+            },
+            {
+                **common,
+                "check": "performance",
+                "feature": "*",
+                "method": "auc",
+                "value": 0.9 - 0.05 * w,
+                "threshold": 0.8,
+                "alert": False,
+            },
+            {
+                **common,
+                "check": "estimated",
+                "feature": "*",
+                "method": "roc_auc",
+                "value": 0.88,
+                "threshold": 0.8,
+                "alert": False,
+            },
+            {
+                **common,
+                "check": "performance",
+                "feature": "country=DE",
+                "method": "auc",
+                "value": 0.7,
+                "threshold": 0.8,
+                "alert": True,
+            },
+            {
+                **common,
+                "check": "quality",
+                "feature": "amount",
+                "method": "missing_rate",
+                "value": 0.3 if w == 2 else 0.0,
+                "threshold": 0.1,
+                "alert": w == 2,
+            },
         ]
     # v2 took over on the last day: its rows are its own line, not mixed into v1's
-    rows.append({**common, "version": 2, "check": "drift", "feature": "amount", "method": "psi", "value": 0.02,
-                 "threshold": 0.2, "alert": False})
+    rows.append(
+        {
+            **common,
+            "version": 2,
+            "check": "drift",
+            "feature": "amount",
+            "method": "psi",
+            "value": 0.02,
+            "threshold": 0.2,
+            "alert": False,
+        }
+    )
     return pl.DataFrame(rows)
 
 
@@ -182,6 +248,7 @@ def monitoring_store(monkeypatch: pytest.MonkeyPatch) -> list:
     def results(home, model, check=None, since=None):
         calls.append(model)
         return _results().filter(pl.col("model") == model)
+
     monkeypatch.setattr(data_dir, "results", results)
     return calls
 
@@ -192,7 +259,10 @@ def test_monitoring_screen_draws_heat_table_charts_segments_and_findings(home_di
         await settle(pilot)
         heat = text(pilot.app, "#drift-heat").splitlines()
         assert [" ".join(line.split()) for line in heat] == [
-            "amount psi v1 0.050 0.150 0.250", "amount psi v2 - - 0.020", "hour psi v1 0.010 0.010 0.010"]
+            "amount psi v1 0.050 0.150 0.250",
+            "amount psi v2 - - 0.020",
+            "hour psi v1 0.010 0.010 0.010",
+        ]
         cells = pilot.app.query_one("#drift-heat").get_row_at(0)
         assert [c.style for c in cells[3:]] == ["black on green", "black on yellow", "bold white on red"]
         assert "versions v1, v2" in text(pilot.app, "#monitoring-model")
@@ -201,6 +271,7 @@ def test_monitoring_screen_draws_heat_table_charts_segments_and_findings(home_di
         assert "Accuracy (AUC, with labels)" in charts and "0.9" in charts and "0.8" in charts
         assert text(pilot.app, "#segments") == "country=DE auc 0.7000 0.8000 1000 ALERT"
         assert text(pilot.app, "#quality") == "2026-10-03 00:00 v1 amount missing_rate 0.3000 0.1000 1000"
+
     drive(home_dir, steps)
     assert set(monitoring_store) == {"fraud"}  # results of the one model, read on mount and on the tab
 
@@ -211,6 +282,7 @@ def test_empty_states(home_dir: Path) -> None:
             await pilot.press(key)
             await settle(pilot)
             assert words in text(pilot.app, selector)
+
     drive(home_dir, steps)
 
 
@@ -227,7 +299,7 @@ def test_alerts_acknowledge_resolve_and_past(home_dir: Path) -> None:
     _open_alerts(home_dir)
 
     async def steps(pilot) -> None:
-        assert text(pilot.app, "#overview-table").split()[8] == "1"           # one open alert on the overview
+        assert text(pilot.app, "#overview-table").split()[8] == "1"  # one open alert on the overview
         await pilot.press("4")
         await settle(pilot)
         assert text(pilot.app, "#alerts-table").startswith("1 critical fraud amount_drift open")
@@ -240,6 +312,7 @@ def test_alerts_acknowledge_resolve_and_past(home_dir: Path) -> None:
         await pilot.press("h")
         await settle(pilot)
         assert len(text(pilot.app, "#alerts-table").splitlines()) == 2
+
     drive(home_dir, steps)
     with Home(home_dir) as h:
         a = alert_records.alert(h.conn, 1)
@@ -248,8 +321,11 @@ def test_alerts_acknowledge_resolve_and_past(home_dir: Path) -> None:
 
 def test_jobs_list_and_run_now(home_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     ran = []
-    monkeypatch.setattr(scheduled, "run_job", lambda root, job, model: ran.append((Path(root), job, model)) or
-                        types.SimpleNamespace(status="succeeded"))
+    monkeypatch.setattr(
+        scheduled,
+        "run_job",
+        lambda root, job, model: ran.append((Path(root), job, model)) or types.SimpleNamespace(status="succeeded"),
+    )
 
     async def steps(pilot) -> None:
         await pilot.press("7")
@@ -258,6 +334,7 @@ def test_jobs_list_and_run_now(home_dir: Path, monkeypatch: pytest.MonkeyPatch) 
         assert [r.split()[:2] for r in rows] == [["monitor", "fraud"], ["train", "fraud"]]
         await pilot.press("n")
         await settle(pilot)
+
     drive(home_dir, steps)
     assert ran == [(home_dir.resolve(), "monitor", "fraud")]
 
@@ -274,6 +351,7 @@ def test_runs_detail_and_side_by_side(home_dir: Path) -> None:
         detail = text(pilot.app, "#run-detail")
         assert detail.startswith("Comparing two runs")
         assert "param " in detail and "metric train_binary_logloss" in detail
+
     drive(home_dir, steps)
 
 
@@ -288,8 +366,9 @@ def test_gpu_screen_with_two_fake_gpus_and_cost(home_dir: Path) -> None:
         assert gpus[0].startswith("0 NVIDIA H100 80GB HBM3 87 % 10.0 GB / 80.0 GB 54 °C 312 W 700 W 5.0 kJ")
         assert gpus[1].startswith("1 Tesla T4 20 % 1.0 GB / 16.0 GB n/a 30 W 70 W")
         costs = text(pilot.app, "#cost")
-        assert "cost per hour      1.2434 EUR" in costs   # 342 W × 0.3 EUR/kWh + 30,000 EUR over 3 years
+        assert "cost per hour      1.2434 EUR" in costs  # 342 W × 0.3 EUR/kWh + 30,000 EUR over 3 years
         assert "per training run" in costs and "(run " in costs and "per 1,000 preds" in costs
+
     drive(home_dir, steps, cost=cost, gpus=GpuProbe(FakeNvml([H100, T4])))
 
 
@@ -304,6 +383,7 @@ def test_gpu_screen_without_a_gpu_says_so(home_dir: Path) -> None:
         assert "cost: not configured" in text(pilot.app, "#cost")
         assert "metadata.db" in text(pilot.app, "#disk") and "free" in text(pilot.app, "#disk")  # disk use per part
         assert not pilot.app.query_one("#gpus").display
+
     drive(home_dir, steps, gpus=GpuProbe(nvml))
 
 
@@ -312,8 +392,27 @@ def test_recent_traffic_from_the_prediction_log(tmp_path: Path) -> None:
     assert not (tmp_path / "predictions.db").exists()  # reading never creates it
     now = time.time()
     store = PredictionStore(tmp_path / "predictions.db")
-    rows = [(f"r{i}", 0, "fraud", 1, "production", None, now - 30 + i * 0.1, None, None, "{}", 0.1, 0,
-             float(i + 1), 200 if i % 10 else 500, None, None) for i in range(100)]
+    rows = [
+        (
+            f"r{i}",
+            0,
+            "fraud",
+            1,
+            "production",
+            None,
+            now - 30 + i * 0.1,
+            None,
+            None,
+            "{}",
+            0.1,
+            0,
+            float(i + 1),
+            200 if i % 10 else 500,
+            None,
+            None,
+        )
+        for i in range(100)
+    ]
     rows.append(("old", 0, "fraud", 1, "production", None, now - 600, None, None, "{}", 0.1, 0, 999.0, 200, None, None))
     store.append(rows)
     store.close()

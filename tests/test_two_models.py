@@ -34,8 +34,11 @@ def two_models(tmp_path_factory: pytest.TempPathFactory) -> dict:
     text = fraud.read_text()
     assert 'name = "fraud"' in text and "num_boost_round = 60" in text
     small = fraud.parent / "fraud_small.toml"  # beside fraud.toml: the same transactions.parquet
-    small.write_text(text.replace('name = "fraud"', 'name = "fraud_small"', 1)
-                     .replace("num_boost_round = 60", "num_boost_round = 20"))
+    small.write_text(
+        text.replace('name = "fraud"', 'name = "fraud_small"', 1).replace(
+            "num_boost_round = 60", "num_boost_round = 20"
+        )
+    )
     home, source = root / "home", str(fraud.parent / "transactions.parquet")
     ok(home, "init", "--spec", str(fraud))
     ok(home, "init", "--spec", str(small))
@@ -69,8 +72,10 @@ def test_each_model_has_its_own_snapshot_of_the_shared_file(two_models, home_dir
 
     with Home(home_dir) as home:
         rows = {m: list_snapshots(home.conn, m) for m in ("fraud", "fraud_small")}
-        assert {m: [s.model for s in found] for m, found in rows.items()} == {"fraud": ["fraud"],
-                                                                             "fraud_small": ["fraud_small"]}
+        assert {m: [s.model for s in found] for m, found in rows.items()} == {
+            "fraud": ["fraud"],
+            "fraud_small": ["fraud_small"],
+        }
         assert rows["fraud"][0].path == rows["fraud_small"][0].path  # one file for both
         assert len(list((home.offline.root).glob("*/snapshots/*.parquet"))) == 1
         assert [s.model for s in find_snapshots(home.conn, digest)] == ["fraud", "fraud_small"]
@@ -139,29 +144,46 @@ def test_old_snapshots_schema_upgrades_and_keeps_its_rows(tmp_path):
     old = connect(db, [m for m in MIGRATIONS if m.version <= 5])
     old.execute("INSERT INTO models VALUES ('a', 'a.toml', 1), ('b', 'b.toml', 2)")
     columns = "hash, model, path, rows, quarantined, source, schema_json, parent, created_at"
-    old.executemany(f"INSERT INTO snapshots ({columns}) VALUES (?, ?, ?, 10, 0, 's.parquet', '{{}}', ?, ?)", [
-        ("h1", "a", "a/snapshots/h1.parquet", None, 1.0),
-        ("h2", "a", "a/snapshots/h2.parquet", "h1", 2.0)])
-    old.executemany("INSERT INTO ingests (model, source, at, rows_read, accepted, quarantined, snapshot) "
-                    "VALUES (?, 's.parquet', ?, 10, 10, 0, ?)",
-                    [("a", 1.0, "h1"), ("a", 2.0, "h2"), ("b", 3.0, "h1"), ("b", 4.0, "h1"), ("b", 5.0, "h2")])
+    old.executemany(
+        f"INSERT INTO snapshots ({columns}) VALUES (?, ?, ?, 10, 0, 's.parquet', '{{}}', ?, ?)",
+        [("h1", "a", "a/snapshots/h1.parquet", None, 1.0), ("h2", "a", "a/snapshots/h2.parquet", "h1", 2.0)],
+    )
+    old.executemany(
+        "INSERT INTO ingests (model, source, at, rows_read, accepted, quarantined, snapshot) "
+        "VALUES (?, 's.parquet', ?, 10, 10, 0, ?)",
+        [("a", 1.0, "h1"), ("a", 2.0, "h2"), ("b", 3.0, "h1"), ("b", 4.0, "h1"), ("b", 5.0, "h2")],
+    )
     old.close()
 
     conn = connect(db, MIGRATIONS)
     assert conn.execute("SELECT MAX(version) FROM schema_migrations").fetchone()[0] == MIGRATIONS[-1].version
-    rows = [tuple(r) for r in conn.execute("SELECT model, hash, path, parent FROM snapshots "
-                                           "ORDER BY model, created_at")]
-    assert rows == [("a", "h1", "a/snapshots/h1.parquet", None), ("a", "h2", "a/snapshots/h2.parquet", "h1"),
-                    ("b", "h1", "a/snapshots/h1.parquet", None), ("b", "h2", "a/snapshots/h2.parquet", "h1")]
+    rows = [
+        tuple(r) for r in conn.execute("SELECT model, hash, path, parent FROM snapshots ORDER BY model, created_at")
+    ]
+    assert rows == [
+        ("a", "h1", "a/snapshots/h1.parquet", None),
+        ("a", "h2", "a/snapshots/h2.parquet", "h1"),
+        ("b", "h1", "a/snapshots/h1.parquet", None),
+        ("b", "h2", "a/snapshots/h2.parquet", "h1"),
+    ]
     assert [tuple(r) for r in conn.execute("SELECT id, model, snapshot FROM ingests ORDER BY id")] == [
-        (1, "a", "h1"), (2, "a", "h2"), (3, "b", "h1"), (4, "b", "h1"), (5, "b", "h2")]
+        (1, "a", "h1"),
+        (2, "a", "h2"),
+        (3, "b", "h1"),
+        (4, "b", "h1"),
+        (5, "b", "h2"),
+    ]
     assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
-    conn.execute("INSERT INTO ingests (model, source, at, rows_read, accepted, quarantined, snapshot) "
-                 "VALUES ('a', 's.parquet', 6.0, 10, 10, 0, 'h2')")
+    conn.execute(
+        "INSERT INTO ingests (model, source, at, rows_read, accepted, quarantined, snapshot) "
+        "VALUES ('a', 's.parquet', 6.0, 10, 10, 0, 'h2')"
+    )
     assert conn.execute("SELECT max(id) FROM ingests").fetchone()[0] == 6  # ids go on where they were
     with pytest.raises(sqlite3.IntegrityError):  # an ingest names a snapshot of its own model
-        conn.execute("INSERT INTO ingests (model, source, at, rows_read, accepted, quarantined, snapshot) "
-                     "VALUES ('a', 's.parquet', 7.0, 10, 10, 0, 'nope')")
+        conn.execute(
+            "INSERT INTO ingests (model, source, at, rows_read, accepted, quarantined, snapshot) "
+            "VALUES ('a', 's.parquet', 7.0, 10, 10, 0, 'nope')"
+        )
     assert [s.model for s in find_snapshots(conn, "h1")] == ["a", "b"]
     with pytest.raises(NotFound, match="no snapshot hash starts with 'h3'"):
         find_snapshots(conn, "h3")

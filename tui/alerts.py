@@ -18,8 +18,10 @@ from tui.view import Empty, View
 class Alerts(View):
     live = True
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("k", "acknowledge", "Acknowledge"), Binding("x", "resolve", "Resolve"),
-        Binding("h", "toggle_past", "Open/past")]
+        Binding("k", "acknowledge", "Acknowledge"),
+        Binding("x", "resolve", "Resolve"),
+        Binding("h", "toggle_past", "Open/past"),
+    ]
     DEFAULT_CSS = "Alerts DataTable { height: 60%; } Alerts VerticalScroll { height: 1fr; }"
 
     def compose(self) -> ComposeResult:
@@ -45,7 +47,8 @@ class Alerts(View):
             table.add_row(key, a.severity, a.model, a.rule, a.status, when(a.first_seen), a.message[:60], key=key)
         which = "open or past" if self.include_resolved else "open"
         self.query_one("#alerts-empty", Empty).update(
-            "" if alerts else f"no {which} alerts" + ("" if self.include_resolved else " (h: show past ones too)"))
+            "" if alerts else f"no {which} alerts" + ("" if self.include_resolved else " (h: show past ones too)")
+        )
         table.display = bool(alerts)
         self._describe()
 

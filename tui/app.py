@@ -24,9 +24,15 @@ from tui.overview import Overview
 from tui.runs import Runs
 from tui.view import View
 
-TABS = (("overview", "Overview", Overview), ("models", "Models", Models), ("monitoring", "Monitoring", Monitoring),
-        ("alerts", "Alerts", Alerts), ("runs", "Runs", Runs), ("machine", "GPU & cost", Machine),
-        ("jobs", "Jobs", Jobs))
+TABS = (
+    ("overview", "Overview", Overview),
+    ("models", "Models", Models),
+    ("monitoring", "Monitoring", Monitoring),
+    ("alerts", "Alerts", Alerts),
+    ("runs", "Runs", Runs),
+    ("machine", "GPU & cost", Machine),
+    ("jobs", "Jobs", Jobs),
+)
 REFRESH_SECONDS = 2.0
 
 
@@ -35,11 +41,18 @@ class Dashboard(App):
 
     TITLE = "appliance"
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("q", "quit", "Quit"), Binding("f5,ctrl+r", "refresh", "Refresh"),
-        *(Binding(str(i), f"show_tab('{tab}')", label, show=False) for i, (tab, label, _) in enumerate(TABS, 1))]
+        Binding("q", "quit", "Quit"),
+        Binding("f5,ctrl+r", "refresh", "Refresh"),
+        *(Binding(str(i), f"show_tab('{tab}')", label, show=False) for i, (tab, label, _) in enumerate(TABS, 1)),
+    ]
 
-    def __init__(self, root: Path, cost: CostSection | None = None, gpus: GpuProbe | None = None,
-                 refresh_seconds: float = REFRESH_SECONDS):
+    def __init__(
+        self,
+        root: Path,
+        cost: CostSection | None = None,
+        gpus: GpuProbe | None = None,
+        refresh_seconds: float = REFRESH_SECONDS,
+    ):
         super().__init__()
         self.data = DataDirectory(root, cost, gpus)
         self.refresh_seconds = refresh_seconds
@@ -95,16 +108,21 @@ class Dashboard(App):
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
         for tab, label, _ in TABS:
-            yield SystemCommand(f"Show {label}", f"Switch to the {label} tab",
-                                lambda tab=tab: self.action_show_tab(tab))
-        for action, text in (("promote", "Promote the selected version"), ("rollback", "Roll production back"),
-                             ("deploy('canary')", "Start a canary of the selected version"),
-                             ("deploy('blue-green')", "Start a blue-green deployment of the selected version"),
-                             ("deploy('shadow')", "Start a shadow deployment of the selected version"),
-                             ("advance", "Advance the running deployment"),
-                             ("abort", "Abort the running deployment")):
-            yield SystemCommand(text, "Models tab; asks for confirmation first",
-                                lambda action=action: self._on_models(action))
+            yield SystemCommand(
+                f"Show {label}", f"Switch to the {label} tab", lambda tab=tab: self.action_show_tab(tab)
+            )
+        for action, text in (
+            ("promote", "Promote the selected version"),
+            ("rollback", "Roll production back"),
+            ("deploy('canary')", "Start a canary of the selected version"),
+            ("deploy('blue-green')", "Start a blue-green deployment of the selected version"),
+            ("deploy('shadow')", "Start a shadow deployment of the selected version"),
+            ("advance", "Advance the running deployment"),
+            ("abort", "Abort the running deployment"),
+        ):
+            yield SystemCommand(
+                text, "Models tab; asks for confirmation first", lambda action=action: self._on_models(action)
+            )
 
     def _on_models(self, action: str) -> None:
         self.action_show_tab("models")

@@ -37,6 +37,5 @@ def heat(value: float | None, threshold: float | None, alert: bool = False) -> T
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return Text("  -  ", style="dim")
     ratio = value / threshold if threshold else 0.0
-    style = ("bold white on red" if alert or ratio >= 1 else "black on yellow" if ratio >= 0.5
-             else "black on green")
+    style = "bold white on red" if alert or ratio >= 1 else "black on yellow" if ratio >= 0.5 else "black on green"
     return Text(f"{value:.3f}", style=style)

@@ -24,7 +24,9 @@ class Confirm(ModalScreen[bool]):
     Confirm Button { margin-left: 2; }
     """
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("y", "answer(True)", "Confirm"), Binding("n,escape", "answer(False)", "Cancel")]
+        Binding("y", "answer(True)", "Confirm"),
+        Binding("n,escape", "answer(False)", "Cancel"),
+    ]
 
     def __init__(self, title: str, body: str, confirm: str = "Confirm"):
         super().__init__()

@@ -40,10 +40,10 @@ class ModelHealth(msgspec.Struct, frozen=True):
     model: str
     production: int | None
     candidate: int | None
-    deployment: Deployment | None     # the running one
+    deployment: Deployment | None  # the running one
     traffic: Traffic
     open_alerts: int
-    monitoring: JobInfo | None        # the model's monitor job: last and next run
+    monitoring: JobInfo | None  # the model's monitor job: last and next run
 
 
 class MachineCosts(msgspec.Struct, frozen=True):
@@ -51,10 +51,10 @@ class MachineCosts(msgspec.Struct, frozen=True):
     history: list[MachineSnapshot]
     cost: CostSection
     rate: CostRate
-    last_run: RunSummary | None       # the latest finished training run
+    last_run: RunSummary | None  # the latest finished training run
     run_cost: RangeCost | None
-    served: int                       # predictions over the sampled span
-    sampled: RangeCost | None         # cost over the sampled span (for the per-1,000 figure)
+    served: int  # predictions over the sampled span
+    sampled: RangeCost | None  # cost over the sampled span (for the per-1,000 figure)
 
 
 def find_cost(root: Path, path: Path | None) -> CostSection:
@@ -90,9 +90,17 @@ class DataDirectory:
             rows = []
             for m in self.home.registry.models():
                 monitor = next((j for j in jobs if j.job == "monitor" and j.model == m.name), None)
-                rows.append(ModelHealth(m.name, m.production, m.candidate, deployments.current(self.home, m.name),
-                                        recent_traffic(self.root, m.name, TRAFFIC_SECONDS),
-                                        sum(1 for a in alerts if a.model == m.name), monitor))
+                rows.append(
+                    ModelHealth(
+                        m.name,
+                        m.production,
+                        m.candidate,
+                        deployments.current(self.home, m.name),
+                        recent_traffic(self.root, m.name, TRAFFIC_SECONDS),
+                        sum(1 for a in alerts if a.model == m.name),
+                        monitor,
+                    )
+                )
             return rows
 
     def models(self) -> list[str]:
@@ -143,13 +151,17 @@ class DataDirectory:
     def curves(self, detail: RunDetail) -> dict[str, list[float]]:
         """The run's (and its child runs') metric series with more than one point: its training curves."""
         with self.lock:
-            curves = {name: [v for _, v in metric_series(self.home.tracking, detail.run.id, name)]
-                      for name, n in detail.metric_points.items() if n > 1}
+            curves = {
+                name: [v for _, v in metric_series(self.home.tracking, detail.run.id, name)]
+                for name, n in detail.metric_points.items()
+                if n > 1
+            }
             for child in detail.child_runs[:4]:
                 for name, n in run_detail(self.home.tracking, child.id).metric_points.items():
                     if n > 1:
-                        curves[f"{child.name} {name}"] = [v for _, v in metric_series(self.home.tracking, child.id,
-                                                                                       name)]
+                        curves[f"{child.name} {name}"] = [
+                            v for _, v in metric_series(self.home.tracking, child.id, name)
+                        ]
             return curves
 
     def machine(self) -> MachineCosts:
@@ -164,8 +176,9 @@ class DataDirectory:
             start, end = history[0].taken_at, history[-1].taken_at
             sampled = cost_between(history, start, end, self.cost)
             served = sum(recent_traffic(self.root, m, time.time() - start).requests for m in self.models())
-        return MachineCosts(snapshot, history, self.cost, cost_per_hour(snapshot, self.cost), last, run_cost,
-                            served, sampled)
+        return MachineCosts(
+            snapshot, history, self.cost, cost_per_hour(snapshot, self.cost), last, run_cost, served, sampled
+        )
 
     # -- actions: the same functions the CLI calls ------------------------------------------------
 

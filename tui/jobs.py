@@ -34,8 +34,14 @@ class Jobs(View):
         table.clear()
         self.jobs = jobs
         for j in jobs:
-            table.add_row(j.job, j.model, j.schedule or "on demand", when(j.last.started_at if j.last else None),
-                          j.last.status if j.last else "-", when(j.next_run))
+            table.add_row(
+                j.job,
+                j.model,
+                j.schedule or "on demand",
+                when(j.last.started_at if j.last else None),
+                j.last.status if j.last else "-",
+                when(j.next_run),
+            )
         self.query_one("#jobs-empty", Empty).update("" if jobs else "no jobs — register a model with `appliance init`")
         table.display = bool(jobs)
 

@@ -12,9 +12,11 @@ from appliance.machine.report import size
 from tui.data_dir import MachineCosts
 from tui.view import View
 
-NOT_CONFIGURED = ("cost: not configured — give `appliance tui --cost FILE` or put a [cost] section in "
-                  "$APPLIANCE_HOME/appliance.toml "
-                  "(electricity_per_kwh, hardware_price, amortization_years, host_idle_watts)")
+NOT_CONFIGURED = (
+    "cost: not configured — give `appliance tui --cost FILE` or put a [cost] section in "
+    "$APPLIANCE_HOME/appliance.toml "
+    "(electricity_per_kwh, hardware_price, amortization_years, host_idle_watts)"
+)
 
 
 def _n(value: float | None, unit: str) -> str:
@@ -27,18 +29,28 @@ def cost_lines(m: MachineCosts) -> list[str]:
     if not c.configured:
         return [NOT_CONFIGURED]
     cur = c.currency
-    lines = [f"cost per hour      {rate.total_per_hour:.4f} {cur}  (electricity {rate.energy_per_hour:.4f} at "
-             f"{rate.watts:.0f} W, hardware {rate.hardware_per_hour:.4f})"]
+    lines = [
+        f"cost per hour      {rate.total_per_hour:.4f} {cur}  (electricity {rate.energy_per_hour:.4f} at "
+        f"{rate.watts:.0f} W, hardware {rate.hardware_per_hour:.4f})"
+    ]
     if m.last_run is None or m.run_cost is None:
         lines.append("per training run   no finished training run yet")
     else:
         r, rc = m.last_run, m.run_cost
-        lines.append(f"per training run   {rc.total:.4f} {cur}  (run {r.id[:8]}, {r.ended_at - r.started_at:.0f} s: "
-                     f"hardware {rc.hardware_cost:.4f}, electricity {rc.energy_cost:.4f} over the "
-                     f"{rc.energy.sampled_seconds:.0f} s the dashboard sampled)")
+        lines.append(
+            f"per training run   {rc.total:.4f} {cur}  (run {r.id[:8]}, {r.ended_at - r.started_at:.0f} s: "
+            f"hardware {rc.hardware_cost:.4f}, electricity {rc.energy_cost:.4f} over the "
+            f"{rc.energy.sampled_seconds:.0f} s the dashboard sampled)"
+        )
     per_1000 = cost_per_1000_predictions(m.sampled, m.served) if m.sampled else None
-    lines.append("per 1,000 preds    " + (f"{per_1000:.4f} {cur}  ({m.served} predictions while sampled)"
-                                          if per_1000 is not None else "no predictions served while sampled"))
+    lines.append(
+        "per 1,000 preds    "
+        + (
+            f"{per_1000:.4f} {cur}  ({m.served} predictions while sampled)"
+            if per_1000 is not None
+            else "no predictions served while sampled"
+        )
+    )
     return lines
 
 
@@ -47,8 +59,10 @@ def disk_lines(use: DiskUse | None) -> list[str]:
     if use is None:
         return ["disk: not measured yet"]
     parts = "  ".join(f"{p.name} {size(p.bytes)}" for p in use.parts)
-    return [f"disk    {size(use.total_bytes)} in the data directory ({size(use.filesystem_free_bytes)} free)",
-            f"        {parts}"]
+    return [
+        f"disk    {size(use.total_bytes)} in the data directory ({size(use.filesystem_free_bytes)} free)",
+        f"        {parts}",
+    ]
 
 
 class Machine(View):
@@ -72,8 +86,9 @@ class Machine(View):
             yield Static("", id="disk", markup=False)
 
     def on_mount(self) -> None:
-        self.query_one("#gpus", DataTable).add_columns("GPU", "NAME", "UTIL", "MEMORY", "TEMP", "POWER", "LIMIT",
-                                                       "ENERGY")
+        self.query_one("#gpus", DataTable).add_columns(
+            "GPU", "NAME", "UTIL", "MEMORY", "TEMP", "POWER", "LIMIT", "ENERGY"
+        )
         super().on_mount()
 
     def gather(self) -> MachineCosts:
@@ -88,25 +103,40 @@ class Machine(View):
             self.query_one(widget).display = available
         if available:
             self.query_one("#gpu-status", Static).update(
-                f"{len(s.gpu.gpus)} NVIDIA GPU(s), driver {s.gpu.driver_version or '?'}")
+                f"{len(s.gpu.gpus)} NVIDIA GPU(s), driver {s.gpu.driver_version or '?'}"
+            )
             for g in s.gpu.gpus:
-                memory = (f"{size(g.memory_used_bytes)} / {size(g.memory_total_bytes)}"
-                          if g.memory_used_bytes is not None and g.memory_total_bytes is not None else "n/a")
+                memory = (
+                    f"{size(g.memory_used_bytes)} / {size(g.memory_total_bytes)}"
+                    if g.memory_used_bytes is not None and g.memory_total_bytes is not None
+                    else "n/a"
+                )
                 energy = f"{g.energy_mj / 1e6:.1f} kJ" if g.energy_mj is not None else "n/a"
-                table.add_row(str(g.index), g.name, _n(g.utilization_percent, "%"), memory,
-                              _n(g.temperature_c, "°C"), _n(g.power_w, "W"), _n(g.power_limit_w, "W"), energy)
+                table.add_row(
+                    str(g.index),
+                    g.name,
+                    _n(g.utilization_percent, "%"),
+                    memory,
+                    _n(g.temperature_c, "°C"),
+                    _n(g.power_w, "W"),
+                    _n(g.power_limit_w, "W"),
+                    energy,
+                )
             self.query_one("#gpu-spark", Sparkline).data = [
-                sum(g.utilization_percent or 0 for g in h.gpu.gpus) / max(1, len(h.gpu.gpus)) for h in m.history]
+                sum(g.utilization_percent or 0 for g in h.gpu.gpus) / max(1, len(h.gpu.gpus)) for h in m.history
+            ]
         else:
             self.query_one("#gpu-status", Static).update(
-                f"no NVIDIA GPU ({s.gpu.no_gpu_reason}) — showing CPU and memory")
+                f"no NVIDIA GPU ({s.gpu.no_gpu_reason}) — showing CPU and memory"
+            )
         cpu, memory, process = s.cpu, s.memory, s.process
         self.query_one("#host", Static).update(
             f"CPU     {len(cpu.per_core_percent)} cores, {cpu.total_percent:.1f} % busy, load "
             f"{' '.join(f'{x:.2f}' for x in cpu.load_average)}\n"
             f"memory  {size(memory.used_bytes)} used of {size(memory.total_bytes)} "
             f"({100 * memory.used_bytes / max(1, memory.total_bytes):.0f} %)\n"
-            f"process RSS {size(process.rss_bytes)}, CPU {process.cpu_percent:.1f} % of one core")
+            f"process RSS {size(process.rss_bytes)}, CPU {process.cpu_percent:.1f} % of one core"
+        )
         self.query_one("#cpu-spark", Sparkline).data = [h.cpu.total_percent for h in m.history]
         self.query_one("#cost", Static).update("\n".join(cost_lines(m)))
         self.query_one("#disk", Static).update("\n".join(disk_lines(s.disk)))

@@ -27,14 +27,19 @@ def gate_lines(v: ModelVersion) -> list[str]:
     checks = v.gate_report.get("checks", [])
     if not checks:
         return ["  (no gate report)"]
-    return [f"  {'N/A ' if c.get('applicable') is False else 'PASS' if c['passed'] else 'FAIL'}  {c['name']}: "
-            f"{c['detail']}" for c in checks]
+    return [
+        f"  {'N/A ' if c.get('applicable') is False else 'PASS' if c['passed'] else 'FAIL'}  {c['name']}: {c['detail']}"
+        for c in checks
+    ]
 
 
 def metric_lines(v: ModelVersion) -> list[str]:
     """Each numeric metric of the version, as its own evaluation measured it."""
-    lines = [f"  {name:<24} {value:>9.4f}" for name, value in sorted(v.metrics.items())
-             if isinstance(value, (int, float)) and not name.startswith("confusion.")]  # confusion: a matrix
+    lines = [
+        f"  {name:<24} {value:>9.4f}"
+        for name, value in sorted(v.metrics.items())
+        if isinstance(value, (int, float)) and not name.startswith("confusion.")
+    ]  # confusion: a matrix
     return lines or ["  (no metrics)"]
 
 
@@ -55,10 +60,13 @@ def comparison_lines(v: ModelVersion, production: ModelVersion | None, compared:
 def version_case(v: ModelVersion, production: ModelVersion | None, compared: Comparison | str | None = None) -> str:
     """Everything a person weighs before moving a version: lineage, its metrics, the comparison with production
     on the same rows, gates. Its own metrics are never set against production's: they came from other rows."""
-    lines = [f"{v.model} v{v.version}  {v.status}  created {when(v.created_at)}",
-             f"lineage: data snapshot {v.data_version[:12]}  run {v.run_id[:8]}  code {v.code_version[:12]}",
-             *comparison_lines(v, production, compared),
-             "metrics on its own evaluation rows", *metric_lines(v)]
+    lines = [
+        f"{v.model} v{v.version}  {v.status}  created {when(v.created_at)}",
+        f"lineage: data snapshot {v.data_version[:12]}  run {v.run_id[:8]}  code {v.code_version[:12]}",
+        *comparison_lines(v, production, compared),
+        "metrics on its own evaluation rows",
+        *metric_lines(v),
+    ]
     matrix = confusion_lines(v.metrics)
     if matrix:
         lines += ["confusion matrix (rows: true class, columns: predicted)", *(f"  {m}" for m in matrix)]
@@ -67,7 +75,7 @@ def version_case(v: ModelVersion, production: ModelVersion | None, compared: Com
 
 
 COMPARING = "scoring both on the same rows…"
-Pair = tuple[str, int, int]     # model, version, production version
+Pair = tuple[str, int, int]  # model, version, production version
 
 
 class Models(View):
@@ -89,8 +97,9 @@ class Models(View):
             yield Static("", id="version-detail", markup=False)
 
     def on_mount(self) -> None:
-        self.query_one(DataTable).add_columns("MODEL", "VERSION", "STATUS", "ALIAS", "METRIC", "DATA", "RUN",
-                                              "REGISTERED")
+        self.query_one(DataTable).add_columns(
+            "MODEL", "VERSION", "STATUS", "ALIAS", "METRIC", "DATA", "RUN", "REGISTERED"
+        )
         self.rows: dict[str, tuple[ModelVersion, int | None, int | None]] = {}
         # Each version against production on the same rows, computed on a worker when first wanted
         self.comparisons: dict[Pair, Comparison | str] = {}
@@ -114,11 +123,20 @@ class Models(View):
             metric, value = headline(v.metrics)
             key = f"{v.model}:{v.version}"
             self.rows[key] = (v, prod, cand)
-            table.add_row(v.model, version(v.version), v.status, alias,
-                          f"{metric_label(metric)} {value:.4f}" if value is not None else "-",
-                          v.data_version[:10], v.run_id[:8], when(v.created_at), key=key)
+            table.add_row(
+                v.model,
+                version(v.version),
+                v.status,
+                alias,
+                f"{metric_label(metric)} {value:.4f}" if value is not None else "-",
+                v.data_version[:10],
+                v.run_id[:8],
+                when(v.created_at),
+                key=key,
+            )
         self.query_one("#models-empty", Empty).update(
-            "" if rows else "no model versions yet — run `appliance train MODEL` (or `appliance up`)")
+            "" if rows else "no model versions yet — run `appliance train MODEL` (or `appliance up`)"
+        )
         if rows:
             table.move_cursor(row=min(selected, len(rows) - 1))
             self._describe()
@@ -135,12 +153,14 @@ class Models(View):
         text = version_case(v, production, self._comparison(v, production))
         d = self.deployments.get(v.model)
         if d is not None:
-            text += (f"\ndeployment {d.id}: {d.strategy} v{d.candidate_version} "
-                     f"against v{d.baseline_version}, {d.status}")
+            text += (
+                f"\ndeployment {d.id}: {d.strategy} v{d.candidate_version} against v{d.baseline_version}, {d.status}"
+            )
         self.query_one("#version-detail", Static).update(text)
 
-    def _comparison(self, v: ModelVersion, production: ModelVersion | None,
-                    then: Callable[[], None] | None = None) -> Comparison | str | None:
+    def _comparison(
+        self, v: ModelVersion, production: ModelVersion | None, then: Callable[[], None] | None = None
+    ) -> Comparison | str | None:
         """The version against production on the same rows; the first time, computed on a worker (``then`` runs
         once it is known, at once if it already is)."""
         if production is None or production.version == v.version:
@@ -188,6 +208,7 @@ class Models(View):
                 self.act(action, done)
             else:
                 self.notify("cancelled; nothing changed", timeout=3)
+
         self.app.push_screen(Confirm(title, body, confirm), answered)
 
     def action_promote(self) -> None:
@@ -197,11 +218,15 @@ class Models(View):
         v, prod, _ = picked
         production = self.productions.get(v.model)
 
-        def ask() -> None:   # with the comparison on the same rows, never the two versions' own metrics
-            self._ask(f"Promote {v.model} v{v.version} to production (now {version(prod)})?",
-                      version_case(v, production, self._comparison(v, production)), "Promote",
-                      lambda: self.data.promote(v.model, v.version, reason="promoted from the dashboard"),
-                      f"{v.model} v{v.version} is in production")
+        def ask() -> None:  # with the comparison on the same rows, never the two versions' own metrics
+            self._ask(
+                f"Promote {v.model} v{v.version} to production (now {version(prod)})?",
+                version_case(v, production, self._comparison(v, production)),
+                "Promote",
+                lambda: self.data.promote(v.model, v.version, reason="promoted from the dashboard"),
+                f"{v.model} v{v.version} is in production",
+            )
+
         self._comparison(v, production, then=ask)
 
     def action_rollback(self) -> None:
@@ -210,10 +235,13 @@ class Models(View):
             return
         model, prod = picked[0].model, picked[1]
         current = self.productions.get(model)
-        self._ask(f"Roll {model} back from production {version(prod)} to the version before it?",
-                  version_case(current, None) if current else "nothing in production", "Roll back",
-                  lambda: self.data.rollback(model, reason="rolled back from the dashboard"),
-                  model + " rolled back: v{result.version} is in production")
+        self._ask(
+            f"Roll {model} back from production {version(prod)} to the version before it?",
+            version_case(current, None) if current else "nothing in production",
+            "Roll back",
+            lambda: self.data.rollback(model, reason="rolled back from the dashboard"),
+            model + " rolled back: v{result.version} is in production",
+        )
 
     def action_deploy(self, strategy: str) -> None:
         picked = self.selected()
@@ -221,19 +249,27 @@ class Models(View):
             return
         v, prod, _ = picked
         production = self.productions.get(v.model)
-        self._ask(f"Start a {strategy} deployment of {v.model} v{v.version} against production {version(prod)}?",
-                  version_case(v, production, self._comparison(v, production)), f"Start {strategy}",
-                  lambda: self.data.start_deployment(v.model, strategy, v.version),
-                  f"{strategy} deployment of {v.model} v{v.version} started "
-                  "({result.traffic_percent:g} % of traffic)")
+        self._ask(
+            f"Start a {strategy} deployment of {v.model} v{v.version} against production {version(prod)}?",
+            version_case(v, production, self._comparison(v, production)),
+            f"Start {strategy}",
+            lambda: self.data.start_deployment(v.model, strategy, v.version),
+            f"{strategy} deployment of {v.model} v{v.version} started ({{result.traffic_percent:g}} % of traffic)",
+        )
 
     def action_advance(self) -> None:
-        self._deployment_step("Advance", lambda m: self.data.advance_deployment(m),
-                              "deployment {result.id} advanced: {result.status}, {result.traffic_percent:g} %")
+        self._deployment_step(
+            "Advance",
+            lambda m: self.data.advance_deployment(m),
+            "deployment {result.id} advanced: {result.status}, {result.traffic_percent:g} %",
+        )
 
     def action_abort(self) -> None:
-        self._deployment_step("Abort", lambda m: self.data.abort_deployment(m),
-                              "deployment {result.id} {result.status}: all traffic back on the baseline")
+        self._deployment_step(
+            "Abort",
+            lambda m: self.data.abort_deployment(m),
+            "deployment {result.id} {result.status}: all traffic back on the baseline",
+        )
 
     def _deployment_step(self, verb: str, step, done: str) -> None:
         picked = self.selected()
@@ -247,5 +283,11 @@ class Models(View):
         candidate = self.rows.get(f"{model}:{d.candidate_version}")
         production = self.productions.get(model)
         body = version_case(candidate[0], production, self._comparison(candidate[0], production)) if candidate else ""
-        self._ask(f"{verb} the {d.strategy} deployment of {model} v{d.candidate_version} "
-                  f"({d.traffic_percent:g} % of traffic)?", body, verb, lambda: step(model), done)
+        self._ask(
+            f"{verb} the {d.strategy} deployment of {model} v{d.candidate_version} "
+            f"({d.traffic_percent:g} % of traffic)?",
+            body,
+            verb,
+            lambda: step(model),
+            done,
+        )

@@ -82,13 +82,17 @@ class Monitoring(View):
         self.query_one("#monitoring-model", Static).update(
             f"{model}: {len(windows)} windows, {when(windows[0])} … {when(windows[-1])}, "
             f"version{'s' if len(versions) > 1 else ''} {', '.join(f'v{v}' for v in versions)}"
-            + (f"   (m: next of {len(models)} models)" if len(models) > 1 else ""))
+            + (f"   (m: next of {len(models)} models)" if len(models) > 1 else "")
+        )
         drift = of_check(frame, "drift").filter(~pl.col("method").str.contains("rate"))
         self._heat(drift, windows[-HEAT_WINDOWS:])
         width = max(20, min(100, self.size.width - 12))
         judged_drift = drift.filter(pl.col("threshold").is_not_null())  # statistics, not a value's mean in minutes
-        self.query_one("#drift-chart", Static).update("\n".join(
-            ["Largest drift per window", *column_chart(per_window(judged_drift, pl.col("value").max()), width, 4)]))
+        self.query_one("#drift-chart", Static).update(
+            "\n".join(
+                ["Largest drift per window", *column_chart(per_window(judged_drift, pl.col("value").max()), width, 4)]
+            )
+        )
         charts = []
         performance = of_check(frame, "performance")
         overall = performance.filter(pl.col("feature") == "*")
@@ -96,17 +100,24 @@ class Monitoring(View):
         judged = overall.filter(pl.col("threshold").is_not_null())["method"]
         metric = judged[0] if judged.len() else "auc"
         kind = "Error" if metric in LOWER_IS_BETTER else "Accuracy"
-        for title, rows in ((f"{kind} ({metric_label(metric)}, with labels)", overall),
-                            (f"Estimated {kind.lower()} (without labels)", of_check(frame, "estimated"))):
+        for title, rows in (
+            (f"{kind} ({metric_label(metric)}, with labels)", overall),
+            (f"Estimated {kind.lower()} (without labels)", of_check(frame, "estimated")),
+        ):
             series = per_window(rows.filter(pl.col("method") == metric), pl.col("value").mean())
             charts += [title, *(column_chart(series, width, 4) if series else ["  (none)"])]
         self.query_one("#accuracy-chart", Static).update("\n".join(charts + disagreement_notes(frame)))
         segments = performance.filter(pl.col("feature").str.contains("="))  # 'COLUMN=VALUE' rows
-        self._table("segments", segments.filter(pl.col("window_start") == segments["window_start"].max()),
-                    ("SEGMENT", "METHOD", "VALUE", "THRESHOLD", "ROWS", "ALERT"))
-        self._table("quality", of_check(frame, "quality").filter(pl.col("alert")).sort("window_start",
-                                                                                       descending=True).head(50),
-                    ("WINDOW", "VERSION", "FEATURE", "METHOD", "VALUE", "THRESHOLD", "ROWS"))
+        self._table(
+            "segments",
+            segments.filter(pl.col("window_start") == segments["window_start"].max()),
+            ("SEGMENT", "METHOD", "VALUE", "THRESHOLD", "ROWS", "ALERT"),
+        )
+        self._table(
+            "quality",
+            of_check(frame, "quality").filter(pl.col("alert")).sort("window_start", descending=True).head(50),
+            ("WINDOW", "VERSION", "FEATURE", "METHOD", "VALUE", "THRESHOLD", "ROWS"),
+        )
 
     def _heat(self, drift: pl.DataFrame, windows: list) -> None:
         table = self.query_one("#drift-heat", DataTable)
@@ -116,8 +127,12 @@ class Monitoring(View):
         cells = {(r["feature"], r["method"], r["version"], r["window_start"]): r for r in drift.iter_rows(named=True)}
         for feature, method, version in sorted({key[:3] for key in cells}, key=lambda k: (k[0], k[1], k[2] or 0)):
             row = [cells.get((feature, method, version, w)) for w in windows]
-            table.add_row(feature, method, "-" if version is None else f"v{version}",
-                          *(heat(r["value"], r["threshold"], r["alert"]) if r else heat(None, None) for r in row))
+            table.add_row(
+                feature,
+                method,
+                "-" if version is None else f"v{version}",
+                *(heat(r["value"], r["threshold"], r["alert"]) if r else heat(None, None) for r in row),
+            )
 
     def _table(self, name: str, rows: pl.DataFrame, header: tuple[str, ...]) -> None:
         table = self.query_one(f"#{name}", DataTable)
@@ -127,10 +142,18 @@ class Monitoring(View):
             value = "-" if r["value"] is None else f"{r['value']:.4f}"
             threshold = "-" if r["threshold"] is None else f"{r['threshold']:.4f}"
             if name == "segments":
-                table.add_row(r["feature"], r["method"], value, threshold, str(r["rows"]),
-                              "ALERT" if r["alert"] else "")
+                table.add_row(
+                    r["feature"], r["method"], value, threshold, str(r["rows"]), "ALERT" if r["alert"] else ""
+                )
             else:
-                table.add_row(when(r["window_start"]), f"v{r['version']}", r["feature"], r["method"], value,
-                              threshold, str(r["rows"]))
+                table.add_row(
+                    when(r["window_start"]),
+                    f"v{r['version']}",
+                    r["feature"],
+                    r["method"],
+                    value,
+                    threshold,
+                    str(r["rows"]),
+                )
         if not rows.height:
             table.add_row("(none)", *[""] * (len(header) - 1))

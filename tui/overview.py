@@ -47,8 +47,9 @@ class Overview(View):
         yield Empty("", id="overview-note")
 
     def on_mount(self) -> None:
-        self.query_one(DataTable).add_columns("MODEL", "PROD", "CAND", "DEPLOYMENT", "REQ/S", "P50ms", "P99ms",
-                                              "ERRORS", "ALERTS", "LAST MON", "NEXT MON")
+        self.query_one(DataTable).add_columns(
+            "MODEL", "PROD", "CAND", "DEPLOYMENT", "REQ/S", "P50ms", "P99ms", "ERRORS", "ALERTS", "LAST MON", "NEXT MON"
+        )
         super().on_mount()
 
     def gather(self) -> list[ModelHealth]:
@@ -63,17 +64,28 @@ class Overview(View):
             monitor = h.monitoring
             last = monitor.last.started_at if monitor and monitor.last else None
             table.add_row(
-                h.model, version(h.production), version(h.candidate), deployment_state(h),
-                f"{t.per_second:.1f}", _ms(t.p50_ms), _ms(t.p99_ms),
+                h.model,
+                version(h.production),
+                version(h.candidate),
+                deployment_state(h),
+                f"{t.per_second:.1f}",
+                _ms(t.p50_ms),
+                _ms(t.p99_ms),
                 "-" if t.error_rate is None else f"{t.error_rate:.1%}",
-                str(h.open_alerts), when(last), when(monitor.next_run if monitor else None), key=h.model)
+                str(h.open_alerts),
+                when(last),
+                when(monitor.next_run if monitor else None),
+                key=h.model,
+            )
         if not rows:
             notes.append("no models yet — run `appliance init` or `appliance up`")
         elif all(h.traffic.requests == 0 for h in rows):
             notes.append("no predictions in the last minute — send some, or run `appliance replay`")
         if rows and all(h.monitoring is None or h.monitoring.next_run is None for h in rows):
-            notes.append("monitoring is not scheduled: set [monitoring] schedule in the spec, or run "
-                         "`appliance jobs run monitor`")
+            notes.append(
+                "monitoring is not scheduled: set [monitoring] schedule in the spec, or run "
+                "`appliance jobs run monitor`"
+            )
         self.query_one("#overview-note", Empty).update("\n".join(notes))
 
 

@@ -38,7 +38,9 @@ def comparison(a: RunDetail, b: RunDetail) -> list[str]:
 
 class Runs(View):
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("m", "mark", "Mark to compare"), Binding("enter", "open", "Open", show=False)]
+        Binding("m", "mark", "Mark to compare"),
+        Binding("enter", "open", "Open", show=False),
+    ]
     DEFAULT_CSS = "Runs DataTable { height: 40%; } Runs VerticalScroll { height: 1fr; }"
 
     def compose(self) -> ComposeResult:
@@ -61,8 +63,17 @@ class Runs(View):
         table = self.query_one(DataTable)
         table.clear()
         for r in runs:
-            table.add_row("*" if r.id in self.marked else " ", r.id[:8], r.model, r.kind, r.name, r.status,
-                          when(r.started_at), seconds(r), key=r.id)
+            table.add_row(
+                "*" if r.id in self.marked else " ",
+                r.id[:8],
+                r.model,
+                r.kind,
+                r.name,
+                r.status,
+                when(r.started_at),
+                seconds(r),
+                key=r.id,
+            )
         self.query_one("#runs-empty", Empty).update("" if runs else "no runs yet — run `appliance train MODEL`")
         table.display = bool(runs)
 
@@ -108,11 +119,12 @@ class Runs(View):
         def gather() -> str:
             detail = self.data.run(run_id)
             if other is not None:
-                return "\n".join(["Comparing two runs (m on a marked run unmarks it)",
-                                  *comparison(detail, self.data.run(other))])
+                return "\n".join(
+                    ["Comparing two runs (m on a marked run unmarks it)", *comparison(detail, self.data.run(other))]
+                )
             return "\n".join(describe(detail, self.data.curves(detail), width))
-        self.in_worker(gather, show)
 
+        self.in_worker(gather, show)
 
 
 def describe(d: RunDetail, curves: dict[str, list[float]], width: int) -> list[str]:
@@ -126,8 +138,10 @@ def describe(d: RunDetail, curves: dict[str, list[float]], width: int) -> list[s
     lines += [f"  param  {k} = {short(v)}" for k, v in d.params.items()]
     lines += [f"  metric {k} = {short(v)}" for k, v in d.metrics.items()]
     for name, values in curves.items():
-        lines += [f"training curve: {name} ({len(values)} points)",
-                  *column_chart(values, max(20, min(100, width - 14)), 4)]
+        lines += [
+            f"training curve: {name} ({len(values)} points)",
+            *column_chart(values, max(20, min(100, width - 14)), 4),
+        ]
     if not curves:
         lines.append("no training curves (no metric has more than one step)")
     return lines

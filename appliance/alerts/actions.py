@@ -23,11 +23,11 @@ from appliance.training.retrain import claim, release
 
 log = logging.getLogger("appliance.alerts")
 
-RETRAINS_PER_ALERT = 3         # an alert that keeps firing retries a rejected retrain, on fresher data, this often
-WEBHOOK_ATTEMPTS = 5            # one try and four retries …
-WEBHOOK_BACKOFF_S = 0.5         # … after 0.5, 1, 2 and 4 s (doubling): about 7.5 s at most, plus timeouts
+RETRAINS_PER_ALERT = 3  # an alert that keeps firing retries a rejected retrain, on fresher data, this often
+WEBHOOK_ATTEMPTS = 5  # one try and four retries …
+WEBHOOK_BACKOFF_S = 0.5  # … after 0.5, 1, 2 and 4 s (doubling): about 7.5 s at most, plus timeouts
 WEBHOOK_TIMEOUT_S = 5.0
-ACTIONS_WAIT_S = 600            # how long a process that ends waits for the actions it started (a retrain)
+ACTIONS_WAIT_S = 600  # how long a process that ends waits for the actions it started (a retrain)
 
 _threads: set[threading.Thread] = set()
 _guard = threading.Lock()
@@ -35,17 +35,36 @@ _guard = threading.Lock()
 
 def take_action(root: Path, rule: AlertRule, alert: Alert) -> None:
     """Run the rule's action for a newly opened alert; never blocks on the network or on training."""
-    log.warning("alert %d opened: %s %s on %s", alert.id, rule.severity, rule.name, alert.model,
-                extra={"alert": alert.id, "rule": rule.name, "model": alert.model, "target": alert.target,
-                       "severity": rule.severity, "value": alert.value, "threshold": alert.threshold,
-                       "window_end": alert.window_end, "alert_message": alert.message})
+    log.warning(
+        "alert %d opened: %s %s on %s",
+        alert.id,
+        rule.severity,
+        rule.name,
+        alert.model,
+        extra={
+            "alert": alert.id,
+            "rule": rule.name,
+            "model": alert.model,
+            "target": alert.target,
+            "severity": rule.severity,
+            "value": alert.value,
+            "threshold": alert.threshold,
+            "window_end": alert.window_end,
+            "alert_message": alert.message,
+        },
+    )
     if rule.action == "webhook":
         _background(f"webhook-{alert.id}", _webhook, root, rule.url, alert)
     elif rule.action == "retrain":
         if not claim(alert.model):
             with Home(root) as home:
-                records.start_action(home.conn, alert.id, "retrain", "skipped",
-                                     {"reason": f"a retrain of '{alert.model}' is already under way"})
+                records.start_action(
+                    home.conn,
+                    alert.id,
+                    "retrain",
+                    "skipped",
+                    {"reason": f"a retrain of '{alert.model}' is already under way"},
+                )
             return
         _background(f"retrain-{alert.model}", _retrain, root, alert)
 
@@ -83,16 +102,16 @@ def finish_actions(say: Callable[[str], None]) -> bool:
     return False
 
 
-def post_json(url: str, body: dict, attempts: int = WEBHOOK_ATTEMPTS,
-              backoff_s: float = WEBHOOK_BACKOFF_S) -> tuple[bool, list[str]]:
+def post_json(
+    url: str, body: dict, attempts: int = WEBHOOK_ATTEMPTS, backoff_s: float = WEBHOOK_BACKOFF_S
+) -> tuple[bool, list[str]]:
     """POST ``body`` as JSON, retrying failures with exponential backoff; (delivered, one line per failure)."""
     data = json.dumps(body).encode()
     failures: list[str] = []
     for attempt in range(attempts):
         if attempt:
             time.sleep(backoff_s * 2 ** (attempt - 1))
-        request = urllib.request.Request(url, data=data, method="POST",
-                                         headers={"content-type": "application/json"})
+        request = urllib.request.Request(url, data=data, method="POST", headers={"content-type": "application/json"})
         try:
             with urllib.request.urlopen(request, timeout=WEBHOOK_TIMEOUT_S) as response:
                 response.read()
@@ -117,8 +136,13 @@ def _webhook(root: Path, url: str, alert: Alert) -> None:
     delivered, failures = post_json(url, _payload(alert))
     detail = {"url": url, "attempts": len(failures) + delivered, "failures": failures}
     if not delivered:
-        log.error("alert %d: webhook %s failed after %d attempts", alert.id, url, len(failures),
-                  extra={"alert": alert.id, "failures": failures})
+        log.error(
+            "alert %d: webhook %s failed after %d attempts",
+            alert.id,
+            url,
+            len(failures),
+            extra={"alert": alert.id, "failures": failures},
+        )
     with Home(root) as home:
         records.finish_action(home.conn, action, "succeeded" if delivered else "failed", detail)
 
@@ -133,7 +157,17 @@ def _retrain(root: Path, alert: Alert) -> None:
 
 
 def _payload(alert: Alert) -> dict:
-    return {"alert": alert.id, "rule": alert.rule, "model": alert.model, "target": alert.target,
-            "severity": alert.severity, "status": alert.status, "message": alert.message, "value": alert.value,
-            "threshold": alert.threshold, "window_start": alert.window_start, "window_end": alert.window_end,
-            "first_seen": alert.first_seen}
+    return {
+        "alert": alert.id,
+        "rule": alert.rule,
+        "model": alert.model,
+        "target": alert.target,
+        "severity": alert.severity,
+        "status": alert.status,
+        "message": alert.message,
+        "value": alert.value,
+        "threshold": alert.threshold,
+        "window_start": alert.window_start,
+        "window_end": alert.window_end,
+        "first_seen": alert.first_seen,
+    }

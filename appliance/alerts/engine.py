@@ -19,7 +19,7 @@ from appliance.spec.alerts import CLASS_SHARE, AlertRule, task_alerts
 from storage.errors import StorageError
 
 log = logging.getLogger("appliance.alerts")
-_unjudged: set[tuple[str, int, str]] = set()    # (model, version, rule) already logged as without a reference
+_unjudged: set[tuple[str, int, str]] = set()  # (model, version, rule) already logged as without a reference
 
 
 def on_monitor_results(home: Home, model: str, new_rows: pl.DataFrame) -> list[Alert]:
@@ -53,8 +53,9 @@ def model_alerts(home: Home, model: str) -> list[AlertRule]:
     return task_alerts(spec.alerts, model_task(spec).kind, spec.metric)
 
 
-def version_references(home: Home, model: str, rows: pl.DataFrame, rules: list[AlertRule]) \
-        -> dict[int, dict[str, float]]:
+def version_references(
+    home: Home, model: str, rows: pl.DataFrame, rules: list[AlertRule]
+) -> dict[int, dict[str, float]]:
     """The reference metrics of the versions in ``rows`` that relative rules compare with: each version's
     held-out evaluation metrics as the registry recorded them, or else recomputed from the monitoring
     reference it stored (its evaluation rows' out-of-sample scores and labels)."""
@@ -69,16 +70,23 @@ def version_references(home: Home, model: str, rows: pl.DataFrame, rules: list[A
             recorded = {}
         metrics = {k: float(v) for k, v in recorded.items() if isinstance(v, int | float)}
         # Macro F1's noise model needs the classes' shares, which the stored reference rows give.
-        wants_shares = any(r.method == "macro_f1" and r.noise_z for r in relative) \
-            and not any(k.startswith(CLASS_SHARE) for k in metrics)
+        wants_shares = any(r.method == "macro_f1" and r.noise_z for r in relative) and not any(
+            k.startswith(CLASS_SHARE) for k in metrics
+        )
         if wants_shares or any(not math.isfinite(metrics.get(r.method, math.nan)) for r in relative):
             metrics = _stored_reference_metrics(home, model, version) | metrics
         for rule in relative:
             if not math.isfinite(metrics.get(rule.method, math.nan)) and (model, version, rule.name) not in _unjudged:
                 _unjudged.add((model, version, rule.name))
-                log.warning("alert rule '%s' judges against the reference, but v%d of '%s' records no %s: its "
-                            "windows are not judged by it", rule.name, version, model, rule.method,
-                            extra={"model": model, "version": version, "rule": rule.name})
+                log.warning(
+                    "alert rule '%s' judges against the reference, but v%d of '%s' records no %s: its "
+                    "windows are not judged by it",
+                    rule.name,
+                    version,
+                    model,
+                    rule.method,
+                    extra={"model": model, "version": version, "rule": rule.name},
+                )
         out[version] = metrics
     return out
 
@@ -91,6 +99,6 @@ def _stored_reference_metrics(home: Home, model: str, version: int) -> dict[str,
     try:
         spec = home.spec(model)
         reference = load_reference(home, model, version)
-    except (NotFound, StorageError):    # none stored, or unreadable: the rules say so and judge nothing
+    except (NotFound, StorageError):  # none stored, or unreadable: the rules say so and judge nothing
         return {}
     return reference_metrics(reference, spec.target.column, model_task(spec))

@@ -19,7 +19,7 @@ class AlertAction(msgspec.Struct, frozen=True):
     id: int
     alert_id: int
     action: str
-    status: str                 # running | succeeded | failed | skipped
+    status: str  # running | succeeded | failed | skipped
     started_at: float
     ended_at: float | None
     detail: dict
@@ -32,10 +32,10 @@ class Alert(msgspec.Struct, frozen=True):
     target: str
     severity: str
     action: str
-    status: str                 # open | acknowledged | resolved
+    status: str  # open | acknowledged | resolved
     message: str
     value: float | None
-    threshold: float            # what the value was compared with (a relative rule: its reference ∓ margin)
+    threshold: float  # what the value was compared with (a relative rule: its reference ∓ margin)
     window_start: str | None
     window_end: str | None
     count: int
@@ -55,38 +55,69 @@ def record_firing(conn: sqlite3.Connection, model: str, firing: Firing) -> tuple
     value = firing.value if firing.value == firing.value else None  # NaN → NULL
     threshold = firing.threshold if firing.threshold == firing.threshold else rule.threshold
     with transaction(conn):
-        row = conn.execute("SELECT id FROM alerts WHERE rule = ? AND model = ? AND target = ? "
-                           "AND status != 'resolved'", (rule.name, model, firing.target)).fetchone()
+        row = conn.execute(
+            "SELECT id FROM alerts WHERE rule = ? AND model = ? AND target = ? AND status != 'resolved'",
+            (rule.name, model, firing.target),
+        ).fetchone()
         if row is not None:
-            conn.execute("UPDATE alerts SET count = count + 1, last_seen = ?, value = ?, threshold = ?, message = ?, "
-                         "window_start = ?, window_end = ? WHERE id = ?",
-                         (now, value, threshold, firing.message, firing.window_start, firing.window_end,
-                          row[0]))
+            conn.execute(
+                "UPDATE alerts SET count = count + 1, last_seen = ?, value = ?, threshold = ?, message = ?, "
+                "window_start = ?, window_end = ? WHERE id = ?",
+                (now, value, threshold, firing.message, firing.window_start, firing.window_end, row[0]),
+            )
             return alert(conn, row[0]), False
         cur = conn.execute(
             "INSERT INTO alerts (rule, model, target, severity, action, status, message, value, threshold, "
             "window_start, window_end, first_seen, last_seen) VALUES (?, ?, ?, ?, ?, 'open', ?, ?, ?, ?, ?, ?, ?)",
-            (rule.name, model, firing.target, rule.severity, rule.action, firing.message, value, threshold,
-             firing.window_start, firing.window_end, now, now))
-        Registry(conn).audit("monitoring", "alert_opened", model, None,
-                             {"alert": cur.lastrowid, "rule": rule.name, "target": firing.target,
-                              "severity": rule.severity, "message": firing.message})
+            (
+                rule.name,
+                model,
+                firing.target,
+                rule.severity,
+                rule.action,
+                firing.message,
+                value,
+                threshold,
+                firing.window_start,
+                firing.window_end,
+                now,
+                now,
+            ),
+        )
+        Registry(conn).audit(
+            "monitoring",
+            "alert_opened",
+            model,
+            None,
+            {
+                "alert": cur.lastrowid,
+                "rule": rule.name,
+                "target": firing.target,
+                "severity": rule.severity,
+                "message": firing.message,
+            },
+        )
     return alert(conn, cur.lastrowid), True
 
 
 def alert(conn: sqlite3.Connection, alert_id: int) -> Alert:
     """One alert with its actions; an unknown id is NotFound."""
-    row = conn.execute("SELECT * FROM alerts WHERE id = ?", (alert_id,)).fetchone() \
-        if 0 < alert_id <= MAX_INTEGER else None
+    row = (
+        conn.execute("SELECT * FROM alerts WHERE id = ?", (alert_id,)).fetchone()
+        if 0 < alert_id <= MAX_INTEGER
+        else None
+    )
     if row is None:
         raise NotFound(f"no alert {alert_id}; see `appliance alerts list --all`")
-    actions = [_action(a) for a in
-               conn.execute("SELECT * FROM alert_actions WHERE alert_id = ? ORDER BY id", (alert_id,))]
+    actions = [
+        _action(a) for a in conn.execute("SELECT * FROM alert_actions WHERE alert_id = ? ORDER BY id", (alert_id,))
+    ]
     return Alert(**dict(row), actions=actions)
 
 
-def list_alerts(conn: sqlite3.Connection, model: str | None = None, include_resolved: bool = False,
-                limit: int = 200) -> list[Alert]:
+def list_alerts(
+    conn: sqlite3.Connection, model: str | None = None, include_resolved: bool = False, limit: int = 200
+) -> list[Alert]:
     """Newest alerts first: the unresolved ones, or all with ``include_resolved``."""
     where, params = [], []
     if model is not None:
@@ -104,8 +135,10 @@ def acknowledge(conn: sqlite3.Connection, alert_id: int, actor: str) -> Alert:
         current = alert(conn, alert_id)
         if current.status != "open":
             raise Conflict(f"alert {alert_id} is already {current.status}")
-        conn.execute("UPDATE alerts SET status = 'acknowledged', acknowledged_by = ?, acknowledged_at = ? "
-                     "WHERE id = ?", (actor, time.time(), alert_id))
+        conn.execute(
+            "UPDATE alerts SET status = 'acknowledged', acknowledged_by = ?, acknowledged_at = ? WHERE id = ?",
+            (actor, time.time(), alert_id),
+        )
         Registry(conn).audit(actor, "alert_acknowledged", current.model, None, {"alert": alert_id})
     return alert(conn, alert_id)
 
@@ -116,30 +149,41 @@ def resolve(conn: sqlite3.Connection, alert_id: int, actor: str) -> Alert:
         current = alert(conn, alert_id)
         if current.status == "resolved":
             raise Conflict(f"alert {alert_id} is already resolved")
-        conn.execute("UPDATE alerts SET status = 'resolved', resolved_by = ?, resolved_at = ? WHERE id = ?",
-                     (actor, time.time(), alert_id))
+        conn.execute(
+            "UPDATE alerts SET status = 'resolved', resolved_by = ?, resolved_at = ? WHERE id = ?",
+            (actor, time.time(), alert_id),
+        )
         Registry(conn).audit(actor, "alert_resolved", current.model, None, {"alert": alert_id})
     return alert(conn, alert_id)
 
 
-def start_action(conn: sqlite3.Connection, alert_id: int, action: str, status: str = "running",
-                 detail: dict | None = None) -> int:
+def start_action(
+    conn: sqlite3.Connection, alert_id: int, action: str, status: str = "running", detail: dict | None = None
+) -> int:
     """Record that an alert's action began (or was skipped); returns the action's id."""
     now = time.time()
     with transaction(conn):
-        cur = conn.execute("INSERT INTO alert_actions (alert_id, action, status, started_at, ended_at, detail_json) "
-                           "VALUES (?, ?, ?, ?, ?, ?)", (alert_id, action, status, now,
-                                                         None if status == "running" else now,
-                                                         json.dumps(detail or {})))
+        cur = conn.execute(
+            "INSERT INTO alert_actions (alert_id, action, status, started_at, ended_at, detail_json) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (alert_id, action, status, now, None if status == "running" else now, json.dumps(detail or {})),
+        )
     return cur.lastrowid
 
 
-def finish_action(conn: sqlite3.Connection, action_id: int, status: str, detail: dict,
-                  audit: tuple[str, str, str, int | None] | None = None) -> None:
+def finish_action(
+    conn: sqlite3.Connection,
+    action_id: int,
+    status: str,
+    detail: dict,
+    audit: tuple[str, str, str, int | None] | None = None,
+) -> None:
     """Record an action's outcome; ``audit`` = (actor, action, model, version) also appends an audit entry."""
     with transaction(conn):
-        conn.execute("UPDATE alert_actions SET status = ?, ended_at = ?, detail_json = ? WHERE id = ?",
-                     (status, time.time(), json.dumps(detail), action_id))
+        conn.execute(
+            "UPDATE alert_actions SET status = ?, ended_at = ?, detail_json = ? WHERE id = ?",
+            (status, time.time(), json.dumps(detail), action_id),
+        )
         if audit is not None:
             actor, what, model, version = audit
             Registry(conn).audit(actor, what, model, version, detail)

@@ -34,40 +34,103 @@ def retrain_for_alert(root: Path, alert: Alert) -> None:
         _finish(root, action, "failed", {"error": str(e)}, actor, "retrain_failed", alert.model, None)
         return
     if isinstance(outcome, NothingNew):
-        _finish(root, action, "skipped", {"run_id": outcome.run_id, "learnt_before": outcome.learnt_before,
-                                          "fresh_rows": outcome.feedback_rows, "outcome": outcome.message},
-                actor, "retrain_skipped", alert.model, None)
+        _finish(
+            root,
+            action,
+            "skipped",
+            {
+                "run_id": outcome.run_id,
+                "learnt_before": outcome.learnt_before,
+                "fresh_rows": outcome.feedback_rows,
+                "outcome": outcome.message,
+            },
+            actor,
+            "retrain_skipped",
+            alert.model,
+            None,
+        )
         return
     version = outcome.version.version
-    detail = {"run_id": outcome.run_id, "version": version, "gates_passed": outcome.gates.passed,
-              "fresh_rows": outcome.feedback_rows, "evaluated_from": outcome.cutoff[:10]}
+    detail = {
+        "run_id": outcome.run_id,
+        "version": version,
+        "gates_passed": outcome.gates.passed,
+        "fresh_rows": outcome.feedback_rows,
+        "evaluated_from": outcome.cutoff[:10],
+    }
     if not outcome.gates.passed:
         failed = [c.name for c in outcome.gates.checks if not c.passed]
-        _finish(root, action, "failed", detail | {"outcome": f"v{version} failed its gates: {', '.join(failed)}"},
-                actor, "retrain_rejected", alert.model, version)
+        _finish(
+            root,
+            action,
+            "failed",
+            detail | {"outcome": f"v{version} failed its gates: {', '.join(failed)}"},
+            actor,
+            "retrain_rejected",
+            alert.model,
+            version,
+        )
         return
     if spec.deployment.on_retrain == "canary":
         try:
             with Home(root) as home:
                 d = deployments.start(home, alert.model, "canary", version, actor=actor)
         except ApplianceError as e:
-            _finish(root, action, "failed", detail | {"outcome": f"v{version} passed its gates; canary not "
-                                                      f"started: {e}"}, actor, "retrain_canary_refused",
-                    alert.model, version)
+            _finish(
+                root,
+                action,
+                "failed",
+                detail | {"outcome": f"v{version} passed its gates; canary not started: {e}"},
+                actor,
+                "retrain_canary_refused",
+                alert.model,
+                version,
+            )
             return
-        _finish(root, action, "succeeded", detail | {"deployment": d.id, "outcome": (
-            f"v{version} passed its gates; canary deployment {d.id} started at {d.traffic_percent:g} % — "
-            "canary analysis promotes or rolls it back")}, actor, "retrain_canary_started", alert.model, version)
+        _finish(
+            root,
+            action,
+            "succeeded",
+            detail
+            | {
+                "deployment": d.id,
+                "outcome": (
+                    f"v{version} passed its gates; canary deployment {d.id} started at {d.traffic_percent:g} % — "
+                    "canary analysis promotes or rolls it back"
+                ),
+            },
+            actor,
+            "retrain_canary_started",
+            alert.model,
+            version,
+        )
         return
-    _finish(root, action, "succeeded", detail | {"outcome": (
-        f"v{version} passed its gates and waits for approval: `appliance promote {alert.model} {version}` "
-        f"or `appliance deploy {alert.model} start canary --version {version}`")},
-        actor, "retrain_awaits_approval", alert.model, version)
+    _finish(
+        root,
+        action,
+        "succeeded",
+        detail
+        | {
+            "outcome": (
+                f"v{version} passed its gates and waits for approval: `appliance promote {alert.model} {version}` "
+                f"or `appliance deploy {alert.model} start canary --version {version}`"
+            )
+        },
+        actor,
+        "retrain_awaits_approval",
+        alert.model,
+        version,
+    )
 
 
-def _finish(root: Path, action: int, status: str, detail: dict, actor: str, what: str, model: str,
-            version: int | None) -> None:
-    log.warning("alert retrain of %s: %s", model, detail.get("outcome") or detail.get("error"),
-                extra={"model": model, "version": version, "retrain": what})
+def _finish(
+    root: Path, action: int, status: str, detail: dict, actor: str, what: str, model: str, version: int | None
+) -> None:
+    log.warning(
+        "alert retrain of %s: %s",
+        model,
+        detail.get("outcome") or detail.get("error"),
+        extra={"model": model, "version": version, "retrain": what},
+    )
     with Home(root) as home:
         records.finish_action(home.conn, action, status, detail, audit=(actor, what, model, version))

@@ -25,11 +25,11 @@ class Firing(msgspec.Struct, frozen=True):
     value: float
     window_start: str | None
     window_end: str | None
-    threshold: float = math.nan         # what the value was compared with (a relative rule: reference ∓ margin)
-    check: str = ""                     # where the value came from: the rule's check, or its fallback's
-    version: int | None = None          # the version that served the window
-    reference: float | None = None      # a relative rule: that version's reference value
-    rows: int = 0                       # rows of the window
+    threshold: float = math.nan  # what the value was compared with (a relative rule: reference ∓ margin)
+    check: str = ""  # where the value came from: the rule's check, or its fallback's
+    version: int | None = None  # the version that served the window
+    reference: float | None = None  # a relative rule: that version's reference value
+    rows: int = 0  # rows of the window
 
     @property
     def message(self) -> str:
@@ -47,9 +47,11 @@ class Firing(msgspec.Struct, frozen=True):
             noise = f", {rule.threshold:.0%} of it"
         else:
             noise = "" if margin <= rule.threshold + 1e-12 else f", {rule.noise_z:g} standard errors at {rows}"
-        return (f"{source} {'AUC' if method == 'auc' else method}{of} {self.value:.3f} is "
-                f"{abs(self.value - self.reference):.3f} {side} v{self.version}'s reference {self.reference:.3f} "
-                f"(more than {margin:.3f}{noise}: {rule.severity})")
+        return (
+            f"{source} {'AUC' if method == 'auc' else method}{of} {self.value:.3f} is "
+            f"{abs(self.value - self.reference):.3f} {side} v{self.version}'s reference {self.reference:.3f} "
+            f"(more than {margin:.3f}{noise}: {rule.severity})"
+        )
 
 
 def with_drift_score(rows: pl.DataFrame) -> pl.DataFrame:
@@ -58,16 +60,23 @@ def with_drift_score(rows: pl.DataFrame) -> pl.DataFrame:
     if drift.height == 0:
         return rows
     excess = pl.when(pl.col("alert") & (pl.col("value") > 0)).then(1 - pl.col("threshold") / pl.col("value"))
-    scores = (drift.group_by("model", "version", "window_start", "window_end", maintain_order=True)
-              .agg(value=excess.otherwise(0.0).max(), rows=pl.col("rows").max(),
-                   computed_at=pl.col("computed_at").max())
-              .with_columns(check=pl.lit("drift"), feature=pl.lit(None, pl.Utf8), method=pl.lit(DRIFT_SCORE),
-                            threshold=pl.lit(None, pl.Float64), alert=pl.col("value") > 0))
+    scores = (
+        drift.group_by("model", "version", "window_start", "window_end", maintain_order=True)
+        .agg(value=excess.otherwise(0.0).max(), rows=pl.col("rows").max(), computed_at=pl.col("computed_at").max())
+        .with_columns(
+            check=pl.lit("drift"),
+            feature=pl.lit(None, pl.Utf8),
+            method=pl.lit(DRIFT_SCORE),
+            threshold=pl.lit(None, pl.Float64),
+            alert=pl.col("value") > 0,
+        )
+    )
     return pl.concat([rows, scores.select(rows.columns)], how="vertical_relaxed")
 
 
-def evaluate(rule: AlertRule, rows: pl.DataFrame,
-             references: Mapping[int, Mapping[str, float]] | None = None) -> list[Firing]:
+def evaluate(
+    rule: AlertRule, rows: pl.DataFrame, references: Mapping[int, Mapping[str, float]] | None = None
+) -> list[Firing]:
     """Where ``rule`` fires in a frame of result rows: one Firing per target at most.
 
     ``references`` maps a version to its reference metrics (its held-out evaluation's ``auc``,
@@ -86,13 +95,26 @@ def evaluate(rule: AlertRule, rows: pl.DataFrame,
         if not all(b is not None and rule.breached(w["value"], b[0]) for w, b in zip(latest, bounds)):
             continue
         last, (threshold, reference) = latest[-1], bounds[-1]
-        firings.append(Firing(rule, target, last["value"], _iso(last["window_start"]), _iso(last["window_end"]),
-                              threshold, last["check"], last["version"], reference, last["rows"]))
+        firings.append(
+            Firing(
+                rule,
+                target,
+                last["value"],
+                _iso(last["window_start"]),
+                _iso(last["window_end"]),
+                threshold,
+                last["check"],
+                last["version"],
+                reference,
+                last["rows"],
+            )
+        )
     return firings
 
 
-def _bound(rule: AlertRule, window: dict, references: Mapping[int, Mapping[str, float]] | None) \
-        -> tuple[float, float | None] | None:
+def _bound(
+    rule: AlertRule, window: dict, references: Mapping[int, Mapping[str, float]] | None
+) -> tuple[float, float | None] | None:
     """(what the window's value is compared with, the reference it derives from); None: not judged."""
     if rule.relative_to is None:
         return rule.threshold, None
@@ -109,12 +131,18 @@ def _bound(rule: AlertRule, window: dict, references: Mapping[int, Mapping[str, 
 
 def _metric(rows: pl.DataFrame, check: str, method: str, rule: AlertRule) -> pl.DataFrame:
     """One metric's (target, window, value) rows in the windows the rule judges, without missing values."""
-    out = rows.filter((pl.col("check") == check) & (pl.col("method") == method)
-                      & (pl.col("rows").fill_null(0) >= rule.min_rows))
-    out = out.select(target=pl.col("feature").cast(pl.Utf8).fill_null(MODEL_TARGET),
-                     window_start="window_start", window_end="window_end", value=pl.col("value").cast(pl.Float64),
-                     check=pl.lit(check, pl.Utf8), version=pl.col("version").cast(pl.Int64),
-                     rows=pl.col("rows").fill_null(0).cast(pl.Int64))
+    out = rows.filter(
+        (pl.col("check") == check) & (pl.col("method") == method) & (pl.col("rows").fill_null(0) >= rule.min_rows)
+    )
+    out = out.select(
+        target=pl.col("feature").cast(pl.Utf8).fill_null(MODEL_TARGET),
+        window_start="window_start",
+        window_end="window_end",
+        value=pl.col("value").cast(pl.Float64),
+        check=pl.lit(check, pl.Utf8),
+        version=pl.col("version").cast(pl.Int64),
+        rows=pl.col("rows").fill_null(0).cast(pl.Int64),
+    )
     if rule.feature is not None:
         out = out.filter(pl.col("target") == rule.feature)
     return out.filter(pl.col("value").is_not_null() & pl.col("value").is_not_nan())

@@ -13,8 +13,11 @@ from appliance.errors import InvalidInput
 
 
 def register(commands: Subcommands) -> None:
-    ingest = commands.add("ingest", _ingest, "check a CSV/Parquet file or folder against the model's contract "
-                                             "and snapshot the accepted rows")
+    ingest = commands.add(
+        "ingest",
+        _ingest,
+        "check a CSV/Parquet file or folder against the model's contract and snapshot the accepted rows",
+    )
     ingest.add_argument("model", help="a registered model (its data contract checks the rows)")
     ingest.add_argument("path", type=Path, help="a CSV or Parquet file, or a folder of them")
     ingest.add_argument("--as-of", default=None, help="reference time for freshness (ISO 8601; default: now)")
@@ -25,13 +28,15 @@ def register(commands: Subcommands) -> None:
     data_list.add_argument("model", help="a registered model")
     data_show = actions.add("show", _data_show, "one snapshot (a hash prefix will do)")
     data_show.add_argument("hash", help="the snapshot's hash, or a unique prefix of it")
-    data_show.add_argument("--model", default=None, help="only this model's snapshot (models reading the same "
-                                                         "bytes each have one)")
+    data_show.add_argument(
+        "--model", default=None, help="only this model's snapshot (models reading the same bytes each have one)"
+    )
     data_diff = actions.add("diff", _data_diff, "what changed between two snapshots")
     data_diff.add_argument("old", help="the earlier snapshot's hash or a unique prefix")
     data_diff.add_argument("new", help="the later snapshot's hash or a unique prefix")
-    data_diff.add_argument("--model", default=None, help="the model whose snapshots these are, where several "
-                                                         "models hold the same bytes")
+    data_diff.add_argument(
+        "--model", default=None, help="the model whose snapshots these are, where several models hold the same bytes"
+    )
     quarantined = actions.add("quarantine", _data_quarantine, "a model's quarantined rows with their reasons")
     quarantined.add_argument("model", help="a registered model")
     quarantined.add_argument("--reason", default=None, help="only rows whose reason contains this text")
@@ -39,8 +44,9 @@ def register(commands: Subcommands) -> None:
 
     features = commands.add("features", None, "the feature store")
     actions = Subcommands(features, "ACTION")
-    materialize = actions.add("materialize", _features_materialize, "write each entity's latest features to the "
-                                                                    "online store")
+    materialize = actions.add(
+        "materialize", _features_materialize, "write each entity's latest features to the online store"
+    )
     materialize.add_argument("model", help="a registered model with an entity key")
     skew = actions.add("skew", _features_skew, "compare online values with an offline recomputation")
     skew.add_argument("model", help="a registered model with an entity key")
@@ -61,12 +67,13 @@ def _ingest(args: argparse.Namespace) -> int:
         spec = home.spec(args.model)
         contract = model_contract(spec)
         check_spec_types(spec, contract)
-        report = ingest(home.conn, home.offline, spec.name, contract, args.path, as_of=as_of,
-                        horizon=spec.data.horizon)
+        report = ingest(home.conn, home.offline, spec.name, contract, args.path, as_of=as_of, horizon=spec.data.horizon)
         s = report.snapshot
         print(f"read {report.rows_read:,} rows: {report.accepted:,} accepted, {report.quarantined:,} quarantined")
-        print(f"snapshot {s.hash[:12]} {'(new)' if report.new_snapshot else '(identical content: unchanged)'}: "
-              f"{s.rows:,} rows, {s.min_event_time} .. {s.max_event_time}")
+        print(
+            f"snapshot {s.hash[:12]} {'(new)' if report.new_snapshot else '(identical content: unchanged)'}: "
+            f"{s.rows:,} rows, {s.min_event_time} .. {s.max_event_time}"
+        )
         for warning in report.warnings:
             print(f"warning: {warning}")
         if report.quarantined:
@@ -82,8 +89,18 @@ def _data_list(args: argparse.Namespace) -> int:
         rows = []
         for s in list_snapshots(home.conn, args.model):
             trained = ", ".join(f"v{v}" for _, v in versions_trained_on(home.conn, s.hash, args.model)) or "-"
-            rows.append((s.hash[:12], f"{s.rows:,}", f"{s.quarantined:,}", _day(s.min_event_time),
-                         _day(s.max_event_time), (s.parent or "-")[:12], when(s.created_at), trained))
+            rows.append(
+                (
+                    s.hash[:12],
+                    f"{s.rows:,}",
+                    f"{s.quarantined:,}",
+                    _day(s.min_event_time),
+                    _day(s.max_event_time),
+                    (s.parent or "-")[:12],
+                    when(s.created_at),
+                    trained,
+                )
+            )
         table(("SNAPSHOT", "ROWS", "QUARANTINED", "FROM", "TO", "PARENT", "CREATED", "VERSIONS"), rows)
         if not rows:
             print(f"no snapshots yet — run `appliance ingest {args.model} PATH` or `appliance train {args.model}`")
@@ -98,12 +115,13 @@ def _data_show(args: argparse.Namespace) -> int:
             home.registry.model(args.model)
         for i, s in enumerate(find_snapshots(home.conn, args.hash, args.model)):  # one per model holding it
             trained = versions_trained_on(home.conn, s.hash, s.model)
-            print(("\n" if i else "") +
-                  f"snapshot     {s.hash}\nmodel        {s.model}\nrows         {s.rows:,}\n"
-                  f"quarantined  {s.quarantined:,}\nevent time   {s.min_event_time} .. {s.max_event_time}\n"
-                  f"source       {s.source}\nparent       {s.parent or '-'}\ncreated      {when(s.created_at)}\n"
-                  f"file         {home.offline.root / s.path}\n"
-                  f"trained      {', '.join(f'{m} v{v}' for m, v in trained) or 'no version yet'}\nschema")
+            print(
+                ("\n" if i else "") + f"snapshot     {s.hash}\nmodel        {s.model}\nrows         {s.rows:,}\n"
+                f"quarantined  {s.quarantined:,}\nevent time   {s.min_event_time} .. {s.max_event_time}\n"
+                f"source       {s.source}\nparent       {s.parent or '-'}\ncreated      {when(s.created_at)}\n"
+                f"file         {home.offline.root / s.path}\n"
+                f"trained      {', '.join(f'{m} v{v}' for m, v in trained) or 'no version yet'}\nschema"
+            )
             for column, kind in s.schema.items():
                 print(f"  {column}: {kind}")
     return 0
@@ -156,8 +174,10 @@ def _features_materialize(args: argparse.Namespace) -> int:
         if spec.features.entity_key is None:
             print(f"model '{spec.name}' has no entity: it keeps no features online, nothing to materialize")
         for r in materialize_model(home, spec):
-            print(f"materialized {r.rows:,} entities ({r.with_history:,} with history, newest event "
-                  f"{r.as_of or '-'}) into {r.namespace} in {r.seconds:.2f} s")
+            print(
+                f"materialized {r.rows:,} entities ({r.with_history:,} with history, newest event "
+                f"{r.as_of or '-'}) into {r.namespace} in {r.seconds:.2f} s"
+            )
             if r.kept:
                 print(f"kept the requests answered since their newest ingested event in {r.kept:,} entities' rows")
     return 0
@@ -168,14 +188,20 @@ def _features_skew(args: argparse.Namespace) -> int:
 
     with open_home(args) as home:
         report = check_skew(home, home.spec(args.model), sample=args.sample, seed=args.seed)
-    print(f"checked {report.entities:,} entities × {len(report.features)} features as of {report.as_of}: "
-          f"{len(report.mismatches)} mismatch(es)")
+    print(
+        f"checked {report.entities:,} entities × {len(report.features)} features as of {report.as_of}: "
+        f"{len(report.mismatches)} mismatch(es)"
+    )
     if report.ahead:
-        print(f"not checked: {report.ahead:,} entities whose rows answered requests moved past their newest "
-              "ingested event")
+        print(
+            f"not checked: {report.ahead:,} entities whose rows answered requests moved past their newest "
+            "ingested event"
+        )
     if report.mismatches:
-        table(("ENTITY", "FEATURE", "ONLINE", "OFFLINE"),
-              [(m.entity, m.feature, repr(m.online), repr(m.offline)) for m in report.mismatches[:50]])
+        table(
+            ("ENTITY", "FEATURE", "ONLINE", "OFFLINE"),
+            [(m.entity, m.feature, repr(m.online), repr(m.offline)) for m in report.mismatches[:50]],
+        )
         print(f"run `appliance features materialize {args.model}` if data was ingested since the last one")
         return 1
     return 0

@@ -20,18 +20,38 @@ def register(commands: Subcommands) -> None:
     init = commands.add("init", _init, "create the data directory and register a model spec")
     given = init.add_mutually_exclusive_group()
     given.add_argument("--spec", type=Path, default=None, help="model spec (default: the bundled sample)")
-    given.add_argument("--from", dest="source", type=Path, default=None, metavar="FILE",
-                       help="draft a spec and a data contract from a CSV/Parquet file or folder, then register it")
+    given.add_argument(
+        "--from",
+        dest="source",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="draft a spec and a data contract from a CSV/Parquet file or folder, then register it",
+    )
     init.add_argument("--target", default=None, metavar="COLUMN", help="--from: the column to predict")
-    init.add_argument("--task", default=None, choices=("binary", "multiclass", "regression"),
-                      help="--from: what the model predicts (default: guessed from the target's values)")
-    init.add_argument("--time", default=None, metavar="COLUMN",
-                      help="--from: the event-time column (default: the first column of times)")
-    init.add_argument("--entity", default=None, metavar="COLUMN",
-                      help="--from: the entity key (default: none, each row stands alone)")
+    init.add_argument(
+        "--task",
+        default=None,
+        choices=("binary", "multiclass", "regression"),
+        help="--from: what the model predicts (default: guessed from the target's values)",
+    )
+    init.add_argument(
+        "--time",
+        default=None,
+        metavar="COLUMN",
+        help="--from: the event-time column (default: the first column of times)",
+    )
+    init.add_argument(
+        "--entity", default=None, metavar="COLUMN", help="--from: the entity key (default: none, each row stands alone)"
+    )
     init.add_argument("--name", default=None, help="--from: the model's name (default: from the file's name)")
-    init.add_argument("--out", type=Path, default=None, metavar="DIR",
-                      help="--from: the folder the spec and contract are written to (default: the current one)")
+    init.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="--from: the folder the spec and contract are written to (default: the current one)",
+    )
 
     models = commands.add("models", _models, "list models, or one model's versions")
     models.add_argument("model", nargs="?", help="show this model's versions, gates and metrics")
@@ -40,36 +60,59 @@ def register(commands: Subcommands) -> None:
     promote.add_argument("model", help="a registered model")
     promote.add_argument("version", type=int, help="the version to serve (see `appliance models MODEL`)")
     promote.add_argument("--reason", default="", help="why (goes into the audit log)")
-    promote.add_argument("--override", action="store_true",
-                         help="promote a version that failed its gates (needs --reason; audited)")
+    promote.add_argument(
+        "--override", action="store_true", help="promote a version that failed its gates (needs --reason; audited)"
+    )
 
     rollback = commands.add("rollback", _rollback, "return production to the previous version")
     rollback.add_argument("model", help="a registered model")
     rollback.add_argument("--reason", default="", help="why (goes into the audit log)")
 
-    elsewhere = commands.add("register", _register,
-                             "register a model trained elsewhere (ONNX, or a LightGBM model file) through the gates")
+    elsewhere = commands.add(
+        "register", _register, "register a model trained elsewhere (ONNX, or a LightGBM model file) through the gates"
+    )
     elsewhere.add_argument("model", help="a model registered with `appliance init --spec`")
     model_file = elsewhere.add_mutually_exclusive_group(required=True)
-    model_file.add_argument("--onnx", type=Path, metavar="FILE",
-                            help="an ONNX model taking one float32 input 'features' [rows, F] (the spec's features "
-                                 "in order, categories as codes) and giving 'probabilities' [rows, 2] (binary), "
-                                 "[rows, K] (multiclass) or 'value' [rows, 1] (regression); no parity gate applies")
-    model_file.add_argument("--lightgbm", type=Path, metavar="FILE",
-                            help="a LightGBM model text file (booster.save_model) whose objective fits the spec's "
-                                 "task, converted to ONNX here; "
-                                 "parity of ONNX with LightGBM is a gate")
-    elsewhere.add_argument("--eval", type=Path, default=None, metavar="DATA",
-                           help="labelled CSV/Parquet events, checked against the data contract, that score it "
-                                "(default: the last [training] eval_days days of the ingested snapshots)")
-    elsewhere.add_argument("--categories", type=Path, default=None, metavar="FILE.json",
-                           help='each category feature\'s values in code order, {"color": ["red", "green"]}; '
-                                "without it they are learnt as training learns them: distinct values, sorted, of "
-                                "the ingested days before the held-out ones (with --eval: of the DATA rows)")
+    model_file.add_argument(
+        "--onnx",
+        type=Path,
+        metavar="FILE",
+        help="an ONNX model taking one float32 input 'features' [rows, F] (the spec's features "
+        "in order, categories as codes) and giving 'probabilities' [rows, 2] (binary), "
+        "[rows, K] (multiclass) or 'value' [rows, 1] (regression); no parity gate applies",
+    )
+    model_file.add_argument(
+        "--lightgbm",
+        type=Path,
+        metavar="FILE",
+        help="a LightGBM model text file (booster.save_model) whose objective fits the spec's "
+        "task, converted to ONNX here; "
+        "parity of ONNX with LightGBM is a gate",
+    )
+    elsewhere.add_argument(
+        "--eval",
+        type=Path,
+        default=None,
+        metavar="DATA",
+        help="labelled CSV/Parquet events, checked against the data contract, that score it "
+        "(default: the last [training] eval_days days of the ingested snapshots)",
+    )
+    elsewhere.add_argument(
+        "--categories",
+        type=Path,
+        default=None,
+        metavar="FILE.json",
+        help='each category feature\'s values in code order, {"color": ["red", "green"]}; '
+        "without it they are learnt as training learns them: distinct values, sorted, of "
+        "the ingested days before the held-out ones (with --eval: of the DATA rows)",
+    )
     elsewhere.add_argument("--reason", default="", help="why (goes into the audit log)")
 
-    reproduce = commands.add("reproduce", _reproduce,
-                             "retrain a version from its recorded data, params, seed and code; report the differences")
+    reproduce = commands.add(
+        "reproduce",
+        _reproduce,
+        "retrain a version from its recorded data, params, seed and code; report the differences",
+    )
     reproduce.add_argument("model", help="a registered model")
     reproduce.add_argument("version", type=int, help="the version to retrain (see `appliance models MODEL`)")
 
@@ -79,11 +122,12 @@ def _init(args: argparse.Namespace) -> int:
 
     if args.source is not None:
         return _init_from(args)
-    drafting = [flag for flag in ("target", "task", "time", "entity", "name", "out")
-                if getattr(args, flag) is not None]
+    drafting = [flag for flag in ("target", "task", "time", "entity", "name", "out") if getattr(args, flag) is not None]
     if drafting:
-        raise InvalidInput(f"{', '.join('--' + f for f in drafting)} {'go' if len(drafting) > 1 else 'goes'} "
-                           "with --from FILE (drafting a spec from data)")
+        raise InvalidInput(
+            f"{', '.join('--' + f for f in drafting)} {'go' if len(drafting) > 1 else 'goes'} "
+            "with --from FILE (drafting a spec from data)"
+        )
     with open_home(args) as home:
         spec = load_spec(args.spec or bundled_spec_path())
         added = home.add_model(spec, actor="cli")
@@ -99,13 +143,22 @@ def _init_from(args: argparse.Namespace) -> int:
 
     if args.target is None:
         raise InvalidInput("--from needs --target COLUMN: the column the model predicts")
-    draft = draft_model(args.source, args.target, args.out or Path.cwd(), time=args.time, entity=args.entity,
-                        name=args.name, task=args.task)
+    draft = draft_model(
+        args.source,
+        args.target,
+        args.out or Path.cwd(),
+        time=args.time,
+        entity=args.entity,
+        name=args.name,
+        task=args.task,
+    )
     with open_home(args) as home:
         known = {m.name: m.spec_path for m in home.registry.models()}
         if draft.name in known:
-            raise Conflict(f"model '{draft.name}' is already registered (spec {known[draft.name]}); nothing was "
-                           "written — pass --name NAME for a new model")
+            raise Conflict(
+                f"model '{draft.name}' is already registered (spec {known[draft.name]}); nothing was "
+                "written — pass --name NAME for a new model"
+            )
         for line in draft.assumptions:
             print(f"assumed {line}")
         write_draft(draft)
@@ -122,8 +175,9 @@ def _models(args: argparse.Namespace) -> int:
 
     with open_home(args) as home:
         if args.model is None:
-            rows: list[tuple[str, ...]] = [(m.name, _v(m.production), _v(m.candidate), str(m.versions))
-                                           for m in home.registry.models()]
+            rows: list[tuple[str, ...]] = [
+                (m.name, _v(m.production), _v(m.candidate), str(m.versions)) for m in home.registry.models()
+            ]
             table(("MODEL", "PRODUCTION", "CANDIDATE", "VERSIONS"), rows)
             if not rows:
                 print("no models yet — run `appliance init` or `appliance up`")
@@ -132,16 +186,45 @@ def _models(args: argparse.Namespace) -> int:
         first, second = SUMMARY[home.spec(args.model).target.task]
         rows = []
         for v in home.registry.versions(args.model):
-            alias = ("production" if v.version == summary.production
-                     else "candidate" if v.version == summary.candidate else "")
+            alias = (
+                "production"
+                if v.version == summary.production
+                else "candidate"
+                if v.version == summary.candidate
+                else ""
+            )
             failed = [c["name"] for c in v.gate_report.get("checks", []) if not c["passed"]]
-            rows.append((f"v{v.version}", v.status + (f" ({', '.join(failed)})" if failed else ""), alias,
-                         f"{v.metrics.get(first, float('nan')):.4f}", f"{v.metrics.get(second, float('nan')):.3f}",
-                         v.data_version[:12], v.code_version[:16], v.run_id[:8], when(v.created_at)))
-        table(("VERSION", "STATUS", "ALIAS", metric_label(first).upper(), metric_label(second).upper(), "DATA",
-               "CODE", "RUN", "CREATED"), rows)
-        print(f"{metric_label(first)} and {metric_label(second)}: each version on its own evaluation rows, which "
-              "differ between versions trained at different times")
+            rows.append(
+                (
+                    f"v{v.version}",
+                    v.status + (f" ({', '.join(failed)})" if failed else ""),
+                    alias,
+                    f"{v.metrics.get(first, float('nan')):.4f}",
+                    f"{v.metrics.get(second, float('nan')):.3f}",
+                    v.data_version[:12],
+                    v.code_version[:16],
+                    v.run_id[:8],
+                    when(v.created_at),
+                )
+            )
+        table(
+            (
+                "VERSION",
+                "STATUS",
+                "ALIAS",
+                metric_label(first).upper(),
+                metric_label(second).upper(),
+                "DATA",
+                "CODE",
+                "RUN",
+                "CREATED",
+            ),
+            rows,
+        )
+        print(
+            f"{metric_label(first)} and {metric_label(second)}: each version on its own evaluation rows, which "
+            "differ between versions trained at different times"
+        )
         _against_production(home, args.model, summary.production)
     return 0
 
@@ -169,8 +252,7 @@ def _promote(args: argparse.Namespace) -> int:
     with open_home(args) as home:
         before = home.registry.alias(args.model, "production")
         v = home.registry.promote(args.model, args.version, actor="cli", reason=args.reason, override=args.override)
-        print(f"{v.model}: production is now v{v.version} (was {_v(before)}); a running server swaps "
-              "within a second")
+        print(f"{v.model}: production is now v{v.version} (was {_v(before)}); a running server swaps within a second")
         if v.status == "rejected":
             print(f"{v.model}: v{v.version} failed its gates; this override is in the audit log")
     return 0
@@ -188,8 +270,17 @@ def _register(args: argparse.Namespace) -> int:
     from appliance.training.registration import register_model
 
     with open_home(args) as home:
-        result = register_model(home, args.model, onnx=args.onnx, lightgbm=args.lightgbm, eval_data=args.eval,
-                                categories=args.categories, reason=args.reason, actor="cli", say=say)
+        result = register_model(
+            home,
+            args.model,
+            onnx=args.onnx,
+            lightgbm=args.lightgbm,
+            eval_data=args.eval,
+            categories=args.categories,
+            reason=args.reason,
+            actor="cli",
+            say=say,
+        )
     what, _, digest = result.source.rpartition(" ")
     return report_registered(result.version, result.gates, source=f" from {what} {digest[:12]}")
 
@@ -199,15 +290,21 @@ def _reproduce(args: argparse.Namespace) -> int:
 
     with open_home(args) as home:
         result = reproduce(home, args.model, args.version, say=say)
-    table(("METRIC", "RECORDED", "REPRODUCED", "DIFFERENCE"),
-          [(m.name, f"{m.recorded:.6g}", f"{m.reproduced:.6g}", f"{m.difference:+.3g}") for m in result.metrics])
+    table(
+        ("METRIC", "RECORDED", "REPRODUCED", "DIFFERENCE"),
+        [(m.name, f"{m.recorded:.6g}", f"{m.reproduced:.6g}", f"{m.difference:+.3g}") for m in result.metrics],
+    )
     if result.identical:
-        print(f"{result.model} v{result.version}: identical — same ONNX bytes ({result.reproduced_onnx[:12]}) "
-              f"(run {result.run_id[:8]})")
+        print(
+            f"{result.model} v{result.version}: identical — same ONNX bytes ({result.reproduced_onnx[:12]}) "
+            f"(run {result.run_id[:8]})"
+        )
     else:
-        print(f"{result.model} v{result.version}: different ONNX bytes ({result.recorded_onnx[:12]} → "
-              f"{result.reproduced_onnx[:12]}); largest metric difference {result.max_difference:.3g} "
-              f"(run {result.run_id[:8]})")
+        print(
+            f"{result.model} v{result.version}: different ONNX bytes ({result.recorded_onnx[:12]} → "
+            f"{result.reproduced_onnx[:12]}); largest metric difference {result.max_difference:.3g} "
+            f"(run {result.run_id[:8]})"
+        )
     return 0
 
 

@@ -14,9 +14,12 @@ from appliance.config import default_home
 def register(commands: Subcommands) -> None:
     monitor = commands.add("monitor", _monitor, "a model's monitoring results per event-time window")
     monitor.add_argument("model", help="a registered model")
-    monitor.add_argument("--check", default=None,
-                         choices=("quality", "drift", "performance", "estimated", "serving", "machine", "pipeline"),
-                         help="one check in detail (default: a line per window)")
+    monitor.add_argument(
+        "--check",
+        default=None,
+        choices=("quality", "drift", "performance", "estimated", "serving", "machine", "pipeline"),
+        help="one check in detail (default: a line per window)",
+    )
     monitor.add_argument("--since", default=None, help="windows starting on or after this date (2026-10-20)")
 
     alerts = commands.add("alerts", _alerts_list, "alerts raised by the monitoring rules: list, show, ack, resolve")
@@ -40,8 +43,12 @@ def register(commands: Subcommands) -> None:
     job_run.add_argument("model", nargs="?", default=None, help="default: every model")
 
     machine = commands.add("machine", _machine, "CPU, memory, GPUs, disk use of the data directory, cost per hour")
-    machine.add_argument("--cost", type=Path, default=None,
-                         help="a TOML file with a [cost] section (electricity price, hardware amortization)")
+    machine.add_argument(
+        "--cost",
+        type=Path,
+        default=None,
+        help="a TOML file with a [cost] section (electricity price, hardware amortization)",
+    )
     machine.add_argument("--json", action="store_true", help="the snapshot and cost per hour as JSON")
 
 
@@ -63,9 +70,13 @@ def _alerts_list(args: argparse.Namespace) -> int:
     if not alerts:
         print("no alerts" if args.all else "no unresolved alerts (--all shows resolved ones)")
         return 0
-    table(("ID", "MODEL", "SEVERITY", "STATUS", "RULE", "TARGET", "COUNT", "LAST SEEN", "MESSAGE"),
-          [(str(a.id), a.model, a.severity, a.status, a.rule, a.target, str(a.count), when(a.last_seen), a.message)
-           for a in alerts])
+    table(
+        ("ID", "MODEL", "SEVERITY", "STATUS", "RULE", "TARGET", "COUNT", "LAST SEEN", "MESSAGE"),
+        [
+            (str(a.id), a.model, a.severity, a.status, a.rule, a.target, str(a.count), when(a.last_seen), a.message)
+            for a in alerts
+        ],
+    )
     return 0
 
 
@@ -110,9 +121,17 @@ def _jobs_list(args: argparse.Namespace) -> int:
 
     with open_home(args) as home:
         jobs = list_jobs(home)
-    rows = [(j.job, j.model, j.schedule or "manual", when(j.last.started_at) if j.last else "-",
-             j.last.status if j.last else "-", j.next_run.strftime("%Y-%m-%d %H:%M:%S") if j.next_run else "-")
-            for j in jobs]
+    rows = [
+        (
+            j.job,
+            j.model,
+            j.schedule or "manual",
+            when(j.last.started_at) if j.last else "-",
+            j.last.status if j.last else "-",
+            j.next_run.strftime("%Y-%m-%d %H:%M:%S") if j.next_run else "-",
+        )
+        for j in jobs
+    ]
     table(("job", "model", "schedule", "last run (UTC)", "status", "next run (UTC)"), rows)
     return 0
 
@@ -128,11 +147,14 @@ def _jobs_run(args: argparse.Namespace) -> int:
     for model in models:
         run = run_job(root, args.job, model)
         seconds = (run.ended_at or run.started_at) - run.started_at
-        detail = (run.error or "").splitlines()[0] if run.status == "failed" else \
-            ", ".join(f"{k} {v}" for k, v in run.summary.items() if not isinstance(v, dict))
+        detail = (
+            (run.error or "").splitlines()[0]
+            if run.status == "failed"
+            else ", ".join(f"{k} {v}" for k, v in run.summary.items() if not isinstance(v, dict))
+        )
         print(f"{run.job} {model}: {run.status} in {seconds:.1f}s (run {run.id}){': ' + detail if detail else ''}")
         failed += run.status == "failed"
-    finish_actions(say)   # a monitor run's alerts may have started a retrain on this process's threads
+    finish_actions(say)  # a monitor run's alerts may have started a retrain on this process's threads
     return 1 if failed else 0
 
 

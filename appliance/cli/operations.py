@@ -13,23 +13,37 @@ from appliance.layout import Layout
 
 
 def register(commands: Subcommands) -> None:
-    backup = commands.add("backup", _backup, "copy the whole data directory, its settings and each model's spec "
-                                             "and data files to DEST, consistently while serving")
+    backup = commands.add(
+        "backup",
+        _backup,
+        "copy the whole data directory, its settings and each model's spec "
+        "and data files to DEST, consistently while serving",
+    )
     backup.add_argument("dest", type=Path, help="a new or empty folder outside the data directory")
 
-    restore = commands.add("restore", _restore, "make a backup the data directory (every path and file checked "
-                                                "against its manifest first)")
+    restore = commands.add(
+        "restore", _restore, "make a backup the data directory (every path and file checked against its manifest first)"
+    )
     restore.add_argument("src", type=Path, help="a folder written by `appliance backup`")
-    restore.add_argument("--force", action="store_true",
-                         help="restore over a non-empty data directory (it is kept aside, not deleted)")
+    restore.add_argument(
+        "--force", action="store_true", help="restore over a non-empty data directory (it is kept aside, not deleted)"
+    )
 
-    commands.add("retention", _retention, "apply the retention policy of <home>/appliance.toml to the prediction "
-                                          "log now, and show disk use per part")
+    commands.add(
+        "retention",
+        _retention,
+        "apply the retention policy of <home>/appliance.toml to the prediction log now, and show disk use per part",
+    )
 
-    tui = commands.add("tui", _tui,
-                       "the dashboard over the data directory (beside a running `appliance up --headless`)")
-    tui.add_argument("--cost", type=Path, default=None,
-                     help="a TOML file with a [cost] section (default: the data directory's appliance.toml, if any)")
+    tui = commands.add(
+        "tui", _tui, "the dashboard over the data directory (beside a running `appliance up --headless`)"
+    )
+    tui.add_argument(
+        "--cost",
+        type=Path,
+        default=None,
+        help="a TOML file with a [cost] section (default: the data directory's appliance.toml, if any)",
+    )
 
 
 def _backup(args: argparse.Namespace) -> int:
@@ -37,8 +51,10 @@ def _backup(args: argparse.Namespace) -> int:
 
     manifest = backup(args.home or default_home(), args.dest)
     size = sum(f.bytes for f in manifest.files)
-    print(f"backed up {manifest.source} to {args.dest.resolve()}: {len(manifest.files)} files, "
-          f"{size / 1e6:.1f} MB, schema {manifest.schema_versions}, specs of {len(manifest.specs)} model(s)")
+    print(
+        f"backed up {manifest.source} to {args.dest.resolve()}: {len(manifest.files)} files, "
+        f"{size / 1e6:.1f} MB, schema {manifest.schema_versions}, specs of {len(manifest.specs)} model(s)"
+    )
     for note in manifest.notes:
         print(f"note: {note}")
     return 0
@@ -49,8 +65,10 @@ def _restore(args: argparse.Namespace) -> int:
 
     home = args.home or default_home()
     manifest = restore(args.src, home, force=args.force)
-    print(f"restored {len(manifest.files)} files from {args.src.resolve()} (taken "
-          f"{when(manifest.created_at)}) into {Path(home).resolve()}")
+    print(
+        f"restored {len(manifest.files)} files from {args.src.resolve()} (taken "
+        f"{when(manifest.created_at)}) into {Path(home).resolve()}"
+    )
     for model, spec in manifest.specs.items():
         print(f"model '{model}' now reads its spec from {Path(home).resolve() / spec}")
     for note in manifest.notes:
@@ -68,14 +86,20 @@ def _retention(args: argparse.Namespace) -> int:
         raise NotFound(f"{home} is not an appliance data directory yet; run `appliance init`")
     policy = load_settings(home).retention
     report = apply_retention(home, policy)
-    print(f"policy: {policy.hot_days} days hot in predictions.db, then {policy.archive_days} days as daily "
-          "Parquet under archive/predictions/, then deleted")
-    print(f"archived {report.archived_rows:,} rows from {len(report.archived_days)} day(s)"
-          + (f" ({report.archived_days[0]} … {report.archived_days[-1]})" if report.archived_days else "")
-          + f"; deleted {len(report.deleted_days)} archived day(s)")
+    print(
+        f"policy: {policy.hot_days} days hot in predictions.db, then {policy.archive_days} days as daily "
+        "Parquet under archive/predictions/, then deleted"
+    )
+    print(
+        f"archived {report.archived_rows:,} rows from {len(report.archived_days)} day(s)"
+        + (f" ({report.archived_days[0]} … {report.archived_days[-1]})" if report.archived_days else "")
+        + f"; deleted {len(report.deleted_days)} archived day(s)"
+    )
     use = disk_use(home)
-    table(("PART", "SIZE"), [(p.name, f"{p.bytes / 1e6:,.1f} MB") for p in use.parts]
-          + [("total", f"{use.total_bytes / 1e6:,.1f} MB")])
+    table(
+        ("PART", "SIZE"),
+        [(p.name, f"{p.bytes / 1e6:,.1f} MB") for p in use.parts] + [("total", f"{use.total_bytes / 1e6:,.1f} MB")],
+    )
     return 0
 
 

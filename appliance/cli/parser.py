@@ -28,8 +28,9 @@ def build_parser() -> argparse.ArgumentParser:
     """The `appliance` parser; every command sets ``run``, the handler `main` calls with the parsed arguments."""
     parser = argparse.ArgumentParser(prog="appliance", description=DESCRIPTION)
     parser.add_argument("--version", action="version", version=f"appliance {appliance.__version__}")
-    parser.add_argument("--home", type=Path, default=None,
-                        help="data directory (default: $APPLIANCE_HOME or ~/.local/share/appliance)")
+    parser.add_argument(
+        "--home", type=Path, default=None, help="data directory (default: $APPLIANCE_HOME or ~/.local/share/appliance)"
+    )
     commands = Subcommands(parser, "COMMAND")
     for _, group in GROUPS:
         group.register(commands)

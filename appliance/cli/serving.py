@@ -17,56 +17,93 @@ from appliance.errors import InvalidInput
 def register(commands: Subcommands) -> None:
     up = commands.add("up", _up, "train what is needed, promote it, and serve the API")
     up.add_argument("--spec", type=Path, default=None, help="model spec (default: the bundled sample)")
-    up.add_argument("--host", default="127.0.0.1",
-                    help="the address to listen on (default %(default)s; 0.0.0.0 for every interface)")
+    up.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="the address to listen on (default %(default)s; 0.0.0.0 for every interface)",
+    )
     up.add_argument("--port", type=int, default=8000, help="the port to listen on (default %(default)s)")
     up.add_argument("--headless", action="store_true", help="no dashboard; what systemd runs")
     up.add_argument("--demo", action="store_true", help="once serving, replay the sample's live days through the API")
-    up.add_argument("--speed", type=float, default=7200.0,
-                    help="--demo: event-seconds per wall-second (default %(default)g: a day in 12 s)")
+    up.add_argument(
+        "--speed",
+        type=float,
+        default=7200.0,
+        help="--demo: event-seconds per wall-second (default %(default)g: a day in 12 s)",
+    )
 
     predict = commands.add("predict", _predict, "score records with a model's production version, in process")
     predict.add_argument("model", help="a model with a version in production")
-    predict.add_argument("--json", required=True, dest="payload",
-                         help="one record as a JSON object, or a list of them")
+    predict.add_argument("--json", required=True, dest="payload", help="one record as a JSON object, or a list of them")
 
-    replay = commands.add("replay", _replay, "send a model's live data through the running API, labels later, "
-                                             "monitoring at each day boundary (the demo)")
+    replay = commands.add(
+        "replay",
+        _replay,
+        "send a model's live data through the running API, labels later, monitoring at each day boundary (the demo)",
+    )
     replay.add_argument("model", help="a model whose spec names live data ([data] live)")
     replay.add_argument("--url", default="http://127.0.0.1:8000", help="the running API (default %(default)s)")
-    replay.add_argument("--speed", type=float, default=7200.0,
-                        help="event-seconds per wall-second (default 7200: a day in 12 s; 0: as fast as possible)")
+    replay.add_argument(
+        "--speed",
+        type=float,
+        default=7200.0,
+        help="event-seconds per wall-second (default 7200: a day in 12 s; 0: as fast as possible)",
+    )
     replay.add_argument("--days", type=int, default=None, help="replay only the first N days")
-    replay.add_argument("--label-delay", type=float, default=2.0, metavar="HOURS",
-                        help="labels arrive this many event-hours after their prediction (default 2)")
+    replay.add_argument(
+        "--label-delay",
+        type=float,
+        default=2.0,
+        metavar="HOURS",
+        help="labels arrive this many event-hours after their prediction (default 2)",
+    )
     replay.add_argument("--key", default=None, help="an API key with predict and feedback scopes, if keys exist")
 
-    deploy = commands.add("deploy", None,
-                          "deploy a candidate: blue-green, canary, shadow or A/B; advance, abort, status")
+    deploy = commands.add(
+        "deploy", None, "deploy a candidate: blue-green, canary, shadow or A/B; advance, abort, status"
+    )
     deploy.add_argument("model", help="the model whose candidate is deployed")
     steps = Subcommands(deploy, "ACTION", required=False)
     begin = steps.add("start", _deploy_start, "start deploying a version next to production")
-    begin.add_argument("strategy", choices=("blue-green", "canary", "shadow", "ab"),
-                       help="blue-green: warm, then switch all at once; canary: a growing share of traffic; "
-                            "shadow: scores every request off the response path; ab: a fixed split by a field")
+    begin.add_argument(
+        "strategy",
+        choices=("blue-green", "canary", "shadow", "ab"),
+        help="blue-green: warm, then switch all at once; canary: a growing share of traffic; "
+        "shadow: scores every request off the response path; ab: a fixed split by a field",
+    )
     begin.add_argument("--version", type=int, required=True, help="the candidate version")
     begin.add_argument("--percent", type=float, default=None, help="A/B: the candidate's share (default 50)")
-    begin.add_argument("--key", dest="split_key", default=None,
-                       help="A/B: the request field to split by (default: the spec's deployment.ab_key)")
-    forward = steps.add("advance", _deploy_advance, "next canary step, blue-green switch, or promote (a shadow or "
-                        "A/B candidate, or releasing a blue-green standby, needs its evidence first)")
+    begin.add_argument(
+        "--key",
+        dest="split_key",
+        default=None,
+        help="A/B: the request field to split by (default: the spec's deployment.ab_key)",
+    )
+    forward = steps.add(
+        "advance",
+        _deploy_advance,
+        "next canary step, blue-green switch, or promote (a shadow or "
+        "A/B candidate, or releasing a blue-green standby, needs its evidence first)",
+    )
     forward.add_argument("--reason", default="", help="why (goes into the audit log)")
-    forward.add_argument("--force", action="store_true",
-                         help="advance without the evidence the step needs; takes a --reason, audited")
+    forward.add_argument(
+        "--force", action="store_true", help="advance without the evidence the step needs; takes a --reason, audited"
+    )
     steps.add("abort", _deploy_abort, "stop; all traffic back to the baseline").add_argument(
-        "--reason", default="", help="why (goes into the audit log)")
+        "--reason", default="", help="why (goes into the audit log)"
+    )
     steps.add("status", _deploy_status, "the deployment and what it has shown so far")
 
     keys = commands.add("keys", None, "API keys: create, list, revoke")
     actions = Subcommands(keys, "ACTION", required=False)
     create = actions.add("create", _keys_create, "create a key (its token is shown once)")
-    create.add_argument("--scope", action="append", required=True, choices=("predict", "feedback", "admin"),
-                        help="what the key may call (repeat for several; admin may call everything)")
+    create.add_argument(
+        "--scope",
+        action="append",
+        required=True,
+        choices=("predict", "feedback", "admin"),
+        help="what the key may call (repeat for several; admin may call everything)",
+    )
     create.add_argument("--name", default="", help="who or what the key is for")
     create.add_argument("--rate", type=float, default=None, help="requests per second allowed (default 1000)")
     actions.add("list", _keys_list, "every key and whether it is revoked")
@@ -176,8 +213,16 @@ def _replay(args: argparse.Namespace) -> int:
     with open_home(args) as home:
         home.spec(args.model)  # an unknown model is reported before any traffic
         root = home.root
-    days = replay(root, args.model, args.url, speed=args.speed, days=args.days, label_delay_hours=args.label_delay,
-                  key=args.key, say=say)
+    days = replay(
+        root,
+        args.model,
+        args.url,
+        speed=args.speed,
+        days=args.days,
+        label_delay_hours=args.label_delay,
+        key=args.key,
+        say=say,
+    )
     _print_open_alerts(root, args.model)
     print(f"replayed {days[-1].predictions if days else 0:,} predictions over {len(days)} day(s)")
     return 0
@@ -196,8 +241,9 @@ def _deploy_start(args: argparse.Namespace) -> int:
     from appliance.deployment import deployments
 
     with open_home(args) as home:
-        d = deployments.start(home, args.model, args.strategy, args.version, percent=args.percent,
-                              split_key=args.split_key)
+        d = deployments.start(
+            home, args.model, args.strategy, args.version, percent=args.percent, split_key=args.split_key
+        )
     print(f"{d.model}: {_deployment_line(d)}")
     return 0
 
@@ -227,8 +273,10 @@ def _deploy_status(args: argparse.Namespace) -> int:
     with open_home(args) as home:
         d = deployments.latest(home, args.model)
         if d is None:
-            print(f"{args.model}: no deployment yet; start one with `appliance deploy {args.model} start canary "
-                  "--version N`")
+            print(
+                f"{args.model}: no deployment yet; start one with `appliance deploy {args.model} start canary "
+                "--version N`"
+            )
             return 0
         store = PredictionStore(home.layout.predictions_db)
         try:
@@ -242,11 +290,14 @@ def _deploy_status(args: argparse.Namespace) -> int:
 
 def _deployment_line(d) -> str:
     """One line saying where a deployment stands."""
-    where = {"blue-green": "switched, previous version warm for instant switch back" if d.switched
-             else "candidate warm, not yet switched",
-             "canary": f"{d.traffic_percent:g} % of traffic on the candidate",
-             "shadow": "candidate scores every request off the response path",
-             "ab": f"{d.traffic_percent:g} % on the candidate, split by {d.split_key}"}[d.strategy]
+    where = {
+        "blue-green": "switched, previous version warm for instant switch back"
+        if d.switched
+        else "candidate warm, not yet switched",
+        "canary": f"{d.traffic_percent:g} % of traffic on the candidate",
+        "shadow": "candidate scores every request off the response path",
+        "ab": f"{d.traffic_percent:g} % on the candidate, split by {d.split_key}",
+    }[d.strategy]
     if d.status != "running":
         where = f"{d.status.replace('_', ' ')}: {d.reason}"
     return f"{d.strategy} deployment {d.id} of v{d.candidate_version} against v{d.baseline_version} — {where}"
@@ -256,10 +307,13 @@ def _keys_create(args: argparse.Namespace) -> int:
     from appliance.gateway.keys import DEFAULT_RATE_PER_SECOND, create_key
 
     with open_home(args) as home:
-        key, token = create_key(home.conn, args.scope, name=args.name,
-                                rate_per_second=args.rate or DEFAULT_RATE_PER_SECOND)
-    print(f"created key {key.id} ({', '.join(key.scopes)}, {key.rate_per_second:g} req/s); its token, shown "
-          "only now — send it as `Authorization: Bearer TOKEN`:")
+        key, token = create_key(
+            home.conn, args.scope, name=args.name, rate_per_second=args.rate or DEFAULT_RATE_PER_SECOND
+        )
+    print(
+        f"created key {key.id} ({', '.join(key.scopes)}, {key.rate_per_second:g} req/s); its token, shown "
+        "only now — send it as `Authorization: Bearer TOKEN`:"
+    )
     print(token)
     return 0
 
@@ -269,12 +323,25 @@ def _keys_list(args: argparse.Namespace) -> int:
 
     with open_home(args) as home:
         keys = list_keys(home.conn)
-    table(("ID", "NAME", "SCOPES", "RATE/S", "CREATED", "REVOKED"),
-          [(k.id, k.name, ",".join(k.scopes), f"{k.rate_per_second:g}", when(k.created_at),
-            when(k.revoked_at) if k.revoked_at else "-") for k in keys])
+    table(
+        ("ID", "NAME", "SCOPES", "RATE/S", "CREATED", "REVOKED"),
+        [
+            (
+                k.id,
+                k.name,
+                ",".join(k.scopes),
+                f"{k.rate_per_second:g}",
+                when(k.created_at),
+                when(k.revoked_at) if k.revoked_at else "-",
+            )
+            for k in keys
+        ],
+    )
     if not keys:
-        print("no keys yet: predict and feedback are open on loopback only; "
-              "create one with `appliance keys create --scope predict`")
+        print(
+            "no keys yet: predict and feedback are open on loopback only; "
+            "create one with `appliance keys create --scope predict`"
+        )
     return 0
 
 

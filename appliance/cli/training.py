@@ -16,12 +16,21 @@ if TYPE_CHECKING:  # the CLI imports the ML stack only inside the commands that 
 def register(commands: Subcommands) -> None:
     train = commands.add("train", _train, "run the training pipeline for a model and register the result")
     train.add_argument("model", help="a registered model")
-    train.add_argument("--resume", nargs="?", const="", default=None, metavar="RUN",
-                       help="continue a failed run from the stage that failed (default: the latest run)")
-    train.add_argument("--retrain", action="store_true",
-                       help="also learn from the labelled predictions, holding out only the newest days "
-                            "([training] retrain_eval_days), as an alert's retrain does; with nothing new since "
-                            "a version trained on the same data, spec and code, it says so and registers nothing")
+    train.add_argument(
+        "--resume",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="RUN",
+        help="continue a failed run from the stage that failed (default: the latest run)",
+    )
+    train.add_argument(
+        "--retrain",
+        action="store_true",
+        help="also learn from the labelled predictions, holding out only the newest days "
+        "([training] retrain_eval_days), as an alert's retrain does; with nothing new since "
+        "a version trained on the same data, spec and code, it says so and registers nothing",
+    )
 
     runs = commands.add("runs", None, "tracked runs: list, show, compare")
     actions = Subcommands(runs, "ACTION")
@@ -40,8 +49,15 @@ def _train(args: argparse.Namespace) -> int:
 
     with open_home(args) as home:
         home.spec(args.model)  # an unknown model or a bad spec is reported before a worker starts
-        outcome = train_in_worker(home.root, args.model, actor="cli", resume=args.resume is not None,
-                                  run_id=args.resume or None, retrain=args.retrain, say=say)
+        outcome = train_in_worker(
+            home.root,
+            args.model,
+            actor="cli",
+            resume=args.resume is not None,
+            run_id=args.resume or None,
+            retrain=args.retrain,
+            say=say,
+        )
         if isinstance(outcome, NothingNew):  # not an error: the version it names stands for this data
             print(outcome.message)
             return 0
@@ -55,8 +71,10 @@ def report_registered(v: ModelVersion, gates: GateReport, source: str = "", took
     for check in gates.checks:
         print(f"gate {check.name}: {check.verdict} — {check.detail}")
     if gates.passed:
-        print(f"registered {v.model} v{v.version}{source} as candidate{took}; "
-              f"promote it with `appliance promote {v.model} {v.version}`")
+        print(
+            f"registered {v.model} v{v.version}{source} as candidate{took}; "
+            f"promote it with `appliance promote {v.model} {v.version}`"
+        )
         return 0
     print(f"registered {v.model} v{v.version} as REJECTED: it failed its gates and cannot be promoted")
     return 1
@@ -67,8 +85,20 @@ def _runs_list(args: argparse.Namespace) -> int:
 
     with open_home(args) as home:
         found = list_runs(home.tracking, args.model, args.limit)
-    rows = [(r.id[:8], r.model, r.kind, r.name, r.status, when(r.started_at), _seconds(r), str(r.children or ""),
-             (r.error or "")[:60]) for r in found]
+    rows = [
+        (
+            r.id[:8],
+            r.model,
+            r.kind,
+            r.name,
+            r.status,
+            when(r.started_at),
+            _seconds(r),
+            str(r.children or ""),
+            (r.error or "")[:60],
+        )
+        for r in found
+    ]
     table(("RUN", "MODEL", "KIND", "NAME", "STATUS", "STARTED", "SECONDS", "CHILDREN", "ERROR"), rows)
     if not rows:
         print("no runs yet — run `appliance train MODEL`")
@@ -101,17 +131,29 @@ def _runs_show(args: argparse.Namespace) -> int:
         print("data " + ", ".join(h[:12] for h in d.data))
     if stages:
         print("\nstages")
-        table(("STAGE", "STATUS", "STARTED", "SECONDS", "ATTEMPTS", "ERROR"),
-              [(s.stage, s.status, when(s.started_at), f"{s.ended_at - s.started_at:.2f}" if s.ended_at else "",
-                str(s.attempts), (s.error or "")[:70]) for s in stages])
+        table(
+            ("STAGE", "STATUS", "STARTED", "SECONDS", "ATTEMPTS", "ERROR"),
+            [
+                (
+                    s.stage,
+                    s.status,
+                    when(s.started_at),
+                    f"{s.ended_at - s.started_at:.2f}" if s.ended_at else "",
+                    str(s.attempts),
+                    (s.error or "")[:70],
+                )
+                for s in stages
+            ],
+        )
     for title, values in (("params", d.params), ("tags", d.tags), ("artifacts", d.artifacts)):
         if values:
             print(f"\n{title}")
             table(("KEY", "VALUE"), [(k, _short_value(v)) for k, v in values.items()])
     if d.metrics:
         print("\nmetrics (last value of each series)")
-        table(("METRIC", "VALUE", "POINTS"),
-              [(k, _short_value(v), str(d.metric_points[k])) for k, v in d.metrics.items()])
+        table(
+            ("METRIC", "VALUE", "POINTS"), [(k, _short_value(v), str(d.metric_points[k])) for k, v in d.metrics.items()]
+        )
     if d.child_runs:
         print("\nchild runs")
         table(("RUN", "NAME", "STATUS", "SECONDS"), [(c.id[:8], c.name, c.status, _seconds(c)) for c in d.child_runs])

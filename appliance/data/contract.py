@@ -27,8 +27,15 @@ POLARS_TYPES: dict[str, pl.DataType] = {
 
 # Text timestamps: the format polars infers from a column's first value, then ISO 8601's common forms
 # (a zone offset or 'Z' converts to UTC; text without one is taken as UTC).
-TIMESTAMP_FORMATS = [None, "%Y-%m-%dT%H:%M:%S%.f%#z", "%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f",
-                     "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M", "%Y-%m-%d"]
+TIMESTAMP_FORMATS = [
+    None,
+    "%Y-%m-%dT%H:%M:%S%.f%#z",
+    "%Y-%m-%dT%H:%M:%S%.f",
+    "%Y-%m-%d %H:%M:%S%.f",
+    "%Y-%m-%dT%H:%M",
+    "%Y-%m-%d %H:%M",
+    "%Y-%m-%d",
+]
 # More than this share of a column failing its type is a broken batch, not a few bad rows.
 UNREADABLE_SHARE = 0.5
 # A batch below this share of the contract's daily volume is refused outright.
@@ -36,32 +43,36 @@ VOLUME_FLOOR_SHARE = 0.5
 
 
 class FieldRule(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    name: str                   # the column's name
-    type: FieldType             # what the column must read as; a value that does not quarantines its row
-    nullable: bool = True       # false: a null quarantines its row
-    unique: bool = False        # true: a value names one row, in its batch (a repeat is quarantined) and across batches
-    on_repeat: Literal[         # a unique value an earlier batch holds with other values: "reject" quarantines the
-        "reject", "replace",    # new row, naming the value and the snapshot holding it (the default: no version of
-    ] = "reject"                # a row is dropped unseen); "replace": the newer batch's row wins wherever rows are read
-    min: float | None = None    # a value below it quarantines its row
-    max: float | None = None    # a value above it quarantines its row
+    name: str  # the column's name
+    type: FieldType  # what the column must read as; a value that does not quarantines its row
+    nullable: bool = True  # false: a null quarantines its row
+    unique: bool = False  # true: a value names one row, in its batch (a repeat is quarantined) and across batches
+    on_repeat: Literal[  # a unique value an earlier batch holds with other values: "reject" quarantines the
+        "reject",
+        "replace",  # new row, naming the value and the snapshot holding it (the default: no version of
+    ] = "reject"  # a row is dropped unseen); "replace": the newer batch's row wins wherever rows are read
+    min: float | None = None  # a value below it quarantines its row
+    max: float | None = None  # a value above it quarantines its row
     allowed_values: list[str | int | float] | None = None  # any other value quarantines its row
 
     def __post_init__(self) -> None:
         if self.on_repeat == "replace" and not self.unique:
-            raise FieldError("on_repeat", f'"replace" needs unique = true on field \'{self.name}\' (a newer batch '
-                             "replaces the row a unique value names): set it, or leave on_repeat out")
+            raise FieldError(
+                "on_repeat",
+                f"\"replace\" needs unique = true on field '{self.name}' (a newer batch "
+                "replaces the row a unique value names): set it, or leave on_repeat out",
+            )
 
 
 class ContractInfo(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    name: str                   # the contract's name, quoted in errors
-    version: str                # e.g. '1.0'; for people, not checked
-    event_time: str             # the column freshness and volume are measured on
-    description: str = ""       # what a row is, for people
+    name: str  # the contract's name, quoted in errors
+    version: str  # e.g. '1.0'; for people, not checked
+    event_time: str  # the column freshness and volume are measured on
+    description: str = ""  # what a row is, for people
 
 
 class Freshness(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    max_staleness: str          # a newest event older than this at ingest is a warning: '24h', '7d'
+    max_staleness: str  # a newest event older than this at ingest is a warning: '24h', '7d'
 
     def __post_init__(self) -> None:
         check_duration("max_staleness", self.max_staleness)
@@ -72,12 +83,12 @@ class Freshness(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 
 class Volume(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    min_rows_per_day: int       # fewer accepted rows a day warns; far fewer (VOLUME_FLOOR_SHARE) refuses the batch
+    min_rows_per_day: int  # fewer accepted rows a day warns; far fewer (VOLUME_FLOOR_SHARE) refuses the batch
 
 
 class DataContract(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    contract: ContractInfo      # the contract's name, version and event-time column
-    fields: list[FieldRule]     # the columns a batch must have, one table each; other columns are dropped
+    contract: ContractInfo  # the contract's name, version and event-time column
+    fields: list[FieldRule]  # the columns a batch must have, one table each; other columns are dropped
     freshness: Freshness | None = None  # how recent the newest event must be; left out: not checked
     volume: Volume | None = None  # the rows a day a batch should bring; left out: not checked
 
@@ -92,19 +103,25 @@ class ContractResult(msgspec.Struct):
 
     rows_read: int
     accepted: pl.DataFrame
-    quarantined: pl.DataFrame          # the offending rows as read, plus a ``reason`` column
+    quarantined: pl.DataFrame  # the offending rows as read, plus a ``reason`` column
     warnings: list[str]
-    accepted_rows: pl.Series           # which rows of the batch as read were accepted (``quarantine_accepted``)
+    accepted_rows: pl.Series  # which rows of the batch as read were accepted (``quarantine_accepted``)
 
 
 def load_contract(path: Path) -> DataContract:
     """Read a data contract TOML file; a bad one is an error that names the file and the field."""
-    return load_toml(path, DataContract, "data contract", "a data contract .toml (a spec's [data] contract is "
-                     "relative to the spec)", fix="fix the contract and try again")
+    return load_toml(
+        path,
+        DataContract,
+        "data contract",
+        "a data contract .toml (a spec's [data] contract is relative to the spec)",
+        fix="fix the contract and try again",
+    )
 
 
-def check_batch(contract: DataContract, frame: pl.DataFrame, as_of: datetime | None = None,
-                horizon: EventHorizon | None = None) -> ContractResult:
+def check_batch(
+    contract: DataContract, frame: pl.DataFrame, as_of: datetime | None = None, horizon: EventHorizon | None = None
+) -> ContractResult:
     """Check a batch against the contract; raise for batch-level failures, quarantine bad rows (and, given
     the model's ``horizon``, rows whose event time is later than it allows)."""
     missing = [f.name for f in contract.fields if f.name not in frame.columns]
@@ -124,8 +141,11 @@ def check_batch(contract: DataContract, frame: pl.DataFrame, as_of: datetime | N
             raise InvalidInput(
                 f"column '{rule.name}' has type {frame.schema[rule.name]}, which does not read as "
                 f"the contract's {rule.type} ({share:.0%} of rows fail); nothing was written — "
-                + ("a file's times are datetimes or ISO 8601 text: convert the numbers first"
-                   if numbers else "fix the file's types")
+                + (
+                    "a file's times are datetimes or ISO 8601 text: convert the numbers first"
+                    if numbers
+                    else "fix the file's types"
+                )
             )
         article = "an" if rule.type == "integer" else "a"
         reasons.append(pl.when(unreadable).then(pl.lit(f"{rule.name}: not {article} {rule.type}")))
@@ -134,8 +154,7 @@ def check_batch(contract: DataContract, frame: pl.DataFrame, as_of: datetime | N
     value_reasons = [reason for rule in contract.fields for reason in _value_reasons(rule)]
     if horizon is not None:
         value_reasons += _horizon_reasons(contract, horizon, time.time())
-    reason = pl.concat_str([pl.col("_type").replace("", None), *value_reasons], separator="; ",
-                           ignore_nulls=True)
+    reason = pl.concat_str([pl.col("_type").replace("", None), *value_reasons], separator="; ", ignore_nulls=True)
     flagged = typed.with_columns(_reason=reason.replace("", None))
     bad = flagged["_reason"].is_not_null()
     accepted = flagged.filter(~bad).select([f.name for f in contract.fields])
@@ -155,15 +174,23 @@ def quarantine_accepted(result: ContractResult, batch: pl.DataFrame, reasons: pl
     read = batch.filter(result.accepted_rows).filter(refused).with_columns(reason=reasons.filter(refused))
     accepted_rows = result.accepted_rows.clone()
     accepted_rows.scatter(result.accepted_rows.arg_true().filter(refused), False)
-    return ContractResult(result.rows_read, result.accepted.filter(~refused),
-                          pl.concat([result.quarantined, read], how="vertical_relaxed"), result.warnings, accepted_rows)
+    return ContractResult(
+        result.rows_read,
+        result.accepted.filter(~refused),
+        pl.concat([result.quarantined, read], how="vertical_relaxed"),
+        result.warnings,
+        accepted_rows,
+    )
 
 
 def cast_columns(contract: DataContract, frame: pl.DataFrame) -> pl.DataFrame:
     """The frame with each contract column read as its declared type (a value that does not read
     becomes null; ``check_batch`` is what quarantines such rows). Other columns are left as they are."""
-    return frame.with_columns(cast_column(rule, frame.schema[rule.name]).alias(rule.name)
-                              for rule in contract.fields if rule.name in frame.columns)
+    return frame.with_columns(
+        cast_column(rule, frame.schema[rule.name]).alias(rule.name)
+        for rule in contract.fields
+        if rule.name in frame.columns
+    )
 
 
 def key_text_column(key: pl.Expr, key_type: str) -> pl.Expr:
@@ -179,8 +206,9 @@ def parse_times(text: pl.Expr) -> pl.Expr:
     """Text times as UTC datetimes (µs): the column's own format (inferred from its first value), else
     ISO 8601's common forms, so a column mixing '2026-05-02 14:03:07' and '2026-05-02T14:03:07Z' reads
     whole; text that is no time becomes null."""
-    return pl.coalesce([text.str.to_datetime(format=f, time_zone="UTC", strict=False, time_unit="us")
-                        for f in TIMESTAMP_FORMATS])
+    return pl.coalesce(
+        [text.str.to_datetime(format=f, time_zone="UTC", strict=False, time_unit="us") for f in TIMESTAMP_FORMATS]
+    )
 
 
 def cast_column(rule: FieldRule, source: pl.DataType) -> pl.Expr:
@@ -235,8 +263,11 @@ def _horizon_reasons(contract: DataContract, horizon: EventHorizon, now: float) 
     if not any(rule.name == name and rule.type == "timestamp" for rule in contract.fields):
         return []
     latest = datetime.fromtimestamp(horizon.bounds(now)[1], UTC)
-    return [pl.when(pl.col(name) > latest).then(pl.lit(
-        f'{name}: after {_minute(latest)}, the clock plus [data] event_time_future = "{horizon.future}"'))]
+    return [
+        pl.when(pl.col(name) > latest).then(
+            pl.lit(f'{name}: after {_minute(latest)}, the clock plus [data] event_time_future = "{horizon.future}"')
+        )
+    ]
 
 
 def _horizon_warnings(contract: DataContract, horizon: EventHorizon, quarantined: pl.DataFrame) -> list[str]:
@@ -244,9 +275,11 @@ def _horizon_warnings(contract: DataContract, horizon: EventHorizon, quarantined
     later = quarantined.filter(pl.col("reason").str.contains(f"{name}: after ", literal=True)).height
     if not later:
         return []
-    return [f"{later:,} rows quarantined for an event time after the clock plus [data] event_time_future = "
-            f'"{horizon.future}"; fix their times (a zone taken for UTC?) or widen it in the model\'s spec, and '
-            "ingest the file again"]
+    return [
+        f"{later:,} rows quarantined for an event time after the clock plus [data] event_time_future = "
+        f'"{horizon.future}"; fix their times (a zone taken for UTC?) or widen it in the model\'s spec, and '
+        "ingest the file again"
+    ]
 
 
 def _minute(moment: datetime) -> str:
@@ -274,7 +307,5 @@ def _batch_warnings(contract: DataContract, accepted: pl.DataFrame, as_of: datet
     if contract.freshness and as_of is not None:
         age = as_of - last
         if age > contract.freshness.limit:
-            warnings.append(
-                f"stale: newest event is {age} old, the contract allows {contract.freshness.max_staleness}"
-            )
+            warnings.append(f"stale: newest event is {age} old, the contract allows {contract.freshness.max_staleness}")
     return warnings

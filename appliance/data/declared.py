@@ -21,8 +21,8 @@ from appliance.task import Task, label_text
 READABLE_AS = {
     "float": {"float", "integer"},
     "integer": {"integer"},
-    "boolean": {"boolean", "integer"},      # an integer flag must be limited to 0 and 1
-    "category": {"string", "integer"},      # a true/false column is a boolean feature
+    "boolean": {"boolean", "integer"},  # an integer flag must be limited to 0 and 1
+    "category": {"string", "integer"},  # a true/false column is a boolean feature
 }
 
 
@@ -33,8 +33,10 @@ def model_contract(spec: ModelSpec) -> DataContract:
     classes = spec.target.classes
     if spec.target.task != "multiclass" or classes is None:
         return contract
-    fields = [msgspec.structs.replace(rule, allowed_values=list(classes)) if rule.name == spec.target.column
-              else rule for rule in contract.fields]
+    fields = [
+        msgspec.structs.replace(rule, allowed_values=list(classes)) if rule.name == spec.target.column else rule
+        for rule in contract.fields
+    ]
     return msgspec.structs.replace(contract, fields=fields)
 
 
@@ -51,9 +53,11 @@ def model_task(spec: ModelSpec, contract: DataContract | None = None) -> Task:
         rule = _rules(contract or model_contract(spec)).get(target.column)
         classes = rule.allowed_values if rule else None
         if not classes or len(classes) < 3:
-            raise InvalidInput(f"model spec {spec.path or spec.name}: a multiclass target needs its classes: "
-                               f"declare classes = [...] under [target], or allowed_values for '{target.column}' "
-                               "in the data contract (three or more)")
+            raise InvalidInput(
+                f"model spec {spec.path or spec.name}: a multiclass target needs its classes: "
+                f"declare classes = [...] under [target], or allowed_values for '{target.column}' "
+                "in the data contract (three or more)"
+            )
     return Task("multiclass", tuple(c if isinstance(c, str) else int(c) for c in classes))
 
 
@@ -83,12 +87,14 @@ def check_spec_types(spec: ModelSpec, contract: DataContract | None = None) -> N
     if time_rule is None:
         problems.append(f"the event time '{keys.event_time}' is not a contract field")
     elif time_rule.type != "timestamp":
-        problems.append(f"the event time '{keys.event_time}' is a {time_rule.type}; declare it a timestamp "
-                        "(ISO 8601 text and datetimes both read as one)")
+        problems.append(
+            f"the event time '{keys.event_time}' is a {time_rule.type}; declare it a timestamp "
+            "(ISO 8601 text and datetimes both read as one)"
+        )
     target = rules.get(spec.target.column)
     if target is None:
         problems.append(f"the target '{spec.target.column}' is not a contract field")
-    else:   # judged on the contract as written, not as narrowed to the spec's classes (model_contract)
+    else:  # judged on the contract as written, not as narrowed to the spec's classes (model_contract)
         written = _rules(load_contract(spec.resolve(spec.data.contract))).get(spec.target.column, target)
         problems += _target_disagreement(spec, written)
     for f in keys.request:
@@ -123,62 +129,93 @@ def check_entity_file(spec: ModelSpec, frame: pl.DataFrame | None = None) -> Non
         dtype = frame.schema[f.name]
         if f.type in ("float", "integer") and not (dtype.is_integer() if f.type == "integer" else dtype.is_numeric()):
             problems.append(f"attribute '{f.name}' is a {f.type} in the spec but holds {dtype}")
-        elif f.type == "boolean" and dtype != pl.Boolean and not (
-                dtype.is_integer() and frame[f.name].drop_nulls().is_in([0, 1]).all()):
-            problems.append(f"attribute '{f.name}' is a boolean in the spec but holds {dtype} values other "
-                            "than true/false or 0/1")
+        elif (
+            f.type == "boolean"
+            and dtype != pl.Boolean
+            and not (dtype.is_integer() and frame[f.name].drop_nulls().is_in([0, 1]).all())
+        ):
+            problems.append(
+                f"attribute '{f.name}' is a boolean in the spec but holds {dtype} values other than true/false or 0/1"
+            )
     key = spec.features.entity_key
     if key not in frame.columns:
         problems.append(f"the entity key '{key}' is not a column")
     if problems:
-        raise InvalidInput(f"entity attributes file {path} does not fit model spec {spec.path or spec.name}: "
-                           f"{'; '.join(problems)}; fix the file or the spec's entity_attributes")
+        raise InvalidInput(
+            f"entity attributes file {path} does not fit model spec {spec.path or spec.name}: "
+            f"{'; '.join(problems)}; fix the file or the spec's entity_attributes"
+        )
 
 
 # The contract types a target of each task reads from.
-TARGET_TYPES = {"binary": {"integer", "boolean", "float"}, "multiclass": {"string", "integer"},
-                "regression": {"float", "integer"}}
+TARGET_TYPES = {
+    "binary": {"integer", "boolean", "float"},
+    "multiclass": {"string", "integer"},
+    "regression": {"float", "integer"},
+}
 
 
 def _target_disagreement(spec: ModelSpec, rule: FieldRule) -> list[str]:
     task = spec.target.task
     if rule.type not in TARGET_TYPES[task]:
         readable = " or ".join(sorted(TARGET_TYPES[task]))
-        hint = {"regression": "; a text target is a class: set task = \"multiclass\"",
-                "multiclass": "; a numeric target is a value: set task = \"regression\""}.get(task, "")
-        return [(f"the target '{rule.name}' is a {rule.type} in the contract, which a {task} target cannot be "
-                 f"(it reads from {readable}){hint}")]
+        hint = {
+            "regression": '; a text target is a class: set task = "multiclass"',
+            "multiclass": '; a numeric target is a value: set task = "regression"',
+        }.get(task, "")
+        return [
+            (
+                f"the target '{rule.name}' is a {rule.type} in the contract, which a {task} target cannot be "
+                f"(it reads from {readable}){hint}"
+            )
+        ]
     classes = spec.target.classes
     if task == "multiclass" and classes is not None:
         typed = str if rule.type == "string" else int
         mistyped = [c for c in classes if type(c) is not typed]
         if mistyped:
             word, how = ("text", 'quoted text, "like this"') if typed is str else ("integers", "a number")
-            return [(f"target.classes {mistyped} are not {word}, but '{rule.name}' is a {rule.type} in the "
-                     f"contract; write every class as {how}")]
+            return [
+                (
+                    f"target.classes {mistyped} are not {word}, but '{rule.name}' is a {rule.type} in the "
+                    f"contract; write every class as {how}"
+                )
+            ]
         if rule.allowed_values is not None:
             declared = {label_text(c) for c in rule.allowed_values}
             outside = [c for c in classes if label_text(c) not in declared]
             if outside:
-                return [(f"target.classes {outside} are not among the contract's allowed_values for "
-                         f"'{rule.name}' {rule.allowed_values}; add them there or remove them from the spec")]
+                return [
+                    (
+                        f"target.classes {outside} are not among the contract's allowed_values for "
+                        f"'{rule.name}' {rule.allowed_values}; add them there or remove them from the spec"
+                    )
+                ]
     if task == "multiclass" and classes is None and len(rule.allowed_values or []) < 3:
         found = rule.allowed_values or []
-        return [(f"the multiclass target '{rule.name}' has {'no classes' if not found else f'only {found}'}: "
-                 "declare classes = [...] under [target], or allowed_values in the contract (three or more)")]
+        return [
+            (
+                f"the multiclass target '{rule.name}' has {'no classes' if not found else f'only {found}'}: "
+                "declare classes = [...] under [target], or allowed_values in the contract (three or more)"
+            )
+        ]
     return []
 
 
 def _disagreement(name: str, feature_type: str, rule: FieldRule) -> list[str]:
     if rule.type not in READABLE_AS[feature_type]:
         readable = " or ".join(sorted(READABLE_AS[feature_type]))
-        return [f"feature '{name}' is a {feature_type} in the spec but a {rule.type} in the contract "
-                f"(a {feature_type} reads from {readable})"]
+        return [
+            f"feature '{name}' is a {feature_type} in the spec but a {rule.type} in the contract "
+            f"(a {feature_type} reads from {readable})"
+        ]
     if feature_type == "boolean" and rule.type == "integer":
         allowed = set(rule.allowed_values or [])
         if not allowed or not allowed <= {0, 1}:
-            return [f"feature '{name}' is a boolean in the spec and an integer in the contract: limit it "
-                    "with allowed_values = [0, 1]"]
+            return [
+                f"feature '{name}' is a boolean in the spec and an integer in the contract: limit it "
+                "with allowed_values = [0, 1]"
+            ]
     return []
 
 

@@ -29,16 +29,16 @@ from appliance.errors import InvalidInput
 from appliance.spec import ValidationSection, load_spec
 from appliance.task import TaskKind
 
-ALLOWED_VALUES_MAX = 50     # a string or integer code column with at most this many values lists them
-CATEGORY_MAX = 1000         # a string column with more distinct values is not a category feature
-MOSTLY_NULL = 0.5           # a column null in more than this share of rows is not a feature
-EVAL_SHARE = 0.2            # the share of the data's days held out for evaluation
+ALLOWED_VALUES_MAX = 50  # a string or integer code column with at most this many values lists them
+CATEGORY_MAX = 1000  # a string column with more distinct values is not a category feature
+MOSTLY_NULL = 0.5  # a column null in more than this share of rows is not a feature
+EVAL_SHARE = 0.2  # the share of the data's days held out for evaluation
 MIN_STALENESS_DAYS = 3
-SMALL_DATA_ROWS = 10_000    # fewer labelled rows than this get smaller trees
+SMALL_DATA_ROWS = 10_000  # fewer labelled rows than this get smaller trees
 STARTING_GATES = {"min_auc": 0.6, "min_recall": 0.0}
-CODES_MAX = 20              # whole numbers with 3..this many values are taken for class codes, more for a quantity
-EVAL_MIN_ROWS = 100         # regression: labelled rows each side of the evaluation split should hold at least
-ABOVE_CHANCE = 0.1          # a first classifier's gate asks this much above guessing (binary: min_auc 0.6)
+CODES_MAX = 20  # whole numbers with 3..this many values are taken for class codes, more for a quantity
+EVAL_MIN_ROWS = 100  # regression: labelled rows each side of the evaluation split should hold at least
+ABOVE_CHANCE = 0.1  # a first classifier's gate asks this much above guessing (binary: min_auc 0.6)
 DEFAULT_MAX_MISSING = ValidationSection().max_missing_share  # the spec's default
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 _TEXT = (pl.String, pl.Categorical, pl.Enum)
@@ -63,13 +63,20 @@ class _Target(msgspec.Struct):
 
 
 class _Column(msgspec.Struct):
-    rule: FieldRule | None      # None: no contract type fits, so the column is left out of the contract
-    feature: str | None         # the request feature type, or None: left out of the features
-    why: str                    # the assumption line for this column
+    rule: FieldRule | None  # None: no contract type fits, so the column is left out of the contract
+    feature: str | None  # the request feature type, or None: left out of the features
+    why: str  # the assumption line for this column
 
 
-def draft_model(source: Path, target: str, out: Path, time: str | None = None, entity: str | None = None,
-                name: str | None = None, task: TaskKind | None = None) -> Draft:
+def draft_model(
+    source: Path,
+    target: str,
+    out: Path,
+    time: str | None = None,
+    entity: str | None = None,
+    name: str | None = None,
+    task: TaskKind | None = None,
+) -> Draft:
     """Infer a data contract and a model spec from ``source``; nothing is written (see ``write_draft``).
     ``task`` None: guessed from the target's values (see ``_target``)."""
     source, out = Path(source), Path(out)
@@ -81,8 +88,9 @@ def draft_model(source: Path, target: str, out: Path, time: str | None = None, e
         raise InvalidInput(f"{source} holds no rows; draft from a file with the data the model learns from")
     for flag, column in (("--target", target), ("--time", time), ("--entity", entity)):
         if column is not None and column not in frame.columns:
-            raise InvalidInput(f"{source} has no column '{column}'; pass {flag} with one of: "
-                               f"{', '.join(frame.columns)}")
+            raise InvalidInput(
+                f"{source} has no column '{column}'; pass {flag} with one of: {', '.join(frame.columns)}"
+            )
     roles = [c for c in (target, time, entity) if c is not None]
     if len(set(roles)) != len(roles):
         raise InvalidInput(f"--target, --time and --entity must name different columns, got {roles}")
@@ -103,42 +111,74 @@ def draft_model(source: Path, target: str, out: Path, time: str | None = None, e
     assumptions[:0] = [f"column '{c}': {d.why}" for c, d in columns.items()]
     features = [(c, d.feature) for c, d in columns.items() if d.feature is not None]
     if not features:
-        raise InvalidInput(f"no column of {source} can be a request feature ("
-                           + "; ".join(f"{c}: {d.why}" for c, d in columns.items())
-                           + "); add the columns the model should learn from")
+        raise InvalidInput(
+            f"no column of {source} can be a request feature ("
+            + "; ".join(f"{c}: {d.why}" for c, d in columns.items())
+            + "); add the columns the model should learn from"
+        )
     contract = DataContract(
-        contract=ContractInfo(name=name, version="1.0", event_time=time,
-                              description=f"Drafted from {source.name} by `appliance init --from`; say here "
-                                          "what one row is and where it comes from."),
-        fields=[d.rule for d in columns.values() if d.rule is not None])
+        contract=ContractInfo(
+            name=name,
+            version="1.0",
+            event_time=time,
+            description=f"Drafted from {source.name} by `appliance init --from`; say here "
+            "what one row is and where it comes from.",
+        ),
+        fields=[d.rule for d in columns.values() if d.rule is not None],
+    )
     accepted = _accepted(source, frame, contract, time)
     volume, volume_why = _volume(accepted[time])
     staleness, staleness_why = _staleness(accepted[time])
     contract_text = _contract_toml(contract, columns, volume, volume_why, staleness, staleness_why)
-    assumptions += [f"volume: min_rows_per_day {volume} — {volume_why}",
-                    f"freshness: max_staleness {staleness} — {staleness_why}"]
+    assumptions += [
+        f"volume: min_rows_per_day {volume} — {volume_why}",
+        f"freshness: max_staleness {staleness} — {staleness_why}",
+    ]
 
     # a binary target as 0/1 (a boolean column too), a class as itself, a value as a float
-    label = {"binary": pl.col(target).cast(pl.Int8), "multiclass": pl.col(target),
-             "regression": pl.col(target).cast(pl.Float64)}[drafted.task]
-    labelled = accepted.filter(pl.col(target).is_not_null()).select(_day=pl.col(time).dt.truncate("1d"),
-                                                                    _label=label)
+    label = {
+        "binary": pl.col(target).cast(pl.Int8),
+        "multiclass": pl.col(target),
+        "regression": pl.col(target).cast(pl.Float64),
+    }[drafted.task]
+    labelled = accepted.filter(pl.col(target).is_not_null()).select(_day=pl.col(time).dt.truncate("1d"), _label=label)
     eval_days, eval_why = _eval_days(labelled, drafted)
     params, params_why = _params(labelled.height)
     missing = max((frame[c].null_count() / frame.height for c, _ in features), default=0.0)
-    max_missing = (DEFAULT_MAX_MISSING if missing <= DEFAULT_MAX_MISSING
-                   else round(math.ceil(missing * 20) / 20 + 0.05, 2))
+    max_missing = (
+        DEFAULT_MAX_MISSING if missing <= DEFAULT_MAX_MISSING else round(math.ceil(missing * 20) / 20 + 0.05, 2)
+    )
     assumptions.append(f"training: eval_days {eval_days} — {eval_why}")
     assumptions.append(f"training: {params_why}")
     gates, gates_why = _starting_gates(drafted, labelled, eval_days)
     assumptions.append(
         f"validation: {gates_why}"
-        + (f"; max_missing_share {max_missing}: a feature is null in {missing:.1%} of rows (the default "
-           f"{DEFAULT_MAX_MISSING} would stop training)" if max_missing != DEFAULT_MAX_MISSING else ""))
+        + (
+            f"; max_missing_share {max_missing}: a feature is null in {missing:.1%} of rows (the default "
+            f"{DEFAULT_MAX_MISSING} would stop training)"
+            if max_missing != DEFAULT_MAX_MISSING
+            else ""
+        )
+    )
     here = source.resolve()
     data_source = str(here.relative_to(out.resolve()) if here.is_relative_to(out.resolve()) else here)
-    spec_text = _spec_toml(name, source, data_source, contract_path.name, time, entity, target, drafted, features,
-                           eval_days, eval_why, params, params_why, gates, max_missing)
+    spec_text = _spec_toml(
+        name,
+        source,
+        data_source,
+        contract_path.name,
+        time,
+        entity,
+        target,
+        drafted,
+        features,
+        eval_days,
+        eval_why,
+        params,
+        params_why,
+        gates,
+        max_missing,
+    )
     return Draft(name, spec_path, contract_path, spec_text, contract_text, assumptions)
 
 
@@ -148,8 +188,9 @@ def write_draft(draft: Draft) -> None:
     folder = draft.spec_path.parent
     if folder.exists() and not folder.is_dir():
         raise InvalidInput(f"--out {folder} is a file; pass a folder for the spec and the contract")
-    temporary = {path: path.with_name(f".{path.name}.{os.getpid()}.tmp")
-                 for path in (draft.contract_path, draft.spec_path)}
+    temporary = {
+        path: path.with_name(f".{path.name}.{os.getpid()}.tmp") for path in (draft.contract_path, draft.spec_path)
+    }
     written: list[Path] = []
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -165,8 +206,10 @@ def write_draft(draft: Draft) -> None:
         for path in written:
             path.unlink(missing_ok=True)
         if isinstance(e, OSError):
-            raise InvalidInput(f"could not write the draft to {folder} ({e.strerror or e}); nothing was written — "
-                               "pass --out DIR with a folder you can write to") from None
+            raise InvalidInput(
+                f"could not write the draft to {folder} ({e.strerror or e}); nothing was written — "
+                "pass --out DIR with a folder you can write to"
+            ) from None
         raise
     finally:
         for tmp in temporary.values():
@@ -175,11 +218,11 @@ def write_draft(draft: Draft) -> None:
 
 # -- names and files -----------------------------------------------------------------------------
 
+
 def _model_name(source: Path, name: str | None) -> str:
     if name is not None:
         if not _NAME.fullmatch(name):
-            raise InvalidInput(f"--name {name!r} must be letters, digits, '_' or '-', starting with a "
-                               "letter or digit")
+            raise InvalidInput(f"--name {name!r} must be letters, digits, '_' or '-', starting with a letter or digit")
         return name
     stem = source.name if source.is_dir() else source.stem
     return re.sub(r"[^a-z0-9_-]+", "_", stem.lower()).strip("_-") or "model"
@@ -188,11 +231,14 @@ def _model_name(source: Path, name: str | None) -> str:
 def _refuse_existing(*paths: Path) -> None:
     existing = [str(p) for p in paths if p.exists()]
     if existing:
-        raise InvalidInput(f"{' and '.join(existing)} already {'exist' if len(existing) > 1 else 'exists'}; "
-                           "nothing was written — pass --out DIR (or --name NAME) or remove them")
+        raise InvalidInput(
+            f"{' and '.join(existing)} already {'exist' if len(existing) > 1 else 'exists'}; "
+            "nothing was written — pass --out DIR (or --name NAME) or remove them"
+        )
 
 
 # -- columns -------------------------------------------------------------------------------------
+
 
 def _reads_as(frame: pl.DataFrame, column: str, type: str) -> bool:
     """Whether every non-null value of ``column`` reads as ``type`` by the contract's own rules."""
@@ -249,8 +295,9 @@ def _feature_column(frame: pl.DataFrame, column: str, no_entity: bool) -> _Colum
         rule = msgspec.structs.replace(rule, unique=True)
         return _Column(rule, None, f"{why}, every value distinct → unique; an identifier, left out of the features")
     if distinct == 1:
-        return _Column(rule, None, f"{why}, a single value ({values[0]!r}): carries nothing to learn, "
-                                   "left out of the features")
+        return _Column(
+            rule, None, f"{why}, a single value ({values[0]!r}): carries nothing to learn, left out of the features"
+        )
     if type == "timestamp":
         return _Column(rule, None, f"{why}: a time is not a feature type, left out of the features")
     mostly_null = series.null_count() / frame.height > MOSTLY_NULL
@@ -263,20 +310,29 @@ def _feature_column(frame: pl.DataFrame, column: str, no_entity: bool) -> _Colum
         rule, range_why = _range(rule, values)
         why = f"{why}, {range_why}"
         if type == "integer" and distinct <= ALLOWED_VALUES_MAX:
-            why += (f", {distinct} values without gaps: read as a quantity, not codes (make it a category with "
-                    "allowed_values if they are codes)")
+            why += (
+                f", {distinct} values without gaps: read as a quantity, not codes (make it a category with "
+                "allowed_values if they are codes)"
+            )
     elif type == "string":
         if distinct <= ALLOWED_VALUES_MAX:
             listed = sorted(values.cast(pl.String).unique().to_list())
             rule = msgspec.structs.replace(rule, allowed_values=listed)
             why = f"{why}, {distinct} distinct values → allowed_values {_short(listed)}"
         elif distinct > values.len() / 2:
-            return _Column(rule, None, f"{why}, {distinct:,} distinct values in {values.len():,} rows: an "
-                                       "identifier or free text, left out of the features")
+            return _Column(
+                rule,
+                None,
+                f"{why}, {distinct:,} distinct values in {values.len():,} rows: an "
+                "identifier or free text, left out of the features",
+            )
         elif distinct > CATEGORY_MAX:
             hint = f" (if it names an entity, pass --entity {column})" if no_entity else ""
-            return _Column(rule, None, f"{why}, {distinct:,} distinct values: too many for a category, left out "
-                                       f"of the features{hint}")
+            return _Column(
+                rule,
+                None,
+                f"{why}, {distinct:,} distinct values: too many for a category, left out of the features{hint}",
+            )
         else:
             why = f"{why}, {distinct:,} distinct values: too many to list as allowed values"
     if mostly_null:
@@ -301,8 +357,10 @@ def _range(rule: FieldRule, values: pl.Series) -> tuple[FieldRule, str]:
     if rule.type == "integer":
         lo, hi = math.floor(lo), math.ceil(hi)
     rule = msgspec.structs.replace(rule, min=lo, max=hi)
-    return rule, (f"seen {_num(low)}..{_num(high)} → min {_num(lo)}, max {_num(hi)} (widened by half the "
-                  f"range{', not below 0' if low >= 0 else ''})")
+    return rule, (
+        f"seen {_num(low)}..{_num(high)} → min {_num(lo)}, max {_num(hi)} (widened by half the "
+        f"range{', not below 0' if low >= 0 else ''})"
+    )
 
 
 def _target(frame: pl.DataFrame, source: Path, target: str, task: TaskKind | None) -> _Target:
@@ -315,21 +373,27 @@ def _target(frame: pl.DataFrame, source: Path, target: str, task: TaskKind | Non
     text = isinstance(dtype, _TEXT)
     where = f"target '{target}' of {source}"
     if values.len() == 0:
-        raise InvalidInput(f"{where} has no values (every row is null); pass --target with the column the model "
-                           "learns to predict")
+        raise InvalidInput(
+            f"{where} has no values (every row is null); pass --target with the column the model learns to predict"
+        )
     lowered = values.cast(pl.String).str.to_lowercase() if text else values
-    if lowered.n_unique() == 2 and (dtype == pl.Boolean or set(lowered.unique().to_list()) == {"true", "false"}
-                                    or (dtype.is_numeric() and set(values.unique().to_list()) == {0, 1})):
-        coded = "binary"    # what binary models have always been drafted from
+    if lowered.n_unique() == 2 and (
+        dtype == pl.Boolean
+        or set(lowered.unique().to_list()) == {"true", "false"}
+        or (dtype.is_numeric() and set(values.unique().to_list()) == {0, 1})
+    ):
+        coded = "binary"  # what binary models have always been drafted from
     elif text or dtype == pl.Boolean:
         coded = "text"
     elif dtype.is_integer() or (dtype.is_float() and values.is_finite().all() and (values.round(0) == values).all()):
-        coded = "whole"     # integral floats too: pandas writes an integer column with gaps as floats
+        coded = "whole"  # integral floats too: pandas writes an integer column with gaps as floats
     elif dtype.is_numeric():
         coded = "number"
     else:
-        raise InvalidInput(f"{where} has type {dtype}, which no task reads; a target is 0/1, true/false, class "
-                           "labels (text or whole numbers) or a number — pass another column")
+        raise InvalidInput(
+            f"{where} has type {dtype}, which no task reads; a target is 0/1, true/false, class "
+            "labels (text or whole numbers) or a number — pass another column"
+        )
     seen = sorted(values.cast(pl.String).unique().to_list()) if text else sorted(values.unique().to_list())
     distinct = len(seen)
     guessed = task is None
@@ -339,27 +403,37 @@ def _target(frame: pl.DataFrame, source: Path, target: str, task: TaskKind | Non
         ways = ["map them to 0/1 in the file (1 for the class the model gives the probability of)"] * (distinct == 2)
         ways += ["pass --task multiclass for classes"] * (coded in ("text", "whole") and distinct >= 3)
         ways += ["pass --task regression for a number"] * (coded in ("whole", "number") and distinct >= 2)
-        raise InvalidInput(f"--task binary: {where} holds {distinct:,} distinct value(s) {_short(seen)}; a binary "
-                           "target holds two, coded 0/1 or true/false — "
-                           + (" or ".join(ways) or "pass the column the model learns to predict"))
+        raise InvalidInput(
+            f"--task binary: {where} holds {distinct:,} distinct value(s) {_short(seen)}; a binary "
+            "target holds two, coded 0/1 or true/false — "
+            + (" or ".join(ways) or "pass the column the model learns to predict")
+        )
     elif task == "multiclass" and (coded == "number" or distinct < 3):
         raise InvalidInput(
-            f"--task multiclass: {where} holds fractional numbers (e.g. {_short(seen[:3])}); classes are text or whole "
-            "numbers — pass --task regression for a number" if coded == "number" else
-            f"--task multiclass: {where} holds {distinct} distinct value(s) {_short(seen)}; a multiclass target has "
-            "three or more classes — for two, pass --task binary with them coded 0/1 or true/false")
+            f"--task multiclass: {where} holds fractional numbers (e.g. {_short(seen[:3])}); classes are text or "
+            "whole numbers — pass --task regression for a number"
+            if coded == "number"
+            else f"--task multiclass: {where} holds {distinct} distinct value(s) {_short(seen)}; a multiclass target "
+            "has three or more classes — for two, pass --task binary with them coded 0/1 or true/false"
+        )
     elif task == "regression" and coded not in ("whole", "number") and not (coded == "binary" and dtype.is_numeric()):
         flags = coded == "binary" or dtype == pl.Boolean
-        raise InvalidInput(f"--task regression: {where} holds {'true/false' if flags else 'text'} (e.g. "
-                           f"{_short(seen[:3])}); a regression target is a number — pass "
-                           f"{'--task binary' if flags else '--task multiclass for classes'} or leave --task out")
+        raise InvalidInput(
+            f"--task regression: {where} holds {'true/false' if flags else 'text'} (e.g. "
+            f"{_short(seen[:3])}); a regression target is a number — pass "
+            f"{'--task binary' if flags else '--task multiclass for classes'} or leave --task out"
+        )
     if task == "regression" and distinct < 2:
-        raise InvalidInput(f"{where} holds a single value {_short(seen)}; there is nothing to learn — pass the "
-                           "column the model learns to predict")
+        raise InvalidInput(
+            f"{where} holds a single value {_short(seen)}; there is nothing to learn — pass the "
+            "column the model learns to predict"
+        )
     if task == "multiclass" and distinct > values.len() / 2:
-        raise InvalidInput(f"{where} holds {distinct:,} distinct values in {values.len():,} labelled rows, most "
-                           "of them once: an identifier or free text, not classes a model can learn — pass another "
-                           "column")
+        raise InvalidInput(
+            f"{where} holds {distinct:,} distinct values in {values.len():,} labelled rows, most "
+            "of them once: an identifier or free text, not classes a model can learn — pass another "
+            "column"
+        )
 
     nullable = series.null_count() > 0
     unlabelled = f"; {series.null_count():,} rows without a label are kept as unlabelled" if nullable else ""
@@ -372,25 +446,50 @@ def _target(frame: pl.DataFrame, source: Path, target: str, task: TaskKind | Non
         labels = values.cast(pl.String) if text else values.cast(pl.Int64)
         counts = labels.value_counts().sort(["count", target], descending=[True, False])
         (most, most_n), (least, least_n) = counts.row(0), counts.row(-1)
-        codes = (f"; whole numbers with {distinct} values, taken for class codes — pass --task regression to "
-                 "treat them as a number" if coded == "whole" and guessed else "")
-        many = (f"; more classes than the {ALLOWED_VALUES_MAX} a text target is guessed to have: check they are "
-                "classes" if distinct > ALLOWED_VALUES_MAX else "")
-        return _Target(rule, "multiclass", classes, (
-            f"the target, {distinct} classes ({rule.type}, allowed_values {_short(classes)}, sorted: the order of "
-            f"[target] classes and of the model's probabilities), most common {most!r} in {most_n / values.len():.1%} "
-            f"and least common {least!r} in {least_n / values.len():.1%} of {values.len():,} labelled rows"
-            f"{codes}{many}{unlabelled}"))
-    rule, range_why = _range(FieldRule(target, "integer" if dtype.is_integer() else "float", nullable=nullable),
-                             values)
+        codes = (
+            f"; whole numbers with {distinct} values, taken for class codes — pass --task regression to "
+            "treat them as a number"
+            if coded == "whole" and guessed
+            else ""
+        )
+        many = (
+            f"; more classes than the {ALLOWED_VALUES_MAX} a text target is guessed to have: check they are classes"
+            if distinct > ALLOWED_VALUES_MAX
+            else ""
+        )
+        return _Target(
+            rule,
+            "multiclass",
+            classes,
+            (
+                f"the target, {distinct} classes ({rule.type}, allowed_values {_short(classes)}, sorted: the order of "
+                f"[target] classes and of the model's probabilities), most common {most!r} in "
+                f"{most_n / values.len():.1%} and least common {least!r} in {least_n / values.len():.1%} of "
+                f"{values.len():,} labelled rows"
+                f"{codes}{many}{unlabelled}"
+            ),
+        )
+    rule, range_why = _range(FieldRule(target, "integer" if dtype.is_integer() else "float", nullable=nullable), values)
     if rule.min is None:  # NaN or infinity: no metric can be computed on them
-        raise InvalidInput(f"{where} holds NaN or infinite values; a regression target is a finite number — fix "
-                           "or remove those rows in the file")
-    quantity = (f"; whole numbers with {distinct:,} values, more than {CODES_MAX}: read as a quantity — pass --task "
-                "multiclass if they are class codes" if coded == "whole" and guessed else "")
-    return _Target(rule, "regression", None, (
-        f"the target, a number to predict ({rule.type}, {range_why}), mean {values.mean():.6g}, median "
-        f"{values.median():.6g} over {values.len():,} labelled rows{quantity}{unlabelled}"))
+        raise InvalidInput(
+            f"{where} holds NaN or infinite values; a regression target is a finite number — fix "
+            "or remove those rows in the file"
+        )
+    quantity = (
+        f"; whole numbers with {distinct:,} values, more than {CODES_MAX}: read as a quantity — pass --task "
+        "multiclass if they are class codes"
+        if coded == "whole" and guessed
+        else ""
+    )
+    return _Target(
+        rule,
+        "regression",
+        None,
+        (
+            f"the target, a number to predict ({rule.type}, {range_why}), mean {values.mean():.6g}, median "
+            f"{values.median():.6g} over {values.len():,} labelled rows{quantity}{unlabelled}"
+        ),
+    )
 
 
 def _guess_task(where: str, coded: str, seen: list) -> TaskKind:
@@ -399,20 +498,26 @@ def _guess_task(where: str, coded: str, seen: list) -> TaskKind:
     if coded == "binary":
         return "binary"
     if distinct < 2:
-        raise InvalidInput(f"{where} holds a single value {_short(seen)}; there is nothing to learn — pass the "
-                           "column the model learns to predict")
+        raise InvalidInput(
+            f"{where} holds a single value {_short(seen)}; there is nothing to learn — pass the "
+            "column the model learns to predict"
+        )
     if distinct == 2:
         number = " (or --task regression if it is a number)" if coded in ("whole", "number") else ""
-        raise InvalidInput(f"{where} holds two values {_short(seen)}: a two-class target is binary, coded 0/1 or "
-                           "true/false — map them to 0/1 in the file (1 for the class the model gives the "
-                           f"probability of){number}")
+        raise InvalidInput(
+            f"{where} holds two values {_short(seen)}: a two-class target is binary, coded 0/1 or "
+            "true/false — map them to 0/1 in the file (1 for the class the model gives the "
+            f"probability of){number}"
+        )
     if coded == "text":
         if distinct > ALLOWED_VALUES_MAX:
             # Many distinct texts are more often names, comments or identifiers than classes, and a spec and
             # contract listing them all would be unreadable; a user who knows they are classes says so.
-            raise InvalidInput(f"{where} holds {distinct:,} distinct texts {_short(seen)}: more than the "
-                               f"{ALLOWED_VALUES_MAX} classes a target is taken to have, so it looks like free text "
-                               "— pass another column, or --task multiclass if these really are classes")
+            raise InvalidInput(
+                f"{where} holds {distinct:,} distinct texts {_short(seen)}: more than the "
+                f"{ALLOWED_VALUES_MAX} classes a target is taken to have, so it looks like free text "
+                "— pass another column, or --task multiclass if these really are classes"
+            )
         return "multiclass"
     if coded == "whole" and distinct <= CODES_MAX:
         return "multiclass"
@@ -427,8 +532,10 @@ def _binary_rule(target: str, values: pl.Series, dtype: pl.DataType, nullable: b
     else:
         rule, kind = FieldRule(target, "integer", nullable=nullable, allowed_values=[0, 1]), "0/1"
         ones = values.mean()
-    return rule, (f"the target, {kind} ({rule.type}{', allowed_values [0, 1]' if rule.allowed_values else ''}), "
-                  f"{ones:.1%} positive over {values.len():,} labelled rows")
+    return rule, (
+        f"the target, {kind} ({rule.type}{', allowed_values [0, 1]' if rule.allowed_values else ''}), "
+        f"{ones:.1%} positive over {values.len():,} labelled rows"
+    )
 
 
 def _time_column(frame: pl.DataFrame, source: Path, time: str | None, assumptions: list[str]) -> str:
@@ -440,18 +547,23 @@ def _time_column(frame: pl.DataFrame, source: Path, time: str | None, assumption
             else:
                 bad = _first_unreadable(frame, time, "timestamp") if values.dtype == pl.String else values[0]
                 example = f"e.g. {bad!r}"
-            raise InvalidInput(f"--time column '{time}' of {source} does not read as times (type "
-                               f"{frame.schema[time]}, {example}); pass a column of ISO 8601 times like "
-                               "2026-10-16T09:30:00Z")
+            raise InvalidInput(
+                f"--time column '{time}' of {source} does not read as times (type "
+                f"{frame.schema[time]}, {example}); pass a column of ISO 8601 times like "
+                "2026-10-16T09:30:00Z"
+            )
         return time
     found = [c for c in frame.columns if _base_type(frame, c)[0] == "timestamp"]
     if not found:
-        raise InvalidInput(f"no column of {source} reads as times, and a time column is required for now (it "
-                           "splits training from evaluation days and drives monitoring); add one of ISO 8601 "
-                           "times and pass --time COLUMN")
+        raise InvalidInput(
+            f"no column of {source} reads as times, and a time column is required for now (it "
+            "splits training from evaluation days and drives monitoring); add one of ISO 8601 "
+            "times and pass --time COLUMN"
+        )
     if len(found) > 1:
-        assumptions.append(f"time column: '{found[0]}', the first of the time columns {found} — pass --time to "
-                           "pick another")
+        assumptions.append(
+            f"time column: '{found[0]}', the first of the time columns {found} — pass --time to pick another"
+        )
     return found[0]
 
 
@@ -470,16 +582,23 @@ def _entity_rule(frame: pl.DataFrame, source: Path, column: str) -> _Column:
     elif isinstance(dtype, _TEXT):
         type = "string"
     else:
-        raise InvalidInput(f"--entity column '{column}' of {source} has type {dtype}; an entity key is text or "
-                           "a whole number — pass another column")
+        raise InvalidInput(
+            f"--entity column '{column}' of {source} has type {dtype}; an entity key is text or "
+            "a whole number — pass another column"
+        )
     nulls = frame[column].null_count()
     rule = FieldRule(column, type, nullable=nulls > 0)
-    return _Column(rule, None, f"{type}, the entity key (--entity; {frame[column].n_unique():,} entities"
-                               f"{f', {nulls:,} rows without one' if nulls else ''}): left out of the request "
-                               "features")
+    return _Column(
+        rule,
+        None,
+        f"{type}, the entity key (--entity; {frame[column].n_unique():,} entities"
+        f"{f', {nulls:,} rows without one' if nulls else ''}): left out of the request "
+        "features",
+    )
 
 
 # -- volume, freshness, evaluation days ----------------------------------------------------------
+
 
 def _volume(times: pl.Series) -> tuple[int, str]:
     """Half the 10th percentile of the daily row counts, and never above the whole file's rate as ingest
@@ -490,8 +609,10 @@ def _volume(times: pl.Series) -> tuple[int, str]:
     rate = times.len() / span
     floor = max(1, int(min(p10 / 2, rate)))
     capped = f", capped at the file's {rate:,.0f} rows per day over its whole span" if rate < p10 / 2 else ""
-    return floor, (f"half the 10th percentile ({p10:,.0f}) of the rows per day over the data's {daily.len()} days"
-                   f"{capped}; ingest refuses a batch under half of it per day and warns under it")
+    return floor, (
+        f"half the 10th percentile ({p10:,.0f}) of the rows per day over the data's {daily.len()} days"
+        f"{capped}; ingest refuses a batch under half of it per day and warns under it"
+    )
 
 
 def _staleness(times: pl.Series) -> tuple[str, str]:
@@ -499,8 +620,10 @@ def _staleness(times: pl.Series) -> tuple[str, str]:
     gap = ordered.diff().max() if ordered.len() > 1 else None
     gap_days = gap.total_seconds() / 86400 if gap is not None else 0.0
     days = max(MIN_STALENESS_DAYS, math.ceil(2 * gap_days))
-    why = (f"{MIN_STALENESS_DAYS} days, or twice the longest gap between events if longer (here {gap_days:.1f} "
-           "days); ingest warns (never refuses) when a batch's newest event is older than that")
+    why = (
+        f"{MIN_STALENESS_DAYS} days, or twice the longest gap between events if longer (here {gap_days:.1f} "
+        "days); ingest warns (never refuses) when a batch's newest event is older than that"
+    )
     age = datetime.now(UTC) - times.max()
     if age > timedelta(days=days):
         why += f" — this file's newest event is {age.days} days old, so ingesting it now warns"
@@ -518,8 +641,10 @@ def _eval_days(labelled: pl.DataFrame, target: _Target) -> tuple[int, str]:
     days = (last - first).days + 1
     wanted = max(1, round(days * EVAL_SHARE))
     if days < 2:
-        return 1, (f"the labelled rows cover {days} day; training holds out the last eval_days days, so ingest more "
-                   "days before training")
+        return 1, (
+            f"the labelled rows cover {days} day; training holds out the last eval_days days, so ingest more "
+            "days before training"
+        )
     wanted = min(wanted, days - 1)
     goal, unusable = {
         "binary": ("both parts hold both classes", "both classes on both sides"),
@@ -528,8 +653,11 @@ def _eval_days(labelled: pl.DataFrame, target: _Target) -> tuple[int, str]:
     }[target.task]
     # One row a day (its rows, and its labels or its lowest and highest value), so trying every split stays
     # cheap on a long history.
-    summary = ((pl.col("_label").min().alias("low"), pl.col("_label").max().alias("high"))
-               if target.task == "regression" else (pl.col("_label").unique().alias("labels"),))
+    summary = (
+        (pl.col("_label").min().alias("low"), pl.col("_label").max().alias("high"))
+        if target.task == "regression"
+        else (pl.col("_label").unique().alias("labels"),)
+    )
     daily = labelled.group_by("_day").agg(pl.len().alias("rows"), *summary)
 
     def split(n: int) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -554,22 +682,30 @@ def _eval_days(labelled: pl.DataFrame, target: _Target) -> tuple[int, str]:
 
     usable = [(short, abs(n - wanted), n) for n in range(1, days) if (short := shortfall(n)) is not None]
     if not usable:
-        return wanted, (f"the last {wanted} of the data's {days} days; no split leaves {unusable}, "
-                        "so training will refuse until more labelled days are ingested")
+        return wanted, (
+            f"the last {wanted} of the data's {days} days; no split leaves {unusable}, "
+            "so training will refuse until more labelled days are ingested"
+        )
     short, _, n = min(usable)
     held = f"the last {n} of the data's {days} days are held out for evaluation"
     if short == 0:
         return n, held + ("" if n == wanted else f" (moved from {wanted} so {goal})")
     training, held_out = split(n)
     if target.task == "multiclass":
-        lacking = [f"the {name} days lack {_short(sorted(set(target.classes) - labels(part)))}"
-                   for name, part in (("training", training), ("held-out", held_out))
-                   if len(labels(part)) < len(target.classes)]
-        return n, (f"{held}, the split nearest {wanted} that holds the most classes on both sides: "
-                   f"{' and '.join(lacking)} — ingest more labelled days of the rare classes")
+        lacking = [
+            f"the {name} days lack {_short(sorted(set(target.classes) - labels(part)))}"
+            for name, part in (("training", training), ("held-out", held_out))
+            if len(labels(part)) < len(target.classes)
+        ]
+        return n, (
+            f"{held}, the split nearest {wanted} that holds the most classes on both sides: "
+            f"{' and '.join(lacking)} — ingest more labelled days of the rare classes"
+        )
     rows = min(training["rows"].sum(), held_out["rows"].sum())
-    return n, (f"{held}, the split nearest {wanted} with the most rows in its smaller part ({rows:,}, under "
-               f"{EVAL_MIN_ROWS}): its metrics rest on few rows — ingest more labelled days")
+    return n, (
+        f"{held}, the split nearest {wanted} with the most rows in its smaller part ({rows:,}, under "
+        f"{EVAL_MIN_ROWS}): its metrics rest on few rows — ingest more labelled days"
+    )
 
 
 def _starting_gates(target: _Target, labelled: pl.DataFrame, eval_days: int) -> tuple[dict[str, object], str]:
@@ -577,8 +713,10 @@ def _starting_gates(target: _Target, labelled: pl.DataFrame, eval_days: int) -> 
     and the assumption line that says so."""
     later = "starting points for a first model"
     if target.task == "binary":
-        return STARTING_GATES, (f"min_auc {STARTING_GATES['min_auc']}, min_recall {STARTING_GATES['min_recall']}, "
-                                f"no segments — {later}; raise them once you know what it achieves")
+        return STARTING_GATES, (
+            f"min_auc {STARTING_GATES['min_auc']}, min_recall {STARTING_GATES['min_recall']}, "
+            f"no segments — {later}; raise them once you know what it achieves"
+        )
     if target.task == "multiclass":
         # Guessing each row's class at random in the classes' shares scores a macro F1 of 1/k (each class's
         # precision and recall are its share); ask for ABOVE_CHANCE more, as min_auc 0.6 does over 0.5.
@@ -587,24 +725,30 @@ def _starting_gates(target: _Target, labelled: pl.DataFrame, eval_days: int) -> 
         return {"metric": "macro_f1", "min_metric": floor}, (
             f"metric macro_f1, min_metric {floor} — guessing each row's class in the classes' shares scores about "
             f"1/{k} ({1 / k:.2f}), this asks {ABOVE_CHANCE} more as min_auc 0.6 does of a binary model; no segments "
-            f"— {later}; raise it once you know what it achieves")
+            f"— {later}; raise it once you know what it achieves"
+        )
     # Regression: a version must beat predicting the training days' mean for every held-out row.
     cutoff = labelled["_day"].max() - timedelta(days=eval_days - 1) if labelled.height else None
     training = labelled.filter(pl.col("_day") < cutoff)["_label"] if cutoff else labelled["_label"]
     held_out = labelled.filter(pl.col("_day") >= cutoff)["_label"] if cutoff else labelled["_label"]
     if training.len() == 0 or held_out.len() == 0:
-        return {"metric": "rmse"}, (f"metric rmse, no max_metric: no split to measure what predicting the mean "
-                                    f"scores; no segments — {later}; set max_metric once you know what it achieves")
+        return {"metric": "rmse"}, (
+            f"metric rmse, no max_metric: no split to measure what predicting the mean "
+            f"scores; no segments — {later}; set max_metric once you know what it achieves"
+        )
     mean = training.mean()
     baseline = math.sqrt(((held_out - mean) ** 2).mean())
     if not baseline > 0:
-        return {"metric": "rmse"}, (f"metric rmse, no max_metric: the held-out values all equal the training mean; "
-                                    f"no segments — {later}; set max_metric once you know what it achieves")
+        return {"metric": "rmse"}, (
+            f"metric rmse, no max_metric: the held-out values all equal the training mean; "
+            f"no segments — {later}; set max_metric once you know what it achieves"
+        )
     ceiling = _round_down(baseline)
     return {"metric": "rmse", "max_metric": ceiling}, (
         f"metric rmse, max_metric {_num(ceiling)} — predicting the training days' mean ({mean:.6g}) for "
         f"every held-out row scores RMSE {baseline:,.4g}, so a version must beat that; no segments — {later}; "
-        "lower it once you know what it achieves")
+        "lower it once you know what it achieves"
+    )
 
 
 def _round_down(value: float, digits: int = 3) -> float:
@@ -616,15 +760,21 @@ def _round_down(value: float, digits: int = 3) -> float:
 def _params(rows: int) -> tuple[dict[str, int | float], str]:
     """LightGBM's size for the data: small trees and fewer rounds where few rows would be overfitted."""
     small = rows < SMALL_DATA_ROWS
-    params = {"num_boost_round": 100 if small else 300, "learning_rate": 0.05, "num_leaves": 7 if small else 31,
-              "min_child_samples": min(max(rows // 20, 20), 200)}
-    return params, (f"{params['num_boost_round']} rounds of {params['num_leaves']}-leaf trees, at least "
-                    f"{params['min_child_samples']} rows a leaf, for {rows:,} labelled rows"
-                    + (f" (under {SMALL_DATA_ROWS:,}: small trees, so a first model does not learn the noise)"
-                       if small else ""))
+    params = {
+        "num_boost_round": 100 if small else 300,
+        "learning_rate": 0.05,
+        "num_leaves": 7 if small else 31,
+        "min_child_samples": min(max(rows // 20, 20), 200),
+    }
+    return params, (
+        f"{params['num_boost_round']} rounds of {params['num_leaves']}-leaf trees, at least "
+        f"{params['min_child_samples']} rows a leaf, for {rows:,} labelled rows"
+        + (f" (under {SMALL_DATA_ROWS:,}: small trees, so a first model does not learn the noise)" if small else "")
+    )
 
 
 # -- checking and writing ------------------------------------------------------------------------
+
 
 def _accepted(source: Path, frame: pl.DataFrame, contract: DataContract, time: str) -> pl.DataFrame:
     """The rows as the drafted contract reads them; it must accept every row of the file it was drafted
@@ -632,47 +782,100 @@ def _accepted(source: Path, frame: pl.DataFrame, contract: DataContract, time: s
     result = check_batch(contract, frame)
     refused = result.quarantined.filter(pl.col(time).is_not_null())
     if refused.height:
-        raise InvalidInput(f"the drafted contract would quarantine {refused.height:,} rows of {source} (first: "
-                           f"{refused['reason'][0]}); nothing was written — write the contract by hand or report "
-                           "this as a bug")
+        raise InvalidInput(
+            f"the drafted contract would quarantine {refused.height:,} rows of {source} (first: "
+            f"{refused['reason'][0]}); nothing was written — write the contract by hand or report "
+            "this as a bug"
+        )
     return result.accepted
 
 
-def _contract_toml(contract: DataContract, columns: dict[str, _Column], volume: int, volume_why: str,
-                   staleness: str, staleness_why: str) -> str:
+def _contract_toml(
+    contract: DataContract,
+    columns: dict[str, _Column],
+    volume: int,
+    volume_why: str,
+    staleness: str,
+    staleness_why: str,
+) -> str:
     info = contract.contract
-    lines = [f"# Data contract drafted by `appliance init --from` on {datetime.now(UTC):%Y-%m-%d}: the "
-             "types, ranges and allowed", "# values are what the data showed. Read it and edit it: it decides "
-             "which rows ingest quarantines.", "", "[contract]", f"name = {_str(info.name)}",
-             f"version = {_str(info.version)}", f"description = {_str(info.description)}",
-             f"event_time = {_str(info.event_time)}     # the column freshness and volume are measured on"]
+    lines = [
+        f"# Data contract drafted by `appliance init --from` on {datetime.now(UTC):%Y-%m-%d}: the "
+        "types, ranges and allowed",
+        "# values are what the data showed. Read it and edit it: it decides which rows ingest quarantines.",
+        "",
+        "[contract]",
+        f"name = {_str(info.name)}",
+        f"version = {_str(info.version)}",
+        f"description = {_str(info.description)}",
+        f"event_time = {_str(info.event_time)}     # the column freshness and volume are measured on",
+    ]
     for rule in contract.fields:
-        lines += ["", f"# {columns[rule.name].why}", "[[fields]]", f"name = {_str(rule.name)}",
-                  f"type = {_str(rule.type)}", f"nullable = {_bool(rule.nullable)}"]
+        lines += [
+            "",
+            f"# {columns[rule.name].why}",
+            "[[fields]]",
+            f"name = {_str(rule.name)}",
+            f"type = {_str(rule.type)}",
+            f"nullable = {_bool(rule.nullable)}",
+        ]
         if rule.unique:
             lines.append("unique = true")
         if rule.min is not None:
             lines += [f"min = {_num(rule.min)}", f"max = {_num(rule.max)}"]
         if rule.allowed_values is not None:
             lines.append(f"allowed_values = [{', '.join(_value(v) for v in rule.allowed_values)}]")
-    lines += ["", "[freshness]", f"max_staleness = {_str(staleness)}", _comment(staleness_why),
-              "", "[volume]", f"min_rows_per_day = {volume}", _comment(volume_why), ""]
+    lines += [
+        "",
+        "[freshness]",
+        f"max_staleness = {_str(staleness)}",
+        _comment(staleness_why),
+        "",
+        "[volume]",
+        f"min_rows_per_day = {volume}",
+        _comment(volume_why),
+        "",
+    ]
     return "\n".join(lines)
 
 
-def _spec_toml(name: str, source: Path, data_source: str, contract: str, time: str, entity: str | None,
-               target: str, drafted: _Target, features: list[tuple[str, str]], eval_days: int, eval_why: str,
-               params: dict[str, int | float], params_why: str, gates: dict[str, object], max_missing: float) -> str:
+def _spec_toml(
+    name: str,
+    source: Path,
+    data_source: str,
+    contract: str,
+    time: str,
+    entity: str | None,
+    target: str,
+    drafted: _Target,
+    features: list[tuple[str, str]],
+    eval_days: int,
+    eval_why: str,
+    params: dict[str, int | float],
+    params_why: str,
+    gates: dict[str, object],
+    max_missing: float,
+) -> str:
     description = {
         "binary": f"Probability that {target} is positive",
         "multiclass": f"Which of its {len(drafted.classes or [])} classes {target} is, with each class's probability",
         "regression": f"The value of {target}",
     }[drafted.task]
-    lines = [f"# Model spec drafted by `appliance init --from {source.name}` on {datetime.now(UTC):%Y-%m-%d}. "
-             "Read it and edit it;", "# paths are relative to this file. `appliance train "
-             f"{name}` trains it.", "", "[model]", f"name = {_str(name)}",
-             f"description = {_str(f'{description} (drafted from {source.name}).')}",
-             "", "[data]", f"source = {_str(data_source)}", f"contract = {_str(contract)}", "", "[features]"]
+    lines = [
+        f"# Model spec drafted by `appliance init --from {source.name}` on {datetime.now(UTC):%Y-%m-%d}. "
+        "Read it and edit it;",
+        f"# paths are relative to this file. `appliance train {name}` trains it.",
+        "",
+        "[model]",
+        f"name = {_str(name)}",
+        f"description = {_str(f'{description} (drafted from {source.name}).')}",
+        "",
+        "[data]",
+        f"source = {_str(data_source)}",
+        f"contract = {_str(contract)}",
+        "",
+        "[features]",
+    ]
     if entity is not None:
         lines.append(f"entity_key = {_str(entity)}   # add aggregations over each entity's history below")
     lines += [f"event_time = {_str(time)}", "request = ["]
@@ -681,17 +884,35 @@ def _spec_toml(name: str, source: Path, data_source: str, contract: str, time: s
     if drafted.task == "binary":
         lines.append("threshold = 0.5")
     elif drafted.task == "multiclass":
-        lines += ['task = "multiclass"',
-                  _comment("the classes seen, sorted: the order of the model's probabilities (the contract's "
-                           "allowed_values list the same)"),
-                  f"classes = [{', '.join(_value(c) for c in drafted.classes)}]"]
+        lines += [
+            'task = "multiclass"',
+            _comment(
+                "the classes seen, sorted: the order of the model's probabilities (the contract's "
+                "allowed_values list the same)"
+            ),
+            f"classes = [{', '.join(_value(c) for c in drafted.classes)}]",
+        ]
     else:
         lines.append('task = "regression"')
-    lines += ["", "[training]", 'trainer = "lightgbm"', f"eval_days = {eval_days}", _comment(eval_why), "seed = 7", "",
-              "[training.params]", _comment(params_why), *(f"{k} = {_num(v)}" for k, v in params.items()), "",
-              "[validation]", _comment("Starting points for a first model, not goals: "
-                                       f"{'lower' if drafted.task == 'regression' else 'raise'} them once you "
-                                       "know what it achieves.")]
+    lines += [
+        "",
+        "[training]",
+        'trainer = "lightgbm"',
+        f"eval_days = {eval_days}",
+        _comment(eval_why),
+        "seed = 7",
+        "",
+        "[training.params]",
+        _comment(params_why),
+        *(f"{k} = {_num(v)}" for k, v in params.items()),
+        "",
+        "[validation]",
+        _comment(
+            "Starting points for a first model, not goals: "
+            f"{'lower' if drafted.task == 'regression' else 'raise'} them once you "
+            "know what it achieves."
+        ),
+    ]
     lines += [f"{k} = {_str(v) if isinstance(v, str) else v}" for k, v in gates.items()]
     if max_missing != DEFAULT_MAX_MISSING:
         lines.append(f"max_missing_share = {max_missing}   # a feature is this often null in the drafted-from data")

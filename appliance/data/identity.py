@@ -29,13 +29,12 @@ REPEAT_COUNTED = r"\1: … \2"
 
 
 class Repeats(msgspec.Struct):
-    refused: pl.Series          # per accepted row: why "reject" quarantines it; null for a row that stays
-    rejected: list[str]         # per field: how many rows were quarantined, and what to do about it
-    replacing: list[str]        # per field: how many held rows the batch's rows replace, and where they are
+    refused: pl.Series  # per accepted row: why "reject" quarantines it; null for a row that stays
+    rejected: list[str]  # per field: how many rows were quarantined, and what to do about it
+    replacing: list[str]  # per field: how many held rows the batch's rows replace, and where they are
 
 
-def find_repeats(store: OfflineStore, held: list[Snapshot], contract: DataContract,
-                 accepted: pl.DataFrame) -> Repeats:
+def find_repeats(store: OfflineStore, held: list[Snapshot], contract: DataContract, accepted: pl.DataFrame) -> Repeats:
     """The accepted rows of a batch whose unique values the ``held`` snapshots (oldest first) hold with
     other values, judged by each unique field's ``on_repeat``."""
     refused = pl.Series("reason", [None] * accepted.height, pl.String)
@@ -48,10 +47,16 @@ def find_repeats(store: OfflineStore, held: list[Snapshot], contract: DataContra
     try:
         files = [str(store.root / s.path) for s in held]
         con.register("batch", accepted.with_row_index(_ROW))
-        con.register("held_files", pl.DataFrame({"_held_file": files, "_held_position": range(len(held)),
-                                                 "_held_snapshot": [s.hash for s in held]}))
-        held_columns = {c[0] for c in con.execute(
-            "SELECT * FROM read_parquet(?, union_by_name = true) LIMIT 0", [files]).description}
+        con.register(
+            "held_files",
+            pl.DataFrame(
+                {"_held_file": files, "_held_position": range(len(held)), "_held_snapshot": [s.hash for s in held]}
+            ),
+        )
+        held_columns = {
+            c[0]
+            for c in con.execute("SELECT * FROM read_parquet(?, union_by_name = true) LIMIT 0", [files]).description
+        }
         for rule in rules:
             if rule.name not in held_columns:
                 continue
@@ -60,8 +65,10 @@ def find_repeats(store: OfflineStore, held: list[Snapshot], contract: DataContra
                 continue
             snapshots = _named(changed["_held_snapshot"])
             if rule.on_repeat == "replace":
-                replacing.append(f"{changed.height:,} rows replace the rows with the same {rule.name} in snapshot(s) "
-                                 f"{snapshots} (on_repeat = \"replace\": the newer batch's row is the one read)")
+                replacing.append(
+                    f"{changed.height:,} rows replace the rows with the same {rule.name} in snapshot(s) "
+                    f'{snapshots} (on_repeat = "replace": the newer batch\'s row is the one read)'
+                )
                 continue
             value = pl.col(rule.name).cast(pl.String)
             shown = pl.format("'{}'", value) if accepted.schema[rule.name] == pl.String else value
@@ -70,22 +77,27 @@ def find_repeats(store: OfflineStore, held: list[Snapshot], contract: DataContra
             reasons = changed.select(_ROW, reason=reason)
             placed = pl.Series("reason", [None] * accepted.height, pl.String).scatter(reasons[_ROW], reasons["reason"])
             refused = pl.select(pl.coalesce(refused, placed)).to_series()
-            rejected.append(f"{changed.height:,} rows repeat {rule.name} values that snapshot(s) {snapshots} hold "
-                            f"with other values and were quarantined (on_repeat = \"reject\" keeps the held rows); "
-                            f"if the batch corrects them, set on_repeat = \"replace\" on {rule.name} in the contract "
-                            "and ingest it again")
+            rejected.append(
+                f"{changed.height:,} rows repeat {rule.name} values that snapshot(s) {snapshots} hold "
+                f'with other values and were quarantined (on_repeat = "reject" keeps the held rows); '
+                f'if the batch corrects them, set on_repeat = "replace" on {rule.name} in the contract '
+                "and ingest it again"
+            )
     finally:
         con.close()
     return Repeats(refused, rejected, replacing)
 
 
-def _changed_repeats(con: duckdb.DuckDBPyConnection, files: list[str], rule: FieldRule, columns: list[str],
-                     held_columns: set[str]) -> pl.DataFrame:
+def _changed_repeats(
+    con: duckdb.DuckDBPyConnection, files: list[str], rule: FieldRule, columns: list[str], held_columns: set[str]
+) -> pl.DataFrame:
     """Rows of ``batch`` (``_batch_row``, the value) whose ``rule`` value the newest snapshot holding it holds
     with other values (``_held_snapshot``). A column the snapshots lack is null there."""
     key = _quote(rule.name)
-    differs = " OR ".join(f"b.{_quote(c)} IS DISTINCT FROM h.{_quote(c)}" if c in held_columns
-                          else f"b.{_quote(c)} IS NOT NULL" for c in columns)
+    differs = " OR ".join(
+        f"b.{_quote(c)} IS DISTINCT FROM h.{_quote(c)}" if c in held_columns else f"b.{_quote(c)} IS NOT NULL"
+        for c in columns
+    )
     held = ", ".join(f"r.{_quote(c)}" for c in columns if c in held_columns)
     return con.sql(
         f"SELECT b.{_ROW}, b.{key}, h._held_snapshot FROM batch b JOIN ("
@@ -93,7 +105,9 @@ def _changed_repeats(con: duckdb.DuckDBPyConnection, files: list[str], rule: Fie
         "   FROM read_parquet(?, union_by_name = true, filename = '_held_file') r JOIN held_files f USING (_held_file)"
         f"  WHERE r.{key} IN (SELECT {key} FROM batch)"
         f"  QUALIFY row_number() OVER (PARTITION BY r.{key} ORDER BY f._held_position DESC) = 1"
-        f") h ON b.{key} = h.{key} WHERE {differs} ORDER BY b.{_ROW}", params=[files]).pl()
+        f") h ON b.{key} = h.{key} WHERE {differs} ORDER BY b.{_ROW}",
+        params=[files],
+    ).pl()
 
 
 def _named(hashes: pl.Series) -> str:

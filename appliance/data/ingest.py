@@ -33,8 +33,15 @@ class IngestReport(msgspec.Struct):
     warnings: list[str]
 
 
-def ingest(conn: sqlite3.Connection, store: OfflineStore, model: str, contract: DataContract,
-           path: Path, as_of: datetime | None = None, horizon: EventHorizon | None = None) -> IngestReport:
+def ingest(
+    conn: sqlite3.Connection,
+    store: OfflineStore,
+    model: str,
+    contract: DataContract,
+    path: Path,
+    as_of: datetime | None = None,
+    horizon: EventHorizon | None = None,
+) -> IngestReport:
     """Ingest one file or folder for a model; batch-level failures raise and write nothing. Given the model's
     ``horizon`` (``[data]`` of its spec), rows whose event time is outside it are quarantined."""
     frame = read_source(path)
@@ -44,8 +51,12 @@ def ingest(conn: sqlite3.Connection, store: OfflineStore, model: str, contract: 
     repeats = find_repeats(store, list_snapshots(conn, model), contract, result.accepted)
     result = quarantine_accepted(result, frame, repeats.refused)
     if result.accepted.height == 0:
-        replace = ('; if the batch corrects rows held earlier, set on_repeat = "replace" on the unique field in the '
-                   "contract and ingest it again" if repeats.rejected else "")
+        replace = (
+            '; if the batch corrects rows held earlier, set on_repeat = "replace" on the unique field in the '
+            "contract and ingest it again"
+            if repeats.rejected
+            else ""
+        )
         raise InvalidInput(
             f"every one of the {result.rows_read:,} rows in {path} broke the contract "
             f"(first reason: {result.quarantined['reason'][0]}); nothing was written{replace}"
@@ -56,8 +67,13 @@ def ingest(conn: sqlite3.Connection, store: OfflineStore, model: str, contract: 
         quarantine_file = str(qpath)
     accepted = result.accepted.sort(contract.contract.event_time, maintain_order=True)
     snapshot, created = record_snapshot(
-        conn, store, model, accepted, event_time=contract.contract.event_time,
-        source=str(Path(path).resolve()), quarantined=result.quarantined.height,
+        conn,
+        store,
+        model,
+        accepted,
+        event_time=contract.contract.event_time,
+        source=str(Path(path).resolve()),
+        quarantined=result.quarantined.height,
         identity=[rule.name for rule in contract.identity],
     )
     # Rows replace held ones only when the batch is new: the same content ingested again changes nothing.
@@ -66,14 +82,27 @@ def ingest(conn: sqlite3.Connection, store: OfflineStore, model: str, contract: 
         conn.execute(
             "INSERT INTO ingests (model, source, at, rows_read, accepted, quarantined, snapshot, "
             "quarantine_path, warnings_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (model, str(Path(path).resolve()), time.time(), result.rows_read, accepted.height,
-             result.quarantined.height, snapshot.hash,
-             str(Path(quarantine_file).relative_to(store.root)) if quarantine_file else None,
-             json.dumps(warnings)))
+            (
+                model,
+                str(Path(path).resolve()),
+                time.time(),
+                result.rows_read,
+                accepted.height,
+                result.quarantined.height,
+                snapshot.hash,
+                str(Path(quarantine_file).relative_to(store.root)) if quarantine_file else None,
+                json.dumps(warnings),
+            ),
+        )
     return IngestReport(
-        source=str(path), rows_read=result.rows_read, accepted=accepted.height,
-        quarantined=result.quarantined.height, snapshot=snapshot, new_snapshot=created,
-        quarantine_file=quarantine_file, warnings=warnings,
+        source=str(path),
+        rows_read=result.rows_read,
+        accepted=accepted.height,
+        quarantined=result.quarantined.height,
+        snapshot=snapshot,
+        new_snapshot=created,
+        quarantine_file=quarantine_file,
+        warnings=warnings,
     )
 
 
@@ -84,6 +113,9 @@ def ingested_sources(conn: sqlite3.Connection, model: str, like: str) -> list[st
 
 def latest_quarantine(conn: sqlite3.Connection, model: str, snapshot: str) -> str | None:
     """The quarantine file (relative to the offline store) of the newest ingest into a snapshot that had one."""
-    row = conn.execute("SELECT quarantine_path FROM ingests WHERE model = ? AND snapshot = ? "
-                       "AND quarantine_path IS NOT NULL ORDER BY at DESC LIMIT 1", (model, snapshot)).fetchone()
+    row = conn.execute(
+        "SELECT quarantine_path FROM ingests WHERE model = ? AND snapshot = ? "
+        "AND quarantine_path IS NOT NULL ORDER BY at DESC LIMIT 1",
+        (model, snapshot),
+    ).fetchone()
     return None if row is None else row[0]

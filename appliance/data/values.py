@@ -22,16 +22,23 @@ from typing import Literal
 from appliance.errors import InvalidInput
 
 KeyType = Literal["string", "integer"]
-MAX_ENTITY_CHARS = 256   # an entity key is an id; a longer one is a mistake, and would be stored with every event
+MAX_ENTITY_CHARS = 256  # an entity key is an id; a longer one is a mistake, and would be stored with every event
 # Event times accepted, as text or Unix seconds: 1970 up to 2200 (a later number is a typo of milliseconds;
 # a time outside the range is no event of this data, and would stretch every monitoring window series).
 MAX_TIMESTAMP_S = 7_258_118_400
 _INTEGER = re.compile(r"\s*-?[0-9]+\s*")
-INT64_MIN, INT64_MAX = -2 ** 63, 2 ** 63 - 1   # an integer key is stored as a 64-bit integer
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1  # an integer key is stored as a 64-bit integer
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_TYPE_NAMES = {bool: "a boolean", str: "a string", int: "an integer", float: "a number", list: "a list",
-               dict: "an object", type(None): "null"}
+_TYPE_NAMES = {
+    bool: "a boolean",
+    str: "a string",
+    int: "an integer",
+    float: "a number",
+    list: "a list",
+    dict: "an object",
+    type(None): "null",
+}
 
 
 def type_name(value: object) -> str:
@@ -53,8 +60,9 @@ def entity_key(value: object, key_type: KeyType, name: str, where: str = "") -> 
                 raise InvalidInput(f"{where}entity key '{name}' must be an integer, got the string {value[:40]!r}")
             return _int64_key(int(value), name, where)
         if len(value) > MAX_ENTITY_CHARS:
-            raise InvalidInput(f"{where}entity key '{name}' is {len(value):,} characters; the limit is "
-                               f"{MAX_ENTITY_CHARS}")
+            raise InvalidInput(
+                f"{where}entity key '{name}' is {len(value):,} characters; the limit is {MAX_ENTITY_CHARS}"
+            )
         return value
     if kind is int and key_type == "integer":
         return _int64_key(value, name, where)
@@ -81,8 +89,9 @@ def key_text(value: object, key_type: KeyType = "string") -> str:
 
 def _int64_key(value: int, name: str, where: str) -> str:
     if not INT64_MIN <= value <= INT64_MAX:
-        raise InvalidInput(f"{where}entity key '{name}' is beyond a 64-bit integer's range, as the data "
-                           "stores its keys")
+        raise InvalidInput(
+            f"{where}entity key '{name}' is beyond a 64-bit integer's range, as the data stores its keys"
+        )
     return str(value)
 
 
@@ -100,9 +109,11 @@ def request_time(value: object, name: str, where: str = "") -> float:
                 return float(micros)
     elif (kind is int or kind is float) and 0 <= value <= MAX_TIMESTAMP_S:
         return float(round(value * 1_000_000))
-    raise InvalidInput(f"{where}'{name}' must be an ISO 8601 time like '2026-10-16T09:30:00Z' or Unix seconds, "
-                       f"between 1970 and 2200; got {type_name(value) if kind is not str else repr(value[:40])}; "
-                       "or leave it out for now")
+    raise InvalidInput(
+        f"{where}'{name}' must be an ISO 8601 time like '2026-10-16T09:30:00Z' or Unix seconds, "
+        f"between 1970 and 2200; got {type_name(value) if kind is not str else repr(value[:40])}; "
+        "or leave it out for now"
+    )
 
 
 def time_text(value: object) -> object:

@@ -48,36 +48,37 @@ class ArmError(Arm, frozen=True):
 
 class AbReport(msgspec.Struct, frozen=True):
     arms: list[ArmOutcomes]
-    difference: float | None        # candidate's mean outcome minus production's
-    ci95: tuple[float, float] | None            # for one look at this sample (Newcombe's score interval)
+    difference: float | None  # candidate's mean outcome minus production's
+    ci95: tuple[float, float] | None  # for one look at this sample (Newcombe's score interval)
     always_valid95: tuple[float, float] | None  # holds however often it is looked at (see ``_always_valid``)
-    verdict: str = ""               # what the always-valid interval shows, or how many outcomes are missing
+    verdict: str = ""  # what the always-valid interval shows, or how many outcomes are missing
 
 
 class MeasuredAbReport(msgspec.Struct, frozen=True):
     """A/B of a multiclass or regression model: each arm's accuracy or MAE, and the candidate's difference."""
 
-    measure: str                    # "accuracy" (multiclass) or "mae" (regression)
-    better: str                     # "higher" or "lower": the direction of a difference that favours the candidate
+    measure: str  # "accuracy" (multiclass) or "mae" (regression)
+    better: str  # "higher" or "lower": the direction of a difference that favours the candidate
     arms: list[ArmAccuracy] | list[ArmError]
-    difference: float | None        # candidate's measure minus production's
-    ci95: tuple[float, float] | None            # for one look (accuracy: Newcombe; MAE: Welch t)
+    difference: float | None  # candidate's measure minus production's
+    ci95: tuple[float, float] | None  # for one look (accuracy: Newcombe; MAE: Welch t)
     always_valid95: tuple[float, float] | None  # holds however often it is looked at
     verdict: str = ""
 
 
-def ab_report(predictions: dict[str, int], outcomes: Sequence[tuple[str, float]],
-              min_outcomes: int = 2) -> AbReport:
+def ab_report(predictions: dict[str, int], outcomes: Sequence[tuple[str, float]], min_outcomes: int = 2) -> AbReport:
     """Per-arm mean outcome, and the candidate's difference with its intervals once each arm has
     ``min_outcomes`` outcomes (see ``_compare``)."""
     by_arm = _by_arm(outcomes)
-    arms = [ArmOutcomes(arm, predictions.get(arm, 0), len(v), float(np.mean(v)) if v else None)
-            for arm, v in by_arm.items()]
+    arms = [
+        ArmOutcomes(arm, predictions.get(arm, 0), len(v), float(np.mean(v)) if v else None) for arm, v in by_arm.items()
+    ]
     return AbReport(arms, *_compare(by_arm["production"], by_arm["candidate"], min_outcomes, "higher"))
 
 
-def ab_report_for(task: Task, predictions: dict[str, int], rows: Sequence,
-                  min_outcomes: int = 2) -> AbReport | MeasuredAbReport:
+def ab_report_for(
+    task: Task, predictions: dict[str, int], rows: Sequence, min_outcomes: int = 2
+) -> AbReport | MeasuredAbReport:
     """The A/B comparison in the task's terms, from rows of (arm, outcome, probability, label, value).
 
     Binary: the mean outcome, as always. Multiclass: accuracy, each prediction scored 1 when its class
@@ -93,10 +94,12 @@ def ab_report_for(task: Task, predictions: dict[str, int], rows: Sequence,
         scored = [(r[0], abs(r[4] - r[1])) for r in rows if r[4] is not None]
         arm_type, measure, better = ArmError, "mae", "lower"
     by_arm = _by_arm(scored)
-    arms = [arm_type(arm, predictions.get(arm, 0), len(v), float(np.mean(v)) if v else None)
-            for arm, v in by_arm.items()]
-    return MeasuredAbReport(measure, better, arms, *_compare(by_arm["production"], by_arm["candidate"],
-                                                              min_outcomes, better))
+    arms = [
+        arm_type(arm, predictions.get(arm, 0), len(v), float(np.mean(v)) if v else None) for arm, v in by_arm.items()
+    ]
+    return MeasuredAbReport(
+        measure, better, arms, *_compare(by_arm["production"], by_arm["candidate"], min_outcomes, better)
+    )
 
 
 def _by_arm(scored: Sequence[tuple[str, float]]) -> dict[str, list[float]]:
@@ -158,7 +161,7 @@ def _welch_t(a: list[float], b: list[float]) -> tuple[float, float]:
     se = math.sqrt(va + vb)
     if se == 0:
         return diff, diff
-    dof = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
+    dof = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
     half = float(stats.t.ppf(0.975, dof)) * se
     return diff - half, diff + half
 
@@ -176,6 +179,7 @@ def _always_valid(a: list[float], b: list[float], min_outcomes: int, proportions
     group-sequential design, which needs the number of looks fixed in advance. Proportions use a variance
     smoothed by half an outcome, so an arm of all 0 still has a width.
     """
+
     def variance(values: list[float]) -> float:
         if proportions:
             p = (sum(values) + 0.5) / (len(values) + 1)
@@ -194,8 +198,8 @@ def _always_valid(a: list[float], b: list[float], min_outcomes: int, proportions
 
 class ShadowReport(msgspec.Struct, frozen=True):
     pairs: int
-    agreement: float | None     # share of rows where both give the same label
-    correlation: float | None   # Pearson correlation of the two scores
+    agreement: float | None  # share of rows where both give the same label
+    correlation: float | None  # Pearson correlation of the two scores
     production_p50_ms: float
     production_p99_ms: float
     shadow_p50_ms: float
@@ -207,7 +211,7 @@ class ClassShadowReport(msgspec.Struct, frozen=True):
     probability moved."""
 
     pairs: int
-    agreement: float | None     # share of rows where both pick the same class
+    agreement: float | None  # share of rows where both pick the same class
     class_psi: dict[str, float]  # per class (as text): PSI of the shadow's probability of it against production's
     production_p50_ms: float
     production_p99_ms: float
@@ -220,9 +224,9 @@ class ValueShadowReport(msgspec.Struct, frozen=True):
 
     pairs: int
     mean_absolute_difference: float | None
-    relative_difference: float | None   # that difference over production's mean |value| (none when it is 0)
-    correlation: float | None           # Pearson correlation of the two values
-    value_psi: float | None             # PSI of the shadow's values on production's quantile bins
+    relative_difference: float | None  # that difference over production's mean |value| (none when it is 0)
+    correlation: float | None  # Pearson correlation of the two values
+    value_psi: float | None  # PSI of the shadow's values on production's quantile bins
     production_p50_ms: float
     production_p99_ms: float
     shadow_p50_ms: float
@@ -234,16 +238,19 @@ def shadow_report(rows: Sequence, task: Task = BINARY) -> ShadowReport | ClassSh
     shadow_value, served_probabilities, shadow_probabilities), as ``PredictionStore.shadow_pairs`` gives."""
     served_ms = [r[2] for r in rows]
     shadow_ms = [r[5] for r in rows]
-    latency = (percentile(served_ms, 50), percentile(served_ms, 99), percentile(shadow_ms, 50),
-               percentile(shadow_ms, 99))
+    latency = (
+        percentile(served_ms, 50),
+        percentile(served_ms, 99),
+        percentile(shadow_ms, 50),
+        percentile(shadow_ms, 99),
+    )
     if task.kind == "multiclass":
         return _class_shadow(rows, task, latency)
     if task.kind == "regression":
         return _value_shadow(rows, latency)
     scored = [r for r in rows if r[0] is not None and r[3] is not None]
     agreement = sum(r[1] == r[4] for r in scored) / len(scored) if scored else None
-    return ShadowReport(len(scored), agreement, _correlation([r[0] for r in scored], [r[3] for r in scored]),
-                        *latency)
+    return ShadowReport(len(scored), agreement, _correlation([r[0] for r in scored], [r[3] for r in scored]), *latency)
 
 
 def _class_shadow(rows: Sequence, task: Task, latency: tuple[float, ...]) -> ClassShadowReport:
@@ -280,8 +287,14 @@ def _value_shadow(rows: Sequence, latency: tuple[float, ...]) -> ValueShadowRepo
     shadow = np.array([r[7] for r in scored], dtype=np.float64)
     difference = float(np.mean(np.abs(shadow - served)))
     scale = float(np.mean(np.abs(served)))
-    return ValueShadowReport(len(scored), difference, difference / scale if scale > 0 else None,
-                             _correlation(served, shadow), psi(served, shadow), *latency)
+    return ValueShadowReport(
+        len(scored),
+        difference,
+        difference / scale if scale > 0 else None,
+        _correlation(served, shadow),
+        psi(served, shadow),
+        *latency,
+    )
 
 
 def _correlation(x: Sequence[float], y: Sequence[float]) -> float | None:

@@ -37,9 +37,9 @@ import numpy as np
 from appliance.spec import DeploymentSection
 from appliance.task import BINARY, Task
 
-ALPHA = 0.05                # the chance a whole canary rolls back a candidate no worse than production, at most
-RULES = 3                   # errors, latency, answers: ALPHA is shared among them and the judged steps
-P99_TOLERANCE_MS = 5.0      # a p99 less slower than this is noise on a shared machine, never a verdict
+ALPHA = 0.05  # the chance a whole canary rolls back a candidate no worse than production, at most
+RULES = 3  # errors, latency, answers: ALPHA is shared among them and the judged steps
+P99_TOLERANCE_MS = 5.0  # a p99 less slower than this is noise on a shared machine, never a verdict
 _NORMAL = NormalDist()
 
 
@@ -68,19 +68,25 @@ class ArmSample(msgspec.Struct, frozen=True):
         """From prediction-log rows of (probability, latency_ms, status, label, value, probabilities, position)."""
         column = {"binary": 0, "multiclass": 3, "regression": 4}[task.kind]
         requests = [r for r in rows if r[6] == 0]
-        return cls([r[column] for r in rows if r[2] == 200 and r[column] is not None],
-                   [r[1] for r in requests], sum(1 for r in requests if r[2] >= 500))
+        return cls(
+            [r[column] for r in rows if r[2] == 200 and r[column] is not None],
+            [r[1] for r in requests],
+            sum(1 for r in requests if r[2] >= 500),
+        )
 
 
 class Verdict(msgspec.Struct, frozen=True):
     passed: bool
-    reasons: list[str]      # why it failed; empty when it passed
+    reasons: list[str]  # why it failed; empty when it passed
     figures: dict[str, float]
 
 
 # What the canary's PSI compares, by task, as its verdict names it.
-COMPARED = {"binary": "score distribution", "multiclass": "predicted class shares",
-            "regression": "predicted value distribution"}
+COMPARED = {
+    "binary": "score distribution",
+    "multiclass": "predicted class shares",
+    "regression": "predicted value distribution",
+}
 
 
 def judged_steps(policy: DeploymentSection) -> int:
@@ -88,8 +94,9 @@ def judged_steps(policy: DeploymentSection) -> int:
     return max(1, sum(1 for step in policy.canary_steps if step < 100))
 
 
-def judge_canary(production: ArmSample, candidate: ArmSample, policy: DeploymentSection,
-                 task: Task = BINARY) -> Verdict:
+def judge_canary(
+    production: ArmSample, candidate: ArmSample, policy: DeploymentSection, task: Task = BINARY
+) -> Verdict:
     """Compare the candidate with production on errors, latency and answers (see the module's notes)."""
     alpha = ALPHA / (judged_steps(policy) * RULES)
     reasons: list[str] = []
@@ -101,22 +108,36 @@ def judge_canary(production: ArmSample, candidate: ArmSample, policy: Deployment
     return Verdict(not reasons, reasons, figures)
 
 
-def _errors(production: ArmSample, candidate: ArmSample, policy: DeploymentSection, task: Task, alpha: float,
-            figures: dict[str, float]) -> str | None:
+def _errors(
+    production: ArmSample,
+    candidate: ArmSample,
+    policy: DeploymentSection,
+    task: Task,
+    alpha: float,
+    figures: dict[str, float],
+) -> str | None:
     err_p = production.errors / production.n if production.n else 0.0
     err_c = candidate.errors / candidate.n if candidate.n else 0.0
     p = more_failures_p(production.errors, production.n, candidate.errors, candidate.n)
     figures.update(production_error_rate=err_p, candidate_error_rate=err_c, error_p_value=p)
     if err_c - err_p > policy.max_error_rate_increase and p < alpha:
-        return (f"error rate {err_c:.2%} ({candidate.errors:,} of {candidate.n:,}) vs production {err_p:.2%} "
-                f"({production.errors:,} of {production.n:,}): {100 * (err_c - err_p):+.2f} points, more than the "
-                f"allowed {100 * policy.max_error_rate_increase:.2f}, and p = {p:.2g} < {alpha:.2g} "
-                f"(one-sided exact test)")
+        return (
+            f"error rate {err_c:.2%} ({candidate.errors:,} of {candidate.n:,}) vs production {err_p:.2%} "
+            f"({production.errors:,} of {production.n:,}): {100 * (err_c - err_p):+.2f} points, more than the "
+            f"allowed {100 * policy.max_error_rate_increase:.2f}, and p = {p:.2g} < {alpha:.2g} "
+            f"(one-sided exact test)"
+        )
     return None
 
 
-def _latency(production: ArmSample, candidate: ArmSample, policy: DeploymentSection, task: Task, alpha: float,
-             figures: dict[str, float]) -> str | None:
+def _latency(
+    production: ArmSample,
+    candidate: ArmSample,
+    policy: DeploymentSection,
+    task: Task,
+    alpha: float,
+    figures: dict[str, float],
+) -> str | None:
     p99_p, p99_c = percentile(production.latencies_ms, 99), percentile(candidate.latencies_ms, 99)
     figures.update(production_p99_ms=p99_p, candidate_p99_ms=p99_c, p99_ratio=p99_c / p99_p if p99_p > 0 else 1.0)
     if production.n < 2 or candidate.n < 2:
@@ -132,15 +153,25 @@ def _latency(production: ArmSample, candidate: ArmSample, policy: DeploymentSect
         return None
     confidence = f"{1 - alpha / 2:.2%}"
     if mean_bound > limit:
-        return (f"latency {ratio:.2f}× production's (geometric mean of {candidate.n:,} vs {production.n:,} "
-                f"requests; at least {mean_bound:.2f}× at {confidence} confidence), over the allowed {limit:g}×; "
-                f"p99 {p99_c:.1f} vs {p99_p:.1f} ms")
-    return (f"p99 latency {p99_c:.1f} ms vs production's {p99_p:.1f} ms: at least {p99_bound:.2f}× at "
-            f"{confidence} confidence ({candidate.n:,} vs {production.n:,} requests), over the allowed {limit:g}×")
+        return (
+            f"latency {ratio:.2f}× production's (geometric mean of {candidate.n:,} vs {production.n:,} "
+            f"requests; at least {mean_bound:.2f}× at {confidence} confidence), over the allowed {limit:g}×; "
+            f"p99 {p99_c:.1f} vs {p99_p:.1f} ms"
+        )
+    return (
+        f"p99 latency {p99_c:.1f} ms vs production's {p99_p:.1f} ms: at least {p99_bound:.2f}× at "
+        f"{confidence} confidence ({candidate.n:,} vs {production.n:,} requests), over the allowed {limit:g}×"
+    )
 
 
-def _answers(production: ArmSample, candidate: ArmSample, policy: DeploymentSection, task: Task, alpha: float,
-             figures: dict[str, float]) -> str | None:
+def _answers(
+    production: ArmSample,
+    candidate: ArmSample,
+    policy: DeploymentSection,
+    task: Task,
+    alpha: float,
+    figures: dict[str, float],
+) -> str | None:
     if task.kind == "multiclass":
         drift, bins = class_share_psi(production.outputs, candidate.outputs, len(task.classes)), len(task.classes)
     else:
@@ -150,8 +181,10 @@ def _answers(production: ArmSample, candidate: ArmSample, policy: DeploymentSect
     figures.update(psi=drift, psi_allowed=allowed)
     if drift > allowed:
         by_chance = f", and {chance:.3f} by chance" if chance > policy.max_psi else ""
-        return (f"{COMPARED[task.kind]} PSI {drift:.3f} against production ({len(candidate.outputs):,} vs "
-                f"{len(production.outputs):,} answers; allowed {policy.max_psi:g}{by_chance})")
+        return (
+            f"{COMPARED[task.kind]} PSI {drift:.3f} against production ({len(candidate.outputs):,} vs "
+            f"{len(production.outputs):,} answers; allowed {policy.max_psi:g}{by_chance})"
+        )
     return None
 
 
@@ -186,8 +219,9 @@ def _binomial_pmf(n: int, p: float) -> np.ndarray:
     return np.exp(log_pmf)
 
 
-def geometric_mean_ratio(production_ms: Sequence[float], candidate_ms: Sequence[float],
-                         alpha: float) -> tuple[float, float]:
+def geometric_mean_ratio(
+    production_ms: Sequence[float], candidate_ms: Sequence[float], alpha: float
+) -> tuple[float, float]:
     """The candidate's latency over production's as a ratio of geometric means, and its one-sided lower
     confidence bound at 1 - alpha (Welch on the log latencies)."""
     log_p = np.log(np.maximum(np.asarray(production_ms, dtype=np.float64), 1e-3))
@@ -205,7 +239,7 @@ def quantile_bound(values: Sequence[float], q: float, alpha: float, lower: bool)
     n = len(ordered)
     if not n:
         return 0.0 if lower else math.inf
-    at_least = np.cumsum(_binomial_pmf(n, q)[::-1])[::-1][1:]   # P(Binomial(n, q) ≥ k) for k = 1..n
+    at_least = np.cumsum(_binomial_pmf(n, q)[::-1])[::-1][1:]  # P(Binomial(n, q) ≥ k) for k = 1..n
     if lower:
         ok = np.nonzero(at_least >= 1 - alpha)[0]
         return float(ordered[ok[-1]]) if len(ok) else 0.0

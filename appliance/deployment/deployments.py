@@ -33,10 +33,10 @@ class Deployment(msgspec.Struct, frozen=True):
     strategy: str
     candidate_version: int
     baseline_version: int
-    status: str             # running | completed | aborted | rolled_back
-    step: int               # canary: index into the spec's steps; blue-green: 0 standby, 1 switched
+    status: str  # running | completed | aborted | rolled_back
+    step: int  # canary: index into the spec's steps; blue-green: 0 standby, 1 switched
     traffic_percent: float  # share of requests the candidate answers (canary, A/B)
-    split_key: str | None   # the request field whose hash splits traffic
+    split_key: str | None  # the request field whose hash splits traffic
     step_started_at: float
     started_at: float
     ended_at: float | None
@@ -48,8 +48,15 @@ class Deployment(msgspec.Struct, frozen=True):
         return self.strategy == "blue-green" and self.step == 1
 
 
-def start(home: Home, model: str, strategy: str, version: int, actor: str = "cli",
-          percent: float | None = None, split_key: str | None = None) -> Deployment:
+def start(
+    home: Home,
+    model: str,
+    strategy: str,
+    version: int,
+    actor: str = "cli",
+    percent: float | None = None,
+    split_key: str | None = None,
+) -> Deployment:
     """Start deploying a candidate version next to production; one deployment per model at a time."""
     if strategy not in STRATEGIES:
         raise InvalidInput(f"unknown deployment strategy '{strategy}'; choose from {', '.join(STRATEGIES)}")
@@ -57,8 +64,10 @@ def start(home: Home, model: str, strategy: str, version: int, actor: str = "cli
     reg = home.registry
     production = reg.alias(model, "production")
     if production is None:
-        raise Conflict(f"model '{model}' has nothing in production to deploy against; promote a first "
-                       f"version with `appliance promote {model} VERSION`")
+        raise Conflict(
+            f"model '{model}' has nothing in production to deploy against; promote a first "
+            f"version with `appliance promote {model} VERSION`"
+        )
     target = reg.version(model, version)
     if target.status != "registered":
         raise Conflict(f"model '{model}' version {version} failed its validation gates and cannot be deployed")
@@ -77,13 +86,26 @@ def start(home: Home, model: str, strategy: str, version: int, actor: str = "cli
             cur = home.conn.execute(
                 "INSERT INTO deployments (model, strategy, candidate_version, baseline_version, status, "
                 "traffic_percent, split_key, step_started_at, started_at) VALUES (?, ?, ?, ?, 'running', ?, ?, ?, ?)",
-                (model, strategy, version, production, traffic, key, now, now))
+                (model, strategy, version, production, traffic, key, now, now),
+            )
         except sqlite3.IntegrityError:
-            raise Conflict(f"model '{model}' already has a deployment running; see `appliance deploy {model} "
-                           "status`, then advance or abort it") from None
-        reg.audit(actor, "deployment_started", model, version,
-                  {"deployment": cur.lastrowid, "strategy": strategy, "baseline": production,
-                   "traffic_percent": traffic, "split_key": key})
+            raise Conflict(
+                f"model '{model}' already has a deployment running; see `appliance deploy {model} "
+                "status`, then advance or abort it"
+            ) from None
+        reg.audit(
+            actor,
+            "deployment_started",
+            model,
+            version,
+            {
+                "deployment": cur.lastrowid,
+                "strategy": strategy,
+                "baseline": production,
+                "traffic_percent": traffic,
+                "split_key": key,
+            },
+        )
     return _get(home.conn, cur.lastrowid)
 
 
@@ -97,8 +119,7 @@ def current(home: Home, model: str) -> Deployment | None:
 def latest(home: Home, model: str) -> Deployment | None:
     """The model's most recent deployment, running or ended."""
     home.registry.model(model)
-    row = home.conn.execute("SELECT * FROM deployments WHERE model = ? ORDER BY id DESC LIMIT 1",
-                            (model,)).fetchone()
+    row = home.conn.execute("SELECT * FROM deployments WHERE model = ? ORDER BY id DESC LIMIT 1", (model,)).fetchone()
     return Deployment(**dict(row)) if row else None
 
 
@@ -107,8 +128,9 @@ def running(conn: sqlite3.Connection) -> list[Deployment]:
     return [Deployment(**dict(r)) for r in conn.execute("SELECT * FROM deployments WHERE status = 'running'")]
 
 
-def advance(home: Home, model: str, actor: str = "cli", reason: str = "",
-            expected_step: int | None = None, force: bool = False) -> Deployment:
+def advance(
+    home: Home, model: str, actor: str = "cli", reason: str = "", expected_step: int | None = None, force: bool = False
+) -> Deployment:
     """Move a deployment one step on: the next canary step, the blue-green switch, or promotion.
 
     A shadow or A/B candidate is promoted, and a switched blue-green releases its standby (the instant way
@@ -128,13 +150,27 @@ def advance(home: Home, model: str, actor: str = "cli", reason: str = "",
         steps = home.spec(model).deployment.canary_steps
         nxt = d.step + 1
         if nxt < len(steps) and steps[nxt] < 100:
-            return _move(home, d, actor, "canary_advanced", step=nxt, traffic=steps[nxt],
-                         detail={"traffic_percent": steps[nxt], "reason": reason})
+            return _move(
+                home,
+                d,
+                actor,
+                "canary_advanced",
+                step=nxt,
+                traffic=steps[nxt],
+                detail={"traffic_percent": steps[nxt], "reason": reason},
+            )
         return _promote_and_finish(home, d, actor, reason or "canary reached 100 %")
     if d.strategy == "blue-green" and not d.switched:
         home.registry.promote(model, d.candidate_version, actor=actor, reason=reason or "blue-green switch")
-        return _move(home, d, actor, "blue_green_switched", step=1, traffic=100.0,
-                     detail={"standby": d.baseline_version, "reason": reason})
+        return _move(
+            home,
+            d,
+            actor,
+            "blue_green_switched",
+            step=1,
+            traffic=100.0,
+            detail={"standby": d.baseline_version, "reason": reason},
+        )
     if d.strategy == "blue-green":
         return _finish(home, d, "completed", actor, reason or "standby released")
     return _promote_and_finish(home, d, actor, reason or f"{d.strategy} candidate chosen")
@@ -161,13 +197,21 @@ def _require_evidence(home: Home, d: Deployment) -> None:
     finally:
         store.close()
     if have < need:
-        raise Conflict(f"the {d.strategy} of v{d.candidate_version} has {have:,} {what}; it needs {need:,} "
-                       f"(deployment.{'ab_min_outcomes' if d.strategy == 'ab' else 'min_sample'}) before it can "
-                       f"advance: wait for traffic, or advance with --force and a --reason")
+        raise Conflict(
+            f"the {d.strategy} of v{d.candidate_version} has {have:,} {what}; it needs {need:,} "
+            f"(deployment.{'ab_min_outcomes' if d.strategy == 'ab' else 'min_sample'}) before it can "
+            f"advance: wait for traffic, or advance with --force and a --reason"
+        )
 
 
-def abort(home: Home, model: str, actor: str = "cli", reason: str = "",
-          status: str = "aborted", expected_step: int | None = None) -> Deployment:
+def abort(
+    home: Home,
+    model: str,
+    actor: str = "cli",
+    reason: str = "",
+    status: str = "aborted",
+    expected_step: int | None = None,
+) -> Deployment:
     """Stop a deployment: all traffic back to the baseline (a switched blue-green rolls back, instantly)."""
     d = _running(home, model)
     if expected_step is not None and d.step != expected_step:
@@ -195,15 +239,18 @@ def analyze_canaries(home: Home, store: PredictionStore, actor: str = ANALYST) -
         task = model_task(home.spec(d.model))
         # Judged on everything since the canary began: the candidate is the same model at every step, and the
         # rules' error rates are set for one look per step at the growing sample (see canary.py).
-        production, candidate = (ArmSample.from_rows(store.arm_sample(d.id, arm, d.started_at, MAX_SAMPLE), task)
-                                 for arm in ("production", "candidate"))
+        production, candidate = (
+            ArmSample.from_rows(store.arm_sample(d.id, arm, d.started_at, MAX_SAMPLE), task)
+            for arm in ("production", "candidate")
+        )
         verdict = judge_canary(production, candidate, policy, task)
         try:
             if verdict.passed:
                 after = advance(home, d.model, actor, reason=_figures(verdict), expected_step=d.step)
             else:
-                after = abort(home, d.model, actor, reason="; ".join(verdict.reasons),
-                              status="rolled_back", expected_step=d.step)
+                after = abort(
+                    home, d.model, actor, reason="; ".join(verdict.reasons), status="rolled_back", expected_step=d.step
+                )
         except Conflict:
             continue  # a person moved it meanwhile; their step stands
         judged.append((after, verdict))
@@ -221,16 +268,22 @@ def report(home: Home, store: PredictionStore, d: Deployment) -> dict:
     if d.strategy == "canary":
         policy = spec.deployment
         step = [store.arm_count(d.id, arm, d.step_started_at) for arm in ("production", "candidate")]
-        samples = [ArmSample.from_rows(store.arm_sample(d.id, arm, d.started_at, MAX_SAMPLE), task)
-                   for arm in ("production", "candidate")]
+        samples = [
+            ArmSample.from_rows(store.arm_sample(d.id, arm, d.started_at, MAX_SAMPLE), task)
+            for arm in ("production", "candidate")
+        ]
         ready = min(step) >= policy.min_sample
-        body["step"] = {"traffic_percent": d.traffic_percent, "min_sample": policy.min_sample,
-                        "sample": {"production": step[0], "candidate": step[1]},
-                        "judged_on": {"production": samples[0].n, "candidate": samples[1].n},
-                        "analysis": msgspec.to_builtins(judge_canary(*samples, policy, task)) if ready else None}
+        body["step"] = {
+            "traffic_percent": d.traffic_percent,
+            "min_sample": policy.min_sample,
+            "sample": {"production": step[0], "candidate": step[1]},
+            "judged_on": {"production": samples[0].n, "candidate": samples[1].n},
+            "analysis": msgspec.to_builtins(judge_canary(*samples, policy, task)) if ready else None,
+        }
     elif d.strategy == "ab":
-        body["ab"] = msgspec.to_builtins(ab_report_for(task, body["predictions"], store.outcomes_by_arm(d.id),
-                                                       spec.deployment.ab_min_outcomes))
+        body["ab"] = msgspec.to_builtins(
+            ab_report_for(task, body["predictions"], store.outcomes_by_arm(d.id), spec.deployment.ab_min_outcomes)
+        )
     else:
         body["shadow"] = msgspec.to_builtins(shadow_report(store.shadow_pairs(d.id), task))
     return body
@@ -239,17 +292,20 @@ def report(home: Home, store: PredictionStore, d: Deployment) -> dict:
 def _running(home: Home, model: str) -> Deployment:
     d = current(home, model)
     if d is None:
-        raise NotFound(f"model '{model}' has no deployment running; start one with "
-                       f"`appliance deploy {model} start canary --version N`")
+        raise NotFound(
+            f"model '{model}' has no deployment running; start one with "
+            f"`appliance deploy {model} start canary --version N`"
+        )
     return d
 
 
-def _move(home: Home, d: Deployment, actor: str, action: str, step: int, traffic: float,
-          detail: dict) -> Deployment:
+def _move(home: Home, d: Deployment, actor: str, action: str, step: int, traffic: float, detail: dict) -> Deployment:
     with transaction(home.conn):
         moved = home.conn.execute(
             "UPDATE deployments SET step = ?, traffic_percent = ?, step_started_at = ? "
-            "WHERE id = ? AND step = ? AND status = 'running'", (step, traffic, time.time(), d.id, d.step)).rowcount
+            "WHERE id = ? AND step = ? AND status = 'running'",
+            (step, traffic, time.time(), d.id, d.step),
+        ).rowcount
         if not moved:
             raise Conflict(f"the deployment of '{d.model}' moved on meanwhile; see `appliance deploy {d.model} status`")
         home.registry.audit(actor, action, d.model, d.candidate_version, {"deployment": d.id, "step": step, **detail})
@@ -267,11 +323,17 @@ def _finish(home: Home, d: Deployment, status: str, actor: str, reason: str) -> 
         ended = home.conn.execute(
             "UPDATE deployments SET status = ?, ended_at = ?, reason = ?, traffic_percent = ? "
             "WHERE id = ? AND step = ? AND status = 'running'",
-            (status, time.time(), reason, 100.0 if status == "completed" else 0.0, d.id, d.step)).rowcount
+            (status, time.time(), reason, 100.0 if status == "completed" else 0.0, d.id, d.step),
+        ).rowcount
         if not ended:
             raise Conflict(f"the deployment of '{d.model}' moved on meanwhile; see `appliance deploy {d.model} status`")
-        home.registry.audit(actor, f"deployment_{status}", d.model, d.candidate_version,
-                            {"deployment": d.id, "strategy": d.strategy, "reason": reason})
+        home.registry.audit(
+            actor,
+            f"deployment_{status}",
+            d.model,
+            d.candidate_version,
+            {"deployment": d.id, "strategy": d.strategy, "reason": reason},
+        )
     return _get(home.conn, d.id)
 
 
@@ -281,6 +343,8 @@ def _get(conn: sqlite3.Connection, deployment_id: int) -> Deployment:
 
 def _figures(v: Verdict) -> str:
     f = v.figures
-    return (f"analysis passed on {int(f['candidate_n'])}/{int(f['production_n'])} predictions: error rate "
-            f"{f['candidate_error_rate']:.2%} vs {f['production_error_rate']:.2%}, p99 ratio {f['p99_ratio']:.2f}, "
-            f"PSI {f['psi']:.3f}")
+    return (
+        f"analysis passed on {int(f['candidate_n'])}/{int(f['production_n'])} predictions: error rate "
+        f"{f['candidate_error_rate']:.2%} vs {f['production_error_rate']:.2%}, p99 ratio {f['p99_ratio']:.2f}, "
+        f"PSI {f['psi']:.3f}"
+    )

@@ -18,8 +18,13 @@ from appliance.data.values import KeyType, key_type_of, type_name
 from appliance.errors import InvalidInput
 from appliance.spec import Feature, FeaturesSection
 
-_TYPE_WORDS = {"float": "a number", "integer": "an integer", "boolean": "true or false (or 1 or 0)",
-               "category": "a string", "category_code": "a string or an integer code"}
+_TYPE_WORDS = {
+    "float": "a number",
+    "integer": "an integer",
+    "boolean": "true or false (or 1 or 0)",
+    "category": "a string",
+    "category_code": "a string or an integer code",
+}
 
 
 class FeatureColumn(msgspec.Struct, frozen=True):
@@ -34,12 +39,17 @@ class FeatureSchema(msgspec.Struct, frozen=True):
 
     columns: list[FeatureColumn]
     definitions: FeaturesSection | None = None
-    key_type: KeyType = "string"    # the entity key's type, as the data contract declared it at training
-    key_nullable: bool = False      # trained on rows with no entity: a request may leave the key out too
+    key_type: KeyType = "string"  # the entity key's type, as the data contract declared it at training
+    key_nullable: bool = False  # trained on rows with no entity: a request may leave the key out too
 
     @classmethod
-    def learn(cls, features: list[Feature], frame: pl.DataFrame, definitions: FeaturesSection | None = None,
-              key_contract_type: str | None = None) -> FeatureSchema:
+    def learn(
+        cls,
+        features: list[Feature],
+        frame: pl.DataFrame,
+        definitions: FeaturesSection | None = None,
+        key_contract_type: str | None = None,
+    ) -> FeatureSchema:
         """Fix the column order and each category's vocabulary from the training rows, and whether some
         of those rows had no entity (then a request may have none either, and gets no stored features)."""
         columns = []
@@ -63,7 +73,8 @@ class FeatureSchema(msgspec.Struct, frozen=True):
             col = pl.col(c.name)
             if c.type == "category":
                 col = col.cast(pl.String).replace_strict(
-                    c.categories, list(range(len(c.categories))), default=None, return_dtype=pl.Float32)
+                    c.categories, list(range(len(c.categories))), default=None, return_dtype=pl.Float32
+                )
             exprs.append(col.cast(pl.Float32).alias(c.name))
         return frame.select(exprs).to_numpy().astype(np.float32, copy=False).reshape(frame.height, -1)
 
@@ -106,8 +117,10 @@ class RecordEncoder:
             except KeyError:
                 raise InvalidInput(f"{where}missing feature '{name}'") from None
             if type(value) not in passing:
-                if not ((kind == "integer" and type(value) is float and value.is_integer())
-                        or (kind == "boolean" and type(value) is int and (value == 0 or value == 1))):
+                if not (
+                    (kind == "integer" and type(value) is float and value.is_integer())
+                    or (kind == "boolean" and type(value) is int and (value == 0 or value == 1))
+                ):
                     raise _wrong_type(where, name, kind, value)
             elif lookup is not None and value is not None:
                 value = lookup.get(value, math.nan)
@@ -119,16 +132,22 @@ class RecordEncoder:
         for i, row in enumerate(rows):
             for (name, kind, _, _), value in zip(self._plan, row):
                 if type(value) is int and abs(value) >= _FLOAT_LIMIT:
-                    return InvalidInput(f"{'' if single else f'record {i}: '}feature '{name}' must be "
-                                        f"{_TYPE_WORDS[kind]} within a float's range")
+                    return InvalidInput(
+                        f"{'' if single else f'record {i}: '}feature '{name}' must be "
+                        f"{_TYPE_WORDS[kind]} within a float's range"
+                    )
         raise AssertionError("an OverflowError without an integer beyond a float's range")
 
 
 _NONE = type(None)
-_PASSING = {"float": frozenset({float, int, _NONE}), "integer": frozenset({int, _NONE}),
-            "boolean": frozenset({bool, _NONE}), "category": frozenset({str, _NONE}),
-            "category_code": frozenset({str, int, _NONE})}
-_FLOAT_LIMIT = 2 ** 1024
+_PASSING = {
+    "float": frozenset({float, int, _NONE}),
+    "integer": frozenset({int, _NONE}),
+    "boolean": frozenset({bool, _NONE}),
+    "category": frozenset({str, _NONE}),
+    "category_code": frozenset({str, int, _NONE}),
+}
+_FLOAT_LIMIT = 2**1024
 
 
 def _codes(categories: list[str]) -> dict:

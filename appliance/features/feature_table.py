@@ -36,7 +36,9 @@ def feature_table_sql(features: FeaturesSection, history: str) -> str:
     selects = [f"{_aggregate(a, columns, named[a.window])} AS {quote(a.name)}" for a in features.aggregations]
     clauses = ", ".join(
         f"w{i} AS (PARTITION BY k ORDER BY t RANGE BETWEEN INTERVAL {window_micros(w)} MICROSECONDS "
-        "PRECEDING AND CURRENT ROW)" for i, w in enumerate(windows))
+        "PRECEDING AND CURRENT ROW)"
+        for i, w in enumerate(windows)
+    )
     key = quote(features.entity_key)
     return (
         f"WITH points AS ({partials_sql(features, history)}) "
@@ -57,12 +59,19 @@ def partials_sql(features: FeaturesSection, history: str) -> str:
     # Pre-aggregate events sharing an (entity, time): one feature row per distinct time, and
     # windows over partial sums are exact for count, sum, mean, min and max.
     partials = ["count(*) AS n__"] + [
-        part for i, c in enumerate(aggregated_columns(features)) for part in (
-            f"count({quote(c)}) AS n_{i}", f"sum({quote(c)}::DOUBLE) AS s_{i}",
-            f"min({quote(c)}::DOUBLE) AS lo_{i}", f"max({quote(c)}::DOUBLE) AS hi_{i}")
+        part
+        for i, c in enumerate(aggregated_columns(features))
+        for part in (
+            f"count({quote(c)}) AS n_{i}",
+            f"sum({quote(c)}::DOUBLE) AS s_{i}",
+            f"min({quote(c)}::DOUBLE) AS lo_{i}",
+            f"max({quote(c)}::DOUBLE) AS hi_{i}",
+        )
     ]
-    return (f"SELECT {key} AS k, {t} AS t, {', '.join(partials)} FROM {history} "
-            f"WHERE {key} IS NOT NULL AND {t} IS NOT NULL GROUP BY ALL")
+    return (
+        f"SELECT {key} AS k, {t} AS t, {', '.join(partials)} FROM {history} "
+        f"WHERE {key} IS NOT NULL AND {t} IS NOT NULL GROUP BY ALL"
+    )
 
 
 def _aggregate(a: Aggregation, columns: list[str], window: str) -> str:
@@ -83,8 +92,10 @@ def feature_rows(features: FeaturesSection, history: pl.DataFrame, latest_only: 
     latest row (the values an event after the entity's last one sees)."""
     sql = feature_table_sql(features, "history")
     if latest_only:
-        sql = (f"SELECT * FROM ({sql}) QUALIFY row_number() OVER "
-               f"(PARTITION BY {quote(features.entity_key)} ORDER BY {FEATURE_TIME} DESC) = 1")
+        sql = (
+            f"SELECT * FROM ({sql}) QUALIFY row_number() OVER "
+            f"(PARTITION BY {quote(features.entity_key)} ORDER BY {FEATURE_TIME} DESC) = 1"
+        )
     con = connect()
     con.register("history", history)
     try:

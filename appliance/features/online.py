@@ -37,17 +37,21 @@ _decode = msgspec.json.Decoder().decode
 
 class MaterializeReport(msgspec.Struct):
     namespace: str
-    rows: int                   # entities written
-    with_history: int           # of which have at least one ingested event
-    as_of: str | None           # the newest event time in the history
+    rows: int  # entities written
+    with_history: int  # of which have at least one ingested event
+    as_of: str | None  # the newest event time in the history
     seconds: float
-    kept: int = 0               # rows that kept the requests answered since their entity's newest ingested event
+    kept: int = 0  # rows that kept the requests answered since their entity's newest ingested event
 
 
 def namespace(model: str, features: FeaturesSection) -> str:
     """The online store namespace of a model's stored features: a new definition gets a new one."""
-    stored = {"entity_key": features.entity_key, "event_time": features.event_time,
-              "entity_attributes": features.entity_attributes, "aggregations": features.aggregations}
+    stored = {
+        "entity_key": features.entity_key,
+        "event_time": features.event_time,
+        "entity_attributes": features.entity_attributes,
+        "aggregations": features.aggregations,
+    }
     return f"{model}:{hashlib.sha256(_encode(stored)).hexdigest()[:16]}"
 
 
@@ -63,33 +67,51 @@ def update_targets(model: str, definitions: list[FeaturesSection]) -> list[Updat
     return list(targets.values())
 
 
-def materialize(store: OnlineStore, model: str, features: FeaturesSection, history: pl.DataFrame,
-                entities: pl.DataFrame | None) -> MaterializeReport:
+def materialize(
+    store: OnlineStore, model: str, features: FeaturesSection, history: pl.DataFrame, entities: pl.DataFrame | None
+) -> MaterializeReport:
     """Write the latest stored features of every entity (with history, attributes, or both), keeping the
     events answered requests moved an entity's row by since its newest ingested one: no row goes back in time."""
     started = time.perf_counter()
     key = features.entity_key
     # Keys are stored as their canonical text (an integer's digits), the form requests are looked up by.
     latest = feature_rows(features, history, latest_only=True).with_columns(
-        pl.col(FEATURE_TIME).dt.epoch("us").alias(FEATURE_TIME), pl.col(key).cast(pl.String))
+        pl.col(FEATURE_TIME).dt.epoch("us").alias(FEATURE_TIME), pl.col(key).cast(pl.String)
+    )
     attributes = [f.name for f in features.entity_attributes]
     if attributes and entities is not None:
-        latest = latest.join(entities.select(key, *attributes).with_columns(pl.col(key).cast(pl.String)),
-                             on=key, how="full", coalesce=True)
+        latest = latest.join(
+            entities.select(key, *attributes).with_columns(pl.col(key).cast(pl.String)),
+            on=key,
+            how="full",
+            coalesce=True,
+        )
     names = [n for n in stored_names(features) if n in latest.columns]
-    rows = ((entity, at, _encode(dict(zip(names, values))))
-            for entity, at, *values in latest.select(key, FEATURE_TIME, *names).iter_rows())
+    rows = (
+        (entity, at, _encode(dict(zip(names, values))))
+        for entity, at, *values in latest.select(key, FEATURE_TIME, *names).iter_rows()
+    )
     as_of = history[features.event_time].max() if history.height else None
     # An entity's answered requests after its newest ingested event are in no snapshot yet: the store keeps
     # them from the entity's tail, so the row holds the feature table over history and those requests. Older
     # ones are left to the history (ingest caught up: a request's labelled row is ingested as its event).
     plan = TailPlan(features)
-    count, kept = store.replace(namespace(model, features), rows,
-                                {"model": model, "as_of": as_of.isoformat() if as_of else None},
-                                latest_tails(features, history),  # what serving moves each row forward from
-                                plan.horizon, plan.rows_sql)
-    return MaterializeReport(namespace(model, features), count, int(latest[FEATURE_TIME].is_not_null().sum()),
-                             as_of.isoformat() if as_of else None, time.perf_counter() - started, kept)
+    count, kept = store.replace(
+        namespace(model, features),
+        rows,
+        {"model": model, "as_of": as_of.isoformat() if as_of else None},
+        latest_tails(features, history),  # what serving moves each row forward from
+        plan.horizon,
+        plan.rows_sql,
+    )
+    return MaterializeReport(
+        namespace(model, features),
+        count,
+        int(latest[FEATURE_TIME].is_not_null().sum()),
+        as_of.isoformat() if as_of else None,
+        time.perf_counter() - started,
+        kept,
+    )
 
 
 def materialize_model(home: Home, spec: ModelSpec) -> list[MaterializeReport]:
@@ -126,10 +148,16 @@ class OnlineFeatures:
     """Completes request records with a model version's stored and derived features (only the derived
     ones for a model without an entity, which keeps nothing in the store)."""
 
-    def __init__(self, store: OnlineStore, model: str, features: FeaturesSection, key_type: KeyType = "string",
-                 key_nullable: bool = False):
+    def __init__(
+        self,
+        store: OnlineStore,
+        model: str,
+        features: FeaturesSection,
+        key_type: KeyType = "string",
+        key_nullable: bool = False,
+    ):
         self.store, self.model, self.features, self.key_type = store, model, features, key_type
-        self.key_nullable = key_nullable   # a request without an entity gets none of its stored features
+        self.key_nullable = key_nullable  # a request without an entity gets none of its stored features
         self.namespace = namespace(model, features)
         self.ttl = ttl_micros(features)
         self.attributes = [f.name for f in features.entity_attributes]
@@ -150,8 +178,7 @@ class OnlineFeatures:
         stored = self._read([entity]).get(entity)
         at, values = (stored[0], _decode(stored[1])) if stored else (None, {})
         when = record.get(self.features.event_time)
-        event_time = float(time.time_ns() // 1000) if when is None else \
-            request_time(when, self.features.event_time, "")
+        event_time = float(time.time_ns() // 1000) if when is None else request_time(when, self.features.event_time, "")
         feature_time = math.nan if at is None else float(at)
         usable = visible(feature_time, event_time, self.ttl)
         if not usable:
@@ -186,8 +213,9 @@ class OnlineFeatures:
             stored.append(_decode(payload))
         seen = visible(feature_time, event_time, self.ttl)
         feature_time[~seen] = np.nan
-        merged = [self._merged(record, values, usable)
-                  for record, values, usable in zip(records, stored, seen.tolist())]
+        merged = [
+            self._merged(record, values, usable) for record, values, usable in zip(records, stored, seen.tolist())
+        ]
         inputs = {name: np.array([_number(row.get(name)) for row in merged]) for name in self.inputs}
         for name, column in derive(self.features.derived, inputs, event_time, feature_time).items():
             for row, value in zip(merged, column.tolist()):
@@ -226,8 +254,10 @@ class OnlineFeatures:
                 return {}
         found = self.store.read(self.namespace, entities)
         if not found and not self._materialized():
-            raise NotReady(f"the online store holds no features of model '{self.model}' as this version "
-                           f"defines them; run `appliance features materialize {self.model}`")
+            raise NotReady(
+                f"the online store holds no features of model '{self.model}' as this version "
+                f"defines them; run `appliance features materialize {self.model}`"
+            )
         return found
 
     def _materialized(self) -> bool:

@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 
 # Positions in a prediction log row (storage.prediction_log.PREDICTION_COLUMNS).
 _MODEL, _RECEIVED_AT, _ENTITY, _RECORD, _STATUS = 2, 6, 8, 9, 13
-FUTURE_SKEW_US = 10 * 60 * 1_000_000   # how far a client's clock may run ahead of the server's
+FUTURE_SKEW_US = 10 * 60 * 1_000_000  # how far a client's clock may run ahead of the server's
 
 
 class UpdateTarget(msgspec.Struct, frozen=True):
@@ -42,8 +42,8 @@ class UpdateTarget(msgspec.Struct, frozen=True):
 
     namespace: str
     time_field: str
-    columns: list[str]      # the aggregated columns, in tail order (col 1, 2, …; col 0 is the count)
-    horizon: int            # how far before its newest event an entity's row looks, in µs
+    columns: list[str]  # the aggregated columns, in tail order (col 1, 2, …; col 0 is the count)
+    horizon: int  # how far before its newest event an entity's row looks, in µs
     rows_sql: str
 
     def event_time(self, record: dict, answered_at: int) -> int | None:
@@ -63,8 +63,9 @@ class UpdateTarget(msgspec.Struct, frozen=True):
         points = [(name, entity, at, 0, 1, None, None, None)]
         for i, column in enumerate(self.columns, 1):  # a loop: twice as fast as a generator
             v = _value(record.get(column))
-            points.append((name, entity, at, i, 1, v, v, v) if v is not None
-                          else (name, entity, at, i, 0, None, None, None))
+            points.append(
+                (name, entity, at, i, 1, v, v, v) if v is not None else (name, entity, at, i, 0, None, None, None)
+            )
         return points
 
 
@@ -73,13 +74,13 @@ class OnlineUpdater:
 
     def __init__(self, store: OnlineStore):
         self.store = store
-        self.updated = 0        # online rows written
-        self.stale = 0          # events of namespaces materialized before tails (see the module doc)
-        self.future = 0         # events dated past the answer by more than FUTURE_SKEW_US, skipped
-        self.errors = 0         # events lost to a failed update
+        self.updated = 0  # online rows written
+        self.stale = 0  # events of namespaces materialized before tails (see the module doc)
+        self.future = 0  # events dated past the answer by more than FUTURE_SKEW_US, skipped
+        self.errors = 0  # events lost to a failed update
         self._targets: dict[str, list[UpdateTarget]] = {}
         self._materialized: set[str] = set()
-        self._warned: set[tuple[str, str]] = set()   # (what, namespace) warned of once
+        self._warned: set[tuple[str, str]] = set()  # (what, namespace) warned of once
 
     def follow(self, targets: dict[str, list[UpdateTarget]]) -> None:
         """Set the namespaces each model's answered requests update (``features.online.update_targets``)."""
@@ -117,8 +118,12 @@ class OnlineUpdater:
                 self.stale += events
                 if ("stale", name) not in self._warned:
                     self._warned.add(("stale", name))
-                    log.warning("online rows of %s were materialized before tails and stay as they are; run "
-                                "`appliance features materialize %s` to keep them current", name, name.split(":")[0])
+                    log.warning(
+                        "online rows of %s were materialized before tails and stay as they are; run "
+                        "`appliance features materialize %s` to keep them current",
+                        name,
+                        name.split(":")[0],
+                    )
                 continue
             try:
                 written += self.store.advance(name, points, list(entities), target.horizon, target.rows_sql)
@@ -132,9 +137,13 @@ class OnlineUpdater:
         self.future += 1
         if ("future", name) not in self._warned:
             self._warned.add(("future", name))
-            log.warning("a request to %s dated more than %d minutes past the server's clock did not move its "
-                        "entity's online row; check the clients' clocks (later ones are counted in "
-                        "appliance_online_future_events_total)", name.split(":")[0], FUTURE_SKEW_US // 60_000_000)
+            log.warning(
+                "a request to %s dated more than %d minutes past the server's clock did not move its "
+                "entity's online row; check the clients' clocks (later ones are counted in "
+                "appliance_online_future_events_total)",
+                name.split(":")[0],
+                FUTURE_SKEW_US // 60_000_000,
+            )
 
     def _tails(self, name: str) -> bool | None:
         # Whether a namespace was materialized with tails (None: never materialized); once it was, it stays so.

@@ -22,8 +22,9 @@ from appliance.features.feature_table import FEATURE_TIME, connect, quote, windo
 from appliance.spec import Derived, FeaturesSection
 
 
-def visible(feature_time: np.ndarray | float, event_time: np.ndarray | float,
-            ttl_micros: int | None) -> np.ndarray | bool:
+def visible(
+    feature_time: np.ndarray | float, event_time: np.ndarray | float, ttl_micros: int | None
+) -> np.ndarray | bool:
     """Whether each feature row may be used by the event at the same position (arrays, or one row's floats)."""
     seen = feature_time < event_time  # NaN compares False, without a warning: no history is never visible
     if ttl_micros is not None:
@@ -36,8 +37,9 @@ def ttl_micros(features: FeaturesSection) -> int | None:
     return window_micros(features.ttl) if features.ttl else None
 
 
-def derive(derived: list[Derived], values: dict, event_time: np.ndarray | float,
-           feature_time: np.ndarray | float) -> dict:
+def derive(
+    derived: list[Derived], values: dict, event_time: np.ndarray | float, feature_time: np.ndarray | float
+) -> dict:
     """The derived features, in spec order, from float64 columns (NaN: missing) of the same rows, or
     from one row's floats (then floats out).
 
@@ -67,8 +69,9 @@ def _ratio(numerator: np.ndarray | float, denominator: np.ndarray | float) -> np
     return result
 
 
-def point_in_time_features(features: FeaturesSection, rows: pl.DataFrame, table: pl.DataFrame | None,
-                           entities: pl.DataFrame | None = None) -> pl.DataFrame:
+def point_in_time_features(
+    features: FeaturesSection, rows: pl.DataFrame, table: pl.DataFrame | None, entities: pl.DataFrame | None = None
+) -> pl.DataFrame:
     """Each row (entity key, event time, request values) with its features as known just before its time.
 
     ``table`` is the feature table (``feature_table_sql``); the result keeps the rows' order. Keys are
@@ -78,8 +81,7 @@ def point_in_time_features(features: FeaturesSection, rows: pl.DataFrame, table:
     key, t = features.entity_key, features.event_time
     if key is None:
         event_micros = _micros(rows[t])
-        extra = derive(features.derived, _derived_inputs(features, rows), event_micros,
-                       np.full(rows.height, np.nan))
+        extra = derive(features.derived, _derived_inputs(features, rows), event_micros, np.full(rows.height, np.nan))
         return rows.with_columns(pl.Series(n, v).fill_nan(None) for n, v in extra.items())
     assert table is not None, "a model with an entity joins its feature table"
     aggregations = [a.name for a in features.aggregations]
@@ -105,10 +107,13 @@ def point_in_time_features(features: FeaturesSection, rows: pl.DataFrame, table:
         attributes = [f.name for f in features.entity_attributes]
         if entities is None:
             entities = pl.DataFrame({key: [], **{a: [] for a in attributes}}, schema_overrides={key: pl.String})
-        joined = (joined.with_columns(text_key.alias(_TEXT_KEY))
-                  .join(entities.select(text_key.alias(_TEXT_KEY), *attributes), on=_TEXT_KEY, how="left",
-                        maintain_order="left")
-                  .drop(_TEXT_KEY))
+        joined = (
+            joined.with_columns(text_key.alias(_TEXT_KEY))
+            .join(
+                entities.select(text_key.alias(_TEXT_KEY), *attributes), on=_TEXT_KEY, how="left", maintain_order="left"
+            )
+            .drop(_TEXT_KEY)
+        )
     extra = derive(features.derived, _derived_inputs(features, joined), event_micros, feature_micros)
     return joined.drop(FEATURE_TIME).with_columns(pl.Series(n, v).fill_nan(None) for n, v in extra.items())
 

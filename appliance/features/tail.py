@@ -33,10 +33,15 @@ def _rows_sql(features: FeaturesSection, columns: list[str], horizon: int) -> st
     # replaced); each aggregation tests its column per point, and its window only if shorter than the scan.
     values = ", ".join(f"{_aggregate(a, columns, horizon)} AS a{i}" for i, a in enumerate(features.aggregations))
     sets = "".join(", '$.\"" + a.name.replace('"', '\\"') + f"\"', a{i}" for i, a in enumerate(features.aggregations))
-    tail = (f" FROM (SELECT {values} FROM tail_points WHERE namespace = ?1 AND entity = ?2 AND t >= ?3 - {horizon})"
-            if values else "")
-    return ("SELECT ?2, ?3, json_set(coalesce(CAST((SELECT payload FROM feature_rows WHERE namespace = ?1 "
-            f"AND entity = ?2) AS TEXT), '{{}}'){sets}){tail}")
+    tail = (
+        f" FROM (SELECT {values} FROM tail_points WHERE namespace = ?1 AND entity = ?2 AND t >= ?3 - {horizon})"
+        if values
+        else ""
+    )
+    return (
+        "SELECT ?2, ?3, json_set(coalesce(CAST((SELECT payload FROM feature_rows WHERE namespace = ?1 "
+        f"AND entity = ?2) AS TEXT), '{{}}'){sets}){tail}"
+    )
 
 
 def _aggregate(a: Aggregation, columns: list[str], horizon: int) -> str:
@@ -59,12 +64,14 @@ def latest_tails(features: FeaturesSection, history: pl.DataFrame) -> list[tuple
     horizon = TailPlan(features).horizon
     parts = ["SELECT k, t, 0, n__, NULL::DOUBLE, NULL::DOUBLE, NULL::DOUBLE FROM tail"] + [
         f"SELECT k, t, {i + 1}, n_{i}, s_{i}, lo_{i}, hi_{i} FROM tail"
-        for i in range(len(aggregated_columns(features)))]
-    sql = (f"WITH points AS ({partials_sql(features, 'history')}), "
-           f"tail AS (SELECT k::VARCHAR AS k, epoch_us(t) AS t, * EXCLUDE (k, t, newest) FROM "
-           f"(SELECT *, max(t) OVER (PARTITION BY k) AS newest FROM points) "
-           f"WHERE t >= newest - INTERVAL {horizon} MICROSECONDS) "
-           + " UNION ALL ".join(parts))
+        for i in range(len(aggregated_columns(features)))
+    ]
+    sql = (
+        f"WITH points AS ({partials_sql(features, 'history')}), "
+        f"tail AS (SELECT k::VARCHAR AS k, epoch_us(t) AS t, * EXCLUDE (k, t, newest) FROM "
+        f"(SELECT *, max(t) OVER (PARTITION BY k) AS newest FROM points) "
+        f"WHERE t >= newest - INTERVAL {horizon} MICROSECONDS) " + " UNION ALL ".join(parts)
+    )
     con = connect()
     con.register("history", history)
     try:

@@ -20,15 +20,13 @@ def build_training_set(spec: ModelSpec, events: pl.DataFrame, entities: pl.DataF
     """
     keys = spec.features
     if keys.entity_attributes and entities is None:
-        raise InvalidInput(f"model '{spec.name}' has entity attributes but its spec names no "
-                           "[data] entities file")
+        raise InvalidInput(f"model '{spec.name}' has entity attributes but its spec names no [data] entities file")
     entity = [keys.entity_key] if keys.entity_key is not None else []
     history = [*entity, keys.event_time, *sorted({a.column for a in keys.aggregations if a.column})]
     missing = [c for c in history if c not in events.columns]
     if missing:
         raise InvalidInput(f"training data lacks column(s) {missing} that the spec of '{spec.name}' uses")
-    labelled = (events.filter(pl.col(spec.target.column).is_not_null())
-                .sort(keys.event_time, maintain_order=True))
+    labelled = events.filter(pl.col(spec.target.column).is_not_null()).sort(keys.event_time, maintain_order=True)
     table = feature_rows(keys, events.select(history)) if entity else None
     frame = point_in_time_features(keys, labelled, table, entities)
     columns = [keys.event_time, *entity, *(f.name for f in spec.model_features), spec.target.column]
@@ -38,8 +36,9 @@ def build_training_set(spec: ModelSpec, events: pl.DataFrame, entities: pl.DataF
     return frame.select(columns)
 
 
-def split_by_time(spec: ModelSpec, frame: pl.DataFrame, days: int | None = None,
-                  setting: str = "training.eval_days") -> tuple[pl.DataFrame, pl.DataFrame, datetime]:
+def split_by_time(
+    spec: ModelSpec, frame: pl.DataFrame, days: int | None = None, setting: str = "training.eval_days"
+) -> tuple[pl.DataFrame, pl.DataFrame, datetime]:
     """Train on the days before the cutoff, evaluate on the last ``days`` whole days (default ``eval_days``)."""
     return split_at(spec, frame, eval_cutoff(spec, frame, days), setting)
 
@@ -51,8 +50,9 @@ def eval_cutoff(spec: ModelSpec, frame: pl.DataFrame, days: int | None = None) -
     return last_day - timedelta(days=days - 1)
 
 
-def split_at(spec: ModelSpec, frame: pl.DataFrame, cutoff: datetime,
-             setting: str = "training.eval_days") -> tuple[pl.DataFrame, pl.DataFrame, datetime]:
+def split_at(
+    spec: ModelSpec, frame: pl.DataFrame, cutoff: datetime, setting: str = "training.eval_days"
+) -> tuple[pl.DataFrame, pl.DataFrame, datetime]:
     """(rows before ``cutoff``, rows from it on, cutoff); each part must hold both classes."""
     train = frame.filter(pl.col(spec.features.event_time) < cutoff)
     evaluation = frame.filter(pl.col(spec.features.event_time) >= cutoff)
@@ -75,13 +75,16 @@ def retrain_cutoff(spec: ModelSpec, frame: pl.DataFrame) -> datetime:
     today's traffic, while every older labelled day (the start of a new pattern) stays in training."""
     training = spec.training
     target = pl.col(spec.target.column)
-    if spec.target.task == "regression":   # no classes: enough labelled rows
+    if spec.target.task == "regression":  # no classes: enough labelled rows
         counts = [target.is_not_null().sum().alias("_held0")]
-    else:   # each class the labels hold (binary: 0 and 1)
+    else:  # each class the labels hold (binary: 0 and 1)
         classes = [0, 1] if spec.target.task == "binary" else frame[spec.target.column].drop_nulls().unique().to_list()
         counts = [(target == c).sum().alias(f"_held{i}") for i, c in enumerate(classes)]
-    per_day = (frame.group_by(pl.col(spec.features.event_time).dt.truncate("1d").alias("day"))
-               .agg(counts).sort("day", descending=True))
+    per_day = (
+        frame.group_by(pl.col(spec.features.event_time).dt.truncate("1d").alias("day"))
+        .agg(counts)
+        .sort("day", descending=True)
+    )
     held = pl.min_horizontal([pl.col(c.meta.output_name()).cum_sum() for c in counts])
     per_day = per_day.with_columns(enough=held >= training.retrain_min_per_class)
     days = training.retrain_eval_days

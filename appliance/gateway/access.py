@@ -37,8 +37,12 @@ class Caller:
 class Gatekeeper:
     """Checks each request against the keys known to the server (refreshed from metadata.db)."""
 
-    def __init__(self, exposed: bool, peer_rate_per_second: float = DEFAULT_RATE_PER_SECOND,
-                 clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        exposed: bool,
+        peer_rate_per_second: float = DEFAULT_RATE_PER_SECOND,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         self.exposed = exposed
         self.peer_rate = peer_rate_per_second
         self.limiter = RateLimiter(clock)
@@ -59,16 +63,24 @@ class Gatekeeper:
                 self._limit(f"peer:{peer}", self.peer_rate)
                 return Caller(None, peer)
             self.rejected["missing"] += 1
-            why = ("admin routes always need an admin key" if scope == "admin" else
-                   "this server listens beyond loopback" if self.exposed or not _is_loopback(peer) else
-                   "API keys exist on this appliance")
-            raise Unauthorized(f"an API key is required ({why}); {_HOW} — create one with "
-                               f"`appliance keys create --scope {'admin' if scope == 'admin' else 'predict'}`")
+            why = (
+                "admin routes always need an admin key"
+                if scope == "admin"
+                else "this server listens beyond loopback"
+                if self.exposed or not _is_loopback(peer)
+                else "API keys exist on this appliance"
+            )
+            raise Unauthorized(
+                f"an API key is required ({why}); {_HOW} — create one with "
+                f"`appliance keys create --scope {'admin' if scope == 'admin' else 'predict'}`"
+            )
         key = self._verify(token)
         if scope != "read" and not key.allows(scope):
             self.rejected["scope"] += 1
-            raise Forbidden(f"API key '{key.id}' has scopes {', '.join(key.scopes)}, not {scope}; "
-                            f"create a key with `appliance keys create --scope {scope}`")
+            raise Forbidden(
+                f"API key '{key.id}' has scopes {', '.join(key.scopes)}, not {scope}; "
+                f"create a key with `appliance keys create --scope {scope}`"
+            )
         self._limit(f"key:{key.id}", key.rate_per_second)
         return Caller(key.id, peer)
 
@@ -88,8 +100,9 @@ class Gatekeeper:
         if wait > 0:
             self.rejected["rate"] += 1
             retry = max(1, math.ceil(wait))
-            raise RateLimited(f"rate limit of {rate:g} requests per second exceeded; retry in {retry} s",
-                              retry_after=retry)
+            raise RateLimited(
+                f"rate limit of {rate:g} requests per second exceeded; retry in {retry} s", retry_after=retry
+            )
 
 
 class RateLimiter:

@@ -41,8 +41,13 @@ class ApiKey(msgspec.Struct, frozen=True):
         return scope in self.scopes or "admin" in self.scopes
 
 
-def create_key(conn: sqlite3.Connection, scopes: list[str], name: str = "",
-               rate_per_second: float = DEFAULT_RATE_PER_SECOND, actor: str = "cli") -> tuple[ApiKey, str]:
+def create_key(
+    conn: sqlite3.Connection,
+    scopes: list[str],
+    name: str = "",
+    rate_per_second: float = DEFAULT_RATE_PER_SECOND,
+    actor: str = "cli",
+) -> tuple[ApiKey, str]:
     """Create a key; returns its record and the secret token, which is shown once and never stored."""
     bad = [s for s in scopes if s not in SCOPES]
     if bad or not scopes:
@@ -54,11 +59,18 @@ def create_key(conn: sqlite3.Connection, scopes: list[str], name: str = "",
     ordered = tuple(s for s in SCOPES if s in scopes)
     now = time.time()
     with transaction(conn):
-        conn.execute("INSERT INTO api_keys (id, name, secret_sha256, scopes, rate_per_second, created_at) "
-                     "VALUES (?, ?, ?, ?, ?, ?)",
-                     (key_id, name, _digest(secret), ",".join(ordered), rate_per_second, now))
-        Registry(conn).audit(actor, "key_created", None, None,
-                             {"key": key_id, "name": name, "scopes": list(ordered), "rate_per_second": rate_per_second})
+        conn.execute(
+            "INSERT INTO api_keys (id, name, secret_sha256, scopes, rate_per_second, created_at) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (key_id, name, _digest(secret), ",".join(ordered), rate_per_second, now),
+        )
+        Registry(conn).audit(
+            actor,
+            "key_created",
+            None,
+            None,
+            {"key": key_id, "name": name, "scopes": list(ordered), "rate_per_second": rate_per_second},
+        )
     return ApiKey(key_id, name, ordered, rate_per_second, now, None), f"{PREFIX}_{key_id}_{secret}"
 
 
@@ -77,8 +89,18 @@ def revoke_key(conn: sqlite3.Connection, key_id: str, actor: str = "cli") -> Api
 def list_keys(conn: sqlite3.Connection) -> list[ApiKey]:
     """Every key, revoked ones included, oldest first (with hashes, for the gateway)."""
     rows = conn.execute("SELECT * FROM api_keys ORDER BY created_at")
-    return [ApiKey(r["id"], r["name"], tuple(r["scopes"].split(",")), r["rate_per_second"], r["created_at"],
-                   r["revoked_at"], r["secret_sha256"]) for r in rows]
+    return [
+        ApiKey(
+            r["id"],
+            r["name"],
+            tuple(r["scopes"].split(",")),
+            r["rate_per_second"],
+            r["created_at"],
+            r["revoked_at"],
+            r["secret_sha256"],
+        )
+        for r in rows
+    ]
 
 
 def parse_token(token: str) -> tuple[str, str] | None:

@@ -33,8 +33,11 @@ class CostSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
     def __post_init__(self) -> None:
         if self.host_busy_watts is not None and self.host_busy_watts < self.host_idle_watts:
-            raise FieldError("host_busy_watts", f"{self.host_busy_watts} is below host_idle_watts "
-                                                f"({self.host_idle_watts}); busy draws at least as much as idle")
+            raise FieldError(
+                "host_busy_watts",
+                f"{self.host_busy_watts} is below host_idle_watts "
+                f"({self.host_idle_watts}); busy draws at least as much as idle",
+            )
 
     @property
     def configured(self) -> bool:
@@ -52,7 +55,7 @@ class CostSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 class CostRate(msgspec.Struct, frozen=True):
     """What the machine costs per hour at one instant."""
 
-    watts: float                     # GPUs measured plus the host estimated
+    watts: float  # GPUs measured plus the host estimated
     gpu_watts: float
     host_watts: float
     energy_per_hour: float
@@ -77,9 +80,16 @@ def cost_per_hour(snapshot: MachineSnapshot, cost: CostSection) -> CostRate:
     gpu_watts = sum((g.power_w for g in snapshot.gpu.gpus if g.power_w is not None), 0.0)
     host = host_watts(snapshot.cpu.total_percent, cost.host_idle_watts, cost.busy_watts)
     energy = (gpu_watts + host) / 1000 * cost.electricity_per_kwh
-    return CostRate(gpu_watts + host, gpu_watts, host, energy, cost.hardware_per_hour,
-                    energy + cost.hardware_per_hour, cost.currency,
-                    [g.index for g in snapshot.gpu.gpus if g.power_w is None])
+    return CostRate(
+        gpu_watts + host,
+        gpu_watts,
+        host,
+        energy,
+        cost.hardware_per_hour,
+        energy + cost.hardware_per_hour,
+        cost.currency,
+        [g.index for g in snapshot.gpu.gpus if g.power_w is None],
+    )
 
 
 def cost_between(snapshots: Sequence[MachineSnapshot], start: float, end: float, cost: CostSection) -> RangeCost:

@@ -15,15 +15,15 @@ _SQLITE_SIDES = ("-wal", "-shm", "-journal")
 
 
 class DiskPart(msgspec.Struct, frozen=True):
-    name: str      # "metadata.db", "artifacts/", "offline/", "archive/", "<name>.db", or "other"
+    name: str  # "metadata.db", "artifacts/", "offline/", "archive/", "<name>.db", or "other"
     bytes: int
 
 
 class DiskUse(msgspec.Struct, frozen=True):
     root: str
-    total_bytes: int               # everything under the data directory (apparent sizes, links not followed)
-    parts: list[DiskPart]          # largest first; they add up to total_bytes
-    filesystem_free_bytes: int     # left on the filesystem that holds the data directory
+    total_bytes: int  # everything under the data directory (apparent sizes, links not followed)
+    parts: list[DiskPart]  # largest first; they add up to total_bytes
+    filesystem_free_bytes: int  # left on the filesystem that holds the data directory
     filesystem_total_bytes: int
 
 
@@ -52,9 +52,11 @@ def _part(entry: os.DirEntry) -> str:
 def _bytes(entry: os.DirEntry) -> int:
     if not entry.is_dir(follow_symlinks=False):
         return _size(entry.path)
-    return sum(_size(os.path.join(folder, name))
-               for folder, _, files in os.walk(entry.path)  # os.walk does not follow links into folders
-               for name in files)
+    return sum(
+        _size(os.path.join(folder, name))
+        for folder, _, files in os.walk(entry.path)  # os.walk does not follow links into folders
+        for name in files
+    )
 
 
 def _size(path: str) -> int:

@@ -22,17 +22,17 @@ class GpuEnergy(msgspec.Struct, frozen=True):
     uuid: str
     name: str
     joules: float
-    source: EnergySource           # "counter": measured by the driver; "integrated": power × time
+    source: EnergySource  # "counter": measured by the driver; "integrated": power × time
 
 
 class EnergyUse(msgspec.Struct, frozen=True):
     start: float
     end: float
-    sampled_seconds: float         # the part of start..end that snapshots cover; energy is for that part
+    sampled_seconds: float  # the part of start..end that snapshots cover; energy is for that part
     gpus: list[GpuEnergy]
     gpu_joules: float
-    host_joules: float             # estimated from CPU use (0 when no host wattage is configured)
-    kwh: float                     # GPUs and host together
+    host_joules: float  # estimated from CPU use (0 when no host wattage is configured)
+    kwh: float  # GPUs and host together
 
 
 def host_watts(cpu_percent: float, idle_watts: float, busy_watts: float) -> float:
@@ -40,8 +40,9 @@ def host_watts(cpu_percent: float, idle_watts: float, busy_watts: float) -> floa
     return idle_watts + (busy_watts - idle_watts) * cpu_percent / 100
 
 
-def energy_between(snapshots: Sequence[MachineSnapshot], start: float, end: float,
-                   idle_watts: float = 0.0, busy_watts: float = 0.0) -> EnergyUse:
+def energy_between(
+    snapshots: Sequence[MachineSnapshot], start: float, end: float, idle_watts: float = 0.0, busy_watts: float = 0.0
+) -> EnergyUse:
     """Energy from ``start`` to ``end`` (unix seconds), interpolated linearly between snapshots."""
     if end < start:
         raise ValueError(f"end {end} is before start {start}")
@@ -64,7 +65,8 @@ def _gpu_series(ordered: Sequence[MachineSnapshot]) -> dict[str, tuple[str, Ener
         for gpu in snapshot.gpu.gpus:
             if gpu.energy_mj is not None and gpu.energy_source is not None:
                 series.setdefault(gpu.uuid, (gpu.name, gpu.energy_source, []))[2].append(
-                    (snapshot.taken_at, gpu.energy_mj))
+                    (snapshot.taken_at, gpu.energy_mj)
+                )
     return series
 
 

@@ -72,13 +72,14 @@ class GpuProbe:
             try:
                 count = self._nvml.nvmlDeviceGetCount()
             except self._nvml.NVMLError as e:
-                return GpuStatus([], no_gpu_reason=f"NVML could not count devices: {e}",
-                                 driver_version=self._driver_version)
+                return GpuStatus(
+                    [], no_gpu_reason=f"NVML could not count devices: {e}", driver_version=self._driver_version
+                )
             if count == 0:
-                return GpuStatus([], no_gpu_reason="the NVIDIA driver reports no devices",
-                                 driver_version=self._driver_version)
-            return GpuStatus([self._read_device(i, at) for i in range(count)],
-                             driver_version=self._driver_version)
+                return GpuStatus(
+                    [], no_gpu_reason="the NVIDIA driver reports no devices", driver_version=self._driver_version
+                )
+            return GpuStatus([self._read_device(i, at) for i in range(count)], driver_version=self._driver_version)
 
     def close(self) -> None:
         """Release NVML (pynvml counts initialisations, so this undoes only ours)."""
@@ -111,8 +112,9 @@ class GpuProbe:
         try:
             handle = nvml.nvmlDeviceGetHandleByIndex(index)
         except nvml.NVMLError as e:
-            return GpuReading(index, "?", f"index-{index}", None, None, None, None, None, None, None, None,
-                              {"device": str(e)})
+            return GpuReading(
+                index, "?", f"index-{index}", None, None, None, None, None, None, None, None, {"device": str(e)}
+            )
 
         def field(name: str, read, *args):
             return self._field(lambda: read(handle, *args), unread, name)
@@ -123,8 +125,9 @@ class GpuProbe:
         power_mw = field("power_w", nvml.nvmlDeviceGetPowerUsage)
         limit_mw = field("power_limit_w", nvml.nvmlDeviceGetEnforcedPowerLimit)
         power = power_mw / 1000 if power_mw is not None else None
-        energy, source = self._energy(uuid, at, power,
-                                      field("energy_counter", nvml.nvmlDeviceGetTotalEnergyConsumption))
+        energy, source = self._energy(
+            uuid, at, power, field("energy_counter", nvml.nvmlDeviceGetTotalEnergyConsumption)
+        )
         return GpuReading(
             index=index,
             name=_text(field("name", nvml.nvmlDeviceGetName)) or "?",
@@ -140,8 +143,9 @@ class GpuProbe:
             unread=unread,
         )
 
-    def _energy(self, uuid: str, at: float, power_w: float | None,
-                counter_mj: int | None) -> tuple[float | None, EnergySource | None]:
+    def _energy(
+        self, uuid: str, at: float, power_w: float | None, counter_mj: int | None
+    ) -> tuple[float | None, EnergySource | None]:
         if counter_mj is not None:
             return float(counter_mj), "counter"
         if power_w is None:

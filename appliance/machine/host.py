@@ -9,20 +9,20 @@ import psutil
 
 
 class CpuUse(msgspec.Struct, frozen=True):
-    total_percent: float              # of all cores together, 0..100
+    total_percent: float  # of all cores together, 0..100
     per_core_percent: list[float]
     load_average: tuple[float, float, float]  # 1, 5 and 15 minutes, in runnable processes
 
 
 class MemoryUse(msgspec.Struct, frozen=True):
-    used_bytes: int                   # total less what is available (page cache counts as available)
+    used_bytes: int  # total less what is available (page cache counts as available)
     total_bytes: int
 
 
 class ProcessUse(msgspec.Struct, frozen=True):
     pid: int
     rss_bytes: int
-    cpu_percent: float                # of one core, so above 100 when several threads run
+    cpu_percent: float  # of one core, so above 100 when several threads run
 
 
 class HostProbe:
@@ -47,12 +47,16 @@ class HostProbe:
         with self._process.oneshot():
             process = ProcessUse(self._process.pid, self._process.memory_info().rss, self._process.cpu_percent(None))
         load = tuple(round(x, 2) for x in psutil.getloadavg())
-        return (CpuUse(total, per_core, load),  # type: ignore[arg-type]
-                MemoryUse(memory.total - memory.available, memory.total), process)
+        return (
+            CpuUse(total, per_core, load),  # type: ignore[arg-type]
+            MemoryUse(memory.total - memory.available, memory.total),
+            process,
+        )
 
 
 def busy_percent(before, after) -> float:
     """Share of time not idle between two CPU-times readings, as psutil.cpu_percent counts it."""
+
     # Guest time is already inside user time on Linux, and iowait is idle waiting.
     def idle(t) -> float:
         return t.idle + getattr(t, "iowait", 0.0)

@@ -14,19 +14,18 @@ from appliance.machine.host import CpuUse, HostProbe, MemoryUse, ProcessUse
 
 
 class MachineSnapshot(msgspec.Struct, frozen=True):
-    taken_at: float                   # unix seconds
-    cpu: CpuUse                       # measured since the probe's previous reading
+    taken_at: float  # unix seconds
+    cpu: CpuUse  # measured since the probe's previous reading
     memory: MemoryUse
     process: ProcessUse
     gpu: GpuStatus
-    disk: DiskUse | None              # None when there is no data directory to measure
+    disk: DiskUse | None  # None when there is no data directory to measure
 
 
 class MachineProbe:
     """Reads the host, every GPU and (when given one) the data directory's disk use."""
 
-    def __init__(self, root: Path | None = None, gpus: GpuProbe | None = None,
-                 clock: Callable[[], float] = time.time):
+    def __init__(self, root: Path | None = None, gpus: GpuProbe | None = None, clock: Callable[[], float] = time.time):
         self.root = Path(root) if root is not None else None
         self.gpus = gpus or GpuProbe()
         self._host = HostProbe()

@@ -48,7 +48,7 @@ def bin_codes(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
 
 def counts_by_window(codes: np.ndarray, window: np.ndarray, n_windows: int, n_codes: int) -> np.ndarray:
     """A (n_windows, n_codes) table of how many rows of each window fall in each code (-1 skipped)."""
-    skipped = n_windows * n_codes     # one extra cell for rows without a code or a window, cut off below
+    skipped = n_windows * n_codes  # one extra cell for rows without a code or a window, cut off below
     flat = np.where((codes >= 0) & (window >= 0), window.astype(np.int64) * n_codes + codes, skipped)
     return np.bincount(flat, minlength=skipped + 1)[:-1].reshape(n_windows, n_codes)
 
@@ -84,8 +84,9 @@ def chi2(reference_counts: np.ndarray, counts: np.ndarray) -> np.ndarray:
     with np.errstate(invalid="ignore", divide="ignore"):
         expected_ref = column * ref.sum(axis=1, keepdims=True) / total
         expected_cur = column * cur.sum(axis=1, keepdims=True) / total
-        terms = np.where(column > 0, (ref - expected_ref) ** 2 / expected_ref
-                         + (cur - expected_cur) ** 2 / expected_cur, 0.0)
+        terms = np.where(
+            column > 0, (ref - expected_ref) ** 2 / expected_ref + (cur - expected_cur) ** 2 / expected_cur, 0.0
+        )
     return _nan_if_empty(terms.sum(axis=1), counts)
 
 
@@ -142,7 +143,7 @@ class SortedWindows(NamedTuple):
             bounds = bounds - np.concatenate(([0], np.cumsum(missing)))[bounds]
             grouped = grouped[~missing]
         for start, end in pairwise(bounds):
-            grouped[start:end].sort()   # in place: ``grouped`` is already a copy
+            grouped[start:end].sort()  # in place: ``grouped`` is already a copy
         return cls(grouped, bounds)
 
     @property
@@ -176,14 +177,15 @@ def ks(reference: np.ndarray | EmpiricalCdf, windows: SortedWindows) -> np.ndarr
     run_end = np.flatnonzero(_run_ends(windows.values, windows.bounds))
     run_start = np.concatenate(([0], run_end[:-1] + 1))
     value = windows.values[run_end]
-    first_run = np.searchsorted(run_end, windows.bounds)    # window w's runs: first_run[w] .. first_run[w + 1] - 1
+    first_run = np.searchsorted(run_end, windows.bounds)  # window w's runs: first_run[w] .. first_run[w + 1] - 1
     window = np.repeat(np.arange(sizes.size), np.diff(first_run))
     offset, n = windows.bounds[window], sizes[window]
-    at_or_below = np.searchsorted(ref.values, value, side="right")   # reference's distinct values <= x
+    at_or_below = np.searchsorted(ref.values, value, side="right")  # reference's distinct values <= x
     below = at_or_below - ((at_or_below > 0) & (ref.values[at_or_below - 1] == value))
-    cdf = np.concatenate(([0.0], ref.cdf))     # cdf[j]: share of the reference at or below its j-th distinct value
-    gap = np.maximum(np.abs(cdf[at_or_below] - (run_end + 1 - offset) / n),
-                     np.abs(cdf[below] - (run_start - offset) / n))
+    cdf = np.concatenate(([0.0], ref.cdf))  # cdf[j]: share of the reference at or below its j-th distinct value
+    gap = np.maximum(
+        np.abs(cdf[at_or_below] - (run_end + 1 - offset) / n), np.abs(cdf[below] - (run_start - offset) / n)
+    )
     filled = sizes > 0
     out[filled] = np.maximum.reduceat(gap, first_run[:-1][filled])
     return out
@@ -212,8 +214,12 @@ def ks_by_chance(window_rows: np.ndarray, reference_rows: int, alpha: float) -> 
         return np.sqrt(np.log(2 / alpha) / 2) * np.sqrt(1 / n + 1 / reference_rows)
 
 
-def by_chance(statistics: Sequence[Callable[[np.ndarray, np.ndarray], np.ndarray]], reference_counts: np.ndarray,
-              window_rows: np.ndarray, alpha: float) -> np.ndarray:
+def by_chance(
+    statistics: Sequence[Callable[[np.ndarray, np.ndarray], np.ndarray]],
+    reference_counts: np.ndarray,
+    window_rows: np.ndarray,
+    alpha: float,
+) -> np.ndarray:
     """Per statistic and window, the value ``statistic(reference_counts, counts)`` exceeds with probability at
     most alpha when the window's rows come from the distribution the reference was drawn from: a
     (len(statistics), windows) array, NaN for an empty window.
@@ -233,12 +239,12 @@ def by_chance(statistics: Sequence[Callable[[np.ndarray, np.ndarray], np.ndarray
     rows = np.asarray(window_rows, dtype=np.int64)
     out = np.full((len(statistics), rows.size), np.nan)
     draws = min(MAX_NULL_DRAWS, math.ceil(NULL_EXCEEDANCES / alpha) - 1)
-    expected = alpha * draws                     # simulated values past the true quantile, on average
-    rank = math.floor(expected - 1.28 * math.sqrt(expected))   # the bound: the rank-th largest (see above)
+    expected = alpha * draws  # simulated values past the true quantile, on average
+    rank = math.floor(expected - 1.28 * math.sqrt(expected))  # the bound: the rank-th largest (see above)
     if not statistics or reference.sum() == 0 or not (rows > 0).any():
         return out
     if rank < 1:
-        out[:, rows > 0] = np.inf                # too small a rate to tell from chance with MAX_NULL_DRAWS
+        out[:, rows > 0] = np.inf  # too small a rate to tell from chance with MAX_NULL_DRAWS
         return out
     rng = np.random.default_rng(0)
     prior = np.where(reference > 0, reference + 0.5, np.sum(reference == 1))

@@ -34,14 +34,14 @@ from appliance.spec.monitoring import MonitoringSection
 from appliance.task import Task, higher_is_better
 
 WINDOW = "_window_start"
-PREDICTED = "_predicted"           # a binary model's label at the decision threshold (multiclass: CHOSEN, stored)
+PREDICTED = "_predicted"  # a binary model's label at the decision threshold (multiclass: CHOSEN, stored)
 ESTIMATE_SCHEMA = {
     "window_start": pl.Datetime("us", "UTC"),
     "rows": pl.Int64,
     "estimated_auc": pl.Float64,
-    "lower": pl.Float64,               # CBPE's band: estimate -/+ 3 sampling errors, clipped to 0..1
+    "lower": pl.Float64,  # CBPE's band: estimate -/+ 3 sampling errors, clipped to 0..1
     "upper": pl.Float64,
-    "realized_auc": pl.Float64,        # from the labels that have arrived; null before
+    "realized_auc": pl.Float64,  # from the labels that have arrived; null before
     "threshold": pl.Float64,
     "alert": pl.Boolean,
 }
@@ -49,18 +49,18 @@ ESTIMATE_SCHEMA = {
 TASK_ESTIMATE_SCHEMA = {
     "window_start": pl.Datetime("us", "UTC"),
     "rows": pl.Int64,
-    "method": pl.String,               # our name of the metric: auc, accuracy, macro_f1, rmse, mae
+    "method": pl.String,  # our name of the metric: auc, accuracy, macro_f1, rmse, mae
     "estimated": pl.Float64,
-    "lower": pl.Float64,               # the band: estimate -/+ 3 sampling errors, clipped to the metric's range
+    "lower": pl.Float64,  # the band: estimate -/+ 3 sampling errors, clipped to the metric's range
     "upper": pl.Float64,
-    "realized": pl.Float64,            # from the labels that have arrived; null before
-    "threshold": pl.Float64,           # the judging metric's limit; null for the others
+    "realized": pl.Float64,  # from the labels that have arrived; null before
+    "threshold": pl.Float64,  # the judging metric's limit; null for the others
     "alert": pl.Boolean,
 }
 # The metrics NannyML estimates per task: our name and NannyML's.
 ESTIMATED: dict[str, dict[str, str]] = {
     "binary": {"auc": "roc_auc"},
-    "multiclass": {"accuracy": "accuracy", "macro_f1": "f1"},   # NannyML's multiclass F1 is the macro average
+    "multiclass": {"accuracy": "accuracy", "macro_f1": "f1"},  # NannyML's multiclass F1 is the macro average
     "regression": {"rmse": "rmse", "mae": "mae"},
 }
 RECONSTRUCTION_SCHEMA = {
@@ -69,43 +69,69 @@ RECONSTRUCTION_SCHEMA = {
     "reconstruction_error": pl.Float64,
     "lower": pl.Float64,
     "upper": pl.Float64,
-    "threshold": pl.Float64,           # NannyML's: reference mean + 3 standard deviations
+    "threshold": pl.Float64,  # NannyML's: reference mean + 3 standard deviations
     "alert": pl.Boolean,
 }
 
 
-def estimate_auc(reference: pl.DataFrame, frame: pl.DataFrame, windows: EventWindows, event_time: str,
-                 score: str, label: str, decision_threshold: float,
-                 rules: MonitoringSection) -> pl.DataFrame:
+def estimate_auc(
+    reference: pl.DataFrame,
+    frame: pl.DataFrame,
+    windows: EventWindows,
+    event_time: str,
+    score: str,
+    label: str,
+    decision_threshold: float,
+    rules: MonitoringSection,
+) -> pl.DataFrame:
     """CBPE's ROC AUC estimate per window with its confidence band, beside the realized AUC."""
     import nannyml
 
     if reference[label].drop_nulls().n_unique() < 2:
         raise InvalidInput("the CBPE reference needs labelled rows of both classes")
     predicted = (pl.col(score) >= decision_threshold).cast(pl.Int8).alias(PREDICTED)
-    ref = _to_pandas(reference.with_columns(predicted), EventWindows(reference, event_time, windows.every),
-                     [score, PREDICTED, label])
+    ref = _to_pandas(
+        reference.with_columns(predicted), EventWindows(reference, event_time, windows.every), [score, PREDICTED, label]
+    )
     cur = _to_pandas(frame.with_columns(predicted), windows, [score, PREDICTED])
-    cbpe = nannyml.CBPE(y_pred_proba=score, y_pred=PREDICTED, y_true=label, timestamp_column_name=WINDOW,
-                        metrics=["roc_auc"], chunk_period="h", problem_type="classification_binary")
+    cbpe = nannyml.CBPE(
+        y_pred_proba=score,
+        y_pred=PREDICTED,
+        y_true=label,
+        timestamp_column_name=WINDOW,
+        metrics=["roc_auc"],
+        chunk_period="h",
+        problem_type="classification_binary",
+    )
     result = _by_window(cbpe.fit(ref).estimate(cur), "roc_auc", windows)
     rows = windows.rows()
     estimate = result.get("value", np.nan)
-    return pl.DataFrame({
-        "window_start": windows.starts,
-        "rows": rows,
-        "estimated_auc": estimate,
-        "lower": result.get("lower_confidence_boundary", np.nan),
-        "upper": result.get("upper_confidence_boundary", np.nan),
-        "realized_auc": _realized_auc(frame, windows, label, score, decision_threshold, rules),
-        "threshold": [rules.performance.auc_floor] * windows.count,
-        "alert": (estimate < rules.performance.auc_floor) & (rows >= rules.min_window_rows),
-    }, schema=ESTIMATE_SCHEMA).with_columns(pl.col(pl.Float64).fill_nan(None))
+    return pl.DataFrame(
+        {
+            "window_start": windows.starts,
+            "rows": rows,
+            "estimated_auc": estimate,
+            "lower": result.get("lower_confidence_boundary", np.nan),
+            "upper": result.get("upper_confidence_boundary", np.nan),
+            "realized_auc": _realized_auc(frame, windows, label, score, decision_threshold, rules),
+            "threshold": [rules.performance.auc_floor] * windows.count,
+            "alert": (estimate < rules.performance.auc_floor) & (rows >= rules.min_window_rows),
+        },
+        schema=ESTIMATE_SCHEMA,
+    ).with_columns(pl.col(pl.Float64).fill_nan(None))
 
 
-def estimate_performance(reference: pl.DataFrame, frame: pl.DataFrame, windows: EventWindows, event_time: str,
-                         label: str, task: Task, metric: str, features: list[Feature],
-                         rules: MonitoringSection) -> pl.DataFrame:
+def estimate_performance(
+    reference: pl.DataFrame,
+    frame: pl.DataFrame,
+    windows: EventWindows,
+    event_time: str,
+    label: str,
+    task: Task,
+    metric: str,
+    features: list[Feature],
+    rules: MonitoringSection,
+) -> pl.DataFrame:
     """The task's performance estimated without labels per window (TASK_ESTIMATE_SCHEMA), beside the realized
     value of the same metric from the labels that arrived.
 
@@ -115,14 +141,25 @@ def estimate_performance(reference: pl.DataFrame, frame: pl.DataFrame, windows: 
     reads the model's inputs: ``features`` (those both frames hold)."""
     if task.kind == "binary":
         est = estimate_auc(reference, frame, windows, event_time, SCORE, label, task.threshold, rules)
-        return est.select("window_start", "rows", method=pl.lit("auc"), estimated="estimated_auc", lower="lower",
-                          upper="upper", realized="realized_auc", threshold="threshold", alert="alert")
+        return est.select(
+            "window_start",
+            "rows",
+            method=pl.lit("auc"),
+            estimated="estimated_auc",
+            lower="lower",
+            upper="upper",
+            realized="realized_auc",
+            threshold="threshold",
+            alert="alert",
+        )
     reference = reference.filter(pl.col(label).is_not_null() & pl.col(SCORE).is_not_null())
     if reference[label].n_unique() < 2:
-        raise InvalidInput(f"the {'CBPE' if task.classifier else 'DLE'} reference needs labelled rows of at least "
-                           f"two {'classes' if task.classifier else 'values'}")
+        raise InvalidInput(
+            f"the {'CBPE' if task.classifier else 'DLE'} reference needs labelled rows of at least "
+            f"two {'classes' if task.classifier else 'values'}"
+        )
     answered = _with_output(frame, task)
-    result = None                                     # no window holds an answered row: nothing to estimate
+    result = None  # no window holds an answered row: nothing to estimate
     if (answered & (windows.code >= 0)).any():
         estimator = _cbpe_multiclass if task.kind == "multiclass" else _dle
         result = estimator(reference, frame, answered, windows, event_time, label, task, features)
@@ -134,38 +171,64 @@ def estimate_performance(reference: pl.DataFrame, frame: pl.DataFrame, windows: 
         estimate = placed.get("value", np.full(windows.count, np.nan))
         limit = rules.performance.limit(ours) if ours == metric else np.nan
         past = estimate < limit if higher_is_better(ours) else estimate > limit
-        parts.append(pl.DataFrame({
-            "window_start": windows.starts,
-            "rows": rows,
-            "method": [ours] * windows.count,
-            "estimated": estimate,
-            "lower": placed.get("lower_confidence_boundary", np.nan),
-            "upper": placed.get("upper_confidence_boundary", np.nan),
-            "realized": realized.get(ours, np.nan),
-            "threshold": [limit] * windows.count,
-            "alert": past & (rows >= rules.min_window_rows),
-        }, schema=TASK_ESTIMATE_SCHEMA))
+        parts.append(
+            pl.DataFrame(
+                {
+                    "window_start": windows.starts,
+                    "rows": rows,
+                    "method": [ours] * windows.count,
+                    "estimated": estimate,
+                    "lower": placed.get("lower_confidence_boundary", np.nan),
+                    "upper": placed.get("upper_confidence_boundary", np.nan),
+                    "realized": realized.get(ours, np.nan),
+                    "threshold": [limit] * windows.count,
+                    "alert": past & (rows >= rules.min_window_rows),
+                },
+                schema=TASK_ESTIMATE_SCHEMA,
+            )
+        )
     return pl.concat(parts).with_columns(pl.col(pl.Float64).fill_nan(None))
 
 
-def _cbpe_multiclass(reference: pl.DataFrame, frame: pl.DataFrame, answered: np.ndarray, windows: EventWindows,
-                     event_time: str, label: str, task: Task, features: list[Feature]):
+def _cbpe_multiclass(
+    reference: pl.DataFrame,
+    frame: pl.DataFrame,
+    answered: np.ndarray,
+    windows: EventWindows,
+    event_time: str,
+    label: str,
+    task: Task,
+    features: list[Feature],
+):
     """NannyML's multiclass CBPE (accuracy and macro F1), fitted on the reference, estimated on the windows.
     Classes are their indices: the labels, the chosen class and the keys of the probability columns."""
     import nannyml
 
     columns = dict(enumerate(proba_columns(task)))
-    ref = _to_pandas(reference, EventWindows(reference, event_time, windows.every),
-                     [*columns.values(), CHOSEN, label])
+    ref = _to_pandas(reference, EventWindows(reference, event_time, windows.every), [*columns.values(), CHOSEN, label])
     cur = _to_pandas(frame, windows, [*columns.values(), CHOSEN], rows=answered)
-    cbpe = nannyml.CBPE(y_pred_proba=columns, y_pred=CHOSEN, y_true=label, timestamp_column_name=WINDOW,
-                        metrics=list(ESTIMATED["multiclass"].values()), chunk_period="h",
-                        problem_type="classification_multiclass")
+    cbpe = nannyml.CBPE(
+        y_pred_proba=columns,
+        y_pred=CHOSEN,
+        y_true=label,
+        timestamp_column_name=WINDOW,
+        metrics=list(ESTIMATED["multiclass"].values()),
+        chunk_period="h",
+        problem_type="classification_multiclass",
+    )
     return cbpe.fit(ref).estimate(cur)
 
 
-def _dle(reference: pl.DataFrame, frame: pl.DataFrame, answered: np.ndarray, windows: EventWindows,
-         event_time: str, label: str, task: Task, features: list[Feature]):
+def _dle(
+    reference: pl.DataFrame,
+    frame: pl.DataFrame,
+    answered: np.ndarray,
+    windows: EventWindows,
+    event_time: str,
+    label: str,
+    task: Task,
+    features: list[Feature],
+):
     """NannyML's DLE (RMSE and MAE) of a regression model: an error model fitted on the reference's inputs
     and predictions, estimated on the windows."""
     import nannyml
@@ -173,13 +236,18 @@ def _dle(reference: pl.DataFrame, frame: pl.DataFrame, answered: np.ndarray, win
     features = [f for f in features if f.name in reference.columns and f.name in frame.columns]
     names = [f.name for f in features]
     categorical = [f.name for f in features if f.type in ("category", "boolean")]
-    ref = _to_pandas(reference, EventWindows(reference, event_time, windows.every), [*names, SCORE, label],
-                     categorical)
+    ref = _to_pandas(reference, EventWindows(reference, event_time, windows.every), [*names, SCORE, label], categorical)
     cur = _to_pandas(frame, windows, [*names, SCORE], categorical, rows=answered)
     # LightGBM's defaults, as NannyML's own, without its progress lines on the job's output.
-    dle = nannyml.DLE(feature_column_names=names, y_pred=SCORE, y_true=label, timestamp_column_name=WINDOW,
-                      chunk_period="h", metrics=list(ESTIMATED["regression"].values()),
-                      hyperparameters={"verbose": -1})
+    dle = nannyml.DLE(
+        feature_column_names=names,
+        y_pred=SCORE,
+        y_true=label,
+        timestamp_column_name=WINDOW,
+        chunk_period="h",
+        metrics=list(ESTIMATED["regression"].values()),
+        hyperparameters={"verbose": -1},
+    )
     with nannyml_strings():
         return dle.fit(ref).estimate(cur)
 
@@ -189,7 +257,7 @@ def nannyml_strings():
     """pandas as NannyML 0.13 expects it: DLE encodes a categorical feature by writing a numpy array of
     strings back into its frame, which pandas 3 reads as an Arrow string column that cannot be reshaped."""
     with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*future.infer_string.*")   # deprecated, still honoured in 3.x
+        warnings.filterwarnings("ignore", message=".*future.infer_string.*")  # deprecated, still honoured in 3.x
         with pd.option_context("future.infer_string", False):
             yield
 
@@ -200,18 +268,21 @@ def _with_output(frame: pl.DataFrame, task: Task) -> np.ndarray:
     return frame.select(pl.all_horizontal(pl.col(output).is_not_null())).to_series().to_numpy()
 
 
-def _realized(frame: pl.DataFrame, windows: EventWindows, label: str, task: Task, metric: str,
-              rules: MonitoringSection) -> dict[str, np.ndarray]:
+def _realized(
+    frame: pl.DataFrame, windows: EventWindows, label: str, task: Task, metric: str, rules: MonitoringSection
+) -> dict[str, np.ndarray]:
     """The realized value of each estimated metric per window (NaN where no labels arrived)."""
     if label not in frame.columns:
         return {}
     realized = task_performance_by_window(frame, windows, label, task, metric, rules).filter(pl.col("feature") == ALL)
-    return {m: part.sort("window_start")["value"].fill_null(np.nan).to_numpy()
-            for (m,), part in realized.group_by("method")}
+    return {
+        m: part.sort("window_start")["value"].fill_null(np.nan).to_numpy() for (m,), part in realized.group_by("method")
+    }
 
 
-def reconstruction_drift(reference: pl.DataFrame, frame: pl.DataFrame, windows: EventWindows,
-                         event_time: str, features: list[Feature]) -> pl.DataFrame:
+def reconstruction_drift(
+    reference: pl.DataFrame, frame: pl.DataFrame, windows: EventWindows, event_time: str, features: list[Feature]
+) -> pl.DataFrame:
     """NannyML's multivariate drift: PCA reconstruction error per window against the reference's band."""
     import nannyml
 
@@ -219,34 +290,47 @@ def reconstruction_drift(reference: pl.DataFrame, frame: pl.DataFrame, windows: 
     categorical = [f.name for f in features if f.type in ("category", "boolean")]
     ref = _to_pandas(reference, EventWindows(reference, event_time, windows.every), names, categorical)
     cur = _to_pandas(frame, windows, names, categorical)
-    calculator = nannyml.DataReconstructionDriftCalculator(column_names=names, timestamp_column_name=WINDOW,
-                                                           chunk_period="h")
+    calculator = nannyml.DataReconstructionDriftCalculator(
+        column_names=names, timestamp_column_name=WINDOW, chunk_period="h"
+    )
     result = _by_window(calculator.fit(ref).calculate(cur), "reconstruction_error", windows)
     error = result.get("value", np.nan)
-    return pl.DataFrame({
-        "window_start": windows.starts,
-        "rows": windows.rows(),
-        "reconstruction_error": error,
-        "lower": result.get("lower_confidence_boundary", np.nan),
-        "upper": result.get("upper_confidence_boundary", np.nan),
-        "threshold": result.get("upper_threshold", np.nan),
-        "alert": np.nan_to_num(result.get("alert", np.zeros(windows.count))) > 0,
-    }, schema=RECONSTRUCTION_SCHEMA).with_columns(pl.col(pl.Float64).fill_nan(None))
+    return pl.DataFrame(
+        {
+            "window_start": windows.starts,
+            "rows": windows.rows(),
+            "reconstruction_error": error,
+            "lower": result.get("lower_confidence_boundary", np.nan),
+            "upper": result.get("upper_confidence_boundary", np.nan),
+            "threshold": result.get("upper_threshold", np.nan),
+            "alert": np.nan_to_num(result.get("alert", np.zeros(windows.count))) > 0,
+        },
+        schema=RECONSTRUCTION_SCHEMA,
+    ).with_columns(pl.col(pl.Float64).fill_nan(None))
 
 
-def _to_pandas(frame: pl.DataFrame, windows: EventWindows, columns: list[str],
-               categorical: list[str] = (), rows: np.ndarray | None = None) -> pd.DataFrame:
+def _to_pandas(
+    frame: pl.DataFrame,
+    windows: EventWindows,
+    columns: list[str],
+    categorical: list[str] = (),
+    rows: np.ndarray | None = None,
+) -> pd.DataFrame:
     """The rows inside a window (and among ``rows``, a mask, when given), with their window start as a
     naive UTC timestamp."""
     starts = windows.starts.dt.replace_time_zone(None)
     inside = windows.code >= 0
     if rows is not None:
         inside &= rows
-    selected = frame.select(columns).filter(pl.Series(inside)).with_columns(
-        starts.gather(windows.code[inside]).alias(WINDOW),
-        *(pl.col(c).cast(pl.String) for c in categorical))
+    selected = (
+        frame.select(columns)
+        .filter(pl.Series(inside))
+        .with_columns(
+            starts.gather(windows.code[inside]).alias(WINDOW), *(pl.col(c).cast(pl.String) for c in categorical)
+        )
+    )
     out = selected.to_pandas()
-    for c in categorical:   # pandas 3 strings are not what NannyML recognises as categorical
+    for c in categorical:  # pandas 3 strings are not what NannyML recognises as categorical
         out[c] = out[c].astype("category")
     return out
 
@@ -269,10 +353,17 @@ def _by_window(result, metric: str, windows: EventWindows) -> dict[str, np.ndarr
     return placed
 
 
-def _realized_auc(frame: pl.DataFrame, windows: EventWindows, label: str, score: str,
-                  decision_threshold: float, rules: MonitoringSection) -> np.ndarray | float:
+def _realized_auc(
+    frame: pl.DataFrame,
+    windows: EventWindows,
+    label: str,
+    score: str,
+    decision_threshold: float,
+    rules: MonitoringSection,
+) -> np.ndarray | float:
     if label not in frame.columns:
         return np.nan
     realized = performance_by_window(frame, windows, label, score, decision_threshold, rules)
-    return realized.filter((pl.col("feature") == ALL) & (pl.col("method") == "auc"))["value"] \
-        .fill_null(np.nan).to_numpy()
+    return (
+        realized.filter((pl.col("feature") == ALL) & (pl.col("method") == "auc"))["value"].fill_null(np.nan).to_numpy()
+    )

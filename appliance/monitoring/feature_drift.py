@@ -41,10 +41,10 @@ RARE_CATEGORY_ROWS = 10
 class FeatureProfile:
     name: str
     continuous: bool
-    counts: np.ndarray                        # reference rows per PSI bin / category (+1 unseen bin)
-    cdf: drift.EmpiricalCdf | None = None     # continuous: the reference's distinct values and CDF
-    edges: np.ndarray | None = None           # continuous: inner PSI bin edges
-    categories: list[str] | None = None       # categorical: the reference's values
+    counts: np.ndarray  # reference rows per PSI bin / category (+1 unseen bin)
+    cdf: drift.EmpiricalCdf | None = None  # continuous: the reference's distinct values and CDF
+    edges: np.ndarray | None = None  # continuous: inner PSI bin edges
+    categories: list[str] | None = None  # categorical: the reference's values
 
     @classmethod
     def of_numbers(cls, name: str, column: pl.Series, bins: int) -> FeatureProfile:
@@ -64,8 +64,12 @@ class FeatureProfile:
         codes = _category_codes(column, categories)
         counts = np.bincount(codes[codes >= 0], minlength=len(categories) + 1)[:-1]
         kept = counts >= RARE_CATEGORY_ROWS
-        return cls(name, False, np.append(counts[kept], counts[~kept].sum()),
-                   categories=[c for c, keep in zip(categories, kept) if keep])
+        return cls(
+            name,
+            False,
+            np.append(counts[kept], counts[~kept].sum()),
+            categories=[c for c, keep in zip(categories, kept) if keep],
+        )
 
     def codes(self, column: pl.Series) -> np.ndarray:
         """Bin or category code of each value (-1 for null)."""
@@ -96,31 +100,37 @@ class ReferenceProfile:
         missing = [f.name for f in features if f.name not in reference.columns]
         if missing:
             raise InvalidInput(f"the reference lacks feature column(s) {missing}")
-        profiles = [FeatureProfile.of_numbers(f.name, reference[f.name], bins) if f.type in CONTINUOUS_TYPES
-                    else FeatureProfile.of_categories(f.name, reference[f.name]) for f in features]
+        profiles = [
+            FeatureProfile.of_numbers(f.name, reference[f.name], bins)
+            if f.type in CONTINUOUS_TYPES
+            else FeatureProfile.of_categories(f.name, reference[f.name])
+            for f in features
+        ]
         return cls(profiles, reference.height)
 
 
-def feature_drift(profile: ReferenceProfile, frame: pl.DataFrame, windows: EventWindows,
-                  rules: MonitoringSection) -> pl.DataFrame:
+def feature_drift(
+    profile: ReferenceProfile, frame: pl.DataFrame, windows: EventWindows, rules: MonitoringSection
+) -> pl.DataFrame:
     """Drift of every profiled feature in every window: (window_start, feature, method, value, threshold, rows,
     alert)."""
     present = [f for f in profile.features if f.name in frame.columns]  # a missing column is a quality finding
-    order = drift.window_order(windows.code, windows.count)   # grouping rows by window once serves every feature
+    order = drift.window_order(windows.code, windows.count)  # grouping rows by window once serves every feature
 
     def one(feature: FeatureProfile) -> list[pl.DataFrame]:
         column = frame[feature.name]
-        if feature.continuous:   # each window sorted once: its PSI bin counts and its KS both read it
+        if feature.continuous:  # each window sorted once: its PSI bin counts and its KS both read it
             values = drift.SortedWindows.of(_numbers(column), order)
             counts = drift.bin_counts(values, feature.edges)
         else:
             counts = feature.counts_by_window(column, windows)
         rows = counts.sum(axis=1)
         methods = rules.continuous_methods if feature.continuous else rules.categorical_methods
-        alpha = rules.drift.false_alarm_rate / len(methods)   # the feature's statistics share its rate
+        alpha = rules.drift.false_alarm_rate / len(methods)  # the feature's statistics share its rate
         binned = [method for method in methods if method != "ks"]
-        chance: dict[str, np.ndarray] = dict(zip(binned, drift.by_chance([STATISTICS[m] for m in binned],
-                                                                         feature.counts, rows, alpha)))
+        chance: dict[str, np.ndarray] = dict(
+            zip(binned, drift.by_chance([STATISTICS[m] for m in binned], feature.counts, rows, alpha))
+        )
         parts = []
         for method in methods:
             if method == "ks":
@@ -128,8 +138,18 @@ def feature_drift(profile: ReferenceProfile, frame: pl.DataFrame, windows: Event
                 chance[method] = drift.ks_by_chance(rows, feature.rows, alpha)
             else:
                 value = STATISTICS[method](feature.counts, counts)
-            parts.append(drift_checks(windows, feature.name, method, value, getattr(rules.drift, method),
-                                      chance[method], rows, rules.min_window_rows))
+            parts.append(
+                drift_checks(
+                    windows,
+                    feature.name,
+                    method,
+                    value,
+                    getattr(rules.drift, method),
+                    chance[method],
+                    rows,
+                    rules.min_window_rows,
+                )
+            )
         return parts
 
     # numpy's sorts and polars' casts release the GIL: features run side by side on the cores.
@@ -139,18 +159,30 @@ def feature_drift(profile: ReferenceProfile, frame: pl.DataFrame, windows: Event
 
 
 STATISTICS: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
-    "psi": drift.psi, "jensen_shannon": drift.jensen_shannon, "chi2": drift.cramers_v}
+    "psi": drift.psi,
+    "jensen_shannon": drift.jensen_shannon,
+    "chi2": drift.cramers_v,
+}
 
 
-def drift_checks(windows: EventWindows, feature: str, method: str, value: np.ndarray, floor: float,
-                 chance: np.ndarray, rows: np.ndarray, min_rows: int) -> pl.DataFrame:
+def drift_checks(
+    windows: EventWindows,
+    feature: str,
+    method: str,
+    value: np.ndarray,
+    floor: float,
+    chance: np.ndarray,
+    rows: np.ndarray,
+    min_rows: int,
+) -> pl.DataFrame:
     """Check rows of a drift statistic whose threshold is, per window, the larger of the effect-size ``floor``
     (the spec's) and the value ``chance`` alone exceeds at the window's rows (the floor for an empty window)."""
     value = np.asarray(value, dtype=np.float64)
     threshold = np.where(rows > 0, np.fmax(floor, chance), floor)
     alert = (value > threshold) & ~np.isnan(value) & (rows >= min_rows)
     return checks(windows, feature, method, value, np.nan, rows, min_rows).with_columns(
-        threshold=pl.Series(threshold, dtype=pl.Float64), alert=pl.Series(alert, dtype=pl.Boolean))
+        threshold=pl.Series(threshold, dtype=pl.Float64), alert=pl.Series(alert, dtype=pl.Boolean)
+    )
 
 
 def _numbers(column: pl.Series) -> np.ndarray:
@@ -165,7 +197,7 @@ def _as_text(column: pl.Series) -> pl.Series:
 
 def _category_codes(column: pl.Series, categories: list[str]) -> np.ndarray:
     """Index of each value among the reference's categories; unseen values share the last code."""
-    if column.dtype == pl.Boolean:   # two values: skip the round trip through strings
+    if column.dtype == pl.Boolean:  # two values: skip the round trip through strings
         lookup = np.array([categories.index(v) if v in categories else len(categories) for v in ("false", "true")])
         flags = column.cast(pl.Int8).fill_null(-1).to_numpy()
         return np.where(flags < 0, -1, lookup[np.maximum(flags, 0)]).astype(np.int64)

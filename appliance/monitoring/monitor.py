@@ -74,33 +74,44 @@ from storage.prediction_log import PredictionStore
 
 LABEL = "_label"
 RECEIVED, LABEL_AT, LATENCY, STATUS, REQUEST = "_received_at", "_label_at", "_latency_ms", "_status", "_request_id"
-PREDICTED_LABEL, VALUE, PROBABILITIES = "_predicted_label", "_value", "_probabilities"   # see storage.prediction_log
-SERVING_METHODS = ("requests", "throughput_rps", "error_rate", "latency_p50_ms", "latency_p95_ms",
-                   "latency_p99_ms")
+PREDICTED_LABEL, VALUE, PROBABILITIES = "_predicted_label", "_value", "_probabilities"  # see storage.prediction_log
+SERVING_METHODS = ("requests", "throughput_rps", "error_rate", "latency_p50_ms", "latency_p95_ms", "latency_p99_ms")
 # About how many logged rows a run holds at once: the windows it recomputes are read in groups of consecutive
 # windows up to this many rows (a larger window is read alone). A run's peak memory follows it, not the log's
 # size (scripts/bench/monitor_memory.py).
 ROWS_PER_READ = 250_000
 # The log's columns as a frame's, in the order PredictionStore.logged_rows gives them.
-_LOGGED_SCHEMA = {REQUEST: pl.String, "_position": pl.Int64, RECEIVED: pl.Float64, "_event_us": pl.Int64,
-                  "_entity": pl.String, "_features": pl.String, SCORE: pl.Float64, LATENCY: pl.Float64,
-                  STATUS: pl.Int64, LABEL: pl.Float64, LABEL_AT: pl.Float64, PREDICTED_LABEL: pl.Int64,
-                  VALUE: pl.Float64, PROBABILITIES: pl.String}
+_LOGGED_SCHEMA = {
+    REQUEST: pl.String,
+    "_position": pl.Int64,
+    RECEIVED: pl.Float64,
+    "_event_us": pl.Int64,
+    "_entity": pl.String,
+    "_features": pl.String,
+    SCORE: pl.Float64,
+    LATENCY: pl.Float64,
+    STATUS: pl.Int64,
+    LABEL: pl.Float64,
+    LABEL_AT: pl.Float64,
+    PREDICTED_LABEL: pl.Int64,
+    VALUE: pl.Float64,
+    PROBABILITIES: pl.String,
+}
 
 
 class MonitorReport(msgspec.Struct, frozen=True):
     model: str
     version: int
-    windows: int                # windows holding traffic
-    recomputed: int             # windows recomputed in full (their rows changed)
-    relabelled: int             # windows whose performance was recomputed for new labels only
-    rows: int                   # result rows written by this run
-    alerts: int                 # of them, how many alert
+    windows: int  # windows holding traffic
+    recomputed: int  # windows recomputed in full (their rows changed)
+    relabelled: int  # windows whose performance was recomputed for new labels only
+    rows: int  # result rows written by this run
+    alerts: int  # of them, how many alert
 
 
 class MonitorRun(NamedTuple):
     report: MonitorReport
-    results: pl.DataFrame       # the result rows the run wrote (RESULT_SCHEMA): what the alert rules judge
+    results: pl.DataFrame  # the result rows the run wrote (RESULT_SCHEMA): what the alert rules judge
 
 
 def monitor(home: Home, model: str, probe: MachineProbe | None = None) -> MonitorReport:
@@ -137,24 +148,35 @@ def monitor_run(home: Home, model: str, probe: MachineProbe | None = None) -> Mo
                 for group in _read_groups(state, starts, every):
                     since, until = group[0], group[-1] + _window_length(every)
                     frame = logged_traffic(home, spec, version, since, until)
-                    if frame.height:   # none: retention moved the rows away since they were counted
+                    if frame.height:  # none: retention moved the rows away since they were counted
                         windows = EventWindows(frame, spec.features.event_time, every, since, until)
                         parts.append(_window_checks(spec, reference, frame, windows, group, full))
         parts.append(_snapshot_checks("machine", machine_checks(probe)))
         parts.append(_snapshot_checks("pipeline", pipeline_checks(home, model)))
         parts.append(_snapshot_checks("serving", log_overflow_checks(home, model, conn, computed_at)))
         now = datetime.fromtimestamp(computed_at, UTC)
-        new = (pl.concat([p.with_columns(window_end=pl.col("window_end").fill_null(now),
-                                         window_start=pl.col("window_start").fill_null(now)) for p in parts])
-               .with_columns(model=pl.lit(model), version=pl.lit(version, pl.Int64),
-                             computed_at=pl.lit(computed_at)).select(list(RESULT_SCHEMA)))
+        new = (
+            pl.concat(
+                [
+                    p.with_columns(
+                        window_end=pl.col("window_end").fill_null(now),
+                        window_start=pl.col("window_start").fill_null(now),
+                    )
+                    for p in parts
+                ]
+            )
+            .with_columns(model=pl.lit(model), version=pl.lit(version, pl.Int64), computed_at=pl.lit(computed_at))
+            .select(list(RESULT_SCHEMA))
+        )
         write_results(conn, new)
         done = state.filter(pl.col("window_start").is_in([*changed, *relabelled]))
         record_windows(conn, model, version, done, computed_at)
     finally:
         conn.close()
-    return MonitorRun(MonitorReport(model, version, state.height, len(changed), len(relabelled), new.height,
-                                    int(new["alert"].sum())), new)
+    return MonitorRun(
+        MonitorReport(model, version, state.height, len(changed), len(relabelled), new.height, int(new["alert"].sum())),
+        new,
+    )
 
 
 def logged_windows(home: Home, spec: ModelSpec, version: int, now: float) -> pl.DataFrame:
@@ -171,14 +193,31 @@ def logged_windows(home: Home, spec: ModelSpec, version: int, now: float) -> pl.
         hours = store.logged_hours(spec.name, version, _micros(since), _micros(until))
     finally:
         store.close()
-    counted = pl.DataFrame(hours, schema={"hour": pl.Int64, "rows": pl.Int64, "last_received_at": pl.Float64,
-                                          "labels": pl.Int64, "last_label_at": pl.Float64}, orient="row")
+    counted = pl.DataFrame(
+        hours,
+        schema={
+            "hour": pl.Int64,
+            "rows": pl.Int64,
+            "last_received_at": pl.Float64,
+            "labels": pl.Int64,
+            "last_label_at": pl.Float64,
+        },
+        orient="row",
+    )
     # An hour lies in one window whatever the length ('12h', '1d', '1w' all start on an hour).
     hour = pl.from_epoch("hour", "us").dt.replace_time_zone("UTC")
-    return (counted.with_columns(window_start=hour.dt.truncate(every)).group_by("window_start")
-            .agg(pl.col("rows").sum(), pl.col("last_received_at").max(), pl.col("labels").sum(),
-                 pl.col("last_label_at").max().fill_null(0.0))
-            .sort("window_start").tail(spec.monitoring.max_windows))
+    return (
+        counted.with_columns(window_start=hour.dt.truncate(every))
+        .group_by("window_start")
+        .agg(
+            pl.col("rows").sum(),
+            pl.col("last_received_at").max(),
+            pl.col("labels").sum(),
+            pl.col("last_label_at").max().fill_null(0.0),
+        )
+        .sort("window_start")
+        .tail(spec.monitoring.max_windows)
+    )
 
 
 def _read_groups(state: pl.DataFrame, starts: list[datetime], every: str) -> list[list[datetime]]:
@@ -213,8 +252,9 @@ def _micros(moment: datetime) -> int:
     return round(moment.timestamp() * 1_000_000)
 
 
-def logged_traffic(home: Home, spec: ModelSpec, version: int, since: datetime | None = None,
-                   until: datetime | None = None) -> pl.DataFrame:
+def logged_traffic(
+    home: Home, spec: ModelSpec, version: int, since: datetime | None = None, until: datetime | None = None
+) -> pl.DataFrame:
     """The version's prediction log as a frame, its rows with an event time in [since, until) (None:
     unbounded): the request's declared fields (typed as the reference's), entity attributes joined from the
     spec's entity table, the model's output in the reference's columns, the feedback label as the task reads
@@ -224,8 +264,12 @@ def logged_traffic(home: Home, spec: ModelSpec, version: int, since: datetime | 
     key = spec.features.entity_key
     store = PredictionStore(home.layout.predictions_db)
     try:
-        chunks = [_logged_chunk(rows, spec, declared) for rows in store.logged_rows(
-            spec.name, version, None if since is None else _micros(since), None if until is None else _micros(until))]
+        chunks = [
+            _logged_chunk(rows, spec, declared)
+            for rows in store.logged_rows(
+                spec.name, version, None if since is None else _micros(since), None if until is None else _micros(until)
+            )
+        ]
     finally:
         store.close()
     frame = pl.concat(chunks) if chunks else _logged_chunk([], spec, declared)
@@ -235,8 +279,9 @@ def logged_traffic(home: Home, spec: ModelSpec, version: int, since: datetime | 
         wanted = [f.name for f in spec.features.entity_attributes]
         if wanted:  # joined on the keys' canonical text, as serving looked them up (" 0042 " is 42)
             key_type = declared[key].type if key in declared else "string"
-            frame = frame.join(entities.select(key, *wanted).with_columns(key_text_column(pl.col(key), key_type)),
-                               on=key, how="left")
+            frame = frame.join(
+                entities.select(key, *wanted).with_columns(key_text_column(pl.col(key), key_type)), on=key, how="left"
+            )
     return frame
 
 
@@ -246,8 +291,9 @@ def _logged_chunk(rows: list[tuple], spec: ModelSpec, declared: dict[str, FieldR
     raw = pl.DataFrame(rows, schema=_LOGGED_SCHEMA, orient="row")
     keys = spec.features
     fields = [pl.col("_features").str.json_path_match(_json_path(f.name)).alias(f.name) for f in keys.request]
-    frame = raw.with_columns(*fields, pl.from_epoch("_event_us", "us").dt.replace_time_zone("UTC")
-                             .alias(keys.event_time))
+    frame = raw.with_columns(
+        *fields, pl.from_epoch("_event_us", "us").dt.replace_time_zone("UTC").alias(keys.event_time)
+    )
     frame = frame.with_columns(_typed(f, declared.get(f.name)) for f in keys.request)
     if keys.entity_key is not None:
         frame = frame.with_columns(pl.col("_entity").alias(keys.entity_key))
@@ -268,9 +314,11 @@ def _task_columns(task: Task) -> list[pl.Expr]:
         return [pl.col(VALUE).alias(SCORE)]
     listed = pl.col(PROBABILITIES).str.json_decode(pl.List(pl.Float64))
     index = pl.col(LABEL).cast(pl.Int64)
-    classes = len(task.classes)   # feedback is a class index (serving refuses others): any other is no label
-    return [pl.when(index.is_between(0, classes - 1)).then(index).alias(LABEL),
-            *(listed.list.get(i, null_on_oob=True).alias(name) for i, name in enumerate(proba_columns(task)))]
+    classes = len(task.classes)  # feedback is a class index (serving refuses others): any other is no label
+    return [
+        pl.when(index.is_between(0, classes - 1)).then(index).alias(LABEL),
+        *(listed.list.get(i, null_on_oob=True).alias(name) for i, name in enumerate(proba_columns(task))),
+    ]
 
 
 def monitored_features(spec: ModelSpec, frame: pl.DataFrame) -> list[Feature]:
@@ -289,12 +337,19 @@ def _typed(feature: Feature, rule: FieldRule | None) -> pl.Expr:
         return text.cast(pl.Float64, strict=False)
     if kind == "integer":
         number = text.cast(pl.Float64, strict=False)
-        return pl.coalesce(text.cast(pl.Int64, strict=False),
-                           pl.when(number.round(0) == number).then(number).cast(pl.Int64, strict=False),
-                           pl.when(lowered == "true").then(1).when(lowered == "false").then(0)).alias(feature.name)
+        return pl.coalesce(
+            text.cast(pl.Int64, strict=False),
+            pl.when(number.round(0) == number).then(number).cast(pl.Int64, strict=False),
+            pl.when(lowered == "true").then(1).when(lowered == "false").then(0),
+        ).alias(feature.name)
     if kind == "boolean":
-        return pl.when(lowered.is_in(["true", "1"])).then(True).when(lowered.is_in(["false", "0"])).then(False) \
+        return (
+            pl.when(lowered.is_in(["true", "1"]))
+            .then(True)
+            .when(lowered.is_in(["false", "0"]))
+            .then(False)
             .alias(feature.name)
+        )
     if kind == "timestamp":
         return parse_times(text).alias(feature.name)
     return text
@@ -303,8 +358,14 @@ def _typed(feature: Feature, rule: FieldRule | None) -> pl.Expr:
 _FEATURE_KINDS = {"float": "float", "integer": "integer", "boolean": "boolean", "category": "string"}
 
 
-def _window_checks(spec: ModelSpec, reference: pl.DataFrame, frame: pl.DataFrame, all_windows: EventWindows,
-                   starts: list[datetime], full: bool) -> pl.DataFrame:
+def _window_checks(
+    spec: ModelSpec,
+    reference: pl.DataFrame,
+    frame: pl.DataFrame,
+    all_windows: EventWindows,
+    starts: list[datetime],
+    full: bool,
+) -> pl.DataFrame:
     """Check rows of the given windows only: every check (``full``) or performance alone."""
     rules, event_time = spec.monitoring, spec.features.event_time
     picked = np.isin(all_windows.code, [all_windows.starts.to_list().index(s) for s in starts])
@@ -324,34 +385,79 @@ def _window_checks(spec: ModelSpec, reference: pl.DataFrame, frame: pl.DataFrame
         # Only the request's own fields can drift in schema: the log's bookkeeping columns, the
         # entity key, event time and joined entity attributes are taken as they are.
         fixed = {f.name for f in spec.features.entity_attributes} | {event_time, spec.features.entity_key}
-        expected = pl.Schema({**{c: t for c, t in part.schema.items() if c.startswith("_") or c in fixed},
-                              **ref_schema})
-        out.append(_checked("quality", data_quality(
-            part, windows, expected, names, field_rules, expected_rows(reference, event_time, rules.window), rules)))
-        drift = [feature_drift(ReferenceProfile.fit(reference, features, rules.psi_bins), part, windows, rules),
-                 task_prediction_drift_by_window(reference, part, task, windows, rules)]
+        expected = pl.Schema(
+            {**{c: t for c, t in part.schema.items() if c.startswith("_") or c in fixed}, **ref_schema}
+        )
+        out.append(
+            _checked(
+                "quality",
+                data_quality(
+                    part,
+                    windows,
+                    expected,
+                    names,
+                    field_rules,
+                    expected_rows(reference, event_time, rules.window),
+                    rules,
+                ),
+            )
+        )
+        drift = [
+            feature_drift(ReferenceProfile.fit(reference, features, rules.psi_bins), part, windows, rules),
+            task_prediction_drift_by_window(reference, part, task, windows, rules),
+        ]
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore")   # NannyML warns about pandas internals on every call
+            warnings.simplefilter("ignore")  # NannyML warns about pandas internals on every call
             rec = reconstruction_drift(reference, part, windows, event_time, features)
             est = estimate_performance(reference, part, windows, event_time, LABEL, task, metric, features, rules)
-        drift.append(rec.select("window_start", feature=pl.lit("*"), method=pl.lit("reconstruction_error"),
-                                value="reconstruction_error", threshold="threshold", rows="rows", alert="alert"))
+        drift.append(
+            rec.select(
+                "window_start",
+                feature=pl.lit("*"),
+                method=pl.lit("reconstruction_error"),
+                value="reconstruction_error",
+                threshold="threshold",
+                rows="rows",
+                alert="alert",
+            )
+        )
         out.append(_checked("drift", pl.concat(drift)))
         out.append(_checked("estimated", estimated_checks(est)))
         out.append(_checked("serving", _serving(part, windows)))
     every = rules.window
-    return (pl.concat(out).filter(pl.col("window_start").is_in(starts))
-            .with_columns(window_end=pl.col("window_start").dt.offset_by(every)))
+    return (
+        pl.concat(out)
+        .filter(pl.col("window_start").is_in(starts))
+        .with_columns(window_end=pl.col("window_start").dt.offset_by(every))
+    )
 
 
 def estimated_checks(est: pl.DataFrame) -> pl.DataFrame:
     """Estimates (estimation.TASK_ESTIMATE_SCHEMA) as check rows: each metric's estimate under its own name, its
     band as '<metric>_lower' and '<metric>_upper' (which never alert)."""
-    rows = [est.select("window_start", feature=pl.lit("*"), method="method", value="estimated",
-                       threshold="threshold", rows="rows", alert="alert")]
-    rows += [est.select("window_start", feature=pl.lit("*"), method=pl.col("method") + f"_{bound}", value=bound,
-                        threshold=pl.lit(None, pl.Float64), rows="rows", alert=pl.lit(False))
-             for bound in ("lower", "upper")]
+    rows = [
+        est.select(
+            "window_start",
+            feature=pl.lit("*"),
+            method="method",
+            value="estimated",
+            threshold="threshold",
+            rows="rows",
+            alert="alert",
+        )
+    ]
+    rows += [
+        est.select(
+            "window_start",
+            feature=pl.lit("*"),
+            method=pl.col("method") + f"_{bound}",
+            value=bound,
+            threshold=pl.lit(None, pl.Float64),
+            rows="rows",
+            alert=pl.lit(False),
+        )
+        for bound in ("lower", "upper")
+    ]
     return pl.concat(rows)
 
 
@@ -361,8 +467,9 @@ def with_auc_floor(rules: MonitoringSection, reference: pl.DataFrame) -> Monitor
     return with_performance_limit(rules, reference_metrics(reference, LABEL, BINARY), BINARY, "auc")
 
 
-def with_performance_limit(rules: MonitoringSection, reference: dict[str, float], task: Task,
-                           metric: str) -> MonitoringSection:
+def with_performance_limit(
+    rules: MonitoringSection, reference: dict[str, float], task: Task, metric: str
+) -> MonitoringSection:
     """The rules with the judging metric's limit set: as the spec sets it, else from the version's own
     reference metrics (its held-out rows' out-of-sample outputs), so a window is flagged against what this
     model achieved, not against a number picked on another data set. A binary model's AUC floor is the
@@ -371,34 +478,44 @@ def with_performance_limit(rules: MonitoringSection, reference: dict[str, float]
     performance = rules.performance
     if task.kind == "binary" and performance.min_auc is None:
         auc = reference.get("auc", math.nan)
-        floor = auc - performance.max_auc_drop if not math.isnan(auc) else 0.0   # no reference AUC: nothing is flagged
+        floor = auc - performance.max_auc_drop if not math.isnan(auc) else 0.0  # no reference AUC: nothing is flagged
         performance = msgspec.structs.replace(performance, min_auc=floor)
     value = reference.get(metric, math.nan)
-    if metric != "auc" and performance.metric_limit is None and not math.isnan(value):   # unknown: nothing is flagged
-        limit = value - performance.max_metric_drop if higher_is_better(metric) \
+    if metric != "auc" and performance.metric_limit is None and not math.isnan(value):  # unknown: nothing is flagged
+        limit = (
+            value - performance.max_metric_drop
+            if higher_is_better(metric)
             else value * (1 + performance.max_metric_rise)
+        )
         performance = msgspec.structs.replace(performance, metric_limit=limit)
     return msgspec.structs.replace(rules, performance=performance)
 
 
-def _performance(spec: ModelSpec, task: Task, metric: str, rules: MonitoringSection, part: pl.DataFrame,
-                 windows: EventWindows) -> pl.DataFrame:
+def _performance(
+    spec: ModelSpec, task: Task, metric: str, rules: MonitoringSection, part: pl.DataFrame, windows: EventWindows
+) -> pl.DataFrame:
     segments = [s for s in spec.validation.segments if s in part.columns]
-    found = [task_performance_by_window(part, windows, LABEL, task, metric, rules, segment=s) for s in segments] \
-        or [task_performance_by_window(part, windows, LABEL, task, metric, rules)]
+    found = [task_performance_by_window(part, windows, LABEL, task, metric, rules, segment=s) for s in segments] or [
+        task_performance_by_window(part, windows, LABEL, task, metric, rules)
+    ]
     return pl.concat(found).unique(["window_start", "feature", "method"], keep="first", maintain_order=True)
 
 
 def _serving(part: pl.DataFrame, windows: EventWindows) -> pl.DataFrame:
     """Latency percentiles over requests, throughput over the window's arrival span, error rate over rows."""
     coded = part.select(REQUEST, RECEIVED, LATENCY, STATUS).with_columns(_window=pl.Series(windows.code))
-    per_window = coded.filter(pl.col("_window") >= 0).group_by("_window").agg(
-        rows=pl.len(), errors=(pl.col(STATUS) != 200).sum(),
-        span=pl.col(RECEIVED).max() - pl.col(RECEIVED).min())
-    requests = (coded.filter(pl.col("_window") >= 0).group_by("_window", REQUEST).agg(pl.col(LATENCY).first())
-                .group_by("_window").agg(requests=pl.len(),
-                                         **{f"p{q}": pl.col(LATENCY).quantile(q / 100, "linear")
-                                            for q in (50, 95, 99)}))
+    per_window = (
+        coded.filter(pl.col("_window") >= 0)
+        .group_by("_window")
+        .agg(rows=pl.len(), errors=(pl.col(STATUS) != 200).sum(), span=pl.col(RECEIVED).max() - pl.col(RECEIVED).min())
+    )
+    requests = (
+        coded.filter(pl.col("_window") >= 0)
+        .group_by("_window", REQUEST)
+        .agg(pl.col(LATENCY).first())
+        .group_by("_window")
+        .agg(requests=pl.len(), **{f"p{q}": pl.col(LATENCY).quantile(q / 100, "linear") for q in (50, 95, 99)})
+    )
     stats = per_window.join(requests, on="_window")
     values = {m: np.full(windows.count, np.nan) for m in SERVING_METHODS}
     rows = np.zeros(windows.count, dtype=np.int64)
@@ -419,20 +536,24 @@ def machine_checks(probe: MachineProbe | None = None) -> list[tuple[str, str, fl
     probe = probe or MachineProbe()
     try:
         if own:
-            time.sleep(0.2)   # CPU use is measured between two readings of the probe
+            time.sleep(0.2)  # CPU use is measured between two readings of the probe
         snapshot: MachineSnapshot = probe.read(measure_disk=False)
     finally:
         if own:
             probe.close()
-    found = [("cpu", "percent", snapshot.cpu.total_percent),
-             ("memory", "used_bytes", float(snapshot.memory.used_bytes)),
-             ("memory", "percent", 100 * snapshot.memory.used_bytes / max(snapshot.memory.total_bytes, 1)),
-             ("process", "rss_bytes", float(snapshot.process.rss_bytes))]
+    found = [
+        ("cpu", "percent", snapshot.cpu.total_percent),
+        ("memory", "used_bytes", float(snapshot.memory.used_bytes)),
+        ("memory", "percent", 100 * snapshot.memory.used_bytes / max(snapshot.memory.total_bytes, 1)),
+        ("process", "rss_bytes", float(snapshot.process.rss_bytes)),
+    ]
     for g in snapshot.gpu.gpus:
-        found += [(f"gpu{g.index}", "utilization_percent", g.utilization_percent),
-                  (f"gpu{g.index}", "memory_used_bytes", g.memory_used_bytes),
-                  (f"gpu{g.index}", "power_w", g.power_w),
-                  (f"gpu{g.index}", "energy_mj", g.energy_mj)]
+        found += [
+            (f"gpu{g.index}", "utilization_percent", g.utilization_percent),
+            (f"gpu{g.index}", "memory_used_bytes", g.memory_used_bytes),
+            (f"gpu{g.index}", "power_w", g.power_w),
+            (f"gpu{g.index}", "energy_mj", g.energy_mj),
+        ]
     return found
 
 
@@ -443,9 +564,11 @@ def pipeline_checks(home: Home, model: str) -> list[tuple[str, str, float | None
     statuses = finished_pipeline_statuses(home.conn, model)
     streak = next((i for i, s in enumerate(statuses) if s != statuses[0]), len(statuses)) if statuses else 0
     last = statuses[0] if statuses else None
-    return [("*", "failure_streak", float(streak if last == "failed" else 0)),
-            ("*", "success_streak", float(streak if last == "succeeded" else 0)),
-            ("*", "runs", float(len(statuses)))]
+    return [
+        ("*", "failure_streak", float(streak if last == "failed" else 0)),
+        ("*", "success_streak", float(streak if last == "succeeded" else 0)),
+        ("*", "runs", float(len(statuses))),
+    ]
 
 
 def log_overflow_checks(home: Home, model: str, conn, now: float) -> list[tuple[str, str, float | None]]:
@@ -462,16 +585,26 @@ def log_overflow_checks(home: Home, model: str, conn, now: float) -> list[tuple[
 
 def _snapshot_checks(check: str, found: list[tuple[str, str, float | None]]) -> pl.DataFrame:
     """Rows of a once-per-run check; their window is the run's moment (filled in by the caller)."""
-    return pl.DataFrame({
-        "window_start": [None] * len(found), "window_end": [None] * len(found),
-        "check": [check] * len(found), "feature": [f for f, _, _ in found], "method": [m for _, m, _ in found],
-        "value": [None if v is None else float(v) for _, _, v in found], "threshold": [None] * len(found),
-        "rows": [0] * len(found), "alert": [False] * len(found),
-    }, schema={k: RESULT_SCHEMA[k] for k in ("window_start", "window_end", "check", "feature", "method", "value",
-                                             "threshold", "rows", "alert")})
+    return pl.DataFrame(
+        {
+            "window_start": [None] * len(found),
+            "window_end": [None] * len(found),
+            "check": [check] * len(found),
+            "feature": [f for f, _, _ in found],
+            "method": [m for _, m, _ in found],
+            "value": [None if v is None else float(v) for _, _, v in found],
+            "threshold": [None] * len(found),
+            "rows": [0] * len(found),
+            "alert": [False] * len(found),
+        },
+        schema={
+            k: RESULT_SCHEMA[k]
+            for k in ("window_start", "window_end", "check", "feature", "method", "value", "threshold", "rows", "alert")
+        },
+    )
 
 
 def _checked(check: str, frame: pl.DataFrame) -> pl.DataFrame:
-    return frame.with_columns(check=pl.lit(check), window_end=pl.lit(None, RESULT_SCHEMA["window_end"])) \
-        .select("window_start", "window_end", "check", "feature", "method", "value", "threshold", "rows", "alert")
-
+    return frame.with_columns(check=pl.lit(check), window_end=pl.lit(None, RESULT_SCHEMA["window_end"])).select(
+        "window_start", "window_end", "check", "feature", "method", "value", "threshold", "rows", "alert"
+    )

@@ -27,14 +27,21 @@ TASK_METRICS: dict[str, tuple[str, ...]] = {
 ALL = "*"
 
 
-def performance_by_window(frame: pl.DataFrame, windows: EventWindows, label: str, score: str,
-                          decision_threshold: float, rules: MonitoringSection,
-                          segment: str | None = None) -> pl.DataFrame:
+def performance_by_window(
+    frame: pl.DataFrame,
+    windows: EventWindows,
+    label: str,
+    score: str,
+    decision_threshold: float,
+    rules: MonitoringSection,
+    segment: str | None = None,
+) -> pl.DataFrame:
     """A binary model's AUC, precision, recall and F1 of the labelled rows per window, as check rows.
 
     ``feature`` is '*' for all rows, or 'COLUMN=VALUE' per segment when ``segment`` names a
     column. Only AUC alerts (below ``performance.min_auc``); unlabelled rows are left out.
     """
+
     def measure(part: pl.DataFrame) -> dict[str, float]:
         part = part.filter(pl.col(score).is_finite())  # the AUC refuses a score without a rank; judge the rest
         return binary_metrics(part[label].to_numpy(), part[score].to_numpy(), decision_threshold)
@@ -43,8 +50,15 @@ def performance_by_window(frame: pl.DataFrame, windows: EventWindows, label: str
     return _by_window(frame, windows, [label, score], measure, METRICS, limits, rules, segment)
 
 
-def task_performance_by_window(frame: pl.DataFrame, windows: EventWindows, label: str, task: Task, metric: str,
-                               rules: MonitoringSection, segment: str | None = None) -> pl.DataFrame:
+def task_performance_by_window(
+    frame: pl.DataFrame,
+    windows: EventWindows,
+    label: str,
+    task: Task,
+    metric: str,
+    rules: MonitoringSection,
+    segment: str | None = None,
+) -> pl.DataFrame:
     """The task's metrics of the labelled rows per window (overall and per segment), as check rows.
 
     ``label`` holds the feedback as the task reads it (binary 0/1, a multiclass class index, a regression
@@ -58,7 +72,7 @@ def task_performance_by_window(frame: pl.DataFrame, windows: EventWindows, label
 
     methods = TASK_METRICS[task.kind] + ((metric,) if metric not in TASK_METRICS[task.kind] else ())
     limits = {metric: (rules.performance.limit(metric), higher_is_better(metric))}
-    if task.kind == "binary":   # a binary model judged by another metric keeps its AUC floor too
+    if task.kind == "binary":  # a binary model judged by another metric keeps its AUC floor too
         limits["auc"] = (rules.performance.auc_floor, True)
     return _by_window(frame, windows, [label, *task_output_columns(task)], measure, methods, limits, rules, segment)
 
@@ -68,19 +82,27 @@ def task_output_columns(task: Task) -> list[str]:
     return proba_columns(task) if task.kind == "multiclass" else [SCORE]
 
 
-def _by_window(frame: pl.DataFrame, windows: EventWindows, needed: list[str],
-               measure: Callable[[pl.DataFrame], dict[str, float]], methods: tuple[str, ...],
-               limits: dict[str, tuple[float, bool]], rules: MonitoringSection,
-               segment: str | None) -> pl.DataFrame:
+def _by_window(
+    frame: pl.DataFrame,
+    windows: EventWindows,
+    needed: list[str],
+    measure: Callable[[pl.DataFrame], dict[str, float]],
+    methods: tuple[str, ...],
+    limits: dict[str, tuple[float, bool]],
+    rules: MonitoringSection,
+    segment: str | None,
+) -> pl.DataFrame:
     """Check rows of ``methods`` per window and group, measured on the rows where every ``needed`` column is
     known; ``limits`` maps a method to (its limit, whether a window alerts below it rather than above)."""
     known = pl.all_horizontal([pl.col(c).is_not_null() for c in needed])
-    labelled = (frame.with_columns(_window=pl.Series(windows.code))
-                .filter(known & (pl.col("_window") >= 0)))
+    labelled = frame.with_columns(_window=pl.Series(windows.code)).filter(known & (pl.col("_window") >= 0))
     groups = [(ALL, labelled)]
     if segment is not None:
-        groups += [(f"{segment}={value}", part) for (value,), part in
-                   labelled.group_by(segment, maintain_order=True) if value is not None]
+        groups += [
+            (f"{segment}={value}", part)
+            for (value,), part in labelled.group_by(segment, maintain_order=True)
+            if value is not None
+        ]
     parts = [empty_checks()]
     for name, part in sorted(groups, key=lambda g: g[0]):
         values = {m: np.full(windows.count, np.nan) for m in methods}

@@ -34,8 +34,9 @@ from appliance.task import Task
 PREDICTION = "prediction"
 
 
-def prediction_drift(reference_scores: np.ndarray, scores: np.ndarray, decision_threshold: float,
-                     bins: int = 10) -> dict[str, float]:
+def prediction_drift(
+    reference_scores: np.ndarray, scores: np.ndarray, decision_threshold: float, bins: int = 10
+) -> dict[str, float]:
     """Score PSI and positive rates of one set of scores against the reference's."""
     reference = FeatureProfile.of_numbers(PREDICTION, pl.Series(reference_scores, dtype=pl.Float64), bins)
     scores = np.asarray(scores, dtype=np.float64)
@@ -43,41 +44,67 @@ def prediction_drift(reference_scores: np.ndarray, scores: np.ndarray, decision_
     counts = drift.counts_by_window(codes, np.zeros(codes.size, dtype=np.int64), 1, reference.counts.size)
     reference_rate = _positive_rate(np.asarray(reference_scores, dtype=np.float64), decision_threshold)
     rate = _positive_rate(scores, decision_threshold)
-    return {"psi": float(drift.psi(reference.counts, counts)[0]), "positive_rate": rate,
-            "reference_positive_rate": reference_rate, "positive_rate_change": abs(rate - reference_rate)}
+    return {
+        "psi": float(drift.psi(reference.counts, counts)[0]),
+        "positive_rate": rate,
+        "reference_positive_rate": reference_rate,
+        "positive_rate_change": abs(rate - reference_rate),
+    }
 
 
-def prediction_drift_by_window(reference_scores: np.ndarray, frame: pl.DataFrame, score: str,
-                               windows: EventWindows, decision_threshold: float,
-                               rules: MonitoringSection) -> pl.DataFrame:
+def prediction_drift_by_window(
+    reference_scores: np.ndarray,
+    frame: pl.DataFrame,
+    score: str,
+    windows: EventWindows,
+    decision_threshold: float,
+    rules: MonitoringSection,
+) -> pl.DataFrame:
     """Per window: score PSI, predicted positive rate, and its absolute change, as check rows."""
-    reference = FeatureProfile.of_numbers(PREDICTION, pl.Series(reference_scores, dtype=pl.Float64),
-                                          rules.psi_bins)
+    reference = FeatureProfile.of_numbers(PREDICTION, pl.Series(reference_scores, dtype=pl.Float64), rules.psi_bins)
     counts = reference.counts_by_window(frame[score], windows)
     rows = counts.sum(axis=1)
     values, window = windows.select(frame[score].cast(pl.Float64).fill_null(np.nan).to_numpy())
     present = ~np.isnan(values)
-    positives = np.bincount(window[present], weights=values[present] >= decision_threshold,
-                            minlength=windows.count)
+    positives = np.bincount(window[present], weights=values[present] >= decision_threshold, minlength=windows.count)
     with np.errstate(invalid="ignore", divide="ignore"):
         rate = positives / rows
     scored = np.asarray(reference_scores, dtype=np.float64)
     scored = scored[~np.isnan(scored)]
     reference_positives = int(np.sum(scored >= decision_threshold))
-    decisions = np.array([scored.size - reference_positives, reference_positives])   # (negative, positive) rows
+    decisions = np.array([scored.size - reference_positives, reference_positives])  # (negative, positive) rows
     change = np.abs(rate - _positive_rate(scored, decision_threshold))
     limits, least, alpha = rules.prediction, rules.min_window_rows, rules.drift.false_alarm_rate / 2
-    return pl.concat([
-        drift_checks(windows, PREDICTION, "psi", drift.psi(reference.counts, counts), limits.psi,
-                     drift.by_chance([drift.psi], reference.counts, rows, alpha)[0], rows, least),
-        checks(windows, PREDICTION, "positive_rate", rate, np.nan, rows, least),
-        drift_checks(windows, PREDICTION, "positive_rate_change", change, limits.positive_rate_change,
-                     drift.by_chance([_share_change(1)], decisions, rows, alpha)[0], rows, least),
-    ])
+    return pl.concat(
+        [
+            drift_checks(
+                windows,
+                PREDICTION,
+                "psi",
+                drift.psi(reference.counts, counts),
+                limits.psi,
+                drift.by_chance([drift.psi], reference.counts, rows, alpha)[0],
+                rows,
+                least,
+            ),
+            checks(windows, PREDICTION, "positive_rate", rate, np.nan, rows, least),
+            drift_checks(
+                windows,
+                PREDICTION,
+                "positive_rate_change",
+                change,
+                limits.positive_rate_change,
+                drift.by_chance([_share_change(1)], decisions, rows, alpha)[0],
+                rows,
+                least,
+            ),
+        ]
+    )
 
 
-def task_prediction_drift_by_window(reference: pl.DataFrame, frame: pl.DataFrame, task: Task,
-                                    windows: EventWindows, rules: MonitoringSection) -> pl.DataFrame:
+def task_prediction_drift_by_window(
+    reference: pl.DataFrame, frame: pl.DataFrame, task: Task, windows: EventWindows, rules: MonitoringSection
+) -> pl.DataFrame:
     """The task's prediction drift per window as check rows; both frames hold the model's output in the
     reference's columns (``_score``; multiclass also ``_predicted_label`` and ``_proba.<index>``)."""
     if task.kind == "binary":
@@ -87,8 +114,9 @@ def task_prediction_drift_by_window(reference: pl.DataFrame, frame: pl.DataFrame
     return class_drift_by_window(reference, frame, task, windows, rules)
 
 
-def class_drift_by_window(reference: pl.DataFrame, frame: pl.DataFrame, task: Task, windows: EventWindows,
-                          rules: MonitoringSection) -> pl.DataFrame:
+def class_drift_by_window(
+    reference: pl.DataFrame, frame: pl.DataFrame, task: Task, windows: EventWindows, rules: MonitoringSection
+) -> pl.DataFrame:
     """Per window of a multiclass model: PSI of the chosen classes, each class's share of the predictions and
     its absolute change from the reference's, and the PSI of each class's probability."""
     k = len(task.classes)
@@ -99,30 +127,47 @@ def class_drift_by_window(reference: pl.DataFrame, frame: pl.DataFrame, task: Ta
         shares = counts / rows[:, None]
     reference_shares = reference_counts / max(reference_counts.sum(), 1)
     limits, least = rules.prediction, rules.min_window_rows
-    alpha = rules.drift.false_alarm_rate / (1 + 2 * k)    # the chosen classes' PSI, and two per class
+    alpha = rules.drift.false_alarm_rate / (1 + 2 * k)  # the chosen classes' PSI, and two per class
     # The chosen classes' PSI and each class's share change read one simulation of the class counts.
     chance = drift.by_chance([drift.psi, *(_share_change(i) for i in range(k))], reference_counts, rows, alpha)
-    out = [drift_checks(windows, PREDICTION, "psi", drift.psi(reference_counts, counts), limits.psi, chance[0],
-                        rows, least)]
+    out = [
+        drift_checks(
+            windows, PREDICTION, "psi", drift.psi(reference_counts, counts), limits.psi, chance[0], rows, least
+        )
+    ]
     for i, (label, column) in enumerate(zip(task.class_text(), proba_columns(task))):
         probability = FeatureProfile.of_numbers(column, reference[column], rules.psi_bins)
         probability_counts = probability.counts_by_window(frame[column], windows)
         probability_rows = probability_counts.sum(axis=1)
         out += [
             checks(windows, PREDICTION, f"predicted_rate.{label}", shares[:, i], np.nan, rows, least),
-            drift_checks(windows, PREDICTION, f"predicted_rate_change.{label}",
-                         np.abs(shares[:, i] - reference_shares[i]), limits.predicted_rate_change,
-                         chance[1 + i], rows, least),
-            drift_checks(windows, PREDICTION, f"probability_psi.{label}",
-                         drift.psi(probability.counts, probability_counts), limits.psi,
-                         drift.by_chance([drift.psi], probability.counts, probability_rows, alpha)[0],
-                         probability_rows, least),
+            drift_checks(
+                windows,
+                PREDICTION,
+                f"predicted_rate_change.{label}",
+                np.abs(shares[:, i] - reference_shares[i]),
+                limits.predicted_rate_change,
+                chance[1 + i],
+                rows,
+                least,
+            ),
+            drift_checks(
+                windows,
+                PREDICTION,
+                f"probability_psi.{label}",
+                drift.psi(probability.counts, probability_counts),
+                limits.psi,
+                drift.by_chance([drift.psi], probability.counts, probability_rows, alpha)[0],
+                probability_rows,
+                least,
+            ),
         ]
     return pl.concat(out)
 
 
-def value_drift_by_window(reference_values: np.ndarray, frame: pl.DataFrame, value: str, windows: EventWindows,
-                          rules: MonitoringSection) -> pl.DataFrame:
+def value_drift_by_window(
+    reference_values: np.ndarray, frame: pl.DataFrame, value: str, windows: EventWindows, rules: MonitoringSection
+) -> pl.DataFrame:
     """Per window of a regression model: PSI of the predicted value on the reference's quantile bins, the mean
     value, and its shift from the reference's mean in reference standard deviations."""
     reference_values = np.asarray(reference_values, dtype=np.float64)
@@ -139,20 +184,40 @@ def value_drift_by_window(reference_values: np.ndarray, frame: pl.DataFrame, val
         # Both means vary by chance, by sqrt(1/n + 1/m) reference standard deviations (the central limit).
         noise = np.sqrt(1 / rows + 1 / max(reference_values.size, 1))
     limits, least, alpha = rules.prediction, rules.min_window_rows, rules.drift.false_alarm_rate / 2
-    return pl.concat([
-        drift_checks(windows, PREDICTION, "psi", drift.psi(reference.counts, counts), limits.psi,
-                     drift.by_chance([drift.psi], reference.counts, rows, alpha)[0], rows, least),
-        checks(windows, PREDICTION, "mean", mean, np.nan, rows, least),
-        drift_checks(windows, PREDICTION, "mean_shift", shift, limits.mean_shift,
-                     NormalDist().inv_cdf(1 - alpha / 2) * noise, rows, least),
-    ])
+    return pl.concat(
+        [
+            drift_checks(
+                windows,
+                PREDICTION,
+                "psi",
+                drift.psi(reference.counts, counts),
+                limits.psi,
+                drift.by_chance([drift.psi], reference.counts, rows, alpha)[0],
+                rows,
+                least,
+            ),
+            checks(windows, PREDICTION, "mean", mean, np.nan, rows, least),
+            drift_checks(
+                windows,
+                PREDICTION,
+                "mean_shift",
+                shift,
+                limits.mean_shift,
+                NormalDist().inv_cdf(1 - alpha / 2) * noise,
+                rows,
+                least,
+            ),
+        ]
+    )
 
 
 def _share_change(index: int) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
     """The statistic |a window's share of bin ``index`` - the reference's|, for ``drift.by_chance``."""
+
     def change(reference_counts: np.ndarray, counts: np.ndarray) -> np.ndarray:
         with np.errstate(invalid="ignore", divide="ignore"):
             return np.abs(counts[:, index] / counts.sum(axis=1) - reference_counts[index] / reference_counts.sum())
+
     return change
 
 

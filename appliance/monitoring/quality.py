@@ -45,8 +45,11 @@ def type_kind(dtype: pl.DataType) -> str:
 
 def schema_drift(reference: pl.Schema, current: pl.Schema) -> list[SchemaChange]:
     """Fields that are new, missing or of another kind than in the reference."""
-    changes = [SchemaChange(name, "missing", type_kind(dtype), None)
-               for name, dtype in reference.items() if name not in current]
+    changes = [
+        SchemaChange(name, "missing", type_kind(dtype), None)
+        for name, dtype in reference.items()
+        if name not in current
+    ]
     for name, dtype in current.items():
         if name not in reference:
             changes.append(SchemaChange(name, "new", None, type_kind(dtype)))
@@ -57,21 +60,30 @@ def schema_drift(reference: pl.Schema, current: pl.Schema) -> list[SchemaChange]
 
 def category_rules(reference: pl.DataFrame, features: list[Feature]) -> list[FieldRule]:
     """Allowed values for each categorical feature: the categories the reference holds."""
-    return [FieldRule(f.name, "string", allowed_values=sorted(reference[f.name].drop_nulls().cast(pl.String)
-                                                              .unique().to_list()))
-            for f in features if f.type == "category"]
+    return [
+        FieldRule(
+            f.name, "string", allowed_values=sorted(reference[f.name].drop_nulls().cast(pl.String).unique().to_list())
+        )
+        for f in features
+        if f.type == "category"
+    ]
 
 
-def data_quality(frame: pl.DataFrame, windows: EventWindows, reference_schema: pl.Schema,
-                 features: list[str], field_rules: list[FieldRule], expected_rows: float,
-                 rules: MonitoringSection) -> pl.DataFrame:
+def data_quality(
+    frame: pl.DataFrame,
+    windows: EventWindows,
+    reference_schema: pl.Schema,
+    features: list[str],
+    field_rules: list[FieldRule],
+    expected_rows: float,
+    rules: MonitoringSection,
+) -> pl.DataFrame:
     """Per window: schema changes, missing rate per feature, rule-violation rate, volume ratio."""
     rows = windows.rows()
     limits = rules.quality
     parts = [empty_checks()]
     for change in schema_drift(reference_schema, frame.schema):
-        parts.append(checks(windows, change.field, f"{SCHEMA}_{change.change}", np.ones(windows.count), 0.0,
-                            rows, 1))
+        parts.append(checks(windows, change.field, f"{SCHEMA}_{change.change}", np.ones(windows.count), 0.0, rows, 1))
     for name in features:
         if name in frame.columns:
             column = frame[name]
@@ -81,16 +93,26 @@ def data_quality(frame: pl.DataFrame, windows: EventWindows, reference_schema: p
             missing_rows = _count(windows, missing.to_numpy())
         else:
             missing_rows = rows.astype(np.float64)
-        parts.append(checks(windows, name, "missing_rate", _share(missing_rows, rows),
-                            limits.max_missing_rate, rows, 1))
+        parts.append(
+            checks(windows, name, "missing_rate", _share(missing_rows, rows), limits.max_missing_rate, rows, 1)
+        )
     first_rules = {}
     for rule in field_rules:
-        first_rules.setdefault(rule.name, rule)   # the contract's rule before one from the reference
+        first_rules.setdefault(rule.name, rule)  # the contract's rule before one from the reference
     for rule in first_rules.values():
         if rule.name in frame.columns and _checks_values(rule):
             violated = frame.select(_violation(rule)).to_series().to_numpy()
-            parts.append(checks(windows, rule.name, "violation_rate", _share(_count(windows, violated), rows),
-                                limits.max_violation_rate, rows, 1))
+            parts.append(
+                checks(
+                    windows,
+                    rule.name,
+                    "violation_rate",
+                    _share(_count(windows, violated), rows),
+                    limits.max_violation_rate,
+                    rows,
+                    1,
+                )
+            )
     ratio = rows / expected_rows if expected_rows > 0 else np.full(windows.count, np.nan)
     parts.append(checks(windows, "*", "volume_low", ratio, limits.min_volume_ratio, rows, 0, alert_below=True))
     parts.append(checks(windows, "*", "volume_high", ratio, limits.max_volume_ratio, rows, 0))

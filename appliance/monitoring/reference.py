@@ -29,9 +29,9 @@ from appliance.spec import ModelSpec
 from appliance.task import Task
 
 ARTIFACT = "reference.parquet"
-SCORE = "_score"                    # the version's ONNX output for each evaluation row (see above)
-PREDICTED = "_predicted_label"      # multiclass: the index of the class the model chose
-PROBA = "_proba."                   # multiclass: prefix of each class's probability column, by class index
+SCORE = "_score"  # the version's ONNX output for each evaluation row (see above)
+PREDICTED = "_predicted_label"  # multiclass: the index of the class the model chose
+PROBA = "_proba."  # multiclass: prefix of each class's probability column, by class index
 
 
 def proba_columns(task: Task) -> list[str]:
@@ -45,9 +45,11 @@ def output_columns(task: Task, output) -> list[pl.Series]:
     if task.kind != "multiclass":
         return [pl.Series(SCORE, output.reshape(-1), dtype=pl.Float64)]
     chosen = task.predicted_codes(output)
-    return [pl.Series(SCORE, output[np.arange(output.shape[0]), chosen], dtype=pl.Float64),
-            pl.Series(PREDICTED, chosen, dtype=pl.Int64),
-            *(pl.Series(name, output[:, i], dtype=pl.Float64) for i, name in enumerate(proba_columns(task)))]
+    return [
+        pl.Series(SCORE, output[np.arange(output.shape[0]), chosen], dtype=pl.Float64),
+        pl.Series(PREDICTED, chosen, dtype=pl.Int64),
+        *(pl.Series(name, output[:, i], dtype=pl.Float64) for i, name in enumerate(proba_columns(task))),
+    ]
 
 
 def task_output(frame: pl.DataFrame, task: Task) -> np.ndarray:
@@ -64,8 +66,12 @@ def reference_bytes(spec: ModelSpec, eval_part: pl.DataFrame, output, task: Task
         from appliance.data.declared import model_task
 
         task = model_task(spec)
-    keep = [spec.features.event_time, spec.features.entity_key, *(f.name for f in spec.model_features),
-            spec.target.column]
+    keep = [
+        spec.features.event_time,
+        spec.features.entity_key,
+        *(f.name for f in spec.model_features),
+        spec.target.column,
+    ]
     frame = eval_part.select([c for c in keep if c in eval_part.columns]).with_columns(output_columns(task, output))
     buffer = io.BytesIO()
     frame.write_parquet(buffer)
@@ -104,6 +110,8 @@ def load_reference(home: Home, model: str, version: int) -> pl.DataFrame:
     run_id = home.registry.version(model, version).run_id
     rows = home.tracking.query("SELECT sha256 FROM artifacts WHERE run_id = ? AND name = ?", (run_id, ARTIFACT))
     if not rows:
-        raise NotFound(f"version {version} of '{model}' has no monitoring reference (it was registered "
-                       f"before references were stored); train a new version with `appliance train {model}`")
+        raise NotFound(
+            f"version {version} of '{model}' has no monitoring reference (it was registered "
+            f"before references were stored); train a new version with `appliance train {model}`"
+        )
     return pl.read_parquet(io.BytesIO(home.artifacts.get(rows[0]["sha256"])))

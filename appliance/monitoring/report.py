@@ -18,14 +18,13 @@ from appliance.monitoring.performance import TASK_METRICS
 from appliance.task import DEFAULT_METRIC
 
 WINDOWED = ("quality", "drift", "performance", "estimated", "serving")
-WINDOW = ["window_start", "version"]   # a table's line: one window of one version
+WINDOW = ["window_start", "version"]  # a table's line: one window of one version
 
 
 def monitor_report(frame: pl.DataFrame, check: str | None) -> list[str]:
     """Lines for one check, or the overview (a line per window) without one; ``frame`` holds every check."""
     if check is not None:
-        frame = frame.filter(pl.col("check").is_in(["performance", "estimated"] if check == "performance"
-                                                   else [check]))
+        frame = frame.filter(pl.col("check").is_in(["performance", "estimated"] if check == "performance" else [check]))
     if frame.is_empty():
         return ["no monitoring results yet; run `appliance jobs run monitor MODEL`"]
     if check == "drift":
@@ -34,25 +33,45 @@ def monitor_report(frame: pl.DataFrame, check: str | None) -> list[str]:
         return _performance(frame)
     if check is None:
         return _overview(frame)
-    rows = [(_window(r["window_start"], check), _version(r["version"]), r["feature"], r["method"],
-             _number(r["value"]), _number(r["threshold"]), str(r["rows"]), "ALERT" if r["alert"] else "")
-            for r in frame.sort("window_start", "version", "feature", "method").iter_rows(named=True)]
+    rows = [
+        (
+            _window(r["window_start"], check),
+            _version(r["version"]),
+            r["feature"],
+            r["method"],
+            _number(r["value"]),
+            _number(r["threshold"]),
+            str(r["rows"]),
+            "ALERT" if r["alert"] else "",
+        )
+        for r in frame.sort("window_start", "version", "feature", "method").iter_rows(named=True)
+    ]
     return table(("window", "version", "feature", "method", "value", "threshold", "rows", "alert"), rows)
 
 
 def _drift(frame: pl.DataFrame) -> list[str]:
     """Windows × features; each cell the method furthest over (or nearest to) its threshold, '!' if it alerts."""
-    scored = frame.with_columns(ratio=pl.col("value") / pl.col("threshold")).sort("ratio", descending=True,
-                                                                                   nulls_last=True)
+    scored = frame.with_columns(ratio=pl.col("value") / pl.col("threshold")).sort(
+        "ratio", descending=True, nulls_last=True
+    )
     worst = scored.group_by("window_start", "version", "feature", maintain_order=True).first()
     features = sorted(worst["feature"].unique().to_list(), key=lambda f: (f in ("*", "prediction"), f))
     rows = []
-    for (start, version), part in worst.sort("window_start", "version").group_by("window_start", "version",
-                                                                                 maintain_order=True):
-        cells = {r["feature"]: f"{r['method']} {_number(r['value'])}{'!' if r['alert'] else ''}"
-                 for r in part.iter_rows(named=True)}
-        rows.append((_window(start, "drift"), _version(version), str(part["rows"].max()),
-                     *(cells.get(f, "-") for f in features)))
+    for (start, version), part in worst.sort("window_start", "version").group_by(
+        "window_start", "version", maintain_order=True
+    ):
+        cells = {
+            r["feature"]: f"{r['method']} {_number(r['value'])}{'!' if r['alert'] else ''}"
+            for r in part.iter_rows(named=True)
+        }
+        rows.append(
+            (
+                _window(start, "drift"),
+                _version(version),
+                str(part["rows"].max()),
+                *(cells.get(f, "-") for f in features),
+            )
+        )
     header = ("window", "version", "rows", *("multivariate" if f == "*" else f for f in features))
     return table(header, rows) + ["(each cell: the statistic furthest over its threshold; '!' alerts)"]
 
@@ -64,8 +83,7 @@ def _performance(frame: pl.DataFrame) -> list[str]:
     kind = _task_of(frame)
     if kind != "binary":
         return _task_performance(overall, kind)
-    wide = overall.pivot(on=["check", "method"], index=WINDOW, values="value",
-                         aggregate_function="first").sort(WINDOW)
+    wide = overall.pivot(on=["check", "method"], index=WINDOW, values="value", aggregate_function="first").sort(WINDOW)
     labelled = overall.filter(check="performance", method="auc").select(*WINDOW, labelled="rows")
     alerts = overall.group_by(WINDOW).agg(pl.col("alert").any())
     wide = wide.join(labelled, on=WINDOW, how="left").join(alerts, on=WINDOW, how="left")
@@ -73,12 +91,20 @@ def _performance(frame: pl.DataFrame) -> list[str]:
     def get(row: dict, check: str, method: str) -> str:
         return _number(row.get(f'{{"{check}","{method}"}}'))
 
-    rows = [(_window(r["window_start"], "performance"), _version(r["version"]), str(r["labelled"] or 0),
-             get(r, "performance", "auc"),
-             get(r, "performance", "precision"), get(r, "performance", "recall"), get(r, "performance", "f1"),
-             f"{get(r, 'estimated', 'auc')} [{get(r, 'estimated', 'auc_lower')}, {get(r, 'estimated', 'auc_upper')}]",
-             "ALERT" if r["alert"] else "")
-            for r in wide.iter_rows(named=True)]
+    rows = [
+        (
+            _window(r["window_start"], "performance"),
+            _version(r["version"]),
+            str(r["labelled"] or 0),
+            get(r, "performance", "auc"),
+            get(r, "performance", "precision"),
+            get(r, "performance", "recall"),
+            get(r, "performance", "f1"),
+            f"{get(r, 'estimated', 'auc')} [{get(r, 'estimated', 'auc_lower')}, {get(r, 'estimated', 'auc_upper')}]",
+            "ALERT" if r["alert"] else "",
+        )
+        for r in wide.iter_rows(named=True)
+    ]
     header = ("window", "version", "labelled", "auc", "precision", "recall", "f1", "estimated auc [band]", "alert")
     return table(header, rows) + disagreement_notes(overall)
 
@@ -87,11 +113,11 @@ def _task_performance(overall: pl.DataFrame, kind: str) -> list[str]:
     """``_performance`` of a multiclass or regression model: its metrics, then each estimate with its band."""
     performance = overall.filter(check="performance")
     realized = [*TASK_METRICS[kind], *sorted(set(performance["method"]) - set(TASK_METRICS[kind]))]
-    estimated = sorted((m for m in overall.filter(check="estimated")["method"].unique()
-                        if not m.endswith(("_lower", "_upper"))),
-                       key=lambda m: (realized.index(m) if m in realized else len(realized), m))
-    wide = overall.pivot(on=["check", "method"], index=WINDOW, values="value",
-                         aggregate_function="first").sort(WINDOW)
+    estimated = sorted(
+        (m for m in overall.filter(check="estimated")["method"].unique() if not m.endswith(("_lower", "_upper"))),
+        key=lambda m: (realized.index(m) if m in realized else len(realized), m),
+    )
+    wide = overall.pivot(on=["check", "method"], index=WINDOW, values="value", aggregate_function="first").sort(WINDOW)
     labelled = performance.filter(method=realized[0]).select(*WINDOW, labelled="rows")
     alerts = overall.group_by(WINDOW).agg(pl.col("alert").any())
     wide = wide.join(labelled, on=WINDOW, how="left").join(alerts, on=WINDOW, how="left")
@@ -99,12 +125,20 @@ def _task_performance(overall: pl.DataFrame, kind: str) -> list[str]:
     def get(row: dict, check: str, method: str) -> str:
         return _number(row.get(f'{{"{check}","{method}"}}'))
 
-    rows = [(_window(r["window_start"], "performance"), _version(r["version"]), str(r["labelled"] or 0),
-             *(get(r, "performance", m) for m in realized),
-             *(f"{get(r, 'estimated', m)} [{get(r, 'estimated', f'{m}_lower')}, {get(r, 'estimated', f'{m}_upper')}]"
-               for m in estimated),
-             "ALERT" if r["alert"] else "")
-            for r in wide.iter_rows(named=True)]
+    rows = [
+        (
+            _window(r["window_start"], "performance"),
+            _version(r["version"]),
+            str(r["labelled"] or 0),
+            *(get(r, "performance", m) for m in realized),
+            *(
+                f"{get(r, 'estimated', m)} [{get(r, 'estimated', f'{m}_lower')}, {get(r, 'estimated', f'{m}_upper')}]"
+                for m in estimated
+            ),
+            "ALERT" if r["alert"] else "",
+        )
+        for r in wide.iter_rows(named=True)
+    ]
     header = ("window", "version", "labelled", *realized, *(f"estimated {m} [band]" for m in estimated), "alert")
     return table(header, rows) + disagreement_notes(overall)
 
@@ -117,8 +151,12 @@ def _task_of(frame: pl.DataFrame) -> str:
 
 def _headline(frame: pl.DataFrame, kind: str) -> str:
     """The metric an overview shows: the one with a limit (it judges the model), else the task's default."""
-    judged = frame.filter((pl.col("check") == "performance") & (pl.col("feature") == "*")
-                          & pl.col("threshold").is_not_null() & pl.col("threshold").is_not_nan())
+    judged = frame.filter(
+        (pl.col("check") == "performance")
+        & (pl.col("feature") == "*")
+        & pl.col("threshold").is_not_null()
+        & pl.col("threshold").is_not_nan()
+    )
     return judged["method"][0] if judged.height else DEFAULT_METRIC[kind]
 
 
@@ -132,15 +170,24 @@ def _overview(frame: pl.DataFrame) -> list[str]:
     metric = "auc" if kind == "binary" else _headline(windowed, kind)
     rows = []
     for (start, version), part in windowed.sort(WINDOW).group_by(WINDOW, maintain_order=True):
+
         def value(check: str, method: str) -> str:  # called only within this iteration
             hit = part.filter(check=check, feature="*", method=method)["value"]  # noqa: B023
             return _number(hit[0]) if hit.len() else "-"
 
         counts = {c: int(part.filter(check=c)["alert"].sum()) for c in ("quality", "drift")}
-        rows.append((_window(start, ""), _version(version),
-                     str(part.filter(check="serving", feature="*")["rows"].max() or 0),
-                     str(counts["quality"]), str(counts["drift"]), value("performance", metric),
-                     value("estimated", metric), value("serving", "latency_p99_ms")))
+        rows.append(
+            (
+                _window(start, ""),
+                _version(version),
+                str(part.filter(check="serving", feature="*")["rows"].max() or 0),
+                str(counts["quality"]),
+                str(counts["drift"]),
+                value("performance", metric),
+                value("estimated", metric),
+                value("serving", "latency_p99_ms"),
+            )
+        )
     header = ("window", "version", "rows", "quality alerts", "drift alerts", metric, f"estimated {metric}", "p99 ms")
     return table(header, rows) + disagreement_notes(windowed)
 
@@ -167,20 +214,43 @@ def estimate_disagreements(frame: pl.DataFrame) -> list[Disagreement]:
     overall = frame.filter(pl.col("feature") == "*")
     realized = overall.filter(check="performance").select(*WINDOW, "method", realized="value", labelled="rows")
     estimated = overall.filter(check="estimated")
-    bands = (estimated.filter(~pl.col("method").str.ends_with("_lower") & ~pl.col("method").str.ends_with("_upper"))
-             .select(*WINDOW, "method", estimated="value")
-             .join(estimated.filter(pl.col("method").str.ends_with("_lower"))
-                   .select(*WINDOW, method=pl.col("method").str.strip_suffix("_lower"), lower="value"),
-                   on=[*WINDOW, "method"], nulls_equal=True)
-             .join(estimated.filter(pl.col("method").str.ends_with("_upper"))
-                   .select(*WINDOW, method=pl.col("method").str.strip_suffix("_upper"), upper="value"),
-                   on=[*WINDOW, "method"], nulls_equal=True))
+    bands = (
+        estimated.filter(~pl.col("method").str.ends_with("_lower") & ~pl.col("method").str.ends_with("_upper"))
+        .select(*WINDOW, "method", estimated="value")
+        .join(
+            estimated.filter(pl.col("method").str.ends_with("_lower")).select(
+                *WINDOW, method=pl.col("method").str.strip_suffix("_lower"), lower="value"
+            ),
+            on=[*WINDOW, "method"],
+            nulls_equal=True,
+        )
+        .join(
+            estimated.filter(pl.col("method").str.ends_with("_upper")).select(
+                *WINDOW, method=pl.col("method").str.strip_suffix("_upper"), upper="value"
+            ),
+            on=[*WINDOW, "method"],
+            nulls_equal=True,
+        )
+    )
     both = realized.join(bands, on=[*WINDOW, "method"], nulls_equal=True).filter(
-        pl.col("realized").is_not_nan() & pl.col("lower").is_not_nan() & pl.col("upper").is_not_nan()
-        & ((pl.col("realized") < pl.col("lower")) | (pl.col("realized") > pl.col("upper"))))
-    return [Disagreement(r["window_start"], r["version"], r["method"], r["realized"], r["estimated"], r["lower"],
-                         r["upper"], int(r["labelled"] or 0))
-            for r in both.sort(*WINDOW, "method").iter_rows(named=True)]
+        pl.col("realized").is_not_nan()
+        & pl.col("lower").is_not_nan()
+        & pl.col("upper").is_not_nan()
+        & ((pl.col("realized") < pl.col("lower")) | (pl.col("realized") > pl.col("upper")))
+    )
+    return [
+        Disagreement(
+            r["window_start"],
+            r["version"],
+            r["method"],
+            r["realized"],
+            r["estimated"],
+            r["lower"],
+            r["upper"],
+            int(r["labelled"] or 0),
+        )
+        for r in both.sort(*WINDOW, "method").iter_rows(named=True)
+    ]
 
 
 def disagreement_notes(frame: pl.DataFrame) -> list[str]:
@@ -188,12 +258,17 @@ def disagreement_notes(frame: pl.DataFrame) -> list[str]:
     found = estimate_disagreements(frame)
     if not found:
         return []
-    lines = ["", "realized outside the estimate's band (trust the realized value: the estimate sees shifts in the "
-                 "inputs, not a change in how they relate to outcomes, i.e. concept drift):"]
+    lines = [
+        "",
+        "realized outside the estimate's band (trust the realized value: the estimate sees shifts in the "
+        "inputs, not a change in how they relate to outcomes, i.e. concept drift):",
+    ]
     for d in found:
-        lines.append(f"  {_window(d.window_start, '')} {_version(d.version)}: {d.metric} {_number(d.realized)} from "
-                     f"{d.labelled:,} labelled rows, estimated {_number(d.estimated)} "
-                     f"[{_number(d.lower)}, {_number(d.upper)}]")
+        lines.append(
+            f"  {_window(d.window_start, '')} {_version(d.version)}: {d.metric} {_number(d.realized)} from "
+            f"{d.labelled:,} labelled rows, estimated {_number(d.estimated)} "
+            f"[{_number(d.lower)}, {_number(d.upper)}]"
+        )
     return lines
 
 

@@ -39,11 +39,11 @@ class JobRun(msgspec.Struct, frozen=True):
     model: str
     started_at: float
     ended_at: float | None
-    status: str                 # running | succeeded | failed
+    status: str  # running | succeeded | failed
     error: str | None
     summary: dict
     pid: int
-    trigger: str                # schedule | manual | replay
+    trigger: str  # schedule | manual | replay
 
 
 def open_monitoring(root: Path) -> sqlite3.Connection:
@@ -51,8 +51,9 @@ def open_monitoring(root: Path) -> sqlite3.Connection:
     return connect(Layout(root).monitoring_db, MIGRATIONS)
 
 
-def results(home: Home, model: str, check: str | None = None, since: datetime | date | str | None = None) \
-        -> pl.DataFrame:
+def results(
+    home: Home, model: str, check: str | None = None, since: datetime | date | str | None = None
+) -> pl.DataFrame:
     """A model's stored results (RESULT_SCHEMA), by window then check, feature and method."""
     home.registry.model(model)
     sql, args = "SELECT * FROM results WHERE model = ?", [model]
@@ -72,8 +73,7 @@ def results(home: Home, model: str, check: str | None = None, since: datetime | 
 
 def write_results(conn: sqlite3.Connection, frame: pl.DataFrame) -> None:
     """Insert or replace result rows (a recomputed window replaces what was there)."""
-    rows = [(*r[:2], iso(r[2]), iso(r[3]), *r[4:10], int(r[10]), r[11])
-            for r in frame.select(_COLUMNS).iter_rows()]
+    rows = [(*r[:2], iso(r[2]), iso(r[3]), *r[4:10], int(r[10]), r[11]) for r in frame.select(_COLUMNS).iter_rows()]
     placeholders = ", ".join("?" * len(_COLUMNS))
     names = ", ".join(f'"{c}"' for c in _COLUMNS)
     with transaction(conn):
@@ -86,41 +86,67 @@ def empty_results() -> pl.DataFrame:
 
 def last_computed(conn: sqlite3.Connection, model: str, check: str, method: str) -> float | None:
     """When a result of the model's check and method was last computed; None if never."""
-    row = conn.execute('SELECT MAX(computed_at) FROM results WHERE model = ? AND "check" = ? AND method = ?',
-                       (model, check, method)).fetchone()
+    row = conn.execute(
+        'SELECT MAX(computed_at) FROM results WHERE model = ? AND "check" = ? AND method = ?', (model, check, method)
+    ).fetchone()
     return row[0]
 
 
 # -- the windows each monitor run has judged -------------------------------------------------------
 
+
 def window_states(conn: sqlite3.Connection, model: str, version: int) -> dict[str, tuple]:
     """Per window start (ISO text): (rows, last_received_at, labels, last_label_at) as the last run saw them."""
-    return {r[0]: tuple(r)[1:] for r in conn.execute(
-        "SELECT window_start, rows, last_received_at, labels, last_label_at FROM windows "
-        "WHERE model = ? AND version = ?", (model, version))}
+    return {
+        r[0]: tuple(r)[1:]
+        for r in conn.execute(
+            "SELECT window_start, rows, last_received_at, labels, last_label_at FROM windows "
+            "WHERE model = ? AND version = ?",
+            (model, version),
+        )
+    }
 
 
-def record_windows(conn: sqlite3.Connection, model: str, version: int, states: pl.DataFrame,
-                   computed_at: float) -> None:
+def record_windows(
+    conn: sqlite3.Connection, model: str, version: int, states: pl.DataFrame, computed_at: float
+) -> None:
     """Remember the state of the windows a run judged (columns as ``window_states`` returns them)."""
     with transaction(conn):
         conn.executemany(
             "INSERT OR REPLACE INTO windows (model, version, window_start, rows, last_received_at, labels, "
             "last_label_at, computed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            [(model, version, iso(r["window_start"]), r["rows"], r["last_received_at"], r["labels"],
-              r["last_label_at"], computed_at) for r in states.iter_rows(named=True)])
+            [
+                (
+                    model,
+                    version,
+                    iso(r["window_start"]),
+                    r["rows"],
+                    r["last_received_at"],
+                    r["labels"],
+                    r["last_label_at"],
+                    computed_at,
+                )
+                for r in states.iter_rows(named=True)
+            ],
+        )
 
 
 def finished_pipeline_statuses(conn: sqlite3.Connection, model: str) -> list[str]:
     """The statuses of the model's finished training runs in metadata.db, newest first (registrations of
     models trained elsewhere are not runs of its pipeline, nor are retrains skipped for want of anything new:
     they trained nothing, so they say nothing of whether training works)."""
-    return [r[0] for r in conn.execute(
-        "SELECT status FROM runs WHERE model = ? AND status NOT IN ('running', 'skipped') AND kind != 'register' "
-        "ORDER BY started_at DESC", (model,))]
+    return [
+        r[0]
+        for r in conn.execute(
+            "SELECT status FROM runs WHERE model = ? AND status NOT IN ('running', 'skipped') AND kind != 'register' "
+            "ORDER BY started_at DESC",
+            (model,),
+        )
+    ]
 
 
 # -- job runs ------------------------------------------------------------------------------------
+
 
 def begin_job_run(conn: sqlite3.Connection, job: str, model: str, trigger: str) -> int:
     """Record a job run as running; Conflict if the same job for the model is running already.
@@ -129,25 +155,35 @@ def begin_job_run(conn: sqlite3.Connection, job: str, model: str, trigger: str) 
     run never blocks the job forever.
     """
     with transaction(conn):
-        for row in conn.execute("SELECT id, pid, started_at FROM job_runs WHERE job = ? AND model = ? "
-                                "AND status = 'running'", (job, model)).fetchall():
+        for row in conn.execute(
+            "SELECT id, pid, started_at FROM job_runs WHERE job = ? AND model = ? AND status = 'running'", (job, model)
+        ).fetchall():
             if _alive(row["pid"]):
-                raise Conflict(f"job '{job}' for '{model}' is already running (run {row['id']}, pid {row['pid']}, "
-                               f"since {datetime.fromtimestamp(row['started_at'], UTC):%Y-%m-%d %H:%M:%S} UTC); "
-                               "wait for it to finish")
-            conn.execute("UPDATE job_runs SET status = 'failed', ended_at = ?, error = ? WHERE id = ?",
-                         (time.time(), f"process {row['pid']} ended without finishing the run", row["id"]))
-        cursor = conn.execute("INSERT INTO job_runs (job, model, started_at, status, pid, trigger) "
-                              "VALUES (?, ?, ?, 'running', ?, ?)", (job, model, time.time(), os.getpid(), trigger))
+                raise Conflict(
+                    f"job '{job}' for '{model}' is already running (run {row['id']}, pid {row['pid']}, "
+                    f"since {datetime.fromtimestamp(row['started_at'], UTC):%Y-%m-%d %H:%M:%S} UTC); "
+                    "wait for it to finish"
+                )
+            conn.execute(
+                "UPDATE job_runs SET status = 'failed', ended_at = ?, error = ? WHERE id = ?",
+                (time.time(), f"process {row['pid']} ended without finishing the run", row["id"]),
+            )
+        cursor = conn.execute(
+            "INSERT INTO job_runs (job, model, started_at, status, pid, trigger) VALUES (?, ?, ?, 'running', ?, ?)",
+            (job, model, time.time(), os.getpid(), trigger),
+        )
         return cursor.lastrowid
 
 
-def end_job_run(conn: sqlite3.Connection, run_id: int, status: str, error: str | None = None,
-                summary: dict | None = None) -> None:
+def end_job_run(
+    conn: sqlite3.Connection, run_id: int, status: str, error: str | None = None, summary: dict | None = None
+) -> None:
     """Close a job run with its status, error and summary."""
     with transaction(conn):
-        conn.execute("UPDATE job_runs SET status = ?, ended_at = ?, error = ?, summary_json = ? WHERE id = ?",
-                     (status, time.time(), error, json.dumps(summary or {}, default=str), run_id))
+        conn.execute(
+            "UPDATE job_runs SET status = ?, ended_at = ?, error = ?, summary_json = ? WHERE id = ?",
+            (status, time.time(), error, json.dumps(summary or {}, default=str), run_id),
+        )
 
 
 def job_runs(home: Home, job: str | None = None, model: str | None = None, limit: int = 50) -> list[JobRun]:
@@ -162,8 +198,10 @@ def job_runs(home: Home, job: str | None = None, model: str | None = None, limit
         rows = conn.execute(sql + " ORDER BY started_at DESC, id DESC LIMIT ?", [*args, limit]).fetchall()
     finally:
         conn.close()
-    return [JobRun(**{k: r[k] for k in r.keys() if k != "summary_json"}, summary=json.loads(r["summary_json"]))
-            for r in rows]
+    return [
+        JobRun(**{k: r[k] for k in r.keys() if k != "summary_json"}, summary=json.loads(r["summary_json"]))
+        for r in rows
+    ]
 
 
 def latest_run(home: Home, model: str, job: str = "monitor") -> JobRun | None:
@@ -185,8 +223,9 @@ def _alive(pid: int) -> bool:
 def _frame(rows: list[tuple]) -> pl.DataFrame:
     if not rows:
         return empty_results()
-    raw = pl.DataFrame(rows, schema=[(c, pl.String if c.startswith("window") else t)
-                                     for c, t in RESULT_SCHEMA.items()], orient="row")
+    raw = pl.DataFrame(
+        rows, schema=[(c, pl.String if c.startswith("window") else t) for c, t in RESULT_SCHEMA.items()], orient="row"
+    )
     return raw.with_columns(pl.col("window_start", "window_end").str.to_datetime(time_unit="us", time_zone="UTC"))
 
 
@@ -201,8 +240,9 @@ def _since(since: datetime | date | str) -> datetime:
     try:
         return since.replace(tzinfo=UTC) if since.tzinfo is None else since.astimezone(UTC)
     except OverflowError:
-        raise InvalidInput(f"since {since.isoformat()} is outside the calendar in UTC; give a time between the "
-                           "years 1 and 9999") from None
+        raise InvalidInput(
+            f"since {since.isoformat()} is outside the calendar in UTC; give a time between the years 1 and 9999"
+        ) from None
 
 
 def iso(moment: datetime) -> str:

@@ -33,8 +33,14 @@ class EventWindows:
     [start, end) and rows outside it belong to no window. Naive datetimes are taken as UTC.
     """
 
-    def __init__(self, frame: pl.DataFrame, event_time: str, every: str,
-                 start: datetime | None = None, end: datetime | None = None):
+    def __init__(
+        self,
+        frame: pl.DataFrame,
+        event_time: str,
+        every: str,
+        start: datetime | None = None,
+        end: datetime | None = None,
+    ):
         if event_time not in frame.columns:
             raise InvalidInput(f"the frame has no event-time column '{event_time}'")
         times = frame[event_time]
@@ -50,14 +56,15 @@ class EventWindows:
         if bounds.null_count():
             self.starts = pl.Series("window_start", [], dtype=CHECK_SCHEMA["window_start"])
         else:
-            self.starts = pl.datetime_range(bounds[0], bounds[1], every, eager=True,
-                                            time_unit="us", time_zone="UTC").alias("window_start")
+            self.starts = pl.datetime_range(
+                bounds[0], bounds[1], every, eager=True, time_unit="us", time_zone="UTC"
+            ).alias("window_start")
         starts = self.starts.to_physical().to_numpy()
         at = truncated.to_physical().fill_null(0).to_numpy()
         known = truncated.is_not_null().to_numpy()
         codes = np.searchsorted(starts, np.where(known, at, 0), side="right") - 1
         inside = known & (codes >= 0) & (at <= (starts[-1] if starts.size else -1))
-        self.code = np.where(inside, codes, -1)   # -1: no event time, or outside the windows asked for
+        self.code = np.where(inside, codes, -1)  # -1: no event time, or outside the windows asked for
         self.every = every
 
     @property
@@ -78,21 +85,32 @@ def _utc(moment: datetime) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
-def checks(windows: EventWindows, feature: str, method: str, values: np.ndarray, threshold: float,
-           rows: np.ndarray, min_rows: int, alert_below: bool = False) -> pl.DataFrame:
+def checks(
+    windows: EventWindows,
+    feature: str,
+    method: str,
+    values: np.ndarray,
+    threshold: float,
+    rows: np.ndarray,
+    min_rows: int,
+    alert_below: bool = False,
+) -> pl.DataFrame:
     """One row per window in the tidy check schema; windows under ``min_rows`` rows never alert."""
     values = np.asarray(values, dtype=np.float64)
     breached = values < threshold if alert_below else values > threshold
     alert = breached & ~np.isnan(values) & (rows >= min_rows)
-    return pl.DataFrame({
-        "window_start": windows.starts,
-        "feature": [feature] * windows.count,
-        "method": [method] * windows.count,
-        "value": values,
-        "threshold": [float(threshold)] * windows.count,
-        "rows": rows.astype(np.int64),
-        "alert": alert,
-    }, schema=CHECK_SCHEMA).with_columns(pl.col("value").fill_nan(None))
+    return pl.DataFrame(
+        {
+            "window_start": windows.starts,
+            "feature": [feature] * windows.count,
+            "method": [method] * windows.count,
+            "value": values,
+            "threshold": [float(threshold)] * windows.count,
+            "rows": rows.astype(np.int64),
+            "alert": alert,
+        },
+        schema=CHECK_SCHEMA,
+    ).with_columns(pl.col("value").fill_nan(None))
 
 
 def empty_checks() -> pl.DataFrame:

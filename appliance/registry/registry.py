@@ -15,7 +15,7 @@ from storage.database import MAX_INTEGER, transaction
 class ModelVersion(msgspec.Struct, frozen=True):
     model: str
     version: int
-    status: str                 # registered | rejected (failed its gates)
+    status: str  # registered | rejected (failed its gates)
     artifact_sha256: str
     feature_schema: dict
     metrics: dict
@@ -62,8 +62,9 @@ class Registry:
                     self.conn.execute("UPDATE models SET spec_path = ? WHERE name = ?", (spec_path, name))
                     self._audit(actor, "spec_moved", name, None, {"from": row[0], "to": spec_path})
                 return False
-            self.conn.execute("INSERT INTO models (name, spec_path, created_at) VALUES (?, ?, ?)",
-                              (name, spec_path, time.time()))
+            self.conn.execute(
+                "INSERT INTO models (name, spec_path, created_at) VALUES (?, ?, ?)", (name, spec_path, time.time())
+            )
             self._audit(actor, "model_added", name, None, {"spec_path": spec_path})
         return True
 
@@ -87,10 +88,22 @@ class Registry:
 
     # -- versions -------------------------------------------------------------------------------
 
-    def register_version(self, model: str, *, status: str, artifact_sha256: str, feature_schema: dict,
-                         metrics: dict, params: dict, gate_report: dict, data_version: str,
-                         code_version: str, run_id: str, actor: str = "training",
-                         audit_detail: dict | None = None) -> ModelVersion:
+    def register_version(
+        self,
+        model: str,
+        *,
+        status: str,
+        artifact_sha256: str,
+        feature_schema: dict,
+        metrics: dict,
+        params: dict,
+        gate_report: dict,
+        data_version: str,
+        code_version: str,
+        run_id: str,
+        actor: str = "training",
+        audit_detail: dict | None = None,
+    ) -> ModelVersion:
         """Add the next immutable version of a model; a passing one also becomes the candidate.
         ``audit_detail`` adds to the audit entry (where an outside model came from, and why)."""
         self.model(model)
@@ -103,19 +116,41 @@ class Registry:
                 """INSERT INTO model_versions (model, version, status, artifact_sha256, feature_schema_json,
                    metrics_json, params_json, gate_report_json, data_version, code_version, run_id, created_at)
                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
-                (model, version, status, artifact_sha256, json.dumps(feature_schema), json.dumps(metrics),
-                 json.dumps(params), json.dumps(gate_report), data_version, code_version, run_id, now),
+                (
+                    model,
+                    version,
+                    status,
+                    artifact_sha256,
+                    json.dumps(feature_schema),
+                    json.dumps(metrics),
+                    json.dumps(params),
+                    json.dumps(gate_report),
+                    data_version,
+                    code_version,
+                    run_id,
+                    now,
+                ),
             )
-            self._audit(actor, "version_registered", model, version,
-                        {"status": status, "artifact": artifact_sha256, "run_id": run_id, **(audit_detail or {})})
+            self._audit(
+                actor,
+                "version_registered",
+                model,
+                version,
+                {"status": status, "artifact": artifact_sha256, "run_id": run_id, **(audit_detail or {})},
+            )
             if status == "registered":
                 self._set_alias(model, "candidate", version, now)
         return self.version(model, version)
 
     def version(self, model: str, version: int) -> ModelVersion:
         """One version; unknown ones are NotFound."""
-        row = self.conn.execute("SELECT * FROM model_versions WHERE model = ? AND version = ?",
-                                (model, version)).fetchone() if 0 < version <= MAX_INTEGER else None
+        row = (
+            self.conn.execute(
+                "SELECT * FROM model_versions WHERE model = ? AND version = ?", (model, version)
+            ).fetchone()
+            if 0 < version <= MAX_INTEGER
+            else None
+        )
         if row is None:
             self.model(model)
             raise NotFound(f"model '{model}' has no version {version}; see `appliance models`")
@@ -129,8 +164,7 @@ class Registry:
 
     def alias(self, model: str, alias: str) -> int | None:
         """The version an alias points at, or None."""
-        row = self.conn.execute("SELECT version FROM aliases WHERE model = ? AND alias = ?",
-                                (model, alias)).fetchone()
+        row = self.conn.execute("SELECT version FROM aliases WHERE model = ? AND alias = ?", (model, alias)).fetchone()
         return row[0] if row else None
 
     def production_versions(self) -> dict[str, int]:
@@ -140,8 +174,9 @@ class Registry:
 
     # -- promotion and rollback -----------------------------------------------------------------
 
-    def promote(self, model: str, version: int, actor: str = "cli", reason: str = "",
-                override: bool = False) -> ModelVersion:
+    def promote(
+        self, model: str, version: int, actor: str = "cli", reason: str = "", override: bool = False
+    ) -> ModelVersion:
         """Point production at a version, in one transaction; a rejected version only with an override and a reason."""
         if override and not reason.strip():
             raise InvalidInput("an override needs a reason: add --reason '...' (it goes into the audit log)")
@@ -161,13 +196,19 @@ class Registry:
             self._set_alias(model, "production", version, now)
             if self.alias(model, "candidate") == version:
                 self.conn.execute("DELETE FROM aliases WHERE model = ? AND alias = 'candidate'", (model,))
-            self.conn.execute("INSERT INTO promotions (model, version, promoted_at) VALUES (?, ?, ?)",
-                              (model, version, now))
+            self.conn.execute(
+                "INSERT INTO promotions (model, version, promoted_at) VALUES (?, ?, ?)", (model, version, now)
+            )
             if target.status == "registered":
                 self._audit(actor, "promote", model, version, {"from": current, "reason": reason})
             else:
-                self._audit(actor, "promote_override", model, version,
-                            {"from": current, "reason": reason, "failed_gates": failed})
+                self._audit(
+                    actor,
+                    "promote_override",
+                    model,
+                    version,
+                    {"from": current, "reason": reason, "failed_gates": failed},
+                )
         return target
 
     def rollback(self, model: str, actor: str = "cli", reason: str = "") -> ModelVersion:
@@ -176,12 +217,16 @@ class Registry:
             self.model(model)
             live = self.conn.execute(
                 "SELECT id, version FROM promotions WHERE model = ? AND rolled_back_at IS NULL "
-                "ORDER BY id DESC LIMIT 2", (model,)).fetchall()
+                "ORDER BY id DESC LIMIT 2",
+                (model,),
+            ).fetchall()
             if not live:
                 raise Conflict(f"model '{model}' has no production version to roll back")
             if len(live) < 2:
-                raise Conflict(f"model '{model}' has no earlier production version to roll back to "
-                               f"(version {live[0]['version']} is the first)")
+                raise Conflict(
+                    f"model '{model}' has no earlier production version to roll back to "
+                    f"(version {live[0]['version']} is the first)"
+                )
             now = time.time()
             self.conn.execute("UPDATE promotions SET rolled_back_at = ? WHERE id = ?", (now, live[0]["id"]))
             previous = live[1]["version"]

@@ -42,10 +42,19 @@ def _train(home: Home, model: str) -> dict:
 
     outcome = train_in_worker(home.root, model, actor="scheduler", retrain=True)
     if isinstance(outcome, NothingNew):
-        return {"run_id": outcome.run_id, "status": "skipped", "reason": outcome.message,
-                "learnt_before": outcome.learnt_before, "seconds": outcome.seconds}
-    return {"run_id": outcome.run_id, "version": outcome.version.version, "status": outcome.version.status,
-            "seconds": outcome.seconds}
+        return {
+            "run_id": outcome.run_id,
+            "status": "skipped",
+            "reason": outcome.message,
+            "learnt_before": outcome.learnt_before,
+            "seconds": outcome.seconds,
+        }
+    return {
+        "run_id": outcome.run_id,
+        "version": outcome.version.version,
+        "status": outcome.version.status,
+        "seconds": outcome.seconds,
+    }
 
 
 # job name -> (what it does, where its schedule lives in the spec)
@@ -58,9 +67,9 @@ JOBS: dict[str, tuple[Callable[[Home, str], dict], Callable[[ModelSpec], str | N
 class JobInfo(msgspec.Struct, frozen=True):
     job: str
     model: str
-    schedule: str | None        # None: runs only when asked
+    schedule: str | None  # None: runs only when asked
     last: JobRun | None
-    next_run: datetime | None   # None when unscheduled
+    next_run: datetime | None  # None when unscheduled
 
 
 def run_job(root: Path, job: str, model: str, trigger: str = "manual") -> JobRun:

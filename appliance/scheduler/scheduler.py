@@ -18,14 +18,15 @@ from appliance.spec.schedules import trigger
 
 log = logging.getLogger(__name__)
 
-SYNC_SECONDS = 60           # how soon a new model or an edited schedule is picked up
+SYNC_SECONDS = 60  # how soon a new model or an edited schedule is picked up
 MISFIRE_GRACE_SECONDS = 3600
 
 
 def start_scheduler(root: Path) -> BackgroundScheduler:
     """Start the scheduler with every model's jobs; stop it with ``.shutdown()``."""
-    scheduler = BackgroundScheduler(timezone="UTC", job_defaults={
-        "max_instances": 1, "coalesce": True, "misfire_grace_time": MISFIRE_GRACE_SECONDS})
+    scheduler = BackgroundScheduler(
+        timezone="UTC", job_defaults={"max_instances": 1, "coalesce": True, "misfire_grace_time": MISFIRE_GRACE_SECONDS}
+    )
     sync_jobs(scheduler, root)
     scheduler.add_job(sync_jobs, "interval", seconds=SYNC_SECONDS, args=(scheduler, root), id="sync")
     scheduler.start()
@@ -39,7 +40,7 @@ def sync_jobs(scheduler: BackgroundScheduler, root: Path) -> None:
         for summary in home.registry.models():
             try:
                 spec = home.spec(summary.name)
-            except ApplianceError as e:   # a broken spec stops its own jobs, not everyone's
+            except ApplianceError as e:  # a broken spec stops its own jobs, not everyone's
                 log.error("not scheduling '%s': %s", summary.name, e)
                 continue
             for job, (_, schedule_of) in JOBS.items():
@@ -49,19 +50,20 @@ def sync_jobs(scheduler: BackgroundScheduler, root: Path) -> None:
         if existing.id != "sync" and existing.id not in wanted:
             existing.remove()
     for job_id, schedule in wanted.items():
-        name = f"{job_id} {schedule}"   # the name carries the schedule, so an edited one is seen
+        name = f"{job_id} {schedule}"  # the name carries the schedule, so an edited one is seen
         current = scheduler.get_job(job_id)
         if current is not None and current.name == name:
             continue
         job, model = job_id.split(":", 1)
-        scheduler.add_job(_scheduled, trigger(schedule), args=(root, job, model), id=job_id, name=name,
-                          replace_existing=True)
+        scheduler.add_job(
+            _scheduled, trigger(schedule), args=(root, job, model), id=job_id, name=name, replace_existing=True
+        )
 
 
 def _scheduled(root: Path, job: str, model: str) -> None:
     try:
         run = run_job(root, job, model, trigger="schedule")
-    except ApplianceError as e:   # e.g. already running from the CLI: skip this turn
+    except ApplianceError as e:  # e.g. already running from the CLI: skip this turn
         log.warning("scheduled %s for %s not run: %s", job, model, e)
         return
     if run.status == "failed":

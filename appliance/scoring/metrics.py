@@ -31,6 +31,7 @@ from appliance.task import SCALED, Task, label_text
 EPS = 1e-15
 QUARTILES = 4
 
+
 # How messages name a metric.
 def format_value(metric: str, value: float) -> str:
     """A metric's value for a message: four decimals, or six significant digits in the target's units."""
@@ -39,13 +40,16 @@ def format_value(metric: str, value: float) -> str:
 
 # -- binary ----------------------------------------------------------------------------------------
 
+
 def roc_auc(y: np.ndarray, score: np.ndarray) -> float:
     """Area under the ROC curve (Mann–Whitney U with average ranks for ties). A NaN or infinite score has no
     rank (sorting would put NaN above every score): refused with InvalidInput."""
     score = np.asarray(score, dtype=np.float64)
     if not np.isfinite(score).all():
-        raise InvalidInput(f"{int(np.sum(~np.isfinite(score))):,} of {score.size:,} scores are NaN or infinite; "
-                           "an AUC ranks finite scores only")
+        raise InvalidInput(
+            f"{int(np.sum(~np.isfinite(score))):,} of {score.size:,} scores are NaN or infinite; "
+            "an AUC ranks finite scores only"
+        )
     y = np.asarray(y).astype(bool)
     n_pos = int(y.sum())
     n_neg = y.size - n_pos
@@ -98,6 +102,7 @@ def _threshold_scores(y: np.ndarray, predicted: np.ndarray) -> tuple[float, floa
 
 
 # -- multiclass ------------------------------------------------------------------------------------
+
 
 def confusion(y: np.ndarray, predicted: np.ndarray, k: int) -> np.ndarray:
     """Counts [k, k]: row the true class, column the predicted one."""
@@ -161,6 +166,7 @@ def multiclass_metrics(y: np.ndarray, p: np.ndarray, classes) -> dict[str, float
 
 # -- regression ------------------------------------------------------------------------------------
 
+
 def quartile_bins(y: np.ndarray) -> np.ndarray:
     """Each row's quartile of the true target, 0..3. The edges are ``numpy.quantile`` at 25/50/75 % (linear
     interpolation); a value equal to an edge belongs to the lower quartile, so a quartile is (edge below, edge
@@ -186,7 +192,7 @@ def regression_metrics(y: np.ndarray, yhat: np.ndarray) -> dict[str, float]:
     nan = float("nan")
     error = yhat - y
     out = {
-        "rmse": float(np.sqrt(np.mean(error ** 2))) if n else nan,
+        "rmse": float(np.sqrt(np.mean(error**2))) if n else nan,
         "mae": float(np.mean(np.abs(error))) if n else nan,
         "r2": r2(y, yhat),
         "rows": float(n),
@@ -203,6 +209,7 @@ def regression_metrics(y: np.ndarray, yhat: np.ndarray) -> dict[str, float]:
 
 # -- every task ------------------------------------------------------------------------------------
 
+
 def evaluate(task: Task, y: np.ndarray, output: np.ndarray) -> dict[str, float]:
     """Every metric of the task. A NaN or infinite output is refused with InvalidInput naming how many rows
     had one (a model that answers that is broken), as are a wrong shape, a label outside the classes and a
@@ -210,8 +217,10 @@ def evaluate(task: Task, y: np.ndarray, output: np.ndarray) -> dict[str, float]:
     y, output = _checked(task, y, output)
     broken = int(np.sum(~np.isfinite(output.reshape(len(y), -1)).all(axis=1))) if len(y) else 0
     if broken:
-        raise InvalidInput(f"the model's output is NaN or infinite for {broken:,} of {len(y):,} rows; "
-                           "a model that answers that is broken — retrain it or fix its inputs")
+        raise InvalidInput(
+            f"the model's output is NaN or infinite for {broken:,} of {len(y):,} rows; "
+            "a model that answers that is broken — retrain it or fix its inputs"
+        )
     if task.kind == "binary":
         return binary_metrics(y, output, task.threshold)
     if task.kind == "multiclass":
@@ -256,8 +265,10 @@ def score(task: Task, metric: str, y: np.ndarray, output: np.ndarray) -> float:
             return r2(y, output)
     everything = evaluate(task, y, output)
     if metric not in everything:
-        raise InvalidInput(f"{task.kind} models have no metric '{metric}'; "
-                           f"choose one of {', '.join(sorted(k for k in everything if '.' not in k))}")
+        raise InvalidInput(
+            f"{task.kind} models have no metric '{metric}'; "
+            f"choose one of {', '.join(sorted(k for k in everything if '.' not in k))}"
+        )
     return everything[metric]
 
 
@@ -287,17 +298,20 @@ def _checked(task: Task, y: np.ndarray, output: np.ndarray) -> tuple[np.ndarray,
     """The labels and output as the task's metrics take them, or InvalidInput saying what is wrong."""
     y, output = np.asarray(y), np.asarray(output)
     n = len(y)
-    if task.kind == "regression" and output.ndim == 2 and output.shape[1] == 1:   # the ONNX ``value`` [N, 1]
+    if task.kind == "regression" and output.ndim == 2 and output.shape[1] == 1:  # the ONNX ``value`` [N, 1]
         output = output[:, 0]
     expected = (n, len(task.classes)) if task.kind == "multiclass" else (n,)
     if output.shape != expected:
-        raise InvalidInput(f"a {task.kind} model's output for {n:,} rows must have shape {expected}, "
-                           f"not {output.shape}")
+        raise InvalidInput(
+            f"a {task.kind} model's output for {n:,} rows must have shape {expected}, not {output.shape}"
+        )
     if task.kind == "multiclass":
         outside = int(np.sum((y < 0) | (y >= len(task.classes)))) if n else 0
         if outside:
-            raise InvalidInput(f"{outside:,} of {n:,} rows have a label outside the classes "
-                               f"{task.class_text()}; declare every class in [target] classes")
+            raise InvalidInput(
+                f"{outside:,} of {n:,} rows have a label outside the classes "
+                f"{task.class_text()}; declare every class in [target] classes"
+            )
         y = y.astype(np.int64)
     elif task.kind == "regression":
         y, output = y.astype(np.float64), output.astype(np.float64)

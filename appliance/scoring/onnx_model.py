@@ -9,8 +9,8 @@ import onnxruntime as ort
 from appliance.task import BINARY, Task
 
 INPUT_NAME = "features"
-PROBABILITIES = "probabilities"   # classifiers: float [N, K], a probability per class in the task's class order
-VALUE = "value"                   # regression: float [N, 1], the predicted value
+PROBABILITIES = "probabilities"  # classifiers: float [N, K], a probability per class in the task's class order
+VALUE = "value"  # regression: float [N, 1], the predicted value
 
 
 def session(onnx_bytes: bytes, providers: list[str] | None = None) -> ort.InferenceSession:

@@ -58,44 +58,79 @@ def admin_routes(state: ServingState, root: Path, admin_guard: Guard) -> list[HT
 
         return await asyncio.to_thread(run)
 
-    @post("/v1/models/{name:str}/promote", status_code=200, guards=[admin_guard],
-          summary="Point production at a version (admin)")
-    async def promote(name: FromPath[str], data: JSONBody[PromoteRequest],
-                      request: Request[Any, Any, Any]) -> ModelVersion:
-        return await act(request, lambda home, actor: home.registry.promote(name, data.version, actor=actor,
-                                                                           reason=data.reason))
+    @post(
+        "/v1/models/{name:str}/promote",
+        status_code=200,
+        guards=[admin_guard],
+        summary="Point production at a version (admin)",
+    )
+    async def promote(
+        name: FromPath[str], data: JSONBody[PromoteRequest], request: Request[Any, Any, Any]
+    ) -> ModelVersion:
+        return await act(
+            request, lambda home, actor: home.registry.promote(name, data.version, actor=actor, reason=data.reason)
+        )
 
-    @post("/v1/models/{name:str}/rollback", status_code=200, guards=[admin_guard],
-          summary="Return production to the previous version (admin)")
-    async def rollback(name: FromPath[str], request: Request[Any, Any, Any],
-                       data: JSONBody[ReasonRequest | None] = None) -> ModelVersion:
+    @post(
+        "/v1/models/{name:str}/rollback",
+        status_code=200,
+        guards=[admin_guard],
+        summary="Return production to the previous version (admin)",
+    )
+    async def rollback(
+        name: FromPath[str], request: Request[Any, Any, Any], data: JSONBody[ReasonRequest | None] = None
+    ) -> ModelVersion:
         reason = _reason(data)
         return await act(request, lambda home, actor: home.registry.rollback(name, actor=actor, reason=reason))
 
-    @post("/v1/models/{name:str}/deployments", status_code=201, guards=[admin_guard],
-          summary="Start a blue-green, canary, shadow or A/B deployment of a version (admin)")
-    async def start(name: FromPath[str], data: JSONBody[DeploymentRequest],
-                    request: Request[Any, Any, Any]) -> Deployment:
-        return await act(request, lambda home, actor: deployments.start(
-            home, name, data.strategy, data.version, actor=actor, percent=data.percent, split_key=data.split_key))
+    @post(
+        "/v1/models/{name:str}/deployments",
+        status_code=201,
+        guards=[admin_guard],
+        summary="Start a blue-green, canary, shadow or A/B deployment of a version (admin)",
+    )
+    async def start(
+        name: FromPath[str], data: JSONBody[DeploymentRequest], request: Request[Any, Any, Any]
+    ) -> Deployment:
+        return await act(
+            request,
+            lambda home, actor: deployments.start(
+                home, name, data.strategy, data.version, actor=actor, percent=data.percent, split_key=data.split_key
+            ),
+        )
 
-    @post("/v1/models/{name:str}/deployments/advance", status_code=200, guards=[admin_guard],
-          summary="Move the running deployment one step on (admin)")
-    async def advance(name: FromPath[str], request: Request[Any, Any, Any],
-                      data: JSONBody[AdvanceRequest | None] = None) -> Deployment:
+    @post(
+        "/v1/models/{name:str}/deployments/advance",
+        status_code=200,
+        guards=[admin_guard],
+        summary="Move the running deployment one step on (admin)",
+    )
+    async def advance(
+        name: FromPath[str], request: Request[Any, Any, Any], data: JSONBody[AdvanceRequest | None] = None
+    ) -> Deployment:
         body = data or AdvanceRequest()
-        return await act(request, lambda home, actor: deployments.advance(home, name, actor=actor, reason=body.reason,
-                                                                         force=body.force))
+        return await act(
+            request,
+            lambda home, actor: deployments.advance(home, name, actor=actor, reason=body.reason, force=body.force),
+        )
 
-    @post("/v1/models/{name:str}/deployments/abort", status_code=200, guards=[admin_guard],
-          summary="Stop the running deployment; all traffic back to the baseline (admin)")
-    async def abort(name: FromPath[str], request: Request[Any, Any, Any],
-                    data: JSONBody[ReasonRequest | None] = None) -> Deployment:
+    @post(
+        "/v1/models/{name:str}/deployments/abort",
+        status_code=200,
+        guards=[admin_guard],
+        summary="Stop the running deployment; all traffic back to the baseline (admin)",
+    )
+    async def abort(
+        name: FromPath[str], request: Request[Any, Any, Any], data: JSONBody[ReasonRequest | None] = None
+    ) -> Deployment:
         reason = _reason(data)
         return await act(request, lambda home, actor: deployments.abort(home, name, actor=actor, reason=reason))
 
-    @get("/v1/models/{name:str}/deployments", guards=[admin_guard],
-         summary="The running (or latest) deployment and what it has shown so far (admin)")
+    @get(
+        "/v1/models/{name:str}/deployments",
+        guards=[admin_guard],
+        summary="The running (or latest) deployment and what it has shown so far (admin)",
+    )
     async def status(name: FromPath[str]) -> DeploymentReport:
         def run() -> DeploymentReport:
             with Home(root) as home:
@@ -108,10 +143,15 @@ def admin_routes(state: ServingState, root: Path, admin_guard: Guard) -> list[HT
 
         return await asyncio.to_thread(run)
 
-    @post("/v1/models/{name:str}/retrain", status_code=202, guards=[admin_guard],
-          summary="Start a retrain in a worker process: 202 with its run id; 409 if the model is training (admin)")
-    async def retrain(name: FromPath[str], request: Request[Any, Any, Any],
-                      data: JSONBody[ReasonRequest | None] = None) -> RetrainStarted:
+    @post(
+        "/v1/models/{name:str}/retrain",
+        status_code=202,
+        guards=[admin_guard],
+        summary="Start a retrain in a worker process: 202 with its run id; 409 if the model is training (admin)",
+    )
+    async def retrain(
+        name: FromPath[str], request: Request[Any, Any, Any], data: JSONBody[ReasonRequest | None] = None
+    ) -> RetrainStarted:
         reason = _reason(data)
         actor = f"api:{request.state.caller.key_id}"
 
@@ -119,14 +159,16 @@ def admin_routes(state: ServingState, root: Path, admin_guard: Guard) -> list[HT
             with Home(root) as home:
                 home.spec(name)  # an unknown model or a broken spec is answered now, not in the worker
             run_id = start_retrain(root, name, actor, reason)
-            return RetrainStarted(model=name, run_id=run_id, status="started",
-                                  watch=f"/v1/models/{name}/runs/{run_id}")
+            return RetrainStarted(model=name, run_id=run_id, status="started", watch=f"/v1/models/{name}/runs/{run_id}")
 
         return await asyncio.to_thread(run)
 
-    @get("/v1/models/{name:str}/runs/{run_id:str}", guards=[admin_guard],
-         summary="A training run: status (starting, running, succeeded, failed, skipped), stages, metrics, error, "
-                 "outcome (admin)")
+    @get(
+        "/v1/models/{name:str}/runs/{run_id:str}",
+        guards=[admin_guard],
+        summary="A training run: status (starting, running, succeeded, failed, skipped), stages, metrics, error, "
+        "outcome (admin)",
+    )
     async def run_status(name: FromPath[str], run_id: FromPath[str]) -> PipelineRun | RunStarting:
         def run() -> PipelineRun | RunStarting:
             with Home(root) as home:
@@ -142,10 +184,17 @@ def admin_routes(state: ServingState, root: Path, admin_guard: Guard) -> list[HT
 
         return await asyncio.to_thread(run)
 
-    @get("/v1/alerts", guards=[admin_guard],
-         summary="Alerts, newest first: ?model=M, ?all=true for resolved ones (admin)")
-    async def alerts(model: FromQuery[str | None] = None, everything: Annotated[str, QueryParameter(
-                         name="all", description="true (or 1, yes): resolved alerts too")] = "false") -> list[Alert]:
+    @get(
+        "/v1/alerts",
+        guards=[admin_guard],
+        summary="Alerts, newest first: ?model=M, ?all=true for resolved ones (admin)",
+    )
+    async def alerts(
+        model: FromQuery[str | None] = None,
+        everything: Annotated[
+            str, QueryParameter(name="all", description="true (or 1, yes): resolved alerts too")
+        ] = "false",
+    ) -> list[Alert]:
         resolved_too = everything.lower() in ("1", "true", "yes")
 
         def run() -> list[Alert]:
@@ -154,13 +203,21 @@ def admin_routes(state: ServingState, root: Path, admin_guard: Guard) -> list[HT
 
         return await asyncio.to_thread(run)
 
-    @post("/v1/alerts/{alert_id:int}/ack", status_code=200, guards=[admin_guard],
-          summary="Acknowledge an alert: someone is on it (admin)")
+    @post(
+        "/v1/alerts/{alert_id:int}/ack",
+        status_code=200,
+        guards=[admin_guard],
+        summary="Acknowledge an alert: someone is on it (admin)",
+    )
     async def ack(alert_id: FromPath[int], request: Request[Any, Any, Any]) -> Alert:
         return await act(request, lambda home, actor: alert_records.acknowledge(home.conn, alert_id, actor))
 
-    @post("/v1/alerts/{alert_id:int}/resolve", status_code=200, guards=[admin_guard],
-          summary="Resolve an alert; if its rule fires again a new one opens (admin)")
+    @post(
+        "/v1/alerts/{alert_id:int}/resolve",
+        status_code=200,
+        guards=[admin_guard],
+        summary="Resolve an alert; if its rule fires again a new one opens (admin)",
+    )
     async def resolve(alert_id: FromPath[int], request: Request[Any, Any, Any]) -> Alert:
         return await act(request, lambda home, actor: alert_records.resolve(home.conn, alert_id, actor))
 

@@ -63,8 +63,9 @@ MAX_FEEDBACK_ITEMS = 10_000
 
 def problem(status: int, title: str, detail: str, headers: dict[str, str] | None = None) -> Response:
     """An RFC 9457 problem document."""
-    return Response(content=problem_body(status, title, detail), status_code=status, media_type=PROBLEM,
-                    headers=headers)
+    return Response(
+        content=problem_body(status, title, detail), status_code=status, media_type=PROBLEM, headers=headers
+    )
 
 
 class ServingApp:
@@ -125,6 +126,7 @@ def create_app(home_root: Path, refresh_seconds: float = REFRESH_SECONDS, expose
         # async: Litestar runs a plain-function guard on a worker thread, a thread hop per request
         async def check(connection: ASGIConnection, _handler: object) -> None:
             connection.state.caller = state.admit(connection.scope, scope)
+
         return check
 
     read_guard, admin_guard = guard("read"), guard("admin")
@@ -138,23 +140,32 @@ def create_app(home_root: Path, refresh_seconds: float = REFRESH_SECONDS, expose
         route = state.routes.get(name)
         task = route.production.model.task if route else await asyncio.to_thread(_spec_task, name)
         request.state.task = task
-        request.state.body_hint = (f'send {{"outcomes": [{{"request_id": "…", "outcome": …}}]}}; for {task.kind} '
-                                   f"model '{name}', each outcome: {expected(task)}")
+        request.state.body_hint = (
+            f'send {{"outcomes": [{{"request_id": "…", "outcome": …}}]}}; for {task.kind} '
+            f"model '{name}', each outcome: {expected(task)}"
+        )
 
-    @post("/v1/models/{name:str}/feedback", status_code=200, guards=[guard("feedback")], before_request=feedback_model,
-          summary="Attach outcomes (labels) to earlier predictions by request_id; unknown ids are listed back")
+    @post(
+        "/v1/models/{name:str}/feedback",
+        status_code=200,
+        guards=[guard("feedback")],
+        before_request=feedback_model,
+        summary="Attach outcomes (labels) to earlier predictions by request_id; unknown ids are listed back",
+    )
     async def feedback(name: FromPath[str], data: JSONBody[FeedbackRequest], request: Request) -> FeedbackAnswer:
         task: Task = request.state.task
         if not data.outcomes:
             raise InvalidInput("the list of outcomes is empty; send at least one")
         if len(data.outcomes) > MAX_FEEDBACK_ITEMS:
-            raise PayloadTooLarge(f"{len(data.outcomes)} outcomes in one request; the limit is "
-                                  f"{MAX_FEEDBACK_ITEMS} — split them")
+            raise PayloadTooLarge(
+                f"{len(data.outcomes)} outcomes in one request; the limit is {MAX_FEEDBACK_ITEMS} — split them"
+            )
         items = stored_outcomes(task, name, data.outcomes)
         await asyncio.to_thread(state.flush_log)  # a prediction answered a moment ago is written first
         unknown = await asyncio.to_thread(state.with_store, lambda store: store.attach_feedback(name, items))
-        return FeedbackAnswer(accepted=len(items) - len(unknown),
-                              unknown=[UnknownOutcome(request_id=r, position=p) for r, p in unknown])
+        return FeedbackAnswer(
+            accepted=len(items) - len(unknown), unknown=[UnknownOutcome(request_id=r, position=p) for r, p in unknown]
+        )
 
     @get("/v1/models", guards=[read_guard], summary="Served models, their production version and deployment")
     async def list_models() -> list[ServedModel]:
@@ -163,10 +174,17 @@ def create_app(home_root: Path, refresh_seconds: float = REFRESH_SECONDS, expose
         for name in sorted(state.pool.known()):
             route = routes.get(name)
             d = route.deployment if route else None
-            served.append(ServedModel(
-                name=name, serving_version=route.production.model.version if route else None,
-                deployment=None if d is None else DeploymentShown(strategy=d.strategy, candidate=d.candidate_version,
-                                                                  traffic_percent=d.traffic_percent)))
+            served.append(
+                ServedModel(
+                    name=name,
+                    serving_version=route.production.model.version if route else None,
+                    deployment=None
+                    if d is None
+                    else DeploymentShown(
+                        strategy=d.strategy, candidate=d.candidate_version, traffic_percent=d.traffic_percent
+                    ),
+                )
+            )
         return served
 
     @get("/metrics", guards=[read_guard], media_type=CONTENT_TYPE, summary="Prometheus text exposition")
@@ -177,8 +195,11 @@ def create_app(home_root: Path, refresh_seconds: float = REFRESH_SECONDS, expose
     async def healthz() -> Health:
         return Health(status="ok")
 
-    @get("/readyz", summary="Readiness: 200 once every model with a production version is loaded (no key needed)",
-         responses={503: ResponseSpec(data_container=Readiness, description="a model is not loaded yet")})
+    @get(
+        "/readyz",
+        summary="Readiness: 200 once every model with a production version is loaded (no key needed)",
+        responses={503: ResponseSpec(data_container=Readiness, description="a model is not loaded yet")},
+    )
     async def readyz() -> Response[Readiness]:
         loaded = state.pool.loaded()
         waiting = sorted(state.pool.known() - loaded.keys())
@@ -187,8 +208,12 @@ def create_app(home_root: Path, refresh_seconds: float = REFRESH_SECONDS, expose
 
     def on_appliance_error(_: Request, exc: ApplianceError) -> Response:
         status, headers, body = error_response(exc)
-        return Response(content=body, status_code=status, media_type=PROBLEM,
-                        headers={k.decode(): v.decode() for k, v in headers if k != b"content-type"})
+        return Response(
+            content=body,
+            status_code=status,
+            media_type=PROBLEM,
+            headers={k.decode(): v.decode() for k, v in headers if k != b"content-type"},
+        )
 
     def on_storage_error(_: Request, exc: StorageError) -> Response:
         return Response(content=failure_body(exc), status_code=500, media_type=PROBLEM)
@@ -210,26 +235,36 @@ def create_app(home_root: Path, refresh_seconds: float = REFRESH_SECONDS, expose
         return {name: route.production.model.task for name, route in state.routes.items()}
 
     openapi = OpenAPIConfig(
-        title="MLOps appliance", version=appliance.__version__, path="/schema",
+        title="MLOps appliance",
+        version=appliance.__version__,
+        path="/schema",
         render_plugins=[OfflineDocs(served), SchemaJson(served)],
-        openapi_router=Router("/schema", route_handlers=[], include_in_schema=False, guards=[read_guard]))
+        openapi_router=Router("/schema", route_handlers=[], include_in_schema=False, guards=[read_guard]),
+    )
     admin = admin_routes(state, root, admin_guard)
     monitoring = monitoring_routes(root, read_guard)
     handlers = [feedback, list_models, prometheus, healthz, readyz, *admin, *monitoring]
     for handler in handlers:  # a route's own (readyz's 503, a 422 for a query value refused) stay
         documented = problem_responses(_problems(handler, read_guard, admin_guard))
         handler.responses = {**documented, **(handler.responses or {})}
-    return ServingApp(Litestar(
-        route_handlers=handlers,
-        lifespan=[lifespan],
-        exception_handlers={ApplianceError: on_appliance_error, StorageError: on_storage_error,
-                            HTTPException: on_http_error, Exception: on_unexpected},
-        request_class=TypedRequest,  # bodies read strictly, refused as the predict route refuses them
-        request_max_body_size=MAX_BODY_BYTES,
-        openapi_config=openapi,
-        logging_config=None,  # the process configures logging once, in the CLI
-        debug=False,
-    ), endpoint)
+    return ServingApp(
+        Litestar(
+            route_handlers=handlers,
+            lifespan=[lifespan],
+            exception_handlers={
+                ApplianceError: on_appliance_error,
+                StorageError: on_storage_error,
+                HTTPException: on_http_error,
+                Exception: on_unexpected,
+            },
+            request_class=TypedRequest,  # bodies read strictly, refused as the predict route refuses them
+            request_max_body_size=MAX_BODY_BYTES,
+            openapi_config=openapi,
+            logging_config=None,  # the process configures logging once, in the CLI
+            debug=False,
+        ),
+        endpoint,
+    )
 
 
 def _problems(handler: HTTPRouteHandler, read: Guard, admin: Guard) -> set[int]:

@@ -52,21 +52,27 @@ class Arrivals:
 class MicroBatcher:
     """Coalesces single records for one loaded model into one call of ``encode`` and one of ``run``."""
 
-    def __init__(self, encode: Callable[[list], np.ndarray], run: Callable[[np.ndarray], np.ndarray],
-                 max_batch: int, max_wait_s: float, arrivals: Arrivals,
-                 on_batch: Callable[[int], None] = lambda n: None):
+    def __init__(
+        self,
+        encode: Callable[[list], np.ndarray],
+        run: Callable[[np.ndarray], np.ndarray],
+        max_batch: int,
+        max_wait_s: float,
+        arrivals: Arrivals,
+        on_batch: Callable[[int], None] = lambda n: None,
+    ):
         self._encode = encode
         self._run = run
         self.max_batch = max_batch
         self.max_wait_s = max_wait_s
         self._arrivals = arrivals
         self._on_batch = on_batch
-        self._records: list = []    # request records waiting
+        self._records: list = []  # request records waiting
         self._waiting: list[asyncio.Future] = []
         self._timer: asyncio.TimerHandle | None = None
         self._soon = False
-        self._turn_rows = 0         # rows scored in this turn of the loop so far
-        self._alone = True          # the last turn brought at most one row
+        self._turn_rows = 0  # rows scored in this turn of the loop so far
+        self._alone = True  # the last turn brought at most one row
 
     def score(self, record: object) -> asyncio.Future:
         """A future for the model's output of one request record (a row of ``run``'s: a probability, a list
@@ -78,8 +84,9 @@ class MicroBatcher:
             self._turn_rows += 1
             if self._turn_rows == 1:
                 loop.call_soon(self._end_turn)
-        if self.max_batch == 1 or (self._alone and self._turn_rows == 1 and not self._records
-                                   and not self._arrivals.expected()):
+        if self.max_batch == 1 or (
+            self._alone and self._turn_rows == 1 and not self._records and not self._arrivals.expected()
+        ):
             # batching is off, or this row has no company in sight: score now, no turn to wait for
             self._records, self._waiting = [record], [future]
             self._flush()
@@ -113,7 +120,7 @@ class MicroBatcher:
             return
         self._records, self._waiting = [], []
         for start in range(0, len(records), self.max_batch):
-            x, futures = self._encoded(records[start:start + self.max_batch], waiting[start:start + self.max_batch])
+            x, futures = self._encoded(records[start : start + self.max_batch], waiting[start : start + self.max_batch])
             if x is None:  # nothing could be encoded: no future waits
                 continue
             try:

@@ -28,10 +28,14 @@ OutcomeValue = Annotated[float, msgspec.Meta(ge=-1e12, le=1e12)]
 class Outcome(msgspec.Struct):
     request_id: str
     # Read by the model's task (serving.feedback): a flag or 0/1, a class (text or a number), or a value.
-    outcome: Annotated[OutcomeValue | str | bool, msgspec.Meta(
-        description="in the model's terms: binary 1 or 0 (or true/false); multiclass the class, as declared "
-                    "(\"cat\" or 2); regression the observed value")]
-    position: Position = 0      # which record of a list request (0 for a single record)
+    outcome: Annotated[
+        OutcomeValue | str | bool,
+        msgspec.Meta(
+            description="in the model's terms: binary 1 or 0 (or true/false); multiclass the class, as declared "
+            '("cat" or 2); regression the observed value'
+        ),
+    ]
+    position: Position = 0  # which record of a list request (0 for a single record)
 
 
 class FeedbackRequest(msgspec.Struct):
@@ -49,14 +53,14 @@ class ReasonRequest(msgspec.Struct):
 
 class AdvanceRequest(msgspec.Struct):
     reason: str = ""
-    force: bool = False         # advance without the evidence the step needs (a reason is then required, audited)
+    force: bool = False  # advance without the evidence the step needs (a reason is then required, audited)
 
 
 class DeploymentRequest(msgspec.Struct):
-    strategy: str               # blue-green | canary | shadow | ab
+    strategy: str  # blue-green | canary | shadow | ab
     version: Version
-    percent: float | None = None    # A/B: the candidate's share (default 50)
-    split_key: str | None = None    # A/B: the request field to split by (default: the spec's)
+    percent: float | None = None  # A/B: the candidate's share (default 50)
+    split_key: str | None = None  # A/B: the request field to split by (default: the spec's)
 
 
 # --- answers ---
@@ -69,7 +73,7 @@ class UnknownOutcome(msgspec.Struct):
 
 class FeedbackAnswer(msgspec.Struct):
     accepted: int
-    unknown: list[UnknownOutcome]     # the outcomes whose request the log does not hold
+    unknown: list[UnknownOutcome]  # the outcomes whose request the log does not hold
 
 
 class DeploymentShown(msgspec.Struct):
@@ -90,7 +94,7 @@ class Health(msgspec.Struct):
 
 class Readiness(msgspec.Struct):
     ready: bool
-    serving: dict[str, int]     # model → the version it serves
+    serving: dict[str, int]  # model → the version it serves
     not_serving: list[str]
 
 
@@ -98,7 +102,7 @@ class RetrainStarted(msgspec.Struct):
     model: str
     run_id: str
     status: str
-    watch: str                  # the run's URL
+    watch: str  # the run's URL
 
 
 class RunStarting(msgspec.Struct):
@@ -113,10 +117,10 @@ class DeploymentReport(msgspec.Struct, omit_defaults=True):
     """``deployments.report``: the deployment, its traffic per arm, and its strategy's comparison."""
 
     deployment: Deployment
-    predictions: dict[str, int]     # arm → successful predictions
-    step: dict[str, Any] | None = None      # a running canary's step and, once sampled, its analysis
-    ab: dict[str, Any] | None = None        # an A/B test's outcomes per arm
-    shadow: dict[str, Any] | None = None    # a shadow's agreement, correlation and latency
+    predictions: dict[str, int]  # arm → successful predictions
+    step: dict[str, Any] | None = None  # a running canary's step and, once sampled, its analysis
+    ab: dict[str, Any] | None = None  # an A/B test's outcomes per arm
+    shadow: dict[str, Any] | None = None  # a shadow's agreement, correlation and latency
 
 
 class MonitoringResult(msgspec.Struct):

@@ -31,12 +31,15 @@ from litestar.openapi.plugins import OpenAPIRenderPlugin
 from appliance.serving.problems import PROBLEM
 from appliance.task import Task
 
-_RECORD = {"type": "object", "description": "one record: the model's features by name, typed as its data contract "
-                                            "declares them (a category as text or an integer code, a flag as "
-                                            "true/false or 1/0); the entity key (an integer or a string, as "
-                                            "declared; none for a model without one) and the event time (ISO "
-                                            "8601 or Unix seconds; default now)",
-           "additionalProperties": True}
+_RECORD = {
+    "type": "object",
+    "description": "one record: the model's features by name, typed as its data contract "
+    "declares them (a category as text or an integer code, a flag as "
+    "true/false or 1/0); the entity key (an integer or a string, as "
+    "declared; none for a model without one) and the event time (ISO "
+    "8601 or Unix seconds; default now)",
+    "additionalProperties": True,
+}
 # The predict route's body: one record, or a list of them (inline: no component to point to).
 PREDICT_BODY: dict[str, Any] = {"oneOf": [_RECORD, {"type": "array", "items": _RECORD}]}
 
@@ -45,25 +48,46 @@ def prediction_schema(task: Task | None, kind: str = "binary") -> dict:
     """One record's answer for a model of ``task`` (or, without one, any model of task ``kind``)."""
     kind = task.kind if task is not None else kind
     if kind == "binary":
-        return {"type": "object", "required": ["probability", "label"], "title": "binary", "properties": {
-            "probability": {"type": "number", "description": "the probability of label 1"},
-            "label": {"type": "integer", "enum": [0, 1]}}}
+        return {
+            "type": "object",
+            "required": ["probability", "label"],
+            "title": "binary",
+            "properties": {
+                "probability": {"type": "number", "description": "the probability of label 1"},
+                "label": {"type": "integer", "enum": [0, 1]},
+            },
+        }
     if kind == "regression":
-        return {"type": "object", "required": ["value"], "title": "regression",
-                "properties": {"value": {"type": "number", "description": "the predicted value"}}}
+        return {
+            "type": "object",
+            "required": ["value"],
+            "title": "regression",
+            "properties": {"value": {"type": "number", "description": "the predicted value"}},
+        }
     described = "each class's probability by the class's text; they sum to 1"
     if task is None:
-        chosen: dict[str, Any] = {"type": ["string", "integer"],
-                                  "description": "the most probable class, as declared"}
-        probabilities: dict[str, Any] = {"type": "object", "description": described,
-                                         "additionalProperties": {"type": "number"}}
+        chosen: dict[str, Any] = {"type": ["string", "integer"], "description": "the most probable class, as declared"}
+        probabilities: dict[str, Any] = {
+            "type": "object",
+            "description": described,
+            "additionalProperties": {"type": "number"},
+        }
     else:
         texts = task.class_text()
         chosen = {"enum": list(task.classes), "description": "the most probable class, as declared"}
-        probabilities = {"type": "object", "description": described, "required": texts,
-                         "properties": {t: {"type": "number"} for t in texts}, "additionalProperties": False}
-    return {"type": "object", "required": ["class", "probabilities"], "title": "multiclass",
-            "properties": {"class": chosen, "probabilities": probabilities}}
+        probabilities = {
+            "type": "object",
+            "description": described,
+            "required": texts,
+            "properties": {t: {"type": "number"} for t in texts},
+            "additionalProperties": False,
+        }
+    return {
+        "type": "object",
+        "required": ["class", "probabilities"],
+        "title": "multiclass",
+        "properties": {"class": chosen, "probabilities": probabilities},
+    }
 
 
 def outcome_schema(task: Task) -> dict:
@@ -88,11 +112,11 @@ class Problem(msgspec.Struct):
 # responses come from this table.
 PROBLEMS: dict[int, str] = {
     401: "no API key, or an unknown or revoked one (once a key exists, or when the server listens beyond loopback, "
-         "every route but the probes needs one)",
+    "every route but the probes needs one)",
     403: "the key's scopes do not cover this route",
     404: "no such model (or version, run or alert)",
     409: "the action conflicts with the state it finds (a rejected version, a deployment running or moved on, a "
-         "model training, an alert already resolved); the detail says what to do",
+    "model training, an alert already resolved); the detail says what to do",
     413: "the body is over 4 MiB, or holds more records than the model takes at once; split it",
     422: "the body or a parameter cannot be read as the route takes it; the detail names the field",
     429: "over the key's (or the peer's) rate limit: retry after Retry-After seconds",
@@ -102,22 +126,34 @@ PROBLEMS: dict[int, str] = {
 
 def problem_responses(statuses: set[int]) -> dict[int, ResponseSpec]:
     """The documented answers of a route that can answer ``statuses`` (keys of PROBLEMS), as Litestar takes them."""
-    return {status: ResponseSpec(data_container=Problem, description=PROBLEMS[status], media_type=PROBLEM)
-            for status in sorted(statuses)}
+    return {
+        status: ResponseSpec(data_container=Problem, description=PROBLEMS[status], media_type=PROBLEM)
+        for status in sorted(statuses)
+    }
 
 
-_ANSWER = {"model": {"type": "string"}, "version": {"type": "integer"},
-           "request_id": {"type": "string", "description": "send it back with the outcome, to /feedback"}}
+_ANSWER = {
+    "model": {"type": "string"},
+    "version": {"type": "integer"},
+    "request_id": {"type": "string", "description": "send it back with the outcome, to /feedback"},
+}
 _PROBLEM_SCHEMA = msgspec.json.schema_components([Problem])[1]["Problem"]
 
 
 def _answers(prediction: dict) -> list[dict]:
     # A request's answer: one record's (an object sent), or several (a list sent).
-    single = {"type": "object", "title": f"{prediction['title']}: one record",
-              "required": [*_ANSWER, *prediction["required"]], "properties": {**_ANSWER, **prediction["properties"]}}
-    several = {"type": "object", "title": f"{prediction['title']}: several records",
-               "required": [*_ANSWER, "predictions"],
-               "properties": {**_ANSWER, "predictions": {"type": "array", "items": prediction}}}
+    single = {
+        "type": "object",
+        "title": f"{prediction['title']}: one record",
+        "required": [*_ANSWER, *prediction["required"]],
+        "properties": {**_ANSWER, **prediction["properties"]},
+    }
+    several = {
+        "type": "object",
+        "title": f"{prediction['title']}: several records",
+        "required": [*_ANSWER, "predictions"],
+        "properties": {**_ANSWER, "predictions": {"type": "array", "items": prediction}},
+    }
     return [single, several]
 
 
@@ -125,10 +161,13 @@ def predict_operation(task: Task | None = None) -> dict:
     """The predict route's operation: for a model of ``task``, or (None) for every model, whatever its task.
     The route is not a Litestar handler (serving/predict.py): its operation is written here."""
     if task is None:
-        answer = {"anyOf": [a for kind in ("binary", "multiclass", "regression")
-                            for a in _answers(prediction_schema(None, kind))],
-                  "description": "by the model's task: binary probability and label; multiclass class and "
-                                 "probabilities; regression value (see each model's own path)"}
+        answer = {
+            "anyOf": [
+                a for kind in ("binary", "multiclass", "regression") for a in _answers(prediction_schema(None, kind))
+            ],
+            "description": "by the model's task: binary probability and label; multiclass class and "
+            "probabilities; regression value (see each model's own path)",
+        }
     else:
         answer = {"oneOf": _answers(prediction_schema(task))}
     return {
@@ -137,11 +176,15 @@ def predict_operation(task: Task | None = None) -> dict:
         "parameters": [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}],
         "requestBody": {"required": True, "content": {"application/json": {"schema": PREDICT_BODY}}},
         "responses": {
-            "200": {"description": "the answer, with the model version that answered",
-                    "headers": {"x-request-id": {"schema": {"type": "string"}}},
-                    "content": {"application/json": {"schema": answer}}},
-            **{str(code): {"description": PROBLEMS[code], "content": {PROBLEM: {"schema": _PROBLEM_SCHEMA}}}
-               for code in (401, 403, 404, 413, 422, 429, 503)},
+            "200": {
+                "description": "the answer, with the model version that answered",
+                "headers": {"x-request-id": {"schema": {"type": "string"}}},
+                "content": {"application/json": {"schema": answer}},
+            },
+            **{
+                str(code): {"description": PROBLEMS[code], "content": {PROBLEM: {"schema": _PROBLEM_SCHEMA}}}
+                for code in (401, 403, 404, 413, 422, 429, 503)
+            },
         },
     }
 
@@ -167,12 +210,15 @@ def describe(schema: dict[str, Any], served: dict[str, Task] | None = None) -> d
         prefix = f"/v1/models/{quote(model, safe='')}"
         predict = _for_model(predict_operation(task), model)
         predict["description"] = f"'{model}' is a {task.kind} model" + (
-            f" of classes {', '.join(task.class_text())}" if task.kind == "multiclass" else "")
+            f" of classes {', '.join(task.class_text())}" if task.kind == "multiclass" else ""
+        )
         paths[f"{prefix}/predict"] = {"post": predict}
         if feedback is not None:
             operation = _for_model(feedback, model)
-            operation["requestBody"] = {"required": True, "content": {"application/json": {
-                "schema": _feedback_body(schema, feedback, task)}}}
+            operation["requestBody"] = {
+                "required": True,
+                "content": {"application/json": {"schema": _feedback_body(schema, feedback, task)}},
+            }
             paths[f"{prefix}/feedback"] = {"post": operation}
     return schema
 
@@ -226,7 +272,7 @@ def _for_model(operation: dict, model: str) -> dict:
     return operation
 
 
-Served = Callable[[], dict[str, Task]]   # the served models' tasks, now
+Served = Callable[[], dict[str, Task]]  # the served models' tasks, now
 
 
 class SchemaJson(OpenAPIRenderPlugin):
@@ -251,13 +297,15 @@ class OfflineDocs(OpenAPIRenderPlugin):
         schema = describe(openapi_schema, self.served())
         info = schema.get("info", {})
         e = html.escape
-        parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{e(info.get('title', 'API'))}</title>",
-                 "<style>body{font:15px/1.4 system-ui,sans-serif;max-width:60em;margin:2em auto;padding:0 1em}"
-                 "code,pre{background:#f4f4f4;padding:.1em .3em}pre{padding:.6em;overflow:auto}"
-                 "h2{font-size:1.05em;margin-top:1.6em}</style></head><body>",
-                 f"<h1>{e(info.get('title', 'API'))} {e(str(info.get('version', '')))}</h1>",
-                 "<p>Machine-readable schema: <a href='/schema/openapi.json'>/schema/openapi.json</a>. "
-                 "Send an API key as <code>Authorization: Bearer apl_…</code>.</p>"]
+        parts = [
+            f"<!doctype html><html><head><meta charset='utf-8'><title>{e(info.get('title', 'API'))}</title>",
+            "<style>body{font:15px/1.4 system-ui,sans-serif;max-width:60em;margin:2em auto;padding:0 1em}"
+            "code,pre{background:#f4f4f4;padding:.1em .3em}pre{padding:.6em;overflow:auto}"
+            "h2{font-size:1.05em;margin-top:1.6em}</style></head><body>",
+            f"<h1>{e(info.get('title', 'API'))} {e(str(info.get('version', '')))}</h1>",
+            "<p>Machine-readable schema: <a href='/schema/openapi.json'>/schema/openapi.json</a>. "
+            "Send an API key as <code>Authorization: Bearer apl_…</code>.</p>",
+        ]
         for path, item in sorted(schema.get("paths", {}).items()):
             for method, op in item.items():
                 if method not in ("get", "post", "put", "delete", "patch"):

@@ -33,8 +33,10 @@ def stored_outcomes(task: Task, model: str, outcomes: list[Outcome]) -> list[tup
     if wrong:
         first = wrong[0]
         more = f" (and {len(wrong) - 1} more like it)" if len(wrong) > 1 else ""
-        raise InvalidInput(f"outcomes[{first}].outcome: {_shown(outcomes[first].outcome)} is not an outcome of "
-                           f"{task.kind} model '{model}'; send {expected(task)}{more}")
+        raise InvalidInput(
+            f"outcomes[{first}].outcome: {_shown(outcomes[first].outcome)} is not an outcome of "
+            f"{task.kind} model '{model}'; send {expected(task)}{more}"
+        )
     return stored
 
 

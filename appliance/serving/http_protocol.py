@@ -58,11 +58,11 @@ from appliance.serving.predict import PredictEndpoint, model_name
 from appliance.serving.problems import problem_body
 from appliance.serving.prometheus import ServingMetrics
 
-MAX_HEAD_BYTES = 64 * 1024      # a request line and headers (or a chunked body's trailers) past this: 431
-HEAD_TIMEOUT_S = 30.0           # a connection's next head must be whole this long after it began: else 408
-BODY_TIMEOUT_S = 30.0           # a request's body must be whole this long after its head: else 408
-WRITE_TIMEOUT_S = 30.0          # writing held back this long (the client not reading), or a close not done: dropped
-LINGER_S = 5.0                  # after a connection's last answer, what the client still sends is dropped this long
+MAX_HEAD_BYTES = 64 * 1024  # a request line and headers (or a chunked body's trailers) past this: 431
+HEAD_TIMEOUT_S = 30.0  # a connection's next head must be whole this long after it began: else 408
+BODY_TIMEOUT_S = 30.0  # a request's body must be whole this long after its head: else 408
+WRITE_TIMEOUT_S = 30.0  # writing held back this long (the client not reading), or a close not done: dropped
+LINGER_S = 5.0  # after a connection's last answer, what the client still sends is dropped this long
 DIRECT_BODY_BYTES = 64 * 1024  # a predict body up to this size may be answered without ASGI
 _END_OF_HEAD = b"\r\n\r\n"
 _CLOSE = b"\r\nconnection: close\r\n"
@@ -72,25 +72,26 @@ class HttpProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol with a deadline for each phase of a connection, one write per answer
     and predict requests answered directly (see the module doc)."""
 
-    _parsed = 0         # bytes of the message's completed head pieces, trailers included
-    _pending = 0        # bytes received since a piece last completed, while the message is incomplete
+    _parsed = 0  # bytes of the message's completed head pieces, trailers included
+    _pending = 0  # bytes received since a piece last completed, while the message is incomplete
     _in_message = False
-    _awaiting_head = True   # the connection is waiting for a head: its first, the next, or one whose message began
-    _phase_began = 0.0      # loop time the client's phase began: the wait for a head (the connection's start, the
-                            # last message's end or answer, or the message's beginning), or for a body (its head's end)
-    _moved = False      # the parser made progress (a message began, a piece completed, body arrived) this chunk
+    _awaiting_head = True  # the connection is waiting for a head: its first, the next, or one whose message began
+    _phase_began = 0.0  # loop time the client's phase began: the wait for a head (the connection's start, the
+    # last message's end or answer, or the message's beginning), or for a body (its head's end)
+    _moved = False  # the parser made progress (a message began, a piece completed, body arrived) this chunk
     _dispatched = False  # the current message went to the app (or is answered directly)
-    _refused = False    # answered (or about to answer) with a refusal, or ending: the rest is ignored
-    _refusal: tuple[int, str, str] | None = None   # waiting for an earlier request's answer
+    _refused = False  # answered (or about to answer) with a refusal, or ending: the rest is ignored
+    _refusal: tuple[int, str, str] | None = None  # waiting for an earlier request's answer
     _timer: asyncio.TimerHandle | None = None
-    _ending = 0.0       # loop time the connection began to end (closing, or lingering); 0 before
+    _ending = 0.0  # loop time the connection began to end (closing, or lingering); 0 before
     _lingering = False  # ending with its write side shut, dropping what the client still sends
-    _write_held = 0.0   # loop time writing was paused (the client not reading its answers); 0 while it flows
-    _lost = False       # the connection is gone: nothing more to time
+    _write_held = 0.0  # loop time writing was paused (the client not reading its answers); 0 while it flows
+    _lost = False  # the connection is gone: nothing more to time
     _wire: _OneWriteAnswers  # the transport, as this protocol wraps it (``transport`` too, typed as uvicorn's)
 
-    def __init__(self, *args, metrics: ServingMetrics, predict: PredictEndpoint, max_connections: int,
-                 **kwargs) -> None:
+    def __init__(
+        self, *args, metrics: ServingMetrics, predict: PredictEndpoint, max_connections: int, **kwargs
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.metrics = metrics
         self.predict = predict
@@ -101,7 +102,8 @@ class HttpProtocol(HttpToolsProtocol):
         # the parser's flow control keeps the real one. uvicorn annotates the attribute with asyncio.Transport;
         # this stand-in writes, closes (through _end), and hands the rest to the transport (its class doc)
         self.transport = self._wire = _OneWriteAnswers(  # type: ignore[assignment]
-            transport, self.loop, self._end, self._last_answer)
+            transport, self.loop, self._end, self._last_answer
+        )
         self._phase_began = self.loop.time()
         self._timer = self.loop.call_later(HEAD_TIMEOUT_S, self._check_deadlines)
         if len(self.connections) > self.max_connections:
@@ -184,9 +186,15 @@ class HttpProtocol(HttpToolsProtocol):
     def _direct_predict(self) -> str | None:
         # The model name of a request to answer directly (the plain case of the module doc), else None.
         url, cycle = self.url, self.cycle
-        if not url.endswith(b"/predict") or b"?" in url or b"%" in url or b"#" in url \
-                or self.expect_100_continue or (cycle is not None and not cycle.response_complete) \
-                or self.flow.write_paused:
+        if (
+            not url.endswith(b"/predict")
+            or b"?" in url
+            or b"%" in url
+            or b"#" in url
+            or self.expect_100_continue
+            or (cycle is not None and not cycle.response_complete)
+            or self.flow.write_paused
+        ):
             return None
         parser = self.parser
         if parser.get_method() != b"POST" or parser.get_http_version() != "1.1" or parser.should_upgrade():
@@ -252,8 +260,11 @@ class HttpProtocol(HttpToolsProtocol):
             self._answer_and_close(*self._refusal)
 
     def _refuse_too_large(self) -> None:
-        self._refuse(431, "Request header fields too large",
-                     f"the request line and headers are over {MAX_HEAD_BYTES // 1024} KiB; send less")
+        self._refuse(
+            431,
+            "Request header fields too large",
+            f"the request line and headers are over {MAX_HEAD_BYTES // 1024} KiB; send less",
+        )
 
     def _check_deadlines(self) -> None:
         # The connection's timer: past the deadline of the phase under way the connection ends (408 for a
@@ -330,8 +341,13 @@ class HttpProtocol(HttpToolsProtocol):
         # A connection past the cap: a 503 and the end at once (no lingering: the descriptor is wanted back).
         self.metrics.observe_refused_head(503)
         self._ending = self.loop.time()
-        self._wire.write(_problem_answer(503, "Service unavailable", f"the server holds {self.max_connections} "
-                                         "connections, as many as it takes; retry in a moment"))
+        self._wire.write(
+            _problem_answer(
+                503,
+                "Service unavailable",
+                f"the server holds {self.max_connections} connections, as many as it takes; retry in a moment",
+            )
+        )
         self._wire.close_now()
 
     def _last_answer(self) -> bool:
@@ -367,22 +383,33 @@ class HttpProtocol(HttpToolsProtocol):
 def _problem_answer(status: int, title: str, detail: str) -> bytes:
     """A problem document that ends its connection, as the protocol writes it itself."""
     body = problem_body(status, title, detail)
-    return (f"HTTP/1.1 {status} {title}\r\n".encode() + b"content-type: application/problem+json\r\nconnection: close"
-            b"\r\ncontent-length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+    return (
+        f"HTTP/1.1 {status} {title}\r\n".encode() + b"content-type: application/problem+json\r\nconnection: close"
+        b"\r\ncontent-length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+    )
 
 
 class _DirectCycle:
     """What uvicorn's protocol sees of a request this protocol answers itself: the attributes of its
     request-response cycle that it reads and sets (``keep_alive`` is cleared by a graceful shutdown)."""
 
-    __slots__ = ("name", "started", "keep_alive", "receiving", "body", "response_started", "response_complete",
-                 "disconnected", "message_event")
+    __slots__ = (
+        "name",
+        "started",
+        "keep_alive",
+        "receiving",
+        "body",
+        "response_started",
+        "response_complete",
+        "disconnected",
+        "message_event",
+    )
 
     def __init__(self, name: str, keep_alive: bool) -> None:
         self.name = name
         self.started = time.perf_counter()
         self.keep_alive = keep_alive
-        self.receiving = False   # announced to the endpoint, its body still arriving
+        self.receiving = False  # announced to the endpoint, its body still arriving
         self.body: list[bytes] = []
         self.response_started = self.response_complete = self.disconnected = False
         self.message_event = _NO_ONE_WAITS
@@ -407,8 +434,13 @@ class _OneWriteAnswers:
 
     __slots__ = ("_transport", "_loop", "_end", "_last_answer", "_head", "_shut")
 
-    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop, end: Callable[[], None],
-                 last_answer: Callable[[], bool]) -> None:
+    def __init__(
+        self,
+        transport: asyncio.Transport,
+        loop: asyncio.AbstractEventLoop,
+        end: Callable[[], None],
+        last_answer: Callable[[], bool],
+    ) -> None:
         self._transport = transport
         self._loop = loop
         self._end = end

@@ -43,6 +43,7 @@ ATTEMPTS = 3  # tries of one batch's append before its rows count as lost (a loc
 class Batch:
     """Prediction rows (PREDICTION_COLUMNS order, the request record as a dict) and shadow score rows.
     ``resent``: a writer died with it in hand, so its append may have committed already."""
+
     predictions: list[tuple]
     shadow: list[tuple]
     resent: bool = False
@@ -51,18 +52,21 @@ class Batch:
 @dataclass
 class Follow:
     """The namespaces each model's answered requests update (``OnlineUpdater.follow``)."""
+
     targets: dict[str, list[UpdateTarget]]
 
 
 @dataclass
 class Refused:
     """Rows the server's full queue refused, per model ("*" for shadow rows)."""
+
     counts: Counter
 
 
 @dataclass
 class Ack:
     """What the writer did with one message; the counts are this message's, not running totals."""
+
     written: int = 0
     write_errors: int = 0
     online_updated: int = 0
@@ -80,8 +84,9 @@ def run_writer(conn: Connection, predictions_path: Path, online_path: Path | Non
     records = _Forwarded()
     logging.getLogger().addHandler(records)
     logging.getLogger().setLevel(logging.INFO)
-    writer = LogWriter(PredictionStore(predictions_path),
-                     OnlineUpdater(OnlineStore(online_path)) if online_path is not None else None)
+    writer = LogWriter(
+        PredictionStore(predictions_path), OnlineUpdater(OnlineStore(online_path)) if online_path is not None else None
+    )
     try:
         while True:
             try:
@@ -147,8 +152,11 @@ class LogWriter:
             ack.written = len(predictions)
             if self.updater is not None:
                 ack.online_errors = sum(1 for row in rows if row[_STATUS] == 200)
-            log.warning("a resent batch of %d prediction rows was already written; its events are not applied "
-                        "to the online store again", len(rows))
+            log.warning(
+                "a resent batch of %d prediction rows was already written; its events are not applied "
+                "to the online store again",
+                len(rows),
+            )
             return
         for attempt in range(ATTEMPTS):
             try:

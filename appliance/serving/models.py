@@ -31,9 +31,9 @@ class LoadedModel:
     version: int
     session: ort.InferenceSession
     encoder: RecordEncoder
-    task: Task                               # what its output is: a probability, class probabilities or a value
+    task: Task  # what its output is: a probability, class probabilities or a value
     max_batch_rows: int
-    features: OnlineFeatures | None = None   # its entity key, event time, stored and derived features
+    features: OnlineFeatures | None = None  # its entity key, event time, stored and derived features
 
     @property
     def threshold(self) -> float:
@@ -73,8 +73,11 @@ def load_version(home: Home, model: str, version: int) -> LoadedModel:
     definitions = schema.definitions
     # Every version that records its definitions completes requests through them, so the entity key and
     # the event time are checked (and logged, and later trained on) as declared, stored features or not.
-    features = None if definitions is None else \
-        OnlineFeatures(home.online, model, definitions, schema.key_type, schema.key_nullable)
+    features = (
+        None
+        if definitions is None
+        else OnlineFeatures(home.online, model, definitions, schema.key_type, schema.key_nullable)
+    )
     _warm(session, task, len(schema.columns), f"{model} v{version}")
     return LoadedModel(model, version, session, RecordEncoder(schema), task, spec.serving.max_batch_rows, features)
 
@@ -85,29 +88,36 @@ def _warm(session: ort.InferenceSession, task: Task, width: int, which: str) -> 
     wanted = onnx_model.VALUE if task.kind == "regression" else onnx_model.PROBABILITIES
     outputs = [o.name for o in session.get_outputs()]
     if wanted not in outputs:
-        raise Conflict(f"cannot serve {which} as a {task.kind} model: its ONNX has no output '{wanted}' (it has "
-                       f"{', '.join(outputs)}); it was trained for another task than the spec's [target] task says")
+        raise Conflict(
+            f"cannot serve {which} as a {task.kind} model: its ONNX has no output '{wanted}' (it has "
+            f"{', '.join(outputs)}); it was trained for another task than the spec's [target] task says"
+        )
     shape = session.run([wanted], {onnx_model.INPUT_NAME: np.zeros((1, width), dtype=np.float32)})[0].shape
     if task.kind == "regression":
         if shape not in ((1,), (1, 1)):
-            raise Conflict(f"cannot serve {which} as a regression model: its output '{wanted}' is {list(shape)} "
-                           "for one row, not one value")
+            raise Conflict(
+                f"cannot serve {which} as a regression model: its output '{wanted}' is {list(shape)} "
+                "for one row, not one value"
+            )
         return
     k = len(task.classes)
     if shape != (1, k):
         had = f"{shape[1]} class probabilities" if len(shape) == 2 and shape[0] == 1 else f"shape {list(shape)}"
-        raise Conflict(f"cannot serve {which} as a {task.kind} model of {k} classes "
-                       f"({', '.join(map(str, task.classes))}): its output '{wanted}' has {had} per row; "
-                       "the spec's [target] task or classes changed since it was trained: retrain it, "
-                       "or restore the spec it was trained with")
+        raise Conflict(
+            f"cannot serve {which} as a {task.kind} model of {k} classes "
+            f"({', '.join(map(str, task.classes))}): its output '{wanted}' has {had} per row; "
+            "the spec's [target] task or classes changed since it was trained: retrain it, "
+            "or restore the spec it was trained with"
+        )
 
 
 def load_production(home: Home, model: str) -> LoadedModel:
     """The model's production version, loaded; NotReady if it has none yet."""
     version = home.registry.alias(home.registry.model(model).name, "production")
     if version is None:
-        raise NotReady(f"model '{model}' has no production version yet; train one with "
-                       f"`appliance train {model}` and promote it")
+        raise NotReady(
+            f"model '{model}' has no production version yet; train one with `appliance train {model}` and promote it"
+        )
     return load_version(home, model, version)
 
 
@@ -131,8 +141,10 @@ class ModelPool:
         if loaded is not None:
             return loaded
         if name in self._known:
-            raise NotReady(f"model '{name}' has no production version loaded yet; train and promote "
-                           f"one with `appliance train {name}`")
+            raise NotReady(
+                f"model '{name}' has no production version loaded yet; train and promote "
+                f"one with `appliance train {name}`"
+            )
         known = ", ".join(sorted(self._known)) or "none"
         raise NotFound(f"unknown model '{name}' (known: {known})")
 
@@ -165,8 +177,12 @@ class ModelPool:
                     except Exception as e:  # a corrupt artifact or bad spec must not take serving down
                         self._failed.add(key)
                         current = self._loaded.get(key[0])
-                        log.error("could not load %s v%s, still serving %s: %s", *key,
-                                  f"v{current.version}" if current else "nothing", e)
+                        log.error(
+                            "could not load %s v%s, still serving %s: %s",
+                            *key,
+                            f"v{current.version}" if current else "nothing",
+                            e,
+                        )
                 if loaded is not None:
                     warm[key] = loaded
             swapped = []

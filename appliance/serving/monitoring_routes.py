@@ -25,11 +25,16 @@ ISO = "%Y-%m-%dT%H:%M:%S%.6fZ"
 def monitoring_routes(root: Path, read_guard: Guard) -> list[HTTPRouteHandler]:
     """The monitoring route handlers over one data directory."""
 
-    @get("/v1/models/{name:str}/monitoring", guards=[read_guard], responses=problem_responses({422}),
-         summary="Monitoring results per event-time window: ?check=drift|quality|performance|estimated|serving|"
-                 "machine|pipeline&since=2026-10-20")
-    async def monitoring(name: FromPath[str], check: FromQuery[str | None] = None,
-                         since: FromQuery[str | None] = None) -> MonitoringResults:
+    @get(
+        "/v1/models/{name:str}/monitoring",
+        guards=[read_guard],
+        responses=problem_responses({422}),
+        summary="Monitoring results per event-time window: ?check=drift|quality|performance|estimated|serving|"
+        "machine|pipeline&since=2026-10-20",
+    )
+    async def monitoring(
+        name: FromPath[str], check: FromQuery[str | None] = None, since: FromQuery[str | None] = None
+    ) -> MonitoringResults:
         start = None if since is None else _since(since)
 
         def read() -> list[MonitoringResult]:
@@ -53,5 +58,6 @@ def _since(text: str) -> datetime:
     try:
         return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
     except OverflowError:
-        raise InvalidInput(f"since {text!r} is outside the calendar in UTC; send a time between years 1 and 9999"
-                           ) from None
+        raise InvalidInput(
+            f"since {text!r} is outside the calendar in UTC; send a time between years 1 and 9999"
+        ) from None

@@ -50,8 +50,8 @@ log = logging.getLogger(__name__)
 
 PREFIX, SUFFIX = "/v1/models/", "/predict"
 MAX_SHADOW_IN_FLIGHT = 1_000
-LOG_POLL_S = 0.005          # while the prediction log is behind, how often the waiting requests look again
-LOG_STALL_S = 0.5           # a writer with no progress this long is stuck: requests stop waiting for it
+LOG_POLL_S = 0.005  # while the prediction log is behind, how often the waiting requests look again
+LOG_STALL_S = 0.5  # a writer with no progress this long is stuck: requests stop waiting for it
 _JSON, _PROBLEM = b"application/json", PROBLEM.encode()
 _decode = msgspec.json.Decoder().decode
 _encode = msgspec.json.Encoder().encode
@@ -65,7 +65,7 @@ Send = Callable[[Any], Awaitable[None]]
 def model_name(path: str) -> str | None:
     """The model name of a predict path (``/v1/models/{name}/predict``), else None."""
     if path.startswith(PREFIX) and path.endswith(SUFFIX):
-        name = path[len(PREFIX):-len(SUFFIX)]
+        name = path[len(PREFIX) : -len(SUFFIX)]
         if name and "/" not in name:
             return name
     return None
@@ -89,13 +89,18 @@ class PredictEndpoint:
         self.state = state
         self.ids = RequestIds()
         self.shadow_tasks: set[asyncio.Task] = set()
-        self._log_room: asyncio.Future | None = None   # the one wait for the log that every request shares
-        self._stalled_at: int | None = None            # the writer's progress when it was found stuck
+        self._log_room: asyncio.Future | None = None  # the one wait for the log that every request shares
+        self._stalled_at: int | None = None  # the writer's progress when it was found stuck
 
     async def __call__(self, scope: AsgiScope, receive: Receive, send: Send, name: str) -> None:
         if scope["method"] != "POST":
-            status, headers, body = 405, [(b"content-type", _PROBLEM), (b"allow", b"POST")], problem_body(
-                405, "Method not allowed", f"{scope['method']} is not allowed here; POST records to score")
+            status, headers, body = (
+                405,
+                [(b"content-type", _PROBLEM), (b"allow", b"POST")],
+                problem_body(
+                    405, "Method not allowed", f"{scope['method']} is not allowed here; POST records to score"
+                ),
+            )
         else:
             started = time.perf_counter()
             refusal = self.admit(scope, name, started)  # first: a caller without a key costs no body read
@@ -179,8 +184,9 @@ class PredictEndpoint:
             outputs = [future.result()]
         except NotEncoded as e:  # as if it had failed in _begin
             cause = e.cause
-            self._observe_unscored(scoring.name, cause.status if isinstance(cause, ApplianceError) else 500,
-                                   scoring.started)
+            self._observe_unscored(
+                scoring.name, cause.status if isinstance(cause, ApplianceError) else 500, scoring.started
+            )
             reply(*self._failure(cause))
             return
         except Exception as e:
@@ -239,8 +245,12 @@ class PredictEndpoint:
                 still += LOG_POLL_S
                 if still >= LOG_STALL_S:
                     self._stalled_at = seen
-                    log.warning("the prediction log's writer made no progress for %.1f s with %d rows queued; "
-                                "answering without waiting for it", LOG_STALL_S, queue.depth)
+                    log.warning(
+                        "the prediction log's writer made no progress for %.1f s with %d rows queued; "
+                        "answering without waiting for it",
+                        LOG_STALL_S,
+                        queue.depth,
+                    )
                     return
         finally:
             self._log_room = None
@@ -292,11 +302,20 @@ class PredictEndpoint:
         threshold = model.threshold
         if s.single:
             p = probabilities[0]
-            body = {"model": name, "version": model.version, "request_id": s.request_id, "probability": p,
-                    "label": int(p >= threshold)}
+            body = {
+                "model": name,
+                "version": model.version,
+                "request_id": s.request_id,
+                "probability": p,
+                "label": int(p >= threshold),
+            }
         else:
-            body = {"model": name, "version": model.version, "request_id": s.request_id,
-                    "predictions": [{"probability": p, "label": int(p >= threshold)} for p in probabilities]}
+            body = {
+                "model": name,
+                "version": model.version,
+                "request_id": s.request_id,
+                "predictions": [{"probability": p, "label": int(p >= threshold)} for p in probabilities],
+            }
         return 200, [(b"content-type", _JSON), (b"x-request-id", s.request_id.encode())], _encode(body)
 
     def _scored_task(self, s: _Scoring, outputs: list, seconds: float) -> tuple[int, list, bytes]:
@@ -316,8 +335,9 @@ class PredictEndpoint:
             body["predictions"] = answers
         return 200, [(b"content-type", _JSON), (b"x-request-id", s.request_id.encode())], _encode(body)
 
-    def _log_rows(self, route: Route, arm: Arm, request_id: str, records: list, probabilities: list,
-                  seconds: float, status: int) -> None:
+    def _log_rows(
+        self, route: Route, arm: Arm, request_id: str, records: list, probabilities: list, seconds: float, status: int
+    ) -> None:
         # A binary model's rows (probability and label), and any model's unscored rows (every output None).
         now = time.time()
         latency_ms = seconds * 1000
@@ -334,12 +354,30 @@ class PredictEndpoint:
                 record = self._declared(record, logged)
             if at is not None and type(at) is not str:
                 at = time_text(at)  # Unix seconds, kept as ISO text
-            record_row((request_id, i, arm.model.name, arm.model.version, arm.name, route.deployment_id, now, at,
-                        None if key is None else key_text(key, key_type), record,
-                        p, None if p is None else int(p >= threshold), latency_ms, status, None, None))
+            record_row(
+                (
+                    request_id,
+                    i,
+                    arm.model.name,
+                    arm.model.version,
+                    arm.name,
+                    route.deployment_id,
+                    now,
+                    at,
+                    None if key is None else key_text(key, key_type),
+                    record,
+                    p,
+                    None if p is None else int(p >= threshold),
+                    latency_ms,
+                    status,
+                    None,
+                    None,
+                )
+            )
 
-    def _log_task_rows(self, route: Route, arm: Arm, request_id: str, records: list, columns: list[tuple],
-                       seconds: float, status: int) -> None:
+    def _log_task_rows(
+        self, route: Route, arm: Arm, request_id: str, records: list, columns: list[tuple], seconds: float, status: int
+    ) -> None:
         # A multiclass or regression model's rows: ``columns`` are each row's (probability, label, value,
         # probabilities), as ``answered`` fills them.
         now = time.time()
@@ -356,9 +394,26 @@ class PredictEndpoint:
                 record = self._declared(record, logged)
             if at is not None and type(at) is not str:
                 at = time_text(at)
-            record_row((request_id, i, arm.model.name, arm.model.version, arm.name, route.deployment_id, now, at,
-                        None if key is None else key_text(key, key_type), record,
-                        p, label, latency_ms, status, value, probabilities))
+            record_row(
+                (
+                    request_id,
+                    i,
+                    arm.model.name,
+                    arm.model.version,
+                    arm.name,
+                    route.deployment_id,
+                    now,
+                    at,
+                    None if key is None else key_text(key, key_type),
+                    record,
+                    p,
+                    label,
+                    latency_ms,
+                    status,
+                    value,
+                    probabilities,
+                )
+            )
 
     def _declared(self, record: dict, logged: frozenset[str]) -> dict:
         # The record's fields the spec declares; the others are counted, not logged.
@@ -366,8 +421,9 @@ class PredictEndpoint:
         self.state.metrics.undeclared_fields += len(record) - len(declared)
         return declared
 
-    def _start_shadow(self, shadow: Arm, deployment_id: int | None, request_id: str, records: list,
-                      single: bool) -> None:
+    def _start_shadow(
+        self, shadow: Arm, deployment_id: int | None, request_id: str, records: list, single: bool
+    ) -> None:
         if len(self.shadow_tasks) >= MAX_SHADOW_IN_FLIGHT:
             self.state.metrics.shadow_dropped += 1
             return
@@ -375,12 +431,12 @@ class PredictEndpoint:
         self.shadow_tasks.add(task)
         task.add_done_callback(self.shadow_tasks.discard)
 
-    async def _shadow(self, arm: Arm, deployment_id: int | None, request_id: str, records: list,
-                      single: bool) -> None:
+    async def _shadow(self, arm: Arm, deployment_id: int | None, request_id: str, records: list, single: bool) -> None:
         started = time.perf_counter()
         try:
-            outputs = [await arm.batcher.score(records[0])] if single else \
-                arm.model.run(arm.model.encode(records)).tolist()
+            outputs = (
+                [await arm.batcher.score(records[0])] if single else arm.model.run(arm.model.encode(records)).tolist()
+            )
         except Exception:  # the shadow's failures are its report's business, never the caller's
             outputs = [None] * len(records)
         latency_ms = (time.perf_counter() - started) * 1000
@@ -388,8 +444,9 @@ class PredictEndpoint:
         log_rows = self.state.log
         assert log_rows is not None, "the lifespan opens the log before the first request"
         for i, (p, label, value, probabilities) in enumerate(columns):
-            log_rows.record_shadow((request_id, i, deployment_id, arm.model.version, p, label, latency_ms,
-                                    value, probabilities))
+            log_rows.record_shadow(
+                (request_id, i, deployment_id, arm.model.version, p, label, latency_ms, value, probabilities)
+            )
 
 
 def answered(model: LoadedModel, outputs: list) -> tuple[list[dict | None], list[tuple]]:
@@ -431,8 +488,9 @@ class _Scoring:
 
     __slots__ = ("name", "started", "route", "arm", "request_id", "records", "single", "x")
 
-    def __init__(self, name: str, started: float, route: Route, arm: Arm, request_id: str, records: list,
-                 single: bool, x) -> None:
+    def __init__(
+        self, name: str, started: float, route: Route, arm: Arm, request_id: str, records: list, single: bool, x
+    ) -> None:
         self.name, self.started, self.route, self.arm = name, started, route, arm
         self.request_id, self.records, self.single, self.x = request_id, records, single, x
 
@@ -480,8 +538,9 @@ def _records(raw: bytes, route: Route, name: str) -> tuple[list, bool]:
         raise InvalidInput("the list of records is empty; send at least one record")
     limit = route.production.model.max_batch_rows
     if len(records) > limit:
-        raise PayloadTooLarge(f"{len(records)} records in one request; the limit for '{name}' is "
-                              f"{limit} — split the batch")
+        raise PayloadTooLarge(
+            f"{len(records)} records in one request; the limit for '{name}' is {limit} — split the batch"
+        )
     return records, single
 
 
@@ -493,7 +552,7 @@ def _check_event_times(records: list, route: Route, name: str, single: bool) -> 
     field, horizon = route.event_time_field, route.horizon
     if field is None or horizon is None:
         return
-    bounds: tuple[float, float] | None = None   # read the clock only for a dated record
+    bounds: tuple[float, float] | None = None  # read the clock only for a dated record
     for i, record in enumerate(records):
         if type(record) is not dict or (at := record.get(field)) is None:
             continue
@@ -510,4 +569,5 @@ def _check_event_times(records: list, route: Route, name: str, single: bool) -> 
                 f"{'' if single else f'record {i}: '}'{field}' {sent} is outside the event times '{name}' takes "
                 f"now, {time_text(round(earliest))} .. {time_text(round(latest))} (the server's clock less [data] "
                 f'event_time_past = "{horizon.past}", plus event_time_future = "{horizon.future}"); send the time '
-                "the event happened, or widen those settings in the model's spec")
+                "the event happened, or widen those settings in the model's spec"
+            )

@@ -60,8 +60,15 @@ class PredictionLog:
     ``online``: the online store the writer moves forward by answered requests (see ``follow``);
     None writes the log alone."""
 
-    def __init__(self, path: Path, capacity: int = CAPACITY, batch_rows: int = BATCH_ROWS,
-                 linger_s: float = LINGER_S, online: Path | None = None, high_water: int = HIGH_WATER):
+    def __init__(
+        self,
+        path: Path,
+        capacity: int = CAPACITY,
+        batch_rows: int = BATCH_ROWS,
+        linger_s: float = LINGER_S,
+        online: Path | None = None,
+        high_water: int = HIGH_WATER,
+    ):
         self.path = Path(path)
         self.online = None if online is None else Path(online)
         self.capacity = capacity
@@ -72,9 +79,9 @@ class PredictionLog:
         self.write_errors = 0
         self.written = 0
         self.online_updated = 0  # online rows the writer moved forward
-        self.online_stale = 0    # events of namespaces materialized before tails (features.online_updates)
-        self.online_future = 0   # events dated past the server's clock, not applied (features.online_updates)
-        self.online_errors = 0   # events lost to a failed online update
+        self.online_stale = 0  # events of namespaces materialized before tails (features.online_updates)
+        self.online_future = 0  # events dated past the server's clock, not applied (features.online_updates)
+        self.online_errors = 0  # events lost to a failed online update
         self.writer_restarts = 0
         self._refused: Counter[str] = Counter()  # per model, not yet recorded in predictions.db
         self._refused_lock = threading.Lock()
@@ -125,8 +132,9 @@ class PredictionLog:
                 self.overflow += 1
                 self._refused[row[2] if is_prediction else "*"] += 1
             if self.overflow == 1 or self.overflow % 10_000 == 0:
-                log.error("prediction log queue is full (%d rows): %d rows not logged so far", self.capacity,
-                          self.overflow)
+                log.error(
+                    "prediction log queue is full (%d rows): %d rows not logged so far", self.capacity, self.overflow
+                )
             return
         self._rows.append(item)
         self._enqueued += 1
@@ -147,8 +155,9 @@ class PredictionLog:
     def _start_writer(self) -> None:
         context = multiprocessing.get_context("spawn")  # no fork: the server holds threads and open databases
         ours, theirs = context.Pipe()
-        writer = context.Process(target=run_writer, args=(theirs, self.path, self.online),
-                                 name="prediction-log-writer", daemon=True)
+        writer = context.Process(
+            target=run_writer, args=(theirs, self.path, self.online), name="prediction-log-writer", daemon=True
+        )
         writer.start()
         theirs.close()  # so that our end sees the writer's exit as the end of the connection
         self._conn, self._writer = ours, writer
@@ -181,13 +190,16 @@ class PredictionLog:
     def _write(self, items: list[tuple]) -> None:
         if not items:
             return
-        batch = Batch([row for is_prediction, row in items if is_prediction],
-                      [row for is_prediction, row in items if not is_prediction])
+        batch = Batch(
+            [row for is_prediction, row in items if is_prediction],
+            [row for is_prediction, row in items if not is_prediction],
+        )
         ack = self._send(batch)
         if ack is None:
             self.write_errors += len(items)
-            log.error("lost %d prediction log rows: writer processes died %d times writing them",
-                      len(items), RESTARTS + 1)
+            log.error(
+                "lost %d prediction log rows: writer processes died %d times writing them", len(items), RESTARTS + 1
+            )
             return
         self.written += ack.written
         self.write_errors += ack.write_errors
@@ -205,8 +217,11 @@ class PredictionLog:
                 ack: Ack = self._conn.recv()
             except (EOFError, OSError):
                 self._writer.join(5)
-                log.error("the prediction log's writer process (pid %s) died (exit code %s); starting another",
-                          self._writer.pid, self._writer.exitcode)
+                log.error(
+                    "the prediction log's writer process (pid %s) died (exit code %s); starting another",
+                    self._writer.pid,
+                    self._writer.exitcode,
+                )
                 if attempt == RESTARTS:
                     return None
                 self._conn.close()

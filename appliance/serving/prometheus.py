@@ -58,10 +58,10 @@ class ServingMetrics:
         self.batch_sizes = Histogram(BATCH_BUCKETS)
         self.shadow_dropped = 0
         self.refused_heads: dict[int, int] = {}  # by status: requests the HTTP protocol refused (serving.server)
-        self.log_waits = 0          # requests that waited for the prediction log's writer (backpressure)
+        self.log_waits = 0  # requests that waited for the prediction log's writer (backpressure)
         self.undeclared_fields = 0  # request fields not logged: the spec does not declare them (prediction_log)
-        self.predicted_classes: dict[tuple[str, str], int] = {}   # (model, class): multiclass answers
-        self.predicted_values: dict[str, list[float]] = {}        # model: [sum, count] of regression values
+        self.predicted_classes: dict[tuple[str, str], int] = {}  # (model, class): multiclass answers
+        self.predicted_values: dict[str, list[float]] = {}  # model: [sum, count] of regression values
 
     def observe_request(self, model: str, version: int | str, arm: str, status: int, seconds: float) -> None:
         key = (model, str(version), arm, status)
@@ -93,29 +93,42 @@ class ServingMetrics:
 
     def render(self, gauges: list[tuple[str, str, str, dict[str, str], float]]) -> str:
         """The exposition text; gauges are (name, type, help, labels, value) from other parts."""
-        out = ["# HELP appliance_requests_total Prediction requests by model, version, arm and status.",
-               "# TYPE appliance_requests_total counter"]
+        out = [
+            "# HELP appliance_requests_total Prediction requests by model, version, arm and status.",
+            "# TYPE appliance_requests_total counter",
+        ]
         for (model, version, arm, status), n in sorted(self.requests.items()):
             labels = _labels(model=model, version=version, arm=arm, status=str(status))
             out.append(f"appliance_requests_total{{{labels}}} {n}")
-        out += ["# HELP appliance_request_latency_seconds Prediction request latency in the server.",
-                "# TYPE appliance_request_latency_seconds histogram"]
+        out += [
+            "# HELP appliance_request_latency_seconds Prediction request latency in the server.",
+            "# TYPE appliance_request_latency_seconds histogram",
+        ]
         for model, histogram in sorted(self.latency.items()):
             out.extend(histogram.lines("appliance_request_latency_seconds", _labels(model=model)))
-        out += ["# HELP appliance_batch_rows Rows per ONNX Runtime call of coalesced single-row requests.",
-                "# TYPE appliance_batch_rows histogram", *self.batch_sizes.lines("appliance_batch_rows", "")]
+        out += [
+            "# HELP appliance_batch_rows Rows per ONNX Runtime call of coalesced single-row requests.",
+            "# TYPE appliance_batch_rows histogram",
+            *self.batch_sizes.lines("appliance_batch_rows", ""),
+        ]
         if self.predicted_classes:
-            out += ["# HELP appliance_predicted_class_total Multiclass answers by model and the class answered.",
-                    "# TYPE appliance_predicted_class_total counter"]
+            out += [
+                "# HELP appliance_predicted_class_total Multiclass answers by model and the class answered.",
+                "# TYPE appliance_predicted_class_total counter",
+            ]
             for (model, label), n in sorted(self.predicted_classes.items()):
-                class_labels = _labels(**{"model": model, "class": label})   # 'class' is a keyword in Python
+                class_labels = _labels(**{"model": model, "class": label})  # 'class' is a keyword in Python
                 out.append(f"appliance_predicted_class_total{{{class_labels}}} {n}")
         if self.predicted_values:
-            out += ["# HELP appliance_predicted_value Regression answers: the sum and count of the values answered.",
-                    "# TYPE appliance_predicted_value summary"]
+            out += [
+                "# HELP appliance_predicted_value Regression answers: the sum and count of the values answered.",
+                "# TYPE appliance_predicted_value summary",
+            ]
             for model, (total, count) in sorted(self.predicted_values.items()):
-                out += [f"appliance_predicted_value_sum{{{_labels(model=model)}}} {total!r}",
-                        f"appliance_predicted_value_count{{{_labels(model=model)}}} {count}"]
+                out += [
+                    f"appliance_predicted_value_sum{{{_labels(model=model)}}} {total!r}",
+                    f"appliance_predicted_value_count{{{_labels(model=model)}}} {count}",
+                ]
         seen = set()
         for name, kind, help_text, gauge_labels, value in gauges:
             if name not in seen:

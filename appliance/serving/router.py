@@ -22,7 +22,7 @@ from appliance.spec import EventHorizon
 class Arm:
     """One loaded version as a route target: its model, its micro-batcher, and its name in the log."""
 
-    name: str                # production | candidate
+    name: str  # production | candidate
     model: LoadedModel
     batcher: MicroBatcher
 
@@ -37,8 +37,8 @@ class Route:
     split_field: str | None = None
     entity_field: str | None = None
     event_time_field: str | None = None
-    horizon: EventHorizon | None = None      # the event times the model takes, around the clock
-    logged: frozenset[str] = frozenset()     # the request fields its prediction rows keep (prediction_log)
+    horizon: EventHorizon | None = None  # the event times the model takes, around the clock
+    logged: frozenset[str] = frozenset()  # the request fields its prediction rows keep (prediction_log)
 
     @property
     def deployment_id(self) -> int | None:

@@ -21,9 +21,9 @@ from appliance.serving.app import REFRESH_SECONDS, create_app
 from appliance.serving.http_protocol import HttpProtocol
 
 HEARTBEAT_SECONDS = 1.0
-FILE_LIMIT = 65_536       # the descriptors a server asks for: its soft limit is raised to this (or to the hard limit)
-FILES_OF_ITS_OWN = 256    # descriptors kept from connections (a quarter of the limit, if more): for the server's own
-                          # files (databases, models, the log writer's pipes; a few dozen) and a burst of accepts
+FILE_LIMIT = 65_536  # the descriptors a server asks for: its soft limit is raised to this (or to the hard limit)
+FILES_OF_ITS_OWN = 256  # descriptors kept from connections (a quarter of the limit, if more): for the server's own
+# files (databases, models, the log writer's pipes; a few dozen) and a burst of accepts
 
 
 class _Server(uvicorn.Server):
@@ -100,8 +100,10 @@ class BackgroundServer:
         if not self.server.started:
             self.stop()
             config = self.server.config
-            raise Conflict(f"the API could not start on {config.host}:{config.port} (is the port in use? "
-                               "choose another with --port)")
+            raise Conflict(
+                f"the API could not start on {config.host}:{config.port} (is the port in use? "
+                "choose another with --port)"
+            )
         return self
 
     def _run(self) -> None:
@@ -129,9 +131,18 @@ def server_config(home_root: Path, host: str, port: int, refresh_seconds: float 
     # asyncio accepts up to the backlog's number of connections in one go, and a connection turned away holds
     # its descriptor for three turns of the loop, each of which may accept as many again: a backlog of an
     # eighth of what is kept from connections leaves half of it to the server's own files under a flood
-    return uvicorn.Config(app, host=host, port=port, http=protocol,  # type: ignore[arg-type]
-                          proxy_headers=False, log_level="warning", access_log=False, timeout_graceful_shutdown=10,
-                          log_config=None, backlog=min(2048, kept_from_connections(limit) // 8))
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        http=protocol,  # type: ignore[arg-type]
+        proxy_headers=False,
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=10,
+        log_config=None,
+        backlog=min(2048, kept_from_connections(limit) // 8),
+    )
 
 
 def file_limit() -> int:

@@ -103,8 +103,10 @@ class ServingState:
     def _refresh(self, home: Home) -> None:
         self.gate.update_keys(list_keys(home.conn))
         running = {d.model: d for d in deployments.running(home.conn)}
-        standby = frozenset({(d.model, d.candidate_version) for d in running.values()}
-                            | {(d.model, d.baseline_version) for d in running.values() if d.switched})
+        standby = frozenset(
+            {(d.model, d.candidate_version) for d in running.values()}
+            | {(d.model, d.baseline_version) for d in running.values() if d.switched}
+        )
         self.pool.refresh(home, standby)
         routes, arms = {}, {}
         for name, production in self.pool.loaded().items():
@@ -118,9 +120,16 @@ class ServingState:
                     candidate = arms[(name, model.version)] = self._arm("candidate", model, spec.serving)
             versions = [production] if candidate is None else [production, candidate.model]
             served = [m.features.features for m in versions if m.features is not None]
-            routes[name] = Route(arm, d, candidate, split_field=d.split_key if d else None,
-                                 entity_field=spec.features.entity_key, event_time_field=spec.features.event_time,
-                                 horizon=spec.data.horizon, logged=logged_fields([spec.features, *served]))
+            routes[name] = Route(
+                arm,
+                d,
+                candidate,
+                split_field=d.split_key if d else None,
+                entity_field=spec.features.entity_key,
+                event_time_field=spec.features.event_time,
+                horizon=spec.data.horizon,
+                logged=logged_fields([spec.features, *served]),
+            )
         self._arms = arms
         self.routes = routes
         if self.log is not None:
@@ -145,11 +154,21 @@ class ServingState:
 
     def _arm(self, name: str, model: LoadedModel, serving) -> Arm:
         known = self._arms.get((model.name, model.version))
-        if known is not None and known.model is model and known.batcher.max_batch == serving.max_batch \
-                and known.batcher.max_wait_s == serving.max_wait_ms / 1000:
+        if (
+            known is not None
+            and known.model is model
+            and known.batcher.max_batch == serving.max_batch
+            and known.batcher.max_wait_s == serving.max_wait_ms / 1000
+        ):
             return known if known.name == name else Arm(name, model, known.batcher)
-        batcher = MicroBatcher(model.encode, model.run, serving.max_batch, serving.max_wait_ms / 1000,
-                               self.arrivals, self.metrics.observe_batch)
+        batcher = MicroBatcher(
+            model.encode,
+            model.run,
+            serving.max_batch,
+            serving.max_wait_ms / 1000,
+            self.arrivals,
+            self.metrics.observe_batch,
+        )
         return Arm(name, model, batcher)
 
     def gauges(self) -> list[tuple[str, str, str, dict[str, str], float]]:
@@ -158,49 +177,133 @@ class ServingState:
         log = self.log
         if log is not None:
             out += [
-                ("appliance_prediction_log_queue_depth", "gauge", "Prediction rows waiting to be written.", {},
-                 log.depth),
-                ("appliance_prediction_log_queue_capacity", "gauge", "Capacity of the prediction log queue.", {},
-                 log.capacity),
-                ("appliance_prediction_log_overflow_total", "counter",
-                 "Prediction rows not logged because the queue was full.", {}, log.overflow),
-                ("appliance_prediction_log_write_errors_total", "counter",
-                 "Prediction rows lost to write errors.", {}, log.write_errors),
+                (
+                    "appliance_prediction_log_queue_depth",
+                    "gauge",
+                    "Prediction rows waiting to be written.",
+                    {},
+                    log.depth,
+                ),
+                (
+                    "appliance_prediction_log_queue_capacity",
+                    "gauge",
+                    "Capacity of the prediction log queue.",
+                    {},
+                    log.capacity,
+                ),
+                (
+                    "appliance_prediction_log_overflow_total",
+                    "counter",
+                    "Prediction rows not logged because the queue was full.",
+                    {},
+                    log.overflow,
+                ),
+                (
+                    "appliance_prediction_log_write_errors_total",
+                    "counter",
+                    "Prediction rows lost to write errors.",
+                    {},
+                    log.write_errors,
+                ),
                 ("appliance_prediction_log_written_total", "counter", "Prediction rows written.", {}, log.written),
-                ("appliance_prediction_log_waits_total", "counter",
-                 "Requests that waited for the prediction log's writer to catch up (backpressure).", {},
-                 self.metrics.log_waits),
-                ("appliance_prediction_log_undeclared_fields_total", "counter",
-                 "Request fields not logged because the model's spec does not declare them.", {},
-                 self.metrics.undeclared_fields),
-                ("appliance_prediction_log_writer_restarts_total", "counter",
-                 "Times the prediction log's writer process died and was started again.", {}, log.writer_restarts),
-                ("appliance_online_rows_updated_total", "counter",
-                 "Online feature rows moved forward by answered requests.", {}, log.online_updated),
-                ("appliance_online_stale_events_total", "counter",
-                 "Answered requests not applied: their entity's row predates tails (materialize again).", {},
-                 log.online_stale),
-                ("appliance_online_future_events_total", "counter",
-                 "Answered requests not applied: their event time is past the server's clock (check client clocks).",
-                 {}, log.online_future),
-                ("appliance_online_update_errors_total", "counter",
-                 "Answered requests lost to failed online store updates.", {}, log.online_errors),
+                (
+                    "appliance_prediction_log_waits_total",
+                    "counter",
+                    "Requests that waited for the prediction log's writer to catch up (backpressure).",
+                    {},
+                    self.metrics.log_waits,
+                ),
+                (
+                    "appliance_prediction_log_undeclared_fields_total",
+                    "counter",
+                    "Request fields not logged because the model's spec does not declare them.",
+                    {},
+                    self.metrics.undeclared_fields,
+                ),
+                (
+                    "appliance_prediction_log_writer_restarts_total",
+                    "counter",
+                    "Times the prediction log's writer process died and was started again.",
+                    {},
+                    log.writer_restarts,
+                ),
+                (
+                    "appliance_online_rows_updated_total",
+                    "counter",
+                    "Online feature rows moved forward by answered requests.",
+                    {},
+                    log.online_updated,
+                ),
+                (
+                    "appliance_online_stale_events_total",
+                    "counter",
+                    "Answered requests not applied: their entity's row predates tails (materialize again).",
+                    {},
+                    log.online_stale,
+                ),
+                (
+                    "appliance_online_future_events_total",
+                    "counter",
+                    "Answered requests not applied: their event time is past the server's clock (check client clocks).",
+                    {},
+                    log.online_future,
+                ),
+                (
+                    "appliance_online_update_errors_total",
+                    "counter",
+                    "Answered requests lost to failed online store updates.",
+                    {},
+                    log.online_errors,
+                ),
             ]
         for reason, n in self.gate.rejected.items():
-            out.append(("appliance_gateway_rejected_total", "counter", "Requests the gateway refused, by reason.",
-                        {"reason": reason}, n))
+            out.append(
+                (
+                    "appliance_gateway_rejected_total",
+                    "counter",
+                    "Requests the gateway refused, by reason.",
+                    {"reason": reason},
+                    n,
+                )
+            )
         for status, n in sorted(self.metrics.refused_heads.items()):
-            out.append(("appliance_http_refused_total", "counter", "Requests refused before the app read them: "
-                        "408 a head not whole in time, 431 a head too large.", {"status": str(status)}, n))
-        out.append(("appliance_shadow_dropped_total", "counter",
-                    "Shadow scorings skipped because too many were in flight.", {}, self.metrics.shadow_dropped))
+            out.append(
+                (
+                    "appliance_http_refused_total",
+                    "counter",
+                    "Requests refused before the app read them: 408 a head not whole in time, 431 a head too large.",
+                    {"status": str(status)},
+                    n,
+                )
+            )
+        out.append(
+            (
+                "appliance_shadow_dropped_total",
+                "counter",
+                "Shadow scorings skipped because too many were in flight.",
+                {},
+                self.metrics.shadow_dropped,
+            )
+        )
         for name, route in sorted(self.routes.items()):
-            out.append(("appliance_model_serving", "gauge", "The version serving production, per model.",
-                        {"model": name, "version": str(route.production.model.version)}, 1))
+            out.append(
+                (
+                    "appliance_model_serving",
+                    "gauge",
+                    "The version serving production, per model.",
+                    {"model": name, "version": str(route.production.model.version)},
+                    1,
+                )
+            )
             d = route.deployment
             if d is not None:
-                out.append(("appliance_deployment_traffic_percent", "gauge",
-                            "Share of requests a running deployment's candidate answers.",
-                            {"model": name, "strategy": d.strategy, "version": str(d.candidate_version)},
-                            d.traffic_percent))
+                out.append(
+                    (
+                        "appliance_deployment_traffic_percent",
+                        "gauge",
+                        "Share of requests a running deployment's candidate answers.",
+                        {"model": name, "strategy": d.strategy, "version": str(d.candidate_version)},
+                        d.traffic_percent,
+                    )
+                )
         return out

@@ -17,8 +17,8 @@ MAX_ROWS = 50_000
 
 class Traffic(msgspec.Struct, frozen=True):
     model: str
-    seconds: float            # the window looked back over
-    requests: int             # prediction rows logged in it (one per scored record)
+    seconds: float  # the window looked back over
+    requests: int  # prediction rows logged in it (one per scored record)
     per_second: float
     p50_ms: float | None
     p99_ms: float | None
@@ -41,5 +41,12 @@ def recent_traffic(root: Path, model: str, seconds: float = 60.0, now: float | N
     latency = np.array([r["latency_ms"] for r in rows], dtype=np.float64)
     errors = sum(1 for r in rows if r["status"] != 200)
     span = seconds if len(rows) < MAX_ROWS else max(now - rows[-1]["received_at"], 1e-3)
-    return Traffic(model, seconds, len(rows), len(rows) / span, float(np.percentile(latency, 50)),
-                   float(np.percentile(latency, 99)), errors / len(rows))
+    return Traffic(
+        model,
+        seconds,
+        len(rows),
+        len(rows) / span,
+        float(np.percentile(latency, 50)),
+        float(np.percentile(latency, 99)),
+        errors / len(rows),
+    )

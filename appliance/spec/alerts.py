@@ -65,28 +65,28 @@ import msgspec
 from appliance.task import SCALED, higher_is_better
 
 Check = Literal["quality", "drift", "prediction", "performance", "estimated", "serving", "machine", "pipeline"]
-MODEL_TARGET = "*"              # the target of a rule about the whole model (rows without a feature, or '*')
+MODEL_TARGET = "*"  # the target of a rule about the whole model (rows without a feature, or '*')
 DRIFT_SCORE = "drift_score"
-PROPORTIONS = ("accuracy", "macro_f1", "weighted_f1")   # metrics with a proportion's noise model (see above)
-CLASS_SHARE = "share."          # prefix of a multiclass version's class shares among its metrics
+PROPORTIONS = ("accuracy", "macro_f1", "weighted_f1")  # metrics with a proportion's noise model (see above)
+CLASS_SHARE = "share."  # prefix of a multiclass version's class shares among its metrics
 
 
 class AlertRule(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    name: str                           # unique within the spec; shown with every alert
-    check: Check                        # which monitoring results the metric comes from
-    method: str                         # the metric within the check: 'auc', 'missing_rate', 'drift_score', …
-    op: Literal["<", ">"]               # fires when the metric is below (<) or above (>) the threshold
-    threshold: float                    # the limit; with relative_to, a margin from the reference
+    name: str  # unique within the spec; shown with every alert
+    check: Check  # which monitoring results the metric comes from
+    method: str  # the metric within the check: 'auc', 'missing_rate', 'drift_score', …
+    op: Literal["<", ">"]  # fires when the metric is below (<) or above (>) the threshold
+    threshold: float  # the limit; with relative_to, a margin from the reference
     severity: Literal["warning", "critical"] = "warning"  # logged and shown with the alert
     action: Literal["log", "webhook", "retrain"] = "log"  # besides the log line: POST to url, or start a retrain
-    feature: str | None = None          # only this feature's rows (default: every target separately; '*': the model)
-    min_rows: int = 0                   # windows with fewer rows are not judged (noisy AUCs of a few labels)
-    for_windows: int = 1                # consecutive windows past the threshold before it fires
+    feature: str | None = None  # only this feature's rows (default: every target separately; '*': the model)
+    min_rows: int = 0  # windows with fewer rows are not judged (noisy AUCs of a few labels)
+    for_windows: int = 1  # consecutive windows past the threshold before it fires
     fallback_check: Check | None = None  # a window without the metric reads this one instead
     fallback_method: str | None = None  # the metric read within fallback_check
-    url: str | None = None              # webhook: where the alert is POSTed as JSON
+    url: str | None = None  # webhook: where the alert is POSTed as JSON
     relative_to: Literal["reference"] | None = None  # threshold: a margin from the version's reference (rmse: a share)
-    noise_z: float = 0.0                # relative AUC, accuracy and F1 rules: the margin is at least this many SEs
+    noise_z: float = 0.0  # relative AUC, accuracy and F1 rules: the margin is at least this many SEs
 
     def __post_init__(self) -> None:
         if self.for_windows < 1:
@@ -96,20 +96,26 @@ class AlertRule(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         if (self.fallback_check is None) != (self.fallback_method is None):
             raise ValueError(f"alert '{self.name}': give both fallback_check and fallback_method, or neither")
         if self.relative_to is not None and not self.threshold >= 0:
-            raise ValueError(f"alert '{self.name}': a rule relative to the reference takes its threshold as a "
-                             f"margin, 0 or more (op '<': that much below the reference)")
-        if self.noise_z and (self.relative_to is None or self.method not in ("auc", *PROPORTIONS)
-                             or not self.noise_z > 0):
-            raise ValueError(f"alert '{self.name}': noise_z (> 0) is for AUC, accuracy, macro_f1 and weighted_f1 "
-                             "rules relative to the reference")
+            raise ValueError(
+                f"alert '{self.name}': a rule relative to the reference takes its threshold as a "
+                f"margin, 0 or more (op '<': that much below the reference)"
+            )
+        if self.noise_z and (
+            self.relative_to is None or self.method not in ("auc", *PROPORTIONS) or not self.noise_z > 0
+        ):
+            raise ValueError(
+                f"alert '{self.name}': noise_z (> 0) is for AUC, accuracy, macro_f1 and weighted_f1 "
+                "rules relative to the reference"
+            )
 
     def breached(self, value: float, bound: float | None = None) -> bool:
         """Whether ``value`` is past ``bound`` (default: the rule's absolute threshold)."""
         bound = self.threshold if bound is None else bound
         return value < bound if self.op == "<" else value > bound
 
-    def margin(self, reference: float, positive_rate: float | None, rows: float,
-               class_shares: Sequence[float] = ()) -> float:
+    def margin(
+        self, reference: float, positive_rate: float | None, rows: float, class_shares: Sequence[float] = ()
+    ) -> float:
         """A relative rule's margin from a reference value, for a window of ``rows`` judged rows: the threshold
         (a share of the reference for rmse and mae), or ``noise_z`` standard errors of the metric where more.
         AUC's error needs the reference's positive rate; macro F1's is wider with its ``class_shares``."""
@@ -132,8 +138,9 @@ def auc_standard_error(auc: float, positives: float, negatives: float) -> float:
     if not (positives > 0 and negatives > 0):
         return math.inf
     q1, q2 = auc / (2 - auc), 2 * auc * auc / (1 + auc)
-    variance = (auc * (1 - auc) + (positives - 1) * (q1 - auc * auc) + (negatives - 1) * (q2 - auc * auc)) \
-        / (positives * negatives)
+    variance = (auc * (1 - auc) + (positives - 1) * (q1 - auc * auc) + (negatives - 1) * (q2 - auc * auc)) / (
+        positives * negatives
+    )
     return math.sqrt(max(variance, 0.0))
 
 
@@ -150,10 +157,36 @@ def proportion_standard_error(value: float, rows: float, class_shares: Sequence[
 
 
 DEFAULT_ALERTS: list[AlertRule] = [
-    AlertRule("accuracy-low", "performance", "auc", "<", 0.05, "warning", "log", feature=MODEL_TARGET,
-              min_rows=200, fallback_check="estimated", fallback_method="auc", relative_to="reference", noise_z=3.0),
-    AlertRule("accuracy-critical", "performance", "auc", "<", 0.10, "critical", "retrain", feature=MODEL_TARGET,
-              min_rows=200, fallback_check="estimated", fallback_method="auc", relative_to="reference", noise_z=4.0),
+    AlertRule(
+        "accuracy-low",
+        "performance",
+        "auc",
+        "<",
+        0.05,
+        "warning",
+        "log",
+        feature=MODEL_TARGET,
+        min_rows=200,
+        fallback_check="estimated",
+        fallback_method="auc",
+        relative_to="reference",
+        noise_z=3.0,
+    ),
+    AlertRule(
+        "accuracy-critical",
+        "performance",
+        "auc",
+        "<",
+        0.10,
+        "critical",
+        "retrain",
+        feature=MODEL_TARGET,
+        min_rows=200,
+        fallback_check="estimated",
+        fallback_method="auc",
+        relative_to="reference",
+        noise_z=4.0,
+    ),
     AlertRule("drift", "drift", DRIFT_SCORE, ">", 0.3, "warning", "log"),
     AlertRule("missing-values", "quality", "missing_rate", ">", 0.10, "critical", "log"),
     AlertRule("latency-p99", "serving", "latency_p99_ms", ">", 200.0, "warning", "log"),
@@ -166,8 +199,13 @@ ACCURACY_RULES = ("accuracy-low", "accuracy-critical")
 # The margins of the two accuracy rules (warning, retrain) per metric when it is not AUC, and noise_z where the
 # metric has a noise model. RMSE and MAE margins are shares of the reference.
 TASK_MARGINS: dict[str, tuple[float, float]] = {
-    "accuracy": (0.05, 0.10), "macro_f1": (0.05, 0.10), "weighted_f1": (0.05, 0.10), "log_loss": (0.10, 0.25),
-    "rmse": (0.25, 0.50), "mae": (0.25, 0.50), "r2": (0.05, 0.10),
+    "accuracy": (0.05, 0.10),
+    "macro_f1": (0.05, 0.10),
+    "weighted_f1": (0.05, 0.10),
+    "log_loss": (0.10, 0.25),
+    "rmse": (0.25, 0.50),
+    "mae": (0.25, 0.50),
+    "r2": (0.05, 0.10),
 }
 # The estimate a realized metric falls back to, where NannyML makes one (monitoring.estimation.ESTIMATED).
 ESTIMATED_METRICS = {"multiclass": ("accuracy", "macro_f1"), "regression": ("rmse", "mae")}
@@ -189,8 +227,15 @@ def task_alerts(rules: list[AlertRule], kind: str, metric: str) -> list[AlertRul
             out.append(rule)
             continue
         margin = TASK_MARGINS.get(metric, (0.05, 0.10))[ACCURACY_RULES.index(rule.name)]
-        out.append(msgspec.structs.replace(
-            rule, method=metric, op="<" if higher else ">", threshold=margin,
-            fallback_check="estimated" if estimated else None, fallback_method=metric if estimated else None,
-            noise_z=rule.noise_z if metric in PROPORTIONS else 0.0))
+        out.append(
+            msgspec.structs.replace(
+                rule,
+                method=metric,
+                op="<" if higher else ">",
+                threshold=margin,
+                fallback_check="estimated" if estimated else None,
+                fallback_method=metric if estimated else None,
+                noise_z=rule.noise_z if metric in PROPORTIONS else 0.0,
+            )
+        )
     return out

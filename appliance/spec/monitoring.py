@@ -40,16 +40,17 @@ class DriftThresholds(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     sample's ~3,000-row days; a spec that sets them keeps their meaning at that volume and above.
     """
 
-    psi: float = 0.02             # effect-size floor: PSI of a feature, window against reference
-    ks: float = 0.045             # effect-size floor: Kolmogorov-Smirnov distance (numeric features)
+    psi: float = 0.02  # effect-size floor: PSI of a feature, window against reference
+    ks: float = 0.045  # effect-size floor: Kolmogorov-Smirnov distance (numeric features)
     jensen_shannon: float = 0.05  # effect-size floor: Jensen–Shannon distance, base 2, 0..1
-    chi2: float = 0.04            # effect-size floor: Cramér's V of the (reference, window) × category table
+    chi2: float = 0.04  # effect-size floor: Cramér's V of the (reference, window) × category table
     false_alarm_rate: float = 0.01  # share of clean windows that alert on a feature (or the prediction), by chance
 
     def __post_init__(self) -> None:
         if not 0 < self.false_alarm_rate < 1:
-            raise InvalidInput(f"monitoring.drift.false_alarm_rate {self.false_alarm_rate!r} must be between 0 "
-                               f"and 1, e.g. 0.01")
+            raise InvalidInput(
+                f"monitoring.drift.false_alarm_rate {self.false_alarm_rate!r} must be between 0 and 1, e.g. 0.01"
+            )
 
 
 class PredictionThresholds(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -64,17 +65,17 @@ class PredictionThresholds(msgspec.Struct, frozen=True, forbid_unknown_fields=Tr
     A value's mean varies by sqrt(1/n + 1/m) reference standard deviations: 0.018 at 3,000 rows.
     """
 
-    psi: float = 0.02                   # PSI of the score, chosen classes, class probabilities or value (see above)
+    psi: float = 0.02  # PSI of the score, chosen classes, class probabilities or value (see above)
     positive_rate_change: float = 0.01  # binary: |predicted positive rate - the reference's|, absolute
     predicted_rate_change: float = 0.05  # multiclass: |a class's share of the predictions - the reference's|
-    mean_shift: float = 0.10            # regression: |mean value - the reference's|, in reference standard deviations
+    mean_shift: float = 0.10  # regression: |mean value - the reference's|, in reference standard deviations
 
 
 class QualityThresholds(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    max_missing_rate: float = 0.10      # the reference architecture's "missing rate > 10 %" rule
-    max_violation_rate: float = 0.01    # share of rows out of range or not an allowed value
-    min_volume_ratio: float = 0.5       # rows in a window against the reference's rate per window
-    max_volume_ratio: float = 2.0       # the same ratio, at most
+    max_missing_rate: float = 0.10  # the reference architecture's "missing rate > 10 %" rule
+    max_violation_rate: float = 0.01  # share of rows out of range or not an allowed value
+    min_volume_ratio: float = 0.5  # rows in a window against the reference's rate per window
+    max_volume_ratio: float = 2.0  # the same ratio, at most
 
 
 class PerformanceThresholds(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -87,11 +88,13 @@ class PerformanceThresholds(msgspec.Struct, frozen=True, forbid_unknown_fields=T
     lower is better (RMSE, MAE, log loss: an error 25 % larger than the version's own on held-out rows).
     """
 
-    min_auc: float | None = None        # realized AUC from labels, or CBPE's estimate without them; unset: see below
-    max_auc_drop: float = 0.10          # with min_auc unset, the floor is the version's reference AUC less this
-    metric_limit: float | None = None   # a non-AUC judging metric: its floor (higher is better) or ceiling; unset: derived
-    max_metric_drop: float = 0.10       # with metric_limit unset: the floor is the reference value less this
-    max_metric_rise: float = 0.25       # with metric_limit unset: the ceiling is the reference value times 1 + this
+    min_auc: float | None = None  # realized AUC from labels, or CBPE's estimate without them; unset: see below
+    max_auc_drop: float = 0.10  # with min_auc unset, the floor is the version's reference AUC less this
+    metric_limit: float | None = (
+        None  # a non-AUC judging metric: its floor (higher is better) or ceiling; unset: derived
+    )
+    max_metric_drop: float = 0.10  # with metric_limit unset: the floor is the reference value less this
+    max_metric_rise: float = 0.25  # with metric_limit unset: the ceiling is the reference value times 1 + this
 
     @property
     def auc_floor(self) -> float:
@@ -106,15 +109,17 @@ class PerformanceThresholds(msgspec.Struct, frozen=True, forbid_unknown_fields=T
 
 
 class MonitoringSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    schedule: str | None = "every 1h"   # when the monitor job runs: 'every 10m' or a crontab line; None: never
-    window: str = "1d"                  # event-time window length: '1d', '12h', '7d', ...
-    psi_bins: int = 10                  # reference-quantile bins for continuous PSI
-    min_window_rows: int = 200          # smaller windows are reported but never alert
-    max_windows: int = 1000             # a run checks the newest windows holding traffic, at most this many
+    schedule: str | None = "every 1h"  # when the monitor job runs: 'every 10m' or a crontab line; None: never
+    window: str = "1d"  # event-time window length: '1d', '12h', '7d', ...
+    psi_bins: int = 10  # reference-quantile bins for continuous PSI
+    min_window_rows: int = 200  # smaller windows are reported but never alert
+    max_windows: int = 1000  # a run checks the newest windows holding traffic, at most this many
     continuous_methods: list[ContinuousMethod] = msgspec.field(  # drift statistics of numbers
-        default_factory=lambda: ["psi", "ks"])
+        default_factory=lambda: ["psi", "ks"]
+    )
     categorical_methods: list[CategoricalMethod] = msgspec.field(  # drift statistics of categories and booleans
-        default_factory=lambda: ["psi", "jensen_shannon"])
+        default_factory=lambda: ["psi", "jensen_shannon"]
+    )
     drift: DriftThresholds = DriftThresholds()  # feature drift floors and the drift false-alarm rate
     prediction: PredictionThresholds = PredictionThresholds()  # floors on the model's scores
     quality: QualityThresholds = QualityThresholds()  # data-quality thresholds

@@ -29,8 +29,9 @@ def trigger(text: str, start: datetime | None = None) -> BaseTrigger:
     try:
         return CronTrigger.from_crontab(text.strip(), timezone=UTC)
     except ValueError as e:
-        raise InvalidInput(f"schedule {text!r} is neither 'every N[s|m|h|d]' nor a five-field crontab "
-                           f"line ({e})") from None
+        raise InvalidInput(
+            f"schedule {text!r} is neither 'every N[s|m|h|d]' nor a five-field crontab line ({e})"
+        ) from None
 
 
 def next_run(text: str, last_start: float | None, now: datetime | None = None) -> datetime | None:

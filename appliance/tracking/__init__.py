@@ -23,14 +23,16 @@ from storage.artifacts import ArtifactStore
 __all__ = ["TrackedRun", "TrackingStore", "start_run"]
 
 
-def start_run(model: str, name: str = "", *, home: Path | str | None = None, kind: str = "script",
-              tags: dict | None = None) -> TrackedRun:
+def start_run(
+    model: str, name: str = "", *, home: Path | str | None = None, kind: str = "script", tags: dict | None = None
+) -> TrackedRun:
     """Start a run in the data directory (default: the appliance's); finish it with ``with`` or ``finish()``."""
     layout = Layout(Path(home).expanduser() if home else default_home())
     layout.root.mkdir(parents=True, exist_ok=True)
     store = TrackingStore(layout.tracking_db)
-    run = TrackedRun.create(store, ArtifactStore(layout.artifacts), model=model, name=name or kind, kind=kind,
-                            owns_store=True)
+    run = TrackedRun.create(
+        store, ArtifactStore(layout.artifacts), model=model, name=name or kind, kind=kind, owns_store=True
+    )
     if tags:
         run.set_tags(tags)
     return run

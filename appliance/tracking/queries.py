@@ -28,25 +28,26 @@ class RunSummary(msgspec.Struct, frozen=True):
 class RunDetail(msgspec.Struct, frozen=True):
     run: RunSummary
     params: dict
-    metrics: dict[str, float]           # the last point of each series
-    metric_points: dict[str, int]       # how many points each series has (a training curve has many)
+    metrics: dict[str, float]  # the last point of each series
+    metric_points: dict[str, int]  # how many points each series has (a training curve has many)
     tags: dict[str, str]
-    artifacts: dict[str, str]           # name -> sha256
+    artifacts: dict[str, str]  # name -> sha256
     environment: dict
     data: list[str]
     child_runs: list[RunSummary]
 
 
-_SUMMARY = ("SELECT r.id, r.model, r.name, r.kind, r.parent_id, r.status, r.started_at, r.ended_at, "
-            "r.code_version, r.error, (SELECT COUNT(*) FROM runs c WHERE c.parent_id = r.id) AS children "
-            "FROM runs r")
+_SUMMARY = (
+    "SELECT r.id, r.model, r.name, r.kind, r.parent_id, r.status, r.started_at, r.ended_at, "
+    "r.code_version, r.error, (SELECT COUNT(*) FROM runs c WHERE c.parent_id = r.id) AS children "
+    "FROM runs r"
+)
 
 
 def list_runs(store: TrackingStore, model: str | None = None, limit: int = 50) -> list[RunSummary]:
     """Top-level runs, newest first, optionally of one model."""
     where = " WHERE r.parent_id IS NULL" + (" AND r.model = ?" if model else "")
-    rows = store.query(_SUMMARY + where + " ORDER BY r.started_at DESC LIMIT ?",
-                       (model, limit) if model else (limit,))
+    rows = store.query(_SUMMARY + where + " ORDER BY r.started_at DESC LIMIT ?", (model, limit) if model else (limit,))
     return [RunSummary(**dict(r)) for r in rows]
 
 
@@ -68,29 +69,40 @@ def run_detail(store: TrackingStore, prefix: str) -> RunDetail:
     summary = RunSummary(**dict(store.query(_SUMMARY + " WHERE r.id = ?", (run_id,))[0]))
     row = store.query("SELECT environment_json, data_json FROM runs WHERE id = ?", (run_id,))[0]
     metrics, points = {}, {}
-    for r in store.query("SELECT name, COUNT(*) AS n, (SELECT value FROM metrics m2 WHERE m2.run_id = m.run_id "
-                         "AND m2.name = m.name ORDER BY step DESC, rowid DESC LIMIT 1) AS last "
-                         "FROM metrics m WHERE run_id = ? GROUP BY name ORDER BY name", (run_id,)):
+    for r in store.query(
+        "SELECT name, COUNT(*) AS n, (SELECT value FROM metrics m2 WHERE m2.run_id = m.run_id "
+        "AND m2.name = m.name ORDER BY step DESC, rowid DESC LIMIT 1) AS last "
+        "FROM metrics m WHERE run_id = ? GROUP BY name ORDER BY name",
+        (run_id,),
+    ):
         metrics[r["name"]] = math.nan if r["last"] is None else r["last"]
         points[r["name"]] = r["n"]
     children = store.query(_SUMMARY + " WHERE r.parent_id = ? ORDER BY r.started_at", (run_id,))
     return RunDetail(
         run=summary,
-        params={r["key"]: json.loads(r["value_json"])
-                for r in store.query("SELECT key, value_json FROM params WHERE run_id = ? ORDER BY key", (run_id,))},
-        metrics=metrics, metric_points=points,
-        tags={r["key"]: r["value"] for r in store.query("SELECT key, value FROM tags WHERE run_id = ? ORDER BY key",
-                                                        (run_id,))},
-        artifacts={r["name"]: r["sha256"]
-                   for r in store.query("SELECT name, sha256 FROM artifacts WHERE run_id = ? ORDER BY name",
-                                        (run_id,))},
-        environment=json.loads(row["environment_json"]), data=json.loads(row["data_json"]),
+        params={
+            r["key"]: json.loads(r["value_json"])
+            for r in store.query("SELECT key, value_json FROM params WHERE run_id = ? ORDER BY key", (run_id,))
+        },
+        metrics=metrics,
+        metric_points=points,
+        tags={
+            r["key"]: r["value"]
+            for r in store.query("SELECT key, value FROM tags WHERE run_id = ? ORDER BY key", (run_id,))
+        },
+        artifacts={
+            r["name"]: r["sha256"]
+            for r in store.query("SELECT name, sha256 FROM artifacts WHERE run_id = ? ORDER BY name", (run_id,))
+        },
+        environment=json.loads(row["environment_json"]),
+        data=json.loads(row["data_json"]),
         child_runs=[RunSummary(**dict(r)) for r in children],
     )
 
 
 def metric_series(store: TrackingStore, run_id: str, name: str) -> list[tuple[int, float]]:
     """One metric's (step, value) points in step order: a training curve."""
-    rows = store.query("SELECT step, value FROM metrics WHERE run_id = ? AND name = ? ORDER BY step, rowid",
-                       (run_id, name))
+    rows = store.query(
+        "SELECT step, value FROM metrics WHERE run_id = ? AND name = ? ORDER BY step, rowid", (run_id, name)
+    )
     return [(r["step"], math.nan if r["value"] is None else r["value"]) for r in rows]

@@ -16,8 +16,16 @@ from storage.artifacts import ArtifactStore
 class TrackedRun:
     """One run in tracking.db. Use as a context manager: an exception marks it failed."""
 
-    def __init__(self, store: TrackingStore, artifacts: ArtifactStore, run_id: str, model: str, name: str,
-                 parent_id: str | None = None, owns_store: bool = False):
+    def __init__(
+        self,
+        store: TrackingStore,
+        artifacts: ArtifactStore,
+        run_id: str,
+        model: str,
+        name: str,
+        parent_id: str | None = None,
+        owns_store: bool = False,
+    ):
         self.store = store
         self.artifacts = artifacts
         self.id = run_id
@@ -29,14 +37,26 @@ class TrackedRun:
         self.finished = False
 
     @classmethod
-    def create(cls, store: TrackingStore, artifacts: ArtifactStore, *, model: str, name: str, kind: str,
-               parent_id: str | None = None, run_id: str | None = None, owns_store: bool = False) -> TrackedRun:
+    def create(
+        cls,
+        store: TrackingStore,
+        artifacts: ArtifactStore,
+        *,
+        model: str,
+        name: str,
+        kind: str,
+        parent_id: str | None = None,
+        run_id: str | None = None,
+        owns_store: bool = False,
+    ) -> TrackedRun:
         """Record a new running run with its environment and return it."""
         env = environment()
         run = cls(store, artifacts, run_id or uuid.uuid4().hex, model, name, parent_id, owns_store)
-        store.write("INSERT INTO runs (id, model, name, kind, parent_id, status, started_at, code_version, "
-                    "environment_json) VALUES (?, ?, ?, ?, ?, 'running', ?, ?, ?)",
-                    [(run.id, model, name, kind, parent_id, time.time(), env["code_version"], json.dumps(env))])
+        store.write(
+            "INSERT INTO runs (id, model, name, kind, parent_id, status, started_at, code_version, "
+            "environment_json) VALUES (?, ?, ?, ?, ?, 'running', ?, ?, ?)",
+            [(run.id, model, name, kind, parent_id, time.time(), env["code_version"], json.dumps(env))],
+        )
         return run
 
     @classmethod
@@ -60,8 +80,10 @@ class TrackedRun:
 
     def log_params(self, params: dict) -> None:
         """Record hyperparameters."""
-        self.store.write("INSERT OR REPLACE INTO params (run_id, key, value_json) VALUES (?, ?, ?)",
-                         [(self.id, str(k), encode_value(v)) for k, v in params.items()])
+        self.store.write(
+            "INSERT OR REPLACE INTO params (run_id, key, value_json) VALUES (?, ?, ?)",
+            [(self.id, str(k), encode_value(v)) for k, v in params.items()],
+        )
 
     def log_metric(self, name: str, value: float, step: int | None = None) -> None:
         """Record one point of a metric series; without a step it follows the series' last point."""
@@ -81,15 +103,19 @@ class TrackedRun:
 
     def set_tags(self, tags: dict) -> None:
         """Label the run with several tags."""
-        self.store.write("INSERT OR REPLACE INTO tags (run_id, key, value) VALUES (?, ?, ?)",
-                         [(self.id, str(k), str(v)) for k, v in tags.items()])
+        self.store.write(
+            "INSERT OR REPLACE INTO tags (run_id, key, value) VALUES (?, ?, ?)",
+            [(self.id, str(k), str(v)) for k, v in tags.items()],
+        )
 
     def log_artifact(self, name: str, data: bytes | Path) -> str:
         """Store bytes (or a file's bytes) in the content-addressed store; returns their sha256."""
         payload = Path(data).read_bytes() if isinstance(data, (str, Path)) else bytes(data)
         digest = self.artifacts.put(payload)
-        self.store.write("INSERT OR REPLACE INTO artifacts (run_id, name, sha256, bytes) VALUES (?, ?, ?, ?)",
-                         [(self.id, name, digest, len(payload))])
+        self.store.write(
+            "INSERT OR REPLACE INTO artifacts (run_id, name, sha256, bytes) VALUES (?, ?, ?, ?)",
+            [(self.id, name, digest, len(payload))],
+        )
         return digest
 
     def log_data(self, snapshot_hashes: list[str]) -> None:
@@ -101,16 +127,16 @@ class TrackedRun:
         rows = self.store.query("SELECT id FROM runs WHERE parent_id = ? AND name = ?", (self.id, name))
         if rows:
             return TrackedRun.reopen(self.store, self.artifacts, rows[0]["id"])
-        return TrackedRun.create(self.store, self.artifacts, model=self.model, name=name, kind=kind,
-                                 parent_id=self.id)
+        return TrackedRun.create(self.store, self.artifacts, model=self.model, name=name, kind=kind, parent_id=self.id)
 
     # -- the end ---------------------------------------------------------------------------------
 
     def finish(self, status: str = "succeeded", error: str | None = None) -> None:
         """Write what is queued and record the run's end."""
         self.store.flush()
-        self.store.write("UPDATE runs SET status = ?, ended_at = ?, error = ? WHERE id = ?",
-                         [(status, time.time(), error, self.id)])
+        self.store.write(
+            "UPDATE runs SET status = ?, ended_at = ?, error = ? WHERE id = ?", [(status, time.time(), error, self.id)]
+        )
         self.finished = True
         if self._owns_store:
             self.store.close()
@@ -129,5 +155,8 @@ class TrackedRun:
 
 def fail_running(store: TrackingStore, run_id: str, error: str) -> None:
     """Mark a tracked run and its children that are still 'running' as failed (their process is gone)."""
-    store.write("UPDATE runs SET status = 'failed', ended_at = ?, error = ? "
-                "WHERE (id = ? OR parent_id = ?) AND status = 'running'", [(time.time(), error, run_id, run_id)])
+    store.write(
+        "UPDATE runs SET status = 'failed', ended_at = ?, error = ? "
+        "WHERE (id = ? OR parent_id = ?) AND status = 'running'",
+        [(time.time(), error, run_id, run_id)],
+    )

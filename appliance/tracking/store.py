@@ -12,8 +12,8 @@ from pathlib import Path
 from storage.database import connect, transaction
 from storage.tracking_schema import MIGRATIONS
 
-FLUSH_ROWS = 2_000      # a batch this large is written at once …
-FLUSH_SECONDS = 2.0     # … and none waits longer than this (checked when the next point arrives)
+FLUSH_ROWS = 2_000  # a batch this large is written at once …
+FLUSH_SECONDS = 2.0  # … and none waits longer than this (checked when the next point arrives)
 
 
 class TrackingStore:
@@ -43,8 +43,9 @@ class TrackingStore:
             rows, self._pending = self._pending, []
         if rows:
             with transaction(self.conn):
-                self.conn.executemany("INSERT INTO metrics (run_id, name, step, value, at) VALUES (?, ?, ?, ?, ?)",
-                                      rows)
+                self.conn.executemany(
+                    "INSERT INTO metrics (run_id, name, step, value, at) VALUES (?, ?, ?, ?, ?)", rows
+                )
 
     def write(self, sql: str, rows: list[tuple]) -> None:
         """Write rows of a small table (params, tags, artifacts, run rows) in one transaction."""

@@ -62,8 +62,10 @@ def feedback_contract(spec: ModelSpec, contract: DataContract) -> DataContract:
     prediction carries (and a string unique id, which it is given); only the type for the others;
     no volume floor."""
     carried = carried_columns(spec, contract)
-    fields = [rule if rule.name in carried or _is_request_id(rule) else FieldRule(rule.name, rule.type)
-              for rule in contract.fields]
+    fields = [
+        rule if rule.name in carried or _is_request_id(rule) else FieldRule(rule.name, rule.type)
+        for rule in contract.fields
+    ]
     return msgspec.structs.replace(contract, fields=fields, volume=None)
 
 
@@ -92,8 +94,10 @@ def labelled_batch(home: Home, spec: ModelSpec, since: float = 0.0) -> tuple[pl.
             values = [target_value(task, r["outcome"]) for r in rows]
         elif name in (keys.event_time, contract.contract.event_time):
             # a request that left its event time out was scored as of its arrival (so monitoring reads it)
-            values = [r["predicted_at"] if record.get(keys.event_time) is None else record[keys.event_time]
-                      for record, r in zip(records, rows)]
+            values = [
+                r["predicted_at"] if record.get(keys.event_time) is None else record[keys.event_time]
+                for record, r in zip(records, rows)
+            ]
         elif name == keys.entity_key:
             values = [_key(record.get(name), rule, name) for record in records]
         elif name in carried:
@@ -167,8 +171,10 @@ def ingest_feedback(home: Home, spec: ModelSpec) -> IngestReport | None:
     batch, newest = found
     contract = feedback_contract(spec, load_contract(spec.resolve(spec.data.contract)))
     refused = f"{batch.height:,} labelled predictions came back and contract '{contract.contract.name}' accepted none"
-    advice = (f"nothing was written and they stay in the prediction log: fix the contract or the spec (or resend "
-              f"the outcomes), then continue this run with `appliance train {spec.name} --resume` (or retrain again)")
+    advice = (
+        f"nothing was written and they stay in the prediction log: fix the contract or the spec (or resend "
+        f"the outcomes), then continue this run with `appliance train {spec.name} --resume` (or retrain again)"
+    )
     try:
         result = check_batch(contract, batch)
     except InvalidInput as e:

@@ -22,8 +22,15 @@ def default_threads() -> int:
     return max(1, (os.cpu_count() or 2) // 2)
 
 
-def train_lightgbm(schema: FeatureSchema, x: np.ndarray, y: np.ndarray, params: dict, seed: int,
-                   log_metric: Callable[[str, float, int], None] | None = None, task: Task = BINARY) -> lgb.Booster:
+def train_lightgbm(
+    schema: FeatureSchema,
+    x: np.ndarray,
+    y: np.ndarray,
+    params: dict,
+    seed: int,
+    log_metric: Callable[[str, float, int], None] | None = None,
+    task: Task = BINARY,
+) -> lgb.Booster:
     """Fit the task's model (``y`` from ``task.labels``); deterministic on CPU for a given seed, data and
     thread count.
 
@@ -33,11 +40,15 @@ def train_lightgbm(schema: FeatureSchema, x: np.ndarray, y: np.ndarray, params: 
     params = {**DEFAULT_PARAMS, **params}
     rounds = int(params.pop("num_boost_round"))
     categorical = [i for i, c in enumerate(schema.columns) if c.type == "category"]
-    dataset = lgb.Dataset(x, label=y, feature_name=schema.names, categorical_feature=categorical,
-                          free_raw_data=False)
+    dataset = lgb.Dataset(x, label=y, feature_name=schema.names, categorical_feature=categorical, free_raw_data=False)
     settings = {
-        "objective": OBJECTIVE[task.kind], "verbosity": -1, "seed": seed, "deterministic": True,
-        "force_row_wise": True, "num_threads": default_threads(), **params,
+        "objective": OBJECTIVE[task.kind],
+        "verbosity": -1,
+        "seed": seed,
+        "deterministic": True,
+        "force_row_wise": True,
+        "num_threads": default_threads(),
+        **params,
     }
     if task.kind == "multiclass":
         settings["num_class"] = len(task.classes)
@@ -50,8 +61,14 @@ def train_lightgbm(schema: FeatureSchema, x: np.ndarray, y: np.ndarray, params: 
                 log_metric(f"train_{metric}", value, env.iteration)
 
         callbacks = [report]
-    booster = lgb.train({"metric": CURVE_METRIC[task.kind], **settings}, dataset, num_boost_round=rounds,
-                        valid_sets=valid, valid_names=["train"] if valid else None, callbacks=callbacks)
+    booster = lgb.train(
+        {"metric": CURVE_METRIC[task.kind], **settings},
+        dataset,
+        num_boost_round=rounds,
+        valid_sets=valid,
+        valid_names=["train"] if valid else None,
+        callbacks=callbacks,
+    )
     return float32_thresholds(booster)
 
 
@@ -68,7 +85,7 @@ def float32_thresholds(booster: lgb.Booster) -> lgb.Booster:
         if line.startswith("tree_sizes="):
             continue  # byte offsets of the trees; they change with the text, and are optional
         if line.startswith("threshold="):
-            exact = np.array(line[len("threshold="):].split(), dtype=np.float64)
+            exact = np.array(line[len("threshold=") :].split(), dtype=np.float64)
             single = exact.astype(np.float32)
             above = single.astype(np.float64) > exact
             single[above] = np.nextafter(single[above], np.float32(-np.inf))
@@ -87,7 +104,7 @@ def booster_task_kind(model_text: str) -> TaskKind:
     """The task a stored booster was trained for, read from its ``objective=`` header line."""
     for line in model_text.splitlines():
         if line.startswith("objective="):
-            objective = line[len("objective="):].split()[0]
+            objective = line[len("objective=") :].split()[0]
             if objective in ("multiclass", "multiclassova"):
                 return "multiclass"
             return "binary" if objective in ("binary", "cross_entropy") else "regression"

@@ -25,8 +25,15 @@ from appliance.task import BINARY, Task, TaskKind
 from appliance.training import stop
 from appliance.training.lightgbm_trainer import default_threads
 
-DEFAULT_PARAMS = {"epochs": 6, "batch_size": 512, "learning_rate": 0.003, "hidden": 64, "layers": 2,
-                  "embedding_dim": 8, "weight_decay": 1e-5}
+DEFAULT_PARAMS = {
+    "epochs": 6,
+    "batch_size": 512,
+    "learning_rate": 0.003,
+    "hidden": 64,
+    "layers": 2,
+    "embedding_dim": 8,
+    "weight_decay": 1e-5,
+}
 ONNX_OPSET = 17
 CLAMP = 10.0  # standardized inputs beyond ±10 σ are out of range: clamped, never extrapolated
 
@@ -81,8 +88,9 @@ class TabularMLP(nn.Module):
         return torch.stack([1 - p, p], dim=1)
 
 
-def mlp_config(schema: FeatureSchema, x: np.ndarray, params: dict, task: Task = BINARY,
-               y: np.ndarray | None = None) -> dict:
+def mlp_config(
+    schema: FeatureSchema, x: np.ndarray, params: dict, task: Task = BINARY, y: np.ndarray | None = None
+) -> dict:
     """The network's shape and its input scaling (and a regression target's), learnt from the training rows."""
     numeric = [i for i, c in enumerate(schema.columns) if c.type != "category"]
     log_scaled = [schema.columns[i].type == "float" for i in numeric]
@@ -94,11 +102,16 @@ def mlp_config(schema: FeatureSchema, x: np.ndarray, params: dict, task: Task = 
         std = np.nanstd(values, axis=0)
     std = np.where(np.isfinite(std) & (std > 1e-6), std, 1.0)
     config = {
-        "numeric": numeric, "log_scaled": log_scaled, "mean": mean.tolist(), "std": std.tolist(),
+        "numeric": numeric,
+        "log_scaled": log_scaled,
+        "mean": mean.tolist(),
+        "std": std.tolist(),
         "categories": [[i, len(c.categories or [])] for i, c in enumerate(schema.columns) if c.type == "category"],
-        "hidden": int(params["hidden"]), "layers": int(params["layers"]),
+        "hidden": int(params["hidden"]),
+        "layers": int(params["layers"]),
         "embedding_dim": int(params["embedding_dim"]),
-        "task": task.kind, "classes": len(task.classes),
+        "task": task.kind,
+        "classes": len(task.classes),
     }
     if task.kind == "regression":
         target = np.asarray(y, dtype=np.float64)
@@ -126,8 +139,10 @@ class MLPModel:
         # ``forward`` gives [N, 2], [N, K] or [N, 1]: the task's output is column 1, every column, or column 0
         columns = {"binary": 1, "multiclass": slice(None), "regression": 0}[self.task_kind]
         with torch.no_grad():
-            chunks = [self.module(torch.from_numpy(np.ascontiguousarray(x[i:i + 65536])))[:, columns]
-                      for i in range(0, len(x), 65536)]
+            chunks = [
+                self.module(torch.from_numpy(np.ascontiguousarray(x[i : i + 65536])))[:, columns]
+                for i in range(0, len(x), 65536)
+            ]
         if not chunks:
             return np.empty((0, self.module.config["classes"]) if self.task_kind == "multiclass" else 0)
         return torch.cat(chunks).numpy().astype(np.float64)
@@ -139,9 +154,16 @@ class MLPModel:
         output = onnx_model.VALUE if self.task_kind == "regression" else onnx_model.PROBABILITIES
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the TorchScript exporter is deprecated; the dynamo one needs onnxscript
-            torch.onnx.export(self.module, (dummy,), buffer, input_names=[onnx_model.INPUT_NAME],
-                              output_names=[output], opset_version=ONNX_OPSET, dynamo=False,
-                              dynamic_axes={onnx_model.INPUT_NAME: {0: "rows"}, output: {0: "rows"}})
+            torch.onnx.export(
+                self.module,
+                (dummy,),
+                buffer,
+                input_names=[onnx_model.INPUT_NAME],
+                output_names=[output],
+                opset_version=ONNX_OPSET,
+                dynamo=False,
+                dynamic_axes={onnx_model.INPUT_NAME: {0: "rows"}, output: {0: "rows"}},
+            )
         return buffer.getvalue()
 
     def to_bytes(self) -> bytes:
@@ -167,11 +189,20 @@ def device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def train_mlp(schema: FeatureSchema, x: np.ndarray, y: np.ndarray, params: dict, seed: int, *,
-              task: Task = BINARY, log_metric: Callable[[str, float, int], None] | None = None,
-              checkpoint: Path | None = None, checkpoint_every: int = 1,
-              validation: tuple[np.ndarray, np.ndarray] | None = None,
-              on_checkpoint: Callable[[int], None] | None = None) -> MLPModel:
+def train_mlp(
+    schema: FeatureSchema,
+    x: np.ndarray,
+    y: np.ndarray,
+    params: dict,
+    seed: int,
+    *,
+    task: Task = BINARY,
+    log_metric: Callable[[str, float, int], None] | None = None,
+    checkpoint: Path | None = None,
+    checkpoint_every: int = 1,
+    validation: tuple[np.ndarray, np.ndarray] | None = None,
+    on_checkpoint: Callable[[int], None] | None = None,
+) -> MLPModel:
     """Fit with AdamW on the task's loss: binary cross-entropy, cross-entropy over the classes, or squared
     error of the standardized target. With ``checkpoint``, save every N epochs and resume from there.
 
@@ -187,8 +218,9 @@ def train_mlp(schema: FeatureSchema, x: np.ndarray, y: np.ndarray, params: dict,
     torch.manual_seed(seed)
     config = mlp_config(schema, x, params, task, y)
     module = TabularMLP(config).to(where)
-    optimizer = torch.optim.AdamW(module.parameters(), lr=float(params["learning_rate"]),
-                                  weight_decay=float(params["weight_decay"]))
+    optimizer = torch.optim.AdamW(
+        module.parameters(), lr=float(params["learning_rate"]), weight_decay=float(params["weight_decay"])
+    )
     first_epoch = 0
     if checkpoint is not None and checkpoint.exists():
         saved = torch.load(checkpoint, map_location=where, weights_only=True)
@@ -214,7 +246,7 @@ def train_mlp(schema: FeatureSchema, x: np.ndarray, y: np.ndarray, params: dict,
         order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
         total = 0.0
         for start in range(0, len(order), batch):
-            rows = order[start:start + batch].to(where)
+            rows = order[start : start + batch].to(where)
             optimizer.zero_grad(set_to_none=True)
             loss = loss_fn(module.logits(features[rows]), labels[rows])
             loss.backward()
@@ -242,14 +274,24 @@ def _copy(module: TabularMLP) -> TabularMLP:
     return clone
 
 
-def _save_checkpoint(path: Path, module: TabularMLP, optimizer: torch.optim.Optimizer, epoch: int, params: dict,
-                     seed: int, task: Task) -> None:
+def _save_checkpoint(
+    path: Path, module: TabularMLP, optimizer: torch.optim.Optimizer, epoch: int, params: dict, seed: int, task: Task
+) -> None:
     # Written beside and renamed over: a kill mid-write leaves the previous checkpoint whole.
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    torch.save({"state": module.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch, "seed": seed,
-                "params": {k: str(v) for k, v in params.items()}, "task": task.kind, "classes": len(task.classes)},
-               tmp)
+    torch.save(
+        {
+            "state": module.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "epoch": epoch,
+            "seed": seed,
+            "params": {k: str(v) for k, v in params.items()},
+            "task": task.kind,
+            "classes": len(task.classes),
+        },
+        tmp,
+    )
     with open(tmp, "rb") as f:
         os.fsync(f.fileno())
     os.replace(tmp, path)

@@ -23,8 +23,10 @@ def lightgbm_to_onnx(booster: lgb.Booster) -> bytes:
 
     n_features = booster.num_feature()
     model = onnxmltools.convert_lightgbm(
-        booster, initial_types=[(INPUT_NAME, FloatTensorType([None, n_features]))],
-        zipmap=False, target_opset=TARGET_OPSET,
+        booster,
+        initial_types=[(INPUT_NAME, FloatTensorType([None, n_features]))],
+        zipmap=False,
+        target_opset=TARGET_OPSET,
     )
     if any(node.op_type == "TreeEnsembleRegressor" for node in model.graph.node):
         _rename_output(model.graph, model.graph.output[0].name, VALUE)  # the converter calls it 'variable'

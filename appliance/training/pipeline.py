@@ -35,14 +35,14 @@ class TrainingOutcome(msgspec.Struct):
     run_id: str
     version: ModelVersion
     gates: GateReport
-    ingest: IngestReport | None     # None when a resumed run reused its earlier ingest
+    ingest: IngestReport | None  # None when a resumed run reused its earlier ingest
     train_rows: int
     eval_rows: int
     cutoff: str
     seconds: float
     reused_stages: list[str] = []
     retrain: bool = False
-    feedback_rows: int = 0          # a retrain's newly labelled predictions it ingested
+    feedback_rows: int = 0  # a retrain's newly labelled predictions it ingested
 
 
 class NothingNew(msgspec.Struct):
@@ -50,26 +50,50 @@ class NothingNew(msgspec.Struct):
     nothing, because a version was trained on exactly these snapshots with the same spec and code."""
 
     run_id: str
-    message: str                    # what every caller shows: the version, its snapshots, the labels that came
-    learnt_before: int              # that version
-    learnt_before_status: str       # registered | rejected
+    message: str  # what every caller shows: the version, its snapshots, the labels that came
+    learnt_before: int  # that version
+    learnt_before_status: str  # registered | rejected
     snapshots: list[str]
     ingest: IngestReport | None
     seconds: float
-    feedback_rows: int = 0          # newly labelled predictions ingested (none, or there would be something new)
+    feedback_rows: int = 0  # newly labelled predictions ingested (none, or there would be something new)
 
 
 @overload
-def train(home: Home, spec: ModelSpec, actor: str = ..., say: Callable[[str], None] = ..., *,
-          resume: Literal[False] = ..., run_id: str | None = ..., retrain: Literal[False] = ...,
-          new_run_id: str | None = ...) -> TrainingOutcome: ...
+def train(
+    home: Home,
+    spec: ModelSpec,
+    actor: str = ...,
+    say: Callable[[str], None] = ...,
+    *,
+    resume: Literal[False] = ...,
+    run_id: str | None = ...,
+    retrain: Literal[False] = ...,
+    new_run_id: str | None = ...,
+) -> TrainingOutcome: ...
 @overload
-def train(home: Home, spec: ModelSpec, actor: str = ..., say: Callable[[str], None] = ..., *,
-          resume: bool = ..., run_id: str | None = ..., retrain: bool = ...,
-          new_run_id: str | None = ...) -> TrainingOutcome | NothingNew: ...
-def train(home: Home, spec: ModelSpec, actor: str = "cli", say: Callable[[str], None] = lambda _: None, *,
-          resume: bool = False, run_id: str | None = None, retrain: bool = False,
-          new_run_id: str | None = None) -> TrainingOutcome | NothingNew:
+def train(
+    home: Home,
+    spec: ModelSpec,
+    actor: str = ...,
+    say: Callable[[str], None] = ...,
+    *,
+    resume: bool = ...,
+    run_id: str | None = ...,
+    retrain: bool = ...,
+    new_run_id: str | None = ...,
+) -> TrainingOutcome | NothingNew: ...
+def train(
+    home: Home,
+    spec: ModelSpec,
+    actor: str = "cli",
+    say: Callable[[str], None] = lambda _: None,
+    *,
+    resume: bool = False,
+    run_id: str | None = None,
+    retrain: bool = False,
+    new_run_id: str | None = None,
+) -> TrainingOutcome | NothingNew:
     """Run the pipeline for one model and register the result (rejected if a gate fails).
 
     A ``retrain`` also ingests the newly labelled predictions and holds out only the newest days; when that
@@ -93,8 +117,9 @@ def train(home: Home, spec: ModelSpec, actor: str = "cli", say: Callable[[str], 
             run_id = new_id
             params = {**spec.training.params, "seed": spec.training.seed, "trainer": spec.training.trainer}
             kind = "retrain" if retrain else "train"
-            tracked = TrackedRun.create(home.tracking, home.artifacts, model=spec.name, name=kind,
-                                        kind="pipeline", run_id=run_id)
+            tracked = TrackedRun.create(
+                home.tracking, home.artifacts, model=spec.name, name=kind, kind="pipeline", run_id=run_id
+            )
             runs.start_run(home.conn, run_id, spec.name, kind, params, code_version())
             tracked.log_params(params)
             tracked.set_tags({"actor": actor, "trainer": spec.training.trainer})
@@ -102,15 +127,35 @@ def train(home: Home, spec: ModelSpec, actor: str = "cli", say: Callable[[str], 
         learnt = _run_stages(ctx, done)
     if not learnt:
         assert ctx.learnt_before is not None, "the ingest found the version"
-        return NothingNew(run_id=run_id, message=nothing_new(ctx), learnt_before=ctx.learnt_before.version,
-                          learnt_before_status=ctx.learnt_before.status, snapshots=[s.hash for s in ctx.snapshots],
-                          ingest=ctx.ingest, seconds=time.perf_counter() - started, feedback_rows=ctx.feedback_rows)
-    assert ctx.version is not None and ctx.gates is not None and ctx.train_part is not None \
-        and ctx.eval_part is not None and ctx.cutoff is not None, "every stage ran or was restored"
+        return NothingNew(
+            run_id=run_id,
+            message=nothing_new(ctx),
+            learnt_before=ctx.learnt_before.version,
+            learnt_before_status=ctx.learnt_before.status,
+            snapshots=[s.hash for s in ctx.snapshots],
+            ingest=ctx.ingest,
+            seconds=time.perf_counter() - started,
+            feedback_rows=ctx.feedback_rows,
+        )
+    assert (
+        ctx.version is not None
+        and ctx.gates is not None
+        and ctx.train_part is not None
+        and ctx.eval_part is not None
+        and ctx.cutoff is not None
+    ), "every stage ran or was restored"
     return TrainingOutcome(
-        run_id=run_id, version=ctx.version, gates=ctx.gates, ingest=ctx.ingest, train_rows=ctx.train_part.height,
-        eval_rows=ctx.eval_part.height, cutoff=ctx.cutoff.isoformat(), seconds=time.perf_counter() - started,
-        reused_stages=[s.name for s in STAGES if s.name in done], retrain=retrain, feedback_rows=ctx.feedback_rows,
+        run_id=run_id,
+        version=ctx.version,
+        gates=ctx.gates,
+        ingest=ctx.ingest,
+        train_rows=ctx.train_part.height,
+        eval_rows=ctx.eval_part.height,
+        cutoff=ctx.cutoff.isoformat(),
+        seconds=time.perf_counter() - started,
+        reused_stages=[s.name for s in STAGES if s.name in done],
+        retrain=retrain,
+        feedback_rows=ctx.feedback_rows,
     )
 
 
@@ -136,9 +181,11 @@ def _recorded_outputs(run: runs.PipelineRun) -> dict[str, msgspec.Struct]:
         try:
             done[record.stage] = msgspec.convert(record.outputs, stages[record.stage].outputs)
         except msgspec.ValidationError as e:
-            raise Conflict(f"run {run.id[:8]} of '{run.model}' cannot resume: the recorded outputs of its stage "
-                           f"{record.stage} do not fit this version ({e}); start a new one with "
-                           f"`appliance train {run.model}`") from e
+            raise Conflict(
+                f"run {run.id[:8]} of '{run.model}' cannot resume: the recorded outputs of its stage "
+                f"{record.stage} do not fit this version ({e}); start a new one with "
+                f"`appliance train {run.model}`"
+            ) from e
     return done
 
 
@@ -164,8 +211,13 @@ def _run_stages(ctx: RunContext, done: dict[str, msgspec.Struct]) -> bool:
         if ctx.learnt_before is not None:
             _skip(ctx)
             return False
-    runs.finish_run(conn, run_id, status="succeeded", metrics=ctx.metrics | {"onnx_parity": ctx.parity},
-                    snapshots=[s.hash for s in ctx.snapshots])
+    runs.finish_run(
+        conn,
+        run_id,
+        status="succeeded",
+        metrics=ctx.metrics | {"onnx_parity": ctx.parity},
+        snapshots=[s.hash for s in ctx.snapshots],
+    )
     ctx.run.finish("succeeded")
     ctx.drop_checkpoints()
     return True
@@ -176,8 +228,9 @@ def _skip(ctx: RunContext) -> None:
     (nothing is wrong), so its own status, with the reason beside it."""
     assert ctx.learnt_before is not None, "found by the ingest"
     reason = nothing_new(ctx)
-    runs.finish_run(ctx.home.conn, ctx.run.id, status="skipped", snapshots=[s.hash for s in ctx.snapshots],
-                    outcome=reason)
+    runs.finish_run(
+        ctx.home.conn, ctx.run.id, status="skipped", snapshots=[s.hash for s in ctx.snapshots], outcome=reason
+    )
     ctx.run.set_tags({"outcome": reason, "learnt_before": ctx.learnt_before.version})
     ctx.run.finish("skipped")
     ctx.drop_checkpoints()

@@ -16,12 +16,12 @@ from appliance.validation.probes import single_row_p99_ms
 
 class QuantizedVariant(msgspec.Struct, frozen=True):
     onnx_sha256: str
-    metric: str                 # the metric measured: the task's, or the one asked for
-    value: float                # the INT8 model's metric on the evaluation rows
-    delta: float                # INT8 minus float32 on the evaluation rows (for rmse, above 0 is worse)
+    metric: str  # the metric measured: the task's, or the one asked for
+    value: float  # the INT8 model's metric on the evaluation rows
+    delta: float  # INT8 minus float32 on the evaluation rows (for rmse, above 0 is worse)
     p99_ms_float32: float
     p99_ms_int8: float
-    latency_gain: float         # float32 p99 / INT8 p99 (above 1: INT8 is faster)
+    latency_gain: float  # float32 p99 / INT8 p99 (above 1: INT8 is faster)
 
 
 def quantize_int8(onnx_bytes: bytes) -> bytes:
@@ -35,8 +35,14 @@ def quantize_int8(onnx_bytes: bytes) -> bytes:
         return target.read_bytes()
 
 
-def int8_variant(onnx_bytes: bytes, x_eval: np.ndarray, y_eval: np.ndarray, put: Callable[[bytes], str],
-                 task: Task = BINARY, metric: str | None = None) -> QuantizedVariant:
+def int8_variant(
+    onnx_bytes: bytes,
+    x_eval: np.ndarray,
+    y_eval: np.ndarray,
+    put: Callable[[bytes], str],
+    task: Task = BINARY,
+    metric: str | None = None,
+) -> QuantizedVariant:
     """Quantize, store with ``put`` (bytes -> sha256), and measure against the float32 model on the
     task's metric (or ``metric``), with ``y_eval`` from ``task.labels``."""
     metric = metric or task.metric
@@ -49,5 +55,12 @@ def int8_variant(onnx_bytes: bytes, x_eval: np.ndarray, y_eval: np.ndarray, put:
     float_value, int8_value = measured(onnx_bytes), measured(quantized)
     p99_float = single_row_p99_ms(onnx_bytes, x_eval, task=task)
     p99_int8 = single_row_p99_ms(quantized, x_eval, task=task)
-    return QuantizedVariant(put(quantized), metric, int8_value, int8_value - float_value, p99_float, p99_int8,
-                            p99_float / p99_int8 if p99_int8 > 0 else float("nan"))
+    return QuantizedVariant(
+        put(quantized),
+        metric,
+        int8_value,
+        int8_value - float_value,
+        p99_float,
+        p99_int8,
+        p99_float / p99_int8 if p99_int8 > 0 else float("nan"),
+    )

@@ -50,10 +50,25 @@ from appliance.validation.probes import recall_at_precision
 
 # LightGBM objectives whose predictions are what each task serves (probabilities, or the value itself: no
 # log-link objectives such as poisson, whose raw scores the ONNX converter would have to exponentiate).
-OBJECTIVES = {"binary": ("binary", "cross_entropy", "xentropy"), "multiclass": ("multiclass", "softmax"),
-              "regression": ("regression", "regression_l1", "huber", "fair", "quantile", "mape", "l2", "l1",
-                             "mean_squared_error", "mse", "rmse", "mae")}
-OUTSIDE = "outside"     # the code version of a version trained elsewhere: no code of ours trained it
+OBJECTIVES = {
+    "binary": ("binary", "cross_entropy", "xentropy"),
+    "multiclass": ("multiclass", "softmax"),
+    "regression": (
+        "regression",
+        "regression_l1",
+        "huber",
+        "fair",
+        "quantile",
+        "mape",
+        "l2",
+        "l1",
+        "mean_squared_error",
+        "mse",
+        "rmse",
+        "mae",
+    ),
+}
+OUTSIDE = "outside"  # the code version of a version trained elsewhere: no code of ours trained it
 KINDS = {"onnx": "ONNX", "lightgbm": "LightGBM model"}
 
 
@@ -62,18 +77,26 @@ class Registration(msgspec.Struct, frozen=True):
 
     version: ModelVersion
     gates: GateReport
-    source: str             # "onnx file <sha256>" or "lightgbm file <sha256>"
-    run_id: str             # the tracked run (kind "register") holding its artifacts and reference
+    source: str  # "onnx file <sha256>" or "lightgbm file <sha256>"
+    run_id: str  # the tracked run (kind "register") holding its artifacts and reference
     eval_rows: int
-    eval_from: str          # where the evaluation rows came from
-    categories_from: str    # where the category vocabularies came from
-    quarantined: int = 0    # --eval rows left out because they broke the data contract
+    eval_from: str  # where the evaluation rows came from
+    categories_from: str  # where the category vocabularies came from
+    quarantined: int = 0  # --eval rows left out because they broke the data contract
 
 
-def register_model(home: Home | Path | str, model: str, *, onnx: Path | str | None = None,
-                   lightgbm: Path | str | None = None, eval_data: Path | str | None = None,
-                   categories: Path | str | dict | None = None, reason: str = "", actor: str = "python",
-                   say: Callable[[str], None] = lambda _: None) -> Registration:
+def register_model(
+    home: Home | Path | str,
+    model: str,
+    *,
+    onnx: Path | str | None = None,
+    lightgbm: Path | str | None = None,
+    eval_data: Path | str | None = None,
+    categories: Path | str | dict | None = None,
+    reason: str = "",
+    actor: str = "python",
+    say: Callable[[str], None] = lambda _: None,
+) -> Registration:
     """Register a model trained elsewhere (exactly one of ``onnx`` or ``lightgbm``) as the next version.
 
     ``eval_data``: a CSV/Parquet file of labelled events (default: the last ``eval_days`` days of the
@@ -108,9 +131,17 @@ def outside_kind(mv: ModelVersion) -> str:
     return KINDS.get(str(mv.params.get("format")), "model")
 
 
-def _register(home: Home, model: str, onnx: Path | str | None, lightgbm: Path | str | None,
-              eval_data: Path | str | None, categories: Path | str | dict | None, reason: str, actor: str,
-              say: Callable[[str], None]) -> Registration:
+def _register(
+    home: Home,
+    model: str,
+    onnx: Path | str | None,
+    lightgbm: Path | str | None,
+    eval_data: Path | str | None,
+    categories: Path | str | dict | None,
+    reason: str,
+    actor: str,
+    say: Callable[[str], None],
+) -> Registration:
     spec = home.spec(model)
     contract = model_contract(spec)
     check_spec_types(spec, contract)
@@ -126,8 +157,9 @@ def _register(home: Home, model: str, onnx: Path | str | None, lightgbm: Path | 
         onnx_bytes = raw
     sess = check_onnx_contract(onnx_bytes, spec.name, names, task)  # before anything slow: a mismatch is found at once
     evaluation = _evaluation_rows(home, spec, contract, eval_data)
-    schema, categories_from = feature_schema(spec, evaluation.vocabulary_rows, evaluation.vocabulary_from,
-                                             categories, entity_key_type(spec, contract))
+    schema, categories_from = feature_schema(
+        spec, evaluation.vocabulary_rows, evaluation.vocabulary_from, categories, entity_key_type(spec, contract)
+    )
     x_eval = schema.encode_frame(evaluation.rows)
     y_eval = _labels(task, evaluation.rows[spec.target.column])
     y_before = None if evaluation.training_labels is None else _labels(task, evaluation.training_labels)
@@ -140,14 +172,23 @@ def _register(home: Home, model: str, onnx: Path | str | None, lightgbm: Path | 
     metrics = evaluate(task, y_eval, output)
     if task.kind == "binary":
         metrics["recall_at_precision"] = recall_at_precision(y_eval, output, spec.validation.recall_at_precision)
-    say(f"{KINDS[fmt]} file {path.name} ({source.split()[-1][:12]}) takes the {len(schema.columns)} features of "
-        f"'{spec.name}'; category vocabularies {categories_from}")
+    say(
+        f"{KINDS[fmt]} file {path.name} ({source.split()[-1][:12]}) takes the {len(schema.columns)} features of "
+        f"'{spec.name}'; category vocabularies {categories_from}"
+    )
     say(f"evaluated on {evaluation.rows.height:,} rows ({evaluation.eval_from}): {metrics_line(task.kind, metrics)}")
 
-    params = {"source": source, "format": fmt, "file": str(path.resolve()), "eval": evaluation.eval_from,
-              "categories": categories_from, "registered_by": code_version()}
-    with TrackedRun.create(home.tracking, home.artifacts, model=spec.name, name=f"register {fmt}",
-                           kind="register") as tracked:
+    params = {
+        "source": source,
+        "format": fmt,
+        "file": str(path.resolve()),
+        "eval": evaluation.eval_from,
+        "categories": categories_from,
+        "registered_by": code_version(),
+    }
+    with TrackedRun.create(
+        home.tracking, home.artifacts, model=spec.name, name=f"register {fmt}", kind="register"
+    ) as tracked:
         tracked.log_params(params)
         tracked.set_tags({"actor": actor, "source": source, **({"reason": reason} if reason else {})})
         if evaluation.snapshots:
@@ -158,9 +199,22 @@ def _register(home: Home, model: str, onnx: Path | str | None, lightgbm: Path | 
         tracked.log_metrics({f"eval_{k}": v for k, v in metrics.items()}, step=0)
         if parity is not None:
             tracked.log_metric("onnx_parity", parity, step=0)
-        ctx = RunContext(home=home, spec=spec, run=tracked, say=say, actor=actor, eval_part=evaluation.rows,
-                         schema=schema, task=task, y_train=y_before, x_eval=x_eval, y_eval=y_eval, metrics=metrics,
-                         onnx_bytes=onnx_bytes, parity=parity)
+        ctx = RunContext(
+            home=home,
+            spec=spec,
+            run=tracked,
+            say=say,
+            actor=actor,
+            eval_part=evaluation.rows,
+            schema=schema,
+            task=task,
+            y_train=y_before,
+            x_eval=x_eval,
+            y_eval=y_eval,
+            metrics=metrics,
+            onnx_bytes=onnx_bytes,
+            parity=parity,
+        )
         run_gates(ctx)
         # Monitoring compares live windows with these rows and their scores, as for a trained version.
         tracked.log_artifact(REFERENCE_ARTIFACT, reference_bytes(spec, evaluation.rows, output, task))
@@ -170,24 +224,53 @@ def _register(home: Home, model: str, onnx: Path | str | None, lightgbm: Path | 
         runs.start_stage(home.conn, tracked.id, "register", 0)
         try:
             version = home.registry.register_version(
-                spec.name, status="registered" if ctx.gates.passed else "rejected",
-                artifact_sha256=home.artifacts.put(onnx_bytes), feature_schema=msgspec.to_builtins(schema),
-                metrics=metrics, params=params, gate_report=msgspec.to_builtins(ctx.gates),
-                data_version=evaluation.data_version, code_version=OUTSIDE, run_id=tracked.id, actor=actor,
+                spec.name,
+                status="registered" if ctx.gates.passed else "rejected",
+                artifact_sha256=home.artifacts.put(onnx_bytes),
+                feature_schema=msgspec.to_builtins(schema),
+                metrics=metrics,
+                params=params,
+                gate_report=msgspec.to_builtins(ctx.gates),
+                data_version=evaluation.data_version,
+                code_version=OUTSIDE,
+                run_id=tracked.id,
+                actor=actor,
                 audit_detail={"source": source, "file": str(path.resolve()), "reason": reason},
             )
         except BaseException as e:
             runs.finish_stage(home.conn, tracked.id, "register", status="failed", error=f"{type(e).__name__}: {e}")
             runs.finish_run(home.conn, tracked.id, status="failed", error=f"stage register: {type(e).__name__}: {e}")
             raise
-        runs.finish_stage(home.conn, tracked.id, "register", status="succeeded", outputs={
-            "version": version.version, "status": version.status, "source": source, "eval_rows": len(x_eval),
-            "report": msgspec.to_builtins(ctx.gates)})
-        runs.finish_run(home.conn, tracked.id, status="succeeded",
-                        metrics=metrics | ({} if parity is None else {"onnx_parity": parity}))
+        runs.finish_stage(
+            home.conn,
+            tracked.id,
+            "register",
+            status="succeeded",
+            outputs={
+                "version": version.version,
+                "status": version.status,
+                "source": source,
+                "eval_rows": len(x_eval),
+                "report": msgspec.to_builtins(ctx.gates),
+            },
+        )
+        runs.finish_run(
+            home.conn,
+            tracked.id,
+            status="succeeded",
+            metrics=metrics | ({} if parity is None else {"onnx_parity": parity}),
+        )
         tracked.set_tags({"version": version.version, "version_status": version.status})
-    return Registration(version, ctx.gates, source, tracked.id, evaluation.rows.height, evaluation.eval_from,
-                        categories_from, evaluation.quarantined)
+    return Registration(
+        version,
+        ctx.gates,
+        source,
+        tracked.id,
+        evaluation.rows.height,
+        evaluation.eval_from,
+        categories_from,
+        evaluation.quarantined,
+    )
 
 
 def _labels(task: Task, target: pl.Series) -> np.ndarray:
@@ -205,11 +288,12 @@ def _read(path: Path, what: str) -> bytes:
 
 # -- evaluation rows -----------------------------------------------------------------------------
 
+
 @dataclass
 class _Evaluation:
-    rows: pl.DataFrame              # labelled events with the spec's features (the training frame's shape)
+    rows: pl.DataFrame  # labelled events with the spec's features (the training frame's shape)
     eval_from: str
-    vocabulary_rows: pl.DataFrame   # where category vocabularies are learnt without --categories
+    vocabulary_rows: pl.DataFrame  # where category vocabularies are learnt without --categories
     vocabulary_from: str
     data_version: str
     snapshots: list[str] = field(default_factory=list)
@@ -226,19 +310,24 @@ def _evaluation_rows(home: Home, spec: ModelSpec, contract: DataContract, eval_d
         path = Path(eval_data)
         checked = check_batch(contract, read_source(path))
         if checked.accepted.height == 0:
-            raise InvalidInput(f"every one of the {checked.rows_read:,} rows in {path} broke the data contract of "
-                               f"'{spec.name}' (first reason: {checked.quarantined['reason'][0]})")
+            raise InvalidInput(
+                f"every one of the {checked.rows_read:,} rows in {path} broke the data contract of "
+                f"'{spec.name}' (first reason: {checked.quarantined['reason'][0]})"
+            )
         # Windowed aggregations of these rows see only the history this file holds.
         rows = training_frame(spec, checked.accepted)
         digest, _ = home.offline.write(f"{spec.name}/evaluation_sets", checked.accepted)
         where = f"{path.name}, {checked.quarantined.height:,} rows left out by the contract"
-        evaluation = _Evaluation(rows, where, rows, f"the --eval rows ({path.name})", digest,
-                                 quarantined=checked.quarantined.height)
+        evaluation = _Evaluation(
+            rows, where, rows, f"the --eval rows ({path.name})", digest, quarantined=checked.quarantined.height
+        )
     else:
         snapshots = list_snapshots(home.conn, spec.name)
         if not snapshots:
-            raise NotFound(f"model '{spec.name}' has no ingested data to evaluate on; ingest it with "
-                           f"`appliance ingest {spec.name} PATH`, or pass --eval DATA")
+            raise NotFound(
+                f"model '{spec.name}' has no ingested data to evaluate on; ingest it with "
+                f"`appliance ingest {spec.name} PATH`, or pass --eval DATA"
+            )
         frame = training_frame(spec, read_snapshots(home.offline, snapshots))
         if frame.height == 0:
             raise InvalidInput(f"the ingested snapshots of '{spec.name}' hold no labelled rows; pass --eval DATA")
@@ -247,20 +336,33 @@ def _evaluation_rows(home: Home, spec: ModelSpec, contract: DataContract, eval_d
         cutoff = eval_cutoff(spec, frame)
         rows, before = frame.filter(pl.col(event_time) >= cutoff), frame.filter(pl.col(event_time) < cutoff)
         vocabulary = (before, "the ingested training days") if before.height else (rows, "the evaluation days")
-        evaluation = _Evaluation(rows, f"the last {days} days of the ingested snapshots, from {cutoff:%Y-%m-%d}",
-                                 *vocabulary, data_version(snapshots), [s.hash for s in snapshots],
-                                 training_labels=before[target] if before.height else None)
+        evaluation = _Evaluation(
+            rows,
+            f"the last {days} days of the ingested snapshots, from {cutoff:%Y-%m-%d}",
+            *vocabulary,
+            data_version(snapshots),
+            [s.hash for s in snapshots],
+            training_labels=before[target] if before.height else None,
+        )
     if evaluation.rows[target].n_unique() < 2:
         need = "more than one value" if spec.target.task == "regression" else "at least two classes"
-        raise InvalidInput(f"the evaluation rows ({evaluation.eval_from}) hold {evaluation.rows.height:,} labelled "
-                           f"rows and need {need} of '{target}'; pass --eval DATA with them, or ingest more days")
+        raise InvalidInput(
+            f"the evaluation rows ({evaluation.eval_from}) hold {evaluation.rows.height:,} labelled "
+            f"rows and need {need} of '{target}'; pass --eval DATA with them, or ingest more days"
+        )
     return evaluation
 
 
 # -- the feature schema --------------------------------------------------------------------------
 
-def feature_schema(spec: ModelSpec, rows: pl.DataFrame, rows_from: str, categories: Path | str | dict | None,
-                   key_type: str | None = None) -> tuple[FeatureSchema, str]:
+
+def feature_schema(
+    spec: ModelSpec,
+    rows: pl.DataFrame,
+    rows_from: str,
+    categories: Path | str | dict | None,
+    key_type: str | None = None,
+) -> tuple[FeatureSchema, str]:
     """The version's inputs in the spec's order; category vocabularies from ``categories`` (each
     category feature → its values in code order), else learnt from ``rows`` as ``FeatureSchema.learn``
     learns them (distinct values, sorted). Returns the schema and where its vocabularies came from."""
@@ -274,22 +376,33 @@ def feature_schema(spec: ModelSpec, rows: pl.DataFrame, rows_from: str, categori
     unknown = sorted(set(given) - set(names))
     missing = [n for n in names if n not in given]
     if unknown or missing:
-        raise InvalidInput(f"categories {where}: " + "; ".join(
-            ([f"{unknown} are not category features of '{spec.name}'"] if unknown else [])
-            + ([f"no vocabulary for {missing}"] if missing else []))
-            + f" — give a list of values, in code order, for each of {names}")
+        raise InvalidInput(
+            f"categories {where}: "
+            + "; ".join(
+                ([f"{unknown} are not category features of '{spec.name}'"] if unknown else [])
+                + ([f"no vocabulary for {missing}"] if missing else [])
+            )
+            + f" — give a list of values, in code order, for each of {names}"
+        )
     vocabularies = {}
     for name in names:
         values = given[name]
         # Integer categories are kept as their digits, as FeatureSchema.learn keeps them.
-        texts = [v if isinstance(v, str) else str(v) for v in values if isinstance(v, str) or type(v) is int] \
-            if isinstance(values, list) else []
+        texts = (
+            [v if isinstance(v, str) else str(v) for v in values if isinstance(v, str) or type(v) is int]
+            if isinstance(values, list)
+            else []
+        )
         if not isinstance(values, list) or len(texts) != len(values) or len(set(texts)) != len(texts):
-            raise InvalidInput(f"categories {where}: '{name}' must be a list of distinct values (strings or "
-                               "integers) in code order: the code of a value is its position")
+            raise InvalidInput(
+                f"categories {where}: '{name}' must be a list of distinct values (strings or "
+                "integers) in code order: the code of a value is its position"
+            )
         vocabularies[name] = texts
-    columns = [msgspec.structs.replace(c, categories=vocabularies[c.name]) if c.type == "category" else c
-               for c in schema.columns]
+    columns = [
+        msgspec.structs.replace(c, categories=vocabularies[c.name]) if c.type == "category" else c
+        for c in schema.columns
+    ]
     return msgspec.structs.replace(schema, columns=columns), f"from {where}"
 
 
@@ -304,12 +417,15 @@ def _categories_file(categories: Path | str | dict) -> tuple[dict, str]:
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise InvalidInput(f"categories file {path} is not valid JSON ({e})") from None
     if not isinstance(given, dict):
-        raise InvalidInput(f"categories file {path} must hold a JSON object: each category feature → its values "
-                           'in code order, e.g. {"color": ["red", "green"]}')
+        raise InvalidInput(
+            f"categories file {path} must hold a JSON object: each category feature → its values "
+            'in code order, e.g. {"color": ["red", "green"]}'
+        )
     return given, path.name
 
 
 # -- the model -----------------------------------------------------------------------------------
+
 
 def _contract_words(names: list[str]) -> str:
     return f"one float32 matrix '{onnx_model.INPUT_NAME}' of shape [rows, {len(names)}] ({', '.join(names)})"
@@ -326,25 +442,34 @@ def check_onnx_contract(onnx_bytes: bytes, model: str, names: list[str], task: T
     width, feeds = len(names), _contract_words(names)
     inputs = sess.get_inputs()
     if len(inputs) != 1:
-        raise InvalidInput(f"the ONNX model takes {len(inputs)} inputs ({', '.join(i.name for i in inputs)}); "
-                           f"the appliance feeds '{model}' models {feeds}")
+        raise InvalidInput(
+            f"the ONNX model takes {len(inputs)} inputs ({', '.join(i.name for i in inputs)}); "
+            f"the appliance feeds '{model}' models {feeds}"
+        )
     given = inputs[0]
     if given.name != onnx_model.INPUT_NAME:
-        raise InvalidInput(f"the ONNX input is named '{given.name}', not '{onnx_model.INPUT_NAME}': the appliance "
-                           f"feeds {feeds}; name it so when converting, e.g. initial_types=[('features', "
-                           f"FloatTensorType([None, {width}]))]")
+        raise InvalidInput(
+            f"the ONNX input is named '{given.name}', not '{onnx_model.INPUT_NAME}': the appliance "
+            f"feeds {feeds}; name it so when converting, e.g. initial_types=[('features', "
+            f"FloatTensorType([None, {width}]))]"
+        )
     if given.type != "tensor(float)":
-        raise InvalidInput(f"the ONNX input '{given.name}' is {given.type}, not tensor(float): the appliance feeds "
-                           f"{feeds}")
+        raise InvalidInput(
+            f"the ONNX input '{given.name}' is {given.type}, not tensor(float): the appliance feeds {feeds}"
+        )
     shape = list(given.shape or [])
     if len(shape) != 2:
         raise InvalidInput(f"the ONNX input '{given.name}' has shape {shape}: the appliance feeds {feeds}")
     if isinstance(shape[1], int) and shape[1] != width:
-        raise InvalidInput(f"the ONNX input '{given.name}' is {shape[1]} features wide, but '{model}' has {width} "
-                           f"features: {', '.join(names)} (in the spec's order)")
+        raise InvalidInput(
+            f"the ONNX input '{given.name}' is {shape[1]} features wide, but '{model}' has {width} "
+            f"features: {', '.join(names)} (in the spec's order)"
+        )
     if isinstance(shape[0], int):
-        raise InvalidInput(f"the ONNX input '{given.name}' takes exactly {shape[0]} row(s); serving scores batches: "
-                           "export it with a dynamic first dimension (None)")
+        raise InvalidInput(
+            f"the ONNX input '{given.name}' takes exactly {shape[0]} row(s); serving scores batches: "
+            "export it with a dynamic first dimension (None)"
+        )
     outputs = {o.name: o for o in sess.get_outputs()}
     if task.kind == "regression":
         _check_value_output(outputs)
@@ -356,60 +481,85 @@ def check_onnx_contract(onnx_bytes: bytes, model: str, names: list[str], task: T
 def _check_value_output(outputs: dict) -> None:
     out = outputs.get(onnx_model.VALUE)
     if out is None:
-        raise InvalidInput(f"the ONNX model has no output '{onnx_model.VALUE}' (it has {', '.join(outputs)}): the "
-                           "appliance reads each row's predicted value, [rows, 1], from an output of that name")
+        raise InvalidInput(
+            f"the ONNX model has no output '{onnx_model.VALUE}' (it has {', '.join(outputs)}): the "
+            "appliance reads each row's predicted value, [rows, 1], from an output of that name"
+        )
     shape = list(out.shape or [])
-    if out.type not in ("tensor(float)", "tensor(double)") or len(shape) not in (1, 2) or \
-            (len(shape) == 2 and isinstance(shape[1], int) and shape[1] != 1):
-        raise InvalidInput(f"the ONNX output '{out.name}' is {out.type} of shape {shape}: the appliance reads a float "
-                           "tensor [rows, 1], one value per row")
+    if (
+        out.type not in ("tensor(float)", "tensor(double)")
+        or len(shape) not in (1, 2)
+        or (len(shape) == 2 and isinstance(shape[1], int) and shape[1] != 1)
+    ):
+        raise InvalidInput(
+            f"the ONNX output '{out.name}' is {out.type} of shape {shape}: the appliance reads a float "
+            "tensor [rows, 1], one value per row"
+        )
 
 
 def _check_probabilities_output(outputs: dict, k: int, task: Task) -> None:
     out = outputs.get(onnx_model.PROBABILITIES)
     names = "class 0 and class 1" if task.kind == "binary" else f"each of the {k} classes {list(task.classes)}"
     if out is None:
-        raise InvalidInput(f"the ONNX model has no output '{onnx_model.PROBABILITIES}' (it has "
-                           f"{', '.join(outputs)}): the appliance reads each row's probabilities of {names}, "
-                           f"[rows, {k}], from an output of that name")
+        raise InvalidInput(
+            f"the ONNX model has no output '{onnx_model.PROBABILITIES}' (it has "
+            f"{', '.join(outputs)}): the appliance reads each row's probabilities of {names}, "
+            f"[rows, {k}], from an output of that name"
+        )
     if out.type.startswith("seq("):
-        raise InvalidInput(f"the ONNX output '{out.name}' is {out.type} (a ZipMap), not a [rows, {k}] float tensor; "
-                           "convert with zipmap=False")
+        raise InvalidInput(
+            f"the ONNX output '{out.name}' is {out.type} (a ZipMap), not a [rows, {k}] float tensor; "
+            "convert with zipmap=False"
+        )
     shape = list(out.shape or [])
     if out.type != "tensor(float)" or len(shape) != 2 or (isinstance(shape[1], int) and shape[1] != k):
-        raise InvalidInput(f"the ONNX output '{out.name}' is {out.type} of shape {shape}, not a "
-                           f"probability per class: the appliance reads a float tensor [rows, {k}] ({names})")
+        raise InvalidInput(
+            f"the ONNX output '{out.name}' is {out.type} of shape {shape}, not a "
+            f"probability per class: the appliance reads a float tensor [rows, {k}] ({names})"
+        )
 
 
 def model_output(sess, x: np.ndarray, task: Task) -> np.ndarray:
     """The task's output for each row (``appliance.task``); one that is not a probability per class, or not a
     finite value, is an InvalidInput."""
     try:
-        out = np.asarray(sess.run([onnx_model.VALUE if task.kind == "regression" else onnx_model.PROBABILITIES],
-                                  {onnx_model.INPUT_NAME: x})[0])
+        out = np.asarray(
+            sess.run(
+                [onnx_model.VALUE if task.kind == "regression" else onnx_model.PROBABILITIES],
+                {onnx_model.INPUT_NAME: x},
+            )[0]
+        )
     except Exception as e:  # a graph that loads but cannot run on the spec's matrix
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise InvalidInput(f"ONNX Runtime could not score the evaluation rows ({first[:200]})") from None
     if task.kind == "regression":
         values = out.reshape(-1).astype(np.float64)
         if values.shape != (len(x),) or not np.isfinite(values).all():
-            raise InvalidInput(f"the ONNX output '{onnx_model.VALUE}' is not one finite value per row: for {len(x)} "
-                               f"rows it has shape {list(out.shape)}"
-                               + ("" if np.isfinite(values).all() else ", with NaN or infinite values"))
+            raise InvalidInput(
+                f"the ONNX output '{onnx_model.VALUE}' is not one finite value per row: for {len(x)} "
+                f"rows it has shape {list(out.shape)}"
+                + ("" if np.isfinite(values).all() else ", with NaN or infinite values")
+            )
         return values
     k, name = len(task.classes), onnx_model.PROBABILITIES
     if out.shape != (len(x), k):
-        raise InvalidInput(f"the ONNX output '{name}' has shape {list(out.shape)} for {len(x)} rows, not "
-                           f"[{len(x)}, {k}]: it is not a probability per class")
+        raise InvalidInput(
+            f"the ONNX output '{name}' has shape {list(out.shape)} for {len(x)} rows, not "
+            f"[{len(x)}, {k}]: it is not a probability per class"
+        )
     if not np.isfinite(out).all() or out.min() < 0 or out.max() > 1:
-        raise InvalidInput(f"the ONNX output '{name}' is not a probability: on the evaluation "
-                           f"rows it ranges from {np.nanmin(out):.4g} to {np.nanmax(out):.4g}"
-                           + ("" if np.isfinite(out).all() else ", with NaN or infinite values")
-                           + " (a raw score? apply the sigmoid or softmax in the model)")
+        raise InvalidInput(
+            f"the ONNX output '{name}' is not a probability: on the evaluation "
+            f"rows it ranges from {np.nanmin(out):.4g} to {np.nanmax(out):.4g}"
+            + ("" if np.isfinite(out).all() else ", with NaN or infinite values")
+            + " (a raw score? apply the sigmoid or softmax in the model)"
+        )
     off = float(np.max(np.abs(out.sum(axis=1) - 1)))
     if off > 1e-3:
-        raise InvalidInput(f"the ONNX output '{name}' is not a probability per class: a row's "
-                           f"{k} values should sum to 1, and are off by up to {off:.3g}")
+        raise InvalidInput(
+            f"the ONNX output '{name}' is not a probability per class: a row's "
+            f"{k} values should sum to 1, and are off by up to {off:.3g}"
+        )
     return (out[:, 1] if task.kind == "binary" else out).astype(np.float64)
 
 
@@ -423,25 +573,35 @@ def _lightgbm_to_onnx(raw: bytes, path: Path, model: str, names: list[str], task
         text = raw.decode()
         booster = lgb.Booster(model_str=text)
     except (UnicodeDecodeError, lgb.basic.LightGBMError) as e:
-        raise InvalidInput(f"{path} is not a LightGBM model text file ({str(e).strip()[:200]}); save the model "
-                           "with booster.save_model(PATH)") from None
+        raise InvalidInput(
+            f"{path} is not a LightGBM model text file ({str(e).strip()[:200]}); save the model "
+            "with booster.save_model(PATH)"
+        ) from None
     objective = next((line.split("=", 1)[1] for line in text.splitlines() if line.startswith("objective=")), "")
     name = objective.split(" ")[0]
     if name not in OBJECTIVES[task.kind]:
         wanted = " or ".join(repr(o) for o in OBJECTIVES[task.kind][:2])
-        raise InvalidInput(f"the LightGBM model's objective is '{objective or 'unknown'}', but '{model}' is a "
-                           f"{task.kind} model: train with objective {wanted}")
+        raise InvalidInput(
+            f"the LightGBM model's objective is '{objective or 'unknown'}', but '{model}' is a "
+            f"{task.kind} model: train with objective {wanted}"
+        )
     if task.kind == "multiclass" and booster.num_model_per_iteration() != len(task.classes):
-        raise InvalidInput(f"the LightGBM model has {booster.num_model_per_iteration()} classes, but '{model}' "
-                           f"declares {len(task.classes)}: {list(task.classes)} (num_class, in that order)")
+        raise InvalidInput(
+            f"the LightGBM model has {booster.num_model_per_iteration()} classes, but '{model}' "
+            f"declares {len(task.classes)}: {list(task.classes)} (num_class, in that order)"
+        )
     width = len(names)
     if booster.num_feature() != width:
-        raise InvalidInput(f"the LightGBM model takes {booster.num_feature()} features, but '{model}' has {width}: "
-                           f"{', '.join(names)} (in the spec's order)")
+        raise InvalidInput(
+            f"the LightGBM model takes {booster.num_feature()} features, but '{model}' has {width}: "
+            f"{', '.join(names)} (in the spec's order)"
+        )
     named = booster.feature_name()
     if named != [f"Column_{i}" for i in range(width)] and named != names:
-        raise InvalidInput(f"the LightGBM model's features are {named}; '{model}' feeds {names} in this order — "
-                           "train on the columns in the spec's order")
+        raise InvalidInput(
+            f"the LightGBM model's features are {named}; '{model}' feeds {names} in this order — "
+            "train on the columns in the spec's order"
+        )
     # Thresholds rounded down to float32 decide every float32 input as the float64 ones do, so the ONNX
     # tree ensemble (which compares in float32) is the same model, and parity measures only summation.
     return booster, onnx_export.lightgbm_to_onnx(float32_thresholds(booster))

@@ -36,7 +36,7 @@ class MetricDiff(msgspec.Struct, frozen=True):
 class Reproduction(msgspec.Struct, frozen=True):
     model: str
     version: int
-    run_id: str                 # the reproduction's own tracked run
+    run_id: str  # the reproduction's own tracked run
     recorded_code: str
     current_code: str
     recorded_onnx: str
@@ -57,28 +57,42 @@ def reproduce(home: Home, model: str, version: int, say: Callable[[str], None] =
     """Retrain a version without registering anything, and compare its metrics and ONNX bytes."""
     mv = home.registry.version(model, version)
     if outside_source(mv) is not None:
-        raise InvalidInput(f"v{version} was registered from an outside {outside_kind(mv)} file; there is no recipe "
-                           f"to reproduce (its source: {outside_source(mv)}; retrain it where it was trained and "
-                           f"register it again with `appliance register {model}`)")
+        raise InvalidInput(
+            f"v{version} was registered from an outside {outside_kind(mv)} file; there is no recipe "
+            f"to reproduce (its source: {outside_source(mv)}; retrain it where it was trained and "
+            f"register it again with `appliance register {model}`)"
+        )
     original = runs.pipeline_run(home.conn, mv.run_id)
-    trained = next((msgspec.convert(s.outputs, TrainOutputs) for s in original.stages
-                    if s.stage == "train" and s.status == "succeeded"), None)
+    trained = next(
+        (
+            msgspec.convert(s.outputs, TrainOutputs)
+            for s in original.stages
+            if s.stage == "train" and s.status == "succeeded"
+        ),
+        None,
+    )
     params = dict(mv.params)
     seed, trainer = int(params.pop("seed")), str(params.pop("trainer", "lightgbm"))
     if trainer == "lightgbm" and trained is not None:
         params["num_threads"] = trained.threads  # LightGBM's sums depend on the thread count
     spec = home.spec(model)
-    spec = msgspec.structs.replace(spec, training=msgspec.structs.replace(
-        spec.training, trainer=trainer, seed=seed, params=params, search=SearchSection(), quantize=False))
+    spec = msgspec.structs.replace(
+        spec,
+        training=msgspec.structs.replace(
+            spec.training, trainer=trainer, seed=seed, params=params, search=SearchSection(), quantize=False
+        ),
+    )
     current = code_version()
     if current != mv.code_version:
         say(f"code differs: v{version} was trained by {mv.code_version}, this is {current}")
-    with TrackedRun.create(home.tracking, home.artifacts, model=model, name=f"reproduce v{version}",
-                           kind="reproduce") as tracked:
+    with TrackedRun.create(
+        home.tracking, home.artifacts, model=model, name=f"reproduce v{version}", kind="reproduce"
+    ) as tracked:
         tracked.set_tags({"reproduces": f"{model} v{version}", "source_run": mv.run_id})
         tracked.log_params({**params, "seed": seed, "trainer": trainer})
-        ctx = RunContext(home=home, spec=spec, run=tracked, say=say, actor="reproduce",
-                         retrain=original.kind == "retrain")  # the same held-out days as the original
+        ctx = RunContext(
+            home=home, spec=spec, run=tracked, say=say, actor="reproduce", retrain=original.kind == "retrain"
+        )  # the same held-out days as the original
         ctx.snapshots = snapshots_by_hash(home, model, original.data_snapshots)
         tracked.log_data(original.data_snapshots)
         try:
@@ -86,8 +100,22 @@ def reproduce(home: Home, model: str, version: int, say: Callable[[str], None] =
                 stage(ctx)
         finally:
             ctx.drop_checkpoints()
-    diffs = [MetricDiff(name, float(value), float(ctx.metrics.get(name, math.nan)),
-                        float(ctx.metrics.get(name, math.nan)) - float(value))
-             for name, value in sorted(mv.metrics.items())]
-    return Reproduction(model, version, tracked.id, mv.code_version, current, mv.artifact_sha256,
-                        hashlib.sha256(ctx.onnx_bytes).hexdigest(), diffs)
+    diffs = [
+        MetricDiff(
+            name,
+            float(value),
+            float(ctx.metrics.get(name, math.nan)),
+            float(ctx.metrics.get(name, math.nan)) - float(value),
+        )
+        for name, value in sorted(mv.metrics.items())
+    ]
+    return Reproduction(
+        model,
+        version,
+        tracked.id,
+        mv.code_version,
+        current,
+        mv.artifact_sha256,
+        hashlib.sha256(ctx.onnx_bytes).hexdigest(),
+        diffs,
+    )

@@ -16,7 +16,7 @@ from storage.errors import StorageError
 
 log = logging.getLogger(__name__)
 
-_under_way: dict[str, str | None] = {}   # models with a retrain under way in this process: its run id if known
+_under_way: dict[str, str | None] = {}  # models with a retrain under way in this process: its run id if known
 _guard = threading.Lock()
 
 
@@ -47,16 +47,14 @@ def start_retrain(root: Path, model: str, actor: str, reason: str = "") -> str:
     holder = lock_holder(root, model)
     if holder is not None or not claim(model, run_id):
         who = f" (run {holder['run_id'][:8]} in process {holder['pid']})" if holder else ""
-        raise Conflict(f"model '{model}' is already training{who}; wait for it to finish "
-                       "(see `appliance runs list`)")
+        raise Conflict(f"model '{model}' is already training{who}; wait for it to finish (see `appliance runs list`)")
     try:
         with Home(root) as home:
             home.registry.audit(actor, "retrain_started", model, None, {"run_id": run_id, "reason": reason})
     except BaseException:
         release(model)
         raise
-    threading.Thread(target=_retrain, args=(root, model, actor, run_id), name=f"retrain-{model}",
-                     daemon=True).start()
+    threading.Thread(target=_retrain, args=(root, model, actor, run_id), name=f"retrain-{model}", daemon=True).start()
     return run_id
 
 
@@ -74,14 +72,33 @@ def _retrain(root: Path, model: str, actor: str, run_id: str) -> None:
             return
         if isinstance(outcome, NothingNew):  # the run is recorded as skipped, with the same reason
             with Home(root) as home:
-                home.registry.audit(actor, "retrain_finished", model, None,
-                                    {"run_id": run_id, "status": "skipped", "reason": outcome.message,
-                                     "learnt_before": outcome.learnt_before, "fresh_rows": outcome.feedback_rows})
+                home.registry.audit(
+                    actor,
+                    "retrain_finished",
+                    model,
+                    None,
+                    {
+                        "run_id": run_id,
+                        "status": "skipped",
+                        "reason": outcome.message,
+                        "learnt_before": outcome.learnt_before,
+                        "fresh_rows": outcome.feedback_rows,
+                    },
+                )
             return
         v = outcome.version
         with Home(root) as home:
-            home.registry.audit(actor, "retrain_finished", model, v.version,
-                                {"run_id": run_id, "status": v.status, "gates_passed": outcome.gates.passed,
-                                 "fresh_rows": outcome.feedback_rows})
+            home.registry.audit(
+                actor,
+                "retrain_finished",
+                model,
+                v.version,
+                {
+                    "run_id": run_id,
+                    "status": v.status,
+                    "gates_passed": outcome.gates.passed,
+                    "fresh_rows": outcome.feedback_rows,
+                },
+            )
     finally:
         release(model)

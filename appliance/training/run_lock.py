@@ -34,8 +34,9 @@ def model_lock(root: Path, model: str, run_id: str) -> Iterator[None]:
                 detail = f"run {who['run_id'][:8]} in process {who['pid']}"
             except (ValueError, KeyError):
                 detail = "another run"
-            raise Conflict(f"model '{model}' is already training ({detail}); wait for it to finish "
-                           "(see `appliance runs list`)") from None
+            raise Conflict(
+                f"model '{model}' is already training ({detail}); wait for it to finish (see `appliance runs list`)"
+            ) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps({"run_id": run_id, "pid": os.getpid(), "since": time.time()}).encode(), 0)
         try:

@@ -16,11 +16,11 @@ from storage.database import transaction
 class StageRecord(msgspec.Struct, frozen=True):
     stage: str
     position: int
-    status: str                 # running | succeeded | failed
+    status: str  # running | succeeded | failed
     started_at: float
     ended_at: float | None
     error: str | None
-    outputs: dict               # the JSON of the stage's outputs Struct (training.stages), as recorded
+    outputs: dict  # the JSON of the stage's outputs Struct (training.stages), as recorded
     attempts: int
 
 
@@ -28,7 +28,7 @@ class PipelineRun(msgspec.Struct, frozen=True):
     id: str
     model: str
     kind: str
-    status: str                 # running | succeeded | failed | skipped (a retrain with nothing new to learn from)
+    status: str  # running | succeeded | failed | skipped (a retrain with nothing new to learn from)
     started_at: float
     ended_at: float | None
     params: dict
@@ -38,12 +38,11 @@ class PipelineRun(msgspec.Struct, frozen=True):
     error: str | None
     worker_pid: int | None
     attempts: int
-    outcome: str | None         # what a run that registered nothing came to (a skipped retrain: why)
+    outcome: str | None  # what a run that registered nothing came to (a skipped retrain: why)
     stages: list[StageRecord]
 
 
-def start_run(conn: sqlite3.Connection, run_id: str, model: str, kind: str, params: dict,
-              code_version: str) -> None:
+def start_run(conn: sqlite3.Connection, run_id: str, model: str, kind: str, params: dict, code_version: str) -> None:
     """Record a run as started by this process."""
     with transaction(conn):
         conn.execute(
@@ -56,19 +55,37 @@ def start_run(conn: sqlite3.Connection, run_id: str, model: str, kind: str, para
 def restart_run(conn: sqlite3.Connection, run_id: str) -> None:
     """Mark a failed run as running again in this process (a resume)."""
     with transaction(conn):
-        conn.execute("UPDATE runs SET status = 'running', ended_at = NULL, error = NULL, worker_pid = ?, "
-                     "attempts = attempts + 1 WHERE id = ?", (os.getpid(), run_id))
+        conn.execute(
+            "UPDATE runs SET status = 'running', ended_at = NULL, error = NULL, worker_pid = ?, "
+            "attempts = attempts + 1 WHERE id = ?",
+            (os.getpid(), run_id),
+        )
 
 
-def finish_run(conn: sqlite3.Connection, run_id: str, *, status: str, metrics: dict | None = None,
-               snapshots: list[str] | None = None, error: str | None = None, outcome: str | None = None) -> None:
+def finish_run(
+    conn: sqlite3.Connection,
+    run_id: str,
+    *,
+    status: str,
+    metrics: dict | None = None,
+    snapshots: list[str] | None = None,
+    error: str | None = None,
+    outcome: str | None = None,
+) -> None:
     """Record a run's end: succeeded, failed or skipped, with what it measured and read (and, skipped, why)."""
     with transaction(conn):
         conn.execute(
             "UPDATE runs SET status = ?, ended_at = ?, metrics_json = COALESCE(?, metrics_json), "
             "data_snapshots_json = COALESCE(?, data_snapshots_json), error = ?, outcome = ? WHERE id = ?",
-            (status, time.time(), None if metrics is None else json.dumps(metrics),
-             None if snapshots is None else json.dumps(snapshots), error, outcome, run_id),
+            (
+                status,
+                time.time(),
+                None if metrics is None else json.dumps(metrics),
+                None if snapshots is None else json.dumps(snapshots),
+                error,
+                outcome,
+                run_id,
+            ),
         )
 
 
@@ -83,13 +100,22 @@ def start_stage(conn: sqlite3.Connection, run_id: str, stage: str, position: int
         )
 
 
-def finish_stage(conn: sqlite3.Connection, run_id: str, stage: str, *, status: str, outputs: dict | None = None,
-                 error: str | None = None) -> None:
+def finish_stage(
+    conn: sqlite3.Connection,
+    run_id: str,
+    stage: str,
+    *,
+    status: str,
+    outputs: dict | None = None,
+    error: str | None = None,
+) -> None:
     """Record a stage's end with its outputs (what a resumed run reuses) or its error."""
     with transaction(conn):
-        conn.execute("UPDATE run_stages SET status = ?, ended_at = ?, outputs_json = ?, error = ? "
-                     "WHERE run_id = ? AND stage = ?",
-                     (status, time.time(), json.dumps(outputs or {}), error, run_id, stage))
+        conn.execute(
+            "UPDATE run_stages SET status = ?, ended_at = ?, outputs_json = ?, error = ? "
+            "WHERE run_id = ? AND stage = ?",
+            (status, time.time(), json.dumps(outputs or {}), error, run_id, stage),
+        )
 
 
 def abandon_runs(conn: sqlite3.Connection, model: str) -> list[str]:
@@ -97,15 +123,21 @@ def abandon_runs(conn: sqlite3.Connection, model: str) -> list[str]:
 
     Holding the lock proves no live process owns them: their worker was killed or crashed.
     """
-    reason = ("the worker process ended without finishing (killed or crashed); "
-              f"resume it with `appliance train {model} --resume`")
+    reason = (
+        "the worker process ended without finishing (killed or crashed); "
+        f"resume it with `appliance train {model} --resume`"
+    )
     with transaction(conn):
         ids = [r[0] for r in conn.execute("SELECT id FROM runs WHERE model = ? AND status = 'running'", (model,))]
         for run_id in ids:
-            conn.execute("UPDATE runs SET status = 'failed', ended_at = ?, error = ? WHERE id = ?",
-                         (time.time(), reason, run_id))
-            conn.execute("UPDATE run_stages SET status = 'failed', ended_at = ?, error = ? "
-                         "WHERE run_id = ? AND status = 'running'", (time.time(), reason, run_id))
+            conn.execute(
+                "UPDATE runs SET status = 'failed', ended_at = ?, error = ? WHERE id = ?", (time.time(), reason, run_id)
+            )
+            conn.execute(
+                "UPDATE run_stages SET status = 'failed', ended_at = ?, error = ? "
+                "WHERE run_id = ? AND status = 'running'",
+                (time.time(), reason, run_id),
+            )
     return ids
 
 
@@ -115,8 +147,11 @@ def pipeline_run(conn: sqlite3.Connection, run_id: str) -> PipelineRun:
     if row is None:
         raise NotFound(f"no pipeline run {run_id}; see `appliance runs list`")
     data = dict(row)
-    for key, name in (("params_json", "params"), ("metrics_json", "metrics"),
-                      ("data_snapshots_json", "data_snapshots")):
+    for key, name in (
+        ("params_json", "params"),
+        ("metrics_json", "metrics"),
+        ("data_snapshots_json", "data_snapshots"),
+    ):
         data[name] = json.loads(data.pop(key))
     stages = []
     for s in conn.execute("SELECT * FROM run_stages WHERE run_id = ? ORDER BY position", (run_id,)):
@@ -131,9 +166,11 @@ def resumable_run(conn: sqlite3.Connection, model: str, run_id: str | None) -> P
     """The failed run to resume: the given one, or the model's latest training run if it failed (a skipped
     retrain since, which did nothing, does not hide it)."""
     if run_id is None:
-        row = conn.execute("SELECT id FROM runs WHERE model = ? AND kind IN ('train', 'retrain') "
-                           "AND status != 'skipped' ORDER BY started_at DESC LIMIT 1",
-                           (model,)).fetchone()
+        row = conn.execute(
+            "SELECT id FROM runs WHERE model = ? AND kind IN ('train', 'retrain') "
+            "AND status != 'skipped' ORDER BY started_at DESC LIMIT 1",
+            (model,),
+        ).fetchone()
         if row is None:
             raise NotFound(f"model '{model}' has no training run to resume; run `appliance train {model}`")
         run_id = row[0]
@@ -144,6 +181,8 @@ def resumable_run(conn: sqlite3.Connection, model: str, run_id: str | None) -> P
         run_id = row[0][0]
     run = pipeline_run(conn, run_id)
     if run.status != "failed":
-        raise Conflict(f"run {run_id[:8]} of '{model}' {run.status}; only a failed run can be resumed — "
-                       f"start a new one with `appliance train {model}`")
+        raise Conflict(
+            f"run {run_id[:8]} of '{model}' {run.status}; only a failed run can be resumed — "
+            f"start a new one with `appliance train {model}`"
+        )
     return run

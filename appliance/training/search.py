@@ -16,7 +16,7 @@ class Trial(msgspec.Struct, frozen=True):
     name: str
     run_id: str
     params: dict
-    validation_score: float     # the spec's metric on the validation days (AUC, macro F1, RMSE, ...)
+    validation_score: float  # the spec's metric on the validation days (AUC, macro F1, RMSE, ...)
 
 
 def sample_params(space: dict[str, SearchRange], rng: random.Random) -> dict:
@@ -27,8 +27,10 @@ def sample_params(space: dict[str, SearchRange], rng: random.Random) -> dict:
             drawn[name] = rng.choice(r.choices)
             continue
         if r.low is None or r.high is None or r.low > r.high or (r.log and r.low <= 0):
-            raise InvalidInput(f"training.search.space.{name} needs `choices = [...]` or `low <= high` "
-                               "(positive with `log = true`); fix the spec")
+            raise InvalidInput(
+                f"training.search.space.{name} needs `choices = [...]` or `low <= high` "
+                "(positive with `log = true`); fix the spec"
+            )
         if r.log:
             value = math.exp(rng.uniform(math.log(r.low), math.log(r.high)))
         else:
@@ -37,8 +39,13 @@ def sample_params(space: dict[str, SearchRange], rng: random.Random) -> dict:
     return drawn
 
 
-def random_search(search: SearchSection, base: dict, seed: int, score: Callable[[str, dict], tuple[str, float]],
-                  higher_is_better: bool = True) -> tuple[Trial, list[Trial]]:
+def random_search(
+    search: SearchSection,
+    base: dict,
+    seed: int,
+    score: Callable[[str, dict], tuple[str, float]],
+    higher_is_better: bool = True,
+) -> tuple[Trial, list[Trial]]:
     """Run ``search.trials`` trials; ``score(name, params)`` trains one and returns (run id, validation score).
 
     Draws come from a generator seeded by the spec's seed, so a resumed or reproduced search

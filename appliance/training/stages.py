@@ -86,11 +86,11 @@ class RunContext:
     run: TrackedRun
     say: Callable[[str], None]
     actor: str = "cli"
-    retrain: bool = False       # a retrain: fresh labels are ingested and only the newest days are held out
+    retrain: bool = False  # a retrain: fresh labels are ingested and only the newest days are held out
     ingest: IngestReport | None = None
-    feedback_rows: int = 0      # a retrain's newly labelled predictions, accepted into a snapshot
+    feedback_rows: int = 0  # a retrain's newly labelled predictions, accepted into a snapshot
     snapshots: list[Snapshot] = field(default_factory=list)
-    learnt_before: ModelVersion | None = None   # a retrain's ingest found nothing new: the version trained on it
+    learnt_before: ModelVersion | None = None  # a retrain's ingest found nothing new: the version trained on it
     events: pl.DataFrame | None = None
     train_part: pl.DataFrame | None = None
     eval_part: pl.DataFrame | None = None
@@ -102,7 +102,7 @@ class RunContext:
     x_eval: np.ndarray | None = None
     y_eval: np.ndarray | None = None
     model: TrainedModel | None = None
-    params: dict = field(default_factory=dict)      # what the final model was trained with (seed and trainer too)
+    params: dict = field(default_factory=dict)  # what the final model was trained with (seed and trainer too)
     metrics: dict = field(default_factory=dict)
     onnx_bytes: bytes = b""
     parity: float = math.nan
@@ -122,8 +122,9 @@ def ingest_source(home: Home, spec: ModelSpec) -> IngestReport:
     """Ingest the spec's data source (identical content makes no new snapshot)."""
     contract = model_contract(spec)
     check_spec_types(spec, contract)
-    return ingest(home.conn, home.offline, spec.name, contract, spec.resolve(spec.data.source),
-                  horizon=spec.data.horizon)
+    return ingest(
+        home.conn, home.offline, spec.name, contract, spec.resolve(spec.data.source), horizon=spec.data.horizon
+    )
 
 
 def training_frame(spec: ModelSpec, events: pl.DataFrame) -> pl.DataFrame:
@@ -153,6 +154,7 @@ def snapshots_by_hash(home: Home, model: str, hashes: list[str]) -> list[Snapsho
 
 # -- ingest --------------------------------------------------------------------------------------
 
+
 class FeedbackOutputs(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     """A retrain's newly labelled predictions. When none came back there is no batch: only ``accepted`` (0)
     is recorded."""
@@ -164,15 +166,15 @@ class FeedbackOutputs(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=T
 
 
 class IngestOutputs(msgspec.Struct, frozen=True, omit_defaults=True):
-    snapshot: str               # the source's snapshot (unchanged content: the existing one)
+    snapshot: str  # the source's snapshot (unchanged content: the existing one)
     new_snapshot: bool
     rows_read: int
     accepted: int
     quarantined: int
-    snapshots: list[str]        # every snapshot the run reads, oldest first
-    feedback: FeedbackOutputs | None = None     # a retrain's only: a training run records no such key
+    snapshots: list[str]  # every snapshot the run reads, oldest first
+    feedback: FeedbackOutputs | None = None  # a retrain's only: a training run records no such key
     training_digest: str | None = None  # the spec's sections that shape a model from these snapshots (training_digest)
-    learnt_before: int | None = None    # a retrain with nothing new: the version already trained on all of it
+    learnt_before: int | None = None  # a retrain with nothing new: the version already trained on all of it
 
 
 def run_ingest(ctx: RunContext) -> IngestOutputs:
@@ -183,19 +185,28 @@ def run_ingest(ctx: RunContext) -> IngestOutputs:
         ctx.feedback_rows = feedback.accepted
     ctx.snapshots = list_snapshots(ctx.home.conn, ctx.spec.name)
     ctx.run.log_data([s.hash for s in ctx.snapshots])
-    ctx.say(f"ingested {report.rows_read:,} rows: {report.accepted:,} accepted, "
-            f"{report.quarantined:,} quarantined → snapshot {report.snapshot.hash[:12]}"
-            + ("" if report.new_snapshot else " (unchanged)"))
+    ctx.say(
+        f"ingested {report.rows_read:,} rows: {report.accepted:,} accepted, "
+        f"{report.quarantined:,} quarantined → snapshot {report.snapshot.hash[:12]}"
+        + ("" if report.new_snapshot else " (unchanged)")
+    )
     for warning in report.warnings:
         ctx.say(f"warning: {warning}")
     digest = training_digest(ctx.spec)
     # A person's `train` always trains (they may mean to, after a change the digest does not cover); a retrain
     # that would learn from exactly what a version learnt from ends here instead of registering its twin.
     ctx.learnt_before = _learnt_before(ctx, digest) if ctx.retrain else None
-    return IngestOutputs(snapshot=report.snapshot.hash, new_snapshot=report.new_snapshot,
-                         rows_read=report.rows_read, accepted=report.accepted, quarantined=report.quarantined,
-                         snapshots=[s.hash for s in ctx.snapshots], feedback=feedback, training_digest=digest,
-                         learnt_before=ctx.learnt_before.version if ctx.learnt_before else None)
+    return IngestOutputs(
+        snapshot=report.snapshot.hash,
+        new_snapshot=report.new_snapshot,
+        rows_read=report.rows_read,
+        accepted=report.accepted,
+        quarantined=report.quarantined,
+        snapshots=[s.hash for s in ctx.snapshots],
+        feedback=feedback,
+        training_digest=digest,
+        learnt_before=ctx.learnt_before.version if ctx.learnt_before else None,
+    )
 
 
 def restore_ingest(ctx: RunContext, outputs: IngestOutputs) -> None:
@@ -214,21 +225,28 @@ def _ingest_feedback(ctx: RunContext) -> FeedbackOutputs:
     if fresh is None:
         ctx.say("no newly labelled predictions since the last retrain")
         return FeedbackOutputs(accepted=0)
-    ctx.say(f"ingested {fresh.rows_read:,} newly labelled predictions: {fresh.accepted:,} accepted, "
-            f"{fresh.quarantined:,} quarantined → snapshot {fresh.snapshot.hash[:12]}"
-            + (f"; see them with `appliance data quarantine {ctx.spec.name}`" if fresh.quarantined else ""))
+    ctx.say(
+        f"ingested {fresh.rows_read:,} newly labelled predictions: {fresh.accepted:,} accepted, "
+        f"{fresh.quarantined:,} quarantined → snapshot {fresh.snapshot.hash[:12]}"
+        + (f"; see them with `appliance data quarantine {ctx.spec.name}`" if fresh.quarantined else "")
+    )
     for warning in fresh.warnings:
         ctx.say(f"warning: {warning}")
-    return FeedbackOutputs(snapshot=fresh.snapshot.hash, rows_read=fresh.rows_read, accepted=fresh.accepted,
-                           quarantined=fresh.quarantined)
+    return FeedbackOutputs(
+        snapshot=fresh.snapshot.hash, rows_read=fresh.rows_read, accepted=fresh.accepted, quarantined=fresh.quarantined
+    )
 
 
 def training_digest(spec: ModelSpec) -> str:
     """sha256 of what, beside the snapshots and the code, decides the model a run trains and its verdict: the
     spec's [features], [target], [training] (but its schedule) and [validation] sections, and the entity file."""
-    sections = {"features": spec.features, "target": spec.target, "validation": spec.validation,
-                "training": msgspec.structs.replace(spec.training, schedule=None),
-                "entities": _file_digest(spec.resolve(spec.data.entities)) if spec.data.entities else None}
+    sections = {
+        "features": spec.features,
+        "target": spec.target,
+        "validation": spec.validation,
+        "training": msgspec.structs.replace(spec.training, schedule=None),
+        "entities": _file_digest(spec.resolve(spec.data.entities)) if spec.data.entities else None,
+    }
     return hashlib.sha256(json.dumps(msgspec.to_builtins(sections), sort_keys=True).encode()).hexdigest()
 
 
@@ -269,18 +287,21 @@ def nothing_new(ctx: RunContext) -> str:
     hashes = [s.hash[:12] for s in ctx.snapshots]
     shown = ", ".join(hashes[:3]) + (f" and {len(hashes) - 3} more" if len(hashes) > 3 else "")
     rejected = ", which its gates rejected," if version.status == "rejected" else ""
-    return (f"nothing new to learn from: the data is what v{version.version}{rejected} trained on (snapshot"
-            f"{'s' if len(hashes) > 1 else ''} {shown}, {ctx.feedback_rows} new labelled predictions), with the "
-            f"same spec and code; no version registered. A retrain learns once new labels or a new batch arrive; "
-            f"`appliance train {ctx.spec.name}` trains anyway")
+    return (
+        f"nothing new to learn from: the data is what v{version.version}{rejected} trained on (snapshot"
+        f"{'s' if len(hashes) > 1 else ''} {shown}, {ctx.feedback_rows} new labelled predictions), with the "
+        f"same spec and code; no version registered. A retrain learns once new labels or a new batch arrive; "
+        f"`appliance train {ctx.spec.name}` trains anyway"
+    )
 
 
 # -- validate data -------------------------------------------------------------------------------
 
+
 class ValidateOutputs(msgspec.Struct, frozen=True):
     rows: int
-    quarantined_share: float            # of the newest batch
-    missing_share: dict[str, float]     # feature -> share of rows without a value
+    quarantined_share: float  # of the newest batch
+    missing_share: dict[str, float]  # feature -> share of rows without a value
 
 
 def run_validate(ctx: RunContext) -> ValidateOutputs:
@@ -292,22 +313,32 @@ def run_validate(ctx: RunContext) -> ValidateOutputs:
     missing = {c: ctx.events[c].null_count() / max(ctx.events.height, 1) for c in present}
     problems = []
     if quarantined_share > rules.max_quarantined_share:
-        problems.append(f"{quarantined_share:.1%} of the newest batch was quarantined "
-                        f"(> {rules.max_quarantined_share:.0%})")
-    problems += [f"feature '{c}' is missing in {share:.1%} of rows (> {rules.max_missing_share:.0%})"
-                 for c, share in missing.items() if share > rules.max_missing_share]
+        problems.append(
+            f"{quarantined_share:.1%} of the newest batch was quarantined (> {rules.max_quarantined_share:.0%})"
+        )
+    problems += [
+        f"feature '{c}' is missing in {share:.1%} of rows (> {rules.max_missing_share:.0%})"
+        for c, share in missing.items()
+        if share > rules.max_missing_share
+    ]
     # First what no limit in the spec answers (the data or the [target] section must change; labels outside
     # the classes are also what a high quarantined share would otherwise be blamed on).
     target_problems = _target_problems(ctx, ctx.events)
     if target_problems:
-        raise InvalidInput(f"data validation failed: {'; '.join(target_problems)}; then train again "
-                           f"(`appliance train {ctx.spec.name}` ingests the source anew)")
+        raise InvalidInput(
+            f"data validation failed: {'; '.join(target_problems)}; then train again "
+            f"(`appliance train {ctx.spec.name}` ingests the source anew)"
+        )
     if problems:
-        raise InvalidInput(f"data validation failed: {'; '.join(problems)}. Fix the source (or the "
-                           f"[validation] limits in the spec) and resume with `appliance train {ctx.spec.name} "
-                           "--resume`")
-    ctx.say(f"data valid: {ctx.events.height:,} rows, {quarantined_share:.2%} quarantined, worst missing share "
-            f"{max(missing.values(), default=0):.2%}")
+        raise InvalidInput(
+            f"data validation failed: {'; '.join(problems)}. Fix the source (or the "
+            f"[validation] limits in the spec) and resume with `appliance train {ctx.spec.name} "
+            "--resume`"
+        )
+    ctx.say(
+        f"data valid: {ctx.events.height:,} rows, {quarantined_share:.2%} quarantined, worst missing share "
+        f"{max(missing.values(), default=0):.2%}"
+    )
     return ValidateOutputs(ctx.events.height, quarantined_share, missing)
 
 
@@ -322,28 +353,48 @@ def _target_problems(ctx: RunContext, events: pl.DataFrame) -> list[str]:
     undeclared = _undeclared_classes(ctx) if task.kind == "multiclass" else []
     if undeclared:
         shown = ", ".join(repr(v) for v in undeclared[:10])
-        return [(f"the target '{target}' holds labels that are not among the classes {list(task.classes)}: "
-                 f"{shown} (those rows were quarantined); add them to [target] classes (and the contract's "
-                 "allowed_values) or fix the data")]
+        return [
+            (
+                f"the target '{target}' holds labels that are not among the classes {list(task.classes)}: "
+                f"{shown} (those rows were quarantined); add them to [target] classes (and the contract's "
+                "allowed_values) or fix the data"
+            )
+        ]
     if task.kind == "binary":
         found = sorted({label_text(v) for v in values.unique().to_list()})
         if not set(found) <= {"0", "1"}:
-            return [(f"the binary target '{target}' holds {found[:10]}; a binary target is 0/1 or true/false — "
-                     "for more classes set task = \"multiclass\" under [target], for a number task = \"regression\"")]
+            return [
+                (
+                    f"the binary target '{target}' holds {found[:10]}; a binary target is 0/1 or true/false — "
+                    'for more classes set task = "multiclass" under [target], for a number task = "regression"'
+                )
+            ]
     if task.classifier:
         present = {label_text(v) for v in values.unique().to_list()}
         if len(present) < 2:
-            return [(f"the target '{target}' has a single class ({', '.join(sorted(present)) or 'no labels'}); "
-                     "a classifier needs rows of at least two")]
+            return [
+                (
+                    f"the target '{target}' has a single class ({', '.join(sorted(present)) or 'no labels'}); "
+                    "a classifier needs rows of at least two"
+                )
+            ]
         absent = [c for c in task.classes if label_text(c) not in present]
         if absent:
-            return [(f"the target '{target}' has no rows of class(es) {absent}; remove them from [target] "
-                     "classes or add rows of them")]
+            return [
+                (
+                    f"the target '{target}' has no rows of class(es) {absent}; remove them from [target] "
+                    "classes or add rows of them"
+                )
+            ]
         return []
     finite = values.cast(pl.Float64)
     if finite.is_infinite().any() or finite.is_nan().any():
-        return [(f"the regression target '{target}' holds NaN or infinite values; fix them in the source "
-                 "(leave a value empty where it is unknown: unlabelled rows are left out of training)")]
+        return [
+            (
+                f"the regression target '{target}' holds NaN or infinite values; fix them in the source "
+                "(leave a value empty where it is unknown: unlabelled rows are left out of training)"
+            )
+        ]
     if finite.n_unique() < 2:
         return [f"the regression target '{target}' has a single value ({finite[0]}); there is nothing to learn"]
     return []
@@ -368,12 +419,13 @@ def restore_validate(ctx: RunContext, outputs: ValidateOutputs) -> None:
 
 # -- build features ------------------------------------------------------------------------------
 
+
 class FeaturesOutputs(msgspec.Struct, frozen=True):
-    training_set: str           # the training frame in the offline store, by content hash
+    training_set: str  # the training frame in the offline store, by content hash
     rows: int
     train_rows: int
     eval_rows: int
-    cutoff: str                 # the first evaluation instant, as isoformat() writes it ("+00:00", not "Z")
+    cutoff: str  # the first evaluation instant, as isoformat() writes it ("+00:00", not "Z")
 
 
 def run_features(ctx: RunContext) -> FeaturesOutputs:
@@ -394,8 +446,7 @@ def _use_frame(ctx: RunContext, frame: pl.DataFrame) -> tuple[pl.DataFrame, pl.D
     ctx.task = model_task(ctx.spec)
     train_part, eval_part, cutoff = evaluation_split(ctx.spec, frame, ctx.retrain)
     ctx.train_part, ctx.eval_part, ctx.cutoff = train_part, eval_part, cutoff
-    ctx.schema = FeatureSchema.learn(ctx.spec.model_features, train_part, ctx.spec.features,
-                                     entity_key_type(ctx.spec))
+    ctx.schema = FeatureSchema.learn(ctx.spec.model_features, train_part, ctx.spec.features, entity_key_type(ctx.spec))
     ctx.x_train, ctx.y_train = _xy(ctx, train_part)
     ctx.x_eval, ctx.y_eval = _xy(ctx, eval_part)
     return train_part, eval_part, cutoff
@@ -410,17 +461,18 @@ def _xy(ctx: RunContext, part: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
 
 # -- train ---------------------------------------------------------------------------------------
 
+
 class SearchOutputs(msgspec.Struct, frozen=True):
-    best: str                   # the best trial's name
+    best: str  # the best trial's name
     trials: list[Trial]
 
 
 class TrainOutputs(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
-    search: SearchOutputs | None = None     # with training.search.trials > 0: a run without records no such key
+    search: SearchOutputs | None = None  # with training.search.trials > 0: a run without records no such key
     trainer: str
-    model: str                  # the native model's artifact
-    params: dict                # what the final model was trained with (seed and trainer too)
-    threads: int                # LightGBM's sums depend on the thread count: a reproduction uses the same
+    model: str  # the native model's artifact
+    params: dict  # what the final model was trained with (seed and trainer too)
+    threads: int  # LightGBM's sums depend on the thread count: a reproduction uses the same
     device: str
 
 
@@ -433,18 +485,36 @@ def run_train(ctx: RunContext) -> TrainOutputs:
         params = best.params
         ctx.run.set_tags({"best_trial": best.name, "best_trial_run": best.run_id})
         search = SearchOutputs(best.name, trials)
-        ctx.say(f"search: {len(trials)} trials, best {best.name} (validation {metric_label(ctx.spec.metric)} "
-                f"{best.validation_score:.4f}) "
-                f"with {_short(best.params)}")
-    ctx.model = fit(training.trainer, ctx.schema, ctx.x_train, ctx.y_train, params, training.seed, task=ctx.task,
-                    log_metric=ctx.run.log_metric, checkpoint=ctx.checkpoints / "final.pt",
-                    checkpoint_every=training.checkpoint_every, on_checkpoint=lambda _: ctx.run.store.flush())
+        ctx.say(
+            f"search: {len(trials)} trials, best {best.name} (validation {metric_label(ctx.spec.metric)} "
+            f"{best.validation_score:.4f}) "
+            f"with {_short(best.params)}"
+        )
+    ctx.model = fit(
+        training.trainer,
+        ctx.schema,
+        ctx.x_train,
+        ctx.y_train,
+        params,
+        training.seed,
+        task=ctx.task,
+        log_metric=ctx.run.log_metric,
+        checkpoint=ctx.checkpoints / "final.pt",
+        checkpoint_every=training.checkpoint_every,
+        on_checkpoint=lambda _: ctx.run.store.flush(),
+    )
     ctx.params = {**params, "seed": training.seed, "trainer": training.trainer}
     if search is not None:  # the run's params are the spec's; the final model's are the best trial's
         ctx.run.log_params({f"final.{k}": v for k, v in ctx.params.items()})
     digest = ctx.run.log_artifact("model.native", ctx.model.to_bytes())
-    return TrainOutputs(search=search, trainer=training.trainer, model=digest, params=ctx.params,
-                        threads=default_threads(), device=_device(training.trainer))
+    return TrainOutputs(
+        search=search,
+        trainer=training.trainer,
+        model=digest,
+        params=ctx.params,
+        threads=default_threads(),
+        device=_device(training.trainer),
+    )
 
 
 def restore_train(ctx: RunContext, outputs: TrainOutputs) -> None:
@@ -455,18 +525,29 @@ def restore_train(ctx: RunContext, outputs: TrainOutputs) -> None:
 def _search(ctx: RunContext, base: dict) -> tuple[Trial, list[Trial]]:
     schema, training = ctx.schema, ctx.spec.training
     assert schema is not None and ctx.train_part is not None, "made by features"
-    fit_part, validation_part, _ = split_by_time(ctx.spec, ctx.train_part, training.search.validation_days,
-                                                 "training.search.validation_days")
+    fit_part, validation_part, _ = split_by_time(
+        ctx.spec, ctx.train_part, training.search.validation_days, "training.search.validation_days"
+    )
     x_fit, y_fit = _xy(ctx, fit_part)
     x_val, y_val = _xy(ctx, validation_part)
 
     def score_trial(name: str, params: dict) -> tuple[str, float]:
         with ctx.run.child(name) as trial:
             trial.log_params(params)
-            model = fit(training.trainer, schema, x_fit, y_fit, params, training.seed, task=ctx.task,
-                        log_metric=trial.log_metric, checkpoint=ctx.checkpoints / f"{name}.pt",
-                        checkpoint_every=training.checkpoint_every, validation=(x_val, y_val),
-                        on_checkpoint=lambda _: trial.store.flush())
+            model = fit(
+                training.trainer,
+                schema,
+                x_fit,
+                y_fit,
+                params,
+                training.seed,
+                task=ctx.task,
+                log_metric=trial.log_metric,
+                checkpoint=ctx.checkpoints / f"{name}.pt",
+                checkpoint_every=training.checkpoint_every,
+                validation=(x_val, y_val),
+                on_checkpoint=lambda _: trial.store.flush(),
+            )
             value = score(ctx.task, metric, y_val, model.predict(x_val))
             trial.log_metric(f"validation_{metric}", value)
             return trial.id, value
@@ -489,22 +570,27 @@ def _short(params: dict) -> str:
 
 # -- evaluate ------------------------------------------------------------------------------------
 
+
 class EvaluateOutputs(msgspec.Struct, frozen=True):
-    metrics: dict[str, float]   # the task's metrics on the evaluation rows
+    metrics: dict[str, float]  # the task's metrics on the evaluation rows
 
 
 def run_evaluate(ctx: RunContext) -> EvaluateOutputs:
     assert ctx.model is not None, "made by train"
-    assert ctx.x_eval is not None and ctx.y_eval is not None and ctx.train_part is not None \
-        and ctx.eval_part is not None, "made by features"
+    assert (
+        ctx.x_eval is not None and ctx.y_eval is not None and ctx.train_part is not None and ctx.eval_part is not None
+    ), "made by features"
     output = ctx.model.predict(ctx.x_eval)
     ctx.metrics = evaluate(ctx.task, ctx.y_eval, output)
     if ctx.task.kind == "binary":
-        ctx.metrics["recall_at_precision"] = recall_at_precision(ctx.y_eval, output,
-                                                                 ctx.spec.validation.recall_at_precision)
+        ctx.metrics["recall_at_precision"] = recall_at_precision(
+            ctx.y_eval, output, ctx.spec.validation.recall_at_precision
+        )
     ctx.run.log_metrics({f"eval_{k}": v for k, v in ctx.metrics.items()}, step=0)
-    ctx.say(f"trained {ctx.spec.training.trainer} on {ctx.train_part.height:,} rows before {ctx.cutoff:%Y-%m-%d}, "
-            f"evaluated on {ctx.eval_part.height:,}: {metrics_line(ctx.task.kind, ctx.metrics)}")
+    ctx.say(
+        f"trained {ctx.spec.training.trainer} on {ctx.train_part.height:,} rows before {ctx.cutoff:%Y-%m-%d}, "
+        f"evaluated on {ctx.eval_part.height:,}: {metrics_line(ctx.task.kind, ctx.metrics)}"
+    )
     return EvaluateOutputs(ctx.metrics)
 
 
@@ -514,10 +600,11 @@ def restore_evaluate(ctx: RunContext, outputs: EvaluateOutputs) -> None:
 
 # -- export --------------------------------------------------------------------------------------
 
+
 class ExportOutputs(msgspec.Struct, frozen=True):
-    onnx: str                   # the ONNX artifact
-    parity: float               # ONNX Runtime against the native model (onnx_model.parity)
-    int8: QuantizedVariant | None = None    # with training.quantize; recorded as null without
+    onnx: str  # the ONNX artifact
+    parity: float  # ONNX Runtime against the native model (onnx_model.parity)
+    int8: QuantizedVariant | None = None  # with training.quantize; recorded as null without
 
 
 def run_export(ctx: RunContext) -> ExportOutputs:
@@ -530,14 +617,29 @@ def run_export(ctx: RunContext) -> ExportOutputs:
     ctx.run.log_metric("onnx_parity", ctx.parity, step=0)
     variant = None
     if ctx.spec.training.quantize:
-        variant = int8_variant(ctx.onnx_bytes, ctx.x_eval, ctx.y_eval, task=ctx.task, metric=ctx.spec.metric,
-                               put=lambda data: ctx.run.log_artifact("model.int8.onnx", data))
-        ctx.run.log_metrics({f"int8_{variant.metric}": variant.value, f"int8_{variant.metric}_delta": variant.delta,
-                             "int8_p99_ms": variant.p99_ms_int8, "float32_p99_ms": variant.p99_ms_float32,
-                             "int8_latency_gain": variant.latency_gain}, step=0)
-        ctx.say(f"INT8 variant {variant.onnx_sha256[:12]}: {metric_label(variant.metric)} {variant.value:.4f} "
-                f"({variant.delta:+.4f}), p99 {variant.p99_ms_int8:.3f} ms vs {variant.p99_ms_float32:.3f} ms float32 "
-                f"(×{variant.latency_gain:.2f})")
+        variant = int8_variant(
+            ctx.onnx_bytes,
+            ctx.x_eval,
+            ctx.y_eval,
+            task=ctx.task,
+            metric=ctx.spec.metric,
+            put=lambda data: ctx.run.log_artifact("model.int8.onnx", data),
+        )
+        ctx.run.log_metrics(
+            {
+                f"int8_{variant.metric}": variant.value,
+                f"int8_{variant.metric}_delta": variant.delta,
+                "int8_p99_ms": variant.p99_ms_int8,
+                "float32_p99_ms": variant.p99_ms_float32,
+                "int8_latency_gain": variant.latency_gain,
+            },
+            step=0,
+        )
+        ctx.say(
+            f"INT8 variant {variant.onnx_sha256[:12]}: {metric_label(variant.metric)} {variant.value:.4f} "
+            f"({variant.delta:+.4f}), p99 {variant.p99_ms_int8:.3f} ms vs {variant.p99_ms_float32:.3f} ms float32 "
+            f"(×{variant.latency_gain:.2f})"
+        )
     return ExportOutputs(digest, ctx.parity, variant)
 
 
@@ -548,36 +650,51 @@ def restore_export(ctx: RunContext, outputs: ExportOutputs) -> None:
 
 # -- validation gates ----------------------------------------------------------------------------
 
+
 class GatesOutputs(msgspec.Struct, frozen=True):
     report: GateReport
-    evidence: GateEvidence      # what the gates judged
+    evidence: GateEvidence  # what the gates judged
 
 
 def run_gates(ctx: RunContext) -> GatesOutputs:
-    assert ctx.schema is not None and ctx.eval_part is not None and ctx.x_eval is not None \
-        and ctx.y_eval is not None, "made by features (or an outside model's evaluation)"
+    assert ctx.schema is not None and ctx.eval_part is not None and ctx.x_eval is not None and ctx.y_eval is not None, (
+        "made by features (or an outside model's evaluation)"
+    )
     rules, task, metric = ctx.spec.validation, ctx.task, ctx.spec.metric
     unknown = [c for c in rules.segments if c not in ctx.eval_part.columns]
     if unknown:
-        raise InvalidInput(f"validation.segments names {unknown}, which the training frame lacks; "
-                           "name feature columns such as 'country'")
+        raise InvalidInput(
+            f"validation.segments names {unknown}, which the training frame lacks; "
+            "name feature columns such as 'country'"
+        )
     output = onnx_model.predict(onnx_model.session(ctx.onnx_bytes, ["CPUExecutionProvider"]), ctx.x_eval, task)
     probes, failures = robustness_failures(ctx.onnx_bytes, ctx.schema, ctx.x_eval[0], task)
     production, difference = _production_score(ctx, output)
     evidence = GateEvidence(
-        task=task.kind, metric=metric, value=ctx.metrics[metric],
+        task=task.kind,
+        metric=metric,
+        value=ctx.metrics[metric],
         recall_at_precision=ctx.metrics.get("recall_at_precision") if task.kind == "binary" else None,
         # what a model that learnt nothing scores on these rows: the training rows' class shares or mean
         baseline_value=baseline_score(task, metric, ctx.y_eval, reference=ctx.y_train),
-        parity_diff=ctx.parity,   # for regression already relative to the values' scale (onnx_model.parity)
-        p99_ms=single_row_p99_ms(ctx.onnx_bytes, ctx.x_eval, task=task), robustness_probes=probes,
-        robustness_failures=failures, production_version=production,
+        parity_diff=ctx.parity,  # for regression already relative to the values' scale (onnx_model.parity)
+        p99_ms=single_row_p99_ms(ctx.onnx_bytes, ctx.x_eval, task=task),
+        robustness_probes=probes,
+        robustness_failures=failures,
+        production_version=production,
         production_value=None if production is None else difference.production if difference else math.nan,
-        segments={c: segment_scores(ctx.y_eval, output, ctx.eval_part[c].to_list(), task, metric)
-                  for c in rules.segments},
+        segments={
+            c: segment_scores(ctx.y_eval, output, ctx.eval_part[c].to_list(), task, metric) for c in rules.segments
+        },
     )
-    compared = None if difference is None else SameRows(evaluation_label(
-        "this run's", ctx.eval_part[ctx.spec.features.event_time], ctx.eval_part.height), difference)
+    compared = (
+        None
+        if difference is None
+        else SameRows(
+            evaluation_label("this run's", ctx.eval_part[ctx.spec.features.event_time], ctx.eval_part.height),
+            difference,
+        )
+    )
     ctx.gates = evaluate_gates(rules, evidence, compared)
     return GatesOutputs(ctx.gates, evidence)
 
@@ -603,9 +720,10 @@ def _production_score(ctx: RunContext, output: np.ndarray) -> tuple[int | None, 
 
 # -- register ------------------------------------------------------------------------------------
 
+
 class RegisterOutputs(msgspec.Struct, frozen=True):
     version: int
-    status: str                 # registered, or rejected by a gate
+    status: str  # registered, or rejected by a gate
 
 
 def run_register(ctx: RunContext) -> RegisterOutputs:
@@ -616,10 +734,17 @@ def run_register(ctx: RunContext) -> RegisterOutputs:
     output = onnx_model.predict(onnx_model.session(ctx.onnx_bytes, ["CPUExecutionProvider"]), ctx.x_eval, ctx.task)
     ctx.run.log_artifact(REFERENCE_ARTIFACT, reference_bytes(ctx.spec, ctx.eval_part, output, ctx.task))
     ctx.version = ctx.home.registry.register_version(
-        ctx.spec.name, status="registered" if ctx.gates.passed else "rejected",
-        artifact_sha256=ctx.home.artifacts.put(ctx.onnx_bytes), feature_schema=msgspec.to_builtins(ctx.schema),
-        metrics=ctx.metrics, params=ctx.params, gate_report=msgspec.to_builtins(ctx.gates),
-        data_version=data_version(ctx.snapshots), code_version=code_version(), run_id=ctx.run.id, actor=ctx.actor,
+        ctx.spec.name,
+        status="registered" if ctx.gates.passed else "rejected",
+        artifact_sha256=ctx.home.artifacts.put(ctx.onnx_bytes),
+        feature_schema=msgspec.to_builtins(ctx.schema),
+        metrics=ctx.metrics,
+        params=ctx.params,
+        gate_report=msgspec.to_builtins(ctx.gates),
+        data_version=data_version(ctx.snapshots),
+        code_version=code_version(),
+        run_id=ctx.run.id,
+        actor=ctx.actor,
     )
     ctx.run.set_tags({"version": ctx.version.version, "version_status": ctx.version.status})
     return RegisterOutputs(ctx.version.version, ctx.version.status)
@@ -635,7 +760,7 @@ Outputs = TypeVar("Outputs", bound=msgspec.Struct)
 @dataclass(frozen=True)
 class Stage(Generic[Outputs]):
     name: str
-    outputs: type[Outputs]      # what run returns and restore takes; a resumed run converts the recorded JSON
+    outputs: type[Outputs]  # what run returns and restore takes; a resumed run converts the recorded JSON
     run: Callable[[RunContext], Outputs]
     restore: Callable[[RunContext, Outputs], None]
 

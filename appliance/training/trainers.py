@@ -26,9 +26,9 @@ class TrainedModel(Protocol):
     trainer: str
     task_kind: TaskKind
 
-    def predict(self, x: np.ndarray) -> np.ndarray: ...   # the task's output (see appliance.task), natively
-    def to_onnx(self) -> bytes: ...                       # the same output under the ONNX naming convention
-    def to_bytes(self) -> bytes: ...                      # what a resumed run or `reproduce` reloads
+    def predict(self, x: np.ndarray) -> np.ndarray: ...  # the task's output (see appliance.task), natively
+    def to_onnx(self) -> bytes: ...  # the same output under the ONNX naming convention
+    def to_bytes(self) -> bytes: ...  # what a resumed run or `reproduce` reloads
 
 
 class LightGBMModel:
@@ -48,10 +48,21 @@ class LightGBMModel:
         return self.booster.model_to_string().encode()
 
 
-def fit(trainer: str, schema: FeatureSchema, x: np.ndarray, y: np.ndarray, params: dict, seed: int, *,
-        task: Task = BINARY, log_metric: LogMetric | None = None, checkpoint: Path | None = None,
-        checkpoint_every: int = 1, validation: tuple[np.ndarray, np.ndarray] | None = None,
-        on_checkpoint: Callable[[int], None] | None = None) -> TrainedModel:
+def fit(
+    trainer: str,
+    schema: FeatureSchema,
+    x: np.ndarray,
+    y: np.ndarray,
+    params: dict,
+    seed: int,
+    *,
+    task: Task = BINARY,
+    log_metric: LogMetric | None = None,
+    checkpoint: Path | None = None,
+    checkpoint_every: int = 1,
+    validation: tuple[np.ndarray, np.ndarray] | None = None,
+    on_checkpoint: Callable[[int], None] | None = None,
+) -> TrainedModel:
     """Train the named trainer for the task on labels from ``task.labels`` (class indices, or values).
 
     Checkpoints and a per-epoch validation curve apply to the MLP.
@@ -63,8 +74,19 @@ def fit(trainer: str, schema: FeatureSchema, x: np.ndarray, y: np.ndarray, param
         return LightGBMModel(train_lightgbm(schema, x, y, params, seed, log_metric, task), task.kind)
     from appliance.training.mlp_trainer import train_mlp  # torch loads only for the MLP
 
-    return train_mlp(schema, x, y, params, seed, task=task, log_metric=log_metric, checkpoint=checkpoint,
-                     checkpoint_every=checkpoint_every, validation=validation, on_checkpoint=on_checkpoint)
+    return train_mlp(
+        schema,
+        x,
+        y,
+        params,
+        seed,
+        task=task,
+        log_metric=log_metric,
+        checkpoint=checkpoint,
+        checkpoint_every=checkpoint_every,
+        validation=validation,
+        on_checkpoint=on_checkpoint,
+    )
 
 
 def check_labels(task: Task, y: np.ndarray, rows: str) -> None:
@@ -73,14 +95,17 @@ def check_labels(task: Task, y: np.ndarray, rows: str) -> None:
     y = np.asarray(y)
     if task.kind == "regression":
         if y.size and not np.isfinite(y.astype(np.float64)).all():
-            raise InvalidInput(f"the {rows} target has a missing or infinite value; a regression target needs "
-                               "a number in every row")
+            raise InvalidInput(
+                f"the {rows} target has a missing or infinite value; a regression target needs a number in every row"
+            )
         return
     k = len(task.classes)
     outside = (y < 0) | (y >= k)
     if outside.any():
-        raise InvalidInput(f"{int(outside.sum())} {rows} rows have a target outside the classes "
-                           f"{task.class_text()}; declare every class in [target] classes")
+        raise InvalidInput(
+            f"{int(outside.sum())} {rows} rows have a target outside the classes "
+            f"{task.class_text()}; declare every class in [target] classes"
+        )
 
 
 def load_model(trainer: str, data: bytes) -> TrainedModel:

@@ -26,7 +26,7 @@ if TYPE_CHECKING:  # the pipeline (and the ML stack under it) is imported in the
 
 # Training is batch work: below the serving threads in the scheduler's eyes.
 WORKER_NICENESS = 10
-PARENT_POLL_S = 0.5   # how often a worker looks whether the process waiting for it is still there
+PARENT_POLL_S = 0.5  # how often a worker looks whether the process waiting for it is still there
 
 
 class TrainingInterrupted(ApplianceError):
@@ -35,16 +35,40 @@ class TrainingInterrupted(ApplianceError):
 
 
 @overload
-def train_in_worker(root: Path, model: str, *, actor: str = ..., resume: Literal[False] = ..., run_id: str | None = ...,
-                    retrain: Literal[False] = ..., new_run_id: str | None = ...,
-                    say: Callable[[str], None] = ...) -> TrainingOutcome: ...
+def train_in_worker(
+    root: Path,
+    model: str,
+    *,
+    actor: str = ...,
+    resume: Literal[False] = ...,
+    run_id: str | None = ...,
+    retrain: Literal[False] = ...,
+    new_run_id: str | None = ...,
+    say: Callable[[str], None] = ...,
+) -> TrainingOutcome: ...
 @overload
-def train_in_worker(root: Path, model: str, *, actor: str = ..., resume: bool = ..., run_id: str | None = ...,
-                    retrain: bool = ..., new_run_id: str | None = ...,
-                    say: Callable[[str], None] = ...) -> TrainingOutcome | NothingNew: ...
-def train_in_worker(root: Path, model: str, *, actor: str = "cli", resume: bool = False, run_id: str | None = None,
-                    retrain: bool = False, new_run_id: str | None = None,
-                    say: Callable[[str], None] = lambda _: None) -> TrainingOutcome | NothingNew:
+def train_in_worker(
+    root: Path,
+    model: str,
+    *,
+    actor: str = ...,
+    resume: bool = ...,
+    run_id: str | None = ...,
+    retrain: bool = ...,
+    new_run_id: str | None = ...,
+    say: Callable[[str], None] = ...,
+) -> TrainingOutcome | NothingNew: ...
+def train_in_worker(
+    root: Path,
+    model: str,
+    *,
+    actor: str = "cli",
+    resume: bool = False,
+    run_id: str | None = None,
+    retrain: bool = False,
+    new_run_id: str | None = None,
+    say: Callable[[str], None] = lambda _: None,
+) -> TrainingOutcome | NothingNew:
     """Run the pipeline for a model in a fresh (spawned) process and return its TrainingOutcome, or a retrain's
     NothingNew (``retrain`` and ``new_run_id`` as in ``pipeline.train``).
 
@@ -56,8 +80,12 @@ def train_in_worker(root: Path, model: str, *, actor: str = "cli", resume: bool 
 
     context = multiprocessing.get_context("spawn")  # no fork: the parent may hold threads and open databases
     messages = context.Queue()
-    worker = context.Process(target=_work, name=f"train-{model}", daemon=True,
-                             args=(str(root), model, actor, resume, run_id, retrain, new_run_id, messages))
+    worker = context.Process(
+        target=_work,
+        name=f"train-{model}",
+        daemon=True,
+        args=(str(root), model, actor, resume, run_id, retrain, new_run_id, messages),
+    )
     worker.start()
     try:
         while True:
@@ -105,8 +133,10 @@ def _after_death(root: Path, model: str, pid: int, exitcode: int | None, say: Ca
                 abandon_dead_runs(home, model, say)
         except Conflict:
             pass  # another run has started since; it has done this already
-    raise TrainingInterrupted(f"the training worker of '{model}' (process {pid}) {how}; continue its run from the "
-                              f"stage it reached with `appliance train {model} --resume`")
+    raise TrainingInterrupted(
+        f"the training worker of '{model}' (process {pid}) {how}; continue its run from the "
+        f"stage it reached with `appliance train {model} --resume`"
+    )
 
 
 def _stop_with(parent: multiprocessing.process.BaseProcess | None) -> None:
@@ -126,8 +156,9 @@ def _stop_with(parent: multiprocessing.process.BaseProcess | None) -> None:
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
-def _work(root: str, model: str, actor: str, resume: bool, run_id: str | None, retrain: bool, new_run_id: str | None,
-          messages) -> None:
+def _work(
+    root: str, model: str, actor: str, resume: bool, run_id: str | None, retrain: bool, new_run_id: str | None, messages
+) -> None:
     from appliance.home import Home
     from appliance.training.pipeline import NothingNew, train
 
@@ -136,8 +167,16 @@ def _work(root: str, model: str, actor: str, resume: bool, run_id: str | None, r
     _stop_with(multiprocessing.parent_process())
     try:
         with Home(Path(root)) as home:
-            outcome = train(home, home.spec(model), actor, say=lambda line: messages.put(("say", line)),
-                            resume=resume, run_id=run_id, retrain=retrain, new_run_id=new_run_id)
+            outcome = train(
+                home,
+                home.spec(model),
+                actor,
+                say=lambda line: messages.put(("say", line)),
+                resume=resume,
+                run_id=run_id,
+                retrain=retrain,
+                new_run_id=new_run_id,
+            )
         messages.put(("nothing new" if isinstance(outcome, NothingNew) else "done", msgspec.to_builtins(outcome)))
     except (ApplianceError, StorageError) as e:
         messages.put(("error", (type(e).__name__, str(e))))

@@ -59,19 +59,21 @@ class Comparison(msgspec.Struct, frozen=True, kw_only=True):
     model: str
     candidate: int
     production: int
-    difference: Difference      # candidate and production values, candidate − production and its interval
+    difference: Difference  # candidate and production values, candidate − production and its interval
     rows: int
     rows_from: Literal["live", "evaluation"]
-    rows_label: str             # which rows: "live labelled window 2026-10-20, 1,240 rows"
-    note: str = ""              # why the live traffic was not used, when it was not
+    rows_label: str  # which rows: "live labelled window 2026-10-20, 1,240 rows"
+    note: str = ""  # why the live traffic was not used, when it was not
 
     def line(self) -> str:
         """One line a person reads: both values, the difference and its interval, the verdict, the rows."""
         d = self.difference
         name = metric_label(d.metric)
-        return (f"v{self.candidate} {name} {format_value(d.metric, d.candidate)} vs production v{self.production} "
-                f"{format_value(d.metric, d.production)} on the same rows: {signed(d.metric, d.value)} "
-                f"({d.interval_text()}), {d.verdict} — {self.rows_label}")
+        return (
+            f"v{self.candidate} {name} {format_value(d.metric, d.candidate)} vs production v{self.production} "
+            f"{format_value(d.metric, d.production)} on the same rows: {signed(d.metric, d.value)} "
+            f"({d.interval_text()}), {d.verdict} — {self.rows_label}"
+        )
 
 
 class LabelledTraffic:
@@ -80,8 +82,9 @@ class LabelledTraffic:
 
     def __init__(self, home: Home, spec: ModelSpec):
         self.home, self.spec = home, spec
-        frames = [f for f in (logged_traffic(home, spec, v.version) for v in home.registry.versions(spec.name))
-                  if f.height]
+        frames = [
+            f for f in (logged_traffic(home, spec, v.version) for v in home.registry.versions(spec.name)) if f.height
+        ]
         keys = spec.features
         if frames:
             answered = pl.concat(frames, how="diagonal_relaxed").filter(pl.col(STATUS) == ANSWERED)
@@ -116,20 +119,24 @@ class LabelledTraffic:
             parts = []
             if snapshots:
                 events = read_snapshots(self.home.offline, snapshots)
-                parts.append(events.with_columns(key_text_column(pl.col(key), entity_key_type(spec)))
-                             .select([c for c in columns if c in events.columns]))
+                parts.append(
+                    events.with_columns(key_text_column(pl.col(key), entity_key_type(spec))).select(
+                        [c for c in columns if c in events.columns]
+                    )
+                )
             served = self.answered.select([c for c in columns if c in self.answered.columns])
             if parts and served.height:
-                served = served.cast({c: parts[0].schema[c] for c in served.columns if c in parts[0].columns},
-                                     strict=False).join(parts[0].select(key, t), on=[key, t], how="anti",
-                                                        nulls_equal=True)
+                served = served.cast(
+                    {c: parts[0].schema[c] for c in served.columns if c in parts[0].columns}, strict=False
+                ).join(parts[0].select(key, t), on=[key, t], how="anti", nulls_equal=True)
             parts.append(served)
             self._history = pl.concat(parts, how="diagonal_relaxed")
         return self._history
 
 
-def compare_with_production(home: Home, model: str, candidate: int, production: int | None = None,
-                            traffic: LabelledTraffic | None = None) -> Comparison:
+def compare_with_production(
+    home: Home, model: str, candidate: int, production: int | None = None, traffic: LabelledTraffic | None = None
+) -> Comparison:
     """``candidate`` against ``production`` (default: the version the production alias names) on the same rows,
     the newest labelled live window both can be scored on, else the newer held-out evaluation rows."""
     spec = home.spec(model)
@@ -158,8 +165,16 @@ def compare_with_production(home: Home, model: str, candidate: int, production: 
         rows_from = "evaluation"
     outputs = {v: version_output(home, model, v, rows, task) for v in (candidate, production)}
     difference = paired_difference(task, spec.metric, y, outputs[candidate], outputs[production])
-    return Comparison(model=model, candidate=candidate, production=production, difference=difference,
-                      rows=rows.height, rows_from=rows_from, rows_label=label, note=note)
+    return Comparison(
+        model=model,
+        candidate=candidate,
+        production=production,
+        difference=difference,
+        rows=rows.height,
+        rows_from=rows_from,
+        rows_label=label,
+        note=note,
+    )
 
 
 def version_output(home: Home, model: str, version: int, rows: pl.DataFrame, task: Task) -> np.ndarray:
@@ -169,8 +184,10 @@ def version_output(home: Home, model: str, version: int, rows: pl.DataFrame, tas
     schema = msgspec.convert(mv.feature_schema, FeatureSchema)
     missing = [c for c in schema.names if c not in rows.columns]
     if missing:
-        raise InvalidInput(f"v{version} of '{model}' takes feature(s) {missing} that the compared rows lack (its "
-                           "spec has changed since); compare versions trained with the same features")
+        raise InvalidInput(
+            f"v{version} of '{model}' takes feature(s) {missing} that the compared rows lack (its "
+            "spec has changed since); compare versions trained with the same features"
+        )
     sess = onnx_model.session(home.artifacts.get(mv.artifact_sha256), ["CPUExecutionProvider"])
     return onnx_model.predict(sess, schema.encode_frame(rows), task)
 
@@ -184,8 +201,9 @@ def evaluation_label(whose: str, times: pl.Series, rows: int) -> str:
     return f"{whose} evaluation {days}, {rows:,} rows"
 
 
-def _live_window(spec: ModelSpec, task: Task, labelled: pl.DataFrame,
-                 since: datetime) -> tuple[pl.DataFrame | None, str]:
+def _live_window(
+    spec: ModelSpec, task: Task, labelled: pl.DataFrame, since: datetime
+) -> tuple[pl.DataFrame | None, str]:
     """The newest labelled windows from ``since`` on that hold enough rows (see the module), or None and why."""
     t = spec.features.event_time
     fresh = labelled.filter(pl.col(t) >= since)
@@ -198,10 +216,12 @@ def _live_window(spec: ModelSpec, task: Task, labelled: pl.DataFrame,
         rows = fresh.filter(starts >= start)
         if _enough(spec, task, rows[LABEL]):
             return rows, ""
-    return None, (f"{fresh.height:,} live labelled rows from {since:%Y-%m-%d} on are too few "
-                  f"(at least {spec.monitoring.min_window_rows:,}"
-                  + (f", {spec.validation.segment_min_positives} of each class" if task.kind == "binary" else "")
-                  + ")")
+    return None, (
+        f"{fresh.height:,} live labelled rows from {since:%Y-%m-%d} on are too few "
+        f"(at least {spec.monitoring.min_window_rows:,}"
+        + (f", {spec.validation.segment_min_positives} of each class" if task.kind == "binary" else "")
+        + ")"
+    )
 
 
 def _moment(value: object) -> datetime:
@@ -225,8 +245,10 @@ def _live_label(spec: ModelSpec, live: pl.DataFrame, rows: int) -> str:
     2026-10-18..2026-10-20 (1d each), 3,100 rows'."""
     window = spec.monitoring.window
     starts = live[spec.features.event_time].dt.truncate(window)
-    first, last = (f"{_moment(s):%Y-%m-%d}" if window.endswith("d") else f"{_moment(s):%Y-%m-%d %H:%M}"
-                   for s in (starts.min(), starts.max()))
+    first, last = (
+        f"{_moment(s):%Y-%m-%d}" if window.endswith("d") else f"{_moment(s):%Y-%m-%d %H:%M}"
+        for s in (starts.min(), starts.max())
+    )
     if first == last:
         return f"live labelled window {first}, {rows:,} rows"
     return f"live labelled windows {first}..{last} ({window} each), {rows:,} rows"
@@ -234,4 +256,3 @@ def _live_label(spec: ModelSpec, live: pl.DataFrame, rows: int) -> str:
 
 def _labels(task: Task, target: pl.Series) -> np.ndarray:
     return target.cast(pl.Int8).to_numpy() if task.kind == "binary" else task.labels(target.to_list())
-

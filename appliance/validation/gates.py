@@ -44,7 +44,7 @@ class GateCheck(msgspec.Struct, frozen=True):
     value: float
     threshold: float
     detail: str
-    applicable: bool = True     # False: the gate does not apply to this version (it neither passes nor blocks)
+    applicable: bool = True  # False: the gate does not apply to this version (it neither passes nor blocks)
 
     @property
     def verdict(self) -> str:
@@ -61,18 +61,18 @@ class GateReport(msgspec.Struct, frozen=True):
 
 
 class GateEvidence(msgspec.Struct, frozen=True, kw_only=True):
-    value: float                                        # the chosen metric on the evaluation rows
-    parity_diff: float | None                           # None: no native model to compare (an outside ONNX file)
+    value: float  # the chosen metric on the evaluation rows
+    parity_diff: float | None  # None: no native model to compare (an outside ONNX file)
     p99_ms: float
     robustness_probes: int
     robustness_failures: list[str]
     task: TaskKind = "binary"
-    metric: str = "auc"                                 # the metric ``value`` and the segments are measured in
-    recall_at_precision: float | None = None            # binary: recall at the spec's precision (min_recall)
-    baseline_value: float | None = None                 # the metric of a model that knows nothing, same rows
-    segments: dict[str, dict[str, SegmentScore]] = {}   # segment column -> value -> score
+    metric: str = "auc"  # the metric ``value`` and the segments are measured in
+    recall_at_precision: float | None = None  # binary: recall at the spec's precision (min_recall)
+    baseline_value: float | None = None  # the metric of a model that knows nothing, same rows
+    segments: dict[str, dict[str, SegmentScore]] = {}  # segment column -> value -> score
     production_version: int | None = None
-    production_value: float | None = None               # the production version on the same evaluation rows
+    production_value: float | None = None  # the production version on the same evaluation rows
 
     @property
     def judged_by_auc(self) -> bool:
@@ -83,8 +83,8 @@ class GateEvidence(msgspec.Struct, frozen=True, kw_only=True):
 class SameRows(msgspec.Struct, frozen=True):
     """How the candidate and production compared: the rows both were scored on, and the difference there."""
 
-    rows: str                   # "this run's evaluation days 2026-10-11..2026-10-20, 5,600 rows"
-    difference: Difference      # candidate − production, with its 95 % interval
+    rows: str  # "this run's evaluation days 2026-10-11..2026-10-20, 5,600 rows"
+    difference: Difference  # candidate − production, with its 95 % interval
 
 
 def evaluate_gates(rules: ValidationSection, e: GateEvidence, compared: SameRows | None = None) -> GateReport:
@@ -96,25 +96,42 @@ def evaluate_gates(rules: ValidationSection, e: GateEvidence, compared: SameRows
         checks.append(_beats_baseline(e))
     if e.task == "binary":
         recall = math.nan if e.recall_at_precision is None else e.recall_at_precision
-        checks.append(_at_least("min_recall", recall, rules.min_recall,
-                                f"recall {recall:.3f} at precision ≥ {rules.recall_at_precision}"))
+        checks.append(
+            _at_least(
+                "min_recall",
+                recall,
+                rules.min_recall,
+                f"recall {recall:.3f} at precision ≥ {rules.recall_at_precision}",
+            )
+        )
     checks += [
         _regression(rules, e, compared),
         *(_segment_gap(rules, e, column, scores) for column, scores in e.segments.items()),
         _parity(rules, e),
-        _at_most("latency_p99", e.p99_ms, rules.max_p99_ms, f"p99 single-row ONNX inference {e.p99_ms:.3f} ms",
-                 "{} ms"),
-        GateCheck("robustness", not e.robustness_failures, float(len(e.robustness_failures)), 0.0,
-                  f"{e.robustness_probes} probes (missing and out-of-range features): "
-                  + (VALID_ANSWER[e.task] if not e.robustness_failures
-                     else f"{len(e.robustness_failures)} bad — " + "; ".join(e.robustness_failures[:5]))),
+        _at_most(
+            "latency_p99", e.p99_ms, rules.max_p99_ms, f"p99 single-row ONNX inference {e.p99_ms:.3f} ms", "{} ms"
+        ),
+        GateCheck(
+            "robustness",
+            not e.robustness_failures,
+            float(len(e.robustness_failures)),
+            0.0,
+            f"{e.robustness_probes} probes (missing and out-of-range features): "
+            + (
+                VALID_ANSWER[e.task]
+                if not e.robustness_failures
+                else f"{len(e.robustness_failures)} bad — " + "; ".join(e.robustness_failures[:5])
+            ),
+        ),
     ]
     return GateReport(all(c.passed for c in checks), checks)
 
 
-VALID_ANSWER = {"binary": "every answer a probability",
-                "multiclass": "every answer a probability per class, summing to 1",
-                "regression": "every answer a finite number"}
+VALID_ANSWER = {
+    "binary": "every answer a probability",
+    "multiclass": "every answer a probability per class, summing to 1",
+    "regression": "every answer a finite number",
+}
 KNOWS_NOTHING = {"binary": "the positive rate", "multiclass": "the class shares", "regression": "the mean"}
 
 
@@ -133,15 +150,26 @@ def _beats_baseline(e: GateEvidence) -> GateCheck:
     name, base = metric_label(e.metric), e.baseline_value
     knows_nothing = f"a model that answers {KNOWS_NOTHING[e.task]} for every row"
     if base is None or math.isnan(base):
-        return GateCheck("beats_baseline", True, e.value, math.nan,
-                         f"not judged: {name} of {knows_nothing} "
-                         + ("was not measured" if base is None else "is undefined on these rows"), applicable=False)
+        return GateCheck(
+            "beats_baseline",
+            True,
+            e.value,
+            math.nan,
+            f"not judged: {name} of {knows_nothing} "
+            + ("was not measured" if base is None else "is undefined on these rows"),
+            applicable=False,
+        )
     higher = higher_is_better(e.metric)
     ok = bool(e.value > base if higher else e.value < base)  # NaN fails
-    return GateCheck("beats_baseline", ok, e.value, base,
-                     f"{name} {format_value(e.metric, e.value)} {'beats' if ok else 'does not beat'} "
-                     f"{format_value(e.metric, base)} of {knows_nothing} on the same rows "
-                     f"({'higher' if higher else 'lower'} is better)")
+    return GateCheck(
+        "beats_baseline",
+        ok,
+        e.value,
+        base,
+        f"{name} {format_value(e.metric, e.value)} {'beats' if ok else 'does not beat'} "
+        f"{format_value(e.metric, base)} of {knows_nothing} on the same rows "
+        f"({'higher' if higher else 'lower'} is better)",
+    )
 
 
 def _at_least(name: str, value: float, threshold: float, what: str) -> GateCheck:
@@ -168,21 +196,32 @@ def _percent(share: float) -> str:
 def _parity(rules: ValidationSection, e: GateEvidence) -> GateCheck:
     diff = e.parity_diff
     if diff is None:  # recorded as such, not as a pass: nothing was compared
-        return GateCheck("onnx_parity", True, math.nan, rules.max_parity_diff,
-                         "not applicable: registered from ONNX (no native model to compare with)", applicable=False)
+        return GateCheck(
+            "onnx_parity",
+            True,
+            math.nan,
+            rules.max_parity_diff,
+            "not applicable: registered from ONNX (no native model to compare with)",
+            applicable=False,
+        )
     if e.task != "regression":
-        return _at_most("onnx_parity", diff, rules.max_parity_diff, f"max |ONNX − native| probability {diff:.2e}",
-                        "{:.0e}")
+        return _at_most(
+            "onnx_parity", diff, rules.max_parity_diff, f"max |ONNX − native| probability {diff:.2e}", "{:.0e}"
+        )
     # onnx_model.parity measures a regression's gap relative to the values' root mean square: a price near
     # 300,000 is off by ~0.02 in float32 from rounding alone, which no absolute bound should fail.
-    return _at_most("onnx_parity", diff, rules.max_parity_diff,
-                    f"max |ONNX − native| value {diff:.2e} of the values' root mean square", "{:.0e}")
+    return _at_most(
+        "onnx_parity",
+        diff,
+        rules.max_parity_diff,
+        f"max |ONNX − native| value {diff:.2e} of the values' root mean square",
+        "{:.0e}",
+    )
 
 
 def _regression(rules: ValidationSection, e: GateEvidence, compared: SameRows | None) -> GateCheck:
     if e.production_value is None:
-        return GateCheck("no_regression", True, 0.0, rules.max_regression,
-                         "no production version to compare with")
+        return GateCheck("no_regression", True, 0.0, rules.max_regression, "no production version to compare with")
     name, value, production = metric_label(e.metric), e.value, e.production_value
     higher = higher_is_better(e.metric)
     worse = production - value if higher else value - production
@@ -191,31 +230,43 @@ def _regression(rules: ValidationSection, e: GateEvidence, compared: SameRows | 
         worse = _share(worse, production)
     ok = bool(worse <= rules.max_regression) if not math.isnan(worse) else False
     rows = f" ({compared.rows})" if compared is not None else ""
-    against = (f"{name} {format_value(e.metric, value)} vs production v{e.production_version} "
-               f"{format_value(e.metric, production)} on the same rows{rows}: ")
+    against = (
+        f"{name} {format_value(e.metric, value)} vs production v{e.production_version} "
+        f"{format_value(e.metric, production)} on the same rows{rows}: "
+    )
     allowed = _percent(rules.max_regression) if scaled else f"{rules.max_regression}"
     size = _percent(abs(worse)) if scaled else f"{abs(worse):.4f}"
-    if not worse > 0:   # no worse (or NaN, which fails): the allowance is beside the point
+    if not worse > 0:  # no worse (or NaN, which fails): the allowance is beside the point
         moved = f"{'up' if higher and not scaled else 'better by'} {size} (worse by at most {allowed} allowed)"
     else:
         moved = f"{'down' if higher and not scaled else 'worse by'} {size} {'≤' if ok else '>'} {allowed} allowed"
-    interval = "" if compared is None else \
-        f"; {compared.difference.interval_text()} of the difference, {compared.difference.verdict}"
+    interval = (
+        ""
+        if compared is None
+        else f"; {compared.difference.interval_text()} of the difference, {compared.difference.verdict}"
+    )
     return GateCheck("no_regression", ok, worse, rules.max_regression, f"{against}{moved}{interval}")
 
 
-def _segment_gap(rules: ValidationSection, e: GateEvidence, column: str,
-                 scores: dict[str, SegmentScore]) -> GateCheck:
+def _segment_gap(rules: ValidationSection, e: GateEvidence, column: str, scores: dict[str, SegmentScore]) -> GateCheck:
     binary, least = e.task == "binary", rules.segment_min_positives
     # A binary segment needs positives and negatives for AUC to mean anything; other tasks count rows.
-    judged = {k: s.value for k, s in scores.items() if not math.isnan(s.value)
-              and (s.positives >= least and s.rows > s.positives if binary else s.rows >= least)}
+    judged = {
+        k: s.value
+        for k, s in scores.items()
+        if not math.isnan(s.value) and (s.positives >= least and s.rows > s.positives if binary else s.rows >= least)
+    }
     unit = "positives" if binary else "rows"
     small = sorted(k for k in scores if k not in judged)
     note = f"; too few {unit} to judge: {', '.join(small)}" if small else ""
     if len(judged) < 2:
-        return GateCheck(f"segment_gap_{column}", True, 0.0, rules.max_segment_gap,
-                         f"fewer than two {column} segments with ≥ {least} {unit}{note}")
+        return GateCheck(
+            f"segment_gap_{column}",
+            True,
+            0.0,
+            rules.max_segment_gap,
+            f"fewer than two {column} segments with ≥ {least} {unit}{note}",
+        )
     higher = higher_is_better(e.metric)
     worst, best = (min, max) if higher else (max, min)
     low, high = worst(judged, key=judged.get), best(judged, key=judged.get)
@@ -225,9 +276,19 @@ def _segment_gap(rules: ValidationSection, e: GateEvidence, column: str,
     if e.metric in SCALED:
         share = _share(gap, e.value)
         ok = bool(share <= rules.max_segment_gap)  # NaN fails
-        return GateCheck(f"segment_gap_{column}", ok, share, rules.max_segment_gap,
-                         f"{spread}, gap {fmt(gap)} = {_percent(share)} of the overall {fmt(e.value)} "
-                         f"{'≤' if ok else '>'} {_percent(rules.max_segment_gap)}{note}")
+        return GateCheck(
+            f"segment_gap_{column}",
+            ok,
+            share,
+            rules.max_segment_gap,
+            f"{spread}, gap {fmt(gap)} = {_percent(share)} of the overall {fmt(e.value)} "
+            f"{'≤' if ok else '>'} {_percent(rules.max_segment_gap)}{note}",
+        )
     ok = bool(gap <= rules.max_segment_gap)
-    return GateCheck(f"segment_gap_{column}", ok, gap, rules.max_segment_gap,
-                     f"{spread}, gap {gap:.4f} {'≤' if ok else '>'} {rules.max_segment_gap}{note}")
+    return GateCheck(
+        f"segment_gap_{column}",
+        ok,
+        gap,
+        rules.max_segment_gap,
+        f"{spread}, gap {gap:.4f} {'≤' if ok else '>'} {rules.max_segment_gap}{note}",
+    )

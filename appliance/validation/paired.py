@@ -24,7 +24,7 @@ import numpy as np
 from appliance.scoring.metrics import score
 from appliance.task import SCALED, Task, higher_is_better
 
-Z95 = 1.959963984540054   # the normal quantile of a two-sided 95 % interval
+Z95 = 1.959963984540054  # the normal quantile of a two-sided 95 % interval
 RESAMPLES = 400
 SEED = 20
 
@@ -36,9 +36,9 @@ class Difference(msgspec.Struct, frozen=True):
     metric: str
     candidate: float
     production: float
-    low: float                  # NaN: no interval (too few rows, or a value undefined on them)
+    low: float  # NaN: no interval (too few rows, or a value undefined on them)
     high: float
-    method: str                 # how the interval was drawn: "DeLong" or "paired bootstrap, 400 resamples"
+    method: str  # how the interval was drawn: "DeLong" or "paired bootstrap, 400 resamples"
 
     @property
     def value(self) -> float:
@@ -60,8 +60,9 @@ class Difference(msgspec.Struct, frozen=True):
         return f"95 % {self.method} interval {signed(self.metric, self.low)} … {signed(self.metric, self.high)}"
 
 
-def paired_difference(task: Task, metric: str, y: np.ndarray, candidate: np.ndarray,
-                      production: np.ndarray) -> Difference:
+def paired_difference(
+    task: Task, metric: str, y: np.ndarray, candidate: np.ndarray, production: np.ndarray
+) -> Difference:
     """Both outputs scored on the rows ``y``, with a 95 % interval for the difference (see the module)."""
     y = np.asarray(y)
     c, p = score(task, metric, y, candidate), score(task, metric, y, production)
@@ -86,8 +87,8 @@ def delong_interval(y: np.ndarray, a: np.ndarray, b: np.ndarray) -> tuple[float,
         within_pos, within_neg = _midranks(positives[k]), _midranks(negatives[k])
         together = _midranks(np.concatenate([positives[k], negatives[k]]))
         aucs.append((together[:m].sum() / m - (m + 1) / 2) / n)
-        v_pos.append((together[:m] - within_pos) / n)         # each positive's share of negatives ranked below it
-        v_neg.append(1 - (together[m:] - within_neg) / m)     # each negative's share of positives ranked above it
+        v_pos.append((together[:m] - within_pos) / n)  # each positive's share of negatives ranked below it
+        v_neg.append(1 - (together[m:] - within_neg) / m)  # each negative's share of positives ranked above it
     s_pos, s_neg = np.cov(np.vstack(v_pos)), np.cov(np.vstack(v_neg))
     variance = (s_pos[0, 0] + s_pos[1, 1] - 2 * s_pos[0, 1]) / m + (s_neg[0, 0] + s_neg[1, 1] - 2 * s_neg[0, 1]) / n
     difference = aucs[0] - aucs[1]
@@ -95,8 +96,9 @@ def delong_interval(y: np.ndarray, a: np.ndarray, b: np.ndarray) -> tuple[float,
     return float(difference - half), float(difference + half)
 
 
-def bootstrap_interval(task: Task, metric: str, y: np.ndarray, a: np.ndarray, b: np.ndarray,
-                       resamples: int = RESAMPLES) -> tuple[float, float]:
+def bootstrap_interval(
+    task: Task, metric: str, y: np.ndarray, a: np.ndarray, b: np.ndarray, resamples: int = RESAMPLES
+) -> tuple[float, float]:
     """95 % paired percentile bootstrap interval of metric(a) − metric(b): each resample of the rows scores
     both outputs. NaN with fewer than two rows or when fewer than half the resamples give a value."""
     y, a, b = np.asarray(y), np.asarray(a), np.asarray(b)

@@ -20,8 +20,8 @@ PROBABILITY_SUM_TOLERANCE = 1e-4
 
 class SegmentScore(msgspec.Struct, frozen=True):
     rows: int
-    positives: int      # binary: rows labelled 1; other tasks: 0 (rows decide whether a segment is judged)
-    value: float        # the metric the gates judge, on the segment's rows
+    positives: int  # binary: rows labelled 1; other tasks: 0 (rows decide whether a segment is judged)
+    value: float  # the metric the gates judge, on the segment's rows
 
 
 def recall_at_precision(y: np.ndarray, p: np.ndarray, precision: float) -> float:
@@ -39,8 +39,9 @@ def recall_at_precision(y: np.ndarray, p: np.ndarray, precision: float) -> float
     return float(tp[ok].max() / y.sum()) if ok.any() else 0.0
 
 
-def segment_scores(y: np.ndarray, output: np.ndarray, segment, task: Task = BINARY,
-                   metric: str | None = None) -> dict[str, SegmentScore]:
+def segment_scores(
+    y: np.ndarray, output: np.ndarray, segment, task: Task = BINARY, metric: str | None = None
+) -> dict[str, SegmentScore]:
     """The metric (default: the task's) of each segment value; a missing value is its own segment, '(missing)'."""
     labels = np.asarray(["(missing)" if v is None else str(v) for v in segment], dtype=object)
     y, output = np.asarray(y), np.asarray(output)
@@ -58,6 +59,7 @@ def single_row_p99_ms(onnx_bytes: bytes, x: np.ndarray, calls: int = 500, task: 
     task's output (``onnx_model.predict``), or without a task the answer output the model has."""
     sess = onnx_model.session(onnx_bytes, ["CPUExecutionProvider"])
     if task is not None:
+
         def call(row):
             return onnx_model.predict(sess, row, task)
     else:
@@ -66,13 +68,14 @@ def single_row_p99_ms(onnx_bytes: bytes, x: np.ndarray, calls: int = 500, task: 
 
         def call(row):
             return sess.run(answer, {onnx_model.INPUT_NAME: row})
+
     rows = x[np.arange(calls) % len(x)]
     for i in range(min(50, calls)):  # warm-up: first calls allocate
-        call(rows[i:i + 1])
+        call(rows[i : i + 1])
     times = np.empty(calls)
     for i in range(calls):
         started = time.perf_counter()
-        call(rows[i:i + 1])
+        call(rows[i : i + 1])
         times[i] = time.perf_counter() - started
     return float(np.percentile(times, 99) * 1e3)
 
@@ -96,8 +99,9 @@ def robustness_probes(schema: FeatureSchema, typical: np.ndarray) -> tuple[list[
     return names, np.vstack(rows)
 
 
-def robustness_failures(onnx_bytes: bytes, schema: FeatureSchema, typical: np.ndarray,
-                        task: Task = BINARY) -> tuple[int, list[str]]:
+def robustness_failures(
+    onnx_bytes: bytes, schema: FeatureSchema, typical: np.ndarray, task: Task = BINARY
+) -> tuple[int, list[str]]:
     """(probes run, the ones whose answer was an error or not a valid answer of the task: a probability in
     [0, 1] (binary); one finite probability in [0, 1] per class, summing to 1 ± 1e-4 (multiclass); a finite
     number (regression))."""

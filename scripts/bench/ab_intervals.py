@@ -19,16 +19,18 @@ from appliance.deployment.analysis import _compare
 
 rng = np.random.default_rng(0)
 # 1. one-look coverage of ci95 at small n, binary p=0.1 and 0.3; continuous lognormal
-for label, draw in [("binary 10%", lambda n: rng.binomial(1, 0.1, n).astype(float)),
-                    ("binary 30%", lambda n: rng.binomial(1, 0.3, n).astype(float)),
-                    ("lognormal", lambda n: rng.lognormal(0, 1, n))]:
+for label, draw in [
+    ("binary 10%", lambda n: rng.binomial(1, 0.1, n).astype(float)),
+    ("binary 30%", lambda n: rng.binomial(1, 0.3, n).astype(float)),
+    ("lognormal", lambda n: rng.lognormal(0, 1, n)),
+]:
     for n in (10, 30, 100):
         cover, trials = 0, 2000
         for _ in range(trials):
             a, b = list(draw(n)), list(draw(n))
             _, ci, _, _ = _compare(a, b, 2, "higher")
             cover += ci[0] <= 0 <= ci[1]
-        print(f"one look {label:12} n={n:4}: coverage {cover/trials:.3f}")
+        print(f"one look {label:12} n={n:4}: coverage {cover / trials:.3f}")
 # 2. daily looks, identical arms: share of trials where a winner is ever declared
 for p in (0.1, 0.5):
     wins_av, wins_fixed, trials = 0, 0, 500
@@ -43,5 +45,7 @@ for p in (0.1, 0.5):
             fixed |= ci[0] > 0 or ci[1] < 0
         wins_av += av
         wins_fixed += fixed
-    print(f"60 daily looks, identical arms p={p}: always-valid false winner {wins_av / trials:.3f}, "
-          f"fixed-n {wins_fixed / trials:.3f}")
+    print(
+        f"60 daily looks, identical arms p={p}: always-valid false winner {wins_av / trials:.3f}, "
+        f"fixed-n {wins_fixed / trials:.3f}"
+    )

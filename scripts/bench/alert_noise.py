@@ -25,8 +25,8 @@ from scipy.stats import norm
 from appliance.spec.alerts import DEFAULT_ALERTS, AlertRule, auc_standard_error
 
 REFERENCE_AUCS = (0.71, 0.80, 0.90)
-POSITIVE_RATES = (0.027, 0.10, 0.50)    # 0.027: the bundled sample's fraud rate
-WINDOW_ROWS = (200, 1000, 3000)         # 200: the accuracy rules' min_rows; ~3,000: a sample day
+POSITIVE_RATES = (0.027, 0.10, 0.50)  # 0.027: the bundled sample's fraud rate
+WINDOW_ROWS = (200, 1000, 3000)  # 200: the accuracy rules' min_rows; ~3,000: a sample day
 BATCH = 1000
 
 
@@ -47,8 +47,9 @@ def window_aucs(rng: np.random.Generator, auc: float, positive_rate: float, rows
     return np.concatenate(out)
 
 
-def reference_aucs(rng: np.random.Generator, auc: float, positive_rate: float, eval_rows: int,
-                   trials: int) -> np.ndarray:
+def reference_aucs(
+    rng: np.random.Generator, auc: float, positive_rate: float, eval_rows: int, trials: int
+) -> np.ndarray:
     """A version's measured reference AUC, one per trial: the true AUC plus its evaluation set's noise."""
     positives = eval_rows * positive_rate
     return auc + auc_standard_error(auc, positives, eval_rows - positives) * rng.standard_normal(trials)
@@ -72,11 +73,15 @@ def main() -> None:
     warn, crit = (next(r for r in DEFAULT_ALERTS if r.name == n) for n in ("accuracy-low", "accuracy-critical"))
     fixed_warn = AlertRule("fixed-0.05", "performance", "auc", "<", 0.05, relative_to="reference")
     fixed_crit = AlertRule("fixed-0.10", "performance", "auc", "<", 0.10, relative_to="reference")
-    print(f"{args.trials:,} windows per line; reference measured on {args.eval_rows:,} held-out rows; "
-          f"% of judged windows that fire")
-    print(f"{'ref AUC':>7} {'pos rate':>8} {'rows':>5} {'E[pos]':>6} | healthy: {'warn':>6} {'retrain':>7} "
-          f"{'fix.05':>6} {'fix.10':>6} {'<0.85':>6} {'<0.80':>6} | AUC −{args.drop:g}: {'warn':>6} {'retrain':>7} "
-          f"| warn/retrain margin")
+    print(
+        f"{args.trials:,} windows per line; reference measured on {args.eval_rows:,} held-out rows; "
+        f"% of judged windows that fire"
+    )
+    print(
+        f"{'ref AUC':>7} {'pos rate':>8} {'rows':>5} {'E[pos]':>6} | healthy: {'warn':>6} {'retrain':>7} "
+        f"{'fix.05':>6} {'fix.10':>6} {'<0.85':>6} {'<0.80':>6} | AUC −{args.drop:g}: {'warn':>6} {'retrain':>7} "
+        f"| warn/retrain margin"
+    )
     worst = {"warn": 0.0, "retrain": 0.0}
     for auc in REFERENCE_AUCS:
         for rate in POSITIVE_RATES:
@@ -90,12 +95,16 @@ def main() -> None:
                 worst = {"warn": max(worst["warn"], h[0]), "retrain": max(worst["retrain"], h[1])}
                 margins = (warn.margin(auc, rate, rows), crit.margin(auc, rate, rows))
                 absolute = (np.mean(judged < 0.85), np.mean(judged < 0.80))
-                print(f"{auc:7.2f} {rate:8.3f} {rows:5d} {rows * rate:6.1f} | healthy: {100 * h[0]:5.2f}% "
-                      f"{100 * h[1]:6.2f}% {100 * h[2]:5.1f}% {100 * h[3]:5.1f}% {100 * absolute[0]:5.1f}% "
-                      f"{100 * absolute[1]:5.1f}% | AUC −{args.drop:g}: {100 * d[0]:5.1f}% {100 * d[1]:6.1f}% "
-                      f"| {margins[0]:.3f} / {margins[1]:.3f}")
-    print(f"worst healthy false-alarm rate of the defaults: warning {100 * worst['warn']:.2f} %, "
-          f"retrain {100 * worst['retrain']:.2f} % of judged windows")
+                print(
+                    f"{auc:7.2f} {rate:8.3f} {rows:5d} {rows * rate:6.1f} | healthy: {100 * h[0]:5.2f}% "
+                    f"{100 * h[1]:6.2f}% {100 * h[2]:5.1f}% {100 * h[3]:5.1f}% {100 * absolute[0]:5.1f}% "
+                    f"{100 * absolute[1]:5.1f}% | AUC −{args.drop:g}: {100 * d[0]:5.1f}% {100 * d[1]:6.1f}% "
+                    f"| {margins[0]:.3f} / {margins[1]:.3f}"
+                )
+    print(
+        f"worst healthy false-alarm rate of the defaults: warning {100 * worst['warn']:.2f} %, "
+        f"retrain {100 * worst['retrain']:.2f} % of judged windows"
+    )
 
 
 if __name__ == "__main__":

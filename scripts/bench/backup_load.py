@@ -31,8 +31,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from storage.backup import backup_database
 from storage.prediction_log import PredictionStore
 
-FEATURES = '{"amount": 97.95, "merchant_category": "online_retail", "hour": 0, "is_foreign": false, ' \
-           '"note": "' + "x" * 400 + '"}'
+FEATURES = (
+    '{"amount": 97.95, "merchant_category": "online_retail", "hour": 0, "is_foreign": false, '
+    '"note": "' + "x" * 400 + '"}'
+)
 
 
 def rows(first: int, count: int) -> tuple[list[tuple], list[tuple]]:
@@ -40,8 +42,9 @@ def rows(first: int, count: int) -> tuple[list[tuple], list[tuple]]:
     first … first + count - 1."""
     now = time.time()
     ids = [f"{i:012d}" for i in range(first, first + count)]
-    predictions = [(rid, 0, "m", 1, "production", 1, now, None, rid[-3:], FEATURES, 0.5, 0, 1.0, 200, None, None)
-                   for rid in ids]
+    predictions = [
+        (rid, 0, "m", 1, "production", 1, now, None, rid[-3:], FEATURES, 0.5, 0, 1.0, 200, None, None) for rid in ids
+    ]
     shadow = [(rid, 0, 1, 2, 0.5, 0, 1.0, None, None) for rid in ids]
     return predictions, shadow
 
@@ -49,8 +52,11 @@ def rows(first: int, count: int) -> tuple[list[tuple], list[tuple]]:
 def fill(path: Path, megabytes: int) -> int:
     store = PredictionStore(path)
     n = 0
-    while path.stat().st_size + (path.with_name(path.name + "-wal").stat().st_size
-                                 if path.with_name(path.name + "-wal").exists() else 0) < megabytes * 1e6:
+    while (
+        path.stat().st_size
+        + (path.with_name(path.name + "-wal").stat().st_size if path.with_name(path.name + "-wal").exists() else 0)
+        < megabytes * 1e6
+    ):
         store.append(*rows(n, 5000))
         n += 5000
     store.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -120,7 +126,8 @@ def one_instant(copy: Path) -> str:
     conn = sqlite3.connect(copy)
     try:
         predictions, first, last = conn.execute(
-            "SELECT COUNT(*), MIN(request_id), MAX(request_id) FROM predictions").fetchone()
+            "SELECT COUNT(*), MIN(request_id), MAX(request_id) FROM predictions"
+        ).fetchone()
         shadow = conn.execute("SELECT COUNT(*) FROM shadow_scores").fetchone()[0]
     finally:
         conn.close()
@@ -134,8 +141,10 @@ def main() -> None:
     parser.add_argument("--deadline", type=float, default=60.0, help="seconds a backup may take")
     args = parser.parse_args()
     print(f"SQLite {sqlite3.sqlite_version}; deadline {args.deadline:g} s\n")
-    print(f"{'size':>7}  {'method':<25} {'finished':>8} {'seconds':>8} {'restarts':>8} {'commits':>8} "
-          f"{'slowest commit':>14}  one instant")
+    print(
+        f"{'size':>7}  {'method':<25} {'finished':>8} {'seconds':>8} {'restarts':>8} {'commits':>8} "
+        f"{'slowest commit':>14}  one instant"
+    )
     for mb in args.mb:
         with tempfile.TemporaryDirectory() as tmp:
             db = Path(tmp) / "predictions.db"
@@ -145,12 +154,17 @@ def main() -> None:
             writer.start()
             time.sleep(2.0)
             alone = (slowest.value, counts.value / 2.0)
-            print(f"{mb:>5}MB  {'(writer alone, 2 s)':<25} {'':>8} {'':>8} {'':>8} {int(alone[1]):>6}/s "
-                  f"{alone[0] * 1e3:>11.1f} ms")
+            print(
+                f"{mb:>5}MB  {'(writer alone, 2 s)':<25} {'':>8} {'':>8} {'':>8} {int(alone[1]):>6}/s "
+                f"{alone[0] * 1e3:>11.1f} ms"
+            )
             try:
-                for name, method in (("online backup, steps", stepped), ("online backup, 1 step", one_step),
-                                     ("VACUUM INTO", vacuum_into),
-                                     ("appliance (1 step+check)", appliance_backup)):
+                for name, method in (
+                    ("online backup, steps", stepped),
+                    ("online backup, 1 step", one_step),
+                    ("VACUUM INTO", vacuum_into),
+                    ("appliance (1 step+check)", appliance_backup),
+                ):
                     target = Path(tmp) / f"copy-{name.replace(' ', '')}.db"
                     before, slowest.value = counts.value, 0.0
                     began = time.monotonic()
@@ -158,8 +172,10 @@ def main() -> None:
                     took = time.monotonic() - began
                     commits = counts.value - before
                     instant = one_instant(target) if finished else "-"
-                    print(f"{mb:>5}MB  {name:<25} {'yes' if finished else 'NO':>8} {took:>8.1f} {restarts:>8} "
-                          f"{commits:>8,} {slowest.value * 1e3:>11.1f} ms  {instant}")
+                    print(
+                        f"{mb:>5}MB  {name:<25} {'yes' if finished else 'NO':>8} {took:>8.1f} {restarts:>8} "
+                        f"{commits:>8,} {slowest.value * 1e3:>11.1f} ms  {instant}"
+                    )
             finally:
                 stop.set()
                 writer.join()

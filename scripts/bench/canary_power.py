@@ -56,12 +56,18 @@ class Arm:
         """The newest MAX_SAMPLE predictions, as the analysis reads them."""
         latencies = np.concatenate(self.latencies)[-MAX_SAMPLE:]
         failed = np.concatenate(self.failed)[-MAX_SAMPLE:]
-        scores = np.concatenate(self.scores)[-int((~failed).sum()):] if (~failed).any() else np.array([])
+        scores = np.concatenate(self.scores)[-int((~failed).sum()) :] if (~failed).any() else np.array([])
         return ArmSample(scores.tolist(), latencies.tolist(), int(failed.sum()))
 
 
-def canary(rng: np.random.Generator, steps: list[int], base_error: float, extra_error: float,
-           latency_factor: float, min_sample: int = 200) -> int | None:
+def canary(
+    rng: np.random.Generator,
+    steps: list[int],
+    base_error: float,
+    extra_error: float,
+    latency_factor: float,
+    min_sample: int = 200,
+) -> int | None:
     """Run one canary; the candidate's prediction count when it was rolled back, or None if it was promoted."""
     policy = DeploymentSection(canary_steps=steps, min_sample=min_sample)
     production = Arm(rng, base_error, 1.0)
@@ -93,8 +99,12 @@ def main() -> None:
             print(f"   {name:<34} {base:>16.1%} {survived:>9.1%}")
 
     print("\n2. a worse candidate: rolled back by the time it has answered N predictions (goal ≥ 90 % by 1,000)")
-    cases = [("2× latency, 1 % errors", 0.01, 0.0, 2.0), ("+3 points, base 0 %", 0.0, 0.03, 1.0),
-             ("+3 points, base 1 %", 0.01, 0.03, 1.0), ("+3 points, base 2 %", 0.02, 0.03, 1.0)]
+    cases = [
+        ("2× latency, 1 % errors", 0.01, 0.0, 2.0),
+        ("+3 points, base 0 %", 0.0, 0.03, 1.0),
+        ("+3 points, base 1 %", 0.01, 0.03, 1.0),
+        ("+3 points, base 2 %", 0.02, 0.03, 1.0),
+    ]
     for name, steps in POLICIES.items():
         looks = [200 * (i + 1) for i in range(len(steps) - 1)]
         print(f"   {name}")

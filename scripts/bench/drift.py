@@ -28,8 +28,14 @@ from appliance.monitoring.windows import EventWindows
 from appliance.spec import Feature
 from appliance.spec.monitoring import MonitoringSection
 
-FEATURES = [Feature("amount", "float"), Feature("merchant_category", "category"), Feature("hour", "integer"),
-            Feature("is_foreign", "boolean"), Feature("account_age_days", "integer"), Feature("country", "category")]
+FEATURES = [
+    Feature("amount", "float"),
+    Feature("merchant_category", "category"),
+    Feature("hour", "integer"),
+    Feature("is_foreign", "boolean"),
+    Feature("account_age_days", "integer"),
+    Feature("country", "category"),
+]
 CONTINUOUS = [f.name for f in FEATURES if f.type in ("float", "integer")]
 CATEGORICAL = [f.name for f in FEATURES if f.name not in CONTINUOUS]
 START = datetime(2026, 10, 1, tzinfo=UTC)
@@ -40,20 +46,34 @@ def synthetic(rows: int, days: int, start: datetime, seed: int, drift_from: int 
     seconds = np.sort(rng.integers(0, days * 86400, rows))
     day = seconds // 86400
     shifted = (day >= drift_from) if drift_from is not None else np.zeros(rows, dtype=bool)
-    merchants = ["grocery", "restaurants", "fuel", "travel", "electronics", "jewelry", "online_retail",
-                 "gaming", "pharmacy", "digital_goods"]
+    merchants = [
+        "grocery",
+        "restaurants",
+        "fuel",
+        "travel",
+        "electronics",
+        "jewelry",
+        "online_retail",
+        "gaming",
+        "pharmacy",
+        "digital_goods",
+    ]
     base = np.array([25, 20, 12, 6, 6, 2, 14, 5, 6, 4], dtype=float)
-    return pl.DataFrame({
-        "event_time": [start + timedelta(seconds=int(s)) for s in seconds],
-        "amount": np.round(rng.lognormal(3.8, 1.1, rows) * np.where(shifted, 1.35, 1.0), 2),
-        "merchant_category": np.where(shifted & (rng.random(rows) < 0.05), "digital_goods",
-                                      rng.choice(merchants, rows, p=base / base.sum())),
-        "hour": rng.choice(24, rows, p=np.r_[np.full(6, 1.0), np.full(18, 3.0)] / 60).astype(np.int32),
-        "is_foreign": rng.random(rows) < 0.04,
-        "account_age_days": rng.integers(0, 3651, rows).astype(np.int32),
-        "country": rng.choice(["US", "GB", "CA", "DE", "FR", "JP", "AU"], rows,
-                              p=[0.43, 0.12, 0.1, 0.1, 0.1, 0.08, 0.07]),
-    })
+    return pl.DataFrame(
+        {
+            "event_time": [start + timedelta(seconds=int(s)) for s in seconds],
+            "amount": np.round(rng.lognormal(3.8, 1.1, rows) * np.where(shifted, 1.35, 1.0), 2),
+            "merchant_category": np.where(
+                shifted & (rng.random(rows) < 0.05), "digital_goods", rng.choice(merchants, rows, p=base / base.sum())
+            ),
+            "hour": rng.choice(24, rows, p=np.r_[np.full(6, 1.0), np.full(18, 3.0)] / 60).astype(np.int32),
+            "is_foreign": rng.random(rows) < 0.04,
+            "account_age_days": rng.integers(0, 3651, rows).astype(np.int32),
+            "country": rng.choice(
+                ["US", "GB", "CA", "DE", "FR", "JP", "AU"], rows, p=[0.43, 0.12, 0.1, 0.1, 0.1, 0.08, 0.07]
+            ),
+        }
+    )
 
 
 def ours(reference: pl.DataFrame, analysis: pl.DataFrame, rules: MonitoringSection) -> pl.DataFrame:
@@ -68,9 +88,14 @@ def nannyml_drift(reference, analysis, exact: bool):
     # calculation_method from the top level of the same dict.
     params = {"kolmogorov_smirnov": {}, "calculation_method": "exact"} if exact else None
     calc = nannyml.UnivariateDriftCalculator(
-        column_names=[f.name for f in FEATURES], timestamp_column_name="event_time",
-        treat_as_categorical=CATEGORICAL, continuous_methods=["kolmogorov_smirnov"],
-        categorical_methods=["jensen_shannon"], chunk_period="D", computation_params=params)
+        column_names=[f.name for f in FEATURES],
+        timestamp_column_name="event_time",
+        treat_as_categorical=CATEGORICAL,
+        continuous_methods=["kolmogorov_smirnov"],
+        categorical_methods=["jensen_shannon"],
+        chunk_period="D",
+        computation_params=params,
+    )
     return calc.fit(reference).calculate(analysis).filter(period="analysis").to_df()
 
 
@@ -108,11 +133,10 @@ def main() -> None:
     reference = synthetic(args.reference_rows, 10, START - timedelta(days=10), seed=1, drift_from=None)
     analysis = synthetic(args.rows, args.days, START, seed=2, drift_from=args.days - 10)
     ref_pd, analysis_pd = to_pandas(reference), to_pandas(analysis)
-    same_work = MonitoringSection(continuous_methods=["ks"], categorical_methods=["jensen_shannon"],
-                                  min_window_rows=1)
+    same_work = MonitoringSection(continuous_methods=["ks"], categorical_methods=["jensen_shannon"], min_window_rows=1)
     full_job = MonitoringSection()
     warnings.simplefilter("ignore")
-    ours(reference, analysis.head(1000), same_work)   # warm up imports and thread pools on both sides
+    ours(reference, analysis.head(1000), same_work)  # warm up imports and thread pools on both sides
     nannyml_drift(ref_pd.head(1000), analysis_pd.head(1000), False)
 
     # Rounds interleave the contenders so that a busy spell on this shared machine hits all of them.
@@ -135,21 +159,28 @@ def main() -> None:
     best = {k: min(v) for k, v in seconds.items()}
     cpu = {k: float(np.median(v)) for k, v in cpu_seconds.items()}
 
-    print(f"{args.rows:,} rows x {len(FEATURES)} features x {args.days} daily windows, "
-          f"reference {args.reference_rows:,} rows; {args.repeats} interleaved rounds, "
-          f"median (best) wall time, median CPU time")
-    for key, label in (("ours", "ours, KS + JS (same work as NannyML)"),
-                       ("ours_full", "ours, full default job (PSI+KS, PSI+JS)"),
-                       ("nml", "NannyML UnivariateDriftCalculator, KS + JS (its default KS: binned estimate)"),
-                       ("nml_exact", "NannyML UnivariateDriftCalculator, exact KS + JS")):
-        print(f"{label:78s} {median[key]:7.3f} s ({best[key]:.3f} s, {len(seconds[key])} runs), "
-              f"CPU {cpu[key]:.3f} s")
+    print(
+        f"{args.rows:,} rows x {len(FEATURES)} features x {args.days} daily windows, "
+        f"reference {args.reference_rows:,} rows; {args.repeats} interleaved rounds, "
+        f"median (best) wall time, median CPU time"
+    )
+    for key, label in (
+        ("ours", "ours, KS + JS (same work as NannyML)"),
+        ("ours_full", "ours, full default job (PSI+KS, PSI+JS)"),
+        ("nml", "NannyML UnivariateDriftCalculator, KS + JS (its default KS: binned estimate)"),
+        ("nml_exact", "NannyML UnivariateDriftCalculator, exact KS + JS"),
+    ):
+        print(f"{label:78s} {median[key]:7.3f} s ({best[key]:.3f} s, {len(seconds[key])} runs), CPU {cpu[key]:.3f} s")
     for theirs, label in (("nml", "default"), ("nml_exact", "exact KS")):
-        print(f"ratio NannyML ({label}) / ours, same work: {median[theirs] / median['ours']:5.1f}x median, "
-              f"{best[theirs] / best['ours']:5.1f}x best, {cpu[theirs] / cpu['ours']:5.1f}x CPU; "
-              f"/ our full job: {median[theirs] / median['ours_full']:5.1f}x median")
-    print(f"max |KS ours - NannyML|: {ks_gap(mine, exact_table, args.days):.2e} (NannyML exact), "
-          f"{ks_gap(mine, table, args.days):.2e} (NannyML default estimate)")
+        print(
+            f"ratio NannyML ({label}) / ours, same work: {median[theirs] / median['ours']:5.1f}x median, "
+            f"{best[theirs] / best['ours']:5.1f}x best, {cpu[theirs] / cpu['ours']:5.1f}x CPU; "
+            f"/ our full job: {median[theirs] / median['ours_full']:5.1f}x median"
+        )
+    print(
+        f"max |KS ours - NannyML|: {ks_gap(mine, exact_table, args.days):.2e} (NannyML exact), "
+        f"{ks_gap(mine, table, args.days):.2e} (NannyML default estimate)"
+    )
 
 
 if __name__ == "__main__":

@@ -56,8 +56,7 @@ def main() -> None:
     windows = EventWindows(traffic, "event_time", rules.window)
     ours = feature_drift(ReferenceProfile.fit(reference, features, rules.psi_bins), traffic, windows, rules)
     ours_s = time.perf_counter() - started
-    ours_days = (ours.filter(pl.col("rows") > 0)
-                 .group_by("window_start", "feature").agg(pl.col("alert").any()))
+    ours_days = ours.filter(pl.col("rows") > 0).group_by("window_start", "feature").agg(pl.col("alert").any())
 
     names = [f.name for f in features]
     started = time.perf_counter()
@@ -65,18 +64,26 @@ def main() -> None:
     nml_s = time.perf_counter() - started
     nml_ks_chi2 = nannyml_alerts(reference, traffic, names, "kolmogorov_smirnov", "chi2")
 
-    print(f"reference {reference.height:,} rows; {ours_days['window_start'].n_unique()} daily windows "
-          f"with rows; ours {ours_s:.2f} s, NannyML (defaults) {nml_s:.2f} s\n")
-    for name, days in (("ours (spec defaults: PSI + KS / PSI + JS)", ours_days),
-                       ("NannyML defaults (JS everywhere, reference mean + 3 sd)", nml_default),
-                       ("NannyML KS (mean + 3 sd) / chi2 (p < 0.05)", nml_ks_chi2)):
+    print(
+        f"reference {reference.height:,} rows; {ours_days['window_start'].n_unique()} daily windows "
+        f"with rows; ours {ours_s:.2f} s, NannyML (defaults) {nml_s:.2f} s\n"
+    )
+    for name, days in (
+        ("ours (spec defaults: PSI + KS / PSI + JS)", ours_days),
+        ("NannyML defaults (JS everywhere, reference mean + 3 sd)", nml_default),
+        ("NannyML KS (mean + 3 sd) / chi2 (p < 0.05)", nml_ks_chi2),
+    ):
         report(name, days)
 
     print("\nper-day values (ours):")
-    wide = (ours.with_columns(pl.col("window_start").dt.date().alias("day"),
-                              (pl.col("feature") + ":" + pl.col("method")).alias("check"))
-            .filter(pl.col("day") >= date(2026, 10, 16))
-            .pivot(on="check", index="day", values="value").with_columns(pl.exclude("day").round(3)))
+    wide = (
+        ours.with_columns(
+            pl.col("window_start").dt.date().alias("day"), (pl.col("feature") + ":" + pl.col("method")).alias("check")
+        )
+        .filter(pl.col("day") >= date(2026, 10, 16))
+        .pivot(on="check", index="day", values="value")
+        .with_columns(pl.exclude("day").round(3))
+    )
     with pl.Config(tbl_rows=40, tbl_cols=20, tbl_width_chars=240, tbl_hide_dataframe_shape=True):
         print(wide)
 
@@ -88,22 +95,29 @@ def report(name: str, days: pl.DataFrame) -> None:
     clean = days.filter(pl.col("day") < DRIFT_START)
     clean_live = clean.filter(pl.col("day") >= date(2026, 10, 16))
     false_alarms = clean.filter("alert")
-    print(f"{name}: false alarms on clean feature-days {false_alarms.height} of {clean.height} "
-          f"({false_alarms.height / clean.height:.1%}); on the clean live days 10-16..10-19 "
-          f"{clean_live['alert'].sum()} of {clean_live.height}")
+    print(
+        f"{name}: false alarms on clean feature-days {false_alarms.height} of {clean.height} "
+        f"({false_alarms.height / clean.height:.1%}); on the clean live days 10-16..10-19 "
+        f"{clean_live['alert'].sum()} of {clean_live.height}"
+    )
     for row in false_alarms.sort("day").iter_rows(named=True):
         print(f"    false alarm {row['day']} {row['feature']}")
     drift_days = days.filter(pl.col("day") >= DRIFT_START)
     flagged = drift_days.filter("alert").group_by("day").len().sort("day")
     print(f"    drift days flagged on some feature: {flagged.height} of {drift_days['day'].n_unique()}")
-    first = drift_days.filter("alert").group_by("feature").agg(pl.col("day").min().alias("first"),
-                                                                pl.len().alias("days")).sort("feature")
+    first = (
+        drift_days.filter("alert")
+        .group_by("feature")
+        .agg(pl.col("day").min().alias("first"), pl.len().alias("days"))
+        .sort("feature")
+    )
     for row in first.iter_rows(named=True):
         print(f"    {row['feature']:18s} first flagged {row['first']}, flagged on {row['days']} drift days")
 
 
-def nannyml_alerts(reference: pl.DataFrame, traffic: pl.DataFrame, names: list[str], continuous: str,
-                   categorical: str) -> pl.DataFrame:
+def nannyml_alerts(
+    reference: pl.DataFrame, traffic: pl.DataFrame, names: list[str], continuous: str, categorical: str
+) -> pl.DataFrame:
     """NannyML's UnivariateDriftCalculator with its default thresholds, daily chunks; an alert per feature-day."""
     import nannyml
 
@@ -115,55 +129,87 @@ def nannyml_alerts(reference: pl.DataFrame, traffic: pl.DataFrame, names: list[s
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        calc = nannyml.UnivariateDriftCalculator(column_names=names, timestamp_column_name="event_time",
-                                                 treat_as_categorical=list(CATEGORICAL),
-                                                 continuous_methods=[continuous], categorical_methods=[categorical],
-                                                 chunk_period="D").fit(frame(reference))
+        calc = nannyml.UnivariateDriftCalculator(
+            column_names=names,
+            timestamp_column_name="event_time",
+            treat_as_categorical=list(CATEGORICAL),
+            continuous_methods=[continuous],
+            categorical_methods=[categorical],
+            chunk_period="D",
+        ).fit(frame(reference))
         table = calc.calculate(frame(traffic)).filter(period="analysis").to_df()
-    starts = pl.Series(table[("chunk", "chunk", "start_date")].to_numpy()).cast(pl.Datetime("us")) \
+    starts = (
+        pl.Series(table[("chunk", "chunk", "start_date")].to_numpy())
+        .cast(pl.Datetime("us"))
         .dt.replace_time_zone("UTC")
-    parts = [pl.DataFrame({"window_start": starts, "feature": name,
-                           "alert": table[(name, categorical if name in CATEGORICAL else continuous, "alert")]
-                           .to_numpy().astype(bool)})
-             for name in names]
+    )
+    parts = [
+        pl.DataFrame(
+            {
+                "window_start": starts,
+                "feature": name,
+                "alert": table[(name, categorical if name in CATEGORICAL else continuous, "alert")]
+                .to_numpy()
+                .astype(bool),
+            }
+        )
+        for name in names
+    ]
     return pl.concat(parts)
 
 
-def model_checks(spec, train: pl.DataFrame, reference: pl.DataFrame, live: pl.DataFrame,
-                 rules: MonitoringSection) -> None:
+def model_checks(
+    spec, train: pl.DataFrame, reference: pl.DataFrame, live: pl.DataFrame, rules: MonitoringSection
+) -> None:
     schema = FeatureSchema.learn(raw_features(spec), train)
-    booster = train_lightgbm(schema, schema.encode_frame(train), train["is_fraud"].to_numpy(),
-                             dict(spec.training.params), spec.training.seed)
+    booster = train_lightgbm(
+        schema, schema.encode_frame(train), train["is_fraud"].to_numpy(), dict(spec.training.params), spec.training.seed
+    )
     reference = reference.with_columns(score=native_predict(booster, schema.encode_frame(reference)))
     live = live.with_columns(score=native_predict(booster, schema.encode_frame(live)))
     windows = EventWindows(live, "event_time", rules.window)
     started = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        cbpe = estimate_auc(reference, live, windows, "event_time", "score", "is_fraud",
-                            spec.target.threshold, rules)
+        cbpe = estimate_auc(reference, live, windows, "event_time", "score", "is_fraud", spec.target.threshold, rules)
         cbpe_s = time.perf_counter() - started
         multivariate = reconstruction_drift(reference, live, windows, "event_time", raw_features(spec))
-    prediction = prediction_drift_by_window(reference["score"].to_numpy(), live, "score", windows,
-                                            spec.target.threshold, rules)
+    prediction = prediction_drift_by_window(
+        reference["score"].to_numpy(), live, "score", windows, spec.target.threshold, rules
+    )
     pred = prediction.pivot(on="method", index="window_start", values="value")
     pred_alert = prediction.group_by("window_start").agg(pl.col("alert").any().alias("prediction_alert"))
-    table = (cbpe.select("window_start", "rows", "estimated_auc", "lower", "upper", "realized_auc")
-             .join(multivariate.select("window_start", "reconstruction_error",
-                                       pl.col("threshold").alias("re_threshold"),
-                                       pl.col("alert").alias("re_alert")), on="window_start")
-             .join(pred, on="window_start").join(pred_alert, on="window_start")
-             .with_columns(pl.col("window_start").dt.date().alias("day")).sort("day").drop("window_start")
-             .with_columns(pl.col(pl.Float64).round(3)))
-    print(f"\nmodel: LightGBM with the spec's parameters, trained on {train.height:,} rows before "
-          f"2026-10-06; CBPE reference = its {reference.height:,} out-of-sample evaluation rows "
-          f"(CBPE {cbpe_s:.1f} s)")
+    table = (
+        cbpe.select("window_start", "rows", "estimated_auc", "lower", "upper", "realized_auc")
+        .join(
+            multivariate.select(
+                "window_start",
+                "reconstruction_error",
+                pl.col("threshold").alias("re_threshold"),
+                pl.col("alert").alias("re_alert"),
+            ),
+            on="window_start",
+        )
+        .join(pred, on="window_start")
+        .join(pred_alert, on="window_start")
+        .with_columns(pl.col("window_start").dt.date().alias("day"))
+        .sort("day")
+        .drop("window_start")
+        .with_columns(pl.col(pl.Float64).round(3))
+    )
+    print(
+        f"\nmodel: LightGBM with the spec's parameters, trained on {train.height:,} rows before "
+        f"2026-10-06; CBPE reference = its {reference.height:,} out-of-sample evaluation rows "
+        f"(CBPE {cbpe_s:.1f} s)"
+    )
     with pl.Config(tbl_rows=40, tbl_cols=20, tbl_width_chars=240, tbl_hide_dataframe_shape=True):
         print(table.select("day", *[c for c in table.columns if c != "day"]))
     errors = (table["estimated_auc"] - table["realized_auc"]).abs()
-    print(f"|CBPE - realized| mean {errors.mean():.3f}, max {errors.max():.3f}; realized inside the band on "
-          f"{int(((table['realized_auc'] >= table['lower']) & (table['realized_auc'] <= table['upper'])).sum())}"
-          f" of {table.height} days")
+    print(
+        f"|CBPE - realized| mean {errors.mean():.3f}, max {errors.max():.3f}; realized inside the band on "
+        f"{int(((table['realized_auc'] >= table['lower']) & (table['realized_auc'] <= table['upper'])).sum())}"
+        f" of {table.height} days"
+    )
 
 
 if __name__ == "__main__":

@@ -41,13 +41,18 @@ from appliance.monitoring.windows import EventWindows
 from appliance.spec import Feature
 from appliance.spec.monitoring import MonitoringSection
 
-FEATURES = [Feature("dwell_seconds", "float"), Feature("region", "integer"), Feature("plan", "category"),
-            Feature("opted_in", "integer"), Feature("trial", "boolean")]
+FEATURES = [
+    Feature("dwell_seconds", "float"),
+    Feature("region", "integer"),
+    Feature("plan", "category"),
+    Feature("opted_in", "integer"),
+    Feature("trial", "boolean"),
+]
 RULES = MonitoringSection()
 WINDOW_SIZES = (RULES.min_window_rows, 500, 1_000, 3_000, 10_000, 100_000)
 REFERENCE_SIZES = (500, 50_000)
 SCENARIOS = ("clean", "tiny shift", "drift")
-ROWS_PER_CELL = 600_000       # windows per trial: as many as fit this many rows, 3 to 400
+ROWS_PER_CELL = 600_000  # windows per trial: as many as fit this many rows, 3 to 400
 START = datetime(2027, 3, 1, tzinfo=UTC)
 DAY_US = 86_400 * 1_000_000
 
@@ -81,18 +86,22 @@ def frame_of(columns: dict[str, np.ndarray], window_rows: int) -> pl.DataFrame:
     """The rows as a frame whose event times put each run of ``window_rows`` rows in its own day."""
     rows = len(columns["region"])
     day = np.arange(rows) // window_rows
-    times = pl.Series("event_time", START.timestamp() * 1e6 + day * DAY_US, dtype=pl.Int64) \
-        .cast(pl.Datetime("us", "UTC"))
+    times = pl.Series("event_time", START.timestamp() * 1e6 + day * DAY_US, dtype=pl.Int64).cast(
+        pl.Datetime("us", "UTC")
+    )
     return pl.DataFrame({"event_time": times, **columns})
 
 
 def checked(profile: ReferenceProfile, frame: pl.DataFrame) -> pl.DataFrame:
     """The drift rows, each with whether it passed its floor alone and its drift score."""
     out = feature_drift(profile, frame, EventWindows(frame, "event_time", "1d"), RULES)
-    floors = pl.col("method").replace_strict({m: getattr(RULES.drift, m) for m in ("psi", "ks", "jensen_shannon",
-                                                                                     "chi2")})
-    return out.with_columns(fixed=pl.col("value") > floors,
-                            score=pl.when("alert").then(1 - pl.col("threshold") / pl.col("value")).otherwise(0.0))
+    floors = pl.col("method").replace_strict(
+        {m: getattr(RULES.drift, m) for m in ("psi", "ks", "jensen_shannon", "chi2")}
+    )
+    return out.with_columns(
+        fixed=pl.col("value") > floors,
+        score=pl.when("alert").then(1 - pl.col("threshold") / pl.col("value")).otherwise(0.0),
+    )
 
 
 def main() -> None:
@@ -112,56 +121,82 @@ def main() -> None:
                 for scenario in SCENARIOS:
                     frame = frame_of(generate(window_rows * windows, scenario, rng), window_rows)
                     rows = checked(profile, frame).with_columns(
-                        reference=pl.lit(reference_rows), window=pl.lit(window_rows), scenario=pl.lit(scenario),
-                        trial=pl.lit(trial))
+                        reference=pl.lit(reference_rows),
+                        window=pl.lit(window_rows),
+                        scenario=pl.lit(scenario),
+                        trial=pl.lit(trial),
+                    )
                     if scenario == "clean":
                         thresholds.append(rows.select("reference", "window", "feature", "method", "threshold"))
-                    parts.append(rows.group_by("reference", "window", "scenario", "trial", "window_start", "feature")
-                                 .agg(pl.col("alert").any(), pl.col("fixed").any(), pl.col("score").max()))
+                    parts.append(
+                        rows.group_by("reference", "window", "scenario", "trial", "window_start", "feature").agg(
+                            pl.col("alert").any(), pl.col("fixed").any(), pl.col("score").max()
+                        )
+                    )
     days = pl.concat(parts)
     elapsed = time.perf_counter() - started
 
     by_cell = days.group_by("reference", "window", "scenario", "feature").agg(
-        pl.col("alert").mean(), pl.col("fixed").mean(), pl.len().alias("n"))
-    rule = (days.filter(scenario="clean").group_by("reference", "window", "trial", "window_start")
-            .agg((pl.col("score").max() > 0.3).alias("fires"))
-            .group_by("reference", "window").agg(pl.col("fires").mean().alias("drift_rule"), pl.len().alias("windows")))
-    print(f"{args.trials} references per size, {len(FEATURES)} features, {time.perf_counter() - started:.0f} s "
-          f"({elapsed:.0f} s computing); default [monitoring]: false_alarm_rate {RULES.drift.false_alarm_rate}, "
-          f"floors PSI {RULES.drift.psi}, KS {RULES.drift.ks}, JS {RULES.drift.jensen_shannon}\n")
+        pl.col("alert").mean(), pl.col("fixed").mean(), pl.len().alias("n")
+    )
+    rule = (
+        days.filter(scenario="clean")
+        .group_by("reference", "window", "trial", "window_start")
+        .agg((pl.col("score").max() > 0.3).alias("fires"))
+        .group_by("reference", "window")
+        .agg(pl.col("fires").mean().alias("drift_rule"), pl.len().alias("windows"))
+    )
+    print(
+        f"{args.trials} references per size, {len(FEATURES)} features, {time.perf_counter() - started:.0f} s "
+        f"({elapsed:.0f} s computing); default [monitoring]: false_alarm_rate {RULES.drift.false_alarm_rate}, "
+        f"floors PSI {RULES.drift.psi}, KS {RULES.drift.ks}, JS {RULES.drift.jensen_shannon}\n"
+    )
     print("share of feature-windows that alert: now (floors alone, the fixed thresholds before)")
     for reference_rows in REFERENCE_SIZES:
         print(f"\nreference {reference_rows:,} rows")
-        header = f"{'window rows':>11s} {'feature':14s} " + " ".join(f"{s:>17s}" for s in SCENARIOS) + \
-            f" {'feature-windows':>15s}"
+        header = (
+            f"{'window rows':>11s} {'feature':14s} "
+            + " ".join(f"{s:>17s}" for s in SCENARIOS)
+            + f" {'feature-windows':>15s}"
+        )
         print(header)
         for window_rows in WINDOW_SIZES:
             for feature in [f.name for f in FEATURES]:
                 cells = []
                 for scenario in SCENARIOS:
-                    row = by_cell.filter(reference=reference_rows, window=window_rows, scenario=scenario,
-                                         feature=feature).row(0, named=True)
+                    row = by_cell.filter(
+                        reference=reference_rows, window=window_rows, scenario=scenario, feature=feature
+                    ).row(0, named=True)
                     cells.append(f"{row['alert']:7.1%} ({row['fixed']:6.1%})")
                 print(f"{window_rows:11,d} {feature:14s} " + " ".join(f"{c:>17s}" for c in cells) + f" {row['n']:15d}")
             drift_rule = rule.filter(reference=reference_rows, window=window_rows).row(0, named=True)
-            print(f"{'':11s} {'drift rule':14s} {drift_rule['drift_rule']:7.1%} of {drift_rule['windows']} clean "
-                  f"windows (any feature's drift score > 0.3)")
+            print(
+                f"{'':11s} {'drift rule':14s} {drift_rule['drift_rule']:7.1%} of {drift_rule['windows']} clean "
+                f"windows (any feature's drift score > 0.3)"
+            )
     print("\nmedian threshold of the clean windows (the larger of floor and chance bound)")
-    medians = (pl.concat(thresholds).group_by("reference", "window", "feature", "method")
-               .agg(pl.col("threshold").median())
-               .with_columns(check=pl.col("feature") + ":" + pl.col("method"))
-               .pivot(on="window", index=["reference", "check"], values="threshold", sort_columns=True)
-               .sort("reference", "check").with_columns(pl.col(pl.Float64).round(4)))
-    with pl.Config(tbl_rows=40, tbl_cols=12, tbl_width_chars=200, tbl_hide_dataframe_shape=True,
-                   tbl_hide_column_data_types=True):
+    medians = (
+        pl.concat(thresholds)
+        .group_by("reference", "window", "feature", "method")
+        .agg(pl.col("threshold").median())
+        .with_columns(check=pl.col("feature") + ":" + pl.col("method"))
+        .pivot(on="window", index=["reference", "check"], values="threshold", sort_columns=True)
+        .sort("reference", "check")
+        .with_columns(pl.col(pl.Float64).round(4))
+    )
+    with pl.Config(
+        tbl_rows=40, tbl_cols=12, tbl_width_chars=200, tbl_hide_dataframe_shape=True, tbl_hide_column_data_types=True
+    ):
         print(medians)
     clean = by_cell.filter(scenario="clean")
     worst = clean.sort("alert", descending=True).row(0, named=True)
-    print(f"\nworst clean cell: {worst['alert']:.2%} of {worst['n']} feature-windows "
-          f"({round(worst['alert'] * worst['n'])} alerts; {worst['feature']}, {worst['window']:,}-row windows, "
-          f"{worst['reference']:,}-row reference), the largest of {clean.height} cells; all clean "
-          f"feature-windows: {days.filter(scenario='clean')['alert'].mean():.2%} (floors alone: "
-          f"{days.filter(scenario='clean')['fixed'].mean():.2%})")
+    print(
+        f"\nworst clean cell: {worst['alert']:.2%} of {worst['n']} feature-windows "
+        f"({round(worst['alert'] * worst['n'])} alerts; {worst['feature']}, {worst['window']:,}-row windows, "
+        f"{worst['reference']:,}-row reference), the largest of {clean.height} cells; all clean "
+        f"feature-windows: {days.filter(scenario='clean')['alert'].mean():.2%} (floors alone: "
+        f"{days.filter(scenario='clean')['fixed'].mean():.2%})"
+    )
 
 
 if __name__ == "__main__":

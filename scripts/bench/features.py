@@ -28,11 +28,16 @@ from storage.online_store import OnlineStore
 START = datetime(2026, 9, 1, tzinfo=UTC)
 SPAN_US = 60 * 86_400 * 1_000_000
 FEATURES = FeaturesSection(
-    entity_key="user_id", event_time="event_time", request=[Feature("amount", "float")],
+    entity_key="user_id",
+    event_time="event_time",
+    request=[Feature("amount", "float")],
     aggregations=[
-        Aggregation("tx_count_1h", "count", "1h"), Aggregation("amount_sum_1h", "sum", "1h", column="amount"),
-        Aggregation("tx_count_7d", "count", "7d"), Aggregation("amount_max_7d", "max", "7d", column="amount"),
-        Aggregation("tx_count_30d", "count", "30d"), Aggregation("amount_mean_30d", "mean", "30d", column="amount"),
+        Aggregation("tx_count_1h", "count", "1h"),
+        Aggregation("amount_sum_1h", "sum", "1h", column="amount"),
+        Aggregation("tx_count_7d", "count", "7d"),
+        Aggregation("amount_max_7d", "max", "7d", column="amount"),
+        Aggregation("tx_count_30d", "count", "30d"),
+        Aggregation("amount_mean_30d", "mean", "30d", column="amount"),
     ],
     ttl="30d",
 )
@@ -45,11 +50,13 @@ def synthetic(rows: int, entities: int, seed: int, amounts: bool) -> pl.DataFram
     weights = rng.lognormal(0, 1, entities)
     users = rng.choice(entities, size=rows, p=weights / weights.sum())
     micros = np.sort(rng.integers(0, SPAN_US, rows))
-    frame = pl.DataFrame({
-        "user_id": pl.Series(users).cast(pl.String).str.zfill(7),
-        "event_time": pl.Series(micros).cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
-        + (START - datetime(1970, 1, 1, tzinfo=UTC)),
-    })
+    frame = pl.DataFrame(
+        {
+            "user_id": pl.Series(users).cast(pl.String).str.zfill(7),
+            "event_time": pl.Series(micros).cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
+            + (START - datetime(1970, 1, 1, tzinfo=UTC)),
+        }
+    )
     if amounts:
         frame = frame.with_columns(amount=pl.Series(np.round(rng.lognormal(3.5, 1, rows), 2)))
     return frame
@@ -63,8 +70,10 @@ def hand_written_asof(rows: pl.DataFrame, table: pl.DataFrame) -> pl.DataFrame:
     con.register("f", table)
     fresh = f"f.{FEATURE_TIME} >= r.event_time - INTERVAL {ttl} MICROSECONDS"
     cases = ", ".join(f"CASE WHEN {fresh} THEN f.{n} END AS {n}" for n in NAMES)
-    out = con.sql(f"SELECT r.user_id, r.event_time, {cases} FROM r ASOF LEFT JOIN f "
-                  f"ON r.user_id = f.user_id AND r.event_time > f.{FEATURE_TIME} ORDER BY r._row").pl()
+    out = con.sql(
+        f"SELECT r.user_id, r.event_time, {cases} FROM r ASOF LEFT JOIN f "
+        f"ON r.user_id = f.user_id AND r.event_time > f.{FEATURE_TIME} ORDER BY r._row"
+    ).pl()
     con.close()
     return out
 
@@ -99,8 +108,10 @@ def main() -> None:
     history = synthetic(args.events, args.entities, seed=1, amounts=True)
     rows = synthetic(args.rows, args.entities, seed=2, amounts=False)
     build, table = timed(lambda: feature_rows(FEATURES, history), 1)
-    print(f"feature table: {table.height:,} rows from {history.height:,} events in {build:.2f} s "
-          f"({history.height / build:,.0f} events/s)")
+    print(
+        f"feature table: {table.height:,} rows from {history.height:,} events in {build:.2f} s "
+        f"({history.height / build:,.0f} events/s)"
+    )
 
     # Alternate the two, best of N each, so neither gets a warmer cache.
     ours_s, base_s = float("inf"), float("inf")
@@ -112,28 +123,32 @@ def main() -> None:
         base_s = min(base_s, t)
     # DuckDB names the UTC zone 'Etc/UTC'; the same instants, so compare in one spelling.
     equal = ours.select("user_id", "event_time", *NAMES).equals(
-        base.with_columns(pl.col("event_time").dt.convert_time_zone("UTC")))
+        base.with_columns(pl.col("event_time").dt.convert_time_zone("UTC"))
+    )
     found = ours["tx_count_30d"].is_not_null().sum()
-    print(f"point-in-time join, {rows.height:,} entity rows ({found:,} with visible history): "
-          f"ours {ours_s:.3f} s, hand-written ASOF JOIN {base_s:.3f} s, ratio {ours_s / base_s:.2f} "
-          f"(target ≤ 1.5); equal row for row: {equal}")
+    print(
+        f"point-in-time join, {rows.height:,} entity rows ({found:,} with visible history): "
+        f"ours {ours_s:.3f} s, hand-written ASOF JOIN {base_s:.3f} s, ratio {ours_s / base_s:.2f} "
+        f"(target ≤ 1.5); equal row for row: {equal}"
+    )
 
     with tempfile.TemporaryDirectory() as tmp:
         store = OnlineStore(Path(tmp) / "online.db")
         took, report = timed(lambda: materialize(store, "bench", FEATURES, history, None), 1)
         computing, _ = timed(lambda: feature_rows(FEATURES, history, latest_only=True), 1)
         writing = max(took - computing, 1e-9)
-        print(f"materialization: {report.rows:,} entities from {history.height:,} events in {took:.2f} s: "
-              f"{report.rows / took:,.0f} entity rows/s end to end ({history.height / took:,.0f} events/s read); "
-              f"of which computing the latest rows ~{computing:.2f} s, writing online.db ~{writing:.2f} s "
-              f"(~{report.rows / writing:,.0f} rows/s)")
+        print(
+            f"materialization: {report.rows:,} entities from {history.height:,} events in {took:.2f} s: "
+            f"{report.rows / took:,.0f} entity rows/s end to end ({history.height / took:,.0f} events/s read); "
+            f"of which computing the latest rows ~{computing:.2f} s, writing online.db ~{writing:.2f} s "
+            f"(~{report.rows / writing:,.0f} rows/s)"
+        )
         online = OnlineFeatures(OnlineStore(Path(tmp) / "online.db"), "bench", FEATURES)
         keys = history["user_id"].unique().sort().to_list()
         rng = np.random.default_rng(3)
         at = (START.replace(month=11)).isoformat()
         one = [{"user_id": keys[0], "event_time": at, "amount": 10.0}]
-        hundred = [{"user_id": str(k), "event_time": at, "amount": 10.0}
-                   for k in rng.choice(keys, 100, replace=False)]
+        hundred = [{"user_id": str(k), "event_time": at, "amount": 10.0} for k in rng.choice(keys, 100, replace=False)]
         for label, batch, n in (("1 entity", one, 5000), ("100 entities", hundred, 500)):
             online.complete(batch)
             p50, p99 = percentiles(lambda: online.complete(batch), n)  # noqa: B023 (timed here, in this iteration)

@@ -25,7 +25,7 @@ class LoadResult:
     seconds: float
     p50_ms: float
     p99_ms: float
-    failures: int           # responses that were not 200
+    failures: int  # responses that were not 200
     statuses: dict[int, int]
     server_cpu_us: float | None = None  # the server process's CPU time (all threads) per answered request
 
@@ -36,19 +36,35 @@ class LoadResult:
     def line(self, label: str) -> str:
         bad = f"  non-200: {self.failures}" if self.failures else ""
         cpu = f"   server CPU {self.server_cpu_us:4.0f} µs/req" if self.server_cpu_us is not None else ""
-        return (f"{label:<34} {self.per_second:9.0f} req/s   p50 {self.p50_ms:7.2f} ms   p99 {self.p99_ms:7.2f} ms"
-                f"{cpu}{bad}")
+        return (
+            f"{label:<34} {self.per_second:9.0f} req/s   p50 {self.p50_ms:7.2f} ms   p99 {self.p99_ms:7.2f} ms"
+            f"{cpu}{bad}"
+        )
 
 
 def encode_post(path: str, body: bytes, headers: dict[str, str] | None = None) -> bytes:
     """One complete HTTP/1.1 POST request, ready to write to a socket."""
-    lines = [f"POST {path} HTTP/1.1", "Host: 127.0.0.1", "Content-Type: application/json",
-             f"Content-Length: {len(body)}", *(f"{k}: {v}" for k, v in (headers or {}).items())]
+    lines = [
+        f"POST {path} HTTP/1.1",
+        "Host: 127.0.0.1",
+        "Content-Type: application/json",
+        f"Content-Length: {len(body)}",
+        *(f"{k}: {v}" for k, v in (headers or {}).items()),
+    ]
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
 
 
-async def _client(port: int, requests: list[bytes], offset: int, warm_until: float, stop_at: float,
-                  latencies: list[float], statuses: dict[int, int], answers: list | None, total: list[int]) -> None:
+async def _client(
+    port: int,
+    requests: list[bytes],
+    offset: int,
+    warm_until: float,
+    stop_at: float,
+    latencies: list[float],
+    statuses: dict[int, int],
+    answers: list | None,
+    total: list[int],
+) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     i = offset
     try:
@@ -61,7 +77,7 @@ async def _client(port: int, requests: list[bytes], offset: int, warm_until: flo
             head = await reader.readuntil(b"\r\n\r\n")
             status = int(head[9:12])
             start = head.lower().index(b"content-length:") + 15
-            body = await reader.readexactly(int(head[start:head.index(b"\r\n", start)]))
+            body = await reader.readexactly(int(head[start : head.index(b"\r\n", start)]))
             total[0] += 1
             if started >= warm_until:
                 latencies.append(time.monotonic() - started)
@@ -72,16 +88,21 @@ async def _client(port: int, requests: list[bytes], offset: int, warm_until: flo
         writer.close()
 
 
-def _load(port: int, requests: list[bytes], connections: range, warmup: float, seconds: float, keep: bool,
-          ready, go, out) -> None:
+def _load(
+    port: int, requests: list[bytes], connections: range, warmup: float, seconds: float, keep: bool, ready, go, out
+) -> None:
     async def main() -> tuple:
         latencies, statuses, answers, total = [], {}, ([] if keep else None), [0]
         ready.set()
         go.wait()  # every loader process starts its clock at the same moment (monotonic is system-wide)
         now = time.monotonic()
         warm_until, stop_at = now + warmup, now + warmup + seconds
-        await asyncio.gather(*(_client(port, requests, n * 7919, warm_until, stop_at, latencies, statuses, answers,
-                                       total) for n in connections))
+        await asyncio.gather(
+            *(
+                _client(port, requests, n * 7919, warm_until, stop_at, latencies, statuses, answers, total)
+                for n in connections
+            )
+        )
         return latencies, statuses, answers, total[0]
 
     out.send(asyncio.run(main()))
@@ -96,9 +117,16 @@ def loader_processes(concurrency: int) -> int:
     return max(1, min(concurrency, (os.cpu_count() or 1) // 4))
 
 
-def run_load(port: int, requests: list[bytes], concurrency: int, seconds: float = 3.0, warmup: float = 1.0,
-             keep_answers: bool = False, server_pid: int | None = None,
-             processes: int | None = None) -> tuple[LoadResult, list[bytes] | None]:
+def run_load(
+    port: int,
+    requests: list[bytes],
+    concurrency: int,
+    seconds: float = 3.0,
+    warmup: float = 1.0,
+    keep_answers: bool = False,
+    server_pid: int | None = None,
+    processes: int | None = None,
+) -> tuple[LoadResult, list[bytes] | None]:
     """Drive a server from separate processes (``loader_processes`` unless given) with ``concurrency``
     keep-alive connections in all; with ``server_pid``, also measure the server's CPU time per request, its
     children's (the prediction log's writer) included (warm-up included: CPU time, unlike throughput,
@@ -111,8 +139,10 @@ def run_load(port: int, requests: list[bytes], concurrency: int, seconds: float 
     for k in range(processes):
         receive, send = spawn.Pipe(duplex=False)
         ready = spawn.Event()
-        proc = spawn.Process(target=_load, args=(port, requests, range(k, concurrency, processes), warmup, seconds,
-                                                 keep_answers, ready, go, send))
+        proc = spawn.Process(
+            target=_load,
+            args=(port, requests, range(k, concurrency, processes), warmup, seconds, keep_answers, ready, go, send),
+        )
         proc.start()
         loaders.append((proc, receive, ready))
     for _, _, ready in loaders:
@@ -236,8 +266,9 @@ def trained_home(folder: Path, trees: int | None = None, mlp_width: int | None =
         text = text.replace("num_boost_round = 300", f"num_boost_round = {trees}")
     if mlp_width:
         params = text.index("[training.params]")
-        text = (text[:params] + mlp_params(mlp_width) + text[text.index("[training.search]"):]).replace(
-            'trainer = "lightgbm"', 'trainer = "mlp"')
+        text = (text[:params] + mlp_params(mlp_width) + text[text.index("[training.search]") :]).replace(
+            'trainer = "lightgbm"', 'trainer = "mlp"'
+        )
     spec_path.unlink()
     spec_path.write_text(text)
     with Home(home_dir) as home:
@@ -258,8 +289,11 @@ def sample_records(count: int = 2000) -> list[dict]:
     from appliance.config import bundled_spec_path
 
     folder = bundled_spec_path().parent
-    live = pl.read_parquet(folder / "live.parquet").head(count).with_columns(
-        event_time=pl.col("event_time").dt.strftime("%Y-%m-%dT%H:%M:%S%.6fZ"))
+    live = (
+        pl.read_parquet(folder / "live.parquet")
+        .head(count)
+        .with_columns(event_time=pl.col("event_time").dt.strftime("%Y-%m-%dT%H:%M:%S%.6fZ"))
+    )
     fields = ["user_id", "event_time", "amount", "merchant_category", "hour", "is_foreign"]
     return live.select(fields).to_dicts()
 
@@ -273,8 +307,10 @@ def predict_requests(home_dir: Path, records: list[dict]) -> list[bytes]:
 
     with Home(home_dir) as home:
         _, token = create_key(home.conn, ["predict"], name="bench", rate_per_second=1e9, actor="bench")
-    return [encode_post("/v1/models/fraud/predict", msgspec.json.encode(r), {"Authorization": f"Bearer {token}"})
-            for r in records]
+    return [
+        encode_post("/v1/models/fraud/predict", msgspec.json.encode(r), {"Authorization": f"Bearer {token}"})
+        for r in records
+    ]
 
 
 def bench_arguments(doc: str, seconds: float) -> argparse.ArgumentParser:

@@ -64,8 +64,9 @@ def trained_home(workdir: Path) -> Path:
     for data in bundled_spec_path().parent.iterdir():
         if data.suffix in (".parquet", ".toml") and data.name != "fraud.toml" and not (spec_dir / data.name).exists():
             (spec_dir / data.name).symlink_to(data)
-    (spec_dir / "fraud.toml").write_text(bundled_spec_path().read_text().replace("num_boost_round = 300",
-                                                                                 "num_boost_round = 60"))
+    (spec_dir / "fraud.toml").write_text(
+        bundled_spec_path().read_text().replace("num_boost_round = 300", "num_boost_round = 60")
+    )
     with Home(home_root) as home:
         spec = load_spec(spec_dir / "fraud.toml")
         home.add_model(spec)
@@ -93,27 +94,73 @@ def write_log(root: Path, rows: int, strays: bool) -> None:
                 record = {**records[j], "event_time": texts[j]}
                 rid = f"r{i // 4:x}"
                 p = float(rng.random() * 0.1)
-                batch.append((rid, i % 4, "fraud", 1, "production", None, received + i * 1e-3, texts[j],
-                              record["user_id"], json.dumps(record), p, int(p >= 0.5), 0.4, 200, None, None))
+                batch.append(
+                    (
+                        rid,
+                        i % 4,
+                        "fraud",
+                        1,
+                        "production",
+                        None,
+                        received + i * 1e-3,
+                        texts[j],
+                        record["user_id"],
+                        json.dumps(record),
+                        p,
+                        int(p >= 0.5),
+                        0.4,
+                        200,
+                        None,
+                        None,
+                    )
+                )
                 if i % 3 == 0:
                     feedback.append((rid, i % 4, float(outcomes[j])))
             store.append(batch)
             store.attach_feedback("fraud", feedback)
         if strays:
-            odd = [("year-1", "0001-01-01T00:00:00Z", {}), ("year-9999", "9999-12-31T00:00:00Z", {}),
-                   ("text", texts[0], {"note": "plain text"}), ("object", texts[1], {"note": {"nested": [1, 2]}}),
-                   ("internal", texts[2], {"_score": {"x": 1}})]
-            store.append([(rid, 0, "fraud", 1, "production", None, received, at, records[0]["user_id"],
-                           json.dumps({**records[0], "event_time": at, **extra}), 0.01, 0, 0.4, 200, None, None)
-                          for rid, at, extra in odd])
+            odd = [
+                ("year-1", "0001-01-01T00:00:00Z", {}),
+                ("year-9999", "9999-12-31T00:00:00Z", {}),
+                ("text", texts[0], {"note": "plain text"}),
+                ("object", texts[1], {"note": {"nested": [1, 2]}}),
+                ("internal", texts[2], {"_score": {"x": 1}}),
+            ]
+            store.append(
+                [
+                    (
+                        rid,
+                        0,
+                        "fraud",
+                        1,
+                        "production",
+                        None,
+                        received,
+                        at,
+                        records[0]["user_id"],
+                        json.dumps({**records[0], "event_time": at, **extra}),
+                        0.01,
+                        0,
+                        0.4,
+                        200,
+                        None,
+                        None,
+                    )
+                    for rid, at, extra in odd
+                ]
+            )
     finally:
         store.close()
 
 
 def monitor_in_child(root: Path) -> tuple[str, float, str]:
     """(windows and result rows, peak RSS in MiB, error) of one monitor run in a fresh process."""
-    child = subprocess.Popen([sys.executable, "-c", RUN.format(root=str(ROOT), home=str(root))],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    child = subprocess.Popen(
+        [sys.executable, "-c", RUN.format(root=str(ROOT), home=str(root))],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     _, status, usage = os.wait4(child.pid, 0)
     out, err = child.stdout.read(), child.stderr.read()
     error = "" if status == 0 else (err.strip().splitlines() or ["?"])[-1][:90]

@@ -59,9 +59,25 @@ def main() -> None:
     rows = []
     for i, event in enumerate(live.iter_rows(named=True)):
         record = {n: event[n] for n in fields} | {"event_time": event["event_time"].isoformat()}
-        rows.append((f"r{i}", 0, "fraud", 1, "production", None, time.time(), record["event_time"],
-                     record["user_id"], record, 0.5, 0, 1.0, 200))
-    batches = [rows[i:i + args.batch] for i in range(0, len(rows), args.batch)]
+        rows.append(
+            (
+                f"r{i}",
+                0,
+                "fraud",
+                1,
+                "production",
+                None,
+                time.time(),
+                record["event_time"],
+                record["user_id"],
+                record,
+                0.5,
+                0,
+                1.0,
+                200,
+            )
+        )
+    batches = [rows[i : i + args.batch] for i in range(0, len(rows), args.batch)]
 
     started = time.perf_counter()
     materialize(OnlineStore(layout.online_db), "fraud", spec.features, history, None)
@@ -84,22 +100,29 @@ def main() -> None:
 
     n = len(rows)
     print(f"{n:,} events in batches of {args.batch}; {updater.updated:,} online rows written")
-    print(f"prediction log append (baseline)   CPU {log_cpu / n * 1e6:7.1f} µs/event   "
-          f"wall {log_wall / n * 1e6:7.1f} µs/event")
-    print(f"online update                      CPU {up_cpu / n * 1e6:7.1f} µs/event   "
-          f"wall {up_wall / n * 1e6:7.1f} µs/event")
+    print(
+        f"prediction log append (baseline)   CPU {log_cpu / n * 1e6:7.1f} µs/event   "
+        f"wall {log_wall / n * 1e6:7.1f} µs/event"
+    )
+    print(
+        f"online update                      CPU {up_cpu / n * 1e6:7.1f} µs/event   "
+        f"wall {up_wall / n * 1e6:7.1f} µs/event"
+    )
     print(f"online update / log append: CPU {up_cpu / log_cpu:.2f}×, wall {up_wall / log_wall:.2f}×")
 
-    print(f"\nbeside a busy event loop: its progress lost per event (GIL handovers and the GIL held), "
-          f"median of {ROUNDS} interleaved rounds")
+    print(
+        f"\nbeside a busy event loop: its progress lost per event (GIL handovers and the GIL held), "
+        f"median of {ROUNDS} interleaved rounds"
+    )
     targets = {"fraud": update_targets("fraud", [spec.features])}
-    writer = LogWriter(PredictionStore(layout.predictions_db),
-                       OnlineUpdater(OnlineStore(layout.online_db)))
+    writer = LogWriter(PredictionStore(layout.predictions_db), OnlineUpdater(OnlineStore(layout.online_db)))
     writer.handle(Follow(targets))
     log = PredictionLog(layout.predictions_db, online=layout.online_db, batch_rows=args.batch)
     log.follow(targets)
-    cases = (("writer on a thread (before)", lambda renamed: on_a_thread(writer, renamed)),
-             ("writer process (now)", lambda renamed: through_the_log(log, renamed)))
+    cases = (
+        ("writer on a thread (before)", lambda renamed: on_a_thread(writer, renamed)),
+        ("writer process (now)", lambda renamed: through_the_log(log, renamed)),
+    )
     lost: dict[str, list[float]] = {label: [] for label, _ in cases}
     for round_ in range(ROUNDS):
         for k, (label, write) in enumerate(cases if round_ % 2 == 0 else cases[::-1]):

@@ -43,26 +43,32 @@ def draw(task: Task, rows: int, weaker: float, rng: np.random.Generator) -> tupl
     if task.kind == "binary":
         y = rng.random(rows) < 0.12
         signal = y * 1.2 + rng.standard_normal(rows)
+
         def model(strength):
             return 1 / (1 + np.exp(-(strength * signal + rng.standard_normal(rows) * 0.8 - 2.0)))
+
         return y.astype(np.int64), model(weaker), model(1.0)
     if task.kind == "multiclass":
         y = rng.choice(4, rows, p=SHARES)
         onehot = np.eye(4)[y]
+
         def model(strength):
             logits = strength * 2.0 * onehot + rng.standard_normal((rows, 4)) * 1.2 + np.log(SHARES)
             p = np.exp(logits)
             return p / p.sum(axis=1, keepdims=True)
+
         return y, model(weaker), model(1.0)
     y = rng.lognormal(3.0, 0.5, rows)
+
     def model(strength):
         return y + rng.standard_normal(rows) * 6.0 / strength
+
     return y, model(weaker), model(1.0)
 
 
 def truth(task: Task, metric: str, weaker: float, rng: np.random.Generator) -> float:
     if weaker == 1.0:
-        return 0.0   # equally good by symmetry
+        return 0.0  # equally good by symmetry
     y, a, b = draw(task, TRUTH_ROWS, weaker, rng)
     return score(task, metric, y, a) - score(task, metric, y, b)
 
@@ -73,8 +79,10 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
     rng = np.random.default_rng(args.seed)
-    print(f"{'metric':<20} {'scenario':<8} {'rows':>6} {'interval':<32} {'true diff':>10} {'coverage':>9} "
-          f"{'width':>8} {'s':>5}")
+    print(
+        f"{'metric':<20} {'scenario':<8} {'rows':>6} {'interval':<32} {'true diff':>10} {'coverage':>9} "
+        f"{'width':>8} {'s':>5}"
+    )
     for task, metric in CELLS:
         for scenario, weaker in (("equal", 1.0), ("apart", 0.8)):
             true = truth(task, metric, weaker, rng)
@@ -86,8 +94,10 @@ def main() -> None:
                     method = d.method
                     held += bool(d.low <= true <= d.high)
                     widths.append(d.high - d.low)
-                print(f"{task.kind + ' ' + metric:<20} {scenario:<8} {rows:>6,} {method:<32} {true:>+10.4f} "
-                      f"{held / args.trials:>9.3f} {np.nanmean(widths):>8.4f} {time.perf_counter() - started:>5.0f}")
+                print(
+                    f"{task.kind + ' ' + metric:<20} {scenario:<8} {rows:>6,} {method:<32} {true:>+10.4f} "
+                    f"{held / args.trials:>9.3f} {np.nanmean(widths):>8.4f} {time.perf_counter() - started:>5.0f}"
+                )
 
 
 if __name__ == "__main__":

@@ -44,15 +44,20 @@ def main() -> None:
     home_dir = bench_home(args)
     records = sample_records()
     run_us, encode_run_us = floor_us(home_dir, records)
-    print(f"floor (in process, one row): ONNX Runtime {run_us:.1f} µs; encode + ONNX Runtime {encode_run_us:.1f} µs "
-          f"= {1e6 / encode_run_us:,.0f} rows/s on one core")
+    print(
+        f"floor (in process, one row): ONNX Runtime {run_us:.1f} µs; encode + ONNX Runtime {encode_run_us:.1f} µs "
+        f"= {1e6 / encode_run_us:,.0f} rows/s on one core"
+    )
     requests = predict_requests(home_dir, records)
     with Server("appliance.serving.app:create_app", home_dir) as server:
         for c in (1, 8, 32):
             result, _ = run_load(server.port, requests, c, args.seconds)
-            print(result.line(f"HTTP single row c={c}")
-                  + f"   {result.per_second * encode_run_us / 1e6:.3f}× floor throughput, "
-                    f"p50 {result.p50_ms * 1000 / encode_run_us:.0f}× floor time", flush=True)
+            print(
+                result.line(f"HTTP single row c={c}")
+                + f"   {result.per_second * encode_run_us / 1e6:.3f}× floor throughput, "
+                f"p50 {result.p50_ms * 1000 / encode_run_us:.0f}× floor time",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

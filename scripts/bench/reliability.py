@@ -47,8 +47,9 @@ def main() -> int:
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
         started = time.monotonic()
-        result, answers = run_load(server.port, requests, args.concurrency, args.seconds, warmup=WARMUP_S,
-                                   keep_answers=True)
+        result, answers = run_load(
+            server.port, requests, args.concurrency, args.seconds, warmup=WARMUP_S, keep_answers=True
+        )
         stop.set()
         sampler.join()
     ids = {msgspec.json.decode(a)["request_id"] for a in answers}
@@ -63,8 +64,10 @@ def main() -> int:
     print(result.line(f"{args.seconds:g} s at c={args.concurrency}") + f"   ({time.monotonic() - started:.0f} s wall)")
     print(f"statuses {result.statuses}; 5xx: {server_errors}")
     print(f"successful answers {len(ids)}; logged rows {store.count()}; answers without a log row: {len(missing)}")
-    print(f"server RSS {after_warmup[0]:.0f} MiB after warm-up → {after_warmup[-1]:.0f} MiB at the end "
-          f"(growth {growth:+.1%}; peak {max(rss):.0f} MiB)")
+    print(
+        f"server RSS {after_warmup[0]:.0f} MiB after warm-up → {after_warmup[-1]:.0f} MiB at the end "
+        f"(growth {growth:+.1%}; peak {max(rss):.0f} MiB)"
+    )
     passed = server_errors == 0 and not missing and growth < 0.10
     print("PASS" if passed else "FAIL")
     return 0 if passed else 1

@@ -89,8 +89,13 @@ def bare_asgi_app(home_dir: str):
             message = await receive()
             p = float(model.run(model.encoder.encode([decode(message["body"])]))[0])
             body = encode({"probability": p, "label": int(p >= model.threshold)})
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+            }
+        )
         await send({"type": "http.response.body", "body": body})
 
     return app
@@ -134,18 +139,24 @@ def compare(home_dir: Path, seconds: float, concurrencies: tuple[int, ...], ab: 
             deployments.abort(home, "fraud", actor="bench", reason="the A/B case has its own copy")
     # All servers run side by side and each concurrency's cases alternate, so load from other
     # processes on a shared machine falls on every case alike.
-    with Server("serve:bare_app", str(home_dir)) as bare, Server("serve:bare_asgi_app", str(home_dir)) as floor, \
-            Server("appliance.serving.app:create_app", unbatched) as full_unbatched, \
-            Server("appliance.serving.app:create_app", batched) as full_batched, \
-            Server("appliance.serving.app:create_app", split) as full_split:
-        cases = [("bare", bare, bare_requests), ("bare ASGI", floor, bare_requests),
-                 ("full, no micro-batching", full_unbatched, full_requests),
-                 ("full, micro-batching", full_batched, full_requests)]
+    with (
+        Server("serve:bare_app", str(home_dir)) as bare,
+        Server("serve:bare_asgi_app", str(home_dir)) as floor,
+        Server("appliance.serving.app:create_app", unbatched) as full_unbatched,
+        Server("appliance.serving.app:create_app", batched) as full_batched,
+        Server("appliance.serving.app:create_app", split) as full_split,
+    ):
+        cases = [
+            ("bare", bare, bare_requests),
+            ("bare ASGI", floor, bare_requests),
+            ("full, no micro-batching", full_unbatched, full_requests),
+            ("full, micro-batching", full_batched, full_requests),
+        ]
         best: dict[tuple[str, int], LoadResult] = {}
         for c in concurrencies:
             order = cases + ([("full, micro-batching, A/B split", full_split, full_requests)] if ab and c == 32 else [])
             for round_ in range(ROUNDS):
-                for label, server, requests in (order if round_ % 2 == 0 else order[::-1]):
+                for label, server, requests in order if round_ % 2 == 0 else order[::-1]:
                     result, _ = run_load(server.port, requests, c, seconds, server_pid=server.pid)
                     if (label, c) not in best or result.per_second > best[(label, c)].per_second:
                         best[(label, c)] = result
@@ -158,28 +169,35 @@ FULL = ("full, no micro-batching", "full, micro-batching", "full, micro-batching
 
 
 def print_ratios(results: dict[tuple[str, int], LoadResult], concurrencies: tuple[int, ...]) -> None:
-    print("throughput against bare at the same concurrency (targets: full ≥ 0.7×; micro-batching ≥ 1.5× at c=32);\n"
-          "in brackets: against bare ASGI, and bare's server CPU per request over the full path's")
+    print(
+        "throughput against bare at the same concurrency (targets: full ≥ 0.7×; micro-batching ≥ 1.5× at c=32);\n"
+        "in brackets: against bare ASGI, and bare's server CPU per request over the full path's"
+    )
     for c in concurrencies:
         base, floor = results[("bare", c)], results[("bare ASGI", c)]
         row = [f"c={c:<3}"]
         for label in FULL:
             if (label, c) in results:
                 r = results[(label, c)]
-                row.append(f"{label}: {r.per_second / base.per_second:.2f}× "
-                           f"({r.per_second / floor.per_second:.2f}×, CPU {base.server_cpu_us / r.server_cpu_us:.2f}×)")
+                row.append(
+                    f"{label}: {r.per_second / base.per_second:.2f}× "
+                    f"({r.per_second / floor.per_second:.2f}×, CPU {base.server_cpu_us / r.server_cpu_us:.2f}×)"
+                )
         print("   ".join(row))
 
 
 def main() -> None:
     parser = bench_arguments(__doc__, 3.0)
-    parser.add_argument("--widths", default=",".join(map(str, MLP_WIDTHS)),
-                        help="MLP widths to run at concurrency 32 (empty: none)")
+    parser.add_argument(
+        "--widths", default=",".join(map(str, MLP_WIDTHS)), help="MLP widths to run at concurrency 32 (empty: none)"
+    )
     args = parser.parse_args()
     home_dir = bench_home(args)
-    print(f"data directory {home_dir}; {args.seconds:g} s per case after 1 s warm-up, {ROUNDS} rounds in "
-          f"alternating order, best round kept; load from {loader_processes(32)} process(es) at concurrency 32"
-          f"\n\nthe sample model: LightGBM, {args.trees} trees")
+    print(
+        f"data directory {home_dir}; {args.seconds:g} s per case after 1 s warm-up, {ROUNDS} rounds in "
+        f"alternating order, best round kept; load from {loader_processes(32)} process(es) at concurrency 32"
+        f"\n\nthe sample model: LightGBM, {args.trees} trees"
+    )
     trees = compare(home_dir, args.seconds, (1, 8, 32), ab=True)
     mlps = {}
     for width in [int(w) for w in args.widths.split(",") if w]:

@@ -57,8 +57,17 @@ def _stock_uvicorn(home: str, pin: bool, port: int) -> None:
 
     from appliance.serving.app import create_app
 
-    config = uvicorn.Config(create_app(Path(home)), host="127.0.0.1", port=port, http="httptools", loop="uvloop",
-                            proxy_headers=False, log_level="warning", access_log=False, log_config=None)
+    config = uvicorn.Config(
+        create_app(Path(home)),
+        host="127.0.0.1",
+        port=port,
+        http="httptools",
+        loop="uvloop",
+        proxy_headers=False,
+        log_level="warning",
+        access_log=False,
+        log_config=None,
+    )
     uvicorn.Server(config).run()
 
 
@@ -75,8 +84,17 @@ def _granian(home: str, pin: bool, port: int) -> None:
     from granian.server import Server
 
     os.environ[HOME_ENV] = home
-    Server("servers:granian_app", address="127.0.0.1", port=port, interface=Interfaces.ASGI, workers=1,
-           loop=Loops.uvloop, http=HTTPModes.http1, factory=True, log_enabled=False).serve()
+    Server(
+        "servers:granian_app",
+        address="127.0.0.1",
+        port=port,
+        interface=Interfaces.ASGI,
+        workers=1,
+        loop=Loops.uvloop,
+        http=HTTPModes.http1,
+        factory=True,
+        log_enabled=False,
+    ).serve()
 
 
 def main() -> None:
@@ -89,8 +107,10 @@ def main() -> None:
     have = {m: importlib.util.find_spec(m) is not None for m in ("uvloop", "granian")}
     cases = [("today (own protocol, asyncio)", _today, (home, args.pin, "asyncio"))]
     if have["uvloop"]:
-        cases += [("today + uvloop", _today, (home, args.pin, "uvloop")),
-                  ("stock uvicorn httptools + uvloop", _stock_uvicorn, (home, args.pin))]
+        cases += [
+            ("today + uvloop", _today, (home, args.pin, "uvloop")),
+            ("stock uvicorn httptools + uvloop", _stock_uvicorn, (home, args.pin)),
+        ]
     if have["granian"] and have["uvloop"]:
         cases.append(("granian ASGI (uvloop)", _granian, (home, args.pin)))
     import uvicorn
@@ -100,9 +120,11 @@ def main() -> None:
         if have[m]:
             versions += f", {m} {importlib.import_module(m).__version__}"
     pinning = f"pinned to CPU {SERVER_CPU}, load on the others" if args.pin else "unpinned"
-    print(f"data directory {home_dir}; {versions}; {args.seconds:g} s per case after 1 s warm-up, {ROUNDS} rounds "
-          f"in alternating order, best round kept; server {pinning}; "
-          f"{os.cpu_count()} CPUs; skipped: {', '.join(m for m, ok in have.items() if not ok) or 'nothing'}\n")
+    print(
+        f"data directory {home_dir}; {versions}; {args.seconds:g} s per case after 1 s warm-up, {ROUNDS} rounds "
+        f"in alternating order, best round kept; server {pinning}; "
+        f"{os.cpu_count()} CPUs; skipped: {', '.join(m for m, ok in have.items() if not ok) or 'nothing'}\n"
+    )
     servers = []
     try:
         for label, target, targs in cases:
@@ -112,7 +134,7 @@ def main() -> None:
         best: dict[tuple[str, int], LoadResult] = {}
         for c in CONCURRENCIES:
             for round_ in range(ROUNDS):
-                for label, server in (servers if round_ % 2 == 0 else servers[::-1]):
+                for label, server in servers if round_ % 2 == 0 else servers[::-1]:
                     result, _ = run_load(server.port, requests, c, args.seconds, server_pid=server.pid)
                     if (label, c) not in best or result.per_second > best[(label, c)].per_second:
                         best[(label, c)] = result
@@ -121,18 +143,24 @@ def main() -> None:
     finally:
         for _, server in servers:
             server.__exit__()
-    print("\nagainst today (own protocol, asyncio) at the same concurrency: throughput, p50, p99 and server CPU "
-          "per request (above 1× is more)")
-    print(f"{'case':<34} {'c':>3} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'CPU µs':>7} "
-          f"{'thru':>6} {'p50':>6} {'p99':>6} {'CPU':>6}")
+    print(
+        "\nagainst today (own protocol, asyncio) at the same concurrency: throughput, p50, p99 and server CPU "
+        "per request (above 1× is more)"
+    )
+    print(
+        f"{'case':<34} {'c':>3} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'CPU µs':>7} "
+        f"{'thru':>6} {'p50':>6} {'p99':>6} {'CPU':>6}"
+    )
     for c in CONCURRENCIES:
         base = best[(cases[0][0], c)]
         for label, _ in servers:
             r = best[(label, c)]
-            print(f"{label:<34} {c:>3} {r.per_second:8.0f} {r.p50_ms:7.2f} {r.p99_ms:7.2f} {r.server_cpu_us:7.0f} "
-                  f"{r.per_second / base.per_second:5.2f}× {r.p50_ms / base.p50_ms:5.2f}× "
-                  f"{r.p99_ms / base.p99_ms:5.2f}× {r.server_cpu_us / base.server_cpu_us:5.2f}×"
-                  + (f"  non-200: {r.failures}" if r.failures else ""))
+            print(
+                f"{label:<34} {c:>3} {r.per_second:8.0f} {r.p50_ms:7.2f} {r.p99_ms:7.2f} {r.server_cpu_us:7.0f} "
+                f"{r.per_second / base.per_second:5.2f}× {r.p50_ms / base.p50_ms:5.2f}× "
+                f"{r.p99_ms / base.p99_ms:5.2f}× {r.server_cpu_us / base.server_cpu_us:5.2f}×"
+                + (f"  non-200: {r.failures}" if r.failures else "")
+            )
 
 
 if __name__ == "__main__":

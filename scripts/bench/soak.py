@@ -54,10 +54,10 @@ from appliance.layout import Layout
 
 MODEL = "fraud"
 RECORDS = 2000
-BATCH_SHARE = 0.1            # of predict requests, the share that send a list of records
-FEEDBACK_DELAY_S = 2.0       # an answer's row is in the log well before its outcome is sent
-WARMUP_REQUESTS = 50         # answered before the start RSS is taken: the service is serving, not starting
-RETRAIN_GRACE_S = 60.0       # how long after traffic a retrain still under way is waited for
+BATCH_SHARE = 0.1  # of predict requests, the share that send a list of records
+FEEDBACK_DELAY_S = 2.0  # an answer's row is in the log well before its outcome is sent
+WARMUP_REQUESTS = 50  # answered before the start RSS is taken: the service is serving, not starting
+RETRAIN_GRACE_S = 60.0  # how long after traffic a retrain still under way is waited for
 # When each operator action happens, as a share of the run.
 PROMOTE_AT, ROLLBACK_AT, CANARY_AT, RETRAIN_AT, BACKUP_AT = 0.08, 0.16, 0.25, 0.35, 0.5
 FINAL = {"succeeded", "failed", "skipped"}
@@ -69,11 +69,19 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=120.0, help="how long traffic runs")
     parser.add_argument("--clients", type=int, default=4, help="predict threads, each on its own connection")
-    parser.add_argument("--feedback-share", type=float, default=0.3,
-                        help="share of answered predict requests whose outcomes are sent back")
+    parser.add_argument(
+        "--feedback-share",
+        type=float,
+        default=0.3,
+        help="share of answered predict requests whose outcomes are sent back",
+    )
     parser.add_argument("--monitor-every", type=float, default=20.0, help="seconds between monitor runs")
-    parser.add_argument("--workdir", type=Path, default=None,
-                        help="reuse (or create) the trained data directory here; each run works on a copy")
+    parser.add_argument(
+        "--workdir",
+        type=Path,
+        default=None,
+        help="reuse (or create) the trained data directory here; each run works on a copy",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the run's data directory even when it passes")
     args = parser.parse_args()
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="bench-soak-"))
@@ -99,8 +107,12 @@ def cli(home: Path, *arguments: str) -> Command:
     it was forked from, this bench's)."""
     started = time.monotonic()
     with tempfile.TemporaryFile("w+") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "appliance", "--home", str(home), *arguments],
-                                stdout=out, stderr=subprocess.STDOUT, text=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "appliance", "--home", str(home), *arguments],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         peak = 0.0
         while proc.poll() is None:
             peak = max(peak, high_water_mib(proc.pid))
@@ -133,19 +145,21 @@ class Command:
 @dataclass
 class Tracked:
     """One process of the service, as the sampler saw it."""
+
     role: str
     first_s: float
     start_mib: float
     last_mib: float
     peak_mib: float
     last_s: float
-    end_mib: float | None = None    # when traffic ended, if it was running then
+    end_mib: float | None = None  # when traffic ended, if it was running then
     gone: bool = False
 
 
 @dataclass
 class Outcomes:
     """What the operator's actions came to, for the report."""
+
     promotion: list[str] = field(default_factory=list)
     canary: str = "not started"
     retrain: str = "not started"
@@ -196,10 +210,10 @@ class Soak:
         self.batches = []
         for first in range(RECORDS - 50):
             n = rng.randint(2, 50)
-            self.batches.append((first, n, msgspec.json.encode(self.records[first:first + n])))
+            self.batches.append((first, n, msgspec.json.encode(self.records[first : first + n])))
         self.lock = threading.Lock()
         self.statuses: Counter[tuple[str, int | str]] = Counter()
-        self.answered: dict[str, int] = {}     # request id of each 200 predict answer → its records
+        self.answered: dict[str, int] = {}  # request id of each 200 predict answer → its records
         self.pending: list[tuple[float, str, int, int]] = []  # (answered at, request id, first record, count)
         self.feedback_sent = self.feedback_unknown = self.feedback_requests = 0
         self.outcomes = Outcomes()
@@ -216,25 +230,44 @@ class Soak:
         admin = self.key("admin")
         client = self.key("predict", "feedback")
         with (self.run_dir / "service.log").open("w") as service_log:  # the child keeps its own descriptor
-            self.service = subprocess.Popen([sys.executable, "-m", "appliance", "--home", str(self.home), "up",
-                                             "--headless", "--port", str(self.port)],
-                                            stdout=service_log, stderr=subprocess.STDOUT)
+            self.service = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "appliance",
+                    "--home",
+                    str(self.home),
+                    "up",
+                    "--headless",
+                    "--port",
+                    str(self.port),
+                ],
+                stdout=service_log,
+                stderr=subprocess.STDOUT,
+            )
         ready_s = self.wait_ready()
         warm = Client(self.port, client)
         for i in range(WARMUP_REQUESTS):
             self.predict(warm, i % 10 == 0, i)
         self.began = time.monotonic()
         self.sample(0.0)
-        print(f"soak: {self.args.seconds:g} s of mixed traffic through `appliance up --headless` on "
-              f"127.0.0.1:{self.port} ({self.args.clients} predict threads), ready {ready_s:.1f} s after start; "
-              f"data directory {self.home}", flush=True)
-        threads = [threading.Thread(target=self.send_predicts, args=(Client(self.port, client), n), daemon=True)
-                   for n in range(self.args.clients)]
-        threads += [threading.Thread(target=self.send_feedback, args=(Client(self.port, client),), daemon=True),
-                    threading.Thread(target=self.operate_deployments, args=(admin,), daemon=True),
-                    threading.Thread(target=self.retrain, args=(admin,), daemon=True),
-                    threading.Thread(target=self.run_monitors, daemon=True),
-                    threading.Thread(target=self.take_backup, daemon=True)]
+        print(
+            f"soak: {self.args.seconds:g} s of mixed traffic through `appliance up --headless` on "
+            f"127.0.0.1:{self.port} ({self.args.clients} predict threads), ready {ready_s:.1f} s after start; "
+            f"data directory {self.home}",
+            flush=True,
+        )
+        threads = [
+            threading.Thread(target=self.send_predicts, args=(Client(self.port, client), n), daemon=True)
+            for n in range(self.args.clients)
+        ]
+        threads += [
+            threading.Thread(target=self.send_feedback, args=(Client(self.port, client),), daemon=True),
+            threading.Thread(target=self.operate_deployments, args=(admin,), daemon=True),
+            threading.Thread(target=self.retrain, args=(admin,), daemon=True),
+            threading.Thread(target=self.run_monitors, daemon=True),
+            threading.Thread(target=self.take_backup, daemon=True),
+        ]
         sampler = threading.Thread(target=self.sample_every_second, daemon=True)
         sampler.start()
         for t in threads:
@@ -266,8 +299,10 @@ class Soak:
         started = time.monotonic()
         while time.monotonic() - started < 300:
             if self.service.poll() is not None:
-                raise SystemExit(f"`appliance up` exited with {self.service.returncode} before serving; see "
-                                 f"{self.run_dir / 'service.log'}")
+                raise SystemExit(
+                    f"`appliance up` exited with {self.service.returncode} before serving; see "
+                    f"{self.run_dir / 'service.log'}"
+                )
             conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
             try:
                 conn.request("GET", "/readyz")
@@ -328,13 +363,17 @@ class Soak:
                 cut = time.monotonic() - FEEDBACK_DELAY_S
                 due = [p for p in self.pending if p[0] <= cut]
                 self.pending = [p for p in self.pending if p[0] > cut]
-            outcomes = [{"request_id": rid, "outcome": self.labels[first + i], "position": i}
-                        for _, rid, first, count in due for i in range(count)]
+            outcomes = [
+                {"request_id": rid, "outcome": self.labels[first + i], "position": i}
+                for _, rid, first, count in due
+                for i in range(count)
+            ]
             if not outcomes:
                 continue
             try:
-                status, answer = client.call("POST", f"/v1/models/{MODEL}/feedback",
-                                             msgspec.json.encode({"outcomes": outcomes}))
+                status, answer = client.call(
+                    "POST", f"/v1/models/{MODEL}/feedback", msgspec.json.encode({"outcomes": outcomes})
+                )
             except (OSError, http.client.HTTPException):
                 self.count("feedback", "no answer")
                 continue
@@ -373,8 +412,10 @@ class Soak:
 
     def operate_deployments(self, token: str) -> None:
         """Promote v2 and roll it back, then start it as a canary and leave it to the server's analysis."""
-        for share, path, body in ((PROMOTE_AT, "promote", {"version": 2, "reason": "soak"}),
-                                  (ROLLBACK_AT, "rollback", {"reason": "soak"})):
+        for share, path, body in (
+            (PROMOTE_AT, "promote", {"version": 2, "reason": "soak"}),
+            (ROLLBACK_AT, "rollback", {"reason": "soak"}),
+        ):
             if not self.at(share):
                 return
             status, answer = self.admin(token, "POST", f"/v1/models/{MODEL}/{path}", body)
@@ -383,8 +424,9 @@ class Soak:
         if not self.at(CANARY_AT):
             return
         started = self.now()
-        status, answer = self.admin(token, "POST", f"/v1/models/{MODEL}/deployments",
-                                    {"strategy": "canary", "version": 2})
+        status, answer = self.admin(
+            token, "POST", f"/v1/models/{MODEL}/deployments", {"strategy": "canary", "version": 2}
+        )
         if status != 201:
             self.outcomes.canary = f"start refused: {status} {answer.get('detail', answer)}"
             return
@@ -399,10 +441,15 @@ class Soak:
                 self.outcomes.canary = f"still running when traffic ended, at {d['traffic_percent']:g} % of traffic"
                 continue
             # Passing the last step before 100 % promotes it; its step stays that one.
-            where = (f"passed at {', '.join(f'{p:g}' for p in steps[:d['step'] + 1])} % and was promoted"
-                     if d["status"] == "completed" else f"at {steps[d['step']]:g} % of traffic")
-            self.outcomes.canary = (f"{d['status']} {d['ended_at'] - d['started_at']:.0f} s after it started "
-                                    f"(at {started:.0f} s): {where}; {d['reason']}")
+            where = (
+                f"passed at {', '.join(f'{p:g}' for p in steps[: d['step'] + 1])} % and was promoted"
+                if d["status"] == "completed"
+                else f"at {steps[d['step']]:g} % of traffic"
+            )
+            self.outcomes.canary = (
+                f"{d['status']} {d['ended_at'] - d['started_at']:.0f} s after it started "
+                f"(at {started:.0f} s): {where}; {d['reason']}"
+            )
             return
 
     def canary_steps(self) -> list[float]:
@@ -419,8 +466,10 @@ class Soak:
             return
         for a in answer:
             actions = ", ".join(f"{x['action']} {x['status']}" for x in a["actions"])
-            self.outcomes.alerts.append(f"{a['severity']} {a['rule']} ({a['target']}, {a['status']}, seen "
-                                        f"{a['count']}×){': ' + actions if actions else ''}")
+            self.outcomes.alerts.append(
+                f"{a['severity']} {a['rule']} ({a['target']}, {a['status']}, seen "
+                f"{a['count']}×){': ' + actions if actions else ''}"
+            )
 
     def retrain(self, token: str) -> None:
         """One retrain through the admin API, watched until it ends (a little past the traffic if need be)."""
@@ -537,17 +586,23 @@ class Soak:
         ok_rows = {k for k, status in logged.items() if status == 200}
         missing, extra = expected - ok_rows, ok_rows - expected
         other = Counter(status for status in logged.values() if status != 200)
-        print(f"\nprediction log (read after SIGTERM): {len(self.answered):,} answers 200 carried {len(expected):,} "
-              f"records; {len(logged):,} rows, {len(ok_rows):,} of them status 200"
-              + (f", others {dict(other)}" if other else ""))
+        print(
+            f"\nprediction log (read after SIGTERM): {len(self.answered):,} answers 200 carried {len(expected):,} "
+            f"records; {len(logged):,} rows, {len(ok_rows):,} of them status 200"
+            + (f", others {dict(other)}" if other else "")
+        )
         print(f"  200 records without a row: {len(missing):,}; 200 rows without an answer: {len(extra):,}")
         if missing or extra:
             failures.append(f"log rows differ from 200 answers ({len(missing)} missing, {len(extra)} extra)")
-        print(f"  feedback: {self.feedback_sent:,} outcomes in {self.feedback_requests:,} requests, "
-              f"{self.feedback_unknown:,} of them unknown to the log")
+        print(
+            f"  feedback: {self.feedback_sent:,} outcomes in {self.feedback_requests:,} requests, "
+            f"{self.feedback_unknown:,} of them unknown to the log"
+        )
 
-        print("\nRSS of the service's processes, MiB (start: when traffic began, or when the process appeared; "
-              "end: when traffic ended; peak: its high-water mark since it started)")
+        print(
+            "\nRSS of the service's processes, MiB (start: when traffic began, or when the process appeared; "
+            "end: when traffic ended; peak: its high-water mark since it started)"
+        )
         print(f"  {'process':<34}{'pid':>8}{'start':>9}{'end':>9}{'peak':>9}  seen")
         for pid, t in sorted(self.processes.items(), key=lambda kv: kv[1].first_s):
             if pid == self.outcomes.retrain_pid:
@@ -555,16 +610,20 @@ class Soak:
             end = f"{t.end_mib:9.0f}" if t.end_mib is not None else f"{'-':>9}"
             span = f"{t.first_s:.0f}–{t.last_s:.0f} s" + (", exited" if t.gone else "")
             print(f"  {t.role:<34}{pid:>8}{t.start_mib:9.0f}{end}{t.peak_mib:9.0f}  {span}")
-        total = [sum(t.start_mib for t in self.processes.values() if t.first_s == 0.0),
-                 sum(t.end_mib or 0.0 for t in self.processes.values())]
+        total = [
+            sum(t.start_mib for t in self.processes.values() if t.first_s == 0.0),
+            sum(t.end_mib or 0.0 for t in self.processes.values()),
+        ]
         print(f"  {'all':<34}{'':>8}{total[0]:9.0f}{total[1]:9.0f}")
 
         print("\nmonitor runs (`appliance jobs run monitor fraud`; job: the run's own time; command: with start-up)")
         print(f"  {'at':>6}{'job s':>8}{'command s':>11}{'peak MiB':>10}  result")
         for at, run in self.outcomes.monitors:
             job = re.search(r" in ([0-9.]+)s", run.output)
-            print(f"  {at:5.0f}s{job.group(1) if job else '-':>8}{run.seconds:11.1f}{run.peak_mib:10.0f}  "
-                  f"{run.output.splitlines()[-1] if run.output else ''}")
+            print(
+                f"  {at:5.0f}s{job.group(1) if job else '-':>8}{run.seconds:11.1f}{run.peak_mib:10.0f}  "
+                f"{run.output.splitlines()[-1] if run.output else ''}"
+            )
             if run.code:
                 failures.append(f"the monitor run at {at:.0f} s exited {run.code}")
         if not self.outcomes.monitors:
@@ -574,8 +633,10 @@ class Soak:
             print("\nbackup: not taken (the run ended first)")
         else:
             at, run = self.outcomes.backup
-            print(f"\nbackup (`appliance backup`, at {at:.0f} s): {run.seconds:.1f} s, peak {run.peak_mib:.0f} MiB, "
-                  f"exit {run.code}; its prediction log holds {self.outcomes.backup_rows or 0:,} rows")
+            print(
+                f"\nbackup (`appliance backup`, at {at:.0f} s): {run.seconds:.1f} s, peak {run.peak_mib:.0f} MiB, "
+                f"exit {run.code}; its prediction log holds {self.outcomes.backup_rows or 0:,} rows"
+            )
             print("  " + "\n  ".join(run.output.splitlines()))
             if run.code:
                 failures.append(f"the backup exited {run.code}")
@@ -595,8 +656,10 @@ class Soak:
     def logged_rows(self) -> dict[tuple[str, int], int]:
         path = Layout(self.home).predictions_db
         with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
-            return {(rid, pos): status for rid, pos, status in
-                    db.execute("SELECT request_id, position, status FROM predictions")}
+            return {
+                (rid, pos): status
+                for rid, pos, status in db.execute("SELECT request_id, position, status FROM predictions")
+            }
 
 
 def retrain_outcome(run: dict) -> str:
@@ -610,8 +673,11 @@ def retrain_outcome(run: dict) -> str:
     register = stages.get("register")
     if register:
         line += f", registered v{register['version']} ({register['status']})"
-    failed = [c["name"] for c in (stages.get("gates") or {}).get("report", {}).get("checks", [])
-              if c.get("applicable", True) and not c["passed"]]
+    failed = [
+        c["name"]
+        for c in (stages.get("gates") or {}).get("report", {}).get("checks", [])
+        if c.get("applicable", True) and not c["passed"]
+    ]
     if failed:
         line += f", gates failed: {', '.join(failed)}"
     if run.get("outcome"):

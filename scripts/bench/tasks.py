@@ -40,9 +40,11 @@ CONCURRENCIES = (1, 8)
 REQUESTS = 2000
 # task, model, writer, source to ingest, live days so that the live file has more than REQUESTS rows
 # (loans: 250 a day; the others 400 a day); the training days are the writers' defaults.
-MODELS = (("binary", "loans", write_loans, "applications.csv", 9),
-          ("multiclass", "triage", write_tickets, "tickets.csv", 6),
-          ("regression", "eta", write_deliveries, "history.parquet", 6))
+MODELS = (
+    ("binary", "loans", write_loans, "applications.csv", 9),
+    ("multiclass", "triage", write_tickets, "tickets.csv", 6),
+    ("regression", "eta", write_deliveries, "history.parquet", 6),
+)
 
 
 def _cli(home_dir: Path, *args: str) -> str:
@@ -69,7 +71,7 @@ def trained_home(folder: Path, trees: int | None) -> Path:
         spec = write(folder / "data" / model, name=model, live_days=live_days)
         if trees:
             text = spec.read_text()
-            rounds = text[text.index("num_boost_round = "):].split("\n", 1)[0]
+            rounds = text[text.index("num_boost_round = ") :].split("\n", 1)[0]
             spec.write_text(text.replace(rounds, f"num_boost_round = {trees}"))
         started = time.monotonic()
         _cli(home_dir, "init", "--spec", str(spec))
@@ -129,9 +131,13 @@ def requests_per_model(home_dir: Path) -> dict[str, list[bytes]]:
     with Home(home_dir) as home:
         _, token = create_key(home.conn, ["predict"], name="bench-tasks", rate_per_second=1e9, actor="bench")
         headers = {"Authorization": f"Bearer {token}"}
-        return {model: [encode_post(f"/v1/models/{model}/predict", msgspec.json.encode(r), headers)
-                        for r in live_records(home, model)]
-                for _, model, *_ in MODELS}
+        return {
+            model: [
+                encode_post(f"/v1/models/{model}/predict", msgspec.json.encode(r), headers)
+                for r in live_records(home, model)
+            ]
+            for _, model, *_ in MODELS
+        }
 
 
 def measure(home_dir: Path, requests: dict[str, list[bytes]], seconds: float) -> dict[tuple[str, int], LoadResult]:
@@ -141,7 +147,7 @@ def measure(home_dir: Path, requests: dict[str, list[bytes]], seconds: float) ->
     with Server("appliance.serving.app:create_app", home_dir) as server:
         for c in CONCURRENCIES:
             for round_ in range(ROUNDS):  # alternating order: a slow spell falls on every model alike
-                for model in (models if round_ % 2 == 0 else models[::-1]):
+                for model in models if round_ % 2 == 0 else models[::-1]:
                     result, _ = run_load(server.port, requests[model], c, seconds, server_pid=server.pid)
                     if result.failures:
                         raise SystemExit(f"{model} c={c}: answers other than 200: {result.statuses}")
@@ -153,16 +159,20 @@ def measure(home_dir: Path, requests: dict[str, list[bytes]], seconds: float) ->
 
 
 def print_ratios(best: dict[tuple[str, int], LoadResult]) -> None:
-    print("\nagainst the binary model at the same concurrency (same run): throughput (higher is better), "
-          "p50 and p99 latency\nand server CPU per request (lower is better)")
+    print(
+        "\nagainst the binary model at the same concurrency (same run): throughput (higher is better), "
+        "p50 and p99 latency\nand server CPU per request (lower is better)"
+    )
     base_model = MODELS[0][1]
     for c in CONCURRENCIES:
         base = best[(base_model, c)]
         for task, model, *_ in MODELS:
             r = best[(model, c)]
-            print(f"c={c:<2} {task:<10} throughput {r.per_second / base.per_second:5.2f}×   "
-                  f"p50 {r.p50_ms / base.p50_ms:5.2f}×   p99 {r.p99_ms / base.p99_ms:5.2f}×   "
-                  f"CPU {r.server_cpu_us / base.server_cpu_us:5.2f}× ({r.server_cpu_us:.0f} µs/req)")
+            print(
+                f"c={c:<2} {task:<10} throughput {r.per_second / base.per_second:5.2f}×   "
+                f"p50 {r.p50_ms / base.p50_ms:5.2f}×   p99 {r.p99_ms / base.p99_ms:5.2f}×   "
+                f"CPU {r.server_cpu_us / base.server_cpu_us:5.2f}× ({r.server_cpu_us:.0f} µs/req)"
+            )
 
 
 def main() -> None:
@@ -176,9 +186,11 @@ def main() -> None:
     with Home(home_dir) as home:
         print("\n".join(describe(home, task, model) for task, model, *_ in MODELS))
     requests = requests_per_model(home_dir)
-    print(f"\ndata directory {home_dir}; {', '.join(f'{m}: {len(r)}' for m, r in requests.items())} distinct "
-          f"requests; {args.seconds:g} s per case after 1 s warm-up, {ROUNDS} rounds in alternating order, best "
-          f"round kept; load from {loader_processes(max(CONCURRENCIES))} process(es)")
+    print(
+        f"\ndata directory {home_dir}; {', '.join(f'{m}: {len(r)}' for m, r in requests.items())} distinct "
+        f"requests; {args.seconds:g} s per case after 1 s warm-up, {ROUNDS} rounds in alternating order, best "
+        f"round kept; load from {loader_processes(max(CONCURRENCIES))} process(es)"
+    )
     print_ratios(measure(home_dir, requests, args.seconds))
 
 

@@ -36,8 +36,9 @@ def tracked(root: Path, points: int) -> float:
 
 def bare(root: Path, points: int) -> float:
     conn = connect(Layout(root).tracking_db, MIGRATIONS)
-    conn.execute("INSERT INTO runs (id, model, name, kind, status, started_at) VALUES ('r', 'bench', 'b', 'b', "
-                 "'running', 0)")
+    conn.execute(
+        "INSERT INTO runs (id, model, name, kind, status, started_at) VALUES ('r', 'bench', 'b', 'b', 'running', 0)"
+    )
     started = time.perf_counter()
     rows = [("r", "loss", step, 1.0 / (step + 1), time.time()) for step in range(points)]
     conn.execute("BEGIN IMMEDIATE")

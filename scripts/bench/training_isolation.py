@@ -27,14 +27,20 @@ from appliance.spec import load_spec
 from appliance.training.pipeline import train
 from appliance.training.worker import train_in_worker
 
-RECORD = {"amount": 950.0, "merchant_category": "jewelry", "hour": 3, "is_foreign": True,
-          "account_age_days": 20, "country": "US"}
+RECORD = {
+    "amount": 950.0,
+    "merchant_category": "jewelry",
+    "hour": 3,
+    "is_foreign": True,
+    "account_age_days": 20,
+    "country": "US",
+}
 
 
 def latencies(model, while_alive: threading.Thread | None, seconds: float = 5.0) -> np.ndarray:
     out = []
     deadline = time.monotonic() + seconds
-    while (while_alive.is_alive() if while_alive else time.monotonic() < deadline):
+    while while_alive.is_alive() if while_alive else time.monotonic() < deadline:
         started = time.perf_counter()
         model.predict([RECORD])
         out.append(time.perf_counter() - started)
@@ -75,8 +81,10 @@ def main() -> None:
     print(f"trainer {args.trainer}; single-record predict latency, ms")
     for name, ms in results.items():
         p50, p99 = np.percentile(ms, 50), np.percentile(ms, 99)
-        print(f"{name:24s} n={len(ms):6d}  p50 {p50:7.3f}  p99 {p99:7.3f}  "
-              f"p99 / baseline {p99 / np.percentile(base, 99):6.2f}x")
+        print(
+            f"{name:24s} n={len(ms):6d}  p50 {p50:7.3f}  p99 {p99:7.3f}  "
+            f"p99 / baseline {p99 / np.percentile(base, 99):6.2f}x"
+        )
 
 
 if __name__ == "__main__":

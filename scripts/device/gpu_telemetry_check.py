@@ -30,8 +30,9 @@ from appliance.machine.sampler import MachineSampler
 from appliance.machine.snapshot import MachineProbe, MachineSnapshot
 
 # An illustrative price only, so the cost functions run on real readings; not a configured one.
-EXAMPLE_COST = CostSection(electricity_per_kwh=0.30, hardware_price=30_000, amortization_years=3,
-                           host_idle_watts=150, host_busy_watts=400)
+EXAMPLE_COST = CostSection(
+    electricity_per_kwh=0.30, hardware_price=30_000, amortization_years=3, host_idle_watts=150, host_busy_watts=400
+)
 
 
 def cuda_operands():
@@ -62,9 +63,13 @@ def matmul_load(operands, stop: threading.Event, idle_seconds: float, result: di
         torch.cuda.synchronize()
         done += 20
     seconds = time.perf_counter() - started
-    result["load"] = {"device": torch.cuda.get_device_name(0), "idle_first_seconds": idle_seconds,
-                      "matmuls_8192_bf16": done, "seconds": round(seconds, 2),
-                      "tflops": round(done * 2 * 8192**3 / seconds / 1e12, 1)}
+    result["load"] = {
+        "device": torch.cuda.get_device_name(0),
+        "idle_first_seconds": idle_seconds,
+        "matmuls_8192_bf16": done,
+        "seconds": round(seconds, 2),
+        "tflops": round(done * 2 * 8192**3 / seconds / 1e12, 1),
+    }
 
 
 def gpu_summary(ring: list[MachineSnapshot], uuid: str) -> dict:
@@ -75,24 +80,41 @@ def gpu_summary(ring: list[MachineSnapshot], uuid: str) -> dict:
         values = [getattr(g, field) for _, g in readings if getattr(g, field) is not None]
         return {"min": min(values), "max": max(values)} if values else None
 
-    integrated = sum((g0.power_w + g1.power_w) / 2 * (t1 - t0)
-                     for (t0, g0), (t1, g1) in pairwise(readings)
-                     if g0.power_w is not None and g1.power_w is not None)
+    integrated = sum(
+        (g0.power_w + g1.power_w) / 2 * (t1 - t0)
+        for (t0, g0), (t1, g1) in pairwise(readings)
+        if g0.power_w is not None and g1.power_w is not None
+    )
     energies = [(t, g.energy_mj) for t, g in readings if g.energy_mj is not None]
     counted = (energies[-1][1] - energies[0][1]) / 1000 if len(energies) > 1 else None
     return {
-        "index": last.index, "name": last.name, "uuid": uuid,
-        "fields_read": {f: getattr(last, f) for f in ("utilization_percent", "memory_used_bytes", "memory_total_bytes",
-                                                      "temperature_c", "power_w", "power_limit_w", "energy_mj")},
+        "index": last.index,
+        "name": last.name,
+        "uuid": uuid,
+        "fields_read": {
+            f: getattr(last, f)
+            for f in (
+                "utilization_percent",
+                "memory_used_bytes",
+                "memory_total_bytes",
+                "temperature_c",
+                "power_w",
+                "power_limit_w",
+                "energy_mj",
+            )
+        },
         "fields_unread": last.unread,
-        "utilization_percent": span("utilization_percent"), "memory_used_bytes": span("memory_used_bytes"),
-        "temperature_c": span("temperature_c"), "power_w": span("power_w"),
+        "utilization_percent": span("utilization_percent"),
+        "memory_used_bytes": span("memory_used_bytes"),
+        "temperature_c": span("temperature_c"),
+        "power_w": span("power_w"),
         "energy_source": last.energy_source,
         "energy_joules": {
             "from_energy_field": counted,  # the counter on boards that have one, else the probe's integral
             "power_integrated_here": round(integrated, 1),
-            "ratio_field_to_integrated": (round(counted / integrated, 4)
-                                          if counted is not None and integrated > 0 else None),
+            "ratio_field_to_integrated": (
+                round(counted / integrated, 4) if counted is not None and integrated > 0 else None
+            ),
         },
     }
 
@@ -124,15 +146,22 @@ def main() -> int:
     summary = {
         "gpu": "no GPU: " + first.no_gpu_reason if not first.available else f"{len(first.gpus)} NVIDIA GPU(s)",
         "driver_version": first.driver_version,
-        "samples": len(ring), "sampled_seconds": round(end - start, 2), "interval": args.interval,
+        "samples": len(ring),
+        "sampled_seconds": round(end - start, 2),
+        "interval": args.interval,
         "load": load.get("load"),
-        "cpu_total_percent": {"min": min(s.cpu.total_percent for s in ring),
-                              "max": max(s.cpu.total_percent for s in ring)},
+        "cpu_total_percent": {
+            "min": min(s.cpu.total_percent for s in ring),
+            "max": max(s.cpu.total_percent for s in ring),
+        },
         "memory_used_bytes_max": max(s.memory.used_bytes for s in ring),
         "process_rss_bytes_max": max(s.process.rss_bytes for s in ring),
         "gpus": [gpu_summary(ring, g.uuid) for g in ring[-1].gpu.gpus],
-        "example_cost": {"section": EXAMPLE_COST, "per_hour_at_end": cost_per_hour(ring[-1], EXAMPLE_COST),
-                         "over_run": spent},
+        "example_cost": {
+            "section": EXAMPLE_COST,
+            "per_hour_at_end": cost_per_hour(ring[-1], EXAMPLE_COST),
+            "over_run": spent,
+        },
     }
     text = json.dumps(json.loads(msgspec.json.encode(summary)), indent=2)
     print(text)

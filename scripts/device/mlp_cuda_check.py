@@ -58,9 +58,12 @@ class Telemetry(threading.Thread):
     def run(self) -> None:
         while self.nvml and not self._stop_event.is_set():
             n, h = self.nvml, self.handle
-            sample = {"t": time.time(), "util": n.nvmlDeviceGetUtilizationRates(h).gpu,
-                      "mem_mib": n.nvmlDeviceGetMemoryInfo(h).used / 2**20,
-                      "power_w": n.nvmlDeviceGetPowerUsage(h) / 1e3}
+            sample = {
+                "t": time.time(),
+                "util": n.nvmlDeviceGetUtilizationRates(h).gpu,
+                "mem_mib": n.nvmlDeviceGetMemoryInfo(h).used / 2**20,
+                "power_w": n.nvmlDeviceGetPowerUsage(h) / 1e3,
+            }
             try:
                 sample["energy_mj"] = n.nvmlDeviceGetTotalEnergyConsumption(h)
             except n.NVMLError:
@@ -77,8 +80,12 @@ class Telemetry(threading.Thread):
         s = self.samples
         energy = [x["energy_mj"] for x in s if "energy_mj" in x]
         return {
-            "available": True, "gpu": self.name, "samples": len(s), "seconds": round(s[-1]["t"] - s[0]["t"], 1),
-            "util_mean_pct": round(sum(x["util"] for x in s) / len(s), 1), "util_max_pct": max(x["util"] for x in s),
+            "available": True,
+            "gpu": self.name,
+            "samples": len(s),
+            "seconds": round(s[-1]["t"] - s[0]["t"], 1),
+            "util_mean_pct": round(sum(x["util"] for x in s) / len(s), 1),
+            "util_max_pct": max(x["util"] for x in s),
             "mem_max_mib": round(max(x["mem_mib"] for x in s)),
             "power_mean_w": round(sum(x["power_w"] for x in s) / len(s), 1),
             "power_max_w": round(max(x["power_w"] for x in s), 1),
@@ -93,9 +100,15 @@ def make_spec(folder: Path, epochs: int, days: int) -> Path:
     folder.mkdir(parents=True)
     text = bundled_spec_path().read_text()
     start, end = text.index("[training]"), text.index("[training.search]")
-    text = text[:start] + (f'[training]\ntrainer = "mlp"\neval_days = {max(3, days // 5)}\nseed = 7\n'
-                           f"checkpoint_every = 1\n\n[training.params]\nepochs = {epochs}\n"
-                           "batch_size = 1024\n\n") + text[end:]
+    text = (
+        text[:start]
+        + (
+            f'[training]\ntrainer = "mlp"\neval_days = {max(3, days // 5)}\nseed = 7\n'
+            f"checkpoint_every = 1\n\n[training.params]\nepochs = {epochs}\n"
+            "batch_size = 1024\n\n"
+        )
+        + text[end:]
+    )
     (folder / "fraud.toml").write_text(text)
     for data in bundled_spec_path().parent.glob("*.toml"):
         if data.name != "fraud.toml":
@@ -140,17 +153,27 @@ def main() -> None:
     spec_path = make_spec(work / "spec", args.epochs, args.days)
     telemetry = Telemetry()
     telemetry.start()
-    result: dict = {"cuda": torch.cuda.is_available(), "torch": torch.__version__, "torch_cuda": torch.version.cuda,
-                    "device_name": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-                    "epochs": args.epochs, "days": args.days, "tolerance_auc": TOLERANCE}
+    result: dict = {
+        "cuda": torch.cuda.is_available(),
+        "torch": torch.__version__,
+        "torch_cuda": torch.version.cuda,
+        "device_name": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "epochs": args.epochs,
+        "days": args.days,
+        "tolerance_auc": TOLERANCE,
+    }
     if not result["cuda"]:
         result["note"] = "no CUDA device found: trained on the CPU"
     try:
         plain_home = new_home(work / "uninterrupted", spec_path)
         t0 = time.time()
         plain = train_in_worker(plain_home, "fraud", actor="device-check")
-        result["uninterrupted"] = {"seconds": round(time.time() - t0, 1), "auc": plain.version.metrics["auc"],
-                                   "train_rows": plain.train_rows, "eval_rows": plain.eval_rows}
+        result["uninterrupted"] = {
+            "seconds": round(time.time() - t0, 1),
+            "auc": plain.version.metrics["auc"],
+            "train_rows": plain.train_rows,
+            "eval_rows": plain.eval_rows,
+        }
         with Home(plain_home) as home:
             train_stage = next(s for s in runs.pipeline_run(home.conn, plain.run_id).stages if s.stage == "train")
         result["trained_on"] = msgspec.convert(train_stage.outputs, TrainOutputs).device
@@ -170,11 +193,15 @@ def main() -> None:
         with Home(killed_home) as home:
             record = runs.pipeline_run(home.conn, resumed.run_id)
         difference = resumed.version.metrics["auc"] - plain.version.metrics["auc"]
-        result["resumed"] = {"auc": resumed.version.metrics["auc"], "reused_stages": resumed.reused_stages,
-                             "attempts": record.attempts, "same_run": resumed.run_id == killed.get("run_id"),
-                             "auc_difference": difference, "within_tolerance": abs(difference) <= TOLERANCE,
-                             "parity": next(c["value"] for c in resumed.version.gate_report["checks"]
-                                            if c["name"] == "onnx_parity")}
+        result["resumed"] = {
+            "auc": resumed.version.metrics["auc"],
+            "reused_stages": resumed.reused_stages,
+            "attempts": record.attempts,
+            "same_run": resumed.run_id == killed.get("run_id"),
+            "auc_difference": difference,
+            "within_tolerance": abs(difference) <= TOLERANCE,
+            "parity": next(c["value"] for c in resumed.version.gate_report["checks"] if c["name"] == "onnx_parity"),
+        }
     finally:
         result["nvml"] = telemetry.stop()
         result["seconds"] = round(time.time() - started, 1)
