@@ -77,16 +77,7 @@ def prediction_drift_by_window(
     limits, least, alpha = rules.prediction, rules.min_window_rows, rules.drift.false_alarm_rate / 2
     return pl.concat(
         [
-            drift_checks(
-                windows,
-                PREDICTION,
-                "psi",
-                drift.psi(reference.counts, counts),
-                limits.psi,
-                drift.by_chance([drift.psi], reference.counts, rows, alpha)[0],
-                rows,
-                least,
-            ),
+            _psi_checks(windows, reference, counts, rows, rules, alpha),
             checks(windows, PREDICTION, "positive_rate", rate, np.nan, rows, least),
             drift_checks(
                 windows,
@@ -186,16 +177,7 @@ def value_drift_by_window(
     limits, least, alpha = rules.prediction, rules.min_window_rows, rules.drift.false_alarm_rate / 2
     return pl.concat(
         [
-            drift_checks(
-                windows,
-                PREDICTION,
-                "psi",
-                drift.psi(reference.counts, counts),
-                limits.psi,
-                drift.by_chance([drift.psi], reference.counts, rows, alpha)[0],
-                rows,
-                least,
-            ),
+            _psi_checks(windows, reference, counts, rows, rules, alpha),
             checks(windows, PREDICTION, "mean", mean, np.nan, rows, least),
             drift_checks(
                 windows,
@@ -208,6 +190,28 @@ def value_drift_by_window(
                 least,
             ),
         ]
+    )
+
+
+def _psi_checks(
+    windows: EventWindows,
+    reference: FeatureProfile,
+    counts: np.ndarray,
+    rows: np.ndarray,
+    rules: MonitoringSection,
+    alpha: float,
+) -> pl.DataFrame:
+    """The PSI of each window's binned output against the reference's, judged past its floor and its chance value."""
+    by_chance = drift.by_chance([drift.psi], reference.counts, rows, alpha)[0]
+    return drift_checks(
+        windows,
+        PREDICTION,
+        "psi",
+        drift.psi(reference.counts, counts),
+        rules.prediction.psi,
+        by_chance,
+        rows,
+        rules.min_window_rows,
     )
 
 
