@@ -102,8 +102,12 @@ def test_shadow_report_agreement_correlation_and_latency():
     assert report.shadow_p99_ms == 4.0 and report.production_p50_ms == 1.0
 
 
-def _use_spec(home: Home, tmp: Path, **overrides: str) -> None:
-    home.add_model(load_spec(small_spec(tmp, **overrides)))
+# A canary that decides on a test's traffic, on a machine the suite shares: latency is not what these rollouts judge.
+QUICK_CANARY = {"min_sample = 200": "min_sample = 60", "max_p99_latency_ratio = 1.5": "max_p99_latency_ratio = 100"}
+
+
+def _use_canary_spec(home: Home, tmp: Path, **overrides: str) -> None:
+    home.add_model(load_spec(small_spec(tmp, **QUICK_CANARY, **overrides)))
 
 
 def test_canary_steps_up_and_promotes_through_the_registry_with_every_step_audited(home_dir, tmp_path):
@@ -190,15 +194,7 @@ def _load(url: str, stop: threading.Event, failures: list, versions: set, client
 
 def test_a_canary_advances_by_itself_to_production_under_load_without_failing_a_request(server, tmp_path):
     with Home(server.home) as home:
-        _use_spec(
-            home,
-            tmp_path,
-            **{
-                "canary_steps = [5, 25, 50, 100]": "canary_steps = [20, 50, 100]",
-                "min_sample = 200": "min_sample = 60",
-                "max_p99_latency_ratio = 1.5": "max_p99_latency_ratio = 100",
-            },
-        )
+        _use_canary_spec(home, tmp_path, **{"canary_steps = [5, 25, 50, 100]": "canary_steps = [20, 50, 100]"})
         deployments.start(home, "fraud", "canary", 2)
     failures, versions, stop = [], set(), threading.Event()
     threads = _load(server.url, stop, failures, versions)
@@ -220,16 +216,15 @@ def test_a_canary_advances_by_itself_to_production_under_load_without_failing_a_
     assert failures == [] and versions == {1, 2}
 
 
-def test_a_canary_that_shifts_the_score_distribution_rolls_back_by_itself_and_says_why(server, tmp_path):
+def test_a_retrain_scoring_higher_than_production_as_it_was_evaluated_is_promoted_by_itself(server, tmp_path):
     with Home(server.home) as home:
-        # v3 ranks as well as v1 but weighs fraud 30× in training: every score is inflated, a real shift.
-        _use_spec(
+        # v3 ranks as well as v1 but weighs fraud 30× in training: every score is inflated, as in its evaluation
+        # (a candidate answering unlike its own evaluation rolls back: tests/test_canary_answers.py).
+        _use_canary_spec(
             home,
             tmp_path,
             **{
-                "min_sample = 200": "min_sample = 60",
                 "canary_steps = [5, 25, 50, 100]": "canary_steps = [30, 100]",
-                "max_p99_latency_ratio = 1.5": "max_p99_latency_ratio = 100",
                 "feature_fraction = 0.9": "feature_fraction = 0.9\nscale_pos_weight = 30",
                 "min_recall = 0.30": "min_recall = 0.20",
             },
@@ -250,9 +245,9 @@ def test_a_canary_that_shifts_the_score_distribution_rolls_back_by_itself_and_sa
         stop.set()
         for t in threads:
             t.join()
-    assert final.status == "rolled_back" and "score distribution PSI" in final.reason and "allowed 0.2" in final.reason
+    assert final.status == "completed" and "against its own evaluation answers" in final.reason, final.reason
     with Home(server.home) as home:
-        assert home.registry.alias("fraud", "production") == 1
+        assert home.registry.alias("fraud", "production") == v3.version
     assert failures == []
 
 

@@ -15,14 +15,31 @@ roll it back:
   distribution-free bounds from order statistics: the candidate's p99 at least, production's at most).
   Either must also make the p99 at least ``P99_TOLERANCE_MS`` slower: a shared machine's sub-millisecond
   differences are never a verdict.
-- **answers**: the PSI of the answers (score, class shares or values) beyond ``max_psi`` and beyond the PSI
-  two samples of one distribution reach by chance (about χ²₍bins-1₎ · (1/n₁ + 1/n₂)).
+- **answers**: the candidate answers live as it answered when it was evaluated. Its live answers (score,
+  class shares or values) are compared with its own answers on its held-out evaluation rows (its monitoring
+  reference), not with production's live answers: a retrain after drift is meant to answer differently from
+  the version it replaces, and the gates judged that difference on labelled rows. What a canary must catch
+  is training-serving skew (a broken or stale feature, a constant or inverted output). Traffic that moved
+  since the evaluation moves every model's answers, so production's live answers are compared with its own
+  evaluation answers the same way (PSI_p, on as many bins): the candidate fails when its PSI exceeds
+  PSI_p + ``max_psi``, and the PSI a candidate whose answers truly moved PSI_p reaches by chance where that
+  is larger (about a noncentral χ²₍bins-1₎ · (1/n₁ + 1/n₂); see ``psi_by_chance``: a true shift widens the
+  spread). PSI_p is an allowance, not an estimate of the traffic's
+  effect on the candidate (production's evaluation rows are older, so it tends to be larger): it errs
+  toward keeping a candidate, and the further production has drifted, the larger a skew must be to be seen.
+  Without both versions' evaluation answers (a version registered before references were stored, or
+  trained for another task than the spec's), the candidate's live answers are compared with production's
+  live answers instead, beyond ``max_psi`` and chance, and the verdict says why.
 
 The chance of rolling back a candidate no worse than production over a whole canary is at most ``ALPHA``:
 each rule at each judged step is tested at ALPHA / (steps × 3) (Bonferroni; the steps' samples are nested,
 so the real rate is lower). ``scripts/bench/canary_power.py`` simulates it: an identical candidate survives
 a full canary ≥ 95 % of the time at 0-2 % base error rates with heavy-tailed latency, and one with 2×
 latency or 3 more points of errors is rolled back ≥ 90 % of the time by 1,000 predictions.
+``scripts/bench/canary_answers.py`` simulates the answers rule: a sound retrain whose answers differ from
+production's by PSI 0.3 survives ≥ 97 % of the time (the comparison with production's answers: under 1 %),
+and one whose live answers moved PSI 1 from its evaluation is rolled back ≥ 99.9 %; a PSI-0.5 skew is
+caught ≥ 98 % of the time while production's own answers moved at most 0.1, under 70 % when they moved 0.3.
 """
 
 from __future__ import annotations
@@ -30,6 +47,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from statistics import NormalDist
+from typing import NamedTuple
 
 import msgspec
 import numpy as np
@@ -79,6 +97,18 @@ class Verdict(msgspec.Struct, frozen=True):
     passed: bool
     reasons: list[str]  # why it failed; empty when it passed
     figures: dict[str, float]
+    answers_against: str = ""  # what the candidate's live answers were compared with, and why if not its own
+
+
+class Evaluated(NamedTuple):
+    """What each version answered on its own held-out evaluation rows (its monitoring reference), in the
+    form of ``ArmSample.outputs``: what each arm's live answers are judged against."""
+
+    production: Sequence[float]
+    candidate: Sequence[float]
+
+
+NOT_EVALUATED = "no evaluation answers were given"  # judge_canary's fallback when its caller has none
 
 
 # What the canary's PSI compares, by task, as its verdict names it.
@@ -94,28 +124,43 @@ def judged_steps(policy: DeploymentSection) -> int:
     return max(1, sum(1 for step in policy.canary_steps if step < 100))
 
 
+class _Judging(NamedTuple):
+    """What each rule reads: both arms, the policy and task, and the rule's share of alpha; each adds the
+    figures it measured."""
+
+    production: ArmSample
+    candidate: ArmSample
+    policy: DeploymentSection
+    task: Task
+    alpha: float
+    figures: dict[str, float]
+    evaluated: Evaluated | str  # both versions' evaluation answers, or why there are none
+
+
 def judge_canary(
-    production: ArmSample, candidate: ArmSample, policy: DeploymentSection, task: Task = BINARY
-) -> Verdict:
-    """Compare the candidate with production on errors, latency and answers (see the module's notes)."""
-    alpha = ALPHA / (judged_steps(policy) * RULES)
-    reasons: list[str] = []
-    figures: dict[str, float] = {"production_n": production.n, "candidate_n": candidate.n, "alpha": alpha}
-    for rule in (_errors, _latency, _answers):
-        reason = rule(production, candidate, policy, task, alpha, figures)
-        if reason:
-            reasons.append(reason)
-    return Verdict(not reasons, reasons, figures)
-
-
-def _errors(
     production: ArmSample,
     candidate: ArmSample,
     policy: DeploymentSection,
-    task: Task,
-    alpha: float,
-    figures: dict[str, float],
-) -> str | None:
+    task: Task = BINARY,
+    evaluated: Evaluated | str = NOT_EVALUATED,
+) -> Verdict:
+    """Compare the candidate with production on errors and latency, and its answers with its own evaluation
+    answers (``evaluated``; a text says why there are none, and the answers are compared with production's);
+    see the module's notes."""
+    alpha = ALPHA / (judged_steps(policy) * RULES)
+    reasons: list[str] = []
+    figures: dict[str, float] = {"production_n": production.n, "candidate_n": candidate.n, "alpha": alpha}
+    judging = _Judging(production, candidate, policy, task, alpha, figures, evaluated)
+    for rule in (_errors, _latency, _answers):
+        reason = rule(judging)
+        if reason:
+            reasons.append(reason)
+    against = "its own evaluation answers" if isinstance(evaluated, Evaluated) else f"production's ({evaluated})"
+    return Verdict(not reasons, reasons, figures, against)
+
+
+def _errors(judging: _Judging) -> str | None:
+    production, candidate, policy, _, alpha, figures, _ = judging
     err_p = production.errors / production.n if production.n else 0.0
     err_c = candidate.errors / candidate.n if candidate.n else 0.0
     p = more_failures_p(production.errors, production.n, candidate.errors, candidate.n)
@@ -130,14 +175,8 @@ def _errors(
     return None
 
 
-def _latency(
-    production: ArmSample,
-    candidate: ArmSample,
-    policy: DeploymentSection,
-    task: Task,
-    alpha: float,
-    figures: dict[str, float],
-) -> str | None:
+def _latency(judging: _Judging) -> str | None:
+    production, candidate, policy, _, alpha, figures, _ = judging
     p99_p, p99_c = percentile(production.latencies_ms, 99), percentile(candidate.latencies_ms, 99)
     figures.update(production_p99_ms=p99_p, candidate_p99_ms=p99_c, p99_ratio=p99_c / p99_p if p99_p > 0 else 1.0)
     if production.n < 2 or candidate.n < 2:
@@ -164,18 +203,31 @@ def _latency(
     )
 
 
-def _answers(
-    production: ArmSample,
-    candidate: ArmSample,
-    policy: DeploymentSection,
-    task: Task,
-    alpha: float,
-    figures: dict[str, float],
-) -> str | None:
-    if task.kind == "multiclass":
-        drift, bins = class_share_psi(production.outputs, candidate.outputs, len(task.classes)), len(task.classes)
-    else:
-        drift, bins = psi_with_bins(production.outputs, candidate.outputs)
+def _answers(judging: _Judging) -> str | None:
+    production, candidate, policy, task, alpha, figures, evaluated = judging
+    if not isinstance(evaluated, Evaluated):
+        return _answers_against_production(judging, evaluated)
+    drift, bins = _answer_psi(evaluated.candidate, candidate.outputs, task)
+    production_drift, _ = _answer_psi(evaluated.production, production.outputs, task, bins)
+    # As far as production's answers moved, and its spread at these sample sizes, is the traffic's doing.
+    chance = psi_by_chance(bins, len(evaluated.candidate), len(candidate.outputs), alpha, production_drift)
+    allowed = max(production_drift + policy.max_psi, chance)
+    figures.update(psi=drift, psi_allowed=allowed, production_psi=production_drift)
+    if drift > allowed:
+        by_chance = f"; {chance:.3f} by chance" if chance > production_drift + policy.max_psi else ""
+        return (
+            f"{COMPARED[task.kind]} PSI {drift:.3f} against its own evaluation answers "
+            f"({len(candidate.outputs):,} live vs {len(evaluated.candidate):,} evaluation answers), allowed "
+            f"{allowed:.3f}: production's own answers moved {production_drift:.3f} from its evaluation answers, "
+            f"plus {policy.max_psi:g}{by_chance}"
+        )
+    return None
+
+
+def _answers_against_production(judging: _Judging, why: str) -> str | None:
+    """The answers rule without evaluation answers: the candidate's live answers against production's."""
+    production, candidate, policy, task, alpha, figures, _ = judging
+    drift, bins = _answer_psi(production.outputs, candidate.outputs, task)
     chance = psi_by_chance(bins, len(production.outputs), len(candidate.outputs), alpha)
     allowed = max(policy.max_psi, chance)
     figures.update(psi=drift, psi_allowed=allowed)
@@ -183,9 +235,21 @@ def _answers(
         by_chance = f", and {chance:.3f} by chance" if chance > policy.max_psi else ""
         return (
             f"{COMPARED[task.kind]} PSI {drift:.3f} against production ({len(candidate.outputs):,} vs "
-            f"{len(production.outputs):,} answers; allowed {policy.max_psi:g}{by_chance})"
+            f"{len(production.outputs):,} answers; allowed {policy.max_psi:g}{by_chance}; {why})"
         )
     return None
+
+
+def _answer_psi(
+    expected: Sequence[float], actual: Sequence[float], task: Task, bins: int | None = None
+) -> tuple[float, int]:
+    """The PSI of two samples of a task's answers and the bins it used: class shares for multiclass, else
+    the values on ``bins`` quantile bins of ``expected`` (by default as many as the samples' sizes allow)."""
+    if task.kind == "multiclass":
+        return class_share_psi(expected, actual, len(task.classes)), len(task.classes)
+    if bins is None:
+        return psi_with_bins(expected, actual)
+    return psi(expected, actual, bins), bins
 
 
 def more_failures_p(failed_p: int, n_p: int, failed_c: int, n_c: int) -> float:
@@ -274,15 +338,21 @@ def psi(expected: Sequence[float], actual: Sequence[float], bins: int | None = N
     return _psi_of_shares(e_share, a_share)
 
 
-def psi_by_chance(bins: int, n_expected: int, n_actual: int, alpha: float) -> float:
-    """The PSI two samples of one distribution exceed with probability alpha: PSI is close to a Pearson χ²
-    statistic with bins - 1 degrees of freedom scaled by 1/n₁ + 1/n₂ (the quantile by Wilson–Hilferty)."""
+def psi_by_chance(bins: int, n_expected: int, n_actual: int, alpha: float, shift: float = 0.0) -> float:
+    """The PSI two samples exceed with probability alpha when their distributions differ by PSI ``shift``
+    (0: one distribution). PSI is close to a Pearson χ² statistic with bins - 1 degrees of freedom scaled by
+    s = 1/n₁ + 1/n₂, noncentral with λ = shift / s when the distributions differ: its spread grows with the
+    shift. The quantile by Patnaik's approximation (c · χ²₍ν₎, c = (k + 2λ)/(k + λ), ν = (k + λ)²/(k + 2λ);
+    the central one at λ = 0) and Wilson–Hilferty."""
     if bins < 2 or not n_expected or not n_actual:
         return 0.0
-    dof = bins - 1
+    scale = 1 / n_expected + 1 / n_actual
+    dof, noncentrality = bins - 1, max(0.0, shift) / scale
+    factor = (dof + 2 * noncentrality) / (dof + noncentrality)
+    nu = (dof + noncentrality) ** 2 / (dof + 2 * noncentrality)
     z = _NORMAL.inv_cdf(1 - alpha)
-    chi2 = dof * (1 - 2 / (9 * dof) + z * math.sqrt(2 / (9 * dof))) ** 3
-    return chi2 * (1 / n_expected + 1 / n_actual)
+    chi2 = nu * (1 - 2 / (9 * nu) + z * math.sqrt(2 / (9 * nu))) ** 3
+    return factor * chi2 * scale
 
 
 def class_share_psi(expected: Sequence[float], actual: Sequence[float], classes: int) -> float:

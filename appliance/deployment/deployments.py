@@ -12,12 +12,15 @@ import time
 from collections import Counter
 
 import msgspec
+import polars as pl
 
 from appliance.data.declared import model_task
 from appliance.deployment.analysis import ab_report_for, shadow_report
-from appliance.deployment.canary import ArmSample, Verdict, judge_canary
+from appliance.deployment.canary import ArmSample, Evaluated, Verdict, judge_canary
 from appliance.errors import Conflict, InvalidInput, NotFound
 from appliance.home import Home
+from appliance.monitoring.reference import load_reference, task_output
+from appliance.task import Task
 from storage.database import transaction
 from storage.prediction_log import PredictionStore
 
@@ -123,6 +126,13 @@ def latest(home: Home, model: str) -> Deployment | None:
     return Deployment(**dict(row)) if row else None
 
 
+def history(home: Home, model: str) -> list[Deployment]:
+    """Every deployment of the model, oldest first; an ended one's ``reason`` is its verdict."""
+    home.registry.model(model)
+    rows = home.conn.execute("SELECT * FROM deployments WHERE model = ? ORDER BY id", (model,))
+    return [Deployment(**dict(r)) for r in rows]
+
+
 def running(conn: sqlite3.Connection) -> list[Deployment]:
     """Every running deployment (one cheap query; the server polls it)."""
     return [Deployment(**dict(r)) for r in conn.execute("SELECT * FROM deployments WHERE status = 'running'")]
@@ -226,6 +236,7 @@ def abort(
 def analyze_canaries(home: Home, store: PredictionStore, actor: str = ANALYST) -> list[tuple[Deployment, Verdict]]:
     """Judge every running canary whose step has its minimum sample: advance it, or roll it back saying why."""
     judged = []
+    answers: dict[tuple[str, int], list[float] | str] = {}  # each version's evaluation answers, read once
     for d in running(home.conn):
         if d.strategy != "canary":
             continue
@@ -243,7 +254,7 @@ def analyze_canaries(home: Home, store: PredictionStore, actor: str = ANALYST) -
             ArmSample.from_rows(store.arm_sample(d.id, arm, d.started_at, MAX_SAMPLE), task)
             for arm in ("production", "candidate")
         )
-        verdict = judge_canary(production, candidate, policy, task)
+        verdict = judge_canary(production, candidate, policy, task, _evaluated(home, d, task, answers))
         try:
             if verdict.passed:
                 after = advance(home, d.model, actor, reason=_figures(verdict), expected_step=d.step)
@@ -278,7 +289,11 @@ def report(home: Home, store: PredictionStore, d: Deployment) -> dict:
             "min_sample": policy.min_sample,
             "sample": {"production": step[0], "candidate": step[1]},
             "judged_on": {"production": samples[0].n, "candidate": samples[1].n},
-            "analysis": msgspec.to_builtins(judge_canary(*samples, policy, task)) if ready else None,
+            "analysis": msgspec.to_builtins(
+                judge_canary(samples[0], samples[1], policy, task, _evaluated(home, d, task, {}))
+            )
+            if ready
+            else None,
         }
     elif d.strategy == "ab":
         body["ab"] = msgspec.to_builtins(
@@ -287,6 +302,36 @@ def report(home: Home, store: PredictionStore, d: Deployment) -> dict:
     else:
         body["shadow"] = msgspec.to_builtins(shadow_report(store.shadow_pairs(d.id), task))
     return body
+
+
+def _evaluated(
+    home: Home, d: Deployment, task: Task, answers: dict[tuple[str, int], list[float] | str]
+) -> Evaluated | str:
+    """Both versions' evaluation answers, which the canary's live answers are judged against; or why there
+    are none (then the candidate's live answers are compared with production's)."""
+    for version in (d.baseline_version, d.candidate_version):
+        if (d.model, version) not in answers:
+            answers[d.model, version] = _evaluation_answers(home, d.model, version, task)
+    production, candidate = answers[d.model, d.baseline_version], answers[d.model, d.candidate_version]
+    if isinstance(production, str) or isinstance(candidate, str):
+        return "; ".join(why for why in (production, candidate) if isinstance(why, str))
+    return Evaluated(production, candidate)
+
+
+def _evaluation_answers(home: Home, model: str, version: int, task: Task) -> list[float] | str:
+    """What a version answered on its held-out evaluation rows, as a canary arm's outputs are logged (binary
+    P(class 1), multiclass the chosen class's index, regression the value); or why it cannot say."""
+    if task.metric not in home.registry.version(model, version).metrics:
+        return f"v{version} was evaluated as another task than the spec's {task.kind}"
+    try:
+        output = task_output(load_reference(home, model, version), task)
+    except NotFound:
+        return f"v{version} has no evaluation answers (registered before monitoring references were stored)"
+    except pl.exceptions.ColumnNotFoundError:
+        return f"v{version}'s evaluation answers are not {task.kind} answers of {len(task.classes)} classes"
+    if task.kind == "multiclass":
+        output = task.predicted_codes(output)
+    return output.astype(float).tolist()
 
 
 def _running(home: Home, model: str) -> Deployment:
@@ -346,5 +391,5 @@ def _figures(v: Verdict) -> str:
     return (
         f"analysis passed on {int(f['candidate_n'])}/{int(f['production_n'])} predictions: error rate "
         f"{f['candidate_error_rate']:.2%} vs {f['production_error_rate']:.2%}, p99 ratio {f['p99_ratio']:.2f}, "
-        f"PSI {f['psi']:.3f}"
+        f"PSI {f['psi']:.3f} against {v.answers_against}"
     )

@@ -237,7 +237,9 @@ class DeploymentSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True)
     max_p99_latency_ratio: float = (
         1.5  # candidate latency over production's (geometric mean and p99, each with a confidence bound), at most
     )
-    max_psi: float = 0.2  # population stability index of the two answer distributions, at most (and beyond chance)
+    max_psi: float = (
+        0.2  # PSI of the candidate's live answers against its own evaluation answers, beyond production's own, at most
+    )
     ab_key: str | None = None  # the field an A/B split hashes (default: features.entity_key)
     ab_min_outcomes: AtLeastOne = (
         30  # outcomes on each A/B arm before its interval is shown or the candidate can be chosen

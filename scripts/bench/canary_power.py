@@ -82,13 +82,17 @@ def canary(
     return None
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def simulation_arguments(doc: str) -> tuple[int, np.random.Generator]:
+    """A canary bench's ``--trials`` (simulated canaries per row) and the generator its ``--seed`` starts."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     parser.add_argument("--trials", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
-    rng = np.random.default_rng(args.seed)
-    trials = args.trials
+    return args.trials, np.random.default_rng(args.seed)
+
+
+def main() -> None:
+    trials, rng = simulation_arguments(__doc__)
 
     print(f"canary analysis, {trials} simulated canaries per row, min_sample 200 per step\n")
     print("1. an identical candidate: survives the whole canary (goal ≥ 95 %)")
