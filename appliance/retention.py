@@ -1,4 +1,5 @@
-"""Retention of the prediction log: N days hot in SQLite, M days as daily Parquet, then deleted."""
+"""Retention of the prediction log: N days hot in SQLite, M days as daily Parquet, then deleted; the
+distributions monitoring recorded of those days' windows go with them."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 import msgspec
 
 from appliance.layout import Layout
+from appliance.monitoring.store import open_monitoring, prune_distributions
 from appliance.settings import RetentionSection
 from storage.prediction_archive import PredictionArchive, drop_day, hot_days
 from storage.prediction_log import PredictionStore
@@ -20,10 +22,13 @@ class RetentionReport(msgspec.Struct):
     deleted_days: list[str]
     hot_since: str  # the first day kept in predictions.db
     archive_since: str  # the first day kept in archive/predictions/
+    pruned_distributions: int = 0  # recorded window distributions deleted with the days they describe
 
 
 def apply_retention(home: Path, policy: RetentionSection, now: float | None = None) -> RetentionReport:
-    """Move whole days older than ``hot_days`` to Parquet; delete Parquet days older than ``archive_days``."""
+    """Move whole days older than ``hot_days`` to Parquet; delete Parquet days older than ``archive_days``, and
+    the distributions monitoring recorded of windows that start before the archive's first day (the rows
+    they summarise are gone; a window's results, a few numbers each, stay as its history)."""
     today = datetime.fromtimestamp(now if now is not None else time.time(), UTC).date()
     hot_since = today - timedelta(days=policy.hot_days - 1)  # today counts as one hot day
     archive_since = hot_since - timedelta(days=policy.archive_days)
@@ -43,6 +48,11 @@ def apply_retention(home: Path, policy: RetentionSection, now: float | None = No
     finally:
         store.close()
     deleted = archive.delete_before(archive_since)
+    conn = open_monitoring(home)
+    try:
+        pruned = prune_distributions(conn, datetime.combine(archive_since, datetime.min.time(), UTC))
+    finally:
+        conn.close()
     return RetentionReport(
-        moved, days, [d.isoformat() for d in deleted], hot_since.isoformat(), archive_since.isoformat()
+        moved, days, [d.isoformat() for d in deleted], hot_since.isoformat(), archive_since.isoformat(), pruned
     )

@@ -1,5 +1,6 @@
-"""Schema history of monitoring.db: scheduled job runs, monitoring results as time series, and what
-each event-time window looked like when it was last computed.
+"""Schema history of monitoring.db: scheduled job runs, monitoring results as time series, what
+each event-time window looked like when it was last computed, and each window's input distributions
+beside the reference's.
 
 Its own file: the monitor job writes thousands of result rows per run and must never hold the lock
 that serving, feedback or a promotion needs.
@@ -55,6 +56,29 @@ CREATE TABLE windows (
     computed_at      REAL NOT NULL,
     PRIMARY KEY (model, version, window_start)
 );
+""",
+    ),
+    Migration(
+        2,
+        "reference-vs-current distributions per window and feature",
+        """
+CREATE TABLE distributions (
+    model          TEXT NOT NULL,
+    version        INTEGER NOT NULL,
+    window_start   TEXT NOT NULL,    -- ISO 8601 UTC, as in results: the data window the shares are of
+    feature        TEXT NOT NULL,
+    position       INTEGER NOT NULL, -- the feature's place in the model's features
+    kind           TEXT NOT NULL CHECK (kind IN ('numeric', 'categorical')),
+    labels         TEXT NOT NULL,    -- JSON list: bins at the reference's deciles, or its 12 most common
+                                     -- values; then '(other)', '(missing)' where present
+    reference      TEXT NOT NULL,    -- JSON list: the reference rows' share per label
+    current        TEXT NOT NULL,    -- JSON list: the window rows' share per label (all 0 without rows)
+    reference_rows INTEGER NOT NULL,
+    current_rows   INTEGER NOT NULL,
+    computed_at    REAL NOT NULL,
+    PRIMARY KEY (model, version, window_start, feature)
+);
+CREATE INDEX distributions_by_window ON distributions(window_start);
 """,
     ),
 ]

@@ -49,7 +49,7 @@ class FeatureProfile:
     @classmethod
     def of_numbers(cls, name: str, column: pl.Series, bins: int) -> FeatureProfile:
         """A continuous profile: the empirical CDF and the counts in reference-quantile bins."""
-        values = _numbers(column)
+        values = numbers(column)
         present = np.sort(values[~np.isnan(values)])
         edges = drift.quantile_edges(present, bins)
         counts = drift.bin_counts(drift.SortedWindows(present, np.array([0, present.size])), edges)[0]
@@ -60,8 +60,8 @@ class FeatureProfile:
         """A categorical profile: the reference's categories and their counts, plus one bin for the values it
         never had or had fewer than RARE_CATEGORY_ROWS times."""
         # Distinct values first, then as text: casting every row (a boolean's "true"/"false") is the slow part.
-        categories = sorted(set(_as_text(column.drop_nulls().unique()).drop_nulls().to_list()))
-        codes = _category_codes(column, categories)
+        categories = sorted(set(as_text(column.drop_nulls().unique()).drop_nulls().to_list()))
+        codes = category_codes(column, categories)
         counts = np.bincount(codes[codes >= 0], minlength=len(categories) + 1)[:-1]
         kept = counts >= RARE_CATEGORY_ROWS
         return cls(
@@ -74,8 +74,8 @@ class FeatureProfile:
     def codes(self, column: pl.Series) -> np.ndarray:
         """Bin or category code of each value (-1 for null)."""
         if self.continuous:
-            return drift.bin_codes(_numbers(column), self.edges)
-        return _category_codes(column, self.categories)
+            return drift.bin_codes(numbers(column), self.edges)
+        return category_codes(column, self.categories or [])
 
     def counts_by_window(self, column: pl.Series, windows: EventWindows) -> np.ndarray:
         """A (windows, bins) table of the column's non-null rows in each window and bin."""
@@ -120,7 +120,7 @@ def feature_drift(
     def one(feature: FeatureProfile) -> list[pl.DataFrame]:
         column = frame[feature.name]
         if feature.continuous:  # each window sorted once: its PSI bin counts and its KS both read it
-            values = drift.SortedWindows.of(_numbers(column), order)
+            values = drift.SortedWindows.of(numbers(column), order)
             counts = drift.bin_counts(values, feature.edges)
         else:
             counts = feature.counts_by_window(column, windows)
@@ -185,23 +185,25 @@ def drift_checks(
     )
 
 
-def _numbers(column: pl.Series) -> np.ndarray:
+def numbers(column: pl.Series) -> np.ndarray:
+    """A column's values as floats, NaN where null or not a number."""
     return column.cast(pl.Float64, strict=False).fill_null(np.nan).to_numpy()
 
 
-def _as_text(column: pl.Series) -> pl.Series:
+def as_text(column: pl.Series) -> pl.Series:
+    """A column's values as the categories' text (a boolean as "true"/"false")."""
     if column.dtype == pl.Boolean:
         return column.cast(pl.String).str.to_lowercase()
     return column.cast(pl.String, strict=False)
 
 
-def _category_codes(column: pl.Series, categories: list[str]) -> np.ndarray:
+def category_codes(column: pl.Series, categories: list[str]) -> np.ndarray:
     """Index of each value among the reference's categories; unseen values share the last code."""
     if column.dtype == pl.Boolean:  # two values: skip the round trip through strings
         lookup = np.array([categories.index(v) if v in categories else len(categories) for v in ("false", "true")])
         flags = column.cast(pl.Int8).fill_null(-1).to_numpy()
         return np.where(flags < 0, -1, lookup[np.maximum(flags, 0)]).astype(np.int64)
-    text = _as_text(column)
+    text = as_text(column)
     # A non-strict cast to the reference's categories turns unseen values into nulls: code them as unseen,
     # then mark the rows that were null to begin with.
     known = text.cast(pl.Enum(categories), strict=False).to_physical().cast(pl.Int64).fill_null(len(categories))

@@ -8,8 +8,10 @@ row's value), and the feedback as the task reads it (binary 0/1, a class index, 
 Incremental by window: each window's fingerprint (rows and newest arrival; labels and newest
 label) is kept in monitoring.db. A window whose rows changed is recomputed in full; one whose
 only change is newly arrived labels gets its performance recomputed; an unchanged window costs
-nothing. Machine and pipeline health, and the prediction-log rows the server could not log, are read
-once per run, stamped with the run's time.
+nothing. A window recomputed in full also records each input's distribution beside the reference's,
+in bins a chart can name (``monitoring.distributions``), written with its results. Machine and
+pipeline health, and the prediction-log rows the server could not log, are read once per run,
+stamped with the run's time.
 
 Bounded whatever the log holds: the fingerprints are counted in SQL per event-time hour; a run builds
 windows only within the spec's event-time horizon around the clock (``[data] event_time_past`` and
@@ -44,6 +46,7 @@ from appliance.data.sources import read_source
 from appliance.errors import NotReady
 from appliance.home import Home
 from appliance.machine.snapshot import MachineProbe, MachineSnapshot
+from appliance.monitoring.distributions import fit_bins, window_distributions
 from appliance.monitoring.estimation import estimate_performance, reconstruction_drift
 from appliance.monitoring.feature_drift import ReferenceProfile, feature_drift
 from appliance.monitoring.performance import task_performance_by_window
@@ -140,9 +143,10 @@ def monitor_run(home: Home, model: str, probe: MachineProbe | None = None) -> Mo
                 changed.append(row["window_start"])
             elif tuple(old[2:]) != (row["labels"], row["last_label_at"]):
                 relabelled.append(row["window_start"])
-        parts = []
+        parts, shares = [], []
         if changed or relabelled:
             reference = load_reference(home, model, version)
+            bins = fit_bins(reference, monitored_features(spec, reference)) if changed else []
             every = rules.window
             for starts, full in ((changed, True), (relabelled, False)):
                 for group in _read_groups(state, starts, every):
@@ -151,10 +155,13 @@ def monitor_run(home: Home, model: str, probe: MachineProbe | None = None) -> Mo
                     if frame.height:  # none: retention moved the rows away since they were counted
                         windows = EventWindows(frame, spec.features.event_time, every, since, until)
                         parts.append(_window_checks(spec, reference, frame, windows, group, full))
+                        if full:  # the inputs' distributions change only with the rows
+                            shares.append(window_distributions(bins, frame, windows, group))
         parts.append(_snapshot_checks("machine", machine_checks(probe)))
         parts.append(_snapshot_checks("pipeline", pipeline_checks(home, model)))
         parts.append(_snapshot_checks("serving", log_overflow_checks(home, model, conn, computed_at)))
         now = datetime.fromtimestamp(computed_at, UTC)
+        stamp = {"model": pl.lit(model), "version": pl.lit(version, pl.Int64), "computed_at": pl.lit(computed_at)}
         new = (
             pl.concat(
                 [
@@ -165,10 +172,10 @@ def monitor_run(home: Home, model: str, probe: MachineProbe | None = None) -> Mo
                     for p in parts
                 ]
             )
-            .with_columns(model=pl.lit(model), version=pl.lit(version, pl.Int64), computed_at=pl.lit(computed_at))
+            .with_columns(**stamp)
             .select(list(RESULT_SCHEMA))
         )
-        write_results(conn, new)
+        write_results(conn, new, pl.concat(shares).with_columns(**stamp) if shares else None)
         done = state.filter(pl.col("window_start").is_in([*changed, *relabelled]))
         record_windows(conn, model, version, done, computed_at)
     finally:

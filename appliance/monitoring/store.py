@@ -71,13 +71,91 @@ def results(
     return _frame([tuple(r) for r in rows])
 
 
-def write_results(conn: sqlite3.Connection, frame: pl.DataFrame) -> None:
-    """Insert or replace result rows (a recomputed window replaces what was there)."""
+def write_results(conn: sqlite3.Connection, frame: pl.DataFrame, distributions: pl.DataFrame | None = None) -> None:
+    """Insert or replace result rows (a recomputed window replaces what was there), and the distributions
+    recorded for the same windows (DISTRIBUTION_SCHEMA) in the same transaction: a window's distributions
+    are those of the rows its results judged, never of another run's."""
     rows = [(*r[:2], iso(r[2]), iso(r[3]), *r[4:10], int(r[10]), r[11]) for r in frame.select(_COLUMNS).iter_rows()]
     placeholders = ", ".join("?" * len(_COLUMNS))
     names = ", ".join(f'"{c}"' for c in _COLUMNS)
     with transaction(conn):
         conn.executemany(f"INSERT OR REPLACE INTO results ({names}) VALUES ({placeholders})", rows)
+        if distributions is not None and distributions.height:
+            _write_distributions(conn, distributions)
+
+
+# -- the reference-vs-current distributions of each window ---------------------------------------
+
+# A window's binned shares of one feature, as the monitor job records them (``monitoring.distributions``);
+# ``labels``, ``reference`` and ``current`` are JSON lists, one entry per bin or category.
+DISTRIBUTION_SCHEMA = {
+    "model": pl.String,
+    "version": pl.Int64,
+    "window_start": CHECK_SCHEMA["window_start"],
+    "feature": pl.String,
+    "position": pl.Int64,  # the feature's place in the model's features: the order they are read back in
+    "kind": pl.String,  # numeric | categorical
+    "labels": pl.String,
+    "reference": pl.String,
+    "current": pl.String,
+    "reference_rows": pl.Int64,
+    "current_rows": pl.Int64,
+    "computed_at": pl.Float64,
+}
+_DISTRIBUTION_COLUMNS = list(DISTRIBUTION_SCHEMA)
+
+
+def _write_distributions(conn: sqlite3.Connection, frame: pl.DataFrame) -> None:
+    """Replace the recorded distributions of the frame's windows (inside the caller's transaction): a feature
+    no longer monitored leaves nothing behind from an earlier run of the window."""
+    windows = frame.select("model", "version", "window_start").unique()
+    conn.executemany(
+        "DELETE FROM distributions WHERE model = ? AND version = ? AND window_start = ?",
+        [(m, v, iso(w)) for m, v, w in windows.iter_rows()],
+    )
+    names = ", ".join(_DISTRIBUTION_COLUMNS)
+    conn.executemany(
+        f"INSERT INTO distributions ({names}) VALUES ({', '.join('?' * len(_DISTRIBUTION_COLUMNS))})",
+        [(*r[:2], iso(r[2]), *r[3:]) for r in frame.select(_DISTRIBUTION_COLUMNS).iter_rows()],
+    )
+
+
+def recorded_distributions(home: Home, model: str, version: int, window_start: datetime | None) -> list[dict]:
+    """The distributions recorded for one window of a version (its newest recorded window when None), in the
+    model's feature order: per feature its window_start, feature, kind, labels, reference and current shares,
+    reference_rows and current_rows. NotFound for a model that is not registered."""
+    home.registry.model(model)
+    conn = open_monitoring(home.root)
+    try:
+        if window_start is None:
+            [key] = conn.execute(
+                "SELECT MAX(window_start) FROM distributions WHERE model = ? AND version = ?", (model, version)
+            ).fetchone()
+        else:
+            key = iso(_since(window_start))
+        rows = conn.execute(
+            "SELECT * FROM distributions WHERE model = ? AND version = ? AND window_start = ? ORDER BY position",
+            (model, version, key),
+        ).fetchall()
+    finally:
+        conn.close()
+    return [
+        {
+            "window_start": datetime.fromisoformat(r["window_start"]),
+            "feature": r["feature"],
+            "kind": r["kind"],
+            **{side: json.loads(r[side]) for side in ("labels", "reference", "current")},
+            "reference_rows": r["reference_rows"],
+            "current_rows": r["current_rows"],
+        }
+        for r in rows
+    ]
+
+
+def prune_distributions(conn: sqlite3.Connection, before: datetime) -> int:
+    """Delete the distributions of windows that start before ``before``; how many were deleted."""
+    with transaction(conn):
+        return conn.execute("DELETE FROM distributions WHERE window_start < ?", (iso(before),)).rowcount
 
 
 def empty_results() -> pl.DataFrame:
