@@ -242,6 +242,17 @@ class Registry:
         rows = self.conn.execute(sql, (model, limit) if model else (limit,))
         return [_audit_entry(r) for r in rows]
 
+    def production_history(self, model: str) -> list[AuditEntry]:
+        """Each change of the model's production version, oldest first: a promotion (or an override) names the
+        version it put in production, a rollback the version it returned to."""
+        self.model(model)
+        rows = self.conn.execute(
+            "SELECT * FROM audit_log WHERE model = ? AND action IN ('promote', 'promote_override', 'rollback') "
+            "ORDER BY id",
+            (model,),
+        )
+        return [_audit_entry(r) for r in rows]
+
     def audit(self, actor: str, action: str, model: str | None, version: int | None, detail: dict) -> None:
         """Append an audit entry; call it inside the transaction of the change it records."""
         self._audit(actor, action, model, version, detail)

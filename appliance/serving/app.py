@@ -50,6 +50,7 @@ from appliance.serving.problems import (
     problem_body,
 )
 from appliance.serving.prometheus import CONTENT_TYPE
+from appliance.serving.report_route import report_routes
 from appliance.serving.request_body import TypedRequest, body_hint, validation_detail
 from appliance.serving.state import ServingState
 from appliance.task import Task
@@ -242,7 +243,7 @@ def create_app(home_root: Path, refresh_seconds: float = REFRESH_SECONDS, expose
         openapi_router=Router("/schema", route_handlers=[], include_in_schema=False, guards=[read_guard]),
     )
     admin = admin_routes(state, root, admin_guard)
-    monitoring = monitoring_routes(root, read_guard)
+    monitoring = [*monitoring_routes(root, read_guard), *report_routes(root, read_guard)]
     handlers = [feedback, list_models, prometheus, healthz, readyz, *admin, *monitoring]
     for handler in handlers:  # a route's own (readyz's 503, a 422 for a query value refused) stay
         documented = problem_responses(_problems(handler, read_guard, admin_guard))
