@@ -24,12 +24,13 @@ from urllib.parse import urlsplit
 import msgspec
 import polars as pl
 
+from appliance import progress
 from appliance.alerts.actions import finish_actions
 from appliance.data.contract import cast_columns
 from appliance.data.declared import model_contract
 from appliance.data.sources import read_source
 from appliance.data.values import iso, json_value
-from appliance.errors import InvalidInput, NotFound, NotReady
+from appliance.errors import InvalidInput, NotFound, Unavailable
 from appliance.home import Home
 
 log = logging.getLogger(__name__)
@@ -51,12 +52,16 @@ class Api:
 
     def __init__(self, url: str, key: str | None = None, timeout: float = 30.0):
         parts = urlsplit(url)
-        self._conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port or 80, timeout=timeout)
+        try:
+            port = parts.port or 80
+        except ValueError:
+            raise InvalidInput(f"--url {url} has no valid port; write it as http://HOST:PORT") from None
+        self._conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", port, timeout=timeout)
         self._headers = {"content-type": "application/json"} | ({"authorization": f"Bearer {key}"} if key else {})
 
     def post(self, path: str, body) -> dict:
         """POST JSON and return the decoded answer; an error answer raises with the API's detail, and
-        an API that cannot be reached is NotReady."""
+        an API that cannot be reached (or something else answering in its place) is Unavailable."""
         for attempt in range(2):  # the server may have closed an idle keep-alive connection
             try:
                 self._conn.request("POST", path, json.dumps(body), self._headers)
@@ -70,7 +75,13 @@ class Api:
             except OSError as e:  # refused, unreachable, timed out
                 self._conn.close()
                 raise self._unreachable(e) from None
-        answer = json.loads(payload or b"{}")
+            except http.client.HTTPException as e:  # something that does not speak HTTP listens there
+                self._conn.close()
+                raise self._unreachable(e) from None
+        try:
+            answer = json.loads(payload or b"{}")
+        except ValueError as e:
+            raise self._unreachable(e) from None  # an HTTP server, but not the appliance's API
         if response.status >= 400:
             raise InvalidInput(f"POST {path} answered {response.status}: {answer.get('detail', answer)}")
         return answer
@@ -78,10 +89,11 @@ class Api:
     def close(self) -> None:
         self._conn.close()
 
-    def _unreachable(self, e: OSError) -> NotReady:
-        return NotReady(
-            f"the API at http://{self._conn.host}:{self._conn.port} did not answer "
-            f"({e.strerror or type(e).__name__}); start it with `appliance up` or pass --url"
+    def _unreachable(self, e: Exception) -> Unavailable:
+        why = (e.strerror if isinstance(e, OSError) else None) or type(e).__name__
+        return Unavailable(
+            f"the API at http://{self._conn.host}:{self._conn.port} did not answer as the appliance's API "
+            f"({why}); start one with `appliance up --headless` in another terminal, or pass --url"
         )
 
 
@@ -160,47 +172,53 @@ def replay(
 
     news = AlertNews(model)
 
+    def tell(line: str) -> None:  # on a line of its own, not after the progress line
+        progress.clear()
+        say(line)
+
     def end_of_day(day: datetime) -> None:
         boundary = day + timedelta(days=1)
         post_labels(boundary)
         time.sleep(0.05)  # the server's prediction log writes a few milliseconds behind its answers
         report.append(ReplayDay(day.date().isoformat(), counts["predictions"], counts["labels"]))
-        say(
+        tell(
             f"{day.date()}: {counts['predictions']:,} predictions, {counts['labels']:,} labels so far; "
             "running the monitor"
         )
-        monitor(root, model, say)
+        monitor(root, model, tell)
         with Home(root) as home:
             for line in news.since_last(home):
-                say(line)
+                tell(line)
 
     try:
-        i, day = 0, None
-        while i < len(events):
-            event_day = _midnight(events[i])
-            if day is not None and event_day > day:
+        with progress.step(f"replay {model}", len(events), "rows") as sent:
+            i, day = 0, None
+            while i < len(events):
+                event_day = _midnight(events[i])
+                if day is not None and event_day > day:
+                    end_of_day(day)
+                day = event_day
+                wait_for(events[i])
+                post_labels(events[i])
+                j = i + 1
+                while (
+                    j < len(events)
+                    and j - i < BATCH_ROWS
+                    and _midnight(events[j]) == day
+                    and (speed == 0 or events[j] <= events[i] + timedelta(seconds=speed * 0.05))
+                ):
+                    j += 1
+                batch = [r | {when: iso(e)} for r, e in zip(records[i:j], events[i:j])]
+                answer = api.post(f"/v1/models/{model}/predict", batch)
+                for position, (e, outcome) in enumerate(zip(events[i:j], outcomes[i:j])):
+                    if outcome is not None:  # an unlabelled row has nothing to send back
+                        heapq.heappush(labels, (e + delay, answer["request_id"], position, outcome))
+                counts["predictions"] += j - i
+                sent.update(j, {"day": str(day.date())})
+                i = j
+            if day is not None:
                 end_of_day(day)
-            day = event_day
-            wait_for(events[i])
-            post_labels(events[i])
-            j = i + 1
-            while (
-                j < len(events)
-                and j - i < BATCH_ROWS
-                and _midnight(events[j]) == day
-                and (speed == 0 or events[j] <= events[i] + timedelta(seconds=speed * 0.05))
-            ):
-                j += 1
-            batch = [r | {when: iso(e)} for r, e in zip(records[i:j], events[i:j])]
-            answer = api.post(f"/v1/models/{model}/predict", batch)
-            for position, (e, outcome) in enumerate(zip(events[i:j], outcomes[i:j])):
-                if outcome is not None:  # an unlabelled row has nothing to send back
-                    heapq.heappush(labels, (e + delay, answer["request_id"], position, outcome))
-            counts["predictions"] += j - i
-            i = j
-        if day is not None:
-            end_of_day(day)
-        post_labels(None)
+            post_labels(None)
     finally:
         api.close()
     finish_actions(say)

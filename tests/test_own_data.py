@@ -11,7 +11,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from conftest import running_server
+from conftest import in_production, running_server
 from own_data import write_loans, write_subscriptions
 
 from appliance.cli import _example_request, main
@@ -26,11 +26,7 @@ def _cli(home: Path, *args: str) -> None:
 
 def _trained(tmp_path: Path, spec: Path, model: str, source: str) -> Path:
     home = tmp_path / "home"
-    _cli(home, "init", "--spec", str(spec))
-    _cli(home, "ingest", model, str(spec.parent / source))
-    _cli(home, "train", model)  # the worker process, as a user runs it
-    _cli(home, "promote", model, "1")
-    _cli(home, "features", "materialize", model)
+    assert in_production(home, spec, source) == model
     return home
 
 
@@ -200,15 +196,19 @@ def test_a_model_trained_elsewhere_registers_serves_and_is_retrained_by_the_loop
     _cli(home, "ingest", "loans", str(spec.parent / "applications.csv"))
     # The team's own training, outside the appliance: its own category codes, its own feature matrix.
     codes = {"term": ["60", "36"], "grade": ["D", "C", "B", "A"]}
+
+    def matrix(rows: pl.DataFrame) -> np.ndarray:
+        return np.column_stack(
+            [
+                rows["income"].to_numpy(),
+                [codes["term"].index(str(v)) for v in rows["term"]],
+                [codes["grade"].index(v) for v in rows["grade"]],
+                rows["cosigned"].to_numpy(),
+            ]
+        ).astype(np.float32)
+
     frame = pl.read_csv(spec.parent / "applications.csv")  # polars reads true/false as booleans
-    x = np.column_stack(
-        [
-            frame["income"].to_numpy(),
-            [codes["term"].index(str(v)) for v in frame["term"]],
-            [codes["grade"].index(v) for v in frame["grade"]],
-            frame["cosigned"].to_numpy(),
-        ]
-    ).astype(np.float32)
+    x = matrix(frame)
     booster = lgb.train(
         {"objective": "binary", "verbosity": -1, "num_leaves": 7, "seed": 1, "num_threads": 1},
         lgb.Dataset(x, frame["defaulted"].to_numpy(), categorical_feature=[1, 2]),
@@ -239,16 +239,8 @@ def test_a_model_trained_elsewhere_registers_serves_and_is_retrained_by_the_loop
             ],
         )
         assert answer.status_code == 200, answer.text
-        x_live = np.column_stack(
-            [
-                live["income"].to_numpy(),
-                [codes["term"].index(str(v)) for v in live["term"]],
-                [codes["grade"].index(v) for v in live["grade"]],
-                live["cosigned"].to_numpy(),
-            ]
-        ).astype(np.float32)
         served = [p["probability"] for p in answer.json()["predictions"]]
-        assert np.allclose(served, booster.predict(x_live), atol=1e-5)  # the team's own model, unchanged
+        assert np.allclose(served, booster.predict(matrix(live)), atol=1e-5)  # the team's own model, unchanged
         _replay_and_retrain(home, server.url, "loans", capsys)
     assert main(["--home", str(home), "reproduce", "loans", "1"]) == 1
     assert "registered from an outside ONNX file" in capsys.readouterr().err
@@ -337,7 +329,9 @@ def test_replay_with_no_server_says_so_in_one_line(tmp_path: Path, capsys):
     with socket.socket() as probe:  # a port nothing listens on
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    assert main(["--home", str(tmp_path / "home"), "replay", "loans", "--url", f"http://127.0.0.1:{port}"]) == 1
+    assert (
+        main(["--home", str(tmp_path / "home"), "replay", "loans", "--url", f"http://127.0.0.1:{port}"]) == 3
+    )  # the other side is unavailable
     err = capsys.readouterr().err
     assert err.startswith(f"error: the API at http://127.0.0.1:{port} did not answer") and err.count("\n") == 1
 

@@ -16,10 +16,6 @@ from tui.overview import when
 from tui.view import Empty, View
 
 
-def seconds(r: RunSummary) -> str:
-    return f"{r.ended_at - r.started_at:.1f}" if r.ended_at else "…"
-
-
 def short(value: object) -> str:
     text = f"{value:.6g}" if isinstance(value, float) else str(value)
     return text if len(text) <= 28 else text[:27] + "…"
@@ -59,23 +55,21 @@ class Runs(View):
         return self.data.runs()
 
     def show(self, runs: list[RunSummary]) -> None:
+        was = self.current()
         self.summaries = runs
+        self.live = any(r.status == "running" for r in runs)  # a running run's progress moves: follow it
         table = self.query_one(DataTable)
         table.clear()
         for r in runs:
-            table.add_row(
-                "*" if r.id in self.marked else " ",
-                r.id[:8],
-                r.model,
-                r.kind,
-                r.name,
-                r.status,
-                when(r.started_at),
-                seconds(r),
-                key=r.id,
-            )
+            cells = r.cells(when)
+            if r.status == "running" and r.progress:  # how far its training is, e.g. "iteration 340/1000 · …"
+                cells = (*cells[:4], f"running · {r.progress}", *cells[5:])
+            table.add_row("*" if r.id in self.marked else " ", *cells, key=r.id)
         self.query_one("#runs-empty", Empty).update("" if runs else "no runs yet — run `appliance train MODEL`")
         table.display = bool(runs)
+        ids = [r.id for r in runs]
+        if was is not None and was.id in ids:  # a reload keeps the cursor on the run it was on
+            table.move_cursor(row=ids.index(was.id))
 
     def current(self) -> RunSummary | None:
         table = self.query_one(DataTable)
@@ -130,7 +124,9 @@ class Runs(View):
 def describe(d: RunDetail, curves: dict[str, list[float]], width: int) -> list[str]:
     """One run: its params, last metrics and training curves drawn ``width`` columns wide."""
     r = d.run
-    lines = [f"run {r.id}  {r.model}  {r.kind} '{r.name}'  {r.status}  {seconds(r)} s  code {r.code_version}"]
+    lines = [f"run {r.id}  {r.model}  {r.kind} '{r.name}'  {r.outcome}  {r.took()} s  code {r.code_version}"]
+    if r.status == "running" and r.progress:
+        lines.append(f"progress: {r.progress}")
     if r.error:
         lines.append(f"error: {r.error}")
     if r.status == "skipped":  # a retrain with nothing new to learn from: why, as it said when it ended

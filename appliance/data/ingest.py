@@ -10,6 +10,7 @@ from pathlib import Path
 
 import msgspec
 
+from appliance import progress
 from appliance.data.contract import DataContract, check_batch, quarantine_accepted
 from appliance.data.identity import find_repeats
 from appliance.data.snapshots import Snapshot, list_snapshots, record_snapshot
@@ -44,38 +45,42 @@ def ingest(
 ) -> IngestReport:
     """Ingest one file or folder for a model; batch-level failures raise and write nothing. Given the model's
     ``horizon`` (``[data]`` of its spec), rows whose event time is outside it are quarantined."""
-    frame = read_source(path)
-    if frame.height == 0:
-        raise InvalidInput(f"{path} holds no rows; nothing was written")
-    result = check_batch(contract, frame, as_of, horizon)
-    repeats = find_repeats(store, list_snapshots(conn, model), contract, result.accepted)
-    result = quarantine_accepted(result, frame, repeats.refused)
-    if result.accepted.height == 0:
-        replace = (
-            '; if the batch corrects rows held earlier, set on_repeat = "replace" on the unique field in the '
-            "contract and ingest it again"
-            if repeats.rejected
-            else ""
+    with progress.step(f"ingest {model}") as phase:
+        phase.update(doing=f"reading {Path(path).name}")
+        frame = read_source(path)
+        if frame.height == 0:
+            raise InvalidInput(f"{path} holds no rows; nothing was written")
+        phase.update(doing=f"checking {frame.height:,} rows against the contract")
+        result = check_batch(contract, frame, as_of, horizon)
+        repeats = find_repeats(store, list_snapshots(conn, model), contract, result.accepted)
+        result = quarantine_accepted(result, frame, repeats.refused)
+        if result.accepted.height == 0:
+            replace = (
+                '; if the batch corrects rows held earlier, set on_repeat = "replace" on the unique field in the '
+                "contract and ingest it again"
+                if repeats.rejected
+                else ""
+            )
+            raise InvalidInput(
+                f"every one of the {result.rows_read:,} rows in {path} broke the contract "
+                f"(first reason: {result.quarantined['reason'][0]}); nothing was written{replace}"
+            )
+        quarantine_file = None
+        if result.quarantined.height:
+            _, qpath = store.write(f"{model}/quarantine", result.quarantined)
+            quarantine_file = str(qpath)
+        phase.update(doing=f"writing the snapshot of {result.accepted.height:,} rows")
+        accepted = result.accepted.sort(contract.contract.event_time, maintain_order=True)
+        snapshot, created = record_snapshot(
+            conn,
+            store,
+            model,
+            accepted,
+            event_time=contract.contract.event_time,
+            source=str(Path(path).resolve()),
+            quarantined=result.quarantined.height,
+            identity=[rule.name for rule in contract.identity],
         )
-        raise InvalidInput(
-            f"every one of the {result.rows_read:,} rows in {path} broke the contract "
-            f"(first reason: {result.quarantined['reason'][0]}); nothing was written{replace}"
-        )
-    quarantine_file = None
-    if result.quarantined.height:
-        _, qpath = store.write(f"{model}/quarantine", result.quarantined)
-        quarantine_file = str(qpath)
-    accepted = result.accepted.sort(contract.contract.event_time, maintain_order=True)
-    snapshot, created = record_snapshot(
-        conn,
-        store,
-        model,
-        accepted,
-        event_time=contract.contract.event_time,
-        source=str(Path(path).resolve()),
-        quarantined=result.quarantined.height,
-        identity=[rule.name for rule in contract.identity],
-    )
     # Rows replace held ones only when the batch is new: the same content ingested again changes nothing.
     warnings = result.warnings + repeats.rejected + (repeats.replacing if created else [])
     with transaction(conn):

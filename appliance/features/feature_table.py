@@ -9,9 +9,12 @@ materialization keeps each entity's latest row for the online store (``online``)
 
 from __future__ import annotations
 
+import threading
+
 import duckdb
 import polars as pl
 
+from appliance import progress
 from appliance.spec import Aggregation, FeaturesSection
 from appliance.spec.durations import parse_duration
 
@@ -99,9 +102,32 @@ def feature_rows(features: FeaturesSection, history: pl.DataFrame, latest_only: 
     con = connect()
     con.register("history", history)
     try:
-        return con.sql(sql).pl()
+        with progress.step("feature table", 100, "%") as built:
+            return _with_progress(con, sql, built)
     finally:
         con.close()
+
+
+def _with_progress(con: duckdb.DuckDBPyConnection, sql: str, built: progress.Step) -> pl.DataFrame:
+    """The query's rows; meanwhile DuckDB's own estimate of how far it is (a percentage, asked from another
+    thread, as its API intends) is the step's count. Its progress bar is on for the estimate, never printed."""
+    con.execute("SET enable_progress_bar = true")
+    con.execute("SET enable_progress_bar_print = false")
+    finished = threading.Event()
+
+    def poll() -> None:
+        while not finished.wait(progress.LINE_EVERY_S):
+            done = con.query_progress()
+            if done >= 0:  # -1: no estimate yet (DuckDB starts estimating after a while)
+                built.update(int(done))
+
+    poller = threading.Thread(target=poll, name="feature-table-progress", daemon=True)
+    poller.start()
+    try:
+        return con.sql(sql).pl()
+    finally:
+        finished.set()
+        poller.join()
 
 
 def stored_names(features: FeaturesSection) -> list[str]:

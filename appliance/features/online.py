@@ -14,11 +14,13 @@ from __future__ import annotations
 import hashlib
 import math
 import time
+from collections.abc import Iterator
 
 import msgspec
 import numpy as np
 import polars as pl
 
+from appliance import progress
 from appliance.data.snapshots import list_snapshots, read_snapshots
 from appliance.data.sources import read_source
 from appliance.data.values import MAX_ENTITY_CHARS, KeyType, entity_key, request_time
@@ -72,6 +74,18 @@ def materialize(
 ) -> MaterializeReport:
     """Write the latest stored features of every entity (with history, attributes, or both), keeping the
     events answered requests moved an entity's row by since its newest ingested one: no row goes back in time."""
+    with progress.step(f"materialize {namespace(model, features)}", unit="entities") as written:
+        return _materialize(store, model, features, history, entities, written)
+
+
+def _materialize(
+    store: OnlineStore,
+    model: str,
+    features: FeaturesSection,
+    history: pl.DataFrame,
+    entities: pl.DataFrame | None,
+    written: progress.Step,
+) -> MaterializeReport:
     started = time.perf_counter()
     key = features.entity_key
     # Keys are stored as their canonical text (an integer's digits), the form requests are looked up by.
@@ -87,10 +101,15 @@ def materialize(
             coalesce=True,
         )
     names = [n for n in stored_names(features) if n in latest.columns]
-    rows = (
-        (entity, at, _encode(dict(zip(names, values))))
-        for entity, at, *values in latest.select(key, FEATURE_TIME, *names).iter_rows()
-    )
+    written.total = latest.height
+
+    def rows() -> Iterator[tuple[str, int | None, bytes]]:
+        for i, (entity, at, *values) in enumerate(latest.select(key, FEATURE_TIME, *names).iter_rows()):
+            if i % 1_000 == 0:
+                written.update(i)
+            yield entity, at, _encode(dict(zip(names, values)))
+        written.update(latest.height)
+
     as_of = history[features.event_time].max() if history.height else None
     # An entity's answered requests after its newest ingested event are in no snapshot yet: the store keeps
     # them from the entity's tail, so the row holds the feature table over history and those requests. Older
@@ -98,7 +117,7 @@ def materialize(
     plan = TailPlan(features)
     count, kept = store.replace(
         namespace(model, features),
-        rows,
+        rows(),
         {"model": model, "as_of": as_of.isoformat() if as_of else None},
         latest_tails(features, history),  # what serving moves each row forward from
         plan.horizon,

@@ -6,6 +6,7 @@ from datetime import datetime, timedelta
 
 import polars as pl
 
+from appliance import progress
 from appliance.errors import InvalidInput
 from appliance.features.feature_table import feature_rows
 from appliance.features.point_in_time import point_in_time_features
@@ -27,8 +28,10 @@ def build_training_set(spec: ModelSpec, events: pl.DataFrame, entities: pl.DataF
     if missing:
         raise InvalidInput(f"training data lacks column(s) {missing} that the spec of '{spec.name}' uses")
     labelled = events.filter(pl.col(spec.target.column).is_not_null()).sort(keys.event_time, maintain_order=True)
-    table = feature_rows(keys, events.select(history)) if entity else None
-    frame = point_in_time_features(keys, labelled, table, entities)
+    with progress.step(f"training set of {spec.name}") as phase:
+        table = feature_rows(keys, events.select(history)) if entity else None
+        phase.update(doing=f"joining {labelled.height:,} labelled events with their features, point in time")
+        frame = point_in_time_features(keys, labelled, table, entities)
     columns = [keys.event_time, *entity, *(f.name for f in spec.model_features), spec.target.column]
     missing = [c for c in columns if c not in frame.columns]
     if missing:

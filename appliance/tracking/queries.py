@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 
 import msgspec
 
@@ -23,6 +24,23 @@ class RunSummary(msgspec.Struct, frozen=True):
     code_version: str | None
     error: str | None
     children: int
+    progress: str | None = None  # how far it got, e.g. "iteration 340/1000 · train auc 0.81" (training records it)
+    verdict: str | None = None  # a training run's version: registered, or rejected by its gates
+
+    @property
+    def outcome(self) -> str:
+        """Its status as a person reads it: a run that ended well but whose version its gates rejected is
+        'rejected', not 'succeeded'."""
+        return "rejected" if self.status == "succeeded" and self.verdict == "rejected" else self.status
+
+    def took(self) -> str:
+        """How long it ran, in seconds to a tenth; "…" while it runs."""
+        return f"{self.ended_at - self.started_at:.1f}" if self.ended_at else "…"
+
+    def cells(self, when: Callable[[float], str]) -> tuple[str, ...]:
+        """The run as a row of the CLI's and the dashboard's run tables show it: short id, model, kind, name,
+        status (``outcome``: a rejected version reads so), start (as ``when`` writes a time), seconds."""
+        return (self.id[:8], self.model, self.kind, self.name, self.outcome, when(self.started_at), self.took())
 
 
 class RunDetail(msgspec.Struct, frozen=True):
@@ -39,7 +57,9 @@ class RunDetail(msgspec.Struct, frozen=True):
 
 _SUMMARY = (
     "SELECT r.id, r.model, r.name, r.kind, r.parent_id, r.status, r.started_at, r.ended_at, "
-    "r.code_version, r.error, (SELECT COUNT(*) FROM runs c WHERE c.parent_id = r.id) AS children "
+    "r.code_version, r.error, (SELECT COUNT(*) FROM runs c WHERE c.parent_id = r.id) AS children, "
+    "(SELECT value FROM tags t WHERE t.run_id = r.id AND t.key = 'progress') AS progress, "
+    "(SELECT value FROM tags t WHERE t.run_id = r.id AND t.key = 'version_status') AS verdict "
     "FROM runs r"
 )
 

@@ -12,6 +12,8 @@ from appliance.tracking.environment import environment
 from appliance.tracking.store import TrackingStore, encode_value
 from storage.artifacts import ArtifactStore
 
+PROGRESS_EVERY_S = 1.0  # how far a run has got is written at most this often: a long run's writes stay small
+
 
 class TrackedRun:
     """One run in tracking.db. Use as a context manager: an exception marks it failed."""
@@ -34,6 +36,9 @@ class TrackedRun:
         self.parent_id = parent_id
         self._owns_store = owns_store
         self._steps: dict[str, int] = {}
+        self._progress: str | None = None  # the latest line, and whether tracking.db has it yet
+        self._progress_written = True
+        self._progress_due = 0.0
         self.finished = False
 
     @classmethod
@@ -118,6 +123,21 @@ class TrackedRun:
         )
         return digest
 
+    def show_progress(self, line: str) -> None:
+        """Record how far the run is (``iteration 340/1000 · train binary_logloss 0.08``, a line of
+        ``appliance.progress``) as its ``progress`` tag, at most once a second; the Runs tab shows it while the
+        run is running."""
+        self._progress, self._progress_written = line, False
+        now = time.monotonic()
+        if now >= self._progress_due:
+            self._progress_due = now + PROGRESS_EVERY_S
+            self._write_progress()
+
+    def _write_progress(self) -> None:
+        if not self._progress_written:
+            self.set_tag("progress", self._progress)
+            self._progress_written = True
+
     def log_data(self, snapshot_hashes: list[str]) -> None:
         """Record the data snapshots the run read."""
         self.store.write("UPDATE runs SET data_json = ? WHERE id = ?", [(json.dumps(snapshot_hashes), self.id)])
@@ -134,6 +154,7 @@ class TrackedRun:
     def finish(self, status: str = "succeeded", error: str | None = None) -> None:
         """Write what is queued and record the run's end."""
         self.store.flush()
+        self._write_progress()  # the last line shown: where a failed run stopped
         self.store.write(
             "UPDATE runs SET status = ?, ended_at = ?, error = ? WHERE id = ?", [(status, time.time(), error, self.id)]
         )

@@ -8,6 +8,7 @@ from collections.abc import Callable
 import lightgbm as lgb
 import numpy as np
 
+from appliance import progress
 from appliance.features.encoding import FeatureSchema
 from appliance.task import BINARY, Task, TaskKind
 
@@ -35,7 +36,7 @@ def train_lightgbm(
     thread count.
 
     With ``log_metric``, the training loss of every round is reported (the training curve): log loss for
-    classifiers, RMSE for regression.
+    classifiers, RMSE for regression. Each round is a step of ``appliance.progress``, with that loss beside it.
     """
     params = {**DEFAULT_PARAMS, **params}
     rounds = int(params.pop("num_boost_round"))
@@ -52,23 +53,24 @@ def train_lightgbm(
     }
     if task.kind == "multiclass":
         settings["num_class"] = len(task.classes)
-    callbacks, valid = [], []
-    if log_metric is not None:
-        valid = [dataset]
+    valid = [dataset] if log_metric is not None else []
+    with progress.step("iteration", rounds) as rounds_done:
 
         def report(env: lgb.callback.CallbackEnv) -> None:
-            for _, metric, value, _ in env.evaluation_result_list:
-                log_metric(f"train_{metric}", value, env.iteration)
+            curve = {f"train_{metric}": value for _, metric, value, _ in env.evaluation_result_list}
+            if log_metric is not None:
+                for name, value in curve.items():
+                    log_metric(name, value, env.iteration)
+            rounds_done.update(env.iteration + 1, {name.replace("_", " ", 1): v for name, v in curve.items()})
 
-        callbacks = [report]
-    booster = lgb.train(
-        {"metric": CURVE_METRIC[task.kind], **settings},
-        dataset,
-        num_boost_round=rounds,
-        valid_sets=valid,
-        valid_names=["train"] if valid else None,
-        callbacks=callbacks,
-    )
+        booster = lgb.train(
+            {"metric": CURVE_METRIC[task.kind], **settings},
+            dataset,
+            num_boost_round=rounds,
+            valid_sets=valid,
+            valid_names=["train"] if valid else None,
+            callbacks=[report],
+        )
     return float32_thresholds(booster)
 
 

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from appliance import progress
 from appliance.features.encoding import FeatureSchema
 from appliance.scoring import metrics, onnx_model
 from appliance.task import BINARY, Task, TaskKind
@@ -241,30 +242,37 @@ def train_mlp(
         labels = torch.from_numpy(np.asarray(y, dtype=np.float32)).to(where)
         loss_fn = nn.BCEWithLogitsLoss()
     epochs, batch = int(params["epochs"]), int(params["batch_size"])
-    for epoch in range(first_epoch, epochs):
-        module.train()
-        order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
-        total = 0.0
-        for start in range(0, len(order), batch):
-            rows = order[start : start + batch].to(where)
-            optimizer.zero_grad(set_to_none=True)
-            loss = loss_fn(module.logits(features[rows]), labels[rows])
-            loss.backward()
-            optimizer.step()
-            total += float(loss.detach()) * len(rows)
-        if log_metric is not None:
-            log_metric("train_loss", total / max(len(order), 1), epoch)
-            if validation is not None:
-                module.eval()
-                output = MLPModel(_copy(module)).predict(validation[0])
-                log_metric(f"validation_{task.metric}", metrics.score(task, task.metric, validation[1], output), epoch)
-        stopping = stop.stop_requested() and epoch + 1 < epochs
-        if checkpoint is not None and ((epoch + 1) % checkpoint_every == 0 or epoch + 1 == epochs or stopping):
-            _save_checkpoint(checkpoint, module, optimizer, epoch + 1, params, seed, task)
-            if on_checkpoint is not None:
-                on_checkpoint(epoch + 1)
-        if stopping:  # at an epoch boundary, so the resumed run sees exactly the batches it would have
-            stop.check(f"after epoch {epoch + 1} of {epochs} (checkpoint saved)")
+    with progress.step("epoch", epochs) as epochs_done:
+        epochs_done.update(first_epoch)
+        for epoch in range(first_epoch, epochs):
+            module.train()
+            order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
+            total = 0.0
+            with progress.step("batch", -(-len(order) // batch)) as batches:  # an epoch of a GPU run takes minutes
+                for start in range(0, len(order), batch):
+                    rows = order[start : start + batch].to(where)
+                    optimizer.zero_grad(set_to_none=True)
+                    loss = loss_fn(module.logits(features[rows]), labels[rows])
+                    loss.backward()
+                    optimizer.step()
+                    total += float(loss.detach()) * len(rows)
+                    batches.advance()
+            shown = {"loss": total / max(len(order), 1)}
+            if log_metric is not None:
+                log_metric("train_loss", shown["loss"], epoch)
+                if validation is not None:
+                    module.eval()
+                    output = MLPModel(_copy(module)).predict(validation[0])
+                    shown[f"valid {task.metric}"] = metrics.score(task, task.metric, validation[1], output)
+                    log_metric(f"validation_{task.metric}", shown[f"valid {task.metric}"], epoch)
+            epochs_done.update(epoch + 1, shown)
+            stopping = stop.stop_requested() and epoch + 1 < epochs
+            if checkpoint is not None and ((epoch + 1) % checkpoint_every == 0 or epoch + 1 == epochs or stopping):
+                _save_checkpoint(checkpoint, module, optimizer, epoch + 1, params, seed, task)
+                if on_checkpoint is not None:
+                    on_checkpoint(epoch + 1)
+            if stopping:  # at an epoch boundary, so the resumed run sees exactly the batches it would have
+                stop.check(f"after epoch {epoch + 1} of {epochs} (checkpoint saved)")
     return MLPModel(module)
 
 

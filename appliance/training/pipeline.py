@@ -15,6 +15,7 @@ from typing import Literal, overload
 
 import msgspec
 
+from appliance import progress
 from appliance.data.ingest import IngestReport
 from appliance.errors import Conflict
 from appliance.home import Home
@@ -124,7 +125,8 @@ def train(
             tracked.log_params(params)
             tracked.set_tags({"actor": actor, "trainer": spec.training.trainer})
         ctx = RunContext(home=home, spec=spec, run=tracked, say=say, actor=actor, retrain=retrain)
-        learnt = _run_stages(ctx, done)
+        with progress.watching(tracked.show_progress):  # how far it is, for the Runs tab
+            learnt = _run_stages(ctx, done)
     if not learnt:
         assert ctx.learnt_before is not None, "the ingest found the version"
         return NothingNew(

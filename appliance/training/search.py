@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 import msgspec
 
+from appliance import progress
 from appliance.errors import InvalidInput
 from appliance.spec import SearchRange, SearchSection
 
@@ -53,12 +54,17 @@ def random_search(
     AUC, the lowest RMSE); a NaN score is never best unless every one is, and ties go to the earlier trial.
     """
     rng = random.Random(seed)
-    trials = []
-    for i in range(search.trials):
-        params = {**base, **sample_params(search.space, rng)}
-        name = f"trial-{i + 1}"
-        run_id, value = score(name, params)
-        trials.append(Trial(name, run_id, params, value))
     sign = 1.0 if higher_is_better else -1.0
-    best = max(trials, key=lambda t: -math.inf if math.isnan(t.validation_score) else sign * t.validation_score)
-    return best, trials
+
+    def best(trials: list[Trial]) -> Trial:
+        return max(trials, key=lambda t: -math.inf if math.isnan(t.validation_score) else sign * t.validation_score)
+
+    trials: list[Trial] = []
+    with progress.step("trial", search.trials) as trials_done:
+        for i in range(search.trials):
+            params = {**base, **sample_params(search.space, rng)}
+            name = f"trial-{i + 1}"
+            run_id, value = score(name, params)
+            trials.append(Trial(name, run_id, params, value))
+            trials_done.update(i + 1, {"best so far": best(trials).validation_score})
+    return best(trials), trials

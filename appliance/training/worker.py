@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Literal, overload
 
 import msgspec
 
-from appliance import errors
+from appliance import errors, progress
 from appliance.errors import ApplianceError, Conflict
 from appliance.training import stop
 from storage import errors as storage_errors
@@ -101,6 +101,8 @@ def train_in_worker(
                     _after_death(Path(root), model, worker.pid, worker.exitcode, say)
             if kind == "say":
                 say(payload)
+            elif kind == "progress":  # the worker's progress line, on this process's terminal if it has one
+                progress.draw(*payload)
             elif kind == "done":
                 worker.join()
                 return msgspec.convert(payload, TrainingOutcome)
@@ -165,6 +167,7 @@ def _work(
     os.nice(WORKER_NICENESS)
     signal.signal(signal.SIGTERM, stop.request_stop)  # checkpoint and end at the next safe point
     _stop_with(multiprocessing.parent_process())
+    progress.draw_with(lambda line, last: messages.put(("progress", (line, last))))
     try:
         with Home(Path(root)) as home:
             outcome = train(
