@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from appliance.cli import build_parser
+from appliance.cli.exit_codes import EXIT_CODES
 from appliance.reference_doc import reference_main
 
 REFERENCE = Path(__file__).resolve().parent.parent / "docs" / "cli.md"
@@ -180,7 +181,18 @@ def reference(parser: argparse.ArgumentParser | None = None) -> str:
         "",
         f"Generated from the `appliance` command's parser by `{REGENERATE}`; do not edit it by hand.",
         "`appliance --help` and `appliance COMMAND --help` print the same help; `python -m appliance` is the",
-        "same command. A mistake a user can make prints one line starting `error:` and exits 1.",
+        "same command. A mistake a user can make prints one line starting `error:` and exits 1. A command that",
+        "reads takes `--json`: one JSON document on stdout and nothing else (times as ISO 8601 UTC text, a",
+        "number that is not one as null); its help says what the document holds.",
+        "",
+        "Every command but `init`, `up` and `restore`, which make it, and `machine`, which reports on the machine",
+        "either way, refuses a data directory that does not exist (a mistyped `--home` creates nothing).",
+        "",
+        "Exit status (`appliance/cli/exit_codes.py`):",
+        "",
+        "| status | name | |",
+        "|---|---|---|",
+        *(f"| {code} | `{name}` | {_cell(meaning)} |" for code, name, meaning in EXIT_CODES),
         "",
     ]
     for command in found:

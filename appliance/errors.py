@@ -62,3 +62,11 @@ class NotAvailable(ApplianceError):
 class TrainingStopped(ApplianceError):
     status = 503
     title = "Training stopped"
+
+
+class Unavailable(ApplianceError):
+    """The other side is not there: a port another process listens on, an API that does not answer. Unlike the
+    errors above, trying again later (or elsewhere) may work with the same input; the CLI exits 3 on it."""
+
+    status = 503
+    title = "Unavailable"

@@ -139,8 +139,8 @@ def test_user_errors_print_one_line_and_no_traceback(home_dir, tmp_path):
         assert "Traceback" not in result.stderr
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], (args, result.stderr)
-    no_production = appliance(tmp_path / "fresh", "predict", "fraud", "--json", "{}")
-    assert "unknown model 'fraud'" in no_production.stderr
+    no_home = appliance(tmp_path / "fresh", "predict", "fraud", "--json", "{}")
+    assert no_home.returncode == 1 and no_home.stderr.startswith(f"error: no data directory at {tmp_path / 'fresh'};")
 
 
 def test_every_command_and_argument_says_what_it_is():

@@ -10,6 +10,7 @@ from __future__ import annotations
 import sqlite3
 import sys
 
+from appliance.cli.exit_codes import ERROR, INTERRUPTED, OK, exit_code
 from appliance.cli.output import say as _say
 from appliance.cli.parser import build_parser
 from appliance.cli.serving import _example_request
@@ -24,19 +25,20 @@ __all__ = ["_example_request", "_say", "build_parser", "main"]
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``appliance`` command; user errors print one line and exit 1."""
+    """Entry point of the ``appliance`` command; an error prints one line and exits with its status
+    (appliance/cli/exit_codes.py)."""
     args = build_parser().parse_args(argv)
     configure_logging()
     try:
-        return args.run(args) or 0
+        return args.run(args) or OK
     except (ApplianceError, StorageError) as e:
         print(f"error: {e}", file=sys.stderr)
-        return 1
+        return exit_code(e)
     except sqlite3.DatabaseError as e:
         if not is_damage(e):
             raise
         # damage a later query found (opening the file found none): which database is not known here
         print(f"error: {damaged('a database of the data directory', e)}", file=sys.stderr)
-        return 1
+        return ERROR
     except KeyboardInterrupt:
-        return 130
+        return INTERRUPTED

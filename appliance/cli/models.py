@@ -6,14 +6,15 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from appliance.cli.arguments import Subcommands, open_home
-from appliance.cli.output import say, table, when
+from appliance.cli.arguments import Subcommands, add_json, open_home
+from appliance.cli.output import plain, print_json, say, table, when
 from appliance.cli.training import report_registered
 from appliance.config import bundled_spec_path
 from appliance.errors import InvalidInput
 
 if TYPE_CHECKING:
     from appliance.home import Home
+    from appliance.validation.comparison import Comparison
 
 
 def register(commands: Subcommands) -> None:
@@ -55,17 +56,25 @@ def register(commands: Subcommands) -> None:
 
     models = commands.add("models", _models, "list models, or one model's versions")
     models.add_argument("model", nargs="?", help="show this model's versions, gates and metrics")
+    add_json(
+        models,
+        "the models (name, spec_path, production, candidate, versions); with MODEL, that model with "
+        "version_list (each version's status, alias, metrics, params, gate_report, lineage, created_at) and "
+        "against_production (each other version's comparison on the same rows, or why not_compared)",
+    )
 
-    promote = commands.add("promote", _promote, "point a model's production alias at a version")
-    promote.add_argument("model", help="a registered model")
+    promote = commands.add(
+        "promote", _promote, "point a model's production alias at a version", model="a registered model"
+    )
     promote.add_argument("version", type=int, help="the version to serve (see `appliance models MODEL`)")
     promote.add_argument("--reason", default="", help="why (goes into the audit log)")
     promote.add_argument(
         "--override", action="store_true", help="promote a version that failed its gates (needs --reason; audited)"
     )
 
-    rollback = commands.add("rollback", _rollback, "return production to the previous version")
-    rollback.add_argument("model", help="a registered model")
+    rollback = commands.add(
+        "rollback", _rollback, "return production to the previous version", model="a registered model"
+    )
     rollback.add_argument("--reason", default="", help="why (goes into the audit log)")
 
     elsewhere = commands.add(
@@ -112,8 +121,8 @@ def register(commands: Subcommands) -> None:
         "reproduce",
         _reproduce,
         "retrain a version from its recorded data, params, seed and code; report the differences",
+        model="a registered model",
     )
-    reproduce.add_argument("model", help="a registered model")
     reproduce.add_argument("version", type=int, help="the version to retrain (see `appliance models MODEL`)")
 
 
@@ -128,7 +137,7 @@ def _init(args: argparse.Namespace) -> int:
             f"{', '.join('--' + f for f in drafting)} {'go' if len(drafting) > 1 else 'goes'} "
             "with --from FILE (drafting a spec from data)"
         )
-    with open_home(args) as home:
+    with open_home(args, must_exist=False) as home:
         spec = load_spec(args.spec or bundled_spec_path())
         added = home.add_model(spec, actor="cli")
         print(f"data directory {home.root}")
@@ -152,7 +161,7 @@ def _init_from(args: argparse.Namespace) -> int:
         name=args.name,
         task=args.task,
     )
-    with open_home(args) as home:
+    with open_home(args, must_exist=False) as home:
         known = {m.name: m.spec_path for m in home.registry.models()}
         if draft.name in known:
             raise Conflict(
@@ -175,77 +184,97 @@ def _models(args: argparse.Namespace) -> int:
 
     with open_home(args) as home:
         if args.model is None:
-            rows: list[tuple[str, ...]] = [
-                (m.name, _v(m.production), _v(m.candidate), str(m.versions)) for m in home.registry.models()
-            ]
-            table(("MODEL", "PRODUCTION", "CANDIDATE", "VERSIONS"), rows)
-            if not rows:
+            summaries = home.registry.models()
+            if args.json:
+                print_json(summaries)
+                return 0
+            table(
+                ("MODEL", "PRODUCTION", "CANDIDATE", "VERSIONS"),
+                [(m.name, _v(m.production), _v(m.candidate), str(m.versions)) for m in summaries],
+            )
+            if not summaries:
                 print("no models yet — run `appliance init` or `appliance up`")
             return 0
         summary = home.registry.model(args.model)
-        first, second = SUMMARY[home.spec(args.model).target.task]
-        rows = []
-        for v in home.registry.versions(args.model):
-            alias = (
-                "production"
-                if v.version == summary.production
-                else "candidate"
-                if v.version == summary.candidate
-                else ""
-            )
-            failed = [c["name"] for c in v.gate_report.get("checks", []) if not c["passed"]]
-            rows.append(
-                (
-                    f"v{v.version}",
-                    v.status + (f" ({', '.join(failed)})" if failed else ""),
-                    alias,
-                    f"{v.metrics.get(first, float('nan')):.4f}",
-                    f"{v.metrics.get(second, float('nan')):.3f}",
-                    v.data_version[:12],
-                    v.code_version[:16],
-                    v.run_id[:8],
-                    when(v.created_at),
-                )
-            )
-        table(
+        versions = home.registry.versions(args.model)
+        aliases = {summary.production: "production", summary.candidate: "candidate"}
+        compared = _against_production(home, args.model, summary.production)
+        task = home.spec(args.model).target.task
+    if args.json:
+        print_json(
+            plain(summary)
+            | {
+                "version_list": [plain(v) | {"alias": aliases.get(v.version)} for v in versions],
+                "against_production": [
+                    {"version": version, "comparison": None, "not_compared": found}
+                    if isinstance(found, str)
+                    else {"version": version, "comparison": found, "not_compared": None}
+                    for version, found in compared
+                ],
+            }
+        )
+        return 0
+    first, second = SUMMARY[task]
+    rows = []
+    for v in versions:
+        failed = [c["name"] for c in v.gate_report.get("checks", []) if not c["passed"]]
+        rows.append(
             (
-                "VERSION",
-                "STATUS",
-                "ALIAS",
-                metric_label(first).upper(),
-                metric_label(second).upper(),
-                "DATA",
-                "CODE",
-                "RUN",
-                "CREATED",
-            ),
-            rows,
+                f"v{v.version}",
+                v.status + (f" ({', '.join(failed)})" if failed else ""),
+                aliases.get(v.version, ""),
+                f"{v.metrics.get(first, float('nan')):.4f}",
+                f"{v.metrics.get(second, float('nan')):.3f}",
+                v.data_version[:12],
+                v.code_version[:16],
+                v.run_id[:8],
+                when(v.created_at),
+            )
         )
-        print(
-            f"{metric_label(first)} and {metric_label(second)}: each version on its own evaluation rows, which "
-            "differ between versions trained at different times"
-        )
-        _against_production(home, args.model, summary.production)
+    table(
+        (
+            "VERSION",
+            "STATUS",
+            "ALIAS",
+            metric_label(first).upper(),
+            metric_label(second).upper(),
+            "DATA",
+            "CODE",
+            "RUN",
+            "CREATED",
+        ),
+        rows,
+    )
+    print(
+        f"{metric_label(first)} and {metric_label(second)}: each version on its own evaluation rows, which "
+        "differ between versions trained at different times"
+    )
+    if compared:
+        print(f"against production v{summary.production}, on the same rows:")
+    for version, found in compared:
+        if isinstance(found, str):
+            print(f"  v{version}: not compared — {found}")
+        else:
+            print(f"  {found.line()}" + (f"; {found.note}" if found.note else ""))
     return 0
 
 
-def _against_production(home: Home, model: str, production: int | None) -> None:
-    """Each other version against production, both scored on the same rows, naming them."""
+def _against_production(home: Home, model: str, production: int | None) -> list[tuple[int, Comparison | str]]:
+    """Each other version against production, both scored on the same rows; where it could not be, why."""
     from appliance.errors import ApplianceError
     from appliance.validation.comparison import LabelledTraffic, compare_with_production
 
     others = [v.version for v in home.registry.versions(model) if v.version != production]
     if production is None or not others:
-        return
-    print(f"against production v{production}, on the same rows:")
+        return []
     traffic = LabelledTraffic(home, home.spec(model))
+    compared: list[tuple[int, Comparison | str]] = []
     for version in others:
         try:
-            compared = compare_with_production(home, model, version, production, traffic)
+            compared.append((version, compare_with_production(home, model, version, production, traffic)))
         except ApplianceError as e:
-            print(f"  v{version}: not compared — {e}")
-            continue
-        print(f"  {compared.line()}" + (f"; {compared.note}" if compared.note else ""))
+            compared.append((version, str(e)))
+    return compared
 
 
 def _promote(args: argparse.Namespace) -> int:

@@ -6,14 +6,14 @@ import argparse
 import json
 from pathlib import Path
 
-from appliance.cli.arguments import Subcommands, open_home
-from appliance.cli.output import say, table, when
-from appliance.config import default_home
+from appliance.cli.arguments import Subcommands, add_json, home_root, open_home
+from appliance.cli.output import print_json, say, table, when
 
 
 def register(commands: Subcommands) -> None:
-    monitor = commands.add("monitor", _monitor, "a model's monitoring results per event-time window")
-    monitor.add_argument("model", help="a registered model")
+    monitor = commands.add(
+        "monitor", _monitor, "a model's monitoring results per event-time window", model="a registered model"
+    )
     monitor.add_argument(
         "--check",
         default=None,
@@ -21,6 +21,12 @@ def register(commands: Subcommands) -> None:
         help="one check in detail (default: a line per window)",
     )
     monitor.add_argument("--since", default=None, help="windows starting on or after this date (2026-10-20)")
+    add_json(
+        monitor,
+        "the stored results of every check, or of --check's alone (performance without estimated): each with "
+        "model, version, window_start, window_end, check, feature, method, value, threshold, rows, alert and "
+        "computed_at",
+    )
 
     alerts = commands.add("alerts", _alerts_list, "alerts raised by the monitoring rules: list, show, ack, resolve")
     actions = Subcommands(alerts, "ACTION", required=False)
@@ -28,16 +34,31 @@ def register(commands: Subcommands) -> None:
     for sub in (alerts, alerts_list):  # a bare `appliance alerts` lists too, with the same filters
         sub.add_argument("--model", default=None, help="only this model's alerts")
         sub.add_argument("--all", action="store_true", help="resolved alerts too")
-    for action, run, text in (
-        ("show", _alerts_show, "one alert with the actions it took and their outcomes"),
-        ("ack", _alerts_ack, "acknowledge an alert: someone is on it"),
-        ("resolve", _alerts_resolve, "resolve an alert; if its rule fires again, a new one opens"),
-    ):
-        actions.add(action, run, text).add_argument("id", type=int, help="the alert's number (see `appliance alerts`)")
+        add_json(sub, "the alerts, newest first, as `alerts show --json` gives each")
+    by_id = {
+        action: actions.add(action, run, text)
+        for action, run, text in (
+            ("show", _alerts_show, "one alert with the actions it took and their outcomes"),
+            ("ack", _alerts_ack, "acknowledge an alert: someone is on it"),
+            ("resolve", _alerts_resolve, "resolve an alert; if its rule fires again, a new one opens"),
+        )
+    }
+    for sub in by_id.values():
+        sub.add_argument("id", type=int, help="the alert's number (see `appliance alerts`)")
+    add_json(
+        by_id["show"],
+        "id, rule, model, target, severity, action, status, message, value, threshold, window_start, window_end, "
+        "count, first_seen, last_seen, acknowledged_by/_at, resolved_by/_at and actions (each with its status, "
+        "started_at, ended_at and detail)",
+    )
 
     jobs = commands.add("jobs", None, "scheduled jobs: list them, or run one now")
     actions = Subcommands(jobs, "ACTION", required=False)
-    actions.add("list", _jobs_list, "every job, its schedule, last and next run")
+    add_json(
+        actions.add("list", _jobs_list, "every job, its schedule, last and next run"),
+        "the jobs: job, model, schedule (null: manual), last (its run: started_at, ended_at, status, error, "
+        "summary, trigger) and next_run",
+    )
     job_run = actions.add("run", _jobs_run, "run a job now, in this process (monitor, train)")
     job_run.add_argument("job", help="monitor or train")
     job_run.add_argument("model", nargs="?", default=None, help="default: every model")
@@ -49,7 +70,7 @@ def register(commands: Subcommands) -> None:
         default=None,
         help="a TOML file with a [cost] section (electricity price, hardware amortization)",
     )
-    machine.add_argument("--json", action="store_true", help="the snapshot and cost per hour as JSON")
+    add_json(machine, "snapshot (CPU, memory, GPUs, disk use per part), cost (the [cost] section) and cost_per_hour")
 
 
 def _monitor(args: argparse.Namespace) -> int:
@@ -57,7 +78,13 @@ def _monitor(args: argparse.Namespace) -> int:
     from appliance.monitoring.store import results
 
     with open_home(args) as home:
-        frame = results(home, args.model, since=args.since)
+        frame = results(home, args.model, check=args.check if args.json else None, since=args.since)
+    if args.json:
+        import polars as pl
+
+        # computed_at is Unix seconds: a time, as every time in a document
+        print_json(frame.with_columns((pl.col("computed_at") * 1e6).cast(pl.Int64).cast(pl.Datetime("us", "UTC"))))
+        return 0
     print("\n".join(monitor_report(frame, args.check)))
     return 0
 
@@ -67,6 +94,9 @@ def _alerts_list(args: argparse.Namespace) -> int:
 
     with open_home(args) as home:
         alerts = list_alerts(home.conn, args.model, include_resolved=args.all)
+    if args.json:
+        print_json(alerts)
+        return 0
     if not alerts:
         print("no alerts" if args.all else "no unresolved alerts (--all shows resolved ones)")
         return 0
@@ -85,6 +115,9 @@ def _alerts_show(args: argparse.Namespace) -> int:
 
     with open_home(args) as home:
         a = alert(home.conn, args.id)
+    if args.json:
+        print_json(a)
+        return 0
     print(f"alert {a.id}: {a.severity} {a.rule} on {a.model} ({a.target}) — {a.status}")
     print(f"  {a.message}; window {a.window_start} .. {a.window_end}")
     print(f"  first seen {when(a.first_seen)}, last seen {when(a.last_seen)}, {a.count} time(s)")
@@ -121,6 +154,9 @@ def _jobs_list(args: argparse.Namespace) -> int:
 
     with open_home(args) as home:
         jobs = list_jobs(home)
+    if args.json:
+        print_json(jobs)
+        return 0
     rows = [
         (
             j.job,
@@ -159,19 +195,16 @@ def _jobs_run(args: argparse.Namespace) -> int:
 
 
 def _machine(args: argparse.Namespace) -> int:
-    import msgspec
-
     from appliance.machine.cost import CostSection, cost_per_hour, load_cost
     from appliance.machine.report import machine_report
     from appliance.machine.snapshot import take_snapshot
     from appliance.settings import load_settings
 
-    home = Path(args.home or default_home()).expanduser()
+    home = home_root(args, must_exist=False)  # it reports on the machine, with or without a data directory
     cost = load_cost(args.cost) if args.cost else load_settings(home).cost if home.is_dir() else CostSection()
     snapshot = take_snapshot(home if home.is_dir() else None)  # reading never creates the data directory
     if args.json:
-        body = {"snapshot": snapshot, "cost": cost, "cost_per_hour": cost_per_hour(snapshot, cost)}
-        print(msgspec.json.encode(body).decode())
+        print_json({"snapshot": snapshot, "cost": cost, "cost_per_hour": cost_per_hour(snapshot, cost)})
     else:
         print("\n".join(machine_report(snapshot, cost, str(home))))
     return 0

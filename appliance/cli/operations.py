@@ -5,11 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from appliance.cli.arguments import Subcommands
+from appliance.cli.arguments import Subcommands, home_root
 from appliance.cli.output import table, when
-from appliance.config import default_home
-from appliance.errors import NotFound
-from appliance.layout import Layout
 
 
 def register(commands: Subcommands) -> None:
@@ -49,7 +46,7 @@ def register(commands: Subcommands) -> None:
 def _backup(args: argparse.Namespace) -> int:
     from appliance.backup import backup
 
-    manifest = backup(args.home or default_home(), args.dest)
+    manifest = backup(home_root(args), args.dest)
     size = sum(f.bytes for f in manifest.files)
     print(
         f"backed up {manifest.source} to {args.dest.resolve()}: {len(manifest.files)} files, "
@@ -63,14 +60,14 @@ def _backup(args: argparse.Namespace) -> int:
 def _restore(args: argparse.Namespace) -> int:
     from appliance.backup import restore
 
-    home = args.home or default_home()
+    home = home_root(args, must_exist=False)  # a restore makes the data directory
     manifest = restore(args.src, home, force=args.force)
     print(
         f"restored {len(manifest.files)} files from {args.src.resolve()} (taken "
-        f"{when(manifest.created_at)}) into {Path(home).resolve()}"
+        f"{when(manifest.created_at)}) into {home.resolve()}"
     )
     for model, spec in manifest.specs.items():
-        print(f"model '{model}' now reads its spec from {Path(home).resolve() / spec}")
+        print(f"model '{model}' now reads its spec from {home.resolve() / spec}")
     for note in manifest.notes:
         print(f"note: {note}")
     return 0
@@ -81,9 +78,7 @@ def _retention(args: argparse.Namespace) -> int:
     from appliance.retention import apply_retention
     from appliance.settings import load_settings
 
-    home = Path(args.home or default_home())
-    if not Layout(home).exists():
-        raise NotFound(f"{home} is not an appliance data directory yet; run `appliance init`")
+    home = home_root(args)
     policy = load_settings(home).retention
     report = apply_retention(home, policy)
     print(
@@ -104,9 +99,9 @@ def _retention(args: argparse.Namespace) -> int:
 
 
 def _tui(args: argparse.Namespace) -> int:
+    root = home_root(args)  # refused before the dashboard starts
     from tui.app import run_dashboard
     from tui.data_dir import find_cost
 
-    root = Path(args.home or default_home()).expanduser()
     run_dashboard(root, find_cost(root, args.cost))
     return 0

@@ -4,51 +4,62 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from datetime import datetime
 from pathlib import Path
 
-from appliance.cli.arguments import Subcommands, open_home
-from appliance.cli.output import say, table, when
+from appliance.cli.arguments import Subcommands, add_json, open_home
+from appliance.cli.output import plain, print_json, say, table, when
 from appliance.config import bundled_spec_path
-from appliance.errors import InvalidInput
+from appliance.errors import InvalidInput, Unavailable
+
+DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 8000
 
 
 def register(commands: Subcommands) -> None:
     up = commands.add("up", _up, "train what is needed, promote it, and serve the API")
-    up.add_argument("--spec", type=Path, default=None, help="model spec (default: the bundled sample)")
+    # Each default is its environment variable when set (the service's /etc/appliance/appliance.env sets them),
+    # read when `up` runs (_listen_settings): the parser, and so the CLI reference, never holds this machine's.
+    up.add_argument(
+        "--spec",
+        type=Path,
+        nargs="+",
+        default=None,
+        help="model specs to register and bring up, with every model the data directory has (default: "
+        "$APPLIANCE_SPECS, files separated by ':'; else, in a data directory with no model, the bundled sample)",
+    )
     up.add_argument(
         "--host",
-        default="127.0.0.1",
-        help="the address to listen on (default %(default)s; 0.0.0.0 for every interface)",
+        default=None,
+        help=f"the address to listen on (default: $APPLIANCE_HOST, else {DEFAULT_HOST}; 0.0.0.0 for every interface)",
     )
-    up.add_argument("--port", type=int, default=8000, help="the port to listen on (default %(default)s)")
+    up.add_argument(
+        "--port",
+        type=_port,
+        default=None,
+        help=f"the port to listen on (default: $APPLIANCE_PORT, else {DEFAULT_PORT})",
+    )
     up.add_argument("--headless", action="store_true", help="no dashboard; what systemd runs")
     up.add_argument("--demo", action="store_true", help="once serving, replay the sample's live days through the API")
-    up.add_argument(
-        "--speed",
-        type=float,
-        default=7200.0,
-        help="--demo: event-seconds per wall-second (default %(default)g: a day in 12 s)",
-    )
+    _add_speed(up, "--demo: ")
 
-    predict = commands.add("predict", _predict, "score records with a model's production version, in process")
-    predict.add_argument("model", help="a model with a version in production")
+    predict = commands.add(
+        "predict",
+        _predict,
+        "score records with a model's production version, in process",
+        model="a model with a version in production",
+    )
     predict.add_argument("--json", required=True, dest="payload", help="one record as a JSON object, or a list of them")
 
     replay = commands.add(
         "replay",
         _replay,
         "send a model's live data through the running API, labels later, monitoring at each day boundary (the demo)",
+        model="a model whose spec names live data ([data] live)",
     )
-    replay.add_argument("model", help="a model whose spec names live data ([data] live)")
     replay.add_argument("--url", default="http://127.0.0.1:8000", help="the running API (default %(default)s)")
-    replay.add_argument(
-        "--speed",
-        type=float,
-        default=7200.0,
-        help="event-seconds per wall-second (default 7200: a day in 12 s; 0: as fast as possible)",
-    )
+    _add_speed(replay)
     replay.add_argument("--days", type=int, default=None, help="replay only the first N days")
     replay.add_argument(
         "--label-delay",
@@ -60,9 +71,11 @@ def register(commands: Subcommands) -> None:
     replay.add_argument("--key", default=None, help="an API key with predict and feedback scopes, if keys exist")
 
     deploy = commands.add(
-        "deploy", None, "deploy a candidate: blue-green, canary, shadow or A/B; advance, abort, status"
+        "deploy",
+        None,
+        "deploy a candidate: blue-green, canary, shadow or A/B; advance, abort, status",
+        model="the model whose candidate is deployed",
     )
-    deploy.add_argument("model", help="the model whose candidate is deployed")
     steps = Subcommands(deploy, "ACTION", required=False)
     begin = steps.add("start", _deploy_start, "start deploying a version next to production")
     begin.add_argument(
@@ -92,7 +105,11 @@ def register(commands: Subcommands) -> None:
     steps.add("abort", _deploy_abort, "stop; all traffic back to the baseline").add_argument(
         "--reason", default="", help="why (goes into the audit log)"
     )
-    steps.add("status", _deploy_status, "the deployment and what it has shown so far")
+    add_json(
+        steps.add("status", _deploy_status, "the deployment and what it has shown so far"),
+        "deployment (the latest, null if none: strategy, versions, status, traffic_percent, times), predictions per "
+        "arm, and the strategy's evidence: step (canary), ab or shadow",
+    )
 
     keys = commands.add("keys", None, "API keys: create, list, revoke")
     actions = Subcommands(keys, "ACTION", required=False)
@@ -106,27 +123,68 @@ def register(commands: Subcommands) -> None:
     )
     create.add_argument("--name", default="", help="who or what the key is for")
     create.add_argument("--rate", type=float, default=None, help="requests per second allowed (default 1000)")
-    actions.add("list", _keys_list, "every key and whether it is revoked")
+    add_json(
+        actions.add("list", _keys_list, "every key and whether it is revoked"),
+        "the keys (never their tokens, nor their hashes): id, name, scopes, rate_per_second, created_at, revoked_at",
+    )
     revoke = actions.add("revoke", _keys_revoke, "revoke a key; a running server refuses it within a second")
     revoke.add_argument("id", help="the key's id (see `appliance keys list`)")
+
+
+def _environment_specs() -> list[Path] | None:
+    """$APPLIANCE_SPECS: spec files separated by ':', as PATH separates folders (empty entries are skipped)."""
+    paths = [Path(part) for part in os.environ.get("APPLIANCE_SPECS", "").split(":") if part.strip()]
+    return paths or None
+
+
+def _port(text: str) -> int:
+    """A TCP port from --port; anything else is refused before any work starts."""
+    if not _is_port(text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number from 1 to 65535")
+    return int(text)
+
+
+def _is_port(text: str) -> bool:
+    return text.strip().isdigit() and 0 < int(text) < 65536
+
+
+def _listen_settings(args: argparse.Namespace) -> None:
+    """Fill in --host, --port and --spec left out from their environment variables, else the defaults."""
+    args.host = args.host or os.environ.get("APPLIANCE_HOST") or DEFAULT_HOST
+    if args.port is None:
+        text = os.environ.get("APPLIANCE_PORT", "").strip()  # empty, as a commented-out line leaves it: the default
+        if text and not _is_port(text):
+            raise InvalidInput(
+                f"APPLIANCE_PORT={text!r} is not a port number from 1 to 65535; fix it in the environment "
+                "(the service's: /etc/appliance/appliance.env) or pass --port"
+            )
+        args.port = int(text) if text else DEFAULT_PORT
+    args.spec = args.spec or _environment_specs()
 
 
 def _up(args: argparse.Namespace) -> int:
     from appliance.bring_up import bring_up
     from appliance.serving.server import serve
 
-    with open_home(args) as home:
+    _listen_settings(args)
+    _refuse_a_taken_port(args.host, args.port)
+    with open_home(args, must_exist=False) as home:
         print(f"data directory {home.root}")
-        spec = args.spec or (bundled_spec_path() if not home.registry.models() else None)
-        bring_up(home, spec, say)
+        specs = args.spec or ([bundled_spec_path()] if not home.registry.models() else [])
+        bring_up(home, specs, say)
         root = home.root
         example = _example_request(home)
     shown = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
-    print(f"serving on http://{shown}:{args.port} (Ctrl-C stops)")
-    if example:
-        name, record = example
-        url = f"http://{shown}:{args.port}/v1/models/{name}/predict"
-        print(f"try:\n  curl -s -X POST {url} -H 'content-type: application/json' -d '{json.dumps(record)}'")
+    api = f"http://{shown}:{args.port}"
+    dashboard = sys.stdout.isatty() and not args.headless
+    # Under the dashboard, what is said from here on goes to its log pane as well: the terminal's copy is hidden
+    # by the dashboard until it quits, and anything written to the terminal while it runs lands over it.
+    feed = _dashboard_feed() if dashboard else None
+    narrate = feed.say if feed else say
+    for line in _serving_lines(api, example):
+        say(line)
+        if feed:
+            feed.say(line)
     from appliance.scheduler.scheduler import start_scheduler
 
     scheduler = start_scheduler(root)  # scheduled monitoring and training, in this process next to the API
@@ -137,10 +195,10 @@ def _up(args: argparse.Namespace) -> int:
             raise InvalidInput("nothing is in production to replay traffic against; run `appliance up` without --demo")
         if args.speed < 0:
             raise InvalidInput("--speed must not be negative (0: as fast as the API answers)")
-        start_demo(root, example[0], f"http://{shown}:{args.port}", say=say, speed=args.speed)
+        start_demo(root, example[0], api, say=narrate, speed=args.speed)
     try:
-        if sys.stdout.isatty() and not args.headless:
-            _serve_under_dashboard(root, args.host, args.port)
+        if feed:
+            _serve_under_dashboard(root, args.host, args.port, feed, api)
         else:
             serve(root, host=args.host, port=args.port)
     finally:
@@ -148,7 +206,60 @@ def _up(args: argparse.Namespace) -> int:
     return 0
 
 
-def _serve_under_dashboard(root: Path, host: str, port: int) -> None:
+def _add_speed(parser: argparse.ArgumentParser, lead: str = "") -> None:
+    """The pace of a replay of live data, the demo's (`up --demo`) or `replay`'s."""
+    parser.add_argument(
+        "--speed",
+        type=float,
+        default=7200.0,
+        help=f"{lead}event-seconds per wall-second (default %(default)g: a day in 12 s; 0: as fast as possible)",
+    )
+
+
+def _refuse_a_taken_port(host: str, port: int) -> None:
+    """Refuse, before bring-up (which may train for minutes), a port another process listens on: the server
+    would find out only when it binds, after telling where to send requests — to that other process."""
+    import errno
+    import socket
+
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+    except socket.gaierror as e:
+        raise InvalidInput(f"--host {host} is not an address this machine can listen on ({e.strerror})") from None
+    with socket.socket(family, kind, proto) as probe:
+        # as the server binds: a connection of an earlier run still closing (TIME_WAIT) does not hold the port
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as e:
+            if e.errno == errno.EADDRINUSE:
+                raise Unavailable(
+                    f"port {port} on {host} is in use (another appliance?); pick another with --port"
+                ) from None
+            raise InvalidInput(
+                f"cannot listen on {host} port {port} ({e.strerror}); pick another --host or --port"
+            ) from None
+
+
+def _serving_lines(api: str, example: tuple[str, dict] | None) -> list[str]:
+    """Where the API answers, and a request to try on it."""
+    lines = [f"serving on {api} (Ctrl-C stops)"]
+    if example:
+        name, record = example
+        url = f"{api}/v1/models/{name}/predict"
+        lines += ["try:", f"  curl -s -X POST {url} -H 'content-type: application/json' -d '{json.dumps(record)}'"]
+    return lines
+
+
+def _dashboard_feed():
+    from tui.log_pane import LogFeed
+
+    return LogFeed()
+
+
+def _serve_under_dashboard(root: Path, host: str, port: int, feed, api: str) -> None:
     """The API on a background thread while the dashboard owns the terminal; quitting it stops both."""
     from appliance.serving.server import BackgroundServer
     from tui.app import run_dashboard
@@ -156,7 +267,7 @@ def _serve_under_dashboard(root: Path, host: str, port: int) -> None:
 
     server = BackgroundServer(root, host, port).start()
     try:
-        run_dashboard(root, find_cost(root, None))
+        run_dashboard(root, find_cost(root, None), feed=feed, api_url=api)
     finally:
         print("stopping the API server…", flush=True)
         server.stop()
@@ -272,6 +383,9 @@ def _deploy_status(args: argparse.Namespace) -> int:
 
     with open_home(args) as home:
         d = deployments.latest(home, args.model)
+        if d is None and args.json:
+            print_json({"deployment": None})
+            return 0
         if d is None:
             print(
                 f"{args.model}: no deployment yet; start one with `appliance deploy {args.model} start canary "
@@ -283,6 +397,9 @@ def _deploy_status(args: argparse.Namespace) -> int:
             body = deployments.report(home, store, d)
         finally:
             store.close()
+    if args.json:
+        print_json(body | {"deployment": d})
+        return 0
     print(f"{d.model}: {_deployment_line(d)}")
     print(json.dumps({k: v for k, v in body.items() if k != "deployment"}, indent=2))
     return 0
@@ -323,6 +440,9 @@ def _keys_list(args: argparse.Namespace) -> int:
 
     with open_home(args) as home:
         keys = list_keys(home.conn)
+    if args.json:
+        print_json([{k: v for k, v in plain(key).items() if k != "secret_sha256"} for key in keys])
+        return 0
     table(
         ("ID", "NAME", "SCOPES", "RATE/S", "CREATED", "REVOKED"),
         [

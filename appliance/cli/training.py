@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
-from appliance.cli.arguments import Subcommands, open_home
-from appliance.cli.output import say, table, when
+from appliance.cli.arguments import Subcommands, add_json, open_home
+from appliance.cli.output import plain, print_json, say, table, when
 
 if TYPE_CHECKING:  # the CLI imports the ML stack only inside the commands that use it
     from appliance.registry.registry import ModelVersion
@@ -14,8 +14,9 @@ if TYPE_CHECKING:  # the CLI imports the ML stack only inside the commands that 
 
 
 def register(commands: Subcommands) -> None:
-    train = commands.add("train", _train, "run the training pipeline for a model and register the result")
-    train.add_argument("model", help="a registered model")
+    train = commands.add(
+        "train", _train, "run the training pipeline for a model and register the result", model="a registered model"
+    )
     train.add_argument(
         "--resume",
         nargs="?",
@@ -37,10 +38,21 @@ def register(commands: Subcommands) -> None:
     runs_list = actions.add("list", _runs_list, "recent runs, newest first")
     runs_list.add_argument("--model", default=None, help="only this model's runs")
     runs_list.add_argument("--limit", type=int, default=20, help="at most this many runs (default %(default)s)")
+    add_json(
+        runs_list,
+        "the runs, newest first: id, model, name, kind, parent_id, status, started_at, ended_at, code_version, "
+        "error, children, progress (how far a running one is) and verdict (its version registered, or rejected)",
+    )
     runs_show = actions.add("show", _runs_show, "one run: stages, params, metrics, tags, artifacts, trials")
     runs_show.add_argument("run_id", metavar="RUN", help="run id or a unique prefix of it")
+    add_json(
+        runs_show,
+        "run (as `runs list` gives it), params, metrics (each series' last value), metric_points, tags, "
+        "artifacts, environment, data, child_runs and stages (a pipeline run's stages; else empty)",
+    )
     runs_compare = actions.add("compare", _runs_compare, "params and final metrics of runs side by side")
     runs_compare.add_argument("runs", nargs="+", metavar="RUN", help="run ids or unique prefixes of them")
+    add_json(runs_compare, "a list of the runs as `runs show --json` gives each, without stages")
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -85,20 +97,10 @@ def _runs_list(args: argparse.Namespace) -> int:
 
     with open_home(args) as home:
         found = list_runs(home.tracking, args.model, args.limit)
-    rows = [
-        (
-            r.id[:8],
-            r.model,
-            r.kind,
-            r.name,
-            r.status,
-            when(r.started_at),
-            _seconds(r),
-            str(r.children or ""),
-            (r.error or "")[:60],
-        )
-        for r in found
-    ]
+    if args.json:
+        print_json(found)
+        return 0
+    rows = [(*r.cells(when), str(r.children or ""), (r.error or "")[:60]) for r in found]
     table(("RUN", "MODEL", "KIND", "NAME", "STATUS", "STARTED", "SECONDS", "CHILDREN", "ERROR"), rows)
     if not rows:
         print("no runs yet — run `appliance train MODEL`")
@@ -116,8 +118,11 @@ def _runs_show(args: argparse.Namespace) -> int:
             stages = pipeline_run(home.conn, d.run.id).stages
         except NotFound:
             stages = []
+    if args.json:
+        print_json(plain(d) | {"stages": plain(stages)})
+        return 0
     r = d.run
-    print(f"run {r.id}  {r.model}  {r.kind} '{r.name}'  {r.status}  started {when(r.started_at)}  {_seconds(r)} s")
+    print(f"run {r.id}  {r.model}  {r.kind} '{r.name}'  {r.outcome}  started {when(r.started_at)}  {r.took()} s")
     if r.parent_id:
         print(f"parent {r.parent_id}")
     if r.error:
@@ -156,7 +161,7 @@ def _runs_show(args: argparse.Namespace) -> int:
         )
     if d.child_runs:
         print("\nchild runs")
-        table(("RUN", "NAME", "STATUS", "SECONDS"), [(c.id[:8], c.name, c.status, _seconds(c)) for c in d.child_runs])
+        table(("RUN", "NAME", "STATUS", "SECONDS"), [(c.id[:8], c.name, c.outcome, c.took()) for c in d.child_runs])
     return 0
 
 
@@ -165,17 +170,16 @@ def _runs_compare(args: argparse.Namespace) -> int:
 
     with open_home(args) as home:
         details = [run_detail(home.tracking, prefix) for prefix in args.runs]
+    if args.json:
+        print_json(details)
+        return 0
     header = ("", *(f"{d.run.id[:8]} {d.run.name}" for d in details))
-    rows = [("status", *(d.run.status for d in details))]
+    rows = [("status", *(d.run.outcome for d in details))]
     for title, pick in (("param", lambda d: d.params), ("metric", lambda d: d.metrics)):
         keys = sorted({k for d in details for k in pick(d)})
         rows += [(f"{title} {k}", *(_short_value(pick(d).get(k, "-")) for d in details)) for k in keys]
     table(header, rows)
     return 0
-
-
-def _seconds(run) -> str:
-    return f"{run.ended_at - run.started_at:.1f}" if run.ended_at else "…"
 
 
 def _short_value(value) -> str:
