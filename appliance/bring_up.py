@@ -2,30 +2,45 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from appliance.errors import InvalidInput
 from appliance.features.online import materialize_model
 from appliance.home import Home
 from appliance.spec import load_spec
 from appliance.training.pipeline import ingest_source, train
 
 
-def bring_up(home: Home, spec_path: Path | None, say: Callable[[str], None]) -> None:
-    """Register the spec, then for each model: reuse production, or train and promote if the gate passes;
+def bring_up(home: Home, spec_paths: Sequence[Path] | None, say: Callable[[str], None]) -> None:
+    """Register the specs, then for each model: reuse production, or train and promote if the gate passes;
     last, refresh the online store so requests need only the entity key and request-time values."""
-    _ensure_production(home, spec_path, say)
+    _register(home, spec_paths or (), say)
+    _ensure_production(home, say)
     for summary in home.registry.models():
         for r in materialize_model(home, home.spec(summary.name)):  # a restart keeps what requests moved rows by
             kept = f"; {r.kept:,} keep the requests answered after their last ingested event" if r.kept else ""
             say(f"{summary.name}: materialized features of {r.rows:,} entities (newest event {r.as_of or '-'}{kept})")
 
 
-def _ensure_production(home: Home, spec_path: Path | None, say: Callable[[str], None]) -> None:
-    if spec_path is not None:
-        spec = load_spec(spec_path)
+def _register(home: Home, spec_paths: Sequence[Path], say: Callable[[str], None]) -> None:
+    """Every spec is read and checked before any is registered, so a bad file (its error names it) or two
+    files declaring one model leave the data directory as it was."""
+    specs = [load_spec(path) for path in spec_paths]
+    declared: dict[str, Path | None] = {}
+    for spec in specs:
+        if spec.name in declared and declared[spec.name] != spec.path:
+            raise InvalidInput(
+                f"model spec {spec.path} and model spec {declared[spec.name]} both declare model '{spec.name}'; "
+                "give each model its own name, or pass only one of them"
+            )
+        declared[spec.name] = spec.path
+    for spec in specs:
         if home.add_model(spec, actor="up"):
             say(f"registered model '{spec.name}' from {spec.path}")
+
+
+def _ensure_production(home: Home, say: Callable[[str], None]) -> None:
     for summary in home.registry.models():
         name = summary.name
         spec = home.spec(name)
