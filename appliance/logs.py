@@ -41,5 +41,7 @@ def configure_logging(level: str | None = None, fmt: str | None = None) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level if level in logging.getLevelNamesMapping() else "INFO")
-    # APScheduler logs every job start and end at INFO; job runs are recorded in monitoring.db instead.
-    logging.getLogger("apscheduler").setLevel(max(root.level, logging.WARNING))
+    # APScheduler logs every job start and end at INFO, NannyML every fit and estimate of every monitor run:
+    # job runs are recorded in monitoring.db instead, and these lines would bury the appliance's own.
+    for chatty in ("apscheduler", "nannyml"):
+        logging.getLogger(chatty).setLevel(max(root.level, logging.WARNING))

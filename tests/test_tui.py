@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
+import threading
 import time
 import types
-from datetime import UTC, datetime, timedelta
+import warnings
 from pathlib import Path
 
-import polars as pl
 import pytest
 from fake_nvml import H100, T4, FakeNvml
 from textual.worker import WorkerCancelled
@@ -25,8 +26,8 @@ from appliance.scheduler import jobs as scheduled
 from appliance.serving.traffic import recent_traffic
 from appliance.spec.alerts import AlertRule
 from storage.prediction_log import PredictionStore
-from tui import data_dir
-from tui.app import Dashboard
+from tui.app import TABS, Dashboard
+from tui.log_pane import LogFeed, LogPane, logging_into
 from tui.monitoring import NO_RESULTS
 
 SIZE = (80, 24)
@@ -155,127 +156,6 @@ def test_a_failed_action_says_why_and_changes_nothing(home_dir: Path) -> None:
     assert production(home_dir) == 1
 
 
-def _results() -> pl.DataFrame:
-    start = datetime(2026, 10, 1, tzinfo=UTC)
-    rows = []
-    for w in range(3):
-        ws = start + timedelta(days=w)
-        common = {
-            "model": "fraud",
-            "version": 1,
-            "window_start": ws,
-            "window_end": ws + timedelta(days=1),
-            "rows": 1000,
-            "computed_at": ws + timedelta(days=2),
-        }
-        rows += [
-            {
-                **common,
-                "check": "drift",
-                "feature": "amount",
-                "method": "psi",
-                "value": 0.05 + 0.1 * w,
-                "threshold": 0.2,
-                "alert": 0.05 + 0.1 * w > 0.2,
-            },
-            {
-                **common,
-                "check": "drift",
-                "feature": "hour",
-                "method": "psi",
-                "value": 0.01,
-                "threshold": 0.2,
-                "alert": False,
-            },
-            {
-                **common,
-                "check": "performance",
-                "feature": "*",
-                "method": "auc",
-                "value": 0.9 - 0.05 * w,
-                "threshold": 0.8,
-                "alert": False,
-            },
-            {
-                **common,
-                "check": "estimated",
-                "feature": "*",
-                "method": "roc_auc",
-                "value": 0.88,
-                "threshold": 0.8,
-                "alert": False,
-            },
-            {
-                **common,
-                "check": "performance",
-                "feature": "country=DE",
-                "method": "auc",
-                "value": 0.7,
-                "threshold": 0.8,
-                "alert": True,
-            },
-            {
-                **common,
-                "check": "quality",
-                "feature": "amount",
-                "method": "missing_rate",
-                "value": 0.3 if w == 2 else 0.0,
-                "threshold": 0.1,
-                "alert": w == 2,
-            },
-        ]
-    # v2 took over on the last day: its rows are its own line, not mixed into v1's
-    rows.append(
-        {
-            **common,
-            "version": 2,
-            "check": "drift",
-            "feature": "amount",
-            "method": "psi",
-            "value": 0.02,
-            "threshold": 0.2,
-            "alert": False,
-        }
-    )
-    return pl.DataFrame(rows)
-
-
-@pytest.fixture
-def monitoring_store(monkeypatch: pytest.MonkeyPatch) -> list:
-    """Fixed monitoring results in place of monitoring.db's (the screen is what is tested here)."""
-    calls: list = []
-
-    def results(home, model, check=None, since=None):
-        calls.append(model)
-        return _results().filter(pl.col("model") == model)
-
-    monkeypatch.setattr(data_dir, "results", results)
-    return calls
-
-
-def test_monitoring_screen_draws_heat_table_charts_segments_and_findings(home_dir: Path, monitoring_store) -> None:
-    async def steps(pilot) -> None:
-        await pilot.press("3")
-        await settle(pilot)
-        heat = text(pilot.app, "#drift-heat").splitlines()
-        assert [" ".join(line.split()) for line in heat] == [
-            "amount psi v1 0.050 0.150 0.250",
-            "amount psi v2 - - 0.020",
-            "hour psi v1 0.010 0.010 0.010",
-        ]
-        cells = pilot.app.query_one("#drift-heat").get_row_at(0)
-        assert [c.style for c in cells[3:]] == ["black on green", "black on yellow", "bold white on red"]
-        assert "versions v1, v2" in text(pilot.app, "#monitoring-model")
-        assert "Largest drift per window" in text(pilot.app, "#drift-chart")
-        charts = text(pilot.app, "#accuracy-chart")
-        assert "Accuracy (AUC, with labels)" in charts and "0.9" in charts and "0.8" in charts
-        assert text(pilot.app, "#segments") == "country=DE auc 0.7000 0.8000 1000 ALERT"
-        assert text(pilot.app, "#quality") == "2026-10-03 00:00 v1 amount missing_rate 0.3000 0.1000 1000"
-
-    drive(home_dir, steps)
-    assert set(monitoring_store) == {"fraud"}  # results of the one model, read on mount and on the tab
-
-
 def test_empty_states(home_dir: Path) -> None:
     async def steps(pilot) -> None:
         for key, selector, words in (("3", "#monitoring-empty", NO_RESULTS), ("4", "#alerts-empty", "no open alerts")):
@@ -284,6 +164,49 @@ def test_empty_states(home_dir: Path) -> None:
             assert words in text(pilot.app, selector)
 
     drive(home_dir, steps)
+
+
+def test_every_tab_is_reached_by_its_key_from_every_other_tab(home_dir: Path) -> None:
+    """A tab without a table of its own (GPU & cost, an empty Alerts) once kept the last table's focus, and
+    TabbedContent switched back to that table's tab: key 6 did nothing from four tabs."""
+    reached = []
+
+    async def steps(pilot) -> None:
+        for i, (start, _, _) in enumerate(TABS, 1):
+            for j, (target, _, _) in enumerate(TABS, 1):
+                await pilot.press(str(i))
+                await settle(pilot)
+                await pilot.press(str(j))
+                await settle(pilot)
+                reached.append((start, target, pilot.app.query_one("#tabs").active))
+
+    drive(home_dir, steps)
+    assert [(start, target) for start, target, active in reached if active != target] == []
+
+
+def test_the_log_pane_shows_lines_from_any_thread_and_those_said_before_it_opened(home_dir: Path) -> None:
+    feed = LogFeed()
+    feed.say("demo: replaying the live data")  # before the dashboard exists, as the demo does
+
+    async def steps(pilot) -> None:
+        worker = threading.Thread(target=lambda: logging.getLogger("appliance.test").warning("from a thread"))
+        with logging_into(feed):
+            worker.start()
+            worker.join()
+            warnings.warn("a library's warning", UserWarning, stacklevel=1)
+        await settle(pilot)
+        pane = pilot.app.query_one(LogPane)
+        lines = "\n".join(pane.lines)
+        assert "demo: replaying the live data" in lines
+        assert "WARNING appliance.test: from a thread" in lines
+        assert "a library's warning" in lines
+        await pilot.press("l")
+        assert not pane.display
+        await pilot.press("l")
+        assert pane.display
+
+    app = drive(home_dir, steps, feed=feed, api_url="http://127.0.0.1:8123")
+    assert app.sub_title.startswith("API http://127.0.0.1:8123")
 
 
 def _open_alerts(home: Path) -> None:

@@ -17,6 +17,7 @@ from appliance.machine.gpus import GpuProbe
 from tui.alerts import Alerts
 from tui.data_dir import DataDirectory
 from tui.jobs import Jobs
+from tui.log_pane import LogFeed, LogPane, logging_into
 from tui.machine import Machine
 from tui.models import Models
 from tui.monitoring import Monitoring
@@ -43,6 +44,7 @@ class Dashboard(App):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("q", "quit", "Quit"),
         Binding("f5,ctrl+r", "refresh", "Refresh"),
+        Binding("l", "toggle_log", "Log"),
         *(Binding(str(i), f"show_tab('{tab}')", label, show=False) for i, (tab, label, _) in enumerate(TABS, 1)),
     ]
 
@@ -52,11 +54,17 @@ class Dashboard(App):
         cost: CostSection | None = None,
         gpus: GpuProbe | None = None,
         refresh_seconds: float = REFRESH_SECONDS,
+        feed: LogFeed | None = None,
+        api_url: str | None = None,
+        data: DataDirectory | None = None,
     ):
         super().__init__()
-        self.data = DataDirectory(root, cost, gpus)
+        # ``data``: what the tabs read, when not this data directory as it is now (the snapshot tests' fixed data)
+        self.data = data or DataDirectory(root, cost, gpus)
         self.refresh_seconds = refresh_seconds
-        self.sub_title = str(self.data.root)
+        self.feed = feed or LogFeed()
+        # the header says where the API answers (under `appliance up`) and which data directory this is
+        self.sub_title = f"API {api_url} · {self.data.root}" if api_url else str(self.data.root)
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -64,6 +72,7 @@ class Dashboard(App):
             for i, (tab, label, view) in enumerate(TABS, 1):
                 with TabPane(f"{i} {label}", id=tab):
                     yield view(id=f"{tab}-view")
+        yield LogPane(self.feed, id="log-pane")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -100,10 +109,17 @@ class Dashboard(App):
             self.view(tab).reload()
 
     def action_show_tab(self, tab: str) -> None:
+        # Let go of the focused table first: a widget that keeps focus inside a hidden pane makes TabbedContent
+        # switch back to that pane, so a tab without a table of its own (GPU & cost, an empty Alerts) could not
+        # be reached by its key from a tab with one.
+        self.set_focus(None)
         self.query_one(TabbedContent).active = tab
 
     def action_refresh(self) -> None:
         self.active_view().reload()
+
+    def action_toggle_log(self) -> None:
+        self.query_one(LogPane).toggle_class("hidden")
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
@@ -129,8 +145,13 @@ class Dashboard(App):
         self.call_after_refresh(self.view("models").run_action, action)
 
 
-def run_dashboard(root: Path, cost: CostSection | None = None) -> None:
-    """Run the dashboard in this terminal until the operator quits."""
-    Dashboard(root, cost).run()
+def run_dashboard(
+    root: Path, cost: CostSection | None = None, feed: LogFeed | None = None, api_url: str | None = None
+) -> None:
+    """Run the dashboard in this terminal until the operator quits; meanwhile every log line of this process
+    goes to its log pane (with ``feed``'s lines, e.g. the demo's narrative), never over its screen."""
+    feed = feed or LogFeed()
+    with logging_into(feed):
+        Dashboard(root, cost, feed=feed, api_url=api_url).run()
     # A "run now" of the monitor job may have opened an alert whose retrain runs on this process's threads.
     finish_actions(lambda line: print(line, flush=True))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
@@ -49,3 +50,45 @@ class Confirm(ModalScreen[bool]):
 
     def action_answer(self, answer: bool) -> None:
         self.dismiss(answer)
+
+
+class Choose(ModalScreen[str | None]):
+    """Asks which of a few ways to go on; dismisses with the chosen key's value, or None (n, escape)."""
+
+    DEFAULT_CSS = """
+    Choose { align: center middle; }
+    Choose > Vertical { width: auto; max-width: 95%; height: auto; border: thick $accent; background: $surface;
+                        padding: 0 1; }
+    Choose #title { text-style: bold; padding-bottom: 1; }
+    Choose Horizontal { height: 3; width: auto; }
+    Choose Button { margin-right: 1; }
+    """
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("n,escape", "choose(None)", "Cancel")]
+
+    def __init__(self, title: str, choices: dict[str, tuple[str, str]]):
+        """``choices``: key → (label, value); pressing the key or its button picks the value."""
+        super().__init__()
+        self.title_text, self.choices = title, choices
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Static(self.title_text, id="title")
+            with Horizontal():
+                for key, (label, _) in self.choices.items():
+                    yield Button(f"{label} ({key})", id=f"choice-{key}")
+                yield Button("Cancel (n)", id="cancel")
+
+    def on_mount(self) -> None:
+        self.query_one("#cancel", Button).focus()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        key = (event.button.id or "").removeprefix("choice-")
+        self.action_choose(self.choices[key][1] if key in self.choices else None)
+
+    def on_key(self, event: events.Key) -> None:
+        if event.key in self.choices:
+            event.stop()
+            self.action_choose(self.choices[event.key][1])
+
+    def action_choose(self, value: str | None) -> None:
+        self.dismiss(value)

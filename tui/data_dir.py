@@ -22,7 +22,8 @@ from appliance.machine.gpus import GpuProbe
 from appliance.machine.sampler import MachineSampler
 from appliance.machine.snapshot import MachineProbe, MachineSnapshot
 from appliance.monitoring.store import results
-from appliance.registry.registry import ModelVersion
+from appliance.monitoring.story import Distribution, MonitoringStory, distributions, monitoring_story
+from appliance.registry.registry import AuditEntry, ModelVersion
 from appliance.scheduler import jobs as scheduled
 from appliance.scheduler.jobs import JobInfo
 from appliance.serving.traffic import Traffic, recent_traffic
@@ -44,6 +45,24 @@ class ModelHealth(msgspec.Struct, frozen=True):
     traffic: Traffic
     open_alerts: int
     monitoring: JobInfo | None  # the model's monitor job: last and next run
+
+
+class Event(msgspec.Struct, frozen=True):
+    """One thing that happened to a model, as the overview lists them."""
+
+    at: float  # unix seconds
+    model: str
+    kind: str  # deployment | alert | run
+    text: str
+
+
+class ModelMonitoring(msgspec.Struct, frozen=True):
+    """What the Monitoring tab shows of one model."""
+
+    story: MonitoringStory
+    serving: bool  # production serves story.served_version (else no version serves: it is the newest with results)
+    distributions: list[Distribution]  # the served version's newest window with distributions recorded
+    segments: pl.DataFrame  # the served version's performance per segment ('COLUMN=VALUE'), newest labelled window
 
 
 class MachineCosts(msgspec.Struct, frozen=True):
@@ -126,11 +145,64 @@ class DataDirectory:
         with self.lock:
             return deployments.latest(self.home, model)
 
-    def monitoring(self) -> pl.DataFrame:
-        """Every model's stored monitoring results (monitoring.db)."""
+    def rollback_target(self, model: str) -> int | None:
+        """The version a rollback would put back in production: the registry's production history replayed,
+        each promotion standing until a rollback takes it back (as the registry's promotions table keeps them)."""
         with self.lock:
-            frames = [f for f in (results(self.home, m) for m in self.models()) if f.height]
-        return pl.concat(frames, how="diagonal_relaxed") if frames else pl.DataFrame()
+            standing: list[int] = []
+            for change in self.home.registry.production_history(model):
+                if change.action == "rollback":
+                    standing = standing[:-1]
+                elif change.version is not None:
+                    standing.append(change.version)
+            return standing[-2] if len(standing) > 1 else None
+
+    def traffic_history(self) -> dict[str, pl.DataFrame]:
+        """Each served model's traffic per data window (requests, latency percentiles), as the monitor job
+        recorded it for the version production serves: the monitoring story's, so both tabs tell it alike."""
+        with self.lock:
+            return {
+                m.name: monitoring_story(self.home, m.name).traffic
+                for m in self.home.registry.models()
+                if m.production is not None
+            }
+
+    def events(self, limit: int = 30) -> list[Event]:
+        """The newest deployments (and the promotions and rollbacks they and people made), alerts and
+        training runs of every model, newest first."""
+        with self.lock:
+            found: list[Event] = []
+            for m in self.home.registry.models():
+                found += [_production_event(m.name, e) for e in self.home.registry.production_history(m.name)]
+                for d in deployments.history(self.home, m.name):
+                    what = f"{d.strategy} of v{d.candidate_version} against v{d.baseline_version}"
+                    found.append(Event(d.started_at, m.name, "deployment", f"{what} started"))
+                    if d.ended_at is not None:
+                        ended = d.status.replace("_", " ") + (f": {d.reason}" if d.reason else "")
+                        found.append(Event(d.ended_at, m.name, "deployment", f"{what} {ended}"))
+            alerts = alert_records.list_alerts(self.home.conn, include_resolved=True)
+            found += [Event(a.first_seen, a.model, "alert", f"{a.severity} {a.rule}: {a.message}") for a in alerts]
+            runs = list_runs(self.home.tracking, None, limit)
+            found += [Event(r.ended_at or r.started_at, r.model, "run", f"{r.name} {r.outcome}") for r in runs]
+        return sorted(found, key=lambda e: e.at, reverse=True)[:limit]
+
+    def monitoring(self, model: str) -> ModelMonitoring:
+        """One model's monitoring story (``appliance.monitoring.story``) with the served version's recorded
+        distributions and segments."""
+        with self.lock:
+            story = monitoring_story(self.home, model)
+            version = story.served_version
+            if version is None:
+                return ModelMonitoring(story, False, [], pl.DataFrame())
+            segments = results(self.home, model, check="performance").filter(
+                pl.col("version") == version, pl.col("feature").str.contains("=")
+            )
+            return ModelMonitoring(
+                story,
+                self.home.registry.alias(model, "production") == version,
+                distributions(self.home, model, version),
+                segments.filter(pl.col("window_start") == pl.col("window_start").max()),
+            )
 
     def alerts(self, include_resolved: bool) -> list[Alert]:
         with self.lock:
@@ -214,3 +286,12 @@ class DataDirectory:
         """Run a scheduled job now, as `appliance jobs run` does (it opens the data directory itself): a monitor
         run judges the alert rules, whose actions run on this process's threads."""
         return scheduled.run_job(self.root, job, model)
+
+
+def _production_event(model: str, change: AuditEntry) -> Event:
+    was = change.detail.get("from")
+    if change.action == "rollback":
+        return Event(change.at, model, "deployment", f"rolled back to v{change.version} (from v{was})")
+    forced = " despite its gates" if change.action == "promote_override" else ""
+    before = f"v{was}" if was else "none"
+    return Event(change.at, model, "deployment", f"v{change.version} in production{forced} (was {before})")

@@ -8,7 +8,7 @@ from textual.widgets import DataTable, Sparkline, Static
 
 from appliance.machine.cost import cost_per_1000_predictions
 from appliance.machine.disk import DiskUse
-from appliance.machine.report import size
+from appliance.machine.report import gpu_row, size
 from tui.data_dir import MachineCosts
 from tui.view import View
 
@@ -17,10 +17,6 @@ NOT_CONFIGURED = (
     "$APPLIANCE_HOME/appliance.toml "
     "(electricity_per_kwh, hardware_price, amortization_years, host_idle_watts)"
 )
-
-
-def _n(value: float | None, unit: str) -> str:
-    return "n/a" if value is None else f"{value:.0f} {unit}"
 
 
 def cost_lines(m: MachineCosts) -> list[str]:
@@ -106,22 +102,7 @@ class Machine(View):
                 f"{len(s.gpu.gpus)} NVIDIA GPU(s), driver {s.gpu.driver_version or '?'}"
             )
             for g in s.gpu.gpus:
-                memory = (
-                    f"{size(g.memory_used_bytes)} / {size(g.memory_total_bytes)}"
-                    if g.memory_used_bytes is not None and g.memory_total_bytes is not None
-                    else "n/a"
-                )
-                energy = f"{g.energy_mj / 1e6:.1f} kJ" if g.energy_mj is not None else "n/a"
-                table.add_row(
-                    str(g.index),
-                    g.name,
-                    _n(g.utilization_percent, "%"),
-                    memory,
-                    _n(g.temperature_c, "°C"),
-                    _n(g.power_w, "W"),
-                    _n(g.power_limit_w, "W"),
-                    energy,
-                )
+                table.add_row(*gpu_row(g))
             self.query_one("#gpu-spark", Sparkline).data = [
                 sum(g.utilization_percent or 0 for g in h.gpu.gpus) / max(1, len(h.gpu.gpus)) for h in m.history
             ]

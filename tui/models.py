@@ -17,7 +17,7 @@ from appliance.registry.registry import ModelVersion
 from appliance.task import confusion_lines, headline, metric_label
 from appliance.validation.comparison import Comparison
 from storage.errors import StorageError
-from tui.confirm import Confirm
+from tui.confirm import Choose, Confirm
 from tui.overview import version, when
 from tui.view import Empty, View
 
@@ -75,16 +75,18 @@ def version_case(v: ModelVersion, production: ModelVersion | None, compared: Com
 
 
 COMPARING = "scoring both on the same rows…"
+STRATEGIES = {"b": ("Blue-green", "blue-green"), "c": ("Canary", "canary"), "s": ("Shadow", "shadow")}
 Pair = tuple[str, int, int]  # model, version, production version
 
 
 class Models(View):
+    # The footer shows one Deploy key for the three strategies, so that every action fits 80 columns
+    # beside the app's keys; b, c and s still start one directly.
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("p", "promote", "Promote"),
         Binding("r", "rollback", "Rollback"),
-        Binding("b", "deploy('blue-green')", "Blue-green"),
-        Binding("c", "deploy('canary')", "Canary"),
-        Binding("s", "deploy('shadow')", "Shadow"),
+        Binding("d", "choose_deployment", "Deploy"),
+        *(Binding(key, f"deploy('{strategy}')", label, show=False) for key, (label, strategy) in STRATEGIES.items()),
         Binding("v", "advance", "Advance"),
         Binding("a", "abort", "Abort"),
     ]
@@ -109,10 +111,11 @@ class Models(View):
     def gather(self):
         rows = self.data.versions()
         productions = {v.model: v for v, prod, _ in rows if v.version == prod}
-        return rows, productions, {m: self.data.deployment(m) for m in productions}
+        deployed = {m: self.data.deployment(m) for m in productions}
+        return rows, productions, deployed, {m: self.data.rollback_target(m) for m in productions}
 
     def show(self, found) -> None:
-        rows, self.productions, self.deployments = found
+        rows, self.productions, self.deployments, self.rollback_targets = found
         self.comparisons = {k: c for k, c in self.comparisons.items() if c == COMPARING}  # new labels may have come
         table = self.query_one(DataTable)
         selected = table.cursor_row
@@ -234,13 +237,32 @@ class Models(View):
         if picked is None:
             return
         model, prod = picked[0].model, picked[1]
+        target = self.rollback_targets.get(model)
+        back = self.rows.get(f"{model}:{target}")
         current = self.productions.get(model)
+        shown = back[0] if back else current  # the case of the version that will serve
         self._ask(
-            f"Roll {model} back from production {version(prod)} to the version before it?",
-            version_case(current, None) if current else "nothing in production",
+            f"Roll {model} back? v{target} will serve in place of {version(prod)}."
+            if target is not None
+            else f"Roll {model} back from {version(prod)}? No version served before it: the registry will refuse.",
+            version_case(shown, None) if shown else "nothing in production",
             "Roll back",
             lambda: self.data.rollback(model, reason="rolled back from the dashboard"),
             model + " rolled back: v{result.version} is in production",
+        )
+
+    def action_choose_deployment(self) -> None:
+        picked = self.selected()
+        if picked is None:
+            return
+        v, prod, _ = picked
+
+        def chosen(strategy: str | None) -> None:
+            if strategy:
+                self.action_deploy(strategy)
+
+        self.app.push_screen(
+            Choose(f"Deploy {v.model} v{v.version} next to production {version(prod)} how?", STRATEGIES), chosen
         )
 
     def action_deploy(self, strategy: str) -> None:

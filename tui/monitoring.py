@@ -1,8 +1,11 @@
-"""Monitoring: per-feature drift over windows as a heat table, drift and accuracy over time as
-charts, segments and data-quality findings — from the stored monitoring results."""
+"""Monitoring: one model's monitoring story (``appliance.monitoring.story``) as the operator reads it — the
+served version's data windows × features as a drift table, each statistic against its own threshold; dated
+charts of drift, performance with its estimate's band, traffic and latency; a feature's reference-vs-current
+distribution; segments and data-quality findings. The tab draws the story and computes none of it."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import ClassVar
 
 import polars as pl
@@ -11,43 +14,51 @@ from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
 from textual.widgets import DataTable, Static
 
-from appliance.monitoring.report import disagreement_notes
-from appliance.task import LOWER_IS_BETTER, metric_label
-from tui.charts import column_chart, heat
+from appliance.task import metric_label
+from tui.charts import DatedChart, Line, heat, paired_bars, window_dates
+from tui.data_dir import ModelMonitoring
 from tui.overview import when
 from tui.view import Empty, View
 
-HEAT_WINDOWS = 8
 NO_RESULTS = "no monitoring results yet — run `appliance replay`"
-
-
-def of_check(frame: pl.DataFrame, *words: str) -> pl.DataFrame:
-    """Rows whose check name contains any of the words."""
-    return frame.filter(pl.any_horizontal(pl.col("check").str.contains(w) for w in words))
-
-
-def per_window(frame: pl.DataFrame, how: pl.Expr) -> list[float]:
-    """One value per window, oldest first."""
-    if frame.is_empty():
-        return []
-    return frame.group_by("window_start").agg(how.alias("v")).sort("window_start")["v"].to_list()
+NO_DISTRIBUTION = "no distribution recorded for this window yet (the next monitor run records it)"
+DRIFT_LINES = 6  # features drawn in the drift chart, those with the highest scores: more hide each other
+ALL_FEATURES = "(all features)"  # how the results' '*' reads: a multivariate statistic, reconstruction error
+DRIFT_CEILING = 4.0  # scores drawn up to four times their threshold: one far past it flattens the others
+FEATURE_COLORS = ("cyan+", "green+", "yellow+", "white", "blue+", "orange+")  # red is the threshold's
+LABEL_COLUMNS = 2  # the drift table's FEATURE and METHOD
+CELL_PADDING = 2  # a DataTable pads each cell by one on either side
 
 
 class Monitoring(View):
-    BINDINGS: ClassVar[list[BindingType]] = [Binding("m", "next_model", "Next model")]
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("m", "next_model", "Next model"),
+        Binding("f", "next_feature", "Next feature"),
+    ]
     DEFAULT_CSS = """
     Monitoring .title { text-style: bold; padding-top: 1; }
     Monitoring DataTable { height: auto; max-height: 14; }
+    Monitoring #drift-table { max-height: 24; }
+    Monitoring #monitoring-body { scrollbar-gutter: stable; }
     """
 
     def compose(self) -> ComposeResult:
         yield Empty("", id="monitoring-empty")
         with VerticalScroll(id="monitoring-body"):
             yield Static("", id="monitoring-model", classes="title")
-            yield Static("Feature drift by window (colour: value against its threshold)", classes="title")
-            yield DataTable(id="drift-heat", cursor_type="none")
-            yield Static("", id="drift-chart", markup=False)
-            yield Static("", id="accuracy-chart", markup=False)
+            yield Static(
+                "Drift by data window: each statistic's value, coloured by its score against its own threshold "
+                "(green below 0.5, amber to 1, red at 1: alarm). Enter: its distribution",
+                classes="title",
+            )
+            yield DataTable(id="drift-table", cursor_type="row")
+            yield Static("", id="distribution-title", classes="title")
+            yield Empty("", id="distribution-empty")
+            yield Static("", id="distribution", markup=False)
+            yield DatedChart(id="drift-chart")
+            yield DatedChart(id="performance-chart")
+            yield DatedChart(id="traffic-chart")
+            yield DatedChart(id="latency-chart")
             yield Static("Segments (latest labelled window)", classes="title")
             yield DataTable(id="segments", cursor_type="none")
             yield Static("Data-quality findings", classes="title")
@@ -55,105 +66,201 @@ class Monitoring(View):
 
     def on_mount(self) -> None:
         self.model_index = 0
+        self.feature: str | None = None
+        self.shown: ModelMonitoring | None = None
+        self.table_width = 0
         super().on_mount()
 
-    def gather(self) -> pl.DataFrame:
-        return self.data.monitoring()
+    def gather(self) -> tuple[list[str], ModelMonitoring | None]:
+        models = self.data.models()
+        if not models:
+            return models, None
+        return models, self.data.monitoring(models[self.model_index % len(models)])
 
-    def show(self, frame: pl.DataFrame) -> None:
-        self.frame = frame
-        empty = frame.is_empty()
-        self.query_one("#monitoring-empty", Empty).update(NO_RESULTS if empty else "")
-        self.query_one("#monitoring-body").display = not empty
-        if not empty:
-            self._draw()
+    def show(self, found: tuple[list[str], ModelMonitoring | None]) -> None:
+        models, shown = found
+        self.shown = shown if shown is not None and shown.story.windows else None
+        others = f"   (m: next of {len(models)} models)" if len(models) > 1 else ""
+        empty = "" if self.shown else f"{shown.story.model}: {NO_RESULTS}{others}" if shown else NO_RESULTS
+        self.query_one("#monitoring-empty", Empty).update(empty)
+        self.query_one("#monitoring-body").display = self.shown is not None
+        if self.shown is not None:
+            self._draw(self.shown, others)
 
     def action_next_model(self) -> None:
         self.model_index += 1
-        if not self.frame.is_empty():
-            self._draw()
+        self.feature = None
+        self.reload()
 
-    def _draw(self) -> None:
-        models = sorted(self.frame["model"].unique().to_list())
-        model = models[self.model_index % len(models)]
-        frame = self.frame.filter(pl.col("model") == model)
-        windows = sorted(frame["window_start"].unique().to_list())
-        versions = sorted(v for v in frame["version"].unique().to_list() if v is not None)
+    def action_next_feature(self) -> None:
+        if self.shown is None or not self.shown.distributions:
+            return
+        features = [d.feature for d in self.shown.distributions]
+        at = features.index(self.feature) + 1 if self.feature in features else 0
+        self._distribution(self.shown, features[at % len(features)])
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        if event.data_table.id == "drift-table" and self.shown is not None and event.row_key.value:
+            self._distribution(self.shown, event.row_key.value.split("\t")[0])
+
+    def on_resize(self) -> None:
+        if self.shown is not None and self.size.width != self.table_width:
+            self._drift_table(self.shown)  # as many windows as the new width fits
+            self._distribution(self.shown, self.feature)  # bars as long as it allows
+
+    def _draw(self, shown: ModelMonitoring, others: str) -> None:
+        story = shown.story
+        dates = window_dates(story.windows)
+        versions = ", ".join(f"v{v}" for v in story.versions)
+        served = (
+            f"serving v{story.served_version}"
+            if shown.serving
+            else f"no version serves: v{story.served_version}, the newest with results"
+        )
         self.query_one("#monitoring-model", Static).update(
-            f"{model}: {len(windows)} windows, {when(windows[0])} … {when(windows[-1])}, "
-            f"version{'s' if len(versions) > 1 else ''} {', '.join(f'v{v}' for v in versions)}"
-            + (f"   (m: next of {len(models)} models)" if len(models) > 1 else "")
+            f"{story.model}: {served} (results for {versions}); {len(dates)} data windows, {dates[0]} … {dates[-1]}"
+            + others
         )
-        drift = of_check(frame, "drift").filter(~pl.col("method").str.contains("rate"))
-        self._heat(drift, windows[-HEAT_WINDOWS:])
-        width = max(20, min(100, self.size.width - 12))
-        judged_drift = drift.filter(pl.col("threshold").is_not_null())  # statistics, not a value's mean in minutes
-        self.query_one("#drift-chart", Static).update(
-            "\n".join(
-                ["Largest drift per window", *column_chart(per_window(judged_drift, pl.col("value").max()), width, 4)]
-            )
-        )
-        charts = []
-        performance = of_check(frame, "performance")
-        overall = performance.filter(pl.col("feature") == "*")
-        # the metric that judges the model is the one with a threshold: AUC, or the task's (macro F1, RMSE, …)
-        judged = overall.filter(pl.col("threshold").is_not_null())["method"]
-        metric = judged[0] if judged.len() else "auc"
-        kind = "Error" if metric in LOWER_IS_BETTER else "Accuracy"
-        for title, rows in (
-            (f"{kind} ({metric_label(metric)}, with labels)", overall),
-            (f"Estimated {kind.lower()} (without labels)", of_check(frame, "estimated")),
-        ):
-            series = per_window(rows.filter(pl.col("method") == metric), pl.col("value").mean())
-            charts += [title, *(column_chart(series, width, 4) if series else ["  (none)"])]
-        self.query_one("#accuracy-chart", Static).update("\n".join(charts + disagreement_notes(frame)))
-        segments = performance.filter(pl.col("feature").str.contains("="))  # 'COLUMN=VALUE' rows
+        self._drift_table(shown)
+        self._distribution(shown, self.feature)
+        self._charts(shown)
         self._table(
             "segments",
-            segments.filter(pl.col("window_start") == segments["window_start"].max()),
+            shown.segments.select("feature", "method", "value", "threshold", "rows", "alert"),
             ("SEGMENT", "METHOD", "VALUE", "THRESHOLD", "ROWS", "ALERT"),
         )
+        findings = story.quality.filter(pl.col("alert")).sort("window_start", descending=True).head(50)
         self._table(
             "quality",
-            of_check(frame, "quality").filter(pl.col("alert")).sort("window_start", descending=True).head(50),
-            ("WINDOW", "VERSION", "FEATURE", "METHOD", "VALUE", "THRESHOLD", "ROWS"),
+            findings.select("window_start", "feature", "method", "value", "threshold", "rows"),
+            ("WINDOW", "FEATURE", "METHOD", "VALUE", "THRESHOLD", "ROWS"),
         )
 
-    def _heat(self, drift: pl.DataFrame, windows: list) -> None:
-        table = self.query_one("#drift-heat", DataTable)
+    def _drift_table(self, shown: ModelMonitoring) -> None:
+        """Rows: each feature's statistics, the prediction's last; columns: the newest windows the width fits."""
+        story = shown.story
+        self.table_width = self.size.width
+        table = self.query_one("#drift-table", DataTable)
         table.clear(columns=True)
-        table.add_columns("FEATURE", "METHOD", "VERSION", *(when(w)[5:] for w in windows))
-        # a version's rows are its own line: on the day a new version took over, both judged the day's traffic
-        cells = {(r["feature"], r["method"], r["version"], r["window_start"]): r for r in drift.iter_rows(named=True)}
-        for feature, method, version in sorted({key[:3] for key in cells}, key=lambda k: (k[0], k[1], k[2] or 0)):
-            row = [cells.get((feature, method, version, w)) for w in windows]
+        statistics = story.drift.group_by("feature", "method").agg(pl.col("score").is_not_null().any().alias("judged"))
+        keys = sorted(
+            (r["feature"], r["method"]) for r in statistics.filter("judged").iter_rows(named=True)
+        )  # a value without a threshold (a mean, in minutes) is no statistic to colour
+        keys.sort(key=lambda k: (k[0] == "*", k[0] == "prediction"))  # the features, then all of them, the output
+        names = (
+            max([len(_named(f)) for f, _ in keys] + [len("FEATURE")]),
+            max([len(m) for _, m in keys] + [len("METHOD")]),
+        )
+        dates = window_dates(story.windows)
+        column = max(len(dates[0]), len("0.000")) + CELL_PADDING
+        room = self.size.width - 2 - sum(names) - LABEL_COLUMNS * CELL_PADDING  # the scrollbar's gutter
+        shown_windows = story.windows[-max(1, room // column) :]
+        table.add_columns("FEATURE", "METHOD", *dates[-len(shown_windows) :])
+        cells = {
+            (r["feature"], r["method"], r["window_start"]): r
+            for r in story.drift.filter(pl.col("window_start").is_in(shown_windows)).iter_rows(named=True)
+        }
+        for feature, method in keys:
+            row = [cells.get((feature, method, w)) for w in shown_windows]
             table.add_row(
-                feature,
+                _named(feature),
                 method,
-                "-" if version is None else f"v{version}",
-                *(heat(r["value"], r["threshold"], r["alert"]) if r else heat(None, None) for r in row),
+                *(heat(r["value"], r["score"]) if r else heat(None, None) for r in row),
+                key=f"{feature}\t{method}",
             )
+
+    def _distribution(self, shown: ModelMonitoring, feature: str | None) -> None:
+        """The feature's reference and current shares in the newest window with distributions recorded."""
+        found = {d.feature: d for d in shown.distributions}
+        chart = self.query_one("#distribution", Static)
+        title = self.query_one("#distribution-title", Static)
+        self.feature = next(iter(found), None) if feature is None else feature  # at first, the first feature
+        d = found.get(self.feature) if self.feature else None
+        chart.display = d is not None
+        if d is None:
+            title.update(f"Reference vs current: {self.feature}" if self.feature else "Reference vs current")
+            self.query_one("#distribution-empty", Empty).update(NO_DISTRIBUTION)
+            return
+        self.query_one("#distribution-empty", Empty).update("")
+        title.update(
+            f"Reference vs current: {d.feature} (f: next feature), window {when(d.window_start)} UTC, "
+            f"{d.current_rows:,} rows against the reference's {d.reference_rows:,}"
+        )
+        chart.update(paired_bars(d.labels, {"reference": d.reference, "current": d.current}, self.size.width - 2))
+
+    def _charts(self, shown: ModelMonitoring) -> None:
+        story = shown.story
+        windows: list[datetime] = story.windows
+        worst = (  # a feature's line: its worst statistic against its threshold, per window
+            story.drift.filter(pl.col("score").is_not_null())
+            .group_by("feature", "window_start")
+            .agg(pl.col("score").max().clip(upper_bound=DRIFT_CEILING))
+        )
+        ranked = worst.group_by("feature").agg(pl.col("score").max()).sort("score", "feature", descending=[True, False])
+        drawn = ranked["feature"].head(DRIFT_LINES).to_list()
+        lines = [
+            Line(_named(feature), _per_window(worst.filter(feature=feature), windows, "score"), color)
+            for feature, color in zip(drawn, FEATURE_COLORS)
+        ]
+        self.query_one("#drift-chart", DatedChart).draw(
+            f"Drift score per feature: value / its threshold, drawn up to {DRIFT_CEILING:g} "
+            f"({len(drawn)} of {ranked.height} features, the highest)",
+            windows,
+            [*lines, Line("threshold", [1.0] * len(windows), "red")],
+        )
+        p = story.performance
+        self.query_one("#performance-chart", DatedChart).draw(
+            f"{metric_label(story.metric)}: realized (labels) vs estimated with its band "
+            f"({'lower' if story.lower_is_better else 'higher'} is better)",
+            windows,
+            [  # drawn in this order, each over the one before: the values on top
+                Line("band lower", _per_window(p, windows, "lower"), "gray"),
+                Line("band upper", _per_window(p, windows, "upper"), "gray"),
+                Line("threshold", _per_window(p, windows, "threshold"), "red"),
+                Line("estimated", _per_window(p, windows, "estimated"), "orange+"),
+                Line("realized", _per_window(p, windows, "realized"), "blue+"),
+            ],
+        )
+        t = story.traffic
+        self.query_one("#traffic-chart", DatedChart).draw(
+            "Traffic: requests per window", windows, [Line("requests", _per_window(t, windows, "requests"), "cyan")]
+        )
+        self.query_one("#latency-chart", DatedChart).draw(
+            "Latency (ms)",
+            windows,
+            [
+                Line("p50", _per_window(t, windows, "latency_p50_ms"), "green"),
+                Line("p99", _per_window(t, windows, "latency_p99_ms"), "magenta"),
+            ],
+        )
 
     def _table(self, name: str, rows: pl.DataFrame, header: tuple[str, ...]) -> None:
         table = self.query_one(f"#{name}", DataTable)
         table.clear(columns=True)
         table.add_columns(*header)
-        for r in rows.iter_rows(named=True):
-            value = "-" if r["value"] is None else f"{r['value']:.4f}"
-            threshold = "-" if r["threshold"] is None else f"{r['threshold']:.4f}"
-            if name == "segments":
-                table.add_row(
-                    r["feature"], r["method"], value, threshold, str(r["rows"]), "ALERT" if r["alert"] else ""
-                )
-            else:
-                table.add_row(
-                    when(r["window_start"]),
-                    f"v{r['version']}",
-                    r["feature"],
-                    r["method"],
-                    value,
-                    threshold,
-                    str(r["rows"]),
-                )
+        for r in rows.iter_rows():
+            table.add_row(*(_cell(value) for value in r))
         if not rows.height:
             table.add_row("(none)", *[""] * (len(header) - 1))
+
+
+def _named(feature: str) -> str:
+    return ALL_FEATURES if feature == "*" else feature
+
+
+def _per_window(frame: pl.DataFrame, windows: list[datetime], column: str) -> list[float | None]:
+    """A story frame's column as one value per window (None where the window has none)."""
+    found = dict(zip(frame["window_start"].to_list(), frame[column].to_list()))
+    return [found.get(w) for w in windows]
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "ALERT" if value else ""
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    if isinstance(value, datetime):
+        return when(value)
+    return str(value)
