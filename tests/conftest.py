@@ -1,5 +1,6 @@
-"""Shared fixtures: a data directory trained once per session, copies of it, and a real server; the specs,
-webhook receivers and interrupted fits that several test files build alike."""
+"""Shared fixtures: a data directory trained once per session, copies of it, and a real server; the specs, models
+brought to production, registered versions, raw requests, webhook receivers and interrupted fits that several test
+files build alike."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import io
 import json
 import shutil
 import socket
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -23,6 +25,7 @@ import uvicorn
 from appliance.cli import main
 from appliance.config import bundled_spec_path
 from appliance.features.online import materialize_model
+from appliance.gateway.keys import create_key
 from appliance.home import Home
 from appliance.serving.app import ServingApp
 from appliance.serving.server import server_config
@@ -88,6 +91,26 @@ class RunningServer:
         self.home = home
         self.app = app
         self.client = httpx.Client(base_url=url, timeout=10)
+
+    def admin_headers(self) -> dict[str, str]:
+        """The header of a new admin key, once the server honours it (it reloads its keys as it refreshes)."""
+        with Home(self.home) as home:
+            headers = {"authorization": f"Bearer {create_key(home.conn, ['admin'])[1]}"}
+        deadline = time.monotonic() + 10
+        while self.client.get("/v1/alerts", headers=headers).status_code != 200:
+            assert time.monotonic() < deadline, "the server did not pick up the new key"
+            time.sleep(0.02)
+        return headers
+
+
+def predict_request(model: str, body: bytes, *headers: bytes) -> bytes:
+    """A whole HTTP/1.1 predict request, as bytes, for tests that speak to the server over a raw socket."""
+    return (
+        f"POST /v1/models/{model}/predict HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\n".encode()
+        + b"".join(h + b"\r\n" for h in headers)
+        + f"content-length: {len(body)}\r\n\r\n".encode()
+        + body
+    )
 
 
 @pytest.fixture
@@ -238,6 +261,59 @@ def command_paths(parser: argparse.ArgumentParser, words: tuple[str, ...] = ()):
         if isinstance(action, argparse._SubParsersAction):
             for name, sub in action.choices.items():
                 yield from command_paths(sub, (*words, name))
+
+
+def log_extent(db: Path) -> tuple[int, int, int, int]:
+    """A prediction log's predictions, its first and last request ids (as numbers) and its shadow scores. A copy of
+    a log whose writer commits each prediction with its shadow score, ids counting up, is of one instant when it
+    holds as many of each, without a gap."""
+    conn = sqlite3.connect(db)
+    try:
+        predictions, first, last = conn.execute(
+            "SELECT COUNT(*), MIN(request_id), MAX(request_id) FROM predictions"
+        ).fetchone()
+        shadow = conn.execute("SELECT COUNT(*) FROM shadow_scores").fetchone()[0]
+    finally:
+        conn.close()
+    return predictions, int(first), int(last), shadow
+
+
+def in_production(home: Path, spec: Path, history: str | None = None) -> str:
+    """``spec``'s model brought up by hand, as a user does: init, ingest ``history`` (a file beside the spec; without
+    it training reads the spec's own source), train (in the worker process), promote v1, materialize its features.
+    The model's name."""
+    model = load_spec(spec).name
+    ok(home, "init", "--spec", str(spec))
+    if history is not None:
+        ok(home, "ingest", model, str(spec.parent / history))
+    ok(home, "train", model)
+    ok(home, "promote", model, "1")
+    ok(home, "features", "materialize", model)
+    return model
+
+
+def register_metrics(
+    home: Home,
+    model: str,
+    run_id: str,
+    metrics: dict,
+    artifact_sha256: str = "0" * 64,
+    feature_schema: dict | None = None,
+) -> int:
+    """A registered version whose evaluation metrics are all that is real (no parameters, gates or lineage), for
+    tests of what reads only a version's metrics; the run ``run_id`` must exist. Its version number."""
+    return home.registry.register_version(
+        model,
+        status="registered",
+        artifact_sha256=artifact_sha256,
+        feature_schema=feature_schema or {},
+        metrics=metrics,
+        params={},
+        gate_report={},
+        data_version="d",
+        code_version="c",
+        run_id=run_id,
+    ).version
 
 
 def cli(home: Path, *args: str) -> tuple[int, str, str]:

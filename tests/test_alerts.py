@@ -15,26 +15,13 @@ from appliance.alerts import actions, records
 from appliance.alerts.engine import on_monitor_results, version_references
 from appliance.alerts.rules import evaluate, with_drift_score
 from appliance.home import Home
+from appliance.monitoring.store import RESULT_SCHEMA
 from appliance.spec import load_spec
 from appliance.spec.alerts import DEFAULT_ALERTS, AlertRule
 from appliance.training import retrain
-from tests.conftest import HookReceiver, sliced_spec, small_spec, webhook_alert
+from tests.conftest import HookReceiver, register_metrics, sliced_spec, small_spec, webhook_alert
 
 DAY0 = datetime(2026, 10, 16, tzinfo=UTC)
-COLUMNS = {
-    "model": pl.Utf8,
-    "version": pl.Int64,
-    "window_start": pl.Datetime("us", "UTC"),
-    "window_end": pl.Datetime("us", "UTC"),
-    "check": pl.Utf8,
-    "feature": pl.Utf8,
-    "method": pl.Utf8,
-    "value": pl.Float64,
-    "threshold": pl.Float64,
-    "rows": pl.Int64,
-    "alert": pl.Boolean,
-    "computed_at": pl.Datetime("us", "UTC"),
-}
 
 
 def results(*rows: tuple) -> pl.DataFrame:
@@ -55,10 +42,10 @@ def results(*rows: tuple) -> pl.DataFrame:
                 "threshold": threshold,
                 "rows": n[0] if n else 3000,
                 "alert": alert,
-                "computed_at": DAY0,
+                "computed_at": DAY0.timestamp(),
             }
         )
-    return pl.DataFrame(out, schema=COLUMNS)
+    return pl.DataFrame(out, schema=RESULT_SCHEMA)
 
 
 def rule(name: str) -> AlertRule:
@@ -159,18 +146,7 @@ def _register(home: Home, metrics: dict) -> int:
         "INSERT OR IGNORE INTO runs (id, model, kind, status, started_at) "
         "VALUES ('r-honest', 'fraud', 'train', 'succeeded', 0)"
     )
-    return home.registry.register_version(
-        "fraud",
-        status="registered",
-        artifact_sha256="0" * 64,
-        feature_schema={},
-        metrics=metrics,
-        params={},
-        gate_report={},
-        data_version="d",
-        code_version="c",
-        run_id="r-honest",
-    ).version
+    return register_metrics(home, "fraud", "r-honest", metrics)
 
 
 def test_a_versions_reference_comes_from_the_registry(home: Home):
@@ -188,18 +164,7 @@ def test_a_versions_reference_comes_from_the_registry(home: Home):
 def test_without_a_recorded_metric_the_stored_monitoring_reference_is_scored(home_dir: Path):
     with Home(home_dir) as h:
         v1 = h.registry.version("fraud", 1)
-        bare = h.registry.register_version(
-            "fraud",
-            status="registered",
-            artifact_sha256=v1.artifact_sha256,
-            feature_schema=v1.feature_schema,
-            metrics={},
-            params={},
-            gate_report={},
-            data_version="d",
-            code_version="c",
-            run_id=v1.run_id,
-        ).version
+        bare = register_metrics(h, "fraud", v1.run_id, {}, v1.artifact_sha256, v1.feature_schema)
         window = served_by(bare, results((0, "performance", "*", "auc", 0.5, 0.8, True)))
         references = version_references(h, "fraud", window, DEFAULT_ALERTS)
     # v1's run stored its evaluation rows with their scores: the same rows its recorded AUC came from

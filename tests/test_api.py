@@ -19,7 +19,7 @@ from appliance.gateway.keys import create_key
 from appliance.home import Home
 from appliance.layout import Layout
 from appliance.serving import http_protocol
-from tests.conftest import SAMPLE_RECORD
+from tests.conftest import SAMPLE_RECORD, predict_request
 
 
 def test_one_record_and_a_list_of_records(server):
@@ -74,12 +74,7 @@ def test_bad_input_is_a_problem_document(server):
 
 def test_hostile_input_is_a_4xx_problem_and_the_server_goes_on(server):
     c = server.client
-    with Home(server.home) as home:
-        admin = {"authorization": f"Bearer {create_key(home.conn, ['admin'])[1]}"}
-    deadline = time.monotonic() + 10
-    while c.get("/v1/alerts", headers=admin).status_code != 200:
-        assert time.monotonic() < deadline, "the server did not pick up the new key"
-        time.sleep(0.02)
+    admin = server.admin_headers()
     deep = b'{"x": ' + b"[" * 5_000 + b"]" * 5_000 + b"}"
     record = httpx.Request("POST", "/", json=SAMPLE_RECORD).content
     not_utf8 = b'"\xff\xfe"'  # where each route reads a string
@@ -214,15 +209,6 @@ def test_a_client_awaiting_100_continue_gets_it_then_its_answer(server):
         assert conn.recv(65_536).startswith(b"HTTP/1.1 200 ")
 
 
-def _predict_request(body: bytes, *headers: bytes) -> bytes:
-    return (
-        b"POST /v1/models/fraud/predict HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\n"
-        + b"".join(h + b"\r\n" for h in headers)
-        + f"content-length: {len(body)}\r\n\r\n".encode()
-        + body
-    )
-
-
 def _answers(conn: socket.socket, count: int) -> list[tuple[bytes, bytes]]:
     # ``count`` whole answers, as (head, body)
     data, answers = b"", []
@@ -251,12 +237,12 @@ def test_plain_predicts_are_answered_as_the_app_answers_them_and_in_order(server
     )
     with _connect(server) as conn:
         conn.sendall(
-            _predict_request(record)
+            predict_request("fraud", record)
             + b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
             + chunked
-            + _predict_request(pair)
-            + _predict_request(b'{"amount": 1}')
-            + _predict_request(record)
+            + predict_request("fraud", pair)
+            + predict_request("fraud", b'{"amount": 1}')
+            + predict_request("fraud", record)
         )
         answers = _answers(conn, 6)
     direct, health, through_asgi, two, bad, again = answers
@@ -273,7 +259,7 @@ def test_plain_predicts_are_answered_as_the_app_answers_them_and_in_order(server
     assert b"missing entity key" in bad[1]
     assert msgspec.json.decode(again[1])["probability"] == first["probability"]
     with _connect(server) as conn:  # the client says it is done: the answer says so, and the connection ends
-        conn.sendall(_predict_request(record, b"connection: close"))
+        conn.sendall(predict_request("fraud", record, b"connection: close"))
         answer = _read_to_close(conn)
     assert answer.startswith(b"HTTP/1.1 200 ")
     assert b"\r\nconnection: close\r\n\r\n" in answer  # the last header, as uvicorn puts it
@@ -284,7 +270,7 @@ def test_a_predict_whose_body_never_comes_is_not_waited_for(server):
     # mid-body must not leave its announcement behind.
     record = httpx.Request("POST", "/", json=SAMPLE_RECORD).content
     with _connect(server) as conn:
-        conn.sendall(_predict_request(record)[:-10])
+        conn.sendall(predict_request("fraud", record)[:-10])
         deadline = time.monotonic() + 5
         while server.app.predict.state.arrivals.count != 1:
             assert time.monotonic() < deadline
@@ -354,7 +340,7 @@ def test_a_connection_answered_before_its_body_arrived_is_closed_when_idle(serve
         assert time.monotonic() < deadline, "the server did not pick up the new key"
         time.sleep(0.02)
     with _connect(server) as conn:
-        request = _predict_request(record)
+        request = predict_request("fraud", record)
         conn.sendall(request[: -len(record)])
         time.sleep(0.2)  # answered by now
         conn.sendall(record)
@@ -382,7 +368,7 @@ def test_a_refusal_before_the_body_is_read_closes_the_connection(server):
     assert refused.status_code == 401 and refused.headers["connection"] == "close"
     with _connect(server) as conn:  # refused before its body, which is dropped: nothing after it is answered
         conn.sendall(
-            _predict_request(httpx.Request("POST", "/", json=SAMPLE_RECORD).content)
+            predict_request("fraud", httpx.Request("POST", "/", json=SAMPLE_RECORD).content)
             + b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
         )
         answer = _read_to_close(conn)

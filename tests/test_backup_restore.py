@@ -17,7 +17,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from conftest import cli, ok, running_server
+from conftest import cli, log_extent, ok, running_server
 from own_data import write_loans, write_subscriptions
 
 from appliance.home import Home
@@ -70,16 +70,13 @@ def _logged_home(root: Path, rows: int) -> Path:
 
 def _one_instant(db: Path) -> int:
     """The rows of a copied log, checking it is one instant of a log written as ``_log_rows`` writes."""
+    count, first, last, shadow = log_extent(db)
     conn = sqlite3.connect(db)
     try:
-        count, first, last = conn.execute(
-            "SELECT COUNT(*), MIN(request_id), MAX(request_id) FROM predictions"
-        ).fetchone()
-        shadow = conn.execute("SELECT COUNT(*) FROM shadow_scores").fetchone()[0]
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     finally:
         conn.close()
-    assert (shadow, int(first), int(last)) == (count, 0, count - 1), "the copy mixes instants"
+    assert (shadow, first, last) == (count, 0, count - 1), "the copy mixes instants"
     return count
 
 

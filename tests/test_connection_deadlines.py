@@ -30,7 +30,7 @@ from appliance.gateway.keys import create_key
 from appliance.home import Home
 from appliance.serving import http_protocol
 from appliance.serving import server as serving_server
-from tests.conftest import ok, running_server
+from tests.conftest import ok, predict_request, running_server
 from tests.own_data import write_subscriptions
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -58,15 +58,6 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _record() -> bytes:
     now = datetime.now(UTC).isoformat().replace("+00:00", "Z")
     return msgspec.json.encode({"subscriber": 1007, "logged_at": now, "minutes": 30.0, "channel": 4, "on_mobile": 0})
-
-
-def _predict(body: bytes, *headers: bytes) -> bytes:
-    return (
-        b"POST /v1/models/subs/predict HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\n"
-        + b"".join(h + b"\r\n" for h in headers)
-        + f"content-length: {len(body)}\r\n\r\n".encode()
-        + body
-    )
 
 
 def _connect(url: str, timeout: float = 30) -> socket.socket:
@@ -106,7 +97,7 @@ def _latencies_ms(url: str, count: int) -> list[float]:
     taken = []
     with _connect(url) as conn:
         for _ in range(count):
-            request = _predict(_record())
+            request = predict_request("subs", _record())
             started = time.perf_counter()
             conn.sendall(request)
             answer = _answer(conn)
@@ -145,7 +136,7 @@ def test_a_flood_of_stalled_connections_is_timed_out_and_slows_no_other_client(s
         stalled, silent = [], []
         for _ in range(STALLED):
             conn = _connect(server.url)
-            request = _predict(_record())
+            request = predict_request("subs", _record())
             conn.sendall(request[:-20])  # the head and most of the body: the rest never comes
             stalled.append(conn)
         silent = [_connect(server.url) for _ in range(SILENT)]
@@ -176,7 +167,7 @@ def test_a_body_that_trickles_is_timed_out_whichever_way_it_comes(served, monkey
     monkeypatch.setattr(http_protocol, "BODY_TIMEOUT_S", 1.0)
     with running_server(served) as server:
         record = _record()
-        direct = _predict(record)
+        direct = predict_request("subs", record)
         chunked = (
             b"POST /v1/models/subs/predict HTTP/1.1\r\nHost: x\r\ntransfer-encoding: chunked\r\n\r\n"
             + f"{len(record):x}\r\n".encode()
@@ -216,7 +207,8 @@ def test_a_refused_request_ends_its_connection_though_its_body_trickles_on(serve
         _until(lambda: httpx.post(url, content=_record()).status_code == 401, "the server did not pick up the new key")
         for headers in ((), (b"authorization: Bearer apl_wrong",)):  # no key, a wrong key
             with _connect(server.url) as conn:
-                conn.sendall(_predict(b"{" + b" " * 9_999, *headers)[:-9_999])  # a head, then the body trickles
+                # a head, then the body trickles
+                conn.sendall(predict_request("subs", b"{" + b" " * 9_999, *headers)[:-9_999])
                 answer, ended = b"", False
                 for _ in range(50):  # a byte every 0.2 s for 10 s, unless the server ends the connection
                     try:
@@ -235,7 +227,7 @@ def test_a_refused_request_ends_its_connection_though_its_body_trickles_on(serve
         _until(lambda: _server_sockets(server.url) == 0, "the server still holds refused connections")
         with _connect(server.url) as conn:  # a caller with the key is answered, and kept
             for _ in range(2):
-                conn.sendall(_predict(_record(), b"authorization: Bearer " + token.encode()))
+                conn.sendall(predict_request("subs", _record(), b"authorization: Bearer " + token.encode()))
                 assert _answer(conn).startswith(b"HTTP/1.1 200 ")
 
 
@@ -294,7 +286,7 @@ def test_the_server_keeps_files_of_its_own_whatever_connects(served, tmp_path):
 
     def watch(conn: socket.socket) -> None:  # a client connected before the flood, asking all along
         while not done.is_set():
-            conn.sendall(_predict(_record()))
+            conn.sendall(predict_request("subs", _record()))
             answered.append(_answer(conn))
             time.sleep(0.1)
 

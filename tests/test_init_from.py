@@ -174,6 +174,11 @@ def run(home: Path, capsys: pytest.CaptureFixture, *args: str) -> tuple[int, str
     return code, captured.out, captured.err
 
 
+def init_from(home: Path, capsys: pytest.CaptureFixture, data: Path | str, *args: str) -> tuple[int, str, str]:
+    """``appliance init --from DATA ARGS``: a spec and a contract drafted from ``data``."""
+    return run(home, capsys, "init", "--from", str(data), *args)
+
+
 def ingest_accepts_all(home: Path, capsys: pytest.CaptureFixture, model: str, data: Path, rows: int) -> None:
     code, out, err = run(home, capsys, "ingest", model, str(data))
     assert code == 0, err
@@ -186,12 +191,10 @@ def fields(contract_path: Path) -> dict:
 
 def test_parquet_with_integer_keys_codes_and_flags(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     data = orders_parquet(tmp_path / "orders.parquet")
-    code, out, err = run(
+    code, out, err = init_from(
         tmp_path / "home",
         capsys,
-        "init",
-        "--from",
-        str(data),
+        data,
         "--target",
         "returned",
         "--entity",
@@ -241,22 +244,7 @@ def test_parquet_with_integer_keys_codes_and_flags(tmp_path: Path, capsys: pytes
 def test_drafted_spec_trains(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     data = orders_parquet(tmp_path / "orders.parquet")
     home = tmp_path / "home"
-    assert (
-        run(
-            home,
-            capsys,
-            "init",
-            "--from",
-            str(data),
-            "--target",
-            "returned",
-            "--entity",
-            "store_id",
-            "--out",
-            str(tmp_path),
-        )[0]
-        == 0
-    )
+    assert init_from(home, capsys, data, "--target", "returned", "--entity", "store_id", "--out", str(tmp_path))[0] == 0
     with Home(home) as opened:  # the pipeline `appliance train` runs, in this process (no worker start-up)
         outcome = train(opened, load_spec(tmp_path / "orders.toml"))
     assert outcome.gates.passed, [c.detail for c in outcome.gates.checks if not c.passed]
@@ -268,7 +256,7 @@ def test_csv_with_text_times_and_no_entity(
 ) -> None:
     data = readings_csv(tmp_path / "readings.csv")
     monkeypatch.chdir(tmp_path)  # no --out: the files go to the current folder
-    code, out, err = run(tmp_path / "home", capsys, "init", "--from", "readings.csv", "--target", "failed")
+    code, out, err = init_from(tmp_path / "home", capsys, "readings.csv", "--target", "failed")
     assert code == 0, err
     spec = load_spec(tmp_path / "readings.toml")
     assert spec.features.entity_key is None and spec.features.event_time == "created_at"
@@ -291,12 +279,10 @@ def test_csv_with_text_times_and_no_entity(
 
 def test_string_keys_with_nulls(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     data = accounts_parquet(tmp_path / "accounts.parquet")
-    code, out, err = run(
+    code, out, err = init_from(
         tmp_path / "home",
         capsys,
-        "init",
-        "--from",
-        str(data),
+        data,
         "--target",
         "churned",
         "--entity",
@@ -342,9 +328,7 @@ def test_folder_with_categorical_text_flags_and_a_float_target(tmp_path: Path, c
                 "y": [None if i % 10 == 0 else float(i % 2) for i in range(n)],  # pandas-style 0.0/1.0 with gaps
             }
         ).write_parquet(folder / f"part-{part}.parquet")
-    code, _, err = run(
-        tmp_path / "home", capsys, "init", "--from", str(folder), "--target", "y", "--out", str(tmp_path)
-    )
+    code, _, err = init_from(tmp_path / "home", capsys, folder, "--target", "y", "--out", str(tmp_path))
     assert code == 0, err
     spec = load_spec(tmp_path / "exports.toml")
     assert spec.data.source == "exports" and spec.features.event_time == "when"
@@ -366,27 +350,15 @@ def assert_refused(tmp_path: Path, code: int, err: str, *words: str) -> None:
 
 def test_missing_target_column(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     data = orders_parquet(tmp_path / "orders.parquet", days=3)
-    code, _, err = run(
-        tmp_path / "home", capsys, "init", "--from", str(data), "--target", "refunded", "--out", str(tmp_path / "specs")
-    )
+    code, _, err = init_from(tmp_path / "home", capsys, data, "--target", "refunded", "--out", str(tmp_path / "specs"))
     assert_refused(tmp_path, code, err, "no column 'refunded'", "--target", "returned")
     assert not (tmp_path / "specs").exists()
 
 
 def test_task_binary_on_three_values(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     data = readings_csv(tmp_path / "readings.csv", days=3)
-    code, _, err = run(
-        tmp_path / "home",
-        capsys,
-        "init",
-        "--from",
-        str(data),
-        "--target",
-        "status",
-        "--task",
-        "binary",
-        "--out",
-        str(tmp_path),
+    code, _, err = init_from(
+        tmp_path / "home", capsys, data, "--target", "status", "--task", "binary", "--out", str(tmp_path)
     )
     assert_refused(
         tmp_path,
@@ -403,9 +375,7 @@ def test_task_binary_on_three_values(tmp_path: Path, capsys: pytest.CaptureFixtu
 def test_existing_files_are_not_overwritten(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     data = readings_csv(tmp_path / "readings.csv", days=3)
     (tmp_path / "readings.toml").write_text("# mine\n")
-    code, _, err = run(
-        tmp_path / "home", capsys, "init", "--from", str(data), "--target", "failed", "--out", str(tmp_path)
-    )
+    code, _, err = init_from(tmp_path / "home", capsys, data, "--target", "failed", "--out", str(tmp_path))
     assert_refused(tmp_path, code, err, "readings.toml already exists", "--out")
     assert (tmp_path / "readings.toml").read_text() == "# mine\n"
     assert not (tmp_path / "readings.contract.toml").exists()
@@ -415,7 +385,7 @@ def test_existing_files_are_not_overwritten(tmp_path: Path, capsys: pytest.Captu
 def test_unreadable_file(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     data = tmp_path / "export.parquet"
     data.write_bytes(b"not a parquet file at all")
-    code, _, err = run(tmp_path / "home", capsys, "init", "--from", str(data), "--target", "y", "--out", str(tmp_path))
+    code, _, err = init_from(tmp_path / "home", capsys, data, "--target", "y", "--out", str(tmp_path))
     assert_refused(tmp_path, code, err, "export.parquet could not be read")
     assert not (tmp_path / "export.toml").exists()
 
@@ -423,7 +393,7 @@ def test_unreadable_file(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
 def test_no_time_column(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     data = tmp_path / "flat.csv"
     data.write_text("a,b,y\n1,x,0\n2,y,1\n3,x,0\n")
-    code, _, err = run(tmp_path / "home", capsys, "init", "--from", str(data), "--target", "y", "--out", str(tmp_path))
+    code, _, err = init_from(tmp_path / "home", capsys, data, "--target", "y", "--out", str(tmp_path))
     assert_refused(tmp_path, code, err, "time column is required", "--time")
 
 
@@ -437,8 +407,8 @@ def test_flags_that_need_from(tmp_path: Path, capsys: pytest.CaptureFixture) -> 
 def test_a_registered_name_is_not_drafted_again(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     data = readings_csv(tmp_path / "readings.csv", days=3)
     home = tmp_path / "home"
-    assert run(home, capsys, "init", "--from", str(data), "--target", "failed", "--out", str(tmp_path / "a"))[0] == 0
-    code, _, err = run(home, capsys, "init", "--from", str(data), "--target", "failed", "--out", str(tmp_path / "b"))
+    assert init_from(home, capsys, data, "--target", "failed", "--out", str(tmp_path / "a"))[0] == 0
+    code, _, err = init_from(home, capsys, data, "--target", "failed", "--out", str(tmp_path / "b"))
     assert code == 1 and "model 'readings' is already registered" in err and "--name" in err
     assert not (tmp_path / "b").exists()
 
@@ -449,9 +419,7 @@ def test_a_registered_name_is_not_drafted_again(tmp_path: Path, capsys: pytest.C
 def test_text_classes(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     data = tiers_csv(tmp_path / "tiers.csv")
     home = tmp_path / "home"
-    code, out, err = run(
-        home, capsys, "init", "--from", str(data), "--target", "tier", "--entity", "customer", "--out", str(tmp_path)
-    )
+    code, out, err = init_from(home, capsys, data, "--target", "tier", "--entity", "customer", "--out", str(tmp_path))
     assert code == 0, err
     spec = load_spec(tmp_path / "tiers.toml")
     assert spec.target.task == "multiclass" and spec.target.classes == ["bronze", "gold", "silver"]
@@ -483,9 +451,7 @@ def test_text_classes(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
 def test_integer_codes_and_the_same_codes_as_a_number(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     data = faults_parquet(tmp_path / "faults.parquet")
     home = tmp_path / "home"
-    code, out, err = run(
-        home, capsys, "init", "--from", str(data), "--target", "fault", "--entity", "pump", "--out", str(tmp_path)
-    )
+    code, out, err = init_from(home, capsys, data, "--target", "fault", "--entity", "pump", "--out", str(tmp_path))
     assert code == 0, err
     spec = load_spec(tmp_path / "faults.toml")
     assert spec.target.task == "multiclass" and spec.target.classes == [0, 1, 2, 3]
@@ -499,12 +465,10 @@ def test_integer_codes_and_the_same_codes_as_a_number(tmp_path: Path, capsys: py
         assert sorted(part["fault"].unique()) == [0, 1, 2, 3]
     ingest_accepts_all(home, capsys, "faults", data, 840)
 
-    code, out, err = run(
+    code, out, err = init_from(
         home,
         capsys,
-        "init",
-        "--from",
-        str(data),
+        data,
         "--target",
         "fault",
         "--entity",
@@ -529,7 +493,7 @@ def test_integer_codes_and_the_same_codes_as_a_number(tmp_path: Path, capsys: py
 def test_skewed_price(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     data = listings_parquet(tmp_path / "listings.parquet")
     home = tmp_path / "home"
-    code, out, err = run(home, capsys, "init", "--from", str(data), "--target", "price", "--out", str(tmp_path))
+    code, out, err = init_from(home, capsys, data, "--target", "price", "--out", str(tmp_path))
     assert code == 0, err
     spec_path = tmp_path / "listings.toml"
     spec = load_spec(spec_path)
@@ -560,9 +524,7 @@ def test_skewed_price(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
 
 def test_many_whole_numbers_are_a_quantity(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     data = listings_parquet(tmp_path / "listings.parquet", days=6)
-    code, out, err = run(
-        tmp_path / "home", capsys, "init", "--from", str(data), "--target", "days_listed", "--out", str(tmp_path)
-    )
+    code, out, err = init_from(tmp_path / "home", capsys, data, "--target", "days_listed", "--out", str(tmp_path))
     assert code == 0, err
     spec = load_spec(tmp_path / "listings.toml")
     assert model_task(spec) == Task("regression", ())
@@ -572,9 +534,7 @@ def test_many_whole_numbers_are_a_quantity(tmp_path: Path, capsys: pytest.Captur
 
 def test_regression_split_moves_for_enough_rows(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     data = listings_parquet(tmp_path / "listings.parquet", days=20, per_day=20)  # 4 held-out days: ~80 rows
-    code, out, err = run(
-        tmp_path / "home", capsys, "init", "--from", str(data), "--target", "price", "--out", str(tmp_path)
-    )
+    code, out, err = init_from(tmp_path / "home", capsys, data, "--target", "price", "--out", str(tmp_path))
     assert code == 0, err
     assert "(moved from 4 so both parts hold at least 100 labelled rows)" in out
     spec = load_spec(tmp_path / "listings.toml")
@@ -590,9 +550,7 @@ def test_regression_split_moves_for_enough_rows(tmp_path: Path, capsys: pytest.C
 
 def test_regression_with_few_rows_says_so(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     data = listings_parquet(tmp_path / "listings.parquet", days=10, per_day=12)
-    code, out, err = run(
-        tmp_path / "home", capsys, "init", "--from", str(data), "--target", "price", "--out", str(tmp_path)
-    )
+    code, out, err = init_from(tmp_path / "home", capsys, data, "--target", "price", "--out", str(tmp_path))
     assert code == 0, err
     assert "under 100): its metrics rest on few rows — ingest more labelled days" in out
     training, held_out = held_out_days(tmp_path / "listings.toml", pl.read_parquet(data))
@@ -612,9 +570,7 @@ def _classes_by_day(path: Path, where: dict[str, range]) -> Path:
 
 def test_multiclass_split_moves_so_each_class_is_held_out(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     data = _classes_by_day(tmp_path / "grades.parquet", {"c": range(5, 7)})
-    code, out, err = run(
-        tmp_path / "home", capsys, "init", "--from", str(data), "--target", "grade", "--out", str(tmp_path)
-    )
+    code, out, err = init_from(tmp_path / "home", capsys, data, "--target", "grade", "--out", str(tmp_path))
     assert code == 0, err
     assert (
         "eval_days 4 — the last 4 of the data's 10 days are held out for evaluation (moved from 2 so both "
@@ -625,9 +581,7 @@ def test_multiclass_split_moves_so_each_class_is_held_out(tmp_path: Path, capsys
 
 def test_multiclass_split_where_no_split_holds_every_class(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     data = _classes_by_day(tmp_path / "grades.parquet", {"c": range(1)})  # one day: one side only
-    code, out, err = run(
-        tmp_path / "home", capsys, "init", "--from", str(data), "--target", "grade", "--out", str(tmp_path)
-    )
+    code, out, err = init_from(tmp_path / "home", capsys, data, "--target", "grade", "--out", str(tmp_path))
     assert code == 0, err
     assert (
         "eval_days 2 — the last 2 of the data's 10 days are held out for evaluation, the split nearest 2 that "
@@ -645,9 +599,7 @@ def test_float_codes_with_gaps_are_classes(tmp_path: Path, capsys: pytest.Captur
             "crew": [None if i % 11 == 0 else float(1 + i % 3) for i in range(n)],
         }
     ).write_csv(data)
-    code, _, err = run(
-        tmp_path / "home", capsys, "init", "--from", str(data), "--target", "crew", "--out", str(tmp_path)
-    )
+    code, _, err = init_from(tmp_path / "home", capsys, data, "--target", "crew", "--out", str(tmp_path))
     assert code == 0, err
     spec = load_spec(tmp_path / "shifts.toml")
     assert model_task(spec) == Task("multiclass", (1, 2, 3))
@@ -659,17 +611,8 @@ def test_float_codes_with_gaps_are_classes(tmp_path: Path, capsys: pytest.Captur
 def test_task_binary_drafts_what_the_guess_drafts(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     data = readings_csv(tmp_path / "readings.csv", days=4)
     for folder, task in (("guessed", ()), ("named", ("--task", "binary"))):
-        code, _, err = run(
-            tmp_path / folder / "home",
-            capsys,
-            "init",
-            "--from",
-            str(data),
-            "--target",
-            "failed",
-            *task,
-            "--out",
-            str(tmp_path / folder),
+        code, _, err = init_from(
+            tmp_path / folder / "home", capsys, data, "--target", "failed", *task, "--out", str(tmp_path / folder)
         )
         assert code == 0, err
     for name in ("readings.toml", "readings.contract.toml"):
@@ -678,18 +621,8 @@ def test_task_binary_drafts_what_the_guess_drafts(tmp_path: Path, capsys: pytest
 
 def test_many_text_classes_when_named(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     data = refusals_csv(tmp_path / "mixed.csv")
-    code, out, err = run(
-        tmp_path / "home",
-        capsys,
-        "init",
-        "--from",
-        str(data),
-        "--target",
-        "topic",
-        "--task",
-        "multiclass",
-        "--out",
-        str(tmp_path),
+    code, out, err = init_from(
+        tmp_path / "home", capsys, data, "--target", "topic", "--task", "multiclass", "--out", str(tmp_path)
     )
     assert code == 0, err
     spec = load_spec(tmp_path / "mixed.toml")
@@ -744,7 +677,7 @@ def test_targets_a_task_refuses(
     tmp_path: Path, capsys: pytest.CaptureFixture, args: tuple[str, ...], words: tuple[str, ...]
 ) -> None:
     data = refusals_csv(tmp_path / "mixed.csv")
-    code, _, err = run(tmp_path / "home", capsys, "init", "--from", str(data), *args, "--out", str(tmp_path / "out"))
+    code, _, err = init_from(tmp_path / "home", capsys, data, *args, "--out", str(tmp_path / "out"))
     assert_refused(tmp_path, code, err, *words)
     assert not (tmp_path / "out").exists()
 
@@ -762,7 +695,7 @@ def test_drafted_multiclass_and_regression_specs_train(tmp_path: Path, capsys: p
         (tiers_csv(tmp_path / "tiers.csv"), "tier"),
         (listings_parquet(tmp_path / "listings.parquet"), "price"),
     ):
-        assert run(home, capsys, "init", "--from", str(data), "--target", target, "--out", str(tmp_path))[0] == 0
+        assert init_from(home, capsys, data, "--target", target, "--out", str(tmp_path))[0] == 0
     with Home(home) as opened:
         for name, metric in (("tiers", "macro_f1"), ("listings", "rmse")):
             outcome = train(opened, load_spec(tmp_path / f"{name}.toml"))

@@ -14,7 +14,7 @@ import lightgbm as lgb
 import numpy as np
 import polars as pl
 import pytest
-from conftest import running_server
+from conftest import in_production, running_server
 from own_data import write_subscriptions
 from task_data import write_deliveries, write_tickets
 from test_tui import settle
@@ -46,10 +46,7 @@ def issue_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     tmp = tmp_path_factory.mktemp("issue")
     spec = write_subscriptions(tmp / "data", per_day=300)
     home = tmp / "home"
-    _cli(home, "init", "--spec", str(spec))
-    _cli(home, "train", "subs")
-    _cli(home, "promote", "subs", "1")
-    _cli(home, "features", "materialize", "subs")
+    in_production(home, spec)
     history = pl.read_parquet(spec.parent / "history.parquet")
     rng = np.random.default_rng(4)
     fake = history.with_columns(
@@ -194,10 +191,7 @@ def test_a_retrain_is_compared_on_the_live_day_it_held_out(tmp_path: Path, capsy
     production's RMSE there as the retrain's own gate did."""
     spec = write_deliveries(tmp_path / "data", per_day=300)
     home = tmp_path / "home"
-    _cli(home, "init", "--spec", str(spec))
-    _cli(home, "train", "eta")
-    _cli(home, "promote", "eta", "1")
-    _cli(home, "features", "materialize", "eta")
+    in_production(home, spec)
     with running_server(home) as server:
         replay(home, "eta", server.url, speed=0, label_delay_hours=0, monitor=_no_monitor)
     _cli(home, "train", "eta", "--retrain")

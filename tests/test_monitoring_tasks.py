@@ -40,12 +40,15 @@ from appliance.monitoring.reference import (
     with_task_labels,
 )
 from appliance.monitoring.report import monitor_report
+from appliance.monitoring.store import RESULT_SCHEMA
 from appliance.monitoring.windows import EventWindows
 from appliance.scoring.metrics import evaluate as evaluate_metrics
 from appliance.spec import Feature, load_spec
 from appliance.spec.alerts import DEFAULT_ALERTS, AlertRule, proportion_standard_error, task_alerts
 from appliance.spec.monitoring import MonitoringSection
 from appliance.task import Task
+from tests.conftest import register_metrics
+from tests.monitoring_rows import result
 
 DAY0 = datetime(2026, 7, 1, tzinfo=UTC)
 CLASSES = ("billing", "tech", "sales", "abuse")
@@ -197,6 +200,18 @@ def test_multiclass_realized_metrics_per_window_and_segment_equal_scikit_learns(
     assert not out.filter(method="accuracy")["alert"].any()  # only the judging metric alerts
 
 
+def equal_to_nannymls(ours: pl.DataFrame, method: str, theirs: pd.DataFrame, metric: str) -> pl.DataFrame:
+    """Our estimate of ``method`` and its bounds, window by window, after checking they are NannyML's of ``metric``."""
+    got = ours.filter(method=method).sort("window_start")
+    for column, part in (
+        ("estimated", "value"),
+        ("lower", "lower_confidence_boundary"),
+        ("upper", "upper_confidence_boundary"),
+    ):
+        assert np.allclose(got[column].to_numpy(), theirs[(metric, part)].to_numpy(dtype=float), atol=1e-9, rtol=0)
+    return got
+
+
 def test_multiclass_estimate_equals_nannymls_cbpe_on_the_same_frames(multiclass_frames):
     import nannyml
 
@@ -229,13 +244,7 @@ def test_multiclass_estimate_equals_nannymls_cbpe_on_the_same_frames(multiclass_
         )
         theirs = cbpe.fit(frame(ref, [LABEL])).estimate(frame(live, [])).filter(period="analysis").to_df()
     for method, name in (("accuracy", "accuracy"), ("macro_f1", "f1")):
-        got = ours.filter(method=method).sort("window_start")
-        for column, part in (
-            ("estimated", "value"),
-            ("lower", "lower_confidence_boundary"),
-            ("upper", "upper_confidence_boundary"),
-        ):
-            assert np.allclose(got[column].to_numpy(), theirs[(name, part)].to_numpy(dtype=float), atol=1e-9, rtol=0)
+        got = equal_to_nannymls(ours, method, theirs, name)
         assert unlabelled.filter(method=method)["estimated"].to_list() == got["estimated"].to_list()
         assert unlabelled["realized"].null_count() == unlabelled.height
         assert ((got["lower"] < got["estimated"]) & (got["estimated"] < got["upper"])).all()
@@ -328,13 +337,7 @@ def test_regression_estimate_equals_nannymls_dle_on_the_same_frames(regression_f
         with nannyml_strings():  # NannyML 0.13 cannot encode categories under pandas 3's own string type
             theirs = dle.fit(frame(ref, [LABEL])).estimate(frame(live, [])).filter(period="analysis").to_df()
     for method in ("rmse", "mae"):
-        got = ours.filter(method=method).sort("window_start")
-        for column, part in (
-            ("estimated", "value"),
-            ("lower", "lower_confidence_boundary"),
-            ("upper", "upper_confidence_boundary"),
-        ):
-            assert np.allclose(got[column].to_numpy(), theirs[(method, part)].to_numpy(dtype=float), atol=1e-9, rtol=0)
+        got = equal_to_nannymls(ours, method, theirs, method)
         assert ((got["lower"] < got["estimated"]) & (got["estimated"] < got["upper"])).all()
     rmse = ours.filter(method="rmse").sort("window_start")
     for value, day in zip(rmse["realized"], labelled_days(live, windows)):
@@ -389,40 +392,13 @@ def test_regression_prediction_drift_is_the_values_psi_and_mean_shift(regression
 
 # -- alert rules -----------------------------------------------------------------------------------
 
-RESULT_SCHEMA = {
-    "model": pl.Utf8,
-    "version": pl.Int64,
-    "window_start": pl.Datetime("us", "UTC"),
-    "window_end": pl.Datetime("us", "UTC"),
-    "check": pl.Utf8,
-    "feature": pl.Utf8,
-    "method": pl.Utf8,
-    "value": pl.Float64,
-    "threshold": pl.Float64,
-    "rows": pl.Int64,
-    "alert": pl.Boolean,
-    "computed_at": pl.Float64,
-}
-
 
 def results(*rows: tuple) -> pl.DataFrame:
     """Result rows: (day, check, method, value, rows) of the whole model, served by v1."""
+    day = timedelta(days=1)
     return pl.DataFrame(
         [
-            {
-                "model": "m",
-                "version": 1,
-                "window_start": DAY0 + timedelta(days=d),
-                "window_end": DAY0 + timedelta(days=d + 1),
-                "check": check,
-                "feature": "*",
-                "method": method,
-                "value": value,
-                "threshold": None,
-                "rows": n,
-                "alert": False,
-                "computed_at": 0.0,
-            }
+            {"model": "m", **result(1, DAY0 + d * day, day, check, "*", method, value, rows=n)}
             for d, check, method, value, n in rows
         ],
         schema=RESULT_SCHEMA,
@@ -571,18 +547,7 @@ def register(home, spec, task: Task, evaluation: pl.DataFrame, output: np.ndarra
         (run.id, spec.name),
     )
     metrics = evaluate_metrics(task, task.labels(evaluation[spec.target.column].to_list()), output)
-    version = home.registry.register_version(
-        spec.name,
-        status="registered",
-        artifact_sha256="0" * 64,
-        feature_schema={},
-        metrics=metrics,
-        params={},
-        gate_report={},
-        data_version="d",
-        code_version="c",
-        run_id=run.id,
-    ).version
+    version = register_metrics(home, spec.name, run.id, metrics)
     home.registry.promote(spec.name, version)
     return version
 

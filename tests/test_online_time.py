@@ -14,7 +14,7 @@ import msgspec
 import numpy as np
 import polars as pl
 import pytest
-from conftest import running_server
+from conftest import in_production, running_server
 from own_data import write_subscriptions
 
 from appliance.bring_up import bring_up
@@ -226,11 +226,7 @@ def _served(url_home: Path, requests: list[dict], newest: dict[int, int]) -> Non
 def test_answered_requests_outlive_materialize_and_restart_and_the_skew_check_passes(tmp_path: Path, capsys):
     spec = write_subscriptions(tmp_path / "data", name="visits", days=12, live_days=4, per_day=250, seed=5)
     home = tmp_path / "home"
-    _cli(home, "init", "--spec", str(spec))
-    _cli(home, "ingest", "visits", str(spec.parent / "history.parquet"))
-    _cli(home, "train", "visits")
-    _cli(home, "promote", "visits", "1")
-    _cli(home, "features", "materialize", "visits")
+    in_production(home, spec, "history.parquet")
     live = pl.read_parquet(spec.parent / "live.parquet").sort("logged_at")
     # Two subscribers whose first three live sessions come earliest; their sessions are the requests, with a
     # stranger no history knows.

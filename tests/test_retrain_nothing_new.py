@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import cli, ok, running_server
+from conftest import cli, in_production, ok, running_server
 from own_data import write_loans, write_subscriptions
 
 from appliance.alerts import actions, records
@@ -131,11 +131,7 @@ def test_scheduled_alert_and_api_retrains_skip_until_labelled_predictions_come_b
     spec = write_subscriptions(tmp_path / "data")
     spec.write_text(spec.read_text() + RETRAIN_RULE)
     home = tmp_path / "home"
-    ok(home, "init", "--spec", str(spec))
-    ok(home, "ingest", "subs", str(spec.parent / "history.parquet"))
-    ok(home, "train", "subs")
-    ok(home, "promote", "subs", "1")
-    ok(home, "features", "materialize", "subs")
+    in_production(home, spec, "history.parquet")
 
     # the scheduler's train job: succeeded as a job, skipped as a retrain, and why
     job = run_job(home, "train", "subs", trigger="schedule")

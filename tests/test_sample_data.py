@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import tomllib
 from datetime import UTC, datetime
 from pathlib import Path
@@ -11,30 +10,15 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from sample_data.generate import TX_COLUMNS, generate
+
 SAMPLE_DIR = Path(__file__).resolve().parents[1] / "sample_data"
 FILES = ("users", "transactions", "live")
-TX_COLUMNS = [
-    "transaction_id",
-    "event_time",
-    "user_id",
-    "amount",
-    "merchant_category",
-    "hour",
-    "is_foreign",
-    "is_fraud",
-]
 UTC = UTC
 START = datetime(2026, 9, 1, tzinfo=UTC)
 LIVE_START = datetime(2026, 10, 16, tzinfo=UTC)
 DRIFT_START = datetime(2026, 10, 20, tzinfo=UTC)
 END = datetime(2026, 10, 31, tzinfo=UTC)
-
-
-def _load_generator():
-    spec = importlib.util.spec_from_file_location("_sample_data_generate", SAMPLE_DIR / "generate.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _sha256(path: Path) -> str:
@@ -43,7 +27,7 @@ def _sha256(path: Path) -> str:
 
 @pytest.fixture(scope="module")
 def regenerated(tmp_path_factory) -> dict[str, Path]:
-    return _load_generator().generate(tmp_path_factory.mktemp("sample"), seed=7)
+    return generate(tmp_path_factory.mktemp("sample"), seed=7)
 
 
 @pytest.fixture(scope="module")
@@ -80,13 +64,13 @@ def test_regenerate_same_data(regenerated):
 def test_regenerate_byte_identical(regenerated, tmp_path):
     # Byte for byte within one environment (the Parquet footer names the polars that wrote it, so
     # across versions only the data is compared: test_regenerate_same_data).
-    again = _load_generator().generate(tmp_path)
+    again = generate(tmp_path)
     for name in FILES:
         assert _sha256(regenerated[name]) == _sha256(again[name]), name
 
 
 def test_other_seed_differs(tmp_path):
-    paths = _load_generator().generate(tmp_path, seed=8)
+    paths = generate(tmp_path, seed=8)
     assert _sha256(paths["transactions"]) != _sha256(SAMPLE_DIR / "transactions.parquet")
 
 

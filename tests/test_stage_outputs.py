@@ -67,40 +67,24 @@ GATES = {
     },
 }
 
+INGESTED = {
+    "snapshot": SNAPSHOT,
+    "new_snapshot": True,
+    "rows_read": 37060,
+    "accepted": 37060,
+    "quarantined": 0,
+    "snapshots": [SNAPSHOT],
+}
 # Rows as the stages wrote them before their outputs were typed (a search, a quantized variant, a retrain's
 # feedback with and without a batch): the shapes users' metadata.db holds.
 RECORDED = [
+    ("ingest", INGESTED),
+    ("ingest", {**INGESTED, "new_snapshot": False, "feedback": {"accepted": 0}}),
     (
         "ingest",
         {
-            "snapshot": SNAPSHOT,
-            "new_snapshot": True,
-            "rows_read": 37060,
-            "accepted": 37060,
-            "quarantined": 0,
-            "snapshots": [SNAPSHOT],
-        },
-    ),
-    (
-        "ingest",
-        {
-            "snapshot": SNAPSHOT,
+            **INGESTED,
             "new_snapshot": False,
-            "rows_read": 37060,
-            "accepted": 37060,
-            "quarantined": 0,
-            "snapshots": [SNAPSHOT],
-            "feedback": {"accepted": 0},
-        },
-    ),
-    (
-        "ingest",
-        {
-            "snapshot": SNAPSHOT,
-            "new_snapshot": False,
-            "rows_read": 37060,
-            "accepted": 37060,
-            "quarantined": 0,
             "snapshots": [SNAPSHOT, FEEDBACK],
             "feedback": {"snapshot": FEEDBACK, "rows_read": 41, "accepted": 40, "quarantined": 1},
         },

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+from typing import Literal
 
 import msgspec
 
@@ -131,29 +132,32 @@ def list_alerts(
 
 def acknowledge(conn: sqlite3.Connection, alert_id: int, actor: str) -> Alert:
     """Someone is looking at it: the alert stays unresolved (and keeps counting) but is no longer new."""
-    with transaction(conn):
-        current = alert(conn, alert_id)
-        if current.status != "open":
-            raise Conflict(f"alert {alert_id} is already {current.status}")
-        conn.execute(
-            "UPDATE alerts SET status = 'acknowledged', acknowledged_by = ?, acknowledged_at = ? WHERE id = ?",
-            (actor, time.time(), alert_id),
-        )
-        Registry(conn).audit(actor, "alert_acknowledged", current.model, None, {"alert": alert_id})
-    return alert(conn, alert_id)
+    return _move(conn, alert_id, actor, "acknowledged", after=("open",))
 
 
 def resolve(conn: sqlite3.Connection, alert_id: int, actor: str) -> Alert:
     """Close an alert; the rule firing again afterwards opens a new one."""
+    return _move(conn, alert_id, actor, "resolved", after=("open", "acknowledged"))
+
+
+def _move(
+    conn: sqlite3.Connection,
+    alert_id: int,
+    actor: str,
+    status: Literal["acknowledged", "resolved"],
+    after: tuple[str, ...],
+) -> Alert:
+    # An alert moves on from one of the ``after`` statuses, recording who moved it and when (its columns
+    # <status>_by and <status>_at: the status names them), audited as alert_<status>.
     with transaction(conn):
         current = alert(conn, alert_id)
-        if current.status == "resolved":
-            raise Conflict(f"alert {alert_id} is already resolved")
+        if current.status not in after:
+            raise Conflict(f"alert {alert_id} is already {current.status}")
         conn.execute(
-            "UPDATE alerts SET status = 'resolved', resolved_by = ?, resolved_at = ? WHERE id = ?",
-            (actor, time.time(), alert_id),
+            f"UPDATE alerts SET status = ?, {status}_by = ?, {status}_at = ? WHERE id = ?",
+            (status, actor, time.time(), alert_id),
         )
-        Registry(conn).audit(actor, "alert_resolved", current.model, None, {"alert": alert_id})
+        Registry(conn).audit(actor, f"alert_{status}", current.model, None, {"alert": alert_id})
     return alert(conn, alert_id)
 
 

@@ -20,36 +20,39 @@ log = logging.getLogger("appliance.alerts")
 
 def retrain_for_alert(root: Path, alert: Alert) -> None:
     """Retrain the alert's model in a worker process and apply the spec's policy to the result."""
-    from appliance.deployment import deployments
-    from appliance.training.pipeline import NothingNew
-    from appliance.training.worker import train_in_worker
-
     actor = f"alert:{alert.id}"
     with Home(root) as home:
         action = records.start_action(home.conn, alert.id, "retrain")
         spec = home.spec(alert.model)
+    status, detail, what, version = _retrain(root, alert, spec.deployment.on_retrain, actor)
+    log.warning(
+        "alert retrain of %s: %s",
+        alert.model,
+        detail.get("outcome") or detail.get("error"),
+        extra={"model": alert.model, "version": version, "retrain": what},
+    )
+    with Home(root) as home:
+        records.finish_action(home.conn, action, status, detail, audit=(actor, what, alert.model, version))
+
+
+def _retrain(root: Path, alert: Alert, on_retrain: str, actor: str) -> tuple[str, dict, str, int | None]:
+    """Run the retrain and the policy; how the action ended: its status, detail, audited event and version."""
+    from appliance.deployment import deployments
+    from appliance.training.pipeline import NothingNew
+    from appliance.training.worker import train_in_worker
+
     try:  # a retrain ingests the labels that came back since the last one and holds out the newest days
         outcome = train_in_worker(root, alert.model, actor=actor, retrain=True)
     except (ApplianceError, StorageError, RuntimeError) as e:
-        _finish(root, action, "failed", {"error": str(e)}, actor, "retrain_failed", alert.model, None)
-        return
+        return "failed", {"error": str(e)}, "retrain_failed", None
     if isinstance(outcome, NothingNew):
-        _finish(
-            root,
-            action,
-            "skipped",
-            {
-                "run_id": outcome.run_id,
-                "learnt_before": outcome.learnt_before,
-                "fresh_rows": outcome.feedback_rows,
-                "outcome": outcome.message,
-            },
-            actor,
-            "retrain_skipped",
-            alert.model,
-            None,
-        )
-        return
+        skipped = {
+            "run_id": outcome.run_id,
+            "learnt_before": outcome.learnt_before,
+            "fresh_rows": outcome.feedback_rows,
+            "outcome": outcome.message,
+        }
+        return "skipped", skipped, "retrain_skipped", None
     version = outcome.version.version
     detail = {
         "run_id": outcome.run_id,
@@ -60,77 +63,22 @@ def retrain_for_alert(root: Path, alert: Alert) -> None:
     }
     if not outcome.gates.passed:
         failed = [c.name for c in outcome.gates.checks if not c.passed]
-        _finish(
-            root,
-            action,
-            "failed",
-            detail | {"outcome": f"v{version} failed its gates: {', '.join(failed)}"},
-            actor,
-            "retrain_rejected",
-            alert.model,
-            version,
-        )
-        return
-    if spec.deployment.on_retrain == "canary":
+        rejected = f"v{version} failed its gates: {', '.join(failed)}"
+        return "failed", detail | {"outcome": rejected}, "retrain_rejected", version
+    if on_retrain == "canary":
         try:
             with Home(root) as home:
                 d = deployments.start(home, alert.model, "canary", version, actor=actor)
         except ApplianceError as e:
-            _finish(
-                root,
-                action,
-                "failed",
-                detail | {"outcome": f"v{version} passed its gates; canary not started: {e}"},
-                actor,
-                "retrain_canary_refused",
-                alert.model,
-                version,
-            )
-            return
-        _finish(
-            root,
-            action,
-            "succeeded",
-            detail
-            | {
-                "deployment": d.id,
-                "outcome": (
-                    f"v{version} passed its gates; canary deployment {d.id} started at {d.traffic_percent:g} % — "
-                    "canary analysis promotes or rolls it back"
-                ),
-            },
-            actor,
-            "retrain_canary_started",
-            alert.model,
-            version,
+            refused = f"v{version} passed its gates; canary not started: {e}"
+            return "failed", detail | {"outcome": refused}, "retrain_canary_refused", version
+        started = (
+            f"v{version} passed its gates; canary deployment {d.id} started at {d.traffic_percent:g} % — "
+            "canary analysis promotes or rolls it back"
         )
-        return
-    _finish(
-        root,
-        action,
-        "succeeded",
-        detail
-        | {
-            "outcome": (
-                f"v{version} passed its gates and waits for approval: `appliance promote {alert.model} {version}` "
-                f"or `appliance deploy {alert.model} start canary --version {version}`"
-            )
-        },
-        actor,
-        "retrain_awaits_approval",
-        alert.model,
-        version,
+        return "succeeded", detail | {"deployment": d.id, "outcome": started}, "retrain_canary_started", version
+    waits = (
+        f"v{version} passed its gates and waits for approval: `appliance promote {alert.model} {version}` "
+        f"or `appliance deploy {alert.model} start canary --version {version}`"
     )
-
-
-def _finish(
-    root: Path, action: int, status: str, detail: dict, actor: str, what: str, model: str, version: int | None
-) -> None:
-    log.warning(
-        "alert retrain of %s: %s",
-        model,
-        detail.get("outcome") or detail.get("error"),
-        extra={"model": model, "version": version, "retrain": what},
-    )
-    with Home(root) as home:
-        records.finish_action(home.conn, action, status, detail, audit=(actor, what, model, version))
+    return "succeeded", detail | {"outcome": waits}, "retrain_awaits_approval", version

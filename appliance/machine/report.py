@@ -24,7 +24,7 @@ def machine_report(snapshot: MachineSnapshot, cost: CostSection, home: str) -> l
         lines.append(f"GPU       {len(snapshot.gpu.gpus)} NVIDIA GPU(s), driver {snapshot.gpu.driver_version or '?'}")
         lines += _table(
             ("GPU", "NAME", "UTIL", "MEMORY", "TEMP", "POWER", "LIMIT", "ENERGY"),
-            [_gpu_row(g) for g in snapshot.gpu.gpus],
+            [gpu_row(g) for g in snapshot.gpu.gpus],
         )
     if snapshot.disk is None:
         lines.append(f"disk      data directory {home} does not exist yet (`appliance init` makes it)")
@@ -70,7 +70,9 @@ def size(n: int | float) -> str:
     return f"{n / 1000:.1f} TB"
 
 
-def _gpu_row(g: GpuReading) -> tuple[str, ...]:
+def gpu_row(g: GpuReading) -> tuple[str, ...]:
+    """One GPU's line, as ``appliance machine`` and the dashboard show it: index, name, utilization, memory,
+    temperature, power, power limit, energy (and where the energy figure comes from)."""
     memory = (
         f"{size(g.memory_used_bytes)} / {size(g.memory_total_bytes)}"
         if g.memory_used_bytes is not None and g.memory_total_bytes is not None

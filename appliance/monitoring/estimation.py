@@ -106,6 +106,11 @@ def estimate_auc(
     result = _by_window(cbpe.fit(ref).estimate(cur), "roc_auc", windows)
     rows = windows.rows()
     estimate = result.get("value", np.nan)
+    realized: np.ndarray | float = np.nan  # no label column: nothing realized yet
+    if label in frame.columns:
+        by_window = performance_by_window(frame, windows, label, score, decision_threshold, rules)
+        auc = by_window.filter((pl.col("feature") == ALL) & (pl.col("method") == "auc"))["value"]
+        realized = auc.fill_null(np.nan).to_numpy()
     return pl.DataFrame(
         {
             "window_start": windows.starts,
@@ -113,7 +118,7 @@ def estimate_auc(
             "estimated_auc": estimate,
             "lower": result.get("lower_confidence_boundary", np.nan),
             "upper": result.get("upper_confidence_boundary", np.nan),
-            "realized_auc": _realized_auc(frame, windows, label, score, decision_threshold, rules),
+            "realized_auc": realized,
             "threshold": [rules.performance.auc_floor] * windows.count,
             "alert": (estimate < rules.performance.auc_floor) & (rows >= rules.min_window_rows),
         },
@@ -351,19 +356,3 @@ def _by_window(result, metric: str, windows: EventWindows) -> dict[str, np.ndarr
             values[at] = table[column].to_numpy(dtype=np.float64, na_value=np.nan)
             placed[column[-1]] = values
     return placed
-
-
-def _realized_auc(
-    frame: pl.DataFrame,
-    windows: EventWindows,
-    label: str,
-    score: str,
-    decision_threshold: float,
-    rules: MonitoringSection,
-) -> np.ndarray | float:
-    if label not in frame.columns:
-        return np.nan
-    realized = performance_by_window(frame, windows, label, score, decision_threshold, rules)
-    return (
-        realized.filter((pl.col("feature") == ALL) & (pl.col("method") == "auc"))["value"].fill_null(np.nan).to_numpy()
-    )

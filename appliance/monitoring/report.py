@@ -77,40 +77,11 @@ def _drift(frame: pl.DataFrame) -> list[str]:
 
 
 def _performance(frame: pl.DataFrame) -> list[str]:
-    """A line per window: realized metrics from labels beside the estimate (CBPE, DLE) and its band, in the
-    task's terms (read from the metrics the rows hold); a binary model's table is AUC, precision, recall, F1."""
+    """A line per window: realized metrics from labels beside each estimate (CBPE, DLE) and its band, in the
+    task's terms (read from the metrics the rows hold); a binary model's table is AUC, precision, recall, F1
+    and the estimated AUC."""
     overall = frame.filter(pl.col("feature") == "*")
     kind = _task_of(frame)
-    if kind != "binary":
-        return _task_performance(overall, kind)
-    wide = overall.pivot(on=["check", "method"], index=WINDOW, values="value", aggregate_function="first").sort(WINDOW)
-    labelled = overall.filter(check="performance", method="auc").select(*WINDOW, labelled="rows")
-    alerts = overall.group_by(WINDOW).agg(pl.col("alert").any())
-    wide = wide.join(labelled, on=WINDOW, how="left").join(alerts, on=WINDOW, how="left")
-
-    def get(row: dict, check: str, method: str) -> str:
-        return _number(row.get(f'{{"{check}","{method}"}}'))
-
-    rows = [
-        (
-            _window(r["window_start"], "performance"),
-            _version(r["version"]),
-            str(r["labelled"] or 0),
-            get(r, "performance", "auc"),
-            get(r, "performance", "precision"),
-            get(r, "performance", "recall"),
-            get(r, "performance", "f1"),
-            f"{get(r, 'estimated', 'auc')} [{get(r, 'estimated', 'auc_lower')}, {get(r, 'estimated', 'auc_upper')}]",
-            "ALERT" if r["alert"] else "",
-        )
-        for r in wide.iter_rows(named=True)
-    ]
-    header = ("window", "version", "labelled", "auc", "precision", "recall", "f1", "estimated auc [band]", "alert")
-    return table(header, rows) + disagreement_notes(overall)
-
-
-def _task_performance(overall: pl.DataFrame, kind: str) -> list[str]:
-    """``_performance`` of a multiclass or regression model: its metrics, then each estimate with its band."""
     performance = overall.filter(check="performance")
     realized = [*TASK_METRICS[kind], *sorted(set(performance["method"]) - set(TASK_METRICS[kind]))]
     estimated = sorted(

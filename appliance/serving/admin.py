@@ -46,6 +46,14 @@ T = TypeVar("T")
 def admin_routes(state: ServingState, root: Path, admin_guard: Guard) -> list[HTTPRouteHandler]:
     """The admin route handlers over one data directory."""
 
+    def admin_post(path: str, summary: str, status_code: int = 200) -> post:
+        # Every admin route needs the admin key, and its summary says so: declared here once, so no route
+        # can leave the guard out.
+        return post(path, status_code=status_code, guards=[admin_guard], summary=f"{summary} (admin)")
+
+    def admin_get(path: str, summary: str) -> get:
+        return get(path, guards=[admin_guard], summary=f"{summary} (admin)")
+
     async def act(request: Request[Any, Any, Any], action: Callable[[Home, str], T]) -> T:
         caller = request.state.caller
         actor = f"api:{caller.key_id}"
@@ -58,12 +66,7 @@ def admin_routes(state: ServingState, root: Path, admin_guard: Guard) -> list[HT
 
         return await asyncio.to_thread(run)
 
-    @post(
-        "/v1/models/{name:str}/promote",
-        status_code=200,
-        guards=[admin_guard],
-        summary="Point production at a version (admin)",
-    )
+    @admin_post("/v1/models/{name:str}/promote", "Point production at a version")
     async def promote(
         name: FromPath[str], data: JSONBody[PromoteRequest], request: Request[Any, Any, Any]
     ) -> ModelVersion:
@@ -71,23 +74,17 @@ def admin_routes(state: ServingState, root: Path, admin_guard: Guard) -> list[HT
             request, lambda home, actor: home.registry.promote(name, data.version, actor=actor, reason=data.reason)
         )
 
-    @post(
-        "/v1/models/{name:str}/rollback",
-        status_code=200,
-        guards=[admin_guard],
-        summary="Return production to the previous version (admin)",
-    )
+    @admin_post("/v1/models/{name:str}/rollback", "Return production to the previous version")
     async def rollback(
         name: FromPath[str], request: Request[Any, Any, Any], data: JSONBody[ReasonRequest | None] = None
     ) -> ModelVersion:
         reason = _reason(data)
         return await act(request, lambda home, actor: home.registry.rollback(name, actor=actor, reason=reason))
 
-    @post(
+    @admin_post(
         "/v1/models/{name:str}/deployments",
+        "Start a blue-green, canary, shadow or A/B deployment of a version",
         status_code=201,
-        guards=[admin_guard],
-        summary="Start a blue-green, canary, shadow or A/B deployment of a version (admin)",
     )
     async def start(
         name: FromPath[str], data: JSONBody[DeploymentRequest], request: Request[Any, Any, Any]
@@ -99,12 +96,7 @@ def admin_routes(state: ServingState, root: Path, admin_guard: Guard) -> list[HT
             ),
         )
 
-    @post(
-        "/v1/models/{name:str}/deployments/advance",
-        status_code=200,
-        guards=[admin_guard],
-        summary="Move the running deployment one step on (admin)",
-    )
+    @admin_post("/v1/models/{name:str}/deployments/advance", "Move the running deployment one step on")
     async def advance(
         name: FromPath[str], request: Request[Any, Any, Any], data: JSONBody[AdvanceRequest | None] = None
     ) -> Deployment:
@@ -114,11 +106,8 @@ def admin_routes(state: ServingState, root: Path, admin_guard: Guard) -> list[HT
             lambda home, actor: deployments.advance(home, name, actor=actor, reason=body.reason, force=body.force),
         )
 
-    @post(
-        "/v1/models/{name:str}/deployments/abort",
-        status_code=200,
-        guards=[admin_guard],
-        summary="Stop the running deployment; all traffic back to the baseline (admin)",
+    @admin_post(
+        "/v1/models/{name:str}/deployments/abort", "Stop the running deployment; all traffic back to the baseline"
     )
     async def abort(
         name: FromPath[str], request: Request[Any, Any, Any], data: JSONBody[ReasonRequest | None] = None
@@ -126,11 +115,7 @@ def admin_routes(state: ServingState, root: Path, admin_guard: Guard) -> list[HT
         reason = _reason(data)
         return await act(request, lambda home, actor: deployments.abort(home, name, actor=actor, reason=reason))
 
-    @get(
-        "/v1/models/{name:str}/deployments",
-        guards=[admin_guard],
-        summary="The running (or latest) deployment and what it has shown so far (admin)",
-    )
+    @admin_get("/v1/models/{name:str}/deployments", "The running (or latest) deployment and what it has shown so far")
     async def status(name: FromPath[str]) -> DeploymentReport:
         def run() -> DeploymentReport:
             with Home(root) as home:
@@ -143,11 +128,10 @@ def admin_routes(state: ServingState, root: Path, admin_guard: Guard) -> list[HT
 
         return await asyncio.to_thread(run)
 
-    @post(
+    @admin_post(
         "/v1/models/{name:str}/retrain",
+        "Start a retrain in a worker process: 202 with its run id; 409 if the model is training",
         status_code=202,
-        guards=[admin_guard],
-        summary="Start a retrain in a worker process: 202 with its run id; 409 if the model is training (admin)",
     )
     async def retrain(
         name: FromPath[str], request: Request[Any, Any, Any], data: JSONBody[ReasonRequest | None] = None
@@ -163,11 +147,9 @@ def admin_routes(state: ServingState, root: Path, admin_guard: Guard) -> list[HT
 
         return await asyncio.to_thread(run)
 
-    @get(
+    @admin_get(
         "/v1/models/{name:str}/runs/{run_id:str}",
-        guards=[admin_guard],
-        summary="A training run: status (starting, running, succeeded, failed, skipped), stages, metrics, error, "
-        "outcome (admin)",
+        "A training run: status (starting, running, succeeded, failed, skipped), stages, metrics, error, outcome",
     )
     async def run_status(name: FromPath[str], run_id: FromPath[str]) -> PipelineRun | RunStarting:
         def run() -> PipelineRun | RunStarting:
@@ -184,11 +166,7 @@ def admin_routes(state: ServingState, root: Path, admin_guard: Guard) -> list[HT
 
         return await asyncio.to_thread(run)
 
-    @get(
-        "/v1/alerts",
-        guards=[admin_guard],
-        summary="Alerts, newest first: ?model=M, ?all=true for resolved ones (admin)",
-    )
+    @admin_get("/v1/alerts", "Alerts, newest first: ?model=M, ?all=true for resolved ones")
     async def alerts(
         model: FromQuery[str | None] = None,
         everything: Annotated[
@@ -203,21 +181,11 @@ def admin_routes(state: ServingState, root: Path, admin_guard: Guard) -> list[HT
 
         return await asyncio.to_thread(run)
 
-    @post(
-        "/v1/alerts/{alert_id:int}/ack",
-        status_code=200,
-        guards=[admin_guard],
-        summary="Acknowledge an alert: someone is on it (admin)",
-    )
+    @admin_post("/v1/alerts/{alert_id:int}/ack", "Acknowledge an alert: someone is on it")
     async def ack(alert_id: FromPath[int], request: Request[Any, Any, Any]) -> Alert:
         return await act(request, lambda home, actor: alert_records.acknowledge(home.conn, alert_id, actor))
 
-    @post(
-        "/v1/alerts/{alert_id:int}/resolve",
-        status_code=200,
-        guards=[admin_guard],
-        summary="Resolve an alert; if its rule fires again a new one opens (admin)",
-    )
+    @admin_post("/v1/alerts/{alert_id:int}/resolve", "Resolve an alert; if its rule fires again a new one opens")
     async def resolve(alert_id: FromPath[int], request: Request[Any, Any, Any]) -> Alert:
         return await act(request, lambda home, actor: alert_records.resolve(home.conn, alert_id, actor))
 

@@ -23,7 +23,7 @@ import itertools
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from functools import partial
 from typing import Any
 
@@ -53,6 +53,7 @@ MAX_SHADOW_IN_FLIGHT = 1_000
 LOG_POLL_S = 0.005  # while the prediction log is behind, how often the waiting requests look again
 LOG_STALL_S = 0.5  # a writer with no progress this long is stuck: requests stop waiting for it
 _JSON, _PROBLEM = b"application/json", PROBLEM.encode()
+_UNSCORED = (None, None, None, None)  # a row's logged output columns when it was not scored
 _decode = msgspec.json.Decoder().decode
 _encode = msgspec.json.Encoder().encode
 
@@ -277,7 +278,7 @@ class PredictEndpoint:
         # Encoded, then not scored: counted and logged as a 500.
         seconds = time.perf_counter() - s.started
         self.state.metrics.observe_request(s.name, s.arm.model.version, s.arm.name, 500, seconds)
-        self._log_rows(s.route, s.arm, s.request_id, s.records, [None] * len(s.records), seconds, 500)
+        self._log_rows(s.route, s.arm, s.request_id, s.records, [_UNSCORED] * len(s.records), seconds, 500)
 
     def _failure(self, e: Exception) -> tuple[int, list, bytes]:
         # The answer to a failure, called in its except block: the caller's errors as problem documents,
@@ -296,7 +297,8 @@ class PredictEndpoint:
             return self._scored_task(s, outputs, seconds)
         # A binary model, the common case, answers without building anything per row it does not send.
         probabilities = outputs
-        self._log_rows(s.route, s.arm, s.request_id, s.records, probabilities, seconds, 200)
+        columns = _binary_columns(probabilities, model.threshold)
+        self._log_rows(s.route, s.arm, s.request_id, s.records, columns, seconds, 200)
         if (shadow := s.route.shadow) is not None:
             self._start_shadow(shadow, s.route.deployment_id, s.request_id, s.records, s.single)
         threshold = model.threshold
@@ -323,7 +325,7 @@ class PredictEndpoint:
         model = s.arm.model
         answers, columns = answered(model, outputs)
         self.state.metrics.observe_outputs(model, columns)
-        self._log_task_rows(s.route, s.arm, s.request_id, s.records, columns, seconds, 200)
+        self._log_rows(s.route, s.arm, s.request_id, s.records, columns, seconds, 200)
         if (shadow := s.route.shadow) is not None:
             self._start_shadow(shadow, s.route.deployment_id, s.request_id, s.records, s.single)
         body = {"model": s.name, "version": model.version, "request_id": s.request_id}
@@ -336,50 +338,17 @@ class PredictEndpoint:
         return 200, [(b"content-type", _JSON), (b"x-request-id", s.request_id.encode())], _encode(body)
 
     def _log_rows(
-        self, route: Route, arm: Arm, request_id: str, records: list, probabilities: list, seconds: float, status: int
+        self,
+        route: Route,
+        arm: Arm,
+        request_id: str,
+        records: list,
+        columns: Iterable[tuple],
+        seconds: float,
+        status: int,
     ) -> None:
-        # A binary model's rows (probability and label), and any model's unscored rows (every output None).
-        now = time.time()
-        latency_ms = seconds * 1000
-        threshold = arm.model.threshold
-        entity, event_time = route.entity_field, route.event_time_field
-        log_rows = self.state.log
-        assert log_rows is not None, "the lifespan opens the log before the first request"
-        record_row = log_rows.record
-        key_type = arm.model.features.key_type if arm.model.features is not None else "string"
-        logged = route.logged
-        for i, (record, p) in enumerate(zip(records, probabilities)):
-            key, at = record.get(entity), record.get(event_time)
-            if not record.keys() <= logged:  # a field the spec does not declare is not logged (prediction_log)
-                record = self._declared(record, logged)
-            if at is not None and type(at) is not str:
-                at = time_text(at)  # Unix seconds, kept as ISO text
-            record_row(
-                (
-                    request_id,
-                    i,
-                    arm.model.name,
-                    arm.model.version,
-                    arm.name,
-                    route.deployment_id,
-                    now,
-                    at,
-                    None if key is None else key_text(key, key_type),
-                    record,
-                    p,
-                    None if p is None else int(p >= threshold),
-                    latency_ms,
-                    status,
-                    None,
-                    None,
-                )
-            )
-
-    def _log_task_rows(
-        self, route: Route, arm: Arm, request_id: str, records: list, columns: list[tuple], seconds: float, status: int
-    ) -> None:
-        # A multiclass or regression model's rows: ``columns`` are each row's (probability, label, value,
-        # probabilities), as ``answered`` fills them.
+        # ``columns`` are each row's (probability, label, value, probabilities): a multiclass or regression
+        # model's as ``answered`` fills them, a binary model's from ``_binary_columns``, every one None unscored.
         now = time.time()
         latency_ms = seconds * 1000
         entity, event_time = route.entity_field, route.event_time_field
@@ -390,10 +359,10 @@ class PredictEndpoint:
         logged = route.logged
         for i, (record, (p, label, value, probabilities)) in enumerate(zip(records, columns)):
             key, at = record.get(entity), record.get(event_time)
-            if not record.keys() <= logged:
+            if not record.keys() <= logged:  # a field the spec does not declare is not logged (prediction_log)
                 record = self._declared(record, logged)
             if at is not None and type(at) is not str:
-                at = time_text(at)
+                at = time_text(at)  # Unix seconds, kept as ISO text
             record_row(
                 (
                     request_id,
@@ -447,6 +416,12 @@ class PredictEndpoint:
             log_rows.record_shadow(
                 (request_id, i, deployment_id, arm.model.version, p, label, latency_ms, value, probabilities)
             )
+
+
+def _binary_columns(probabilities: list, threshold: float) -> Iterator[tuple]:
+    # A binary model's logged output columns per row, (probability, label, None, None) as ``answered`` makes
+    # them, made while the log takes them: the hot path answers a binary model without ``answered``.
+    return ((p, None if p is None else int(p >= threshold), None, None) for p in probabilities)
 
 
 def answered(model: LoadedModel, outputs: list) -> tuple[list[dict | None], list[tuple]]:

@@ -156,37 +156,35 @@ def proportion_standard_error(value: float, rows: float, class_shares: Sequence[
     return math.sqrt(variance)
 
 
+def _accuracy_rule(
+    name: str,
+    drop: float,
+    severity: Literal["warning", "critical"],
+    action: Literal["log", "retrain"],
+    noise_z: float,
+) -> AlertRule:
+    # The two default accuracy rules watch the same AUC (its CBPE estimate where labels are few) the same way,
+    # relative to the reference; they differ in how far it drops, how sure the drop must be and what it does.
+    return AlertRule(
+        name,
+        "performance",
+        "auc",
+        "<",
+        drop,
+        severity,
+        action,
+        feature=MODEL_TARGET,
+        min_rows=200,
+        fallback_check="estimated",
+        fallback_method="auc",
+        relative_to="reference",
+        noise_z=noise_z,
+    )
+
+
 DEFAULT_ALERTS: list[AlertRule] = [
-    AlertRule(
-        "accuracy-low",
-        "performance",
-        "auc",
-        "<",
-        0.05,
-        "warning",
-        "log",
-        feature=MODEL_TARGET,
-        min_rows=200,
-        fallback_check="estimated",
-        fallback_method="auc",
-        relative_to="reference",
-        noise_z=3.0,
-    ),
-    AlertRule(
-        "accuracy-critical",
-        "performance",
-        "auc",
-        "<",
-        0.10,
-        "critical",
-        "retrain",
-        feature=MODEL_TARGET,
-        min_rows=200,
-        fallback_check="estimated",
-        fallback_method="auc",
-        relative_to="reference",
-        noise_z=4.0,
-    ),
+    _accuracy_rule("accuracy-low", 0.05, "warning", "log", noise_z=3.0),
+    _accuracy_rule("accuracy-critical", 0.10, "critical", "retrain", noise_z=4.0),
     AlertRule("drift", "drift", DRIFT_SCORE, ">", 0.3, "warning", "log"),
     AlertRule("missing-values", "quality", "missing_rate", ">", 0.10, "critical", "log"),
     AlertRule("latency-p99", "serving", "latency_p99_ms", ">", 200.0, "warning", "log"),

@@ -30,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from storage.backup import backup_database
 from storage.prediction_log import PredictionStore
+from tests.conftest import log_extent
 
 FEATURES = (
     '{"amount": 97.95, "merchant_category": "online_retail", "hour": 0, "is_foreign": false, '
@@ -123,15 +124,8 @@ def appliance_backup(source: Path, target: Path, deadline: float) -> tuple[bool,
 
 
 def one_instant(copy: Path) -> str:
-    conn = sqlite3.connect(copy)
-    try:
-        predictions, first, last = conn.execute(
-            "SELECT COUNT(*), MIN(request_id), MAX(request_id) FROM predictions"
-        ).fetchone()
-        shadow = conn.execute("SELECT COUNT(*) FROM shadow_scores").fetchone()[0]
-    finally:
-        conn.close()
-    whole = predictions == shadow and int(last) - int(first) + 1 == predictions
+    predictions, first, last, shadow = log_extent(copy)
+    whole = predictions == shadow and last - first + 1 == predictions
     return f"yes ({predictions:,} rows)" if whole else f"NO: {predictions:,} predictions, {shadow:,} shadow"
 
 

@@ -27,6 +27,7 @@ from appliance.monitoring.feature_drift import ReferenceProfile, feature_drift
 from appliance.monitoring.windows import EventWindows
 from appliance.spec import Feature
 from appliance.spec.monitoring import MonitoringSection
+from sample_data.generate import CATEGORIES
 
 FEATURES = [
     Feature("amount", "float"),
@@ -46,25 +47,13 @@ def synthetic(rows: int, days: int, start: datetime, seed: int, drift_from: int 
     seconds = np.sort(rng.integers(0, days * 86400, rows))
     day = seconds // 86400
     shifted = (day >= drift_from) if drift_from is not None else np.zeros(rows, dtype=bool)
-    merchants = [
-        "grocery",
-        "restaurants",
-        "fuel",
-        "travel",
-        "electronics",
-        "jewelry",
-        "online_retail",
-        "gaming",
-        "pharmacy",
-        "digital_goods",
-    ]
-    base = np.array([25, 20, 12, 6, 6, 2, 14, 5, 6, 4], dtype=float)
+    base = np.array([25, 20, 12, 6, 6, 2, 14, 5, 6, 4], dtype=float)  # a weight for each of the sample's CATEGORIES
     return pl.DataFrame(
         {
             "event_time": [start + timedelta(seconds=int(s)) for s in seconds],
             "amount": np.round(rng.lognormal(3.8, 1.1, rows) * np.where(shifted, 1.35, 1.0), 2),
             "merchant_category": np.where(
-                shifted & (rng.random(rows) < 0.05), "digital_goods", rng.choice(merchants, rows, p=base / base.sum())
+                shifted & (rng.random(rows) < 0.05), "digital_goods", rng.choice(CATEGORIES, rows, p=base / base.sum())
             ),
             "hour": rng.choice(24, rows, p=np.r_[np.full(6, 1.0), np.full(18, 3.0)] / 60).astype(np.int32),
             "is_foreign": rng.random(rows) < 0.04,

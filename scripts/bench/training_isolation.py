@@ -21,20 +21,13 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from appliance.config import bundled_spec_path
+from appliance.features.online import materialize_model
 from appliance.home import Home
 from appliance.serving.models import load_production
 from appliance.spec import load_spec
 from appliance.training.pipeline import train
 from appliance.training.worker import train_in_worker
-
-RECORD = {
-    "amount": 950.0,
-    "merchant_category": "jewelry",
-    "hour": 3,
-    "is_foreign": True,
-    "account_age_days": 20,
-    "country": "US",
-}
+from tests.conftest import SAMPLE_RECORD
 
 
 def latencies(model, while_alive: threading.Thread | None, seconds: float = 5.0) -> np.ndarray:
@@ -42,7 +35,7 @@ def latencies(model, while_alive: threading.Thread | None, seconds: float = 5.0)
     deadline = time.monotonic() + seconds
     while while_alive.is_alive() if while_alive else time.monotonic() < deadline:
         started = time.perf_counter()
-        model.predict([RECORD])
+        model.predict([SAMPLE_RECORD])
         out.append(time.perf_counter() - started)
         time.sleep(0.001)  # requests arrive one after another, not back to back
     return np.array(out) * 1e3
@@ -69,6 +62,7 @@ def main() -> None:
         home.add_model(spec)
         train(home, spec)
         home.registry.promote("fraud", 1)
+        materialize_model(home, spec)  # a request carries its entity key: the rest comes from the online store
         model = load_production(home, "fraud")
         results = {"idle (baseline)": latencies(model, None)}
         job = threading.Thread(target=train, args=(home, spec))
