@@ -63,7 +63,9 @@ class Alerts(View):
 
     def _describe(self) -> None:
         alert = self.selected()
-        detail = "" if alert is None else "\n".join(f"{k}: {v}" for k, v in msgspec.to_builtins(alert).items())
+        detail = (
+            "" if alert is None else "\n".join(f"{k}: {_shown(k, v)}" for k, v in msgspec.to_builtins(alert).items())
+        )
         self.query_one("#alert-detail", Static).update(detail)
 
     def action_toggle_past(self) -> None:
@@ -79,3 +81,12 @@ class Alerts(View):
         alert = self.selected()
         if alert is not None:
             self.act(lambda: self.data.resolve(alert.id), f"alert {alert.id} resolved")
+
+
+def _shown(field: str, value: object) -> str:
+    """A field of the alert as a person reads it: its times (Unix seconds) as UTC dates, nothing as '-'."""
+    if value is None:
+        return "-"
+    if isinstance(value, int | float) and (field.endswith("_seen") or field.endswith("_at")):
+        return when(value)
+    return str(value)

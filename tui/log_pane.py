@@ -89,7 +89,7 @@ class LogPane(Log):
     """The bottom of the dashboard: the newest lines of the feed, scrolling."""
 
     DEFAULT_CSS = """
-    LogPane { dock: bottom; height: 6; border-top: solid $primary-darken-2; }
+    LogPane { dock: bottom; height: 6; border-top: solid $primary-darken-2; overflow-x: hidden; overflow-y: auto; }
     LogPane.hidden { display: none; }
     """
 
