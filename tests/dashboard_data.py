@@ -273,6 +273,7 @@ def _story(
         1,
         [1],
         WINDOWS,
+        [(1, WINDOWS[0], WINDOWS[-1])],
         _frame(drifts),
         _frame(quality),
         metric,

@@ -73,32 +73,35 @@ def _run_rows(version: int, at: datetime) -> list[dict]:
     ]
 
 
-def test_the_story_is_the_served_versions_data_windows_with_runs_apart(tmp_path: Path):
+def test_each_window_is_told_by_the_version_that_served_it_with_runs_apart(tmp_path: Path):
     home = _registered(tmp_path, write_deliveries(tmp_path / "data"))
     old = [START - HALF_DAY * 2, START - HALF_DAY]
     served = [START, START + HALF_DAY, START + 2 * HALF_DAY]
+    # v1 served two windows, then v2 three; a canary v3 answered 53 rows of a window v2 served with 400
     store(home, "eta", [*_regression_windows(1, old), *_regression_windows(2, served)])
+    store(home, "eta", _regression_windows(3, [served[1]]))
     store(home, "eta", _run_rows(2, RUN) + _run_rows(2, RUN + timedelta(hours=1)))
     with Home(home) as h:
         story = monitoring_story(h, "eta")
-    # No production alias: the newest version with results is the one told.
-    assert (story.model, story.served_version, story.versions) == ("eta", 2, [1, 2])
-    assert story.windows == served  # the run times (a month later) are no column of the drift view
+    # No production alias: the newest version with results is the one serving now.
+    assert (story.model, story.served_version, story.versions) == ("eta", 3, [1, 2, 3])
+    assert story.windows == old + served  # the run times (a month later) are no column of the drift view
+    assert story.eras == [(1, old[0], old[-1]), (2, served[0], served[-1])]  # across the promotion, not the canary
     assert (story.metric, story.lower_is_better) == ("rmse", True)
 
     drift = story.drift
     assert drift.columns == ["window_start", "feature", "method", "value", "threshold", "alert", "rows", "score"]
-    assert set(drift["window_start"]) == set(served) and "prediction" in set(drift["feature"])
+    assert set(drift["window_start"]) == set(old + served) and "prediction" in set(drift["feature"])
     first = drift.filter(pl.col("window_start") == START)
     psi = first.filter(feature="distance_km", method="psi")["score"][0]
     ks_late = drift.filter(pl.col("window_start") == served[2], feature="distance_km", method="ks")["score"][0]
     assert psi == pytest.approx(5.5 / 8.0) and ks_late == pytest.approx(4.0)  # the 53-row PSI is not the episode
     assert first.filter(method="positive_rate")["score"][0] is None  # no threshold: no score
     quality = story.quality
-    assert quality.filter(method="volume_low")["score"].to_list() == pytest.approx([0.5] * 3)  # alerts below
-    assert quality.filter(method="missing_rate")["score"].to_list() == [0.0] * 3
+    assert quality.filter(method="volume_low")["score"].to_list() == pytest.approx([0.5] * 5)  # alerts below
+    assert quality.filter(method="missing_rate")["score"].to_list() == [0.0] * 5
 
-    perf = story.performance
+    perf = story.performance.filter(pl.col("window_start").is_in(served))
     assert perf.columns[:8] == [
         "window_start",
         "realized",
@@ -115,7 +118,7 @@ def test_the_story_is_the_served_versions_data_windows_with_runs_apart(tmp_path:
     assert perf["threshold"].to_list() == [10.0] * 3 and perf["alert"].to_list() == [False, False, True]
     assert perf["rows"].to_list() == [53, 400, 400] and perf["labelled"].to_list() == [26, 200, 200]
 
-    traffic = story.traffic
+    traffic = story.traffic.filter(pl.col("window_start").is_in(served))
     assert traffic["window_start"].to_list() == served
     assert traffic["requests"].to_list() == [13.0, 100.0, 100.0]
     assert traffic["latency_p95_ms"].null_count() == 3  # this serving check had none

@@ -117,8 +117,11 @@ class Monitoring(View):
             if shown.serving
             else f"no version serves: v{story.served_version}, the newest with results"
         )
+        # after a promotion the story runs on: each window told by the version that served it
+        told = ", ".join(f"v{v} {window_dates([a])[0]} … {window_dates([b])[0]}" for v, a, b in story.eras)
         self.query_one("#monitoring-model", Static).update(
             f"{story.model}: {served} (results for {versions}); {len(dates)} data windows, {dates[0]} … {dates[-1]}"
+            + (f"; each told by the version that served it: {told}" if len(story.eras) > 1 else "")
             + others
         )
         self._drift_table(shown)

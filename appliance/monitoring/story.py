@@ -3,7 +3,10 @@
 The dashboard's Monitoring tab and the HTML report (`appliance report`) both draw a ``MonitoringStory`` and
 compute nothing of their own, so the two never tell it differently. Two rules make the story readable:
 
-- Its time axis is the served version's **data windows** (event time). Rows stamped with a run's time (the
+- Each data window is told by **the version that served it**: the one with the most rows in that window. So
+  the story runs on across a promotion (the old version's windows, then the new one's) instead of starting over
+  at it, and a canary's few rows in a window its production served do not stand for that window.
+- Its time axis is those **data windows** (event time). Rows stamped with a run's time (the
   machine and pipeline checks, and the serving check's ``log_overflow``: once per run, not per window) are
   told apart in ``operations``: among the data's days they sort after them and leave every data column empty.
   A data window's row spans its window (``window_end > window_start``); a run's row is an instant.
@@ -86,10 +89,11 @@ class MonitoringStory:
     model: str
     served_version: int | None  # the version production serves now; else the newest version with results
     versions: list[int]  # versions with results, oldest first
-    windows: list[datetime]  # the served version's data windows (event time, UTC), oldest first
-    drift: pl.DataFrame  # served version, data windows: window_start, feature, method, value, threshold, alert,
-    # rows, score (value / threshold; null without a positive threshold). Includes 'prediction' rows.
-    quality: pl.DataFrame  # served version's quality rows, same columns (volume_low: threshold / value)
+    windows: list[datetime]  # the data windows (event time, UTC), oldest first
+    eras: list[tuple[int, datetime, datetime]]  # (version, first window, last window) each version served, in turn
+    drift: pl.DataFrame  # each window's serving version's drift: window_start, feature, method, value, threshold,
+    # alert, rows, score (value / threshold; null without a positive threshold). Includes 'prediction' rows.
+    quality: pl.DataFrame  # its quality rows, same columns (volume_low: threshold / value)
     metric: str  # the judged metric (auc for a binary model, whose estimate is AUC; else the spec's)
     lower_is_better: bool
     performance: pl.DataFrame  # a row per data window: window_start, realized, estimated, lower, upper,
@@ -109,13 +113,16 @@ def monitoring_story(home: Home, model: str, since: datetime | date | str | None
     production = home.registry.alias(model, "production")
     served = production if production is not None else (versions[-1] if versions else None)
     instant = (pl.col("window_end") <= pl.col("window_start")) | pl.col("check").is_in(RUN_CHECKS)
-    data = found.filter(~instant & pl.col("version").eq_missing(pl.lit(served, pl.Int64)))
-    windows = data.select(pl.col("window_start").unique().sort())
+    windowed = found.filter(~instant)
+    serving = _serving_versions(windowed)
+    data = windowed.join(serving, on=["window_start", "version"], how="semi")
+    windows = serving.select("window_start")
     return MonitoringStory(
         model=model,
         served_version=served,
         versions=versions,
         windows=windows["window_start"].to_list(),
+        eras=_eras(serving),
         drift=_scored(data.filter(check="drift")),
         quality=_scored(data.filter(check="quality")),
         metric=metric,
@@ -127,6 +134,30 @@ def monitoring_story(home: Home, model: str, since: datetime | date | str | None
         .sort("at", "check", "feature", "method")
         .cast(_OPERATIONS),
     )
+
+
+def _serving_versions(windowed: pl.DataFrame) -> pl.DataFrame:
+    """window_start, version: for each data window the version with the most rows in it (the newer on a tie),
+    oldest window first."""
+    by_rows = windowed.group_by("window_start", "version").agg(pl.col("rows").max())
+    return (
+        by_rows.sort("rows", "version", descending=True)
+        .group_by("window_start", maintain_order=True)
+        .first()
+        .select("window_start", "version")
+        .sort("window_start")
+    )
+
+
+def _eras(serving: pl.DataFrame) -> list[tuple[int, datetime, datetime]]:
+    """Runs of consecutive windows served by one version."""
+    eras: list[tuple[int, datetime, datetime]] = []
+    for start, version in serving.iter_rows():
+        if eras and eras[-1][0] == version:
+            eras[-1] = (version, eras[-1][1], start)
+        else:
+            eras.append((version, start, start))
+    return eras
 
 
 def _scored(rows: pl.DataFrame) -> pl.DataFrame:

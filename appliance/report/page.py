@@ -112,6 +112,9 @@ def _header(home: Home, story: MonitoringStory, since: datetime | date | str | N
     else:
         span = "no windows" + (f" since {since}" if since is not None else "")
     versions = ", ".join(f"v{v}" for v in story.versions) or "none"
+    if len(story.eras) > 1:  # after a promotion the story runs on: each window told by the version that served it
+        told = ", ".join(f"v{v} {_day(a)} to {_day(b)}" for v, a, b in story.eras)
+        span += f" · each window told by the version that served it: {told}"
     return (
         f"<header><h1>{escape(story.model)}</h1>"
         f'<p class="meta">Monitoring report · served version {served} · versions with results: {versions}</p>'
