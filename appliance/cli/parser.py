@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 import appliance
-from appliance.cli import data, models, monitoring, operations, reports, serving, training
+from appliance.cli import data, export, models, monitoring, operations, reports, serving, training
 from appliance.cli.arguments import Subcommands
 
 DESCRIPTION = "The command line: `appliance up`, `train`, `models`, `promote`, `rollback`, `predict`, …"
@@ -22,6 +22,7 @@ GROUPS = (
     ("Monitoring", monitoring),
     ("Reports", reports),
     ("Operations", operations),
+    ("Leaving the box", export),
 )
 
 
