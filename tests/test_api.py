@@ -38,7 +38,9 @@ def test_health_readiness_and_model_list(server):
     assert server.client.get("/healthz").json() == {"status": "ok"}
     ready = server.client.get("/readyz")
     assert ready.status_code == 200 and ready.json()["serving"] == {"fraud": 1}
-    assert server.client.get("/v1/models").json() == [{"name": "fraud", "serving_version": 1, "deployment": None}]
+    assert server.client.get("/v1/models").json() == [
+        {"name": "fraud", "serving_version": 1, "deployment": None, "provider": "CPUExecutionProvider"}
+    ]
 
 
 def _problem(response: httpx.Response, status: int, *phrases: str) -> None:

@@ -200,6 +200,9 @@ def _models(args: argparse.Namespace) -> int:
         aliases = {summary.production: "production", summary.candidate: "candidate"}
         compared = _against_production(home, args.model, summary.production)
         task = home.spec(args.model).target.task
+        from appliance.serving.models import provider_line  # ONNX Runtime: not for a bare listing
+
+        provider = provider_line(home, args.model, summary.production)
     if args.json:
         print_json(
             plain(summary)
@@ -249,6 +252,7 @@ def _models(args: argparse.Namespace) -> int:
         f"{metric_label(first)} and {metric_label(second)}: each version on its own evaluation rows, which "
         "differ between versions trained at different times"
     )
+    print(provider)
     if compared:
         print(f"against production v{summary.production}, on the same rows:")
     for version, found in compared:

@@ -179,6 +179,7 @@ def create_app(home_root: Path, refresh_seconds: float = REFRESH_SECONDS, expose
                 ServedModel(
                     name=name,
                     serving_version=route.production.model.version if route else None,
+                    provider=route.production.model.provider if route else None,
                     deployment=None
                     if d is None
                     else DeploymentShown(

@@ -7,7 +7,9 @@ online store query and one vectorized encoding for the batch cost less per row t
 others are scored. A row that arrives alone, after a turn that brought this model at most one row,
 is scored at once: at low concurrency nothing waits. A row waits longer only while other requests
 are on their way in (``Arrivals``: bodies still being read), at most ``max_wait``, or until
-``max_batch`` rows are pending. A body that has not come within a whole ``max_wait`` is late: no row
+``max_batch`` rows are pending (the spec's ``max_batch``; its ``gpu_max_batch`` for a model the CUDA
+provider serves, where a batch of hundreds of rows costs about what one does: ``LoadedModel.max_batch``).
+A body that has not come within a whole ``max_wait`` is late: no row
 waits for it again (a client that stalls its body, or a flood of them, would otherwise make every
 single-row request wait its ``max_wait``); it counts again once it has come or its connection ended.
 The work runs on the event loop's thread: a tree ensemble scores a batch in tens of microseconds,

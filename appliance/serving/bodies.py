@@ -86,6 +86,7 @@ class ServedModel(msgspec.Struct):
     name: str
     serving_version: int | None
     deployment: DeploymentShown | None
+    provider: str | None = None  # the ONNX Runtime provider serving production (CPUExecutionProvider, …)
 
 
 class Health(msgspec.Struct):

@@ -18,6 +18,7 @@ from appliance.features.online import OnlineFeatures
 from appliance.home import Home
 from appliance.registry import ModelVersion
 from appliance.scoring import onnx_model
+from appliance.spec import ServingSection
 from appliance.task import Task
 
 log = logging.getLogger(__name__)
@@ -25,7 +26,8 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class LoadedModel:
-    """One model version ready to answer: its ONNX Runtime session, its record encoder and its task."""
+    """One model version ready to answer: its ONNX Runtime session, the provider that serves it, its record
+    encoder and its task."""
 
     name: str
     version: int
@@ -34,6 +36,12 @@ class LoadedModel:
     task: Task  # what its output is: a probability, class probabilities or a value
     max_batch_rows: int
     features: OnlineFeatures | None = None  # its entity key, event time, stored and derived features
+    provider: str = onnx_model.CPU  # the ONNX Runtime provider that serves it: session.get_providers()[0]
+
+    def max_batch(self, serving: ServingSection) -> int:
+        """Rows per ONNX Runtime call at most, for the spec's serving section as it is now: on the GPU a
+        batch of a few hundred rows costs about what one row does, so its ceiling is higher."""
+        return serving.gpu_max_batch if self.provider == onnx_model.CUDA else serving.max_batch
 
     @property
     def threshold(self) -> float:
@@ -55,7 +63,7 @@ class LoadedModel:
     def run(self, x: np.ndarray) -> np.ndarray:
         """The task's output for encoded rows (any number of them, in one ONNX Runtime call): the probability
         of class 1 [n], every class's probability [n, k], or the value [n] (``appliance.task``)."""
-        return onnx_model.predict(self.session, x, self.task)
+        return onnx_model.predict(self.session, x, self.task, self.provider == onnx_model.CUDA)
 
     def predict(self, records: list) -> np.ndarray:
         """The task's output for request records: encode, then run."""
@@ -63,12 +71,21 @@ class LoadedModel:
 
 
 def load_version(home: Home, model: str, version: int) -> LoadedModel:
-    """Load a version from the artifact store (hash-verified) and warm its session with one row, refusing
-    (Conflict) a version whose output does not fit its spec's task."""
+    """Load a version from the artifact store (hash-verified) on the provider its spec's ``[serving] provider``
+    gives it (one warning when CUDA was asked for and the CPU serves) and warm its session with one row,
+    refusing (Conflict) a version whose output does not fit its spec's task."""
     spec = home.spec(model)
     task = model_task(spec)
     mv: ModelVersion = home.registry.version(model, version)
-    session = onnx_model.session(home.artifacts.get(mv.artifact_sha256))
+    session, fallback = onnx_model.serving_session(home.artifacts.get(mv.artifact_sha256), spec.serving.provider)
+    if fallback is not None:
+        log.warning(
+            "%s v%s: serving on the CPU, not CUDA as [serving] provider = %r asks: %s",
+            model,
+            version,
+            spec.serving.provider,
+            fallback,
+        )
     schema = msgspec.convert(mv.feature_schema, FeatureSchema)
     definitions = schema.definitions
     # Every version that records its definitions completes requests through them, so the entity key and
@@ -79,7 +96,25 @@ def load_version(home: Home, model: str, version: int) -> LoadedModel:
         else OnlineFeatures(home.online, model, definitions, schema.key_type, schema.key_nullable)
     )
     _warm(session, task, len(schema.columns), f"{model} v{version}")
-    return LoadedModel(model, version, session, RecordEncoder(schema), task, spec.serving.max_batch_rows, features)
+    provider = session.get_providers()[0]
+    return LoadedModel(
+        model, version, session, RecordEncoder(schema), task, spec.serving.max_batch_rows, features, provider
+    )
+
+
+def provider_line(home: Home, model: str, version: int | None) -> str:
+    """Which ONNX Runtime provider the production version loads on, on this machine, as ``load_version``
+    chooses it (a running server's own answer is in /metrics and GET /v1/models); and why the CPU serves
+    where CUDA was asked for."""
+    if version is None:
+        return "provider: no production version to load"
+    setting = home.spec(model).serving.provider
+    mv = home.registry.version(model, version)
+    session, fallback = onnx_model.serving_session(home.artifacts.get(mv.artifact_sha256), setting)
+    line = (
+        f'provider: production v{version} loads on {session.get_providers()[0]} here ([serving] provider = "{setting}")'
+    )
+    return line + (f"; not on CUDA: {fallback}" if fallback else "")
 
 
 def _warm(session: ort.InferenceSession, task: Task, width: int, which: str) -> None:
@@ -161,6 +196,10 @@ class ModelPool:
     def warm(self, name: str, version: int) -> LoadedModel | None:
         """A loaded version (production or standby), or None if it is not loaded."""
         return self._warm.get((name, version))
+
+    def versions(self) -> list[LoadedModel]:
+        """Every loaded version, production and standbys, by model and version."""
+        return [self._warm[key] for key in sorted(self._warm)]
 
     def refresh(self, home: Home, standby: frozenset[tuple[str, int]] = frozenset()) -> list[tuple[str, int]]:
         """Load every production version that changed and every standby asked for; returns the

@@ -139,6 +139,21 @@ class ServingMetrics:
         return "\n".join(out) + "\n"
 
 
+def provider_gauges(models: Iterable[LoadedModel]) -> list[tuple[str, str, str, dict[str, str], float]]:
+    """An info gauge per loaded version (production and standbys): the ONNX Runtime provider serving it, so
+    a fallback to the CPU where CUDA was asked for shows on a dashboard, not only in the log."""
+    return [
+        (
+            "appliance_model_provider_info",
+            "gauge",
+            "The ONNX Runtime provider serving each loaded version (1 per version).",
+            {"model": m.name, "version": str(m.version), "provider": m.provider},
+            1,
+        )
+        for m in models
+    ]
+
+
 def _labels(**labels: str) -> str:
     return ",".join(f'{k}="{_escape(v)}"' for k, v in labels.items())
 

@@ -22,7 +22,7 @@ from appliance.layout import Layout
 from appliance.serving.batching import Arrivals, MicroBatcher
 from appliance.serving.models import LoadedModel, ModelPool
 from appliance.serving.prediction_log import PredictionLog, logged_fields
-from appliance.serving.prometheus import ServingMetrics
+from appliance.serving.prometheus import ServingMetrics, provider_gauges
 from appliance.serving.router import Arm, Route
 from storage.prediction_log import PredictionStore
 
@@ -157,14 +157,14 @@ class ServingState:
         if (
             known is not None
             and known.model is model
-            and known.batcher.max_batch == serving.max_batch
+            and known.batcher.max_batch == model.max_batch(serving)
             and known.batcher.max_wait_s == serving.max_wait_ms / 1000
         ):
             return known if known.name == name else Arm(name, model, known.batcher)
         batcher = MicroBatcher(
             model.encode,
             model.run,
-            serving.max_batch,
+            model.max_batch(serving),
             serving.max_wait_ms / 1000,
             self.arrivals,
             self.metrics.observe_batch,
@@ -285,6 +285,7 @@ class ServingState:
                 self.metrics.shadow_dropped,
             )
         )
+        out += provider_gauges(self.pool.versions())
         for name, route in sorted(self.routes.items()):
             out.append(
                 (

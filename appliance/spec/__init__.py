@@ -213,7 +213,7 @@ class ValidationSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True)
         0.10  # largest gap of the metric between segments (rmse, mae: a share of the overall value)
     )
     segment_min_positives: int = 30  # smaller segments are reported, not judged: positives (binary), rows (otherwise)
-    max_p99_ms: float = 10.0  # p99 single-row ONNX Runtime inference on CPU
+    max_p99_ms: float = 10.0  # p99 single-row ONNX Runtime inference, on the provider [serving] provider gives it
     max_quarantined_share: float = 0.05  # data validation: share of the newest batch quarantined
     max_missing_share: float = 0.10  # data validation: share of nulls in any feature
 
@@ -224,6 +224,10 @@ class ServingSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         1.0  # micro-batching: how long a single-row request may wait for company
     )
     max_batch: AtLeastOne = 64  # micro-batching: rows per ONNX Runtime call at most
+    gpu_max_batch: AtLeastOne = 1024  # micro-batching on the CUDA provider: rows per call at most
+    provider: Literal["auto", "cpu", "cuda"] = (
+        "auto"  # ONNX Runtime's provider: auto (CUDA for a neural network when present), cpu, cuda (else CPU, logged)
+    )
 
 
 class DeploymentSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

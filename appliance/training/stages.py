@@ -72,7 +72,7 @@ from appliance.validation.probes import (
     recall_at_precision,
     robustness_failures,
     segment_scores,
-    single_row_p99_ms,
+    single_row_latency,
 )
 
 
@@ -670,6 +670,7 @@ def run_gates(ctx: RunContext) -> GatesOutputs:
     output = onnx_model.predict(onnx_model.session(ctx.onnx_bytes, ["CPUExecutionProvider"]), ctx.x_eval, task)
     probes, failures = robustness_failures(ctx.onnx_bytes, ctx.schema, ctx.x_eval[0], task)
     production, difference = _production_score(ctx, output)
+    latency = single_row_latency(ctx.onnx_bytes, ctx.x_eval, task=task, provider=ctx.spec.serving.provider)
     evidence = GateEvidence(
         task=task.kind,
         metric=metric,
@@ -678,7 +679,8 @@ def run_gates(ctx: RunContext) -> GatesOutputs:
         # what a model that learnt nothing scores on these rows: the training rows' class shares or mean
         baseline_value=baseline_score(task, metric, ctx.y_eval, reference=ctx.y_train),
         parity_diff=ctx.parity,  # for regression already relative to the values' scale (onnx_model.parity)
-        p99_ms=single_row_p99_ms(ctx.onnx_bytes, ctx.x_eval, task=task),
+        p99_ms=latency.p99_ms,
+        latency_provider=latency.provider,
         robustness_probes=probes,
         robustness_failures=failures,
         production_version=production,

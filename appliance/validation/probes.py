@@ -54,14 +54,28 @@ def segment_scores(
     return out
 
 
-def single_row_p99_ms(onnx_bytes: bytes, x: np.ndarray, calls: int = 500, task: Task | None = None) -> float:
-    """p99 latency of one-row ONNX Runtime calls on the CPU, made the way the serving path makes them: the
-    task's output (``onnx_model.predict``), or without a task the answer output the model has."""
-    sess = onnx_model.session(onnx_bytes, ["CPUExecutionProvider"])
+class Latency(msgspec.Struct, frozen=True):
+    p99_ms: float
+    provider: str  # the ONNX Runtime provider the calls ran on
+
+
+def single_row_latency(
+    onnx_bytes: bytes,
+    x: np.ndarray,
+    calls: int = 500,
+    task: Task | None = None,
+    provider: onnx_model.ProviderSetting = "cpu",
+) -> Latency:
+    """p99 latency of one-row ONNX Runtime calls made the way the serving path makes them, on the provider
+    ``provider`` gives the model (``onnx_model.serving_session``, CPU when CUDA is not there): the task's
+    output (``onnx_model.predict``), or without a task the answer output the model has."""
+    sess, _ = onnx_model.serving_session(onnx_bytes, provider)
+    served = sess.get_providers()[0]
     if task is not None:
+        bound = served == onnx_model.CUDA
 
         def call(row):
-            return onnx_model.predict(sess, row, task)
+            return onnx_model.predict(sess, row, task, bound)
     else:
         names = [o.name for o in sess.get_outputs()]
         answer = [n for n in (onnx_model.PROBABILITIES, onnx_model.VALUE) if n in names][:1] or None
@@ -77,7 +91,12 @@ def single_row_p99_ms(onnx_bytes: bytes, x: np.ndarray, calls: int = 500, task: 
         started = time.perf_counter()
         call(rows[i : i + 1])
         times[i] = time.perf_counter() - started
-    return float(np.percentile(times, 99) * 1e3)
+    return Latency(float(np.percentile(times, 99) * 1e3), served)
+
+
+def single_row_p99_ms(onnx_bytes: bytes, x: np.ndarray, calls: int = 500, task: Task | None = None) -> float:
+    """``single_row_latency``'s p99 on the CPU, in milliseconds: a variant's cost against another's."""
+    return single_row_latency(onnx_bytes, x, calls, task).p99_ms
 
 
 def robustness_probes(schema: FeatureSchema, typical: np.ndarray) -> tuple[list[str], np.ndarray]:

@@ -126,7 +126,8 @@ def compare(home_dir: Path, seconds: float, concurrencies: tuple[int, ...], ab: 
 
     records = sample_records()
     with Home(home_dir) as home:  # the bare endpoint gets each record already completed from the online store
-        completed = load_production(home, "fraud").features.complete(records)
+        model = load_production(home, "fraud")
+        completed = model.features.complete(records)
     bare_requests = [encode_post("/v1/models/fraud/predict", msgspec.json.encode(r)) for r in completed]
     full_requests = predict_requests(home_dir, records)  # the key is copied along with the data directory
     unbatched, batched = with_max_batch(home_dir, 1), with_max_batch(home_dir, 64)
@@ -160,8 +161,8 @@ def compare(home_dir: Path, seconds: float, concurrencies: tuple[int, ...], ab: 
                     result, _ = run_load(server.port, requests, c, seconds, server_pid=server.pid)
                     if (label, c) not in best or result.per_second > best[(label, c)].per_second:
                         best[(label, c)] = result
-            for label, *_ in order:
-                print(best[(label, c)].line(f"{label} c={c}"), flush=True)
+            for label, *_ in order:  # every case serves the same version, on the provider its spec gives it
+                print(f"{best[(label, c)].line(f'{label} c={c}')}   on {model.provider}", flush=True)
     return best
 
 
