@@ -10,6 +10,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
 from textual.widgets import DataTable, Static
 
+from appliance.machine.usage import usage_line
 from appliance.tracking.queries import RunDetail, RunSummary
 from tui.charts import column_chart
 from tui.overview import when
@@ -103,7 +104,8 @@ class Runs(View):
     def _open(self, run_id: str, other: str | None = None) -> None:
         detail = self.query_one("#run-detail", Static)
         detail.update("loading…")
-        self._detail(run_id, other, self.size.width, detail.update)  # sizes and widgets are read on this thread
+        # sizes and widgets are read on this thread; before the tab's first layout its own width is still 0
+        self._detail(run_id, other, self.size.width or self.app.size.width, detail.update)
 
     def _compare(self, a: str, b: str) -> None:
         self._open(a, b)
@@ -131,6 +133,9 @@ def describe(d: RunDetail, curves: dict[str, list[float]], width: int) -> list[s
         lines.append(f"error: {r.error}")
     if r.status == "skipped":  # a retrain with nothing new to learn from: why, as it said when it ended
         lines.append(f"skipped: {d.tags.get('outcome', 'nothing new to learn from')}")
+    usage = usage_line(d.metrics, d.tags)  # GPU utilization, energy and cost, recorded when the run ended
+    if usage is not None:
+        lines.append(usage)
     lines += [f"  param  {k} = {short(v)}" for k, v in d.params.items()]
     lines += [f"  metric {k} = {short(v)}" for k, v in d.metrics.items()]
     for name, values in curves.items():

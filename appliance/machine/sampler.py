@@ -6,6 +6,7 @@ import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 
 import msgspec
 
@@ -18,15 +19,24 @@ class MachineSampler:
     """Takes a snapshot every ``interval`` seconds and keeps the last ``keep`` of them.
 
     Walking the data directory costs more than reading counters, so disk use is measured every
-    ``disk_every`` seconds and carried into the snapshots in between.
+    ``disk_every`` seconds and carried into the snapshots in between. ``on_snapshot`` sees every snapshot
+    as it is taken, one at a time, for a reader that sums more of them than the ring keeps.
     """
 
-    def __init__(self, probe: MachineProbe, interval: float = 1.0, keep: int = 600, disk_every: float = 60.0):
+    def __init__(
+        self,
+        probe: MachineProbe,
+        interval: float = 1.0,
+        keep: int = 600,
+        disk_every: float = 60.0,
+        on_snapshot: Callable[[MachineSnapshot], None] | None = None,
+    ):
         if interval <= 0 or keep < 1:
             raise ValueError("interval must be positive and keep at least 1")
         self.probe = probe
         self.interval = interval
         self.disk_every = disk_every
+        self._on_snapshot = on_snapshot
         self._ring: deque[MachineSnapshot] = deque(maxlen=keep)
         self._lock = threading.Lock()
         self._sampling = threading.Lock()
@@ -47,6 +57,8 @@ class MachineSampler:
                 snapshot = msgspec.structs.replace(snapshot, disk=last.disk if last else None)
             with self._lock:
                 self._ring.append(snapshot)
+            if self._on_snapshot is not None:
+                self._on_snapshot(snapshot)
             return snapshot
 
     def snapshots(self) -> list[MachineSnapshot]:

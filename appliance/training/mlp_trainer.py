@@ -9,10 +9,11 @@ module so the export answers the value itself.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,7 @@ import torch
 from torch import nn
 
 from appliance import progress
+from appliance.errors import InvalidInput
 from appliance.features.encoding import FeatureSchema
 from appliance.scoring import metrics, onnx_model
 from appliance.task import BINARY, Task, TaskKind
@@ -34,7 +36,15 @@ DEFAULT_PARAMS = {
     "layers": 2,
     "embedding_dim": 8,
     "weight_decay": 1e-5,
+    "amp": True,  # mixed precision on a GPU (bf16 where it has it, else fp16); the CPU always trains in fp32
 }
+# On a GPU a 512-row batch leaves it idle between kernel launches: unless the spec sets batch_size, a
+# batch grows with the data up to this many rows, keeping at least MIN_STEPS_PER_EPOCH steps an epoch.
+CUDA_BATCH_SIZE = 8192
+MIN_STEPS_PER_EPOCH = 100
+# The training rows are copied to the GPU once when they take at most this share of its free memory
+# (the rest is the model's, the optimizer's and each batch's); else batches cross from pinned host memory.
+RESIDENT_SHARE = 0.5
 ONNX_OPSET = 17
 CLAMP = 10.0  # standardized inputs beyond ±10 σ are out of range: clamped, never extrapolated
 
@@ -190,6 +200,73 @@ def device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def batch_size(params: dict, rows: int, where: torch.device) -> int:
+    """The spec's ``batch_size``; by default 512 rows on the CPU, and on a GPU as many as the data allows up to
+    CUDA_BATCH_SIZE, keeping MIN_STEPS_PER_EPOCH steps an epoch (a small data set still learns in few epochs)."""
+    if "batch_size" in params:
+        return int(params["batch_size"])
+    smallest = int(DEFAULT_PARAMS["batch_size"])
+    if where.type != "cuda":
+        return smallest
+    return max(smallest, min(CUDA_BATCH_SIZE, rows // MIN_STEPS_PER_EPOCH))
+
+
+def mixed_precision(params: dict, where: torch.device) -> torch.dtype | None:
+    """The dtype autocast computes in on a GPU with ``amp`` on: bf16 where the GPU has it, else fp16 (with a
+    gradient scaler); None (fp32) on the CPU or with ``amp = false``. The weights stay fp32 either way, so the
+    ONNX export and its parity check are as without it."""
+    amp = params["amp"]
+    if not isinstance(amp, bool):
+        raise InvalidInput(f"[training.params] amp = {amp!r}: give true (mixed precision on a GPU) or false")
+    if where.type != "cuda" or not amp:
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+class TrainingRows:
+    """The training rows where the batches are cut from.
+
+    On the CPU, and on a GPU whose free memory holds them (RESIDENT_SHARE), they are copied to the device
+    once: each epoch's order is drawn there and a batch is an index into them, so nothing crosses the bus
+    and nothing waits on the host per batch. A set too large for the GPU stays in host memory, and each
+    batch is gathered, pinned and copied without blocking while the GPU works on the one before.
+    """
+
+    def __init__(self, x: np.ndarray, labels: np.ndarray, where: torch.device):
+        features = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+        target = torch.from_numpy(labels)
+        self.where = where
+        self.resident = where.type != "cuda" or _fits_on_gpu(features.nbytes + target.nbytes, where)
+        if self.resident:
+            features, target = features.to(where), target.to(where)
+        self.features, self.labels = features, target
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def order(self, seed: int, epoch: int) -> torch.Tensor:
+        """Every row once, shuffled by (seed, epoch) where the rows are: a resumed run sees the batches an
+        uninterrupted one would. On the CPU it is the order the trainer always drew; a CUDA generator draws
+        another, as reproducible."""
+        generator = torch.Generator(device=self.features.device).manual_seed(seed * 100_003 + epoch)
+        return torch.randperm(len(self), generator=generator, device=self.features.device)
+
+    def batches(self, order: torch.Tensor, size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """(features, labels) of each ``size`` rows of ``order`` in turn, on the training device."""
+        for start in range(0, len(order), size):
+            rows = order[start : start + size]
+            x, y = self.features[rows], self.labels[rows]
+            if not self.resident:
+                x = x.pin_memory().to(self.where, non_blocking=True)
+                y = y.pin_memory().to(self.where, non_blocking=True)
+            yield x, y
+
+
+def _fits_on_gpu(size: int, where: torch.device) -> bool:
+    free, _ = torch.cuda.mem_get_info(where)
+    return size <= RESIDENT_SHARE * free
+
+
 def train_mlp(
     schema: FeatureSchema,
     x: np.ndarray,
@@ -203,6 +280,7 @@ def train_mlp(
     checkpoint_every: int = 1,
     validation: tuple[np.ndarray, np.ndarray] | None = None,
     on_checkpoint: Callable[[int], None] | None = None,
+    on: torch.device | None = None,
 ) -> MLPModel:
     """Fit with AdamW on the task's loss: binary cross-entropy, cross-entropy over the classes, or squared
     error of the standardized target. With ``checkpoint``, save every N epochs and resume from there.
@@ -212,16 +290,22 @@ def train_mlp(
     Each epoch's shuffle is seeded by (seed, epoch), so a run resumed from a checkpoint sees
     exactly the batches an uninterrupted run would have. ``on_checkpoint(epoch)`` runs after each
     save (the pipeline writes its queued metrics then, so the curve survives with the checkpoint).
+    On a GPU the rows live on it (``TrainingRows``), batches are larger (``batch_size``) and the forward
+    pass runs in mixed precision (``mixed_precision``); on the CPU training is as it always was. ``on``
+    picks the device (default: CUDA when present), as a benchmark of one against the other does.
     """
-    params = {**DEFAULT_PARAMS, **params}
+    where = on or device()
+    params = {**DEFAULT_PARAMS, **params, "batch_size": batch_size(params, len(y), where)}
+    precision = mixed_precision(params, where)
     torch.set_num_threads(default_threads())
-    where = device()
     torch.manual_seed(seed)
     config = mlp_config(schema, x, params, task, y)
     module = TabularMLP(config).to(where)
     optimizer = torch.optim.AdamW(
         module.parameters(), lr=float(params["learning_rate"]), weight_decay=float(params["weight_decay"])
     )
+    # fp16's narrow range underflows small gradients: scaled up for backward, down before the step
+    scaler = torch.amp.GradScaler("cuda") if precision == torch.float16 else None
     first_epoch = 0
     if checkpoint is not None and checkpoint.exists():
         saved = torch.load(checkpoint, map_location=where, weights_only=True)
@@ -229,35 +313,43 @@ def train_mlp(
         if saved["params"] == {k: str(v) for k, v in params.items()} and saved["seed"] == seed and same_task:
             module.load_state_dict(saved["state"])
             optimizer.load_state_dict(saved["optimizer"])
+            if scaler is not None and "scaler" in saved:
+                scaler.load_state_dict(saved["scaler"])
             first_epoch = saved["epoch"]
-    features = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(where)
     if task.kind == "multiclass":
-        labels = torch.from_numpy(np.asarray(y, dtype=np.int64)).to(where)
+        labels = np.asarray(y, dtype=np.int64)
         loss_fn: nn.Module = nn.CrossEntropyLoss()
     elif task.kind == "regression":
-        standardized = (np.asarray(y, dtype=np.float64) - config["target_mean"]) / config["target_std"]
-        labels = torch.from_numpy(standardized.astype(np.float32)).to(where)
+        labels = ((np.asarray(y, dtype=np.float64) - config["target_mean"]) / config["target_std"]).astype(np.float32)
         loss_fn = nn.MSELoss()
     else:
-        labels = torch.from_numpy(np.asarray(y, dtype=np.float32)).to(where)
+        labels = np.asarray(y, dtype=np.float32)
         loss_fn = nn.BCEWithLogitsLoss()
+    rows = TrainingRows(x, labels, where)
     epochs, batch = int(params["epochs"]), int(params["batch_size"])
     with progress.step("epoch", epochs) as epochs_done:
         epochs_done.update(first_epoch)
         for epoch in range(first_epoch, epochs):
             module.train()
-            order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
-            total = 0.0
+            order = rows.order(seed, epoch)
+            # summed where the loss is, in float64 (as a Python float summed it): read once an epoch, not per batch
+            total = torch.zeros((), dtype=torch.float64, device=where)
             with progress.step("batch", -(-len(order) // batch)) as batches:  # an epoch of a GPU run takes minutes
-                for start in range(0, len(order), batch):
-                    rows = order[start : start + batch].to(where)
+                for features, target in rows.batches(order, batch):
                     optimizer.zero_grad(set_to_none=True)
-                    loss = loss_fn(module.logits(features[rows]), labels[rows])
-                    loss.backward()
-                    optimizer.step()
-                    total += float(loss.detach()) * len(rows)
+                    autocast = torch.autocast(where.type, dtype=precision) if precision else contextlib.nullcontext()
+                    with autocast:
+                        loss = loss_fn(module.logits(features), target)
+                    if scaler is not None:
+                        scaler.scale(loss).backward()
+                        scaler.step(optimizer)
+                        scaler.update()
+                    else:
+                        loss.backward()
+                        optimizer.step()
+                    total += loss.detach().double() * len(target)
                     batches.advance()
-            shown = {"loss": total / max(len(order), 1)}
+            shown = {"loss": float(total) / max(len(order), 1)}
             if log_metric is not None:
                 log_metric("train_loss", shown["loss"], epoch)
                 if validation is not None:
@@ -268,7 +360,7 @@ def train_mlp(
             epochs_done.update(epoch + 1, shown)
             stopping = stop.stop_requested() and epoch + 1 < epochs
             if checkpoint is not None and ((epoch + 1) % checkpoint_every == 0 or epoch + 1 == epochs or stopping):
-                _save_checkpoint(checkpoint, module, optimizer, epoch + 1, params, seed, task)
+                _save_checkpoint(checkpoint, module, optimizer, scaler, epoch + 1, params, seed, task)
                 if on_checkpoint is not None:
                     on_checkpoint(epoch + 1)
             if stopping:  # at an epoch boundary, so the resumed run sees exactly the batches it would have
@@ -283,7 +375,14 @@ def _copy(module: TabularMLP) -> TabularMLP:
 
 
 def _save_checkpoint(
-    path: Path, module: TabularMLP, optimizer: torch.optim.Optimizer, epoch: int, params: dict, seed: int, task: Task
+    path: Path,
+    module: TabularMLP,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler | None,
+    epoch: int,
+    params: dict,
+    seed: int,
+    task: Task,
 ) -> None:
     # Written beside and renamed over: a kill mid-write leaves the previous checkpoint whole.
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -297,6 +396,7 @@ def _save_checkpoint(
             "params": {k: str(v) for k, v in params.items()},
             "task": task.kind,
             "classes": len(task.classes),
+            **({"scaler": scaler.state_dict()} if scaler is not None else {}),
         },
         tmp,
     )

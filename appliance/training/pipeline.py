@@ -19,7 +19,11 @@ from appliance import progress
 from appliance.data.ingest import IngestReport
 from appliance.errors import Conflict
 from appliance.home import Home
+from appliance.machine.gpus import GpuProbe
+from appliance.machine.snapshot import MachineProbe
+from appliance.machine.usage import RunUsage, UsageMeter
 from appliance.registry import ModelVersion
+from appliance.settings import load_settings
 from appliance.spec import ModelSpec
 from appliance.tracking import TrackedRun
 from appliance.tracking.code_version import code_version
@@ -71,6 +75,7 @@ def train(
     run_id: str | None = ...,
     retrain: Literal[False] = ...,
     new_run_id: str | None = ...,
+    gpus: GpuProbe | None = ...,
 ) -> TrainingOutcome: ...
 @overload
 def train(
@@ -83,6 +88,7 @@ def train(
     run_id: str | None = ...,
     retrain: bool = ...,
     new_run_id: str | None = ...,
+    gpus: GpuProbe | None = ...,
 ) -> TrainingOutcome | NothingNew: ...
 def train(
     home: Home,
@@ -94,6 +100,7 @@ def train(
     run_id: str | None = None,
     retrain: bool = False,
     new_run_id: str | None = None,
+    gpus: GpuProbe | None = None,
 ) -> TrainingOutcome | NothingNew:
     """Run the pipeline for one model and register the result (rejected if a gate fails).
 
@@ -101,8 +108,11 @@ def train(
     leaves its data, spec and code those of a version already trained, it registers nothing (``NothingNew``).
     With ``resume``, continue the given failed run (default: the model's latest) at its failed stage,
     as the kind of run it was. ``new_run_id`` names a new run in advance (the API answers with it).
+    The machine is metered meanwhile (``gpus``: NVML's reader, pynvml by default) and the run records what
+    it used: GPU utilization, memory peak and energy, CPU use and time, and its cost under a ``[cost]`` section.
     """
     started = time.perf_counter()
+    cost = load_settings(home.root).cost  # a settings file in error stops the run before it starts
     new_id = new_run_id or uuid.uuid4().hex
     with model_lock(home.root, spec.name, run_id or new_id):
         abandon_dead_runs(home, spec.name, say)
@@ -125,8 +135,12 @@ def train(
             tracked.log_params(params)
             tracked.set_tags({"actor": actor, "trainer": spec.training.trainer})
         ctx = RunContext(home=home, spec=spec, run=tracked, say=say, actor=actor, retrain=retrain)
-        with progress.watching(tracked.show_progress):  # how far it is, for the Runs tab
-            learnt = _run_stages(ctx, done)
+        meter = UsageMeter(MachineProbe(gpus=gpus), cost)
+        try:
+            with progress.watching(tracked.show_progress), meter:  # how far it is, for the Runs tab
+                learnt = _run_stages(ctx, done)
+        finally:  # a failed attempt used the machine too
+            _record_usage(tracked, meter.usage())
     if not learnt:
         assert ctx.learnt_before is not None, "the ingest found the version"
         return NothingNew(
@@ -223,6 +237,14 @@ def _run_stages(ctx: RunContext, done: dict[str, msgspec.Struct]) -> bool:
     ctx.run.finish("succeeded")
     ctx.drop_checkpoints()
     return True
+
+
+def _record_usage(run: TrackedRun, usage: RunUsage) -> None:
+    """Record what the run (this attempt of it) used of the machine, after its end: metrics and tags."""
+    metrics, tags = usage.figures()
+    run.log_metrics(metrics)
+    run.set_tags(tags)
+    run.store.flush()
 
 
 def _skip(ctx: RunContext) -> None:
