@@ -57,6 +57,7 @@ from appliance.monitoring.reference import (
     load_reference,
     proba_columns,
     reference_metrics,
+    whole_windows,
     with_task_labels,
 )
 from appliance.monitoring.store import (
@@ -146,7 +147,8 @@ def monitor_run(home: Home, model: str, probe: MachineProbe | None = None) -> Mo
         parts, shares = [], []
         if changed or relabelled:
             reference = load_reference(home, model, version)
-            bins = fit_bins(reference, monitored_features(spec, reference)) if changed else []
+            profiled = whole_windows(reference, spec.features.event_time, rules.window)  # what windows compare to
+            bins = fit_bins(profiled, monitored_features(spec, profiled)) if changed else []
             every = rules.window
             for starts, full in ((changed, True), (relabelled, False)):
                 for group in _read_groups(state, starts, every):
@@ -383,6 +385,9 @@ def _window_checks(
     reference = reference.rename({spec.target.column: LABEL})
     rules = with_performance_limit(rules, reference_metrics(reference, LABEL, task), task, metric)
     reference = with_task_labels(reference, LABEL, task)
+    # distributions are compared with the reference's whole windows; its metrics and the estimate's
+    # calibration use every row, as the version's own evaluation did
+    profiled = whole_windows(reference, event_time, rules.window)
     out = [_checked("performance", _performance(spec, task, metric, rules, part, windows))]
     if full:
         names = [f.name for f in features]
@@ -404,18 +409,18 @@ def _window_checks(
                     expected,
                     names,
                     field_rules,
-                    expected_rows(reference, event_time, rules.window),
+                    expected_rows(profiled, event_time, rules.window),
                     rules,
                 ),
             )
         )
         drift = [
-            feature_drift(ReferenceProfile.fit(reference, features, rules.psi_bins), part, windows, rules),
-            task_prediction_drift_by_window(reference, part, task, windows, rules),
+            feature_drift(ReferenceProfile.fit(profiled, features, rules.psi_bins), part, windows, rules),
+            task_prediction_drift_by_window(profiled, part, task, windows, rules),
         ]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # NannyML warns about pandas internals on every call
-            rec = reconstruction_drift(reference, part, windows, event_time, features)
+            rec = reconstruction_drift(profiled, part, windows, event_time, features)
             est = estimate_performance(reference, part, windows, event_time, LABEL, task, metric, features, rules)
         drift.append(
             rec.select(

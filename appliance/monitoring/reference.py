@@ -78,6 +78,23 @@ def reference_bytes(spec: ModelSpec, eval_part: pl.DataFrame, output, task: Task
     return buffer.getvalue()
 
 
+def whole_windows(frame: pl.DataFrame, event_time: str, window: str) -> pl.DataFrame:
+    """The rows before the last monitoring-window boundary they reach: what windows are compared with.
+    Held-out rows end where training was cut, usually inside a window, and that part over-weights what its
+    hours hold: a retrain cut at 05:51 gave the hours 0-5 twice the weight of the others, so every whole live
+    day then drifted on the hour of day. (The stored reference keeps every row: its metrics are the version's.)
+    Kept whole where the cut would leave under half the rows: a part-window is then most of what there is."""
+    if event_time not in frame.columns or not isinstance(frame.schema[event_time], pl.Datetime) or frame.is_empty():
+        return frame
+    times = frame[event_time]
+    newest = times.max()
+    if newest is None:
+        return frame
+    end = pl.Series([newest], dtype=times.dtype).dt.truncate(window)[0]
+    whole = frame.filter(pl.col(event_time) < end)
+    return whole if 2 * whole.height >= frame.height else frame
+
+
 def with_task_labels(reference: pl.DataFrame, label: str, task: Task) -> pl.DataFrame:
     """The reference with its target values turned into the labels the prediction log's feedback holds:
     a multiclass class index (null outside the classes), a regression value as a float; binary as stored."""
