@@ -51,8 +51,8 @@ def test_a_running_run_shows_its_iteration_and_metric_and_the_tab_follows_it(tmp
     async def steps(pilot) -> None:
         with progress.watching(run.show_progress), progress.step("iteration", 1000) as rounds:
             rounds.update(340, {"valid auc": 0.8123})
-            row = await _until(pilot, "#runs-table", "iteration 340/1,000 · valid auc 0.8123")
-            assert "running" in row
+            # at 80 columns a running run's STATUS is its progress alone: only a running run has one
+            await _until(pilot, "#runs-table", "iteration 340/1,000 · valid auc 0.8123")
             assert "progress: iteration 340/1,000" in await _until(pilot, "#run-detail", "progress:")
             await asyncio.sleep(PROGRESS_EVERY_S)  # the run records its progress at most once a second
             rounds.update(700, {"valid auc": 0.8301})

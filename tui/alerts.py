@@ -11,18 +11,29 @@ from textual.containers import VerticalScroll
 from textual.widgets import DataTable, Static
 
 from appliance.alerts.records import Alert
+from tui.fit import Column, FittingView, short_when
 from tui.overview import when
-from tui.view import Empty, View
+from tui.view import Empty
+
+COLUMNS = (
+    Column("ID"),
+    Column("SEVERITY"),
+    Column("MODEL", cut=True),
+    Column("RULE", cut=True),
+    Column("STATUS"),
+    Column("FIRST SEEN"),
+    Column("MESSAGE", cut=True),  # whole in the detail below
+)
 
 
-class Alerts(View):
+class Alerts(FittingView):
     live = True
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("k", "acknowledge", "Acknowledge"),
         Binding("x", "resolve", "Resolve"),
         Binding("h", "toggle_past", "Open/past"),
     ]
-    DEFAULT_CSS = "Alerts DataTable { height: 60%; } Alerts VerticalScroll { height: 1fr; }"
+    DEFAULT_CSS = "Alerts DataTable { height: auto; max-height: 60%; } Alerts VerticalScroll { height: 1fr; }"
 
     def compose(self) -> ComposeResult:
         yield Empty("", id="alerts-empty")
@@ -33,18 +44,37 @@ class Alerts(View):
     def on_mount(self) -> None:
         self.include_resolved = False
         self.alerts: dict[str, Alert] = {}
-        self.query_one(DataTable).add_columns("ID", "SEVERITY", "MODEL", "RULE", "STATUS", "FIRST SEEN", "MESSAGE")
         super().on_mount()
 
     def gather(self) -> list[Alert]:
         return self.data.alerts(self.include_resolved)
 
     def show(self, alerts: list[Alert]) -> None:
+        self.found = alerts
         table = self.query_one(DataTable)
-        table.clear()
+        selected = table.cursor_row
         self.alerts = {str(a.id): a for a in alerts}
-        for key, a in self.alerts.items():
-            table.add_row(key, a.severity, a.model, a.rule, a.status, when(a.first_seen), a.message[:60], key=key)
+        self.fill(
+            table,
+            COLUMNS,
+            lambda narrow: [
+                (
+                    key,
+                    [
+                        key,
+                        a.severity,
+                        a.model,
+                        a.rule,
+                        a.status,
+                        short_when(a.first_seen) if narrow else when(a.first_seen),
+                        a.message,
+                    ],
+                )
+                for key, a in self.alerts.items()
+            ],
+        )
+        if alerts:  # a reload keeps the cursor where it was
+            table.move_cursor(row=min(selected, len(alerts) - 1))
         which = "open or past" if self.include_resolved else "open"
         self.query_one("#alerts-empty", Empty).update(
             "" if alerts else f"no {which} alerts" + ("" if self.include_resolved else " (h: show past ones too)")

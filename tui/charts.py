@@ -1,13 +1,18 @@
 """Charts for the terminal: block-character column charts, heat cells and paired bars of distributions, and
-plotext charts of lines over dated event-time windows (the windows' dates on the x axis)."""
+plotext charts of lines over dated event-time windows (the windows' dates on the x axis, round values on the y
+axis, the legend above the plot)."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import NamedTuple
 
+from plotext._dict import color_codes  # type: ignore[import-untyped]  # (textual-plotext reads it too)
+from rich.color import Color
+from rich.style import Style
 from rich.text import Text
 from textual.app import RenderResult
 from textual_plotext import PlotextPlot
@@ -62,30 +67,86 @@ def window_dates(windows: Sequence[datetime]) -> list[str]:
 class Line(NamedTuple):
     label: str
     values: Sequence[float | None]  # one per window; None where there is no value
-    color: str | None = None
+    color: str | None = None  # a plotext colour (PLOTEXT_COLORS); None: the next of LINE_COLORS
+    dashed: bool = False  # a reference, e.g. a threshold: drawn dashed and under the values
+
+
+PLOTEXT_COLORS = frozenset(color_codes)  # the names plotext knows ("orange+", not "yellow+")
+LINE_COLORS = ("cyan+", "green+", "orange+", "magenta+", "blue+", "white")
+# The finest plotext marker (braille: two by four dots a cell), so that lines with close values stay apart
+LINE_MARKER = "braille"
+DASH = "┄"  # a reference line's marker: one light dash a cell
+MOST_Y_TICKS = 5
+
+
+def round_ticks(low: float, high: float, most: int = MOST_Y_TICKS) -> list[float]:
+    """At most ``most`` (three or more: two cannot always straddle zero) evenly spaced ticks at round values
+    (1, 2, 2.5 or 5 times a power of ten) from at or below ``low`` to at or above ``high``."""
+    if high <= low:  # one value: a unit around it
+        low, high = low - (abs(low) or 1.0) / 2, high + (abs(high) or 1.0) / 2
+    magnitude = 10.0 ** math.floor(math.log10((high - low) / (most - 1)))
+    while True:
+        for m in (1, 2, 2.5, 5):
+            step = float(f"{m * magnitude:.6g}")
+            first, last = math.floor(low / step), math.ceil(high / step)
+            if last - first < most:
+                return [float(f"{i * step:.12g}") for i in range(first, last + 1)]
+        magnitude *= 10
+
+
+def tick_labels(ticks: list[float]) -> list[str]:
+    """Ticks written with as many decimals as their step needs: 0.25 and 0.5 as "0.25", "0.50"."""
+    step = ticks[1] - ticks[0] if len(ticks) > 1 else ticks[0]
+    exponent = Decimal(f"{step:.6g}").normalize().as_tuple().exponent
+    decimals = max(0, -exponent) if isinstance(exponent, int) else 0
+    return [f"{t:.{decimals}f}" for t in ticks]
 
 
 class DatedChart(PlotextPlot):
     """Lines over event-time windows, the x axis in time with the windows' dates as ticks (as many as the
-    width fits, the newest always among them)."""
+    width fits, the newest always among them), the y axis with a few round ticks; the title and a legend of the
+    lines on the lines above the plot, never over it."""
 
     DEFAULT_CSS = "DatedChart { height: 14; }"
 
     def __init__(self, *, id: str | None = None):
         super().__init__(id=id)
         self.windows: list[datetime] = []
+        self.title = ""
+        self.lines: list[Line] = []  # those drawn, with their colours, for the legend
+        self.span: tuple[float, float] | None = None  # the lowest and highest value drawn
 
     def draw(self, title: str, windows: Sequence[datetime], lines: Sequence[Line]) -> None:
-        self.windows = list(windows)
+        self.windows, self.title = list(windows), title
         plt = self.plt
         plt.clear_figure()
-        plt.title(title)
         x = [w.timestamp() for w in self.windows]
-        for line in lines:
+        coloured = [  # a name plotext does not know would draw in a colour the legend could not show
+            line if line.color in PLOTEXT_COLORS else line._replace(color=LINE_COLORS[i % len(LINE_COLORS)])
+            for i, line in enumerate(lines)
+        ]
+        drawn, values = [], []
+        for line in sorted(coloured, key=lambda line: not line.dashed):  # the references first: values over them
             points = [(at, v) for at, v in zip(x, line.values) if v is not None and not math.isnan(v)]
             if points:
-                plt.plot(*zip(*points), label=line.label, color=line.color)
+                plt.plot(*zip(*points), color=line.color, marker=DASH if line.dashed else LINE_MARKER)
+                drawn.append(line.label)
+                values += [v for _, v in points]
+        self.lines = [line for line in coloured if line.label in drawn]
+        self.span = (min(values), max(values)) if values else None
         self.refresh()
+
+    def _head(self, width: int) -> list[Text]:
+        """The title, then the legend: each line's marker in its colour and its label."""
+        legend = Text("  ").join(
+            Text(DASH * 2 if line.dashed else "──", Style(color=Color.from_ansi(color_codes[line.color])))
+            + f" {line.label}"
+            for line in self.lines
+        )
+        lines = [*Text(self.title, style="bold").wrap(self.app.console, width), *legend.wrap(self.app.console, width)]
+        for line in lines:
+            line.align("center", width)
+        return lines
 
     def dates(self) -> list[str]:
         """The dates on the x axis at the chart's width."""
@@ -99,10 +160,22 @@ class DatedChart(PlotextPlot):
         return [(self.windows[i].timestamp(), labels[i]) for i in chosen]
 
     def render(self) -> RenderResult:
+        width, height = self.size
+        head = self._head(width)
+        plot = max(1, height - len(head))
+        plt = self.plt
         ticks = self._ticks()
         if ticks:
-            self.plt.xticks([at for at, _ in ticks], [label for _, label in ticks])
-        return super().render()
+            plt.xticks([at for at, _ in ticks], [label for _, label in ticks])
+        if self.span is not None:  # a tick every other row at most: the frame and the dates take three
+            y = round_ticks(*self.span, most=max(3, min(MOST_Y_TICKS, (plot - 3) // 2 + 1)))
+            plt.yticks(y, tick_labels(y))
+            plt.ylim(y[0], y[-1])
+        # as PlotextPlot.render does, at the height the title and legend leave
+        plt.plotsize(width, plot)
+        plt._set_size(width, plot)
+        plt.theme(self._get_plotext_theme_name(self.app.theme))
+        return Text("\n").join([*head, Text.from_ansi(plt.build())])
 
 
 PARTIAL = " ▏▎▍▌▋▊▉"  # eighths of a character cell, left to right

@@ -8,9 +8,21 @@ from textual.widgets import DataTable, Sparkline, Static
 
 from appliance.machine.cost import cost_per_1000_predictions
 from appliance.machine.disk import DiskUse
+from appliance.machine.gpus import GpuReading
 from appliance.machine.report import gpu_row, size
 from tui.data_dir import MachineCosts
-from tui.view import View
+from tui.fit import SCROLLBAR, Column, FittingView
+
+COLUMNS = (
+    Column("GPU"),
+    Column("NAME", cut=True),
+    Column("UTIL"),
+    Column("MEMORY"),
+    Column("TEMP"),
+    Column("POWER"),
+    Column("LIMIT"),
+    Column("ENERGY"),  # e.g. "5.0 kJ counter": the figure, and where it comes from where there is room
+)
 
 NOT_CONFIGURED = (
     "cost: not configured — give `appliance tui --cost FILE` or put a [cost] section in "
@@ -50,6 +62,14 @@ def cost_lines(m: MachineCosts) -> list[str]:
     return lines
 
 
+def _gpu_cells(g: GpuReading, narrow: bool) -> list[str]:
+    """The GPU's row; ``narrow``: its energy without where the figure comes from."""
+    cells = list(gpu_row(g))
+    if narrow and g.energy_source is not None:
+        cells[-1] = cells[-1].removesuffix(f" {g.energy_source}")
+    return cells
+
+
 def disk_lines(use: DiskUse | None) -> list[str]:
     """Disk use of the data directory per part (metadata.db, artifacts/, archive/, …) and what is left."""
     if use is None:
@@ -61,7 +81,7 @@ def disk_lines(use: DiskUse | None) -> list[str]:
     ]
 
 
-class Machine(View):
+class Machine(FittingView):
     live = True
     DEFAULT_CSS = """
     Machine DataTable { height: auto; max-height: 8; }
@@ -81,19 +101,12 @@ class Machine(View):
             yield Static("", id="cost", markup=False)
             yield Static("", id="disk", markup=False)
 
-    def on_mount(self) -> None:
-        self.query_one("#gpus", DataTable).add_columns(
-            "GPU", "NAME", "UTIL", "MEMORY", "TEMP", "POWER", "LIMIT", "ENERGY"
-        )
-        super().on_mount()
-
     def gather(self) -> MachineCosts:
         return self.data.machine()
 
     def show(self, m: MachineCosts) -> None:
+        self.found = m
         s = m.snapshot
-        table = self.query_one("#gpus", DataTable)
-        table.clear()
         available = s.gpu.available
         for widget in ("#gpus", "#gpu-spark", "#gpu-spark-title"):
             self.query_one(widget).display = available
@@ -101,8 +114,12 @@ class Machine(View):
             self.query_one("#gpu-status", Static).update(
                 f"{len(s.gpu.gpus)} NVIDIA GPU(s), driver {s.gpu.driver_version or '?'}"
             )
-            for g in s.gpu.gpus:
-                table.add_row(*gpu_row(g))
+            self.fill(  # in the pane, beside its scrollbar
+                self.query_one("#gpus", DataTable),
+                COLUMNS,
+                lambda narrow: [(str(g.index), _gpu_cells(g, narrow)) for g in s.gpu.gpus],
+                gutter=SCROLLBAR,
+            )
             self.query_one("#gpu-spark", Sparkline).data = [
                 sum(g.utilization_percent or 0 for g in h.gpu.gpus) / max(1, len(h.gpu.gpus)) for h in m.history
             ]

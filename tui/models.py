@@ -18,8 +18,14 @@ from appliance.task import confusion_lines, headline, metric_label
 from appliance.validation.comparison import Comparison
 from storage.errors import StorageError
 from tui.confirm import Choose, Confirm
+from tui.fit import Column, FittingView, short_when
 from tui.overview import version, when
-from tui.view import Empty, View
+from tui.view import Empty
+
+
+def _headline(v: ModelVersion) -> str:
+    metric, value = headline(v.metrics)
+    return f"{metric_label(metric)} {value:.4f}" if value is not None else "-"
 
 
 def gate_lines(v: ModelVersion) -> list[str]:
@@ -76,21 +82,34 @@ def version_case(v: ModelVersion, production: ModelVersion | None, compared: Com
 
 COMPARING = "scoring both on the same rows…"
 STRATEGIES = {"b": ("Blue-green", "blue-green"), "c": ("Canary", "canary"), "s": ("Shadow", "shadow")}
+STEPS = {"v": ("Advance", "advance"), "a": ("Abort", "abort")}  # of a running deployment
+# The data snapshot and the run are the detail's lineage line: the first to go where the table is narrow
+COLUMNS = (
+    Column("MODEL", cut=True),
+    Column("VERSION"),
+    Column("STATUS"),
+    Column("ALIAS"),
+    Column("METRIC"),
+    Column("DATA", narrow=False),
+    Column("RUN", narrow=False),
+    Column("REGISTERED"),
+)
 Pair = tuple[str, int, int]  # model, version, production version
 
 
-class Models(View):
-    # The footer shows one Deploy key for the three strategies, so that every action fits 80 columns
-    # beside the app's keys; b, c and s still start one directly.
+class Models(FittingView):
+    # The footer shows one Deployment key, so that every action fits 80 columns beside the app's keys: it asks
+    # which strategy to start, or, with one running, whether to advance or abort it. b, c, s, v and a still
+    # act directly, and the command palette lists them.
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("p", "promote", "Promote"),
         Binding("r", "rollback", "Rollback"),
-        Binding("d", "choose_deployment", "Deploy"),
+        Binding("d", "choose_deployment", "Deployment"),
         *(Binding(key, f"deploy('{strategy}')", label, show=False) for key, (label, strategy) in STRATEGIES.items()),
-        Binding("v", "advance", "Advance"),
-        Binding("a", "abort", "Abort"),
+        Binding("v", "advance", "Advance", show=False),
+        Binding("a", "abort", "Abort", show=False),
     ]
-    DEFAULT_CSS = "Models DataTable { height: 45%; } Models VerticalScroll { height: 1fr; }"
+    DEFAULT_CSS = "Models DataTable { height: auto; max-height: 45%; } Models VerticalScroll { height: 1fr; }"
 
     def compose(self) -> ComposeResult:
         yield DataTable(id="versions", cursor_type="row", zebra_stripes=True)
@@ -99,9 +118,6 @@ class Models(View):
             yield Static("", id="version-detail", markup=False)
 
     def on_mount(self) -> None:
-        self.query_one(DataTable).add_columns(
-            "MODEL", "VERSION", "STATUS", "ALIAS", "METRIC", "DATA", "RUN", "REGISTERED"
-        )
         self.rows: dict[str, tuple[ModelVersion, int | None, int | None]] = {}
         # Each version against production on the same rows, computed on a worker when first wanted
         self.comparisons: dict[Pair, Comparison | str] = {}
@@ -115,28 +131,32 @@ class Models(View):
         return rows, productions, deployed, {m: self.data.rollback_target(m) for m in productions}
 
     def show(self, found) -> None:
+        self.found = found
         rows, self.productions, self.deployments, self.rollback_targets = found
         self.comparisons = {k: c for k, c in self.comparisons.items() if c == COMPARING}  # new labels may have come
         table = self.query_one(DataTable)
         selected = table.cursor_row
-        table.clear()
-        self.rows = {}
-        for v, prod, cand in rows:
-            alias = "production" if v.version == prod else "candidate" if v.version == cand else ""
-            metric, value = headline(v.metrics)
-            key = f"{v.model}:{v.version}"
-            self.rows[key] = (v, prod, cand)
-            table.add_row(
-                v.model,
-                version(v.version),
-                v.status,
-                alias,
-                f"{metric_label(metric)} {value:.4f}" if value is not None else "-",
-                v.data_version[:10],
-                v.run_id[:8],
-                when(v.created_at),
-                key=key,
-            )
+        self.rows = {f"{v.model}:{v.version}": (v, prod, cand) for v, prod, cand in rows}
+
+        def cells(narrow: bool) -> list[tuple[str, list[str]]]:
+            return [
+                (
+                    key,
+                    [
+                        v.model,
+                        version(v.version),
+                        v.status,
+                        "production" if v.version == prod else "candidate" if v.version == cand else "",
+                        _headline(v),
+                        v.data_version[:10],
+                        v.run_id[:8],
+                        short_when(v.created_at) if narrow else when(v.created_at),
+                    ],
+                )
+                for key, (v, prod, cand) in self.rows.items()
+            ]
+
+        self.fill(table, COLUMNS, cells)
         self.query_one("#models-empty", Empty).update(
             "" if rows else "no model versions yet — run `appliance train MODEL` (or `appliance up`)"
         )
@@ -252,10 +272,29 @@ class Models(View):
         )
 
     def action_choose_deployment(self) -> None:
+        """Which strategy to start; with a deployment running, whether to advance or abort it."""
         picked = self.selected()
         if picked is None:
             return
         v, prod, _ = picked
+        d = self.deployments.get(v.model)
+
+        def stepped(step: str | None) -> None:
+            if step == "advance":
+                self.action_advance()
+            elif step == "abort":
+                self.action_abort()
+
+        if d is not None and d.status == "running":
+            self.app.push_screen(
+                Choose(
+                    f"The {d.strategy} deployment of {v.model} v{d.candidate_version} serves "
+                    f"{d.traffic_percent:g} % of traffic: advance it or abort it?",
+                    STEPS,
+                ),
+                stepped,
+            )
+            return
 
         def chosen(strategy: str | None) -> None:
             if strategy:

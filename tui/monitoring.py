@@ -25,7 +25,7 @@ NO_DISTRIBUTION = "no distribution recorded for this window yet (the next monito
 DRIFT_LINES = 6  # features drawn in the drift chart, those with the highest scores: more hide each other
 ALL_FEATURES = "(all features)"  # how the results' '*' reads: a multivariate statistic, reconstruction error
 DRIFT_CEILING = 4.0  # scores drawn up to four times their threshold: one far past it flattens the others
-FEATURE_COLORS = ("cyan+", "green+", "yellow+", "white", "blue+", "orange+")  # red is the threshold's
+FEATURE_COLORS = ("cyan+", "green+", "magenta+", "white", "blue+", "orange+")  # red is the threshold's
 LABEL_COLUMNS = 2  # the drift table's FEATURE and METHOD
 CELL_PADDING = 2  # a DataTable pads each cell by one on either side
 
@@ -209,7 +209,7 @@ class Monitoring(View):
             f"Drift score per feature: value / its threshold, drawn up to {DRIFT_CEILING:g} "
             f"({len(drawn)} of {ranked.height} features, the highest)",
             windows,
-            [*lines, Line("threshold", [1.0] * len(windows), "red")],
+            [*lines, Line("threshold", [1.0] * len(windows), "red", dashed=True)],
         )
         p = story.performance
         self.query_one("#performance-chart", DatedChart).draw(
@@ -219,7 +219,7 @@ class Monitoring(View):
             [  # drawn in this order, each over the one before: the values on top
                 Line("band lower", _per_window(p, windows, "lower"), "gray"),
                 Line("band upper", _per_window(p, windows, "upper"), "gray"),
-                Line("threshold", _per_window(p, windows, "threshold"), "red"),
+                Line("threshold", _per_window(p, windows, "threshold"), "red", dashed=True),
                 Line("estimated", _per_window(p, windows, "estimated"), "orange+"),
                 Line("realized", _per_window(p, windows, "realized"), "blue+"),
             ],

@@ -13,8 +13,21 @@ from textual.widgets import DataTable, Static
 from appliance.machine.usage import usage_line
 from appliance.tracking.queries import RunDetail, RunSummary
 from tui.charts import column_chart
+from tui.fit import Column, FittingView, short_when
 from tui.overview import when
-from tui.view import Empty, View
+from tui.view import Empty
+
+# The kind is the detail's first line: the first to go where the table is narrow
+COLUMNS = (
+    Column(" "),
+    Column("RUN"),
+    Column("MODEL", cut=True),
+    Column("KIND", narrow=False),
+    Column("NAME", cut=True),
+    Column("STATUS", cut=True),  # a running run's progress, e.g. "iteration 340/1000 · train auc 0.81"
+    Column("STARTED"),
+    Column("SECONDS"),
+)
 
 
 def short(value: object) -> str:
@@ -33,12 +46,12 @@ def comparison(a: RunDetail, b: RunDetail) -> list[str]:
     return lines
 
 
-class Runs(View):
+class Runs(FittingView):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("m", "mark", "Mark to compare"),
         Binding("enter", "open", "Open", show=False),
     ]
-    DEFAULT_CSS = "Runs DataTable { height: 40%; } Runs VerticalScroll { height: 1fr; }"
+    DEFAULT_CSS = "Runs DataTable { height: auto; max-height: 40%; } Runs VerticalScroll { height: 1fr; }"
 
     def compose(self) -> ComposeResult:
         yield Empty("", id="runs-empty")
@@ -49,7 +62,6 @@ class Runs(View):
     def on_mount(self) -> None:
         self.marked: list[str] = []
         self.summaries: list[RunSummary] = []
-        self.query_one(DataTable).add_columns(" ", "RUN", "MODEL", "KIND", "NAME", "STATUS", "STARTED", "SECONDS")
         super().on_mount()
 
     def gather(self) -> list[RunSummary]:
@@ -57,15 +69,17 @@ class Runs(View):
 
     def show(self, runs: list[RunSummary]) -> None:
         was = self.current()
-        self.summaries = runs
+        self.found = self.summaries = runs
         self.live = any(r.status == "running" for r in runs)  # a running run's progress moves: follow it
         table = self.query_one(DataTable)
-        table.clear()
-        for r in runs:
-            cells = r.cells(when)
+
+        def row(r: RunSummary, narrow: bool) -> tuple[str, list[str]]:
+            cells = list(r.cells(short_when if narrow else when))
             if r.status == "running" and r.progress:  # how far its training is, e.g. "iteration 340/1000 · …"
-                cells = (*cells[:4], f"running · {r.progress}", *cells[5:])
-            table.add_row("*" if r.id in self.marked else " ", *cells, key=r.id)
+                cells[4] = r.progress if narrow else f"running · {r.progress}"  # narrow: progress says running
+            return r.id, ["*" if r.id in self.marked else " ", *cells]
+
+        self.fill(table, COLUMNS, lambda narrow: [row(r, narrow) for r in runs])
         self.query_one("#runs-empty", Empty).update("" if runs else "no runs yet — run `appliance train MODEL`")
         table.display = bool(runs)
         ids = [r.id for r in runs]

@@ -137,11 +137,11 @@ def monitoring_story(home: Home, model: str, since: datetime | date | str | None
 
 
 def _serving_versions(windowed: pl.DataFrame) -> pl.DataFrame:
-    """window_start, version: for each data window the version with the most rows in it (the newer on a tie),
-    oldest window first."""
+    """window_start, version: for each data window the version with the most rows in it (on a tie the older,
+    which was serving: a shadow answers every request too), oldest window first."""
     by_rows = windowed.group_by("window_start", "version").agg(pl.col("rows").max())
     return (
-        by_rows.sort("rows", "version", descending=True)
+        by_rows.sort(["rows", "version"], descending=[True, False])
         .group_by("window_start", maintain_order=True)
         .first()
         .select("window_start", "version")
