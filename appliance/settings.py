@@ -4,6 +4,9 @@
 hot_days = 7        # predictions stay in predictions.db this long (feedback must arrive within it)
 archive_days = 90   # then as daily Parquet files under archive/predictions/, then deleted
 
+[serving]
+workers = 4         # API worker processes (default: the cores left after 2 for training and monitoring, 1 to 8)
+
 [cost]              # see appliance/machine/cost.py
 """
 
@@ -24,8 +27,13 @@ class RetentionSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     archive_days: Annotated[int, msgspec.Meta(ge=0)] = 90
 
 
+class ServingSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    workers: Annotated[int, msgspec.Meta(ge=1, le=64)] | None = None  # API processes; unset: cores less 2, 1-8
+
+
 class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     retention: RetentionSection = RetentionSection()
+    serving: ServingSection = ServingSection()
     cost: CostSection = CostSection()
 
 

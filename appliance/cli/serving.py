@@ -15,6 +15,7 @@ from appliance.config import bundled_spec_path
 from appliance.errors import InvalidInput, Unavailable
 
 DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 8000
+MAX_WORKERS_ASKED = 64  # as [serving] workers allows
 
 
 def register(commands: Subcommands) -> None:
@@ -39,6 +40,13 @@ def register(commands: Subcommands) -> None:
         type=_port,
         default=None,
         help=f"the port to listen on (default: $APPLIANCE_PORT, else {DEFAULT_PORT})",
+    )
+    up.add_argument(
+        "--workers",
+        type=_workers,
+        default=None,
+        help="API worker processes sharing the port (default: $APPLIANCE_WORKERS, else appliance.toml's "
+        "[serving] workers, else the cores left after 2 for training and monitoring, 1 to 8)",
     )
     up.add_argument("--headless", action="store_true", help="no dashboard; what systemd runs")
     up.add_argument("--demo", action="store_true", help="once serving, replay the sample's live days through the API")
@@ -148,8 +156,20 @@ def _is_port(text: str) -> bool:
     return text.strip().isdigit() and 0 < int(text) < 65536
 
 
+def _workers(text: str) -> int:
+    """A worker count from --workers; anything else is refused before any work starts."""
+    if not _is_workers(text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of workers from 1 to {MAX_WORKERS_ASKED}")
+    return int(text)
+
+
+def _is_workers(text: str) -> bool:
+    return text.strip().isdigit() and 0 < int(text) <= MAX_WORKERS_ASKED
+
+
 def _listen_settings(args: argparse.Namespace) -> None:
-    """Fill in --host, --port and --spec left out from their environment variables, else the defaults."""
+    """Fill in --host, --port and --spec left out from their environment variables, else the defaults;
+    --workers from $APPLIANCE_WORKERS (left None without it: the data directory's settings decide, in `up`)."""
     args.host = args.host or os.environ.get("APPLIANCE_HOST") or DEFAULT_HOST
     if args.port is None:
         text = os.environ.get("APPLIANCE_PORT", "").strip()  # empty, as a commented-out line leaves it: the default
@@ -160,6 +180,14 @@ def _listen_settings(args: argparse.Namespace) -> None:
             )
         args.port = int(text) if text else DEFAULT_PORT
     args.spec = args.spec or _environment_specs()
+    if args.workers is None:
+        text = os.environ.get("APPLIANCE_WORKERS", "").strip()
+        if text and not _is_workers(text):
+            raise InvalidInput(
+                f"APPLIANCE_WORKERS={text!r} is not a number of workers from 1 to {MAX_WORKERS_ASKED}; fix it in the "
+                "environment (the service's: /etc/appliance/appliance.env) or pass --workers"
+            )
+        args.workers = int(text) if text else None
 
 
 def _up(args: argparse.Namespace) -> int:
@@ -174,6 +202,7 @@ def _up(args: argparse.Namespace) -> int:
         bring_up(home, specs, say)
         root = home.root
         example = _example_request(home)
+        workers = args.workers or _settled_workers(root)
     shown = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
     api = f"http://{shown}:{args.port}"
     dashboard = sys.stdout.isatty() and not args.headless
@@ -181,7 +210,7 @@ def _up(args: argparse.Namespace) -> int:
     # by the dashboard until it quits, and anything written to the terminal while it runs lands over it.
     feed = _dashboard_feed() if dashboard else None
     narrate = feed.say if feed else say
-    for line in _serving_lines(api, example):
+    for line in _serving_lines(api, example, workers):
         say(line)
         if feed:
             feed.say(line)
@@ -198,12 +227,24 @@ def _up(args: argparse.Namespace) -> int:
         start_demo(root, example[0], api, say=narrate, speed=args.speed)
     try:
         if feed:
-            _serve_under_dashboard(root, args.host, args.port, feed, api)
+            _serve_under_dashboard(root, args.host, args.port, feed, api, workers)
+        elif workers > 1:
+            from appliance.serving.workers import serve_workers
+
+            serve_workers(root, args.host, args.port, workers)
         else:
             serve(root, host=args.host, port=args.port)
     finally:
         scheduler.shutdown(wait=False)
     return 0
+
+
+def _settled_workers(root: Path) -> int:
+    """The data directory's [serving] workers, else the default for this machine's cores."""
+    from appliance.serving.workers import default_workers
+    from appliance.settings import load_settings
+
+    return load_settings(root).serving.workers or default_workers()
 
 
 def _add_speed(parser: argparse.ArgumentParser, lead: str = "") -> None:
@@ -243,9 +284,10 @@ def _refuse_a_taken_port(host: str, port: int) -> None:
             ) from None
 
 
-def _serving_lines(api: str, example: tuple[str, dict] | None) -> list[str]:
+def _serving_lines(api: str, example: tuple[str, dict] | None, workers: int) -> list[str]:
     """Where the API answers, and a request to try on it."""
-    lines = [f"serving on {api} (Ctrl-C stops)"]
+    by = f" with {workers} worker processes" if workers > 1 else ""
+    lines = [f"serving on {api}{by} (Ctrl-C stops)"]
     if example:
         name, record = example
         url = f"{api}/v1/models/{name}/predict"
@@ -259,13 +301,17 @@ def _dashboard_feed():
     return LogFeed()
 
 
-def _serve_under_dashboard(root: Path, host: str, port: int, feed, api: str) -> None:
-    """The API on a background thread while the dashboard owns the terminal; quitting it stops both."""
+def _serve_under_dashboard(root: Path, host: str, port: int, feed, api: str, workers: int) -> None:
+    """The API on a background thread (or its workers) while the dashboard owns the terminal; quitting it stops
+    both."""
     from appliance.serving.server import BackgroundServer
+    from appliance.serving.workers import Supervisor
     from tui.app import run_dashboard
     from tui.data_dir import find_cost
 
-    server = BackgroundServer(root, host, port).start()
+    server = (
+        Supervisor(root, host, port, workers).start() if workers > 1 else BackgroundServer(root, host, port).start()
+    )
     try:
         run_dashboard(root, find_cost(root, None), feed=feed, api_url=api)
     finally:

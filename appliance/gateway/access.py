@@ -6,7 +6,8 @@
   server listens on loopback only, and the caller is on loopback; otherwise they need a key
   (``read`` — metrics, docs, model list — takes a key of any scope).
 - The rate limit is keyed by the API key, or for open access by the socket peer's address —
-  never by a header such as X-Forwarded-For that a client can forge.
+  never by a header such as X-Forwarded-For that a client can forge. Under several serving workers the
+  buckets are shared by all of them (``serving.shared.SharedBuckets``): a key's limit is one limit.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import math
 import time
 from collections.abc import Callable
 from functools import lru_cache
+from typing import Protocol
 
 from appliance.errors import Forbidden, RateLimited, Unauthorized
 from appliance.gateway.keys import DEFAULT_RATE_PER_SECOND, ApiKey, parse_token, secret_matches
@@ -34,6 +36,12 @@ class Caller:
         self.peer = peer
 
 
+class Limiter(Protocol):
+    def take(self, who: str, rate: float) -> float:
+        """Take one token; 0 if granted, else the seconds until one is available."""
+        ...
+
+
 class Gatekeeper:
     """Checks each request against the keys known to the server (refreshed from metadata.db)."""
 
@@ -42,10 +50,11 @@ class Gatekeeper:
         exposed: bool,
         peer_rate_per_second: float = DEFAULT_RATE_PER_SECOND,
         clock: Callable[[], float] = time.monotonic,
+        limiter: Limiter | None = None,
     ):
         self.exposed = exposed
         self.peer_rate = peer_rate_per_second
-        self.limiter = RateLimiter(clock)
+        self.limiter: Limiter = limiter or RateLimiter(clock)
         self._keys: dict[str, ApiKey] = {}
         self.rejected = {"missing": 0, "invalid": 0, "revoked": 0, "scope": 0, "rate": 0}
 

@@ -1,4 +1,5 @@
-"""Running the API under uvicorn, as a systemd notify service when systemd starts it."""
+"""Running the API under uvicorn, as a systemd notify service when systemd starts it; under several serving
+workers, each worker's server (``serving.workers`` supervises them and speaks to systemd)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import resource
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
@@ -21,13 +22,18 @@ from appliance.serving.app import REFRESH_SECONDS, create_app
 from appliance.serving.http_protocol import HttpProtocol
 
 HEARTBEAT_SECONDS = 1.0
+GRACEFUL_SECONDS = 10  # how long a stopping server finishes requests in flight
 FILE_LIMIT = 65_536  # the descriptors a server asks for: its soft limit is raised to this (or to the hard limit)
 FILES_OF_ITS_OWN = 256  # descriptors kept from connections (a quarter of the limit, if more): for the server's own
 # files (databases, models, the log writer's pipes; a few dozen) and a burst of accepts
 
 
-class _Server(uvicorn.Server):
+class ApiServer(uvicorn.Server):
+    """uvicorn's server stopping cleanly on SIGTERM, beating for the watchdog, and speaking to systemd."""
+
     heartbeat = 0.0
+    announce = True  # a worker's server leaves READY and STOPPING to its supervisor
+    on_beat: Callable[[], None] | None = None  # what a worker does each heartbeat, on the event loop
 
     @contextmanager
     def capture_signals(self) -> Iterator[None]:
@@ -56,22 +62,26 @@ class _Server(uvicorn.Server):
             return
         self._beats = asyncio.create_task(self._beat())
         config = self.config
-        systemd.notify("READY=1", f"STATUS=serving on {config.host}:{config.port}")
+        if self.announce:
+            systemd.notify("READY=1", f"STATUS=serving on {config.host}:{config.port}")
 
     async def shutdown(self, sockets=None) -> None:
-        systemd.notify("STOPPING=1", "STATUS=finishing requests in flight")
+        if self.announce:
+            systemd.notify("STOPPING=1", "STATUS=finishing requests in flight")
         await super().shutdown(sockets)
 
     async def _beat(self) -> None:
         # The watchdog pings only while this loop keeps beating: a wedged event loop gets restarted.
         while not self.should_exit:
             self.heartbeat = time.monotonic()
+            if self.on_beat is not None:
+                self.on_beat()
             await asyncio.sleep(HEARTBEAT_SECONDS)
 
 
 def serve(home_root: Path, host: str = "127.0.0.1", port: int = 8000) -> None:
     """Serve until SIGINT or SIGTERM, finishing requests in flight, then return."""
-    server = _Server(server_config(home_root, host, port))
+    server = ApiServer(server_config(home_root, host, port))
     interval = systemd.watchdog_interval()
     watchdog = None
     if interval:
@@ -88,7 +98,7 @@ class BackgroundServer:
     """The API served from a daemon thread while something else (the dashboard) owns the main thread."""
 
     def __init__(self, home_root: Path, host: str = "127.0.0.1", port: int = 8000):
-        self.server = _Server(server_config(home_root, host, port))
+        self.server = ApiServer(server_config(home_root, host, port))
         self._thread = threading.Thread(target=self._run, name="api-server", daemon=True)
 
     def start(self, timeout: float = 60.0) -> BackgroundServer:
@@ -139,10 +149,15 @@ def server_config(home_root: Path, host: str, port: int, refresh_seconds: float 
         proxy_headers=False,
         log_level="warning",
         access_log=False,
-        timeout_graceful_shutdown=10,
+        timeout_graceful_shutdown=GRACEFUL_SECONDS,
         log_config=None,
-        backlog=min(2048, kept_from_connections(limit) // 8),
+        backlog=backlog(limit),
     )
+
+
+def backlog(limit: int) -> int:
+    """The listening socket's backlog for a server with ``limit`` descriptors (server_config says why)."""
+    return min(2048, kept_from_connections(limit) // 8)
 
 
 def file_limit() -> int:

@@ -2,7 +2,8 @@
 
 The CLI and the TUI change the data directory, not the server: each tick re-reads the API keys,
 the running deployments and the production aliases, loads what is missing (candidates and
-blue-green standbys stay warm), and swaps the routes in with one assignment.
+blue-green standbys stay warm), and swaps the routes in with one assignment. Under several serving
+workers (``join``) each does the same, while canaries are judged once, by the supervisor, on every worker's traffic.
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ from appliance.layout import Layout
 from appliance.serving.batching import Arrivals, MicroBatcher
 from appliance.serving.models import LoadedModel, ModelPool
 from appliance.serving.prediction_log import PredictionLog, logged_fields
-from appliance.serving.prometheus import ServingMetrics, provider_gauges
+from appliance.serving.prometheus import Gauge, ServingMetrics, merge_gauges, provider_gauges
 from appliance.serving.router import Arm, Route
+from appliance.serving.shared import WorkerLink
 from storage.prediction_log import PredictionStore
 
 
@@ -43,6 +45,23 @@ class ServingState:
         self._store: PredictionStore | None = None
         self._store_lock = threading.Lock()
         self._refresh_lock = threading.RLock()  # the watcher and admin routes refresh from their own threads
+        self.worker: WorkerLink | None = None  # this server's seat among serving workers (``join``)
+
+    def join(self, worker: WorkerLink) -> None:
+        """Serve as one of several workers: rate limits from the shared buckets, /metrics over every worker's
+        counts, and no canary judged here (the supervisor judges them once). Before the server starts."""
+        self.worker = worker
+        self.gate.limiter = worker.buckets
+        self.metrics.peers = lambda: worker.peers()
+
+    def ready(self) -> bool:
+        """Whether every model with a production version is loaded (what /readyz answers)."""
+        return not self.pool.known() - self.pool.loaded().keys()
+
+    def publish(self) -> None:
+        """Hand this worker's counts to the others (from the event loop, which alone changes them)."""
+        if self.worker is not None:
+            self.worker.publish({"metrics": self.metrics.snapshot(), "gauges": self._gauges()})
 
     def open(self) -> None:
         """Start the prediction log and its writer (creating predictions.db if needed)."""
@@ -90,9 +109,11 @@ class ServingState:
             return action(self._store)
 
     def tick(self, home: Home) -> None:
-        """Judge canaries, then re-read keys, deployments and aliases and swap in the new routes."""
+        """Judge canaries (unless a worker: the supervisor judges them), then re-read keys, deployments and
+        aliases and swap in the new routes."""
         with self._refresh_lock:
-            self.with_store(lambda store: deployments.analyze_canaries(home, store))
+            if self.worker is None:
+                self.with_store(lambda store: deployments.analyze_canaries(home, store))
             self.refresh(home)
 
     def refresh(self, home: Home) -> None:
@@ -171,9 +192,16 @@ class ServingState:
         )
         return Arm(name, model, batcher)
 
-    def gauges(self) -> list[tuple[str, str, str, dict[str, str], float]]:
-        """Gauges and counters owned by other parts, for /metrics."""
-        out: list[tuple[str, str, str, dict[str, str], float]] = []
+    def gauges(self) -> list[Gauge]:
+        """Gauges and counters owned by other parts, for /metrics: under workers, every worker's as one."""
+        worker = self.worker
+        if worker is None:
+            return [*self._gauges(), _workers_gauge(1)]
+        merged = merge_gauges([self._gauges(), *(peer["gauges"] for peer in worker.peers())])
+        return [*merged, _workers_gauge(worker.beating())]
+
+    def _gauges(self) -> list[Gauge]:
+        out: list[Gauge] = []
         log = self.log
         if log is not None:
             out += [
@@ -308,3 +336,13 @@ class ServingState:
                     )
                 )
         return out
+
+
+def _workers_gauge(count: int) -> Gauge:
+    return (
+        "appliance_serving_workers",
+        "gauge",
+        "Serving worker processes answering on the port (beating within the last seconds; 1 without workers).",
+        {},
+        count,
+    )

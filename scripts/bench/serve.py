@@ -19,7 +19,14 @@ do no lookup: the ratio prices the whole full path. Each line also gives the ser
 time per request (all its threads, the prediction log's writer and online updates included): on a
 shared machine throughput drifts with other load, CPU time per request much less.
 
+With --workers 1,2,…: only the full path (micro-batching on) served by that many worker processes
+(`[serving] workers`), one server per count, at concurrency 32: throughput and p99 per worker count in one
+run. The load generator runs on cores of its own (the last ones; the servers on the rest), so on a machine
+of 2 cores the workers share one core: the figure there is that 2 workers are not slower; scaling shows
+on a machine with cores to give them (goal: ≥ 0.8 × N × one worker's throughput up to 8 workers).
+
     python scripts/bench/serve.py [--seconds 3] [--trees 300] [--workdir /tmp/bench-serve] [--widths 512,1024,1536]
+    python scripts/bench/serve.py --workers 1,2 [--seconds 3] [--workdir /tmp/bench-serve]
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ from litestar import Litestar, Request, Response, get, post
 from load import (
     LoadResult,
     Server,
+    ServerProcess,
     bench_arguments,
     bench_home,
     encode_post,
@@ -187,13 +195,72 @@ def print_ratios(results: dict[tuple[str, int], LoadResult], concurrencies: tupl
         print("   ".join(row))
 
 
+WORKERS_CONCURRENCY = 32
+
+
+def _serve_with_workers(home_dir: Path, workers: int, server_cores: list[int], port: int) -> None:
+    """The appliance's server as `appliance up` runs it with ``workers``, on ``server_cores`` only."""
+    import os
+
+    from appliance.serving.server import serve
+    from appliance.serving.workers import serve_workers
+
+    os.sched_setaffinity(0, server_cores)  # its workers and log writers inherit it
+    if workers == 1:
+        serve(home_dir, "127.0.0.1", port)
+    else:
+        serve_workers(home_dir, "127.0.0.1", port, workers)
+
+
+def compare_workers(home_dir: Path, seconds: float, counts: list[int]) -> dict[int, LoadResult]:
+    """Best-of-rounds results per worker count, the load generator pinned to cores of its own."""
+    import os
+
+    cores = sorted(os.sched_getaffinity(0))
+    loaders = loader_processes(WORKERS_CONCURRENCY)
+    load_cores, server_cores = cores[-loaders:], cores[:-loaders] or cores
+    print(f"servers on cores {server_cores}, load generator ({loaders} process(es)) on cores {load_cores}")
+    requests = predict_requests(home_dir, sample_records())
+    batched = with_max_batch(home_dir, 64)
+    best: dict[int, LoadResult] = {}
+    servers = [ServerProcess(_serve_with_workers, batched, n, server_cores) for n in counts]
+    try:
+        for server in servers:
+            server.__enter__()
+        os.sched_setaffinity(0, load_cores)  # the loaders spawned from here inherit it
+        for round_ in range(ROUNDS):
+            order = list(zip(counts, servers))
+            for n, server in order if round_ % 2 == 0 else order[::-1]:
+                result, _ = run_load(server.port, requests, WORKERS_CONCURRENCY, seconds, server_pid=server.pid)
+                if n not in best or result.per_second > best[n].per_second:
+                    best[n] = result
+    finally:
+        os.sched_setaffinity(0, cores)
+        for server in servers:
+            server.__exit__()
+    for n in counts:
+        r = best[n]
+        print(
+            f"{r.line(f'{n} worker(s) c={WORKERS_CONCURRENCY}')}   {r.per_second / best[counts[0]].per_second:.2f}× "
+            f"{counts[0]} worker(s)"
+        )
+    return best
+
+
 def main() -> None:
     parser = bench_arguments(__doc__, 3.0)
     parser.add_argument(
         "--widths", default=",".join(map(str, MLP_WIDTHS)), help="MLP widths to run at concurrency 32 (empty: none)"
     )
+    parser.add_argument(
+        "--workers", default=None, help="worker counts to compare, e.g. 1,2,4 (alone: no other case runs)"
+    )
     args = parser.parse_args()
     home_dir = bench_home(args)
+    if args.workers:
+        print(f"data directory {home_dir}; {args.seconds:g} s per case after 1 s warm-up, {ROUNDS} rounds, best kept")
+        compare_workers(home_dir, args.seconds, [int(n) for n in args.workers.split(",")])
+        return
     print(
         f"data directory {home_dir}; {args.seconds:g} s per case after 1 s warm-up, {ROUNDS} rounds in "
         f"alternating order, best round kept; load from {loader_processes(32)} process(es) at concurrency 32"
