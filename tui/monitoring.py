@@ -14,6 +14,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
 from textual.widgets import DataTable, Static
 
+from appliance.monitoring.story import SCORE_DRAWN_UP_TO
 from appliance.task import metric_label
 from tui.charts import DatedChart, Line, heat, paired_bars, window_dates
 from tui.data_dir import ModelMonitoring
@@ -24,7 +25,7 @@ NO_RESULTS = "no monitoring results yet — run `appliance replay`"
 NO_DISTRIBUTION = "no distribution recorded for this window yet (the next monitor run records it)"
 DRIFT_LINES = 6  # features drawn in the drift chart, those with the highest scores: more hide each other
 ALL_FEATURES = "(all features)"  # how the results' '*' reads: a multivariate statistic, reconstruction error
-DRIFT_CEILING = 4.0  # scores drawn up to four times their threshold: one far past it flattens the others
+DRIFT_CEILING = SCORE_DRAWN_UP_TO  # one far past its threshold would flatten the others
 FEATURE_COLORS = ("cyan+", "green+", "magenta+", "white", "blue+", "orange+")  # red is the threshold's
 LABEL_COLUMNS = 2  # the drift table's FEATURE and METHOD
 CELL_PADDING = 2  # a DataTable pads each cell by one on either side

@@ -67,6 +67,9 @@ _OPERATIONS = pl.Schema(
         "value": pl.Float64(),
     }
 )
+# Renderers draw scores up to this many times their threshold: one window far past its line (a part-day a
+# new version served, a 50-row window) would flatten every other line; the value itself is still shown.
+SCORE_DRAWN_UP_TO = 4.0
 # Quality checks that alert below their threshold (a window with too few rows): their score is
 # threshold / value, so that past the line is above 1.0 for every statistic.
 ALERT_BELOW = frozenset({"volume_low"})

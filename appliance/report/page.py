@@ -16,7 +16,13 @@ import polars as pl
 from appliance.alerts.records import Alert, list_alerts
 from appliance.deployment.deployments import history
 from appliance.home import Home
-from appliance.monitoring.story import Distribution, MonitoringStory, distributions, monitoring_story
+from appliance.monitoring.story import (
+    SCORE_DRAWN_UP_TO,
+    Distribution,
+    MonitoringStory,
+    distributions,
+    monitoring_story,
+)
 from appliance.report.charts import Band, Series, dated_bars, dated_lines, paired_bars
 
 # One colour per feature (a second round of the same colours is dashed), and the other series' own colours,
@@ -143,7 +149,7 @@ def _drift(story: MonitoringStory) -> str:
             Series(
                 name,
                 colour,
-                [r["score"] if r else None for r in rows],
+                [min(r["score"], SCORE_DRAWN_UP_TO) if r else None for r in rows],
                 dashed=dashed,
                 alerts=[bool(r and r["alerted"]) for r in rows],
                 tips=[
@@ -165,7 +171,8 @@ def _drift(story: MonitoringStory) -> str:
     return (
         '<section id="drift"><h2>Drift per feature</h2><p class="note">Each feature\'s statistic against its own '
         "threshold (PSI, KS and Jensen–Shannon on one scale): 1.0 is the alarm line; a ringed point alerted. "
-        "Hover a point for its figures.</p>"
+        f"Drawn up to {SCORE_DRAWN_UP_TO:g}, so one window far past its line does not flatten the rest; hover a "
+        "point for its figures.</p>"
         f"{chart}{_legend([('alarm line (1.0)', ALARM, True), *legend])}</section>"
     )
 
