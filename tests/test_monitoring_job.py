@@ -217,7 +217,7 @@ def test_appliance_jobs_run_monitor_raises_the_alerts_with_nothing_else_running(
         [alert] = list_alerts(home.conn, "fraud")
         [run] = store.job_runs(home, "monitor", "fraud")
     assert (alert.rule, alert.value, alert.status) == ("prediction-log-overflow", 4.0, "open")
-    assert run.summary["alerts_fired"] == [alert.id] and f"alerts_fired [{alert.id}]" in out
+    assert run.summary["alerts_fired"] == [alert.id] and f"alerts fired {alert.id}" in out
 
 
 class SlowReceiver(HookReceiver):

@@ -186,7 +186,7 @@ def _jobs_run(args: argparse.Namespace) -> int:
         detail = (
             (run.error or "").splitlines()[0]
             if run.status == "failed"
-            else ", ".join(f"{k} {v}" for k, v in run.summary.items() if not isinstance(v, dict))
+            else ", ".join(_summary_item(k, v) for k, v in run.summary.items() if not isinstance(v, dict))
         )
         print(f"{run.job} {model}: {run.status} in {seconds:.1f}s (run {run.id}){': ' + detail if detail else ''}")
         failed += run.status == "failed"
@@ -208,3 +208,11 @@ def _machine(args: argparse.Namespace) -> int:
     else:
         print("\n".join(machine_report(snapshot, cost, str(home))))
     return 0
+
+
+def _summary_item(key: str, value: object) -> str:
+    """One figure of a job's summary as a person reads it: 'alerts fired 3, 7' or 'alerts fired none', not a
+    Python list."""
+    if isinstance(value, list):
+        value = ", ".join(str(v) for v in value) or "none"
+    return f"{key.replace('_', ' ')} {value}"
