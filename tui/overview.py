@@ -113,6 +113,11 @@ class Overview(View):
     def show(self, found: tuple[list[ModelHealth], History | None]) -> None:
         self.found = found
         rows, history = found
+        # the columns for the size it has now: a Resize handled before the first rows came (or one that came
+        # before layout finished) must not leave the narrow set on a wide screen
+        if self.size.width and self._fit(self.size.width, self.size.height) and history is None:
+            if self.query_one("#overview-history").display:
+                self.call_after_refresh(self.reload)  # the history was not gathered while there was no room
         table = self.query_one("#overview-table", DataTable)
         table.clear()
         narrow = len(self.columns) < len(COLUMNS)
