@@ -174,19 +174,19 @@ def test_cbpe_returns_a_band_beside_the_realized_auc(scored):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         out = estimate_auc(reference, days, windows, "event_time", "score", "is_fraud", 0.5, FLOORED)
-    assert out.height == 5 and out["estimated_auc"].null_count() == 0
-    assert (out["lower"] < out["estimated_auc"]).all() and (out["estimated_auc"] < out["upper"]).all()
+    assert out.height == 5 and out["estimated"].null_count() == 0
+    assert (out["lower"] < out["estimated"]).all() and (out["estimated"] < out["upper"]).all()
     assert ((out["upper"] - out["lower"]) < 0.3).all()
     clean = out.head(4)
     # Before the drift the realized AUC lies in CBPE's band; the card-testing drift is a change in
     # P(fraud | features) that CBPE cannot see, so on 10-20 the realized AUC falls out of it.
-    assert ((clean["realized_auc"] >= clean["lower"]) & (clean["realized_auc"] <= clean["upper"])).all()
-    assert out["realized_auc"][4] < out["lower"][4]
+    assert ((clean["realized"] >= clean["lower"]) & (clean["realized"] <= clean["upper"])).all()
+    assert out["realized"][4] < out["lower"][4]
     unlabelled = estimate_auc(
         reference, days.drop("is_fraud"), windows, "event_time", "score", "is_fraud", 0.5, MonitoringSection()
     )
-    assert unlabelled["realized_auc"].null_count() == 5
-    assert np.allclose(unlabelled["estimated_auc"].to_numpy(), out["estimated_auc"].to_numpy())
+    assert unlabelled["realized"].null_count() == 5
+    assert np.allclose(unlabelled["estimated"].to_numpy(), out["estimated"].to_numpy())
 
 
 def test_reconstruction_drift_per_window(sample):

@@ -35,16 +35,6 @@ from appliance.task import Task, higher_is_better
 
 WINDOW = "_window_start"
 PREDICTED = "_predicted"  # a binary model's label at the decision threshold (multiclass: CHOSEN, stored)
-ESTIMATE_SCHEMA = {
-    "window_start": pl.Datetime("us", "UTC"),
-    "rows": pl.Int64,
-    "estimated_auc": pl.Float64,
-    "lower": pl.Float64,  # CBPE's band: estimate -/+ 3 sampling errors, clipped to 0..1
-    "upper": pl.Float64,
-    "realized_auc": pl.Float64,  # from the labels that have arrived; null before
-    "threshold": pl.Float64,
-    "alert": pl.Boolean,
-}
 # Per window and estimated metric, beside the realized value (one row per window and metric).
 TASK_ESTIMATE_SCHEMA = {
     "window_start": pl.Datetime("us", "UTC"),
@@ -84,7 +74,7 @@ def estimate_auc(
     decision_threshold: float,
     rules: MonitoringSection,
 ) -> pl.DataFrame:
-    """CBPE's ROC AUC estimate per window with its confidence band, beside the realized AUC."""
+    """CBPE's ROC AUC estimate per window with its confidence band, beside the realized AUC (TASK_ESTIMATE_SCHEMA)."""
     import nannyml
 
     if reference[label].drop_nulls().n_unique() < 2:
@@ -115,14 +105,15 @@ def estimate_auc(
         {
             "window_start": windows.starts,
             "rows": rows,
-            "estimated_auc": estimate,
+            "method": ["auc"] * windows.count,
+            "estimated": estimate,
             "lower": result.get("lower_confidence_boundary", np.nan),
             "upper": result.get("upper_confidence_boundary", np.nan),
-            "realized_auc": realized,
+            "realized": realized,
             "threshold": [rules.performance.auc_floor] * windows.count,
             "alert": (estimate < rules.performance.auc_floor) & (rows >= rules.min_window_rows),
         },
-        schema=ESTIMATE_SCHEMA,
+        schema=TASK_ESTIMATE_SCHEMA,
     ).with_columns(pl.col(pl.Float64).fill_nan(None))
 
 
@@ -145,18 +136,7 @@ def estimate_performance(
     ``metric`` judges the model: an estimate of it alerts past ``rules.performance.limit(metric)``. DLE also
     reads the model's inputs: ``features`` (those both frames hold)."""
     if task.kind == "binary":
-        est = estimate_auc(reference, frame, windows, event_time, SCORE, label, task.threshold, rules)
-        return est.select(
-            "window_start",
-            "rows",
-            method=pl.lit("auc"),
-            estimated="estimated_auc",
-            lower="lower",
-            upper="upper",
-            realized="realized_auc",
-            threshold="threshold",
-            alert="alert",
-        )
+        return estimate_auc(reference, frame, windows, event_time, SCORE, label, task.threshold, rules)
     reference = reference.filter(pl.col(label).is_not_null() & pl.col(SCORE).is_not_null())
     if reference[label].n_unique() < 2:
         raise InvalidInput(
@@ -166,8 +146,23 @@ def estimate_performance(
     answered = _with_output(frame, task)
     result = None  # no window holds an answered row: nothing to estimate
     if (answered & (windows.code >= 0)).any():
-        estimator = _cbpe_multiclass if task.kind == "multiclass" else _dle
-        result = estimator(reference, frame, answered, windows, event_time, label, task, features)
+        ref_windows = EventWindows(reference, event_time, windows.every)
+
+        def frames(columns: list[str], categorical: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+            """The labelled reference and the windows' answered rows, as NannyML reads them."""
+            return (
+                _to_pandas(reference, ref_windows, [*columns, label], categorical),
+                _to_pandas(frame, windows, columns, categorical, rows=answered),
+            )
+
+        if task.kind == "multiclass":
+            probabilities = dict(enumerate(proba_columns(task)))
+            result = _cbpe_multiclass(*frames([*probabilities.values(), CHOSEN], []), probabilities, label)
+        else:
+            inputs = [f for f in features if f.name in reference.columns and f.name in frame.columns]
+            names = [f.name for f in inputs]
+            categorical = [f.name for f in inputs if f.type in ("category", "boolean")]
+            result = _dle(*frames([*names, SCORE], categorical), names, label)
     rows = windows.rows()
     realized = _realized(frame, windows, label, task, metric, rules)
     parts = []
@@ -195,25 +190,13 @@ def estimate_performance(
     return pl.concat(parts).with_columns(pl.col(pl.Float64).fill_nan(None))
 
 
-def _cbpe_multiclass(
-    reference: pl.DataFrame,
-    frame: pl.DataFrame,
-    answered: np.ndarray,
-    windows: EventWindows,
-    event_time: str,
-    label: str,
-    task: Task,
-    features: list[Feature],
-):
+def _cbpe_multiclass(ref: pd.DataFrame, cur: pd.DataFrame, probabilities: dict[int, str], label: str):
     """NannyML's multiclass CBPE (accuracy and macro F1), fitted on the reference, estimated on the windows.
-    Classes are their indices: the labels, the chosen class and the keys of the probability columns."""
+    Classes are their indices: the labels, the chosen class and the keys of ``probabilities`` (their columns)."""
     import nannyml
 
-    columns = dict(enumerate(proba_columns(task)))
-    ref = _to_pandas(reference, EventWindows(reference, event_time, windows.every), [*columns.values(), CHOSEN, label])
-    cur = _to_pandas(frame, windows, [*columns.values(), CHOSEN], rows=answered)
     cbpe = nannyml.CBPE(
-        y_pred_proba=columns,
+        y_pred_proba=probabilities,
         y_pred=CHOSEN,
         y_true=label,
         timestamp_column_name=WINDOW,
@@ -224,25 +207,11 @@ def _cbpe_multiclass(
     return cbpe.fit(ref).estimate(cur)
 
 
-def _dle(
-    reference: pl.DataFrame,
-    frame: pl.DataFrame,
-    answered: np.ndarray,
-    windows: EventWindows,
-    event_time: str,
-    label: str,
-    task: Task,
-    features: list[Feature],
-):
+def _dle(ref: pd.DataFrame, cur: pd.DataFrame, names: list[str], label: str):
     """NannyML's DLE (RMSE and MAE) of a regression model: an error model fitted on the reference's inputs
-    and predictions, estimated on the windows."""
+    (``names``) and predictions, estimated on the windows."""
     import nannyml
 
-    features = [f for f in features if f.name in reference.columns and f.name in frame.columns]
-    names = [f.name for f in features]
-    categorical = [f.name for f in features if f.type in ("category", "boolean")]
-    ref = _to_pandas(reference, EventWindows(reference, event_time, windows.every), [*names, SCORE, label], categorical)
-    cur = _to_pandas(frame, windows, [*names, SCORE], categorical, rows=answered)
     # LightGBM's defaults, as NannyML's own, without its progress lines on the job's output.
     dle = nannyml.DLE(
         feature_column_names=names,

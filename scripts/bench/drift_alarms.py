@@ -180,7 +180,14 @@ def model_checks(
     pred = prediction.pivot(on="method", index="window_start", values="value")
     pred_alert = prediction.group_by("window_start").agg(pl.col("alert").any().alias("prediction_alert"))
     table = (
-        cbpe.select("window_start", "rows", "estimated_auc", "lower", "upper", "realized_auc")
+        cbpe.select(
+            "window_start",
+            "rows",
+            pl.col("estimated").alias("estimated_auc"),
+            "lower",
+            "upper",
+            pl.col("realized").alias("realized_auc"),
+        )
         .join(
             multivariate.select(
                 "window_start",
