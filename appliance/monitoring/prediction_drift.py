@@ -74,23 +74,10 @@ def prediction_drift_by_window(
     reference_positives = int(np.sum(scored >= decision_threshold))
     decisions = np.array([scored.size - reference_positives, reference_positives])  # (negative, positive) rows
     change = np.abs(rate - _positive_rate(scored, decision_threshold))
-    limits, least, alpha = rules.prediction, rules.min_window_rows, rules.drift.false_alarm_rate / 2
-    return pl.concat(
-        [
-            _psi_checks(windows, reference, counts, rows, rules, alpha),
-            checks(windows, PREDICTION, "positive_rate", rate, np.nan, rows, least),
-            drift_checks(
-                windows,
-                PREDICTION,
-                "positive_rate_change",
-                change,
-                limits.positive_rate_change,
-                drift.by_chance([_share_change(1)], decisions, rows, alpha)[0],
-                rows,
-                least,
-            ),
-        ]
-    )
+    alpha = rules.drift.false_alarm_rate / 2
+    chance = drift.by_chance([_share_change(1)], decisions, rows, alpha)[0]
+    moved = ("positive_rate_change", change, rules.prediction.positive_rate_change, chance)
+    return _output_checks(windows, reference, counts, rows, rules, alpha, ("positive_rate", rate), moved)
 
 
 def task_prediction_drift_by_window(
@@ -174,21 +161,31 @@ def value_drift_by_window(
         shift = np.abs(mean - np.mean(reference_values)) / spread
         # Both means vary by chance, by sqrt(1/n + 1/m) reference standard deviations (the central limit).
         noise = np.sqrt(1 / rows + 1 / max(reference_values.size, 1))
-    limits, least, alpha = rules.prediction, rules.min_window_rows, rules.drift.false_alarm_rate / 2
+    alpha = rules.drift.false_alarm_rate / 2
+    moved = ("mean_shift", shift, rules.prediction.mean_shift, NormalDist().inv_cdf(1 - alpha / 2) * noise)
+    return _output_checks(windows, reference, counts, rows, rules, alpha, ("mean", mean), moved)
+
+
+def _output_checks(
+    windows: EventWindows,
+    reference: FeatureProfile,
+    counts: np.ndarray,
+    rows: np.ndarray,
+    rules: MonitoringSection,
+    alpha: float,
+    level: tuple[str, np.ndarray],
+    moved: tuple[str, np.ndarray, float, np.ndarray],
+) -> pl.DataFrame:
+    """A single output's checks: the PSI of its binned values; its ``level`` per window (name, values), which
+    never alerts; and how far that level ``moved`` from the reference's (name, values, floor, chance value),
+    judged past the larger of its floor and what chance alone exceeds."""
+    (name, values), (moved_name, change, floor, chance) = level, moved
+    least = rules.min_window_rows
     return pl.concat(
         [
             _psi_checks(windows, reference, counts, rows, rules, alpha),
-            checks(windows, PREDICTION, "mean", mean, np.nan, rows, least),
-            drift_checks(
-                windows,
-                PREDICTION,
-                "mean_shift",
-                shift,
-                limits.mean_shift,
-                NormalDist().inv_cdf(1 - alpha / 2) * noise,
-                rows,
-                least,
-            ),
+            checks(windows, PREDICTION, name, values, np.nan, rows, least),
+            drift_checks(windows, PREDICTION, moved_name, change, floor, chance, rows, least),
         ]
     )
 
