@@ -9,12 +9,14 @@ manifest before anything is written, and it is built beside the target and renam
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import re
 import sqlite3
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -64,21 +66,29 @@ def backup(home: Path, dest: Path) -> BackupManifest:
         raise Conflict(f"backup destination {dest} is not empty; choose a new folder")
     if dest == home or home in dest.parents:
         raise InvalidInput(f"backup destination {dest} is inside the data directory; choose a folder outside it")
+    with _whole_or_nothing(dest, "the backup to", "choose a new folder") as stage:
+        manifest = _fill(layout, stage)
+        write_file(stage / MANIFEST, msgspec.json.format(msgspec.json.encode(manifest)))
+    return manifest
+
+
+@contextlib.contextmanager
+def _whole_or_nothing(target: Path, doing: str, when_filled: str) -> Iterator[Path]:
+    """A stage that becomes ``target`` only when whole (``staged_folder``); a copy that fails leaves nothing
+    there and says so: ``doing`` names the copy ("the backup to"), ``when_filled`` what to do when someone
+    else filled ``target`` meanwhile."""
     try:
-        with staged_folder(dest) as stage:
-            manifest = _fill(layout, stage)
-            write_file(stage / MANIFEST, msgspec.json.format(msgspec.json.encode(manifest)))
+        with staged_folder(target) as stage:
+            yield stage
     except FileExistsError:
         raise Conflict(
-            f"backup destination {dest} was filled by someone else meanwhile; nothing was written "
-            "there — choose a new folder"
+            f"{target} was filled by someone else meanwhile; nothing was written there — {when_filled}"
         ) from None
     except OSError as e:
         raise InvalidInput(
-            f"the backup to {dest} stopped ({e}); nothing was kept there — fix what the error "
-            "names (space, permissions) and run it again"
+            f"{doing} {target} stopped ({e}); nothing was kept there — fix what the error names (space, "
+            "permissions) and run it again"
         ) from None
-    return manifest
 
 
 def _fill(layout: Layout, stage: Path) -> BackupManifest:
@@ -227,30 +237,20 @@ def restore(src: Path, home: Path, force: bool = False) -> BackupManifest:
                 f"backup {src} is damaged: {f.path} is missing or does not match its "
                 "manifest; nothing was restored — use another backup"
             )
-    try:
-        with staged_folder(home) as stage:
-            for f in manifest.files:
-                if copy_verified(src / f.path, stage / f.path) != f.sha256:
-                    raise InvalidInput(
-                        f"backup {src} changed while it was restored ({f.path}); nothing was "
-                        "restored — try again once nothing writes to it"
-                    )
-            if manifest.specs:
-                with Home(stage) as restored:
-                    for model, spec in manifest.specs.items():
-                        # The registry points at the spec a model was added with: here, the restored copy.
-                        restored.registry.add_model(model, str(home / spec), actor="restore")
-            if home.exists() and any(home.iterdir()):
-                home.rename(home.with_name(f"{home.name}.before-restore-{time.strftime('%Y%m%d-%H%M%S')}"))
-    except FileExistsError:
-        raise Conflict(
-            f"{home} was filled by someone else meanwhile; nothing was restored — stop what writes there and try again"
-        ) from None
-    except OSError as e:
-        raise InvalidInput(
-            f"the restore into {home} stopped ({e}); nothing was changed there — fix what the "
-            "error names (space, permissions) and run it again"
-        ) from None
+    with _whole_or_nothing(home, "the restore into", "stop what writes there and try again") as stage:
+        for f in manifest.files:
+            if copy_verified(src / f.path, stage / f.path) != f.sha256:
+                raise InvalidInput(
+                    f"backup {src} changed while it was restored ({f.path}); nothing was "
+                    "restored — try again once nothing writes to it"
+                )
+        if manifest.specs:
+            with Home(stage) as restored:
+                for model, spec in manifest.specs.items():
+                    # The registry points at the spec a model was added with: here, the restored copy.
+                    restored.registry.add_model(model, str(home / spec), actor="restore")
+        if home.exists() and any(home.iterdir()):
+            home.rename(home.with_name(f"{home.name}.before-restore-{time.strftime('%Y%m%d-%H%M%S')}"))
     return manifest
 
 
