@@ -7,13 +7,12 @@ from typing import ClassVar
 import msgspec
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import VerticalScroll
 from textual.widgets import DataTable, Static
 
 from appliance.alerts.records import Alert
 from tui.fit import Column, FittingView, short_when
 from tui.overview import when
-from tui.view import Empty
+from tui.view import Empty, table_and_detail
 
 COLUMNS = (
     Column("ID"),
@@ -36,10 +35,7 @@ class Alerts(FittingView):
     DEFAULT_CSS = "Alerts DataTable { height: auto; max-height: 60%; } Alerts VerticalScroll { height: 1fr; }"
 
     def compose(self) -> ComposeResult:
-        yield Empty("", id="alerts-empty")
-        yield DataTable(id="alerts-table", cursor_type="row", zebra_stripes=True)
-        with VerticalScroll():
-            yield Static("", id="alert-detail", markup=False)
+        yield from table_and_detail("alerts", "alert-detail")
 
     def on_mount(self) -> None:
         self.include_resolved = False

@@ -7,7 +7,6 @@ from typing import ClassVar
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import VerticalScroll
 from textual.widgets import DataTable, Static
 
 from appliance.machine.usage import usage_line
@@ -15,7 +14,7 @@ from appliance.tracking.queries import RunDetail, RunSummary
 from tui.charts import column_chart
 from tui.fit import Column, FittingView, short_when
 from tui.overview import when
-from tui.view import Empty
+from tui.view import Empty, table_and_detail
 
 # The kind is the detail's first line: the first to go where the table is narrow
 COLUMNS = (
@@ -54,10 +53,7 @@ class Runs(FittingView):
     DEFAULT_CSS = "Runs DataTable { height: auto; max-height: 40%; } Runs VerticalScroll { height: 1fr; }"
 
     def compose(self) -> ComposeResult:
-        yield Empty("", id="runs-empty")
-        yield DataTable(id="runs-table", cursor_type="row", zebra_stripes=True)
-        with VerticalScroll():
-            yield Static("", id="run-detail", markup=False)
+        yield from table_and_detail("runs", "run-detail")
 
     def on_mount(self) -> None:
         self.marked: list[str] = []

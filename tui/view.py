@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from textual import work
-from textual.containers import Vertical
-from textual.widgets import Static
+from textual.app import ComposeResult
+from textual.containers import Vertical, VerticalScroll
+from textual.widgets import DataTable, Static
 
 from appliance.errors import ApplianceError
 from storage.errors import StorageError
@@ -87,3 +88,12 @@ class Empty(Static):
     def update(self, content="") -> None:
         super().update(content)
         self.display = bool(content)  # an empty sentence takes no room
+
+
+def table_and_detail(name: str, detail: str) -> ComposeResult:
+    """A list tab's body: the sentence shown where it has no rows (``{name}-empty``), its table
+    (``{name}-table``) and, scrolling below it, the chosen row's detail (the Static ``detail``)."""
+    yield Empty("", id=f"{name}-empty")
+    yield DataTable(id=f"{name}-table", cursor_type="row", zebra_stripes=True)
+    with VerticalScroll():
+        yield Static("", id=detail, markup=False)
