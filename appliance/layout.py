@@ -29,36 +29,41 @@ SETTINGS = "appliance.toml"
 SPECS = "specs"  # model specs and their data files that a backup carries and a restore brings
 
 
+class InRoot:
+    """A path under a layout's root, read as an attribute: ``Layout(root).metadata_db`` is ``root/metadata.db``."""
+
+    __slots__ = ("parts",)
+
+    def __init__(self, *parts: str):
+        self.parts = parts
+
+    def __get__(self, layout: Layout, owner: type | None = None) -> Path:
+        return layout.root.joinpath(*self.parts)
+
+
 class Layout:
     """The paths under one data directory. Path arithmetic only: nothing is opened or created."""
 
     __slots__ = ("root",)
+
+    metadata_db = InRoot(METADATA_DB)
+    predictions_db = InRoot(PREDICTIONS_DB)
+    monitoring_db = InRoot(MONITORING_DB)
+    tracking_db = InRoot(TRACKING_DB)
+    online_db = InRoot(ONLINE_DB)
+    artifacts = InRoot(ARTIFACTS)  # model files, by content hash
+    offline = InRoot(OFFLINE)  # ingested data snapshots as Parquet, by content hash
+    prediction_archive = InRoot(ARCHIVE, "predictions")  # the prediction log's days past the hot window, a file a day
+    feedback = InRoot("feedback")  # labelled predictions written out for ingest, a Parquet file per model and batch
+    # Training runs' checkpoints, a folder per run (in the data directory, so a restarted run finds them)
+    checkpoints = InRoot("checkpoints")
+    settings = InRoot(SETTINGS)  # the optional settings of the whole data directory (retention, cost)
 
     def __init__(self, root: Path | str):
         self.root = Path(root)
 
     def __repr__(self) -> str:
         return f"Layout({str(self.root)!r})"
-
-    @property
-    def metadata_db(self) -> Path:
-        return self.root / METADATA_DB
-
-    @property
-    def predictions_db(self) -> Path:
-        return self.root / PREDICTIONS_DB
-
-    @property
-    def monitoring_db(self) -> Path:
-        return self.root / MONITORING_DB
-
-    @property
-    def tracking_db(self) -> Path:
-        return self.root / TRACKING_DB
-
-    @property
-    def online_db(self) -> Path:
-        return self.root / ONLINE_DB
 
     def databases(self) -> list[Path]:
         """Every database in the data directory, by name (those of newer versions too)."""
@@ -68,39 +73,9 @@ class Layout:
         """Whether the root is an initialized data directory (``appliance init`` creates metadata.db)."""
         return self.metadata_db.exists()
 
-    @property
-    def artifacts(self) -> Path:
-        """Model files, by content hash."""
-        return self.root / ARTIFACTS
-
-    @property
-    def offline(self) -> Path:
-        """Ingested data snapshots as Parquet, by content hash."""
-        return self.root / OFFLINE
-
-    @property
-    def prediction_archive(self) -> Path:
-        """The prediction log's days past the hot window, one Parquet file per day."""
-        return self.root / ARCHIVE / "predictions"
-
-    @property
-    def feedback(self) -> Path:
-        """Labelled predictions written out for ingest, one Parquet file per model and batch."""
-        return self.root / "feedback"
-
-    @property
-    def checkpoints(self) -> Path:
-        """Training runs' checkpoints, a folder per run (in the data directory, so a restarted run finds them)."""
-        return self.root / "checkpoints"
-
     def run_checkpoints(self, run_id: str) -> Path:
         return self.checkpoints / run_id
 
     def training_lock(self, model: str) -> Path:
         """The file lock that lets one run at a time train ``model``."""
         return self.root / "locks" / f"train-{model}.lock"
-
-    @property
-    def settings(self) -> Path:
-        """The optional settings of the whole data directory (retention, cost)."""
-        return self.root / SETTINGS
