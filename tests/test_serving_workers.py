@@ -242,7 +242,10 @@ def test_the_log_has_a_row_for_every_answered_request(appliance):
 
 
 def test_a_killed_worker_loses_no_answer_of_the_other_and_is_restarted(appliance):
-    seen = until_every_worker(appliance.predict, lambda seen: len(seen) == WORKERS)
+    # enough answers from each worker that losing the victim's counts could not hide behind the new worker's
+    seen = until_every_worker(
+        appliance.predict, lambda seen: len(seen) == WORKERS and min(map(len, seen.values())) >= 40
+    )
     victim, survivor = sorted(seen)
     stop = threading.Event()
     answers: list[httpx.Response] = []
@@ -255,6 +258,7 @@ def test_a_killed_worker_loses_no_answer_of_the_other_and_is_restarted(appliance
             except httpx.TransportError as e:  # in flight on the victim when it died
                 failed.append(e)
 
+    counted_before = metrics_view(appliance)[0]  # both workers' counts, each published
     clients = [threading.Thread(target=load) for _ in range(2)]
     for client in clients:
         client.start()
@@ -271,18 +275,23 @@ def test_a_killed_worker_loses_no_answer_of_the_other_and_is_restarted(appliance
     assert len(failed) <= len(clients), failed  # at most the requests in flight on the victim
     assert survivor in {worker(a) for a in answers}  # the other worker answered on, every answer a 200
     assert len(restarted) == WORKERS
+    # the restarted worker counts on from its seat's last counts: the sum holds the victim's counts still
+    survivor_since = sum(worker(a) == survivor for a in answers) + len(restarted[survivor])
+    assert metrics_view(appliance, at_least=counted_before + survivor_since)[0] >= counted_before + survivor_since
     assert re.search(
         rf"serving worker \d \(pid {victim}\) exited with code -9; starting it again", appliance.output.read_text()
     )
 
 
-def test_metrics_are_one_view_over_every_worker(appliance):
+def metrics_view(appliance, at_least: int = 0) -> tuple[int, int, int]:
+    """Requests answered, latency observations and workers answering, as every worker's /metrics says alike
+    once it counts ``at_least`` requests."""
+
     def scrape() -> httpx.Response:
         time.sleep(0.02)  # workers publish their counts each heartbeat: look a few times a heartbeat
         return httpx.get(f"{appliance.url}/metrics", headers={"authorization": f"Bearer {appliance.key}"})
 
     def counted(answer: httpx.Response) -> tuple[int, int, int]:
-        """Requests answered, latency observations, and workers answering, as one worker's /metrics says."""
         text = answer.text
         requests = sum(int(n) for n in re.findall(r"^appliance_requests_total\{[^}]*\} (\d+)$", text, re.M))
         observed = sum(
@@ -291,18 +300,17 @@ def test_metrics_are_one_view_over_every_worker(appliance):
         workers = int(re.search(r"^appliance_serving_workers (\d+)$", text, re.M).group(1))  # type: ignore[union-attr]
         return requests, observed, workers
 
-    def view(at_least: int = 0) -> tuple[int, int, int]:
-        """What every worker's /metrics says alike, once it counts ``at_least`` requests."""
+    def settled(seen: dict[int, list[httpx.Response]]) -> bool:
+        views = {counted(answers[-1]) for answers in seen.values()}
+        return len(seen) == WORKERS and len(views) == 1 and next(iter(views))[0] >= at_least
 
-        def settled(seen: dict[int, list[httpx.Response]]) -> bool:
-            views = {counted(answers[-1]) for answers in seen.values()}
-            return len(seen) == WORKERS and len(views) == 1 and next(iter(views))[0] >= at_least
+    return counted(next(iter(until_every_worker(scrape, settled).values()))[-1])
 
-        return counted(next(iter(until_every_worker(scrape, settled).values()))[-1])
 
-    before = view()
+def test_metrics_are_one_view_over_every_worker(appliance):
+    before = metrics_view(appliance)
     sent = until_every_worker(appliance.predict, lambda seen: sum(len(a) for a in seen.values()) >= 40)
     assert len(sent) == WORKERS  # both workers counted some of them
     total = sum(len(a) for a in sent.values())
     # counters and histograms added across workers: the whole of it, seen from either worker
-    assert view(at_least=before[0] + total) == (before[0] + total, before[1] + total, WORKERS)
+    assert metrics_view(appliance, at_least=before[0] + total) == (before[0] + total, before[1] + total, WORKERS)

@@ -4,7 +4,8 @@
   holds across workers (not N times the limit), whichever worker each request reaches.
 - ``WorkerLink``: a worker's seat among the others — its heartbeat and readiness (the supervisor feeds the
   systemd watchdog and sends READY by them), and the counts each publishes every heartbeat to a file of
-  its own in a private folder, which the worker answering /metrics adds up (one view of all of them).
+  its own in a private folder, which the worker answering /metrics adds up (one view of all of them); a
+  worker restarted in a seat counts on from what the seat's last worker published.
 
 Everything here is created by the supervisor and handed to each worker as it is spawned.
 """
@@ -125,6 +126,14 @@ class WorkerLink:
         part = path.with_suffix(".part")
         part.write_bytes(pickle.dumps(counts, protocol=pickle.HIGHEST_PROTOCOL))
         os.replace(part, path)
+
+    def left_behind(self) -> dict[str, Any] | None:
+        """The counts this seat's previous worker last published, if one died in it: a restarted worker counts
+        on from them, so the summed counters never go down (what it counted after its last beat is lost)."""
+        try:
+            return pickle.loads(self._path(self.index).read_bytes())
+        except FileNotFoundError:
+            return None
 
     def peers(self) -> list[dict[str, Any]]:
         """The counts the other workers last published (a worker not yet started has none)."""

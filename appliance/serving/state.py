@@ -53,6 +53,9 @@ class ServingState:
         self.worker = worker
         self.gate.limiter = worker.buckets
         self.metrics.peers = lambda: worker.peers()
+        previous = worker.left_behind()
+        if previous is not None:  # a restart: counters carry on from where the seat's last worker left them
+            self.metrics.absorb(previous["metrics"])
 
     def ready(self) -> bool:
         """Whether every model with a production version is loaded (what /readyz answers)."""
