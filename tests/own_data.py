@@ -11,11 +11,19 @@ from __future__ import annotations
 import tomllib
 from datetime import datetime, timedelta
 from pathlib import Path
+from string import Template
 
 import numpy as np
 import polars as pl
 
 TEXT_TIME = "%Y-%m-%d %H:%M:%S"  # the CSV sets' times: text with no zone, as many exports write them
+SPECS = Path(__file__).parent / "specs"  # each data set's spec.toml and contract.toml, as a user keeps them
+
+
+def spec_text(data_set: str, file: str, **values: str) -> str:
+    """The text of ``specs/DATA_SET/FILE`` with its ``${...}`` placeholders filled from ``values`` (each stands
+    inside a TOML string, so the file parses as it is; one left unfilled is a KeyError)."""
+    return Template((SPECS / data_set / file).read_text()).substitute(values)
 
 
 def write_data_set(folder: Path, name: str, spec: str, contract: str, frame: pl.DataFrame, live_from: datetime) -> Path:
@@ -37,97 +45,6 @@ def write_data_set(folder: Path, name: str, spec: str, contract: str, frame: pl.
     path = folder / f"{name}.toml"
     path.write_text(spec)
     return path
-
-
-SUBSCRIPTIONS_SPEC = """[model]
-name = "{name}"
-description = "Will this subscriber cancel before the next renewal?"
-
-[data]
-source = "history.parquet"
-contract = "contract.toml"
-entities = "subscribers.parquet"
-live = "live.parquet"
-event_time_past = "3650d"   # generated days of 2026: still replayable years later
-
-[features]
-entity_key = "subscriber"
-event_time = "logged_at"
-request = [
-    {{ name = "minutes", type = "float" }},
-    {{ name = "channel", type = "category" }},
-    {{ name = "on_mobile", type = "boolean" }},
-]
-entity_attributes = [
-    {{ name = "plan", type = "category" }},
-    {{ name = "tenure_months", type = "integer" }},
-]
-aggregations = [
-    {{ name = "sessions_7d", function = "count", window = "7d" }},
-    {{ name = "minutes_mean_7d", function = "mean", column = "minutes", window = "7d" }},
-]
-derived = [{{ name = "since_last", op = "since_last" }}]
-
-[target]
-column = "cancelled"
-
-[training]
-eval_days = 4
-seed = 3
-
-[training.params]
-num_boost_round = 40
-learning_rate = 0.1
-num_leaves = 15
-min_child_samples = 20
-
-[validation]
-min_auc = 0.6
-min_recall = 0.0
-max_p99_ms = 1000.0
-"""
-
-SUBSCRIPTIONS_CONTRACT = """[contract]
-name = "sessions"
-version = "1"
-event_time = "logged_at"
-
-[[fields]]
-name = "session_id"
-type = "integer"
-nullable = false
-unique = true
-
-[[fields]]
-name = "logged_at"
-type = "timestamp"
-nullable = false
-
-[[fields]]
-name = "subscriber"
-type = "integer"
-nullable = false
-
-[[fields]]
-name = "minutes"
-type = "float"
-min = 0.0
-
-[[fields]]
-name = "channel"
-type = "integer"
-allowed_values = [1, 2, 3, 4]
-
-[[fields]]
-name = "on_mobile"
-type = "integer"
-allowed_values = [0, 1]
-
-[[fields]]
-name = "cancelled"
-type = "integer"
-allowed_values = [0, 1]
-"""
 
 
 def write_subscriptions(
@@ -182,96 +99,12 @@ def write_subscriptions(
             "cancelled": cancelled,
         }
     )
-    contract = SUBSCRIPTIONS_CONTRACT
+    contract = spec_text("subscriptions", "contract.toml")
     if anonymous_share:
         required = 'name = "subscriber"\ntype = "integer"\nnullable = false'
         contract = contract.replace(required, 'name = "subscriber"\ntype = "integer"')
-    return write_data_set(
-        folder, name, SUBSCRIPTIONS_SPEC.format(name=name), contract, frame, start + timedelta(days=days)
-    )
-
-
-LOANS_SPEC = """[model]
-name = "{name}"
-description = "Will this loan default? Each application stands alone: no entity."
-
-[data]
-source = "applications.csv"
-contract = "contract.toml"
-live = "live.csv"
-event_time_past = "3650d"   # generated days of 2026: still replayable years later
-
-[features]
-event_time = "applied"
-request = [
-    {{ name = "income", type = "float" }},
-    {{ name = "term", type = "category" }},
-    {{ name = "grade", type = "category" }},
-    {{ name = "cosigned", type = "boolean" }},
-]
-
-[target]
-column = "defaulted"
-
-[training]
-eval_days = 3
-seed = 11
-
-[training.params]
-num_boost_round = 40
-learning_rate = 0.1
-num_leaves = 15
-min_child_samples = 20
-
-[validation]
-min_auc = 0.6
-min_recall = 0.0
-max_p99_ms = 1000.0
-
-[deployment]
-ab_key = "application"
-"""
-
-LOANS_CONTRACT = """[contract]
-name = "applications"
-version = "1"
-event_time = "applied"
-
-[[fields]]
-name = "application"
-type = "string"
-nullable = false
-unique = true
-
-[[fields]]
-name = "applied"
-type = "timestamp"
-nullable = false
-
-[[fields]]
-name = "income"
-type = "float"
-min = 0.0
-
-[[fields]]
-name = "term"
-type = "integer"
-allowed_values = [36, 60]
-
-[[fields]]
-name = "grade"
-type = "string"
-allowed_values = ["A", "B", "C", "D"]
-
-[[fields]]
-name = "cosigned"
-type = "boolean"
-
-[[fields]]
-name = "defaulted"
-type = "integer"
-allowed_values = [0, 1]
-"""
+    spec = spec_text("subscriptions", "spec.toml", name=name)
+    return write_data_set(folder, name, spec, contract, frame, start + timedelta(days=days))
 
 
 def write_loans(
@@ -308,6 +141,5 @@ def write_loans(
             "defaulted": defaulted,
         }
     )
-    return write_data_set(
-        folder, name, LOANS_SPEC.format(name=name), LOANS_CONTRACT, frame, start + timedelta(days=days)
-    )
+    spec, contract = spec_text("loans", "spec.toml", name=name), spec_text("loans", "contract.toml")
+    return write_data_set(folder, name, spec, contract, frame, start + timedelta(days=days))

@@ -13,100 +13,19 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
-from own_data import TEXT_TIME, write_data_set
-
-DELIVERIES_SPEC = """[model]
-name = "{name}"
-description = "Minutes from order to door."
-
-[data]
-source = "history.parquet"
-contract = "contract.toml"
-entities = "couriers.parquet"
-live = "live.parquet"
-event_time_past = "3650d"   # generated days of 2026: still replayable years later
-
-[features]
-entity_key = "courier"
-event_time = "ordered_at"
-request = [
-    {{ name = "distance_km", type = "float" }},
-    {{ name = "zone", type = "category" }},
-    {{ name = "rush", type = "boolean" }},
-    {{ name = "items", type = "integer" }},
-]
-entity_attributes = [{{ name = "vehicle", type = "category" }}]
-aggregations = [{{ name = "orders_1d", function = "count", window = "1d" }}]
-
-[target]
-column = "minutes"
-task = "regression"
-
-[training]
-eval_days = 3
-seed = 5
-trainer = "{trainer}"
-
-[training.params]
-{params}
-
-[deployment]
-canary_steps = [50, 100]
-min_sample = 60
-max_p99_latency_ratio = 100.0   # the suite shares the machine: latency is not what these canaries test
-
-[validation]
-max_p99_ms = 1000.0
-segments = ["zone"]
-max_segment_gap = 0.5     # RMSE of the worst zone at most 50 % above the best
-"""
-
-DELIVERIES_CONTRACT = """[contract]
-name = "deliveries"
-version = "1"
-event_time = "ordered_at"
-
-[[fields]]
-name = "ordered_at"
-type = "timestamp"
-nullable = false
-
-[[fields]]
-name = "courier"
-type = "string"
-nullable = false
-
-[[fields]]
-name = "distance_km"
-type = "float"
-min = 0.0
-
-[[fields]]
-name = "zone"
-type = "string"
-allowed_values = ["north", "centre", "harbour", "hills"]
-
-[[fields]]
-name = "rush"
-type = "integer"
-allowed_values = [0, 1]
-
-[[fields]]
-name = "items"
-type = "integer"
-min = 1
-
-[[fields]]
-name = "minutes"
-type = "float"
-min = 0.0
-"""
+from own_data import TEXT_TIME, spec_text, write_data_set
 
 LIGHTGBM_PARAMS = "num_boost_round = 60\nlearning_rate = 0.1\nnum_leaves = 15\nmin_child_samples = 20"
 MLP_PARAMS = "epochs = 8\nbatch_size = 256\nlearning_rate = 0.01\nhidden = 32"
 
 ZONES = ["north", "centre", "harbour", "hills"]
 TEAMS = ["billing", "tech", "sales", "abuse"]
+
+
+def trainer_spec(data_set: str, name: str, trainer: str) -> str:
+    """The data set's spec for ``trainer``, that trainer's [training.params] its last table."""
+    params = LIGHTGBM_PARAMS if trainer == "lightgbm" else MLP_PARAMS
+    return spec_text(data_set, "spec.toml", name=name, trainer=trainer) + f"\n[training.params]\n{params}\n"
 
 
 def write_deliveries(
@@ -149,93 +68,8 @@ def write_deliveries(
             "minutes": minutes,
         }
     )
-    spec = DELIVERIES_SPEC.format(
-        name=name, trainer=trainer, params=LIGHTGBM_PARAMS if trainer == "lightgbm" else MLP_PARAMS
-    )
-    return write_data_set(folder, name, spec, DELIVERIES_CONTRACT, frame, start + timedelta(days=days))
-
-
-TICKETS_SPEC = """[model]
-name = "{name}"
-description = "Which team should answer this support ticket?"
-
-[data]
-source = "tickets.csv"
-contract = "contract.toml"
-live = "live.csv"
-event_time_past = "3650d"   # generated days of 2026: still replayable years later
-
-[features]
-event_time = "opened"
-request = [
-    {{ name = "words", type = "float" }},
-    {{ name = "channel", type = "category" }},
-    {{ name = "attachment", type = "boolean" }},
-    {{ name = "hour", type = "integer" }},
-]
-
-[target]
-column = "team"
-task = "multiclass"
-
-[training]
-eval_days = 3
-seed = 9
-trainer = "{trainer}"
-
-[training.params]
-{params}
-
-[deployment]
-canary_steps = [50, 100]
-min_sample = 60
-max_p99_latency_ratio = 100.0
-
-[validation]
-max_p99_ms = 1000.0
-"""
-
-TICKETS_CONTRACT = """[contract]
-name = "tickets"
-version = "1"
-event_time = "opened"
-
-[[fields]]
-name = "ticket"
-type = "integer"
-nullable = false
-unique = true
-
-[[fields]]
-name = "opened"
-type = "timestamp"
-nullable = false
-
-[[fields]]
-name = "words"
-type = "float"
-min = 0.0
-
-[[fields]]
-name = "channel"
-type = "integer"
-allowed_values = [10, 20, 30]
-
-[[fields]]
-name = "attachment"
-type = "boolean"
-
-[[fields]]
-name = "hour"
-type = "integer"
-min = 0
-max = 23
-
-[[fields]]
-name = "team"
-type = "string"
-allowed_values = ["billing", "tech", "sales", "abuse"]
-"""
+    spec, contract = trainer_spec("deliveries", name, trainer), spec_text("deliveries", "contract.toml")
+    return write_data_set(folder, name, spec, contract, frame, start + timedelta(days=days))
 
 
 def write_tickets(
@@ -289,7 +123,5 @@ def write_tickets(
             "team": [TEAMS[t] for t in team],
         }
     )
-    spec = TICKETS_SPEC.format(
-        name=name, trainer=trainer, params=LIGHTGBM_PARAMS if trainer == "lightgbm" else MLP_PARAMS
-    )
-    return write_data_set(folder, name, spec, TICKETS_CONTRACT, frame, start + timedelta(days=days))
+    spec, contract = trainer_spec("tickets", name, trainer), spec_text("tickets", "contract.toml")
+    return write_data_set(folder, name, spec, contract, frame, start + timedelta(days=days))

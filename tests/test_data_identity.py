@@ -19,78 +19,17 @@ from appliance.data.snapshots import list_snapshots, read_snapshots
 from appliance.home import Home
 from appliance.training.runs import pipeline_run
 from tests.conftest import cli, ok
-
-SPEC = """[model]
-name = "{name}"
-description = "Will this parcel reach its depot late?"
-
-[data]
-source = "{source}"
-contract = "contract.toml"
-
-[features]
-entity_key = "courier"
-event_time = "scanned_at"
-request = [
-    {{ name = "weight_kg", type = "float" }},
-    {{ name = "service", type = "category" }},
-]
-aggregations = [{{ name = "scans_7d", function = "count", window = "7d" }}]
-
-[target]
-column = "late"
-
-[training]
-eval_days = 3
-seed = 5
-
-[training.params]
-num_boost_round = 20
-learning_rate = 0.1
-num_leaves = 7
-min_child_samples = 10
-
-[validation]
-min_auc = 0.5
-max_p99_ms = 1000.0
-max_quarantined_share = 0.5
-"""
-
-FIELDS = """
-[[fields]]
-name = "scanned_at"
-type = "timestamp"
-nullable = false
-
-[[fields]]
-name = "courier"
-type = "{key_type}"
-nullable = false
-
-[[fields]]
-name = "weight_kg"
-type = "float"
-min = 0.0
-
-[[fields]]
-name = "service"
-type = "string"
-allowed_values = ["standard", "express", "freight"]
-
-[[fields]]
-name = "late"
-type = "integer"
-allowed_values = [0, 1]
-"""
+from tests.own_data import spec_text
 
 
 def contract(id_type: str | None, on_repeat: str | None = None, key_type: str = "string") -> str:
-    """The parcels' contract: with an id field of ``id_type`` (unique; ``on_repeat`` as given), or none."""
-    text = '[contract]\nname = "parcels"\nversion = "1"\nevent_time = "scanned_at"\n'
-    if id_type is not None:
-        text += f'\n[[fields]]\nname = "parcel"\ntype = "{id_type}"\nnullable = false\nunique = true\n'
-        text += f'on_repeat = "{on_repeat}"\n' if on_repeat else ""
-    return text + FIELDS.format(key_type=key_type)
+    """The parcels' contract: with an id field of ``id_type`` (unique; ``on_repeat`` as given), or none. The id
+    field goes before the file's [contract] table, which TOML allows, so that it stays the first field."""
+    text = spec_text("parcels", "contract.toml", key_type=key_type)
+    if id_type is None:
+        return text
+    repeat = f'on_repeat = "{on_repeat}"\n' if on_repeat else ""
+    return f'[[fields]]\nname = "parcel"\ntype = "{id_type}"\nnullable = false\nunique = true\n{repeat}\n{text}'
 
 
 def parcels(
@@ -139,7 +78,7 @@ def model_folder(
     key_type = "integer" if id_type == "integer" else "string"
     (folder / "contract.toml").write_text(contract(id_type, on_repeat, key_type))
     spec = folder / f"{name}.toml"
-    spec.write_text(SPEC.format(name=name, source=source))
+    spec.write_text(spec_text("parcels", "spec.toml", name=name, source=source))
     return spec
 
 

@@ -26,103 +26,10 @@ from appliance.training.feedback_batch import (
 from appliance.training.pipeline import train
 from appliance.training.runs import pipeline_run
 from storage.prediction_log import PredictionStore
+from tests.own_data import spec_text
 
 DAY0 = datetime(2026, 5, 1, tzinfo=UTC)
 HISTORY_DAYS, PER_DAY = 8, 60
-
-SPEC = """[model]
-name = "churn"
-
-[data]
-source = "history.parquet"
-contract = "contract.toml"
-
-[features]
-entity_key = "account"
-event_time = "at"
-request = [
-    { name = "amount", type = "float" },
-    { name = "channel", type = "category" },
-    { name = "flag", type = "boolean" },
-]
-
-[target]
-column = "churned"
-
-[training]
-eval_days = 2
-retrain_eval_days = 1
-retrain_min_per_class = 5
-seed = 1
-
-[training.params]
-num_boost_round = 10
-learning_rate = 0.3
-num_leaves = 7
-min_child_samples = 5
-
-[validation]
-min_auc = 0.0
-min_recall = 0.0
-max_regression = 1.0
-max_p99_ms = 1000.0
-"""
-
-CONTRACT = """[contract]
-name = "visits"
-version = "1"
-event_time = "at"
-
-[[fields]]
-name = "visit_id"
-type = "{id_type}"
-nullable = false
-unique = true
-
-[[fields]]
-name = "at"
-type = "timestamp"
-nullable = false
-
-[[fields]]
-name = "account"
-type = "{key_type}"
-nullable = false
-
-[[fields]]
-name = "amount"
-type = "float"
-nullable = false
-min = 0.0
-max = 100.0
-
-[[fields]]
-name = "channel"
-type = "integer"
-nullable = false
-allowed_values = [1, 2, 3]
-
-[[fields]]
-name = "flag"
-type = "integer"
-nullable = false
-allowed_values = [0, 1]
-
-[[fields]]
-name = "region"
-type = "string"
-nullable = false
-allowed_values = ["north", "south"]
-
-[[fields]]
-name = "churned"
-type = "integer"
-nullable = false
-allowed_values = [0, 1]
-
-[volume]
-min_rows_per_day = 50
-"""
 
 
 def write_model(folder: Path, id_type: str, key_type: str) -> Path:
@@ -145,8 +52,8 @@ def write_model(folder: Path, id_type: str, key_type: str) -> Path:
     )
     folder.mkdir(parents=True, exist_ok=True)
     frame.write_parquet(folder / "history.parquet")
-    (folder / "contract.toml").write_text(CONTRACT.format(id_type=id_type, key_type=key_type))
-    (folder / "churn.toml").write_text(SPEC)
+    (folder / "contract.toml").write_text(spec_text("visits", "contract.toml", id_type=id_type, key_type=key_type))
+    (folder / "churn.toml").write_text(spec_text("visits", "spec.toml"))
     return folder / "churn.toml"
 
 

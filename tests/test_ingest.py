@@ -17,47 +17,8 @@ from appliance.errors import InvalidInput
 from appliance.home import Home
 from appliance.spec import load_spec
 from tests.conftest import small_spec
+from tests.own_data import spec_text
 from tests.test_cli import appliance
-
-CONTRACT = """
-[contract]
-name = "t"
-version = "1"
-event_time = "event_time"
-
-[[fields]]
-name = "id"
-type = "string"
-nullable = false
-unique = true
-
-[[fields]]
-name = "event_time"
-type = "timestamp"
-nullable = false
-
-[[fields]]
-name = "amount"
-type = "float"
-nullable = false
-min = 0.0
-max = 100.0
-
-[[fields]]
-name = "kind"
-type = "string"
-allowed_values = ["a", "b"]
-
-[[fields]]
-name = "flag"
-type = "boolean"
-
-[freshness]
-max_staleness = "24h"
-
-[volume]
-min_rows_per_day = {volume}
-"""
 
 GOOD = [f"{i},2026-01-01T{i:02d}:30:00Z,{i}.5,a,true" for i in range(10, 20)]
 BAD = {  # row -> the reason it must be quarantined with
@@ -75,9 +36,14 @@ HEADER = "id,event_time,amount,kind,flag"
 AS_OF = datetime(2026, 1, 3, tzinfo=UTC)
 
 
+def rules_contract(volume: int) -> str:
+    """The contract with every kind of rule, its [volume] table (added last) asking ``volume`` rows a day."""
+    return spec_text("ingest_rules", "contract.toml") + f"\n[volume]\nmin_rows_per_day = {volume}\n"
+
+
 @pytest.fixture
 def home(tmp_path):
-    (tmp_path / "contract.toml").write_text(CONTRACT.replace("{volume}", "4"))
+    (tmp_path / "contract.toml").write_text(rules_contract(volume=4))
     with Home(tmp_path / "home") as home:
         home.registry.add_model("t", str(tmp_path / "spec.toml"))
         yield home
@@ -90,7 +56,7 @@ def _write(path: Path, lines: list[str]) -> Path:
 
 def _ingest(home: Home, path: Path, volume: int = 4):
     contract_path = home.root.parent / "contract.toml"
-    contract_path.write_text(CONTRACT.replace("{volume}", str(volume)))
+    contract_path.write_text(rules_contract(volume))
     return ingest(home.conn, home.offline, "t", load_contract(contract_path), path, as_of=AS_OF)
 
 

@@ -25,88 +25,11 @@ from appliance.layout import Layout
 from appliance.monitoring import store
 from appliance.monitoring.reference import SCORE, load_reference
 from storage.prediction_log import PredictionStore
+from tests.own_data import spec_text
 
 START = datetime(2026, 3, 2, tzinfo=UTC)
 VOCABULARY = ["red", "green", "blue"]  # the outside model's codes: not the sorted order the appliance learns
 FEATURES = ["x1", "x2", "color", "flag"]
-
-SPEC = """
-[model]
-name = "churn"
-
-[data]
-source = "history.parquet"
-contract = "contract.toml"
-
-[features]
-event_time = "at"      # no entity: every row stands alone
-request = [
-    { name = "x1", type = "float" },
-    { name = "x2", type = "integer" },
-    { name = "color", type = "category" },
-    { name = "flag", type = "boolean" },
-]
-
-[target]
-column = "churned"
-
-[training]
-eval_days = 4
-
-[validation]
-min_auc = 0.70
-recall_at_precision = 0.5
-min_recall = 0.05
-max_p99_ms = 100.0
-"""
-
-CONTRACT = """
-[contract]
-name = "churn events"
-version = "1"
-event_time = "at"
-
-[[fields]]
-name = "event_id"
-type = "string"
-nullable = false
-unique = true
-
-[[fields]]
-name = "customer"
-type = "string"
-nullable = false
-
-[[fields]]
-name = "at"
-type = "timestamp"
-nullable = false
-
-[[fields]]
-name = "x1"
-type = "float"
-
-[[fields]]
-name = "x2"
-type = "integer"
-min = 0
-max = 9
-
-[[fields]]
-name = "color"
-type = "string"
-allowed_values = ["red", "green", "blue"]
-
-[[fields]]
-name = "flag"
-type = "boolean"
-
-[[fields]]
-name = "churned"
-type = "integer"
-nullable = false
-allowed_values = [0, 1]
-"""
 
 
 def events(rows: int, first_day: int, days: int, seed: int) -> pl.DataFrame:
@@ -163,8 +86,8 @@ def outside(tmp_path_factory) -> SimpleNamespace:
     history, later = events(2400, 0, 16, seed=1), events(300, 16, 2, seed=2)
     history.write_parquet(folder / "history.parquet")
     later.write_parquet(folder / "later.parquet")
-    (folder / "contract.toml").write_text(CONTRACT)
-    (folder / "churn.toml").write_text(SPEC)
+    (folder / "contract.toml").write_text(spec_text("churn_events", "contract.toml"))
+    (folder / "churn.toml").write_text(spec_text("churn_events", "spec.toml"))
     train = history.filter(pl.col("at") < START + timedelta(days=12))
     booster = lgb.train(
         {

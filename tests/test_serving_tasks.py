@@ -41,77 +41,13 @@ from appliance.training.feedback_batch import labelled_batch
 from appliance.training.runs import finish_run, start_run
 from storage.prediction_log import PredictionStore
 from tests.conftest import running_server
+from tests.own_data import spec_text
 
 START = datetime(2026, 4, 6, tzinfo=UTC)
 COLORS = ["red", "green", "blue"]
 
-CONTRACT = """
-[contract]
-name = "garden"
-version = "1"
-event_time = "at"
-
-[[fields]]
-name = "at"
-type = "timestamp"
-nullable = false
-
-[[fields]]
-name = "x1"
-type = "float"
-
-[[fields]]
-name = "x2"
-type = "float"
-
-[[fields]]
-name = "color"
-type = "string"
-allowed_values = ["red", "green", "blue"]
-
-[[fields]]
-name = "species"
-type = "string"
-allowed_values = ["bird", "cat", "dog"]
-
-[[fields]]
-name = "grade"
-type = "integer"
-allowed_values = [3, 5, 7]
-
-[[fields]]
-name = "price"
-type = "float"
-
-[[fields]]
-name = "bought"
-type = "integer"
-allowed_values = [0, 1]
-"""
-
-SPEC = """
-[model]
-name = "{name}"
-
-[data]
-source = "garden.parquet"
-contract = "contract.toml"
-
-[features]
-event_time = "at"
-request = [
-    {{ name = "x1", type = "float" }},
-    {{ name = "x2", type = "float" }},
-    {{ name = "color", type = "category" }},
-]
-
-[target]
-column = "{name}"
-{target}
-"""
-
-# Each model, its target's task lines. species declares its classes in an order of its own (not the
-# contract's); grade reads its integer classes from the contract.
+# Each model, its target's task lines, added to the garden spec's last table ([target]). species declares
+# its classes in an order of its own (not the contract's); grade reads its integer classes from the contract.
 TARGETS = {
     "species": 'task = "multiclass"\nclasses = ["dog", "cat", "bird"]',
     "grade": 'task = "multiclass"',
@@ -151,12 +87,12 @@ def origin(tmp_path_factory) -> SimpleNamespace:
     folder = tmp_path_factory.mktemp("tasks")
     frame = garden(900, seed=1)
     frame.write_parquet(folder / "garden.parquet")
-    (folder / "contract.toml").write_text(CONTRACT)
+    (folder / "contract.toml").write_text(spec_text("garden", "contract.toml"))
     home, boosters, schemas = folder / "home", {}, {}
     with Home(home) as h:
         for name, target in TARGETS.items():
             path = folder / f"{name}.toml"
-            path.write_text(SPEC.format(name=name, target=target))
+            path.write_text(spec_text("garden", "spec.toml", name=name) + target + "\n")
             spec = load_spec(path)
             h.add_model(spec)
             task = model_task(spec)
