@@ -176,39 +176,20 @@ def _output_checks(
     level: tuple[str, np.ndarray],
     moved: tuple[str, np.ndarray, float, np.ndarray],
 ) -> pl.DataFrame:
-    """A single output's checks: the PSI of its binned values; its ``level`` per window (name, values), which
-    never alerts; and how far that level ``moved`` from the reference's (name, values, floor, chance value),
-    judged past the larger of its floor and what chance alone exceeds."""
+    """A single output's checks: the PSI of its binned values (``counts``) against the reference's; its
+    ``level`` per window (name, values), which never alerts; and how far that level ``moved`` from the
+    reference's (name, values, floor, chance value). Both judged past the larger of their floor and what chance
+    alone exceeds."""
     (name, values), (moved_name, change, floor, chance) = level, moved
     least = rules.min_window_rows
+    psi = drift.psi(reference.counts, counts)
+    psi_by_chance = drift.by_chance([drift.psi], reference.counts, rows, alpha)[0]
     return pl.concat(
         [
-            _psi_checks(windows, reference, counts, rows, rules, alpha),
+            drift_checks(windows, PREDICTION, "psi", psi, rules.prediction.psi, psi_by_chance, rows, least),
             checks(windows, PREDICTION, name, values, np.nan, rows, least),
             drift_checks(windows, PREDICTION, moved_name, change, floor, chance, rows, least),
         ]
-    )
-
-
-def _psi_checks(
-    windows: EventWindows,
-    reference: FeatureProfile,
-    counts: np.ndarray,
-    rows: np.ndarray,
-    rules: MonitoringSection,
-    alpha: float,
-) -> pl.DataFrame:
-    """The PSI of each window's binned output against the reference's, judged past its floor and its chance value."""
-    by_chance = drift.by_chance([drift.psi], reference.counts, rows, alpha)[0]
-    return drift_checks(
-        windows,
-        PREDICTION,
-        "psi",
-        drift.psi(reference.counts, counts),
-        rules.prediction.psi,
-        by_chance,
-        rows,
-        rules.min_window_rows,
     )
 
 
