@@ -43,6 +43,13 @@ def register(commands: Subcommands) -> None:
         help="--from: the event-time column (default: the first column of times)",
     )
     init.add_argument(
+        "--time-format",
+        default=None,
+        metavar="FORMAT",
+        help="--from: how the file's text times are spelled when not ISO 8601, e.g. '%%d/%%m/%%Y %%H:%%M' "
+        "(default: ISO 8601, or day-first/month-first where a day above 12 settles it); written to the contract",
+    )
+    init.add_argument(
         "--entity", default=None, metavar="COLUMN", help="--from: the entity key (default: none, each row stands alone)"
     )
     init.add_argument("--name", default=None, help="--from: the model's name (default: from the file's name)")
@@ -131,18 +138,38 @@ def _init(args: argparse.Namespace) -> int:
 
     if args.source is not None:
         return _init_from(args)
-    drafting = [flag for flag in ("target", "task", "time", "entity", "name", "out") if getattr(args, flag) is not None]
+    drafting = [
+        flag
+        for flag in ("target", "task", "time", "time_format", "entity", "name", "out")
+        if getattr(args, flag) is not None
+    ]
     if drafting:
         raise InvalidInput(
-            f"{', '.join('--' + f for f in drafting)} {'go' if len(drafting) > 1 else 'goes'} "
+            f"{', '.join('--' + f.replace('_', '-') for f in drafting)} {'go' if len(drafting) > 1 else 'goes'} "
             "with --from FILE (drafting a spec from data)"
         )
     with open_home(args, must_exist=False) as home:
         spec = load_spec(args.spec or bundled_spec_path())
+        _refuse_another_spec(home, spec.name, spec.path)
         added = home.add_model(spec, actor="cli")
         print(f"data directory {home.root}")
         print(f"model '{spec.name}' {'registered' if added else 'already registered'} from {spec.path}")
     return 0
+
+
+def _refuse_another_spec(home: Home, name: str, path: Path | None) -> None:
+    """A model registered from one spec file is not re-pointed at another by `init --spec`: the other file
+    may be another model's spec under the same name, which its versions were never trained from."""
+    from appliance.errors import Conflict
+
+    registered = {m.name: m.spec_path for m in home.registry.models()}.get(name)
+    if registered is None or registered == str(path):
+        return
+    gone = "" if Path(registered).exists() else f" ({registered} no longer exists: put the spec back there)"
+    raise Conflict(
+        f"model '{name}' is registered from {registered}, not {path}; nothing changed — to change this "
+        f"model's spec, edit {registered}{gone}; for another model, give {path} its own [model] name"
+    )
 
 
 def _init_from(args: argparse.Namespace) -> int:
@@ -160,6 +187,7 @@ def _init_from(args: argparse.Namespace) -> int:
         entity=args.entity,
         name=args.name,
         task=args.task,
+        time_format=args.time_format,
     )
     with open_home(args, must_exist=False) as home:
         known = {m.name: m.spec_path for m in home.registry.models()}

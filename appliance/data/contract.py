@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -10,6 +11,8 @@ from typing import Literal
 import msgspec
 import polars as pl
 
+from appliance.data.sources import SEPARATORS
+from appliance.data.values import time_format_problem
 from appliance.errors import InvalidInput
 from appliance.spec import EventHorizon
 from appliance.spec.durations import check_duration, parse_duration
@@ -25,10 +28,10 @@ POLARS_TYPES: dict[str, pl.DataType] = {
     "timestamp": pl.Datetime("us", "UTC"),
 }
 
-# Text timestamps: the format polars infers from a column's first value, then ISO 8601's common forms
-# (a zone offset or 'Z' converts to UTC; text without one is taken as UTC).
+# Text timestamps: ISO 8601's common forms (a zone offset or 'Z' converts to UTC; text without one is taken
+# as UTC). Nothing is guessed: '05/12/2026' is May or December by who wrote it, so any other spelling is
+# read only in the format its contract field names (FieldRule.format).
 TIMESTAMP_FORMATS = [
-    None,
     "%Y-%m-%dT%H:%M:%S%.f%#z",
     "%Y-%m-%dT%H:%M:%S%.f",
     "%Y-%m-%d %H:%M:%S%.f",
@@ -54,8 +57,17 @@ class FieldRule(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     min: float | None = None  # a value below it quarantines its row
     max: float | None = None  # a value above it quarantines its row
     allowed_values: list[str | int | float] | None = None  # any other value quarantines its row
+    format: (  # a timestamp's text spelled other than ISO 8601, e.g. "%d/%m/%Y %H:%M" (with %Y %y %m %d %b
+        str | None  # %B %H %I %p %M %S, taken as UTC): read so at ingest, replay and in API requests, where
+    ) = None  # ISO 8601 text reads as well; left out: ISO 8601 text only, never a guessed spelling
 
     def __post_init__(self) -> None:
+        if self.format is not None:
+            if self.type != "timestamp":
+                raise FieldError("format", f"field '{self.name}' is a {self.type}; only a timestamp has a format")
+            problem = time_format_problem(self.format)
+            if problem:
+                raise FieldError("format", f"field '{self.name}': {problem}")
         if self.on_repeat == "replace" and not self.unique:
             raise FieldError(
                 "on_repeat",
@@ -69,6 +81,14 @@ class ContractInfo(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     version: str  # e.g. '1.0'; for people, not checked
     event_time: str  # the column freshness and volume are measured on
     description: str = ""  # what a row is, for people
+    separator: (  # a CSV file's separator: ",", ";", "\t" (tab) or "|"; left out: the one of them that
+        str | None  # splits its header into the most fields and each of the next lines into as many
+    ) = None
+
+    def __post_init__(self) -> None:
+        if self.separator is not None and self.separator not in SEPARATORS:
+            shown = ", ".join(json.dumps(s) for s in SEPARATORS)
+            raise FieldError("separator", f"{self.separator!r} is not a separator a CSV file is read with: {shown}")
 
 
 class Freshness(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -137,15 +157,10 @@ def check_batch(
         unreadable = cast.is_null() & pl.col(rule.name).is_not_null()
         share = frame.select(unreadable.mean()).item() if frame.height else 0.0
         if share and share > UNREADABLE_SHARE:
-            numbers = rule.type == "timestamp" and frame.schema[rule.name].is_numeric()
             raise InvalidInput(
                 f"column '{rule.name}' has type {frame.schema[rule.name]}, which does not read as "
                 f"the contract's {rule.type} ({share:.0%} of rows fail); nothing was written — "
-                + (
-                    "a file's times are datetimes or ISO 8601 text: convert the numbers first"
-                    if numbers
-                    else "fix the file's types"
-                )
+                + _unreadable_fix(rule, frame.schema[rule.name])
             )
         article = "an" if rule.type == "integer" else "a"
         reasons.append(pl.when(unreadable).then(pl.lit(f"{rule.name}: not {article} {rule.type}")))
@@ -163,6 +178,19 @@ def check_batch(
     if horizon is not None:
         warnings += _horizon_warnings(contract, horizon, quarantined)
     return ContractResult(frame.height, accepted, quarantined, warnings, ~bad)
+
+
+def _unreadable_fix(rule: FieldRule, source: pl.DataType) -> str:
+    if rule.type == "timestamp" and source.is_numeric():
+        return "a file's times are datetimes or ISO 8601 text: convert the numbers first"
+    if rule.type != "timestamp" or source != pl.String:
+        return "fix the file's types"
+    if rule.format is None:
+        return (
+            "its text is not ISO 8601: name its spelling with the field's format, e.g. format = "
+            '"%d/%m/%Y %H:%M" (day first), in the data contract'
+        )
+    return f"its text is neither ISO 8601 nor the field's format {rule.format!r}: fix the format or the file"
 
 
 def quarantine_accepted(result: ContractResult, batch: pl.DataFrame, reasons: pl.Series) -> ContractResult:
@@ -202,13 +230,12 @@ def key_text_column(key: pl.Expr, key_type: str) -> pl.Expr:
     return text.str.strip_chars().str.replace(r"\.0*$", "").cast(pl.Int64, strict=False).cast(pl.String)
 
 
-def parse_times(text: pl.Expr) -> pl.Expr:
-    """Text times as UTC datetimes (µs): the column's own format (inferred from its first value), else
-    ISO 8601's common forms, so a column mixing '2026-05-02 14:03:07' and '2026-05-02T14:03:07Z' reads
-    whole; text that is no time becomes null."""
-    return pl.coalesce(
-        [text.str.to_datetime(format=f, time_zone="UTC", strict=False, time_unit="us") for f in TIMESTAMP_FORMATS]
-    )
+def parse_times(text: pl.Expr, format: str | None = None) -> pl.Expr:
+    """Text times as UTC datetimes (µs): ISO 8601's common forms, so a column mixing '2026-05-02 14:03:07'
+    and '2026-05-02T14:03:07Z' reads whole, then the field's declared ``format``; text that is none of
+    them becomes null."""
+    formats = [*TIMESTAMP_FORMATS, *([format] if format else [])]
+    return pl.coalesce([text.str.to_datetime(format=f, time_zone="UTC", strict=False, time_unit="us") for f in formats])
 
 
 def cast_column(rule: FieldRule, source: pl.DataType) -> pl.Expr:
@@ -218,7 +245,7 @@ def cast_column(rule: FieldRule, source: pl.DataType) -> pl.Expr:
         return col
     if rule.type == "timestamp":
         if source == pl.String:
-            return parse_times(col)
+            return parse_times(col, rule.format)
         if isinstance(source, pl.Datetime):
             zoned = col.dt.replace_time_zone("UTC") if source.time_zone is None else col.dt.convert_time_zone("UTC")
             return zoned.dt.cast_time_unit("us")
@@ -282,6 +309,15 @@ def _horizon_warnings(contract: DataContract, horizon: EventHorizon, quarantined
     ]
 
 
+def _age(age: object) -> str:
+    """An age (a timedelta) as a person reads it: '9.6 days', '5.2 h', '14 min'."""
+    assert isinstance(age, timedelta)
+    hours = age.total_seconds() / 3600
+    if hours >= 24:
+        return f"{hours / 24:.1f} days"
+    return f"{hours:.1f} h" if hours >= 1 else f"{age.total_seconds() / 60:.0f} min"
+
+
 def _minute(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%MZ")
 
@@ -307,5 +343,7 @@ def _batch_warnings(contract: DataContract, accepted: pl.DataFrame, as_of: datet
     if contract.freshness and as_of is not None:
         age = as_of - last
         if age > contract.freshness.limit:
-            warnings.append(f"stale: newest event is {age} old, the contract allows {contract.freshness.max_staleness}")
+            warnings.append(
+                f"stale: newest event is {_age(age)} old, the contract allows {contract.freshness.max_staleness}"
+            )
     return warnings

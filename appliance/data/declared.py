@@ -70,6 +70,12 @@ def entity_key_type(spec: ModelSpec, contract: DataContract | None = None) -> Ke
     return key_type_of(rule.type if rule else None)
 
 
+def event_time_format(spec: ModelSpec, contract: DataContract | None = None) -> str | None:
+    """The text format the model's contract declares for its event time (None: ISO 8601 text only)."""
+    rule = _rules(contract or model_contract(spec)).get(spec.features.event_time)
+    return rule.format if rule else None
+
+
 def check_spec_types(spec: ModelSpec, contract: DataContract | None = None) -> None:
     """Refuse a spec whose columns the contract lacks or types otherwise than the spec reads them."""
     contract = contract or model_contract(spec)
@@ -89,7 +95,7 @@ def check_spec_types(spec: ModelSpec, contract: DataContract | None = None) -> N
     elif time_rule.type != "timestamp":
         problems.append(
             f"the event time '{keys.event_time}' is a {time_rule.type}; declare it a timestamp "
-            "(ISO 8601 text and datetimes both read as one)"
+            "(ISO 8601 text, text in its format and datetimes read as one)"
         )
     target = rules.get(spec.target.column)
     if target is None:

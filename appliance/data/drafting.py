@@ -25,6 +25,7 @@ from appliance.data.contract import (
     load_contract,
 )
 from appliance.data.sources import read_source
+from appliance.data.values import time_format_problem
 from appliance.errors import InvalidInput
 from appliance.spec import ValidationSection, load_spec
 from appliance.task import TaskKind
@@ -41,6 +42,12 @@ EVAL_MIN_ROWS = 100  # regression: labelled rows each side of the evaluation spl
 ABOVE_CHANCE = 0.1  # a first classifier's gate asks this much above guessing (binary: min_auc 0.6)
 DEFAULT_MAX_MISSING = ValidationSection().max_missing_share  # the spec's default
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
+# Text times other than ISO 8601 that a draft recognises: a day, a month and a four-digit year separated by
+# one of these, then the clock or nothing. Which of day and month comes first only the data can say.
+_DATE_SEPARATORS = "/-."
+_CLOCKS = (" %H:%M:%S", " %H:%M", "")
+_LOOKS_DATED = re.compile(r"\s*\d{1,2}[/.-]\d{1,2}[/.-]\d{4}")
+_ISO_WHY = "text that parses as ISO 8601 times, read as UTC where no offset is given"
 _TEXT = (pl.String, pl.Categorical, pl.Enum)
 
 
@@ -62,6 +69,18 @@ class _Target(msgspec.Struct):
     why: str
 
 
+class _TextTimes(msgspec.Struct):
+    """The file's text columns that read as times: each one's format (None: ISO 8601) and why, and the
+    columns of dates whose day and month the data do not tell apart, with the error that says so."""
+
+    formats: dict[str, tuple[str | None, str]]
+    unsettled: dict[str, str]
+
+    def format_of(self, column: str) -> str | None:
+        """The column's format for the contract (None: ISO 8601 text, or not text times)."""
+        return self.formats[column][0] if column in self.formats else None
+
+
 class _Column(msgspec.Struct):
     rule: FieldRule | None  # None: no contract type fits, so the column is left out of the contract
     feature: str | None  # the request feature type, or None: left out of the features
@@ -76,14 +95,18 @@ def draft_model(
     entity: str | None = None,
     name: str | None = None,
     task: TaskKind | None = None,
+    time_format: str | None = None,
 ) -> Draft:
     """Infer a data contract and a model spec from ``source``; nothing is written (see ``write_draft``).
-    ``task`` None: guessed from the target's values (see ``_target``)."""
+    ``task`` None: guessed from the target's values (see ``_target``); ``time_format``: how the file's text
+    times are spelled, None: ISO 8601, or a day-first or month-first spelling the data settle."""
     source, out = Path(source), Path(out)
     name = _model_name(source, name)
     spec_path, contract_path = out / f"{name}.toml", out / f"{name}.contract.toml"
     _refuse_existing(spec_path, contract_path)
-    frame = read_source(source)
+    if time_format is not None and (problem := time_format_problem(time_format)):
+        raise InvalidInput(f"--time-format: {problem}")
+    frame = read_source(source, retry="run `appliance init --from` again")
     if frame.height == 0:
         raise InvalidInput(f"{source} holds no rows; draft from a file with the data the model learns from")
     for flag, column in (("--target", target), ("--time", time), ("--entity", entity)):
@@ -97,17 +120,18 @@ def draft_model(
 
     assumptions: list[str] = []
     drafted = _target(frame, source, target, task)
-    time = _time_column(frame, source, time, assumptions)
+    times = _text_times(frame, time_format)
+    time = _time_column(frame, source, time, times, assumptions)
     columns: dict[str, _Column] = {}
     for column in frame.columns:
         if column == target:
             columns[column] = _Column(drafted.rule, None, drafted.why)
         elif column == time:
-            columns[column] = _time_rule(frame, column)
+            columns[column] = _time_rule(frame, column, times)
         elif column == entity:
             columns[column] = _entity_rule(frame, source, column)
         else:
-            columns[column] = _feature_column(frame, column, entity is None)
+            columns[column] = _feature_column(frame, column, times, entity is None)
     assumptions[:0] = [f"column '{c}': {d.why}" for c, d in columns.items()]
     features = [(c, d.feature) for c, d in columns.items() if d.feature is not None]
     if not features:
@@ -240,20 +264,63 @@ def _refuse_existing(*paths: Path) -> None:
 # -- columns -------------------------------------------------------------------------------------
 
 
-def _reads_as(frame: pl.DataFrame, column: str, type: str) -> bool:
-    """Whether every non-null value of ``column`` reads as ``type`` by the contract's own rules."""
-    return frame[column].null_count() < frame.height and _first_unreadable(frame, column, type) is None
+def _reads_as(frame: pl.DataFrame, column: str, type: str, format: str | None = None) -> bool:
+    """Whether every non-null value of ``column`` reads as ``type`` (a timestamp's text in ``format``) by
+    the contract's own rules."""
+    return frame[column].null_count() < frame.height and _first_unreadable(frame, column, type, format) is None
 
 
-def _first_unreadable(frame: pl.DataFrame, column: str, type: str) -> object:
+def _first_unreadable(frame: pl.DataFrame, column: str, type: str, format: str | None = None) -> object:
     """The first non-null value of ``column`` that does not read as ``type`` (None: every one does)."""
     values = frame[column].drop_nulls()
-    read = values.to_frame().select(cast_column(FieldRule(column, type), values.dtype))[column]
+    read = values.to_frame().select(cast_column(FieldRule(column, type, format=format), values.dtype))[column]
     unreadable = values.filter(read.is_null())
     return unreadable[0] if unreadable.len() else None
 
 
-def _base_type(frame: pl.DataFrame, column: str) -> tuple[str | None, str]:
+def _text_times(frame: pl.DataFrame, time_format: str | None) -> _TextTimes:
+    """Which text columns read as times, and in what format: ISO 8601, else ``time_format`` if given, else
+    a dd/mm/yyyy or mm/dd/yyyy spelling when a value above 12 says which number is the day. Nothing is
+    guessed: dates that read both ways are unsettled, for the user to name with --time-format."""
+    formats: dict[str, tuple[str | None, str]] = {}
+    unsettled: dict[str, str] = {}
+    for column in frame.columns:
+        values = frame[column].drop_nulls()
+        if frame.schema[column] != pl.String or values.len() == 0:
+            continue
+        if _reads_as(frame, column, "timestamp"):
+            formats[column] = (None, _ISO_WHY)
+        elif time_format is not None:
+            if _reads_as(frame, column, "timestamp", time_format):
+                formats[column] = (time_format, f"text times in --time-format {_str(time_format)}, read as UTC")
+        elif _LOOKS_DATED.match(values[0]):
+            for separator, clock in ((s, c) for s in _DATE_SEPARATORS for c in _CLOCKS):
+                day_first, month_first = (
+                    f"%d{separator}%m{separator}%Y{clock}",
+                    f"%m{separator}%d{separator}%Y{clock}",
+                )
+                read = [f for f in (day_first, month_first) if _reads_as(frame, column, "timestamp", f)]
+                if len(read) == 2:
+                    unsettled[column] = (
+                        f"column '{column}' holds dates like {values[0]!r} whose day and month the data do not "
+                        "tell apart (no value goes above 12 in either place); pass --time-format "
+                        f"{_str(day_first)} (day first) or {_str(month_first)} (month first)"
+                    )
+                elif read:
+                    other = month_first if read[0] == day_first else day_first
+                    evidence = _first_unreadable(frame, column, "timestamp", other)
+                    place, first = ("first", "day") if read[0] == day_first else ("second", "month")
+                    formats[column] = (
+                        read[0],
+                        f"text times written {_str(read[0])}, the {first} first: the {place} number goes above 12 "
+                        f"(e.g. {evidence!r}), so it is the day; read as UTC",
+                    )
+                if read:
+                    break
+    return _TextTimes(formats, unsettled)
+
+
+def _base_type(frame: pl.DataFrame, column: str, times: _TextTimes) -> tuple[str | None, str]:
     """The contract type a column reads as, and why (None: no contract type fits)."""
     dtype, values = frame.schema[column], frame[column].drop_nulls()
     if values.len() == 0:
@@ -269,15 +336,17 @@ def _base_type(frame: pl.DataFrame, column: str) -> tuple[str | None, str]:
     if isinstance(dtype, _TEXT):
         if set(values.cast(pl.String).str.to_lowercase().unique()) <= {"true", "false"}:
             return "boolean", 'text that is only "true"/"false"'
-        if dtype == pl.String and _reads_as(frame, column, "timestamp"):
-            return "timestamp", "text that parses as ISO 8601 times, read as UTC where no offset is given"
+        if column in times.formats:
+            return "timestamp", times.formats[column][1]
+        if column in times.unsettled:
+            return "string", "dates whose day and month the data do not tell apart, kept as text (pass --time-format)"
         return "string", "text"
     return None, f"its type {dtype} has no contract type"
 
 
-def _feature_column(frame: pl.DataFrame, column: str, no_entity: bool) -> _Column:
+def _feature_column(frame: pl.DataFrame, column: str, times: _TextTimes, no_entity: bool) -> _Column:
     """A column that is neither target, time nor entity: its contract rule and whether it is a feature."""
-    type, why = _base_type(frame, column)
+    type, why = _base_type(frame, column, times)
     series = frame[column]
     values = series.drop_nulls()
     nullable = series.null_count() > 0
@@ -287,7 +356,7 @@ def _feature_column(frame: pl.DataFrame, column: str, no_entity: bool) -> _Colum
         return _Column(None, None, f"{why}: left out of the contract and the features (ingest drops it)")
     if type == "integer" and distinct == 2 and set(values.unique().to_list()) == {0, 1}:
         type, why = "boolean", "whole numbers that are only 0 and 1"
-    rule = FieldRule(column, type, nullable=nullable)
+    rule = FieldRule(column, type, nullable=nullable, format=times.format_of(column))
     why = f"{type} ({why}{null_note})"
     if values.len() == 0:
         return _Column(rule, None, f"{why}: left out of the features")
@@ -358,8 +427,8 @@ def _range(rule: FieldRule, values: pl.Series) -> tuple[FieldRule, str]:
         lo, hi = math.floor(lo), math.ceil(hi)
     rule = msgspec.structs.replace(rule, min=lo, max=hi)
     return rule, (
-        f"seen {_num(low)}..{_num(high)} → min {_num(lo)}, max {_num(hi)} (widened by half the "
-        f"range{', not below 0' if low >= 0 else ''})"
+        f"seen {_num(_significant(low))}..{_num(_significant(high))} → min {_num(lo)}, max {_num(hi)} (widened "
+        f"by half the range{', not below 0' if low >= 0 else ''})"
     )
 
 
@@ -538,9 +607,11 @@ def _binary_rule(target: str, values: pl.Series, dtype: pl.DataType, nullable: b
     )
 
 
-def _time_column(frame: pl.DataFrame, source: Path, time: str | None, assumptions: list[str]) -> str:
+def _time_column(frame: pl.DataFrame, source: Path, time: str | None, times: _TextTimes, assumptions: list[str]) -> str:
     if time is not None:
-        if _base_type(frame, time)[0] != "timestamp":
+        if time in times.unsettled:
+            raise InvalidInput(f"--time {times.unsettled[time]}")
+        if _base_type(frame, time, times)[0] != "timestamp":
             values = frame[time].drop_nulls()
             if values.len() == 0:
                 example = "every value null"
@@ -550,15 +621,18 @@ def _time_column(frame: pl.DataFrame, source: Path, time: str | None, assumption
             raise InvalidInput(
                 f"--time column '{time}' of {source} does not read as times (type "
                 f"{frame.schema[time]}, {example}); pass a column of ISO 8601 times like "
-                "2026-10-16T09:30:00Z"
+                "2026-10-16T09:30:00Z, or --time-format FORMAT naming how its text spells them"
             )
         return time
-    found = [c for c in frame.columns if _base_type(frame, c)[0] == "timestamp"]
+    found = [c for c in frame.columns if _base_type(frame, c, times)[0] == "timestamp"]
+    if not found and times.unsettled:
+        raise InvalidInput(next(iter(times.unsettled.values())))
     if not found:
         raise InvalidInput(
             f"no column of {source} reads as times, and a time column is required for now (it "
             "splits training from evaluation days and drives monitoring); add one of ISO 8601 "
-            "times and pass --time COLUMN"
+            "times and pass --time COLUMN, or name how the file spells its times with --time-format, "
+            'e.g. "%d/%m/%Y %H:%M" or "%b %d, %Y %I:%M %p"'
         )
     if len(found) > 1:
         assumptions.append(
@@ -567,12 +641,13 @@ def _time_column(frame: pl.DataFrame, source: Path, time: str | None, assumption
     return found[0]
 
 
-def _time_rule(frame: pl.DataFrame, column: str) -> _Column:
+def _time_rule(frame: pl.DataFrame, column: str, times: _TextTimes) -> _Column:
     nulls = frame[column].null_count()
-    why = f"timestamp ({_base_type(frame, column)[1]}), the event time, not nullable"
+    why = f"timestamp ({_base_type(frame, column, times)[1]}), the event time, not nullable"
     if nulls:
         why += f": its {nulls:,} rows without a time will be quarantined at ingest"
-    return _Column(FieldRule(column, "timestamp", nullable=False), None, why)
+    format = times.format_of(column)
+    return _Column(FieldRule(column, "timestamp", nullable=False, format=format), None, why)
 
 
 def _entity_rule(frame: pl.DataFrame, source: Path, column: str) -> _Column:
@@ -819,6 +894,8 @@ def _contract_toml(
             f"type = {_str(rule.type)}",
             f"nullable = {_bool(rule.nullable)}",
         ]
+        if rule.format is not None:
+            lines.append(f"format = {_str(rule.format)}")
         if rule.unique:
             lines.append("unique = true")
         if rule.min is not None:
@@ -937,6 +1014,11 @@ def _value(value: object) -> str:
 
 def _num(value: float | int) -> str:
     return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
+def _significant(value: float, digits: int = 5) -> float:
+    """``value`` to ``digits`` significant digits, for a line a person reads (21.17575725191236: 21.176)."""
+    return float(f"{value:.{digits}g}")
 
 
 def _short(values: list, limit: int = 8) -> str:

@@ -47,7 +47,7 @@ def ingest(
     ``horizon`` (``[data]`` of its spec), rows whose event time is outside it are quarantined."""
     with progress.step(f"ingest {model}") as phase:
         phase.update(doing=f"reading {Path(path).name}")
-        frame = read_source(path)
+        frame = read_source(path, contract.contract.separator)
         if frame.height == 0:
             raise InvalidInput(f"{path} holds no rows; nothing was written")
         phase.update(doing=f"checking {frame.height:,} rows against the contract")

@@ -6,7 +6,8 @@ them here; whole frames convert in ``contract.cast_columns``. The rules:
 
 - an entity key is an integer or a string, as the contract declares; it is kept and compared as its
   canonical text (an integer's decimal digits), so ``42`` and ``"42"`` name one integer-keyed entity;
-- an event time is ISO 8601 text or a Unix timestamp in seconds (a JSON number);
+- an event time is ISO 8601 text, text in the format its contract field declares, or a Unix timestamp
+  in seconds (a JSON number);
 - a category may arrive as a string or an integer code; a boolean as true/false or 0/1.
 
 Anything else is ``InvalidInput`` naming the field, the type it got and the type it needs. This
@@ -27,6 +28,9 @@ MAX_ENTITY_CHARS = 256  # an entity key is an id; a longer one is a mistake, and
 # a time outside the range is no event of this data, and would stretch every monitoring window series).
 MAX_TIMESTAMP_S = 7_258_118_400
 _INTEGER = re.compile(r"\s*-?[0-9]+\s*")
+# The strftime directives a declared time format may use: those Python (requests) and polars (files) read
+# alike. A zone is not among them: text in a declared format is taken as UTC, as ISO text without an offset is.
+TIME_DIRECTIVES = "%Y %y %m %d %b %B %H %I %p %M %S"
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1  # an integer key is stored as a 64-bit integer
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -95,25 +99,48 @@ def _int64_key(value: int, name: str, where: str) -> str:
     return str(value)
 
 
-def request_time(value: object, name: str, where: str = "") -> float:
-    """A request's event time in epoch microseconds: ISO 8601 text, or Unix seconds; InvalidInput otherwise."""
+def time_format_problem(format: str) -> str | None:
+    """Why ``format`` cannot name how a file and a request spell times (None: it can)."""
+    used = set(re.findall(r"%(.?)", format))
+    unknown = sorted(f"%{d}" for d in used if f"%{d}" not in TIME_DIRECTIVES.split() and d != "%")
+    if unknown:
+        return f"format {format!r} uses {', '.join(unknown)}; a time format uses only {TIME_DIRECTIVES} and other text"
+    if not ({"Y", "y"} & used and {"m", "b", "B"} & used and "d" in used):
+        return f"format {format!r} needs a year (%Y or %y), a month (%m, %b or %B) and a day (%d)"
+    return None
+
+
+def request_time(value: object, name: str, where: str = "", format: str | None = None) -> float:
+    """A request's event time in epoch microseconds: ISO 8601 text, text in the contract field's ``format``,
+    or Unix seconds; InvalidInput otherwise."""
     kind = type(value)
-    if kind is str:
-        try:
-            moment = datetime.fromisoformat(value)
-        except ValueError:
-            moment = None
+    if isinstance(value, str):
+        moment = _read_time(value, format)
         if moment is not None:
             micros = _to_micros(moment)
             if 0 <= micros <= MAX_TIMESTAMP_S * 1_000_000:
                 return float(micros)
     elif (kind is int or kind is float) and 0 <= value <= MAX_TIMESTAMP_S:
         return float(round(value * 1_000_000))
+    declared = f", text in its contract's format {format!r}" if format else ""
     raise InvalidInput(
-        f"{where}'{name}' must be an ISO 8601 time like '2026-10-16T09:30:00Z' or Unix seconds, "
+        f"{where}'{name}' must be an ISO 8601 time like '2026-10-16T09:30:00Z'{declared} or Unix seconds, "
         f"between 1970 and 2200; got {type_name(value) if kind is not str else repr(value[:40])}; "
         "or leave it out for now"
     )
+
+
+def _read_time(text: str, format: str | None) -> datetime | None:
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        pass
+    if format is not None:
+        try:
+            return datetime.strptime(text, format)
+        except ValueError:
+            pass
+    return None
 
 
 def time_text(value: object) -> object:

@@ -523,7 +523,8 @@ def _check_event_times(records: list, route: Route, name: str, single: bool) -> 
     """Refuse (InvalidInput) a request with a record whose event time is not one, or is outside the event
     times the model takes around the server's clock (``[data]`` of its spec): logged, one such record would
     make monitoring build a window for every day between it and the rest. A record left undated is dated
-    now; one that is not an object is left for completion to refuse."""
+    now; one that is not an object is left for completion to refuse. A time in the format the contract
+    declares is rewritten as ISO 8601 text, the one spelling of times past this door."""
     field, horizon = route.event_time_field, route.horizon
     if field is None or horizon is None:
         return
@@ -532,9 +533,11 @@ def _check_event_times(records: list, route: Route, name: str, single: bool) -> 
         if type(record) is not dict or (at := record.get(field)) is None:
             continue
         try:
-            seconds = request_time(at, field) / 1_000_000
+            seconds = request_time(at, field, format=route.time_format) / 1_000_000
         except InvalidInput as e:
             raise InvalidInput(f"{'' if single else f'record {i}: '}{e}") from None
+        if route.time_format is not None and type(at) is str:  # ISO text from here on: the features, the log
+            record[field] = time_text(seconds)
         if bounds is None:
             bounds = horizon.bounds(time.time())
         earliest, latest = bounds

@@ -38,6 +38,7 @@ class Route:
     entity_field: str | None = None
     event_time_field: str | None = None
     horizon: EventHorizon | None = None  # the event times the model takes, around the clock
+    time_format: str | None = None  # the event time's text format its contract declares (ISO 8601 reads too)
     logged: frozenset[str] = frozenset()  # the request fields its prediction rows keep (prediction_log)
 
     @property

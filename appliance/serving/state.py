@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from appliance.data.declared import event_time_format
 from appliance.deployment import deployments
 from appliance.errors import NotReady
 from appliance.features.online import update_targets
@@ -152,6 +153,7 @@ class ServingState:
                 entity_field=spec.features.entity_key,
                 event_time_field=spec.features.event_time,
                 horizon=spec.data.horizon,
+                time_format=event_time_format(spec),
                 logged=logged_fields([spec.features, *served]),
             )
         self._arms = arms
