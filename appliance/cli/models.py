@@ -321,9 +321,13 @@ def _promote(args: argparse.Namespace) -> int:
 
 def _rollback(args: argparse.Namespace) -> int:
     with open_home(args) as home:
-        before = home.registry.alias(args.model, "production")
         v = home.registry.rollback(args.model, actor="cli", reason=args.reason)
-        print(f"{v.model}: rolled back from v{before} to v{v.version}")
+        print(f"{v.model}: rolled back from v{v.rolled_back_from} to v{v.version}")
+        if (d := v.ended_deployment) is not None:
+            print(
+                f"{v.model}: {d.strategy} deployment {d.id} of v{d.candidate_version} ended with the rollback "
+                f"({d.status.replace('_', ' ')}: {d.reason}); start a new one with `appliance deploy {v.model} start`"
+            )
     return 0
 
 

@@ -228,9 +228,17 @@ def abort(
         raise Conflict(f"the deployment of '{model}' moved on meanwhile (now at step {d.step})")
     if d.switched:
         if home.registry.alias(model, "production") == d.candidate_version:
-            home.registry.rollback(model, actor=actor, reason=reason or "blue-green switched back")
+            # the switch back ends this deployment in the rollback's own transaction
+            home.registry.rollback(
+                model,
+                actor=actor,
+                reason=reason or "blue-green switched back",
+                ends_deployment=("rolled_back", reason or f"switched back to v{d.baseline_version}"),
+            )
+            return _get(home.conn, d.id)
         status = "rolled_back"
-    return _finish(home, d, status, actor, reason or "aborted")
+    # without a reason, what the abort did: the status already says that it was aborted
+    return _finish(home, d, status, actor, reason or f"all traffic back to v{d.baseline_version}")
 
 
 def analyze_canaries(home: Home, store: PredictionStore, actor: str = ANALYST) -> list[tuple[Deployment, Verdict]]:

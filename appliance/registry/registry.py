@@ -27,6 +27,24 @@ class ModelVersion(msgspec.Struct, frozen=True):
     created_at: float
 
 
+class EndedDeployment(msgspec.Struct, frozen=True):
+    """A deployment a rollback ended: its candidate or its baseline no longer serves as it assumed."""
+
+    id: int
+    strategy: str
+    candidate_version: int
+    status: str  # aborted, or rolled_back where a blue-green abort switched back
+    reason: str
+
+
+class RolledBack(ModelVersion, frozen=True, kw_only=True):
+    """A rollback's answer: the version now in production, the one it replaced, and the running deployment it
+    ended (None when none ran)."""
+
+    rolled_back_from: int
+    ended_deployment: EndedDeployment | None = None
+
+
 class ModelSummary(msgspec.Struct, frozen=True):
     name: str
     spec_path: str
@@ -211,8 +229,15 @@ class Registry:
                 )
         return target
 
-    def rollback(self, model: str, actor: str = "cli", reason: str = "") -> ModelVersion:
-        """Return production to the version that served before the current one, in one transaction."""
+    def rollback(
+        self, model: str, actor: str = "cli", reason: str = "", ends_deployment: tuple[str, str] | None = None
+    ) -> RolledBack:
+        """Return production to the version that served before the current one, in one transaction.
+
+        A deployment running for the model ends in the same transaction, as ``ends_deployment`` (status, reason)
+        says, by default aborted because it was rolled back: production no longer serves the version it was
+        started against (or, switched blue-green, its candidate), so neither its advance nor its abort would
+        do what it says, and a new deployment could not start beside it."""
         with transaction(self.conn):
             self.model(model)
             live = self.conn.execute(
@@ -232,7 +257,25 @@ class Registry:
             previous = live[1]["version"]
             self._set_alias(model, "production", previous, now)
             self._audit(actor, "rollback", model, previous, {"from": live[0]["version"], "reason": reason})
-        return self.version(model, previous)
+            status, why = ends_deployment or ("aborted", "rolled back" + (f": {reason}" if reason else ""))
+            ended = self.conn.execute(
+                "UPDATE deployments SET status = ?, ended_at = ?, reason = ?, traffic_percent = 0 "
+                "WHERE model = ? AND status = 'running' RETURNING id, strategy, candidate_version, status, reason",
+                (status, now, why, model),
+            ).fetchone()
+            if ended:
+                self._audit(
+                    actor,
+                    f"deployment_{status}",
+                    model,
+                    ended["candidate_version"],
+                    {"deployment": ended["id"], "strategy": ended["strategy"], "reason": why},
+                )
+        return RolledBack(
+            **msgspec.structs.asdict(self.version(model, previous)),
+            rolled_back_from=live[0]["version"],
+            ended_deployment=EndedDeployment(**dict(ended)) if ended else None,
+        )
 
     # -- audit ----------------------------------------------------------------------------------
 

@@ -25,7 +25,7 @@ from appliance.deployment import deployments
 from appliance.deployment.deployments import Deployment
 from appliance.errors import NotFound
 from appliance.home import Home
-from appliance.registry.registry import ModelVersion
+from appliance.registry.registry import ModelVersion, RolledBack
 from appliance.serving.bodies import (
     AdvanceRequest,
     DeploymentReport,
@@ -77,7 +77,7 @@ def admin_routes(state: ServingState, root: Path, admin_guard: Guard) -> list[HT
     @admin_post("/v1/models/{name:str}/rollback", "Return production to the previous version")
     async def rollback(
         name: FromPath[str], request: Request[Any, Any, Any], data: JSONBody[ReasonRequest | None] = None
-    ) -> ModelVersion:
+    ) -> RolledBack:
         reason = _reason(data)
         return await act(request, lambda home, actor: home.registry.rollback(name, actor=actor, reason=reason))
 
