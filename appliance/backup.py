@@ -290,6 +290,8 @@ def _plain(path: str) -> bool:
 
 def read_manifest(src: Path) -> BackupManifest:
     """The manifest of a backup folder; a folder without one is not a backup."""
+    if not Path(src).exists():
+        raise NotFound(f"{src} does not exist; pass the folder `appliance backup` wrote")
     try:
         return msgspec.json.decode((Path(src) / MANIFEST).read_bytes(), type=BackupManifest)
     except (FileNotFoundError, NotADirectoryError):

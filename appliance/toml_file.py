@@ -11,6 +11,7 @@ value once converted; the loader prefixes the path of the table above it and the
 
 from __future__ import annotations
 
+import difflib
 import json
 import re
 import tomllib
@@ -77,7 +78,7 @@ def load_toml(
         if check is not None:
             check(value)
     except msgspec.ValidationError as e:
-        raise InvalidInput(f"{what} {path}: {_explain(e, raw)}; {fix}") from None
+        raise InvalidInput(f"{what} {path}: {_explain(e, raw, type_)}; {fix}") from None
     except FieldError as e:
         raise InvalidInput(f"{what} {path}: {e.field}: {e.problem}; {fix}") from None
     except InvalidInput as e:
@@ -87,8 +88,9 @@ def load_toml(
     return value
 
 
-def _explain(error: msgspec.ValidationError, raw: Any) -> str:
-    """A validation error as 'field.path: problem, got VALUE', the path as the file's keys spell it."""
+def _explain(error: msgspec.ValidationError, raw: Any, type_: Any) -> str:
+    """A validation error as 'field.path: problem, got VALUE', the path as the file's keys spell it; a value
+    outside a field's fixed choices lists them, and names the one it looks like a typo of."""
     match = _AT.match(str(error))
     if match is None:
         return str(error)
@@ -99,12 +101,45 @@ def _explain(error: msgspec.ValidationError, raw: Any) -> str:
     if not path:
         return problem
     value = _value_at(raw, path)  # msgspec states the limit ("Expected `int` >= 1"), not the value it refused
+    if problem.startswith("Invalid enum value") and (
+        choices := _choices(msgspec.inspect.type_info(type_), _STEP.findall("." + path.replace("[...]", "")))
+    ):
+        spelled = [c if isinstance(c, str) and re.fullmatch(r"[\w<>-]+", c) else json.dumps(c) for c in choices]
+        if value is _MISSING:  # under a table of free keys, which msgspec's path spells `[...]`: its message
+            value = problem.removeprefix("Invalid enum value ").strip("'")  # quotes the value
+        likely = difflib.get_close_matches(str(value), [c for c in choices if isinstance(c, str)], n=1)
+        return f"{path}: {json.dumps(value)} is not one of {', '.join(spelled)}" + (
+            f" (did you mean {json.dumps(likely[0])}?)" if likely else ""
+        )
     if value is not _MISSING and " got " not in problem and isinstance(value, (str, int, float, bool)):
         problem += f", got {json.dumps(value)}"
     return f"{path}: {problem}"
 
 
 _MISSING = object()
+
+
+def _choices(info: msgspec.inspect.Type, steps: list[tuple[str, str]]) -> list[Any]:
+    """The values a Literal (or Enum) field allows, found by following ``steps`` (a path's (key, index) pairs,
+    as ``_STEP`` reads them) through the file's type: tables, lists, optional and union fields. Empty where
+    they lead to no such field."""
+    if isinstance(info, msgspec.inspect.UnionType):
+        return [choice for member in info.types for choice in _choices(member, steps)]
+    if isinstance(info, msgspec.inspect.Metadata):
+        return _choices(info.type, steps)
+    if not steps:
+        if isinstance(info, msgspec.inspect.LiteralType):
+            return list(info.values)
+        return [member.value for member in info.cls] if isinstance(info, msgspec.inspect.EnumType) else []
+    (key, index), rest = steps[0], steps[1:]
+    if key and isinstance(info, msgspec.inspect.StructType):
+        field = next((f for f in info.fields if f.encode_name == key), None)
+        return _choices(field.type, rest) if field else []
+    if isinstance(info, msgspec.inspect.DictType):  # its key is `[...]` in the path, which has no step for it
+        return _choices(info.value_type, steps)
+    if index and isinstance(info, (msgspec.inspect.ListType, msgspec.inspect.SetType, msgspec.inspect.VarTupleType)):
+        return _choices(info.item_type, rest)
+    return []
 
 
 def _value_at(raw: Any, path: str) -> Any:

@@ -116,4 +116,4 @@ def test_the_cli_reference_lists_every_exit_status():
     text = reference()
     for code, name, meaning in EXIT_CODES:
         assert f"| {code} | `{name}` | {meaning.split('`')[0]}" in text
-    assert [code for code, *_ in EXIT_CODES] == [0, 1, 2, 3, 130]
+    assert [code for code, *_ in EXIT_CODES] == [0, 1, 2, 3, 130, 141]

@@ -7,10 +7,11 @@ import what they work with inside themselves, so `appliance --help` starts witho
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import sys
 
-from appliance.cli.exit_codes import ERROR, INTERRUPTED, OK, exit_code
+from appliance.cli.exit_codes import BROKEN_PIPE, ERROR, INTERRUPTED, OK, exit_code
 from appliance.cli.output import say as _say
 from appliance.cli.parser import build_parser
 from appliance.cli.serving import _example_request
@@ -30,7 +31,15 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     configure_logging()
     try:
-        return args.run(args) or OK
+        status = args.run(args) or OK
+        sys.stdout.flush()  # here, not at exit: a reader gone by then is the BrokenPipeError below
+        return status
+    except BrokenPipeError:
+        # The reader closed the pipe (`appliance models | head -1`): it has what it wanted. Point stdout at
+        # /dev/null so the interpreter's last flush cannot fail again, and end quietly as a command killed by
+        # SIGPIPE would, which is what a shell's pipefail and scripts expect of one (exit_codes.BROKEN_PIPE).
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return BROKEN_PIPE
     except (ApplianceError, StorageError) as e:
         print(f"error: {e}", file=sys.stderr)
         return exit_code(e)

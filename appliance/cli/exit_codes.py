@@ -10,6 +10,7 @@ ERROR = 1
 USAGE = 2  # argparse's own status for a command line it cannot parse
 UNAVAILABLE = 3
 INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a command stopped by Ctrl-C
+BROKEN_PIPE = 141  # 128 + SIGPIPE, as a shell reports a command whose reader went away (`| head -1`)
 
 # (status, its name, what it means) as the CLI reference's table shows them
 EXIT_CODES = (
@@ -29,6 +30,12 @@ EXIT_CODES = (
         "the same command may work later or elsewhere",
     ),
     (INTERRUPTED, "INTERRUPTED", "stopped by Ctrl-C (SIGINT)"),
+    (
+        BROKEN_PIPE,
+        "BROKEN_PIPE",
+        "the reader of its output went away (`appliance models | head -1`): it stops quietly, as a command "
+        "killed by SIGPIPE does, so `set -o pipefail` sees what it would of any other",
+    ),
 )
 
 

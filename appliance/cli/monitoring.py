@@ -85,7 +85,7 @@ def _monitor(args: argparse.Namespace) -> int:
         # computed_at is Unix seconds: a time, as every time in a document
         print_json(frame.with_columns((pl.col("computed_at") * 1e6).cast(pl.Int64).cast(pl.Datetime("us", "UTC"))))
         return 0
-    print("\n".join(monitor_report(frame, args.check)))
+    print("\n".join(monitor_report(frame, args.check, args.model)))
     return 0
 
 

@@ -50,7 +50,9 @@ def _backup(args: argparse.Namespace) -> int:
     size = sum(f.bytes for f in manifest.files)
     print(
         f"backed up {manifest.source} to {args.dest.resolve()}: {len(manifest.files)} files, "
-        f"{size / 1e6:.1f} MB, schema {manifest.schema_versions}, specs of {len(manifest.specs)} model(s)"
+        f"{size / 1e6:.1f} MB, schema versions "
+        + ", ".join(f"{db} {version}" for db, version in sorted(manifest.schema_versions.items()))
+        + f", specs of {len(manifest.specs)} model(s)"
     )
     for note in manifest.notes:
         print(f"note: {note}")

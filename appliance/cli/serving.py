@@ -9,7 +9,7 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
-from appliance.cli.arguments import Subcommands, add_json, open_home
+from appliance.cli.arguments import Subcommands, add_json, home_root, open_home
 from appliance.cli.output import plain, print_json, say, table, when
 from appliance.config import bundled_spec_path
 from appliance.errors import InvalidInput, Unavailable
@@ -191,11 +191,21 @@ def _listen_settings(args: argparse.Namespace) -> None:
 
 
 def _up(args: argparse.Namespace) -> int:
+    from appliance.cli.up_lock import serving_lock
+
+    _listen_settings(args)
+    shown = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
+    api = f"http://{shown}:{args.port}"
+    _refuse_a_taken_port(args.host, args.port)  # before the data directory is made, or anything trains
+    with serving_lock(home_root(args, must_exist=False), api):  # one `up` per data directory
+        _bring_up_and_serve(args, api)
+    return 0
+
+
+def _bring_up_and_serve(args: argparse.Namespace, api: str) -> None:
     from appliance.bring_up import bring_up
     from appliance.serving.server import serve
 
-    _listen_settings(args)
-    _refuse_a_taken_port(args.host, args.port)
     with open_home(args, must_exist=False) as home:
         print(f"data directory {home.root}")
         specs = args.spec or ([bundled_spec_path()] if not home.registry.models() else [])
@@ -203,8 +213,6 @@ def _up(args: argparse.Namespace) -> int:
         root = home.root
         example = _example_request(home)
         workers = args.workers or _settled_workers(root)
-    shown = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
-    api = f"http://{shown}:{args.port}"
     dashboard = sys.stdout.isatty() and not args.headless
     # Under the dashboard, what is said from here on goes to its log pane as well: the terminal's copy is hidden
     # by the dashboard until it quits, and anything written to the terminal while it runs lands over it.
@@ -236,7 +244,6 @@ def _up(args: argparse.Namespace) -> int:
             serve(root, host=args.host, port=args.port)
     finally:
         scheduler.shutdown(wait=False)
-    return 0
 
 
 def _settled_workers(root: Path) -> int:
@@ -320,27 +327,47 @@ def _serve_under_dashboard(root: Path, host: str, port: int, feed, api: str, wor
 
 
 def _example_request(home) -> tuple[str, dict] | None:
-    """A first record of a served model's live data (else its source), as a request body: the entity
-    key, the event time and the request-time features (typed as the data contract declares them); the
-    rest comes from the online store."""
+    """The first served model, with a request body for it (``_example_record``)."""
+    for summary in home.registry.models():
+        if summary.production is not None:
+            return summary.name, _example_record(home, summary.name)
+    return None
+
+
+def _example_record(home, model: str) -> dict:
+    """A first record of the model's live data (else its source), as a request body: the entity key, the
+    event time and the request-time features (typed as the data contract declares them); the rest comes
+    from the online store."""
     from appliance.data.contract import cast_columns
     from appliance.data.declared import model_contract
     from appliance.data.sources import read_source
     from appliance.data.values import json_value
 
-    for summary in home.registry.models():
-        if summary.production is None:
-            continue
-        spec = home.spec(summary.name)
-        keys = spec.features
-        frame = cast_columns(model_contract(spec), read_source(spec.resolve(spec.data.live or spec.data.source)))
-        row = frame.row(0, named=True)
-        record = {keys.entity_key: row[keys.entity_key]} if keys.entity_key else {}
-        if spec.data.live and isinstance(row.get(keys.event_time), datetime):
-            record[keys.event_time] = row[keys.event_time]
-        record |= {f.name: row[f.name] for f in keys.request}
-        return summary.name, {k: json_value(v) for k, v in record.items()}
-    return None
+    spec = home.spec(model)
+    keys = spec.features
+    frame = cast_columns(model_contract(spec), read_source(spec.resolve(spec.data.live or spec.data.source)))
+    row = frame.row(0, named=True)
+    record = {keys.entity_key: row[keys.entity_key]} if keys.entity_key else {}
+    if spec.data.live and isinstance(row.get(keys.event_time), datetime):
+        record[keys.event_time] = row[keys.event_time]
+    record |= {f.name: row[f.name] for f in keys.request}
+    return {k: json_value(v) for k, v in record.items()}
+
+
+def _record_hint(args: argparse.Namespace) -> str:
+    """The shape --json takes for the model named: its first two fields, valued as its data has them."""
+    from appliance.errors import ApplianceError
+
+    try:
+        with open_home(args) as home:
+            record = _example_record(home, args.model)
+    except ApplianceError:
+        return '{"FIELD": VALUE, ...}'  # an unknown model, or its data unreadable: the command says so next
+    return (
+        "{"
+        + ", ".join(f"{json.dumps(k, ensure_ascii=False)}: {json.dumps(v)}" for k, v in list(record.items())[:2])
+        + ", ...}"
+    )
 
 
 def _predict(args: argparse.Namespace) -> int:
@@ -349,7 +376,7 @@ def _predict(args: argparse.Namespace) -> int:
     try:
         payload = json.loads(args.payload)
     except json.JSONDecodeError as e:
-        raise InvalidInput(f"--json is not valid JSON ({e}); pass e.g. --json '{{\"amount\": 12.5, ...}}'") from None
+        raise InvalidInput(f"--json is not valid JSON ({e}); pass e.g. --json '{_record_hint(args)}'") from None
     single = isinstance(payload, dict)
     records = [payload] if single else payload
     if not isinstance(records, list) or not records:

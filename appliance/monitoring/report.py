@@ -21,12 +21,13 @@ WINDOWED = ("quality", "drift", "performance", "estimated", "serving")
 WINDOW = ["window_start", "version"]  # a table's line: one window of one version
 
 
-def monitor_report(frame: pl.DataFrame, check: str | None) -> list[str]:
-    """Lines for one check, or the overview (a line per window) without one; ``frame`` holds every check."""
+def monitor_report(frame: pl.DataFrame, check: str | None, model: str = "MODEL") -> list[str]:
+    """Lines for one check, or the overview (a line per window) without one; ``frame`` holds every check of
+    ``model`` (which the hint names when there are none yet)."""
     if check is not None:
         frame = frame.filter(pl.col("check").is_in(["performance", "estimated"] if check == "performance" else [check]))
     if frame.is_empty():
-        return ["no monitoring results yet; run `appliance jobs run monitor MODEL`"]
+        return [f"no monitoring results yet; run `appliance jobs run monitor {model}`"]
     if check == "drift":
         return _drift(frame)
     if check == "performance":

@@ -30,6 +30,11 @@ def decode_body(raw: bytes, decode: Callable[[bytes], T], hint: str) -> T:
     try:
         value = decode(raw)
     except msgspec.ValidationError as e:
+        if str(e).startswith("Number out of range"):  # msgspec cannot say which field: a dict key is `[...]`
+            raise InvalidInput(
+                f"request body holds a number too large for a 64-bit float (past ±1.8e308, like 1e999); send "
+                f"numbers within that range; {hint}"
+            ) from None
         raise InvalidInput(f"request body: {e}; {hint}") from None
     except msgspec.DecodeError as e:
         raise InvalidInput(f"request body is not valid JSON ({e}); {hint}") from None
