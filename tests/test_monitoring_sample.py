@@ -195,8 +195,16 @@ def test_reconstruction_drift_per_window(sample):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         out = reconstruction_drift(
-            reference, days, EventWindows(days, "event_time", "1d"), "event_time", raw_features(spec)
+            reference,
+            days,
+            EventWindows(days, "event_time", "1d"),
+            "event_time",
+            raw_features(spec),
+            MonitoringSection(),
         )
-    assert out.height == 5 and out["reconstruction_error"].null_count() == 0
-    assert out["threshold"].n_unique() == 1 and (out["reconstruction_error"] > 0).all()
+    assert out.height == 5 and out["reconstruction_error"].null_count() == 0 and out["threshold"].null_count() == 0
+    assert (out["reconstruction_error"] > 0).all()
     assert out["alert"].to_list() == (out["reconstruction_error"] > out["threshold"]).to_list()
+    # The threshold is per window now, judged out of sample: the clean days before the drift stay quiet
+    # (NannyML's in-sample band left them 0.007-0.03 under it, and alerted on 4 of 15 quiet days).
+    assert not out["alert"][:4].any()

@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import contextlib
 import warnings
+from statistics import NormalDist
 
 import numpy as np
 import pandas as pd
 import polars as pl
 
 from appliance.errors import InvalidInput
+from appliance.monitoring import drift
 from appliance.monitoring.performance import (
     ALL,
     performance_by_window,
@@ -57,11 +59,19 @@ RECONSTRUCTION_SCHEMA = {
     "window_start": pl.Datetime("us", "UTC"),
     "rows": pl.Int64,
     "reconstruction_error": pl.Float64,
-    "lower": pl.Float64,
+    "lower": pl.Float64,  # the band: the error -/+ 3 sampling errors (NannyML's, averaged over the fits)
     "upper": pl.Float64,
-    "threshold": pl.Float64,  # NannyML's: reference mean + 3 standard deviations
+    "threshold": pl.Float64,  # per window: out-of-sample mean + the larger of floor and chance (reconstruction_drift)
     "alert": pl.Boolean,
 }
+RECONSTRUCTION_BAND = ("lower_confidence_boundary", "upper_confidence_boundary")  # NannyML's names of the band
+# Fits per reference, each on all folds but one and scored on the one it did not see; on the sample's
+# monitor job (31k reference rows, 15 days of 3,000) the five take 0.95 s where one fit took 0.55 s.
+RECONSTRUCTION_FOLDS = 5
+MIN_FOLD_ROWS = 50  # fewer held-out rows per fold give no level to judge a window by: no threshold
+# The held-out level errs by more than its rows alone say: by 1.2 times sd/sqrt(m) over 100 simulated
+# 500-row references (folds' fits differ), so a reference's rows count half in the chance bound.
+REFERENCE_ROW_WEIGHT = 0.5
 
 
 def estimate_auc(
@@ -255,32 +265,118 @@ def _realized(
 
 
 def reconstruction_drift(
-    reference: pl.DataFrame, frame: pl.DataFrame, windows: EventWindows, event_time: str, features: list[Feature]
+    reference: pl.DataFrame,
+    frame: pl.DataFrame,
+    windows: EventWindows,
+    event_time: str,
+    features: list[Feature],
+    rules: MonitoringSection,
 ) -> pl.DataFrame:
-    """NannyML's multivariate drift: PCA reconstruction error per window against the reference's band."""
+    """NannyML's multivariate drift: the mean PCA reconstruction error of each window's rows, against the error
+    the same kind of fit makes on reference rows it never saw (RECONSTRUCTION_SCHEMA).
+
+    A PCA scores the rows it was fitted on better than new ones, and which components it keeps where
+    features' variances are alike changes from one fit to the next (fits on different 80 % of one
+    50,000-row reference of raw numbers scored fresh clean rows 1.15 to 1.25, the fit on all of it 1.22
+    where its held-out folds said 1.18), so neither NannyML's own band (set on
+    the fit's reference chunks) nor one fit on the whole reference gives a clean window's level.
+    Instead the reference is split into RECONSTRUCTION_FOLDS folds; each fit on the others scores its
+    held-out fold, whose rows give the out-of-sample mean and per-row spread, and scores every window;
+    a window's error is the average of those fits'. A window alerts when its error passes that mean by
+    the larger of ``drift.reconstruction_error`` (relative) and what chance alone exceeds at
+    ``drift.false_alarm_rate`` between its rows and the reference's: z·sd·sqrt(1/n + 2/m). A reference
+    under RECONSTRUCTION_FOLDS × MIN_FOLD_ROWS rows cannot give a fold a fit and a held-out level worth
+    the name: the windows get no error, no threshold and no alert.
+    """
     import nannyml
 
     names = [f.name for f in features]
     categorical = [f.name for f in features if f.type in ("category", "boolean")]
-    ref = _to_pandas(reference, EventWindows(reference, event_time, windows.every), names, categorical)
-    cur = _to_pandas(frame, windows, names, categorical)
-    calculator = nannyml.DataReconstructionDriftCalculator(
-        column_names=names, timestamp_column_name=WINDOW, chunk_period="h"
+    continuous = [name for name in names if name not in categorical]
+    # Python strings, not Arrow's: NannyML's count encoder walks every categorical value in Python, and
+    # walking Arrow strings made the whole calculation 2.4 times slower.
+    with nannyml_strings():
+        ref = _to_pandas(reference, EventWindows(reference, event_time, windows.every), names, categorical)
+        if len(ref) < RECONSTRUCTION_FOLDS * MIN_FOLD_ROWS:
+            return _reconstruction_checks(windows, {}, np.nan, np.nan, len(ref), rules)
+        cur = _to_pandas(frame, windows, names, categorical)
+        fold = np.random.default_rng(0).permutation(len(ref)) % RECONSTRUCTION_FOLDS
+        held_out, scored = [], []
+        for k in range(RECONSTRUCTION_FOLDS):
+            train = ref[fold != k]
+            calculator = nannyml.DataReconstructionDriftCalculator(
+                column_names=names, timestamp_column_name=WINDOW, chunk_period="h"
+            ).fit(_one_chunk(_as_shares(train, train, continuous)))
+            held_out.append(
+                calculator.calculate(_one_chunk(_as_shares(ref[fold == k], train, continuous)))
+                .filter(period="analysis")
+                .to_df()
+            )
+            scored.append(
+                _by_window(calculator.calculate(_as_shares(cur, train, continuous)), "reconstruction_error", windows)
+            )
+    folds = pd.concat(held_out)  # one chunk per fold, in fold order
+    rows = np.bincount(fold)
+    mean = np.average(folds[("reconstruction_error", "value")], weights=rows)
+    variance = folds[("reconstruction_error", "sampling_error")].to_numpy() ** 2 * rows  # a row's, within its fold
+    spread = np.sqrt(np.sum((rows - 1) * variance) / np.sum(rows - 1))
+    average = {c: np.mean([fit[c] for fit in scored], axis=0) for c in ("value", *RECONSTRUCTION_BAND)}
+    return _reconstruction_checks(windows, average, mean, spread, len(ref), rules)
+
+
+def _reconstruction_checks(
+    windows: EventWindows,
+    by_window: dict[str, np.ndarray],
+    mean: float,
+    spread: float,
+    reference_rows: int,
+    rules: MonitoringSection,
+) -> pl.DataFrame:
+    """Each window's error, band and threshold: the out-of-sample ``mean`` plus the larger of the relative floor
+    and the chance bound at the window's rows (the floor for an empty window); NaN where nothing was measured."""
+    rows = windows.rows()
+    error = by_window.get("value", np.full(windows.count, np.nan))
+    z = NormalDist().inv_cdf(1 - rules.drift.false_alarm_rate)  # the one statistic of all features together
+    with np.errstate(divide="ignore"):
+        chance = z * spread * np.sqrt(1 / rows + 1 / (REFERENCE_ROW_WEIGHT * reference_rows))
+    rise = np.where(
+        rows > 0, np.fmax(rules.drift.reconstruction_error * mean, chance), rules.drift.reconstruction_error * mean
     )
-    result = _by_window(calculator.fit(ref).calculate(cur), "reconstruction_error", windows)
-    error = result.get("value", np.nan)
+    threshold = mean + rise
     return pl.DataFrame(
         {
             "window_start": windows.starts,
-            "rows": windows.rows(),
+            "rows": rows,
             "reconstruction_error": error,
-            "lower": result.get("lower_confidence_boundary", np.nan),
-            "upper": result.get("upper_confidence_boundary", np.nan),
-            "threshold": result.get("upper_threshold", np.nan),
-            "alert": np.nan_to_num(result.get("alert", np.zeros(windows.count))) > 0,
+            "lower": by_window.get(RECONSTRUCTION_BAND[0], np.nan),
+            "upper": by_window.get(RECONSTRUCTION_BAND[1], np.nan),
+            "threshold": threshold,
+            "alert": (error > threshold) & (rows >= rules.min_window_rows),
         },
         schema=RECONSTRUCTION_SCHEMA,
     ).with_columns(pl.col(pl.Float64).fill_nan(None))
+
+
+def _as_shares(rows: pd.DataFrame, train: pd.DataFrame, continuous: list[str]) -> pd.DataFrame:
+    """Each number as the share of a fit's training rows at or below it (missing stays missing).
+
+    PCA's error on raw skewed numbers is a mean dominated by a few far rows, whose level a reference of
+    hundreds of rows cannot pin down (a log-normal feature put clean windows past the bound up to 16 % of
+    the time); on the shares it is bounded, and a window's mean error is near normal from 200 rows. Each
+    fit has its own scale, from its own rows, so its held-out fold is as new to it as a window is.
+    """
+    shares = {}
+    for name in continuous:
+        cdf = drift.empirical_cdf(train[name].to_numpy(dtype=np.float64, na_value=np.nan))
+        values = rows[name].to_numpy(dtype=np.float64, na_value=np.nan)
+        share = np.concatenate(([0.0], cdf.cdf))[np.searchsorted(cdf.values, values, side="right")]
+        shares[name] = np.where(np.isnan(values), np.nan, share)
+    return rows.assign(**shares)
+
+
+def _one_chunk(rows: pd.DataFrame) -> pd.DataFrame:
+    """Reference rows as one NannyML chunk: a fit's own chunks are not used, a held-out fold is judged whole."""
+    return rows.assign(**{WINDOW: pd.Timestamp(0)})
 
 
 def _to_pandas(

@@ -420,7 +420,7 @@ def _window_checks(
         ]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # NannyML warns about pandas internals on every call
-            rec = reconstruction_drift(profiled, part, windows, event_time, features)
+            rec = reconstruction_drift(profiled, part, windows, event_time, features, rules)
             est = estimate_performance(reference, part, windows, event_time, LABEL, task, metric, features, rules)
         drift.append(
             rec.select(

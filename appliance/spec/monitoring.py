@@ -38,12 +38,18 @@ class DriftThresholds(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     shift worth an alert gives: a 35 % price rise gives PSI 0.02-0.05 and KS 0.06-0.09 on the sample, far
     under the textbook PSI line of 0.1. Before the chance bound they were the whole threshold, tuned to the
     sample's ~3,000-row days; a spec that sets them keeps their meaning at that volume and above.
+
+    All features together (the rows marked ``*``) are one more statistic, at the whole ``false_alarm_rate``:
+    a window alerts when its mean PCA reconstruction error passes the reference's out-of-sample mean by the
+    larger of ``reconstruction_error`` (a relative rise) and the rise chance alone exceeds at the window's
+    rows (``appliance.monitoring.estimation.reconstruction_drift``).
     """
 
     psi: float = 0.02  # effect-size floor: PSI of a feature, window against reference
     ks: float = 0.045  # effect-size floor: Kolmogorov-Smirnov distance (numeric features)
     jensen_shannon: float = 0.05  # effect-size floor: Jensen–Shannon distance, base 2, 0..1
     chi2: float = 0.04  # effect-size floor: Cramér's V of the (reference, window) × category table
+    reconstruction_error: float = 0.05  # effect-size floor: all features' PCA reconstruction error, relative rise
     false_alarm_rate: float = 0.01  # share of clean windows that alert on a feature (or the prediction), by chance
 
     def __post_init__(self) -> None:

@@ -173,7 +173,7 @@ def model_checks(
         warnings.simplefilter("ignore")
         cbpe = estimate_auc(reference, live, windows, "event_time", "score", "is_fraud", spec.target.threshold, rules)
         cbpe_s = time.perf_counter() - started
-        multivariate = reconstruction_drift(reference, live, windows, "event_time", raw_features(spec))
+        multivariate = reconstruction_drift(reference, live, windows, "event_time", raw_features(spec), rules)
     prediction = prediction_drift_by_window(
         reference["score"].to_numpy(), live, "score", windows, spec.target.threshold, rules
     )
