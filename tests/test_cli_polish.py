@@ -4,7 +4,9 @@ typo in a TOML enum lists the valid values, and a number JSON cannot hold gets a
 
 from __future__ import annotations
 
+import json
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +15,7 @@ from typing import Literal
 import msgspec
 import pytest
 
+from appliance.cli.serving import _serving_lines
 from appliance.errors import InvalidInput
 from appliance.spec import load_spec
 from appliance.toml_file import load_toml
@@ -91,3 +94,10 @@ def test_a_number_past_a_64_bit_float_is_a_plain_422(server):
     )
     assert answer.status_code == 422
     assert "a number too large for a 64-bit float" in answer.json()["detail"]
+
+
+def test_the_printed_request_pastes_into_a_shell_whatever_the_names_hold():
+    record = {"it's": "o'clock", 'grp"q': 1.5, "a b": None}
+    *_, curl = _serving_lines("http://127.0.0.1:8000", ("m", record), 1)
+    words = shlex.split(curl)  # as a shell reads the line
+    assert json.loads(words[words.index("-d") + 1]) == record

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -298,7 +299,10 @@ def _serving_lines(api: str, example: tuple[str, dict] | None, workers: int) -> 
     if example:
         name, record = example
         url = f"{api}/v1/models/{name}/predict"
-        lines += ["try:", f"  curl -s -X POST {url} -H 'content-type: application/json' -d '{json.dumps(record)}'"]
+        lines += [
+            "try:",
+            f"  curl -s -X POST {url} -H 'content-type: application/json' -d {shlex.quote(json.dumps(record))}",
+        ]
     return lines
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import platform
+import shlex
 import uuid
 from datetime import UTC, datetime
 from importlib.metadata import version as installed
@@ -130,7 +131,7 @@ input order, each the encoded value as a number. Load it or serve it as it is:
 
 ```sh
 mlflow models serve -m $PWD --env-manager local -p 5001
-curl -s localhost:5001/invocations -H 'content-type: application/json' -d '{body}'
+curl -s localhost:5001/invocations -H 'content-type: application/json' -d {shlex.quote(body)}
 ```
 
 or `mlflow.pyfunc.load_model(path).predict(frame)` on a pandas frame of those columns. The answer is a table

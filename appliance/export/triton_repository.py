@@ -10,6 +10,7 @@ The shared files (``bundle``) lie beside the model folder, where Triton, which l
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 
 from appliance.errors import Conflict
@@ -102,7 +103,7 @@ and for the appliance. Serve the folder as it is, or copy `{v.model}/` into an e
 
 ```sh
 tritonserver --model-repository=$PWD
-curl -s localhost:8000/v2/models/{v.model}/versions/{v.version}/infer -d '{json.dumps(request)}'
+curl -s localhost:8000/v2/models/{v.model}/versions/{v.version}/infer -d {shlex.quote(json.dumps(request))}
 ```
 
 The row in that request is one of the version's reference rows. Triton batches concurrent requests
