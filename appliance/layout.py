@@ -58,6 +58,7 @@ class Layout:
     # Training runs' checkpoints, a folder per run (in the data directory, so a restarted run finds them)
     checkpoints = InRoot("checkpoints")
     settings = InRoot(SETTINGS)  # the optional settings of the whole data directory (retention, cost)
+    serving_lock = InRoot("locks", "up.lock")  # one `appliance up` per data directory; backups leave locks/ out
 
     def __init__(self, root: Path | str):
         self.root = Path(root)

@@ -9,32 +9,26 @@ a running `up`, as they always have.
 
 from __future__ import annotations
 
-import fcntl
 import os
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from appliance.errors import Unavailable
+from appliance.layout import Layout
+from storage.file_lock import LockHeld, exclusive_lock
 
 
 @contextmanager
 def serving_lock(root: Path, address: str) -> Iterator[None]:
     """Hold the data directory's serving lock for a block, naming this process and ``address`` in it; Unavailable,
     naming the holder, if another `up` holds it."""
-    path = root / "locks" / "up.lock"  # under locks/, beside the training locks; backups leave the folder out
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
+    with ExitStack() as held_here:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 512, 0).decode(errors="replace").strip() or "another `appliance up`"
+            held_here.enter_context(exclusive_lock(Layout(root).serving_lock, f"PID {os.getpid()} on {address}"))
+        except LockHeld as held:
             raise Unavailable(
-                f"{root.resolve()} is already served by {holder}; stop that one first, or give this one another --home"
+                f"{root.resolve()} is already served by {held.holder or 'another `appliance up`'}; stop that one "
+                "first, or give this one another --home"
             ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"PID {os.getpid()} on {address}".encode(), 0)
         yield
-    finally:
-        os.close(fd)  # closing the descriptor releases the lock

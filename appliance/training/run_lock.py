@@ -2,50 +2,36 @@
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from appliance.errors import Conflict
 from appliance.layout import Layout
+from storage.file_lock import LockHeld, exclusive_lock
 
 
 @contextmanager
 def model_lock(root: Path, model: str, run_id: str) -> Iterator[None]:
-    """Hold the model's training lock for a block; Conflict, naming the holder, if another run has it.
-
-    A file lock rather than a row in the database: a process killed with SIGKILL cannot release a
-    row, but the kernel drops its file locks, so a dead run never blocks the next one.
-    """
-    path = Layout(root).training_lock(model)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
+    """Hold the model's training lock for a block; Conflict, naming the holder, if another run has it (an OS
+    file lock: a run killed with SIGKILL never blocks the next one)."""
+    holder = json.dumps({"run_id": run_id, "pid": os.getpid(), "since": time.time()})
+    with ExitStack() as held_here:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 4096, 0).decode(errors="replace")
+            held_here.enter_context(exclusive_lock(Layout(root).training_lock(model), holder))
+        except LockHeld as held:
             try:
-                who = json.loads(holder)
+                who = json.loads(held.holder)
                 detail = f"run {who['run_id'][:8]} in process {who['pid']}"
             except (ValueError, KeyError):
                 detail = "another run"
             raise Conflict(
                 f"model '{model}' is already training ({detail}); wait for it to finish (see `appliance runs list`)"
             ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps({"run_id": run_id, "pid": os.getpid(), "since": time.time()}).encode(), 0)
-        try:
-            yield
-        finally:
-            os.ftruncate(fd, 0)
-            fcntl.flock(fd, fcntl.LOCK_UN)
-    finally:
-        os.close(fd)
+        yield
 
 
 def lock_holder(root: Path, model: str) -> dict | None:
