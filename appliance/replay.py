@@ -30,7 +30,7 @@ from appliance.data.contract import cast_columns
 from appliance.data.declared import model_contract
 from appliance.data.sources import read_source
 from appliance.data.values import iso, json_value
-from appliance.errors import InvalidInput, NotFound, Unavailable
+from appliance.errors import ApplianceError, InvalidInput, NotFound, Unavailable
 from appliance.home import Home
 
 log = logging.getLogger(__name__)
@@ -110,7 +110,14 @@ def live_frame(home: Home, model: str, days: int | None) -> pl.DataFrame:
             f"the live file of '{model}' has no event time column '{when}' that reads as a "
             "timestamp; fix the file or [features] event_time"
         )
+    read = frame.height
     frame = frame.filter(pl.col(when).is_not_null()).sort(when, maintain_order=True)
+    if frame.is_empty():
+        raise InvalidInput(
+            f"none of the {read:,} rows of the live file of '{model}' has an event time '{when}' that reads as "
+            f"a time; if its text is spelled otherwise than ISO 8601, name the spelling with the field's format "
+            f'(e.g. format = "%d/%m/%Y %H:%M") in the data contract'
+        )
     if days is not None:
         start = frame[spec.features.event_time].min()
         first_day = datetime(start.year, start.month, start.day, tzinfo=start.tzinfo)
@@ -127,11 +134,12 @@ def replay(
     days: int | None = None,
     label_delay_hours: float = 2.0,
     key: str | None = None,
-    monitor: Callable[[Path, str, Callable[[str], None]], object] | None = None,
+    monitor: Callable[[Path, str, Callable[[str], None]], str | None] | None = None,
     say: Callable[[str], None] = lambda _: None,
 ) -> list[ReplayDay]:
     """Replay the live rows through the API at ``url``; run ``monitor(root, model, say)`` (default: the
-    scheduler's monitor job, recorded and one at a time) at each day boundary."""
+    scheduler's monitor job, recorded and one at a time) at each day boundary. It returns why a run failed
+    (None when it did not): a replay whose every run failed raises, one where some did says so in a warning."""
     if speed < 0 or label_delay_hours < 0:
         raise InvalidInput("--speed and --label-delay must not be negative")
     monitor = monitor or _monitoring_job()
@@ -150,6 +158,7 @@ def replay(
     delay = timedelta(hours=label_delay_hours)
     report: list[ReplayDay] = []
     counts = {"predictions": 0, "labels": 0}
+    failures: list[str] = []  # why each monitor run that failed did
     wall0, event0 = time.monotonic(), events[0] if events else None
 
     def wait_for(event: datetime) -> None:
@@ -185,7 +194,9 @@ def replay(
             f"{day.date()}: {counts['predictions']:,} predictions, {counts['labels']:,} labels so far; "
             "running the monitor"
         )
-        monitor(root, model, tell)
+        failure = monitor(root, model, tell)
+        if failure is not None:
+            failures.append(failure)
         with Home(root) as home:
             for line in news.since_last(home):
                 tell(line)
@@ -226,7 +237,23 @@ def replay(
         for line in news.since_last(home):
             say(line)
         say(standing(home, model))
+    _judge_monitor_runs(model, len(report), failures, say)
     return report
+
+
+def _judge_monitor_runs(model: str, runs: int, failures: list[str], say: Callable[[str], None]) -> None:
+    """The traffic was sent either way; but a replay whose monitoring never ran has not shown what it is for:
+    every run failed is an error, some failed a warning, each naming the first failure and where to look."""
+    if not failures:
+        return
+    look = f"see `appliance jobs list`, fix it and run `appliance jobs run monitor {model}`"
+    if len(failures) == runs:
+        raise MonitorFailed(f"every monitor run of the replay failed ({runs} of {runs}): {failures[0]}; {look}")
+    say(f"warning: {len(failures)} of {runs} monitor runs of the replay failed, the first: {failures[0]}; {look}")
+
+
+class MonitorFailed(ApplianceError):
+    """The replay's traffic was sent, but the monitor job it ran at every day boundary failed each time."""
 
 
 def standing(home: Home, model: str) -> str:
@@ -304,6 +331,8 @@ def start_demo(root: Path, model: str, url: str, say: Callable[[str], None], spe
         try:
             days = replay(root, model, url, speed=speed, say=say)
             say(f"demo: done — {days[-1].predictions if days else 0:,} predictions; see `appliance alerts list`")
+        except ApplianceError as e:  # said like any other error: no traceback for what the message explains
+            say(f"demo: error: {e}")
         except Exception:  # the demo's failure must not take the server down
             log.exception("the demo replay failed")
 
@@ -312,13 +341,14 @@ def start_demo(root: Path, model: str, url: str, say: Callable[[str], None], spe
     return thread
 
 
-def _monitoring_job() -> Callable[[Path, str, Callable[[str], None]], object]:
+def _monitoring_job() -> Callable[[Path, str, Callable[[str], None]], str | None]:
     """The scheduler's monitor job, which judges the alert rules on each run's rows: each run recorded,
-    and never beside another run of it (a scheduled one under way is waited for)."""
+    and never beside another run of it (a scheduled one under way is waited for); it returns the first line
+    of a failed run's error."""
     from appliance.errors import Conflict
     from appliance.scheduler.jobs import run_job
 
-    def run(root: Path, model: str, say: Callable[[str], None]) -> object:
+    def run(root: Path, model: str, say: Callable[[str], None]) -> str | None:
         deadline = time.monotonic() + MONITOR_WAIT_S
         while True:
             try:
@@ -328,9 +358,11 @@ def _monitoring_job() -> Callable[[Path, str, Callable[[str], None]], object]:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.2)
-        if job.status == "failed":
-            say(f"  the monitor failed: {(job.error or '').splitlines()[0]}")
-        return job
+        if job.status != "failed":
+            return None
+        why = (job.error or "no error recorded").splitlines()[0]
+        say(f"  the monitor failed: {why}")
+        return why
 
     return run
 

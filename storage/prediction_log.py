@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from storage.database import Migration, connect, transaction
+from storage.errors import StorageError
 
 MIGRATIONS = [
     Migration(
@@ -140,6 +141,19 @@ _INSERT_SHADOW = (
 )
 
 
+class OutcomeConflict(StorageError):
+    """Outcomes that differ from the ones already recorded for the same predictions, sent without replace:
+    (request_id, position, recorded, sent) each."""
+
+    def __init__(self, conflicts: list[tuple[str, int, float, float]]):
+        request_id, position, recorded, sent = conflicts[0]
+        super().__init__(
+            f"request {request_id!r} position {position} already has outcome {recorded:g}, not {sent:g}"
+            + (f" (and {len(conflicts) - 1} more like it)" if len(conflicts) > 1 else "")
+        )
+        self.conflicts = conflicts
+
+
 class PredictionStore:
     """Reads and writes predictions.db; one instance per thread that uses it."""
 
@@ -157,25 +171,41 @@ class PredictionStore:
             if shadow:
                 self.conn.executemany(_INSERT_SHADOW, shadow)
 
-    def attach_feedback(self, model: str, outcomes: Iterable[tuple[str, int, float]]) -> list[tuple[str, int]]:
-        """Record outcomes (request_id, position, outcome) of a model's predictions; returns the unknown ones."""
-        unknown = []
+    def attach_feedback(
+        self, model: str, outcomes: Iterable[tuple[str, int, float]], replace: bool = False
+    ) -> list[tuple[str, int]]:
+        """Record outcomes (request_id, position, outcome) of a model's predictions; returns the unknown ones.
+
+        An outcome already recorded is kept when sent again (a retry); a different one replaces it only with
+        ``replace`` (a label correction), else OutcomeConflict names them and none of the batch is recorded:
+        two sources disagreeing on a label must not settle it by which came last."""
+        unknown, conflicts = [], []
         now = time.time()
         with transaction(self.conn):
             for request_id, position, outcome in outcomes:
-                known = self.conn.execute(
-                    "SELECT 1 FROM predictions WHERE request_id = ? AND position = ? AND model = ?",
+                found = self.conn.execute(
+                    "SELECT f.outcome FROM predictions p LEFT JOIN feedback f "
+                    "ON f.request_id = p.request_id AND f.position = p.position "
+                    "WHERE p.request_id = ? AND p.position = ? AND p.model = ?",
                     (request_id, position, model),
                 ).fetchone()
-                if known is None:
+                if found is None:
                     unknown.append((request_id, position))
-                    continue
-                self.conn.execute(
-                    "INSERT INTO feedback (request_id, position, outcome, received_at) VALUES (?, ?, ?, ?) "
-                    "ON CONFLICT (request_id, position) DO UPDATE SET outcome = excluded.outcome, "
-                    "received_at = excluded.received_at",
-                    (request_id, position, outcome, now),
-                )
+                elif found[0] is None:
+                    self.conn.execute(
+                        "INSERT INTO feedback (request_id, position, outcome, received_at) VALUES (?, ?, ?, ?)",
+                        (request_id, position, outcome, now),
+                    )
+                elif found[0] != outcome:
+                    if not replace:
+                        conflicts.append((request_id, position, found[0], outcome))
+                        continue
+                    self.conn.execute(
+                        "UPDATE feedback SET outcome = ?, received_at = ? WHERE request_id = ? AND position = ?",
+                        (outcome, now, request_id, position),
+                    )
+            if conflicts:
+                raise OutcomeConflict(conflicts)  # the transaction rolls the whole batch back
         return unknown
 
     def arm_sample(self, deployment_id: int, arm: str, since: float, limit: int) -> list[sqlite3.Row]:

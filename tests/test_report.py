@@ -107,7 +107,7 @@ def test_the_samples_report_after_live_traffic_in_a_headless_browser(server, tmp
     assert actions.wait_for_actions(300)  # 10-20's AUC fell: the critical rule's retrain runs to its end
 
     path = tmp_path / "fraud.html"
-    assert ok(server.home, "report", "fraud", "--out", str(path)).strip() == str(path)
+    assert ok(server.home, "report", "fraud", "--out", str(path)).startswith(f"wrote {path}: ")
     page = path.read_text()
     assert_self_contained(page)
     served = server.client.get("/v1/models/fraud/report")
@@ -164,7 +164,7 @@ def test_a_multiclass_models_report_through_the_cli(tmp_path: Path, monkeypatch)
     assert actions.wait_for_actions(300)  # whatever the rules started has ended before the folder goes
 
     monkeypatch.chdir(tmp_path)
-    assert ok(root, "report", "triage").strip() == "triage-report.html"
+    assert ok(root, "report", "triage").startswith("wrote triage-report.html: ")
     page = (tmp_path / "triage-report.html").read_text()
     assert_self_contained(page)
     shot, dom = open_in_browser(tmp_path / "triage-report.html", tmp_path / "browser")
@@ -175,7 +175,10 @@ def test_a_multiclass_models_report_through_the_cli(tmp_path: Path, monkeypatch)
     assert "(3 windows, event time)" in page
 
     since = ok(root, "report", "triage", "--since", str(live["opened"].max().date()), "--out", "late.html")
-    assert since.strip() == "late.html" and "(1 windows, event time)" in (tmp_path / "late.html").read_text()
+    assert (
+        since.startswith("wrote late.html: 1 window ")
+        and "(1 windows, event time)" in (tmp_path / "late.html").read_text()
+    )
 
     for args, message in (
         (["--since", "yesterday"], "is not a date like"),

@@ -23,7 +23,7 @@ def register(commands: Subcommands) -> None:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from appliance.report.page import model_report
+    from appliance.report.page import written_report
 
     out: Path = args.out or Path(f"{args.model}-report.html")
     if out.is_dir():
@@ -31,9 +31,9 @@ def _report(args: argparse.Namespace) -> int:
     if not out.absolute().parent.is_dir():
         raise InvalidInput(f"--out {out}: the folder {out.absolute().parent} does not exist; create it first")
     with open_home(args) as home:
-        page = model_report(home, args.model, args.since)
-    _write_whole(out, page.encode())
-    print(out)
+        report = written_report(home, args.model, args.since)
+    _write_whole(out, report.page.encode())
+    print(f"wrote {out}: {report.holds}")
     return 0
 
 

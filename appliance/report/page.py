@@ -8,6 +8,7 @@ would load nothing. Every text from the data directory is escaped (``charts`` es
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from html import escape
 
@@ -66,8 +67,20 @@ th { background: #f4f4f4; } .critical { color: #b00; font-weight: bold; } .empty
 POLICY = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
 
 
+@dataclass(frozen=True)
+class ModelReport:
+    page: str  # the HTML
+    holds: str  # what the page holds, in one line: its windows, alerts and versions (`appliance report` prints it)
+
+
 def model_report(home: Home, model: str, since: datetime | date | str | None = None) -> str:
     """The report of one registered model (NotFound otherwise) over the windows from ``since`` on, as HTML."""
+    return written_report(home, model, since).page
+
+
+def written_report(home: Home, model: str, since: datetime | date | str | None = None) -> ModelReport:
+    """The report of one registered model (NotFound otherwise) over the windows from ``since`` on: its HTML,
+    and one line saying what it holds."""
     story = monitoring_story(home, model, since)
     shown = (
         distributions(home, model, story.served_version, story.windows[-1])
@@ -87,13 +100,33 @@ def model_report(home: Home, model: str, since: datetime | date | str | None = N
             "<code>appliance up</code>).</p>"
         )
     body += [_versions(home, story), _alerts(alerts), _deployments(home, model)]
-    return (
+    page = (
         '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
         f'<meta http-equiv="Content-Security-Policy" content="{POLICY}">'
         f"<title>{escape(model)}: monitoring report</title><style>{STYLE}</style></head>\n<body>\n"
         + "\n".join(body)
         + "\n</body></html>\n"
     )
+    return ModelReport(page, _holds(home, story, alerts))
+
+
+def _holds(home: Home, story: MonitoringStory, alerts: list[Alert]) -> str:
+    """What the page holds, in one line: its windows (first .. last day), its alerts, the model's versions."""
+    windows = (
+        f"{_counted(len(story.windows), 'window')} {_day(story.windows[0])} .. {_day(story.windows[-1])}"
+        if story.windows
+        else f"no windows yet (`appliance jobs run monitor {story.model}` writes them)"
+    )
+    shown = f"the newest {MAX_ALERTS} alerts" if len(alerts) == MAX_ALERTS else _counted(len(alerts), "alert")
+    unresolved = sum(a.status != "resolved" for a in alerts)
+    production = home.registry.alias(story.model, "production")
+    served = "none" if production is None else f"v{production}"
+    versions = f"{_counted(len(home.registry.versions(story.model)), 'version')} ({served} in production)"
+    return f"{windows}, {shown} ({unresolved} unresolved), {versions}"
+
+
+def _counted(n: int, thing: str) -> str:
+    return f"{n} {thing}{'' if n == 1 else 's'}"
 
 
 def _about(alert: Alert, first: datetime | None) -> bool:

@@ -24,7 +24,7 @@ from litestar.params import FromPath, JSONBody
 from litestar.types import Guard, Receive, Scope, Send
 
 import appliance
-from appliance.data.declared import model_task
+from appliance.data.declared import model_contract, model_task
 from appliance.errors import ApplianceError, InvalidInput, PayloadTooLarge
 from appliance.home import Home
 from appliance.serving.admin import admin_routes
@@ -38,7 +38,7 @@ from appliance.serving.bodies import (
     UnknownOutcome,
 )
 from appliance.serving.docs import OfflineDocs, SchemaJson, problem_responses
-from appliance.serving.feedback import expected, stored_outcomes
+from appliance.serving.feedback import TargetRange, expected, record_outcomes, stored_outcomes, target_range
 from appliance.serving.monitoring_routes import monitoring_routes
 from appliance.serving.predict import PredictEndpoint, model_name
 from appliance.serving.problems import (
@@ -118,10 +118,12 @@ def create_app(home_root: Path, refresh_seconds: float = REFRESH_SECONDS, expose
             except Exception:  # keep watching: a locked or briefly unreadable database must not stop swaps
                 log.exception("serving refresh failed; retrying")
 
-    def _spec_task(name: str) -> Task:
+    def _spec_task(name: str) -> tuple[Task, TargetRange]:
         # A model with nothing loaded (its version failed to load) still takes outcomes for what it answered.
         with Home(root) as home:
-            return model_task(home.spec(name))
+            spec = home.spec(name)
+            contract = model_contract(spec)
+            return model_task(spec, contract), target_range(spec, contract)
 
     def guard(scope: str) -> Guard:
         # async: Litestar runs a plain-function guard on a worker thread, a thread hop per request
@@ -139,8 +141,10 @@ def create_app(home_root: Path, refresh_seconds: float = REFRESH_SECONDS, expose
         if not state.pool.knows(name):
             state.pool.get(name)
         route = state.routes.get(name)
-        task = route.production.model.task if route else await asyncio.to_thread(_spec_task, name)
-        request.state.task = task
+        task, target = (
+            (route.production.model.task, route.target) if route else await asyncio.to_thread(_spec_task, name)
+        )
+        request.state.task, request.state.target = task, target
         request.state.body_hint = (
             f'send {{"outcomes": [{{"request_id": "…", "outcome": …}}]}}; for {task.kind} '
             f"model '{name}', each outcome: {expected(task)}"
@@ -161,9 +165,11 @@ def create_app(home_root: Path, refresh_seconds: float = REFRESH_SECONDS, expose
             raise PayloadTooLarge(
                 f"{len(data.outcomes)} outcomes in one request; the limit is {MAX_FEEDBACK_ITEMS} — split them"
             )
-        items = stored_outcomes(task, name, data.outcomes)
+        items = stored_outcomes(task, name, data.outcomes, request.state.target)
         await asyncio.to_thread(state.flush_log)  # a prediction answered a moment ago is written first
-        unknown = await asyncio.to_thread(state.with_store, lambda store: store.attach_feedback(name, items))
+        unknown = await asyncio.to_thread(
+            state.with_store, lambda store: record_outcomes(store, task, name, items, data.replace)
+        )
         return FeedbackAnswer(
             accepted=len(items) - len(unknown), unknown=[UnknownOutcome(request_id=r, position=p) for r, p in unknown]
         )

@@ -40,6 +40,9 @@ class Outcome(msgspec.Struct):
 
 class FeedbackRequest(msgspec.Struct):
     outcomes: list[Outcome]
+    # true: an outcome that differs from the one its prediction already has replaces it (a label correction);
+    # false: such an outcome is a 409 and nothing of the request is recorded (the same outcome again is a retry)
+    replace: bool = False
 
 
 class PromoteRequest(msgspec.Struct):

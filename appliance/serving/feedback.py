@@ -3,41 +3,111 @@
 The log keeps one number per outcome (``storage.prediction_log``): a binary model's 0 or 1, a multiclass
 model's class INDEX (in the task's class order), a regression model's observed value. A client sends each
 as its model's task reads it: 0/1 or true/false; the class as declared ("cat", or 2, matched by canonical
-text as ``appliance.task`` matches labels); a finite number. Anything else is a 422 naming the field.
+text as ``appliance.task`` matches labels); a finite number, within the min and max the data contract declares
+for the target (the value a batch would quarantine is no outcome either). Anything else is a 422 naming the field.
+
+One prediction has one outcome: the same one sent again is a retry, accepted; a different one is a 409 unless
+the request says ``"replace": true`` (a label correction), so two sources disagreeing on a label are told so
+rather than settled by whichever came last.
 """
 
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import msgspec
 
-from appliance.errors import InvalidInput
+from appliance.data.contract import DataContract
+from appliance.errors import Conflict, InvalidInput
 from appliance.serving.bodies import Outcome
+from appliance.spec import ModelSpec
 from appliance.task import Task, label_text
+from storage.prediction_log import OutcomeConflict, PredictionStore
 
 _encode = msgspec.json.Encoder().encode
 
 
-def stored_outcomes(task: Task, model: str, outcomes: list[Outcome]) -> list[tuple[str, int, float]]:
+class TargetRange(NamedTuple):
+    """The min and max a data contract declares for a regression target (None: not declared)."""
+
+    column: str = ""
+    low: float | None = None
+    high: float | None = None
+
+    def __str__(self) -> str:
+        bounds = [f"min {self.low:g}"] * (self.low is not None) + [f"max {self.high:g}"] * (self.high is not None)
+        return " and ".join(bounds)
+
+
+UNBOUNDED = TargetRange()  # a classifier's target, or one the contract sets no min or max for
+
+
+def target_range(spec: ModelSpec, contract: DataContract) -> TargetRange:
+    """The range a regression model's outcomes must fall in: its target's min and max in the contract."""
+    rule = next((r for r in contract.fields if r.name == spec.target.column), None)
+    if spec.target.task != "regression" or rule is None:
+        return UNBOUNDED
+    return TargetRange(rule.name, rule.min, rule.max)
+
+
+def stored_outcomes(
+    task: Task, model: str, outcomes: list[Outcome], target: TargetRange
+) -> list[tuple[str, int, float]]:
     """(request_id, position, outcome as the log stores it) of each outcome; InvalidInput naming the first
-    one whose outcome is not of its model's kind, and how many are not."""
+    one whose outcome is not of its model's kind, or outside the target's range, and how many are not."""
     read = _reader(task)
-    stored, wrong = [], []
+    low, high = target.low, target.high
+    stored, wrong, outside = [], [], []
     for i, o in enumerate(outcomes):
         value = read(o.outcome)
         if value is None:
             wrong.append(i)
+        elif (low is not None and value < low) or (high is not None and value > high):
+            outside.append(i)
         else:
             stored.append((o.request_id, o.position, value))
     if wrong:
-        first = wrong[0]
-        more = f" (and {len(wrong) - 1} more like it)" if len(wrong) > 1 else ""
         raise InvalidInput(
-            f"outcomes[{first}].outcome: {_shown(outcomes[first].outcome)} is not an outcome of "
-            f"{task.kind} model '{model}'; send {expected(task)}{more}"
+            f"{_first(outcomes, wrong)} is not an outcome of {task.kind} model '{model}'; send {expected(task)}"
+            + _more(wrong)
+        )
+    if outside:
+        raise InvalidInput(
+            f"{_first(outcomes, outside)} is outside the range the data contract of '{model}' declares for "
+            f"'{target.column}' ({target}); send the observed value within it, or widen the contract's range "
+            f"if such values are real{_more(outside)}"
         )
     return stored
+
+
+def record_outcomes(
+    store: PredictionStore, task: Task, model: str, outcomes: list[tuple[str, int, float]], replace: bool
+) -> list[tuple[str, int]]:
+    """Attach the outcomes in the log (the unknown ones listed back); a Conflict, with nothing recorded, where
+    one differs from the outcome its prediction already has and ``replace`` was not asked for."""
+    try:
+        return store.attach_feedback(model, outcomes, replace)
+    except OutcomeConflict as e:
+        request_id, position, recorded, sent = e.conflicts[0]
+        raise Conflict(
+            f"request_id {request_id!r} position {position} already has the outcome {_told(task, recorded)}, "
+            f"not {_told(task, sent)}{_more(e.conflicts)}; nothing was recorded: to correct a label, send the "
+            'outcomes again with "replace": true'
+        ) from None
+
+
+def _first(outcomes: list[Outcome], wrong: list[int]) -> str:
+    return f"outcomes[{wrong[0]}].outcome: {_shown(outcomes[wrong[0]].outcome)}"
+
+
+def _more(wrong: list) -> str:
+    return f" (and {len(wrong) - 1} more like it)" if len(wrong) > 1 else ""
+
+
+def _told(task: Task, stored: float) -> str:
+    """A stored outcome in the terms the client sent it: a multiclass model's class, else the number."""
+    return _shown(task.classes[int(stored)]) if task.kind == "multiclass" else _shown(stored)
 
 
 def expected(task: Task) -> str:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from appliance.data.values import key_text
 from appliance.deployment.deployments import Deployment
 from appliance.serving.batching import MicroBatcher
+from appliance.serving.feedback import UNBOUNDED, TargetRange
 from appliance.serving.models import LoadedModel
 from appliance.spec import EventHorizon
 
@@ -39,6 +40,7 @@ class Route:
     event_time_field: str | None = None
     horizon: EventHorizon | None = None  # the event times the model takes, around the clock
     time_format: str | None = None  # the event time's text format its contract declares (ISO 8601 reads too)
+    target: TargetRange = UNBOUNDED  # a regression target's contract min and max: feedback outside them is a 422
     logged: frozenset[str] = frozenset()  # the request fields its prediction rows keep (prediction_log)
 
     @property

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from appliance.data.declared import event_time_format
+from appliance.data.declared import event_time_format, model_contract
 from appliance.deployment import deployments
 from appliance.errors import NotReady
 from appliance.features.online import update_targets
@@ -22,6 +22,7 @@ from appliance.gateway.keys import list_keys
 from appliance.home import Home
 from appliance.layout import Layout
 from appliance.serving.batching import Arrivals, MicroBatcher
+from appliance.serving.feedback import target_range
 from appliance.serving.models import LoadedModel, ModelPool
 from appliance.serving.prediction_log import PredictionLog, logged_fields
 from appliance.serving.prometheus import Gauge, ServingMetrics, merge_gauges, provider_gauges
@@ -136,6 +137,7 @@ class ServingState:
         routes, arms = {}, {}
         for name, production in self.pool.loaded().items():
             spec = home.spec(name)
+            contract = model_contract(spec)
             arm = arms[(name, production.version)] = self._arm("production", production, spec.serving)
             d = running.get(name)
             candidate = None
@@ -153,7 +155,8 @@ class ServingState:
                 entity_field=spec.features.entity_key,
                 event_time_field=spec.features.event_time,
                 horizon=spec.data.horizon,
-                time_format=event_time_format(spec),
+                time_format=event_time_format(spec, contract),
+                target=target_range(spec, contract),
                 logged=logged_fields([spec.features, *served]),
             )
         self._arms = arms
