@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import sqlite3
+import sys
 from typing import TYPE_CHECKING
 
 from appliance.cli.arguments import Subcommands, add_json, open_home
@@ -10,6 +12,7 @@ from appliance.cli.output import plain, print_json, say, table, when
 
 if TYPE_CHECKING:  # the CLI imports the ML stack only inside the commands that use it
     from appliance.registry.registry import ModelVersion
+    from appliance.training.runs import PipelineRun
     from appliance.validation.gates import GateReport
 
 
@@ -56,24 +59,74 @@ def register(commands: Subcommands) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from appliance.training.pipeline import NothingNew
-    from appliance.training.worker import train_in_worker
+    import uuid
 
+    from appliance.cli.exit_codes import INTERRUPTED
+    from appliance.training import runs
+    from appliance.training.pipeline import NothingNew
+    from appliance.training.worker import StoppedBySignal, train_in_worker
+
+    resume = args.resume is not None
     with open_home(args) as home:
         home.spec(args.model)  # an unknown model or a bad spec is reported before a worker starts
-        outcome = train_in_worker(
-            home.root,
-            args.model,
-            actor="cli",
-            resume=args.resume is not None,
-            run_id=args.resume or None,
-            retrain=args.retrain,
-            say=say,
-        )
+        if resume:  # which run, named now: a run with nothing to resume is reported before a worker starts too
+            run_id = runs.resumable_run(home.conn, args.model, args.resume or None).id
+        else:
+            run_id = uuid.uuid4().hex
+            _mention_resumable(home.conn, args.model)
+        try:
+            outcome = train_in_worker(
+                home.root,
+                args.model,
+                actor="cli",
+                resume=resume,
+                run_id=run_id if resume else None,
+                retrain=args.retrain,
+                new_run_id=None if resume else run_id,
+                say=say,
+                forward_signals=True,
+            )
+        except StoppedBySignal:  # Ctrl-C (or SIGTERM): the run recorded which and where; say how to go on
+            print(_interrupted(home.conn, args.model, run_id), file=sys.stderr)
+            return INTERRUPTED
         if isinstance(outcome, NothingNew):  # not an error: the version it names stands for this data
             print(outcome.message)
             return 0
         return report_registered(outcome.version, outcome.gates, took=f" in {outcome.seconds:.1f} s")
+
+
+def _mention_resumable(conn: sqlite3.Connection, model: str) -> None:
+    """One line when the model's latest run ended resumably: a plain `train` starts anew and leaves it be."""
+    from appliance.errors import Conflict, NotFound
+    from appliance.training import runs
+
+    try:
+        earlier = runs.resumable_run(conn, model, None)
+    except (NotFound, Conflict):  # none, or the latest one succeeded (or still runs)
+        return
+    ended = "stopped" if "TrainingStopped" in (earlier.error or "") else "failed"
+    say(
+        f"run {earlier.id[:8]} {ended} in stage {_failed_stage(earlier)} and can still be continued with "
+        f"`appliance train {model} --resume`; this starts a new run"
+    )
+
+
+def _interrupted(conn: sqlite3.Connection, model: str, run_id: str) -> str:
+    from appliance.errors import NotFound
+    from appliance.training import runs
+
+    try:
+        run = runs.pipeline_run(conn, run_id)
+    except NotFound:  # stopped while its worker was starting
+        return f"interrupted: before run {run_id[:8]} began; nothing was recorded"
+    return (
+        f"interrupted: run {run_id[:8]} stopped in stage {_failed_stage(run)}; "
+        f"continue it with `appliance train {model} --resume`"
+    )
+
+
+def _failed_stage(run: PipelineRun) -> str:
+    return next((s.stage for s in run.stages if s.status == "failed"), "-")
 
 
 def report_registered(v: ModelVersion, gates: GateReport, source: str = "", took: str = "") -> int:

@@ -32,7 +32,7 @@ def _rows_sql(features: FeaturesSection, columns: list[str], horizon: int) -> st
     # (t, col) order and unsorted, so sums add in time order (the bytes match the GROUP BY join this
     # replaced); each aggregation tests its column per point, and its window only if shorter than the scan.
     values = ", ".join(f"{_aggregate(a, columns, horizon)} AS a{i}" for i, a in enumerate(features.aggregations))
-    sets = "".join(", '$.\"" + a.name.replace('"', '\\"') + f"\"', a{i}" for i, a in enumerate(features.aggregations))
+    sets = "".join(f", {_json_path(a.name)}, a{i}" for i, a in enumerate(features.aggregations))
     tail = (
         f" FROM (SELECT {values} FROM tail_points WHERE namespace = ?1 AND entity = ?2 AND t >= ?3 - {horizon})"
         if values
@@ -42,6 +42,12 @@ def _rows_sql(features: FeaturesSection, columns: list[str], horizon: int) -> st
         "SELECT ?2, ?3, json_set(coalesce(CAST((SELECT payload FROM feature_rows WHERE namespace = ?1 "
         f"AND entity = ?2) AS TEXT), '{{}}'){sets}){tail}"
     )
+
+
+def _json_path(name: str) -> str:
+    """The SQL literal of the JSON path to a payload key: the name in double quotes (any character but '"', which
+    SQLite's paths cannot escape: the spec refuses it in an aggregation's name), the literal's quotes doubled."""
+    return "'" + f'$."{name}"'.replace("'", "''") + "'"
 
 
 def _aggregate(a: Aggregation, columns: list[str], horizon: int) -> str:

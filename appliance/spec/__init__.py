@@ -88,6 +88,8 @@ class Aggregation(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
     def __post_init__(self) -> None:
         check_duration("window", self.window)
+        if '"' in self.name:  # the online store sets it by a SQLite JSON path, which cannot escape one
+            raise FieldError("name", f"aggregation '{self.name}' may not hold '\"'; rename it (e.g. with ' instead)")
         if self.function != "count" and self.column is None:
             raise FieldError("column", f"aggregation '{self.name}' ({self.function}) needs a column")
 

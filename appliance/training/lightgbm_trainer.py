@@ -11,6 +11,7 @@ import numpy as np
 from appliance import progress
 from appliance.features.encoding import FeatureSchema
 from appliance.task import BINARY, Task, TaskKind
+from appliance.training import stop
 
 DEFAULT_PARAMS = {"num_boost_round": 300, "learning_rate": 0.05, "num_leaves": 31}
 # LightGBM's objective and the training curve's metric for each task (RMSE reads in the target's units).
@@ -41,7 +42,9 @@ def train_lightgbm(
     params = {**DEFAULT_PARAMS, **params}
     rounds = int(params.pop("num_boost_round"))
     categorical = [i for i, c in enumerate(schema.columns) if c.type == "category"]
-    dataset = lgb.Dataset(x, label=y, feature_name=schema.names, categorical_feature=categorical, free_raw_data=False)
+    dataset = lgb.Dataset(
+        x, label=y, feature_name=positional_names(x.shape[1]), categorical_feature=categorical, free_raw_data=False
+    )
     settings = {
         "objective": OBJECTIVE[task.kind],
         "verbosity": -1,
@@ -62,6 +65,7 @@ def train_lightgbm(
                 for name, value in curve.items():
                     log_metric(name, value, env.iteration)
             rounds_done.update(env.iteration + 1, {name.replace("_", " ", 1): v for name, v in curve.items()})
+            stop.check(f"after iteration {env.iteration + 1} of {rounds}")  # a stop waits one tree, not the stage
 
         booster = lgb.train(
             {"metric": CURVE_METRIC[task.kind], **settings},
@@ -72,6 +76,15 @@ def train_lightgbm(
             callbacks=[report],
         )
     return float32_thresholds(booster)
+
+
+def positional_names(width: int) -> list[str]:
+    """The booster's feature names: LightGBM's own default for unnamed columns, by position.
+
+    A spec may name a feature anything (``2nd.score [%]``, ``grp"q``), but LightGBM refuses the characters
+    JSON uses in a name; the booster is ours and the spec keeps the names, so the booster never sees them.
+    """
+    return [f"Column_{i}" for i in range(width)]
 
 
 def float32_thresholds(booster: lgb.Booster) -> lgb.Booster:

@@ -17,7 +17,7 @@ import msgspec
 
 from appliance import progress
 from appliance.data.ingest import IngestReport
-from appliance.errors import Conflict
+from appliance.errors import Conflict, TrainingStopped
 from appliance.home import Home
 from appliance.machine.gpus import GpuProbe
 from appliance.machine.snapshot import MachineProbe
@@ -215,8 +215,13 @@ def _run_stages(ctx: RunContext, done: dict[str, msgspec.Struct]) -> bool:
             continue
         runs.start_stage(conn, run_id, stage.name, position)
         try:
-            stop.check(f"before stage {stage.name}", ctx.spec.name)
-            outputs = stage.run(ctx)
+            try:
+                stop.check(f"before stage {stage.name}")
+                outputs = stage.run(ctx)
+            except TrainingStopped as e:  # a trainer knows where it stopped, not the model: say how to go on
+                raise TrainingStopped(
+                    f"{e}; continue the run with `appliance train {ctx.spec.name} --resume`"
+                ) from None
         except BaseException as e:
             error = f"{type(e).__name__}: {e}"
             runs.finish_stage(conn, run_id, stage.name, status="failed", error=error)

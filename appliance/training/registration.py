@@ -567,7 +567,7 @@ def _lightgbm_to_onnx(raw: bytes, path: Path, model: str, names: list[str], task
     """(the booster, its ONNX bytes), converted the way the pipeline's export converts its own."""
     import lightgbm as lgb
 
-    from appliance.training.lightgbm_trainer import float32_thresholds
+    from appliance.training.lightgbm_trainer import float32_thresholds, positional_names
 
     try:
         text = raw.decode()
@@ -597,7 +597,7 @@ def _lightgbm_to_onnx(raw: bytes, path: Path, model: str, names: list[str], task
             f"{', '.join(names)} (in the spec's order)"
         )
     named = booster.feature_name()
-    if named != [f"Column_{i}" for i in range(width)] and named != names:
+    if named != positional_names(width) and named != names:
         raise InvalidInput(
             f"the LightGBM model's features are {named}; '{model}' feeds {names} in this order — "
             "train on the columns in the spec's order"

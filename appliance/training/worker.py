@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import queue
@@ -9,7 +10,7 @@ import signal
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, overload
 
@@ -34,6 +35,10 @@ class TrainingInterrupted(ApplianceError):
     title = "Training interrupted"
 
 
+class StoppedBySignal(errors.TrainingStopped):
+    """The run ended resumably because the process waiting for it received SIGINT or SIGTERM and passed it on."""
+
+
 @overload
 def train_in_worker(
     root: Path,
@@ -45,6 +50,7 @@ def train_in_worker(
     retrain: Literal[False] = ...,
     new_run_id: str | None = ...,
     say: Callable[[str], None] = ...,
+    forward_signals: bool = ...,
 ) -> TrainingOutcome: ...
 @overload
 def train_in_worker(
@@ -57,6 +63,7 @@ def train_in_worker(
     retrain: bool = ...,
     new_run_id: str | None = ...,
     say: Callable[[str], None] = ...,
+    forward_signals: bool = ...,
 ) -> TrainingOutcome | NothingNew: ...
 def train_in_worker(
     root: Path,
@@ -68,6 +75,7 @@ def train_in_worker(
     retrain: bool = False,
     new_run_id: str | None = None,
     say: Callable[[str], None] = lambda _: None,
+    forward_signals: bool = False,
 ) -> TrainingOutcome | NothingNew:
     """Run the pipeline for a model in a fresh (spawned) process and return its TrainingOutcome, or a retrain's
     NothingNew (``retrain`` and ``new_run_id`` as in ``pipeline.train``).
@@ -75,9 +83,11 @@ def train_in_worker(
     The worker holds the model's run lock itself, so if it dies the lock goes with it. User
     errors in the worker are raised here as the same appliance error; a killed worker raises
     TrainingInterrupted after its run is marked failed (and resumable).
-    """
-    from appliance.training.pipeline import NothingNew, TrainingOutcome
 
+    With ``forward_signals`` (the main thread of a command waiting for the run), a SIGINT or SIGTERM this process
+    receives is passed to the worker, which stops at its next safe point; a second one kills it at once. Either
+    way the run is left failed and resumable, and StoppedBySignal is raised.
+    """
     context = multiprocessing.get_context("spawn")  # no fork: the parent may hold threads and open databases
     messages = context.Queue()
     worker = context.Process(
@@ -87,40 +97,77 @@ def train_in_worker(
         args=(str(root), model, actor, resume, run_id, retrain, new_run_id, messages),
     )
     worker.start()
+    received: list[int] = []
     try:
-        while True:
-            try:
-                kind, payload = messages.get(timeout=0.2)
-            except queue.Empty:
-                if worker.is_alive():
-                    continue
-                try:  # the worker may have posted its last message just before it ended
-                    kind, payload = messages.get(timeout=1)
-                except queue.Empty:
-                    worker.join()
-                    _after_death(Path(root), model, worker.pid, worker.exitcode, say)
-            if kind == "say":
-                say(payload)
-            elif kind == "progress":  # the worker's progress line, on this process's terminal if it has one
-                progress.draw(*payload)
-            elif kind == "done":
-                worker.join()
-                return msgspec.convert(payload, TrainingOutcome)
-            elif kind == "nothing new":
-                worker.join()
-                return msgspec.convert(payload, NothingNew)
-            elif kind == "error":
-                worker.join()
-                name, message = payload
-                error = getattr(errors, name, None) or getattr(storage_errors, name, ApplianceError)
-                raise error(message)
-            else:  # "crash": a bug, not a user error; keep the worker's traceback
-                worker.join()
-                raise RuntimeError(f"the training worker failed:\n{payload}")
+        with _passing_signals(worker, received) if forward_signals else contextlib.nullcontext():
+            return _wait_for(worker, messages, Path(root), model, say)
+    except (errors.TrainingStopped, TrainingInterrupted) as e:
+        if received:
+            raise StoppedBySignal(str(e)) from None
+        raise
     finally:
         if worker.is_alive():  # we were interrupted (Ctrl-C): the run must not go on unattended
             worker.terminate()
             worker.join(10)
+
+
+@contextlib.contextmanager
+def _passing_signals(worker: multiprocessing.process.BaseProcess, received: list[int]) -> Iterator[None]:
+    """While the block runs, SIGINT and SIGTERM go to the worker (the first asks it to stop, a second kills it)
+    instead of ending this process, which waits for the worker to record where it stopped."""
+
+    pid = worker.pid
+    assert pid is not None, "the worker has started"
+
+    def pass_on(signum: int, _frame: object) -> None:
+        received.append(signum)
+        with contextlib.suppress(ProcessLookupError):  # it has just ended
+            os.kill(pid, signum if len(received) == 1 else signal.SIGKILL)
+
+    stopping = (signal.SIGINT, signal.SIGTERM)
+    previous = {s: signal.signal(s, pass_on) for s in stopping}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+def _wait_for(
+    worker: multiprocessing.process.BaseProcess, messages, root: Path, model: str, say: Callable[[str], None]
+) -> TrainingOutcome | NothingNew:
+    """The worker's outcome, relaying what it says and draws meanwhile; its errors raised here."""
+    from appliance.training.pipeline import NothingNew, TrainingOutcome
+
+    while True:
+        try:
+            kind, payload = messages.get(timeout=0.2)
+        except queue.Empty:
+            if worker.is_alive():
+                continue
+            try:  # the worker may have posted its last message just before it ended
+                kind, payload = messages.get(timeout=1)
+            except queue.Empty:
+                worker.join()
+                _after_death(root, model, worker.pid, worker.exitcode, say)
+        if kind == "say":
+            say(payload)
+        elif kind == "progress":  # the worker's progress line, on this process's terminal if it has one
+            progress.draw(*payload)
+        elif kind == "done":
+            worker.join()
+            return msgspec.convert(payload, TrainingOutcome)
+        elif kind == "nothing new":
+            worker.join()
+            return msgspec.convert(payload, NothingNew)
+        elif kind == "error":
+            worker.join()
+            name, message = payload
+            error = getattr(errors, name, None) or getattr(storage_errors, name, ApplianceError)
+            raise error(message)
+        else:  # "crash": a bug, not a user error; keep the worker's traceback
+            worker.join()
+            raise RuntimeError(f"the training worker failed:\n{payload}")
 
 
 def _after_death(root: Path, model: str, pid: int, exitcode: int | None, say: Callable[[str], None]) -> None:
@@ -153,7 +200,7 @@ def _stop_with(parent: multiprocessing.process.BaseProcess | None) -> None:
     def watch() -> None:
         while os.getppid() == pid:
             time.sleep(PARENT_POLL_S)
-        stop.request_stop()
+        stop.request_stop(why="the end of the command that started it")
 
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
@@ -165,7 +212,8 @@ def _work(
     from appliance.training.pipeline import NothingNew, train
 
     os.nice(WORKER_NICENESS)
-    signal.signal(signal.SIGTERM, stop.request_stop)  # checkpoint and end at the next safe point
+    for stopping in (signal.SIGINT, signal.SIGTERM):  # end at the next safe point, resumably; not a traceback
+        signal.signal(stopping, stop.request_stop)
     _stop_with(multiprocessing.parent_process())
     progress.draw_with(lambda line, last: messages.put(("progress", (line, last))))
     try:
