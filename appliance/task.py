@@ -4,7 +4,8 @@ Every part of the loop that reads a model's output asks its ``Task``: what the t
 ONNX export return per row, how the target's values become training labels, which metric judges a
 version, and how an answer reads. The output of ``n`` rows is, by task:
 
-- ``binary``: a float array [n], the probability of class 1 (the ONNX output ``probabilities`` [n, 2]);
+- ``binary``: a float array [n], the probability of class 1 (the ONNX output ``probabilities`` [n, 2]): the
+  positive class, 1 of a 0/1 (or true/false) target, or the text value ``[target] positive`` names;
 - ``multiclass``: a float array [n, k], the probability of each class in ``classes`` order (``probabilities``);
 - ``regression``: a float array [n], the predicted value (the ONNX output ``value`` [n, 1]).
 
@@ -47,6 +48,11 @@ class Task:
         return self.kind != "regression"
 
     @property
+    def flags(self) -> bool:
+        """A binary model of a 0/1 or true/false target, not of two text values (negative, positive)."""
+        return self.kind == "binary" and self.classes == (0, 1)
+
+    @property
     def metric(self) -> str:
         return DEFAULT_METRIC[self.kind]
 
@@ -60,9 +66,13 @@ class Task:
         return np.array([index.get(label_text(v), -1) for v in values], dtype=np.int64)
 
     def labels(self, values) -> np.ndarray:
-        """The training labels of target values: class indices for classifiers, float64 for regression."""
+        """The training labels of target values (a list, an array or a column): class indices for classifiers
+        (a text binary target's positive value is 1), float64 for regression. The one conversion of the
+        user's labels: training, evaluation, gates and monitoring's reference all read them through it."""
         if self.kind == "regression":
             return np.asarray(values, dtype=np.float64)
+        if self.flags:  # 0/1 or true/false already are the indices: no lookup per row
+            return np.asarray(values).astype(np.int8)
         return self.codes(values)
 
     def predicted_codes(self, output: np.ndarray) -> np.ndarray:
@@ -75,7 +85,7 @@ class Task:
         """One row's answer in the API: by task, probability and label; class and probabilities; value."""
         if self.kind == "binary":
             p = float(output_row)
-            return {"probability": p, "label": int(p >= self.threshold)}
+            return {"probability": p, "label": self.classes[int(p >= self.threshold)]}
         if self.kind == "multiclass":
             row = [float(v) for v in output_row]
             best = max(range(len(row)), key=row.__getitem__)

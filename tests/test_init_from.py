@@ -667,7 +667,7 @@ def refusals_csv(path: Path, n: int = 600) -> Path:
         ),
         (("--target", "price", "--task", "binary"), ("--task binary", "pass --task regression for a number")),
         (("--target", "flag", "--task", "multiclass"), ("three or more classes", "pass --task binary")),
-        (("--target", "answer"), ("two values ['no', 'yes']", "map them to 0/1")),
+        (("--target", "answer", "--positive", "maybe"), ("--positive 'maybe' is not a value", "--positive yes")),
         (("--target", "answer", "--task", "regression"), ("--task regression", "holds text")),
         (("--target", "constant"), ("a single value [7]", "nothing to learn")),
         (("--target", "constant", "--task", "regression"), ("a single value [7]",)),

@@ -37,6 +37,13 @@ def register(commands: Subcommands) -> None:
         help="--from: what the model predicts (default: guessed from the target's values)",
     )
     init.add_argument(
+        "--positive",
+        default=None,
+        metavar="VALUE",
+        help="--from: which of a text target's two values is the positive class, e.g. 'bad' (default: refused "
+        "unless plain, as yes of yes/no); the model gives its probability and the answers say the values",
+    )
+    init.add_argument(
         "--time",
         default=None,
         metavar="COLUMN",
@@ -140,7 +147,7 @@ def _init(args: argparse.Namespace) -> int:
         return _init_from(args)
     drafting = [
         flag
-        for flag in ("target", "task", "time", "time_format", "entity", "name", "out")
+        for flag in ("target", "task", "positive", "time", "time_format", "entity", "name", "out")
         if getattr(args, flag) is not None
     ]
     if drafting:
@@ -188,6 +195,7 @@ def _init_from(args: argparse.Namespace) -> int:
         name=args.name,
         task=args.task,
         time_format=args.time_format,
+        positive=args.positive,
     )
     with open_home(args, must_exist=False) as home:
         known = {m.name: m.spec_path for m in home.registry.models()}

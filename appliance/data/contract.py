@@ -12,7 +12,7 @@ import msgspec
 import polars as pl
 
 from appliance.data.sources import SEPARATORS
-from appliance.data.values import time_format_problem
+from appliance.data.values import BOOLEAN_TEXT, time_format_problem
 from appliance.errors import InvalidInput
 from appliance.spec import EventHorizon
 from appliance.spec.durations import check_duration, parse_duration
@@ -255,7 +255,7 @@ def cast_column(rule: FieldRule, source: pl.DataType) -> pl.Expr:
             return pl.lit(None, target)
     if rule.type == "boolean" and source == pl.String:
         lowered = col.str.strip_chars().str.to_lowercase()
-        return pl.when(lowered.is_in(["true", "1"])).then(True).when(lowered.is_in(["false", "0"])).then(False)
+        return lowered.replace_strict(BOOLEAN_TEXT, default=None, return_dtype=pl.Boolean)
     if rule.type == "boolean" and source.is_numeric():
         return pl.when(col == 1).then(True).when(col == 0).then(False)  # a flag is 0 or 1; 2 is not a boolean
     if rule.type in ("integer", "float") and source == pl.Boolean:

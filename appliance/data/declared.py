@@ -42,10 +42,18 @@ def model_contract(spec: ModelSpec) -> DataContract:
 
 def model_task(spec: ModelSpec, contract: DataContract | None = None) -> Task:
     """What the model predicts: the spec's task, with a multiclass target's classes (declared in the spec,
-    else the contract's allowed values for the target)."""
-    target = spec.target
-    if target.task == "binary":
+    else the contract's allowed values for the target), or a text binary target's two values, the negative
+    one first (the contract's allowed values, the spec's ``positive`` second: label 1)."""
+    target, positive = spec.target, spec.target.positive
+    if target.task == "binary" and positive is None:
         return Task("binary", (0, 1), target.threshold)
+    if target.task == "binary" and positive is not None:
+        rule = _rules(contract or model_contract(spec)).get(target.column)
+        problem = _positive_problem(positive, rule) if rule else f"'{target.column}' is not a contract field"
+        if rule is None or problem:
+            raise InvalidInput(f"model spec {spec.path or spec.name}: {problem}")
+        (negative,) = (str(v) for v in rule.allowed_values or [] if v != positive)
+        return Task("binary", (negative, positive), target.threshold)
     if target.task == "regression":
         return Task("regression", ())
     classes = target.classes
@@ -155,7 +163,7 @@ def check_entity_file(spec: ModelSpec, frame: pl.DataFrame | None = None) -> Non
 
 # The contract types a target of each task reads from.
 TARGET_TYPES = {
-    "binary": {"integer", "boolean", "float"},
+    "binary": {"integer", "boolean", "float", "string"},  # text: two values, [target] positive names one
     "multiclass": {"string", "integer"},
     "regression": {"float", "integer"},
 }
@@ -175,6 +183,9 @@ def _target_disagreement(spec: ModelSpec, rule: FieldRule) -> list[str]:
                 f"(it reads from {readable}){hint}"
             )
         ]
+    if task == "binary" and (rule.type == "string" or spec.target.positive is not None):
+        problem = _positive_problem(spec.target.positive, rule)
+        return [problem] if problem else []
     classes = spec.target.classes
     if task == "multiclass" and classes is not None:
         typed = str if rule.type == "string" else int
@@ -206,6 +217,29 @@ def _target_disagreement(spec: ModelSpec, rule: FieldRule) -> list[str]:
             )
         ]
     return []
+
+
+def _positive_problem(positive: str | None, rule: FieldRule) -> str | None:
+    """What keeps a binary target of text (or one with ``positive`` set) from reading as 0/1, or None: it is
+    text, the contract lists its two values, and ``positive`` names one of them."""
+    if rule.type != "string":
+        return (
+            f"[target] positive names a text target's positive value, but '{rule.name}' is a {rule.type} in the "
+            "contract (its 1 or true is the positive class); remove positive"
+        )
+    values = [str(v) for v in rule.allowed_values or []]
+    if len(values) != 2:
+        return (
+            f"the binary target '{rule.name}' is text: the contract must list its two values as allowed_values "
+            f"(it lists {values or 'none'})"
+        )
+    if positive not in values:
+        said = "names none" if positive is None else f"names {positive!r}"
+        return (
+            f"the binary target '{rule.name}' holds {values[0]!r} and {values[1]!r}; [target] positive {said}: "
+            f'set positive = "{values[0]}" or "{values[1]}", the class the model gives the probability of'
+        )
+    return None
 
 
 def _disagreement(name: str, feature_type: str, rule: FieldRule) -> list[str]:

@@ -10,6 +10,7 @@ import json
 import math
 import os
 import re
+import shlex
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -25,7 +26,7 @@ from appliance.data.contract import (
     load_contract,
 )
 from appliance.data.sources import read_source
-from appliance.data.values import time_format_problem
+from appliance.data.values import BOOLEAN_PAIRS, time_format_problem
 from appliance.errors import InvalidInput
 from appliance.spec import ValidationSection, load_spec
 from appliance.task import TaskKind
@@ -49,6 +50,14 @@ _CLOCKS = (" %H:%M:%S", " %H:%M", "")
 _LOOKS_DATED = re.compile(r"\s*\d{1,2}[/.-]\d{1,2}[/.-]\d{4}")
 _ISO_WHY = "text that parses as ISO 8601 times, read as UTC where no offset is given"
 _TEXT = (pl.String, pl.Categorical, pl.Enum)
+# Pairs of text values of which one plainly is the positive class (lower-cased); any other pair is the user's
+# to name with --positive: is "bad" of good/bad, or "churned" of churned/stayed, the class wanted? Usually,
+# but a draft does not guess.
+_PLAIN_POSITIVE = {
+    frozenset({"yes", "no"}): "yes",
+    frozenset({"y", "n"}): "y",
+    frozenset({"positive", "negative"}): "positive",
+}
 
 
 class Draft(msgspec.Struct):
@@ -67,6 +76,7 @@ class _Target(msgspec.Struct):
     task: TaskKind
     classes: list[str | int] | None  # multiclass: the classes seen, sorted (the model's output order)
     why: str
+    positive: str | None = None  # binary of two text values: the positive one (label 1)
 
 
 class _TextTimes(msgspec.Struct):
@@ -96,10 +106,12 @@ def draft_model(
     name: str | None = None,
     task: TaskKind | None = None,
     time_format: str | None = None,
+    positive: str | None = None,
 ) -> Draft:
     """Infer a data contract and a model spec from ``source``; nothing is written (see ``write_draft``).
     ``task`` None: guessed from the target's values (see ``_target``); ``time_format``: how the file's text
-    times are spelled, None: ISO 8601, or a day-first or month-first spelling the data settle."""
+    times are spelled, None: ISO 8601, or a day-first or month-first spelling the data settle; ``positive``: which
+    of a text target's two values is the positive class (None: refused unless plain, see ``_text_binary``)."""
     source, out = Path(source), Path(out)
     name = _model_name(source, name)
     spec_path, contract_path = out / f"{name}.toml", out / f"{name}.contract.toml"
@@ -119,7 +131,7 @@ def draft_model(
         raise InvalidInput(f"--target, --time and --entity must name different columns, got {roles}")
 
     assumptions: list[str] = []
-    drafted = _target(frame, source, target, task)
+    drafted = _target(frame, source, target, task, positive)
     times = _text_times(frame, time_format)
     time = _time_column(frame, source, time, times, assumptions)
     columns: dict[str, _Column] = {}
@@ -159,9 +171,9 @@ def draft_model(
         f"freshness: max_staleness {staleness} — {staleness_why}",
     ]
 
-    # a binary target as 0/1 (a boolean column too), a class as itself, a value as a float
+    # a binary target as 0/1 (a boolean column too, a text one 1 where positive), a class as itself, a value as a float
     label = {
-        "binary": pl.col(target).cast(pl.Int8),
+        "binary": (pl.col(target) if drafted.positive is None else pl.col(target) == drafted.positive).cast(pl.Int8),
         "multiclass": pl.col(target),
         "regression": pl.col(target).cast(pl.Float64),
     }[drafted.task]
@@ -334,8 +346,10 @@ def _base_type(frame: pl.DataFrame, column: str, times: _TextTimes) -> tuple[str
     if isinstance(dtype, (pl.Datetime, pl.Date)):
         return "timestamp", "dates/times"
     if isinstance(dtype, _TEXT):
-        if set(values.cast(pl.String).str.to_lowercase().unique()) <= {"true", "false"}:
-            return "boolean", 'text that is only "true"/"false"'
+        spelled = set(values.cast(pl.String).str.strip_chars().str.to_lowercase().unique())
+        pair = next((sorted(p, reverse=True) for p in BOOLEAN_PAIRS if spelled <= p), None)
+        if pair is not None:
+            return "boolean", f'text that is only "{pair[0]}"/"{pair[1]}" (any case), read as true/false'
         if column in times.formats:
             return "timestamp", times.formats[column][1]
         if column in times.unsettled:
@@ -432,10 +446,11 @@ def _range(rule: FieldRule, values: pl.Series) -> tuple[FieldRule, str]:
     )
 
 
-def _target(frame: pl.DataFrame, source: Path, target: str, task: TaskKind | None) -> _Target:
+def _target(frame: pl.DataFrame, source: Path, target: str, task: TaskKind | None, positive: str | None) -> _Target:
     """The target's contract rule and the model's task: ``task`` as given, else guessed from the values —
-    two values coded 0/1 or true/false are binary; text with 3..50 values, or whole numbers with 3..20,
-    are classes; other numbers are a value to predict. Values that do not fit the task are refused."""
+    two values coded 0/1 or true/false, or two texts (``positive`` naming the positive one), are binary; text
+    with 3..50 values, or whole numbers with 3..20, are classes; other numbers are a value to predict. Values
+    that do not fit the task are refused."""
     series = frame[target]
     values = series.drop_nulls()
     dtype = series.dtype
@@ -465,10 +480,17 @@ def _target(frame: pl.DataFrame, source: Path, target: str, task: TaskKind | Non
         )
     seen = sorted(values.cast(pl.String).unique().to_list()) if text else sorted(values.unique().to_list())
     distinct = len(seen)
+    named = text and coded == "text" and distinct == 2  # two texts: binary, one of them the positive class
+    if positive is not None and not (named and task in (None, "binary")):
+        raise InvalidInput(
+            f"--positive names one of a binary target's two text values; {where} holds {distinct:,} distinct "
+            f"value(s) {_short(seen)}{' (its 1 or true is the positive class)' if coded == 'binary' else ''} — "
+            "leave --positive out"
+        )
     guessed = task is None
     if guessed:
-        task = _guess_task(where, coded, seen)
-    elif task == "binary" and coded != "binary":
+        task = "binary" if named else _guess_task(where, coded, seen)
+    elif task == "binary" and coded != "binary" and not named:
         ways = ["map them to 0/1 in the file (1 for the class the model gives the probability of)"] * (distinct == 2)
         ways += ["pass --task multiclass for classes"] * (coded in ("text", "whole") and distinct >= 3)
         ways += ["pass --task regression for a number"] * (coded in ("whole", "number") and distinct >= 2)
@@ -483,7 +505,8 @@ def _target(frame: pl.DataFrame, source: Path, target: str, task: TaskKind | Non
             "whole numbers — pass --task regression for a number"
             if coded == "number"
             else f"--task multiclass: {where} holds {distinct} distinct value(s) {_short(seen)}; a multiclass target "
-            "has three or more classes — for two, pass --task binary with them coded 0/1 or true/false"
+            "has three or more classes — for two, pass --task binary (with --positive VALUE naming the positive "
+            "one of two texts)"
         )
     elif task == "regression" and coded not in ("whole", "number") and not (coded == "binary" and dtype.is_numeric()):
         flags = coded == "binary" or dtype == pl.Boolean
@@ -506,6 +529,8 @@ def _target(frame: pl.DataFrame, source: Path, target: str, task: TaskKind | Non
 
     nullable = series.null_count() > 0
     unlabelled = f"; {series.null_count():,} rows without a label are kept as unlabelled" if nullable else ""
+    if task == "binary" and named:
+        return _text_binary(target, where, seen, positive, values, nullable, unlabelled)
     if task == "binary":
         rule, why = _binary_rule(target, values, dtype, nullable)
         return _Target(rule, "binary", None, f"{why}{unlabelled}")
@@ -591,6 +616,48 @@ def _guess_task(where: str, coded: str, seen: list) -> TaskKind:
     if coded == "whole" and distinct <= CODES_MAX:
         return "multiclass"
     return "regression"
+
+
+def _text_binary(
+    target: str, where: str, seen: list[str], positive: str | None, values: pl.Series, nullable: bool, unlabelled: str
+) -> _Target:
+    """A target of two text values: binary, trained on 1 for the positive one, which ``positive`` (--positive)
+    names, else the values when one plainly is it (yes of yes/no, see ``_PLAIN_POSITIVE``); no other guess."""
+    if positive is None:
+        plain = _PLAIN_POSITIVE.get(frozenset(v.lower() for v in seen))
+        positive = next((v for v in seen if v.lower() == plain), None)
+        if positive is None:
+            raise InvalidInput(
+                f"{where} holds two values {seen[0]!r} and {seen[1]!r}: a binary target — pass --positive "
+                f"{shlex.quote(seen[0])} or --positive {shlex.quote(seen[1])}, the class the model gives the "
+                "probability of"
+            )
+        other = next(v for v in seen if v != positive)
+        how = (
+            f"of {seen[0]!r} and {seen[1]!r}, {positive!r} plainly is the positive one; "
+            f"--positive {shlex.quote(other)} for the other"
+        )
+    elif positive not in seen:
+        raise InvalidInput(
+            f"--positive {positive!r} is not a value of {where}, which holds {seen[0]!r} and {seen[1]!r} — pass "
+            f"--positive {shlex.quote(seen[0])} or --positive {shlex.quote(seen[1])}"
+        )
+    else:
+        how = "--positive"
+    share = values.cast(pl.String).eq(positive).to_numpy().mean()
+    listed: list[str | int | float] = [*seen]
+    rule = FieldRule(target, "string", nullable=nullable, allowed_values=listed)
+    return _Target(
+        rule,
+        "binary",
+        None,
+        (
+            f"the target, two text values (string, allowed_values {_short(seen)}), positive {positive!r} ({how}): "
+            f"the model gives its probability, trained on it as 1; {share:.1%} positive over {values.len():,} "
+            f"labelled rows{unlabelled}"
+        ),
+        positive,
+    )
 
 
 def _binary_rule(target: str, values: pl.Series, dtype: pl.DataType, nullable: bool) -> tuple[FieldRule, str]:
@@ -934,7 +1001,7 @@ def _spec_toml(
     max_missing: float,
 ) -> str:
     description = {
-        "binary": f"Probability that {target} is positive",
+        "binary": f"Probability that {target} is {'positive' if drafted.positive is None else repr(drafted.positive)}",
         "multiclass": f"Which of its {len(drafted.classes or [])} classes {target} is, with each class's probability",
         "regression": f"The value of {target}",
     }[drafted.task]
@@ -958,6 +1025,11 @@ def _spec_toml(
     lines += [f"event_time = {_str(time)}", "request = ["]
     lines += [f"    {{ name = {_str(c)}, type = {_str(t)} }}," for c, t in features]
     lines += ["]", "", "[target]", f"column = {_str(target)}"]
+    if drafted.task == "binary" and drafted.positive is not None:
+        lines.append(
+            f"positive = {_str(drafted.positive)}   # the positive class: the model gives its probability; the "
+            "other is the negative"
+        )
     if drafted.task == "binary":
         lines.append("threshold = 0.5")
     elif drafted.task == "multiclass":

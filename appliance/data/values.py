@@ -8,7 +8,8 @@ them here; whole frames convert in ``contract.cast_columns``. The rules:
   canonical text (an integer's decimal digits), so ``42`` and ``"42"`` name one integer-keyed entity;
 - an event time is ISO 8601 text, text in the format its contract field declares, or a Unix timestamp
   in seconds (a JSON number);
-- a category may arrive as a string or an integer code; a boolean as true/false or 0/1.
+- a category may arrive as a string or an integer code; a boolean as true/false or 0/1 (a file's text may
+  also spell it yes/no or y/n, any case: ``BOOLEAN_TEXT``).
 
 Anything else is ``InvalidInput`` naming the field, the type it got and the type it needs. This
 module imports nothing heavy: the prediction log's writer process reads event times too.
@@ -34,6 +35,11 @@ TIME_DIRECTIVES = "%Y %y %m %d %b %B %H %I %p %M %S"
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1  # an integer key is stored as a 64-bit integer
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# The text a boolean field reads from, stripped and lower-cased: a file's column (the contract's cast) and a
+# logged value read back. A request sends a JSON true/false or 0/1, as a file's rows replayed are sent.
+BOOLEAN_TEXT = {"true": True, "1": True, "yes": True, "y": True, "false": False, "0": False, "no": False, "n": False}
+# Pairs of text a draft takes for a boolean column: the column holds one pair's spellings and nothing else.
+BOOLEAN_PAIRS = ({"true", "false"}, {"yes", "no"}, {"y", "n"})
 _TYPE_NAMES = {
     bool: "a boolean",
     str: "a string",

@@ -80,8 +80,11 @@ def retrain_cutoff(spec: ModelSpec, frame: pl.DataFrame) -> datetime:
     target = pl.col(spec.target.column)
     if spec.target.task == "regression":  # no classes: enough labelled rows
         counts = [target.is_not_null().sum().alias("_held0")]
-    else:  # each class the labels hold (binary: 0 and 1)
-        classes = [0, 1] if spec.target.task == "binary" else frame[spec.target.column].drop_nulls().unique().to_list()
+    elif spec.target.task == "binary":  # the positive class (1, true, or [target] positive's text) and the other
+        positive = target == (1 if spec.target.positive is None else spec.target.positive)
+        counts = [positive.sum().alias("_held0"), (~positive).sum().alias("_held1")]
+    else:  # each class the labels hold
+        classes = frame[spec.target.column].drop_nulls().unique().to_list()
         counts = [(target == c).sum().alias(f"_held{i}") for i, c in enumerate(classes)]
     per_day = (
         frame.group_by(pl.col(spec.features.event_time).dt.truncate("1d").alias("day"))

@@ -97,8 +97,9 @@ def whole_windows(frame: pl.DataFrame, event_time: str, window: str) -> pl.DataF
 
 def with_task_labels(reference: pl.DataFrame, label: str, task: Task) -> pl.DataFrame:
     """The reference with its target values turned into the labels the prediction log's feedback holds:
-    a multiclass class index (null outside the classes), a regression value as a float; binary as stored."""
-    if task.kind == "binary" or label not in reference.columns:
+    a class index (null outside the classes: a text binary target's positive value is 1), a regression value
+    as a float; a 0/1 or true/false binary target as stored."""
+    if task.flags or label not in reference.columns:
         return reference
     if task.kind == "regression":
         return reference.with_columns(pl.col(label).cast(pl.Float64))
@@ -111,14 +112,11 @@ def reference_metrics(reference: pl.DataFrame, label: str, task: Task) -> dict[s
     out-of-sample outputs (``label``: the target column, as the data has it): binary AUC, positive rate, …;
     multiclass accuracy, macro F1, each class's share of the rows (``share.<class>``), …; regression RMSE,
     MAE, R², …. Empty without two classes (classifiers) or two values (regression)."""
-    if task.kind == "binary":
-        labelled = reference.drop_nulls([SCORE, label])
-        if labelled[label].n_unique() < 2:
-            return {}
-        return binary_metrics(labelled[label].to_numpy(), labelled[SCORE].to_numpy(), task.threshold)
     labelled = with_task_labels(reference, label, task).drop_nulls([SCORE, label])
     if labelled[label].n_unique() < 2:
         return {}
+    if task.kind == "binary":
+        return binary_metrics(labelled[label].to_numpy(), labelled[SCORE].to_numpy(), task.threshold)
     return evaluate(task, labelled[label].to_numpy(), task_output(labelled, task))
 
 

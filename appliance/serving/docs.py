@@ -53,8 +53,14 @@ def prediction_schema(task: Task | None, kind: str = "binary") -> dict:
             "required": ["probability", "label"],
             "title": "binary",
             "properties": {
-                "probability": {"type": "number", "description": "the probability of label 1"},
-                "label": {"type": "integer", "enum": [0, 1]},
+                "probability": {
+                    "type": "number",
+                    "description": "the probability of the positive class: 1, or the value [target] positive names",
+                },
+                "label": {
+                    **({"enum": list(task.classes)} if task is not None else {"type": ["integer", "string"]}),
+                    "description": "the class at or above the threshold: 0/1, or a text target's value",
+                },
             },
         }
     if kind == "regression":
@@ -92,9 +98,9 @@ def prediction_schema(task: Task | None, kind: str = "binary") -> dict:
 
 def outcome_schema(task: Task) -> dict:
     """What a model of ``task`` takes as an outcome (``serving.feedback`` reads it)."""
-    if task.kind == "binary":
+    if task.flags:
         return {"enum": [0, 1, True, False], "description": "1 or 0 (or true/false)"}
-    if task.kind == "multiclass":
+    if task.classifier:
         return {"enum": list(task.classes), "description": "the class, as declared (its text reads too)"}
     return {"type": "number", "minimum": -1e12, "maximum": 1e12, "description": "the observed value"}
 

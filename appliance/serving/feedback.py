@@ -1,8 +1,10 @@
 """Feedback outcomes in the terms of the model they are for, as the prediction log stores them.
 
 The log keeps one number per outcome (``storage.prediction_log``): a binary model's 0 or 1, a multiclass
-model's class INDEX (in the task's class order), a regression model's observed value. A client sends each
-as its model's task reads it: 0/1 or true/false; the class as declared ("cat", or 2, matched by canonical
+model's class INDEX (in the task's class order; a text binary target's positive value is 1), a regression
+model's observed value. A client sends each as its model's task reads it: 0/1 or true/false (a text binary
+target: its two values only, so no client has to know which one 1 is); the class as declared
+("cat", or 2, matched by canonical
 text as ``appliance.task`` matches labels); a finite number, within the min and max the data contract declares
 for the target (the value a batch would quarantine is no outcome either). Anything else is a 422 naming the field.
 
@@ -106,15 +108,16 @@ def _more(wrong: list) -> str:
 
 
 def _told(task: Task, stored: float) -> str:
-    """A stored outcome in the terms the client sent it: a multiclass model's class, else the number."""
-    return _shown(task.classes[int(stored)]) if task.kind == "multiclass" else _shown(stored)
+    """A stored outcome in the terms the client sent it: a classifier's class (0/1, or a text target's value),
+    else the number."""
+    return _shown(task.classes[int(stored)]) if task.classifier else _shown(stored)
 
 
 def expected(task: Task) -> str:
     """What a model of this task takes as an outcome, said to the client."""
-    if task.kind == "binary":
+    if task.flags:
         return "1 or 0 (or true or false)"
-    if task.kind == "multiclass":
+    if task.classifier:  # a multiclass model's classes, or a text binary target's two values
         return f"one of its classes: {', '.join(_shown(c) for c in task.classes)}"
     return "the observed value, a finite number"
 
@@ -122,9 +125,9 @@ def expected(task: Task) -> str:
 def _reader(task: Task):
     # The stored number of one sent outcome (a float, text or a flag, as the request decoded it); None if it
     # is not of the task's kind.
-    if task.kind == "binary":
+    if task.flags:
         return lambda v: float(v) if type(v) is bool or v in (0, 1) else None
-    if task.kind == "multiclass":
+    if task.classifier:
         index = {text: float(i) for i, text in enumerate(task.class_text())}
         # true/false is no class, even where 1 is: a flag sent as a class is a mistake to say, not to guess at
         return lambda v: None if type(v) is bool else index.get(label_text(v))

@@ -301,7 +301,8 @@ class PredictEndpoint:
         self._log_rows(s.route, s.arm, s.request_id, s.records, columns, seconds, 200)
         if (shadow := s.route.shadow) is not None:
             self._start_shadow(shadow, s.route.deployment_id, s.request_id, s.records, s.single)
-        threshold = model.threshold
+        # the label as the target holds it: 0/1, or a text target's value (the log keeps its index)
+        threshold, labels = model.threshold, model.task.classes
         if s.single:
             p = probabilities[0]
             body = {
@@ -309,14 +310,14 @@ class PredictEndpoint:
                 "version": model.version,
                 "request_id": s.request_id,
                 "probability": p,
-                "label": int(p >= threshold),
+                "label": labels[p >= threshold],
             }
         else:
             body = {
                 "model": name,
                 "version": model.version,
                 "request_id": s.request_id,
-                "predictions": [{"probability": p, "label": int(p >= threshold)} for p in probabilities],
+                "predictions": [{"probability": p, "label": labels[p >= threshold]} for p in probabilities],
             }
         return 200, [(b"content-type", _JSON), (b"x-request-id", s.request_id.encode())], _encode(body)
 
@@ -428,7 +429,8 @@ def answered(model: LoadedModel, outputs: list) -> tuple[list[dict | None], list
     """Each row's answer, and its logged output columns (probability, label, value, probabilities), from the
     model's outputs (Python values, as ``run(...).tolist()`` gives them; None for a row not scored).
 
-    By task, as ``storage.prediction_log`` keeps them: binary: the probability of class 1 and the label;
+    By task, as ``storage.prediction_log`` keeps them: binary: the probability of class 1 and the label (the
+    answer says it as the target holds it: 0/1, or a text target's value);
     multiclass: the chosen class's probability, its index, and every class's probability as a JSON list
     (the answer names the class as declared, and each class's probability by its text); regression: the value.
     """
@@ -439,7 +441,7 @@ def answered(model: LoadedModel, outputs: list) -> tuple[list[dict | None], list
         threshold = task.threshold
         for p in outputs:
             label = None if p is None else int(p >= threshold)
-            answers.append(None if p is None else {"probability": p, "label": label})
+            answers.append(None if label is None else {"probability": p, "label": task.classes[label]})
             columns.append((p, label, None, None))
     elif task.kind == "multiclass":
         classes, texts = task.classes, model.class_texts

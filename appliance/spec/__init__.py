@@ -135,13 +135,20 @@ class FeaturesSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 class TargetSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     column: str  # the label column of the source
-    task: TaskKind = "binary"  # binary (labels 0/1), multiclass (one of classes) or regression (a number)
+    task: TaskKind = "binary"  # binary (0/1, true/false or two texts), multiclass (one of classes), regression
     classes: list[str | int] | None = (
         None  # multiclass: the labels, in output order (default: the contract's allowed_values)
     )
     threshold: float = 0.5  # binary: probability at or above which the label is 1
+    positive: str | None = None  # binary: which of a text target's two values is the positive class ("bad")
 
     def __post_init__(self) -> None:
+        if self.positive is not None and self.task != "binary":
+            raise FieldError(
+                "positive",
+                f"a {self.task} target has no positive class (it names one of a binary target's two text values); "
+                "remove it or set the task",
+            )
         if self.classes is None:
             return
         if self.task != "multiclass":

@@ -38,7 +38,7 @@ from appliance.data.contract import (
 )
 from appliance.data.declared import model_task
 from appliance.data.ingest import IngestReport, ingest, ingested_sources
-from appliance.data.values import entity_key, iso, request_time
+from appliance.data.values import BOOLEAN_TEXT, entity_key, iso, request_time
 from appliance.errors import InvalidInput
 from appliance.home import Home
 from appliance.spec import ModelSpec
@@ -111,10 +111,11 @@ def labelled_batch(home: Home, spec: ModelSpec, since: float = 0.0) -> tuple[pl.
 
 
 def target_value(task: Task, outcome: float) -> object:
-    """The target's value of a logged outcome: a multiclass model's class (the log keeps its index; the
-    contract types it, see ``contract_value``), else the outcome itself (0/1, or the observed value). An
-    index outside the classes stays as it is, for the contract check to quarantine its row."""
-    if task.kind == "multiclass" and float(outcome).is_integer() and 0 <= outcome < len(task.classes):
+    """The target's value of a logged outcome: a multiclass model's class or a text binary target's value (the
+    log keeps its index; the contract types it, see ``contract_value``), else the outcome itself (0/1, or the
+    observed value). An index outside the classes stays as it is, for the contract check to quarantine its row."""
+    named = task.classifier and not task.flags
+    if named and float(outcome).is_integer() and 0 <= outcome < len(task.classes):
         return task.classes[int(outcome)]
     return outcome
 
@@ -151,8 +152,8 @@ def contract_value(value: object, contract_type: str) -> object:
     elif contract_type == "boolean":
         if kind in (int, float) and value in (0, 1):
             return bool(value)
-        if kind is str and value.strip().lower() in ("true", "false", "1", "0"):
-            return value.strip().lower() in ("true", "1")
+        if kind is str and value.strip().lower() in BOOLEAN_TEXT:
+            return BOOLEAN_TEXT[value.strip().lower()]
     elif contract_type == "string":
         if kind is int or (kind is float and value.is_integer()):
             return str(int(value))

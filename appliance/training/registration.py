@@ -161,8 +161,8 @@ def _register(
         spec, evaluation.vocabulary_rows, evaluation.vocabulary_from, categories, entity_key_type(spec, contract)
     )
     x_eval = schema.encode_frame(evaluation.rows)
-    y_eval = _labels(task, evaluation.rows[spec.target.column])
-    y_before = None if evaluation.training_labels is None else _labels(task, evaluation.training_labels)
+    y_eval = task.labels(evaluation.rows[spec.target.column])
+    y_before = None if evaluation.training_labels is None else task.labels(evaluation.training_labels)
     output = model_output(sess, x_eval, task)
     parity = None
     if booster is not None:
@@ -271,10 +271,6 @@ def _register(
         categories_from,
         evaluation.quarantined,
     )
-
-
-def _labels(task: Task, target: pl.Series) -> np.ndarray:
-    return target.cast(pl.Int8).to_numpy() if task.kind == "binary" else task.labels(target.to_list())
 
 
 def _read(path: Path, what: str) -> bytes:

@@ -362,10 +362,11 @@ def _target_problems(ctx: RunContext, events: pl.DataFrame) -> list[str]:
         ]
     if task.kind == "binary":
         found = sorted({label_text(v) for v in values.unique().to_list()})
-        if not set(found) <= {"0", "1"}:
+        if not set(found) <= set(task.class_text()):
+            coded = "0/1 or true/false" if task.flags else f"{task.classes[0]!r} or {task.classes[1]!r}"
             return [
                 (
-                    f"the binary target '{target}' holds {found[:10]}; a binary target is 0/1 or true/false — "
+                    f"the binary target '{target}' holds {found[:10]}; a binary target is {coded} — "
                     'for more classes set task = "multiclass" under [target], for a number task = "regression"'
                 )
             ]
@@ -455,8 +456,7 @@ def _use_frame(ctx: RunContext, frame: pl.DataFrame) -> tuple[pl.DataFrame, pl.D
 def _xy(ctx: RunContext, part: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     assert ctx.schema is not None, "the schema is learnt from the training rows first"
     target = part[ctx.spec.target.column]
-    labels = target.cast(pl.Int8).to_numpy() if ctx.task.kind == "binary" else ctx.task.labels(target.to_list())
-    return ctx.schema.encode_frame(part), labels
+    return ctx.schema.encode_frame(part), ctx.task.labels(target)
 
 
 # -- train ---------------------------------------------------------------------------------------

@@ -160,7 +160,7 @@ def compare_with_production(
     else:
         newer = max(held_out_from, key=lambda v: (held_out_from[v], v))
         rows = references[newer]
-        y = _labels(task, rows[spec.target.column])
+        y = task.labels(rows[spec.target.column])
         label = evaluation_label(f"v{newer}'s", rows[t], rows.height)
         rows_from = "evaluation"
     outputs = {v: version_output(home, model, v, rows, task) for v in (candidate, production)}
@@ -252,7 +252,3 @@ def _live_label(spec: ModelSpec, live: pl.DataFrame, rows: int) -> str:
     if first == last:
         return f"live labelled window {first}, {rows:,} rows"
     return f"live labelled windows {first}..{last} ({window} each), {rows:,} rows"
-
-
-def _labels(task: Task, target: pl.Series) -> np.ndarray:
-    return target.cast(pl.Int8).to_numpy() if task.kind == "binary" else task.labels(target.to_list())
