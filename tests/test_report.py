@@ -140,7 +140,7 @@ def test_the_samples_report_after_live_traffic_in_a_headless_browser(server, tmp
     assert "auc" in section(dom, "performance")
 
     later = server.client.get("/v1/models/fraud/report", params={"since": "2026-10-20"})
-    assert later.status_code == 200 and "2026-10-20 to 2026-10-20 (1 windows, event time)" in later.text
+    assert later.status_code == 200 and "2026-10-20 to 2026-10-20 (1 window, event time)" in later.text
     assert server.client.get("/v1/models/fraud/report", params={"since": "10/20"}).status_code == 422
     assert server.client.get("/v1/models/nope/report").status_code == 404
 
@@ -177,7 +177,7 @@ def test_a_multiclass_models_report_through_the_cli(tmp_path: Path, monkeypatch)
     since = ok(root, "report", "triage", "--since", str(live["opened"].max().date()), "--out", "late.html")
     assert (
         since.startswith("wrote late.html: 1 window ")
-        and "(1 windows, event time)" in (tmp_path / "late.html").read_text()
+        and "(1 window, event time)" in (tmp_path / "late.html").read_text()
     )
 
     for args, message in (

@@ -132,6 +132,18 @@ def _spec(tmp_path: Path, old: str, new: str) -> Path:
         ("[validation]\n", '[validation]\nmetric = "rmse"\n', "validation.metric", "'rmse' is not a binary metric"),
         ("[target]\n", "[target]\nclasses = [1, 2, 3]\n", "target.classes", "a binary target has no classes"),
         ('window = "1d"', 'window = "1d"\npsi_bins = 1', "monitoring.psi_bins", "must be at least 2"),
+        (
+            '{ name = "amount", type = "float" },',
+            '{ name = "amount", type = "float" },\n    { name = "user_id", type = "category" },',
+            "features",
+            "the entity key 'user_id' is also listed as a feature",
+        ),
+        (
+            '{ name = "amount", type = "float" },',
+            '{ name = "amount", type = "float" },\n    { name = "is_fraud", type = "boolean" },',
+            "features",
+            "the target 'is_fraud' is also listed as a feature",
+        ),
     ],
 )
 def test_a_bad_spec_names_the_file_and_the_field(tmp_path, old, new, field, problem):

@@ -147,7 +147,8 @@ def _alert_time(text: str | None) -> datetime | None:
 def _header(home: Home, story: MonitoringStory, since: datetime | date | str | None) -> str:
     served = "none" if story.served_version is None else f"v{story.served_version}"
     if story.windows:
-        span = f"{_day(story.windows[0])} to {_day(story.windows[-1])} ({len(story.windows)} windows, event time)"
+        counted = _counted(len(story.windows), "window")
+        span = f"{_day(story.windows[0])} to {_day(story.windows[-1])} ({counted}, event time)"
     else:
         span = "no windows" + (f" since {since}" if since is not None else "")
     versions = ", ".join(f"v{v}" for v in story.versions) or "none"

@@ -320,6 +320,18 @@ def check_spec(spec: ModelSpec) -> None:
             "features",
             f"feature(s) {own} start with '_', as the appliance's own columns do; rename them (in the data too)",
         )
+    key, target = spec.features.entity_key, spec.target.column
+    if key is not None and key in names:  # the join and the log carry it as the key: as a feature too, twice
+        raise FieldError(
+            "features",
+            f"the entity key '{key}' is also listed as a feature; remove it from the features (a request carries "
+            "its key all the same)",
+        )
+    if target in names:
+        raise FieldError(
+            "features",
+            f"the target '{target}' is also listed as a feature (the model would read its answer); remove it",
+        )
     _check_features(spec.features, names)
     if spec.training.schedule is not None:
         _check_schedule("training.schedule", spec.training.schedule)
