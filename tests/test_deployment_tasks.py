@@ -114,8 +114,9 @@ class Log:
             ],
         )
 
-    def feedback(self, d: deployments.Deployment, ids: list[str], outcomes: list[float]) -> None:
-        assert self.store.attach_feedback(d.model, [(rid, 0, o) for rid, o in zip(ids, outcomes)]) == []
+    def feedback(self, d: deployments.Deployment, ids: list[str], outcomes: list[float], replace: bool = False) -> None:
+        sent = [(rid, 0, o) for rid, o in zip(ids, outcomes)]
+        assert self.store.attach_feedback(d.model, sent, replace=replace) == []
 
 
 def _classes(probabilities: list[list[float]]) -> list[dict]:
@@ -318,7 +319,7 @@ def test_regression_ab_compares_mean_absolute_error_per_arm_lower_being_better(h
         single = deployments.report(home, log.store, d)["ab"]
         assert single["arms"][1]["mae"] == 1.0 and single["difference"] == -3.0 and single["ci95"] is None
         assert single["verdict"] == "not enough outcomes yet: 4 and 1 of 3 an arm"
-        log.feedback(d, ids, [9, 18, 33])  # the first outcome corrected, the others arrived
+        log.feedback(d, ids, [9, 18, 33], replace=True)  # the first outcome corrected, the others arrived
         failed = log.predict(d, "candidate", [{}], status=500)
         log.feedback(d, failed, [25])  # a failed request has no value to score
         ab = deployments.report(home, log.store, d)["ab"]

@@ -22,6 +22,7 @@ import httpx
 import pytest
 
 from appliance.home import Home
+from appliance.serving.server import HEARTBEAT_SECONDS
 from tests.conftest import in_production, ok
 from tests.own_data import write_subscriptions
 from tests.test_service_env import _free_port, _ready
@@ -304,7 +305,19 @@ def metrics_view(appliance, at_least: int = 0) -> tuple[int, int, int]:
         views = {counted(answers[-1]) for answers in seen.values()}
         return len(seen) == WORKERS and len(views) == 1 and next(iter(views))[0] >= at_least
 
-    return counted(next(iter(until_every_worker(scrape, settled).values()))[-1])
+    def agreed() -> tuple[int, int, int]:
+        return counted(next(iter(until_every_worker(scrape, settled).values()))[-1])
+
+    # Both workers can agree on stale counts (each adds the other's last published ones): the view holds once
+    # it is the same a heartbeat later, when every count answered before it has been published.
+    view = agreed()
+    for _ in range(20):
+        time.sleep(1.5 * HEARTBEAT_SECONDS)
+        again = agreed()
+        if again == view:
+            return view
+        view = again
+    raise AssertionError(f"the workers' /metrics never held still: last {view}")
 
 
 def test_metrics_are_one_view_over_every_worker(appliance):
