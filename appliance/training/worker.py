@@ -189,7 +189,7 @@ def _after_death(root: Path, model: str, pid: int, exitcode: int | None, say: Ca
 
 
 def _stop_with(parent: multiprocessing.process.BaseProcess | None) -> None:
-    """Stop (as SIGTERM stops a run) once the process that started this worker is gone: killed, or its
+    """Stop (as a first Ctrl-C stops a run) once the process that started this worker is gone: killed, or its
     terminal closed, it no longer waits for the outcome, and the run must not go on unattended. Its pid is
     watched rather than its death signalled (Linux's PR_SET_PDEATHSIG), which would follow the thread that
     started the worker, not the process, and exists on Linux only."""
