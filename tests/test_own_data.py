@@ -14,6 +14,7 @@ import pytest
 from conftest import in_production, running_server
 from own_data import write_loans, write_subscriptions
 
+from appliance.alerts.actions import RETRAINS_PER_ALERT
 from appliance.cli import _example_request, main
 from appliance.data.snapshots import data_version, list_snapshots
 from appliance.home import Home
@@ -303,14 +304,19 @@ def test_up_serves_its_printed_example_and_an_accuracy_alert_retrains_on_the_fee
         from appliance.alerts.records import list_alerts
 
         critical = [a for a in list_alerts(h.conn, "subs", include_resolved=True) if a.rule == "accuracy-critical"]
-        assert critical and [a.action for a in critical[0].actions] == ["retrain"]
-        assert critical[0].actions[0].status in ("succeeded", "failed")  # a retrain ran; its gates judge it
+        assert critical and {a.action for a in critical[0].actions} == {"retrain"}
+        trained = [a for a in critical[0].actions if a.status != "skipped"]
         versions = h.registry.versions("subs")
         snapshots = list_snapshots(h.conn, "subs")
-    assert [v.version for v in versions] == [1, 2]
+    # A retrain ran and its gates judged it. A repeat firing retries one the gates rejected, on the labels
+    # that came back since, up to RETRAINS_PER_ALERT tries: how many ran depends on how the monitoring runs
+    # and the retrains interleave, so the rule is what is checked, not one count.
+    assert 1 <= len(trained) <= RETRAINS_PER_ALERT, critical[0].actions
+    assert all(a.status == "failed" for a in trained[:-1]) and trained[-1].status in ("succeeded", "failed")
+    assert [v.version for v in versions] == [1] + [a.detail["version"] for a in trained]
     # v2 was trained on the history and the labelled predictions that had come back when the alert fired.
-    assert len(snapshots) == 2 and "/feedback/" in snapshots[1].source and snapshots[1].rows > 0
-    assert versions[1].data_version == data_version(snapshots) != versions[0].data_version
+    assert "/feedback/" in snapshots[1].source and snapshots[1].rows > 0
+    assert versions[1].data_version == data_version(snapshots[:2]) != versions[0].data_version
 
 
 def _ready(url: str) -> bool:
