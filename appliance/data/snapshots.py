@@ -69,19 +69,19 @@ def record_snapshot(
                 (model,),
             ).fetchone()
             times = frame[event_time] if frame.height else None
-            row = dict(
-                hash=digest,
-                model=model,
-                path=shared,
-                rows=frame.height,
-                quarantined=quarantined,
-                source=source,
-                min_event_time=times.min().isoformat() if times is not None else None,
-                max_event_time=times.max().isoformat() if times is not None else None,
-                schema_json=json.dumps({k: str(v) for k, v in frame.schema.items()}),
-                parent=parent[0] if parent else None,
-                created_at=time.time(),
-            )
+            row = {
+                "hash": digest,
+                "model": model,
+                "path": shared,
+                "rows": frame.height,
+                "quarantined": quarantined,
+                "source": source,
+                "min_event_time": times.min().isoformat() if times is not None else None,
+                "max_event_time": times.max().isoformat() if times is not None else None,
+                "schema_json": json.dumps({k: str(v) for k, v in frame.schema.items()}),
+                "parent": parent[0] if parent else None,
+                "created_at": time.time(),
+            }
             conn.execute(
                 f"INSERT INTO snapshots ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})", tuple(row.values())
             )
