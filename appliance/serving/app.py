@@ -27,6 +27,7 @@ import appliance
 from appliance.data.declared import model_contract, model_task
 from appliance.errors import ApplianceError, InvalidInput, PayloadTooLarge
 from appliance.home import Home
+from appliance.serving import problems
 from appliance.serving.admin import admin_routes
 from appliance.serving.bodies import (
     DeploymentShown,
@@ -41,14 +42,6 @@ from appliance.serving.docs import OfflineDocs, SchemaJson, problem_responses
 from appliance.serving.feedback import TargetRange, expected, record_outcomes, stored_outcomes, target_range
 from appliance.serving.monitoring_routes import monitoring_routes
 from appliance.serving.predict import PredictEndpoint, model_name
-from appliance.serving.problems import (
-    BODY_TOO_LARGE,
-    MAX_BODY_BYTES,
-    PROBLEM,
-    error_response,
-    failure_body,
-    problem_body,
-)
 from appliance.serving.prometheus import CONTENT_TYPE
 from appliance.serving.report_route import report_routes
 from appliance.serving.request_body import TypedRequest, body_hint, validation_detail
@@ -65,7 +58,10 @@ MAX_FEEDBACK_ITEMS = 10_000
 def problem(status: int, title: str, detail: str, headers: dict[str, str] | None = None) -> Response:
     """An RFC 9457 problem document."""
     return Response(
-        content=problem_body(status, title, detail), status_code=status, media_type=PROBLEM, headers=headers
+        content=problems.problem_body(status, title, detail),
+        status_code=status,
+        media_type=problems.PROBLEM,
+        headers=headers,
     )
 
 
@@ -215,21 +211,21 @@ def create_app(home_root: Path, refresh_seconds: float = REFRESH_SECONDS, expose
         return Response(content=body, status_code=200 if not waiting else 503)
 
     def on_appliance_error(_: Request, exc: ApplianceError) -> Response:
-        status, headers, body = error_response(exc)
+        status, headers, body = problems.error_response(exc)
         return Response(
             content=body,
             status_code=status,
-            media_type=PROBLEM,
+            media_type=problems.PROBLEM,
             headers={k.decode(): v.decode() for k, v in headers if k != b"content-type"},
         )
 
     def on_storage_error(_: Request, exc: StorageError) -> Response:
-        return Response(content=failure_body(exc), status_code=500, media_type=PROBLEM)
+        return Response(content=problems.failure_body(exc), status_code=500, media_type=problems.PROBLEM)
 
     def on_http_error(request: Request, exc: HTTPException) -> Response:
         # Titles as the appliance's own errors word them, whichever part refused the request
         if exc.status_code == 413:  # Litestar's body limit: said as the predict route says it
-            return problem(413, PayloadTooLarge.title, BODY_TOO_LARGE)
+            return problem(413, PayloadTooLarge.title, problems.BODY_TOO_LARGE)
         if isinstance(exc, ValidationException):  # its 400, as a body decode_body refuses: 422 saying why
             return problem(InvalidInput.status, InvalidInput.title, validation_detail(exc, body_hint(request)))
         # its headers too: a 405's Allow names the methods the path takes
@@ -237,7 +233,7 @@ def create_app(home_root: Path, refresh_seconds: float = REFRESH_SECONDS, expose
 
     def on_unexpected(_: Request, exc: Exception) -> Response:
         log.exception("unexpected error", exc_info=exc)
-        return Response(content=failure_body(exc), status_code=500, media_type=PROBLEM)
+        return Response(content=problems.failure_body(exc), status_code=500, media_type=problems.PROBLEM)
 
     def served() -> dict[str, Task]:
         return {name: route.production.model.task for name, route in state.routes.items()}
@@ -266,7 +262,7 @@ def create_app(home_root: Path, refresh_seconds: float = REFRESH_SECONDS, expose
                 Exception: on_unexpected,
             },
             request_class=TypedRequest,  # bodies read strictly, refused as the predict route refuses them
-            request_max_body_size=MAX_BODY_BYTES,
+            request_max_body_size=problems.MAX_BODY_BYTES,
             openapi_config=openapi,
             logging_config=None,  # the process configures logging once, in the CLI
             debug=False,
