@@ -185,32 +185,23 @@ def ingest_accepts_all(home: Path, capsys: pytest.CaptureFixture, model: str, da
     assert f"read {rows:,} rows: {rows:,} accepted, 0 quarantined" in out
 
 
+def drafted_features(spec) -> str:
+    """The request features a draft chose, in order: "name type, name type"."""
+    return ", ".join(f"{f.name} {f.type}" for f in spec.features.request)
+
+
 def fields(contract_path: Path) -> dict:
     return {f.name: f for f in load_contract(contract_path).fields}
 
 
 def test_parquet_with_integer_keys_codes_and_flags(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     data = orders_parquet(tmp_path / "orders.parquet")
-    code, out, err = init_from(
-        tmp_path / "home",
-        capsys,
-        data,
-        "--target",
-        "returned",
-        "--entity",
-        "store_id",
-        "--out",
-        str(tmp_path / "specs"),
-    )
+    options = "--target returned --entity store_id".split()
+    code, out, err = init_from(tmp_path / "home", capsys, data, *options, "--out", str(tmp_path / "specs"))
     assert code == 0, err
     spec = load_spec(tmp_path / "specs" / "orders.toml")
     assert spec.features.entity_key == "store_id" and spec.features.event_time == "ordered_at"
-    assert [(f.name, f.type) for f in spec.features.request] == [
-        ("region_code", "category"),
-        ("is_promo", "boolean"),
-        ("basket", "float"),
-        ("items", "integer"),
-    ]
+    assert drafted_features(spec) == "region_code category, is_promo boolean, basket float, items integer"
     assert spec.target.column == "returned"
     assert spec.validation.min_auc == 0.6 and spec.validation.min_recall == 0.0 and spec.validation.segments == []
     assert 1 <= spec.training.eval_days < 20
@@ -261,12 +252,7 @@ def test_csv_with_text_times_and_no_entity(
     spec = load_spec(tmp_path / "readings.toml")
     assert spec.features.entity_key is None and spec.features.event_time == "created_at"
     assert spec.data.source == "readings.csv" and spec.data.contract == "readings.contract.toml"
-    assert [(f.name, f.type) for f in spec.features.request] == [
-        ("temperature", "float"),
-        ("status", "category"),
-        ("verified", "boolean"),
-        ("line", "integer"),
-    ]
+    assert drafted_features(spec) == "temperature float, status category, verified boolean, line integer"
     rules = fields(tmp_path / "readings.contract.toml")
     assert rules["reading_id"].type == "string" and rules["reading_id"].unique
     assert rules["created_at"].type == "timestamp"
@@ -279,26 +265,13 @@ def test_csv_with_text_times_and_no_entity(
 
 def test_string_keys_with_nulls(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     data = accounts_parquet(tmp_path / "accounts.parquet")
-    code, out, err = init_from(
-        tmp_path / "home",
-        capsys,
-        data,
-        "--target",
-        "churned",
-        "--entity",
-        "account",
-        "--time",
-        "seen",
-        "--name",
-        "churn",
-        "--out",
-        str(tmp_path),
-    )
+    options = "--target churned --entity account --time seen --name churn".split()
+    code, out, err = init_from(tmp_path / "home", capsys, data, *options, "--out", str(tmp_path))
     assert code == 0, err
     spec = load_spec(tmp_path / "churn.toml")
     assert spec.name == "churn" and spec.features.entity_key == "account"
     assert spec.data.source == "accounts.parquet"
-    assert [(f.name, f.type) for f in spec.features.request] == [("channel", "category"), ("amount", "float")]
+    assert drafted_features(spec) == "channel category, amount float"
     # channel is null in about a fifth of the rows: the default 10 % would stop training
     assert 0.2 < spec.validation.max_missing_share <= 0.5
     rules = fields(tmp_path / "churn.contract.toml")
@@ -332,7 +305,7 @@ def test_folder_with_categorical_text_flags_and_a_float_target(tmp_path: Path, c
     assert code == 0, err
     spec = load_spec(tmp_path / "exports.toml")
     assert spec.data.source == "exports" and spec.features.event_time == "when"
-    assert [(f.name, f.type) for f in spec.features.request] == [("kind", "category"), ("flag", "boolean")]
+    assert drafted_features(spec) == "kind category, flag boolean"
     rules = fields(tmp_path / "exports.contract.toml")
     assert rules["kind"].allowed_values == ["a", "b", "c"]
     assert rules["y"].type == "integer" and rules["y"].nullable and rules["y"].allowed_values == [0, 1]
@@ -425,11 +398,7 @@ def test_text_classes(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert spec.target.task == "multiclass" and spec.target.classes == ["bronze", "gold", "silver"]
     assert model_task(spec) == Task("multiclass", ("bronze", "gold", "silver"))
     assert spec.model.description.startswith("Which of its 3 classes tier is")
-    assert [(f.name, f.type) for f in spec.features.request] == [
-        ("spend_90d", "float"),
-        ("visits", "integer"),
-        ("region", "category"),
-    ]
+    assert drafted_features(spec) == "spend_90d float, visits integer, region category"
     # macro F1 of guessing each row's class in the classes' shares is 1/3; the gate asks 0.1 more
     assert spec.validation.metric == "macro_f1" and spec.validation.min_metric == 0.44
     text = (tmp_path / "tiers.toml").read_text()
@@ -465,21 +434,8 @@ def test_integer_codes_and_the_same_codes_as_a_number(tmp_path: Path, capsys: py
         assert sorted(part["fault"].unique()) == [0, 1, 2, 3]
     ingest_accepts_all(home, capsys, "faults", data, 840)
 
-    code, out, err = init_from(
-        home,
-        capsys,
-        data,
-        "--target",
-        "fault",
-        "--entity",
-        "pump",
-        "--task",
-        "regression",
-        "--name",
-        "fault_level",
-        "--out",
-        str(tmp_path),
-    )
+    options = "--target fault --entity pump --task regression --name fault_level".split()
+    code, out, err = init_from(home, capsys, data, *options, "--out", str(tmp_path))
     assert code == 0, err
     spec = load_spec(tmp_path / "fault_level.toml")
     assert spec.target.task == "regression" and spec.target.classes is None
@@ -501,12 +457,7 @@ def test_skewed_price(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert spec.model.description.startswith("The value of price")
     text = spec_path.read_text()
     assert "threshold" not in text and "classes" not in text and "min_auc" not in text
-    assert [(f.name, f.type) for f in spec.features.request] == [
-        ("make", "category"),
-        ("age_years", "integer"),
-        ("mileage_km", "float"),
-        ("days_listed", "integer"),
-    ]
+    assert drafted_features(spec) == "make category, age_years integer, mileage_km float, days_listed integer"
     frame = pl.read_parquet(data)
     low, high = frame["price"].min(), frame["price"].max()
     rule = fields(tmp_path / "listings.contract.toml")["price"]

@@ -368,17 +368,10 @@ def check(report: GateReport, name: str):
 
 
 def test_an_old_binary_report_has_the_same_gates_as_before():
-    report = evaluate_gates(
-        ValidationSection(),
-        GateEvidence(
-            value=0.7,
-            recall_at_precision=0.1,
-            parity_diff=1e-7,
-            p99_ms=0.1,
-            robustness_probes=8,
-            robustness_failures=[],
-        ),
-    )
+    # the gates stage's evidence as a run recorded before tasks stored it (a resumed run reads it back): no task
+    stored = b'{"value": 0.7, "recall_at_precision": 0.1, "parity_diff": 1e-7, "p99_ms": 0.1, "robustness_probes": 8, '
+    stored += b'"robustness_failures": []}'
+    report = evaluate_gates(ValidationSection(), msgspec.json.decode(stored, type=GateEvidence))
     assert names(report) == ["min_auc", "min_recall", "no_regression", "onnx_parity", "latency_p99", "robustness"]
     assert report.passed and check(report, "min_auc").detail == "evaluation AUC 0.7000 ≥ 0.6"
     # a binary model judged by F1 has no AUC bound but must beat always answering the positive rate
