@@ -6,6 +6,7 @@ import asyncio
 import os
 import re
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -15,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import msgspec
 import numpy as np
+import pytest
 
 from appliance.errors import InvalidInput
 from appliance.features.online_updates import OnlineUpdater
@@ -314,11 +316,20 @@ def test_the_openapi_schema_and_docs_page_need_no_internet(server):
         assert "<script" not in text
 
 
-def test_sigterm_writes_every_queued_prediction_before_exit(home_dir):
+@pytest.mark.parametrize("stop", ["sigterm", "ctrl-c twice"])
+def test_a_stop_writes_every_queued_prediction_before_exit(home_dir, stop):
+    """SIGTERM, or Ctrl-C twice from a terminal (to the whole process group: the log's writer process too),
+    the second one while the first waits on the log: the queue is still written, and the server exits."""
     port = _free_port()
+    before = PredictionStore(Layout(home_dir).predictions_db).count()
     code = f"from appliance.serving.server import serve; serve({str(home_dir)!r}, port={port})"
     proc = subprocess.Popen(
-        [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT
+        [sys.executable, "-c", code],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=ROOT,
+        start_new_session=True,  # a process group of its own, as a terminal's foreground job has
     )
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
@@ -326,15 +337,25 @@ def test_sigterm_writes_every_queued_prediction_before_exit(home_dir):
             blocker = sqlite3.connect(Layout(home_dir).predictions_db, timeout=30, isolation_level=None)
             blocker.execute("BEGIN IMMEDIATE")  # the writer falls behind: every row stays queued
             ok = sum(client.post("/v1/models/fraud/predict", json=SAMPLE_RECORD).status_code == 200 for _ in range(100))
-        proc.send_signal(signal.SIGTERM)
+        if stop == "sigterm":
+            proc.send_signal(signal.SIGTERM)
+        else:  # the first waits for a request still in flight (half its body sent); the second cuts that wait
+            in_flight = socket.create_connection(("127.0.0.1", port))
+            in_flight.sendall(b"POST /v1/models/fraud/predict HTTP/1.1\r\nhost: x\r\ncontent-length: 100\r\n\r\n{")
+            time.sleep(0.2)
+            os.killpg(proc.pid, signal.SIGINT)
+            time.sleep(0.5)
+            os.killpg(proc.pid, signal.SIGINT)
         time.sleep(1)
         assert proc.poll() is None, "the server exited with its log queue unwritten"
         blocker.execute("ROLLBACK")
         assert proc.wait(timeout=30) == 0
     finally:
         if proc.poll() is None:
-            proc.kill()
-    assert ok == 100 and PredictionStore(Layout(home_dir).predictions_db).count() == 100
+            os.killpg(proc.pid, signal.SIGKILL)
+    output = proc.stdout.read() if proc.stdout else ""
+    assert ok == 100 and PredictionStore(Layout(home_dir).predictions_db).count() == before + 100
+    assert "Traceback" not in output, output
 
 
 def test_a_client_gone_before_its_body_arrives_gets_no_answer(tmp_path):

@@ -103,7 +103,11 @@ def create_app(home_root: Path, refresh_seconds: float = REFRESH_SECONDS, expose
                 await watcher
             if endpoint.shadow_tasks:
                 await asyncio.wait(endpoint.shadow_tasks, timeout=5)
-            await asyncio.to_thread(state.close)  # SIGTERM lands here too: queued predictions get written
+            try:
+                await asyncio.to_thread(state.close)  # SIGTERM lands here too: queued predictions get written
+            except asyncio.CancelledError:  # a second Ctrl-C cancels the shutdown: write them here, then stop
+                state.close()
+                raise
             home.close()
 
     async def _watch(home: Home) -> None:

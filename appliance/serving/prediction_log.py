@@ -19,11 +19,14 @@ adds (``_score``), or change type from one request to the next under a job that 
 
 from __future__ import annotations
 
+import atexit
 import logging
 import multiprocessing
+import signal
 import threading
 from collections import Counter, deque
 from collections.abc import Iterable
+from multiprocessing import resource_tracker
 from pathlib import Path
 
 from appliance.serving.log_writer import Ack, Batch, Follow, Refused, run_writer
@@ -91,10 +94,16 @@ class PredictionLog:
         self._processed = 0
         self._progress = threading.Condition()
         self._stop = threading.Event()
+        self._closing = threading.Lock()
+        self._closed = False
         PredictionStore(self.path).close()  # create and migrate before the first request
         self._start_writer()  # sets _writer and _conn
         self._thread = threading.Thread(target=self._hand_over_forever, name="prediction-log", daemon=True)
         self._thread.start()
+        # A server whose shutdown never ran (a second Ctrl-C makes uvicorn skip the app's) still writes what is
+        # queued and stops its writer when the interpreter exits: this runs before multiprocessing's own exit
+        # handler, which would otherwise wait forever to join a writer that ignores signals.
+        atexit.register(self.close)
 
     @property
     def depth(self) -> int:
@@ -146,11 +155,17 @@ class PredictionLog:
             return self._progress.wait_for(lambda: self._processed >= target, timeout)
 
     def close(self, timeout: float = 30.0) -> None:
-        """Write what is queued, then stop the thread and the writer process."""
-        self._stop.set()
-        self._thread.join(timeout)
-        self._conn.close()  # the writer stops when its connection closes
-        self._writer.join(timeout)
+        """Write what is queued, then stop the thread and the writer process; a second call (the app's shutdown
+        and the exit handler both close) waits for the first and returns."""
+        with self._closing:
+            if self._closed:
+                return
+            self._stop.set()
+            self._thread.join(timeout)
+            self._conn.close()  # the writer stops when its connection closes
+            self._writer.join(timeout)
+            self._closed = True
+        atexit.unregister(self.close)
 
     def _start_writer(self) -> None:
         context = multiprocessing.get_context("spawn")  # no fork: the server holds threads and open databases
@@ -158,7 +173,17 @@ class PredictionLog:
         writer = context.Process(
             target=run_writer, args=(theirs, self.path, self.online), name="prediction-log-writer", daemon=True
         )
-        writer.start()
+        # The writer starts with the stop signals blocked (a new process inherits the mask): a terminal's Ctrl-C
+        # goes to the whole process group, and one arriving while the writer starts up, before it ignores them,
+        # would kill it with a traceback and lose what it was handed. It stops when the server closes the log.
+        # multiprocessing starts its resource tracker for the first spawned process, and unblocks these signals
+        # when it has: started first, it leaves the mask alone.
+        resource_tracker.ensure_running()
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+        try:
+            writer.start()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         theirs.close()  # so that our end sees the writer's exit as the end of the connection
         self._conn, self._writer = ours, writer
 

@@ -69,6 +69,11 @@ class ApiServer(uvicorn.Server):
         if self.announce:
             systemd.notify("STOPPING=1", "STATUS=finishing requests in flight")
         await super().shutdown(sockets)
+        if self.force_exit:
+            # A second Ctrl-C cut the wait for requests in flight, and uvicorn then skips the app's shutdown too.
+            # That shutdown writes the queued predictions and stops the log's writer process (without it the
+            # interpreter's exit waits on that process forever), so it runs all the same.
+            await self.lifespan.shutdown()
 
     async def _beat(self) -> None:
         # The watchdog pings only while this loop keeps beating: a wedged event loop gets restarted.
