@@ -253,7 +253,7 @@ def test_a_lightgbm_file_gets_the_parity_gate_and_the_python_api_scores_on_a_fil
     # Without --categories the vocabulary is learnt (sorted): codes the model was not trained with.
     learnt = register_onnx(home, "churn", outside.folder / "model.onnx")
     assert learnt.version.feature_schema["columns"][2]["categories"] == sorted(VOCABULARY)
-    assert learnt.categories_from.startswith("learnt from the ingested training days")
+    assert learnt.categories_from.startswith("from the data contract's allowed_values")
 
 
 def test_a_mismatched_onnx_is_one_error_line_and_registers_nothing(outside, home, capsys):

@@ -125,9 +125,10 @@ def register(commands: Subcommands) -> None:
         type=Path,
         default=None,
         metavar="FILE.json",
-        help='each category feature\'s values in code order, {"color": ["red", "green"]}; '
-        "without it they are learnt as training learns them: distinct values, sorted, of "
-        "the ingested days before the held-out ones (with --eval: of the DATA rows)",
+        help='each category feature\'s values in code order, {"color": ["red", "green"]}, coding every '
+        "value the data contract allows; without it each is the contract's allowed_values, sorted as "
+        "training sorts them, or where the contract lists none, the distinct values, sorted, of the ingested "
+        "days before the held-out ones (never of the --eval rows)",
     )
     elsewhere.add_argument("--reason", default="", help="why (goes into the audit log)")
 

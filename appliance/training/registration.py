@@ -101,7 +101,8 @@ def register_model(
 
     ``eval_data``: a CSV/Parquet file of labelled events (default: the last ``eval_days`` days of the
     ingested snapshots). ``categories``: each category feature's vocabulary in code order (a JSON file
-    or a dict); without it, learnt as the pipeline learns it (see ``feature_schema``).
+    or a dict); without it, the data contract's allowed values, sorted as training sorts them, else those of
+    the ingested training days (see ``feature_schema``).
     """
     if (onnx is None) == (lightgbm is None):
         raise InvalidInput("give exactly one model: an ONNX file (--onnx) or a LightGBM model text file (--lightgbm)")
@@ -157,8 +158,15 @@ def _register(
         onnx_bytes = raw
     sess = check_onnx_contract(onnx_bytes, spec.name, names, task)  # before anything slow: a mismatch is found at once
     evaluation = _evaluation_rows(home, spec, contract, eval_data)
+    notes: list[str] = []  # about the vocabularies, said after the line naming where they came from
     schema, categories_from = feature_schema(
-        spec, evaluation.vocabulary_rows, evaluation.vocabulary_from, categories, entity_key_type(spec, contract)
+        spec,
+        contract,
+        evaluation.schema_rows,
+        categories,
+        lambda: evaluation.training_days or _training_days(home, spec),
+        entity_key_type(spec, contract),
+        notes.append,
     )
     x_eval = schema.encode_frame(evaluation.rows)
     y_eval = task.labels(evaluation.rows[spec.target.column])
@@ -176,6 +184,8 @@ def _register(
         f"{KINDS[fmt]} file {path.name} ({source.split()[-1][:12]}) takes the {len(schema.columns)} features of "
         f"'{spec.name}'; category vocabularies {categories_from}"
     )
+    for note in notes:
+        say(note)
     say(f"evaluated on {evaluation.rows.height:,} rows ({evaluation.eval_from}): {metrics_line(task.kind, metrics)}")
 
     params = {
@@ -289,11 +299,13 @@ def _read(path: Path, what: str) -> bytes:
 class _Evaluation:
     rows: pl.DataFrame  # labelled events with the spec's features (the training frame's shape)
     eval_from: str
-    vocabulary_rows: pl.DataFrame  # where category vocabularies are learnt without --categories
-    vocabulary_from: str
+    schema_rows: pl.DataFrame  # whether a request may come without its entity is learnt from them
     data_version: str
     snapshots: list[str] = field(default_factory=list)
     quarantined: int = 0
+    # the ingested days a trained version learns its category vocabularies from, and their name (None: not
+    # read yet, with --eval; the vocabularies may not need them)
+    training_days: tuple[pl.DataFrame, str] | None = None
     # the labels of the ingested days before the evaluation days: the know-nothing baseline answers their
     # class shares or mean, as it does for a trained version (None: it answers the evaluation rows' own)
     training_labels: pl.Series | None = None
@@ -314,9 +326,7 @@ def _evaluation_rows(home: Home, spec: ModelSpec, contract: DataContract, eval_d
         rows = training_frame(spec, checked.accepted)
         digest, _ = home.offline.write(f"{spec.name}/evaluation_sets", checked.accepted)
         where = f"{path.name}, {checked.quarantined.height:,} rows left out by the contract"
-        evaluation = _Evaluation(
-            rows, where, rows, f"the --eval rows ({path.name})", digest, quarantined=checked.quarantined.height
-        )
+        evaluation = _Evaluation(rows, where, rows, digest, quarantined=checked.quarantined.height)
     else:
         snapshots = list_snapshots(home.conn, spec.name)
         if not snapshots:
@@ -335,9 +345,10 @@ def _evaluation_rows(home: Home, spec: ModelSpec, contract: DataContract, eval_d
         evaluation = _Evaluation(
             rows,
             f"the last {days} days of the ingested snapshots, from {cutoff:%Y-%m-%d}",
-            *vocabulary,
+            vocabulary[0],
             data_version(snapshots),
             [s.hash for s in snapshots],
+            training_days=vocabulary,
             training_labels=before[target] if before.height else None,
         )
     if evaluation.rows[target].n_unique() < 2:
@@ -349,25 +360,99 @@ def _evaluation_rows(home: Home, spec: ModelSpec, contract: DataContract, eval_d
     return evaluation
 
 
+def _training_days(home: Home, spec: ModelSpec) -> tuple[pl.DataFrame, str] | None:
+    """The ingested days a trained version would learn its vocabularies from: those before the held-out
+    days (all of them when none are before), with their name; None when no labelled rows are ingested."""
+    snapshots = list_snapshots(home.conn, spec.name)
+    if not snapshots:
+        return None
+    frame = training_frame(spec, read_snapshots(home.offline, snapshots))
+    if frame.height == 0:
+        return None
+    before = frame.filter(pl.col(spec.features.event_time) < eval_cutoff(spec, frame))
+    return (before, "the ingested training days") if before.height else (frame, "the ingested days")
+
+
 # -- the feature schema --------------------------------------------------------------------------
 
 
 def feature_schema(
     spec: ModelSpec,
+    contract: DataContract,
     rows: pl.DataFrame,
-    rows_from: str,
     categories: Path | str | dict | None,
+    training_days: Callable[[], tuple[pl.DataFrame, str] | None],
     key_type: str | None = None,
+    say: Callable[[str], None] = lambda _: None,
 ) -> tuple[FeatureSchema, str]:
-    """The version's inputs in the spec's order; category vocabularies from ``categories`` (each
-    category feature → its values in code order), else learnt from ``rows`` as ``FeatureSchema.learn``
-    learns them (distinct values, sorted). Returns the schema and where its vocabularies came from."""
+    """The version's inputs in the spec's order (``rows``: whether a request may lack its entity); each
+    category feature's vocabulary, in code order, from ``categories``, else the data contract's
+    allowed_values, else the ``training_days`` a trained version learns it from — never from the rows the
+    model is scored on, which may lack a value and so shift every code after it. Returns the schema and
+    where its vocabularies came from."""
     schema = FeatureSchema.learn(spec.model_features, rows, spec.features, key_type)
     names = [c.name for c in schema.columns if c.type == "category"]
     if not names:
         return schema, "not needed (no category features)"
+    rules = {rule.name: rule for rule in contract.fields}
+    # Sorted as text, as FeatureSchema.learn sorts a column's values: a model encoded the appliance's way
+    # has these codes whenever its training rows held every value the contract allows.
+    allowed = {
+        name: sorted({str(v) for v in rules[name].allowed_values or []})
+        for name in names
+        if name in rules and rules[name].allowed_values is not None
+    }
     if categories is None:
-        return schema, f"learnt from {rows_from} (distinct values, sorted; code = position)"
+        vocabularies, where = _default_vocabularies(spec, names, allowed, training_days)
+    else:
+        vocabularies, where = _given_vocabularies(spec, names, allowed, categories, say)
+    columns = [
+        msgspec.structs.replace(c, categories=vocabularies[c.name]) if c.type == "category" else c
+        for c in schema.columns
+    ]
+    return msgspec.structs.replace(schema, columns=columns), where
+
+
+def _default_vocabularies(
+    spec: ModelSpec,
+    names: list[str],
+    allowed: dict[str, list[str]],
+    training_days: Callable[[], tuple[pl.DataFrame, str] | None],
+) -> tuple[dict[str, list[str]], str]:
+    """Without --categories: the contract's allowed values, sorted; a feature the contract lists none for
+    (an entity attribute, an open text field) learns them from the ingested training days."""
+    vocabularies = {name: allowed[name] for name in names if name in allowed}
+    unlisted = [name for name in names if name not in allowed]
+    if not unlisted:
+        return vocabularies, "from the data contract's allowed_values (sorted; code = position)"
+    days = training_days()
+    if days is None:
+        raise InvalidInput(
+            f"no category codes for {unlisted}: the data contract lists no allowed_values for them and "
+            f"'{spec.name}' has no ingested data to learn them from; pass --categories FILE.json with each "
+            "category feature's values in the model's code order"
+        )
+    frame, days_from = days
+    learnt = FeatureSchema.learn(spec.model_features, frame, spec.features)
+    vocabularies |= {c.name: c.categories or [] for c in learnt.columns if c.name in unlisted}
+    if not allowed:
+        return vocabularies, f"learnt from {days_from} (distinct values, sorted; code = position)"
+    listed = [name for name in names if name in allowed]
+    return vocabularies, (
+        f"from the data contract's allowed_values for {listed} and learnt from {days_from} for "
+        f"{unlisted} (sorted; code = position)"
+    )
+
+
+def _given_vocabularies(
+    spec: ModelSpec,
+    names: list[str],
+    allowed: dict[str, list[str]],
+    categories: Path | str | dict,
+    say: Callable[[str], None],
+) -> tuple[dict[str, list[str]], str]:
+    """The vocabularies a user gave, each checked against the values the contract allows: one without a
+    code for an allowed value would score it as missing, and is refused."""
     given, where = _categories_file(categories)
     unknown = sorted(set(given) - set(names))
     missing = [n for n in names if n not in given]
@@ -395,11 +480,24 @@ def feature_schema(
                 "integers) in code order: the code of a value is its position"
             )
         vocabularies[name] = texts
-    columns = [
-        msgspec.structs.replace(c, categories=vocabularies[c.name]) if c.type == "category" else c
-        for c in schema.columns
-    ]
-    return msgspec.structs.replace(schema, columns=columns), f"from {where}"
+    uncoded = {n: [v for v in allowed[n] if v not in vocabularies[n]] for n in names if n in allowed}
+    if any(uncoded.values()):
+        raise InvalidInput(
+            f"categories {where}: "
+            + "; ".join(f"'{n}' has no code for {values}" for n, values in uncoded.items() if values)
+            + ", which the data contract allows (they would be scored as missing); add each at the code "
+            "the model was trained with"
+        )
+    # A value the contract does not allow never reaches the evaluation rows (ingest quarantines its rows),
+    # but a request may still carry it: its code is kept, and said.
+    beyond = {n: [v for v in vocabularies[n] if v not in allowed[n]] for n in names if n in allowed}
+    if any(beyond.values()):
+        say(
+            f"categories {where}: "
+            + "; ".join(f"'{n}' codes {values}" for n, values in beyond.items() if values)
+            + ", which the data contract does not allow (ingest quarantines rows with them); kept as given"
+        )
+    return vocabularies, f"from {where}"
 
 
 def _categories_file(categories: Path | str | dict) -> tuple[dict, str]:
