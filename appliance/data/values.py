@@ -5,11 +5,13 @@ a logged record read back for feedback, a row of a file replayed or shown as an 
 them here; whole frames convert in ``contract.cast_columns``. The rules:
 
 - an entity key is an integer or a string, as the contract declares; it is kept and compared as its
-  canonical text (an integer's decimal digits), so ``42`` and ``"42"`` name one integer-keyed entity;
+  canonical text (an integer's decimal digits), so ``42`` and ``"42"`` name one integer-keyed entity (and
+  ``42.0``, but no float at or beyond 2**53, which may be another key rounded);
 - an event time is ISO 8601 text, text in the format its contract field declares, or a Unix timestamp
   in seconds (a JSON number);
-- a category may arrive as a string or an integer code; a boolean as true/false or 0/1 (a file's text may
-  also spell it yes/no or y/n, any case: ``BOOLEAN_TEXT``).
+- a category may arrive as a string (one the model never saw: at most ``MAX_CATEGORY_CHARS``, checked by
+  ``features.encoding``) or an integer code; a boolean as true/false or 0/1 (a file's text may also spell
+  it yes/no or y/n, any case: ``BOOLEAN_TEXT``).
 
 Anything else is ``InvalidInput`` naming the field, the type it got and the type it needs. This
 module imports nothing heavy: the prediction log's writer process reads event times too.
@@ -25,6 +27,12 @@ from appliance.errors import InvalidInput
 
 KeyType = Literal["string", "integer"]
 MAX_ENTITY_CHARS = 256  # an entity key is an id; a longer one is a mistake, and would be stored with every event
+# A category a request sends is a label, a word or a code: 1,024 characters is far past any real one, and the
+# prediction log keeps every request's value as sent, so a longer one would grow it by that much per request.
+MAX_CATEGORY_CHARS = 1_024
+# A JSON number is a double: an integer key sent as one is exact only below 2**53; at or beyond it, another
+# key may have been rounded to it (2**53 + 1 reads as 2**53), so the key cannot be told.
+EXACT_FLOAT_KEY = 2**53
 # Event times accepted, as text or Unix seconds: 1970 up to 2200 (a later number is a typo of milliseconds;
 # a time outside the range is no event of this data, and would stretch every monitoring window series).
 MAX_TIMESTAMP_S = 7_258_118_400
@@ -77,7 +85,12 @@ def entity_key(value: object, key_type: KeyType, name: str, where: str = "") -> 
     if kind is int and key_type == "integer":
         return _int64_key(value, name, where)
     if kind is float and key_type == "integer" and value.is_integer():
-        return _int64_key(int(value), name, where)
+        if _exact(value):
+            return str(int(value))
+        raise InvalidInput(
+            f"{where}entity key '{name}' was sent as a float ({value:.17g}), which is exact only below 2^53: "
+            "it may be another key rounded; send the key as an integer (no decimal point or exponent) or a string"
+        )
     needed = "an integer" if key_type == "integer" else "a string"
     if value is None:
         raise InvalidInput(f"{where}missing entity key '{name}' ({needed}): features are looked up by it")
@@ -92,9 +105,14 @@ def key_text(value: object, key_type: KeyType = "string") -> str:
         if key_type == "integer" and len(value) <= 40 and _INTEGER.fullmatch(value):
             return str(int(value))
         return value
-    if kind is float and value.is_integer():
+    if kind is float and value.is_integer() and _exact(value):
         return str(int(value))
     return str(value)
+
+
+def _exact(value: object) -> bool:
+    """Whether a float is within the integers a double holds exactly, where no other key rounds to it."""
+    return isinstance(value, float) and -EXACT_FLOAT_KEY < value < EXACT_FLOAT_KEY
 
 
 def _int64_key(value: int, name: str, where: str) -> str:

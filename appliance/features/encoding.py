@@ -3,7 +3,8 @@
 Numbers pass through as float32, booleans become 1/0, categories become their index in the
 vocabulary learnt at training time. A null, or a category the model never saw, becomes NaN:
 the model's defined answer for a missing value. A request's values follow ``data.values``: a
-category may come as its text or as an integer code, a boolean as true/false or 0/1.
+category may come as its text (a label: one the model never saw is refused past ``MAX_CATEGORY_CHARS``)
+or as an integer code, a boolean as true/false or 0/1.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import msgspec
 import numpy as np
 import polars as pl
 
-from appliance.data.values import KeyType, key_type_of, type_name
+from appliance.data.values import MAX_CATEGORY_CHARS, KeyType, key_type_of, type_name
 from appliance.errors import InvalidInput
 from appliance.spec import Feature, FeaturesSection
 
@@ -123,7 +124,12 @@ class RecordEncoder:
                 ):
                     raise _wrong_type(where, name, kind, value)
             elif lookup is not None and value is not None:
-                value = lookup.get(value, math.nan)
+                code = lookup.get(value)
+                if code is None:  # a category the model never saw: its missing value, if it is one at all
+                    if type(value) is str and len(value) > MAX_CATEGORY_CHARS:
+                        raise _too_long(where, name, value)
+                    code = math.nan
+                value = code
             append(value)
         return row
 
@@ -157,6 +163,13 @@ def _codes(categories: list[str]) -> dict:
         if v.lstrip("-").isdigit() and v.isascii() and str(int(v)) == v:
             codes[int(v)] = k
     return codes
+
+
+def _too_long(where: str, name: str, value: str) -> InvalidInput:
+    return InvalidInput(
+        f"{where}feature '{name}' is {len(value):,} characters; a category is a label, at most "
+        f"{MAX_CATEGORY_CHARS:,} characters: send the category itself"
+    )
 
 
 def _wrong_type(where: str, name: str, kind: str, value: object) -> InvalidInput:
