@@ -62,7 +62,9 @@ def backup(home: Path, dest: Path) -> BackupManifest:
     layout = Layout(home)
     if not layout.exists():
         raise NotFound(f"{home} is not an appliance data directory (no {layout.metadata_db.name}); pass --home")
-    if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
+    if dest.exists() and not dest.is_dir():
+        raise Conflict(f"backup destination {dest} is a file; choose a new folder")
+    if dest.exists() and any(dest.iterdir()):
         raise Conflict(f"backup destination {dest} is not empty; choose a new folder")
     if dest == home or home in dest.parents:
         raise InvalidInput(f"backup destination {dest} is inside the data directory; choose a folder outside it")

@@ -89,7 +89,11 @@ def staged_folder(final: Path) -> Iterator[Path]:
     next stage for the same place removes the stages no living process holds. FileExistsError: ``final``
     was filled by someone else meanwhile (the stage is removed).
     """
-    final.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        # a file where a folder goes; callers read FileExistsError as `final` filled meanwhile
+        raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(final.parent)) from None
     _remove_abandoned(final)
     # Locked under a name no sweep looks at, then renamed into the swept pattern: a sweep never sees
     # a stage before its lock is held.

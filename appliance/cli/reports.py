@@ -28,11 +28,22 @@ def _report(args: argparse.Namespace) -> int:
     out: Path = args.out or Path(f"{args.model}-report.html")
     if out.is_dir():
         raise InvalidInput(f"--out {out} is a directory; name the file to write, like {out / 'report.html'}")
-    if not out.absolute().parent.is_dir():
-        raise InvalidInput(f"--out {out}: the folder {out.absolute().parent} does not exist; create it first")
+    folder = out.absolute().parent
+    if not folder.is_dir():
+        # the nearest part of the path that is there: a file where a folder should be, or the folder to create in
+        there = next(p for p in (folder, *folder.parents) if p.exists())
+        if not there.is_dir():
+            raise InvalidInput(f"--out {out}: {there} is a file, not a folder; name a file in a folder")
+        raise InvalidInput(f"--out {out}: the folder {folder} does not exist; create it first")
     with open_home(args) as home:
         report = written_report(home, args.model, args.since)
-    _write_whole(out, report.page.encode())
+    try:
+        _write_whole(out, report.page.encode())
+    except OSError as e:
+        raise InvalidInput(
+            f"--out {out}: the report could not be written there ({e.strerror}); nothing was written — choose "
+            "a folder you can write to"
+        ) from None
     print(f"wrote {out}: {report.holds}")
     return 0
 

@@ -20,6 +20,7 @@ from appliance.deployment.canary import ArmSample, Evaluated, Verdict, judge_can
 from appliance.errors import Conflict, InvalidInput, NotFound
 from appliance.home import Home
 from appliance.monitoring.reference import load_reference, task_output
+from appliance.spec import ModelSpec
 from appliance.task import Task
 from storage.database import transaction
 from storage.prediction_log import PredictionStore
@@ -64,6 +65,7 @@ def start(
     if strategy not in STRATEGIES:
         raise InvalidInput(f"unknown deployment strategy '{strategy}'; choose from {', '.join(STRATEGIES)}")
     spec = home.spec(model)
+    _check_split(spec, strategy, percent, split_key)
     reg = home.registry
     production = reg.alias(model, "production")
     if production is None:
@@ -76,8 +78,6 @@ def start(
         raise Conflict(f"model '{model}' version {version} failed its validation gates and cannot be deployed")
     if version == production:
         raise Conflict(f"model '{model}' version {version} is already in production")
-    if percent is not None and not 0 < percent < 100:
-        raise InvalidInput("--percent must be between 0 and 100 (exclusive)")
     traffic, key = 0.0, None
     if strategy == "canary":
         traffic, key = spec.deployment.canary_steps[0], spec.features.entity_key
@@ -110,6 +110,41 @@ def start(
             },
         )
     return _get(home.conn, cur.lastrowid)
+
+
+def _check_split(spec: ModelSpec, strategy: str, percent: float | None, split_key: str | None) -> None:
+    """Refuse a percent or split key that would not split traffic as asked. Worded for the CLI and the API
+    alike (`--percent`/`percent`, `--key`/`split_key`): each caller passes them through unchanged."""
+    given = [name for name, value in (("percent", percent), ("split key", split_key)) if value is not None]
+    if strategy != "ab" and given:
+        steps = spec.deployment.canary_steps
+        instead = {
+            "canary": f"its first step ({steps[0]:g} %) and the next come from the spec's [deployment] canary_steps",
+            "shadow": "it scores every request off the response path",
+            "blue-green": "it switches all traffic at once",
+        }[strategy]
+        raise InvalidInput(
+            f"a {strategy} deployment takes no {' or '.join(given)}, which only an A/B split uses: {instead}; "
+            f"leave {'them' if len(given) > 1 else 'it'} out"
+        )
+    if percent is not None and not 0 < percent < 100:
+        raise InvalidInput(f"percent must be above 0 and below 100, got {percent:g}")
+    # The router hashes this field of the request's record; a field no request carries would split every
+    # request by its request id, so one user's requests would land on both arms.
+    carried = _split_fields(spec)
+    if split_key is not None and split_key not in carried:
+        raise InvalidInput(
+            f"split key '{split_key}' is not a field a request for '{spec.name}' carries; split by one of "
+            f"{', '.join(carried)}"
+        )
+
+
+def _split_fields(spec: ModelSpec) -> list[str]:
+    """The fields an A/B split can hash, each one a request carries: the entity key, the spec's
+    [deployment] ab_key (sent beside the features) and the request features. Not the event time: hashing
+    it would split one user's requests between the arms."""
+    fields = [spec.features.entity_key, spec.deployment.ab_key, *(f.name for f in spec.features.request)]
+    return list(dict.fromkeys(f for f in fields if f is not None))
 
 
 def current(home: Home, model: str) -> Deployment | None:
