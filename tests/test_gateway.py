@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -135,6 +136,21 @@ def test_open_access_goes_by_the_socket_peer_whatever_x_forwarded_for_says(serve
         for forged in ("127.0.0.2", "127.0.0.3", "10.1.2.3", "127.0.0.4", "127.0.0.5")
     ]
     assert statuses == [200, 200, 200, 429, 429]
+
+
+def test_a_page_of_another_site_cannot_call_the_open_api_from_the_operators_browser(server):
+    """A browser sends Origin with a page's POST, and a text/plain one needs no permission first: a page on any
+    site could send predictions and feedback (labels a retrain learns from) to the open loopback API."""
+    c = server.client
+    outcome = {"outcomes": [{"request_id": "r-1", "position": 0, "outcome": 1}]}
+    for path, body in (("/v1/models/fraud/predict", SAMPLE_RECORD), ("/v1/models/fraud/feedback", outcome)):
+        for origin in ("http://evil.example", "null", "http://127.0.0.1:1"):  # another port is another origin
+            refused = c.post(path, content=json.dumps(body), headers={"origin": origin, "content-type": "text/plain"})
+            assert refused.status_code == 403 and "web page at" in refused.json()["detail"], (path, refused.text)
+    own = f"http://{c.base_url.host}:{c.base_url.port}"  # a page the API itself served, and programs: no Origin
+    assert c.post("/v1/models/fraud/predict", json=SAMPLE_RECORD, headers={"origin": own}).status_code == 200
+    assert c.post("/v1/models/fraud/predict", json=SAMPLE_RECORD).status_code == 200
+    assert c.get("/healthz", headers={"origin": "http://evil.example"}).status_code == 200
 
 
 def test_callers_without_a_key_add_no_metrics_labels(server):

@@ -5,6 +5,10 @@
 - ``predict``/``feedback``/``read`` routes are open only while no key has ever been created, the
   server listens on loopback only, and the caller is on loopback; otherwise they need a key
   (``read`` — metrics, docs, model list — takes a key of any scope).
+- A request a web browser sent from a page of another origin (its ``Origin`` header names another host than
+  its ``Host``) is refused on every route but health: a page on any site the operator opens could otherwise
+  send predictions and feedback (labels a retrain learns from) to the open loopback API. Browsers send
+  ``Origin`` with every such POST; programs send none, and the API serves no page that calls it.
 - The rate limit is keyed by the API key, or for open access by the socket peer's address —
   never by a header such as X-Forwarded-For that a client can forge. Under several serving workers the
   buckets are shared by all of them (``serving.shared.SharedBuckets``): a key's limit is one limit.
@@ -56,17 +60,24 @@ class Gatekeeper:
         self.peer_rate = peer_rate_per_second
         self.limiter: Limiter = limiter or RateLimiter(clock)
         self._keys: dict[str, ApiKey] = {}
-        self.rejected = {"missing": 0, "invalid": 0, "revoked": 0, "scope": 0, "rate": 0}
+        self.rejected = {"missing": 0, "invalid": 0, "revoked": 0, "scope": 0, "rate": 0, "other_site": 0}
 
     def update_keys(self, keys: list[ApiKey]) -> None:
         """Swap in the current key table (one assignment; requests in flight keep the old one)."""
         self._keys = {k.id: k for k in keys}
 
-    def admit(self, scope: str, token: str | None, peer: str | None) -> Caller:
-        """The caller if allowed; Unauthorized (401), Forbidden (403) or RateLimited (429) otherwise."""
+    def admit(self, scope: str, token: str | None, peer: str | None, other_site: str | None = None) -> Caller:
+        """The caller if allowed; Unauthorized (401), Forbidden (403) or RateLimited (429) otherwise.
+        ``other_site``: the origin of the page a browser sent this request from, when that is not this API's."""
         peer = peer or ""
         if scope == "health":
             return Caller(None, peer)
+        if other_site is not None:
+            self.rejected["other_site"] += 1
+            raise Forbidden(
+                f"a request from a web page at {other_site} was refused: pages of other sites may not call this "
+                "API (the browser would send them with the operator's access); call it from a program instead"
+            )
         if token is None:
             if scope != "admin" and not self._keys and not self.exposed and _is_loopback(peer):
                 self._limit(f"peer:{peer}", self.peer_rate)

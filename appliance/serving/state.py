@@ -89,16 +89,25 @@ class ServingState:
     def admit(self, scope: Mapping[str, Any], which: str) -> Caller:
         """The caller of an HTTP request (ASGI scope) if it may use ``which`` routes; Unauthorized,
         Forbidden or RateLimited otherwise. The key comes from the raw headers; the rate-limit peer
-        is the socket's, never a forwarded-for header."""
-        bearer = key = None
+        is the socket's, never a forwarded-for header. A browser's ``Origin`` naming another host than the
+        request's ``Host`` is a page of another site (``Gatekeeper.admit``)."""
+        bearer = key = origin = host = None
         for header, value in scope["headers"]:  # raw ASGI headers: names are lower-case bytes
             if header == b"authorization":
                 bearer = value.decode("latin-1")
             elif header == b"x-api-key":
                 key = value.decode("latin-1")
+            elif header == b"origin":
+                origin = value.decode("latin-1")
+            elif header == b"host":
+                host = value.decode("latin-1")
         token = bearer[7:].strip() if bearer and bearer[:7].lower() == "bearer " else key
         client = scope.get("client")
-        return self.gate.admit(which, token, client[0] if client else None)
+        # "scheme://host[:port]" against "host[:port]"; a page with no origin of its own sends "null"
+        other_site = (
+            origin if origin is not None and origin.partition("://")[2].lower() != (host or "").lower() else None
+        )
+        return self.gate.admit(which, token, client[0] if client else None, other_site)
 
     def route(self, name: str) -> Route:
         """The route of a served model; NotFound or NotReady (from the pool) otherwise."""
