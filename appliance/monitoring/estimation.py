@@ -72,6 +72,8 @@ MIN_FOLD_ROWS = 50  # fewer held-out rows per fold give no level to judge a wind
 # The held-out level errs by more than its rows alone say: by 1.2 times sd/sqrt(m) over 100 simulated
 # 500-row references (folds' fits differ), so a reference's rows count half in the chance bound.
 REFERENCE_ROW_WEIGHT = 0.5
+# Rows a window needs for NannyML to measure it (see _measured): with pandas 3, NannyML cannot chunk a frame of one row.
+MIN_MEASURED_ROWS = 2
 
 
 def estimate_auc(
@@ -93,7 +95,6 @@ def estimate_auc(
     ref = _to_pandas(
         reference.with_columns(predicted), EventWindows(reference, event_time, windows.every), [score, PREDICTED, label]
     )
-    cur = _to_pandas(frame.with_columns(predicted), windows, [score, PREDICTED])
     cbpe = nannyml.CBPE(
         y_pred_proba=score,
         y_pred=PREDICTED,
@@ -103,7 +104,11 @@ def estimate_auc(
         chunk_period="h",
         problem_type="classification_binary",
     )
-    result = _by_window(cbpe.fit(ref).estimate(cur), "roc_auc", windows)
+    measured = _measured(windows)
+    result: dict[str, np.ndarray] = {}  # no window holds enough rows: nothing to estimate
+    if measured.any():
+        cur = _to_pandas(frame.with_columns(predicted), windows, [score, PREDICTED], rows=measured)
+        result = _by_window(cbpe.fit(ref).estimate(cur), "roc_auc", windows)
     rows = windows.rows()
     estimate = result.get("value", np.nan)
     realized: np.ndarray | float = np.nan  # no label column: nothing realized yet
@@ -153,16 +158,16 @@ def estimate_performance(
             f"the {'CBPE' if task.classifier else 'DLE'} reference needs labelled rows of at least "
             f"two {'classes' if task.classifier else 'values'}"
         )
-    answered = _with_output(frame, task)
-    result = None  # no window holds an answered row: nothing to estimate
-    if (answered & (windows.code >= 0)).any():
+    measured = _measured(windows, _with_output(frame, task))
+    result = None  # no window holds enough answered rows: nothing to estimate
+    if measured.any():
         ref_windows = EventWindows(reference, event_time, windows.every)
 
         def frames(columns: list[str], categorical: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
             """The labelled reference and the windows' answered rows, as NannyML reads them."""
             return (
                 _to_pandas(reference, ref_windows, [*columns, label], categorical),
-                _to_pandas(frame, windows, columns, categorical, rows=answered),
+                _to_pandas(frame, windows, columns, categorical, rows=measured),
             )
 
         if task.kind == "multiclass":
@@ -286,7 +291,8 @@ def reconstruction_drift(
     the larger of ``drift.reconstruction_error`` (relative) and what chance alone exceeds at
     ``drift.false_alarm_rate`` between its rows and the reference's: z·sd·sqrt(1/n + 2/m). A reference
     under RECONSTRUCTION_FOLDS × MIN_FOLD_ROWS rows cannot give a fold a fit and a held-out level worth
-    the name: the windows get no error, no threshold and no alert.
+    the name: the windows get no error, no threshold and no alert. A window under MIN_MEASURED_ROWS rows gets
+    its threshold but no error.
     """
     import nannyml
 
@@ -299,7 +305,8 @@ def reconstruction_drift(
         ref = _to_pandas(reference, EventWindows(reference, event_time, windows.every), names, categorical)
         if len(ref) < RECONSTRUCTION_FOLDS * MIN_FOLD_ROWS:
             return _reconstruction_checks(windows, {}, np.nan, np.nan, len(ref), rules)
-        cur = _to_pandas(frame, windows, names, categorical)
+        measured = _measured(windows)
+        cur = _to_pandas(frame, windows, names, categorical, rows=measured)
         fold = np.random.default_rng(0).permutation(len(ref)) % RECONSTRUCTION_FOLDS
         held_out, scored = [], []
         for k in range(RECONSTRUCTION_FOLDS):
@@ -312,15 +319,20 @@ def reconstruction_drift(
                 .filter(period="analysis")
                 .to_df()
             )
-            scored.append(
-                _by_window(calculator.calculate(_as_shares(cur, train, continuous)), "reconstruction_error", windows)
-            )
+            if measured.any():
+                scored.append(
+                    _by_window(
+                        calculator.calculate(_as_shares(cur, train, continuous)), "reconstruction_error", windows
+                    )
+                )
     folds = pd.concat(held_out)  # one chunk per fold, in fold order
     rows = np.bincount(fold)
     mean = np.average(folds[("reconstruction_error", "value")], weights=rows)
     variance = folds[("reconstruction_error", "sampling_error")].to_numpy() ** 2 * rows  # a row's, within its fold
     spread = np.sqrt(np.sum((rows - 1) * variance) / np.sum(rows - 1))
-    average = {c: np.mean([fit[c] for fit in scored], axis=0) for c in ("value", *RECONSTRUCTION_BAND)}
+    average = (
+        {c: np.mean([fit[c] for fit in scored], axis=0) for c in ("value", *RECONSTRUCTION_BAND)} if scored else {}
+    )
     return _reconstruction_checks(windows, average, mean, spread, len(ref), rules)
 
 
@@ -377,6 +389,18 @@ def _as_shares(rows: pd.DataFrame, train: pd.DataFrame, continuous: list[str]) -
 def _one_chunk(rows: pd.DataFrame) -> pd.DataFrame:
     """Reference rows as one NannyML chunk: a fit's own chunks are not used, a held-out fold is judged whole."""
     return rows.assign(**{WINDOW: pd.Timestamp(0)})
+
+
+def _measured(windows: EventWindows, rows: np.ndarray | None = None) -> np.ndarray:
+    """The rows (among ``rows``, a mask, when given) of the windows holding at least MIN_MEASURED_ROWS of them:
+    those NannyML is handed. Its chunker groups a frame by period, and pandas 3 loses the group of a one-row
+    frame; a one-row window measured only when a run recomputes it beside others would change with the run.
+    So a smaller window is reported with its rows but measures nothing, and alerts on nothing."""
+    inside = windows.code >= 0
+    if rows is not None:
+        inside &= rows
+    held = np.bincount(windows.code[inside], minlength=windows.count)
+    return inside & np.isin(windows.code, np.flatnonzero(held >= MIN_MEASURED_ROWS))
 
 
 def _to_pandas(

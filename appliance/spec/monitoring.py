@@ -118,7 +118,7 @@ class MonitoringSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True)
     schedule: str | None = "every 1h"  # when the monitor job runs: 'every 10m' or a crontab line; None: never
     window: str = "1d"  # event-time window length: '1d', '12h', '7d', ...
     psi_bins: int = 10  # reference-quantile bins for continuous PSI
-    min_window_rows: int = 200  # smaller windows are reported but never alert
+    min_window_rows: int = 200  # smaller windows are reported but never alert (one of a single row gets no estimate or reconstruction error)
     max_windows: int = 1000  # a run checks the newest windows holding traffic, at most this many
     continuous_methods: list[ContinuousMethod] = msgspec.field(  # drift statistics of numbers
         default_factory=lambda: ["psi", "ks"]
