@@ -35,9 +35,12 @@ def _register(home: Home, spec_paths: Sequence[Path], say: Callable[[str], None]
                 "give each model its own name, or pass only one of them"
             )
         declared[spec.name] = spec.path
+    registered = {m.name: m.spec_path for m in home.registry.models()}
     for spec in specs:
         if home.add_model(spec, actor="up"):
             say(f"registered model '{spec.name}' from {spec.path}")
+        elif registered[spec.name] != str(spec.path):  # audited as spec_moved; said, so it is no surprise
+            say(f"model '{spec.name}' now reads its spec from {spec.path} (it read {registered[spec.name]})")
 
 
 def _ensure_production(home: Home, say: Callable[[str], None]) -> None:

@@ -261,10 +261,14 @@ def test_answered_requests_outlive_materialize_and_restart_and_the_skew_check_pa
     assert main(["--home", str(home), "features", "skew", "visits", "--sample", "1000"]) == 0
     assert "not checked: 3 entities" in capsys.readouterr().out
 
-    # A restart: `up`'s main job materializes again, and a new server moves the kept rows on.
+    # A restart: `up`'s main job materializes again, and a new server moves the kept rows on. Given the spec
+    # at another path (the specs folder moved), it reads it from there, and says so.
+    moved_spec = spec.with_name("visits-moved.toml")
+    moved_spec.write_text(spec.read_text())
     said: list[str] = []
     with Home(home) as h:
-        bring_up(h, None, said.append)
+        bring_up(h, [moved_spec], said.append)
+    assert f"model 'visits' now reads its spec from {moved_spec} (it read {spec})" in said, said
     assert any("3 keep the requests answered after their last ingested event" in line for line in said), said
     assert _assert_holds(home, served, who) == moved
     later = (
