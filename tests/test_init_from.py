@@ -652,3 +652,40 @@ def test_drafted_multiclass_and_regression_specs_train(tmp_path: Path, capsys: p
             outcome = train(opened, load_spec(tmp_path / f"{name}.toml"))
             assert outcome.gates.passed, [c.detail for c in outcome.gates.checks if not c.passed]
             assert metric in outcome.version.metrics
+
+
+def test_zero_padded_ids_in_a_csv_stay_text(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    # Depot ids and postcodes written with leading zeros: as integers "0042" and "42" would be one depot and the
+    # stored keys would lose their zeros. A count that holds 0 stays a whole number.
+    rng = np.random.default_rng(8)
+    n = 10 * 60
+    depot = [f"{k:04d}" for k in rng.integers(1, 120, n)]
+    postcodes = ["01067", "01099", "08001", "20095"]
+    postcode = rng.choice(postcodes, n)
+    parcels = rng.integers(0, 9, n)
+    late = (rng.uniform(size=n) < np.where(postcode == "01067", 0.6, 0.2) + parcels * 0.03).astype(int)
+    lines = ["depot;postcode;sent_at;parcels;late"]
+    for i, at in enumerate(_times(rng, datetime(2026, 8, 1, tzinfo=UTC), 10, n)):
+        lines.append(f"{depot[i]};{postcode[i]};{at:%Y-%m-%dT%H:%M:%SZ};{parcels[i]};{late[i]}")
+    data = tmp_path / "parcels.csv"
+    data.write_text("\n".join(lines) + "\n")
+    home = tmp_path / "home"
+
+    code, out, err = init_from(home, capsys, data, "--target", "late", "--entity", "depot", "--out", str(tmp_path))
+    assert code == 0, err
+    zeros = "keep their leading zeros"
+    assert f"assumed column 'depot': string (values like '{depot[0]}' {zeros}), the entity key (--entity;" in out
+    first_padded = next(p for p in postcode if p.startswith("0"))
+    assert f"assumed column 'postcode': string (values like '{first_padded}' {zeros}), 4 distinct values" in out
+    rules = fields(tmp_path / "parcels.contract.toml")
+    assert rules["depot"].type == "string" and rules["parcels"].type == "integer"
+    assert rules["postcode"].allowed_values == postcodes
+    assert drafted_features(load_spec(tmp_path / "parcels.toml")) == "postcode category, parcels integer"
+
+    ingest_accepts_all(home, capsys, "parcels", data, n)
+    code, out, err = run(home, capsys, "data", "list", "parcels")
+    snapshot = out.splitlines()[1].split()[0]
+    code, out, err = run(home, capsys, "data", "show", snapshot)
+    assert code == 0, err
+    stored = pl.read_parquet(next(line.split()[1] for line in out.splitlines() if line.startswith("file ")))
+    assert sorted(set(stored["depot"])) == sorted(set(depot)) and sorted(set(stored["postcode"])) == postcodes

@@ -25,7 +25,7 @@ from appliance.data.contract import (
     check_batch,
     load_contract,
 )
-from appliance.data.sources import read_source
+from appliance.data.sources import read_source, zero_padded
 from appliance.data.values import BOOLEAN_PAIRS, time_format_problem
 from appliance.errors import InvalidInput
 from appliance.spec import ValidationSection, load_spec
@@ -354,6 +354,8 @@ def _base_type(frame: pl.DataFrame, column: str, times: _TextTimes) -> tuple[str
             return "timestamp", times.formats[column][1]
         if column in times.unsettled:
             return "string", "dates whose day and month the data do not tell apart, kept as text (pass --time-format)"
+        if (padded := zero_padded(values.cast(pl.String))) is not None:
+            return "string", _zeros_why(padded)
         return "string", "text"
     return None, f"its type {dtype} has no contract type"
 
@@ -730,13 +732,19 @@ def _entity_rule(frame: pl.DataFrame, source: Path, column: str) -> _Column:
         )
     nulls = frame[column].null_count()
     rule = FieldRule(column, type, nullable=nulls > 0)
+    padded = zero_padded(frame[column].cast(pl.String)) if type == "string" else None
     return _Column(
         rule,
         None,
-        f"{type}, the entity key (--entity; {frame[column].n_unique():,} entities"
+        f"{type}{f' ({_zeros_why(padded)})' if padded is not None else ''}, the entity key (--entity; "
+        f"{frame[column].n_unique():,} entities"
         f"{f', {nulls:,} rows without one' if nulls else ''}): left out of the request "
         "features",
     )
+
+
+def _zeros_why(padded: str) -> str:
+    return f"values like {padded!r} keep their leading zeros"
 
 
 # -- volume, freshness, evaluation days ----------------------------------------------------------

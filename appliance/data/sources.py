@@ -16,6 +16,9 @@ SEPARATORS = (",", ";", "\t", "|")  # a CSV file's separator is one of these, fo
 SNIFF_LINES = 20  # the header and the lines after it that must split into as many fields as it does
 _SNIFF_BYTES = 1 << 16
 _UTF8_CHUNK = 1 << 20
+_INFER_ROWS = 10_000  # the rows a CSV file's column types are inferred from
+_WHOLE = r"^[-+]?\d+$"
+_PADDED = r"^[-+]?0\d"  # a zero before another digit: "007", "-007" (not "0")
 
 
 def read_source(path: Path, separator: str | None = None, retry: str = "ingest it again") -> pl.DataFrame:
@@ -66,15 +69,40 @@ def _read_file(path: Path, separator: str | None, retry: str) -> pl.DataFrame:
     try:
         if suffix == ".parquet":
             return pl.read_parquet(path)
-        return pl.read_csv(
-            path, separator=separator or csv_separator(path), try_parse_dates=False, infer_schema_length=10_000
-        )
+        return _read_csv(path, separator or csv_separator(path))
     except (pl.exceptions.PolarsError, OSError, ValueError) as e:
         first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise InvalidInput(
             f"{path} could not be read as {suffix[1:].upper()} ({first_line}); the file looks "
             f"malformed or truncated — nothing was written, re-export it and {retry}"
         ) from None
+
+
+def zero_padded(values: pl.Series) -> str | None:
+    """The first of the text ``values`` written as a whole number with leading zeros ("007", "00208"; not
+    "0"), when every value is a whole number; else None. Such values are identifiers, zeros included: as
+    numbers "00208" and "208" would be one value."""
+    text = values.drop_nulls()
+    # a cheap look first, so a column of plain numbers (the common case, at every read) costs little
+    starts = text.filter(text.str.starts_with("0") | text.str.starts_with("-0") | text.str.starts_with("+0"))
+    padded = starts.filter(starts.str.contains(_PADDED))
+    return padded[0] if padded.len() and text.str.contains(_WHOLE).all() else None
+
+
+def _read_csv(path: Path, separator: str) -> pl.DataFrame:
+    """A CSV file with polars' types, except that a column of whole numbers written with leading zeros
+    ("00208") stays text: read as integers, its zeros would be gone before any contract saw them."""
+    inferred = pl.scan_csv(path, separator=separator, try_parse_dates=False, infer_schema_length=_INFER_ROWS)
+    whole = {c: t for c, t in inferred.collect_schema().items() if t.is_integer()}
+    frame = pl.read_csv(
+        path,
+        separator=separator,
+        try_parse_dates=False,
+        infer_schema_length=_INFER_ROWS,
+        schema_overrides=dict.fromkeys(whole, pl.String),
+    )
+    # strict: a value past the rows types are inferred from that is no whole number fails the read, as it would
+    return frame.with_columns(pl.col(c).cast(t) for c, t in whole.items() if zero_padded(frame[c]) is None)
 
 
 def _first_non_utf8(path: Path) -> int | None:
