@@ -19,7 +19,7 @@ from PIL import Image
 from appliance.alerts import actions
 from appliance.deployment import deployments
 from appliance.home import Home
-from appliance.monitoring.store import RESULT_SCHEMA, open_monitoring, write_results
+from appliance.monitoring.store import RESULT_SCHEMA, begin_job_run, end_job_run, open_monitoring, write_results
 from appliance.report.page import (
     ALARM,
     BAND,
@@ -200,6 +200,26 @@ def test_a_model_without_results_gets_a_page_that_says_so(home_dir: Path, tmp_pa
     _, dom = open_in_browser(path, tmp_path / "browser")
     assert 'id="no-results"' in dom and "No monitoring results for fraud yet" in dom and "<svg" not in dom
     assert "v1 (production)" in section(dom, "versions") and "No alerts." in section(dom, "alerts")
+
+
+def test_a_failing_monitor_job_is_said_where_its_missing_results_are_read(home_dir: Path, tmp_path: Path):
+    """A monitor run that keeps failing leaves the results as they were: the table and the report say
+    monitoring has stopped, and why, instead of presenting the old windows (or none) as all there is."""
+    conn = open_monitoring(home_dir)
+    try:
+        run = begin_job_run(conn, "monitor", "fraud", "schedule")
+        end_job_run(conn, run, "failed", "ChunkerException: could not split data into chunks\nTraceback …")
+    finally:
+        conn.close()
+    code, _, err = cli(home_dir, "monitor", "fraud")
+    assert code == 0 and err.startswith("warning: the newest monitor run of 'fraud'") and "failed: Chunker" in err
+    assert "Traceback" not in err and "appliance jobs run monitor fraud" in err
+    path = tmp_path / "failing.html"
+    out = ok(home_dir, "report", "fraud", "--out", str(path))
+    assert "monitoring has stopped: the newest monitor run" in out
+    assert 'id="monitoring-failing"' in path.read_text()
+    ok(home_dir, "jobs", "run", "monitor", "fraud")  # it runs again: nothing is said any more
+    assert cli(home_dir, "monitor", "fraud")[2] == ""
 
 
 def test_texts_from_the_data_are_shown_as_text_never_as_markup(home_dir: Path, tmp_path: Path):

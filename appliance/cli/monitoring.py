@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from appliance.cli.arguments import Subcommands, add_json, home_root, open_home
@@ -75,10 +76,13 @@ def register(commands: Subcommands) -> None:
 
 def _monitor(args: argparse.Namespace) -> int:
     from appliance.monitoring.report import monitor_report
-    from appliance.monitoring.store import results
+    from appliance.monitoring.store import failing, results
 
     with open_home(args) as home:
         frame = results(home, args.model, check=args.check if args.json else None, since=args.since)
+        broken = failing(home, args.model)
+    if broken is not None:  # the results below stopped at that run: say so before them
+        print(f"warning: {broken}", file=sys.stderr)
     if args.json:
         import polars as pl
 

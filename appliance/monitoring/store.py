@@ -288,6 +288,21 @@ def latest_run(home: Home, model: str, job: str = "monitor") -> JobRun | None:
     return runs[0] if runs else None
 
 
+def failing(home: Home, model: str) -> str | None:
+    """One line when the model's newest monitor run failed: until the cause is fixed no window is measured,
+    whatever the results from before say (None while the newest run succeeded, or none ran)."""
+    run = latest_run(home, model)
+    if run is None or run.status != "failed":
+        return None
+    error = (run.error or "no error recorded").strip().splitlines()[0]
+    error = error if len(error) <= 200 else error[:199] + "…"
+    when = datetime.fromtimestamp(run.started_at, UTC)
+    return (
+        f"the newest monitor run of '{model}' (run {run.id}, {when:%Y-%m-%d %H:%M} UTC) failed: {error}; "
+        f"no window is measured until it runs again — `appliance jobs run monitor {model}` retries it"
+    )
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)

@@ -17,6 +17,7 @@ import polars as pl
 from appliance.alerts.records import Alert, list_alerts
 from appliance.deployment.deployments import history
 from appliance.home import Home
+from appliance.monitoring.store import failing
 from appliance.monitoring.story import (
     SCORE_DRAWN_UP_TO,
     Distribution,
@@ -90,6 +91,9 @@ def written_report(home: Home, model: str, since: datetime | date | str | None =
     first = story.windows[0] if since is not None and story.windows else None
     alerts = [a for a in list_alerts(home.conn, model, include_resolved=True, limit=MAX_ALERTS) if _about(a, first)]
     body = [_header(home, story, since)]
+    broken = failing(home, model)
+    if broken is not None:  # the windows below are all there is until monitoring runs again
+        body.append(f'<p class="critical" id="monitoring-failing">Monitoring has stopped: {escape(broken)}.</p>')
     if story.windows:
         body += [_drift(story), _performance(story), _traffic(story), _distributions(shown), _quality(story)]
     else:
@@ -107,7 +111,8 @@ def written_report(home: Home, model: str, since: datetime | date | str | None =
         + "\n".join(body)
         + "\n</body></html>\n"
     )
-    return ModelReport(page, _holds(home, story, alerts))
+    holds = _holds(home, story, alerts)
+    return ModelReport(page, holds if broken is None else f"{holds}; monitoring has stopped: {broken}")
 
 
 def _holds(home: Home, story: MonitoringStory, alerts: list[Alert]) -> str:
