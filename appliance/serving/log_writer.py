@@ -29,6 +29,7 @@ from pathlib import Path
 import msgspec
 
 from appliance.features.online_updates import OnlineUpdater, UpdateTarget
+from appliance.processes import unblock_stops
 from storage.online_store import OnlineStore
 from storage.prediction_log import PREDICTION_COLUMNS, PredictionStore
 
@@ -79,8 +80,9 @@ class Ack:
 
 def run_writer(conn: Connection, predictions_path: Path, online_path: Path | None) -> None:
     """The writer process's main loop: one message in, one ``Ack`` out, until the server closes the connection."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # it stops when the server closes the connection, having
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # written what it was handed
+    unblock_stops()
     records = _Forwarded()
     logging.getLogger().addHandler(records)
     logging.getLogger().setLevel(logging.INFO)

@@ -22,13 +22,12 @@ from __future__ import annotations
 import atexit
 import logging
 import multiprocessing
-import signal
 import threading
 from collections import Counter, deque
 from collections.abc import Iterable
-from multiprocessing import resource_tracker
 from pathlib import Path
 
+from appliance.processes import start_shielded
 from appliance.serving.log_writer import Ack, Batch, Follow, Refused, run_writer
 from appliance.spec import FeaturesSection
 from storage.prediction_log import PredictionStore
@@ -173,17 +172,7 @@ class PredictionLog:
         writer = context.Process(
             target=run_writer, args=(theirs, self.path, self.online), name="prediction-log-writer", daemon=True
         )
-        # The writer starts with the stop signals blocked (a new process inherits the mask): a terminal's Ctrl-C
-        # goes to the whole process group, and one arriving while the writer starts up, before it ignores them,
-        # would kill it with a traceback and lose what it was handed. It stops when the server closes the log.
-        # multiprocessing starts its resource tracker for the first spawned process, and unblocks these signals
-        # when it has: started first, it leaves the mask alone.
-        resource_tracker.ensure_running()
-        mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
-        try:
-            writer.start()
-        finally:
-            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        start_shielded(writer)  # a terminal's Ctrl-C cannot kill it half-started; it stops when the log closes
         theirs.close()  # so that our end sees the writer's exit as the end of the connection
         self._conn, self._writer = ours, writer
 

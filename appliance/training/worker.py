@@ -18,6 +18,7 @@ import msgspec
 
 from appliance import errors, progress
 from appliance.errors import ApplianceError, Conflict
+from appliance.processes import start_shielded, unblock_stops
 from appliance.training import stop
 from storage import errors as storage_errors
 from storage.errors import StorageError
@@ -96,7 +97,7 @@ def train_in_worker(
         daemon=True,
         args=(str(root), model, actor, resume, run_id, retrain, new_run_id, messages),
     )
-    worker.start()
+    start_shielded(worker)  # a terminal's Ctrl-C cannot kill it half-started: it stops at its next safe point
     received: list[int] = []
     try:
         with _passing_signals(worker, received) if forward_signals else contextlib.nullcontext():
@@ -214,6 +215,7 @@ def _work(
     os.nice(WORKER_NICENESS)
     for stopping in (signal.SIGINT, signal.SIGTERM):  # end at the next safe point, resumably; not a traceback
         signal.signal(stopping, stop.request_stop)
+    unblock_stops()  # a Ctrl-C that came while this process started is delivered now, to request_stop
     _stop_with(multiprocessing.parent_process())
     progress.draw_with(lambda line, last: messages.put(("progress", (line, last))))
     try:
