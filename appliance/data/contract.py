@@ -12,7 +12,7 @@ import msgspec
 import polars as pl
 
 from appliance.data.sources import SEPARATORS
-from appliance.data.values import BOOLEAN_TEXT, time_format_problem
+from appliance.data.values import BOOLEAN_TEXT, MAX_TIMESTAMP_S, UNIX_SECONDS, time_format_problem
 from appliance.errors import InvalidInput
 from appliance.spec import EventHorizon
 from appliance.spec.durations import check_duration, parse_duration
@@ -58,8 +58,11 @@ class FieldRule(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     max: float | None = None  # a value above it quarantines its row
     allowed_values: list[str | int | float] | None = None  # any other value quarantines its row
     format: (  # a timestamp's text spelled other than ISO 8601, e.g. "%d/%m/%Y %H:%M" (with %Y %y %m %d %b
-        str | None  # %B %H %I %p %M %S, taken as UTC): read so at ingest, replay and in API requests, where
-    ) = None  # ISO 8601 text reads as well; left out: ISO 8601 text only, never a guessed spelling
+        str  # %B %H %I %p %M %S, taken as UTC), or "%s": Unix seconds, a file's numbers or text of digits
+        | None  # (1970 to 2200; a larger number, likely milliseconds, quarantines its row): read so at ingest,
+    ) = (  # replay and in API requests, where ISO 8601 text reads as well; left out: ISO 8601 text only,
+        None  # never a guessed spelling (nor a file's numbers, which may be seconds, milliseconds or µs)
+    )
 
     def __post_init__(self) -> None:
         if self.format is not None:
@@ -163,7 +166,8 @@ def check_batch(
                 + _unreadable_fix(rule, frame.schema[rule.name])
             )
         article = "an" if rule.type == "integer" else "a"
-        reasons.append(pl.when(unreadable).then(pl.lit(f"{rule.name}: not {article} {rule.type}")))
+        what = " in Unix seconds from 1970 to 2200" if rule.format == UNIX_SECONDS else ""
+        reasons.append(pl.when(unreadable).then(pl.lit(f"{rule.name}: not {article} {rule.type}{what}")))
     # with_columns evaluates every expression on the frame as read, so type reasons see raw values.
     typed = frame.with_columns(*casts, _type=pl.concat_str(reasons, separator="; ", ignore_nulls=True))
     value_reasons = [reason for rule in contract.fields for reason in _value_reasons(rule)]
@@ -182,7 +186,15 @@ def check_batch(
 
 def _unreadable_fix(rule: FieldRule, source: pl.DataType) -> str:
     if rule.type == "timestamp" and source.is_numeric():
-        return "a file's times are datetimes or ISO 8601 text: convert the numbers first"
+        if rule.format == UNIX_SECONDS:
+            return (
+                'format = "%s" reads Unix seconds from 1970 to 2200; larger numbers are likely milliseconds '
+                "(divide them by 1,000) — fix the file"
+            )
+        return (
+            f"if they are Unix seconds, declare format = \"%s\" for '{rule.name}' in the data contract; "
+            "else convert the numbers first (a file's times are otherwise datetimes or ISO 8601 text)"
+        )
     if rule.type != "timestamp" or source != pl.String:
         return "fix the file's types"
     if rule.format is None:
@@ -232,10 +244,21 @@ def key_text_column(key: pl.Expr, key_type: str) -> pl.Expr:
 
 def parse_times(text: pl.Expr, format: str | None = None) -> pl.Expr:
     """Text times as UTC datetimes (µs): ISO 8601's common forms, so a column mixing '2026-05-02 14:03:07'
-    and '2026-05-02T14:03:07Z' reads whole, then the field's declared ``format``; text that is none of
-    them becomes null."""
+    and '2026-05-02T14:03:07Z' reads whole, then the field's declared ``format`` (``UNIX_SECONDS``: text of
+    digits); text that is none of them becomes null."""
+    if format == UNIX_SECONDS:
+        digits = text.str.strip_chars()
+        seconds = pl.when(digits.str.contains(r"^[0-9]+(\.[0-9]+)?$")).then(digits.cast(pl.Float64, strict=False))
+        return pl.coalesce(unix_seconds(seconds), parse_times(text))
     formats = [*TIMESTAMP_FORMATS, *([format] if format else [])]
     return pl.coalesce([text.str.to_datetime(format=f, time_zone="UTC", strict=False, time_unit="us") for f in formats])
+
+
+def unix_seconds(seconds: pl.Expr) -> pl.Expr:
+    """Numbers of seconds since the epoch as UTC datetimes (µs); outside 1970..2200 (``MAX_TIMESTAMP_S``, as a
+    request's time must be), null: a larger number is likely milliseconds, and is no far-future time."""
+    micros = (seconds.cast(pl.Float64) * 1_000_000).round(0).cast(pl.Int64, strict=False)
+    return pl.when(seconds.is_between(0, MAX_TIMESTAMP_S)).then(micros).cast(pl.Datetime("us", "UTC"))
 
 
 def cast_column(rule: FieldRule, source: pl.DataType) -> pl.Expr:
@@ -251,8 +274,9 @@ def cast_column(rule: FieldRule, source: pl.DataType) -> pl.Expr:
             return zoned.dt.cast_time_unit("us")
         if source.is_numeric():
             # seconds, milliseconds or microseconds? A file's number says none: polars would read microseconds
-            # and date Unix seconds to January 1970. Refused (check_batch says to convert them first).
-            return pl.lit(None, target)
+            # and date Unix seconds to January 1970. Read only as the contract declares (format "%s": seconds);
+            # else refused (check_batch says to declare the format or convert them).
+            return unix_seconds(col) if rule.format == UNIX_SECONDS else pl.lit(None, target)
     if rule.type == "boolean" and source == pl.String:
         lowered = col.str.strip_chars().str.to_lowercase()
         return lowered.replace_strict(BOOLEAN_TEXT, default=None, return_dtype=pl.Boolean)

@@ -26,7 +26,7 @@ from appliance.data.contract import (
     load_contract,
 )
 from appliance.data.sources import read_source, zero_padded
-from appliance.data.values import BOOLEAN_PAIRS, time_format_problem
+from appliance.data.values import BOOLEAN_PAIRS, UNIX_SECONDS, iso, time_format_problem
 from appliance.errors import InvalidInput
 from appliance.spec import ValidationSection, load_spec
 from appliance.task import TaskKind
@@ -49,6 +49,10 @@ _DATE_SEPARATORS = "/-."
 _CLOCKS = (" %H:%M:%S", " %H:%M", "")
 _LOOKS_DATED = re.compile(r"\s*\d{1,2}[/.-]\d{1,2}[/.-]\d{4}")
 _ISO_WHY = "text that parses as ISO 8601 times, read as UTC where no offset is given"
+# Numbers a draft reads as Unix seconds: all of a column's values within 2000..2100 as seconds (the contract reads
+# 1970..2200), and only where --time names the column or its name says a time: a count or an id may lie there too.
+_SECONDS_FROM, _SECONDS_UNTIL = datetime(2000, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC)
+_TIME_NAME = re.compile(r"ts|time|timestamp|epoch|.*_(at|time|ts)", re.IGNORECASE)
 _TEXT = (pl.String, pl.Categorical, pl.Enum)
 # Pairs of text values of which one plainly is the positive class (lower-cased); any other pair is the user's
 # to name with --positive: is "bad" of good/bad, or "churned" of churned/stayed, the class wanted? Usually,
@@ -79,9 +83,10 @@ class _Target(msgspec.Struct):
     positive: str | None = None  # binary of two text values: the positive one (label 1)
 
 
-class _TextTimes(msgspec.Struct):
-    """The file's text columns that read as times: each one's format (None: ISO 8601) and why, and the
-    columns of dates whose day and month the data do not tell apart, with the error that says so."""
+class _Times(msgspec.Struct):
+    """The file's text and number columns that read as times: each one's format (None: ISO 8601;
+    ``UNIX_SECONDS``: numbers) and why, and the columns of dates whose day and month the data do not tell
+    apart, with the error that says so."""
 
     formats: dict[str, tuple[str | None, str]]
     unsettled: dict[str, str]
@@ -132,7 +137,7 @@ def draft_model(
 
     assumptions: list[str] = []
     drafted = _target(frame, source, target, task, positive)
-    times = _text_times(frame, time_format)
+    times = _times(frame, time, time_format)
     time = _time_column(frame, source, time, times, assumptions)
     columns: dict[str, _Column] = {}
     for column in frame.columns:
@@ -290,18 +295,27 @@ def _first_unreadable(frame: pl.DataFrame, column: str, type: str, format: str |
     return unreadable[0] if unreadable.len() else None
 
 
-def _text_times(frame: pl.DataFrame, time_format: str | None) -> _TextTimes:
-    """Which text columns read as times, and in what format: ISO 8601, else ``time_format`` if given, else
-    a dd/mm/yyyy or mm/dd/yyyy spelling when a value above 12 says which number is the day. Nothing is
-    guessed: dates that read both ways are unsettled, for the user to name with --time-format."""
+def _times(frame: pl.DataFrame, time: str | None, time_format: str | None) -> _Times:
+    """Which columns read as times, and in what format. Numbers (or, with --time-format "%s", text of digits)
+    as Unix seconds, where ``time`` (--time) names the column or its name says a time (``_unix_seconds``).
+    Text: ISO 8601, else ``time_format`` if given, else a dd/mm/yyyy or mm/dd/yyyy spelling when a value above
+    12 says which number is the day. Nothing is guessed: dates that read both ways are unsettled, for the user
+    to name with --time-format."""
     formats: dict[str, tuple[str | None, str]] = {}
     unsettled: dict[str, str] = {}
     for column in frame.columns:
         values = frame[column].drop_nulls()
+        named = column == time or _TIME_NAME.fullmatch(column) is not None
+        if frame.schema[column].is_numeric() and named and (seconds := _unix_seconds(frame, column)):
+            by_name = "" if column == time else "; taken for a time by its name, every value within 2000..2100"
+            formats[column] = (UNIX_SECONDS, seconds + by_name)
         if frame.schema[column] != pl.String or values.len() == 0:
             continue
         if _reads_as(frame, column, "timestamp"):
             formats[column] = (None, _ISO_WHY)
+        elif time_format == UNIX_SECONDS:
+            if named and (seconds := _unix_seconds(frame, column)):
+                formats[column] = (UNIX_SECONDS, f'{seconds}, text in --time-format "%s"')
         elif time_format is not None:
             if _reads_as(frame, column, "timestamp", time_format):
                 formats[column] = (time_format, f"text times in --time-format {_str(time_format)}, read as UTC")
@@ -329,14 +343,28 @@ def _text_times(frame: pl.DataFrame, time_format: str | None) -> _TextTimes:
                     )
                 if read:
                     break
-    return _TextTimes(formats, unsettled)
+    return _Times(formats, unsettled)
 
 
-def _base_type(frame: pl.DataFrame, column: str, times: _TextTimes) -> tuple[str | None, str]:
+def _unix_seconds(frame: pl.DataFrame, column: str) -> str | None:
+    """Why ``column`` reads as Unix seconds: each of its values does, within 2000..2100 (None: not so)."""
+    values = frame[column].drop_nulls()
+    if values.len() == 0:
+        return None
+    read = values.to_frame().select(cast_column(FieldRule(column, "timestamp", format=UNIX_SECONDS), values.dtype))
+    moments = read[column]
+    if moments.null_count() or not moments.is_between(_SECONDS_FROM, _SECONDS_UNTIL, closed="left").all():
+        return None
+    return f"Unix seconds (values like {values[0]} = {iso(moments[0])})"
+
+
+def _base_type(frame: pl.DataFrame, column: str, times: _Times) -> tuple[str | None, str]:
     """The contract type a column reads as, and why (None: no contract type fits)."""
     dtype, values = frame.schema[column], frame[column].drop_nulls()
     if values.len() == 0:
         return "string", "every value is null"
+    if column in times.formats:
+        return "timestamp", times.formats[column][1]
     if dtype == pl.Boolean:
         return "boolean", "true/false values"
     if dtype.is_integer():
@@ -350,8 +378,6 @@ def _base_type(frame: pl.DataFrame, column: str, times: _TextTimes) -> tuple[str
         pair = next((sorted(p, reverse=True) for p in BOOLEAN_PAIRS if spelled <= p), None)
         if pair is not None:
             return "boolean", f'text that is only "{pair[0]}"/"{pair[1]}" (any case), read as true/false'
-        if column in times.formats:
-            return "timestamp", times.formats[column][1]
         if column in times.unsettled:
             return "string", "dates whose day and month the data do not tell apart, kept as text (pass --time-format)"
         if (padded := zero_padded(values.cast(pl.String))) is not None:
@@ -360,7 +386,7 @@ def _base_type(frame: pl.DataFrame, column: str, times: _TextTimes) -> tuple[str
     return None, f"its type {dtype} has no contract type"
 
 
-def _feature_column(frame: pl.DataFrame, column: str, times: _TextTimes, no_entity: bool) -> _Column:
+def _feature_column(frame: pl.DataFrame, column: str, times: _Times, no_entity: bool) -> _Column:
     """A column that is neither target, time nor entity: its contract rule and whether it is a feature."""
     type, why = _base_type(frame, column, times)
     series = frame[column]
@@ -422,6 +448,9 @@ def _feature_column(frame: pl.DataFrame, column: str, times: _TextTimes, no_enti
             why = f"{why}, {distinct:,} distinct values: too many to list as allowed values"
     if mostly_null:
         return _Column(rule, None, f"{why}: null in more than {MOSTLY_NULL:.0%} of rows, left out of the features")
+    if type in ("integer", "float") and (seconds := _unix_seconds(frame, column)):
+        # its name does not say a time (see _times), but a clock as a feature is never in range once served
+        why += f"; {seconds}? a time is no feature: pass --time {column}, or take it out of the features"
     return _Column(rule, feature, f"{why}: {'an' if feature == 'integer' else 'a'} {feature} request feature")
 
 
@@ -676,7 +705,7 @@ def _binary_rule(target: str, values: pl.Series, dtype: pl.DataType, nullable: b
     )
 
 
-def _time_column(frame: pl.DataFrame, source: Path, time: str | None, times: _TextTimes, assumptions: list[str]) -> str:
+def _time_column(frame: pl.DataFrame, source: Path, time: str | None, times: _Times, assumptions: list[str]) -> str:
     if time is not None:
         if time in times.unsettled:
             raise InvalidInput(f"--time {times.unsettled[time]}")
@@ -687,10 +716,16 @@ def _time_column(frame: pl.DataFrame, source: Path, time: str | None, times: _Te
             else:
                 bad = _first_unreadable(frame, time, "timestamp") if values.dtype == pl.String else values[0]
                 example = f"e.g. {bad!r}"
+            if values.dtype.is_numeric() and values.len():
+                raise InvalidInput(
+                    f"--time column '{time}' of {source} holds numbers ({frame.schema[time]}, e.g. "
+                    f"{values[0]!r}) that are not all Unix seconds between 2000 and 2100 (milliseconds? divide "
+                    "them by 1,000); pass a column of Unix seconds or of ISO 8601 times like 2026-10-16T09:30:00Z"
+                )
             raise InvalidInput(
                 f"--time column '{time}' of {source} does not read as times (type "
                 f"{frame.schema[time]}, {example}); pass a column of ISO 8601 times like "
-                "2026-10-16T09:30:00Z, or --time-format FORMAT naming how its text spells them"
+                '2026-10-16T09:30:00Z, or --time-format FORMAT naming how its text spells them ("%s": Unix seconds)'
             )
         return time
     found = [c for c in frame.columns if _base_type(frame, c, times)[0] == "timestamp"]
@@ -703,14 +738,26 @@ def _time_column(frame: pl.DataFrame, source: Path, time: str | None, times: _Te
             "times and pass --time COLUMN, or name how the file spells its times with --time-format, "
             'e.g. "%d/%m/%Y %H:%M" or "%b %d, %Y %I:%M %p"'
         )
+    # A date alone is more often something a row records (a signup, a birth) than the moment it happened.
+    timed = [c for c in found if not _dates_alone(frame, c, times)]
+    chosen = (timed or found)[0]
     if len(found) > 1:
         assumptions.append(
-            f"time column: '{found[0]}', the first of the time columns {found} — pass --time to pick another"
+            f"time column: '{chosen}', the first of the time columns {found}"
+            + (" with a time of day (the others hold dates alone)" if chosen != found[0] else "")
+            + " — pass --time to pick another"
         )
-    return found[0]
+    return chosen
 
 
-def _time_rule(frame: pl.DataFrame, column: str, times: _TextTimes) -> _Column:
+def _dates_alone(frame: pl.DataFrame, column: str, times: _Times) -> bool:
+    """Whether every time of ``column`` is midnight: dates without a time of day."""
+    rule = FieldRule(column, "timestamp", format=times.format_of(column))
+    read = frame.select(cast_column(rule, frame.schema[column]))[column].drop_nulls()
+    return bool((read == read.dt.truncate("1d")).all())
+
+
+def _time_rule(frame: pl.DataFrame, column: str, times: _Times) -> _Column:
     nulls = frame[column].null_count()
     why = f"timestamp ({_base_type(frame, column, times)[1]}), the event time, not nullable"
     if nulls:

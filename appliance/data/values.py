@@ -7,8 +7,8 @@ them here; whole frames convert in ``contract.cast_columns``. The rules:
 - an entity key is an integer or a string, as the contract declares; it is kept and compared as its
   canonical text (an integer's decimal digits), so ``42`` and ``"42"`` name one integer-keyed entity (and
   ``42.0``, but no float at or beyond 2**53, which may be another key rounded);
-- an event time is ISO 8601 text, text in the format its contract field declares, or a Unix timestamp
-  in seconds (a JSON number);
+- an event time is ISO 8601 text, text in the format its contract field declares (``"%s"``: Unix seconds
+  written as digits), or a Unix timestamp in seconds (a JSON number);
 - a category may arrive as a string (one the model never saw: at most ``MAX_CATEGORY_CHARS``, checked by
   ``features.encoding``) or an integer code; a boolean as true/false or 0/1 (a file's text may also spell
   it yes/no or y/n, any case: ``BOOLEAN_TEXT``).
@@ -40,6 +40,11 @@ _INTEGER = re.compile(r"\s*-?[0-9]+\s*")
 # The strftime directives a declared time format may use: those Python (requests) and polars (files) read
 # alike. A zone is not among them: text in a declared format is taken as UTC, as ISO text without an offset is.
 TIME_DIRECTIVES = "%Y %y %m %d %b %B %H %I %p %M %S"
+# A format of its own: Unix seconds (strftime's and chrono's directive for seconds since the epoch), a file's
+# numbers or text of digits. Declared, a number is read as seconds; never guessed, as a number alone says
+# nothing of seconds, milliseconds or microseconds. It stands alone: no other text goes with it.
+UNIX_SECONDS = "%s"
+_SECONDS_TEXT = re.compile(r"\s*[0-9]+(\.[0-9]+)?\s*")
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1  # an integer key is stored as a 64-bit integer
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -125,10 +130,17 @@ def _int64_key(value: int, name: str, where: str) -> str:
 
 def time_format_problem(format: str) -> str | None:
     """Why ``format`` cannot name how a file and a request spell times (None: it can)."""
+    if format == UNIX_SECONDS:
+        return None
     used = set(re.findall(r"%(.?)", format))
+    if "s" in used:
+        return f'format {format!r} mixes %s with other text; Unix seconds are format = "%s" alone'
     unknown = sorted(f"%{d}" for d in used if f"%{d}" not in TIME_DIRECTIVES.split() and d != "%")
     if unknown:
-        return f"format {format!r} uses {', '.join(unknown)}; a time format uses only {TIME_DIRECTIVES} and other text"
+        return (
+            f"format {format!r} uses {', '.join(unknown)}; a time format uses only {TIME_DIRECTIVES} and other "
+            'text, or is "%s" alone (Unix seconds)'
+        )
     if not ({"Y", "y"} & used and {"m", "b", "B"} & used and "d" in used):
         return f"format {format!r} needs a year (%Y or %y), a month (%m, %b or %B) and a day (%d)"
     return None
@@ -146,20 +158,26 @@ def request_time(value: object, name: str, where: str = "", format: str | None =
                 return float(micros)
     elif (kind is int or kind is float) and 0 <= value <= MAX_TIMESTAMP_S:
         return float(round(value * 1_000_000))
-    declared = f", text in its contract's format {format!r}" if format else ""
+    declared = f", text in its contract's format {format!r}" if format and format != UNIX_SECONDS else ""
+    seconds = "Unix seconds (a number, or its digits as text: the contract's format '%s')"
     raise InvalidInput(
-        f"{where}'{name}' must be an ISO 8601 time like '2026-10-16T09:30:00Z'{declared} or Unix seconds, "
+        f"{where}'{name}' must be an ISO 8601 time like '2026-10-16T09:30:00Z'{declared} or "
+        f"{seconds if format == UNIX_SECONDS else 'Unix seconds'}, "
         f"between 1970 and 2200; got {type_name(value) if kind is not str else repr(value[:40])}; "
         "or leave it out for now"
     )
 
 
 def _read_time(text: str, format: str | None) -> datetime | None:
+    if format == UNIX_SECONDS and _SECONDS_TEXT.fullmatch(text):
+        # before ISO 8601, which reads 8 digits as a date; outside the range the caller refuses it
+        seconds = float(text)
+        return datetime.fromtimestamp(seconds, UTC) if 0 <= seconds <= MAX_TIMESTAMP_S else None
     try:
         return datetime.fromisoformat(text)
     except ValueError:
         pass
-    if format is not None:
+    if format is not None and format != UNIX_SECONDS:
         try:
             return datetime.strptime(text, format)
         except ValueError:
