@@ -92,10 +92,10 @@ def test_a_one_row_window_is_reported_unmeasured_alone_or_beside_others(kind: st
     assert est.filter(pl.col("window_start") == windows.starts[0])["estimated"].null_count() == 0
 
 
-def test_a_monitor_job_over_a_lone_one_row_day_writes_every_check(tmp_path: Path):
+def _lone_day(tmp_path: Path) -> tuple[Path, pl.DataFrame, np.ndarray]:
+    """A regression model's data directory whose log holds its first live day in full and one delivery two days
+    later (a window of its own), all labelled: the root, the live rows and the model's answers."""
     from appliance.home import Home
-    from appliance.monitoring import store
-    from appliance.scheduler.jobs import run_job
     from tests.task_data import write_deliveries
 
     folder, root = tmp_path / "deliveries", tmp_path / "home"
@@ -112,7 +112,15 @@ def test_a_monitor_job_over_a_lone_one_row_day_writes_every_check(tmp_path: Path
     fields = ["ordered_at", "courier", "distance_km", "zone", "rush", "items"]
     requests = log_traffic(root, spec, REGRESSION, version, live, output, fields)
     post_feedback(root, "eta", requests, live["minutes"].to_list(), keep=np.ones(live.height, dtype=bool))
+    return root, live, output
 
+
+def test_a_monitor_job_over_a_lone_one_row_day_writes_every_check(tmp_path: Path):
+    from appliance.home import Home
+    from appliance.monitoring import store
+    from appliance.scheduler.jobs import run_job
+
+    root, live, output = _lone_day(tmp_path)
     run = run_job(root, "monitor", "eta")
     assert run.status == "succeeded", run.error
     with Home(root) as home:
@@ -132,3 +140,32 @@ def test_a_monitor_job_over_a_lone_one_row_day_writes_every_check(tmp_path: Path
             assert (value[start, check, method] is not None) == measured, (start, check, method)
     # The lone delivery's label is still judged where one row can be: its realized error.
     assert value[lone, "performance", "mae"] == pytest.approx(abs(live["minutes"][-1] - output[-1]))
+
+
+def test_windows_whose_checks_fail_leave_the_others_measured_and_are_tried_again(tmp_path: Path, monkeypatch):
+    """Handed the lone one-row day again (the guard lowered), NannyML fails on it as it did on every such day: the
+    run writes the full day's checks and judges them, fails saying which windows it left out, and says so where
+    results are read; the next run, the guard back, measures the lone day it left."""
+    from appliance.home import Home
+    from appliance.monitoring import estimation, store
+    from appliance.scheduler.jobs import run_job
+
+    root, _, _ = _lone_day(tmp_path)
+    monkeypatch.setattr(estimation, "MIN_MEASURED_ROWS", 1)
+    run = run_job(root, "monitor", "eta")
+    assert run.status == "failed" and run.error.startswith("MonitoringIncomplete: 1 group(s) of windows")
+    assert "ChunkerException" in run.error
+    with Home(root) as home:
+        out = store.results(home, "eta")
+        assert "monitor run of 'eta'" in (store.failing(home, "eta") or "")
+    first = out.filter(pl.col("check") == "performance")["window_start"].min()
+    assert set(out.filter(pl.col("check") == "performance")["window_start"]) == {first}  # the lone day left out
+    assert {"machine", "pipeline", "serving"} <= set(out["check"])
+    monkeypatch.setattr(estimation, "MIN_MEASURED_ROWS", 2)
+    again = run_job(root, "monitor", "eta")
+    assert again.status == "succeeded", again.error
+    assert again.summary["recomputed"] == 1  # the window the failed run did not record, and only that one
+    with Home(root) as home:
+        assert store.failing(home, "eta") is None
+        lone = store.results(home, "eta").filter(pl.col("check") == "performance")["window_start"].max()
+    assert lone - first == timedelta(days=2)

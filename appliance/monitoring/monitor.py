@@ -25,6 +25,7 @@ job (``appliance.scheduler.jobs``) calls this module and then the alert engine w
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 import warnings
@@ -76,6 +77,8 @@ from appliance.spec.monitoring import MonitoringSection
 from appliance.task import BINARY, Task, higher_is_better
 from storage.prediction_log import PredictionStore
 
+log = logging.getLogger(__name__)
+
 LABEL = "_label"
 RECEIVED, LABEL_AT, LATENCY, STATUS, REQUEST = "_received_at", "_label_at", "_latency_ms", "_status", "_request_id"
 PREDICTED_LABEL, VALUE, PROBABILITIES = "_predicted_label", "_value", "_probabilities"  # see storage.prediction_log
@@ -111,6 +114,7 @@ class MonitorReport(msgspec.Struct, frozen=True):
     relabelled: int  # windows whose performance was recomputed for new labels only
     rows: int  # result rows written by this run
     alerts: int  # of them, how many alert
+    failed: list[str] = []  # window groups whose checks failed, with the error: left out, retried next run
 
 
 class MonitorRun(NamedTuple):
@@ -144,7 +148,8 @@ def monitor_run(home: Home, model: str, probe: MachineProbe | None = None) -> Mo
                 changed.append(row["window_start"])
             elif tuple(old[2:]) != (row["labels"], row["last_label_at"]):
                 relabelled.append(row["window_start"])
-        parts, shares = [], []
+        parts, shares, failed = [], [], []
+        unmeasured: set[datetime] = set()
         if changed or relabelled:
             reference = load_reference(home, model, version)
             profiled = whole_windows(reference, spec.features.event_time, rules.window)  # what windows compare to
@@ -153,12 +158,25 @@ def monitor_run(home: Home, model: str, probe: MachineProbe | None = None) -> Mo
             for starts, full in ((changed, True), (relabelled, False)):
                 for group in _read_groups(state, starts, every):
                     since, until = group[0], group[-1] + _window_length(every)
-                    frame = logged_traffic(home, spec, version, since, until)
-                    if frame.height:  # none: retention moved the rows away since they were counted
+                    try:
+                        frame = logged_traffic(home, spec, version, since, until)
+                        if frame.height == 0:  # retention moved the rows away since they were counted
+                            continue
                         windows = EventWindows(frame, spec.features.event_time, every, since, until)
-                        parts.append(_window_checks(spec, reference, frame, windows, group, full))
-                        if full:  # the inputs' distributions change only with the rows
-                            shares.append(window_distributions(bins, frame, windows, group))
+                        checks = _window_checks(spec, reference, frame, windows, group, full)
+                        # the inputs' distributions change only with the rows
+                        distributions = window_distributions(bins, frame, windows, group) if full else None
+                    except Exception as e:
+                        # One group of windows whose checks fail (a library's bug, data it cannot take) must not
+                        # leave every other window, and the machine and pipeline, unmeasured: these are left out,
+                        # not recorded as done (the next run tries them again), and the run says so.
+                        log.exception("monitoring %s: the checks of the windows from %s failed", model, since)
+                        failed.append(f"the windows {iso(since)}..{iso(until)}: {type(e).__name__}: {e}")
+                        unmeasured.update(group)
+                        continue
+                    parts.append(checks)
+                    if distributions is not None:
+                        shares.append(distributions)
         parts.append(_snapshot_checks("machine", machine_checks(probe)))
         parts.append(_snapshot_checks("pipeline", pipeline_checks(home, model)))
         parts.append(_snapshot_checks("serving", log_overflow_checks(home, model, conn, computed_at)))
@@ -178,12 +196,14 @@ def monitor_run(home: Home, model: str, probe: MachineProbe | None = None) -> Mo
             .select(list(RESULT_SCHEMA))
         )
         write_results(conn, new, pl.concat(shares).with_columns(**stamp) if shares else None)
-        done = state.filter(pl.col("window_start").is_in([*changed, *relabelled]))
+        done = state.filter(pl.col("window_start").is_in([w for w in [*changed, *relabelled] if w not in unmeasured]))
         record_windows(conn, model, version, done, computed_at)
     finally:
         conn.close()
     return MonitorRun(
-        MonitorReport(model, version, state.height, len(changed), len(relabelled), new.height, int(new["alert"].sum())),
+        MonitorReport(
+            model, version, state.height, len(changed), len(relabelled), new.height, int(new["alert"].sum()), failed
+        ),
         new,
     )
 
