@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from storage.errors import DatabaseCorrupt, SchemaTooNew
+from storage.errors import DatabaseCorrupt, SchemaTooNew, StorageError
 
 BUSY_TIMEOUT_MS = 10_000
 MAX_INTEGER = 2**63 - 1  # SQLite's largest: an id or version past it is none that exists (binding one fails)
@@ -55,6 +55,23 @@ def damaged(path: Path | str, error: sqlite3.DatabaseError | str) -> DatabaseCor
         "restore the data directory from a backup: `appliance restore BACKUP --force` (it keeps "
         "the damaged directory aside)"
     )
+
+
+def unwritable(error: sqlite3.DatabaseError, what: str = "a database of the data directory") -> StorageError | None:
+    """The error for a write SQLite refused because the file cannot take it (read-only: its file, folder or file
+    system; or the disk is full), saying what to do; None for any other error. The write was rolled back."""
+    code = getattr(error, "sqlite_errorcode", 0) & 0xFF
+    if code == sqlite3.SQLITE_READONLY:
+        return StorageError(
+            f"{what} cannot be written ({error}); it was not changed — make the data directory and its files "
+            "writable by the user running the appliance (check the owner, `chmod`, `chattr`, a read-only mount)"
+        )
+    if code == sqlite3.SQLITE_FULL:
+        return StorageError(
+            f"{what} cannot be written: the disk is full ({error}); it was not changed — free some space, then "
+            "run the command again (`appliance retention` drops old prediction logs)"
+        )
+    return None
 
 
 @contextmanager

@@ -17,7 +17,7 @@ from appliance.cli.parser import build_parser
 from appliance.cli.serving import _example_request
 from appliance.errors import ApplianceError
 from appliance.logs import configure_logging
-from storage.database import damaged, is_damage
+from storage.database import damaged, is_damage, unwritable
 from storage.errors import StorageError
 
 # `main` is the console script (pyproject: appliance = "appliance.cli:main") and `python -m appliance`;
@@ -44,10 +44,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return exit_code(e)
     except sqlite3.DatabaseError as e:
-        if not is_damage(e):
+        # damage a later query found (opening the file found none), or a write the file could not take: which
+        # database is not known here
+        refused = damaged("a database of the data directory", e) if is_damage(e) else unwritable(e)
+        if refused is None:
             raise
-        # damage a later query found (opening the file found none): which database is not known here
-        print(f"error: {damaged('a database of the data directory', e)}", file=sys.stderr)
+        print(f"error: {refused}", file=sys.stderr)
         return ERROR
     except KeyboardInterrupt:
         return INTERRUPTED

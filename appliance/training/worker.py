@@ -7,6 +7,7 @@ import multiprocessing
 import os
 import queue
 import signal
+import sqlite3
 import threading
 import time
 import traceback
@@ -21,6 +22,7 @@ from appliance.errors import ApplianceError, Conflict
 from appliance.processes import start_shielded, unblock_stops
 from appliance.training import stop
 from storage import errors as storage_errors
+from storage.database import unwritable
 from storage.errors import StorageError
 
 if TYPE_CHECKING:  # the pipeline (and the ML stack under it) is imported in the worker, not here
@@ -233,5 +235,10 @@ def _work(
         messages.put(("nothing new" if isinstance(outcome, NothingNew) else "done", msgspec.to_builtins(outcome)))
     except (ApplianceError, StorageError) as e:
         messages.put(("error", (type(e).__name__, str(e))))
+    except sqlite3.DatabaseError as e:  # a write the data directory could not take is the user's to fix
+        refused = unwritable(e)
+        messages.put(
+            ("crash", traceback.format_exc()) if refused is None else ("error", ("StorageError", str(refused)))
+        )
     except BaseException:
         messages.put(("crash", traceback.format_exc()))
