@@ -172,3 +172,11 @@ def test_callers_without_a_key_add_no_metrics_labels(server):
 def _admin(server) -> str:
     with Home(server.home) as home:
         return create_key(home.conn, ["admin"], name="test")[1]
+
+
+def test_the_first_key_says_it_ends_open_access(home_dir):
+    from tests.conftest import cli
+
+    code, out, err = cli(home_dir, "keys", "create", "--scope", "predict")
+    assert code == 0 and "first key ends open access" in err and out.strip().splitlines()[-1].startswith("apl_")
+    assert "open access" not in cli(home_dir, "keys", "create", "--scope", "admin")[2]  # it ended with the first

@@ -498,11 +498,19 @@ def _deployment_line(d) -> str:
 
 
 def _keys_create(args: argparse.Namespace) -> int:
-    from appliance.gateway.keys import DEFAULT_RATE_PER_SECOND, create_key
+    from appliance.gateway.keys import DEFAULT_RATE_PER_SECOND, create_key, list_keys
 
     with open_home(args) as home:
+        first = not list_keys(home.conn)  # revoked ones count: open access ends with the first key ever made
         key, token = create_key(
             home.conn, args.scope, name=args.name, rate_per_second=args.rate or DEFAULT_RATE_PER_SECOND
+        )
+    if first:  # on stderr: the token stays the last line a script reads
+        print(
+            "note: the appliance's first key ends open access: from now on every route but /healthz and /readyz "
+            "needs a key, from loopback too (a running server applies it within a second); give one to each "
+            "client, `replay --key` and the metrics scraper",
+            file=sys.stderr,
         )
     print(
         f"created key {key.id} ({', '.join(key.scopes)}, {key.rate_per_second:g} req/s); its token, shown "
