@@ -110,6 +110,18 @@ def test_deploy_asks_which_strategy_then_confirms(home_dir: Path) -> None:
     run(home_dir, SMALL, cancelled)
 
 
+def test_deploy_on_the_production_version_says_why_and_opens_no_dialog(home_dir: Path) -> None:
+    with Home(home_dir) as h:  # the newest version serves: there is none to deploy next to it
+        h.registry.promote("fraud", 2, actor="test", reason="the newest serves")
+
+    async def steps(pilot) -> None:
+        await pilot.press("2", "d")
+        await settle(pilot)
+        assert not pilot.app.screen.is_modal
+
+    run(home_dir, SMALL, steps)
+
+
 def test_overview_columns_all_fit_at_80_and_every_column_shows_at_160(home_dir: Path) -> None:
     with Home(home_dir) as h:
         d = deployments.start(h, "fraud", "canary", 2)  # the widest deployment cell

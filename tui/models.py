@@ -296,6 +296,14 @@ class Models(FittingView):
             )
             return
 
+        # Said before any choice, as the registry would refuse it after them
+        if v.version == prod:
+            self.notify(f"{v.model} v{v.version} is production: pick another version to deploy next to it", timeout=5)
+            return
+        if v.status == "rejected":
+            self.notify(f"{v.model} v{v.version} failed its gates and cannot be deployed", timeout=5)
+            return
+
         def chosen(strategy: str | None) -> None:
             if strategy:
                 self.action_deploy(strategy)
