@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from appliance.errors import InvalidInput
+from appliance.errors import ApplianceError, InvalidInput
 from appliance.features.online import materialize_model
 from appliance.home import Home
 from appliance.spec import load_spec
 from appliance.training.pipeline import ingest_source, train
+from storage.errors import StorageError
 
 
 def bring_up(home: Home, spec_paths: Sequence[Path] | None, say: Callable[[str], None]) -> None:
@@ -48,7 +49,16 @@ def _ensure_production(home: Home, say: Callable[[str], None]) -> None:
         name = summary.name
         spec = home.spec(name)
         if summary.production is not None:
-            report = ingest_source(home, spec)
+            try:
+                report = ingest_source(home, spec)
+            except (ApplianceError, StorageError) as e:
+                # A source moved or a batch refused is no reason to stop serving what is in production, nor the
+                # other models: one restart must not take the whole service down.
+                say(
+                    f"{name}: v{summary.production} keeps serving; nothing was retrained, as its [data] source "
+                    f"could not be ingested: {e}"
+                )
+                continue
             if not report.new_snapshot:
                 say(f"{name}: v{summary.production} in production, no new data — nothing to retrain")
                 continue

@@ -178,3 +178,28 @@ def test_install_service_prints_a_unit_that_leaves_host_port_and_specs_to_the_en
         assert verified.returncode == 0, verified.stderr
     refused = subprocess.run([str(ROOT / "scripts" / "install-service"), "--prefix"], capture_output=True, text=True)
     assert refused.returncode == 2 and refused.stderr.startswith("error: unknown argument '--prefix'")
+
+
+def test_a_restart_with_a_models_source_gone_keeps_every_production_version_serving(tmp_path: Path):
+    """`up`'s main job on a restart: a model whose data source moved keeps its production version (nothing is
+    retrained, and `up` says why), and the other models come up as ever; the restart is no outage."""
+    from appliance.bring_up import bring_up
+    from tests.conftest import in_production
+
+    home = tmp_path / "home"
+    gone = write_subscriptions(tmp_path / "subs", days=6, live_days=1, per_day=120)
+    kept = write_loans(tmp_path / "loans")
+    in_production(home, gone, "history.parquet")
+    in_production(home, kept)
+    (gone.parent / "history.parquet").rename(tmp_path / "moved.parquet")
+    said: list[str] = []
+    with Home(home) as h:
+        bring_up(h, None, said.append)
+        assert h.registry.production_versions() == {"subs": 1, "loans": 1}
+    assert any(
+        line.startswith("subs: v1 keeps serving; nothing was retrained, as its [data] source could not be ingested")
+        and "history.parquet does not exist" in line
+        for line in said
+    ), said
+    assert "loans: v1 in production, no new data — nothing to retrain" in said
+    assert any(line.startswith("subs: materialized features of") for line in said), said
