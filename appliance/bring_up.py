@@ -8,7 +8,7 @@ from pathlib import Path
 from appliance.errors import ApplianceError, InvalidInput
 from appliance.features.online import materialize_model
 from appliance.home import Home
-from appliance.spec import load_spec
+from appliance.spec import ModelSpec, load_spec
 from appliance.training.pipeline import ingest_source, train
 from storage.errors import StorageError
 
@@ -59,6 +59,7 @@ def _ensure_production(home: Home, say: Callable[[str], None]) -> None:
                     f"could not be ingested: {e}"
                 )
                 continue
+            _say_features_moved(home, spec, summary.production, say)
             if not report.new_snapshot:
                 say(f"{name}: v{summary.production} in production, no new data — nothing to retrain")
                 continue
@@ -91,3 +92,19 @@ def _ensure_production(home: Home, say: Callable[[str], None]) -> None:
                 f"{name}: v{version} was rejected by its gates; nothing to serve for '{name}' — "
                 "fix the data or the spec and run `appliance train " + name + "`"
             )
+
+
+def _say_features_moved(home: Home, spec: ModelSpec, production: int, say: Callable[[str], None]) -> None:
+    """One line when the spec's features are not those the production version takes: it keeps serving (and
+    requiring) its own until a version trained on the spec's is promoted."""
+    served = [c["name"] for c in home.registry.version(spec.name, production).feature_schema.get("columns", [])]
+    named = [f.name for f in spec.model_features]
+    if served == named:
+        return
+    gone, new = [n for n in served if n not in named], [n for n in named if n not in served]
+    changes = [f"without {gone}" if gone else "", f"with {new}" if new else ""]
+    how = ", ".join(c for c in changes if c) or "in another order"
+    say(
+        f"{spec.name}: the spec's features differ from those v{production} serves ({how}); v{production} keeps "
+        f"taking its own until a version trained on the spec's is promoted (`appliance train {spec.name}`)"
+    )

@@ -182,7 +182,8 @@ def test_install_service_prints_a_unit_that_leaves_host_port_and_specs_to_the_en
 
 def test_a_restart_with_a_models_source_gone_keeps_every_production_version_serving(tmp_path: Path):
     """`up`'s main job on a restart: a model whose data source moved keeps its production version (nothing is
-    retrained, and `up` says why), and the other models come up as ever; the restart is no outage."""
+    retrained, and `up` says why), and the other models come up as ever; the restart is no outage. A spec whose
+    features changed is said to differ from what production serves."""
     from appliance.bring_up import bring_up
     from tests.conftest import in_production
 
@@ -192,6 +193,7 @@ def test_a_restart_with_a_models_source_gone_keeps_every_production_version_serv
     in_production(home, gone, "history.parquet")
     in_production(home, kept)
     (gone.parent / "history.parquet").rename(tmp_path / "moved.parquet")
+    kept.write_text(kept.read_text().replace('    { name = "cosigned", type = "boolean" },\n', ""))  # a feature dropped
     said: list[str] = []
     with Home(home) as h:
         bring_up(h, None, said.append)
@@ -202,4 +204,8 @@ def test_a_restart_with_a_models_source_gone_keeps_every_production_version_serv
         for line in said
     ), said
     assert "loans: v1 in production, no new data — nothing to retrain" in said
+    assert (
+        "loans: the spec's features differ from those v1 serves (without ['cosigned']); v1 keeps taking its own "
+        "until a version trained on the spec's is promoted (`appliance train loans`)"
+    ) in said
     assert any(line.startswith("subs: materialized features of") for line in said), said
