@@ -65,7 +65,7 @@ from appliance.training.lightgbm_trainer import default_threads
 from appliance.training.quantize import QuantizedVariant, int8_variant
 from appliance.training.search import Trial, random_search
 from appliance.training.trainers import TrainedModel, fit, load_model
-from appliance.validation.comparison import evaluation_label, version_output
+from appliance.validation.comparison import evaluation_label, lacking_features, version_output
 from appliance.validation.gates import GateEvidence, GateReport, SameRows, evaluate_gates
 from appliance.validation.paired import Difference, paired_difference
 from appliance.validation.probes import (
@@ -669,7 +669,7 @@ def run_gates(ctx: RunContext) -> GatesOutputs:
         )
     output = onnx_model.predict(onnx_model.session(ctx.onnx_bytes, ["CPUExecutionProvider"]), ctx.x_eval, task)
     probes, failures = robustness_failures(ctx.onnx_bytes, ctx.schema, ctx.x_eval[0], task)
-    production, difference = _production_score(ctx, output)
+    production, difference, unscored = _production_score(ctx, output)
     latency = single_row_latency(ctx.onnx_bytes, ctx.x_eval, task=task, provider=ctx.spec.serving.provider)
     evidence = GateEvidence(
         task=task.kind,
@@ -689,6 +689,10 @@ def run_gates(ctx: RunContext) -> GatesOutputs:
             c: segment_scores(ctx.y_eval, output, ctx.eval_part[c].to_list(), task, metric) for c in rules.segments
         },
     )
+    if production is not None and not (difference is not None and math.isfinite(difference.production)):
+        # production could not score the rows: the gate says why, and judges against its recorded metric
+        recorded = ctx.home.registry.version(ctx.spec.name, production).metrics.get(metric)
+        evidence = msgspec.structs.replace(evidence, production_unscored=unscored, production_recorded=recorded)
     compared = (
         None
         if difference is None
@@ -705,19 +709,25 @@ def restore_gates(ctx: RunContext, outputs: GatesOutputs) -> None:
     ctx.gates = outputs.report
 
 
-def _production_score(ctx: RunContext, output: np.ndarray) -> tuple[int | None, Difference | None]:
+def _production_score(ctx: RunContext, output: np.ndarray) -> tuple[int | None, Difference | None, str]:
     """The production version, and this run's ONNX ``output`` against production's own ONNX model on the same
-    rows, this run's evaluation rows (None: production could not score them)."""
+    rows, this run's evaluation rows; where production could not score them, None and why."""
     assert ctx.eval_part is not None and ctx.y_eval is not None, "made by features"
     version = ctx.home.registry.alias(ctx.spec.name, "production")
     if version is None:
-        return None, None
+        return None, None, ""
     try:
-        production = version_output(ctx.home, ctx.spec.name, version, ctx.eval_part, ctx.task)
-        return version, paired_difference(ctx.task, ctx.spec.metric, ctx.y_eval, output, production)
-    except Exception as e:  # an unreadable production model cannot vouch for the new one: the gate fails
-        ctx.say(f"could not score production v{version} on the evaluation rows: {e}")
-        return version, None
+        schema = msgspec.convert(ctx.home.registry.version(ctx.spec.name, version).feature_schema, FeatureSchema)
+        lacking = lacking_features(schema, ctx.eval_part)
+        if lacking:  # the spec's features changed since production was trained: its model cannot take these rows
+            why = f"it takes {', '.join(lacking)}, which this run's features no longer include"
+        else:
+            production = version_output(ctx.home, ctx.spec.name, version, ctx.eval_part, ctx.task)
+            return version, paired_difference(ctx.task, ctx.spec.metric, ctx.y_eval, output, production), ""
+    except Exception as e:  # an unreadable production model cannot score them: the gate says so (gates.py)
+        why = f"{type(e).__name__}: {e}"
+    ctx.say(f"could not score production v{version} on the evaluation rows: {why}")
+    return version, None, why
 
 
 # -- register ------------------------------------------------------------------------------------

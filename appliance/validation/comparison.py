@@ -182,7 +182,7 @@ def version_output(home: Home, model: str, version: int, rows: pl.DataFrame, tas
     feature schema (its category codes, its column order)."""
     mv = home.registry.version(model, version)
     schema = msgspec.convert(mv.feature_schema, FeatureSchema)
-    missing = [c for c in schema.names if c not in rows.columns]
+    missing = lacking_features(schema, rows)
     if missing:
         raise InvalidInput(
             f"v{version} of '{model}' takes feature(s) {missing} that the compared rows lack (its "
@@ -190,6 +190,11 @@ def version_output(home: Home, model: str, version: int, rows: pl.DataFrame, tas
         )
     sess = onnx_model.session(home.artifacts.get(mv.artifact_sha256), ["CPUExecutionProvider"])
     return onnx_model.predict(sess, schema.encode_frame(rows), task)
+
+
+def lacking_features(schema: FeatureSchema, rows: pl.DataFrame) -> list[str]:
+    """The features a version's ``schema`` takes that ``rows`` lack: its spec's features have changed since."""
+    return [c for c in schema.names if c not in rows.columns]
 
 
 def evaluation_label(whose: str, times: pl.Series, rows: int) -> str:

@@ -17,7 +17,9 @@ over the overall value. The gates, in report order:
 - ``min_recall`` (binary): recall at the spec's precision;
 - ``no_regression``: no worse than the production version on the same rows (this run's evaluation rows, scored
   by production's own ONNX model), by at most ``max_regression``; the detail names the rows and gives a 95 %
-  interval of the difference (``paired``), which says whether the difference is more than chance;
+  interval of the difference (``paired``), which says whether the difference is more than chance. Where
+  production cannot score those rows (its features differ, its model fails), against its recorded metric on its
+  own evaluation rows, and the detail says so;
 - ``segment_gap_<column>``: the metric's spread between segments, at most ``max_segment_gap``;
 - ``onnx_parity``: the exported model against the native one. Classifiers: the largest absolute probability
   gap. Regression: the largest value gap relative to the values' root mean square (``onnx_model.parity``),
@@ -74,7 +76,12 @@ class GateEvidence(msgspec.Struct, frozen=True, kw_only=True):
     baseline_value: float | None = None  # the metric of a model that knows nothing, same rows
     segments: dict[str, dict[str, SegmentScore]] = {}  # segment column -> value -> score
     production_version: int | None = None
-    production_value: float | None = None  # the production version on the same evaluation rows
+    production_value: float | None = None  # the production version on the same evaluation rows (NaN: not scored)
+    # Where production could not score them (production_value NaN): why (its features differ, its model failed),
+    # and its metric on its own evaluation rows from the registry (None: none recorded). Unset otherwise, and in
+    # evidence recorded before they were named.
+    production_unscored: str | msgspec.UnsetType = msgspec.UNSET
+    production_recorded: float | msgspec.UnsetType | None = msgspec.UNSET
     # The provider p99_ms was measured on (probes.single_row_latency); unset in evidence recorded before it
     # was named, when the probe always ran on the CPU.
     latency_provider: str | msgspec.UnsetType = msgspec.UNSET
@@ -232,29 +239,66 @@ def _regression(rules: ValidationSection, e: GateEvidence, compared: SameRows | 
     if e.production_value is None:
         return GateCheck("no_regression", True, 0.0, rules.max_regression, "no production version to compare with")
     name, value, production = metric_label(e.metric), e.value, e.production_value
-    higher = higher_is_better(e.metric)
-    worse = production - value if higher else value - production
-    scaled = e.metric in SCALED
-    if scaled:
-        worse = _share(worse, production)
-    ok = bool(worse <= rules.max_regression) if not math.isnan(worse) else False
+    if not math.isfinite(production):
+        return _regression_unscored(rules, e)
+    worse, ok, moved = _judged_against(rules, e, production)
     rows = f" ({compared.rows})" if compared is not None else ""
     against = (
         f"{name} {format_value(e.metric, value)} vs production v{e.production_version} "
         f"{format_value(e.metric, production)} on the same rows{rows}: "
     )
-    allowed = _percent(rules.max_regression) if scaled else f"{rules.max_regression}"
-    size = _percent(abs(worse)) if scaled else f"{abs(worse):.4f}"
-    if not worse > 0:  # no worse (or NaN, which fails): the allowance is beside the point
-        moved = f"{'up' if higher and not scaled else 'better by'} {size} (worse by at most {allowed} allowed)"
-    else:
-        moved = f"{'down' if higher and not scaled else 'worse by'} {size} {'≤' if ok else '>'} {allowed} allowed"
     interval = (
         ""
         if compared is None
         else f"; {compared.difference.interval_text()} of the difference, {compared.difference.verdict}"
     )
     return GateCheck("no_regression", ok, worse, rules.max_regression, f"{against}{moved}{interval}")
+
+
+def _regression_unscored(rules: ValidationSection, e: GateEvidence) -> GateCheck:
+    """Production could not score this run's rows (its features differ, its model failed, its value is undefined
+    on them): the check says so and judges against production's recorded value on its own evaluation rows, a
+    rougher comparison (other rows) but one the numbers name. With none recorded it fails, not compared: a
+    production model that cannot be read cannot vouch for the new one."""
+    name, recorded = metric_label(e.metric), e.production_recorded
+    why = e.production_unscored or f"its {name} is undefined on them"
+    unscored = f"production v{e.production_version} could not score this run's evaluation rows ({why})"
+    if recorded is None or isinstance(recorded, msgspec.UnsetType) or not math.isfinite(recorded):
+        return GateCheck(
+            "no_regression",
+            False,
+            math.nan,
+            rules.max_regression,
+            f"not compared: {unscored} and records no {name} of its own to judge against",
+        )
+    worse, ok, moved = _judged_against(rules, e, recorded)
+    return GateCheck(
+        "no_regression",
+        ok,
+        worse,
+        rules.max_regression,
+        f"{unscored}; against its recorded {name} {format_value(e.metric, recorded)} on its own evaluation rows "
+        f"instead: {name} {format_value(e.metric, e.value)}, {moved}",
+    )
+
+
+def _judged_against(rules: ValidationSection, e: GateEvidence, production: float) -> tuple[float, bool, str]:
+    """How much worse this run's value is than ``production``'s (a share for a scaled metric), whether that is
+    within ``max_regression``, and the words for it."""
+    higher, scaled = higher_is_better(e.metric), e.metric in SCALED
+    worse = production - e.value if higher else e.value - production
+    if scaled:
+        worse = _share(worse, production)
+    ok = bool(worse <= rules.max_regression) if not math.isnan(worse) else False
+    allowed = _percent(rules.max_regression) if scaled else f"{rules.max_regression}"
+    size = _percent(abs(worse)) if scaled else f"{abs(worse):.4f}"
+    if math.isnan(worse):  # this run's value is undefined on the rows: it fails, and no size is given
+        moved = f"not comparable, this run's {metric_label(e.metric)} is undefined on them"
+    elif not worse > 0:  # no worse: the allowance is beside the point
+        moved = f"{'up' if higher and not scaled else 'better by'} {size} (worse by at most {allowed} allowed)"
+    else:
+        moved = f"{'down' if higher and not scaled else 'worse by'} {size} {'≤' if ok else '>'} {allowed} allowed"
+    return worse, ok, moved
 
 
 def _segment_gap(rules: ValidationSection, e: GateEvidence, column: str, scores: dict[str, SegmentScore]) -> GateCheck:
