@@ -81,6 +81,7 @@ def _monitor(args: argparse.Namespace) -> int:
     with open_home(args) as home:
         frame = results(home, args.model, check=args.check if args.json else None, since=args.since)
         broken = failing(home, args.model)
+        least = home.spec(args.model).monitoring.min_window_rows  # smaller windows are marked as not judged
     if broken is not None:  # the results below stopped at that run: say so before them
         print(f"warning: {broken}", file=sys.stderr)
     if args.json:
@@ -89,7 +90,7 @@ def _monitor(args: argparse.Namespace) -> int:
         # computed_at is Unix seconds: a time, as every time in a document
         print_json(frame.with_columns((pl.col("computed_at") * 1e6).cast(pl.Int64).cast(pl.Datetime("us", "UTC"))))
         return 0
-    print("\n".join(monitor_report(frame, args.check, args.model)))
+    print("\n".join(monitor_report(frame, args.check, args.model, min_window_rows=least)))
     return 0
 
 

@@ -19,21 +19,30 @@ from appliance.task import DEFAULT_METRIC
 
 WINDOWED = ("quality", "drift", "performance", "estimated", "serving")
 WINDOW = ["window_start", "version"]  # a table's line: one window of one version
+# The serving check's row a monitor run stamps with its own time (the log's refused rows since the previous run),
+# beside its windows' latency rows; like the machine and pipeline checks it is no data window (story.py keeps
+# them apart in ``operations``): in a table of windows it would be a 0-row line per run.
+PER_RUN = pl.col("check").is_in(["machine", "pipeline"]) | (
+    (pl.col("check") == "serving") & (pl.col("method") == "log_overflow")
+)
 
 
-def monitor_report(frame: pl.DataFrame, check: str | None, model: str = "MODEL") -> list[str]:
+def monitor_report(
+    frame: pl.DataFrame, check: str | None, model: str = "MODEL", min_window_rows: int | None = None
+) -> list[str]:
     """Lines for one check, or the overview (a line per window) without one; ``frame`` holds every check of
-    ``model`` (which the hint names when there are none yet)."""
+    ``model`` (which the hint names when there are none yet). ``min_window_rows``: the spec's, below which a
+    window is reported but never alerts; the overview and the drift table mark such windows (none without it)."""
     if check is not None:
         frame = frame.filter(pl.col("check").is_in(["performance", "estimated"] if check == "performance" else [check]))
     if frame.is_empty():
         return [f"no monitoring results yet; run `appliance jobs run monitor {model}`"]
     if check == "drift":
-        return _drift(frame)
+        return _drift(frame, min_window_rows)
     if check == "performance":
         return _performance(frame)
     if check is None:
-        return _overview(frame)
+        return _overview(frame, min_window_rows)
     rows = [
         (
             _window(r["window_start"], check),
@@ -50,7 +59,7 @@ def monitor_report(frame: pl.DataFrame, check: str | None, model: str = "MODEL")
     return table(("window", "version", "feature", "method", "value", "threshold", "rows", "alert"), rows)
 
 
-def _drift(frame: pl.DataFrame) -> list[str]:
+def _drift(frame: pl.DataFrame, min_window_rows: int | None) -> list[str]:
     """Windows × features; each cell the method furthest over (or nearest to) its threshold, '!' if it alerts."""
     scored = frame.with_columns(ratio=pl.col("value") / pl.col("threshold")).sort(
         "ratio", descending=True, nulls_last=True
@@ -69,12 +78,16 @@ def _drift(frame: pl.DataFrame) -> list[str]:
             (
                 _window(start, "drift"),
                 _version(version),
-                str(part["rows"].max()),
+                _rows(part["rows"].max(), min_window_rows),
                 *(cells.get(f, "-") for f in features),
             )
         )
     header = ("window", "version", "rows", *("multivariate" if f == "*" else f for f in features))
-    return table(header, rows) + ["(each cell: the statistic furthest over its threshold; '!' alerts)"]
+    return (
+        table(header, rows)
+        + ["(each cell: the statistic furthest over its threshold; '!' alerts)"]
+        + _not_judged(rows, min_window_rows)
+    )
 
 
 def _performance(frame: pl.DataFrame) -> list[str]:
@@ -132,10 +145,10 @@ def _headline(frame: pl.DataFrame, kind: str) -> str:
     return judged["method"][0] if judged.height else DEFAULT_METRIC[kind]
 
 
-def _overview(frame: pl.DataFrame) -> list[str]:
+def _overview(frame: pl.DataFrame, min_window_rows: int | None) -> list[str]:
     """A line per window: alerts per check, the realized and estimated metric (AUC for a binary model), p99
-    latency."""
-    windowed = frame.filter(pl.col("check").is_in(WINDOWED))
+    latency. The checks a run stamps with its own time make no line (``PER_RUN``)."""
+    windowed = frame.filter(pl.col("check").is_in(WINDOWED) & ~PER_RUN)
     if windowed.is_empty():
         return ["no traffic in the prediction log yet for the production version"]
     kind = _task_of(windowed)
@@ -152,7 +165,7 @@ def _overview(frame: pl.DataFrame) -> list[str]:
             (
                 _window(start, ""),
                 _version(version),
-                str(part.filter(check="serving", feature="*")["rows"].max() or 0),
+                _rows(part.filter(check="serving", feature="*")["rows"].max() or 0, min_window_rows),
                 str(counts["quality"]),
                 str(counts["drift"]),
                 value("performance", metric),
@@ -161,7 +174,27 @@ def _overview(frame: pl.DataFrame) -> list[str]:
             )
         )
     header = ("window", "version", "rows", "quality alerts", "drift alerts", metric, f"estimated {metric}", "p99 ms")
-    return table(header, rows) + disagreement_notes(windowed)
+    return table(header, rows) + _not_judged(rows, min_window_rows) + disagreement_notes(windowed)
+
+
+NOT_JUDGED = "*"  # beside a window's rows: fewer than min_window_rows, so nothing in it alerts
+
+
+def _rows(rows: object, min_window_rows: int | None) -> str:
+    """A window's rows, marked when there are too few for any of its checks to alert."""
+    count = int(rows) if isinstance(rows, int | float) else 0
+    small = min_window_rows is not None and count < min_window_rows
+    return f"{count}{NOT_JUDGED if small else ''}"
+
+
+def _not_judged(rows: Sequence[Sequence[str]], min_window_rows: int | None) -> list[str]:
+    """The footnote for the marked windows, when a table has any (its rows column is the third)."""
+    if not any(row[2].endswith(NOT_JUDGED) for row in rows):
+        return []
+    return [
+        f"({NOT_JUDGED} not judged: fewer than [monitoring] min_window_rows = {min_window_rows} rows, so reported "
+        "but never alerts, whatever its values)"
+    ]
 
 
 class Disagreement(NamedTuple):
