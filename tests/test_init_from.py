@@ -227,6 +227,9 @@ def test_parquet_with_integer_keys_codes_and_flags(tmp_path: Path, capsys: pytes
         "validation: min_auc 0.6",
     ):
         assert f"assumed {what}" in out
+    # about 80 orders a day: a daily window could never be judged, and the draft says how to widen it
+    assert "under min_window_rows 200, so daily windows would be reported but never alert" in out
+    assert 'set [monitoring] window = "3d" (about 2' in out
     with Home(tmp_path / "home") as home:
         assert [m.name for m in home.registry.models()] == ["orders"]
     ingest_accepts_all(tmp_path / "home", capsys, "orders", data, 1600)

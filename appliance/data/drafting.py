@@ -29,6 +29,7 @@ from appliance.data.sources import read_source, zero_padded
 from appliance.data.values import BOOLEAN_PAIRS, UNIX_SECONDS, iso, time_format_problem
 from appliance.errors import InvalidInput
 from appliance.spec import ValidationSection, load_spec
+from appliance.spec.monitoring import MonitoringSection
 from appliance.task import TaskKind
 
 ALLOWED_VALUES_MAX = 50  # a string or integer code column with at most this many values lists them
@@ -174,6 +175,7 @@ def draft_model(
     assumptions += [
         f"volume: min_rows_per_day {volume} — {volume_why}",
         f"freshness: max_staleness {staleness} — {staleness_why}",
+        *_small_windows(accepted[time]),
     ]
 
     # a binary target as 0/1 (a boolean column too, a text one 1 where positive), a class as itself, a value as a float
@@ -810,6 +812,22 @@ def _volume(times: pl.Series) -> tuple[int, str]:
         f"half the 10th percentile ({p10:,.0f}) of the rows per day over the data's {daily.len()} days"
         f"{capped}; ingest refuses a batch under half of it per day and warns under it"
     )
+
+
+def _small_windows(times: pl.Series) -> list[str]:
+    """A line when a day of this data holds fewer rows than a monitoring window needs to be judged: with the
+    default daily windows, drift and accuracy would be reported but never alert, and nothing else would say so."""
+    monitoring = MonitoringSection()
+    daily = float(times.dt.truncate("1d").value_counts()["count"].median() or 0)
+    if daily >= monitoring.min_window_rows:
+        return []
+    days = next((d for d in (2, 3, 7) if d * daily >= monitoring.min_window_rows), None)
+    wider = f'window = "{days}d" (about {days * daily:,.0f} rows) or ' if days else ""
+    return [
+        f"monitoring: window {monitoring.window} — a day holds about {daily:,.0f} rows here, under min_window_rows "
+        f"{monitoring.min_window_rows}, so daily windows would be reported but never alert: set [monitoring] "
+        f"{wider}a lower min_window_rows in the spec"
+    ]
 
 
 def _staleness(times: pl.Series) -> tuple[str, str]:
