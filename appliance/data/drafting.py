@@ -818,7 +818,7 @@ def _small_windows(times: pl.Series) -> list[str]:
     """A line when a day of this data holds fewer rows than a monitoring window needs to be judged: with the
     default daily windows, drift and accuracy would be reported but never alert, and nothing else would say so."""
     monitoring = MonitoringSection()
-    daily = float(times.dt.truncate("1d").value_counts()["count"].median() or 0)
+    daily = float(times.dt.truncate("1d").value_counts()["count"].quantile(0.5) or 0)  # the median day
     if daily >= monitoring.min_window_rows:
         return []
     days = next((d for d in (2, 3, 7) if d * daily >= monitoring.min_window_rows), None)
