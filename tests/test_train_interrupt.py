@@ -94,3 +94,27 @@ def test_a_signal_stops_training_between_rounds_says_so_and_the_next_train_names
         "this starts a new run"
     )
     assert second != first
+
+
+def test_a_run_killed_with_its_command_resumes(tmp_path):
+    """`kill -9` of the whole job (command and worker, as an OOM kill or a reboot ends them) leaves the run
+    'running' with no live process: `train --resume` marks it failed, as the run itself would, and continues it."""
+    import os
+
+    home = _drafted_model(tmp_path)
+    proc = _train_until_stage_train(home)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    with sqlite3.connect(Layout(home).metadata_db) as conn:
+        (killed,) = conn.execute("SELECT id FROM runs WHERE status = 'running'").fetchone()
+    command = [sys.executable, "-m", "appliance", "--home", str(home), "train", "gauges", "--resume"]
+    resumed = subprocess.Popen(
+        command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    time.sleep(4)  # refused at once if the dead run still read 'running'
+    assert resumed.poll() is None, resumed.communicate()
+    resumed.send_signal(signal.SIGINT)
+    out, err = resumed.communicate(timeout=120)
+    assert resumed.returncode == 130, (out, err)
+    assert f"run {killed[:8]} had no live worker (killed or crashed): marked failed, resumable" in out
+    assert err.startswith(f"interrupted: run {killed[:8]} stopped in stage"), err

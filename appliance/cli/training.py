@@ -63,13 +63,18 @@ def _train(args: argparse.Namespace) -> int:
 
     from appliance.cli.exit_codes import INTERRUPTED
     from appliance.training import runs
-    from appliance.training.pipeline import NothingNew
+    from appliance.training.pipeline import NothingNew, abandon_dead_runs
+    from appliance.training.run_lock import model_lock
     from appliance.training.worker import StoppedBySignal, train_in_worker
 
     resume = args.resume is not None
     with open_home(args) as home:
         home.spec(args.model)  # an unknown model or a bad spec is reported before a worker starts
         if resume:  # which run, named now: a run with nothing to resume is reported before a worker starts too
+            # A run whose worker died with its command (kill -9, a reboot) still reads 'running': marked failed
+            # first, under the model's lock, as the run itself would before resuming
+            with model_lock(home.root, args.model, "resume"):
+                abandon_dead_runs(home, args.model, say)
             run_id = runs.resumable_run(home.conn, args.model, args.resume or None).id
         else:
             run_id = uuid.uuid4().hex
