@@ -212,7 +212,11 @@ def test_a_failing_monitor_job_is_said_where_its_missing_results_are_read(home_d
     finally:
         conn.close()
     code, _, err = cli(home_dir, "monitor", "fraud")
-    assert code == 0 and err.startswith("warning: the newest monitor run of 'fraud'") and "failed: Chunker" in err
+    assert (
+        code == 0
+        and err.startswith("warning: monitoring has stopped: the newest monitor run of 'fraud'")
+        and "failed: Chunker" in err
+    )
     assert "Traceback" not in err and "appliance jobs run monitor fraud" in err
     path = tmp_path / "failing.html"
     out = ok(home_dir, "report", "fraud", "--out", str(path))

@@ -289,18 +289,23 @@ def latest_run(home: Home, model: str, job: str = "monitor") -> JobRun | None:
 
 
 def failing(home: Home, model: str) -> str | None:
-    """One line when the model's newest monitor run failed: until the cause is fixed no window is measured,
-    whatever the results from before say (None while the newest run succeeded, or none ran)."""
+    """One line when the model's newest monitor run failed: whole, no window is measured until the cause is
+    fixed, whatever the results from before say; in part (its summary lists the windows it could not check),
+    the others are up to date. None while the newest run succeeded, or none ran."""
     run = latest_run(home, model)
     if run is None or run.status != "failed":
         return None
     error = (run.error or "no error recorded").strip().splitlines()[0]
     error = error if len(error) <= 200 else error[:199] + "…"
     when = datetime.fromtimestamp(run.started_at, UTC)
-    return (
-        f"the newest monitor run of '{model}' (run {run.id}, {when:%Y-%m-%d %H:%M} UTC) failed: {error}; "
-        f"no window is measured until it runs again — `appliance jobs run monitor {model}` retries it"
-    )
+    which = f"the newest monitor run of '{model}' (run {run.id}, {when:%Y-%m-%d %H:%M} UTC)"
+    retry = f"`appliance jobs run monitor {model}` retries it"
+    if run.summary.get("failed"):
+        return (
+            f"monitoring is incomplete: {which} could not check some windows ({error}); the others are up to "
+            f"date, and those are tried again by the next run — {retry}"
+        )
+    return f"monitoring has stopped: {which} failed: {error}; no window is measured until it runs again — {retry}"
 
 
 def _alive(pid: int) -> bool:

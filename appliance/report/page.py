@@ -92,8 +92,8 @@ def written_report(home: Home, model: str, since: datetime | date | str | None =
     alerts = [a for a in list_alerts(home.conn, model, include_resolved=True, limit=MAX_ALERTS) if _about(a, first)]
     body = [_header(home, story, since)]
     broken = failing(home, model)
-    if broken is not None:  # the windows below are all there is until monitoring runs again
-        body.append(f'<p class="critical" id="monitoring-failing">Monitoring has stopped: {escape(broken)}.</p>')
+    if broken is not None:  # the windows below may be all there is until monitoring runs again
+        body.append(f'<p class="critical" id="monitoring-failing">{escape(broken[0].upper() + broken[1:])}.</p>')
     if story.windows:
         body += [_drift(story), _performance(story), _traffic(story), _distributions(shown), _quality(story)]
     else:
@@ -112,7 +112,7 @@ def written_report(home: Home, model: str, since: datetime | date | str | None =
         + "\n</body></html>\n"
     )
     holds = _holds(home, story, alerts)
-    return ModelReport(page, holds if broken is None else f"{holds}; monitoring has stopped: {broken}")
+    return ModelReport(page, holds if broken is None else f"{holds}; {broken}")
 
 
 def _holds(home: Home, story: MonitoringStory, alerts: list[Alert]) -> str:

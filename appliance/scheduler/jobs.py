@@ -30,18 +30,25 @@ def _monitor(home: Home, model: str) -> dict:
 
     run = monitor_run(home, model)
     fired = on_monitor_results(home, model, run.results)
+    # the alerts opened or updated (their actions, such as a retrain, run in the background: see alerts.actions)
+    summary = msgspec.to_builtins(run.report) | {"alerts_fired": sorted({a.id for a in fired})}
     if run.report.failed:  # what was measured is written and judged; the run fails, so that it is seen
         raise MonitoringIncomplete(
             f"{len(run.report.failed)} group(s) of windows could not be checked and are tried again next run "
-            f"(the other results are written): {'; '.join(run.report.failed)}"
+            f"(the other results are written): {'; '.join(run.report.failed)}",
+            summary,
         )
-    # the alerts opened or updated (their actions, such as a retrain, run in the background: see alerts.actions)
-    return msgspec.to_builtins(run.report) | {"alerts_fired": sorted({a.id for a in fired})}
+    return summary
 
 
 class MonitoringIncomplete(RuntimeError):
     """A monitor run wrote what it could measure, but some windows' checks failed (a bug, or data a check's
-    library cannot take): the job is recorded failed, with each group's error (the log has the tracebacks)."""
+    library cannot take): the job is recorded failed, with each group's error (the log has the tracebacks) and
+    the summary of what it did measure."""
+
+    def __init__(self, message: str, summary: dict):
+        super().__init__(message)
+        self.summary = summary
 
 
 def _train(home: Home, model: str) -> dict:
@@ -101,7 +108,8 @@ def run_job(root: Path, job: str, model: str, trigger: str = "manual") -> JobRun
                 end_job_run(conn, run_id, "failed", str(e))
             except Exception as e:  # a bug: keep the traceback in the record and the log
                 log.exception("job %s for %s failed", job, model)
-                end_job_run(conn, run_id, "failed", f"{type(e).__name__}: {e}\n{traceback.format_exc()}")
+                done = e.summary if isinstance(e, MonitoringIncomplete) else None  # what a part-run measured
+                end_job_run(conn, run_id, "failed", f"{type(e).__name__}: {e}\n{traceback.format_exc()}", done)
             else:
                 end_job_run(conn, run_id, "succeeded", summary=summary)
         finally:
