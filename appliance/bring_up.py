@@ -5,7 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import msgspec
+
 from appliance.errors import ApplianceError, InvalidInput
+from appliance.features.encoding import FeatureSchema
 from appliance.features.online import materialize_model
 from appliance.home import Home
 from appliance.spec import ModelSpec, load_spec
@@ -97,7 +100,7 @@ def _ensure_production(home: Home, say: Callable[[str], None]) -> None:
 def _say_features_moved(home: Home, spec: ModelSpec, production: int, say: Callable[[str], None]) -> None:
     """One line when the spec's features are not those the production version takes: it keeps serving (and
     requiring) its own until a version trained on the spec's is promoted."""
-    served = [c["name"] for c in home.registry.version(spec.name, production).feature_schema.get("columns", [])]
+    served = msgspec.convert(home.registry.version(spec.name, production).feature_schema, FeatureSchema).names
     named = [f.name for f in spec.model_features]
     if served == named:
         return

@@ -81,7 +81,8 @@ def _monitor(args: argparse.Namespace) -> int:
     with open_home(args) as home:
         frame = results(home, args.model, check=args.check if args.json else None, since=args.since)
         broken = failing(home, args.model)
-        least = home.spec(args.model).monitoring.min_window_rows  # smaller windows are marked as not judged
+        # the text table marks windows too small to be judged (the JSON has the rows: no spec read for it)
+        least = None if args.json else home.spec(args.model).monitoring.min_window_rows
     if broken is not None:  # the results below stopped at that run: say so before them
         print(f"warning: {broken}", file=sys.stderr)
     if args.json:

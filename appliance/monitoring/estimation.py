@@ -306,7 +306,7 @@ def reconstruction_drift(
         if len(ref) < RECONSTRUCTION_FOLDS * MIN_FOLD_ROWS:
             return _reconstruction_checks(windows, {}, np.nan, np.nan, len(ref), rules)
         measured = _measured(windows)
-        cur = _to_pandas(frame, windows, names, categorical, rows=measured)
+        cur = _to_pandas(frame, windows, names, categorical, rows=measured) if measured.any() else None
         fold = np.random.default_rng(0).permutation(len(ref)) % RECONSTRUCTION_FOLDS
         held_out, scored = [], []
         for k in range(RECONSTRUCTION_FOLDS):
@@ -319,7 +319,7 @@ def reconstruction_drift(
                 .filter(period="analysis")
                 .to_df()
             )
-            if measured.any():
+            if cur is not None:
                 scored.append(
                     _by_window(
                         calculator.calculate(_as_shares(cur, train, continuous)), "reconstruction_error", windows

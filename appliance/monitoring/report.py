@@ -15,16 +15,11 @@ from typing import NamedTuple
 import polars as pl
 
 from appliance.monitoring.performance import TASK_METRICS
+from appliance.monitoring.story import RUN_ROWS
 from appliance.task import DEFAULT_METRIC
 
 WINDOWED = ("quality", "drift", "performance", "estimated", "serving")
 WINDOW = ["window_start", "version"]  # a table's line: one window of one version
-# The serving check's row a monitor run stamps with its own time (the log's refused rows since the previous run),
-# beside its windows' latency rows; like the machine and pipeline checks it is no data window (story.py keeps
-# them apart in ``operations``): in a table of windows it would be a 0-row line per run.
-PER_RUN = pl.col("check").is_in(["machine", "pipeline"]) | (
-    (pl.col("check") == "serving") & (pl.col("method") == "log_overflow")
-)
 
 
 def monitor_report(
@@ -147,8 +142,8 @@ def _headline(frame: pl.DataFrame, kind: str) -> str:
 
 def _overview(frame: pl.DataFrame, min_window_rows: int | None) -> list[str]:
     """A line per window: alerts per check, the realized and estimated metric (AUC for a binary model), p99
-    latency. The checks a run stamps with its own time make no line (``PER_RUN``)."""
-    windowed = frame.filter(pl.col("check").is_in(WINDOWED) & ~PER_RUN)
+    latency. The checks a run stamps with its own time make no line (``story.RUN_ROWS``)."""
+    windowed = frame.filter(pl.col("check").is_in(WINDOWED) & ~RUN_ROWS)
     if windowed.is_empty():
         return ["no traffic in the prediction log yet for the production version"]
     kind = _task_of(windowed)

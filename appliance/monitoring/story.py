@@ -31,6 +31,8 @@ from appliance.task import higher_is_better
 
 WINDOW_START = pl.Datetime("us", "UTC")  # a window's start as the results hold it (windows.CHECK_SCHEMA)
 RUN_CHECKS = ("machine", "pipeline")  # checks stamped with the run's time, never a data window
+# A run's own rows, never a data window: those checks, and rows stamped with the run's instant (log overflow)
+RUN_ROWS = (pl.col("window_end") <= pl.col("window_start")) | pl.col("check").is_in(RUN_CHECKS)
 _SCORED = pl.Schema(
     {
         "window_start": WINDOW_START,
@@ -115,8 +117,7 @@ def monitoring_story(home: Home, model: str, since: datetime | date | str | None
     versions = sorted(found["version"].unique().to_list())
     production = home.registry.alias(model, "production")
     served = production if production is not None else (versions[-1] if versions else None)
-    instant = (pl.col("window_end") <= pl.col("window_start")) | pl.col("check").is_in(RUN_CHECKS)
-    windowed = found.filter(~instant)
+    windowed = found.filter(~RUN_ROWS)
     serving = _serving_versions(windowed)
     data = windowed.join(serving, on=["window_start", "version"], how="semi")
     windows = serving.select("window_start")
@@ -132,7 +133,7 @@ def monitoring_story(home: Home, model: str, since: datetime | date | str | None
         lower_is_better=not higher_is_better(metric),
         performance=_performance(data, windows, metric),
         traffic=_traffic(data, windows),
-        operations=found.filter(instant)
+        operations=found.filter(RUN_ROWS)
         .select(at="window_start", check="check", feature="feature", method="method", value="value")
         .sort("at", "check", "feature", "method")
         .cast(_OPERATIONS),
