@@ -74,6 +74,12 @@ def unwritable(error: sqlite3.DatabaseError, what: str = "a database of the data
     return None
 
 
+def explained(error: sqlite3.DatabaseError) -> StorageError | None:
+    """The error to show for one a later query raised, where which database is not known: damage, or a write the
+    file cannot take; None for any other (a bug, to be raised as it is)."""
+    return damaged("a database of the data directory", error) if is_damage(error) else unwritable(error)
+
+
 @contextmanager
 def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     """Run a block as one write transaction, taking the write lock up front (BEGIN IMMEDIATE)."""

@@ -17,7 +17,7 @@ from appliance.cli.parser import build_parser
 from appliance.cli.serving import _example_request
 from appliance.errors import ApplianceError
 from appliance.logs import configure_logging
-from storage.database import damaged, is_damage, unwritable
+from storage.database import explained
 from storage.errors import StorageError
 
 # `main` is the console script (pyproject: appliance = "appliance.cli:main") and `python -m appliance`;
@@ -44,9 +44,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return exit_code(e)
     except sqlite3.DatabaseError as e:
-        # damage a later query found (opening the file found none), or a write the file could not take: which
-        # database is not known here
-        refused = damaged("a database of the data directory", e) if is_damage(e) else unwritable(e)
+        refused = explained(e)  # damage a later query found (opening the file found none), or an unwritable file
         if refused is None:
             raise
         print(f"error: {refused}", file=sys.stderr)

@@ -52,7 +52,7 @@ def model_task(spec: ModelSpec, contract: DataContract | None = None) -> Task:
         problem = _positive_problem(positive, rule) if rule else f"'{target.column}' is not a contract field"
         if rule is None or problem:
             raise InvalidInput(f"model spec {spec.path or spec.name}: {problem}")
-        (negative,) = (str(v) for v in rule.allowed_values or [] if v != positive)
+        (negative,) = (str(v) for v in rule.allowed_values or [] if str(v) != positive)
         return Task("binary", (negative, positive), target.threshold)
     if target.task == "regression":
         return Task("regression", ())
@@ -228,7 +228,7 @@ def _positive_problem(positive: str | None, rule: FieldRule) -> str | None:
             "contract (its 1 or true is the positive class); remove positive"
         )
     values = [str(v) for v in rule.allowed_values or []]
-    if len(values) != 2:
+    if len(set(values)) != 2 or len(values) != 2:  # two values, and two different ones as text
         return (
             f"the binary target '{rule.name}' is text: the contract must list its two values as allowed_values "
             f"(it lists {values or 'none'})"

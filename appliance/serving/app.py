@@ -103,11 +103,7 @@ def create_app(home_root: Path, refresh_seconds: float = REFRESH_SECONDS, expose
                 await watcher
             if endpoint.shadow_tasks:
                 await asyncio.wait(endpoint.shadow_tasks, timeout=5)
-            try:
-                await asyncio.to_thread(state.close)  # SIGTERM lands here too: queued predictions get written
-            except asyncio.CancelledError:  # a second Ctrl-C cancels the shutdown: write them here, then stop
-                state.close()
-                raise
+            await asyncio.to_thread(state.close)  # SIGTERM lands here too: queued predictions get written
             home.close()
 
     async def _watch(home: Home) -> None:

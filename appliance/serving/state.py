@@ -91,22 +91,24 @@ class ServingState:
         Forbidden or RateLimited otherwise. The key comes from the raw headers; the rate-limit peer
         is the socket's, never a forwarded-for header. A browser's ``Origin`` naming another host than the
         request's ``Host`` is a page of another site (``Gatekeeper.admit``)."""
-        bearer = key = origin = host = None
+        bearer = key = None
+        origin: bytes | None = None
+        host = b""
         for header, value in scope["headers"]:  # raw ASGI headers: names are lower-case bytes
             if header == b"authorization":
                 bearer = value.decode("latin-1")
             elif header == b"x-api-key":
                 key = value.decode("latin-1")
-            elif header == b"origin":
-                origin = value.decode("latin-1")
+            elif header == b"origin":  # kept as bytes: only a refusal decodes it
+                origin = value
             elif header == b"host":
-                host = value.decode("latin-1")
+                host = value
         token = bearer[7:].strip() if bearer and bearer[:7].lower() == "bearer " else key
         client = scope.get("client")
         # "scheme://host[:port]" against "host[:port]"; a page with no origin of its own sends "null"
-        other_site = (
-            origin if origin is not None and origin.partition("://")[2].lower() != (host or "").lower() else None
-        )
+        other_site = None
+        if origin is not None and origin.partition(b"://")[2].lower() != host.lower():
+            other_site = origin.decode("latin-1")
         return self.gate.admit(which, token, client[0] if client else None, other_site)
 
     def route(self, name: str) -> Route:

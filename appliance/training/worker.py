@@ -19,10 +19,10 @@ import msgspec
 
 from appliance import errors, progress
 from appliance.errors import ApplianceError, Conflict
-from appliance.processes import start_shielded, unblock_stops
+from appliance.processes import STOPS, start_shielded, unblock_stops
 from appliance.training import stop
 from storage import errors as storage_errors
-from storage.database import unwritable
+from storage.database import explained
 from storage.errors import StorageError
 
 if TYPE_CHECKING:  # the pipeline (and the ML stack under it) is imported in the worker, not here
@@ -124,11 +124,11 @@ def _passing_signals(worker: multiprocessing.process.BaseProcess, received: list
 
     def pass_on(signum: int, _frame: object) -> None:
         received.append(signum)
-        with contextlib.suppress(ProcessLookupError):  # it has just ended
-            os.kill(pid, signum if len(received) == 1 else signal.SIGKILL)
+        if worker.exitcode is None:  # not reaped yet: its pid is still its own, not a reused one
+            with contextlib.suppress(ProcessLookupError):  # it has just ended
+                os.kill(pid, signum if len(received) == 1 else signal.SIGKILL)
 
-    stopping = (signal.SIGINT, signal.SIGTERM)
-    previous = {s: signal.signal(s, pass_on) for s in stopping}
+    previous = {s: signal.signal(s, pass_on) for s in STOPS}
     try:
         yield
     finally:
@@ -215,7 +215,7 @@ def _work(
     from appliance.training.pipeline import NothingNew, train
 
     os.nice(WORKER_NICENESS)
-    for stopping in (signal.SIGINT, signal.SIGTERM):  # end at the next safe point, resumably; not a traceback
+    for stopping in STOPS:  # end at the next safe point, resumably; not a traceback
         signal.signal(stopping, stop.request_stop)
     unblock_stops()  # a Ctrl-C that came while this process started is delivered now, to request_stop
     _stop_with(multiprocessing.parent_process())
@@ -235,8 +235,8 @@ def _work(
         messages.put(("nothing new" if isinstance(outcome, NothingNew) else "done", msgspec.to_builtins(outcome)))
     except (ApplianceError, StorageError) as e:
         messages.put(("error", (type(e).__name__, str(e))))
-    except sqlite3.DatabaseError as e:  # a write the data directory could not take is the user's to fix
-        refused = unwritable(e)
+    except sqlite3.DatabaseError as e:  # a damaged or unwritable data directory is the user's to fix
+        refused = explained(e)
         messages.put(
             ("crash", traceback.format_exc()) if refused is None else ("error", ("StorageError", str(refused)))
         )
