@@ -3,7 +3,7 @@ estimate disagree beyond the band (the estimate cannot see concept drift)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import polars as pl
 
@@ -18,7 +18,7 @@ def _rows(version: int, auc: float, estimate: tuple[float, float, float], rows: 
         "model": "churn",
         "version": version,
         "window_start": DAY,
-        "window_end": DAY,
+        "window_end": DAY + timedelta(days=1),  # a data window spans its day (a run's own row is an instant)
         "feature": "*",
         "threshold": None,
         "rows": rows,
